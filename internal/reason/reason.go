@@ -1,0 +1,83 @@
+// Package reason defines the stable reason codes of gateway-generated responses and the
+// Error type that carries one. It is a leaf: it imports no other Sluice package, so every
+// layer of the data path can return a reason without an import cycle.
+package reason
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable snake_case reason. It appears in the X-Sluice-Error response header,
+// the JSON error body, the access log and metrics. docs/errors.md lists each with advice.
+type Code string
+
+// Reason codes. Add new codes at the end of their group and document them in docs/errors.md.
+const (
+	// Client side (4xx).
+	BadRequest      Code = "bad_request"
+	NoRoute         Code = "no_route"
+	BodyTooLarge    Code = "request_body_too_large"
+	HeaderTooLarge  Code = "request_header_too_large"
+	NotImplemented  Code = "not_implemented"
+	VersionNotSupp  Code = "http_version_not_supported"
+	ClientBodyError Code = "client_body_error"
+	ClientTimeout   Code = "client_timeout"
+
+	// Upstream side (5xx).
+	ConnectRefused   Code = "upstream_connect_refused"
+	ConnectFailed    Code = "upstream_connect_failed"
+	ConnectTimeout   Code = "upstream_connect_timeout"
+	ResetBeforeSend  Code = "upstream_reset_before_request"
+	ResetBeforeResp  Code = "upstream_reset_before_response"
+	ResponseTimeout  Code = "upstream_timeout"
+	BadResponse      Code = "upstream_bad_response"
+	ResetDuringResp  Code = "upstream_reset_during_response"
+	PoolQueueFull    Code = "pool_queue_full"
+	PoolQueueTimeout Code = "pool_queue_timeout"
+	NoHealthyTarget  Code = "no_healthy_target"
+	GatewayShutdown  Code = "gateway_shutting_down"
+	InternalError    Code = "internal_error"
+)
+
+// Error is a failure the gateway itself answers for. Status is the HTTP status to send.
+type Error struct {
+	Status int
+	Code   Code
+	// Target is the upstream target address involved, if any.
+	Target string
+	// Err is the underlying cause, for logs. It is not shown to clients by default.
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := string(e.Code)
+	if e.Target != "" {
+		msg += " (target " + e.Target + ")"
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an *Error.
+func New(status int, code Code, target string, err error) *Error {
+	return &Error{Status: status, Code: code, Target: target, Err: err}
+}
+
+// Newf returns an *Error whose cause is a formatted message.
+func Newf(status int, code Code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// From returns the *Error in err's chain, or a 502 internal_error wrapping err.
+func From(err error) *Error {
+	var re *Error
+	if errors.As(err, &re) {
+		return re
+	}
+	return &Error{Status: 502, Code: InternalError, Err: err}
+}
