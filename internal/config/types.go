@@ -16,7 +16,8 @@ type Config struct {
 	// Default 30s; 0 means "do not wait" (in-flight requests are cut at once).
 	ShutdownGrace *Duration `yaml:"shutdown_grace"`
 
-	// File is the path the config was loaded from ("" for the embedded default). Not YAML.
+	// File is the path the config was loaded from ("embedded:default.yaml" for the embedded
+	// default, "" for a Config built in code). Not YAML.
 	File string `yaml:"-"`
 	// Hash is a hex SHA-256 of the raw bytes, used as the config version. Not YAML.
 	Hash string `yaml:"-"`
@@ -39,9 +40,10 @@ type Listener struct {
 	// IdleTimeout closes a client keep-alive connection idle this long. Default 60s;
 	// 0 is invalid (use a small value to close quickly).
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	// MaxHeaderBytes bounds the request line plus all headers. Default 65536 (64 KiB).
+	// MaxHeaderBytes bounds the request line plus all headers. Default 65536 (64 KiB);
+	// 0 is invalid.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
-	// MaxHeaders bounds the number of request header fields. Default 100.
+	// MaxHeaders bounds the number of request header fields. Default 100; 0 is invalid.
 	MaxHeaders int `yaml:"max_headers"`
 	// MaxBodyBytes bounds request bodies (413 above it). Default 0: unlimited. Routes can lower it.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
@@ -83,9 +85,10 @@ type Keepalive struct {
 	// Default 0: unlimited.
 	MaxConns int `yaml:"max_conns"`
 	// MaxPending caps requests waiting for a connection per target when MaxConns is reached;
-	// more get 503 pool_queue_full. Default 1024.
+	// more get 503 pool_queue_full. Default 1024. 0 means no queue: such requests get 503 at once.
 	MaxPending *int `yaml:"max_pending"`
-	// QueueTimeout is the longest a request waits for a connection. Default 5s.
+	// QueueTimeout is the longest a request waits for a connection. Default 5s. 0 is invalid
+	// (write max_pending: 0 to fail at once instead of waiting).
 	QueueTimeout *Duration `yaml:"queue_timeout"`
 	// MaxRequests retires a connection after this many requests. Default 0: unlimited.
 	MaxRequests int `yaml:"max_requests"`
@@ -103,7 +106,8 @@ type Keepalive struct {
 	UnsafeMaxIdle *Duration `yaml:"unsafe_max_idle"`
 }
 
-// Timeouts are upstream timeouts. Omitted fields inherit (route <- upstream <- defaults).
+// Timeouts are upstream timeouts. Omitted fields inherit (route <- upstream <- defaults);
+// an explicit 0 is invalid (omit the field to inherit). Use [Route.EffectiveTimeouts].
 type Timeouts struct {
 	// Connect bounds dialing a target. Default 5s. Exceeding it gives 504 upstream_connect_timeout.
 	Connect Duration `yaml:"connect"`
@@ -127,6 +131,7 @@ type Route struct {
 	// Timeouts override the upstream's timeouts for this route.
 	Timeouts Timeouts `yaml:"timeouts"`
 	// MaxBodyBytes lowers the listener's request body limit for this route. 0: inherit.
+	// A value above the listener's limit has no effect.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Rewrite changes the request before it is forwarded.
 	Rewrite Rewrite `yaml:"rewrite"`
@@ -136,7 +141,7 @@ type Route struct {
 type Match struct {
 	// Hosts are exact host names ("api.example.com") or wildcards ("*.example.com", which matches
 	// any name ending in ".example.com" but not "example.com" itself). Empty: any host.
-	// Compared case-insensitively, without the port.
+	// Compared case-insensitively, without the port; Load lowercases them.
 	Hosts []string `yaml:"hosts"`
 	// Path is an exact path ("/healthz") or a template with named segments ("/users/{id}/orders";
 	// a final "{name...}" matches the rest of the path). At most one of Path, PathPrefix, PathRegex.
@@ -146,7 +151,7 @@ type Match struct {
 	PathPrefix string `yaml:"path_prefix"`
 	// PathRegex is an RE2 regular expression matched against the path (unanchored unless it says so).
 	PathRegex string `yaml:"path_regex"`
-	// Methods restricts the HTTP methods. Empty: any method.
+	// Methods restricts the HTTP methods. Empty: any method. Load upper-cases them.
 	Methods []string `yaml:"methods"`
 	// Headers are request header conditions; all must hold.
 	Headers []ValueMatch `yaml:"headers"`

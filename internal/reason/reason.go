@@ -81,3 +81,36 @@ func From(err error) *Error {
 	}
 	return &Error{Status: 502, Code: InternalError, Err: err}
 }
+
+var descriptions = map[Code]string{
+	BadRequest:      "the request is malformed or ambiguous and was refused",
+	NoRoute:         "no route matches this request",
+	BodyTooLarge:    "the request body is larger than the configured limit",
+	HeaderTooLarge:  "the request line or headers are larger than the configured limit",
+	NotImplemented:  "the request uses a feature this gateway does not implement",
+	VersionNotSupp:  "the HTTP version is not supported",
+	ClientBodyError: "the request body could not be read from the client",
+	ClientTimeout:   "the client was too slow sending the request",
+
+	ConnectRefused:   "the upstream target refused the connection",
+	ConnectFailed:    "the connection to the upstream target failed",
+	ConnectTimeout:   "connecting to the upstream target timed out",
+	ResetBeforeSend:  "the upstream connection closed before the request was sent",
+	ResetBeforeResp:  "the upstream connection closed after the request was sent, before any response",
+	ResponseTimeout:  "the upstream target did not answer in time",
+	BadResponse:      "the upstream target sent an invalid response",
+	ResetDuringResp:  "the upstream connection broke while the response was being received",
+	PoolQueueFull:    "too many requests are waiting for an upstream connection",
+	PoolQueueTimeout: "no upstream connection became free in time",
+	NoHealthyTarget:  "no healthy upstream target is available",
+	GatewayShutdown:  "the gateway is shutting down",
+	InternalError:    "the gateway failed to handle the request",
+}
+
+// Describe returns a one-line, client-safe explanation of code.
+func Describe(c Code) string {
+	if d, ok := descriptions[c]; ok {
+		return d
+	}
+	return string(c)
+}

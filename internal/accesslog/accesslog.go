@@ -1,0 +1,208 @@
+// Package accesslog writes one JSON line per request. Lines are built without reflection into
+// a pooled buffer and written through a shared buffered writer that is flushed every 100ms and
+// on Close, so logging costs the request path one short critical section, not a syscall.
+package accesslog
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Logger writes access log lines. A nil *Logger discards everything.
+type Logger struct {
+	mu     sync.Mutex
+	w      *bufio.Writer
+	closer io.Closer
+	done   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// New returns a Logger writing to w. If w is an io.Closer, Close closes it.
+func New(w io.Writer) *Logger {
+	l := &Logger{w: bufio.NewWriterSize(w, 64<<10), done: make(chan struct{})}
+	if c, ok := w.(io.Closer); ok {
+		l.closer = c
+	}
+	l.wg.Add(1)
+	go l.flusher()
+	return l
+}
+
+func (l *Logger) flusher() {
+	defer l.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			l.mu.Lock()
+			l.w.Flush()
+			l.mu.Unlock()
+		case <-l.done:
+			return
+		}
+	}
+}
+
+// Close flushes and stops the logger.
+func (l *Logger) Close() error {
+	if l == nil {
+		return nil
+	}
+	close(l.done)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.w.Flush()
+	if l.closer != nil {
+		if cerr := l.closer.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+var linePool = sync.Pool{New: func() any { return &Line{b: make([]byte, 0, 512)} }}
+
+// Line is one access log entry under construction.
+type Line struct{ b []byte }
+
+// Begin starts a line. Call Str/Int/... and then Write.
+func (l *Logger) Begin() *Line {
+	if l == nil {
+		return nil
+	}
+	ln := linePool.Get().(*Line)
+	ln.b = append(ln.b[:0], '{')
+	return ln
+}
+
+func (ln *Line) key(k string) {
+	if len(ln.b) > 1 {
+		ln.b = append(ln.b, ',')
+	}
+	ln.b = append(ln.b, '"')
+	ln.b = append(ln.b, k...)
+	ln.b = append(ln.b, '"', ':')
+}
+
+// Str adds a string field.
+func (ln *Line) Str(k, v string) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = appendJSONString(ln.b, v)
+	return ln
+}
+
+// Bytes adds a string field from bytes.
+func (ln *Line) Bytes(k string, v []byte) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = appendJSONString(ln.b, string(v))
+	return ln
+}
+
+// Int adds an integer field.
+func (ln *Line) Int(k string, v int64) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = strconv.AppendInt(ln.b, v, 10)
+	return ln
+}
+
+// Bool adds a boolean field.
+func (ln *Line) Bool(k string, v bool) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = strconv.AppendBool(ln.b, v)
+	return ln
+}
+
+// Ms adds a duration in milliseconds with microsecond precision.
+func (ln *Line) Ms(k string, d time.Duration) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = strconv.AppendFloat(ln.b, float64(d.Microseconds())/1000, 'f', -1, 64)
+	return ln
+}
+
+// Time adds a timestamp in RFC 3339 with milliseconds.
+func (ln *Line) Time(k string, t time.Time) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = append(ln.b, '"')
+	ln.b = t.UTC().AppendFormat(ln.b, "2006-01-02T15:04:05.000Z07:00")
+	ln.b = append(ln.b, '"')
+	return ln
+}
+
+// Raw adds a field whose value is already valid JSON.
+func (ln *Line) Raw(k string, json []byte) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = append(ln.b, json...)
+	return ln
+}
+
+// Write ends the line and queues it on l.
+func (l *Logger) Write(ln *Line) {
+	if l == nil || ln == nil {
+		return
+	}
+	ln.b = append(ln.b, '}', '\n')
+	l.mu.Lock()
+	l.w.Write(ln.b)
+	l.mu.Unlock()
+	if cap(ln.b) <= 16<<10 {
+		linePool.Put(ln)
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string, escaping what JSON requires and replacing
+// invalid UTF-8 so that a hostile request cannot break the log format.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}

@@ -1,0 +1,160 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Defaults applied by [Parse] to fields that are omitted. docs/config.md documents them.
+const (
+	DefaultReadHeaderTimeout = Duration(10 * time.Second)
+	DefaultReadTimeout       = Duration(60 * time.Second)
+	DefaultWriteTimeout      = Duration(60 * time.Second)
+	DefaultIdleTimeout       = Duration(60 * time.Second)
+	DefaultMaxHeaderBytes    = 65536
+	DefaultMaxHeaders        = 100
+
+	DefaultWeight = 1
+
+	DefaultKeepaliveEnabled     = true
+	DefaultKeepaliveIdleTimeout = Duration(60 * time.Second)
+	DefaultMaxIdle              = 64
+	DefaultMaxPending           = 1024
+	DefaultQueueTimeout         = Duration(5 * time.Second)
+	DefaultLearn                = true
+	DefaultSafetyFraction       = 0.85
+	DefaultUnsafeMaxIdle        = Duration(2 * time.Second)
+
+	DefaultConnectTimeout = Duration(5 * time.Second)
+	DefaultUpstreamRead   = Duration(60 * time.Second)
+	DefaultUpstreamWrite  = Duration(60 * time.Second)
+
+	DefaultRewriteHost = HostClient
+	DefaultLogLevel    = "info"
+	DefaultAccessLog   = "stdout"
+	DefaultShutdown    = Duration(30 * time.Second)
+)
+
+// Values of [Rewrite.Host].
+const (
+	HostClient = "client"
+	HostTarget = "target"
+	HostFixed  = "fixed"
+)
+
+// applyDefaults fills omitted fields. Pointer fields are set only when nil, so an explicit
+// zero survives for validation to reject. Plain fields are set when zero; Parse reports
+// explicit zeros of those that must not be 0 before calling it (see explicitZeros).
+// It also normalizes case: hosts to lower case, methods to upper case.
+func applyDefaults(c *Config) {
+	for i := range c.Listeners {
+		defaultListener(&c.Listeners[i])
+	}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		for j := range u.Targets {
+			setIfZero(&u.Targets[j].Weight, DefaultWeight)
+		}
+		defaultKeepalive(&u.Keepalive)
+		setIfZero(&u.Timeouts.Connect, DefaultConnectTimeout)
+		setIfZero(&u.Timeouts.Read, DefaultUpstreamRead)
+		setIfZero(&u.Timeouts.Write, DefaultUpstreamWrite)
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		// Route timeouts left 0 inherit the upstream's: see Route.EffectiveTimeouts.
+		for j, h := range r.Match.Hosts {
+			r.Match.Hosts[j] = strings.ToLower(h)
+		}
+		for j, m := range r.Match.Methods {
+			r.Match.Methods[j] = strings.ToUpper(m)
+		}
+		setIfZero(&r.Rewrite.Host, DefaultRewriteHost)
+	}
+	setIfZero(&c.Log.Level, DefaultLogLevel)
+	setIfZero(&c.Log.Access, DefaultAccessLog)
+	setIfNil(&c.ShutdownGrace, DefaultShutdown)
+}
+
+func defaultListener(l *Listener) {
+	setIfZero(&l.Name, l.Address)
+	setIfZero(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setIfZero(&l.ReadTimeout, DefaultReadTimeout)
+	setIfZero(&l.WriteTimeout, DefaultWriteTimeout)
+	setIfZero(&l.IdleTimeout, DefaultIdleTimeout)
+	setIfZero(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setIfZero(&l.MaxHeaders, DefaultMaxHeaders)
+}
+
+func defaultKeepalive(k *Keepalive) {
+	setIfNil(&k.Enabled, DefaultKeepaliveEnabled)
+	setIfNil(&k.IdleTimeout, DefaultKeepaliveIdleTimeout)
+	setIfNil(&k.MaxIdle, DefaultMaxIdle)
+	setIfNil(&k.MaxPending, DefaultMaxPending)
+	setIfNil(&k.QueueTimeout, DefaultQueueTimeout)
+	setIfNil(&k.Learn, DefaultLearn)
+	setIfNil(&k.SafetyFraction, DefaultSafetyFraction)
+	setIfNil(&k.UnsafeMaxIdle, DefaultUnsafeMaxIdle)
+}
+
+// String formats d for messages and docs: whole seconds as "60s", else as time.Duration.
+func (d Duration) String() string {
+	if d > 0 && d%Duration(time.Second) == 0 {
+		return fmt.Sprintf("%ds", d/Duration(time.Second))
+	}
+	return time.Duration(d).String()
+}
+
+func setIfZero[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+func setIfNil[T any](p **T, v T) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
+// explicitZeros reports plain (non-pointer) fields written as 0 where 0 is invalid. After
+// decoding, such a field cannot be told from an omitted one, so the node tree is asked
+// whether the key was written; applyDefaults then overwrites the zero.
+func explicitZeros(c *Config, idx *nodeIndex) problems {
+	var p problems
+	check := func(path string, isZero bool, format string, args ...any) {
+		if isZero && idx.explicit(path) {
+			p.add(path, format, args...)
+		}
+	}
+	const noTimeout = "0 is not allowed (it would mean no timeout); omit the field for the default %s"
+	for i, l := range c.Listeners {
+		b := fmt.Sprintf("listeners[%d].", i)
+		check(b+"read_header_timeout", l.ReadHeaderTimeout == 0, noTimeout, DefaultReadHeaderTimeout)
+		check(b+"read_timeout", l.ReadTimeout == 0, noTimeout, DefaultReadTimeout)
+		check(b+"write_timeout", l.WriteTimeout == 0, noTimeout, DefaultWriteTimeout)
+		check(b+"idle_timeout", l.IdleTimeout == 0, "0 is not allowed; use a small value such as 1s to close idle client connections quickly, or omit the field for the default %s", DefaultIdleTimeout)
+		check(b+"max_header_bytes", l.MaxHeaderBytes == 0, "0 is not allowed; omit the field for the default %d", DefaultMaxHeaderBytes)
+		check(b+"max_headers", l.MaxHeaders == 0, "0 is not allowed; omit the field for the default %d", DefaultMaxHeaders)
+	}
+	for i, u := range c.Upstreams {
+		b := fmt.Sprintf("upstreams[%d].", i)
+		for j, t := range u.Targets {
+			check(fmt.Sprintf("%stargets[%d].weight", b, j), t.Weight == 0, "0 is not allowed; remove the target instead")
+		}
+		checkTimeoutZeros(check, b+"timeouts.", u.Timeouts, "omit the field for the default")
+	}
+	for i, r := range c.Routes {
+		checkTimeoutZeros(check, fmt.Sprintf("routes[%d].timeouts.", i), r.Timeouts, "omit the field to inherit the upstream's")
+	}
+	return p
+}
+
+func checkTimeoutZeros(check func(string, bool, string, ...any), base string, t Timeouts, hint string) {
+	const msg = "0 is not allowed (it would mean no timeout); %s"
+	check(base+"connect", t.Connect == 0, msg, hint)
+	check(base+"read", t.Read == 0, msg, hint)
+	check(base+"write", t.Write == 0, msg, hint)
+}

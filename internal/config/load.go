@@ -1,0 +1,184 @@
+package config
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FieldError is one problem in a configuration. Parse and Validate return every problem
+// found, joined with errors.Join; use errors.As or a type switch on the joined error's
+// Unwrap() []error to get each one.
+type FieldError struct {
+	File string // file name as given to Parse; "" when unknown
+	Line int    // 1-based line; 0 when unknown
+	Path string // field path such as "routes[2].upstream"; "" for the whole file
+	Msg  string // what is wrong, lower case
+}
+
+// Error formats the problem as "file:line: path: message".
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		b.WriteString(e.File + ": ")
+	case e.Line > 0:
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Path != "" {
+		b.WriteString(e.Path + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// problems collects FieldErrors by path; Parse adds file and line afterwards.
+type problems []*FieldError
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// join stamps file and (when idx is known) lines on every problem, sorts them by line and
+// joins them. It returns nil when there are none.
+func (p problems) join(file string, idx *nodeIndex) error {
+	if len(p) == 0 {
+		return nil
+	}
+	for _, e := range p {
+		e.File = file
+		if e.Line == 0 {
+			e.Line = idx.line(e.Path)
+		}
+	}
+	slices.SortStableFunc(p, func(a, b *FieldError) int { return cmp.Compare(a.Line, b.Line) })
+	errs := make([]error, len(p))
+	for i, e := range p {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// Load reads and parses the configuration file at path. See [Parse].
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes one YAML document strictly (unknown keys are errors), sets File and Hash,
+// applies the defaults and validates. file names the source in error messages. Every
+// problem found is returned together; validation runs only when decoding succeeded, since
+// a half-decoded config would only add confusing follow-up errors.
+func Parse(file string, data []byte) (*Config, error) {
+	root, err := parseDocument(file, data)
+	if err != nil {
+		return nil, err
+	}
+	idx := buildIndex(root)
+	sum := sha256.Sum256(data)
+	c := &Config{}
+	if p := decodeStrict(data, c, idx); len(p) > 0 {
+		return nil, p.join(file, idx)
+	}
+	c.File, c.Hash = file, hex.EncodeToString(sum[:])
+	p := explicitZeros(c, idx)
+	applyDefaults(c)
+	p = append(p, c.validate()...)
+	if err := p.join(file, idx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseDocument parses data into a node tree and returns its top-level mapping.
+func parseDocument(file string, data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	err := dec.Decode(&doc)
+	if errors.Is(err, io.EOF) {
+		return nil, &FieldError{File: file, Line: 1, Msg: "empty configuration: want a mapping with listeners, upstreams and routes"}
+	}
+	if err != nil {
+		return nil, syntaxError(file, err)
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		return nil, &FieldError{File: file, Line: max(next.Line, 1), Msg: "a second YAML document (\"---\"): a config file holds exactly one"}
+	case !errors.Is(err, io.EOF):
+		return nil, syntaxError(file, err)
+	}
+	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return nil, &FieldError{File: file, Line: 1, Msg: "empty configuration: want a mapping with listeners, upstreams and routes"}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, &FieldError{File: file, Line: root.Line, Msg: fmt.Sprintf("the top level must be a mapping with listeners, upstreams and routes, not %s", describeTag(root.ShortTag()))}
+	}
+	return root, nil
+}
+
+// syntaxError rewords a YAML parser error ("yaml: line 3: did not find expected key").
+func syntaxError(file string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line, rest := splitLine(msg)
+	return &FieldError{File: file, Line: line, Msg: "invalid YAML: " + rest}
+}
+
+// splitLine splits "line N: rest" into N and rest; it returns 0 and msg otherwise.
+func splitLine(msg string) (int, string) {
+	s, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, msg
+	}
+	num, rest, ok := strings.Cut(s, ": ")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil {
+		return 0, msg
+	}
+	return n, rest
+}
+
+// decodeStrict decodes data into c with unknown keys as errors, and reports every decode
+// problem and every key written without a value, reworded as field errors.
+func decodeStrict(data []byte, c *Config, idx *nodeIndex) problems {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var p problems
+	err := dec.Decode(c)
+	var te *yaml.TypeError
+	switch {
+	case errors.As(err, &te):
+		for _, m := range te.Errors {
+			p = append(p, rewordDecodeError(m, idx))
+		}
+	case err != nil:
+		line, rest := splitLine(strings.TrimPrefix(err.Error(), "yaml: "))
+		p = append(p, &FieldError{Line: line, Msg: rest})
+	}
+	seen := map[int]bool{}
+	for _, e := range p {
+		seen[e.Line] = true
+	}
+	for _, e := range idx.nulls() {
+		if !seen[e.key.Line] {
+			p = append(p, &FieldError{Path: e.path, Line: e.key.Line, Msg: "no value: write one ({} or [] for empty), or remove the key to get the default"})
+		}
+	}
+	return p
+}

@@ -1,0 +1,142 @@
+package connpool
+
+import (
+	"bufio"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const bufSize = 4 << 10
+
+var lastID atomic.Uint64
+
+type connState uint8
+
+const (
+	stateInUse connState = iota
+	stateIdle
+	stateClosed
+)
+
+// Conn is one upstream connection checked out of a [Pool] for one request. The exported
+// fields describe this checkout; they are written by Get and read by the caller only.
+type Conn struct {
+	ID      uint64
+	Reused  bool          // it served a request before this one
+	IdleAge time.Duration // idle age at checkout (0 when new)
+	Served  int           // requests served before this one
+	R       *bufio.Reader // over the counting connection; pooled with the Conn
+	W       *bufio.Writer
+
+	cc *countConn
+	rc syscall.RawConn // nil when the dialed conn has no file descriptor
+
+	// Guarded by the pool mutex.
+	state     connState
+	created   time.Time
+	lastUsed  time.Time     // start of the current idle period (release time)
+	aliveAt   time.Time     // last time a probe saw it alive in this idle period
+	served    int           // requests completed
+	limit     int           // Keep-Alive max: served >= limit retires it; 0 = none
+	kaTimeout time.Duration // latest Keep-Alive timeout on this conn; 0 = none
+	gen       uint64        // checkout generation, to spot reuse during a sweep probe
+	idleAtGet time.Duration // idle age at the last checkout
+
+	// probeMu serialises probes (the sweeper and Get may probe the same conn). The probe
+	// closure is built once so a probe costs no allocation.
+	probeMu  sync.Mutex
+	probeFn  func(fd uintptr)
+	probeN   int
+	probeErr error
+}
+
+// NetConn returns the counting connection, for SetDeadline and the like.
+func (c *Conn) NetConn() net.Conn { return c.cc }
+
+// BytesWritten returns the bytes accepted by Write since this checkout.
+func (c *Conn) BytesWritten() int64 { return c.cc.w.Load() }
+
+// BytesRead returns the bytes read from the socket since this checkout.
+func (c *Conn) BytesRead() int64 { return c.cc.r.Load() }
+
+func newConn(nc net.Conn, now time.Time) *Conn {
+	cc := &countConn{Conn: nc}
+	c := &Conn{
+		ID:       lastID.Add(1),
+		R:        bufio.NewReaderSize(cc, bufSize),
+		W:        bufio.NewWriterSize(cc, bufSize),
+		cc:       cc,
+		created:  now,
+		lastUsed: now,
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+		}
+	}
+	c.probeFn = func(fd uintptr) {
+		var b [1]byte
+		c.probeN, _, c.probeErr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	}
+	return c
+}
+
+// check tells whether an idle connection may carry a request: "" when alive, else why not.
+// It never consumes data. Only the checker's goroutine may touch c.R, so the sweeper calls
+// probe, not check.
+func (c *Conn) check() CloseReason {
+	if c.R.Buffered() > 0 {
+		return CloseUnsolicitedData
+	}
+	return c.probe()
+}
+
+// probe peeks one byte without blocking: EAGAIN means alive, 0 bytes means the peer's FIN
+// arrived, bytes mean unsolicited data, any other error (ECONNRESET) means dead.
+func (c *Conn) probe() CloseReason {
+	if c.rc == nil {
+		return ""
+	}
+	c.probeMu.Lock()
+	defer c.probeMu.Unlock()
+	if err := c.rc.Control(c.probeFn); err != nil {
+		return CloseBackendClosedIdle
+	}
+	n, err := c.probeN, c.probeErr
+	switch {
+	case err == syscall.EAGAIN:
+		return ""
+	case err == nil && n == 0:
+		return CloseBackendClosedIdle
+	case n > 0:
+		return CloseUnsolicitedData
+	default:
+		return CloseBackendClosedIdle
+	}
+}
+
+// countConn counts bytes moved through a connection since the last reset.
+type countConn struct {
+	net.Conn
+	r, w atomic.Int64
+}
+
+func (c *countConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.r.Add(int64(n))
+	return n, err
+}
+
+func (c *countConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.w.Add(int64(n))
+	return n, err
+}
+
+func (c *countConn) reset() {
+	c.r.Store(0)
+	c.w.Store(0)
+}

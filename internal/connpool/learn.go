@@ -1,0 +1,259 @@
+package connpool
+
+// Learning the backend's idle timeout and self-healing. All methods run under the pool
+// mutex. The rules are explained in doc.go; in short:
+//
+//   - header: Keep-Alive timeout=N lowers the learned value at once; a higher N is accepted
+//     after 3 responses in a row carried it, and only over a header-sourced value.
+//   - observed: an idle close found by the sweep or the checkout check yields a sample (the
+//     idle age the conn was last seen alive at). Samples closer than 2 sweep intervals form
+//     one event (a restart closes every idle conn at once). A sample is used when a second,
+//     distinct event within LearnWindow agrees within 25%: a backend idle timeout recurs at
+//     the same age, a restart does not.
+//   - failure: a reused conn reset before any response byte: its idle age at checkout
+//     lowers the learned value at once unless it is below half of it (then it needs
+//     confirming like an observation).
+//   - growth: a value from observation or failure grows 10% per GrowInterval without new
+//     evidence, so a raised backend timeout is re-learned slowly.
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Learned value sources, as shown in [Snapshot].
+const (
+	SourceHeader   = "header"
+	SourceObserved = "observed"
+	SourceFailure  = "failure"
+)
+
+const (
+	headerRaiseStreak = 3
+	growFactor        = 1.10
+	agreeRatio        = 0.75
+	maxEvents         = 4
+)
+
+type event struct {
+	at     time.Time
+	sample time.Duration
+}
+
+type learner struct {
+	value     time.Duration
+	source    string
+	lastLower time.Time // last evidence that lowered or confirmed the value
+	lastGrow  time.Time
+
+	raiseTo     time.Duration // header value above the learned one, and how often in a row
+	raiseStreak int
+
+	events []event
+}
+
+type healer struct {
+	factor     float64
+	failures   []time.Time
+	lastFail   time.Time
+	lastChange time.Time
+}
+
+func (p *Pool) logLearned(old time.Duration, oldSrc, why string) {
+	l := &p.learn
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "learned backend idle timeout",
+		slog.Duration("learned", l.value), slog.String("source", l.source),
+		slog.Duration("previous", old), slog.String("previous_source", oldSrc),
+		slog.Duration("effective_idle", p.eff), slog.String("why", why))
+}
+
+func (p *Pool) setLearnedLocked(v time.Duration, src, why string, now time.Time) {
+	l := &p.learn
+	old, oldSrc := l.value, l.source
+	l.value, l.source = v, src
+	l.lastLower = now
+	p.recomputeLocked()
+	if old != v || oldSrc != src {
+		p.logLearned(old, oldSrc, why)
+	}
+}
+
+// lowerLocked applies evidence v: the learned value becomes min(value, v).
+func (p *Pool) lowerLocked(v time.Duration, src, why string, now time.Time) {
+	l := &p.learn
+	if l.value == 0 || v < l.value {
+		p.setLearnedLocked(v, src, why, now)
+		return
+	}
+	l.lastLower = now // consistent evidence: keeps growth on hold
+}
+
+func (p *Pool) learnHeaderLocked(v time.Duration, now time.Time) {
+	if !p.opts.Learn || v <= 0 {
+		return
+	}
+	l := &p.learn
+	switch {
+	case l.value == 0 || v < l.value:
+		l.raiseTo, l.raiseStreak = 0, 0
+		p.setLearnedLocked(v, SourceHeader, "keep-alive header", now)
+	case v == l.value:
+		l.raiseTo, l.raiseStreak = 0, 0
+		if l.source == SourceHeader {
+			l.lastLower = now
+		}
+	case l.source != SourceHeader:
+		// The backend was seen closing earlier than it advertises: keep the evidence.
+	default:
+		if v != l.raiseTo {
+			l.raiseTo, l.raiseStreak = v, 0
+		}
+		l.raiseStreak++
+		if l.raiseStreak >= headerRaiseStreak {
+			l.raiseTo, l.raiseStreak = 0, 0
+			p.setLearnedLocked(v, SourceHeader, "keep-alive header raised consistently", now)
+		}
+	}
+}
+
+// observeLocked records an idle close of c found at now.
+func (p *Pool) observeLocked(c *Conn, now time.Time) {
+	if !p.opts.Learn {
+		return
+	}
+	sample := c.aliveAt.Sub(c.lastUsed)
+	if sample <= 0 {
+		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
+		sample = now.Sub(c.lastUsed) / 2
+	}
+	p.eventLocked(sample, SourceObserved, now)
+}
+
+func (p *Pool) eventLocked(sample time.Duration, src string, now time.Time) {
+	if sample < p.opts.ReuseFloor {
+		return // far too short to be an idle timeout we could honour: a restart or a crash
+	}
+	l := &p.learn
+	n := len(l.events)
+	if n > 0 && now.Sub(l.events[n-1].at) <= 2*p.opts.SweepInterval {
+		e := &l.events[n-1]
+		e.at, e.sample = now, min(e.sample, sample)
+	} else {
+		if n == maxEvents {
+			copy(l.events, l.events[1:])
+			l.events = l.events[:n-1]
+		}
+		l.events = append(l.events, event{at: now, sample: sample})
+	}
+	last := l.events[len(l.events)-1]
+	for _, e := range l.events[:len(l.events)-1] {
+		if now.Sub(e.at) > p.opts.LearnWindow {
+			continue
+		}
+		lo, hi := min(e.sample, last.sample), max(e.sample, last.sample)
+		if float64(lo) >= agreeRatio*float64(hi) {
+			p.lowerLocked(lo, src, "idle closes confirmed", now)
+			return
+		}
+	}
+}
+
+// failureLocked records a reused conn reset before any response byte.
+func (p *Pool) failureLocked(idleAge time.Duration, now time.Time) {
+	p.healFailureLocked(now)
+	if !p.opts.Learn || idleAge < p.opts.ReuseFloor {
+		return
+	}
+	if p.learn.value == 0 || idleAge >= p.learn.value/2 {
+		p.lowerLocked(idleAge, SourceFailure, "reset on reuse", now)
+		return
+	}
+	p.eventLocked(idleAge, SourceFailure, now)
+}
+
+// growLocked lets a value learned from observation or failure grow slowly.
+func (p *Pool) growLocked(now time.Time) {
+	l := &p.learn
+	if l.value == 0 || l.source == SourceHeader {
+		return
+	}
+	if now.Sub(l.lastLower) < p.opts.GrowInterval || now.Sub(l.lastGrow) < p.opts.GrowInterval {
+		return
+	}
+	limit := time.Duration(float64(p.opts.IdleTimeout) / p.opts.SafetyFraction)
+	if l.value >= limit {
+		return
+	}
+	old := l.value
+	l.value = min(limit, time.Duration(float64(l.value)*growFactor))
+	l.lastGrow = now
+	p.recomputeLocked()
+	p.logLearned(old, l.source, "no new evidence: growing")
+}
+
+func (p *Pool) healFailureLocked(now time.Time) {
+	h := &p.heal
+	h.lastFail = now
+	keep := h.failures[:0]
+	for _, t := range h.failures {
+		if now.Sub(t) < p.opts.HealWindow {
+			keep = append(keep, t)
+		}
+	}
+	h.failures = append(keep, now)
+	if len(h.failures) < p.opts.HealThreshold || h.factor == 0 {
+		return
+	}
+	h.failures = h.failures[:0]
+	old := h.factor
+	h.factor /= 2
+	if h.factor < 1.0/8 {
+		h.factor = 0
+	}
+	h.lastChange = now
+	p.recomputeLocked()
+	p.log.LogAttrs(context.Background(), slog.LevelWarn, "reused connections keep failing: shrinking reuse window",
+		slog.Int("failures", p.opts.HealThreshold), slog.Duration("window", p.opts.HealWindow),
+		slog.Float64("factor", h.factor), slog.Float64("previous_factor", old),
+		slog.Duration("effective_idle", p.eff), slog.Duration("learned", p.learn.value))
+}
+
+func (p *Pool) healRecoverLocked(now time.Time) {
+	h := &p.heal
+	if h.factor >= 1 || now.Sub(h.lastFail) < p.opts.HealQuiet || now.Sub(h.lastChange) < p.opts.HealQuiet {
+		return
+	}
+	old := h.factor
+	h.factor = min(1, max(1.0/8, h.factor*2))
+	h.lastChange = now
+	p.recomputeLocked()
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "no failures on reused connections: growing reuse window",
+		slog.Duration("quiet", p.opts.HealQuiet), slog.Float64("factor", h.factor),
+		slog.Float64("previous_factor", old), slog.Duration("effective_idle", p.eff))
+}
+
+// recomputeLocked refreshes the effective idle timeout and the unsafe reuse threshold.
+func (p *Pool) recomputeLocked() {
+	eff := p.opts.IdleTimeout
+	p.effLearned = false
+	if p.learn.value > 0 {
+		if v := time.Duration(p.opts.SafetyFraction * float64(p.learn.value)); v < eff {
+			eff, p.effLearned = v, true
+		}
+	}
+	eff = time.Duration(float64(eff) * p.heal.factor)
+	if eff < p.opts.ReuseFloor {
+		eff = 0
+	}
+	p.eff = eff
+	p.unsafeIdle = min(p.opts.UnsafeMaxIdle, eff/unsafeShare)
+}
+
+// maintainLocked runs the time-driven rules; cheap when nothing is due.
+func (p *Pool) maintainLocked(now time.Time) {
+	p.healRecoverLocked(now)
+	if p.opts.Learn {
+		p.growLocked(now)
+	}
+}

@@ -1,0 +1,132 @@
+package connpool
+
+import (
+	"testing"
+	"time"
+)
+
+func learnPool(t *testing.T) *Pool {
+	p := New("192.0.2.1:80", Options{Enabled: true, Learn: true, IdleTimeout: time.Minute,
+		SweepInterval: 10 * time.Millisecond, GrowInterval: time.Minute, LearnWindow: time.Minute}, testLogger(t))
+	t.Cleanup(func() { p.Close(CloseShutdown) })
+	return p
+}
+
+func TestHeaderRule(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name    string
+		headers []time.Duration
+		want    time.Duration
+	}{
+		{name: "first header", headers: []time.Duration{5 * s}, want: 5 * s},
+		{name: "lower applies at once", headers: []time.Duration{5 * s, 2 * s}, want: 2 * s},
+		{name: "higher twice is not enough", headers: []time.Duration{2 * s, 5 * s, 5 * s}, want: 2 * s},
+		{name: "higher three in a row", headers: []time.Duration{2 * s, 5 * s, 5 * s, 5 * s}, want: 5 * s},
+		{name: "streak broken", headers: []time.Duration{2 * s, 5 * s, 5 * s, 2 * s, 5 * s}, want: 2 * s},
+		{name: "streak of a new value restarts", headers: []time.Duration{2 * s, 5 * s, 5 * s, 6 * s, 6 * s}, want: 2 * s},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			now := time.Now()
+			for _, h := range tc.headers {
+				p.learnHeaderLocked(h, now)
+			}
+			if p.learn.value != tc.want || p.learn.source != SourceHeader {
+				t.Errorf("learned %v from %q, want %v from header", p.learn.value, p.learn.source, tc.want)
+			}
+		})
+	}
+}
+
+func TestObservationRule(t *testing.T) {
+	ms := time.Millisecond
+	type obs struct {
+		at     time.Duration // since start
+		sample time.Duration
+	}
+	tests := []struct {
+		name string
+		obs  []obs
+		want time.Duration
+	}{
+		{name: "single close is not enough", obs: []obs{{0, 2000 * ms}}, want: 0},
+		{name: "two agreeing closes", obs: []obs{{0, 2000 * ms}, {5000 * ms, 1900 * ms}}, want: 1900 * ms},
+		{name: "restart burst is one event", obs: []obs{{0, 300 * ms}, {5 * ms, 310 * ms}, {12 * ms, 305 * ms}}, want: 0},
+		{name: "disagreeing closes", obs: []obs{{0, 300 * ms}, {5000 * ms, 2000 * ms}}, want: 0},
+		{name: "too short", obs: []obs{{0, 5 * ms}, {5000 * ms, 5 * ms}}, want: 0},
+		{name: "confirmation too late", obs: []obs{{0, 2000 * ms}, {2 * time.Minute, 2000 * ms}}, want: 0},
+		{name: "restart then real timeout", obs: []obs{{0, 300 * ms}, {5000 * ms, 2000 * ms}, {9000 * ms, 1950 * ms}}, want: 1950 * ms},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			start := time.Now()
+			for _, o := range tc.obs {
+				p.eventLocked(o.sample, SourceObserved, start.Add(o.at))
+			}
+			if p.learn.value != tc.want {
+				t.Errorf("learned %v, want %v", p.learn.value, tc.want)
+			}
+		})
+	}
+}
+
+func TestFailureAndGrowth(t *testing.T) {
+	p := learnPool(t)
+	now := time.Now()
+	p.learnHeaderLocked(4*time.Second, now)
+	p.failureLocked(1500*time.Millisecond, now) // below half: needs confirming
+	if p.learn.value != 4*time.Second {
+		t.Fatalf("outlier failure applied: %v", p.learn.value)
+	}
+	p.failureLocked(3*time.Second, now) // plausible: at once
+	if p.learn.value != 3*time.Second || p.learn.source != SourceFailure {
+		t.Fatalf("learned %v from %s, want 3s from failure", p.learn.value, p.learn.source)
+	}
+	p.learnHeaderLocked(4*time.Second, now) // a header may not overrule a failure
+	p.learnHeaderLocked(4*time.Second, now)
+	p.learnHeaderLocked(4*time.Second, now)
+	if p.learn.value != 3*time.Second {
+		t.Fatalf("header raised a failure-learned value to %v", p.learn.value)
+	}
+	p.maintainLocked(now.Add(30 * time.Second))
+	if p.learn.value != 3*time.Second {
+		t.Fatalf("grew too early: %v", p.learn.value)
+	}
+	p.maintainLocked(now.Add(time.Minute))
+	if want := 3300 * time.Millisecond; p.learn.value != want {
+		t.Fatalf("after a clean minute: %v, want %v", p.learn.value, want)
+	}
+	p.maintainLocked(now.Add(90 * time.Second))
+	if want := 3300 * time.Millisecond; p.learn.value != want {
+		t.Fatalf("grew twice within a minute: %v", p.learn.value)
+	}
+}
+
+func TestEffectiveIdle(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name    string
+		learned time.Duration
+		factor  float64
+		want    time.Duration
+	}{
+		{name: "configured", factor: 1, want: time.Minute},
+		{name: "learned", learned: 2000 * ms, factor: 1, want: 1700 * ms},
+		{name: "halved", learned: 2000 * ms, factor: 0.5, want: 850 * ms},
+		{name: "below floor", learned: 10 * ms, factor: 1, want: 0},
+		{name: "suspended", learned: 2000 * ms, factor: 0, want: 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			p.learn.value, p.heal.factor = tc.learned, tc.factor
+			p.recomputeLocked()
+			if p.eff != tc.want {
+				t.Errorf("effective %v, want %v", p.eff, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,140 @@
+package connpool
+
+import (
+	"context"
+	"net"
+	"time"
+)
+
+// Defaults applied by [New] to zero fields of [Options].
+const (
+	DefaultIdleTimeout    = 60 * time.Second
+	DefaultMaxIdle        = 64
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultSafetyFraction = 0.85
+	DefaultSweepInterval  = 100 * time.Millisecond
+	DefaultReuseFloor     = 10 * time.Millisecond
+	DefaultHealThreshold  = 3
+	DefaultHealWindow     = 30 * time.Second
+	DefaultHealQuiet      = 60 * time.Second
+	DefaultGrowInterval   = time.Minute
+	DefaultLearnWindow    = 2 * time.Minute
+	DefaultHistory        = 64
+)
+
+// unsafeShare is the divisor applied to the effective idle timeout for requests that must
+// not be replayed: such a request only reuses a connection idle less than effective/4.
+// See doc.go for why 4.
+const unsafeShare = 4
+
+// Options configures a [Pool]. Durations are plain time.Duration so tests can shrink them;
+// zero values get the Default* constants unless said otherwise.
+type Options struct {
+	// Enabled turns connection reuse on. false: one connection per request, Release always
+	// closes it with [CloseKeepAliveDisabled].
+	Enabled bool
+	// IdleTimeout is the configured maximum idle age of a pooled connection. 0 => 60s.
+	IdleTimeout time.Duration
+	// MaxIdle is the number of idle connections kept. 0 => 64.
+	MaxIdle int
+	// MaxConns caps idle + in-use + dialing connections. 0 = unlimited; above it Get waits.
+	MaxConns int
+	// MaxPending is the number of Get calls allowed to wait when MaxConns is reached; more
+	// get 503 pool_queue_full at once. 0 = no queue.
+	MaxPending int
+	// QueueTimeout is the longest a Get waits for a slot (503 pool_queue_timeout).
+	// 0 = wait until the context ends.
+	QueueTimeout time.Duration
+	// MaxRequests is the number of requests one connection serves. 0 = unlimited.
+	MaxRequests int
+	// MaxLifetime is the age after which a connection is not reused. 0 = unlimited.
+	MaxLifetime time.Duration
+	// ConnectTimeout bounds one dial. 0 => 10s.
+	ConnectTimeout time.Duration
+	// Learn enables learning the backend's idle timeout (see doc.go).
+	Learn bool
+	// SafetyFraction is the share of the learned backend idle timeout that is used:
+	// effective idle = min(IdleTimeout, SafetyFraction*learned). Outside (0, 1) => 0.85.
+	SafetyFraction float64
+	// UnsafeMaxIdle: a non-idempotent request only reuses a connection idle less than
+	// min(UnsafeMaxIdle, effective idle/4). 0 = such requests always get a fresh connection.
+	UnsafeMaxIdle time.Duration
+	// SweepInterval is how often idle connections are probed and retired. 0 => 100ms.
+	SweepInterval time.Duration
+	// ReuseFloor: when the effective idle timeout is below it, connections are not reused.
+	// 0 => 10ms.
+	ReuseFloor time.Duration
+	// HealThreshold failures on reused connections within HealWindow halve the reuse
+	// window factor. 0 => 3.
+	HealThreshold int
+	// HealWindow is the sliding window for HealThreshold. 0 => 30s.
+	HealWindow time.Duration
+	// HealQuiet is the failure-free period after which the reuse window factor doubles
+	// back (up to 1). 0 => 60s.
+	HealQuiet time.Duration
+	// GrowInterval: a learned value from observation or failure grows by at most 10% per
+	// GrowInterval without new evidence. 0 => 1m.
+	GrowInterval time.Duration
+	// LearnWindow is how long an observed close waits for a confirming one. 0 => 2m.
+	LearnWindow time.Duration
+	// History is the number of closed connections' life records kept. 0 => 64.
+	History int
+	// Dial opens a connection. nil => a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+func (o Options) withDefaults() Options {
+	setDur := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	setInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
+	}
+	setDur(&o.IdleTimeout, DefaultIdleTimeout)
+	setDur(&o.ConnectTimeout, DefaultConnectTimeout)
+	setDur(&o.SweepInterval, DefaultSweepInterval)
+	setDur(&o.ReuseFloor, DefaultReuseFloor)
+	setDur(&o.HealWindow, DefaultHealWindow)
+	setDur(&o.HealQuiet, DefaultHealQuiet)
+	setDur(&o.GrowInterval, DefaultGrowInterval)
+	setDur(&o.LearnWindow, DefaultLearnWindow)
+	setInt(&o.MaxIdle, DefaultMaxIdle)
+	setInt(&o.HealThreshold, DefaultHealThreshold)
+	setInt(&o.History, DefaultHistory)
+	if o.SafetyFraction <= 0 || o.SafetyFraction >= 1 {
+		o.SafetyFraction = DefaultSafetyFraction
+	}
+	if o.Dial == nil {
+		d := &net.Dialer{}
+		o.Dial = d.DialContext
+	}
+	return o
+}
+
+// CloseReason says why a connection was closed. Values are stable snake_case strings used
+// in logs, metrics and the admin API.
+type CloseReason string
+
+// Close reasons.
+const (
+	CloseIdleTimeout       CloseReason = "idle_timeout"        // configured IdleTimeout reached
+	CloseLearnedTimeout    CloseReason = "learned_timeout"     // retired before the learned backend timeout
+	CloseBackendClosedIdle CloseReason = "backend_closed_idle" // peer FIN/RST found on an idle conn
+	CloseUnsolicitedData   CloseReason = "unsolicited_data"    // bytes waiting on an idle conn
+	CloseResetOnReuse      CloseReason = "reset_on_reuse"      // the request failed on a reused conn
+	CloseMaxRequests       CloseReason = "max_requests"        // MaxRequests or Keep-Alive max reached
+	CloseMaxLifetime       CloseReason = "max_lifetime"        // MaxLifetime reached
+	CloseBackendClose      CloseReason = "backend_close"       // response said Connection: close
+	CloseProtocolError     CloseReason = "protocol_error"      // framing does not allow reuse
+	CloseRequestError      CloseReason = "request_error"       // the exchange failed (client side or other)
+	CloseKeepAliveDisabled CloseReason = "keepalive_disabled"  // Options.Enabled is false
+	ClosePoolFull          CloseReason = "pool_full"           // MaxIdle reached
+	CloseShutdown          CloseReason = "shutdown"            // Pool.Close
+	CloseConfigChange      CloseReason = "config_change"       // Pool.Close on reconfiguration
+	CloseReuseSuspended    CloseReason = "reuse_suspended"     // self-healing stopped reuse
+	CloseEvicted           CloseReason = "evicted"             // closed to make room for a fresh conn
+)

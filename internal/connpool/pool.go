@@ -1,0 +1,394 @@
+package connpool
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"sluice/internal/reason"
+)
+
+// Pool holds the connections to one upstream target. It is safe for concurrent use.
+//
+// Concurrency: one mutex guards the idle stack, the slot count, the waiter queue, the
+// learner and the counters. Syscalls (dial, probe, close) run outside it. A conn popped from
+// the idle stack is owned by its getter; the sweeper only probes conns it finds idle and
+// re-checks under the mutex (state and gen) before acting on a result.
+type Pool struct {
+	addr string
+	opts Options
+	log  *slog.Logger
+
+	noCheck bool // benchmarks only: skip the checkout probe
+
+	mu         sync.Mutex
+	idle       []*Conn // LIFO: the top (end) is the most recently released
+	live       map[uint64]*Conn
+	total      int // idle + in use + dialing
+	waiters    []*waiter
+	closed     bool
+	closeWhy   CloseReason
+	sweeping   bool
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	learn      learner
+	heal       healer
+	eff        time.Duration // effective idle timeout; 0 = no reuse
+	effLearned bool          // eff is below IdleTimeout because of learning
+	unsafeIdle time.Duration // non-idempotent requests reuse only conns idle less than this
+	stats      counters
+	history    []LifeRecord // ring of closed conns
+	histNext   int
+}
+
+type waiter struct {
+	ch chan grant // buffered 1
+}
+
+// grant hands a waiter a released conn, a free slot (c == nil, err == nil), or an error.
+type grant struct {
+	c   *Conn
+	err error
+}
+
+// New returns a pool for the target addr ("host:port"). log may be nil.
+func New(addr string, opts Options, log *slog.Logger) *Pool {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{
+		addr: addr,
+		opts: opts.withDefaults(),
+		log:  log.With("component", "connpool", "target", addr),
+		live: make(map[uint64]*Conn),
+		stop: make(chan struct{}),
+	}
+	p.heal.factor = 1
+	p.stats.closedBy = make(map[CloseReason]uint64)
+	p.history = make([]LifeRecord, 0, p.opts.History)
+	p.recomputeLocked()
+	return p
+}
+
+// Addr returns the target address.
+func (p *Pool) Addr() string { return p.addr }
+
+// KeepAlive reports whether connections are reused (Options.Enabled). When false the proxy
+// sends "Connection: close".
+func (p *Pool) KeepAlive() bool { return p.opts.Enabled }
+
+func (p *Pool) errShutdown() error {
+	return reason.New(503, reason.GatewayShutdown, p.addr, errors.New("connection pool closed"))
+}
+
+// Get returns a connection for one request. A non-idempotent request (idempotent=false)
+// only reuses a connection idle less than min(UnsafeMaxIdle, effective idle/4); otherwise a
+// fresh one is dialed. Errors are *reason.Error. The pool never retries a request.
+func (p *Pool) Get(ctx context.Context, idempotent bool) (*Conn, error) {
+	for {
+		now := time.Now()
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, p.errShutdown()
+		}
+		p.maintainLocked(now)
+		c, dead := p.popLocked(now, idempotent)
+		if c != nil {
+			p.mu.Unlock()
+			closeAll(dead)
+			if c, ok := p.checked(c, now); ok {
+				return c, nil
+			}
+			continue
+		}
+		if p.opts.MaxConns == 0 || p.total < p.opts.MaxConns {
+			p.total++
+			p.mu.Unlock()
+			closeAll(dead)
+			return p.dial(ctx)
+		}
+		if len(p.idle) > 0 {
+			// At the cap with idle conns this request may not use: swap the oldest for a
+			// fresh one, keeping its slot.
+			old := p.idle[0]
+			p.idle = slices.Delete(p.idle, 0, 1)
+			p.retireLocked(old, CloseEvicted, now, true)
+			p.mu.Unlock()
+			closeAll(append(dead, old))
+			return p.dial(ctx)
+		}
+		w, err := p.enqueueLocked()
+		p.mu.Unlock()
+		closeAll(dead)
+		if err != nil {
+			return nil, err
+		}
+		g, err := p.wait(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		if g.c == nil {
+			return p.dial(ctx) // a slot was handed over
+		}
+		c, redial := p.useHandoff(g.c, idempotent)
+		switch {
+		case c != nil:
+			return c, nil
+		case redial:
+			return p.dial(ctx)
+		}
+	}
+}
+
+// popLocked pops the best idle conn for a request, retiring expired ones on the way. It
+// returns nil when no idle conn fits; dead lists conns to close after unlocking.
+func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn) {
+	for len(p.idle) > 0 {
+		top := p.idle[len(p.idle)-1]
+		if why := p.expiredLocked(top, now); why != "" {
+			p.idle = p.idle[:len(p.idle)-1]
+			p.retireLocked(top, why, now, false)
+			dead = append(dead, top)
+			continue
+		}
+		if !idempotent && now.Sub(top.lastUsed) >= p.unsafeIdle {
+			return nil, dead // every other idle conn is older still
+		}
+		p.idle = p.idle[:len(p.idle)-1]
+		top.state = stateInUse
+		return top, dead
+	}
+	return nil, dead
+}
+
+// expiredLocked says why c must not be handed out any more, or "".
+func (p *Pool) expiredLocked(c *Conn, now time.Time) CloseReason {
+	if why := p.wornLocked(c, now); why != "" {
+		return why
+	}
+	eff, learned := p.effFor(c)
+	if now.Sub(c.lastUsed) >= eff {
+		return p.idleReason(eff, learned)
+	}
+	return ""
+}
+
+// wornLocked checks the limits that do not depend on idle time.
+func (p *Pool) wornLocked(c *Conn, now time.Time) CloseReason {
+	switch {
+	case p.opts.MaxRequests > 0 && c.served >= p.opts.MaxRequests, c.limit > 0 && c.served >= c.limit:
+		return CloseMaxRequests
+	case p.opts.MaxLifetime > 0 && now.Sub(c.created) >= p.opts.MaxLifetime:
+		return CloseMaxLifetime
+	}
+	return ""
+}
+
+// effFor returns c's effective idle timeout (the pool's, lowered by the latest Keep-Alive
+// timeout seen on c) and whether learning lowered it below the configured value.
+func (p *Pool) effFor(c *Conn) (time.Duration, bool) {
+	eff, learned := p.eff, p.effLearned
+	if c.kaTimeout > 0 {
+		if v := time.Duration(p.opts.SafetyFraction * float64(c.kaTimeout) * p.heal.factor); v < eff {
+			eff, learned = v, true
+		}
+		if eff < p.opts.ReuseFloor {
+			eff = 0
+		}
+	}
+	return eff, learned
+}
+
+func (p *Pool) idleReason(eff time.Duration, learned bool) CloseReason {
+	switch {
+	case p.heal.factor == 0:
+		return CloseReuseSuspended
+	case learned || eff < p.opts.IdleTimeout:
+		return CloseLearnedTimeout
+	}
+	return CloseIdleTimeout
+}
+
+// checked runs the checkout check on a popped idle conn. A dead conn is closed, counted as
+// stale caught and fed to learning.
+func (p *Pool) checked(c *Conn, now time.Time) (*Conn, bool) {
+	if !p.noCheck {
+		if why := c.check(); why != "" {
+			p.mu.Lock()
+			p.stats.staleCaught++
+			p.observeLocked(c, time.Now())
+			p.retireLocked(c, why, time.Now(), false)
+			p.mu.Unlock()
+			_ = c.cc.Close()
+			return nil, false
+		}
+	}
+	p.mu.Lock()
+	p.checkoutLocked(c, now)
+	p.mu.Unlock()
+	return c, true
+}
+
+func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
+	c.gen++
+	c.idleAtGet = now.Sub(c.lastUsed)
+	c.Reused = c.served > 0
+	c.IdleAge = c.idleAtGet
+	c.Served = c.served
+	if c.Reused {
+		p.stats.reused++
+	}
+	c.cc.reset()
+}
+
+// useHandoff takes a conn released straight to this waiter. A non-idempotent request that
+// may not reuse it swaps it for a fresh one, keeping the slot (redial). A conn that fails
+// the check frees its slot; the caller then starts over.
+func (p *Pool) useHandoff(c *Conn, idempotent bool) (_ *Conn, redial bool) {
+	now := time.Now()
+	p.mu.Lock()
+	ok := idempotent || now.Sub(c.lastUsed) < p.unsafeIdle
+	if !ok {
+		p.retireLocked(c, CloseEvicted, now, true)
+	}
+	p.mu.Unlock()
+	if !ok {
+		_ = c.cc.Close()
+		return nil, true
+	}
+	if c, ok := p.checked(c, now); ok {
+		return c, false
+	}
+	return nil, false
+}
+
+func (p *Pool) enqueueLocked() (*waiter, error) {
+	if len(p.waiters) >= p.opts.MaxPending {
+		p.stats.queueFull++
+		return nil, reason.New(503, reason.PoolQueueFull, p.addr,
+			errors.New("connection limit reached and wait queue full"))
+	}
+	w := &waiter{ch: make(chan grant, 1)}
+	p.waiters = append(p.waiters, w)
+	p.stats.queueWaits++
+	return w, nil
+}
+
+// wait blocks until w is granted a conn or slot, the queue timeout passes, or ctx ends.
+func (p *Pool) wait(ctx context.Context, w *waiter) (grant, error) {
+	var timeout <-chan time.Time
+	if p.opts.QueueTimeout > 0 {
+		t := time.NewTimer(p.opts.QueueTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var cause error
+	select {
+	case g := <-w.ch:
+		return g, g.err
+	case <-ctx.Done():
+		cause = ctx.Err()
+	case <-timeout:
+		cause = errors.New("timed out waiting for a connection")
+	}
+	p.mu.Lock()
+	removed := false
+	for i, o := range p.waiters {
+		if o == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			removed = true
+			break
+		}
+	}
+	if !removed {
+		// Granted while timing out: use it rather than pass it on.
+		p.mu.Unlock()
+		g := <-w.ch
+		return g, g.err
+	}
+	p.stats.queueTimeouts++
+	p.mu.Unlock()
+	return grant{}, reason.New(503, reason.PoolQueueTimeout, p.addr, cause)
+}
+
+// freeSlotLocked gives a slot that is no longer used to the first waiter, or frees it.
+func (p *Pool) freeSlotLocked() {
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- grant{}
+		return
+	}
+	p.total--
+}
+
+// retireLocked marks c closed with why and records its life. keepSlot leaves the slot to
+// the caller (it dials a replacement). The caller closes c.cc after unlocking.
+func (p *Pool) retireLocked(c *Conn, why CloseReason, now time.Time, keepSlot bool) {
+	c.state = stateClosed
+	delete(p.live, c.ID)
+	p.stats.closedBy[why]++
+	rec := LifeRecord{ID: c.ID, Created: c.created, Closed: now, Served: c.served,
+		LastIdleAge: c.idleAtGet, Reason: why}
+	if len(p.history) < cap(p.history) {
+		p.history = append(p.history, rec)
+	} else {
+		p.history[p.histNext] = rec
+		p.histNext = (p.histNext + 1) % len(p.history)
+	}
+	if !keepSlot {
+		p.freeSlotLocked()
+	}
+}
+
+func closeAll(cs []*Conn) {
+	for _, c := range cs {
+		_ = c.cc.Close()
+	}
+}
+
+// dial opens a new conn in a slot already counted in total; on failure the slot is freed.
+func (p *Pool) dial(ctx context.Context) (*Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+	nc, err := p.opts.Dial(dctx, "tcp", p.addr)
+	cancel()
+	now := time.Now()
+	p.mu.Lock()
+	if err != nil {
+		p.stats.dialErrors++
+		p.freeSlotLocked()
+		p.mu.Unlock()
+		return nil, p.dialError(ctx, err)
+	}
+	if p.closed {
+		p.freeSlotLocked()
+		p.mu.Unlock()
+		_ = nc.Close()
+		return nil, p.errShutdown()
+	}
+	c := newConn(nc, now)
+	p.live[c.ID] = c
+	p.stats.opened++
+	p.checkoutLocked(c, now)
+	p.mu.Unlock()
+	return c, nil
+}
+
+func (p *Pool) dialError(ctx context.Context, err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return reason.New(502, reason.ConnectRefused, p.addr, err)
+	case errors.Is(ctx.Err(), context.Canceled):
+		// The request went away; not the target's fault.
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		return reason.New(504, reason.ConnectTimeout, p.addr, err)
+	}
+	return reason.New(502, reason.ConnectFailed, p.addr, err)
+}

@@ -1,0 +1,153 @@
+package connpool
+
+import (
+	"errors"
+	"net"
+	"slices"
+	"time"
+)
+
+// Outcome is what happened on a connection during one exchange, reported to
+// [Pool.Release].
+type Outcome struct {
+	// Reusable: the exchange completed cleanly and framing allows reuse.
+	Reusable bool
+	// KeepAliveTimeout is the "Keep-Alive: timeout" of this response, 0 if none.
+	KeepAliveTimeout time.Duration
+	// KeepAliveMax is the "Keep-Alive: max" of this response (requests still allowed on
+	// this connection); -1 or 0 if none (servers send Connection: close instead of max=0).
+	KeepAliveMax int
+	// Err is non-nil when the exchange failed on this connection. A failure on a reused
+	// connection before any response byte (BytesRead()==0) is taken as the backend's idle
+	// close racing the request, unless Reason is CloseRequestError (the client side
+	// failed) or Err is a timeout.
+	Err error
+	// Reason says why the connection is not reusable when !Reusable (CloseBackendClose,
+	// CloseProtocolError, CloseRequestError, ...). Empty => CloseProtocolError, or
+	// CloseRequestError when Err is set.
+	Reason CloseReason
+}
+
+// Release returns c after one exchange. The connection is pooled when r allows it and no
+// limit or learned rule retires it; otherwise it is closed with the reason recorded.
+func (p *Pool) Release(c *Conn, r Outcome) {
+	if c == nil {
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	if c.state != stateInUse {
+		p.mu.Unlock()
+		return // double release: ignore
+	}
+	c.served++
+	c.lastUsed, c.aliveAt = now, now
+	p.maintainLocked(now)
+	why := p.verdictLocked(c, r, now)
+	if why != "" {
+		p.retireLocked(c, why, now, false)
+		p.mu.Unlock()
+		_ = c.cc.Close()
+		return
+	}
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		w.ch <- grant{c: c}
+		p.mu.Unlock()
+		return
+	}
+	c.state = stateIdle
+	p.idle = append(p.idle, c)
+	var evicted *Conn
+	if len(p.idle) > p.opts.MaxIdle {
+		evicted = p.idle[0]
+		p.idle = slices.Delete(p.idle, 0, 1)
+		p.retireLocked(evicted, ClosePoolFull, now, false)
+	}
+	if !p.sweeping {
+		p.sweeping = true
+		p.wg.Add(1)
+		go p.sweep()
+	}
+	p.mu.Unlock()
+	if evicted != nil {
+		_ = evicted.cc.Close()
+	}
+}
+
+// verdictLocked decides whether c may be pooled after this exchange: "" or the reason to
+// close it. It also feeds learning.
+func (p *Pool) verdictLocked(c *Conn, r Outcome, now time.Time) CloseReason {
+	if r.KeepAliveTimeout > 0 {
+		c.kaTimeout = r.KeepAliveTimeout
+		p.learnHeaderLocked(r.KeepAliveTimeout, now)
+	}
+	if r.KeepAliveMax > 0 {
+		c.limit = c.served + r.KeepAliveMax
+	}
+	switch {
+	case r.Err != nil:
+		if c.Reused && c.cc.r.Load() == 0 && r.Reason != CloseRequestError && !isTimeout(r.Err) {
+			p.stats.resetOnReuse++
+			p.failureLocked(c.idleAtGet, now)
+			return CloseResetOnReuse
+		}
+		if r.Reason != "" {
+			return r.Reason
+		}
+		return CloseRequestError
+	case p.closed:
+		return p.closeWhy
+	case !p.opts.Enabled:
+		return CloseKeepAliveDisabled
+	case !r.Reusable:
+		if r.Reason != "" {
+			return r.Reason
+		}
+		return CloseProtocolError
+	case c.R.Buffered() > 0:
+		return CloseUnsolicitedData
+	}
+	if why := p.wornLocked(c, now); why != "" {
+		return why
+	}
+	if eff, learned := p.effFor(c); eff == 0 {
+		return p.idleReason(eff, learned)
+	}
+	return ""
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Close stops the pool: idle conns are closed now, in-use ones on Release; waiters get
+// 503 gateway_shutting_down; the sweeper exits. why is recorded as the close reason
+// ([CloseShutdown] or [CloseConfigChange]). Close waits for the sweeper to exit.
+func (p *Pool) Close(why CloseReason) {
+	if why == "" {
+		why = CloseShutdown
+	}
+	now := time.Now()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed, p.closeWhy = true, why
+	for _, w := range p.waiters {
+		w.ch <- grant{err: p.errShutdown()}
+	}
+	p.waiters = nil
+	idle := p.idle
+	p.idle = nil
+	for _, c := range idle {
+		p.retireLocked(c, why, now, false)
+	}
+	close(p.stop)
+	p.mu.Unlock()
+	closeAll(idle)
+	p.wg.Wait()
+}

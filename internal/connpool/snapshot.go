@@ -1,0 +1,127 @@
+package connpool
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Snapshot is a point-in-time view of a [Pool] for the admin API, metrics and tests.
+type Snapshot struct {
+	Addr    string      `json:"addr"`
+	Options OptionsView `json:"options"`
+	Closed  bool        `json:"closed"`
+	// Learned is the learned backend idle timeout (0 = none) and LearnedSource where it
+	// came from: "header", "observed", "failure" or "".
+	Learned       time.Duration `json:"learned_idle_timeout"`
+	LearnedSource string        `json:"learned_source"`
+	// EffectiveIdle is the idle age at which conns are retired; 0 means no reuse.
+	EffectiveIdle time.Duration `json:"effective_idle_timeout"`
+	// UnsafeMaxIdle is the idle bound for non-idempotent requests now in force.
+	UnsafeMaxIdle time.Duration `json:"unsafe_max_idle"`
+	// ReuseFactor is the self-healing reuse window factor in [0, 1].
+	ReuseFactor float64      `json:"reuse_factor"`
+	Waiting     int          `json:"waiting"`
+	Counters    Counters     `json:"counters"`
+	Conns       []ConnInfo   `json:"conns"`
+	History     []LifeRecord `json:"history"` // oldest first
+}
+
+// OptionsView summarises the options in force.
+type OptionsView struct {
+	Enabled        bool          `json:"enabled"`
+	IdleTimeout    time.Duration `json:"idle_timeout"`
+	MaxIdle        int           `json:"max_idle"`
+	MaxConns       int           `json:"max_conns"`
+	MaxPending     int           `json:"max_pending"`
+	QueueTimeout   time.Duration `json:"queue_timeout"`
+	MaxRequests    int           `json:"max_requests"`
+	MaxLifetime    time.Duration `json:"max_lifetime"`
+	Learn          bool          `json:"learn"`
+	SafetyFraction float64       `json:"safety_fraction"`
+	UnsafeMaxIdle  time.Duration `json:"unsafe_max_idle"`
+}
+
+// Counters are cumulative since the pool was created.
+type Counters struct {
+	Opened        uint64                 `json:"opened"`
+	Reused        uint64                 `json:"reused"`
+	StaleCaught   uint64                 `json:"stale_caught"` // dead idle conns found before use
+	ResetOnReuse  uint64                 `json:"reset_on_reuse"`
+	QueueWaits    uint64                 `json:"queue_waits"`
+	QueueFull     uint64                 `json:"queue_full"`
+	QueueTimeouts uint64                 `json:"queue_timeouts"`
+	DialErrors    uint64                 `json:"dial_errors"`
+	ClosedBy      map[CloseReason]uint64 `json:"closed_by"`
+}
+
+type counters struct {
+	opened, reused, staleCaught, resetOnReuse        uint64
+	queueWaits, queueFull, queueTimeouts, dialErrors uint64
+	closedBy                                         map[CloseReason]uint64
+}
+
+// ConnInfo describes one live connection.
+type ConnInfo struct {
+	ID       uint64        `json:"id"`
+	State    string        `json:"state"` // "idle" or "in_use"
+	Created  time.Time     `json:"created"`
+	LastUsed time.Time     `json:"last_used"`
+	Age      time.Duration `json:"age"`
+	IdleAge  time.Duration `json:"idle_age"` // 0 when in use
+	Served   int           `json:"served"`
+}
+
+// LifeRecord describes a closed connection.
+type LifeRecord struct {
+	ID          uint64        `json:"id"`
+	Created     time.Time     `json:"created"`
+	Closed      time.Time     `json:"closed"`
+	Served      int           `json:"served"`
+	LastIdleAge time.Duration `json:"last_idle_age"` // idle age at the last checkout
+	Reason      CloseReason   `json:"reason"`
+}
+
+// Snapshot returns the pool's current state.
+func (p *Pool) Snapshot() Snapshot {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.maintainLocked(now)
+	}
+	o := p.opts
+	s := Snapshot{
+		Addr: p.addr,
+		Options: OptionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout, MaxIdle: o.MaxIdle,
+			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout,
+			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime, Learn: o.Learn,
+			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle},
+		Closed:        p.closed,
+		Learned:       p.learn.value,
+		LearnedSource: p.learn.source,
+		EffectiveIdle: p.eff,
+		UnsafeMaxIdle: p.unsafeIdle,
+		ReuseFactor:   p.heal.factor,
+		Waiting:       len(p.waiters),
+		Counters: Counters{Opened: p.stats.opened, Reused: p.stats.reused,
+			StaleCaught: p.stats.staleCaught, ResetOnReuse: p.stats.resetOnReuse,
+			QueueWaits: p.stats.queueWaits, QueueFull: p.stats.queueFull,
+			QueueTimeouts: p.stats.queueTimeouts, DialErrors: p.stats.dialErrors,
+			ClosedBy: maps.Clone(p.stats.closedBy)},
+		Conns: make([]ConnInfo, 0, len(p.live)),
+	}
+	for _, c := range p.live {
+		ci := ConnInfo{ID: c.ID, State: "in_use", Created: c.created, LastUsed: c.lastUsed,
+			Age: now.Sub(c.created), Served: c.served}
+		if c.state == stateIdle {
+			ci.State, ci.IdleAge = "idle", now.Sub(c.lastUsed)
+		}
+		s.Conns = append(s.Conns, ci)
+	}
+	slices.SortFunc(s.Conns, func(a, b ConnInfo) int { return cmp.Compare(a.ID, b.ID) })
+	s.History = append(s.History, p.history[p.histNext:]...)
+	s.History = append(s.History, p.history[:p.histNext]...)
+	return s
+}

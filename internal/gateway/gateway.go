@@ -1,0 +1,295 @@
+// Package gateway wires a config into a running gateway: it builds a Generation (route table,
+// upstreams, pools) per config version, swaps it in atomically, keeps listeners in step with the
+// config, serves each request (route match, proxy, access log), and drains on shutdown.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"sync/atomic"
+
+	"sluice/internal/accesslog"
+	"sluice/internal/config"
+	"sluice/internal/connpool"
+	"sluice/internal/h1"
+	"sluice/internal/proxy"
+	"sluice/internal/reason"
+	"sluice/internal/router"
+	"sluice/internal/server"
+)
+
+// Gateway is the running gateway.
+type Gateway struct {
+	log    *slog.Logger
+	access *accesslog.Logger
+	proxy  *proxy.Proxy
+	cur    atomic.Pointer[Generation]
+
+	mu        sync.Mutex // serializes Apply and Shutdown
+	listeners map[string]*listener
+	retiring  sync.WaitGroup
+	stopping  bool
+}
+
+type listener struct {
+	cfg config.Listener
+	srv *server.Server
+	err chan error
+}
+
+// New returns a Gateway that logs to log and writes access lines to access (nil: none).
+func New(log *slog.Logger, access *accesslog.Logger) *Gateway {
+	return &Gateway{
+		log: log.With("component", "gateway"), access: access,
+		proxy: proxy.New(log), listeners: map[string]*listener{},
+	}
+}
+
+// Current returns the generation serving new requests (nil before the first Apply).
+func (g *Gateway) Current() *Generation { return g.cur.Load() }
+
+// Addrs returns the bound address of every listener, by configured address.
+func (g *Gateway) Addrs() map[string]net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]net.Addr, len(g.listeners))
+	for a, l := range g.listeners {
+		out[a] = l.srv.Addr()
+	}
+	return out
+}
+
+// Apply builds cfg and swaps it in. On any error the running generation keeps serving and the
+// error says why. Listeners are opened before the swap, so a config whose new listener address
+// cannot be bound is refused as a whole.
+func (g *Gateway) Apply(cfg *config.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return errors.New("gateway is shutting down")
+	}
+	old := g.cur.Load()
+	var prevPools map[string]*connpool.Pool
+	if old != nil {
+		prevPools = old.pools
+	}
+	gen, err := build(cfg, prevPools, g.log)
+	if err != nil {
+		return err
+	}
+	opened, err := g.openListeners(cfg)
+	if err != nil {
+		gen.discard(prevPools)
+		return err
+	}
+	g.cur.Store(gen)
+	for _, l := range opened {
+		g.startListener(l)
+	}
+	g.closeRemovedListeners(cfg)
+	g.log.Info("config applied", "version", short(cfg.Hash), "file", cfg.File,
+		"routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners))
+	if old != nil {
+		g.retiring.Add(1)
+		go g.retire(old, gen, shutdownGrace(cfg))
+	}
+	return nil
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func shutdownGrace(cfg *config.Config) time.Duration {
+	if cfg.ShutdownGrace == nil {
+		return 30 * time.Second
+	}
+	return cfg.ShutdownGrace.D()
+}
+
+func settings(lc config.Listener) server.Settings {
+	return server.Settings{
+		Name:              lc.Name,
+		ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
+		ReadTimeout:       lc.ReadTimeout.D(),
+		WriteTimeout:      lc.WriteTimeout.D(),
+		IdleTimeout:       lc.IdleTimeout.D(),
+		Limits:            h1.Limits{MaxHeaderBytes: lc.MaxHeaderBytes, MaxHeaders: lc.MaxHeaders},
+		MaxBodyBytes:      lc.MaxBodyBytes,
+	}
+}
+
+// openListeners binds the addresses that cfg adds and updates the settings of kept ones.
+func (g *Gateway) openListeners(cfg *config.Config) ([]*listener, error) {
+	var opened []*listener
+	for _, lc := range cfg.Listeners {
+		if l, ok := g.listeners[lc.Address]; ok {
+			l.srv.Update(settings(lc))
+			continue
+		}
+		ln, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			for _, o := range opened {
+				o.srv.Shutdown(context.Background())
+			}
+			return nil, fmt.Errorf("listeners: %w", err)
+		}
+		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc), g, g.log), err: make(chan error, 1)})
+	}
+	return opened, nil
+}
+
+func (g *Gateway) startListener(l *listener) {
+	g.listeners[l.cfg.Address] = l
+	g.log.Info("listening", "listener", l.cfg.Name, "address", l.srv.Addr().String())
+	go func() { l.err <- l.srv.Serve() }()
+}
+
+func (g *Gateway) closeRemovedListeners(cfg *config.Config) {
+	keep := map[string]bool{}
+	for _, lc := range cfg.Listeners {
+		keep[lc.Address] = true
+	}
+	for addr, l := range g.listeners {
+		if keep[addr] {
+			continue
+		}
+		delete(g.listeners, addr)
+		g.log.Info("closing listener removed from config", "address", addr)
+		g.retiring.Add(1)
+		go func() {
+			defer g.retiring.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace(cfg))
+			defer cancel()
+			l.srv.Shutdown(ctx)
+		}()
+	}
+}
+
+// retire waits until no request runs on old (bounded by grace), then closes the pools that
+// next no longer uses. Requests still running after grace keep their connections: a closed
+// pool only closes a connection when it is released.
+func (g *Gateway) retire(old, next *Generation, grace time.Duration) {
+	defer g.retiring.Done()
+	deadline := time.Now().Add(grace)
+	for old.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for k, p := range old.pools {
+		if _, ok := next.pools[k]; !ok {
+			p.Close(connpool.CloseConfigChange)
+		}
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends, and closes pools.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	g.stopping = true
+	ls := g.listeners
+	g.listeners = map[string]*listener{}
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ls))
+	for _, l := range ls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- l.srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	g.retiring.Wait()
+	if gen := g.cur.Load(); gen != nil {
+		for _, p := range gen.pools {
+			p.Close(connpool.CloseShutdown)
+		}
+	}
+	var err error
+	for e := range errs {
+		err = errors.Join(err, e)
+	}
+	return err
+}
+
+// ServeH1 implements server.Handler: match a route on the current generation and proxy.
+func (g *Gateway) ServeH1(ex *server.Exchange) {
+	gen := g.cur.Load()
+	gen.inflight.Add(1)
+	defer gen.inflight.Add(-1)
+
+	var rec proxy.Record
+	req := &ex.Req
+	in := router.Input{
+		Method: string(req.Method),
+		Host:   string(req.Host),
+		Path:   string(req.Path),
+		Query:  string(req.Query),
+		Header: func(name string) (string, bool) {
+			v, ok := req.Header.Get(name)
+			return string(v), ok
+		},
+	}
+	idx, _, ok := gen.Table.Match(&in)
+	routeID, upstreamID := "", ""
+	if !ok {
+		rec.Reason = reason.NoRoute
+		ex.WriteError(reason.New(404, reason.NoRoute, "", nil), "")
+	} else {
+		rt := gen.Routes[idx]
+		routeID, upstreamID = rt.ID, rt.Upstream.ID
+		g.proxy.Serve(context.Background(), ex, rt, &rec)
+	}
+	g.logAccess(ex, &in, routeID, upstreamID, &rec)
+}
+
+func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {
+	ln := g.access.Begin()
+	if ln == nil {
+		return
+	}
+	status := int64(ex.Status())
+	if rec.ClientGone {
+		status = 499
+	}
+	ln.Time("time", ex.Start).Str("request_id", ex.RequestID()).Str("client_ip", ex.ClientIP()).
+		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path).
+		Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).
+		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target).
+		Ms("duration_ms", time.Since(ex.Start)).Ms("upstream_ms", rec.UpstreamTime)
+	if rec.Reason != "" {
+		ln.Str("reason", string(rec.Reason))
+		if rec.Err != nil {
+			ln.Str("error", rec.Err.Error())
+		}
+	}
+	if rec.NumAttempts > 0 {
+		ln.Int("attempts", int64(rec.NumAttempts))
+		ln.Raw("tries", attemptsJSON(rec))
+	}
+	g.access.Write(ln)
+}
+
+func attemptsJSON(rec *proxy.Record) []byte {
+	b := make([]byte, 0, 96*rec.NumAttempts)
+	b = append(b, '[')
+	for i := 0; i < rec.NumAttempts; i++ {
+		a := rec.Attempts[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Appendf(b, `{"target":%q,"conn":%d,"reused":%t,"idle_ms":%d,"outcome":%q}`,
+			a.Target, a.ConnID, a.Reused, a.IdleAge.Milliseconds(), a.Outcome)
+	}
+	return append(b, ']')
+}

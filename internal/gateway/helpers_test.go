@@ -1,0 +1,213 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/accesslog"
+	"sluice/internal/config"
+)
+
+// testGateway is an in-process gateway on 127.0.0.1 with its access log captured.
+type testGateway struct {
+	gw     *Gateway
+	addr   string
+	access *syncBuffer
+	t      *testing.T
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("SLUICE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// mustParse parses a YAML config; "{{name}}" placeholders are replaced from vars.
+func mustParse(t *testing.T, yaml string, vars map[string]string) *config.Config {
+	t.Helper()
+	for k, v := range vars {
+		yaml = strings.ReplaceAll(yaml, "{{"+k+"}}", v)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	return cfg
+}
+
+func startGateway(t *testing.T, yaml string, vars map[string]string) *testGateway {
+	t.Helper()
+	cfg := mustParse(t, yaml, vars)
+	buf := &syncBuffer{}
+	access := accesslog.New(buf)
+	gw := New(testLogger(t), access)
+	if err := gw.Apply(cfg); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	tg := &testGateway{gw: gw, access: buf, t: t}
+	for _, a := range gw.Addrs() {
+		tg.addr = a.String()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		gw.Shutdown(ctx)
+		access.Close()
+	})
+	return tg
+}
+
+func (tg *testGateway) url(path string) string { return "http://" + tg.addr + path }
+
+// accessLines returns the parsed access log lines so far (after a flush wait).
+func (tg *testGateway) accessLines(want int) []map[string]any {
+	tg.t.Helper()
+	var lines []map[string]any
+	waitFor(tg.t, 3*time.Second, func() bool {
+		lines = lines[:0]
+		for _, l := range strings.Split(strings.TrimSpace(tg.access.String()), "\n") {
+			if l == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				tg.t.Fatalf("access log line is not JSON: %v: %q", err, l)
+			}
+			lines = append(lines, m)
+		}
+		return len(lines) >= want
+	})
+	return lines
+}
+
+// waitFor polls cond every 5ms until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// echoInfo is what the echo backend reports about the request it received.
+type echoInfo struct {
+	Backend string              `json:"backend"`
+	Method  string              `json:"method"`
+	URI     string              `json:"uri"`
+	Host    string              `json:"host"`
+	Header  map[string][]string `json:"header"`
+	Body    string              `json:"body"`
+	Trailer map[string][]string `json:"trailer"`
+}
+
+// echoBackend starts a net/http backend that answers with an echoInfo.
+func echoBackend(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		info := echoInfo{Backend: name, Method: r.Method, URI: r.RequestURI, Host: r.Host,
+			Header: r.Header, Body: string(body), Trailer: r.Trailer}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Backend", name)
+		json.NewEncoder(w).Encode(info)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func hostport(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+// newClient returns an HTTP client with its own pool.
+func newClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 10 * time.Second}
+}
+
+func getEcho(t *testing.T, c *http.Client, req *http.Request) (*http.Response, echoInfo) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	var info echoInfo
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(body, &info); err != nil {
+			t.Fatalf("bad echo body %q: %v", body, err)
+		}
+	}
+	return resp, info
+}
+
+// rawExchange sends raw bytes on a new connection and returns everything read until the
+// gateway closes the connection or timeout passes.
+func rawExchange(t *testing.T, addr, raw string, timeout time.Duration) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(bufio.NewReader(c))
+	return string(out)
+}
+
+func basicConfig(backend string) (string, map[string]string) {
+	return `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: echo
+    targets:
+      - address: {{backend}}
+routes:
+  - id: all
+    upstream: echo
+`, map[string]string{"backend": backend}
+}
+
+func mustStatus(t *testing.T, resp *http.Response, want int) {
+	t.Helper()
+	if resp.StatusCode != want {
+		t.Fatalf("status = %d, want %d (X-Sluice-Error %q)", resp.StatusCode, want, resp.Header.Get("X-Sluice-Error"))
+	}
+}
+
+var _ = fmt.Sprintf

@@ -1,0 +1,370 @@
+// Package proxy forwards one client request to an upstream over Sluice's own HTTP/1.1 codec
+// and pooled connections, and streams the response back. It decides, per attempt, whether a
+// failure may be retried from what provably happened on the connection (see classify).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"sluice/internal/connpool"
+	"sluice/internal/h1"
+	"sluice/internal/reason"
+	"sluice/internal/server"
+	"sluice/internal/upstream"
+)
+
+// maxAttempts bounds tries per request, whatever the failures.
+const maxAttempts = 3
+
+// clientCheckInterval is how often a slow upstream wait checks whether the client left.
+const clientCheckInterval = 250 * time.Millisecond
+
+// Proxy forwards requests. It is stateless apart from buffers and safe for concurrent use.
+type Proxy struct {
+	log *slog.Logger
+}
+
+// New returns a Proxy.
+func New(log *slog.Logger) *Proxy {
+	return &Proxy{log: log.With("component", "proxy")}
+}
+
+// Attempt describes one try of a request, for the access log.
+type Attempt struct {
+	Target  string
+	ConnID  uint64
+	Reused  bool
+	IdleAge time.Duration
+	Outcome string // "ok" or a reason code
+}
+
+// Record is what the proxy tells the access log about a request.
+type Record struct {
+	Target       string
+	Reason       reason.Code
+	Err          error
+	UpstreamTime time.Duration
+	Attempts     [maxAttempts]Attempt
+	NumAttempts  int
+	ClientGone   bool
+}
+
+func (r *Record) add(a Attempt) *Attempt {
+	if r.NumAttempts < len(r.Attempts) {
+		r.Attempts[r.NumAttempts] = a
+		r.NumAttempts++
+		return &r.Attempts[r.NumAttempts-1]
+	}
+	return &Attempt{}
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Serve forwards ex to rt's upstream and writes the response (or a gateway error) to ex.
+func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *Record) {
+	ex.SetBodyLimit(rt.MaxBodyBytes)
+	if lim := ex.BodyLimit(); lim > 0 && ex.Req.ContentLength > lim {
+		p.fail(ex, rec, reason.New(413, reason.BodyTooLarge, "", errors.New("declared Content-Length above the limit")))
+		return
+	}
+	fwd := newForward(ex, rt)
+	if ex.HasBody() {
+		defer fwd.releaseBody()
+		if err := fwd.readBodyPrefix(); err != nil {
+			res := clientBodyFailure(nil, err)
+			if res.clientGone {
+				rec.ClientGone = true
+				ex.CloseAfter()
+				return
+			}
+			p.fail(ex, rec, res.err)
+			return
+		}
+	}
+	idempotent := isIdempotent(ex.Req.Method)
+	start := time.Now()
+	defer func() { rec.UpstreamTime = time.Since(start) }()
+
+	var tried [maxAttempts]*upstream.Target
+	triedAmbiguous := false
+	for n := 0; n < maxAttempts; n++ {
+		t := rt.Upstream.Pick(tried[:n])
+		tried[n] = t
+		rec.Target = t.Addr
+		res := p.attempt(ctx, ex, rt, fwd, t, idempotent && !triedAmbiguous, rec)
+		if res.err == nil {
+			rec.Reason = ""
+			return
+		}
+		rec.Reason, rec.Err = res.err.Code, res.err
+		if res.clientGone {
+			rec.ClientGone = true
+			ex.CloseAfter()
+			return
+		}
+		if !p.retryable(ex, rt, fwd, res, idempotent, &triedAmbiguous, n) {
+			p.fail(ex, rec, res.err)
+			return
+		}
+		p.log.LogAttrs(ctx, slog.LevelDebug, "retrying request", slog.String("request_id", ex.RequestID()),
+			slog.String("target", t.Addr), slog.String("reason", string(res.err.Code)))
+	}
+	p.fail(ex, rec, reason.From(rec.Err))
+}
+
+// retryable decides whether a failed attempt may be tried again. A failure where no request
+// byte reached the backend may always be retried; an ambiguous one (request sent on a reused
+// connection, closed with no response byte) only for idempotent methods and only once.
+func (p *Proxy) retryable(ex *server.Exchange, rt *Route, fwd *forward, res result, idempotent bool, triedAmbiguous *bool, n int) bool {
+	if n+1 >= maxAttempts || !fwd.replayable() || ex.HeadWritten() {
+		return false
+	}
+	switch res.class {
+	case classNotSent:
+		// Connect failures go to another target; a single target is not retried at once.
+		return !res.connectErr || len(rt.Upstream.Targets) > n+1
+	case classAmbiguous:
+		if idempotent && !*triedAmbiguous {
+			*triedAmbiguous = true
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxy) fail(ex *server.Exchange, rec *Record, e *reason.Error) {
+	rec.Reason, rec.Err = e.Code, e
+	ex.WriteError(e, "")
+}
+
+// Failure classes, from what provably happened on the connection.
+type failureClass int
+
+const (
+	classFinal     failureClass = iota // not retryable: the backend may have acted
+	classNotSent                       // no request byte reached the backend
+	classAmbiguous                     // sent on a reused connection; closed without any response byte
+)
+
+type result struct {
+	err        *reason.Error
+	class      failureClass
+	connectErr bool
+	clientGone bool
+}
+
+func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, reuseOK bool, rec *Record) result {
+	gctx := ctx
+	if rt.connectOverride {
+		var cancel context.CancelFunc
+		gctx, cancel = context.WithTimeout(ctx, rt.Connect)
+		defer cancel()
+	}
+	c, err := t.Pool.Get(gctx, reuseOK)
+	if err != nil {
+		re := reason.From(err)
+		re.Target = t.Addr
+		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
+		cls := classFinal
+		if re.Code == reason.ConnectRefused || re.Code == reason.ConnectFailed || re.Code == reason.ConnectTimeout {
+			cls = classNotSent
+		}
+		return result{err: re, class: cls, connectErr: true}
+	}
+	t.InFlight.Add(1)
+	defer t.InFlight.Add(-1)
+	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge})
+	res, out := p.exchange(ex, rt, fwd, t, c)
+	if res.err != nil {
+		a.Outcome = string(res.err.Code)
+		out.Err = res.err
+	} else {
+		a.Outcome = "ok"
+	}
+	t.Pool.Release(c, out)
+	return res
+}
+
+// exchange writes the request on c, reads the response head, and streams the response.
+func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, c *connpool.Conn) (result, connpool.Outcome) {
+	nc := c.NetConn()
+	if rt.Write > 0 {
+		nc.SetWriteDeadline(time.Now().Add(rt.Write))
+	}
+	err := fwd.writeHead(c.W, t)
+	if err == nil {
+		err = c.W.Flush()
+	}
+	if err != nil {
+		return p.sendFailure(c, t, err), failed(connpool.CloseRequestError)
+	}
+	if ex.HasBody() {
+		if res, ok := p.sendBody(ex, rt, fwd, c, t); !ok {
+			return res, failed(connpool.CloseRequestError)
+		}
+	}
+	var resp h1.Response
+	isHEAD := string(ex.Req.Method) == "HEAD"
+	for {
+		if res, ok := p.awaitResponse(ex, rt, c, t); !ok {
+			return res, failed(connpool.CloseRequestError)
+		}
+		if err := h1.ReadResponse(c.R, &resp, isHEAD, h1.Limits{}); err != nil {
+			return p.readFailure(c, t, err), failed(connpool.CloseProtocolError)
+		}
+		if resp.Status >= 200 || resp.Status == 101 {
+			break
+		}
+		// Interim 1xx responses (100 Continue, 103 Early Hints) are not relayed.
+	}
+	if resp.Status == 101 {
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("protocol upgrade is not supported"))}, failed(connpool.CloseProtocolError)
+	}
+	return p.relayResponse(ex, rt, c, t, &resp, isHEAD)
+}
+
+func failed(why connpool.CloseReason) connpool.Outcome {
+	return connpool.Outcome{Reason: why, KeepAliveMax: -1}
+}
+
+// sendFailure classifies a failed write of the request.
+func (p *Proxy) sendFailure(c *connpool.Conn, t *upstream.Target, err error) result {
+	if isTimeout(err) {
+		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err)}
+	}
+	if c.BytesWritten() == 0 {
+		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, err), class: classNotSent}
+	}
+	cls := classFinal
+	if c.Reused {
+		cls = classAmbiguous
+	}
+	return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), class: cls}
+}
+
+// readFailure classifies a failure to read the response head.
+func (p *Proxy) readFailure(c *connpool.Conn, t *upstream.Target, err error) result {
+	var pe *h1.Error
+	switch {
+	case errors.As(err, &pe):
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}
+	case isTimeout(err):
+		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err)}
+	case c.BytesRead() == 0:
+		cls := classFinal
+		if c.Reused {
+			cls = classAmbiguous
+		}
+		return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), class: cls}
+	default:
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}
+	}
+}
+
+// awaitResponse waits for the first response byte, up to the read timeout, checking now and
+// then whether the client is still there: a client that left cancels the upstream request.
+func (p *Proxy) awaitResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target) (result, bool) {
+	if c.R.Buffered() > 0 {
+		return result{}, true
+	}
+	nc := c.NetConn()
+	var deadline time.Time
+	if rt.Read > 0 {
+		deadline = time.Now().Add(rt.Read)
+	}
+	for {
+		step := time.Now().Add(clientCheckInterval)
+		if !deadline.IsZero() && deadline.Before(step) {
+			step = deadline
+		}
+		nc.SetReadDeadline(step)
+		_, err := c.R.Peek(1)
+		if err == nil {
+			nc.SetReadDeadline(deadline)
+			return result{}, true
+		}
+		if !isTimeout(err) {
+			return p.readFailure(c, t, err), false
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return p.readFailure(c, t, err), false
+		}
+		if ex.ClientGone() {
+			return result{err: reason.New(499, reason.ClientBodyError, t.Addr, errors.New("client closed the connection while waiting for the upstream")), clientGone: true}, false
+		}
+	}
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+func isIdempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// sendBody streams the client's request body to the upstream.
+func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var cw h1.ChunkedWriter
+	var w io.Writer = c.W
+	if ex.Req.Chunked {
+		cw.Reset(c.W)
+		w = &cw
+	}
+	nc := c.NetConn()
+	if _, err := w.Write(fwd.pre); err != nil {
+		return p.sendFailure(c, t, err), false
+	}
+	for !fwd.preEOF {
+		n, rerr := ex.ReadBody(buf)
+		if n > 0 {
+			if rt.Write > 0 {
+				nc.SetWriteDeadline(time.Now().Add(rt.Write))
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return p.sendFailure(c, t, err), false
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return clientBodyFailure(t, rerr), false
+		}
+	}
+	if ex.Req.Chunked {
+		if err := cw.Close(ex.BodyTrailer()); err != nil {
+			return p.sendFailure(c, t, err), false
+		}
+	}
+	if err := c.W.Flush(); err != nil {
+		return p.sendFailure(c, t, err), false
+	}
+	return result{}, true
+}
+
+func clientBodyFailure(_ *upstream.Target, err error) result {
+	switch {
+	case errors.Is(err, server.ErrBodyTooLarge):
+		return result{err: reason.New(413, reason.BodyTooLarge, "", err)}
+	case isTimeout(err):
+		return result{err: reason.New(408, reason.ClientTimeout, "", err)}
+	default:
+		var pe *h1.Error
+		if errors.As(err, &pe) {
+			return result{err: reason.New(400, reason.BadRequest, "", err)}
+		}
+		return result{err: reason.New(400, reason.ClientBodyError, "", err), clientGone: true}
+	}
+}

@@ -1,0 +1,213 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"sync"
+	"net/textproto"
+	"strconv"
+
+	"sluice/internal/server"
+	"sluice/internal/upstream"
+)
+
+// forward is the part of the upstream request head that is the same for every attempt.
+type forward struct {
+	ex       *server.Exchange
+	rt       *Route
+	path     string // rewritten path (without query); "" means the client's path unchanged
+	xff      []byte
+	teTrail  bool
+	clientIP string
+
+	// pre holds the first bytes of the request body, read before any upstream is contacted:
+	// a malformed chunked body is refused before anything is forwarded, and a body that fits
+	// entirely (preEOF) can be sent again on a retry.
+	pre    []byte
+	preBuf *[]byte
+	preEOF bool
+}
+
+// bodyPrefixSize is how much request body is read ahead, and so the largest body that can be
+// re-sent on a retry.
+const bodyPrefixSize = 64 << 10
+
+var prefixBufs = sync.Pool{New: func() any { b := make([]byte, bodyPrefixSize); return &b }}
+
+// readBodyPrefix reads up to bodyPrefixSize bytes of the request body: what has already
+// arrived, waiting only for the first bytes, so a slowly streamed body is not held back.
+func (f *forward) readBodyPrefix() error {
+	f.preBuf = prefixBufs.Get().(*[]byte)
+	buf := *f.preBuf
+	n := 0
+	for n < len(buf) && (n == 0 || f.ex.BodyPending()) {
+		m, err := f.ex.ReadBody(buf[n:])
+		n += m
+		if err == io.EOF {
+			f.preEOF = true
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	f.pre = buf[:n]
+	if !f.preEOF && f.ex.Req.ContentLength >= 0 && int64(n) == f.ex.Req.ContentLength {
+		f.preEOF = true
+	}
+	return nil
+}
+
+func (f *forward) releaseBody() {
+	if f.preBuf != nil {
+		prefixBufs.Put(f.preBuf)
+		f.preBuf, f.pre = nil, nil
+	}
+}
+
+// replayable reports whether the request can be sent again: it has no body, or all of its body
+// is held in pre.
+func (f *forward) replayable() bool {
+	return !f.ex.HasBody() || f.preEOF
+}
+
+func newForward(ex *server.Exchange, rt *Route) *forward {
+	f := &forward{ex: ex, rt: rt, clientIP: ex.ClientIP()}
+	h := &ex.Req.Header
+	if te, ok := h.Get("TE"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
+		f.teTrail = true
+	}
+	for _, fl := range h.Fields {
+		if asciiEqualFold(fl.Name, "X-Forwarded-For") {
+			if len(f.xff) > 0 {
+				f.xff = append(f.xff, ", "...)
+			}
+			f.xff = append(f.xff, fl.Value...)
+		}
+	}
+	if len(f.xff) > 0 {
+		f.xff = append(f.xff, ", "...)
+	}
+	f.xff = append(f.xff, f.clientIP...)
+	h.RemoveHopByHop()
+	if rt.rewrites() {
+		f.path = rt.rewritePath(string(ex.Req.Path))
+	}
+	return f
+}
+
+// skipHeader lists client fields the gateway replaces or handles itself.
+var skipHeader = []string{"Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto",
+	"X-Forwarded-Host", "X-Request-Id", "Expect"}
+
+// writeHead writes the upstream request line and header fields to w.
+func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
+	req := &f.ex.Req
+	w.Write(req.Method)
+	w.WriteByte(' ')
+	if f.path != "" {
+		w.WriteString(f.path)
+	} else {
+		w.Write(req.Path)
+	}
+	if req.Query != nil {
+		w.WriteByte('?')
+		w.Write(req.Query)
+	}
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	switch f.rt.hostMode {
+	case HostTarget:
+		w.WriteString(t.Addr)
+	case HostFixed:
+		w.WriteString(f.rt.hostValue)
+	default:
+		w.Write(req.Host)
+	}
+	w.WriteString("\r\n")
+fields:
+	for _, fl := range req.Header.Fields {
+		for _, s := range skipHeader {
+			if asciiEqualFold(fl.Name, s) {
+				continue fields
+			}
+		}
+		if len(f.rt.removeSet) > 0 && f.rt.removeSet[canonical(fl.Name)] {
+			continue
+		}
+		w.Write(fl.Name)
+		w.WriteString(": ")
+		w.Write(fl.Value)
+		w.WriteString("\r\n")
+	}
+	for _, h := range f.rt.setHeaders {
+		writeField(w, h.name, h.value)
+	}
+	for _, h := range f.rt.addHeaders {
+		writeField(w, h.name, h.value)
+	}
+	w.WriteString("X-Forwarded-For: ")
+	w.Write(f.xff)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+	w.Write(req.Host)
+	w.WriteString("\r\nX-Request-Id: ")
+	w.WriteString(f.ex.RequestID())
+	w.WriteString("\r\n")
+	switch {
+	case req.Chunked:
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.ContentLength > 0:
+		var b [20]byte
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
+		w.WriteString("\r\n")
+	case methodExpectsBody(req.Method):
+		w.WriteString("Content-Length: 0\r\n")
+	}
+	if f.teTrail {
+		w.WriteString("TE: trailers\r\n")
+	}
+	if !f.rt.Upstream.KeepAlive {
+		w.WriteString("Connection: close\r\n")
+	}
+	_, err := w.WriteString("\r\n")
+	return err
+}
+
+func writeField(w *bufio.Writer, name, value string) {
+	w.WriteString(name)
+	w.WriteString(": ")
+	w.WriteString(value)
+	w.WriteString("\r\n")
+}
+
+// methodExpectsBody reports methods whose empty body should be stated explicitly
+// (RFC 9110 §8.6: a user agent SHOULD send Content-Length for them).
+func methodExpectsBody(m []byte) bool {
+	switch string(m) {
+	case "POST", "PUT", "PATCH":
+		return true
+	}
+	return false
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func canonical(name []byte) string { return textproto.CanonicalMIMEHeaderKey(string(name)) }

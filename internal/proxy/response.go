@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"sluice/internal/connpool"
+	"sluice/internal/h1"
+	"sluice/internal/reason"
+	"sluice/internal/server"
+	"sluice/internal/upstream"
+)
+
+// relayResponse writes the upstream response head to the client and streams the body. Bytes
+// are flushed to the client whenever the upstream has nothing more buffered, so server-sent
+// events and other trickling bodies reach the client at once while bulk bodies go in large
+// writes.
+func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, resp *h1.Response, isHEAD bool) (result, connpool.Outcome) {
+	out := connpool.Outcome{KeepAliveTimeout: resp.KeepAliveTimeout, KeepAliveMax: resp.KeepAliveMax}
+	framing := resp.ContentLength
+	switch {
+	case resp.Status < 200 || resp.Status == 204 || resp.Status == 304:
+		framing = server.NoBody
+	case isHEAD:
+		framing = server.NoBody
+		if v, ok := resp.Header.Get("Content-Length"); ok {
+			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				framing = n
+			}
+		}
+	case resp.Chunked || resp.UntilClose:
+		framing = server.LengthUnknown
+	}
+	resp.Header.RemoveHopByHop()
+	resp.Header.Del("Content-Length")
+	if !resp.Header.Has("X-Request-Id") {
+		resp.Header.Add("X-Request-Id", ex.RequestID())
+	}
+	if err := ex.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
+		out.Reason = connpool.CloseRequestError
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out
+	}
+	if resp.NoBody {
+		out.Reusable = !resp.Close
+		if resp.Close {
+			out.Reason = connpool.CloseBackendClose
+		}
+		return result{}, out
+	}
+	var body h1.BodyReader
+	body.Reset(c.R, resp.ContentLength, resp.Chunked, 0)
+	if res, ok := p.streamBody(ex, rt, c, t, &body); !ok {
+		out.Reason = connpool.CloseRequestError
+		return res, out
+	}
+	if resp.Chunked {
+		ex.Finish(body.Trailer())
+	}
+	out.Reusable = !resp.Close && !resp.UntilClose
+	if !out.Reusable {
+		out.Reason = connpool.CloseBackendClose
+	}
+	return result{}, out
+}
+
+func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader) (result, bool) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	nc := c.NetConn()
+	for {
+		if c.R.Buffered() == 0 {
+			if err := ex.Flush(); err != nil {
+				ex.Abort()
+				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
+			}
+			if rt.Read > 0 {
+				nc.SetReadDeadline(time.Now().Add(rt.Read))
+			}
+		}
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := ex.Write(buf[:n]); werr != nil {
+				ex.Abort()
+				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, werr), clientGone: true}, false
+			}
+		}
+		if err == io.EOF {
+			return result{}, true
+		}
+		if err != nil {
+			// The head is out: the client learns of the failure from a truncated body.
+			ex.Abort()
+			code := reason.ResetDuringResp
+			var pe *h1.Error
+			if errors.As(err, &pe) {
+				code = reason.BadResponse
+			} else if isTimeout(err) {
+				code = reason.ResponseTimeout
+			}
+			return result{err: reason.New(502, code, t.Addr, err)}, false
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"fmt"
+	"net/textproto"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/upstream"
+)
+
+// Host header modes of a route.
+const (
+	HostClient = "client"
+	HostTarget = "target"
+	HostFixed  = "fixed"
+)
+
+// Route is the runtime form of a config route: where to forward and how to rewrite.
+type Route struct {
+	ID           string
+	Upstream     *upstream.Upstream
+	Connect      time.Duration
+	Read         time.Duration
+	Write        time.Duration
+	MaxBodyBytes int64
+
+	connectOverride bool // the route sets its own connect timeout
+
+	stripPrefix string
+	addPrefix   string
+	pathRe      *regexp.Regexp
+	pathRepl    string
+	hostMode    string
+	hostValue   string
+	setHeaders  []kv
+	addHeaders  []kv
+	removeSet   map[string]bool // canonical names removed or replaced by set_headers
+}
+
+type kv struct{ name, value string }
+
+// NewRoute builds a Route for r forwarding to u (whose config is uc).
+func NewRoute(r config.Route, uc config.Upstream, u *upstream.Upstream) (*Route, error) {
+	t := r.EffectiveTimeouts(uc)
+	rt := &Route{
+		ID: r.ID, Upstream: u,
+		Connect: t.Connect.D(), Read: t.Read.D(), Write: t.Write.D(),
+		MaxBodyBytes: r.MaxBodyBytes,
+		stripPrefix:  r.Rewrite.StripPrefix, addPrefix: r.Rewrite.AddPrefix,
+		pathRepl: r.Rewrite.PathReplacement, hostMode: r.Rewrite.Host, hostValue: r.Rewrite.HostValue,
+		removeSet: map[string]bool{},
+	}
+	rt.connectOverride = r.Timeouts.Connect > 0 && r.Timeouts.Connect != uc.Timeouts.Connect
+	if rt.hostMode == "" {
+		rt.hostMode = HostClient
+	}
+	if r.Rewrite.PathRegex != "" {
+		re, err := regexp.Compile(r.Rewrite.PathRegex)
+		if err != nil {
+			return nil, fmt.Errorf("route %q: rewrite.path_regex: %w", r.ID, err)
+		}
+		rt.pathRe = re
+	}
+	for _, name := range r.Rewrite.RemoveHeaders {
+		rt.removeSet[textproto.CanonicalMIMEHeaderKey(name)] = true
+	}
+	rt.setHeaders = sortedKV(r.Rewrite.SetHeaders)
+	for _, h := range rt.setHeaders {
+		rt.removeSet[textproto.CanonicalMIMEHeaderKey(h.name)] = true
+	}
+	rt.addHeaders = sortedKV(r.Rewrite.AddHeaders)
+	return rt, nil
+}
+
+func sortedKV(m map[string]string) []kv {
+	out := make([]kv, 0, len(m))
+	for k, v := range m {
+		out = append(out, kv{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// rewritePath applies the route's path rewrites to path (the query is kept apart).
+func (rt *Route) rewritePath(path string) string {
+	if rt.stripPrefix != "" && strings.HasPrefix(path, rt.stripPrefix) {
+		path = path[len(rt.stripPrefix):]
+		if path == "" || path[0] != '/' {
+			path = "/" + path
+		}
+	}
+	if rt.addPrefix != "" {
+		path = strings.TrimSuffix(rt.addPrefix, "/") + path
+	}
+	if rt.pathRe != nil {
+		path = rt.pathRe.ReplaceAllString(path, rt.pathRepl)
+		if path == "" || path[0] != '/' {
+			path = "/" + path
+		}
+	}
+	return path
+}
+
+// rewrites reports whether the route changes the path at all.
+func (rt *Route) rewrites() bool {
+	return rt.stripPrefix != "" || rt.addPrefix != "" || rt.pathRe != nil
+}

@@ -1,0 +1,116 @@
+package router
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Dump returns a deterministic text form of the compiled table: buckets in the order
+// exact hosts, wildcard hosts (each sorted), any host; in each, the segment tree with
+// static children sorted, then regex routes, then routes without a path condition.
+// Entry lists are printed best first, as Match scans them. It is meant for golden tests
+// and debugging, not for parsing.
+func (t *Table) Dump() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "routes %d\n", t.n)
+	for _, h := range slices.Sorted(maps.Keys(t.exact)) {
+		fmt.Fprintf(&sb, "host %s\n", h)
+		t.exact[h].dump(&sb)
+	}
+	for _, h := range slices.Sorted(maps.Keys(t.wild)) {
+		fmt.Fprintf(&sb, "host *.%s\n", h)
+		t.wild[h].dump(&sb)
+	}
+	if t.anyHost != nil {
+		sb.WriteString("host (any)\n")
+		t.anyHost.dump(&sb)
+	}
+	return sb.String()
+}
+
+func (b *bucket) dump(sb *strings.Builder) {
+	b.root.dump(sb, "  /", 2)
+	dumpList(sb, "  ", "regex", b.regex)
+	dumpList(sb, "  ", "any path", b.anyPath)
+}
+
+// dump writes n, named label, and its subtree; children are indented by two more spaces.
+func (n *node) dump(sb *strings.Builder, label string, depth int) {
+	if n.empty() {
+		return
+	}
+	sb.WriteString(label)
+	sb.WriteByte('\n')
+	ind := strings.Repeat(" ", depth+2)
+	dumpList(sb, ind, "exact", n.exact)
+	dumpList(sb, ind, "prefix", n.prefixEnd)
+	dumpList(sb, ind, "prefix/", n.prefixDir)
+	dumpList(sb, ind, "{...}", n.rest)
+	for _, seg := range slices.Sorted(maps.Keys(n.static)) {
+		n.static[seg].dump(sb, fmt.Sprintf("%s%q", ind, seg), depth+2)
+	}
+	if n.param != nil {
+		n.param.dump(sb, ind+"{}", depth+2)
+	}
+}
+
+// empty reports whether n's subtree holds no routes.
+func (n *node) empty() bool {
+	if len(n.exact)+len(n.rest)+len(n.prefixEnd)+len(n.prefixDir) > 0 {
+		return false
+	}
+	for _, c := range n.static {
+		if !c.empty() {
+			return false
+		}
+	}
+	return n.param == nil || n.param.empty()
+}
+
+func dumpList(sb *strings.Builder, ind, label string, es []entry) {
+	for _, e := range es {
+		r, k := e.route, e.rank
+		fmt.Fprintf(sb, "%s%s: #%d %q prio=%d host=%s path=%s", ind, label, r.index, r.id,
+			k.priority, hostRankString(k.host), pathRankString(k))
+		if len(r.methods) > 0 {
+			fmt.Fprintf(sb, " methods=%s", strings.Join(r.methods, ","))
+		}
+		if r.pathRe != nil {
+			fmt.Fprintf(sb, " regex=%q", r.pathRe.String())
+		}
+		if r.tmpl != nil {
+			names := make([]string, len(r.tmpl.params))
+			for i, p := range r.tmpl.params {
+				names[i] = p.name
+			}
+			fmt.Fprintf(sb, " params=%s", strings.Join(names, ","))
+		}
+		fmt.Fprintf(sb, " headers=%d query=%d\n", len(r.headers), len(r.query))
+	}
+}
+
+func hostRankString(h int) string {
+	switch h {
+	case hostAny:
+		return "any"
+	case hostExact:
+		return "exact"
+	}
+	return fmt.Sprintf("wildcard(%d)", h-1)
+}
+
+func pathRankString(k rank) string {
+	switch k.path {
+	case pathExact:
+		return "exact"
+	case pathTemplate:
+		return fmt.Sprintf("template(params=%d,literal=%d)", -k.pathA, k.pathB)
+	case pathPrefix:
+		return fmt.Sprintf("prefix(%d)", k.pathA)
+	case pathRegex:
+		return "regex"
+	}
+	return "any"
+}

@@ -1,0 +1,372 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/h1"
+	"sluice/internal/reason"
+)
+
+// Framing values for WriteHead's contentLength besides a length >= 0.
+const (
+	// LengthUnknown: the body length is not known up front; the body is chunked for HTTP/1.1
+	// clients and delimited by closing the connection for HTTP/1.0 clients.
+	LengthUnknown int64 = -1
+	// NoBody: a response that has no body and no framing header (1xx, 204, 304).
+	NoBody int64 = -2
+)
+
+// ErrBodyTooLarge is returned by the request body reader when the body exceeds the limit.
+var ErrBodyTooLarge = errors.New("request body larger than the configured limit")
+
+// errHeadWritten is returned when a handler writes a second head.
+var errHeadWritten = errors.New("response head already written")
+
+// Exchange is one request and its response on a client connection. It is reused for the
+// connection's next request: handlers must not keep it after ServeH1 returns.
+type Exchange struct {
+	Req   h1.Request
+	Start time.Time
+
+	c         *conn
+	body      h1.BodyReader
+	bodyLimit int64
+	bodyRead  int64
+	bodyErr   error
+	sent100   bool
+	requestID string
+
+	wroteHead  bool
+	status     int
+	chunked    bool
+	noBody     bool
+	untilClose bool
+	declared   int64
+	bytesOut   int64
+	closeAfter bool
+	aborted    bool
+	chunkW     h1.ChunkedWriter
+	scratch    []byte
+}
+
+func (ex *Exchange) reset() {
+	ex.Req.Reset()
+	ex.bodyRead, ex.bodyErr, ex.sent100, ex.requestID = 0, nil, false, ""
+	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
+	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted = 0, 0, false, false
+}
+
+func (ex *Exchange) start() {
+	ex.Start = time.Now()
+	ex.bodyLimit = ex.c.st.MaxBodyBytes
+	ex.body.Reset(ex.c.br, ex.Req.ContentLength, ex.Req.Chunked, 0)
+	if ex.Req.Close || ex.c.srv.closing.Load() {
+		ex.closeAfter = true
+	}
+}
+
+// ClientIP is the client's address without the port.
+func (ex *Exchange) ClientIP() string { return ex.c.clientIP }
+
+// LocalAddr is the listener-side address of the connection.
+func (ex *Exchange) LocalAddr() net.Addr { return ex.c.nc.LocalAddr() }
+
+// ListenerName names the listener that accepted the connection.
+func (ex *Exchange) ListenerName() string { return ex.c.st.Name }
+
+// ConnRequests is how many requests this client connection carried before this one.
+func (ex *Exchange) ConnRequests() int64 { return ex.c.served.Load() }
+
+var (
+	idPrefix  = newIDPrefix()
+	idCounter atomic.Uint64
+)
+
+func newIDPrefix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// RequestID returns the client's X-Request-Id when it is a sane token, else a new unique id.
+func (ex *Exchange) RequestID() string {
+	if ex.requestID != "" {
+		return ex.requestID
+	}
+	if v, ok := ex.Req.Header.Get("X-Request-Id"); ok && validRequestID(v) {
+		ex.requestID = string(v)
+		return ex.requestID
+	}
+	var b [32]byte
+	buf := append(b[:0], idPrefix...)
+	buf = append(buf, '-')
+	buf = strconv.AppendUint(buf, idCounter.Add(1), 36)
+	ex.requestID = string(buf)
+	return ex.requestID
+}
+
+func validRequestID(v []byte) bool {
+	if len(v) == 0 || len(v) > 200 {
+		return false
+	}
+	for _, c := range v {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// SetBodyLimit lowers the request body limit for this request (0 keeps the listener's).
+func (ex *Exchange) SetBodyLimit(n int64) {
+	if n > 0 && (ex.bodyLimit == 0 || n < ex.bodyLimit) {
+		ex.bodyLimit = n
+	}
+}
+
+// BodyLimit is the effective request body limit (0: unlimited).
+func (ex *Exchange) BodyLimit() int64 { return ex.bodyLimit }
+
+// HasBody reports whether the request has a body (declared length > 0 or chunked).
+func (ex *Exchange) HasBody() bool { return ex.Req.Chunked || ex.Req.ContentLength > 0 }
+
+// BodyBytes is the number of request body bytes read so far.
+func (ex *Exchange) BodyBytes() int64 { return ex.bodyRead }
+
+// BodyTrailer returns the trailer fields of a chunked request body, after it was fully read.
+func (ex *Exchange) BodyTrailer() *h1.Header { return ex.body.Trailer() }
+
+// ReadBody reads the request body. The first read answers "Expect: 100-continue". Each read is
+// bounded by the listener's read timeout; a body above the limit fails with ErrBodyTooLarge.
+func (ex *Exchange) ReadBody(p []byte) (int, error) {
+	if ex.bodyErr != nil {
+		return 0, ex.bodyErr
+	}
+	if !ex.HasBody() {
+		return 0, io.EOF
+	}
+	if ex.Req.Expect100 && !ex.sent100 {
+		ex.sent100 = true
+		if ex.c.br.Buffered() == 0 {
+			ex.c.setWriteDeadline()
+			ex.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := ex.c.bw.Flush(); err != nil {
+				ex.bodyErr = err
+				return 0, err
+			}
+		}
+	}
+	ex.c.setReadDeadline(ex.c.st.ReadTimeout)
+	n, err := ex.body.Read(p)
+	ex.bodyRead += int64(n)
+	if ex.bodyLimit > 0 && ex.bodyRead > ex.bodyLimit {
+		ex.bodyErr = ErrBodyTooLarge
+		ex.closeAfter = true
+		return 0, ErrBodyTooLarge
+	}
+	if err != nil && err != io.EOF {
+		ex.bodyErr = err
+		ex.closeAfter = true
+	}
+	return n, err
+}
+
+// Body returns the request body as an io.Reader (see ReadBody).
+func (ex *Exchange) Body() io.Reader { return bodyReader{ex} }
+
+type bodyReader struct{ ex *Exchange }
+
+func (b bodyReader) Read(p []byte) (int, error) { return b.ex.ReadBody(p) }
+
+// BodyPending reports whether request bytes have arrived that were not read yet, so that a
+// read would not wait for the client.
+func (ex *Exchange) BodyPending() bool { return ex.c.br.Buffered() > 0 }
+
+func (ex *Exchange) bodyDone() bool { return !ex.HasBody() || ex.body.Done() }
+
+// CloseAfter makes the connection close after this response.
+func (ex *Exchange) CloseAfter() { ex.closeAfter = true }
+
+// HeadWritten reports whether the response head went out (or is buffered to go out).
+func (ex *Exchange) HeadWritten() bool { return ex.wroteHead }
+
+// Status is the status written, 0 before WriteHead.
+func (ex *Exchange) Status() int { return ex.status }
+
+// BytesOut is the number of response body bytes written.
+func (ex *Exchange) BytesOut() int64 { return ex.bytesOut }
+
+// WriteHead writes the status line and header fields h, then the framing for contentLength:
+// a length >= 0 writes Content-Length, LengthUnknown chunks (or closes, for HTTP/1.0), NoBody
+// writes neither. A HEAD request never gets a body, whatever the framing says.
+func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, contentLength int64) error {
+	if ex.wroteHead {
+		return errHeadWritten
+	}
+	ex.wroteHead, ex.status, ex.declared = true, status, contentLength
+	isHEAD := string(ex.Req.Method) == "HEAD"
+	ex.noBody = isHEAD || contentLength == NoBody
+	if !ex.bodyDone() && (!ex.Req.Expect100 || ex.sent100) {
+		// The body is still coming; do not let a long unread body pin the connection.
+		if ex.Req.Chunked || ex.Req.ContentLength-ex.bodyRead > maxDrain {
+			ex.closeAfter = true
+		}
+	}
+	if ex.Req.Expect100 && !ex.sent100 && ex.HasBody() {
+		ex.closeAfter = true // we answered without asking for the body
+	}
+	b := ex.scratch[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if len(reasonPhrase) == 0 {
+		reasonPhrase = []byte(statusText(status))
+	}
+	b = append(b, reasonPhrase...)
+	b = append(b, "\r\n"...)
+	if h != nil {
+		b = h.AppendTo(b)
+	}
+	switch {
+	case contentLength >= 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, contentLength, 10)
+		b = append(b, "\r\n"...)
+	case contentLength == LengthUnknown && !isHEAD:
+		if ex.Req.Minor >= 1 {
+			ex.chunked = true
+			b = append(b, "Transfer-Encoding: chunked\r\n"...)
+		} else {
+			ex.untilClose = true
+			ex.closeAfter = true
+		}
+	}
+	if ex.closeAfter {
+		b = append(b, "Connection: close\r\n"...)
+	} else if ex.Req.Minor == 0 {
+		b = append(b, "Connection: keep-alive\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	ex.scratch = b
+	ex.c.setWriteDeadline()
+	_, err := ex.c.bw.Write(b)
+	if ex.chunked {
+		ex.chunkW.Reset(ex.c.bw)
+	}
+	return err
+}
+
+// Write writes response body bytes (buffered; see Flush).
+func (ex *Exchange) Write(p []byte) (int, error) {
+	if !ex.wroteHead {
+		return 0, errors.New("response body written before head")
+	}
+	if ex.noBody || len(p) == 0 {
+		return len(p), nil
+	}
+	var n int
+	var err error
+	if ex.chunked {
+		n, err = ex.chunkW.Write(p)
+	} else {
+		if ex.declared >= 0 && ex.bytesOut+int64(len(p)) > ex.declared {
+			return 0, errors.New("response body longer than its Content-Length")
+		}
+		n, err = ex.c.bw.Write(p)
+	}
+	ex.bytesOut += int64(n)
+	return n, err
+}
+
+// Flush sends buffered response bytes to the client now.
+func (ex *Exchange) Flush() error {
+	ex.c.setWriteDeadline()
+	return ex.c.bw.Flush()
+}
+
+// Finish ends a chunked body with trailer fields (nil for none). Other framings need no end.
+func (ex *Exchange) Finish(trailer *h1.Header) error {
+	if ex.chunked && !ex.aborted {
+		ex.chunked = false
+		return ex.chunkW.Close(trailer)
+	}
+	return nil
+}
+
+// finish completes the exchange after the handler and reports whether the connection can
+// carry another request.
+func (ex *Exchange) finish() bool {
+	c := ex.c
+	if !ex.wroteHead {
+		ex.WriteError(reason.New(502, reason.InternalError, "", errors.New("handler wrote no response")), "")
+	}
+	complete := !ex.aborted
+	if ex.chunked && !ex.aborted {
+		if err := ex.Finish(nil); err != nil {
+			complete = false
+		}
+	}
+	if !ex.noBody && ex.declared >= 0 && ex.bytesOut != ex.declared {
+		complete = false // truncated: closing tells the client the body is incomplete
+	}
+	if err := ex.Flush(); err != nil {
+		return false
+	}
+	if !complete || ex.closeAfter || ex.untilClose || c.srv.closing.Load() {
+		return false
+	}
+	return c.discardBody(ex)
+}
+
+// WriteError answers with a gateway-generated error: the status, an X-Sluice-Error header with
+// the reason code, and a small JSON body. detail goes into the body's "detail" field; pass ""
+// to keep internals from clients.
+func (ex *Exchange) WriteError(e *reason.Error, detail string) {
+	if ex.wroteHead {
+		ex.closeAfter = true
+		return
+	}
+	id := ex.RequestID()
+	body := make([]byte, 0, 160)
+	body = append(body, `{"error":`...)
+	body = strconv.AppendQuote(body, string(e.Code))
+	body = append(body, `,"status":`...)
+	body = strconv.AppendInt(body, int64(e.Status), 10)
+	body = append(body, `,"message":`...)
+	body = strconv.AppendQuote(body, reason.Describe(e.Code))
+	if detail != "" {
+		body = append(body, `,"detail":`...)
+		body = strconv.AppendQuote(body, detail)
+	}
+	if e.Target != "" {
+		body = append(body, `,"target":`...)
+		body = strconv.AppendQuote(body, e.Target)
+	}
+	body = append(body, `,"request_id":`...)
+	body = strconv.AppendQuote(body, id)
+	body = append(body, "}\n"...)
+	var h h1.Header
+	h.Add("Content-Type", "application/json")
+	h.Add("X-Sluice-Error", string(e.Code))
+	h.Add("X-Request-Id", id)
+	if e.Status == 503 {
+		h.Add("Retry-After", "1")
+	}
+	ex.WriteHead(e.Status, nil, &h, int64(len(body)))
+	ex.Write(body)
+}
+
+func statusText(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return t
+	}
+	return "Status"
+}

@@ -1,0 +1,140 @@
+// Package server accepts client connections and runs the HTTP/1.1 request loop on each, using
+// Sluice's own codec (internal/h1). It owns everything about the client side of a request:
+// timeouts that stop slow clients, strict parsing (a malformed request is answered 4xx and the
+// connection closed), keep-alive, and graceful shutdown that finishes in-flight requests.
+// What to do with a request is the Handler's business.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/h1"
+)
+
+// Handler serves one request. It must consume what it needs of the request body and write a
+// complete response through the Exchange before returning.
+type Handler interface {
+	ServeH1(ex *Exchange)
+}
+
+// Settings are the per-listener client-side limits. A listener reads them per connection, so a
+// reload that changes them applies to connections accepted afterwards.
+type Settings struct {
+	Name              string
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	Limits            h1.Limits
+	MaxBodyBytes      int64 // 0: unlimited
+}
+
+// Server serves one listening socket.
+type Server struct {
+	handler  Handler
+	log      *slog.Logger
+	settings atomic.Pointer[Settings]
+	ln       net.Listener
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closing  atomic.Bool
+	connsWG  sync.WaitGroup
+	acceptWG sync.WaitGroup
+}
+
+// New returns a Server for ln. Call Serve to start accepting.
+func New(ln net.Listener, s Settings, h Handler, log *slog.Logger) *Server {
+	srv := &Server{handler: h, log: log.With("component", "server", "listener", s.Name), ln: ln, conns: map[*conn]struct{}{}}
+	srv.settings.Store(&s)
+	return srv
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Update replaces the settings used for connections accepted from now on.
+func (s *Server) Update(st Settings) { s.settings.Store(&st) }
+
+// Serve accepts connections until Shutdown. It returns nil after Shutdown.
+func (s *Server) Serve() error {
+	s.acceptWG.Add(1)
+	defer s.acceptWG.Done()
+	var delay time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
+				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(s, nc, s.settings.Load())
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.connsWG.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.connsWG.Done()
+}
+
+// Shutdown stops accepting, closes idle connections, lets in-flight requests finish (each
+// answered with "Connection: close"), and returns when all connections are gone or ctx ends;
+// then it closes what remains and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.ln.Close()
+	s.acceptWG.Wait()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.wakeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.connsWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Active returns the number of open client connections.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

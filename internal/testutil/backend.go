@@ -1,0 +1,327 @@
+// Package testutil provides loopback HTTP/1.1 backends with exact, adversarial idle
+// behaviour for tests of the upstream path: backends that close idle connections (with or
+// without advertising Keep-Alive), that race the idle timer against incoming requests, that
+// restart with RSTs, and a plain echo backend. They run on raw net.Listeners on 127.0.0.1:0
+// so their timing is exactly what the test asks for, and they count accepted connections
+// and processed request ids (the X-Request-Id header) so tests can prove that no request
+// was executed twice.
+package testutil
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BackendOptions shapes a [Backend]. The zero value is a keep-alive backend that never
+// closes idle connections.
+type BackendOptions struct {
+	// IdleClose closes (FIN) a connection idle this long. 0 = never.
+	IdleClose time.Duration
+	// Advertise, if > 0, adds "Keep-Alive: timeout=<Advertise>" (seconds) to responses.
+	Advertise int
+	// AdvertiseMax, if > 0, adds "max=<remaining>" to the Keep-Alive header, counting down
+	// from AdvertiseMax per connection, and closes the connection (FIN) after the last
+	// allowed request without saying "Connection: close": the client must honour max.
+	AdvertiseMax int
+	// RaceWindow, with IdleClose, makes the idle timer race requests: a request that arrives
+	// on a connection idle for at least IdleClose-RaceWindow is dropped unread and the
+	// connection is reset, as in a capture of the race.
+	RaceWindow time.Duration
+	// DropNth, if > 0, drops the Nth request of every connection unread and resets it.
+	DropNth int
+	// CloseAfter, if > 0, answers the CloseAfter-th request of a connection with
+	// "Connection: close" and closes it.
+	CloseAfter int
+	// Delay is added before each response.
+	Delay time.Duration
+	// BodySize is the response body size in bytes (default: a short text). Ignored by Echo.
+	BodySize int
+	// Echo answers with a JSON description of the request (method, path, headers).
+	Echo bool
+}
+
+// Backend is a loopback HTTP/1.1 server. Create it with [NewBackend] or a named
+// constructor; it is closed by t.Cleanup.
+type Backend struct {
+	opts BackendOptions
+	addr string
+
+	mu        sync.Mutex
+	ln        net.Listener
+	conns     map[net.Conn]struct{}
+	processed map[string]int
+	closed    bool
+	wg        sync.WaitGroup
+
+	accepted atomic.Int64
+	requests atomic.Int64
+	dropped  atomic.Int64
+}
+
+// NewBackend starts a backend on 127.0.0.1:0.
+func NewBackend(t testing.TB, o BackendOptions) *Backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testutil: listen: %v", err)
+	}
+	b := &Backend{opts: o, addr: ln.Addr().String(), ln: ln,
+		conns: make(map[net.Conn]struct{}), processed: make(map[string]int)}
+	b.wg.Add(1)
+	go b.serve(ln)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// IdleCloser closes connections idle for idle (FIN) and sends no Keep-Alive header.
+func IdleCloser(t testing.TB, idle time.Duration) *Backend {
+	return NewBackend(t, BackendOptions{IdleClose: idle})
+}
+
+// AdvertisingCloser sends "Keep-Alive: timeout=<seconds>" and closes connections idle for
+// actual (pass seconds*time.Second for an honest backend).
+func AdvertisingCloser(t testing.TB, seconds int, actual time.Duration) *Backend {
+	return NewBackend(t, BackendOptions{IdleClose: actual, Advertise: seconds})
+}
+
+// RacingCloser closes connections idle for idle, and drops unread (with an RST) any request
+// arriving on a connection idle for at least idle-window.
+func RacingCloser(t testing.TB, idle, window time.Duration) *Backend {
+	return NewBackend(t, BackendOptions{IdleClose: idle, RaceWindow: window})
+}
+
+// Echo answers every request with its method, path and headers as JSON; keep-alive on.
+func Echo(t testing.TB) *Backend {
+	return NewBackend(t, BackendOptions{Echo: true})
+}
+
+// DeadAddr returns a loopback address where nothing listens (dials are refused).
+func DeadAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testutil: listen: %v", err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// Addr returns the backend's "host:port".
+func (b *Backend) Addr() string { return b.addr }
+
+// Accepted returns the number of connections accepted.
+func (b *Backend) Accepted() int64 { return b.accepted.Load() }
+
+// Requests returns the number of requests answered.
+func (b *Backend) Requests() int64 { return b.requests.Load() }
+
+// Open returns the number of server-side connections currently open.
+func (b *Backend) Open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
+// Dropped returns the number of requests dropped unread by the race or DropNth.
+func (b *Backend) Dropped() int64 { return b.dropped.Load() }
+
+// Processed returns how many times a request with X-Request-Id id was processed.
+func (b *Backend) Processed(id string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.processed[id]
+}
+
+// Duplicates returns the request ids processed more than once, sorted.
+func (b *Backend) Duplicates() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var d []string
+	for id, n := range b.processed {
+		if n > 1 {
+			d = append(d, id)
+		}
+	}
+	slices.Sort(d)
+	return d
+}
+
+// Restart closes the listener and resets every connection (RST, SO_LINGER 0), then listens
+// again on the same address. Conns idle in a client pool see ECONNRESET.
+func (b *Backend) Restart() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return fmt.Errorf("testutil: restart of a closed backend")
+	}
+	_ = b.ln.Close()
+	b.resetAllLocked()
+	ln, err := net.Listen("tcp", b.addr)
+	if err != nil {
+		b.mu.Unlock()
+		return fmt.Errorf("testutil: listen again on %s: %w", b.addr, err)
+	}
+	b.ln = ln
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go b.serve(ln)
+	return nil
+}
+
+// Close stops the backend and resets its connections. It waits for its goroutines.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	_ = b.ln.Close()
+	b.resetAllLocked()
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func (b *Backend) resetAllLocked() {
+	for c := range b.conns {
+		reset(c)
+	}
+	clear(b.conns)
+}
+
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+func (b *Backend) serve(ln net.Listener) {
+	defer b.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		if b.closed || b.ln != ln {
+			b.mu.Unlock()
+			reset(c)
+			return
+		}
+		b.conns[c] = struct{}{}
+		b.accepted.Add(1)
+		b.wg.Add(1)
+		b.mu.Unlock()
+		go b.handle(c)
+	}
+}
+
+func (b *Backend) forget(c net.Conn) {
+	b.mu.Lock()
+	delete(b.conns, c)
+	b.mu.Unlock()
+}
+
+// handle serves one connection. Its idle timer starts when a response has been written.
+func (b *Backend) handle(c net.Conn) {
+	defer b.wg.Done()
+	defer b.forget(c)
+	br := bufio.NewReader(c)
+	bw := bufio.NewWriter(c)
+	for n := 1; ; n++ {
+		idleSince := time.Now()
+		if b.opts.IdleClose > 0 {
+			_ = c.SetReadDeadline(idleSince.Add(b.opts.IdleClose))
+		}
+		if _, err := br.Peek(1); err != nil {
+			_ = c.Close() // idle timeout or peer gone: FIN
+			return
+		}
+		idle := time.Since(idleSince)
+		race := b.opts.RaceWindow > 0 && b.opts.IdleClose > 0 && idle >= b.opts.IdleClose-b.opts.RaceWindow
+		if race || n == b.opts.DropNth {
+			b.dropped.Add(1)
+			reset(c)
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		_ = req.Body.Close()
+		last := req.Close || (b.opts.CloseAfter > 0 && n >= b.opts.CloseAfter)
+		silent := b.opts.AdvertiseMax > 0 && n >= b.opts.AdvertiseMax
+		b.record(req)
+		if b.opts.Delay > 0 {
+			time.Sleep(b.opts.Delay)
+		}
+		if err := b.respond(bw, req, n, last); err != nil || last || silent {
+			_ = c.Close()
+			return
+		}
+	}
+}
+
+func (b *Backend) record(req *http.Request) {
+	b.requests.Add(1)
+	if id := req.Header.Get("X-Request-Id"); id != "" {
+		b.mu.Lock()
+		b.processed[id]++
+		b.mu.Unlock()
+	}
+}
+
+func (b *Backend) respond(w *bufio.Writer, req *http.Request, n int, last bool) error {
+	body := b.body(req)
+	fmt.Fprintf(w, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n", len(body))
+	if b.opts.Echo {
+		w.WriteString("Content-Type: application/json\r\n")
+	}
+	var ka []string
+	if b.opts.Advertise > 0 {
+		ka = append(ka, "timeout="+strconv.Itoa(b.opts.Advertise))
+	}
+	if b.opts.AdvertiseMax > 0 && n < b.opts.AdvertiseMax {
+		ka = append(ka, "max="+strconv.Itoa(b.opts.AdvertiseMax-n))
+	}
+	if len(ka) > 0 && !last {
+		w.WriteString("Keep-Alive: " + strings.Join(ka, ", ") + "\r\n")
+	}
+	if last {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	w.Write(body)
+	return w.Flush()
+}
+
+func (b *Backend) body(req *http.Request) []byte {
+	if b.opts.Echo {
+		out, _ := json.Marshal(struct {
+			Method string      `json:"method"`
+			Path   string      `json:"path"`
+			Header http.Header `json:"header"`
+		}{req.Method, req.URL.RequestURI(), req.Header})
+		return out
+	}
+	if b.opts.BodySize > 0 {
+		return []byte(strings.Repeat("x", b.opts.BodySize))
+	}
+	return []byte("ok\n")
+}

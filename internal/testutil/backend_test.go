@@ -1,0 +1,99 @@
+package testutil
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, c net.Conn, br *bufio.Reader, id string) (*http.Response, error) {
+	t.Helper()
+	if _, err := c.Write([]byte("GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: " + id + "\r\n\r\n")); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err == nil {
+		_ = resp.Body.Close()
+	}
+	return resp, err
+}
+
+func TestBackends(t *testing.T) {
+	b := AdvertisingCloser(t, 7, 50*time.Millisecond)
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for _, id := range []string{"a", "a", "b"} {
+		resp, err := get(t, c, br, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ka := resp.Header.Get("Keep-Alive"); ka != "timeout=7" {
+			t.Errorf("Keep-Alive %q", ka)
+		}
+	}
+	if b.Processed("a") != 2 || b.Accepted() != 1 || strings.Join(b.Duplicates(), ",") != "a" {
+		t.Errorf("processed a=%d accepted=%d dups=%v", b.Processed("a"), b.Accepted(), b.Duplicates())
+	}
+	// The idle close is a FIN: the next read sees EOF.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Error("connection not closed after idle timeout")
+	}
+}
+
+func TestRacingAndRestart(t *testing.T) {
+	b := RacingCloser(t, 200*time.Millisecond, 190*time.Millisecond)
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	if _, err := get(t, c, br, "1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // idle into the race window
+	if _, err := get(t, c, br, "2"); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("request in the race window: %v, want ECONNRESET", err)
+	}
+	_ = c.Close()
+	if b.Processed("2") != 0 || b.Dropped() != 1 {
+		t.Errorf("dropped request processed %d times, dropped %d", b.Processed("2"), b.Dropped())
+	}
+
+	e := Echo(t)
+	c, err = net.Dial("tcp", e.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br = bufio.NewReader(c)
+	if _, err := get(t, c, br, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("after restart: %v, want ECONNRESET", err)
+	}
+	c2, err := net.Dial("tcp", e.Addr())
+	if err != nil {
+		t.Fatalf("dial after restart: %v", err)
+	}
+	defer c2.Close()
+	if _, err := get(t, c2, bufio.NewReader(c2), "y"); err != nil || e.Accepted() != 2 {
+		t.Errorf("after restart: %v, accepted %d", err, e.Accepted())
+	}
+	if _, err := net.Dial("tcp", DeadAddr(t)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial DeadAddr: %v", err)
+	}
+}
