@@ -8,6 +8,7 @@ import (
 
 // Defaults applied by [Parse] to fields that are omitted. docs/config.md documents them.
 const (
+	// Listener.
 	DefaultReadHeaderTimeout = Duration(10 * time.Second)
 	DefaultReadTimeout       = Duration(60 * time.Second)
 	DefaultWriteTimeout      = Duration(60 * time.Second)
@@ -15,6 +16,7 @@ const (
 	DefaultMaxHeaderBytes    = 65536
 	DefaultMaxHeaders        = 100
 
+	// Target and keep-alive (per upstream).
 	DefaultWeight = 1
 
 	DefaultKeepaliveEnabled     = true
@@ -24,16 +26,18 @@ const (
 	DefaultQueueTimeout         = Duration(5 * time.Second)
 	DefaultLearn                = true
 	DefaultSafetyFraction       = 0.85
-	DefaultUnsafeMaxIdle        = Duration(2 * time.Second)
+	DefaultUnsafeMaxIdle        = Duration(1 * time.Second)
 
-	DefaultConnectTimeout = Duration(5 * time.Second)
-	DefaultUpstreamRead   = Duration(60 * time.Second)
-	DefaultUpstreamWrite  = Duration(60 * time.Second)
+	// Upstream timeouts; route timeouts inherit them.
+	DefaultConnectTimeout       = Duration(5 * time.Second)
+	DefaultUpstreamReadTimeout  = Duration(60 * time.Second)
+	DefaultUpstreamWriteTimeout = Duration(60 * time.Second)
 
-	DefaultRewriteHost = HostClient
-	DefaultLogLevel    = "info"
-	DefaultAccessLog   = "stdout"
-	DefaultShutdown    = Duration(30 * time.Second)
+	// Rewrite, log, process.
+	DefaultRewriteHost   = HostClient
+	DefaultLogLevel      = "info"
+	DefaultAccessLog     = "stdout"
+	DefaultShutdownGrace = Duration(30 * time.Second)
 )
 
 // Values of [Rewrite.Host].
@@ -58,8 +62,8 @@ func applyDefaults(c *Config) {
 		}
 		defaultKeepalive(&u.Keepalive)
 		setIfZero(&u.Timeouts.Connect, DefaultConnectTimeout)
-		setIfZero(&u.Timeouts.Read, DefaultUpstreamRead)
-		setIfZero(&u.Timeouts.Write, DefaultUpstreamWrite)
+		setIfZero(&u.Timeouts.Read, DefaultUpstreamReadTimeout)
+		setIfZero(&u.Timeouts.Write, DefaultUpstreamWriteTimeout)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -74,7 +78,7 @@ func applyDefaults(c *Config) {
 	}
 	setIfZero(&c.Log.Level, DefaultLogLevel)
 	setIfZero(&c.Log.Access, DefaultAccessLog)
-	setIfNil(&c.ShutdownGrace, DefaultShutdown)
+	setIfNil(&c.ShutdownGrace, DefaultShutdownGrace)
 }
 
 func defaultListener(l *Listener) {

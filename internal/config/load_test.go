@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,11 +135,42 @@ log: {level: loud}
 		}
 	}
 	// Errors come sorted by line.
-	lines := regexp.MustCompile(`(?m)^multi\.yaml:(\d+):`).FindAllStringSubmatch(err.Error(), -1)
-	for i := 1; i < len(lines); i++ {
-		if len(lines[i][1]) < len(lines[i-1][1]) || lines[i][1] < lines[i-1][1] && len(lines[i][1]) == len(lines[i-1][1]) {
-			t.Errorf("errors not sorted by line: %v", err)
+	last := 0
+	for _, m := range regexp.MustCompile(`(?m)^multi\.yaml:(\d+):`).FindAllStringSubmatch(err.Error(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		if n < last {
+			t.Errorf("errors not sorted by line:\n%v", err)
 		}
+		last = n
+	}
+}
+
+func TestParseEdgeInputs(t *testing.T) {
+	tests := []struct {
+		name string
+		data string
+		want string
+	}{
+		{"empty", "", "e.yaml:1: empty configuration"},
+		{"whitespace", "  \n\n", "e.yaml:1: empty configuration"},
+		{"document marker only", "---\n", "e.yaml:1: empty configuration"},
+		{"null", "~\n", "e.yaml:1: empty configuration"},
+		{"list", "[]\n", "e.yaml:1: the top level must be a mapping"},
+		{"scalar", "hello\n", "e.yaml:1: the top level must be a mapping with listeners, upstreams and routes, not a string"},
+		{"two documents", "a: 1\n---\nb: 2\n", "e.yaml:2: a second YAML document"},
+		{"tab indentation", "listeners:\n\t- address: x\n", "e.yaml:2: invalid YAML: found character that cannot start any token"},
+		{"empty mapping", "{}\n", "e.yaml:1: listeners: at least one listener is required"},
+		{"unknown top-level key", "listener: []\n", `e.yaml:1: listener: unknown field "listener" (did you mean "listeners"?)`},
+		{"no suggestion lists fields", "zzz: 1\n", `unknown field "zzz" (valid: listeners, log, routes, shutdown_grace, upstreams)`},
+		{"wrong type for list", "listeners: 5\n", "e.yaml:1: listeners: want a list, got an integer \"5\""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("e.yaml", []byte(tc.data))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%q) = %v, want error containing %q", tc.data, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -175,7 +207,7 @@ routes: [{id: r, upstream: app, match: {hosts: [API.Example.COM], methods: [get]
 		{"max_lifetime", k.MaxLifetime.D(), time.Duration(0)},
 		{"learn", *k.Learn, true},
 		{"safety_fraction", *k.SafetyFraction, 0.85},
-		{"unsafe_max_idle", k.UnsafeMaxIdle.D(), 2 * time.Second},
+		{"unsafe_max_idle", k.UnsafeMaxIdle.D(), 1 * time.Second},
 		{"connect", u.Timeouts.Connect.D(), 5 * time.Second},
 		{"upstream read", u.Timeouts.Read.D(), time.Minute},
 		{"upstream write", u.Timeouts.Write.D(), time.Minute},

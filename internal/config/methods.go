@@ -39,7 +39,7 @@ func (k Keepalive) UnsafeMaxIdleValue() time.Duration {
 
 // ShutdownGraceValue returns ShutdownGrace or its default.
 func (c *Config) ShutdownGraceValue() time.Duration {
-	return deref(c.ShutdownGrace, DefaultShutdown).D()
+	return deref(c.ShutdownGrace, DefaultShutdownGrace).D()
 }
 
 // UpstreamByID returns the upstream with the given ID, or nil.
@@ -60,8 +60,8 @@ func (r Route) EffectiveTimeouts(u Upstream) Timeouts {
 	setIfZero(&t.Read, u.Timeouts.Read)
 	setIfZero(&t.Write, u.Timeouts.Write)
 	setIfZero(&t.Connect, DefaultConnectTimeout)
-	setIfZero(&t.Read, DefaultUpstreamRead)
-	setIfZero(&t.Write, DefaultUpstreamWrite)
+	setIfZero(&t.Read, DefaultUpstreamReadTimeout)
+	setIfZero(&t.Write, DefaultUpstreamWriteTimeout)
 	return t
 }
 

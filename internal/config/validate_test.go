@@ -266,7 +266,7 @@ func TestEffectiveTimeouts(t *testing.T) {
 	}{
 		{"all inherited", Timeouts{}, Timeouts{Connect: s(1), Read: s(2), Write: s(3)}, Timeouts{Connect: s(1), Read: s(2), Write: s(3)}},
 		{"route overrides read", Timeouts{Read: s(9)}, Timeouts{Connect: s(1), Read: s(2), Write: s(3)}, Timeouts{Connect: s(1), Read: s(9), Write: s(3)}},
-		{"defaults when both unset", Timeouts{}, Timeouts{}, Timeouts{Connect: DefaultConnectTimeout, Read: DefaultUpstreamRead, Write: DefaultUpstreamWrite}},
+		{"defaults when both unset", Timeouts{}, Timeouts{}, Timeouts{Connect: DefaultConnectTimeout, Read: DefaultUpstreamReadTimeout, Write: DefaultUpstreamWriteTimeout}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

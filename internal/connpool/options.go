@@ -79,7 +79,8 @@ type Options struct {
 	LearnWindow time.Duration
 	// History is the number of closed connections' life records kept. 0 => 64.
 	History int
-	// Dial opens a connection. nil => a net.Dialer.
+	// Dial opens a connection. nil => a net.Dialer. The peek check needs the returned conn
+	// to implement syscall.Conn (a *net.TCPConn does); other conns skip it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 

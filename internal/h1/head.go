@@ -24,7 +24,8 @@ const (
 
 // Limits bounds the size of a message head.
 type Limits struct {
-	// MaxHeaderBytes bounds the start line plus all header lines, CRLFs included; 0 (or less)
+	// MaxHeaderBytes bounds the start line plus all header lines, CRLFs and the final empty
+	// line included (empty lines skipped before a request-line do not count); 0 (or less)
 	// means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// MaxHeaders bounds the number of header fields; 0 (or less) means DefaultMaxHeaders.

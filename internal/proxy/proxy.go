@@ -157,6 +157,7 @@ type result struct {
 	class      failureClass
 	connectErr bool
 	clientGone bool
+	clientSide bool // the client's side failed (body too large, unreadable, too slow)
 }
 
 func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, reuseOK bool, rec *Record) result {
@@ -202,18 +203,18 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 		err = c.W.Flush()
 	}
 	if err != nil {
-		return p.sendFailure(c, t, err), failed(connpool.CloseRequestError)
+		return p.sendFailure(c, t, err), failed("")
 	}
 	if ex.HasBody() {
 		if res, ok := p.sendBody(ex, rt, fwd, c, t); !ok {
-			return res, failed(connpool.CloseRequestError)
+			return res, failedBy(res)
 		}
 	}
 	var resp h1.Response
 	isHEAD := string(ex.Req.Method) == "HEAD"
 	for {
 		if res, ok := p.awaitResponse(ex, rt, c, t); !ok {
-			return res, failed(connpool.CloseRequestError)
+			return res, failedBy(res)
 		}
 		if err := h1.ReadResponse(c.R, &resp, isHEAD, h1.Limits{}); err != nil {
 			return p.readFailure(c, t, err), failed(connpool.CloseProtocolError)
@@ -229,8 +230,20 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 	return p.relayResponse(ex, rt, c, t, &resp, isHEAD)
 }
 
+// failed is the outcome of a failed exchange. An empty reason lets the pool judge the failure
+// from the connection's facts (a reused connection that failed before any response byte
+// teaches it the backend's idle timeout).
 func failed(why connpool.CloseReason) connpool.Outcome {
 	return connpool.Outcome{Reason: why, KeepAliveMax: -1}
+}
+
+// failedBy is failed with the reason that fits res: a client-side failure must not be taken
+// for the backend closing the connection.
+func failedBy(res result) connpool.Outcome {
+	if res.clientSide || res.clientGone {
+		return failed(connpool.CloseRequestError)
+	}
+	return failed("")
 }
 
 // sendFailure classifies a failed write of the request.
@@ -357,13 +370,13 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 func clientBodyFailure(_ *upstream.Target, err error) result {
 	switch {
 	case errors.Is(err, server.ErrBodyTooLarge):
-		return result{err: reason.New(413, reason.BodyTooLarge, "", err)}
+		return result{err: reason.New(413, reason.BodyTooLarge, "", err), clientSide: true}
 	case isTimeout(err):
-		return result{err: reason.New(408, reason.ClientTimeout, "", err)}
+		return result{err: reason.New(408, reason.ClientTimeout, "", err), clientSide: true}
 	default:
 		var pe *h1.Error
 		if errors.As(err, &pe) {
-			return result{err: reason.New(400, reason.BadRequest, "", err)}
+			return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 		}
 		return result{err: reason.New(400, reason.ClientBodyError, "", err), clientGone: true}
 	}

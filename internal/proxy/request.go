@@ -4,9 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"sync"
 	"net/textproto"
 	"strconv"
+	"sync"
 
 	"sluice/internal/server"
 	"sluice/internal/upstream"

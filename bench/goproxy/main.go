@@ -1,0 +1,25 @@
+// Command goproxy is the Go baseline of the benchmark suite: net/http's server with
+// httputil.ReverseProxy and an idle pool as large as the benchmark's connection count.
+package main
+
+import (
+	"flag"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9203", "listen address")
+	upstream := flag.String("upstream", "http://127.0.0.1:9100", "backend URL")
+	idle := flag.Int("idle", 128, "idle connections kept to the backend")
+	flag.Parse()
+	u, err := url.Parse(*upstream)
+	if err != nil {
+		log.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = &http.Transport{MaxIdleConns: *idle, MaxIdleConnsPerHost: *idle}
+	log.Fatal(http.ListenAndServe(*addr, rp))
+}

@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// The stale-connection torture suite: adversarial backends with an idle timeout T behind a
+// gateway configured as in the Higress incident (upstream idle_timeout 600s), and clients that
+// send a GET/POST mix at intervals straddling T. Each client is sequential and has its own
+// upstream (so its own pool), which makes every reuse happen at an idle age near T, where the
+// race lives.
+
+const tortureT = 1500 * time.Millisecond
+
+type tortureResult struct {
+	requests, gets, posts int64
+	fiveXX                []string
+	getFailed, postFailed int64
+	accepted              int64
+	duplicates            []string
+}
+
+func runTorture(t *testing.T, be *testutil.Backend, keepalive string, clients int, dur time.Duration, during func()) tortureResult {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("listeners: [{address: 127.0.0.1:0}]\nupstreams:\n")
+	for i := 0; i < clients; i++ {
+		fmt.Fprintf(&b, "  - id: u%d\n    targets: [{address: %q}]\n    keepalive: %s\n", i, be.Addr(), keepalive)
+	}
+	b.WriteString("routes:\n")
+	for i := 0; i < clients; i++ {
+		fmt.Fprintf(&b, "  - id: r%d\n    match: {path_prefix: /c%d/}\n    upstream: u%d\n", i, i, i)
+	}
+	tg := startGateway(t, b.String(), nil)
+
+	var res tortureResult
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	deadline := time.Now().Add(dur)
+	if during != nil {
+		go func() {
+			time.Sleep(dur / 2)
+			during()
+		}()
+	}
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			for n := 0; n < 1000 && time.Now().Before(deadline); n++ {
+				method := "GET"
+				var body io.Reader
+				if rng.IntN(2) == 0 {
+					method, body = "POST", strings.NewReader("payload")
+				}
+				id := fmt.Sprintf("t-%d", seq.Add(1))
+				req, _ := http.NewRequest(method, tg.url(fmt.Sprintf("/c%d/x", i)), body)
+				req.Header.Set("X-Request-Id", id)
+				resp, err := c.Do(req)
+				status := 0
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				mu.Lock()
+				res.requests++
+				if method == "GET" {
+					res.gets++
+				} else {
+					res.posts++
+				}
+				if err != nil || status >= 500 {
+					why := fmt.Sprintf("%s %s: %v", method, id, err)
+					if err == nil {
+						why = fmt.Sprintf("%s %s: %d %s", method, id, status, resp.Header.Get("X-Sluice-Error"))
+					}
+					res.fiveXX = append(res.fiveXX, why)
+					if method == "GET" {
+						res.getFailed++
+					} else {
+						res.postFailed++
+					}
+				}
+				mu.Unlock()
+				// Client 0 is steady traffic (every T/30), to show that reuse stays high. The others
+				// sleep 0.8T..1.2T: half their reuses come just before the backend's timeout,
+				// half just after.
+				if i == 0 {
+					time.Sleep(tortureT / 30)
+				} else {
+					time.Sleep(tortureT*8/10 + time.Duration(rng.Int64N(int64(tortureT*4/10))))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.accepted = be.Accepted()
+	res.duplicates = be.Duplicates()
+	t.Logf("%d requests (%d GET, %d POST): %d 5xx (GET %d, POST %d); backend accepted %d connections (%.0f per 1000 requests); %d processed twice",
+		res.requests, res.gets, res.posts, len(res.fiveXX), res.getFailed, res.postFailed, res.accepted,
+		1000*float64(res.accepted)/float64(max(res.requests, 1)), len(res.duplicates))
+	return res
+}
+
+func tortureDuration(t *testing.T) time.Duration {
+	if testing.Short() {
+		return 5 * tortureT
+	}
+	return 10 * tortureT
+}
+
+func TestStaleTorture(t *testing.T) {
+	const misconfigured = "{idle_timeout: 600s}"
+	cases := []struct {
+		name      string
+		backend   func(t *testing.T) *testutil.Backend
+		keepalive string
+		during    func(be *testutil.Backend)
+		zero5xx   bool
+		maxAccept float64 // per 1000 requests; 0: no bound
+	}{
+		{name: "a idle close without header", backend: func(t *testing.T) *testutil.Backend { return testutil.IdleCloser(t, tortureT) },
+			keepalive: misconfigured, zero5xx: true},
+		{name: "b advertised keep-alive timeout", backend: func(t *testing.T) *testutil.Backend {
+			return testutil.AdvertisingCloser(t, int(tortureT/time.Second)+1, tortureT)
+		}, keepalive: misconfigured, zero5xx: true},
+		{name: "c idle timer races requests", backend: func(t *testing.T) *testutil.Backend {
+			return testutil.RacingCloser(t, tortureT, 100*time.Millisecond)
+		}, keepalive: misconfigured, zero5xx: true},
+		{name: "d backend restarts mid-load", backend: func(t *testing.T) *testutil.Backend { return testutil.IdleCloser(t, tortureT) },
+			keepalive: misconfigured, during: func(be *testutil.Backend) { be.Restart() }},
+		{name: "e keep-alive disabled", backend: func(t *testing.T) *testutil.Backend { return testutil.IdleCloser(t, tortureT) },
+			keepalive: "{enabled: false}", zero5xx: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			be := tc.backend(t)
+			var during func()
+			if tc.during != nil {
+				during = func() { tc.during(be) }
+			}
+			res := runTorture(t, be, tc.keepalive, 6, tortureDuration(t), during)
+			if len(res.duplicates) > 0 {
+				t.Errorf("requests processed twice: %v", res.duplicates)
+			}
+			if tc.zero5xx && len(res.fiveXX) > 0 {
+				t.Errorf("client-visible failures: %v", res.fiveXX)
+			}
+			if res.requests < 20 {
+				t.Errorf("only %d requests ran", res.requests)
+			}
+			if tc.keepalive == "{enabled: false}" && res.accepted != res.requests {
+				t.Errorf("keep-alive disabled: %d connections for %d requests", res.accepted, res.requests)
+			}
+		})
+	}
+}
