@@ -64,6 +64,9 @@ func applyDefaults(c *Config) {
 		setIfZero(&u.Timeouts.Connect, DefaultConnectTimeout)
 		setIfZero(&u.Timeouts.Read, DefaultUpstreamReadTimeout)
 		setIfZero(&u.Timeouts.Write, DefaultUpstreamWriteTimeout)
+		defaultBalancer(&u.Balancer)
+		defaultHealthCheck(&u.HealthCheck)
+		defaultRetry(&u.Retry)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -79,6 +82,7 @@ func applyDefaults(c *Config) {
 	setIfZero(&c.Log.Level, DefaultLogLevel)
 	setIfZero(&c.Log.Access, DefaultAccessLog)
 	setIfNil(&c.ShutdownGrace, DefaultShutdownGrace)
+	defaultAdmin(&c.Admin)
 }
 
 func defaultListener(l *Listener) {

@@ -12,6 +12,8 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 	// Log configures the process log and the access log.
 	Log Log `yaml:"log"`
+	// Admin is the separate listener for metrics and the read-only admin API.
+	Admin Admin `yaml:"admin"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests.
 	// Default 30s; 0 means "do not wait" (in-flight requests are cut at once).
 	ShutdownGrace *Duration `yaml:"shutdown_grace"`
@@ -59,6 +61,138 @@ type Upstream struct {
 	Keepalive Keepalive `yaml:"keepalive"`
 	// Timeouts are the default upstream timeouts of routes using this upstream.
 	Timeouts Timeouts `yaml:"timeouts"`
+	// Balancer chooses the target of each attempt.
+	Balancer Balancer `yaml:"balancer"`
+	// HealthCheck configures active and passive health checking of the targets.
+	HealthCheck HealthCheck `yaml:"health_check"`
+	// Limits are the upstream's circuit breakers.
+	Limits Limits `yaml:"limits"`
+	// Retry is the retry policy of routes using this upstream (a route may override it).
+	Retry Retry `yaml:"retry"`
+}
+
+// Balancer selects the load-balancing policy of an upstream.
+type Balancer struct {
+	// Policy: "round_robin" (default: smooth weighted round robin), "least_request" (power of
+	// two choices on in-flight requests), "ewma" (peak-EWMA latency), or "hash" (consistent
+	// hashing on HashOn).
+	Policy string `yaml:"policy"`
+	// HashOn is the hash key for policy "hash": "header", "cookie", "query" (each with
+	// HashKey naming it), "client_ip" or "uri". Required with "hash", invalid otherwise.
+	HashOn string `yaml:"hash_on"`
+	// HashKey names the header, cookie or query argument for HashOn.
+	HashKey string `yaml:"hash_key"`
+	// SlowStart ramps a target that joins or recovers from a small share up to its full
+	// weight over this window. Default 0: off.
+	SlowStart Duration `yaml:"slow_start"`
+}
+
+// HealthCheck configures target health. Omitted blocks are off.
+type HealthCheck struct {
+	// Active probes each target periodically. nil: no active checks.
+	Active *ActiveCheck `yaml:"active"`
+	// Passive ejects targets that fail real requests (outlier detection). nil: off.
+	Passive *PassiveCheck `yaml:"passive"`
+	// PanicThreshold: when the share of healthy targets falls below it, balance across all
+	// targets rather than fail everything. Default 0.5; 0 disables panic mode.
+	PanicThreshold *float64 `yaml:"panic_threshold"`
+}
+
+// ActiveCheck is a periodic probe of every target.
+type ActiveCheck struct {
+	// Type: "http" (default) or "tcp" (connect only).
+	Type string `yaml:"type"`
+	// Path requested by HTTP checks. Default "/".
+	Path string `yaml:"path"`
+	// Host header of HTTP checks. Default: the target address.
+	Host string `yaml:"host"`
+	// ExpectedStatuses are the statuses that count as healthy. Default: 200-399.
+	ExpectedStatuses []int `yaml:"expected_statuses"`
+	// BodyContains, if set, must appear in the first 64 KiB of the response body.
+	BodyContains string `yaml:"body_contains"`
+	// Interval between probes of one target. Default 10s.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe. Default 2s.
+	Timeout Duration `yaml:"timeout"`
+	// HealthyThreshold consecutive successes make an unhealthy target healthy. Default 2.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold consecutive failures make a healthy target unhealthy. Default 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// Jitter spreads probes by up to this share of Interval, so that many gateways do not
+	// probe in lock-step. Default 0.1; must be in [0, 1).
+	Jitter *float64 `yaml:"jitter"`
+}
+
+// PassiveCheck ejects a target after consecutive failures of real requests.
+type PassiveCheck struct {
+	// ConsecutiveFailures (connect failures, gateway 5xx, timeouts) that eject a target.
+	// Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// Count5xx also counts the backend's own 5xx responses as failures. Default true.
+	Count5xx *bool `yaml:"count_5xx"`
+	// BaseEjection is the first ejection time; each further ejection of the same target
+	// multiplies it (2x, 3x, ...) up to MaxEjection. Default 30s.
+	BaseEjection Duration `yaml:"base_ejection"`
+	// MaxEjection caps the ejection time. Default 300s.
+	MaxEjection Duration `yaml:"max_ejection"`
+}
+
+// Limits are per-upstream circuit breakers: exceeding one answers 503 at once with its
+// reason code, never an unbounded queue. 0 means unlimited. Connections and queued requests
+// are limited per target by keepalive.max_conns and keepalive.max_pending.
+type Limits struct {
+	// MaxConcurrentRequests caps requests in flight to the upstream.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	// MaxConcurrentRetries caps retries in flight to the upstream.
+	MaxConcurrentRetries int `yaml:"max_concurrent_retries"`
+}
+
+// Retry is a retry policy. In a route, set fields override the upstream's.
+type Retry struct {
+	// Attempts is the total number of tries, the first included. Default 2; 1 turns retries
+	// off (a request that provably never reached the backend is still re-sent).
+	Attempts *int `yaml:"attempts"`
+	// PerTryTimeout bounds each attempt's wait for the response head. Default 0: the read timeout.
+	PerTryTimeout *Duration `yaml:"per_try_timeout"`
+	// Deadline bounds the whole request across attempts (no new attempt starts after it).
+	// Default 0: no overall deadline.
+	Deadline *Duration `yaml:"deadline"`
+	// BackoffBase and BackoffMax shape the exponential backoff with full jitter between
+	// attempts. Defaults 25ms and 250ms.
+	BackoffBase *Duration `yaml:"backoff_base"`
+	BackoffMax  *Duration `yaml:"backoff_max"`
+	// On lists the retried failure conditions: "connect_failure", "reset_before_request",
+	// "reset_before_response", "timeout", "status". Default: connect_failure,
+	// reset_before_request, reset_before_response.
+	On []string `yaml:"on"`
+	// Statuses are the backend response statuses retried when On has "status".
+	// Default [502, 503, 504].
+	Statuses []int `yaml:"statuses"`
+	// NonIdempotent allows retrying POST, PATCH and other non-idempotent requests after a
+	// failure where the backend may have processed them. Default false.
+	NonIdempotent *bool `yaml:"non_idempotent"`
+	// IdempotencyHeader names a header whose presence makes any request retryable like an
+	// idempotent one. Default "Idempotency-Key"; "" disables.
+	IdempotencyHeader *string `yaml:"idempotency_header"`
+	// BudgetPercent: retries may add at most this percentage to the upstream's request rate
+	// (over a 10s window). Default 20.
+	BudgetPercent *float64 `yaml:"budget_percent"`
+	// BudgetMinPerSecond always allows this many retries per second. Default 3.
+	BudgetMinPerSecond *float64 `yaml:"budget_min_per_second"`
+	// BufferBody is how many bytes of a request body are held so it can be re-sent.
+	// Default 65536. Larger bodies are retryable only while none of them was sent.
+	BufferBody *int64 `yaml:"buffer_body"`
+}
+
+// Admin is the admin listener: Prometheus metrics and the read-only admin API.
+type Admin struct {
+	// Enabled turns the admin listener on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Address to listen on. Default "127.0.0.1:9180". A non-loopback address requires APIKey.
+	Address string `yaml:"address"`
+	// APIKey, when set, is required on every admin request as "Authorization: Bearer <key>"
+	// or "X-API-Key: <key>". There is no default key.
+	APIKey string `yaml:"api_key"`
 }
 
 // Target is one backend address.
@@ -136,6 +270,8 @@ type Route struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Rewrite changes the request before it is forwarded.
 	Rewrite Rewrite `yaml:"rewrite"`
+	// Retry overrides fields of the upstream's retry policy for this route.
+	Retry Retry `yaml:"retry"`
 }
 
 // Match is the request predicate of a route. All given conditions must hold.

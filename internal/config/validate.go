@@ -25,6 +25,7 @@ func (c *Config) validate() problems {
 	c.validateListeners(&p)
 	c.validateUpstreams(&p)
 	c.validateRoutes(&p)
+	c.validateAdmin(&p)
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -104,6 +105,10 @@ func (c *Config) validateUpstreams(p *problems) {
 			}
 		}
 		validateKeepalive(p, b+".keepalive", u.Keepalive)
+		validateBalancer(p, b+".balancer", u.Balancer)
+		validateHealthCheck(p, b+".health_check", u.HealthCheck)
+		validateLimits(p, b+".limits", u.Limits)
+		validateRetry(p, b+".retry", u.Retry)
 		tm := map[string]Duration{"connect": u.Timeouts.Connect, "read": u.Timeouts.Read, "write": u.Timeouts.Write}
 		for _, f := range sortedKeys(tm) {
 			if tm[f] <= 0 {
