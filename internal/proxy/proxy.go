@@ -94,7 +94,7 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 	var tried [maxAttempts]*upstream.Target
 	triedAmbiguous := false
 	for n := 0; n < maxAttempts; n++ {
-		t := rt.Upstream.Pick(tried[:n])
+		t := rt.Upstream.Pick(reqInfo{ex}, tried[:n])
 		tried[n] = t
 		rec.Target = t.Addr
 		res := p.attempt(ctx, ex, rt, fwd, t, idempotent && !triedAmbiguous, rec)
@@ -172,6 +172,9 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
+		if re.Code != reason.GatewayShutdown {
+			rt.Upstream.Done(t, upstream.Result{Failed: re.Status >= 500})
+		}
 		cls := classFinal
 		if re.Code == reason.ConnectRefused || re.Code == reason.ConnectFailed || re.Code == reason.ConnectTimeout {
 			cls = classNotSent
@@ -181,6 +184,7 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge})
+	start := time.Now()
 	res, out := p.exchange(ex, rt, fwd, t, c)
 	if res.err != nil {
 		a.Outcome = string(res.err.Code)
@@ -189,6 +193,9 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		a.Outcome = "ok"
 	}
 	t.Pool.Release(c, out)
+	if !res.clientGone && !res.clientSide {
+		rt.Upstream.Done(t, upstream.Result{Latency: time.Since(start), Failed: res.err != nil, Status: ex.Status()})
+	}
 	return res
 }
 

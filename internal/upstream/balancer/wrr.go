@@ -22,7 +22,8 @@ func NewWRR(targets []*upstream.Target) *WRR {
 }
 
 // Pick implements upstream.Balancer.
-func (w *WRR) Pick(skip func(*upstream.Target) bool) *upstream.Target {
+func (w *WRR) Pick(p *upstream.Pick) *upstream.Target {
+	skip := p.Skip
 	if len(w.targets) == 1 {
 		return w.targets[0]
 	}
