@@ -172,12 +172,10 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
-		if re.Code != reason.GatewayShutdown {
-			rt.Upstream.Done(t, upstream.Result{Failed: re.Status >= 500})
-		}
 		cls := classFinal
 		if re.Code == reason.ConnectRefused || re.Code == reason.ConnectFailed || re.Code == reason.ConnectTimeout {
 			cls = classNotSent
+			rt.Upstream.Done(t, upstream.Result{Failed: true})
 		}
 		return result{err: re, class: cls, connectErr: true}
 	}
