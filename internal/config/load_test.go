@@ -161,7 +161,7 @@ func TestParseEdgeInputs(t *testing.T) {
 		{"tab indentation", "listeners:\n\t- address: x\n", "e.yaml:2: invalid YAML: found character that cannot start any token"},
 		{"empty mapping", "{}\n", "e.yaml:1: listeners: at least one listener is required"},
 		{"unknown top-level key", "listener: []\n", `e.yaml:1: listener: unknown field "listener" (did you mean "listeners"?)`},
-		{"no suggestion lists fields", "zzz: 1\n", `unknown field "zzz" (valid: admin, listeners, log, routes, shutdown_grace, upstreams)`},
+		{"no suggestion lists fields", "zzz: 1\n", `unknown field "zzz" (valid: admin, errors, listeners, log, routes, shutdown_grace, upstreams)`},
 		{"wrong type for list", "listeners: 5\n", "e.yaml:1: listeners: want a list, got an integer \"5\""},
 	}
 	for _, tc := range tests {

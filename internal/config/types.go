@@ -14,6 +14,8 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Admin is the separate listener for metrics and the read-only admin API.
 	Admin Admin `yaml:"admin"`
+	// Errors configures the responses the gateway itself generates.
+	Errors Errors `yaml:"errors"`
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests.
 	// Default 30s; 0 means "do not wait" (in-flight requests are cut at once).
 	ShutdownGrace *Duration `yaml:"shutdown_grace"`
@@ -182,6 +184,14 @@ type Retry struct {
 	// BufferBody is how many bytes of a request body are held so it can be re-sent.
 	// Default 65536. Larger bodies are retryable only while none of them was sent.
 	BufferBody *int64 `yaml:"buffer_body"`
+}
+
+// Errors configures gateway-generated error responses. Every such response carries its
+// reason code (X-Sluice-Error header and JSON body) whatever this says.
+type Errors struct {
+	// ExposeDetails adds the internal cause ("detail") to error bodies. Default false: clients
+	// see the reason code and a generic message; the access log always has the details.
+	ExposeDetails bool `yaml:"expose_details"`
 }
 
 // Admin is the admin listener: Prometheus metrics and the read-only admin API.

@@ -83,6 +83,7 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	opened, err := g.openListeners(cfg)
 	if err != nil {
 		gen.discard(prevPools)
@@ -288,8 +289,12 @@ func attemptsJSON(rec *proxy.Record) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = fmt.Appendf(b, `{"target":%q,"conn":%d,"reused":%t,"idle_ms":%d,"outcome":%q}`,
+		b = fmt.Appendf(b, `{"target":%q,"conn":%d,"reused":%t,"idle_ms":%d,"outcome":%q`,
 			a.Target, a.ConnID, a.Reused, a.IdleAge.Milliseconds(), a.Outcome)
+		if a.Retry != "" {
+			b = fmt.Appendf(b, `,"retried_on":%q`, a.Retry)
+		}
+		b = append(b, '}')
 	}
 	return append(b, ']')
 }

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
 	"sluice/internal/reason"
@@ -19,21 +21,27 @@ import (
 	"sluice/internal/upstream"
 )
 
-// maxAttempts bounds tries per request, whatever the failures.
-const maxAttempts = 3
+// maxAttempts bounds tries per request, whatever the failures: the most retry.attempts allows
+// plus the re-sends of requests that met a dead pooled connection.
+const maxAttempts = 10 + maxStaleResends
 
 // clientCheckInterval is how often a slow upstream wait checks whether the client left.
 const clientCheckInterval = 250 * time.Millisecond
 
 // Proxy forwards requests. It is stateless apart from buffers and safe for concurrent use.
 type Proxy struct {
-	log *slog.Logger
+	log           *slog.Logger
+	exposeDetails atomic.Bool
+	budgets       sync.Map // upstream ID -> *budget; kept across reloads
 }
 
 // New returns a Proxy.
 func New(log *slog.Logger) *Proxy {
 	return &Proxy{log: log.With("component", "proxy")}
 }
+
+// ExposeDetails sets whether error bodies include the internal cause.
+func (p *Proxy) ExposeDetails(on bool) { p.exposeDetails.Store(on) }
 
 // Attempt describes one try of a request, for the access log.
 type Attempt struct {
@@ -42,6 +50,7 @@ type Attempt struct {
 	Reused  bool
 	IdleAge time.Duration
 	Outcome string // "ok" or a reason code
+	Retry   string // the condition under which the next attempt was made, "" if none
 }
 
 // Record is what the proxy tells the access log about a request.
@@ -53,6 +62,9 @@ type Record struct {
 	Attempts     [maxAttempts]Attempt
 	NumAttempts  int
 	ClientGone   bool
+	// Retries counts attempts after the first (stale-connection re-sends included).
+	Retries         int
+	BudgetExhausted bool
 }
 
 func (r *Record) add(a Attempt) *Attempt {
@@ -76,7 +88,7 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 	fwd := newForward(ex, rt)
 	if ex.HasBody() {
 		defer fwd.releaseBody()
-		if err := fwd.readBodyPrefix(); err != nil {
+		if err := fwd.readBodyPrefix(rt.retry.bufferBody); err != nil {
 			res := clientBodyFailure(nil, err)
 			if res.clientGone {
 				rec.ClientGone = true
@@ -87,19 +99,18 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 			return
 		}
 	}
-	idempotent := isIdempotent(ex.Req.Method)
 	start := time.Now()
 	defer func() { rec.UpstreamTime = time.Since(start) }()
+	r := newRetrier(p, ex, rt, fwd, rec, start)
 
 	var tried [maxAttempts]*upstream.Target
-	triedAmbiguous := false
 	for n := 0; n < maxAttempts; n++ {
 		t := rt.Upstream.Pick(reqInfo{ex}, tried[:n])
 		tried[n] = t
 		rec.Target = t.Addr
-		res := p.attempt(ctx, ex, rt, fwd, t, idempotent && !triedAmbiguous, rec)
+		res := p.attempt(ctx, ex, rt, fwd, t, r, rec)
 		if res.err == nil {
-			rec.Reason = ""
+			rec.Reason, rec.Err = "", nil
 			return
 		}
 		rec.Reason, rec.Err = res.err.Code, res.err
@@ -108,82 +119,60 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 			ex.CloseAfter()
 			return
 		}
-		if !p.retryable(ex, rt, fwd, res, idempotent, &triedAmbiguous, n) {
-			p.fail(ex, rec, res.err)
+		if final := r.next(ctx, res, n); final != nil {
+			p.fail(ex, rec, final)
 			return
 		}
-		p.log.LogAttrs(ctx, slog.LevelDebug, "retrying request", slog.String("request_id", ex.RequestID()),
-			slog.String("target", t.Addr), slog.String("reason", string(res.err.Code)))
 	}
 	p.fail(ex, rec, reason.From(rec.Err))
 }
 
-// retryable decides whether a failed attempt may be tried again. A failure where no request
-// byte reached the backend may always be retried; an ambiguous one (request sent on a reused
-// connection, closed with no response byte) only for idempotent methods and only once.
-func (p *Proxy) retryable(ex *server.Exchange, rt *Route, fwd *forward, res result, idempotent bool, triedAmbiguous *bool, n int) bool {
-	if n+1 >= maxAttempts || !fwd.replayable() || ex.HeadWritten() {
-		return false
-	}
-	switch res.class {
-	case classNotSent:
-		// Connect failures go to another target; a single target is not retried at once.
-		return !res.connectErr || len(rt.Upstream.Targets) > n+1
-	case classAmbiguous:
-		if idempotent && !*triedAmbiguous {
-			*triedAmbiguous = true
-			return true
-		}
-	}
-	return false
-}
-
 func (p *Proxy) fail(ex *server.Exchange, rec *Record, e *reason.Error) {
 	rec.Reason, rec.Err = e.Code, e
-	ex.WriteError(e, "")
+	detail := ""
+	if p.exposeDetails.Load() && e.Err != nil {
+		detail = e.Err.Error()
+	}
+	ex.WriteError(e, detail)
 }
 
-// Failure classes, from what provably happened on the connection.
-type failureClass int
-
-const (
-	classFinal     failureClass = iota // not retryable: the backend may have acted
-	classNotSent                       // no request byte reached the backend
-	classAmbiguous                     // sent on a reused connection; closed without any response byte
-)
-
+// result is the outcome of one attempt.
 type result struct {
-	err        *reason.Error
-	class      failureClass
-	connectErr bool
+	err *reason.Error
+	// cond is the retry condition this failure falls under (config.Retry* values), "" when
+	// no condition covers it (a bad response, a full pool queue).
+	cond string
+	// notSent: provably no request byte reached the backend.
+	notSent    bool
+	reused     bool
 	clientGone bool
 	clientSide bool // the client's side failed (body too large, unreadable, too slow)
 }
 
-func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, reuseOK bool, rec *Record) result {
+func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, r *retrier, rec *Record) result {
 	gctx := ctx
 	if rt.connectOverride {
 		var cancel context.CancelFunc
 		gctx, cancel = context.WithTimeout(ctx, rt.Connect)
 		defer cancel()
 	}
-	c, err := t.Pool.Get(gctx, reuseOK)
+	c, err := t.Pool.Get(gctx, r.reuseOK())
 	if err != nil {
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
-		cls := classFinal
 		if re.Code == reason.ConnectRefused || re.Code == reason.ConnectFailed || re.Code == reason.ConnectTimeout {
-			cls = classNotSent
 			rt.Upstream.Done(t, upstream.Result{Failed: true})
+			return result{err: re, cond: config.RetryConnectFailure, notSent: true}
 		}
-		return result{err: re, class: cls, connectErr: true}
+		return result{err: re}
 	}
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge})
 	start := time.Now()
-	res, out := p.exchange(ex, rt, fwd, t, c)
+	res, out := p.exchange(ex, rt, fwd, t, c, r)
+	res.reused = c.Reused
 	if res.err != nil {
 		a.Outcome = string(res.err.Code)
 		out.Err = res.err
@@ -192,13 +181,17 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	}
 	t.Pool.Release(c, out)
 	if !res.clientGone && !res.clientSide {
-		rt.Upstream.Done(t, upstream.Result{Latency: time.Since(start), Failed: res.err != nil, Status: ex.Status()})
+		status := ex.Status()
+		if res.cond == config.RetryStatus {
+			status = res.err.Status
+		}
+		rt.Upstream.Done(t, upstream.Result{Latency: time.Since(start), Failed: res.err != nil, Status: status})
 	}
 	return res
 }
 
 // exchange writes the request on c, reads the response head, and streams the response.
-func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, c *connpool.Conn) (result, connpool.Outcome) {
+func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, c *connpool.Conn, r *retrier) (result, connpool.Outcome) {
 	nc := c.NetConn()
 	if rt.Write > 0 {
 		nc.SetWriteDeadline(time.Now().Add(rt.Write))
@@ -218,7 +211,7 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 	var resp h1.Response
 	isHEAD := string(ex.Req.Method) == "HEAD"
 	for {
-		if res, ok := p.awaitResponse(ex, rt, c, t); !ok {
+		if res, ok := p.awaitResponse(ex, r.tryTimeout(), c, t); !ok {
 			return res, failedBy(res)
 		}
 		if err := h1.ReadResponse(c.R, &resp, isHEAD, h1.Limits{}); err != nil {
@@ -231,6 +224,9 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 	}
 	if resp.Status == 101 {
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("protocol upgrade is not supported"))}, failed(connpool.CloseProtocolError)
+	}
+	if r.retryStatus(resp.Status) {
+		return p.discardResponse(c, t, &resp, isHEAD)
 	}
 	return p.relayResponse(ex, rt, c, t, &resp, isHEAD)
 }
@@ -254,16 +250,12 @@ func failedBy(res result) connpool.Outcome {
 // sendFailure classifies a failed write of the request.
 func (p *Proxy) sendFailure(c *connpool.Conn, t *upstream.Target, err error) result {
 	if isTimeout(err) {
-		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err)}
+		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
 	}
 	if c.BytesWritten() == 0 {
-		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, err), class: classNotSent}
+		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, err), cond: config.RetryResetBeforeRequest, notSent: true}
 	}
-	cls := classFinal
-	if c.Reused {
-		cls = classAmbiguous
-	}
-	return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), class: cls}
+	return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), cond: config.RetryResetBeforeResponse}
 }
 
 // readFailure classifies a failure to read the response head.
@@ -273,13 +265,9 @@ func (p *Proxy) readFailure(c *connpool.Conn, t *upstream.Target, err error) res
 	case errors.As(err, &pe):
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}
 	case isTimeout(err):
-		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err)}
+		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
 	case c.BytesRead() == 0:
-		cls := classFinal
-		if c.Reused {
-			cls = classAmbiguous
-		}
-		return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), class: cls}
+		return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), cond: config.RetryResetBeforeResponse}
 	default:
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}
 	}
@@ -287,14 +275,14 @@ func (p *Proxy) readFailure(c *connpool.Conn, t *upstream.Target, err error) res
 
 // awaitResponse waits for the first response byte, up to the read timeout, checking now and
 // then whether the client is still there: a client that left cancels the upstream request.
-func (p *Proxy) awaitResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target) (result, bool) {
+func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	if c.R.Buffered() > 0 {
 		return result{}, true
 	}
 	nc := c.NetConn()
 	var deadline time.Time
-	if rt.Read > 0 {
-		deadline = time.Now().Add(rt.Read)
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
 	for {
 		step := time.Now().Add(clientCheckInterval)

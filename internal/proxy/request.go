@@ -35,14 +35,24 @@ const bodyPrefixSize = 64 << 10
 
 var prefixBufs = sync.Pool{New: func() any { b := make([]byte, bodyPrefixSize); return &b }}
 
-// readBodyPrefix reads up to bodyPrefixSize bytes of the request body: what has already
-// arrived, waiting only for the first bytes, so a slowly streamed body is not held back.
-func (f *forward) readBodyPrefix() error {
+// readBodyPrefix reads up to limit bytes of the request body before any upstream is
+// contacted. A body declared with a Content-Length within the limit is read in full, so it can
+// be re-sent on a retry; otherwise only what has already arrived is taken (waiting just for
+// the first bytes), so a slowly streamed body is not held back.
+func (f *forward) readBodyPrefix(limit int64) error {
+	if limit <= 0 {
+		return nil
+	}
 	f.preBuf = prefixBufs.Get().(*[]byte)
 	buf := *f.preBuf
+	cl := f.ex.Req.ContentLength
+	whole := cl > 0 && cl <= limit
 	n := 0
-	for n < len(buf) && (n == 0 || f.ex.BodyPending()) {
-		m, err := f.ex.ReadBody(buf[n:])
+	for int64(n) < limit && (n == 0 || whole || f.ex.BodyPending()) {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, min(int64(len(buf)), limit-int64(n)))...)
+		}
+		m, err := f.ex.ReadBody(buf[n:min(int64(len(buf)), limit)])
 		n += m
 		if err == io.EOF {
 			f.preEOF = true
@@ -53,7 +63,7 @@ func (f *forward) readBodyPrefix() error {
 		}
 	}
 	f.pre = buf[:n]
-	if !f.preEOF && f.ex.Req.ContentLength >= 0 && int64(n) == f.ex.Req.ContentLength {
+	if !f.preEOF && cl >= 0 && int64(n) == cl {
 		f.preEOF = true
 	}
 	return nil

@@ -29,6 +29,7 @@ type Route struct {
 	MaxBodyBytes int64
 
 	connectOverride bool // the route sets its own connect timeout
+	retry           retryPolicy
 
 	stripPrefix string
 	addPrefix   string
@@ -54,6 +55,7 @@ func NewRoute(r config.Route, uc config.Upstream, u *upstream.Upstream) (*Route,
 		pathRepl: r.Rewrite.PathReplacement, hostMode: r.Rewrite.Host, hostValue: r.Rewrite.HostValue,
 		removeSet: map[string]bool{},
 	}
+	rt.retry = newRetryPolicy(r.EffectiveRetry(uc))
 	rt.connectOverride = r.Timeouts.Connect > 0 && r.Timeouts.Connect != uc.Timeouts.Connect
 	if rt.hostMode == "" {
 		rt.hostMode = HostClient

@@ -38,6 +38,10 @@ const (
 	NoHealthyTarget  Code = "no_healthy_target"
 	GatewayShutdown  Code = "gateway_shutting_down"
 	InternalError    Code = "internal_error"
+
+	// Retry outcomes.
+	RetryBudgetExhausted Code = "retry_budget_exhausted"
+	UpstreamStatus       Code = "upstream_retryable_status"
 )
 
 // Error is a failure the gateway itself answers for. Status is the HTTP status to send.
@@ -92,19 +96,21 @@ var descriptions = map[Code]string{
 	ClientBodyError: "the request body could not be read from the client",
 	ClientTimeout:   "the client was too slow sending the request",
 
-	ConnectRefused:   "the upstream target refused the connection",
-	ConnectFailed:    "the connection to the upstream target failed",
-	ConnectTimeout:   "connecting to the upstream target timed out",
-	ResetBeforeSend:  "the upstream connection closed before the request was sent",
-	ResetBeforeResp:  "the upstream connection closed after the request was sent, before any response",
-	ResponseTimeout:  "the upstream target did not answer in time",
-	BadResponse:      "the upstream target sent an invalid response",
-	ResetDuringResp:  "the upstream connection broke while the response was being received",
-	PoolQueueFull:    "too many requests are waiting for an upstream connection",
-	PoolQueueTimeout: "no upstream connection became free in time",
-	NoHealthyTarget:  "no healthy upstream target is available",
-	GatewayShutdown:  "the gateway is shutting down",
-	InternalError:    "the gateway failed to handle the request",
+	ConnectRefused:       "the upstream target refused the connection",
+	ConnectFailed:        "the connection to the upstream target failed",
+	ConnectTimeout:       "connecting to the upstream target timed out",
+	ResetBeforeSend:      "the upstream connection closed before the request was sent",
+	ResetBeforeResp:      "the upstream connection closed after the request was sent, before any response",
+	ResponseTimeout:      "the upstream target did not answer in time",
+	BadResponse:          "the upstream target sent an invalid response",
+	ResetDuringResp:      "the upstream connection broke while the response was being received",
+	PoolQueueFull:        "too many requests are waiting for an upstream connection",
+	PoolQueueTimeout:     "no upstream connection became free in time",
+	NoHealthyTarget:      "no healthy upstream target is available",
+	GatewayShutdown:      "the gateway is shutting down",
+	RetryBudgetExhausted: "the upstream failed and its retry budget is spent",
+	UpstreamStatus:       "the upstream answered with a retryable status",
+	InternalError:        "the gateway failed to handle the request",
 }
 
 // Describe returns a one-line, client-safe explanation of code.
