@@ -125,3 +125,12 @@ func (p *Pool) Snapshot() Snapshot {
 	s.History = append(s.History, p.history[:p.histNext]...)
 	return s
 }
+
+// Learned returns the learned backend idle timeout (0 when none), where it came from, and the
+// effective idle timeout now in force, without the cost of a Snapshot. Error messages use it
+// to tell operators what Sluice believes about the backend.
+func (p *Pool) Learned() (learned time.Duration, source string, effective time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.learn.value, p.learn.source, p.eff
+}

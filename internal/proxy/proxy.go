@@ -6,6 +6,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -180,6 +181,9 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		a.Outcome = "ok"
 	}
 	t.Pool.Release(c, out)
+	if res.reused && (res.cond == config.RetryResetBeforeResponse || res.cond == config.RetryResetBeforeRequest) {
+		res.err.Err = explainReuse(t, c.IdleAge, res.err.Err)
+	}
 	if !res.clientGone && !res.clientSide {
 		status := ex.Status()
 		if res.cond == config.RetryStatus {
@@ -373,4 +377,16 @@ func clientBodyFailure(_ *upstream.Target, err error) result {
 		}
 		return result{err: reason.New(400, reason.ClientBodyError, "", err), clientGone: true}
 	}
+}
+
+// explainReuse adds to a failure on a reused connection what the operator needs to act on it:
+// how long the connection had been idle and what Sluice believes the backend's idle timeout is.
+func explainReuse(t *upstream.Target, idle time.Duration, err error) error {
+	learned, src, eff := t.Pool.Learned()
+	if learned > 0 {
+		return fmt.Errorf("%w (reused connection idle %s; learned backend idle timeout %s from %s; now reusing up to %s)",
+			err, idle.Round(time.Millisecond), learned.Round(time.Millisecond), src, eff.Round(time.Millisecond))
+	}
+	return fmt.Errorf("%w (reused connection idle %s; backend idle timeout not learned yet; now reusing up to %s)",
+		err, idle.Round(time.Millisecond), eff.Round(time.Millisecond))
 }
