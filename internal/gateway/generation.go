@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"sluice/internal/router"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/balancer"
+	"sluice/internal/upstream/health"
 )
 
 // Generation is everything built from one config version. Requests load the current generation
@@ -27,11 +30,25 @@ type Generation struct {
 	// pools are the pools this generation uses, by key; a retired generation closes those the
 	// next generation no longer uses.
 	pools map[string]*connpool.Pool
+
+	// stop cancels the context of this generation's goroutines (active health checks);
+	// checks waits for them. See Close.
+	stop      context.CancelFunc
+	checks    sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // build compiles cfg into a Generation, reusing pools from prev whose target and settings are
 // unchanged so that warm connections and learned idle timeouts survive a reload.
 func build(cfg *config.Config, prev map[string]*connpool.Pool, log *slog.Logger) (*Generation, error) {
+	return buildNext(cfg, prev, nil, log)
+}
+
+// buildNext is build that also carries target health (verdicts, ejections, slow start)
+// from old, the generation being replaced (nil: none), and starts slow start for targets
+// that old did not have. It starts the active health checks of the new generation; Close
+// stops them.
+func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generation, log *slog.Logger) (*Generation, error) {
 	table, err := router.Compile(cfg.Routes)
 	if err != nil {
 		return nil, fmt.Errorf("compile routes: %w", err)
@@ -42,37 +59,98 @@ func build(cfg *config.Config, prev map[string]*connpool.Pool, log *slog.Logger)
 		pools:     map[string]*connpool.Pool{},
 	}
 	ucfg := make(map[string]config.Upstream, len(cfg.Upstreams))
+	var actives []*health.Active
 	for _, uc := range cfg.Upstreams {
-		u := &upstream.Upstream{ID: uc.ID, Timeouts: uc.Timeouts, KeepAlive: uc.Keepalive.IsEnabled()}
-		opts := poolOptions(uc)
-		for _, tc := range uc.Targets {
-			key := poolKey(uc, tc.Address)
-			p, ok := g.pools[key]
-			if !ok {
-				if p, ok = prev[key]; !ok {
-					p = connpool.New(tc.Address, opts, log.With("upstream", uc.ID))
-				}
-				g.pools[key] = p
-			}
-			u.Targets = append(u.Targets, &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: p})
+		u, err := g.buildUpstream(uc, prev, old, log)
+		if err != nil {
+			g.discard(prev)
+			return nil, err
 		}
-		u.Balancer = balancer.NewWRR(u.Targets)
+		if uc.HealthCheck.Active != nil {
+			actives = append(actives, health.NewActive(u, *uc.HealthCheck.Active))
+		}
 		g.Upstreams[uc.ID] = u
 		ucfg[uc.ID] = uc
 	}
 	for _, rc := range cfg.Routes {
 		rt, err := proxy.NewRoute(rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream])
 		if err != nil {
+			g.discard(prev)
 			return nil, err
 		}
 		g.Routes = append(g.Routes, rt)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stop = cancel
+	for _, a := range actives {
+		g.checks.Go(func() { a.Run(ctx) })
+	}
 	return g, nil
+}
+
+// buildUpstream builds one upstream: targets with their pools (reused from prev), health
+// carried from old, the configured balancer, passive checks and limits.
+func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool.Pool, old *Generation, log *slog.Logger) (*upstream.Upstream, error) {
+	u := &upstream.Upstream{ID: uc.ID, Timeouts: uc.Timeouts, KeepAlive: uc.Keepalive.IsEnabled(),
+		Log: log, SlowStart: uc.Balancer.SlowStart.D(),
+		MaxRequests: int64(uc.Limits.MaxConcurrentRequests), MaxRetries: int64(uc.Limits.MaxConcurrentRetries)}
+	if pt := uc.HealthCheck.PanicThreshold; pt != nil {
+		u.PanicThreshold = *pt
+	}
+	var before map[string]*upstream.Target
+	if old != nil {
+		before = map[string]*upstream.Target{}
+		if ou := old.Upstreams[uc.ID]; ou != nil {
+			for _, t := range ou.Targets {
+				before[t.Addr] = t
+			}
+		}
+	}
+	opts := poolOptions(uc)
+	for _, tc := range uc.Targets {
+		key := poolKey(uc, tc.Address)
+		p, ok := g.pools[key]
+		if !ok {
+			if p, ok = prev[key]; !ok {
+				p = connpool.New(tc.Address, opts, log.With("upstream", uc.ID))
+			}
+			g.pools[key] = p
+		}
+		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: p}
+		if ot, ok := before[tc.Address]; ok {
+			t.Inherit(ot)
+		} else if before != nil {
+			u.StartSlowStart(t) // joined in a reload
+		}
+		u.Targets = append(u.Targets, t)
+	}
+	b, err := balancer.New(uc.Balancer, u.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams %q: balancer: %w", uc.ID, err)
+	}
+	u.Balancer = b
+	if pc := uc.HealthCheck.Passive; pc != nil {
+		u.Passive = health.NewPassive(u, *pc)
+	}
+	return u, nil
+}
+
+// Close stops the generation's goroutines (active health checks) and waits for them. It is
+// idempotent. The gateway calls it when the generation is retired (after its requests
+// drained), on Shutdown, and when a built generation is discarded.
+func (g *Generation) Close() {
+	g.closeOnce.Do(func() {
+		if g.stop != nil {
+			g.stop()
+		}
+		g.checks.Wait()
+	})
 }
 
 // discard closes the pools of a generation that failed to be applied, except those shared
 // with keep.
 func (g *Generation) discard(keep map[string]*connpool.Pool) {
+	g.Close()
 	for k, p := range g.pools {
 		if _, ok := keep[k]; !ok {
 			p.Close(connpool.CloseConfigChange)

@@ -100,13 +100,28 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 			return
 		}
 	}
+	u := rt.Upstream
+	if !u.Admit() {
+		p.fail(ex, rec, reason.New(503, reason.UpstreamOverloaded, "", fmt.Errorf("upstream %q: limits.max_concurrent_requests reached", u.ID)))
+		return
+	}
+	defer u.Release()
 	start := time.Now()
 	defer func() { rec.UpstreamTime = time.Since(start) }()
 	r := newRetrier(p, ex, rt, fwd, rec, start)
+	defer r.release()
 
 	var tried [maxAttempts]*upstream.Target
 	for n := 0; n < maxAttempts; n++ {
-		t := rt.Upstream.Pick(reqInfo{ex}, tried[:n])
+		t := u.Pick(reqInfo{ex}, tried[:n])
+		if t == nil {
+			if n == 0 {
+				p.fail(ex, rec, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))
+			} else {
+				p.fail(ex, rec, reason.From(rec.Err))
+			}
+			return
+		}
 		tried[n] = t
 		rec.Target = t.Addr
 		res := p.attempt(ctx, ex, rt, fwd, t, r, rec)

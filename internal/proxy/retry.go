@@ -76,6 +76,8 @@ type retrier struct {
 	end    time.Time
 	tries  int // attempts counted against pol.attempts
 	stale  int // free re-sends after dead pooled connections
+
+	retrySlot bool // holds one of the upstream's concurrent-retry slots
 }
 
 func newRetrier(p *Proxy, ex *server.Exchange, rt *Route, fwd *forward, rec *Record, start time.Time) *retrier {
@@ -126,7 +128,24 @@ func (r *retrier) retryStatus(status int) bool {
 	if !r.safe || r.tries >= r.pol.attempts || !r.fwd.replayable() || r.pastDeadline() {
 		return false
 	}
-	return r.budget.take(r.pol)
+	return r.budget.take(r.pol) && r.admitRetry()
+}
+
+// admitRetry takes a slot of the upstream's limits.max_concurrent_retries for the rest of
+// this request (one slot however many retries it makes).
+func (r *retrier) admitRetry() bool {
+	if r.retrySlot {
+		return true
+	}
+	r.retrySlot = r.rt.Upstream.AdmitRetry()
+	return r.retrySlot
+}
+
+// release gives back the retry slot, if one was taken.
+func (r *retrier) release() {
+	if r.retrySlot {
+		r.rt.Upstream.ReleaseRetry()
+	}
 }
 
 func (r *retrier) pastDeadline() bool { return !r.end.IsZero() && !time.Now().Before(r.end) }
@@ -145,7 +164,7 @@ func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
 		return nil
 	}
 	if res.cond == config.RetryStatus {
-		// retryStatus already checked the policy and took the budget token.
+		// retryStatus already checked the policy and took the budget token and retry slot.
 		r.tries++
 		r.logRetry(ctx, res, res.cond)
 		r.backoff()
@@ -164,8 +183,9 @@ func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
 		return res.err
 	case !r.budget.take(r.pol):
 		r.rec.BudgetExhausted = true
-		e := reason.New(503, reason.RetryBudgetExhausted, res.err.Target, res.err)
-		return e
+		return reason.New(503, reason.RetryBudgetExhausted, res.err.Target, res.err)
+	case !r.admitRetry():
+		return reason.New(503, reason.RetryLimitReached, res.err.Target, res.err)
 	}
 	r.tries++
 	r.logRetry(ctx, res, res.cond)

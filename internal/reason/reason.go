@@ -41,6 +41,8 @@ const (
 
 	// Retry outcomes.
 	RetryBudgetExhausted Code = "retry_budget_exhausted"
+	RetryLimitReached    Code = "retry_limit_reached"
+	UpstreamOverloaded   Code = "upstream_overloaded"
 	UpstreamStatus       Code = "upstream_retryable_status"
 )
 
@@ -110,6 +112,8 @@ var descriptions = map[Code]string{
 	GatewayShutdown:      "the gateway is shutting down",
 	RetryBudgetExhausted: "the upstream failed and its retry budget is spent",
 	UpstreamStatus:       "the upstream answered with a retryable status",
+	RetryLimitReached:    "the upstream failed and too many retries to it are already running",
+	UpstreamOverloaded:   "the upstream's limit of concurrent requests is reached",
 	InternalError:        "the gateway failed to handle the request",
 }
 

@@ -1,4 +1,3 @@
-// Package balancer implements upstream.Balancer policies.
 package balancer
 
 import (
@@ -7,35 +6,40 @@ import (
 	"sluice/internal/upstream"
 )
 
-// WRR is smooth weighted round robin (as in nginx): every pick adds each target's weight to its
-// current score, takes the highest, and subtracts the total from the winner. Over a cycle each
-// target gets exactly its share, interleaved rather than in bursts.
+// WRR is smooth weighted round robin (as in nginx): every pick adds each eligible target's
+// effective weight to its current score, takes the highest, and subtracts the total from the
+// winner. Over a cycle each target gets exactly its share, interleaved rather than in bursts.
+// Unavailable and already-tried targets take no part in the round, so the others share their
+// traffic in proportion to their weights.
 type WRR struct {
 	mu      sync.Mutex
 	targets []*upstream.Target
-	current []int
+	current []int64
 }
 
 // NewWRR returns a WRR over targets (weights below 1 count as 1).
 func NewWRR(targets []*upstream.Target) *WRR {
-	return &WRR{targets: targets, current: make([]int, len(targets))}
+	return &WRR{targets: targets, current: make([]int64, len(targets))}
 }
 
 // Pick implements upstream.Balancer.
 func (w *WRR) Pick(p *upstream.Pick) *upstream.Target {
-	skip := p.Skip
 	if len(w.targets) == 1 {
-		return w.targets[0]
+		if t := w.targets[0]; p.Eligible(t, false) {
+			return t
+		}
+		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	best, total := -1, 0
+	best := -1
+	var total int64
 	for pass := 0; pass < 2 && best < 0; pass++ {
 		for i, t := range w.targets {
-			if pass == 0 && skip != nil && skip(t) {
+			if !p.Eligible(t, pass == 0) {
 				continue
 			}
-			wt := max(t.Weight, 1)
+			wt := p.Weight(t)
 			w.current[i] += wt
 			total += wt
 			if best < 0 || w.current[i] > w.current[best] {

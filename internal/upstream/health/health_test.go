@@ -1,0 +1,203 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/upstream"
+)
+
+func TestHTTPProbe(t *testing.T) {
+	var mu sync.Mutex
+	var got *http.Request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = r
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/ok":
+			io.WriteString(w, "status: ready")
+		case "/redirect":
+			w.WriteHeader(302)
+		case "/teapot":
+			w.WriteHeader(418)
+		default:
+			w.WriteHeader(503)
+		}
+	}))
+	defer srv.Close()
+	tg := &upstream.Target{Addr: strings.TrimPrefix(srv.URL, "http://")}
+	tests := []struct {
+		name  string
+		probe HTTPProbe
+		ok    bool
+	}{
+		{"200 default statuses", HTTPProbe{Path: "/ok"}, true},
+		{"302 default statuses", HTTPProbe{Path: "/redirect"}, true},
+		{"503 default statuses", HTTPProbe{Path: "/down"}, false},
+		{"418 expected", HTTPProbe{Path: "/teapot", Expected: []int{418}}, true},
+		{"200 not expected", HTTPProbe{Path: "/ok", Expected: []int{204}}, false},
+		{"body contains", HTTPProbe{Path: "/ok", BodyContains: "ready"}, true},
+		{"body lacks", HTTPProbe{Path: "/ok", BodyContains: "draining"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err := tc.probe.Check(ctx, tg)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Check = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+	p := HTTPProbe{Path: "/ok", Host: "health.internal"}
+	if err := p.Check(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got.Host != "health.internal" || got.Header.Get("Connection") != "close" {
+		t.Errorf("probe sent Host %q, Connection %q", got.Host, got.Header.Get("Connection"))
+	}
+}
+
+func TestProbeFailures(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	ctx := context.Background()
+	if err := (TCPProbe{}).Check(ctx, &upstream.Target{Addr: dead}); err == nil {
+		t.Error("TCP probe of a dead port passed")
+	}
+	if err := (&HTTPProbe{}).Check(ctx, &upstream.Target{Addr: dead}); err == nil {
+		t.Error("HTTP probe of a dead port passed")
+	}
+	// A listener that accepts and never answers: the timeout ends the probe.
+	silent, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer silent.Close()
+	live := &upstream.Target{Addr: silent.Addr().String()}
+	if err := (TCPProbe{}).Check(ctx, live); err != nil {
+		t.Errorf("TCP probe of a listening port: %v", err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := (&HTTPProbe{}).Check(tctx, live); err == nil {
+		t.Error("HTTP probe of a silent server passed")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("probe timeout not honoured: %v", el)
+	}
+}
+
+// scripted is a Checker whose results the test sets.
+type scripted struct {
+	mu   sync.Mutex
+	fail bool
+	n    int
+}
+
+func (s *scripted) Check(context.Context, *upstream.Target) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n++
+	if s.fail {
+		return errors.New("scripted failure")
+	}
+	return nil
+}
+
+func (s *scripted) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+func (s *scripted) set(fail bool) {
+	s.mu.Lock()
+	s.fail = fail
+	s.mu.Unlock()
+}
+
+// TestActiveThresholds drives the probe loop on a fake clock: 3 failures make a target
+// unhealthy, 2 successes healthy again; the first probe comes within jitter × interval;
+// cancelling the context stops the goroutines.
+func TestActiveThresholds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tg := &upstream.Target{Addr: "a"}
+		u := &upstream.Upstream{ID: "u", Targets: []*upstream.Target{tg}}
+		s := &scripted{fail: true}
+		a := &Active{Upstream: u, Probe: s, Interval: time.Second, Timeout: 100 * time.Millisecond,
+			HealthyThreshold: 2, UnhealthyThreshold: 3, Jitter: 0.1}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		time.Sleep(100 * time.Millisecond) // first probe within jitter × interval
+		synctest.Wait()
+		if n := s.count(); n != 1 {
+			t.Errorf("%d probes within the first 100ms, want 1", n)
+		}
+		time.Sleep(2 * time.Second) // ≥ 2 more probes (interval 1s ± 10%)
+		synctest.Wait()
+		if h := tg.Health(); h.State != upstream.StateUnhealthy {
+			t.Fatalf("after 3 failures: %+v", h)
+		}
+		s.set(false)
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if h := tg.Health(); h.State != upstream.StateUnhealthy {
+			t.Fatalf("after 1 success: %+v, want still unhealthy (threshold 2)", h)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		synctest.Wait()
+		if h := tg.Health(); h.State != upstream.StateHealthy {
+			t.Fatalf("after 2 successes: %+v", h)
+		}
+	})
+}
+
+// TestPassive: consecutive failures eject, a success resets the count, and 5xx count only
+// with count_5xx.
+func TestPassive(t *testing.T) {
+	tg := &upstream.Target{Addr: "a"}
+	u := &upstream.Upstream{ID: "u", Targets: []*upstream.Target{tg}}
+	no5xx := false
+	p := NewPassive(u, config.PassiveCheck{ConsecutiveFailures: 3, Count5xx: &no5xx,
+		BaseEjection: config.Duration(time.Minute), MaxEjection: config.Duration(time.Hour)})
+	u.Passive = p
+	fail := upstream.Result{Failed: true}
+	u.Done(tg, fail)
+	u.Done(tg, fail)
+	u.Done(tg, upstream.Result{Status: 200})
+	u.Done(tg, fail)
+	u.Done(tg, upstream.Result{Status: 503}) // not counted (count_5xx off), resets
+	u.Done(tg, fail)
+	if h := tg.Health(); h.State == upstream.StateEjected || h.ConsecutiveFailures != 1 {
+		t.Fatalf("after interrupted failures: %+v", h)
+	}
+	u.Done(tg, fail)
+	u.Done(tg, fail)
+	h := tg.Health()
+	if h.State != upstream.StateEjected || time.Until(h.EjectedUntil) < 59*time.Second {
+		t.Fatalf("after 3 failures in a row: %+v", h)
+	}
+	p.Count5xx = true
+	tg2 := &upstream.Target{Addr: "b"}
+	for range 3 {
+		p.Observe(tg2, upstream.Result{Status: 502})
+	}
+	if tg2.Health().State != upstream.StateEjected {
+		t.Fatal("backend 5xx not counted with count_5xx")
+	}
+}

@@ -1,0 +1,106 @@
+package health
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"sluice/internal/upstream"
+)
+
+// maxProbeBody is how much of a probe response body BodyContains searches.
+const maxProbeBody = 64 << 10
+
+// TCPProbe checks that a TCP connection to the target can be opened.
+type TCPProbe struct{}
+
+// Check implements upstream.Checker.
+func (TCPProbe) Check(ctx context.Context, t *upstream.Target) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return fmt.Errorf("tcp connect: %w", err)
+	}
+	return c.Close()
+}
+
+// HTTPProbe sends one HTTP/1.1 GET on a fresh connection ("Connection: close", never the
+// data-path pool, so a probe neither uses nor disturbs pooled connections) and checks the
+// status and, optionally, the body.
+type HTTPProbe struct {
+	// Path is the request target, such as "/healthz".
+	Path string
+	// Host is the Host header ("": the target address).
+	Host string
+	// Expected are the healthy statuses (empty: 200-399).
+	Expected []int
+	// BodyContains, if set, must appear in the first 64 KiB of the body.
+	BodyContains string
+}
+
+// Check implements upstream.Checker. ctx bounds the whole probe.
+func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		return fmt.Errorf("http connect: %w", err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	host := h.Host
+	if host == "" {
+		host = t.Addr
+	}
+	path := h.Path
+	if path == "" {
+		path = "/"
+	}
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host +
+		"\r\nUser-Agent: sluice-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		return fmt.Errorf("http write: %w", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return fmt.Errorf("http read response: %w", err)
+	}
+	defer resp.Body.Close()
+	if !h.statusOK(resp.StatusCode) {
+		return fmt.Errorf("http status %d", resp.StatusCode)
+	}
+	if h.BodyContains != "" {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
+		if err != nil {
+			return fmt.Errorf("http read body: %w", err)
+		}
+		if !strings.Contains(string(body), h.BodyContains) {
+			return fmt.Errorf("http body lacks %q", h.BodyContains)
+		}
+	}
+	return nil
+}
+
+func (h *HTTPProbe) statusOK(s int) bool {
+	if len(h.Expected) == 0 {
+		return s >= 200 && s <= 399
+	}
+	for _, e := range h.Expected {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	_ upstream.Checker = TCPProbe{}
+	_ upstream.Checker = (*HTTPProbe)(nil)
+)
