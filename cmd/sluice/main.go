@@ -2,6 +2,7 @@
 //
 //	sluice run [-c FILE]      serve (without -c: the embedded demo config and echo backend)
 //	sluice validate -c FILE   check a config; exit 1 listing every problem
+//	sluice probe URL|-c FILE  measure backends' keep-alive behaviour (see docs/probe.md)
 //	sluice version            print the version
 package main
 
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stdout, stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "probe":
+		return cmdProbe(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "sluice %s\n", version)
 		return 0
@@ -58,6 +61,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   sluice run [-c FILE]       serve; without -c, the embedded demo config and a demo echo backend
   sluice validate -c FILE    check a config file and list every problem
+  sluice probe URL           measure a backend's keep-alive behaviour (idle timeout, request limit)
+  sluice probe -c FILE       probe every upstream target of a config; exit 1 on risky keepalive settings
   sluice version             print the version
 `)
 }
@@ -80,6 +85,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d routes)\n", *file,
 		len(cfg.Listeners), len(cfg.Upstreams), len(cfg.Routes))
+	for _, w := range config.Warnings(cfg) {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return 0
 }
 
@@ -121,6 +129,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer access.Close()
+	for _, w := range config.Warnings(cfg) {
+		log.Warn("risky config setting", "warning", w)
+	}
 
 	if *file == "" {
 		backend, err := demo.Serve(config.DemoBackendAddress)
@@ -133,6 +144,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 
 	gw := gateway.New(log, access)
+	gw.SetVersion(version)
 	if err := gw.Apply(cfg); err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
@@ -185,6 +197,8 @@ func reload(gw *gateway.Gateway, file, why string, log *slog.Logger) {
 	cfg, err := config.Load(file)
 	if err == nil {
 		err = gw.Apply(cfg)
+	} else {
+		gw.ReloadFailed(err) // a config that does not load never reaches Apply, which counts its own failures
 	}
 	if err != nil {
 		keep := ""
@@ -198,6 +212,9 @@ func reload(gw *gateway.Gateway, file, why string, log *slog.Logger) {
 		return
 	}
 	log.Info("config reloaded", "trigger", why, "version", cfg.Hash[:12])
+	for _, w := range config.Warnings(cfg) {
+		log.Warn("risky config setting", "warning", w)
+	}
 }
 
 func cfgName(cfg *config.Config) string {

@@ -35,6 +35,8 @@ type Gateway struct {
 	listeners map[string]*listener
 	retiring  sync.WaitGroup
 	stopping  bool
+
+	obs *observer // metrics and the admin listener (observe.go)
 }
 
 type listener struct {
@@ -45,10 +47,12 @@ type listener struct {
 
 // New returns a Gateway that logs to log and writes access lines to access (nil: none).
 func New(log *slog.Logger, access *accesslog.Logger) *Gateway {
-	return &Gateway{
+	g := &Gateway{
 		log: log.With("component", "gateway"), access: access,
 		proxy: proxy.New(log), listeners: map[string]*listener{},
 	}
+	g.obs = newObserver(g)
+	return g
 }
 
 // Current returns the generation serving new requests (nil before the first Apply).
@@ -71,6 +75,12 @@ func (g *Gateway) Addrs() map[string]net.Addr {
 func (g *Gateway) Apply(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	err := g.apply(cfg)
+	g.afterApply(cfg, err) // metrics and the admin listener (observe.go)
+	return err
+}
+
+func (g *Gateway) apply(cfg *config.Config) error {
 	if g.stopping {
 		return errors.New("gateway is shutting down")
 	}
@@ -79,7 +89,7 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 	if old != nil {
 		prevPools = old.pools
 	}
-	gen, err := build(cfg, prevPools, g.log)
+	gen, err := buildNext(cfg, prevPools, old, g.log)
 	if err != nil {
 		return err
 	}
@@ -87,6 +97,7 @@ func (g *Gateway) Apply(cfg *config.Config) error {
 	opened, err := g.openListeners(cfg)
 	if err != nil {
 		gen.discard(prevPools)
+		gen.Close()
 		return err
 	}
 	g.cur.Store(gen)
@@ -185,6 +196,7 @@ func (g *Gateway) retire(old, next *Generation, grace time.Duration) {
 	for old.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	old.Close()
 	for k, p := range old.pools {
 		if _, ok := next.pools[k]; !ok {
 			p.Close(connpool.CloseConfigChange)
@@ -212,10 +224,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	close(errs)
 	g.retiring.Wait()
 	if gen := g.cur.Load(); gen != nil {
+		gen.Close()
 		for _, p := range gen.pools {
 			p.Close(connpool.CloseShutdown)
 		}
 	}
+	g.mu.Lock()
+	g.closeAdmin() // observe.go
+	g.mu.Unlock()
 	var err error
 	for e := range errs {
 		err = errors.Join(err, e)
@@ -252,6 +268,10 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 		g.proxy.Serve(context.Background(), ex, rt, &rec)
 	}
 	g.logAccess(ex, &in, routeID, upstreamID, &rec)
+	if !ok {
+		idx = -1
+	}
+	g.observeRequest(gen, idx, ex, &rec) // metrics (observe.go)
 }
 
 func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {

@@ -68,6 +68,10 @@ func mustParse(t *testing.T, yaml string, vars map[string]string) *config.Config
 func startGateway(t *testing.T, yaml string, vars map[string]string) *testGateway {
 	t.Helper()
 	cfg := mustParse(t, yaml, vars)
+	if cfg.Admin.Address == config.DefaultAdminAddress {
+		off := false
+		cfg.Admin.Enabled = &off // tests that want the admin listener bind it on port 0
+	}
 	buf := &syncBuffer{}
 	access := accesslog.New(buf)
 	gw := New(testLogger(t), access)

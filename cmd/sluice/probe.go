@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"sluice/internal/config"
+	"sluice/internal/probe"
+)
+
+const probeUsage = `usage:
+  sluice probe [flags] URL        measure one backend's keep-alive behaviour
+  sluice probe [flags] -c FILE    probe every target of a config and flag risky keepalive settings
+flags:
+`
+
+// cmdProbe runs `sluice probe`. Exit status: 0 ok; 1 a target could not be probed or (with
+// -c) an upstream's keepalive.idle_timeout is not safely below its backend's; 2 usage.
+func cmdProbe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, probeUsage)
+		fs.PrintDefaults()
+	}
+	file := fs.String("c", "", "config file: probe every target of every upstream")
+	var o probe.Options
+	fs.StringVar(&o.Path, "path", probe.DefaultPath, "request path of the probe requests")
+	fs.StringVar(&o.Host, "host", "", "Host header (default: the target's host:port)")
+	fs.DurationVar(&o.MaxWait, "max-wait", probe.DefaultMaxWait, "longest wait for the backend to close an idle connection")
+	fs.IntVar(&o.MaxRequests, "max-requests", probe.DefaultMaxRequests, "requests sent on one connection to find a request limit")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	parallel := fs.Int("parallel", probe.DefaultParallel, "with -c: targets probed at once")
+	fraction := fs.Float64("safety-fraction", config.DefaultSafetyFraction, "share of the measured idle timeout to recommend (without -c)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return 2
+	}
+	switch {
+	case *file == "" && len(pos) != 1, *file != "" && len(pos) != 0:
+		fmt.Fprintln(stderr, "sluice probe: give exactly one URL, or -c FILE")
+		fs.Usage()
+		return 2
+	case o.MaxWait <= 0 || o.MaxRequests <= 0 || *parallel <= 0:
+		fmt.Fprintln(stderr, "sluice probe: -max-wait, -max-requests and -parallel must be positive")
+		return 2
+	case *fraction <= 0 || *fraction >= 1:
+		fmt.Fprintln(stderr, "sluice probe: -safety-fraction must be between 0 and 1 (exclusive)")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *file != "" {
+		return probeConfig(ctx, *file, o, *parallel, *asJSON, stdout, stderr)
+	}
+	addr, path, err := probeTarget(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice probe: %v\n", err)
+		return 2
+	}
+	if path != "" {
+		o.Path = path
+	}
+	res, err := probe.Probe(ctx, addr, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice probe: %v\n", err)
+		return 1
+	}
+	rec := probe.Recommend(res, *fraction)
+	if *asJSON {
+		return writeJSON(stdout, stderr, struct {
+			Result         *probe.Result        `json:"result"`
+			Recommendation probe.Recommendation `json:"recommendation"`
+		}{res, rec})
+	}
+	probe.WriteText(stdout, res, rec, *fraction)
+	return 0
+}
+
+// parseInterleaved parses flags given before and after positional arguments, so that
+// "sluice probe URL -json" works like "sluice probe -json URL".
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// probeTarget turns "http://host:port/path" (or "host:port") into a dial address and the
+// request path ("" when the URL has none).
+func probeTarget(raw string) (addr, path string, err error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "", "", fmt.Errorf("invalid URL: %w", err)
+	case u.Scheme != "http":
+		return "", "", fmt.Errorf("%s: only http:// targets can be probed for now", u.Scheme)
+	case u.Host == "":
+		return "", "", fmt.Errorf("%q: no host", raw)
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	path = u.RequestURI()
+	if u.Path == "" && u.RawQuery == "" {
+		path = ""
+	}
+	return addr, path, nil
+}
+
+func probeConfig(ctx context.Context, file string, o probe.Options, parallel int, asJSON bool, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(file)
+	if err != nil {
+		printConfigErr(stderr, err)
+		return 1
+	}
+	checks := probe.CheckConfig(ctx, cfg, o, parallel)
+	failed := false
+	for _, uc := range checks {
+		failed = failed || uc.Failed
+	}
+	code := 0
+	if failed {
+		code = 1
+	}
+	if asJSON {
+		if c := writeJSON(stdout, stderr, struct {
+			Config    string                `json:"config"`
+			Failed    bool                  `json:"failed"`
+			Upstreams []probe.UpstreamCheck `json:"upstreams"`
+		}{file, failed, checks}); c != 0 {
+			return c
+		}
+		return code
+	}
+	probe.WriteCheckText(stdout, checks)
+	return code
+}
+
+func writeJSON(stdout, stderr io.Writer, v any) int {
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(stderr, "sluice probe: write JSON: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,252 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"sluice/internal/config"
+	"sluice/internal/connpool"
+)
+
+// healthUnknown is every target's health until health checking reports one.
+const healthUnknown = "unknown"
+
+// redacted replaces secrets in rendered config.
+const redacted = "<redacted>"
+
+// routes returns the admin API's handler. adminAddr is the admin listener's bound address.
+func routes(src Source, metrics http.Handler, adminAddr string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, statusView(src.Status(), adminAddr))
+	})
+	mux.HandleFunc("GET /admin/config", func(w http.ResponseWriter, _ *http.Request) {
+		st := src.Status()
+		cfg, err := configView(st.Config)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"version": st.Config.Hash, "file": st.Config.File, "config": cfg})
+	})
+	mux.HandleFunc("GET /admin/routes", func(w http.ResponseWriter, _ *http.Request) {
+		cfg := src.Status().Config
+		rs, err := generic(cfg.Routes)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"version": cfg.Hash, "routes": rs})
+	})
+	mux.HandleFunc("GET /admin/upstreams", func(w http.ResponseWriter, _ *http.Request) {
+		cfg := src.Status().Config
+		ups, err := upstreamsView(src, cfg)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"version": cfg.Hash, "upstreams": ups})
+	})
+	mux.HandleFunc("GET /admin/upstreams/{id}/pool", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		ts, ok := src.Targets(id)
+		if !ok {
+			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no upstream %q in the serving config", id))
+			return
+		}
+		out := make([]poolView, len(ts))
+		for i := range ts {
+			out[i] = newPoolView(&ts[i])
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"upstream": id, "targets": out})
+	})
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no admin endpoint %s; see docs/admin-api.md", r.URL.Path))
+	})
+	return mux
+}
+
+func statusView(st Status, adminAddr string) map[string]any {
+	return map[string]any{
+		"version":            st.Version,
+		"started":            st.Started,
+		"uptime_seconds":     time.Since(st.Started).Seconds(),
+		"config":             map[string]any{"version": st.Config.Hash, "file": st.Config.File},
+		"generation_created": st.Generation,
+		"listeners":          st.Listeners,
+		"admin":              map[string]any{"address": st.Config.Admin.Address, "bound": adminAddr},
+	}
+}
+
+// configView renders cfg with its YAML field names (the names users write) and secrets
+// redacted.
+func configView(cfg *config.Config) (any, error) {
+	v, err := generic(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if m, ok := v.(map[string]any); ok {
+		if a, ok := m["admin"].(map[string]any); ok && a["api_key"] != "" && a["api_key"] != nil {
+			a["api_key"] = redacted
+		}
+	}
+	return v, nil
+}
+
+// generic converts a config value to plain maps and slices through its YAML form, so the JSON
+// keys and duration strings are exactly what a config file says.
+func generic(v any) (any, error) {
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	var out any
+	if err := yaml.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("render config: %w", err)
+	}
+	return out, nil
+}
+
+// upstreamsView is each upstream's config with its targets' live state merged in.
+func upstreamsView(src Source, cfg *config.Config) ([]any, error) {
+	out := make([]any, 0, len(cfg.Upstreams))
+	for _, uc := range cfg.Upstreams {
+		v, err := generic(uc)
+		if err != nil {
+			return nil, err
+		}
+		m, _ := v.(map[string]any)
+		if m == nil {
+			m = map[string]any{"id": uc.ID}
+		}
+		ts, _ := src.Targets(uc.ID)
+		targets := make([]targetView, len(ts))
+		for i, t := range ts {
+			targets[i] = newTargetView(&t)
+		}
+		m["targets"] = targets
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// targetView is a target's summary in /admin/upstreams.
+type targetView struct {
+	Address       string  `json:"address"`
+	Weight        int     `json:"weight"`
+	Health        string  `json:"health"`
+	InFlight      int64   `json:"in_flight"`
+	Idle          int     `json:"idle_connections"`
+	InUse         int     `json:"in_use_connections"`
+	LearnedIdle   float64 `json:"learned_idle_timeout_seconds"`
+	LearnedSource string  `json:"learned_source"`
+	EffectiveIdle float64 `json:"effective_idle_timeout_seconds"`
+	ReuseFactor   float64 `json:"reuse_factor"`
+}
+
+func newTargetView(t *Target) targetView {
+	v := targetView{Address: t.Address, Weight: t.Weight, Health: healthUnknown, InFlight: t.InFlight,
+		LearnedIdle: t.Pool.Learned.Seconds(), LearnedSource: t.Pool.LearnedSource,
+		EffectiveIdle: t.Pool.EffectiveIdle.Seconds(), ReuseFactor: t.Pool.ReuseFactor}
+	for _, c := range t.Pool.Conns {
+		if c.State == "idle" {
+			v.Idle++
+		} else {
+			v.InUse++
+		}
+	}
+	return v
+}
+
+// poolView is one target's pool in /admin/upstreams/{id}/pool.
+type poolView struct {
+	targetView
+	Closed        bool              `json:"closed"`
+	UnsafeMaxIdle float64           `json:"unsafe_max_idle_seconds"`
+	Waiting       int               `json:"waiting"`
+	Options       optionsView       `json:"options"`
+	Counters      connpool.Counters `json:"counters"`
+	Connections   []connView        `json:"connections"`
+	RecentClosed  []lifeView        `json:"recent_closed"`
+}
+
+type optionsView struct {
+	Enabled        bool    `json:"enabled"`
+	IdleTimeout    float64 `json:"idle_timeout_seconds"`
+	MaxIdle        int     `json:"max_idle"`
+	MaxConns       int     `json:"max_conns"`
+	MaxPending     int     `json:"max_pending"`
+	QueueTimeout   float64 `json:"queue_timeout_seconds"`
+	MaxRequests    int     `json:"max_requests"`
+	MaxLifetime    float64 `json:"max_lifetime_seconds"`
+	Learn          bool    `json:"learn"`
+	SafetyFraction float64 `json:"safety_fraction"`
+	UnsafeMaxIdle  float64 `json:"unsafe_max_idle_seconds"`
+}
+
+type connView struct {
+	ID       uint64    `json:"id"`
+	State    string    `json:"state"`
+	Created  time.Time `json:"created"`
+	Age      float64   `json:"age_seconds"`
+	IdleAge  float64   `json:"idle_age_seconds"`
+	Requests int       `json:"requests_served"`
+}
+
+type lifeView struct {
+	ID          uint64    `json:"id"`
+	Created     time.Time `json:"created"`
+	Closed      time.Time `json:"closed"`
+	Lifetime    float64   `json:"lifetime_seconds"`
+	Requests    int       `json:"requests_served"`
+	LastIdleAge float64   `json:"last_idle_age_seconds"`
+	Reason      string    `json:"reason"`
+}
+
+func newPoolView(t *Target) poolView {
+	s := &t.Pool
+	o := s.Options
+	v := poolView{targetView: newTargetView(t), Closed: s.Closed, UnsafeMaxIdle: s.UnsafeMaxIdle.Seconds(),
+		Waiting: s.Waiting, Counters: s.Counters,
+		Options: optionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout.Seconds(), MaxIdle: o.MaxIdle,
+			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout.Seconds(),
+			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime.Seconds(), Learn: o.Learn,
+			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle.Seconds()},
+		Connections:  make([]connView, len(s.Conns)),
+		RecentClosed: make([]lifeView, len(s.History)),
+	}
+	if v.Counters.ClosedBy == nil {
+		v.Counters.ClosedBy = map[connpool.CloseReason]uint64{}
+	}
+	for i, c := range s.Conns {
+		v.Connections[i] = connView{ID: c.ID, State: c.State, Created: c.Created, Age: c.Age.Seconds(),
+			IdleAge: c.IdleAge.Seconds(), Requests: c.Served}
+	}
+	for i, h := range s.History {
+		v.RecentClosed[i] = lifeView{ID: h.ID, Created: h.Created, Closed: h.Closed,
+			Lifetime: h.Closed.Sub(h.Created).Seconds(), Requests: h.Served,
+			LastIdleAge: h.LastIdleAge.Seconds(), Reason: string(h.Reason)}
+	}
+	return v
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(map[string]string{"error": "internal_error", "message": err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": code, "message": msg})
+}

@@ -1,0 +1,221 @@
+// Package metrics defines every Prometheus metric Sluice exports, on a registry of its own
+// (never the global default), and the cheap per-request recording the gateway calls.
+//
+// The data path pays only for its own counters: label children are resolved once per route
+// (see [Route]) and looked up without formatting or allocation. Connection pool state is not
+// counted on the data path at all: [poolCollector] reads each pool's Snapshot at scrape time.
+// docs/metrics.md lists every metric; keep it in step with the names below.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"sluice/internal/reason"
+)
+
+// Every metric name, in one place. docs/metrics.md documents each.
+const (
+	nameRequests         = "sluice_requests_total"
+	nameRequestDuration  = "sluice_request_duration_seconds"
+	nameUpstreamDuration = "sluice_upstream_duration_seconds"
+	nameGatewayErrors    = "sluice_gateway_errors_total"
+	nameAttempts         = "sluice_upstream_attempts_total"
+	nameConfigInfo       = "sluice_config_info"
+	nameConfigReloads    = "sluice_config_reloads_total"
+	nameRetries          = "sluice_retries_total"
+	nameRetryBudget      = "sluice_retry_budget_exhausted_total"
+
+	namePoolConns         = "sluice_upstream_connections"
+	namePoolOpened        = "sluice_upstream_connections_opened_total"
+	namePoolClosed        = "sluice_upstream_connections_closed_total"
+	namePoolReuses        = "sluice_upstream_connection_reuses_total"
+	namePoolStaleCaught   = "sluice_upstream_stale_connections_caught_total"
+	namePoolResetOnReuse  = "sluice_upstream_reset_on_reuse_total"
+	namePoolLearnedIdle   = "sluice_upstream_learned_idle_timeout_seconds"
+	namePoolEffectiveIdle = "sluice_upstream_effective_idle_timeout_seconds"
+	namePoolReuseFactor   = "sluice_upstream_reuse_factor"
+	namePoolWaiting       = "sluice_upstream_pool_waiting"
+	namePoolQueueWaits    = "sluice_upstream_pool_queue_waits_total"
+	namePoolQueueFull     = "sluice_upstream_pool_queue_full_total"
+	namePoolQueueTimeouts = "sluice_upstream_pool_queue_timeouts_total"
+	namePoolDialErrors    = "sluice_upstream_dial_errors_total"
+	namePoolInFlight      = "sluice_upstream_in_flight_requests"
+)
+
+// latencyBuckets span a fast cached response (1 ms) to a long upstream call (60 s).
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// Metrics holds the registry and the gateway's own metric vectors. It is safe for
+// concurrent use; create one per gateway with [New].
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	upstreamDuration *prometheus.HistogramVec
+	configInfo       *prometheus.GaugeVec
+	reloads          *prometheus.CounterVec
+	reloadOK         prometheus.Counter
+	reloadFailed     prometheus.Counter
+	errors           counterSet // by reason code
+	attempts         *prometheus.CounterVec
+
+	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
+	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
+	// work, which feeds them; nothing increments them yet.
+	Retries              *prometheus.CounterVec
+	RetryBudgetExhausted *prometheus.CounterVec
+
+	mu        sync.Mutex
+	routes    map[routeKey]*Route
+	upstreams map[string]*Upstream
+}
+
+type routeKey struct{ route, upstream string }
+
+// New returns Metrics on a new registry. pools is called at every scrape for the pool
+// metrics (nil: none); it must be safe to call concurrently with requests.
+func New(pools PoolSource) *Metrics {
+	m := &Metrics{
+		reg:       prometheus.NewRegistry(),
+		routes:    map[routeKey]*Route{},
+		upstreams: map[string]*Upstream{},
+	}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameRequests,
+		Help: "Client requests answered, by route, upstream and status class (route and upstream are empty when no route matched; a client that left counts as 4xx)."},
+		[]string{"route", "upstream", "code_class"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: nameRequestDuration,
+		Help: "Time from reading the request head to the end of the response, by route.", Buckets: latencyBuckets},
+		[]string{"route"})
+	m.upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: nameUpstreamDuration,
+		Help: "Time spent on upstream attempts of a request (all attempts, including the response body), by route.", Buckets: latencyBuckets},
+		[]string{"route"})
+	m.errors.vec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameGatewayErrors,
+		Help: "Requests the gateway answered with its own error (or gave up on because the client left), by reason code."},
+		[]string{"reason"})
+	m.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameAttempts,
+		Help: "Upstream attempts, by upstream and outcome (\"ok\" or a reason code)."},
+		[]string{"upstream", "outcome"})
+	m.configInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: nameConfigInfo,
+		Help: "The config version serving now (the SHA-256 of the config file); always 1."},
+		[]string{"version"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameConfigReloads,
+		Help: "Config reloads, by result (success or failure; a failed reload keeps the previous config serving)."},
+		[]string{"result"})
+	m.reloadOK = m.reloads.WithLabelValues("success")
+	m.reloadFailed = m.reloads.WithLabelValues("failure")
+	m.Retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameRetries,
+		Help: "Retried upstream attempts, by upstream and the condition that allowed the retry."},
+		[]string{"upstream", "condition"})
+	m.RetryBudgetExhausted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameRetryBudget,
+		Help: "Retries refused because the upstream's retry budget was spent."},
+		[]string{"upstream"})
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts,
+		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if pools != nil {
+		m.reg.MustRegister(&poolCollector{pools: pools})
+	}
+	return m
+}
+
+// Registry returns the registry all Sluice metrics are on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// ConfigApplied records that the config version is serving; reload says whether it
+// replaced a running config (the first config of the process is not a reload).
+func (m *Metrics) ConfigApplied(version string, reload bool) {
+	m.configInfo.Reset()
+	m.configInfo.WithLabelValues(version).Set(1)
+	if reload {
+		m.reloadOK.Inc()
+	}
+}
+
+// ReloadFailed records a config reload that was refused; the previous config keeps serving.
+func (m *Metrics) ReloadFailed() { m.reloadFailed.Inc() }
+
+// GatewayError counts one request answered with the gateway's own error code.
+func (m *Metrics) GatewayError(code reason.Code) { m.errors.get(string(code)).Inc() }
+
+// Route returns the pre-resolved series of route and upstream (both "" when no route
+// matched). Call it when a config is applied, not per request: it takes a lock.
+func (m *Metrics) Route(route, upstream string) *Route {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := routeKey{route, upstream}
+	if r, ok := m.routes[k]; ok {
+		return r
+	}
+	r := &Route{m: m, route: route, upstream: upstream,
+		duration: m.duration.WithLabelValues(route),
+		up:       m.upstreamLocked(upstream)}
+	if upstream != "" { // unmatched requests never reach an upstream
+		r.upstreamDuration = m.upstreamDuration.WithLabelValues(route)
+	}
+	for c := 2; c <= 5; c++ {
+		r.requests[c] = m.requests.WithLabelValues(route, upstream, codeClasses[c])
+	}
+	m.routes[k] = r
+	return r
+}
+
+func (m *Metrics) upstreamLocked(id string) *Upstream {
+	if u, ok := m.upstreams[id]; ok {
+		return u
+	}
+	u := &Upstream{attempts: counterSet{vec: m.attempts, prefix: []string{id}}}
+	if id != "" {
+		m.RetryBudgetExhausted.WithLabelValues(id) // present at 0 from the start
+	}
+	m.upstreams[id] = u
+	return u
+}
+
+// counterSet caches the children of a counter vector by their last label value. Reads are
+// lock-free lookups in an immutable map; a miss copies the map under mu (rare: the set of
+// values, such as reason codes, is small and fixed).
+type counterSet struct {
+	vec    *prometheus.CounterVec
+	prefix []string // the label values before the last one
+	mu     sync.Mutex
+	m      atomic.Pointer[map[string]prometheus.Counter]
+}
+
+func (s *counterSet) get(last string) prometheus.Counter {
+	if m := s.m.Load(); m != nil {
+		if c, ok := (*m)[last]; ok {
+			return c
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.m.Load()
+	if old != nil {
+		if c, ok := (*old)[last]; ok {
+			return c
+		}
+	}
+	next := make(map[string]prometheus.Counter, 8)
+	if old != nil {
+		for k, v := range *old {
+			next[k] = v
+		}
+	}
+	lv := append(append([]string(nil), s.prefix...), last)
+	c := s.vec.WithLabelValues(lv...)
+	next[last] = c
+	s.m.Store(&next)
+	return c
+}

@@ -1,0 +1,126 @@
+package metrics
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sluice/internal/connpool"
+)
+
+// TargetPool is one upstream target and its pool state, as read at scrape time.
+type TargetPool struct {
+	Upstream string
+	Target   string
+	// InFlight is the number of requests being served by the target.
+	InFlight int64
+	Pool     connpool.Snapshot
+}
+
+// PoolSource returns the pools of the serving config; it is called once per scrape.
+type PoolSource func() []TargetPool
+
+// poolCollector turns pool snapshots into metrics at scrape time, so the data path does no
+// metrics work for pools. Every metric is labelled {upstream, target}.
+type poolCollector struct {
+	pools PoolSource
+}
+
+var (
+	poolLabels = []string{"upstream", "target"}
+
+	descConns = prometheus.NewDesc(namePoolConns,
+		"Open connections to the target, by state (idle or in_use); their sum is the open connections.",
+		append(poolLabels, "state"), nil)
+	descOpened = prometheus.NewDesc(namePoolOpened,
+		"Connections dialed to the target.", poolLabels, nil)
+	descClosed = prometheus.NewDesc(namePoolClosed,
+		"Connections to the target closed, by reason (see docs/metrics.md).", append(poolLabels, "reason"), nil)
+	descReuses = prometheus.NewDesc(namePoolReuses,
+		"Requests sent on a pooled (reused) connection.", poolLabels, nil)
+	descStale = prometheus.NewDesc(namePoolStaleCaught,
+		"Idle connections found dead (FIN, RST or stray bytes) by the reuse check before a request was written on them.", poolLabels, nil)
+	descResetOnReuse = prometheus.NewDesc(namePoolResetOnReuse,
+		"Requests whose reused connection failed before any response byte (the stale-connection race the pool did not catch).", poolLabels, nil)
+	descLearned = prometheus.NewDesc(namePoolLearnedIdle,
+		"The backend idle timeout learned for the target (0: none), by source: header, observed, failure or none.", append(poolLabels, "source"), nil)
+	descEffective = prometheus.NewDesc(namePoolEffectiveIdle,
+		"The idle age at which pooled connections to the target are retired (0: no reuse).", poolLabels, nil)
+	descReuseFactor = prometheus.NewDesc(namePoolReuseFactor,
+		"The self-healing reuse window factor of the target, from 0 (no reuse) to 1 (full window).", poolLabels, nil)
+	descWaiting = prometheus.NewDesc(namePoolWaiting,
+		"Requests waiting now for a connection to the target (max_conns reached).", poolLabels, nil)
+	descQueueWaits = prometheus.NewDesc(namePoolQueueWaits,
+		"Requests that had to wait for a connection to the target.", poolLabels, nil)
+	descQueueFull = prometheus.NewDesc(namePoolQueueFull,
+		"Requests refused because the target's wait queue was full.", poolLabels, nil)
+	descQueueTimeouts = prometheus.NewDesc(namePoolQueueTimeouts,
+		"Requests that gave up waiting for a connection to the target.", poolLabels, nil)
+	descDialErrors = prometheus.NewDesc(namePoolDialErrors,
+		"Failed dials to the target (refused, unreachable, timed out).", poolLabels, nil)
+	descInFlight = prometheus.NewDesc(namePoolInFlight,
+		"Requests being served by the target now.", poolLabels, nil)
+)
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descReuses, descStale,
+		descResetOnReuse, descLearned, descEffective, descReuseFactor, descWaiting, descQueueWaits,
+		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight} {
+		ch <- d
+	}
+}
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, tp := range c.pools() {
+		collectPool(ch, &tp)
+	}
+}
+
+func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
+	s := &tp.Pool
+	up, tg := tp.Upstream, tp.Target
+	gauge := func(d *prometheus.Desc, v float64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{up, tg}, extra...)...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), append([]string{up, tg}, extra...)...)
+	}
+	idle, inUse := 0, 0
+	for _, ci := range s.Conns {
+		if ci.State == "idle" {
+			idle++
+		} else {
+			inUse++
+		}
+	}
+	gauge(descConns, float64(idle), "idle")
+	gauge(descConns, float64(inUse), "in_use")
+	k := &s.Counters
+	counter(descOpened, k.Opened)
+	reasons := make([]string, 0, len(k.ClosedBy))
+	for r := range k.ClosedBy {
+		reasons = append(reasons, string(r))
+	}
+	slices.Sort(reasons)
+	for _, r := range reasons {
+		counter(descClosed, k.ClosedBy[connpool.CloseReason(r)], r)
+	}
+	counter(descReuses, k.Reused)
+	counter(descStale, k.StaleCaught)
+	counter(descResetOnReuse, k.ResetOnReuse)
+	src := s.LearnedSource
+	if src == "" || s.Learned <= 0 {
+		src = "none"
+	}
+	gauge(descLearned, s.Learned.Seconds(), src)
+	gauge(descEffective, s.EffectiveIdle.Seconds())
+	gauge(descReuseFactor, s.ReuseFactor)
+	gauge(descWaiting, float64(s.Waiting))
+	counter(descQueueWaits, k.QueueWaits)
+	counter(descQueueFull, k.QueueFull)
+	counter(descQueueTimeouts, k.QueueTimeouts)
+	counter(descDialErrors, k.DialErrors)
+	gauge(descInFlight, float64(tp.InFlight))
+}
+
+var _ prometheus.Collector = (*poolCollector)(nil)
