@@ -38,12 +38,6 @@ type Generation struct {
 	closeOnce sync.Once
 }
 
-// build compiles cfg into a Generation, reusing pools from prev whose target and settings are
-// unchanged so that warm connections and learned idle timeouts survive a reload.
-func build(cfg *config.Config, prev map[string]*connpool.Pool, log *slog.Logger) (*Generation, error) {
-	return buildNext(cfg, prev, nil, log)
-}
-
 // buildNext is build that also carries target health (verdicts, ejections, slow start)
 // from old, the generation being replaced (nil: none), and starts slow start for targets
 // that old did not have. It starts the active health checks of the new generation; Close
