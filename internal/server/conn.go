@@ -48,6 +48,10 @@ type conn struct {
 
 	served atomic.Int64
 	ex     Exchange
+
+	bufs    *connBufs // nil while idle
+	raw     syscall.RawConn
+	rawWait func(uintptr) bool
 }
 
 func newConn(s *Server, nc net.Conn, st *Settings) *conn {
@@ -60,20 +64,10 @@ func newConn(s *Server, nc net.Conn, st *Settings) *conn {
 
 func (c *conn) serve() {
 	defer c.srv.forget(c)
-	bufs := bufPool.Get().(*connBufs)
-	if bufs.br == nil {
-		bufs.br = bufio.NewReaderSize(c.nc, 8<<10)
-		bufs.bw = bufio.NewWriterSize(c.nc, 16<<10)
-	} else {
-		bufs.br.Reset(c.nc)
-		bufs.bw.Reset(c.nc)
-	}
-	c.br, c.bw = bufs.br, bufs.bw
+	c.acquireBufs()
 	defer func() {
 		c.nc.Close()
-		bufs.br.Reset(nil)
-		bufs.bw.Reset(nil)
-		bufPool.Put(bufs)
+		c.releaseBufs()
 	}()
 	defer func() {
 		if v := recover(); v != nil {
@@ -118,8 +112,65 @@ func (c *conn) waitNextRequest() bool {
 		return false
 	}
 	c.setReadDeadline(c.st.IdleTimeout)
-	_, err := c.br.Peek(1)
-	return err == nil
+	// While the connection idles, its buffers go back to the pool: an idle keep-alive
+	// connection then costs its goroutine and a few hundred bytes, not 24 KiB.
+	c.releaseBufs()
+	if !c.waitReadable() {
+		return false
+	}
+	if c.bufs == nil {
+		c.acquireBufs()
+	}
+	return true
+}
+
+func (c *conn) acquireBufs() {
+	b := bufPool.Get().(*connBufs)
+	if b.br == nil {
+		b.br = bufio.NewReaderSize(c.nc, 8<<10)
+		b.bw = bufio.NewWriterSize(c.nc, 16<<10)
+	} else {
+		b.br.Reset(c.nc)
+		b.bw.Reset(c.nc)
+	}
+	c.bufs, c.br, c.bw = b, b.br, b.bw
+}
+
+func (c *conn) releaseBufs() {
+	if c.bufs == nil {
+		return
+	}
+	c.bufs.br.Reset(nil)
+	c.bufs.bw.Reset(nil)
+	bufPool.Put(c.bufs)
+	c.bufs, c.br, c.bw = nil, nil, nil
+}
+
+// waitReadable blocks until the client sends something, closes, or the read deadline passes,
+// without reading (so no buffer is needed while waiting). It reports whether to go on reading.
+func (c *conn) waitReadable() bool {
+	if c.raw == nil {
+		sc, ok := c.nc.(syscall.Conn)
+		if !ok {
+			c.acquireBufs()
+			_, err := c.br.Peek(1)
+			return err == nil
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return false
+		}
+		c.raw = rc
+		// RawConn.Read calls the function, and while it returns false waits for the socket to
+		// become readable. The function peeks without consuming: data, a close or an error
+		// all end the wait; only "nothing yet" (EAGAIN) waits on.
+		c.rawWait = func(fd uintptr) bool {
+			var b [1]byte
+			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			return err != syscall.EAGAIN && err != syscall.EINTR
+		}
+	}
+	return c.raw.Read(c.rawWait) == nil
 }
 
 func (c *conn) setActive() bool {
