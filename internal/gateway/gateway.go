@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"sync/atomic"
 
@@ -245,19 +247,21 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	gen.inflight.Add(1)
 	defer gen.inflight.Add(-1)
 
-	var rec proxy.Record
+	st := reqStates.Get().(*reqState)
+	defer st.release()
+	rec := &st.rec
 	req := &ex.Req
-	in := router.Input{
-		Method: string(req.Method),
-		Host:   string(req.Host),
-		Path:   string(req.Path),
-		Query:  string(req.Query),
-		Header: func(name string) (string, bool) {
-			v, ok := req.Header.Get(name)
-			return string(v), ok
-		},
+	st.hdr = &req.Header
+	// The strings alias the request's own buffer: nothing keeps them past this request.
+	st.in = router.Input{
+		Method: unsafeString(req.Method),
+		Host:   unsafeString(req.Host),
+		Path:   unsafeString(req.Path),
+		Query:  unsafeString(req.Query),
+		Header: st.lookup,
 	}
-	idx, _, ok := gen.Table.Match(&in)
+	in := &st.in
+	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
 	if !ok {
 		rec.Reason = reason.NoRoute
@@ -265,14 +269,45 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	} else {
 		rt := gen.Routes[idx]
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
-		g.proxy.Serve(context.Background(), ex, rt, &rec)
+		g.proxy.Serve(context.Background(), ex, rt, rec)
 	}
-	g.logAccess(ex, &in, routeID, upstreamID, &rec)
+	g.logAccess(ex, in, routeID, upstreamID, rec)
 	if !ok {
 		idx = -1
 	}
-	g.observeRequest(gen, idx, ex, &rec) // metrics (observe.go)
+	g.observeRequest(gen, idx, ex, rec) // metrics (observe.go)
 }
+
+var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// reqState is the per-request state of ServeH1, pooled so that routing and logging a request
+// allocate nothing.
+type reqState struct {
+	rec    proxy.Record
+	in     router.Input
+	hdr    *h1.Header
+	lookup func(name string) (string, bool)
+}
+
+var reqStates = sync.Pool{New: func() any {
+	st := &reqState{}
+	st.lookup = func(name string) (string, bool) {
+		v, ok := st.hdr.Get(name)
+		return string(v), ok
+	}
+	return st
+}}
+
+func (st *reqState) release() {
+	st.rec = proxy.Record{}
+	st.in = router.Input{}
+	st.hdr = nil
+	reqStates.Put(st)
+}
+
+// unsafeString returns b as a string without copying. The caller must not let the string
+// outlive b's contents.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {
 	ln := g.access.Begin()
@@ -296,23 +331,36 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	}
 	if rec.NumAttempts > 0 {
 		ln.Int("attempts", int64(rec.NumAttempts))
-		ln.Raw("tries", attemptsJSON(rec))
+		buf := triesBufs.Get().(*[]byte)
+		*buf = appendAttempts((*buf)[:0], rec)
+		ln.Raw("tries", *buf)
+		triesBufs.Put(buf)
 	}
 	g.access.Write(ln)
 }
 
-func attemptsJSON(rec *proxy.Record) []byte {
-	b := make([]byte, 0, 96*rec.NumAttempts)
+// appendAttempts appends the attempts of rec as a JSON array. Targets, outcomes and
+// conditions are plain ASCII tokens, so strconv's quoting is valid JSON for them.
+func appendAttempts(b []byte, rec *proxy.Record) []byte {
 	b = append(b, '[')
 	for i := 0; i < rec.NumAttempts; i++ {
-		a := rec.Attempts[i]
+		a := &rec.Attempts[i]
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = fmt.Appendf(b, `{"target":%q,"conn":%d,"reused":%t,"idle_ms":%d,"outcome":%q`,
-			a.Target, a.ConnID, a.Reused, a.IdleAge.Milliseconds(), a.Outcome)
+		b = append(b, `{"target":`...)
+		b = strconv.AppendQuote(b, a.Target)
+		b = append(b, `,"conn":`...)
+		b = strconv.AppendUint(b, a.ConnID, 10)
+		b = append(b, `,"reused":`...)
+		b = strconv.AppendBool(b, a.Reused)
+		b = append(b, `,"idle_ms":`...)
+		b = strconv.AppendInt(b, a.IdleAge.Milliseconds(), 10)
+		b = append(b, `,"outcome":`...)
+		b = strconv.AppendQuote(b, a.Outcome)
 		if a.Retry != "" {
-			b = fmt.Appendf(b, `,"retried_on":%q`, a.Retry)
+			b = append(b, `,"retried_on":`...)
+			b = strconv.AppendQuote(b, a.Retry)
 		}
 		b = append(b, '}')
 	}

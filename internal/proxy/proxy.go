@@ -79,6 +79,25 @@ func (r *Record) add(a Attempt) *Attempt {
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// call is the per-request state of Serve, pooled so that a proxied request allocates little:
+// the forward (with the upstream response head and body reader), the retrier and the targets
+// tried.
+type call struct {
+	fwd   forward
+	r     retrier
+	tried [maxAttempts]*upstream.Target
+}
+
+var calls = sync.Pool{New: func() any { return new(call) }}
+
+// release returns cl to the pool, dropping its references to this request.
+func (cl *call) release() {
+	cl.tried = [maxAttempts]*upstream.Target{}
+	cl.r = retrier{}
+	cl.fwd.ex, cl.fwd.rt = nil, nil
+	calls.Put(cl)
+}
+
 // Serve forwards ex to rt's upstream and writes the response (or a gateway error) to ex.
 func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *Record) {
 	ex.SetBodyLimit(rt.MaxBodyBytes)
@@ -86,7 +105,10 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 		p.fail(ex, rec, reason.New(413, reason.BodyTooLarge, "", errors.New("declared Content-Length above the limit")))
 		return
 	}
-	fwd := newForward(ex, rt)
+	cl := calls.Get().(*call)
+	defer cl.release()
+	fwd := &cl.fwd
+	fwd.init(ex, rt)
 	if ex.HasBody() {
 		defer fwd.releaseBody()
 		if err := fwd.readBodyPrefix(rt.retry.bufferBody); err != nil {
@@ -108,10 +130,11 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 	defer u.Release()
 	start := time.Now()
 	defer func() { rec.UpstreamTime = time.Since(start) }()
-	r := newRetrier(p, ex, rt, fwd, rec, start)
+	r := &cl.r
+	r.init(p, ex, rt, fwd, rec, start)
 	defer r.release()
 
-	var tried [maxAttempts]*upstream.Target
+	tried := &cl.tried
 	for n := 0; n < maxAttempts; n++ {
 		t := u.Pick(reqInfo{ex}, tried[:n])
 		if t == nil {
@@ -227,13 +250,13 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 			return res, failedBy(res)
 		}
 	}
-	var resp h1.Response
+	resp := &fwd.resp
 	isHEAD := string(ex.Req.Method) == "HEAD"
 	for {
 		if res, ok := p.awaitResponse(ex, r.tryTimeout(), c, t); !ok {
 			return res, failedBy(res)
 		}
-		if err := h1.ReadResponse(c.R, &resp, isHEAD, h1.Limits{}); err != nil {
+		if err := h1.ReadResponse(c.R, resp, isHEAD, h1.Limits{}); err != nil {
 			return p.readFailure(c, t, err), failed(connpool.CloseProtocolError)
 		}
 		if resp.Status >= 200 || resp.Status == 101 {
@@ -245,9 +268,9 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("protocol upgrade is not supported"))}, failed(connpool.CloseProtocolError)
 	}
 	if r.retryStatus(resp.Status) {
-		return p.discardResponse(c, t, &resp, isHEAD)
+		return p.discardResponse(c, t, resp, isHEAD)
 	}
-	return p.relayResponse(ex, rt, c, t, &resp, isHEAD)
+	return p.relayResponse(ex, rt, c, t, resp, &fwd.body, isHEAD)
 }
 
 // failed is the outcome of a failed exchange. An empty reason lets the pool judge the failure

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"sluice/internal/h1"
 	"sluice/internal/server"
 	"sluice/internal/upstream"
 )
@@ -27,6 +28,10 @@ type forward struct {
 	pre    []byte
 	preBuf *[]byte
 	preEOF bool
+
+	// resp and body are the upstream response head and body reader, reused across requests.
+	resp h1.Response
+	body h1.BodyReader
 }
 
 // bodyPrefixSize is how much request body is read ahead, and so the largest body that can be
@@ -82,8 +87,9 @@ func (f *forward) replayable() bool {
 	return !f.ex.HasBody() || f.preEOF
 }
 
-func newForward(ex *server.Exchange, rt *Route) *forward {
-	f := &forward{ex: ex, rt: rt, clientIP: ex.ClientIP()}
+// init prepares f for a request, keeping the buffers of its previous use.
+func (f *forward) init(ex *server.Exchange, rt *Route) {
+	*f = forward{ex: ex, rt: rt, clientIP: ex.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body}
 	h := &ex.Req.Header
 	if te, ok := h.Get("TE"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
 		f.teTrail = true
@@ -104,7 +110,6 @@ func newForward(ex *server.Exchange, rt *Route) *forward {
 	if rt.rewrites() {
 		f.path = rt.rewritePath(string(ex.Req.Path))
 	}
-	return f
 }
 
 // skipHeader lists client fields the gateway replaces or handles itself.

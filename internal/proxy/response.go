@@ -17,7 +17,7 @@ import (
 // are flushed to the client whenever the upstream has nothing more buffered, so server-sent
 // events and other trickling bodies reach the client at once while bulk bodies go in large
 // writes.
-func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, resp *h1.Response, isHEAD bool) (result, connpool.Outcome) {
+func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, resp *h1.Response, body *h1.BodyReader, isHEAD bool) (result, connpool.Outcome) {
 	out := connpool.Outcome{KeepAliveTimeout: resp.KeepAliveTimeout, KeepAliveMax: resp.KeepAliveMax}
 	framing := resp.ContentLength
 	switch {
@@ -49,9 +49,8 @@ func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, 
 		}
 		return result{}, out
 	}
-	var body h1.BodyReader
 	body.Reset(c.R, resp.ContentLength, resp.Chunked, 0)
-	if res, ok := p.streamBody(ex, rt, c, t, &body); !ok {
+	if res, ok := p.streamBody(ex, rt, c, t, body); !ok {
 		out.Reason = connpool.CloseRequestError
 		return res, out
 	}

@@ -80,9 +80,10 @@ type retrier struct {
 	retrySlot bool // holds one of the upstream's concurrent-retry slots
 }
 
-func newRetrier(p *Proxy, ex *server.Exchange, rt *Route, fwd *forward, rec *Record, start time.Time) *retrier {
+// init prepares r for a request.
+func (r *retrier) init(p *Proxy, ex *server.Exchange, rt *Route, fwd *forward, rec *Record, start time.Time) {
 	pol := &rt.retry
-	r := &retrier{p: p, ex: ex, rt: rt, fwd: fwd, rec: rec, pol: pol, tries: 1}
+	*r = retrier{p: p, ex: ex, rt: rt, fwd: fwd, rec: rec, pol: pol, tries: 1}
 	r.safe = isIdempotent(ex.Req.Method) || pol.nonIdempotent
 	if !r.safe && pol.idemHeader != "" {
 		if v, ok := ex.Req.Header.Get(pol.idemHeader); ok && len(v) > 0 {
@@ -94,7 +95,6 @@ func newRetrier(p *Proxy, ex *server.Exchange, rt *Route, fwd *forward, rec *Rec
 	}
 	r.budget = p.budgetFor(rt.Upstream.ID)
 	r.budget.request(pol)
-	return r
 }
 
 // reuseOK tells the pool whether this request may go on any pooled connection: requests that
