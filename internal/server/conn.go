@@ -109,29 +109,27 @@ func (c *conn) waitNextRequest() bool {
 	if c.br.Buffered() > 0 {
 		return true // pipelined
 	}
-	c.mu.Lock()
-	c.state = stateIdle
-	c.mu.Unlock()
-	if c.srv.closing.Load() {
-		return false
-	}
 	// A busy client sends its next request within moments: wait for it with the buffers in
 	// hand (one read). Past that, the buffers go back to the pool while the connection idles:
 	// an idle keep-alive connection then costs its goroutine and a few hundred bytes, not
 	// 24 KiB.
 	start := time.Now()
+	var idleEnd time.Time
+	if d := c.st.IdleTimeout; d > 0 {
+		idleEnd = start.Add(d)
+	}
 	if c.st.IdleTimeout <= 0 || c.st.IdleTimeout > 2*idleFastWait {
-		c.nc.SetReadDeadline(start.Add(idleFastWait))
+		if !c.armIdle(start.Add(idleFastWait)) {
+			return false
+		}
 		if _, err := c.br.Peek(1); err == nil {
 			return true
 		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return false
 		}
 	}
-	if d := c.st.IdleTimeout; d > 0 {
-		c.nc.SetReadDeadline(start.Add(d))
-	} else {
-		c.nc.SetReadDeadline(time.Time{})
+	if !c.armIdle(idleEnd) {
+		return false
 	}
 	c.releaseBufs()
 	if !c.waitReadable() {
@@ -196,6 +194,19 @@ func (c *conn) setActive() bool {
 	c.mu.Lock()
 	c.state = stateActive
 	c.mu.Unlock()
+	return true
+}
+
+// armIdle marks the connection idle and sets its read deadline, unless the server is shutting
+// down. It holds c.mu so that Shutdown's wake-up (wakeIfIdle) cannot be overwritten.
+func (c *conn) armIdle(deadline time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv.closing.Load() {
+		return false
+	}
+	c.state = stateIdle
+	c.nc.SetReadDeadline(deadline)
 	return true
 }
 
