@@ -191,3 +191,28 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		t.Fatal("gateway still accepts after shutdown")
 	}
 }
+
+// TestShutdownClosesIdleKeepAlive: an idle client keep-alive connection does not hold up
+// shutdown, whether it idles briefly or for longer.
+func TestShutdownClosesIdleKeepAlive(t *testing.T) {
+	be := echoBackend(t, "a")
+	yaml, vars := basicConfig(hostport(be))
+	for _, idle := range []time.Duration{0, 50 * time.Millisecond} {
+		tg := startGateway(t, yaml, vars)
+		c := newClient()
+		resp, err := c.Get(tg.url("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(idle)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err = tg.gw.Shutdown(ctx)
+		cancel()
+		if err != nil || time.Since(start) > 2*time.Second {
+			t.Fatalf("idle %v: shutdown took %v (err %v) with an idle keep-alive client", idle, time.Since(start), err)
+		}
+	}
+}
