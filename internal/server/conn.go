@@ -34,9 +34,12 @@ const maxDrain = 256 << 10
 
 var bufPool = sync.Pool{New: func() any { return new(connBufs) }}
 
+// connBufs is what a connection needs only while it carries a request: its buffers and the
+// Exchange (whose request head buffers it keeps for the next request).
 type connBufs struct {
 	br *bufio.Reader
 	bw *bufio.Writer
+	ex Exchange
 }
 
 type conn struct {
@@ -51,7 +54,7 @@ type conn struct {
 	state int32
 
 	served atomic.Int64
-	ex     Exchange
+	ex     *Exchange // nil while idle
 
 	bufs    *connBufs // nil while idle
 	raw     syscall.RawConn
@@ -79,8 +82,6 @@ func (c *conn) serve() {
 		}
 	}()
 
-	ex := &c.ex
-	ex.c = c
 	for n := 0; ; n++ {
 		if n > 0 && !c.waitNextRequest() {
 			return
@@ -89,6 +90,7 @@ func (c *conn) serve() {
 			return
 		}
 		c.setReadDeadline(c.st.ReadHeaderTimeout)
+		ex := c.ex // changes when the connection idled and got its buffers back
 		ex.reset()
 		err := h1.ReadRequest(c.br, &ex.Req, c.st.Limits)
 		if err != nil {
@@ -150,7 +152,8 @@ func (c *conn) acquireBufs() {
 		b.br.Reset(c.nc)
 		b.bw.Reset(c.nc)
 	}
-	c.bufs, c.br, c.bw = b, b.br, b.bw
+	c.bufs, c.br, c.bw, c.ex = b, b.br, b.bw, &b.ex
+	b.ex.c = c
 }
 
 func (c *conn) releaseBufs() {
@@ -159,8 +162,10 @@ func (c *conn) releaseBufs() {
 	}
 	c.bufs.br.Reset(nil)
 	c.bufs.bw.Reset(nil)
+	c.bufs.ex.c = nil
+	c.bufs.ex.body.Reset(nil, 0, false, 0)
 	bufPool.Put(c.bufs)
-	c.bufs, c.br, c.bw = nil, nil, nil
+	c.bufs, c.br, c.bw, c.ex = nil, nil, nil, nil
 }
 
 // waitReadable blocks until the client sends something, closes, or the read deadline passes,
@@ -257,8 +262,7 @@ func (c *conn) rejectRequest(err error) {
 }
 
 func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
-	ex := &c.ex
-	ex.c = c
+	ex := c.ex
 	ex.closeAfter = true
 	ex.WriteError(&reason.Error{Status: status, Code: code, Err: errors.New(detail)}, detail)
 	c.bw.Flush()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Measures Sluice's memory for N idle client keep-alive connections: RSS after a warm-up
+# request, then with N connections each idle after one request. Usage: bash bench/idle.sh [-n N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=10000
+while [ $# -gt 0 ]; do case "$1" in -n) n=$2; shift 2;; *) echo "usage: $0 [-n N]"; exit 2;; esac; done
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+trap cleanup EXIT
+go build -o "$dir/sluice" ./cmd/sluice
+go build -o "$dir/backend" ./bench/backend
+go build -o "$dir/idleclient" ./bench/idleclient
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bp=$(port); sp=$(port)
+"$dir/backend" -addr "127.0.0.1:$bp" & pids+=($!)
+cat > "$dir/sluice.yaml" <<YAML
+listeners: [{address: "127.0.0.1:$sp", idle_timeout: 300s}]
+upstreams: [{id: be, targets: [{address: "127.0.0.1:$bp"}]}]
+routes: [{id: all, upstream: be}]
+log: {access: "off", level: warn}
+admin: {enabled: false}
+YAML
+"$dir/sluice" run -c "$dir/sluice.yaml" 2>"$dir/sluice.log" & spid=$!; pids+=($spid)
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$sp/" >/dev/null 2>&1 && break; sleep 0.1; done
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+before=$(rss "$spid")
+mkfifo "$dir/hold"
+"$dir/idleclient" -addr "127.0.0.1:$sp" -n "$n" -hold 120s < "$dir/hold" > "$dir/client.out" & cpid=$!; pids+=($cpid)
+exec 3>"$dir/hold"
+for _ in $(seq 600); do grep -q ready "$dir/client.out" 2>/dev/null && break; sleep 0.2; done
+sleep 10
+after=$(rss "$spid")
+cat "$dir/client.out"
+echo "sluice RSS before: $((before/1024)) MiB, with $n idle connections: $((after/1024)) MiB, growth: $(((after-before)/1024)) MiB ($(( (after-before)*1024/n )) bytes per connection)"
+exec 3>&-
+wait "$cpid" || true
