@@ -57,7 +57,11 @@ type Target struct {
 	Address  string
 	Weight   int
 	InFlight int64
-	Pool     connpool.Snapshot
+	// Health is the target's state (healthy, unhealthy, ejected, unknown) and why.
+	Health       string
+	HealthReason string
+	HealthSince  time.Time
+	Pool         connpool.Snapshot
 }
 
 // Server serves the admin API and /metrics on one listener.

@@ -12,7 +12,7 @@ import (
 	"sluice/internal/connpool"
 )
 
-// healthUnknown is every target's health until health checking reports one.
+// healthUnknown is a target's health when nothing reported one.
 const healthUnknown = "unknown"
 
 // redacted replaces secrets in rendered config.
@@ -140,6 +140,8 @@ type targetView struct {
 	Address       string  `json:"address"`
 	Weight        int     `json:"weight"`
 	Health        string  `json:"health"`
+	HealthReason  string  `json:"health_reason,omitempty"`
+	HealthSince   string  `json:"health_since,omitempty"`
 	InFlight      int64   `json:"in_flight"`
 	Idle          int     `json:"idle_connections"`
 	InUse         int     `json:"in_use_connections"`
@@ -150,9 +152,15 @@ type targetView struct {
 }
 
 func newTargetView(t *Target) targetView {
-	v := targetView{Address: t.Address, Weight: t.Weight, Health: healthUnknown, InFlight: t.InFlight,
+	v := targetView{Address: t.Address, Weight: t.Weight, Health: t.Health, HealthReason: t.HealthReason, InFlight: t.InFlight,
 		LearnedIdle: t.Pool.Learned.Seconds(), LearnedSource: t.Pool.LearnedSource,
 		EffectiveIdle: t.Pool.EffectiveIdle.Seconds(), ReuseFactor: t.Pool.ReuseFactor}
+	if v.Health == "" {
+		v.Health = healthUnknown
+	}
+	if !t.HealthSince.IsZero() {
+		v.HealthSince = t.HealthSince.UTC().Format(time.RFC3339Nano)
+	}
 	for _, c := range t.Pool.Conns {
 		if c.State == "idle" {
 			v.Idle++

@@ -67,6 +67,7 @@ func applyDefaults(c *Config) {
 		defaultBalancer(&u.Balancer)
 		defaultHealthCheck(&u.HealthCheck)
 		defaultRetry(&u.Retry)
+		defaultDiscovery(&u.Discovery)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -71,6 +71,27 @@ type Upstream struct {
 	Limits Limits `yaml:"limits"`
 	// Retry is the retry policy of routes using this upstream (a route may override it).
 	Retry Retry `yaml:"retry"`
+	// Discovery configures how targets given as names (a host name in address, or srv) are
+	// resolved and re-resolved. Omitted: the system's resolver and the default TTL bounds.
+	// See docs/discovery.md.
+	Discovery Discovery `yaml:"discovery"`
+}
+
+// Discovery configures DNS resolution of an upstream's named targets.
+type Discovery struct {
+	// Resolver is the DNS server asked, "ip:port" or "ip" (port 53). Default "": the first
+	// nameserver of /etc/resolv.conf, read when the config is applied. Names listed in
+	// /etc/hosts are answered from it whatever this says.
+	Resolver string `yaml:"resolver"`
+	// MinTTL is the least time between two resolutions of a name, whatever the records'
+	// TTL, and the retry interval after a failed resolution. Default 1s; 0 is invalid.
+	MinTTL *Duration `yaml:"min_ttl"`
+	// MaxTTL is the most time between two resolutions of a name, whatever the records' TTL.
+	// Default 300s; must be at least MinTTL.
+	MaxTTL *Duration `yaml:"max_ttl"`
+	// Timeout bounds one DNS query (UDP, and TCP when the answer was truncated).
+	// Default 2s; 0 is invalid.
+	Timeout *Duration `yaml:"timeout"`
 }
 
 // Balancer selects the load-balancing policy of an upstream.
@@ -205,10 +226,16 @@ type Admin struct {
 	APIKey string `yaml:"api_key"`
 }
 
-// Target is one backend address.
+// Target is one backend address, or a name that resolves to several (docs/discovery.md).
 type Target struct {
-	// Address is host:port of the backend. Required.
+	// Address is host:port of the backend. A host name (not an IP address) is resolved
+	// through DNS (A and AAAA) and each address becomes a target, re-resolved on the records'
+	// TTL. Required unless SRV is set.
 	Address string `yaml:"address"`
+	// SRV is a DNS SRV name, such as "_http._tcp.api.internal", whose records give the
+	// targets: each record's host resolved to addresses, with the record's port, and the
+	// record's weight times Weight. Default "": none. Exactly one of Address and SRV.
+	SRV string `yaml:"srv"`
 	// Weight is the share of requests for smooth weighted round robin. Default 1; 0 is invalid
 	// (remove the target instead).
 	Weight int `yaml:"weight"`

@@ -92,7 +92,9 @@ func (c *Config) validateUpstreams(p *problems) {
 		for j, t := range u.Targets {
 			tb := fmt.Sprintf("%s.targets[%d]", b, j)
 			if t.Address == "" {
-				p.add(tb+".address", "required, such as \"10.0.0.5:8080\"")
+				if t.SRV == "" { // an srv target is checked by validateDiscovery
+					p.add(tb+".address", "required, such as \"10.0.0.5:8080\"")
+				}
 			} else if err := checkHostPort(t.Address, false); err != nil {
 				p.add(tb+".address", "%v", err)
 			} else if k, dup := addrs[t.Address]; dup {
@@ -109,6 +111,7 @@ func (c *Config) validateUpstreams(p *problems) {
 		validateHealthCheck(p, b+".health_check", u.HealthCheck)
 		validateLimits(p, b+".limits", u.Limits)
 		validateRetry(p, b+".retry", u.Retry)
+		validateDiscovery(p, b, u)
 		tm := map[string]Duration{"connect": u.Timeouts.Connect, "read": u.Timeouts.Read, "write": u.Timeouts.Write}
 		for _, f := range sortedKeys(tm) {
 			if tm[f] <= 0 {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"sluice/internal/router"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/balancer"
+	"sluice/internal/upstream/discovery"
 	"sluice/internal/upstream/health"
 )
 
@@ -31,12 +35,30 @@ type Generation struct {
 	// next generation no longer uses.
 	pools map[string]*connpool.Pool
 
-	// stop cancels the context of this generation's goroutines (active health checks);
-	// checks waits for them. See Close.
+	// dyn holds the pools of discovered targets (shared with the generations before and
+	// after this one); members keep the target sets of upstreams with named targets, by
+	// upstream ID; watchers re-resolve the names once the generation runs.
+	dyn      *poolRefs
+	members  map[string]*upstream.Membership
+	watchers []watch
+
+	// stop cancels the context of this generation's goroutines (active health checks, DNS
+	// watchers); checks waits for them. See Close.
 	stop      context.CancelFunc
 	checks    sync.WaitGroup
 	closeOnce sync.Once
 }
+
+// watch is a name's watcher with the addresses in force and the wait until it resolves again.
+type watch struct {
+	w    *discovery.Watcher
+	last []upstream.Endpoint
+	wait time.Duration
+}
+
+// drainSettle is the least time a target removed by discovery keeps its pool: a request that
+// picked it just before the swap reaches the pool within it.
+const drainSettle = time.Second
 
 // buildNext is build that also carries target health (verdicts, ejections, slow start)
 // from old, the generation being replaced (nil: none), and starts slow start for targets
@@ -51,6 +73,11 @@ func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generati
 		Config: cfg, Table: table, Created: time.Now(),
 		Upstreams: make(map[string]*upstream.Upstream, len(cfg.Upstreams)),
 		pools:     map[string]*connpool.Pool{},
+		dyn:       &poolRefs{m: map[string]*poolRef{}},
+		members:   map[string]*upstream.Membership{},
+	}
+	if old != nil && old.dyn != nil {
+		g.dyn = old.dyn
 	}
 	ucfg := make(map[string]config.Upstream, len(cfg.Upstreams))
 	var actives []*health.Active
@@ -79,11 +106,15 @@ func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generati
 	for _, a := range actives {
 		g.checks.Go(func() { a.Run(ctx) })
 	}
+	for _, w := range g.watchers {
+		g.checks.Go(func() { w.w.Run(ctx, w.last, w.wait) })
+	}
 	return g, nil
 }
 
 // buildUpstream builds one upstream: targets with their pools (reused from prev), health
-// carried from old, the configured balancer, passive checks and limits.
+// carried from old, the configured balancer, passive checks and limits. Named targets are
+// resolved (or taken from old) and kept up to date by watchers; see buildMembership.
 func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool.Pool, old *Generation, log *slog.Logger) (*upstream.Upstream, error) {
 	u := &upstream.Upstream{ID: uc.ID, Timeouts: uc.Timeouts, KeepAlive: uc.Keepalive.IsEnabled(),
 		Log: log, SlowStart: uc.Balancer.SlowStart.D(),
@@ -95,13 +126,16 @@ func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool
 	if old != nil {
 		before = map[string]*upstream.Target{}
 		if ou := old.Upstreams[uc.ID]; ou != nil {
-			for _, t := range ou.Targets {
+			for _, t := range ou.Current().Targets {
 				before[t.Addr] = t
 			}
 		}
 	}
 	opts := poolOptions(uc)
 	for _, tc := range uc.Targets {
+		if tc.IsName() {
+			continue
+		}
 		key := poolKey(uc, tc.Address)
 		p, ok := g.pools[key]
 		if !ok {
@@ -126,7 +160,93 @@ func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool
 	if pc := uc.HealthCheck.Passive; pc != nil {
 		u.Passive = health.NewPassive(u, *pc)
 	}
+	if slices.ContainsFunc(uc.Targets, config.Target.IsName) {
+		g.buildMembership(uc, u, before, old, log)
+	}
 	return u, nil
+}
+
+// buildMembership makes u's target set follow its named targets. Each name starts with the
+// addresses old had for it (no DNS wait on reload; the watcher re-resolves at once) or else
+// is resolved now, all names in parallel, bounded by discovery.timeout. A name that does not
+// resolve starts with no targets and is retried every min_ttl.
+func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, before map[string]*upstream.Target, old *Generation, log *slog.Logger) {
+	opts, plog, live := poolOptions(uc), log.With("upstream", uc.ID), false
+	m := &upstream.Membership{
+		Upstream:    u,
+		NewBalancer: func(ts []*upstream.Target) (upstream.Balancer, error) { return balancer.New(uc.Balancer, ts) },
+		Acquire: func(addr string) *connpool.Pool {
+			return g.dyn.acquire(poolKey(uc, addr), func() *connpool.Pool { return connpool.New(addr, opts, plog) })
+		},
+		Release: func(addr string) { g.dyn.release(poolKey(uc, addr)) },
+		Joined: func(t *upstream.Target) {
+			if ot, ok := before[t.Addr]; ok && !live {
+				t.Inherit(ot)
+			} else if before != nil || live {
+				u.StartSlowStart(t)
+			}
+		},
+		Settle: drainSettle, Grace: shutdownGrace(g.Config),
+	}
+	for _, t := range u.Targets {
+		m.AddStatic(t)
+	}
+	g.members[uc.ID] = m
+	ws := g.watchersFor(uc, m, log)
+	var om *upstream.Membership
+	if old != nil {
+		om = old.members[uc.ID]
+	}
+	var wg sync.WaitGroup
+	for i := range ws {
+		if om != nil {
+			if eps, ok := om.Endpoints(ws[i].w.Name.String()); ok {
+				ws[i].last = eps
+				continue
+			}
+		}
+		wg.Go(func() { ws[i].last, ws[i].wait = ws[i].w.Resolve(context.Background()) })
+	}
+	wg.Wait()
+	for _, w := range ws { // in config order: the set's order is stable
+		if w.wait == 0 {
+			m.Update(w.w.Name.String(), w.last) // carried over: not news, no log line
+		} else {
+			w.w.Publish(w.last, w.wait)
+		}
+	}
+	live = true // Joined runs under m's lock; the watchers start after this write
+	s := u.Current()
+	u.Targets, u.Balancer = s.Targets, s.Balancer
+	g.watchers = append(g.watchers, ws...)
+}
+
+// watchersFor returns a watcher per named target of uc, applying to m.
+func (g *Generation) watchersFor(uc config.Upstream, m *upstream.Membership, log *slog.Logger) []watch {
+	d := uc.Discovery
+	server := d.ResolverAddr()
+	if server == "" {
+		server = discovery.SystemServer()
+	}
+	r := &discovery.Resolver{Client: &discovery.Client{Server: server, Timeout: d.Timeout.D()},
+		MinTTL: d.MinTTL.D(), MaxTTL: d.MaxTTL.D()}
+	var ws []watch
+	for _, tc := range uc.Targets {
+		if !tc.IsName() {
+			continue
+		}
+		n := discovery.Name{SRV: tc.SRV, Weight: tc.Weight}
+		if tc.SRV == "" {
+			host, port, _ := net.SplitHostPort(tc.Address)
+			n.Host = host
+			n.Port, _ = strconv.Atoi(port)
+		}
+		name := n.String()
+		w := &discovery.Watcher{Resolver: r, Name: n, Upstream: uc.ID, Log: log,
+			Apply: func(eps []upstream.Endpoint) ([]string, []string, error) { return m.Update(name, eps) }}
+		ws = append(ws, watch{w: w})
+	}
+	return ws
 }
 
 // Close stops the generation's goroutines (active health checks) and waits for them. It is
@@ -138,6 +258,9 @@ func (g *Generation) Close() {
 			g.stop()
 		}
 		g.checks.Wait()
+		for _, m := range g.members {
+			m.Close()
+		}
 	})
 }
 
@@ -150,6 +273,48 @@ func (g *Generation) discard(keep map[string]*connpool.Pool) {
 			p.Close(connpool.CloseConfigChange)
 		}
 	}
+}
+
+// poolRefs shares the pools of discovered targets between resolutions and generations: a
+// pool stays open while any target of any generation holds it (one reference per
+// [upstream.Membership] Acquire) and is closed when the last one is released. Static pools
+// are not here: Generation.pools and the gateway's retire handle them.
+type poolRefs struct {
+	mu sync.Mutex
+	m  map[string]*poolRef
+}
+
+type poolRef struct {
+	p *connpool.Pool
+	n int
+}
+
+func (r *poolRefs) acquire(key string, mk func() *connpool.Pool) *connpool.Pool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref := r.m[key]
+	if ref == nil {
+		ref = &poolRef{p: mk()}
+		r.m[key] = ref
+	}
+	ref.n++
+	return ref.p
+}
+
+func (r *poolRefs) release(key string) {
+	r.mu.Lock()
+	ref := r.m[key]
+	if ref == nil {
+		r.mu.Unlock()
+		return
+	}
+	if ref.n--; ref.n > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.m, key)
+	r.mu.Unlock()
+	ref.p.Close(connpool.CloseConfigChange)
 }
 
 func poolOptions(uc config.Upstream) connpool.Options {

@@ -187,9 +187,9 @@ func (g *Gateway) poolStats() []metrics.TargetPool {
 	}
 	var out []metrics.TargetPool
 	for _, id := range sortedUpstreamIDs(gen) {
-		for _, t := range gen.Upstreams[id].Targets {
+		for _, t := range gen.Upstreams[id].Current().Targets {
 			out = append(out, metrics.TargetPool{Upstream: id, Target: t.Addr,
-				InFlight: t.InFlight.Load(), Pool: t.Pool.Snapshot()})
+				InFlight: t.InFlight.Load(), Health: string(t.Health().State), Pool: t.Pool.Snapshot()})
 		}
 	}
 	return out
@@ -224,9 +224,12 @@ func (v adminView) Targets(id string) ([]admin.Target, bool) {
 	if !ok {
 		return nil, false
 	}
-	out := make([]admin.Target, len(u.Targets))
-	for i, t := range u.Targets {
-		out[i] = admin.Target{Address: t.Addr, Weight: t.Weight, InFlight: t.InFlight.Load(), Pool: t.Pool.Snapshot()}
+	ts := u.Current().Targets
+	out := make([]admin.Target, len(ts))
+	for i, t := range ts {
+		h := t.Health()
+		out[i] = admin.Target{Address: t.Addr, Weight: t.Weight, InFlight: t.InFlight.Load(),
+			Health: string(h.State), HealthReason: h.Reason, HealthSince: h.Since, Pool: t.Pool.Snapshot()}
 	}
 	return out, true
 }

@@ -46,6 +46,7 @@ const (
 	namePoolQueueTimeouts = "sluice_upstream_pool_queue_timeouts_total"
 	namePoolDialErrors    = "sluice_upstream_dial_errors_total"
 	namePoolInFlight      = "sluice_upstream_in_flight_requests"
+	nameTargetHealth      = "sluice_upstream_target_health"
 )
 
 // latencyBuckets span a fast cached response (1 ms) to a long upstream call (60 s).

@@ -14,7 +14,9 @@ type TargetPool struct {
 	Target   string
 	// InFlight is the number of requests being served by the target.
 	InFlight int64
-	Pool     connpool.Snapshot
+	// Health is the target's health state: healthy, unhealthy, ejected or unknown.
+	Health string
+	Pool   connpool.Snapshot
 }
 
 // PoolSource returns the pools of the serving config; it is called once per scrape.
@@ -60,12 +62,15 @@ var (
 		"Failed dials to the target (refused, unreachable, timed out).", poolLabels, nil)
 	descInFlight = prometheus.NewDesc(namePoolInFlight,
 		"Requests being served by the target now.", poolLabels, nil)
+	descHealth = prometheus.NewDesc(nameTargetHealth,
+		"1 for the target's current health state (healthy, unhealthy, ejected, unknown).",
+		append(poolLabels, "state"), nil)
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descReuses, descStale,
 		descResetOnReuse, descLearned, descEffective, descReuseFactor, descWaiting, descQueueWaits,
-		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight} {
+		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth} {
 		ch <- d
 	}
 }
@@ -121,6 +126,9 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	counter(descQueueTimeouts, k.QueueTimeouts)
 	counter(descDialErrors, k.DialErrors)
 	gauge(descInFlight, float64(tp.InFlight))
+	if tp.Health != "" {
+		gauge(descHealth, 1, tp.Health)
+	}
 }
 
 var _ prometheus.Collector = (*poolCollector)(nil)

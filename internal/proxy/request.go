@@ -133,7 +133,11 @@ func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	switch f.rt.hostMode {
 	case HostTarget:
-		w.WriteString(t.Addr)
+		if t.Name != "" && t.Name[0] != '_' {
+			w.WriteString(t.Name) // the configured host:port, not the address DNS resolved it to
+		} else {
+			w.WriteString(t.Addr)
+		}
 	case HostFixed:
 		w.WriteString(f.rt.hostValue)
 	default:

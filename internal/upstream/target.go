@@ -43,9 +43,13 @@ type HealthState struct {
 // Concurrency: the fields balancers read on every pick (down, ejectedUntil, rampFrom) are
 // atomics; transitions take mu so that a transition and its log line are one step.
 type Target struct {
+	// Addr is the address dialed, host:port (an IP address once discovery resolved a name).
 	Addr   string
 	Weight int
 	Pool   *connpool.Pool
+	// Name is the configured name that discovery resolved to Addr: the target's address with
+	// a host name ("api.internal:8080") or its SRV name. "" for a target given as an IP.
+	Name string
 	// InFlight counts requests being served by this target (for balancers and the admin API).
 	InFlight atomic.Int64
 	// ConsecutiveFailures counts failed attempts in a row; the passive checker maintains it.

@@ -101,6 +101,10 @@ type Result struct {
 
 // Upstream is a named target group with its balancer, health policy and limits. Set the
 // fields before the first Pick; they are not changed afterwards.
+//
+// Targets and Balancer are the set the upstream starts with. Service discovery replaces the
+// set at runtime with [Upstream.Swap]; readers that must follow it (the request path, health
+// checks, metrics) use [Upstream.Current] instead of the fields.
 type Upstream struct {
 	ID       string
 	Targets  []*Target
@@ -123,6 +127,7 @@ type Upstream struct {
 	MaxRequests int64
 	MaxRetries  int64
 
+	set       atomic.Pointer[TargetSet] // nil until the first Current or Swap
 	panicking atomic.Bool
 	active    atomic.Int64
 	retries   atomic.Int64
@@ -132,47 +137,53 @@ type Upstream struct {
 // avoiding unavailable targets unless the upstream is in panic mode. It returns nil when no
 // target is available and panic mode is off (panic_threshold 0): the caller answers 503
 // no_healthy_target.
+//
+// The target set is loaded once (one atomic load), so a pick sees one consistent set even
+// while discovery swaps in another.
 func (u *Upstream) Pick(req Request, tried []*Target) *Target {
+	s := u.Current()
 	now := time.Now()
 	p := Pick{Req: req, tried: tried, now: now, slowStart: u.SlowStart}
 	avail := 0
-	for _, t := range u.Targets {
+	for _, t := range s.Targets {
 		if u.availableNow(t, now) {
 			avail++
 		}
 	}
-	panicking := u.PanicThreshold > 0 && float64(avail) < u.PanicThreshold*float64(len(u.Targets))
-	u.notePanic(panicking, avail)
+	n := len(s.Targets)
+	panicking := u.PanicThreshold > 0 && float64(avail) < u.PanicThreshold*float64(n)
+	u.notePanic(panicking, avail, n)
 	if !panicking {
 		if avail == 0 {
 			return nil
 		}
-		p.checkHealth = avail < len(u.Targets)
+		p.checkHealth = avail < n
 	}
-	return u.Balancer.Pick(&p)
+	return s.Balancer.Pick(&p)
 }
 
 // Panicking reports whether the upstream is in panic mode (balancing across all targets
 // because too few are available).
 func (u *Upstream) Panicking() bool { return u.panicking.Load() }
 
-func (u *Upstream) notePanic(on bool, avail int) {
+func (u *Upstream) notePanic(on bool, avail, n int) {
 	if u.panicking.Load() == on || !u.panicking.CompareAndSwap(!on, on) {
 		return
 	}
 	if on {
 		u.logger().Warn("panic mode: too few available targets, balancing across all of them",
-			"component", "health", "upstream", u.ID, "available", avail, "targets", len(u.Targets),
+			"component", "health", "upstream", u.ID, "available", avail, "targets", n,
 			"panic_threshold", u.PanicThreshold)
 	} else {
 		u.logger().Info("panic mode over", "component", "health", "upstream", u.ID,
-			"available", avail, "targets", len(u.Targets))
+			"available", avail, "targets", n)
 	}
 }
 
-// Done reports the result of an attempt on t.
+// Done reports the result of an attempt on t. t may have left the target set meanwhile;
+// observers ignore targets they do not know.
 func (u *Upstream) Done(t *Target, r Result) {
-	if o, ok := u.Balancer.(ResultObserver); ok {
+	if o, ok := u.Current().Balancer.(ResultObserver); ok {
 		o.Observe(t, r)
 	}
 	if u.Passive != nil {

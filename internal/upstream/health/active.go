@@ -49,13 +49,40 @@ func NewActive(u *upstream.Upstream, c config.ActiveCheck) *Active {
 }
 
 // Run probes every target until ctx is canceled, one goroutine per target, and returns when
-// all of them have stopped.
+// all of them have stopped. It follows the upstream's target set: a target that joins gets
+// a probe goroutine, one that leaves has its goroutine stopped.
 func (a *Active) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, t := range a.Upstream.Targets {
-		wg.Go(func() { a.watch(ctx, t) })
+	running := map[*upstream.Target]context.CancelFunc{}
+	defer func() {
+		for _, stop := range running {
+			stop()
+		}
+		wg.Wait()
+	}()
+	for {
+		s := a.Upstream.Current()
+		keep := make(map[*upstream.Target]bool, len(s.Targets))
+		for _, t := range s.Targets {
+			keep[t] = true
+			if _, ok := running[t]; !ok {
+				tctx, stop := context.WithCancel(ctx)
+				running[t] = stop
+				wg.Go(func() { a.watch(tctx, t) })
+			}
+		}
+		for t, stop := range running {
+			if !keep[t] {
+				stop()
+				delete(running, t)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.Replaced():
+		}
 	}
-	wg.Wait()
 }
 
 func (a *Active) watch(ctx context.Context, t *upstream.Target) {

@@ -148,19 +148,24 @@ func TestActiveThresholds(t *testing.T) {
 		if n := s.count(); n != 1 {
 			t.Errorf("%d probes within the first 100ms, want 1", n)
 		}
-		time.Sleep(2 * time.Second) // ≥ 2 more probes (interval 1s ± 10%)
-		synctest.Wait()
+		// Wait for probe counts rather than fixed times: with ±10% jitter the third probe
+		// lands anywhere in [1.8s, 2.3s).
+		waitProbes := func(n int) {
+			for s.count() < n {
+				time.Sleep(10 * time.Millisecond)
+				synctest.Wait()
+			}
+		}
+		waitProbes(3)
 		if h := tg.Health(); h.State != upstream.StateUnhealthy {
 			t.Fatalf("after 3 failures: %+v", h)
 		}
 		s.set(false)
-		time.Sleep(1100 * time.Millisecond)
-		synctest.Wait()
+		waitProbes(4)
 		if h := tg.Health(); h.State != upstream.StateUnhealthy {
 			t.Fatalf("after 1 success: %+v, want still unhealthy (threshold 2)", h)
 		}
-		time.Sleep(1100 * time.Millisecond)
-		synctest.Wait()
+		waitProbes(5)
 		if h := tg.Health(); h.State != upstream.StateHealthy {
 			t.Fatalf("after 2 successes: %+v", h)
 		}
@@ -201,3 +206,47 @@ func TestPassive(t *testing.T) {
 		t.Fatal("backend 5xx not counted with count_5xx")
 	}
 }
+
+// TestActiveFollowsSet: a target that joins the set gets probed, one that leaves is not
+// probed any more.
+func TestActiveFollowsSet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a1, b1 := &upstream.Target{Addr: "a"}, &upstream.Target{Addr: "b"}
+		u := &upstream.Upstream{ID: "u", Targets: []*upstream.Target{a1}}
+		var mu sync.Mutex
+		probed := map[string]int{}
+		probe := checkerFunc(func(_ context.Context, tg *upstream.Target) error {
+			mu.Lock()
+			defer mu.Unlock()
+			probed[tg.Addr]++
+			return nil
+		})
+		act := &Active{Upstream: u, Probe: probe, Interval: time.Second, Timeout: 100 * time.Millisecond}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { act.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		count := func(addr string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return probed[addr]
+		}
+		time.Sleep(2500 * time.Millisecond)
+		synctest.Wait()
+		if count("a") == 0 || count("b") != 0 {
+			t.Fatalf("before the swap: a %d, b %d probes", count("a"), count("b"))
+		}
+		u.Swap([]*upstream.Target{b1}, nil)
+		synctest.Wait()
+		na := count("a")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if count("a") != na || count("b") == 0 {
+			t.Fatalf("after the swap: a %d more, b %d probes", count("a")-na, count("b"))
+		}
+	})
+}
+
+type checkerFunc func(context.Context, *upstream.Target) error
+
+func (f checkerFunc) Check(ctx context.Context, t *upstream.Target) error { return f(ctx, t) }
