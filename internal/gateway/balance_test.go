@@ -82,7 +82,9 @@ func TestLeastRequestAvoidsStuckTarget(t *testing.T) {
 	u := tg.gw.Current().Upstreams["echo"]
 	// Background requests until some are stuck on the first target.
 	var wg sync.WaitGroup
-	c := newClient()
+	// No client timeout: the stuck requests must stay in flight however long the counted
+	// requests take (a client that gives up would cancel them and free the stuck target).
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	for range 12 {
 		wg.Go(func() {
 			if resp, err := c.Get(tg.url("/bg")); err == nil {
@@ -92,7 +94,22 @@ func TestLeastRequestAvoidsStuckTarget(t *testing.T) {
 		})
 	}
 	waitFor(t, 5*time.Second, func() bool { return u.Targets[0].InFlight.Load() >= 1 })
-	got := countBackends(t, tg, 300, "/", nil)
+	// Each counted request starts once the previous one has left its target: a healthy target
+	// still counting the previous request would tie with the stuck one (1 vs 1), and a tie
+	// may go either way.
+	others := u.Targets[1:]
+	got := map[string]int{}
+	cc := newClient()
+	for range 150 {
+		waitFor(t, 5*time.Second, func() bool { return others[0].InFlight.Load()+others[1].InFlight.Load() == 0 })
+		resp, err := cc.Get(tg.url("/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got[resp.Header.Get("X-Backend")]++
+	}
 	t.Logf("least_request with %d requests stuck on one target: %v", u.Targets[0].InFlight.Load(), got)
 	if got["stuck"] != 0 {
 		t.Errorf("stuck target got %d new requests, want 0", got["stuck"])
