@@ -280,6 +280,23 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 
 var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
+// Rejected implements server.Rejecter: a request the server refused before routing gets an
+// access log line and counts as a gateway error.
+func (g *Gateway) Rejected(ex *server.Exchange, code reason.Code, why string) {
+	st := reqStates.Get().(*reqState)
+	defer st.release()
+	st.rec.Reason = code
+	st.rec.Err = errors.New(why)
+	req := &ex.Req
+	st.in = router.Input{Method: unsafeString(req.Method), Host: unsafeString(req.Host), Path: unsafeString(req.Path)}
+	g.logAccess(ex, &st.in, "", "", &st.rec)
+	if gen := g.cur.Load(); gen != nil {
+		g.observeRequest(gen, -1, ex, &st.rec)
+	}
+}
+
+var _ server.Rejecter = (*Gateway)(nil)
+
 // reqState is the per-request state of ServeH1, pooled so that routing and logging a request
 // allocate nothing.
 type reqState struct {

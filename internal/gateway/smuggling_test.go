@@ -68,6 +68,16 @@ func TestSmugglingShapesNeverReachTheBackend(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Errorf("backend received %d requests; malformed requests must not be forwarded", n)
 	}
+	// Every refused request has an access log line with its reason.
+	refused := 0
+	for _, l := range tg.accessLines(len(cases) - 2) {
+		if r, _ := l["reason"].(string); r == "bad_request" || r == "not_implemented" || r == "http_version_not_supported" {
+			refused++
+		}
+	}
+	if refused < len(cases)-2 {
+		t.Errorf("only %d refused requests in the access log, want at least %d", refused, len(cases)-2)
+	}
 	// The gateway still serves well-formed requests afterwards.
 	resp, err := http.Get(tg.url("/ok"))
 	if err != nil {

@@ -261,11 +261,22 @@ func (c *conn) rejectRequest(err error) {
 	c.writeSimpleError(pe.Status, code, pe.Reason)
 }
 
+// Rejecter is an optional Handler capability: it is told of requests the server answered
+// itself because they could not be parsed or arrived too slowly, so that they are logged and
+// counted like any other.
+type Rejecter interface {
+	Rejected(ex *Exchange, code reason.Code, why string)
+}
+
 func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	ex := c.ex
+	ex.Start = time.Now()
 	ex.closeAfter = true
 	ex.WriteError(&reason.Error{Status: status, Code: code, Err: errors.New(detail)}, detail)
 	c.bw.Flush()
+	if r, ok := c.srv.handler.(Rejecter); ok {
+		r.Rejected(ex, code, detail)
+	}
 	if tc, ok := c.nc.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
