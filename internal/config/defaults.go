@@ -26,7 +26,7 @@ const (
 	DefaultQueueTimeout         = Duration(5 * time.Second)
 	DefaultLearn                = true
 	DefaultSafetyFraction       = 0.85
-	DefaultUnsafeMaxIdle        = Duration(1 * time.Second)
+	DefaultUnsafeMaxIdle        = Duration(500 * time.Millisecond)
 
 	// Upstream timeouts; route timeouts inherit them.
 	DefaultConnectTimeout       = Duration(5 * time.Second)

@@ -207,7 +207,7 @@ routes: [{id: r, upstream: app, match: {hosts: [API.Example.COM], methods: [get]
 		{"max_lifetime", k.MaxLifetime.D(), time.Duration(0)},
 		{"learn", *k.Learn, true},
 		{"safety_fraction", *k.SafetyFraction, 0.85},
-		{"unsafe_max_idle", k.UnsafeMaxIdle.D(), 1 * time.Second},
+		{"unsafe_max_idle", k.UnsafeMaxIdle.D(), 500 * time.Millisecond},
 		{"connect", u.Timeouts.Connect.D(), 5 * time.Second},
 		{"upstream read", u.Timeouts.Read.D(), time.Minute},
 		{"upstream write", u.Timeouts.Write.D(), time.Minute},

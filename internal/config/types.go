@@ -272,9 +272,9 @@ type Keepalive struct {
 	// Default 0.85; must be in (0, 1).
 	SafetyFraction *float64 `yaml:"safety_fraction"`
 	// UnsafeMaxIdle is the longest idle age of a reused connection that a non-idempotent
-	// request (POST, PATCH, ...) may be written on. Default 1s, below the idle timeout of
-	// common backend servers (gunicorn 2s, Node.js and Apache 5s), so that such requests are
-	// safe before anything is learned. 0 means such requests always get a fresh connection.
+	// request (POST, PATCH, ...) may be written on. Default 500ms, well below the idle timeout
+	// of common backend servers (gunicorn 2s, Node.js and Apache 5s), so that such requests
+	// are safe before anything is learned. 0 means such requests always get a fresh connection.
 	UnsafeMaxIdle *Duration `yaml:"unsafe_max_idle"`
 }
 

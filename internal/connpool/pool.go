@@ -90,6 +90,17 @@ func (p *Pool) errShutdown() error {
 // only reuses a connection idle less than min(UnsafeMaxIdle, effective idle/4); otherwise a
 // fresh one is dialed. Errors are *reason.Error. The pool never retries a request.
 func (p *Pool) Get(ctx context.Context, idempotent bool) (*Conn, error) {
+	return p.get(ctx, idempotent, false)
+}
+
+// GetFresh returns a newly dialed connection (within MaxConns). The proxy uses it for an
+// attempt after one failed on a reused connection, so that a retry cannot meet another
+// connection the backend is closing.
+func (p *Pool) GetFresh(ctx context.Context) (*Conn, error) {
+	return p.get(ctx, false, true)
+}
+
+func (p *Pool) get(ctx context.Context, idempotent, fresh bool) (*Conn, error) {
 	for {
 		now := time.Now()
 		p.mu.Lock()
@@ -98,7 +109,11 @@ func (p *Pool) Get(ctx context.Context, idempotent bool) (*Conn, error) {
 			return nil, p.errShutdown()
 		}
 		p.maintainLocked(now)
-		c, dead := p.popLocked(now, idempotent)
+		var c *Conn
+		var dead []*Conn
+		if !fresh {
+			c, dead = p.popLocked(now, idempotent)
+		}
 		if c != nil {
 			p.mu.Unlock()
 			closeAll(dead)

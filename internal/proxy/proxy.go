@@ -195,7 +195,13 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		gctx, cancel = context.WithTimeout(ctx, rt.Connect)
 		defer cancel()
 	}
-	c, err := t.Pool.Get(gctx, r.reuseOK())
+	var c *connpool.Conn
+	var err error
+	if r.fresh {
+		c, err = t.Pool.GetFresh(gctx)
+	} else {
+		c, err = t.Pool.Get(gctx, r.reuseOK())
+	}
 	if err != nil {
 		re := reason.From(err)
 		re.Target = t.Addr

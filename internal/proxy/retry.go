@@ -78,6 +78,7 @@ type retrier struct {
 	stale  int // free re-sends after dead pooled connections
 
 	retrySlot bool // holds one of the upstream's concurrent-retry slots
+	fresh     bool // later attempts dial new connections
 }
 
 // init prepares r for a request.
@@ -160,9 +161,12 @@ func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
 	// the backend, so re-send it at once, whatever the method and policy.
 	if res.reused && res.notSent && r.stale < maxStaleResends && r.fwd.replayable() {
 		r.stale++
+		r.fresh = r.stale > 1 // the second re-send does not gamble on another pooled connection
 		r.logRetry(ctx, res, "stale_connection")
 		return nil
 	}
+	// After a failure on a reused connection, further attempts use new connections.
+	r.fresh = r.fresh || res.reused
 	if res.cond == config.RetryStatus {
 		// retryStatus already checked the policy and took the budget token and retry slot.
 		r.tries++
