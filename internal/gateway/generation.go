@@ -60,7 +60,9 @@ type watch struct {
 // picked it just before the swap reaches the pool within it.
 const drainSettle = time.Second
 
-// buildNext is build that also carries target health (verdicts, ejections, slow start)
+// buildNext compiles cfg into a Generation. It reuses pools from prev whose target and
+// settings are unchanged, so that warm connections and learned idle timeouts survive a
+// reload; it also carries target health (verdicts, ejections, slow start)
 // from old, the generation being replaced (nil: none), and starts slow start for targets
 // that old did not have. It starts the active health checks of the new generation; Close
 // stops them.
