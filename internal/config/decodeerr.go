@@ -68,18 +68,7 @@ func rewordDecodeError(msg string, idx *nodeIndex) *FieldError {
 }
 
 // splitColumn splits "column C: rest" into C and rest; it returns 0 and msg otherwise.
-func splitColumn(msg string) (int, string) {
-	s, ok := strings.CutPrefix(msg, "column ")
-	if !ok {
-		return 0, msg
-	}
-	num, rest, ok := strings.Cut(s, ": ")
-	n, err := strconv.Atoi(num)
-	if !ok || err != nil {
-		return 0, msg
-	}
-	return n, rest
-}
+func splitColumn(msg string) (int, string) { return splitNumbered(msg, "column ") }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

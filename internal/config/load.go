@@ -141,8 +141,11 @@ func syntaxError(file string, err error) error {
 }
 
 // splitLine splits "line N: rest" into N and rest; it returns 0 and msg otherwise.
-func splitLine(msg string) (int, string) {
-	s, ok := strings.CutPrefix(msg, "line ")
+func splitLine(msg string) (int, string) { return splitNumbered(msg, "line ") }
+
+// splitNumbered splits "<prefix>N: rest" into N and rest; it returns 0 and msg otherwise.
+func splitNumbered(msg, prefix string) (int, string) {
+	s, ok := strings.CutPrefix(msg, prefix)
 	if !ok {
 		return 0, msg
 	}
