@@ -154,6 +154,7 @@ func explicitZeros(c *Config, idx *nodeIndex) problems {
 			check(fmt.Sprintf("%stargets[%d].weight", b, j), t.Weight == 0, "0 is not allowed; remove the target instead")
 		}
 		checkTimeoutZeros(check, b+"timeouts.", u.Timeouts, "omit the field for the default")
+		checkHealthZeros(check, b+"health_check.", u.HealthCheck)
 	}
 	for i, r := range c.Routes {
 		checkTimeoutZeros(check, fmt.Sprintf("routes[%d].timeouts.", i), r.Timeouts, "omit the field to inherit the upstream's")
@@ -166,4 +167,23 @@ func checkTimeoutZeros(check func(string, bool, string, ...any), base string, t 
 	check(base+"connect", t.Connect == 0, msg, hint)
 	check(base+"read", t.Read == 0, msg, hint)
 	check(base+"write", t.Write == 0, msg, hint)
+}
+
+// checkHealthZeros rejects health-check durations and thresholds written as 0, which would
+// otherwise silently become their defaults.
+func checkHealthZeros(check func(string, bool, string, ...any), base string, h HealthCheck) {
+	const msg = "0 is not allowed; omit the field for the default %v"
+	if a := h.Active; a != nil {
+		b := base + "active."
+		check(b+"interval", a.Interval == 0, msg, DefaultCheckInterval)
+		check(b+"timeout", a.Timeout == 0, msg, DefaultCheckTimeout)
+		check(b+"healthy_threshold", a.HealthyThreshold == 0, msg, DefaultHealthyThreshold)
+		check(b+"unhealthy_threshold", a.UnhealthyThreshold == 0, msg, DefaultUnhealthyThreshold)
+	}
+	if ps := h.Passive; ps != nil {
+		b := base + "passive."
+		check(b+"consecutive_failures", ps.ConsecutiveFailures == 0, msg, DefaultConsecutiveFailures)
+		check(b+"base_ejection", ps.BaseEjection == 0, msg, DefaultBaseEjection)
+		check(b+"max_ejection", ps.MaxEjection == 0, msg, DefaultMaxEjection)
+	}
 }
