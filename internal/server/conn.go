@@ -171,28 +171,33 @@ func (c *conn) releaseBufs() {
 // waitReadable blocks until the client sends something, closes, or the read deadline passes,
 // without reading (so no buffer is needed while waiting). It reports whether to go on reading.
 func (c *conn) waitReadable() bool {
+	rc := c.rawConn()
+	if rc == nil {
+		c.acquireBufs()
+		_, err := c.br.Peek(1)
+		return err == nil
+	}
+	// RawConn.Read calls rawWait, and while it returns false waits for the socket to become
+	// readable. rawWait peeks without consuming: data, a close or an error all end the wait;
+	// only "nothing yet" waits on.
+	return rc.Read(c.rawWait) == nil
+}
+
+// rawConn returns the connection's syscall.RawConn (nil when it has none), made once.
+func (c *conn) rawConn() syscall.RawConn {
 	if c.raw == nil {
 		sc, ok := c.nc.(syscall.Conn)
 		if !ok {
-			c.acquireBufs()
-			_, err := c.br.Peek(1)
-			return err == nil
+			return nil
 		}
 		rc, err := sc.SyscallConn()
 		if err != nil {
-			return false
+			return nil
 		}
 		c.raw = rc
-		// RawConn.Read calls the function, and while it returns false waits for the socket to
-		// become readable. The function peeks without consuming: data, a close or an error
-		// all end the wait; only "nothing yet" (EAGAIN) waits on.
-		c.rawWait = func(fd uintptr) bool {
-			var b [1]byte
-			_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			return err != syscall.EAGAIN && err != syscall.EINTR
-		}
+		c.rawWait = func(fd uintptr) bool { return peek(fd) != peekNothing }
 	}
-	return c.raw.Read(c.rawWait) == nil
+	return c.raw
 }
 
 func (c *conn) setActive() bool {

@@ -1,38 +1,44 @@
 package server
 
-import (
-	"net"
-	"syscall"
-)
+import "syscall"
 
 // ClientGone reports whether the client has closed or reset its connection. It peeks at the
-// socket without consuming anything (recv with MSG_PEEK|MSG_DONTWAIT), so bytes of a pipelined
-// next request stay where they are.
+// socket without consuming anything, so bytes of a pipelined next request stay where they are.
 func (ex *Exchange) ClientGone() bool {
 	if ex.c.br.Buffered() > 0 {
 		return false
 	}
-	tc, ok := ex.c.nc.(*net.TCPConn)
-	if !ok {
+	rc := ex.c.rawConn()
+	if rc == nil {
 		return false
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return false
+	var state peekState
+	rc.Control(func(fd uintptr) { state = peek(fd) })
+	return state == peekClosed
+}
+
+// peekState is what a non-consuming look at a socket found.
+type peekState int
+
+const (
+	peekNothing peekState = iota // nothing to read yet (or interrupted)
+	peekData                     // bytes are waiting
+	peekClosed                   // the peer closed (FIN) or the socket failed (RST, ...)
+)
+
+// peek looks at fd with recv(MSG_PEEK|MSG_DONTWAIT): one non-blocking syscall that consumes
+// nothing.
+func peek(fd uintptr) peekState {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case n > 0:
+		return peekData
+	case err == syscall.EAGAIN || err == syscall.EINTR:
+		return peekNothing
+	default:
+		return peekClosed
 	}
-	gone := false
-	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case n > 0, err == syscall.EAGAIN, err == syscall.EINTR:
-		case n == 0 && err == nil:
-			gone = true
-		case err != nil:
-			gone = true
-		}
-	})
-	return gone
 }
 
 // Abort marks the response as broken after its head went out: the connection closes without
