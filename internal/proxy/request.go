@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net/textproto"
 	"strconv"
 	"sync"
 
@@ -146,13 +145,10 @@ func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
 	w.WriteString("\r\n")
 fields:
 	for _, fl := range req.Header.Fields {
-		for _, s := range skipHeader {
+		for _, s := range f.rt.skip {
 			if asciiEqualFold(fl.Name, s) {
 				continue fields
 			}
-		}
-		if len(f.rt.removeSet) > 0 && f.rt.removeSet[canonical(fl.Name)] {
-			continue
 		}
 		w.Write(fl.Name)
 		w.WriteString(": ")
@@ -228,5 +224,3 @@ func lower(c byte) byte {
 	}
 	return c
 }
-
-func canonical(name []byte) string { return textproto.CanonicalMIMEHeaderKey(string(name)) }

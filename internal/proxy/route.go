@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"fmt"
-	"net/textproto"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -39,7 +39,9 @@ type Route struct {
 	hostValue   string
 	setHeaders  []kv
 	addHeaders  []kv
-	removeSet   map[string]bool // canonical names removed or replaced by set_headers
+	// skip names the client fields not copied upstream: those the gateway writes itself
+	// (skipHeader) and those the route removes or replaces (compared case-insensitively).
+	skip []string
 }
 
 type kv struct{ name, value string }
@@ -53,7 +55,7 @@ func NewRoute(r config.Route, uc config.Upstream, u *upstream.Upstream) (*Route,
 		MaxBodyBytes: r.MaxBodyBytes,
 		stripPrefix:  r.Rewrite.StripPrefix, addPrefix: r.Rewrite.AddPrefix,
 		pathRepl: r.Rewrite.PathReplacement, hostMode: r.Rewrite.Host, hostValue: r.Rewrite.HostValue,
-		removeSet: map[string]bool{},
+		skip: slices.Clone(skipHeader),
 	}
 	rt.retry = newRetryPolicy(r.EffectiveRetry(uc))
 	rt.connectOverride = r.Timeouts.Connect > 0 && r.Timeouts.Connect != uc.Timeouts.Connect
@@ -67,12 +69,10 @@ func NewRoute(r config.Route, uc config.Upstream, u *upstream.Upstream) (*Route,
 		}
 		rt.pathRe = re
 	}
-	for _, name := range r.Rewrite.RemoveHeaders {
-		rt.removeSet[textproto.CanonicalMIMEHeaderKey(name)] = true
-	}
+	rt.skip = append(rt.skip, r.Rewrite.RemoveHeaders...)
 	rt.setHeaders = sortedKV(r.Rewrite.SetHeaders)
 	for _, h := range rt.setHeaders {
-		rt.removeSet[textproto.CanonicalMIMEHeaderKey(h.name)] = true
+		rt.skip = append(rt.skip, h.name)
 	}
 	rt.addHeaders = sortedKV(r.Rewrite.AddHeaders)
 	return rt, nil
