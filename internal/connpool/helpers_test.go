@@ -8,44 +8,25 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"sluice/internal/reason"
+	"sluice/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
-		if s := sweepers(2 * time.Second); s != "" {
+		sweeper := func(g string) bool { return strings.Contains(g, "connpool.(*Pool).sweep(") }
+		if s := testutil.Leaked(2*time.Second, sweeper); s != "" {
 			fmt.Fprintf(os.Stderr, "leaked pool sweepers:\n%s\n", s)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// sweepers waits up to d for every pool sweeper goroutine to exit and returns the stacks
-// of those still running.
-func sweepers(d time.Duration) string {
-	deadline := time.Now().Add(d)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var left []string
-		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "connpool.(*Pool).sweep(") {
-				left = append(left, g)
-			}
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			return strings.Join(left, "\n\n")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // waitFor polls cond until it holds or d passes.
