@@ -247,20 +247,9 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	gen.inflight.Add(1)
 	defer gen.inflight.Add(-1)
 
-	st := reqStates.Get().(*reqState)
+	st := newReqState(ex)
 	defer st.release()
-	rec := &st.rec
-	req := &ex.Req
-	st.hdr = &req.Header
-	// The strings alias the request's own buffer: nothing keeps them past this request.
-	st.in = router.Input{
-		Method: unsafeString(req.Method),
-		Host:   unsafeString(req.Host),
-		Path:   unsafeString(req.Path),
-		Query:  unsafeString(req.Query),
-		Header: st.lookup,
-	}
-	in := &st.in
+	rec, in := &st.rec, &st.in
 	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
 	if !ok {
@@ -283,12 +272,10 @@ var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 // Rejected implements server.Rejecter: a request the server refused before routing gets an
 // access log line and counts as a gateway error.
 func (g *Gateway) Rejected(ex *server.Exchange, code reason.Code, why string) {
-	st := reqStates.Get().(*reqState)
+	st := newReqState(ex)
 	defer st.release()
 	st.rec.Reason = code
 	st.rec.Err = errors.New(why)
-	req := &ex.Req
-	st.in = router.Input{Method: unsafeString(req.Method), Host: unsafeString(req.Host), Path: unsafeString(req.Path)}
 	g.logAccess(ex, &st.in, "", "", &st.rec)
 	if gen := g.cur.Load(); gen != nil {
 		g.observeRequest(gen, -1, ex, &st.rec)
@@ -314,6 +301,22 @@ var reqStates = sync.Pool{New: func() any {
 	}
 	return st
 }}
+
+// newReqState takes a reqState from the pool, set up for ex's request.
+func newReqState(ex *server.Exchange) *reqState {
+	st := reqStates.Get().(*reqState)
+	req := &ex.Req
+	st.hdr = &req.Header
+	// The strings alias the request's own buffer: nothing keeps them past this request.
+	st.in = router.Input{
+		Method: unsafeString(req.Method),
+		Host:   unsafeString(req.Host),
+		Path:   unsafeString(req.Path),
+		Query:  unsafeString(req.Query),
+		Header: st.lookup,
+	}
+	return st
+}
 
 func (st *reqState) release() {
 	st.rec = proxy.Record{}
