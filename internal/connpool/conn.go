@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"sluice/internal/netio"
 )
 
 const bufSize = 4 << 10
@@ -50,7 +52,7 @@ type Conn struct {
 	probeMu  sync.Mutex
 	probeFn  func(fd uintptr)
 	probeN   int
-	probeErr error
+	probeErr syscall.Errno
 }
 
 // NetConn returns the counting connection, for SetDeadline and the like.
@@ -63,7 +65,7 @@ func (c *Conn) BytesWritten() int64 { return c.cc.w.Load() }
 func (c *Conn) BytesRead() int64 { return c.cc.r.Load() }
 
 func newConn(nc net.Conn, now time.Time) *Conn {
-	cc := &countConn{Conn: nc}
+	cc := &countConn{Conn: netio.Wrap(nc)}
 	c := &Conn{
 		ID:       lastID.Add(1),
 		R:        bufio.NewReaderSize(cc, bufSize),
@@ -78,8 +80,7 @@ func newConn(nc net.Conn, now time.Time) *Conn {
 		}
 	}
 	c.probeFn = func(fd uintptr) {
-		var b [1]byte
-		c.probeN, _, c.probeErr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		c.probeN, c.probeErr = netio.Peek(fd)
 	}
 	return c
 }
@@ -109,7 +110,7 @@ func (c *Conn) probe() CloseReason {
 	switch {
 	case err == syscall.EAGAIN:
 		return ""
-	case err == nil && n == 0:
+	case err == 0 && n == 0:
 		return CloseBackendClosedIdle
 	case n > 0:
 		return CloseUnsolicitedData

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/reason"
 )
 
@@ -45,6 +46,7 @@ type connBufs struct {
 type conn struct {
 	srv      *Server
 	nc       net.Conn
+	rw       net.Conn // nc for the buffers' reads and writes (netio.Wrap)
 	st       *Settings
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -62,7 +64,7 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn, st *Settings) *conn {
-	c := &conn{srv: s, nc: nc, st: st, state: stateActive}
+	c := &conn{srv: s, nc: nc, rw: netio.Wrap(nc), st: st, state: stateActive}
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = host
 	}
@@ -146,11 +148,11 @@ func (c *conn) waitNextRequest() bool {
 func (c *conn) acquireBufs() {
 	b := bufPool.Get().(*connBufs)
 	if b.br == nil {
-		b.br = bufio.NewReaderSize(c.nc, 8<<10)
-		b.bw = bufio.NewWriterSize(c.nc, 16<<10)
+		b.br = bufio.NewReaderSize(c.rw, 8<<10)
+		b.bw = bufio.NewWriterSize(c.rw, 16<<10)
 	} else {
-		b.br.Reset(c.nc)
-		b.bw.Reset(c.nc)
+		b.br.Reset(c.rw)
+		b.bw.Reset(c.rw)
 	}
 	c.bufs, c.br, c.bw, c.ex = b, b.br, b.bw, &b.ex
 	b.ex.c = c

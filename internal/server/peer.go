@@ -1,6 +1,10 @@
 package server
 
-import "syscall"
+import (
+	"syscall"
+
+	"sluice/internal/netio"
+)
 
 // ClientGone reports whether the client has closed or reset its connection. It peeks at the
 // socket without consuming anything, so bytes of a pipelined next request stay where they are.
@@ -29,8 +33,7 @@ const (
 // peek looks at fd with recv(MSG_PEEK|MSG_DONTWAIT): one non-blocking syscall that consumes
 // nothing.
 func peek(fd uintptr) peekState {
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	n, err := netio.Peek(fd)
 	switch {
 	case n > 0:
 		return peekData

@@ -1,0 +1,147 @@
+// Package netio reads and writes TCP sockets through the runtime's poller but without its
+// blocking-syscall bookkeeping.
+//
+// net.Conn's Read and Write enter every read(2)/write(2) through syscall.Syscall, which tells
+// the scheduler the goroutine may block: the P is marked in-syscall, and when the call is slow
+// (on a loaded or virtualised machine, a loopback write that delivers to the peer often is)
+// sysmon hands the P to another thread, which costs a futex wake-up and a context switch.
+// The sockets are non-blocking, so the calls never block: Conn makes them with
+// syscall.RawSyscall inside syscall.RawConn's Read/Write callbacks, which still park the
+// goroutine on the poller on EAGAIN and still honour deadlines and Close.
+package netio
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Conn is a net.Conn whose Read and Write skip the runtime's syscall bookkeeping. Every
+// other method is the wrapped connection's.
+type Conn struct {
+	net.Conn
+	rc syscall.RawConn
+
+	// The in-flight call's arguments and results, so that the callbacks are bound once
+	// and a Read or Write allocates nothing. A Read and a Write may run at the same time,
+	// so each has its own.
+	rbuf []byte
+	rn   int
+	rerr syscall.Errno
+	rfn  func(uintptr) bool
+	wbuf []byte
+	wn   int
+	werr syscall.Errno
+	wfn  func(uintptr) bool
+}
+
+// Wrap returns nc wrapped in a Conn when it is a TCP connection with a file descriptor, and
+// nc itself otherwise.
+func Wrap(nc net.Conn) net.Conn {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	c := &Conn{Conn: nc, rc: rc}
+	c.rfn = c.readFD
+	c.wfn = c.writeFD
+	return c
+}
+
+// Read reads like net.Conn's Read: io.EOF at the peer's FIN, the poller's error on a
+// deadline or Close.
+func (c *Conn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerr = b, 0, 0
+	err := c.rc.Read(c.rfn)
+	n, errno := c.rn, c.rerr
+	c.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, c.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *Conn) readFD(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		switch e {
+		case 0:
+			c.rn = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.rerr = e
+			return true
+		}
+	}
+}
+
+// Write writes all of b unless an error stops it, like net.Conn's Write.
+func (c *Conn) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werr = b, 0, 0
+	err := c.rc.Write(c.wfn)
+	n, errno := c.wn, c.werr
+	c.wbuf = nil
+	switch {
+	case err != nil:
+		return n, err
+	case errno != 0:
+		return n, c.opError("write", errno)
+	}
+	return n, nil
+}
+
+func (c *Conn) writeFD(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		p := c.wbuf[c.wn:]
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *Conn) opError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// Peek looks at socket fd without consuming or blocking (recv with MSG_PEEK|MSG_DONTWAIT):
+// n > 0 means bytes wait, n == 0 with errno 0 means the peer's FIN arrived, EAGAIN means
+// nothing yet, any other errno means the socket failed.
+func Peek(fd uintptr) (n int, errno syscall.Errno) {
+	var b [1]byte
+	r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}

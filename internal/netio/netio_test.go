@@ -1,0 +1,190 @@
+package netio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pair returns a wrapped client connection and the server side of a loopback TCP connection.
+func pair(t *testing.T) (*Conn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := Wrap(nc).(*Conn)
+	if !ok {
+		t.Fatalf("Wrap(%T) did not wrap", nc)
+	}
+	t.Cleanup(func() { c.Close(); sc.Close() })
+	return c, sc.(*net.TCPConn)
+}
+
+func TestReadWriteLargeBothWays(t *testing.T) {
+	c, sc := pair(t)
+	// 8 MiB is far above the socket buffers, so Write meets EAGAIN and parks on the poller.
+	want := bytes.Repeat([]byte("0123456789abcdef"), 512<<10)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(want)
+		c.Conn.(*net.TCPConn).CloseWrite()
+		done <- err
+	}()
+	got, err := io.ReadAll(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("server read %d bytes, want %d identical", len(got), len(want))
+	}
+	go func() {
+		sc.Write(want)
+		sc.CloseWrite()
+	}()
+	got, err = io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("ReadAll through Conn: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("client read %d bytes, want %d identical", len(got), len(want))
+	}
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("Read after FIN = %d, %v; want 0, EOF", n, err)
+	}
+}
+
+func TestReadHonoursDeadline(t *testing.T) {
+	c, _ := pair(t)
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	start := time.Now()
+	_, err := c.Read(make([]byte, 10))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read = %v, want a deadline error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Read returned after %v", d)
+	}
+}
+
+func TestReadUnblocksOnClose(t *testing.T) {
+	c, _ := pair(t)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 10))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read after Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked 5 s after Close")
+	}
+}
+
+func TestResetIsAnOpErrorWithErrno(t *testing.T) {
+	c, sc := pair(t)
+	sc.SetLinger(0)
+	sc.Close() // RST
+	time.Sleep(20 * time.Millisecond)
+	_, err := c.Read(make([]byte, 10))
+	var oe *net.OpError
+	if !errors.As(err, &oe) || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Read after RST = %#v, want a *net.OpError wrapping ECONNRESET", err)
+	}
+}
+
+func TestPeek(t *testing.T) {
+	c, sc := pair(t)
+	fd := func() uintptr {
+		var f uintptr
+		c.rc.Control(func(fd uintptr) { f = fd })
+		return f
+	}()
+	if n, e := Peek(fd); n != 0 || e != syscall.EAGAIN {
+		t.Fatalf("Peek on a quiet socket = %d, %v; want 0, EAGAIN", n, e)
+	}
+	sc.Write([]byte("x"))
+	time.Sleep(20 * time.Millisecond)
+	if n, e := Peek(fd); n != 1 || e != 0 {
+		t.Fatalf("Peek with a byte waiting = %d, %v; want 1, 0", n, e)
+	}
+	if n, e := Peek(fd); n != 1 || e != 0 {
+		t.Fatalf("second Peek = %d, %v; want the byte still there", n, e)
+	}
+	b := make([]byte, 4)
+	if n, err := c.Read(b); n != 1 || err != nil || b[0] != 'x' {
+		t.Fatalf("Read after Peek = %d, %v, %q", n, err, b[:n])
+	}
+	sc.CloseWrite()
+	time.Sleep(20 * time.Millisecond)
+	if n, e := Peek(fd); n != 0 || e != 0 {
+		t.Fatalf("Peek after FIN = %d, %v; want 0, 0", n, e)
+	}
+}
+
+func TestWrapLeavesNonTCPAlone(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if Wrap(a) != a {
+		t.Fatal("Wrap wrapped a net.Pipe")
+	}
+}
+
+func BenchmarkReadWrite(b *testing.B) {
+	for _, wrap := range []bool{false, true} {
+		name := "net.Conn"
+		if wrap {
+			name = "netio.Conn"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			defer ln.Close()
+			go func() {
+				sc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				io.Copy(sc, sc) // echo
+				sc.Close()
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := nc
+			if wrap {
+				c = Wrap(nc)
+			}
+			defer c.Close()
+			msg, buf := make([]byte, 300), make([]byte, 300)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.Write(msg)
+				io.ReadFull(c, buf)
+			}
+		})
+	}
+}
