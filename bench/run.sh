@@ -5,7 +5,8 @@
 #                     [-smoke] [-stale] [-no-stale] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
 #
-# Throughput: one plain Go backend (bench/backend, ~300 B responses) behind each proxy,
+# Throughput: one plain Go backend (bench/backend, ~300 B responses) behind each proxy (and
+# behind sluice-full: 20 routes, access log to a file, metrics; compared with plain sluice),
 # each proxy on its own loopback port with upstream keep-alive on and access logs off; wrk
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
 # direct, sluice, nginx, haproxy, caddy and goproxy in turn, the order rotated each round.
@@ -166,6 +167,24 @@ write_config() {
 			admin: {address: "127.0.0.1:$(free_port)"}
 		EOF
 		echo "$dir/sluice.yaml" ;;
+	sluice-full)
+		# The same gateway with what a production config has: 20 routes (host, method, header
+		# and prefix matches; the catch-all is tried last), the JSON access log written to a
+		# file, and metrics on (the admin listener is on in both variants).
+		{
+			printf 'listeners:\n  - address: 127.0.0.1:%s\n' "$port"
+			printf 'upstreams:\n  - id: backend\n    targets:\n      - address: 127.0.0.1:%s\n' "$bport"
+			printf '    keepalive: {max_idle: 256}\n'
+			printf 'routes:\n'
+			local i
+			for i in $(seq 1 19); do
+				printf '  - id: r%s\n    match: {hosts: [svc%s.example.com], path_prefix: /api/v%s/, methods: [GET, POST], headers: [{name: X-Tenant, exact: t%s}]}\n    upstream: backend\n' "$i" "$i" "$i" "$i"
+			done
+			printf '  - id: all\n    upstream: backend\n'
+			printf 'log: {level: warn, access: "%s"}\n' "$dir/access.log"
+			printf 'admin: {address: "127.0.0.1:%s"}\n' "$(free_port)"
+		} >"$dir/sluice.yaml"
+		echo "$dir/sluice.yaml" ;;
 	nginx)
 		local user="" ka_to=""
 		[ "$(id -u)" = 0 ] && user="user root;"
@@ -251,7 +270,7 @@ start() {
 	case "$name" in
 	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size 300 >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
-	sluice) "$TMP/bin/sluice" run -c "$cfg" >"$logf" 2>&1 & ;;
+	sluice | sluice-full) "$TMP/bin/sluice" run -c "$cfg" >"$logf" 2>&1 & ;;
 	nginx) nginx -p "$TMP/run/nginx/" -e stderr -c "$cfg" -g 'daemon off;' >"$logf" 2>&1 & ;;
 	haproxy) haproxy -db -f "$cfg" >"$logf" 2>&1 & ;;
 	caddy) XDG_DATA_HOME=$TMP/run/caddy XDG_CONFIG_HOME=$TMP/run/caddy HOME=$TMP/run/caddy \
@@ -279,7 +298,7 @@ stop() {
 }
 
 peers_available() { # prints the proxies that can run here
-	local p out="sluice"
+	local p out="sluice sluice-full"
 	for p in nginx haproxy caddy; do
 		if have "$p"; then out+=" $p"; else log "note: $p is not installed; skipped"; fi
 	done
@@ -415,6 +434,13 @@ summarize() {
 	echo
 	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $LOADER (ratios: x nginx, x direct)"
 	column -t -s $'\t' "$OUT/summary.tsv"
+	full_vs_plain | tee "$OUT/full.txt"
+}
+
+# full_vs_plain prints sluice-full (20 routes, access log, metrics) against plain sluice.
+full_vs_plain() {
+	awk -F'\t' '$1=="sluice"{r=$2; p=$4} $1=="sluice-full"{fr=$2; fp=$4}
+		END{ if (r>0 && fr>0) printf "sluice-full (20 routes, access log to a file, metrics) vs sluice: req/s x%.2f, p99 x%.2f\n", fr/r, fp/p }' "$OUT/summary.tsv"
 }
 
 stale() {
@@ -479,6 +505,8 @@ report() {
 			echo
 			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
 				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $5, $10, $12, $13}' "$OUT/summary.tsv"
+			echo
+			full_vs_plain
 		fi
 		if [ -s "$OUT/stale.tsv" ]; then
 			echo
@@ -505,7 +533,7 @@ report
 log "results in $OUT"
 
 if [ "$SMOKE" = 1 ]; then
-	read -r req non err < <(awk -F'\t' '$2=="sluice"{r+=$3; n+=$7; e+=$8} END{print r+0, n+0, e+0}' "$OUT/results.tsv")
+	read -r req non err < <(awk -F'\t' '$2=="sluice" || $2=="sluice-full"{r+=$3; n+=$7; e+=$8} END{print r+0, n+0, e+0}' "$OUT/results.tsv")
 	if [ "$req" -le 0 ] || [ "$non" -gt 0 ]; then
 		log "SMOKE FAILED: sluice served $req requests, $non non-2xx, $err socket errors"
 		exit 1
