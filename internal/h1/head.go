@@ -147,3 +147,13 @@ func parseField(line []byte) (Field, error) {
 	}
 	return Field{Name: name, Value: value}, nil
 }
+
+// HeadBuffered reports whether br's buffer already holds a complete head (through the empty
+// line that ends it), so that reading the head will not touch the connection. Callers use it
+// to skip arming a read deadline that no read would wait under.
+func HeadBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")

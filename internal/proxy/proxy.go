@@ -328,19 +328,24 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 		return result{}, true
 	}
 	nc := c.NetConn()
+	now := time.Now()
 	var deadline time.Time
 	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+		deadline = now.Add(timeout)
 	}
 	for {
-		step := time.Now().Add(clientCheckInterval)
+		step := now.Add(clientCheckInterval)
 		if !deadline.IsZero() && deadline.Before(step) {
 			step = deadline
 		}
 		nc.SetReadDeadline(step)
 		_, err := c.R.Peek(1)
 		if err == nil {
-			nc.SetReadDeadline(deadline)
+			if !h1.HeadBuffered(c.R) {
+				// The rest of the head is read under the whole wait's deadline; a complete
+				// head needs no read, and streamBody arms the body's reads itself.
+				nc.SetReadDeadline(deadline)
+			}
 			return result{}, true
 		}
 		if !isTimeout(err) {
@@ -352,6 +357,7 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 		if ex.ClientGone() {
 			return result{err: reason.New(499, reason.ClientBodyError, t.Addr, errors.New("client closed the connection while waiting for the upstream")), clientGone: true}, false
 		}
+		now = time.Now()
 	}
 }
 

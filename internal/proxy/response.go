@@ -75,8 +75,13 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 				ex.Abort()
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
 			}
-			if rt.Read > 0 {
-				nc.SetReadDeadline(time.Now().Add(rt.Read))
+			// A finished body's next Read returns io.EOF without reading: no deadline.
+			if !body.Done() {
+				if rt.Read > 0 {
+					nc.SetReadDeadline(time.Now().Add(rt.Read))
+				} else {
+					nc.SetReadDeadline(time.Time{}) // awaitResponse may have left its step armed
+				}
 			}
 		}
 		n, err := body.Read(buf)

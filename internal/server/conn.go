@@ -91,7 +91,12 @@ func (c *conn) serve() {
 		if !c.setActive() {
 			return
 		}
-		c.setReadDeadline(c.st.ReadHeaderTimeout)
+		if !h1.HeadBuffered(c.br) {
+			// The head has not fully arrived: bound the wait for the rest. A complete one
+			// is parsed without reading, under the wait's deadline, and the body reads
+			// arm their own (ReadBody).
+			c.setReadDeadline(c.st.ReadHeaderTimeout)
+		}
 		ex := c.ex // changes when the connection idled and got its buffers back
 		ex.reset()
 		err := h1.ReadRequest(c.br, &ex.Req, c.st.Limits)

@@ -256,7 +256,9 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 	}
 	b = append(b, "\r\n"...)
 	ex.scratch = b
-	ex.c.setWriteDeadline()
+	if len(b) > ex.c.bw.Available() {
+		ex.c.setWriteDeadline() // this write reaches the socket; otherwise Flush arms it
+	}
 	_, err := ex.c.bw.Write(b)
 	if ex.chunked {
 		ex.chunkW.Reset(ex.c.bw)
@@ -274,6 +276,9 @@ func (ex *Exchange) Write(p []byte) (int, error) {
 	}
 	var n int
 	var err error
+	if len(p)+chunkOverhead > ex.c.bw.Available() {
+		ex.c.setWriteDeadline() // bufio writes to the socket before this returns
+	}
 	if ex.chunked {
 		n, err = ex.chunkW.Write(p)
 	} else {
@@ -288,9 +293,15 @@ func (ex *Exchange) Write(p []byte) (int, error) {
 
 // Flush sends buffered response bytes to the client now.
 func (ex *Exchange) Flush() error {
-	ex.c.setWriteDeadline()
+	if ex.c.bw.Buffered() > 0 {
+		ex.c.setWriteDeadline()
+	}
 	return ex.c.bw.Flush()
 }
+
+// chunkOverhead bounds what the chunked coding adds around a Write's bytes (size line and
+// CRLF).
+const chunkOverhead = 20
 
 // Finish ends a chunked body with trailer fields (nil for none). Other framings need no end.
 func (ex *Exchange) Finish(trailer *h1.Header) error {
