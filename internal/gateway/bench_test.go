@@ -118,7 +118,7 @@ routes:
 
 // benchGateway is startGateway for benchmarks: the access log, when on, goes to io.Discard
 // through the real writer.
-func benchGateway(b *testing.B, yaml string, access bool) string {
+func benchGateway(b testing.TB, yaml string, access bool) string {
 	b.Helper()
 	cfg, err := config.Parse("bench.yaml", []byte(yaml))
 	if err != nil {
@@ -153,7 +153,7 @@ type rawClient struct {
 	req  []byte
 }
 
-func dialClient(b *testing.B, addr, path string) *rawClient {
+func dialClient(b testing.TB, addr, path string) *rawClient {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)

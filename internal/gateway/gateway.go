@@ -338,7 +338,7 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if rec.ClientGone {
 		status = 499
 	}
-	ln.Time("time", ex.Start).Str("request_id", ex.RequestID()).Str("client_ip", ex.ClientIP()).
+	ln.Time("time", ex.Start).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", ex.ClientIP()).
 		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path).
 		Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).
 		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target).

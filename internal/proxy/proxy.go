@@ -86,6 +86,7 @@ type call struct {
 	fwd   forward
 	r     retrier
 	tried [maxAttempts]*upstream.Target
+	pick  upstream.Pick
 }
 
 var calls = sync.Pool{New: func() any { return new(call) }}
@@ -93,6 +94,7 @@ var calls = sync.Pool{New: func() any { return new(call) }}
 // release returns cl to the pool, dropping its references to this request.
 func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
+	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
 	cl.fwd.ex, cl.fwd.rt = nil, nil
 	calls.Put(cl)
@@ -136,7 +138,7 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 
 	tried := &cl.tried
 	for n := 0; n < maxAttempts; n++ {
-		t := u.Pick(reqInfo{ex}, tried[:n])
+		t := u.PickInto(&cl.pick, reqInfo{ex}, tried[:n])
 		if t == nil {
 			if n == 0 {
 				p.fail(ex, rec, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))

@@ -166,7 +166,7 @@ fields:
 	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
 	w.Write(req.Host)
 	w.WriteString("\r\nX-Request-Id: ")
-	w.WriteString(f.ex.RequestID())
+	w.Write(f.ex.RequestIDBytes())
 	w.WriteString("\r\n")
 	switch {
 	case req.Chunked:

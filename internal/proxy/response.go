@@ -36,7 +36,7 @@ func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, 
 	resp.Header.RemoveHopByHop()
 	resp.Header.Del("Content-Length")
 	if !resp.Header.Has("X-Request-Id") {
-		resp.Header.Add("X-Request-Id", ex.RequestID())
+		resp.Header.Add("X-Request-Id", string(ex.RequestIDBytes())) // Add copies: no allocation
 	}
 	if err := ex.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
 		out.Reason = connpool.CloseRequestError

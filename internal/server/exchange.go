@@ -43,6 +43,8 @@ type Exchange struct {
 	bodyErr   error
 	sent100   bool
 	requestID string
+	reqID     []byte   // RequestIDBytes; nil until asked
+	idBuf     [32]byte // a generated id's bytes
 
 	wroteHead  bool
 	status     int
@@ -59,7 +61,7 @@ type Exchange struct {
 
 func (ex *Exchange) reset() {
 	ex.Req.Reset()
-	ex.bodyRead, ex.bodyErr, ex.sent100, ex.requestID = 0, nil, false, ""
+	ex.bodyRead, ex.bodyErr, ex.sent100, ex.requestID, ex.reqID = 0, nil, false, "", nil
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
 	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted = 0, 0, false, false
 }
@@ -98,19 +100,26 @@ func newIDPrefix() string {
 
 // RequestID returns the client's X-Request-Id when it is a sane token, else a new unique id.
 func (ex *Exchange) RequestID() string {
-	if ex.requestID != "" {
-		return ex.requestID
+	if ex.requestID == "" {
+		ex.requestID = string(ex.RequestIDBytes())
 	}
-	if v, ok := ex.Req.Header.Get("X-Request-Id"); ok && validRequestID(v) {
-		ex.requestID = string(v)
-		return ex.requestID
-	}
-	var b [32]byte
-	buf := append(b[:0], idPrefix...)
-	buf = append(buf, '-')
-	buf = strconv.AppendUint(buf, idCounter.Add(1), 36)
-	ex.requestID = string(buf)
 	return ex.requestID
+}
+
+// RequestIDBytes is RequestID without making a string: the bytes live in the request head or
+// the Exchange and are valid until the exchange ends. The data path (forwarded header,
+// response header, access log) uses it, so an id costs no allocation.
+func (ex *Exchange) RequestIDBytes() []byte {
+	if ex.reqID == nil {
+		if v, ok := ex.Req.Header.Get("X-Request-Id"); ok && validRequestID(v) {
+			ex.reqID = v
+		} else {
+			buf := append(ex.idBuf[:0], idPrefix...)
+			buf = append(buf, '-')
+			ex.reqID = strconv.AppendUint(buf, idCounter.Add(1), 36)
+		}
+	}
+	return ex.reqID
 }
 
 func validRequestID(v []byte) bool {

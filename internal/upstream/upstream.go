@@ -141,9 +141,16 @@ type Upstream struct {
 // The target set is loaded once (one atomic load), so a pick sees one consistent set even
 // while discovery swaps in another.
 func (u *Upstream) Pick(req Request, tried []*Target) *Target {
+	return u.PickInto(new(Pick), req, tried)
+}
+
+// PickInto is Pick with the balancer's argument built in p, which the caller owns (the
+// proxy keeps one in its pooled per-request state): handing a *Pick to the Balancer
+// interface would otherwise move a fresh one to the heap on every request.
+func (u *Upstream) PickInto(p *Pick, req Request, tried []*Target) *Target {
 	s := u.Current()
 	now := time.Now()
-	p := Pick{Req: req, tried: tried, now: now, slowStart: u.SlowStart}
+	*p = Pick{Req: req, tried: tried, now: now, slowStart: u.SlowStart}
 	avail := 0
 	for _, t := range s.Targets {
 		if u.availableNow(t, now) {
@@ -159,7 +166,7 @@ func (u *Upstream) Pick(req Request, tried []*Target) *Target {
 		}
 		p.checkHealth = avail < n
 	}
-	return s.Balancer.Pick(&p)
+	return s.Balancer.Pick(p)
 }
 
 // Panicking reports whether the upstream is in panic mode (balancing across all targets
