@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Measures Sluice's memory for N idle client keep-alive connections: RSS after a warm-up
-# request, then with N connections each idle after one request. Usage: bash bench/idle.sh [-n N]
+# request, then with N connections each idle after one request.
+# Usage: bash bench/idle.sh [-n N] [-bin SLUICE] (-bin: a prebuilt sluice, e.g. to compare commits)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=10000
-while [ $# -gt 0 ]; do case "$1" in -n) n=$2; shift 2;; *) echo "usage: $0 [-n N]"; exit 2;; esac; done
+n=10000 bin=""
+while [ $# -gt 0 ]; do case "$1" in -n) n=$2; shift 2;; -bin) bin=$2; shift 2;; *) echo "usage: $0 [-n N] [-bin SLUICE]"; exit 2;; esac; done
 dir=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
 trap cleanup EXIT
-go build -o "$dir/sluice" ./cmd/sluice
+if [ -n "$bin" ]; then cp "$bin" "$dir/sluice"; else go build -o "$dir/sluice" ./cmd/sluice; fi
 go build -o "$dir/backend" ./bench/backend
 go build -o "$dir/idleclient" ./bench/idleclient
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

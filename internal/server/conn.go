@@ -71,12 +71,16 @@ func newConn(s *Server, nc net.Conn, st *Settings) *conn {
 	return c
 }
 
-func (c *conn) serve() {
-	defer c.srv.forget(c)
-	c.acquireBufs()
+// serve runs the connection's request loop. resumeIdle: the connection was handed over in a
+// long idle wait (see waitNextRequest) and waits for its next request first.
+func (c *conn) serve(resumeIdle bool) {
+	handedOver := false
 	defer func() {
-		c.nc.Close()
-		c.releaseBufs()
+		if !handedOver {
+			c.nc.Close()
+			c.releaseBufs()
+			c.srv.forget(c)
+		}
 	}()
 	defer func() {
 		if v := recover(); v != nil {
@@ -84,9 +88,26 @@ func (c *conn) serve() {
 		}
 	}()
 
-	for n := 0; ; n++ {
-		if n > 0 && !c.waitNextRequest() {
+	if resumeIdle {
+		if !c.waitIdle() {
 			return
+		}
+	} else {
+		c.acquireBufs()
+	}
+	for n := 0; ; n++ {
+		if n > 0 {
+			switch c.waitNextRequest() {
+			case waitStop:
+				return
+			case waitHandOver:
+				// The idle wait continues on a new goroutine: its stack starts small,
+				// while this one's grew with the request just served and would be held,
+				// unused, for as long as the client idles (~5 KB per idle connection).
+				handedOver = true
+				go c.serve(true)
+				return
+			}
 		}
 		if !c.setActive() {
 			return
@@ -113,10 +134,18 @@ func (c *conn) serve() {
 	}
 }
 
-// waitNextRequest waits, up to the idle timeout, for the first byte of the next request.
-func (c *conn) waitNextRequest() bool {
+// What waitNextRequest found.
+const (
+	waitNext     = iota // the next request's first byte is here
+	waitStop            // close the connection (idle timeout, client gone, shutting down)
+	waitHandOver        // a long idle wait: armed, buffers released; continue with waitIdle
+)
+
+// waitNextRequest waits a moment, with the buffers in hand, for the first byte of the next
+// request; past that it arms the idle timeout, releases the buffers and reports waitHandOver.
+func (c *conn) waitNextRequest() int {
 	if c.br.Buffered() > 0 {
-		return true // pipelined
+		return waitNext // pipelined
 	}
 	// A busy client sends its next request within moments: wait for it with the buffers in
 	// hand (one read). Past that, the buffers go back to the pool while the connection idles:
@@ -129,18 +158,24 @@ func (c *conn) waitNextRequest() bool {
 	}
 	if c.st.IdleTimeout <= 0 || c.st.IdleTimeout > 2*idleFastWait {
 		if !c.armIdle(start.Add(idleFastWait)) {
-			return false
+			return waitStop
 		}
 		if _, err := c.br.Peek(1); err == nil {
-			return true
+			return waitNext
 		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
-			return false
+			return waitStop
 		}
 	}
 	if !c.armIdle(idleEnd) {
-		return false
+		return waitStop
 	}
 	c.releaseBufs()
+	return waitHandOver
+}
+
+// waitIdle is the long idle wait (armed by waitNextRequest): it holds no buffers until the
+// client sends something, then takes them back. It reports whether to read a request.
+func (c *conn) waitIdle() bool {
 	if !c.waitReadable() {
 		return false
 	}

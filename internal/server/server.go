@@ -93,7 +93,7 @@ func (s *Server) Serve() error {
 		s.conns[c] = struct{}{}
 		s.connsWG.Add(1)
 		s.mu.Unlock()
-		go c.serve()
+		go c.serve(false)
 	}
 }
 
