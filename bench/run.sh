@@ -11,7 +11,9 @@
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
 # direct, sluice, nginx, haproxy, caddy and goproxy in turn, the order rotated each round.
 # Reported: medians over rounds of requests/s, p50 and p99, each with its ratio to nginx and
-# to direct, and peak RSS (VmHWM summed over the proxy's processes, read after the runs).
+# to direct, CPU per request (utime+stime of the proxy's processes over each run divided by
+# its requests; for direct, the backend's), and peak RSS (VmHWM summed over the proxy's
+# processes, read after the runs).
 #
 # Stale connections (incidents in /work/shared/INCIDENTS.md): bench/stalebackend closes
 # connections idle for T and resets a request arriving after T-eps; each proxy is configured
@@ -345,6 +347,19 @@ rss() {
 	echo "$total"
 }
 
+# cpu_ticks name: CPU clock ticks (utime + stime) used so far by the proxy's processes (the
+# recorded pid and its children, e.g. nginx's workers; every thread is in the process's stat).
+cpu_ticks() {
+	local p=${PID[$1]:-} total=0 k kid
+	[ -n "$p" ] || { echo 0; return; }
+	local pids=("$p")
+	for kid in $(cat /proc/"$p"/task/*/children 2>/dev/null); do pids+=("$kid"); done
+	for k in "${pids[@]}"; do
+		total=$((total + $(awk '{print $14 + $15}' /proc/"$k"/stat 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print 0; exit} if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
 write_env() {
@@ -389,15 +404,19 @@ throughput() {
 		log "warm-up: 1s each"
 		for p in "${list[@]}"; do load "http://127.0.0.1:${PORT[$p]}/" 1 >/dev/null; done
 	fi
-	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\n' >"$OUT/results.tsv"
+	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tcpu_us_req\n' >"$OUT/results.tsv"
 	local n=${#list[@]}
 	for r in $(seq 1 "$ROUNDS"); do
 		for i in $(seq 0 $((n - 1))); do
 			p=${list[$(((i + r - 1) % n))]}
-			local row
+			local row t0 t1 cpu
+			t0=$(cpu_ticks "$p")
 			row=$(load "http://127.0.0.1:${PORT[$p]}/" "$DURATION")
-			printf '%s\t%s\t%s\n' "$r" "$p" "$row" >>"$OUT/results.tsv"
-			log "round $r $(printf '%-8s' "$p") $(awk -F'\t' '{printf "%10.0f req/s  p50 %.3f ms  p99 %.3f ms  non2xx %d  errors %d", $2, $3, $4, $5, $6}' <<<"$row")"
+			t1=$(cpu_ticks "$p")
+			# The process's CPU per request over the run (direct: the backend's), in us.
+			cpu=$(awk -F'\t' -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($1 > 0 ? d * 1e6 / hz / $1 : 0)}' <<<"$row")
+			printf '%s\t%s\t%s\t%s\n' "$r" "$p" "$row" "$cpu" >>"$OUT/results.tsv"
+			log "round $r $(printf '%-11s' "$p") $(awk -F'\t' -v cpu="$cpu" '{printf "%10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req  non2xx %d  errors %d", $2, $3, $4, cpu, $5, $6}' <<<"$row")"
 		done
 	done
 	printf 'proxy\trss_kib\n' >"$OUT/rss.tsv"
@@ -411,8 +430,8 @@ throughput() {
 
 summarize() {
 	local p
-	printf 'proxy\trps\tp50_ms\tp99_ms\trss_mib\trps_vs_nginx\trps_vs_direct\tp50_vs_nginx\tp99_vs_nginx\trss_vs_nginx\trequests\tnon2xx\terrors\n' >"$OUT/summary.tsv"
-	declare -A RPS P50 P99 RSS REQ NON ERR
+	printf 'proxy\trps\tp50_ms\tp99_ms\trss_mib\trps_vs_nginx\trps_vs_direct\tp50_vs_nginx\tp99_vs_nginx\trss_vs_nginx\trequests\tnon2xx\terrors\tcpu_us_req\tcpu_vs_nginx\n' >"$OUT/summary.tsv"
+	declare -A RPS P50 P99 RSS REQ NON ERR CPU
 	for p in "$@"; do
 		RPS[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $4}' "$OUT/results.tsv" | median)
 		P50[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $5}' "$OUT/results.tsv" | median)
@@ -421,15 +440,17 @@ summarize() {
 		NON[$p]=$(awk -F'\t' -v p="$p" '$2==p{s+=$7} END{print s+0}' "$OUT/results.tsv")
 		ERR[$p]=$(awk -F'\t' -v p="$p" '$2==p{s+=$8} END{print s+0}' "$OUT/results.tsv")
 		RSS[$p]=$(awk -F'\t' -v p="$p" '$1==p{printf "%.1f", $2/1024}' "$OUT/rss.tsv")
+		CPU[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $9}' "$OUT/results.tsv" | median)
 	done
-	local ng=${RPS[nginx]:-0} ng50=${P50[nginx]:-0} ng99=${P99[nginx]:-0} ngr=${RSS[nginx]:-0} d=${RPS[direct]}
+	local ng=${RPS[nginx]:-0} ng50=${P50[nginx]:-0} ng99=${P99[nginx]:-0} ngr=${RSS[nginx]:-0} d=${RPS[direct]} ngc=${CPU[nginx]:-0}
 	for p in "$@"; do
 		awk -v p="$p" -v rps="${RPS[$p]}" -v p50="${P50[$p]}" -v p99="${P99[$p]}" -v rss="${RSS[$p]}" \
 			-v ng="$ng" -v ng50="$ng50" -v ng99="$ng99" -v ngr="$ngr" -v d="$d" \
-			-v req="${REQ[$p]}" -v non="${NON[$p]}" -v err="${ERR[$p]}" 'function r(a,b){return b>0 ? sprintf("%.2f", a/b) : "-"}
-			BEGIN{ printf "%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", p, rps, p50, p99,
+			-v req="${REQ[$p]}" -v non="${NON[$p]}" -v err="${ERR[$p]}" -v cpu="${CPU[$p]}" -v ngc="$ngc" \
+			'function r(a,b){return b>0 ? sprintf("%.2f", a/b) : "-"}
+			BEGIN{ printf "%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%s\n", p, rps, p50, p99,
 				(p=="direct" ? "-" : rss), r(rps,ng), r(rps,d), r(p50,ng50), r(p99,ng99),
-				(p=="direct" ? "-" : r(rss,ngr)), req, non, err }' >>"$OUT/summary.tsv"
+				(p=="direct" ? "-" : r(rss,ngr)), req, non, err, cpu, (p=="direct" ? "-" : r(cpu,ngc)) }' >>"$OUT/summary.tsv"
 	done
 	echo
 	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $LOADER (ratios: x nginx, x direct)"
@@ -503,8 +524,8 @@ report() {
 			echo
 			echo "## Throughput"
 			echo
-			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
-				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $5, $10, $12, $13}' "$OUT/summary.tsv"
+			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | CPU us/req | CPU x nginx | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
+				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $14, $15, $5, $10, $12, $13}' "$OUT/summary.tsv"
 			echo
 			full_vs_plain
 		fi
