@@ -53,7 +53,7 @@ func TestTimeFormatAcrossSecondsAndZones(t *testing.T) {
 		{base.Add(time.Nanosecond).In(time.FixedZone("y", -5*3600)), `"2027-01-01T00:00:00.000Z"`},
 		{base.Add(1_234_000_000), `"2027-01-01T00:00:01.233Z"`},
 		{base.Add(1_234_000_000), `"2027-01-01T00:00:01.233Z"`}, // the cached second again
-		{base, `"2026-12-31T23:59:59.999Z"`},                     // and back
+		{base, `"2026-12-31T23:59:59.999Z"`},                    // and back
 	} {
 		ln.b = ln.b[:0]
 		ln.Time("t", c.t)

@@ -227,3 +227,193 @@ routes: [{id: all, upstream: b}]
 		mustStatus(t, resp, 200)
 	}
 }
+
+// The cases below came from a review of the deadline change (each failed before its fix).
+
+// A malformed second request on a kept-alive connection, sent after an idle gap longer than
+// write_timeout, must still get its 400.
+func TestMalformedRequestAfterAnIdleGapLongerThanWriteTimeoutGets400(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, write_timeout: 300ms, idle_timeout: 10s}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	time.Sleep(700 * time.Millisecond) // > write_timeout
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a malformed request after an idle gap: %v", err)
+	}
+	if resp.StatusCode != 400 {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+}
+
+// Same for the 408 of a head that stalls.
+func TestStalledHeadAfterAnIdleGapGets408(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, write_timeout: 300ms, read_header_timeout: 500ms, idle_timeout: 10s}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	time.Sleep(700 * time.Millisecond)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHo")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no 408 for a stalled head after an idle gap: %v", err)
+	}
+	if resp.StatusCode != 408 {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+}
+
+func splitBackend(t *testing.T, pause time.Duration, first, rest string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, first)
+					time.Sleep(pause)
+					if _, err := io.WriteString(c, rest); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// An interim 1xx arriving with the start of the final head: the rest of the final head must
+// be read under the read timeout, not the 250 ms client-check step.
+func TestInterimResponseThenAFinalHeadSplitAcrossAPause(t *testing.T) {
+	be := splitBackend(t, 400*time.Millisecond,
+		"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-",
+		"Length: 5\r\n\r\nhello")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    timeouts: {read: 2s}
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": be})
+	resp, err := newClient().Get(tg.url("/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "hello" {
+		t.Fatalf("got %d %q (X-Sluice-Error %q), want 200 hello", resp.StatusCode, body, resp.Header.Get("X-Sluice-Error"))
+	}
+}
+
+// A chunked body whose first segment ends inside chunk framing (the data's CRLF split):
+// the next read must run under the read timeout, not the head wait's 250 ms step.
+func TestChunkFramingSplitAcrossAPauseAfterABufferedHead(t *testing.T) {
+	be := splitBackend(t, 400*time.Millisecond,
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r",
+		"\n0\r\n\r\n")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    timeouts: {read: 2s}
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": be})
+	resp, err := newClient().Get(tg.url("/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != "hello" {
+		t.Fatalf("got %q, %v; want hello", body, err)
+	}
+	lines := tg.accessLines(1)
+	if r := lines[0]["reason"]; r != nil {
+		t.Fatalf("access log reason %v", r)
+	}
+}
+
+// Leading empty lines (tolerated by h1.ReadRequest) must not pass for a complete head: the
+// rest is read under read_header_timeout, not the 10 ms fast-wait deadline.
+func TestLeadingEmptyLinesBeforeASplitHead(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	io.WriteString(conn, "\r\n\r\nGET /2 HTTP/1.1\r\nHo") // within the 10 ms fast wait
+	time.Sleep(100 * time.Millisecond)
+	io.WriteString(conn, "st: t\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	resp.Body.Close()
+}

@@ -115,6 +115,16 @@ func (b *BodyReader) Done() bool {
 	return b.err == io.EOF
 }
 
+// Buffered reports whether the rest of the body is already in the reader's buffer, so that
+// reading it to the end will not touch the connection. Only a Content-Length body can tell
+// before the end; a chunked or close-delimited one reports false until Done.
+func (b *BodyReader) Buffered() bool {
+	if b.Done() {
+		return true
+	}
+	return b.mode == modeLength && int64(b.br.Buffered()) >= b.remaining
+}
+
 func (b *BodyReader) readLength(p []byte) (int, error) {
 	if b.remaining == 0 {
 		return 0, io.EOF

@@ -153,6 +153,9 @@ func parseField(line []byte) (Field, error) {
 // to skip arming a read deadline that no read would wait under.
 func HeadBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
+	for len(b) >= 2 && b[0] == '\r' && b[1] == '\n' {
+		b = b[2:] // empty lines ReadRequest skips before a request-line end no head
+	}
 	return bytes.Contains(b, crlfcrlf)
 }
 

@@ -20,6 +20,11 @@ import (
 
 // Conn is a net.Conn whose Read and Write skip the runtime's syscall bookkeeping. Every
 // other method is the wrapped connection's.
+//
+// Unlike net.Conn it is not safe for concurrent Reads, or concurrent Writes (a Read and a
+// Write may overlap): each keeps its call's state in the Conn. Sluice reads and writes a
+// connection from one goroutine at a time. The race detector does not see the socket
+// buffers that RawSyscall reads into or writes from.
 type Conn struct {
 	net.Conn
 	rc syscall.RawConn

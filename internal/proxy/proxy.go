@@ -326,14 +326,19 @@ func (p *Proxy) readFailure(c *connpool.Conn, t *upstream.Target, err error) res
 // awaitResponse waits for the first response byte, up to the read timeout, checking now and
 // then whether the client is still there: a client that left cancels the upstream request.
 func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
-	if c.R.Buffered() > 0 {
-		return result{}, true
-	}
 	nc := c.NetConn()
 	now := time.Now()
 	var deadline time.Time
 	if timeout > 0 {
 		deadline = now.Add(timeout)
+	}
+	if c.R.Buffered() > 0 {
+		// Bytes after an interim (1xx) response: what is missing of the head is read under
+		// the whole wait's deadline, not the client-check step left armed by the first wait.
+		if !h1.HeadBuffered(c.R) {
+			nc.SetReadDeadline(deadline)
+		}
+		return result{}, true
 	}
 	for {
 		step := now.Add(clientCheckInterval)

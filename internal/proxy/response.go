@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"time"
 
@@ -69,6 +70,11 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 	defer copyBufs.Put(bp)
 	buf := *bp
 	nc := c.NetConn()
+	if !body.Buffered() {
+		// Some of the body is still to come (or, chunked, may be): the reads that reach the
+		// socket before the buffer drains get the body's timeout, not the head wait's step.
+		p.armBodyRead(rt, nc)
+	}
 	for {
 		if c.R.Buffered() == 0 {
 			if err := ex.Flush(); err != nil {
@@ -77,11 +83,7 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 			}
 			// A finished body's next Read returns io.EOF without reading: no deadline.
 			if !body.Done() {
-				if rt.Read > 0 {
-					nc.SetReadDeadline(time.Now().Add(rt.Read))
-				} else {
-					nc.SetReadDeadline(time.Time{}) // awaitResponse may have left its step armed
-				}
+				p.armBodyRead(rt, nc)
 			}
 		}
 		n, err := body.Read(buf)
@@ -106,5 +108,15 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 			}
 			return result{err: reason.New(502, code, t.Addr, err)}, false
 		}
+	}
+}
+
+// armBodyRead sets the read deadline for the next read of a response body: the route's read
+// timeout, or none (awaitResponse may have left its client-check step armed).
+func (p *Proxy) armBodyRead(rt *Route, nc net.Conn) {
+	if rt.Read > 0 {
+		nc.SetReadDeadline(time.Now().Add(rt.Read))
+	} else {
+		nc.SetReadDeadline(time.Time{})
 	}
 }

@@ -240,6 +240,11 @@ func (p *Proxy) discardResponse(c *connpool.Conn, t *upstream.Target, resp *h1.R
 	}
 	var body h1.BodyReader
 	body.Reset(c.R, resp.ContentLength, resp.Chunked, 0)
+	if !body.Buffered() {
+		// Not the head wait's client-check step: a small body gets a second to arrive, or
+		// the connection is dropped rather than reused.
+		c.NetConn().SetReadDeadline(time.Now().Add(time.Second))
+	}
 	n, err := io.Copy(io.Discard, io.LimitReader(&body, 64<<10+1))
 	if err != nil || n > 64<<10 || !body.Done() {
 		out.Reason = connpool.CloseRequestError

@@ -117,6 +117,14 @@ func (c *conn) serve(resumeIdle bool) {
 			// is parsed without reading, under the wait's deadline, and the body reads
 			// arm their own (ReadBody).
 			c.setReadDeadline(c.st.ReadHeaderTimeout)
+			if c.br.Buffered() == 0 {
+				// A new connection: wait for its first byte here, so that a timeout in
+				// ReadRequest always means a head that started and stalled (answered 408),
+				// while one before any byte closes without an answer.
+				if _, err := c.br.Peek(1); err != nil {
+					return
+				}
+			}
 		}
 		ex := c.ex // changes when the connection idled and got its buffers back
 		ex.reset()
@@ -290,7 +298,7 @@ func (c *conn) setWriteDeadline() {
 func (c *conn) rejectRequest(err error) {
 	var pe *h1.Error
 	if !errors.As(err, &pe) {
-		if errors.Is(err, os.ErrDeadlineExceeded) && c.br.Buffered() > 0 {
+		if errors.Is(err, os.ErrDeadlineExceeded) { // some of the head had arrived (serve)
 			c.writeSimpleError(408, reason.ClientTimeout, "request head not received in time")
 		}
 		return
@@ -320,7 +328,7 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	ex.Start = time.Now()
 	ex.closeAfter = true
 	ex.WriteError(&reason.Error{Status: status, Code: code, Err: errors.New(detail)}, detail)
-	c.bw.Flush()
+	ex.Flush() // arms the write deadline: the last one may be long past on a kept-alive connection
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)
 	}

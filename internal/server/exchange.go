@@ -316,6 +316,7 @@ const chunkOverhead = 20
 func (ex *Exchange) Finish(trailer *h1.Header) error {
 	if ex.chunked && !ex.aborted {
 		ex.chunked = false
+		ex.c.setWriteDeadline() // trailer fields may overflow the buffer and write through
 		return ex.chunkW.Close(trailer)
 	}
 	return nil
