@@ -118,9 +118,9 @@ func (c *conn) serve(resumeIdle bool) {
 			// arm their own (ReadBody).
 			c.setReadDeadline(c.st.ReadHeaderTimeout)
 			if c.br.Buffered() == 0 {
-				// A new connection: wait for its first byte here, so that a timeout in
-				// ReadRequest always means a head that started and stalled (answered 408),
-				// while one before any byte closes without an answer.
+				// Nothing read yet (a new connection, or one back from the idle wait): take
+				// the first byte here, so that a timeout in ReadRequest always means a head
+				// that started and stalled (answered 408); none before any byte.
 				if _, err := c.br.Peek(1); err != nil {
 					return
 				}
