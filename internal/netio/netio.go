@@ -71,7 +71,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	c.rbuf = nil
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, renameOp(err, "read")
 	case errno != 0:
 		return 0, c.opError("read", errno)
 	case n == 0:
@@ -109,7 +109,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	c.wbuf = nil
 	switch {
 	case err != nil:
-		return n, err
+		return n, renameOp(err, "write")
 	case errno != 0:
 		return n, c.opError("write", errno)
 	}
@@ -132,6 +132,15 @@ func (c *Conn) writeFD(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// renameOp makes the poller's errors (deadline, closed) read as net.Conn's do: "read tcp ...",
+// not "raw-read tcp ...", in logs and error details.
+func renameOp(err error, op string) error {
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Op = op
+	}
+	return err
 }
 
 func (c *Conn) opError(op string, errno syscall.Errno) error {

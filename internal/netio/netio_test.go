@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -78,6 +79,9 @@ func TestReadHonoursDeadline(t *testing.T) {
 	_, err := c.Read(make([]byte, 10))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read = %v, want a deadline error", err)
+	}
+	if !strings.HasPrefix(err.Error(), "read tcp ") {
+		t.Errorf("error text %q, want it to read like net.Conn's (read tcp ...)", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("Read returned after %v", d)
