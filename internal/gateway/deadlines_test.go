@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -416,4 +417,203 @@ routes: [{id: all, upstream: b}]
 		t.Fatalf("second request: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// From a second review (each failed before its fix).
+
+// scriptBackend answers each request with pieces, sleeping pauses[i] before piece i (i > 0).
+func scriptBackend(t *testing.T, pauses []time.Duration, pieces ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					for i, p := range pieces {
+						if i > 0 {
+							time.Sleep(pauses[i])
+						}
+						if _, err := io.WriteString(c, p); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// R1: mid-body, a socket segment that ends inside chunk framing ("1" of the next size line):
+// the next read reaches the socket with bytes still buffered, so streamBody does not re-arm and
+// it runs under the deadline armed before the previous read. Each upstream gap is 700 ms, under
+// the 1 s read timeout.
+func TestChunkFramingSplitMidBodyReadsUnderTheReadTimeout(t *testing.T) {
+	be := scriptBackend(t, []time.Duration{0, 700 * time.Millisecond, 700 * time.Millisecond},
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+		"5\r\nworld\r\n1",
+		"0\r\n0123456789abcdef\r\n0\r\n\r\n")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    timeouts: {read: 1s}
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": be})
+	resp, err := newClient().Get(tg.url("/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(body) != "helloworld0123456789abcdef" {
+		lines := tg.accessLines(1)
+		t.Fatalf("got %q, %v; want the whole body (access log reason %v)", body, err, lines[0]["reason"])
+	}
+}
+
+// R1b: same split, read timeout long: the bytes before the split ("world") are not flushed to
+// the client while the gateway waits for the rest of the framing.
+func TestChunkFramingSplitMidBodyFlushesWhatArrived(t *testing.T) {
+	be := scriptBackend(t, []time.Duration{0, 200 * time.Millisecond, 1500 * time.Millisecond},
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+		"5\r\nworld\r\n1",
+		"0\r\n0123456789abcdef\r\n0\r\n\r\n")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    timeouts: {read: 5s}
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": be})
+	start := time.Now()
+	resp, err := newClient().Get(tg.url("/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 10)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("%q reached the client after %v; the upstream sent it at ~200ms", buf, d)
+	}
+}
+
+// R2: a chunked upload whose last-chunk arrives later than the route's write timeout after the
+// last data chunk: sendBody flushes the buffered chunk and the terminator under the deadline
+// armed before the head (or the last data write).
+func TestChunkedUploadTerminatorAfterAPauseLongerThanTheWriteTimeout(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    timeouts: {write: 1s}
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	time.Sleep(1500 * time.Millisecond) // < read_timeout (60s), > upstream write (1s)
+	io.WriteString(conn, "0\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"body":"hello"`) {
+		t.Fatalf("got %d %s (X-Sluice-Error %q); want 200 with the echoed body", resp.StatusCode, body, resp.Header.Get("X-Sluice-Error"))
+	}
+}
+
+// R3: a client that sends a stray CRLF after its request (RFC 9112 §2.2 asks servers to ignore
+// it) and then idles gets an unsolicited 408 once read_header_timeout passes: ReadRequest
+// consumed the CRLF and waited for a request-line that never started.
+func TestStrayCRLFAfterARequestThenIdleGetsNo408(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, read_header_timeout: 500ms, idle_timeout: 10s}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi\r\n") // extra CRLF after the body
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	rest, _ := io.ReadAll(br) // idle: what does the gateway send?
+	if len(rest) > 0 {
+		t.Fatalf("an idle client that sent only an empty line got %q", rest)
+	}
+}
+
+// R3b: same on a new connection that sends just an empty line.
+func TestNewConnectionSendingOnlyAnEmptyLineGetsNo408(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, read_header_timeout: 500ms}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	out := rawExchange(t, tg.addr, "\r\n", 3*time.Second)
+	if out != "" {
+		t.Fatalf("got %q", out)
+	}
+}
+
+// R4: a new connection that has sent nothing is not woken by Shutdown: it waits in the
+// first-byte Peek (state active) until read_header_timeout.
+func TestShutdownDoesNotWaitForASilentNewConnection(t *testing.T) {
+	be := echoBackend(t, "a")
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, read_header_timeout: 3s}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tg.gw.Shutdown(ctx)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Shutdown took %v with one connection that sent nothing", d)
+	}
 }

@@ -125,6 +125,13 @@ func (b *BodyReader) Buffered() bool {
 	return b.mode == modeLength && int64(b.br.Buffered()) >= b.remaining
 }
 
+// InFraming reports whether a chunked body stands between chunk data with the framing it
+// needs next not (fully) buffered: the next Read then reads the connection even though bytes
+// are buffered (Read consumes framing that is complete in the buffer right after the data).
+func (b *BodyReader) InFraming() bool {
+	return b.br != nil && b.err == nil && b.mode == modeChunked && b.state != stData && b.state != stDone
+}
+
 func (b *BodyReader) readLength(p []byte) (int, error) {
 	if b.remaining == 0 {
 		return 0, io.EOF

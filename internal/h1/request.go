@@ -41,6 +41,10 @@ type Request struct {
 	buf []byte // the head bytes; every slice above points into it
 }
 
+// Started reports whether the last ReadRequest took any byte of a request-line (empty lines
+// before it do not count).
+func (r *Request) Started() bool { return len(r.buf) > 0 }
+
 // Reset clears r, keeping its buffers for reuse.
 func (r *Request) Reset() {
 	buf := r.buf[:0]

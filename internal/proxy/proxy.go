@@ -410,6 +410,10 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 			return clientBodyFailure(t, rerr), false
 		}
 	}
+	if rt.Write > 0 {
+		// The last client read may have waited long past the last write's deadline.
+		nc.SetWriteDeadline(time.Now().Add(rt.Write))
+	}
 	if ex.Req.Chunked {
 		if err := cw.Close(ex.BodyTrailer()); err != nil {
 			return p.sendFailure(c, t, err), false

@@ -75,8 +75,8 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 		// socket before the buffer drains get the body's timeout, not the head wait's step.
 		p.armBodyRead(rt, nc)
 	}
-	for {
-		if c.R.Buffered() == 0 {
+	for first := true; ; first = false {
+		if c.R.Buffered() == 0 || !first && body.InFraming() {
 			if err := ex.Flush(); err != nil {
 				ex.Abort()
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false

@@ -116,14 +116,10 @@ func (c *conn) serve(resumeIdle bool) {
 			// The head has not fully arrived: bound the wait for the rest. A complete one
 			// is parsed without reading, under the wait's deadline, and the body reads
 			// arm their own (ReadBody).
-			c.setReadDeadline(c.st.ReadHeaderTimeout)
-			if c.br.Buffered() == 0 {
-				// Nothing read yet (a new connection, or one back from the idle wait): take
-				// the first byte here, so that a timeout in ReadRequest always means a head
-				// that started and stalled (answered 408); none before any byte.
-				if _, err := c.br.Peek(1); err != nil {
-					return
-				}
+			if c.br.Buffered() > 0 {
+				c.setReadDeadline(c.st.ReadHeaderTimeout)
+			} else if !c.awaitFirstByte() {
+				return
 			}
 		}
 		ex := c.ex // changes when the connection idled and got its buffers back
@@ -140,6 +136,25 @@ func (c *conn) serve(resumeIdle bool) {
 		}
 		c.served.Add(1)
 	}
+}
+
+// awaitFirstByte waits, up to read_header_timeout, for the first byte of a connection that
+// has nothing buffered (a new one, or one back from the idle wait). It waits as idle, so that
+// Shutdown's wake-up ends it, and leaves read_header_timeout armed for the rest of the head.
+func (c *conn) awaitFirstByte() bool {
+	var end time.Time // zero: no timeout
+	if d := c.st.ReadHeaderTimeout; d > 0 {
+		end = time.Now().Add(d)
+	}
+	if !c.armIdle(end) {
+		return false
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return false
+	}
+	c.setActive()
+	c.nc.SetReadDeadline(end) // a Shutdown wake-up may have come between Peek and setActive
+	return true
 }
 
 // What waitNextRequest found.
@@ -298,7 +313,9 @@ func (c *conn) setWriteDeadline() {
 func (c *conn) rejectRequest(err error) {
 	var pe *h1.Error
 	if !errors.As(err, &pe) {
-		if errors.Is(err, os.ErrDeadlineExceeded) { // some of the head had arrived (serve)
+		// A timeout answers 408 only once a request-line had begun: empty lines before one (a
+		// client's stray CRLF after a body) are not a request.
+		if errors.Is(err, os.ErrDeadlineExceeded) && c.ex.Req.Started() {
 			c.writeSimpleError(408, reason.ClientTimeout, "request head not received in time")
 		}
 		return
