@@ -81,8 +81,10 @@ func TestLearnFromObservation(t *testing.T) {
 		})
 	}
 	s := p.Snapshot()
-	if s.Learned < idle/2 || s.Learned > idle {
-		t.Errorf("learned %v, want in [%v, %v]", s.Learned, idle/2, idle)
+	// The observed age can pass the backend's timer by a scheduling delay (150.17 ms seen on a
+	// loaded CI run); the effective idle below stays under the backend's timeout either way.
+	if s.Learned < idle/2 || s.Learned > idle+idle/10 {
+		t.Errorf("learned %v, want in [%v, %v]", s.Learned, idle/2, idle+idle/10)
 	}
 	if s.EffectiveIdle >= idle || s.Counters.ClosedBy[CloseBackendClosedIdle] == 0 {
 		t.Errorf("effective %v, closed %v", s.EffectiveIdle, s.Counters.ClosedBy)
