@@ -17,43 +17,38 @@ import (
 // cases where a deadline left from an earlier step or an earlier request could fire wrongly,
 // and the cases where a timeout must still fire.
 
-// pausingBackend answers every request on a keep-alive connection with a head and a body
-// written in the given pieces, sleeping pause before each piece after the first.
-func pausingBackend(t *testing.T, pause time.Duration, pieces ...string) string {
+// scriptBackend answers every request on a keep-alive connection with pieces, sleeping
+// pauses[i] before piece i (i > 0).
+func scriptBackend(t *testing.T, pauses []time.Duration, pieces ...string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					for i, p := range pieces {
-						if i > 0 {
-							time.Sleep(pause)
-						}
-						if _, err := io.WriteString(c, p); err != nil {
-							return
-						}
-					}
+			io.Copy(io.Discard, req.Body)
+			for i, p := range pieces {
+				if i > 0 {
+					time.Sleep(pauses[i])
 				}
-			}()
+				if _, err := io.WriteString(c, p); err != nil {
+					return
+				}
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
+}
+
+// pausingBackend is scriptBackend with the same pause before every piece after the first.
+func pausingBackend(t *testing.T, pause time.Duration, pieces ...string) string {
+	t.Helper()
+	pauses := make([]time.Duration, len(pieces))
+	for i := range pauses {
+		pauses[i] = pause
+	}
+	return scriptBackend(t, pauses, pieces...)
 }
 
 func TestUpstreamHeadSplitAcrossPausesLongerThanTheClientCheck(t *testing.T) {
@@ -146,15 +141,10 @@ listeners: [{address: 127.0.0.1:0, write_timeout: 300ms}]
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: b}]
 `, map[string]string{"b": be})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	conn := openConn(t, tg.addr)
 	get := func() (int, error) {
 		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
+		resp, err := http.ReadResponse(conn.br, nil)
 		if err != nil {
 			return 0, err
 		}
@@ -202,29 +192,16 @@ routes: [{id: all, upstream: b}]
 func TestClientHeadSplitAcrossAPause(t *testing.T) {
 	// The first bytes end the idle wait (whose deadline is short); the rest of the head is
 	// read under read_header_timeout.
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, read_header_timeout: 2s}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	tg := echoGateway(t, "read_header_timeout: 2s")
+	conn := openConn(t, tg.addr)
 	for i := 0; i < 2; i++ {
 		io.WriteString(conn, "GET /split HTTP/1.1\r\nHo")
 		time.Sleep(300 * time.Millisecond)
 		io.WriteString(conn, "st: t\r\n\r\n")
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
+		resp, err := conn.response()
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
 		mustStatus(t, resp, 200)
 	}
 }
@@ -234,29 +211,12 @@ routes: [{id: all, upstream: b}]
 // A malformed second request on a kept-alive connection, sent after an idle gap longer than
 // write_timeout, must still get its 400.
 func TestMalformedRequestAfterAnIdleGapLongerThanWriteTimeoutGets400(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, write_timeout: 300ms, idle_timeout: 10s}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	tg := echoGateway(t, "write_timeout: 300ms, idle_timeout: 10s")
+	conn := openConn(t, tg.addr)
+	conn.get("/")
 	time.Sleep(700 * time.Millisecond) // > write_timeout
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
-	resp, err = http.ReadResponse(br, nil)
+	resp, err := conn.response()
 	if err != nil {
 		t.Fatalf("no answer to a malformed request after an idle gap: %v", err)
 	}
@@ -267,29 +227,12 @@ routes: [{id: all, upstream: b}]
 
 // Same for the 408 of a head that stalls.
 func TestStalledHeadAfterAnIdleGapGets408(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, write_timeout: 300ms, read_header_timeout: 500ms, idle_timeout: 10s}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	tg := echoGateway(t, "write_timeout: 300ms, read_header_timeout: 500ms, idle_timeout: 10s")
+	conn := openConn(t, tg.addr)
+	conn.get("/")
 	time.Sleep(700 * time.Millisecond)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHo")
-	resp, err = http.ReadResponse(br, nil)
+	resp, err := conn.response()
 	if err != nil {
 		t.Fatalf("no 408 for a stalled head after an idle gap: %v", err)
 	}
@@ -298,44 +241,10 @@ routes: [{id: all, upstream: b}]
 	}
 }
 
-func splitBackend(t *testing.T, pause time.Duration, first, rest string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					io.WriteString(c, first)
-					time.Sleep(pause)
-					if _, err := io.WriteString(c, rest); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // An interim 1xx arriving with the start of the final head: the rest of the final head must
 // be read under the read timeout, not the 250 ms client-check step.
 func TestInterimResponseThenAFinalHeadSplitAcrossAPause(t *testing.T) {
-	be := splitBackend(t, 400*time.Millisecond,
+	be := pausingBackend(t, 400*time.Millisecond,
 		"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-",
 		"Length: 5\r\n\r\nhello")
 	tg := startGateway(t, `
@@ -360,7 +269,7 @@ routes: [{id: all, upstream: b}]
 // A chunked body whose first segment ends inside chunk framing (the data's CRLF split):
 // the next read must run under the read timeout, not the head wait's 250 ms step.
 func TestChunkFramingSplitAcrossAPauseAfterABufferedHead(t *testing.T) {
-	be := splitBackend(t, 400*time.Millisecond,
+	be := pausingBackend(t, 400*time.Millisecond,
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r",
 		"\n0\r\n\r\n")
 	tg := startGateway(t, `
@@ -389,30 +298,13 @@ routes: [{id: all, upstream: b}]
 // Leading empty lines (tolerated by h1.ReadRequest) must not pass for a complete head: the
 // rest is read under read_header_timeout, not the 10 ms fast-wait deadline.
 func TestLeadingEmptyLinesBeforeASplitHead(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
-	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	tg := echoGateway(t, "")
+	conn := openConn(t, tg.addr)
+	conn.get("/")
 	io.WriteString(conn, "\r\n\r\nGET /2 HTTP/1.1\r\nHo") // within the 10 ms fast wait
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(conn, "st: t\r\n\r\n")
-	resp, err = http.ReadResponse(br, nil)
+	resp, err := conn.response()
 	if err != nil {
 		t.Fatalf("second request: %v", err)
 	}
@@ -420,44 +312,6 @@ routes: [{id: all, upstream: b}]
 }
 
 // From a second review (each failed before its fix).
-
-// scriptBackend answers each request with pieces, sleeping pauses[i] before piece i (i > 0).
-func scriptBackend(t *testing.T, pauses []time.Duration, pieces ...string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					for i, p := range pieces {
-						if i > 0 {
-							time.Sleep(pauses[i])
-						}
-						if _, err := io.WriteString(c, p); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 // R1: mid-body, a socket segment that ends inside chunk framing ("1" of the next size line):
 // the next read reaches the socket with bytes still buffered, so streamBody does not re-arm and
@@ -554,27 +408,13 @@ routes: [{id: all, upstream: b}]
 // it) and then idles gets an unsolicited 408 once read_header_timeout passes: ReadRequest
 // consumed the CRLF and waited for a request-line that never started.
 func TestStrayCRLFAfterARequestThenIdleGetsNo408(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, read_header_timeout: 500ms, idle_timeout: 10s}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	tg := echoGateway(t, "read_header_timeout: 500ms, idle_timeout: 10s")
+	conn := openConn(t, tg.addr)
 	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi\r\n") // extra CRLF after the body
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
+	if _, err := conn.response(); err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	rest, _ := io.ReadAll(br) // idle: what does the gateway send?
+	rest, _ := io.ReadAll(conn.br) // idle: what does the gateway send?
 	if len(rest) > 0 {
 		t.Fatalf("an idle client that sent only an empty line got %q", rest)
 	}
@@ -582,12 +422,7 @@ routes: [{id: all, upstream: b}]
 
 // R3b: same on a new connection that sends just an empty line.
 func TestNewConnectionSendingOnlyAnEmptyLineGetsNo408(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, read_header_timeout: 500ms}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
+	tg := echoGateway(t, "read_header_timeout: 500ms")
 	out := rawExchange(t, tg.addr, "\r\n", 3*time.Second)
 	if out != "" {
 		t.Fatalf("got %q", out)
@@ -597,17 +432,8 @@ routes: [{id: all, upstream: b}]
 // R4: a new connection that has sent nothing is not woken by Shutdown: it waits in the
 // first-byte Peek (state active) until read_header_timeout.
 func TestShutdownDoesNotWaitForASilentNewConnection(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, read_header_timeout: 3s}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	tg := echoGateway(t, "read_header_timeout: 3s")
+	openConn(t, tg.addr) // sends nothing
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

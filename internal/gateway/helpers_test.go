@@ -215,3 +215,82 @@ func mustStatus(t *testing.T, resp *http.Response, want int) {
 }
 
 var _ = fmt.Sprintf
+
+// serveConns listens on loopback and runs handle on each accepted connection, closing it
+// when handle returns. It returns the address.
+func serveConns(t *testing.T, handle func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// echoGateway starts a gateway with one catch-all route to an echo backend; listener holds
+// extra options of its listener ("read_header_timeout: 500ms"), or "".
+func echoGateway(t *testing.T, listener string) *testGateway {
+	t.Helper()
+	if listener != "" {
+		listener = ", " + listener
+	}
+	return startGateway(t, `
+listeners: [{address: 127.0.0.1:0`+listener+`}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(echoBackend(t, "a"))})
+}
+
+// clientConn is a raw keep-alive connection to the gateway, for tests that control the bytes
+// they send and when.
+type clientConn struct {
+	net.Conn
+	br *bufio.Reader
+	t  *testing.T
+}
+
+func openConn(t *testing.T, addr string) *clientConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &clientConn{Conn: c, br: bufio.NewReader(c), t: t}
+}
+
+// response reads the next response (within 5 s) and drains its body.
+func (c *clientConn) response() (*http.Response, error) {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, nil
+}
+
+// get sends a GET for path and returns its response, failing the test if none arrives.
+func (c *clientConn) get(path string) *http.Response {
+	c.t.Helper()
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path)
+	resp, err := c.response()
+	if err != nil {
+		c.t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp
+}

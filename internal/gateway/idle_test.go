@@ -1,12 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"runtime"
 	"testing"
 	"time"
@@ -16,29 +12,11 @@ import (
 // small stack while it idles). It must go on serving requests, and the goroutine it leaves
 // must end: the count stays flat over many idle gaps.
 func TestIdleConnectionHandOverServesAndDoesNotLeak(t *testing.T) {
-	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, idle_timeout: 5s}]
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	br := bufio.NewReader(conn)
+	tg := echoGateway(t, "idle_timeout: 5s")
+	conn := openConn(t, tg.addr)
 	get := func(i int) {
 		t.Helper()
-		fmt.Fprintf(conn, "GET /idle/%d HTTP/1.1\r\nHost: t\r\n\r\n", i)
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("request %d after an idle gap: %v", i, err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		mustStatus(t, resp, 200)
+		mustStatus(t, conn.get(fmt.Sprintf("/idle/%d", i)), 200)
 	}
 	get(0)
 	time.Sleep(50 * time.Millisecond)
@@ -66,7 +44,7 @@ routes: [{id: all, upstream: b}]
 	case <-time.After(3 * time.Second):
 		t.Fatal("shutdown still waiting 3 s with one idle (handed-over) client connection")
 	}
-	if _, err := br.ReadByte(); err == nil {
+	if _, err := conn.br.ReadByte(); err == nil {
 		t.Fatal("the idle connection was not closed by shutdown")
 	}
 }
