@@ -125,11 +125,12 @@ func (b *BodyReader) Buffered() bool {
 	return b.mode == modeLength && int64(b.br.Buffered()) >= b.remaining
 }
 
-// InFraming reports whether a chunked body stands between chunk data with the framing it
-// needs next not (fully) buffered: the next Read then reads the connection even though bytes
-// are buffered (Read consumes framing that is complete in the buffer right after the data).
+// InFraming reports whether a chunked body stands before framing (a chunk-size line, the
+// CRLF after chunk data, the trailer) that is not fully buffered: the next Read then reads
+// the connection even though bytes are buffered.
 func (b *BodyReader) InFraming() bool {
-	return b.br != nil && b.err == nil && b.mode == modeChunked && b.state != stData && b.state != stDone
+	return b.br != nil && b.err == nil && b.mode == modeChunked && b.state != stData && b.state != stDone &&
+		!b.framingBuffered()
 }
 
 func (b *BodyReader) readLength(p []byte) (int, error) {
@@ -220,17 +221,7 @@ func (b *BodyReader) step() error {
 // blocks.
 func (b *BodyReader) stepBuffered() error {
 	for b.state != stData && b.state != stDone {
-		buf, _ := b.br.Peek(b.br.Buffered())
-		var ready bool
-		switch b.state {
-		case stDataCRLF:
-			ready = len(buf) >= 2
-		case stSize:
-			ready = bytes.IndexByte(buf, '\n') >= 0
-		case stTrailer:
-			ready = bytes.HasPrefix(buf, crlf) || bytes.Contains(buf, []byte("\n\r\n"))
-		}
-		if !ready {
+		if !b.framingBuffered() {
 			return nil
 		}
 		if err := b.step(); err != nil {
@@ -238,6 +229,21 @@ func (b *BodyReader) stepBuffered() error {
 		}
 	}
 	return nil
+}
+
+// framingBuffered reports whether the framing the current state expects is all in the
+// buffer, so that step will not read the connection.
+func (b *BodyReader) framingBuffered() bool {
+	buf, _ := b.br.Peek(b.br.Buffered())
+	switch b.state {
+	case stDataCRLF:
+		return len(buf) >= 2
+	case stSize:
+		return bytes.IndexByte(buf, '\n') >= 0
+	case stTrailer:
+		return bytes.HasPrefix(buf, crlf) || bytes.Contains(buf, []byte("\n\r\n"))
+	}
+	return true
 }
 
 var crlf = []byte("\r\n")

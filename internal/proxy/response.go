@@ -70,20 +70,18 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 	defer copyBufs.Put(bp)
 	buf := *bp
 	nc := c.NetConn()
-	if !body.Buffered() {
-		// Some of the body is still to come (or, chunked, may be): the reads that reach the
-		// socket before the buffer drains get the body's timeout, not the head wait's step.
-		p.armBodyRead(rt, nc)
-	}
-	for first := true; ; first = false {
-		if c.R.Buffered() == 0 || !first && body.InFraming() {
+	for {
+		// Before a Read that will reach the socket (nothing buffered, or chunk framing that
+		// is not all buffered): send what was relayed, and give the read the body's timeout,
+		// not the head wait's client-check step.
+		if c.R.Buffered() == 0 || body.InFraming() {
 			if err := ex.Flush(); err != nil {
 				ex.Abort()
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
 			}
 			// A finished body's next Read returns io.EOF without reading: no deadline.
 			if !body.Done() {
-				p.armBodyRead(rt, nc)
+				armBodyRead(rt, nc)
 			}
 		}
 		n, err := body.Read(buf)
@@ -113,7 +111,7 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 
 // armBodyRead sets the read deadline for the next read of a response body: the route's read
 // timeout, or none (awaitResponse may have left its client-check step armed).
-func (p *Proxy) armBodyRead(rt *Route, nc net.Conn) {
+func armBodyRead(rt *Route, nc net.Conn) {
 	if rt.Read > 0 {
 		nc.SetReadDeadline(time.Now().Add(rt.Read))
 	} else {
