@@ -115,9 +115,10 @@ func (p *Pool) get(ctx context.Context, idempotent, fresh bool) (*Conn, error) {
 			c, dead = p.popLocked(now, idempotent)
 		}
 		if c != nil {
+			p.checkoutLocked(c, now)
 			p.mu.Unlock()
 			closeAll(dead)
-			if c, ok := p.checked(c, now); ok {
+			if p.checked(c) {
 				return c, nil
 			}
 			continue
@@ -230,24 +231,28 @@ func (p *Pool) idleReason(eff time.Duration, learned bool) CloseReason {
 	return CloseIdleTimeout
 }
 
-// checked runs the checkout check on a popped idle conn. A dead conn is closed, counted as
-// stale caught and fed to learning.
-func (p *Pool) checked(c *Conn, now time.Time) (*Conn, bool) {
-	if !p.noCheck {
-		if why := c.check(); why != "" {
-			p.mu.Lock()
-			p.stats.staleCaught++
-			p.observeLocked(c, time.Now())
-			p.retireLocked(c, why, time.Now(), false)
-			p.mu.Unlock()
-			_ = c.cc.Close()
-			return nil, false
-		}
+// checked runs the reuse check on an idle conn checked out with the pop (so that a live one,
+// the common case, costs no second lock). A dead conn is closed, counted as stale caught
+// rather than as a reuse, and fed to learning.
+func (p *Pool) checked(c *Conn) bool {
+	if p.noCheck {
+		return true
 	}
+	why := c.check()
+	if why == "" {
+		return true
+	}
+	now := time.Now()
 	p.mu.Lock()
-	p.checkoutLocked(c, now)
+	if c.Reused {
+		p.stats.reused--
+	}
+	p.stats.staleCaught++
+	p.observeLocked(c, now)
+	p.retireLocked(c, why, now, false)
 	p.mu.Unlock()
-	return c, true
+	_ = c.cc.Close()
+	return false
 }
 
 func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
@@ -269,7 +274,9 @@ func (p *Pool) useHandoff(c *Conn, idempotent bool) (_ *Conn, redial bool) {
 	now := time.Now()
 	p.mu.Lock()
 	ok := idempotent || now.Sub(c.lastUsed) < p.unsafeIdle
-	if !ok {
+	if ok {
+		p.checkoutLocked(c, now)
+	} else {
 		p.retireLocked(c, CloseEvicted, now, true)
 	}
 	p.mu.Unlock()
@@ -277,7 +284,7 @@ func (p *Pool) useHandoff(c *Conn, idempotent bool) (_ *Conn, redial bool) {
 		_ = c.cc.Close()
 		return nil, true
 	}
-	if c, ok := p.checked(c, now); ok {
+	if p.checked(c) {
 		return c, false
 	}
 	return nil, false
