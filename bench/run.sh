@@ -335,30 +335,25 @@ load() {
 	fi
 }
 
-# rss name prints the peak RSS in KiB of the process and its children (nginx workers).
-rss() {
+# proc_sum name file awkprog prints the sum over the proxy's recorded pid and its children
+# (nginx's workers) of what awkprog prints from /proc/PID/file.
+proc_sum() {
 	local p=${PID[$1]:-} total=0 k kid
 	[ -n "$p" ] || { echo 0; return; }
 	local pids=("$p")
 	for kid in $(cat /proc/"$p"/task/*/children 2>/dev/null); do pids+=("$kid"); done
 	for k in "${pids[@]}"; do
-		total=$((total + $(awk '/^VmHWM:/{print $2}' /proc/"$k"/status 2>/dev/null || echo 0)))
+		total=$((total + $(awk "$3" /proc/"$k"/"$2" 2>/dev/null || echo 0)))
 	done
 	echo "$total"
 }
 
-# cpu_ticks name: CPU clock ticks (utime + stime) used so far by the proxy's processes (the
-# recorded pid and its children, e.g. nginx's workers; every thread is in the process's stat).
-cpu_ticks() {
-	local p=${PID[$1]:-} total=0 k kid
-	[ -n "$p" ] || { echo 0; return; }
-	local pids=("$p")
-	for kid in $(cat /proc/"$p"/task/*/children 2>/dev/null); do pids+=("$kid"); done
-	for k in "${pids[@]}"; do
-		total=$((total + $(awk '{print $14 + $15}' /proc/"$k"/stat 2>/dev/null || echo 0)))
-	done
-	echo "$total"
-}
+# rss name prints the peak RSS in KiB of the process and its children.
+rss() { proc_sum "$1" status '/^VmHWM:/{print $2}'; }
+
+# cpu_ticks name: CPU clock ticks (utime + stime) used so far by the proxy's processes (every
+# thread is in the process's stat).
+cpu_ticks() { proc_sum "$1" stat '{print $14 + $15}'; }
 
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print 0; exit} if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 
