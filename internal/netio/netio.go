@@ -8,6 +8,10 @@
 // The sockets are non-blocking, so the calls never block: Conn makes them with
 // syscall.RawSyscall inside syscall.RawConn's Read/Write callbacks, which still park the
 // goroutine on the poller on EAGAIN and still honour deadlines and Close.
+//
+// The calls are recvfrom(2) and sendto(2), not read(2) and write(2): on a socket they do the
+// same, minus the VFS layer (file position lock, read_iter/write_iter) that read and write
+// pass through first; sendto's MSG_NOSIGNAL also spares a SIGPIPE on a reset connection.
 package netio
 
 import (
@@ -82,7 +86,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 
 func (c *Conn) readFD(fd uintptr) bool {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), 0, 0, 0)
 		switch e {
 		case 0:
 			c.rn = int(n)
@@ -119,7 +123,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 func (c *Conn) writeFD(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		p := c.wbuf[c.wn:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_NOSIGNAL, 0, 0)
 		switch e {
 		case 0:
 			c.wn += int(n)
