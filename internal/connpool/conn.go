@@ -55,7 +55,8 @@ type Conn struct {
 	probeErr syscall.Errno
 }
 
-// NetConn returns the counting connection, for SetDeadline and the like.
+// NetConn returns the counting connection, for SetDeadline and the like. Its deadlines must
+// be set through it (or netio.ExtendRead/ExtendWrite on it), never on the socket underneath.
 func (c *Conn) NetConn() net.Conn { return c.cc }
 
 // BytesWritten returns the bytes accepted by Write since this checkout.
@@ -119,6 +120,8 @@ func (c *Conn) probe() CloseReason {
 	}
 }
 
+var _ netio.Extender = (*countConn)(nil)
+
 // countConn counts bytes moved through a connection since the last reset.
 type countConn struct {
 	net.Conn
@@ -135,6 +138,15 @@ func (c *countConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.w.Add(int64(n))
 	return n, err
+}
+
+// ExtendRead and ExtendWrite pass lazy deadlines through to the socket (netio.Extender).
+func (c *countConn) ExtendRead(t time.Time, late time.Duration) error {
+	return netio.ExtendRead(c.Conn, t, late)
+}
+
+func (c *countConn) ExtendWrite(t time.Time, late time.Duration) error {
+	return netio.ExtendWrite(c.Conn, t, late)
 }
 
 func (c *countConn) reset() {

@@ -143,7 +143,8 @@ func TestHashSticksThroughGateway(t *testing.T) {
 }
 
 // TestGenerationCarriesHealth: a reload keeps a target's ejection, ramps a target that
-// joined, and Close stops the active checks of a generation.
+// joined, and Close stops the active checks of a generation. (healthy_threshold: a run of
+// passed checks would end the ejection, as in Envoy, before the reload on a slow machine.)
 func TestGenerationCarriesHealth(t *testing.T) {
 	a, b := testutil.Echo(t), testutil.Echo(t)
 	cfg1 := mustParse(t, fmt.Sprintf(`
@@ -152,7 +153,7 @@ upstreams:
   - id: echo
     targets: [{address: %q}]
     balancer: {slow_start: 1m}
-    health_check: {active: {interval: 20ms, timeout: 1s}, passive: {}}
+    health_check: {active: {interval: 20ms, timeout: 1s, healthy_threshold: 1000}, passive: {}}
 routes: [{id: all, upstream: echo}]
 `, a.Addr()), nil)
 	g1, err := buildNext(cfg1, nil, nil, testLogger(t))

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -44,6 +45,10 @@ type Conn struct {
 	wn   int
 	werr syscall.Errno
 	wfn  func(uintptr) bool
+
+	// The deadlines armed through this Conn (zero: none), so that Extend can tell when the
+	// armed one already fits. Every deadline must be set through the Conn for them to hold.
+	rdl, wdl time.Time
 }
 
 // Wrap returns nc wrapped in a Conn when it is a TCP connection with a file descriptor, and
@@ -136,6 +141,86 @@ func (c *Conn) writeFD(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// SetReadDeadline sets the read deadline exactly, like net.Conn's.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.rdl = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline sets the write deadline exactly, like net.Conn's.
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	c.wdl = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both deadlines exactly, like net.Conn's.
+func (c *Conn) SetDeadline(t time.Time) error {
+	c.rdl, c.wdl = t, t
+	return c.Conn.SetDeadline(t)
+}
+
+// ExtendRead makes reads time out no earlier than t and no later than t+late (a zero t: no
+// deadline). When the deadline armed already falls in that window it is kept; otherwise
+// t+late is armed, so that a busy connection re-arms once per late, not once per request:
+// each arming moves a runtime timer (~200-300 ns, several per request), and a request's
+// timeouts are seconds long, not exact to the microsecond.
+func (c *Conn) ExtendRead(t time.Time, late time.Duration) error {
+	if fits(c.rdl, t, late) {
+		return nil
+	}
+	return c.SetReadDeadline(arm(t, late))
+}
+
+// ExtendWrite is ExtendRead for writes.
+func (c *Conn) ExtendWrite(t time.Time, late time.Duration) error {
+	if fits(c.wdl, t, late) {
+		return nil
+	}
+	return c.SetWriteDeadline(arm(t, late))
+}
+
+func fits(armed, t time.Time, late time.Duration) bool {
+	if t.IsZero() || armed.IsZero() {
+		return t.IsZero() && armed.IsZero()
+	}
+	return !armed.Before(t) && armed.Sub(t) <= late
+}
+
+func arm(t time.Time, late time.Duration) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(late)
+}
+
+// Extender is a connection whose deadlines can be extended lazily (a Conn, or a wrapper of one).
+type Extender interface {
+	ExtendRead(t time.Time, late time.Duration) error
+	ExtendWrite(t time.Time, late time.Duration) error
+}
+
+// ExtendRead calls nc's ExtendRead when it has one, and sets t exactly otherwise.
+func ExtendRead(nc net.Conn, t time.Time, late time.Duration) error {
+	if e, ok := nc.(Extender); ok {
+		return e.ExtendRead(t, late)
+	}
+	return nc.SetReadDeadline(t)
+}
+
+// ExtendWrite calls nc's ExtendWrite when it has one, and sets t exactly otherwise.
+func ExtendWrite(nc net.Conn, t time.Time, late time.Duration) error {
+	if e, ok := nc.(Extender); ok {
+		return e.ExtendWrite(t, late)
+	}
+	return nc.SetWriteDeadline(t)
+}
+
+// Slack is how late a timeout of d may fire when it is armed lazily: an eighth of d, at most
+// 250 ms (nginx lets its timers run up to 300 ms late for the same saving).
+func Slack(d time.Duration) time.Duration {
+	return min(d/8, 250*time.Millisecond)
 }
 
 // renameOp makes the poller's errors (deadline, closed) read as net.Conn's do: "read tcp ...",

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/reason"
 	"sluice/internal/server"
 	"sluice/internal/upstream"
@@ -243,9 +245,7 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 // exchange writes the request on c, reads the response head, and streams the response.
 func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, c *connpool.Conn, r *retrier) (result, connpool.Outcome) {
 	nc := c.NetConn()
-	if rt.Write > 0 {
-		nc.SetWriteDeadline(time.Now().Add(rt.Write))
-	}
+	armWrite(nc, rt.Write)
 	err := fwd.writeHead(c.W, t)
 	if err == nil {
 		err = c.W.Flush()
@@ -336,22 +336,24 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 		// Bytes after an interim (1xx) response: what is missing of the head is read under
 		// the whole wait's deadline, not the client-check step left armed by the first wait.
 		if !h1.HeadBuffered(c.R) {
-			nc.SetReadDeadline(deadline)
+			netio.ExtendRead(nc, deadline, netio.Slack(timeout))
 		}
 		return result{}, true
 	}
 	for {
-		step := now.Add(clientCheckInterval)
-		if !deadline.IsZero() && deadline.Before(step) {
-			step = deadline
+		// Wake up every clientCheckInterval (up to half of it late) to see whether the
+		// client is still there, or at the deadline (up to netio.Slack late).
+		if !deadline.IsZero() && deadline.Sub(now) < clientCheckInterval {
+			netio.ExtendRead(nc, deadline, netio.Slack(timeout))
+		} else {
+			netio.ExtendRead(nc, now.Add(clientCheckInterval), clientCheckInterval/2)
 		}
-		nc.SetReadDeadline(step)
 		_, err := c.R.Peek(1)
 		if err == nil {
 			if !h1.HeadBuffered(c.R) {
 				// The rest of the head is read under the whole wait's deadline; a complete
 				// head needs no read, and streamBody arms the body's reads itself.
-				nc.SetReadDeadline(deadline)
+				netio.ExtendRead(nc, deadline, netio.Slack(timeout))
 			}
 			return result{}, true
 		}
@@ -365,6 +367,15 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 			return result{err: reason.New(499, reason.ClientBodyError, t.Addr, errors.New("client closed the connection while waiting for the upstream")), clientGone: true}, false
 		}
 		now = time.Now()
+	}
+}
+
+// armWrite bounds the next writes on nc by d (none when d <= 0), lazily: see netio.ExtendWrite.
+func armWrite(nc net.Conn, d time.Duration) {
+	if d > 0 {
+		netio.ExtendWrite(nc, time.Now().Add(d), netio.Slack(d))
+	} else {
+		netio.ExtendWrite(nc, time.Time{}, 0)
 	}
 }
 
@@ -396,9 +407,7 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 	for !fwd.preEOF {
 		n, rerr := ex.ReadBody(buf)
 		if n > 0 {
-			if rt.Write > 0 {
-				nc.SetWriteDeadline(time.Now().Add(rt.Write))
-			}
+			armWrite(nc, rt.Write)
 			if _, err := w.Write(buf[:n]); err != nil {
 				return p.sendFailure(c, t, err), false
 			}
@@ -410,10 +419,8 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 			return clientBodyFailure(t, rerr), false
 		}
 	}
-	if rt.Write > 0 {
-		// The last client read may have waited long past the last write's deadline.
-		nc.SetWriteDeadline(time.Now().Add(rt.Write))
-	}
+	// The last client read may have waited long past the last write's deadline.
+	armWrite(nc, rt.Write)
 	if ex.Req.Chunked {
 		if err := cw.Close(ex.BodyTrailer()); err != nil {
 			return p.sendFailure(c, t, err), false

@@ -9,6 +9,7 @@ import (
 
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/reason"
 	"sluice/internal/server"
 	"sluice/internal/upstream"
@@ -113,8 +114,8 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 // timeout, or none (awaitResponse may have left its client-check step armed).
 func armBodyRead(rt *Route, nc net.Conn) {
 	if rt.Read > 0 {
-		nc.SetReadDeadline(time.Now().Add(rt.Read))
+		netio.ExtendRead(nc, time.Now().Add(rt.Read), netio.Slack(rt.Read))
 	} else {
-		nc.SetReadDeadline(time.Time{})
+		netio.ExtendRead(nc, time.Time{}, 0)
 	}
 }

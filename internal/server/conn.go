@@ -143,17 +143,18 @@ func (c *conn) serve(resumeIdle bool) {
 // Shutdown's wake-up ends it, and leaves read_header_timeout armed for the rest of the head.
 func (c *conn) awaitFirstByte() bool {
 	var end time.Time // zero: no timeout
-	if d := c.st.ReadHeaderTimeout; d > 0 {
+	d := c.st.ReadHeaderTimeout
+	if d > 0 {
 		end = time.Now().Add(d)
 	}
-	if !c.armIdle(end) {
+	if !c.armIdle(end, netio.Slack(d)) {
 		return false
 	}
 	if _, err := c.br.Peek(1); err != nil {
 		return false
 	}
 	c.setActive()
-	c.nc.SetReadDeadline(end) // a Shutdown wake-up may have come between Peek and setActive
+	netio.ExtendRead(c.rw, end, netio.Slack(d)) // a Shutdown wake-up may have come between Peek and setActive
 	return true
 }
 
@@ -180,7 +181,9 @@ func (c *conn) waitNextRequest() int {
 		idleEnd = start.Add(d)
 	}
 	if c.st.IdleTimeout <= 0 || c.st.IdleTimeout > 2*idleFastWait {
-		if !c.armIdle(start.Add(idleFastWait)) {
+		// The wait may run up to idleFastWait late: a busy connection then re-arms it only
+		// every few requests.
+		if !c.armIdle(start.Add(idleFastWait), idleFastWait) {
 			return waitStop
 		}
 		if _, err := c.br.Peek(1); err == nil {
@@ -189,7 +192,7 @@ func (c *conn) waitNextRequest() int {
 			return waitStop
 		}
 	}
-	if !c.armIdle(idleEnd) {
+	if !c.armIdle(idleEnd, netio.Slack(c.st.IdleTimeout)) {
 		return waitStop
 	}
 	c.releaseBufs()
@@ -272,16 +275,17 @@ func (c *conn) setActive() bool {
 	return true
 }
 
-// armIdle marks the connection idle and sets its read deadline, unless the server is shutting
-// down. It holds c.mu so that Shutdown's wake-up (wakeIfIdle) cannot be overwritten.
-func (c *conn) armIdle(deadline time.Time) bool {
+// armIdle marks the connection idle and sets its read deadline (up to late after deadline;
+// see netio.ExtendRead), unless the server is shutting down. It holds c.mu so that Shutdown's
+// wake-up (wakeIfIdle) cannot be overwritten.
+func (c *conn) armIdle(deadline time.Time, late time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.srv.closing.Load() {
 		return false
 	}
 	c.state = stateIdle
-	c.nc.SetReadDeadline(deadline)
+	netio.ExtendRead(c.rw, deadline, late)
 	return true
 }
 
@@ -289,22 +293,24 @@ func (c *conn) armIdle(deadline time.Time) bool {
 func (c *conn) wakeIfIdle() {
 	c.mu.Lock()
 	if c.state == stateIdle {
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.rw.SetReadDeadline(time.Unix(1, 0))
 	}
 	c.mu.Unlock()
 }
 
+// setReadDeadline bounds the next reads by d (none when d <= 0), lazily: see netio.ExtendRead.
+// Deadlines are set through c.rw, never c.nc, so that the one armed is always known.
 func (c *conn) setReadDeadline(d time.Duration) {
 	if d > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(d))
+		netio.ExtendRead(c.rw, time.Now().Add(d), netio.Slack(d))
 	} else {
-		c.nc.SetReadDeadline(time.Time{})
+		netio.ExtendRead(c.rw, time.Time{}, 0)
 	}
 }
 
 func (c *conn) setWriteDeadline() {
 	if d := c.st.WriteTimeout; d > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(d))
+		netio.ExtendWrite(c.rw, time.Now().Add(d), netio.Slack(d))
 	}
 }
 
