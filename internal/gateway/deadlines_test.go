@@ -443,3 +443,53 @@ func TestShutdownDoesNotWaitForASilentNewConnection(t *testing.T) {
 		t.Fatalf("Shutdown took %v with one connection that sent nothing", d)
 	}
 }
+
+// silentBackend reads a request and never answers.
+func silentBackend(t *testing.T) string {
+	t.Helper()
+	return serveConns(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.Copy(io.Discard, c)
+	})
+}
+
+// The upstream response timeout may fire up to netio.Slack(read) late (docs/design.md;
+// awaitResponse: "or at the deadline (up to netio.Slack late)"). With read: 250ms that is
+// 31.25 ms. But awaitResponse arms the first client-check step lazily at now+250ms+125ms
+// (a fresh connection has nothing armed, so ExtendRead arms t+late), which lies past the
+// response deadline; the 504 comes at ~375 ms, 125 ms late (50% of the timeout). Before
+// 1a2b1c2 the step was min(now+250ms, deadline).
+// TestResponseTimeoutFiresWithinItsSlack: the 250 ms client-check step of the response wait
+// may run late, but never past the response timeout's own lateness (netio.Slack): with a
+// 250 ms read timeout the 504 came at ~375 ms when the step armed its full 125 ms.
+func TestResponseTimeoutFiresWithinItsSlack(t *testing.T) {
+	be := silentBackend(t)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    timeouts: {read: 250ms}
+    retry: {attempts: 1}
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": be})
+	best := time.Hour
+	for i := 0; i < 3; i++ {
+		c := newClient() // a new client connection each time: a clean measurement
+		start := time.Now()
+		resp, err := c.Get(tg.url("/x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		mustStatus(t, resp, 504)
+		best = min(best, time.Since(start))
+	}
+	// 250 ms + Slack(250ms) = 281 ms, plus 40 ms for scheduling; the best of 3 runs.
+	if best > 321*time.Millisecond {
+		t.Fatalf("the 250ms response timeout fired after %v (best of 3); want at most 250ms + Slack 31ms (+ scheduling)", best)
+	}
+}

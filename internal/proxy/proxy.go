@@ -346,7 +346,12 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 		if !deadline.IsZero() && deadline.Sub(now) < clientCheckInterval {
 			netio.ExtendRead(nc, deadline, netio.Slack(timeout))
 		} else {
-			netio.ExtendRead(nc, now.Add(clientCheckInterval), clientCheckInterval/2)
+			// The step may run late, but not past the deadline's own lateness.
+			step, late := now.Add(clientCheckInterval), clientCheckInterval/2
+			if !deadline.IsZero() {
+				late = min(late, deadline.Add(netio.Slack(timeout)).Sub(step))
+			}
+			netio.ExtendRead(nc, step, late)
 		}
 		_, err := c.R.Peek(1)
 		if err == nil {
