@@ -3,9 +3,7 @@ package connpool
 import (
 	"bufio"
 	"net"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"sluice/internal/netio"
@@ -33,8 +31,8 @@ type Conn struct {
 	R       *bufio.Reader // over the counting connection; pooled with the Conn
 	W       *bufio.Writer
 
-	cc *countConn
-	rc syscall.RawConn // nil when the dialed conn has no file descriptor
+	cc  *countConn
+	nio *netio.Conn // the socket under cc, for the reuse check; nil when not a TCP conn
 
 	// Guarded by the pool mutex.
 	state     connState
@@ -46,13 +44,6 @@ type Conn struct {
 	kaTimeout time.Duration // latest Keep-Alive timeout on this conn; 0 = none
 	gen       uint64        // checkout generation, to spot reuse during a sweep probe
 	idleAtGet time.Duration // idle age at the last checkout
-
-	// probeMu serialises probes (the sweeper and Get may probe the same conn). The probe
-	// closure is built once so a probe costs no allocation.
-	probeMu  sync.Mutex
-	probeFn  func(fd uintptr)
-	probeN   int
-	probeErr syscall.Errno
 }
 
 // NetConn returns the counting connection, for SetDeadline and the like. Its deadlines must
@@ -67,21 +58,15 @@ func (c *Conn) BytesRead() int64 { return c.cc.r.Load() }
 
 func newConn(nc net.Conn, now time.Time) *Conn {
 	cc := &countConn{Conn: netio.Wrap(nc)}
+	nio, _ := cc.Conn.(*netio.Conn)
 	c := &Conn{
+		nio:      nio,
 		ID:       lastID.Add(1),
 		R:        bufio.NewReaderSize(cc, bufSize),
 		W:        bufio.NewWriterSize(cc, bufSize),
 		cc:       cc,
 		created:  now,
 		lastUsed: now,
-	}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			c.rc = rc
-		}
-	}
-	c.probeFn = func(fd uintptr) {
-		c.probeN, c.probeErr = netio.Peek(fd)
 	}
 	return c
 }
@@ -96,28 +81,21 @@ func (c *Conn) check() CloseReason {
 	return c.probe()
 }
 
-// probe peeks one byte without blocking: EAGAIN means alive, 0 bytes means the peer's FIN
-// arrived, bytes mean unsolicited data, any other error (ECONNRESET) means dead.
+// probe peeks without consuming or blocking (safe alongside another probe: the sweeper and
+// a checkout may look at the same idle conn): nothing waiting means alive, bytes mean
+// unsolicited data, the peer's FIN or an error (ECONNRESET) means dead.
 func (c *Conn) probe() CloseReason {
-	if c.rc == nil {
+	if c.nio == nil {
 		return ""
 	}
-	c.probeMu.Lock()
-	defer c.probeMu.Unlock()
-	if err := c.rc.Control(c.probeFn); err != nil {
-		return CloseBackendClosedIdle
-	}
-	n, err := c.probeN, c.probeErr
+	r, err := c.nio.PeekNow()
 	switch {
-	case err == syscall.EAGAIN:
-		return ""
-	case err == 0 && n == 0:
+	case err != nil || r == netio.PeekClosed:
 		return CloseBackendClosedIdle
-	case n > 0:
+	case r == netio.PeekData:
 		return CloseUnsolicitedData
-	default:
-		return CloseBackendClosedIdle
 	}
+	return ""
 }
 
 var _ netio.Extender = (*countConn)(nil)

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -49,6 +50,13 @@ type Conn struct {
 	// The deadlines armed through this Conn (zero: none), so that Extend can tell when the
 	// armed one already fits. Every deadline must be set through the Conn for them to hold.
 	rdl, wdl time.Time
+
+	// PeekNow's result; pmu serialises PeekNow (a pool's sweeper and its checkout may look at
+	// the same idle connection).
+	pmu    sync.Mutex
+	peeked PeekResult
+	pfn    func(uintptr)
+	waitFn func(uintptr) bool
 }
 
 // Wrap returns nc wrapped in a Conn when it is a TCP connection with a file descriptor, and
@@ -65,6 +73,8 @@ func Wrap(nc net.Conn) net.Conn {
 	c := &Conn{Conn: nc, rc: rc}
 	c.rfn = c.readFD
 	c.wfn = c.writeFD
+	c.pfn = func(fd uintptr) { c.peeked = peekFD(fd) }
+	c.waitFn = func(fd uintptr) bool { return peekFD(fd) != PeekNothing }
 	return c
 }
 
@@ -234,6 +244,42 @@ func renameOp(err error, op string) error {
 
 func (c *Conn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// PeekResult is what a look at a socket that consumes nothing found.
+type PeekResult int
+
+const (
+	PeekNothing PeekResult = iota // nothing to read yet
+	PeekData                      // bytes are waiting
+	PeekClosed                    // the peer closed (FIN) or the socket failed (RST, ...)
+)
+
+// PeekNow looks at the socket without consuming or waiting: whether the peer sent bytes,
+// closed, or nothing yet. The error is the poller's (the connection was closed here).
+func (c *Conn) PeekNow() (PeekResult, error) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	err := c.rc.Control(c.pfn)
+	return c.peeked, err
+}
+
+// WaitReadable waits, under the read deadline, until the socket has bytes, the peer's close
+// or an error to report, without consuming anything (an idle connection needs no buffer).
+func (c *Conn) WaitReadable() error {
+	return c.rc.Read(c.waitFn)
+}
+
+func peekFD(fd uintptr) PeekResult {
+	n, errno := Peek(fd)
+	switch {
+	case n > 0:
+		return PeekData
+	case errno == syscall.EAGAIN || errno == syscall.EINTR:
+		return PeekNothing
+	default:
+		return PeekClosed
+	}
 }
 
 // Peek looks at socket fd without consuming or blocking (recv with MSG_PEEK|MSG_DONTWAIT):

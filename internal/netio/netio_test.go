@@ -192,3 +192,37 @@ func BenchmarkReadWrite(b *testing.B) {
 		})
 	}
 }
+
+func TestPeekNowAndWaitReadable(t *testing.T) {
+	c, sc := pair(t)
+	if r, err := c.PeekNow(); r != PeekNothing || err != nil {
+		t.Fatalf("PeekNow on a quiet socket = %v, %v; want PeekNothing", r, err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		sc.Write([]byte("x"))
+	}()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable: %v", err)
+	}
+	if r, _ := c.PeekNow(); r != PeekData {
+		t.Fatalf("PeekNow with a byte waiting = %v, want PeekData", r)
+	}
+	b := make([]byte, 1)
+	if n, err := c.Read(b); n != 1 || err != nil {
+		t.Fatalf("the byte was consumed by a peek: Read = %d, %v", n, err)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if err := c.WaitReadable(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WaitReadable on a quiet socket: %v, want the deadline", err)
+	}
+	sc.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.WaitReadable(); err != nil {
+		t.Fatalf("WaitReadable after the peer closed: %v", err)
+	}
+	if r, _ := c.PeekNow(); r != PeekClosed {
+		t.Fatalf("PeekNow after the peer closed = %v, want PeekClosed", r)
+	}
+}

@@ -46,7 +46,8 @@ type connBufs struct {
 type conn struct {
 	srv      *Server
 	nc       net.Conn
-	rw       net.Conn // nc for the buffers' reads and writes (netio.Wrap)
+	rw       net.Conn    // nc for the buffers' reads and writes (netio.Wrap)
+	nio      *netio.Conn // rw when it is one (a TCP connection), for peeks; else nil
 	st       *Settings
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -58,13 +59,12 @@ type conn struct {
 	served atomic.Int64
 	ex     *Exchange // nil while idle
 
-	bufs    *connBufs // nil while idle
-	raw     syscall.RawConn
-	rawWait func(uintptr) bool
+	bufs *connBufs // nil while idle
 }
 
 func newConn(s *Server, nc net.Conn, st *Settings) *conn {
 	c := &conn{srv: s, nc: nc, rw: netio.Wrap(nc), st: st, state: stateActive}
+	c.nio, _ = c.rw.(*netio.Conn)
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = host
 	}
@@ -239,33 +239,12 @@ func (c *conn) releaseBufs() {
 // waitReadable blocks until the client sends something, closes, or the read deadline passes,
 // without reading (so no buffer is needed while waiting). It reports whether to go on reading.
 func (c *conn) waitReadable() bool {
-	rc := c.rawConn()
-	if rc == nil {
+	if c.nio == nil {
 		c.acquireBufs()
 		_, err := c.br.Peek(1)
 		return err == nil
 	}
-	// RawConn.Read calls rawWait, and while it returns false waits for the socket to become
-	// readable. rawWait peeks without consuming: data, a close or an error all end the wait;
-	// only "nothing yet" waits on.
-	return rc.Read(c.rawWait) == nil
-}
-
-// rawConn returns the connection's syscall.RawConn (nil when it has none), made once.
-func (c *conn) rawConn() syscall.RawConn {
-	if c.raw == nil {
-		sc, ok := c.nc.(syscall.Conn)
-		if !ok {
-			return nil
-		}
-		rc, err := sc.SyscallConn()
-		if err != nil {
-			return nil
-		}
-		c.raw = rc
-		c.rawWait = func(fd uintptr) bool { return peek(fd) != peekNothing }
-	}
-	return c.raw
+	return c.nio.WaitReadable() == nil
 }
 
 func (c *conn) setActive() bool {
