@@ -143,3 +143,24 @@ func TestExtendKeepsAFittingDeadline(t *testing.T) {
 		t.Errorf("write: a deadline asked within the window re-armed: %v -> %v", w, c.wdl)
 	}
 }
+
+func TestArmReadAndArmWrite(t *testing.T) {
+	c, _ := pair(t)
+	before := time.Now()
+	ArmRead(c, time.Second)
+	if lo, hi := before.Add(time.Second), time.Now().Add(time.Second+Slack(time.Second)); c.rdl.Before(lo) || c.rdl.After(hi) {
+		t.Errorf("ArmRead(1s) armed %v, want within [now+1s, now+1s+Slack]", c.rdl.Sub(before))
+	}
+	ArmRead(c, 0)
+	if !c.rdl.IsZero() {
+		t.Errorf("ArmRead(0) left %v armed, want no deadline", c.rdl)
+	}
+	ArmWrite(c, time.Second)
+	if c.wdl.Before(before.Add(time.Second)) {
+		t.Errorf("ArmWrite(1s) armed %v, want at least now+1s", c.wdl.Sub(before))
+	}
+	ArmWrite(c, -1)
+	if !c.wdl.IsZero() {
+		t.Errorf("ArmWrite(-1) left %v armed, want no deadline", c.wdl)
+	}
+}

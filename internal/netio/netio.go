@@ -227,6 +227,23 @@ func ExtendWrite(nc net.Conn, t time.Time, late time.Duration) error {
 	return nc.SetWriteDeadline(t)
 }
 
+// ArmRead bounds the next reads on nc by d from now (none when d <= 0), up to Slack(d) late:
+// ExtendRead for a timeout.
+func ArmRead(nc net.Conn, d time.Duration) error {
+	if d <= 0 {
+		return ExtendRead(nc, time.Time{}, 0)
+	}
+	return ExtendRead(nc, time.Now().Add(d), Slack(d))
+}
+
+// ArmWrite is ArmRead for writes.
+func ArmWrite(nc net.Conn, d time.Duration) error {
+	if d <= 0 {
+		return ExtendWrite(nc, time.Time{}, 0)
+	}
+	return ExtendWrite(nc, time.Now().Add(d), Slack(d))
+}
+
 // Slack is how late a timeout of d may fire when it is armed lazily: an eighth of d, at most
 // 250 ms (nginx lets its timers run up to 300 ms late for the same saving).
 func Slack(d time.Duration) time.Duration {

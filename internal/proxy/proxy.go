@@ -245,7 +245,7 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 // exchange writes the request on c, reads the response head, and streams the response.
 func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, c *connpool.Conn, r *retrier) (result, connpool.Outcome) {
 	nc := c.NetConn()
-	armWrite(nc, rt.Write)
+	netio.ArmWrite(nc, rt.Write)
 	err := fwd.writeHead(c.W, t)
 	if err == nil {
 		err = c.W.Flush()
@@ -332,33 +332,23 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 	if timeout > 0 {
 		deadline = now.Add(timeout)
 	}
+	late := netio.Slack(timeout)
 	if c.R.Buffered() > 0 {
 		// Bytes after an interim (1xx) response: what is missing of the head is read under
 		// the whole wait's deadline, not the client-check step left armed by the first wait.
 		if !h1.HeadBuffered(c.R) {
-			netio.ExtendRead(nc, deadline, netio.Slack(timeout))
+			netio.ExtendRead(nc, deadline, late)
 		}
 		return result{}, true
 	}
 	for {
-		// Wake up every clientCheckInterval (up to half of it late) to see whether the
-		// client is still there, or at the deadline (up to netio.Slack late).
-		if !deadline.IsZero() && deadline.Sub(now) < clientCheckInterval {
-			netio.ExtendRead(nc, deadline, netio.Slack(timeout))
-		} else {
-			// The step may run late, but not past the deadline's own lateness.
-			step, late := now.Add(clientCheckInterval), clientCheckInterval/2
-			if !deadline.IsZero() {
-				late = min(late, deadline.Add(netio.Slack(timeout)).Sub(step))
-			}
-			netio.ExtendRead(nc, step, late)
-		}
+		armResponseWait(nc, now, deadline, late)
 		_, err := c.R.Peek(1)
 		if err == nil {
 			if !h1.HeadBuffered(c.R) {
 				// The rest of the head is read under the whole wait's deadline; a complete
 				// head needs no read, and streamBody arms the body's reads itself.
-				netio.ExtendRead(nc, deadline, netio.Slack(timeout))
+				netio.ExtendRead(nc, deadline, late)
 			}
 			return result{}, true
 		}
@@ -375,13 +365,18 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 	}
 }
 
-// armWrite bounds the next writes on nc by d (none when d <= 0), lazily: see netio.ExtendWrite.
-func armWrite(nc net.Conn, d time.Duration) {
-	if d > 0 {
-		netio.ExtendWrite(nc, time.Now().Add(d), netio.Slack(d))
-	} else {
-		netio.ExtendWrite(nc, time.Time{}, 0)
+// armResponseWait arms the wait for response bytes: the next client-check step (up to half a
+// step late, but never past the deadline's own lateness), or the deadline when it comes first.
+func armResponseWait(nc net.Conn, now, deadline time.Time, late time.Duration) {
+	step, stepLate := now.Add(clientCheckInterval), clientCheckInterval/2
+	if !deadline.IsZero() {
+		if deadline.Before(step) {
+			netio.ExtendRead(nc, deadline, late)
+			return
+		}
+		stepLate = min(stepLate, deadline.Add(late).Sub(step))
 	}
+	netio.ExtendRead(nc, step, stepLate)
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
@@ -412,7 +407,7 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 	for !fwd.preEOF {
 		n, rerr := ex.ReadBody(buf)
 		if n > 0 {
-			armWrite(nc, rt.Write)
+			netio.ArmWrite(nc, rt.Write)
 			if _, err := w.Write(buf[:n]); err != nil {
 				return p.sendFailure(c, t, err), false
 			}
@@ -425,7 +420,7 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 		}
 	}
 	// The last client read may have waited long past the last write's deadline.
-	armWrite(nc, rt.Write)
+	netio.ArmWrite(nc, rt.Write)
 	if ex.Req.Chunked {
 		if err := cw.Close(ex.BodyTrailer()); err != nil {
 			return p.sendFailure(c, t, err), false

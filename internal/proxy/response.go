@@ -3,9 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
-	"net"
 	"strconv"
-	"time"
 
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
@@ -82,7 +80,8 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 			}
 			// A finished body's next Read returns io.EOF without reading: no deadline.
 			if !body.Done() {
-				armBodyRead(rt, nc)
+				// The route's read timeout, or none: not the head wait's client-check step.
+				netio.ArmRead(nc, rt.Read)
 			}
 		}
 		n, err := body.Read(buf)
@@ -107,15 +106,5 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 			}
 			return result{err: reason.New(502, code, t.Addr, err)}, false
 		}
-	}
-}
-
-// armBodyRead sets the read deadline for the next read of a response body: the route's read
-// timeout, or none (awaitResponse may have left its client-check step armed).
-func armBodyRead(rt *Route, nc net.Conn) {
-	if rt.Read > 0 {
-		netio.ExtendRead(nc, time.Now().Add(rt.Read), netio.Slack(rt.Read))
-	} else {
-		netio.ExtendRead(nc, time.Time{}, 0)
 	}
 }

@@ -277,21 +277,12 @@ func (c *conn) wakeIfIdle() {
 	c.mu.Unlock()
 }
 
-// setReadDeadline bounds the next reads by d (none when d <= 0), lazily: see netio.ExtendRead.
+// setReadDeadline bounds the next reads by d (none when d <= 0), lazily (netio.ArmRead).
 // Deadlines are set through c.rw, never c.nc, so that the one armed is always known.
-func (c *conn) setReadDeadline(d time.Duration) {
-	if d > 0 {
-		netio.ExtendRead(c.rw, time.Now().Add(d), netio.Slack(d))
-	} else {
-		netio.ExtendRead(c.rw, time.Time{}, 0)
-	}
-}
+func (c *conn) setReadDeadline(d time.Duration) { netio.ArmRead(c.rw, d) }
 
-func (c *conn) setWriteDeadline() {
-	if d := c.st.WriteTimeout; d > 0 {
-		netio.ExtendWrite(c.rw, time.Now().Add(d), netio.Slack(d))
-	}
-}
+// setWriteDeadline bounds the next writes by write_timeout, lazily (netio.ArmWrite).
+func (c *conn) setWriteDeadline() { netio.ArmWrite(c.rw, c.st.WriteTimeout) }
 
 // rejectRequest answers a request that could not be parsed, then the connection closes.
 // A clean close or a timeout before any request byte gets no answer.
