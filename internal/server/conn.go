@@ -109,9 +109,7 @@ func (c *conn) serve(resumeIdle bool) {
 				return
 			}
 		}
-		if !c.setActive() {
-			return
-		}
+		c.setActive()
 		if !h1.HeadBuffered(c.br) {
 			// The head has not fully arrived: bound the wait for the rest. A complete one
 			// is parsed without reading, under the wait's deadline, and the body reads
@@ -247,11 +245,11 @@ func (c *conn) waitReadable() bool {
 	return c.nio.WaitReadable() == nil
 }
 
-func (c *conn) setActive() bool {
+// setActive marks the connection as carrying a request: Shutdown lets it finish.
+func (c *conn) setActive() {
 	c.mu.Lock()
 	c.state = stateActive
 	c.mu.Unlock()
-	return true
 }
 
 // armIdle marks the connection idle and sets its read deadline (up to late after deadline;
