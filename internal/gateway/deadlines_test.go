@@ -41,6 +41,33 @@ func scriptBackend(t *testing.T, pauses []time.Duration, pieces ...string) strin
 	})
 }
 
+// upstreamGateway starts a gateway with one catch-all route to the backend at addr; settings
+// are lines of the upstream's config ("timeouts: {read: 2s}").
+func upstreamGateway(t *testing.T, addr string, settings ...string) *testGateway {
+	t.Helper()
+	return startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: b
+    targets: [{address: {{b}}}]
+    `+strings.Join(settings, "\n    ")+`
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": addr})
+}
+
+// fetch GETs url with c and reads the whole body, returning the read's error with what
+// arrived; the response's body is closed.
+func fetch(t *testing.T, c *http.Client, url string) (*http.Response, []byte, error) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
 // pausingBackend is scriptBackend with the same pause before every piece after the first.
 func pausingBackend(t *testing.T, pause time.Duration, pieces ...string) string {
 	t.Helper()
@@ -58,22 +85,10 @@ func TestUpstreamHeadSplitAcrossPausesLongerThanTheClientCheck(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
 		"Content-Length: 5\r\n\r\n",
 		"hello")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {read: 2s}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": be})
+	tg := upstreamGateway(t, be, "timeouts: {read: 2s}")
 	c := newClient()
 	for i := 0; i < 2; i++ { // the second request reuses the pooled connection
-		resp, err := c.Get(tg.url("/split"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body, _ := fetch(t, c, tg.url("/split"))
 		mustStatus(t, resp, 200)
 		if string(body) != "hello" {
 			t.Fatalf("request %d: body %q, want hello", i, body)
@@ -101,12 +116,7 @@ routes:
 `, map[string]string{"w": within, "b": beyond})
 	c := newClient()
 	for i := 0; i < 2; i++ {
-		resp, err := c.Get(tg.url("/within"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, body, _ := fetch(t, c, tg.url("/within"))
 		if resp.StatusCode != 200 || string(body) != "hello" {
 			t.Fatalf("within, request %d: %d %q, want 200 hello", i, resp.StatusCode, body)
 		}
@@ -247,20 +257,8 @@ func TestInterimResponseThenAFinalHeadSplitAcrossAPause(t *testing.T) {
 	be := pausingBackend(t, 400*time.Millisecond,
 		"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-",
 		"Length: 5\r\n\r\nhello")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {read: 2s}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": be})
-	resp, err := newClient().Get(tg.url("/x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	tg := upstreamGateway(t, be, "timeouts: {read: 2s}")
+	resp, body, _ := fetch(t, newClient(), tg.url("/x"))
 	if resp.StatusCode != 200 || string(body) != "hello" {
 		t.Fatalf("got %d %q (X-Sluice-Error %q), want 200 hello", resp.StatusCode, body, resp.Header.Get("X-Sluice-Error"))
 	}
@@ -272,20 +270,8 @@ func TestChunkFramingSplitAcrossAPauseAfterABufferedHead(t *testing.T) {
 	be := pausingBackend(t, 400*time.Millisecond,
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r",
 		"\n0\r\n\r\n")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {read: 2s}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": be})
-	resp, err := newClient().Get(tg.url("/x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	tg := upstreamGateway(t, be, "timeouts: {read: 2s}")
+	_, body, err := fetch(t, newClient(), tg.url("/x"))
 	if err != nil || string(body) != "hello" {
 		t.Fatalf("got %q, %v; want hello", body, err)
 	}
@@ -322,20 +308,8 @@ func TestChunkFramingSplitMidBodyReadsUnderTheReadTimeout(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
 		"5\r\nworld\r\n1",
 		"0\r\n0123456789abcdef\r\n0\r\n\r\n")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {read: 1s}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": be})
-	resp, err := newClient().Get(tg.url("/x"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	tg := upstreamGateway(t, be, "timeouts: {read: 1s}")
+	_, body, err := fetch(t, newClient(), tg.url("/x"))
 	if err != nil || string(body) != "helloworld0123456789abcdef" {
 		lines := tg.accessLines(1)
 		t.Fatalf("got %q, %v; want the whole body (access log reason %v)", body, err, lines[0]["reason"])
@@ -349,14 +323,7 @@ func TestChunkFramingSplitMidBodyFlushesWhatArrived(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
 		"5\r\nworld\r\n1",
 		"0\r\n0123456789abcdef\r\n0\r\n\r\n")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {read: 5s}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": be})
+	tg := upstreamGateway(t, be, "timeouts: {read: 5s}")
 	start := time.Now()
 	resp, err := newClient().Get(tg.url("/x"))
 	if err != nil {
@@ -377,14 +344,7 @@ routes: [{id: all, upstream: b}]
 // armed before the head (or the last data write).
 func TestChunkedUploadTerminatorAfterAPauseLongerThanTheWriteTimeout(t *testing.T) {
 	be := echoBackend(t, "a")
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {write: 1s}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(be)})
+	tg := upstreamGateway(t, hostport(be), "timeouts: {write: 1s}")
 	conn, err := net.Dial("tcp", tg.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -455,26 +415,12 @@ func silentBackend(t *testing.T) string {
 	})
 }
 
-// The upstream response timeout may fire up to netio.Slack(read) late (docs/design.md;
-// awaitResponse: "or at the deadline (up to netio.Slack late)"). With read: 250ms that is
-// 31.25 ms. But awaitResponse arms the first client-check step lazily at now+250ms+125ms
-// (a fresh connection has nothing armed, so ExtendRead arms t+late), which lies past the
-// response deadline; the 504 comes at ~375 ms, 125 ms late (50% of the timeout). Before
-// 1a2b1c2 the step was min(now+250ms, deadline).
 // TestResponseTimeoutFiresWithinItsSlack: the 250 ms client-check step of the response wait
 // may run late, but never past the response timeout's own lateness (netio.Slack): with a
 // 250 ms read timeout the 504 came at ~375 ms when the step armed its full 125 ms.
 func TestResponseTimeoutFiresWithinItsSlack(t *testing.T) {
 	be := silentBackend(t)
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: b
-    targets: [{address: {{b}}}]
-    timeouts: {read: 250ms}
-    retry: {attempts: 1}
-routes: [{id: all, upstream: b}]
-`, map[string]string{"b": be})
+	tg := upstreamGateway(t, be, "timeouts: {read: 250ms}", "retry: {attempts: 1}")
 	best := time.Hour
 	for i := 0; i < 3; i++ {
 		c := newClient() // a new client connection each time: a clean measurement

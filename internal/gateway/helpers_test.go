@@ -214,8 +214,6 @@ func mustStatus(t *testing.T, resp *http.Response, want int) {
 	}
 }
 
-var _ = fmt.Sprintf
-
 // serveConns listens on loopback and runs handle on each accepted connection, closing it
 // when handle returns. It returns the address.
 func serveConns(t *testing.T, handle func(c net.Conn)) string {
