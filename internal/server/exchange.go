@@ -42,7 +42,6 @@ type Exchange struct {
 	bodyRead  int64
 	bodyErr   error
 	sent100   bool
-	requestID string
 	reqID     []byte   // RequestIDBytes; nil until asked
 	idBuf     [32]byte // a generated id's bytes
 
@@ -61,7 +60,7 @@ type Exchange struct {
 
 func (ex *Exchange) reset() {
 	ex.Req.Reset()
-	ex.bodyRead, ex.bodyErr, ex.sent100, ex.requestID, ex.reqID = 0, nil, false, "", nil
+	ex.bodyRead, ex.bodyErr, ex.sent100, ex.reqID = 0, nil, false, nil
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
 	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted = 0, 0, false, false
 }
@@ -100,10 +99,7 @@ func newIDPrefix() string {
 
 // RequestID returns the client's X-Request-Id when it is a sane token, else a new unique id.
 func (ex *Exchange) RequestID() string {
-	if ex.requestID == "" {
-		ex.requestID = string(ex.RequestIDBytes())
-	}
-	return ex.requestID
+	return string(ex.RequestIDBytes())
 }
 
 // RequestIDBytes is RequestID without making a string: the bytes live in the request head or
