@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"sluice/internal/testutil"
 )
 
 // TestProxyPathAllocatesNothing pins issue #8's allocation figure: a proxied request through
@@ -14,7 +16,7 @@ import (
 // its pools are warm. The backend and the client are raw loops that allocate nothing
 // themselves, so the count is the gateway's (testing.AllocsPerRun counts every goroutine).
 func TestProxyPathAllocatesNothing(t *testing.T) {
-	if raceEnabled {
+	if testutil.RaceEnabled {
 		t.Skip("the race detector allocates on its own")
 	}
 	be := rawBackend(t)

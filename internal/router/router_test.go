@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"sluice/internal/config"
+	"sluice/internal/testutil"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -446,7 +447,7 @@ func TestLen(t *testing.T) {
 }
 
 func TestMatchAllocs(t *testing.T) {
-	if raceEnabled {
+	if testutil.RaceEnabled {
 		t.Skip("allocation counts are unstable under the race detector (scripts/test.sh runs this without it)")
 	}
 	tab, err := Compile([]config.Route{
