@@ -31,8 +31,7 @@ type Conn struct {
 	R       *bufio.Reader // over the counting connection; pooled with the Conn
 	W       *bufio.Writer
 
-	cc  *countConn
-	nio *netio.Conn // the socket under cc, for the reuse check; nil when not a TCP conn
+	cc *countConn
 
 	// Guarded by the pool mutex.
 	state     connState
@@ -58,9 +57,8 @@ func (c *Conn) BytesRead() int64 { return c.cc.r.Load() }
 
 func newConn(nc net.Conn, now time.Time) *Conn {
 	cc := &countConn{Conn: netio.Wrap(nc)}
-	nio, _ := cc.Conn.(*netio.Conn)
+	cc.nio, _ = cc.Conn.(*netio.Conn)
 	c := &Conn{
-		nio:      nio,
 		ID:       lastID.Add(1),
 		R:        bufio.NewReaderSize(cc, bufSize),
 		W:        bufio.NewWriterSize(cc, bufSize),
@@ -85,10 +83,10 @@ func (c *Conn) check() CloseReason {
 // a checkout may look at the same idle conn): nothing waiting means alive, bytes mean
 // unsolicited data, the peer's FIN or an error (ECONNRESET) means dead.
 func (c *Conn) probe() CloseReason {
-	if c.nio == nil {
+	if c.cc.nio == nil {
 		return ""
 	}
-	r, err := c.nio.PeekNow()
+	r, err := c.cc.nio.PeekNow()
 	switch {
 	case err != nil || r == netio.PeekClosed:
 		return CloseBackendClosedIdle
@@ -103,6 +101,7 @@ var _ netio.Extender = (*countConn)(nil)
 // countConn counts bytes moved through a connection since the last reset.
 type countConn struct {
 	net.Conn
+	nio  *netio.Conn // Conn when it is one (a TCP conn): peeks, lazy deadlines; else nil
 	r, w atomic.Int64
 }
 
@@ -120,11 +119,17 @@ func (c *countConn) Write(b []byte) (int, error) {
 
 // ExtendRead and ExtendWrite pass lazy deadlines through to the socket (netio.Extender).
 func (c *countConn) ExtendRead(t time.Time, late time.Duration) error {
-	return netio.ExtendRead(c.Conn, t, late)
+	if c.nio == nil {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.nio.ExtendRead(t, late)
 }
 
 func (c *countConn) ExtendWrite(t time.Time, late time.Duration) error {
-	return netio.ExtendWrite(c.Conn, t, late)
+	if c.nio == nil {
+		return c.Conn.SetWriteDeadline(t)
+	}
+	return c.nio.ExtendWrite(t, late)
 }
 
 func (c *countConn) reset() {
