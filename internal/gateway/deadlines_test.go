@@ -218,36 +218,33 @@ func TestClientHeadSplitAcrossAPause(t *testing.T) {
 
 // The cases below came from a review of the deadline change (each failed before its fix).
 
-// A malformed second request on a kept-alive connection, sent after an idle gap longer than
-// write_timeout, must still get its 400.
-func TestMalformedRequestAfterAnIdleGapLongerThanWriteTimeoutGets400(t *testing.T) {
-	tg := echoGateway(t, "write_timeout: 300ms, idle_timeout: 10s")
-	conn := openConn(t, tg.addr)
-	conn.get("/")
-	time.Sleep(700 * time.Millisecond) // > write_timeout
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
-	resp, err := conn.response()
-	if err != nil {
-		t.Fatalf("no answer to a malformed request after an idle gap: %v", err)
-	}
-	if resp.StatusCode != 400 {
-		t.Fatalf("status %d, want 400", resp.StatusCode)
-	}
-}
-
-// Same for the 408 of a head that stalls.
-func TestStalledHeadAfterAnIdleGapGets408(t *testing.T) {
-	tg := echoGateway(t, "write_timeout: 300ms, read_header_timeout: 500ms, idle_timeout: 10s")
-	conn := openConn(t, tg.addr)
-	conn.get("/")
-	time.Sleep(700 * time.Millisecond)
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHo")
-	resp, err := conn.response()
-	if err != nil {
-		t.Fatalf("no 408 for a stalled head after an idle gap: %v", err)
-	}
-	if resp.StatusCode != 408 {
-		t.Fatalf("status %d, want 408", resp.StatusCode)
+// A second request on a kept-alive connection, sent after an idle gap longer than
+// write_timeout, still gets the gateway's answer: 400 for a malformed head, 408 for a head
+// that stalls.
+func TestGatewayAnswersAfterAnIdleGapLongerThanWriteTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name, listener, send string
+		want                 int
+	}{
+		{"malformed request gets 400", "write_timeout: 300ms, idle_timeout: 10s",
+			"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400},
+		{"stalled head gets 408", "write_timeout: 300ms, read_header_timeout: 500ms, idle_timeout: 10s",
+			"GET / HTTP/1.1\r\nHo", 408},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := echoGateway(t, tc.listener)
+			conn := openConn(t, tg.addr)
+			conn.get("/")
+			time.Sleep(700 * time.Millisecond) // > write_timeout
+			io.WriteString(conn, tc.send)
+			resp, err := conn.response()
+			if err != nil {
+				t.Fatalf("no answer after an idle gap: %v", err)
+			}
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
 	}
 }
 
