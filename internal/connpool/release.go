@@ -26,6 +26,8 @@ type Outcome struct {
 	// CloseProtocolError, CloseRequestError, ...). Empty => CloseProtocolError, or
 	// CloseRequestError when Err is set.
 	Reason CloseReason
+	// End is when the exchange ended (the pool's idle clock starts there); zero means now.
+	End time.Time
 }
 
 // Release returns c after one exchange. The connection is pooled when r allows it and no
@@ -34,7 +36,10 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 	if c == nil {
 		return
 	}
-	now := time.Now()
+	now := r.End
+	if now.IsZero() {
+		now = time.Now()
+	}
 	p.mu.Lock()
 	if c.state != stateInUse {
 		p.mu.Unlock()

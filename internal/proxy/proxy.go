@@ -132,15 +132,26 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 		return
 	}
 	defer u.Release()
+	// One clock read serves the first attempt's pick, checkout and the retry budget; the
+	// attempt's end serves the pool, the balancer and UpstreamTime.
 	start := time.Now()
-	defer func() { rec.UpstreamTime = time.Since(start) }()
 	r := &cl.r
+	defer func() {
+		if r.ended.IsZero() {
+			r.ended = time.Now()
+		}
+		rec.UpstreamTime = r.ended.Sub(start)
+	}()
 	r.init(p, ex, rt, fwd, rec, start)
 	defer r.release()
 
 	tried := &cl.tried
 	for n := 0; n < maxAttempts; n++ {
-		t := u.PickInto(&cl.pick, reqInfo{ex}, tried[:n])
+		now := start
+		if n > 0 {
+			now = time.Now()
+		}
+		t := u.PickInto(&cl.pick, reqInfo{ex}, tried[:n], now)
 		if t == nil {
 			if n == 0 {
 				p.fail(ex, rec, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))
@@ -151,7 +162,7 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 		}
 		tried[n] = t
 		rec.Target = t.Addr
-		res := p.attempt(ctx, ex, rt, fwd, t, r, rec)
+		res := p.attempt(ctx, ex, rt, fwd, t, r, rec, now)
 		if res.err == nil {
 			rec.Reason, rec.Err = "", nil
 			return
@@ -192,7 +203,8 @@ type result struct {
 	clientSide bool // the client's side failed (body too large, unreadable, too slow)
 }
 
-func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, r *retrier, rec *Record) result {
+// attempt makes one try on t; now is the time it starts.
+func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, r *retrier, rec *Record, now time.Time) result {
 	gctx := ctx
 	if rt.connectOverride {
 		var cancel context.CancelFunc
@@ -204,7 +216,7 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	if r.fresh {
 		c, err = t.Pool.GetFresh(gctx)
 	} else {
-		c, err = t.Pool.Get(gctx, r.reuseOK())
+		c, err = t.Pool.GetAt(gctx, r.reuseOK(), now)
 	}
 	if err != nil {
 		re := reason.From(err)
@@ -219,8 +231,13 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge})
-	start := time.Now()
+	start := now
+	if !c.Reused {
+		start = time.Now() // after the dial: the balancer's latency is the exchange's
+	}
 	res, out := p.exchange(ex, rt, fwd, t, c, r)
+	r.ended = time.Now()
+	out.End = r.ended
 	res.reused = c.Reused
 	if res.err != nil {
 		a.Outcome = string(res.err.Code)
@@ -237,7 +254,7 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		if res.cond == config.RetryStatus {
 			status = res.err.Status
 		}
-		rt.Upstream.Done(t, upstream.Result{Latency: time.Since(start), Failed: res.err != nil, Status: status})
+		rt.Upstream.Done(t, upstream.Result{Latency: r.ended.Sub(start), Failed: res.err != nil, Status: status})
 	}
 	return res
 }

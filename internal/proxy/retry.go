@@ -72,10 +72,11 @@ type retrier struct {
 	rec    *Record
 	pol    *retryPolicy
 	budget *budget
-	safe   bool // idempotent, keyed, or opted in: may be retried after it may have been processed
-	end    time.Time
-	tries  int // attempts counted against pol.attempts
-	stale  int // free re-sends after dead pooled connections
+	safe   bool      // idempotent, keyed, or opted in: may be retried after it may have been processed
+	end    time.Time // the retry deadline (zero: none)
+	ended  time.Time // when the last attempt ended (zero: none has)
+	tries  int       // attempts counted against pol.attempts
+	stale  int       // free re-sends after dead pooled connections
 
 	retrySlot bool // holds one of the upstream's concurrent-retry slots
 	fresh     bool // later attempts dial new connections
@@ -95,7 +96,7 @@ func (r *retrier) init(p *Proxy, ex *server.Exchange, rt *Route, fwd *forward, r
 		r.end = start.Add(pol.deadline)
 	}
 	r.budget = p.budgetFor(rt.Upstream.ID)
-	r.budget.request(pol)
+	r.budget.request(start)
 }
 
 // reuseOK tells the pool whether this request may go on any pooled connection: requests that
@@ -285,8 +286,9 @@ func (b *budget) advanceLocked(now int64) {
 	b.slot = now
 }
 
-func (b *budget) request(_ *retryPolicy) {
-	now := time.Now().Unix()
+// request counts one request made at now.
+func (b *budget) request(at time.Time) {
+	now := at.Unix()
 	b.mu.Lock()
 	if now != b.slot {
 		b.advanceLocked(now)

@@ -141,15 +141,15 @@ type Upstream struct {
 // The target set is loaded once (one atomic load), so a pick sees one consistent set even
 // while discovery swaps in another.
 func (u *Upstream) Pick(req Request, tried []*Target) *Target {
-	return u.PickInto(new(Pick), req, tried)
+	return u.PickInto(new(Pick), req, tried, time.Now())
 }
 
 // PickInto is Pick with the balancer's argument built in p, which the caller owns (the
 // proxy keeps one in its pooled per-request state): handing a *Pick to the Balancer
-// interface would otherwise move a fresh one to the heap on every request.
-func (u *Upstream) PickInto(p *Pick, req Request, tried []*Target) *Target {
+// interface would otherwise move a fresh one to the heap on every request. now is the time
+// of the pick (the proxy passes the one it already read for the request).
+func (u *Upstream) PickInto(p *Pick, req Request, tried []*Target, now time.Time) *Target {
 	s := u.Current()
-	now := time.Now()
 	*p = Pick{Req: req, tried: tried, now: now, slowStart: u.SlowStart}
 	avail := 0
 	for _, t := range s.Targets {
