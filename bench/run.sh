@@ -9,7 +9,8 @@
 # behind sluice-full: 20 routes, access log to a file, metrics; compared with plain sluice),
 # each proxy on its own loopback port with upstream keep-alive on and access logs off; wrk
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
-# direct, sluice, nginx, haproxy, caddy and goproxy in turn, the order rotated each round.
+# direct, sluice, nginx, haproxy, caddy, goproxy and the two goepoll reference points
+# (a feature-free Go event-loop proxy; not in -smoke) in turn, the order rotated each round.
 # Reported: medians over rounds of requests/s, p50 and p99, each with its ratio to nginx and
 # to direct, CPU per request (utime+stime of the proxy's processes over each run divided by
 # its requests; for direct, the backend's), and peak RSS (VmHWM summed over the proxy's
@@ -133,7 +134,7 @@ wait_port() { # name port
 build() {
 	log "building sluice and the bench programs into $TMP/bin"
 	mkdir -p "$TMP/bin" "$TMP/run"
-	(cd "$ROOT" && go build -o "$TMP/bin/" ./bench/backend ./bench/goproxy \
+	(cd "$ROOT" && go build -o "$TMP/bin/" ./bench/backend ./bench/goproxy ./bench/goepoll \
 		./bench/loadgen ./bench/stalebackend ./bench/staleclient)
 	local src=$ROOT
 	if [ -n "$REV" ]; then
@@ -268,7 +269,7 @@ write_config() {
 # start name port backend_port mode: starts one process in the background, records its pid.
 start() {
 	local name=$1 port=$2 bport=$3 mode=$4 cfg="" logf="$TMP/run/$1.log"
-	[ "$name" = direct ] || [ "$name" = goproxy ] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
+	[ "$name" = direct ] || [ "$name" = goproxy ] || [[ "$name" = goepoll* ]] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
 	case "$name" in
 	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size 300 >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
@@ -282,6 +283,10 @@ start() {
 		[ "$mode" = stale ] && it=600s
 		"$TMP/bin/goproxy" -addr "127.0.0.1:$port" -upstream "http://127.0.0.1:$bport" \
 			-idle 256 -idle-timeout "$it" >"$logf" 2>&1 & ;;
+	goepoll | goepoll-coro)
+		local m=loop
+		[ "$name" = goepoll-coro ] && m=coro
+		"$TMP/bin/goepoll" -mode $m -addr "127.0.0.1:$port" -upstream "127.0.0.1:$bport" >"$logf" 2>&1 & ;;
 	*) log "start: unknown $name"; return 1 ;;
 	esac
 	PID[$name]=$!
@@ -370,14 +375,20 @@ write_env() {
 		have haproxy && echo "haproxy	$(haproxy -v 2>&1 | head -1 | awk '{print $3}')"
 		have caddy && echo "caddy	$(caddy version 2>&1 | head -1)"
 		echo "goproxy	net/http + httputil.ReverseProxy ($(go version | awk '{print $3}'))"
+		[ "$SMOKE" = 1 ] || echo "goepoll	bench/goepoll: feature-free Go epoll proxy, a reference point (-mode loop; goepoll-coro: -mode coro)"
 		if [ "$LOADER" = wrk ]; then echo "load	$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}') -t1 -c$CONNS --latency"; else echo "load	bench/loadgen -c $CONNS"; fi
 		have gnuplot && echo "gnuplot	$(gnuplot --version)"
 		echo "rounds	$ROUNDS x ${DURATION}s, connections $CONNS"
 	} >"$OUT/env.txt"
 }
 
+# references prints the reference points of the throughput runs that are not proxies a user
+# would deploy: bench/goepoll, the least a Go proxy can do per request (event loop, and
+# sequential code as coroutines on an event loop). Not in the smoke run or the stale scenario.
+references() { [ "$SMOKE" = 1 ] || echo "goepoll goepoll-coro"; }
+
 throughput() {
-	local proxies="direct $(peers_available)" p bport r i
+	local proxies="direct $(peers_available) $(references)" p bport r i
 	read -ra list <<<"$proxies"
 	bport=$(free_port); PORT[backend]=$bport
 	start backend "$bport" 0 tput
