@@ -459,3 +459,44 @@ func TestSelfHealing(t *testing.T) {
 		return p.Snapshot().ReuseFactor == 1
 	})
 }
+
+// The proxy reads the clock once per attempt start and end and hands it to the pool: GetAt
+// judges idle ages at the caller's now, and Outcome.End starts the idle clock.
+func TestCallerClock(t *testing.T) {
+	b := testutil.Echo(t)
+	p := newPool(t, b.Addr(), func(o *Options) { o.SweepInterval = time.Hour })
+	ctx := t.Context()
+	mustOK(t, exchange(p, http.MethodGet, "1"))
+
+	// At a now past the idle timeout, the idle conn is expired, not handed out.
+	c, err := p.GetAt(ctx, true, time.Now().Add(11*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reused || p.Snapshot().Counters.ClosedBy[CloseIdleTimeout] != 1 {
+		t.Fatalf("GetAt(now+11s) reused=%v, closed %v; want a fresh conn and the idle one retired as idle_timeout",
+			c.Reused, p.Snapshot().Counters.ClosedBy)
+	}
+
+	// Released with an End 11 s ago, the conn is already past the idle timeout.
+	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1, End: time.Now().Add(-11 * time.Second)})
+	c, err = p.Get(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Reused || p.Snapshot().Counters.ClosedBy[CloseIdleTimeout] != 2 {
+		t.Fatalf("after Release(End: -11s): reused=%v, closed %v; want a fresh conn, 2 idle_timeout",
+			c.Reused, p.Snapshot().Counters.ClosedBy)
+	}
+
+	// Released with End now, it is reused.
+	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1, End: time.Now()})
+	c, err = p.GetAt(ctx, true, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Reused {
+		t.Fatal("after Release(End: now): GetAt(now) did not reuse the conn")
+	}
+	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1})
+}
