@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh: Sluice's comparison suite (docs/benchmarks.md).
 #
-#   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-out DIR]
+#   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-size 300] [-out DIR]
 #                     [-smoke] [-stale] [-no-stale] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
 #
-# Throughput: one plain Go backend (bench/backend, ~300 B responses) behind each proxy (and
+# Throughput: one plain Go backend (bench/backend, 300-byte bodies, or -size) behind each proxy (and
 # behind sluice-full: 20 routes, access log to a file, metrics; compared with plain sluice),
 # each proxy on its own loopback port with upstream keep-alive on and access logs off; wrk
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
@@ -30,13 +30,14 @@
 # report.md, *.png. Only processes started here are stopped (trap EXIT).
 set -euo pipefail
 
-ROUNDS=3 DURATION=10 CONNS=64 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
+ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
 DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
 	-duration) DURATION=$2; shift ;;
 	-connections) CONNS=$2; shift ;;
+	-size) SIZE=$2; shift ;;
 	-out) OUT=$2; shift ;;
 	-smoke) SMOKE=1 ;;
 	-stale) DO_TPUT=0; DO_STALE=1 ;;
@@ -271,7 +272,7 @@ start() {
 	local name=$1 port=$2 bport=$3 mode=$4 cfg="" logf="$TMP/run/$1.log"
 	[ "$name" = direct ] || [ "$name" = goproxy ] || [[ "$name" = goepoll* ]] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
 	case "$name" in
-	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size 300 >"$logf" 2>&1 & ;;
+	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size "$SIZE" >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
 	sluice | sluice-full) "$TMP/bin/sluice" run -c "$cfg" >"$logf" 2>&1 & ;;
 	nginx) nginx -p "$TMP/run/nginx/" -e stderr -c "$cfg" -g 'daemon off;' >"$logf" 2>&1 & ;;
@@ -378,14 +379,15 @@ write_env() {
 		[ "$SMOKE" = 1 ] || echo "goepoll	bench/goepoll: feature-free Go epoll proxy, a reference point (-mode loop; goepoll-coro: -mode coro)"
 		if [ "$LOADER" = wrk ]; then echo "load	$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}') -t1 -c$CONNS --latency"; else echo "load	bench/loadgen -c $CONNS"; fi
 		have gnuplot && echo "gnuplot	$(gnuplot --version)"
-		echo "rounds	$ROUNDS x ${DURATION}s, connections $CONNS"
+		echo "rounds	$ROUNDS x ${DURATION}s, connections $CONNS, response body $SIZE bytes"
 	} >"$OUT/env.txt"
 }
 
 # references prints the reference points of the throughput runs that are not proxies a user
 # would deploy: bench/goepoll, the least a Go proxy can do per request (event loop, and
 # sequential code as coroutines on an event loop). Not in the smoke run or the stale scenario.
-references() { [ "$SMOKE" = 1 ] || echo "goepoll goepoll-coro"; }
+# goepoll holds a whole response in a 64 KiB buffer: not run for larger bodies.
+references() { [ "$SMOKE" = 1 ] || [ "$SIZE" -gt 32768 ] || echo "goepoll goepoll-coro"; }
 
 throughput() {
 	local proxies="direct $(peers_available) $(references)" p bport r i
@@ -459,7 +461,7 @@ summarize() {
 				(p=="direct" ? "-" : r(rss,ngr)), req, non, err, cpu, (p=="direct" ? "-" : r(cpu,ngc)) }' >>"$OUT/summary.tsv"
 	done
 	echo
-	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $LOADER (ratios: x nginx, x direct)"
+	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $SIZE-byte bodies, $LOADER (ratios: x nginx, x direct)"
 	column -t -s $'\t' "$OUT/summary.tsv"
 	full_vs_plain | tee "$OUT/full.txt"
 }

@@ -1,3 +1,5 @@
+//go:build linux && (amd64 || arm64)
+
 // Command goepoll is a reference point of the benchmark suite, not a gateway: the least a Go
 // proxy can do per request on this machine. It forwards the benchmark's small GETs with no
 // routing, no header rewriting, no timeouts, no checks beyond the reuse peek and no
@@ -12,7 +14,7 @@
 //
 // Limits, by design: requests are heads only (a body is not forwarded), responses need a
 // Content-Length and must fit in 64 KiB, no pipelining, and a write that does not complete at
-// once closes the connection.
+// once closes the connection. Linux on amd64 and arm64 only (epoll, recvfrom/sendto).
 package main
 
 import (
@@ -163,6 +165,9 @@ func (l *loop) run() {
 func (l *loop) accept() {
 	for {
 		fd, _, err := syscall.Accept4(l.lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		if err == syscall.ECONNABORTED || err == syscall.EINTR {
+			continue // the listener is edge-triggered in coro mode: drain the backlog
+		}
 		if err != nil {
 			return
 		}
@@ -322,7 +327,7 @@ func responseLen(b []byte) (int, error) {
 			}
 		}
 	}
-	if cl < 0 || h+4+cl > bufSize {
+	if cl < 0 || cl > bufSize || h+4+cl > bufSize {
 		return 0, errBig
 	}
 	return h + 4 + cl, nil

@@ -28,8 +28,11 @@ type Conn struct {
 	Reused  bool          // it served a request before this one
 	IdleAge time.Duration // idle age at checkout (0 when new)
 	Served  int           // requests served before this one
-	R       *bufio.Reader // over the counting connection; pooled with the Conn
-	W       *bufio.Writer
+	// Queued: the request waited in the pool's queue and was handed this connection (a
+	// caller timing the exchange from before Get must read the clock again).
+	Queued bool
+	R      *bufio.Reader // over the counting connection; pooled with the Conn
+	W      *bufio.Writer
 
 	cc *countConn
 

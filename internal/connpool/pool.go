@@ -161,7 +161,7 @@ func (p *Pool) get(ctx context.Context, idempotent, fresh bool, now time.Time) (
 		if g.c == nil {
 			return p.dial(ctx) // a slot was handed over
 		}
-		c, redial := p.useHandoff(g.c, idempotent)
+		c, redial := p.useHandoff(g.c, idempotent, fresh)
 		switch {
 		case c != nil:
 			return c, nil
@@ -270,21 +270,24 @@ func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
 	c.Reused = c.served > 0
 	c.IdleAge = c.idleAtGet
 	c.Served = c.served
+	c.Queued = false
 	if c.Reused {
 		p.stats.reused++
 	}
 	c.cc.reset()
 }
 
-// useHandoff takes a conn released straight to this waiter. A non-idempotent request that
-// may not reuse it swaps it for a fresh one, keeping the slot (redial). A conn that fails
-// the check frees its slot; the caller then starts over.
-func (p *Pool) useHandoff(c *Conn, idempotent bool) (_ *Conn, redial bool) {
+// useHandoff takes a conn released straight to this waiter. A request that wants a fresh
+// connection (GetFresh), or a non-idempotent one that may not reuse this one, swaps it for a
+// new one, keeping the slot (redial). A conn that fails the check frees its slot; the caller
+// then starts over.
+func (p *Pool) useHandoff(c *Conn, idempotent, fresh bool) (_ *Conn, redial bool) {
 	now := time.Now()
 	p.mu.Lock()
-	ok := idempotent || now.Sub(c.lastUsed) < p.unsafeIdle
+	ok := !fresh && (idempotent || now.Sub(c.lastUsed) < p.unsafeIdle)
 	if ok {
 		p.checkoutLocked(c, now)
+		c.Queued = true
 	} else {
 		p.retireLocked(c, CloseEvicted, now, true)
 	}

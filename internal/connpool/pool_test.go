@@ -332,6 +332,9 @@ func TestQueue(t *testing.T) {
 	if c == nil || c.ID != held.ID {
 		t.Fatalf("waiter got %v, want the released conn %d", c, held.ID)
 	}
+	if !c.Queued {
+		t.Error("a conn handed to a waiter is not marked Queued")
+	}
 	// A closed conn hands its slot to the waiter, which dials.
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { c, _ := p.Get(cctx, true); got <- c }()
@@ -497,6 +500,31 @@ func TestCallerClock(t *testing.T) {
 	}
 	if !c.Reused {
 		t.Fatal("after Release(End: now): GetAt(now) did not reuse the conn")
+	}
+	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1})
+}
+
+// GetFresh promises a newly dialed connection, also when it waited at MaxConns and a
+// pooled one was released to it: that one is swapped for a new dial in the same slot.
+func TestGetFreshWhileQueuedDials(t *testing.T) {
+	b := testutil.Echo(t)
+	p := newPool(t, b.Addr(), func(o *Options) { o.MaxConns, o.MaxPending = 1, 1 })
+	ctx := t.Context()
+	mustOK(t, exchange(p, http.MethodGet, "1")) // the conn has served a request
+	held, err := p.Get(ctx, true)
+	if err != nil || !held.Reused {
+		t.Fatalf("Get: %v, reused %v; want the pooled conn", err, held != nil && held.Reused)
+	}
+	got := make(chan *Conn, 1)
+	go func() { c, _ := p.GetFresh(ctx); got <- c }()
+	waitFor(t, 5*time.Second, "GetFresh to wait", func() bool { return p.Snapshot().Waiting == 1 })
+	p.Release(held, Outcome{Reusable: true, KeepAliveMax: -1})
+	c := <-got
+	if c == nil || c.ID == held.ID || c.Reused {
+		t.Fatalf("GetFresh after waiting got %+v, want a new conn (not %d)", c, held.ID)
+	}
+	if b.Accepted() != 2 || p.Snapshot().Counters.ClosedBy[CloseEvicted] != 1 {
+		t.Errorf("accepted %d, closed %v; want 2 dials and the handed conn evicted", b.Accepted(), p.Snapshot().Counters.ClosedBy)
 	}
 	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1})
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"sluice/internal/testutil"
+	"sluice/internal/upstream/balancer"
 )
 
 // threeTargets is a config with one upstream of three targets and the given balancer block.
@@ -203,5 +204,48 @@ routes: [{id: all, upstream: echo}]
 	resp.Body.Close()
 	if got := a.Requests(); got != probes+1 {
 		t.Errorf("backend saw %d requests after Close, want only the test's own", got-probes)
+	}
+}
+
+// TestEWMALatencyExcludesPoolWait: a request that waited in the pool's queue for a
+// connection reports the exchange's latency to the balancer, not the wait as well (the
+// wait says the pool is full, not that the target is slow).
+func TestEWMALatencyExcludesPoolWait(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+	}))
+	t.Cleanup(slow.Close)
+	tg := startGateway(t, fmt.Sprintf(`
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: slow
+    targets: [{address: %q}]
+    balancer: {policy: ewma}
+    keepalive: {max_conns: 1}
+routes: [{id: all, upstream: slow}]
+`, hostport(slow)), nil)
+	var wg sync.WaitGroup
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	for range 2 { // the second waits ~200 ms for the first's connection
+		wg.Go(func() {
+			if resp, err := c.Get(tg.url("/")); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	u := tg.gw.Current().Upstreams["slow"]
+	target := u.Current().Targets[0]
+	s := target.Pool.Snapshot()
+	if s.Counters.Opened != 1 || s.Counters.Reused != 1 {
+		t.Fatalf("pool counters %+v: want one conn, reused once (the second request queued)", s.Counters)
+	}
+	e, ok := u.Current().Balancer.(*balancer.EWMA)
+	if !ok {
+		t.Fatalf("balancer %T, want *balancer.EWMA", u.Current().Balancer)
+	}
+	if got := e.Latency(target); got > 300*time.Millisecond {
+		t.Errorf("EWMA latency %v after two 200 ms exchanges, one after a 200 ms pool wait: the wait was counted", got)
 	}
 }

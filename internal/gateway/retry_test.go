@@ -266,3 +266,34 @@ routes: [{id: all, upstream: two}]
 		t.Errorf("only %d GETs ran", gets.Load())
 	}
 }
+
+// TestUpstreamTimeCoversEveryAttempt: the access log's upstream_ms spans all attempts, also
+// when the last one fails before its exchange (here: a 503, a backoff, then a refused
+// connect), so it cannot stop at the first attempt's end.
+func TestUpstreamTimeCoversEveryAttempt(t *testing.T) {
+	fb := newFlakyBackend(t)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: pair
+    targets: [{address: {{flaky}}, weight: 100}, {address: {{dead}}}]
+    retry: {attempts: 2, on: [status, connect_failure], backoff_base: 400ms, backoff_max: 400ms}
+routes: [{id: all, upstream: pair}]
+`, map[string]string{"flaky": hostport(fb.srv), "dead": testutil.DeadAddr(t)})
+	resp, err := http.Get(tg.url("/status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	l := tg.accessLines(1)[0]
+	up, _ := l["upstream_ms"].(float64)
+	total, _ := l["duration_ms"].(float64)
+	if resp.StatusCode < 500 || l["target"] == nil {
+		t.Fatalf("status %d, log %v: want a gateway 5xx after two attempts", resp.StatusCode, l)
+	}
+	// The backoff is a random wait in [0, 400 ms]: the two differ by microseconds when
+	// upstream_ms covers it, by the backoff and the connect when it does not.
+	if up < total-5 {
+		t.Errorf("upstream_ms %.3f, duration_ms %.3f: upstream time stopped before the last attempt (log %v)", up, total, l)
+	}
+}

@@ -149,7 +149,9 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 	for n := 0; n < maxAttempts; n++ {
 		now := start
 		if n > 0 {
-			now = time.Now()
+			// After a backoff: read the clock again, and forget the last attempt's end so
+			// that UpstreamTime covers this one even if it fails before its exchange.
+			now, r.ended = time.Now(), time.Time{}
 		}
 		t := u.PickInto(&cl.pick, reqInfo{ex}, tried[:n], now)
 		if t == nil {
@@ -232,8 +234,8 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	defer t.InFlight.Add(-1)
 	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge})
 	start := now
-	if !c.Reused {
-		start = time.Now() // after the dial: the balancer's latency is the exchange's
+	if !c.Reused || c.Queued {
+		start = time.Now() // after a dial or a wait: the balancer's latency is the exchange's
 	}
 	res, out := p.exchange(ex, rt, fwd, t, c, r)
 	r.ended = time.Now()
