@@ -133,6 +133,21 @@ func (b *BodyReader) InFraming() bool {
 		!b.framingBuffered()
 }
 
+// Unbuffered returns how many bytes of a Content-Length body are still in the connection,
+// past what the reader's buffer holds; 0 for other framings and after an error.
+func (b *BodyReader) Unbuffered() int64 {
+	if b.br == nil || b.err != nil || b.mode != modeLength {
+		return 0
+	}
+	return max(b.remaining-int64(b.br.Buffered()), 0)
+}
+
+// Moved records that n bytes of a Content-Length body were moved straight from the
+// connection (splice), past the reader, whose buffer was empty.
+func (b *BodyReader) Moved(n int64) {
+	b.remaining -= n
+}
+
 func (b *BodyReader) readLength(p []byte) (int, error) {
 	if b.remaining == 0 {
 		return 0, io.EOF

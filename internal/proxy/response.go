@@ -69,7 +69,19 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 	defer copyBufs.Put(bp)
 	buf := *bp
 	nc := c.NetConn()
+	splice := true
 	for {
+		// The rest of a large Content-Length body goes socket to socket (splice) when both
+		// ends are plain TCP; the buffered bytes before it are copied.
+		if splice && c.R.Buffered() == 0 {
+			if n := body.Unbuffered(); n >= spliceMin {
+				res, moved, ok := p.spliceBody(ex, rt, c, t, body, n)
+				if !ok {
+					return res, false
+				}
+				splice = moved
+			}
+		}
 		// Before a Read that will reach the socket (nothing buffered, or chunk framing that
 		// is not all buffered): send what was relayed, and give the read the body's timeout,
 		// not the head wait's client-check step.
@@ -107,4 +119,40 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 			return result{err: reason.New(502, code, t.Addr, err)}, false
 		}
 	}
+}
+
+// spliceMin is the least body left for which splicing (a pipe and two splice calls per
+// chunk) beats copying through the 32 KiB buffer.
+const spliceMin = 64 << 10
+
+// spliceBody moves the n bytes left of a Content-Length body from the upstream socket to the
+// client's without copying them (netio.Pipe). moved is false when this exchange cannot
+// splice (TLS or HTTP/2 client, not Linux): nothing was moved, the caller copies. ok is
+// false when the relay failed; res says how.
+func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, n int64) (res result, moved, ok bool) {
+	src := c.Socket()
+	if src == nil {
+		return result{}, false, true
+	}
+	nc := c.NetConn()
+	done, readErr, writeErr, spliced := ex.SpliceFrom(src, n, func() { netio.ArmRead(nc, rt.Read) })
+	if !spliced {
+		return result{}, false, true
+	}
+	body.Moved(done)
+	c.Moved(done)
+	switch {
+	case writeErr != nil:
+		ex.Abort()
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, writeErr), clientGone: true}, true, false
+	case readErr != nil:
+		// The head is out: the client learns of the failure from a truncated body.
+		ex.Abort()
+		code := reason.ResetDuringResp
+		if isTimeout(readErr) {
+			code = reason.ResponseTimeout
+		}
+		return result{err: reason.New(502, code, t.Addr, readErr)}, true, false
+	}
+	return result{}, true, true
 }

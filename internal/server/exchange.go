@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/reason"
 )
 
@@ -294,6 +295,30 @@ func (ex *Exchange) Write(p []byte) (int, error) {
 	}
 	ex.bytesOut += int64(n)
 	return n, err
+}
+
+// SpliceFrom moves the next n bytes of the response body from src straight to the client's
+// socket (netio.Pipe: they never cross user memory), after flushing what is buffered. ok is
+// false, and nothing was moved, when the exchange cannot take raw body bytes: a TLS or
+// non-TCP client connection, a chunked or unknown-length body, or more bytes than the
+// Content-Length has left. armRead runs before each wait on src. readErr and writeErr say
+// which side stopped a short move.
+func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (moved int64, readErr, writeErr error, ok bool) {
+	c := ex.c
+	if c.nio == nil || !ex.wroteHead || ex.noBody || ex.chunked || ex.declared < 0 || ex.bytesOut+n > ex.declared {
+		return 0, nil, nil, false
+	}
+	pipe, err := netio.NewPipe()
+	if err != nil {
+		return 0, nil, nil, false
+	}
+	defer pipe.Close()
+	if err := ex.Flush(); err != nil {
+		return 0, nil, err, true
+	}
+	moved, readErr, writeErr = pipe.Splice(c.nio, src, n, armRead, c.setWriteDeadline)
+	ex.bytesOut += moved
+	return moved, readErr, writeErr, true
 }
 
 // Flush sends buffered response bytes to the client now.

@@ -1,0 +1,100 @@
+package netio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+)
+
+// splicePair returns src and dst wrapped sockets with their peers: bytes written to srcPeer
+// are spliced to dst and read from dstPeer.
+func splicePair(t *testing.T) (p *Pipe, src, dst *Conn, srcPeer, dstPeer io.ReadWriteCloser) {
+	t.Helper()
+	src, sp := pair(t)
+	dst, dp := pair(t)
+	p, err := NewPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, src, dst, sp, dp
+}
+
+func TestSpliceMovesExactlyN(t *testing.T) {
+	p, src, dst, sp, dp := splicePair(t)
+	data := make([]byte, 5<<20+123)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	const extra = "next response"
+	go func() { sp.Write(data); sp.Write([]byte(extra)) }()
+	got := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(io.LimitReader(dp, int64(len(data)))); got <- b }()
+	var reads, writes int
+	moved, rerr, werr := p.Splice(dst, src, int64(len(data)), func() { reads++ }, func() { writes++ })
+	if moved != int64(len(data)) || rerr != nil || werr != nil {
+		t.Fatalf("Splice = %d, %v, %v; want %d, nil, nil", moved, rerr, werr, len(data))
+	}
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatalf("dst peer got %d bytes, not the %d sent (or different ones)", len(b), len(data))
+	}
+	if reads == 0 || writes == 0 {
+		t.Errorf("beforeRead ran %d times, beforeWrite %d: want both before each wait", reads, writes)
+	}
+	// Nothing past n was taken from src.
+	src.SetReadDeadline(time.Now().Add(5 * time.Second))
+	rest := make([]byte, len(extra))
+	if _, err := io.ReadFull(src, rest); err != nil || string(rest) != extra {
+		t.Errorf("after Splice, src reads %q, %v; want %q", rest, err, extra)
+	}
+}
+
+func TestSpliceSourceEndsEarly(t *testing.T) {
+	p, src, dst, sp, dp := splicePair(t)
+	go func() { sp.Write(make([]byte, 100_000)); sp.Close() }()
+	go io.Copy(io.Discard, dp)
+	moved, rerr, werr := p.Splice(dst, src, 1<<20, nil, nil)
+	if moved != 100_000 || !errors.Is(rerr, io.ErrUnexpectedEOF) || werr != nil {
+		t.Errorf("Splice = %d, %v, %v; want 100000, unexpected EOF, nil", moved, rerr, werr)
+	}
+}
+
+func TestSpliceReadTimeout(t *testing.T) {
+	p, src, dst, sp, dp := splicePair(t)
+	go sp.Write(make([]byte, 1000))
+	go io.Copy(io.Discard, dp)
+	start := time.Now()
+	moved, rerr, werr := p.Splice(dst, src, 1<<20, func() { src.SetReadDeadline(time.Now().Add(100 * time.Millisecond)) }, nil)
+	if moved != 1000 || !errors.Is(rerr, os.ErrDeadlineExceeded) || werr != nil {
+		t.Errorf("Splice = %d, %v, %v; want 1000, deadline exceeded, nil", moved, rerr, werr)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("timed out after %v, want ~100 ms", d)
+	}
+}
+
+// A client that stops reading: the write side waits under its own deadline and reports it as
+// a write error.
+func TestSpliceWriteTimeout(t *testing.T) {
+	p, src, dst, sp, _ := splicePair(t)
+	go func() { sp.Write(make([]byte, 64<<20)) }()
+	moved, rerr, werr := p.Splice(dst, src, 64<<20, nil, func() { dst.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) })
+	if rerr != nil || !errors.Is(werr, os.ErrDeadlineExceeded) || moved >= 64<<20 {
+		t.Errorf("Splice = %d, %v, %v; want a short count and a write deadline error", moved, rerr, werr)
+	}
+}
+
+func TestSpliceDestinationReset(t *testing.T) {
+	p, src, dst, sp, dp := splicePair(t)
+	dp.(interface{ SetLinger(int) error }).SetLinger(0)
+	dp.Close() // RST once dst writes
+	go func() { sp.Write(make([]byte, 8<<20)) }()
+	moved, rerr, werr := p.Splice(dst, src, 8<<20, nil, func() { dst.SetWriteDeadline(time.Now().Add(5 * time.Second)) })
+	if rerr != nil || werr == nil || moved >= 8<<20 {
+		t.Errorf("Splice = %d, %v, %v; want a short count and a write error", moved, rerr, werr)
+	}
+}
