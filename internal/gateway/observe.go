@@ -85,6 +85,9 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, ex *server.Exchange, 
 	if rec.Reason != "" {
 		o.m.GatewayError(rec.Reason)
 	}
+	if n := ex.SplicedBytes(); n > 0 {
+		o.m.Spliced(n)
+	}
 	if idx >= 0 && (rec.Retries > 0 || rec.BudgetExhausted) {
 		up := gen.Routes[idx].Upstream.ID
 		for i := 0; i < rec.NumAttempts; i++ {

@@ -53,6 +53,7 @@ type Exchange struct {
 	untilClose bool
 	declared   int64
 	bytesOut   int64
+	spliced    int64 // of bytesOut, moved with splice(2)
 	closeAfter bool
 	aborted    bool
 	chunkW     h1.ChunkedWriter
@@ -63,7 +64,7 @@ func (ex *Exchange) reset() {
 	ex.Req.Reset()
 	ex.bodyRead, ex.bodyErr, ex.sent100, ex.reqID = 0, nil, false, nil
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
-	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted = 0, 0, false, false
+	ex.declared, ex.bytesOut, ex.spliced, ex.closeAfter, ex.aborted = 0, 0, 0, false, false
 }
 
 func (ex *Exchange) start() {
@@ -210,6 +211,10 @@ func (ex *Exchange) Status() int { return ex.status }
 // BytesOut is the number of response body bytes written.
 func (ex *Exchange) BytesOut() int64 { return ex.bytesOut }
 
+// SplicedBytes returns how many of the response body bytes went socket to socket
+// ([Exchange.SpliceFrom]).
+func (ex *Exchange) SplicedBytes() int64 { return ex.spliced }
+
 // WriteHead writes the status line and header fields h, then the framing for contentLength:
 // a length >= 0 writes Content-Length, LengthUnknown chunks (or closes, for HTTP/1.0), NoBody
 // writes neither. A HEAD request never gets a body, whatever the framing says.
@@ -318,6 +323,7 @@ func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (moved 
 	}
 	moved, readErr, writeErr = pipe.Splice(c.nio, src, n, armRead, c.setWriteDeadline)
 	ex.bytesOut += moved
+	ex.spliced += moved
 	return moved, readErr, writeErr, true
 }
 

@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The rest of a large Content-Length response body goes socket to socket (splice): these
+// tests pin that it arrives intact, that the upstream connection is reused after it, that the
+// metric and the access log count it, and that each failure mid-body (upstream pause, upstream
+// reset, a client that stops reading) ends it the way the copy loop does.
+
+// TestSplicedBodyArrivesIntactAndTheConnectionIsReused fetches a 3 MiB random body three
+// times over one client connection.
+func TestSplicedBodyArrivesIntactAndTheConnectionIsReused(t *testing.T) {
+	data := make([]byte, 3<<20+17)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	sum := sha256.Sum256(data)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		w.Write(data)
+	}))
+	t.Cleanup(be.Close)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: big, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: big}]
+admin: {address: 127.0.0.1:0}
+`, map[string]string{"b": hostport(be)})
+	c := newClient()
+	for i := range 3 {
+		resp, body, err := fetch(t, c, tg.url("/"))
+		if err != nil || resp.StatusCode != 200 || sha256.Sum256(body) != sum {
+			t.Fatalf("request %d: %d, %d bytes, err %v: want 200 and the %d bytes sent", i, resp.StatusCode, len(body), err, len(data))
+		}
+	}
+	lines := tg.accessLines(3)
+	for _, l := range lines {
+		if l["bytes_out"] != float64(len(data)) || l["status"] != float64(200) {
+			t.Errorf("access log: bytes_out %v status %v, want %d 200", l["bytes_out"], l["status"], len(data))
+		}
+	}
+	u := tg.gw.Current().Upstreams["big"]
+	if s := u.Current().Targets[0].Pool.Snapshot(); s.Counters.Opened != 1 || s.Counters.Reused != 2 {
+		t.Errorf("pool counters %+v: want 1 connection reused twice after spliced bodies", s.Counters)
+	}
+	f, _ := scrape(t, tg.adminURL("/metrics"))
+	got, _ := f.value("sluice_response_spliced_bytes_total", nil)
+	// All but what arrived with the head (at most the 4 KiB read buffer) per response.
+	if min := float64(3 * (len(data) - 4096)); got < min || got > float64(3*len(data)) {
+		t.Errorf("sluice_response_spliced_bytes_total = %.0f, want between %.0f and %d", got, min, 3*len(data))
+	}
+}
+
+func TestSplicedBodyUpstreamPauseBeyondTheReadTimeout(t *testing.T) {
+	part := strings.Repeat("x", 256<<10)
+	be := scriptBackend(t, []time.Duration{0, 0, 3 * time.Second},
+		"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n", part, strings.Repeat("y", 1<<20-len(part)))
+	tg := upstreamGateway(t, be, "timeouts: {read: 1s}")
+	start := time.Now()
+	_, body, err := fetch(t, newClient(), tg.url("/"))
+	if err == nil || len(body) != len(part) {
+		t.Fatalf("got %d bytes, err %v; want the 256 KiB sent, then a truncated body", len(body), err)
+	}
+	if d := time.Since(start); d < 900*time.Millisecond || d > 1400*time.Millisecond {
+		t.Errorf("the body failed after %v, want about the 1s read timeout", d)
+	}
+	if l := tg.accessLines(1)[0]; l["reason"] != "upstream_timeout" || l["bytes_out"] != float64(len(part)) {
+		t.Errorf("access log reason %v bytes_out %v, want upstream_timeout %d", l["reason"], l["bytes_out"], len(part))
+	}
+}
+
+func TestSplicedBodyUpstreamResetMidBody(t *testing.T) {
+	be := serveConns(t, func(c net.Conn) {
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+		c.Write(make([]byte, 200<<10))
+		time.Sleep(50 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0) // the close resets
+	})
+	tg := upstreamGateway(t, be)
+	_, body, err := fetch(t, newClient(), tg.url("/"))
+	if err == nil || len(body) >= 1<<20 {
+		t.Fatalf("got %d bytes, err %v; want a truncated body", len(body), err)
+	}
+	if l := tg.accessLines(1)[0]; l["reason"] != "upstream_reset_during_response" {
+		t.Errorf("access log reason %v, want upstream_reset_during_response", l["reason"])
+	}
+}
+
+// A client that stops reading a large body: the client write timeout ends the relay, counted
+// as the client's failure (499), not the upstream's.
+func TestSplicedBodyClientStopsReading(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(256<<20))
+		io.Copy(w, &patternReader{left: 256 << 20})
+	}))
+	t.Cleanup(be.Close)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, write_timeout: 500ms}]
+upstreams: [{id: big, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: big}]
+`, map[string]string{"b": hostport(be)})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url(""), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Read nothing: the gateway's writes fill the socket buffers, then time out.
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(tg.access.String(), "\n") })
+	l := tg.accessLines(1)[0]
+	if l["status"] != float64(499) || l["reason"] != "client_body_error" {
+		t.Errorf("access log status %v reason %v, want the client's failure", l["status"], l["reason"])
+	}
+	if out, _ := l["bytes_out"].(float64); out >= 256<<20 {
+		t.Errorf("bytes_out %v: the whole body was sent to a client that read nothing", out)
+	}
+}
