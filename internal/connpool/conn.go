@@ -58,12 +58,16 @@ func (c *Conn) BytesWritten() int64 { return c.cc.w.Load() }
 // BytesRead returns the bytes read from the socket since this checkout.
 func (c *Conn) BytesRead() int64 { return c.cc.r.Load() }
 
-// Socket returns the connection's socket for moving bytes past the buffered reader (splice),
-// or nil when it is not a plain TCP socket. Bytes moved so must be reported with Moved.
+// Socket returns the connection's socket for moving bytes past the buffered reader and
+// writer (splice), or nil when it is not a plain TCP socket. Bytes moved so must be counted
+// with AddRead and AddWritten: the retry rules judge a failure by them.
 func (c *Conn) Socket() *netio.Conn { return c.cc.nio }
 
-// Moved counts n bytes read from Socket() past the buffered reader.
-func (c *Conn) Moved(n int64) { c.cc.r.Add(n) }
+// AddRead counts n bytes read from Socket() past the buffered reader.
+func (c *Conn) AddRead(n int64) { c.cc.r.Add(n) }
+
+// AddWritten counts n bytes written to Socket() past the buffered writer.
+func (c *Conn) AddWritten(n int64) { c.cc.w.Add(n) }
 
 func newConn(nc net.Conn, now time.Time) *Conn {
 	cc := &countConn{Conn: netio.Wrap(nc)}

@@ -85,8 +85,8 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, ex *server.Exchange, 
 	if rec.Reason != "" {
 		o.m.GatewayError(rec.Reason)
 	}
-	if n := ex.SplicedBytes(); n > 0 {
-		o.m.Spliced(n)
+	if in, out := ex.SplicedBytes(); in > 0 || out > 0 {
+		o.m.Spliced(in, out)
 	}
 	if idx >= 0 && (rec.Retries > 0 || rec.BudgetExhausted) {
 		up := gen.Routes[idx].Upstream.ID

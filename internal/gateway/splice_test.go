@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -56,10 +59,10 @@ admin: {address: 127.0.0.1:0}
 		t.Errorf("pool counters %+v: want 1 connection reused twice after spliced bodies", s.Counters)
 	}
 	f, _ := scrape(t, tg.adminURL("/metrics"))
-	got, _ := f.value("sluice_response_spliced_bytes_total", nil)
+	got, _ := f.value("sluice_spliced_bytes_total", map[string]string{"direction": "response"})
 	// All but what arrived with the head (at most the 4 KiB read buffer) per response.
 	if min := float64(3 * (len(data) - 4096)); got < min || got > float64(3*len(data)) {
-		t.Errorf("sluice_response_spliced_bytes_total = %.0f, want between %.0f and %d", got, min, 3*len(data))
+		t.Errorf("sluice_spliced_bytes_total{direction=response} = %.0f, want between %.0f and %d", got, min, 3*len(data))
 	}
 }
 
@@ -127,5 +130,114 @@ routes: [{id: all, upstream: big}]
 	}
 	if out, _ := l["bytes_out"].(float64); out >= 256<<20 {
 		t.Errorf("bytes_out %v: the whole body was sent to a client that read nothing", out)
+	}
+}
+
+// hashBackend answers each request with the length and SHA-256 of the body it received.
+func hashBackend(t *testing.T) *httptest.Server {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			return
+		}
+		w.Header().Set("X-Got", strconv.FormatInt(n, 10)+":"+hex.EncodeToString(h.Sum(nil)))
+	}))
+	t.Cleanup(be.Close)
+	return be
+}
+
+// TestSplicedUploadArrivesIntact posts a 3 MiB random body twice over one client connection:
+// what the gateway reads before contacting the upstream (64 KiB) is copied, the rest spliced.
+func TestSplicedUploadArrivesIntact(t *testing.T) {
+	data := make([]byte, 3<<20+5)
+	for i := range data {
+		data[i] = byte(rand.Uint32())
+	}
+	sum := sha256.Sum256(data)
+	want := strconv.Itoa(len(data)) + ":" + hex.EncodeToString(sum[:])
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: up, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: up}]
+admin: {address: 127.0.0.1:0}
+`, map[string]string{"b": hostport(hashBackend(t))})
+	c := newClient()
+	for i := range 2 {
+		resp, err := c.Post(tg.url("/"), "application/octet-stream", bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Got") != want {
+			t.Fatalf("upload %d: %d, backend got %q; want 200 and %q", i, resp.StatusCode, resp.Header.Get("X-Got"), want)
+		}
+	}
+	for _, l := range tg.accessLines(2) {
+		if l["bytes_in"] != float64(len(data)) {
+			t.Errorf("access log bytes_in %v, want %d", l["bytes_in"], len(data))
+		}
+	}
+	f, _ := scrape(t, tg.adminURL("/metrics"))
+	got, _ := f.value("sluice_spliced_bytes_total", map[string]string{"direction": "request"})
+	if min := float64(2 * (len(data) - 128<<10)); got < min || got > float64(2*len(data)) {
+		t.Errorf("sluice_spliced_bytes_total{direction=request} = %.0f, want between %.0f and %d", got, min, 2*len(data))
+	}
+}
+
+// rawUpload sends a POST head declaring size bytes and the first part of its body, then
+// waits for the gateway's answer (or its close) and returns the status line.
+func rawUpload(t *testing.T, tg *testGateway, size, part int) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url(""), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+	conn.Write(make([]byte, part))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	return strings.TrimSpace(line)
+}
+
+// A client that stalls mid-upload past the listener's read_timeout: 408 client_timeout, as
+// in the copy loop.
+func TestSplicedUploadClientStallsPastTheReadTimeout(t *testing.T) {
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, read_timeout: 500ms}]
+upstreams: [{id: up, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: up}]
+`, map[string]string{"b": hostport(hashBackend(t))})
+	start := time.Now()
+	status := rawUpload(t, tg, 1<<20, 300<<10)
+	if !strings.HasPrefix(status, "HTTP/1.1 408") {
+		t.Errorf("status line %q, want 408", status)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("answered after %v, want about the 500 ms read timeout", d)
+	}
+	if l := tg.accessLines(1)[0]; l["reason"] != "client_timeout" {
+		t.Errorf("access log reason %v, want client_timeout", l["reason"])
+	}
+}
+
+// An upstream that resets mid-upload: 502, and a POST is not retried (the backend may have
+// acted on what it read).
+func TestSplicedUploadUpstreamResets(t *testing.T) {
+	var conns atomic.Int32
+	be := serveConns(t, func(c net.Conn) {
+		conns.Add(1)
+		io.CopyN(io.Discard, c, 200<<10)
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	tg := upstreamGateway(t, be)
+	if status := rawUpload(t, tg, 4<<20, 4<<20); !strings.HasPrefix(status, "HTTP/1.1 502") {
+		t.Errorf("status line %q, want 502", status)
+	}
+	l := tg.accessLines(1)[0]
+	if r, _ := l["reason"].(string); !strings.HasPrefix(r, "upstream_reset") || conns.Load() != 1 {
+		t.Errorf("access log reason %v, backend connections %d; want an upstream reset and no retry", l["reason"], conns.Load())
 	}
 }

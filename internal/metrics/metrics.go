@@ -30,7 +30,7 @@ const (
 	nameConfigReloads    = "sluice_config_reloads_total"
 	nameRetries          = "sluice_retries_total"
 	nameRetryBudget      = "sluice_retry_budget_exhausted_total"
-	nameSplicedBytes     = "sluice_response_spliced_bytes_total"
+	nameSplicedBytes     = "sluice_spliced_bytes_total"
 
 	namePoolConns         = "sluice_upstream_connections"
 	namePoolOpened        = "sluice_upstream_connections_opened_total"
@@ -67,7 +67,8 @@ type Metrics struct {
 	reloadFailed     prometheus.Counter
 	errors           counterSet // by reason code
 	attempts         *prometheus.CounterVec
-	spliced          prometheus.Counter
+	splicedIn        prometheus.Counter
+	splicedOut       prometheus.Counter
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -119,9 +120,11 @@ func New(pools PoolSource) *Metrics {
 	m.RetryBudgetExhausted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameRetryBudget,
 		Help: "Retries refused because the upstream's retry budget was spent."},
 		[]string{"upstream"})
-	m.spliced = prometheus.NewCounter(prometheus.CounterOpts{Name: nameSplicedBytes,
-		Help: "Response body bytes moved from upstream to client socket with splice(2), without crossing user memory (large Content-Length bodies over plain TCP on Linux)."})
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, m.spliced,
+	spliced := prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameSplicedBytes,
+		Help: "Body bytes moved socket to socket with splice(2), without crossing user memory (large Content-Length bodies over plain TCP on Linux), by direction (request: client to upstream; response: upstream to client)."},
+		[]string{"direction"})
+	m.splicedIn, m.splicedOut = spliced.WithLabelValues("request"), spliced.WithLabelValues("response")
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pools != nil {
@@ -130,8 +133,15 @@ func New(pools PoolSource) *Metrics {
 	return m
 }
 
-// Spliced counts n response body bytes moved with splice(2).
-func (m *Metrics) Spliced(n int64) { m.spliced.Add(float64(n)) }
+// Spliced counts request and response body bytes moved with splice(2).
+func (m *Metrics) Spliced(request, response int64) {
+	if request > 0 {
+		m.splicedIn.Add(float64(request))
+	}
+	if response > 0 {
+		m.splicedOut.Add(float64(response))
+	}
+}
 
 // Registry returns the registry all Sluice metrics are on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

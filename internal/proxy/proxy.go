@@ -423,7 +423,16 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 	if _, err := w.Write(fwd.pre); err != nil {
 		return p.sendFailure(c, t, err), false
 	}
+	splice := !ex.Req.Chunked && c.Socket() != nil
 	for !fwd.preEOF {
+		// The rest of a large Content-Length body goes socket to socket (splice), after the
+		// head and what was read of the body so far.
+		if splice && ex.Req.ContentLength-ex.BodyBytes() >= spliceMin {
+			splice = false
+			if res, ok := p.spliceRequestBody(ex, rt, c, t); !ok {
+				return res, false
+			}
+		}
 		n, rerr := ex.ReadBody(buf)
 		if n > 0 {
 			netio.ArmWrite(nc, rt.Write)
@@ -476,4 +485,24 @@ func explainReuse(t *upstream.Target, idle time.Duration, err error) error {
 	}
 	return fmt.Errorf("%w (reused connection idle %s; backend idle timeout not learned yet; now reusing up to %s)",
 		err, idle.Round(time.Millisecond), eff.Round(time.Millisecond))
+}
+
+// spliceRequestBody moves the rest of a large Content-Length request body from the client's
+// socket to the upstream's (netio.Pipe), after flushing what was written so far. When the
+// exchange cannot splice, nothing is moved and the copy loop goes on.
+func (p *Proxy) spliceRequestBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target) (result, bool) {
+	nc := c.NetConn()
+	netio.ArmWrite(nc, rt.Write)
+	if err := c.W.Flush(); err != nil {
+		return p.sendFailure(c, t, err), false
+	}
+	moved, readErr, writeErr, _ := ex.SpliceBodyTo(c.Socket(), spliceMin, func() { netio.ArmWrite(nc, rt.Write) })
+	c.AddWritten(moved)
+	switch {
+	case readErr != nil:
+		return clientBodyFailure(t, readErr), false
+	case writeErr != nil:
+		return p.sendFailure(c, t, writeErr), false
+	}
+	return result{}, true
 }

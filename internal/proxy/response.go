@@ -140,7 +140,7 @@ func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 		return result{}, false, true
 	}
 	body.Moved(done)
-	c.Moved(done)
+	c.AddRead(done)
 	switch {
 	case writeErr != nil:
 		ex.Abort()

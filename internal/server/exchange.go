@@ -53,7 +53,8 @@ type Exchange struct {
 	untilClose bool
 	declared   int64
 	bytesOut   int64
-	spliced    int64 // of bytesOut, moved with splice(2)
+	splicedIn  int64 // request body bytes moved with splice(2)
+	splicedOut int64 // response body bytes moved with splice(2)
 	closeAfter bool
 	aborted    bool
 	chunkW     h1.ChunkedWriter
@@ -64,7 +65,8 @@ func (ex *Exchange) reset() {
 	ex.Req.Reset()
 	ex.bodyRead, ex.bodyErr, ex.sent100, ex.reqID = 0, nil, false, nil
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
-	ex.declared, ex.bytesOut, ex.spliced, ex.closeAfter, ex.aborted = 0, 0, 0, false, false
+	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted = 0, 0, false, false
+	ex.splicedIn, ex.splicedOut = 0, 0
 }
 
 func (ex *Exchange) start() {
@@ -186,6 +188,35 @@ func (ex *Exchange) ReadBody(p []byte) (int, error) {
 	return n, err
 }
 
+// SpliceBodyTo moves the rest of a Content-Length request body, none of it buffered yet,
+// from the client's socket straight to dst (netio.Pipe). ok is false, and nothing was moved,
+// when it cannot: a TLS or non-TCP client, a chunked body, body bytes already buffered, less
+// than least left, a 100 Continue not sent yet, or a body limit the rest would pass (the
+// copy loop then reports it). armWrite runs before each wait on dst; the client's waits get
+// the listener's read timeout. readErr and writeErr say which side stopped a short move.
+func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, least int64, armWrite func()) (moved int64, readErr, writeErr error, ok bool) {
+	c := ex.c
+	n := ex.body.Unbuffered()
+	if c.nio == nil || ex.bodyErr != nil || ex.Req.Chunked || c.br.Buffered() > 0 || n < least ||
+		(ex.Req.Expect100 && !ex.sent100) || (ex.bodyLimit > 0 && ex.bodyRead+n > ex.bodyLimit) {
+		return 0, nil, nil, false
+	}
+	pipe, err := netio.NewPipe()
+	if err != nil {
+		return 0, nil, nil, false
+	}
+	defer pipe.Close()
+	moved, readErr, writeErr = pipe.Splice(dst, c.nio, n, func() { c.setReadDeadline(c.st.ReadTimeout) }, armWrite)
+	ex.body.Moved(moved)
+	ex.bodyRead += moved
+	ex.splicedIn += moved
+	if readErr != nil {
+		ex.bodyErr = readErr
+		ex.closeAfter = true
+	}
+	return moved, readErr, writeErr, true
+}
+
 // Body returns the request body as an io.Reader (see ReadBody).
 func (ex *Exchange) Body() io.Reader { return bodyReader{ex} }
 
@@ -211,9 +242,9 @@ func (ex *Exchange) Status() int { return ex.status }
 // BytesOut is the number of response body bytes written.
 func (ex *Exchange) BytesOut() int64 { return ex.bytesOut }
 
-// SplicedBytes returns how many of the response body bytes went socket to socket
-// ([Exchange.SpliceFrom]).
-func (ex *Exchange) SplicedBytes() int64 { return ex.spliced }
+// SplicedBytes returns how many request and response body bytes went socket to socket
+// ([Exchange.SpliceBodyTo], [Exchange.SpliceFrom]).
+func (ex *Exchange) SplicedBytes() (request, response int64) { return ex.splicedIn, ex.splicedOut }
 
 // WriteHead writes the status line and header fields h, then the framing for contentLength:
 // a length >= 0 writes Content-Length, LengthUnknown chunks (or closes, for HTTP/1.0), NoBody
@@ -323,7 +354,7 @@ func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (moved 
 	}
 	moved, readErr, writeErr = pipe.Splice(c.nio, src, n, armRead, c.setWriteDeadline)
 	ex.bytesOut += moved
-	ex.spliced += moved
+	ex.splicedOut += moved
 	return moved, readErr, writeErr, true
 }
 
