@@ -241,3 +241,39 @@ func TestSplicedUploadUpstreamResets(t *testing.T) {
 		t.Errorf("access log reason %v, backend connections %d; want an upstream reset and no retry", l["reason"], conns.Load())
 	}
 }
+
+// An upstream that fails mid-upload leaves the client's body partly unread (and what the
+// pipe held lost): the answer must close the client connection, or the gateway would read the
+// client's next requests as the rest of this body.
+func TestSplicedUploadFailureClosesTheClientConnection(t *testing.T) {
+	be := serveConns(t, func(c net.Conn) {
+		io.CopyN(io.Discard, c, 64<<10)
+		c.(*net.TCPConn).SetLinger(0)
+	})
+	tg := upstreamGateway(t, be)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url(""), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const size = 200 << 10
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
+	conn.Write(make([]byte, 64<<10)) // read before the upstream is contacted
+	time.Sleep(300 * time.Millisecond)
+	conn.Write(make([]byte, size-64<<10)) // spliced
+	io.WriteString(conn, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || !resp.Close {
+		t.Errorf("answer %d, Connection: close %v; want 502 closing the connection", resp.StatusCode, resp.Close)
+	}
+	if next, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("a second response (%d) on a connection whose body was cut", next.StatusCode)
+	}
+}

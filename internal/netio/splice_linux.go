@@ -39,14 +39,18 @@ func (p *Pipe) Close() {
 	syscall.Close(p.w)
 }
 
-// Splice moves up to n bytes from src to dst and returns how many reached dst. It stops
-// early when src ends (readErr io.ErrUnexpectedEOF) or fails (readErr: a reset, a deadline),
-// or when dst fails (writeErr). beforeRead and beforeWrite run before each wait on src and
-// dst respectively (to arm their timeouts); either may be nil.
+// Splice moves up to n bytes from src to dst. It stops early when src ends (ReadErr
+// io.ErrUnexpectedEOF) or fails (ReadErr: a reset, a deadline), or when dst fails (WriteErr);
+// then bytes taken from src but not delivered are lost with the pipe, so neither connection
+// can carry another message. beforeRead and beforeWrite run before each wait on src and dst
+// respectively (to arm their timeouts); either may be nil.
 //
 // The pipe is filled only when empty and then drained completely, so EAGAIN on the way in
-// always means src has nothing yet, and on the way out that dst's buffer is full.
-func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) (moved int64, readErr, writeErr error) {
+// means src has nothing yet (or stands at TCP urgent data, which splice does not pass and
+// HTTP does not use: the wait then ends at src's read deadline), and on the way out that
+// dst's buffer is full.
+func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) Spliced {
+	var moved int64
 	var in int // bytes in the pipe
 	var errno syscall.Errno
 	fill := func(fd uintptr) bool {
@@ -88,25 +92,26 @@ func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) (
 			beforeRead()
 		}
 		if err := src.rc.Read(fill); err != nil {
-			return moved, renameOp(err, "read"), nil
+			return Spliced{Taken: moved, Moved: moved, ReadErr: renameOp(err, "read")}
 		}
 		switch {
 		case errno != 0:
-			return moved, src.opError("read", errno), nil
+			return Spliced{Taken: moved, Moved: moved, ReadErr: src.opError("read", errno)}
 		case in == 0:
-			return moved, io.ErrUnexpectedEOF, nil
+			return Spliced{Taken: moved, Moved: moved, ReadErr: io.ErrUnexpectedEOF}
 		}
+		taken := moved + int64(in)
 		if beforeWrite != nil {
 			beforeWrite()
 		}
 		if err := dst.rc.Write(drain); err != nil {
-			return moved, nil, renameOp(err, "write")
+			return Spliced{Taken: taken, Moved: moved, WriteErr: renameOp(err, "write")}
 		}
 		if errno != 0 {
-			return moved, nil, dst.opError("write", errno)
+			return Spliced{Taken: taken, Moved: moved, WriteErr: dst.opError("write", errno)}
 		}
 	}
-	return moved, nil, nil
+	return Spliced{Taken: moved, Moved: moved}
 }
 
 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK: the sockets are non-blocking and so is the pipe; the

@@ -35,9 +35,9 @@ func TestSpliceMovesExactlyN(t *testing.T) {
 	got := make(chan []byte, 1)
 	go func() { b, _ := io.ReadAll(io.LimitReader(dp, int64(len(data)))); got <- b }()
 	var reads, writes int
-	moved, rerr, werr := p.Splice(dst, src, int64(len(data)), func() { reads++ }, func() { writes++ })
-	if moved != int64(len(data)) || rerr != nil || werr != nil {
-		t.Fatalf("Splice = %d, %v, %v; want %d, nil, nil", moved, rerr, werr, len(data))
+	r := p.Splice(dst, src, int64(len(data)), func() { reads++ }, func() { writes++ })
+	if r.Taken != int64(len(data)) || r.Moved != r.Taken || r.Err() != nil {
+		t.Fatalf("Splice = %+v; want %d taken and moved, no error", r, len(data))
 	}
 	if b := <-got; !bytes.Equal(b, data) {
 		t.Fatalf("dst peer got %d bytes, not the %d sent (or different ones)", len(b), len(data))
@@ -57,9 +57,9 @@ func TestSpliceSourceEndsEarly(t *testing.T) {
 	p, src, dst, sp, dp := splicePair(t)
 	go func() { sp.Write(make([]byte, 100_000)); sp.Close() }()
 	go io.Copy(io.Discard, dp)
-	moved, rerr, werr := p.Splice(dst, src, 1<<20, nil, nil)
-	if moved != 100_000 || !errors.Is(rerr, io.ErrUnexpectedEOF) || werr != nil {
-		t.Errorf("Splice = %d, %v, %v; want 100000, unexpected EOF, nil", moved, rerr, werr)
+	r := p.Splice(dst, src, 1<<20, nil, nil)
+	if r.Moved != 100_000 || r.Taken != r.Moved || !errors.Is(r.ReadErr, io.ErrUnexpectedEOF) || r.WriteErr != nil {
+		t.Errorf("Splice = %+v; want 100000 moved, unexpected EOF", r)
 	}
 }
 
@@ -68,9 +68,9 @@ func TestSpliceReadTimeout(t *testing.T) {
 	go sp.Write(make([]byte, 1000))
 	go io.Copy(io.Discard, dp)
 	start := time.Now()
-	moved, rerr, werr := p.Splice(dst, src, 1<<20, func() { src.SetReadDeadline(time.Now().Add(100 * time.Millisecond)) }, nil)
-	if moved != 1000 || !errors.Is(rerr, os.ErrDeadlineExceeded) || werr != nil {
-		t.Errorf("Splice = %d, %v, %v; want 1000, deadline exceeded, nil", moved, rerr, werr)
+	r := p.Splice(dst, src, 1<<20, func() { src.SetReadDeadline(time.Now().Add(100 * time.Millisecond)) }, nil)
+	if r.Moved != 1000 || !errors.Is(r.ReadErr, os.ErrDeadlineExceeded) || r.WriteErr != nil {
+		t.Errorf("Splice = %+v; want 1000 moved, deadline exceeded", r)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("timed out after %v, want ~100 ms", d)
@@ -82,9 +82,9 @@ func TestSpliceReadTimeout(t *testing.T) {
 func TestSpliceWriteTimeout(t *testing.T) {
 	p, src, dst, sp, _ := splicePair(t)
 	go func() { sp.Write(make([]byte, 64<<20)) }()
-	moved, rerr, werr := p.Splice(dst, src, 64<<20, nil, func() { dst.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) })
-	if rerr != nil || !errors.Is(werr, os.ErrDeadlineExceeded) || moved >= 64<<20 {
-		t.Errorf("Splice = %d, %v, %v; want a short count and a write deadline error", moved, rerr, werr)
+	r := p.Splice(dst, src, 64<<20, nil, func() { dst.SetWriteDeadline(time.Now().Add(200 * time.Millisecond)) })
+	if r.ReadErr != nil || !errors.Is(r.WriteErr, os.ErrDeadlineExceeded) || r.Moved >= 64<<20 || r.Taken <= r.Moved {
+		t.Errorf("Splice = %+v; want a short count, a write deadline error, and the pipe's undelivered bytes counted as taken", r)
 	}
 }
 
@@ -93,8 +93,8 @@ func TestSpliceDestinationReset(t *testing.T) {
 	dp.(interface{ SetLinger(int) error }).SetLinger(0)
 	dp.Close() // RST once dst writes
 	go func() { sp.Write(make([]byte, 8<<20)) }()
-	moved, rerr, werr := p.Splice(dst, src, 8<<20, nil, func() { dst.SetWriteDeadline(time.Now().Add(5 * time.Second)) })
-	if rerr != nil || werr == nil || moved >= 8<<20 {
-		t.Errorf("Splice = %d, %v, %v; want a short count and a write error", moved, rerr, werr)
+	r := p.Splice(dst, src, 8<<20, nil, func() { dst.SetWriteDeadline(time.Now().Add(5 * time.Second)) })
+	if r.ReadErr != nil || r.WriteErr == nil || r.Moved >= 8<<20 || r.Taken < r.Moved {
+		t.Errorf("Splice = %+v; want a short count and a write error", r)
 	}
 }

@@ -14,6 +14,6 @@ func NewPipe() (*Pipe, error) { return nil, errors.ErrUnsupported }
 func (p *Pipe) Close() {}
 
 // Splice is never called: NewPipe fails.
-func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) (moved int64, readErr, writeErr error) {
-	return 0, errors.ErrUnsupported, nil
+func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) Spliced {
+	return Spliced{ReadErr: errors.ErrUnsupported}
 }

@@ -496,13 +496,13 @@ func (p *Proxy) spliceRequestBody(ex *server.Exchange, rt *Route, c *connpool.Co
 	if err := c.W.Flush(); err != nil {
 		return p.sendFailure(c, t, err), false
 	}
-	moved, readErr, writeErr, _ := ex.SpliceBodyTo(c.Socket(), spliceMin, func() { netio.ArmWrite(nc, rt.Write) })
-	c.AddWritten(moved)
+	s, _ := ex.SpliceBodyTo(c.Socket(), spliceMin, func() { netio.ArmWrite(nc, rt.Write) })
+	c.AddWritten(s.Moved)
 	switch {
-	case readErr != nil:
-		return clientBodyFailure(t, readErr), false
-	case writeErr != nil:
-		return p.sendFailure(c, t, writeErr), false
+	case s.ReadErr != nil:
+		return clientBodyFailure(t, s.ReadErr), false
+	case s.WriteErr != nil:
+		return p.sendFailure(c, t, s.WriteErr), false
 	}
 	return result{}, true
 }

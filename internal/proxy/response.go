@@ -135,24 +135,24 @@ func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 		return result{}, false, true
 	}
 	nc := c.NetConn()
-	done, readErr, writeErr, spliced := ex.SpliceFrom(src, n, func() { netio.ArmRead(nc, rt.Read) })
+	s, spliced := ex.SpliceFrom(src, n, func() { netio.ArmRead(nc, rt.Read) })
 	if !spliced {
 		return result{}, false, true
 	}
-	body.Moved(done)
-	c.AddRead(done)
+	body.Moved(s.Taken)
+	c.AddRead(s.Taken)
 	switch {
-	case writeErr != nil:
+	case s.WriteErr != nil:
 		ex.Abort()
-		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, writeErr), clientGone: true}, true, false
-	case readErr != nil:
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, s.WriteErr), clientGone: true}, true, false
+	case s.ReadErr != nil:
 		// The head is out: the client learns of the failure from a truncated body.
 		ex.Abort()
 		code := reason.ResetDuringResp
-		if isTimeout(readErr) {
+		if isTimeout(s.ReadErr) {
 			code = reason.ResponseTimeout
 		}
-		return result{err: reason.New(502, code, t.Addr, readErr)}, true, false
+		return result{err: reason.New(502, code, t.Addr, s.ReadErr)}, true, false
 	}
 	return result{}, true, true
 }

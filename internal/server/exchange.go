@@ -193,28 +193,29 @@ func (ex *Exchange) ReadBody(p []byte) (int, error) {
 // when it cannot: a TLS or non-TCP client, a chunked body, body bytes already buffered, less
 // than least left, a 100 Continue not sent yet, or a body limit the rest would pass (the
 // copy loop then reports it). armWrite runs before each wait on dst; the client's waits get
-// the listener's read timeout. readErr and writeErr say which side stopped a short move.
-func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, least int64, armWrite func()) (moved int64, readErr, writeErr error, ok bool) {
+// the listener's read timeout. After a short move the client connection is closed after
+// the answer: the body is not all read, and what the pipe held is lost.
+func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, least int64, armWrite func()) (s netio.Spliced, ok bool) {
 	c := ex.c
 	n := ex.body.Unbuffered()
 	if c.nio == nil || ex.bodyErr != nil || ex.Req.Chunked || c.br.Buffered() > 0 || n < least ||
 		(ex.Req.Expect100 && !ex.sent100) || (ex.bodyLimit > 0 && ex.bodyRead+n > ex.bodyLimit) {
-		return 0, nil, nil, false
+		return s, false
 	}
 	pipe, err := netio.NewPipe()
 	if err != nil {
-		return 0, nil, nil, false
+		return s, false
 	}
 	defer pipe.Close()
-	moved, readErr, writeErr = pipe.Splice(dst, c.nio, n, func() { c.setReadDeadline(c.st.ReadTimeout) }, armWrite)
-	ex.body.Moved(moved)
-	ex.bodyRead += moved
-	ex.splicedIn += moved
-	if readErr != nil {
-		ex.bodyErr = readErr
+	s = pipe.Splice(dst, c.nio, n, func() { c.setReadDeadline(c.st.ReadTimeout) }, armWrite)
+	ex.body.Moved(s.Taken)
+	ex.bodyRead += s.Taken
+	ex.splicedIn += s.Moved
+	if err := s.Err(); err != nil {
+		ex.bodyErr = err
 		ex.closeAfter = true
 	}
-	return moved, readErr, writeErr, true
+	return s, true
 }
 
 // Body returns the request body as an io.Reader (see ReadBody).
@@ -337,25 +338,24 @@ func (ex *Exchange) Write(p []byte) (int, error) {
 // socket (netio.Pipe: they never cross user memory), after flushing what is buffered. ok is
 // false, and nothing was moved, when the exchange cannot take raw body bytes: a TLS or
 // non-TCP client connection, a chunked or unknown-length body, or more bytes than the
-// Content-Length has left. armRead runs before each wait on src. readErr and writeErr say
-// which side stopped a short move.
-func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (moved int64, readErr, writeErr error, ok bool) {
+// Content-Length has left. armRead runs before each wait on src.
+func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (s netio.Spliced, ok bool) {
 	c := ex.c
 	if c.nio == nil || !ex.wroteHead || ex.noBody || ex.chunked || ex.declared < 0 || ex.bytesOut+n > ex.declared {
-		return 0, nil, nil, false
+		return s, false
 	}
 	pipe, err := netio.NewPipe()
 	if err != nil {
-		return 0, nil, nil, false
+		return s, false
 	}
 	defer pipe.Close()
 	if err := ex.Flush(); err != nil {
-		return 0, nil, err, true
+		return netio.Spliced{WriteErr: err}, true
 	}
-	moved, readErr, writeErr = pipe.Splice(c.nio, src, n, armRead, c.setWriteDeadline)
-	ex.bytesOut += moved
-	ex.splicedOut += moved
-	return moved, readErr, writeErr, true
+	s = pipe.Splice(c.nio, src, n, armRead, c.setWriteDeadline)
+	ex.bytesOut += s.Moved
+	ex.splicedOut += s.Moved
+	return s, true
 }
 
 // Flush sends buffered response bytes to the client now.
