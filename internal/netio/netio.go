@@ -99,22 +99,29 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) readFD(fd uintptr) bool {
+// nonblocking makes a system call on a non-blocking descriptor, again when a signal
+// interrupts it. ready is false on EAGAIN (the caller's RawConn callback then returns false
+// and the runtime's poller waits); otherwise r is the result (0 on an error) and errno the
+// error, if any.
+func nonblocking(trap, a1, a2, a3, a4, a5, a6 uintptr) (r uintptr, errno syscall.Errno, ready bool) {
 	for {
-		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), 0, 0, 0)
+		r, _, e := syscall.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
 		switch e {
 		case 0:
-			c.rn = int(n)
-			return true
+			return r, 0, true
 		case syscall.EINTR:
-			continue
 		case syscall.EAGAIN:
-			return false
+			return 0, 0, false
 		default:
-			c.rerr = e
-			return true
+			return 0, e, true
 		}
 	}
+}
+
+func (c *Conn) readFD(fd uintptr) bool {
+	n, e, ready := nonblocking(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)), 0, 0, 0)
+	c.rn, c.rerr = int(n), e
+	return ready
 }
 
 // Write writes all of b unless an error stops it, like net.Conn's Write.
@@ -138,17 +145,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 func (c *Conn) writeFD(fd uintptr) bool {
 	for c.wn < len(c.wbuf) {
 		p := c.wbuf[c.wn:]
-		n, _, e := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
-		switch e {
-		case 0:
-			c.wn += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
+		n, e, ready := nonblocking(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
+		if !ready {
 			return false
-		default:
+		}
+		if e != 0 {
 			c.werr = e
 			return true
 		}
+		c.wn += int(n)
 	}
 	return true
 }

@@ -54,36 +54,22 @@ func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) S
 	var in int // bytes in the pipe
 	var errno syscall.Errno
 	fill := func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, fd, 0, uintptr(p.w), 0, uintptr(min(n-moved, pipeSize)), spliceFlags)
-			switch e {
-			case 0:
-				in, errno = int(r), 0
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
+		r, e, ready := nonblocking(syscall.SYS_SPLICE, fd, 0, uintptr(p.w), 0, uintptr(min(n-moved, pipeSize)), spliceFlags)
+		in, errno = int(r), e
+		return ready
 	}
 	drain := func(fd uintptr) bool {
 		for in > 0 {
-			r, _, e := syscall.RawSyscall6(syscall.SYS_SPLICE, uintptr(p.r), 0, fd, 0, uintptr(in), spliceFlags)
-			switch e {
-			case 0:
-				in -= int(r)
-				moved += int64(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
+			r, e, ready := nonblocking(syscall.SYS_SPLICE, uintptr(p.r), 0, fd, 0, uintptr(in), spliceFlags)
+			if !ready {
 				return false
-			default:
+			}
+			if e != 0 {
 				errno = e
 				return true
 			}
+			in -= int(r)
+			moved += int64(r)
 		}
 		return true
 	}
