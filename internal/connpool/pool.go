@@ -108,10 +108,7 @@ func (p *Pool) GetFresh(ctx context.Context) (*Conn, error) {
 }
 
 func (p *Pool) get(ctx context.Context, idempotent, fresh bool, now time.Time) (*Conn, error) {
-	for first := true; ; first = false {
-		if !first {
-			now = time.Now() // after a failed check or a wait
-		}
+	for ; ; now = time.Now() { // the clock again after a failed check or a wait
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()

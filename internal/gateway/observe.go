@@ -85,9 +85,7 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, ex *server.Exchange, 
 	if rec.Reason != "" {
 		o.m.GatewayError(rec.Reason)
 	}
-	if in, out := ex.SplicedBytes(); in > 0 || out > 0 {
-		o.m.Spliced(in, out)
-	}
+	o.m.Spliced(ex.SplicedBytes())
 	if idx >= 0 && (rec.Retries > 0 || rec.BudgetExhausted) {
 		up := gen.Routes[idx].Upstream.ID
 		for i := 0; i < rec.NumAttempts; i++ {

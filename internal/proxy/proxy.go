@@ -132,16 +132,10 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 		return
 	}
 	defer u.Release()
-	// One clock read serves the first attempt's pick, checkout and the retry budget; the
-	// attempt's end serves the pool, the balancer and UpstreamTime.
+	// One clock read serves the first attempt's pick, checkout and the retry budget.
 	start := time.Now()
+	defer func() { rec.UpstreamTime = time.Since(start) }()
 	r := &cl.r
-	defer func() {
-		if r.ended.IsZero() {
-			r.ended = time.Now()
-		}
-		rec.UpstreamTime = r.ended.Sub(start)
-	}()
 	r.init(p, ex, rt, fwd, rec, start)
 	defer r.release()
 
@@ -149,9 +143,7 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 	for n := 0; n < maxAttempts; n++ {
 		now := start
 		if n > 0 {
-			// After a backoff: read the clock again, and forget the last attempt's end so
-			// that UpstreamTime covers this one even if it fails before its exchange.
-			now, r.ended = time.Now(), time.Time{}
+			now = time.Now() // after a failure and a backoff
 		}
 		t := u.PickInto(&cl.pick, reqInfo{ex}, tried[:n], now)
 		if t == nil {
@@ -238,8 +230,8 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		start = time.Now() // after a dial or a wait: the balancer's latency is the exchange's
 	}
 	res, out := p.exchange(ex, rt, fwd, t, c, r)
-	r.ended = time.Now()
-	out.End = r.ended
+	end := time.Now()
+	out.End = end
 	res.reused = c.Reused
 	if res.err != nil {
 		a.Outcome = string(res.err.Code)
@@ -256,7 +248,7 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		if res.cond == config.RetryStatus {
 			status = res.err.Status
 		}
-		rt.Upstream.Done(t, upstream.Result{Latency: r.ended.Sub(start), Failed: res.err != nil, Status: status})
+		rt.Upstream.Done(t, upstream.Result{Latency: end.Sub(start), Failed: res.err != nil, Status: status})
 	}
 	return res
 }

@@ -74,7 +74,6 @@ type retrier struct {
 	budget *budget
 	safe   bool      // idempotent, keyed, or opted in: may be retried after it may have been processed
 	end    time.Time // the retry deadline (zero: none)
-	ended  time.Time // when the last attempt ended (zero: none has)
 	tries  int       // attempts counted against pol.attempts
 	stale  int       // free re-sends after dead pooled connections
 
