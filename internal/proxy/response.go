@@ -87,8 +87,7 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 		// not the head wait's client-check step.
 		if c.R.Buffered() == 0 || body.InFraming() {
 			if err := ex.Flush(); err != nil {
-				ex.Abort()
-				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
+				return clientWriteFailure(ex, t, err), false
 			}
 			// A finished body's next Read returns io.EOF without reading: no deadline.
 			if !body.Done() {
@@ -99,26 +98,37 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := ex.Write(buf[:n]); werr != nil {
-				ex.Abort()
-				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, werr), clientGone: true}, false
+				return clientWriteFailure(ex, t, werr), false
 			}
 		}
 		if err == io.EOF {
 			return result{}, true
 		}
 		if err != nil {
-			// The head is out: the client learns of the failure from a truncated body.
-			ex.Abort()
-			code := reason.ResetDuringResp
-			var pe *h1.Error
-			if errors.As(err, &pe) {
-				code = reason.BadResponse
-			} else if isTimeout(err) {
-				code = reason.ResponseTimeout
-			}
-			return result{err: reason.New(502, code, t.Addr, err)}, false
+			return bodyReadFailure(ex, t, err), false
 		}
 	}
+}
+
+// clientWriteFailure ends a relay whose client stopped taking the response (closed, reset,
+// too slow).
+func clientWriteFailure(ex *server.Exchange, t *upstream.Target, err error) result {
+	ex.Abort()
+	return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
+}
+
+// bodyReadFailure ends a relay whose upstream body broke off (reset, timeout, bad framing).
+// The head is out: the client learns of the failure from a truncated body.
+func bodyReadFailure(ex *server.Exchange, t *upstream.Target, err error) result {
+	ex.Abort()
+	code := reason.ResetDuringResp
+	var pe *h1.Error
+	if errors.As(err, &pe) {
+		code = reason.BadResponse
+	} else if isTimeout(err) {
+		code = reason.ResponseTimeout
+	}
+	return result{err: reason.New(502, code, t.Addr, err)}
 }
 
 // spliceMin is the least body left for which splicing (a pipe and two splice calls per
@@ -143,16 +153,9 @@ func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 	c.AddRead(s.Taken)
 	switch {
 	case s.WriteErr != nil:
-		ex.Abort()
-		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, s.WriteErr), clientGone: true}, true, false
+		return clientWriteFailure(ex, t, s.WriteErr), true, false
 	case s.ReadErr != nil:
-		// The head is out: the client learns of the failure from a truncated body.
-		ex.Abort()
-		code := reason.ResetDuringResp
-		if isTimeout(s.ReadErr) {
-			code = reason.ResponseTimeout
-		}
-		return result{err: reason.New(502, code, t.Addr, s.ReadErr)}, true, false
+		return bodyReadFailure(ex, t, s.ReadErr), true, false
 	}
 	return result{}, true, true
 }
