@@ -133,17 +133,17 @@ func (b *BodyReader) InFraming() bool {
 		!b.framingBuffered()
 }
 
-// Unbuffered returns how many bytes of a Content-Length body are still in the connection,
-// past what the reader's buffer holds; 0 for other framings and after an error.
-func (b *BodyReader) Unbuffered() int64 {
-	if b.br == nil || b.err != nil || b.mode != modeLength {
+// Direct returns how many body bytes may be moved straight from the connection, past the
+// reader (splice): all that is left of a Content-Length body when the reader's buffer is
+// empty; 0 otherwise (bytes buffered, other framings, after an error).
+func (b *BodyReader) Direct() int64 {
+	if b.br == nil || b.err != nil || b.mode != modeLength || b.br.Buffered() > 0 {
 		return 0
 	}
-	return max(b.remaining-int64(b.br.Buffered()), 0)
+	return b.remaining
 }
 
-// Moved records that n bytes of a Content-Length body were moved straight from the
-// connection (splice), past the reader, whose buffer was empty.
+// Moved records that n of the bytes Direct allowed were moved straight from the connection.
 func (b *BodyReader) Moved(n int64) {
 	b.remaining -= n
 }

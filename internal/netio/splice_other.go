@@ -2,18 +2,10 @@
 
 package netio
 
-import "errors"
+// SpliceSupported: splice(2) exists only on Linux; bodies are copied here.
+const SpliceSupported = false
 
-// Pipe is splice(2)'s pipe; splice exists only on Linux.
-type Pipe struct{}
-
-// NewPipe returns errors.ErrUnsupported: callers copy through a buffer instead.
-func NewPipe() (*Pipe, error) { return nil, errors.ErrUnsupported }
-
-// Close does nothing.
-func (p *Pipe) Close() {}
-
-// Splice is never called: NewPipe fails.
-func (p *Pipe) Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) Spliced {
-	return Spliced{ReadErr: errors.ErrUnsupported}
+// Splice never starts here.
+func Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) (s Spliced, started bool) {
+	return s, false
 }

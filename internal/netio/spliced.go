@@ -1,6 +1,6 @@
 package netio
 
-// Spliced is what one [Pipe.Splice] did.
+// Spliced is what one [Splice] did.
 type Spliced struct {
 	// Taken counts the bytes read from the source, Moved those that reached the
 	// destination: they differ only after a WriteErr.

@@ -415,15 +415,16 @@ func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpo
 	if _, err := w.Write(fwd.pre); err != nil {
 		return p.sendFailure(c, t, err), false
 	}
-	splice := !ex.Req.Chunked && c.Socket() != nil
+	splice := c.Socket() != nil
 	for !fwd.preEOF {
-		// The rest of a large Content-Length body goes socket to socket (splice), after the
-		// head and what was read of the body so far.
-		if splice && ex.Req.ContentLength-ex.BodyBytes() >= spliceMin {
-			splice = false
-			if res, ok := p.spliceRequestBody(ex, rt, c, t); !ok {
+		// The rest of a large Content-Length body goes socket to socket (splice) once none
+		// of it is buffered; the head and the bytes before it are written first.
+		if splice && ex.BodyToSplice() >= spliceMin {
+			res, spliced, ok := p.spliceRequestBody(ex, rt, c, t)
+			if !ok {
 				return res, false
 			}
+			splice = spliced
 		}
 		n, rerr := ex.ReadBody(buf)
 		if n > 0 {
@@ -480,21 +481,25 @@ func explainReuse(t *upstream.Target, idle time.Duration, err error) error {
 }
 
 // spliceRequestBody moves the rest of a large Content-Length request body from the client's
-// socket to the upstream's (netio.Pipe), after flushing what was written so far. When the
-// exchange cannot splice, nothing is moved and the copy loop goes on.
-func (p *Proxy) spliceRequestBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target) (result, bool) {
+// socket to the upstream's (netio.Splice), after flushing what was written so far. spliced
+// is false when the splice could not start: nothing was moved, the copy loop goes on. ok is
+// false when the send failed; res says how.
+func (p *Proxy) spliceRequestBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target) (res result, spliced, ok bool) {
 	nc := c.NetConn()
 	netio.ArmWrite(nc, rt.Write)
 	if err := c.W.Flush(); err != nil {
-		return p.sendFailure(c, t, err), false
+		return p.sendFailure(c, t, err), true, false
 	}
-	s, _ := ex.SpliceBodyTo(c.Socket(), spliceMin, func() { netio.ArmWrite(nc, rt.Write) })
+	s, started := ex.SpliceBodyTo(c.Socket(), func() { netio.ArmWrite(nc, rt.Write) })
+	if !started {
+		return result{}, false, true
+	}
 	c.AddWritten(s.Moved)
 	switch {
 	case s.ReadErr != nil:
-		return clientBodyFailure(t, s.ReadErr), false
+		return clientBodyFailure(t, s.ReadErr), true, false
 	case s.WriteErr != nil:
-		return p.sendFailure(c, t, s.WriteErr), false
+		return p.sendFailure(c, t, s.WriteErr), true, false
 	}
-	return result{}, true
+	return result{}, true, true
 }

@@ -73,14 +73,12 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 	for {
 		// The rest of a large Content-Length body goes socket to socket (splice) when both
 		// ends are plain TCP; the buffered bytes before it are copied.
-		if splice && c.R.Buffered() == 0 {
-			if n := body.Unbuffered(); n >= spliceMin {
-				res, moved, ok := p.spliceBody(ex, rt, c, t, body, n)
-				if !ok {
-					return res, false
-				}
-				splice = moved
+		if n := body.Direct(); splice && n >= spliceMin {
+			res, spliced, ok := p.spliceBody(ex, rt, c, t, body, n)
+			if !ok {
+				return res, false
 			}
+			splice = spliced
 		}
 		// Before a Read that will reach the socket (nothing buffered, or chunk framing that
 		// is not all buffered): send what was relayed, and give the read the body's timeout,
@@ -136,17 +134,17 @@ func bodyReadFailure(ex *server.Exchange, t *upstream.Target, err error) result 
 const spliceMin = 64 << 10
 
 // spliceBody moves the n bytes left of a Content-Length body from the upstream socket to the
-// client's without copying them (netio.Pipe). moved is false when this exchange cannot
-// splice (TLS or HTTP/2 client, not Linux): nothing was moved, the caller copies. ok is
-// false when the relay failed; res says how.
-func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, n int64) (res result, moved, ok bool) {
+// client's without copying them (netio.Splice). spliced is false when this exchange cannot
+// splice (not Linux, a TLS client): nothing was moved, the caller copies. ok is false when
+// the relay failed; res says how.
+func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, n int64) (res result, spliced, ok bool) {
 	src := c.Socket()
 	if src == nil {
 		return result{}, false, true
 	}
 	nc := c.NetConn()
-	s, spliced := ex.SpliceFrom(src, n, func() { netio.ArmRead(nc, rt.Read) })
-	if !spliced {
+	s, started := ex.SpliceFrom(src, n, func() { netio.ArmRead(nc, rt.Read) })
+	if !started {
 		return result{}, false, true
 	}
 	body.Moved(s.Taken)

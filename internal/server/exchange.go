@@ -188,26 +188,37 @@ func (ex *Exchange) ReadBody(p []byte) (int, error) {
 	return n, err
 }
 
-// SpliceBodyTo moves the rest of a Content-Length request body, none of it buffered yet,
-// from the client's socket straight to dst (netio.Pipe). ok is false, and nothing was moved,
-// when it cannot: a TLS or non-TCP client, a chunked body, body bytes already buffered, less
-// than least left, a 100 Continue not sent yet, or a body limit the rest would pass (the
-// copy loop then reports it). armWrite runs before each wait on dst; the client's waits get
-// the listener's read timeout. After a short move the client connection is closed after
-// the answer: the body is not all read, and what the pipe held is lost.
-func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, least int64, armWrite func()) (s netio.Spliced, ok bool) {
+// BodyToSplice returns how many request body bytes SpliceBodyTo would move now: the rest of
+// a Content-Length body when none of it is buffered, or 0 when it cannot (no splice(2) here,
+// a TLS or non-TCP client, bytes buffered, a chunked body, a 100 Continue not sent yet, or a
+// body limit the rest would pass: the copy loop then reports it).
+func (ex *Exchange) BodyToSplice() int64 {
 	c := ex.c
-	n := ex.body.Unbuffered()
-	if c.nio == nil || ex.bodyErr != nil || ex.Req.Chunked || c.br.Buffered() > 0 || n < least ||
-		(ex.Req.Expect100 && !ex.sent100) || (ex.bodyLimit > 0 && ex.bodyRead+n > ex.bodyLimit) {
+	if !netio.SpliceSupported || c.nio == nil || ex.bodyErr != nil || (ex.Req.Expect100 && !ex.sent100) {
+		return 0
+	}
+	n := ex.body.Direct()
+	if ex.bodyLimit > 0 && ex.bodyRead+n > ex.bodyLimit {
+		return 0
+	}
+	return n
+}
+
+// SpliceBodyTo moves the BodyToSplice bytes from the client's socket straight to dst
+// (netio.Splice). ok is false, and nothing was moved, when it could not start. armWrite runs
+// before each wait on dst; the client's waits get the listener's read timeout. After a short
+// move the client connection is closed after the answer: the body is not all read, and what
+// the pipe held is lost.
+func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spliced, ok bool) {
+	c := ex.c
+	n := ex.BodyToSplice()
+	if n == 0 {
 		return s, false
 	}
-	pipe, err := netio.NewPipe()
-	if err != nil {
+	s, ok = netio.Splice(dst, c.nio, n, func() { c.setReadDeadline(c.st.ReadTimeout) }, armWrite)
+	if !ok {
 		return s, false
 	}
-	defer pipe.Close()
-	s = pipe.Splice(dst, c.nio, n, func() { c.setReadDeadline(c.st.ReadTimeout) }, armWrite)
 	ex.body.Moved(s.Taken)
 	ex.bodyRead += s.Taken
 	ex.splicedIn += s.Moved
@@ -335,24 +346,22 @@ func (ex *Exchange) Write(p []byte) (int, error) {
 }
 
 // SpliceFrom moves the next n bytes of the response body from src straight to the client's
-// socket (netio.Pipe: they never cross user memory), after flushing what is buffered. ok is
-// false, and nothing was moved, when the exchange cannot take raw body bytes: a TLS or
-// non-TCP client connection, a chunked or unknown-length body, or more bytes than the
-// Content-Length has left. armRead runs before each wait on src.
+// socket (netio.Splice: they never cross user memory), after flushing what is buffered. ok
+// is false, and nothing was moved, when the exchange cannot take raw body bytes (no
+// splice(2) here, a TLS or non-TCP client connection, a chunked or unknown-length body, more
+// bytes than the Content-Length has left) or the splice could not start. armRead runs
+// before each wait on src.
 func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (s netio.Spliced, ok bool) {
 	c := ex.c
-	if c.nio == nil || !ex.wroteHead || ex.noBody || ex.chunked || ex.declared < 0 || ex.bytesOut+n > ex.declared {
+	if !netio.SpliceSupported || c.nio == nil || !ex.wroteHead || ex.noBody || ex.chunked || ex.declared < 0 || ex.bytesOut+n > ex.declared {
 		return s, false
 	}
-	pipe, err := netio.NewPipe()
-	if err != nil {
-		return s, false
-	}
-	defer pipe.Close()
 	if err := ex.Flush(); err != nil {
 		return netio.Spliced{WriteErr: err}, true
 	}
-	s = pipe.Splice(c.nio, src, n, armRead, c.setWriteDeadline)
+	if s, ok = netio.Splice(c.nio, src, n, armRead, c.setWriteDeadline); !ok {
+		return s, false
+	}
 	ex.bytesOut += s.Moved
 	ex.splicedOut += s.Moved
 	return s, true
