@@ -25,10 +25,7 @@ import (
 // TestSplicedBodyArrivesIntactAndTheConnectionIsReused fetches a 3 MiB random body three
 // times over one client connection.
 func TestSplicedBodyArrivesIntactAndTheConnectionIsReused(t *testing.T) {
-	data := make([]byte, 3<<20+17)
-	for i := range data {
-		data[i] = byte(rand.Uint32())
-	}
+	data := randomBytes(3<<20 + 17)
 	sum := sha256.Sum256(data)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
@@ -115,12 +112,8 @@ listeners: [{address: 127.0.0.1:0, write_timeout: 500ms}]
 upstreams: [{id: big, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: big}]
 `, map[string]string{"b": hostport(be)})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url(""), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	conn := openConn(t, tg.addr)
+	conn.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	// Read nothing: the gateway's writes fill the socket buffers, then time out.
 	waitFor(t, 10*time.Second, func() bool { return strings.Contains(tg.access.String(), "\n") })
@@ -150,10 +143,7 @@ func hashBackend(t *testing.T) *httptest.Server {
 // TestSplicedUploadArrivesIntact posts a 3 MiB random body twice over one client connection:
 // what the gateway reads before contacting the upstream (64 KiB) is copied, the rest spliced.
 func TestSplicedUploadArrivesIntact(t *testing.T) {
-	data := make([]byte, 3<<20+5)
-	for i := range data {
-		data[i] = byte(rand.Uint32())
-	}
+	data := randomBytes(3<<20 + 5)
 	sum := sha256.Sum256(data)
 	want := strconv.Itoa(len(data)) + ":" + hex.EncodeToString(sum[:])
 	tg := startGateway(t, `
@@ -186,20 +176,25 @@ admin: {address: 127.0.0.1:0}
 	}
 }
 
-// rawUpload sends a POST head declaring size bytes and the first part of its body, then
-// waits for the gateway's answer (or its close) and returns the status line.
-func rawUpload(t *testing.T, tg *testGateway, size, part int) string {
+// startUpload opens a connection to tg and sends a POST head declaring size bytes and the
+// first part bytes of its body.
+func startUpload(t *testing.T, tg *testGateway, size, part int) *clientConn {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url(""), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := openConn(t, tg.addr)
 	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
 	conn.Write(make([]byte, part))
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, _ := bufio.NewReader(conn).ReadString('\n')
-	return strings.TrimSpace(line)
+	return conn
+}
+
+// uploadStatus sends the start of an upload and returns the status of the gateway's answer
+// (0 when none came).
+func uploadStatus(t *testing.T, tg *testGateway, size, part int) int {
+	t.Helper()
+	resp, err := startUpload(t, tg, size, part).response()
+	if err != nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 // A client that stalls mid-upload past the listener's read_timeout: 408 client_timeout, as
@@ -211,9 +206,8 @@ upstreams: [{id: up, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: up}]
 `, map[string]string{"b": hostport(hashBackend(t))})
 	start := time.Now()
-	status := rawUpload(t, tg, 1<<20, 300<<10)
-	if !strings.HasPrefix(status, "HTTP/1.1 408") {
-		t.Errorf("status line %q, want 408", status)
+	if status := uploadStatus(t, tg, 1<<20, 300<<10); status != 408 {
+		t.Errorf("status %d, want 408", status)
 	}
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Errorf("answered after %v, want about the 500 ms read timeout", d)
@@ -233,8 +227,8 @@ func TestSplicedUploadUpstreamResets(t *testing.T) {
 		c.(*net.TCPConn).SetLinger(0)
 	})
 	tg := upstreamGateway(t, be)
-	if status := rawUpload(t, tg, 4<<20, 4<<20); !strings.HasPrefix(status, "HTTP/1.1 502") {
-		t.Errorf("status line %q, want 502", status)
+	if status := uploadStatus(t, tg, 4<<20, 4<<20); status != 502 {
+		t.Errorf("status %d, want 502", status)
 	}
 	l := tg.accessLines(1)[0]
 	if r, _ := l["reason"].(string); !strings.HasPrefix(r, "upstream_reset") || conns.Load() != 1 {
@@ -251,29 +245,28 @@ func TestSplicedUploadFailureClosesTheClientConnection(t *testing.T) {
 		c.(*net.TCPConn).SetLinger(0)
 	})
 	tg := upstreamGateway(t, be)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.url(""), "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	const size = 200 << 10
-	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n")
-	conn.Write(make([]byte, 64<<10)) // read before the upstream is contacted
+	conn := startUpload(t, tg, size, 64<<10) // what is read before the upstream is contacted
 	time.Sleep(300 * time.Millisecond)
 	conn.Write(make([]byte, size-64<<10)) // spliced
 	io.WriteString(conn, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
+	resp, err := conn.response()
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != 502 || !resp.Close {
 		t.Errorf("answer %d, Connection: close %v; want 502 closing the connection", resp.StatusCode, resp.Close)
 	}
-	if next, err := http.ReadResponse(br, nil); err == nil {
+	if next, err := conn.response(); err == nil {
 		t.Errorf("a second response (%d) on a connection whose body was cut", next.StatusCode)
 	}
+}
+
+// randomBytes returns n random bytes (a body no pattern or compression could fake).
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return b
 }
