@@ -215,15 +215,7 @@ func TestEWMALatencyExcludesPoolWait(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}))
 	t.Cleanup(slow.Close)
-	tg := startGateway(t, fmt.Sprintf(`
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: slow
-    targets: [{address: %q}]
-    balancer: {policy: ewma}
-    keepalive: {max_conns: 1}
-routes: [{id: all, upstream: slow}]
-`, hostport(slow)), nil)
+	tg := upstreamGateway(t, hostport(slow), "balancer: {policy: ewma}", "keepalive: {max_conns: 1}")
 	var wg sync.WaitGroup
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	for range 2 { // the second waits ~200 ms for the first's connection
@@ -235,7 +227,7 @@ routes: [{id: all, upstream: slow}]
 		})
 	}
 	wg.Wait()
-	u := tg.gw.Current().Upstreams["slow"]
+	u := tg.gw.Current().Upstreams["b"]
 	target := u.Current().Targets[0]
 	s := target.Pool.Snapshot()
 	if s.Counters.Opened != 1 || s.Counters.Reused != 1 {
