@@ -376,7 +376,7 @@ write_env() {
 		have haproxy && echo "haproxy	$(haproxy -v 2>&1 | head -1 | awk '{print $3}')"
 		have caddy && echo "caddy	$(caddy version 2>&1 | head -1)"
 		echo "goproxy	net/http + httputil.ReverseProxy ($(go version | awk '{print $3}'))"
-		[ "$SMOKE" = 1 ] || echo "goepoll	bench/goepoll: feature-free Go epoll proxy, a reference point (-mode loop; goepoll-coro: -mode coro)"
+		[ -z "$(references)" ] || echo "goepoll	bench/goepoll: feature-free Go epoll proxy, a reference point (-mode loop; goepoll-coro: -mode coro)"
 		if [ "$LOADER" = wrk ]; then echo "load	$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}') -t1 -c$CONNS --latency"; else echo "load	bench/loadgen -c $CONNS"; fi
 		have gnuplot && echo "gnuplot	$(gnuplot --version)"
 		echo "rounds	$ROUNDS x ${DURATION}s, connections $CONNS, response body $SIZE bytes"
