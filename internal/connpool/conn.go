@@ -52,6 +52,11 @@ type Conn struct {
 // be set through it (or netio.ExtendRead/ExtendWrite on it), never on the socket underneath.
 func (c *Conn) NetConn() net.Conn { return c.cc }
 
+// Interrupt closes the socket of a checked-out connection from another goroutine, waking a
+// read or write in progress on it with an error. The proxy uses it to stop an exchange whose
+// request was canceled; the holder then releases the connection as failed.
+func (c *Conn) Interrupt() { _ = c.cc.Close() }
+
 // BytesWritten returns the bytes accepted by Write since this checkout.
 func (c *Conn) BytesWritten() int64 { return c.cc.w.Load() }
 

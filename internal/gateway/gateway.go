@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -103,6 +104,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 		return err
 	}
 	g.cur.Store(gen)
+	g.proxy.PruneBudgets(func(id string) bool { _, ok := gen.Upstreams[id]; return ok })
 	for _, l := range opened {
 		g.startListener(l)
 	}
@@ -243,8 +245,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // ServeH1 implements server.Handler: match a route on the current generation and proxy.
 func (g *Gateway) ServeH1(ex *server.Exchange) {
-	gen := g.cur.Load()
-	gen.inflight.Add(1)
+	gen := g.enter()
 	defer gen.inflight.Add(-1)
 
 	st := newReqState(ex)
@@ -253,18 +254,51 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
 	if !ok {
+		idx = -1
 		rec.Reason = reason.NoRoute
 		ex.WriteError(reason.New(404, reason.NoRoute, "", nil), "")
 	} else {
 		rt := gen.Routes[idx]
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
-		g.proxy.Serve(context.Background(), ex, rt, rec)
+		g.serveRoute(ex, rt, rec)
 	}
 	g.logAccess(ex, in, routeID, upstreamID, rec)
-	if !ok {
-		idx = -1
-	}
 	g.observeRequest(gen, idx, ex, rec) // metrics (observe.go)
+}
+
+// enter returns the current generation with the request counted in its inflight, in one
+// step as far as retire can tell: a generation swapped out between the load and the count
+// may already be retiring (its pools closing), so the request moves to the new one.
+func (g *Gateway) enter() *Generation {
+	for {
+		gen := g.cur.Load()
+		gen.inflight.Add(1)
+		if g.cur.Load() == gen {
+			return gen
+		}
+		gen.inflight.Add(-1)
+	}
+}
+
+// serveRoute proxies ex on rt. A panic (a bug) is logged with its stack and the request id,
+// counted, and answered 502 internal_error, or the response is cut off if it had begun; the
+// client connection closes after it. The proxy's own defers have given back its connection,
+// pool slot and limits by then.
+func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Record) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		g.obs.m.Panicked()
+		g.log.Error("panic serving request", "request_id", ex.RequestID(), "route", rt.ID,
+			"panic", v, "stack", string(debug.Stack()))
+		e := reason.New(502, reason.InternalError, "", fmt.Errorf("panic: %v", v))
+		rec.Reason, rec.Err = e.Code, e
+		ex.WriteError(e, "") // aborts instead when the head went out
+		ex.CloseAfter()
+	}()
+	g.proxy.Serve(ex, rt, rec)
 }
 
 var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}

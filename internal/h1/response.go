@@ -6,6 +6,16 @@ import (
 	"time"
 )
 
+// Framing values for a response writer's content length (server.Exchange.WriteHead and the
+// proxy's Downstream) besides a length >= 0.
+const (
+	// LengthUnknown: the body length is not known up front; HTTP/1.1 chunks the body for
+	// HTTP/1.1 clients and delimits it by closing the connection for HTTP/1.0 clients.
+	LengthUnknown int64 = -1
+	// LengthNone: a response that has no body and no framing field (1xx, 204, 304).
+	LengthNone int64 = -2
+)
+
 // Response is a parsed response head. Its byte slices point into a buffer owned by the
 // Response and stay valid until the next Reset or ReadResponse.
 type Response struct {

@@ -31,6 +31,7 @@ const (
 	nameRetries          = "sluice_retries_total"
 	nameRetryBudget      = "sluice_retry_budget_exhausted_total"
 	nameSplicedBytes     = "sluice_spliced_bytes_total"
+	namePanics           = "sluice_panics_total"
 
 	namePoolConns         = "sluice_upstream_connections"
 	namePoolOpened        = "sluice_upstream_connections_opened_total"
@@ -69,6 +70,7 @@ type Metrics struct {
 	attempts         *prometheus.CounterVec
 	splicedIn        prometheus.Counter
 	splicedOut       prometheus.Counter
+	panics           prometheus.Counter
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -124,7 +126,9 @@ func New(pools PoolSource) *Metrics {
 		Help: "Body bytes moved socket to socket with splice(2), without crossing user memory (large Content-Length bodies over plain TCP on Linux), by direction (request: client to upstream; response: upstream to client)."},
 		[]string{"direction"})
 	m.splicedIn, m.splicedOut = spliced.WithLabelValues("request"), spliced.WithLabelValues("response")
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced,
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{Name: namePanics,
+		Help: "Requests whose handling panicked (a bug: the error log has the stack and the request id); each was answered 502 internal_error or cut off."})
+	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pools != nil {
@@ -142,6 +146,9 @@ func (m *Metrics) Spliced(request, response int64) {
 		m.splicedOut.Add(float64(response))
 	}
 }
+
+// Panicked counts a request whose handling panicked.
+func (m *Metrics) Panicked() { m.panics.Inc() }
 
 // Registry returns the registry all Sluice metrics are on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

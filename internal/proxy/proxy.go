@@ -1,6 +1,8 @@
 // Package proxy forwards one client request to an upstream over Sluice's own HTTP/1.1 codec
-// and pooled connections, and streams the response back. It decides, per attempt, whether a
-// failure may be retried from what provably happened on the connection (see classify).
+// and pooled connections, and streams the response back. It sees the client side through
+// the Downstream interface it declares, so any protocol can stand in front of it. It decides,
+// per attempt, whether a failure may be retried from what provably happened on the
+// connection (classifySend, classifyRead, decide).
 package proxy
 
 import (
@@ -20,7 +22,6 @@ import (
 	"sluice/internal/h1"
 	"sluice/internal/netio"
 	"sluice/internal/reason"
-	"sluice/internal/server"
 	"sluice/internal/upstream"
 )
 
@@ -82,61 +83,81 @@ func (r *Record) add(a Attempt) *Attempt {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // call is the per-request state of Serve, pooled so that a proxied request allocates little:
-// the forward (with the upstream response head and body reader), the retrier and the targets
-// tried.
+// the forward (with the upstream response head and body reader), the retrier, the targets
+// tried, and the upstream connection in use (for the cancel hook).
 type call struct {
 	fwd   forward
 	r     retrier
 	tried [maxAttempts]*upstream.Target
 	pick  upstream.Pick
+
+	// inUse is the connection of the attempt running; the cancel hook (interrupt, bound
+	// once per call) takes it and closes its socket, waking the attempt's wait.
+	inUse     atomic.Pointer[connpool.Conn]
+	interrupt func()
 }
 
-var calls = sync.Pool{New: func() any { return new(call) }}
+var calls = sync.Pool{New: func() any {
+	cl := new(call)
+	cl.interrupt = func() {
+		if c := cl.inUse.Swap(nil); c != nil {
+			c.Interrupt()
+		}
+	}
+	return cl
+}}
 
 // release returns cl to the pool, dropping its references to this request.
 func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
-	cl.fwd.ex, cl.fwd.rt = nil, nil
+	cl.fwd.ds, cl.fwd.req, cl.fwd.rt = nil, nil, nil
+	cl.inUse.Store(nil)
 	calls.Put(cl)
 }
 
-// Serve forwards ex to rt's upstream and writes the response (or a gateway error) to ex.
-func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *Record) {
-	ex.SetBodyLimit(rt.MaxBodyBytes)
-	if lim := ex.BodyLimit(); lim > 0 && ex.Req.ContentLength > lim {
-		p.fail(ex, rec, reason.New(413, reason.BodyTooLarge, "", errors.New("declared Content-Length above the limit")))
+// Serve forwards the request of ds to rt's upstream and writes the response (or a gateway
+// error) to ds. The request's context is ds.Context(): when it is canceled, Serve stops
+// waiting for the upstream, does not retry, and answers with the context's cause.
+func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
+	req := ds.Request()
+	ds.SetBodyLimit(rt.MaxBodyBytes)
+	if lim := ds.BodyLimit(); lim > 0 && req.ContentLength > lim {
+		p.fail(ds, rec, reason.New(413, reason.BodyTooLarge, "", errors.New("declared Content-Length above the limit")))
 		return
 	}
 	cl := calls.Get().(*call)
 	defer cl.release()
 	fwd := &cl.fwd
-	fwd.init(ex, rt)
-	if ex.HasBody() {
+	fwd.init(ds, rt)
+	if fwd.hasBody() {
 		defer fwd.releaseBody()
 		if err := fwd.readBodyPrefix(rt.retry.bufferBody); err != nil {
-			res := clientBodyFailure(nil, err)
-			if res.clientGone {
-				rec.ClientGone = true
-				ex.CloseAfter()
-				return
-			}
-			p.fail(ex, rec, res.err)
+			p.answer(ds, rec, clientBodyFailure("", err))
 			return
 		}
 	}
 	u := rt.Upstream
 	if !u.Admit() {
-		p.fail(ex, rec, reason.New(503, reason.UpstreamOverloaded, "", fmt.Errorf("upstream %q: limits.max_concurrent_requests reached", u.ID)))
+		p.fail(ds, rec, reason.New(503, reason.UpstreamOverloaded, "", fmt.Errorf("upstream %q: limits.max_concurrent_requests reached", u.ID)))
 		return
 	}
 	defer u.Release()
+	// The request's cancellation interrupts the upstream connection in use, through the
+	// downstream's allocation-free hook when it has one.
+	ctx := ds.Context()
+	if n, ok := ds.(CancelNotifier); ok {
+		n.OnCancel(cl.interrupt)
+		defer n.OnCancel(nil)
+	} else if ctx.Done() != nil {
+		defer context.AfterFunc(ctx, cl.interrupt)()
+	}
 	// One clock read serves the first attempt's pick, checkout and the retry budget.
 	start := time.Now()
 	defer func() { rec.UpstreamTime = time.Since(start) }()
 	r := &cl.r
-	r.init(p, ex, rt, fwd, rec, start)
+	r.init(p, ds, rt, fwd, rec, start)
 	defer r.release()
 
 	tried := &cl.tried
@@ -145,43 +166,69 @@ func (p *Proxy) Serve(ctx context.Context, ex *server.Exchange, rt *Route, rec *
 		if n > 0 {
 			now = time.Now() // after a failure and a backoff
 		}
-		t := u.PickInto(&cl.pick, reqInfo{ex}, tried[:n], now)
+		if ctx.Err() != nil {
+			p.answer(ds, rec, canceled(ctx))
+			return
+		}
+		t := u.PickInto(&cl.pick, reqInfo{fwd}, tried[:n], now)
 		if t == nil {
 			if n == 0 {
-				p.fail(ex, rec, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))
+				p.fail(ds, rec, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))
 			} else {
-				p.fail(ex, rec, reason.From(rec.Err))
+				p.fail(ds, rec, reason.From(rec.Err))
 			}
 			return
 		}
 		tried[n] = t
 		rec.Target = t.Addr
-		res := p.attempt(ctx, ex, rt, fwd, t, r, rec, now)
+		res := p.attempt(ctx, cl, t, now)
 		if res.err == nil {
 			rec.Reason, rec.Err = "", nil
 			return
 		}
 		rec.Reason, rec.Err = res.err.Code, res.err
 		if res.clientGone {
-			rec.ClientGone = true
-			ex.CloseAfter()
+			p.answer(ds, rec, res)
 			return
 		}
 		if final := r.next(ctx, res, n); final != nil {
-			p.fail(ex, rec, final)
+			p.fail(ds, rec, final)
 			return
 		}
 	}
-	p.fail(ex, rec, reason.From(rec.Err))
+	p.fail(ds, rec, reason.From(rec.Err))
 }
 
-func (p *Proxy) fail(ex *server.Exchange, rec *Record, e *reason.Error) {
+// answer ends a request with a failure res: a client that is gone gets nothing (its
+// connection closes), anyone else the error.
+func (p *Proxy) answer(ds Downstream, rec *Record, res result) {
+	if res.clientGone {
+		rec.Reason, rec.Err = res.err.Code, res.err
+		rec.ClientGone = true
+		ds.CloseAfter()
+		return
+	}
+	p.fail(ds, rec, res.err)
+}
+
+// canceled is the result for a request whose context ended: its cause when that is a
+// *reason.Error (as the server's are), else a 503 naming the cancellation.
+func canceled(ctx context.Context) result {
+	cause := context.Cause(ctx)
+	var re *reason.Error
+	if !errors.As(cause, &re) {
+		re = reason.New(503, reason.GatewayShutdown, "", fmt.Errorf("request canceled: %w", cause))
+	}
+	return result{err: re, canceled: true, clientGone: re.Status == 499}
+}
+
+func (p *Proxy) fail(ds Downstream, rec *Record, e *reason.Error) {
 	rec.Reason, rec.Err = e.Code, e
 	detail := ""
 	if p.exposeDetails.Load() && e.Err != nil {
 		detail = e.Err.Error()
 	}
-	ex.WriteError(e, detail)
+	ds.WriteError(e, detail)
 }
 
 // result is the outcome of one attempt.
@@ -195,10 +242,12 @@ type result struct {
 	reused     bool
 	clientGone bool
 	clientSide bool // the client's side failed (body too large, unreadable, too slow)
+	canceled   bool // the request's context ended (client gone, forced shutdown)
 }
 
 // attempt makes one try on t; now is the time it starts.
-func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, r *retrier, rec *Record, now time.Time) result {
+func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
+	rt, r, rec := cl.fwd.rt, &cl.r, cl.r.rec
 	gctx := ctx
 	if rt.connectOverride {
 		var cancel context.CancelFunc
@@ -213,6 +262,9 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 		c, err = t.Pool.GetAt(gctx, r.reuseOK(), now)
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return canceled(ctx)
+		}
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
@@ -229,7 +281,21 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	if !c.Reused || c.Queued {
 		start = time.Now() // after a dial or a wait: the balancer's latency is the exchange's
 	}
-	res, out := p.exchange(ex, rt, fwd, t, c, r)
+	// A panic in the exchange still gives the connection back (closed), or its slot would be
+	// lost to the pool for good.
+	out := failed(connpool.CloseRequestError)
+	defer func() { t.Pool.Release(c, out) }()
+	cl.inUse.Store(c)
+	var res result
+	res, out = p.exchange(cl, t, c)
+	if interrupted := cl.inUse.Swap(nil) == nil; interrupted || res.err != nil && ctx.Err() != nil {
+		// Canceled during the exchange (the cancel hook closed c's socket): a failure was
+		// the request being stopped here, not the backend's doing.
+		out = failed(connpool.CloseRequestError)
+		if res.err != nil {
+			res = canceled(ctx)
+		}
+	}
 	end := time.Now()
 	out.End = end
 	res.reused = c.Reused
@@ -239,12 +305,11 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 	} else {
 		a.Outcome = "ok"
 	}
-	t.Pool.Release(c, out)
 	if res.reused && (res.cond == config.RetryResetBeforeResponse || res.cond == config.RetryResetBeforeRequest) {
 		res.err.Err = explainReuse(t, c.IdleAge, res.err.Err)
 	}
-	if !res.clientGone && !res.clientSide {
-		status := ex.Status()
+	if !res.clientGone && !res.clientSide && !res.canceled {
+		status := cl.fwd.ds.Status()
 		if res.cond == config.RetryStatus {
 			status = res.err.Status
 		}
@@ -254,7 +319,8 @@ func (p *Proxy) attempt(ctx context.Context, ex *server.Exchange, rt *Route, fwd
 }
 
 // exchange writes the request on c, reads the response head, and streams the response.
-func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstream.Target, c *connpool.Conn, r *retrier) (result, connpool.Outcome) {
+func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result, connpool.Outcome) {
+	fwd, rt, r := &cl.fwd, cl.fwd.rt, &cl.r
 	nc := c.NetConn()
 	netio.ArmWrite(nc, rt.Write)
 	err := fwd.writeHead(c.W, t)
@@ -262,21 +328,21 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 		err = c.W.Flush()
 	}
 	if err != nil {
-		return p.sendFailure(c, t, err), failed("")
+		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
 	}
-	if ex.HasBody() {
-		if res, ok := p.sendBody(ex, rt, fwd, c, t); !ok {
+	if fwd.hasBody() {
+		if res, ok := p.sendBody(fwd, c, t); !ok {
 			return res, failedBy(res)
 		}
 	}
 	resp := &fwd.resp
-	isHEAD := string(ex.Req.Method) == "HEAD"
+	isHEAD := string(fwd.req.Method) == "HEAD"
 	for {
-		if res, ok := p.awaitResponse(ex, r.tryTimeout(), c, t); !ok {
+		if res, ok := awaitResponse(fwd.ds, r.tryTimeout(), c, t); !ok {
 			return res, failedBy(res)
 		}
 		if err := h1.ReadResponse(c.R, resp, isHEAD, h1.Limits{}); err != nil {
-			return p.readFailure(c, t, err), failed(connpool.CloseProtocolError)
+			return classifyRead(err, c.BytesRead(), t.Addr), failed(connpool.CloseProtocolError)
 		}
 		if resp.Status >= 200 || resp.Status == 101 {
 			break
@@ -289,7 +355,7 @@ func (p *Proxy) exchange(ex *server.Exchange, rt *Route, fwd *forward, t *upstre
 	if r.retryStatus(resp.Status) {
 		return p.discardResponse(c, t, resp, isHEAD)
 	}
-	return p.relayResponse(ex, rt, c, t, resp, &fwd.body, isHEAD)
+	return p.relayResponse(fwd.ds, rt, c, t, resp, &fwd.body, isHEAD)
 }
 
 // failed is the outcome of a failed exchange. An empty reason lets the pool judge the failure
@@ -308,35 +374,38 @@ func failedBy(res result) connpool.Outcome {
 	return failed("")
 }
 
-// sendFailure classifies a failed write of the request.
-func (p *Proxy) sendFailure(c *connpool.Conn, t *upstream.Target, err error) result {
+// classifySend classifies a failed write of the request; written is how many request bytes
+// the connection had accepted (Conn.BytesWritten). Only a failure before any byte was
+// accepted proves that the backend did not see the request.
+func classifySend(err error, written int64, target string) result {
 	if isTimeout(err) {
-		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
+		return result{err: reason.New(504, reason.ResponseTimeout, target, err), cond: config.RetryTimeout}
 	}
-	if c.BytesWritten() == 0 {
-		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, err), cond: config.RetryResetBeforeRequest, notSent: true}
+	if written == 0 {
+		return result{err: reason.New(502, reason.ResetBeforeSend, target, err), cond: config.RetryResetBeforeRequest, notSent: true}
 	}
-	return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), cond: config.RetryResetBeforeResponse}
+	return result{err: reason.New(502, reason.ResetBeforeResp, target, err), cond: config.RetryResetBeforeResponse}
 }
 
-// readFailure classifies a failure to read the response head.
-func (p *Proxy) readFailure(c *connpool.Conn, t *upstream.Target, err error) result {
+// classifyRead classifies a failure to read the response head; read is how many bytes had
+// come from the connection (Conn.BytesRead).
+func classifyRead(err error, read int64, target string) result {
 	var pe *h1.Error
 	switch {
 	case errors.As(err, &pe):
-		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}
+		return result{err: reason.New(502, reason.BadResponse, target, err)}
 	case isTimeout(err):
-		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
-	case c.BytesRead() == 0:
-		return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, err), cond: config.RetryResetBeforeResponse}
+		return result{err: reason.New(504, reason.ResponseTimeout, target, err), cond: config.RetryTimeout}
+	case read == 0:
+		return result{err: reason.New(502, reason.ResetBeforeResp, target, err), cond: config.RetryResetBeforeResponse}
 	default:
-		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}
+		return result{err: reason.New(502, reason.BadResponse, target, err)}
 	}
 }
 
 // awaitResponse waits for the first response byte, up to the read timeout, checking now and
 // then whether the client is still there: a client that left cancels the upstream request.
-func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
+func awaitResponse(ds Downstream, timeout time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	nc := c.NetConn()
 	now := time.Now()
 	var deadline time.Time
@@ -364,12 +433,12 @@ func (p *Proxy) awaitResponse(ex *server.Exchange, timeout time.Duration, c *con
 			return result{}, true
 		}
 		if !isTimeout(err) {
-			return p.readFailure(c, t, err), false
+			return classifyRead(err, c.BytesRead(), t.Addr), false
 		}
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return p.readFailure(c, t, err), false
+			return classifyRead(err, c.BytesRead(), t.Addr), false
 		}
-		if ex.ClientGone() {
+		if ds.ClientGone() {
 			return result{err: reason.New(499, reason.ClientBodyError, t.Addr, errors.New("client closed the connection while waiting for the upstream")), clientGone: true}, false
 		}
 		now = time.Now()
@@ -401,70 +470,79 @@ func isIdempotent(method []byte) bool {
 }
 
 // sendBody streams the client's request body to the upstream.
-func (p *Proxy) sendBody(ex *server.Exchange, rt *Route, fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+	ds, rt, req := fwd.ds, fwd.rt, fwd.req
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
 	var cw h1.ChunkedWriter
 	var w io.Writer = c.W
-	if ex.Req.Chunked {
+	if req.Chunked {
 		cw.Reset(c.W)
 		w = &cw
 	}
 	nc := c.NetConn()
 	if _, err := w.Write(fwd.pre); err != nil {
-		return p.sendFailure(c, t, err), false
+		return classifySend(err, c.BytesWritten(), t.Addr), false
 	}
-	splice := c.Socket() != nil
+	splicer := fwd.bodySplicer
+	if c.Socket() == nil {
+		splicer = nil
+	}
 	for !fwd.preEOF {
 		// The rest of a large Content-Length body goes socket to socket (splice) once none
 		// of it is buffered; the head and the bytes before it are written first.
-		if splice && ex.BodyToSplice() >= spliceMin {
-			res, spliced, ok := p.spliceRequestBody(ex, rt, c, t)
+		if splicer != nil && splicer.BodyToSplice() >= spliceMin {
+			res, spliced, ok := spliceRequestBody(splicer, rt, c, t)
 			if !ok {
 				return res, false
 			}
-			splice = spliced
+			if !spliced {
+				splicer = nil
+			}
 		}
-		n, rerr := ex.ReadBody(buf)
+		n, rerr := ds.ReadBody(buf)
 		if n > 0 {
 			netio.ArmWrite(nc, rt.Write)
 			if _, err := w.Write(buf[:n]); err != nil {
-				return p.sendFailure(c, t, err), false
+				return classifySend(err, c.BytesWritten(), t.Addr), false
 			}
 		}
 		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
-			return clientBodyFailure(t, rerr), false
+			return clientBodyFailure(t.Addr, rerr), false
 		}
 	}
 	// The last client read may have waited long past the last write's deadline.
 	netio.ArmWrite(nc, rt.Write)
-	if ex.Req.Chunked {
-		if err := cw.Close(ex.BodyTrailer()); err != nil {
-			return p.sendFailure(c, t, err), false
+	if req.Chunked {
+		if err := cw.Close(ds.BodyTrailer()); err != nil {
+			return classifySend(err, c.BytesWritten(), t.Addr), false
 		}
 	}
 	if err := c.W.Flush(); err != nil {
-		return p.sendFailure(c, t, err), false
+		return classifySend(err, c.BytesWritten(), t.Addr), false
 	}
 	return result{}, true
 }
 
-func clientBodyFailure(_ *upstream.Target, err error) result {
+// clientBodyFailure classifies a failure to read the client's request body. A failure the
+// downstream explains (a *reason.Error, such as the 413 of a body over the limit) is
+// answered as it is.
+func clientBodyFailure(target string, err error) result {
+	var re *reason.Error
+	var pe *h1.Error
 	switch {
-	case errors.Is(err, server.ErrBodyTooLarge):
-		return result{err: reason.New(413, reason.BodyTooLarge, "", err), clientSide: true}
+	case errors.As(err, &re):
+		return result{err: re, clientSide: true, clientGone: re.Status == 499}
 	case isTimeout(err):
 		return result{err: reason.New(408, reason.ClientTimeout, "", err), clientSide: true}
+	case errors.As(err, &pe):
+		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 	default:
-		var pe *h1.Error
-		if errors.As(err, &pe) {
-			return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
-		}
-		return result{err: reason.New(400, reason.ClientBodyError, "", err), clientGone: true}
+		return result{err: reason.New(400, reason.ClientBodyError, target, err), clientGone: true}
 	}
 }
 
@@ -484,22 +562,22 @@ func explainReuse(t *upstream.Target, idle time.Duration, err error) error {
 // socket to the upstream's (netio.Splice), after flushing what was written so far. spliced
 // is false when the splice could not start: nothing was moved, the copy loop goes on. ok is
 // false when the send failed; res says how.
-func (p *Proxy) spliceRequestBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target) (res result, spliced, ok bool) {
+func spliceRequestBody(bs BodySplicer, rt *Route, c *connpool.Conn, t *upstream.Target) (res result, spliced, ok bool) {
 	nc := c.NetConn()
 	netio.ArmWrite(nc, rt.Write)
 	if err := c.W.Flush(); err != nil {
-		return p.sendFailure(c, t, err), true, false
+		return classifySend(err, c.BytesWritten(), t.Addr), true, false
 	}
-	s, started := ex.SpliceBodyTo(c.Socket(), func() { netio.ArmWrite(nc, rt.Write) })
+	s, started := bs.SpliceBodyTo(c.Socket(), func() { netio.ArmWrite(nc, rt.Write) })
 	if !started {
 		return result{}, false, true
 	}
 	c.AddWritten(s.Moved)
 	switch {
 	case s.ReadErr != nil:
-		return clientBodyFailure(t, s.ReadErr), true, false
+		return clientBodyFailure(t.Addr, s.ReadErr), true, false
 	case s.WriteErr != nil:
-		return p.sendFailure(c, t, s.WriteErr), true, false
+		return classifySend(s.WriteErr, c.BytesWritten(), t.Addr), true, false
 	}
 	return result{}, true, true
 }

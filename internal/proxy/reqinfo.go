@@ -4,30 +4,30 @@ import (
 	"net/url"
 	"strings"
 
-	"sluice/internal/server"
 	"sluice/internal/upstream"
 )
 
 // reqInfo exposes the request to balancers (upstream.Request). Values are computed only
 // when a balancer asks, so round robin pays nothing.
-type reqInfo struct{ ex *server.Exchange }
+// It holds one pointer, so that passing it as an interface does not allocate.
+type reqInfo struct{ f *forward }
 
 var _ upstream.Request = reqInfo{}
 
-func (r reqInfo) ClientIP() string { return r.ex.ClientIP() }
+func (r reqInfo) ClientIP() string { return r.f.clientIP }
 
-func (r reqInfo) URI() string { return string(r.ex.Req.Target) }
+func (r reqInfo) URI() string { return string(r.f.req.Target) }
 
 func (r reqInfo) HeaderValue(name string) (string, bool) {
-	v, ok := r.ex.Req.Header.Get(name)
+	v, ok := r.f.req.Header.Get(name)
 	return string(v), ok
 }
 
 func (r reqInfo) QueryValue(name string) (string, bool) {
-	if r.ex.Req.Query == nil {
+	if r.f.req.Query == nil {
 		return "", false
 	}
-	q, err := url.ParseQuery(string(r.ex.Req.Query))
+	q, err := url.ParseQuery(string(r.f.req.Query))
 	if err != nil && len(q) == 0 {
 		return "", false
 	}
@@ -39,7 +39,7 @@ func (r reqInfo) QueryValue(name string) (string, bool) {
 }
 
 func (r reqInfo) CookieValue(name string) (string, bool) {
-	for _, f := range r.ex.Req.Header.Fields {
+	for _, f := range r.f.req.Header.Fields {
 		if !asciiEqualFold(f.Name, "Cookie") {
 			continue
 		}

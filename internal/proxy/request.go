@@ -8,13 +8,13 @@ import (
 	"sync"
 
 	"sluice/internal/h1"
-	"sluice/internal/server"
 	"sluice/internal/upstream"
 )
 
 // forward is the part of the upstream request head that is the same for every attempt.
 type forward struct {
-	ex       *server.Exchange
+	ds       Downstream
+	req      *h1.Request // ds.Request()
 	rt       *Route
 	path     string // rewritten path (without query); "" means the client's path unchanged
 	xff      []byte
@@ -27,6 +27,9 @@ type forward struct {
 	pre    []byte
 	preBuf *[]byte
 	preEOF bool
+
+	// bodySplicer is ds when it can splice the request body, else nil.
+	bodySplicer BodySplicer
 
 	// resp and body are the upstream response head and body reader, reused across requests.
 	resp h1.Response
@@ -49,14 +52,14 @@ func (f *forward) readBodyPrefix(limit int64) error {
 	}
 	f.preBuf = prefixBufs.Get().(*[]byte)
 	buf := *f.preBuf
-	cl := f.ex.Req.ContentLength
+	cl := f.req.ContentLength
 	whole := cl > 0 && cl <= limit
 	n := 0
-	for int64(n) < limit && (n == 0 || whole || f.ex.BodyPending()) {
+	for int64(n) < limit && (n == 0 || whole || f.ds.BodyPending()) {
 		if n == len(buf) {
 			buf = append(buf, make([]byte, min(int64(len(buf)), limit-int64(n)))...)
 		}
-		m, err := f.ex.ReadBody(buf[n:min(int64(len(buf)), limit)])
+		m, err := f.ds.ReadBody(buf[n:min(int64(len(buf)), limit)])
 		n += m
 		if err == io.EOF {
 			f.preEOF = true
@@ -83,13 +86,17 @@ func (f *forward) releaseBody() {
 // replayable reports whether the request can be sent again: it has no body, or all of its body
 // is held in pre.
 func (f *forward) replayable() bool {
-	return !f.ex.HasBody() || f.preEOF
+	return !f.hasBody() || f.preEOF
 }
 
+// hasBody reports whether the request has a body (chunked, or a declared length above 0).
+func (f *forward) hasBody() bool { return f.req.Chunked || f.req.ContentLength > 0 }
+
 // init prepares f for a request, keeping the buffers of its previous use.
-func (f *forward) init(ex *server.Exchange, rt *Route) {
-	*f = forward{ex: ex, rt: rt, clientIP: ex.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body}
-	h := &ex.Req.Header
+func (f *forward) init(ds Downstream, rt *Route) {
+	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body}
+	f.bodySplicer, _ = ds.(BodySplicer)
+	h := &f.req.Header
 	if te, ok := h.Get("TE"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
 		f.teTrail = true
 	}
@@ -107,7 +114,7 @@ func (f *forward) init(ex *server.Exchange, rt *Route) {
 	f.xff = append(f.xff, f.clientIP...)
 	h.RemoveHopByHop()
 	if rt.rewrites() {
-		f.path = rt.rewritePath(string(ex.Req.Path))
+		f.path = rt.rewritePath(string(f.req.Path))
 	}
 }
 
@@ -117,7 +124,7 @@ var skipHeader = []string{"Host", "Content-Length", "X-Forwarded-For", "X-Forwar
 
 // writeHead writes the upstream request line and header fields to w.
 func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
-	req := &f.ex.Req
+	req := f.req
 	w.Write(req.Method)
 	w.WriteByte(' ')
 	if f.path != "" {
@@ -166,7 +173,7 @@ fields:
 	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
 	w.Write(req.Host)
 	w.WriteString("\r\nX-Request-Id: ")
-	w.Write(f.ex.RequestIDBytes())
+	w.Write(f.ds.RequestIDBytes())
 	w.WriteString("\r\n")
 	switch {
 	case req.Chunked:
@@ -182,7 +189,7 @@ fields:
 	if f.teTrail {
 		w.WriteString("TE: trailers\r\n")
 	}
-	if !f.rt.Upstream.KeepAlive {
+	if !t.Pool.KeepAlive() {
 		w.WriteString("Connection: close\r\n")
 	}
 	_, err := w.WriteString("\r\n")

@@ -9,7 +9,6 @@ import (
 	"sluice/internal/h1"
 	"sluice/internal/netio"
 	"sluice/internal/reason"
-	"sluice/internal/server"
 	"sluice/internal/upstream"
 )
 
@@ -17,28 +16,28 @@ import (
 // are flushed to the client whenever the upstream has nothing more buffered, so server-sent
 // events and other trickling bodies reach the client at once while bulk bodies go in large
 // writes.
-func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, resp *h1.Response, body *h1.BodyReader, isHEAD bool) (result, connpool.Outcome) {
+func (p *Proxy) relayResponse(ds Downstream, rt *Route, c *connpool.Conn, t *upstream.Target, resp *h1.Response, body *h1.BodyReader, isHEAD bool) (result, connpool.Outcome) {
 	out := connpool.Outcome{KeepAliveTimeout: resp.KeepAliveTimeout, KeepAliveMax: resp.KeepAliveMax}
 	framing := resp.ContentLength
 	switch {
 	case resp.Status < 200 || resp.Status == 204 || resp.Status == 304:
-		framing = server.NoBody
+		framing = h1.LengthNone
 	case isHEAD:
-		framing = server.NoBody
+		framing = h1.LengthNone
 		if v, ok := resp.Header.Get("Content-Length"); ok {
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
 				framing = n
 			}
 		}
 	case resp.Chunked || resp.UntilClose:
-		framing = server.LengthUnknown
+		framing = h1.LengthUnknown
 	}
 	resp.Header.RemoveHopByHop()
 	resp.Header.Del("Content-Length")
 	if !resp.Header.Has("X-Request-Id") {
-		resp.Header.Add("X-Request-Id", string(ex.RequestIDBytes())) // Add copies: no allocation
+		resp.Header.Add("X-Request-Id", string(ds.RequestIDBytes())) // Add copies: no allocation
 	}
-	if err := ex.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
+	if err := ds.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
 		out.Reason = connpool.CloseRequestError
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out
 	}
@@ -50,12 +49,12 @@ func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, 
 		return result{}, out
 	}
 	body.Reset(c.R, resp.ContentLength, resp.Chunked, 0)
-	if res, ok := p.streamBody(ex, rt, c, t, body); !ok {
+	if res, ok := p.streamBody(ds, rt, c, t, body); !ok {
 		out.Reason = connpool.CloseRequestError
 		return res, out
 	}
 	if resp.Chunked {
-		ex.Finish(body.Trailer())
+		ds.Finish(body.Trailer())
 	}
 	out.Reusable = !resp.Close && !resp.UntilClose
 	if !out.Reusable {
@@ -64,28 +63,33 @@ func (p *Proxy) relayResponse(ex *server.Exchange, rt *Route, c *connpool.Conn, 
 	return result{}, out
 }
 
-func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader) (result, bool) {
+func (p *Proxy) streamBody(ds Downstream, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader) (result, bool) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
 	nc := c.NetConn()
-	splice := true
+	splicer, _ := ds.(ResponseSplicer)
+	if c.Socket() == nil {
+		splicer = nil
+	}
 	for {
 		// The rest of a large Content-Length body goes socket to socket (splice) when both
 		// ends are plain TCP; the buffered bytes before it are copied.
-		if n := body.Direct(); splice && n >= spliceMin {
-			res, spliced, ok := p.spliceBody(ex, rt, c, t, body, n)
+		if n := body.Direct(); splicer != nil && n >= spliceMin {
+			res, spliced, ok := spliceBody(ds, splicer, rt, c, t, body, n)
 			if !ok {
 				return res, false
 			}
-			splice = spliced
+			if !spliced {
+				splicer = nil
+			}
 		}
 		// Before a Read that will reach the socket (nothing buffered, or chunk framing that
 		// is not all buffered): send what was relayed, and give the read the body's timeout,
 		// not the head wait's client-check step.
 		if c.R.Buffered() == 0 || body.InFraming() {
-			if err := ex.Flush(); err != nil {
-				return clientWriteFailure(ex, t, err), false
+			if err := ds.Flush(); err != nil {
+				return clientWriteFailure(ds, t, err), false
 			}
 			// A finished body's next Read returns io.EOF without reading: no deadline.
 			if !body.Done() {
@@ -95,30 +99,30 @@ func (p *Proxy) streamBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 		}
 		n, err := body.Read(buf)
 		if n > 0 {
-			if _, werr := ex.Write(buf[:n]); werr != nil {
-				return clientWriteFailure(ex, t, werr), false
+			if _, werr := ds.Write(buf[:n]); werr != nil {
+				return clientWriteFailure(ds, t, werr), false
 			}
 		}
 		if err == io.EOF {
 			return result{}, true
 		}
 		if err != nil {
-			return bodyReadFailure(ex, t, err), false
+			return bodyReadFailure(ds, t, err), false
 		}
 	}
 }
 
 // clientWriteFailure ends a relay whose client stopped taking the response (closed, reset,
 // too slow).
-func clientWriteFailure(ex *server.Exchange, t *upstream.Target, err error) result {
-	ex.Abort()
+func clientWriteFailure(ds Downstream, t *upstream.Target, err error) result {
+	ds.Abort()
 	return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 }
 
 // bodyReadFailure ends a relay whose upstream body broke off (reset, timeout, bad framing).
 // The head is out: the client learns of the failure from a truncated body.
-func bodyReadFailure(ex *server.Exchange, t *upstream.Target, err error) result {
-	ex.Abort()
+func bodyReadFailure(ds Downstream, t *upstream.Target, err error) result {
+	ds.Abort()
 	code := reason.ResetDuringResp
 	var pe *h1.Error
 	if errors.As(err, &pe) {
@@ -137,13 +141,9 @@ const spliceMin = 64 << 10
 // client's without copying them (netio.Splice). spliced is false when this exchange cannot
 // splice (not Linux, a TLS client): nothing was moved, the caller copies. ok is false when
 // the relay failed; res says how.
-func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, n int64) (res result, spliced, ok bool) {
-	src := c.Socket()
-	if src == nil {
-		return result{}, false, true
-	}
+func spliceBody(ds Downstream, rs ResponseSplicer, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, n int64) (res result, spliced, ok bool) {
 	nc := c.NetConn()
-	s, started := ex.SpliceFrom(src, n, func() { netio.ArmRead(nc, rt.Read) })
+	s, started := rs.SpliceFrom(c.Socket(), n, func() { netio.ArmRead(nc, rt.Read) })
 	if !started {
 		return result{}, false, true
 	}
@@ -151,9 +151,9 @@ func (p *Proxy) spliceBody(ex *server.Exchange, rt *Route, c *connpool.Conn, t *
 	c.AddRead(s.Taken)
 	switch {
 	case s.WriteErr != nil:
-		return clientWriteFailure(ex, t, s.WriteErr), true, false
+		return clientWriteFailure(ds, t, s.WriteErr), true, false
 	case s.ReadErr != nil:
-		return bodyReadFailure(ex, t, s.ReadErr), true, false
+		return bodyReadFailure(ds, t, s.ReadErr), true, false
 	}
 	return result{}, true, true
 }

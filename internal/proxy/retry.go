@@ -13,7 +13,6 @@ import (
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
 	"sluice/internal/reason"
-	"sluice/internal/server"
 	"sluice/internal/upstream"
 )
 
@@ -56,17 +55,11 @@ func newRetryPolicy(r config.Retry) retryPolicy {
 	return rp
 }
 
-// retrier decides, attempt by attempt, whether a failed request is tried again.
-//
-// The rule (RFC 9110 §9.2.2): a failure where no request byte reached the backend may be
-// retried whatever the method. Any other failure may have been processed, so it is retried only
-// when the request is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE), carries the
-// idempotency key header, or its route opted in with retry.non_idempotent. A request is
-// re-sent only if its body is held in full (or none of it was sent yet); retries go to another
-// target when there is one, after a jittered backoff, within the retry budget of the upstream.
+// retrier carries a request's retry state from attempt to attempt and acts on decide's
+// verdicts: it counts, takes budget tokens and retry slots, logs, and backs off.
 type retrier struct {
 	p      *Proxy
-	ex     *server.Exchange
+	ds     Downstream
 	rt     *Route
 	fwd    *forward
 	rec    *Record
@@ -82,20 +75,30 @@ type retrier struct {
 }
 
 // init prepares r for a request.
-func (r *retrier) init(p *Proxy, ex *server.Exchange, rt *Route, fwd *forward, rec *Record, start time.Time) {
+func (r *retrier) init(p *Proxy, ds Downstream, rt *Route, fwd *forward, rec *Record, start time.Time) {
 	pol := &rt.retry
-	*r = retrier{p: p, ex: ex, rt: rt, fwd: fwd, rec: rec, pol: pol, tries: 1}
-	r.safe = isIdempotent(ex.Req.Method) || pol.nonIdempotent
-	if !r.safe && pol.idemHeader != "" {
-		if v, ok := ex.Req.Header.Get(pol.idemHeader); ok && len(v) > 0 {
-			r.safe = true
-		}
-	}
+	*r = retrier{p: p, ds: ds, rt: rt, fwd: fwd, rec: rec, pol: pol, tries: 1}
+	r.safe = requestSafe(fwd.req, pol)
 	if pol.deadline > 0 {
 		r.end = start.Add(pol.deadline)
 	}
 	r.budget = p.budgetFor(rt.Upstream.ID)
 	r.budget.request(start)
+}
+
+// requestSafe reports whether a request may be sent again after the backend may have
+// processed it: its method is idempotent (RFC 9110 §9.2.2), it carries the route's
+// idempotency key header, or the route opted in with retry.non_idempotent.
+func requestSafe(req *h1.Request, pol *retryPolicy) bool {
+	if isIdempotent(req.Method) || pol.nonIdempotent {
+		return true
+	}
+	if pol.idemHeader != "" {
+		if v, ok := req.Header.Get(pol.idemHeader); ok && len(v) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // reuseOK tells the pool whether this request may go on any pooled connection: requests that
@@ -120,13 +123,21 @@ func (r *retrier) tryTimeout() time.Duration {
 	return d
 }
 
-// retryStatus reports whether a response with this status should be discarded and the request
-// tried again. It takes a budget token when it says yes.
-func (r *retrier) retryStatus(status int) bool {
-	if status < 500 || status > 599 || !r.pol.statuses[status-500] || !r.pol.on[config.RetryStatus] {
-		return false
+// facts gathers what decide needs about failed attempt n (res).
+func (r *retrier) facts(res result, n int) attemptFacts {
+	return attemptFacts{
+		cond: res.cond, notSent: res.notSent, reused: res.reused, canceled: res.canceled,
+		headSent: r.ds.Status() != 0, attempts: n + 1, tries: r.tries, resends: r.stale,
+		safe: r.safe, replayable: r.fwd.replayable(), pastDeadline: r.pastDeadline(),
 	}
-	if !r.safe || r.tries >= r.pol.attempts || !r.fwd.replayable() || r.pastDeadline() {
+}
+
+// retryStatus reports whether a response with this status should be discarded and the request
+// tried again. It takes a budget token and a retry slot when it says yes.
+func (r *retrier) retryStatus(status int) bool {
+	f := attemptFacts{cond: config.RetryStatus, status: status, attempts: r.rec.NumAttempts, tries: r.tries,
+		resends: maxStaleResends, safe: r.safe, replayable: r.fwd.replayable(), pastDeadline: r.pastDeadline()}
+	if decide(f, r.pol).action != actRetry {
 		return false
 	}
 	return r.budget.take(r.pol) && r.admitRetry()
@@ -151,49 +162,39 @@ func (r *retrier) release() {
 
 func (r *retrier) pastDeadline() bool { return !r.end.IsZero() && !time.Now().Before(r.end) }
 
-// next decides after failed attempt n (res): nil to try again (after any backoff), or the
-// error to answer with.
+// next acts after failed attempt n (res): nil to try again (after any backoff), or the error
+// to answer with.
 func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
-	if r.ex.HeadWritten() || n+1 >= maxAttempts {
-		return res.err
-	}
-	// A pooled connection that died before anything was written: the request never reached
-	// the backend, so re-send it at once, whatever the method and policy.
-	if res.reused && res.notSent && r.stale < maxStaleResends && r.fwd.replayable() {
-		r.stale++
-		r.fresh = r.stale > 1 // the second re-send does not gamble on another pooled connection
-		r.logRetry(ctx, res, "stale_connection")
-		return nil
-	}
-	// After a failure on a reused connection, further attempts use new connections.
-	r.fresh = r.fresh || res.reused
+	var d decision
 	if res.cond == config.RetryStatus {
-		// retryStatus already checked the policy and took the budget token and retry slot.
-		r.tries++
-		r.logRetry(ctx, res, res.cond)
-		r.backoff()
+		// retryStatus decided before discarding the response, and took the token and slot.
+		d = decision{action: actRetry, fresh: res.reused, why: res.cond}
+	} else {
+		d = decide(r.facts(res, n), r.pol)
+	}
+	r.fresh = r.fresh || d.fresh
+	switch d.action {
+	case actAnswer:
+		return res.err
+	case actResend:
+		r.stale++
+		r.logRetry(ctx, res, d.why)
 		return nil
 	}
-	switch {
-	case res.cond == "" || !r.pol.on[res.cond]:
-		return res.err
-	case r.tries >= r.pol.attempts:
-		return res.err
-	case !res.notSent && !r.safe:
-		return res.err
-	case !r.fwd.replayable():
-		return res.err
-	case r.pastDeadline():
-		return res.err
-	case !r.budget.take(r.pol):
-		r.rec.BudgetExhausted = true
-		return reason.New(503, reason.RetryBudgetExhausted, res.err.Target, res.err)
-	case !r.admitRetry():
-		return reason.New(503, reason.RetryLimitReached, res.err.Target, res.err)
+	if res.cond != config.RetryStatus { // retryStatus took these before discarding the response
+		if !r.budget.take(r.pol) {
+			r.rec.BudgetExhausted = true
+			return reason.New(503, reason.RetryBudgetExhausted, res.err.Target, res.err)
+		}
+		if !r.admitRetry() {
+			return reason.New(503, reason.RetryLimitReached, res.err.Target, res.err)
+		}
 	}
 	r.tries++
-	r.logRetry(ctx, res, res.cond)
-	r.backoff()
+	r.logRetry(ctx, res, d.why)
+	if err := r.backoff(ctx); err != nil {
+		return canceled(ctx).err
+	}
 	return nil
 }
 
@@ -202,26 +203,36 @@ func (r *retrier) logRetry(ctx context.Context, res result, why string) {
 	if r.rec.NumAttempts > 0 {
 		r.rec.Attempts[r.rec.NumAttempts-1].Retry = why
 	}
-	r.p.log.LogAttrs(ctx, slog.LevelDebug, "retrying request", slog.String("request_id", r.ex.RequestID()),
-		slog.String("target", res.err.Target), slog.String("reason", string(res.err.Code)), slog.String("condition", why))
+	if log := r.p.log; log.Enabled(ctx, slog.LevelDebug) {
+		log.LogAttrs(ctx, slog.LevelDebug, "retrying request", slog.String("request_id", string(r.ds.RequestIDBytes())),
+			slog.String("target", res.err.Target), slog.String("reason", string(res.err.Code)), slog.String("condition", why))
+	}
 }
 
 // backoff sleeps a random time in [0, min(max, base * 2^(tries-2))] ("full jitter"), but not
-// past the deadline.
-func (r *retrier) backoff() {
+// past the deadline, and not past the request's cancellation (it then returns ctx's error).
+func (r *retrier) backoff(ctx context.Context) error {
 	ceil := r.pol.backoffBase << min(r.tries-2, 16)
 	if ceil > r.pol.backoffMax || ceil <= 0 {
 		ceil = r.pol.backoffMax
 	}
 	if ceil <= 0 {
-		return
+		return ctx.Err()
 	}
 	d := time.Duration(rand.Int64N(int64(ceil) + 1))
 	if !r.end.IsZero() {
 		d = min(d, time.Until(r.end))
 	}
-	if d > 0 {
-		time.Sleep(d)
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -272,6 +283,19 @@ func (p *Proxy) budgetFor(upstreamID string) *budget {
 	}
 	b, _ := p.budgets.LoadOrStore(upstreamID, &budget{})
 	return b.(*budget)
+}
+
+// PruneBudgets forgets the retry budgets of upstreams for which keep is false (those a new
+// config removed). Budgets are kept by upstream ID across reloads, so that a reload does not
+// hand a failing upstream a fresh budget; a request still running on a removed upstream keeps
+// the budget it holds.
+func (p *Proxy) PruneBudgets(keep func(upstreamID string) bool) {
+	p.budgets.Range(func(k, _ any) bool {
+		if id := k.(string); !keep(id) {
+			p.budgets.Delete(id)
+		}
+		return true
+	})
 }
 
 func (b *budget) advanceLocked(now int64) {

@@ -2,10 +2,12 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,8 +55,14 @@ type conn struct {
 	bw       *bufio.Writer
 	clientIP string
 
-	mu    sync.Mutex // guards state transitions against Shutdown's wake-up
-	state int32
+	mu       sync.Mutex // guards state transitions against Shutdown's wake-up, and onCancel
+	state    int32
+	onCancel func() // run when ctx is canceled (Exchange.OnCancel)
+
+	// ctx is the context of the connection's requests (Exchange.Context), canceled with a
+	// *reason.Error cause when the client is found gone or the shutdown grace period ends.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 
 	served atomic.Int64
 	ex     *Exchange // nil while idle
@@ -64,6 +72,7 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn, st *Settings) *conn {
 	c := &conn{srv: s, nc: nc, rw: netio.Wrap(nc), st: st, state: stateActive}
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.nio, _ = c.rw.(*netio.Conn)
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.clientIP = host
@@ -77,6 +86,7 @@ func (c *conn) serve(resumeIdle bool) {
 	handedOver := false
 	defer func() {
 		if !handedOver {
+			c.cancel(errConnClosed)
 			c.nc.Close()
 			c.releaseBufs()
 			c.srv.forget(c)
@@ -84,7 +94,9 @@ func (c *conn) serve(resumeIdle bool) {
 	}()
 	defer func() {
 		if v := recover(); v != nil {
-			c.srv.log.Error("panic serving connection", "remote", c.clientIP, "panic", v)
+			// The handler recovers its own panics (and knows the request); this is the
+			// server's, or a handler's that did not.
+			c.srv.log.Error("panic serving connection", "remote", c.clientIP, "panic", v, "stack", string(debug.Stack()))
 		}
 	}()
 
@@ -243,6 +255,39 @@ func (c *conn) waitReadable() bool {
 		return err == nil
 	}
 	return c.nio.WaitReadable() == nil
+}
+
+// Causes of a request context's cancellation (Exchange.Context).
+var (
+	errForcedShutdown = reason.New(503, reason.GatewayShutdown, "", errors.New("shutdown grace period ended before the request finished"))
+	errClientGone     = reason.New(499, reason.ClientBodyError, "", errors.New("client closed the connection"))
+	errConnClosed     = errors.New("client connection closed")
+)
+
+// cancelRequest cancels the connection's request context with cause and runs the cancel hook
+// (Exchange.OnCancel), once.
+func (c *conn) cancelRequest(cause error) {
+	c.cancel(cause)
+	c.mu.Lock()
+	f := c.onCancel
+	c.onCancel = nil
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// setOnCancel sets the cancel hook, or runs f at once when the context is already canceled.
+func (c *conn) setOnCancel(f func()) {
+	c.mu.Lock()
+	if f != nil && c.ctx.Err() != nil {
+		c.onCancel = nil
+		c.mu.Unlock()
+		f()
+		return
+	}
+	c.onCancel = f
+	c.mu.Unlock()
 }
 
 // setActive marks the connection as carrying a request: Shutdown lets it finish.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -16,17 +17,9 @@ import (
 	"sluice/internal/reason"
 )
 
-// Framing values for WriteHead's contentLength besides a length >= 0.
-const (
-	// LengthUnknown: the body length is not known up front; the body is chunked for HTTP/1.1
-	// clients and delimited by closing the connection for HTTP/1.0 clients.
-	LengthUnknown int64 = -1
-	// NoBody: a response that has no body and no framing header (1xx, 204, 304).
-	NoBody int64 = -2
-)
-
-// ErrBodyTooLarge is returned by the request body reader when the body exceeds the limit.
-var ErrBodyTooLarge = errors.New("request body larger than the configured limit")
+// ErrBodyTooLarge is returned by the request body reader when the body exceeds the limit. It
+// is the 413 the gateway answers with.
+var ErrBodyTooLarge = reason.New(413, reason.BodyTooLarge, "", errors.New("request body larger than the configured limit"))
 
 // errHeadWritten is returned when a handler writes a second head.
 var errHeadWritten = errors.New("response head already written")
@@ -77,6 +70,19 @@ func (ex *Exchange) start() {
 		ex.closeAfter = true
 	}
 }
+
+// Request is the parsed request head (Req).
+func (ex *Exchange) Request() *h1.Request { return &ex.Req }
+
+// Context is the request's context: it is canceled when the client is found gone or the
+// shutdown grace period ends, with a *reason.Error cause that says which. It is the
+// connection's, so it covers each of its requests in turn (one at a time) and costs a
+// request nothing.
+func (ex *Exchange) Context() context.Context { return ex.c.ctx }
+
+// OnCancel makes f run once when the request's context is canceled (at once if it already
+// is), until it is replaced; nil removes it. Unlike context.AfterFunc it allocates nothing.
+func (ex *Exchange) OnCancel(f func()) { ex.c.setOnCancel(f) }
 
 // ClientIP is the client's address without the port.
 func (ex *Exchange) ClientIP() string { return ex.c.clientIP }
@@ -245,9 +251,6 @@ func (ex *Exchange) bodyDone() bool { return !ex.HasBody() || ex.body.Done() }
 // CloseAfter makes the connection close after this response.
 func (ex *Exchange) CloseAfter() { ex.closeAfter = true }
 
-// HeadWritten reports whether the response head went out (or is buffered to go out).
-func (ex *Exchange) HeadWritten() bool { return ex.wroteHead }
-
 // Status is the status written, 0 before WriteHead.
 func (ex *Exchange) Status() int { return ex.status }
 
@@ -259,7 +262,7 @@ func (ex *Exchange) BytesOut() int64 { return ex.bytesOut }
 func (ex *Exchange) SplicedBytes() (request, response int64) { return ex.splicedIn, ex.splicedOut }
 
 // WriteHead writes the status line and header fields h, then the framing for contentLength:
-// a length >= 0 writes Content-Length, LengthUnknown chunks (or closes, for HTTP/1.0), NoBody
+// a length >= 0 writes Content-Length, h1.LengthUnknown chunks (or closes, for HTTP/1.0), h1.LengthNone
 // writes neither. A HEAD request never gets a body, whatever the framing says.
 func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, contentLength int64) error {
 	if ex.wroteHead {
@@ -267,7 +270,7 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 	}
 	ex.wroteHead, ex.status, ex.declared = true, status, contentLength
 	isHEAD := string(ex.Req.Method) == "HEAD"
-	ex.noBody = isHEAD || contentLength == NoBody
+	ex.noBody = isHEAD || contentLength == h1.LengthNone
 	if !ex.bodyDone() && (!ex.Req.Expect100 || ex.sent100) {
 		// The body is still coming; do not let a long unread body pin the connection.
 		if ex.Req.Chunked || ex.Req.ContentLength-ex.bodyRead > maxDrain {
@@ -294,7 +297,7 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 		b = append(b, "Content-Length: "...)
 		b = strconv.AppendInt(b, contentLength, 10)
 		b = append(b, "\r\n"...)
-	case contentLength == LengthUnknown && !isHEAD:
+	case contentLength == h1.LengthUnknown && !isHEAD:
 		if ex.Req.Minor >= 1 {
 			ex.chunked = true
 			b = append(b, "Transfer-Encoding: chunked\r\n"...)
@@ -416,10 +419,10 @@ func (ex *Exchange) finish() bool {
 
 // WriteError answers with a gateway-generated error: the status, an X-Sluice-Error header with
 // the reason code, and a small JSON body. detail goes into the body's "detail" field; pass ""
-// to keep internals from clients.
+// to keep internals from clients. After the head went out it aborts the response instead.
 func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 	if ex.wroteHead {
-		ex.closeAfter = true
+		ex.Abort()
 		return
 	}
 	id := ex.RequestID()

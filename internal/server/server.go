@@ -105,8 +105,10 @@ func (s *Server) forget(c *conn) {
 }
 
 // Shutdown stops accepting, closes idle connections, lets in-flight requests finish (each
-// answered with "Connection: close"), and returns when all connections are gone or ctx ends;
-// then it closes what remains and returns ctx's error.
+// answered with "Connection: close"), and returns when all connections are gone or ctx ends.
+// Then it cancels the requests still running (their contexts end with a gateway_shutting_down
+// cause, which stops their upstream waits), closes their connections, waits for their
+// handlers to return and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.ln.Close()
@@ -123,10 +125,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.mu.Lock()
+		conns := make([]*conn, 0, len(s.conns))
 		for c := range s.conns {
-			c.nc.Close()
+			conns = append(conns, c)
 		}
 		s.mu.Unlock()
+		for _, c := range conns {
+			c.cancelRequest(errForcedShutdown)
+			c.nc.Close()
+		}
 		<-done
 		return ctx.Err()
 	}

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+
+	"sluice/internal/h1"
+	"sluice/internal/netio"
+	"sluice/internal/reason"
+)
+
+// Downstream is the client side of one request, as the proxy needs it: the request head and
+// body, the response head and body, and the request's life. The HTTP/1.1 exchange
+// (server.Exchange) implements it; a TLS connection or an HTTP/2 stream stands in front of
+// the proxy the same way. A Downstream is used by one goroutine at a time, except for the
+// cancellation of its Context.
+//
+// Failures that a Downstream's methods return may be *reason.Error values (a body above the
+// limit is a 413 request_body_too_large); the proxy answers with them as they are.
+type Downstream interface {
+	RequestSide
+	ResponseSide
+
+	// Context is the request's context. The server cancels it when the client is gone or
+	// the shutdown grace period ends, with a *reason.Error cause that says which; the proxy
+	// then stops waiting for the upstream, does not retry, and answers with the cause.
+	Context() context.Context
+	// ClientIP is the client's address without the port.
+	ClientIP() string
+	// RequestIDBytes is the request's id (the client's X-Request-Id when sane, else a new
+	// one), valid until the exchange ends.
+	RequestIDBytes() []byte
+	// ClientGone reports whether the client has closed its connection, without consuming
+	// anything it sent. A downstream that cannot tell answers false.
+	ClientGone() bool
+	// CloseAfter makes the client connection close after this response.
+	CloseAfter()
+}
+
+// RequestSide is the request as the client sent it.
+type RequestSide interface {
+	// Request is the parsed request head. The proxy edits its header in place (hop-by-hop
+	// fields are removed before forwarding).
+	Request() *h1.Request
+	// SetBodyLimit lowers the request body limit to n for this request (0 keeps the
+	// downstream's own).
+	SetBodyLimit(n int64)
+	// BodyLimit is the body limit in force (0: none).
+	BodyLimit() int64
+	// ReadBody reads the request body (io.EOF at its end). Reading past the limit fails
+	// with a 413 *reason.Error.
+	ReadBody(p []byte) (int, error)
+	// BodyPending reports whether body bytes have arrived that a ReadBody would return
+	// without waiting for the client.
+	BodyPending() bool
+	// BodyTrailer is the trailer section of a chunked body, once it was read to its end.
+	BodyTrailer() *h1.Header
+}
+
+// ResponseSide is where the response goes.
+type ResponseSide interface {
+	// WriteHead writes the status line and fields h, framed by contentLength: a length
+	// >= 0, h1.LengthUnknown (the downstream delimits the body itself) or h1.LengthNone.
+	WriteHead(status int, reasonPhrase []byte, h *h1.Header, contentLength int64) error
+	// Write writes response body bytes; they may be buffered until Flush.
+	Write(p []byte) (int, error)
+	// Flush sends buffered response bytes to the client now.
+	Flush() error
+	// Finish ends the body with trailer fields (nil for none) where the framing has an end.
+	Finish(trailer *h1.Header) error
+	// Abort marks a response whose head went out as broken: the client learns that the body
+	// is incomplete (HTTP/1.1 closes the connection).
+	Abort()
+	// WriteError answers with a gateway-generated error (reason header and JSON body);
+	// detail, when not "", goes into the body. After the head went out it aborts instead.
+	WriteError(e *reason.Error, detail string)
+	// Status is the status written, 0 before WriteHead.
+	Status() int
+}
+
+// BodySplicer is an optional Downstream capability: the rest of the request body can move
+// from the client's socket to an upstream socket without passing through user memory.
+type BodySplicer interface {
+	// BodyToSplice is how many body bytes SpliceBodyTo would move now; 0 when it cannot.
+	BodyToSplice() int64
+	// SpliceBodyTo moves BodyToSplice bytes to dst; ok is false, and nothing was moved,
+	// when it could not start. armWrite runs before each wait on dst.
+	SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spliced, ok bool)
+}
+
+// ResponseSplicer is an optional Downstream capability: n bytes of a Content-Length response
+// body can move from an upstream socket to the client's without passing through user memory.
+type ResponseSplicer interface {
+	// SpliceFrom moves the next n body bytes from src; ok is false, and nothing was moved,
+	// when it could not start. armRead runs before each wait on src.
+	SpliceFrom(src *netio.Conn, n int64, armRead func()) (s netio.Spliced, ok bool)
+}
+
+// CancelNotifier is an optional Downstream capability: f runs once when the Context is
+// canceled (at once if it already is), until it is replaced; nil removes it. It does what
+// context.AfterFunc does without allocating, which the proxy's zero-allocation request path
+// needs: it interrupts the upstream connection in use when the request is canceled.
+type CancelNotifier interface {
+	OnCancel(f func())
+}
