@@ -295,8 +295,8 @@ func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Re
 			"panic", v, "stack", string(debug.Stack()))
 		e := reason.New(502, reason.InternalError, "", fmt.Errorf("panic: %v", v))
 		rec.Reason, rec.Err = e.Code, e
-		ex.WriteError(e, "") // aborts instead when the head went out
 		ex.CloseAfter()
+		ex.WriteError(e, "") // aborts instead when the head went out
 	}()
 	g.proxy.Serve(ex, rt, rec)
 }

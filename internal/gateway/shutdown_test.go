@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// stuckBackend reads each request and then never finishes answering: with partial set it
+// sends a response head and part of a body first. arrived receives once per request read.
+func stuckBackend(t *testing.T, partial bool, arrived chan<- string) string {
+	t.Helper()
+	return serveConns(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		if partial {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst bytes")
+		}
+		arrived <- req.URL.Path
+		io.Copy(io.Discard, c) // until the gateway closes the connection
+	})
+}
+
+// TestForcedShutdownIsBoundedByGrace: requests stuck upstream (waiting for a response head,
+// in the middle of a response body, queued for a pool connection, in a retry backoff) do
+// not hold Shutdown past its grace period: their contexts are canceled, their upstream waits
+// interrupted, and each is logged with the reason gateway_shutting_down. Before request
+// contexts, a silent backend with an 8 s read timeout held a 1 s Shutdown for 8.05 s.
+func TestForcedShutdownIsBoundedByGrace(t *testing.T) {
+	arrived := make(chan string, 8)
+	silent := stuckBackend(t, false, arrived)
+	partial := stuckBackend(t, true, arrived)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: silent
+    targets: [{address: {{silent}}}]
+    timeouts: {read: 8s}
+    keepalive: {max_conns: 1, queue_timeout: 30s}
+    retry: {attempts: 1}
+  - id: partial
+    targets: [{address: {{partial}}}]
+    timeouts: {read: 8s}
+  - id: refused
+    targets: [{address: {{refused}}}]
+    retry: {attempts: 10, backoff_base: 20s, backoff_max: 20s, budget_min_per_second: 100}
+routes:
+  - {id: silent, match: {path_prefix: /silent}, upstream: silent}
+  - {id: partial, match: {path_prefix: /partial}, upstream: partial}
+  - {id: refused, match: {path_prefix: /refused}, upstream: refused}
+`, map[string]string{"silent": silent, "partial": partial, "refused": testutil.DeadAddr(t)})
+
+	var wg sync.WaitGroup
+	get := func(path string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := newClient().Get(tg.url(path)); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	get("/silent/head")     // waits for a response head
+	get("/partial/body")    // waits in the middle of a body
+	get("/refused/backoff") // sleeps between connect attempts
+	for range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("requests did not reach the backends")
+		}
+	}
+	get("/silent/queued") // the silent upstream's only connection is taken: queued
+	waitFor(t, 5*time.Second, func() bool {
+		return tg.gw.Current().Upstreams["silent"].Current().Targets[0].Pool.Snapshot().Waiting == 1
+	})
+
+	const grace = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	start := time.Now()
+	err := tg.gw.Shutdown(ctx)
+	took := time.Since(start)
+	if err == nil {
+		t.Errorf("Shutdown returned nil; want the grace context's error (requests were cut)")
+	}
+	// The bound is grace + 100 ms: cancellation wakes every wait at once.
+	if took > grace+100*time.Millisecond {
+		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
+	}
+	wg.Wait()
+	lines := tg.accessLines(4)
+	for _, l := range lines {
+		if l["reason"] != "gateway_shutting_down" {
+			t.Errorf("%v logged with reason %v (status %v, error %v), want gateway_shutting_down", l["path"], l["reason"], l["status"], l["error"])
+		}
+		if e, _ := l["error"].(string); !strings.Contains(e, "grace period") {
+			t.Errorf("%v: error %q does not say why", l["path"], e)
+		}
+	}
+}
