@@ -4,6 +4,7 @@
 #   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-size 300] [-out DIR]
 #                     [-smoke] [-stale] [-no-stale] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
+#                     [-base REV]
 #
 # Throughput: one plain Go backend (bench/backend, 300-byte bodies, or -size) behind each proxy (and
 # behind sluice-full: 20 routes, access log to a file, metrics; compared with plain sluice),
@@ -26,12 +27,14 @@
 # scenario, no charts; exits non-zero if sluice served nothing or answered non-2xx.
 # -stale: only the stale scenario. -docs: also copy the charts to docs/benchmarks/.
 # -rev REV: build sluice from `git archive REV` instead of the working tree (read-only).
+# -base REV: also run sluice built from REV, as "sluice-base" with plain sluice's config, in
+# the same rounds: a change's before and after, side by side.
 # Files in -out (default bench/out): results.tsv (raw rounds), summary.tsv, rss.tsv, stale.tsv, env.txt,
 # report.md, *.png. Only processes started here are stopped (trap EXIT).
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
-DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV=""
+DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
 	-loadgen) FORCE_LOADGEN=1 ;;
 	-docs) DOCS=1 ;;
 	-rev) REV=$2; shift ;;
+	-base) BASE=$2; shift ;;
 	-stale-duration) STALE_DURATION=$2; shift ;;
 	-stale-idle) STALE_IDLE=$2; shift ;;
 	-stale-clients) STALE_CLIENTS=$2; shift ;;
@@ -144,6 +148,11 @@ build() {
 		(cd "$ROOT" && git archive "$REV") | tar -x -C "$src"
 	fi
 	(cd "$src" && go build -o "$TMP/bin/sluice" ./cmd/sluice)
+	if [ -n "$BASE" ]; then
+		mkdir -p "$TMP/base"
+		(cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
+		(cd "$TMP/base" && go build -o "$TMP/bin/sluice-base" ./cmd/sluice)
+	fi
 }
 
 # write_config name port backend_port mode(tput|stale) prints the config file path.
@@ -152,7 +161,7 @@ write_config() {
 	mkdir -p "$dir"
 	chmod 755 "$dir"
 	case "$name" in
-	sluice)
+	sluice | sluice-base)
 		local ka='{max_idle: 256}'
 		[ "$mode" = stale ] && ka='{max_idle: 256, idle_timeout: 600s}'
 		cat >"$dir/sluice.yaml" <<-EOF
@@ -275,6 +284,7 @@ start() {
 	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size "$SIZE" >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
 	sluice | sluice-full) "$TMP/bin/sluice" run -c "$cfg" >"$logf" 2>&1 & ;;
+	sluice-base) "$TMP/bin/sluice-base" run -c "$cfg" >"$logf" 2>&1 & ;;
 	nginx) nginx -p "$TMP/run/nginx/" -e stderr -c "$cfg" -g 'daemon off;' >"$logf" 2>&1 & ;;
 	haproxy) haproxy -db -f "$cfg" >"$logf" 2>&1 & ;;
 	caddy) XDG_DATA_HOME=$TMP/run/caddy XDG_CONFIG_HOME=$TMP/run/caddy HOME=$TMP/run/caddy \
@@ -307,6 +317,7 @@ stop() {
 
 peers_available() { # prints the proxies that can run here
 	local p out="sluice sluice-full"
+	[ -z "$BASE" ] || out+=" sluice-base"
 	for p in nginx haproxy caddy; do
 		if have "$p"; then out+=" $p"; else log "note: $p is not installed; skipped"; fi
 	done
@@ -372,6 +383,7 @@ write_env() {
 		echo "memory	$(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 		echo "go	$(go version | awk '{print $3}')"
 		echo "sluice	$("$TMP/bin/sluice" version 2>&1 | head -1) (built from ${REV:-the working tree at} $(cd "$ROOT" && git rev-parse --short "${REV:-HEAD}" 2>/dev/null || echo unknown))"
+		[ -z "$BASE" ] || echo "sluice-base	built from $(cd "$ROOT" && git rev-parse --short "$BASE")"
 		have nginx && echo "nginx	$(nginx -v 2>&1 | sed 's/.*version: //')"
 		have haproxy && echo "haproxy	$(haproxy -v 2>&1 | head -1 | awk '{print $3}')"
 		have caddy && echo "caddy	$(caddy version 2>&1 | head -1)"

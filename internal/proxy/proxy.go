@@ -489,6 +489,9 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	if c.Socket() == nil {
 		splicer = nil
 	}
+	if !fwd.preEOF {
+		fwd.taken = true // the reads below consume the client's body for good
+	}
 	for !fwd.preEOF {
 		// The rest of a large Content-Length body goes socket to socket (splice) once none
 		// of it is buffered; the head and the bytes before it are written first.

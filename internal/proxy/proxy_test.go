@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,13 +99,26 @@ func (r *notifyingRecorder) OnCancel(f func()) { r.onCancel = f }
 
 var _ CancelNotifier = (*notifyingRecorder)(nil)
 
-// testRoute builds a route to one target at addr, with route settings in yaml-free form.
+// testRoute builds a route to one target at addr (see testRouteTo).
 func testRoute(t *testing.T, addr string, opts connpool.Options, edit func(*config.Route, *config.Upstream)) (*Route, *connpool.Pool) {
 	t.Helper()
+	rt, pools := testRouteTo(t, []string{addr}, opts, edit)
+	return rt, pools[0]
+}
+
+// testRouteTo builds a route to targets at addrs (round robin, in order), each with a pool
+// of opts; edit may change the route's and upstream's config first.
+func testRouteTo(t *testing.T, addrs []string, opts connpool.Options, edit func(*config.Route, *config.Upstream)) (*Route, []*connpool.Pool) {
+	t.Helper()
 	opts.Enabled = true
-	pool := connpool.New(addr, opts, nil)
-	t.Cleanup(func() { pool.Close(connpool.CloseShutdown) })
-	targets := []*upstream.Target{{Addr: addr, Weight: 1, Pool: pool}}
+	var targets []*upstream.Target
+	var pools []*connpool.Pool
+	for _, a := range addrs {
+		pool := connpool.New(a, opts, nil)
+		t.Cleanup(func() { pool.Close(connpool.CloseShutdown) })
+		targets = append(targets, &upstream.Target{Addr: a, Weight: 1, Pool: pool})
+		pools = append(pools, pool)
+	}
 	u := &upstream.Upstream{ID: "b", Targets: targets, Balancer: balancer.NewWRR(targets)}
 	rc, uc := config.Route{ID: "r", Upstream: "b"}, config.Upstream{ID: "b"}
 	if edit != nil {
@@ -113,7 +128,7 @@ func testRoute(t *testing.T, addr string, opts connpool.Options, edit func(*conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rt, pool
+	return rt, pools
 }
 
 func testProxy() *Proxy { return New(slog.New(slog.DiscardHandler)) }
@@ -235,5 +250,33 @@ func TestPanicGivesTheConnectionBack(t *testing.T) {
 	p.Serve(rd, rt, &rec)
 	if rd.status != 200 {
 		t.Fatalf("request after the panic: %d %s (%v)", rd.status, rec.Reason, rec.Err)
+	}
+}
+
+// TestUntouchedLargeBodyIsRetried: a body larger than retry.buffer_body streams to the
+// backend, so it cannot be sent twice; but a failure before any of it was read past the
+// buffered prefix (here: the first target refuses the connection) leaves it whole, and the
+// POST goes to the next target with all its bytes.
+func TestUntouchedLargeBodyIsRetried(t *testing.T) {
+	var got atomic.Int64
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(int64(len(b)))
+	}))
+	defer be.Close()
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	rt, _ := testRouteTo(t, []string{deadAddr, be.Listener.Addr().String()}, connpool.Options{}, nil)
+	const size = 200 << 10 // above the default 64 KiB buffer_body
+	body := strings.Repeat("x", size)
+	rd := newRecorder(t, context.Background(), fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size), body)
+	var rec Record
+	testProxy().Serve(rd, rt, &rec)
+	if rd.status != 200 || got.Load() != size || rec.NumAttempts != 2 {
+		t.Fatalf("status %d (%s), backend got %d bytes, %d attempts; want 200 with %d bytes after 2 attempts", rd.status, rec.Reason, got.Load(), rec.NumAttempts, size)
 	}
 }

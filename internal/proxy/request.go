@@ -27,6 +27,8 @@ type forward struct {
 	pre    []byte
 	preBuf *[]byte
 	preEOF bool
+	// taken: an attempt began reading the body past pre, so only pre could be sent again.
+	taken bool
 
 	// bodySplicer is ds when it can splice the request body, else nil.
 	bodySplicer BodySplicer
@@ -83,10 +85,11 @@ func (f *forward) releaseBody() {
 	}
 }
 
-// replayable reports whether the request can be sent again: it has no body, or all of its body
-// is held in pre.
+// replayable reports whether the request can be sent again: it has no body, all of its body
+// is held in pre, or no attempt has read any of it past pre yet (a connect failure, or a
+// dead pooled connection found while writing the head, leaves a large body untouched).
 func (f *forward) replayable() bool {
-	return !f.hasBody() || f.preEOF
+	return !f.hasBody() || f.preEOF || !f.taken
 }
 
 // hasBody reports whether the request has a body (chunked, or a declared length above 0).
