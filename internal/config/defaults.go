@@ -52,8 +52,15 @@ const (
 // explicit zeros of those that must not be 0 before calling it (see explicitZeros).
 // It also normalizes case: hosts to lower case, methods to upper case.
 func applyDefaults(c *Config) {
+	dir := configDir(c)
 	for i := range c.Listeners {
 		defaultListener(&c.Listeners[i])
+		if t := c.Listeners[i].TLS; t != nil {
+			defaultTLS(t, dir)
+		}
+		if r := c.Listeners[i].RedirectHTTPS; r != nil {
+			setIfZero(&r.Port, 443)
+		}
 	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]

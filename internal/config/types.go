@@ -51,6 +51,18 @@ type Listener struct {
 	MaxHeaders int `yaml:"max_headers"`
 	// MaxBodyBytes bounds request bodies (413 above it). Default 0: unlimited. Routes can lower it.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TLS, when set, terminates TLS (HTTPS) on this listener. See docs/tls.md.
+	TLS *ListenerTLS `yaml:"tls"`
+	// RedirectHTTPS, when set, answers every request on this (plain HTTP) listener with a
+	// permanent redirect to the same host and path over HTTPS (308, so methods and bodies
+	// are kept). See docs/tls.md.
+	RedirectHTTPS *RedirectHTTPS `yaml:"redirect_https"`
+}
+
+// RedirectHTTPS is a listener's HTTP-to-HTTPS redirect.
+type RedirectHTTPS struct {
+	// Port is the HTTPS port written into the Location; 443 (the default) is left out.
+	Port int `yaml:"port"`
 }
 
 // Upstream is a named group of backend targets and the policy for talking to them.

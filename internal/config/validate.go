@@ -72,6 +72,17 @@ func (c *Config) validateListeners(p *problems) {
 		if l.MaxBodyBytes < 0 {
 			p.add(b+".max_body_bytes", "must not be negative (0 means unlimited)")
 		}
+		if l.TLS != nil {
+			validateTLS(p, b, l.TLS)
+		}
+		if r := l.RedirectHTTPS; r != nil {
+			if l.TLS != nil {
+				p.add(b+".redirect_https", "a TLS listener cannot redirect to HTTPS; set redirect_https on a plain HTTP listener")
+			}
+			if r.Port < 1 || r.Port > 65535 {
+				p.add(b+".redirect_https.port", "must be a port number, got %d", r.Port)
+			}
+		}
 	}
 }
 

@@ -35,6 +35,11 @@ func Warnings(c *Config) []string {
 		warnRetry(&p, fmt.Sprintf("routes[%d].retry", i), r.Retry)
 	}
 	warnAdmin(&p, c.Admin)
+	for i, l := range c.Listeners {
+		if l.TLS != nil {
+			warnTLS(&p, fmt.Sprintf("listeners[%d]", i), l.TLS)
+		}
+	}
 	if len(p) == 0 {
 		return nil
 	}

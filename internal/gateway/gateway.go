@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,10 @@ type Gateway struct {
 	listeners map[string]*listener
 	retiring  sync.WaitGroup
 	stopping  bool
+	edge      *edgeTLS // the serving config's listener TLS (tls.go)
+
+	// redirects are the HTTPS ports of redirecting listeners, by listener name.
+	redirects atomic.Pointer[map[string]int]
 
 	obs *observer // metrics and the admin listener (observe.go)
 }
@@ -97,13 +102,23 @@ func (g *Gateway) apply(cfg *config.Config) error {
 		return err
 	}
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
-	opened, err := g.openListeners(cfg)
+	edge, err := g.buildEdgeTLS(cfg)
+	if err != nil {
+		gen.discard(prevPools)
+		gen.Close()
+		return err
+	}
+	opened, err := g.openListeners(cfg, edge)
 	if err != nil {
 		gen.discard(prevPools)
 		gen.Close()
 		return err
 	}
 	g.cur.Store(gen)
+	g.edge.close()
+	g.edge = edge
+	edge.watch()
+	g.redirects.Store(&edge.redirects)
 	g.proxy.PruneBudgets(func(id string) bool { _, ok := gen.Upstreams[id]; return ok })
 	for _, l := range opened {
 		g.startListener(l)
@@ -132,8 +147,14 @@ func shutdownGrace(cfg *config.Config) time.Duration {
 	return cfg.ShutdownGrace.D()
 }
 
-func settings(lc config.Listener) server.Settings {
+func settings(lc config.Listener, edge *edgeTLS) server.Settings {
+	var hs time.Duration
+	if lc.TLS != nil {
+		hs = lc.TLS.HandshakeTimeout.D()
+	}
 	return server.Settings{
+		TLS:               edge.configs[lc.Address],
+		HandshakeTimeout:  hs,
 		Name:              lc.Name,
 		ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
 		ReadTimeout:       lc.ReadTimeout.D(),
@@ -145,11 +166,11 @@ func settings(lc config.Listener) server.Settings {
 }
 
 // openListeners binds the addresses that cfg adds and updates the settings of kept ones.
-func (g *Gateway) openListeners(cfg *config.Config) ([]*listener, error) {
+func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener, error) {
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
 		if l, ok := g.listeners[lc.Address]; ok {
-			l.srv.Update(settings(lc))
+			l.srv.Update(settings(lc, edge))
 			continue
 		}
 		ln, err := net.Listen("tcp", lc.Address)
@@ -159,7 +180,7 @@ func (g *Gateway) openListeners(cfg *config.Config) ([]*listener, error) {
 			}
 			return nil, fmt.Errorf("listeners: %w", err)
 		}
-		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc), g, g.log), err: make(chan error, 1)})
+		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge), g, g.log), err: make(chan error, 1)})
 	}
 	return opened, nil
 }
@@ -235,6 +256,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.mu.Lock()
 	g.closeAdmin() // observe.go
+	g.edge.close()
 	g.mu.Unlock()
 	var err error
 	for e := range errs {
@@ -248,6 +270,13 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	gen := g.enter()
 	defer gen.inflight.Add(-1)
 
+	if r := *g.redirects.Load(); len(r) > 0 {
+		if port, ok := r[ex.ListenerName()]; ok {
+			redirectHTTPS(ex, port)
+			g.logAccess(ex, &router.Input{Method: string(ex.Req.Method), Host: string(ex.Req.Host), Path: string(ex.Req.Path)}, "", "", &proxy.Record{})
+			return
+		}
+	}
 	st := newReqState(ex)
 	defer st.release()
 	rec, in := &st.rec, &st.in
@@ -377,6 +406,13 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 		Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).
 		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target).
 		Ms("duration_ms", time.Since(ex.Start)).Ms("upstream_ms", rec.UpstreamTime)
+	if st := ex.TLS(); st != nil {
+		ln.Str("tls_version", tls.VersionName(st.Version)).Str("tls_cipher", tls.CipherSuiteName(st.CipherSuite)).
+			Bool("tls_resumed", st.DidResume).Str("sni", st.ServerName)
+		if len(st.PeerCertificates) > 0 {
+			ln.Str("client_cert_subject", st.PeerCertificates[0].Subject.String())
+		}
+	}
 	if rec.Reason != "" {
 		ln.Str("reason", string(rec.Reason))
 		if rec.Err != nil {

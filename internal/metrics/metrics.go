@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,6 +33,10 @@ const (
 	nameRetryBudget      = "sluice_retry_budget_exhausted_total"
 	nameSplicedBytes     = "sluice_spliced_bytes_total"
 	namePanics           = "sluice_panics_total"
+	nameTLSHandshakes    = "sluice_tls_handshakes_total"
+	nameTLSErrors        = "sluice_tls_handshake_errors_total"
+	nameCertReloads      = "sluice_tls_certificate_reloads_total"
+	nameCertExpiry       = "sluice_tls_certificate_expiry_timestamp_seconds"
 
 	namePoolConns         = "sluice_upstream_connections"
 	namePoolOpened        = "sluice_upstream_connections_opened_total"
@@ -71,6 +76,10 @@ type Metrics struct {
 	splicedIn        prometheus.Counter
 	splicedOut       prometheus.Counter
 	panics           prometheus.Counter
+	tlsHandshakes    *prometheus.CounterVec
+	tlsErrors        *prometheus.CounterVec
+	certReloads      *prometheus.CounterVec
+	certExpiry       *prometheus.GaugeVec
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -128,6 +137,19 @@ func New(pools PoolSource) *Metrics {
 	m.splicedIn, m.splicedOut = spliced.WithLabelValues("request"), spliced.WithLabelValues("response")
 	m.panics = prometheus.NewCounter(prometheus.CounterOpts{Name: namePanics,
 		Help: "Requests whose handling panicked (a bug: the error log has the stack and the request id); each was answered 502 internal_error or cut off."})
+	m.tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTLSHandshakes,
+		Help: "Completed TLS handshakes with clients, by listener, TLS version and whether the session was resumed."},
+		[]string{"listener", "version", "resumed"})
+	m.tlsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTLSErrors,
+		Help: "Failed TLS handshakes with clients, by listener and reason (timeout, not_tls, unknown_sni, bad_certificate, alert, client_closed, handshake_error)."},
+		[]string{"listener", "reason"})
+	m.certReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameCertReloads,
+		Help: "Certificates reloaded because their files changed, by result (success, or failure: the previous certificate keeps serving)."},
+		[]string{"result"})
+	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: nameCertExpiry,
+		Help: "When each served certificate expires (Unix time), by certificate file."},
+		[]string{"cert_file"})
+	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -149,6 +171,34 @@ func (m *Metrics) Spliced(request, response int64) {
 
 // Panicked counts a request whose handling panicked.
 func (m *Metrics) Panicked() { m.panics.Inc() }
+
+// TLSHandshake counts a completed client handshake.
+func (m *Metrics) TLSHandshake(listener, version string, resumed bool) {
+	r := "false"
+	if resumed {
+		r = "true"
+	}
+	m.tlsHandshakes.WithLabelValues(listener, version, r).Inc()
+}
+
+// TLSHandshakeFailed counts a failed client handshake.
+func (m *Metrics) TLSHandshakeFailed(listener, reason string) {
+	m.tlsErrors.WithLabelValues(listener, reason).Inc()
+}
+
+// CertReloaded counts a certificate reload (certs.Observer).
+func (m *Metrics) CertReloaded(_ string, err error) {
+	if err != nil {
+		m.certReloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.certReloads.WithLabelValues("success").Inc()
+}
+
+// CertExpiry records when a served certificate expires (certs.Observer).
+func (m *Metrics) CertExpiry(certFile string, notAfter time.Time) {
+	m.certExpiry.WithLabelValues(certFile).Set(float64(notAfter.Unix()))
+}
 
 // Registry returns the registry all Sluice metrics are on.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 
 	"sluice/internal/h1"
 	"sluice/internal/netio"
@@ -26,6 +27,8 @@ type Downstream interface {
 	Context() context.Context
 	// ClientIP is the client's address without the port.
 	ClientIP() string
+	// TLS is the client connection's TLS state, nil over plain TCP.
+	TLS() *tls.ConnectionState
 	// RequestIDBytes is the request's id (the client's X-Request-Id when sane, else a new
 	// one), valid until the exchange ends.
 	RequestIDBytes() []byte

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,14 +52,15 @@ func newRecorder(t *testing.T, ctx context.Context, raw string, body string) *re
 	return rd
 }
 
-func (r *recorder) Context() context.Context { return r.ctx }
-func (r *recorder) ClientIP() string         { return "192.0.2.1" }
-func (r *recorder) RequestIDBytes() []byte   { return []byte("test-id") }
-func (r *recorder) ClientGone() bool         { return false }
-func (r *recorder) CloseAfter()              { r.closeAfter = true }
-func (r *recorder) Request() *h1.Request     { return &r.req }
-func (r *recorder) SetBodyLimit(n int64)     { r.limit = n }
-func (r *recorder) BodyLimit() int64         { return r.limit }
+func (r *recorder) Context() context.Context  { return r.ctx }
+func (r *recorder) ClientIP() string          { return "192.0.2.1" }
+func (r *recorder) TLS() *tls.ConnectionState { return nil }
+func (r *recorder) RequestIDBytes() []byte    { return []byte("test-id") }
+func (r *recorder) ClientGone() bool          { return false }
+func (r *recorder) CloseAfter()               { r.closeAfter = true }
+func (r *recorder) Request() *h1.Request      { return &r.req }
+func (r *recorder) SetBodyLimit(n int64)      { r.limit = n }
+func (r *recorder) BodyLimit() int64          { return r.limit }
 func (r *recorder) ReadBody(p []byte) (int, error) {
 	return r.body.Read(p)
 }

@@ -173,7 +173,11 @@ fields:
 	}
 	w.WriteString("X-Forwarded-For: ")
 	w.Write(f.xff)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+	if f.ds.TLS() != nil {
+		w.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
+	} else {
+		w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+	}
 	w.Write(req.Host)
 	w.WriteString("\r\nX-Request-Id: ")
 	w.Write(f.ds.RequestIDBytes())

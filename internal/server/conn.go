@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -65,7 +66,8 @@ type conn struct {
 	cancel context.CancelCauseFunc
 
 	served atomic.Int64
-	ex     *Exchange // nil while idle
+	ex     *Exchange            // nil while idle
+	tls    *tls.ConnectionState // nil: plain TCP
 
 	bufs *connBufs // nil while idle
 }
@@ -87,7 +89,7 @@ func (c *conn) serve(resumeIdle bool) {
 	defer func() {
 		if !handedOver {
 			c.cancel(errConnClosed)
-			c.nc.Close()
+			c.rw.Close() // a TLS connection sends its close_notify
 			c.releaseBufs()
 			c.srv.forget(c)
 		}
@@ -105,6 +107,9 @@ func (c *conn) serve(resumeIdle bool) {
 			return
 		}
 	} else {
+		if c.st.TLS != nil && !c.handshake() {
+			return
+		}
 		c.acquireBufs()
 	}
 	for n := 0; ; n++ {
@@ -368,7 +373,9 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)
 	}
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	if cw, ok := c.rw.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite() // TLS: close_notify
+	} else if tc, ok := c.nc.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -83,6 +84,9 @@ func (ex *Exchange) Context() context.Context { return ex.c.ctx }
 // OnCancel makes f run once when the request's context is canceled (at once if it already
 // is), until it is replaced; nil removes it. Unlike context.AfterFunc it allocates nothing.
 func (ex *Exchange) OnCancel(f func()) { ex.c.setOnCancel(f) }
+
+// TLS is the state of the client connection's TLS session, or nil over plain TCP.
+func (ex *Exchange) TLS() *tls.ConnectionState { return ex.c.tls }
 
 // ClientIP is the client's address without the port.
 func (ex *Exchange) ClientIP() string { return ex.c.clientIP }

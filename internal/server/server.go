@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -33,6 +34,10 @@ type Settings struct {
 	IdleTimeout       time.Duration
 	Limits            h1.Limits
 	MaxBodyBytes      int64 // 0: unlimited
+	// TLS, when set, terminates TLS on the listener's connections; HandshakeTimeout bounds
+	// each handshake.
+	TLS              *tls.Config
+	HandshakeTimeout time.Duration
 }
 
 // Server serves one listening socket.

@@ -1,0 +1,301 @@
+// Package certs serves the certificates of a TLS listener: it loads PEM certificate chains
+// and keys, picks one per handshake by the client's server name (SNI), and reloads them
+// without a restart when their files change on disk (cert-manager and certbot replace files
+// in place) or the config is reloaded. A pair that fails to load keeps the previous one
+// serving; the failure is logged and counted, never served.
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pair names the files of one certificate chain and its private key.
+type Pair struct {
+	CertFile string
+	KeyFile  string
+}
+
+// Observer is told of reloads; nil means none (metrics implement it).
+type Observer interface {
+	// CertReloaded reports one pair reloaded from changed files: err nil (loaded) or why it
+	// was refused (the old one keeps serving).
+	CertReloaded(certFile string, err error)
+	// CertExpiry reports when the pair of certFile now serving expires.
+	CertExpiry(certFile string, notAfter time.Time)
+}
+
+// Store holds the certificates of one listener. It is safe for concurrent use:
+// GetCertificate runs on every handshake, Reload on the watcher's goroutine.
+type Store struct {
+	log           *slog.Logger
+	obs           Observer
+	rejectUnknown bool
+
+	mu    sync.Mutex // serialises Reload
+	pairs []*loaded
+	idx   atomic.Pointer[index]
+}
+
+// loaded is one pair as last loaded, with the file facts that tell a change.
+type loaded struct {
+	Pair
+	cert     *tls.Certificate
+	leaf     *x509.Certificate
+	certStat fileStamp
+	keyStat  fileStamp
+	// The stamps of files that failed to load, so that a bad file is reported once, not
+	// at every poll, and retried when it changes again.
+	badCert, badKey fileStamp
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+// index finds a certificate by server name.
+type index struct {
+	exact    map[string]*tls.Certificate // lower-case DNS names
+	wildcard map[string]*tls.Certificate // "example.com" for "*.example.com"
+	def      *tls.Certificate            // the first pair's, for no or unknown SNI
+}
+
+// ErrUnknownName is the handshake error for a server name no certificate covers, when the
+// listener rejects those.
+var ErrUnknownName = errors.New("no certificate for this server name")
+
+// New loads pairs (at least one) and returns their Store. rejectUnknown makes a handshake
+// without SNI, or for a name no certificate covers, fail instead of getting the first
+// certificate. The error names the file that failed.
+func New(pairs []Pair, rejectUnknown bool, log *slog.Logger, obs Observer) (*Store, error) {
+	if len(pairs) == 0 {
+		return nil, errors.New("no certificates")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{log: log.With("component", "certs"), obs: obs, rejectUnknown: rejectUnknown}
+	for _, p := range pairs {
+		l, err := load(p)
+		if err != nil {
+			return nil, err
+		}
+		s.pairs = append(s.pairs, l)
+		s.noteExpiry(l)
+	}
+	s.reindex()
+	return s, nil
+}
+
+// load reads and checks one pair: the key must match the certificate and the certificate
+// must not have expired.
+func load(p Pair) (*loaded, error) {
+	cs, err := stat(p.CertFile)
+	if err != nil {
+		return nil, err
+	}
+	ks, err := stat(p.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s with key %s: %w", p.CertFile, p.KeyFile, err)
+	}
+	leaf := cert.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.CertFile, err)
+		}
+	}
+	if now := time.Now(); now.After(leaf.NotAfter) {
+		return nil, fmt.Errorf("%s: certificate expired on %s", p.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &loaded{Pair: p, cert: &cert, leaf: leaf, certStat: cs, keyStat: ks}, nil
+}
+
+func stat(name string) (fileStamp, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, nil
+}
+
+func (s *Store) noteExpiry(l *loaded) {
+	if s.obs != nil {
+		s.obs.CertExpiry(l.CertFile, l.leaf.NotAfter)
+	}
+}
+
+// reindex rebuilds the name index from the pairs; earlier pairs win a name.
+func (s *Store) reindex() {
+	ix := &index{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, def: s.pairs[0].cert}
+	for _, l := range s.pairs {
+		for _, n := range Names(l.leaf) {
+			n = strings.ToLower(n)
+			if rest, ok := strings.CutPrefix(n, "*."); ok {
+				if _, dup := ix.wildcard[rest]; !dup {
+					ix.wildcard[rest] = l.cert
+				}
+			} else if _, dup := ix.exact[n]; !dup {
+				ix.exact[n] = l.cert
+			}
+		}
+	}
+	s.idx.Store(ix)
+}
+
+// Names returns the DNS names a certificate serves: its DNS SANs, or its common name when
+// it has none (old self-signed certificates).
+func Names(leaf *x509.Certificate) []string {
+	if len(leaf.DNSNames) > 0 {
+		return leaf.DNSNames
+	}
+	if leaf.Subject.CommonName != "" {
+		return []string{leaf.Subject.CommonName}
+	}
+	return nil
+}
+
+// GetCertificate picks the certificate for a handshake (tls.Config.GetCertificate): an
+// exact name, then a wildcard one level up, then the first pair's unless unknown names
+// are rejected.
+func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	ix := s.idx.Load()
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if name != "" {
+		if c, ok := ix.exact[name]; ok {
+			return c, nil
+		}
+		if _, rest, ok := strings.Cut(name, "."); ok {
+			if c, ok := ix.wildcard[rest]; ok {
+				return c, nil
+			}
+		}
+	}
+	if s.rejectUnknown {
+		return nil, ErrUnknownName
+	}
+	return ix.def, nil
+}
+
+// Reload re-reads the pairs whose certificate or key file changed (modification time or
+// size) and reports how many were replaced. A pair that fails to load keeps the one serving
+// and is reported in err (every failure, joined).
+func (s *Store) Reload() (replaced int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for i, l := range s.pairs {
+		cs, cerr := stat(l.CertFile)
+		ks, kerr := stat(l.KeyFile)
+		if cerr == nil && kerr == nil && (cs == l.certStat && ks == l.keyStat || cs == l.badCert && ks == l.badKey) {
+			continue
+		}
+		next, lerr := load(l.Pair)
+		if lerr != nil {
+			// Files replaced one at a time (certificate, then key) fail until both are in
+			// place: the next change is tried again.
+			l.badCert, l.badKey = cs, ks
+			errs = append(errs, lerr)
+			if s.obs != nil {
+				s.obs.CertReloaded(l.CertFile, lerr)
+			}
+			s.log.Warn("certificate reload refused; the previous one keeps serving", "cert_file", l.CertFile, "err", lerr)
+			continue
+		}
+		s.pairs[i] = next
+		replaced++
+		if s.obs != nil {
+			s.obs.CertReloaded(l.CertFile, nil)
+		}
+		s.noteExpiry(next)
+		s.log.Info("certificate reloaded", "cert_file", l.CertFile, "names", strings.Join(Names(next.leaf), ","),
+			"not_after", next.leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if replaced > 0 {
+		s.reindex()
+	}
+	return replaced, errors.Join(errs...)
+}
+
+// Watch polls the files every interval and reloads those that changed, until ctx ends.
+func (s *Store) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Reload()
+		}
+	}
+}
+
+// Options are a TLS listener's settings besides its certificates.
+type Options struct {
+	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13.
+	MinVersion uint16
+	// ClientAuth is tls.NoClientCert, tls.VerifyClientCertIfGiven or
+	// tls.RequireAndVerifyClientCert; ClientCAs verifies them.
+	ClientAuth tls.ClientAuthType
+	ClientCAs  *x509.CertPool
+	// NextProtos are the ALPN protocols offered, in preference order.
+	NextProtos []string
+	// NoSessionTickets turns resumption by session tickets off.
+	NoSessionTickets bool
+}
+
+// ServerConfig returns the tls.Config of a listener serving s with o. TLS 1.2 is limited to
+// AEAD cipher suites with forward secrecy (TLS 1.3's are all of that kind); the curves are
+// X25519 and P-256 (Go's defaults, which also offer the hybrid post-quantum X25519MLKEM768).
+func ServerConfig(s *Store, o Options) *tls.Config {
+	min := o.MinVersion
+	if min < tls.VersionTLS12 {
+		min = tls.VersionTLS12
+	}
+	return &tls.Config{
+		GetCertificate:         s.GetCertificate,
+		MinVersion:             min,
+		CipherSuites:           tls12Suites,
+		ClientAuth:             o.ClientAuth,
+		ClientCAs:              o.ClientCAs,
+		NextProtos:             o.NextProtos,
+		SessionTicketsDisabled: o.NoSessionTickets,
+	}
+}
+
+// tls12Suites are the TLS 1.2 suites offered: ECDHE with AES-GCM or ChaCha20-Poly1305.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// LoadCAs reads a PEM bundle of CA certificates.
+func LoadCAs(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", file)
+	}
+	return pool, nil
+}

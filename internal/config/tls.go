@@ -1,0 +1,193 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ListenerTLS terminates TLS on a listener (HTTPS).
+type ListenerTLS struct {
+	// Certificates are the certificate chains and keys served, chosen per handshake by the
+	// client's server name (SNI) among each certificate's DNS names (wildcards included); the
+	// first one serves clients without SNI or with a name no certificate covers (see
+	// UnknownSNI). At least one.
+	Certificates []CertificateFiles `yaml:"certificates"`
+	// UnknownSNI is what a handshake without SNI, or for a name no certificate covers, gets:
+	// "default" (the first certificate; the default) or "reject" (the handshake fails).
+	UnknownSNI string `yaml:"unknown_sni"`
+	// MinVersion is the lowest TLS version accepted: "1.2" (the default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+	// ClientAuth asks clients for a certificate (mutual TLS): "none" (the default),
+	// "optional" (verified when given) or "require".
+	ClientAuth string `yaml:"client_auth"`
+	// ClientCAFile is a PEM bundle of the CAs that client certificates must chain to.
+	// Required unless client_auth is none.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// HandshakeTimeout bounds the TLS handshake of a new connection. Default 10s; 0 is
+	// invalid.
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// SessionTickets allows resumption by session tickets (keys generated in memory and
+	// rotated daily). Default true.
+	SessionTickets *bool `yaml:"session_tickets"`
+}
+
+// CertificateFiles names a PEM certificate chain (leaf first) and its private key. Relative
+// paths are relative to the config file's directory.
+type CertificateFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// TLS defaults and thresholds.
+const (
+	DefaultHandshakeTimeout = Duration(10 * time.Second)
+	// WarnCertExpiresWithin is how close to expiry a certificate is warned about.
+	WarnCertExpiresWithin = 14 * 24 * time.Hour
+)
+
+// Values of ListenerTLS fields.
+const (
+	UnknownSNIDefault = "default"
+	UnknownSNIReject  = "reject"
+	ClientAuthNone    = "none"
+	ClientAuthOpt     = "optional"
+	ClientAuthRequire = "require"
+)
+
+// MinTLSVersion maps min_version to its crypto/tls constant.
+func (t *ListenerTLS) MinTLSVersion() uint16 {
+	if t.MinVersion == "1.3" {
+		return tls.VersionTLS13
+	}
+	return tls.VersionTLS12
+}
+
+// SessionTicketsOn reports whether session tickets are on (nil means the default, true).
+func (t *ListenerTLS) SessionTicketsOn() bool { return t.SessionTickets == nil || *t.SessionTickets }
+
+// defaultTLS fills a listener's TLS block; dir is the config file's directory, against which
+// relative file names are resolved.
+func defaultTLS(t *ListenerTLS, dir string) {
+	setIfZero(&t.UnknownSNI, UnknownSNIDefault)
+	setIfZero(&t.MinVersion, "1.2")
+	setIfZero(&t.ClientAuth, ClientAuthNone)
+	setIfZero(&t.HandshakeTimeout, DefaultHandshakeTimeout)
+	for i := range t.Certificates {
+		c := &t.Certificates[i]
+		c.CertFile, c.KeyFile = resolvePath(dir, c.CertFile), resolvePath(dir, c.KeyFile)
+	}
+	t.ClientCAFile = resolvePath(dir, t.ClientCAFile)
+}
+
+func resolvePath(dir, name string) string {
+	if name == "" || dir == "" || filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(dir, name)
+}
+
+// configDir is the directory relative file names in c are resolved against: the config
+// file's, or none for an embedded or in-memory config.
+func configDir(c *Config) string {
+	if c.File == "" || strings.HasPrefix(c.File, "embedded:") {
+		return ""
+	}
+	return filepath.Dir(c.File)
+}
+
+// validateTLS checks a listener's TLS block, including that every file loads: a certificate
+// whose key does not match, or that has expired, is an error naming the file.
+func validateTLS(p *problems, b string, t *ListenerTLS) {
+	b += ".tls"
+	if len(t.Certificates) == 0 {
+		p.add(b+".certificates", "at least one certificate is required")
+	}
+	for i, c := range t.Certificates {
+		cb := fmt.Sprintf("%s.certificates[%d]", b, i)
+		switch {
+		case c.CertFile == "":
+			p.add(cb+".cert_file", "required")
+		case c.KeyFile == "":
+			p.add(cb+".key_file", "required")
+		default:
+			if _, err := loadPair(c); err != nil {
+				p.add(cb, "%v", err)
+			}
+		}
+	}
+	switch t.UnknownSNI {
+	case UnknownSNIDefault, UnknownSNIReject:
+	default:
+		p.add(b+".unknown_sni", "unknown value %q: want default or reject", t.UnknownSNI)
+	}
+	switch t.MinVersion {
+	case "1.2", "1.3":
+	default:
+		p.add(b+".min_version", "unsupported %q: want \"1.2\" or \"1.3\" (older versions are broken)", t.MinVersion)
+	}
+	switch t.ClientAuth {
+	case ClientAuthNone:
+	case ClientAuthOpt, ClientAuthRequire:
+		if t.ClientCAFile == "" {
+			p.add(b+".client_ca_file", "required when client_auth is %s: the CAs that client certificates must chain to", t.ClientAuth)
+		} else if err := checkCAFile(t.ClientCAFile); err != nil {
+			p.add(b+".client_ca_file", "%v", err)
+		}
+	default:
+		p.add(b+".client_auth", "unknown value %q: want none, optional or require", t.ClientAuth)
+	}
+	if t.HandshakeTimeout <= 0 {
+		p.add(b+".handshake_timeout", "must be positive")
+	}
+}
+
+// loadPair loads a certificate and key and checks that the key matches and the certificate
+// has not expired; it returns the leaf.
+func loadPair(c CertificateFiles) (*x509.Certificate, error) {
+	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s with key %s: %w", c.CertFile, c.KeyFile, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s: %w", c.CertFile, err)
+	}
+	if time.Now().After(leaf.NotAfter) {
+		return nil, fmt.Errorf("certificate %s expired on %s", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return leaf, nil
+}
+
+func checkCAFile(name string) error {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	if blk, _ := pem.Decode(b); blk == nil || blk.Type != "CERTIFICATE" {
+		return fmt.Errorf("%s: no PEM certificate found", name)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fmt.Errorf("%s: no valid certificate found", name)
+	}
+	return nil
+}
+
+// warnTLS warns about certificates that expire soon.
+func warnTLS(p *problems, b string, t *ListenerTLS) {
+	for i, c := range t.Certificates {
+		leaf, err := loadPair(c)
+		if err != nil {
+			continue // an error of Validate's
+		}
+		if left := time.Until(leaf.NotAfter); left < WarnCertExpiresWithin {
+			p.add(fmt.Sprintf("%s.tls.certificates[%d]", b, i), "certificate %s expires in %s (%s): renew it; Sluice reloads the file when it changes",
+				c.CertFile, left.Round(time.Hour), leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+}

@@ -1,0 +1,329 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// gathered returns the gateway's metrics as scraped families, without the admin listener.
+func gathered(t *testing.T, tg *testGateway) families {
+	t.Helper()
+	mfs, err := tg.gw.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := families{}
+	for _, mf := range mfs {
+		f[mf.GetName()] = mf
+	}
+	return f
+}
+
+// tlsSite is a TLS gateway in front of an echo backend, with its CA and certificate files.
+type tlsSite struct {
+	*testGateway
+	ca                 *testutil.CA
+	certA, keyA        string // a.test
+	certWild, keyWild  string // *.b.test
+	clientCA, listener string
+}
+
+// startTLSSite starts a gateway whose listener serves a.test and *.b.test; extra is more of
+// the listener's tls block (YAML flow entries, e.g. "unknown_sni: reject").
+func startTLSSite(t *testing.T, extra string) *tlsSite {
+	t.Helper()
+	ca := testutil.NewCA(t)
+	s := &tlsSite{ca: ca}
+	s.certA, s.keyA = ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	s.certWild, s.keyWild = ca.Issue(t, "wild", testutil.CertOptions{DNSNames: []string{"*.b.test"}})
+	if extra != "" {
+		extra = ", " + extra
+	}
+	s.testGateway = startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    name: https
+    tls: {certificates: [{cert_file: {{ca}}, key_file: {{ka}}}, {cert_file: {{cw}}, key_file: {{kw}}}], handshake_timeout: 1s`+extra+`}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"ca": s.certA, "ka": s.keyA, "cw": s.certWild, "kw": s.keyWild, "b": hostport(echoBackend(t, "a"))})
+	return s
+}
+
+// client returns an HTTPS client that trusts the site's CA and sends serverName as SNI.
+func (s *tlsSite) client(serverName string, certs ...tls.Certificate) *http.Client {
+	cfg := s.ca.ClientConfig(serverName)
+	cfg.Certificates = certs
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 5 * time.Second}
+}
+
+// servedName dials the site with serverName as SNI and returns the first DNS name of the
+// certificate it served.
+func (s *tlsSite) servedName(t *testing.T, serverName string) (string, error) {
+	t.Helper()
+	cfg := &tls.Config{ServerName: serverName, InsecureSkipVerify: true}
+	c, err := tls.Dial("tcp", s.addr, cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	leaf := c.ConnectionState().PeerCertificates[0]
+	return leaf.DNSNames[0], nil
+}
+
+// TestTLSCertificateBySNI: exact names, wildcards, and the first certificate for clients
+// without SNI or with an unknown name.
+func TestTLSCertificateBySNI(t *testing.T) {
+	s := startTLSSite(t, "")
+	for _, tc := range []struct{ sni, want string }{
+		{"a.test", "a.test"}, {"A.Test", "a.test"}, {"x.b.test", "*.b.test"}, {"b.test", "a.test"},
+		{"deep.x.b.test", "a.test"}, {"unknown.example", "a.test"}, {"", "a.test"},
+	} {
+		got, err := s.servedName(t, tc.sni)
+		if err != nil || got != tc.want {
+			t.Errorf("SNI %q: served %q (%v), want %q", tc.sni, got, err, tc.want)
+		}
+	}
+	resp, err := s.client("x.b.test").Get("https://" + s.addr + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info echoInfo
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	mustStatus(t, resp, 200)
+	if got := info.Header["X-Forwarded-Proto"]; len(got) != 1 || got[0] != "https" {
+		t.Errorf("X-Forwarded-Proto = %v, want https", got)
+	}
+	l := s.accessLines(1)[0]
+	if l["tls_version"] != "TLS 1.3" || l["sni"] != "x.b.test" || l["tls_cipher"] == "" || l["tls_resumed"] != false {
+		t.Errorf("access log TLS fields: %v", l)
+	}
+	if v, _ := gathered(t, s.testGateway).value("sluice_tls_handshakes_total", map[string]string{"listener": "https", "version": "TLS 1.3", "resumed": "false"}); v < 1 {
+		t.Errorf("sluice_tls_handshakes_total = %v", v)
+	}
+}
+
+// TestTLSUnknownSNIRejected: with unknown_sni: reject, no SNI or an unknown name fails the
+// handshake, and the failure is counted as unknown_sni.
+func TestTLSUnknownSNIRejected(t *testing.T) {
+	s := startTLSSite(t, "unknown_sni: reject")
+	if _, err := s.servedName(t, "a.test"); err != nil {
+		t.Fatalf("known name: %v", err)
+	}
+	for _, sni := range []string{"", "unknown.example"} {
+		if got, err := s.servedName(t, sni); err == nil {
+			t.Errorf("SNI %q: served %q, want a failed handshake", sni, got)
+		}
+	}
+	waitFor(t, 2*time.Second, func() bool {
+		v, _ := gathered(t, s.testGateway).value("sluice_tls_handshake_errors_total", map[string]string{"reason": "unknown_sni"})
+		return v == 2
+	})
+}
+
+// TestTLSBadClients: plain HTTP on the TLS port, a client that never finishes its handshake
+// (bounded by handshake_timeout) and a truncated ClientHello each end in a closed connection,
+// counted by reason; the gateway keeps serving.
+func TestTLSBadClients(t *testing.T) {
+	s := startTLSSite(t, "")
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	out, _ := io.ReadAll(c)
+	c.Close()
+	if strings.Contains(string(out), "200 OK") {
+		t.Fatalf("plain HTTP on the TLS port was served: %q", out)
+	}
+	start := time.Now()
+	silent, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := silent.Read(make([]byte, 1)); err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("silent client: read %v after %v; want the connection closed after the 1s handshake timeout", err, time.Since(start))
+	}
+	silent.Close()
+	trunc, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunc.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00}) // a ClientHello record cut short
+	trunc.Close()
+	waitFor(t, 3*time.Second, func() bool {
+		f := gathered(t, s.testGateway)
+		notTLS, _ := f.value("sluice_tls_handshake_errors_total", map[string]string{"reason": "not_tls"})
+		timeout, _ := f.value("sluice_tls_handshake_errors_total", map[string]string{"reason": "timeout"})
+		closed, _ := f.value("sluice_tls_handshake_errors_total", map[string]string{"reason": "client_closed"})
+		return notTLS == 1 && timeout == 1 && closed == 1
+	})
+	resp, err := s.client("a.test").Get("https://" + s.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mustStatus(t, resp, 200)
+}
+
+// TestTLSCertificateFileReplacedUnderLoad: a certificate file replaced on disk (as
+// cert-manager and certbot do) is served from the next handshakes on, with no failed
+// request while it happens; a broken replacement keeps the old certificate serving and is
+// counted as a failed reload.
+func TestTLSCertificateFileReplacedUnderLoad(t *testing.T) {
+	s := startTLSSite(t, "")
+	var failed, ok atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c := s.client("a.test") // a new connection, so a new handshake, each time
+				resp, err := c.Get("https://" + s.addr + "/")
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+				} else {
+					ok.Add(1)
+				}
+				c.CloseIdleConnections()
+			}
+		}()
+	}
+	waitFor(t, 5*time.Second, func() bool { return ok.Load() > 20 })
+	later := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	certPEM, keyPEM := s.ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}, NotAfter: later})
+	testutil.WriteFile(t, s.keyA, keyPEM) // key first: until the certificate follows, the pair does not match
+	testutil.WriteFile(t, s.certA, certPEM)
+	waitFor(t, 10*time.Second, func() bool { return s.notAfter(t, "a.test").Equal(later) })
+	n := ok.Load()
+	waitFor(t, 5*time.Second, func() bool { return ok.Load() > n+20 })
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed while the certificate was replaced", failed.Load(), failed.Load()+ok.Load())
+	}
+	f := gathered(t, s.testGateway)
+	if v, _ := f.value("sluice_tls_certificate_expiry_timestamp_seconds", map[string]string{"cert_file": s.certA}); v != float64(later.Unix()) {
+		t.Errorf("expiry metric %v, want %v", v, later.Unix())
+	}
+
+	// A broken file: the certificate in force keeps serving.
+	if err := os.WriteFile(s.certA, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		v, _ := gathered(t, s.testGateway).value("sluice_tls_certificate_reloads_total", map[string]string{"result": "failure"})
+		return v >= 1
+	})
+	if got := s.notAfter(t, "a.test"); !got.Equal(later) {
+		t.Fatalf("after a broken certificate file the served certificate expires %v, want the previous one's %v", got, later)
+	}
+}
+
+func (s *tlsSite) notAfter(t *testing.T, sni string) time.Time {
+	t.Helper()
+	c, err := tls.Dial("tcp", s.addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+	if err != nil {
+		return time.Time{}
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].NotAfter
+}
+
+// TestMutualTLS: client_auth require refuses clients without a certificate from the CA;
+// optional lets them in; a verified client's subject is in the access log.
+func TestMutualTLS(t *testing.T) {
+	clientCA := testutil.NewCA(t)
+	good, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := tlsCert(testutil.NewCA(t).IssuePEM(t, testutil.CertOptions{CommonName: "mallory", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"require", "optional"} {
+		t.Run(mode, func(t *testing.T) {
+			s := startTLSSite(t, fmt.Sprintf("client_auth: %s, client_ca_file: %s", mode, clientCA.CAFile(t)))
+			try := func(certs ...tls.Certificate) (int, error) {
+				resp, err := s.client("a.test", certs...).Get("https://" + s.addr + "/")
+				if err != nil {
+					return 0, err
+				}
+				resp.Body.Close()
+				return resp.StatusCode, nil
+			}
+			if code, err := try(good); code != 200 {
+				t.Fatalf("client with a good certificate: %d %v", code, err)
+			}
+			if code, err := try(stranger); err == nil {
+				t.Errorf("client with a certificate from another CA: %d, want a failed handshake", code)
+			}
+			code, err := try()
+			if mode == "require" && err == nil {
+				t.Errorf("client without a certificate: %d, want a failed handshake", code)
+			}
+			if mode == "optional" && code != 200 {
+				t.Errorf("client without a certificate: %d %v, want 200", code, err)
+			}
+			l := s.accessLines(1)[0]
+			if l["client_cert_subject"] != "CN=svc-billing" {
+				t.Errorf("access log client_cert_subject = %v", l["client_cert_subject"])
+			}
+		})
+	}
+}
+
+func tlsCert(certPEM, keyPEM []byte) (tls.Certificate, error) { return tls.X509KeyPair(certPEM, keyPEM) }
+
+// TestRedirectHTTPS: a redirect_https listener answers 308 to the HTTPS URL.
+func TestRedirectHTTPS(t *testing.T) {
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, redirect_https: {port: 8443}}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(echoBackend(t, "a"))})
+	c, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST /pay?x=1 HTTP/1.1\r\nHost: shop.example:80\r\nContent-Length: 0\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 308 || resp.Header.Get("Location") != "https://shop.example:8443/pay?x=1" {
+		t.Fatalf("got %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"sluice/internal/certs"
+	"sluice/internal/netio"
+)
+
+// TLSObserver is an optional Handler capability: it is told of every TLS handshake on a
+// listener, the state of a completed one or why one failed, for logs and metrics.
+type TLSObserver interface {
+	Handshake(listener string, st *tls.ConnectionState, err error)
+}
+
+// tlsConn is a TLS connection whose deadlines are armed lazily on the socket underneath
+// (netio.Extender), so that TLS requests re-arm runtime timers as rarely as plain ones.
+type tlsConn struct {
+	*tls.Conn
+	raw netio.Extender
+}
+
+func (c *tlsConn) ExtendRead(t time.Time, late time.Duration) error { return c.raw.ExtendRead(t, late) }
+func (c *tlsConn) ExtendWrite(t time.Time, late time.Duration) error {
+	return c.raw.ExtendWrite(t, late)
+}
+
+var _ netio.Extender = (*tlsConn)(nil)
+
+// handshake runs the TLS handshake of a new connection under the listener's handshake
+// timeout, waiting as idle (Shutdown ends a handshake that has not finished). On success the
+// connection reads and writes through TLS from then on.
+func (c *conn) handshake() bool {
+	tc := tls.Server(c.rw, c.st.TLS)
+	end := time.Now().Add(c.st.HandshakeTimeout)
+	if !c.armIdle(end, 0) {
+		return false
+	}
+	c.rw.SetWriteDeadline(end)
+	err := tc.HandshakeContext(c.ctx)
+	c.setActive()
+	obs, _ := c.srv.handler.(TLSObserver)
+	if err != nil {
+		if obs != nil {
+			obs.Handshake(c.st.Name, nil, err)
+		}
+		c.srv.log.Debug("TLS handshake failed", "remote", c.clientIP, "reason", HandshakeFailure(err), "err", err)
+		return false
+	}
+	st := tc.ConnectionState()
+	c.tls = &st
+	if obs != nil {
+		obs.Handshake(c.st.Name, c.tls, nil)
+	}
+	var ext netio.Extender = deadlineSetter{c.rw}
+	if e, ok := c.rw.(netio.Extender); ok {
+		ext = e
+	}
+	c.rw = &tlsConn{Conn: tc, raw: ext}
+	c.nio = nil // no peeks or splices under TLS: the socket's bytes are records
+	return true
+}
+
+// deadlineSetter is a netio.Extender that sets deadlines exactly (a non-TCP connection).
+type deadlineSetter struct{ nc net.Conn }
+
+func (d deadlineSetter) ExtendRead(t time.Time, _ time.Duration) error {
+	return d.nc.SetReadDeadline(t)
+}
+func (d deadlineSetter) ExtendWrite(t time.Time, _ time.Duration) error {
+	return d.nc.SetWriteDeadline(t)
+}
+
+// HandshakeFailure names why a handshake failed, in a few stable words for logs and
+// metrics: timeout, not_tls (plain HTTP sent to a TLS port), unknown_sni, bad_certificate
+// (the client's, under mutual TLS), client_closed, or handshake_error.
+func HandshakeFailure(err error) string {
+	var rh tls.RecordHeaderError
+	var ae tls.AlertError
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &rh):
+		return "not_tls"
+	case err == nil:
+		return ""
+	case errors.Is(err, certs.ErrUnknownName):
+		return "unknown_sni"
+	case containsAny(err.Error(), "client didn't provide a certificate", "failed to verify certificate", "bad certificate", "certificate required"):
+		return "bad_certificate"
+	case errors.As(err, &ae):
+		return "alert"
+	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), containsAny(err.Error(), "EOF", "connection reset"):
+		return "client_closed"
+	}
+	return "handshake_error"
+}
+
+// containsAny reports whether s contains one of subs. crypto/tls wraps some of its
+// failures in plain errors, so a few are told apart by their text.
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
