@@ -157,7 +157,7 @@ upstreams:
     health_check: {active: {interval: 20ms, timeout: 1s, healthy_threshold: 1000}, passive: {}}
 routes: [{id: all, upstream: echo}]
 `, a.Addr()), nil)
-	g1, err := buildNext(cfg1, nil, nil, testLogger(t))
+	g1, err := buildNext(cfg1, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ upstreams:
     health_check: {panic_threshold: 0}
 routes: [{id: all, upstream: echo}]
 `, a.Addr(), b.Addr()), nil)
-	g2, err := buildNext(cfg2, g1.pools, g1, testLogger(t))
+	g2, err := buildNext(cfg2, g1, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
