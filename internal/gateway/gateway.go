@@ -118,12 +118,7 @@ func short(h string) string {
 	return h
 }
 
-func shutdownGrace(cfg *config.Config) time.Duration {
-	if cfg.ShutdownGrace == nil {
-		return 30 * time.Second
-	}
-	return cfg.ShutdownGrace.D()
-}
+func shutdownGrace(cfg *config.Config) time.Duration { return cfg.ShutdownGraceValue() }
 
 func settings(lc config.Listener) server.Settings {
 	return server.Settings{
