@@ -6,11 +6,14 @@ import (
 	"time"
 )
 
-// Defaults applied by [New] to zero fields of [Options].
+// Defaults applied by [New] to zero fields of [Options]. The gateway passes every option the
+// config has (config.Default* there); where both packages have a default they are equal
+// (gateway's TestPoolDefaultsMatchConfig), so a pool built without a config behaves like one
+// built from a config that leaves the option out.
 const (
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxIdle        = 64
-	DefaultConnectTimeout = 10 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
 	DefaultSafetyFraction = 0.85
 	DefaultSweepInterval  = 100 * time.Millisecond
 	DefaultReuseFloor     = 10 * time.Millisecond
@@ -49,7 +52,7 @@ type Options struct {
 	MaxRequests int
 	// MaxLifetime is the age after which a connection is not reused. 0 = unlimited.
 	MaxLifetime time.Duration
-	// ConnectTimeout bounds one dial. 0 => 10s.
+	// ConnectTimeout bounds one dial. 0 => 5s.
 	ConnectTimeout time.Duration
 	// Learn enables learning the backend's idle timeout (see doc.go).
 	Learn bool
