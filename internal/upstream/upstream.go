@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
-
-	"sluice/internal/config"
 )
 
 // Request is what a balancer may know about the request being balanced.
@@ -109,7 +107,6 @@ type Upstream struct {
 	ID       string
 	Targets  []*Target
 	Balancer Balancer
-	Timeouts config.Timeouts
 	// KeepAlive mirrors keepalive.enabled; false adds "Connection: close" upstream.
 	KeepAlive bool
 
