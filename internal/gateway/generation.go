@@ -134,6 +134,7 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 		}
 	}
 	up := g.upstreamPools(uc, log)
+	var targets []*upstream.Target
 	for _, tc := range uc.Targets {
 		if tc.IsName() {
 			continue
@@ -145,13 +146,13 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 		} else if before != nil {
 			u.StartSlowStart(t) // joined in a reload
 		}
-		u.Targets = append(u.Targets, t)
+		targets = append(targets, t)
 	}
-	b, err := balancer.New(uc.Balancer, u.Targets)
+	b, err := balancer.New(uc.Balancer, targets)
 	if err != nil {
 		return nil, fmt.Errorf("upstreams %q: balancer: %w", uc.ID, err)
 	}
-	u.Balancer = b
+	u.Swap(targets, b)
 	if pc := uc.HealthCheck.Passive; pc != nil {
 		u.Passive = health.NewPassive(u, *pc)
 	}
@@ -181,7 +182,7 @@ func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, u
 		},
 		Settle: drainSettle, Grace: shutdownGrace(g.Config),
 	}
-	for _, t := range u.Targets {
+	for _, t := range u.Current().Targets {
 		m.AddStatic(t)
 	}
 	g.members[uc.ID] = m
@@ -209,8 +210,6 @@ func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, u
 		}
 	}
 	live = true // Joined runs under m's lock; the watchers start after this write
-	s := u.Current()
-	u.Targets, u.Balancer = s.Targets, s.Balancer
 	g.watchers = append(g.watchers, ws...)
 }
 
