@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"sluice/internal/accesslog"
 	"sluice/internal/config"
@@ -176,9 +175,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				reload(gw, *file, "SIGHUP", log)
 				continue
 			}
-			grace := 30 * time.Second
-			if cur := gw.Current(); cur != nil && cur.Config.ShutdownGrace != nil {
-				grace = cur.Config.ShutdownGrace.D()
+			grace := config.DefaultShutdownGrace.D()
+			if cur := gw.Current(); cur != nil {
+				grace = cur.Config.ShutdownGraceValue()
 			}
 			log.Info("shutting down: draining in-flight requests", "signal", sig.String(), "grace", grace.String())
 			sctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -106,7 +106,18 @@ func (s *Server) Serve() error {
 
 // Close stops the listener and closes every admin connection at once. It does not wait for
 // running handlers, so it is safe to call while a handler waits on the caller.
-func (s *Server) Close() error { return s.http.Close() }
+//
+// It closes the listener itself too: http.Server.Close only closes the listeners its Serve
+// already tracks, and Serve runs on a goroutine that may not have got that far, which left
+// the port accepting connections after Close (issue #14). A Serve that starts after Close
+// returns at once.
+func (s *Server) Close() error {
+	err := s.http.Close()
+	if lerr := s.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) {
+		err = errors.Join(err, lerr)
+	}
+	return err
+}
 
 // SetAPIKey replaces the key required from now on ("" requires none).
 func (s *Server) SetAPIKey(key string) {

@@ -15,10 +15,6 @@ const DefaultFile = "embedded:default.yaml"
 //go:embed default.yaml
 var defaultYAML []byte
 
-// DefaultYAML returns the embedded default configuration file, for `sluice` to print as a
-// starting point.
-func DefaultYAML() []byte { return append([]byte(nil), defaultYAML...) }
-
 // Default parses the embedded default configuration: a working demo that proxies
 // [DemoListenAddress] to [DemoBackendAddress].
 func Default() (*Config, error) { return Parse(DefaultFile, defaultYAML) }

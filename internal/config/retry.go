@@ -28,6 +28,10 @@ var (
 	DefaultBufferBody         = int64(64 << 10)
 )
 
+// MaxRetryAttempts is the largest retry.attempts allowed (the first try included). The proxy
+// sizes its per-request attempt records by it.
+const MaxRetryAttempts = 10
+
 // maxBufferBody bounds retry.buffer_body: a buffered body is held in memory per request.
 const maxBufferBody = 16 << 20
 
@@ -85,8 +89,8 @@ func override[T any](dst **T, src *T) {
 }
 
 func validateRetry(p *problems, b string, r Retry) {
-	if r.Attempts != nil && (*r.Attempts < 1 || *r.Attempts > 10) {
-		p.add(b+".attempts", "must be between 1 (no retries) and 10, got %d", *r.Attempts)
+	if r.Attempts != nil && (*r.Attempts < 1 || *r.Attempts > MaxRetryAttempts) {
+		p.add(b+".attempts", "must be between 1 (no retries) and %d, got %d", MaxRetryAttempts, *r.Attempts)
 	}
 	for name, d := range map[string]*Duration{"per_try_timeout": r.PerTryTimeout, "deadline": r.Deadline} {
 		if d != nil && *d < 0 {

@@ -6,11 +6,14 @@ import (
 	"time"
 )
 
-// Defaults applied by [New] to zero fields of [Options].
+// Defaults applied by [New] to zero fields of [Options]. The gateway passes every option the
+// config has (config.Default* there); where both packages have a default they are equal
+// (gateway's TestPoolDefaultsMatchConfig), so a pool built without a config behaves like one
+// built from a config that leaves the option out.
 const (
 	DefaultIdleTimeout    = 60 * time.Second
 	DefaultMaxIdle        = 64
-	DefaultConnectTimeout = 10 * time.Second
+	DefaultConnectTimeout = 5 * time.Second
 	DefaultSafetyFraction = 0.85
 	DefaultSweepInterval  = 100 * time.Millisecond
 	DefaultReuseFloor     = 10 * time.Millisecond
@@ -49,7 +52,7 @@ type Options struct {
 	MaxRequests int
 	// MaxLifetime is the age after which a connection is not reused. 0 = unlimited.
 	MaxLifetime time.Duration
-	// ConnectTimeout bounds one dial. 0 => 10s.
+	// ConnectTimeout bounds one dial. 0 => 5s.
 	ConnectTimeout time.Duration
 	// Learn enables learning the backend's idle timeout (see doc.go).
 	Learn bool
@@ -82,6 +85,63 @@ type Options struct {
 	// Dial opens a connection. nil => a net.Dialer. The peek check needs the returned conn
 	// to implement syscall.Conn (a *net.TCPConn does); other conns skip it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Identity is what makes two pools interchangeable: every field of [Options] that shapes a
+// pool's behaviour, in a comparable form. The gateway keeps a target's pool across a config
+// reload, with its connections and learned idle timeout, only when the new Options have the
+// same Identity (and the target the same address).
+//
+// Dial is left out: a function cannot be compared, and the gateway never sets it (tests that
+// set it build their pools directly). TestIdentityCoversOptions makes each new field of
+// Options either part of Identity or listed as left out, with a reason.
+type Identity struct {
+	Enabled        bool
+	IdleTimeout    time.Duration
+	MaxIdle        int
+	MaxConns       int
+	MaxPending     int
+	QueueTimeout   time.Duration
+	MaxRequests    int
+	MaxLifetime    time.Duration
+	ConnectTimeout time.Duration
+	Learn          bool
+	SafetyFraction float64
+	UnsafeMaxIdle  time.Duration
+	SweepInterval  time.Duration
+	ReuseFloor     time.Duration
+	HealThreshold  int
+	HealWindow     time.Duration
+	HealQuiet      time.Duration
+	GrowInterval   time.Duration
+	LearnWindow    time.Duration
+	History        int
+}
+
+// Identity returns o's [Identity].
+func (o Options) Identity() Identity {
+	return Identity{
+		Enabled:        o.Enabled,
+		IdleTimeout:    o.IdleTimeout,
+		MaxIdle:        o.MaxIdle,
+		MaxConns:       o.MaxConns,
+		MaxPending:     o.MaxPending,
+		QueueTimeout:   o.QueueTimeout,
+		MaxRequests:    o.MaxRequests,
+		MaxLifetime:    o.MaxLifetime,
+		ConnectTimeout: o.ConnectTimeout,
+		Learn:          o.Learn,
+		SafetyFraction: o.SafetyFraction,
+		UnsafeMaxIdle:  o.UnsafeMaxIdle,
+		SweepInterval:  o.SweepInterval,
+		ReuseFloor:     o.ReuseFloor,
+		HealThreshold:  o.HealThreshold,
+		HealWindow:     o.HealWindow,
+		HealQuiet:      o.HealQuiet,
+		GrowInterval:   o.GrowInterval,
+		LearnWindow:    o.LearnWindow,
+		History:        o.History,
+	}
 }
 
 func (o Options) withDefaults() Options {

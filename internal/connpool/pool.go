@@ -24,8 +24,6 @@ type Pool struct {
 	opts Options
 	log  *slog.Logger
 
-	noCheck bool // benchmarks only: skip the checkout probe
-
 	mu         sync.Mutex
 	idle       []*Conn // LIFO: the top (end) is the most recently released
 	live       map[uint64]*Conn
@@ -241,9 +239,6 @@ func (p *Pool) idleReason(eff time.Duration, learned bool) CloseReason {
 // the common case, costs no second lock). A dead conn is closed, counted as stale caught
 // rather than as a reuse, and fed to learning.
 func (p *Pool) checked(c *Conn) bool {
-	if p.noCheck {
-		return true
-	}
 	why := c.check()
 	if why == "" {
 		return true

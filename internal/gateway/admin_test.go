@@ -258,18 +258,6 @@ func TestAdminAPIKey(t *testing.T) {
 	})
 }
 
-func dialRefused(t *testing.T, addr string) bool {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return true
-	}
-	defer c.Close()
-	// Dialing a free port in the ephemeral range can connect to itself (TCP simultaneous
-	// open when the kernel picks that same port as the source): nothing listens there.
-	return c.LocalAddr().String() == c.RemoteAddr().String()
-}
-
 // TestAdminFollowsReload: the admin listener rebinds on an address change, picks up a new
 // key, closes when disabled, comes back when enabled, and stops on Shutdown.
 func TestAdminFollowsReload(t *testing.T) {
@@ -295,7 +283,7 @@ func TestAdminFollowsReload(t *testing.T) {
 	if got := tg.gw.AdminAddr().String(); got != free {
 		t.Fatalf("admin address = %s, want %s", got, free)
 	}
-	if !dialRefused(t, first) {
+	if !testutil.DialRefused(t, first) {
 		t.Errorf("old admin address %s still accepts connections", first)
 	}
 	if status, _ := getJSON(t, tg.adminURL("/admin/status"), nil); status != 200 {
@@ -314,7 +302,7 @@ func TestAdminFollowsReload(t *testing.T) {
 	if a := tg.gw.AdminAddr(); a != nil {
 		t.Fatalf("admin still running at %s after enabled: false", a)
 	}
-	if !dialRefused(t, free) {
+	if !testutil.DialRefused(t, free) {
 		t.Errorf("disabled admin address %s still accepts connections", free)
 	}
 

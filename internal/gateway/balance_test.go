@@ -94,11 +94,11 @@ func TestLeastRequestAvoidsStuckTarget(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 5*time.Second, func() bool { return u.Targets[0].InFlight.Load() >= 1 })
+	waitFor(t, 5*time.Second, func() bool { return u.Current().Targets[0].InFlight.Load() >= 1 })
 	// Each counted request starts once the previous one has left its target: a healthy target
 	// still counting the previous request would tie with the stuck one (1 vs 1), and a tie
 	// may go either way.
-	others := u.Targets[1:]
+	others := u.Current().Targets[1:]
 	got := map[string]int{}
 	cc := newClient()
 	for range 150 {
@@ -111,7 +111,7 @@ func TestLeastRequestAvoidsStuckTarget(t *testing.T) {
 		resp.Body.Close()
 		got[resp.Header.Get("X-Backend")]++
 	}
-	t.Logf("least_request with %d requests stuck on one target: %v", u.Targets[0].InFlight.Load(), got)
+	t.Logf("least_request with %d requests stuck on one target: %v", u.Current().Targets[0].InFlight.Load(), got)
 	if got["stuck"] != 0 {
 		t.Errorf("stuck target got %d new requests, want 0", got["stuck"])
 	}
@@ -157,14 +157,14 @@ upstreams:
     health_check: {active: {interval: 20ms, timeout: 1s, healthy_threshold: 1000}, passive: {}}
 routes: [{id: all, upstream: echo}]
 `, a.Addr()), nil)
-	g1, err := buildNext(cfg1, nil, nil, testLogger(t))
+	g1, err := buildNext(cfg1, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(g1.Close)
 	waitFor(t, 5*time.Second, func() bool { return a.Requests() >= 2 }) // probes arrive
 	u1 := g1.Upstreams["echo"]
-	u1.Eject(u1.Targets[0], time.Hour, time.Hour, "test ejection")
+	u1.Eject(u1.Current().Targets[0], time.Hour, time.Hour, "test ejection")
 
 	cfg2 := mustParse(t, fmt.Sprintf(`
 listeners: [{address: "127.0.0.1:0"}]
@@ -175,16 +175,16 @@ upstreams:
     health_check: {panic_threshold: 0}
 routes: [{id: all, upstream: echo}]
 `, a.Addr(), b.Addr()), nil)
-	g2, err := buildNext(cfg2, g1.pools, g1, testLogger(t))
+	g2, err := buildNext(cfg2, g1, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(g2.Close)
 	u2 := g2.Upstreams["echo"]
-	if h := u2.Targets[0].Health(); h.State != "ejected" || h.Reason != "test ejection" {
+	if h := u2.Current().Targets[0].Health(); h.State != "ejected" || h.Reason != "test ejection" {
 		t.Errorf("carried target health: %+v, want still ejected", h)
 	}
-	if got := u2.Pick(nil, nil); got != u2.Targets[1] {
+	if got := u2.Pick(nil, nil); got != u2.Current().Targets[1] {
 		t.Errorf("pick = %v, want the new target while the old one is ejected", got)
 	}
 	done := make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/connpool"
 	"sluice/internal/upstream/discovery/dnstest"
 )
 
@@ -190,7 +192,7 @@ func TestDiscoveryFollowsDNS(t *testing.T) {
 	defer dns.Close()
 	dns.SetA("svc.test", 1, "127.0.0.2")
 	logs := &syncBuffer{}
-	_, addr, reload := startDiscoveryGateway(t, dns.Addr, port, logs)
+	gw, addr, reload := startDiscoveryGateway(t, dns.Addr, port, logs)
 
 	tl := &trafficLog{lastSeen: map[string]time.Time{}, count: map[string]int{}}
 	stop := make(chan struct{})
@@ -221,7 +223,11 @@ func TestDiscoveryFollowsDNS(t *testing.T) {
 	if el > bound+500*time.Millisecond {
 		t.Errorf("B joined after %v, want within ~2×TTL (%v)", el, bound)
 	}
-	reload() // a reload keeps the resolved set: no failures, no DNS wait
+	pools := targetPools(gw)
+	reload() // a reload keeps the resolved set and its pools: no failures, no DNS wait
+	if got := targetPools(gw); len(got) != 2 || !maps.Equal(got, pools) {
+		t.Errorf("pools after reload %v, want those before it %v", got, pools)
+	}
 	_, nA := tl.seen("A")
 	within("A still served after reload", 2*time.Second, func() bool { _, n := tl.seen("A"); return n > nA+10 })
 
@@ -303,6 +309,15 @@ func TestDiscoveryFollowsDNS(t *testing.T) {
 			t.Errorf("discovery log lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// targetPools returns the pools of upstream svc's targets, by address.
+func targetPools(gw *Gateway) map[string]*connpool.Pool {
+	out := map[string]*connpool.Pool{}
+	for _, t := range gw.Current().Upstreams["svc"].Current().Targets {
+		out[t.Addr] = t.Pool
+	}
+	return out
 }
 
 // TestDiscoveryUnresolvedAtStart: a name that does not resolve when the config is applied

@@ -93,11 +93,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 		return errors.New("gateway is shutting down")
 	}
 	old := g.cur.Load()
-	var prevPools map[string]*connpool.Pool
-	if old != nil {
-		prevPools = old.pools
-	}
-	gen, err := buildNext(cfg, prevPools, old, g.log)
+	gen, err := buildNext(cfg, old, g.log)
 	if err != nil {
 		return err
 	}
@@ -110,8 +106,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 	}
 	opened, err := g.openListeners(cfg, edge)
 	if err != nil {
-		gen.discard(prevPools)
-		gen.Close()
+		gen.Close() // closes the pools only gen used
 		return err
 	}
 	g.cur.Store(gen)
@@ -128,7 +123,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 		"routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners))
 	if old != nil {
 		g.retiring.Add(1)
-		go g.retire(old, gen, shutdownGrace(cfg))
+		go g.retire(old, shutdownGrace(cfg))
 	}
 	return nil
 }
@@ -140,12 +135,7 @@ func short(h string) string {
 	return h
 }
 
-func shutdownGrace(cfg *config.Config) time.Duration {
-	if cfg.ShutdownGrace == nil {
-		return 30 * time.Second
-	}
-	return cfg.ShutdownGrace.D()
-}
+func shutdownGrace(cfg *config.Config) time.Duration { return cfg.ShutdownGraceValue() }
 
 func settings(lc config.Listener, edge *edgeTLS) server.Settings {
 	var hs time.Duration
@@ -212,21 +202,16 @@ func (g *Gateway) closeRemovedListeners(cfg *config.Config) {
 	}
 }
 
-// retire waits until no request runs on old (bounded by grace), then closes the pools that
-// next no longer uses. Requests still running after grace keep their connections: a closed
-// pool only closes a connection when it is released.
-func (g *Gateway) retire(old, next *Generation, grace time.Duration) {
+// retire waits until no request runs on old (bounded by grace), then closes it, which
+// closes the pools no other generation holds. Requests still running after grace keep their
+// connections: a closed pool only closes a connection when it is released.
+func (g *Gateway) retire(old *Generation, grace time.Duration) {
 	defer g.retiring.Done()
 	deadline := time.Now().Add(grace)
 	for old.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	old.Close()
-	for k, p := range old.pools {
-		if _, ok := next.pools[k]; !ok {
-			p.Close(connpool.CloseConfigChange)
-		}
-	}
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, and closes pools.
@@ -249,10 +234,8 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	close(errs)
 	g.retiring.Wait()
 	if gen := g.cur.Load(); gen != nil {
-		gen.Close()
-		for _, p := range gen.pools {
-			p.Close(connpool.CloseShutdown)
-		}
+		gen.pools.closeAs(connpool.CloseShutdown)
+		gen.Close() // the last generation: every pool closes
 	}
 	g.mu.Lock()
 	g.closeAdmin() // observe.go

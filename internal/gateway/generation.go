@@ -31,14 +31,14 @@ type Generation struct {
 	Created   time.Time
 
 	inflight atomic.Int64
-	// pools are the pools this generation uses, by key; a retired generation closes those the
-	// next generation no longer uses.
-	pools map[string]*connpool.Pool
+	// pools holds the pools of all generations (shared with the ones before and after this
+	// one); held are the references this generation's static targets took, dropped by Close.
+	// Discovered targets take and drop theirs through their Membership.
+	pools *poolRefs
+	held  []poolID
 
-	// dyn holds the pools of discovered targets (shared with the generations before and
-	// after this one); members keep the target sets of upstreams with named targets, by
-	// upstream ID; watchers re-resolve the names once the generation runs.
-	dyn      *poolRefs
+	// members keep the target sets of upstreams with named targets, by upstream ID;
+	// watchers re-resolve the names once the generation runs.
 	members  map[string]*upstream.Membership
 	watchers []watch
 
@@ -60,13 +60,13 @@ type watch struct {
 // picked it just before the swap reaches the pool within it.
 const drainSettle = time.Second
 
-// buildNext compiles cfg into a Generation. It reuses pools from prev whose target and
-// settings are unchanged, so that warm connections and learned idle timeouts survive a
-// reload; it also carries target health (verdicts, ejections, slow start)
-// from old, the generation being replaced (nil: none), and starts slow start for targets
-// that old did not have. It starts the active health checks of the new generation; Close
-// stops them.
-func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generation, log *slog.Logger) (*Generation, error) {
+// buildNext compiles cfg into a Generation that replaces old (nil: none). It shares the pools
+// of old whose target and settings are unchanged, so that warm connections and learned idle
+// timeouts survive a reload; it also carries target health (verdicts, ejections, slow start)
+// from old, and starts slow start for targets that old did not have. It starts the active
+// health checks of the new generation; Close stops them. On error, what it built is closed
+// (pools only it used included) and old is left as it was.
+func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generation, error) {
 	table, err := router.Compile(cfg.Routes)
 	if err != nil {
 		return nil, fmt.Errorf("compile routes: %w", err)
@@ -74,19 +74,18 @@ func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generati
 	g := &Generation{
 		Config: cfg, Table: table, Created: time.Now(),
 		Upstreams: make(map[string]*upstream.Upstream, len(cfg.Upstreams)),
-		pools:     map[string]*connpool.Pool{},
-		dyn:       &poolRefs{m: map[string]*poolRef{}},
+		pools:     &poolRefs{m: map[poolID]*poolRef{}, why: connpool.CloseConfigChange},
 		members:   map[string]*upstream.Membership{},
 	}
-	if old != nil && old.dyn != nil {
-		g.dyn = old.dyn
+	if old != nil {
+		g.pools = old.pools
 	}
 	ucfg := make(map[string]config.Upstream, len(cfg.Upstreams))
 	var actives []*health.Active
 	for _, uc := range cfg.Upstreams {
-		u, err := g.buildUpstream(uc, prev, old, log)
+		u, err := g.buildUpstream(uc, old, log)
 		if err != nil {
-			g.discard(prev)
+			g.Close()
 			return nil, err
 		}
 		if uc.HealthCheck.Active != nil {
@@ -98,7 +97,7 @@ func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generati
 	for _, rc := range cfg.Routes {
 		rt, err := proxy.NewRoute(rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream])
 		if err != nil {
-			g.discard(prev)
+			g.Close()
 			return nil, err
 		}
 		g.Routes = append(g.Routes, rt)
@@ -114,11 +113,12 @@ func buildNext(cfg *config.Config, prev map[string]*connpool.Pool, old *Generati
 	return g, nil
 }
 
-// buildUpstream builds one upstream: targets with their pools (reused from prev), health
-// carried from old, the configured balancer, passive checks and limits. Named targets are
-// resolved (or taken from old) and kept up to date by watchers; see buildMembership.
-func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool.Pool, old *Generation, log *slog.Logger) (*upstream.Upstream, error) {
-	u := &upstream.Upstream{ID: uc.ID, Timeouts: uc.Timeouts, KeepAlive: uc.Keepalive.IsEnabled(),
+// buildUpstream builds one upstream: targets with their pools (shared with old when
+// unchanged), health carried from old, the configured balancer, passive checks and limits.
+// Named targets are resolved (or taken from old) and kept up to date by watchers; see
+// buildMembership.
+func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slog.Logger) (*upstream.Upstream, error) {
+	u := &upstream.Upstream{ID: uc.ID, KeepAlive: uc.Keepalive.IsEnabled(),
 		Log: log, SlowStart: uc.Balancer.SlowStart.D(),
 		MaxRequests: int64(uc.Limits.MaxConcurrentRequests), MaxRetries: int64(uc.Limits.MaxConcurrentRetries)}
 	if pt := uc.HealthCheck.PanicThreshold; pt != nil {
@@ -133,37 +133,31 @@ func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool
 			}
 		}
 	}
-	opts := poolOptions(uc)
+	up := g.upstreamPools(uc, log)
+	var targets []*upstream.Target
 	for _, tc := range uc.Targets {
 		if tc.IsName() {
 			continue
 		}
-		key := poolKey(uc, tc.Address)
-		p, ok := g.pools[key]
-		if !ok {
-			if p, ok = prev[key]; !ok {
-				p = connpool.New(tc.Address, opts, log.With("upstream", uc.ID))
-			}
-			g.pools[key] = p
-		}
-		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: p}
+		g.held = append(g.held, up.id(tc.Address))
+		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: up.acquire(tc.Address)}
 		if ot, ok := before[tc.Address]; ok {
 			t.Inherit(ot)
 		} else if before != nil {
 			u.StartSlowStart(t) // joined in a reload
 		}
-		u.Targets = append(u.Targets, t)
+		targets = append(targets, t)
 	}
-	b, err := balancer.New(uc.Balancer, u.Targets)
+	b, err := balancer.New(uc.Balancer, targets)
 	if err != nil {
 		return nil, fmt.Errorf("upstreams %q: balancer: %w", uc.ID, err)
 	}
-	u.Balancer = b
+	u.Swap(targets, b)
 	if pc := uc.HealthCheck.Passive; pc != nil {
 		u.Passive = health.NewPassive(u, *pc)
 	}
 	if slices.ContainsFunc(uc.Targets, config.Target.IsName) {
-		g.buildMembership(uc, u, before, old, log)
+		g.buildMembership(uc, u, up, before, old, log)
 	}
 	return u, nil
 }
@@ -172,15 +166,13 @@ func (g *Generation) buildUpstream(uc config.Upstream, prev map[string]*connpool
 // addresses old had for it (no DNS wait on reload; the watcher re-resolves at once) or else
 // is resolved now, all names in parallel, bounded by discovery.timeout. A name that does not
 // resolve starts with no targets and is retried every min_ttl.
-func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, before map[string]*upstream.Target, old *Generation, log *slog.Logger) {
-	opts, plog, live := poolOptions(uc), log.With("upstream", uc.ID), false
+func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, up upstreamPools, before map[string]*upstream.Target, old *Generation, log *slog.Logger) {
+	live := false
 	m := &upstream.Membership{
 		Upstream:    u,
 		NewBalancer: func(ts []*upstream.Target) (upstream.Balancer, error) { return balancer.New(uc.Balancer, ts) },
-		Acquire: func(addr string) *connpool.Pool {
-			return g.dyn.acquire(poolKey(uc, addr), func() *connpool.Pool { return connpool.New(addr, opts, plog) })
-		},
-		Release: func(addr string) { g.dyn.release(poolKey(uc, addr)) },
+		Acquire:     up.acquire,
+		Release:     up.release,
 		Joined: func(t *upstream.Target) {
 			if ot, ok := before[t.Addr]; ok && !live {
 				t.Inherit(ot)
@@ -190,7 +182,7 @@ func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, b
 		},
 		Settle: drainSettle, Grace: shutdownGrace(g.Config),
 	}
-	for _, t := range u.Targets {
+	for _, t := range u.Current().Targets {
 		m.AddStatic(t)
 	}
 	g.members[uc.ID] = m
@@ -218,8 +210,6 @@ func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, b
 		}
 	}
 	live = true // Joined runs under m's lock; the watchers start after this write
-	s := u.Current()
-	u.Targets, u.Balancer = s.Targets, s.Balancer
 	g.watchers = append(g.watchers, ws...)
 }
 
@@ -251,9 +241,11 @@ func (g *Generation) watchersFor(uc config.Upstream, m *upstream.Membership, log
 	return ws
 }
 
-// Close stops the generation's goroutines (active health checks) and waits for them. It is
-// idempotent. The gateway calls it when the generation is retired (after its requests
-// drained), on Shutdown, and when a built generation is discarded.
+// Close stops the generation's goroutines (active health checks, DNS watchers), waits for
+// them, and drops the generation's references on pools: a pool no other generation holds is
+// closed (connections in use close when their request releases them). It is idempotent.
+// The gateway calls it when the generation is retired (after its requests drained), on
+// Shutdown, and when a built generation is discarded.
 func (g *Generation) Close() {
 	g.closeOnce.Do(func() {
 		if g.stop != nil {
@@ -263,27 +255,29 @@ func (g *Generation) Close() {
 		for _, m := range g.members {
 			m.Close()
 		}
+		for _, id := range g.held {
+			g.pools.release(id)
+		}
 	})
 }
 
-// discard closes the pools of a generation that failed to be applied, except those shared
-// with keep.
-func (g *Generation) discard(keep map[string]*connpool.Pool) {
-	g.Close()
-	for k, p := range g.pools {
-		if _, ok := keep[k]; !ok {
-			p.Close(connpool.CloseConfigChange)
-		}
-	}
+// poolID identifies a pool across generations: its upstream, its target's address and the
+// identity of its options. A reload that changes none of them keeps the pool.
+type poolID struct {
+	upstream, addr string
+	opts           connpool.Identity
 }
 
-// poolRefs shares the pools of discovered targets between resolutions and generations: a
-// pool stays open while any target of any generation holds it (one reference per
-// [upstream.Membership] Acquire) and is closed when the last one is released. Static pools
-// are not here: Generation.pools and the gateway's retire handle them.
+// poolRefs holds the pools of every generation not yet closed, by identity. A pool stays open
+// while a target of any generation holds it: a static target from its generation's build to
+// its Close, a discovered one from its Membership's Acquire to the matching Release. The last
+// release closes it. So a new generation built while the old one still serves finds the
+// old one's unchanged pools, and a pool whose target or settings changed is closed once the
+// old generation is retired after draining, or at once when a build fails.
 type poolRefs struct {
-	mu sync.Mutex
-	m  map[string]*poolRef
+	mu  sync.Mutex
+	m   map[poolID]*poolRef
+	why connpool.CloseReason // recorded by the pools closed from now on
 }
 
 type poolRef struct {
@@ -291,21 +285,21 @@ type poolRef struct {
 	n int
 }
 
-func (r *poolRefs) acquire(key string, mk func() *connpool.Pool) *connpool.Pool {
+func (r *poolRefs) acquire(id poolID, mk func() *connpool.Pool) *connpool.Pool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ref := r.m[key]
+	ref := r.m[id]
 	if ref == nil {
 		ref = &poolRef{p: mk()}
-		r.m[key] = ref
+		r.m[id] = ref
 	}
 	ref.n++
 	return ref.p
 }
 
-func (r *poolRefs) release(key string) {
+func (r *poolRefs) release(id poolID) {
 	r.mu.Lock()
-	ref := r.m[key]
+	ref := r.m[id]
 	if ref == nil {
 		r.mu.Unlock()
 		return
@@ -314,10 +308,42 @@ func (r *poolRefs) release(key string) {
 		r.mu.Unlock()
 		return
 	}
-	delete(r.m, key)
+	delete(r.m, id)
+	why := r.why
 	r.mu.Unlock()
-	ref.p.Close(connpool.CloseConfigChange)
+	ref.p.Close(why)
 }
+
+// closeAs makes pools closed from now on record why (the gateway's Shutdown: CloseShutdown).
+func (r *poolRefs) closeAs(why connpool.CloseReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.why = why
+}
+
+// upstreamPools takes and drops references on the pools of one upstream's targets.
+type upstreamPools struct {
+	refs     *poolRefs
+	upstream string
+	opts     connpool.Options
+	log      *slog.Logger
+}
+
+func (g *Generation) upstreamPools(uc config.Upstream, log *slog.Logger) upstreamPools {
+	return upstreamPools{refs: g.pools, upstream: uc.ID, opts: poolOptions(uc), log: log.With("upstream", uc.ID)}
+}
+
+func (u upstreamPools) id(addr string) poolID {
+	return poolID{upstream: u.upstream, addr: addr, opts: u.opts.Identity()}
+}
+
+// acquire returns the pool for addr, shared when one with the same identity exists, and
+// takes a reference on it; release drops one.
+func (u upstreamPools) acquire(addr string) *connpool.Pool {
+	return u.refs.acquire(u.id(addr), func() *connpool.Pool { return connpool.New(addr, u.opts, u.log) })
+}
+
+func (u upstreamPools) release(addr string) { u.refs.release(u.id(addr)) }
 
 func poolOptions(uc config.Upstream) connpool.Options {
 	k := uc.Keepalive
@@ -335,12 +361,4 @@ func poolOptions(uc config.Upstream) connpool.Options {
 		SafetyFraction: *k.SafetyFraction,
 		UnsafeMaxIdle:  k.UnsafeMaxIdle.D(),
 	}
-}
-
-// poolKey identifies a pool by everything that shapes it, so a reload that changes nothing
-// about a target keeps its pool.
-func poolKey(uc config.Upstream, addr string) string {
-	o := poolOptions(uc)
-	o.Dial = nil
-	return fmt.Sprintf("%s|%s|%+v", uc.ID, addr, o)
 }

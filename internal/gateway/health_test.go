@@ -114,7 +114,7 @@ upstreams:
 routes: [{id: all, upstream: echo}]
 `, bes[0].addr, bes[1].addr, bes[2].addr), nil)
 	t.Cleanup(func() { tg.gw.Current().Close() }) // until Shutdown calls it (see report)
-	victim := tg.gw.Current().Upstreams["echo"].Targets[0]
+	victim := tg.gw.Current().Upstreams["echo"].Current().Targets[0]
 
 	var total, failed atomic.Int64
 	var failMu sync.Mutex

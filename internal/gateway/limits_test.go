@@ -50,7 +50,7 @@ routes:
 		first <- resp.StatusCode
 	}()
 	waitFor(t, 3*time.Second, func() bool {
-		return tg.gw.Current().Upstreams["slow"].Targets[0].InFlight.Load() == 1
+		return tg.gw.Current().Upstreams["slow"].Current().Targets[0].InFlight.Load() == 1
 	})
 	resp, err := c.Get(tg.url("/second"))
 	if err != nil {

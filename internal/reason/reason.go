@@ -3,10 +3,7 @@
 // layer of the data path can return a reason without an import cycle.
 package reason
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Code is a stable snake_case reason. It appears in the X-Sluice-Error response header,
 // the JSON error body, the access log and metrics. docs/errors.md lists each with advice.
@@ -72,11 +69,6 @@ func (e *Error) Unwrap() error { return e.Err }
 // New returns an *Error.
 func New(status int, code Code, target string, err error) *Error {
 	return &Error{Status: status, Code: code, Target: target, Err: err}
-}
-
-// Newf returns an *Error whose cause is a formatted message.
-func Newf(status int, code Code, format string, args ...any) *Error {
-	return &Error{Status: status, Code: code, Err: fmt.Errorf(format, args...)}
 }
 
 // From returns the *Error in err's chain, or a 502 internal_error wrapping err.

@@ -118,6 +118,19 @@ func DeadAddr(t testing.TB) string {
 	return addr
 }
 
+// DialRefused reports whether nothing accepts connections at addr.
+func DialRefused(t testing.TB, addr string) bool {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	defer c.Close()
+	// Dialing a free port in the ephemeral range can connect to itself (TCP simultaneous
+	// open when the kernel picks that same port as the source): nothing listens there.
+	return c.LocalAddr().String() == c.RemoteAddr().String()
+}
+
 // Addr returns the backend's "host:port".
 func (b *Backend) Addr() string { return b.addr }
 

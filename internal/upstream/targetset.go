@@ -38,12 +38,12 @@ type TargetSet struct {
 func (s *TargetSet) Replaced() <-chan struct{} { return s.replaced }
 
 // Current returns the upstream's target set now in force: the last one given to
-// [Upstream.Swap], or else the Targets and Balancer fields.
+// [Upstream.Swap], or an empty set (no targets, no balancer) before the first Swap.
 func (u *Upstream) Current() *TargetSet {
 	if s := u.set.Load(); s != nil {
 		return s
 	}
-	s := &TargetSet{Targets: u.Targets, Balancer: u.Balancer, replaced: make(chan struct{})}
+	s := &TargetSet{replaced: make(chan struct{})}
 	if u.set.CompareAndSwap(nil, s) {
 		return s
 	}

@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
-
-	"sluice/internal/config"
 )
 
 // Request is what a balancer may know about the request being balanced.
@@ -100,16 +98,13 @@ type Result struct {
 }
 
 // Upstream is a named target group with its balancer, health policy and limits. Set the
-// fields before the first Pick; they are not changed afterwards.
+// fields and publish the first target set with [Upstream.Swap] before the first Pick; the
+// fields are not changed afterwards.
 //
-// Targets and Balancer are the set the upstream starts with. Service discovery replaces the
-// set at runtime with [Upstream.Swap]; readers that must follow it (the request path, health
-// checks, metrics) use [Upstream.Current] instead of the fields.
+// The target set (the targets and the balancer over them) is only read through
+// [Upstream.Current], one version at a time: service discovery swaps in new ones at runtime.
 type Upstream struct {
-	ID       string
-	Targets  []*Target
-	Balancer Balancer
-	Timeouts config.Timeouts
+	ID string
 	// KeepAlive mirrors keepalive.enabled; false adds "Connection: close" upstream.
 	KeepAlive bool
 

@@ -60,7 +60,8 @@ func TestAdmit(t *testing.T) {
 func TestEjectionBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := &Target{Addr: "a"}
-		u := &Upstream{ID: "u", Targets: []*Target{tg}}
+		u := &Upstream{ID: "u"}
+		u.Swap([]*Target{tg}, nil)
 		base, maxD := 10*time.Second, 25*time.Second
 		for i, want := range []time.Duration{10 * time.Second, 20 * time.Second, 25 * time.Second} {
 			if d := u.Eject(tg, base, maxD, "test"); d != want {
@@ -95,7 +96,8 @@ func TestEjectionBackoff(t *testing.T) {
 // early, and starts slow start when a target comes back.
 func TestActiveVerdicts(t *testing.T) {
 	tg := &Target{Addr: "a"}
-	u := &Upstream{ID: "u", Targets: []*Target{tg}, SlowStart: time.Minute}
+	u := &Upstream{ID: "u", SlowStart: time.Minute}
+	u.Swap([]*Target{tg}, nil)
 	u.SetActive(tg, false, "probe failed")
 	if h := tg.Health(); h.State != StateUnhealthy || h.Reason != "probe failed" || h.Since.IsZero() {
 		t.Fatalf("Health = %+v", h)

@@ -41,7 +41,9 @@ func newUpstream(t *testing.T, policy string, ts []*upstream.Target) *upstream.U
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &upstream.Upstream{ID: "u", Targets: ts, Balancer: b, PanicThreshold: 0.5}
+	u := &upstream.Upstream{ID: "u", PanicThreshold: 0.5}
+	u.Swap(ts, b)
+	return u
 }
 
 // shares counts n picks per target and returns each target's share.
@@ -168,7 +170,8 @@ func TestLeastRequestAvoidsStuck(t *testing.T) {
 func TestEWMAPrefersFast(t *testing.T) {
 	ts := targets(1, 1, 1)
 	e := balancer.NewEWMA(ts, 10*time.Second)
-	u := &upstream.Upstream{Targets: ts, Balancer: e, PanicThreshold: 0.5}
+	u := &upstream.Upstream{PanicThreshold: 0.5}
+	u.Swap(ts, e)
 	for i := range 3 {
 		lat := time.Millisecond
 		if i == 0 {

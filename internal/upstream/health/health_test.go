@@ -135,7 +135,8 @@ func (s *scripted) set(fail bool) {
 func TestActiveThresholds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tg := &upstream.Target{Addr: "a"}
-		u := &upstream.Upstream{ID: "u", Targets: []*upstream.Target{tg}}
+		u := &upstream.Upstream{ID: "u"}
+		u.Swap([]*upstream.Target{tg}, nil)
 		s := &scripted{fail: true}
 		a := &Active{Upstream: u, Probe: s, Interval: time.Second, Timeout: 100 * time.Millisecond,
 			HealthyThreshold: 2, UnhealthyThreshold: 3, Jitter: 0.1}
@@ -176,7 +177,8 @@ func TestActiveThresholds(t *testing.T) {
 // with count_5xx.
 func TestPassive(t *testing.T) {
 	tg := &upstream.Target{Addr: "a"}
-	u := &upstream.Upstream{ID: "u", Targets: []*upstream.Target{tg}}
+	u := &upstream.Upstream{ID: "u"}
+	u.Swap([]*upstream.Target{tg}, nil)
 	no5xx := false
 	p := NewPassive(u, config.PassiveCheck{ConsecutiveFailures: 3, Count5xx: &no5xx,
 		BaseEjection: config.Duration(time.Minute), MaxEjection: config.Duration(time.Hour)})
@@ -212,7 +214,8 @@ func TestPassive(t *testing.T) {
 func TestActiveFollowsSet(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a1, b1 := &upstream.Target{Addr: "a"}, &upstream.Target{Addr: "b"}
-		u := &upstream.Upstream{ID: "u", Targets: []*upstream.Target{a1}}
+		u := &upstream.Upstream{ID: "u"}
+		u.Swap([]*upstream.Target{a1}, nil)
 		var mu sync.Mutex
 		probed := map[string]int{}
 		probe := checkerFunc(func(_ context.Context, tg *upstream.Target) error {
