@@ -100,8 +100,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	edge, err := g.buildEdgeTLS(cfg)
 	if err != nil {
-		gen.discard(prevPools)
-		gen.Close()
+		gen.Close() // closes the pools only gen used
 		return err
 	}
 	opened, err := g.openListeners(cfg, edge)

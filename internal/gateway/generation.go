@@ -118,7 +118,7 @@ func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generati
 // Named targets are resolved (or taken from old) and kept up to date by watchers; see
 // buildMembership.
 func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slog.Logger) (*upstream.Upstream, error) {
-	u := &upstream.Upstream{ID: uc.ID, KeepAlive: uc.Keepalive.IsEnabled(),
+	u := &upstream.Upstream{ID: uc.ID,
 		Log: log, SlowStart: uc.Balancer.SlowStart.D(),
 		MaxRequests: int64(uc.Limits.MaxConcurrentRequests), MaxRetries: int64(uc.Limits.MaxConcurrentRetries)}
 	if pt := uc.HealthCheck.PanicThreshold; pt != nil {

@@ -303,7 +303,9 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
-func tlsCert(certPEM, keyPEM []byte) (tls.Certificate, error) { return tls.X509KeyPair(certPEM, keyPEM) }
+func tlsCert(certPEM, keyPEM []byte) (tls.Certificate, error) {
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
 
 // TestRedirectHTTPS: a redirect_https listener answers 308 to the HTTPS URL.
 func TestRedirectHTTPS(t *testing.T) {
@@ -326,4 +328,3 @@ routes: [{id: all, upstream: b}]
 		t.Fatalf("got %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
-

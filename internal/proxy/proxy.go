@@ -27,7 +27,7 @@ import (
 
 // maxAttempts bounds tries per request, whatever the failures: the most retry.attempts allows
 // plus the re-sends of requests that met a dead pooled connection.
-const maxAttempts = 10 + maxStaleResends
+const maxAttempts = config.MaxRetryAttempts + maxStaleResends
 
 // clientCheckInterval is how often a slow upstream wait checks whether the client left.
 const clientCheckInterval = 250 * time.Millisecond

@@ -121,7 +121,8 @@ func testRouteTo(t *testing.T, addrs []string, opts connpool.Options, edit func(
 		targets = append(targets, &upstream.Target{Addr: a, Weight: 1, Pool: pool})
 		pools = append(pools, pool)
 	}
-	u := &upstream.Upstream{ID: "b", Targets: targets, Balancer: balancer.NewWRR(targets)}
+	u := &upstream.Upstream{ID: "b"}
+	u.Swap(targets, balancer.NewWRR(targets))
 	rc, uc := config.Route{ID: "r", Upstream: "b"}, config.Upstream{ID: "b"}
 	if edit != nil {
 		edit(&rc, &uc)

@@ -105,8 +105,6 @@ type Result struct {
 // [Upstream.Current], one version at a time: service discovery swaps in new ones at runtime.
 type Upstream struct {
 	ID string
-	// KeepAlive mirrors keepalive.enabled; false adds "Connection: close" upstream.
-	KeepAlive bool
 
 	// Log receives health transitions (nil: discarded).
 	Log *slog.Logger
