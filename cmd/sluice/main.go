@@ -58,7 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  sluice run [-c FILE]       serve; without -c, the embedded demo config and a demo echo backend
+  sluice run [-c FILE] [-demo-backend]
+                             serve; without -c, the embedded demo config and a demo echo backend
   sluice validate -c FILE    check a config file and list every problem
   sluice probe URL           measure a backend's keep-alive behaviour (idle timeout, request limit)
   sluice probe -c FILE       probe every upstream target of a config; exit 1 on risky keepalive settings
@@ -107,6 +108,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "config file (default: the embedded demo config)")
+	demoBackend := fs.Bool("demo-backend", false, "also start the demo echo backend on "+config.DemoBackendAddress+" (the examples/ configs use it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -132,7 +134,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		log.Warn("risky config setting", "warning", w)
 	}
 
-	if *file == "" {
+	if *file == "" || *demoBackend {
 		backend, err := demo.Serve(config.DemoBackendAddress)
 		if err != nil {
 			log.Error("cannot start the demo backend", "err", err)

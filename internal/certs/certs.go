@@ -7,6 +7,7 @@ package certs
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -58,10 +59,9 @@ type loaded struct {
 	badCert, badKey fileStamp
 }
 
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
+// fileStamp identifies a file's content: a hash, since modification times are coarse (a
+// file replaced twice within a few milliseconds keeps its time, often its size too).
+type fileStamp [sha256.Size]byte
 
 // index finds a certificate by server name.
 type index struct {
@@ -125,11 +125,11 @@ func load(p Pair) (*loaded, error) {
 }
 
 func stat(name string) (fileStamp, error) {
-	fi, err := os.Stat(name)
+	b, err := os.ReadFile(name)
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, nil
+	return sha256.Sum256(b), nil
 }
 
 func (s *Store) noteExpiry(l *loaded) {
@@ -190,8 +190,7 @@ func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 	return ix.def, nil
 }
 
-// Reload re-reads the pairs whose certificate or key file changed (modification time or
-// size) and reports how many were replaced. A pair that fails to load keeps the one serving
+// Reload re-reads the pairs whose certificate or key file changed (content) and reports how many were replaced. A pair that fails to load keeps the one serving
 // and is reported in err (every failure, joined).
 func (s *Store) Reload() (replaced int, err error) {
 	s.mu.Lock()

@@ -154,6 +154,9 @@ func explicitZeros(c *Config, idx *nodeIndex) problems {
 		check(b+"idle_timeout", l.IdleTimeout == 0, "0 is not allowed; use a small value such as 1s to close idle client connections quickly, or omit the field for the default %s", DefaultIdleTimeout)
 		check(b+"max_header_bytes", l.MaxHeaderBytes == 0, "0 is not allowed; omit the field for the default %d", DefaultMaxHeaderBytes)
 		check(b+"max_headers", l.MaxHeaders == 0, "0 is not allowed; omit the field for the default %d", DefaultMaxHeaders)
+		if l.TLS != nil {
+			check(b+"tls.handshake_timeout", l.TLS.HandshakeTimeout == 0, noTimeout, DefaultHandshakeTimeout)
+		}
 	}
 	for i, u := range c.Upstreams {
 		b := fmt.Sprintf("upstreams[%d].", i)

@@ -82,7 +82,9 @@ func TestDocsExamplesParse(t *testing.T) {
 		}
 		for _, b := range blocks {
 			total++
-			name := fmt.Sprintf("%s#block%d", filepath.Base(f), b.n)
+			// Named as if the example sat at the repository's root, so that the files it
+			// names (examples/tls/...) resolve as they would for a config file there.
+			name := filepath.Join("../..", fmt.Sprintf("%s#block%d", filepath.Base(f), b.n))
 			if _, err := Parse(name, b.body); err != nil {
 				t.Errorf("%s: yaml block %d (line %d) is not a valid config:\n%v", f, b.n, b.line, err)
 			}

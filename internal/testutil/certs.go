@@ -34,7 +34,7 @@ func NewCA(t testing.TB) *CA {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Sluice Test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(2 * 365 * 24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -49,7 +49,7 @@ func NewCA(t testing.TB) *CA {
 type CertOptions struct {
 	DNSNames   []string
 	CommonName string
-	NotAfter   time.Time // zero: a day from now
+	NotAfter   time.Time // zero: a year from now
 	Client     bool      // a client certificate (extended key usage clientAuth)
 }
 
@@ -74,7 +74,7 @@ func (ca *CA) IssuePEM(t testing.TB, o CertOptions) (certPEM, keyPEM []byte) {
 	ca.serial++
 	notAfter := o.NotAfter
 	if notAfter.IsZero() {
-		notAfter = time.Now().Add(24 * time.Hour)
+		notAfter = time.Now().Add(365 * 24 * time.Hour)
 	}
 	usage := x509.ExtKeyUsageServerAuth
 	if o.Client {

@@ -1,0 +1,129 @@
+package certs
+
+import (
+	"crypto/tls"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+type recordingObserver struct {
+	reloads []error
+	expiry  map[string]time.Time
+}
+
+func (o *recordingObserver) CertReloaded(_ string, err error) { o.reloads = append(o.reloads, err) }
+func (o *recordingObserver) CertExpiry(f string, t time.Time) { o.expiry[f] = t }
+
+// TestPick: exact names before wildcards, earlier pairs before later ones, the first pair
+// for no or unknown names unless those are rejected.
+func TestPick(t *testing.T) {
+	ca := testutil.NewCA(t)
+	c1, k1 := ca.Issue(t, "one", testutil.CertOptions{DNSNames: []string{"a.test", "*.w.test"}})
+	c2, k2 := ca.Issue(t, "two", testutil.CertOptions{DNSNames: []string{"x.w.test", "a.test", "b.test"}})
+	c3, k3 := ca.Issue(t, "cn", testutil.CertOptions{CommonName: "legacy.test"})
+	for _, reject := range []bool{false, true} {
+		s, err := New([]Pair{{c1, k1}, {c2, k2}, {c3, k3}}, reject, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			sni, want string // want: the cert file, "" for the default
+		}{
+			{"a.test", c1}, {"b.test", c2}, {"x.w.test", c2}, {"y.w.test", c1}, {"Y.W.TEST.", c1},
+			{"legacy.test", c3}, {"w.test", ""}, {"z.y.w.test", ""}, {"", ""},
+		} {
+			got, err := s.GetCertificate(&tls.ClientHelloInfo{ServerName: tc.sni})
+			want := tc.want
+			if want == "" {
+				if reject {
+					if !errors.Is(err, ErrUnknownName) {
+						t.Errorf("reject, SNI %q: %v, want ErrUnknownName", tc.sni, err)
+					}
+					continue
+				}
+				want = c1
+			}
+			if err != nil || got != s.pairs[indexOf(s, want)].cert {
+				t.Errorf("reject=%v SNI %q: got another certificate (%v), want %s", reject, tc.sni, err, want)
+			}
+		}
+	}
+}
+
+func indexOf(s *Store, certFile string) int {
+	for i, l := range s.pairs {
+		if l.CertFile == certFile {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestReload: a changed pair is served after Reload; a broken one is refused once (not at
+// every poll), keeps the old one serving, and is tried again when it changes.
+func TestReload(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cf, kf := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	obs := &recordingObserver{expiry: map[string]time.Time{}}
+	s, err := New([]Pair{{cf, kf}}, false, nil, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "a.test"}
+	first, _ := s.GetCertificate(hello)
+	if n, err := s.Reload(); n != 0 || err != nil {
+		t.Fatalf("unchanged files: replaced %d, %v", n, err)
+	}
+
+	later := time.Now().Add(1000 * time.Hour).Truncate(time.Second)
+	certPEM, keyPEM := ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}, NotAfter: later})
+	testutil.WriteFile(t, cf, certPEM) // the key still is the old one: a mismatch
+	if n, err := s.Reload(); n != 0 || err == nil {
+		t.Fatalf("mismatched pair: replaced %d, err %v; want refused", n, err)
+	}
+	if n, err := s.Reload(); n != 0 || err != nil {
+		t.Fatalf("same broken files polled again: replaced %d, err %v; want nothing (reported once)", n, err)
+	}
+	if got, _ := s.GetCertificate(hello); got != first {
+		t.Fatal("a refused reload changed the certificate served")
+	}
+	testutil.WriteFile(t, kf, keyPEM)
+	if n, err := s.Reload(); n != 1 || err != nil {
+		t.Fatalf("fixed pair: replaced %d, %v", n, err)
+	}
+	if got, _ := s.GetCertificate(hello); got == first || !obs.expiry[cf].Equal(later) {
+		t.Fatalf("new certificate not served (expiry seen %v, want %v)", obs.expiry[cf], later)
+	}
+	if len(obs.reloads) != 2 || obs.reloads[0] == nil || obs.reloads[1] != nil {
+		t.Errorf("observed reloads %v, want [failure, success]", obs.reloads)
+	}
+
+	os.Remove(cf)
+	if _, err := s.Reload(); err == nil {
+		t.Error("a removed certificate file: no error")
+	}
+	if got, _ := s.GetCertificate(hello); got == first || got == nil {
+		t.Error("a removed file changed the certificate served")
+	}
+}
+
+// TestNewRefusesBadPairs: New names the file of a pair that does not load or has expired.
+func TestNewRefusesBadPairs(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cf, _ := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	_, otherKey := ca.Issue(t, "b", testutil.CertOptions{DNSNames: []string{"b.test"}})
+	oldCert, oldKey := ca.Issue(t, "old", testutil.CertOptions{DNSNames: []string{"old.test"}, NotAfter: time.Now().Add(-time.Minute)})
+	if _, err := New([]Pair{{cf, otherKey}}, false, nil, nil); err == nil {
+		t.Error("mismatched key accepted")
+	}
+	if _, err := New([]Pair{{oldCert, oldKey}}, false, nil, nil); err == nil {
+		t.Error("expired certificate accepted")
+	}
+	if _, err := New(nil, false, nil, nil); err == nil {
+		t.Error("no pairs accepted")
+	}
+}
