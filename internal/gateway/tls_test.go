@@ -35,10 +35,10 @@ func gathered(t *testing.T, tg *testGateway) families {
 // tlsSite is a TLS gateway in front of an echo backend, with its CA and certificate files.
 type tlsSite struct {
 	*testGateway
-	ca                 *testutil.CA
-	certA, keyA        string // a.test
-	certWild, keyWild  string // *.b.test
-	clientCA, listener string
+	ca                *testutil.CA
+	certA, keyA       string // a.test
+	certWild, keyWild string // *.b.test
+
 }
 
 // startTLSSite starts a gateway whose listener serves a.test and *.b.test; extra is more of
