@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/testutil"
 	"sluice/internal/upstream/discovery/dnstest"
 )
 
@@ -331,7 +332,7 @@ func TestDiscoveryUnresolvedAtStart(t *testing.T) {
 	}
 	dns.SetA("svc.test", 1, "127.0.0.2")
 	start := time.Now()
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a 200 from A", func() bool {
 		resp, err := c.Get("http://" + addr + "/")
 		if err != nil {
 			return false

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // The rest of a large Content-Length response body goes socket to socket (splice): these
@@ -116,7 +118,7 @@ routes: [{id: all, upstream: big}]
 	conn.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	// Read nothing: the gateway's writes fill the socket buffers, then time out.
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(tg.access.String(), "\n") })
+	testutil.WaitFor(t, 10*time.Second, "the access log line", func() bool { return strings.Contains(tg.access.String(), "\n") })
 	l := tg.accessLines(1)[0]
 	if l["status"] != float64(499) || l["reason"] != "client_body_error" {
 		t.Errorf("access log status %v reason %v, want the client's failure", l["status"], l["reason"])
