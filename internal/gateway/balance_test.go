@@ -53,7 +53,7 @@ func countBackends(t *testing.T, tg *testGateway, n int, path string, h map[stri
 func TestEWMAAvoidsSlowTarget(t *testing.T) {
 	fast1, fast2 := echoBackend(t, "fast1"), echoBackend(t, "fast2")
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the latency under test
 		w.Header().Set("X-Backend", "slow")
 	}))
 	t.Cleanup(slow.Close)
@@ -212,7 +212,7 @@ routes: [{id: all, upstream: echo}]
 // wait says the pool is full, not that the target is slow).
 func TestEWMALatencyExcludesPoolWait(t *testing.T) {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the latency under test, which the queued request waits out
 	}))
 	t.Cleanup(slow.Close)
 	tg := upstreamGateway(t, hostport(slow), "balancer: {policy: ewma}", "keepalive: {max_conns: 1}")
