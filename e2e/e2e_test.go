@@ -185,7 +185,7 @@ func TestRunReloadAndDrain(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			slowStarted <- struct{}{}
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond) // in flight when SIGTERM comes: the drain under test
 		}
 		w.Header().Set("X-Seen-Version", r.Header.Get("X-Version"))
 		io.WriteString(w, "hello from backend")

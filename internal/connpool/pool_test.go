@@ -201,7 +201,7 @@ func TestRacingPOST(t *testing.T) {
 	before := p.Snapshot().Counters.Reused
 	short := []time.Duration{5, 10, 1}
 	for i, g := range append(gaps, short...) {
-		time.Sleep(g * time.Millisecond)
+		time.Sleep(g * time.Millisecond) // the idle gap under test, not synchronisation
 		a := exchange(p, http.MethodPost, "post-"+strconv.Itoa(i))
 		if a.err != nil {
 			t.Errorf("POST after %v idle failed: %v", g*time.Millisecond, a.err)

@@ -50,7 +50,7 @@ func runTorture(t *testing.T, be *testutil.Backend, keepalive string, clients in
 	deadline := time.Now().Add(dur)
 	if during != nil {
 		go func() {
-			time.Sleep(dur / 2)
+			time.Sleep(dur / 2) // the disturbance comes mid-run, by design
 			during()
 		}()
 	}
