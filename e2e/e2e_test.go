@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 var binary string
@@ -88,17 +90,6 @@ func (p *proc) access() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stdout.String()
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -194,7 +185,7 @@ func TestRunReloadAndDrain(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			slowStarted <- struct{}{}
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond) // in flight when SIGTERM comes: the drain under test
 		}
 		w.Header().Set("X-Seen-Version", r.Header.Get("X-Version"))
 		io.WriteString(w, "hello from backend")
@@ -207,7 +198,7 @@ func TestRunReloadAndDrain(t *testing.T) {
 
 	p := start(t, "run", "-c", path)
 	url := "http://" + listen
-	waitFor(t, 10*time.Second, "gateway to serve", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "gateway to serve", func() bool {
 		code, _, _, err := get(url + "/")
 		return err == nil && code == 200
 	})
@@ -224,11 +215,11 @@ func TestRunReloadAndDrain(t *testing.T) {
 
 	// A file edit is picked up by the watcher.
 	writeConfig(t, path, listen, backend, "v2")
-	waitFor(t, 10*time.Second, "file reload to v2", func() bool { return version() == "v2" })
+	testutil.WaitFor(t, 10*time.Second, "file reload to v2", func() bool { return version() == "v2" })
 
 	// An invalid file is rejected and v2 keeps serving.
 	os.WriteFile(path, []byte("listeners: [{address: 1}]\nbogus: true\n"), 0o644)
-	waitFor(t, 10*time.Second, "rejection log", func() bool { return strings.Contains(p.logs(), "config reload rejected") })
+	testutil.WaitFor(t, 10*time.Second, "rejection log", func() bool { return strings.Contains(p.logs(), "config reload rejected") })
 	if v := version(); v != "v2" {
 		t.Fatalf("after a bad reload version = %q, want v2", v)
 	}
@@ -236,7 +227,7 @@ func TestRunReloadAndDrain(t *testing.T) {
 	// SIGHUP reloads too (the watcher may race it; either way v3 must arrive).
 	writeConfig(t, path, listen, backend, "v3")
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "reload to v3", func() bool { return version() == "v3" })
+	testutil.WaitFor(t, 10*time.Second, "reload to v3", func() bool { return version() == "v3" })
 
 	// SIGTERM drains the in-flight request.
 	type res struct {
@@ -288,7 +279,7 @@ func TestRunEmbeddedDefault(t *testing.T) {
 		}
 	}
 	p := start(t, "run")
-	waitFor(t, 10*time.Second, "demo to serve", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "demo to serve", func() bool {
 		code, _, _, err := get("http://127.0.0.1:8080/hello")
 		return err == nil && code == 200
 	})

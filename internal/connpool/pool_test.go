@@ -76,7 +76,7 @@ func TestLearnFromObservation(t *testing.T) {
 		}
 		caught := p.Snapshot().Counters.StaleCaught
 		mustOK(t, exchange(p, http.MethodGet, strconv.Itoa(i)))
-		waitFor(t, 5*time.Second, "the sweep to find the idle close", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "the sweep to find the idle close", func() bool {
 			return p.Snapshot().Counters.StaleCaught > caught
 		})
 	}
@@ -97,7 +97,7 @@ func TestCheckoutCatchesFIN(t *testing.T) {
 	b := testutil.IdleCloser(t, 30*time.Millisecond)
 	p := newPool(t, b.Addr(), func(o *Options) { o.SweepInterval = time.Hour })
 	mustOK(t, exchange(p, http.MethodGet, "1"))
-	waitFor(t, 5*time.Second, "the backend to close", func() bool { return b.Open() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "the backend to close", func() bool { return b.Open() == 0 })
 	a := exchange(p, http.MethodGet, "2")
 	mustOK(t, a)
 	s := p.Snapshot()
@@ -201,7 +201,7 @@ func TestRacingPOST(t *testing.T) {
 	before := p.Snapshot().Counters.Reused
 	short := []time.Duration{5, 10, 1}
 	for i, g := range append(gaps, short...) {
-		time.Sleep(g * time.Millisecond)
+		time.Sleep(g * time.Millisecond) // the idle gap under test, not synchronisation
 		a := exchange(p, http.MethodPost, "post-"+strconv.Itoa(i))
 		if a.err != nil {
 			t.Errorf("POST after %v idle failed: %v", g*time.Millisecond, a.err)
@@ -264,7 +264,7 @@ func TestRetirement(t *testing.T) {
 			for i := range tc.requests {
 				mustOK(t, exchange(p, http.MethodGet, strconv.Itoa(i)))
 			}
-			waitFor(t, 5*time.Second, "accepts", func() bool { return b.Accepted() >= tc.accepted })
+			testutil.WaitFor(t, 5*time.Second, "accepts", func() bool { return b.Accepted() >= tc.accepted })
 			s := p.Snapshot()
 			if s.Counters.ClosedBy[tc.want] == 0 || b.Accepted() != tc.accepted {
 				t.Errorf("closed %v, accepted %d; want %s, %d", s.Counters.ClosedBy, b.Accepted(), tc.want, tc.accepted)
@@ -280,7 +280,7 @@ func TestMaxLifetime(t *testing.T) {
 	b := testutil.Echo(t)
 	p := newPool(t, b.Addr(), func(o *Options) { o.MaxLifetime = 40 * time.Millisecond })
 	mustOK(t, exchange(p, http.MethodGet, "1"))
-	waitFor(t, 5*time.Second, "the sweep to retire the conn", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the sweep to retire the conn", func() bool {
 		return p.Snapshot().Counters.ClosedBy[CloseMaxLifetime] == 1
 	})
 	mustOK(t, exchange(p, http.MethodGet, "2"))
@@ -293,7 +293,7 @@ func TestIdleTimeoutSweep(t *testing.T) {
 	b := testutil.Echo(t)
 	p := newPool(t, b.Addr(), func(o *Options) { o.IdleTimeout = 30 * time.Millisecond })
 	mustOK(t, exchange(p, http.MethodGet, "1"))
-	waitFor(t, 5*time.Second, "the sweep to retire the idle conn", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the sweep to retire the idle conn", func() bool {
 		s := p.Snapshot()
 		return s.Counters.ClosedBy[CloseIdleTimeout] == 1 && len(s.Conns) == 0
 	})
@@ -312,7 +312,7 @@ func TestQueue(t *testing.T) {
 	// A waiter times out.
 	done := make(chan error, 1)
 	go func() { _, err := p.Get(ctx, true); done <- err }()
-	waitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
 	// The queue is full: immediate 503.
 	if _, err := p.Get(ctx, true); code(err) != reason.PoolQueueFull {
 		t.Errorf("third Get: %v, want pool_queue_full", err)
@@ -326,7 +326,7 @@ func TestQueue(t *testing.T) {
 	p.mu.Unlock()
 	got := make(chan *Conn, 1)
 	go func() { c, _ := p.Get(ctx, true); got <- c }()
-	waitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
 	p.Release(held, Outcome{Reusable: true, KeepAliveMax: -1})
 	c := <-got
 	if c == nil || c.ID != held.ID {
@@ -338,7 +338,7 @@ func TestQueue(t *testing.T) {
 	// A closed conn hands its slot to the waiter, which dials.
 	cctx, cancel := context.WithCancel(ctx)
 	go func() { c, _ := p.Get(cctx, true); got <- c }()
-	waitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
 	p.Release(c, Outcome{Reason: CloseBackendClose, KeepAliveMax: -1})
 	c2 := <-got
 	if c2 == nil || c2.Reused {
@@ -346,7 +346,7 @@ func TestQueue(t *testing.T) {
 	}
 	// Context cancellation ends a wait.
 	go func() { _, err := p.Get(cctx, true); done <- err }()
-	waitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled waiter: %v", err)
@@ -415,7 +415,7 @@ func TestClose(t *testing.T) {
 	waiter := make(chan error, 1)
 	held, _ := p.Get(context.Background(), true) // takes c1
 	go func() { _, err := p.Get(context.Background(), true); waiter <- err }()
-	waitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a waiter", func() bool { return p.Snapshot().Waiting == 1 })
 	p.Close(CloseConfigChange)
 	if err := <-waiter; code(err) != reason.GatewayShutdown {
 		t.Errorf("waiter: %v, want gateway_shutting_down", err)
@@ -429,7 +429,7 @@ func TestClose(t *testing.T) {
 	if len(s.Conns) != 0 || s.Counters.ClosedBy[CloseConfigChange] != 2 {
 		t.Errorf("after close: conns %v, closed %v", s.Conns, s.Counters.ClosedBy)
 	}
-	waitFor(t, 5*time.Second, "the server side to close", func() bool { return b.Open() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "the server side to close", func() bool { return b.Open() == 0 })
 }
 
 // TestSelfHealing: a backend that resets every second request of a conn, whatever the
@@ -458,7 +458,7 @@ func TestSelfHealing(t *testing.T) {
 	if s := p.Snapshot(); s.Counters.ClosedBy[CloseReuseSuspended]-before != 5 {
 		t.Errorf("closed %v, want 5 reuse_suspended", s.Counters.ClosedBy)
 	}
-	waitFor(t, 5*time.Second, "the reuse factor to recover", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the reuse factor to recover", func() bool {
 		return p.Snapshot().ReuseFactor == 1
 	})
 }
@@ -517,7 +517,7 @@ func TestGetFreshWhileQueuedDials(t *testing.T) {
 	}
 	got := make(chan *Conn, 1)
 	go func() { c, _ := p.GetFresh(ctx); got <- c }()
-	waitFor(t, 5*time.Second, "GetFresh to wait", func() bool { return p.Snapshot().Waiting == 1 })
+	testutil.WaitFor(t, 5*time.Second, "GetFresh to wait", func() bool { return p.Snapshot().Waiting == 1 })
 	p.Release(held, Outcome{Reusable: true, KeepAliveMax: -1})
 	c := <-got
 	if c == nil || c.ID == held.ID || c.Reused {
@@ -527,6 +527,6 @@ func TestGetFreshWhileQueuedDials(t *testing.T) {
 		t.Errorf("closed %v; want the handed conn evicted", p.Snapshot().Counters.ClosedBy)
 	}
 	// The backend counts an accept after the dial returns.
-	waitFor(t, 5*time.Second, "the backend to accept a second connection", func() bool { return b.Accepted() == 2 })
+	testutil.WaitFor(t, 5*time.Second, "the backend to accept a second connection", func() bool { return b.Accepted() == 2 })
 	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1})
 }

@@ -53,7 +53,7 @@ func countBackends(t *testing.T, tg *testGateway, n int, path string, h map[stri
 func TestEWMAAvoidsSlowTarget(t *testing.T) {
 	fast1, fast2 := echoBackend(t, "fast1"), echoBackend(t, "fast2")
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the latency under test
 		w.Header().Set("X-Backend", "slow")
 	}))
 	t.Cleanup(slow.Close)
@@ -94,7 +94,7 @@ func TestLeastRequestAvoidsStuckTarget(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 5*time.Second, func() bool { return u.Current().Targets[0].InFlight.Load() >= 1 })
+	testutil.WaitFor(t, 5*time.Second, "a request stuck on the first target", func() bool { return u.Current().Targets[0].InFlight.Load() >= 1 })
 	// Each counted request starts once the previous one has left its target: a healthy target
 	// still counting the previous request would tie with the stuck one (1 vs 1), and a tie
 	// may go either way.
@@ -102,7 +102,7 @@ func TestLeastRequestAvoidsStuckTarget(t *testing.T) {
 	got := map[string]int{}
 	cc := newClient()
 	for range 150 {
-		waitFor(t, 5*time.Second, func() bool { return others[0].InFlight.Load()+others[1].InFlight.Load() == 0 })
+		testutil.WaitFor(t, 5*time.Second, "the other targets to finish their requests", func() bool { return others[0].InFlight.Load()+others[1].InFlight.Load() == 0 })
 		resp, err := cc.Get(tg.url("/"))
 		if err != nil {
 			t.Fatal(err)
@@ -162,7 +162,7 @@ routes: [{id: all, upstream: echo}]
 		t.Fatal(err)
 	}
 	t.Cleanup(g1.Close)
-	waitFor(t, 5*time.Second, func() bool { return a.Requests() >= 2 }) // probes arrive
+	testutil.WaitFor(t, 5*time.Second, "two health probes", func() bool { return a.Requests() >= 2 })
 	u1 := g1.Upstreams["echo"]
 	u1.Eject(u1.Current().Targets[0], time.Hour, time.Hour, "test ejection")
 
@@ -212,7 +212,7 @@ routes: [{id: all, upstream: echo}]
 // wait says the pool is full, not that the target is slow).
 func TestEWMALatencyExcludesPoolWait(t *testing.T) {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the latency under test, which the queued request waits out
 	}))
 	t.Cleanup(slow.Close)
 	tg := upstreamGateway(t, hostport(slow), "balancer: {policy: ewma}", "keepalive: {max_conns: 1}")

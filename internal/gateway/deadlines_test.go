@@ -18,7 +18,7 @@ import (
 // and the cases where a timeout must still fire.
 
 // scriptBackend answers every request on a keep-alive connection with pieces, sleeping
-// pauses[i] before piece i (i > 0).
+// pauses[i] before piece i (i > 0): the pauses are the slowness under test.
 func scriptBackend(t *testing.T, pauses []time.Duration, pieces ...string) string {
 	t.Helper()
 	return serveConns(t, func(c net.Conn) {
@@ -165,7 +165,7 @@ routes: [{id: all, upstream: b}]
 	if n, err := get(); err != nil || n != len(big) {
 		t.Fatalf("first response: %d bytes, %v", n, err)
 	}
-	time.Sleep(700 * time.Millisecond) // > write_timeout, < idle_timeout
+	time.Sleep(700 * time.Millisecond) // the idle gap under test: > write_timeout, < idle_timeout
 	if n, err := get(); err != nil || n != len(big) {
 		t.Fatalf("second response after an idle gap: %d bytes, %v; want %d (a stale write deadline?)", n, err, len(big))
 	}
@@ -186,13 +186,12 @@ routes: [{id: all, upstream: b}]
 	defer conn.Close()
 	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-	time.Sleep(1500 * time.Millisecond) // read nothing: the gateway's writes stall
+	lines := tg.accessLines(1) // read nothing until the gateway has given up: its writes stall
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, _ := io.Copy(io.Discard, conn)
 	if n >= int64(len(big)) {
 		t.Fatalf("read %d bytes: the whole response arrived; want the gateway to give up on the stalled client", n)
 	}
-	lines := tg.accessLines(1)
 	// 499: the client side failed (here: stopped reading), whatever status had gone out.
 	if got, reason := lines[0]["status"], lines[0]["reason"]; got != float64(499) || reason == nil || reason == "" {
 		t.Errorf("access log status = %v, reason %v; want 499 with a reason", got, reason)
@@ -206,7 +205,7 @@ func TestClientHeadSplitAcrossAPause(t *testing.T) {
 	conn := openConn(t, tg.addr)
 	for i := 0; i < 2; i++ {
 		io.WriteString(conn, "GET /split HTTP/1.1\r\nHo")
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // the pause under test: past the short idle-wait deadline
 		io.WriteString(conn, "st: t\r\n\r\n")
 		resp, err := conn.response()
 		if err != nil {
@@ -235,7 +234,7 @@ func TestGatewayAnswersAfterAnIdleGapLongerThanWriteTimeout(t *testing.T) {
 			tg := echoGateway(t, tc.listener)
 			conn := openConn(t, tg.addr)
 			conn.get("/")
-			time.Sleep(700 * time.Millisecond) // > write_timeout
+			time.Sleep(700 * time.Millisecond) // the idle gap under test: > write_timeout
 			io.WriteString(conn, tc.send)
 			resp, err := conn.response()
 			if err != nil {
@@ -285,6 +284,7 @@ func TestLeadingEmptyLinesBeforeASplitHead(t *testing.T) {
 	conn := openConn(t, tg.addr)
 	conn.get("/")
 	io.WriteString(conn, "\r\n\r\nGET /2 HTTP/1.1\r\nHo") // within the 10 ms fast wait
+	// The pause under test: the rest comes after the fast wait.
 	time.Sleep(100 * time.Millisecond)
 	io.WriteString(conn, "st: t\r\n\r\n")
 	resp, err := conn.response()
@@ -348,7 +348,7 @@ func TestChunkedUploadTerminatorAfterAPauseLongerThanTheWriteTimeout(t *testing.
 	}
 	defer conn.Close()
 	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-	time.Sleep(1500 * time.Millisecond) // < read_timeout (60s), > upstream write (1s)
+	time.Sleep(1500 * time.Millisecond) // the pause under test: < read_timeout (60s), > upstream write (1s)
 	io.WriteString(conn, "0\r\n\r\n")
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -391,7 +391,11 @@ func TestNewConnectionSendingOnlyAnEmptyLineGetsNo408(t *testing.T) {
 func TestShutdownDoesNotWaitForASilentNewConnection(t *testing.T) {
 	tg := echoGateway(t, "read_header_timeout: 3s")
 	openConn(t, tg.addr) // sends nothing
-	time.Sleep(100 * time.Millisecond)
+	// The listener accepts in order: once a later connection is answered, the silent one has
+	// been accepted too (and not merely queued, which Shutdown would not wait for anyway).
+	probe := openConn(t, tg.addr)
+	mustStatus(t, probe.get("/"), 200)
+	probe.Close()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

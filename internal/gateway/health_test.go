@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // killable is a backend that can be killed (listener closed, idle keep-alive connections
@@ -153,24 +155,24 @@ routes: [{id: all, upstream: echo}]
 	stopLoad := func() { stopOnce.Do(func() { close(stop) }); wg.Wait() }
 	defer stopLoad()
 
-	waitFor(t, 5*time.Second, func() bool { return bes[0].hits.Load() >= 50 && total.Load() >= 200 })
+	testutil.WaitFor(t, 5*time.Second, "load on every target", func() bool { return bes[0].hits.Load() >= 50 && total.Load() >= 200 })
 	killed := time.Now()
 	bes[0].kill()
-	waitFor(t, 10*time.Second, func() bool { s := victim.Health().State; return s == "ejected" || s == "unhealthy" })
+	testutil.WaitFor(t, 10*time.Second, "the killed target to be taken out", func() bool { s := victim.Health().State; return s == "ejected" || s == "unhealthy" })
 	outAfter := time.Since(killed)
 	h := victim.Health()
 	// The active check marks it unhealthy too; Health shows that once the ejection ends.
-	waitFor(t, 10*time.Second, func() bool { return victim.Health().State == "unhealthy" })
+	testutil.WaitFor(t, 10*time.Second, "the killed target to be unhealthy", func() bool { return victim.Health().State == "unhealthy" })
 	unhealthyAfter := time.Since(killed)
 	reqsWhileDead := total.Load()
-	waitFor(t, 5*time.Second, func() bool { return total.Load() >= reqsWhileDead+200 })
+	testutil.WaitFor(t, 5*time.Second, "200 requests while the target is dead", func() bool { return total.Load() >= reqsWhileDead+200 })
 
 	hitsBefore := bes[0].hits.Load()
 	restarted := time.Now()
 	bes[0].restart(t)
-	waitFor(t, 10*time.Second, func() bool { return victim.Health().State == "healthy" })
+	testutil.WaitFor(t, 10*time.Second, "the restarted target to be healthy", func() bool { return victim.Health().State == "healthy" })
 	healthyAfter := time.Since(restarted)
-	waitFor(t, 10*time.Second, func() bool { return bes[0].hits.Load() > hitsBefore+20 })
+	testutil.WaitFor(t, 10*time.Second, "traffic to the restarted target", func() bool { return bes[0].hits.Load() > hitsBefore+20 })
 	trafficAfter := time.Since(restarted)
 
 	stopLoad()

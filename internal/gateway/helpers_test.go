@@ -18,6 +18,7 @@ import (
 
 	"sluice/internal/accesslog"
 	"sluice/internal/config"
+	"sluice/internal/testutil"
 )
 
 // testGateway is an in-process gateway on 127.0.0.1 with its access log captured.
@@ -97,7 +98,7 @@ func (tg *testGateway) url(path string) string { return "http://" + tg.addr + pa
 func (tg *testGateway) accessLines(want int) []map[string]any {
 	tg.t.Helper()
 	var lines []map[string]any
-	waitFor(tg.t, 3*time.Second, func() bool {
+	testutil.WaitFor(tg.t, 3*time.Second, fmt.Sprintf("%d access log lines", want), func() bool {
 		lines = lines[:0]
 		for _, l := range strings.Split(strings.TrimSpace(tg.access.String()), "\n") {
 			if l == "" {
@@ -112,18 +113,6 @@ func (tg *testGateway) accessLines(want int) []map[string]any {
 		return len(lines) >= want
 	})
 	return lines
-}
-
-// waitFor polls cond every 5ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // echoInfo is what the echo backend reports about the request it received.

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 func TestUpstreamLimitsAndNoHealthyTarget(t *testing.T) {
@@ -49,7 +51,7 @@ routes:
 		resp.Body.Close()
 		first <- resp.StatusCode
 	}()
-	waitFor(t, 3*time.Second, func() bool {
+	testutil.WaitFor(t, 3*time.Second, "the first request to hold the slot", func() bool {
 		return tg.gw.Current().Upstreams["slow"].Current().Targets[0].InFlight.Load() == 1
 	})
 	resp, err := c.Get(tg.url("/second"))
@@ -68,7 +70,7 @@ routes:
 
 	// Once the active check marks the only target unhealthy (and panic mode is off), requests
 	// get 503 no_healthy_target without a connection attempt.
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "503 no_healthy_target from the dead upstream", func() bool {
 		resp, err := c.Get(tg.url("/dead"))
 		if err != nil {
 			return false

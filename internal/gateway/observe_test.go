@@ -235,7 +235,7 @@ func TestMetricsAcrossReload(t *testing.T) {
 	mustStatus(t, get(t, c, tg.url("/api/2")), 200)
 	// The gateway counts a request after its response went out: the client can be faster.
 	var f families
-	waitFor(t, 2*time.Second, func() bool {
+	testutil.WaitFor(t, 2*time.Second, "both requests counted", func() bool {
 		f, _ = scrape(t, tg.adminURL("/metrics"))
 		v, _ := f.value("sluice_requests_total", map[string]string{"route": "api", "code_class": "2xx"})
 		return v >= 2

@@ -264,8 +264,9 @@ func TestProxyBodilessResponses(t *testing.T) {
 }
 
 func TestProxyClientDisconnectCancelsUpstream(t *testing.T) {
-	canceled := make(chan struct{})
+	arrived, canceled := make(chan struct{}), make(chan struct{})
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
 		select {
 		case <-r.Context().Done():
 			close(canceled)
@@ -280,7 +281,11 @@ func TestProxyClientDisconnectCancelsUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(conn, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-	time.Sleep(100 * time.Millisecond) // let the request reach the backend
+	select {
+	case <-arrived:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the request did not reach the backend")
+	}
 	conn.Close()
 	select {
 	case <-canceled:
@@ -296,7 +301,7 @@ func TestProxyClientDisconnectCancelsUpstream(t *testing.T) {
 func TestProxyLimitsAndTimeouts(t *testing.T) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(400 * time.Millisecond)
+			time.Sleep(400 * time.Millisecond) // the slowness under test: beyond the route's 100ms read timeout
 		}
 		io.Copy(io.Discard, r.Body)
 		io.WriteString(w, "ok")

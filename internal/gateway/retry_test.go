@@ -51,7 +51,7 @@ func newFlakyBackend(t *testing.T) *flakyBackend {
 				io.WriteString(w, "busy")
 				return
 			case "/slow":
-				time.Sleep(400 * time.Millisecond)
+				time.Sleep(400 * time.Millisecond) // the failure under test, not synchronisation
 			}
 		}
 		io.WriteString(w, "ok")
@@ -249,9 +249,12 @@ routes: [{id: all, upstream: two}]
 			}
 		}()
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Kill a once the load is spread over both targets, and stop once as much has gone on
+	// without it: what was in flight on a was cut, what came later found a refused.
+	testutil.WaitFor(t, 5*time.Second, "load on a", func() bool { return a.Requests() >= 100 })
 	a.Close()
-	time.Sleep(300 * time.Millisecond)
+	after := b.Requests() + 200
+	testutil.WaitFor(t, 5*time.Second, "load on b after a was killed", func() bool { return b.Requests() >= after })
 	close(stop)
 	wg.Wait()
 	dups := append(a.Duplicates(), b.Duplicates()...)

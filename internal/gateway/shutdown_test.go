@@ -82,7 +82,7 @@ routes:
 		}
 	}
 	get("/silent/queued") // the silent upstream's only connection is taken: queued
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a request queued for the pool", func() bool {
 		return tg.gw.Current().Upstreams["silent"].Current().Targets[0].Pool.Snapshot().Waiting == 1
 	})
 

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // The rest of a large Content-Length response body goes socket to socket (splice): these
@@ -82,15 +84,25 @@ func TestSplicedBodyUpstreamPauseBeyondTheReadTimeout(t *testing.T) {
 }
 
 func TestSplicedBodyUpstreamResetMidBody(t *testing.T) {
+	relayed := make(chan struct{}) // the client has the head: the body is being relayed
 	be := serveConns(t, func(c net.Conn) {
 		http.ReadRequest(bufio.NewReader(c))
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
 		c.Write(make([]byte, 200<<10))
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-relayed:
+		case <-time.After(5 * time.Second):
+		}
 		c.(*net.TCPConn).SetLinger(0) // the close resets
 	})
 	tg := upstreamGateway(t, be)
-	_, body, err := fetch(t, newClient(), tg.url("/"))
+	resp, err := newClient().Get(tg.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	close(relayed)
+	body, err := io.ReadAll(resp.Body)
 	if err == nil || len(body) >= 1<<20 {
 		t.Fatalf("got %d bytes, err %v; want a truncated body", len(body), err)
 	}
@@ -116,7 +128,7 @@ routes: [{id: all, upstream: big}]
 	conn.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	// Read nothing: the gateway's writes fill the socket buffers, then time out.
-	waitFor(t, 10*time.Second, func() bool { return strings.Contains(tg.access.String(), "\n") })
+	testutil.WaitFor(t, 10*time.Second, "the access log line", func() bool { return strings.Contains(tg.access.String(), "\n") })
 	l := tg.accessLines(1)[0]
 	if l["status"] != float64(499) || l["reason"] != "client_body_error" {
 		t.Errorf("access log status %v reason %v, want the client's failure", l["status"], l["reason"])
@@ -240,14 +252,21 @@ func TestSplicedUploadUpstreamResets(t *testing.T) {
 // pipe held lost): the answer must close the client connection, or the gateway would read the
 // client's next requests as the rest of this body.
 func TestSplicedUploadFailureClosesTheClientConnection(t *testing.T) {
+	reset := make(chan struct{})
 	be := serveConns(t, func(c net.Conn) {
 		io.CopyN(io.Discard, c, 64<<10)
 		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // RST, before the client sends the rest
+		close(reset)
 	})
 	tg := upstreamGateway(t, be)
 	const size = 200 << 10
 	conn := startUpload(t, tg, size, 64<<10) // what is read before the upstream is contacted
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-reset: // the rest of the body meets an upstream that is gone
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream did not get the start of the upload")
+	}
 	conn.Write(make([]byte, size-64<<10)) // spliced
 	io.WriteString(conn, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := conn.response()

@@ -129,7 +129,7 @@ func TestTLSUnknownSNIRejected(t *testing.T) {
 			t.Errorf("SNI %q: served %q, want a failed handshake", sni, got)
 		}
 	}
-	waitFor(t, 2*time.Second, func() bool {
+	testutil.WaitFor(t, 2*time.Second, "two unknown_sni handshake failures", func() bool {
 		v, _ := gathered(t, s.testGateway).value("sluice_tls_handshake_errors_total", map[string]string{"reason": "unknown_sni"})
 		return v == 2
 	})
@@ -167,7 +167,7 @@ func TestTLSBadClients(t *testing.T) {
 	}
 	trunc.Write([]byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00}) // a ClientHello record cut short
 	trunc.Close()
-	waitFor(t, 3*time.Second, func() bool {
+	testutil.WaitFor(t, 3*time.Second, "not_tls, timeout and client_closed failures", func() bool {
 		f := gathered(t, s.testGateway)
 		notTLS, _ := f.value("sluice_tls_handshake_errors_total", map[string]string{"reason": "not_tls"})
 		timeout, _ := f.value("sluice_tls_handshake_errors_total", map[string]string{"reason": "timeout"})
@@ -218,14 +218,14 @@ func TestTLSCertificateFileReplacedUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, func() bool { return ok.Load() > 20 })
+	testutil.WaitFor(t, 5*time.Second, "20 requests", func() bool { return ok.Load() > 20 })
 	later := time.Now().Add(48 * time.Hour).Truncate(time.Second)
 	certPEM, keyPEM := s.ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}, NotAfter: later})
 	testutil.WriteFile(t, s.keyA, keyPEM) // key first: until the certificate follows, the pair does not match
 	testutil.WriteFile(t, s.certA, certPEM)
-	waitFor(t, 10*time.Second, func() bool { return s.notAfter(t, "a.test").Equal(later) })
+	testutil.WaitFor(t, 10*time.Second, "the replaced certificate served", func() bool { return s.notAfter(t, "a.test").Equal(later) })
 	n := ok.Load()
-	waitFor(t, 5*time.Second, func() bool { return ok.Load() > n+20 })
+	testutil.WaitFor(t, 5*time.Second, "20 more requests", func() bool { return ok.Load() > n+20 })
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 {
@@ -240,7 +240,7 @@ func TestTLSCertificateFileReplacedUnderLoad(t *testing.T) {
 	if err := os.WriteFile(s.certA, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, "a failed certificate reload", func() bool {
 		v, _ := gathered(t, s.testGateway).value("sluice_tls_certificate_reloads_total", map[string]string{"result": "failure"})
 		return v >= 1
 	})

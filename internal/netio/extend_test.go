@@ -51,7 +51,7 @@ func TestExtendReadFiresWithinItsWindow(t *testing.T) {
 	c, _ := pair(t)
 	c.ExtendRead(time.Now().Add(100*time.Millisecond), 50*time.Millisecond)
 	// Re-arming a moment later keeps the armed deadline (it fits the new window).
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the moment under test, not synchronisation
 	c.ExtendRead(time.Now().Add(100*time.Millisecond), 50*time.Millisecond)
 	if got := readTimesOutAfter(t, c); got < 80*time.Millisecond || got > 400*time.Millisecond {
 		t.Errorf("read timed out after %v, want 100-150 ms after the last arming", got)
@@ -70,7 +70,7 @@ func TestExtendReadShortensAndRearmsAfterExactDeadlines(t *testing.T) {
 	c.SetReadDeadline(time.Unix(1, 0))
 	c.ExtendRead(time.Now().Add(time.Hour), time.Minute)
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a late byte: the Read waits, past the stale deadline
 		sc.Write([]byte("x"))
 	}()
 	if _, err := c.Read(make([]byte, 1)); err != nil {
@@ -80,7 +80,7 @@ func TestExtendReadShortensAndRearmsAfterExactDeadlines(t *testing.T) {
 	c.ExtendRead(time.Now().Add(20*time.Millisecond), 0)
 	c.ExtendRead(time.Time{}, 0)
 	go func() {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // a late byte: the Read waits, past the cleared 20 ms
 		sc.Write([]byte("y"))
 	}()
 	if _, err := c.Read(make([]byte, 1)); err != nil {

@@ -6,10 +6,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // pair returns a wrapped client connection and the server side of a loopback TCP connection.
@@ -95,7 +98,7 @@ func TestReadUnblocksOnClose(t *testing.T) {
 		_, err := c.Read(make([]byte, 10))
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	testutil.WaitFor(t, 5*time.Second, "the Read to park on the poller", func() bool { return parkedIn("netio.(*Conn).Read(") })
 	c.Close()
 	select {
 	case err := <-errc:
@@ -111,7 +114,8 @@ func TestResetIsAnOpErrorWithErrno(t *testing.T) {
 	c, sc := pair(t)
 	sc.SetLinger(0)
 	sc.Close() // RST
-	time.Sleep(20 * time.Millisecond)
+	// No wait for the RST to arrive: the Read waits for it (boundedly).
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err := c.Read(make([]byte, 10))
 	var oe *net.OpError
 	if !errors.As(err, &oe) || !errors.Is(err, syscall.ECONNRESET) {
@@ -130,7 +134,7 @@ func TestPeek(t *testing.T) {
 		t.Fatalf("Peek on a quiet socket = %d, %v; want 0, EAGAIN", n, e)
 	}
 	sc.Write([]byte("x"))
-	time.Sleep(20 * time.Millisecond)
+	waitPeek(t, fd, "the byte")
 	if n, e := Peek(fd); n != 1 || e != 0 {
 		t.Fatalf("Peek with a byte waiting = %d, %v; want 1, 0", n, e)
 	}
@@ -142,10 +146,28 @@ func TestPeek(t *testing.T) {
 		t.Fatalf("Read after Peek = %d, %v, %q", n, err, b[:n])
 	}
 	sc.CloseWrite()
-	time.Sleep(20 * time.Millisecond)
+	waitPeek(t, fd, "the FIN")
 	if n, e := Peek(fd); n != 0 || e != 0 {
 		t.Fatalf("Peek after FIN = %d, %v; want 0, 0", n, e)
 	}
+}
+
+// waitPeek waits until Peek on the quiet socket fd finds something (what) to report.
+func waitPeek(t *testing.T, fd uintptr, what string) {
+	t.Helper()
+	testutil.WaitFor(t, 5*time.Second, what, func() bool { _, e := Peek(fd); return e != syscall.EAGAIN })
+}
+
+// parkedIn reports whether a goroutine running fn is parked on the network poller.
+func parkedIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, " [IO wait") && strings.Contains(g, fn) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestWrapLeavesNonTCPAlone(t *testing.T) {
@@ -199,7 +221,7 @@ func TestPeekNowAndWaitReadable(t *testing.T) {
 		t.Fatalf("PeekNow on a quiet socket = %v, %v; want PeekNothing", r, err)
 	}
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // a late byte: WaitReadable has to wait for it
 		sc.Write([]byte("x"))
 	}()
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -73,7 +73,7 @@ func TestEjectionBackoff(t *testing.T) {
 			if d := u.Eject(tg, base, maxD, "again"); d != 0 {
 				t.Fatal("ejected an ejected target again")
 			}
-			time.Sleep(want - time.Nanosecond)
+			time.Sleep(want - time.Nanosecond) // fake clock (synctest): the time under test passes
 			if u.availableNow(tg, time.Now()) {
 				t.Fatal("available before the ejection ended")
 			}

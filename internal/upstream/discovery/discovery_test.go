@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"sluice/internal/testutil"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/discovery/dnstest"
 )
@@ -253,27 +254,16 @@ func TestWatcher(t *testing.T) {
 	done := make(chan struct{})
 	go func() { w.Run(ctx, eps, next); close(done) }()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "no change applied", func() bool { return srv.Queries("svc.test", dnsmessage.TypeA) >= 4 })
+	testutil.WaitFor(t, 5*time.Second, "no change applied", func() bool { return srv.Queries("svc.test", dnsmessage.TypeA) >= 4 })
 	if n, _ := last(); n != 0 {
 		t.Fatalf("unchanged answers applied %d times", n)
 	}
 	srv.SetA("svc.test", 1, "10.0.0.1", "10.0.0.2")
-	waitFor(t, "change applied", func() bool { _, l := last(); return len(l) == 2 })
+	testutil.WaitFor(t, 5*time.Second, "change applied", func() bool { _, l := last(); return len(l) == 2 })
 	srv.Remove("svc.test") // NXDOMAIN: keep the addresses
 	q := srv.Queries("svc.test", dnsmessage.TypeA)
-	waitFor(t, "retries", func() bool { return srv.Queries("svc.test", dnsmessage.TypeA) >= q+3 })
+	testutil.WaitFor(t, 5*time.Second, "retries", func() bool { return srv.Queries("svc.test", dnsmessage.TypeA) >= q+3 })
 	if n, l := last(); n != 1 || len(l) != 2 {
 		t.Fatalf("after NXDOMAIN: %d applies, last %v; want the 2 addresses kept", n, l)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

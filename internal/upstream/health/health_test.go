@@ -234,7 +234,7 @@ func TestActiveFollowsSet(t *testing.T) {
 			defer mu.Unlock()
 			return probed[addr]
 		}
-		time.Sleep(2500 * time.Millisecond)
+		time.Sleep(2500 * time.Millisecond) // fake clock (synctest): 2.5 probe intervals pass
 		synctest.Wait()
 		if count("a") == 0 || count("b") != 0 {
 			t.Fatalf("before the swap: a %d, b %d probes", count("a"), count("b"))
@@ -242,7 +242,7 @@ func TestActiveFollowsSet(t *testing.T) {
 		u.Swap([]*upstream.Target{b1}, nil)
 		synctest.Wait()
 		na := count("a")
-		time.Sleep(3 * time.Second)
+		time.Sleep(3 * time.Second) // fake clock: 3 more intervals
 		synctest.Wait()
 		if count("a") != na || count("b") == 0 {
 			t.Fatalf("after the swap: a %d more, b %d probes", count("a")-na, count("b"))
