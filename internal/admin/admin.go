@@ -32,6 +32,21 @@ type Source interface {
 	// Targets returns the targets of upstream id with their pool state, or false when the
 	// serving config has no such upstream.
 	Targets(id string) ([]Target, bool)
+	// Tunnels returns the open tunnels (WebSocket and other upgraded connections).
+	Tunnels() []Tunnel
+}
+
+// Tunnel is an open tunnel, for /admin/tunnels.
+type Tunnel struct {
+	Route     string    `json:"route"`
+	Protocol  string    `json:"protocol"`
+	Client    string    `json:"client"`
+	Target    string    `json:"target"`
+	Opened    time.Time `json:"opened"`
+	AgeMS     int64     `json:"age_ms"`
+	BytesUp   int64     `json:"bytes_up"`
+	BytesDown int64     `json:"bytes_down"`
+	RequestID string    `json:"request_id"`
 }
 
 // Status is the process and config state for /admin/status and /admin/config.

@@ -64,6 +64,13 @@ func routes(src Source, metrics http.Handler, adminAddr string) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"upstream": id, "targets": out})
 	})
+	mux.HandleFunc("GET /admin/tunnels", func(w http.ResponseWriter, _ *http.Request) {
+		ts := src.Tunnels()
+		if ts == nil {
+			ts = []Tunnel{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"tunnels": ts})
+	})
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no admin endpoint %s; see docs/admin-api.md", r.URL.Path))

@@ -78,6 +78,7 @@ func applyDefaults(c *Config) {
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
+		defaultTunnel(&r.Tunnel)
 		// Route timeouts left 0 inherit the upstream's: see Route.EffectiveTimeouts.
 		for j, h := range r.Match.Hosts {
 			r.Match.Hosts[j] = strings.ToLower(h)
@@ -168,6 +169,7 @@ func explicitZeros(c *Config, idx *nodeIndex) problems {
 	}
 	for i, r := range c.Routes {
 		checkTimeoutZeros(check, fmt.Sprintf("routes[%d].timeouts.", i), r.Timeouts, "omit the field to inherit the upstream's")
+		check(fmt.Sprintf("routes[%d].tunnel.idle_timeout", i), r.Tunnel.IdleTimeout == 0, noTimeout, DefaultTunnelIdleTimeout)
 	}
 	return p
 }

@@ -321,6 +321,8 @@ type Route struct {
 	Rewrite Rewrite `yaml:"rewrite"`
 	// Retry overrides fields of the upstream's retry policy for this route.
 	Retry Retry `yaml:"retry"`
+	// Tunnel is the route's policy for protocol upgrades (WebSocket). See docs/websocket.md.
+	Tunnel Tunnel `yaml:"tunnel"`
 }
 
 // Match is the request predicate of a route. All given conditions must hold.

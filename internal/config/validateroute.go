@@ -32,6 +32,7 @@ func (c *Config) validateRoutes(p *problems) {
 		validateMatch(p, b+".match", r.Match)
 		validateRewrite(p, b+".rewrite", r.Rewrite)
 		validateRetry(p, b+".retry", r.Retry)
+		validateTunnel(p, b, r.Tunnel)
 		sig := matchSignature(r)
 		if j, dup := matches[sig]; dup {
 			p.add(b+".match", "same priority and match as route %q (routes[%d]), so route %q could never be chosen",

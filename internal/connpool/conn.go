@@ -124,6 +124,10 @@ type countConn struct {
 	r, w atomic.Int64
 }
 
+// CloseWrite half-closes the connection when the one underneath can (a tunnel passing on
+// its peer's end of stream).
+func (c *countConn) CloseWrite() error { return netio.CloseWrite(c.Conn) }
+
 func (c *countConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.r.Add(int64(n))

@@ -198,4 +198,5 @@ const (
 	CloseConfigChange      CloseReason = "config_change"       // Pool.Close on reconfiguration
 	CloseReuseSuspended    CloseReason = "reuse_suspended"     // self-healing stopped reuse
 	CloseEvicted           CloseReason = "evicted"             // closed to make room for a fresh conn
+	CloseUpgraded          CloseReason = "upgraded"            // became a tunnel (101 Switching Protocols)
 )

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -60,6 +61,7 @@ func New(log *slog.Logger, access *accesslog.Logger) *Gateway {
 		proxy: proxy.New(log), listeners: map[string]*listener{},
 	}
 	g.obs = newObserver(g)
+	g.proxy.SetTunnelObserver(g.obs.m)
 	return g
 }
 
@@ -210,7 +212,29 @@ func (g *Gateway) retire(old *Generation, grace time.Duration) {
 	for old.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
+	closeChangedTunnels(old, g.cur.Load())
 	old.Close()
+}
+
+// closeChangedTunnels stops the tunnels of old's routes that next removed or changed (the
+// route or its upstream's config differs); tunnels of unchanged routes go on.
+func closeChangedTunnels(old, next *Generation) {
+	for i, rt := range old.Routes {
+		rc := old.Config.Routes[i]
+		kept := false
+		if next != nil && next != old {
+			for _, nrc := range next.Config.Routes {
+				if nrc.ID == rc.ID {
+					kept = reflect.DeepEqual(rc, nrc) &&
+						reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream))
+					break
+				}
+			}
+		}
+		if !kept {
+			rt.CloseTunnels()
+		}
+	}
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, and closes pools.
@@ -394,6 +418,10 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 		if len(st.PeerCertificates) > 0 {
 			ln.Str("client_cert_subject", st.PeerCertificates[0].Subject.String())
 		}
+	}
+	if tn := &rec.Tunnel; tn.Protocol != "" {
+		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
+			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
 	}
 	if rec.Reason != "" {
 		ln.Str("reason", string(rec.Reason))

@@ -235,4 +235,15 @@ func (v adminView) Targets(id string) ([]admin.Target, bool) {
 	return out, true
 }
 
+func (v adminView) Tunnels() []admin.Tunnel {
+	ts := v.g.proxy.Tunnels()
+	out := make([]admin.Tunnel, len(ts))
+	now := time.Now()
+	for i, t := range ts {
+		out[i] = admin.Tunnel{Route: t.Route, Protocol: t.Protocol, Client: t.Client, Target: t.Target, Opened: t.Opened,
+			AgeMS: now.Sub(t.Opened).Milliseconds(), BytesUp: t.BytesUp, BytesDown: t.BytesDown, RequestID: t.RequestID}
+	}
+	return out
+}
+
 var _ admin.Source = adminView{}

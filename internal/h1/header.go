@@ -26,6 +26,17 @@ func (h *Header) Get(name string) ([]byte, bool) {
 	return nil, false
 }
 
+// HasToken reports whether a field named name lists token in its comma-separated value
+// (case-insensitive), as "Connection: keep-alive, Upgrade" lists "upgrade".
+func (h *Header) HasToken(name, token string) bool {
+	for i := range h.Fields {
+		if equalFold(h.Fields[i].Name, name) && hasToken(h.Fields[i].Value, token) {
+			return true
+		}
+	}
+	return false
+}
+
 // Has reports whether a field named name is present.
 func (h *Header) Has(name string) bool {
 	_, ok := h.Get(name)

@@ -37,6 +37,9 @@ const (
 	nameTLSErrors        = "sluice_tls_handshake_errors_total"
 	nameCertReloads      = "sluice_tls_certificate_reloads_total"
 	nameCertExpiry       = "sluice_tls_certificate_expiry_timestamp_seconds"
+	nameTunnelsOpen      = "sluice_tunnels_open"
+	nameTunnelsClosed    = "sluice_tunnels_closed_total"
+	nameTunnelBytes      = "sluice_tunnel_bytes_total"
 
 	namePoolConns         = "sluice_upstream_connections"
 	namePoolOpened        = "sluice_upstream_connections_opened_total"
@@ -80,6 +83,9 @@ type Metrics struct {
 	tlsErrors        *prometheus.CounterVec
 	certReloads      *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
+	tunnelsOpen      *prometheus.GaugeVec
+	tunnelsClosed    *prometheus.CounterVec
+	tunnelBytes      *prometheus.CounterVec
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -149,7 +155,16 @@ func New(pools PoolSource) *Metrics {
 	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: nameCertExpiry,
 		Help: "When each served certificate expires (Unix time), by certificate file."},
 		[]string{"cert_file"})
-	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry)
+	m.tunnelsOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: nameTunnelsOpen,
+		Help: "Tunnels (upgraded connections such as WebSocket) open now, by route and protocol."},
+		[]string{"route", "protocol"})
+	m.tunnelsClosed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTunnelsClosed,
+		Help: "Tunnels closed, by route, protocol and reason (client_closed, upstream_closed, idle_timeout, max_lifetime, shutdown, route_changed, error)."},
+		[]string{"route", "protocol", "reason"})
+	m.tunnelBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTunnelBytes,
+		Help: "Bytes carried by closed tunnels, by route and direction (up: client to upstream; down: upstream to client)."},
+		[]string{"route", "direction"})
+	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -198,6 +213,19 @@ func (m *Metrics) CertReloaded(_ string, err error) {
 // CertExpiry records when a served certificate expires (certs.Observer).
 func (m *Metrics) CertExpiry(certFile string, notAfter time.Time) {
 	m.certExpiry.WithLabelValues(certFile).Set(float64(notAfter.Unix()))
+}
+
+// TunnelOpened counts a tunnel that opened (proxy.TunnelObserver).
+func (m *Metrics) TunnelOpened(route, protocol string) {
+	m.tunnelsOpen.WithLabelValues(route, protocol).Inc()
+}
+
+// TunnelClosed counts a tunnel that closed and its bytes (proxy.TunnelObserver).
+func (m *Metrics) TunnelClosed(route, protocol, why string, up, down int64) {
+	m.tunnelsOpen.WithLabelValues(route, protocol).Dec()
+	m.tunnelsClosed.WithLabelValues(route, protocol, why).Inc()
+	m.tunnelBytes.WithLabelValues(route, "up").Add(float64(up))
+	m.tunnelBytes.WithLabelValues(route, "down").Add(float64(down))
 }
 
 // Registry returns the registry all Sluice metrics are on.

@@ -210,6 +210,18 @@ func arm(t time.Time, late time.Duration) time.Time {
 	return t.Add(late)
 }
 
+// CloseWrite half-closes c (a FIN after what was written) when c, or the connection it
+// wraps, can; otherwise it does nothing.
+func CloseWrite(c net.Conn) error {
+	switch cc := c.(type) {
+	case interface{ CloseWrite() error }:
+		return cc.CloseWrite()
+	case *Conn:
+		return CloseWrite(cc.Conn)
+	}
+	return nil
+}
+
 // Extender is a connection whose deadlines can be extended lazily (a Conn, or a wrapper of one).
 type Extender interface {
 	ExtendRead(t time.Time, late time.Duration) error

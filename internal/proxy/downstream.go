@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"io"
+	"net"
 
 	"sluice/internal/h1"
 	"sluice/internal/netio"
@@ -96,6 +98,16 @@ type ResponseSplicer interface {
 	// SpliceFrom moves the next n body bytes from src; ok is false, and nothing was moved,
 	// when it could not start. armRead runs before each wait on src.
 	SpliceFrom(src *netio.Conn, n int64, armRead func()) (s netio.Spliced, ok bool)
+}
+
+// Tunneler is an optional Downstream capability: after a 101 Switching Protocols head, the
+// client connection carries another protocol (WebSocket) and is handed over whole.
+type Tunneler interface {
+	// Tunnel sends the response head written so far and returns the client connection and
+	// a reader of what the client sent past the request (bytes already buffered first).
+	// The downstream closes the connection once the handler returns and serves nothing
+	// more on it.
+	Tunnel() (conn net.Conn, r io.Reader, err error)
 }
 
 // CancelNotifier is an optional Downstream capability: f runs once when the Context is

@@ -37,6 +37,8 @@ type Proxy struct {
 	log           *slog.Logger
 	exposeDetails atomic.Bool
 	budgets       sync.Map // upstream ID -> *budget; kept across reloads
+	open          sync.Map // *tunnel -> struct{}: the open tunnels
+	tunnelObs     TunnelObserver
 }
 
 // New returns a Proxy.
@@ -69,6 +71,8 @@ type Record struct {
 	// Retries counts attempts after the first (stale-connection re-sends included).
 	Retries         int
 	BudgetExhausted bool
+	// Tunnel is set when the request became a tunnel (101 Switching Protocols).
+	Tunnel TunnelRecord
 }
 
 func (r *Record) add(a Attempt) *Attempt {
@@ -350,7 +354,10 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 		// Interim 1xx responses (100 Continue, 103 Early Hints) are not relayed.
 	}
 	if resp.Status == 101 {
-		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("protocol upgrade is not supported"))}, failed(connpool.CloseProtocolError)
+		if fwd.upgrade == nil {
+			return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("101 Switching Protocols to a request that did not ask to upgrade"))}, failed(connpool.CloseProtocolError)
+		}
+		return p.runTunnel(cl, t, c, resp)
 	}
 	if r.retryStatus(resp.Status) {
 		return p.discardResponse(c, t, resp, isHEAD)

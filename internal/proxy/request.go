@@ -30,6 +30,11 @@ type forward struct {
 	// taken: an attempt began reading the body past pre, so only pre could be sent again.
 	taken bool
 
+	// upgrade is the request's Upgrade value when it asks for a protocol its route forwards
+	// (WebSocket) and has no body; nil otherwise (the Upgrade field is then dropped as
+	// hop-by-hop and the request goes as a plain one).
+	upgrade []byte
+
 	// bodySplicer is ds when it can splice the request body, else nil.
 	bodySplicer BodySplicer
 
@@ -100,6 +105,9 @@ func (f *forward) init(ds Downstream, rt *Route) {
 	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body}
 	f.bodySplicer, _ = ds.(BodySplicer)
 	h := &f.req.Header
+	if v, ok := h.Get("Upgrade"); ok && h.HasToken("Connection", "upgrade") && !f.hasBody() && rt.tunnel.allows(upgradeProtocol(v)) {
+		f.upgrade = v
+	}
 	if te, ok := h.Get("TE"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
 		f.teTrail = true
 	}
@@ -196,7 +204,12 @@ fields:
 	if f.teTrail {
 		w.WriteString("TE: trailers\r\n")
 	}
-	if !t.Pool.KeepAlive() {
+	switch {
+	case f.upgrade != nil:
+		w.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		w.Write(f.upgrade)
+		w.WriteString("\r\n")
+	case !t.Pool.KeepAlive():
 		w.WriteString("Connection: close\r\n")
 	}
 	_, err := w.WriteString("\r\n")

@@ -78,7 +78,8 @@ type retrier struct {
 func (r *retrier) init(p *Proxy, ds Downstream, rt *Route, fwd *forward, rec *Record, start time.Time) {
 	pol := &rt.retry
 	*r = retrier{p: p, ds: ds, rt: rt, fwd: fwd, rec: rec, pol: pol, tries: 1}
-	r.safe = requestSafe(fwd.req, pol)
+	// An upgrade opens a session on the backend: once written, it is never sent again.
+	r.safe = requestSafe(fwd.req, pol) && fwd.upgrade == nil
 	if pol.deadline > 0 {
 		r.end = start.Add(pol.deadline)
 	}

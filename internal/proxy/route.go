@@ -30,6 +30,8 @@ type Route struct {
 
 	connectOverride bool // the route sets its own connect timeout
 	retry           retryPolicy
+	tunnel          tunnelPolicy
+	tunnels         routeTunnels
 
 	stripPrefix string
 	addPrefix   string
@@ -58,6 +60,7 @@ func NewRoute(r config.Route, uc config.Upstream, u *upstream.Upstream) (*Route,
 		skip: slices.Clone(skipHeader),
 	}
 	rt.retry = newRetryPolicy(r.EffectiveRetry(uc))
+	rt.tunnel = newTunnelPolicy(r.Tunnel)
 	rt.connectOverride = r.Timeouts.Connect > 0 && r.Timeouts.Connect != uc.Timeouts.Connect
 	if rt.hostMode == "" {
 		rt.hostMode = HostClient

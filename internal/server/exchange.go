@@ -51,6 +51,7 @@ type Exchange struct {
 	splicedOut int64 // response body bytes moved with splice(2)
 	closeAfter bool
 	aborted    bool
+	tunneled   bool // the connection was handed over (Tunnel)
 	chunkW     h1.ChunkedWriter
 	scratch    []byte
 }
@@ -59,7 +60,7 @@ func (ex *Exchange) reset() {
 	ex.Req.Reset()
 	ex.bodyRead, ex.bodyErr, ex.sent100, ex.reqID = 0, nil, false, nil
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
-	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted = 0, 0, false, false
+	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted, ex.tunneled = 0, 0, false, false, false
 	ex.splicedIn, ex.splicedOut = 0, 0
 }
 
@@ -310,9 +311,13 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 			ex.closeAfter = true
 		}
 	}
-	if ex.closeAfter {
+	switch {
+	case status == 101:
+		// Switching Protocols: the handler's fields say Connection: Upgrade; the connection
+		// then belongs to the new protocol (Tunnel).
+	case ex.closeAfter:
 		b = append(b, "Connection: close\r\n"...)
-	} else if ex.Req.Minor == 0 {
+	case ex.Req.Minor == 0:
 		b = append(b, "Connection: keep-alive\r\n"...)
 	}
 	b = append(b, "\r\n"...)
@@ -374,6 +379,20 @@ func (ex *Exchange) SpliceFrom(src *netio.Conn, n int64, armRead func()) (s neti
 	return s, true
 }
 
+// Tunnel implements the proxy's Tunneler: after a 101 head, it flushes the head and hands
+// over the connection, with a reader that returns what the client already sent first. The
+// connection closes when the handler returns.
+func (ex *Exchange) Tunnel() (net.Conn, io.Reader, error) {
+	if ex.status != 101 {
+		return nil, nil, errors.New("tunnel without a 101 response")
+	}
+	ex.tunneled, ex.closeAfter = true, true
+	if err := ex.Flush(); err != nil {
+		return nil, nil, err
+	}
+	return ex.c.rw, ex.c.br, nil
+}
+
 // Flush sends buffered response bytes to the client now.
 func (ex *Exchange) Flush() error {
 	if ex.c.bw.Buffered() > 0 {
@@ -400,6 +419,9 @@ func (ex *Exchange) Finish(trailer *h1.Header) error {
 // carry another request.
 func (ex *Exchange) finish() bool {
 	c := ex.c
+	if ex.tunneled {
+		return false // the tunnel's end closed it; nothing more is written
+	}
 	if !ex.wroteHead {
 		ex.WriteError(reason.New(502, reason.InternalError, "", errors.New("handler wrote no response")), "")
 	}

@@ -1,0 +1,432 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/connpool"
+	"sluice/internal/h1"
+	"sluice/internal/netio"
+	"sluice/internal/reason"
+	"sluice/internal/upstream"
+)
+
+// A tunnel is what a request becomes when it asked to upgrade its protocol (WebSocket) and
+// the backend answered 101 Switching Protocols: the client's connection and the upstream
+// connection carry bytes both ways until one side closes, the tunnel idles past its route's
+// idle_timeout, reaches max_lifetime, or is stopped (shutdown grace over, its route removed
+// or changed by a reload). Two goroutines copy, one per direction (this request's and one
+// more). The upstream connection never returns to the pool.
+//
+// A stop ends a WebSocket tunnel cleanly where it can: each direction's copier tracks frame
+// boundaries (RFC 6455 §5.2), and when a direction is between frames the stop writes a Close
+// frame with status 1001 (going away) into it, so that both ends see a close, not a reset,
+// and clients reconnect. A direction stopped in the middle of a frame is just closed.
+
+// Tunnel close reasons, in the access log and metrics.
+const (
+	TunnelClientClosed   = "client_closed"
+	TunnelUpstreamClosed = "upstream_closed"
+	TunnelIdle           = "idle_timeout"
+	TunnelMaxLifetime    = "max_lifetime"
+	TunnelShutdown       = "shutdown"
+	TunnelRouteChanged   = "route_changed"
+	TunnelError          = "error"
+)
+
+// tunnelPolicy is a route's compiled config.Tunnel.
+type tunnelPolicy struct {
+	protocols []string // lower case
+	idle      time.Duration
+	maxLife   time.Duration
+}
+
+func newTunnelPolicy(t config.Tunnel) tunnelPolicy {
+	return tunnelPolicy{protocols: t.Protocols, idle: t.IdleTimeout.D(), maxLife: t.MaxLifetime.D()}
+}
+
+// allows reports whether the route forwards an upgrade to proto.
+func (tp *tunnelPolicy) allows(proto []byte) bool {
+	for _, p := range tp.protocols {
+		if asciiEqualFold(proto, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// upgradeProtocol returns the protocol name of an Upgrade field value ("websocket" of
+// "websocket" or "WebSocket/13, other"): its first element without a version.
+func upgradeProtocol(v []byte) []byte {
+	for i, c := range v {
+		if c == ',' || c == '/' || c == ' ' || c == '\t' {
+			return v[:i]
+		}
+	}
+	return v
+}
+
+// TunnelInfo describes an open tunnel, for the admin API.
+type TunnelInfo struct {
+	Route     string    `json:"route"`
+	Protocol  string    `json:"protocol"`
+	Client    string    `json:"client"`
+	Target    string    `json:"target"`
+	Opened    time.Time `json:"opened"`
+	BytesUp   int64     `json:"bytes_up"`   // client to upstream
+	BytesDown int64     `json:"bytes_down"` // upstream to client
+	RequestID string    `json:"request_id"`
+}
+
+// TunnelObserver is told when tunnels open and close (metrics implement it).
+type TunnelObserver interface {
+	TunnelOpened(route, protocol string)
+	TunnelClosed(route, protocol, why string, bytesUp, bytesDown int64)
+}
+
+// SetTunnelObserver sets who is told of tunnels (nil: nobody). Call it before serving.
+func (p *Proxy) SetTunnelObserver(o TunnelObserver) { p.tunnelObs = o }
+
+// Tunnels lists the open tunnels.
+func (p *Proxy) Tunnels() []TunnelInfo {
+	var out []TunnelInfo
+	p.open.Range(func(k, _ any) bool {
+		tu := k.(*tunnel)
+		out = append(out, TunnelInfo{Route: tu.rt.ID, Protocol: tu.proto, Client: tu.client.RemoteAddr().String(),
+			Target: tu.target, Opened: tu.opened, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), RequestID: tu.reqID})
+		return true
+	})
+	return out
+}
+
+// routeTunnels lets the gateway stop a route's tunnels when a reload removes or changes it.
+type routeTunnels struct {
+	mu      sync.Mutex
+	open    map[*tunnel]struct{}
+	stopped bool
+}
+
+// CloseTunnels stops the route's open tunnels (WebSocket ones with a 1001 Close frame) and
+// any opened later. The gateway calls it when a reload removed or changed the route and the
+// shutdown grace has passed.
+func (rt *Route) CloseTunnels() {
+	rt.tunnels.mu.Lock()
+	rt.tunnels.stopped = true
+	open := make([]*tunnel, 0, len(rt.tunnels.open))
+	for tu := range rt.tunnels.open {
+		open = append(open, tu)
+	}
+	rt.tunnels.mu.Unlock()
+	for _, tu := range open {
+		tu.stop(TunnelRouteChanged)
+	}
+}
+
+func (rt *Route) addTunnel(tu *tunnel) bool {
+	rt.tunnels.mu.Lock()
+	defer rt.tunnels.mu.Unlock()
+	if rt.tunnels.stopped {
+		return false
+	}
+	if rt.tunnels.open == nil {
+		rt.tunnels.open = map[*tunnel]struct{}{}
+	}
+	rt.tunnels.open[tu] = struct{}{}
+	return true
+}
+
+func (rt *Route) removeTunnel(tu *tunnel) {
+	rt.tunnels.mu.Lock()
+	delete(rt.tunnels.open, tu)
+	rt.tunnels.mu.Unlock()
+}
+
+// tunnel is one open tunnel.
+type tunnel struct {
+	rt     *Route
+	proto  string
+	target string
+	reqID  string
+	opened time.Time
+	client net.Conn
+	ws     bool
+
+	up, down direction // client to upstream, upstream to client
+
+	lastActive atomic.Int64 // unix nanoseconds of the last byte either way
+	why        atomic.Pointer[string]
+	closeOnce  sync.Once
+}
+
+// direction copies one way. mu serialises writes to dst between the copier and a stop's
+// Close frame.
+type direction struct {
+	src    io.Reader
+	srcNC  net.Conn // src's connection, for read deadlines
+	dst    net.Conn
+	mask   bool // frames written into this direction are masked (client to server)
+	n      atomic.Int64
+	mu     sync.Mutex
+	frames wsFrames
+	ended  bool // guarded by mu: no more writes
+}
+
+// runTunnel relays the 101 response and then runs the tunnel until it ends. It returns the
+// result of the request and the outcome of the upstream connection (never reused).
+func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *h1.Response) (result, connpool.Outcome) {
+	fwd, ds, rt := &cl.fwd, cl.fwd.ds, cl.fwd.rt
+	out := failed(connpool.CloseUpgraded)
+	tn, ok := ds.(Tunneler)
+	if !ok {
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("the client connection cannot carry a protocol upgrade"))}, out
+	}
+	upv, _ := resp.Header.Get("Upgrade")
+	upgrade := string(upv)
+	resp.Header.RemoveHopByHop()
+	resp.Header.Del("Content-Length")
+	resp.Header.Add("Connection", "Upgrade")
+	if upgrade == "" {
+		upgrade = string(fwd.upgrade)
+	}
+	resp.Header.Add("Upgrade", upgrade)
+	if err := ds.WriteHead(101, resp.Reason, &resp.Header, h1.LengthNone); err != nil {
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out
+	}
+	client, buffered, err := tn.Tunnel()
+	if err != nil {
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out
+	}
+	proto := strings.ToLower(string(upgradeProtocol(fwd.upgrade)))
+	tu := &tunnel{rt: rt, proto: proto, target: t.Addr, reqID: string(ds.RequestIDBytes()), opened: time.Now(),
+		client: client, ws: proto == "websocket"}
+	up := c.NetConn()
+	tu.up = direction{src: buffered, srcNC: client, dst: up, mask: true}
+	tu.down = direction{src: c.R, srcNC: up, dst: client}
+	tu.lastActive.Store(tu.opened.UnixNano())
+	if !rt.addTunnel(tu) {
+		tu.stop(TunnelRouteChanged)
+	}
+	defer rt.removeTunnel(tu)
+	p.open.Store(tu, struct{}{})
+	defer p.open.Delete(tu)
+	if p.tunnelObs != nil {
+		p.tunnelObs.TunnelOpened(rt.ID, proto)
+	}
+
+	// The request's cancellation (forced shutdown) stops the tunnel cleanly instead of
+	// closing the upstream under it.
+	cl.inUse.Store(nil)
+	defer cl.inUse.Store(c)
+	var stopCancel func() bool
+	if n, ok := ds.(CancelNotifier); ok {
+		n.OnCancel(func() { tu.stop(TunnelShutdown) })
+		defer n.OnCancel(cl.interrupt)
+	} else {
+		stopCancel = context.AfterFunc(ds.Context(), func() { tu.stop(TunnelShutdown) })
+		defer stopCancel()
+	}
+	if d := rt.tunnel.maxLife; d > 0 {
+		timer := time.AfterFunc(d, func() { tu.stop(TunnelMaxLifetime) })
+		defer timer.Stop()
+	}
+
+	done := make(chan string, 1)
+	go func() { done <- tu.copy(&tu.up, TunnelClientClosed) }()
+	first := tu.copy(&tu.down, TunnelUpstreamClosed)
+	second := <-done
+	tu.closeAll()
+	why := first
+	if w := tu.why.Load(); w != nil {
+		why = *w
+	} else if first == "" {
+		why = second
+	}
+	rec := cl.r.rec
+	rec.Tunnel = TunnelRecord{Protocol: proto, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), Closed: why, Duration: time.Since(tu.opened)}
+	if p.tunnelObs != nil {
+		p.tunnelObs.TunnelClosed(rt.ID, proto, why, rec.Tunnel.BytesUp, rec.Tunnel.BytesDown)
+	}
+	return result{}, out
+}
+
+// copy moves bytes from d.src to d.dst until the source ends or fails, and reports why it
+// ended ("" when the other direction or a stop ended it). onEOF is the reason when the
+// source closed cleanly. A clean end half-closes the destination, so the other side sees the
+// close and the other direction can finish.
+func (tu *tunnel) copy(d *direction, onEOF string) string {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	idle := tu.rt.tunnel.idle
+	for {
+		if tu.why.Load() != nil {
+			return ""
+		}
+		if idle > 0 {
+			last := time.Unix(0, tu.lastActive.Load())
+			d.srcNC.SetReadDeadline(last.Add(idle))
+		}
+		if tu.why.Load() != nil { // a stop that came before the deadline was armed
+			return ""
+		}
+		n, err := d.src.Read(buf)
+		if n > 0 {
+			tu.lastActive.Store(time.Now().UnixNano())
+			d.mu.Lock()
+			if d.ended {
+				d.mu.Unlock()
+				return ""
+			}
+			if tu.ws {
+				d.frames.feed(buf[:n])
+			}
+			d.dst.SetWriteDeadline(time.Now().Add(max(idle, time.Minute)))
+			_, werr := d.dst.Write(buf[:n])
+			d.mu.Unlock()
+			d.n.Add(int64(n))
+			if werr != nil {
+				tu.stop(TunnelError)
+				return TunnelError
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			netio.CloseWrite(d.dst)
+			return onEOF
+		case isTimeout(err) && tu.why.Load() == nil:
+			if time.Since(time.Unix(0, tu.lastActive.Load())) >= idle {
+				tu.stop(TunnelIdle)
+				return TunnelIdle
+			}
+		default:
+			if tu.why.Load() == nil {
+				tu.stop(onEOF) // reset or closed under us
+				return onEOF
+			}
+			return ""
+		}
+	}
+}
+
+// stop ends the tunnel with why (the first stop wins): WebSocket directions between frames
+// get a Close frame (1001), then both connections close, which wakes the copiers.
+func (tu *tunnel) stop(why string) {
+	if !tu.why.CompareAndSwap(nil, &why) {
+		return
+	}
+	if tu.ws && (why == TunnelShutdown || why == TunnelRouteChanged || why == TunnelMaxLifetime || why == TunnelIdle) {
+		tu.up.closeFrame()
+		tu.down.closeFrame()
+	}
+	tu.closeAll()
+}
+
+// closeFrame writes a WebSocket Close frame with status 1001 (going away) into d when d is
+// between frames, and ends d's writes.
+func (d *direction) closeFrame() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ended {
+		return
+	}
+	d.ended = true
+	if !d.frames.atBoundary() {
+		return
+	}
+	frame := []byte{0x88, 0x02, 0x03, 0xe9} // FIN + Close, 2 bytes: 1001
+	if d.mask {
+		// Frames from a client are masked (RFC 6455 §5.3); a zero key leaves the payload as is.
+		frame = []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9}
+	}
+	d.dst.SetWriteDeadline(time.Now().Add(time.Second))
+	d.dst.Write(frame)
+}
+
+func (tu *tunnel) closeAll() {
+	tu.closeOnce.Do(func() {
+		tu.client.Close()
+		tu.up.dst.Close()
+	})
+}
+
+// TunnelRecord is what the access log says about a tunnel.
+type TunnelRecord struct {
+	Protocol  string
+	BytesUp   int64 // client to upstream
+	BytesDown int64 // upstream to client
+	Closed    string
+	Duration  time.Duration
+}
+
+// wsFrames follows the frame boundaries of a WebSocket byte stream (RFC 6455 §5.2) without
+// keeping the payload: it needs only the header of each frame.
+type wsFrames struct {
+	hdr  [14]byte
+	have int    // header bytes collected
+	left uint64 // payload bytes left of the current frame
+}
+
+// feed advances over p.
+func (f *wsFrames) feed(p []byte) {
+	for len(p) > 0 {
+		if f.left > 0 {
+			k := uint64(len(p))
+			if k > f.left {
+				k = f.left
+			}
+			f.left -= k
+			p = p[k:]
+			continue
+		}
+		f.hdr[f.have] = p[0]
+		f.have++
+		p = p[1:]
+		if need := f.headerLen(); need > 0 && f.have == need {
+			f.left = f.payloadLen()
+			f.have = 0
+		}
+	}
+}
+
+// headerLen is the header's length once enough of it is known, else 0.
+func (f *wsFrames) headerLen() int {
+	if f.have < 2 {
+		return 0
+	}
+	n := 2
+	switch f.hdr[1] & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if f.hdr[1]&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+func (f *wsFrames) payloadLen() uint64 {
+	switch l := f.hdr[1] & 0x7f; l {
+	case 126:
+		return uint64(f.hdr[2])<<8 | uint64(f.hdr[3])
+	case 127:
+		var v uint64
+		for _, b := range f.hdr[2:10] {
+			v = v<<8 | uint64(b)
+		}
+		return v
+	default:
+		return uint64(l)
+	}
+}
+
+func (f *wsFrames) atBoundary() bool { return f.have == 0 && f.left == 0 }
