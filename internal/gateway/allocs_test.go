@@ -23,16 +23,7 @@ func TestProxyPathAllocatesNothing(t *testing.T) {
 	addr := benchGateway(t, benchConfig(be, 20), true)
 	c := dialClient(t, addr, "/svc19/items")
 	defer c.conn.Close()
-	for range 200 { // warm the pools (connections, buffers, per-request state)
-		if err := c.roundTrip(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	allocs := testing.AllocsPerRun(2000, func() {
-		if err := c.roundTrip(); err != nil {
-			t.Fatal(err)
-		}
-	})
+	allocs := roundTripAllocs(t, c)
 	// A per-request allocation would show as >= 1; background goroutines (the pool's
 	// sweeper, the access log's flusher) may add a stray one over the 2,000 runs.
 	if allocs >= 0.5 {
@@ -41,8 +32,79 @@ func TestProxyPathAllocatesNothing(t *testing.T) {
 	t.Logf("%.3f allocations per proxied request", allocs)
 }
 
-// rawBackend answers every GET on a keep-alive connection with a fixed 300-byte response,
-// allocating nothing per request.
+// TestProxyPathWithBodyAllocatesNothing pins the same figure for requests with bodies: a
+// Content-Length body that fits the retry buffer (1 KiB), one above it (100 KiB: what has
+// arrived of its first 64 KiB is read ahead, the rest spliced), and a chunked body, each
+// proxied to a keep-alive backend.
+//
+// They are not allocation-free yet. A case with a known count fails when it allocates more
+// and is skipped (with the count) while it allocates that much; drop the count once the
+// allocations named are gone.
+func TestProxyPathWithBodyAllocatesNothing(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	addr := benchGateway(t, benchConfig(rawBackend(t), 20), true)
+	head := "POST /svc19/items HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n"
+	chunk := strings.Repeat("c", 512)
+	// Where the allocations were on 2026-12-06 (go test -memprofile -memprofilerate=1, then
+	// go tool pprof -sample_index=alloc_objects -list; go build -gcflags=-m says why):
+	const (
+		chunkedWriter = "proxy.(*Proxy).sendBody: var cw h1.ChunkedWriter escapes through the io.Writer w, for every body"
+		lengthDigits  = "proxy.(*forward).writeHead: var b [20]byte for the Content-Length digits escapes through bufio.Writer.Write"
+		spliceState   = "netio.splice: the closures fill and drain and the variables they capture (moved, in, errno) escape"
+	)
+	cases := []struct {
+		name  string
+		req   string
+		known float64 // allocations per request today (0: none)
+		where []string
+	}{
+		{name: "content-length 1 KiB", req: head + "Content-Length: 1024\r\n\r\n" + strings.Repeat("b", 1<<10),
+			known: 2, where: []string{chunkedWriter, lengthDigits}},
+		{name: "content-length 100 KiB", req: head + "Content-Length: 102400\r\n\r\n" + strings.Repeat("b", 100<<10),
+			known: 6, where: []string{chunkedWriter, lengthDigits, spliceState}},
+		{name: "chunked 2 x 512 B", req: head + "Transfer-Encoding: chunked\r\n\r\n200\r\n" + chunk + "\r\n200\r\n" + chunk + "\r\n0\r\n\r\n",
+			known: 1, where: []string{chunkedWriter}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialClient(t, addr, "/")
+			defer c.conn.Close()
+			c.req = []byte(tc.req)
+			allocs := roundTripAllocs(t, c)
+			switch {
+			case allocs < 0.5:
+				if tc.known > 0 {
+					t.Logf("allocation-free now: drop the known count of %.0f", tc.known)
+				}
+			case allocs >= tc.known+0.5:
+				t.Errorf("%.2f heap allocations per proxied request, want 0 (%.0f known: %s)", allocs, tc.known, strings.Join(tc.where, "; "))
+			default:
+				t.Skipf("%.2f heap allocations per proxied request, as known: %s", allocs, strings.Join(tc.where, "; "))
+			}
+		})
+	}
+}
+
+// roundTripAllocs warms the gateway's pools with c's request and returns the heap
+// allocations per round trip over 2,000 more.
+func roundTripAllocs(t *testing.T, c *rawClient) float64 {
+	t.Helper()
+	for range 200 { // warm the pools (connections, buffers, per-request state)
+		if err := c.roundTrip(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return testing.AllocsPerRun(2000, func() {
+		if err := c.roundTrip(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// rawBackend answers every request on a keep-alive connection with a fixed 300-byte response
+// after reading its body (Content-Length or chunked), allocating nothing per request.
 func rawBackend(t *testing.T) string {
 	t.Helper()
 	body := strings.Repeat("x", 300)
@@ -51,19 +113,85 @@ func rawBackend(t *testing.T) string {
 	return serveConns(t, func(c net.Conn) {
 		br := bufio.NewReaderSize(c, 8<<10)
 		for {
-			// Requests from the gateway here have no body: a head ends at an empty line.
-			for {
-				line, err := br.ReadSlice('\n')
-				if err != nil {
-					return
-				}
-				if len(bytes.TrimRight(line, "\r\n")) == 0 {
-					break
-				}
+			size, chunked, err := readRawHead(br)
+			if err == nil {
+				err = discardRawBody(br, size, chunked)
+			}
+			if err != nil {
+				return
 			}
 			if _, err := c.Write(resp); err != nil {
 				return
 			}
 		}
 	})
+}
+
+var (
+	contentLengthField = []byte("content-length:")
+	chunkedField       = []byte("transfer-encoding: chunked")
+)
+
+// readRawHead reads a request head and returns its body framing.
+func readRawHead(br *bufio.Reader) (size int64, chunked bool, err error) {
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, false, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			return size, chunked, nil
+		case len(line) > len(contentLengthField) && bytes.EqualFold(line[:len(contentLengthField)], contentLengthField):
+			for _, ch := range bytes.TrimSpace(line[len(contentLengthField):]) {
+				size = size*10 + int64(ch-'0')
+			}
+		case bytes.EqualFold(line, chunkedField):
+			chunked = true
+		}
+	}
+}
+
+// discardRawBody reads and drops a body of size bytes, or a chunked one (trailers included).
+func discardRawBody(br *bufio.Reader, size int64, chunked bool) error {
+	if !chunked {
+		_, err := br.Discard(int(size))
+		return err
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, ch := range bytes.TrimRight(line, "\r\n") {
+			if ch == ';' {
+				break
+			}
+			n = n*16 + int(unhex(ch))
+		}
+		if n == 0 {
+			break
+		}
+		if _, err := br.Discard(n + 2); err != nil { // the data and its CRLF
+			return err
+		}
+	}
+	for { // trailer fields, up to the empty line
+		line, err := br.ReadSlice('\n')
+		if err != nil || len(line) <= 2 {
+			return err
+		}
+	}
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }

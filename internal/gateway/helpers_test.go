@@ -196,6 +196,34 @@ routes:
 `, map[string]string{"backend": backend}
 }
 
+// sendWithID sends a request with X-Request-Id id (and Idempotency-Key id when key) and body
+// (nil for none), reads and closes the response body, and returns the response; on a transport
+// error it reports it and returns an empty response (it may run on another goroutine).
+func sendWithID(t *testing.T, c *http.Client, method, url string, body io.Reader, id string, key bool) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	req.Header.Set("X-Request-Id", id)
+	if key {
+		req.Header.Set("Idempotency-Key", id)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return &http.Response{}
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// wantAnswer reports when resp is not status with the X-Sluice-Error reason ("": none).
+func wantAnswer(t *testing.T, resp *http.Response, status int, reason string) {
+	t.Helper()
+	if resp.StatusCode != status || resp.Header.Get("X-Sluice-Error") != reason {
+		t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Sluice-Error"), status, reason)
+	}
+}
+
 func mustStatus(t *testing.T, resp *http.Response, want int) {
 	t.Helper()
 	if resp.StatusCode != want {

@@ -152,20 +152,8 @@ routes:
 			if tc.method != "GET" && tc.method != "DELETE" {
 				body = strings.NewReader("payload")
 			}
-			req, _ := http.NewRequest(tc.method, tg.url(tc.path), body)
-			req.Header.Set("X-Request-Id", id)
-			if tc.key {
-				req.Header.Set("Idempotency-Key", id)
-			}
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.status || resp.Header.Get("X-Sluice-Error") != tc.reason {
-				t.Errorf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get("X-Sluice-Error"), tc.status, tc.reason)
-			}
+			resp := sendWithID(t, c, tc.method, tg.url(tc.path), body, id, tc.key)
+			wantAnswer(t, resp, tc.status, tc.reason)
 			if n := fb.times(id); n != tc.processed {
 				t.Errorf("backend processed the request %d times, want %d", n, tc.processed)
 			}

@@ -1,10 +1,11 @@
 // Package testutil provides loopback HTTP/1.1 backends with exact, adversarial idle
 // behaviour for tests of the upstream path: backends that close idle connections (with or
 // without advertising Keep-Alive), that race the idle timer against incoming requests, that
-// restart with RSTs, and a plain echo backend. They run on raw net.Listeners on 127.0.0.1:0
-// so their timing is exactly what the test asks for, and they count accepted connections
-// and processed request ids (the X-Request-Id header) so tests can prove that no request
-// was executed twice.
+// restart with RSTs, and a plain echo backend; and a backend that fails chosen requests
+// (reset after part of the body, held answers, connections reset at a given moment). They
+// run on raw net.Listeners on 127.0.0.1:0 so their timing is exactly what the test asks for,
+// and they count accepted connections and processed request ids (the X-Request-Id header) so
+// tests can prove that no request was executed twice.
 package testutil
 
 import (
