@@ -158,7 +158,7 @@ func TestNoRetryOfABodyThatCannotBeResent(t *testing.T) {
 			fmt.Fprintf(conn, "POST /body HTTP/1.1\r\nHost: t\r\nX-Request-Id: %s\r\n%s\r\n\r\n", id, framing)
 			ready := make(chan struct{})
 			go tc.send(conn, ready) // may block, then fail, once the gateway gives up
-			waitFor(t, 3*time.Second, func() bool { return be.Started(id) >= 1 })
+			testutil.WaitFor(t, 3*time.Second, "the request to reach the backend", func() bool { return be.Started(id) >= 1 })
 			close(ready)
 			resp, err := conn.response()
 			if err != nil {

@@ -29,7 +29,7 @@ listeners: [{address: 127.0.0.1:0, max_headers: 1000}]
 upstreams: [{id: b, targets: [{address: {{b}}}], keepalive: {learn: false}}]
 routes: [{id: all, upstream: b, retry: {attempts: 1}, rewrite: {remove_headers: [`+strings.Join(remove, ", ")+`]}}]
 `, map[string]string{"b": be.Addr()})
-	return tg, tg.gw.Current().Upstreams["b"].Targets[0]
+	return tg, tg.gw.Current().Upstreams["b"].Current().Targets[0]
 }
 
 // send writes a request with X-Request-Id id and extra header lines (each ending in CRLF) on
@@ -48,7 +48,7 @@ func (c *clientConn) send(method, id, extra string) (*http.Response, error) {
 // connections between requests: the last response's connection is back in the pool.
 func waitPooled(t *testing.T, be *testutil.FaultBackend, tgt *upstream.Target, want int) {
 	t.Helper()
-	waitFor(t, 3*time.Second, func() bool { return be.Idle() == want && tgt.InFlight.Load() == 0 })
+	testutil.WaitFor(t, 3*time.Second, "the connections parked and released", func() bool { return be.Idle() == want && tgt.InFlight.Load() == 0 })
 }
 
 // TestStaleConnectionResetWhileIdle: the backend resets a pooled connection before the next

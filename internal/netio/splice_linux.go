@@ -2,6 +2,7 @@ package netio
 
 import (
 	"io"
+	"sync"
 	"syscall"
 )
 
@@ -43,55 +44,76 @@ func Splice(dst, src *Conn, n int64, beforeRead, beforeWrite func()) (s Spliced,
 	return splice(dst, src, n, uintptr(fds[0]), uintptr(fds[1]), beforeRead, beforeWrite), true
 }
 
-func splice(dst, src *Conn, n int64, pr, pw uintptr, beforeRead, beforeWrite func()) Spliced {
-	var moved int64
-	var in int // bytes in the pipe
-	var errno syscall.Errno
-	fill := func(fd uintptr) bool {
-		r, e, ready := nonblocking(syscall.SYS_SPLICE, fd, 0, pw, 0, uintptr(min(n-moved, pipeSize)), spliceFlags)
-		in, errno = int(r), e
-		return ready
-	}
-	drain := func(fd uintptr) bool {
-		for in > 0 {
-			r, e, ready := nonblocking(syscall.SYS_SPLICE, pr, 0, fd, 0, uintptr(in), spliceFlags)
-			if !ready {
-				return false
-			}
-			if e != 0 {
-				errno = e
-				return true
-			}
-			in -= int(r)
-			moved += int64(r)
+// splicer is the state of one Splice, pooled with its callbacks bound once, so that a
+// splice allocates nothing (closures passed to syscall.RawConn escape to the heap).
+type splicer struct {
+	n, moved int64
+	in       int // bytes in the pipe
+	errno    syscall.Errno
+	pr, pw   uintptr
+	fill     func(fd uintptr) bool
+	drain    func(fd uintptr) bool
+}
+
+var splicers = sync.Pool{New: func() any {
+	sp := new(splicer)
+	sp.fill, sp.drain = sp.fillFD, sp.drainFD
+	return sp
+}}
+
+// fillFD moves what src has (up to a pipe's worth) into the empty pipe.
+func (sp *splicer) fillFD(fd uintptr) bool {
+	r, e, ready := nonblocking(syscall.SYS_SPLICE, fd, 0, sp.pw, 0, uintptr(min(sp.n-sp.moved, pipeSize)), spliceFlags)
+	sp.in, sp.errno = int(r), e
+	return ready
+}
+
+// drainFD moves everything in the pipe to dst.
+func (sp *splicer) drainFD(fd uintptr) bool {
+	for sp.in > 0 {
+		r, e, ready := nonblocking(syscall.SYS_SPLICE, sp.pr, 0, fd, 0, uintptr(sp.in), spliceFlags)
+		if !ready {
+			return false
 		}
-		return true
+		if e != 0 {
+			sp.errno = e
+			return true
+		}
+		sp.in -= int(r)
+		sp.moved += int64(r)
 	}
-	for moved < n {
+	return true
+}
+
+func splice(dst, src *Conn, n int64, pr, pw uintptr, beforeRead, beforeWrite func()) Spliced {
+	sp := splicers.Get().(*splicer)
+	defer splicers.Put(sp)
+	sp.n, sp.moved, sp.in, sp.errno, sp.pr, sp.pw = n, 0, 0, 0, pr, pw
+	for sp.moved < n {
 		if beforeRead != nil {
 			beforeRead()
 		}
-		if err := src.rc.Read(fill); err != nil {
-			return Spliced{Taken: moved, Moved: moved, ReadErr: renameOp(err, "read")}
+		if err := src.rc.Read(sp.fill); err != nil {
+			return Spliced{Taken: sp.moved, Moved: sp.moved, ReadErr: renameOp(err, "read")}
 		}
 		switch {
-		case errno != 0:
-			return Spliced{Taken: moved, Moved: moved, ReadErr: src.opError("read", errno)}
-		case in == 0:
-			return Spliced{Taken: moved, Moved: moved, ReadErr: io.ErrUnexpectedEOF}
+		case sp.errno != 0:
+			return Spliced{Taken: sp.moved, Moved: sp.moved, ReadErr: src.opError("read", sp.errno)}
+		case sp.in == 0:
+			return Spliced{Taken: sp.moved, Moved: sp.moved, ReadErr: io.ErrUnexpectedEOF}
 		}
-		taken := moved + int64(in)
+		taken := sp.moved + int64(sp.in)
 		if beforeWrite != nil {
 			beforeWrite()
 		}
-		if err := dst.rc.Write(drain); err != nil {
-			return Spliced{Taken: taken, Moved: moved, WriteErr: renameOp(err, "write")}
+		if err := dst.rc.Write(sp.drain); err != nil {
+			return Spliced{Taken: taken, Moved: sp.moved, WriteErr: renameOp(err, "write")}
 		}
-		if errno != 0 {
-			return Spliced{Taken: taken, Moved: moved, WriteErr: dst.opError("write", errno)}
+		if sp.errno != 0 {
+			return Spliced{Taken: taken, Moved: sp.moved, WriteErr: dst.opError("write", sp.errno)}
 		}
 	}
-	return Spliced{Taken: moved, Moved: moved}
+	return Spliced{Taken: sp.moved, Moved: sp.moved}
 }
 
 // SPLICE_F_MOVE | SPLICE_F_NONBLOCK: the sockets are non-blocking and so is the pipe; the

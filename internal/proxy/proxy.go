@@ -103,6 +103,9 @@ type call struct {
 
 var calls = sync.Pool{New: func() any {
 	cl := new(call)
+	f := &cl.fwd
+	f.armUpWrite = func() { netio.ArmWrite(f.up, f.rt.Write) }
+	f.armUpRead = func() { netio.ArmRead(f.up, f.rt.Read) }
 	cl.interrupt = func() {
 		if c := cl.inUse.Swap(nil); c != nil {
 			c.Interrupt()
@@ -116,7 +119,7 @@ func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
-	cl.fwd.ds, cl.fwd.req, cl.fwd.rt = nil, nil, nil
+	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up = nil, nil, nil, nil
 	cl.inUse.Store(nil)
 	calls.Put(cl)
 }
@@ -326,6 +329,7 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result, connpool.Outcome) {
 	fwd, rt, r := &cl.fwd, cl.fwd.rt, &cl.r
 	nc := c.NetConn()
+	fwd.up = nc
 	netio.ArmWrite(nc, rt.Write)
 	err := fwd.writeHead(c.W, t)
 	if err == nil {
@@ -362,7 +366,7 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	if r.retryStatus(resp.Status) {
 		return p.discardResponse(c, t, resp, isHEAD)
 	}
-	return p.relayResponse(fwd.ds, rt, c, t, resp, &fwd.body, isHEAD)
+	return p.relayResponse(fwd, c, t, resp, isHEAD)
 }
 
 // failed is the outcome of a failed exchange. An empty reason lets the pool judge the failure
@@ -482,11 +486,10 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	var cw h1.ChunkedWriter
 	var w io.Writer = c.W
 	if req.Chunked {
-		cw.Reset(c.W)
-		w = &cw
+		fwd.cw.Reset(c.W)
+		w = &fwd.cw
 	}
 	nc := c.NetConn()
 	if _, err := w.Write(fwd.pre); err != nil {
@@ -503,7 +506,7 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 		// The rest of a large Content-Length body goes socket to socket (splice) once none
 		// of it is buffered; the head and the bytes before it are written first.
 		if splicer != nil && splicer.BodyToSplice() >= spliceMin {
-			res, spliced, ok := spliceRequestBody(splicer, rt, c, t)
+			res, spliced, ok := spliceRequestBody(splicer, fwd, c, t)
 			if !ok {
 				return res, false
 			}
@@ -528,7 +531,7 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	// The last client read may have waited long past the last write's deadline.
 	netio.ArmWrite(nc, rt.Write)
 	if req.Chunked {
-		if err := cw.Close(ds.BodyTrailer()); err != nil {
+		if err := fwd.cw.Close(ds.BodyTrailer()); err != nil {
 			return classifySend(err, c.BytesWritten(), t.Addr), false
 		}
 	}
@@ -572,13 +575,12 @@ func explainReuse(t *upstream.Target, idle time.Duration, err error) error {
 // socket to the upstream's (netio.Splice), after flushing what was written so far. spliced
 // is false when the splice could not start: nothing was moved, the copy loop goes on. ok is
 // false when the send failed; res says how.
-func spliceRequestBody(bs BodySplicer, rt *Route, c *connpool.Conn, t *upstream.Target) (res result, spliced, ok bool) {
-	nc := c.NetConn()
-	netio.ArmWrite(nc, rt.Write)
+func spliceRequestBody(bs BodySplicer, fwd *forward, c *connpool.Conn, t *upstream.Target) (res result, spliced, ok bool) {
+	fwd.armUpWrite()
 	if err := c.W.Flush(); err != nil {
 		return classifySend(err, c.BytesWritten(), t.Addr), true, false
 	}
-	s, started := bs.SpliceBodyTo(c.Socket(), func() { netio.ArmWrite(nc, rt.Write) })
+	s, started := bs.SpliceBodyTo(c.Socket(), fwd.armUpWrite)
 	if !started {
 		return result{}, false, true
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"strconv"
 	"sync"
 
@@ -37,6 +38,17 @@ type forward struct {
 
 	// bodySplicer is ds when it can splice the request body, else nil.
 	bodySplicer BodySplicer
+
+	// up is the upstream connection of the attempt running; armUpWrite and armUpRead arm
+	// its write and read timeouts. They are bound once per pooled forward, because a
+	// closure made per request and handed to a splice (through an interface) would be
+	// allocated every time.
+	up                    net.Conn
+	armUpWrite, armUpRead func()
+
+	// cw chunks the request body when it is chunked; here rather than on sendBody's stack,
+	// where passing it as an io.Writer would move it to the heap for every request.
+	cw h1.ChunkedWriter
 
 	// resp and body are the upstream response head and body reader, reused across requests.
 	resp h1.Response
@@ -102,7 +114,8 @@ func (f *forward) hasBody() bool { return f.req.Chunked || f.req.ContentLength >
 
 // init prepares f for a request, keeping the buffers of its previous use.
 func (f *forward) init(ds Downstream, rt *Route) {
-	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body}
+	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body, cw: f.cw,
+		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead}
 	f.bodySplicer, _ = ds.(BodySplicer)
 	h := &f.req.Header
 	if v, ok := h.Get("Upgrade"); ok && h.HasToken("Connection", "upgrade") && !f.hasBody() && rt.tunnel.allows(upgradeProtocol(v)) {
@@ -194,9 +207,8 @@ fields:
 	case req.Chunked:
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	case req.ContentLength > 0:
-		var b [20]byte
 		w.WriteString("Content-Length: ")
-		w.Write(strconv.AppendInt(b[:0], req.ContentLength, 10))
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), req.ContentLength, 10)) // no allocation: the digits go in w's buffer
 		w.WriteString("\r\n")
 	case methodExpectsBody(req.Method):
 		w.WriteString("Content-Length: 0\r\n")

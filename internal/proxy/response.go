@@ -16,7 +16,8 @@ import (
 // are flushed to the client whenever the upstream has nothing more buffered, so server-sent
 // events and other trickling bodies reach the client at once while bulk bodies go in large
 // writes.
-func (p *Proxy) relayResponse(ds Downstream, rt *Route, c *connpool.Conn, t *upstream.Target, resp *h1.Response, body *h1.BodyReader, isHEAD bool) (result, connpool.Outcome) {
+func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target, resp *h1.Response, isHEAD bool) (result, connpool.Outcome) {
+	ds, body := fwd.ds, &fwd.body
 	out := connpool.Outcome{KeepAliveTimeout: resp.KeepAliveTimeout, KeepAliveMax: resp.KeepAliveMax}
 	framing := resp.ContentLength
 	switch {
@@ -49,7 +50,7 @@ func (p *Proxy) relayResponse(ds Downstream, rt *Route, c *connpool.Conn, t *ups
 		return result{}, out
 	}
 	body.Reset(c.R, resp.ContentLength, resp.Chunked, 0)
-	if res, ok := p.streamBody(ds, rt, c, t, body); !ok {
+	if res, ok := p.streamBody(fwd, c, t); !ok {
 		out.Reason = connpool.CloseRequestError
 		return res, out
 	}
@@ -63,7 +64,8 @@ func (p *Proxy) relayResponse(ds Downstream, rt *Route, c *connpool.Conn, t *ups
 	return result{}, out
 }
 
-func (p *Proxy) streamBody(ds Downstream, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader) (result, bool) {
+func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+	ds, rt, body := fwd.ds, fwd.rt, &fwd.body
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -76,7 +78,7 @@ func (p *Proxy) streamBody(ds Downstream, rt *Route, c *connpool.Conn, t *upstre
 		// The rest of a large Content-Length body goes socket to socket (splice) when both
 		// ends are plain TCP; the buffered bytes before it are copied.
 		if n := body.Direct(); splicer != nil && n >= spliceMin {
-			res, spliced, ok := spliceBody(ds, splicer, rt, c, t, body, n)
+			res, spliced, ok := spliceBody(fwd, splicer, c, t, n)
 			if !ok {
 				return res, false
 			}
@@ -141,9 +143,9 @@ const spliceMin = 64 << 10
 // client's without copying them (netio.Splice). spliced is false when this exchange cannot
 // splice (not Linux, a TLS client): nothing was moved, the caller copies. ok is false when
 // the relay failed; res says how.
-func spliceBody(ds Downstream, rs ResponseSplicer, rt *Route, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, n int64) (res result, spliced, ok bool) {
-	nc := c.NetConn()
-	s, started := rs.SpliceFrom(c.Socket(), n, func() { netio.ArmRead(nc, rt.Read) })
+func spliceBody(fwd *forward, rs ResponseSplicer, c *connpool.Conn, t *upstream.Target, n int64) (res result, spliced, ok bool) {
+	ds, body := fwd.ds, &fwd.body
+	s, started := rs.SpliceFrom(c.Socket(), n, fwd.armUpRead)
 	if !started {
 		return result{}, false, true
 	}

@@ -192,10 +192,14 @@ func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
 		}
 	}
 	r.tries++
-	r.logRetry(ctx, res, d.why)
 	if err := r.backoff(ctx); err != nil {
 		return canceled(ctx).err
 	}
+	if r.pastDeadline() {
+		// The backoff ran into retry.deadline: no attempt starts after it.
+		return res.err
+	}
+	r.logRetry(ctx, res, d.why)
 	return nil
 }
 
