@@ -4,7 +4,7 @@
 #   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-size 300] [-out DIR]
 #                     [-smoke] [-stale] [-no-stale] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
-#                     [-base REV]
+#                     [-base REV] [-only "sluice sluice-base nginx"]
 #
 # Throughput: one plain Go backend (bench/backend, 300-byte bodies, or -size) behind each proxy (and
 # behind sluice-full: 20 routes, access log to a file, metrics; compared with plain sluice),
@@ -29,12 +29,13 @@
 # -rev REV: build sluice from `git archive REV` instead of the working tree (read-only).
 # -base REV: also run sluice built from REV, as "sluice-base" with plain sluice's config, in
 # the same rounds: a change's before and after, side by side.
+# -only LIST: run only these proxies (direct always runs) in the throughput rounds.
 # Files in -out (default bench/out): results.tsv (raw rounds), summary.tsv, rss.tsv, stale.tsv, env.txt,
 # report.md, *.png. Only processes started here are stopped (trap EXIT).
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
-DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE=""
+DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -50,6 +51,7 @@ while [ $# -gt 0 ]; do
 	-docs) DOCS=1 ;;
 	-rev) REV=$2; shift ;;
 	-base) BASE=$2; shift ;;
+	-only) ONLY=$2; shift ;;
 	-stale-duration) STALE_DURATION=$2; shift ;;
 	-stale-idle) STALE_IDLE=$2; shift ;;
 	-stale-clients) STALE_CLIENTS=$2; shift ;;
@@ -403,6 +405,13 @@ references() { [ "$SMOKE" = 1 ] || [ "$SIZE" -gt 32768 ] || echo "goepoll goepol
 
 throughput() {
 	local proxies="direct $(peers_available) $(references)" p bport r i
+	if [ -n "$ONLY" ]; then
+		local keep="direct" q
+		for q in $proxies; do
+			[[ " $ONLY " == *" $q "* ]] && keep+=" $q"
+		done
+		proxies=$keep
+	fi
 	read -ra list <<<"$proxies"
 	bport=$(free_port); PORT[backend]=$bport
 	start backend "$bport" 0 tput

@@ -328,3 +328,33 @@ routes: [{id: all, upstream: b}]
 		t.Fatalf("got %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// TestTLSSessionResumption: a client that kept its session ticket resumes (no full
+// handshake) on its next connection; both kinds are counted and logged.
+func TestTLSSessionResumption(t *testing.T) {
+	s := startTLSSite(t, "")
+	cfg := s.ca.ClientConfig("a.test")
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+		resp, err := c.Get("https://" + s.addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resumed := resp.TLS.DidResume; resumed != (i == 1) {
+			t.Fatalf("connection %d: resumed %v", i, resumed)
+		}
+	}
+	lines := s.accessLines(2)
+	if lines[0]["tls_resumed"] != false || lines[1]["tls_resumed"] != true {
+		t.Errorf("access log tls_resumed: %v, %v", lines[0]["tls_resumed"], lines[1]["tls_resumed"])
+	}
+	f := gathered(t, s.testGateway)
+	full, _ := f.value("sluice_tls_handshakes_total", map[string]string{"resumed": "false"})
+	resumed, _ := f.value("sluice_tls_handshakes_total", map[string]string{"resumed": "true"})
+	if full != 1 || resumed != 1 {
+		t.Errorf("handshakes full %v resumed %v, want 1 and 1", full, resumed)
+	}
+}
