@@ -345,6 +345,11 @@ type Match struct {
 	Headers []ValueMatch `yaml:"headers"`
 	// Query are query argument conditions; all must hold.
 	Query []ValueMatch `yaml:"query"`
+	// TLS are conditions on the client connection's TLS session; all must hold. Names:
+	// "sni" (the server name the client asked for), "client_cert_subject" (the verified
+	// client certificate's subject, as "CN=svc,O=Example"), "version" ("TLS 1.3"). Over
+	// plain HTTP each is absent. See docs/tls.md.
+	TLS []ValueMatch `yaml:"tls"`
 }
 
 // ValueMatch is a condition on a named header or query argument. Exactly one of Exact,

@@ -92,7 +92,23 @@ func validateMatch(p *problems, b string, m Match) {
 	for i, vm := range m.Query {
 		validateValueMatch(p, fmt.Sprintf("%s.query[%d]", b, i), vm, false)
 	}
+	for i, vm := range m.TLS {
+		vb := fmt.Sprintf("%s.tls[%d]", b, i)
+		switch vm.Name {
+		case TLSMatchSNI, TLSMatchClientSubject, TLSMatchVersion:
+			validateValueMatch(p, vb, vm, false)
+		default:
+			p.add(vb+".name", "unknown TLS condition %q: want sni, client_cert_subject or version", vm.Name)
+		}
+	}
 }
+
+// Names of Match.TLS conditions.
+const (
+	TLSMatchSNI           = "sni"
+	TLSMatchClientSubject = "client_cert_subject"
+	TLSMatchVersion       = "version"
+)
 
 func validateValueMatch(p *problems, b string, vm ValueMatch, header bool) {
 	switch {
@@ -239,6 +255,7 @@ func matchSignature(r Route) string {
 		norm(m.Methods, strings.ToUpper),
 		vms(m.Headers, http.CanonicalHeaderKey),
 		vms(m.Query, same),
+		vms(m.TLS, same),
 	}, "|")
 }
 

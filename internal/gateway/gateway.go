@@ -360,6 +360,8 @@ type reqState struct {
 	in     router.Input
 	hdr    *h1.Header
 	lookup func(name string) (string, bool)
+	tls    *tls.ConnectionState
+	tlsFn  func(name string) (string, bool)
 }
 
 var reqStates = sync.Pool{New: func() any {
@@ -368,8 +370,24 @@ var reqStates = sync.Pool{New: func() any {
 		v, ok := st.hdr.Get(name)
 		return string(v), ok
 	}
+	st.tlsFn = func(name string) (string, bool) { return tlsFact(st.tls, name) }
 	return st
 }}
+
+// tlsFact is a fact of a TLS session for route matching (config.Match.TLS).
+func tlsFact(st *tls.ConnectionState, name string) (string, bool) {
+	switch name {
+	case config.TLSMatchSNI:
+		return st.ServerName, st.ServerName != ""
+	case config.TLSMatchVersion:
+		return tls.VersionName(st.Version), true
+	case config.TLSMatchClientSubject:
+		if len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
+			return st.PeerCertificates[0].Subject.String(), true
+		}
+	}
+	return "", false
+}
 
 // newReqState takes a reqState from the pool, set up for ex's request.
 func newReqState(ex *server.Exchange) *reqState {
@@ -384,13 +402,16 @@ func newReqState(ex *server.Exchange) *reqState {
 		Query:  unsafeString(req.Query),
 		Header: st.lookup,
 	}
+	if st.tls = ex.TLS(); st.tls != nil {
+		st.in.TLS = st.tlsFn
+	}
 	return st
 }
 
 func (st *reqState) release() {
 	st.rec = proxy.Record{}
 	st.in = router.Input{}
-	st.hdr = nil
+	st.hdr, st.tls = nil, nil
 	reqStates.Put(st)
 }
 

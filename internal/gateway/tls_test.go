@@ -358,3 +358,55 @@ func TestTLSSessionResumption(t *testing.T) {
 		t.Errorf("handshakes full %v resumed %v, want 1 and 1", full, resumed)
 	}
 }
+
+// TestRoutesMatchTLS: routes can require an SNI, a verified client certificate's subject or
+// a TLS version; plain HTTP has none of them.
+func TestRoutesMatchTLS(t *testing.T) {
+	ca, clientCA := testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test", "b.test"}})
+	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := func(name string) string { return hostport(echoBackend(t, name)) }
+	tg := startGateway(t, `
+listeners:
+  - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: optional, client_ca_file: {{ca}}}}
+upstreams:
+  - {id: billing, targets: [{address: {{billing}}}]}
+  - {id: sni-b, targets: [{address: {{snib}}}]}
+  - {id: rest, targets: [{address: {{rest}}}]}
+routes:
+  - {id: billing, match: {tls: [{name: client_cert_subject, regex: "^CN=svc-billing$"}]}, upstream: billing}
+  - {id: sni-b, match: {tls: [{name: sni, exact: b.test}, {name: version, exact: TLS 1.3}]}, upstream: sni-b}
+  - {id: rest, upstream: rest}
+`, map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "billing": be("billing"), "snib": be("sni-b"), "rest": be("rest")})
+	for _, tc := range []struct {
+		sni   string
+		certs []tls.Certificate
+		want  string
+	}{
+		{"a.test", nil, "rest"}, {"b.test", nil, "sni-b"}, {"a.test", []tls.Certificate{billing}, "billing"},
+		{"b.test", []tls.Certificate{billing}, "billing"},
+	} {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: func() *tls.Config {
+			cfg := ca.ClientConfig(tc.sni)
+			cfg.Certificates = tc.certs
+			return cfg
+		}()}}
+		resp, info := getEcho(t, c, mustRequest(t, "https://"+tg.addr+"/x"))
+		resp.Body.Close()
+		if info.Backend != tc.want {
+			t.Errorf("SNI %s, client certs %d: served by %q, want %q", tc.sni, len(tc.certs), info.Backend, tc.want)
+		}
+	}
+}
+
+func mustRequest(t *testing.T, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}

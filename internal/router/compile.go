@@ -78,6 +78,9 @@ func (t *Table) add(i int, cr *config.Route) error {
 	if r.query, field, err = compileConds("query", cr.Match.Query); err != nil {
 		return fail("match."+field, err)
 	}
+	if r.tls, field, err = compileConds("tls", cr.Match.TLS); err != nil {
+		return fail("match."+field, err)
+	}
 	p, field, err := compilePath(&cr.Match, r)
 	if err != nil {
 		return fail("match."+field, err)
@@ -87,7 +90,7 @@ func (t *Table) add(i int, cr *config.Route) error {
 		return fail("match.hosts", err)
 	}
 	base := rank{priority: cr.Priority, path: p.kind, pathA: p.a, pathB: p.b, index: i}
-	for _, n := range []int{len(r.methods), len(r.headers), len(r.query)} {
+	for _, n := range []int{len(r.methods), len(r.headers), len(r.query), len(r.tls)} {
 		if n > 0 {
 			base.conds++
 		}

@@ -87,7 +87,11 @@ func dumpList(sb *strings.Builder, ind, label string, es []entry) {
 			}
 			fmt.Fprintf(sb, " params=%s", strings.Join(names, ","))
 		}
-		fmt.Fprintf(sb, " headers=%d query=%d\n", len(r.headers), len(r.query))
+		fmt.Fprintf(sb, " headers=%d query=%d", len(r.headers), len(r.query))
+		if len(r.tls) > 0 {
+			fmt.Fprintf(sb, " tls=%d", len(r.tls)) // only when set: the golden dumps predate it
+		}
+		sb.WriteString("\n")
 	}
 }
 

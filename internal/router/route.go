@@ -13,6 +13,7 @@ type route struct {
 	methods []string
 	headers []cond
 	query   []cond
+	tls     []cond
 	pathRe  *regexp.Regexp // for path_regex routes
 	tmpl    *template      // for templates with parameters
 }
@@ -35,6 +36,16 @@ func (r *route) accepts(m *matcher) bool {
 	for i := range r.query {
 		c := &r.query[i]
 		if !c.holds(m.queryArg(c.name)) {
+			return false
+		}
+	}
+	for i := range r.tls {
+		c := &r.tls[i]
+		v, ok := "", false
+		if m.in.TLS != nil {
+			v, ok = m.in.TLS(c.name)
+		}
+		if !c.holds(v, ok) {
 			return false
 		}
 	}
@@ -111,7 +122,7 @@ type rank struct {
 	path     pathKind //
 	pathA    int      // template: -number of params; prefix: length
 	pathB    int      // template: length of the literal part before the first param
-	conds    int      // how many of methods, headers, query are given
+	conds    int      // how many of methods, headers, query, tls are given
 	index    int      // position in the file; lower wins
 }
 

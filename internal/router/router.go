@@ -17,6 +17,10 @@ type Input struct {
 	// Header looks a request header up by name, case-insensitively. It may be nil, in which
 	// case every header is absent.
 	Header func(name string) (value string, ok bool)
+	// TLS looks up a fact of the client connection's TLS session by the names of
+	// config.Match.TLS ("sni", "client_cert_subject", "version"). nil over plain HTTP, where
+	// every fact is absent.
+	TLS func(name string) (value string, ok bool)
 }
 
 // Param is one path parameter captured by a template such as "/users/{id}".
