@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# bench/tls.sh: TLS termination side by side (docs/benchmarks.md, "TLS").
+#
+#   bash bench/tls.sh [-rounds 3] [-duration 6] [-connections 64] [-only "sluice nginx"]
+#
+# One plain Go backend (bench/backend, 300-byte bodies) behind sluice, nginx, HAProxy and
+# Caddy, each terminating TLS on its own loopback port with the same ECDSA P-256 certificate
+# (made here) and upstream keep-alive on, access logs off. Per proxy, in rotated order each
+# round:
+#   keepalive  wrk -t1 -c<connections> over kept-alive TLS connections (small GETs)
+#   resumed    bench/loadgen -new -resume: a new connection per request, TLS session resumed
+#   full       bench/loadgen -new: a new connection per request, full handshake each time
+# Reported: medians of requests/s and CPU per request (utime+stime of the proxy's processes)
+# with ratios to nginx. Only processes started here are stopped.
+set -euo pipefail
+
+ROUNDS=3 DURATION=6 CONNS=64 ONLY=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-rounds) ROUNDS=$2; shift ;;
+	-duration) DURATION=$2; shift ;;
+	-connections) CONNS=$2; shift ;;
+	-only) ONLY=$2; shift ;;
+	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+	*) echo "tls.sh: unknown flag $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-tls.XXXXXX")
+chmod 755 "$TMP"
+declare -A PID=() PORT=()
+STARTED=()
+log() { printf '%s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+cleanup() {
+	local p
+	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-): client sockets hold ports there
+		[[ " ${PORT[*]} " == *" $p "* ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+}
+wait_port() {
+	local i
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	log "$1 did not come up on port $2"; cat "$TMP/$1.log" >&2 || true; return 1
+}
+# cpu_ticks name: utime+stime of the process and its children (every thread counted).
+cpu_ticks() {
+	local p=${PID[$1]} total=0 k
+	for k in "$p" $(cat /proc/"$p"/task/*/children 2>/dev/null); do
+		total=$((total + $(awk '{print $14 + $15}' /proc/"$k"/stat 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
+log "building sluice and the bench programs into $TMP/bin"
+(cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -nodes -subj /CN=localhost \
+	-addext subjectAltName=DNS:localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
+
+BPORT=$(free_port); PORT[backend]=$BPORT
+"$TMP/bin/backend" -addr "127.0.0.1:$BPORT" -size 300 >"$TMP/backend.log" 2>&1 &
+STARTED+=("$!")
+wait_port backend "$BPORT"
+
+start() { # name port
+	local name=$1 port=$2 dir="$TMP/$1"
+	PORT[$name]=$port # before any other free_port call
+	mkdir -p "$dir"; chmod 755 "$dir"
+	case "$name" in
+	sluice)
+		cat >"$dir/sluice.yaml" <<-EOF
+			listeners:
+			  - address: 127.0.0.1:$port
+			    tls: {certificates: [{cert_file: $TMP/cert.pem, key_file: $TMP/key.pem}]}
+			upstreams: [{id: b, targets: [{address: 127.0.0.1:$BPORT}], keepalive: {max_idle: 256}}]
+			routes: [{id: all, upstream: b}]
+			log: {level: warn, access: "off"}
+			admin: {address: "127.0.0.1:$(free_port)"}
+		EOF
+		"$TMP/bin/sluice" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
+	nginx)
+		local user=""
+		[ "$(id -u)" = 0 ] && user="user root;"
+		cat >"$dir/nginx.conf" <<-EOF
+			$user
+			worker_processes auto;
+			pid $dir/nginx.pid;
+			error_log $dir/error.log warn;
+			events { worker_connections 4096; }
+			http {
+			    access_log off;
+			    upstream b { server 127.0.0.1:$BPORT; keepalive 256; }
+			    server {
+			        listen 127.0.0.1:$port ssl;
+			        ssl_certificate $TMP/cert.pem;
+			        ssl_certificate_key $TMP/key.pem;
+			        ssl_session_cache shared:SSL:10m;
+			        keepalive_requests 100000;
+			        location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; }
+			    }
+			}
+		EOF
+		nginx -p "$dir/" -e stderr -c "$dir/nginx.conf" -g 'daemon off;' >"$TMP/$name.log" 2>&1 & ;;
+	haproxy)
+		cat >"$dir/haproxy.cfg" <<-EOF
+			global
+			    nbthread 2
+			    maxconn 4096
+			defaults
+			    mode http
+			    option http-keep-alive
+			    http-reuse always
+			    timeout connect 5s
+			    timeout client 60s
+			    timeout server 30s
+			frontend fe
+			    bind 127.0.0.1:$port ssl crt $TMP/both.pem alpn http/1.1
+			    default_backend be
+			backend be
+			    server s1 127.0.0.1:$BPORT pool-max-conn 256
+		EOF
+		haproxy -db -f "$dir/haproxy.cfg" >"$TMP/$name.log" 2>&1 & ;;
+	caddy)
+		cat >"$dir/Caddyfile" <<-EOF
+			{
+			    admin off
+			    auto_https off
+			    default_sni localhost
+			}
+			https://:$port {
+			    bind 127.0.0.1
+			    tls $TMP/cert.pem $TMP/key.pem
+			    reverse_proxy 127.0.0.1:$BPORT {
+			        transport http {
+			            keepalive_idle_conns 256
+			            keepalive_idle_conns_per_host 256
+			        }
+			    }
+			}
+		EOF
+		XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir HOME=$dir caddy run --adapter caddyfile --config "$dir/Caddyfile" >"$TMP/$name.log" 2>&1 & ;;
+	esac
+	PID[$name]=$!
+	STARTED+=("$!")
+	PORT[$name]=$port
+	wait_port "$name" "$port"
+}
+
+proxies=()
+for p in sluice nginx haproxy caddy; do
+	[ -n "$ONLY" ] && [[ " $ONLY " != *" $p "* ]] && continue
+	if [ "$p" != sluice ] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
+	start "$p" "$(free_port)" && proxies+=("$p")
+done
+have wrk || { log "wrk is needed (apt-get install wrk)"; exit 1; }
+TICK=$(getconf CLK_TCK)
+
+# run proxy mode: prints "requests rps cpu_us_per_request"
+run() {
+	local p=$1 mode=$2 url="https://127.0.0.1:${PORT[$1]}/" before after out req rps
+	before=$(cpu_ticks "$p")
+	case "$mode" in
+	keepalive)
+		out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" 2>&1)
+		req=$(awk '/requests in/{print $1}' <<<"$out")
+		rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out") ;;
+	resumed | full)
+		local flags="-new"
+		[ "$mode" = resumed ] && flags="-new -resume"
+		# shellcheck disable=SC2086
+		out=$("$TMP/bin/loadgen" -url "$url" -c 16 -d "${DURATION}s" $flags)
+		req=$(cut -f1 <<<"$out"); rps=$(cut -f2 <<<"$out") ;;
+	esac
+	after=$(cpu_ticks "$p")
+	awk -v r="$req" -v s="$rps" -v t=$((after - before)) -v hz="$TICK" \
+		'BEGIN{ printf "%d\t%.0f\t%.1f\n", r, s, (r>0 ? t/hz*1e6/r : 0) }'
+}
+
+results="$TMP/results.tsv"
+for mode in keepalive resumed full; do
+	for r in $(seq 1 "$ROUNDS"); do
+		n=${#proxies[@]}
+		for i in $(seq 0 $((n - 1))); do
+			p=${proxies[$(((i + r) % n))]}
+			line=$(run "$p" "$mode")
+			printf '%s\t%s\t%s\t%s\n' "$mode" "$r" "$p" "$line" >>"$results"
+			log "$(printf '%-9s round %s %-8s %s' "$mode" "$r" "$p" "$line")"
+		done
+	done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+echo
+echo "TLS: medians over $ROUNDS rounds x ${DURATION}s (keepalive: wrk -c$CONNS; resumed/full: loadgen -c16, a new connection per request)"
+printf 'mode\tproxy\trps\trps_vs_nginx\tcpu_us_req\tcpu_vs_nginx\n'
+for mode in keepalive resumed full; do
+	nrps=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $5}' "$results" | median)
+	ncpu=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $6}' "$results" | median)
+	for p in "${proxies[@]}"; do
+		rps=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $5}' "$results" | median)
+		cpu=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $6}' "$results" | median)
+		awk -v m="$mode" -v p="$p" -v r="$rps" -v c="$cpu" -v nr="${nrps:-0}" -v nc="${ncpu:-0}" \
+			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.1f\t%s\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-") }'
+	done
+done
