@@ -257,16 +257,17 @@ type Options struct {
 	NoSessionTickets bool
 }
 
-// ServerConfig returns the tls.Config of a listener serving s with o. TLS 1.2 is limited to
+// ServerConfig returns the tls.Config of a listener whose certificates getCert picks
+// (Store.GetCertificate, or a composition with ACME's) with o. TLS 1.2 is limited to
 // AEAD cipher suites with forward secrecy (TLS 1.3's are all of that kind); the curves are
 // X25519 and P-256 (Go's defaults, which also offer the hybrid post-quantum X25519MLKEM768).
-func ServerConfig(s *Store, o Options) *tls.Config {
+func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), o Options) *tls.Config {
 	min := o.MinVersion
 	if min < tls.VersionTLS12 {
 		min = tls.VersionTLS12
 	}
 	return &tls.Config{
-		GetCertificate:         s.GetCertificate,
+		GetCertificate:         getCert,
 		MinVersion:             min,
 		CipherSuites:           tls12Suites,
 		ClientAuth:             o.ClientAuth,

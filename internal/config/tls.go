@@ -35,6 +35,9 @@ type ListenerTLS struct {
 	// SessionTickets allows resumption by session tickets (keys generated in memory and
 	// rotated daily). Default true.
 	SessionTickets *bool `yaml:"session_tickets"`
+	// ACME obtains and renews certificates for its domains automatically (see docs/tls.md).
+	// It can stand alone or beside Certificates, which then serve the other names.
+	ACME *ACME `yaml:"acme"`
 }
 
 // CertificateFiles names a PEM certificate chain (leaf first) and its private key. Relative
@@ -83,6 +86,9 @@ func defaultTLS(t *ListenerTLS, dir string) {
 		c.CertFile, c.KeyFile = resolvePath(dir, c.CertFile), resolvePath(dir, c.KeyFile)
 	}
 	t.ClientCAFile = resolvePath(dir, t.ClientCAFile)
+	if t.ACME != nil {
+		defaultACME(t.ACME, dir)
+	}
 }
 
 func resolvePath(dir, name string) string {
@@ -105,8 +111,11 @@ func configDir(c *Config) string {
 // whose key does not match, or that has expired, is an error naming the file.
 func validateTLS(p *problems, b string, t *ListenerTLS) {
 	b += ".tls"
-	if len(t.Certificates) == 0 {
-		p.add(b+".certificates", "at least one certificate is required")
+	if len(t.Certificates) == 0 && t.ACME == nil {
+		p.add(b+".certificates", "at least one certificate is required (or acme)")
+	}
+	if t.ACME != nil {
+		validateACME(p, b, t.ACME)
 	}
 	for i, c := range t.Certificates {
 		cb := fmt.Sprintf("%s.certificates[%d]", b, i)
@@ -189,5 +198,65 @@ func warnTLS(p *problems, b string, t *ListenerTLS) {
 			p.add(fmt.Sprintf("%s.tls.certificates[%d]", b, i), "certificate %s expires in %s (%s): renew it; Sluice reloads the file when it changes",
 				c.CertFile, left.Round(time.Hour), leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
+	}
+}
+
+// ACME obtains and renews a listener's certificates from an ACME CA (Let's Encrypt and
+// others), proving control of each domain with the TLS-ALPN-01 challenge on this listener.
+type ACME struct {
+	// Domains are the names to obtain certificates for. Wildcards cannot be proved with
+	// TLS-ALPN-01 and are refused. Required.
+	Domains []string `yaml:"domains"`
+	// Email is the ACME account's contact address (expiry warnings). Optional.
+	Email string `yaml:"email"`
+	// CA is the ACME directory URL. Default: Let's Encrypt's production directory.
+	CA string `yaml:"ca"`
+	// CARoot is a PEM bundle trusted for the CA's own HTTPS endpoint (a private ACME CA);
+	// default: the system's roots.
+	CARoot string `yaml:"ca_root"`
+	// Storage is the directory for certificates, keys, the account and locks. Instances
+	// that share it (a network file system) coordinate: one orders a certificate, the others
+	// wait for it and load it. Relative to the config file. Default: "acme".
+	Storage string `yaml:"storage"`
+	// AgreeTOS says that you agree to the CA's terms of service; required to be true.
+	AgreeTOS bool `yaml:"agree_tos"`
+}
+
+// DefaultACMECA is Let's Encrypt's production directory.
+const DefaultACMECA = "https://acme-v02.api.letsencrypt.org/directory"
+
+func defaultACME(a *ACME, dir string) {
+	setIfZero(&a.CA, DefaultACMECA)
+	setIfZero(&a.Storage, "acme")
+	a.Storage = resolvePath(dir, a.Storage)
+	a.CARoot = resolvePath(dir, a.CARoot)
+	for i, d := range a.Domains {
+		a.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+}
+
+func validateACME(p *problems, b string, a *ACME) {
+	b += ".acme"
+	if len(a.Domains) == 0 {
+		p.add(b+".domains", "at least one domain is required")
+	}
+	for i, d := range a.Domains {
+		switch {
+		case strings.HasPrefix(d, "*."):
+			p.add(fmt.Sprintf("%s.domains[%d]", b, i), "wildcard %q cannot be proved with the TLS-ALPN-01 challenge; list the names", d)
+		case checkRouteHost(d) != nil || !strings.Contains(d, ".") && d != "localhost":
+			p.add(fmt.Sprintf("%s.domains[%d]", b, i), "%q is not a DNS name", d)
+		}
+	}
+	if !strings.HasPrefix(a.CA, "https://") {
+		p.add(b+".ca", "must be an https:// ACME directory URL, got %q", a.CA)
+	}
+	if a.CARoot != "" {
+		if err := checkCAFile(a.CARoot); err != nil {
+			p.add(b+".ca_root", "%v", err)
+		}
+	}
+	if !a.AgreeTOS {
+		p.add(b+".agree_tos", "must be true: ordering certificates means agreeing to the CA's terms of service (%s for Let's Encrypt)", "https://letsencrypt.org/repository/")
 	}
 }

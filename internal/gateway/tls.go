@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"sluice/internal/acme"
 	"sluice/internal/certs"
 	"sluice/internal/config"
 	"sluice/internal/h1"
@@ -18,12 +19,14 @@ import (
 // certPollInterval is how often certificate files are checked for changes.
 const certPollInterval = 2 * time.Second
 
-// edgeTLS is the TLS side of one config's listeners: a certificate store and tls.Config per
-// TLS listener (by address), and the HTTPS ports of redirecting listeners (by name). The
-// stores' file watchers run from watch until close.
+// edgeTLS is the TLS side of one config's listeners: a certificate store (and an ACME
+// manager) and tls.Config per TLS listener (by address), and the HTTPS ports of redirecting
+// listeners (by name). The stores' file watchers and the ACME managers run from watch until
+// close.
 type edgeTLS struct {
 	configs   map[string]*tls.Config
 	stores    []*certs.Store
+	acme      []*acme.Manager
 	redirects map[string]int
 	stop      context.CancelFunc
 }
@@ -36,49 +39,98 @@ func (g *Gateway) buildEdgeTLS(cfg *config.Config) (*edgeTLS, error) {
 		if r := lc.RedirectHTTPS; r != nil {
 			e.redirects[lc.Name] = r.Port
 		}
-		t := lc.TLS
-		if t == nil {
+		if lc.TLS == nil {
 			continue
 		}
-		pairs := make([]certs.Pair, len(t.Certificates))
-		for i, c := range t.Certificates {
-			pairs[i] = certs.Pair{CertFile: c.CertFile, KeyFile: c.KeyFile}
-		}
-		store, err := certs.New(pairs, t.UnknownSNI == config.UnknownSNIReject, g.log, g.obs.m)
+		tc, err := g.listenerTLS(lc, e)
 		if err != nil {
+			e.close()
 			return nil, fmt.Errorf("listener %q: tls: %w", lc.Name, err)
 		}
-		o := certs.Options{MinVersion: t.MinTLSVersion(), NextProtos: []string{"http/1.1"}, NoSessionTickets: !t.SessionTicketsOn()}
-		switch t.ClientAuth {
-		case config.ClientAuthOpt:
-			o.ClientAuth = tls.VerifyClientCertIfGiven
-		case config.ClientAuthRequire:
-			o.ClientAuth = tls.RequireAndVerifyClientCert
-		}
-		if o.ClientAuth != tls.NoClientCert {
-			if o.ClientCAs, err = certs.LoadCAs(t.ClientCAFile); err != nil {
-				return nil, fmt.Errorf("listener %q: tls.client_ca_file: %w", lc.Name, err)
-			}
-		}
-		e.configs[lc.Address] = certs.ServerConfig(store, o)
-		e.stores = append(e.stores, store)
+		e.configs[lc.Address] = tc
 	}
 	return e, nil
 }
 
-// watch starts the certificate file watchers.
+// listenerTLS builds one listener's tls.Config, adding its store and ACME manager to e.
+func (g *Gateway) listenerTLS(lc config.Listener, e *edgeTLS) (*tls.Config, error) {
+	t := lc.TLS
+	var store *certs.Store
+	if len(t.Certificates) > 0 {
+		pairs := make([]certs.Pair, len(t.Certificates))
+		for i, c := range t.Certificates {
+			pairs[i] = certs.Pair{CertFile: c.CertFile, KeyFile: c.KeyFile}
+		}
+		var err error
+		if store, err = certs.New(pairs, t.UnknownSNI == config.UnknownSNIReject, g.log, g.obs.m); err != nil {
+			return nil, err
+		}
+		e.stores = append(e.stores, store)
+	}
+	o := certs.Options{MinVersion: t.MinTLSVersion(), NextProtos: []string{"http/1.1"}, NoSessionTickets: !t.SessionTicketsOn()}
+	switch t.ClientAuth {
+	case config.ClientAuthOpt:
+		o.ClientAuth = tls.VerifyClientCertIfGiven
+	case config.ClientAuthRequire:
+		o.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if o.ClientAuth != tls.NoClientCert {
+		var err error
+		if o.ClientCAs, err = certs.LoadCAs(t.ClientCAFile); err != nil {
+			return nil, fmt.Errorf("client_ca_file: %w", err)
+		}
+	}
+	getCert := store.GetCertificate
+	if a := t.ACME; a != nil {
+		m, err := g.acmeManager(lc, a)
+		if err != nil {
+			return nil, err
+		}
+		e.acme = append(e.acme, m)
+		o.NextProtos = append(o.NextProtos, acme.ALPNProto)
+		getCert = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if store == nil || acme.IsChallenge(hello) || m.Covers(hello.ServerName) {
+				return m.GetCertificate(hello)
+			}
+			return store.GetCertificate(hello)
+		}
+	}
+	return certs.ServerConfig(getCert, o), nil
+}
+
+func (g *Gateway) acmeManager(lc config.Listener, a *config.ACME) (*acme.Manager, error) {
+	o := acme.Options{Domains: a.Domains, Email: a.Email, CA: a.CA, Storage: a.Storage, Listener: lc.Address}
+	if a.CARoot != "" {
+		var err error
+		if o.CARoots, err = certs.LoadCAs(a.CARoot); err != nil {
+			return nil, fmt.Errorf("acme.ca_root: %w", err)
+		}
+	}
+	return acme.New(o, g.log, g.obs.m)
+}
+
+// watch starts the certificate file watchers and the ACME managers.
 func (e *edgeTLS) watch() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
 	for _, s := range e.stores {
 		go s.Watch(ctx, certPollInterval)
 	}
+	for _, m := range e.acme {
+		m.Start()
+	}
 }
 
-// close stops the watchers.
+// close stops the watchers and the ACME managers.
 func (e *edgeTLS) close() {
-	if e != nil && e.stop != nil {
+	if e == nil {
+		return
+	}
+	if e.stop != nil {
 		e.stop()
+	}
+	for _, m := range e.acme {
+		m.Close()
 	}
 }
 

@@ -37,6 +37,7 @@ const (
 	nameTLSErrors        = "sluice_tls_handshake_errors_total"
 	nameCertReloads      = "sluice_tls_certificate_reloads_total"
 	nameCertExpiry       = "sluice_tls_certificate_expiry_timestamp_seconds"
+	nameACMEEvents       = "sluice_tls_acme_events_total"
 	nameTunnelsOpen      = "sluice_tunnels_open"
 	nameTunnelsClosed    = "sluice_tunnels_closed_total"
 	nameTunnelBytes      = "sluice_tunnel_bytes_total"
@@ -83,6 +84,7 @@ type Metrics struct {
 	tlsErrors        *prometheus.CounterVec
 	certReloads      *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
+	acmeEvents       *prometheus.CounterVec
 	tunnelsOpen      *prometheus.GaugeVec
 	tunnelsClosed    *prometheus.CounterVec
 	tunnelBytes      *prometheus.CounterVec
@@ -164,7 +166,10 @@ func New(pools PoolSource) *Metrics {
 	m.tunnelBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTunnelBytes,
 		Help: "Bytes carried by closed tunnels, by route and direction (up: client to upstream; down: upstream to client)."},
 		[]string{"route", "direction"})
-	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
+	m.acmeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameACMEEvents,
+		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
+		[]string{"event"})
+	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.acmeEvents, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -214,6 +219,9 @@ func (m *Metrics) CertReloaded(_ string, err error) {
 func (m *Metrics) CertExpiry(certFile string, notAfter time.Time) {
 	m.certExpiry.WithLabelValues(certFile).Set(float64(notAfter.Unix()))
 }
+
+// ACMEEvent counts an ACME certificate event (acme.Observer).
+func (m *Metrics) ACMEEvent(event, _ string) { m.acmeEvents.WithLabelValues(event).Inc() }
 
 // TunnelOpened counts a tunnel that opened (proxy.TunnelObserver).
 func (m *Metrics) TunnelOpened(route, protocol string) {

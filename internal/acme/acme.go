@@ -1,0 +1,132 @@
+// Package acme obtains and renews a listener's certificates from an ACME CA with certmagic,
+// proving control of each domain with the TLS-ALPN-01 challenge on the listener itself (no
+// other port needs to be open). Certificates, keys, the account and locks live in a storage
+// directory; instances sharing it coordinate through certmagic's storage locks, so that one
+// of them orders a certificate and the others load it.
+package acme
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3"
+	"go.uber.org/zap"
+)
+
+// ALPNProto is the ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737); a
+// listener that solves the challenge must offer it.
+const ALPNProto = acmez.ACMETLS1Protocol
+
+// Options configure a Manager.
+type Options struct {
+	Domains  []string
+	Email    string
+	CA       string         // directory URL
+	CARoots  *x509.CertPool // trusted for the CA's HTTPS; nil: the system's
+	Storage  string         // directory
+	Listener string         // host:port of the listener solving TLS-ALPN-01
+}
+
+// Observer is told of certificate events (obtained, renewed, failed) for metrics.
+type Observer interface {
+	ACMEEvent(event, domain string)
+}
+
+// Manager keeps the certificates of one listener's ACME domains.
+type Manager struct {
+	domains []string
+	cache   *certmagic.Cache
+	cfg     *certmagic.Config
+	log     *slog.Logger
+	cancel  context.CancelFunc
+}
+
+// New returns a Manager; Start begins obtaining certificates.
+func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
+	if len(o.Domains) == 0 {
+		return nil, errors.New("acme: no domains")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{domains: o.Domains, log: log.With("component", "acme")}
+	var cfg *certmagic.Config
+	m.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+		Logger:           zap.NewNop(),
+	})
+	cfg = certmagic.New(m.cache, certmagic.Config{
+		Storage: &certmagic.FileStorage{Path: o.Storage},
+		Logger:  zap.NewNop(),
+		OnEvent: func(_ context.Context, event string, data map[string]any) error {
+			domain, _ := data["identifier"].(string)
+			switch event {
+			case "cert_obtained", "cert_failed", "cert_ocsp_revoked":
+				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), "domain", domain, "renewal", data["renewal"], "issuer", data["issuer"])
+				if obs != nil {
+					obs.ACMEEvent(event, domain)
+				}
+			}
+			return nil
+		},
+	})
+	// The challenge is answered by the listener itself: certmagic finds the address in use
+	// and leaves the validation handshakes to GetCertificate.
+	host, port, err := net.SplitHostPort(o.Listener)
+	if err != nil {
+		return nil, fmt.Errorf("acme: listener address %q: %w", o.Listener, err)
+	}
+	alt, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("acme: listener port %q: %w", port, err)
+	}
+	issuer := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+		CA: o.CA, Email: o.Email, Agreed: true, TrustedRoots: o.CARoots,
+		DisableHTTPChallenge: true, AltTLSALPNPort: alt, ListenHost: host,
+		Logger: zap.NewNop(),
+	})
+	cfg.Issuers = []certmagic.Issuer{issuer}
+	m.cfg = cfg
+	return m, nil
+}
+
+// Start manages the domains in the background: certificates already in storage are
+// loaded, missing ones ordered, all renewed before they expire.
+func (m *Manager) Start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	return m.cfg.ManageAsync(ctx, m.domains)
+}
+
+// Close stops managing (renewals, maintenance).
+func (m *Manager) Close() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.cache.Stop()
+}
+
+// Covers reports whether name is one of the managed domains.
+func (m *Manager) Covers(name string) bool {
+	return slices.Contains(m.domains, strings.ToLower(strings.TrimSuffix(name, ".")))
+}
+
+// GetCertificate answers TLS-ALPN-01 validation handshakes and serves the managed
+// certificates.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.cfg.GetCertificate(hello)
+}
+
+// IsChallenge reports whether hello is an ACME validation handshake.
+func IsChallenge(hello *tls.ClientHelloInfo) bool {
+	return slices.Contains(hello.SupportedProtos, ALPNProto)
+}

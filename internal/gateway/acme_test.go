@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+	"sluice/internal/upstream/discovery/dnstest"
+)
+
+// pebble is a real ACME CA (github.com/letsencrypt/pebble, run as a Go tool) on loopback,
+// validating TLS-ALPN-01 on tlsPort and resolving names with its own DNS server.
+type pebble struct {
+	dir     string // its directory URL
+	caFile  string // trusts pebble's HTTPS API
+	out     *syncBuffer
+	dns     *dnstest.Server
+	stopped chan struct{}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func startPebble(t *testing.T, tlsPort int) *pebble {
+	t.Helper()
+	dns, err := dnstest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Close)
+	ca := testutil.NewCA(t)
+	cert, key := ca.Issue(t, "pebble", testutil.CertOptions{DNSNames: []string{"localhost"}})
+	api, mgmt := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(`{"pebble": {"listenAddress": "127.0.0.1:%d", "managementListenAddress": "127.0.0.1:%d",
+  "certificate": %q, "privateKey": %q, "httpPort": %d, "tlsPort": %d, "ocspResponderURL": "",
+  "externalAccountBindingRequired": false, "retryAfter": {"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
+  "profiles": {"default": {"description": "default", "validityPeriod": 7776000}}}}`, api, mgmt, cert, key, freePort(t), tlsPort)
+	cfgFile := filepath.Join(t.TempDir(), "pebble.json")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &pebble{dir: fmt.Sprintf("https://localhost:%d/dir", api), caFile: ca.CAFile(t), out: &syncBuffer{}, dns: dns, stopped: make(chan struct{})}
+	// Built, then run: killing "go tool pebble" would leave pebble itself running.
+	bin := filepath.Join(t.TempDir(), "pebble")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
+		t.Fatalf("build pebble: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dns.Addr)
+	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start pebble: %v", err)
+	}
+	go func() { cmd.Wait(); close(p.stopped) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-p.stopped })
+	testutil.WaitFor(t, 30*time.Second, "pebble to listen", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", api))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return p
+}
+
+// issued counts the certificates pebble issued so far.
+func (p *pebble) issued() int { return strings.Count(p.out.String(), "Issued certificate serial") }
+
+// TestACMEObtainsAndShares: a TLS listener with an acme block gets its certificate from a
+// real ACME CA (pebble) through the TLS-ALPN-01 challenge on the listener itself, serves it,
+// and a second instance sharing the storage directory loads it instead of ordering again.
+func TestACMEObtainsAndShares(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	port := freePort(t)
+	p := startPebble(t, port)
+	p.dns.SetA("acme.test", 60, "127.0.0.1")
+	storage := t.TempDir()
+	const cfg = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [acme.test], email: ops@acme.test, ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": storage, "b": hostport(echoBackend(t, "a"))}
+	tg := startGateway(t, cfg, vars)
+	issuer := func(addr string) string {
+		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
+		if err != nil {
+			return ""
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Issuer.CommonName
+	}
+	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool { return strings.Contains(issuer(tg.addr), "Pebble") })
+	if n := p.issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates, want 1", n)
+	}
+	if v, _ := gathered(t, tg).value("sluice_tls_acme_events_total", map[string]string{"event": "cert_obtained"}); v != 1 {
+		t.Errorf("sluice_tls_acme_events_total{cert_obtained} = %v", v)
+	}
+
+	// A second instance on the same storage: it loads the certificate, pebble issues none.
+	vars2 := map[string]string{}
+	for k, v := range vars {
+		vars2[k] = v
+	}
+	vars2["port"] = fmt.Sprint(freePort(t))
+	tg2 := startGateway(t, cfg, vars2)
+	testutil.WaitFor(t, 30*time.Second, "the second instance to serve the shared certificate", func() bool { return strings.Contains(issuer(tg2.addr), "Pebble") })
+	if n := p.issued(); n != 1 {
+		t.Errorf("after a second instance pebble issued %d certificates, want still 1", n)
+	}
+}
