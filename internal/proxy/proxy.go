@@ -268,7 +268,7 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
-		if re.Code == reason.ConnectRefused || re.Code == reason.ConnectFailed || re.Code == reason.ConnectTimeout {
+		if reason.ConnectFailure(re.Code) {
 			rt.Upstream.Done(t, upstream.Result{Failed: true})
 			return result{err: re, cond: config.RetryConnectFailure, notSent: true}
 		}
