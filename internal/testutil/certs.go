@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,6 +49,7 @@ func NewCA(t testing.TB) *CA {
 // CertOptions shape an issued certificate.
 type CertOptions struct {
 	DNSNames   []string
+	IPs        []net.IP
 	CommonName string
 	NotAfter   time.Time // zero: a day from now
 	Client     bool      // a client certificate (extended key usage clientAuth)
@@ -82,7 +84,7 @@ func (ca *CA) IssuePEM(t testing.TB, o CertOptions) (certPEM, keyPEM []byte) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(ca.serial), Subject: pkix.Name{CommonName: o.CommonName},
-		DNSNames: o.DNSNames, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
+		DNSNames: o.DNSNames, IPAddresses: o.IPs, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
@@ -114,6 +116,26 @@ func (ca *CA) Pool() *x509.CertPool {
 // ClientConfig is a TLS client config that trusts ca, for serverName.
 func (ca *CA) ClientConfig(serverName string) *tls.Config {
 	return &tls.Config{RootCAs: ca.Pool(), ServerName: serverName}
+}
+
+// ServerConfig is a TLS server config with a certificate issued by ca for names: host names
+// and IP addresses.
+func (ca *CA) ServerConfig(t testing.TB, names ...string) *tls.Config {
+	t.Helper()
+	var o CertOptions
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			o.IPs = append(o.IPs, ip)
+		} else {
+			o.DNSNames = append(o.DNSNames, n)
+		}
+	}
+	certPEM, keyPEM := ca.IssuePEM(t, o)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
 }
 
 // WriteFile writes b to name atomically (a temporary file renamed over it), as certificate
