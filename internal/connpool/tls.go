@@ -190,6 +190,16 @@ func (p *Pool) tlsError(err error) *reason.Error {
 	return reason.New(502, reason.TLSHandshake, p.addr, err)
 }
 
+// IsTLSAlert reports whether err is a fatal TLS alert the backend sent (crypto/tls reports
+// one as a *net.OpError with Op "remote error"). Before any response byte it means that the
+// backend refused the TLS session: a TLS 1.3 server verifies the client's certificate after
+// the client's side of the handshake has completed, so its refusal shows on the first read,
+// after the request was written (TLS 1.2 refuses within the handshake, in the dial).
+func IsTLSAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
+}
+
 // TLSConfig returns the TLS client config of the pool's connections (its session cache
 // included), or nil when they are plain TCP. Callers must not modify it; an active health
 // check dials with it.
