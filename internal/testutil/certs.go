@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -23,7 +24,7 @@ type CA struct {
 	key     *ecdsa.PrivateKey
 	CertPEM []byte
 	dir     string
-	serial  int64
+	serial  atomic.Int64 // the last serial number issued; Issue may run from parallel tests
 }
 
 // NewCA returns a new CA whose files go in a temporary directory of t.
@@ -43,7 +44,9 @@ func NewCA(t testing.TB) *CA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	return &CA{Cert: cert, key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: t.TempDir(), serial: 1}
+	ca := &CA{Cert: cert, key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: t.TempDir()}
+	ca.serial.Store(1)
+	return ca
 }
 
 // CertOptions shape an issued certificate.
@@ -73,7 +76,7 @@ func (ca *CA) IssuePEM(t testing.TB, o CertOptions) (certPEM, keyPEM []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca.serial++
+	serial := ca.serial.Add(1)
 	notAfter := o.NotAfter
 	if notAfter.IsZero() {
 		notAfter = time.Now().Add(24 * time.Hour)
@@ -83,7 +86,7 @@ func (ca *CA) IssuePEM(t testing.TB, o CertOptions) (certPEM, keyPEM []byte) {
 		usage = x509.ExtKeyUsageClientAuth
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial), Subject: pkix.Name{CommonName: o.CommonName},
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: o.CommonName},
 		DNSNames: o.DNSNames, IPAddresses: o.IPs, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 	}
