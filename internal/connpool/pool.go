@@ -428,7 +428,8 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 // dialFailed counts a failed dial, frees its slot and returns its reason.
 func (p *Pool) dialFailed(ctx context.Context, err error) error {
 	var rerr *reason.Error
-	if _, ok := err.(*handshakeError); ok {
+	var he *handshakeError
+	if errors.As(err, &he) {
 		rerr = p.tlsError(err)
 	} else {
 		rerr = p.dialError(ctx, err)
