@@ -202,6 +202,8 @@ type optionsView struct {
 	Learn          bool    `json:"learn"`
 	SafetyFraction float64 `json:"safety_fraction"`
 	UnsafeMaxIdle  float64 `json:"unsafe_max_idle_seconds"`
+	TLS            bool    `json:"tls"`
+	ServerName     string  `json:"tls_server_name,omitempty"`
 }
 
 type connView struct {
@@ -231,7 +233,8 @@ func newPoolView(t *Target) poolView {
 		Options: optionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout.Seconds(), MaxIdle: o.MaxIdle,
 			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout.Seconds(),
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime.Seconds(), Learn: o.Learn,
-			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle.Seconds()},
+			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle.Seconds(),
+			TLS: o.TLS, ServerName: o.ServerName},
 		Connections:  make([]connView, len(s.Conns)),
 		RecentClosed: make([]lifeView, len(s.History)),
 	}

@@ -75,6 +75,7 @@ func applyDefaults(c *Config) {
 		defaultHealthCheck(&u.HealthCheck)
 		defaultRetry(&u.Retry)
 		defaultDiscovery(&u.Discovery)
+		defaultUpstreamTLS(u, dir)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

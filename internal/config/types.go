@@ -87,6 +87,10 @@ type Upstream struct {
 	// resolved and re-resolved. Omitted: the system's resolver and the default TTL bounds.
 	// See docs/discovery.md.
 	Discovery Discovery `yaml:"discovery"`
+	// TLS makes the connections to the targets TLS (HTTPS). Omitted: plain TCP, unless a
+	// target address starts with https://, which creates it with its defaults. See
+	// docs/tls.md#upstream-tls.
+	TLS *UpstreamTLS `yaml:"tls"`
 }
 
 // Discovery configures DNS resolution of an upstream's named targets.
@@ -242,7 +246,8 @@ type Admin struct {
 type Target struct {
 	// Address is host:port of the backend. A host name (not an IP address) is resolved
 	// through DNS (A and AAAA) and each address becomes a target, re-resolved on the records'
-	// TTL. Required unless SRV is set.
+	// TTL. Required unless SRV is set. It may start with "https://" (TLS to the upstream; the
+	// port defaults to 443) or "http://" (port 80); all targets of an upstream must agree.
 	Address string `yaml:"address"`
 	// SRV is a DNS SRV name, such as "_http._tcp.api.internal", whose records give the
 	// targets: each record's host resolved to addresses, with the record's port, and the
@@ -251,6 +256,10 @@ type Target struct {
 	// Weight is the share of requests for smooth weighted round robin. Default 1; 0 is invalid
 	// (remove the target instead).
 	Weight int `yaml:"weight"`
+
+	// Scheme is the scheme Address was written with, "http", "https" or "" (none); Load
+	// strips it from Address. Not YAML.
+	Scheme string `yaml:"-"`
 }
 
 // Keepalive is the upstream connection reuse policy. See docs/config.md for what 0 and

@@ -106,6 +106,8 @@ func (c *Config) validateUpstreams(p *problems) {
 				if t.SRV == "" { // an srv target is checked by validateDiscovery
 					p.add(tb+".address", "required, such as \"10.0.0.5:8080\"")
 				}
+			} else if t.Scheme != "" && strings.ContainsAny(t.Address, "/?#") {
+				p.add(tb+".address", "invalid address %q: a target is %s://host[:port], without a path (see rewrite.add_prefix)", t.Scheme+"://"+t.Address, t.Scheme)
 			} else if err := checkHostPort(t.Address, false); err != nil {
 				p.add(tb+".address", "%v", err)
 			} else if k, dup := addrs[t.Address]; dup {
@@ -123,6 +125,7 @@ func (c *Config) validateUpstreams(p *problems) {
 		validateLimits(p, b+".limits", u.Limits)
 		validateRetry(p, b+".retry", u.Retry)
 		validateDiscovery(p, b, u)
+		validateUpstreamTLS(p, b, u)
 		tm := map[string]Duration{"connect": u.Timeouts.Connect, "read": u.Timeouts.Read, "write": u.Timeouts.Write}
 		for _, f := range sortedKeys(tm) {
 			if tm[f] <= 0 {

@@ -30,6 +30,7 @@ func Warnings(c *Config) []string {
 	for i, u := range c.Upstreams {
 		warnKeepalive(&p, fmt.Sprintf("upstreams[%d]", i), u.Keepalive)
 		warnRetry(&p, fmt.Sprintf("upstreams[%d].retry", i), u.Retry)
+		warnUpstreamTLS(&p, fmt.Sprintf("upstreams[%d]", i), u)
 	}
 	for i, r := range c.Routes {
 		warnRetry(&p, fmt.Sprintf("routes[%d].retry", i), r.Retry)

@@ -2,6 +2,8 @@ package connpool
 
 import (
 	"context"
+	"crypto/tls"
+	"io"
 	"testing"
 
 	"sluice/internal/testutil"
@@ -32,8 +34,19 @@ func BenchmarkGetRelease(b *testing.B) {
 // MSG_PEEK that finds nothing waiting). Subtract it from BenchmarkGetRelease or
 // BenchmarkRoundTrip to price a checkout or an exchange without it.
 func BenchmarkCheck(b *testing.B) {
-	be := testutil.Echo(b)
-	p := New(be.Addr(), Options{Enabled: true, Learn: true}, nil)
+	benchCheck(b, testutil.Echo(b).Addr(), nil)
+}
+
+// BenchmarkCheckTLS is BenchmarkCheck over TLS: the check reads through the TLS connection
+// with a socket that does not wait (one recvfrom that finds nothing, as the peek does).
+func BenchmarkCheckTLS(b *testing.B) {
+	ca := testutil.NewCA(b)
+	be := testutil.NewBackend(b, testutil.BackendOptions{TLS: ca.ServerConfig(b, "127.0.0.1")})
+	benchCheck(b, be.Addr(), &tls.Config{RootCAs: ca.Pool()})
+}
+
+func benchCheck(b *testing.B, addr string, tc *tls.Config) {
+	p := New(addr, Options{Enabled: true, Learn: true, TLS: tc}, nil)
 	defer p.Close(CloseShutdown)
 	c, err := p.Get(context.Background(), true)
 	if err != nil {
@@ -45,5 +58,45 @@ func BenchmarkCheck(b *testing.B) {
 		if why := c.check(); why != "" {
 			b.Fatalf("live connection failed the check: %s", why)
 		}
+	}
+}
+
+// BenchmarkTLSDial prices a new TLS connection (dial and handshake, TLS 1.3, ECDSA P-256
+// certificate) with a full handshake and with a session resumed from the pool's cache: the
+// cost of the fresh connections that non-idempotent requests get.
+func BenchmarkTLSDial(b *testing.B) {
+	ca := testutil.NewCA(b)
+	be := testutil.NewBackend(b, testutil.BackendOptions{TLS: ca.ServerConfig(b, "127.0.0.1")})
+	for _, resume := range []bool{false, true} {
+		name := "full"
+		if resume {
+			name = "resumed"
+		}
+		b.Run(name, func(b *testing.B) {
+			p := New(be.Addr(), Options{Enabled: true, TLS: &tls.Config{RootCAs: ca.Pool(), SessionTicketsDisabled: !resume}}, nil)
+			defer p.Close(CloseShutdown)
+			if resume { // a first exchange stores the session
+				mustExchange(b, p)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := p.GetFresh(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.Release(c, Outcome{Err: io.EOF, Reason: CloseRequestError})
+			}
+			s := p.Snapshot().Counters
+			if resume && s.TLSFull != 1 || !resume && s.TLSResumed != 0 {
+				b.Fatalf("handshakes: full %d, resumed %d", s.TLSFull, s.TLSResumed)
+			}
+		})
+	}
+}
+
+func mustExchange(b *testing.B, p *Pool) {
+	if a := exchange(p, "GET", "first"); a.err != nil {
+		b.Fatal(a.err)
 	}
 }

@@ -19,6 +19,7 @@ const (
 	stateInUse connState = iota
 	stateIdle
 	stateClosed
+	stateChecking // off the idle stack while the sweeper reads what a TLS conn received
 )
 
 // Conn is one upstream connection checked out of a [Pool] for one request. The exported
@@ -55,7 +56,13 @@ func (c *Conn) NetConn() net.Conn { return c.cc }
 // Interrupt closes the socket of a checked-out connection from another goroutine, waking a
 // read or write in progress on it with an error. The proxy uses it to stop an exchange whose
 // request was canceled; the holder then releases the connection as failed.
-func (c *Conn) Interrupt() { _ = c.cc.Close() }
+func (c *Conn) Interrupt() {
+	if c.cc.tls != nil {
+		_ = c.cc.tls.Conn.Close() // the socket: no close_notify from this goroutine
+		return
+	}
+	_ = c.cc.Close()
+}
 
 // BytesWritten returns the bytes accepted by Write since this checkout.
 func (c *Conn) BytesWritten() int64 { return c.cc.w.Load() }
@@ -64,9 +71,14 @@ func (c *Conn) BytesWritten() int64 { return c.cc.w.Load() }
 func (c *Conn) BytesRead() int64 { return c.cc.r.Load() }
 
 // Socket returns the connection's socket for moving bytes past the buffered reader and
-// writer (splice), or nil when it is not a plain TCP socket. Bytes moved so must be counted
-// with AddRead and AddWritten: the retry rules judge a failure by them.
-func (c *Conn) Socket() *netio.Conn { return c.cc.nio }
+// writer (splice), or nil when it is not a plain TCP socket (TLS, or not TCP). Bytes moved so
+// must be counted with AddRead and AddWritten: the retry rules judge a failure by them.
+func (c *Conn) Socket() *netio.Conn {
+	if c.cc.tls != nil {
+		return nil
+	}
+	return c.cc.nio
+}
 
 // AddRead counts n bytes read from Socket() past the buffered reader.
 func (c *Conn) AddRead(n int64) { c.cc.r.Add(n) }
@@ -74,9 +86,16 @@ func (c *Conn) AddRead(n int64) { c.cc.r.Add(n) }
 // AddWritten counts n bytes written to Socket() past the buffered writer.
 func (c *Conn) AddWritten(n int64) { c.cc.w.Add(n) }
 
-func newConn(nc net.Conn, now time.Time) *Conn {
-	cc := &countConn{Conn: netio.Wrap(nc)}
-	cc.nio, _ = cc.Conn.(*netio.Conn)
+// newConn wraps a dialed connection: the socket nc, or the TLS connection of s when s is not
+// nil.
+func newConn(nc net.Conn, s *tlsSocket, now time.Time) *Conn {
+	cc := &countConn{tls: s}
+	if s != nil {
+		cc.Conn, cc.nio = s.tc, s.nio
+	} else {
+		cc.Conn = netio.Wrap(nc)
+		cc.nio, _ = cc.Conn.(*netio.Conn)
+	}
 	c := &Conn{
 		ID:       lastID.Add(1),
 		R:        bufio.NewReaderSize(cc, bufSize),
@@ -95,12 +114,20 @@ func (c *Conn) check() CloseReason {
 	if c.R.Buffered() > 0 {
 		return CloseUnsolicitedData
 	}
+	if c.cc.tls != nil {
+		return c.cc.tls.check()
+	}
 	return c.probe()
 }
 
+// probeRead is probe's verdict on a TLS connection with bytes waiting: only reading them
+// through TLS tells a session ticket from a close_notify or application data, and only the
+// connection's owner may read (see tls.go). It is never recorded as a close reason.
+const probeRead CloseReason = "probe_read"
+
 // probe peeks without consuming or blocking (safe alongside another probe: the sweeper and
 // a checkout may look at the same idle conn): nothing waiting means alive, bytes mean
-// unsolicited data, the peer's FIN or an error (ECONNRESET) means dead.
+// unsolicited data (probeRead over TLS), the peer's FIN or an error (ECONNRESET) means dead.
 func (c *Conn) probe() CloseReason {
 	if c.cc.nio == nil {
 		return ""
@@ -109,6 +136,8 @@ func (c *Conn) probe() CloseReason {
 	switch {
 	case err != nil || r == netio.PeekClosed:
 		return CloseBackendClosedIdle
+	case r == netio.PeekData && c.cc.tls != nil:
+		return probeRead
 	case r == netio.PeekData:
 		return CloseUnsolicitedData
 	}
@@ -117,11 +146,22 @@ func (c *Conn) probe() CloseReason {
 
 var _ netio.Extender = (*countConn)(nil)
 
-// countConn counts bytes moved through a connection since the last reset.
+// countConn counts bytes moved through a connection since the last reset: plaintext bytes,
+// above TLS when there is TLS.
 type countConn struct {
-	net.Conn
-	nio  *netio.Conn // Conn when it is one (a TCP conn): peeks, lazy deadlines; else nil
-	r, w atomic.Int64
+	net.Conn             // the socket, or the *tls.Conn of tls
+	nio      *netio.Conn // the socket when it is TCP: peeks, lazy deadlines; else nil
+	tls      *tlsSocket  // the socket under the TLS connection; nil for plain connections
+	r, w     atomic.Int64
+}
+
+// Close closes the connection; over TLS it sends close_notify first when the socket takes
+// it at once. Only the connection's owner may call it (see Conn.Interrupt).
+func (c *countConn) Close() error {
+	if c.tls != nil {
+		return c.tls.close()
+	}
+	return c.Conn.Close()
 }
 
 // CloseWrite half-closes the connection when the one underneath can (a tunnel passing on

@@ -19,6 +19,10 @@
 //     dead. A dead conn is closed, counted as stale caught, fed to learning, and Get takes
 //     the next idle conn or dials. Nothing was sent, so this costs the request nothing.
 //     The sweeper runs the same probe on idle conns so backend closes are seen promptly.
+//     Over TLS (Options.TLS) the check reads through the TLS connection without waiting
+//     instead: a session ticket is consumed and keeps the conn, a close_notify or FIN means
+//     dead, application data or part of a record means unsolicited data (tls.go explains why
+//     a peek cannot judge TLS bytes, and how the sweeper reads them).
 //  3. Non-idempotent requests (idempotent=false) cannot be replayed after an ambiguous
 //     failure, so they only reuse a conn idle less than min(UnsafeMaxIdle, effective/4);
 //     otherwise they get a fresh conn. With effective = 0.85*learned, a POST can only meet
@@ -78,5 +82,6 @@
 //
 // [Pool.Snapshot] gives the learned value and its source, the effective idle timeout,
 // the reuse factor, counters (opened, reused, stale caught, closes by [CloseReason], queue
-// waits, dial errors), the live conns and the last History (64) closed conns' records.
+// waits, dial errors, TLS handshakes full and resumed and their failures), the live conns
+// and the last History (64) closed conns' records.
 package connpool

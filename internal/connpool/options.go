@@ -2,6 +2,7 @@ package connpool
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"time"
 )
@@ -85,6 +86,16 @@ type Options struct {
 	// Dial opens a connection. nil => a net.Dialer. The peek check needs the returned conn
 	// to implement syscall.Conn (a *net.TCPConn does); other conns skip it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLS, when not nil, makes every connection a TLS client connection with this config,
+	// its handshake part of the dial (bounded by ConnectTimeout). The pool uses a copy: with
+	// no ServerName it verifies the target's host (an IP address: no SNI is sent), and
+	// unless SessionTicketsDisabled it keeps its own session cache for resumption. nil:
+	// plain TCP. See tls.go.
+	TLS *tls.Config
+	// TLSID stands for TLS in the Identity: pools whose TLS configs may differ (trust, client
+	// certificate, server name, versions, resumption) must have different TLSIDs. The gateway
+	// sets a hash of the upstream's tls block and of the files it names, and the server name.
+	TLSID string
 }
 
 // Identity is what makes two pools interchangeable: every field of [Options] that shapes a
@@ -93,8 +104,10 @@ type Options struct {
 // same Identity (and the target the same address).
 //
 // Dial is left out: a function cannot be compared, and the gateway never sets it (tests that
-// set it build their pools directly). TestIdentityCoversOptions makes each new field of
-// Options either part of Identity or listed as left out, with a reason.
+// set it build their pools directly). TLS, a pointer, is left out too: TLSID stands for it
+// ("tls" when TLS is set without a TLSID, so a TLS pool never passes for a plain one).
+// TestIdentityCoversOptions makes each new field of Options either part of Identity or
+// listed as left out, with a reason.
 type Identity struct {
 	Enabled        bool
 	IdleTimeout    time.Duration
@@ -116,6 +129,7 @@ type Identity struct {
 	GrowInterval   time.Duration
 	LearnWindow    time.Duration
 	History        int
+	TLSID          string
 }
 
 // Identity returns o's [Identity].
@@ -141,7 +155,15 @@ func (o Options) Identity() Identity {
 		GrowInterval:   o.GrowInterval,
 		LearnWindow:    o.LearnWindow,
 		History:        o.History,
+		TLSID:          o.tlsID(),
 	}
+}
+
+func (o Options) tlsID() string {
+	if o.TLS != nil && o.TLSID == "" {
+		return "tls"
+	}
+	return o.TLSID
 }
 
 func (o Options) withDefaults() Options {

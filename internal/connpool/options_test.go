@@ -8,6 +8,7 @@ import (
 // notIdentity lists the fields of Options that Identity leaves out, with the reason.
 var notIdentity = map[string]string{
 	"Dial": "a function cannot be compared; the gateway never sets it",
+	"TLS":  "a pointer: TLSID stands for it",
 }
 
 // TestIdentityCoversOptions: a field added to Options must be a decision, not an accident.

@@ -2,6 +2,7 @@ package connpool
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ type Pool struct {
 	addr string
 	opts Options
 	log  *slog.Logger
+	tls  *tls.Config // nil: plain TCP; see tls.go
 
 	mu         sync.Mutex
 	idle       []*Conn // LIFO: the top (end) is the most recently released
@@ -66,6 +68,7 @@ func New(addr string, opts Options, log *slog.Logger) *Pool {
 		live: make(map[uint64]*Conn),
 		stop: make(chan struct{}),
 	}
+	p.tls = tlsConfig(p.opts.TLS, addr)
 	p.heal.factor = 1
 	p.stats.closedBy = make(map[CloseReason]uint64)
 	p.history = make([]LifeRecord, 0, p.opts.History)
@@ -380,25 +383,41 @@ func closeAll(cs []*Conn) {
 }
 
 // dial opens a new conn in a slot already counted in total; on failure the slot is freed.
+// Over TLS the handshake is part of the dial, bounded by the same connect timeout.
 func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
 	nc, err := p.opts.Dial(dctx, "tcp", p.addr)
+	var s *tlsSocket
+	resumed := false
+	if err == nil && p.tls != nil {
+		if s, err = p.handshake(dctx, nc); err == nil {
+			resumed = s.tc.ConnectionState().DidResume
+		}
+	}
 	cancel()
+	if err != nil {
+		return nil, p.dialFailed(ctx, err)
+	}
 	now := time.Now()
 	p.mu.Lock()
-	if err != nil {
-		p.stats.dialErrors++
-		p.freeSlotLocked()
-		p.mu.Unlock()
-		return nil, p.dialError(ctx, err)
-	}
 	if p.closed {
 		p.freeSlotLocked()
 		p.mu.Unlock()
-		_ = nc.Close()
+		if s != nil {
+			_ = s.close()
+		} else {
+			_ = nc.Close()
+		}
 		return nil, p.errShutdown()
 	}
-	c := newConn(nc, now)
+	c := newConn(nc, s, now)
+	switch {
+	case s == nil:
+	case resumed:
+		p.stats.tlsResumed++
+	default:
+		p.stats.tlsFull++
+	}
 	p.live[c.ID] = c
 	p.stats.opened++
 	p.checkoutLocked(c, now)
@@ -406,7 +425,29 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	return c, nil
 }
 
-func (p *Pool) dialError(ctx context.Context, err error) error {
+// dialFailed counts a failed dial, frees its slot and returns its reason.
+func (p *Pool) dialFailed(ctx context.Context, err error) error {
+	var rerr *reason.Error
+	var he *handshakeError
+	if errors.As(err, &he) {
+		rerr = p.tlsError(err)
+	} else {
+		rerr = p.dialError(ctx, err)
+	}
+	p.mu.Lock()
+	p.stats.dialErrors++
+	switch rerr.Code {
+	case reason.TLSHandshake:
+		p.stats.tlsHandshakeErrors++
+	case reason.TLSCertificate:
+		p.stats.tlsCertErrors++
+	}
+	p.freeSlotLocked()
+	p.mu.Unlock()
+	return rerr
+}
+
+func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
 	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):

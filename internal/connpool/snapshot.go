@@ -41,6 +41,10 @@ type OptionsView struct {
 	Learn          bool          `json:"learn"`
 	SafetyFraction float64       `json:"safety_fraction"`
 	UnsafeMaxIdle  time.Duration `json:"unsafe_max_idle"`
+	// TLS: connections are TLS, verified against ServerName (sent as SNI unless it is an IP
+	// address; "" with verification off and no name to send).
+	TLS        bool   `json:"tls"`
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // Counters are cumulative since the pool was created.
@@ -54,12 +58,20 @@ type Counters struct {
 	QueueTimeouts uint64                 `json:"queue_timeouts"`
 	DialErrors    uint64                 `json:"dial_errors"`
 	ClosedBy      map[CloseReason]uint64 `json:"closed_by"`
+	// TLS handshakes of the dials that succeeded, full or resumed (a session from the
+	// pool's cache), and the dials that failed in the handshake (also in DialErrors): the
+	// target's certificate failed verification, or the handshake failed otherwise.
+	TLSFull            uint64 `json:"tls_full_handshakes"`
+	TLSResumed         uint64 `json:"tls_resumed_handshakes"`
+	TLSCertErrors      uint64 `json:"tls_certificate_errors"`
+	TLSHandshakeErrors uint64 `json:"tls_handshake_errors"`
 }
 
 type counters struct {
-	opened, reused, staleCaught, resetOnReuse        uint64
-	queueWaits, queueFull, queueTimeouts, dialErrors uint64
-	closedBy                                         map[CloseReason]uint64
+	opened, reused, staleCaught, resetOnReuse              uint64
+	queueWaits, queueFull, queueTimeouts, dialErrors       uint64
+	tlsFull, tlsResumed, tlsCertErrors, tlsHandshakeErrors uint64
+	closedBy                                               map[CloseReason]uint64
 }
 
 // ConnInfo describes one live connection.
@@ -97,7 +109,7 @@ func (p *Pool) Snapshot() Snapshot {
 		Options: OptionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout, MaxIdle: o.MaxIdle,
 			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout,
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime, Learn: o.Learn,
-			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle},
+			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle, TLS: p.tls != nil},
 		Closed:        p.closed,
 		Learned:       p.learn.value,
 		LearnedSource: p.learn.source,
@@ -109,13 +121,18 @@ func (p *Pool) Snapshot() Snapshot {
 			StaleCaught: p.stats.staleCaught, ResetOnReuse: p.stats.resetOnReuse,
 			QueueWaits: p.stats.queueWaits, QueueFull: p.stats.queueFull,
 			QueueTimeouts: p.stats.queueTimeouts, DialErrors: p.stats.dialErrors,
-			ClosedBy: maps.Clone(p.stats.closedBy)},
+			ClosedBy: maps.Clone(p.stats.closedBy),
+			TLSFull:  p.stats.tlsFull, TLSResumed: p.stats.tlsResumed,
+			TLSCertErrors: p.stats.tlsCertErrors, TLSHandshakeErrors: p.stats.tlsHandshakeErrors},
 		Conns: make([]ConnInfo, 0, len(p.live)),
+	}
+	if p.tls != nil {
+		s.Options.ServerName = p.tls.ServerName
 	}
 	for _, c := range p.live {
 		ci := ConnInfo{ID: c.ID, State: "in_use", Created: c.created, LastUsed: c.lastUsed,
 			Age: now.Sub(c.created), Served: c.served}
-		if c.state == stateIdle {
+		if c.state == stateIdle || c.state == stateChecking {
 			ci.State, ci.IdleAge = "idle", now.Sub(c.lastUsed)
 		}
 		s.Conns = append(s.Conns, ci)

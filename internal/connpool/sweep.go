@@ -4,7 +4,9 @@ package connpool
 // SweepInterval it retires idle conns past a limit, then probes the rest with the same
 // non-consuming peek as the checkout check, outside the mutex. A probe result is applied
 // only if the conn is still idle in the same idle period (state and gen unchanged): a Get
-// may have taken it meanwhile, and then the Get's own check rules.
+// may have taken it meanwhile, and then the Get's own check rules. A TLS conn with bytes
+// waiting cannot be judged by a peek: the sweeper takes it off the idle stack, runs the
+// checkout check on it (which reads), and puts it back or retires it (see tls.go).
 
 import (
 	"slices"
@@ -70,14 +72,20 @@ func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Co
 
 // sweepApply acts on probe results for conns still idle in the same idle period.
 func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts []CloseReason) {
-	var dead []*Conn
+	var dead, read []*Conn
 	p.mu.Lock()
 	for i, c := range probe {
 		if c.state != stateIdle || c.gen != gens[i] {
 			continue
 		}
-		if verdicts[i] == "" {
+		switch verdicts[i] {
+		case "":
 			c.aliveAt = now
+			continue
+		case probeRead:
+			p.removeIdleLocked(c)
+			c.state = stateChecking
+			read = append(read, c)
 			continue
 		}
 		p.removeIdleLocked(c)
@@ -88,6 +96,61 @@ func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts 
 	}
 	p.mu.Unlock()
 	closeAll(dead)
+	for _, c := range read {
+		p.recheck(c)
+	}
+}
+
+// recheck runs the checkout check on a TLS conn the sweeper took off the idle stack, then
+// puts it back as it was (or hands it to a waiter), or retires it as found dead.
+func (p *Pool) recheck(c *Conn) {
+	why := c.check()
+	now := time.Now()
+	var evicted *Conn
+	p.mu.Lock()
+	switch {
+	case why != "":
+		p.stats.staleCaught++
+		p.observeLocked(c, now)
+		p.retireLocked(c, why, now, false)
+	case p.closed:
+		why = p.closeWhy
+		p.retireLocked(c, why, now, false)
+	case len(p.waiters) > 0:
+		c.aliveAt = now
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		c.state = stateInUse
+		w.ch <- grant{c: c}
+	default:
+		c.aliveAt = now
+		c.state = stateIdle
+		evicted = p.restoreIdleLocked(c, now)
+	}
+	p.mu.Unlock()
+	if why != "" {
+		_ = c.cc.Close()
+	}
+	if evicted != nil {
+		_ = evicted.cc.Close()
+	}
+}
+
+// restoreIdleLocked puts c back on the idle stack in the place its release time gives it,
+// keeping the MaxIdle bound (conns released meanwhile did not count it): it returns the
+// conn retired to keep it, for the caller to close after unlocking.
+func (p *Pool) restoreIdleLocked(c *Conn, now time.Time) (evicted *Conn) {
+	i := len(p.idle)
+	for i > 0 && p.idle[i-1].lastUsed.After(c.lastUsed) {
+		i--
+	}
+	p.idle = slices.Insert(p.idle, i, c)
+	if len(p.idle) > p.opts.MaxIdle {
+		evicted = p.idle[0]
+		p.idle = slices.Delete(p.idle, 0, 1)
+		p.retireLocked(evicted, ClosePoolFull, now, false)
+	}
+	return evicted
 }
 
 func (p *Pool) removeIdleLocked(c *Conn) {

@@ -133,14 +133,17 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 			}
 		}
 	}
-	up := g.upstreamPools(uc, log)
+	up, err := g.upstreamPools(uc, log)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams %q: %w", uc.ID, err)
+	}
 	var targets []*upstream.Target
 	for _, tc := range uc.Targets {
 		if tc.IsName() {
 			continue
 		}
-		g.held = append(g.held, up.id(tc.Address))
-		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: up.acquire(tc.Address)}
+		g.held = append(g.held, up.id("", tc.Address))
+		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: up.acquire("", tc.Address)}
 		if ot, ok := before[tc.Address]; ok {
 			t.Inherit(ot)
 		} else if before != nil {
@@ -326,24 +329,46 @@ type upstreamPools struct {
 	refs     *poolRefs
 	upstream string
 	opts     connpool.Options
+	tls      *upstreamTLS // nil: plain TCP
 	log      *slog.Logger
 }
 
-func (g *Generation) upstreamPools(uc config.Upstream, log *slog.Logger) upstreamPools {
-	return upstreamPools{refs: g.pools, upstream: uc.ID, opts: poolOptions(uc), log: log.With("upstream", uc.ID)}
+func (g *Generation) upstreamPools(uc config.Upstream, log *slog.Logger) (upstreamPools, error) {
+	ut, err := buildUpstreamTLS(uc)
+	if err != nil {
+		return upstreamPools{}, err
+	}
+	return upstreamPools{refs: g.pools, upstream: uc.ID, opts: poolOptions(uc), tls: ut, log: log.With("upstream", uc.ID)}, nil
 }
 
-func (u upstreamPools) id(addr string) poolID {
-	return poolID{upstream: u.upstream, addr: addr, opts: u.opts.Identity()}
+// options returns the pool options for the addresses name resolved to ("" for a target
+// given by address). Over TLS, TLS is the upstream's shared config, without the server name.
+func (u upstreamPools) options(name string) connpool.Options {
+	o := u.opts
+	if u.tls != nil {
+		o.TLS, o.TLSID = u.tls.base, u.tls.id+" "+u.tls.serverName(name)
+	}
+	return o
 }
 
-// acquire returns the pool for addr, shared when one with the same identity exists, and
-// takes a reference on it; release drops one.
-func (u upstreamPools) acquire(addr string) *connpool.Pool {
-	return u.refs.acquire(u.id(addr), func() *connpool.Pool { return connpool.New(addr, u.opts, u.log) })
+func (u upstreamPools) id(name, addr string) poolID {
+	return poolID{upstream: u.upstream, addr: addr, opts: u.options(name).Identity()}
 }
 
-func (u upstreamPools) release(addr string) { u.refs.release(u.id(addr)) }
+// acquire returns the pool for addr, an address name resolved to, shared when one with the
+// same identity exists, and takes a reference on it; release drops one.
+func (u upstreamPools) acquire(name, addr string) *connpool.Pool {
+	return u.refs.acquire(u.id(name, addr), func() *connpool.Pool {
+		o := u.options(name)
+		if o.TLS != nil {
+			o.TLS = o.TLS.Clone()
+			o.TLS.ServerName = u.tls.serverName(name)
+		}
+		return connpool.New(addr, o, u.log)
+	})
+}
+
+func (u upstreamPools) release(name, addr string) { u.refs.release(u.id(name, addr)) }
 
 func poolOptions(uc config.Upstream) connpool.Options {
 	k := uc.Keepalive

@@ -35,12 +35,17 @@ func (r tortureResult) acceptedPer1000() float64 {
 	return 1000 * float64(r.accepted) / float64(max(r.requests, 1))
 }
 
-func runTorture(t *testing.T, be *testutil.Backend, keepalive string, clients int, dur time.Duration, during func()) tortureResult {
+// runTorture runs the suite's clients against be; keepalive is each upstream's keepalive
+// block, tlsBlock its tls block ("": plain TCP).
+func runTorture(t *testing.T, be *testutil.Backend, keepalive, tlsBlock string, clients int, dur time.Duration, during func()) tortureResult {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("listeners: [{address: 127.0.0.1:0}]\nupstreams:\n")
 	for i := 0; i < clients; i++ {
 		fmt.Fprintf(&b, "  - id: u%d\n    targets: [{address: %q}]\n    keepalive: %s\n", i, be.Addr(), keepalive)
+		if tlsBlock != "" {
+			fmt.Fprintf(&b, "    tls: %s\n", tlsBlock)
+		}
 	}
 	b.WriteString("routes:\n")
 	for i := 0; i < clients; i++ {
@@ -167,7 +172,7 @@ func TestStaleTorture(t *testing.T) {
 			if tc.during != nil {
 				during = func() { tc.during(be) }
 			}
-			res := runTorture(t, be, tc.keepalive, 6, tortureDuration(t), during)
+			res := runTorture(t, be, tc.keepalive, "", 6, tortureDuration(t), during)
 			if len(res.duplicates) > 0 {
 				t.Errorf("requests processed twice: %v", res.duplicates)
 			}
@@ -183,6 +188,39 @@ func TestStaleTorture(t *testing.T) {
 			}
 			if tc.keepalive == "{enabled: false}" && res.accepted != res.requests {
 				t.Errorf("keep-alive disabled: %d connections for %d requests", res.accepted, res.requests)
+			}
+		})
+	}
+}
+
+// TestStaleTortureTLS: the same clients against HTTPS backends that close idle connections,
+// as Go servers do (a FIN alone) and as nginx does (close_notify, then FIN), and one whose
+// idle timer races requests: no client sees a failure and nothing runs twice.
+func TestStaleTortureTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	tlsBlock := fmt.Sprintf("{ca_file: %q}", ca.CAFile(t))
+	cases := []struct {
+		name string
+		opts testutil.BackendOptions
+	}{
+		{"idle close, FIN only", testutil.BackendOptions{IdleClose: tortureT}},
+		{"idle close with close_notify", testutil.BackendOptions{IdleClose: tortureT, CloseNotify: true}},
+		{"idle timer races requests", testutil.BackendOptions{IdleClose: tortureT, RaceWindow: 100 * time.Millisecond, CloseNotify: true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.opts.TLS = ca.ServerConfig(t, "127.0.0.1")
+			be := testutil.NewBackend(t, tc.opts)
+			res := runTorture(t, be, "{idle_timeout: 600s}", tlsBlock, 6, tortureDuration(t), nil)
+			if len(res.duplicates) > 0 {
+				t.Errorf("requests processed twice: %v", res.duplicates)
+			}
+			if len(res.fiveXX) > 0 {
+				t.Errorf("client-visible failures: %v", res.fiveXX)
+			}
+			if res.requests < 200 {
+				t.Errorf("only %d requests ran, want 200 or more", res.requests)
 			}
 		})
 	}

@@ -58,6 +58,8 @@ const (
 	namePoolDialErrors    = "sluice_upstream_dial_errors_total"
 	namePoolInFlight      = "sluice_upstream_in_flight_requests"
 	nameTargetHealth      = "sluice_upstream_target_health"
+	namePoolTLSHandshakes = "sluice_upstream_tls_handshakes_total"
+	namePoolTLSErrors     = "sluice_upstream_tls_handshake_errors_total"
 )
 
 // latencyBuckets span a fast cached response (1 ms) to a long upstream call (60 s).

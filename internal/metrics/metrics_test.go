@@ -21,8 +21,10 @@ func samplePools() []TargetPool {
 			ReuseFactor: 1, Waiting: 1,
 			Counters: connpool.Counters{Opened: 3, Reused: 10, StaleCaught: 1, ResetOnReuse: 1,
 				QueueWaits: 2, QueueFull: 1, QueueTimeouts: 1, DialErrors: 4,
-				ClosedBy: map[connpool.CloseReason]uint64{connpool.CloseBackendClose: 2, connpool.CloseIdleTimeout: 1}},
-			Conns: []connpool.ConnInfo{{ID: 1, State: "idle"}, {ID: 2, State: "in_use"}, {ID: 3, State: "idle"}},
+				ClosedBy: map[connpool.CloseReason]uint64{connpool.CloseBackendClose: 2, connpool.CloseIdleTimeout: 1},
+				TLSFull:  1, TLSResumed: 2, TLSCertErrors: 3},
+			Options: connpool.OptionsView{TLS: true},
+			Conns:   []connpool.ConnInfo{{ID: 1, State: "idle"}, {ID: 2, State: "in_use"}, {ID: 3, State: "idle"}},
 		},
 	}}
 }
@@ -65,7 +67,8 @@ func TestPromlint(t *testing.T) {
 		nameAttempts, nameConfigInfo, nameConfigReloads, nameRetries, nameRetryBudget, namePoolConns,
 		namePoolOpened, namePoolClosed, namePoolReuses, namePoolStaleCaught, namePoolResetOnReuse,
 		namePoolLearnedIdle, namePoolEffectiveIdle, namePoolReuseFactor, namePoolWaiting,
-		namePoolQueueWaits, namePoolQueueFull, namePoolQueueTimeouts, namePoolDialErrors, namePoolInFlight} {
+		namePoolQueueWaits, namePoolQueueFull, namePoolQueueTimeouts, namePoolDialErrors, namePoolInFlight,
+		namePoolTLSHandshakes, namePoolTLSErrors} {
 		if !strings.Contains(rec.Body.String(), "\n# TYPE "+name+" ") {
 			t.Errorf("%s missing from the exposition", name)
 		}
@@ -123,6 +126,18 @@ sluice_upstream_learned_idle_timeout_seconds{source="header",target="10.0.0.1:80
 # HELP sluice_upstream_effective_idle_timeout_seconds The idle age at which pooled connections to the target are retired (0: no reuse).
 # TYPE sluice_upstream_effective_idle_timeout_seconds gauge
 sluice_upstream_effective_idle_timeout_seconds{target="10.0.0.1:80",upstream="api"} 4.25
+`},
+		{namePoolTLSHandshakes, `
+# HELP sluice_upstream_tls_handshakes_total TLS handshakes of new connections to the target (upstreams with TLS only), by whether a session was resumed.
+# TYPE sluice_upstream_tls_handshakes_total counter
+sluice_upstream_tls_handshakes_total{resumed="false",target="10.0.0.1:80",upstream="api"} 1
+sluice_upstream_tls_handshakes_total{resumed="true",target="10.0.0.1:80",upstream="api"} 2
+`},
+		{namePoolTLSErrors, `
+# HELP sluice_upstream_tls_handshake_errors_total Failed TLS handshakes with the target (upstreams with TLS only), by reason code: upstream_tls_certificate or upstream_tls_handshake.
+# TYPE sluice_upstream_tls_handshake_errors_total counter
+sluice_upstream_tls_handshake_errors_total{reason="upstream_tls_certificate",target="10.0.0.1:80",upstream="api"} 3
+sluice_upstream_tls_handshake_errors_total{reason="upstream_tls_handshake",target="10.0.0.1:80",upstream="api"} 0
 `},
 		{nameAttempts, `
 # HELP sluice_upstream_attempts_total Upstream attempts, by upstream and outcome ("ok" or a reason code).

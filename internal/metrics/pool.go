@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sluice/internal/connpool"
+	"sluice/internal/reason"
 )
 
 // TargetPool is one upstream target and its pool state, as read at scrape time.
@@ -65,12 +66,18 @@ var (
 	descHealth = prometheus.NewDesc(nameTargetHealth,
 		"1 for the target's current health state (healthy, unhealthy, ejected, unknown).",
 		append(poolLabels, "state"), nil)
+	descTLSHandshakes = prometheus.NewDesc(namePoolTLSHandshakes,
+		"TLS handshakes of new connections to the target (upstreams with TLS only), by whether a session was resumed.",
+		append(poolLabels, "resumed"), nil)
+	descTLSErrors = prometheus.NewDesc(namePoolTLSErrors,
+		"Failed TLS handshakes with the target (upstreams with TLS only), by reason code: upstream_tls_certificate or upstream_tls_handshake.",
+		append(poolLabels, "reason"), nil)
 )
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descReuses, descStale,
 		descResetOnReuse, descLearned, descEffective, descReuseFactor, descWaiting, descQueueWaits,
-		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth} {
+		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth, descTLSHandshakes, descTLSErrors} {
 		ch <- d
 	}
 }
@@ -128,6 +135,12 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	gauge(descInFlight, float64(tp.InFlight))
 	if tp.Health != "" {
 		gauge(descHealth, 1, tp.Health)
+	}
+	if s.Options.TLS {
+		counter(descTLSHandshakes, k.TLSFull, "false")
+		counter(descTLSHandshakes, k.TLSResumed, "true")
+		counter(descTLSErrors, k.TLSCertErrors, string(reason.TLSCertificate))
+		counter(descTLSErrors, k.TLSHandshakeErrors, string(reason.TLSHandshake))
 	}
 }
 

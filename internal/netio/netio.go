@@ -57,6 +57,11 @@ type Conn struct {
 	peeked PeekResult
 	pfn    func(uintptr)
 	waitFn func(uintptr) bool
+
+	// ReadNow's and WriteNow's callbacks: the same calls as Read and Write, made once in
+	// RawConn.Control (no poller, no deadline); ready is false when they met EAGAIN.
+	rnowFn, wnowFn func(uintptr)
+	rready, wready bool
 }
 
 // Wrap returns nc wrapped in a Conn when it is a TCP connection with a file descriptor, and
@@ -75,6 +80,8 @@ func Wrap(nc net.Conn) net.Conn {
 	c.wfn = c.writeFD
 	c.pfn = func(fd uintptr) { c.peeked = peekFD(fd) }
 	c.waitFn = func(fd uintptr) bool { return peekFD(fd) != PeekNothing }
+	c.rnowFn = func(fd uintptr) { c.rready = c.readFD(fd) }
+	c.wnowFn = func(fd uintptr) { c.wready = c.writeFD(fd) }
 	return c
 }
 
@@ -156,6 +163,63 @@ func (c *Conn) writeFD(fd uintptr) bool {
 		c.wn += int(n)
 	}
 	return true
+}
+
+// ErrWouldBlock is the error of [Conn.ReadNow] and [Conn.WriteNow] when the call would have
+// to wait. It is a net.Error whose Timeout and Temporary are true, like a deadline's, so that
+// a reader above (crypto/tls) takes it as a passing condition, not a broken connection.
+var ErrWouldBlock net.Error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "operation would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// ReadNow reads what has already arrived, without waiting and whatever the read deadline:
+// n > 0 bytes, io.EOF at the peer's FIN, [ErrWouldBlock] when nothing has arrived, or the
+// socket's error (ECONNRESET). Like Read, it must not run alongside another Read.
+func (c *Conn) ReadNow(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerr, c.rready = b, 0, 0, false
+	err := c.rc.Control(c.rnowFn)
+	n, errno, ready := c.rn, c.rerr, c.rready
+	c.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, renameOp(err, "read")
+	case !ready:
+		return 0, ErrWouldBlock
+	case errno != 0:
+		return 0, c.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// WriteNow writes what the socket takes at once, without waiting and whatever the write
+// deadline: all of b, or the part taken and [ErrWouldBlock] when the socket's buffer is full,
+// or the socket's error. Like Write, it must not run alongside another Write.
+func (c *Conn) WriteNow(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werr, c.wready = b, 0, 0, false
+	err := c.rc.Control(c.wnowFn)
+	n, errno, ready := c.wn, c.werr, c.wready
+	c.wbuf = nil
+	switch {
+	case err != nil:
+		return n, renameOp(err, "write")
+	case errno != 0:
+		return n, c.opError("write", errno)
+	case !ready:
+		return n, ErrWouldBlock
+	}
+	return n, nil
 }
 
 // SetReadDeadline sets the read deadline exactly, like net.Conn's.

@@ -248,3 +248,53 @@ func TestPeekNowAndWaitReadable(t *testing.T) {
 		t.Fatalf("PeekNow after the peer closed = %v, want PeekClosed", r)
 	}
 }
+
+// TestReadNowAndWriteNow: they never wait, whatever the deadlines (a past one included),
+// and report the socket's state: nothing yet, bytes, the peer's FIN, a full send buffer.
+func TestReadNowAndWriteNow(t *testing.T) {
+	c, sc := pair(t)
+	c.SetDeadline(time.Now().Add(-time.Second)) // a stale deadline must not stop them
+	b := make([]byte, 8)
+	if n, err := c.ReadNow(b); n != 0 || err != ErrWouldBlock {
+		t.Fatalf("ReadNow on a quiet socket = %d, %v; want 0, ErrWouldBlock", n, err)
+	}
+	var ne net.Error
+	if !errors.As(ErrWouldBlock, &ne) || !ne.Timeout() {
+		t.Fatal("ErrWouldBlock is not a net.Error timeout")
+	}
+	sc.Write([]byte("abc"))
+	waitReadable(t, c)
+	if n, err := c.ReadNow(b); n != 3 || err != nil || string(b[:n]) != "abc" {
+		t.Fatalf("ReadNow with bytes waiting = %d, %v, %q", n, err, b[:n])
+	}
+	if n, err := c.WriteNow([]byte("xyz")); n != 3 || err != nil {
+		t.Fatalf("WriteNow = %d, %v", n, err)
+	}
+	sc.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := io.ReadFull(sc, b[:3]); n != 3 || err != nil || string(b[:3]) != "xyz" {
+		t.Fatalf("peer read %q, %v", b[:n], err)
+	}
+	// Fill the send buffer: WriteNow takes what fits and says it would block.
+	big := make([]byte, 64<<20)
+	n, err := c.WriteNow(big)
+	if err != ErrWouldBlock || n == 0 || n == len(big) {
+		t.Fatalf("WriteNow into a full buffer = %d of %d, %v; want part and ErrWouldBlock", n, len(big), err)
+	}
+	sc.CloseWrite()
+	waitReadable(t, c)
+	if n, err := c.ReadNow(b); n != 0 || err != io.EOF {
+		t.Fatalf("ReadNow after FIN = %d, %v; want 0, io.EOF", n, err)
+	}
+	c.Close()
+	if _, err := c.ReadNow(b); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReadNow after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+func waitReadable(t *testing.T, c *Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(time.Second))
+	if err := c.WaitReadable(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"testing"
@@ -113,6 +114,7 @@ func TestClassify(t *testing.T) {
 	reset := fmt.Errorf("write: %w", syscall.ECONNRESET)
 	timeout := fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
 	bad := &h1.Error{Status: 502, Reason: "malformed status line"}
+	alert := &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
 	tests := []struct {
 		name    string
 		got     result
@@ -129,6 +131,8 @@ func TestClassify(t *testing.T) {
 		{name: "read broke off inside the head", got: classifyRead(io.ErrUnexpectedEOF, 12, "t"), code: reason.BadResponse, status: 502},
 		{name: "malformed head", got: classifyRead(bad, 40, "t"), code: reason.BadResponse, status: 502},
 		{name: "read timeout", got: classifyRead(timeout, 0, "t"), code: reason.ResponseTimeout, status: 504, cond: config.RetryTimeout},
+		{name: "TLS alert before any response byte", got: classifyRead(alert, 0, "t"), code: reason.TLSHandshake, status: 502, cond: config.RetryResetBeforeResponse},
+		{name: "TLS alert inside the head", got: classifyRead(alert, 12, "t"), code: reason.BadResponse, status: 502},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -275,7 +275,7 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
-		if re.Code == reason.ConnectRefused || re.Code == reason.ConnectFailed || re.Code == reason.ConnectTimeout {
+		if reason.ConnectFailure(re.Code) {
 			rt.Upstream.Done(t, upstream.Result{Failed: true})
 			return result{err: re, cond: config.RetryConnectFailure, notSent: true}
 		}
@@ -407,6 +407,10 @@ func classifyRead(err error, read int64, target string) result {
 		return result{err: reason.New(502, reason.BadResponse, target, err)}
 	case isTimeout(err):
 		return result{err: reason.New(504, reason.ResponseTimeout, target, err), cond: config.RetryTimeout}
+	case read == 0 && connpool.IsTLSAlert(err):
+		// Retried like the reset it replaces: the label differs, not what is safe.
+		err = fmt.Errorf("the backend refused the TLS session after the handshake (with TLS 1.3 a client certificate is verified then): %w", err)
+		return result{err: reason.New(502, reason.TLSHandshake, target, err), cond: config.RetryResetBeforeResponse}
 	case read == 0:
 		return result{err: reason.New(502, reason.ResetBeforeResp, target, err), cond: config.RetryResetBeforeResponse}
 	default:

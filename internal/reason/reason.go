@@ -35,6 +35,8 @@ const (
 	NoHealthyTarget  Code = "no_healthy_target"
 	GatewayShutdown  Code = "gateway_shutting_down"
 	InternalError    Code = "internal_error"
+	TLSHandshake     Code = "upstream_tls_handshake"
+	TLSCertificate   Code = "upstream_tls_certificate"
 
 	// Retry outcomes.
 	RetryBudgetExhausted Code = "retry_budget_exhausted"
@@ -107,6 +109,19 @@ var descriptions = map[Code]string{
 	RetryLimitReached:    "the upstream failed and too many retries to it are already running",
 	UpstreamOverloaded:   "the upstream's limit of concurrent requests is reached",
 	InternalError:        "the gateway failed to handle the request",
+	TLSHandshake:         "the TLS handshake with the upstream target failed",
+	TLSCertificate:       "the upstream target's TLS certificate could not be verified",
+}
+
+// ConnectFailure reports whether c says that no connection to the target could be
+// established: a refused, failed or timed-out dial, or a failed TLS handshake. Nothing of the
+// request was sent then, so any method may be retried.
+func ConnectFailure(c Code) bool {
+	switch c {
+	case ConnectRefused, ConnectFailed, ConnectTimeout, TLSHandshake, TLSCertificate:
+		return true
+	}
+	return false
 }
 
 // Describe returns a one-line, client-safe explanation of code.

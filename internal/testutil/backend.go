@@ -10,6 +10,7 @@ package testutil
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,6 +51,11 @@ type BackendOptions struct {
 	BodySize int
 	// Echo answers with a JSON description of the request (method, path, headers).
 	Echo bool
+	// TLS, when set, serves HTTPS with this config (see CA.ServerConfig). An idle close is
+	// then a FIN alone, as Go's servers do, unless CloseNotify sends a close_notify alert
+	// before it, as nginx does; a reset (race, DropNth, Restart) sends no alert.
+	TLS         *tls.Config
+	CloseNotify bool
 }
 
 // Backend is a loopback HTTP/1.1 server. Create it with [NewBackend] or a named
@@ -250,9 +256,17 @@ func (b *Backend) forget(c net.Conn) {
 }
 
 // handle serves one connection. Its idle timer starts when a response has been written.
-func (b *Backend) handle(c net.Conn) {
+func (b *Backend) handle(raw net.Conn) {
 	defer b.wg.Done()
-	defer b.forget(c)
+	defer b.forget(raw)
+	c, closeIdle := raw, raw.Close
+	if b.opts.TLS != nil {
+		tc := tls.Server(raw, b.opts.TLS)
+		c = tc
+		if b.opts.CloseNotify {
+			closeIdle = tc.Close
+		}
+	}
 	br := bufio.NewReader(c)
 	bw := bufio.NewWriter(c)
 	for n := 1; ; n++ {
@@ -261,14 +275,14 @@ func (b *Backend) handle(c net.Conn) {
 			_ = c.SetReadDeadline(idleSince.Add(b.opts.IdleClose))
 		}
 		if _, err := br.Peek(1); err != nil {
-			_ = c.Close() // idle timeout or peer gone: FIN
+			_ = closeIdle() // idle timeout or peer gone: FIN (after close_notify)
 			return
 		}
 		idle := time.Since(idleSince)
 		race := b.opts.RaceWindow > 0 && b.opts.IdleClose > 0 && idle >= b.opts.IdleClose-b.opts.RaceWindow
 		if race || n == b.opts.DropNth {
 			b.dropped.Add(1)
-			reset(c)
+			reset(raw)
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
@@ -286,7 +300,7 @@ func (b *Backend) handle(c net.Conn) {
 			time.Sleep(b.opts.Delay)
 		}
 		if err := b.respond(bw, req, n, last); err != nil || last || silent {
-			_ = c.Close()
+			_ = closeIdle()
 			return
 		}
 	}

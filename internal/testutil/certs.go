@@ -9,8 +9,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,7 +24,7 @@ type CA struct {
 	key     *ecdsa.PrivateKey
 	CertPEM []byte
 	dir     string
-	serial  int64
+	serial  atomic.Int64 // the last serial number issued; Issue may run from parallel tests
 }
 
 // NewCA returns a new CA whose files go in a temporary directory of t.
@@ -42,12 +44,15 @@ func NewCA(t testing.TB) *CA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	return &CA{Cert: cert, key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: t.TempDir(), serial: 1}
+	ca := &CA{Cert: cert, key: key, CertPEM: pemBlock("CERTIFICATE", der), dir: t.TempDir()}
+	ca.serial.Store(1)
+	return ca
 }
 
 // CertOptions shape an issued certificate.
 type CertOptions struct {
 	DNSNames   []string
+	IPs        []net.IP
 	CommonName string
 	NotAfter   time.Time // zero: a year from now
 	Client     bool      // a client certificate (extended key usage clientAuth)
@@ -71,7 +76,7 @@ func (ca *CA) IssuePEM(t testing.TB, o CertOptions) (certPEM, keyPEM []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca.serial++
+	serial := ca.serial.Add(1)
 	notAfter := o.NotAfter
 	if notAfter.IsZero() {
 		notAfter = time.Now().Add(365 * 24 * time.Hour)
@@ -81,8 +86,8 @@ func (ca *CA) IssuePEM(t testing.TB, o CertOptions) (certPEM, keyPEM []byte) {
 		usage = x509.ExtKeyUsageClientAuth
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(ca.serial), Subject: pkix.Name{CommonName: o.CommonName},
-		DNSNames: o.DNSNames, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: o.CommonName},
+		DNSNames: o.DNSNames, IPAddresses: o.IPs, NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
@@ -114,6 +119,26 @@ func (ca *CA) Pool() *x509.CertPool {
 // ClientConfig is a TLS client config that trusts ca, for serverName.
 func (ca *CA) ClientConfig(serverName string) *tls.Config {
 	return &tls.Config{RootCAs: ca.Pool(), ServerName: serverName}
+}
+
+// ServerConfig is a TLS server config with a certificate issued by ca for names: host names
+// and IP addresses.
+func (ca *CA) ServerConfig(t testing.TB, names ...string) *tls.Config {
+	t.Helper()
+	var o CertOptions
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			o.IPs = append(o.IPs, ip)
+		} else {
+			o.DNSNames = append(o.DNSNames, n)
+		}
+	}
+	certPEM, keyPEM := ca.IssuePEM(t, o)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
 }
 
 // WriteFile writes b to name atomically (a temporary file renamed over it), as certificate

@@ -78,10 +78,11 @@ type Membership struct {
 	Upstream *Upstream
 	// NewBalancer builds the upstream's balancer over a set of targets.
 	NewBalancer func([]*Target) (Balancer, error)
-	// Acquire returns the pool for addr (a carried-over one when possible). Each call is
-	// paired with one Release of the same address once no target uses the pool any more.
-	Acquire func(addr string) *connpool.Pool
-	Release func(addr string)
+	// Acquire returns the pool for addr, an address that name resolved to (a carried-over
+	// pool when possible; the name decides the pool's TLS server name). Each call is paired
+	// with one Release of the same name and address once no target uses the pool any more.
+	Acquire func(name, addr string) *connpool.Pool
+	Release func(name, addr string)
 	// Joined, when non-nil, is called for each target new to the set before it is
 	// published: it may carry health over (Target.Inherit) or start slow start.
 	Joined func(t *Target)
@@ -139,7 +140,7 @@ func (m *Membership) Update(name string, eps []Endpoint) (added, removed []strin
 			next = append(next, pt)
 			continue
 		}
-		t := &Target{Addr: e.Addr, Weight: max(e.Weight, 1), Name: name, Pool: m.Acquire(e.Addr)}
+		t := &Target{Addr: e.Addr, Weight: max(e.Weight, 1), Name: name, Pool: m.Acquire(name, e.Addr)}
 		if ok {
 			t.Inherit(pt)
 		} else {
@@ -155,7 +156,7 @@ func (m *Membership) Update(name string, eps []Endpoint) (added, removed []strin
 	if err := m.publishLocked(); err != nil {
 		m.byName[name] = old
 		for _, t := range fresh {
-			m.Release(t.Addr)
+			m.Release(name, t.Addr)
 		}
 		return nil, nil, err
 	}
@@ -200,7 +201,7 @@ func (m *Membership) Close() {
 	m.mu.Unlock()
 	m.drains.Wait()
 	for _, t := range held {
-		m.Release(t.Addr)
+		m.Release(t.Name, t.Addr)
 	}
 }
 
@@ -222,7 +223,7 @@ func (m *Membership) publishLocked() error {
 func (m *Membership) drain(t *Target) {
 	stop := m.stop
 	m.drains.Go(func() {
-		defer m.Release(t.Addr)
+		defer m.Release(t.Name, t.Addr)
 		deadline := time.Now().Add(m.Settle + m.Grace)
 		timer := time.NewTimer(m.Settle)
 		defer timer.Stop()

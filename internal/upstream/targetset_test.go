@@ -29,14 +29,14 @@ type poolLedger struct {
 	released []string
 }
 
-func (l *poolLedger) acquire(addr string) *connpool.Pool {
+func (l *poolLedger) acquire(_, addr string) *connpool.Pool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.held[addr]++
 	return connpool.New(addr, connpool.Options{}, nil)
 }
 
-func (l *poolLedger) release(addr string) {
+func (l *poolLedger) release(_, addr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.held[addr]--

@@ -2,6 +2,8 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/connpool"
 	"sluice/internal/upstream"
 )
 
@@ -253,3 +256,28 @@ func TestActiveFollowsSet(t *testing.T) {
 type checkerFunc func(context.Context, *upstream.Target) error
 
 func (f checkerFunc) Check(ctx context.Context, t *upstream.Target) error { return f(ctx, t) }
+
+// TestHTTPProbeOverTLS: a target whose pool is TLS is probed over TLS with the pool's
+// config, so a certificate the pool would refuse fails the probe too.
+func TestHTTPProbeOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secure")
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	trusted := x509.NewCertPool()
+	trusted.AddCert(srv.Certificate())
+	probe := &HTTPProbe{Path: "/", BodyContains: "secure"}
+	ok := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: trusted}}, nil)}
+	if err := probe.Check(context.Background(), ok); err != nil {
+		t.Errorf("probe of a trusted TLS target: %v", err)
+	}
+	untrusted := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: x509.NewCertPool()}}, nil)}
+	if err := probe.Check(context.Background(), untrusted); err == nil || !strings.Contains(err.Error(), "tls handshake") {
+		t.Errorf("probe of an untrusted TLS target = %v, want a handshake failure", err)
+	}
+	plain := &upstream.Target{Addr: addr}
+	if err := probe.Check(context.Background(), plain); err == nil {
+		t.Error("plain HTTP probe of a TLS target succeeded")
+	}
+}

@@ -3,6 +3,7 @@ package health
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -30,7 +31,8 @@ func (TCPProbe) Check(ctx context.Context, t *upstream.Target) error {
 
 // HTTPProbe sends one HTTP/1.1 GET on a fresh connection ("Connection: close", never the
 // data-path pool, so a probe neither uses nor disturbs pooled connections) and checks the
-// status and, optionally, the body.
+// status and, optionally, the body. Over TLS when the target's pool is TLS, with the pool's
+// TLS config: the same trust, client certificate, server name and session cache.
 type HTTPProbe struct {
 	// Path is the request target, such as "/healthz".
 	Path string
@@ -55,6 +57,13 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	if t.Pool != nil && t.Pool.TLSConfig() != nil {
+		tc := tls.Client(c, t.Pool.TLSConfig())
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return fmt.Errorf("tls handshake: %w", err)
+		}
+		c = tc
+	}
 	host := h.Host
 	if host == "" {
 		host = t.Addr
