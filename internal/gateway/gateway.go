@@ -241,6 +241,7 @@ func closeChangedTunnels(old, next *Generation) {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.stopping = true
+	g.obs.draining.Store(true) // /admin/readyz answers 503 while the listeners drain
 	ls := g.listeners
 	g.listeners = map[string]*listener{}
 	g.mu.Unlock()
