@@ -389,5 +389,10 @@ type Log struct {
 	// Level of the process log: debug, info, warn, error. Default info.
 	Level string `yaml:"level"`
 	// Access is where the JSON access log goes: "stdout" (default), "stderr", "off", or a file path.
+	// A file is created if missing and appended to; it is reopened on SIGUSR1 and on reload.
 	Access string `yaml:"access"`
+	// AccessQuery adds the request's query string to access log lines as "query". Default
+	// false: query strings can carry secrets (tokens, keys), and logs travel further than
+	// requests.
+	AccessQuery bool `yaml:"access_query"`
 }

@@ -56,7 +56,9 @@ type Attempt struct {
 	Reused  bool
 	IdleAge time.Duration
 	Outcome string // "ok" or a reason code
-	Retry   string // the condition under which the next attempt was made, "" if none
+	// Status is the backend's response status, 0 when none was received.
+	Status int
+	Retry  string // the condition under which the next attempt was made, "" if none
 }
 
 // Record is what the proxy tells the access log about a request.
@@ -311,6 +313,9 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		out.Err = res.err
 	} else {
 		a.Outcome = "ok"
+	}
+	if a.Status = cl.fwd.ds.Status(); res.cond == config.RetryStatus {
+		a.Status = res.err.Status // discarded, not relayed
 	}
 	if res.reused && (res.cond == config.RetryResetBeforeResponse || res.cond == config.RetryResetBeforeRequest) {
 		res.err.Err = explainReuse(t, c.IdleAge, res.err.Err)
