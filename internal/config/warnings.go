@@ -40,6 +40,11 @@ func Warnings(c *Config) []string {
 			warnTLS(&p, fmt.Sprintf("listeners[%d]", i), l.TLS)
 		}
 	}
+	return p.lines(c)
+}
+
+// lines formats warnings about c, each as "file:line: path: message", sorted by line.
+func (p problems) lines(c *Config) []string {
 	if len(p) == 0 {
 		return nil
 	}
