@@ -17,21 +17,13 @@ import (
 	"sluice/internal/probe"
 )
 
-const probeUsage = `usage:
-  sluice probe [flags] URL        measure one backend's keep-alive behaviour
-  sluice probe [flags] -c FILE    probe every target of a config and flag risky keepalive settings
-flags:
-`
+const probeSynopsis = `sluice probe [flags] URL        measure one backend's keep-alive behaviour
+       sluice probe [flags] -c FILE    probe every target of a config and flag risky keepalive settings`
 
 // cmdProbe runs `sluice probe`. Exit status: 0 ok; 1 a target could not be probed or (with
 // -c) an upstream's keepalive.idle_timeout is not safely below its backend's; 2 usage.
 func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, probeUsage)
-		fs.PrintDefaults()
-	}
 	file := fs.String("c", "", "config file: probe every target of every upstream")
 	var o probe.Options
 	fs.StringVar(&o.Path, "path", probe.DefaultPath, "request path of the probe requests")
@@ -41,14 +33,13 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	parallel := fs.Int("parallel", probe.DefaultParallel, "with -c: targets probed at once")
 	fraction := fs.Float64("safety-fraction", config.DefaultSafetyFraction, "share of the measured idle timeout to recommend (without -c)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return 2
+	pos, code, ok := parseFlags(fs, args, probeSynopsis, stdout, stderr)
+	if !ok {
+		return code
 	}
 	switch {
 	case *file == "" && len(pos) != 1, *file != "" && len(pos) != 0:
-		fmt.Fprintln(stderr, "sluice probe: give exactly one URL, or -c FILE")
-		fs.Usage()
+		fmt.Fprintf(stderr, "sluice probe: give exactly one URL, or -c FILE\nusage: %s\n", probeSynopsis)
 		return 2
 	case o.MaxWait <= 0 || o.MaxRequests <= 0 || *parallel <= 0:
 		fmt.Fprintln(stderr, "sluice probe: -max-wait, -max-requests and -parallel must be positive")
@@ -84,22 +75,6 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	probe.WriteText(stdout, res, rec, *fraction)
 	return 0
-}
-
-// parseInterleaved parses flags given before and after positional arguments, so that
-// "sluice probe URL -json" works like "sluice probe -json URL".
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // probeTarget turns "http://host:port/path" (or "host:port") into a dial address and the
