@@ -296,6 +296,14 @@ log: {level: %s, access: "%s"}
 	if code := httpGet(t, "http://"+admin+"/admin/readyz"); code != 200 {
 		t.Fatalf("readyz %d", code)
 	}
+	for _, args := range [][]string{{"health", "-admin", admin}, {"health", "-ready", "-c", cfg}} {
+		if out, err := exec.Command(sluiceBin(t), args...).CombinedOutput(); err != nil {
+			t.Errorf("sluice %q: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := exec.Command(sluiceBin(t), "health", "-admin", deadAddr(t)).CombinedOutput(); err == nil {
+		t.Errorf("sluice health against a dead address exited 0: %s", out)
+	}
 	if ls := p.lines(); strings.Contains(strings.Join(ls, "\n"), "demo") {
 		t.Errorf("a config file was given, but the demo is mentioned:\n%s", strings.Join(ls, "\n"))
 	}
