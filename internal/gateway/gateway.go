@@ -141,7 +141,7 @@ func short(h string) string {
 
 func shutdownGrace(cfg *config.Config) time.Duration { return cfg.ShutdownGraceValue() }
 
-func settings(lc config.Listener, edge *edgeTLS) server.Settings {
+func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Settings {
 	var hs time.Duration
 	if lc.TLS != nil {
 		hs = lc.TLS.HandshakeTimeout.D()
@@ -156,6 +156,7 @@ func settings(lc config.Listener, edge *edgeTLS) server.Settings {
 		IdleTimeout:       lc.IdleTimeout.D(),
 		Limits:            h1.Limits{MaxHeaderBytes: lc.MaxHeaderBytes, MaxHeaders: lc.MaxHeaders},
 		MaxBodyBytes:      lc.MaxBodyBytes,
+		ExposeDetails:     exposeDetails,
 	}
 }
 
@@ -164,7 +165,7 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
 		if l, ok := g.listeners[lc.Address]; ok {
-			l.srv.Update(settings(lc, edge))
+			l.srv.Update(settings(lc, edge, cfg.Errors.ExposeDetails))
 			continue
 		}
 		ln, err := net.Listen("tcp", lc.Address)
@@ -174,7 +175,7 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 			}
 			return nil, fmt.Errorf("listeners: %w", err)
 		}
-		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge), g, g.log), err: make(chan error, 1)})
+		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
 	}
 	return opened, nil
 }

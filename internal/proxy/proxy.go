@@ -234,8 +234,11 @@ func canceled(ctx context.Context) result {
 func (p *Proxy) fail(ds Downstream, rec *Record, e *reason.Error) {
 	rec.Reason, rec.Err = e.Code, e
 	detail := ""
-	if p.exposeDetails.Load() && e.Err != nil {
-		detail = e.Err.Error()
+	if p.exposeDetails.Load() {
+		detail = string(e.Code) // with the target, when there is no cause to show
+		if e.Err != nil {
+			detail = e.Err.Error()
+		}
 	}
 	ds.WriteError(e, detail)
 }

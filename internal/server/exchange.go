@@ -451,8 +451,10 @@ func (ex *Exchange) finish() bool {
 }
 
 // WriteError answers with a gateway-generated error: the status, an X-Sluice-Error header with
-// the reason code, and a small JSON body. detail goes into the body's "detail" field; pass ""
-// to keep internals from clients. After the head went out it aborts the response instead.
+// the reason code, and a small JSON body. detail goes into the body's "detail" field, with
+// e.Target as "target"; pass "" to keep internals (causes, addresses) from clients
+// (errors.expose_details, docs/errors.md). After the head went out it aborts the response
+// instead.
 func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 	if ex.wroteHead {
 		ex.Abort()
@@ -470,7 +472,7 @@ func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 		body = append(body, `,"detail":`...)
 		body = strconv.AppendQuote(body, detail)
 	}
-	if e.Target != "" {
+	if detail != "" && e.Target != "" {
 		body = append(body, `,"target":`...)
 		body = strconv.AppendQuote(body, e.Target)
 	}
