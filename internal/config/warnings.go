@@ -98,6 +98,7 @@ func sourceIndex(c *Config) *nodeIndex {
 	if err != nil {
 		return nil
 	}
+	data, _ = expandEnv(data) // as Parse hashed it
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != c.Hash {
 		return nil
 	}
