@@ -126,8 +126,11 @@ func Parse(file string, data []byte) (*Config, error) {
 	sum := sha256.Sum256(data)
 	c := &Config{}
 	decoded, stopped := decodeStrict(data, c, idx)
-	decoded = append(envProblems, decoded...) // a value left empty is not also "required"
-	if stopped { // the decoder gave up part-way: validating what it left would mislead
+	// An environment variable that is not set leaves its value empty: that is not also
+	// "required" (shadowedBy drops what follows on its line).
+	decoded = append(envProblems, decoded...)
+	if stopped {
+		// The decoder gave up part-way: validating what it left would mislead.
 		return nil, decoded.join(file, idx)
 	}
 	c.File, c.Hash = file, hex.EncodeToString(sum[:])
