@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"sluice/internal/config"
@@ -31,6 +32,7 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.MaxWait, "max-wait", probe.DefaultMaxWait, "longest wait for the backend to close an idle connection")
 	fs.IntVar(&o.MaxRequests, "max-requests", probe.DefaultMaxRequests, "requests sent on one connection to find a request limit")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	quiet := fs.Bool("quiet", false, "do not print progress to stderr while measuring")
 	parallel := fs.Int("parallel", probe.DefaultParallel, "with -c: targets probed at once")
 	fraction := fs.Float64("safety-fraction", config.DefaultSafetyFraction, "share of the measured idle timeout to recommend (without -c)")
 	pos, code, ok := parseFlags(fs, args, probeSynopsis, stdout, stderr)
@@ -47,6 +49,14 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	case *fraction <= 0 || *fraction >= 1:
 		fmt.Fprintln(stderr, "sluice probe: -safety-fraction must be between 0 and 1 (exclusive)")
 		return 2
+	}
+	if !*quiet {
+		var mu sync.Mutex
+		o.Progress = func(msg string) { // the phases run at once
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(stderr, "probe: %s\n", msg)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
