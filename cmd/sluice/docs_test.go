@@ -271,11 +271,15 @@ log: {access: "off"}
 	gw := "http://" + listen
 
 	provoke := map[string]func() answer{
-		"bad_request":                func() answer { return raw(t, listen, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") },
-		"no_route":                   func() answer { return do(t, "GET", gw+"/nowhere", nil, "") },
-		"request_body_too_large":     func() answer { return do(t, "POST", gw+"/small", nil, strings.Repeat("x", 100)) },
-		"request_header_too_large":   func() answer { return do(t, "GET", gw+"/live", map[string]string{"X-Big": strings.Repeat("b", 2048)}, "") },
-		"not_implemented":            func() answer { return raw(t, listen, "POST /live HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n") },
+		"bad_request":            func() answer { return raw(t, listen, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") },
+		"no_route":               func() answer { return do(t, "GET", gw+"/nowhere", nil, "") },
+		"request_body_too_large": func() answer { return do(t, "POST", gw+"/small", nil, strings.Repeat("x", 100)) },
+		"request_header_too_large": func() answer {
+			return do(t, "GET", gw+"/live", map[string]string{"X-Big": strings.Repeat("b", 2048)}, "")
+		},
+		"not_implemented": func() answer {
+			return raw(t, listen, "POST /live HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n")
+		},
 		"http_version_not_supported": func() answer { return raw(t, listen, "GET /live HTTP/1.2\r\nHost: a\r\n\r\n") },
 		"upstream_connect_refused":   func() answer { return do(t, "GET", gw+"/dead", nil, "") },
 		"upstream_timeout":           func() answer { return do(t, "GET", gw+"/stuck", nil, "") },
