@@ -46,7 +46,7 @@ go test -race -count=1 -timeout 25m ./...
 echo "== allocation tests (no -race)"
 go test -count=1 -run 'Alloc' ./internal/...
 
-# The Dockerfile cannot be built here (no container runtime in CI); cmd/sluice's
+# The Dockerfile cannot be built here (no container runtime in CI); e2e's
 # TestDockerfile runs its build command and HEALTHCHECK instead. hadolint is not packaged
 # for Debian or npm; dockerfilelint (npm) lints what it knows.
 echo "== dockerfilelint"

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -26,7 +26,7 @@ import (
 // with firstColumn, each row as its cells (backquotes kept).
 func docTable(t *testing.T, page, firstColumn string) [][]string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "docs", page))
+	data, err := os.ReadFile(filepath.Join("..", "docs", page))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,17 +105,17 @@ func raw(t *testing.T, addr, request string) answer {
 
 // TestAdminDocsAgainstBinary checks docs/admin-api.md's endpoint and error tables.
 func TestAdminDocsAgainstBinary(t *testing.T) {
-	be := idleBackend(t, time.Minute)
-	listen, admin := deadAddr(t), deadAddr(t)
+	be := okBackend(t)
+	listen, admin := freeAddr(t), freeAddr(t)
 	const key = "docs-test-key-0123456789"
-	cfg := writeConfig(t, fmt.Sprintf(`listeners: [{address: "%s"}]
+	cfg := configFile(t, fmt.Sprintf(`listeners: [{address: "%s"}]
 upstreams: [{id: be, targets: [{address: "%s"}]}]
 routes: [{id: all, upstream: be}]
 admin: {address: "%s", api_key: %s}
 log: {access: "off"}
 `, listen, be, admin, key))
-	p := startSluice(t, "run", cfg)
-	p.waitLog(`"sluice started"`, 0)
+	p := start(t, "run", cfg)
+	p.waitLog(t, `"sluice started"`, 0)
 	base := "http://" + admin
 	withKey := map[string]string{"X-API-Key": key}
 
@@ -231,10 +231,10 @@ func garbageBackend(t *testing.T) string {
 // against the binary, for every code this machine can provoke, and that the retries it
 // makes are counted as docs/metrics.md says.
 func TestErrorDocsAgainstBinary(t *testing.T) {
-	live := idleBackend(t, time.Minute)
+	live := okBackend(t)
 	stuck := newStuckBackend(t)
-	listen, admin := deadAddr(t), deadAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`listeners:
+	listen, admin := freeAddr(t), freeAddr(t)
+	cfg := configFile(t, fmt.Sprintf(`listeners:
   - {address: "%[1]s", max_header_bytes: 1024}
 upstreams:
   - {id: live, targets: [{address: "%[2]s"}]}
@@ -265,9 +265,9 @@ routes:
   - {id: failover, match: {path_prefix: /failover}, upstream: failover}
 admin: {address: "%[8]s"}
 log: {access: "off"}
-`, listen, live, deadAddr(t), deadAddr(t), stuck.addr, garbageBackend(t), deadAddr(t), admin))
-	p := startSluice(t, "run", cfg)
-	p.waitLog(`"sluice started"`, 0)
+`, listen, live, freeAddr(t), freeAddr(t), stuck.addr, garbageBackend(t), freeAddr(t), admin))
+	p := start(t, "run", cfg)
+	p.waitLog(t, `"sluice started"`, 0)
 	gw := "http://" + listen
 
 	provoke := map[string]func() answer{

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/sha256"
@@ -20,7 +20,7 @@ import (
 // default config and its HEALTHCHECK command against the binary that command built; the
 // systemd unit with systemd-analyze; scripts/release.sh for this platform.
 
-const repoRoot = "../.."
+const repoRoot = ".."
 
 func readRepoFile(t *testing.T, name string) string {
 	t.Helper()
@@ -126,13 +126,13 @@ func TestDockerfile(t *testing.T) {
 
 	// The image's config, with its ports moved to free ones, served by the built binary;
 	// then the HEALTHCHECK command, as written, with the config path moved the same way.
-	listen, admin := deadAddr(t), deadAddr(t)
+	listen, admin := freeAddr(t), freeAddr(t)
 	conf := strings.NewReplacer(`":8080"`, `"`+listen+`"`, `"127.0.0.1:9180"`, `"`+admin+`"`).Replace(readRepoFile(t, "packaging/sluice.yaml"))
 	confPath := filepath.Join(t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	upstream := idleBackend(t, time.Minute)
+	upstream := okBackend(t)
 	gw := exec.Command(bin, "run", confPath)
 	gw.Env = append(os.Environ(), "SLUICE_UPSTREAM="+upstream)
 	if err := gw.Start(); err != nil {
@@ -164,7 +164,7 @@ func TestDockerfile(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if code := httpGet(t, "http://"+listen+"/"); code != 200 {
+	if code := status(t, "http://"+listen+"/"); code != 200 {
 		t.Errorf("the image's config proxied with status %d", code)
 	}
 }
@@ -184,7 +184,7 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("the unit lacks %q", want)
 		}
 	}
-	bin := sluiceBin(t)
+	bin := binary
 	path := filepath.Join(t.TempDir(), "sluice.service")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(unit, "/usr/local/bin/sluice", bin)), 0o644); err != nil {
 		t.Fatal(err)
