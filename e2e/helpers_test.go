@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,13 +93,22 @@ func fileContains(path, s string) bool {
 	return bytes.Contains(b, []byte(s))
 }
 
-// waitReloads waits until the admin API counts n successful reloads.
+// waitReloads waits until the admin API counts at least n successful reloads (the file
+// watcher may reload a changed file once more after the SIGHUP that reloaded it).
 func waitReloads(t *testing.T, admin string, n int) {
 	t.Helper()
-	want := fmt.Sprintf(`sluice_config_reloads_total{result="success"} %d`, n)
-	testutil.WaitFor(t, 10*time.Second, want, func() bool {
+	re := regexp.MustCompile(`sluice_config_reloads_total\{result="success"\} (\d+)`)
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%d successful reloads", n), func() bool {
 		_, _, body, err := get("http://" + admin + "/metrics")
-		return err == nil && strings.Contains(body, want)
+		if err != nil {
+			return false
+		}
+		m := re.FindStringSubmatch(body)
+		if m == nil {
+			return false
+		}
+		got, _ := strconv.Atoi(m[1])
+		return got >= n
 	})
 }
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // TestRunLogsAsOperated runs the binary as an operator would: `sluice run FILE` serves
@@ -98,15 +100,26 @@ log: {level: %s, access: "%s"}
 		}
 	}
 
+	// An access log that cannot be opened refuses the reload as a whole, saying why.
+	if err := os.WriteFile(cfg, []byte(cfgText("info", filepath.Join(dir, "missing", "a.log"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(t, syscall.SIGHUP)
+	rej := p.waitLog(t, `"config reload rejected; the previous config keeps serving"`, reloaded+1)
+	if l := p.lines()[rej]; !strings.Contains(l, "log.access: open access log") {
+		t.Errorf("rejection does not say why: %s", l)
+	}
+
 	// Reload to another file at level info: lines go there, and INFO lines come back.
 	other := filepath.Join(dir, "other.log")
 	if err := os.WriteFile(cfg, []byte(cfgText("info", other)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.signal(t, syscall.SIGHUP)
-	waitReloads(t, admin, 3)
-	status(t, "http://"+listen+"/other")
-	waitFile(t, other, `"/other"`)
+	testutil.WaitFor(t, 10*time.Second, "access lines in "+other, func() bool {
+		status(t, "http://"+listen+"/other") // sent until the reload has switched the access log
+		return fileContains(other, `"/other"`)
+	})
 
 	p.signal(t, syscall.SIGTERM)
 	select {
