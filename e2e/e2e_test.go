@@ -290,6 +290,11 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	if !strings.Contains(p.logs(), "curl http://127.0.0.1:8080/") {
 		t.Errorf("run did not print the URL to curl:\n%s", p.logs())
 	}
+	// With no config file at all the demo runs, and the first log line says so (a service
+	// manager that forgot the file sees it at once).
+	if first, _, _ := strings.Cut(p.logs(), "\n"); !strings.Contains(first, "no config file given: serving the embedded demo config") {
+		t.Errorf("first log line %q does not say the demo is running", first)
+	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:

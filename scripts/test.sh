@@ -45,3 +45,17 @@ go test -race -count=1 -timeout 25m ./...
 # them once more without it.
 echo "== allocation tests (no -race)"
 go test -count=1 -run 'Alloc' ./internal/...
+
+# The Dockerfile cannot be built here (no container runtime in CI); e2e's
+# TestDockerfile runs its build command and HEALTHCHECK instead. hadolint is not packaged
+# for Debian or npm; dockerfilelint (npm) lints what it knows.
+echo "== dockerfilelint"
+lint_dir="${XDG_CACHE_HOME:-$HOME/.cache}/sluice-dockerfilelint"
+if ! command -v npm >/dev/null 2>&1; then
+  echo "npm not found: the Dockerfile is not linted (apt-get install npm)"
+elif [ -x "$lint_dir/node_modules/.bin/dockerfilelint" ] ||
+     npm install --silent --no-audit --no-fund --prefix "$lint_dir" dockerfilelint@1.8.0 >/dev/null 2>&1; then
+  "$lint_dir/node_modules/.bin/dockerfilelint" Dockerfile
+else
+  echo "dockerfilelint could not be installed from npm: the Dockerfile is not linted"
+fi

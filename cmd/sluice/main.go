@@ -1,32 +1,21 @@
 // Command sluice is the Sluice API gateway.
 //
-//	sluice run [-c FILE]      serve (without -c: the embedded demo config and echo backend)
-//	sluice validate -c FILE   check a config; exit 1 listing every problem
+//	sluice run [FILE]         serve FILE (also -c FILE); with no file at all, the demo
+//	sluice validate FILE      check a config; exit 1 listing every problem
 //	sluice probe URL|-c FILE  measure backends' keep-alive behaviour (see docs/probe.md)
-//	sluice version            print the version
+//	sluice health [-ready]    ask a running gateway's admin API (for container health checks)
+//	sluice version [-v]       print the version (and build facts)
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 
-	"sluice/internal/accesslog"
 	"sluice/internal/config"
-	"sluice/internal/config/source"
-	"sluice/internal/demo"
-	"sluice/internal/gateway"
 )
-
-// version is stamped at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -44,9 +33,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "probe":
 		return cmdProbe(args[1:], stdout, stderr)
+	case "health":
+		return cmdHealth(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "sluice %s\n", version)
-		return 0
+		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
 		return 0
@@ -58,34 +48,90 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  sluice run [-c FILE] [-demo-backend]
-                             serve; without -c, the embedded demo config and a demo echo backend
-  sluice validate -c FILE    check a config file and list every problem
+  sluice run [FILE] [-demo-backend]
+                             serve the config FILE (or -c FILE); with no file at all, the
+                             embedded demo config and a demo echo backend
+  sluice validate FILE       check a config file (or -c FILE) and list every problem
   sluice probe URL           measure a backend's keep-alive behaviour (idle timeout, request limit)
   sluice probe -c FILE       probe every upstream target of a config; exit 1 on risky keepalive settings
-  sluice version             print the version
+  sluice health [-ready]     exit 0 when a running gateway's admin API says it is live (ready)
+  sluice version [-v]        print the version; -v adds revision, Go version and platform
+
+Run "sluice COMMAND -h" for a command's flags.
 `)
+}
+
+// parseFlags parses args into fs, allowing flags after positional arguments too
+// ("run sluice.yaml -demo-backend"), and returns the positional ones. -h prints the flags to
+// stdout and returns code 0; a bad flag prints the error and the flags to stderr, code 2.
+// ok is false when the caller should return code.
+func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout, stderr io.Writer) (pos []string, code int, ok bool) {
+	fs.SetOutput(io.Discard)
+	printUsage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: %s\n", synopsis)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return nil, 0, false
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice %s: %v\n", fs.Name(), err)
+			printUsage(stderr)
+			return nil, 2, false
+		}
+		if fs.NArg() == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// configFile resolves the config file of run and validate from -c and the positional
+// arguments: at most one file, named once.
+func configFile(cmd, flagged string, pos []string) (string, error) {
+	switch {
+	case len(pos) > 1:
+		return "", fmt.Errorf("sluice %s: one config file, got %d arguments: %q", cmd, len(pos), pos)
+	case len(pos) == 1 && flagged != "" && pos[0] != flagged:
+		return "", fmt.Errorf("sluice %s: two config files: -c %s and %s; give one", cmd, flagged, pos[0])
+	case len(pos) == 1:
+		return pos[0], nil
+	}
+	return flagged, nil
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("c", "", "config file to check")
-	if err := fs.Parse(args); err != nil {
+	file := fs.String("c", "", "config file to check (or give it as the argument)")
+	pos, code, ok := parseFlags(fs, args, "sluice validate FILE", stdout, stderr)
+	if !ok {
+		return code
+	}
+	path, err := configFile("validate", *file, pos)
+	if err == nil && path == "" {
+		err = errors.New("sluice validate: a config file is required: sluice validate FILE")
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	if *file == "" {
-		fmt.Fprintln(stderr, "sluice validate: -c FILE is required")
-		return 2
-	}
-	cfg, err := config.Load(*file)
+	cfg, err := config.Load(path)
 	if err != nil {
 		printConfigErr(stderr, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d routes)\n", *file,
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d routes)\n", path,
 		len(cfg.Listeners), len(cfg.Upstreams), len(cfg.Routes))
 	for _, w := range config.Warnings(cfg) {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	for _, w := range config.HostWarnings(cfg) {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return 0
@@ -102,153 +148,4 @@ func printConfigErr(w io.Writer, err error) {
 		return
 	}
 	fmt.Fprintf(w, "invalid config: %s\n", err)
-}
-
-func cmdRun(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("c", "", "config file (default: the embedded demo config)")
-	demoBackend := fs.Bool("demo-backend", false, "also start the demo echo backend on "+config.DemoBackendAddress+" (the examples/ configs use it)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	var cfg *config.Config
-	var err error
-	if *file == "" {
-		cfg, err = config.Default()
-	} else {
-		cfg, err = config.Load(*file)
-	}
-	if err != nil {
-		printConfigErr(stderr, err)
-		return 1
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: parseLevel(cfg.Log.Level)}))
-	access, err := openAccessLog(cfg.Log.Access, stdout, stderr)
-	if err != nil {
-		log.Error("cannot open access log", "err", err)
-		return 1
-	}
-	defer access.Close()
-	for _, w := range config.Warnings(cfg) {
-		log.Warn("risky config setting", "warning", w)
-	}
-
-	if *file == "" || *demoBackend {
-		backend, err := demo.Serve(config.DemoBackendAddress)
-		if err != nil {
-			log.Error("cannot start the demo backend", "err", err)
-			return 1
-		}
-		defer backend.Close()
-		log.Info("demo echo backend started", "address", config.DemoBackendAddress)
-	}
-
-	gw := gateway.New(log, access)
-	gw.SetVersion(version)
-	if err := gw.Apply(cfg); err != nil {
-		log.Error("cannot start", "err", err)
-		return 1
-	}
-	log.Info("sluice started", "version", version, "config", cfgName(cfg))
-	if *file == "" {
-		fmt.Fprintf(stderr, "\nSluice is serving the embedded demo config. Try:\n  curl http://%s/hello\n  curl http://%s/api/users?id=7\n\n",
-			config.DemoListenAddress, config.DemoListenAddress)
-	}
-
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	var changes <-chan struct{}
-	if *file != "" {
-		changes = source.File{Path: *file}.Watch(ctx)
-	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	for {
-		select {
-		case <-changes:
-			reload(gw, *file, "file changed", log)
-		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
-				if *file == "" {
-					log.Warn("SIGHUP ignored: running on the embedded config")
-					continue
-				}
-				reload(gw, *file, "SIGHUP", log)
-				continue
-			}
-			grace := config.DefaultShutdownGrace.D()
-			if cur := gw.Current(); cur != nil {
-				grace = cur.Config.ShutdownGraceValue()
-			}
-			log.Info("shutting down: draining in-flight requests", "signal", sig.String(), "grace", grace.String())
-			sctx, cancel := context.WithTimeout(context.Background(), grace)
-			err := gw.Shutdown(sctx)
-			cancel()
-			if err != nil {
-				log.Warn("shutdown grace ended with requests still running; they were cut", "err", err)
-			}
-			log.Info("stopped")
-			return 0
-		}
-	}
-}
-
-func reload(gw *gateway.Gateway, file, why string, log *slog.Logger) {
-	cfg, err := config.Load(file)
-	if err == nil {
-		err = gw.Apply(cfg)
-	} else {
-		gw.ReloadFailed(err) // a config that does not load never reaches Apply, which counts its own failures
-	}
-	if err != nil {
-		keep := ""
-		if cur := gw.Current(); cur != nil {
-			keep = cur.Config.Hash
-		}
-		if len(keep) > 12 {
-			keep = keep[:12]
-		}
-		log.Error("config reload rejected; the previous config keeps serving", "trigger", why, "serving_version", keep, "err", err.Error())
-		return
-	}
-	log.Info("config reloaded", "trigger", why, "version", cfg.Hash[:12])
-	for _, w := range config.Warnings(cfg) {
-		log.Warn("risky config setting", "warning", w)
-	}
-}
-
-func cfgName(cfg *config.Config) string {
-	if cfg.File == "" {
-		return "embedded default"
-	}
-	return cfg.File
-}
-
-func parseLevel(s string) slog.Level {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
-}
-
-func openAccessLog(dest string, stdout, stderr io.Writer) (*accesslog.Logger, error) {
-	switch dest {
-	case "", "stdout":
-		return accesslog.New(stdout), nil
-	case "stderr":
-		return accesslog.New(stderr), nil
-	case "off":
-		return nil, nil
-	}
-	f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	return accesslog.New(f), nil
 }

@@ -11,27 +11,20 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
 	"sluice/internal/config"
 	"sluice/internal/probe"
 )
 
-const probeUsage = `usage:
-  sluice probe [flags] URL        measure one backend's keep-alive behaviour
-  sluice probe [flags] -c FILE    probe every target of a config and flag risky keepalive settings
-flags:
-`
+const probeSynopsis = `sluice probe [flags] URL        measure one backend's keep-alive behaviour
+       sluice probe [flags] -c FILE    probe every target of a config and flag risky keepalive settings`
 
 // cmdProbe runs `sluice probe`. Exit status: 0 ok; 1 a target could not be probed or (with
 // -c) an upstream's keepalive.idle_timeout is not safely below its backend's; 2 usage.
 func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, probeUsage)
-		fs.PrintDefaults()
-	}
 	file := fs.String("c", "", "config file: probe every target of every upstream")
 	var o probe.Options
 	fs.StringVar(&o.Path, "path", probe.DefaultPath, "request path of the probe requests")
@@ -39,16 +32,16 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.MaxWait, "max-wait", probe.DefaultMaxWait, "longest wait for the backend to close an idle connection")
 	fs.IntVar(&o.MaxRequests, "max-requests", probe.DefaultMaxRequests, "requests sent on one connection to find a request limit")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	quiet := fs.Bool("quiet", false, "do not print progress to stderr while measuring")
 	parallel := fs.Int("parallel", probe.DefaultParallel, "with -c: targets probed at once")
 	fraction := fs.Float64("safety-fraction", config.DefaultSafetyFraction, "share of the measured idle timeout to recommend (without -c)")
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		return 2
+	pos, code, ok := parseFlags(fs, args, probeSynopsis, stdout, stderr)
+	if !ok {
+		return code
 	}
 	switch {
 	case *file == "" && len(pos) != 1, *file != "" && len(pos) != 0:
-		fmt.Fprintln(stderr, "sluice probe: give exactly one URL, or -c FILE")
-		fs.Usage()
+		fmt.Fprintf(stderr, "sluice probe: give exactly one URL, or -c FILE\nusage: %s\n", probeSynopsis)
 		return 2
 	case o.MaxWait <= 0 || o.MaxRequests <= 0 || *parallel <= 0:
 		fmt.Fprintln(stderr, "sluice probe: -max-wait, -max-requests and -parallel must be positive")
@@ -56,6 +49,14 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	case *fraction <= 0 || *fraction >= 1:
 		fmt.Fprintln(stderr, "sluice probe: -safety-fraction must be between 0 and 1 (exclusive)")
 		return 2
+	}
+	if !*quiet {
+		var mu sync.Mutex
+		o.Progress = func(msg string) { // the phases run at once
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(stderr, "probe: %s\n", msg)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -84,22 +85,6 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	}
 	probe.WriteText(stdout, res, rec, *fraction)
 	return 0
-}
-
-// parseInterleaved parses flags given before and after positional arguments, so that
-// "sluice probe URL -json" works like "sluice probe -json URL".
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 // probeTarget turns "http://host:port/path" (or "host:port") into a dial address and the

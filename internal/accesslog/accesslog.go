@@ -20,6 +20,8 @@ type Logger struct {
 	closer io.Closer
 	done   chan struct{}
 	wg     sync.WaitGroup
+	off    atomic.Bool // lines are dropped (destination "off"); see output.go
+	dest   string      // the destination SetOutput last set, for Reopen; under mu
 }
 
 // New returns a Logger writing to w. If w is an io.Closer, Close closes it.
@@ -74,7 +76,7 @@ type Line struct{ b []byte }
 
 // Begin starts a line. Call Str/Int/... and then Write.
 func (l *Logger) Begin() *Line {
-	if l == nil {
+	if l == nil || l.off.Load() {
 		return nil
 	}
 	ln := linePool.Get().(*Line)
@@ -202,7 +204,9 @@ func (l *Logger) Write(ln *Line) {
 	}
 	ln.b = append(ln.b, '}', '\n')
 	l.mu.Lock()
-	l.w.Write(ln.b)
+	if !l.off.Load() { // a line begun before SetOutput turned the log off is dropped
+		l.w.Write(ln.b)
+	}
 	l.mu.Unlock()
 	if cap(ln.b) <= 16<<10 {
 		linePool.Put(ln)

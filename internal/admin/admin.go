@@ -149,7 +149,7 @@ func (s *Server) SetAPIKey(key string) {
 func (s *Server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := s.key.Load()
-		if want == nil {
+		if want == nil || isProbe(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -72,10 +72,29 @@ func routes(src Source, metrics http.Handler, adminAddr string) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"tunnels": ts})
 	})
 	mux.Handle("GET /metrics", metrics)
+	handleProbes(mux, src) // health.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if methodNotAllowed(mux, r) {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+				fmt.Sprintf("%s %s: the admin API is read-only; use GET", r.Method, r.URL.Path))
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no admin endpoint %s; see docs/admin-api.md", r.URL.Path))
 	})
 	return mux
+}
+
+// methodNotAllowed reports whether r's path is an endpoint that a GET would reach: the
+// catch-all pattern "/" takes every method, so the mux alone would answer 404.
+func methodNotAllowed(mux *http.ServeMux, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return false
+	}
+	get := r.Clone(r.Context())
+	get.Method = http.MethodGet
+	_, pattern := mux.Handler(get)
+	return pattern != "" && pattern != "/"
 }
 
 func statusView(st Status, adminAddr string) map[string]any {

@@ -22,6 +22,7 @@ const (
 	DefaultUnhealthyThreshold = 3
 	DefaultCheckJitter        = 0.1
 
+	DefaultPassiveEnabled      = true
 	DefaultConsecutiveFailures = 5
 	DefaultCount5xx            = true
 	DefaultBaseEjection        = Duration(30 * time.Second)
@@ -51,7 +52,14 @@ func defaultHealthCheck(h *HealthCheck) {
 		setIfZero(&a.UnhealthyThreshold, DefaultUnhealthyThreshold)
 		setIfNil(&a.Jitter, DefaultCheckJitter)
 	}
+	if h.Passive == nil {
+		// On by default (a dead target should not cost a failed connect on every other
+		// request), but only on the gateway's own failures: a backend's 5xx may be its
+		// answer to a bad request, and counting it is a choice to make by writing the block.
+		h.Passive = &PassiveCheck{Count5xx: new(false)}
+	}
 	if ps := h.Passive; ps != nil {
+		setIfNil(&ps.Enabled, DefaultPassiveEnabled)
 		setIfZero(&ps.ConsecutiveFailures, DefaultConsecutiveFailures)
 		setIfNil(&ps.Count5xx, DefaultCount5xx)
 		setIfZero(&ps.BaseEjection, DefaultBaseEjection)
@@ -98,7 +106,7 @@ func validateHealthCheck(p *problems, base string, h HealthCheck) {
 	if h.Active != nil {
 		validateActiveCheck(p, base+".active", *h.Active)
 	}
-	if ps := h.Passive; ps != nil {
+	if ps := h.Passive; ps.IsEnabled() {
 		b := base + ".passive"
 		if ps.ConsecutiveFailures <= 0 {
 			p.add(b+".consecutive_failures", "must be positive, got %d", ps.ConsecutiveFailures)
@@ -183,3 +191,7 @@ func headerSafe(s string) bool {
 	}
 	return true
 }
+
+// IsEnabled reports whether passive ejection is on (a nil check is off; Parse never leaves
+// one nil).
+func (p *PassiveCheck) IsEnabled() bool { return p != nil && (p.Enabled == nil || *p.Enabled) }

@@ -71,6 +71,36 @@ func (p problems) join(file string, idx *nodeIndex) error {
 	return errors.Join(errs...)
 }
 
+// shadowedBy returns the problems of p that do not follow from a decode problem: a field
+// that did not decode is left zero, and validating it (or what is inside it) would only
+// repeat the decode problem in other words ("required", "0 is not allowed").
+func (p problems) shadowedBy(decoded problems, idx *nodeIndex) problems {
+	if len(decoded) == 0 {
+		return p
+	}
+	var out problems
+	for _, e := range p {
+		if !shadowed(e, decoded, idx) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func shadowed(e *FieldError, decoded problems, idx *nodeIndex) bool {
+	for _, d := range decoded {
+		switch {
+		case d.Path == "":
+			if d.Line > 0 && idx.line(e.Path) == d.Line {
+				return true
+			}
+		case e.Path == d.Path, strings.HasPrefix(e.Path, d.Path+"."), strings.HasPrefix(e.Path, d.Path+"["):
+			return true
+		}
+	}
+	return false
+}
+
 // Load reads and parses the configuration file at path. See [Parse].
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -82,9 +112,12 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes one YAML document strictly (unknown keys are errors), sets File and Hash,
 // applies the defaults and validates. file names the source in error messages. Every
-// problem found is returned together; validation runs only when decoding succeeded, since
-// a half-decoded config would only add confusing follow-up errors.
+// problem found is returned together, in one run: when some values do not decode (a string
+// where a number belongs, an unknown key), the rest of the file is still decoded, defaulted
+// and validated, and only the problems that follow from a value that did not decode (the
+// same field or one inside it) are left out.
 func Parse(file string, data []byte) (*Config, error) {
+	data, envProblems := expandEnv(data) // env.go
 	root, err := parseDocument(file, data)
 	if err != nil {
 		return nil, err
@@ -92,13 +125,19 @@ func Parse(file string, data []byte) (*Config, error) {
 	idx := buildIndex(root)
 	sum := sha256.Sum256(data)
 	c := &Config{}
-	if p := decodeStrict(data, c, idx); len(p) > 0 {
-		return nil, p.join(file, idx)
+	decoded, stopped := decodeStrict(data, c, idx)
+	// An environment variable that is not set leaves its value empty: that is not also
+	// "required" (shadowedBy drops what follows on its line).
+	decoded = append(envProblems, decoded...)
+	if stopped {
+		// The decoder gave up part-way: validating what it left would mislead.
+		return nil, decoded.join(file, idx)
 	}
 	c.File, c.Hash = file, hex.EncodeToString(sum[:])
 	p := explicitZeros(c, idx)
 	applyDefaults(c)
 	p = append(p, c.validate()...)
+	p = append(decoded, p.shadowedBy(decoded, idx)...)
 	if err := p.join(file, idx); err != nil {
 		return nil, err
 	}
@@ -114,14 +153,14 @@ func parseDocument(file string, data []byte) (*yaml.Node, error) {
 		return nil, &FieldError{File: file, Line: 1, Msg: "empty configuration: want a mapping with listeners, upstreams and routes"}
 	}
 	if err != nil {
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(file, data, err)
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case err == nil:
 		return nil, &FieldError{File: file, Line: max(next.Line, 1), Msg: "a second YAML document (\"---\"): a config file holds exactly one"}
 	case !errors.Is(err, io.EOF):
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(file, data, err)
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return nil, &FieldError{File: file, Line: 1, Msg: "empty configuration: want a mapping with listeners, upstreams and routes"}
@@ -131,13 +170,6 @@ func parseDocument(file string, data []byte) (*yaml.Node, error) {
 		return nil, &FieldError{File: file, Line: root.Line, Msg: fmt.Sprintf("the top level must be a mapping with listeners, upstreams and routes, not %s", describeTag(root.ShortTag()))}
 	}
 	return root, nil
-}
-
-// syntaxError rewords a YAML parser error ("yaml: line 3: did not find expected key").
-func syntaxError(file string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line, rest := splitLine(msg)
-	return &FieldError{File: file, Line: line, Msg: "invalid YAML: " + rest}
 }
 
 // splitLine splits "line N: rest" into N and rest; it returns 0 and msg otherwise.
@@ -158,21 +190,25 @@ func splitNumbered(msg, prefix string) (int, string) {
 }
 
 // decodeStrict decodes data into c with unknown keys as errors, and reports every decode
-// problem and every key written without a value, reworded as field errors.
-func decodeStrict(data []byte, c *Config, idx *nodeIndex) problems {
+// problem and every key written without a value, reworded as field errors. stopped reports
+// a problem that made the decoder give up (a duplicate key) rather than skip one value.
+func decodeStrict(data []byte, c *Config, idx *nodeIndex) (p problems, stopped bool) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var p problems
 	err := dec.Decode(c)
 	var te *yaml.TypeError
 	switch {
 	case errors.As(err, &te):
 		for _, m := range te.Errors {
 			p = append(p, rewordDecodeError(m, idx))
+			// The decoder drops the whole mapping that holds a duplicate key.
+			_, rest := splitLine(m)
+			stopped = stopped || reDuplicateKey.MatchString(rest)
 		}
 	case err != nil:
 		line, rest := splitLine(strings.TrimPrefix(err.Error(), "yaml: "))
 		p = append(p, &FieldError{Line: line, Msg: rest})
+		stopped = true
 	}
 	seen := map[int]bool{}
 	for _, e := range p {
@@ -183,5 +219,5 @@ func decodeStrict(data []byte, c *Config, idx *nodeIndex) problems {
 			p = append(p, &FieldError{Path: e.path, Line: e.key.Line, Msg: "no value: write one ({} or [] for empty), or remove the key to get the default"})
 		}
 	}
-	return p
+	return p, stopped
 }

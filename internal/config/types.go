@@ -130,7 +130,9 @@ type Balancer struct {
 type HealthCheck struct {
 	// Active probes each target periodically. nil: no active checks.
 	Active *ActiveCheck `yaml:"active"`
-	// Passive ejects targets that fail real requests (outlier detection). nil: off.
+	// Passive ejects targets that fail real requests (outlier detection). Omitted: on, with
+	// the defaults below except that the backend's own 5xx answers do not count (like
+	// nginx's max_fails); write enabled: false to turn it off.
 	Passive *PassiveCheck `yaml:"passive"`
 	// PanicThreshold: when the share of healthy targets falls below it, balance across all
 	// targets rather than fail everything. Default 0.5; 0 disables panic mode.
@@ -162,12 +164,16 @@ type ActiveCheck struct {
 	Jitter *float64 `yaml:"jitter"`
 }
 
-// PassiveCheck ejects a target after consecutive failures of real requests.
+// PassiveCheck ejects a target after consecutive failures of real requests. See
+// [PassiveCheck.IsEnabled].
 type PassiveCheck struct {
+	// Enabled turns passive ejection on. Default true.
+	Enabled *bool `yaml:"enabled"`
 	// ConsecutiveFailures (connect failures, gateway 5xx, timeouts) that eject a target.
 	// Default 5.
 	ConsecutiveFailures int `yaml:"consecutive_failures"`
-	// Count5xx also counts the backend's own 5xx responses as failures. Default true.
+	// Count5xx also counts the backend's own 5xx responses as failures. Default true when
+	// the passive block is written, false when it is omitted.
 	Count5xx *bool `yaml:"count_5xx"`
 	// BaseEjection is the first ejection time; each further ejection of the same target
 	// multiplies it (2x, 3x, ...) up to MaxEjection. Default 30s.
@@ -403,5 +409,10 @@ type Log struct {
 	// Level of the process log: debug, info, warn, error. Default info.
 	Level string `yaml:"level"`
 	// Access is where the JSON access log goes: "stdout" (default), "stderr", "off", or a file path.
+	// A file is created if missing and appended to; it is reopened on SIGUSR1 and on reload.
 	Access string `yaml:"access"`
+	// AccessQuery adds the request's query string to access log lines as "query". Default
+	// false: query strings can carry secrets (tokens, keys), and logs travel further than
+	// requests.
+	AccessQuery bool `yaml:"access_query"`
 }

@@ -41,6 +41,11 @@ func Warnings(c *Config) []string {
 			warnTLS(&p, fmt.Sprintf("listeners[%d]", i), l.TLS)
 		}
 	}
+	return p.lines(c)
+}
+
+// lines formats warnings about c, each as "file:line: path: message", sorted by line.
+func (p problems) lines(c *Config) []string {
 	if len(p) == 0 {
 		return nil
 	}
@@ -94,6 +99,7 @@ func sourceIndex(c *Config) *nodeIndex {
 	if err != nil {
 		return nil
 	}
+	data, _ = expandEnv(data) // as Parse hashed it
 	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != c.Hash {
 		return nil
 	}

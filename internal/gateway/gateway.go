@@ -46,6 +46,8 @@ type Gateway struct {
 	redirects atomic.Pointer[map[string]int]
 
 	obs *observer // metrics and the admin listener (observe.go)
+
+	logQuery atomic.Bool // log.access_query of the serving config
 }
 
 type listener struct {
@@ -100,6 +102,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 		return err
 	}
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
+	g.logQuery.Store(cfg.Log.AccessQuery)
 	edge, err := g.buildEdgeTLS(cfg)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
@@ -138,7 +141,7 @@ func short(h string) string {
 
 func shutdownGrace(cfg *config.Config) time.Duration { return cfg.ShutdownGraceValue() }
 
-func settings(lc config.Listener, edge *edgeTLS) server.Settings {
+func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Settings {
 	var hs time.Duration
 	if lc.TLS != nil {
 		hs = lc.TLS.HandshakeTimeout.D()
@@ -153,6 +156,7 @@ func settings(lc config.Listener, edge *edgeTLS) server.Settings {
 		IdleTimeout:       lc.IdleTimeout.D(),
 		Limits:            h1.Limits{MaxHeaderBytes: lc.MaxHeaderBytes, MaxHeaders: lc.MaxHeaders},
 		MaxBodyBytes:      lc.MaxBodyBytes,
+		ExposeDetails:     exposeDetails,
 	}
 }
 
@@ -161,7 +165,7 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
 		if l, ok := g.listeners[lc.Address]; ok {
-			l.srv.Update(settings(lc, edge))
+			l.srv.Update(settings(lc, edge, cfg.Errors.ExposeDetails))
 			continue
 		}
 		ln, err := net.Listen("tcp", lc.Address)
@@ -171,7 +175,7 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 			}
 			return nil, fmt.Errorf("listeners: %w", err)
 		}
-		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge), g, g.log), err: make(chan error, 1)})
+		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
 	}
 	return opened, nil
 }
@@ -241,6 +245,7 @@ func closeChangedTunnels(old, next *Generation) {
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.mu.Lock()
 	g.stopping = true
+	g.obs.draining.Store(true) // /admin/readyz answers 503 while the listeners drain
 	ls := g.listeners
 	g.listeners = map[string]*listener{}
 	g.mu.Unlock()
@@ -429,10 +434,14 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 		status = 499
 	}
 	ln.Time("time", ex.Start).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", ex.ClientIP()).
-		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path).
-		Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).
-		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target).
-		Ms("duration_ms", time.Since(ex.Start)).Ms("upstream_ms", rec.UpstreamTime)
+		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path)
+	logRequestFields(ln, ex, g.logQuery.Load()) // accessfields.go
+	ln.Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).Int("bytes_sent", ex.BytesSent()).
+		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target)
+	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 {
+		ln.Int("upstream_status", int64(rec.Attempts[n-1].Status))
+	}
+	ln.Ms("duration_ms", time.Since(ex.Start)).Ms("upstream_ms", rec.UpstreamTime)
 	if st := ex.TLS(); st != nil {
 		ln.Str("tls_version", tls.VersionName(st.Version)).Str("tls_cipher", tls.CipherSuiteName(st.CipherSuite)).
 			Bool("tls_resumed", st.DidResume).Str("sni", st.ServerName)
@@ -479,6 +488,10 @@ func appendAttempts(b []byte, rec *proxy.Record) []byte {
 		b = strconv.AppendInt(b, a.IdleAge.Milliseconds(), 10)
 		b = append(b, `,"outcome":`...)
 		b = strconv.AppendQuote(b, a.Outcome)
+		if a.Status != 0 {
+			b = append(b, `,"status":`...)
+			b = strconv.AppendInt(b, int64(a.Status), 10)
+		}
 		if a.Retry != "" {
 			b = append(b, `,"retried_on":`...)
 			b = strconv.AppendQuote(b, a.Retry)

@@ -156,7 +156,7 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 		return nil, fmt.Errorf("upstreams %q: balancer: %w", uc.ID, err)
 	}
 	u.Swap(targets, b)
-	if pc := uc.HealthCheck.Passive; pc != nil {
+	if pc := uc.HealthCheck.Passive; pc.IsEnabled() {
 		u.Passive = health.NewPassive(u, *pc)
 	}
 	if slices.ContainsFunc(uc.Targets, config.Target.IsName) {

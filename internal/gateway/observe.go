@@ -25,6 +25,7 @@ type observer struct {
 	routes    atomic.Pointer[routeSeries]
 	noRoute   *metrics.Route
 	listeners atomic.Pointer[[]admin.Listener]
+	draining  atomic.Bool // Shutdown began: /admin/readyz says not ready
 
 	// Under Gateway.mu.
 	applied   bool // a config has been applied (later ones are reloads)
@@ -246,4 +247,33 @@ func (v adminView) Tunnels() []admin.Tunnel {
 	return out
 }
 
-var _ admin.Source = adminView{}
+// NotReady implements admin.Readiness: ready once a config is applied with every listener
+// bound, until shutdown begins.
+func (v adminView) NotReady() []string {
+	g := v.g
+	var out []string
+	if g.obs.draining.Load() {
+		out = append(out, "shutting down: draining in-flight requests")
+	}
+	gen := g.cur.Load()
+	if gen == nil {
+		return append(out, "no config applied yet")
+	}
+	bound := map[string]bool{}
+	if ls := g.obs.listeners.Load(); ls != nil {
+		for _, l := range *ls {
+			bound[l.Address] = true
+		}
+	}
+	for _, lc := range gen.Config.Listeners {
+		if !bound[lc.Address] {
+			out = append(out, "listener "+lc.Address+" is not bound")
+		}
+	}
+	return out
+}
+
+var (
+	_ admin.Source    = adminView{}
+	_ admin.Readiness = adminView{}
+)

@@ -169,6 +169,8 @@ func measureIdle(ctx context.Context, addr string, o *Options) (*IdleResult, err
 		r.baseOpen++
 	}
 	ladder := ladderStart
+	tick := time.NewTicker(o.ProgressEvery)
+	defer tick.Stop()
 	for !r.finished(time.Now()) {
 		wake := r.nextWake(ladder)
 		timer := time.NewTimer(time.Until(wake))
@@ -176,8 +178,15 @@ func measureIdle(ctx context.Context, addr string, o *Options) (*IdleResult, err
 		case <-ctx.Done():
 			timer.Stop()
 			return nil, ctx.Err()
+		case now := <-tick.C:
+			r.reportProgress(now)
 		case e := <-r.events:
+			first := r.first.IsZero()
 			r.handle(e)
+			if first && !r.first.IsZero() {
+				o.progress("%s: idle timeout: the backend closed a connection idle %s; confirming with a request just below it",
+					addr, r.minAge.Round(time.Millisecond))
+			}
 		case now := <-timer.C:
 			if r.first.IsZero() && !now.Before(r.start.Add(ladder)) && ladder < o.MaxWait {
 				r.launch(false, r.hard)
@@ -190,6 +199,18 @@ func measureIdle(ctx context.Context, addr string, o *Options) (*IdleResult, err
 		}
 	}
 	return r.result(time.Now()), nil
+}
+
+// reportProgress says what the idle phase is waiting for.
+func (r *idleRun) reportProgress(now time.Time) {
+	elapsed := now.Sub(r.start).Round(time.Second)
+	if r.first.IsZero() {
+		r.o.progress("%s: idle timeout: waiting for the backend to close an idle connection: %s of at most %s, %d connections idle",
+			r.addr, elapsed, r.o.MaxWait, len(r.live))
+		return
+	}
+	r.o.progress("%s: idle timeout: shortest close so far at %s idle (%d closes); %s elapsed, waiting for the confirming request",
+		r.addr, r.minAge.Round(time.Millisecond), len(r.samples), elapsed)
 }
 
 func (r *idleRun) launch(base bool, hard time.Time) *watch {

@@ -41,6 +41,20 @@ type Options struct {
 	// Watchers is how many connections are opened together at the start of the idle phase
 	// (more connections are added on a ladder, see doc.go). Default 3.
 	Watchers int
+	// Progress, when set, is told what the probe is doing while it measures (the idle
+	// phase can take MaxWait): each phase as it starts, what it learned, and every
+	// ProgressEvery what it is still waiting for. The idle and request-limit phases run at
+	// once, so it may be called from two goroutines at the same time.
+	Progress func(msg string)
+	// ProgressEvery is the interval of the idle phase's "still waiting" lines. Default 5s.
+	ProgressEvery time.Duration
+}
+
+// progress reports a step to o.Progress, if set.
+func (o *Options) progress(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, args...))
+	}
 }
 
 func (o Options) withDefaults(addr string) Options {
@@ -64,6 +78,9 @@ func (o Options) withDefaults(addr string) Options {
 	}
 	if o.Watchers <= 0 {
 		o.Watchers = DefaultWatchers
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 5 * time.Second
 	}
 	return o
 }
@@ -159,7 +176,12 @@ func Probe(ctx context.Context, addr string, o Options) (*Result, error) {
 	if err := basic(ctx, addr, &o, r); err != nil {
 		return nil, err
 	}
+	if !r.KeepsAlive {
+		o.progress("%s: does not keep connections alive (%s)", addr, r.NoKeepAlive)
+	}
 	if r.KeepsAlive {
+		o.progress("%s: keeps connections alive; measuring its idle timeout (waiting up to %s for it to close idle connections) and its request limit (up to %d requests)",
+			addr, o.MaxWait, o.MaxRequests)
 		var wg sync.WaitGroup
 		var idleErr, limitErr error
 		wg.Go(func() { r.Idle, idleErr = measureIdle(ctx, addr, &o) })
@@ -240,6 +262,7 @@ func measureLimit(ctx context.Context, addr string, o *Options) (*LimitResult, e
 		switch {
 		case errors.Is(err, errClosedBeforeResponse) && i > 1:
 			lr.Limit = i - 1
+			o.progress("%s: request limit: the connection was closed after %d requests", addr, lr.Limit)
 			return lr, nil
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -247,8 +270,10 @@ func measureLimit(ctx context.Context, addr string, o *Options) (*LimitResult, e
 			return nil, fmt.Errorf("probe %s: request %d of the request-limit phase: %w", addr, i, err)
 		case c.resp.Close:
 			lr.Limit, lr.Signalled = i, true
+			o.progress("%s: request limit: Connection: close after %d requests", addr, lr.Limit)
 			return lr, nil
 		}
 	}
+	o.progress("%s: request limit: none within %d requests", addr, o.MaxRequests)
 	return lr, nil
 }

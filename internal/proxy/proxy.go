@@ -56,7 +56,9 @@ type Attempt struct {
 	Reused  bool
 	IdleAge time.Duration
 	Outcome string // "ok" or a reason code
-	Retry   string // the condition under which the next attempt was made, "" if none
+	// Status is the backend's response status, 0 when none was received.
+	Status int
+	Retry  string // the condition under which the next attempt was made, "" if none
 }
 
 // Record is what the proxy tells the access log about a request.
@@ -232,8 +234,11 @@ func canceled(ctx context.Context) result {
 func (p *Proxy) fail(ds Downstream, rec *Record, e *reason.Error) {
 	rec.Reason, rec.Err = e.Code, e
 	detail := ""
-	if p.exposeDetails.Load() && e.Err != nil {
-		detail = e.Err.Error()
+	if p.exposeDetails.Load() {
+		detail = string(e.Code) // with the target, when there is no cause to show
+		if e.Err != nil {
+			detail = e.Err.Error()
+		}
 	}
 	ds.WriteError(e, detail)
 }
@@ -311,6 +316,9 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		out.Err = res.err
 	} else {
 		a.Outcome = "ok"
+	}
+	if a.Status = cl.fwd.ds.Status(); res.cond == config.RetryStatus {
+		a.Status = res.err.Status // discarded, not relayed
 	}
 	if res.reused && (res.cond == config.RetryResetBeforeResponse || res.cond == config.RetryResetBeforeRequest) {
 		res.err.Err = explainReuse(t, c.IdleAge, res.err.Err)

@@ -368,7 +368,11 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	ex := c.ex
 	ex.Start = time.Now()
 	ex.closeAfter = true
-	ex.WriteError(&reason.Error{Status: status, Code: code, Err: errors.New(detail)}, detail)
+	shown := ""
+	if c.st.ExposeDetails {
+		shown = detail
+	}
+	ex.WriteError(&reason.Error{Status: status, Code: code, Err: errors.New(detail)}, shown)
 	ex.Flush() // arms the write deadline: the last one may be long past on a kept-alive connection
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)

@@ -47,6 +47,7 @@ type Exchange struct {
 	untilClose bool
 	declared   int64
 	bytesOut   int64
+	headBytes  int64 // the response head's bytes, for the access log's bytes_sent
 	splicedIn  int64 // request body bytes moved with splice(2)
 	splicedOut int64 // response body bytes moved with splice(2)
 	closeAfter bool
@@ -60,6 +61,7 @@ func (ex *Exchange) reset() {
 	ex.Req.Reset()
 	ex.bodyRead, ex.bodyErr, ex.sent100, ex.reqID = 0, nil, false, nil
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
+	ex.headBytes = 0
 	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted, ex.tunneled = 0, 0, false, false, false
 	ex.splicedIn, ex.splicedOut = 0, 0
 }
@@ -262,6 +264,10 @@ func (ex *Exchange) Status() int { return ex.status }
 // BytesOut is the number of response body bytes written.
 func (ex *Exchange) BytesOut() int64 { return ex.bytesOut }
 
+// BytesSent is the number of response bytes written to the client: the head and the body
+// (chunked framing not counted).
+func (ex *Exchange) BytesSent() int64 { return ex.headBytes + ex.bytesOut }
+
 // SplicedBytes returns how many request and response body bytes went socket to socket
 // ([Exchange.SpliceBodyTo], [Exchange.SpliceFrom]).
 func (ex *Exchange) SplicedBytes() (request, response int64) { return ex.splicedIn, ex.splicedOut }
@@ -322,6 +328,7 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 	}
 	b = append(b, "\r\n"...)
 	ex.scratch = b
+	ex.headBytes = int64(len(b))
 	if len(b) > ex.c.bw.Available() {
 		ex.c.setWriteDeadline() // this write reaches the socket; otherwise Flush arms it
 	}
@@ -444,8 +451,10 @@ func (ex *Exchange) finish() bool {
 }
 
 // WriteError answers with a gateway-generated error: the status, an X-Sluice-Error header with
-// the reason code, and a small JSON body. detail goes into the body's "detail" field; pass ""
-// to keep internals from clients. After the head went out it aborts the response instead.
+// the reason code, and a small JSON body. detail goes into the body's "detail" field, with
+// e.Target as "target"; pass "" to keep internals (causes, addresses) from clients
+// (errors.expose_details, docs/errors.md). After the head went out it aborts the response
+// instead.
 func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 	if ex.wroteHead {
 		ex.Abort()
@@ -463,7 +472,7 @@ func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 		body = append(body, `,"detail":`...)
 		body = strconv.AppendQuote(body, detail)
 	}
-	if e.Target != "" {
+	if detail != "" && e.Target != "" {
 		body = append(body, `,"target":`...)
 		body = strconv.AppendQuote(body, e.Target)
 	}

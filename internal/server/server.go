@@ -38,6 +38,9 @@ type Settings struct {
 	// each handshake.
 	TLS              *tls.Config
 	HandshakeTimeout time.Duration
+	// ExposeDetails adds why a malformed request was refused ("detail") to the 4xx body
+	// (config errors.expose_details); the access log has it either way.
+	ExposeDetails bool
 }
 
 // Server serves one listening socket.

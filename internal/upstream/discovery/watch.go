@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"sluice/internal/proclog"
 	"sluice/internal/upstream"
 )
 
@@ -20,6 +21,10 @@ type Watcher struct {
 	Apply func(eps []upstream.Endpoint) (added, removed []string, err error)
 	// Log receives changes at info and failures at warn (nil: discarded).
 	Log *slog.Logger
+
+	// failing is the standing "does not resolve" warning: logged when it starts, then
+	// with backoff (not at every retry, which is every min_ttl), and once when it clears.
+	failing proclog.Standing
 }
 
 // Resolve resolves the name once (for the first set, before the generation serves) without
@@ -29,12 +34,39 @@ func (w *Watcher) Resolve(ctx context.Context) ([]upstream.Endpoint, time.Durati
 	eps, ttl, err := w.Resolver.Resolve(ctx, w.Name)
 	if err != nil {
 		next := w.Resolver.Next(0)
-		w.log().Warn("name does not resolve; it has no targets until it does",
-			"component", "discovery", "upstream", w.Upstream, "name", w.Name.String(),
-			"retry_in", next, "error", err)
+		w.failed("name does not resolve; it has no targets until it does", -1, next, err)
 		return nil, next
 	}
+	w.resolved(len(eps))
 	return eps, w.Resolver.Next(ttl)
+}
+
+// failed logs a failed resolution as a standing warning: the first at once, repeats with
+// backoff, each saying how many failures it stands for.
+func (w *Watcher) failed(msg string, addresses int, retry time.Duration, err error) {
+	now := time.Now()
+	log, unlogged := w.failing.Fail(now, retry)
+	if !log {
+		return
+	}
+	args := []any{"component", "discovery", "upstream", w.Upstream, "name", w.Name.String(),
+		"retry_in", retry, "error", err}
+	if addresses >= 0 {
+		args = append(args, "addresses", addresses)
+	}
+	if unlogged > 0 {
+		args = append(args, "failing_since", w.failing.Since().UTC().Format(time.RFC3339),
+			"failures_not_logged", unlogged, "next_warning_in", w.failing.NextLog(now).Round(time.Second))
+	}
+	w.log().Warn(msg, args...)
+}
+
+// resolved ends a standing failure, logging the recovery once.
+func (w *Watcher) resolved(addresses int) {
+	if since := w.failing.Since(); w.failing.Clear() {
+		w.log().Info("name resolves again", "component", "discovery", "upstream", w.Upstream,
+			"name", w.Name.String(), "addresses", addresses, "failed_for", time.Since(since).Round(time.Millisecond))
+	}
 }
 
 // Publish applies eps (with ttl, the time until the next resolution, for the log) and logs
@@ -75,13 +107,14 @@ func (w *Watcher) Run(ctx context.Context, last []upstream.Endpoint, wait time.D
 		switch {
 		case err != nil:
 			next = w.Resolver.Next(0)
-			w.log().Warn("re-resolution failed; keeping the previous addresses",
-				"component", "discovery", "upstream", w.Upstream, "name", w.Name.String(),
-				"addresses", len(last), "retry_in", next, "error", err)
+			w.failed("re-resolution failed; keeping the previous addresses", len(last), next, err)
 		case !slices.Equal(eps, last):
+			w.resolved(len(eps))
 			if w.Publish(eps, next) {
 				last = eps
 			}
+		default:
+			w.resolved(len(eps))
 		}
 		timer.Reset(next)
 	}
