@@ -57,6 +57,12 @@ type Conn struct {
 	peeked PeekResult
 	pfn    func(uintptr)
 	waitFn func(uintptr) bool
+
+	// The watch of waits (see Watch) and the state of a watched Read's and Write's first
+	// try.
+	watch                func() bool
+	watchFirst, watchMax time.Duration
+	rtry, wtry           try
 }
 
 // Wrap returns nc wrapped in a Conn when it is a TCP connection with a file descriptor, and
@@ -75,6 +81,7 @@ func Wrap(nc net.Conn) net.Conn {
 	c.wfn = c.writeFD
 	c.pfn = func(fd uintptr) { c.peeked = peekFD(fd) }
 	c.waitFn = func(fd uintptr) bool { return peekFD(fd) != PeekNothing }
+	c.rtry.once, c.wtry.once = c.rtry.run, c.wtry.run
 	return c
 }
 
@@ -85,7 +92,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	c.rbuf, c.rn, c.rerr = b, 0, 0
-	err := c.rc.Read(c.rfn)
+	err := c.readWait(c.rfn)
 	n, errno := c.rn, c.rerr
 	c.rbuf = nil
 	switch {
@@ -130,7 +137,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, nil
 	}
 	c.wbuf, c.wn, c.werr = b, 0, 0
-	err := c.rc.Write(c.wfn)
+	err := c.writeWait(c.wfn)
 	n, errno := c.wn, c.werr
 	c.wbuf = nil
 	switch {
