@@ -54,8 +54,9 @@ type RequestSide interface {
 	// ReadBody reads the request body (io.EOF at its end). Reading past the limit fails
 	// with a 413 *reason.Error.
 	ReadBody(p []byte) (int, error)
-	// BodyPending reports whether body bytes have arrived that a ReadBody would return
-	// without waiting for the client.
+	// BodyPending reports whether a ReadBody would return without waiting for the client
+	// (body bytes, the body's end or an error are at hand). Before a ReadBody that would
+	// wait, the proxy sends upstream what it relayed so far.
 	BodyPending() bool
 	// BodyTrailer is the trailer section of a chunked body, once it was read to its end.
 	BodyTrailer() *h1.Header

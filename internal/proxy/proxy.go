@@ -514,6 +514,14 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 				splicer = nil
 			}
 		}
+		if !ds.BodyPending() {
+			// The next read waits for the client: what was relayed goes upstream first, so
+			// that a streamed body (chunk by chunk, or a long-poll request) is not held back.
+			netio.ArmWrite(nc, rt.Write)
+			if err := c.W.Flush(); err != nil {
+				return classifySend(err, c.BytesWritten(), t.Addr), false
+			}
+		}
 		n, rerr := ds.ReadBody(buf)
 		if n > 0 {
 			netio.ArmWrite(nc, rt.Write)

@@ -247,9 +247,9 @@ type bodyReader struct{ ex *Exchange }
 
 func (b bodyReader) Read(p []byte) (int, error) { return b.ex.ReadBody(p) }
 
-// BodyPending reports whether request bytes have arrived that were not read yet, so that a
-// read would not wait for the client.
-func (ex *Exchange) BodyPending() bool { return ex.c.br.Buffered() > 0 }
+// BodyPending reports whether a ReadBody would return without waiting for the client: body
+// bytes (not just chunk framing), the body's end or an error are at hand.
+func (ex *Exchange) BodyPending() bool { return ex.bodyErr != nil || !ex.HasBody() || ex.body.Ready() }
 
 func (ex *Exchange) bodyDone() bool { return !ex.HasBody() || ex.body.Done() }
 
