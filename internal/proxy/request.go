@@ -161,7 +161,11 @@ func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
 		w.Write(req.Query)
 	}
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	switch f.rt.hostMode {
+	mode := f.rt.hostMode
+	if mode == HostClient && len(req.Host) == 0 {
+		mode = HostTarget // an HTTP/1.0 request without Host: HTTP/1.1 needs one (RFC 9112 §3.2)
+	}
+	switch mode {
 	case HostTarget:
 		if t.Name != "" && t.Name[0] != '_' {
 			w.WriteString(t.Name) // the configured host:port, not the address DNS resolved it to
@@ -195,11 +199,14 @@ fields:
 	w.WriteString("X-Forwarded-For: ")
 	w.Write(f.xff)
 	if f.ds.TLS() != nil {
-		w.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
+		w.WriteString("\r\nX-Forwarded-Proto: https")
 	} else {
-		w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+		w.WriteString("\r\nX-Forwarded-Proto: http")
 	}
-	w.Write(req.Host)
+	if len(req.Host) > 0 { // none to pass on from an HTTP/1.0 request without Host
+		w.WriteString("\r\nX-Forwarded-Host: ")
+		w.Write(req.Host)
+	}
 	w.WriteString("\r\nX-Request-Id: ")
 	w.Write(f.ds.RequestIDBytes())
 	w.WriteString("\r\n")
