@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // HTTP/1.1 semantics at the edges (issue #15): each test sends raw request bytes and asserts
@@ -108,7 +110,19 @@ func edgeGateway(t *testing.T, backend, listener, route string) *testGateway {
 listeners: [{address: 127.0.0.1:0`+listener+`}]
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: b`+route+`}]
+admin: {address: 127.0.0.1:0}
 `, map[string]string{"b": backend})
+}
+
+// waitMetric waits until the series of name with labels has value want.
+func waitMetric(t *testing.T, tg *testGateway, name string, labels map[string]string, want float64) {
+	t.Helper()
+	var got float64
+	testutil.WaitFor(t, 3*time.Second, fmt.Sprintf("%s%v = %v", name, labels, want), func() bool {
+		f, _ := scrape(t, tg.adminURL("/metrics"))
+		got, _ = f.value(name, labels)
+		return got == want
+	})
 }
 
 // received waits for what the backend read.

@@ -423,6 +423,12 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
 			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
 	}
+	if rec.DroppedRequestTrailers > 0 {
+		ln.Int("dropped_request_trailers", int64(rec.DroppedRequestTrailers))
+	}
+	if rec.DroppedResponseTrailers > 0 {
+		ln.Int("dropped_response_trailers", int64(rec.DroppedResponseTrailers))
+	}
 	if rec.Reason != "" {
 		ln.Str("reason", string(rec.Reason))
 		if rec.Err != nil {

@@ -40,6 +40,7 @@ const (
 	nameTunnelsOpen      = "sluice_tunnels_open"
 	nameTunnelsClosed    = "sluice_tunnels_closed_total"
 	nameTunnelBytes      = "sluice_tunnel_bytes_total"
+	nameDroppedFields    = "sluice_dropped_fields_total"
 
 	namePoolConns         = "sluice_upstream_connections"
 	namePoolOpened        = "sluice_upstream_connections_opened_total"
@@ -86,6 +87,8 @@ type Metrics struct {
 	tunnelsOpen      *prometheus.GaugeVec
 	tunnelsClosed    *prometheus.CounterVec
 	tunnelBytes      *prometheus.CounterVec
+	droppedReqTrail  prometheus.Counter
+	droppedRespTrail prometheus.Counter
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -164,7 +167,12 @@ func New(pools PoolSource) *Metrics {
 	m.tunnelBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTunnelBytes,
 		Help: "Bytes carried by closed tunnels, by route and direction (up: client to upstream; down: upstream to client)."},
 		[]string{"route", "direction"})
-	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameDroppedFields,
+		Help: "Header or trailer fields not forwarded, by section (request_trailer, response_trailer: fields that must not be sent in trailers, or the gateway's own)."},
+		[]string{"section"})
+	m.droppedReqTrail = dropped.WithLabelValues("request_trailer")
+	m.droppedRespTrail = dropped.WithLabelValues("response_trailer")
+	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes, dropped)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -181,6 +189,16 @@ func (m *Metrics) Spliced(request, response int64) {
 	}
 	if response > 0 {
 		m.splicedOut.Add(float64(response))
+	}
+}
+
+// DroppedTrailers counts request and response trailer fields that were not forwarded.
+func (m *Metrics) DroppedTrailers(request, response int) {
+	if request > 0 {
+		m.droppedReqTrail.Add(float64(request))
+	}
+	if response > 0 {
+		m.droppedRespTrail.Add(float64(response))
 	}
 }
 

@@ -73,6 +73,9 @@ type Record struct {
 	BudgetExhausted bool
 	// Tunnel is set when the request became a tunnel (101 Switching Protocols).
 	Tunnel TunnelRecord
+	// DroppedRequestTrailers and DroppedResponseTrailers count the trailer fields that were
+	// not forwarded: forbidden in trailers (h1.ForbiddenTrailer) or the gateway's own.
+	DroppedRequestTrailers, DroppedResponseTrailers int
 }
 
 func (r *Record) add(a Attempt) *Attempt {
@@ -119,7 +122,7 @@ func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
-	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up = nil, nil, nil, nil
+	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up, cl.fwd.rec = nil, nil, nil, nil, nil
 	cl.inUse.Store(nil)
 	calls.Put(cl)
 }
@@ -138,6 +141,7 @@ func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
 	defer cl.release()
 	fwd := &cl.fwd
 	fwd.init(ds, rt)
+	fwd.rec = rec
 	if fwd.hasBody() {
 		defer fwd.releaseBody()
 		if err := fwd.readBodyPrefix(rt.retry.bufferBody); err != nil {
@@ -539,7 +543,11 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	// The last client read may have waited long past the last write's deadline.
 	netio.ArmWrite(nc, rt.Write)
 	if req.Chunked {
-		if err := fwd.cw.Close(ds.BodyTrailer()); err != nil {
+		tr := ds.BodyTrailer()
+		if n := p.dropTrailers(ds, tr, rt.skip, "request"); n > 0 {
+			fwd.rec.DroppedRequestTrailers = n
+		}
+		if err := fwd.cw.Close(tr); err != nil {
 			return classifySend(err, c.BytesWritten(), t.Addr), false
 		}
 	}

@@ -17,6 +17,7 @@ type forward struct {
 	ds       Downstream
 	req      *h1.Request // ds.Request()
 	rt       *Route
+	rec      *Record
 	path     string // rewritten path (without query); "" means the client's path unchanged
 	xff      []byte
 	teTrail  bool

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"strconv"
 
 	"sluice/internal/connpool"
@@ -55,7 +56,9 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 		return res, out
 	}
 	if resp.Chunked {
-		ds.Finish(body.Trailer())
+		tr := body.Trailer()
+		fwd.rec.DroppedResponseTrailers = p.dropTrailers(ds, tr, gatewayResponseFields, "response")
+		ds.Finish(tr)
 	}
 	out.Reusable = !resp.Close && !resp.UntilClose
 	if !out.Reusable {
@@ -158,4 +161,46 @@ func spliceBody(fwd *forward, rs ResponseSplicer, c *connpool.Conn, t *upstream.
 		return bodyReadFailure(ds, t, s.ReadErr), true, false
 	}
 	return result{}, true, true
+}
+
+// gatewayResponseFields are the response fields only the gateway sets.
+var gatewayResponseFields = []string{"X-Request-Id", "X-Sluice-Error"}
+
+// dropTrailers removes from trailer section tr the fields that must not be sent in trailers
+// (h1.ForbiddenTrailer: framing, routing, connection, controls, authentication, cookies) and
+// the gateway's own (own: what it writes itself, or a route sets or removes), so that a
+// recipient that merges trailers into the header section cannot be handed one (RFC 9110
+// §6.5.1). It logs the names at debug level and returns how many it removed.
+func (p *Proxy) dropTrailers(ds Downstream, tr *h1.Header, own []string, section string) int {
+	drop := func(f *h1.Field) bool {
+		if h1.ForbiddenTrailer(f.Name) {
+			return true
+		}
+		for _, name := range own {
+			if asciiEqualFold(f.Name, name) {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for i := range tr.Fields {
+		if drop(&tr.Fields[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	if ctx := ds.Context(); p.log.Enabled(ctx, slog.LevelDebug) {
+		var names []string
+		for i := range tr.Fields {
+			if drop(&tr.Fields[i]) {
+				names = append(names, string(tr.Fields[i].Name))
+			}
+		}
+		p.log.LogAttrs(ctx, slog.LevelDebug, "dropped trailer fields", slog.String("request_id", string(ds.RequestIDBytes())),
+			slog.String("section", section), slog.Any("fields", names))
+	}
+	return tr.RemoveFunc(drop)
 }
