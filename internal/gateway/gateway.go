@@ -153,7 +153,15 @@ func settings(lc config.Listener, edge *edgeTLS) server.Settings {
 		IdleTimeout:       lc.IdleTimeout.D(),
 		Limits:            h1.Limits{MaxHeaderBytes: lc.MaxHeaderBytes, MaxHeaders: lc.MaxHeaders},
 		MaxBodyBytes:      lc.MaxBodyBytes,
+		Underscores:       underscores[lc.UnderscoresInHeaders],
 	}
+}
+
+// underscores maps listeners[].underscores_in_headers to the server's policy ("" and "drop"
+// to the zero value, UnderscoresDrop).
+var underscores = map[string]server.Underscores{
+	config.UnderscoresAllow:  server.UnderscoresAllow,
+	config.UnderscoresReject: server.UnderscoresReject,
 }
 
 // openListeners binds the addresses that cfg adds and updates the settings of kept ones.
@@ -423,8 +431,12 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
 			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
 	}
-	if rec.DroppedRequestTrailers > 0 {
-		ln.Int("dropped_request_trailers", int64(rec.DroppedRequestTrailers))
+	header, trailer := ex.DroppedFields()
+	if header > 0 {
+		ln.Int("dropped_headers", int64(header))
+	}
+	if n := trailer + rec.DroppedRequestTrailers; n > 0 {
+		ln.Int("dropped_request_trailers", int64(n))
 	}
 	if rec.DroppedResponseTrailers > 0 {
 		ln.Int("dropped_response_trailers", int64(rec.DroppedResponseTrailers))

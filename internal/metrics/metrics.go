@@ -87,6 +87,7 @@ type Metrics struct {
 	tunnelsOpen      *prometheus.GaugeVec
 	tunnelsClosed    *prometheus.CounterVec
 	tunnelBytes      *prometheus.CounterVec
+	droppedReqHead   prometheus.Counter
 	droppedReqTrail  prometheus.Counter
 	droppedRespTrail prometheus.Counter
 
@@ -168,8 +169,9 @@ func New(pools PoolSource) *Metrics {
 		Help: "Bytes carried by closed tunnels, by route and direction (up: client to upstream; down: upstream to client)."},
 		[]string{"route", "direction"})
 	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameDroppedFields,
-		Help: "Header or trailer fields not forwarded, by section (request_trailer, response_trailer: fields that must not be sent in trailers, or the gateway's own)."},
+		Help: "Header or trailer fields not forwarded, by section (request_header: names with underscores; request_trailer, response_trailer: fields that must not be sent in trailers, the gateway's own, or names with underscores)."},
 		[]string{"section"})
+	m.droppedReqHead = dropped.WithLabelValues("request_header")
 	m.droppedReqTrail = dropped.WithLabelValues("request_trailer")
 	m.droppedRespTrail = dropped.WithLabelValues("response_trailer")
 	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes, dropped)
@@ -192,8 +194,12 @@ func (m *Metrics) Spliced(request, response int64) {
 	}
 }
 
-// DroppedTrailers counts request and response trailer fields that were not forwarded.
-func (m *Metrics) DroppedTrailers(request, response int) {
+// DroppedFields counts request header fields and request and response trailer fields that
+// were not forwarded.
+func (m *Metrics) DroppedFields(header, request, response int) {
+	if header > 0 {
+		m.droppedReqHead.Add(float64(header))
+	}
 	if request > 0 {
 		m.droppedReqTrail.Add(float64(request))
 	}

@@ -20,6 +20,9 @@ const (
 	VersionNotSupp  Code = "http_version_not_supported"
 	ClientBodyError Code = "client_body_error"
 	ClientTimeout   Code = "client_timeout"
+	// UnderscoreInHeader: a header field name with "_", refused by a listener with
+	// underscores_in_headers: reject.
+	UnderscoreInHeader Code = "underscore_in_header"
 
 	// Upstream side (5xx).
 	ConnectRefused   Code = "upstream_connect_refused"
@@ -81,14 +84,15 @@ func From(err error) *Error {
 }
 
 var descriptions = map[Code]string{
-	BadRequest:      "the request is malformed or ambiguous and was refused",
-	NoRoute:         "no route matches this request",
-	BodyTooLarge:    "the request body is larger than the configured limit",
-	HeaderTooLarge:  "the request line or headers are larger than the configured limit",
-	NotImplemented:  "the request uses a feature this gateway does not implement",
-	VersionNotSupp:  "the HTTP version is not supported",
-	ClientBodyError: "the request body could not be read from the client",
-	ClientTimeout:   "the client was too slow sending the request",
+	BadRequest:         "the request is malformed or ambiguous and was refused",
+	NoRoute:            "no route matches this request",
+	BodyTooLarge:       "the request body is larger than the configured limit",
+	HeaderTooLarge:     "the request line or headers are larger than the configured limit",
+	NotImplemented:     "the request uses a feature this gateway does not implement",
+	VersionNotSupp:     "the HTTP version is not supported",
+	ClientBodyError:    "the request body could not be read from the client",
+	ClientTimeout:      "the client was too slow sending the request",
+	UnderscoreInHeader: "a header field name contains an underscore, which this listener refuses",
 
 	ConnectRefused:       "the upstream target refused the connection",
 	ConnectFailed:        "the connection to the upstream target failed",

@@ -2,10 +2,12 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -142,6 +144,9 @@ func (c *conn) serve(resumeIdle bool) {
 		err := h1.ReadRequest(c.br, &ex.Req, c.st.Limits)
 		if err != nil {
 			c.rejectRequest(err)
+			return
+		}
+		if !c.applyUnderscores(ex) {
 			return
 		}
 		ex.start()
@@ -378,6 +383,46 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	} else if tc, ok := c.nc.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
+}
+
+// applyUnderscores applies the listener's Underscores policy to the request's header fields.
+// It reports false when the request was refused (answered, and the connection is to close).
+func (c *conn) applyUnderscores(ex *Exchange) bool {
+	if c.st.Underscores == UnderscoresAllow {
+		return true
+	}
+	h := &ex.Req.Header
+	n := 0
+	for i := range h.Fields {
+		if hasUnderscore(&h.Fields[i]) {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return true
+	case c.st.Underscores == UnderscoresReject:
+		c.writeSimpleError(400, reason.UnderscoreInHeader, "header field name with an underscore")
+		return false
+	}
+	if c.srv.log.Enabled(c.ctx, slog.LevelDebug) {
+		c.srv.log.LogAttrs(c.ctx, slog.LevelDebug, "dropped header fields with underscores", slog.String("remote", c.clientIP),
+			slog.String("request_id", ex.RequestID()), slog.Any("fields", underscoreNames(h)))
+	}
+	ex.droppedHeaders = h.RemoveFunc(hasUnderscore)
+	return true
+}
+
+func hasUnderscore(f *h1.Field) bool { return bytes.IndexByte(f.Name, '_') >= 0 }
+
+func underscoreNames(h *h1.Header) []string {
+	var names []string
+	for i := range h.Fields {
+		if hasUnderscore(&h.Fields[i]) {
+			names = append(names, string(h.Fields[i].Name))
+		}
+	}
+	return names
 }
 
 // discardBody reads what is left of the request body, up to maxDrain, so that the connection

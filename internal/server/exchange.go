@@ -52,8 +52,11 @@ type Exchange struct {
 	closeAfter bool
 	aborted    bool
 	tunneled   bool // the connection was handed over (Tunnel)
-	chunkW     h1.ChunkedWriter
-	scratch    []byte
+	// droppedHeaders and droppedTrailers count request fields removed for their names'
+	// underscores (Settings.Underscores).
+	droppedHeaders, droppedTrailers int
+	chunkW                          h1.ChunkedWriter
+	scratch                         []byte
 }
 
 func (ex *Exchange) reset() {
@@ -62,6 +65,7 @@ func (ex *Exchange) reset() {
 	ex.wroteHead, ex.status, ex.chunked, ex.noBody, ex.untilClose = false, 0, false, false, false
 	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted, ex.tunneled = 0, 0, false, false, false
 	ex.splicedIn, ex.splicedOut = 0, 0
+	ex.droppedHeaders, ex.droppedTrailers = 0, 0
 }
 
 func (ex *Exchange) start() {
@@ -162,7 +166,20 @@ func (ex *Exchange) HasBody() bool { return ex.Req.Chunked || ex.Req.ContentLeng
 func (ex *Exchange) BodyBytes() int64 { return ex.bodyRead }
 
 // BodyTrailer returns the trailer fields of a chunked request body, after it was fully read.
-func (ex *Exchange) BodyTrailer() *h1.Header { return ex.body.Trailer() }
+// Fields whose name holds "_" are removed unless the listener allows them.
+func (ex *Exchange) BodyTrailer() *h1.Header {
+	tr := ex.body.Trailer()
+	if ex.c.st.Underscores != UnderscoresAllow && len(tr.Fields) > 0 {
+		ex.droppedTrailers += tr.RemoveFunc(hasUnderscore)
+	}
+	return tr
+}
+
+// DroppedFields returns how many request header and trailer fields were removed for the
+// underscores in their names (Settings.Underscores).
+func (ex *Exchange) DroppedFields() (header, trailer int) {
+	return ex.droppedHeaders, ex.droppedTrailers
+}
 
 // ReadBody reads the request body. The first read answers "Expect: 100-continue". Each read is
 // bounded by the listener's read timeout; a body above the limit fails with ErrBodyTooLarge.
