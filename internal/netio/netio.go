@@ -55,7 +55,9 @@ type Conn struct {
 	// the same idle connection).
 	pmu    sync.Mutex
 	peeked PeekResult
+	reset  bool // PeekReset's result
 	pfn    func(uintptr)
+	rstFn  func(uintptr)
 	waitFn func(uintptr) bool
 
 	// The watch of waits (see Watch) and the state of a watched Read's and Write's first
@@ -80,6 +82,10 @@ func Wrap(nc net.Conn) net.Conn {
 	c.rfn = c.readFD
 	c.wfn = c.writeFD
 	c.pfn = func(fd uintptr) { c.peeked = peekFD(fd) }
+	c.rstFn = func(fd uintptr) {
+		_, errno := Peek(fd)
+		c.reset = errno != 0 && errno != syscall.EAGAIN && errno != syscall.EINTR
+	}
 	c.waitFn = func(fd uintptr) bool { return peekFD(fd) != PeekNothing }
 	c.rtry.once, c.wtry.once = c.rtry.run, c.wtry.run
 	return c
@@ -303,6 +309,18 @@ func (c *Conn) PeekNow() (PeekResult, error) {
 	defer c.pmu.Unlock()
 	err := c.rc.Control(c.pfn)
 	return c.peeked, err
+}
+
+// PeekReset is PeekNow for a peer that may half-close: it reports whether the socket failed
+// (the peer reset it, or another error is pending). The peer's FIN is not a failure: a peer
+// may shut down its sending side and still read (RFC 9112 §9.6). The kernel reports a reset
+// once: to the first call that looks (a read, a peek), so only a caller that owns the
+// socket's reads sees it here. Once a FIN has arrived, a later reset shows only on a write.
+func (c *Conn) PeekReset() (bool, error) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	err := c.rc.Control(c.rstFn)
+	return c.reset, err
 }
 
 // WaitReadable waits, under the read deadline, until the socket has bytes, the peer's close

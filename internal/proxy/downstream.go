@@ -34,8 +34,9 @@ type Downstream interface {
 	// RequestIDBytes is the request's id (the client's X-Request-Id when sane, else a new
 	// one), valid until the exchange ends.
 	RequestIDBytes() []byte
-	// ClientGone reports whether the client has closed its connection, without consuming
-	// anything it sent. A downstream that cannot tell answers false.
+	// ClientGone reports whether the client has gone (reset its connection), without
+	// consuming anything it sent; a client that only half-closed is still there. A
+	// downstream that cannot tell answers false.
 	ClientGone() bool
 	// CloseAfter makes the client connection close after this response.
 	CloseAfter()
@@ -74,7 +75,8 @@ type ResponseSide interface {
 	// Finish ends the body with trailer fields (nil for none) where the framing has an end.
 	Finish(trailer *h1.Header) error
 	// Abort marks a response whose head went out as broken: the client learns that the body
-	// is incomplete (HTTP/1.1 closes the connection).
+	// is incomplete (HTTP/1.1 closes the connection). Before the head it means "no answer":
+	// nothing is written and the connection closes (the client is gone).
 	Abort()
 	// WriteError answers with a gateway-generated error (reason header and JSON body);
 	// detail, when not "", goes into the body. After the head went out it aborts instead.

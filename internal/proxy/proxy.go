@@ -210,13 +210,14 @@ func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
 	p.fail(ds, rec, reason.From(rec.Err))
 }
 
-// answer ends a request with a failure res: a client that is gone gets nothing (its
-// connection closes), anyone else the error.
+// answer ends a request with a failure res: a client that is gone gets nothing (the
+// response is aborted: its connection closes and nothing more is written), anyone else the
+// error.
 func (p *Proxy) answer(ds Downstream, rec *Record, res result) {
 	if res.clientGone {
 		rec.Reason, rec.Err = res.err.Code, res.err
 		rec.ClientGone = true
-		ds.CloseAfter()
+		ds.Abort()
 		return
 	}
 	p.fail(ds, rec, res.err)

@@ -439,7 +439,7 @@ func (ex *Exchange) finish() bool {
 	if ex.tunneled {
 		return false // the tunnel's end closed it; nothing more is written
 	}
-	if !ex.wroteHead {
+	if !ex.wroteHead && !ex.aborted {
 		ex.WriteError(reason.New(502, reason.InternalError, "", errors.New("handler wrote no response")), "")
 	}
 	complete := !ex.aborted
