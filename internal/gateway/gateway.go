@@ -361,6 +361,16 @@ func (g *Gateway) Rejected(ex *server.Exchange, code reason.Code, why string) {
 
 var _ server.Rejecter = (*Gateway)(nil)
 
+// The HTTP/1.1 exchange is the proxy's downstream, with every optional capability.
+var (
+	_ proxy.Downstream      = (*server.Exchange)(nil)
+	_ proxy.BodySplicer     = (*server.Exchange)(nil)
+	_ proxy.ResponseSplicer = (*server.Exchange)(nil)
+	_ proxy.Tunneler        = (*server.Exchange)(nil)
+	_ proxy.CancelNotifier  = (*server.Exchange)(nil)
+	_ proxy.InterimWriter   = (*server.Exchange)(nil)
+)
+
 // reqState is the per-request state of ServeH1, pooled so that routing and logging a request
 // allocate nothing.
 type reqState struct {
@@ -430,6 +440,9 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if tn := &rec.Tunnel; tn.Protocol != "" {
 		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
 			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
+	}
+	if rec.Interim > 0 {
+		ln.Int("interim_responses", int64(rec.Interim))
 	}
 	header, trailer := ex.DroppedFields()
 	if header > 0 {

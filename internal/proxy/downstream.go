@@ -103,6 +103,16 @@ type ResponseSplicer interface {
 	SpliceFrom(src *netio.Conn, n int64, armRead func()) (s netio.Spliced, ok bool)
 }
 
+// InterimWriter is an optional Downstream capability: interim (1xx) responses reach the
+// client before the final one, as a proxy must pass them on (RFC 9110 §15.2).
+type InterimWriter interface {
+	// WriteInterim sends the interim response status with fields h to the client now
+	// (flushed). It is not the final head: Status stays 0, and WriteHead or WriteError
+	// follow. sent is false, and nothing was written, when the client cannot take one
+	// (HTTP/1.0), the status is not 1xx or is 101, or the final head went out.
+	WriteInterim(status int, reasonPhrase []byte, h *h1.Header) (sent bool, err error)
+}
+
 // Tunneler is an optional Downstream capability: after a 101 Switching Protocols head, the
 // client connection carries another protocol (WebSocket) and is handed over whole.
 type Tunneler interface {

@@ -73,6 +73,8 @@ type Record struct {
 	BudgetExhausted bool
 	// Tunnel is set when the request became a tunnel (101 Switching Protocols).
 	Tunnel TunnelRecord
+	// Interim counts the interim (1xx) responses passed to the client.
+	Interim int
 	// DroppedRequestTrailers and DroppedResponseTrailers count the trailer fields that were
 	// not forwarded: forbidden in trailers (h1.ForbiddenTrailer) or the gateway's own.
 	DroppedRequestTrailers, DroppedResponseTrailers int
@@ -350,17 +352,8 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	}
 	resp := &fwd.resp
 	isHEAD := string(fwd.req.Method) == "HEAD"
-	for {
-		if res, ok := awaitResponse(fwd.ds, r.tryTimeout(), c, t); !ok {
-			return res, failedBy(res)
-		}
-		if err := h1.ReadResponse(c.R, resp, isHEAD, h1.Limits{}); err != nil {
-			return classifyRead(err, c.BytesRead(), t.Addr), failed(connpool.CloseProtocolError)
-		}
-		if resp.Status >= 200 || resp.Status == 101 {
-			break
-		}
-		// Interim 1xx responses (100 Continue, 103 Early Hints) are not relayed.
+	if res, out, ok := awaitFinal(fwd, c, t, r.tryTimeout()); !ok {
+		return res, out
 	}
 	if resp.Status == 101 {
 		if fwd.upgrade == nil {
@@ -419,16 +412,59 @@ func classifyRead(err error, read int64, target string) result {
 	}
 }
 
-// awaitResponse waits for the first response byte, up to the read timeout, checking now and
-// then whether the client is still there: a client that left cancels the upstream request.
-func awaitResponse(ds Downstream, timeout time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
-	nc := c.NetConn()
-	now := time.Now()
+// awaitFinal reads response heads into fwd.resp until the final one (or a 101), relaying
+// interim (1xx) responses to the client on the way. The whole wait, interim responses
+// included, is bounded by timeout (0: none): a backend that sends 102 Processing every second
+// does not hold the request past it. ok is false when the wait failed; res and out say how.
+func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time.Duration) (res result, out connpool.Outcome, ok bool) {
 	var deadline time.Time
 	if timeout > 0 {
-		deadline = now.Add(timeout)
+		deadline = time.Now().Add(timeout)
 	}
 	late := netio.Slack(timeout)
+	isHEAD := string(fwd.req.Method) == "HEAD"
+	for {
+		if res, ok := awaitResponse(fwd.ds, deadline, late, c, t); !ok {
+			return res, failedBy(res), false
+		}
+		if err := h1.ReadResponse(c.R, &fwd.resp, isHEAD, h1.Limits{}); err != nil {
+			return classifyRead(err, c.BytesRead(), t.Addr), failed(connpool.CloseProtocolError), false
+		}
+		if fwd.resp.Status >= 200 || fwd.resp.Status == 101 {
+			return result{}, connpool.Outcome{}, true
+		}
+		if res, ok := fwd.relayInterim(t); !ok {
+			return res, failedBy(res), false
+		}
+	}
+}
+
+// relayInterim passes the interim (1xx) response in fwd.resp to the client, which must get
+// it unless it speaks HTTP/1.0 (RFC 9110 §15.2), without its hop-by-hop fields. 100 Continue
+// is not passed: the gateway answers a client's Expect: 100-continue itself (the upstream
+// request carries no Expect) before it reads the body.
+func (f *forward) relayInterim(t *upstream.Target) (result, bool) {
+	resp := &f.resp
+	if resp.Status == 100 || f.interim == nil {
+		return result{}, true
+	}
+	resp.Header.RemoveHopByHop()
+	sent, err := f.interim.WriteInterim(resp.Status, resp.Reason, &resp.Header)
+	if err != nil {
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
+	}
+	if sent {
+		f.rec.Interim++
+	}
+	return result{}, true
+}
+
+// awaitResponse waits for the first byte of a response head until deadline (zero: none; it
+// may fire up to late after it), checking now and then whether the client is still there: a
+// client that left cancels the upstream request.
+func awaitResponse(ds Downstream, deadline time.Time, late time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
+	nc := c.NetConn()
+	now := time.Now()
 	if c.R.Buffered() > 0 {
 		// Bytes after an interim (1xx) response: what is missing of the head is read under
 		// the whole wait's deadline, not the client-check step left armed by the first wait.

@@ -39,6 +39,8 @@ type forward struct {
 
 	// bodySplicer is ds when it can splice the request body, else nil.
 	bodySplicer BodySplicer
+	// interim is ds when it can send interim (1xx) responses, else nil.
+	interim InterimWriter
 
 	// up is the upstream connection of the attempt running; armUpWrite and armUpRead arm
 	// its write and read timeouts. They are bound once per pooled forward, because a
@@ -118,6 +120,7 @@ func (f *forward) init(ds Downstream, rt *Route) {
 	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body, cw: f.cw,
 		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead}
 	f.bodySplicer, _ = ds.(BodySplicer)
+	f.interim, _ = ds.(InterimWriter)
 	h := &f.req.Header
 	if v, ok := h.Get("Upgrade"); ok && h.HasToken("Connection", "upgrade") && !f.hasBody() && rt.tunnel.allows(upgradeProtocol(v)) {
 		f.upgrade = v

@@ -302,18 +302,7 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 	if ex.Req.Expect100 && !ex.sent100 && ex.HasBody() {
 		ex.closeAfter = true // we answered without asking for the body
 	}
-	b := ex.scratch[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	if len(reasonPhrase) == 0 {
-		reasonPhrase = []byte(statusText(status))
-	}
-	b = append(b, reasonPhrase...)
-	b = append(b, "\r\n"...)
-	if h != nil {
-		b = h.AppendTo(b)
-	}
+	b := appendHead(ex.scratch[:0], status, reasonPhrase, h)
 	switch {
 	case contentLength >= 0:
 		b = append(b, "Content-Length: "...)
@@ -347,6 +336,43 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 		ex.chunkW.Reset(ex.c.bw)
 	}
 	return err
+}
+
+// WriteInterim sends an interim (1xx) response head with fields h now (proxy.InterimWriter).
+// It does not count as the response head: WriteHead follows. HTTP/1.0 clients get none
+// (RFC 9110 §15.2), nor does anyone a 101 (the upgrade path writes that as the head) or
+// anything after the head.
+func (ex *Exchange) WriteInterim(status int, reasonPhrase []byte, h *h1.Header) (bool, error) {
+	if ex.Req.Minor == 0 || ex.wroteHead || status < 100 || status > 199 || status == 101 {
+		return false, nil
+	}
+	b := append(appendHead(ex.scratch[:0], status, reasonPhrase, h), "\r\n"...)
+	ex.scratch = b
+	ex.c.setWriteDeadline()
+	if _, err := ex.c.bw.Write(b); err != nil {
+		return false, err
+	}
+	if err := ex.c.bw.Flush(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// appendHead appends the status line and fields h (nil: none) of a response head to b,
+// without the empty line that ends it.
+func appendHead(b []byte, status int, reasonPhrase []byte, h *h1.Header) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if len(reasonPhrase) == 0 {
+		reasonPhrase = []byte(statusText(status))
+	}
+	b = append(b, reasonPhrase...)
+	b = append(b, "\r\n"...)
+	if h != nil {
+		b = h.AppendTo(b)
+	}
+	return b
 }
 
 // Write writes response body bytes (buffered; see Flush).
