@@ -149,7 +149,10 @@ func wantBytes(t *testing.T, what, got, want string) {
 func wantFields(t *testing.T, l map[string]any, want map[string]any) {
 	t.Helper()
 	for k, v := range want {
-		if got, ok := l[k]; v == nil && ok || v != nil && fmt.Sprint(got) != fmt.Sprint(v) {
+		if n, ok := v.(int); ok {
+			v = float64(n) // JSON numbers
+		}
+		if got, ok := l[k]; v == nil && ok || v != nil && got != v {
 			t.Errorf("access log %s = %v, want %v", k, got, v)
 		}
 	}

@@ -369,6 +369,7 @@ var (
 	_ proxy.Tunneler        = (*server.Exchange)(nil)
 	_ proxy.CancelNotifier  = (*server.Exchange)(nil)
 	_ proxy.InterimWriter   = (*server.Exchange)(nil)
+	_ proxy.BodyWatcher     = (*server.Exchange)(nil)
 )
 
 // reqState is the per-request state of ServeH1, pooled so that routing and logging a request
@@ -440,6 +441,9 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if tn := &rec.Tunnel; tn.Protocol != "" {
 		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
 			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
+	}
+	if rec.EarlyResponse {
+		ln.Bool("early_response", true)
 	}
 	if rec.Interim > 0 {
 		ln.Int("interim_responses", int64(rec.Interim))

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"time"
 
 	"sluice/internal/h1"
 	"sluice/internal/netio"
@@ -93,6 +94,17 @@ type BodySplicer interface {
 	// SpliceBodyTo moves BodyToSplice bytes to dst; ok is false, and nothing was moved,
 	// when it could not start. armWrite runs before each wait on dst.
 	SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spliced, ok bool)
+}
+
+// BodyWatcher is an optional Downstream capability: the waits for request body bytes
+// (ReadBody, SpliceBodyTo) can be watched, so that the proxy sees an upstream's early
+// response while the client is slow to send (see early.go).
+type BodyWatcher interface {
+	// WatchBody makes every wait for body bytes end after a step (first, doubling up to max)
+	// and run f: true keeps waiting, false fails the read, and the rest of the body is
+	// abandoned (the client connection closes after the response). A nil f removes it. A
+	// downstream that cannot watch its waits ignores it.
+	WatchBody(f func() bool, first, max time.Duration)
 }
 
 // ResponseSplicer is an optional Downstream capability: n bytes of a Content-Length response

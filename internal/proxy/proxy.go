@@ -75,6 +75,9 @@ type Record struct {
 	Tunnel TunnelRecord
 	// Interim counts the interim (1xx) responses passed to the client.
 	Interim int
+	// EarlyResponse: an attempt's final response came before its request body was all sent
+	// (the rest was not sent).
+	EarlyResponse bool
 	// DroppedRequestTrailers and DroppedResponseTrailers count the trailer fields that were
 	// not forwarded: forbidden in trailers (h1.ForbiddenTrailer) or the gateway's own.
 	DroppedRequestTrailers, DroppedResponseTrailers int
@@ -111,6 +114,7 @@ var calls = sync.Pool{New: func() any {
 	f := &cl.fwd
 	f.armUpWrite = func() { netio.ArmWrite(f.up, f.rt.Write) }
 	f.armUpRead = func() { netio.ArmRead(f.up, f.rt.Read) }
+	f.watchUp = f.upstreamQuiet
 	cl.interrupt = func() {
 		if c := cl.inUse.Swap(nil); c != nil {
 			c.Interrupt()
@@ -125,6 +129,7 @@ func (cl *call) release() {
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
 	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up, cl.fwd.rec = nil, nil, nil, nil, nil
+	cl.fwd.c, cl.fwd.t = nil, nil
 	cl.inUse.Store(nil)
 	calls.Put(cl)
 }
@@ -345,6 +350,7 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	if err != nil {
 		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
 	}
+	fwd.c, fwd.t, fwd.wait, fwd.early = c, t, r.tryTimeout(), false
 	if fwd.hasBody() {
 		if res, ok := p.sendBody(fwd, c, t); !ok {
 			return res, failedBy(res)
@@ -352,8 +358,10 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	}
 	resp := &fwd.resp
 	isHEAD := string(fwd.req.Method) == "HEAD"
-	if res, out, ok := awaitFinal(fwd, c, t, r.tryTimeout()); !ok {
-		return res, out
+	if !fwd.early { // else its final head came while the body was being sent
+		if res, out, ok := awaitFinal(fwd, c, t, fwd.wait); !ok {
+			return res, out
+		}
 	}
 	if resp.Status == 101 {
 		if fwd.upgrade == nil {
@@ -361,10 +369,18 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 		}
 		return p.runTunnel(cl, t, c, resp)
 	}
+	var res result
+	var out connpool.Outcome
 	if r.retryStatus(resp.Status) {
-		return p.discardResponse(c, t, resp, isHEAD)
+		res, out = p.discardResponse(c, t, resp, isHEAD)
+	} else {
+		res, out = p.relayResponse(fwd, c, t, resp, isHEAD)
 	}
-	return p.relayResponse(fwd, c, t, resp, isHEAD)
+	if fwd.early && out.Reusable {
+		// The request's body was not all sent: the connection stands inside a request.
+		out.Reusable, out.Reason = false, connpool.CloseProtocolError
+	}
+	return res, out
 }
 
 // failed is the outcome of a failed exchange. An empty reason lets the pool judge the failure
@@ -521,8 +537,8 @@ func isIdempotent(method []byte) bool {
 	return false
 }
 
-// sendBody streams the client's request body to the upstream.
-func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+// copyBody streams the client's request body to the upstream (see sendBody).
+func (p *Proxy) copyBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	ds, rt, req := fwd.ds, fwd.rt, fwd.req
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)

@@ -7,7 +7,9 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
+	"sluice/internal/connpool"
 	"sluice/internal/h1"
 	"sluice/internal/upstream"
 )
@@ -48,6 +50,19 @@ type forward struct {
 	// allocated every time.
 	up                    net.Conn
 	armUpWrite, armUpRead func()
+
+	// The attempt's upstream connection and target, and how long it waits for the final
+	// response head; for the watch of the request body's waits (watchUp, bound once per
+	// pooled forward to upstreamQuiet: see early.go), which reads an early response.
+	c        *connpool.Conn
+	t        *upstream.Target
+	wait     time.Duration
+	watchUp  func() bool
+	watching bool // upstreamQuiet is reading the upstream (it must not run again inside)
+	// early: a final response head (in resp) came before the request body was all sent.
+	// earlyFailed: the upstream failed or closed then, as earlyRes says.
+	early, earlyFailed bool
+	earlyRes           result
 
 	// cw chunks the request body when it is chunked; here rather than on sendBody's stack,
 	// where passing it as an io.Writer would move it to the heap for every request.
@@ -118,7 +133,7 @@ func (f *forward) hasBody() bool { return f.req.Chunked || f.req.ContentLength >
 // init prepares f for a request, keeping the buffers of its previous use.
 func (f *forward) init(ds Downstream, rt *Route) {
 	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body, cw: f.cw,
-		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead}
+		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead, watchUp: f.watchUp}
 	f.bodySplicer, _ = ds.(BodySplicer)
 	f.interim, _ = ds.(InterimWriter)
 	h := &f.req.Header

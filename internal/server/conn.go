@@ -38,6 +38,10 @@ const idleFastWait = 10 * time.Millisecond
 // after a handler answered without reading the whole body.
 const maxDrain = 256 << 10
 
+// lingerTime bounds how long a connection that closes with request bytes unread goes on
+// reading (and discarding) them after its response (see linger).
+const lingerTime = 2 * time.Second
+
 var bufPool = sync.Pool{New: func() any { return new(connBufs) }}
 
 // connBufs is what a connection needs only while it carries a request: its buffers and the
@@ -152,6 +156,7 @@ func (c *conn) serve(resumeIdle bool) {
 		ex.start()
 		c.srv.handler.ServeH1(ex)
 		if !ex.finish() {
+			c.linger(ex)
 			return
 		}
 		c.served.Add(1)
@@ -362,6 +367,31 @@ func (c *conn) rejectRequest(err error) {
 	c.writeSimpleError(pe.Status, code, pe.Reason)
 }
 
+// linger ends a connection whose response left request body bytes unread (an early answer,
+// a body over the limit): closing the socket with unread bytes would reset the connection,
+// and a reset may destroy the response before the client has read it (the client, still
+// sending, reads only later). So the sending side is shut down after the response (a FIN)
+// and what the client still sends is read and dropped until it closes too, for lingerTime
+// at most: the "lingering close" of RFC 9112 §9.6 (nginx: lingering_close).
+func (c *conn) linger(ex *Exchange) {
+	if ex.tunneled || ex.bodyDone() || c.closeWrite() != nil {
+		return
+	}
+	c.rw.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, c.br)
+}
+
+// closeWrite shuts down the sending side of the connection (TLS: close_notify first).
+func (c *conn) closeWrite() error {
+	if cw, ok := c.rw.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return errors.New("cannot half-close")
+}
+
 // Rejecter is an optional Handler capability: it is told of requests the server answered
 // itself because they could not be parsed or arrived too slowly, so that they are logged and
 // counted like any other.
@@ -378,11 +408,7 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)
 	}
-	if cw, ok := c.rw.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite() // TLS: close_notify
-	} else if tc, ok := c.nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
+	_ = c.closeWrite()
 }
 
 // applyUnderscores applies the listener's Underscores policy to the request's header fields.

@@ -257,6 +257,16 @@ func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spli
 	return s, true
 }
 
+// WatchBody makes the waits for request body bytes (ReadBody, SpliceBodyTo) run f between
+// steps (proxy.BodyWatcher; netio.Conn.Watch): false stops the wait, the read fails, and the
+// connection closes after the response. Over TLS the waits are not watched (the socket's
+// bytes are records).
+func (ex *Exchange) WatchBody(f func() bool, first, max time.Duration) {
+	if c := ex.c; c.nio != nil {
+		c.nio.Watch(f, first, max)
+	}
+}
+
 // Body returns the request body as an io.Reader (see ReadBody).
 func (ex *Exchange) Body() io.Reader { return bodyReader{ex} }
 
