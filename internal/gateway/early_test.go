@@ -184,3 +184,41 @@ func TestInterimResponseWhileTheBodyIsSent(t *testing.T) {
 	}
 	wantFields(t, tg.accessLines(1)[0], map[string]any{"status": 200, "interim_responses": 1, "early_response": nil, "bytes_in": size})
 }
+
+// TestRetryAfterAResetWhileTheBodyIsSent: the first attempt's body write meets a reset with no
+// answer before it (the failure stands, and an idempotent request whose body is held is
+// retried); the second attempt's backend reads slowly, so its body waits are watched: they must
+// watch this attempt's upstream, not report the first one's reset again.
+func TestRetryAfterAResetWhileTheBodyIsSent(t *testing.T) {
+	const size = 8 << 20
+	var conns atomic.Int64
+	be := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHeadBytes(br); err != nil {
+			return
+		}
+		if conns.Add(1) == 1 {
+			io.CopyN(io.Discard, br, 1<<10)
+			c.(*net.TCPConn).SetLinger(0) // RST
+			return
+		}
+		buf := make([]byte, 1<<20)
+		for got := 0; got < size; {
+			n, err := io.ReadFull(br, buf[:min(len(buf), size-got)])
+			got += n
+			if err != nil {
+				return
+			}
+			time.Sleep(60 * time.Millisecond) // a slow reader: the gateway's writes wait
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	tg := edgeGateway(t, be, "", "retry: {buffer_body: 16777216, backoff_base: 1ms, backoff_max: 2ms}")
+	head := "PUT /up HTTP/1.1\r\nHost: h\r\nX-Request-Id: early-retry\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	out, _ := upload(t, tg.addr, head, size, size)
+	wantBytes(t, "client got", out, "HTTP/1.1 200 OK\r\nX-Request-Id: early-retry\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	if n := conns.Load(); n != 2 {
+		t.Errorf("backend saw %d connections, want 2 (the first reset, the retry)", n)
+	}
+	wantFields(t, tg.accessLines(1)[0], map[string]any{"status": 200, "attempts": 2, "early_response": nil})
+}

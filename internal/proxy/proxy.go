@@ -350,7 +350,8 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	if err != nil {
 		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
 	}
-	fwd.c, fwd.t, fwd.wait, fwd.early = c, t, r.tryTimeout(), false
+	fwd.c, fwd.t, fwd.wait = c, t, r.tryTimeout()
+	fwd.early, fwd.earlyFailed, fwd.earlyRes = false, false, result{} // a retry starts afresh
 	if fwd.hasBody() {
 		if res, ok := p.sendBody(fwd, c, t); !ok {
 			return res, failedBy(res)
