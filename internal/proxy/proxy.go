@@ -429,53 +429,6 @@ func classifyRead(err error, read int64, target string) result {
 	}
 }
 
-// awaitFinal reads response heads into fwd.resp until the final one (or a 101), relaying
-// interim (1xx) responses to the client on the way. The whole wait, interim responses
-// included, is bounded by timeout (0: none): a backend that sends 102 Processing every second
-// does not hold the request past it. ok is false when the wait failed; res and out say how.
-func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time.Duration) (res result, out connpool.Outcome, ok bool) {
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	late := netio.Slack(timeout)
-	isHEAD := string(fwd.req.Method) == "HEAD"
-	for {
-		if res, ok := awaitResponse(fwd.ds, deadline, late, c, t); !ok {
-			return res, failedBy(res), false
-		}
-		if err := h1.ReadResponse(c.R, &fwd.resp, isHEAD, h1.Limits{}); err != nil {
-			return classifyRead(err, c.BytesRead(), t.Addr), failed(connpool.CloseProtocolError), false
-		}
-		if fwd.resp.Status >= 200 || fwd.resp.Status == 101 {
-			return result{}, connpool.Outcome{}, true
-		}
-		if res, ok := fwd.relayInterim(t); !ok {
-			return res, failedBy(res), false
-		}
-	}
-}
-
-// relayInterim passes the interim (1xx) response in fwd.resp to the client, which must get
-// it unless it speaks HTTP/1.0 (RFC 9110 §15.2), without its hop-by-hop fields. 100 Continue
-// is not passed: the gateway answers a client's Expect: 100-continue itself (the upstream
-// request carries no Expect) before it reads the body.
-func (f *forward) relayInterim(t *upstream.Target) (result, bool) {
-	resp := &f.resp
-	if resp.Status == 100 || f.interim == nil {
-		return result{}, true
-	}
-	resp.Header.RemoveHopByHop()
-	sent, err := f.interim.WriteInterim(resp.Status, resp.Reason, &resp.Header)
-	if err != nil {
-		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
-	}
-	if sent {
-		f.rec.Interim++
-	}
-	return result{}, true
-}
-
 // awaitResponse waits for the first byte of a response head until deadline (zero: none; it
 // may fire up to late after it), checking now and then whether the client is still there: a
 // client that left cancels the upstream request.
