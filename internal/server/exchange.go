@@ -52,11 +52,12 @@ type Exchange struct {
 	closeAfter bool
 	aborted    bool
 	tunneled   bool // the connection was handed over (Tunnel)
+	chunkW     h1.ChunkedWriter
+	scratch    []byte
+
 	// droppedHeaders and droppedTrailers count request fields removed for their names'
 	// underscores (Settings.Underscores).
 	droppedHeaders, droppedTrailers int
-	chunkW                          h1.ChunkedWriter
-	scratch                         []byte
 }
 
 func (ex *Exchange) reset() {
