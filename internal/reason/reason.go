@@ -84,14 +84,15 @@ func From(err error) *Error {
 }
 
 var descriptions = map[Code]string{
-	BadRequest:         "the request is malformed or ambiguous and was refused",
-	NoRoute:            "no route matches this request",
-	BodyTooLarge:       "the request body is larger than the configured limit",
-	HeaderTooLarge:     "the request line or headers are larger than the configured limit",
-	NotImplemented:     "the request uses a feature this gateway does not implement",
-	VersionNotSupp:     "the HTTP version is not supported",
-	ClientBodyError:    "the request body could not be read from the client",
-	ClientTimeout:      "the client was too slow sending the request",
+	BadRequest:      "the request is malformed or ambiguous and was refused",
+	NoRoute:         "no route matches this request",
+	BodyTooLarge:    "the request body is larger than the configured limit",
+	HeaderTooLarge:  "the request line or headers are larger than the configured limit",
+	NotImplemented:  "the request uses a feature this gateway does not implement",
+	VersionNotSupp:  "the HTTP version is not supported",
+	ClientBodyError: "the request body could not be read from the client",
+	ClientTimeout:   "the client was too slow sending the request",
+
 	UnderscoreInHeader: "a header field name contains an underscore, which this listener refuses",
 
 	ConnectRefused:       "the upstream target refused the connection",
