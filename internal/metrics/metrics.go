@@ -174,7 +174,8 @@ func New(pools PoolSource) *Metrics {
 	m.droppedReqHead = dropped.WithLabelValues("request_header")
 	m.droppedReqTrail = dropped.WithLabelValues("request_trailer")
 	m.droppedRespTrail = dropped.WithLabelValues("response_trailer")
-	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes, dropped)
+	m.reg.MustRegister(dropped)
+	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
