@@ -222,3 +222,47 @@ func TestRetryAfterAResetWhileTheBodyIsSent(t *testing.T) {
 	}
 	wantFields(t, tg.accessLines(1)[0], map[string]any{"status": 200, "attempts": 2, "early_response": nil})
 }
+
+// TestEarly2xxTakesTheRestOfTheBody: a backend that sends its 200 head at once and reads the
+// body while it answers (the response body comes after) has not refused the body: the
+// gateway sends all of it, and then relays the response, as before the watch existed.
+// Stopping at the head would leave the backend waiting for the rest.
+func TestEarly2xxTakesTheRestOfTheBody(t *testing.T) {
+	const size = 4 << 20
+	bodies := make(chan int, 1)
+	be := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := readHeadBytes(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+		n, _ := io.Copy(io.Discard, io.LimitReader(br, size))
+		bodies <- int(n)
+		io.WriteString(c, "received")
+	})
+	tg := edgeGateway(t, be, "", "timeouts: {read: 5s}")
+	head := "PUT /up HTTP/1.1\r\nHost: h\r\nX-Request-Id: early-2xx\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	c, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() {
+		io.WriteString(c, head)
+		c.Write(make([]byte, size/2))
+		time.Sleep(300 * time.Millisecond) // a pause: the gateway waits on the client meanwhile
+		c.Write(make([]byte, size/2))
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, _ := io.ReadAll(c)
+	wantBytes(t, "client got", string(out), "HTTP/1.1 200 OK\r\nX-Request-Id: early-2xx\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived")
+	select {
+	case n := <-bodies:
+		if n != size {
+			t.Errorf("backend read %d body bytes, want %d", n, size)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the backend did not get the body")
+	}
+	wantFields(t, tg.accessLines(1)[0], map[string]any{"status": 200, "early_response": nil, "bytes_in": size})
+}

@@ -13,13 +13,16 @@ package proxy
 // client are watched (netio.Conn.Watch, Downstream capability BodyWatcher): a wait runs in
 // steps (watchFirst doubling up to watchMax), and between steps upstreamQuiet peeks at the
 // upstream socket. Bytes there are read as a response head: an interim one (1xx) is passed
-// to the client and the body goes on; a final one stops the body, and the response is
-// relayed as usual. The upstream's close or a failure stops the body too, and is judged as
-// any failure to read the response. A write or client read that fails (the reset that
-// follows an answer and close) also looks at the upstream first: a response that arrived
-// before the failure is the answer, whatever the timing. Writes and reads that need not wait
-// cost nothing more, and no second goroutine is needed (see docs/design.md, "Early
-// responses").
+// to the client and the body goes on; a final one that refuses the body (a status of 300 or
+// more, or Connection: close) stops it, and the response is relayed as usual. A 2xx that
+// keeps the connection has not refused the body: the backend answers while it reads (its
+// response body may wait for the request's end), so the rest is sent and the response
+// relayed after it, as without the watch; only if the body then fails is the 2xx the answer.
+// The upstream's close or a failure stops the body too, and is judged as any failure to read
+// the response. A write or client read that fails (the reset that follows an answer and
+// close) also looks at the upstream first: a response that arrived before the failure is the
+// answer, whatever the timing. Writes and reads that need not wait cost nothing more, and no
+// second goroutine is needed (see docs/design.md, "Early responses").
 //
 // A final response that came early means the backend processed the request: it is never
 // taken for a reset. Status retries (retry.statuses) still apply to it as to any response,
@@ -44,8 +47,8 @@ const (
 )
 
 // sendBody streams the client's request body to the upstream, watching the upstream for an
-// early response. ok with fwd.early set: a final response head came before the body was all
-// sent (it is in fwd.resp).
+// early response. ok with fwd.headIn set: the final response head came while the body was
+// sent (it is in fwd.resp); with fwd.early too, the rest of the body was not sent for it.
 func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	watched := c.Socket() != nil // peeks need the plain socket
 	if watched {
@@ -61,11 +64,12 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 		return res, true
 	}
 	stopped := fwd.early || fwd.earlyFailed // the watch stopped the body
-	if watched && !stopped {
+	if watched && !stopped && !fwd.headIn {
 		// The failure may have come after an answer (the reset after a 413 and close):
 		// the answer wins. Otherwise the failure stands as it was met.
 		fwd.upstreamQuiet()
 	}
+	fwd.early = fwd.early || fwd.headIn // a 2xx head, then the body failed: the head answers
 	switch {
 	case fwd.early:
 		fwd.rec.EarlyResponse = true
@@ -76,16 +80,17 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	return res, false
 }
 
-// upstreamQuiet is the watch of a request body's waits: it reports whether the upstream is
-// still quiet (the body goes on). Otherwise it reads what came: interim responses are passed
-// to the client (and the body goes on if nothing more came); a final head sets f.early; a
-// failure to read one (the upstream closed, reset, or sent garbage) sets f.earlyFailed.
+// upstreamQuiet is the watch of a request body's waits: it reports whether the body goes on.
+// It reads what the upstream sent: interim responses are passed to the client (and the body
+// goes on if nothing more came); a final head sets f.headIn, and f.early when it refuses the
+// body (which stops); a failure to read one (the upstream closed, reset, or sent garbage)
+// sets f.earlyFailed.
 func (f *forward) upstreamQuiet() bool {
 	if f.early || f.earlyFailed {
 		return false
 	}
-	if f.watching {
-		return true // a wait inside this one's own reads or interim writes
+	if f.watching || f.headIn {
+		return true // a wait inside this one's own reads or interim writes; or a 2xx is in
 	}
 	c := f.c
 	for {
@@ -102,6 +107,10 @@ func (f *forward) upstreamQuiet() bool {
 			f.earlyFailed, f.earlyRes = true, res
 			return false
 		case final:
+			f.headIn = true
+			if f.resp.Status < 300 && f.resp.Status != 101 && !f.resp.Close {
+				return true // accepted: the backend reads the rest while it answers
+			}
 			f.early = true
 			return false
 		}

@@ -351,7 +351,7 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
 	}
 	fwd.c, fwd.t, fwd.wait = c, t, r.tryTimeout()
-	fwd.early, fwd.earlyFailed, fwd.earlyRes = false, false, result{} // a retry starts afresh
+	fwd.headIn, fwd.early, fwd.earlyFailed, fwd.earlyRes = false, false, false, result{} // a retry starts afresh
 	if fwd.hasBody() {
 		if res, ok := p.sendBody(fwd, c, t); !ok {
 			return res, failedBy(res)
@@ -359,7 +359,7 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	}
 	resp := &fwd.resp
 	isHEAD := string(fwd.req.Method) == "HEAD"
-	if !fwd.early { // else its final head came while the body was being sent
+	if !fwd.headIn { // else its final head came while the body was being sent
 		if res, out, ok := awaitFinal(fwd, c, t, fwd.wait); !ok {
 			return res, out
 		}

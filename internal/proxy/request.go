@@ -59,10 +59,11 @@ type forward struct {
 	wait     time.Duration
 	watchUp  func() bool
 	watching bool // upstreamQuiet is reading the upstream (it must not run again inside)
-	// early: a final response head (in resp) came before the request body was all sent.
-	// earlyFailed: the upstream failed or closed then, as earlyRes says.
-	early, earlyFailed bool
-	earlyRes           result
+	// headIn: the final response head (in resp) came while the request body was sent.
+	// early: ... and the rest of the body was not sent for it. earlyFailed: the upstream
+	// failed or closed while the body was sent, as earlyRes says.
+	headIn, early, earlyFailed bool
+	earlyRes                   result
 
 	// cw chunks the request body when it is chunked; here rather than on sendBody's stack,
 	// where passing it as an io.Writer would move it to the heap for every request.
