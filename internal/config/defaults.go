@@ -15,6 +15,7 @@ const (
 	DefaultIdleTimeout       = Duration(60 * time.Second)
 	DefaultMaxHeaderBytes    = 65536
 	DefaultMaxHeaders        = 100
+	DefaultUnderscores       = UnderscoresDrop
 
 	// Target and keep-alive (per upstream).
 	DefaultWeight = 1
@@ -38,6 +39,13 @@ const (
 	DefaultLogLevel      = "info"
 	DefaultAccessLog     = "stdout"
 	DefaultShutdownGrace = Duration(30 * time.Second)
+)
+
+// Values of [Listener.UnderscoresInHeaders].
+const (
+	UnderscoresDrop   = "drop"
+	UnderscoresAllow  = "allow"
+	UnderscoresReject = "reject"
 )
 
 // Values of [Rewrite.Host].
@@ -103,6 +111,7 @@ func defaultListener(l *Listener) {
 	setIfZero(&l.IdleTimeout, DefaultIdleTimeout)
 	setIfZero(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setIfZero(&l.MaxHeaders, DefaultMaxHeaders)
+	setIfZero(&l.UnderscoresInHeaders, DefaultUnderscores)
 }
 
 func defaultKeepalive(k *Keepalive) {

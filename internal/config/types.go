@@ -51,6 +51,12 @@ type Listener struct {
 	MaxHeaders int `yaml:"max_headers"`
 	// MaxBodyBytes bounds request bodies (413 above it). Default 0: unlimited. Routes can lower it.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// UnderscoresInHeaders is what becomes of request header (and trailer) fields whose name
+	// holds "_": valid tokens, but CGI-style backends read "_" as "-", so X_Forwarded_For
+	// would pass there for the gateway's X-Forwarded-For. "drop" (default) removes them,
+	// "allow" forwards them, "reject" answers 400 underscore_in_header (trailers, which come
+	// after the request was forwarded, are dropped). Omitted: "drop".
+	UnderscoresInHeaders string `yaml:"underscores_in_headers"`
 	// TLS, when set, terminates TLS (HTTPS) on this listener. See docs/tls.md.
 	TLS *ListenerTLS `yaml:"tls"`
 	// RedirectHTTPS, when set, answers every request on this (plain HTTP) listener with a

@@ -72,6 +72,11 @@ func (c *Config) validateListeners(p *problems) {
 		if l.MaxBodyBytes < 0 {
 			p.add(b+".max_body_bytes", "must not be negative (0 means unlimited)")
 		}
+		switch l.UnderscoresInHeaders {
+		case "", UnderscoresDrop, UnderscoresAllow, UnderscoresReject:
+		default:
+			p.add(b+".underscores_in_headers", "unknown value %q: want drop, allow or reject", l.UnderscoresInHeaders)
+		}
 		if l.TLS != nil {
 			validateTLS(p, b, l.TLS)
 		}

@@ -80,7 +80,7 @@ func roundTripAllocs(t *testing.T, c *rawClient) float64 {
 
 // rawBackend answers every request on a keep-alive connection with a fixed 300-byte response
 // after reading its body (Content-Length or chunked), allocating nothing per request.
-func rawBackend(t *testing.T) string {
+func rawBackend(t testing.TB) string {
 	t.Helper()
 	body := strings.Repeat("x", 300)
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +

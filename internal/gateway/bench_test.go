@@ -211,3 +211,31 @@ func (c *rawClient) roundTrip() error {
 	_, err = c.br.Discard(n)
 	return err
 }
+
+// BenchmarkUpload measures proxied requests with bodies on one keep-alive connection (the
+// backend reads each body and answers 300 bytes): what the request body path costs, the
+// watch for early responses included (docs/design.md, "Early responses"). 1 MiB bodies go
+// through splice past their first 64 KiB.
+//
+//	go test ./internal/gateway -run '^$' -bench Upload -benchmem -count 6
+func BenchmarkUpload(b *testing.B) {
+	addr := benchGateway(b, benchConfig(rawBackend(b), 1), false)
+	head := "POST /svc19/items HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n"
+	for _, size := range []int{1 << 10, 100 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			c := dialClient(b, addr, "/")
+			defer c.conn.Close()
+			c.req = []byte(head + "Content-Length: " + strconv.Itoa(size) + "\r\n\r\n" + strings.Repeat("b", size))
+			if err := c.roundTrip(); err != nil { // warm the pool
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.roundTrip(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

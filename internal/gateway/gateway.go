@@ -157,7 +157,15 @@ func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Sett
 		Limits:            h1.Limits{MaxHeaderBytes: lc.MaxHeaderBytes, MaxHeaders: lc.MaxHeaders},
 		MaxBodyBytes:      lc.MaxBodyBytes,
 		ExposeDetails:     exposeDetails,
+		Underscores:       underscores[lc.UnderscoresInHeaders],
 	}
+}
+
+// underscores maps listeners[].underscores_in_headers to the server's policy ("" and "drop"
+// to the zero value, UnderscoresDrop).
+var underscores = map[string]server.Underscores{
+	config.UnderscoresAllow:  server.UnderscoresAllow,
+	config.UnderscoresReject: server.UnderscoresReject,
 }
 
 // openListeners binds the addresses that cfg adds and updates the settings of kept ones.
@@ -358,6 +366,17 @@ func (g *Gateway) Rejected(ex *server.Exchange, code reason.Code, why string) {
 
 var _ server.Rejecter = (*Gateway)(nil)
 
+// The HTTP/1.1 exchange is the proxy's downstream, with every optional capability.
+var (
+	_ proxy.Downstream      = (*server.Exchange)(nil)
+	_ proxy.BodySplicer     = (*server.Exchange)(nil)
+	_ proxy.ResponseSplicer = (*server.Exchange)(nil)
+	_ proxy.Tunneler        = (*server.Exchange)(nil)
+	_ proxy.CancelNotifier  = (*server.Exchange)(nil)
+	_ proxy.InterimWriter   = (*server.Exchange)(nil)
+	_ proxy.BodyWatcher     = (*server.Exchange)(nil)
+)
+
 // reqState is the per-request state of ServeH1, pooled so that routing and logging a request
 // allocate nothing.
 type reqState struct {
@@ -452,6 +471,22 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if tn := &rec.Tunnel; tn.Protocol != "" {
 		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
 			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
+	}
+	if rec.EarlyResponse {
+		ln.Bool("early_response", true)
+	}
+	if rec.Interim > 0 {
+		ln.Int("interim_responses", int64(rec.Interim))
+	}
+	header, trailer := ex.DroppedFields()
+	if header > 0 {
+		ln.Int("dropped_headers", int64(header))
+	}
+	if n := trailer + rec.DroppedRequestTrailers; n > 0 {
+		ln.Int("dropped_request_trailers", int64(n))
+	}
+	if rec.DroppedResponseTrailers > 0 {
+		ln.Int("dropped_response_trailers", int64(rec.DroppedResponseTrailers))
 	}
 	if rec.Reason != "" {
 		ln.Str("reason", string(rec.Reason))

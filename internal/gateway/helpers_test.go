@@ -233,7 +233,7 @@ func mustStatus(t *testing.T, resp *http.Response, want int) {
 
 // serveConns listens on loopback and runs handle on each accepted connection, closing it
 // when handle returns. It returns the address.
-func serveConns(t *testing.T, handle func(c net.Conn)) string {
+func serveConns(t testing.TB, handle func(c net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

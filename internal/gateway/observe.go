@@ -87,6 +87,8 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, ex *server.Exchange, 
 		o.m.GatewayError(rec.Reason)
 	}
 	o.m.Spliced(ex.SplicedBytes())
+	header, trailer := ex.DroppedFields()
+	o.m.DroppedFields(header, trailer+rec.DroppedRequestTrailers, rec.DroppedResponseTrailers)
 	if idx >= 0 && (rec.Retries > 0 || rec.BudgetExhausted) {
 		up := gen.Routes[idx].Upstream.ID
 		for i := 0; i < rec.NumAttempts; i++ {

@@ -125,6 +125,53 @@ func (b *BodyReader) Buffered() bool {
 	return b.mode == modeLength && int64(b.br.Buffered()) >= b.remaining
 }
 
+// Ready reports whether the next Read returns without reading the connection: body bytes,
+// the body's end or a framing error are already in the reader's buffer (or an error is
+// sticky). A chunked body is ready only when the framing before the next data byte and that
+// byte are buffered: framing alone would make Read wait for the data. Callers flush what
+// they relayed before a Read that is not ready, so that streamed chunks go on at once.
+func (b *BodyReader) Ready() bool {
+	if b.br == nil || b.err != nil || b.Done() {
+		return true
+	}
+	n := b.br.Buffered()
+	if b.mode != modeChunked || n == 0 {
+		return n > 0
+	}
+	buf, _ := b.br.Peek(n)
+	for state := b.state; ; {
+		switch state {
+		case stData:
+			return len(buf) > 0
+		case stDataCRLF:
+			if len(buf) < 2 {
+				return false
+			}
+			buf, state = buf[2:], stSize
+		case stSize:
+			i := bytes.IndexByte(buf, '\n')
+			if i < 0 {
+				return false
+			}
+			if i == 0 || buf[i-1] != '\r' {
+				return true // Read fails at once
+			}
+			size, err := parseChunkSize(buf[:i-1])
+			switch {
+			case err != nil:
+				return true
+			case size == 0:
+				state = stTrailer
+			default:
+				state = stData
+			}
+			buf = buf[i+1:]
+		default: // stTrailer
+			return bytes.HasPrefix(buf, crlf) || bytes.Contains(buf, []byte("\n\r\n"))
+		}
+	}
+}
+
 // InFraming reports whether a chunked body stands before framing (a chunk-size line, the
 // CRLF after chunk data, the trailer) that is not fully buffered: the next Read then reads
 // the connection even though bytes are buffered.

@@ -215,3 +215,53 @@ func trunc(s string) string {
 	}
 	return s
 }
+
+// TestBodyReaderReady: Ready says whether the next Read can return without reading the
+// connection, for each place a body can stand when its buffer runs dry.
+func TestBodyReaderReady(t *testing.T) {
+	tests := []struct {
+		name     string
+		buffered string // what the reader's buffer holds
+		n        int64
+		chunked  bool
+		reads    int // Reads of one byte made first
+		want     bool
+	}{
+		{name: "length, bytes buffered", buffered: "ab", n: 5, want: true},
+		{name: "length, nothing buffered", buffered: "ab", n: 5, reads: 2, want: false},
+		{name: "length, done", buffered: "ab", n: 2, reads: 2, want: true},
+		{name: "chunked, size line only", buffered: "5\r\n", chunked: true, want: false},
+		{name: "chunked, size line and data", buffered: "5\r\nh", chunked: true, want: true},
+		{name: "chunked, partial size line", buffered: "5", chunked: true, want: false},
+		{name: "chunked, bad size line", buffered: "zz\r\n", chunked: true, want: true},
+		{name: "chunked, bare LF", buffered: "5\nhello", chunked: true, want: true},
+		{name: "chunked, inside data", buffered: "5\r\nhello", chunked: true, reads: 2, want: true},
+		{name: "chunked, data read, CR only", buffered: "1\r\nh\r", chunked: true, reads: 1, want: false},
+		{name: "chunked, next size line incomplete", buffered: "1\r\nh\r\n3", chunked: true, reads: 1, want: false},
+		{name: "chunked, next chunk buffered", buffered: "1\r\nh\r\n3\r\nabc", chunked: true, reads: 1, want: true},
+		{name: "chunked, last chunk without trailer end", buffered: "1\r\nh\r\n0\r\n", chunked: true, reads: 1, want: false},
+		{name: "chunked, last chunk and trailer", buffered: "1\r\nh\r\n0\r\nA: b\r\n\r\n", chunked: true, reads: 1, want: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// A reader that returns the buffered bytes and then blocks (fails the test).
+			pr, pw := io.Pipe()
+			go func() { pw.Write([]byte(tc.buffered)) }()
+			br := bufio.NewReader(pr)
+			if _, err := br.Peek(len(tc.buffered)); err != nil {
+				t.Fatal(err)
+			}
+			var b BodyReader
+			b.Reset(br, tc.n, tc.chunked, 0)
+			for range tc.reads {
+				if _, err := b.Read(make([]byte, 1)); err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+			}
+			if got := b.Ready(); got != tc.want {
+				t.Errorf("Ready() = %v, want %v", got, tc.want)
+			}
+			pw.Close()
+		})
+	}
+}

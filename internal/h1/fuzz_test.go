@@ -113,6 +113,11 @@ func FuzzChunked(f *testing.F) {
 		"ffffffffffffffff\r\n",
 		"5\r\nhelloXX0\r\n\r\n",
 		"1\r\na\r\n1\r\nb\r\n0\r\nA: 1\r\nB: 2\r\n\r\n",
+		// Trailer sections with fields that must not be forwarded there (RFC 9110 §6.5.1).
+		"5\r\nhello\r\n0\r\nX-Checksum: abc\r\nContent-Length: 5\r\nHost: evil.example\r\nConnection: close\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+		"0\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=b\r\ncontent-length: 0\r\nX-Sum: 1\r\n\r\n",
+		"0\r\nTrailer: X\r\nTE: trailers\r\nX: 1\r\nAuthorization: Basic eDp5\r\n\r\n",
+		"0\r\nX_Forwarded_For: 1\r\nCookie: a\r\n\r\n",
 	} {
 		f.Add([]byte(s), uint8(0))
 	}
@@ -157,7 +162,48 @@ func FuzzChunked(f *testing.F) {
 		if len(again.Trailer().Fields) != len(b.Trailer().Fields) {
 			t.Fatal("trailer fields differ after round trip")
 		}
+		checkTrailerFilter(t, b.Trailer())
 	})
+}
+
+// checkTrailerFilter removes the forbidden fields from tr as the proxy does before forwarding
+// a trailer section, writes what is left, and checks that it parses to exactly the allowed
+// fields, in order, with none of the forbidden ones.
+func checkTrailerFilter(t *testing.T, tr *Header) {
+	t.Helper()
+	var allowed []string
+	for _, f := range tr.Fields {
+		if !ForbiddenTrailer(f.Name) {
+			allowed = append(allowed, string(f.Name)+": "+string(f.Value))
+		}
+	}
+	before := len(tr.Fields)
+	if n := tr.RemoveFunc(func(f *Field) bool { return ForbiddenTrailer(f.Name) }); n != before-len(allowed) || len(tr.Fields) != len(allowed) {
+		t.Fatalf("RemoveFunc removed %d of %d, left %d; want %d left", n, before, len(tr.Fields), len(allowed))
+	}
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	var cw ChunkedWriter
+	cw.Reset(bw)
+	if err := cw.Close(tr); err != nil {
+		t.Fatalf("filtered trailer refused by writer: %v", err)
+	}
+	_ = bw.Flush()
+	var again BodyReader
+	again.Reset(bufio.NewReader(&out), 0, true, 0)
+	if _, err := io.ReadAll(&again); err != nil {
+		t.Fatalf("filtered trailer does not parse: %v", err)
+	}
+	var got []string
+	for _, f := range again.Trailer().Fields {
+		if ForbiddenTrailer(f.Name) {
+			t.Fatalf("forbidden trailer %q forwarded", f.Name)
+		}
+		got = append(got, string(f.Name)+": "+string(f.Value))
+	}
+	if strings.Join(got, "\n") != strings.Join(allowed, "\n") {
+		t.Fatalf("forwarded trailer %q, want %q", got, allowed)
+	}
 }
 
 // TestFuzzSeedsParse keeps the seed corpus honest: the seeds that should parse do.

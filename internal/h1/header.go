@@ -85,10 +85,47 @@ func (h *Header) Reset() {
 
 // hopByHop are the fields that describe one connection, never forwarded by a proxy
 // (RFC 9110 §7.6.1, RFC 9112 §6.1 and §7.4 for TE and Transfer-Encoding). Keep-Alive and
-// Proxy-Connection are legacy HTTP/1.0 connection fields.
+// Proxy-Connection are legacy HTTP/1.0 connection fields. Trailer is not one of them
+// (RFC 9110 §6.6.2): it announces the trailer fields of the message and is forwarded.
 var hopByHop = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+	"Connection", "Keep-Alive", "Proxy-Connection", "TE",
 	"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
+}
+
+// forbiddenTrailers are the fields a trailer section must not carry (RFC 9110 §6.5.1): those
+// that frame the message or route it, connection (hop-by-hop) fields, request modifiers
+// (controls and conditionals), authentication and cookies, response control data, and those
+// that say how to process the content. They must be known before the content, so a recipient
+// that merged them from a trailer into the header section would act on a value no sender may
+// put there. Forwarded and Via belong with routing: they describe the path the request took.
+var forbiddenTrailers = [...]string{
+	"Content-Length", "Transfer-Encoding", "Trailer", "Host", "Forwarded", "Via",
+	"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Upgrade",
+	"Cache-Control", "Expect", "Max-Forwards", "Pragma", "Range",
+	"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range",
+	"Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate", "Cookie", "Set-Cookie",
+	"Age", "Date", "Expires", "Location", "Retry-After", "Vary", "Warning",
+	"Content-Encoding", "Content-Type", "Content-Range",
+}
+
+// ForbiddenTrailer reports whether a field named name must not be sent in a trailer section
+// (RFC 9110 §6.5.1; the list is forbiddenTrailers). A proxy drops such fields from the
+// trailers it forwards.
+func ForbiddenTrailer(name []byte) bool {
+	for _, f := range forbiddenTrailers {
+		if equalFold(name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// RemoveFunc removes the fields for which drop returns true, keeping the order of the others,
+// and returns how many it removed.
+func (h *Header) RemoveFunc(drop func(*Field) bool) int {
+	n := len(h.Fields)
+	h.filter(drop)
+	return n - len(h.Fields)
 }
 
 // RemoveHopByHop removes the hop-by-hop fields listed in RFC 9110 §7.6.1 and every field

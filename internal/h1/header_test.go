@@ -97,7 +97,7 @@ func TestRemoveHopByHop(t *testing.T) {
 	}{
 		{name: "fixed list",
 			in:   []string{"Connection", "keep-alive", "Keep-Alive", "timeout=5", "Proxy-Connection", "x", "TE", "trailers", "Trailer", "T", "Transfer-Encoding", "chunked", "Upgrade", "h2c", "Proxy-Authenticate", "x", "Proxy-Authorization", "x", "Accept", "a"},
-			want: "Accept"},
+			want: "Trailer,Accept"}, // Trailer is not hop-by-hop (RFC 9110 §6.6.2)
 		{name: "connection tokens", in: []string{"A", "1", "Connection", "x-a, X-B ,, close", "X-A", "1", "x-b", "2", "X-C", "3"}, want: "A,X-C"},
 		{name: "several Connection fields", in: []string{"Connection", "x-a", "connection", "x-b", "X-A", "1", "X-B", "2", "X-C", "3"}, want: "X-C"},
 		{name: "nothing to remove", in: []string{"A", "1", "B", "2"}, want: "A,B"},
@@ -179,5 +179,26 @@ func TestValidValueMatchesTable(t *testing.T) {
 				t.Fatalf("byte %#x at %d: validValue = %v, want %v", c, pos, got, want)
 			}
 		}
+	}
+}
+
+func TestForbiddenTrailer(t *testing.T) {
+	for _, name := range []string{"Content-Length", "content-length", "TRANSFER-ENCODING", "Host", "Connection",
+		"Set-Cookie", "Cookie", "Authorization", "Trailer", "TE", "Content-Type", "Location", "Forwarded"} {
+		if !ForbiddenTrailer([]byte(name)) {
+			t.Errorf("%s may be sent in trailers; RFC 9110 §6.5.1 says it may not", name)
+		}
+	}
+	for _, name := range []string{"X-Checksum", "Server-Timing", "Digest", "ETag", "Authentication-Info", "X-Content-Length"} {
+		if ForbiddenTrailer([]byte(name)) {
+			t.Errorf("%s is refused in trailers; it may be sent there", name)
+		}
+	}
+}
+
+func TestRemoveFunc(t *testing.T) {
+	h := headerOf("A", "1", "B", "2", "a", "3", "C", "4")
+	if n := h.RemoveFunc(func(f *Field) bool { return equalFold(f.Name, "a") }); n != 2 || names(h) != "B,C" {
+		t.Errorf("RemoveFunc removed %d, left %q; want 2 and B,C", n, names(h))
 	}
 }

@@ -41,6 +41,7 @@ const (
 	nameTunnelsOpen      = "sluice_tunnels_open"
 	nameTunnelsClosed    = "sluice_tunnels_closed_total"
 	nameTunnelBytes      = "sluice_tunnel_bytes_total"
+	nameDroppedFields    = "sluice_dropped_fields_total"
 
 	namePoolConns         = "sluice_upstream_connections"
 	namePoolOpened        = "sluice_upstream_connections_opened_total"
@@ -90,6 +91,9 @@ type Metrics struct {
 	tunnelsOpen      *prometheus.GaugeVec
 	tunnelsClosed    *prometheus.CounterVec
 	tunnelBytes      *prometheus.CounterVec
+	droppedReqHead   prometheus.Counter
+	droppedReqTrail  prometheus.Counter
+	droppedRespTrail prometheus.Counter
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -168,6 +172,13 @@ func New(pools PoolSource) *Metrics {
 	m.tunnelBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTunnelBytes,
 		Help: "Bytes carried by closed tunnels, by route and direction (up: client to upstream; down: upstream to client)."},
 		[]string{"route", "direction"})
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameDroppedFields,
+		Help: "Header or trailer fields not forwarded, by section (request_header: names with underscores; request_trailer, response_trailer: fields that must not be sent in trailers, the gateway's own, or names with underscores)."},
+		[]string{"section"})
+	m.droppedReqHead = dropped.WithLabelValues("request_header")
+	m.droppedReqTrail = dropped.WithLabelValues("request_trailer")
+	m.droppedRespTrail = dropped.WithLabelValues("response_trailer")
+	m.reg.MustRegister(dropped)
 	m.acmeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameACMEEvents,
 		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
 		[]string{"event"})
@@ -188,6 +199,20 @@ func (m *Metrics) Spliced(request, response int64) {
 	}
 	if response > 0 {
 		m.splicedOut.Add(float64(response))
+	}
+}
+
+// DroppedFields counts request header fields and request and response trailer fields that
+// were not forwarded.
+func (m *Metrics) DroppedFields(header, request, response int) {
+	if header > 0 {
+		m.droppedReqHead.Add(float64(header))
+	}
+	if request > 0 {
+		m.droppedReqTrail.Add(float64(request))
+	}
+	if response > 0 {
+		m.droppedRespTrail.Add(float64(response))
 	}
 }
 

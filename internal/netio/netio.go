@@ -55,13 +55,20 @@ type Conn struct {
 	// the same idle connection).
 	pmu    sync.Mutex
 	peeked PeekResult
+	reset  bool // PeekReset's result
 	pfn    func(uintptr)
+	rstFn  func(uintptr)
 	waitFn func(uintptr) bool
 
 	// ReadNow's and WriteNow's callbacks: the same calls as Read and Write, made once in
 	// RawConn.Control (no poller, no deadline); ready is false when they met EAGAIN.
 	rnowFn, wnowFn func(uintptr)
 	rready, wready bool
+	// The watch of waits (see Watch) and the state of a watched Read's and Write's first
+	// try.
+	watch                func() bool
+	watchFirst, watchMax time.Duration
+	rtry, wtry           try
 }
 
 // Wrap returns nc wrapped in a Conn when it is a TCP connection with a file descriptor, and
@@ -79,9 +86,14 @@ func Wrap(nc net.Conn) net.Conn {
 	c.rfn = c.readFD
 	c.wfn = c.writeFD
 	c.pfn = func(fd uintptr) { c.peeked = peekFD(fd) }
+	c.rstFn = func(fd uintptr) {
+		_, errno := Peek(fd)
+		c.reset = errno != 0 && errno != syscall.EAGAIN && errno != syscall.EINTR
+	}
 	c.waitFn = func(fd uintptr) bool { return peekFD(fd) != PeekNothing }
 	c.rnowFn = func(fd uintptr) { c.rready = c.readFD(fd) }
 	c.wnowFn = func(fd uintptr) { c.wready = c.writeFD(fd) }
+	c.rtry.once, c.wtry.once = c.rtry.run, c.wtry.run
 	return c
 }
 
@@ -92,7 +104,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	c.rbuf, c.rn, c.rerr = b, 0, 0
-	err := c.rc.Read(c.rfn)
+	err := c.readWait(c.rfn)
 	n, errno := c.rn, c.rerr
 	c.rbuf = nil
 	switch {
@@ -137,7 +149,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, nil
 	}
 	c.wbuf, c.wn, c.werr = b, 0, 0
-	err := c.rc.Write(c.wfn)
+	err := c.writeWait(c.wfn)
 	n, errno := c.wn, c.werr
 	c.wbuf = nil
 	switch {
@@ -360,6 +372,18 @@ func (c *Conn) PeekNow() (PeekResult, error) {
 	defer c.pmu.Unlock()
 	err := c.rc.Control(c.pfn)
 	return c.peeked, err
+}
+
+// PeekReset is PeekNow for a peer that may half-close: it reports whether the socket failed
+// (the peer reset it, or another error is pending). The peer's FIN is not a failure: a peer
+// may shut down its sending side and still read (RFC 9112 §9.6). The kernel reports a reset
+// once: to the first call that looks (a read, a peek), so only a caller that owns the
+// socket's reads sees it here. Once a FIN has arrived, a later reset shows only on a write.
+func (c *Conn) PeekReset() (bool, error) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	err := c.rc.Control(c.rstFn)
+	return c.reset, err
 }
 
 // WaitReadable waits, under the read deadline, until the socket has bytes, the peer's close

@@ -298,3 +298,35 @@ func waitReadable(t *testing.T, c *Conn) {
 		t.Fatal(err)
 	}
 }
+
+// PeekReset tells a reset from a FIN (which may be a half-close) and from bytes or nothing.
+func TestPeekReset(t *testing.T) {
+	c, sc := pair(t)
+	if rst, err := c.PeekReset(); rst || err != nil {
+		t.Fatalf("PeekReset on a quiet socket = %v, %v", rst, err)
+	}
+	sc.Write([]byte("x"))
+	testWaitReadable(t, c)
+	if rst, _ := c.PeekReset(); rst {
+		t.Fatal("PeekReset with a byte waiting reports a reset")
+	}
+	sc.CloseWrite()
+	c.Read(make([]byte, 1))
+	testWaitReadable(t, c)
+	if rst, _ := c.PeekReset(); rst {
+		t.Fatal("PeekReset after the peer's FIN reports a reset")
+	}
+
+	// The kernel reports a reset once (the first call that looks clears it), so nothing
+	// else may look at the socket first: poll PeekReset itself.
+	c2, sc2 := pair(t)
+	sc2.SetLinger(0)
+	sc2.Close()
+	testutil.WaitFor(t, 5*time.Second, "PeekReset to see the RST", func() bool {
+		rst, err := c2.PeekReset()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rst
+	})
+}

@@ -28,7 +28,8 @@ const pipeSize = 64 << 10
 // a reset, a deadline), or when dst fails (WriteErr); then bytes taken from src but not
 // delivered are lost with the pipe, so neither connection can carry another message.
 // beforeRead and beforeWrite run before each wait on src and dst respectively (to arm their
-// timeouts); either may be nil.
+// timeouts); either may be nil. A watch on src or dst (Conn.Watch) applies to its waits: a
+// stopped wait ends the move with ErrWatchStopped as ReadErr or WriteErr.
 //
 // The pipe is filled only when empty and then drained completely, so EAGAIN on the way in
 // means src has nothing yet (or stands at TCP urgent data, which splice does not pass and
@@ -93,7 +94,7 @@ func splice(dst, src *Conn, n int64, pr, pw uintptr, beforeRead, beforeWrite fun
 		if beforeRead != nil {
 			beforeRead()
 		}
-		if err := src.rc.Read(sp.fill); err != nil {
+		if err := src.readWait(sp.fill); err != nil {
 			return Spliced{Taken: sp.moved, Moved: sp.moved, ReadErr: renameOp(err, "read")}
 		}
 		switch {
@@ -106,7 +107,7 @@ func splice(dst, src *Conn, n int64, pr, pw uintptr, beforeRead, beforeWrite fun
 		if beforeWrite != nil {
 			beforeWrite()
 		}
-		if err := dst.rc.Write(sp.drain); err != nil {
+		if err := dst.writeWait(sp.drain); err != nil {
 			return Spliced{Taken: taken, Moved: sp.moved, WriteErr: renameOp(err, "write")}
 		}
 		if sp.errno != 0 {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"time"
 
 	"sluice/internal/h1"
 	"sluice/internal/netio"
@@ -34,8 +35,9 @@ type Downstream interface {
 	// RequestIDBytes is the request's id (the client's X-Request-Id when sane, else a new
 	// one), valid until the exchange ends.
 	RequestIDBytes() []byte
-	// ClientGone reports whether the client has closed its connection, without consuming
-	// anything it sent. A downstream that cannot tell answers false.
+	// ClientGone reports whether the client has gone (reset its connection), without
+	// consuming anything it sent; a client that only half-closed is still there. A
+	// downstream that cannot tell answers false.
 	ClientGone() bool
 	// CloseAfter makes the client connection close after this response.
 	CloseAfter()
@@ -54,8 +56,9 @@ type RequestSide interface {
 	// ReadBody reads the request body (io.EOF at its end). Reading past the limit fails
 	// with a 413 *reason.Error.
 	ReadBody(p []byte) (int, error)
-	// BodyPending reports whether body bytes have arrived that a ReadBody would return
-	// without waiting for the client.
+	// BodyPending reports whether a ReadBody would return without waiting for the client
+	// (body bytes, the body's end or an error are at hand). Before a ReadBody that would
+	// wait, the proxy sends upstream what it relayed so far.
 	BodyPending() bool
 	// BodyTrailer is the trailer section of a chunked body, once it was read to its end.
 	BodyTrailer() *h1.Header
@@ -73,7 +76,8 @@ type ResponseSide interface {
 	// Finish ends the body with trailer fields (nil for none) where the framing has an end.
 	Finish(trailer *h1.Header) error
 	// Abort marks a response whose head went out as broken: the client learns that the body
-	// is incomplete (HTTP/1.1 closes the connection).
+	// is incomplete (HTTP/1.1 closes the connection). Before the head it means "no answer":
+	// nothing is written and the connection closes (the client is gone).
 	Abort()
 	// WriteError answers with a gateway-generated error (reason header and JSON body);
 	// detail, when not "", goes into the body. After the head went out it aborts instead.
@@ -92,12 +96,33 @@ type BodySplicer interface {
 	SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spliced, ok bool)
 }
 
+// BodyWatcher is an optional Downstream capability: the waits for request body bytes
+// (ReadBody, SpliceBodyTo) can be watched, so that the proxy sees an upstream's early
+// response while the client is slow to send (see early.go).
+type BodyWatcher interface {
+	// WatchBody makes every wait for body bytes end after a step (first, doubling up to max)
+	// and run f: true keeps waiting, false fails the read, and the rest of the body is
+	// abandoned (the client connection closes after the response). A nil f removes it. A
+	// downstream that cannot watch its waits ignores it.
+	WatchBody(f func() bool, first, max time.Duration)
+}
+
 // ResponseSplicer is an optional Downstream capability: n bytes of a Content-Length response
 // body can move from an upstream socket to the client's without passing through user memory.
 type ResponseSplicer interface {
 	// SpliceFrom moves the next n body bytes from src; ok is false, and nothing was moved,
 	// when it could not start. armRead runs before each wait on src.
 	SpliceFrom(src *netio.Conn, n int64, armRead func()) (s netio.Spliced, ok bool)
+}
+
+// InterimWriter is an optional Downstream capability: interim (1xx) responses reach the
+// client before the final one, as a proxy must pass them on (RFC 9110 §15.2).
+type InterimWriter interface {
+	// WriteInterim sends the interim response status with fields h to the client now
+	// (flushed). It is not the final head: Status stays 0, and WriteHead or WriteError
+	// follow. sent is false, and nothing was written, when the client cannot take one
+	// (HTTP/1.0), the status is not 1xx or is 101, or the final head went out.
+	WriteInterim(status int, reasonPhrase []byte, h *h1.Header) (sent bool, err error)
 }
 
 // Tunneler is an optional Downstream capability: after a 101 Switching Protocols head, the

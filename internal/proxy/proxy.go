@@ -75,6 +75,14 @@ type Record struct {
 	BudgetExhausted bool
 	// Tunnel is set when the request became a tunnel (101 Switching Protocols).
 	Tunnel TunnelRecord
+	// Interim counts the interim (1xx) responses passed to the client.
+	Interim int
+	// EarlyResponse: an attempt's final response came before its request body was all sent
+	// (the rest was not sent).
+	EarlyResponse bool
+	// DroppedRequestTrailers and DroppedResponseTrailers count the trailer fields that were
+	// not forwarded: forbidden in trailers (h1.ForbiddenTrailer) or the gateway's own.
+	DroppedRequestTrailers, DroppedResponseTrailers int
 }
 
 func (r *Record) add(a Attempt) *Attempt {
@@ -108,6 +116,7 @@ var calls = sync.Pool{New: func() any {
 	f := &cl.fwd
 	f.armUpWrite = func() { netio.ArmWrite(f.up, f.rt.Write) }
 	f.armUpRead = func() { netio.ArmRead(f.up, f.rt.Read) }
+	f.watchUp = f.upstreamQuiet
 	cl.interrupt = func() {
 		if c := cl.inUse.Swap(nil); c != nil {
 			c.Interrupt()
@@ -121,7 +130,8 @@ func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
-	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up = nil, nil, nil, nil
+	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up, cl.fwd.rec = nil, nil, nil, nil, nil
+	cl.fwd.c, cl.fwd.t = nil, nil
 	cl.inUse.Store(nil)
 	calls.Put(cl)
 }
@@ -140,6 +150,7 @@ func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
 	defer cl.release()
 	fwd := &cl.fwd
 	fwd.init(ds, rt)
+	fwd.rec = rec
 	if fwd.hasBody() {
 		defer fwd.releaseBody()
 		if err := fwd.readBodyPrefix(rt.retry.bufferBody); err != nil {
@@ -208,13 +219,14 @@ func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
 	p.fail(ds, rec, reason.From(rec.Err))
 }
 
-// answer ends a request with a failure res: a client that is gone gets nothing (its
-// connection closes), anyone else the error.
+// answer ends a request with a failure res: a client that is gone gets nothing (the
+// response is aborted: its connection closes and nothing more is written), anyone else the
+// error.
 func (p *Proxy) answer(ds Downstream, rec *Record, res result) {
 	if res.clientGone {
 		rec.Reason, rec.Err = res.err.Code, res.err
 		rec.ClientGone = true
-		ds.CloseAfter()
+		ds.Abort()
 		return
 	}
 	p.fail(ds, rec, res.err)
@@ -346,6 +358,8 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	if err != nil {
 		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
 	}
+	fwd.c, fwd.t, fwd.wait = c, t, r.tryTimeout()
+	fwd.headIn, fwd.early, fwd.earlyFailed, fwd.earlyRes = false, false, false, result{} // a retry starts afresh
 	if fwd.hasBody() {
 		if res, ok := p.sendBody(fwd, c, t); !ok {
 			return res, failedBy(res)
@@ -353,17 +367,10 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	}
 	resp := &fwd.resp
 	isHEAD := string(fwd.req.Method) == "HEAD"
-	for {
-		if res, ok := awaitResponse(fwd.ds, r.tryTimeout(), c, t); !ok {
-			return res, failedBy(res)
+	if !fwd.headIn { // else its final head came while the body was being sent
+		if res, out, ok := awaitFinal(fwd, c, t, fwd.wait); !ok {
+			return res, out
 		}
-		if err := h1.ReadResponse(c.R, resp, isHEAD, h1.Limits{}); err != nil {
-			return classifyRead(err, c.BytesRead(), t.Addr), failed(connpool.CloseProtocolError)
-		}
-		if resp.Status >= 200 || resp.Status == 101 {
-			break
-		}
-		// Interim 1xx responses (100 Continue, 103 Early Hints) are not relayed.
 	}
 	if resp.Status == 101 {
 		if fwd.upgrade == nil {
@@ -371,10 +378,18 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 		}
 		return p.runTunnel(cl, t, c, resp)
 	}
+	var res result
+	var out connpool.Outcome
 	if r.retryStatus(resp.Status) {
-		return p.discardResponse(c, t, resp, isHEAD)
+		res, out = p.discardResponse(c, t, resp, isHEAD)
+	} else {
+		res, out = p.relayResponse(fwd, c, t, resp, isHEAD)
 	}
-	return p.relayResponse(fwd, c, t, resp, isHEAD)
+	if fwd.early && out.Reusable {
+		// The request's body was not all sent: the connection stands inside a request.
+		out.Reusable, out.Reason = false, connpool.CloseProtocolError
+	}
+	return res, out
 }
 
 // failed is the outcome of a failed exchange. An empty reason lets the pool judge the failure
@@ -426,16 +441,12 @@ func classifyRead(err error, read int64, target string) result {
 	}
 }
 
-// awaitResponse waits for the first response byte, up to the read timeout, checking now and
-// then whether the client is still there: a client that left cancels the upstream request.
-func awaitResponse(ds Downstream, timeout time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
+// awaitResponse waits for the first byte of a response head until deadline (zero: none; it
+// may fire up to late after it), checking now and then whether the client is still there: a
+// client that left cancels the upstream request.
+func awaitResponse(ds Downstream, deadline time.Time, late time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	nc := c.NetConn()
 	now := time.Now()
-	var deadline time.Time
-	if timeout > 0 {
-		deadline = now.Add(timeout)
-	}
-	late := netio.Slack(timeout)
 	if c.R.Buffered() > 0 {
 		// Bytes after an interim (1xx) response: what is missing of the head is read under
 		// the whole wait's deadline, not the client-check step left armed by the first wait.
@@ -492,8 +503,8 @@ func isIdempotent(method []byte) bool {
 	return false
 }
 
-// sendBody streams the client's request body to the upstream.
-func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+// copyBody streams the client's request body to the upstream (see sendBody).
+func (p *Proxy) copyBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	ds, rt, req := fwd.ds, fwd.rt, fwd.req
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -526,6 +537,14 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 				splicer = nil
 			}
 		}
+		if !ds.BodyPending() {
+			// The next read waits for the client: what was relayed goes upstream first, so
+			// that a streamed body (chunk by chunk, or a long-poll request) is not held back.
+			netio.ArmWrite(nc, rt.Write)
+			if err := c.W.Flush(); err != nil {
+				return classifySend(err, c.BytesWritten(), t.Addr), false
+			}
+		}
 		n, rerr := ds.ReadBody(buf)
 		if n > 0 {
 			netio.ArmWrite(nc, rt.Write)
@@ -543,7 +562,11 @@ func (p *Proxy) sendBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	// The last client read may have waited long past the last write's deadline.
 	netio.ArmWrite(nc, rt.Write)
 	if req.Chunked {
-		if err := fwd.cw.Close(ds.BodyTrailer()); err != nil {
+		tr := ds.BodyTrailer()
+		if n := p.dropTrailers(ds, tr, rt.skip, "request"); n > 0 {
+			fwd.rec.DroppedRequestTrailers = n
+		}
+		if err := fwd.cw.Close(tr); err != nil {
 			return classifySend(err, c.BytesWritten(), t.Addr), false
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"time"
 
+	"sluice/internal/connpool"
 	"sluice/internal/h1"
 	"sluice/internal/upstream"
 )
@@ -17,6 +19,7 @@ type forward struct {
 	ds       Downstream
 	req      *h1.Request // ds.Request()
 	rt       *Route
+	rec      *Record
 	path     string // rewritten path (without query); "" means the client's path unchanged
 	xff      []byte
 	teTrail  bool
@@ -38,6 +41,8 @@ type forward struct {
 
 	// bodySplicer is ds when it can splice the request body, else nil.
 	bodySplicer BodySplicer
+	// interim is ds when it can send interim (1xx) responses, else nil.
+	interim InterimWriter
 
 	// up is the upstream connection of the attempt running; armUpWrite and armUpRead arm
 	// its write and read timeouts. They are bound once per pooled forward, because a
@@ -45,6 +50,20 @@ type forward struct {
 	// allocated every time.
 	up                    net.Conn
 	armUpWrite, armUpRead func()
+
+	// The attempt's upstream connection and target, and how long it waits for the final
+	// response head; for the watch of the request body's waits (watchUp, bound once per
+	// pooled forward to upstreamQuiet: see early.go), which reads an early response.
+	c        *connpool.Conn
+	t        *upstream.Target
+	wait     time.Duration
+	watchUp  func() bool
+	watching bool // upstreamQuiet is reading the upstream (it must not run again inside)
+	// headIn: the final response head (in resp) came while the request body was sent.
+	// early: ... and the rest of the body was not sent for it. earlyFailed: the upstream
+	// failed or closed while the body was sent, as earlyRes says.
+	headIn, early, earlyFailed bool
+	earlyRes                   result
 
 	// cw chunks the request body when it is chunked; here rather than on sendBody's stack,
 	// where passing it as an io.Writer would move it to the heap for every request.
@@ -115,8 +134,9 @@ func (f *forward) hasBody() bool { return f.req.Chunked || f.req.ContentLength >
 // init prepares f for a request, keeping the buffers of its previous use.
 func (f *forward) init(ds Downstream, rt *Route) {
 	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body, cw: f.cw,
-		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead}
+		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead, watchUp: f.watchUp}
 	f.bodySplicer, _ = ds.(BodySplicer)
+	f.interim, _ = ds.(InterimWriter)
 	h := &f.req.Header
 	if v, ok := h.Get("Upgrade"); ok && h.HasToken("Connection", "upgrade") && !f.hasBody() && rt.tunnel.allows(upgradeProtocol(v)) {
 		f.upgrade = v
@@ -161,7 +181,11 @@ func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
 		w.Write(req.Query)
 	}
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	switch f.rt.hostMode {
+	mode := f.rt.hostMode
+	if mode == HostClient && len(req.Host) == 0 {
+		mode = HostTarget // an HTTP/1.0 request without Host: HTTP/1.1 needs one (RFC 9112 §3.2)
+	}
+	switch mode {
 	case HostTarget:
 		if t.Name != "" && t.Name[0] != '_' {
 			w.WriteString(t.Name) // the configured host:port, not the address DNS resolved it to
@@ -195,11 +219,14 @@ fields:
 	w.WriteString("X-Forwarded-For: ")
 	w.Write(f.xff)
 	if f.ds.TLS() != nil {
-		w.WriteString("\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ")
+		w.WriteString("\r\nX-Forwarded-Proto: https")
 	} else {
-		w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+		w.WriteString("\r\nX-Forwarded-Proto: http")
 	}
-	w.Write(req.Host)
+	if len(req.Host) > 0 { // none to pass on from an HTTP/1.0 request without Host
+		w.WriteString("\r\nX-Forwarded-Host: ")
+		w.Write(req.Host)
+	}
 	w.WriteString("\r\nX-Request-Id: ")
 	w.Write(f.ds.RequestIDBytes())
 	w.WriteString("\r\n")

@@ -3,7 +3,9 @@ package proxy
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"strconv"
+	"time"
 
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
@@ -11,6 +13,53 @@ import (
 	"sluice/internal/reason"
 	"sluice/internal/upstream"
 )
+
+// awaitFinal reads response heads into fwd.resp until the final one (or a 101), relaying
+// interim (1xx) responses to the client on the way. The whole wait, interim responses
+// included, is bounded by timeout (0: none): a backend that sends 102 Processing every second
+// does not hold the request past it. ok is false when the wait failed; res and out say how.
+func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time.Duration) (res result, out connpool.Outcome, ok bool) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	late := netio.Slack(timeout)
+	isHEAD := string(fwd.req.Method) == "HEAD"
+	for {
+		if res, ok := awaitResponse(fwd.ds, deadline, late, c, t); !ok {
+			return res, failedBy(res), false
+		}
+		if err := h1.ReadResponse(c.R, &fwd.resp, isHEAD, h1.Limits{}); err != nil {
+			return classifyRead(err, c.BytesRead(), t.Addr), failed(connpool.CloseProtocolError), false
+		}
+		if fwd.resp.Status >= 200 || fwd.resp.Status == 101 {
+			return result{}, connpool.Outcome{}, true
+		}
+		if res, ok := fwd.relayInterim(t); !ok {
+			return res, failedBy(res), false
+		}
+	}
+}
+
+// relayInterim passes the interim (1xx) response in fwd.resp to the client, which must get
+// it unless it speaks HTTP/1.0 (RFC 9110 §15.2), without its hop-by-hop fields. 100 Continue
+// is not passed: the gateway answers a client's Expect: 100-continue itself (the upstream
+// request carries no Expect) before it reads the body.
+func (f *forward) relayInterim(t *upstream.Target) (result, bool) {
+	resp := &f.resp
+	if resp.Status == 100 || f.interim == nil {
+		return result{}, true
+	}
+	resp.Header.RemoveHopByHop()
+	sent, err := f.interim.WriteInterim(resp.Status, resp.Reason, &resp.Header)
+	if err != nil {
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, false
+	}
+	if sent {
+		f.rec.Interim++
+	}
+	return result{}, true
+}
 
 // relayResponse writes the upstream response head to the client and streams the body. Bytes
 // are flushed to the client whenever the upstream has nothing more buffered, so server-sent
@@ -55,7 +104,9 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 		return res, out
 	}
 	if resp.Chunked {
-		ds.Finish(body.Trailer())
+		tr := body.Trailer()
+		fwd.rec.DroppedResponseTrailers = p.dropTrailers(ds, tr, gatewayResponseFields, "response")
+		ds.Finish(tr)
 	}
 	out.Reusable = !resp.Close && !resp.UntilClose
 	if !out.Reusable {
@@ -158,4 +209,46 @@ func spliceBody(fwd *forward, rs ResponseSplicer, c *connpool.Conn, t *upstream.
 		return bodyReadFailure(ds, t, s.ReadErr), true, false
 	}
 	return result{}, true, true
+}
+
+// gatewayResponseFields are the response fields only the gateway sets.
+var gatewayResponseFields = []string{"X-Request-Id", "X-Sluice-Error"}
+
+// dropTrailers removes from trailer section tr the fields that must not be sent in trailers
+// (h1.ForbiddenTrailer: framing, routing, connection, controls, authentication, cookies) and
+// the gateway's own (own: what it writes itself, or a route sets or removes), so that a
+// recipient that merges trailers into the header section cannot be handed one (RFC 9110
+// §6.5.1). It logs the names at debug level and returns how many it removed.
+func (p *Proxy) dropTrailers(ds Downstream, tr *h1.Header, own []string, section string) int {
+	drop := func(f *h1.Field) bool {
+		if h1.ForbiddenTrailer(f.Name) {
+			return true
+		}
+		for _, name := range own {
+			if asciiEqualFold(f.Name, name) {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	for i := range tr.Fields {
+		if drop(&tr.Fields[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	if ctx := ds.Context(); p.log.Enabled(ctx, slog.LevelDebug) {
+		var names []string
+		for i := range tr.Fields {
+			if drop(&tr.Fields[i]) {
+				names = append(names, string(tr.Fields[i].Name))
+			}
+		}
+		p.log.LogAttrs(ctx, slog.LevelDebug, "dropped trailer fields", slog.String("request_id", string(ds.RequestIDBytes())),
+			slog.String("section", section), slog.Any("fields", names))
+	}
+	return tr.RemoveFunc(drop)
 }

@@ -20,6 +20,9 @@ const (
 	VersionNotSupp  Code = "http_version_not_supported"
 	ClientBodyError Code = "client_body_error"
 	ClientTimeout   Code = "client_timeout"
+	// UnderscoreInHeader: a header field name with "_", refused by a listener with
+	// underscores_in_headers: reject.
+	UnderscoreInHeader Code = "underscore_in_header"
 
 	// Upstream side (5xx).
 	ConnectRefused   Code = "upstream_connect_refused"
@@ -91,6 +94,8 @@ var descriptions = map[Code]string{
 	VersionNotSupp:  "the HTTP version is not supported",
 	ClientBodyError: "the request body could not be read from the client",
 	ClientTimeout:   "the client was too slow sending the request",
+
+	UnderscoreInHeader: "a header field name contains an underscore, which this listener refuses",
 
 	ConnectRefused:       "the upstream target refused the connection",
 	ConnectFailed:        "the connection to the upstream target failed",

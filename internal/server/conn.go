@@ -2,10 +2,12 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -35,6 +37,10 @@ const idleFastWait = 10 * time.Millisecond
 // maxDrain is how much unread request body the server discards to keep a connection alive
 // after a handler answered without reading the whole body.
 const maxDrain = 256 << 10
+
+// lingerTime bounds how long a connection that closes with request bytes unread goes on
+// reading (and discarding) them after its response (see linger).
+const lingerTime = 2 * time.Second
 
 var bufPool = sync.Pool{New: func() any { return new(connBufs) }}
 
@@ -144,9 +150,13 @@ func (c *conn) serve(resumeIdle bool) {
 			c.rejectRequest(err)
 			return
 		}
+		if !c.applyUnderscores(ex) {
+			return
+		}
 		ex.start()
 		c.srv.handler.ServeH1(ex)
 		if !ex.finish() {
+			c.linger(ex)
 			return
 		}
 		c.served.Add(1)
@@ -357,6 +367,31 @@ func (c *conn) rejectRequest(err error) {
 	c.writeSimpleError(pe.Status, code, pe.Reason)
 }
 
+// linger ends a connection whose response left request body bytes unread (an early answer,
+// a body over the limit): closing the socket with unread bytes would reset the connection,
+// and a reset may destroy the response before the client has read it (the client, still
+// sending, reads only later). So the sending side is shut down after the response (a FIN)
+// and what the client still sends is read and dropped until it closes too, for lingerTime
+// at most: the "lingering close" of RFC 9112 §9.6 (nginx: lingering_close).
+func (c *conn) linger(ex *Exchange) {
+	if ex.tunneled || ex.bodyDone() || c.closeWrite() != nil {
+		return
+	}
+	c.rw.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.Copy(io.Discard, c.br)
+}
+
+// closeWrite shuts down the sending side of the connection (TLS: close_notify first).
+func (c *conn) closeWrite() error {
+	if cw, ok := c.rw.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return errors.New("cannot half-close")
+}
+
 // Rejecter is an optional Handler capability: it is told of requests the server answered
 // itself because they could not be parsed or arrived too slowly, so that they are logged and
 // counted like any other.
@@ -377,11 +412,47 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)
 	}
-	if cw, ok := c.rw.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite() // TLS: close_notify
-	} else if tc, ok := c.nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
+	_ = c.closeWrite()
+}
+
+// applyUnderscores applies the listener's Underscores policy to the request's header fields.
+// It reports false when the request was refused (answered, and the connection is to close).
+func (c *conn) applyUnderscores(ex *Exchange) bool {
+	if c.st.Underscores == UnderscoresAllow {
+		return true
 	}
+	h := &ex.Req.Header
+	n := 0
+	for i := range h.Fields {
+		if hasUnderscore(&h.Fields[i]) {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return true
+	case c.st.Underscores == UnderscoresReject:
+		c.writeSimpleError(400, reason.UnderscoreInHeader, "header field name with an underscore")
+		return false
+	}
+	if c.srv.log.Enabled(c.ctx, slog.LevelDebug) {
+		c.srv.log.LogAttrs(c.ctx, slog.LevelDebug, "dropped header fields with underscores", slog.String("remote", c.clientIP),
+			slog.String("request_id", ex.RequestID()), slog.Any("fields", underscoreNames(h)))
+	}
+	ex.droppedHeaders = h.RemoveFunc(hasUnderscore)
+	return true
+}
+
+func hasUnderscore(f *h1.Field) bool { return bytes.IndexByte(f.Name, '_') >= 0 }
+
+func underscoreNames(h *h1.Header) []string {
+	var names []string
+	for i := range h.Fields {
+		if hasUnderscore(&h.Fields[i]) {
+			names = append(names, string(h.Fields[i].Name))
+		}
+	}
+	return names
 }
 
 // discardBody reads what is left of the request body, up to maxDrain, so that the connection

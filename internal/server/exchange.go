@@ -55,6 +55,10 @@ type Exchange struct {
 	tunneled   bool // the connection was handed over (Tunnel)
 	chunkW     h1.ChunkedWriter
 	scratch    []byte
+
+	// droppedHeaders and droppedTrailers count request fields removed for their names'
+	// underscores (Settings.Underscores).
+	droppedHeaders, droppedTrailers int
 }
 
 func (ex *Exchange) reset() {
@@ -64,6 +68,7 @@ func (ex *Exchange) reset() {
 	ex.headBytes = 0
 	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted, ex.tunneled = 0, 0, false, false, false
 	ex.splicedIn, ex.splicedOut = 0, 0
+	ex.droppedHeaders, ex.droppedTrailers = 0, 0
 }
 
 func (ex *Exchange) start() {
@@ -164,7 +169,20 @@ func (ex *Exchange) HasBody() bool { return ex.Req.Chunked || ex.Req.ContentLeng
 func (ex *Exchange) BodyBytes() int64 { return ex.bodyRead }
 
 // BodyTrailer returns the trailer fields of a chunked request body, after it was fully read.
-func (ex *Exchange) BodyTrailer() *h1.Header { return ex.body.Trailer() }
+// Fields whose name holds "_" are removed unless the listener allows them.
+func (ex *Exchange) BodyTrailer() *h1.Header {
+	tr := ex.body.Trailer()
+	if ex.c.st.Underscores != UnderscoresAllow && len(tr.Fields) > 0 {
+		ex.droppedTrailers += tr.RemoveFunc(hasUnderscore)
+	}
+	return tr
+}
+
+// DroppedFields returns how many request header and trailer fields were removed for the
+// underscores in their names (Settings.Underscores).
+func (ex *Exchange) DroppedFields() (header, trailer int) {
+	return ex.droppedHeaders, ex.droppedTrailers
+}
 
 // ReadBody reads the request body. The first read answers "Expect: 100-continue". Each read is
 // bounded by the listener's read timeout; a body above the limit fails with ErrBodyTooLarge.
@@ -242,6 +260,16 @@ func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spli
 	return s, true
 }
 
+// WatchBody makes the waits for request body bytes (ReadBody, SpliceBodyTo) run f between
+// steps (proxy.BodyWatcher; netio.Conn.Watch): false stops the wait, the read fails, and the
+// connection closes after the response. Over TLS the waits are not watched (the socket's
+// bytes are records).
+func (ex *Exchange) WatchBody(f func() bool, first, max time.Duration) {
+	if c := ex.c; c.nio != nil {
+		c.nio.Watch(f, first, max)
+	}
+}
+
 // Body returns the request body as an io.Reader (see ReadBody).
 func (ex *Exchange) Body() io.Reader { return bodyReader{ex} }
 
@@ -249,9 +277,9 @@ type bodyReader struct{ ex *Exchange }
 
 func (b bodyReader) Read(p []byte) (int, error) { return b.ex.ReadBody(p) }
 
-// BodyPending reports whether request bytes have arrived that were not read yet, so that a
-// read would not wait for the client.
-func (ex *Exchange) BodyPending() bool { return ex.c.br.Buffered() > 0 }
+// BodyPending reports whether a ReadBody would return without waiting for the client: body
+// bytes (not just chunk framing), the body's end or an error are at hand.
+func (ex *Exchange) BodyPending() bool { return ex.bodyErr != nil || !ex.HasBody() || ex.body.Ready() }
 
 func (ex *Exchange) bodyDone() bool { return !ex.HasBody() || ex.body.Done() }
 
@@ -291,18 +319,7 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 	if ex.Req.Expect100 && !ex.sent100 && ex.HasBody() {
 		ex.closeAfter = true // we answered without asking for the body
 	}
-	b := ex.scratch[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	if len(reasonPhrase) == 0 {
-		reasonPhrase = []byte(statusText(status))
-	}
-	b = append(b, reasonPhrase...)
-	b = append(b, "\r\n"...)
-	if h != nil {
-		b = h.AppendTo(b)
-	}
+	b := appendHead(ex.scratch[:0], status, reasonPhrase, h)
 	switch {
 	case contentLength >= 0:
 		b = append(b, "Content-Length: "...)
@@ -337,6 +354,43 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 		ex.chunkW.Reset(ex.c.bw)
 	}
 	return err
+}
+
+// WriteInterim sends an interim (1xx) response head with fields h now (proxy.InterimWriter).
+// It does not count as the response head: WriteHead follows. HTTP/1.0 clients get none
+// (RFC 9110 §15.2), nor does anyone a 101 (the upgrade path writes that as the head) or
+// anything after the head.
+func (ex *Exchange) WriteInterim(status int, reasonPhrase []byte, h *h1.Header) (bool, error) {
+	if ex.Req.Minor == 0 || ex.wroteHead || status < 100 || status > 199 || status == 101 {
+		return false, nil
+	}
+	b := append(appendHead(ex.scratch[:0], status, reasonPhrase, h), "\r\n"...)
+	ex.scratch = b
+	ex.c.setWriteDeadline()
+	if _, err := ex.c.bw.Write(b); err != nil {
+		return false, err
+	}
+	if err := ex.c.bw.Flush(); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// appendHead appends the status line and fields h (nil: none) of a response head to b,
+// without the empty line that ends it.
+func appendHead(b []byte, status int, reasonPhrase []byte, h *h1.Header) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if len(reasonPhrase) == 0 {
+		reasonPhrase = []byte(statusText(status))
+	}
+	b = append(b, reasonPhrase...)
+	b = append(b, "\r\n"...)
+	if h != nil {
+		b = h.AppendTo(b)
+	}
+	return b
 }
 
 // Write writes response body bytes (buffered; see Flush).
@@ -429,7 +483,7 @@ func (ex *Exchange) finish() bool {
 	if ex.tunneled {
 		return false // the tunnel's end closed it; nothing more is written
 	}
-	if !ex.wroteHead {
+	if !ex.wroteHead && !ex.aborted {
 		ex.WriteError(reason.New(502, reason.InternalError, "", errors.New("handler wrote no response")), "")
 	}
 	complete := !ex.aborted

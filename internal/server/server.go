@@ -34,6 +34,8 @@ type Settings struct {
 	IdleTimeout       time.Duration
 	Limits            h1.Limits
 	MaxBodyBytes      int64 // 0: unlimited
+	// Underscores is what becomes of request header and trailer fields whose name holds "_".
+	Underscores Underscores
 	// TLS, when set, terminates TLS on the listener's connections; HandshakeTimeout bounds
 	// each handshake.
 	TLS              *tls.Config
@@ -42,6 +44,24 @@ type Settings struct {
 	// (config errors.expose_details); the access log has it either way.
 	ExposeDetails bool
 }
+
+// Underscores is a listener's policy for request fields whose name holds "_". Such names are
+// valid tokens, but CGI-style backends (and frameworks on top of them) read "_" as "-", so
+// "X_Forwarded_For" would pass there for the gateway's own X-Forwarded-For, or
+// "Transfer_Encoding" for framing. nginx drops them by default, and so does Sluice.
+type Underscores uint8
+
+const (
+	// UnderscoresDrop removes such header fields before the handler sees the request, and
+	// such trailer fields from the body's trailer section (the default).
+	UnderscoresDrop Underscores = iota
+	// UnderscoresAllow leaves them.
+	UnderscoresAllow
+	// UnderscoresReject answers a request with such a header field 400 underscore_in_header
+	// and closes the connection; trailer fields, which come after the request was handed on,
+	// are dropped.
+	UnderscoresReject
+)
 
 // Server serves one listening socket.
 type Server struct {
