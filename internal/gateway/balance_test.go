@@ -53,7 +53,9 @@ func countBackends(t *testing.T, tg *testGateway, n int, path string, h map[stri
 func TestEWMAAvoidsSlowTarget(t *testing.T) {
 	fast1, fast2 := echoBackend(t, "fast1"), echoBackend(t, "fast2")
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(20 * time.Millisecond) // the latency under test
+		// The latency under test: 50 ms, well above what the fast backends take on a loaded
+		// machine (with 20 ms, 2 of 20 runs at load average ~10 saw the gap close).
+		time.Sleep(50 * time.Millisecond)
 		w.Header().Set("X-Backend", "slow")
 	}))
 	t.Cleanup(slow.Close)
