@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +36,9 @@ type Options struct {
 	CARoots  *x509.CertPool // trusted for the CA's HTTPS; nil: the system's
 	Storage  string         // directory
 	Listener string         // host:port of the listener solving TLS-ALPN-01
+	// HTTPListener is host:port of a plain HTTP listener that answers HTTP-01 challenges
+	// (HandleHTTP); "" leaves HTTP-01 off.
+	HTTPListener string
 }
 
 // Observer is told of certificate events (obtained, renewed, failed) for metrics.
@@ -46,6 +51,7 @@ type Manager struct {
 	domains []string
 	cache   *certmagic.Cache
 	cfg     *certmagic.Config
+	issuer  *certmagic.ACMEIssuer
 	log     *slog.Logger
 	cancel  context.CancelFunc
 }
@@ -81,23 +87,70 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 	})
 	// The challenge is answered by the listener itself: certmagic finds the address in use
 	// and leaves the validation handshakes to GetCertificate.
-	host, port, err := net.SplitHostPort(o.Listener)
+	host, alt, err := splitPort(o.Listener)
 	if err != nil {
-		return nil, fmt.Errorf("acme: listener address %q: %w", o.Listener, err)
+		return nil, err
 	}
-	alt, err := strconv.Atoi(port)
-	if err != nil {
-		return nil, fmt.Errorf("acme: listener port %q: %w", port, err)
-	}
-	issuer := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
+	tmpl := certmagic.ACMEIssuer{
 		CA: o.CA, Email: o.Email, Agreed: true, TrustedRoots: o.CARoots,
 		DisableHTTPChallenge: true, AltTLSALPNPort: alt, ListenHost: host,
 		Logger: zap.NewNop(),
-	})
-	cfg.Issuers = []certmagic.Issuer{issuer}
+	}
+	if o.HTTPListener != "" {
+		// The same for HTTP-01: the plain listener is in use, so certmagic leaves the
+		// challenge requests to HandleHTTP. Both must be on the same host for certmagic's
+		// one ListenHost; the HTTP listener's port is what counts for it.
+		_, hp, err := splitPort(o.HTTPListener)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.DisableHTTPChallenge, tmpl.AltHTTPPort = false, hp
+	}
+	m.issuer = certmagic.NewACMEIssuer(cfg, tmpl)
+	cfg.Issuers = []certmagic.Issuer{m.issuer}
 	m.cfg = cfg
 	return m, nil
 }
+
+func splitPort(addr string) (host string, port int, err error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("acme: listener address %q: %w", addr, err)
+	}
+	if port, err = strconv.Atoi(p); err != nil {
+		return "", 0, fmt.Errorf("acme: listener port %q: %w", p, err)
+	}
+	return host, port, nil
+}
+
+// HTTPChallengePrefix is the path prefix of HTTP-01 validation requests.
+const HTTPChallengePrefix = "/.well-known/acme-challenge/"
+
+// HandleHTTP answers an HTTP-01 validation request (GET HTTPChallengePrefix+token for a
+// managed name): ok is false when it is not one, and body is the key authorization to send
+// with 200 and Content-Type text/plain.
+func (m *Manager) HandleHTTP(method, host, path string) (body []byte, ok bool) {
+	if method != http.MethodGet || !strings.HasPrefix(path, HTTPChallengePrefix) {
+		return nil, false
+	}
+	r := &http.Request{Method: method, Host: host, URL: &url.URL{Path: path}, Header: http.Header{}}
+	rec := &recorder{header: http.Header{}}
+	if !m.issuer.HandleHTTPChallenge(rec, r.WithContext(context.Background())) {
+		return nil, false
+	}
+	return rec.body, rec.status == 0 || rec.status == http.StatusOK
+}
+
+// recorder is the http.ResponseWriter HandleHTTP gives certmagic.
+type recorder struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) WriteHeader(status int)      { r.status = status }
+func (r *recorder) Write(b []byte) (int, error) { r.body = append(r.body, b...); return len(b), nil }
 
 // Start manages the domains in the background: certificates already in storage are
 // loaded, missing ones ordered, all renewed before they expire.

@@ -35,7 +35,9 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startPebble(t *testing.T, tlsPort int) *pebble {
+// startPebble runs pebble validating TLS-ALPN-01 on tlsPort and HTTP-01 on httpPort (0: a
+// port nothing listens on).
+func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 	t.Helper()
 	dns, err := dnstest.NewServer()
 	if err != nil {
@@ -45,10 +47,13 @@ func startPebble(t *testing.T, tlsPort int) *pebble {
 	ca := testutil.NewCA(t)
 	cert, key := ca.Issue(t, "pebble", testutil.CertOptions{DNSNames: []string{"localhost"}})
 	api, mgmt := freePort(t), freePort(t)
+	if httpPort == 0 {
+		httpPort = freePort(t)
+	}
 	cfg := fmt.Sprintf(`{"pebble": {"listenAddress": "127.0.0.1:%d", "managementListenAddress": "127.0.0.1:%d",
   "certificate": %q, "privateKey": %q, "httpPort": %d, "tlsPort": %d, "ocspResponderURL": "",
   "externalAccountBindingRequired": false, "retryAfter": {"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
-  "profiles": {"default": {"description": "default", "validityPeriod": 7776000}}}}`, api, mgmt, cert, key, freePort(t), tlsPort)
+  "profiles": {"default": {"description": "default", "validityPeriod": 7776000}}}}`, api, mgmt, cert, key, httpPort, tlsPort)
 	cfgFile := filepath.Join(t.TempDir(), "pebble.json")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,7 +93,7 @@ func TestACMEObtainsAndShares(t *testing.T) {
 		t.Skip("builds and runs pebble")
 	}
 	port := freePort(t)
-	p := startPebble(t, port)
+	p := startPebble(t, port, 0)
 	p.dns.SetA("acme.test", 60, "127.0.0.1")
 	storage := t.TempDir()
 	const cfg = `
@@ -129,3 +134,41 @@ routes: [{id: all, upstream: b}]
 		t.Errorf("after a second instance pebble issued %d certificates, want still 1", n)
 	}
 }
+
+// TestACMEHTTPChallenge: with a plain listener in the config, the HTTP-01 challenge is
+// answered there (pebble validates HTTP-01 on it and cannot reach TLS-ALPN-01 here), and
+// the plain listener still redirects everything else to HTTPS.
+func TestACMEHTTPChallenge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	tlsPort, httpPort := freePort(t), freePort(t)
+	p := startPebble(t, freePort(t), httpPort) // TLS-ALPN-01 goes nowhere: only HTTP-01 can pass
+	p.dns.SetA("web.test", 60, "127.0.0.1")
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:{{tls}}
+    tls:
+      acme: {domains: [web.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+  - address: 127.0.0.1:{{http}}
+    redirect_https: {port: 443}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"tls": fmt.Sprint(tlsPort), "http": fmt.Sprint(httpPort), "ca": p.dir, "root": p.caFile,
+		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))})
+	testutil.WaitFor(t, 90*time.Second, "a certificate from pebble through HTTP-01", func() bool {
+		c, err := tls.Dial("tcp", tg.addrOf(tlsPort), &tls.Config{ServerName: "web.test", InsecureSkipVerify: true})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		return strings.Contains(c.ConnectionState().PeerCertificates[0].Issuer.CommonName, "Pebble")
+	})
+	out := rawExchange(t, fmt.Sprintf("127.0.0.1:%d", httpPort), "GET /x HTTP/1.1\r\nHost: web.test\r\n\r\n", 3*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 308") {
+		t.Errorf("a plain request on the redirecting listener: %q", firstLine(out))
+	}
+}
+
+// addrOf is the gateway's bound address on port.
+func (tg *testGateway) addrOf(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 
 	"sluice/internal/accesslog"
+	"sluice/internal/acme"
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
@@ -44,6 +45,8 @@ type Gateway struct {
 
 	// redirects are the HTTPS ports of redirecting listeners, by listener name.
 	redirects atomic.Pointer[map[string]int]
+	// acme are the serving config's ACME managers, for HTTP-01 challenges (tls.go).
+	acme atomic.Pointer[[]*acme.Manager]
 
 	obs *observer // metrics and the admin listener (observe.go)
 
@@ -118,6 +121,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 	g.edge = edge
 	edge.watch()
 	g.redirects.Store(&edge.redirects)
+	g.acme.Store(&edge.acme)
 	g.proxy.PruneBudgets(func(id string) bool { _, ok := gen.Upstreams[id]; return ok })
 	for _, l := range opened {
 		g.startListener(l)
@@ -289,6 +293,10 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	gen := g.enter()
 	defer gen.inflight.Add(-1)
 
+	if ms := *g.acme.Load(); len(ms) > 0 && ex.TLS() == nil && answerHTTPChallenge(ex, ms) {
+		g.logAccess(ex, &router.Input{Method: string(ex.Req.Method), Host: string(ex.Req.Host), Path: string(ex.Req.Path)}, "", "", &proxy.Record{})
+		return
+	}
 	if r := *g.redirects.Load(); len(r) > 0 {
 		if port, ok := r[ex.ListenerName()]; ok {
 			redirectHTTPS(ex, port)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -42,7 +43,7 @@ func (g *Gateway) buildEdgeTLS(cfg *config.Config) (*edgeTLS, error) {
 		if lc.TLS == nil {
 			continue
 		}
-		tc, err := g.listenerTLS(lc, e)
+		tc, err := g.listenerTLS(cfg, lc, e)
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("listener %q: tls: %w", lc.Name, err)
@@ -53,7 +54,7 @@ func (g *Gateway) buildEdgeTLS(cfg *config.Config) (*edgeTLS, error) {
 }
 
 // listenerTLS builds one listener's tls.Config, adding its store and ACME manager to e.
-func (g *Gateway) listenerTLS(lc config.Listener, e *edgeTLS) (*tls.Config, error) {
+func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS) (*tls.Config, error) {
 	t := lc.TLS
 	var store *certs.Store
 	if len(t.Certificates) > 0 {
@@ -82,7 +83,7 @@ func (g *Gateway) listenerTLS(lc config.Listener, e *edgeTLS) (*tls.Config, erro
 	}
 	getCert := store.GetCertificate
 	if a := t.ACME; a != nil {
-		m, err := g.acmeManager(lc, a)
+		m, err := g.acmeManager(cfg, lc, a)
 		if err != nil {
 			return nil, err
 		}
@@ -98,8 +99,17 @@ func (g *Gateway) listenerTLS(lc config.Listener, e *edgeTLS) (*tls.Config, erro
 	return certs.ServerConfig(getCert, o), nil
 }
 
-func (g *Gateway) acmeManager(lc config.Listener, a *config.ACME) (*acme.Manager, error) {
+// acmeManager builds the ACME manager of listener lc. HTTP-01 challenges are answered on the
+// first plain HTTP listener of cfg, when there is one (port 80 in production, usually the
+// one that redirects to HTTPS).
+func (g *Gateway) acmeManager(cfg *config.Config, lc config.Listener, a *config.ACME) (*acme.Manager, error) {
 	o := acme.Options{Domains: a.Domains, Email: a.Email, CA: a.CA, Storage: a.Storage, Listener: lc.Address}
+	for _, pl := range cfg.Listeners {
+		if pl.TLS == nil {
+			o.HTTPListener = pl.Address
+			break
+		}
+	}
 	if a.CARoot != "" {
 		var err error
 		if o.CARoots, err = certs.LoadCAs(a.CARoot); err != nil {
@@ -169,4 +179,22 @@ func redirectHTTPS(ex *server.Exchange, port int) {
 	var h h1.Header
 	h.Add("Location", loc)
 	ex.WriteHead(308, nil, &h, 0)
+}
+
+// answerHTTPChallenge answers an ACME HTTP-01 validation request on a plain listener:
+// 200 with the key authorization. It reports whether ex was one.
+func answerHTTPChallenge(ex *server.Exchange, ms []*acme.Manager) bool {
+	if !bytes.HasPrefix(ex.Req.Path, []byte(acme.HTTPChallengePrefix)) {
+		return false
+	}
+	for _, m := range ms {
+		if body, ok := m.HandleHTTP(string(ex.Req.Method), string(ex.Req.Host), string(ex.Req.Path)); ok {
+			var h h1.Header
+			h.Add("Content-Type", "text/plain")
+			ex.WriteHead(200, nil, &h, int64(len(body)))
+			ex.Write(body)
+			return true
+		}
+	}
+	return false
 }
