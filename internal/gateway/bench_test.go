@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sluice/internal/testutil"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,6 +237,41 @@ func BenchmarkUpload(b *testing.B) {
 				if err := c.roundTrip(); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkTLSNewConnection is one request per new TLS connection through the gateway, with
+// a full handshake or a resumed session (X25519, ECDSA P-256, TLS 1.3), for profiling the
+// handshake path (bench/tls.sh compares it with the other proxies).
+func BenchmarkTLSNewConnection(b *testing.B) {
+	ca := testutil.NewCA(b)
+	cert, key := ca.Issue(b, "bench", testutil.CertOptions{DNSNames: []string{"bench.test"}})
+	yaml := strings.Replace(benchConfig(rawBackend(b), 1), "  - address: 127.0.0.1:0\n",
+		"  - address: 127.0.0.1:0\n    tls: {certificates: [{cert_file: "+cert+", key_file: "+key+"}]}\n", 1)
+	addr := benchGateway(b, yaml, false)
+	req := []byte("GET /svc0/x HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
+	for _, resume := range []bool{false, true} {
+		b.Run(map[bool]string{false: "full", true: "resumed"}[resume], func(b *testing.B) {
+			cfg := ca.ClientConfig("bench.test")
+			cfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+			if resume {
+				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			}
+			buf := make([]byte, 4096)
+			for b.Loop() {
+				c, err := tls.Dial("tcp", addr, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Write(req)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						break
+					}
+				}
+				c.Close()
 			}
 		})
 	}
