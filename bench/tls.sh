@@ -32,40 +32,9 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-tls.XXXXXX")
 chmod 755 "$TMP"
 declare -A PID=() PORT=()
 STARTED=()
-log() { printf '%s\n' "$*" >&2; }
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-cleanup() {
-	local p
-	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 trap cleanup EXIT
-
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-): client sockets hold ports there
-		[[ " ${PORT[*]} " == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-}
-wait_port() {
-	local i
-	for i in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	log "$1 did not come up on port $2"; cat "$TMP/$1.log" >&2 || true; return 1
-}
-# cpu_ticks name: utime+stime of the process and its children (every thread counted).
-cpu_ticks() {
-	local p=${PID[$1]} total=0 k
-	for k in "$p" $(cat /proc/"$p"/task/*/children 2>/dev/null); do
-		total=$((total + $(awk '{print $14 + $15}' /proc/"$k"/stat 2>/dev/null || echo 0)))
-	done
-	echo "$total"
-}
 
 log "building sluice and the bench programs into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen)
@@ -205,7 +174,6 @@ for mode in keepalive resumed full; do
 	done
 done
 
-median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 echo
 echo "TLS: medians over $ROUNDS rounds x ${DURATION}s (keepalive: wrk -c$CONNS; resumed/full: loadgen -c16, a new connection per request)"
 printf 'mode\tproxy\trps\trps_vs_nginx\tcpu_us_req\tcpu_vs_nginx\n'

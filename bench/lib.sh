@@ -1,0 +1,45 @@
+# bench/lib.sh: helpers shared by bench/tls.sh and bench/ws.sh (sourced, not run). The caller
+# sets TMP and declares PID and PORT (associative arrays) and STARTED (an array).
+
+log() { printf '%s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+# cleanup stops what the script started and removes TMP (trap it on EXIT).
+cleanup() {
+	local p
+	for p in "${STARTED[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${STARTED[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$TMP"
+}
+
+# free_port prints a loopback port nothing listens on and this run has not handed out, below
+# the ephemeral range (32768-), where client sockets would hold ports.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		[[ " ${PORT[*]} " == *" $p "* ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+}
+
+# wait_port name port: waits up to 5 s for a listener; prints its log if it never comes.
+wait_port() {
+	local i
+	for i in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	log "$1 did not come up on port $2"; cat "$TMP/$1.log" >&2 || true; return 1
+}
+
+# cpu_ticks name: utime+stime of the process and its children (every thread counted).
+cpu_ticks() {
+	local p=${PID[$1]} total=0 k
+	for k in "$p" $(cat /proc/"$p"/task/*/children 2>/dev/null); do
+		total=$((total + $(awk '{print $14 + $15}' /proc/"$k"/stat 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
