@@ -265,20 +265,24 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 	defer copyBufs.Put(bp)
 	buf := *bp
 	idle := tu.rt.tunnel.idle
+	writeTimeout := max(idle, time.Minute)
 	for {
 		if tu.why.Load() != nil {
 			return ""
 		}
 		if idle > 0 {
+			// Lazily (netio.ExtendRead): a busy tunnel re-arms its timers a few times a
+			// second, not for every message; the idle close may come up to Slack late.
 			last := time.Unix(0, tu.lastActive.Load())
-			d.srcNC.SetReadDeadline(last.Add(idle))
+			netio.ExtendRead(d.srcNC, last.Add(idle), netio.Slack(idle))
 		}
 		if tu.why.Load() != nil { // a stop that came before the deadline was armed
 			return ""
 		}
 		n, err := d.src.Read(buf)
 		if n > 0 {
-			tu.lastActive.Store(time.Now().UnixNano())
+			now := time.Now()
+			tu.lastActive.Store(now.UnixNano())
 			d.mu.Lock()
 			if d.ended {
 				d.mu.Unlock()
@@ -287,7 +291,7 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			if tu.ws {
 				d.frames.feed(buf[:n])
 			}
-			d.dst.SetWriteDeadline(time.Now().Add(max(idle, time.Minute)))
+			netio.ExtendWrite(d.dst, now.Add(writeTimeout), netio.Slack(writeTimeout))
 			_, werr := d.dst.Write(buf[:n])
 			d.mu.Unlock()
 			d.n.Add(int64(n))
