@@ -114,8 +114,8 @@ type call struct {
 var calls = sync.Pool{New: func() any {
 	cl := new(call)
 	f := &cl.fwd
-	f.armUpWrite = func() { netio.ArmWrite(f.up, f.rt.Write) }
-	f.armUpRead = func() { netio.ArmRead(f.up, f.rt.Read) }
+	f.armUpWrite = func() { netio.ArmWrite(f.c.NetConn(), f.rt.Write) }
+	f.armUpRead = func() { netio.ArmRead(f.c.NetConn(), f.rt.Read) }
 	f.watchUp = f.upstreamQuiet
 	cl.interrupt = func() {
 		if c := cl.inUse.Swap(nil); c != nil {
@@ -130,7 +130,7 @@ func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
-	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.up, cl.fwd.rec = nil, nil, nil, nil, nil
+	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.rec = nil, nil, nil, nil
 	cl.fwd.c, cl.fwd.t = nil, nil
 	cl.inUse.Store(nil)
 	calls.Put(cl)
@@ -336,21 +336,16 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		res.err.Err = explainReuse(t, c.IdleAge, res.err.Err)
 	}
 	if !res.clientGone && !res.clientSide && !res.canceled {
-		status := cl.fwd.ds.Status()
-		if res.cond == config.RetryStatus {
-			status = res.err.Status
-		}
-		rt.Upstream.Done(t, upstream.Result{Latency: end.Sub(start), Failed: res.err != nil, Status: status})
+		rt.Upstream.Done(t, upstream.Result{Latency: end.Sub(start), Failed: res.err != nil, Status: a.Status})
 	}
 	return res
 }
 
 // exchange writes the request on c, reads the response head, and streams the response.
 func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result, connpool.Outcome) {
-	fwd, rt, r := &cl.fwd, cl.fwd.rt, &cl.r
-	nc := c.NetConn()
-	fwd.up = nc
-	netio.ArmWrite(nc, rt.Write)
+	fwd, r := &cl.fwd, &cl.r
+	fwd.c, fwd.t = c, t
+	fwd.armUpWrite()
 	err := fwd.writeHead(c.W, t)
 	if err == nil {
 		err = c.W.Flush()
@@ -358,7 +353,7 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	if err != nil {
 		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
 	}
-	fwd.c, fwd.t, fwd.wait = c, t, r.tryTimeout()
+	fwd.wait = r.tryTimeout()
 	fwd.headIn, fwd.early, fwd.earlyFailed, fwd.earlyRes = false, false, false, result{} // a retry starts afresh
 	if fwd.hasBody() {
 		if res, ok := p.sendBody(fwd, c, t); !ok {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -44,11 +43,9 @@ type forward struct {
 	// interim is ds when it can send interim (1xx) responses, else nil.
 	interim InterimWriter
 
-	// up is the upstream connection of the attempt running; armUpWrite and armUpRead arm
-	// its write and read timeouts. They are bound once per pooled forward, because a
-	// closure made per request and handed to a splice (through an interface) would be
-	// allocated every time.
-	up                    net.Conn
+	// armUpWrite and armUpRead arm the write and read timeouts of c, the attempt's upstream
+	// connection. They are bound once per pooled forward, because a closure made per request
+	// and handed to a splice (through an interface) would be allocated every time.
 	armUpWrite, armUpRead func()
 
 	// The attempt's upstream connection and target, and how long it waits for the final
