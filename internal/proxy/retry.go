@@ -136,8 +136,8 @@ func (r *retrier) facts(res result, n int) attemptFacts {
 // retryStatus reports whether a response with this status should be discarded and the request
 // tried again. It takes a budget token and a retry slot when it says yes.
 func (r *retrier) retryStatus(status int) bool {
-	f := attemptFacts{cond: config.RetryStatus, status: status, attempts: r.rec.NumAttempts, tries: r.tries,
-		resends: maxStaleResends, safe: r.safe, replayable: r.fwd.replayable(), pastDeadline: r.pastDeadline()}
+	f := r.facts(result{cond: config.RetryStatus}, r.rec.NumAttempts-1) // this attempt is recorded
+	f.status = status
 	if decide(f, r.pol).action != actRetry {
 		return false
 	}
