@@ -294,13 +294,13 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	defer gen.inflight.Add(-1)
 
 	if ms := *g.acme.Load(); len(ms) > 0 && ex.TLS() == nil && answerHTTPChallenge(ex, ms) {
-		g.logAccess(ex, &router.Input{Method: string(ex.Req.Method), Host: string(ex.Req.Host), Path: string(ex.Req.Path)}, "", "", &proxy.Record{})
+		g.logAnswered(ex)
 		return
 	}
 	if r := *g.redirects.Load(); len(r) > 0 {
 		if port, ok := r[ex.ListenerName()]; ok {
 			redirectHTTPS(ex, port)
-			g.logAccess(ex, &router.Input{Method: string(ex.Req.Method), Host: string(ex.Req.Host), Path: string(ex.Req.Path)}, "", "", &proxy.Record{})
+			g.logAnswered(ex)
 			return
 		}
 	}
@@ -355,6 +355,14 @@ func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Re
 		ex.WriteError(e, "") // aborts instead when the head went out
 	}()
 	g.proxy.Serve(ex, rt, rec)
+}
+
+// logAnswered logs a request the gateway answered before routing (an ACME challenge, an
+// HTTPS redirect), with the pooled per-request state: no allocation for the strings.
+func (g *Gateway) logAnswered(ex *server.Exchange) {
+	st := newReqState(ex)
+	defer st.release()
+	g.logAccess(ex, &st.in, "", "", &st.rec)
 }
 
 var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
