@@ -23,12 +23,14 @@ type TLSObserver interface {
 // (netio.Extender), so that TLS requests re-arm runtime timers as rarely as plain ones.
 type tlsConn struct {
 	*tls.Conn
-	raw netio.Extender
+	raw net.Conn // the socket's connection: netio.ExtendRead arms it lazily when it can
 }
 
-func (c *tlsConn) ExtendRead(t time.Time, late time.Duration) error { return c.raw.ExtendRead(t, late) }
+func (c *tlsConn) ExtendRead(t time.Time, late time.Duration) error {
+	return netio.ExtendRead(c.raw, t, late)
+}
 func (c *tlsConn) ExtendWrite(t time.Time, late time.Duration) error {
-	return c.raw.ExtendWrite(t, late)
+	return netio.ExtendWrite(c.raw, t, late)
 }
 
 var _ netio.Extender = (*tlsConn)(nil)
@@ -58,23 +60,9 @@ func (c *conn) handshake() bool {
 	if obs != nil {
 		obs.Handshake(c.st.Name, c.tls, nil)
 	}
-	var ext netio.Extender = deadlineSetter{c.rw}
-	if e, ok := c.rw.(netio.Extender); ok {
-		ext = e
-	}
-	c.rw = &tlsConn{Conn: tc, raw: ext}
+	c.rw = &tlsConn{Conn: tc, raw: c.rw}
 	c.nio = nil // no peeks or splices under TLS: the socket's bytes are records
 	return true
-}
-
-// deadlineSetter is a netio.Extender that sets deadlines exactly (a non-TCP connection).
-type deadlineSetter struct{ nc net.Conn }
-
-func (d deadlineSetter) ExtendRead(t time.Time, _ time.Duration) error {
-	return d.nc.SetReadDeadline(t)
-}
-func (d deadlineSetter) ExtendWrite(t time.Time, _ time.Duration) error {
-	return d.nc.SetWriteDeadline(t)
 }
 
 // HandshakeFailure names why a handshake failed, in a few stable words for logs and
