@@ -224,13 +224,12 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	// closing the upstream under it.
 	cl.inUse.Store(nil)
 	defer cl.inUse.Store(c)
-	var stopCancel func() bool
+	shutdown := func() { tu.stop(TunnelShutdown) }
 	if n, ok := ds.(CancelNotifier); ok {
-		n.OnCancel(func() { tu.stop(TunnelShutdown) })
+		n.OnCancel(shutdown)
 		defer n.OnCancel(cl.interrupt)
 	} else {
-		stopCancel = context.AfterFunc(ds.Context(), func() { tu.stop(TunnelShutdown) })
-		defer stopCancel()
+		defer context.AfterFunc(ds.Context(), shutdown)()
 	}
 	if d := rt.tunnel.maxLife; d > 0 {
 		timer := time.AfterFunc(d, func() { tu.stop(TunnelMaxLifetime) })
