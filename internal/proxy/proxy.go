@@ -130,8 +130,7 @@ func (cl *call) release() {
 	cl.tried = [maxAttempts]*upstream.Target{}
 	cl.pick = upstream.Pick{}
 	cl.r = retrier{}
-	cl.fwd.ds, cl.fwd.req, cl.fwd.rt, cl.fwd.rec = nil, nil, nil, nil
-	cl.fwd.c, cl.fwd.t = nil, nil
+	cl.fwd.perRequest = perRequest{}
 	cl.inUse.Store(nil)
 	calls.Put(cl)
 }

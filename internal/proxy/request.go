@@ -15,12 +15,35 @@ import (
 
 // forward is the part of the upstream request head that is the same for every attempt.
 type forward struct {
+	// perRequest is zeroed for each request (init); the fields below it are kept: buffers and
+	// callbacks bound once per pooled forward.
+	perRequest
+
+	xff []byte
+
+	// armUpWrite and armUpRead arm the write and read timeouts of c, the attempt's upstream
+	// connection. They are bound once, because a closure made per request and handed to a
+	// splice (through an interface) would be allocated every time. watchUp is bound to
+	// upstreamQuiet (early.go) for the watch of the request body's waits.
+	armUpWrite, armUpRead func()
+	watchUp               func() bool
+
+	// cw chunks the request body when it is chunked; here rather than on sendBody's stack,
+	// where passing it as an io.Writer would move it to the heap for every request.
+	cw h1.ChunkedWriter
+
+	// resp and body are the upstream response head and body reader, reused across requests.
+	resp h1.Response
+	body h1.BodyReader
+}
+
+// perRequest is the state of forward that belongs to one request.
+type perRequest struct {
 	ds       Downstream
 	req      *h1.Request // ds.Request()
 	rt       *Route
 	rec      *Record
 	path     string // rewritten path (without query); "" means the client's path unchanged
-	xff      []byte
 	teTrail  bool
 	clientIP string
 
@@ -43,32 +66,18 @@ type forward struct {
 	// interim is ds when it can send interim (1xx) responses, else nil.
 	interim InterimWriter
 
-	// armUpWrite and armUpRead arm the write and read timeouts of c, the attempt's upstream
-	// connection. They are bound once per pooled forward, because a closure made per request
-	// and handed to a splice (through an interface) would be allocated every time.
-	armUpWrite, armUpRead func()
-
 	// The attempt's upstream connection and target, and how long it waits for the final
-	// response head; for the watch of the request body's waits (watchUp, bound once per
-	// pooled forward to upstreamQuiet: see early.go), which reads an early response.
+	// response head (for the watch of the request body's waits, which reads an early
+	// response: see early.go).
 	c        *connpool.Conn
 	t        *upstream.Target
 	wait     time.Duration
-	watchUp  func() bool
 	watching bool // upstreamQuiet is reading the upstream (it must not run again inside)
 	// headIn: the final response head (in resp) came while the request body was sent.
 	// early: ... and the rest of the body was not sent for it. earlyFailed: the upstream
 	// failed or closed while the body was sent, as earlyRes says.
 	headIn, early, earlyFailed bool
 	earlyRes                   result
-
-	// cw chunks the request body when it is chunked; here rather than on sendBody's stack,
-	// where passing it as an io.Writer would move it to the heap for every request.
-	cw h1.ChunkedWriter
-
-	// resp and body are the upstream response head and body reader, reused across requests.
-	resp h1.Response
-	body h1.BodyReader
 }
 
 // bodyPrefixSize is how much request body is read ahead, and so the largest body that can be
@@ -130,8 +139,8 @@ func (f *forward) hasBody() bool { return f.req.Chunked || f.req.ContentLength >
 
 // init prepares f for a request, keeping the buffers of its previous use.
 func (f *forward) init(ds Downstream, rt *Route) {
-	*f = forward{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), xff: f.xff[:0], resp: f.resp, body: f.body, cw: f.cw,
-		armUpWrite: f.armUpWrite, armUpRead: f.armUpRead, watchUp: f.watchUp}
+	f.perRequest = perRequest{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP()}
+	f.xff = f.xff[:0]
 	f.bodySplicer, _ = ds.(BodySplicer)
 	f.interim, _ = ds.(InterimWriter)
 	h := &f.req.Header
