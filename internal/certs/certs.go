@@ -100,11 +100,11 @@ func New(pairs []Pair, rejectUnknown bool, log *slog.Logger, obs Observer) (*Sto
 // load reads and checks one pair: the key must match the certificate and the certificate
 // must not have expired.
 func load(p Pair) (*loaded, error) {
-	cs, err := stat(p.CertFile)
+	cs, err := stamp(p.CertFile)
 	if err != nil {
 		return nil, err
 	}
-	ks, err := stat(p.KeyFile)
+	ks, err := stamp(p.KeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +124,8 @@ func load(p Pair) (*loaded, error) {
 	return &loaded{Pair: p, cert: &cert, leaf: leaf, certStat: cs, keyStat: ks}, nil
 }
 
-func stat(name string) (fileStamp, error) {
+// stamp reads name and returns its fileStamp.
+func stamp(name string) (fileStamp, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
 		return fileStamp{}, err
@@ -197,8 +198,8 @@ func (s *Store) Reload() (replaced int, err error) {
 	defer s.mu.Unlock()
 	var errs []error
 	for i, l := range s.pairs {
-		cs, cerr := stat(l.CertFile)
-		ks, kerr := stat(l.KeyFile)
+		cs, cerr := stamp(l.CertFile)
+		ks, kerr := stamp(l.KeyFile)
 		if cerr == nil && kerr == nil && (cs == l.certStat && ks == l.keyStat || cs == l.badCert && ks == l.badKey) {
 			continue
 		}

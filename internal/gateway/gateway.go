@@ -235,19 +235,17 @@ func (g *Gateway) retire(old *Generation, grace time.Duration) {
 // closeChangedTunnels stops the tunnels of old's routes that next removed or changed (the
 // route or its upstream's config differs); tunnels of unchanged routes go on.
 func closeChangedTunnels(old, next *Generation) {
-	for i, rt := range old.Routes {
-		rc := old.Config.Routes[i]
-		kept := false
-		if next != nil && next != old {
-			for _, nrc := range next.Config.Routes {
-				if nrc.ID == rc.ID {
-					kept = reflect.DeepEqual(rc, nrc) &&
-						reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream))
-					break
-				}
-			}
+	kept := map[string]*config.Route{}
+	if next != nil && next != old {
+		for i := range next.Config.Routes {
+			kept[next.Config.Routes[i].ID] = &next.Config.Routes[i]
 		}
-		if !kept {
+	}
+	for i, rt := range old.Routes {
+		rc := &old.Config.Routes[i]
+		nrc := kept[rc.ID]
+		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
+			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
 			rt.CloseTunnels()
 		}
 	}
