@@ -151,33 +151,12 @@ func TestEarlyResponseWhileTheBodyIsSent(t *testing.T) {
 // backend reads all of it and answers.
 func TestInterimResponseWhileTheBodyIsSent(t *testing.T) {
 	const size = 4 << 20
-	bodies := make(chan int, 1)
-	be := serveConns(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		if _, err := readHeadBytes(br); err != nil {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
-		n, _ := io.Copy(io.Discard, io.LimitReader(br, size))
-		bodies <- int(n)
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-	})
+	be, bodies := bodyReadingBackend(t, size, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	tg := edgeGateway(t, be, "", "")
 	head := "PUT /up HTTP/1.1\r\nHost: h\r\nX-Request-Id: early-1x\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
-	c, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	go func() {
-		io.WriteString(c, head)
-		c.Write(make([]byte, size/2))
-		time.Sleep(300 * time.Millisecond) // a pause: the gateway waits on the client meanwhile
-		c.Write(make([]byte, size/2))
-	}()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	out, _ := io.ReadAll(c)
-	wantBytes(t, "client got", string(out), "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
+	out := pausedUpload(t, tg.addr, head, size)
+	wantBytes(t, "client got", out, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"+
 		"HTTP/1.1 200 OK\r\nX-Request-Id: early-1x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 	if n := <-bodies; n != size {
 		t.Errorf("backend read %d body bytes, want %d", n, size)
@@ -229,20 +208,45 @@ func TestRetryAfterAResetWhileTheBodyIsSent(t *testing.T) {
 // Stopping at the head would leave the backend waiting for the rest.
 func TestEarly2xxTakesTheRestOfTheBody(t *testing.T) {
 	const size = 4 << 20
-	bodies := make(chan int, 1)
-	be := serveConns(t, func(c net.Conn) {
+	be, bodies := bodyReadingBackend(t, size, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n", "received")
+	tg := edgeGateway(t, be, "", "timeouts: {read: 5s}")
+	head := "PUT /up HTTP/1.1\r\nHost: h\r\nX-Request-Id: early-2xx\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	out := pausedUpload(t, tg.addr, head, size)
+	wantBytes(t, "client got", out, "HTTP/1.1 200 OK\r\nX-Request-Id: early-2xx\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived")
+	select {
+	case n := <-bodies:
+		if n != size {
+			t.Errorf("backend read %d body bytes, want %d", n, size)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the backend did not get the body")
+	}
+	wantFields(t, tg.accessLines(1)[0], map[string]any{"status": 200, "early_response": nil, "bytes_in": size})
+}
+
+// bodyReadingBackend answers each request with head at once, reads size body bytes (sent on
+// bodies), then sends tail.
+func bodyReadingBackend(t *testing.T, size int64, head, tail string) (addr string, bodies chan int) {
+	t.Helper()
+	bodies = make(chan int, 1)
+	addr = serveConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		if _, err := readHeadBytes(br); err != nil {
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n")
+		io.WriteString(c, head)
 		n, _ := io.Copy(io.Discard, io.LimitReader(br, size))
 		bodies <- int(n)
-		io.WriteString(c, "received")
+		io.WriteString(c, tail)
 	})
-	tg := edgeGateway(t, be, "", "timeouts: {read: 5s}")
-	head := "PUT /up HTTP/1.1\r\nHost: h\r\nX-Request-Id: early-2xx\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
-	c, err := net.Dial("tcp", tg.addr)
+	return addr, bodies
+}
+
+// pausedUpload sends head and a size-byte body in two halves with a pause between them,
+// and returns all the client then read.
+func pausedUpload(t *testing.T, addr, head string, size int) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,14 +259,5 @@ func TestEarly2xxTakesTheRestOfTheBody(t *testing.T) {
 	}()
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	out, _ := io.ReadAll(c)
-	wantBytes(t, "client got", string(out), "HTTP/1.1 200 OK\r\nX-Request-Id: early-2xx\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived")
-	select {
-	case n := <-bodies:
-		if n != size {
-			t.Errorf("backend read %d body bytes, want %d", n, size)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("the backend did not get the body")
-	}
-	wantFields(t, tg.accessLines(1)[0], map[string]any{"status": 200, "early_response": nil, "bytes_in": size})
+	return string(out)
 }
