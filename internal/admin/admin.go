@@ -81,8 +81,9 @@ type Target struct {
 
 // Server serves the admin API and /metrics on one listener.
 type Server struct {
-	ln   net.Listener
-	http *http.Server
+	ln      net.Listener
+	http    *http.Server
+	traffic *traffic // nil unless the Source is a [Dashboard]
 	key  atomic.Pointer[[sha256.Size]byte] // SHA-256 of the API key; nil: no key required
 }
 
@@ -95,8 +96,14 @@ func Listen(addr, apiKey string, src Source, metrics http.Handler, log *slog.Log
 	}
 	s := &Server{ln: ln}
 	s.SetAPIKey(apiKey)
+	if d, ok := src.(Dashboard); ok {
+		s.traffic = newTraffic(d.Totals)
+		go s.traffic.run(trafficInterval)
+	}
+	mux := routes(src, metrics, ln.Addr().String())
+	handleDashboard(mux, src, s.traffic, newTimelines()) // dashboard.go
 	s.http = &http.Server{
-		Handler:           s.authorize(routes(src, metrics, ln.Addr().String())),
+		Handler:           s.authorize(mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -127,6 +134,9 @@ func (s *Server) Serve() error {
 // the port accepting connections after Close (issue #14). A Serve that starts after Close
 // returns at once.
 func (s *Server) Close() error {
+	if s.traffic != nil {
+		s.traffic.close()
+	}
 	err := s.http.Close()
 	if lerr := s.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) {
 		err = errors.Join(err, lerr)
@@ -149,7 +159,7 @@ func (s *Server) SetAPIKey(key string) {
 func (s *Server) authorize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		want := s.key.Load()
-		if want == nil || isProbe(r.URL.Path) {
+		if want == nil || isProbe(r.URL.Path) || isUI(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}

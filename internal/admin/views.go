@@ -19,7 +19,7 @@ const healthUnknown = "unknown"
 const redacted = "<redacted>"
 
 // routes returns the admin API's handler. adminAddr is the admin listener's bound address.
-func routes(src Source, metrics http.Handler, adminAddr string) http.Handler {
+func routes(src Source, metrics http.Handler, adminAddr string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, statusView(src.Status(), adminAddr))

@@ -364,7 +364,7 @@ func (p *Pool) retireLocked(c *Conn, why CloseReason, now time.Time, keepSlot bo
 	delete(p.live, c.ID)
 	p.stats.closedBy[why]++
 	rec := LifeRecord{ID: c.ID, Created: c.created, Closed: now, Served: c.served,
-		LastIdleAge: c.idleAtGet, Reason: why}
+		LastIdleAge: c.idleAtGet, LastUsed: c.lastUsed, Reason: why}
 	if len(p.history) < cap(p.history) {
 		p.history = append(p.history, rec)
 	} else {

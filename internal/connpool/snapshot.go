@@ -83,6 +83,9 @@ type ConnInfo struct {
 	Age      time.Duration `json:"age"`
 	IdleAge  time.Duration `json:"idle_age"` // 0 when in use
 	Served   int           `json:"served"`
+	// LastIdleAge is the idle age at the last checkout (0 for a connection on its first
+	// request): with Served and LastUsed, a reader sampling snapshots sees each reuse.
+	LastIdleAge time.Duration `json:"last_idle_age"`
 }
 
 // LifeRecord describes a closed connection.
@@ -92,7 +95,10 @@ type LifeRecord struct {
 	Closed      time.Time     `json:"closed"`
 	Served      int           `json:"served"`
 	LastIdleAge time.Duration `json:"last_idle_age"` // idle age at the last checkout
-	Reason      CloseReason   `json:"reason"`
+	// LastUsed is when its last request ended; for a connection closed while idle,
+	// Closed - LastUsed is the idle age at which it was closed.
+	LastUsed time.Time   `json:"last_used"`
+	Reason   CloseReason `json:"reason"`
 }
 
 // Snapshot returns the pool's current state.
@@ -131,7 +137,7 @@ func (p *Pool) Snapshot() Snapshot {
 	}
 	for _, c := range p.live {
 		ci := ConnInfo{ID: c.ID, State: "in_use", Created: c.created, LastUsed: c.lastUsed,
-			Age: now.Sub(c.created), Served: c.served}
+			Age: now.Sub(c.created), Served: c.served, LastIdleAge: c.idleAtGet}
 		if c.state == stateIdle || c.state == stateChecking {
 			ci.State, ci.IdleAge = "idle", now.Sub(c.lastUsed)
 		}

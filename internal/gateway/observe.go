@@ -26,6 +26,7 @@ type observer struct {
 	noRoute   *metrics.Route
 	listeners atomic.Pointer[[]admin.Listener]
 	draining  atomic.Bool // Shutdown began: /admin/readyz says not ready
+	reloads   reloadLog   // the last config reloads, for the dashboard (dashboard.go)
 
 	// Under Gateway.mu.
 	applied   bool // a config has been applied (later ones are reloads)
@@ -60,6 +61,7 @@ func (g *Gateway) SetVersion(v string) { g.obs.version.Store(&v) }
 // does not load or validate). Apply counts its own failures.
 func (g *Gateway) ReloadFailed(err error) {
 	g.obs.m.ReloadFailed()
+	g.obs.reloads.add(admin.Reload{Time: time.Now(), Result: "rejected", Error: err.Error()})
 	g.log.Debug("config reload failure counted", "err", err)
 }
 
@@ -109,6 +111,7 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 	if err != nil {
 		if o.applied {
 			o.m.ReloadFailed()
+			o.reloads.add(admin.Reload{Time: time.Now(), Result: "rejected", Error: err.Error()})
 		}
 		return
 	}
@@ -119,6 +122,7 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 	}
 	o.routes.Store(rs)
 	o.m.ConfigApplied(cfg.Hash, o.applied)
+	o.reloads.add(admin.Reload{Time: gen.Created, Result: "applied", Version: cfg.Hash})
 	o.applied = true
 	ls := make([]admin.Listener, 0, len(cfg.Listeners))
 	for _, lc := range cfg.Listeners {

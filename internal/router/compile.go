@@ -39,6 +39,8 @@ func Compile(routes []config.Route) (*Table, error) {
 		exact: make(map[string]*bucket),
 		wild:  make(map[string]*bucket),
 		n:     len(routes),
+		best:  make([]rank, len(routes)),
+		ids:   make([]string, len(routes)),
 	}
 	var errs []error
 	for i := range routes {
@@ -95,6 +97,10 @@ func (t *Table) add(i int, cr *config.Route) error {
 			base.conds++
 		}
 	}
+	t.best[i], t.ids[i] = base, cr.ID
+	if len(hosts) > 0 {
+		t.best[i].host = hostExact + 1 // below, the best host replaces this
+	}
 	if len(hosts) == 0 {
 		if t.anyHost == nil {
 			t.anyHost = &bucket{}
@@ -115,6 +121,9 @@ func (t *Table) add(i int, cr *config.Route) error {
 			m[key] = b
 		}
 		b.add(r, e, p)
+		if t.best[i].host > hostExact || e.host > t.best[i].host {
+			t.best[i].host = e.host
+		}
 	}
 	return nil
 }

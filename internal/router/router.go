@@ -46,6 +46,8 @@ type Table struct {
 	wild    map[string]*bucket // "example.com" -> routes listing "*.example.com"
 	anyHost *bucket            // routes without hosts; nil if there are none
 	n       int                // number of routes given to Compile
+	best    []rank             // by route index: its best rank over its hosts (precedence.go)
+	ids     []string           // by route index: its id
 }
 
 // Len returns the number of routes the table was compiled from.

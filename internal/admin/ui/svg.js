@@ -1,0 +1,148 @@
+// Charts drawn as SVG by hand: a line chart with labelled series and a connection timeline.
+// Series differ by dash pattern and carry text labels, so nothing depends on colour.
+
+const NS = 'http://www.w3.org/2000/svg';
+
+export function s(name, attrs = {}, ...kids) {
+  const e = document.createElementNS(NS, name);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) e.setAttribute(k, v);
+  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
+  return e;
+}
+
+const DASH = ['', '6 4', '2 3', '10 3 2 3'];
+
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function clock(t) { return new Date(t).toLocaleTimeString([], { hour12: false }); }
+
+// lineChart: series = [{label, points: [[timeMs, value]]}]; returns an <svg>.
+export function lineChart({ title, series, from, to, yFmt = String, height = 200, width = 640, yMin }) {
+  const pad = { l: 56, r: 110, t: 10, b: 26 };
+  const w = width - pad.l - pad.r, h = height - pad.t - pad.b;
+  let maxV = 0;
+  for (const se of series) for (const [, v] of se.points) maxV = Math.max(maxV, v);
+  const ymax = niceMax(Math.max(maxV, yMin || 0));
+  const x = t => pad.l + (to > from ? (t - from) / (to - from) : 0) * w;
+  const y = v => pad.t + h - (v / ymax) * h;
+  const g = s('g');
+  for (let i = 0; i <= 4; i++) {
+    const v = ymax * i / 4;
+    g.append(s('line', { class: 'grid', x1: pad.l, x2: pad.l + w, y1: y(v), y2: y(v) }),
+      s('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, yFmt(v)));
+  }
+  for (let i = 0; i <= 4; i++) {
+    const t = from + (to - from) * i / 4;
+    g.append(s('text', { x: x(t), y: height - 6, 'text-anchor': 'middle' }, clock(t)));
+  }
+  g.append(s('line', { class: 'axis', x1: pad.l, x2: pad.l, y1: pad.t, y2: pad.t + h }),
+    s('line', { class: 'axis', x1: pad.l, x2: pad.l + w, y1: pad.t + h, y2: pad.t + h }));
+  series.forEach((se, i) => {
+    const pts = se.points.filter(([t]) => t >= from && t <= to);
+    if (pts.length === 0) return;
+    const d = pts.map(([t, v], j) => `${j ? 'L' : 'M'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join('');
+    g.append(s('path', { d, class: `s${i % 4}`, fill: 'none', 'stroke-width': 2, 'stroke-dasharray': DASH[i % 4] || null }));
+    const [lt, lv] = pts[pts.length - 1];
+    g.append(s('text', { x: x(lt) + 6, y: y(lv) + 4 + i * 2 }, `${se.label} ${yFmt(lv)}`));
+  });
+  return s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title }, s('title', {}, title), g);
+}
+
+// timeline: one row per connection from opened to closed (or now); a hollow circle where
+// it opened, a filled triangle per reuse (labelled with the idle age), a cross where it
+// closed (labelled with the reason). Below, the learned and effective idle timeouts over the
+// same time, with each reuse's idle age as a dot: a reuse near the effective line is close
+// to the edge. Returns an <svg>.
+export function timeline({ title, conns, idle, reuseAges, from, to, width = 1000 }) {
+  const rowH = 22, pad = { l: 70, r: 180, t: 8 };
+  const w = width - pad.l - pad.r;
+  const x = t => pad.l + Math.max(0, Math.min(1, (t - from) / (to - from))) * w;
+  const rows = conns.length;
+  const idleH = 150, idleTop = pad.t + rows * rowH + 34;
+  const height = idleTop + idleH + 30;
+  const g = s('g');
+  for (let i = 0; i <= 6; i++) {
+    const t = from + (to - from) * i / 6;
+    g.append(s('line', { class: 'grid', x1: x(t), x2: x(t), y1: pad.t, y2: idleTop + idleH }),
+      s('text', { x: x(t), y: pad.t + rows * rowH + 16, 'text-anchor': 'middle' }, clock(t)),
+      s('text', { x: x(t), y: height - 8, 'text-anchor': 'middle' }, clock(t)));
+  }
+  conns.forEach((c, i) => {
+    const yy = pad.t + i * rowH + rowH / 2;
+    const t0 = Date.parse(c.opened), t1 = c.closed ? Date.parse(c.closed) : to;
+    const desc = connText(c);
+    const row = s('g', { 'data-conn': c.id }, s('title', {}, desc));
+    row.append(s('text', { x: pad.l - 8, y: yy + 4, 'text-anchor': 'end' }, `#${c.id}`),
+      s('line', { class: c.closed ? 'life' : 'life live', x1: x(t0), x2: x(t1), y1: yy, y2: yy }));
+    if (t0 >= from) row.append(s('circle', { class: 'open', cx: x(t0), cy: yy, r: 5 }));
+    for (const m of c.reuses) {
+      const t = Date.parse(m.time);
+      if (t < from) continue;
+      const cx = x(t);
+      row.append(s('path', { class: 'reuse', d: `M${cx - 5},${yy + 5}L${cx},${yy - 6}L${cx + 5},${yy + 5}Z` }),
+        s('text', { x: cx, y: yy - 8, 'text-anchor': 'middle', class: 'small' }, `${secs(m.idle_age_seconds)}${m.count > 1 ? ' ×' + m.count : ''}`));
+    }
+    if (c.closed) {
+      const cx = x(t1);
+      row.append(s('path', { class: 'close', d: `M${cx - 5},${yy - 5}L${cx + 5},${yy + 5}M${cx - 5},${yy + 5}L${cx + 5},${yy - 5}` }),
+        s('text', { x: cx + 9, y: yy + 4 }, c.reason + (c.closed_idle_seconds ? ` (idle ${secs(c.closed_idle_seconds)})` : '')));
+    } else {
+      row.append(s('text', { x: x(t1) + 9, y: yy + 4 }, c.state === 'in_use' ? 'in use' : 'idle'));
+    }
+    g.append(row);
+  });
+  // Idle timeout panel.
+  let maxV = 0;
+  for (const p of idle) maxV = Math.max(maxV, p.learned_seconds, p.effective_seconds);
+  for (const a of reuseAges) maxV = Math.max(maxV, a[1]);
+  const ymax = niceMax(maxV * 1.1);
+  const y = v => idleTop + idleH - (v / ymax) * idleH;
+  g.append(s('text', { x: pad.l, y: idleTop - 4 }, 'Idle timeouts (seconds) and the idle age of each reuse'));
+  for (let i = 0; i <= 4; i++) {
+    const v = ymax * i / 4;
+    g.append(s('line', { class: 'grid', x1: pad.l, x2: pad.l + w, y1: y(v), y2: y(v) }),
+      s('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, secs(v)));
+  }
+  const step = key => {
+    const pts = idle.map(p => [Date.parse(p.time), p[key]]);
+    if (pts.length === 0) return null;
+    let d = '';
+    pts.forEach(([t, v], j) => {
+      const xx = x(Math.max(t, from));
+      d += j === 0 ? `M${xx},${y(v)}` : `H${xx}V${y(v)}`;
+    });
+    d += `H${x(to)}`;
+    return d;
+  };
+  const last = idle[idle.length - 1] || { learned_seconds: 0, effective_seconds: 0 };
+  const eff = step('effective_seconds'), lrn = step('learned_seconds');
+  if (eff) g.append(s('path', { d: eff, class: 's0', fill: 'none', 'stroke-width': 2 }),
+    s('text', { x: x(to) + 6, y: y(last.effective_seconds) + 4 }, `effective ${secs(last.effective_seconds)}`));
+  if (lrn) g.append(s('path', { d: lrn, class: 's1', fill: 'none', 'stroke-width': 2, 'stroke-dasharray': DASH[1] }),
+    s('text', { x: x(to) + 6, y: y(last.learned_seconds) + 16 }, `learned ${last.learned_seconds ? secs(last.learned_seconds) : 'none'}`));
+  for (const [t, v] of reuseAges) {
+    if (t < from) continue;
+    g.append(s('circle', { class: 'reuse', cx: x(t), cy: y(v), r: 3.5 }));
+  }
+  g.append(s('line', { class: 'axis', x1: pad.l, x2: pad.l + w, y1: idleTop + idleH, y2: idleTop + idleH }));
+  return s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title }, s('title', {}, title), g);
+}
+
+export function secs(v) {
+  if (v === 0) return '0 s';
+  if (v < 1) return `${Math.round(v * 1000)} ms`;
+  return `${Math.round(v * 100) / 100} s`;
+}
+
+export function connText(c) {
+  let t = `connection #${c.id}: opened ${clock(Date.parse(c.opened))}, ${c.requests_served} requests`;
+  if (c.reuses.length) t += `, reuses at idle ${c.reuses.map(m => secs(m.idle_age_seconds) + (m.count > 1 ? ' ×' + m.count : '')).join(', ')}`;
+  if (c.closed) t += `, closed ${clock(Date.parse(c.closed))}: ${c.reason}` + (c.closed_idle_seconds ? ` after ${secs(c.closed_idle_seconds)} idle` : '');
+  else t += `, ${c.state === 'in_use' ? 'in use' : 'idle'} now`;
+  return t;
+}
