@@ -10,17 +10,19 @@ import (
 // The pool timeline (/admin/upstreams/{id}/timeline) draws every connection's life: opened,
 // each reuse with its idle age, closed with its reason. The pool keeps, per live
 // connection, its request count, the end of its last request and the idle age at its last
-// checkout, and a life record per closed connection; it keeps no list of reuses. The admin
-// side rebuilds them by comparing the snapshot of each poll with the one before (the
-// dashboard polls once a second), so the data path does nothing for the timeline:
+// checkout, and a life record per closed connection with the same facts; it keeps no list of
+// reuses. The admin side rebuilds them by comparing the snapshot of each poll with the one
+// before (the dashboard polls once a second), so the data path does nothing for the
+// timeline:
 //
 //   - a connection whose checkouts (requests served, plus one while in use) went up by one
 //     was reused once; if it is in use now, or was idle at the last poll, the reuse began at
-//     (end of the previous request + idle age at checkout), exactly;
-//   - more checkouts than one between two polls are shown as one mark with their count,
-//     the latest with its idle age, placed at the poll (exact: false).
+//     (end of the previous request + idle age at checkout): the mark is exact;
+//   - otherwise (several checkouts between two polls, or a connection first seen after its
+//     reuses) one mark stands for them with their count and the idle age of the latest, at
+//     the end of the latest one's request (exact: false; off by that request's duration);
+//   - a closed connection's record adds what no poll saw the same way.
 //
-// Reuses that began before the first poll are not shown, only counted (requests_served).
 // Nothing is sampled while no one polls.
 
 const (
@@ -50,7 +52,7 @@ type connLine struct {
 // reuseMark is one reuse (or Count reuses between two polls) of a connection.
 type reuseMark struct {
 	Time    time.Time `json:"time"`
-	IdleAge float64   `json:"idle_age_seconds"` // of the latest reuse it stands for
+	IdleAge float64   `json:"idle_age_seconds"` // of the latest reuse it stands for; -1: not known
 	Count   int       `json:"count"`
 	Exact   bool      `json:"exact"` // Time is when the reuse began, not the poll
 }
@@ -145,8 +147,17 @@ func (l *targetLine) observe(s *connpool.Snapshot, now time.Time) lineView {
 		if !h.LastUsed.IsZero() && h.Served > 0 && isIdleClose(h.Reason) {
 			lc.ClosedIdle = h.Closed.Sub(h.LastUsed).Seconds()
 		}
+		seen := 1 // checkouts a poll saw; the first is no reuse
 		if cl := l.conns[h.ID]; cl != nil {
 			lc.Reuses = append(lc.Reuses, cl.reuses...)
+			seen = max(seen, cl.checkouts)
+		}
+		if n := h.Served - seen; n > 0 && h.Served >= 2 {
+			m := reuseMark{Time: h.LastUsed, IdleAge: h.LastIdleAge.Seconds(), Count: n}
+			if !isIdleClose(h.Reason) { // closed during its last request, which began then
+				m.Time, m.Exact = h.LastUsed.Add(h.LastIdleAge), n == 1
+			}
+			lc.Reuses = append(lc.Reuses, m)
 		}
 		v.Connections = append(v.Connections, lc)
 	}
@@ -186,16 +197,22 @@ func (l *targetLine) conn(c *connpool.ConnInfo, now time.Time) *connLine {
 	if cl == nil {
 		cl = &connLine{reuses: []reuseMark{}}
 		l.conns[c.ID] = cl
-		if inUse && k >= 2 { // in a reuse now: it began at the end of the last request + idle age
+		switch {
+		case inUse && k >= 2: // in a reuse now: it began at the end of the last request + idle age
+			if k > 2 {
+				cl.add(reuseMark{Time: c.LastUsed, Count: k - 2, IdleAge: -1})
+			}
 			cl.add(reuseMark{Time: c.LastUsed.Add(c.LastIdleAge), IdleAge: c.LastIdleAge.Seconds(), Count: 1, Exact: true})
+		case k >= 2: // reused before this first poll; the latest ended at LastUsed
+			cl.add(reuseMark{Time: c.LastUsed, IdleAge: c.LastIdleAge.Seconds(), Count: k - 1})
 		}
 	} else if n := k - cl.checkouts; n > 0 {
 		reuses := min(n, k-1) // the first checkout of a connection is no reuse
 		if reuses > 0 {
-			m := reuseMark{Time: now, IdleAge: c.LastIdleAge.Seconds(), Count: reuses}
+			m := reuseMark{Time: c.LastUsed, IdleAge: c.LastIdleAge.Seconds(), Count: reuses}
 			switch {
-			case n == 1 && inUse:
-				m.Time, m.Exact = c.LastUsed.Add(c.LastIdleAge), true
+			case inUse: // the latest began at the end of the previous request + its idle age
+				m.Time, m.Exact = c.LastUsed.Add(c.LastIdleAge), n == 1
 			case n == 1 && !cl.inUse:
 				m.Time, m.Exact = cl.lastUsed.Add(c.LastIdleAge), true
 			}

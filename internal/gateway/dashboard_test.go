@@ -243,6 +243,8 @@ upstreams:
     targets: [{address: "{{idle}}"}]
   - id: dead
     targets: [{address: "{{dead}}"}]
+  - id: learn
+    targets: [{address: "{{learn}}"}]
 routes:
   - id: users
     match: {path_prefix: /api/users/}
@@ -256,6 +258,9 @@ routes:
   - id: dead
     match: {path: /dead}
     upstream: dead
+  - id: learn
+    match: {path_prefix: /learn/}
+    upstream: learn
   - id: urgent
     priority: 10
     match: {path: /urgent, methods: [POST]}
@@ -276,7 +281,8 @@ func startDashboard(t *testing.T, adminAddr, key string) *dashboardEnv {
 	t.Helper()
 	idle := testutil.IdleCloser(t, 300*time.Millisecond)
 	vars := map[string]string{"api": testutil.Echo(t).Addr(), "idle": idle.Addr(),
-		"dead": testutil.DeadAddr(t), "admin": adminAddr, "key": key}
+		"dead": testutil.DeadAddr(t), "admin": adminAddr, "key": key,
+		"learn": testutil.AdvertisingCloser(t, 1, time.Second).Addr()}
 	cfg := mustParse(t, dashboardConfig, vars)
 	logBuf := &syncBuffer{}
 	gw := New(slog.New(slog.NewTextHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
@@ -334,6 +340,9 @@ func TestDashboardPages(t *testing.T) {
 	t.Run("overview", func(t *testing.T) {
 		b.t = t
 		defer b.jsErrors()
+		if *update {
+			scene(t, e, b)
+		}
 		b.open(e.admin + "/ui/#overview")
 		b.waitJS("two traffic samples", `document.querySelector('#ov-errors') && document.querySelector('#ov-errors').innerText.includes('no_route')`)
 		b.pause()
@@ -355,7 +364,7 @@ func TestDashboardPages(t *testing.T) {
 			ErrorsTotal map[string]int `json:"errors_total"`
 		}
 		adminGet(t, e.admin, "/admin/traffic", "", &tr)
-		if tr.ErrorsTotal["no_route"] != 1 || tr.ErrorsTotal["upstream_connect_refused"] != 2 {
+		if !*update && (tr.ErrorsTotal["no_route"] != 1 || tr.ErrorsTotal["upstream_connect_refused"] != 2) {
 			t.Errorf("API errors_total %v, want no_route 1 and upstream_connect_refused 2", tr.ErrorsTotal)
 		}
 		for code, n := range tr.ErrorsTotal {
@@ -385,7 +394,7 @@ func TestDashboardPages(t *testing.T) {
 		adminGet(t, e.admin, "/admin/traffic", "", &tr)
 		var ids []string
 		b.eval(`[...document.querySelectorAll('#routes-table tbody tr')].map(r => r.dataset.route)`, &ids)
-		want := []string{"urgent", "dead", "users", "idle", "api"} // exact, then the longer prefix
+		want := []string{"urgent", "dead", "users", "learn", "idle", "api"} // exact, then the longer prefix
 		if strings.Join(ids, " ") != strings.Join(want, " ") {
 			t.Errorf("routes on page in order %v, want %v", ids, want)
 		}
@@ -398,7 +407,7 @@ func TestDashboardPages(t *testing.T) {
 				t.Errorf("route %s row %q: requests column should be %d", r.ID, row, tr.Routes[r.ID].Total)
 			}
 		}
-		if tr.Routes["users"].Total != 6 {
+		if !*update && tr.Routes["users"].Total != 6 {
 			t.Errorf("API: route users total %d, want 6", tr.Routes["users"].Total)
 		}
 		b.screenshot("routes")
@@ -425,7 +434,7 @@ func TestDashboardPages(t *testing.T) {
 		adminGet(t, e.admin, "/admin/upstreams", "", &ups)
 		for _, u := range ups.Upstreams {
 			for _, tg := range u.Targets {
-				cells := strings.Split(b.rowText(fmt.Sprintf("#up-%s + table", u.ID), tg.Address), "\t")
+				cells := strings.Split(b.rowText("#targets-"+u.ID, tg.Address), "\t")
 				if len(cells) < 5 || cells[2] != strconv.Itoa(tg.Weight) || cells[3] != strconv.Itoa(tg.InFlight) ||
 					!strings.Contains(cells[1], tg.Health) || (u.ID == "api" && cells[4] != strconv.Itoa(tg.Idle)) {
 					t.Errorf("upstream %s target %s: page row %q; API weight %d health %s in flight %d idle %d",
@@ -446,7 +455,12 @@ func TestDashboardPages(t *testing.T) {
 		// The timeline is built from polls; one between the requests (as the page's would
 		// be, but without waiting for it) makes the reuse's time exact.
 		e.get(t, "/idle/1")
-		adminGet(t, e.admin, "/admin/upstreams/idle/timeline", "", nil)
+		testutil.WaitFor(t, 2*time.Second, "the connection back in the pool", func() bool {
+			var v struct{ Targets []struct{ Connections []struct{ State string } } }
+			adminGet(t, e.admin, "/admin/upstreams/idle/timeline", "", &v)
+			cs := v.Targets[0].Connections
+			return len(cs) == 1 && cs[0].State == "idle"
+		})
 		time.Sleep(150 * time.Millisecond)
 		e.get(t, "/idle/2")
 		adminGet(t, e.admin, "/admin/upstreams/idle/timeline", "", nil)
@@ -495,8 +509,9 @@ func TestDashboardPages(t *testing.T) {
 				t.Errorf("pool card %s on page %q, API %d", id, got, want)
 			}
 		}
-		b.screenshot("pool")
+		b.screenshot("pool-closed")
 		b.resume()
+
 	})
 
 	t.Run("probe", func(t *testing.T) {
@@ -591,4 +606,36 @@ func TestDashboardKey(t *testing.T) {
 	if !bytes.Contains([]byte(e.log.String()), []byte("admin")) {
 		t.Errorf("the gateway log is empty; the check above proves nothing")
 	}
+}
+
+// scene sends a few seconds of varied traffic for the screenshots (-update only): requests
+// at changing rates, some gateway errors, and on "learn" (a backend advertising
+// Keep-Alive: timeout=1) bursts with pauses, so its pool opens, reuses and retires
+// connections at several idle ages. The pool page is open meanwhile, as its timeline is
+// built from the polls.
+func scene(t *testing.T, e *dashboardEnv, b *browser) {
+	b.open(e.admin + "/ui/#pool/learn")
+	var wg sync.WaitGroup
+	stop := time.Now().Add(12 * time.Second)
+	wg.Go(func() {
+		for i := 0; time.Now().Before(stop); i++ {
+			e.get(t, fmt.Sprintf("/api/users/%d", i))
+			if i%25 == 0 {
+				e.get(t, "/dead")
+			}
+			time.Sleep(time.Duration(10+(i/40)%4*15) * time.Millisecond)
+		}
+	})
+	gaps := []time.Duration{200, 600, 1300, 300, 900, 150, 1500, 400, 700, 250, 1100, 500}
+	for _, gap := range gaps {
+		var burst sync.WaitGroup
+		for j := range 1 + int(gap)%3 {
+			burst.Go(func() { e.get(t, fmt.Sprintf("/learn/%d", j)) })
+		}
+		burst.Wait()
+		time.Sleep(gap * time.Millisecond)
+	}
+	wg.Wait()
+	b.fresh()
+	b.screenshot("pool")
 }

@@ -1,7 +1,7 @@
 // The dashboard's pages. Each has mount (build the page once, reading what does not change
 // while it is on screen) and update (re-read the admin JSON and redraw; called once a second).
 import { api } from './app.js';
-import { lineChart, timeline, secs, connText } from './svg.js';
+import { lineChart, timeline, secs, connText, reuseText } from './svg.js';
 
 // h builds an HTML element: h('td', {class: 'num'}, 'text', child...).
 function h(tag, attrs = {}, ...kids) {
@@ -55,7 +55,9 @@ const overview = {
     const errs = Object.entries(traffic.errors_total);
     const pts = traffic.points;
     const to = pts.length ? Date.parse(pts[pts.length - 1].time) : Date.now();
-    const from = to - 5 * 60 * 1000;
+    const first = pts.length ? Date.parse(pts[0].time) : to;
+    const from = Math.max(to - 5 * 60 * 1000, Math.min(first, to - 60 * 1000)); // up to 5 min, at least 1
+
     const recentErr = {};
     for (const p of pts) for (const [code, n] of Object.entries(p.errors)) recentErr[code] = (recentErr[code] || 0) + n;
     const codes = [...new Set([...Object.keys(recentErr), ...errs.map(e => e[0])])].sort();
@@ -71,14 +73,17 @@ const overview = {
       h('p', { class: 'note' }, `Config file ${status.config.file || '(none)'}, version `, h('code', {}, status.config.version),
         `, serving since ${when(status.generation_created)}. Percentiles are interpolated in the buckets of sluice_request_duration_seconds.`),
       h('div', { class: 'grid2' },
-        h('figure', {}, h('figcaption', {}, 'Requests per second, last 5 minutes'),
+        h('figure', {}, h('figcaption', {}, 'Requests per second'),
           lineChart({ title: 'Requests per second over the last 5 minutes', from, to, yFmt: v => num(v, v < 10 ? 1 : 0),
             series: [{ label: 'req/s', points: pts.map(p => [Date.parse(p.time), p.requests_per_second]) }] })),
-        h('figure', {}, h('figcaption', {}, 'Latency p50 and p99, last 5 minutes'),
+        h('figure', {}, h('figcaption', {}, 'Latency p50 (solid) and p99 (dashed)'),
           lineChart({ title: 'Latency p50 (solid) and p99 (dashed) over the last 5 minutes', from, to, yFmt: ms,
             series: [{ label: 'p50', points: pts.filter(p => p.requests).map(p => [Date.parse(p.time), p.p50_seconds]) },
               { label: 'p99', points: pts.filter(p => p.requests).map(p => [Date.parse(p.time), p.p99_seconds]) }] }))),
       h('h2', {}, 'Gateway-made errors by reason'),
+      codes.length ? h('figure', {}, h('figcaption', {}, 'Gateway-made errors per second, by reason (each reason its own line style)'),
+        lineChart({ title: 'Gateway-made errors per second by reason code', from, to, height: 170, width: 1100, yFmt: v => num(v, v < 10 ? 1 : 0),
+          series: codes.slice(0, 4).map(c => ({ label: c, points: pts.map(p => [Date.parse(p.time), (p.errors[c] || 0) / (p.seconds || 1)]) })) })) : null,
       table('Errors the gateway answered itself (docs/errors.md), by reason code', ['reason', 'last 5 min#', 'last 10 s#', 'since start#'],
         codes.map(c => h('tr', {}, h('td', {}, h('code', {}, c)), h('td', { class: 'num' }, String(recentErr[c] || 0)),
           h('td', { class: 'num' }, String(r.errors[c] || 0)), h('td', { class: 'num' }, String(traffic.errors_total[c] || 0)))), 'ov-errors'),
@@ -118,7 +123,7 @@ const routes = {
   async update(st) {
     const [order, cfg, traffic] = await Promise.all([api('/admin/routes/order'), api('/admin/routes'), api('/admin/traffic')]);
     const byIndex = cfg.routes;
-    st.body.replaceChildren(table(null, ['#', 'route', 'matches', 'upstream', 'requests#', 'req/s (10 s)#', 'precedence key'],
+    st.body.replaceChildren(table(null, ['order', 'route', 'matches', 'upstream', 'requests#', 'req/s (10 s)#', 'precedence key'],
       order.routes.map((r, i) => {
         const t = traffic.routes[r.id] || { total: 0, requests_per_second: 0 };
         return h('tr', { 'data-route': r.id }, h('td', {}, String(i + 1)), h('th', { scope: 'row' }, r.id),
@@ -163,11 +168,11 @@ const pool = {
     const ups = (await api('/admin/upstreams')).upstreams;
     st.upstream = st.args[0] || (ups[0] && ups[0].id) || '';
     st.target = st.args[1] || '';
-    st.window = 60;
+    st.window = 0; // 0: fit the connections shown
     const sel = h('select', { id: 'pool-upstream', onchange: e => { location.hash = `#pool/${encodeURIComponent(e.target.value)}`; } },
       ups.map(u => h('option', { value: u.id, selected: u.id === st.upstream }, u.id)));
     const win = h('select', { id: 'pool-window', onchange: e => { st.window = Number(e.target.value); } },
-      [[30, '30 s'], [60, '1 min'], [300, '5 min'], [600, '10 min']].map(([v, l]) => h('option', { value: v, selected: v === 60 }, l)));
+      [[0, 'fit'], [30, '30 s'], [60, '1 min'], [300, '5 min'], [600, '10 min']].map(([v, l]) => h('option', { value: v, selected: v === 0 }, l)));
     st.main.append(h('h1', {}, 'Pool view'),
       h('form', { class: 'inline', onsubmit: e => e.preventDefault() },
         h('label', {}, 'Upstream', sel), h('label', {}, 'Time window', win)),
@@ -185,10 +190,15 @@ const pool = {
 };
 
 function poolTarget(st, t) {
-  const to = Date.parse(t.now), from = to - st.window * 1000;
+  const to = Date.parse(t.now);
+  let from = to - st.window * 1000;
+  if (!st.window) { // fit: from just before the oldest connection kept, 10 s at least
+    const first = Math.min(to - 10000, ...t.connections.map(c => Date.parse(c.opened)));
+    from = first - (to - first) * 0.03;
+  }
   const conns = t.connections.filter(c => !c.closed || Date.parse(c.closed) >= from);
   const ages = [];
-  for (const c of conns) for (const m of c.reuses) ages.push([Date.parse(m.time), m.idle_age_seconds]);
+  for (const c of conns) for (const m of c.reuses) if (m.idle_age_seconds >= 0) ages.push([Date.parse(m.time), m.idle_age_seconds]);
   const checkouts = t.opened + t.reused;
   const closed = Object.entries(t.closed_by).sort((a, b) => b[1] - a[1]);
   const id = `pool-${t.address.replace(/[^a-z0-9]/gi, '-')}`;
@@ -204,15 +214,15 @@ function poolTarget(st, t) {
       ['Learned idle timeout', t.learned_idle_timeout_seconds ? `${secs(t.learned_idle_timeout_seconds)} (${t.learned_source})` : 'none', `${id}-learned`],
       ['Effective idle timeout', t.effective_idle_timeout_seconds ? secs(t.effective_idle_timeout_seconds) : 'no reuse', `${id}-effective`],
     ]),
-    h('figure', {}, h('figcaption', {}, `Connections to ${t.address}, last ${secs(st.window)}`),
+    h('figure', {}, h('figcaption', {}, `Connections to ${t.address}, last ${secs(Math.round((to - from) / 1000))}`),
       conns.length ? timeline({ title: `Timeline of the connections to ${t.address}`, conns, idle: t.idle_timeouts, reuseAges: ages, from, to })
         : h('p', { class: 'muted' }, 'No connections in this window.')),
     h('h3', {}, 'Connections (the same, as text)'),
-    table(null, ['#', 'opened', 'state', 'requests#', 'reuses (idle age)', 'closed', 'reason', 'idle at close'],
+    table(null, ['id', 'opened', 'state', 'requests#', 'reuses (idle age)', 'closed', 'reason', 'idle at close'],
       conns.slice().reverse().map(c => h('tr', { 'data-conn': c.id, title: connText(c) },
         h('td', {}, String(c.id)), h('td', {}, when(c.opened)), h('td', {}, c.state.replace('_', ' ')),
         h('td', { class: 'num' }, String(c.requests_served)),
-        h('td', {}, c.reuses.map(m => secs(m.idle_age_seconds) + (m.count > 1 ? ` ×${m.count}` : '')).join(', ') || '–'),
+        h('td', {}, c.reuses.map(reuseText).join(', ') || '–'),
         h('td', {}, c.closed ? when(c.closed) : '–'), h('td', {}, c.reason ? h('code', {}, c.reason) : '–'),
         h('td', {}, c.closed_idle_seconds ? secs(c.closed_idle_seconds) : '–'))), `${id}-conns`),
     h('h3', {}, 'Closed, by reason (since the pool was created)'),
