@@ -4,7 +4,8 @@
 // data path. docs/admin-api.md documents every endpoint.
 //
 // With an API key configured, every request must carry it as "Authorization: Bearer <key>"
-// or "X-API-Key: <key>"; keys are compared in constant time. Config validation refuses a
+// or "X-API-Key: <key>" (except the two health probes and the dashboard's static files under
+// /ui/, which hold no data); keys are compared in constant time. Config validation refuses a
 // non-loopback admin address without a key, and there is no default key.
 package admin
 

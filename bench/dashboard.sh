@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# bench/dashboard.sh: requests/s through sluice with the dashboard open vs closed, side by side
+# (docs/dashboard.md, docs/benchmarks.md).
+#
+#   bash bench/dashboard.sh [-rounds 8] [-duration 5] [-connections 32]
+#
+# One sluice (ports 23080 client, 23180 admin: this suite's range 23000-23999) in front of
+# bench/backend (23081). Each round runs bench/loadgen for -duration; in every other round
+# bench/dashpoll polls what an open dashboard polls, once a second (overview and pool
+# endpoints together: more than any one page asks). The order alternates (closed, open,
+# open, closed, ...) so drift on a shared machine falls on both sides. Reported: each round's
+# req/s, the medians of each side and open/closed.
+set -euo pipefail
+
+ROUNDS=8 DURATION=5 CONNS=32
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-rounds) ROUNDS=$2; shift ;;
+	-duration) DURATION=$2; shift ;;
+	-connections) CONNS=$2; shift ;;
+	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
+	*) echo "dashboard.sh: unknown flag $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-dash.XXXXXX")
+declare -A PID=() PORT=()
+STARTED=()
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+trap cleanup EXIT
+
+GW=23080 ADMIN=23180 BE=23081
+log "building sluice, backend, loadgen and dashpoll into $TMP/bin"
+(cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen ./bench/dashpoll)
+
+"$TMP/bin/backend" -addr "127.0.0.1:$BE" -size 300 >"$TMP/backend.log" 2>&1 &
+PID[backend]=$!; STARTED+=("$!")
+cat >"$TMP/sluice.yaml" <<YAML
+listeners: [{address: "127.0.0.1:$GW"}]
+upstreams: [{id: bench, targets: [{address: "127.0.0.1:$BE"}]}]
+routes: [{id: all, upstream: bench}]
+admin: {address: "127.0.0.1:$ADMIN"}
+log: {access: "off", level: "warn"}
+YAML
+"$TMP/bin/sluice" run -c "$TMP/sluice.yaml" >"$TMP/sluice.log" 2>&1 &
+PID[sluice]=$!; STARTED+=("$!")
+wait_port backend "$BE"
+wait_port sluice "$GW"
+wait_port admin "$ADMIN"
+"$TMP/bin/loadgen" -url "http://127.0.0.1:$GW/" -c "$CONNS" -d 2s >/dev/null # warm up
+
+closed=() open=()
+for r in $(seq 1 "$ROUNDS"); do
+	# closed, open, open, closed, closed, open, ...
+	if (( (r / 2) % 2 == 1 )); then side=open; else side=closed; fi
+	poller=""
+	if [ $side = open ]; then
+		"$TMP/bin/dashpoll" -admin "http://127.0.0.1:$ADMIN" -upstream bench -d "$((DURATION + 1))s" >"$TMP/poll.$r" &
+		poller=$!
+	fi
+	out=$("$TMP/bin/loadgen" -url "http://127.0.0.1:$GW/" -c "$CONNS" -d "${DURATION}s")
+	rps=$(echo "$out" | awk -F'\t' '{print $2}')
+	if [ -n "$poller" ]; then
+		wait "$poller" || { log "dashpoll failed: $(cat "$TMP/poll.$r")"; exit 1; }
+		polls=$(cut -f1 "$TMP/poll.$r")
+	else
+		polls=0
+	fi
+	printf 'round %d\t%s\treq/s %s\tdashboard polls %s\n' "$r" "$side" "$rps" "$polls"
+	if [ $side = open ]; then open+=("$rps"); else closed+=("$rps"); fi
+done
+mc=$(printf '%s\n' "${closed[@]}" | median)
+mo=$(printf '%s\n' "${open[@]}" | median)
+printf 'median req/s\tclosed %s\topen %s\topen/closed %s\n' "$mc" "$mo" "$(awk -v o="$mo" -v c="$mc" 'BEGIN{printf "%.4f", o/c}')"
