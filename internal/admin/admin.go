@@ -84,8 +84,8 @@ type Target struct {
 type Server struct {
 	ln      net.Listener
 	http    *http.Server
-	traffic *traffic // nil unless the Source is a [Dashboard]
-	key  atomic.Pointer[[sha256.Size]byte] // SHA-256 of the API key; nil: no key required
+	traffic *traffic                          // nil unless the Source is a [Dashboard]
+	key     atomic.Pointer[[sha256.Size]byte] // SHA-256 of the API key; nil: no key required
 }
 
 // Listen binds addr and returns a Server that answers from src, with metrics on /metrics.

@@ -386,7 +386,9 @@ func TestDashboardPages(t *testing.T) {
 		defer b.jsErrors()
 		b.open(e.admin + "/ui/#routes")
 		b.pause()
-		var order struct{ Routes []struct{ ID, Upstream string } }
+		var order struct {
+			Routes []struct{ ID, Upstream string }
+		}
 		adminGet(t, e.admin, "/admin/routes/order", "", &order)
 		var tr struct {
 			Routes map[string]struct{ Total int }
@@ -456,7 +458,9 @@ func TestDashboardPages(t *testing.T) {
 		// be, but without waiting for it) makes the reuse's time exact.
 		e.get(t, "/idle/1")
 		testutil.WaitFor(t, 2*time.Second, "the connection back in the pool", func() bool {
-			var v struct{ Targets []struct{ Connections []struct{ State string } } }
+			var v struct {
+				Targets []struct{ Connections []struct{ State string } }
+			}
 			adminGet(t, e.admin, "/admin/upstreams/idle/timeline", "", &v)
 			cs := v.Targets[0].Connections
 			return len(cs) == 1 && cs[0].State == "idle"
