@@ -2,7 +2,7 @@
 # bench/dashboard.sh: requests/s through sluice with the dashboard open vs closed, side by side
 # (docs/dashboard.md, docs/benchmarks.md).
 #
-#   bash bench/dashboard.sh [-rounds 8] [-duration 5] [-connections 32]
+#   bash bench/dashboard.sh [-rounds 8] [-duration 5] [-connections 32] [-pairs 3] [-idle 20]
 #
 # One sluice (ports 23080 client, 23180 admin: this suite's range 23000-23999) in front of
 # bench/backend (23081). Each round runs bench/loadgen for -duration; in every other round
@@ -12,19 +12,20 @@
 # req/s, the medians of each side and open/closed.
 #
 # On a shared machine req/s moves by more than the effect, so the script also measures the
-# cost directly as CPU time of the sluice process (utime+stime): -pairs pairs of 10 s without
+# cost directly as CPU time of the sluice process (utime+stime): -pairs pairs of -idle s without
 # load, dashboard closed and open, give the CPU the open dashboard costs per second; the load
 # rounds give the CPU per request. Their ratio is the share of the gateway's CPU at the
 # measured rate that an open dashboard takes.
 set -euo pipefail
 
-ROUNDS=8 DURATION=5 CONNS=32 PAIRS=3
+ROUNDS=8 DURATION=5 CONNS=32 PAIRS=3 IDLE=20
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
 	-duration) DURATION=$2; shift ;;
 	-connections) CONNS=$2; shift ;;
 	-pairs) PAIRS=$2; shift ;;
+	-idle) IDLE=$2; shift ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "dashboard.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -97,13 +98,13 @@ for p in $(seq 1 "$PAIRS"); do
 		poller=""
 		t0=$(cpu_ticks sluice)
 		if [ $side = open ]; then
-			"$TMP/bin/dashpoll" -admin "http://127.0.0.1:$ADMIN" -upstream bench -d 10s >/dev/null &
+			"$TMP/bin/dashpoll" -admin "http://127.0.0.1:$ADMIN" -upstream bench -d "${IDLE}s" >/dev/null &
 			poller=$!
 		fi
-		sleep 10
+		sleep "$IDLE"
 		[ -n "$poller" ] && wait "$poller"
 		t1=$(cpu_ticks sluice)
-		ms=$(awk -v t=$((t1 - t0)) -v k="$TICK_MS" 'BEGIN{printf "%.2f", t * k / 10}')
+		ms=$(awk -v t=$((t1 - t0)) -v k="$TICK_MS" -v s="$IDLE" 'BEGIN{printf "%.2f", t * k / s}')
 		printf 'idle pair %d\t%s\tsluice CPU %s ms/s\n' "$p" "$side" "$ms"
 		if [ $side = open ]; then idle_open+=("$ms"); else idle_closed+=("$ms"); fi
 	done

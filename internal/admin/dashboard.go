@@ -46,7 +46,14 @@ func handleDashboard(mux *http.ServeMux, src Source, tr *traffic, tl *timelines)
 			writeError(w, http.StatusNotFound, "not_found", "no traffic samples on this admin listener")
 			return
 		}
-		writeJSON(w, http.StatusOK, tr.view())
+		b, err := tr.encoded()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal_error", err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(b)
 	})
 	mux.HandleFunc("GET /admin/reloads", func(w http.ResponseWriter, _ *http.Request) {
 		rs := []Reload{}

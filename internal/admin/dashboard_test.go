@@ -264,3 +264,31 @@ func TestProbeEndpoint(t *testing.T) {
 }
 
 func jsonDecode(s string, v any) error { return json.NewDecoder(bytes.NewBufferString(s)).Decode(v) }
+
+// BenchmarkTrafficView is the cost of one /admin/traffic answer with a full ring (the
+// dashboard's overview asks once a second).
+func BenchmarkTrafficView(b *testing.B) {
+	n := uint64(0)
+	tr := newTraffic(func() metrics.Totals {
+		n += 100
+		return metrics.Totals{Requests: map[string]uint64{"a": n, "b": n / 2}, Errors: map[string]uint64{"no_route": n / 100},
+			Bounds: []float64{0.001, 0.01, 0.1, 1}, Buckets: []uint64{n / 4, n / 2, n, n}, DurationCount: n}
+	})
+	t0 := time.Now()
+	for i := range trafficSamples {
+		tr.add(t0.Add(time.Duration(i) * time.Second))
+	}
+	b.ReportAllocs()
+	size := 0
+	for b.Loop() {
+		tr.mu.Lock()
+		tr.adds++ // a new sample each time: the cache never answers
+		tr.mu.Unlock()
+		enc, err := tr.encoded()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(enc)
+	}
+	b.ReportMetric(float64(size), "bytes/answer")
+}

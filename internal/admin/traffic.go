@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"maps"
 	"sync"
 	"time"
@@ -34,6 +35,14 @@ type traffic struct {
 
 	mu   sync.Mutex
 	ring []sample // oldest first once full; at most trafficSamples
+	adds uint64   // samples added so far
+
+	// The encoded view of the ring at adds == encAt: every poll within the same second
+	// (several tabs, several pages) gets these bytes instead of a new encoding (~80 KB
+	// for a full ring).
+	encMu sync.Mutex
+	enc   []byte
+	encAt uint64
 }
 
 func newTraffic(read func() metrics.Totals) *traffic {
@@ -70,6 +79,25 @@ func (t *traffic) add(now time.Time) {
 		t.ring = t.ring[:trafficSamples-1]
 	}
 	t.ring = append(t.ring, s)
+	t.adds++
+}
+
+// encoded returns the view as compact JSON, encoded at most once per sample.
+func (t *traffic) encoded() ([]byte, error) {
+	t.encMu.Lock()
+	defer t.encMu.Unlock()
+	t.mu.Lock()
+	adds := t.adds
+	t.mu.Unlock()
+	if t.enc != nil && t.encAt == adds {
+		return t.enc, nil
+	}
+	b, err := json.Marshal(t.view())
+	if err != nil {
+		return nil, err
+	}
+	t.enc, t.encAt = append(b, '\n'), adds
+	return t.enc, nil
 }
 
 // point is one interval of the traffic view.
@@ -80,7 +108,7 @@ type point struct {
 	Rate     float64           `json:"requests_per_second"`
 	P50      float64           `json:"p50_seconds"` // 0: no requests in the interval
 	P99      float64           `json:"p99_seconds"`
-	Errors   map[string]uint64 `json:"errors"` // gateway-made errors by reason code
+	Errors   map[string]uint64 `json:"errors,omitempty"` // gateway-made errors by reason code; none: omitted
 }
 
 // trafficView is /admin/traffic.
@@ -131,7 +159,7 @@ func (t *traffic) view() trafficView {
 
 // between is the traffic from sample a to the later sample b.
 func between(a, b sample) point {
-	p := point{Time: b.at, Seconds: b.at.Sub(a.at).Seconds(), Errors: map[string]uint64{}}
+	p := point{Time: b.at, Seconds: b.at.Sub(a.at).Seconds()}
 	for id, n := range b.t.Requests {
 		p.Requests += n - min(n, a.t.Requests[id])
 	}
@@ -140,6 +168,9 @@ func between(a, b sample) point {
 	}
 	for code, n := range b.t.Errors {
 		if d := n - min(n, a.t.Errors[code]); d > 0 {
+			if p.Errors == nil {
+				p.Errors = map[string]uint64{}
+			}
 			p.Errors[code] = d
 		}
 	}

@@ -546,6 +546,30 @@ func TestDashboardPages(t *testing.T) {
 		b.screenshot("probe")
 	})
 
+	t.Run("keyboard", func(t *testing.T) {
+		b.t = t
+		defer b.jsErrors()
+		b.open(e.admin + "/ui/#overview")
+		// Tab reaches the skip link first, then the page links in order; Enter follows one.
+		var focused []string
+		for range 3 {
+			b.run(chromedp.KeyEvent("\t"))
+			var s string
+			b.eval(`document.activeElement.getAttribute('href') || document.activeElement.id`, &s)
+			focused = append(focused, s)
+		}
+		if strings.Join(focused, " ") != "#main #overview #routes" {
+			t.Errorf("Tab focuses %v, want the skip link, then Overview, then Routes", focused)
+		}
+		b.run(chromedp.KeyEvent("\r"))
+		b.waitJS("the routes page", `document.body.dataset.page === 'routes' && document.querySelector('#routes-table')`)
+		var current string
+		b.eval(`document.querySelector('nav a[aria-current="page"]').innerText`, &current)
+		if current != "Routes" {
+			t.Errorf("the current page link is %q, want Routes", current)
+		}
+	})
+
 	b.t = t
 	for _, u := range b.urls {
 		if !strings.HasPrefix(u, e.admin+"/") {

@@ -59,7 +59,7 @@ const overview = {
     const from = Math.max(to - 5 * 60 * 1000, Math.min(first, to - 60 * 1000)); // up to 5 min, at least 1
 
     const recentErr = {};
-    for (const p of pts) for (const [code, n] of Object.entries(p.errors)) recentErr[code] = (recentErr[code] || 0) + n;
+    for (const p of pts) for (const [code, n] of Object.entries(p.errors || {})) recentErr[code] = (recentErr[code] || 0) + n;
     const codes = [...new Set([...Object.keys(recentErr), ...errs.map(e => e[0])])].sort();
     st.body.replaceChildren(
       cards([
@@ -83,10 +83,10 @@ const overview = {
       h('h2', {}, 'Gateway-made errors by reason'),
       codes.length ? h('figure', {}, h('figcaption', {}, 'Gateway-made errors per second, by reason (each reason its own line style)'),
         lineChart({ title: 'Gateway-made errors per second by reason code', from, to, height: 170, width: 1100, yFmt: v => num(v, v < 10 ? 1 : 0),
-          series: codes.slice(0, 4).map(c => ({ label: c, points: pts.map(p => [Date.parse(p.time), (p.errors[c] || 0) / (p.seconds || 1)]) })) })) : null,
+          series: codes.slice(0, 4).map(c => ({ label: c, points: pts.map(p => [Date.parse(p.time), ((p.errors || {})[c] || 0) / (p.seconds || 1)]) })) })) : null,
       table('Errors the gateway answered itself (docs/errors.md), by reason code', ['reason', 'last 5 min#', 'last 10 s#', 'since start#'],
         codes.map(c => h('tr', {}, h('td', {}, h('code', {}, c)), h('td', { class: 'num' }, String(recentErr[c] || 0)),
-          h('td', { class: 'num' }, String(r.errors[c] || 0)), h('td', { class: 'num' }, String(traffic.errors_total[c] || 0)))), 'ov-errors'),
+          h('td', { class: 'num' }, String((r.errors || {})[c] || 0)), h('td', { class: 'num' }, String(traffic.errors_total[c] || 0)))), 'ov-errors'),
       h('h2', {}, 'Listeners'),
       table(null, ['name', 'configured address', 'bound address'],
         status.listeners.map(l => h('tr', {}, h('td', {}, l.name || '–'), h('td', {}, h('code', {}, l.address)), h('td', {}, h('code', {}, l.bound)))), 'ov-listeners'),
