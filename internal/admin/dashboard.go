@@ -2,6 +2,7 @@ package admin
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"sluice/internal/metrics"
@@ -41,9 +42,18 @@ type RouteRank struct {
 // 404 when src has no [Dashboard] (tests with a bare Source).
 func handleDashboard(mux *http.ServeMux, src Source, tr *traffic, tl *timelines) {
 	d, _ := src.(Dashboard)
-	mux.HandleFunc("GET /admin/traffic", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /admin/traffic", func(w http.ResponseWriter, r *http.Request) {
 		if tr == nil {
 			writeError(w, http.StatusNotFound, "not_found", "no traffic samples on this admin listener")
+			return
+		}
+		if q := r.URL.Query().Get("since"); q != "" { // unix milliseconds: only newer points
+			ms, err := strconv.ParseInt(q, 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "bad_request", "since: want unix milliseconds")
+				return
+			}
+			writeJSON(w, http.StatusOK, tr.view(time.UnixMilli(ms)))
 			return
 		}
 		b, err := tr.encoded()

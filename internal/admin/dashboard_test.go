@@ -68,6 +68,12 @@ func TestTrafficView(t *testing.T) {
 	if v.Routes["b"].Total != 20 || v.Routes["b"].Rate != 10 || v.ErrorsTotal["no_route"] != 3 {
 		t.Errorf("routes %+v errors %v", v.Routes, v.ErrorsTotal)
 	}
+	if n := len(tr.view(t0.Add(2*time.Second + 300*time.Microsecond)).Points); n != 0 {
+		t.Errorf("since the last sample: %d points, want none", n)
+	}
+	if n := len(tr.view(t0.Add(time.Second)).Points); n != 1 {
+		t.Errorf("since before the last sample: %d points, want 1", n)
+	}
 }
 
 // poolAt is a snapshot of one target with the given live connections and history.
@@ -110,7 +116,8 @@ func TestTimelineReuses(t *testing.T) {
 	if len(c.Reuses) != 3 || c.Reuses[2].Count != 3 || c.Reuses[2].Exact || !c.Reuses[2].Time.Equal(at(3000)) {
 		t.Fatalf("after a burst: %+v; want a mark ×3 at 3000 ms", c.Reuses)
 	}
-	// Closed by the backend while idle, after one more request no poll saw.
+	// Closed by the backend while idle (the sweeper saw it), after one more request no
+	// poll saw.
 	closed := []connpool.LifeRecord{{ID: 7, Created: t0, Closed: at(3900), Served: 7, LastIdleAge: ms(40),
 		LastUsed: at(3600), Reason: connpool.CloseBackendClosedIdle}}
 	c = poll(4200, nil, closed)
@@ -128,6 +135,15 @@ func TestTimelineReuses(t *testing.T) {
 	c = poll(1000, nil, closed)
 	if len(c.Reuses) != 1 || c.Reuses[0].Count != 2 || !c.Reuses[0].Time.Equal(at(600)) || c.ClosedIdle != 0 {
 		t.Fatalf("unseen, closed in use: %+v", c)
+	}
+	// One the reuse check found dead at checkout: the record's last idle age is that
+	// checkout's, so the reuse's is unknown.
+	tl = newTimelines()
+	closed = []connpool.LifeRecord{{ID: 7, Created: t0, Closed: at(900), Served: 2, LastIdleAge: ms(400),
+		LastUsed: at(500), Reason: connpool.CloseBackendClosedIdle}}
+	c = poll(1000, nil, closed)
+	if len(c.Reuses) != 1 || c.Reuses[0].IdleAge != -1 || c.ClosedIdle != 0.4 {
+		t.Fatalf("unseen, caught at checkout: %+v", c)
 	}
 }
 

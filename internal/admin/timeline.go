@@ -28,6 +28,8 @@ import (
 const (
 	timelineReuses = 64 // reuse marks kept per connection, the latest
 	timelineIdle   = 300
+	// checkSlack bounds the time from a checkout to the close its reuse check causes.
+	checkSlack = 20 * time.Millisecond
 )
 
 // timelines keeps what the polls saw, per upstream and target.
@@ -154,8 +156,14 @@ func (l *targetLine) observe(s *connpool.Snapshot, now time.Time) lineView {
 		}
 		if n := h.Served - seen; n > 0 && h.Served >= 2 {
 			m := reuseMark{Time: h.LastUsed, IdleAge: h.LastIdleAge.Seconds(), Count: n}
-			if !isIdleClose(h.Reason) { // closed during its last request, which began then
+			switch {
+			case !isIdleClose(h.Reason): // closed during its last request, which began then
 				m.Time, m.Exact = h.LastUsed.Add(h.LastIdleAge), n == 1
+			case h.LastIdleAge >= h.Closed.Sub(h.LastUsed)-checkSlack:
+				// The last checkout was the one that found it dead (the reuse check, just
+				// before the close): its idle age is the close's, not the last reuse's,
+				// which is unknown.
+				m.IdleAge = -1
 			}
 			lc.Reuses = append(lc.Reuses, m)
 		}

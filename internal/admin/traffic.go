@@ -130,7 +130,9 @@ type routeRate struct {
 
 const recentSamples = 10
 
-func (t *traffic) view() trafficView {
+// view is the traffic of the ring; with since set, points only for the intervals that end
+// after it (a poller that keeps the series asks only for what is new).
+func (t *traffic) view(since ...time.Time) trafficView {
 	t.mu.Lock()
 	ring := append([]sample(nil), t.ring...)
 	t.mu.Unlock()
@@ -140,6 +142,9 @@ func (t *traffic) view() trafficView {
 		return v
 	}
 	for i := 1; i < len(ring); i++ {
+		if len(since) > 0 && ring[i].at.UnixMilli() <= since[0].UnixMilli() { // since: in ms
+			continue
+		}
 		v.Points = append(v.Points, between(ring[i-1], ring[i]))
 	}
 	last := ring[len(ring)-1]

@@ -50,10 +50,14 @@ const overview = {
     st.body = region(st, 'overview-body');
   },
   async update(st) {
-    const [status, traffic, reloads] = await Promise.all([api('/admin/status'), api('/admin/traffic'), api('/admin/reloads')]);
+    // The series is kept here: after the first answer, only newer points are asked for.
+    st.points = st.points || [];
+    const since = st.points.length ? `?since=${Date.parse(st.points[st.points.length - 1].time)}` : '';
+    const [status, traffic, reloads] = await Promise.all([api('/admin/status'), api(`/admin/traffic${since}`), api('/admin/reloads')]);
+    st.points = st.points.concat(traffic.points).slice(-300);
     const r = traffic.recent;
     const errs = Object.entries(traffic.errors_total);
-    const pts = traffic.points;
+    const pts = st.points;
     const to = pts.length ? Date.parse(pts[pts.length - 1].time) : Date.now();
     const first = pts.length ? Date.parse(pts[0].time) : to;
     const from = Math.max(to - 5 * 60 * 1000, Math.min(first, to - 60 * 1000)); // up to 5 min, at least 1
@@ -121,7 +125,7 @@ const routes = {
     st.body = region(st, 'routes-body');
   },
   async update(st) {
-    const [order, cfg, traffic] = await Promise.all([api('/admin/routes/order'), api('/admin/routes'), api('/admin/traffic')]);
+    const [order, cfg, traffic] = await Promise.all([api('/admin/routes/order'), api('/admin/routes'), api(`/admin/traffic?since=${Date.now()}`)]); // no series needed
     const byIndex = cfg.routes;
     st.body.replaceChildren(table(null, ['order', 'route', 'matches', 'upstream', 'requests#', 'req/s (10 s)#', 'precedence key'],
       order.routes.map((r, i) => {
