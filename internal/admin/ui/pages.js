@@ -161,7 +161,7 @@ const upstreams = {
           h('td', {}, t.learned_idle_timeout_seconds ? `${secs(t.learned_idle_timeout_seconds)} (${t.learned_source})` : 'none'),
           h('td', {}, t.effective_idle_timeout_seconds ? secs(t.effective_idle_timeout_seconds) : 'no reuse'),
           h('td', { class: 'num' }, num(t.reuse_factor, 2)),
-          h('td', {}, h('a', { href: `#pool/${encodeURIComponent(u.id)}/${encodeURIComponent(t.address)}` }, 'pool view'))))))));
+          h('td', {}, h('a', { href: `#pool/${encodeURIComponent(u.id)}/${encodeURIComponent(t.address)}` }, 'pool view')))), `targets-${u.id}`))));
   },
 };
 
