@@ -469,6 +469,8 @@ func TestDashboardPages(t *testing.T) {
 		e.get(t, "/idle/2")
 		adminGet(t, e.admin, "/admin/upstreams/idle/timeline", "", nil)
 		b.waitJS("the closed connection", `document.querySelector('[id$="-conns"]') && document.querySelector('[id$="-conns"]').innerText.includes('backend_closed_idle')`)
+		e.get(t, "/idle/3") // a new connection: opened 2, reused 1
+		b.fresh()
 		b.pause()
 		var tl struct {
 			Targets []struct {
@@ -487,10 +489,10 @@ func TestDashboardPages(t *testing.T) {
 		}
 		adminGet(t, e.admin, "/admin/upstreams/idle/timeline", "", &tl)
 		tt := tl.Targets[0]
-		if len(tt.Connections) != 1 {
-			t.Fatalf("API timeline has %d connections, want 1: %+v", len(tt.Connections), tt)
+		if len(tt.Connections) != 2 || tt.Opened != 2 || tt.Reused != 1 {
+			t.Fatalf("API timeline: %d connections, opened %d, reused %d; want 2, 2, 1: %+v", len(tt.Connections), tt.Opened, tt.Reused, tt)
 		}
-		c := tt.Connections[0]
+		c := tt.Connections[0] // the first, closed by the backend
 		if c.Reason != "backend_closed_idle" || c.ClosedIdle < 0.28 || c.ClosedIdle > 0.8 {
 			t.Errorf("API: connection closed %s at idle %.3f s; want backend_closed_idle at about 0.3 s", c.Reason, c.ClosedIdle)
 		}
