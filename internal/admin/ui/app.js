@@ -7,7 +7,8 @@ const POLL_MS = 1000;
 
 export class AuthError extends Error {}
 
-// api fetches admin JSON, with the key (if any) in the X-API-Key header.
+// api fetches admin JSON, with the key (if any) in the X-API-Key header: never in the URL,
+// where history, proxies and logs would keep it.
 export async function api(path, init = {}) {
   const headers = new Headers(init.headers || {});
   const key = sessionStorage.getItem(KEY);
