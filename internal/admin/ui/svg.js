@@ -23,7 +23,7 @@ function clock(t) { return new Date(t).toLocaleTimeString([], { hour12: false })
 
 // lineChart: series = [{label, points: [[timeMs, value]]}]; returns an <svg>.
 export function lineChart({ title, series, from, to, yFmt = String, height = 200, width = 640, yMin }) {
-  const pad = { l: 56, r: 110, t: 10, b: 26 };
+  const pad = { l: 56, r: 190, t: 10, b: 26 };
   const w = width - pad.l - pad.r, h = height - pad.t - pad.b;
   let maxV = 0;
   for (const se of series) for (const [, v] of se.points) maxV = Math.max(maxV, v);
@@ -48,8 +48,10 @@ export function lineChart({ title, series, from, to, yFmt = String, height = 200
     const d = pts.map(([t, v], j) => `${j ? 'L' : 'M'}${x(t).toFixed(1)},${y(v).toFixed(1)}`).join('');
     g.append(s('path', { d, class: `s${i % 4}`, fill: 'none', 'stroke-width': 2, 'stroke-dasharray': DASH[i % 4] || null }));
     if (pts.length < 40) for (const [t, v] of pts) g.append(s('circle', { cx: x(t), cy: y(v), r: 2.5, class: `s${i % 4}`, fill: 'none', 'stroke-width': 1.5 }));
-    const [lt, lv] = pts[pts.length - 1];
-    g.append(s('text', { x: x(lt) + 6, y: y(lv) + 4 + i * 2 }, `${se.label} ${yFmt(lv)}`));
+    // Legend at the right: a sample of the line's style, its label and last value.
+    const ly = pad.t + 8 + i * 16, lx = pad.l + w + 10;
+    g.append(s('line', { x1: lx, x2: lx + 18, y1: ly, y2: ly, class: `s${i % 4}`, 'stroke-width': 2, 'stroke-dasharray': DASH[i % 4] || null }),
+      s('text', { x: lx + 22, y: ly + 4 }, `${se.label} ${yFmt(pts[pts.length - 1][1])}`));
   });
   return s('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': title }, s('title', {}, title), g);
 }
