@@ -220,6 +220,9 @@ func (v adminView) Status() admin.Status {
 	if ls := g.obs.listeners.Load(); ls != nil {
 		st.Listeners = *ls
 	}
+	if c := v.Cluster(); c != nil {
+		st.Cluster = c.ClusterStatus() // cluster.go
+	}
 	return st
 }
 
