@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,4 +273,113 @@ func upstreamJSON(id, addr string) string {
 
 func routeJSON(id, prefix, upstream, addPrefix string) string {
 	return fmt.Sprintf(`{"id":%q,"match":{"path_prefix":%q},"upstream":%q,"rewrite":{"add_prefix":%q}}`, id, prefix, upstream, addPrefix)
+}
+
+// cutProxy forwards TCP to etcd until Cut, which closes every connection and refuses new
+// ones until Heal: a network partition between one node and etcd, while etcd runs on.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.Cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.cut {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns[c], p.conns[up] = true, true
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) URL() string { return "http://" + p.ln.Addr().String() }
+
+// Cut closes every forwarded connection and refuses new ones.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+// Heal accepts connections again.
+func (p *cutProxy) Heal() {
+	p.mu.Lock()
+	p.cut = false
+	p.mu.Unlock()
+}
+
+// nodeFileURL is nodeFile with another etcd URL (a cutProxy's).
+func nodeFileURL(t *testing.T, url, prefix string) string {
+	t.Helper()
+	return nodeFile(t, &etcdServer{URL: url}, prefix)
+}
+
+// load sends GETs to every node from a few keep-alive clients until stop is closed, and
+// returns the number sent and the failures (a transport error or a status other than 200).
+func load(nodes []*testNode, path string, stop <-chan struct{}) (func() (int64, []string), *sync.WaitGroup) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		sent  int64
+		fails []string
+	)
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := nodes[(i+j)%len(nodes)]
+				status, body, err := n.get(nil, c, path)
+				mu.Lock()
+				sent++
+				if err != nil || status != 200 {
+					fails = append(fails, fmt.Sprintf("node %s: status %d err %v body %.200s", n.addr, status, err, body))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	return func() (int64, []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return sent, slices.Clone(fails)
+	}, &wg
 }
