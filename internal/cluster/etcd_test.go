@@ -383,3 +383,20 @@ func load(nodes []*testNode, path string, stop <-chan struct{}) (func() (int64, 
 		return sent, slices.Clone(fails)
 	}, &wg
 }
+
+// metricValue returns the value of an unlabelled metric from the node's /metrics.
+func metricValue(t *testing.T, n *testNode, name string) string {
+	t.Helper()
+	resp, err := http.Get(n.admin() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
