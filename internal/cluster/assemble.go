@@ -1,10 +1,11 @@
 package cluster
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,63 +47,130 @@ func ReadLocal(file string, data []byte) (*Local, error) {
 // loads it with [config.Parse]: the same strict decoding, defaults and validation as a file.
 // Problems name the etcd key of the object they are in ("etcd:/sluice/routes/api: upstream:
 // unknown upstream \"x\""). prefix is the cluster's key prefix.
+//
+// The document is JSON (which is YAML) with one object per line, made by concatenating the
+// stored values: an object's line is prepared once (see [Object.line]) and reused by every
+// later state, so a change costs one object's preparation plus one Parse, not a re-encoding
+// of every object; and a problem's line says which object it is in.
 func Assemble(local *Local, prefix string, st *State) (*config.Config, error) {
-	doc := map[string]any{}
-	for k, v := range local.Sections {
-		doc[k] = v
-	}
-	var errs []error
+	var (
+		doc   bytes.Buffer
+		lines = []string{"", ""} // the key of each line of doc, 1-based; "" for the node's file
+		errs  []error
+	)
 	where := func(rel string) string { return "etcd:" + prefix + "/" + rel }
 	for _, rel := range st.Unknown {
 		errs = append(errs, &config.FieldError{File: where(rel), Msg: fmt.Sprintf("unknown kind of object: want %s/<id> or %s", strings.Join(Kinds, "/<id>, "), KindSettings)})
 	}
-	if st.Settings != nil {
-		m, err := decodeObject(st.Settings.Value)
+	doc.WriteString("{\n")
+	member := func(rel, k string, v []byte) {
+		fmt.Fprintf(&doc, "%q: %s,\n", k, v)
+		lines = append(lines, rel)
+	}
+	for _, k := range slices.Sorted(maps.Keys(local.Sections)) {
+		v, err := json.Marshal(local.Sections[k])
 		if err != nil {
-			errs = append(errs, &config.FieldError{File: where(KindSettings), Msg: err.Error()})
+			return nil, &config.FieldError{File: local.File, Path: k, Msg: err.Error()}
+		}
+		member("", k, v)
+	}
+	if st.Settings != nil {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(jsonOf(st.Settings.Value), &m); err != nil || m == nil {
+			errs = append(errs, &config.FieldError{File: where(KindSettings), Msg: "not a JSON object"})
 		}
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if slices.Contains(NodeLocal, k) || slices.Contains(Kinds, k) {
 				errs = append(errs, &config.FieldError{File: where(KindSettings), Path: k, Msg: "not a shared setting: " + settingHome(k)})
 				continue
 			}
-			doc[k] = escapeEnv(m[k])
+			member(KindSettings, k, escapeEnv(compact(m[k])))
 		}
 	}
-	ids := map[string][]string{}
-	for _, kind := range Kinds {
-		objs := st.Objects[kind]
-		ids[kind] = slices.Sorted(maps.Keys(objs))
-		list := make([]any, 0, len(objs))
-		for _, id := range ids[kind] {
-			m, err := decodeObject(objs[id].Value)
+	for i, kind := range Kinds {
+		fmt.Fprintf(&doc, "%q: [\n", kind)
+		lines = append(lines, "")
+		ids := slices.Sorted(maps.Keys(st.Objects[kind]))
+		for j, id := range ids {
+			l, err := st.Objects[kind][id].line(id)
 			if err != nil {
 				errs = append(errs, &config.FieldError{File: where(kind + "/" + id), Msg: err.Error()})
 				continue
 			}
-			switch got, ok := m["id"]; {
-			case !ok:
-				m["id"] = id
-			case got != id:
-				errs = append(errs, &config.FieldError{File: where(kind + "/" + id), Path: "id", Msg: fmt.Sprintf("%v differs from the key's id %q", got, id)})
+			doc.Write(l)
+			if j < len(ids)-1 {
+				doc.WriteByte(',')
 			}
-			list = append(list, escapeEnv(m))
+			doc.WriteByte('\n')
+			lines = append(lines, kind+"/"+id)
 		}
-		doc[kind] = list
+		if i < len(Kinds)-1 {
+			doc.WriteString("],\n")
+		} else {
+			doc.WriteString("]\n")
+		}
+		lines = append(lines, "")
 	}
+	doc.WriteString("}\n")
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	data, err := yaml.Marshal(doc)
+	cfg, err := config.Parse(local.File, doc.Bytes())
 	if err != nil {
-		return nil, fmt.Errorf("assemble config: %w", err)
-	}
-	cfg, err := config.Parse(local.File, data)
-	if err != nil {
-		return nil, remap(err, local.File, where, ids)
+		return nil, remap(err, local.File, where, lines)
 	}
 	cfg.File = fmt.Sprintf("etcd:%s@%d", prefix, st.Rev)
 	return cfg, nil
+}
+
+// line returns the object as one line of JSON for the assembled document: compact, with
+// its id (added when the value leaves it out, refused when it names another), and with
+// "${" escaped (see escapeEnv). It is computed once per object.
+func (o *Object) line(id string) ([]byte, error) {
+	o.once.Do(func() { o.prepared, o.prepErr = prepare(o.Value, id) })
+	return o.prepared, o.prepErr
+}
+
+func prepare(v []byte, id string) ([]byte, error) {
+	v = jsonOf(v)
+	var head struct {
+		ID any `json:"id"`
+	}
+	if err := json.Unmarshal(v, &head); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	v = compact(v)
+	switch {
+	case head.ID == nil:
+		if string(v) == "{}" {
+			v = []byte(`{"id":` + strconv.Quote(id) + `}`)
+		} else {
+			v = append([]byte(`{"id":`+strconv.Quote(id)+`,`), v[1:]...)
+		}
+	case head.ID != id:
+		return nil, &config.FieldError{Path: "id", Msg: fmt.Sprintf("%v differs from the key's id %q", head.ID, id)}
+	}
+	return escapeEnv(v), nil
+}
+
+// jsonOf returns v as JSON: values are stored as JSON, but one written by hand as YAML is
+// read too.
+func jsonOf(v []byte) []byte {
+	if json.Valid(v) {
+		return v
+	}
+	if c, err := Canonical(v); err == nil {
+		return c
+	}
+	return v
+}
+
+func compact(v []byte) []byte {
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		return v
+	}
+	return b.Bytes()
 }
 
 func settingHome(k string) string {
@@ -112,11 +180,10 @@ func settingHome(k string) string {
 	return "it is node-local, set it in each node's file"
 }
 
-var reItem = regexp.MustCompile(`^([a-z_]+)\[(\d+)\]\.?(.*)$`)
-
 // remap points the problems of an assembled config at the etcd key (or the node's file)
-// they come from. Lines are dropped: they are lines of the assembled document.
-func remap(err error, localFile string, where func(string) string, ids map[string][]string) error {
+// they come from, by their line in the assembled document (one object per line). Lines
+// are dropped: they are lines of the assembled document.
+func remap(err error, localFile string, where func(string) string, lines []string) error {
 	var list []error
 	if u, ok := err.(interface{ Unwrap() []error }); ok {
 		list = u.Unwrap()
@@ -130,42 +197,22 @@ func remap(err error, localFile string, where func(string) string, ids map[strin
 			out = append(out, e)
 			continue
 		}
-		n := &config.FieldError{File: where(KindSettings), Path: fe.Path, Msg: fe.Msg}
-		top, _, _ := strings.Cut(fe.Path, ".")
-		top, _, _ = strings.Cut(top, "[")
-		switch m := reItem.FindStringSubmatch(fe.Path); {
-		case m != nil && ids[m[1]] != nil:
-			i, _ := strconv.Atoi(m[2])
-			if i < len(ids[m[1]]) {
-				n.File, n.Path = where(m[1]+"/"+ids[m[1]][i]), m[3]
+		n := &config.FieldError{File: localFile, Path: fe.Path, Msg: fe.Msg}
+		if fe.Line > 0 && fe.Line < len(lines) && lines[fe.Line] != "" {
+			rel := lines[fe.Line]
+			n.File = where(rel)
+			if _, rest, ok := strings.Cut(fe.Path, "]"); ok && rel != KindSettings {
+				n.Path = strings.TrimPrefix(rest, ".")
 			}
-		case slices.Contains(NodeLocal, top), fe.Path == "":
-			n.File, n.Line = localFile, 0
 		}
 		out = append(out, n)
 	}
 	return errors.Join(out...)
 }
 
-// escapeEnv doubles "${" in every string of v: objects from etcd are data, and must not
-// read the node's environment (a route's set_headers could otherwise send a node's secret
-// to a backend). config.Parse turns "$${" back into "${".
-func escapeEnv(v any) any {
-	switch t := v.(type) {
-	case string:
-		return strings.ReplaceAll(t, "${", "$${")
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, x := range t {
-			out[strings.ReplaceAll(k, "${", "$${")] = escapeEnv(x)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = escapeEnv(x)
-		}
-		return out
-	}
-	return v
+// escapeEnv doubles "${" in a JSON value: objects from etcd are data, and must not read the
+// node's environment (a route's set_headers could otherwise send a node's secret to a
+// backend). config.Parse turns "$${" back into "${".
+func escapeEnv(v []byte) []byte {
+	return bytes.ReplaceAll(v, []byte("${"), []byte("$${"))
 }

@@ -166,6 +166,25 @@ type testNode struct {
 	file   string
 	addr   string // client listener
 	cancel context.CancelFunc
+	logs   *lockedBuffer
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // nodeFile writes a node's file: a client listener, an admin listener and the cluster block.
@@ -205,10 +224,12 @@ func startNode(t *testing.T, file string) (*testNode, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n.logs = &lockedBuffer{}
+	var out io.Writer = n.logs
 	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		out = io.MultiWriter(n.logs, os.Stderr)
 	}
+	log := slog.New(slog.NewTextHandler(out, nil))
 	n.gw = gateway.New(log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -399,4 +420,20 @@ func metricValue(t *testing.T, n *testNode, name string) string {
 		}
 	}
 	return ""
+}
+
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, name, data string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

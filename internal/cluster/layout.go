@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -30,6 +31,11 @@ var NodeLocal = []string{"listeners", "admin", "log", "cluster"}
 type Object struct {
 	Value  []byte
 	ModRev int64
+
+	// The object's line of the assembled document (assemble.go), prepared once.
+	once     sync.Once
+	prepared []byte
+	prepErr  error
 }
 
 // State is every object under a prefix at one revision.
