@@ -11,8 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,15 +50,14 @@ func freePort(t *testing.T) int {
 
 // etcdServer is one etcd process on loopback with its data in a temp dir.
 type etcdServer struct {
-	t          *testing.T
-	bin, dir   string
-	client     int
-	peer       int
-	cmd        *exec.Cmd
-	done       chan struct{}
-	URL        string
-	logFile    string
-	restartCnt int
+	t        *testing.T
+	bin, dir string
+	client   int
+	peer     int
+	cmd      *exec.Cmd
+	done     chan struct{}
+	URL      string
+	logFile  string
 }
 
 func startEtcd(t *testing.T) *etcdServer {
@@ -437,4 +436,3 @@ func writeFile(t *testing.T, name, data string) {
 		t.Fatal(err)
 	}
 }
-

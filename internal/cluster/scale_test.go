@@ -16,8 +16,8 @@ import (
 // TestScale loads 100 and 1,000 routes from etcd and reports the time to load, the heap
 // the node holds, and the cost of one route change (write to applied, median of 20).
 func TestScale(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
+	if testing.Short() || testutil.RaceEnabled {
+		t.Skip("a measurement: skipped with -short and under the race detector (10x slower, numbers meaningless)")
 	}
 	e := startEtcd(t)
 	cli := e.Client(t)
