@@ -81,7 +81,23 @@ func TestPush(t *testing.T) {
 	if _, err := cluster.Push(ctx, c, "/p", cur, changes); !errors.Is(err, cluster.ErrConflict) {
 		t.Fatalf("push over a newer write: %v, want ErrConflict", err)
 	}
+	// A write through the API to another key moves the fence: a push planned before it is
+	// refused too, since it was validated against a state that no longer exists.
 	cur, changes = plan(t, c, "/p", edited)
+	n, err := startNode(t, nodeFile(t, e, "/p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := call(t, n, "PATCH", "/admin/upstreams/app", `{"targets":[{"address":"127.0.0.1:9002"}]}`); r.status != 200 {
+		t.Fatalf("patch: %d %s", r.status, r.raw)
+	}
+	if _, err := cluster.Push(ctx, c, "/p", cur, changes); !errors.Is(err, cluster.ErrConflict) {
+		t.Fatalf("push planned before another key's write: %v, want ErrConflict", err)
+	}
+	cur, changes = plan(t, c, "/p", edited)
+	if got := describe(changes); got != "delete routes/a, replace routes/b, replace upstreams/app" {
+		t.Fatalf("plan after the API write: %s", got)
+	}
 	if _, err := cluster.Push(ctx, c, "/p", cur, changes); err != nil {
 		t.Fatal(err)
 	}
