@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,124 +23,12 @@ import (
 	"sluice/internal/testutil"
 )
 
-// The tests run a real etcd: Debian's etcd-server package (/usr/bin/etcd, 3.4 in Debian 12
-// and 13), which speaks the same v3 gRPC API as the client module. Without it they are
-// skipped loudly, or fail when SLUICE_REQUIRE_EXTERNAL=1 (scripts/test.sh sets it).
+// The tests run a real etcd (testutil.StartEtcd): Debian's etcd-server package.
 
-// Ports for etcd come from this helper's range (24000-24999): etcd needs its client and peer
-// ports on its command line, and a restarted etcd must come back on the same ones.
-const portLo, portHi = 24000, 24999
+// etcdServer is a test's etcd.
+type etcdServer struct{ *testutil.Etcd }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		p := portLo + rand.IntN(portHi-portLo)
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err == nil {
-			ln.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port in the range")
-	return 0
-}
-
-// etcdServer is one etcd process on loopback with its data in a temp dir.
-type etcdServer struct {
-	t        *testing.T
-	bin, dir string
-	client   int
-	peer     int
-	cmd      *exec.Cmd
-	done     chan struct{}
-	URL      string
-	logFile  string
-}
-
-func startEtcd(t *testing.T) *etcdServer {
-	t.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		msg := "etcd not found (Debian package etcd-server): the cluster tests need a real etcd"
-		if os.Getenv("SLUICE_REQUIRE_EXTERNAL") == "1" {
-			t.Fatal(msg + " (SLUICE_REQUIRE_EXTERNAL=1)")
-		}
-		fmt.Fprintf(os.Stderr, "!!! SKIPPING %s: %s\n", t.Name(), msg)
-		t.Skip(msg)
-	}
-	dir := t.TempDir()
-	e := &etcdServer{t: t, bin: bin, dir: dir, client: freePort(t), peer: freePort(t), logFile: filepath.Join(dir, "etcd.log")}
-	e.URL = "http://127.0.0.1:" + strconv.Itoa(e.client)
-	e.Start()
-	t.Cleanup(e.Stop)
-	return e
-}
-
-// Start starts etcd (again, on the same ports and data) and waits until it answers.
-func (e *etcdServer) Start() {
-	t := e.t
-	t.Helper()
-	peer := "http://127.0.0.1:" + strconv.Itoa(e.peer)
-	log, err := os.OpenFile(e.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cmd = exec.Command(e.bin, "--name", "t", "--data-dir", filepath.Join(e.dir, "data"),
-		"--listen-client-urls", e.URL, "--advertise-client-urls", e.URL,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "t="+peer, "--initial-cluster-state", "new")
-	e.cmd.Stdout, e.cmd.Stderr = log, log
-	if err := e.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	log.Close()
-	e.done = make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(e.cmd, e.done)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(e.URL + "/health")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), `"true"`) {
-				return
-			}
-		}
-		select {
-		case <-e.done:
-			out, _ := os.ReadFile(e.logFile)
-			t.Fatalf("etcd exited: %s", tail(out))
-		default:
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(e.logFile)
-			t.Fatalf("etcd not healthy after 15s: %v\n%s", err, tail(out))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop stops etcd (SIGTERM) and waits for it to exit.
-func (e *etcdServer) Stop() {
-	if e.cmd == nil {
-		return
-	}
-	e.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-e.done:
-	case <-time.After(10 * time.Second):
-		e.cmd.Process.Kill()
-		<-e.done
-	}
-	e.cmd = nil
-}
-
-func tail(b []byte) string {
-	if len(b) > 3000 {
-		b = b[len(b)-3000:]
-	}
-	return string(b)
-}
+func startEtcd(t *testing.T) *etcdServer { return &etcdServer{testutil.StartEtcd(t)} }
 
 // Client returns a client of e, closed at the end of the test.
 func (e *etcdServer) Client(t *testing.T) *clientv3.Client {
@@ -363,7 +248,7 @@ func (p *cutProxy) Heal() {
 // nodeFileURL is nodeFile with another etcd URL (a cutProxy's).
 func nodeFileURL(t *testing.T, url, prefix string) string {
 	t.Helper()
-	return nodeFile(t, &etcdServer{URL: url}, prefix)
+	return nodeFile(t, &etcdServer{&testutil.Etcd{URL: url}}, prefix)
 }
 
 // load sends GETs to every node from a few keep-alive clients until stop is closed, and
