@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -29,6 +30,16 @@ type Etcd struct {
 	cmd          *exec.Cmd
 	done         chan struct{}
 	log          string
+	opts         EtcdOptions
+}
+
+// EtcdOptions shape a test's etcd.
+type EtcdOptions struct {
+	// TLS serves the client URL over HTTPS with this certificate and key; ClientCA, when
+	// set, also requires client certificates signed by it (--client-cert-auth).
+	CertFile, KeyFile, ClientCA string
+	// Health is the TLS config used to ask an HTTPS etcd whether it is healthy.
+	Health *tls.Config
 }
 
 // etcd's ports are on its command line and must stay the same across a restart, so they
@@ -53,6 +64,12 @@ func etcdPort(t testing.TB) int {
 // StartEtcd starts an etcd and stops it when the test ends.
 func StartEtcd(t testing.TB) *Etcd {
 	t.Helper()
+	return StartEtcdWith(t, EtcdOptions{})
+}
+
+// StartEtcdWith starts an etcd shaped by o and stops it when the test ends.
+func StartEtcdWith(t testing.TB, o EtcdOptions) *Etcd {
+	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		msg := "etcd not found (Debian package etcd-server): this test needs a real etcd"
@@ -63,8 +80,12 @@ func StartEtcd(t testing.TB) *Etcd {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
-	e := &Etcd{t: t, bin: bin, dir: dir, client: etcdPort(t), peer: etcdPort(t), log: filepath.Join(dir, "etcd.log")}
-	e.URL = "http://127.0.0.1:" + strconv.Itoa(e.client)
+	e := &Etcd{t: t, bin: bin, dir: dir, client: etcdPort(t), peer: etcdPort(t), log: filepath.Join(dir, "etcd.log"), opts: o}
+	scheme := "http"
+	if o.CertFile != "" {
+		scheme = "https"
+	}
+	e.URL = scheme + "://127.0.0.1:" + strconv.Itoa(e.client)
 	e.Start()
 	t.Cleanup(e.Stop)
 	return e
@@ -83,6 +104,12 @@ func (e *Etcd) Start() {
 		"--listen-client-urls", e.URL, "--advertise-client-urls", e.URL,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "t="+peer, "--initial-cluster-state", "new")
+	if o := e.opts; o.CertFile != "" {
+		e.cmd.Args = append(e.cmd.Args, "--cert-file", o.CertFile, "--key-file", o.KeyFile)
+		if o.ClientCA != "" {
+			e.cmd.Args = append(e.cmd.Args, "--client-cert-auth", "--trusted-ca-file", o.ClientCA)
+		}
+	}
 	e.cmd.Stdout, e.cmd.Stderr = log, log
 	err = e.cmd.Start()
 	log.Close()
@@ -106,7 +133,9 @@ func (e *Etcd) Start() {
 }
 
 func (e *Etcd) healthy() bool {
-	resp, err := http.Get(e.URL + "/health")
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: e.opts.Health}, Timeout: time.Second}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(e.URL + "/health")
 	if err != nil {
 		return false
 	}
