@@ -97,13 +97,23 @@ func pushOrDiff(ctx context.Context, sub, file string, cli *clientv3.Client, pre
 		fmt.Fprintf(stdout, "%d change(s) between etcd (revision %d) and %s\n", len(changes), cur.Rev, file)
 		return 1
 	}
-	rev, err := cluster.Push(ctx, cli, prefix, cur, changes) // cluster.ErrConflict: etcd changed meanwhile
+	rev, err := cluster.Push(ctx, cli, prefix, pusher(), cur, changes) // cluster.ErrConflict: etcd changed meanwhile
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice config push:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "pushed %d change(s) in one transaction: revision %d -> %d\n", len(changes), cur.Rev, rev)
 	return 0
+}
+
+// pusher names who pushes, for the fence key: user@host.
+func pusher() string {
+	host, _ := os.Hostname()
+	user := os.Getenv("USER")
+	if user == "" {
+		user = "unknown"
+	}
+	return "sluice config push " + user + "@" + host
 }
 
 // clusterFlags gives the etcd connection from a node's file or from -endpoints/-prefix.

@@ -220,7 +220,7 @@ func (n *Node) write(ctx context.Context, wr *write) (*writeResult, error) {
 		fence := n.prefix + "/" + keyFence
 		resp, err := n.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(fence), "=", st.FenceRev), clientv3.Compare(clientv3.ModRevision(key), "=", curRev)).
-			Then(op, clientv3.OpPut(fence, wr.rel)).Commit()
+			Then(op, clientv3.OpPut(fence, fenceValue(wr.who, wr.op, wr.rel))).Commit()
 		if err != nil {
 			return nil, &apiError{status: http.StatusServiceUnavailable, code: "etcd_unavailable", msg: err.Error()}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.yaml.in/yaml/v3"
@@ -117,11 +118,18 @@ func sameValue(a, b []byte) bool {
 // ErrConflict is returned by [Push] when etcd changed after the state it planned from.
 var ErrConflict = errors.New("the config in etcd changed while pushing; run push again")
 
+// fenceValue is what a write puts in the fence key: who made the last write and what it was,
+// so `etcdctl get <prefix>/fence` answers "who changed this last".
+func fenceValue(who, op, what string) string {
+	b, _ := canonicalJSON(map[string]any{"who": who, "op": op, "what": what, "time": time.Now().UTC().Format(time.RFC3339)})
+	return string(b)
+}
+
 // Push writes changes in one transaction, guarded by the fence and by the mod revision of
 // every changed key as read in cur. It returns the new revision. etcd bounds the operations
 // of a transaction (--max-txn-ops, default 128): a push of more changes than that fails as
 // a whole.
-func Push(ctx context.Context, cli *clientv3.Client, prefix string, cur *State, changes []Change) (int64, error) {
+func Push(ctx context.Context, cli *clientv3.Client, prefix, who string, cur *State, changes []Change) (int64, error) {
 	fence := prefix + "/" + keyFence
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(fence), "=", cur.FenceRev)}
 	var ops []clientv3.Op
@@ -138,7 +146,7 @@ func Push(ctx context.Context, cli *clientv3.Client, prefix string, cur *State, 
 			ops = append(ops, clientv3.OpPut(key, string(c.New)))
 		}
 	}
-	ops = append(ops, clientv3.OpPut(fence, "push"))
+	ops = append(ops, clientv3.OpPut(fence, fenceValue(who, "push", fmt.Sprintf("%d changes", len(changes)))))
 	resp, err := cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
 		return 0, fmt.Errorf("push to etcd: %w", err)

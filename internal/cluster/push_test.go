@@ -63,7 +63,7 @@ func TestPush(t *testing.T) {
 	if got := describe(changes); got != "create routes/a, create routes/b, create settings, create upstreams/app" {
 		t.Fatalf("first plan: %s", got)
 	}
-	rev, err := cluster.Push(ctx, c, "/p", cur, changes)
+	rev, err := cluster.Push(ctx, c, "/p", "test", cur, changes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestPush(t *testing.T) {
 		t.Fatalf("plan of the edited file: %s", got)
 	}
 	put(t, c, "/p/routes/b", `{"id":"b","upstream":"app"}`) // someone else writes first
-	if _, err := cluster.Push(ctx, c, "/p", cur, changes); !errors.Is(err, cluster.ErrConflict) {
+	if _, err := cluster.Push(ctx, c, "/p", "test", cur, changes); !errors.Is(err, cluster.ErrConflict) {
 		t.Fatalf("push over a newer write: %v, want ErrConflict", err)
 	}
 	// A write through the API to another key moves the fence: a push planned before it is
@@ -91,15 +91,18 @@ func TestPush(t *testing.T) {
 	if r := call(t, n, "PATCH", "/admin/upstreams/app", `{"targets":[{"address":"127.0.0.1:9002"}]}`); r.status != 200 {
 		t.Fatalf("patch: %d %s", r.status, r.raw)
 	}
-	if _, err := cluster.Push(ctx, c, "/p", cur, changes); !errors.Is(err, cluster.ErrConflict) {
+	if _, err := cluster.Push(ctx, c, "/p", "test", cur, changes); !errors.Is(err, cluster.ErrConflict) {
 		t.Fatalf("push planned before another key's write: %v, want ErrConflict", err)
 	}
 	cur, changes = plan(t, c, "/p", edited)
 	if got := describe(changes); got != "delete routes/a, replace routes/b, replace upstreams/app" {
 		t.Fatalf("plan after the API write: %s", got)
 	}
-	if _, err := cluster.Push(ctx, c, "/p", cur, changes); err != nil {
+	if _, err := cluster.Push(ctx, c, "/p", "test", cur, changes); err != nil {
 		t.Fatal(err)
+	}
+	if f, err := c.Get(ctx, "/p/fence"); err != nil || len(f.Kvs) != 1 || !strings.Contains(string(f.Kvs[0].Value), `"op":"push","what":"3 changes","who":"test"`) {
+		t.Fatalf("fence after the push: %v %v", f, err)
 	}
 	st, err := cluster.Snapshot(ctx, c, "/p")
 	if err != nil {
