@@ -101,7 +101,7 @@ func TestPush(t *testing.T) {
 	if _, err := cluster.Push(ctx, c, "/p", "test", cur, changes); err != nil {
 		t.Fatal(err)
 	}
-	if f, err := c.Get(ctx, "/p/fence"); err != nil || len(f.Kvs) != 1 || !strings.Contains(string(f.Kvs[0].Value), `"op":"push","what":"3 changes","who":"test"`) {
+	if f, err := c.Get(ctx, "/p/fence"); err != nil || len(f.Kvs) != 1 || !strings.Contains(string(f.Kvs[0].Value), `"what":"3 changes","who":"test"`) {
 		t.Fatalf("fence after the push: %v %v", f, err)
 	}
 	st, err := cluster.Snapshot(ctx, c, "/p")
