@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -21,6 +22,9 @@ import (
 
 // maxBody bounds a write's request body.
 const maxBody = 1 << 20
+
+// requestTimeout bounds a write or read of the API, all its etcd requests included.
+const requestTimeout = 5 * time.Second
 
 // maxAttempts bounds the re-validations of a write that lost a race with another write.
 const maxAttempts = 5
@@ -63,6 +67,10 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if id != "" {
 		rel = kind + "/" + id
 	}
+	// etcd requests wait for a connection; an unreachable etcd answers 503, not a hung call.
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		n.serveGet(w, r, rel)
 		return

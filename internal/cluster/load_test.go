@@ -85,7 +85,13 @@ func TestEtcdRestartUnderLoad(t *testing.T) {
 	if got := metricValue(t, nodes[0], "sluice_cluster_etcd_up"); got != "0" {
 		t.Errorf("sluice_cluster_etcd_up = %q while etcd is down", got)
 	}
-	time.Sleep(300 * time.Millisecond) // serve a while with etcd down
+	start := time.Now()
+	if r := call(t, nodes[0], "PUT", "/admin/routes/r", routeJSON("r", "/", "app", "/lost")); r.status != 503 || r.body["error"] != "etcd_unavailable" {
+		t.Errorf("write with etcd down: %d %s", r.status, r.raw)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("write with etcd down took %v", d)
+	}
 	e.Start()
 	after := put(t, e.Client(t), "/r/routes/r", routeJSON("r", "/", "app", "/after"))
 	waitRev(t, 15*time.Second, after, nodes...)
