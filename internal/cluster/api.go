@@ -71,8 +71,13 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
 	r = r.WithContext(ctx)
+	cli := n.client()
+	if cli == nil {
+		writeErr(w, &apiError{status: http.StatusServiceUnavailable, code: "etcd_unavailable", msg: "not connected to etcd yet"})
+		return
+	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		n.serveGet(w, r, rel)
+		n.serveGet(w, r, cli, rel)
 		return
 	}
 	wr, err := newWrite(r, kind, id)
@@ -80,7 +85,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	res, err := n.write(r.Context(), wr)
+	res, err := n.write(r.Context(), cli, wr)
 	if m := n.opt.Metrics; m != nil {
 		result := "ok"
 		if ae := (*apiError)(nil); errors.As(err, &ae) {
@@ -187,10 +192,10 @@ func relOf(kind, id string) string {
 // write validates the state that wr would make against the whole config and writes it in
 // one transaction guarded by the fence and the object's revision (see the package doc); a
 // write that lost a race is validated again on the new state.
-func (n *Node) write(ctx context.Context, wr *write) (*writeResult, error) {
+func (n *Node) write(ctx context.Context, cli *clientv3.Client, wr *write) (*writeResult, error) {
 	key := n.prefix + "/" + wr.rel
 	for range maxAttempts {
-		st, err := Snapshot(ctx, n.cli, n.prefix)
+		st, err := Snapshot(ctx, cli, n.prefix)
 		if err != nil {
 			return nil, &apiError{status: http.StatusServiceUnavailable, code: "etcd_unavailable", msg: err.Error()}
 		}
@@ -226,7 +231,7 @@ func (n *Node) write(ctx context.Context, wr *write) (*writeResult, error) {
 			op = clientv3.OpPut(key, string(obj.Value))
 		}
 		fence := n.prefix + "/" + keyFence
-		resp, err := n.cli.Txn(ctx).
+		resp, err := cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(fence), "=", st.FenceRev), clientv3.Compare(clientv3.ModRevision(key), "=", curRev)).
 			Then(op, clientv3.OpPut(fence, fenceValue(wr.who, wr.op, wr.rel))).Commit()
 		if err != nil {
@@ -257,8 +262,8 @@ func (wr *write) check(cur *Object, curRev int64) error {
 	return nil
 }
 
-func (n *Node) serveGet(w http.ResponseWriter, r *http.Request, rel string) {
-	resp, err := n.cli.Get(r.Context(), n.prefix+"/"+rel)
+func (n *Node) serveGet(w http.ResponseWriter, r *http.Request, cli *clientv3.Client, rel string) {
+	resp, err := cli.Get(r.Context(), n.prefix+"/"+rel)
 	if err != nil {
 		writeErr(w, &apiError{status: http.StatusServiceUnavailable, code: "etcd_unavailable", msg: err.Error()})
 		return

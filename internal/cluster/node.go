@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,15 +38,16 @@ type Options struct {
 type Node struct {
 	opt    Options
 	prefix string
-	cli    *clientv3.Client
+	cli    atomic.Pointer[clientv3.Client] // nil until connect succeeds
 	log    *slog.Logger
 
 	// Owned by the run goroutine (and Start before it): the last state seen, valid or not.
 	seen         *State
 	needSnapshot bool
 
-	mu sync.Mutex
-	st Status
+	mu     sync.Mutex
+	st     Status
+	closed bool // the node's context ended: no new client
 }
 
 // Status is the node's view of the cluster, for /admin/status.
@@ -92,30 +94,57 @@ func Start(ctx context.Context, opt Options) (*Node, error) {
 	if opt.BackoffMax <= 0 {
 		opt.BackoffMax = 5 * time.Second
 	}
-	cli, err := NewClient(opt.Cluster)
-	if err != nil {
-		return nil, err
-	}
-	n := &Node{opt: opt, prefix: opt.Cluster.Prefix, cli: cli, log: opt.Log.With("component", "cluster")}
+	n := &Node{opt: opt, prefix: opt.Cluster.Prefix, log: opt.Log.With("component", "cluster")}
 	n.st = Status{Endpoints: opt.Cluster.Endpoints, Prefix: n.prefix, LastGood: opt.Cluster.LastGood}
 	if err := n.first(ctx); err != nil {
-		cli.Close()
+		if cli := n.client(); cli != nil {
+			cli.Close()
+		}
 		return nil, err
 	}
 	go n.probe(ctx)
 	go n.run(ctx)
-	context.AfterFunc(ctx, func() { cli.Close() })
+	context.AfterFunc(ctx, func() {
+		n.mu.Lock()
+		n.closed = true
+		n.mu.Unlock()
+		if cli := n.client(); cli != nil {
+			cli.Close()
+		}
+	})
 	return n, nil
 }
 
-// Client returns the node's etcd client (the admin write API uses it too).
-func (n *Node) Client() *clientv3.Client { return n.cli }
+// connect creates the node's etcd client. With a username it fails while etcd does not
+// answer (the client fetches its auth token when it is created), so the node starts
+// without one and run keeps trying.
+func (n *Node) connect() error {
+	cli, err := NewClient(n.opt.Cluster)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		cli.Close()
+		return errors.New("node stopped")
+	}
+	n.cli.Store(cli)
+	return nil
+}
+
+// client returns the node's etcd client, nil until one could be created.
+func (n *Node) client() *clientv3.Client { return n.cli.Load() }
 
 // first applies etcd's state, or the last-good file when etcd does not answer.
 func (n *Node) first(ctx context.Context) error {
-	sctx, cancel := context.WithTimeout(ctx, n.opt.Cluster.DialTimeout.D())
-	st, err := n.snapshot(sctx)
-	cancel()
+	err := n.connect()
+	var st *State
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, n.opt.Cluster.DialTimeout.D())
+		st, err = n.snapshot(sctx)
+		cancel()
+	}
 	if err == nil {
 		n.setUp(true, nil)
 		if err = n.handle(st); err == nil {
@@ -153,7 +182,7 @@ func (n *Node) snapshot(ctx context.Context) (*State, error) {
 	n.mu.Lock()
 	n.st.Snapshots++
 	n.mu.Unlock()
-	return Snapshot(ctx, n.cli, n.prefix)
+	return Snapshot(ctx, n.client(), n.prefix)
 }
 
 // run keeps the node in step: a snapshot when needed, then a watch from the revision after
@@ -161,6 +190,13 @@ func (n *Node) snapshot(ctx context.Context) (*State, error) {
 func (n *Node) run(ctx context.Context) {
 	backoff := n.opt.BackoffMin
 	for ctx.Err() == nil {
+		if n.client() == nil {
+			if err := n.connect(); err != nil {
+				n.setUp(false, err)
+				n.sleep(ctx, &backoff)
+				continue
+			}
+		}
 		if n.needSnapshot {
 			st, err := n.snapshot(ctx)
 			if err != nil {
@@ -198,7 +234,7 @@ var errCompacted = errors.New("revision compacted")
 func (n *Node) watch(ctx context.Context) (got bool, err error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := n.cli.Watch(wctx, n.prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(n.seen.Rev+1))
+	wch := n.client().Watch(wctx, n.prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(n.seen.Rev+1))
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
 			return got, errCompacted
@@ -276,8 +312,12 @@ func (n *Node) probe(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		cli := n.client()
+		if cli == nil {
+			continue // run reports the failure to connect
+		}
 		pctx, cancel := context.WithTimeout(ctx, n.opt.ProbeInterval)
-		_, err := n.cli.Get(pctx, n.prefix+"/"+keyFence, clientv3.WithCountOnly())
+		_, err := cli.Get(pctx, n.prefix+"/"+keyFence, clientv3.WithCountOnly())
 		cancel()
 		if ctx.Err() != nil {
 			return

@@ -64,7 +64,9 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 
 	file := func(pass string) string {
 		f := nodeFile(t, &etcdServer{e}, "/t")
-		writeFile(t, f, readFile(t, f)+fmt.Sprintf("  username: sluice\n  password: %s\n  tls: {ca_file: %q, cert_file: %q, key_file: %q}\n", pass, caFile, cliCert, cliKey))
+		// The client fetches its auth token within the dial timeout: room for -race.
+		data := strings.Replace(readFile(t, f), "dial_timeout: 1s", "dial_timeout: 5s", 1)
+		writeFile(t, f, data+fmt.Sprintf("  username: sluice\n  password: %s\n  tls: {ca_file: %q, cert_file: %q, key_file: %q}\n", pass, caFile, cliCert, cliKey))
 		return f
 	}
 	n, err := startNode(t, file("sluice-password"))
@@ -79,4 +81,18 @@ func TestEtcdTLSAndAuth(t *testing.T) {
 	if _, err := startNode(t, file("wrong")); err == nil || !strings.Contains(err.Error(), "authentication failed") {
 		t.Fatalf("start with a wrong password: %v", err)
 	}
+
+	// With auth, the client cannot even be created while etcd is down: the node still starts
+	// from its last good file, and connects once etcd is back.
+	n.cancel()
+	e.Stop()
+	n2, err := startNode(t, n.file)
+	if err != nil {
+		t.Fatalf("start with auth, etcd down, a last good file: %v", err)
+	}
+	expectBody(t, "/x", `"/watched/x"`, n2)
+	e.Start()
+	rev = put(t, client("root", "root-password"), "/t/routes/r", routeJSON("r", "/", "app", "/reconnected"))
+	waitRev(t, 15*time.Second, rev, n2)
+	expectBody(t, "/x", `"/reconnected/x"`, n2)
 }
