@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -98,15 +99,7 @@ func Plan(cur, want *State) []Change {
 			out = append(out, Change{Rel: rel, Op: "delete", Old: cur.Get(rel)})
 		}
 	}
-	slices.SortFunc(out, func(a, b Change) int {
-		if a.Rel < b.Rel {
-			return -1
-		}
-		if a.Rel > b.Rel {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Change) int { return strings.Compare(a.Rel, b.Rel) })
 	return out
 }
 
