@@ -11,6 +11,7 @@ for bin in nginx; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$bin")
 done
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium) # the dashboard's browser tests
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server) # internal/cluster tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -115,3 +115,30 @@ log: {access: /nonexistent-sluice-dir/access.log}
 		})
 	}
 }
+
+// TestConfigUsage: `sluice config` refuses bad arguments before it reaches etcd (the
+// commands themselves run against a real etcd in e2e/cluster_test.go).
+func TestConfigUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no subcommand", []string{"config"}, "usage: sluice config push FILE"},
+		{"unknown subcommand", []string{"config", "apply", "x.yaml"}, "usage: sluice config push FILE"},
+		{"push without a file", []string{"config", "push", "-endpoints", "http://127.0.0.1:1"}, "usage:"},
+		{"pull with a file", []string{"config", "pull", "x.yaml", "-endpoints", "http://127.0.0.1:1"}, "usage:"},
+		{"no etcd given", []string{"config", "diff", "x.yaml"}, "say where etcd is: -c NODE_FILE, or -endpoints"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut strings.Builder
+			if code := run(tc.args, &out, &errOut); code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %s", code, errOut.String())
+			}
+			if !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("stderr %q lacks %q", errOut.String(), tc.want)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@
 //	sluice validate FILE      check a config; exit 1 listing every problem
 //	sluice probe URL|-c FILE  measure backends' keep-alive behaviour (see docs/probe.md)
 //	sluice health [-ready]    ask a running gateway's admin API (for container health checks)
+//	sluice config push|pull|diff   the cluster's config in etcd (see docs/cluster.md)
 //	sluice version [-v]       print the version (and build facts)
 package main
 
@@ -35,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdProbe(args[1:], stdout, stderr)
 	case "health":
 		return cmdHealth(args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr) // config.go: push, pull, diff (cluster mode)
 	case "version", "-version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -56,6 +59,9 @@ func usage(w io.Writer) {
   sluice probe -c FILE       probe every upstream target of a config; exit 1 on risky keepalive settings
   sluice health [-ready]     exit 0 when a running gateway's admin API says it is live (ready)
   sluice version [-v]        print the version; -v adds revision, Go version and platform
+  sluice config push FILE    cluster mode: write what FILE changes to etcd, in one transaction
+  sluice config pull         cluster mode: print the config in etcd as YAML
+  sluice config diff FILE    cluster mode: list what push FILE would change
 
 Run "sluice COMMAND -h" for a command's flags.
 `)

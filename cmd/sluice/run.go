@@ -28,6 +28,7 @@ type runner struct {
 	log            *slog.Logger
 	access         *accesslog.Logger
 	gw             *gateway.Gateway
+	cluster        bool // cluster mode: the config comes from etcd (cluster.go)
 }
 
 const runSynopsis = "sluice run [FILE] [-demo-backend]   (FILE may also be given as -c FILE)"
@@ -83,6 +84,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	b := currentBuild()
 	r.gw = gateway.New(r.log, r.access)
 	r.gw.SetVersion(b.Version)
+	if cfg.Cluster != nil {
+		return r.runCluster(cfg) // cluster.go
+	}
 	if err := r.gw.Apply(cfg); err != nil {
 		r.log.Error("cannot start", "err", err)
 		return 1
@@ -101,7 +105,7 @@ func (r *runner) serve() int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var changes <-chan struct{}
-	if r.file != "" {
+	if r.file != "" && !r.cluster {
 		changes = source.File{Path: r.file}.Watch(ctx)
 	}
 	sigs := make(chan os.Signal, 4)
@@ -114,8 +118,8 @@ func (r *runner) serve() int {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP:
-				if r.file == "" {
-					r.log.Warn("SIGHUP ignored: running on the embedded config")
+				if r.file == "" || r.cluster {
+					r.log.Warn("SIGHUP ignored: running on the embedded config, or in cluster mode (the config comes from etcd; restart to change the node's file)")
 					continue
 				}
 				r.reload("SIGHUP")

@@ -59,6 +59,8 @@ type Status struct {
 	// Generation is when the serving config was built into the running gateway.
 	Generation time.Time
 	Listeners  []Listener
+	// Cluster is the cluster mode's state (writes.go); nil in file mode.
+	Cluster any
 }
 
 // Listener is a client-facing listener: its configured and its bound address.

@@ -73,6 +73,7 @@ func routes(src Source, metrics http.Handler, adminAddr string) *http.ServeMux {
 	})
 	mux.Handle("GET /metrics", metrics)
 	handleProbes(mux, src) // health.go
+	handleWrites(mux, src) // writes.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if methodNotAllowed(mux, r) {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -98,7 +99,7 @@ func methodNotAllowed(mux *http.ServeMux, r *http.Request) bool {
 }
 
 func statusView(st Status, adminAddr string) map[string]any {
-	return map[string]any{
+	v := map[string]any{
 		"version":            st.Version,
 		"started":            st.Started,
 		"uptime_seconds":     time.Since(st.Started).Seconds(),
@@ -107,6 +108,10 @@ func statusView(st Status, adminAddr string) map[string]any {
 		"listeners":          st.Listeners,
 		"admin":              map[string]any{"address": st.Config.Admin.Address, "bound": adminAddr},
 	}
+	if st.Cluster != nil {
+		v["cluster"] = st.Cluster
+	}
+	return v
 }
 
 // configView renders cfg with its YAML field names (the names users write) and secrets

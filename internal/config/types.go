@@ -19,6 +19,9 @@ type Config struct {
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests.
 	// Default 30s; 0 means "do not wait" (in-flight requests are cut at once).
 	ShutdownGrace *Duration `yaml:"shutdown_grace"`
+	// Cluster, when set, takes routes, upstreams and shared settings from etcd (cluster.go,
+	// docs/cluster.md). Omitted: file mode.
+	Cluster *Cluster `yaml:"cluster"`
 
 	// File is the path the config was loaded from ("embedded:default.yaml" for the embedded
 	// default, "" for a Config built in code). Not YAML.

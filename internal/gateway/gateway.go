@@ -51,6 +51,8 @@ type Gateway struct {
 	obs *observer // metrics and the admin listener (observe.go)
 
 	logQuery atomic.Bool // log.access_query of the serving config
+
+	clusterMode atomic.Pointer[clusterBox] // cluster mode's admin side; nil in file mode (cluster.go)
 }
 
 type listener struct {

@@ -224,6 +224,9 @@ func (v adminView) Status() admin.Status {
 	if ls := g.obs.listeners.Load(); ls != nil {
 		st.Listeners = *ls
 	}
+	if c := v.Cluster(); c != nil {
+		st.Cluster = c.ClusterStatus() // cluster.go
+	}
 	return st
 }
 
