@@ -13,6 +13,7 @@ package server
 // GOAWAY frames it sends, are seen there. docs/design.md ("HTTP/2 downstream") has why.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -90,14 +91,31 @@ func (c *conn) h2cPreface() bool {
 	}
 	for n := 1; ; {
 		b, err := c.br.Peek(n)
-		if err != nil || string(b) != h2Preface[:len(b)] {
+		if err != nil {
 			return false
+		}
+		if string(b) != h2Preface[:len(b)] {
+			return !http1Line(c.br)
 		}
 		if len(b) == len(h2Preface) {
 			return true
 		}
 		n = min(max(len(b)+1, c.br.Buffered()), len(h2Preface))
 	}
+}
+
+// http1Line reports whether the first line buffered in br could be an HTTP/1.x
+// request-line (it ends in " HTTP/1.x"), or is not all there yet. On an h2c listener, a
+// first line that is not one is taken for a broken HTTP/2 preface: the HTTP/2 library
+// closes the connection (RFC 9113 §3.4) rather than the HTTP/1.1 parser answering 400.
+func http1Line(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return true
+	}
+	line := bytes.TrimSuffix(b[:i], []byte("\r"))
+	return len(line) == 0 || bytes.HasSuffix(line[:len(line)-1], []byte(" HTTP/1."))
 }
 
 // serveH2 serves the connection as HTTP/2 until it ends.
@@ -126,7 +144,7 @@ func (c *conn) serveH2() {
 	wire := newH2Wire(base, pre, h2Limits{
 		resets: st.MaxResetsPerSecond, control: st.MaxControlPerSecond,
 		empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations,
-	})
+	}, uint32(2*c.st.Limits.MaxHeaderBytes))
 	h := &h2Conn{c: c, wire: wire, sh: sh}
 	h.obs, _ = c.srv.handler.(H2Observer)
 	wire.onGoAway, wire.onLimit = h.goAway, h.limit

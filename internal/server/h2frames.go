@@ -23,13 +23,16 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/binary"
+	"io"
 	"net"
 	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 )
 
 // HTTP/2 frame types and flags that the watch looks at (RFC 9113 §6).
@@ -45,6 +48,8 @@ const (
 	flagEndStream  = 0x1
 	flagAck        = 0x1
 	flagEndHeaders = 0x4
+	flagPadded     = 0x8
+	flagPriority   = 0x20
 )
 
 // h2Preface is what an HTTP/2 client sends first (RFC 9113 §3.4).
@@ -117,17 +122,18 @@ type h2Limits struct {
 // h2Wire is the client connection as the HTTP/2 library sees it (see the top of this file).
 type h2Wire struct {
 	net.Conn
-	br  *bufio.Reader // reads from Conn, after pre
-	pre []byte        // bytes the connection had buffered before HTTP/2 began
+	br  *bufio.Reader // the client's bytes: those buffered before HTTP/2 began, then Conn's
 	lim h2Limits
 	now func() time.Time
 
 	// Read side, used by the library's one reader goroutine.
-	in                     frameScan
+	in                     inScan
 	winStart               time.Time
 	resets, control, empty int
-	conts                  int    // CONTINUATION frames of the header block in progress
-	hit                    string // a limit passed: the next Read fails
+	conts                  int // CONTINUATION frames of the header block in progress
+	fail                   http2.ErrCode
+	failed                 bool
+	hit                    string // the limit passed, for onLimit
 	hitCount               int
 
 	// Write side.
@@ -137,75 +143,253 @@ type h2Wire struct {
 	onLimit  func(limit string, count int)
 }
 
-func newH2Wire(nc net.Conn, pre []byte, lim h2Limits) *h2Wire {
-	w := &h2Wire{Conn: nc, pre: pre, lim: lim, now: time.Now}
-	w.br = bufio.NewReaderSize(nc, 16<<10)
+func newH2Wire(nc net.Conn, pre []byte, lim h2Limits, maxHeaderList uint32) *h2Wire {
+	w := &h2Wire{Conn: nc, lim: lim, now: time.Now}
+	var src io.Reader = nc
+	if len(pre) > 0 {
+		src = io.MultiReader(bytes.NewReader(pre), nc)
+	}
+	w.br = bufio.NewReaderSize(src, 16<<10)
+	w.in.w = w
 	w.in.skip = len(h2Preface)
+	w.in.dec = hpack.NewDecoder(4096, w.in.field) // the library's table size (its default)
+	w.in.dec.SetMaxStringLength(int(maxHeaderList))
 	return w
 }
 
-// Read reads for the library, watching the client's frames.
+// Read reads for the library, watching the client's frames. When a frame breaks a limit
+// or a rule, the bytes before it are returned and the next Read fails with the
+// ConnectionError that makes the library send GOAWAY: the frame never reaches it.
 func (w *h2Wire) Read(p []byte) (int, error) {
-	if w.hit != "" {
-		return 0, http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
+	if w.failed {
+		return 0, http2.ConnectionError(w.fail)
 	}
-	var n int
-	var err error
-	if len(w.pre) > 0 {
-		n = copy(p, w.pre)
-		w.pre = w.pre[n:]
-	} else {
-		n, err = w.br.Read(p)
+	if w.in.atBoundary() {
+		w.fixSettings()
 	}
+	n, err := w.br.Read(p)
 	if n > 0 {
 		if now := w.now(); now.Sub(w.winStart) >= time.Second {
 			w.winStart, w.resets, w.control, w.empty = now, 0, 0, 0
 		}
-		w.in.scan(p[:n], w.inbound, nil)
-		if w.hit != "" && w.onLimit != nil {
-			w.onLimit(w.hit, w.hitCount)
+		if cut := w.in.scan(p[:n]); cut >= 0 {
+			n, w.failed = cut, true
+			if w.hit != "" && w.onLimit != nil {
+				w.onLimit(w.hit, w.hitCount)
+			}
+			if n == 0 {
+				return 0, http2.ConnectionError(w.fail)
+			}
 		}
 	}
 	return n, err
 }
 
-// inbound checks one client frame header against the limits.
-func (w *h2Wire) inbound(s *frameScan, length int) {
-	if w.hit != "" {
+// fixSettings rewrites, in the read buffer, a SETTINGS frame that names a setting twice:
+// the library refuses those (PROTOCOL_ERROR), while RFC 9113 §6.5.3 says the values are
+// processed in order, so the last one counts. The earlier duplicates get ids no setting has,
+// which the library ignores as it must ignore unknown settings.
+func (w *h2Wire) fixSettings() {
+	h, err := w.br.Peek(9) // no frame is shorter: the library's read waits for as much
+	if err != nil {
 		return
 	}
+	length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+	if h[3] != frameSettings || h[4]&flagAck != 0 || length == 0 || length%6 != 0 || length > 60 {
+		return
+	}
+	f, err := w.br.Peek(9 + length)
+	if err != nil {
+		return
+	}
+	pay := f[9:]
+	unknown := uint16(0xf000)
+	for i := 0; i < len(pay); i += 6 {
+		for j := i + 6; j < len(pay); j += 6 {
+			if pay[i] == pay[j] && pay[i+1] == pay[j+1] {
+				binary.BigEndian.PutUint16(pay[i:], unknown)
+				unknown++
+				break
+			}
+		}
+	}
+}
+
+// inScan follows the client's frames (frame headers, and the header blocks, which it
+// decodes with its own HPACK decoder: the library answers a request with a connection-
+// specific field 400 where RFC 9113 §8.2.2 asks for a stream error, so the watch finds
+// such fields itself and ends the connection with PROTOCOL_ERROR, as §5.4.1 permits).
+type inScan struct {
+	w     *h2Wire
+	skip  int
+	hdr   [9]byte
+	hn    int
+	left  int
+	typ   byte
+	flags byte
+	start int // where the current frame began in the chunk being scanned (<0: before it)
+	cut   int // -1, or where to cut the chunk
+
+	dec       *hpack.Decoder
+	decBroken bool   // the decoder failed: the library will say why
+	bad       string // a forbidden field seen in the header block in progress
+	prefix    int    // HEADERS bytes before the fragment (pad length, priority)
+	padded    bool   // the pad length byte is still to come
+	frag      int    // fragment bytes left in this frame
+}
+
+func (s *inScan) atBoundary() bool { return s.skip == 0 && s.hn == 0 && s.left == 0 }
+
+// scan passes one chunk of client bytes; it returns where to cut it, or -1.
+func (s *inScan) scan(p []byte) int {
+	s.cut, s.start = -1, -s.hn
+	i := 0
+	for i < len(p) && s.cut < 0 {
+		switch {
+		case s.skip > 0:
+			n := min(s.skip, len(p)-i)
+			s.skip -= n
+			i += n
+			s.start = i
+		case s.left > 0:
+			n := min(s.left, len(p)-i)
+			s.payload(p[i : i+n])
+			s.left -= n
+			i += n
+			if s.left == 0 {
+				s.frameEnd()
+				s.start = i
+			}
+		default:
+			n := copy(s.hdr[s.hn:], p[i:])
+			s.hn += n
+			i += n
+			if s.hn < len(s.hdr) {
+				break
+			}
+			s.hn = 0
+			s.left = int(s.hdr[0])<<16 | int(s.hdr[1])<<8 | int(s.hdr[2])
+			s.typ, s.flags = s.hdr[3], s.hdr[4]
+			s.w.inbound(s, s.left)
+			if s.cut < 0 && s.left == 0 {
+				s.frameEnd()
+				s.start = i
+			}
+		}
+	}
+	return s.cut
+}
+
+// stop cuts the chunk before the current frame and makes the connection fail with code.
+func (s *inScan) stop(code http2.ErrCode) {
+	s.cut = max(s.start, 0)
+	s.w.fail = code
+}
+
+// payload passes payload bytes of the current frame: header block fragments go to the
+// decoder.
+func (s *inScan) payload(b []byte) {
+	if s.typ != frameHeaders && s.typ != frameContinuation {
+		return
+	}
+	for len(b) > 0 {
+		if s.prefix > 0 {
+			if s.padded {
+				s.padded = false
+				s.frag -= int(b[0])
+			}
+			s.prefix--
+			b = b[1:]
+			continue
+		}
+		n := min(max(s.frag, 0), len(b))
+		if n > 0 && !s.decBroken {
+			if _, err := s.dec.Write(b[:n]); err != nil {
+				s.decBroken = true
+			}
+		}
+		s.frag -= n
+		b = b[len(b):] // the rest is padding
+	}
+}
+
+// frameEnd runs when a frame's payload has passed: at the end of a header block, a
+// forbidden field found in it ends the connection before the block reaches the library.
+func (s *inScan) frameEnd() {
+	if (s.typ != frameHeaders && s.typ != frameContinuation) || s.flags&flagEndHeaders == 0 {
+		return
+	}
+	if !s.decBroken && s.dec.Close() != nil {
+		s.decBroken = true
+	}
+	if s.bad != "" {
+		s.w.hit, s.w.hitCount = "", 0
+		s.bad = ""
+		s.stop(http2.ErrCodeProtocol)
+	}
+}
+
+// field checks one decoded request field (RFC 9113 §8.2.2).
+func (s *inScan) field(f hpack.HeaderField) {
+	switch f.Name {
+	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
+		s.bad = f.Name
+	case "te":
+		if f.Value != "trailers" {
+			s.bad = f.Name
+		}
+	}
+}
+
+// inbound checks one client frame header against the limits.
+func (w *h2Wire) inbound(s *inScan, length int) {
 	empty := false
 	switch s.typ {
 	case frameData:
 		empty = length == 0 && s.flags&flagEndStream == 0
 	case frameHeaders:
 		w.conts = 0
+		s.bad = ""
+		s.prefix, s.padded, s.frag = 0, s.flags&flagPadded != 0, length
+		if s.padded {
+			s.prefix++
+		}
+		if s.flags&flagPriority != 0 {
+			s.prefix += 5
+		}
+		s.frag -= s.prefix
 		empty = length == 0 && s.flags&flagEndHeaders == 0
 	case frameContinuation:
+		s.prefix, s.padded, s.frag = 0, false, length
 		w.conts++
 		if w.conts > w.lim.continuations {
-			w.hit, w.hitCount = LimitContinuations, w.conts
+			w.limitHit(s, LimitContinuations, w.conts)
 			return
 		}
 		empty = length == 0 && s.flags&flagEndHeaders == 0
 	case frameRSTStream:
 		if w.resets++; w.resets > w.lim.resets {
-			w.hit, w.hitCount = LimitResets, w.resets
+			w.limitHit(s, LimitResets, w.resets)
 			return
 		}
 	case framePing, frameSettings:
 		if s.flags&flagAck == 0 {
 			if w.control++; w.control > w.lim.control {
-				w.hit, w.hitCount = LimitControlFrames, w.control
+				w.limitHit(s, LimitControlFrames, w.control)
 				return
 			}
 		}
 	}
 	if empty {
 		if w.empty++; w.empty > w.lim.empty {
-			w.hit, w.hitCount = LimitEmptyFrames, w.empty
+			w.limitHit(s, LimitEmptyFrames, w.empty)
 		}
 	}
+}
+
+func (w *h2Wire) limitHit(s *inScan, limit string, count int) {
+	w.hit, w.hitCount = limit, count
+	s.stop(http2.ErrCodeEnhanceYourCalm)
 }
 
 // Write writes the library's frames, noting each GOAWAY.

@@ -117,7 +117,12 @@ func (s *Stream) canceled() {
 }
 
 func (s *Stream) release() {
-	s.stopCtx()
+	if !s.stopCtx() {
+		// The context ended first and canceled is running or ran: it may still read s,
+		// so s is left to the garbage collector rather than reused.
+		s.cancel(nil)
+		return
+	}
 	s.cancel(nil)
 	s.Req.Reset()
 	s.trailer.Reset()
