@@ -23,7 +23,7 @@ func (m *Metrics) registerH2() {
 		Help: "GOAWAY frames sent to HTTP/2 clients, by listener and error code (NO_ERROR: a drain or an idle close; ENHANCE_YOUR_CALM: a limit; PROTOCOL_ERROR and others: the client broke the protocol)."},
 		[]string{"listener", "code"})
 	m.h2.limits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameH2Limits,
-		Help: "HTTP/2 client connections closed for passing a limit, by listener and limit (rapid_reset, control_frame_flood, empty_frame_flood, continuation_flood)."},
+		Help: "HTTP/2 clients that passed a limit, by listener and limit (rapid_reset, control_frame_flood, empty_frame_flood, continuation_flood: the connection is closed with GOAWAY ENHANCE_YOUR_CALM; header_list_too_large: the stream is answered 431)."},
 		[]string{"listener", "limit"})
 	m.h2.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameH2ProtoErrs,
 		Help: "HTTP/2 protocol errors found by the HTTP/2 library, by listener and its token (scope_CODE_what: conn_ errors close the connection with a GOAWAY, stream_ errors reset the stream)."},

@@ -144,7 +144,7 @@ func (c *conn) serveH2() {
 	wire := newH2Wire(base, pre, h2Limits{
 		resets: st.MaxResetsPerSecond, control: st.MaxControlPerSecond,
 		empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations,
-	}, uint32(2*c.st.Limits.MaxHeaderBytes))
+	}, uint32(2*c.st.Limits.MaxHeaderBytes+320)) // the library's bound (its MaxHeaderBytes, padded as it pads it)
 	h := &h2Conn{c: c, wire: wire, sh: sh}
 	h.obs, _ = c.srv.handler.(H2Observer)
 	wire.onGoAway, wire.onLimit = h.goAway, h.limit
@@ -211,8 +211,12 @@ func (h *h2Conn) goAway(last uint32, code http2.ErrCode) {
 	}
 }
 
-func (h *h2Conn) limit(limit string, count int) {
-	h.c.srv.log.Warn("HTTP/2 client over a limit; closing its connection", "remote", h.c.clientIP, "limit", limit, "count", count)
+func (h *h2Conn) limit(limit string, count int, closing bool) {
+	if closing {
+		h.c.srv.log.Warn("HTTP/2 client over a limit; closing its connection with GOAWAY", "remote", h.c.clientIP, "limit", limit, "count", count)
+	} else {
+		h.c.srv.log.Warn("HTTP/2 client over a limit; its stream is refused", "remote", h.c.clientIP, "limit", limit, "count", count)
+	}
 	if h.obs != nil {
 		h.obs.H2Limit(h.c.st.Name, limit)
 	}

@@ -61,6 +61,11 @@ const (
 	LimitControlFrames = "control_frame_flood"
 	LimitEmptyFrames   = "empty_frame_flood"
 	LimitContinuations = "continuation_flood"
+	// LimitHeaderList: a header block decoded to more than the library accepts (an HPACK
+	// bomb: a few bytes that index a large table entry many times). The library answers
+	// the stream 431 on its own; the watch, decoding the same blocks, counts and logs it.
+	// The connection stays.
+	LimitHeaderList = "header_list_too_large"
 )
 
 // frameScan follows frame boundaries in a byte stream.
@@ -140,7 +145,7 @@ type h2Wire struct {
 	wmu      sync.Mutex
 	out      frameScan
 	onGoAway func(lastStream uint32, code http2.ErrCode)
-	onLimit  func(limit string, count int)
+	onLimit  func(limit string, count int, closing bool)
 }
 
 func newH2Wire(nc net.Conn, pre []byte, lim h2Limits, maxHeaderList uint32) *h2Wire {
@@ -154,6 +159,7 @@ func newH2Wire(nc net.Conn, pre []byte, lim h2Limits, maxHeaderList uint32) *h2W
 	w.in.skip = len(h2Preface)
 	w.in.dec = hpack.NewDecoder(4096, w.in.field) // the library's table size (its default)
 	w.in.dec.SetMaxStringLength(int(maxHeaderList))
+	w.in.maxList = int(maxHeaderList)
 	return w
 }
 
@@ -175,7 +181,7 @@ func (w *h2Wire) Read(p []byte) (int, error) {
 		if cut := w.in.scan(p[:n]); cut >= 0 {
 			n, w.failed = cut, true
 			if w.hit != "" && w.onLimit != nil {
-				w.onLimit(w.hit, w.hitCount)
+				w.onLimit(w.hit, w.hitCount, true)
 			}
 			if n == 0 {
 				return 0, http2.ConnectionError(w.fail)
@@ -233,6 +239,8 @@ type inScan struct {
 	dec       *hpack.Decoder
 	decBroken bool   // the decoder failed: the library will say why
 	bad       string // a forbidden field seen in the header block in progress
+	listSize  int    // the decoded size of the header block in progress (RFC 9113 §6.5.2)
+	maxList   int    // the library's bound on it
 	prefix    int    // HEADERS bytes before the fragment (pad length, priority)
 	padded    bool   // the pad length byte is still to come
 	frag      int    // fragment bytes left in this frame
@@ -322,6 +330,10 @@ func (s *inScan) frameEnd() {
 	if !s.decBroken && s.dec.Close() != nil {
 		s.decBroken = true
 	}
+	if s.listSize > s.maxList && s.w.onLimit != nil {
+		s.w.onLimit(LimitHeaderList, s.listSize, false)
+	}
+	s.listSize = 0
 	if s.bad != "" {
 		s.w.hit, s.w.hitCount = "", 0
 		s.bad = ""
@@ -331,6 +343,7 @@ func (s *inScan) frameEnd() {
 
 // field checks one decoded request field (RFC 9113 §8.2.2).
 func (s *inScan) field(f hpack.HeaderField) {
+	s.listSize += len(f.Name) + len(f.Value) + 32
 	switch f.Name {
 	case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
 		s.bad = f.Name
@@ -349,7 +362,7 @@ func (w *h2Wire) inbound(s *inScan, length int) {
 		empty = length == 0 && s.flags&flagEndStream == 0
 	case frameHeaders:
 		w.conts = 0
-		s.bad = ""
+		s.bad, s.listSize = "", 0
 		s.prefix, s.padded, s.frag = 0, s.flags&flagPadded != 0, length
 		if s.padded {
 			s.prefix++
