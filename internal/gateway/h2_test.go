@@ -3,10 +3,11 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -61,8 +62,12 @@ func (s *h2Site) transport() *http2.Transport {
 	}}
 }
 
+// client is an HTTP/2-only client; its connections close before the gateway shuts down
+// (else the test would wait for their drain).
 func (s *h2Site) client() *http.Client {
-	return &http.Client{Transport: s.transport(), Timeout: 10 * time.Second}
+	tr := s.transport()
+	s.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 func (s *h2Site) url(path string) string {
@@ -136,9 +141,112 @@ func TestH2PrefaceWithoutH2C(t *testing.T) {
 	}
 }
 
-func decodeJSON(t *testing.T, r io.Reader, v any) {
+// TestH2GRPCErrors: a gateway error towards a gRPC client is a trailers-only response
+// (HTTP 200, grpc-status and grpc-message with the reason code, no body) with the status
+// that tells a gRPC client what happened; a plain HTTP/2 client still gets the JSON error.
+func TestH2GRPCErrors(t *testing.T) {
+	dead := deadAddr(t)
+	s := startH2Routes(t, `
+upstreams: [{id: dead, targets: [{address: `+dead+`}]}]
+routes: [{id: svc, match: {path_prefix: /svc.Greeter/}, upstream: dead}]
+`)
+	c := s.client()
+	cases := []struct {
+		name, path, ctype string
+		grpc              string
+		status            int
+		reason            string
+	}{
+		{"not delivered", "/svc.Greeter/Hello", "application/grpc", "14", 200, "upstream_connect_refused"},
+		{"no route", "/other.Service/Call", "application/grpc+proto", "12", 200, "no_route"},
+		{"plain client", "/other.Service/Call", "application/json", "", 404, "no_route"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", s.url(tc.path), strings.NewReader("\x00\x00\x00\x00\x00"))
+			req.Header.Set("Content-Type", tc.ctype)
+			req.Header.Set("TE", "trailers")
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status || resp.Header.Get("Grpc-Status") != tc.grpc || resp.Header.Get("X-Sluice-Error") != tc.reason {
+				t.Fatalf("got %d grpc-status %q reason %q", resp.StatusCode, resp.Header.Get("Grpc-Status"), resp.Header.Get("X-Sluice-Error"))
+			}
+			if tc.grpc != "" {
+				if len(body) != 0 || !strings.HasPrefix(resp.Header.Get("Grpc-Message"), tc.reason) || resp.Header.Get("Content-Type") != "application/grpc" {
+					t.Fatalf("trailers-only response: body %q, grpc-message %q, content-type %q", body, resp.Header.Get("Grpc-Message"), resp.Header.Get("Content-Type"))
+				}
+			}
+		})
+	}
+}
+
+// startH2Routes starts an h2c gateway with the given upstreams and routes.
+func startH2Routes(t *testing.T, rest string) *h2Site {
 	t.Helper()
-	if err := json.NewDecoder(r).Decode(v); err != nil {
-		t.Fatal(err)
+	return &h2Site{testGateway: startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    name: edge
+    protocols: [http1, h2c]
+`+rest, nil)}
+}
+
+// TestH2ResponseTrailers: trailers of an HTTP/1.1 upstream's chunked response reach an
+// HTTP/2 client as an HTTP/2 trailer section, as gRPC's grpc-status must.
+func TestH2ResponseTrailers(t *testing.T) {
+	be, _ := recordingBackend(t, "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\nTransfer-Encoding: chunked\r\nTrailer: Grpc-Status\r\n\r\n"+
+		"5\r\n\x00\x00\x00\x00\x00\r\n0\r\nGrpc-Status: 0\r\nGrpc-Message: ok\r\n\r\n")
+	for _, m := range h2Modes() {
+		t.Run(m.name, func(t *testing.T) {
+			s := startH2(t, m.tls, be, "")
+			req, _ := http.NewRequest("POST", s.url("/svc.Greeter/Hello"), strings.NewReader("\x00\x00\x00\x00\x00"))
+			req.Header.Set("Content-Type", "application/grpc")
+			resp, err := s.client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || len(body) != 5 || resp.Trailer.Get("Grpc-Status") != "0" || resp.Trailer.Get("Grpc-Message") != "ok" {
+				t.Fatalf("got %d, body %q, trailer %v", resp.StatusCode, body, resp.Trailer)
+			}
+		})
+	}
+}
+
+// TestH2Curl: curl (its HTTP/2 is nghttp2's) gets answers over h2 (ALPN) and h2c with prior
+// knowledge.
+func TestH2Curl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("SLUICE_REQUIRE_EXTERNAL") == "1" {
+			t.Fatal("curl not installed")
+		}
+		t.Skip("curl not installed")
+	}
+	be := hostport(echoBackend(t, "a"))
+	for _, m := range h2Modes() {
+		t.Run(m.name, func(t *testing.T) {
+			s := startH2(t, m.tls, be, "")
+			args := []string{"-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_version} %{http_code}", "-d", "hello"}
+			if m.tls {
+				_, port, _ := net.SplitHostPort(s.addr)
+				args = append(args, "--http2", "--cacert", s.ca.CAFile(t), "--resolve", "site.test:"+port+":127.0.0.1", "https://site.test:"+port+"/curl")
+			} else {
+				args = append(args, "--http2-prior-knowledge", s.url("/curl"))
+			}
+			out, err := exec.Command(curl, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("curl: %v\n%s", err, out)
+			}
+			text := string(out)
+			if !strings.HasSuffix(text, "\n2 200") || !strings.Contains(text, `"body":"hello"`) || !strings.Contains(text, `"uri":"/curl"`) {
+				t.Fatalf("curl got:\n%s", text)
+			}
+		})
 	}
 }
