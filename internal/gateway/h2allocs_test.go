@@ -160,4 +160,3 @@ func BenchmarkH2Proxy(b *testing.B) {
 		}
 	}
 }
-
