@@ -444,8 +444,14 @@ func (s *Stream) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Flush sends buffered response bytes to the client now.
+// Flush sends buffered response bytes to the client now. Once a body of declared length
+// is all written it does nothing: the handler's end sends it at once, with END_STREAM on
+// its last DATA frame, where a flush would cost a round trip to the connection's writer
+// and a frame more.
 func (s *Stream) Flush() error {
+	if s.declared >= 0 && s.bytesOut.Load() == s.declared {
+		return nil
+	}
 	if f, ok := s.w.(interface{ FlushError() error }); ok {
 		return f.FlushError()
 	}
