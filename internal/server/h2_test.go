@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -126,7 +127,7 @@ func TestH2CPrefaceDetection(t *testing.T) {
 		name, send, want string
 	}{
 		{"http/1.1", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "HTTP/1.1 413 "},
-		{"not a request-line", "INVALID CONNECTION PREFACE\r\n\r\n", "\x00\x00"}, // a SETTINGS frame
+		{"not a request-line", "INVALID CONNECTION PREFACE\r\n\r\n", ""}, // closed, at most a SETTINGS frame first
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := net.Dial("tcp", addr)
@@ -137,7 +138,7 @@ func TestH2CPrefaceDetection(t *testing.T) {
 			c.Write([]byte(tc.send))
 			c.SetReadDeadline(time.Now().Add(3 * time.Second))
 			got, err := io.ReadAll(c) // to the close
-			if err != nil || len(got) < len(tc.want) || string(got[:len(tc.want)]) != tc.want {
+			if err != nil || !bytes.HasPrefix(got, []byte(tc.want)) || tc.want == "" && bytes.HasPrefix(got, []byte("HTTP/")) {
 				t.Fatalf("got %q, %v", got, err)
 			}
 		})
