@@ -10,8 +10,9 @@
 # round, h2load (Debian nghttp2-client) runs:
 #   streams  -c 4 -m 32: few connections, many concurrent streams on each
 #   conns    -c 64 -m 1: many connections, one stream at a time on each
-# Reported: medians of requests/s and of the p99 request time (from h2load's per-request
-# log) with ratios to nginx. Only processes started here are stopped.
+# Reported: medians of requests/s, of the p99 request time (from h2load's per-request log)
+# and of the CPU time per request (utime+stime of the proxy's processes), with ratios to
+# nginx, and the spread of requests/s. Only processes started here are stopped.
 set -euo pipefail
 
 ROUNDS=3 DURATION=6 ONLY=""
@@ -131,22 +132,27 @@ for p in sluice nginx haproxy; do
 	start "$p" "$(free_port)" && proxies+=("$p")
 done
 
-# run proxy mode: prints "requests rps p99_ms"
+TICK=$(getconf CLK_TCK)
+
+# run proxy mode: prints "requests rps p99_ms cpu_us_per_request"
 run() {
-	local p=$1 mode=$2 url="https://localhost:${PORT[$1]}/" out rps req p99 flags
+	local p=$1 mode=$2 url="https://localhost:${PORT[$1]}/" out rps req p99 flags before after
 	case "$mode" in
 	streams) flags="-c 4 -m 32" ;;
 	conns) flags="-c 64 -m 1" ;;
 	esac
 	rm -f "$TMP/req.log"
+	before=$(cpu_ticks "$p")
 	# shellcheck disable=SC2086
 	out=$(h2load $flags -t 1 -D "$DURATION" --warm-up-time 1 --log-file "$TMP/req.log" "$url" 2>&1)
+	after=$(cpu_ticks "$p")
 	rps=$(awk '/^finished in/{gsub(",","",$5); print $4}' <<<"$out")
 	req=$(awk '/^requests:/{print $8}' <<<"$out")
 	grep -q ', 0 failed, 0 errored' <<<"$out" || log "$p $mode: h2load saw failures: $(grep '^requests:' <<<"$out")"
 	# The log's third column is each request's time in microseconds.
 	p99=$(awk '{print $3}' "$TMP/req.log" | sort -n | awk '{a[NR]=$1} END{ if (NR) printf "%.2f", a[int(NR*0.99)]/1000; else print 0 }')
-	printf '%s\t%s\t%s\n' "${req:-0}" "${rps:-0}" "$p99"
+	awk -v r="${req:-0}" -v s="${rps:-0}" -v q="$p99" -v t=$((after - before)) -v hz="$TICK" \
+		'BEGIN{ printf "%d\t%.0f\t%s\t%.1f\n", r, s, q, (r>0 ? t/hz*1e6/r : 0) }'
 }
 
 results="$TMP/results.tsv"
@@ -164,16 +170,18 @@ done
 
 echo
 echo "HTTP/2 over TLS: medians over $ROUNDS rounds x ${DURATION}s (streams: h2load -c4 -m32; conns: h2load -c64 -m1)"
-printf 'mode\tproxy\trps\trps_vs_nginx\tp99_ms\tp99_vs_nginx\trps_min\trps_max\n'
+printf 'mode\tproxy\trps\trps_vs_nginx\tp99_ms\tp99_vs_nginx\tcpu_us_req\tcpu_vs_nginx\trps_min\trps_max\n'
 for mode in streams conns; do
 	nrps=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $5}' "$results" | median)
 	np99=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $6}' "$results" | median)
+	ncpu=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $7}' "$results" | median)
 	for p in "${proxies[@]}"; do
 		rps=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $5}' "$results" | median)
 		p99=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $6}' "$results" | median)
+		cpu=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $7}' "$results" | median)
 		lo=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $5}' "$results" | sort -g | head -1)
 		hi=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $5}' "$results" | sort -g | tail -1)
-		awk -v m="$mode" -v p="$p" -v r="$rps" -v q="$p99" -v nr="${nrps:-0}" -v nq="${np99:-0}" -v lo="$lo" -v hi="$hi" \
-			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.2f\t%s\t%.0f\t%.0f\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), q, (nq>0? sprintf("%.2f", q/nq) : "-"), lo, hi }'
+		awk -v m="$mode" -v p="$p" -v r="$rps" -v q="$p99" -v c="$cpu" -v nr="${nrps:-0}" -v nq="${np99:-0}" -v nc="${ncpu:-0}" -v lo="$lo" -v hi="$hi" \
+			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.2f\t%s\t%.1f\t%s\t%.0f\t%.0f\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), q, (nq>0? sprintf("%.2f", q/nq) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-"), lo, hi }'
 	done
 done
