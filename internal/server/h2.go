@@ -58,8 +58,8 @@ type H2Observer interface {
 	H2Conn(listener string, tls bool)
 	// H2GoAway counts a GOAWAY sent to a client, by error code name (NO_ERROR for a drain).
 	H2GoAway(listener, code string)
-	// H2Limit counts a client that passed a limit (Limit* names), which closed its
-	// connection.
+	// H2Limit counts a client that passed a limit (Limit* names): its connection was
+	// closed with GOAWAY ENHANCE_YOUR_CALM, or, for LimitHeaderList, its stream answered 431.
 	H2Limit(listener, limit string)
 	// H2Error counts a protocol error the HTTP/2 library found, by its own token (such as
 	// "conn_PROTOCOL_ping_on_stream" or "stream_REFUSED_STREAM_over_max_streams_race").
