@@ -117,7 +117,19 @@ func TestH2Proxy(t *testing.T) {
 			if info.Body != "sized" {
 				t.Fatalf("backend got %q", info.Body)
 			}
-			lines := s.accessLines(3)
+			// HTTP/1.1 clients are still served on the same listener.
+			h1 := &http.Transport{DisableKeepAlives: true}
+			if m.tls {
+				h1.TLSClientConfig = s.ca.ClientConfig("site.test") // offers http/1.1 only
+			}
+			req, _ = http.NewRequest("GET", s.url("/h1"), nil)
+			if resp, _ := getEcho(t, &http.Client{Transport: h1}, req); resp.ProtoMajor != 1 {
+				t.Fatalf("HTTP/1.1 client got %s", resp.Proto)
+			}
+			lines := s.accessLines(4)[:3]
+			if l := s.accessLines(4)[3]; l["http_version"] != "HTTP/1.1" {
+				t.Fatalf("HTTP/1.1 access line %v", l)
+			}
 			for _, l := range lines {
 				if l["http_version"] != "HTTP/2" || l["route"] != "all" || l["status"] != float64(200) {
 					t.Fatalf("access line %v", l)
