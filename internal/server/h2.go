@@ -182,6 +182,9 @@ func (c *conn) serveH2() {
 	if tc != nil {
 		nc = h2TLSWire{h2Wire: wire, tc: tc}
 	}
+	c.mu.Lock()
+	c.rw = nc // the connection's final close goes through the wire's lock too
+	c.mu.Unlock()
 	s2.ServeConn(nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: h.hs, Handler: h})
 }
 
