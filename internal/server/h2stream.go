@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"sluice/internal/h1"
 	"sluice/internal/reason"
@@ -398,13 +399,36 @@ func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int
 	hdr := s.w.Header()
 	hasCT := false
 	var size int64
-	if h != nil {
+	if h != nil && len(h.Fields) > 0 {
+		// Few allocations: the values share one string, and the keys one []string array,
+		// each key a one-element slice of it (a second value for a key appends elsewhere).
+		n := 0
 		for _, f := range h.Fields {
+			n += len(f.Value)
+		}
+		vb := make([]byte, 0, n)
+		for _, f := range h.Fields {
+			vb = append(vb, f.Value...)
+		}
+		all := unsafeString(vb)
+		vals := make([]string, len(h.Fields))
+		off := 0
+		for i, f := range h.Fields {
+			v := all[off : off+len(f.Value)]
+			off += len(f.Value)
 			if isConnectionField(f.Name) || equalFoldStr(f.Name, "Content-Length") {
 				continue
 			}
-			k := http.CanonicalHeaderKey(string(f.Name))
-			hdr[k] = append(hdr[k], string(f.Value))
+			k, ok := commonKeys[string(f.Name)]
+			if !ok {
+				k = http.CanonicalHeaderKey(string(f.Name))
+			}
+			if cur := hdr[k]; cur != nil {
+				hdr[k] = append(cur, v)
+			} else {
+				vals[i] = v
+				hdr[k] = vals[i : i+1 : i+1]
+			}
 			hasCT = hasCT || k == "Content-Type"
 			size += int64(len(f.Name) + len(f.Value) + 4)
 		}
@@ -419,6 +443,24 @@ func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int
 	s.w.WriteHeader(status)
 	return nil
 }
+
+// commonKeys are the canonical forms of frequent response field names, looked up without
+// allocating (the lookup by string(b) does not copy).
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Content-Type", "Date", "Server", "Cache-Control", "Etag", "Last-Modified", "Vary",
+		"Set-Cookie", "X-Request-Id", "Content-Encoding", "Location", "Expires", "Accept-Ranges", "Age",
+		"Trailer", "Grpc-Status", "Grpc-Message", "Grpc-Encoding", "Grpc-Accept-Encoding", "X-Sluice-Error", "Retry-After",
+		"Access-Control-Allow-Origin", "Strict-Transport-Security", "X-Content-Type-Options", "Content-Security-Policy"} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	m["ETag"] = "Etag"
+	return m
+}()
+
+// unsafeString is b as a string without a copy; b must not change afterwards.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func equalFoldStr(b []byte, s string) bool {
 	return len(b) == len(s) && strings.EqualFold(string(b), s)
