@@ -1,5 +1,7 @@
 package server
 
+//lint:file-ignore SA1019 x/net v0.62 deprecates its http2.Server for net/http's, which serves only connections its own Serve accepted; ServeConn is what gives one server per connection (on go1.27 it wraps net/http's). Moving to net/http's is a follow-up: docs/design.md, "HTTP/2 downstream".
+
 // HTTP/2 connections.
 //
 // A connection becomes HTTP/2 when its TLS handshake chose "h2" by ALPN, or, on a listener
