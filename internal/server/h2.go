@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -75,6 +76,8 @@ type h2Conn struct {
 	hs   *http.Server
 	obs  H2Observer // nil: none
 	sh   StreamHandler
+
+	drainOnce sync.Once // Shutdown's wake-up and serveH2's own check may both ask
 }
 
 // h2Offered reports whether the connection, just accepted and handshaken, is HTTP/2 by
@@ -195,7 +198,9 @@ func (c *conn) serveH2() {
 // client had in flight), the library's GOAWAY that names the last stream it will serve.
 // Streams up to it finish; the connection closes after them. A client that raced a new
 // stream against the first GOAWAY gets it served, not refused (RFC 9113 §6.8).
-func (h *h2Conn) drain() {
+func (h *h2Conn) drain() { h.drainOnce.Do(h.drainNow) }
+
+func (h *h2Conn) drainNow() {
 	if h.wire.drainStep1() {
 		time.Sleep(h.c.st.H2.DrainWait)
 	}
