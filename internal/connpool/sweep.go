@@ -45,16 +45,21 @@ func (p *Pool) sweep() {
 // the sweeper should exit (pool closed or no idle conn left).
 func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Conn, _ []uint64, ok bool) {
 	p.mu.Lock()
-	if p.closed || len(p.idle) == 0 {
+	if p.closed || len(p.idle) == 0 && p.sentinel == nil {
 		p.sweeping = false
 		p.mu.Unlock()
 		return probe, gens, false
 	}
 	p.maintainLocked(now)
 	var dead []*Conn
+	expired := false
 	keep := p.idle[:0]
 	for _, c := range p.idle {
 		if why := p.expiredLocked(c, now); why != "" {
+			expired = expired || why == CloseLearnedTimeout || why == CloseIdleTimeout
+			if why == CloseLearnedTimeout && p.keepSentinelLocked(c) {
+				continue
+			}
 			p.retireLocked(c, why, now, false)
 			dead = append(dead, c)
 			continue
@@ -65,6 +70,13 @@ func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Co
 	}
 	clear(p.idle[len(keep):])
 	p.idle = keep
+	if s := p.sentinel; s != nil {
+		probe = append(probe, s)
+		gens = append(gens, s.gen)
+	}
+	if p.preconnectDueLocked(now, expired) {
+		p.startPreconnectLocked(now)
+	}
 	p.mu.Unlock()
 	closeAll(dead)
 	return probe, gens, true
@@ -75,6 +87,12 @@ func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts 
 	var dead, read []*Conn
 	p.mu.Lock()
 	for i, c := range probe {
+		if c.state == stateSentinel {
+			if p.sentinelLocked(c, now, verdicts[i]) {
+				dead = append(dead, c)
+			}
+			continue
+		}
 		if c.state != stateIdle || c.gen != gens[i] {
 			continue
 		}
