@@ -3,7 +3,7 @@
 # (issue #20; part of the stale suite, docs/benchmarks.md).
 #
 #   bash bench/reuse.sh [-runs 3] [-duration 45] [-clients 16] [-idle 1s] [-only "sluice nginx"]
-#                       [-backends "go nginx node race"]
+#                       [-backends "go nginx node race"] [-shared] [-out DIR]
 #
 # Each backend kind closes keep-alive connections idle for T (-idle): "go" is a Go net/http
 # server (IdleTimeout, bench/reusebackend), "nginx" an nginx server (keepalive_timeout), "node" a
@@ -12,7 +12,10 @@
 # its own backend instance, all side by side, with the stale suite's configs (upstream idle
 # timeout 600 s, so a proxy only knows T from what it learns). bench/staleclient runs -clients
 # sequential clients per proxy, pauses spread over 0.8-1.2 T, 50/50 GET/POST, one client
-# connection per request.
+# connection per request. As in the torture suite (internal/gateway/torture_test.go), each
+# client has a route and an upstream of its own (so its own pool, in every proxy), which makes
+# every reuse happen at an idle age near T; -shared sends all clients through one upstream
+# instead (then the pool sees -clients requests per T and reuse is easy for everyone).
 #
 # Reported per run, backend and proxy: requests, client 5xx + errors, duplicates (requests the
 # backend processed twice), backend accepts per 1,000 requests and request-path connects per
@@ -21,7 +24,7 @@
 # Results in -out (default bench/out/reuse): reuse.tsv (one line per run, backend, proxy).
 set -euo pipefail
 
-RUNS=3 DURATION=45 CLIENTS=16 IDLE=1s ONLY="" BACKENDS="go nginx node race" OUTDIR=""
+RUNS=3 DURATION=45 CLIENTS=16 IDLE=1s ONLY="" BACKENDS="go nginx node race" OUTDIR="" SHARED=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-runs) RUNS=$2; shift ;;
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
 	-only) ONLY=$2; shift ;;
 	-backends) BACKENDS=$2; shift ;;
 	-out) OUTDIR=$2; shift ;;
+	-shared) SHARED=1 ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "reuse.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -114,23 +118,28 @@ backend_stats() {
 	esac
 }
 
-# proxy name port bport: starts one proxy in front of bport (the stale suite's configs).
+NUP=$CLIENTS
+[ "$SHARED" = 1 ] && NUP=1
+
+# proxy name port bport: starts one proxy in front of bport (the stale suite's configs), with
+# NUP upstreams: upstream u<i> serves the paths /c<i>/.
 proxy() {
-	local name=$1 port=$2 bport=$3 dir="$TMP/$1"
+	local name=$1 port=$2 bport=$3 dir="$TMP/$1" i
 	mkdir -p "$dir"; chmod 755 "$dir"
 	case "$name" in
 	sluice*)
 		PORT[$name-admin]=$(free_port)
-		cat >"$dir/sluice.yaml" <<-EOF
-			listeners: [{address: "127.0.0.1:$port"}]
-			upstreams:
-			  - id: backend
-			    targets: [{address: "127.0.0.1:$bport"}]
-			    keepalive: {max_idle: 256, idle_timeout: 600s}
-			routes: [{id: all, upstream: backend}]
-			log: {level: info, access: "off"}
-			admin: {address: "127.0.0.1:${PORT[$name-admin]}"}
-		EOF
+		{
+			printf 'listeners: [{address: "127.0.0.1:%s"}]\nupstreams:\n' "$port"
+			for i in $(seq 0 $((NUP - 1))); do
+				printf '  - id: u%s\n    targets: [{address: "127.0.0.1:%s"}]\n    keepalive: {max_idle: 256, idle_timeout: 600s}\n' "$i" "$bport"
+			done
+			printf 'routes:\n'
+			for i in $(seq 0 $((NUP - 1))); do
+				printf '  - id: r%s\n    match: {path_prefix: /c%s/}\n    upstream: u%s\n' "$i" "$i" "$i"
+			done
+			printf 'log: {level: info, access: "off"}\nadmin: {address: "127.0.0.1:%s"}\n' "${PORT[$name-admin]}"
+		} >"$dir/sluice.yaml"
 		"$TMP/bin/sluice" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
 	nginx*)
 		local user=""
@@ -145,22 +154,21 @@ proxy() {
 			    access_log off;
 			    client_body_temp_path $dir/client_body;
 			    proxy_temp_path $dir/proxy;
-			    upstream backend {
-			        server 127.0.0.1:$bport;
-			        keepalive 128;
-			        keepalive_requests 1000000;
-			        keepalive_timeout 600s;
-			    }
+			    include $dir/upstreams.conf;
 			    server {
 			        listen 127.0.0.1:$port;
-			        location / {
-			            proxy_pass http://backend;
-			            proxy_http_version 1.1;
-			            proxy_set_header Connection "";
-			        }
+			        proxy_http_version 1.1;
+			        proxy_set_header Connection "";
+			        include $dir/locations.conf;
 			    }
 			}
 		EOF
+		for i in $(seq 0 $((NUP - 1))); do
+			printf 'upstream u%s { server 127.0.0.1:%s; keepalive 128; keepalive_requests 1000000; keepalive_timeout 600s; }\n' "$i" "$bport"
+		done >"$dir/upstreams.conf"
+		for i in $(seq 0 $((NUP - 1))); do
+			printf 'location /c%s/ { proxy_pass http://u%s; }\n' "$i" "$i"
+		done >"$dir/locations.conf"
 		nginx -p "$dir/" -e stderr -c "$dir/nginx.conf" -g 'daemon off;' >"$TMP/$name.log" 2>&1 & ;;
 	haproxy*)
 		cat >"$dir/haproxy.cfg" <<-EOF
@@ -176,10 +184,9 @@ proxy() {
 			    timeout server 600s
 			frontend fe
 			    bind 127.0.0.1:$port
-			    default_backend be
-			backend be
-			    server s1 127.0.0.1:$bport pool-max-conn 256
 		EOF
+		for i in $(seq 0 $((NUP - 1))); do printf '    use_backend b%s if { path_beg /c%s/ }\n' "$i" "$i"; done >>"$dir/haproxy.cfg"
+		for i in $(seq 0 $((NUP - 1))); do printf 'backend b%s\n    server s1 127.0.0.1:%s pool-max-conn 256\n' "$i" "$bport"; done >>"$dir/haproxy.cfg"
 		haproxy -db -f "$dir/haproxy.cfg" >"$TMP/$name.log" 2>&1 & ;;
 	caddy*)
 		cat >"$dir/Caddyfile" <<-EOF
@@ -188,15 +195,11 @@ proxy() {
 			    auto_https off
 			}
 			http://127.0.0.1:$port {
-			    reverse_proxy 127.0.0.1:$bport {
-			        transport http {
-			            keepalive_idle_conns 256
-			            keepalive_idle_conns_per_host 256
-			            keepalive 600s
-			        }
-			    }
-			}
 		EOF
+		for i in $(seq 0 $((NUP - 1))); do
+			printf '    handle /c%s/* {\n        reverse_proxy 127.0.0.1:%s {\n            transport http {\n                keepalive_idle_conns 256\n                keepalive_idle_conns_per_host 256\n                keepalive 600s\n            }\n        }\n    }\n' "$i" "$bport"
+		done >>"$dir/Caddyfile"
+		echo "}" >>"$dir/Caddyfile"
 		XDG_DATA_HOME=$dir XDG_CONFIG_HOME=$dir HOME=$dir caddy run --adapter caddyfile --config "$dir/Caddyfile" >"$TMP/$name.log" 2>&1 & ;;
 	esac
 	PID[$name]=$!
@@ -204,12 +207,17 @@ proxy() {
 	wait_port "$name" "$port"
 }
 
-# sluice_pool name: prints "preconnects request_path_connects" from Sluice's pool view.
+# sluice_pool name: prints "preconnects request_path_connects" summed over Sluice's pools.
 sluice_pool() {
-	curl -fsS "http://127.0.0.1:${PORT[$1-admin]}/admin/upstreams/backend/pool" | python3 -c '
+	local i pre=0 pc=0 a b
+	for i in $(seq 0 $((NUP - 1))); do
+		read -r a b <<<"$(curl -fsS "http://127.0.0.1:${PORT[$1-admin]}/admin/upstreams/u$i/pool" | python3 -c '
 import json, sys
 t = json.load(sys.stdin)["targets"][0]["counters"]
-print(t.get("preconnects", 0), t.get("request_path_connects", t["opened"]))'
+print(t.get("preconnects", 0), t.get("request_path_connects", t["opened"]))')"
+		pre=$((pre + a)); pc=$((pc + b))
+	done
+	echo "$pre $pc"
 }
 
 proxies=()
@@ -242,7 +250,9 @@ for run in $(seq 1 "$RUNS"); do
 	cpids=()
 	for pr in "${pairs[@]}"; do
 		read -r k p n <<<"$pr"
-		"$TMP/bin/staleclient" -url "http://127.0.0.1:${PORT[$n]}/r" -backend "" -idle "$IDLE" \
+		url="http://127.0.0.1:${PORT[$n]}/c%d/r"
+		[ "$SHARED" = 1 ] && url="http://127.0.0.1:${PORT[$n]}/c0/r"
+		"$TMP/bin/staleclient" -url "$url" -backend "" -idle "$IDLE" \
 			-before "$((idle_ms / 5))ms" -after "$((idle_ms / 5))ms" -clients "$CLIENTS" -duration "${DURATION}s" -v \
 			>"$TMP/$n.out" 2>"$TMP/$n.err" &
 		cpids+=($!)

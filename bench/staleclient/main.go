@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	url := flag.String("url", "http://127.0.0.1:9200/", "proxy URL")
+	url := flag.String("url", "http://127.0.0.1:9200/", "proxy URL; a %d in it is replaced by the client's number (0..clients-1), e.g. to give each client a route and upstream of its own")
 	backend := flag.String("backend", "127.0.0.1:9110", "stalebackend address (for /__stats); empty: print only the client's counts")
 	clients := flag.Int("clients", 1, "sequential clients running side by side")
 	dur := flag.Duration("duration", 30*time.Second, "how long to send")
@@ -60,7 +60,11 @@ func main() {
 					gets.Add(1)
 				}
 				reqs.Add(1)
-				req, _ := http.NewRequest(method, *url, body)
+				u := *url
+				if strings.Contains(u, "%d") {
+					u = fmt.Sprintf(u, i)
+				}
+				req, _ := http.NewRequest(method, u, body)
 				req.Header.Set("X-Request-Id", id)
 				resp, err := client.Do(req)
 				if err != nil {

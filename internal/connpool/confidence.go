@@ -10,15 +10,17 @@ package connpool
 //     was last seen alive, hi = the idle age at which it was found closed. The pool keeps the
 //     last closeKeep brackets that agree with L (lo >= 0.75*L: a restart or crash closes
 //     conns early and is not an idle timeout).
-//   - Confident: at least closeConfirm such brackets, all overlapping (max lo <= min hi: one
-//     close age explains every observation), none below ReuseFloor, and no reset on a reused
+//   - Confident: at least closeConfirm such brackets, all overlapping give or take minMargin
+//     (max lo <= min hi + minMargin: one close age, up to scheduling noise, explains every
+//     observation), none below ReuseFloor, and no reset on a reused
 //     conn since they were taken (a reset clears them: the backend is closing earlier than
 //     its FINs say, e.g. it races its timer).
 //   - Then close = max lo (each bracket's lo is a moment the backend had not closed yet), but
 //     never above L when L came from a Keep-Alive header or a reset on reuse (the backend
 //     said, or showed, that it closes sooner); the margin is the width of the overlap
 //     (min hi - max lo: how little the observations pin the close down), at least minMargin
-//     (scheduling noise on both sides), and effective = close - margin.
+//     (scheduling noise on both sides), plus how far the brackets miss each other when they
+//     do, and effective = close - margin.
 //   - A non-idempotent request reuses a conn when its remaining life is comfortably above the
 //     race window: idle < close - margin - race, where race is the widest gap measured
 //     between a close and a reset on reuse (a backend that drops requests arriving just before
@@ -102,14 +104,15 @@ func (p *Pool) confidentLocked() {
 		}
 		lo, hi, n = max(lo, b.lo), min(hi, b.hi), n+1
 	}
-	if n < closeConfirm || lo > hi {
-		return
+	mm := p.opts.minMargin()
+	if n < closeConfirm || lo > hi+mm {
+		return // the closes do not come at one age, give or take scheduling noise
 	}
 	if p.learn.source != SourceObserved {
 		lo = min(lo, l) // an advertised timeout, or a reset, says the backend closes sooner
 	}
 	k.ok, k.close = true, lo
-	k.margin = max(p.opts.minMargin(), hi-lo)
+	k.margin = max(mm, hi-lo) + max(0, lo-hi)
 }
 
 // raceWindow is the gap kept between a non-idempotent request and the backend's close.
