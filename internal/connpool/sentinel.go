@@ -26,7 +26,7 @@ func (p *Pool) keepSentinelLocked(c *Conn) bool {
 
 // sentinelLocked applies a probe verdict to the sentinel c; true: it was retired (the caller
 // closes it).
-func (p *Pool) sentinelLocked(c *Conn, now time.Time, verdict CloseReason) bool {
+func (p *Pool) sentinelLocked(c *Conn, now, end time.Time, verdict CloseReason) bool {
 	if c != p.sentinel {
 		return false
 	}
@@ -39,7 +39,8 @@ func (p *Pool) sentinelLocked(c *Conn, now time.Time, verdict CloseReason) bool 
 		verdict = CloseLearnedTimeout
 	case CloseBackendClosedIdle:
 		p.stats.sentinelCloses++
-		p.observeLocked(c, now)
+		p.observeLocked(c, end)
+		now = end
 	case probeRead:
 		verdict = CloseUnsolicitedData
 	}

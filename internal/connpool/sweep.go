@@ -36,7 +36,7 @@ func (p *Pool) sweep() {
 		for _, c := range probe {
 			verdicts = append(verdicts, c.probe())
 		}
-		p.sweepApply(start, probe, gens, verdicts)
+		p.sweepApply(start, time.Now(), probe, gens, verdicts)
 		clear(probe) // drop references to conns until the next pass
 	}
 }
@@ -82,13 +82,15 @@ func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Co
 	return probe, gens, true
 }
 
-// sweepApply acts on probe results for conns still idle in the same idle period.
-func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts []CloseReason) {
+// sweepApply acts on probe results for conns still idle in the same idle period: a conn
+// probed alive was alive at now (the probes started then); one found closed was closed by
+// end (they ended then), the time its close is recorded at.
+func (p *Pool) sweepApply(now, end time.Time, probe []*Conn, gens []uint64, verdicts []CloseReason) {
 	var dead, read []*Conn
 	p.mu.Lock()
 	for i, c := range probe {
 		if c.state == stateSentinel {
-			if p.sentinelLocked(c, now, verdicts[i]) {
+			if p.sentinelLocked(c, now, end, verdicts[i]) {
 				dead = append(dead, c)
 			}
 			continue
@@ -108,8 +110,8 @@ func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts 
 		}
 		p.removeIdleLocked(c)
 		p.stats.staleCaught++
-		p.observeLocked(c, now)
-		p.retireLocked(c, verdicts[i], now, false)
+		p.observeLocked(c, end)
+		p.retireLocked(c, verdicts[i], end, false)
 		dead = append(dead, c)
 	}
 	p.mu.Unlock()
