@@ -108,11 +108,11 @@ func (p *Pool) confidentLocked() {
 	if n < closeConfirm || lo > hi+mm {
 		return // the closes do not come at one age, give or take scheduling noise
 	}
+	k.margin = max(mm, hi-lo) + max(0, lo-hi)
 	if p.learn.source != SourceObserved {
 		lo = min(lo, l) // an advertised timeout, or a reset, says the backend closes sooner
 	}
 	k.ok, k.close = true, lo
-	k.margin = max(mm, hi-lo) + max(0, lo-hi)
 }
 
 // raceWindow is the gap kept between a non-idempotent request and the backend's close.

@@ -243,3 +243,54 @@ func TestPreconnectStopsWhenIdle(t *testing.T) {
 		t.Errorf("%d preconnects while no request came, want at most 1", n)
 	}
 }
+
+// TestConfidenceRule: the effective idle timeout and the non-idempotent bound from the
+// learned value and the brackets of observed closes (learnPool: SweepInterval 10ms, so
+// minMargin 20ms and a race window of at least 10ms; UnsafeMaxIdle 500ms).
+func TestConfidenceRule(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name       string
+		learned    time.Duration
+		source     string
+		brackets   []bracket
+		race       time.Duration
+		confident  bool
+		eff, unsaf time.Duration
+	}{
+		{name: "one bracket is not enough", learned: 1000 * ms, source: SourceObserved,
+			brackets: []bracket{{960 * ms, 1010 * ms}}, eff: 850 * ms, unsaf: 212500 * time.Microsecond},
+		{name: "observed closes agree", learned: 950 * ms, source: SourceObserved,
+			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, confident: true,
+			eff: 970 * ms, unsaf: 960 * ms}, // close 990, margin 20 (overlap 990-1010), race 10
+		{name: "a wide overlap widens the margin", learned: 900 * ms, source: SourceObserved,
+			brackets: []bracket{{900 * ms, 1000 * ms}, {920 * ms, 1020 * ms}}, confident: true,
+			eff: 840 * ms, unsaf: 830 * ms}, // close 920, margin 80
+		{name: "closes at different ages", learned: 600 * ms, source: SourceObserved,
+			brackets: []bracket{{600 * ms, 610 * ms}, {900 * ms, 910 * ms}}, eff: 510 * ms, unsaf: 127500 * time.Microsecond},
+		{name: "header caps the close, not the margin", learned: 1000 * ms, source: SourceHeader,
+			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}}, confident: true,
+			eff: 980 * ms, unsaf: 970 * ms}, // close min(1990, 1000), margin 20
+		{name: "a measured race widens the unsafe gap", learned: 950 * ms, source: SourceObserved,
+			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, race: 100 * ms, confident: true,
+			eff: 970 * ms, unsaf: 870 * ms},
+		{name: "early closes do not count", learned: 1000 * ms, source: SourceObserved,
+			brackets: []bracket{{300 * ms, 310 * ms}, {990 * ms, 1000 * ms}}, eff: 850 * ms, unsaf: 212500 * time.Microsecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			p.opts.UnsafeMaxIdle = 500 * ms
+			p.learn.value, p.learn.source = tc.learned, tc.source
+			p.conf.brackets, p.conf.race = tc.brackets, tc.race
+			p.recomputeLocked()
+			if p.conf.ok != tc.confident || p.eff != tc.eff || p.unsafeIdle != tc.unsaf {
+				t.Errorf("confident %v, effective %v, unsafe %v; want %v, %v, %v (close %v, margin %v)",
+					p.conf.ok, p.eff, p.unsafeIdle, tc.confident, tc.eff, tc.unsaf, p.conf.close, p.conf.margin)
+			}
+			if p.conf.ok && (p.eff >= p.conf.close || p.unsafeIdle > p.eff-p.raceWindow()) {
+				t.Errorf("effective %v or unsafe %v reach past close %v", p.eff, p.unsafeIdle, p.conf.close)
+			}
+		})
+	}
+}

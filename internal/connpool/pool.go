@@ -197,14 +197,22 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 	return nil, dead
 }
 
-// refreshLocked picks which idle conn a request takes, the top being usable: the oldest one
-// past half the effective idle timeout that this request may still use, else the top (the
-// most recently released). Traffic that comes often enough keeps every conn it needs alive
-// this way (a conn below the top would otherwise age out, and the next burst would wait for a
-// connect); when traffic thins, conns still pass the limit and are retired. The top is never
-// older than the one picked, so a request gets no older conn than its rules allow.
+// refreshLocked picks which idle conn a request takes, the top being usable: a preconnected
+// conn no request used yet (it was opened for this traffic; taking an older conn instead
+// would leave it to be wasted), else the oldest one past half the effective idle timeout that
+// this request may still use, else the top (the most recently released). Traffic that comes
+// often enough keeps every conn it needs alive this way (a conn below the top would otherwise
+// age out, and the next burst would wait for a connect); when traffic thins, conns still pass
+// the limit and are retired. Preconnected conns are younger than the top's limit and the
+// others are checked against this request's limits, so a request gets no older conn than its
+// rules allow.
 func (p *Pool) refreshLocked(now time.Time, idempotent bool) int {
 	top := len(p.idle) - 1
+	for i := top; i >= 0; i-- {
+		if c := p.idle[i]; c.pre && p.expiredLocked(c, now) == "" && (idempotent || now.Sub(c.lastUsed) < p.unsafeIdle) {
+			return i
+		}
+	}
 	for i, c := range p.idle[:top] {
 		age := now.Sub(c.lastUsed)
 		eff, _ := p.effFor(c)
@@ -247,7 +255,11 @@ func (p *Pool) wornLocked(c *Conn, now time.Time) CloseReason {
 func (p *Pool) effFor(c *Conn) (time.Duration, bool) {
 	eff, learned := p.eff, p.effLearned
 	if c.kaTimeout > 0 {
-		if v := time.Duration(p.opts.SafetyFraction * float64(c.kaTimeout) * p.heal.factor); v < eff {
+		v := time.Duration(p.opts.SafetyFraction * float64(c.kaTimeout) * p.heal.factor)
+		if p.conf.ok {
+			v = time.Duration(float64(c.kaTimeout-p.conf.margin) * p.heal.factor)
+		}
+		if v < eff {
 			eff, learned = v, true
 		}
 		if eff < p.opts.ReuseFloor {

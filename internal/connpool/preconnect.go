@@ -1,13 +1,15 @@
 package connpool
 
-// Preconnect: connects moved off the request path. When the pool has had a request within the
-// effective idle timeout and its youngest idle conn is about to be retired (its idle age within
-// lead of its limit), the sweeper opens one replacement in the background and puts it on top of
-// the idle stack, so that the next request finds a fresh conn instead of waiting for a connect.
-// Bounds: one preconnect in flight, at most one per half effective idle timeout, none while
-// the traffic is not recent (so an idle pool stops after at most one), none at MaxConns or
-// while requests wait, none when Options.Preconnect is false. A preconnected conn that is
-// retired before any request used it is counted wasted.
+// Preconnect: connects moved off the request path. When the pool has had a request within two
+// effective idle timeouts and its youngest idle conn, one a request used, is about to be
+// retired (its idle age within lead of its limit) or has just been, the sweeper opens one
+// replacement in the background and puts it on top of the idle stack, so that the next
+// request finds a fresh conn instead of waiting for a connect (requests take an unused
+// preconnected conn first). Bounds: one preconnect in flight, at most one per half effective
+// idle timeout, none while the traffic is not recent, none to replace a preconnected conn (so
+// an idle pool stops after at most one), none at MaxConns or while requests wait, none when
+// Options.Preconnect is false. A preconnected conn that is retired before any request used it
+// is counted wasted.
 //
 // lead = 2*SweepInterval + the mean connect time: the sweeper looks every SweepInterval, and
 // the replacement must be ready before the old conn's limit.
@@ -41,13 +43,13 @@ func (p *Pool) raceSpan() time.Duration {
 }
 
 // preconnectDueLocked says whether the sweeper should open a replacement now. expired is
-// whether this sweep retired an idle conn by its idle limit.
+// whether this sweep retired an idle conn, not a preconnected one, by its idle limit.
 func (p *Pool) preconnectDueLocked(now time.Time, expired bool) bool {
 	pc := &p.pre
 	switch {
 	case !p.opts.Preconnect || !p.opts.Enabled || p.closed || p.eff == 0 || pc.inFlight,
 		len(p.waiters) > 0, p.opts.MaxConns > 0 && p.total >= p.opts.MaxConns,
-		now.Sub(p.lastGet) >= p.eff, now.Sub(pc.last) < p.eff/2:
+		now.Sub(p.lastGet) >= 2*p.eff, now.Sub(pc.last) < p.eff/2:
 		return false
 	case len(p.idle) == 0:
 		return expired // the last idle conn just went

@@ -56,7 +56,7 @@ func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Co
 	keep := p.idle[:0]
 	for _, c := range p.idle {
 		if why := p.expiredLocked(c, now); why != "" {
-			expired = expired || why == CloseLearnedTimeout || why == CloseIdleTimeout
+			expired = expired || !c.pre && (why == CloseLearnedTimeout || why == CloseIdleTimeout)
 			if why == CloseLearnedTimeout && p.keepSentinelLocked(c) {
 				continue
 			}
