@@ -229,7 +229,9 @@ func (r reuseCounts) sub(o reuseCounts) reuseCounts {
 		PreconnectsWasted: r.c.PreconnectsWasted - o.c.PreconnectsWasted, Reused: r.c.Reused - o.c.Reused}}
 }
 
-func (r reuseCounts) per1000(n uint64) float64 { return 1000 * float64(n) / float64(max(r.requests, 1)) }
+func (r reuseCounts) per1000(n uint64) float64 {
+	return 1000 * float64(n) / float64(max(r.requests, 1))
+}
 
 func (r reuseCounts) String() string {
 	return fmt.Sprintf("%d requests: %.0f accepts and %.0f request-path connects per 1000; %d reused, %d preconnects (%d used, %d wasted)",
