@@ -209,15 +209,15 @@ proxy() {
 
 # sluice_pool name: prints "preconnects request_path_connects" summed over Sluice's pools.
 sluice_pool() {
-	local i pre=0 pc=0 a b
-	for i in $(seq 0 $((NUP - 1))); do
-		read -r a b <<<"$(curl -fsS "http://127.0.0.1:${PORT[$1-admin]}/admin/upstreams/u$i/pool" | python3 -c '
-import json, sys
-t = json.load(sys.stdin)["targets"][0]["counters"]
-print(t.get("preconnects", 0), t.get("request_path_connects", t["opened"]))')"
-		pre=$((pre + a)); pc=$((pc + b))
-	done
-	echo "$pre $pc"
+	python3 - "http://127.0.0.1:${PORT[$1-admin]}/admin/upstreams/u%d/pool" "$NUP" <<-'PY'
+		import json, sys, urllib.request
+		pre = pc = 0
+		for i in range(int(sys.argv[2])):
+		    t = json.load(urllib.request.urlopen(sys.argv[1] % i))["targets"][0]["counters"]
+		    pre += t.get("preconnects", 0)
+		    pc += t.get("request_path_connects", t["opened"])
+		print(pre, pc)
+	PY
 }
 
 proxies=()

@@ -22,7 +22,7 @@ package connpool
 //     (scheduling noise on both sides), plus how far the brackets miss each other when they
 //     do, and effective = close - margin.
 //   - A non-idempotent request reuses a conn when its remaining life is comfortably above the
-//     race window: idle < close - margin - race, where race is the widest gap measured
+//     race window: idle < close - margin - 2*race, where race is the widest gap measured
 //     between a close and a reset on reuse (a backend that drops requests arriving just before
 //     its timer), and at least SweepInterval (the resolution of the observations themselves)
 //     before any was measured. UnsafeMaxIdle stays the bound while the pool is not confident,
@@ -38,6 +38,12 @@ import "time"
 const (
 	closeKeep    = 8 // brackets kept
 	closeConfirm = 2 // brackets needed for confidence
+	// unsafeRaces: a non-idempotent request keeps this many race windows between its
+	// conn's idle age and the close age (and the margin). One is what was measured; the
+	// second absorbs what this pool's clock cannot see: the backend's idle clock starts when
+	// it wrote the response, this pool's when the proxy finished relaying it, and on a
+	// loaded machine that is tens of milliseconds later.
+	unsafeRaces = 2
 )
 
 // bracket is the idle age of one observed backend close: after lo, not after hi.

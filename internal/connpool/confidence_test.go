@@ -155,8 +155,8 @@ func TestConfidentReuse(t *testing.T) {
 	if s.EffectiveIdle <= time.Duration(0.85*float64(s.Learned)) || s.EffectiveIdle >= idle {
 		t.Errorf("effective %v, want above 0.85 x learned %v and below the backend's %v", s.EffectiveIdle, s.Learned, idle)
 	}
-	if s.UnsafeMaxIdle <= s.EffectiveIdle/4 || s.UnsafeMaxIdle > s.CloseAge-s.Margin-s.RaceWindow {
-		t.Errorf("unsafe bound %v, want above effective/4 (%v) and at most close %v - margin %v - race %v",
+	if s.UnsafeMaxIdle <= s.EffectiveIdle/4 || s.UnsafeMaxIdle > s.CloseAge-s.Margin-2*s.RaceWindow {
+		t.Errorf("unsafe bound %v, want above effective/4 (%v) and at most close %v - margin %v - 2 x race %v",
 			s.UnsafeMaxIdle, s.EffectiveIdle/4, s.CloseAge, s.Margin, s.RaceWindow)
 	}
 	mustOK(t, exchange(p, http.MethodGet, "warm"))
@@ -262,18 +262,18 @@ func TestConfidenceRule(t *testing.T) {
 			brackets: []bracket{{960 * ms, 1010 * ms}}, eff: 850 * ms, unsaf: 212500 * time.Microsecond},
 		{name: "observed closes agree", learned: 950 * ms, source: SourceObserved,
 			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, confident: true,
-			eff: 970 * ms, unsaf: 960 * ms}, // close 990, margin 20 (overlap 990-1010), race 10
+			eff: 970 * ms, unsaf: 950 * ms}, // close 990, margin 20 (overlap 990-1010), 2 x race 10
 		{name: "a wide overlap widens the margin", learned: 900 * ms, source: SourceObserved,
 			brackets: []bracket{{900 * ms, 1000 * ms}, {920 * ms, 1020 * ms}}, confident: true,
-			eff: 840 * ms, unsaf: 830 * ms}, // close 920, margin 80
+			eff: 840 * ms, unsaf: 820 * ms}, // close 920, margin 80
 		{name: "closes at different ages", learned: 600 * ms, source: SourceObserved,
 			brackets: []bracket{{600 * ms, 610 * ms}, {900 * ms, 910 * ms}}, eff: 510 * ms, unsaf: 127500 * time.Microsecond},
 		{name: "header caps the close, not the margin", learned: 1000 * ms, source: SourceHeader,
 			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}}, confident: true,
-			eff: 980 * ms, unsaf: 970 * ms}, // close min(1990, 1000), margin 20
+			eff: 980 * ms, unsaf: 960 * ms}, // close min(1990, 1000), margin 20
 		{name: "a measured race widens the unsafe gap", learned: 950 * ms, source: SourceObserved,
 			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, race: 100 * ms, confident: true,
-			eff: 970 * ms, unsaf: 870 * ms},
+			eff: 970 * ms, unsaf: 770 * ms},
 		{name: "early closes do not count", learned: 1000 * ms, source: SourceObserved,
 			brackets: []bracket{{300 * ms, 310 * ms}, {990 * ms, 1000 * ms}}, eff: 850 * ms, unsaf: 212500 * time.Microsecond},
 	}
@@ -288,7 +288,7 @@ func TestConfidenceRule(t *testing.T) {
 				t.Errorf("confident %v, effective %v, unsafe %v; want %v, %v, %v (close %v, margin %v)",
 					p.conf.ok, p.eff, p.unsafeIdle, tc.confident, tc.eff, tc.unsaf, p.conf.close, p.conf.margin)
 			}
-			if p.conf.ok && (p.eff >= p.conf.close || p.unsafeIdle > p.eff-p.raceWindow()) {
+			if p.conf.ok && (p.eff >= p.conf.close || p.unsafeIdle > p.eff-2*p.raceWindow()) {
 				t.Errorf("effective %v or unsafe %v reach past close %v", p.eff, p.unsafeIdle, p.conf.close)
 			}
 		})

@@ -259,7 +259,7 @@ func (p *Pool) recomputeLocked() {
 	p.eff = eff
 	p.unsafeIdle = min(p.opts.UnsafeMaxIdle, eff/unsafeShare)
 	if k.ok && p.opts.UnsafeMaxIdle > 0 {
-		u := time.Duration(float64(k.close-k.margin-p.raceWindow()) * f)
+		u := time.Duration(float64(k.close-k.margin-unsafeRaces*p.raceWindow()) * f)
 		p.unsafeIdle = max(p.unsafeIdle, min(u, eff))
 	}
 }
