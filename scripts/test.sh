@@ -10,6 +10,7 @@ need_pkgs=()
 for bin in nginx; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$bin")
 done
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs) # gateway TestReuseTorture, probe tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
