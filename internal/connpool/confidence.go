@@ -10,9 +10,11 @@ package connpool
 //     was last seen alive, hi = the idle age at which it was found closed. The pool keeps the
 //     last closeKeep brackets that agree with L (lo >= 0.75*L: a restart or crash closes
 //     conns early and is not an idle timeout).
-//   - Confident: at least closeConfirm such brackets, all overlapping give or take minMargin
-//     (max lo <= min hi + minMargin: one close age, up to scheduling noise, explains every
-//     observation), none below ReuseFloor, and no reset on a reused
+//   - Confident: at least closeConfirm such brackets, all overlapping give or take noise
+//     (max lo <= min hi + max(minMargin, max lo/8): one close age, up to scheduling noise,
+//     explains every observation; on a loaded machine the backend's idle clock and this
+//     pool's drift apart by tens of milliseconds), none below ReuseFloor, and no reset on a
+//     reused
 //     conn since they were taken (a reset clears them: the backend is closing earlier than
 //     its FINs say, e.g. it races its timer).
 //   - Then close = max lo (each bracket's lo is a moment the backend had not closed yet), but
@@ -111,7 +113,7 @@ func (p *Pool) confidentLocked() {
 		lo, hi, n = max(lo, b.lo), min(hi, b.hi), n+1
 	}
 	mm := p.opts.minMargin()
-	if n < closeConfirm || lo > hi+mm {
+	if n < closeConfirm || lo > hi+max(mm, lo/8) {
 		return // the closes do not come at one age, give or take scheduling noise
 	}
 	k.margin = max(mm, hi-lo) + max(0, lo-hi)
