@@ -7,16 +7,15 @@ package connpool
 //
 //   - Every idle close the sweep or the checkout check finds brackets the backend's close age
 //     (by this pool's clock, from the release of the conn): lo = the idle age at which the conn
-//     was last seen alive, hi = the idle age at which it was found closed. The pool keeps the
-//     last closeKeep brackets that agree with L (lo >= 0.75*L: a restart or crash closes
-//     conns early and is not an idle timeout).
+//     was last seen alive (at least ReuseFloor), hi = the idle age at which it was found
+//     closed. The pool keeps the last closeKeep brackets and counts those that agree with L
+//     (lo >= 0.75*L: a restart or crash closes conns early and is not an idle timeout).
 //   - Confident: at least closeConfirm such brackets, all overlapping give or take noise
 //     (max lo <= min hi + max(minMargin, max lo/8): one close age, up to scheduling noise,
 //     explains every observation; on a loaded machine the backend's idle clock and this
-//     pool's drift apart by tens of milliseconds), none below ReuseFloor, and no reset on a
-//     reused
-//     conn since they were taken (a reset clears them: the backend is closing earlier than
-//     its FINs say, e.g. it races its timer).
+//     pool's drift apart by tens of milliseconds), and no reset on a reused conn since they
+//     were taken (a reset clears them: the backend is closing earlier than its FINs say,
+//     e.g. it races its timer).
 //   - Then close = max lo (each bracket's lo is a moment the backend had not closed yet), but
 //     never above L when L came from a Keep-Alive header or a reset on reuse (the backend
 //     said, or showed, that it closes sooner); the margin is the width of the overlap
