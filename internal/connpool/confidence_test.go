@@ -315,3 +315,27 @@ func TestConfidenceRule(t *testing.T) {
 		})
 	}
 }
+
+// TestRefreshKeepsSpares: with two idle conns and a request every 70 ms (the effective idle
+// timeout is 200 ms), requests take the older conn once it passes half the limit, so both
+// stay alive for the next burst instead of the lower one aging out (plain LIFO).
+func TestRefreshKeepsSpares(t *testing.T) {
+	b := testutil.Echo(t)
+	p := newPool(t, b.Addr(), func(o *Options) { o.IdleTimeout, o.Learn = 200*time.Millisecond, false })
+	ctx := context.Background()
+	c1, err1 := p.Get(ctx, true)
+	c2, err2 := p.Get(ctx, true)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	p.Release(c1, Outcome{Reusable: true, KeepAliveMax: -1})
+	p.Release(c2, Outcome{Reusable: true, KeepAliveMax: -1})
+	for i := range 15 {
+		time.Sleep(70 * time.Millisecond) // the traffic's gap
+		mustOK(t, exchange(p, http.MethodGet, "r-"+strconv.Itoa(i)))
+	}
+	s := p.Snapshot()
+	if s.Counters.Opened != 2 || len(s.Conns) != 2 || s.Counters.ClosedBy[CloseIdleTimeout] != 0 {
+		t.Errorf("opened %d, live %d, closed %v; want both conns kept alive by the traffic", s.Counters.Opened, len(s.Conns), s.Counters.ClosedBy)
+	}
+}
