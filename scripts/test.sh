@@ -12,6 +12,7 @@ for bin in nginx curl; do
 done
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium) # the dashboard's browser tests
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server) # internal/cluster tests
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs) # gateway TestReuseTorture, probe tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -4,7 +4,7 @@
 // real server does: a request that arrives on a connection idle for at least T-eps is dropped
 // unread and the connection reset, as when the server's close and the proxy's write cross on
 // the wire. It counts the X-Request-Id of every request it processed; GET /__stats answers
-// {"processed":N,"duplicates":D,"dropped":X,"idle_closes":Y}, where duplicates counts
+// {"accepts":A,"processed":N,"duplicates":D,"dropped":X,"idle_closes":Y}, where duplicates counts
 // requests processed more than once (an unsafe retry by the proxy).
 package main
 
@@ -26,6 +26,7 @@ import (
 type stats struct {
 	mu         sync.Mutex
 	seen       map[string]int
+	accepts    int
 	processed  int
 	duplicates int
 	dropped    int
@@ -54,7 +55,7 @@ func (s *stats) count(p *int) {
 func (s *stats) json() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, _ := json.Marshal(map[string]int{"processed": s.processed, "duplicates": s.duplicates,
+	b, _ := json.Marshal(map[string]int{"accepts": s.accepts, "processed": s.processed, "duplicates": s.duplicates,
 		"dropped": s.dropped, "idle_closes": s.idleCloses})
 	return b
 }
@@ -86,6 +87,7 @@ func main() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		b.st.count(&b.st.accepts)
 		go b.serve(c.(*net.TCPConn))
 	}
 }

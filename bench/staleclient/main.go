@@ -6,6 +6,9 @@
 // -duration it reads the backend's /__stats and prints one tab-separated line:
 //
 //	requests  gets  posts  client_5xx  client_errors  backend_processed  backend_duplicates  backend_dropped  backend_idle_closes
+//
+// With -backend "" (another backend, whose stats the caller reads itself) it prints only the
+// first five columns.
 package main
 
 import (
@@ -23,8 +26,8 @@ import (
 )
 
 func main() {
-	url := flag.String("url", "http://127.0.0.1:9200/", "proxy URL")
-	backend := flag.String("backend", "127.0.0.1:9110", "stalebackend address (for /__stats)")
+	url := flag.String("url", "http://127.0.0.1:9200/", "proxy URL; a %d in it is replaced by the client's number (0..clients-1), e.g. to give each client a route and upstream of its own")
+	backend := flag.String("backend", "127.0.0.1:9110", "stalebackend address (for /__stats); empty: print only the client's counts")
 	clients := flag.Int("clients", 1, "sequential clients running side by side")
 	dur := flag.Duration("duration", 30*time.Second, "how long to send")
 	idle := flag.Duration("idle", time.Second, "the backend's idle timeout T")
@@ -57,7 +60,11 @@ func main() {
 					gets.Add(1)
 				}
 				reqs.Add(1)
-				req, _ := http.NewRequest(method, *url, body)
+				u := *url
+				if strings.Contains(u, "%d") {
+					u = fmt.Sprintf(u, i)
+				}
+				req, _ := http.NewRequest(method, u, body)
 				req.Header.Set("X-Request-Id", id)
 				resp, err := client.Do(req)
 				if err != nil {
@@ -79,6 +86,10 @@ func main() {
 		}()
 	}
 	wg.Wait()
+	if *backend == "" {
+		fmt.Printf("%d\t%d\t%d\t%d\t%d\n", reqs.Load(), gets.Load(), posts.Load(), fivexx.Load(), errs.Load())
+		return
+	}
 	var st map[string]int
 	resp, err := client.Get("http://" + *backend + "/__stats")
 	if err == nil {

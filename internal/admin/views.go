@@ -193,9 +193,10 @@ func newTargetView(t *Target) targetView {
 		v.HealthSince = t.HealthSince.UTC().Format(time.RFC3339Nano)
 	}
 	for _, c := range t.Pool.Conns {
-		if c.State == "idle" {
+		switch c.State {
+		case "idle", "sentinel":
 			v.Idle++
-		} else {
+		default:
 			v.InUse++
 		}
 	}
@@ -207,6 +208,11 @@ type poolView struct {
 	targetView
 	Closed        bool              `json:"closed"`
 	UnsafeMaxIdle float64           `json:"unsafe_max_idle_seconds"`
+	Confident     bool              `json:"confident"`
+	CloseAge      float64           `json:"close_age_seconds"`
+	Margin        float64           `json:"margin_seconds"`
+	RaceWindow    float64           `json:"race_window_seconds"`
+	ReuseRatio    float64           `json:"reuse_ratio"`
 	Waiting       int               `json:"waiting"`
 	Options       optionsView       `json:"options"`
 	Counters      connpool.Counters `json:"counters"`
@@ -226,6 +232,7 @@ type optionsView struct {
 	Learn          bool    `json:"learn"`
 	SafetyFraction float64 `json:"safety_fraction"`
 	UnsafeMaxIdle  float64 `json:"unsafe_max_idle_seconds"`
+	Preconnect     bool    `json:"preconnect"`
 	TLS            bool    `json:"tls"`
 	ServerName     string  `json:"tls_server_name,omitempty"`
 }
@@ -253,12 +260,14 @@ func newPoolView(t *Target) poolView {
 	s := &t.Pool
 	o := s.Options
 	v := poolView{targetView: newTargetView(t), Closed: s.Closed, UnsafeMaxIdle: s.UnsafeMaxIdle.Seconds(),
+		Confident: s.Confident, CloseAge: s.CloseAge.Seconds(), Margin: s.Margin.Seconds(),
+		RaceWindow: s.RaceWindow.Seconds(), ReuseRatio: s.Counters.ReuseRatio(),
 		Waiting: s.Waiting, Counters: s.Counters,
 		Options: optionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout.Seconds(), MaxIdle: o.MaxIdle,
 			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout.Seconds(),
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime.Seconds(), Learn: o.Learn,
 			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle.Seconds(),
-			TLS: o.TLS, ServerName: o.ServerName},
+			Preconnect: o.Preconnect, TLS: o.TLS, ServerName: o.ServerName},
 		Connections:  make([]connView, len(s.Conns)),
 		RecentClosed: make([]lifeView, len(s.History)),
 	}

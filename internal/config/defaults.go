@@ -28,6 +28,7 @@ const (
 	DefaultLearn                = true
 	DefaultSafetyFraction       = 0.85
 	DefaultUnsafeMaxIdle        = Duration(500 * time.Millisecond)
+	DefaultPreconnect           = true
 
 	// Upstream timeouts; route timeouts inherit them.
 	DefaultConnectTimeout       = Duration(5 * time.Second)
@@ -127,6 +128,7 @@ func defaultKeepalive(k *Keepalive) {
 	setIfNil(&k.Learn, DefaultLearn)
 	setIfNil(&k.SafetyFraction, DefaultSafetyFraction)
 	setIfNil(&k.UnsafeMaxIdle, DefaultUnsafeMaxIdle)
+	setIfNil(&k.Preconnect, DefaultPreconnect)
 }
 
 // String formats d for messages and docs: whole seconds as "60s", else as time.Duration.

@@ -318,7 +318,16 @@ type Keepalive struct {
 	// request (POST, PATCH, ...) may be written on. Default 500ms, well below the idle timeout
 	// of common backend servers (gunicorn 2s, Node.js and Apache 5s), so that such requests
 	// are safe before anything is learned. 0 means such requests always get a fresh connection.
+	// Once the target's closes have been observed well enough (docs/design.md, "Confidence in
+	// the learned timeout"), such requests may reuse connections up to the observed close age
+	// minus its margins instead; UnsafeMaxIdle still bounds them before that, and 0 still
+	// means never.
 	UnsafeMaxIdle *Duration `yaml:"unsafe_max_idle"`
+	// Preconnect opens a replacement connection in the background when the youngest idle
+	// connection of a target with recent traffic is about to be retired, so that the next
+	// request does not wait for a connect. At most one at a time and one per half idle
+	// timeout. Default true; false: connects happen only when a request needs one.
+	Preconnect *bool `yaml:"preconnect"`
 }
 
 // Timeouts are upstream timeouts. Omitted fields inherit (route <- upstream <- defaults);

@@ -20,6 +20,7 @@ const (
 	stateIdle
 	stateClosed
 	stateChecking // off the idle stack while the sweeper reads what a TLS conn received
+	stateSentinel // retired from use, kept open to see when the backend closes it
 )
 
 // Conn is one upstream connection checked out of a [Pool] for one request. The exported
@@ -47,6 +48,8 @@ type Conn struct {
 	kaTimeout time.Duration // latest Keep-Alive timeout on this conn; 0 = none
 	gen       uint64        // checkout generation, to spot reuse during a sweep probe
 	idleAtGet time.Duration // idle age at the last checkout
+	gotAt     time.Time     // when it was last checked out
+	pre       bool          // preconnected and not yet used by a request
 }
 
 // NetConn returns the counting connection, for SetDeadline and the like. Its deadlines must

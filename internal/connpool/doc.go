@@ -9,7 +9,9 @@
 // # Layers
 //
 //  1. Idle deadline. Idle conns sit on a LIFO stack (most recently used on top, so the
-//     coldest conns age out). A conn is never handed out when its idle age reaches the
+//     coldest conns age out once traffic thins; while it comes often enough, a request takes
+//     an unused preconnected conn, else the oldest conn past half its limit that it may use,
+//     so the conns the traffic needs stay alive: refreshLocked in pool.go). A conn is never handed out when its idle age reaches the
 //     effective idle timeout, its age reaches MaxLifetime, or it served MaxRequests or the
 //     backend's Keep-Alive max. A sweeper goroutine (one per pool, only while there are
 //     idle conns, gone after Close) retires such conns every SweepInterval.
@@ -27,12 +29,18 @@
 //     failure, so they only reuse a conn idle less than min(UnsafeMaxIdle, effective/4);
 //     otherwise they get a fresh conn. With effective = 0.85*learned, a POST can only meet
 //     an idle close if the backend's timeout was overestimated almost fivefold, which one
-//     observation or failure corrects; and the peek check has just run.
+//     observation or failure corrects; and the peek check has just run. Once the pool is
+//     confident of the backend's close age (observed closes agree, confidence.go), the bound
+//     is close - margin - 2*race window instead, when that is higher.
+//  4. Preconnect (Options.Preconnect, preconnect.go): while traffic is recent, the sweeper
+//     replaces an idle conn about to be retired in the background, so the next request does
+//     not wait for a connect.
 //
 // # Effective idle timeout
 //
 //	effective = min(IdleTimeout, SafetyFraction*learned) * factor, and 0 (no reuse)
-//	when below ReuseFloor (10ms).
+//	when below ReuseFloor (10ms); with confidence, close - margin replaces
+//	SafetyFraction*learned (confidence.go).
 //
 // A conn's own latest "Keep-Alive: timeout" lowers its effective timeout further.
 //
@@ -52,8 +60,9 @@
 //     an idle timeout recurs at the same age, a restart does not. So a backend restart is
 //     never learned as an idle timeout, and a real one is learned at its second close.
 //   - Failure (source "failure"): a Release with Err on a reused conn before any response
-//     byte (not a timeout, not CloseRequestError) means its idle age at checkout was too
-//     long: learned = min(learned, that age) at once, unless the age is below half the
+//     byte (not a timeout, not CloseRequestError), coming within a few connect times of the
+//     checkout (a later reset met a request the backend was handling: no idle evidence),
+//     means its idle age at checkout was too long: learned = min(learned, that age) at once, unless the age is below half the
 //     learned value (then it needs confirming like an observation).
 //   - Growth: a value from observation or failure grows by 10% per GrowInterval (1 min)
 //     without new evidence, up to IdleTimeout/SafetyFraction, so a raised backend timeout

@@ -122,6 +122,7 @@ func (p *Pool) observeLocked(c *Conn, now time.Time) {
 	if !p.opts.Learn {
 		return
 	}
+	p.bracketLocked(c, now)
 	sample := c.aliveAt.Sub(c.lastUsed)
 	if sample <= 0 {
 		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
@@ -233,21 +234,34 @@ func (p *Pool) healRecoverLocked(now time.Time) {
 		slog.Float64("previous_factor", old), slog.Duration("effective_idle", p.eff))
 }
 
-// recomputeLocked refreshes the effective idle timeout and the unsafe reuse threshold.
+// recomputeLocked refreshes the effective idle timeout and the unsafe reuse threshold. With
+// confidence in the learned value (confidence.go) both come from the observed close age and
+// its margins instead of SafetyFraction and UnsafeMaxIdle.
 func (p *Pool) recomputeLocked() {
+	p.confidentLocked()
+	k := &p.conf
 	eff := p.opts.IdleTimeout
 	p.effLearned = false
 	if p.learn.value > 0 {
-		if v := time.Duration(p.opts.SafetyFraction * float64(p.learn.value)); v < eff {
+		v := time.Duration(p.opts.SafetyFraction * float64(p.learn.value))
+		if k.ok {
+			v = k.close - k.margin
+		}
+		if v < eff {
 			eff, p.effLearned = v, true
 		}
 	}
-	eff = time.Duration(float64(eff) * p.heal.factor)
+	f := p.heal.factor
+	eff = time.Duration(float64(eff) * f)
 	if eff < p.opts.ReuseFloor {
 		eff = 0
 	}
 	p.eff = eff
 	p.unsafeIdle = min(p.opts.UnsafeMaxIdle, eff/unsafeShare)
+	if k.ok && p.opts.UnsafeMaxIdle > 0 {
+		u := time.Duration(float64(k.close-k.margin-unsafeRaces*p.raceWindow()) * f)
+		p.unsafeIdle = max(p.unsafeIdle, min(u, eff))
+	}
 }
 
 // maintainLocked runs the time-driven rules; cheap when nothing is due.

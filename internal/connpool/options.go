@@ -61,8 +61,14 @@ type Options struct {
 	// effective idle = min(IdleTimeout, SafetyFraction*learned). Outside (0, 1) => 0.85.
 	SafetyFraction float64
 	// UnsafeMaxIdle: a non-idempotent request only reuses a connection idle less than
-	// min(UnsafeMaxIdle, effective idle/4). 0 = such requests always get a fresh connection.
+	// min(UnsafeMaxIdle, effective idle/4), or, once the learned value is confident, less
+	// than the close age minus its margin and race window (confidence.go). 0 = such requests
+	// always get a fresh connection.
 	UnsafeMaxIdle time.Duration
+	// Preconnect opens a replacement in the background when the youngest idle connection is
+	// about to be retired while traffic is recent (preconnect.go). false: connects happen only
+	// on a request's path.
+	Preconnect bool
 	// SweepInterval is how often idle connections are probed and retired. 0 => 100ms.
 	SweepInterval time.Duration
 	// ReuseFloor: when the effective idle timeout is below it, connections are not reused.
@@ -121,6 +127,7 @@ type Identity struct {
 	Learn          bool
 	SafetyFraction float64
 	UnsafeMaxIdle  time.Duration
+	Preconnect     bool
 	SweepInterval  time.Duration
 	ReuseFloor     time.Duration
 	HealThreshold  int
@@ -147,6 +154,7 @@ func (o Options) Identity() Identity {
 		Learn:          o.Learn,
 		SafetyFraction: o.SafetyFraction,
 		UnsafeMaxIdle:  o.UnsafeMaxIdle,
+		Preconnect:     o.Preconnect,
 		SweepInterval:  o.SweepInterval,
 		ReuseFloor:     o.ReuseFloor,
 		HealThreshold:  o.HealThreshold,

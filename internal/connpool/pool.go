@@ -41,6 +41,10 @@ type Pool struct {
 	eff        time.Duration // effective idle timeout; 0 = no reuse
 	effLearned bool          // eff is below IdleTimeout because of learning
 	unsafeIdle time.Duration // non-idempotent requests reuse only conns idle less than this
+	conf       confidence    // what observed closes tell about the learned value (confidence.go)
+	lastGet    time.Time     // the latest Get: preconnects happen only while traffic is recent
+	pre        preconnector  // preconnect.go
+	sentinel   *Conn         // a conn kept open only to see when the backend closes it (sentinel.go)
 	stats      counters
 	history    []LifeRecord // ring of closed conns
 	histNext   int
@@ -116,6 +120,7 @@ func (p *Pool) get(ctx context.Context, idempotent, fresh bool, now time.Time) (
 			return nil, p.errShutdown()
 		}
 		p.maintainLocked(now)
+		p.lastGet = now
 		var c *Conn
 		var dead []*Conn
 		if !fresh {
@@ -183,11 +188,43 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 		if !idempotent && now.Sub(top.lastUsed) >= p.unsafeIdle {
 			return nil, dead // every other idle conn is older still
 		}
-		p.idle = p.idle[:len(p.idle)-1]
-		top.state = stateInUse
-		return top, dead
+		i := p.refreshLocked(now, idempotent)
+		c = p.idle[i]
+		p.idle = slices.Delete(p.idle, i, i+1)
+		c.state = stateInUse
+		return c, dead
 	}
 	return nil, dead
+}
+
+// refreshLocked picks which idle conn a request takes, the top being usable: a preconnected
+// conn no request used yet (it was opened for this traffic; taking an older conn instead
+// would leave it to be wasted), else the oldest one past half the effective idle timeout that
+// this request may still use, else the top (the most recently released). Traffic that comes
+// often enough keeps every conn it needs alive this way (a conn below the top would otherwise
+// age out, and the next burst would wait for a connect); when traffic thins, conns still pass
+// the limit and are retired. Preconnected conns are younger than the top's limit and the
+// others are checked against this request's limits, so a request gets no older conn than its
+// rules allow.
+func (p *Pool) refreshLocked(now time.Time, idempotent bool) int {
+	top := len(p.idle) - 1
+	for i := top; i >= 0; i-- {
+		if c := p.idle[i]; c.pre && p.expiredLocked(c, now) == "" && (idempotent || now.Sub(c.lastUsed) < p.unsafeIdle) {
+			return i
+		}
+	}
+	for i, c := range p.idle[:top] {
+		age := now.Sub(c.lastUsed)
+		eff, _ := p.effFor(c)
+		switch {
+		case age < eff/2:
+			return top // the rest are younger still
+		case age >= eff || p.wornLocked(c, now) != "", !idempotent && age >= p.unsafeIdle:
+			continue // the sweep retires it; a non-idempotent request may not take it
+		}
+		return i
+	}
+	return top
 }
 
 // expiredLocked says why c must not be handed out any more, or "".
@@ -218,7 +255,11 @@ func (p *Pool) wornLocked(c *Conn, now time.Time) CloseReason {
 func (p *Pool) effFor(c *Conn) (time.Duration, bool) {
 	eff, learned := p.eff, p.effLearned
 	if c.kaTimeout > 0 {
-		if v := time.Duration(p.opts.SafetyFraction * float64(c.kaTimeout) * p.heal.factor); v < eff {
+		v := time.Duration(p.opts.SafetyFraction * float64(c.kaTimeout) * p.heal.factor)
+		if p.conf.ok {
+			v = time.Duration(float64(c.kaTimeout-p.conf.margin) * p.heal.factor)
+		}
+		if v < eff {
 			eff, learned = v, true
 		}
 		if eff < p.opts.ReuseFloor {
@@ -248,8 +289,12 @@ func (p *Pool) checked(c *Conn) bool {
 	}
 	now := time.Now()
 	p.mu.Lock()
-	if c.Reused {
+	switch {
+	case c.served > 0:
 		p.stats.reused--
+	case c.Reused: // a preconnected conn: it was counted used, it was wasted
+		p.stats.preconnectsUsed--
+		p.stats.preconnectsWasted++
 	}
 	p.stats.staleCaught++
 	p.observeLocked(c, now)
@@ -262,11 +307,16 @@ func (p *Pool) checked(c *Conn) bool {
 func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
 	c.gen++
 	c.idleAtGet = now.Sub(c.lastUsed)
-	c.Reused = c.served > 0
+	c.gotAt = now
+	c.Reused = c.served > 0 || c.pre // a preconnected conn sat idle in the pool too
 	c.IdleAge = c.idleAtGet
 	c.Served = c.served
 	c.Queued = false
-	if c.Reused {
+	switch {
+	case c.pre:
+		c.pre = false
+		p.stats.preconnectsUsed++
+	case c.Reused:
 		p.stats.reused++
 	}
 	c.cc.reset()
@@ -360,6 +410,9 @@ func (p *Pool) freeSlotLocked() {
 // retireLocked marks c closed with why and records its life. keepSlot leaves the slot to
 // the caller (it dials a replacement). The caller closes c.cc after unlocking.
 func (p *Pool) retireLocked(c *Conn, why CloseReason, now time.Time, keepSlot bool) {
+	if c.pre {
+		p.stats.preconnectsWasted++ // retired before any request used it
+	}
 	c.state = stateClosed
 	delete(p.live, c.ID)
 	p.stats.closedBy[why]++
@@ -385,6 +438,7 @@ func closeAll(cs []*Conn) {
 // dial opens a new conn in a slot already counted in total; on failure the slot is freed.
 // Over TLS the handshake is part of the dial, bounded by the same connect timeout.
 func (p *Pool) dial(ctx context.Context) (*Conn, error) {
+	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
 	nc, err := p.opts.Dial(dctx, "tcp", p.addr)
 	var s *tlsSocket
@@ -420,6 +474,8 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	}
 	p.live[c.ID] = c
 	p.stats.opened++
+	p.pre.noteDial(now.Sub(start))
+	p.stats.pathConnects++
 	p.checkoutLocked(c, now)
 	p.mu.Unlock()
 	return c, nil

@@ -46,6 +46,7 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		return // double release: ignore
 	}
 	c.served++
+	c.pre = false
 	c.lastUsed, c.aliveAt = now, now
 	p.maintainLocked(now)
 	why := p.verdictLocked(c, r, now)
@@ -95,6 +96,12 @@ func (p *Pool) verdictLocked(c *Conn, r Outcome, now time.Time) CloseReason {
 	case r.Err != nil:
 		if c.Reused && c.cc.r.Load() == 0 && r.Reason != CloseRequestError && !isTimeout(r.Err) {
 			p.stats.resetOnReuse++
+			if now.Sub(c.gotAt) > p.raceSpan() {
+				// Reset in the middle of the exchange (the backend had the request for a
+				// while): no evidence about the idle timeout, and not the reuse's fault.
+				return CloseResetOnReuse
+			}
+			p.resetSeenLocked(c.idleAtGet)
 			p.failureLocked(c.idleAtGet, now)
 			return CloseResetOnReuse
 		}
@@ -150,6 +157,11 @@ func (p *Pool) Close(why CloseReason) {
 	p.idle = nil
 	for _, c := range idle {
 		p.retireLocked(c, why, now, false)
+	}
+	if s := p.sentinel; s != nil {
+		p.sentinel = nil
+		p.retireLocked(s, why, now, false)
+		idle = append(idle, s)
 	}
 	close(p.stop)
 	p.mu.Unlock()

@@ -20,6 +20,13 @@ type Snapshot struct {
 	EffectiveIdle time.Duration `json:"effective_idle_timeout"`
 	// UnsafeMaxIdle is the idle bound for non-idempotent requests now in force.
 	UnsafeMaxIdle time.Duration `json:"unsafe_max_idle"`
+	// Confident: observed closes pin the backend's close age down (confidence.go); then
+	// CloseAge is that age, Margin the gap kept below it, and RaceWindow the further gap kept
+	// by non-idempotent requests.
+	Confident  bool          `json:"confident"`
+	CloseAge   time.Duration `json:"close_age"`
+	Margin     time.Duration `json:"margin"`
+	RaceWindow time.Duration `json:"race_window"`
 	// ReuseFactor is the self-healing reuse window factor in [0, 1].
 	ReuseFactor float64      `json:"reuse_factor"`
 	Waiting     int          `json:"waiting"`
@@ -41,6 +48,7 @@ type OptionsView struct {
 	Learn          bool          `json:"learn"`
 	SafetyFraction float64       `json:"safety_fraction"`
 	UnsafeMaxIdle  time.Duration `json:"unsafe_max_idle"`
+	Preconnect     bool          `json:"preconnect"`
 	// TLS: connections are TLS, verified against ServerName (sent as SNI unless it is an IP
 	// address; "" with verification off and no name to send).
 	TLS        bool   `json:"tls"`
@@ -65,12 +73,35 @@ type Counters struct {
 	TLSResumed         uint64 `json:"tls_resumed_handshakes"`
 	TLSCertErrors      uint64 `json:"tls_certificate_errors"`
 	TLSHandshakeErrors uint64 `json:"tls_handshake_errors"`
+	// RequestPathConnects counts the connects a request waited for (Opened minus the
+	// preconnects). Preconnects counts connects opened ahead of a request (preconnect.go),
+	// PreconnectsUsed those a request then used, PreconnectsWasted those retired unused and
+	// PreconnectErrors those that failed. SentinelCloses counts backend closes seen on
+	// sentinel conns (sentinel.go).
+	RequestPathConnects uint64 `json:"request_path_connects"`
+	Preconnects         uint64 `json:"preconnects"`
+	PreconnectsUsed     uint64 `json:"preconnects_used"`
+	PreconnectsWasted   uint64 `json:"preconnects_wasted"`
+	PreconnectErrors    uint64 `json:"preconnect_errors"`
+	SentinelCloses      uint64 `json:"sentinel_closes"`
+}
+
+// ReuseRatio is the share of requests that found a conn in the pool (reused, or
+// preconnected) rather than waiting for a connect of their own; 0 when there was none.
+func (c Counters) ReuseRatio() float64 {
+	n := c.Reused + c.PreconnectsUsed
+	if n+c.RequestPathConnects == 0 {
+		return 0
+	}
+	return float64(n) / float64(n+c.RequestPathConnects)
 }
 
 type counters struct {
 	opened, reused, staleCaught, resetOnReuse              uint64
 	queueWaits, queueFull, queueTimeouts, dialErrors       uint64
 	tlsFull, tlsResumed, tlsCertErrors, tlsHandshakeErrors uint64
+	pathConnects, preconnects, preconnectsUsed             uint64
+	preconnectsWasted, preconnectErrors, sentinelCloses    uint64
 	closedBy                                               map[CloseReason]uint64
 }
 
@@ -115,12 +146,17 @@ func (p *Pool) Snapshot() Snapshot {
 		Options: OptionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout, MaxIdle: o.MaxIdle,
 			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout,
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime, Learn: o.Learn,
-			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle, TLS: p.tls != nil},
+			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle, Preconnect: o.Preconnect,
+			TLS: p.tls != nil},
 		Closed:        p.closed,
 		Learned:       p.learn.value,
 		LearnedSource: p.learn.source,
 		EffectiveIdle: p.eff,
 		UnsafeMaxIdle: p.unsafeIdle,
+		Confident:     p.conf.ok,
+		CloseAge:      p.conf.close,
+		Margin:        p.conf.margin,
+		RaceWindow:    p.raceWindow(),
 		ReuseFactor:   p.heal.factor,
 		Waiting:       len(p.waiters),
 		Counters: Counters{Opened: p.stats.opened, Reused: p.stats.reused,
@@ -129,7 +165,10 @@ func (p *Pool) Snapshot() Snapshot {
 			QueueTimeouts: p.stats.queueTimeouts, DialErrors: p.stats.dialErrors,
 			ClosedBy: maps.Clone(p.stats.closedBy),
 			TLSFull:  p.stats.tlsFull, TLSResumed: p.stats.tlsResumed,
-			TLSCertErrors: p.stats.tlsCertErrors, TLSHandshakeErrors: p.stats.tlsHandshakeErrors},
+			TLSCertErrors: p.stats.tlsCertErrors, TLSHandshakeErrors: p.stats.tlsHandshakeErrors,
+			RequestPathConnects: p.stats.pathConnects, Preconnects: p.stats.preconnects,
+			PreconnectsUsed: p.stats.preconnectsUsed, PreconnectsWasted: p.stats.preconnectsWasted,
+			PreconnectErrors: p.stats.preconnectErrors, SentinelCloses: p.stats.sentinelCloses},
 		Conns: make([]ConnInfo, 0, len(p.live)),
 	}
 	if p.tls != nil {
@@ -138,8 +177,11 @@ func (p *Pool) Snapshot() Snapshot {
 	for _, c := range p.live {
 		ci := ConnInfo{ID: c.ID, State: "in_use", Created: c.created, LastUsed: c.lastUsed,
 			Age: now.Sub(c.created), Served: c.served, LastIdleAge: c.idleAtGet}
-		if c.state == stateIdle || c.state == stateChecking {
+		switch c.state {
+		case stateIdle, stateChecking:
 			ci.State, ci.IdleAge = "idle", now.Sub(c.lastUsed)
+		case stateSentinel:
+			ci.State, ci.IdleAge = "sentinel", now.Sub(c.lastUsed)
 		}
 		s.Conns = append(s.Conns, ci)
 	}

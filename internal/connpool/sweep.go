@@ -36,7 +36,7 @@ func (p *Pool) sweep() {
 		for _, c := range probe {
 			verdicts = append(verdicts, c.probe())
 		}
-		p.sweepApply(start, probe, gens, verdicts)
+		p.sweepApply(start, time.Now(), probe, gens, verdicts)
 		clear(probe) // drop references to conns until the next pass
 	}
 }
@@ -45,16 +45,21 @@ func (p *Pool) sweep() {
 // the sweeper should exit (pool closed or no idle conn left).
 func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Conn, _ []uint64, ok bool) {
 	p.mu.Lock()
-	if p.closed || len(p.idle) == 0 {
+	if p.closed || len(p.idle) == 0 && p.sentinel == nil {
 		p.sweeping = false
 		p.mu.Unlock()
 		return probe, gens, false
 	}
 	p.maintainLocked(now)
 	var dead []*Conn
+	expired := false
 	keep := p.idle[:0]
 	for _, c := range p.idle {
 		if why := p.expiredLocked(c, now); why != "" {
+			expired = expired || !c.pre && (why == CloseLearnedTimeout || why == CloseIdleTimeout)
+			if why == CloseLearnedTimeout && p.keepSentinelLocked(c) {
+				continue
+			}
 			p.retireLocked(c, why, now, false)
 			dead = append(dead, c)
 			continue
@@ -65,16 +70,31 @@ func (p *Pool) sweepRetire(now time.Time, probe []*Conn, gens []uint64) (_ []*Co
 	}
 	clear(p.idle[len(keep):])
 	p.idle = keep
+	if s := p.sentinel; s != nil {
+		probe = append(probe, s)
+		gens = append(gens, s.gen)
+	}
+	if p.preconnectDueLocked(now, expired) {
+		p.startPreconnectLocked(now)
+	}
 	p.mu.Unlock()
 	closeAll(dead)
 	return probe, gens, true
 }
 
-// sweepApply acts on probe results for conns still idle in the same idle period.
-func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts []CloseReason) {
+// sweepApply acts on probe results for conns still idle in the same idle period: a conn
+// probed alive was alive at now (the probes started then); one found closed was closed by
+// end (they ended then), the time its close is recorded at.
+func (p *Pool) sweepApply(now, end time.Time, probe []*Conn, gens []uint64, verdicts []CloseReason) {
 	var dead, read []*Conn
 	p.mu.Lock()
 	for i, c := range probe {
+		if c.state == stateSentinel {
+			if p.sentinelLocked(c, now, end, verdicts[i]) {
+				dead = append(dead, c)
+			}
+			continue
+		}
 		if c.state != stateIdle || c.gen != gens[i] {
 			continue
 		}
@@ -90,8 +110,8 @@ func (p *Pool) sweepApply(now time.Time, probe []*Conn, gens []uint64, verdicts 
 		}
 		p.removeIdleLocked(c)
 		p.stats.staleCaught++
-		p.observeLocked(c, now)
-		p.retireLocked(c, verdicts[i], now, false)
+		p.observeLocked(c, end)
+		p.retireLocked(c, verdicts[i], end, false)
 		dead = append(dead, c)
 	}
 	p.mu.Unlock()

@@ -385,5 +385,6 @@ func poolOptions(uc config.Upstream) connpool.Options {
 		Learn:          *k.Learn,
 		SafetyFraction: *k.SafetyFraction,
 		UnsafeMaxIdle:  k.UnsafeMaxIdle.D(),
+		Preconnect:     *k.Preconnect,
 	}
 }

@@ -61,6 +61,10 @@ const (
 	nameTargetHealth      = "sluice_upstream_target_health"
 	namePoolTLSHandshakes = "sluice_upstream_tls_handshakes_total"
 	namePoolTLSErrors     = "sluice_upstream_tls_handshake_errors_total"
+	namePoolPathConnects  = "sluice_upstream_request_path_connects_total"
+	namePoolPreconnects   = "sluice_upstream_preconnects_total"
+	namePoolReuseRatio    = "sluice_upstream_reuse_ratio"
+	namePoolConfident     = "sluice_upstream_learned_idle_timeout_confident"
 )
 
 // latencyBuckets span a fast cached response (1 ms) to a long upstream call (60 s).

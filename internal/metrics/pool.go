@@ -69,6 +69,15 @@ var (
 	descTLSHandshakes = prometheus.NewDesc(namePoolTLSHandshakes,
 		"TLS handshakes of new connections to the target (upstreams with TLS only), by whether a session was resumed.",
 		append(poolLabels, "resumed"), nil)
+	descPathConnects = prometheus.NewDesc(namePoolPathConnects,
+		"Requests that waited for a connect to the target of their own (no pooled or preconnected connection fit).", poolLabels, nil)
+	descPreconnects = prometheus.NewDesc(namePoolPreconnects,
+		"Connections to the target opened ahead of a request, by result: used (a request took it), wasted (retired unused), failed (the connect failed).",
+		append(poolLabels, "result"), nil)
+	descReuseRatio = prometheus.NewDesc(namePoolReuseRatio,
+		"Share of the target's requests since the pool was created that found a pooled or preconnected connection (0 to 1).", poolLabels, nil)
+	descConfident = prometheus.NewDesc(namePoolConfident,
+		"1 when the target's observed idle closes pin its idle timeout down (reuse up to close age minus margin), else 0.", poolLabels, nil)
 	descTLSErrors = prometheus.NewDesc(namePoolTLSErrors,
 		"Failed TLS handshakes with the target (upstreams with TLS only), by reason code: upstream_tls_certificate or upstream_tls_handshake.",
 		append(poolLabels, "reason"), nil)
@@ -77,7 +86,8 @@ var (
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descReuses, descStale,
 		descResetOnReuse, descLearned, descEffective, descReuseFactor, descWaiting, descQueueWaits,
-		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth, descTLSHandshakes, descTLSErrors} {
+		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth, descTLSHandshakes, descTLSErrors,
+		descPathConnects, descPreconnects, descReuseRatio, descConfident} {
 		ch <- d
 	}
 }
@@ -99,9 +109,10 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	}
 	idle, inUse := 0, 0
 	for _, ci := range s.Conns {
-		if ci.State == "idle" {
+		switch ci.State {
+		case "idle", "sentinel": // a sentinel is idle too, only never handed out
 			idle++
-		} else {
+		default:
 			inUse++
 		}
 	}
@@ -120,6 +131,16 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	counter(descReuses, k.Reused)
 	counter(descStale, k.StaleCaught)
 	counter(descResetOnReuse, k.ResetOnReuse)
+	counter(descPathConnects, k.RequestPathConnects)
+	counter(descPreconnects, k.PreconnectsUsed, "used")
+	counter(descPreconnects, k.PreconnectsWasted, "wasted")
+	counter(descPreconnects, k.PreconnectErrors, "failed")
+	gauge(descReuseRatio, k.ReuseRatio())
+	confident := 0.0
+	if s.Confident {
+		confident = 1
+	}
+	gauge(descConfident, confident)
 	src := s.LearnedSource
 	if src == "" || s.Learned <= 0 {
 		src = "none"

@@ -1,0 +1,341 @@
+package connpool
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// resetBackend answers requests with 200, except that a request carrying "X-Reset-After: D"
+// is read whole and then, D later, answered with an RST: a backend that resets a request it
+// has been handling (D > 0: a mid-request reset), or its idle close crossing the request
+// (D = 0, as close to it as a test can get).
+func resetBackend(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if v := req.Header.Get("X-Reset-After"); v != "" {
+						d, _ := time.ParseDuration(v)
+						time.Sleep(d)
+						_ = c.(*net.TCPConn).SetLinger(0)
+						return
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// resetExchange sends a GET with X-Reset-After: after on a pooled conn and releases it as the
+// proxy does after a failure (no reason: the pool judges from the conn's facts).
+func resetExchange(t *testing.T, p *Pool, after time.Duration) {
+	t.Helper()
+	c, err := p.Get(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Reused {
+		t.Fatal("the reset request did not get the pooled conn")
+	}
+	_ = c.NetConn().SetDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.W.WriteString("GET /x HTTP/1.1\r\nHost: t\r\nX-Reset-After: " + after.String() + "\r\n\r\n")
+	if err == nil {
+		err = c.W.Flush()
+	}
+	if err == nil {
+		_, err = http.ReadResponse(c.R, nil)
+	}
+	if err == nil {
+		t.Fatal("the backend answered instead of resetting")
+	}
+	p.Release(c, Outcome{KeepAliveMax: -1, Err: err})
+}
+
+// TestMidRequestResetNotLearned: a reset that comes while the backend has had the request for
+// a while is no idle close; it must not teach a learned idle timeout (one such reset used to
+// teach the conn's idle age at checkout, collapsing reuse for non-idempotent requests), nor
+// count toward self-healing. A reset at once still teaches.
+func TestMidRequestResetNotLearned(t *testing.T) {
+	const idle = 60 * time.Millisecond
+	tests := []struct {
+		name   string
+		after  time.Duration
+		learns bool
+	}{
+		{name: "mid-request reset", after: 200 * time.Millisecond, learns: false},
+		{name: "reset as the request arrives", after: 0, learns: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPool(t, resetBackend(t), nil)
+			mustOK(t, exchange(p, http.MethodGet, "1"))
+			time.Sleep(idle) // the pooled conn's idle age at checkout, above ReuseFloor
+			resetExchange(t, p, tc.after)
+			s := p.Snapshot()
+			if learned := s.Learned != 0; learned != tc.learns {
+				t.Errorf("learned %v (source %q, effective %v), want learned: %v", s.Learned, s.LearnedSource, s.EffectiveIdle, tc.learns)
+			}
+			if tc.learns {
+				return
+			}
+			if s.EffectiveIdle != 10*time.Second || s.UnsafeMaxIdle != time.Second {
+				t.Errorf("effective %v, unsafe %v after a mid-request reset; want the configured 10s and 1s", s.EffectiveIdle, s.UnsafeMaxIdle)
+			}
+			// Three of them within HealWindow must not shrink the reuse window either.
+			for range 2 {
+				mustOK(t, exchange(p, http.MethodGet, "again"))
+				resetExchange(t, p, tc.after)
+			}
+			if f := p.Snapshot().ReuseFactor; f != 1 {
+				t.Errorf("reuse factor %v after mid-request resets, want 1", f)
+			}
+		})
+	}
+}
+
+// learnConfident sends GETs with gaps past the backend's idle timeout until the pool is
+// confident of it (its closes observed, by the sweep or on sentinel conns).
+func learnConfident(t *testing.T, p *Pool, gap time.Duration) Snapshot {
+	t.Helper()
+	for i := 0; ; i++ {
+		s := p.Snapshot()
+		if s.Confident {
+			t.Logf("confident after %d requests: close age %v, margin %v, race window %v, learned %v (%s), effective %v, unsafe %v",
+				i, s.CloseAge, s.Margin, s.RaceWindow, s.Learned, s.LearnedSource, s.EffectiveIdle, s.UnsafeMaxIdle)
+			return s
+		}
+		if i == 60 {
+			t.Fatalf("not confident after %d requests: %+v", i, s)
+		}
+		_, final := safeExchange(p, http.MethodGet, "learn-"+strconv.Itoa(i))
+		mustOK(t, final)
+		time.Sleep(gap) // idle past the backend's timeout: its close is seen
+	}
+}
+
+// learnIdle sends GETs with gaps past the backend's idle timeout until the pool retires conns
+// before it (preconnect needs no more; confidence may take longer on a loaded machine, where
+// the backend's and the pool's idle clocks drift apart by tens of milliseconds).
+func learnIdle(t *testing.T, p *Pool, idle time.Duration) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if s := p.Snapshot(); s.Learned != 0 && s.EffectiveIdle < idle {
+			return
+		}
+		if i == 30 {
+			t.Fatalf("nothing learned after %d requests: %+v", i, p.Snapshot())
+		}
+		_, final := safeExchange(p, http.MethodGet, "learn-"+strconv.Itoa(i))
+		mustOK(t, final)
+		time.Sleep(idle + idle/3) // idle past the backend's timeout: its close is seen
+	}
+}
+
+// TestConfidentReuse: once a backend's idle closes are observed, the pool uses the learned
+// timeout closer to its value than SafetyFraction, and a POST reuses a conn idle far longer
+// than the old min(UnsafeMaxIdle, effective/4), yet never as long as the close age.
+func TestConfidentReuse(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	b := testutil.IdleCloser(t, idle)
+	p := newPool(t, b.Addr(), nil)
+	s := learnConfident(t, p, idle+idle/3)
+	if s.EffectiveIdle <= time.Duration(0.85*float64(s.Learned)) || s.EffectiveIdle >= idle {
+		t.Errorf("effective %v, want above 0.85 x learned %v and below the backend's %v", s.EffectiveIdle, s.Learned, idle)
+	}
+	if s.UnsafeMaxIdle <= s.EffectiveIdle/4 || s.UnsafeMaxIdle > s.CloseAge-s.Margin-2*s.RaceWindow {
+		t.Errorf("unsafe bound %v, want above effective/4 (%v) and at most close %v - margin %v - 2 x race %v",
+			s.UnsafeMaxIdle, s.EffectiveIdle/4, s.CloseAge, s.Margin, s.RaceWindow)
+	}
+	mustOK(t, exchange(p, http.MethodGet, "warm"))
+	gap := s.UnsafeMaxIdle * 3 / 4
+	time.Sleep(gap) // the idle age under test
+	a := exchange(p, http.MethodPost, "post")
+	mustOK(t, a)
+	if !a.reused {
+		t.Errorf("POST after %v idle (unsafe bound %v) dialed", gap, s.UnsafeMaxIdle)
+	}
+}
+
+// TestConfidentRacingPOST: against a backend that drops requests arriving in the last 15 ms
+// of its 300 ms idle timeout, confidence does not let a POST near the race: none fails, none
+// runs twice, and POSTs still reuse conns idle past the old effective/4 bound.
+func TestConfidentRacingPOST(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	b := testutil.RacingCloser(t, idle, 15*time.Millisecond)
+	p := newPool(t, b.Addr(), nil)
+	s := learnConfident(t, p, idle+idle/3)
+	longReuse := 0
+	for i, g := range append(gaps, 250, 256, 260, 264, 240, 270) {
+		if g < 200 {
+			g *= 2 // the shared gaps are for a 150 ms timeout
+		}
+		mustOK(t, exchange(p, http.MethodGet, "warm-"+strconv.Itoa(i)))
+		time.Sleep(g * time.Millisecond) // the idle gap under test
+		a := exchange(p, http.MethodPost, "post-"+strconv.Itoa(i))
+		if a.err != nil {
+			t.Errorf("POST after %v idle failed: %v (%+v)", g*time.Millisecond, a.err, p.Snapshot())
+		}
+		if a.reused && g*time.Millisecond > s.EffectiveIdle/4 {
+			longReuse++
+		}
+	}
+	if longReuse == 0 {
+		t.Error("no POST reused a conn idle past effective/4")
+	}
+	if d := b.Duplicates(); len(d) > 0 {
+		t.Errorf("duplicates: %v", d)
+	}
+}
+
+// TestPreconnect: a client whose gaps pass the backend's idle timeout finds a preconnected
+// conn instead of waiting for a connect; with Preconnect off every such request connects.
+func TestPreconnect(t *testing.T) {
+	const idle = 150 * time.Millisecond
+	for _, on := range []bool{true, false} {
+		t.Run("preconnect="+strconv.FormatBool(on), func(t *testing.T) {
+			b := testutil.IdleCloser(t, idle)
+			p := newPool(t, b.Addr(), func(o *Options) { o.Preconnect = on })
+			learnIdle(t, p, idle)
+			before := p.Snapshot().Counters
+			const n = 8
+			for i := range n {
+				_, final := safeExchange(p, http.MethodGet, "g-"+strconv.Itoa(i))
+				mustOK(t, final)
+				time.Sleep(idle + idle/3) // past the idle timeout
+			}
+			after := p.Snapshot().Counters
+			path := after.RequestPathConnects - before.RequestPathConnects
+			used := after.PreconnectsUsed - before.PreconnectsUsed
+			t.Logf("%d requests: %d connects on the request path, %d preconnects used, %d wasted, %d in all",
+				n, path, used, after.PreconnectsWasted, after.Preconnects)
+			if on && (path > 1 || used < n-1) {
+				t.Errorf("preconnect on: %d request-path connects and %d preconnects used for %d requests; want at most 1 and at least %d", path, used, n, n-1)
+			}
+			if !on && (path < n-1 || after.Preconnects != 0) {
+				t.Errorf("preconnect off: %d request-path connects, %d preconnects", path, after.Preconnects)
+			}
+			if got := b.Duplicates(); len(got) > 0 {
+				t.Errorf("duplicates: %v", got)
+			}
+		})
+	}
+}
+
+// TestPreconnectStopsWhenIdle: once traffic stops the pool opens at most one more conn.
+func TestPreconnectStopsWhenIdle(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	b := testutil.IdleCloser(t, idle)
+	p := newPool(t, b.Addr(), func(o *Options) { o.Preconnect = true })
+	learnIdle(t, p, idle)
+	before := p.Snapshot().Counters.Preconnects
+	time.Sleep(10 * idle) // no traffic: ten idle timeouts
+	if n := p.Snapshot().Counters.Preconnects - before; n > 1 {
+		t.Errorf("%d preconnects while no request came, want at most 1", n)
+	}
+}
+
+// TestConfidenceRule: the effective idle timeout and the non-idempotent bound from the
+// learned value and the brackets of observed closes (learnPool: SweepInterval 10ms, so
+// minMargin 20ms and a race window of at least 10ms; UnsafeMaxIdle 500ms).
+func TestConfidenceRule(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name       string
+		learned    time.Duration
+		source     string
+		brackets   []bracket
+		race       time.Duration
+		confident  bool
+		eff, unsaf time.Duration
+	}{
+		{name: "one bracket is not enough", learned: 1000 * ms, source: SourceObserved,
+			brackets: []bracket{{960 * ms, 1010 * ms}}, eff: 850 * ms, unsaf: 212500 * time.Microsecond},
+		{name: "observed closes agree", learned: 950 * ms, source: SourceObserved,
+			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, confident: true,
+			eff: 970 * ms, unsaf: 950 * ms}, // close 990, margin 20 (overlap 990-1010), 2 x race 10
+		{name: "a wide overlap widens the margin", learned: 900 * ms, source: SourceObserved,
+			brackets: []bracket{{900 * ms, 1000 * ms}, {920 * ms, 1020 * ms}}, confident: true,
+			eff: 840 * ms, unsaf: 820 * ms}, // close 920, margin 80
+		{name: "closes at different ages", learned: 600 * ms, source: SourceObserved,
+			brackets: []bracket{{600 * ms, 610 * ms}, {900 * ms, 910 * ms}}, eff: 510 * ms, unsaf: 127500 * time.Microsecond},
+		{name: "header caps the close, not the margin", learned: 1000 * ms, source: SourceHeader,
+			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}}, confident: true,
+			eff: 980 * ms, unsaf: 960 * ms}, // close min(1990, 1000), margin 20
+		{name: "a measured race widens the unsafe gap", learned: 950 * ms, source: SourceObserved,
+			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, race: 100 * ms, confident: true,
+			eff: 970 * ms, unsaf: 770 * ms},
+		{name: "early closes do not count", learned: 1000 * ms, source: SourceObserved,
+			brackets: []bracket{{300 * ms, 310 * ms}, {990 * ms, 1000 * ms}}, eff: 850 * ms, unsaf: 212500 * time.Microsecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			p.opts.UnsafeMaxIdle = 500 * ms
+			p.learn.value, p.learn.source = tc.learned, tc.source
+			p.conf.brackets, p.conf.race = tc.brackets, tc.race
+			p.recomputeLocked()
+			if p.conf.ok != tc.confident || p.eff != tc.eff || p.unsafeIdle != tc.unsaf {
+				t.Errorf("confident %v, effective %v, unsafe %v; want %v, %v, %v (close %v, margin %v)",
+					p.conf.ok, p.eff, p.unsafeIdle, tc.confident, tc.eff, tc.unsaf, p.conf.close, p.conf.margin)
+			}
+			if p.conf.ok && (p.eff >= p.conf.close || p.unsafeIdle > p.eff-2*p.raceWindow()) {
+				t.Errorf("effective %v or unsafe %v reach past close %v", p.eff, p.unsafeIdle, p.conf.close)
+			}
+		})
+	}
+}
+
+// TestRefreshKeepsSpares: with two idle conns and a request every 70 ms (the effective idle
+// timeout is 200 ms), requests take the older conn once it passes half the limit, so both
+// stay alive for the next burst instead of the lower one aging out (plain LIFO).
+func TestRefreshKeepsSpares(t *testing.T) {
+	b := testutil.Echo(t)
+	p := newPool(t, b.Addr(), func(o *Options) { o.IdleTimeout, o.Learn = 200*time.Millisecond, false })
+	ctx := context.Background()
+	c1, err1 := p.Get(ctx, true)
+	c2, err2 := p.Get(ctx, true)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	p.Release(c1, Outcome{Reusable: true, KeepAliveMax: -1})
+	p.Release(c2, Outcome{Reusable: true, KeepAliveMax: -1})
+	for i := range 15 {
+		time.Sleep(70 * time.Millisecond) // the traffic's gap
+		mustOK(t, exchange(p, http.MethodGet, "r-"+strconv.Itoa(i)))
+	}
+	s := p.Snapshot()
+	if s.Counters.Opened != 2 || len(s.Conns) != 2 || s.Counters.ClosedBy[CloseIdleTimeout] != 0 {
+		t.Errorf("opened %d, live %d, closed %v; want both conns kept alive by the traffic", s.Counters.Opened, len(s.Conns), s.Counters.ClosedBy)
+	}
+}
