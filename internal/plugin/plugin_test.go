@@ -25,7 +25,7 @@ func init() {
 	}
 }
 
-func parse(t *testing.T, yaml string) *config.Config {
+func parse(t testing.TB, yaml string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(yaml))
 	if err != nil {
