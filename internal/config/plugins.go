@@ -163,10 +163,7 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string, p *problems) {
 			k := n.Content[i]
 			ft, ok := fields[k.Value]
 			if !ok {
-				msg := fmt.Sprintf("unknown field %q", k.Value)
-				if len(names) > 0 {
-					msg += " (valid: " + strings.Join(names, ", ") + ")"
-				}
+				msg := fmt.Sprintf("unknown field %q", k.Value) + suggestFrom(k.Value, names)
 				*p = append(*p, &FieldError{Line: k.Line, Path: joinPath(path, k.Value), Msg: msg})
 				continue
 			}
@@ -210,6 +207,23 @@ func (c *Config) validatePlugins(p *problems) {
 			p.add(b+".proxy_protocol", "needs trusted_proxies: only a trusted peer may name the client")
 		}
 	}
+}
+
+// suggestFrom returns " (did you mean ...?)" for a key close to one of keys, else the list.
+func suggestFrom(name string, keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	best, bestDist := "", 3
+	for _, k := range keys {
+		if d := editDistance(strings.ToLower(name), k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return " (valid: " + strings.Join(keys, ", ") + ")"
 }
 
 func checkPluginList(p *problems, path string, list []Plugin) {

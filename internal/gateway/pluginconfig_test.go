@@ -31,7 +31,7 @@ routes:
       - name: key-auth
         config:
           hedaer: x-key
-`, want: []string{`test.yaml:15: routes[0].plugins[0].config.hedaer: route "api": plugin key-auth: unknown field "hedaer" (valid: header, query, realm)`}},
+`, want: []string{`test.yaml:15: routes[0].plugins[0].config.hedaer: route "api": plugin key-auth: unknown field "hedaer" (did you mean "header"?)`}},
 		{name: "wrong type", yaml: `
 routes:
   - id: api
