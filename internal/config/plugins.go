@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -75,7 +76,12 @@ type Node struct {
 	// Line is reported for problems when Y has none (an omitted node): the line of the
 	// entry that holds it.
 	Line int
+	// Secret: the node holds credentials, so Decode's messages do not quote its values.
+	Secret bool
 }
+
+// reGotValue is the quoted value at the end of a type mismatch message.
+var reGotValue = regexp.MustCompile(`(got (?:a string|an integer|a number|a boolean|null)) ".*"$`)
 
 // Decode decodes the node strictly into v (a pointer to a struct with yaml tags): unknown
 // keys and values of the wrong type are errors. An omitted node leaves v as it is. The
@@ -103,6 +109,9 @@ func (n Node) Decode(v any) error {
 			e.Line = idx.line(e.Path)
 		}
 		e.Path = joinPath(n.Path, e.Path)
+		if n.Secret {
+			e.Msg = reGotValue.ReplaceAllString(e.Msg, "$1 (not shown: credentials)")
+		}
 		e.Msg = n.Context + e.Msg
 	}
 	return p.join(n.File, nil)

@@ -112,6 +112,15 @@ routes:
   - id: api
     upstream: echo
 `, want: []string{`consumers[0].credentials.key-auth.keys: consumer "a": plugin key-auth: keys[0] is 5 characters`}},
+		{name: "a credential of the wrong type is not quoted", yaml: `
+consumers:
+  - name: a
+    credentials:
+      key-auth: {keys: secret-key-0123456789}
+routes:
+  - id: api
+    upstream: echo
+`, want: []string{`consumers[0].credentials.key-auth.keys: consumer "a": plugin key-auth: want a list, got a string (not shown: credentials)`}},
 		{name: "unknown consumer in restriction", yaml: `
 routes:
   - id: api
