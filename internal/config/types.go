@@ -22,6 +22,12 @@ type Config struct {
 	// Cluster, when set, takes routes, upstreams and shared settings from etcd (cluster.go,
 	// docs/cluster.md). Omitted: file mode.
 	Cluster *Cluster `yaml:"cluster"`
+	// Plugins run on every route, before the upstream's and the route's own (docs/plugins.md).
+	// Omitted: none.
+	Plugins []Plugin `yaml:"plugins"`
+	// Consumers are the named API clients that auth plugins identify (docs/plugins.md).
+	// Omitted: none.
+	Consumers []Consumer `yaml:"consumers"`
 
 	// File is the path the config was loaded from ("embedded:default.yaml" for the embedded
 	// default, "" for a Config built in code). Not YAML.
@@ -73,6 +79,15 @@ type Listener struct {
 	// HTTP2 are the HTTP/2 limits of the listener, used when protocols has h2 or h2c.
 	// Omitted: the defaults of each field.
 	HTTP2 HTTP2 `yaml:"http2"`
+	// TrustedProxies are the CIDRs ("10.0.0.0/8", "2001:db8::/32", or one address) of the
+	// proxies in front of this listener. Only a peer in them is believed about the client:
+	// its X-Forwarded-For or PROXY protocol header. Omitted: none (the peer is the client,
+	// and a client's own X-Forwarded-For is not forwarded). See docs/plugins.md#real-client-ip.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyProtocol makes connections from trusted proxies start with a PROXY protocol
+	// header (v1 text or v2 binary), which names the client. Requires trusted_proxies.
+	// Default false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
 
 // RedirectHTTPS is a listener's HTTP-to-HTTPS redirect.
@@ -107,6 +122,9 @@ type Upstream struct {
 	// target address starts with https://, which creates it with its defaults. See
 	// docs/tls.md#upstream-tls.
 	TLS *UpstreamTLS `yaml:"tls"`
+	// Plugins run on every route of this upstream, after the global ones and before the
+	// route's own (docs/plugins.md). Omitted: none.
+	Plugins []Plugin `yaml:"plugins"`
 }
 
 // Discovery configures DNS resolution of an upstream's named targets.
@@ -363,6 +381,9 @@ type Route struct {
 	Retry Retry `yaml:"retry"`
 	// Tunnel is the route's policy for protocol upgrades (WebSocket). See docs/websocket.md.
 	Tunnel Tunnel `yaml:"tunnel"`
+	// Plugins run on this route, after the global and the upstream's ones (docs/plugins.md).
+	// Omitted: none.
+	Plugins []Plugin `yaml:"plugins"`
 }
 
 // Match is the request predicate of a route. All given conditions must hold.

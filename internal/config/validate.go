@@ -27,6 +27,7 @@ func (c *Config) validate() problems {
 	c.validateRoutes(&p)
 	c.validateAdmin(&p)
 	c.validateCluster(&p) // cluster.go
+	c.validatePlugins(&p) // plugins.go
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:

@@ -24,6 +24,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
+	"sluice/internal/plugin"
 	"sluice/internal/proxy"
 	"sluice/internal/reason"
 	"sluice/internal/router"
@@ -164,7 +165,8 @@ func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Sett
 		MaxBodyBytes:      lc.MaxBodyBytes,
 		ExposeDetails:     exposeDetails,
 		Underscores:       underscores[lc.UnderscoresInHeaders],
-		H2:                h2Settings(lc), // h2.go
+		H2:                h2Settings(lc),    // h2.go
+		ProxyProtocol:     proxyProtocol(lc), // plugins.go
 	}
 }
 
@@ -320,6 +322,7 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 	st := newReqState(ex)
 	defer st.release()
 	rec, in := &st.rec, &st.in
+	st.resolveClient(gen, ex) // plugins.go
 	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
 	if !ok {
@@ -329,7 +332,7 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 	} else {
 		rt := gen.Routes[idx]
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
-		g.serveRoute(ex, rt, rec)
+		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex)) // plugins.go
 	}
 	g.logAccess(ex, in, routeID, upstreamID, rec)
 	g.observeRequest(gen, idx, ex, rec) // metrics (observe.go)
@@ -353,7 +356,7 @@ func (g *Gateway) enter() *Generation {
 // counted, and answered 502 internal_error, or the response is cut off if it had begun; the
 // client connection closes after it. The proxy's own defers have given back its connection,
 // pool slot and limits by then.
-func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record) {
+func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request) {
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -367,7 +370,7 @@ func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record) 
 		ex.CloseAfter()
 		ex.WriteError(e, "") // aborts instead when the head went out
 	}()
-	g.proxy.Serve(ex, rt, rec)
+	g.serveChain(ex, rt, rec, pr) // plugins.go
 }
 
 // logAnswered logs a request the gateway answered before routing (an ACME challenge, an
@@ -415,6 +418,7 @@ type reqState struct {
 	lookup func(name string) (string, bool)
 	tls    *tls.ConnectionState
 	tlsFn  func(name string) (string, bool)
+	client clientState // plugins.go
 }
 
 var reqStates = sync.Pool{New: func() any {
@@ -465,6 +469,7 @@ func (st *reqState) release() {
 	st.rec = proxy.Record{}
 	st.in = router.Input{}
 	st.hdr, st.tls = nil, nil
+	st.client.end()
 	reqStates.Put(st)
 }
 
@@ -481,9 +486,10 @@ func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstrea
 	if rec.ClientGone {
 		status = 499
 	}
-	ln.Time("time", ex.StartTime()).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", ex.ClientIP()).
+	ln.Time("time", ex.StartTime()).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", clientIP(ex, rec)).
 		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path)
 	logRequestFields(ln, ex, g.logQuery.Load()) // accessfields.go
+	logPluginFields(ln, rec)                    // plugins.go
 	ln.Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).Int("bytes_sent", ex.BytesSent()).
 		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target)
 	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 {

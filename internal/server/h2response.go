@@ -170,7 +170,11 @@ func (s *Stream) Abort() { s.aborted = true }
 // grpc-message (the reason code) in its only HEADERS frame (reason.GRPCStatus maps the
 // reason). Any other gets the JSON error body of HTTP/1.1 (Exchange.WriteError). After
 // the head went out it aborts instead.
-func (s *Stream) WriteError(e *reason.Error, detail string) {
+func (s *Stream) WriteError(e *reason.Error, detail string) { s.WriteErrorFields(e, detail, nil) }
+
+// WriteErrorFields is WriteError with the fields of extra added to the head (the plugin
+// chain's WWW-Authenticate, Retry-After, CORS fields), except those the error head sets.
+func (s *Stream) WriteErrorFields(e *reason.Error, detail string, extra *h1.Header) {
 	if s.wroteHead {
 		s.Abort()
 		return
@@ -179,8 +183,15 @@ func (s *Stream) WriteError(e *reason.Error, detail string) {
 	var h h1.Header
 	h.Add("X-Sluice-Error", string(e.Code))
 	h.Add("X-Request-Id", id)
-	if e.Status == 503 {
+	if e.Status == 503 && (extra == nil || !extra.Has("Retry-After")) {
 		h.Add("Retry-After", "1")
+	}
+	if extra != nil {
+		for _, f := range extra.Fields {
+			if !errorHeadField(f.Name) {
+				h.Fields = append(h.Fields, f)
+			}
+		}
 	}
 	if s.grpc {
 		msg := string(e.Code)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,10 @@ type Settings struct {
 	// client picks "h2" by ALPN (TLS must offer it), over plain TCP when H2.Cleartext is set
 	// and the client starts with the HTTP/2 preface. nil: HTTP/1.x only.
 	H2 *H2Settings
+	// ProxyProtocol, when set, reports whether a peer is a trusted proxy whose connections
+	// start with a PROXY protocol header (listeners[].proxy_protocol; see proxyproto.go).
+	// nil: no PROXY protocol.
+	ProxyProtocol func(peer netip.Addr) bool
 }
 
 // Underscores is a listener's policy for request fields whose name holds "_". Such names are
