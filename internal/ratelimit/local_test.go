@@ -46,7 +46,7 @@ func TestRuleDecisions(t *testing.T) {
 			steps: []step{{0, true, 2, 0}, {0, true, 1, 0}, {0, true, 0, 0}, {0, false, 0, 100 * time.Millisecond},
 				{100 * ms, true, 0, 0}, {150 * ms, false, 0, 50 * time.Millisecond}, {500 * ms, true, 2, 0}}},
 		{name: "gcra without burst",
-			rule: Rule{Algorithm: GCRA, Limit: 1, Window: time.Second},
+			rule:  Rule{Algorithm: GCRA, Limit: 1, Window: time.Second},
 			steps: []step{{0, true, 0, 0}, {999 * ms, false, 0, time.Millisecond}, {1000 * ms, true, 0, 0}}},
 	}
 	for _, tc := range tests {
@@ -90,7 +90,6 @@ func TestRuleValidate(t *testing.T) {
 		})
 	}
 }
-
 
 // TestLocalAccuracyConcurrent: 8 clients hammer one key while a fake clock advances in
 // steps between rounds; each round must admit exactly what the algorithm allows for the

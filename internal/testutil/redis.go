@@ -16,7 +16,7 @@ import (
 )
 
 // RedisServer is a real redis-server started by a test on a loopback port, with no
-// persistence (--save '' --appendonly no). Stop and Start restart it on the same port, to
+// persistence (--save ” --appendonly no). Stop and Start restart it on the same port, to
 // test what clients do while it is down.
 type RedisServer struct {
 	t    testing.TB
