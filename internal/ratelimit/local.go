@@ -74,7 +74,7 @@ func (l *Local) Allow(key []byte, now time.Time) Decision {
 
 // AllowAt is Allow with the time as Unix nanoseconds.
 func (l *Local) AllowAt(key []byte, now int64) Decision {
-	sh, i := l.t.lock(key, now)
+	sh, _, i := l.t.lock(key, now)
 	d := l.rule.decide(&sh.slots[i].cell, now)
 	sh.mu.Unlock()
 	l.stats.count(d)
@@ -111,16 +111,15 @@ func (c *Concurrency) Max() int64 { return c.max }
 
 // Lease is an admitted request's place; its zero value is no place (Release does nothing).
 type Lease struct {
-	c *Concurrency
-	s *shard
-	i int32
+	c     *Concurrency
+	shard int32
+	i     int32
 }
 
 // Acquire admits a request of key if fewer than Max of key's requests are in flight.
 // inFlight is the count after the decision.
 func (c *Concurrency) Acquire(key []byte, now time.Time) (l Lease, inFlight int64, ok bool) {
-	ns := now.UnixNano()
-	sh, i := c.t.lock(key, ns)
+	sh, si, i := c.t.lock(key, now.UnixNano())
 	if i < 0 || sh.slots[i].cell.b >= c.max {
 		if i >= 0 {
 			inFlight = sh.slots[i].cell.b
@@ -131,7 +130,7 @@ func (c *Concurrency) Acquire(key []byte, now time.Time) (l Lease, inFlight int6
 	}
 	sh.slots[i].cell.b++
 	inFlight = sh.slots[i].cell.b
-	l = Lease{c: c, s: sh, i: i}
+	l = Lease{c: c, shard: int32(si), i: i}
 	sh.mu.Unlock()
 	c.stats.admitted.add(1)
 	return l, inFlight, true
@@ -140,17 +139,37 @@ func (c *Concurrency) Acquire(key []byte, now time.Time) (l Lease, inFlight int6
 // Release gives the lease's place back. A slot with requests in flight is never evicted,
 // so the index still names the key the lease was taken on.
 func (l Lease) Release() {
-	if l.c == nil {
-		return
+	if l.c != nil {
+		l.c.release(l.shard, l.i)
 	}
-	l.s.mu.Lock()
-	l.s.slots[l.i].cell.b--
-	l.s.mu.Unlock()
+}
+
+// Token encodes the lease as a non-zero number, to keep in per-request state without an
+// allocation; [Concurrency.ReleaseToken] releases it.
+func (l Lease) Token() int64 {
+	if l.c == nil {
+		return 0
+	}
+	return 1<<62 | int64(l.shard)<<32 | int64(l.i)
+}
+
+// ReleaseToken releases the lease whose [Lease.Token] is tok (0: none).
+func (c *Concurrency) ReleaseToken(tok int64) {
+	if tok != 0 {
+		c.release(int32(tok>>32&0xffff), int32(tok&0xffffffff))
+	}
+}
+
+func (c *Concurrency) release(shard, i int32) {
+	sh := &c.t.shards[shard]
+	sh.mu.Lock()
+	sh.slots[i].cell.b--
+	sh.mu.Unlock()
 }
 
 // InFlight returns the number of key's requests in flight (for tests and views).
 func (c *Concurrency) InFlight(key []byte) int64 {
-	sh, i := c.t.lock(key, time.Now().UnixNano())
+	sh, _, i := c.t.lock(key, time.Now().UnixNano())
 	defer sh.mu.Unlock()
 	if i < 0 {
 		return 0

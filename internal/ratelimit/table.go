@@ -76,31 +76,37 @@ func newTable(maxKeys int, idle idleFunc, strict bool) *table {
 }
 
 // lock finds key's shard and slot, inserting the key if it is new, and returns the shard
-// locked (the caller unlocks it) with the slot's index, or -1 when the shard is full of
-// slots that may not be taken (strict tables only).
-func (t *table) lock(key []byte, now int64) (*shard, int32) {
-	sh := &t.shards[maphash.Bytes(t.seed, key)&t.mask]
+// locked (the caller unlocks it), its index, and the slot's index, or -1 when the shard is
+// full of slots that may not be taken (strict tables only).
+func (t *table) lock(key []byte, now int64) (sh *shard, si int, i int32) {
+	si = int(maphash.Bytes(t.seed, key) & t.mask)
+	sh = &t.shards[si]
+	return sh, si, t.find(sh, key, now)
+}
+
+// find returns key's slot in the locked shard sh, inserting it, or -1.
+func (t *table) find(sh *shard, key []byte, now int64) int32 {
 	sh.mu.Lock()
 	if i, ok := sh.idx[string(key)]; ok {
 		sh.slots[i].last = now
-		return sh, i
+		return i
 	}
 	if len(sh.slots) < t.shardCap {
 		i := int32(len(sh.slots))
 		sh.slots = append(sh.slots, slot{key: string(key), last: now})
 		sh.idx[sh.slots[i].key] = i
-		return sh, i
+		return i
 	}
 	i := t.victim(sh, now)
 	if i < 0 {
-		return sh, -1
+		return -1
 	}
 	t.evictions.add(1)
 	s := &sh.slots[i]
 	delete(sh.idx, s.key)
 	*s = slot{key: string(key), last: now}
 	sh.idx[s.key] = int32(i)
-	return sh, int32(i)
+	return int32(i)
 }
 
 // victim picks the slot a new key takes in a full shard, or -1.
