@@ -78,6 +78,9 @@ func (st *reqState) begin(gen *Generation, idx int, ex *server.Exchange) *plugin
 // serveChain runs the route's request phase, then (unless a plugin answered) the proxy with
 // the chain's per-attempt and response hooks, then the log phase.
 func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request) {
+	// The log phase runs however the request ends, a panic included (serveRoute recovers
+	// it): limit-conn gives its place back there.
+	defer runLog(ds, rec, pr)
 	if pr.RunRequest() {
 		a, _ := pr.AnswerOf()
 		rec.Plugin = a.Plugin
@@ -91,6 +94,9 @@ func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Re
 	if c := pr.Consumer(); c != nil {
 		rec.Consumer = c.Name
 	}
+}
+
+func runLog(ds proxy.Downstream, rec *proxy.Record, pr *plugin.Request) {
 	status := ds.Status()
 	if rec.ClientGone {
 		status = 499

@@ -46,11 +46,6 @@ const (
 	RetryLimitReached    Code = "retry_limit_reached"
 	UpstreamOverloaded   Code = "upstream_overloaded"
 	UpstreamStatus       Code = "upstream_retryable_status"
-
-	// Rate and concurrency limits (the rate-limit and limit-conn plugins).
-	RateLimited          Code = "rate_limited"
-	ConcurrencyLimited   Code = "concurrency_limited"
-	RateLimitUnavailable Code = "rate_limit_unavailable"
 )
 
 // Error is a failure the gateway itself answers for. Status is the HTTP status to send.
@@ -121,10 +116,6 @@ var descriptions = map[Code]string{
 	InternalError:        "the gateway failed to handle the request",
 	TLSHandshake:         "the TLS handshake with the upstream target failed",
 	TLSCertificate:       "the upstream target's TLS certificate could not be verified",
-
-	RateLimited:          "too many requests: the rate limit is reached; retry after the time in Retry-After",
-	ConcurrencyLimited:   "too many requests in flight for this client; retry when one has finished",
-	RateLimitUnavailable: "the rate limit could not be checked (its shared store is unavailable) and the limit fails closed",
 }
 
 // ConnectFailure reports whether c says that no connection to the target could be

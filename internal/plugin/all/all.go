@@ -4,5 +4,7 @@
 package all
 
 import (
-	_ "sluice/internal/plugin/keyauth" // key-auth
+	_ "sluice/internal/plugin/keyauth"   // key-auth
+	_ "sluice/internal/plugin/limitconn" // limit-conn
+	_ "sluice/internal/plugin/ratelimit" // rate-limit
 )
