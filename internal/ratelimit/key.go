@@ -32,8 +32,17 @@ type KeyPart struct {
 // count for everything the limit sees.
 type Key []KeyPart
 
+// KeyError is a bad item of a key list.
+type KeyError struct {
+	// Index is the item's index in the list.
+	Index int
+	Msg   string
+}
+
+func (e *KeyError) Error() string { return fmt.Sprintf("[%d]: %s", e.Index, e.Msg) }
+
 // ParseKey parses the config's key list: "consumer", "client_ip", "route",
-// "header:<Name>". Each problem names the item.
+// "header:<Name>". A problem is a *KeyError naming the item.
 func ParseKey(items []string) (Key, error) {
 	k := make(Key, 0, len(items))
 	for i, it := range items {
@@ -47,11 +56,11 @@ func ParseKey(items []string) (Key, error) {
 		case strings.HasPrefix(it, "header:"):
 			name := strings.TrimSpace(it[len("header:"):])
 			if name == "" || strings.ContainsAny(name, " :\t\r\n") {
-				return nil, fmt.Errorf("[%d]: %q: want a header name after \"header:\"", i, it)
+				return nil, &KeyError{i, fmt.Sprintf("%q: want a header name after \"header:\"", it)}
 			}
 			k = append(k, KeyPart{Kind: KeyHeader, Header: name})
 		default:
-			return nil, fmt.Errorf("[%d]: unknown key kind %q (want consumer, client_ip, route or header:<Name>)", i, it)
+			return nil, &KeyError{i, fmt.Sprintf("unknown key kind %q (want consumer, client_ip, route or header:<Name>)", it)}
 		}
 	}
 	return k, nil

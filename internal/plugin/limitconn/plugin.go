@@ -65,13 +65,9 @@ func New(b *plugin.Build) (any, error) {
 	if cfg.Status < 400 || cfg.Status > 599 {
 		errs = append(errs, b.Errorf("status", "must be a 4xx or 5xx status, got %d", cfg.Status))
 	}
-	items := []string{"client_ip"}
-	if cfg.Key != nil {
-		items = *cfg.Key
-	}
-	key, err := rl.ParseKey(items)
+	key, err := ratelimit.ParseKey(b, cfg.Key)
 	if err != nil {
-		errs = append(errs, b.Errorf("key", "%v", err))
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -68,23 +68,25 @@ func New(b *plugin.Build) (any, error) {
 		bad("algorithm", "%v", err)
 	}
 	rule := rl.Rule{Algorithm: alg, Limit: cfg.Limit, Window: cfg.Window.D(), Burst: cfg.Burst}
-	switch {
-	case cfg.Limit <= 0:
+	if cfg.Limit <= 0 {
 		bad("limit", "must be at least 1 request per window, got %d", cfg.Limit)
-	case cfg.Burst < 0:
+	}
+	if rule.Window < time.Millisecond {
+		bad("window", "must be at least 1ms, got %s", rule.Window)
+	}
+	if cfg.Burst < 0 {
 		bad("burst", "must not be negative, got %d", cfg.Burst)
-	case err == nil:
+	} else if cfg.Burst > 0 && alg != rl.GCRA {
+		bad("burst", "applies to algorithm gcra only, not %s", alg)
+	}
+	if len(errs) == 0 {
 		if err := rule.Validate(); err != nil {
-			bad("", "%v", err)
+			bad("limit", "%v", err)
 		}
 	}
-	keyItems := []string{"client_ip"}
-	if cfg.Key != nil {
-		keyItems = *cfg.Key
-	}
-	key, err := rl.ParseKey(keyItems)
+	key, err := ParseKey(b, cfg.Key)
 	if err != nil {
-		bad("key", "%v", err)
+		errs = append(errs, err)
 	}
 	p := &Plugin{name: cfg.Name, key: key}
 	if p.name == "" {
@@ -212,6 +214,21 @@ func (p *Plugin) Stats() rl.Stats {
 		return p.redis.Stats()
 	}
 	return p.local.Stats()
+}
+
+// ParseKey parses a limit's key list (nil: [client_ip]), naming the bad item (shared with
+// limit-conn).
+func ParseKey(b *plugin.Build, items *[]string) (rl.Key, error) {
+	list := []string{"client_ip"}
+	if items != nil {
+		list = *items
+	}
+	k, err := rl.ParseKey(list)
+	var ke *rl.KeyError
+	if errors.As(err, &ke) {
+		return nil, b.Errorf(fmt.Sprintf("key[%d]", ke.Index), "%s", ke.Msg)
+	}
+	return k, err
 }
 
 // KeySource returns r as the source of a limit's key parts (shared with limit-conn). The
