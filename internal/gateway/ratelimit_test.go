@@ -352,3 +352,60 @@ routes:
 		t.Fatalf("the previous config does not serve after bad reloads: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+// limitPlugins are the plugin lists the allocation test and the benchmark put on the
+// benchmark config's one route: limits that never refuse, so every request is proxied.
+var limitPlugins = map[string]string{
+	"rate-limit": `
+    plugins:
+      - name: rate-limit
+        config: {limit: 1000000000, window: 1s}
+`,
+	"rate-limit-gcra+limit-conn": `
+    plugins:
+      - name: rate-limit
+        config: {algorithm: gcra, limit: 1000000, window: 1s, burst: 1000000}
+      - name: limit-conn
+        config: {max: 1000}
+`,
+	"rate-limit-redis": `
+    plugins:
+      - name: rate-limit
+        config: {name: bench, limit: 1000000000, window: 1s, policy: redis, redis: {address: "{{redis}}", timeout: 1s}}
+`,
+}
+
+// TestRateLimitProxyPathAllocatesNothing: a local rate limit (and limit-conn with it) keeps
+// the proxied request at 0 heap allocations: the key is built in a stack buffer, looked up
+// without a copy, and the RateLimit fields are formatted into the response head's buffer.
+func TestRateLimitProxyPathAllocatesNothing(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	be := rawBackend(t)
+	for _, name := range []string{"rate-limit", "rate-limit-gcra+limit-conn"} {
+		t.Run(name, func(t *testing.T) {
+			addr := benchGateway(t, benchConfig(be, 1)+limitPlugins[name], true)
+			c := dialClient(t, addr, "/svc19/items")
+			defer c.conn.Close()
+			if allocs := roundTripAllocs(t, c); allocs >= 0.5 {
+				t.Fatalf("%.2f heap allocations per proxied request with %s, want 0", allocs, name)
+			}
+		})
+	}
+}
+
+// BenchmarkRateLimitProxyPath is BenchmarkProxyPath's one-route case with limits that never
+// refuse, side by side with no plugin: the cost of a limit on the proxied path.
+//
+//	go test ./internal/gateway -run '^$' -bench RateLimitProxyPath -benchmem -count 3
+func BenchmarkRateLimitProxyPath(b *testing.B) {
+	be := benchBackend(b)
+	redisAddr := testutil.StartRedis(b).Addr()
+	for _, name := range []string{"none", "rate-limit", "rate-limit-gcra+limit-conn", "rate-limit-redis"} {
+		b.Run(name, func(b *testing.B) {
+			yaml := benchConfig(be, 1) + strings.ReplaceAll(limitPlugins[name], "{{redis}}", redisAddr)
+			runClient(b, benchGateway(b, yaml, false), "/svc19/items")
+		})
+	}
+}
