@@ -122,3 +122,29 @@ func logPluginFields(ln *accesslog.Line, rec *proxy.Record) {
 		ln.Str("plugin", rec.Plugin)
 	}
 }
+
+// proxyProtocol is the server's PROXY protocol trust check of listener lc, nil when the
+// listener does not take the PROXY protocol.
+func proxyProtocol(lc config.Listener) func(netip.Addr) bool {
+	if !lc.ProxyProtocol {
+		return nil
+	}
+	t, err := realip.New(lc.TrustedProxies)
+	if err != nil { // validated by config: not reached
+		return func(netip.Addr) bool { return false }
+	}
+	return t.Contains
+}
+
+// CheckPlugins builds the plugins of cfg and throws them away: `sluice validate` reports
+// their problems as a reload would.
+func CheckPlugins(cfg *config.Config) error {
+	ps, err := plugin.New(cfg, slog.New(slog.DiscardHandler))
+	ps.Close()
+	return err
+}
+
+// ProxyHeaderRefused implements server.ProxyHeaderObserver.
+func (g *Gateway) ProxyHeaderRefused(listener string, _ error) { g.obs.m.ProxyHeaderRefused(listener) }
+
+var _ server.ProxyHeaderObserver = (*Gateway)(nil)
