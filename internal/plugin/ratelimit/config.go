@@ -61,8 +61,8 @@ type Redis struct {
 	Password string `yaml:"password"`
 	// DB is the database number. Default 0.
 	DB int `yaml:"db"`
-	// Timeout bounds the wait for one decision (also cut by the request's own deadline).
-	// Default 50ms; it must be more than 0.
+	// Timeout bounds the wait for one decision (the request's context also ends it: a
+	// client that leaves, a gateway that stops). 0 or omitted: 50ms.
 	Timeout config.Duration `yaml:"timeout"`
 	// Backoff: after a Redis failure, decisions apply on_redis_error without calling Redis
 	// for this long (a dead Redis then costs requests no wait); the first request after it
