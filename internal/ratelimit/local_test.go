@@ -137,8 +137,8 @@ func TestLocalAccuracyConcurrent(t *testing.T) {
 }
 
 // TestLocalAccuracyRealClock: 8 clients on the real clock for 300ms against a GCRA of
-// 100/s, burst 10: admitted = burst+1 + elapsed/T, give or take the one request in flight
-// at the measuring edges.
+// 100/s, burst 10 never get more than burst+1 + elapsed/T admitted (plus the one request in
+// flight at the edge).
 func TestLocalAccuracyRealClock(t *testing.T) {
 	rule := Rule{Algorithm: GCRA, Limit: 100, Window: time.Second, Burst: 10}
 	l := NewLocal(rule, 100)
@@ -157,9 +157,12 @@ func TestLocalAccuracyRealClock(t *testing.T) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	// Upper bound over the whole run, lower bound up to the deadline.
+	// The upper bound is the promise: never more than burst+1 plus one per T elapsed (+1
+	// for the request in flight at the edge). The lower bound only checks that the limiter
+	// admits at all at about the rate: a loaded machine can stall all 8 clients for longer
+	// than the burst covers, and slots nobody asked for are not owed.
 	maxAdm := rule.Burst + 1 + int64(elapsed/(10*time.Millisecond)) + 1
-	minAdm := rule.Burst + 1 + int64(300*time.Millisecond/(10*time.Millisecond)) - 1
+	minAdm := (rule.Burst + 1 + int64(300*time.Millisecond/(10*time.Millisecond))) / 2
 	if got := admitted.Load(); got < minAdm || got > maxAdm {
 		t.Fatalf("admitted %d in %v, want %d..%d", got, elapsed, minAdm, maxAdm)
 	}
