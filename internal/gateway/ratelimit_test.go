@@ -409,3 +409,69 @@ func BenchmarkRateLimitProxyPath(b *testing.B) {
 		})
 	}
 }
+
+const consumerLimitConfig = `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: echo
+    targets:
+      - address: {{backend}}
+consumers:
+  - name: alice
+    credentials:
+      key-auth: {keys: ["alice-key-0123456789"]}
+  - name: bob
+    credentials:
+      key-auth: {keys: ["bob-key-0123456789ab"]}
+plugins:
+  - name: key-auth
+  - name: rate-limit
+    config:
+      key: [consumer, route]
+      limit: 2
+      window: 1h
+routes:
+  - id: a
+    match: {path_prefix: /a}
+    upstream: echo
+  - id: b
+    match: {path_prefix: /b}
+    upstream: echo
+`
+
+// TestRateLimitConsumerKey: a global limit keyed by consumer and route (it runs after
+// key-auth whatever the order written): each consumer has 2 per route; another consumer,
+// or another route, counts apart.
+func TestRateLimitConsumerKey(t *testing.T) {
+	be := echoBackend(t, "b")
+	tg := startGateway(t, consumerLimitConfig, map[string]string{"backend": hostport(be)})
+	c := newClient()
+	send := func(path, key string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", tg.url(path), nil)
+		req.Header.Set("apikey", key)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	alice, bob := "alice-key-0123456789", "bob-key-0123456789ab"
+	for i, tc := range []struct {
+		path, key string
+		want      int
+	}{
+		{"/a", alice, 200}, {"/a", alice, 200}, {"/a", alice, 429},
+		{"/b", alice, 200}, {"/a", bob, 200}, {"/b", alice, 200}, {"/b", alice, 429}, {"/a", bob, 200}, {"/a", bob, 429},
+	} {
+		if got := send(tc.path, tc.key); got != tc.want {
+			t.Fatalf("request %d (%s %s): %d, want %d", i, tc.path, tc.key[:5], got, tc.want)
+		}
+	}
+	if m := limitMetrics(t, tg); m["global#1/keys"] != 3 || m["global#1/limited"] != 3 {
+		t.Fatalf("metrics: %v", m)
+	}
+}
