@@ -475,3 +475,40 @@ func TestRateLimitConsumerKey(t *testing.T) {
 		t.Fatalf("metrics: %v", m)
 	}
 }
+
+// TestRateLimitSurvivesReload: a reload that leaves a local limit unchanged keeps its
+// counts (otherwise every reload would hand every client a fresh allowance); one that
+// changes the limit starts it afresh.
+func TestRateLimitSurvivesReload(t *testing.T) {
+	be := echoBackend(t, "b")
+	vars := map[string]string{"backend": hostport(be)}
+	tg := startGateway(t, rateLimitConfig, vars)
+	c := newClient()
+	status := func() int {
+		t.Helper()
+		resp, err := c.Get(tg.url("/ip"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for range 3 {
+		if s := status(); s != 200 {
+			t.Fatalf("status %d", s)
+		}
+	}
+	if err := tg.gw.Apply(mustParse(t, rateLimitConfig, vars)); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != 429 {
+		t.Fatalf("after a reload with the same limit: %d, want 429 (the count was lost)", s)
+	}
+	if err := tg.gw.Apply(mustParse(t, strings.Replace(rateLimitConfig, "limit: 3", "limit: 5", 1), vars)); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != 200 {
+		t.Fatalf("after a reload that changed the limit: %d, want 200 (a new limit counts afresh)", s)
+	}
+}

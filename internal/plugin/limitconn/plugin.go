@@ -42,11 +42,17 @@ type Plugin struct {
 	key  rl.Key
 	c    *rl.Concurrency
 	err  *reason.Error
+
+	release func()
 }
+
+// shared keeps unchanged limits across config generations.
+var shared rl.Shared
 
 var (
 	_ plugin.RequestFilter = (*Plugin)(nil)
 	_ plugin.LogFilter     = (*Plugin)(nil)
+	_ plugin.Closer        = (*Plugin)(nil)
 )
 
 // New builds an instance from its config.
@@ -72,11 +78,13 @@ func New(b *plugin.Build) (any, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	p := &Plugin{name: cfg.Name, slot: b.Slot(), key: key, c: rl.NewConcurrency(cfg.Max, cfg.MaxKeys),
-		err: reason.New(cfg.Status, reason.ConcurrencyLimited, "", nil)}
+	p := &Plugin{name: cfg.Name, slot: b.Slot(), key: key, err: reason.New(cfg.Status, reason.ConcurrencyLimited, "", nil)}
 	if p.name == "" {
 		p.name = ratelimit.DefaultName(b)
 	}
+	// An unchanged limit keeps its table across reloads: requests in flight from the old
+	// generation still count, and release into the same table.
+	p.c, p.release = shared.Concurrency(p.name, cfg.Max, cfg.MaxKeys)
 	return p, nil
 }
 
@@ -96,6 +104,12 @@ func (p *Plugin) Log(r *plugin.Request, _ int) {
 	s := r.Slot(p.slot)
 	p.c.ReleaseToken(s.N)
 	s.N = 0
+}
+
+// Close gives the shared table back when the config generation is retired.
+func (p *Plugin) Close() error {
+	p.release()
+	return nil
 }
 
 // Name is the limit's name (metrics label).

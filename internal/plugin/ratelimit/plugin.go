@@ -29,7 +29,7 @@ type Plugin struct {
 	key     rl.Key
 	local   *rl.Local
 	redis   *rl.Redis
-	release func() // gives the shared Redis client back
+	release func() // gives the shared Redis client or local limiter back
 	headers headerStyle
 	quota   string // RateLimit-Limit's value, or RateLimit-Policy's for ietf
 
@@ -46,8 +46,12 @@ const (
 )
 
 // clients shares one Redis client per address, credentials and db across every limit of
-// every config generation in the process.
-var clients rl.Clients
+// every config generation in the process; locals keeps unchanged local limits (and their
+// counts) across reloads.
+var (
+	clients rl.Clients
+	locals  rl.Shared
+)
 
 var (
 	_ plugin.RequestFilter = (*Plugin)(nil)
@@ -141,7 +145,7 @@ func New(b *plugin.Build) (any, error) {
 		p.quota = fmt.Sprintf("%q;q=%d;w=%d", p.name, rule.Quota(), ietfWindow(rule))
 	}
 	if cfg.Policy == "local" {
-		p.local = rl.NewLocal(rule, cfg.MaxKeys)
+		p.local, p.release = locals.Local(p.name, rule, cfg.MaxKeys)
 		return p, nil
 	}
 	r := cfg.Redis
@@ -197,7 +201,7 @@ func (p *Plugin) addHeaders(r *plugin.Request, d rl.Decision) {
 	}
 }
 
-// Close gives the Redis client back (the last user closes it).
+// Close gives the shared Redis client (the last user closes it) or local limiter back.
 func (p *Plugin) Close() error {
 	if p.release != nil {
 		p.release()
