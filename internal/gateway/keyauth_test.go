@@ -4,9 +4,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 const keyAuthConfig = `
+log: {access_query: true}
 listeners:
   - address: 127.0.0.1:0
 upstreams:
@@ -38,7 +40,8 @@ routes:
 
 // TestKeyAuth: a route with key-auth answers 401 with a challenge without a key or with an
 // unknown one, forwards with a known one (in the header or the query) without the key and
-// with X-Consumer-Name, and logs the consumer; a route without it is untouched.
+// with X-Consumer-Name, and logs the consumer (never the key, even with access_query); a
+// route without it is untouched.
 func TestKeyAuth(t *testing.T) {
 	be := echoBackend(t, "b")
 	tg := startGateway(t, keyAuthConfig, map[string]string{"backend": hostport(be)})
@@ -89,9 +92,24 @@ func TestKeyAuth(t *testing.T) {
 	if lines[2]["consumer"] != "alice" || lines[0]["reason"] != "auth_credentials_missing" || lines[0]["plugin"] != "key-auth" {
 		t.Errorf("access log lines: %v / %v", lines[0], lines[2])
 	}
+	// access_query logs the query as forwarded: without the key.
+	if lines[3]["query"] != "a=1&b=2" {
+		t.Errorf("access log query = %v, want the key removed", lines[3]["query"])
+	}
 	for _, l := range lines {
 		if s := tg.access.String(); strings.Contains(s, "alice-key") || strings.Contains(s, "bob-key") {
 			t.Fatalf("a key is in the access log: %v", l)
 		}
+	}
+}
+
+// TestKeyAuthRefusesBodyUnread: a request with a body (and Expect: 100-continue) refused by
+// key-auth gets its 401 at once, without 100 Continue and without the body being read.
+func TestKeyAuthRefusesBodyUnread(t *testing.T) {
+	be := echoBackend(t, "b")
+	tg := startGateway(t, keyAuthConfig, map[string]string{"backend": hostport(be)})
+	out := rawExchange(t, tg.addr, "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 401 ") || strings.Contains(out, "100 Continue") || !strings.Contains(out, "auth_credentials_missing") {
+		t.Fatalf("got %q", out)
 	}
 }
