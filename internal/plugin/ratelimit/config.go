@@ -8,9 +8,11 @@ import (
 
 // Config is the rate-limit plugin's config (docs/plugins.md#rate-limiting).
 type Config struct {
-	// Name names the limit in metrics, logs and Redis keys. Two places (or two gateways)
-	// with the same name and policy redis share their counts. Default: the place it is
-	// written ("route:<id>", "upstream:<id>" or "global") and its index there.
+	// Name names the limit in metrics, logs and Redis keys. Two places with the same name
+	// and settings share their counts (with policy redis, every gateway using that Redis
+	// too). Default: the place it is written ("route:<id>", "upstream:<id>" or "global")
+	// and its position in the route's chain, such as "route:api#1". Required with policy
+	// redis.
 	Name string `yaml:"name"`
 	// Key lists what the limit counts by: "consumer" (anonymous requests by client IP),
 	// "client_ip" (the real client IP), "route" (the matched route's id), "header:<Name>"

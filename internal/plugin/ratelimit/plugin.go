@@ -64,9 +64,45 @@ func New(b *plugin.Build) (any, error) {
 	if err := b.Decode(&cfg); err != nil {
 		return nil, err
 	}
+	p := &Plugin{name: cfg.Name}
+	if p.name == "" {
+		p.name = DefaultName(b)
+	}
+	rule, onErr, errs := check(b, &cfg)
+	key, err := ParseKey(b, cfg.Key)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	p.key = key
+	p.headers = map[string]headerStyle{"draft": headersDraft, "ietf": headersIETF, "none": headersNone}[cfg.Headers]
+	p.errLimited = reason.New(cfg.Status, reason.RateLimited, "", nil)
+	p.errUnavailable = reason.New(503, reason.RateLimitUnavailable, "", nil)
+	p.quota = strconv.FormatInt(rule.Quota(), 10)
+	if p.headers == headersIETF {
+		p.quota = fmt.Sprintf("%q;q=%d;w=%d", p.name, rule.Quota(), ietfWindow(rule))
+	}
+	if cfg.Policy == "local" {
+		p.local, p.release = locals.Local(p.name, rule, cfg.MaxKeys)
+		return p, nil
+	}
+	r := cfg.Redis
+	redisDefaults(r)
+	client, release := clients.Get(rl.ClientOptions{Addr: r.Address, Username: r.Username, Password: r.Password,
+		DB: r.DB, PoolSize: r.PoolSize, DialTimeout: r.Timeout.D()})
+	p.release = release
+	p.redis = rl.NewRedis(rule, client, rl.RedisOptions{Prefix: r.Prefix + p.name + ":", Timeout: r.Timeout.D(),
+		OnError: onErr, Backoff: r.Backoff.D(), Logger: b.Log().With("limit", p.name)})
+	return p, nil
+}
+
+// check validates cfg (all but the key) and returns its rule and Redis failure policy, or
+// every problem, each naming its field.
+func check(b *plugin.Build, cfg *Config) (rl.Rule, rl.OnError, []error) {
 	var errs []error
 	bad := func(field, format string, args ...any) { errs = append(errs, b.Errorf(field, format, args...)) }
-
 	alg, err := rl.ParseAlgorithm(cfg.Algorithm)
 	if err != nil {
 		bad("algorithm", "%v", err)
@@ -88,23 +124,10 @@ func New(b *plugin.Build) (any, error) {
 			bad("limit", "%v", err)
 		}
 	}
-	key, err := ParseKey(b, cfg.Key)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	p := &Plugin{name: cfg.Name, key: key}
-	if p.name == "" {
-		p.name = DefaultName(b)
-	} else if strings.ContainsAny(p.name, "\"\\ \t") {
+	if strings.ContainsAny(cfg.Name, "\"\\ \t") {
 		bad("name", "%q: must not contain quotes, backslashes or spaces", cfg.Name)
 	}
-	switch cfg.Headers {
-	case "draft":
-	case "ietf":
-		p.headers = headersIETF
-	case "none":
-		p.headers = headersNone
-	default:
+	if cfg.Headers != "draft" && cfg.Headers != "ietf" && cfg.Headers != "none" {
 		bad("headers", "unknown value %q (want draft, ietf or none)", cfg.Headers)
 	}
 	if cfg.Status < 400 || cfg.Status > 599 {
@@ -134,28 +157,7 @@ func New(b *plugin.Build) (any, error) {
 	default:
 		bad("policy", "unknown policy %q (want local or redis)", cfg.Policy)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-
-	p.errLimited = reason.New(cfg.Status, reason.RateLimited, "", nil)
-	p.errUnavailable = reason.New(503, reason.RateLimitUnavailable, "", nil)
-	p.quota = strconv.FormatInt(rule.Quota(), 10)
-	if p.headers == headersIETF {
-		p.quota = fmt.Sprintf("%q;q=%d;w=%d", p.name, rule.Quota(), ietfWindow(rule))
-	}
-	if cfg.Policy == "local" {
-		p.local, p.release = locals.Local(p.name, rule, cfg.MaxKeys)
-		return p, nil
-	}
-	r := cfg.Redis
-	redisDefaults(r)
-	client, release := clients.Get(rl.ClientOptions{Addr: r.Address, Username: r.Username, Password: r.Password,
-		DB: r.DB, PoolSize: r.PoolSize, DialTimeout: r.Timeout.D()})
-	p.release = release
-	p.redis = rl.NewRedis(rule, client, rl.RedisOptions{Prefix: r.Prefix + p.name + ":", Timeout: r.Timeout.D(),
-		OnError: onErr, Backoff: r.Backoff.D(), Logger: b.Log().With("limit", p.name)})
-	return p, nil
+	return rule, onErr, errs
 }
 
 // Request decides the request against the limit.
