@@ -13,6 +13,8 @@ done
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium) # the dashboard's browser tests
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server) # internal/cluster tests
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs) # gateway TestReuseTorture, probe tests
+# Rate limit tests start their own redis-server (Debian package redis-server).
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -38,6 +38,11 @@ var pluginBenchRows = []struct{ name, plugins string }{
 	{"key-auth+cors+ip-restriction", "      - name: ip-restriction\n        config: {allow: [127.0.0.0/8, 10.0.0.0/8], deny: [192.0.2.0/24]}\n" +
 		"      - name: cors\n        config: {allow_origins: [\"https://app.example.com\"], allow_credentials: true, expose_headers: [X-Total]}\n" +
 		"      - name: key-auth\n"},
+	{"rate-limit", "      - name: rate-limit\n        config: {key: [client_ip], limit: 1000000000, window: 1s}\n"},
+	{"limit-conn", "      - name: limit-conn\n        config: {max: 1000}\n"},
+	{"key-auth+rate-limit+cors", "      - name: cors\n        config: {allow_origins: [\"https://app.example.com\"], allow_credentials: true, expose_headers: [X-Total]}\n" +
+		"      - name: key-auth\n" +
+		"      - name: rate-limit\n        config: {key: [consumer], limit: 1000000000, window: 1s}\n"},
 }
 
 func benchPort(i int) string {

@@ -66,6 +66,9 @@ func BenchmarkChain(b *testing.B) {
 		{"basic-auth", "  - name: basic-auth\n"},
 		{"consumer-restriction", "  - name: key-auth\n  - name: consumer-restriction\n    config: {allow_groups: [g]}\n"},
 		{"key-auth+cors+ip-restriction", "  - name: ip-restriction\n    config: {allow: [127.0.0.0/8]}\n  - name: cors\n    config: {allow_origins: [\"https://app.example.com\"]}\n  - name: key-auth\n"},
+		{"rate-limit", "  - name: rate-limit\n    config: {limit: 1000000000, window: 1s}\n"},
+		{"limit-conn", "  - name: limit-conn\n    config: {max: 1000}\n"},
+		{"key-auth+rate-limit+cors", "  - name: cors\n    config: {allow_origins: [\"https://app.example.com\"]}\n  - name: key-auth\n  - name: rate-limit\n    config: {key: [consumer], limit: 1000000000, window: 1s}\n"},
 	} {
 		b.Run(row.name, func(b *testing.B) {
 			yaml := `

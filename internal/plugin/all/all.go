@@ -9,4 +9,6 @@ import (
 	_ "sluice/internal/plugin/cors"                // cors
 	_ "sluice/internal/plugin/iprestriction"       // ip-restriction
 	_ "sluice/internal/plugin/keyauth"             // key-auth
+	_ "sluice/internal/plugin/limitconn"           // limit-conn
+	_ "sluice/internal/plugin/ratelimit"           // rate-limit
 )
