@@ -36,6 +36,8 @@ type Options struct {
 	ConsumerClaim string
 	// ForwardClaims names the claims whose values are returned in [Result.Values], in order.
 	ForwardClaims []string
+	// CacheSize is the number of verified tokens remembered (see [Cache]); 0: none.
+	CacheSize int
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -119,6 +121,7 @@ func ErrMissing() *Error { return errMissing }
 type Verifier struct {
 	o      Options
 	parser *jwt.Parser
+	cache  *Cache
 }
 
 // NewVerifier returns a verifier, or an error when the options cannot work.
@@ -147,8 +150,38 @@ func NewVerifier(o Options) (*Verifier, error) {
 	if o.Now != nil {
 		opts = append(opts, jwt.WithTimeFunc(o.Now))
 	}
-	return &Verifier{o: o, parser: jwt.NewParser(opts...)}, nil
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Verifier{o: o, parser: jwt.NewParser(opts...), cache: NewCache(o.CacheSize, o.Leeway)}, nil
 }
+
+// Check verifies tok like [Verifier.Verify], answering from the cache of verified tokens
+// when tok was verified before and is still valid. The result is shared: do not modify it.
+func (v *Verifier) Check(ctx context.Context, tok []byte) (*Result, *Error) {
+	if v.cache == nil {
+		return v.Verify(ctx, string(tok))
+	}
+	now := v.o.Now()
+	var gen uint64
+	if v.o.JWKS != nil {
+		if set := v.o.JWKS.Keys(); set != nil {
+			gen = set.gen
+		}
+	}
+	if r := v.cache.get(tok, now, gen); r != nil {
+		return r, nil
+	}
+	s := string(tok)
+	r, e := v.Verify(ctx, s)
+	if e == nil {
+		v.cache.put(s, r, now, gen)
+	}
+	return r, e
+}
+
+// CacheLen returns the number of cached verified tokens.
+func (v *Verifier) CacheLen() int { return v.cache.Len() }
 
 // keyLookup carries one verification's key search, so the jwt library's callback can say
 // why no key was found.

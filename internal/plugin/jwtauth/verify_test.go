@@ -11,7 +11,7 @@ import (
 )
 
 // staticVerifier verifies with the four headline algorithms, one static key each.
-func staticVerifier(t *testing.T, sig map[string]signer, now time.Time, mod func(*Options)) *Verifier {
+func staticVerifier(t testing.TB, sig map[string]signer, now time.Time, mod func(*Options)) *Verifier {
 	t.Helper()
 	keys := []Key{SecretKey("", sig["HS256"].hmac)}
 	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
