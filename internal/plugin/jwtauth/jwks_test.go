@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/internal/reason"
 	"sluice/internal/testutil"
 )
 
@@ -55,7 +56,7 @@ func runJWKS(t *testing.T, url string, mod func(*JWKSOptions)) (*JWKS, *Verifier
 	return j, v, logs
 }
 
-func verifyCode(v *Verifier, tok string) string {
+func verifyCode(v *Verifier, tok string) reason.Code {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, e := v.Verify(ctx, tok); e != nil {

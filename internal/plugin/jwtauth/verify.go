@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"sluice/internal/reason"
 )
 
 // Supported lists the JWS algorithms a verifier may allow (never "none").
@@ -59,39 +61,40 @@ type Result struct {
 // (it goes into WWW-Authenticate, so it holds no quote, no backslash, and nothing from the
 // token).
 const (
-	FailMissing      = "jwt_missing"
-	FailMalformed    = "jwt_malformed"
-	FailAlgorithm    = "jwt_algorithm_not_allowed"
-	FailUnknownKey   = "jwt_unknown_key"
-	FailSignature    = "jwt_bad_signature"
-	FailExpired      = "jwt_expired"
-	FailNotYetValid  = "jwt_not_yet_valid"
-	FailIssuer       = "jwt_wrong_issuer"
-	FailAudience     = "jwt_wrong_audience"
-	FailClaims       = "jwt_invalid_claims"
-	FailNoConsumer   = "jwt_unknown_consumer"
-	FailKeysDown     = "jwt_keys_unavailable"
-	descMissing      = "no bearer token in the request"
-	descMalformed    = "the token is malformed"
-	descAlgorithm    = "the token's signing algorithm is not allowed"
-	descUnknownKey   = "no key verifies this token"
-	descSignature    = "the token's signature is invalid"
-	descExpired      = "the token has expired"
-	descNotYetValid  = "the token is not valid yet"
-	descIssuer       = "the token's issuer is not accepted"
-	descAudience     = "the token's audience is not accepted"
-	descClaims       = "the token's claims are invalid"
-	descNoConsumer   = "the token names no known consumer"
-	descKeysDown     = "the key set is not available"
-	statusKeysDown   = 503
-	statusBadToken   = 401
-	statusNoConsumer = 403
+	FailMissing     = reason.JWTMissing
+	FailMalformed   = reason.JWTMalformed
+	FailAlgorithm   = reason.JWTAlgorithm
+	FailUnknownKey  = reason.JWTUnknownKey
+	FailSignature   = reason.JWTBadSignature
+	FailExpired     = reason.JWTExpired
+	FailNotYetValid = reason.JWTNotYetValid
+	FailIssuer      = reason.JWTWrongIssuer
+	FailAudience    = reason.JWTWrongAudience
+	FailClaims      = reason.JWTInvalidClaims
+	FailKeysDown    = reason.JWTKeysUnavailable
+)
+
+// Descriptions and statuses of the failures.
+const (
+	descMissing     = "no bearer token in the request"
+	descMalformed   = "the token is malformed"
+	descAlgorithm   = "the token's signing algorithm is not allowed"
+	descUnknownKey  = "no key verifies this token"
+	descSignature   = "the token's signature is invalid"
+	descExpired     = "the token has expired"
+	descNotYetValid = "the token is not valid yet"
+	descIssuer      = "the token's issuer is not accepted"
+	descAudience    = "the token's audience is not accepted"
+	descClaims      = "the token's claims are invalid"
+	descKeysDown    = "the key set is not available"
+	statusKeysDown  = 503
+	statusBadToken  = 401
 )
 
 // Error is a verification failure: the reason code, the status to answer and a fixed
 // description. Err is the library's error, for logs; it never holds the token.
 type Error struct {
-	Code        string
+	Code        reason.Code
 	Status      int
 	Description string
 	Err         error
@@ -99,9 +102,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.Err != nil {
-		return e.Code + ": " + e.Err.Error()
+		return string(e.Code) + ": " + e.Err.Error()
 	}
-	return e.Code
+	return string(e.Code)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -258,7 +261,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Result, *Error) {
 // bad signature is reported as such even when it has also expired, since its claims are
 // not to be believed.
 func (l *keyLookup) classify(err error) *Error {
-	fail := func(code, desc string) *Error {
+	fail := func(code reason.Code, desc string) *Error {
 		return &Error{Code: code, Status: statusBadToken, Description: desc, Err: err}
 	}
 	switch {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"sluice/internal/reason"
 )
 
 // staticVerifier verifies with the four headline algorithms, one static key each.
@@ -48,7 +50,7 @@ func TestVerify(t *testing.T) {
 	tests := []struct {
 		name  string
 		token string
-		want  string // failure code, "" for valid
+		want  reason.Code // failure code, "" for valid
 	}{
 		{name: "HS256", token: sig["HS256"].sign(t, "", claims(now))},
 		{name: "RS256", token: sig["RS256"].sign(t, "", claims(now))},
@@ -94,7 +96,7 @@ func TestVerify(t *testing.T) {
 	})
 }
 
-func checkOutcome(t *testing.T, r *Result, e *Error, want string) {
+func checkOutcome(t *testing.T, r *Result, e *Error, want reason.Code) {
 	t.Helper()
 	switch {
 	case want == "" && e != nil:
