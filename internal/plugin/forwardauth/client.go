@@ -52,6 +52,8 @@ type Options struct {
 	URL string
 	// Timeout bounds one check; the request's deadline bounds it too.
 	Timeout time.Duration
+	// RequestHeaders are the client request's headers the caller puts in [Request.Header].
+	RequestHeaders []string
 	// ResponseHeaders are copied from a 2xx answer to the upstream request.
 	ResponseHeaders []string
 	// ClientHeaders are copied from a non-2xx answer to the client.
