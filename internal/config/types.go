@@ -19,6 +19,12 @@ type Config struct {
 	// ShutdownGrace bounds how long SIGTERM waits for in-flight requests.
 	// Default 30s; 0 means "do not wait" (in-flight requests are cut at once).
 	ShutdownGrace *Duration `yaml:"shutdown_grace"`
+	// Plugins run on every route, before the upstream's and the route's own (docs/plugins.md).
+	// Omitted: none.
+	Plugins []Plugin `yaml:"plugins"`
+	// Consumers are the named API clients that auth plugins identify (docs/plugins.md).
+	// Omitted: none.
+	Consumers []Consumer `yaml:"consumers"`
 
 	// File is the path the config was loaded from ("embedded:default.yaml" for the embedded
 	// default, "" for a Config built in code). Not YAML.
@@ -63,6 +69,15 @@ type Listener struct {
 	// permanent redirect to the same host and path over HTTPS (308, so methods and bodies
 	// are kept). See docs/tls.md.
 	RedirectHTTPS *RedirectHTTPS `yaml:"redirect_https"`
+	// TrustedProxies are the CIDRs ("10.0.0.0/8", "2001:db8::/32", or one address) of the
+	// proxies in front of this listener. Only a peer in them is believed about the client:
+	// its X-Forwarded-For or PROXY protocol header. Omitted: none (the peer is the client,
+	// and a client's own X-Forwarded-For is not forwarded). See docs/plugins.md#real-client-ip.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ProxyProtocol makes connections from trusted proxies start with a PROXY protocol
+	// header (v1 text or v2 binary), which names the client. Requires trusted_proxies.
+	// Default false.
+	ProxyProtocol bool `yaml:"proxy_protocol"`
 }
 
 // RedirectHTTPS is a listener's HTTP-to-HTTPS redirect.
@@ -97,6 +112,9 @@ type Upstream struct {
 	// target address starts with https://, which creates it with its defaults. See
 	// docs/tls.md#upstream-tls.
 	TLS *UpstreamTLS `yaml:"tls"`
+	// Plugins run on every route of this upstream, after the global ones and before the
+	// route's own (docs/plugins.md). Omitted: none.
+	Plugins []Plugin `yaml:"plugins"`
 }
 
 // Discovery configures DNS resolution of an upstream's named targets.
@@ -344,6 +362,9 @@ type Route struct {
 	Retry Retry `yaml:"retry"`
 	// Tunnel is the route's policy for protocol upgrades (WebSocket). See docs/websocket.md.
 	Tunnel Tunnel `yaml:"tunnel"`
+	// Plugins run on this route, after the global and the upstream's ones (docs/plugins.md).
+	// Omitted: none.
+	Plugins []Plugin `yaml:"plugins"`
 }
 
 // Match is the request predicate of a route. All given conditions must hold.

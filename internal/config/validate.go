@@ -26,6 +26,7 @@ func (c *Config) validate() problems {
 	c.validateUpstreams(&p)
 	c.validateRoutes(&p)
 	c.validateAdmin(&p)
+	c.validatePlugins(&p) // plugins.go
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:

@@ -24,6 +24,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
+	"sluice/internal/plugin"
 	"sluice/internal/proxy"
 	"sluice/internal/reason"
 	"sluice/internal/router"
@@ -305,6 +306,7 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	st := newReqState(ex)
 	defer st.release()
 	rec, in := &st.rec, &st.in
+	st.resolveClient(gen, ex) // plugins.go
 	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
 	if !ok {
@@ -314,7 +316,7 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	} else {
 		rt := gen.Routes[idx]
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
-		g.serveRoute(ex, rt, rec)
+		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex)) // plugins.go
 	}
 	g.logAccess(ex, in, routeID, upstreamID, rec)
 	g.observeRequest(gen, idx, ex, rec) // metrics (observe.go)
@@ -338,7 +340,7 @@ func (g *Gateway) enter() *Generation {
 // counted, and answered 502 internal_error, or the response is cut off if it had begun; the
 // client connection closes after it. The proxy's own defers have given back its connection,
 // pool slot and limits by then.
-func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Record) {
+func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request) {
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -352,7 +354,7 @@ func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Re
 		ex.CloseAfter()
 		ex.WriteError(e, "") // aborts instead when the head went out
 	}()
-	g.proxy.Serve(ex, rt, rec)
+	g.serveChain(ex, rt, rec, pr) // plugins.go
 }
 
 // logAnswered logs a request the gateway answered before routing (an ACME challenge, an
@@ -400,6 +402,7 @@ type reqState struct {
 	lookup func(name string) (string, bool)
 	tls    *tls.ConnectionState
 	tlsFn  func(name string) (string, bool)
+	client clientState // plugins.go
 }
 
 var reqStates = sync.Pool{New: func() any {
@@ -450,6 +453,7 @@ func (st *reqState) release() {
 	st.rec = proxy.Record{}
 	st.in = router.Input{}
 	st.hdr, st.tls = nil, nil
+	st.client.end()
 	reqStates.Put(st)
 }
 
@@ -466,9 +470,10 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if rec.ClientGone {
 		status = 499
 	}
-	ln.Time("time", ex.Start).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", ex.ClientIP()).
+	ln.Time("time", ex.Start).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", clientIP(ex, rec)).
 		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path)
 	logRequestFields(ln, ex, g.logQuery.Load()) // accessfields.go
+	logPluginFields(ln, rec)                    // plugins.go
 	ln.Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).Int("bytes_sent", ex.BytesSent()).
 		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target)
 	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 {

@@ -13,7 +13,9 @@ import (
 
 	"sluice/internal/config"
 	"sluice/internal/connpool"
+	"sluice/internal/plugin"
 	"sluice/internal/proxy"
+	"sluice/internal/realip"
 	"sluice/internal/router"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/balancer"
@@ -29,6 +31,10 @@ type Generation struct {
 	Routes    []*proxy.Route
 	Upstreams map[string]*upstream.Upstream
 	Created   time.Time
+	// Plugins are the route chains and consumers (plugins.go); trusted are the listeners'
+	// trusted proxies, by listener name.
+	Plugins *plugin.Set
+	trusted map[string]*realip.Trusted
 
 	inflight atomic.Int64
 	// pools holds the pools of all generations (shared with the ones before and after this
@@ -101,6 +107,10 @@ func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generati
 			return nil, err
 		}
 		g.Routes = append(g.Routes, rt)
+	}
+	if err := g.buildPlugins(cfg, log); err != nil { // plugins.go
+		g.Close()
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
@@ -255,6 +265,7 @@ func (g *Generation) Close() {
 			g.stop()
 		}
 		g.checks.Wait()
+		g.Plugins.Close()
 		for _, m := range g.members {
 			m.Close()
 		}

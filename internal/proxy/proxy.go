@@ -83,6 +83,12 @@ type Record struct {
 	// DroppedRequestTrailers and DroppedResponseTrailers count the trailer fields that were
 	// not forwarded: forbidden in trailers (h1.ForbiddenTrailer) or the gateway's own.
 	DroppedRequestTrailers, DroppedResponseTrailers int
+
+	// Set by the gateway's plugin chain (internal/plugin), not by the proxy:
+	// ClientIP is the real client address when trusted proxies named it ("" : the peer's);
+	// Consumer is the consumer an auth plugin identified; Plugin names the plugin that
+	// answered or stopped the request.
+	ClientIP, Consumer, Plugin string
 }
 
 func (r *Record) add(a Attempt) *Attempt {
@@ -138,7 +144,9 @@ func (cl *call) release() {
 // Serve forwards the request of ds to rt's upstream and writes the response (or a gateway
 // error) to ds. The request's context is ds.Context(): when it is canceled, Serve stops
 // waiting for the upstream, does not retry, and answers with the context's cause.
-func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
+func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) { p.serve(ds, rt, rec, nil) }
+
+func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 	req := ds.Request()
 	ds.SetBodyLimit(rt.MaxBodyBytes)
 	if lim := ds.BodyLimit(); lim > 0 && req.ContentLength > lim {
@@ -148,7 +156,7 @@ func (p *Proxy) Serve(ds Downstream, rt *Route, rec *Record) {
 	cl := calls.Get().(*call)
 	defer cl.release()
 	fwd := &cl.fwd
-	fwd.init(ds, rt)
+	fwd.init(ds, rt, hooks)
 	fwd.rec = rec
 	if fwd.hasBody() {
 		defer fwd.releaseBody()

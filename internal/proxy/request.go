@@ -46,6 +46,7 @@ type perRequest struct {
 	path     string // rewritten path (without query); "" means the client's path unchanged
 	teTrail  bool
 	clientIP string
+	hooks    Hooks // nil: none (hooks.go)
 
 	// pre holds the first bytes of the request body, read before any upstream is contacted:
 	// a malformed chunked body is refused before anything is forwarded, and a body that fits
@@ -138,9 +139,12 @@ func (f *forward) replayable() bool {
 func (f *forward) hasBody() bool { return f.req.Chunked || f.req.ContentLength > 0 }
 
 // init prepares f for a request, keeping the buffers of its previous use.
-func (f *forward) init(ds Downstream, rt *Route) {
-	f.perRequest = perRequest{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP()}
+func (f *forward) init(ds Downstream, rt *Route, hooks Hooks) {
+	f.perRequest = perRequest{ds: ds, req: ds.Request(), rt: rt, clientIP: ds.ClientIP(), hooks: hooks}
 	f.xff = f.xff[:0]
+	if hooks != nil {
+		f.clientIP = hooks.ClientIP()
+	}
 	f.bodySplicer, _ = ds.(BodySplicer)
 	f.interim, _ = ds.(InterimWriter)
 	h := &f.req.Header
@@ -151,6 +155,9 @@ func (f *forward) init(ds Downstream, rt *Route) {
 		f.teTrail = true
 	}
 	for _, fl := range h.Fields {
+		if hooks != nil {
+			break // the hooks say what is forwarded
+		}
 		if asciiEqualFold(fl.Name, "X-Forwarded-For") {
 			if len(f.xff) > 0 {
 				f.xff = append(f.xff, ", "...)
@@ -158,10 +165,14 @@ func (f *forward) init(ds Downstream, rt *Route) {
 			f.xff = append(f.xff, fl.Value...)
 		}
 	}
-	if len(f.xff) > 0 {
-		f.xff = append(f.xff, ", "...)
+	if hooks != nil {
+		f.xff = append(f.xff, hooks.ForwardedFor()...)
+	} else {
+		if len(f.xff) > 0 {
+			f.xff = append(f.xff, ", "...)
+		}
+		f.xff = append(f.xff, f.clientIP...)
 	}
-	f.xff = append(f.xff, f.clientIP...)
 	h.RemoveHopByHop()
 	if rt.rewrites() {
 		f.path = rt.rewritePath(string(f.req.Path))
@@ -222,12 +233,18 @@ fields:
 	for _, h := range f.rt.addHeaders {
 		writeField(w, h.name, h.value)
 	}
-	w.WriteString("X-Forwarded-For: ")
-	w.Write(f.xff)
+	if f.hooks != nil {
+		w.Write(f.hooks.AppendUpstream(w.AvailableBuffer(), f.rec.NumAttempts-1)) // no allocation when it fits
+	}
+	if len(f.xff) > 0 {
+		w.WriteString("X-Forwarded-For: ")
+		w.Write(f.xff)
+		w.WriteString("\r\n")
+	}
 	if f.ds.TLS() != nil {
-		w.WriteString("\r\nX-Forwarded-Proto: https")
+		w.WriteString("X-Forwarded-Proto: https")
 	} else {
-		w.WriteString("\r\nX-Forwarded-Proto: http")
+		w.WriteString("X-Forwarded-Proto: http")
 	}
 	if len(req.Host) > 0 { // none to pass on from an HTTP/1.0 request without Host
 		w.WriteString("\r\nX-Forwarded-Host: ")

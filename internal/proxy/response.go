@@ -87,6 +87,9 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 	if !resp.Header.Has("X-Request-Id") {
 		resp.Header.Add("X-Request-Id", string(ds.RequestIDBytes())) // Add copies: no allocation
 	}
+	if fwd.hooks != nil {
+		fwd.hooks.ResponseHead(resp.Status, &resp.Header)
+	}
 	if err := ds.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
 		out.Reason = connpool.CloseRequestError
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -509,7 +510,11 @@ func (ex *Exchange) finish() bool {
 // e.Target as "target"; pass "" to keep internals (causes, addresses) from clients
 // (errors.expose_details, docs/errors.md). After the head went out it aborts the response
 // instead.
-func (ex *Exchange) WriteError(e *reason.Error, detail string) {
+func (ex *Exchange) WriteError(e *reason.Error, detail string) { ex.WriteErrorFields(e, detail, nil) }
+
+// WriteErrorFields is WriteError with the fields of extra added to the head (the plugin
+// chain's WWW-Authenticate, Retry-After, CORS fields), except those the error head sets.
+func (ex *Exchange) WriteErrorFields(e *reason.Error, detail string, extra *h1.Header) {
 	if ex.wroteHead {
 		ex.Abort()
 		return
@@ -537,11 +542,28 @@ func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 	h.Add("Content-Type", "application/json")
 	h.Add("X-Sluice-Error", string(e.Code))
 	h.Add("X-Request-Id", id)
-	if e.Status == 503 {
+	if e.Status == 503 && (extra == nil || !extra.Has("Retry-After")) {
 		h.Add("Retry-After", "1")
+	}
+	if extra != nil {
+		for _, f := range extra.Fields {
+			if !errorHeadField(f.Name) {
+				h.Fields = append(h.Fields, f)
+			}
+		}
 	}
 	ex.WriteHead(e.Status, nil, &h, int64(len(body)))
 	ex.Write(body)
+}
+
+// errorHeadField reports the fields an error head sets itself.
+func errorHeadField(name []byte) bool {
+	for _, s := range [...]string{"Content-Type", "Content-Length", "X-Sluice-Error", "X-Request-Id"} {
+		if len(name) == len(s) && strings.EqualFold(string(name), s) {
+			return true
+		}
+	}
+	return false
 }
 
 func statusText(code int) string {

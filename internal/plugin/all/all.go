@@ -1,0 +1,8 @@
+// Package all imports every built-in plugin, so that each registers itself (plugin.Register).
+// It is the one list of built-ins (like Caddy's modules/standard/imports.go): add a plugin
+// by adding its import here, one line per plugin, sorted.
+package all
+
+import (
+	_ "sluice/internal/plugin/keyauth" // key-auth
+)

@@ -1,0 +1,155 @@
+package plugin
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+
+	"sluice/internal/config"
+	"sluice/internal/h1"
+)
+
+// Header is a request or response header section: an ordered list of fields whose names and
+// values are views over the codec's buffers, valid until the request ends. Get returns a view
+// (no copy); Add and Set copy into the header's own buffer; Del removes every field of a
+// name. Plugins use it through this alias and never import the codec.
+type Header = h1.Header
+
+// Field is one header field of a [Header].
+type Field = h1.Field
+
+// Stage orders the request phase. The stages run in this order; within a stage, filters run
+// in the config's order: the global plugins, then the upstream's, then the route's, each list
+// as written. There are no numeric priorities.
+type Stage uint8
+
+// Stages of the request phase, in the order they run.
+const (
+	// StageAccess: allow or deny by the real client IP (ip-restriction).
+	StageAccess Stage = 1 + iota
+	// StagePreflight: answer CORS preflights, before any credentials are asked for
+	// (Kong/kong#1292: auth plugins must not reject a credential-less OPTIONS preflight).
+	StagePreflight
+	// StageAuth: identify the consumer (key-auth, basic-auth, jwt-auth, forward-auth). A
+	// request passes the stage when any one auth filter identifies a consumer; see
+	// [Request.NoCredentials].
+	StageAuth
+	// StageAuthorize: decide on the identified consumer (consumer-restriction).
+	StageAuthorize
+	// StageLimit: rate and concurrency limits, which may key on the consumer.
+	StageLimit
+	// StageTransform: edit the request before it is forwarded.
+	StageTransform
+)
+
+var stageNames = map[Stage]string{
+	StageAccess: "access", StagePreflight: "preflight", StageAuth: "auth",
+	StageAuthorize: "authorize", StageLimit: "limit", StageTransform: "transform",
+}
+
+func (s Stage) String() string {
+	if n, ok := stageNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("stage(%d)", uint8(s))
+}
+
+// Kind is a registered plugin: its name, its stage in the request phase, and how it is built.
+type Kind struct {
+	// Name is what configs write in plugins[].name, such as "key-auth". Required.
+	Name string
+	// Stage is where its RequestFilter runs in the request phase. Required when the plugin
+	// filters requests.
+	Stage Stage
+	// New builds one instance from its config (b.Decode) for one place (global, an upstream
+	// or a route). The instance is shared by every request of every route that place covers,
+	// concurrently: per-request state goes in its [Slot], never in the instance. It returns a
+	// value that implements one or more of [RequestFilter], [UpstreamFilter],
+	// [ResponseFilter], [LogFilter] (and [Closer] if it owns goroutines), or an error made
+	// with b.Errorf or returned by b.Decode.
+	New func(b *Build) (any, error)
+	// Credential decodes one consumer's credentials for this plugin (the consumer's
+	// credentials.<name> node), once per config. nil: the plugin takes no credentials, and a
+	// consumer listing credentials for it is a config error. The value is what
+	// [Consumer.Credential] returns to the plugin's instances.
+	Credential func(n config.Node) (any, error)
+}
+
+// RequestFilter runs in the request phase, after routing, in its kind's [Stage]. It returns
+// nil to let the request go on; a *reason.Error to stop it (rendered by the one error path,
+// with the fields added by [Request.AddResponseField], such as WWW-Authenticate); or what
+// [Request.Answer] returns after it answered locally (a preflight's 204). It may block the
+// connection's goroutine (a Redis call, an auth service) only under a deadline derived from
+// r.Context().
+type RequestFilter interface {
+	Request(r *Request) error
+}
+
+// UpstreamFilter runs once per attempt, when the request head to the upstream is written:
+// it adds fields to h (empty at each attempt; Add copies), which follow the request's own.
+// attempt counts from 0. It must not block.
+type UpstreamFilter interface {
+	Upstream(r *Request, h *Header, attempt int)
+}
+
+// ResponseFilter runs on the upstream's response head before it goes to the client, and may
+// edit h (the fields added with [Request.AddResponseField] are appended after it). It does
+// not run for the gateway's own answers (errors and local answers), which carry only the
+// added fields. It must not block.
+type ResponseFilter interface {
+	Response(r *Request, status int, h *Header)
+}
+
+// LogFilter runs after the response was written (or the request failed), once per request
+// that reached its route's chain, whatever happened: release per-request resources
+// (a concurrency slot) and note outcomes here. status is what the client got (499: it left).
+type LogFilter interface {
+	Log(r *Request, status int)
+}
+
+// Closer is implemented by plugin instances that own goroutines or connections (a JWKS
+// refresher, a Redis client): Close is called once when the config generation that built
+// them is retired.
+type Closer interface {
+	Close() error
+}
+
+var (
+	regMu sync.RWMutex
+	kinds = map[string]Kind{}
+)
+
+// Register makes a plugin kind available to configs. Plugin packages call it from init; the
+// gateway imports them all through internal/plugin/all. It panics on a duplicate or
+// incomplete kind (a programming error).
+func Register(k Kind) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	if k.Name == "" || k.New == nil {
+		panic("plugin: Register needs a name and New")
+	}
+	if _, dup := kinds[k.Name]; dup {
+		panic("plugin: " + k.Name + " registered twice")
+	}
+	kinds[k.Name] = k
+}
+
+// Lookup returns the registered kind named name.
+func Lookup(name string) (Kind, bool) {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	k, ok := kinds[name]
+	return k, ok
+}
+
+// Names returns the registered plugin names, sorted.
+func Names() []string {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	out := make([]string, 0, len(kinds))
+	for n := range kinds {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
