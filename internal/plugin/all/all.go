@@ -4,5 +4,7 @@
 package all
 
 import (
-	_ "sluice/internal/plugin/keyauth" // key-auth
+	_ "sluice/internal/plugin/forwardauth" // forward-auth
+	_ "sluice/internal/plugin/jwtauth"     // jwt-auth
+	_ "sluice/internal/plugin/keyauth"     // key-auth
 )

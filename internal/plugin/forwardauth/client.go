@@ -58,6 +58,8 @@ type Options struct {
 	ResponseHeaders []string
 	// ClientHeaders are copied from a non-2xx answer to the client.
 	ClientHeaders []string
+	// ConsumerHeader names the header of a 2xx answer that names the consumer ("": none).
+	ConsumerHeader string
 	// MaxBodyBytes bounds the denial body passed to the client.
 	MaxBodyBytes int64
 	// MaxIdleConns bounds the idle keep-alive connections to the auth service.
@@ -86,6 +88,8 @@ type Decision struct {
 	Header http.Header
 	// Body is the denial body (bounded).
 	Body []byte
+	// Consumer is the value of the ConsumerHeader of a 2xx answer.
+	Consumer string
 	// Err is the cause of a failure, for logs.
 	Err error
 }
@@ -97,8 +101,8 @@ type Client struct {
 	hc     *http.Client
 }
 
-// New returns a Client, or an error when the URL cannot be used.
-func New(o Options) (*Client, error) {
+// NewClient returns a Client, or an error when the URL cannot be used.
+func NewClient(o Options) (*Client, error) {
 	u, err := url.Parse(o.URL)
 	if err != nil {
 		return nil, fmt.Errorf("address: %w", err)
@@ -177,7 +181,11 @@ func (c *Client) Check(ctx context.Context, r *Request) Decision {
 		for _, name := range c.o.ResponseHeaders {
 			h[name] = resp.Header[name]
 		}
-		return Decision{Code: CodeAllowed, Header: h}
+		d := Decision{Code: CodeAllowed, Header: h}
+		if c.o.ConsumerHeader != "" {
+			d.Consumer = resp.Header.Get(c.o.ConsumerHeader)
+		}
+		return d
 	}
 	if resp.StatusCode >= 500 {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, c.o.MaxBodyBytes))

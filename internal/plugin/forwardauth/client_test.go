@@ -69,7 +69,7 @@ func newClient(t testing.TB, url string, mod func(*Options)) *Client {
 	if mod != nil {
 		mod(&o)
 	}
-	c, err := New(o)
+	c, err := NewClient(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +188,8 @@ func TestCheckDownAndDeadlines(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	for _, u := range []string{"", "ftp://x/", "http://", "://bad"} {
-		if _, err := New(Options{URL: u}); err == nil {
-			t.Errorf("New(%q) accepted", u)
+		if _, err := NewClient(Options{URL: u}); err == nil {
+			t.Errorf("NewClient(%q) accepted", u)
 		}
 	}
 }

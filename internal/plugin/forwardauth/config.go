@@ -61,7 +61,7 @@ func (c Config) compile() (Options, []Problem) {
 	}
 	if c.Address == "" {
 		add("address", "required")
-	} else if _, err := New(Options{URL: c.Address}); err != nil {
+	} else if _, err := NewClient(Options{URL: c.Address}); err != nil {
 		add("address", "%v", err)
 	}
 	check := func(field string, names []string) []string {
@@ -86,7 +86,7 @@ func (c Config) compile() (Options, []Problem) {
 		cl = DefaultClientHeaders
 	}
 	o := Options{URL: c.Address, Timeout: c.Timeout.D(), MaxBodyBytes: c.MaxBodyBytes,
-		MaxIdleConns: c.MaxIdleConns}
+		MaxIdleConns: c.MaxIdleConns, ConsumerHeader: c.ConsumerHeader}
 	o.RequestHeaders = check("request_headers", req)
 	o.ResponseHeaders = check("response_headers", c.ResponseHeaders)
 	o.ClientHeaders = check("client_headers", cl)

@@ -55,6 +55,19 @@ func (c *Cache) get(tok []byte, now time.Time, gen uint64) *Result {
 	s.mu.RLock()
 	r := s.m[string(tok)]
 	s.mu.RUnlock()
+	return c.valid(r, now, gen)
+}
+
+// getString is get for a token held as a string.
+func (c *Cache) getString(tok string, now time.Time, gen uint64) *Result {
+	s := &c.shards[maphash.String(c.seed, tok)%cacheShards]
+	s.mu.RLock()
+	r := s.m[tok]
+	s.mu.RUnlock()
+	return c.valid(r, now, gen)
+}
+
+func (c *Cache) valid(r *Result, now time.Time, gen uint64) *Result {
 	if r == nil || !c.fresh(r, now, gen) {
 		return nil
 	}

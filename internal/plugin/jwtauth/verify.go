@@ -165,22 +165,41 @@ func (v *Verifier) Check(ctx context.Context, tok []byte) (*Result, *Error) {
 	if v.cache == nil {
 		return v.Verify(ctx, string(tok))
 	}
-	now := v.o.Now()
-	var gen uint64
-	if v.o.JWKS != nil {
-		if set := v.o.JWKS.Keys(); set != nil {
-			gen = set.gen
-		}
-	}
+	now, gen := v.o.Now(), v.keyGen()
 	if r := v.cache.get(tok, now, gen); r != nil {
 		return r, nil
 	}
-	s := string(tok)
-	r, e := v.Verify(ctx, s)
+	return v.verifyAndCache(ctx, string(tok), now, gen)
+}
+
+// CheckString is [Verifier.Check] for a token held as a string.
+func (v *Verifier) CheckString(ctx context.Context, tok string) (*Result, *Error) {
+	if v.cache == nil {
+		return v.Verify(ctx, tok)
+	}
+	now, gen := v.o.Now(), v.keyGen()
+	if r := v.cache.getString(tok, now, gen); r != nil {
+		return r, nil
+	}
+	return v.verifyAndCache(ctx, tok, now, gen)
+}
+
+func (v *Verifier) verifyAndCache(ctx context.Context, tok string, now time.Time, gen uint64) (*Result, *Error) {
+	r, e := v.Verify(ctx, tok)
 	if e == nil {
-		v.cache.put(s, r, now, gen)
+		v.cache.put(tok, r, now, gen)
 	}
 	return r, e
+}
+
+// keyGen is the generation of the current remote key set (0 without one).
+func (v *Verifier) keyGen() uint64 {
+	if v.o.JWKS != nil {
+		if set := v.o.JWKS.Keys(); set != nil {
+			return set.gen
+		}
+	}
+	return 0
 }
 
 // CacheLen returns the number of cached verified tokens.
