@@ -13,7 +13,7 @@ func BenchmarkVerify(b *testing.B) {
 	now := time.Now()
 	v := staticVerifier(b, sig, now, func(o *Options) { o.ForwardClaims = []string{"sub", "iss"} })
 	for _, alg := range []string{"HS256", "RS256", "ES256", "EdDSA"} {
-		tok := sig[alg].sign(b, "", claims(now))
+		tok := sig[alg].Sign(b, "", claims(now))
 		b.Run(alg, func(b *testing.B) {
 			b.ReportAllocs()
 			ctx := context.Background()
@@ -32,7 +32,7 @@ func BenchmarkCheckCached(b *testing.B) {
 	now := time.Now()
 	v := staticVerifier(b, sig, now, func(o *Options) { o.CacheSize = 4096 })
 	for _, alg := range []string{"HS256", "RS256", "ES256", "EdDSA"} {
-		tok := []byte(sig[alg].sign(b, "", claims(now)))
+		tok := []byte(sig[alg].Sign(b, "", claims(now)))
 		b.Run(alg, func(b *testing.B) {
 			b.ReportAllocs()
 			ctx := context.Background()

@@ -10,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"sluice/internal/testutil"
+	"sluice/internal/testutil/jwttest"
 )
 
 func TestCacheExpiry(t *testing.T) {
@@ -24,7 +25,7 @@ func TestCacheExpiry(t *testing.T) {
 	})
 	c := claims(start)
 	c["exp"] = start.Add(time.Minute).Unix()
-	tok := []byte(sig["RS256"].sign(t, "", c))
+	tok := []byte(sig["RS256"].Sign(t, "", c))
 	for range 3 {
 		if _, e := v.Check(context.Background(), tok); e != nil {
 			t.Fatal(e)
@@ -59,7 +60,7 @@ func TestCacheBounded(t *testing.T) {
 	for i := range 500 {
 		c := claims(now)
 		c["jti"] = fmt.Sprint(i)
-		if _, e := v.Check(context.Background(), []byte(sig["HS256"].sign(t, "", c))); e != nil {
+		if _, e := v.Check(context.Background(), []byte(sig["HS256"].Sign(t, "", c))); e != nil {
 			t.Fatal(e)
 		}
 	}
@@ -72,23 +73,23 @@ func TestCacheBounded(t *testing.T) {
 // refresh removes the key, though the entry has not expired.
 func TestCacheKeyRemoved(t *testing.T) {
 	sig := testSigners(t)
-	js := newJWKSServer(t, sig["ES256"].jwkOf("e1"), sig["EdDSA"].jwkOf("d1"))
-	js.cache = "max-age=3600"
+	js := newJWKSServer(t, sig["ES256"].JWK("e1"), sig["EdDSA"].JWK("d1"))
+	js.Update(func(s *jwttest.State) { s.CacheControl = "max-age=3600" })
 	j, _, _ := runJWKS(t, js.URL, nil)
 	v, err := NewVerifier(Options{Algorithms: []string{"ES256", "EdDSA"}, JWKS: j, CacheSize: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := []byte(sig["ES256"].sign(t, "e1", claims(time.Now())))
+	tok := []byte(sig["ES256"].Sign(t, "e1", claims(time.Now())))
 	for range 2 {
 		if _, e := v.Check(context.Background(), tok); e != nil {
 			t.Fatal(e)
 		}
 	}
-	js.set(func(js *jwksServer) { js.keys = js.keys[1:]; js.cache = "max-age=0" })
+	js.Update(func(s *jwttest.State) { s.Keys = s.Keys[1:]; s.CacheControl = "max-age=0" })
 	// A token with an unknown kid asks for a refresh (MinRefresh 100ms apart).
 	time.Sleep(120 * time.Millisecond)
-	v.Check(context.Background(), []byte(sig["ES256"].sign(t, "new", jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()})))
+	v.Check(context.Background(), []byte(sig["ES256"].Sign(t, "new", jwt.MapClaims{"exp": time.Now().Add(time.Hour).Unix()})))
 	testutil.WaitFor(t, 3*time.Second, "the set without e1", func() bool { return j.Keys().Len() == 1 })
 	if _, e := v.Check(context.Background(), tok); e == nil || e.Code != FailUnknownKey {
 		t.Fatalf("cached token of a removed key: %v, want %s", e, FailUnknownKey)

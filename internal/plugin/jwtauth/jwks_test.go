@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"sluice/internal/reason"
 	"sluice/internal/testutil"
+	"sluice/internal/testutil/jwttest"
 )
 
 // lockedBuffer is a log sink safe for the refresh goroutine and the test.
@@ -68,45 +68,45 @@ func verifyCode(v *Verifier, tok string) reason.Code {
 func TestJWKSRotation(t *testing.T) {
 	sig := testSigners(t)
 	now := time.Now()
-	k1, k2 := sig["RS256"], signer{alg: "ES256", priv: sig["ES256"].priv}
-	js := newJWKSServer(t, k1.jwkOf("k1"))
-	js.cache = "max-age=3600" // scheduled refreshes far away: only unknown kids refresh
+	k1, k2 := sig["RS256"], sig["ES256"]
+	js := newJWKSServer(t, k1.JWK("k1"))
+	js.Update(func(s *jwttest.State) { s.CacheControl = "max-age=3600" }) // only unknown kids refresh
 	j, v, _ := runJWKS(t, js.URL, nil)
-	old := k1.sign(t, "k1", claims(now))
+	old := k1.Sign(t, "k1", claims(now))
 	if got := verifyCode(v, old); got != "" {
 		t.Fatalf("k1 token before rotation: %s", got)
 	}
 	// The issuer publishes k2 and signs with it: the unknown kid triggers one refresh.
-	js.set(func(js *jwksServer) { js.keys = append(js.keys, k2.jwkOf("k2")) })
+	js.Update(func(s *jwttest.State) { s.Keys = append(s.Keys, k2.JWK("k2")) })
 	time.Sleep(150 * time.Millisecond) // past MinRefresh since the first fetch's ask
-	hits := js.hits.Load()
-	if got := verifyCode(v, k2.sign(t, "k2", claims(now))); got != "" {
+	hits := js.Hits.Load()
+	if got := verifyCode(v, k2.Sign(t, "k2", claims(now))); got != "" {
 		t.Fatalf("k2 token after the issuer added k2: %s", got)
 	}
-	if js.hits.Load() != hits+1 || j.Stats().UnknownKIDFetches != 1 {
-		t.Fatalf("fetches for the new kid: %d (stats %+v), want 1", js.hits.Load()-hits, j.Stats())
+	if js.Hits.Load() != hits+1 || j.Stats().UnknownKIDFetches != 1 {
+		t.Fatalf("fetches for the new kid: %d (stats %+v), want 1", js.Hits.Load()-hits, j.Stats())
 	}
 	// The issuer drops k1; once the set is refreshed, k1's tokens stop verifying.
-	js.set(func(js *jwksServer) { js.keys = js.keys[1:]; js.cache = "max-age=0" })
+	js.Update(func(s *jwttest.State) { s.Keys = s.Keys[1:]; s.CacheControl = "max-age=0" })
 	time.Sleep(150 * time.Millisecond)
-	if got := verifyCode(v, k2.sign(t, "k3", claims(now))); got != FailUnknownKey { // asks for a refresh
+	if got := verifyCode(v, k2.Sign(t, "k3", claims(now))); got != FailUnknownKey { // asks for a refresh
 		t.Fatalf("k3 token: %q, want %s", got, FailUnknownKey)
 	}
 	testutil.WaitFor(t, 3*time.Second, "k1 tokens to stop verifying", func() bool {
 		return verifyCode(v, old) == FailUnknownKey
 	})
-	if got := verifyCode(v, k2.sign(t, "k2", claims(now))); got != "" {
+	if got := verifyCode(v, k2.Sign(t, "k2", claims(now))); got != "" {
 		t.Fatalf("k2 token after k1 was removed: %s", got)
 	}
 }
 
 func TestJWKSUnknownKIDFlood(t *testing.T) {
 	sig := testSigners(t)
-	js := newJWKSServer(t, sig["EdDSA"].jwkOf("good"))
-	js.cache = "max-age=3600"
+	js := newJWKSServer(t, sig["EdDSA"].JWK("good"))
+	js.Update(func(s *jwttest.State) { s.CacheControl = "max-age=3600" })
 	j, v, _ := runJWKS(t, js.URL, func(o *JWKSOptions) { o.MinRefresh = time.Hour })
 	now := time.Now()
-	if got := verifyCode(v, sig["EdDSA"].sign(t, "good", claims(now))); got != "" {
+	if got := verifyCode(v, sig["EdDSA"].Sign(t, "good", claims(now))); got != "" {
 		t.Fatal(got)
 	}
 	// 200 tokens with made-up kids from 20 goroutines: at most one fetch (the rate limit
@@ -116,7 +116,7 @@ func TestJWKSUnknownKIDFlood(t *testing.T) {
 	for g := range 20 {
 		wg.Go(func() {
 			for i := range 10 {
-				tok := sig["EdDSA"].sign(t, fmt.Sprintf("bogus-%d-%d", g, i), claims(now))
+				tok := sig["EdDSA"].Sign(t, fmt.Sprintf("bogus-%d-%d", g, i), claims(now))
 				if got := verifyCode(v, tok); got != FailUnknownKey {
 					t.Errorf("bogus kid: %q", got)
 				}
@@ -124,7 +124,7 @@ func TestJWKSUnknownKIDFlood(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if h := js.hits.Load(); h > 2 {
+	if h := js.Hits.Load(); h > 2 {
 		t.Fatalf("JWKS server hit %d times by a flood of unknown kids, want <= 2", h)
 	}
 	if s := j.Stats(); s.UnknownKIDLimited < 180 {
@@ -139,7 +139,7 @@ func TestJWKSDownAtStartThenUp(t *testing.T) {
 	sig := testSigners(t)
 	addr := testutil.DeadAddr(t)
 	j, v, logs := runJWKS(t, "http://"+addr+"/jwks", nil)
-	tok := sig["ES256"].sign(t, "e1", claims(time.Now()))
+	tok := sig["ES256"].Sign(t, "e1", claims(time.Now()))
 	if got := verifyCode(v, tok); got != FailKeysDown {
 		t.Fatalf("server down at start: %q, want %s", got, FailKeysDown)
 	}
@@ -148,12 +148,13 @@ func TestJWKSDownAtStartThenUp(t *testing.T) {
 	if err != nil {
 		t.Skipf("dead port taken meanwhile: %v", err)
 	}
-	js := &jwksServer{keys: []map[string]any{sig["ES256"].jwkOf("e1")}}
-	js.Server = httptest.NewUnstartedServer(http.HandlerFunc(js.serve))
-	js.Listener.Close()
-	js.Listener = ln
-	js.Start()
-	defer js.Close()
+	js := &jwttest.JWKSServer{}
+	js.Update(func(s *jwttest.State) { s.Keys = []map[string]any{sig["ES256"].JWK("e1")} })
+	srv := httptest.NewUnstartedServer(js)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
 	testutil.WaitFor(t, 3*time.Second, "the key set to load", func() bool { return j.Keys() != nil })
 	if got := verifyCode(v, tok); got != "" {
 		t.Fatalf("after the server came up: %s", got)
@@ -165,14 +166,14 @@ func TestJWKSDownAtStartThenUp(t *testing.T) {
 
 func TestJWKSDownLaterKeepsKeys(t *testing.T) {
 	sig := testSigners(t)
-	js := newJWKSServer(t, sig["RS256"].jwkOf("r1"))
-	js.cache = "max-age=0" // refresh every MinRefresh
+	js := newJWKSServer(t, sig["RS256"].JWK("r1"))
+	js.Update(func(s *jwttest.State) { s.CacheControl = "max-age=0" }) // refresh every MinRefresh
 	j, v, logs := runJWKS(t, js.URL, nil)
-	tok := sig["RS256"].sign(t, "r1", claims(time.Now()))
+	tok := sig["RS256"].Sign(t, "r1", claims(time.Now()))
 	testutil.WaitFor(t, 3*time.Second, "first fetch", func() bool { return j.Keys() != nil })
 	for _, breakIt := range []func(){
-		func() { js.set(func(js *jwksServer) { js.status = 503 }) },
-		func() { js.set(func(js *jwksServer) { js.status = 0; js.keys = nil }) }, // empty set
+		func() { js.Update(func(s *jwttest.State) { s.Status = 503 }) },
+		func() { js.Update(func(s *jwttest.State) { s.Status = 0; s.Keys = nil }) }, // empty set
 		func() { js.CloseClientConnections(); js.Listener.Close() },              // refused
 	} {
 		before := j.Stats().Failures
@@ -189,25 +190,25 @@ func TestJWKSDownLaterKeepsKeys(t *testing.T) {
 
 func TestJWKSNotModified(t *testing.T) {
 	sig := testSigners(t)
-	js := newJWKSServer(t, sig["EdDSA"].jwkOf("d1"))
-	js.cache, js.etag = "max-age=0", `"v1"`
+	js := newJWKSServer(t, sig["EdDSA"].JWK("d1"))
+	js.Update(func(s *jwttest.State) { s.CacheControl, s.ETag = "max-age=0", `"v1"` })
 	j, v, _ := runJWKS(t, js.URL, nil)
-	testutil.WaitFor(t, 3*time.Second, "two 304 answers", func() bool { return js.notModOK.Load() >= 2 })
+	testutil.WaitFor(t, 3*time.Second, "two 304 answers", func() bool { return js.NotModified.Load() >= 2 })
 	if s := j.Stats(); s.NotModified < 2 || s.Keys != 1 {
 		t.Fatalf("stats %+v", s)
 	}
-	if got := verifyCode(v, sig["EdDSA"].sign(t, "d1", claims(time.Now()))); got != "" {
+	if got := verifyCode(v, sig["EdDSA"].Sign(t, "d1", claims(time.Now()))); got != "" {
 		t.Fatal(got)
 	}
 }
 
 func TestJWKSSlowServerBoundsTheWait(t *testing.T) {
 	sig := testSigners(t)
-	js := newJWKSServer(t, sig["EdDSA"].jwkOf("d1"))
-	js.delay = 10 * time.Second
+	js := newJWKSServer(t, sig["EdDSA"].JWK("d1"))
+	js.Update(func(s *jwttest.State) { s.Delay = 10 * time.Second })
 	j, v, _ := runJWKS(t, js.URL, func(o *JWKSOptions) { o.Timeout = 200 * time.Millisecond })
 	start := time.Now()
-	if got := verifyCode(v, sig["EdDSA"].sign(t, "d1", claims(time.Now()))); got != FailKeysDown {
+	if got := verifyCode(v, sig["EdDSA"].Sign(t, "d1", claims(time.Now()))); got != FailKeysDown {
 		t.Fatalf("slow JWKS: %q, want %s", got, FailKeysDown)
 	}
 	if d := time.Since(start); d > time.Second {
@@ -220,7 +221,7 @@ func TestJWKSBodyTooLarge(t *testing.T) {
 	sig := testSigners(t)
 	var keys []map[string]any
 	for i := range 50 {
-		keys = append(keys, sig["RS256"].jwkOf(fmt.Sprint("r", i)))
+		keys = append(keys, sig["RS256"].JWK(fmt.Sprint("r", i)))
 	}
 	js := newJWKSServer(t, keys...)
 	j, _, _ := runJWKS(t, js.URL, func(o *JWKSOptions) { o.MaxBytes = 4096 })

@@ -10,14 +10,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"sluice/internal/reason"
+	"sluice/internal/testutil/jwttest"
 )
 
 // staticVerifier verifies with the four headline algorithms, one static key each.
 func staticVerifier(t testing.TB, sig map[string]signer, now time.Time, mod func(*Options)) *Verifier {
 	t.Helper()
-	keys := []Key{SecretKey("", sig["HS256"].hmac)}
+	keys := []Key{SecretKey("", sig["HS256"].HMAC)}
 	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
-		k, err := ParsePEM("", sig[alg].pemOf(t))
+		k, err := ParsePEM("", sig[alg].PEM(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,35 +45,35 @@ func TestVerify(t *testing.T) {
 	now := time.Now()
 	v := staticVerifier(t, sig, now, nil)
 	with := func(f func(c jwt.MapClaims)) jwt.MapClaims { c := claims(now); f(c); return c }
-	rsOther := signer{alg: "RS256", priv: rsaKey2}
-	rsPEM := sig["RS256"].pemOf(t)
+	rsOther := signer{Alg: "RS256", Priv: jwttest.RSA(1)}
+	rsPEM := sig["RS256"].PEM(t)
 
 	tests := []struct {
 		name  string
 		token string
 		want  reason.Code // failure code, "" for valid
 	}{
-		{name: "HS256", token: sig["HS256"].sign(t, "", claims(now))},
-		{name: "RS256", token: sig["RS256"].sign(t, "", claims(now))},
-		{name: "ES256", token: sig["ES256"].sign(t, "", claims(now))},
-		{name: "EdDSA", token: sig["EdDSA"].sign(t, "", claims(now))},
-		{name: "kid of no key falls back to unnamed keys", token: sig["RS256"].sign(t, "k9", claims(now))},
-		{name: "second audience", token: sig["ES256"].sign(t, "", with(func(c jwt.MapClaims) { c["aud"] = []string{"x", "other"} }))},
-		{name: "expired", token: sig["RS256"].sign(t, "", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), want: FailExpired},
-		{name: "expired within leeway", token: sig["RS256"].sign(t, "", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-20 * time.Second).Unix() }))},
-		{name: "not yet valid", token: sig["ES256"].sign(t, "", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), want: FailNotYetValid},
-		{name: "nbf within leeway", token: sig["ES256"].sign(t, "", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(20 * time.Second).Unix() }))},
-		{name: "wrong issuer", token: sig["EdDSA"].sign(t, "", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), want: FailIssuer},
-		{name: "no issuer", token: sig["EdDSA"].sign(t, "", with(func(c jwt.MapClaims) { delete(c, "iss") })), want: FailClaims},
-		{name: "wrong audience", token: sig["HS256"].sign(t, "", with(func(c jwt.MapClaims) { c["aud"] = "billing" })), want: FailAudience},
-		{name: "no exp", token: sig["HS256"].sign(t, "", with(func(c jwt.MapClaims) { delete(c, "exp") })), want: FailClaims},
-		{name: "signed by another RSA key", token: rsOther.sign(t, "", claims(now)), want: FailSignature},
-		{name: "payload changed after signing", token: tamper(sig["ES256"].sign(t, "", claims(now))), want: FailSignature},
-		{name: "HS256 signed with another secret", token: signer{alg: "HS256", hmac: []byte("guess")}.sign(t, "", claims(now)), want: FailSignature},
+		{name: "HS256", token: sig["HS256"].Sign(t, "", claims(now))},
+		{name: "RS256", token: sig["RS256"].Sign(t, "", claims(now))},
+		{name: "ES256", token: sig["ES256"].Sign(t, "", claims(now))},
+		{name: "EdDSA", token: sig["EdDSA"].Sign(t, "", claims(now))},
+		{name: "kid of no key falls back to unnamed keys", token: sig["RS256"].Sign(t, "k9", claims(now))},
+		{name: "second audience", token: sig["ES256"].Sign(t, "", with(func(c jwt.MapClaims) { c["aud"] = []string{"x", "other"} }))},
+		{name: "expired", token: sig["RS256"].Sign(t, "", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), want: FailExpired},
+		{name: "expired within leeway", token: sig["RS256"].Sign(t, "", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-20 * time.Second).Unix() }))},
+		{name: "not yet valid", token: sig["ES256"].Sign(t, "", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), want: FailNotYetValid},
+		{name: "nbf within leeway", token: sig["ES256"].Sign(t, "", with(func(c jwt.MapClaims) { c["nbf"] = now.Add(20 * time.Second).Unix() }))},
+		{name: "wrong issuer", token: sig["EdDSA"].Sign(t, "", with(func(c jwt.MapClaims) { c["iss"] = "https://evil.test" })), want: FailIssuer},
+		{name: "no issuer", token: sig["EdDSA"].Sign(t, "", with(func(c jwt.MapClaims) { delete(c, "iss") })), want: FailClaims},
+		{name: "wrong audience", token: sig["HS256"].Sign(t, "", with(func(c jwt.MapClaims) { c["aud"] = "billing" })), want: FailAudience},
+		{name: "no exp", token: sig["HS256"].Sign(t, "", with(func(c jwt.MapClaims) { delete(c, "exp") })), want: FailClaims},
+		{name: "signed by another RSA key", token: rsOther.Sign(t, "", claims(now)), want: FailSignature},
+		{name: "payload changed after signing", token: tamper(sig["ES256"].Sign(t, "", claims(now))), want: FailSignature},
+		{name: "HS256 signed with another secret", token: signer{Alg: "HS256", HMAC: []byte("guess")}.Sign(t, "", claims(now)), want: FailSignature},
 		{name: "alg none", token: noneToken(claims(now)), want: FailAlgorithm},
-		{name: "alg not allowed", token: signer{alg: "HS384", hmac: sig["HS256"].hmac}.sign(t, "", claims(now)), want: FailAlgorithm},
+		{name: "alg not allowed", token: signer{Alg: "HS384", HMAC: sig["HS256"].HMAC}.Sign(t, "", claims(now)), want: FailAlgorithm},
 		{name: "malformed", token: "not-a-token", want: FailMalformed},
-		{name: "four segments", token: sig["HS256"].sign(t, "", claims(now)) + ".x", want: FailMalformed},
+		{name: "four segments", token: sig["HS256"].Sign(t, "", claims(now)) + ".x", want: FailMalformed},
 		{name: "empty", token: "", want: FailMissing},
 	}
 	// Algorithm confusion: an HS256 token whose "secret" is the RSA public key (which is
@@ -88,10 +89,10 @@ func TestVerify(t *testing.T) {
 		})
 	}
 	t.Run("alg confusion: RSA public key as HMAC secret", func(t *testing.T) {
-		forged := signer{alg: "HS256", hmac: rsPEM}.sign(t, "", claims(now))
+		forged := signer{Alg: "HS256", HMAC: rsPEM}.Sign(t, "", claims(now))
 		r, e := rsOnly.Verify(context.Background(), forged)
 		checkOutcome(t, r, e, FailUnknownKey)
-		r, e = rsOnly.Verify(context.Background(), sig["RS256"].sign(t, "", claims(now)))
+		r, e = rsOnly.Verify(context.Background(), sig["RS256"].Sign(t, "", claims(now)))
 		checkOutcome(t, r, e, "")
 	})
 }
@@ -140,7 +141,7 @@ func TestVerifyClaimValues(t *testing.T) {
 	c["https://example.com/tenant"] = "t-1"
 	c["n"] = 42
 	c["evil"] = "x\r\nX-Admin: true"
-	r, e := v.Verify(context.Background(), sig["ES256"].sign(t, "", c))
+	r, e := v.Verify(context.Background(), sig["ES256"].Sign(t, "", c))
 	if e != nil {
 		t.Fatal(e)
 	}
