@@ -174,7 +174,7 @@ func TestJWKSDownLaterKeepsKeys(t *testing.T) {
 	for _, breakIt := range []func(){
 		func() { js.Update(func(s *jwttest.State) { s.Status = 503 }) },
 		func() { js.Update(func(s *jwttest.State) { s.Status = 0; s.Keys = nil }) }, // empty set
-		func() { js.CloseClientConnections(); js.Listener.Close() },              // refused
+		func() { js.CloseClientConnections(); js.Listener.Close() },                 // refused
 	} {
 		before := j.Stats().Failures
 		breakIt()
