@@ -213,7 +213,11 @@ func (k *JWTAuth) refuse(r *plugin.Request, e *Error) error {
 	if c, ok := k.challenges[e.Code]; ok {
 		r.AddResponseField("WWW-Authenticate", c)
 	}
-	return reason.New(e.Status, e.Code, "", e)
+	cause := e.Err
+	if cause == nil {
+		cause = errors.New(e.Description)
+	}
+	return reason.New(e.Status, e.Code, "", cause)
 }
 
 // Close stops the JWKS refresher and waits for it.
