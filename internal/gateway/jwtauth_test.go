@@ -286,7 +286,10 @@ routes:
 		t.Skipf("dead port taken meanwhile: %v", err)
 	}
 	js := &jwttest.JWKSServer{}
-	js.Update(func(s *jwttest.State) { s.Keys = []map[string]any{sig["ES256"].JWK("e1")}; s.CacheControl = "max-age=0" })
+	js.Update(func(s *jwttest.State) {
+		s.Keys = []map[string]any{sig["ES256"].JWK("e1")}
+		s.CacheControl = "max-age=0"
+	})
 	srv := httptest.NewUnstartedServer(js)
 	srv.Listener.Close()
 	srv.Listener = ln
@@ -391,4 +394,3 @@ func sendReq(t *testing.T, c *http.Client, req *http.Request) *http.Response {
 	resp.Body.Close()
 	return resp
 }
-
