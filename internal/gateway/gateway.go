@@ -163,6 +163,7 @@ func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Sett
 		MaxBodyBytes:      lc.MaxBodyBytes,
 		ExposeDetails:     exposeDetails,
 		Underscores:       underscores[lc.UnderscoresInHeaders],
+		ProxyProtocol:     proxyProtocol(lc), // plugins.go
 	}
 }
 

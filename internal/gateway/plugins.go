@@ -116,3 +116,16 @@ func logPluginFields(ln *accesslog.Line, rec *proxy.Record) {
 		ln.Str("plugin", rec.Plugin)
 	}
 }
+
+// proxyProtocol is the server's PROXY protocol trust check of listener lc, nil when the
+// listener does not take the PROXY protocol.
+func proxyProtocol(lc config.Listener) func(netip.Addr) bool {
+	if !lc.ProxyProtocol {
+		return nil
+	}
+	t, err := realip.New(lc.TrustedProxies)
+	if err != nil { // validated by config: not reached
+		return func(netip.Addr) bool { return false }
+	}
+	return t.Contains
+}

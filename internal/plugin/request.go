@@ -113,6 +113,12 @@ func (r *Request) Slot(s Slot) *SlotValue { return &r.slots[s] }
 // upstream's (after the ResponseFilters ran), an error or a local answer. Add copies.
 func (r *Request) AddResponseField(name, value string) { r.respFields.Add(name, value) }
 
+// AddResponseFieldBytes is AddResponseField with a value that is a view (a request field's
+// value, such as the Origin echoed by CORS): Add copies it, without allocating.
+func (r *Request) AddResponseFieldBytes(name string, value []byte) {
+	r.respFields.Add(name, unsafeString(value))
+}
+
 // Answer answers the request locally with status and no body (a CORS preflight's 204),
 // with the fields added by AddResponseField. code is the reason counted in metrics and
 // logged. A RequestFilter returns what Answer returns.

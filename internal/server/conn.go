@@ -113,6 +113,9 @@ func (c *conn) serve(resumeIdle bool) {
 			return
 		}
 	} else {
+		if c.st.ProxyProtocol != nil && !c.readProxyHeader() { // proxyproto.go
+			return
+		}
 		if c.st.TLS != nil && !c.handshake() {
 			return
 		}

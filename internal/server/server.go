@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,10 @@ type Settings struct {
 	// ExposeDetails adds why a malformed request was refused ("detail") to the 4xx body
 	// (config errors.expose_details); the access log has it either way.
 	ExposeDetails bool
+	// ProxyProtocol, when set, reports whether a peer is a trusted proxy whose connections
+	// start with a PROXY protocol header (listeners[].proxy_protocol; see proxyproto.go).
+	// nil: no PROXY protocol.
+	ProxyProtocol func(peer netip.Addr) bool
 }
 
 // Underscores is a listener's policy for request fields whose name holds "_". Such names are
