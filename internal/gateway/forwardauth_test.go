@@ -171,6 +171,18 @@ func TestForwardAuth(t *testing.T) {
 		lines[4]["reason"] != "auth_unavailable" {
 		t.Errorf("access log lines: %v\n%v\n%v", lines[0], lines[2], lines[4])
 	}
+	m := gathered(t, tg)
+	for _, w := range []struct {
+		place, outcome string
+		n              float64
+	}{{"api", "allowed", 2}, {"api", "denied", 2}, {"api", "unavailable", 1}, {"api", "timeout", 1}, {"down", "unavailable", 1}} {
+		if v, _ := m.value("sluice_forward_auth_checks_total", map[string]string{"plugin": "forward-auth", "place": w.place, "outcome": w.outcome}); v != w.n {
+			t.Errorf("sluice_forward_auth_checks_total{place=%q,outcome=%q} = %v, want %v", w.place, w.outcome, v, w.n)
+		}
+	}
+	if v, _ := m.value("sluice_plugin_answers_total", map[string]string{"plugin": "forward-auth", "reason": "auth_denied"}); v != 2 {
+		t.Errorf("plugin answers auth_denied = %v, want 2", v)
+	}
 	checkAuthRequest(t, tg, c, as)
 }
 

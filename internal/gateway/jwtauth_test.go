@@ -245,6 +245,15 @@ func TestJWTAuthJWKSRotation(t *testing.T) {
 	if n, max := js.Hits.Load()-before, int64(time.Since(start)/(100*time.Millisecond))+2; n > max {
 		t.Fatalf("100 unknown kids in %v made %d JWKS fetches, want at most %d", time.Since(start), n, max)
 	}
+	m := gathered(t, tg)
+	labels := map[string]string{"plugin": "jwt-auth", "place": "remote", "result": "rate_limited"}
+	if v, _ := m.value("sluice_jwks_unknown_kid_refreshes_total", labels); v < 50 {
+		t.Errorf("rate-limited unknown-kid refreshes counted %v, want >= 50", v)
+	}
+	labels["result"] = "fetched"
+	if v, _ := m.value("sluice_jwks_unknown_kid_refreshes_total", labels); v < 2 {
+		t.Errorf("unknown-kid refreshes counted %v, want >= 2", v)
+	}
 }
 
 // TestJWTAuthJWKSDown: a JWKS server down when the gateway starts gives 503
@@ -297,6 +306,13 @@ routes:
 	testutil.WaitFor(t, 5*time.Second, "the token to verify once the JWKS server is up", func() bool {
 		return get().StatusCode == 200
 	})
+	m := gathered(t, tg)
+	if v, _ := m.value("sluice_jwks_fetches_total", map[string]string{"place": "remote", "result": "failure"}); v < 1 {
+		t.Errorf("failed JWKS fetches counted %v, want >= 1", v)
+	}
+	if v, _ := m.value("sluice_jwks_keys", map[string]string{"place": "remote"}); v != 1 {
+		t.Errorf("sluice_jwks_keys = %v, want 1", v)
+	}
 	// It goes down again: refreshes fail, the last good set keeps serving.
 	hits := js.Hits.Load()
 	srv.Close()

@@ -139,8 +139,16 @@ func (f *ForwardAuth) allow(r *plugin.Request, h *plugin.Header, d *Decision) er
 	return nil
 }
 
-// Stats returns the instance's counters.
-func (f *ForwardAuth) Stats() *Stats { return &f.stats }
+// PluginStats reports the checks' outcomes.
+func (f *ForwardAuth) PluginStats(emit func(plugin.Stat)) {
+	for _, o := range []struct {
+		label string
+		n     *atomic.Uint64
+	}{{"allowed", &f.stats.Allowed}, {"denied", &f.stats.Denied}, {"unavailable", &f.stats.Unavailable},
+		{"timeout", &f.stats.Timeout}, {"canceled", &f.stats.Canceled}} {
+		emit(plugin.Stat{Key: "forward_auth_checks", Label: o.label, Value: float64(o.n.Load())})
+	}
+}
 
 // Close drops the idle connections to the auth service.
 func (f *ForwardAuth) Close() error {
@@ -171,4 +179,5 @@ func equalFold(b []byte, s string) bool {
 var (
 	_ plugin.RequestFilter = (*ForwardAuth)(nil)
 	_ plugin.Closer        = (*ForwardAuth)(nil)
+	_ plugin.StatsReporter = (*ForwardAuth)(nil)
 )

@@ -234,7 +234,24 @@ func (k *JWTAuth) Close() error {
 // JWKS returns the instance's remote key set, nil without one (for tests and metrics).
 func (k *JWTAuth) JWKS() *JWKS { return k.jwks }
 
+// PluginStats reports the JWKS's fetches, unknown-kid refreshes and keys (nothing without
+// a JWKS).
+func (k *JWTAuth) PluginStats(emit func(plugin.Stat)) {
+	if k.jwks == nil {
+		return
+	}
+	s := k.jwks.Stats()
+	ok := s.Fetches - s.Failures - s.NotModified
+	emit(plugin.Stat{Key: "jwks_fetches", Label: "success", Value: float64(ok)})
+	emit(plugin.Stat{Key: "jwks_fetches", Label: "not_modified", Value: float64(s.NotModified)})
+	emit(plugin.Stat{Key: "jwks_fetches", Label: "failure", Value: float64(s.Failures)})
+	emit(plugin.Stat{Key: "jwks_unknown_kid", Label: "fetched", Value: float64(s.UnknownKIDFetches)})
+	emit(plugin.Stat{Key: "jwks_unknown_kid", Label: "rate_limited", Value: float64(s.UnknownKIDLimited)})
+	emit(plugin.Stat{Key: "jwks_keys", Value: float64(s.Keys)})
+}
+
 var (
 	_ plugin.RequestFilter = (*JWTAuth)(nil)
 	_ plugin.Closer        = (*JWTAuth)(nil)
+	_ plugin.StatsReporter = (*JWTAuth)(nil)
 )
