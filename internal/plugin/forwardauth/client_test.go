@@ -83,6 +83,7 @@ func request(auth string) *Request {
 		h.Set("Authorization", auth)
 	}
 	h.Set("X-Forwarded-Uri", "/spoofed")
+	h.Set("X-Forwarded-Prefix", "/spoofed")
 	h.Set("Connection", "close")
 	return &Request{Method: "POST", Proto: "https", Host: "api.test", URI: "/orders?id=7", ClientIP: "192.0.2.9", Header: h}
 }
@@ -135,7 +136,7 @@ func TestCheck(t *testing.T) {
 	r := as.last.Load()
 	for k, want := range map[string]string{"Authorization": "Bearer good", "X-Forwarded-Method": "POST",
 		"X-Forwarded-Proto": "https", "X-Forwarded-Host": "api.test", "X-Forwarded-Uri": "/orders?id=7",
-		"X-Forwarded-For": "192.0.2.9"} {
+		"X-Forwarded-For": "192.0.2.9", "X-Forwarded-Prefix": ""} {
 		if got := r.Header.Get(k); got != want {
 			t.Errorf("auth service got %s %q, want %q", k, got, want)
 		}
