@@ -15,6 +15,7 @@ import (
 	"os"
 
 	"sluice/internal/config"
+	"sluice/internal/gateway"
 )
 
 func main() {
@@ -122,6 +123,9 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := config.Load(path)
+	if err == nil {
+		err = gateway.CheckPlugins(cfg) // the plugins check their own settings
+	}
 	if err != nil {
 		printConfigErr(stderr, err)
 		return 1

@@ -19,6 +19,29 @@ type Plugin struct {
 	// Config holds the plugin's own settings, decoded by the plugin (unknown keys are
 	// errors). Omitted: the plugin's defaults.
 	Config yaml.Node `yaml:"config"`
+
+	// Line is the line the entry starts on, for problems with it (set by decoding). Not YAML.
+	Line int `yaml:"-"`
+
+	unknown []string // keys other than name and config (UnmarshalYAML)
+}
+
+// UnmarshalYAML decodes an entry and records its line. Its keys are checked here, since a
+// custom decoder is not strict: unknown ones are reported by Validate (validatePlugins).
+func (p *Plugin) UnmarshalYAML(n *yaml.Node) error {
+	type plain Plugin
+	if err := n.Decode((*plain)(p)); err != nil {
+		return err
+	}
+	p.Line = n.Line
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; k.Value != "name" && k.Value != "config" {
+				p.unknown = append(p.unknown, k.Value)
+			}
+		}
+	}
+	return nil
 }
 
 // Consumer is a named API client. Auth plugins identify a request's consumer from the
@@ -49,6 +72,9 @@ type Node struct {
 	Context string
 	// Y is the node; nil or zero when the key was omitted.
 	Y *yaml.Node
+	// Line is reported for problems when Y has none (an omitted node): the line of the
+	// entry that holds it.
+	Line int
 }
 
 // Decode decodes the node strictly into v (a pointer to a struct with yaml tags): unknown
@@ -91,6 +117,9 @@ func (n Node) Errorf(field, format string, args ...any) error {
 	}
 	if fe.Line == 0 && n.Y != nil {
 		fe.Line = n.Y.Line
+	}
+	if fe.Line == 0 {
+		fe.Line = n.Line
 	}
 	return fe
 }
@@ -185,6 +214,9 @@ func (c *Config) validatePlugins(p *problems) {
 
 func checkPluginList(p *problems, path string, list []Plugin) {
 	for i, pl := range list {
+		for _, k := range pl.unknown {
+			p.add(fmt.Sprintf("%s[%d].%s", path, i, k), "unknown field %q%s", k, suggestField(k, "config.Plugin"))
+		}
 		if pl.Name == "" {
 			p.add(fmt.Sprintf("%s[%d].name", path, i), "required, such as \"key-auth\"")
 		}

@@ -7,6 +7,7 @@ import (
 )
 
 const keyAuthConfig = `
+log: {access_query: true}
 listeners:
   - address: 127.0.0.1:0
 upstreams:
@@ -38,7 +39,8 @@ routes:
 
 // TestKeyAuth: a route with key-auth answers 401 with a challenge without a key or with an
 // unknown one, forwards with a known one (in the header or the query) without the key and
-// with X-Consumer-Name, and logs the consumer; a route without it is untouched.
+// with X-Consumer-Name, and logs the consumer (never the key, even with access_query); a
+// route without it is untouched.
 func TestKeyAuth(t *testing.T) {
 	be := echoBackend(t, "b")
 	tg := startGateway(t, keyAuthConfig, map[string]string{"backend": hostport(be)})
@@ -88,6 +90,10 @@ func TestKeyAuth(t *testing.T) {
 	lines := tg.accessLines(len(cases))
 	if lines[2]["consumer"] != "alice" || lines[0]["reason"] != "auth_credentials_missing" || lines[0]["plugin"] != "key-auth" {
 		t.Errorf("access log lines: %v / %v", lines[0], lines[2])
+	}
+	// access_query logs the query as forwarded: without the key.
+	if lines[3]["query"] != "a=1&b=2" {
+		t.Errorf("access log query = %v, want the key removed", lines[3]["query"])
 	}
 	for _, l := range lines {
 		if s := tg.access.String(); strings.Contains(s, "alice-key") || strings.Contains(s, "bob-key") {

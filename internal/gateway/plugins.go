@@ -129,3 +129,16 @@ func proxyProtocol(lc config.Listener) func(netip.Addr) bool {
 	}
 	return t.Contains
 }
+
+// CheckPlugins builds the plugins of cfg and throws them away: `sluice validate` reports
+// their problems as a reload would.
+func CheckPlugins(cfg *config.Config) error {
+	ps, err := plugin.New(cfg, slog.New(slog.DiscardHandler))
+	ps.Close()
+	return err
+}
+
+// ProxyHeaderRefused implements server.ProxyHeaderObserver.
+func (g *Gateway) ProxyHeaderRefused(listener string, _ error) { g.obs.m.ProxyHeaderRefused(listener) }
+
+var _ server.ProxyHeaderObserver = (*Gateway)(nil)

@@ -88,7 +88,7 @@ type Metrics struct {
 	certReloads      *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
 	acmeEvents       *prometheus.CounterVec
-	pluginAnswers    *prometheus.CounterVec // plugins.go
+	plugins          pluginMetrics // plugins.go
 	tunnelsOpen      *prometheus.GaugeVec
 	tunnelsClosed    *prometheus.CounterVec
 	tunnelBytes      *prometheus.CounterVec
@@ -183,8 +183,7 @@ func New(pools PoolSource) *Metrics {
 	m.acmeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameACMEEvents,
 		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
 		[]string{"event"})
-	m.pluginAnswers = newPluginAnswers()
-	m.reg.MustRegister(m.pluginAnswers)
+	m.plugins = newPluginMetrics(m.reg)
 	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.acmeEvents, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,

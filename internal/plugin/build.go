@@ -150,10 +150,10 @@ func (b *builder) list(path, routeID, upstreamID string, list []config.Plugin, f
 		}
 		y := pc.Config
 		node := config.Node{File: b.cfg.File, Path: fmt.Sprintf("%s[%d].config", path, i),
-			Context: where + "plugin " + pc.Name + ": ", Y: &y}
+			Context: where + "plugin " + pc.Name + ": ", Y: &y, Line: pc.Line}
 		k, ok := Lookup(pc.Name)
 		if !ok {
-			n := config.Node{File: b.cfg.File, Path: fmt.Sprintf("%s[%d].name", path, i), Context: where}
+			n := config.Node{File: b.cfg.File, Path: fmt.Sprintf("%s[%d].name", path, i), Context: where, Line: pc.Line}
 			*errs = append(*errs, n.Errorf("", "unknown plugin %q (known: %v)", pc.Name, Names()))
 			continue
 		}
