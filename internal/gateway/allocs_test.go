@@ -82,16 +82,10 @@ func roundTripAllocs(t *testing.T, c *rawClient) float64 {
 // after reading its body (Content-Length or chunked), allocating nothing per request.
 func rawBackend(t testing.TB) string {
 	t.Helper()
-	return rawBackendAt(t, "127.0.0.1:0")
-}
-
-// rawBackendAt is rawBackend on addr.
-func rawBackendAt(t testing.TB, addr string) string {
-	t.Helper()
 	body := strings.Repeat("x", 300)
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n\r\n" + body)
-	return serveConnsAt(t, addr, func(c net.Conn) {
+	return serveConns(t, func(c net.Conn) {
 		br := bufio.NewReaderSize(c, 8<<10)
 		for {
 			size, chunked, err := readRawHead(br)

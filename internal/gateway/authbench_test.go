@@ -7,17 +7,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"sluice/internal/testutil"
 	"sluice/internal/testutil/jwttest"
-)
-
-// Fixed loopback ports of the auth benchmarks (this work's port range is 26000-26999; they
-// stay below the ephemeral range so they never collide with a test's port 0).
-const (
-	benchAuthGateway = "127.0.0.1:26101"
-	benchAuthBackend = "127.0.0.1:26102"
-	benchAuthService = "127.0.0.1:26103"
 )
 
 // authRouteConfig is one catch-all route to backend on listener with plugins (YAML list
@@ -79,47 +72,60 @@ func authService(t testing.TB, addr string) string {
 	return srv.URL
 }
 
-// BenchmarkAuthPlugins measures one proxied request (raw keep-alive client, raw backend, as
-// BenchmarkProxyPath) through a route with no plugin, jwt-auth of each algorithm with its
-// cache of verified tokens (the same token every request, as a client sends it) and
-// without it (every request verified in full), and forward-auth (a net/http auth service
-// in this process, so its allocations count too).
+// BenchmarkAuthPlugins compares a route with jwt-auth (each algorithm, with its cache of
+// verified tokens, the same token every request as a client sends it, and without the
+// cache: every request verified in full) or forward-auth (a net/http auth service in this
+// process, so its allocations count too) against the plain route, interleaved as
+// BenchmarkPluginsInterleaved does: each iteration is one request through the plain gateway
+// and one through the row's, so load from elsewhere hits both alike. allocs/op is the row's
+// (the plain route makes none).
 //
-//	go test ./internal/gateway -run '^$' -bench AuthPlugins -benchmem -count 3
+//	SLUICE_BENCH_PORT_BASE=26000 go test ./internal/gateway -run '^$' -bench AuthPlugins -benchmem -count 3
 func BenchmarkAuthPlugins(b *testing.B) {
-	be := rawBackendAt(b, benchAuthBackend)
-	svc := authService(b, benchAuthService)
+	be := rawBackendOn(b, benchPort(40))
+	svc := authService(b, benchPort(41))
+	plainAddr := benchGateway(b, authRouteConfig(benchPort(42), be, ""), false)
 	sig := jwttest.Signers()
-	type variant struct{ name, plugins, auth string }
-	vs := []variant{{name: "none"}}
+	type row struct{ name, plugins, auth string }
+	var rows []row
 	for _, alg := range []string{"HS256", "RS256", "ES256", "EdDSA"} {
-		tok := sig[alg].Sign(b, "", jwttest.Claims("alice"))
-		vs = append(vs,
-			variant{"jwt-" + alg + "-cached", jwtPlugin(b, sig[alg], 4096), "Bearer " + tok},
-			variant{"jwt-" + alg + "-nocache", jwtPlugin(b, sig[alg], 0), "Bearer " + tok})
+		tok := "Bearer " + sig[alg].Sign(b, "", jwttest.Claims("alice"))
+		rows = append(rows, row{"jwt-" + alg + "-cached", jwtPlugin(b, sig[alg], 4096), tok},
+			row{"jwt-" + alg + "-nocache", jwtPlugin(b, sig[alg], 0), tok})
 	}
-	vs = append(vs, variant{"forward-auth", `    plugins:
-      - name: forward-auth
-        config:
-          address: ` + svc + `/check
-          response_headers: [X-User-Id]
-`, "Bearer abc"})
-	for _, v := range vs {
-		b.Run(v.name, func(b *testing.B) {
-			addr := benchGateway(b, authRouteConfig(benchAuthGateway, be, v.plugins), false)
-			c := authClient(b, addr, v.auth)
-			defer c.conn.Close()
-			for range 10 { // warm the pools and the token cache
-				if err := c.roundTrip(); err != nil {
-					b.Fatal(err)
+	rows = append(rows, row{"forward-auth", "    plugins:\n      - name: forward-auth\n        config:\n" +
+		"          address: " + svc + "/check\n          response_headers: [X-User-Id]\n", "Bearer abc"})
+	for i, r := range rows {
+		b.Run(r.name, func(b *testing.B) {
+			addr := benchGateway(b, authRouteConfig(benchPort(43+i), be, r.plugins), false)
+			plain, with := authClient(b, plainAddr, r.auth), authClient(b, addr, r.auth)
+			defer plain.conn.Close()
+			defer with.conn.Close()
+			for _, c := range []*rawClient{plain, with} {
+				for range 100 { // warm the pools and the token cache
+					if err := c.roundTrip(); err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
+			var tPlain, tWith time.Duration
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := c.roundTrip(); err != nil {
+				t0 := time.Now()
+				if err := plain.roundTrip(); err != nil {
 					b.Fatal(err)
 				}
+				t1 := time.Now()
+				if err := with.roundTrip(); err != nil {
+					b.Fatal(err)
+				}
+				tPlain += t1.Sub(t0)
+				tWith += time.Since(t1)
 			}
+			n := float64(b.N)
+			b.ReportMetric(float64(tPlain.Nanoseconds())/n, "plain-ns/req")
+			b.ReportMetric(float64(tWith.Nanoseconds())/n, "row-ns/req")
+			b.ReportMetric(100*(float64(tWith)/float64(tPlain)-1), "pct-over-plain")
 		})
 	}
 }

@@ -241,13 +241,7 @@ func mustStatus(t *testing.T, resp *http.Response, want int) {
 // when handle returns. It returns the address.
 func serveConns(t testing.TB, handle func(c net.Conn)) string {
 	t.Helper()
-	return serveConnsAt(t, "127.0.0.1:0", handle)
-}
-
-// serveConnsAt is serveConns on addr (benchmarks use fixed ports of their range).
-func serveConnsAt(t testing.TB, addr string, handle func(c net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
