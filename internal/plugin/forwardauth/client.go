@@ -108,7 +108,7 @@ func NewClient(o Options) (*Client, error) {
 		return nil, fmt.Errorf("address: %w", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("address %q: want http://host[:port]/path or https://...", u.Redacted())
+		return nil, fmt.Errorf("address %q: want an http:// or https:// URL with a host", u.Redacted())
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout

@@ -109,15 +109,8 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Preallocated failures without a cause.
-var (
-	errMissing    = &Error{Code: FailMissing, Status: statusBadToken, Description: descMissing}
-	errUnknownKey = &Error{Code: FailUnknownKey, Status: statusBadToken, Description: descUnknownKey}
-	errKeysDown   = &Error{Code: FailKeysDown, Status: statusKeysDown, Description: descKeysDown}
-)
-
-// ErrMissing is the failure for a request without a token.
-func ErrMissing() *Error { return errMissing }
+// errMissing is the failure for an empty token.
+var errMissing = &Error{Code: FailMissing, Status: statusBadToken, Description: descMissing}
 
 // Verifier checks tokens: signature with an allowed algorithm and a key of the right type,
 // then exp, nbf, iss and aud. It is safe for concurrent use.
