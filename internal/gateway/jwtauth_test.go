@@ -65,6 +65,23 @@ routes:
           keys: [{secret: "{{secret}}"}]
           token: {cookie: session}
           remove_token: true
+  - id: query
+    match: {path_prefix: /query}
+    upstream: echo
+    plugins:
+      - name: jwt-auth
+        config:
+          keys: [{secret: "{{secret}}"}]
+          token: {query: access_token}
+          remove_token: true
+  - id: header
+    match: {path_prefix: /header}
+    upstream: echo
+    plugins:
+      - name: jwt-auth
+        config:
+          keys: [{secret: "{{secret}}"}]
+          token: {header: X-Api-Token}
 `
 
 // jwtGateway starts a gateway with jwtAuthConfig: static keys of the four headline
@@ -100,6 +117,7 @@ func TestJWTAuth(t *testing.T) {
 		token  string
 		auth   string // the whole Authorization value, when not "Bearer <token>"
 		cookie string
+		xtoken string // X-Api-Token
 		status int
 		reason string
 		desc   string // in the challenge's error_description
@@ -129,6 +147,10 @@ func TestJWTAuth(t *testing.T) {
 		{name: "JWKS, unknown consumer", path: "/remote", token: sig["EdDSA"].Sign(t, "d1", jwttest.Claims("mallory")),
 			status: 403, reason: "jwt_unknown_consumer", desc: "consumer"},
 		{name: "cookie", path: "/cookie", cookie: "a=1; session=" + sig["HS256"].Sign(t, "", jwttest.Claims("alice")) + "; b=2", status: 200},
+		{name: "query", path: "/query?a=1&access_token=" + sig["HS256"].Sign(t, "", jwttest.Claims("alice")) + "&b=2", status: 200},
+		{name: "query, none", path: "/query?a=1", status: 401, reason: "jwt_missing"},
+		{name: "own header, bare token", path: "/header", xtoken: sig["HS256"].Sign(t, "", jwttest.Claims("alice")), status: 200},
+		{name: "own header, Authorization ignored", path: "/header", token: sig["HS256"].Sign(t, "", jwttest.Claims("alice")), status: 401, reason: "jwt_missing"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,6 +161,13 @@ func TestJWTAuth(t *testing.T) {
 			case tc.token != "":
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 				sent = append(sent, tc.token)
+			}
+			if tc.xtoken != "" {
+				req.Header.Set("X-Api-Token", tc.xtoken)
+				sent = append(sent, tc.xtoken)
+			}
+			if strings.Contains(tc.path, "access_token=") {
+				sent = append(sent, strings.Split(strings.Split(tc.path, "access_token=")[1], "&")[0])
 			}
 			if tc.cookie != "" {
 				req.Header.Set("Cookie", tc.cookie)
@@ -186,6 +215,12 @@ func TestJWTAuth(t *testing.T) {
 func checkForwarded(t *testing.T, path string, info echoInfo, token string) {
 	t.Helper()
 	hdr := func(k string) string { return strings.Join(info.Header[k], ",") }
+	if strings.HasPrefix(path, "/query") {
+		if info.URI != "/query?a=1&b=2" || hdr("X-Consumer-Name") != "alice" {
+			t.Errorf("upstream got URI %q (the token removed), X-Consumer-Name %q", info.URI, hdr("X-Consumer-Name"))
+		}
+		return
+	}
 	switch path {
 	case "/static":
 		if hdr("X-User") != "alice" || hdr("X-Consumer-Name") != "alice" || hdr("Authorization") != "Bearer "+token {
@@ -194,6 +229,10 @@ func checkForwarded(t *testing.T, path string, info echoInfo, token string) {
 	case "/remote":
 		if hdr("Authorization") != "" || hdr("X-Consumer-Name") != "alice" || hdr("X-User") != "forged" {
 			t.Errorf("upstream got Authorization %q (remove_token), X-Consumer-Name %q, X-User %q", hdr("Authorization"), hdr("X-Consumer-Name"), hdr("X-User"))
+		}
+	case "/header":
+		if hdr("X-Api-Token") == "" || hdr("X-Consumer-Name") != "alice" {
+			t.Errorf("upstream got X-Api-Token %v (kept), X-Consumer-Name %q", hdr("X-Api-Token") != "", hdr("X-Consumer-Name"))
 		}
 	case "/cookie":
 		if hdr("Cookie") != "a=1; b=2" || hdr("X-Consumer-Name") != "alice" {
