@@ -80,6 +80,13 @@ routes: [{id: a, upstream: a}]
 admin: {enabled: false}
 log: {access: /nonexistent-sluice-dir/access.log}
 `)
+	badPlugin := writeConfig(t, `listeners: [{address: "127.0.0.1:0"}]
+upstreams: [{id: a, targets: [{address: "127.0.0.1:9"}]}]
+routes:
+  - id: api
+    upstream: a
+    plugins: [{name: key-auth, config: {hedaer: x}}]
+`)
 	tests := []struct {
 		name           string
 		args           []string
@@ -102,6 +109,8 @@ log: {access: /nonexistent-sluice-dir/access.log}
 		{name: "validate FILE", args: []string{"validate", bad}, code: 1, stderr: "at least one listener"},
 		{name: "validate warns about the host", args: []string{"validate", noLogDir}, code: 0,
 			stdout: `warning: ` + noLogDir + `:5: log.access: directory "/nonexistent-sluice-dir" does not exist on this host`},
+		{name: "validate checks plugin settings", args: []string{"validate", badPlugin}, code: 1,
+			stderr: badPlugin + `:6: routes[0].plugins[0].config.hedaer: route "api": plugin key-auth: unknown field "hedaer"`},
 		{name: "validate without file", args: []string{"validate"}, code: 2, stderr: "a config file is required"},
 		{name: "version -x", args: []string{"version", "-x"}, code: 2, stderr: "unknown argument"},
 	}

@@ -145,20 +145,7 @@ var fieldsByType = func() map[string][]string {
 
 // suggestField returns "; did you mean ...?" or the list of valid keys of typ.
 func suggestField(name, typ string) string {
-	keys := fieldsByType[typ]
-	if len(keys) == 0 {
-		return ""
-	}
-	best, bestDist := "", 3
-	for _, k := range keys {
-		if d := editDistance(strings.ToLower(name), k); d < bestDist {
-			best, bestDist = k, d
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
-	}
-	return " (valid: " + strings.Join(slices.Sorted(slices.Values(keys)), ", ") + ")"
+	return suggestFrom(name, slices.Sorted(slices.Values(fieldsByType[typ])))
 }
 
 // editDistance is the Levenshtein distance between a and b (bytes).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -75,7 +76,12 @@ type Node struct {
 	// Line is reported for problems when Y has none (an omitted node): the line of the
 	// entry that holds it.
 	Line int
+	// Secret: the node holds credentials, so Decode's messages do not quote its values.
+	Secret bool
 }
+
+// reGotValue is the quoted value at the end of a type mismatch message.
+var reGotValue = regexp.MustCompile(`(got (?:a string|an integer|a number|a boolean|null)) ".*"$`)
 
 // Decode decodes the node strictly into v (a pointer to a struct with yaml tags): unknown
 // keys and values of the wrong type are errors. An omitted node leaves v as it is. The
@@ -103,6 +109,9 @@ func (n Node) Decode(v any) error {
 			e.Line = idx.line(e.Path)
 		}
 		e.Path = joinPath(n.Path, e.Path)
+		if n.Secret {
+			e.Msg = reGotValue.ReplaceAllString(e.Msg, "$1 (not shown: credentials)")
+		}
 		e.Msg = n.Context + e.Msg
 	}
 	return p.join(n.File, nil)
@@ -163,10 +172,7 @@ func checkKnown(n *yaml.Node, t reflect.Type, path string, p *problems) {
 			k := n.Content[i]
 			ft, ok := fields[k.Value]
 			if !ok {
-				msg := fmt.Sprintf("unknown field %q", k.Value)
-				if len(names) > 0 {
-					msg += " (valid: " + strings.Join(names, ", ") + ")"
-				}
+				msg := fmt.Sprintf("unknown field %q", k.Value) + suggestFrom(k.Value, names)
 				*p = append(*p, &FieldError{Line: k.Line, Path: joinPath(path, k.Value), Msg: msg})
 				continue
 			}
@@ -210,6 +216,23 @@ func (c *Config) validatePlugins(p *problems) {
 			p.add(b+".proxy_protocol", "needs trusted_proxies: only a trusted peer may name the client")
 		}
 	}
+}
+
+// suggestFrom returns " (did you mean ...?)" for a key close to one of keys, else the list.
+func suggestFrom(name string, keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	best, bestDist := "", 3
+	for _, k := range keys {
+		if d := editDistance(strings.ToLower(name), k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return " (valid: " + strings.Join(keys, ", ") + ")"
 }
 
 func checkPluginList(p *problems, path string, list []Plugin) {

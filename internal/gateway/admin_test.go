@@ -206,7 +206,8 @@ func TestAdminAPIKey(t *testing.T) {
 	const key = "test-key-0123456789abcdef"
 	be := echoBackend(t, "a")
 	yaml, vars := basicConfig(hostport(be))
-	tg := startGateway(t, yaml+"admin: {address: \"127.0.0.1:0\", api_key: "+key+"}\n", vars)
+	consumers := "consumers: [{name: c, credentials: {key-auth: {keys: [consumer-key-0123456789]}}}]\n"
+	tg := startGateway(t, yaml+consumers+"admin: {address: \"127.0.0.1:0\", api_key: "+key+"}\n", vars)
 	tests := []struct {
 		name   string
 		path   string
@@ -254,6 +255,9 @@ func TestAdminAPIKey(t *testing.T) {
 		_, body := getJSON(t, tg.adminURL("/admin/config"), map[string]string{"X-API-Key": key})
 		if got := at(t, body, "config.admin.api_key"); got != "<redacted>" {
 			t.Errorf("config.admin.api_key = %v, want <redacted>", got)
+		}
+		if got := at(t, body, "config.consumers.0.credentials.key-auth"); got != "<redacted>" {
+			t.Errorf("consumer credentials = %v, want <redacted>", got)
 		}
 	})
 }

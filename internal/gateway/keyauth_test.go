@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 const keyAuthConfig = `
@@ -99,5 +100,16 @@ func TestKeyAuth(t *testing.T) {
 		if s := tg.access.String(); strings.Contains(s, "alice-key") || strings.Contains(s, "bob-key") {
 			t.Fatalf("a key is in the access log: %v", l)
 		}
+	}
+}
+
+// TestKeyAuthRefusesBodyUnread: a request with a body (and Expect: 100-continue) refused by
+// key-auth gets its 401 at once, without 100 Continue and without the body being read.
+func TestKeyAuthRefusesBodyUnread(t *testing.T) {
+	be := echoBackend(t, "b")
+	tg := startGateway(t, keyAuthConfig, map[string]string{"backend": hostport(be)})
+	out := rawExchange(t, tg.addr, "POST /api/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n", 5*time.Second)
+	if !strings.HasPrefix(out, "HTTP/1.1 401 ") || strings.Contains(out, "100 Continue") || !strings.Contains(out, "auth_credentials_missing") {
+		t.Fatalf("got %q", out)
 	}
 }

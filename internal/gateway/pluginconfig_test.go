@@ -31,7 +31,7 @@ routes:
       - name: key-auth
         config:
           hedaer: x-key
-`, want: []string{`test.yaml:15: routes[0].plugins[0].config.hedaer: route "api": plugin key-auth: unknown field "hedaer" (valid: header, query, realm)`}},
+`, want: []string{`test.yaml:15: routes[0].plugins[0].config.hedaer: route "api": plugin key-auth: unknown field "hedaer" (did you mean "header"?)`}},
 		{name: "wrong type", yaml: `
 routes:
   - id: api
@@ -112,6 +112,15 @@ routes:
   - id: api
     upstream: echo
 `, want: []string{`consumers[0].credentials.key-auth.keys: consumer "a": plugin key-auth: keys[0] is 5 characters`}},
+		{name: "a credential of the wrong type is not quoted", yaml: `
+consumers:
+  - name: a
+    credentials:
+      key-auth: {keys: secret-key-0123456789}
+routes:
+  - id: api
+    upstream: echo
+`, want: []string{`consumers[0].credentials.key-auth.keys: consumer "a": plugin key-auth: want a list, got a string (not shown: credentials)`}},
 		{name: "unknown consumer in restriction", yaml: `
 routes:
   - id: api

@@ -26,25 +26,25 @@ type fakeDS struct {
 	status int
 }
 
-func (d *fakeDS) Request() *h1.Request                                  { return &d.req }
-func (d *fakeDS) SetBodyLimit(int64)                                    {}
-func (d *fakeDS) BodyLimit() int64                                      { return 0 }
-func (d *fakeDS) ReadBody([]byte) (int, error)                          { return 0, nil }
-func (d *fakeDS) BodyPending() bool                                     { return true }
-func (d *fakeDS) BodyTrailer() *h1.Header                               { return nil }
+func (d *fakeDS) Request() *h1.Request                                   { return &d.req }
+func (d *fakeDS) SetBodyLimit(int64)                                     {}
+func (d *fakeDS) BodyLimit() int64                                       { return 0 }
+func (d *fakeDS) ReadBody([]byte) (int, error)                           { return 0, nil }
+func (d *fakeDS) BodyPending() bool                                      { return true }
+func (d *fakeDS) BodyTrailer() *h1.Header                                { return nil }
 func (d *fakeDS) WriteHead(s int, _ []byte, _ *h1.Header, _ int64) error { d.status = s; return nil }
-func (d *fakeDS) Write(p []byte) (int, error)                           { return len(p), nil }
-func (d *fakeDS) Flush() error                                          { return nil }
-func (d *fakeDS) Finish(*h1.Header) error                               { return nil }
-func (d *fakeDS) Abort()                                                {}
-func (d *fakeDS) WriteError(e *reason.Error, _ string)                  { d.status = e.Status }
-func (d *fakeDS) Status() int                                           { return d.status }
-func (d *fakeDS) Context() context.Context                              { return context.Background() }
-func (d *fakeDS) ClientIP() string                                      { return "127.0.0.1" }
-func (d *fakeDS) TLS() *tls.ConnectionState                             { return nil }
-func (d *fakeDS) RequestIDBytes() []byte                                { return []byte("id") }
-func (d *fakeDS) ClientGone() bool                                      { return false }
-func (d *fakeDS) CloseAfter()                                           {}
+func (d *fakeDS) Write(p []byte) (int, error)                            { return len(p), nil }
+func (d *fakeDS) Flush() error                                           { return nil }
+func (d *fakeDS) Finish(*h1.Header) error                                { return nil }
+func (d *fakeDS) Abort()                                                 {}
+func (d *fakeDS) WriteError(e *reason.Error, _ string)                   { d.status = e.Status }
+func (d *fakeDS) Status() int                                            { return d.status }
+func (d *fakeDS) Context() context.Context                               { return context.Background() }
+func (d *fakeDS) ClientIP() string                                       { return "127.0.0.1" }
+func (d *fakeDS) TLS() *tls.ConnectionState                              { return nil }
+func (d *fakeDS) RequestIDBytes() []byte                                 { return []byte("id") }
+func (d *fakeDS) ClientGone() bool                                       { return false }
+func (d *fakeDS) CloseAfter()                                            {}
 
 const benchKey = "bench-key-0123456789abcdef"
 

@@ -37,7 +37,7 @@ func buildConsumers(cfg *config.Config) ([]*Consumer, []error) {
 		for _, name := range sortedKeys(cc.Credentials) {
 			y := cc.Credentials[name]
 			n := config.Node{File: cfg.File, Path: fmt.Sprintf("consumers[%d].credentials.%s", i, name),
-				Context: fmt.Sprintf("consumer %q: plugin %s: ", cc.Name, name), Y: &y}
+				Context: fmt.Sprintf("consumer %q: plugin %s: ", cc.Name, name), Y: &y, Secret: true}
 			k, ok := Lookup(name)
 			if !ok || k.Credential == nil {
 				errs = append(errs, n.Errorf("", "no auth plugin takes credentials by this name (auth plugins: %v)", credentialKinds()))

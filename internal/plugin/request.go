@@ -48,7 +48,6 @@ type Request struct {
 
 	respFields Header // added to the response (AddResponseField)
 	upFields   Header // scratch of UpstreamFilter, per attempt
-	upBuf      []byte
 
 	pending    *reason.Error // the first NoCredentials of the auth stage
 	challenges Header        // their WWW-Authenticate fields
