@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -448,4 +449,35 @@ func sendReq(t *testing.T, c *http.Client, req *http.Request) *http.Response {
 	}
 	resp.Body.Close()
 	return resp
+}
+
+// TestJWTAuthSecretRedacted: /admin/config never shows a jwt-auth HMAC secret.
+func TestJWTAuthSecretRedacted(t *testing.T) {
+	secret := "hmac-secret-that-must-not-leak-0123456789"
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: echo
+    targets: [{address: 127.0.0.1:1}]
+plugins:
+  - name: jwt-auth
+    config: {keys: [{id: k1, secret: "{{secret}}"}]}
+routes:
+  - id: api
+    upstream: echo
+    plugins:
+      - name: jwt-auth
+        config: {keys: [{secret: "{{secret}}"}]}
+admin: {address: "127.0.0.1:0"}
+`, map[string]string{"secret": secret})
+	resp, err := http.Get(tg.adminURL("/admin/config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), secret) || strings.Count(string(body), `redacted`) < 2 {
+		t.Fatalf("/admin/config shows a secret or redacts too little:\n%s", body)
+	}
 }
