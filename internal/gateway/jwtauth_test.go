@@ -413,7 +413,7 @@ routes:
 	}
 }
 
-// TestJWTAuthUnknownField: a misspelt field is refused with its line, and the valid ones.
+// TestJWTAuthUnknownField: a misspelt field is refused with its line and the field meant.
 func TestJWTAuthUnknownField(t *testing.T) {
 	cfg, err := config.Parse("test.yaml", []byte(`listeners:
   - address: 127.0.0.1:0
@@ -432,7 +432,7 @@ routes:
 	if err == nil {
 		err = New(testLogger(t), nil).Apply(cfg)
 	}
-	want := `test.yaml:13: routes[0].plugins[0].config.isuer: route "api": plugin jwt-auth: unknown field "isuer" (valid: algorithms, keys, jwks, issuer,`
+	want := `test.yaml:13: routes[0].plugins[0].config.isuer: route "api": plugin jwt-auth: unknown field "isuer" (did you mean "issuer"?)`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %v, want %q", err, want)
 	}
