@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"sluice/internal/proxyproto"
+	"sluice/internal/testutil"
 )
 
 // TestRealClientIP: a listener that trusts no proxy forwards no X-Forwarded-For of the
@@ -188,5 +190,43 @@ func TestProxyProtocolSlowHeader(t *testing.T) {
 	n, err := c.Read(make([]byte, 1))
 	if n != 0 || err == nil || time.Since(start) > 3*time.Second {
 		t.Fatalf("read %d, %v after %v: want the connection closed after ~300ms", n, err, time.Since(start))
+	}
+}
+
+// TestProxyProtocolTLS: on a TLS listener the PROXY header comes first, in the clear, and
+// the TLS handshake follows it on the same connection.
+func TestProxyProtocolTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}]}
+    proxy_protocol: true
+    trusted_proxies: [127.0.0.1]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"c": cert, "k": key, "b": hostport(echoBackend(t, "a"))})
+	raw, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	src := netip.MustParseAddrPort("198.51.100.7:40000")
+	if _, err := raw.Write(proxyproto.AppendV2(nil, src, netip.MustParseAddrPort("10.0.0.1:443"))); err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(raw, ca.ClientConfig("a.test"))
+	io.WriteString(tc, "GET /x HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	var info echoInfo
+	json.Unmarshal(body, &info)
+	if resp.StatusCode != 200 || strings.Join(info.Header["X-Forwarded-For"], ",") != "198.51.100.7" {
+		t.Fatalf("status %d, X-Forwarded-For %q", resp.StatusCode, info.Header["X-Forwarded-For"])
 	}
 }

@@ -101,8 +101,9 @@ type ResponseFilter interface {
 }
 
 // LogFilter runs after the response was written (or the request failed), once per request
-// that reached its route's chain, whatever happened: release per-request resources
-// (a concurrency slot) and note outcomes here. status is what the client got (499: it left).
+// that reached its route's chain, whatever happened, a panic included: release per-request
+// resources (a concurrency slot) and note outcomes here. status is what the client got
+// (499: it left; 0: nothing yet, the request panicked and is answered 502 after this).
 type LogFilter interface {
 	Log(r *Request, status int)
 }
