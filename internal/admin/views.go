@@ -120,7 +120,7 @@ func configView(cfg *config.Config) (any, error) {
 		if a, ok := m["admin"].(map[string]any); ok && a["api_key"] != "" && a["api_key"] != nil {
 			a["api_key"] = redacted
 		}
-		redactCredentials(m)
+		redactCredentials(m) // plugins.go
 	}
 	return v, nil
 }

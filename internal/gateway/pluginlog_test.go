@@ -3,8 +3,10 @@ package gateway
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"sluice/internal/plugin"
+	"sluice/internal/testutil"
 )
 
 // logCounter counts its Log calls and the statuses seen; panicky panics in the transform stage
@@ -66,8 +68,11 @@ routes:
 		{"/refused", 403, "ip_forbidden", 403},
 		{"/panic", 502, "internal_error", 0},
 	} {
+		want := testLogCounter.calls.Load() + 1
 		resp, _ := send(t, c, "GET", tg.url(tc.path))
 		wantAnswer(t, resp, tc.status, tc.reason)
+		// The log phase runs after the response went out: wait for it.
+		testutil.WaitFor(t, 3*time.Second, tc.path+": the log phase", func() bool { return testLogCounter.calls.Load() >= want })
 		if got := testLogCounter.lastStatus.Load(); got != tc.logged {
 			t.Errorf("%s: Log saw status %d, want %d", tc.path, got, tc.logged)
 		}

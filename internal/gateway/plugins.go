@@ -76,8 +76,10 @@ func (st *reqState) begin(gen *Generation, idx int, ex *server.Exchange) *plugin
 }
 
 // serveChain runs the route's request phase, then (unless a plugin answered) the proxy with
-// the chain's per-attempt and response hooks, then the log phase.
+// the chain's per-attempt and response hooks, then the log phase, which runs even when the
+// request panicked (a plugin's concurrency slot must be given back).
 func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request) {
+	defer endChain(ds, rec, pr)
 	if pr.RunRequest() {
 		a, _ := pr.AnswerOf()
 		rec.Plugin = a.Plugin
@@ -85,9 +87,13 @@ func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Re
 			rec.Reason, rec.Err = e.Code, e
 		}
 		g.obs.m.PluginAnswer(rt.ID, a.Plugin, string(a.Code))
-	} else {
-		g.proxy.ServeHooks(ds, rt, rec, pr.Hooks())
+		return
 	}
+	g.proxy.ServeHooks(ds, rt, rec, pr.Hooks())
+}
+
+// endChain records the consumer and runs the log phase.
+func endChain(ds proxy.Downstream, rec *proxy.Record, pr *plugin.Request) {
 	if c := pr.Consumer(); c != nil {
 		rec.Consumer = c.Name
 	}
