@@ -11,4 +11,5 @@ func redactCredentials(cfg map[string]any) {
 			creds[k] = redacted
 		}
 	}
+	redactPluginSecrets(cfg)
 }

@@ -68,6 +68,12 @@ func mustParse(t *testing.T, yaml string, vars map[string]string) *config.Config
 
 func startGateway(t *testing.T, yaml string, vars map[string]string) *testGateway {
 	t.Helper()
+	return startGatewayLog(t, yaml, vars, testLogger(t))
+}
+
+// startGatewayLog is startGateway with the gateway's logger.
+func startGatewayLog(t *testing.T, yaml string, vars map[string]string, log *slog.Logger) *testGateway {
+	t.Helper()
 	cfg := mustParse(t, yaml, vars)
 	if cfg.Admin.Address == config.DefaultAdminAddress {
 		off := false
@@ -75,7 +81,7 @@ func startGateway(t *testing.T, yaml string, vars map[string]string) *testGatewa
 	}
 	buf := &syncBuffer{}
 	access := accesslog.New(buf)
-	gw := New(testLogger(t), access)
+	gw := New(log, access)
 	if err := gw.Apply(cfg); err != nil {
 		t.Fatalf("apply: %v", err)
 	}

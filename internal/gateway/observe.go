@@ -43,6 +43,7 @@ func newObserver(g *Gateway) *observer {
 	o := &observer{started: time.Now()}
 	o.m = metrics.New(g.poolStats)
 	o.m.SetLimitSource(g.limitStats) // ratelimit.go
+	o.m.RegisterPluginStats(g.pluginStats)
 	o.noRoute = o.m.Route("", "")
 	v := "dev"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {

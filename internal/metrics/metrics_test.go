@@ -201,3 +201,41 @@ func BenchmarkRequest(b *testing.B) {
 		r.Attempt("ok")
 	}
 }
+
+// TestPluginStats: the plugins' stats become metrics that pass promlint, and unknown keys are
+// dropped.
+func TestPluginStats(t *testing.T) {
+	m := New(nil)
+	m.RegisterPluginStats(func() []PluginStat {
+		return []PluginStat{
+			{Plugin: "jwt-auth", Place: "api", Key: "jwks_fetches", Label: "failure", Value: 3},
+			{Plugin: "jwt-auth", Place: "api", Key: "jwks_keys", Value: 2},
+			{Plugin: "forward-auth", Place: "global", Key: "forward_auth_checks", Label: "timeout", Value: 1},
+			{Plugin: "x", Place: "y", Key: "no_such_stat", Value: 9},
+		}
+	})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "sluice_jwks") || strings.HasPrefix(p.Metric, "sluice_forward_auth") {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+		}
+	}
+	for _, want := range []string{
+		`sluice_jwks_fetches_total{place="api",plugin="jwt-auth",result="failure"} 3`,
+		`sluice_jwks_keys{place="api",plugin="jwt-auth"} 2`,
+		`sluice_forward_auth_checks_total{outcome="timeout",place="global",plugin="forward-auth"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "no_such_stat") || strings.Contains(body, `plugin="x"`) {
+		t.Errorf("an unknown stat was exposed")
+	}
+}

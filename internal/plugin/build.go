@@ -59,6 +59,7 @@ type Set struct {
 
 	chains  []*Chain // by route index; nil for a route without plugins
 	closers []Closer
+	stats   []placedStats
 	cancel  context.CancelFunc
 }
 
@@ -171,6 +172,7 @@ func (b *builder) list(path, routeID, upstreamID string, list []config.Plugin, f
 		if c, ok := f.(Closer); ok {
 			b.s.closers = append(b.s.closers, c)
 		}
+		b.s.addStats(pc.Name, routeID, upstreamID, f)
 		out = append(out, placed{name: pc.Name, kind: k, f: f})
 	}
 	return out

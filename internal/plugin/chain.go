@@ -86,6 +86,7 @@ func (r *Request) End() {
 	r.upFields.Reset()
 	r.challenges.Reset()
 	r.answer, r.answered, r.err = Answer{}, false, nil
+	r.answerBody = nil
 }
 
 // RunRequest runs the request phase. It returns true when the chain answered the request
@@ -122,11 +123,13 @@ func (r *Request) stop(name string, err error) {
 	r.answered = true
 	if errors.Is(err, errAnswered) {
 		r.answer.Plugin = name
-		framing := int64(0)
+		framing := int64(len(r.answerBody))
 		if r.answer.Status == 204 || r.answer.Status == 304 {
 			framing = h1.LengthNone
 		}
-		r.ds.WriteHead(r.answer.Status, nil, &r.respFields, framing)
+		if r.ds.WriteHead(r.answer.Status, nil, &r.respFields, framing) == nil && framing > 0 {
+			r.ds.Write(r.answerBody)
+		}
 		return
 	}
 	e := reason.From(err)

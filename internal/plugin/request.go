@@ -52,6 +52,7 @@ type Request struct {
 	pending    *reason.Error // the first NoCredentials of the auth stage
 	challenges Header        // their WWW-Authenticate fields
 	answer     Answer
+	answerBody []byte // the body of a local answer (AnswerWithBody)
 	answered   bool
 	err        *reason.Error // what stop rendered, nil for a local answer
 }

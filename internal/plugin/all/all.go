@@ -7,7 +7,9 @@ import (
 	_ "sluice/internal/plugin/basicauth"           // basic-auth
 	_ "sluice/internal/plugin/consumerrestriction" // consumer-restriction
 	_ "sluice/internal/plugin/cors"                // cors
+	_ "sluice/internal/plugin/forwardauth"         // forward-auth
 	_ "sluice/internal/plugin/iprestriction"       // ip-restriction
+	_ "sluice/internal/plugin/jwtauth"             // jwt-auth
 	_ "sluice/internal/plugin/keyauth"             // key-auth
 	_ "sluice/internal/plugin/limitconn"           // limit-conn
 	_ "sluice/internal/plugin/ratelimit"           // rate-limit
