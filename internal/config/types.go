@@ -97,6 +97,12 @@ type Upstream struct {
 	// target address starts with https://, which creates it with its defaults. See
 	// docs/tls.md#upstream-tls.
 	TLS *UpstreamTLS `yaml:"tls"`
+	// Protocol is how the gateway speaks to the targets: "http1" (the default), "h2"
+	// (HTTP/2 over TLS, ALPN h2), "h2c" (HTTP/2 over plain TCP, prior knowledge) or "auto"
+	// (TLS; ALPN decides between h2 and http/1.1). See docs/http2.md.
+	Protocol string `yaml:"protocol"`
+	// H2 tunes the HTTP/2 connections (protocol h2, h2c, auto).
+	H2 UpstreamH2 `yaml:"h2"`
 }
 
 // Discovery configures DNS resolution of an upstream's named targets.
