@@ -59,7 +59,9 @@ func defaultUpstreamH2(u *Upstream) {
 func validateUpstreamH2(p *problems, b string, u Upstream) {
 	switch u.Protocol {
 	case ProtocolHTTP1:
-	case ProtocolH2, ProtocolAuto:
+	case ProtocolAuto:
+		p.add(b+".protocol", "\"auto\" (ALPN choosing between h2 and http/1.1) is not implemented yet: use \"h2\" or \"http1\"")
+	case ProtocolH2:
 		if !u.TLSOn() {
 			p.add(b+".protocol", "%q needs TLS (ALPN h2): add a tls block or https:// targets, or use \"h2c\" for HTTP/2 over plain TCP", u.Protocol)
 		}

@@ -132,6 +132,9 @@ type Attempt struct {
 	IdleAge time.Duration
 	// Unprocessed: the backend provably did not process the request (ErrUnprocessed).
 	Unprocessed bool
+	// Fresh, set by the caller, puts the stream on a newly dialed connection (the last
+	// re-send of a request whose streams were not processed on pooled ones).
+	Fresh bool
 
 	calls int
 	c     *conn
@@ -145,7 +148,7 @@ type attemptKey struct{}
 // retry of unprocessed streams is cut short (see doc.go): such a failure comes back at once
 // as ErrUnprocessed, with a.Unprocessed set, for the caller's retry rules to act on.
 func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) {
-	*a = Attempt{}
+	*a = Attempt{Fresh: a.Fresh}
 	req = req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
 	if req.Body != nil && req.Body != http.NoBody {
 		req.GetBody = unprocessedBody
@@ -194,7 +197,7 @@ func (p *Pool) GetClientConn(req *http.Request, _ string) (*http2.ClientConn, er
 	if a.calls++; a.calls > 1 {
 		return nil, ErrUnprocessed
 	}
-	c, reused, idle, err := p.get(req.Context())
+	c, reused, idle, err := p.get(req.Context(), a.Fresh)
 	if err != nil {
 		return nil, err
 	}
@@ -220,14 +223,17 @@ func (p *Pool) MarkDead(cc *http2.ClientConn) {
 }
 
 // get returns a connection with a stream slot reserved for the caller.
-func (p *Pool) get(ctx context.Context) (c *conn, reused bool, idle time.Duration, err error) {
+func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle time.Duration, err error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, false, 0, ErrClosed
 		}
-		c = p.pickLocked()
+		c = nil
+		if !fresh {
+			c = p.pickLocked()
+		}
 		if c != nil {
 			first := c.active.Add(1) == 1 // under p.mu: the sweeper sees the stream
 			p.mu.Unlock()

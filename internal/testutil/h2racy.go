@@ -280,7 +280,9 @@ func (hc *h2conn) headers(f *http2.MetaHeadersFrame) {
 		if f.StreamID >= 2+back {
 			hc.last = f.StreamID - 2 - back
 		}
-		hc.last = max(hc.last, hc.maxRun) // never below a stream already processed
+		// Never below a stream already processed, nor below the connection's first stream
+		// (a server that refuses a new connection's first stream is down, not racing).
+		hc.last = max(hc.last, hc.maxRun, 1)
 		hc.sent = true
 		hc.b.GoAways.Add(1)
 		hc.write(func() error { return hc.fr.WriteGoAway(hc.last, http2.ErrCodeNo, nil) })
