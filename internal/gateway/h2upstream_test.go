@@ -24,7 +24,7 @@ func TestH2UpstreamRacyBackend(t *testing.T) {
 		tls  bool
 	}{{"h2c", false}, {"h2", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			bo := testutil.RacyH2Options{GoAwayEvery: 6, RefusePercent: 10, IdleClose: 150 * time.Millisecond,
+			bo := testutil.RacyH2Options{GoAwayEvery: 10, RefusePercent: 5, IdleClose: 150 * time.Millisecond,
 				Delay: 2 * time.Millisecond, HeaderTableSize: -1}
 			upstream := "    protocol: h2c\n"
 			if tc.tls {

@@ -356,7 +356,7 @@ func (hc *h2conn) doneLocked() {
 		// As servers do (Go's waits 1s), the connection lingers after its last stream, so
 		// that streams the client sent before it read the GOAWAY are not met by a reset.
 		hc.closed = true
-		time.AfterFunc(50*time.Millisecond, func() { hc.c.Close() })
+		time.AfterFunc(50*time.Millisecond, hc.shutdown)
 		return
 	}
 	if hc.idleT != nil {
@@ -374,5 +374,18 @@ func (hc *h2conn) idleClose() {
 	hc.closed = true
 	hc.b.IdleCloses.Add(1)
 	hc.write(func() error { return hc.fr.WriteGoAway(hc.maxID, http2.ErrCodeNo, nil) })
+	hc.shutdown()
+}
+
+// shutdown closes the sending side and keeps reading (the read loop discards) until the
+// client closes, as servers do: closing a socket with unread bytes would reset it, and the
+// reset would destroy the responses and GOAWAY still on their way to the client.
+func (hc *h2conn) shutdown() {
+	hc.wmu.Lock()
+	defer hc.wmu.Unlock()
+	if cw, ok := hc.c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		time.AfterFunc(2*time.Second, func() { hc.c.Close() })
+		return
+	}
 	hc.c.Close()
 }
