@@ -99,3 +99,57 @@ routes:
 		})
 	}
 }
+
+// TestH2UpstreamResetAfterSent: a stream the backend processed and then reset is not
+// "unprocessed": a POST is answered with the failure (processed once), a GET or a POST with
+// an idempotency key is retried under the route's rules (retry.attempts 2: processed twice).
+func TestH2UpstreamResetAfterSent(t *testing.T) {
+	b, err := testutil.NewRacyH2(testutil.RacyH2Options{HeaderTableSize: -1,
+		ResetAfter: func(id string) bool { return strings.HasPrefix(id, "reset-") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: h2
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: all
+    upstream: h2
+`, map[string]string{"backend": b.Addr()})
+	c := newClient()
+	for _, tc := range []struct {
+		name, method, id string
+		key              bool
+		processed        int
+	}{
+		{"POST not retried", "POST", "reset-post", false, 1},
+		{"GET retried", "GET", "reset-get", false, 2},
+		{"keyed POST retried", "POST", "reset-keyed", true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.method == "POST" {
+				body = strings.NewReader("body-" + tc.id)
+			}
+			req, _ := http.NewRequest(tc.method, tg.url("/r"), body)
+			req.Header.Set("X-Test-Id", tc.id)
+			if tc.key {
+				req.Header.Set("Idempotency-Key", tc.id)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			wantAnswer(t, resp, 502, "upstream_reset_before_response")
+			if n := b.Processed(tc.id); n != tc.processed {
+				t.Errorf("processed %d times; want %d", n, tc.processed)
+			}
+		})
+	}
+}

@@ -37,6 +37,9 @@ type RacyH2Options struct {
 	IdleClose time.Duration
 	// Delay is the most a stream's processing takes (random 0..Delay), so streams overlap.
 	Delay time.Duration
+	// ResetAfter: a request whose id it accepts is processed, then its stream is reset
+	// (RST_STREAM INTERNAL_ERROR) instead of answered.
+	ResetAfter func(id string) bool
 	// Silent: the backend stops answering PINGs (and everything else) but keeps the socket.
 	Silent *atomic.Bool
 }
@@ -324,6 +327,11 @@ func (hc *h2conn) endLocked(id uint32, s *h2stream) {
 	go func() {
 		if b.o.Delay > 0 {
 			time.Sleep(rand.N(b.o.Delay))
+		}
+		if b.o.ResetAfter != nil && b.o.ResetAfter(s.id) {
+			hc.write(func() error { return hc.fr.WriteRSTStream(id, http2.ErrCodeInternal) })
+			hc.done()
+			return
 		}
 		body := []byte("ok " + s.id + " " + strconv.Itoa(s.body.Len()))
 		hc.write(func() error {
