@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin:$(go env GOPATH 2>/dev/null)/bin"
 
 need_pkgs=()
-for bin in nginx; do
+for bin in nginx curl; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$bin")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

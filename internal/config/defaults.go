@@ -113,6 +113,9 @@ func defaultListener(l *Listener) {
 	setIfZero(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setIfZero(&l.MaxHeaders, DefaultMaxHeaders)
 	setIfZero(&l.UnderscoresInHeaders, DefaultUnderscores)
+	if l.HasProtocol(ProtoH2) || l.HasProtocol(ProtoH2C) {
+		defaultHTTP2(&l.HTTP2)
+	}
 }
 
 func defaultKeepalive(k *Keepalive) {

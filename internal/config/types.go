@@ -63,6 +63,13 @@ type Listener struct {
 	// permanent redirect to the same host and path over HTTPS (308, so methods and bodies
 	// are kept). See docs/tls.md.
 	RedirectHTTPS *RedirectHTTPS `yaml:"redirect_https"`
+	// Protocols are the HTTP versions served: "http1" (HTTP/1.0 and 1.1; required), "h2"
+	// (HTTP/2 over TLS, offered by ALPN; needs tls) and "h2c" (HTTP/2 over plain TCP with
+	// prior knowledge; no tls). Omitted: [http1]. See docs/http2.md.
+	Protocols []string `yaml:"protocols"`
+	// HTTP2 are the HTTP/2 limits of the listener, used when protocols has h2 or h2c.
+	// Omitted: the defaults of each field.
+	HTTP2 HTTP2 `yaml:"http2"`
 }
 
 // RedirectHTTPS is a listener's HTTP-to-HTTPS redirect.

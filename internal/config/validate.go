@@ -80,6 +80,7 @@ func (c *Config) validateListeners(p *problems) {
 		if l.TLS != nil {
 			validateTLS(p, b, l.TLS)
 		}
+		validateProtocols(p, b, &l)
 		if r := l.RedirectHTTPS; r != nil {
 			if l.TLS != nil {
 				p.add(b+".redirect_https", "a TLS listener cannot redirect to HTTPS; set redirect_https on a plain HTTP listener")

@@ -8,16 +8,12 @@ import (
 // logRequestFields adds the request's HTTP version, user agent and, when query is set
 // (log.access_query), its query string to an access log line. Fields the request does not
 // have are left out. docs/config.md lists every access log field.
-func logRequestFields(ln *accesslog.Line, ex *server.Exchange, query bool) {
+func logRequestFields(ln *accesslog.Line, ex server.Served, query bool) {
 	req := ex.Request()
 	if query && req.Query != nil {
 		ln.Bytes("query", req.Query)
 	}
-	if req.Minor == 0 {
-		ln.Str("http_version", "HTTP/1.0")
-	} else {
-		ln.Str("http_version", "HTTP/1.1")
-	}
+	ln.Str("http_version", ex.Proto())
 	if ua, ok := req.Header.Get("User-Agent"); ok {
 		ln.Bytes("user_agent", ua)
 	}

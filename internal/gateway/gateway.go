@@ -162,6 +162,7 @@ func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Sett
 		MaxBodyBytes:      lc.MaxBodyBytes,
 		ExposeDetails:     exposeDetails,
 		Underscores:       underscores[lc.UnderscoresInHeaders],
+		H2:                h2Settings(lc), // h2.go
 	}
 }
 
@@ -302,6 +303,18 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 			return
 		}
 	}
+	g.serve(gen, ex)
+}
+
+// downstream is a request as ServeH1 and ServeH2 (h2.go) serve it: the proxy's view and
+// the server's accounting view of an HTTP/1.1 exchange or an HTTP/2 stream.
+type downstream interface {
+	proxy.Downstream
+	server.Served
+}
+
+// serve routes and proxies ds on gen, then logs and counts it.
+func (g *Gateway) serve(gen *Generation, ex downstream) {
 	st := newReqState(ex)
 	defer st.release()
 	rec, in := &st.rec, &st.in
@@ -338,14 +351,14 @@ func (g *Gateway) enter() *Generation {
 // counted, and answered 502 internal_error, or the response is cut off if it had begun; the
 // client connection closes after it. The proxy's own defers have given back its connection,
 // pool slot and limits by then.
-func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Record) {
+func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record) {
 	defer func() {
 		v := recover()
 		if v == nil {
 			return
 		}
 		g.obs.m.Panicked()
-		g.log.Error("panic serving request", "request_id", ex.RequestID(), "route", rt.ID,
+		g.log.Error("panic serving request", "request_id", string(ex.RequestIDBytes()), "route", rt.ID,
 			"panic", v, "stack", string(debug.Stack()))
 		e := reason.New(502, reason.InternalError, "", fmt.Errorf("panic: %v", v))
 		rec.Reason, rec.Err = e.Code, e
@@ -357,7 +370,7 @@ func (g *Gateway) serveRoute(ex *server.Exchange, rt *proxy.Route, rec *proxy.Re
 
 // logAnswered logs a request the gateway answered before routing (an ACME challenge, an
 // HTTPS redirect), with the pooled per-request state: no allocation for the strings.
-func (g *Gateway) logAnswered(ex *server.Exchange) {
+func (g *Gateway) logAnswered(ex server.Served) {
 	st := newReqState(ex)
 	defer st.release()
 	g.logAccess(ex, &st.in, "", "", &st.rec)
@@ -367,7 +380,7 @@ var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 
 // Rejected implements server.Rejecter: a request the server refused before routing gets an
 // access log line and counts as a gateway error.
-func (g *Gateway) Rejected(ex *server.Exchange, code reason.Code, why string) {
+func (g *Gateway) Rejected(ex server.Served, code reason.Code, why string) {
 	st := newReqState(ex)
 	defer st.release()
 	st.rec.Reason = code
@@ -428,9 +441,9 @@ func tlsFact(st *tls.ConnectionState, name string) (string, bool) {
 }
 
 // newReqState takes a reqState from the pool, set up for ex's request.
-func newReqState(ex *server.Exchange) *reqState {
+func newReqState(ex server.Served) *reqState {
 	st := reqStates.Get().(*reqState)
-	req := &ex.Req
+	req := ex.Request()
 	st.hdr = &req.Header
 	// The strings alias the request's own buffer: nothing keeps them past this request.
 	st.in = router.Input{
@@ -457,7 +470,7 @@ func (st *reqState) release() {
 // outlive b's contents.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {
+func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {
 	ln := g.access.Begin()
 	if ln == nil {
 		return
@@ -466,7 +479,7 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if rec.ClientGone {
 		status = 499
 	}
-	ln.Time("time", ex.Start).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", ex.ClientIP()).
+	ln.Time("time", ex.StartTime()).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", ex.ClientIP()).
 		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path)
 	logRequestFields(ln, ex, g.logQuery.Load()) // accessfields.go
 	ln.Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).Int("bytes_sent", ex.BytesSent()).
@@ -474,7 +487,7 @@ func (g *Gateway) logAccess(ex *server.Exchange, in *router.Input, routeID, upst
 	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 {
 		ln.Int("upstream_status", int64(rec.Attempts[n-1].Status))
 	}
-	ln.Ms("duration_ms", time.Since(ex.Start)).Ms("upstream_ms", rec.UpstreamTime)
+	ln.Ms("duration_ms", time.Since(ex.StartTime())).Ms("upstream_ms", rec.UpstreamTime)
 	if st := ex.TLS(); st != nil {
 		ln.Str("tls_version", tls.VersionName(st.Version)).Str("tls_cipher", tls.CipherSuiteName(st.CipherSuite)).
 			Bool("tls_resumed", st.DidResume).Str("sni", st.ServerName)

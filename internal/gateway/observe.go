@@ -64,7 +64,7 @@ func (g *Gateway) ReloadFailed(err error) {
 }
 
 // observeRequest records one finished request. idx is the route index in gen, or -1.
-func (g *Gateway) observeRequest(gen *Generation, idx int, ex *server.Exchange, rec *proxy.Record) {
+func (g *Gateway) observeRequest(gen *Generation, idx int, ex server.Served, rec *proxy.Record) {
 	o := g.obs
 	r := o.noRoute
 	if idx >= 0 {
@@ -79,7 +79,7 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, ex *server.Exchange, 
 	if rec.ClientGone {
 		status = 499
 	}
-	r.Request(status, time.Since(ex.Start), rec.UpstreamTime, rec.NumAttempts > 0)
+	r.Request(status, time.Since(ex.StartTime()), rec.UpstreamTime, rec.NumAttempts > 0)
 	for i := 0; i < rec.NumAttempts; i++ {
 		r.Attempt(rec.Attempts[i].Outcome)
 	}

@@ -69,6 +69,9 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 		e.stores = append(e.stores, store)
 	}
 	o := certs.Options{MinVersion: t.MinTLSVersion(), NextProtos: []string{"http/1.1"}, NoSessionTickets: !t.SessionTicketsOn()}
+	if lc.HasProtocol(config.ProtoH2) {
+		o.NextProtos = []string{"h2", "http/1.1"} // h2 first: the server's preference decides
+	}
 	switch t.ClientAuth {
 	case config.ClientAuthOpt:
 		o.ClientAuth = tls.VerifyClientCertIfGiven

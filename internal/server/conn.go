@@ -76,6 +76,7 @@ type conn struct {
 	tls    *tls.ConnectionState // nil: plain TCP
 
 	bufs *connBufs // nil while idle
+	h2   *h2Conn   // set (under mu) when the connection became HTTP/2 (h2.go)
 }
 
 func newConn(s *Server, nc net.Conn, st *Settings) *conn {
@@ -116,6 +117,10 @@ func (c *conn) serve(resumeIdle bool) {
 		if c.st.TLS != nil && !c.handshake() {
 			return
 		}
+		if c.h2Offered() {
+			c.serveH2()
+			return
+		}
 		c.acquireBufs()
 	}
 	for n := 0; ; n++ {
@@ -142,6 +147,10 @@ func (c *conn) serve(resumeIdle bool) {
 			} else if !c.awaitFirstByte() {
 				return
 			}
+		}
+		if n == 0 && !resumeIdle && c.h2cPreface() {
+			c.serveH2()
+			return
 		}
 		ex := c.ex // changes when the connection idled and got its buffers back
 		ex.reset()
@@ -329,7 +338,9 @@ func (c *conn) armIdle(deadline time.Time, late time.Duration) bool {
 // wakeIfIdle makes an idle connection's wait return so that it can close during Shutdown.
 func (c *conn) wakeIfIdle() {
 	c.mu.Lock()
-	if c.state == stateIdle {
+	if c.h2 != nil {
+		go c.h2.drain() // an HTTP/2 connection drains its streams (h2.go)
+	} else if c.state == stateIdle {
 		c.rw.SetReadDeadline(time.Unix(1, 0))
 	}
 	c.mu.Unlock()
@@ -396,7 +407,7 @@ func (c *conn) closeWrite() error {
 // itself because they could not be parsed or arrived too slowly, so that they are logged and
 // counted like any other.
 type Rejecter interface {
-	Rejected(ex *Exchange, code reason.Code, why string)
+	Rejected(ex Served, code reason.Code, why string)
 }
 
 func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {

@@ -83,6 +83,17 @@ func (ex *Exchange) start() {
 // Request is the parsed request head (Req).
 func (ex *Exchange) Request() *h1.Request { return &ex.Req }
 
+// StartTime is when the request head was read (Start).
+func (ex *Exchange) StartTime() time.Time { return ex.Start }
+
+// Proto is the request's HTTP version as the access log shows it: "HTTP/1.0" or "HTTP/1.1".
+func (ex *Exchange) Proto() string {
+	if ex.Req.Minor == 0 {
+		return "HTTP/1.0"
+	}
+	return "HTTP/1.1"
+}
+
 // Context is the request's context: it is canceled when the client is found gone or the
 // shutdown grace period ends, with a *reason.Error cause that says which. It is the
 // connection's, so it covers each of its requests in turn (one at a time) and costs a
@@ -129,15 +140,19 @@ func (ex *Exchange) RequestID() string {
 // response header, access log) uses it, so an id costs no allocation.
 func (ex *Exchange) RequestIDBytes() []byte {
 	if ex.reqID == nil {
-		if v, ok := ex.Req.Header.Get("X-Request-Id"); ok && validRequestID(v) {
-			ex.reqID = v
-		} else {
-			buf := append(ex.idBuf[:0], idPrefix...)
-			buf = append(buf, '-')
-			ex.reqID = strconv.AppendUint(buf, idCounter.Add(1), 36)
-		}
+		ex.reqID = requestID(&ex.Req.Header, &ex.idBuf)
 	}
 	return ex.reqID
+}
+
+// requestID is the client's X-Request-Id in h when it is sane, else a new id made in buf.
+func requestID(h *h1.Header, buf *[32]byte) []byte {
+	if v, ok := h.Get("X-Request-Id"); ok && validRequestID(v) {
+		return v
+	}
+	b := append(buf[:0], idPrefix...)
+	b = append(b, '-')
+	return strconv.AppendUint(b, idCounter.Add(1), 36)
 }
 
 func validRequestID(v []byte) bool {
@@ -515,6 +530,20 @@ func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 		return
 	}
 	id := ex.RequestID()
+	body := errorBody(e, detail, id)
+	var h h1.Header
+	h.Add("Content-Type", "application/json")
+	h.Add("X-Sluice-Error", string(e.Code))
+	h.Add("X-Request-Id", id)
+	if e.Status == 503 {
+		h.Add("Retry-After", "1")
+	}
+	ex.WriteHead(e.Status, nil, &h, int64(len(body)))
+	ex.Write(body)
+}
+
+// errorBody is the JSON body of a gateway-generated error (see Exchange.WriteError).
+func errorBody(e *reason.Error, detail, id string) []byte {
 	body := make([]byte, 0, 160)
 	body = append(body, `{"error":`...)
 	body = strconv.AppendQuote(body, string(e.Code))
@@ -532,16 +561,7 @@ func (ex *Exchange) WriteError(e *reason.Error, detail string) {
 	}
 	body = append(body, `,"request_id":`...)
 	body = strconv.AppendQuote(body, id)
-	body = append(body, "}\n"...)
-	var h h1.Header
-	h.Add("Content-Type", "application/json")
-	h.Add("X-Sluice-Error", string(e.Code))
-	h.Add("X-Request-Id", id)
-	if e.Status == 503 {
-		h.Add("Retry-After", "1")
-	}
-	ex.WriteHead(e.Status, nil, &h, int64(len(body)))
-	ex.Write(body)
+	return append(body, "}\n"...)
 }
 
 func statusText(code int) string {

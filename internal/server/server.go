@@ -43,6 +43,10 @@ type Settings struct {
 	// ExposeDetails adds why a malformed request was refused ("detail") to the 4xx body
 	// (config errors.expose_details); the access log has it either way.
 	ExposeDetails bool
+	// H2, when set, serves HTTP/2 on the listener's connections (h2.go): over TLS when the
+	// client picks "h2" by ALPN (TLS must offer it), over plain TCP when H2.Cleartext is set
+	// and the client starts with the HTTP/2 preface. nil: HTTP/1.x only.
+	H2 *H2Settings
 }
 
 // Underscores is a listener's policy for request fields whose name holds "_". Such names are

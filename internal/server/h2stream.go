@@ -1,0 +1,516 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/h1"
+	"sluice/internal/reason"
+)
+
+// Stream is one HTTP/2 request and its response: the proxy's Downstream for HTTP/2, as
+// [Exchange] is for HTTP/1.1. The request head is an h1.Request view of the HTTP/2 one
+// (pseudo-header fields become the method, Host, path and query; a body without a declared
+// length is framed as chunked for an HTTP/1.1 upstream), so routes, rewrites and the proxy
+// treat both alike.
+//
+// Full duplex: the request side (ReadBody, BodyPending, BodyTrailer, SetBodyLimit) and the
+// response side (WriteHead, Write, Flush, Finish, Abort, WriteError) touch disjoint state,
+// so one goroutine may read the request body while another writes the response, as a gRPC
+// bidirectional stream needs. Each side is used by one goroutine at a time; Context,
+// ClientGone, OnCancel and the accounting methods are safe from any.
+//
+// A Stream is pooled: handlers must not keep it after ServeH2 returns.
+type Stream struct {
+	Req   h1.Request
+	Start time.Time
+
+	h   *h2Conn
+	w   http.ResponseWriter
+	r   *http.Request
+	buf []byte // the bytes Req's slices point into
+
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	stopCtx  func() bool
+	mu       sync.Mutex // guards onCancel
+	onCancel func()
+
+	grpc  bool
+	reqID []byte
+	idBuf [32]byte
+
+	// Request side.
+	bodyLimit int64
+	bodyRead  atomic.Int64
+	bodyErr   error
+	trailer   h1.Header
+
+	// Response side.
+	wroteHead  bool
+	status     atomic.Int32
+	noBody     bool
+	declared   int64
+	bytesOut   atomic.Int64
+	headBytes  atomic.Int64
+	aborted    bool
+	writeErr   error
+	droppedHdr int
+	droppedTr  atomic.Int32
+}
+
+var streamPool = sync.Pool{New: func() any { return new(Stream) }}
+
+// ServeHTTP serves one stream for the HTTP/2 library: it builds the Stream and hands it to
+// the handler. A response the handler aborted resets the stream (RST_STREAM
+// INTERNAL_ERROR), which the library does for a handler that panics with
+// http.ErrAbortHandler.
+func (h *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := streamPool.Get().(*Stream)
+	s.init(h, w, r)
+	if s.admit() {
+		h.sh.ServeH2(s)
+	}
+	aborted := s.end()
+	s.release()
+	if aborted {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Stream) init(h *h2Conn, w http.ResponseWriter, r *http.Request) {
+	s.h, s.w, s.r = h, w, r
+	s.Start = time.Now()
+	s.bodyLimit = h.c.st.MaxBodyBytes
+	s.ctx, s.cancel = context.WithCancelCause(r.Context())
+	s.stopCtx = context.AfterFunc(r.Context(), s.canceled)
+	s.fillRequest()
+	ct, _ := s.Req.Header.Get("Content-Type")
+	s.grpc = strings.HasPrefix(string(ct), "application/grpc")
+}
+
+// canceled runs when the library ends the stream's context: the client reset the stream or
+// the connection ended. The cause is the connection's when it has one (a forced shutdown),
+// else "client gone".
+func (s *Stream) canceled() {
+	var re *reason.Error
+	if cause := context.Cause(s.h.c.ctx); errors.As(cause, &re) {
+		s.cancel(re)
+	} else {
+		s.cancel(errClientGone)
+	}
+	s.mu.Lock()
+	f := s.onCancel
+	s.onCancel = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (s *Stream) release() {
+	if !s.stopCtx() {
+		// The context ended first and canceled is running or ran: it may still read s,
+		// so s is left to the garbage collector rather than reused.
+		s.cancel(nil)
+		return
+	}
+	s.cancel(nil)
+	s.Req.Reset()
+	s.trailer.Reset()
+	buf := s.buf[:0]
+	req, tr := s.Req, s.trailer
+	*s = Stream{Req: req, trailer: tr, buf: buf}
+	streamPool.Put(s)
+}
+
+// fillRequest builds Req from the HTTP/2 request: its strings are copied into s.buf, and
+// Req's slices point there.
+func (s *Stream) fillRequest() {
+	r := s.r
+	type span struct{ a, b int }
+	b := s.buf[:0]
+	add := func(v string) span { a := len(b); b = append(b, v...); return span{a, len(b)} }
+	method, target, host := add(r.Method), add(r.RequestURI), add(r.Host)
+	type field struct{ n, v span }
+	var stack [32]field
+	fields := stack[:0]
+	for name, vals := range r.Header {
+		for _, v := range vals {
+			fields = append(fields, field{add(name), add(v)})
+		}
+	}
+	s.buf = b
+	at := func(sp span) []byte { return b[sp.a:sp.b:sp.b] }
+	req := &s.Req
+	req.Method, req.Target, req.Host = at(method), at(target), at(host)
+	req.Path, req.Query = req.Target, nil
+	if i := strings.IndexByte(r.RequestURI, '?'); i >= 0 {
+		req.Path, req.Query = req.Target[:i], req.Target[i+1:]
+	}
+	req.Minor = 1
+	for _, f := range fields {
+		req.Header.Fields = append(req.Header.Fields, h1.Field{Name: at(f.n), Value: at(f.v)})
+	}
+	switch {
+	case r.ContentLength > 0:
+		req.ContentLength = r.ContentLength
+	case r.ContentLength < 0 || r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0:
+		// The body's length is not declared: an HTTP/1.1 upstream gets it chunked.
+		req.ContentLength, req.Chunked = -1, true
+	}
+}
+
+// admit applies the listener's header rules to the request before the handler sees it
+// (max_header_bytes, max_headers, underscores_in_headers). It reports false when the
+// request was refused (answered, logged and counted through the Rejecter).
+func (s *Stream) admit() bool {
+	st := s.h.c.st
+	h := &s.Req.Header
+	// The header list size as RFC 9113 §6.5.2 counts it: name, value and 32 per field.
+	size := len(s.Req.Method) + len(s.Req.Target) + len(s.Req.Host) + len(s.r.URL.Scheme) + 4*32
+	for _, f := range h.Fields {
+		size += len(f.Name) + len(f.Value) + 32
+	}
+	switch {
+	case size > st.Limits.MaxHeaderBytes:
+		return s.refuse(431, reason.HeaderTooLarge, "header list of "+strconv.Itoa(size)+" bytes above max_header_bytes")
+	case st.Limits.MaxHeaders > 0 && len(h.Fields) > st.Limits.MaxHeaders:
+		return s.refuse(431, reason.HeaderTooLarge, "too many header fields")
+	case string(s.Req.Method) == "CONNECT":
+		return s.refuse(501, reason.NotImplemented, "CONNECT over HTTP/2 is not supported")
+	}
+	if st.Underscores == UnderscoresAllow {
+		return true
+	}
+	n := 0
+	for i := range h.Fields {
+		if hasUnderscore(&h.Fields[i]) {
+			n++
+		}
+	}
+	if n > 0 && st.Underscores == UnderscoresReject {
+		return s.refuse(400, reason.UnderscoreInHeader, "header field name with an underscore")
+	}
+	s.droppedHdr = h.RemoveFunc(hasUnderscore)
+	return true
+}
+
+func (s *Stream) refuse(status int, code reason.Code, why string) bool {
+	shown := ""
+	if s.h.c.st.ExposeDetails {
+		shown = why
+	}
+	s.WriteError(&reason.Error{Status: status, Code: code, Err: errors.New(why)}, shown)
+	if r, ok := s.h.c.srv.handler.(Rejecter); ok {
+		r.Rejected(s, code, why)
+	}
+	return false
+}
+
+// end completes the stream after the handler and reports whether it must be reset.
+func (s *Stream) end() (reset bool) {
+	if !s.wroteHead && !s.aborted {
+		s.WriteError(reason.New(502, reason.InternalError, "", errors.New("handler wrote no response")), "")
+	}
+	if s.aborted || s.writeErr != nil {
+		return true
+	}
+	if !s.noBody && s.declared >= 0 && s.bytesOut.Load() != s.declared {
+		return true // truncated: the reset tells the client the body is incomplete
+	}
+	return false
+}
+
+// Request is the request head, as an HTTP/1.1 one (see Stream).
+func (s *Stream) Request() *h1.Request { return &s.Req }
+
+// StartTime is when the stream's request head arrived.
+func (s *Stream) StartTime() time.Time { return s.Start }
+
+// Proto is "HTTP/2".
+func (s *Stream) Proto() string { return "HTTP/2" }
+
+// ListenerName names the listener that accepted the connection.
+func (s *Stream) ListenerName() string { return s.h.c.st.Name }
+
+// ClientIP is the client's address without the port.
+func (s *Stream) ClientIP() string { return s.h.c.clientIP }
+
+// TLS is the client connection's TLS state, nil for h2c.
+func (s *Stream) TLS() *tls.ConnectionState { return s.h.c.tls }
+
+// RequestIDBytes is the request's id: the client's X-Request-Id when sane, else a new one.
+func (s *Stream) RequestIDBytes() []byte {
+	if s.reqID == nil {
+		s.reqID = requestID(&s.Req.Header, &s.idBuf)
+	}
+	return s.reqID
+}
+
+// RequestID is RequestIDBytes as a string.
+func (s *Stream) RequestID() string { return string(s.RequestIDBytes()) }
+
+// Context is canceled when the client resets the stream or its connection ends, with a
+// *reason.Error cause (client gone, or the connection's: a forced shutdown).
+func (s *Stream) Context() context.Context { return s.ctx }
+
+// OnCancel makes f run once when the Context is canceled (at once if it already is), until
+// it is replaced; nil removes it (proxy.CancelNotifier).
+func (s *Stream) OnCancel(f func()) {
+	s.mu.Lock()
+	if f != nil && s.ctx.Err() != nil {
+		s.onCancel = nil
+		s.mu.Unlock()
+		f()
+		return
+	}
+	s.onCancel = f
+	s.mu.Unlock()
+}
+
+// ClientGone reports whether the client reset the stream or left.
+func (s *Stream) ClientGone() bool { return s.r.Context().Err() != nil }
+
+// CloseAfter does nothing: an HTTP/2 connection carries other streams, and a stream ends
+// with its response.
+func (s *Stream) CloseAfter() {}
+
+// SetBodyLimit lowers the request body limit for this request (0 keeps the listener's).
+func (s *Stream) SetBodyLimit(n int64) {
+	if n > 0 && (s.bodyLimit == 0 || n < s.bodyLimit) {
+		s.bodyLimit = n
+	}
+}
+
+// BodyLimit is the request body limit in force (0: none).
+func (s *Stream) BodyLimit() int64 { return s.bodyLimit }
+
+// ReadBody reads the request body (io.EOF at its end; DATA frames, flow control and
+// "Expect: 100-continue" are the library's). Each read waits at most the listener's
+// read_timeout; a body above the limit fails with ErrBodyTooLarge (and the stream is
+// reset after the answer, telling the client to stop).
+func (s *Stream) ReadBody(p []byte) (int, error) {
+	if s.bodyErr != nil {
+		return 0, s.bodyErr
+	}
+	if !s.Req.Chunked && s.Req.ContentLength == 0 {
+		return 0, io.EOF
+	}
+	if d := s.h.c.st.ReadTimeout; d > 0 {
+		if rd, ok := s.w.(interface{ SetReadDeadline(time.Time) error }); ok {
+			rd.SetReadDeadline(time.Now().Add(d))
+		}
+	}
+	n, err := s.r.Body.Read(p)
+	read := s.bodyRead.Add(int64(n))
+	if s.bodyLimit > 0 && read > s.bodyLimit {
+		s.bodyErr = ErrBodyTooLarge
+		return 0, ErrBodyTooLarge
+	}
+	if err == io.EOF {
+		s.copyTrailer()
+	} else if err != nil {
+		s.bodyErr = err
+	}
+	return n, err
+}
+
+// copyTrailer keeps the request's trailer fields (sent after the body) in s.trailer.
+func (s *Stream) copyTrailer() {
+	for name, vals := range s.r.Trailer {
+		for _, v := range vals {
+			if len(vals) > 0 {
+				s.trailer.Add(name, v)
+			}
+		}
+	}
+	if s.h.c.st.Underscores != UnderscoresAllow && len(s.trailer.Fields) > 0 {
+		s.droppedTr.Add(int32(s.trailer.RemoveFunc(hasUnderscore)))
+	}
+}
+
+// BodyPending reports false while the body goes on: the library gives no way to tell
+// whether a read would wait, so the proxy flushes upstream before each read.
+func (s *Stream) BodyPending() bool {
+	return s.bodyErr != nil || !s.Req.Chunked && s.Req.ContentLength == 0
+}
+
+// BodyTrailer is the trailer section of the request body, once it was read to its end.
+func (s *Stream) BodyTrailer() *h1.Header { return &s.trailer }
+
+// BodyBytes is the number of request body bytes read so far.
+func (s *Stream) BodyBytes() int64 { return s.bodyRead.Load() }
+
+// DroppedFields returns how many request header and trailer fields were removed for the
+// underscores in their names.
+func (s *Stream) DroppedFields() (header, trailer int) {
+	return s.droppedHdr, int(s.droppedTr.Load())
+}
+
+// SplicedBytes is zero: HTTP/2 frames never splice.
+func (s *Stream) SplicedBytes() (request, response int64) { return 0, 0 }
+
+// Status is the status written, 0 before WriteHead.
+func (s *Stream) Status() int { return int(s.status.Load()) }
+
+// BytesOut is the number of response body bytes written.
+func (s *Stream) BytesOut() int64 { return s.bytesOut.Load() }
+
+// BytesSent is the response's bytes: its header fields as HTTP/1.1 would count them (the
+// HPACK-compressed size is the library's) and its body.
+func (s *Stream) BytesSent() int64 { return s.headBytes.Load() + s.bytesOut.Load() }
+
+// connectionFields are the fields that HTTP/2 forbids in a message (RFC 9113 §8.2.2); a
+// response from an HTTP/1.1 upstream may carry them.
+var connectionFields = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"}
+
+func isConnectionField(name []byte) bool {
+	for _, c := range connectionFields {
+		if len(c) == len(name) && strings.EqualFold(c, string(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteHead sets the response status and fields h, framed by contentLength: a length >= 0
+// is sent as content-length; h1.LengthUnknown and h1.LengthNone need nothing (the stream's
+// end delimits the body). The reason phrase does not exist in HTTP/2.
+func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int64) error {
+	if s.wroteHead {
+		return errHeadWritten
+	}
+	s.wroteHead, s.declared = true, contentLength
+	s.status.Store(int32(status))
+	s.noBody = string(s.Req.Method) == "HEAD" || contentLength == h1.LengthNone || status == 204 || status == 304
+	if s.noBody {
+		s.declared = h1.LengthNone
+	}
+	hdr := s.w.Header()
+	hasCT := false
+	var size int64
+	if h != nil {
+		for _, f := range h.Fields {
+			if isConnectionField(f.Name) || equalFoldStr(f.Name, "Content-Length") {
+				continue
+			}
+			k := http.CanonicalHeaderKey(string(f.Name))
+			hdr[k] = append(hdr[k], string(f.Value))
+			hasCT = hasCT || k == "Content-Type"
+			size += int64(len(f.Name) + len(f.Value) + 4)
+		}
+	}
+	if !hasCT {
+		hdr["Content-Type"] = nil // no sniffing: what the upstream sent is what goes
+	}
+	if contentLength >= 0 && status != 204 && status != 304 {
+		hdr.Set("Content-Length", strconv.FormatInt(contentLength, 10)) // a HEAD's too: the library sends no body
+	}
+	s.headBytes.Store(size + 13)
+	s.w.WriteHeader(status)
+	return nil
+}
+
+func equalFoldStr(b []byte, s string) bool {
+	return len(b) == len(s) && strings.EqualFold(string(b), s)
+}
+
+// Write writes response body bytes (buffered by the library until Flush or its buffer
+// fills).
+func (s *Stream) Write(p []byte) (int, error) {
+	if !s.wroteHead {
+		return 0, errors.New("response body written before head")
+	}
+	if s.noBody || len(p) == 0 {
+		return len(p), nil
+	}
+	if s.declared >= 0 && s.bytesOut.Load()+int64(len(p)) > s.declared {
+		return 0, errors.New("response body longer than its Content-Length")
+	}
+	n, err := s.w.Write(p)
+	s.bytesOut.Add(int64(n))
+	if err != nil {
+		s.writeErr = err
+	}
+	return n, err
+}
+
+// Flush sends buffered response bytes to the client now. Once a body of declared length
+// is all written it does nothing: the handler's end sends it at once, with END_STREAM on
+// its last DATA frame, where a flush would cost a round trip to the connection's writer
+// and a frame more.
+func (s *Stream) Flush() error {
+	if s.declared >= 0 && s.bytesOut.Load() == s.declared {
+		return nil
+	}
+	if f, ok := s.w.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	return nil
+}
+
+// Finish ends the response with trailer fields (nil for none): an HTTP/2 trailer section
+// (a HEADERS frame that ends the stream), whatever the upstream's framing was.
+func (s *Stream) Finish(trailer *h1.Header) error {
+	if trailer == nil || s.aborted {
+		return nil
+	}
+	hdr := s.w.Header()
+	for _, f := range trailer.Fields {
+		if isConnectionField(f.Name) {
+			continue
+		}
+		k := http.TrailerPrefix + http.CanonicalHeaderKey(string(f.Name))
+		hdr[k] = append(hdr[k], string(f.Value))
+	}
+	return nil
+}
+
+// Abort marks the response as broken: the stream is reset (RST_STREAM INTERNAL_ERROR) when
+// the handler returns, and the client learns that the body is incomplete. Before the head
+// it means no answer at all.
+func (s *Stream) Abort() { s.aborted = true }
+
+// WriteError answers with a gateway-generated error. A gRPC request (content-type
+// application/grpc*) gets a trailers-only response: status 200 with grpc-status and
+// grpc-message (the reason code) in its only HEADERS frame (reason.GRPCStatus maps the
+// reason). Any other gets the JSON error body of HTTP/1.1 (Exchange.WriteError). After
+// the head went out it aborts instead.
+func (s *Stream) WriteError(e *reason.Error, detail string) {
+	if s.wroteHead {
+		s.Abort()
+		return
+	}
+	id := s.RequestID()
+	var h h1.Header
+	h.Add("X-Sluice-Error", string(e.Code))
+	h.Add("X-Request-Id", id)
+	if e.Status == 503 {
+		h.Add("Retry-After", "1")
+	}
+	if s.grpc {
+		msg := string(e.Code)
+		if detail != "" {
+			msg += ": " + detail
+		}
+		h.Add("Content-Type", "application/grpc")
+		h.Add("Grpc-Status", strconv.Itoa(reason.GRPCStatus(e)))
+		h.Add("Grpc-Message", reason.GRPCMessage(msg))
+		s.WriteHead(200, nil, &h, h1.LengthNone)
+		s.status.Store(int32(e.Status)) // the access log and metrics see the gateway's status
+		return
+	}
+	body := errorBody(e, detail, id)
+	h.Add("Content-Type", "application/json")
+	s.WriteHead(e.Status, nil, &h, int64(len(body)))
+	s.Write(body)
+}

@@ -1,0 +1,34 @@
+package server
+
+import (
+	"crypto/tls"
+	"time"
+
+	"sluice/internal/h1"
+)
+
+// Served is the accounting view of a request that the server handed to its Handler or
+// refused itself: what the access log and metrics need, the same for an HTTP/1.1
+// [Exchange] and an HTTP/2 [Stream]. It is valid until the request's handler returns.
+type Served interface {
+	Request() *h1.Request
+	// StartTime is when the request head was read.
+	StartTime() time.Time
+	// Proto is "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
+	Proto() string
+	ListenerName() string
+	ClientIP() string
+	TLS() *tls.ConnectionState
+	RequestIDBytes() []byte
+	Status() int
+	BodyBytes() int64
+	BytesOut() int64
+	BytesSent() int64
+	DroppedFields() (header, trailer int)
+	SplicedBytes() (request, response int64)
+}
+
+var (
+	_ Served = (*Exchange)(nil)
+	_ Served = (*Stream)(nil)
+)
