@@ -94,6 +94,16 @@ routes:
 			if n := b.BadBodies.Load(); n != 0 {
 				t.Errorf("%d POST bodies arrived wrong", n)
 			}
+			// The admin API's pool view and the metrics see the HTTP/2 pool's facts.
+			ts, _ := adminView{tg.gw}.Targets("racy")
+			if len(ts) != 1 || ts[0].H2 == nil {
+				t.Fatalf("admin targets %+v; want one with an h2 pool", ts)
+			}
+			h := ts[0].H2
+			if h.Counters.Unprocessed == 0 || h.Closes["goaway"] == 0 || len(h.History) == 0 || h.History[0].GoAwayCode != "NO_ERROR" {
+				t.Errorf("h2 pool view: counters %+v, closes %v, %d life records; want unprocessed streams and goaway closes with their code",
+					h.Counters, h.Closes, len(h.History))
+			}
 			t.Logf("%d requests; backend: %d GOAWAYs, %d streams above them, %d refused, %d idle closes, %d conns",
 				len(ids), b.GoAways.Load(), b.Unprocessed.Load(), b.Refused.Load(), b.IdleCloses.Load(), b.Accepted.Load())
 		})

@@ -93,8 +93,8 @@ type conn struct {
 	// is when it last fell to 0 (the creation time before the first stream).
 	active    atomic.Int64
 	idleSince atomic.Int64
-	gone    bool         // retired (under Pool.mu)
-	dead    bool         // taken out of service by the library (under Pool.mu)
+	gone      bool // retired (under Pool.mu)
+	dead      bool // taken out of service by the library (under Pool.mu)
 }
 
 // New returns a pool for addr (host:port) and starts its sweeper; Close stops it.
