@@ -40,8 +40,19 @@ type DuplexBody interface {
 // errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out.
 var errH2AttemptTimeout = errors.New("upstream HTTP/2 attempt timed out")
 
-// h2Heads recycles the buffers the upstream request head is rendered into.
-var h2Heads = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// h2Head is where the upstream request head is rendered and read back; pooled, so that the
+// two bufio buffers (4 KiB each) are not allocated per request.
+type h2Head struct {
+	buf bytes.Buffer
+	w   *bufio.Writer
+	r   *bufio.Reader
+}
+
+var h2Heads = sync.Pool{New: func() any {
+	h := new(h2Head)
+	h.w, h.r = bufio.NewWriter(&h.buf), bufio.NewReader(&h.buf)
+	return h
+}}
 
 // attemptH2 makes one try of the request on t's HTTP/2 pool; now is when it starts.
 func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
@@ -196,15 +207,16 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 // h2Request renders the upstream request head as the HTTP/1.1 path writes it, and reads it
 // back as an http.Request for the HTTP/2 client: one place decides the forwarded fields.
 func (f *forward) h2Request(ctx context.Context, t *upstream.Target) (*http.Request, error) {
-	buf := h2Heads.Get().(*bytes.Buffer)
-	defer h2Heads.Put(buf)
-	buf.Reset()
-	w := bufio.NewWriter(buf)
-	if err := f.writeHead(w, t); err != nil {
+	h := h2Heads.Get().(*h2Head)
+	defer h2Heads.Put(h)
+	h.buf.Reset()
+	h.w.Reset(&h.buf)
+	h.r.Reset(&h.buf)
+	if err := f.writeHead(h.w, t); err != nil {
 		return nil, err
 	}
-	w.Flush()
-	req, err := http.ReadRequest(bufio.NewReader(buf))
+	h.w.Flush()
+	req, err := http.ReadRequest(h.r)
 	if err != nil {
 		return nil, fmt.Errorf("request head for HTTP/2: %w", err)
 	}
