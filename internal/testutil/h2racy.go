@@ -397,3 +397,16 @@ func (hc *h2conn) shutdown() {
 	}
 	hc.c.Close()
 }
+
+// Duplicates counts the request ids processed more than once.
+func (b *RacyH2) Duplicates() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, c := range b.processed {
+		if c > 1 {
+			n++
+		}
+	}
+	return n
+}
