@@ -30,7 +30,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 
 	"sluice/internal/testutil"
 )
@@ -136,8 +135,8 @@ type unary struct {
 	testgrpc.UnimplementedTestServiceServer
 }
 
-func (unary) UnaryCall(_ context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
-	return &testpb.SimpleResponse{Payload: &testpb.Payload{Body: make([]byte, req.ResponseSize)}}, nil
+func (unary) UnaryCall(_ context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
+	return &testgrpc.SimpleResponse{Payload: &testgrpc.Payload{Body: make([]byte, req.ResponseSize)}}, nil
 }
 
 func grpcBackend(addr string) error {
@@ -163,7 +162,7 @@ func grpcLoad(addr string, workers int, d time.Duration) error {
 		defer cc.Close()
 		c := testgrpc.NewTestServiceClient(cc)
 		wg.Go(func() {
-			req := &testpb.SimpleRequest{ResponseSize: 100, Payload: &testpb.Payload{Body: make([]byte, 100)}}
+			req := &testgrpc.SimpleRequest{ResponseSize: 100, Payload: &testgrpc.Payload{Body: make([]byte, 100)}}
 			for ctx.Err() == nil {
 				if _, err := c.UnaryCall(ctx, req); err != nil {
 					if ctx.Err() == nil {

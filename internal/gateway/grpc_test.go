@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
 	"sluice/internal/testutil"
@@ -25,9 +24,9 @@ type grpcBackend struct {
 	done chan error
 }
 
-func payload(n int32) *testpb.Payload { return &testpb.Payload{Body: make([]byte, n)} }
+func payload(n int32) *testgrpc.Payload { return &testgrpc.Payload{Body: make([]byte, n)} }
 
-func (b *grpcBackend) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+func (b *grpcBackend) UnaryCall(ctx context.Context, req *testgrpc.SimpleRequest) (*testgrpc.SimpleResponse, error) {
 	if s := req.GetResponseStatus(); s != nil {
 		return nil, status.Error(codes.Code(s.Code), s.Message)
 	}
@@ -36,24 +35,24 @@ func (b *grpcBackend) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) 
 		b.done <- ctx.Err()
 		return nil, ctx.Err()
 	}
-	return &testpb.SimpleResponse{Payload: payload(req.ResponseSize + int32(len(req.GetPayload().GetBody())))}, nil
+	return &testgrpc.SimpleResponse{Payload: payload(req.ResponseSize + int32(len(req.GetPayload().GetBody())))}, nil
 }
 
-func (b *grpcBackend) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, s grpc.ServerStreamingServer[testpb.StreamingOutputCallResponse]) error {
+func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallRequest, s grpc.ServerStreamingServer[testgrpc.StreamingOutputCallResponse]) error {
 	for _, p := range req.ResponseParameters {
-		if err := s.Send(&testpb.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
+		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *grpcBackend) StreamingInputCall(s grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
+func (b *grpcBackend) StreamingInputCall(s grpc.ClientStreamingServer[testgrpc.StreamingInputCallRequest, testgrpc.StreamingInputCallResponse]) error {
 	var n int32
 	for {
 		m, err := s.Recv()
 		if err == io.EOF {
-			return s.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: n})
+			return s.SendAndClose(&testgrpc.StreamingInputCallResponse{AggregatedPayloadSize: n})
 		}
 		if err != nil {
 			return err
@@ -62,7 +61,7 @@ func (b *grpcBackend) StreamingInputCall(s grpc.ClientStreamingServer[testpb.Str
 	}
 }
 
-func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testpb.StreamingOutputCallRequest, testpb.StreamingOutputCallResponse]) error {
+func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]) error {
 	for {
 		m, err := s.Recv()
 		if err == io.EOF {
@@ -73,7 +72,7 @@ func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testpb.Streaming
 			return err
 		}
 		for _, p := range m.ResponseParameters {
-			if err := s.Send(&testpb.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
+			if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
 				return err
 			}
 		}
@@ -122,13 +121,13 @@ func TestGRPCThroughGateway(t *testing.T) {
 	defer cancel()
 
 	t.Run("unary", func(t *testing.T) {
-		r, err := c.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 1000, Payload: payload(24)})
+		r, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 1000, Payload: payload(24)})
 		if err != nil || len(r.GetPayload().GetBody()) != 1024 {
 			t.Fatalf("UnaryCall: %v, %d bytes; want 1024", err, len(r.GetPayload().GetBody()))
 		}
 	})
 	t.Run("server streaming", func(t *testing.T) {
-		s, err := c.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 10}, {Size: 70000}, {Size: 3}}})
+		s, err := c.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 10}, {Size: 70000}, {Size: 3}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +152,7 @@ func TestGRPCThroughGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, n := range []int32{100, 80000, 5} {
-			if err := s.Send(&testpb.StreamingInputCallRequest{Payload: payload(n)}); err != nil {
+			if err := s.Send(&testgrpc.StreamingInputCallRequest{Payload: payload(n)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -170,7 +169,7 @@ func TestGRPCThroughGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, n := range []int32{1, 20000, 7} {
-			if err := s.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: n}}}); err != nil {
+			if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: n}}}); err != nil {
 				t.Fatal(err)
 			}
 			m, err := s.Recv()
@@ -184,7 +183,7 @@ func TestGRPCThroughGateway(t *testing.T) {
 		}
 	})
 	t.Run("error status passed through", func(t *testing.T) {
-		_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.NotFound), Message: "no such thing"}})
+		_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.NotFound), Message: "no such thing"}})
 		if st := status.Convert(err); st.Code() != codes.NotFound || st.Message() != "no such thing" {
 			t.Errorf("status %v %q; want NotFound \"no such thing\"", st.Code(), st.Message())
 		}
@@ -192,7 +191,7 @@ func TestGRPCThroughGateway(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer dcancel()
-		_, err := c.UnaryCall(dctx, &testpb.SimpleRequest{ResponseSize: -1})
+		_, err := c.UnaryCall(dctx, &testgrpc.SimpleRequest{ResponseSize: -1})
 		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded {
 			t.Errorf("status %v %q; want DeadlineExceeded", st.Code(), st.Message())
 		}
@@ -208,7 +207,7 @@ func TestGRPCThroughGateway(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Send(&testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 1}}}); err != nil {
+		if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1}}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Recv(); err != nil {
@@ -246,7 +245,7 @@ routes:
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	_, err = testgrpc.NewTestServiceClient(cc).UnaryCall(context.Background(), &testpb.SimpleRequest{})
+	_, err = testgrpc.NewTestServiceClient(cc).UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
 	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() == "" {
 		t.Errorf("status %v %q; want Unavailable with the reason", st.Code(), st.Message())
 	}

@@ -1,3 +1,7 @@
+// x/net/http2's client is deprecated in favour of net/http's (golang/go#67810), which has
+// no per-connection Ping, State or ClientConnPool: see doc.go and docs/design.md.
+//lint:file-ignore SA1019 the pool needs x/net's ClientConn (Ping, State, ReserveNewRequest)
+
 package h2pool
 
 import (
@@ -329,7 +333,6 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	sc := newSniffConn(nc)
-	//lint:ignore SA1019 the pool owns its connections and needs Ping, State and Shutdown, which net/http.ClientConn lacks (docs/design.md)
 	cc, err := p.tr.NewClientConn(sc)
 	if err != nil {
 		nc.Close()
