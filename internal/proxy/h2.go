@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/config"
@@ -65,16 +66,18 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req = req.WithContext(actx)
+	var deadline time.Time // grpc-timeout's, zero when none
 	if d, ok := grpcTimeout(&fwd.req.Header); ok {
 		tm := time.AfterFunc(d, func() { cancel(errH2AttemptTimeout) })
 		defer tm.Stop()
+		deadline = time.Now().Add(d - d/10) // a backend's own reset at the deadline comes a little early
 	}
 	head := time.AfterFunc(r.tryTimeout(), func() { cancel(errH2AttemptTimeout) })
 	body := &h2Body{fwd: fwd, done: make(chan struct{})}
 	if fwd.hasBody() {
 		req.Body = body
 	} else {
-		close(body.done)
+		body.finish()
 	}
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
@@ -83,7 +86,12 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	head.Stop()
 	at := rec.add(Attempt{Target: t.Addr, ConnID: a.ConnID, Reused: a.Reused, IdleAge: a.IdleAge})
 	if err != nil {
-		res := p.classifyH2(ctx, actx, err, &a, body, t)
+		taken, berr := body.stop()
+		fwd.taken = fwd.taken || taken
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			cancel(errH2AttemptTimeout) // the backend ended the call at its deadline (grpc-go resets it)
+		}
+		res := p.classifyH2(ctx, actx, err, &a, berr, t)
 		at.Outcome = string(res.err.Code)
 		if !res.clientGone && !res.clientSide && !res.canceled {
 			rt := fwd.rt
@@ -94,6 +102,12 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	defer t.H2.Done(&a)
 	defer resp.Body.Close()
 	at.Status = resp.StatusCode
+	if r.pol.retriesStatus(resp.StatusCode) {
+		// A response that may be discarded for a retry: the body's reads end first, so that
+		// whether it can be sent again is known for sure.
+		taken, _ := body.stop()
+		fwd.taken = fwd.taken || taken
+	}
 	if r.retryStatus(resp.StatusCode) {
 		at.Outcome = string(reason.UpstreamStatus)
 		return result{err: reason.New(resp.StatusCode, reason.UpstreamStatus, t.Addr, fmt.Errorf("retryable status %d", resp.StatusCode)), cond: config.RetryStatus}
@@ -105,6 +119,10 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		}
 	}
 	res := p.relayH2(fwd, t, resp, actx)
+	// The response is complete. A client still sending its body (a gRPC call the server
+	// ended first) may hold a read in progress: it is not waited for (it ends when the
+	// client's stream does), but no read starts from now on.
+	body.abandoned.Store(true)
 	at.Outcome = "ok"
 	if res.err != nil {
 		at.Outcome = string(res.err.Code)
@@ -114,13 +132,13 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 }
 
 // classifyH2 turns a failed stream into a result with the facts the retry rules need.
-func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attempt, body *h2Body, t *upstream.Target) result {
+func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attempt, bodyErr error, t *upstream.Target) result {
 	var re *reason.Error
 	switch {
 	case ctx.Err() != nil:
 		return canceled(ctx)
-	case body.err != nil:
-		return clientBodyFailure(t.Addr, body.err)
+	case bodyErr != nil:
+		return clientBodyFailure(t.Addr, bodyErr)
 	case a.Unprocessed:
 		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeRequest, notSent: true, unprocessed: true}
 	case a.ConnID == 0 && errors.As(err, &re):
@@ -241,27 +259,44 @@ func (f *forward) h2Request(ctx context.Context, t *upstream.Target) (*http.Requ
 }
 
 // h2Body is the request body of one HTTP/2 attempt: the held prefix, then the rest from the
-// downstream. The HTTP/2 client reads it on its own goroutine.
+// downstream. The HTTP/2 client reads it on its own goroutine; stop ends that before the
+// proxy judges the attempt, so that a dead attempt can never consume body bytes that a
+// re-send would then miss (mu is held across the downstream read).
 type h2Body struct {
-	fwd  *forward
-	off  int
-	err  error // the downstream's read failure
-	done chan struct{}
-	once sync.Once
+	fwd     *forward
+	mu      sync.Mutex
+	off     int
+	err     error // the downstream's read failure
+	taken   bool  // bytes past the held prefix were read from the downstream
+	stopped bool
+	// abandoned: the response ended; reads from now on end at once (see attemptH2).
+	abandoned atomic.Bool
+	done      chan struct{}
+	once      sync.Once
 }
 
+// errBodyStopped ends the reads of an attempt that is over.
+var errBodyStopped = errors.New("request body of a finished HTTP/2 attempt")
+
 func (b *h2Body) Read(p []byte) (int, error) {
+	if b.abandoned.Load() {
+		return 0, errBodyStopped
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	f := b.fwd
-	if b.off < len(f.pre) {
+	switch {
+	case b.stopped:
+		return 0, errBodyStopped
+	case b.off < len(f.pre):
 		n := copy(p, f.pre[b.off:])
 		b.off += n
 		return n, nil
-	}
-	if f.preEOF {
+	case f.preEOF:
 		b.finish()
 		return 0, io.EOF
 	}
-	f.taken = true
+	b.taken = true
 	n, err := f.ds.ReadBody(p)
 	if err == io.EOF {
 		b.finish()
@@ -270,6 +305,16 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.finish()
 	}
 	return n, err
+}
+
+// stop ends the attempt's reads (waiting for one in progress) and reports whether the
+// downstream's body was read past the held prefix, and how its read failed, if it did.
+func (b *h2Body) stop() (taken bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	b.finish()
+	return b.taken, b.err
 }
 
 func (b *h2Body) finish() { b.once.Do(func() { close(b.done) }) }
