@@ -160,7 +160,8 @@ type HealthCheck struct {
 
 // ActiveCheck is a periodic probe of every target.
 type ActiveCheck struct {
-	// Type: "http" (default) or "tcp" (connect only).
+	// Type: "http" (default), "tcp" (connect only) or "grpc" (grpc.health.v1 Check of the
+	// server, service ""; needs protocol h2 or h2c).
 	Type string `yaml:"type"`
 	// Path requested by HTTP checks. Default "/".
 	Path string `yaml:"path"`

@@ -72,6 +72,9 @@ func validateUpstreamH2(p *problems, b string, u Upstream) {
 	default:
 		p.add(b+".protocol", "unknown protocol %q: want \"http1\", \"h2\", \"h2c\" or \"auto\"", u.Protocol)
 	}
+	if a := u.HealthCheck.Active; a != nil && a.Type == "grpc" && u.Protocol != ProtocolH2 && u.Protocol != ProtocolH2C {
+		p.add(b+".health_check.active.type", "grpc checks need protocol: h2 or h2c (gRPC runs over HTTP/2)")
+	}
 	h := u.H2
 	if h.MaxConns < 0 {
 		p.add(b+".h2.max_conns", "must not be negative (0: no limit), got %d", h.MaxConns)

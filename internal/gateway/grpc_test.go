@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
@@ -249,4 +251,40 @@ routes:
 	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() == "" {
 		t.Errorf("status %v %q; want Unavailable with the reason", st.Code(), st.Message())
 	}
+}
+
+// TestGRPCHealthCheck: an active check of type grpc (grpc.health.v1 over the target's HTTP/2
+// pool) marks a SERVING grpc-go server healthy and a NOT_SERVING one unhealthy.
+func TestGRPCHealthCheck(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	hs := health.NewServer()
+	healthgrpc.RegisterHealthServer(srv, hs)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: grpc
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+    health_check:
+      active: {type: grpc, interval: 50ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1}
+routes:
+  - id: all
+    upstream: grpc
+`, map[string]string{"backend": ln.Addr().String()})
+	state := func() string {
+		ts, _ := adminView{tg.gw}.Targets("grpc")
+		return ts[0].Health
+	}
+	testutil.WaitFor(t, 3*time.Second, "healthy", func() bool { return state() == "healthy" })
+	hs.SetServingStatus("", healthgrpc.HealthCheckResponse_NOT_SERVING)
+	testutil.WaitFor(t, 3*time.Second, "unhealthy", func() bool { return state() == "unhealthy" })
+	hs.SetServingStatus("", healthgrpc.HealthCheckResponse_SERVING)
+	testutil.WaitFor(t, 3*time.Second, "healthy again", func() bool { return state() == "healthy" })
 }
