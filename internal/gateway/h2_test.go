@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -11,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"sluice/internal/testutil"
 )
@@ -51,15 +47,16 @@ routes: [{id: all, upstream: b}]
 	return s
 }
 
-// transport is an HTTP/2-only client transport for the site.
-func (s *h2Site) transport() *http2.Transport {
+// transport is an HTTP/2-only client transport for the site (net/http's: h2 by ALPN, or
+// h2c with prior knowledge).
+func (s *h2Site) transport() *http.Transport {
+	var p http.Protocols
 	if s.tls {
-		return &http2.Transport{TLSClientConfig: s.ca.ClientConfig("site.test")}
+		p.SetHTTP2(true)
+		return &http.Transport{Protocols: &p, TLSClientConfig: s.ca.ClientConfig("site.test")}
 	}
-	return &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
+	p.SetUnencryptedHTTP2(true)
+	return &http.Transport{Protocols: &p}
 }
 
 // client is an HTTP/2-only client; its connections close before the gateway shuts down

@@ -81,10 +81,16 @@ type h2Result struct {
 
 // readAll reads frames until the connection closes or d passes (answering PINGs is left
 // to the test), collecting what came.
-func (r *rawH2) readAll(d time.Duration) h2Result {
+func (r *rawH2) readAll(d time.Duration) h2Result { return r.readUntil(d, nil) }
+
+// readUntil is readAll that also stops once done says so.
+func (r *rawH2) readUntil(d time.Duration, done func(h2Result) bool) h2Result {
 	res := h2Result{status: map[uint32]string{}, resets: map[uint32]http2.ErrCode{}, ended: map[uint32]bool{}}
 	r.c.SetReadDeadline(time.Now().Add(d))
 	for {
+		if done != nil && done(res) {
+			return res
+		}
 		f, err := r.fr.ReadFrame()
 		if err != nil {
 			return res
@@ -179,7 +185,7 @@ func TestH2Floods(t *testing.T) {
 			r := dialRawH2(t, s)
 			tc.flood(r, limit)
 			r.headers(101, true, r.block("GET", "/after"))
-			res := r.readAll(500 * time.Millisecond)
+			res := r.readUntil(3*time.Second, func(res h2Result) bool { return res.ended[101] || len(res.goAways) > 0 })
 			if res.status[101] != "200" || len(res.goAways) != 0 {
 				t.Fatalf("under the limit: status %q, goaway %s", res.status[101], res.lastGoAway())
 			}
@@ -187,7 +193,7 @@ func TestH2Floods(t *testing.T) {
 			r = dialRawH2(t, s)
 			tc.flood(r, limit+1)
 			r.headers(101, true, r.block("GET", "/after"))
-			res = r.readAll(3 * time.Second)
+			res = r.readUntil(3*time.Second, func(res h2Result) bool { return len(res.goAways) > 0 })
 			if got := res.lastGoAway(); got != "ENHANCE_YOUR_CALM" || res.status[101] != "" {
 				t.Fatalf("over the limit: goaway %s, status of the next request %q", got, res.status[101])
 			}

@@ -1,5 +1,7 @@
 package server
 
+//lint:file-ignore SA1019 x/net v0.62 deprecates its http2.Server for net/http's, which serves only connections its own Serve accepted; ServeConn is what gives one server per connection (on go1.27 it wraps net/http's). Moving to net/http's is a follow-up: docs/design.md, "HTTP/2 downstream".
+
 // HTTP/2 connections.
 //
 // A connection becomes HTTP/2 when its TLS handshake chose "h2" by ALPN, or, on a listener
@@ -20,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -73,6 +76,8 @@ type h2Conn struct {
 	hs   *http.Server
 	obs  H2Observer // nil: none
 	sh   StreamHandler
+
+	drainOnce sync.Once // Shutdown's wake-up and serveH2's own check may both ask
 }
 
 // h2Offered reports whether the connection, just accepted and handshaken, is HTTP/2 by
@@ -182,6 +187,9 @@ func (c *conn) serveH2() {
 	if tc != nil {
 		nc = h2TLSWire{h2Wire: wire, tc: tc}
 	}
+	c.mu.Lock()
+	c.rw = nc // the connection's final close goes through the wire's lock too
+	c.mu.Unlock()
 	s2.ServeConn(nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: h.hs, Handler: h})
 }
 
@@ -190,7 +198,9 @@ func (c *conn) serveH2() {
 // client had in flight), the library's GOAWAY that names the last stream it will serve.
 // Streams up to it finish; the connection closes after them. A client that raced a new
 // stream against the first GOAWAY gets it served, not refused (RFC 9113 §6.8).
-func (h *h2Conn) drain() {
+func (h *h2Conn) drain() { h.drainOnce.Do(h.drainNow) }
+
+func (h *h2Conn) drainNow() {
 	if h.wire.drainStep1() {
 		time.Sleep(h.c.st.H2.DrainWait)
 	}

@@ -4,15 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"sluice/internal/h1"
 )
@@ -79,9 +76,9 @@ func startH2C(t *testing.T, h Handler) string {
 // guards the Stream's doc comment (the two sides share no unguarded state).
 func TestStreamFullDuplex(t *testing.T) {
 	addr := startH2C(t, duplexHandler{})
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, a string, _ *tls.Config) (net.Conn, error) {
-		return net.Dial(network, a)
-	}}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true) // h2c with prior knowledge
+	tr := &http.Transport{Protocols: &p}
 	defer tr.CloseIdleConnections()
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest("POST", "http://"+addr+"/duplex", pr)

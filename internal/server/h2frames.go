@@ -141,6 +141,11 @@ type h2Wire struct {
 	hit                    string // the limit passed, for onLimit
 	hitCount               int
 
+	// dmu serializes deadline changes and the close: the library sets deadlines from its
+	// writer goroutines while another closes, and under TLS both reach the socket's
+	// netio.Conn, whose deadline bookkeeping is not safe for concurrent use.
+	dmu sync.Mutex
+
 	// Write side.
 	wmu      sync.Mutex
 	out      frameScan
@@ -403,6 +408,31 @@ func (w *h2Wire) inbound(s *inScan, length int) {
 func (w *h2Wire) limitHit(s *inScan, limit string, count int) {
 	w.hit, w.hitCount = limit, count
 	s.stop(http2.ErrCodeEnhanceYourCalm)
+}
+
+func (w *h2Wire) SetDeadline(t time.Time) error {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	return w.Conn.SetDeadline(t)
+}
+
+func (w *h2Wire) SetReadDeadline(t time.Time) error {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	return w.Conn.SetReadDeadline(t)
+}
+
+func (w *h2Wire) SetWriteDeadline(t time.Time) error {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	return w.Conn.SetWriteDeadline(t)
+}
+
+// Close closes the connection (over TLS, sending close_notify under a write deadline).
+func (w *h2Wire) Close() error {
+	w.dmu.Lock()
+	defer w.dmu.Unlock()
+	return w.Conn.Close()
 }
 
 // Write writes the library's frames, noting each GOAWAY.

@@ -1,0 +1,201 @@
+package server
+
+// The response side of a Stream.
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"sluice/internal/h1"
+	"sluice/internal/reason"
+)
+
+// connectionFields are the fields that HTTP/2 forbids in a message (RFC 9113 §8.2.2); a
+// response from an HTTP/1.1 upstream may carry them.
+var connectionFields = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade"}
+
+func isConnectionField(name []byte) bool {
+	for _, c := range connectionFields {
+		if len(c) == len(name) && strings.EqualFold(c, string(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteHead sets the response status and fields h, framed by contentLength: a length >= 0
+// is sent as content-length; h1.LengthUnknown and h1.LengthNone need nothing (the stream's
+// end delimits the body). The reason phrase does not exist in HTTP/2.
+func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int64) error {
+	if s.wroteHead {
+		return errHeadWritten
+	}
+	s.wroteHead, s.declared = true, contentLength
+	s.status.Store(int32(status))
+	s.noBody = string(s.Req.Method) == "HEAD" || contentLength == h1.LengthNone || status == 204 || status == 304
+	if s.noBody {
+		s.declared = h1.LengthNone
+	}
+	hdr := s.w.Header()
+	hasCT := false
+	var size int64
+	if h != nil && len(h.Fields) > 0 {
+		// Few allocations: the values share one string, and the keys one []string array,
+		// each key a one-element slice of it (a second value for a key appends elsewhere).
+		n := 0
+		for _, f := range h.Fields {
+			n += len(f.Value)
+		}
+		vb := make([]byte, 0, n)
+		for _, f := range h.Fields {
+			vb = append(vb, f.Value...)
+		}
+		all := unsafeString(vb)
+		vals := make([]string, len(h.Fields))
+		off := 0
+		for i, f := range h.Fields {
+			v := all[off : off+len(f.Value)]
+			off += len(f.Value)
+			if isConnectionField(f.Name) || equalFoldStr(f.Name, "Content-Length") {
+				continue
+			}
+			k, ok := commonKeys[string(f.Name)]
+			if !ok {
+				k = http.CanonicalHeaderKey(string(f.Name))
+			}
+			if cur := hdr[k]; cur != nil {
+				hdr[k] = append(cur, v)
+			} else {
+				vals[i] = v
+				hdr[k] = vals[i : i+1 : i+1]
+			}
+			hasCT = hasCT || k == "Content-Type"
+			size += int64(len(f.Name) + len(f.Value) + 4)
+		}
+	}
+	if !hasCT {
+		hdr["Content-Type"] = nil // no sniffing: what the upstream sent is what goes
+	}
+	if contentLength >= 0 && status != 204 && status != 304 {
+		hdr.Set("Content-Length", strconv.FormatInt(contentLength, 10)) // a HEAD's too: the library sends no body
+	}
+	s.headBytes.Store(size + 13)
+	s.w.WriteHeader(status)
+	return nil
+}
+
+// commonKeys are the canonical forms of frequent response field names, looked up without
+// allocating (the lookup by string(b) does not copy).
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Content-Type", "Date", "Server", "Cache-Control", "Etag", "Last-Modified", "Vary",
+		"Set-Cookie", "X-Request-Id", "Content-Encoding", "Location", "Expires", "Accept-Ranges", "Age",
+		"Trailer", "Grpc-Status", "Grpc-Message", "Grpc-Encoding", "Grpc-Accept-Encoding", "X-Sluice-Error", "Retry-After",
+		"Access-Control-Allow-Origin", "Strict-Transport-Security", "X-Content-Type-Options", "Content-Security-Policy"} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	m["ETag"] = "Etag"
+	return m
+}()
+
+// unsafeString is b as a string without a copy; b must not change afterwards.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+func equalFoldStr(b []byte, s string) bool {
+	return len(b) == len(s) && strings.EqualFold(string(b), s)
+}
+
+// Write writes response body bytes (buffered by the library until Flush or its buffer
+// fills).
+func (s *Stream) Write(p []byte) (int, error) {
+	if !s.wroteHead {
+		return 0, errors.New("response body written before head")
+	}
+	if s.noBody || len(p) == 0 {
+		return len(p), nil
+	}
+	if s.declared >= 0 && s.bytesOut.Load()+int64(len(p)) > s.declared {
+		return 0, errors.New("response body longer than its Content-Length")
+	}
+	n, err := s.w.Write(p)
+	s.bytesOut.Add(int64(n))
+	if err != nil {
+		s.writeErr = err
+	}
+	return n, err
+}
+
+// Flush sends buffered response bytes to the client now. Once a body of declared length
+// is all written it does nothing: the handler's end sends it at once, with END_STREAM on
+// its last DATA frame, where a flush would cost a round trip to the connection's writer
+// and a frame more.
+func (s *Stream) Flush() error {
+	if s.declared >= 0 && s.bytesOut.Load() == s.declared {
+		return nil
+	}
+	if f, ok := s.w.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	return nil
+}
+
+// Finish ends the response with trailer fields (nil for none): an HTTP/2 trailer section
+// (a HEADERS frame that ends the stream), whatever the upstream's framing was.
+func (s *Stream) Finish(trailer *h1.Header) error {
+	if trailer == nil || s.aborted {
+		return nil
+	}
+	hdr := s.w.Header()
+	for _, f := range trailer.Fields {
+		if isConnectionField(f.Name) {
+			continue
+		}
+		k := http.TrailerPrefix + http.CanonicalHeaderKey(string(f.Name))
+		hdr[k] = append(hdr[k], string(f.Value))
+	}
+	return nil
+}
+
+// Abort marks the response as broken: the stream is reset (RST_STREAM INTERNAL_ERROR) when
+// the handler returns, and the client learns that the body is incomplete. Before the head
+// it means no answer at all.
+func (s *Stream) Abort() { s.aborted = true }
+
+// WriteError answers with a gateway-generated error. A gRPC request (content-type
+// application/grpc*) gets a trailers-only response: status 200 with grpc-status and
+// grpc-message (the reason code) in its only HEADERS frame (reason.GRPCStatus maps the
+// reason). Any other gets the JSON error body of HTTP/1.1 (Exchange.WriteError). After
+// the head went out it aborts instead.
+func (s *Stream) WriteError(e *reason.Error, detail string) {
+	if s.wroteHead {
+		s.Abort()
+		return
+	}
+	id := s.RequestID()
+	var h h1.Header
+	h.Add("X-Sluice-Error", string(e.Code))
+	h.Add("X-Request-Id", id)
+	if e.Status == 503 {
+		h.Add("Retry-After", "1")
+	}
+	if s.grpc {
+		msg := string(e.Code)
+		if detail != "" {
+			msg += ": " + detail
+		}
+		h.Add("Content-Type", "application/grpc")
+		h.Add("Grpc-Status", strconv.Itoa(reason.GRPCStatus(e)))
+		h.Add("Grpc-Message", reason.GRPCMessage(msg))
+		s.WriteHead(200, nil, &h, h1.LengthNone)
+		s.status.Store(int32(e.Status)) // the access log and metrics see the gateway's status
+		return
+	}
+	body := errorBody(e, detail, id)
+	h.Add("Content-Type", "application/json")
+	s.WriteHead(e.Status, nil, &h, int64(len(body)))
+	s.Write(body)
+}
