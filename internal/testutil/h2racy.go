@@ -40,7 +40,8 @@ type RacyH2Options struct {
 	// ResetAfter: a request whose id it accepts is processed, then its stream is reset
 	// (RST_STREAM INTERNAL_ERROR) instead of answered.
 	ResetAfter func(id string) bool
-	// Silent: the backend stops answering PINGs (and everything else) but keeps the socket.
+	// Silent: while set, the backend's first connection stops answering PINGs (and
+	// everything else) but keeps the socket; later connections are served.
 	Silent *atomic.Bool
 }
 
@@ -109,11 +110,11 @@ func (b *RacyH2) serve() {
 		if err != nil {
 			return
 		}
-		b.Accepted.Add(1)
+		first := b.Accepted.Add(1) == 1
 		b.mu.Lock()
 		b.conns[c] = struct{}{}
 		b.mu.Unlock()
-		go b.handle(c)
+		go b.handle(c, first)
 	}
 }
 
@@ -147,7 +148,7 @@ type h2conn struct {
 	closed  bool
 }
 
-func (b *RacyH2) handle(c net.Conn) {
+func (b *RacyH2) handle(c net.Conn, first bool) {
 	defer func() {
 		c.Close()
 		b.mu.Lock()
@@ -189,7 +190,7 @@ func (b *RacyH2) handle(c net.Conn) {
 			}
 			return
 		}
-		if b.o.Silent != nil && b.o.Silent.Load() {
+		if b.o.Silent != nil && b.o.Silent.Load() && first {
 			continue
 		}
 		hc.frame(f)
