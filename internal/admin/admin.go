@@ -22,6 +22,7 @@ import (
 
 	"sluice/internal/config"
 	"sluice/internal/connpool"
+	"sluice/internal/h2pool"
 )
 
 // Source is the read-only view of a running gateway the admin API renders. Implementations
@@ -80,6 +81,8 @@ type Target struct {
 	HealthReason string
 	HealthSince  time.Time
 	Pool         connpool.Snapshot
+	// H2 is the target's HTTP/2 pool (protocol h2, h2c); nil for HTTP/1.1.
+	H2 *h2pool.Snapshot
 }
 
 // Server serves the admin API and /metrics on one listener.

@@ -10,6 +10,7 @@ import (
 
 	"sluice/internal/config"
 	"sluice/internal/connpool"
+	"sluice/internal/h2pool"
 )
 
 // healthUnknown is a target's health when nothing reported one.
@@ -219,6 +220,10 @@ type poolView struct {
 	Counters      connpool.Counters `json:"counters"`
 	Connections   []connView        `json:"connections"`
 	RecentClosed  []lifeView        `json:"recent_closed"`
+	// H2 is the HTTP/2 pool of an upstream with protocol h2 or h2c: its connections with
+	// their stream counts, and the life records of closed ones with the close reason and the
+	// backend's GOAWAY (durations in nanoseconds).
+	H2 *h2pool.Snapshot `json:"h2,omitempty"`
 }
 
 type optionsView struct {
@@ -271,6 +276,7 @@ func newPoolView(t *Target) poolView {
 			Preconnect: o.Preconnect, TLS: o.TLS, ServerName: o.ServerName},
 		Connections:  make([]connView, len(s.Conns)),
 		RecentClosed: make([]lifeView, len(s.History)),
+		H2:           t.H2,
 	}
 	if v.Counters.ClosedBy == nil {
 		v.Counters.ClosedBy = map[connpool.CloseReason]uint64{}

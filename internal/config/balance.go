@@ -136,7 +136,7 @@ func validateActiveCheck(p *problems, b string, a ActiveCheck) {
 				p.add(b+".expected_statuses", "status %d (item %d) is not between 100 and 599", s, i)
 			}
 		}
-	case "tcp":
+	case "tcp", "grpc":
 		httpOnly := map[string]bool{"path": a.Path != "", "host": a.Host != "",
 			"expected_statuses": len(a.ExpectedStatuses) > 0, "body_contains": a.BodyContains != ""}
 		for _, f := range sortedKeys(httpOnly) {
@@ -145,7 +145,7 @@ func validateActiveCheck(p *problems, b string, a ActiveCheck) {
 			}
 		}
 	default:
-		p.add(b+".type", "unknown check type %q: want http or tcp", a.Type)
+		p.add(b+".type", "unknown check type %q: want http, tcp or grpc", a.Type)
 	}
 	if a.Interval <= 0 {
 		p.add(b+".interval", "must be positive")

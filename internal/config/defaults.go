@@ -86,6 +86,7 @@ func applyDefaults(c *Config) {
 		defaultRetry(&u.Retry)
 		defaultDiscovery(&u.Discovery)
 		defaultUpstreamTLS(u, dir)
+		defaultUpstreamH2(u)
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

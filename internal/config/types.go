@@ -125,6 +125,12 @@ type Upstream struct {
 	// Plugins run on every route of this upstream, after the global ones and before the
 	// route's own (docs/plugins.md). Omitted: none.
 	Plugins []Plugin `yaml:"plugins"`
+	// Protocol is how the gateway speaks to the targets: "http1" (the default), "h2"
+	// (HTTP/2 over TLS, ALPN h2), "h2c" (HTTP/2 over plain TCP, prior knowledge) or "auto"
+	// (TLS; ALPN decides between h2 and http/1.1). See docs/http2.md.
+	Protocol string `yaml:"protocol"`
+	// H2 tunes the HTTP/2 connections (protocol h2, h2c, auto).
+	H2 UpstreamH2 `yaml:"h2"`
 }
 
 // Discovery configures DNS resolution of an upstream's named targets.
@@ -175,7 +181,8 @@ type HealthCheck struct {
 
 // ActiveCheck is a periodic probe of every target.
 type ActiveCheck struct {
-	// Type: "http" (default) or "tcp" (connect only).
+	// Type: "http" (default), "tcp" (connect only) or "grpc" (grpc.health.v1 Check of the
+	// server, service ""; needs protocol h2 or h2c).
 	Type string `yaml:"type"`
 	// Path requested by HTTP checks. Default "/".
 	Path string `yaml:"path"`

@@ -134,6 +134,7 @@ func (c *Config) validateUpstreams(p *problems) {
 		validateRetry(p, b+".retry", u.Retry)
 		validateDiscovery(p, b, u)
 		validateUpstreamTLS(p, b, u)
+		validateUpstreamH2(p, b, u)
 		tm := map[string]Duration{"connect": u.Timeouts.Connect, "read": u.Timeouts.Read, "write": u.Timeouts.Write}
 		for _, f := range sortedKeys(tm) {
 			if tm[f] <= 0 {

@@ -13,6 +13,7 @@ import (
 
 	"sluice/internal/config"
 	"sluice/internal/connpool"
+	"sluice/internal/h2pool"
 	"sluice/internal/plugin"
 	"sluice/internal/proxy"
 	"sluice/internal/realip"
@@ -154,6 +155,7 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 		}
 		g.held = append(g.held, up.id("", tc.Address))
 		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: up.acquire("", tc.Address)}
+		t.H2 = up.acquireH2("", tc.Address)
 		if ot, ok := before[tc.Address]; ok {
 			t.Inherit(ot)
 		} else if before != nil {
@@ -185,6 +187,7 @@ func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, u
 		Upstream:    u,
 		NewBalancer: func(ts []*upstream.Target) (upstream.Balancer, error) { return balancer.New(uc.Balancer, ts) },
 		Acquire:     up.acquire,
+		AcquireH2:   up.acquireH2,
 		Release:     up.release,
 		Joined: func(t *upstream.Target) {
 			if ot, ok := before[t.Addr]; ok && !live {
@@ -280,6 +283,7 @@ func (g *Generation) Close() {
 type poolID struct {
 	upstream, addr string
 	opts           connpool.Identity
+	h2             string // the protocol and h2 settings (h2pools.go); "" for http1
 }
 
 // poolRefs holds the pools of every generation not yet closed, by identity. A pool stays open
@@ -295,8 +299,9 @@ type poolRefs struct {
 }
 
 type poolRef struct {
-	p *connpool.Pool
-	n int
+	p  *connpool.Pool
+	h2 *h2pool.Pool // the HTTP/2 pool of an h2/h2c upstream, made on first use (h2pools.go)
+	n  int
 }
 
 func (r *poolRefs) acquire(id poolID, mk func() *connpool.Pool) *connpool.Pool {
@@ -326,6 +331,9 @@ func (r *poolRefs) release(id poolID) {
 	why := r.why
 	r.mu.Unlock()
 	ref.p.Close(why)
+	if ref.h2 != nil {
+		ref.h2.Close(h2pool.CloseReason(why))
+	}
 }
 
 // closeAs makes pools closed from now on record why (the gateway's Shutdown: CloseShutdown).
@@ -342,6 +350,7 @@ type upstreamPools struct {
 	opts     connpool.Options
 	tls      *upstreamTLS // nil: plain TCP
 	log      *slog.Logger
+	uc       config.Upstream // for the h2 pools (h2pools.go)
 }
 
 func (g *Generation) upstreamPools(uc config.Upstream, log *slog.Logger) (upstreamPools, error) {
@@ -349,7 +358,7 @@ func (g *Generation) upstreamPools(uc config.Upstream, log *slog.Logger) (upstre
 	if err != nil {
 		return upstreamPools{}, err
 	}
-	return upstreamPools{refs: g.pools, upstream: uc.ID, opts: poolOptions(uc), tls: ut, log: log.With("upstream", uc.ID)}, nil
+	return upstreamPools{refs: g.pools, upstream: uc.ID, opts: poolOptions(uc), tls: ut, log: log.With("upstream", uc.ID), uc: uc}, nil
 }
 
 // options returns the pool options for the addresses name resolved to ("" for a target
@@ -363,7 +372,7 @@ func (u upstreamPools) options(name string) connpool.Options {
 }
 
 func (u upstreamPools) id(name, addr string) poolID {
-	return poolID{upstream: u.upstream, addr: addr, opts: u.options(name).Identity()}
+	return poolID{upstream: u.upstream, addr: addr, opts: u.options(name).Identity(), h2: h2Identity(u.uc)}
 }
 
 // acquire returns the pool for addr, an address name resolved to, shared when one with the

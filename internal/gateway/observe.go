@@ -198,8 +198,13 @@ func (g *Gateway) poolStats() []metrics.TargetPool {
 	var out []metrics.TargetPool
 	for _, id := range sortedUpstreamIDs(gen) {
 		for _, t := range gen.Upstreams[id].Current().Targets {
-			out = append(out, metrics.TargetPool{Upstream: id, Target: t.Addr,
-				InFlight: t.InFlight.Load(), Health: string(t.Health().State), Pool: t.Pool.Snapshot()})
+			tp := metrics.TargetPool{Upstream: id, Target: t.Addr,
+				InFlight: t.InFlight.Load(), Health: string(t.Health().State), Pool: t.Pool.Snapshot()}
+			if t.H2 != nil {
+				s := t.H2.Snapshot()
+				tp.H2 = &s
+			}
+			out = append(out, tp)
 		}
 	}
 	return out
@@ -243,6 +248,10 @@ func (v adminView) Targets(id string) ([]admin.Target, bool) {
 		h := t.Health()
 		out[i] = admin.Target{Address: t.Addr, Weight: t.Weight, InFlight: t.InFlight.Load(),
 			Health: string(h.State), HealthReason: h.Reason, HealthSince: h.Since, Pool: t.Pool.Snapshot()}
+		if t.H2 != nil {
+			s := t.H2.Snapshot()
+			out[i].H2 = &s
+		}
 	}
 	return out, true
 }

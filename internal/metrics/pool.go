@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"sluice/internal/connpool"
+	"sluice/internal/h2pool"
 	"sluice/internal/reason"
 )
 
@@ -18,6 +19,8 @@ type TargetPool struct {
 	// Health is the target's health state: healthy, unhealthy, ejected or unknown.
 	Health string
 	Pool   connpool.Snapshot
+	// H2 is the target's HTTP/2 pool (protocol h2, h2c); nil for HTTP/1.1.
+	H2 *h2pool.Snapshot
 }
 
 // PoolSource returns the pools of the serving config; it is called once per scrape.
@@ -90,11 +93,17 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 		descPathConnects, descPreconnects, descReuseRatio, descConfident} {
 		ch <- d
 	}
+	for _, d := range h2Descs {
+		ch <- d
+	}
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, tp := range c.pools() {
 		collectPool(ch, &tp)
+		if tp.H2 != nil {
+			collectH2(ch, &tp)
+		}
 	}
 }
 

@@ -15,6 +15,8 @@ import "sluice/internal/config"
 //     the backend closed it while idle: the backend never saw the request, so it is sent
 //     again at once, whatever the method and policy (not counted as a retry; at most
 //     maxStaleResends times, the second time on a fresh connection), if its body is held.
+//     An HTTP/2 stream the backend provably did not process (above a GOAWAY's
+//     last-stream-id, REFUSED_STREAM) is re-sent the same way, on any connection.
 //  3. Anything else is retried only when the route's retry.on lists its condition (and,
 //     for a status, retry.statuses lists it), attempts remain, the request is safe to run
 //     twice or provably was not sent, its body can be sent again, and the retry deadline
@@ -34,6 +36,7 @@ type attemptFacts struct {
 	cond         string // the retry condition the failure falls under (config.Retry*); "" when none
 	status       int    // the response status, when cond is config.RetryStatus
 	notSent      bool   // provably no request byte reached the backend
+	unprocessed  bool   // an HTTP/2 stream the backend provably did not process
 	reused       bool   // the attempt ran on a reused pooled connection
 	canceled     bool   // the request's context ended (client gone, forced shutdown)
 	headSent     bool   // the response head went to the client
@@ -60,7 +63,7 @@ func decide(f attemptFacts, pol *retryPolicy) decision {
 	if f.canceled || f.headSent || f.attempts >= maxAttempts {
 		return decision{}
 	}
-	if f.reused && f.notSent && f.resends < maxStaleResends && f.replayable {
+	if (f.reused || f.unprocessed) && f.notSent && f.resends < maxStaleResends && f.replayable {
 		return decision{action: actResend, fresh: f.resends+1 >= maxStaleResends, why: staleResend}
 	}
 	d := decision{fresh: f.reused}

@@ -57,6 +57,13 @@ func TestDecide(t *testing.T) {
 		{name: "a fresh connection reset before the request is no stale connection", f: with(stalePOST, func(f *attemptFacts) { f.reused = false }),
 			want: actRetry, why: config.RetryResetBeforeRequest},
 
+		// Rule 2 in HTTP/2 terms: a stream above a GOAWAY's last-stream-id or refused, on any
+		// connection, new or reused.
+		{name: "HTTP/2 POST stream not processed (GOAWAY, REFUSED_STREAM): free re-send", f: with(stalePOST, func(f *attemptFacts) { f.reused, f.unprocessed = false, true }),
+			want: actResend, why: staleResend},
+		{name: "HTTP/2 unprocessed, second re-send dials", f: with(stalePOST, func(f *attemptFacts) { f.reused, f.unprocessed, f.resends = false, true, 1 }),
+			want: actResend, fresh: true, why: staleResend},
+
 		// Rule 3: anything the backend may have processed.
 		{name: "POST reset after being sent: never retried", f: sentPOST, want: actAnswer, fresh: true},
 		{name: "POST reset after being sent, route opted in", f: with(sentPOST, func(f *attemptFacts) { f.safe = true }), want: actRetry, fresh: true, why: config.RetryResetBeforeResponse},

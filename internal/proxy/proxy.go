@@ -269,15 +269,20 @@ type result struct {
 	// no condition covers it (a bad response, a full pool queue).
 	cond string
 	// notSent: provably no request byte reached the backend.
-	notSent    bool
-	reused     bool
-	clientGone bool
-	clientSide bool // the client's side failed (body too large, unreadable, too slow)
-	canceled   bool // the request's context ended (client gone, forced shutdown)
+	notSent bool
+	// unprocessed: an HTTP/2 stream the backend provably did not process (GOAWAY, refused).
+	unprocessed bool
+	reused      bool
+	clientGone  bool
+	clientSide  bool // the client's side failed (body too large, unreadable, too slow)
+	canceled    bool // the request's context ended (client gone, forced shutdown)
 }
 
 // attempt makes one try on t; now is the time it starts.
 func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
+	if t.H2 != nil {
+		return p.attemptH2(ctx, cl, t, now)
+	}
 	rt, r, rec := cl.fwd.rt, &cl.r, cl.r.rec
 	gctx := ctx
 	if rt.connectOverride {

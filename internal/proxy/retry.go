@@ -127,7 +127,7 @@ func (r *retrier) tryTimeout() time.Duration {
 // facts gathers what decide needs about failed attempt n (res).
 func (r *retrier) facts(res result, n int) attemptFacts {
 	return attemptFacts{
-		cond: res.cond, notSent: res.notSent, reused: res.reused, canceled: res.canceled,
+		cond: res.cond, notSent: res.notSent, unprocessed: res.unprocessed, reused: res.reused, canceled: res.canceled,
 		headSent: r.ds.Status() != 0, attempts: n + 1, tries: r.tries, resends: r.stale,
 		safe: r.safe, replayable: r.fwd.replayable(), pastDeadline: r.pastDeadline(),
 	}

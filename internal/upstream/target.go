@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"sluice/internal/connpool"
+	"sluice/internal/h2pool"
 )
 
 // State is a target's health as seen by the gateway.
@@ -47,6 +48,9 @@ type Target struct {
 	Addr   string
 	Weight int
 	Pool   *connpool.Pool
+	// H2, when set, carries the target's requests as HTTP/2 streams (protocol h2, h2c);
+	// Pool then only serves what needs HTTP/1.1 (none today).
+	H2 *h2pool.Pool
 	// Name is the configured name that discovery resolved to Addr: the target's address with
 	// a host name ("api.internal:8080") or its SRV name. "" for a target given as an IP.
 	Name string

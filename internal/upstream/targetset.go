@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"sluice/internal/connpool"
+	"sluice/internal/h2pool"
 )
 
 // TargetSet is one version of an upstream's targets with the balancer over them. It is
@@ -83,6 +84,9 @@ type Membership struct {
 	// with one Release of the same name and address once no target uses the pool any more.
 	Acquire func(name, addr string) *connpool.Pool
 	Release func(name, addr string)
+	// AcquireH2, when non-nil, returns the HTTP/2 pool for addr after Acquire (nil for an
+	// HTTP/1.1 upstream); Release drops it with the pool.
+	AcquireH2 func(name, addr string) *h2pool.Pool
 	// Joined, when non-nil, is called for each target new to the set before it is
 	// published: it may carry health over (Target.Inherit) or start slow start.
 	Joined func(t *Target)
@@ -141,6 +145,9 @@ func (m *Membership) Update(name string, eps []Endpoint) (added, removed []strin
 			continue
 		}
 		t := &Target{Addr: e.Addr, Weight: max(e.Weight, 1), Name: name, Pool: m.Acquire(name, e.Addr)}
+		if m.AcquireH2 != nil {
+			t.H2 = m.AcquireH2(name, e.Addr)
+		}
 		if ok {
 			t.Inherit(pt)
 		} else {

@@ -40,9 +40,12 @@ func NewActive(u *upstream.Upstream, c config.ActiveCheck) *Active {
 	if c.Jitter != nil {
 		a.Jitter = *c.Jitter
 	}
-	if c.Type == "tcp" {
+	switch c.Type {
+	case "tcp":
 		a.Probe = TCPProbe{}
-	} else {
+	case "grpc":
+		a.Probe = GRPCProbe{}
+	default:
 		a.Probe = &HTTPProbe{Path: c.Path, Host: c.Host, Expected: c.ExpectedStatuses, BodyContains: c.BodyContains}
 	}
 	return a

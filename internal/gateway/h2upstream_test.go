@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// TestH2UpstreamRacyBackend: an HTTP/2 backend that sends GOAWAY with a last-stream-id below
+// streams in flight, refuses streams at random and closes idle connections, behind the
+// gateway (HTTP/1.1 clients in front), for h2c and h2 (TLS): a GET/POST mix of requests
+// without idempotency keys or retry opt-in sees 0 failures, and the backend processed each
+// exactly once (the unprocessed ones were re-sent, POSTs with their body).
+func TestH2UpstreamRacyBackend(t *testing.T) {
+	ca := testutil.NewCA(t)
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"h2c", false}, {"h2", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			bo := testutil.RacyH2Options{GoAwayEvery: 10, RefusePercent: 5, IdleClose: 150 * time.Millisecond,
+				Delay: 2 * time.Millisecond, HeaderTableSize: -1}
+			upstream := "    protocol: h2c\n"
+			if tc.tls {
+				bo.TLS = ca.ServerConfig(t, "127.0.0.1")
+				upstream = "    protocol: h2\n    tls: {ca_file: " + ca.CAFile(t) + ", server_name: 127.0.0.1}\n"
+			}
+			b, err := testutil.NewRacyH2(bo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: racy
+    targets: [{address: "{{backend}}"}]
+`+upstream+`
+routes:
+  - id: all
+    upstream: racy
+`, map[string]string{"backend": b.Addr()})
+			c := newClient()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var ids []string
+			for w := range 6 {
+				wg.Go(func() {
+					for i := range 40 {
+						id := fmt.Sprintf("%s-%d-%d", tc.name, w, i)
+						var body io.Reader
+						method := "GET"
+						if i%2 == 0 {
+							method, body = "POST", strings.NewReader("body-"+id)
+						}
+						req, _ := http.NewRequest(method, tg.url("/r"), body)
+						req.Header.Set("X-Test-Id", id)
+						resp, err := c.Do(req)
+						if err != nil {
+							t.Errorf("%s: %v", id, err)
+							continue
+						}
+						got, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode != 200 || !strings.HasPrefix(string(got), "ok "+id+" ") {
+							t.Errorf("%s %s: %d %q (%s)", method, id, resp.StatusCode, got, resp.Header.Get("X-Sluice-Error"))
+						}
+						mu.Lock()
+						ids = append(ids, id)
+						mu.Unlock()
+						if i%10 == 9 {
+							time.Sleep(200 * time.Millisecond) // past the backend's idle close
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for _, id := range ids {
+				if n := b.Processed(id); n != 1 {
+					t.Errorf("%s processed %d times; want 1", id, n)
+				}
+			}
+			if b.GoAways.Load() == 0 || b.Refused.Load() == 0 || b.Unprocessed.Load() == 0 || b.IdleCloses.Load() == 0 {
+				t.Errorf("the backend did not race: %d GOAWAYs (%d streams above them), %d refused, %d idle closes",
+					b.GoAways.Load(), b.Unprocessed.Load(), b.Refused.Load(), b.IdleCloses.Load())
+			}
+			if n := b.BadBodies.Load(); n != 0 {
+				t.Errorf("%d POST bodies arrived wrong", n)
+			}
+			// The admin API's pool view and the metrics see the HTTP/2 pool's facts.
+			ts, _ := adminView{tg.gw}.Targets("racy")
+			if len(ts) != 1 || ts[0].H2 == nil {
+				t.Fatalf("admin targets %+v; want one with an h2 pool", ts)
+			}
+			h := ts[0].H2
+			if h.Counters.Unprocessed == 0 || h.Closes["goaway"] == 0 || len(h.History) == 0 || h.History[0].GoAwayCode != "NO_ERROR" {
+				t.Errorf("h2 pool view: counters %+v, closes %v, %d life records; want unprocessed streams and goaway closes with their code",
+					h.Counters, h.Closes, len(h.History))
+			}
+			t.Logf("%d requests; backend: %d GOAWAYs, %d streams above them, %d refused, %d idle closes, %d conns",
+				len(ids), b.GoAways.Load(), b.Unprocessed.Load(), b.Refused.Load(), b.IdleCloses.Load(), b.Accepted.Load())
+		})
+	}
+}
+
+// TestH2UpstreamResetAfterSent: a stream the backend processed and then reset is not
+// "unprocessed": a POST is answered with the failure (processed once), a GET or a POST with
+// an idempotency key is retried under the route's rules (retry.attempts 2: processed twice).
+func TestH2UpstreamResetAfterSent(t *testing.T) {
+	b, err := testutil.NewRacyH2(testutil.RacyH2Options{HeaderTableSize: -1,
+		ResetAfter: func(id string) bool { return strings.HasPrefix(id, "reset-") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: h2
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: all
+    upstream: h2
+`, map[string]string{"backend": b.Addr()})
+	c := newClient()
+	for _, tc := range []struct {
+		name, method, id string
+		key              bool
+		processed        int
+	}{
+		{"POST not retried", "POST", "reset-post", false, 1},
+		{"GET retried", "GET", "reset-get", false, 2},
+		{"keyed POST retried", "POST", "reset-keyed", true, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.method == "POST" {
+				body = strings.NewReader("body-" + tc.id)
+			}
+			req, _ := http.NewRequest(tc.method, tg.url("/r"), body)
+			req.Header.Set("X-Test-Id", tc.id)
+			if tc.key {
+				req.Header.Set("Idempotency-Key", tc.id)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			wantAnswer(t, resp, 502, "upstream_reset_before_response")
+			if n := b.Processed(tc.id); n != tc.processed {
+				t.Errorf("processed %d times; want %d", n, tc.processed)
+			}
+		})
+	}
+}

@@ -1,0 +1,387 @@
+// x/net/http2's client is deprecated in favour of net/http's (golang/go#67810), which has
+// no per-connection Ping, State or ClientConnPool: see doc.go and docs/design.md.
+//lint:file-ignore SA1019 the pool needs x/net's ClientConn (Ping, State, ReserveNewRequest)
+
+package h2pool
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"sluice/internal/reason"
+)
+
+// ErrUnprocessed is the error of a request the backend provably did not process: its stream
+// was above a GOAWAY's last-stream-id, was refused (RST_STREAM REFUSED_STREAM), or never
+// started because the connection could not take it. It may be sent again, whatever its
+// method, on another connection.
+var ErrUnprocessed = errors.New("the backend did not process the stream (above a GOAWAY's last-stream-id, REFUSED_STREAM, or the connection could not take it)")
+
+// ErrClosed is returned by a pool that was closed.
+var ErrClosed = errors.New("h2pool: pool closed")
+
+// DefaultSweepInterval is how often the sweeper looks at the connections.
+const DefaultSweepInterval = 250 * time.Millisecond
+
+// historyLen is how many life records of closed connections a pool keeps.
+const historyLen = 64
+
+// Options configure a Pool. Durations of 0 turn their mechanism off unless said otherwise.
+type Options struct {
+	// TLS, when set, makes connections TLS with ALPN "h2" (NextProtos is set by the pool);
+	// nil is h2c (HTTP/2 over plain TCP with prior knowledge).
+	TLS *tls.Config
+	// MaxConns is the most connections (0: no limit). With every connection full, a
+	// request waits for a stream slot until its context ends.
+	MaxConns int
+	// ConnectTimeout bounds a dial and its TLS handshake.
+	ConnectTimeout time.Duration
+	// IdleTimeout closes a connection that carried no stream for this long.
+	IdleTimeout time.Duration
+	// Learn learns the backend's idle timeout from closes and GOAWAYs that come to
+	// connections without streams; SafetyFraction of it then bounds the idle time.
+	Learn          bool
+	SafetyFraction float64
+	// PingAfterIdle: a connection idle this long gets a PING before a new stream goes on it.
+	PingAfterIdle time.Duration
+	// ReadIdleTimeout: a connection that read nothing for this long gets a PING.
+	ReadIdleTimeout time.Duration
+	// PingTimeout bounds the wait for a PING's answer; unanswered retires the connection.
+	PingTimeout time.Duration
+	// SweepInterval is how often connections are looked at (0: DefaultSweepInterval).
+	SweepInterval time.Duration
+}
+
+// Pool keeps the HTTP/2 connections to one target. It implements http2.ClientConnPool for
+// its own http2.Transport; see doc.go.
+type Pool struct {
+	addr string
+	opts Options
+	tr   *http2.Transport
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	conns    []*conn
+	dialing  int
+	closed   bool
+	nextID   uint64
+	wake     chan struct{} // closed and replaced when a stream slot may have freed
+	stop     chan struct{}
+	learned  time.Duration
+	counters Counters
+	closes   map[CloseReason]int64
+	history  [historyLen]LifeRecord
+	histN    int // records written in all
+}
+
+// conn is one HTTP/2 connection of the pool.
+type conn struct {
+	id      uint64
+	cc      *http2.ClientConn
+	sc      *sniffConn
+	created time.Time
+	streams atomic.Int64 // streams started on it
+	pinging atomic.Bool  // a read-idle PING is out
+	// active counts the streams handed out and not yet Done; idleSince (unix nanoseconds)
+	// is when it last fell to 0 (the creation time before the first stream).
+	active    atomic.Int64
+	idleSince atomic.Int64
+	gone      bool // retired (under Pool.mu)
+	dead      bool // taken out of service by the library (under Pool.mu)
+}
+
+// New returns a pool for addr (host:port) and starts its sweeper; Close stops it.
+func New(addr string, o Options, log *slog.Logger) *Pool {
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.TLS != nil {
+		o.TLS = o.TLS.Clone()
+		o.TLS.NextProtos = []string{http2.NextProtoTLS}
+	}
+	p := &Pool{addr: addr, opts: o, log: log.With("component", "h2pool", "target", addr),
+		wake: make(chan struct{}), stop: make(chan struct{}), closes: map[CloseReason]int64{}}
+	// The Transport only runs streams on the connections this pool gives it. It never
+	// compresses (a proxy passes Accept-Encoding and bodies through as they are), and runs
+	// no PINGs of its own: the pool sends them, so that it knows why a connection ended.
+	p.tr = &http2.Transport{ConnPool: p, AllowHTTP: true, DisableCompression: true}
+	go p.sweep()
+	return p
+}
+
+// Addr is the target address.
+func (p *Pool) Addr() string { return p.addr }
+
+// TLS reports whether the pool's connections are TLS (h2) rather than h2c.
+func (p *Pool) TLS() bool { return p.opts.TLS != nil }
+
+// Attempt is what one RoundTrip learned, filled in for the caller.
+type Attempt struct {
+	// ConnID is the connection the stream went on (0: none was had).
+	ConnID uint64
+	// Reused: the connection had carried streams before this one.
+	Reused bool
+	// IdleAge is how long the connection had carried no stream.
+	IdleAge time.Duration
+	// Unprocessed: the backend provably did not process the request (ErrUnprocessed).
+	Unprocessed bool
+	// Fresh, set by the caller, puts the stream on a newly dialed connection (the last
+	// re-send of a request whose streams were not processed on pooled ones).
+	Fresh bool
+
+	calls int
+	c     *conn
+}
+
+type attemptKey struct{}
+
+// RoundTrip sends req on one of the pool's connections and returns the response once its
+// head arrived; the body streams on (close it, then call Done). req.URL must be absolute
+// (scheme "https" or "http", any host: the pool dials its own address). The library's own
+// retry of unprocessed streams is cut short (see doc.go): such a failure comes back at once
+// as ErrUnprocessed, with a.Unprocessed set, for the caller's retry rules to act on.
+func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) {
+	*a = Attempt{Fresh: a.Fresh}
+	req = req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
+	if req.Body != nil && req.Body != http.NoBody {
+		req.GetBody = unprocessedBody
+	}
+	resp, err := p.tr.RoundTrip(req)
+	if err != nil {
+		p.Done(a)
+	}
+	if errors.Is(err, ErrUnprocessed) {
+		a.Unprocessed = true
+		p.mu.Lock()
+		p.counters.Unprocessed++
+		p.mu.Unlock()
+	}
+	return resp, err
+}
+
+// unprocessedBody is every request's GetBody: the library asks for a new body only to retry
+// a stream it knows was not processed (http2 shouldRetryRequest), which ends the attempt.
+func unprocessedBody() (io.ReadCloser, error) { return nil, ErrUnprocessed }
+
+// Done tells the pool that the stream of a ended (its response body was closed), which may
+// free a slot for a request waiting under MaxConns. RoundTrip calls it when it fails.
+func (p *Pool) Done(a *Attempt) {
+	c := a.c
+	if c == nil {
+		return
+	}
+	a.c = nil
+	if c.active.Add(-1) == 0 {
+		c.idleSince.Store(time.Now().UnixNano())
+	}
+	p.mu.Lock()
+	close(p.wake)
+	p.wake = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// GetClientConn implements http2.ClientConnPool. The second call for one request means the
+// library is retrying a stream it knows was not processed: that ends the attempt.
+func (p *Pool) GetClientConn(req *http.Request, _ string) (*http2.ClientConn, error) {
+	a, _ := req.Context().Value(attemptKey{}).(*Attempt)
+	if a == nil {
+		return nil, errors.New("h2pool: request without an attempt (use Pool.RoundTrip)")
+	}
+	if a.calls++; a.calls > 1 {
+		return nil, ErrUnprocessed
+	}
+	c, reused, idle, err := p.get(req.Context(), a.Fresh)
+	if err != nil {
+		return nil, err
+	}
+	a.ConnID, a.Reused, a.IdleAge, a.c = c.id, reused, idle, c
+	c.streams.Add(1)
+	p.mu.Lock()
+	p.counters.Streams++
+	p.mu.Unlock()
+	return c.cc, nil
+}
+
+// MarkDead implements http2.ClientConnPool: the library takes cc out of service (a GOAWAY
+// came, or its read loop ended). No new stream goes on it; its open streams run on, and the
+// sweeper closes and records it once they ended.
+func (p *Pool) MarkDead(cc *http2.ClientConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if c.cc == cc {
+			c.dead = true
+		}
+	}
+}
+
+// get returns a connection with a stream slot reserved for the caller.
+func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle time.Duration, err error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, false, 0, ErrClosed
+		}
+		c = nil
+		if !fresh {
+			c = p.pickLocked()
+		}
+		if c != nil {
+			first := c.active.Add(1) == 1 // under p.mu: the sweeper sees the stream
+			p.mu.Unlock()
+			if first {
+				idle = time.Since(time.Unix(0, c.idleSince.Load()))
+			}
+			if idle > 0 && idle >= p.opts.PingAfterIdle && c.streams.Load() > 0 {
+				if !p.ping(ctx, c, true) {
+					if ctx.Err() != nil {
+						return nil, false, 0, ctx.Err()
+					}
+					continue
+				}
+			}
+			return c, c.streams.Load() > 0, idle, nil
+		}
+		if p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns {
+			wake := p.wake
+			p.mu.Unlock()
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, false, 0, reason.New(503, reason.PoolQueueTimeout, p.addr, fmt.Errorf("all %d HTTP/2 connections are full (SETTINGS_MAX_CONCURRENT_STREAMS): %w", p.opts.MaxConns, context.Cause(ctx)))
+			}
+		}
+		p.dialing++
+		p.mu.Unlock()
+		c, err = p.dial(ctx)
+		p.mu.Lock()
+		p.dialing--
+		if err != nil {
+			p.counters.DialFailures++
+			p.mu.Unlock()
+			return nil, false, 0, err
+		}
+		p.counters.Dials++
+		if p.closed {
+			p.mu.Unlock()
+			c.cc.Close()
+			return nil, false, 0, ErrClosed
+		}
+		p.conns = append(p.conns, c)
+		ok := c.cc.ReserveNewRequest()
+		if ok {
+			c.active.Add(1)
+		}
+		p.mu.Unlock()
+		if ok {
+			return c, false, 0, nil
+		}
+	}
+}
+
+// pickLocked reserves a stream on the usable connection with the most streams in flight
+// (so that idle connections age out), nil when none has a free slot.
+func (p *Pool) pickLocked() *conn {
+	for i := len(p.conns) - 1; i >= 0; i-- {
+		c := p.conns[i]
+		if !c.gone && !c.dead && c.cc.ReserveNewRequest() {
+			return c
+		}
+	}
+	return nil
+}
+
+// dial opens a connection: TCP, TLS with ALPN h2 when configured, the HTTP/2 preface.
+func (p *Pool) dial(ctx context.Context) (*conn, error) {
+	if p.opts.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.ConnectTimeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		code := reason.ConnectRefused
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = reason.ConnectTimeout
+		}
+		return nil, reason.New(502, code, p.addr, fmt.Errorf("dial %s: %w", p.addr, err))
+	}
+	if p.opts.TLS != nil {
+		tc := tls.Client(nc, p.opts.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
+		}
+		if proto := tc.ConnectionState().NegotiatedProtocol; proto != http2.NextProtoTLS {
+			tc.Close()
+			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("%s did not agree to HTTP/2 (ALPN %q, want \"h2\"): set protocol: http1 or auto", p.addr, proto))
+		}
+		nc = tc
+	}
+	sc := newSniffConn(nc)
+	cc, err := p.tr.NewClientConn(sc)
+	if err != nil {
+		nc.Close()
+		return nil, reason.New(502, reason.ResetBeforeSend, p.addr, fmt.Errorf("HTTP/2 preface to %s: %w", p.addr, err))
+	}
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	p.mu.Unlock()
+	c := &conn{id: id, cc: cc, sc: sc, created: time.Now()}
+	c.idleSince.Store(c.created.UnixNano())
+	return c, nil
+}
+
+// ping sends a PING on c and waits up to PingTimeout; a connection that does not answer is
+// retired (ping_timeout). check says whether it was the check before a new stream.
+func (p *Pool) ping(ctx context.Context, c *conn, check bool) bool {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.PingTimeout)
+	defer cancel()
+	err := c.cc.Ping(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if check {
+		p.counters.PingChecks++
+	} else {
+		p.counters.ReadIdlePings++
+	}
+	if err == nil {
+		return true
+	}
+	p.counters.PingFailures++
+	p.retireLocked(c, ClosePingTimeout, time.Now())
+	p.log.Info("HTTP/2 connection retired: PING unanswered", "conn", c.id, "check_before_stream", check, "err", err)
+	return false
+}
+
+// Close closes every connection (in-flight streams fail) and stops the sweeper; why is
+// recorded as their close reason.
+func (p *Pool) Close(why CloseReason) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	close(p.stop)
+	now := time.Now()
+	for _, c := range p.conns {
+		p.retireLocked(c, why, now)
+	}
+	p.conns = nil
+}

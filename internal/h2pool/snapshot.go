@@ -1,0 +1,96 @@
+package h2pool
+
+import (
+	"maps"
+	"time"
+)
+
+// Counters are a pool's totals since it was created.
+type Counters struct {
+	Dials        int64 `json:"dials"`
+	DialFailures int64 `json:"dial_failures"`
+	// Streams counts the streams started.
+	Streams int64 `json:"streams"`
+	// Unprocessed counts streams the backend provably did not process (GOAWAY above them,
+	// REFUSED_STREAM, connection unusable); the proxy sent each again.
+	Unprocessed int64 `json:"unprocessed"`
+	// PingChecks counts PINGs before a stream on an idle connection; ReadIdlePings those
+	// sent after ReadIdleTimeout; PingFailures those unanswered.
+	PingChecks    int64 `json:"ping_checks"`
+	ReadIdlePings int64 `json:"read_idle_pings"`
+	PingFailures  int64 `json:"ping_failures"`
+}
+
+// ConnInfo describes an open connection.
+type ConnInfo struct {
+	ID      uint64    `json:"id"`
+	Created time.Time `json:"created"`
+	// Streams counts the streams it carried; Active those open now.
+	Streams int64 `json:"streams"`
+	Active  int   `json:"active_streams"`
+	// MaxConcurrentStreams is the backend's SETTINGS_MAX_CONCURRENT_STREAMS (0 before its
+	// SETTINGS came).
+	MaxConcurrentStreams uint32 `json:"max_concurrent_streams"`
+	// IdleSince is when it last carried no stream (zero while streams are open).
+	IdleSince time.Time `json:"idle_since"`
+	// Closing: a GOAWAY came; no new stream goes on it.
+	Closing bool `json:"closing"`
+}
+
+// LifeRecord describes a closed connection.
+type LifeRecord struct {
+	ID      uint64      `json:"id"`
+	Created time.Time   `json:"created"`
+	Closed  time.Time   `json:"closed"`
+	Streams int64       `json:"streams"`
+	Reason  CloseReason `json:"reason"`
+	// GoAwayCode and GoAwayLastStreamID are the backend's GOAWAY, when one came.
+	GoAwayCode         string `json:"goaway_code,omitempty"`
+	GoAwayLastStreamID uint32 `json:"goaway_last_stream_id,omitempty"`
+	// Refused counts its streams refused (REFUSED_STREAM); Resets other stream resets.
+	Refused int64 `json:"refused_streams"`
+	Resets  int64 `json:"stream_resets"`
+}
+
+// Snapshot is a pool's state for the admin API and metrics.
+type Snapshot struct {
+	Addr     string `json:"addr"`
+	Protocol string `json:"protocol"` // "h2" or "h2c"
+	Closed   bool   `json:"closed"`
+	// Learned is the learned backend idle timeout (0: none); EffectiveIdle the idle time
+	// after which connections are closed (0: never).
+	Learned       time.Duration         `json:"learned_idle_timeout"`
+	EffectiveIdle time.Duration         `json:"effective_idle_timeout"`
+	Counters      Counters              `json:"counters"`
+	Closes        map[CloseReason]int64 `json:"closes"`
+	Conns         []ConnInfo            `json:"conns"`
+	History       []LifeRecord          `json:"history"` // oldest first
+}
+
+// Snapshot returns the pool's current state.
+func (p *Pool) Snapshot() Snapshot {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Snapshot{Addr: p.addr, Protocol: "h2c", Closed: p.closed, Learned: p.learned,
+		EffectiveIdle: p.effectiveIdleLocked(), Counters: p.counters, Closes: maps.Clone(p.closes)}
+	if p.opts.TLS != nil {
+		s.Protocol = "h2"
+	}
+	for _, c := range p.conns {
+		if c.gone {
+			continue
+		}
+		st := c.cc.State()
+		ci := ConnInfo{ID: c.id, Created: c.created, Streams: c.streams.Load(), Active: int(c.active.Load()),
+			MaxConcurrentStreams: st.MaxConcurrentStreams, Closing: st.Closing || c.dead}
+		if ci.Active == 0 {
+			ci.IdleSince = time.Unix(0, c.idleSince.Load())
+		}
+		s.Conns = append(s.Conns, ci)
+	}
+	first := max(0, p.histN-historyLen)
+	for i := first; i < p.histN; i++ {
+		s.History = append(s.History, p.history[i%historyLen])
+	}
+	return s
+}

@@ -1,0 +1,142 @@
+package h2pool
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// CloseReason says why a connection was closed (life records, metrics).
+type CloseReason string
+
+// Close reasons.
+const (
+	CloseGoAway        CloseReason = "goaway"          // the backend sent GOAWAY; closed when its streams ended
+	CloseBackendClosed CloseReason = "backend_closed"  // the backend closed the connection without GOAWAY
+	ClosePingTimeout   CloseReason = "ping_timeout"    // a PING (before a stream, or read-idle) went unanswered
+	CloseIdleTimeout   CloseReason = "idle_timeout"    // no stream for keepalive.idle_timeout
+	CloseLearnedIdle   CloseReason = "learned_timeout" // no stream for the learned backend idle timeout's safe part
+	CloseConnError     CloseReason = "conn_error"      // the library found the connection unusable
+	CloseShutdown      CloseReason = "shutdown"        // Pool.Close at shutdown
+	CloseConfigChange  CloseReason = "config_change"   // Pool.Close on reconfiguration
+)
+
+// sweep looks at every connection each SweepInterval until Close: it records the ones that
+// ended (GOAWAY, backend close), closes the ones whose streams ended after a GOAWAY and the
+// idle ones, and PINGs the ones that read nothing for ReadIdleTimeout.
+func (p *Pool) sweep() {
+	t := time.NewTicker(p.opts.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.sweepOnce(now)
+		}
+	}
+}
+
+func (p *Pool) sweepOnce(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	eff := p.effectiveIdleLocked()
+	kept := p.conns[:0]
+	for _, c := range p.conns {
+		if c.gone {
+			continue
+		}
+		st := c.cc.State()
+		idle := c.active.Load() == 0
+		idleSince := time.Unix(0, c.idleSince.Load())
+		switch {
+		case st.Closed:
+			p.learnLocked(c, idle, idleSince)
+			p.retireLocked(c, p.endReason(c), now)
+		case (st.Closing || c.dead) && idle:
+			p.retireLocked(c, p.endReason(c), now)
+		case idle && eff > 0 && now.Sub(idleSince) >= eff:
+			why := CloseIdleTimeout
+			if eff < p.opts.IdleTimeout || p.opts.IdleTimeout == 0 {
+				why = CloseLearnedIdle
+			}
+			p.retireLocked(c, why, now)
+		default:
+			if ri := p.opts.ReadIdleTimeout; ri > 0 && now.Sub(time.Unix(0, c.sc.lastRead.Load())) >= ri && c.pinging.CompareAndSwap(false, true) {
+				go func() {
+					defer c.pinging.Store(false)
+					p.ping(context.Background(), c, false)
+				}()
+			}
+			kept = append(kept, c)
+			continue
+		}
+	}
+	clear(p.conns[len(kept):])
+	p.conns = kept
+}
+
+// endReason is why c ended on the backend's side.
+func (p *Pool) endReason(c *conn) CloseReason {
+	switch {
+	case c.sc.goAway.Load():
+		return CloseGoAway
+	case c.sc.eofAt.Load() != 0:
+		return CloseBackendClosed
+	}
+	return CloseConnError
+}
+
+// learnLocked learns the backend's idle timeout from c, which ended: when it carried no
+// stream then, it was closed after being idle so long (a GOAWAY or a FIN on an idle
+// connection is the backend's idle timeout at work).
+func (p *Pool) learnLocked(c *conn, idle bool, idleSince time.Time) {
+	end := c.sc.eofAt.Load()
+	if !p.opts.Learn || end == 0 || !idle || c.streams.Load() == 0 {
+		return
+	}
+	age := time.Unix(0, end).Sub(idleSince)
+	if age <= 0 {
+		return
+	}
+	if p.learned == 0 || age < p.learned {
+		p.learned = age
+		p.log.Info("learned backend HTTP/2 idle timeout", "idle_timeout", age.Round(time.Millisecond), "conn", c.id)
+	}
+}
+
+// effectiveIdleLocked is the idle time after which a connection is closed (0: never).
+func (p *Pool) effectiveIdleLocked() time.Duration {
+	eff := p.opts.IdleTimeout
+	if p.learned > 0 {
+		f := p.opts.SafetyFraction
+		if f <= 0 || f > 1 {
+			f = 1
+		}
+		if l := time.Duration(float64(p.learned) * f); eff == 0 || l < eff {
+			eff = l
+		}
+	}
+	return eff
+}
+
+// retireLocked closes c (at once; its streams, if any, fail) and records its life.
+func (p *Pool) retireLocked(c *conn, why CloseReason, now time.Time) {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	c.cc.Close()
+	p.closes[why]++
+	rec := LifeRecord{ID: c.id, Created: c.created, Closed: now, Streams: c.streams.Load(), Reason: why,
+		Refused: c.sc.refused.Load(), Resets: c.sc.resets.Load()}
+	if c.sc.goAway.Load() {
+		rec.GoAwayCode = http2.ErrCode(c.sc.goAwayCode.Load()).String()
+		rec.GoAwayLastStreamID = c.sc.goAwayLast.Load()
+	}
+	p.history[p.histN%historyLen] = rec
+	p.histN++
+	close(p.wake)
+	p.wake = make(chan struct{})
+}

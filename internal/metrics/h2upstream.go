@@ -1,0 +1,59 @@
+package metrics
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"sluice/internal/h2pool"
+)
+
+// Metrics of the HTTP/2 pools of upstreams with protocol h2 or h2c (docs/http2.md).
+const (
+	nameH2UpConns       = "sluice_upstream_h2_connections"
+	nameH2UpStreams     = "sluice_upstream_h2_streams_total"
+	nameH2UpUnprocessed = "sluice_upstream_h2_unprocessed_streams_total"
+	nameH2UpClosed      = "sluice_upstream_h2_connections_closed_total"
+	nameH2UpPings       = "sluice_upstream_h2_pings_total"
+)
+
+var (
+	descH2Conns = prometheus.NewDesc(nameH2UpConns,
+		"Open HTTP/2 connections to the target.", poolLabels, nil)
+	descH2Streams = prometheus.NewDesc(nameH2UpStreams,
+		"Streams started on HTTP/2 connections to the target.", poolLabels, nil)
+	descH2Unprocessed = prometheus.NewDesc(nameH2UpUnprocessed,
+		"Streams the target provably did not process (above a GOAWAY's last-stream-id, REFUSED_STREAM); each was sent again.", poolLabels, nil)
+	descH2Closed = prometheus.NewDesc(nameH2UpClosed,
+		"HTTP/2 connections to the target closed, by reason (goaway, backend_closed, ping_timeout, idle_timeout, learned_timeout, conn_error, shutdown, config_change).",
+		append(poolLabels, "reason"), nil)
+	descH2Pings = prometheus.NewDesc(nameH2UpPings,
+		"PINGs sent on HTTP/2 connections to the target, by kind (check: before a stream on an idle connection; read_idle) and result (ok, timeout).",
+		append(poolLabels, "kind", "result"), nil)
+	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings}
+)
+
+// collectH2 emits the metrics of tp's HTTP/2 pool.
+func collectH2(ch chan<- prometheus.Metric, tp *TargetPool) {
+	s := tp.H2
+	lv := []string{tp.Upstream, tp.Target}
+	emit := func(d *prometheus.Desc, t prometheus.ValueType, v float64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, v, append(slices.Clone(lv), extra...)...)
+	}
+	k := s.Counters
+	emit(descH2Conns, prometheus.GaugeValue, float64(len(s.Conns)))
+	emit(descH2Streams, prometheus.CounterValue, float64(k.Streams))
+	emit(descH2Unprocessed, prometheus.CounterValue, float64(k.Unprocessed))
+	reasons := make([]string, 0, len(s.Closes))
+	for r := range s.Closes {
+		reasons = append(reasons, string(r))
+	}
+	slices.Sort(reasons)
+	for _, r := range reasons {
+		emit(descH2Closed, prometheus.CounterValue, float64(s.Closes[h2pool.CloseReason(r)]), r)
+	}
+	// PingFailures counts both kinds; the split by kind is of the PINGs sent.
+	emit(descH2Pings, prometheus.CounterValue, float64(k.PingChecks), "check", "sent")
+	emit(descH2Pings, prometheus.CounterValue, float64(k.ReadIdlePings), "read_idle", "sent")
+	emit(descH2Pings, prometheus.CounterValue, float64(k.PingFailures), "any", "timeout")
+}

@@ -1,0 +1,343 @@
+package proxy
+
+// The attempt path for upstreams spoken to over HTTP/2 (protocol h2, h2c): the request goes
+// as one stream on the target's h2pool.Pool instead of over the HTTP/1.1 codec. The head is
+// the one the HTTP/1.1 path writes (rewrites, forwarded fields, request id), re-read into an
+// http.Request; the body streams from the downstream while the response may already stream
+// back (full duplex, as gRPC bidi calls need); response trailers pass through ds.Finish.
+//
+// Facts for the retry rules: h2pool.ErrUnprocessed (above a GOAWAY's last-stream-id,
+// REFUSED_STREAM) is "provably not processed" and is re-sent whatever the method, if the
+// body is held; any other failure after the stream started is possibly processed and
+// retried only under the route's rules (decide.go). grpc-timeout bounds the attempt.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/h1"
+	"sluice/internal/h2pool"
+	"sluice/internal/reason"
+	"sluice/internal/upstream"
+)
+
+// DuplexBody is an optional Downstream capability: ReadBody may run on another goroutine
+// while the response is written (HTTP/2 streams). Without it, an HTTP/2 upstream's response
+// head waits until the request body was read to its end.
+type DuplexBody interface {
+	DuplexBody() bool
+}
+
+// errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out.
+var errH2AttemptTimeout = errors.New("upstream HTTP/2 attempt timed out")
+
+// h2Head is where the upstream request head is rendered and read back; pooled, so that the
+// two bufio buffers (4 KiB each) are not allocated per request.
+type h2Head struct {
+	buf bytes.Buffer
+	w   *bufio.Writer
+	r   *bufio.Reader
+}
+
+var h2Heads = sync.Pool{New: func() any {
+	h := new(h2Head)
+	h.w, h.r = bufio.NewWriter(&h.buf), bufio.NewReader(&h.buf)
+	return h
+}}
+
+// attemptH2 makes one try of the request on t's HTTP/2 pool; now is when it starts.
+func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
+	fwd, r, rec := &cl.fwd, &cl.r, cl.r.rec
+	req, err := fwd.h2Request(ctx, t)
+	if err != nil {
+		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
+	}
+	// The head wait is bounded by the try timeout, the whole attempt by grpc-timeout.
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req = req.WithContext(actx)
+	var deadline time.Time // grpc-timeout's, zero when none
+	if d, ok := grpcTimeout(&fwd.req.Header); ok {
+		tm := time.AfterFunc(d, func() { cancel(errH2AttemptTimeout) })
+		defer tm.Stop()
+		deadline = time.Now().Add(d - d/10) // a backend's own reset at the deadline comes a little early
+	}
+	head := time.AfterFunc(r.tryTimeout(), func() { cancel(errH2AttemptTimeout) })
+	body := &h2Body{fwd: fwd, done: make(chan struct{})}
+	if fwd.hasBody() {
+		req.Body = body
+	} else {
+		body.finish()
+	}
+	t.InFlight.Add(1)
+	defer t.InFlight.Add(-1)
+	a := h2pool.Attempt{Fresh: r.fresh}
+	resp, err := t.H2.RoundTrip(req, &a)
+	head.Stop()
+	at := rec.add(Attempt{Target: t.Addr, ConnID: a.ConnID, Reused: a.Reused, IdleAge: a.IdleAge})
+	if err != nil {
+		taken, berr := body.stop()
+		fwd.taken = fwd.taken || taken
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			cancel(errH2AttemptTimeout) // the backend ended the call at its deadline (grpc-go resets it)
+		}
+		res := p.classifyH2(ctx, actx, err, &a, berr, t)
+		at.Outcome = string(res.err.Code)
+		if !res.clientGone && !res.clientSide && !res.canceled {
+			rt := fwd.rt
+			rt.Upstream.Done(t, upstream.Result{Latency: time.Since(now), Failed: true})
+		}
+		return res
+	}
+	defer t.H2.Done(&a)
+	defer resp.Body.Close()
+	at.Status = resp.StatusCode
+	if r.pol.retriesStatus(resp.StatusCode) {
+		// A response that may be discarded for a retry: the body's reads end first, so that
+		// whether it can be sent again is known for sure.
+		taken, _ := body.stop()
+		fwd.taken = fwd.taken || taken
+	}
+	if r.retryStatus(resp.StatusCode) {
+		at.Outcome = string(reason.UpstreamStatus)
+		return result{err: reason.New(resp.StatusCode, reason.UpstreamStatus, t.Addr, fmt.Errorf("retryable status %d", resp.StatusCode)), cond: config.RetryStatus}
+	}
+	if _, duplex := fwd.ds.(DuplexBody); !duplex {
+		select { // the downstream cannot read and write at once
+		case <-body.done:
+		case <-actx.Done():
+		}
+	}
+	res := p.relayH2(fwd, t, resp, actx)
+	// The response is complete. A client still sending its body (a gRPC call the server
+	// ended first) may hold a read in progress: it is not waited for (it ends when the
+	// client's stream does), but no read starts from now on.
+	body.abandoned.Store(true)
+	at.Outcome = "ok"
+	if res.err != nil {
+		at.Outcome = string(res.err.Code)
+	}
+	fwd.rt.Upstream.Done(t, upstream.Result{Latency: time.Since(now), Failed: res.err != nil, Status: resp.StatusCode})
+	return res
+}
+
+// classifyH2 turns a failed stream into a result with the facts the retry rules need.
+func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attempt, bodyErr error, t *upstream.Target) result {
+	var re *reason.Error
+	switch {
+	case ctx.Err() != nil:
+		return canceled(ctx)
+	case bodyErr != nil:
+		return clientBodyFailure(t.Addr, bodyErr)
+	case a.Unprocessed:
+		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeRequest, notSent: true, unprocessed: true}
+	case a.ConnID == 0 && errors.As(err, &re):
+		// No connection was had (dial, TLS, pool full): nothing was sent.
+		res := result{err: re, notSent: true}
+		if reason.ConnectFailure(re.Code) {
+			res.cond = config.RetryConnectFailure
+		}
+		return res
+	case errors.Is(context.Cause(actx), errH2AttemptTimeout):
+		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
+	}
+	return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeResponse}
+}
+
+// relayH2 writes resp's head, streams its body (each read flushed: gRPC messages must not
+// wait in a buffer) and ends with its trailers.
+func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context) result {
+	ds := fwd.ds
+	var h h1.Header
+	for name, vs := range resp.Header {
+		for _, v := range vs {
+			h.Add(name, v)
+		}
+	}
+	h.RemoveHopByHop()
+	h.Del("Content-Length")
+	if !h.Has("X-Request-Id") {
+		h.Add("X-Request-Id", string(ds.RequestIDBytes()))
+	}
+	if fwd.hooks != nil {
+		fwd.hooks.ResponseHead(resp.StatusCode, &h)
+	}
+	framing := resp.ContentLength
+	switch {
+	case resp.StatusCode == 204 || resp.StatusCode == 304 || string(fwd.req.Method) == "HEAD":
+		framing = h1.LengthNone
+	case framing < 0:
+		framing = h1.LengthUnknown
+	}
+	if err := ds.WriteHead(resp.StatusCode, nil, &h, framing); err != nil {
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	for {
+		n, err := resp.Body.Read(*bp)
+		if n > 0 {
+			if _, werr := ds.Write((*bp)[:n]); werr != nil {
+				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, werr), clientGone: true}
+			}
+			if werr := ds.Flush(); werr != nil {
+				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, werr), clientGone: true}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ds.Abort()
+			code := reason.BadResponse
+			if errors.Is(context.Cause(actx), errH2AttemptTimeout) {
+				code = reason.ResponseTimeout
+			}
+			return result{err: reason.New(502, code, t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))}
+		}
+	}
+	var tr h1.Header
+	for name, vs := range resp.Trailer {
+		for _, v := range vs {
+			tr.Add(name, v)
+		}
+	}
+	if n := p.dropTrailers(ds, &tr, fwd.rt.skip, "response"); n > 0 {
+		fwd.rec.DroppedResponseTrailers = n
+	}
+	var trp *h1.Header
+	if len(tr.Fields) > 0 {
+		trp = &tr
+	}
+	if err := ds.Finish(trp); err != nil {
+		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
+	}
+	return result{}
+}
+
+// h2Request renders the upstream request head as the HTTP/1.1 path writes it, and reads it
+// back as an http.Request for the HTTP/2 client: one place decides the forwarded fields.
+func (f *forward) h2Request(ctx context.Context, t *upstream.Target) (*http.Request, error) {
+	h := h2Heads.Get().(*h2Head)
+	defer h2Heads.Put(h)
+	h.buf.Reset()
+	h.w.Reset(&h.buf)
+	h.r.Reset(&h.buf)
+	if err := f.writeHead(h.w, t); err != nil {
+		return nil, err
+	}
+	h.w.Flush()
+	req, err := http.ReadRequest(h.r)
+	if err != nil {
+		return nil, fmt.Errorf("request head for HTTP/2: %w", err)
+	}
+	req = req.WithContext(ctx)
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te"} {
+		req.Header.Del(k)
+	}
+	if f.teTrail {
+		req.Header.Set("Te", "trailers") // gRPC requires it; the only TE HTTP/2 allows
+	}
+	req.RequestURI = ""
+	req.URL.Scheme, req.URL.Host = "http", t.Addr
+	if t.H2.TLS() {
+		req.URL.Scheme = "https"
+	}
+	req.ContentLength = f.req.ContentLength
+	if f.req.Chunked {
+		req.ContentLength = -1
+	}
+	req.Body = nil
+	return req, nil
+}
+
+// h2Body is the request body of one HTTP/2 attempt: the held prefix, then the rest from the
+// downstream. The HTTP/2 client reads it on its own goroutine; stop ends that before the
+// proxy judges the attempt, so that a dead attempt can never consume body bytes that a
+// re-send would then miss (mu is held across the downstream read).
+type h2Body struct {
+	fwd     *forward
+	mu      sync.Mutex
+	off     int
+	err     error // the downstream's read failure
+	taken   bool  // bytes past the held prefix were read from the downstream
+	stopped bool
+	// abandoned: the response ended; reads from now on end at once (see attemptH2).
+	abandoned atomic.Bool
+	done      chan struct{}
+	once      sync.Once
+}
+
+// errBodyStopped ends the reads of an attempt that is over.
+var errBodyStopped = errors.New("request body of a finished HTTP/2 attempt")
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	if b.abandoned.Load() {
+		return 0, errBodyStopped
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f := b.fwd
+	switch {
+	case b.stopped:
+		return 0, errBodyStopped
+	case b.off < len(f.pre):
+		n := copy(p, f.pre[b.off:])
+		b.off += n
+		return n, nil
+	case f.preEOF:
+		b.finish()
+		return 0, io.EOF
+	}
+	b.taken = true
+	n, err := f.ds.ReadBody(p)
+	if err == io.EOF {
+		b.finish()
+	} else if err != nil {
+		b.err = err
+		b.finish()
+	}
+	return n, err
+}
+
+// stop ends the attempt's reads (waiting for one in progress) and reports whether the
+// downstream's body was read past the held prefix, and how its read failed, if it did.
+func (b *h2Body) stop() (taken bool, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	b.finish()
+	return b.taken, b.err
+}
+
+func (b *h2Body) finish() { b.once.Do(func() { close(b.done) }) }
+
+func (b *h2Body) Close() error { b.finish(); return nil }
+
+// grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": digits and a unit
+// of H, M, S, m, u, n).
+func grpcTimeout(h *h1.Header) (time.Duration, bool) {
+	v, ok := h.Get("Grpc-Timeout")
+	if !ok || len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(v[:len(v)-1]), 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
