@@ -80,6 +80,12 @@ type Target struct {
 	Health       string
 	HealthReason string
 	HealthSince  time.Time
+	// ConsecutiveFailures counts failed attempts in a row (passive checking).
+	ConsecutiveFailures int64
+	// Ejections counts passive ejections since the target was created; EjectedUntil is when
+	// the current one ends (zero when not ejected).
+	Ejections    int64
+	EjectedUntil time.Time
 	Pool         connpool.Snapshot
 	// H2 is the target's HTTP/2 pool (protocol h2, h2c); nil for HTTP/1.1.
 	H2 *h2pool.Snapshot

@@ -175,6 +175,9 @@ type targetView struct {
 	Health        string  `json:"health"`
 	HealthReason  string  `json:"health_reason,omitempty"`
 	HealthSince   string  `json:"health_since,omitempty"`
+	Failures      int64   `json:"consecutive_failures"`
+	Ejections     int64   `json:"ejections"`
+	EjectedUntil  string  `json:"ejected_until,omitempty"`
 	InFlight      int64   `json:"in_flight"`
 	Idle          int     `json:"idle_connections"`
 	InUse         int     `json:"in_use_connections"`
@@ -193,6 +196,10 @@ func newTargetView(t *Target) targetView {
 	}
 	if !t.HealthSince.IsZero() {
 		v.HealthSince = t.HealthSince.UTC().Format(time.RFC3339Nano)
+	}
+	v.Failures, v.Ejections = t.ConsecutiveFailures, t.Ejections
+	if !t.EjectedUntil.IsZero() {
+		v.EjectedUntil = t.EjectedUntil.UTC().Format(time.RFC3339Nano)
 	}
 	for _, c := range t.Pool.Conns {
 		switch c.State {

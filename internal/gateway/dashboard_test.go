@@ -428,8 +428,10 @@ func TestDashboardPages(t *testing.T) {
 					Address  string
 					Weight   int
 					Health   string
-					InFlight int `json:"in_flight"`
-					Idle     int `json:"idle_connections"`
+					InFlight  int `json:"in_flight"`
+					Failures  int `json:"consecutive_failures"`
+					Ejections int `json:"ejections"`
+					Idle      int `json:"idle_connections"`
 				}
 			}
 		}
@@ -437,10 +439,11 @@ func TestDashboardPages(t *testing.T) {
 		for _, u := range ups.Upstreams {
 			for _, tg := range u.Targets {
 				cells := strings.Split(b.rowText("#targets-"+u.ID, tg.Address), "\t")
-				if len(cells) < 5 || cells[2] != strconv.Itoa(tg.Weight) || cells[3] != strconv.Itoa(tg.InFlight) ||
-					!strings.Contains(cells[1], tg.Health) || (u.ID == "api" && cells[4] != strconv.Itoa(tg.Idle)) {
-					t.Errorf("upstream %s target %s: page row %q; API weight %d health %s in flight %d idle %d",
-						u.ID, tg.Address, cells, tg.Weight, tg.Health, tg.InFlight, tg.Idle)
+				if len(cells) < 7 || cells[2] != strconv.Itoa(tg.Weight) || cells[3] != strconv.Itoa(tg.InFlight) ||
+					cells[4] != strconv.Itoa(tg.Failures) || cells[5] != strconv.Itoa(tg.Ejections) ||
+					!strings.Contains(cells[1], tg.Health) || (u.ID == "api" && cells[6] != strconv.Itoa(tg.Idle)) {
+					t.Errorf("upstream %s target %s: page row %q; API weight %d health %s in flight %d failures %d ejections %d idle %d",
+						u.ID, tg.Address, cells, tg.Weight, tg.Health, tg.InFlight, tg.Failures, tg.Ejections, tg.Idle)
 				}
 			}
 		}

@@ -247,7 +247,8 @@ func (v adminView) Targets(id string) ([]admin.Target, bool) {
 	for i, t := range ts {
 		h := t.Health()
 		out[i] = admin.Target{Address: t.Addr, Weight: t.Weight, InFlight: t.InFlight.Load(),
-			Health: string(h.State), HealthReason: h.Reason, HealthSince: h.Since, Pool: t.Pool.Snapshot()}
+			Health: string(h.State), HealthReason: h.Reason, HealthSince: h.Since, Pool: t.Pool.Snapshot(),
+			ConsecutiveFailures: h.ConsecutiveFailures, Ejections: h.EjectionsTotal, EjectedUntil: h.EjectedUntil}
 		if t.H2 != nil {
 			s := t.H2.Snapshot()
 			out[i].H2 = &s

@@ -31,6 +31,7 @@ upstreams:
     retry: {attempts: 1}
 `+tc.passive+`routes:
   - {id: all, upstream: two}
+admin: {address: "127.0.0.1:0"}
 `, map[string]string{"live": hostport(live), "dead": testutil.DeadAddr(t)})
 			c := newClient()
 			failed := 0
@@ -41,6 +42,27 @@ upstreams:
 			}
 			if failed < tc.minFail || failed > tc.maxFail {
 				t.Errorf("%d of 40 requests failed, want %d to %d", failed, tc.minFail, tc.maxFail)
+			}
+			// The admin view (and the dashboard's upstreams page) counts the ejection.
+			var ups struct {
+				Upstreams []struct {
+					Targets []struct {
+						Address      string
+						Health       string
+						Ejections    int    `json:"ejections"`
+						EjectedUntil string `json:"ejected_until"`
+					}
+				}
+			}
+			adminGet(t, tg.adminURL(""), "/admin/upstreams", "", &ups)
+			wantEjections := 0
+			if tc.passive == "" {
+				wantEjections = 1
+			}
+			for _, tt := range ups.Upstreams[0].Targets {
+				if tt.Address != hostport(live) && (tt.Ejections != wantEjections || (wantEjections > 0) != (tt.EjectedUntil != "")) {
+					t.Errorf("dead target in /admin/upstreams: %+v, want %d ejection(s)", tt, wantEjections)
+				}
 			}
 		})
 	}

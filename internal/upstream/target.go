@@ -35,6 +35,9 @@ type HealthState struct {
 	ConsecutiveFailures int64
 	// Ejections counts recent passive ejections (it sets the next ejection's length).
 	Ejections int
+	// EjectionsTotal counts every passive ejection since the target was created (carried
+	// over reloads).
+	EjectionsTotal int64
 	// EjectedUntil is when an ejection ends (zero when not ejected).
 	EjectedUntil time.Time
 }
@@ -63,12 +66,13 @@ type Target struct {
 	ejectedUntil atomic.Int64 // unix nanoseconds; 0: not ejected
 	rampFrom     atomic.Int64 // unix nanoseconds slow start began; 0: not ramping
 
-	mu        sync.Mutex
-	state     State // the non-ejected state: unknown, healthy or unhealthy
-	since     time.Time
-	reason    string
-	ejections int
-	lastEject time.Time // when the last ejection ended or was lifted
+	mu         sync.Mutex
+	state      State // the non-ejected state: unknown, healthy or unhealthy
+	since      time.Time
+	reason     string
+	ejections  int
+	ejectTotal int64     // every ejection, for the admin view
+	lastEject  time.Time // when the last ejection ended or was lifted
 }
 
 // Health returns a snapshot of t's health.
@@ -76,7 +80,8 @@ func (t *Target) Health() HealthState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := HealthState{State: t.state, Since: t.since, Reason: t.reason,
-		ConsecutiveFailures: t.ConsecutiveFailures.Load(), Ejections: t.ejections}
+		ConsecutiveFailures: t.ConsecutiveFailures.Load(), Ejections: t.ejections,
+		EjectionsTotal: t.ejectTotal}
 	if h.State == "" {
 		h.State = StateUnknown
 	}
@@ -170,6 +175,7 @@ func (u *Upstream) Eject(t *Target, base, maxD time.Duration, why string) time.D
 		t.ejections = 0
 	}
 	t.ejections++
+	t.ejectTotal++
 	d := min(base*time.Duration(t.ejections), maxD)
 	t.ejectedUntil.Store(now.Add(d).UnixNano())
 	old := t.state
@@ -190,7 +196,7 @@ func (t *Target) Inherit(old *Target) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.state, t.since, t.reason = old.state, old.since, old.reason
-	t.ejections, t.lastEject = old.ejections, old.lastEject
+	t.ejections, t.ejectTotal, t.lastEject = old.ejections, old.ejectTotal, old.lastEject
 	t.down.Store(old.down.Load())
 	t.ejectedUntil.Store(old.ejectedUntil.Load())
 	t.rampFrom.Store(old.rampFrom.Load())
