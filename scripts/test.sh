@@ -11,6 +11,7 @@ for bin in nginx curl; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_pkgs+=("$bin")
 done
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium) # the dashboard's browser tests
+command -v firefox-esr >/dev/null 2>&1 || command -v firefox >/dev/null 2>&1 || need_pkgs+=(firefox-esr) # TestDashboardFirefox
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server) # internal/cluster tests
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs) # gateway TestReuseTorture, probe tests
 # Rate limit tests start their own redis-server (Debian package redis-server).
