@@ -425,9 +425,9 @@ func TestDashboardPages(t *testing.T) {
 			Upstreams []struct {
 				ID      string
 				Targets []struct {
-					Address  string
-					Weight   int
-					Health   string
+					Address   string
+					Weight    int
+					Health    string
 					InFlight  int `json:"in_flight"`
 					Failures  int `json:"consecutive_failures"`
 					Ejections int `json:"ejections"`
