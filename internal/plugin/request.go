@@ -56,7 +56,7 @@ type Request struct {
 	answered   bool
 	err        *reason.Error // what stop rendered, nil for a local answer
 
-	bodyOn  uint64 // bit i: chain.body[i] changes this response's body (BodyStart)
+	bodyOn  uint64    // bit i: chain.body[i] changes this response's body (BodyStart)
 	bodyTmp [2][]byte // between body filters, used in turn; kept across requests
 }
 
