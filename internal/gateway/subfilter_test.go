@@ -209,3 +209,28 @@ func TestSubFilterSSEArrivesEventByEvent(t *testing.T) {
 		next <- struct{}{}
 	}
 }
+
+// TestSubFilterChainedBodyFilters: three body filters on one route run in config order,
+// each one's output the next one's input (the middle one reads and writes scratch buffers).
+func TestSubFilterChainedBodyFilters(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, strings.Repeat("xa", 5000))
+	}))
+	t.Cleanup(be.Close)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: be, targets: [{address: {{b}}}]}]
+routes:
+  - id: chained
+    upstream: be
+    plugins:
+      - {name: sub-filter, config: {replace: [{from: a, to: bb}], types: [text/*]}}
+      - {name: sub-filter, config: {replace: [{from: bb, to: ccc}], types: [text/*]}}
+      - {name: sub-filter, config: {replace: [{from: ccc, to: d}], types: [text/*]}}
+`, map[string]string{"b": hostport(be)})
+	_, body, err := fetch(t, newClient(), tg.url("/"))
+	if want := strings.Repeat("xd", 5000); err != nil || string(body) != want {
+		t.Errorf("body %d bytes %.40q..., err %v; want %d bytes of \"xd\"", len(body), body, err, len(want))
+	}
+}
