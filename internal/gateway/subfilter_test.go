@@ -234,3 +234,28 @@ routes:
 		t.Errorf("body %d bytes %.40q..., err %v; want %d bytes of \"xd\"", len(body), body, err, len(want))
 	}
 }
+
+// TestSubFilterH2Client: an HTTP/2 (h2c) client gets a rewritten Content-Length body
+// without a length, whole.
+func TestSubFilterH2Client(t *testing.T) {
+	const in = "see http://internal.example/a and http://internal.example/b"
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Length", strconv.Itoa(len(in)))
+		io.WriteString(w, in)
+	}))
+	t.Cleanup(be.Close)
+	s := &h2Site{}
+	s.testGateway = startGateway(t, strings.Replace(subFilterConfig, "listeners: [{address: 127.0.0.1:0}]",
+		"listeners: [{address: 127.0.0.1:0, protocols: [http1, h2c]}]", 1), map[string]string{"b": hostport(be)})
+	resp, err := s.client().Get(s.url("/f/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	want := "see https://api.example.com/a and https://api.example.com/b"
+	if resp.ProtoMajor != 2 || err != nil || string(body) != want || resp.ContentLength != -1 {
+		t.Errorf("%s: body %q err %v length %d; want HTTP/2, %q, no length", resp.Proto, body, err, resp.ContentLength, want)
+	}
+}
