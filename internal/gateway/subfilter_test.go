@@ -259,3 +259,44 @@ func TestSubFilterH2Client(t *testing.T) {
 		t.Errorf("%s: body %q err %v length %d; want HTTP/2, %q, no length", resp.Proto, body, err, resp.ContentLength, want)
 	}
 }
+
+// BenchmarkSubFilterBody fetches a 4 MiB text/html body on a route with sub-filter
+// (rewritten: copied through the filter) and without (spliced), alternating, on ports
+// 28100-28101 (SLUICE_BENCH_PORT_BASE is not used: the bodyphase helper's range).
+func BenchmarkSubFilterBody(b *testing.B) {
+	var sb strings.Builder
+	for sb.Len() < 4<<20 {
+		sb.WriteString("<p>see http://internal.example/item and some padding text here</p>\n")
+	}
+	in := sb.String()
+	ln, err := net.Listen("tcp", "127.0.0.1:28101")
+	if err != nil {
+		b.Skip(err)
+	}
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Header().Set("Content-Length", strconv.Itoa(len(in)))
+		io.WriteString(w, in)
+	}))
+	be.Listener.Close()
+	be.Listener = ln
+	be.Start()
+	b.Cleanup(be.Close)
+	yaml := strings.Replace(subFilterConfig, "127.0.0.1:0}]", "127.0.0.1:28100}]", 1)
+	yaml = strings.Replace(yaml, "admin: {address: 127.0.0.1:0}\n", "", 1)
+	addr := benchGateway(b, strings.Replace(yaml, "{{b}}", hostport(be), 1), false)
+	c := newClient()
+	for _, path := range []string{"/p/x", "/f/x"} {
+		b.Run(path[1:2], func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				resp, err := c.Get("http://" + addr + path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+}
