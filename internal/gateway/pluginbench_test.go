@@ -40,6 +40,7 @@ var pluginBenchRows = []struct{ name, plugins string }{
 		"      - name: key-auth\n"},
 	{"rate-limit", "      - name: rate-limit\n        config: {key: [client_ip], limit: 1000000000, window: 1s}\n"},
 	{"limit-conn", "      - name: limit-conn\n        config: {max: 1000}\n"},
+	{"sub-filter (not this type)", "      - name: sub-filter\n        config: {replace: [{from: internal, to: public}], types: [text/html]}\n"},
 	{"key-auth+rate-limit+cors", "      - name: cors\n        config: {allow_origins: [\"https://app.example.com\"], allow_credentials: true, expose_headers: [X-Total]}\n" +
 		"      - name: key-auth\n" +
 		"      - name: rate-limit\n        config: {key: [consumer], limit: 1000000000, window: 1s}\n"},

@@ -71,6 +71,17 @@ routes:
   - id: api
     upstream: echo
 `, want: []string{`test.yaml:11: plugins[0].config.allow_origins[0]: plugin cors: "*" cannot be used with allow_credentials`}},
+		{name: "sub-filter rules and types", yaml: `
+routes:
+  - id: api
+    upstream: echo
+    plugins:
+      - name: sub-filter
+        config:
+          replace: [{from: "", to: x}]
+          types: [html]
+`, want: []string{`test.yaml:15: routes[0].plugins[0].config.replace[0].from: route "api": plugin sub-filter: must not be empty`,
+			`test.yaml:16: routes[0].plugins[0].config.types[0]: route "api": plugin sub-filter: "html" is not a media type (type/subtype, type/* or *)`}},
 		{name: "upstream plugin", yaml: `
 routes:
   - id: api

@@ -9,6 +9,7 @@ const (
 	nameJWKSUnknownKID    = "sluice_jwks_unknown_kid_refreshes_total"
 	nameJWKSKeys          = "sluice_jwks_keys"
 	nameForwardAuthChecks = "sluice_forward_auth_checks_total"
+	nameSubFilter         = "sluice_sub_filter_total"
 )
 
 // PluginStat is one plugin instance's stat: the plugin, its place (route id,
@@ -43,6 +44,9 @@ var pluginStats = map[string]pluginStat{
 	"forward_auth_checks": {desc: prometheus.NewDesc(nameForwardAuthChecks,
 		"forward-auth checks, by outcome (allowed, denied, unavailable, timeout, canceled).",
 		append(pluginLabels, "outcome"), nil)},
+	"sub_filter": {desc: prometheus.NewDesc(nameSubFilter,
+		"sub-filter work, by event (response: a response body rewritten; replacement: one occurrence replaced).",
+		append(pluginLabels, "event"), nil)},
 }
 
 // pluginStatsCollector turns plugin stats into metrics at scrape time.

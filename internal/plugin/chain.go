@@ -21,6 +21,7 @@ type Chain struct {
 	request  []entry
 	upstream []entry
 	response []entry
+	body     []entry
 	log      []entry
 }
 
@@ -31,6 +32,7 @@ type entry struct {
 	req   RequestFilter
 	up    UpstreamFilter
 	resp  ResponseFilter
+	body  ResponseBodyFilter
 	lg    LogFilter
 }
 
@@ -41,6 +43,7 @@ func newChain(routeID string, list []placed) *Chain {
 		e.req, _ = p.f.(RequestFilter)
 		e.up, _ = p.f.(UpstreamFilter)
 		e.resp, _ = p.f.(ResponseFilter)
+		e.body, _ = p.f.(ResponseBodyFilter)
 		e.lg, _ = p.f.(LogFilter)
 		if e.req != nil {
 			c.request = append(c.request, e)
@@ -50,6 +53,9 @@ func newChain(routeID string, list []placed) *Chain {
 		}
 		if e.resp != nil {
 			c.response = append(c.response, e)
+		}
+		if e.body != nil {
+			c.body = append(c.body, e)
 		}
 		if e.lg != nil {
 			c.log = append(c.log, e)
@@ -87,6 +93,7 @@ func (r *Request) End() {
 	r.challenges.Reset()
 	r.answer, r.answered, r.err = Answer{}, false, nil
 	r.answerBody = nil
+	r.bodyOn = 0
 }
 
 // RunRequest runs the request phase. It returns true when the chain answered the request

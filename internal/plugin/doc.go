@@ -31,9 +31,10 @@
 //     global, upstream, route, each as written. No numeric priorities.
 //   - [UpstreamFilter]: per attempt, adds header fields to the upstream request.
 //   - [ResponseFilter]: edits the upstream's response head before the client gets it.
+//   - [ResponseBodyFilter]: says in the response headers phase whether it changes this
+//     response's body (BodyStart), then rewrites it read by read as it streams (Body).
+//     When no body filter takes a response, the relay is untouched (splice, 0 allocations).
 //   - [LogFilter]: after the response, for every request that reached the chain.
-//
-// The response body phase (streaming) has no interface yet: adding one is additive.
 //
 // # Answering
 //

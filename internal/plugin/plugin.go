@@ -100,6 +100,28 @@ type ResponseFilter interface {
 	Response(r *Request, status int, h *Header)
 }
 
+// ResponseBodyFilter is the response body phase: it sees the upstream's response body as it
+// streams and may change it (bytes and length). It runs for final responses that have a
+// body (never for HEAD, 1xx, 204 or 304, nor for the gateway's own answers), on every
+// upstream protocol's attempt path. It must not block.
+type ResponseBodyFilter interface {
+	// BodyStart runs in the response headers phase, after every ResponseFilter (h is the
+	// head the client will get; the filter may edit it, e.g. drop an ETag it invalidates).
+	// It returns true when the filter will change this response's body: the gateway then
+	// drops the upstream's Content-Length and frames the body as of unknown length
+	// (chunked for HTTP/1.1, close-delimited for HTTP/1.0), and never splices it. false:
+	// Body is not called for this response; when no filter returns true the relay is
+	// exactly as without the phase. Keep per-response state in r.Slot.
+	BodyStart(r *Request, status int, h *Header) bool
+	// Body gets the body in order, one piece p per upstream read (valid only during the
+	// call; keep what must carry over, such as a partial match, in your slot's state),
+	// appends its output to dst and returns it. end is true on the last call, once the
+	// upstream body ended cleanly (p may be empty): append what you held back and any
+	// final bytes. A body that broke off gets no end call (the client's response is cut).
+	// Several filters run in config order, each one's output the next one's input.
+	Body(r *Request, dst, p []byte, end bool) []byte
+}
+
 // LogFilter runs after the response was written (or the request failed), once per request
 // that reached its route's chain, whatever happened, a panic included: release per-request
 // resources (a concurrency slot) and note outcomes here. status is what the client got

@@ -55,6 +55,9 @@ type Request struct {
 	answerBody []byte // the body of a local answer (AnswerWithBody)
 	answered   bool
 	err        *reason.Error // what stop rendered, nil for a local answer
+
+	bodyOn  uint64    // bit i: chain.body[i] changes this response's body (BodyStart)
+	bodyTmp [2][]byte // between body filters, used in turn; kept across requests
 }
 
 // Answer is how the chain answered a request itself, for metrics and logs.
@@ -268,6 +271,56 @@ func (h hooks) ResponseHead(status int, hd *h1.Header) {
 		}
 	}
 	hd.Fields = append(hd.Fields, r.respFields.Fields...)
+}
+
+var _ proxy.BodyHooks = hooks{}
+
+// ResponseBody runs the ResponseBodyFilters' BodyStart; it returns h itself as the body
+// filter when one of them changes this body, nil otherwise (the relay is then untouched).
+func (h hooks) ResponseBody(status int, hd *h1.Header) proxy.BodyFilter {
+	r := h.r
+	if r.chain == nil || len(r.chain.body) == 0 {
+		return nil
+	}
+	r.bodyOn = 0
+	for i, e := range r.chain.body {
+		if e.body.BodyStart(r, status, hd) {
+			r.bodyOn |= 1 << i
+		}
+	}
+	if r.bodyOn == 0 {
+		return nil
+	}
+	return h
+}
+
+var _ proxy.BodyFilter = hooks{}
+
+// FilterBody runs the body filters that BodyStart turned on, in config order, each one's
+// output the next one's input.
+func (h hooks) FilterBody(dst, p []byte, end bool) []byte {
+	r := h.r
+	in := p
+	var last int
+	for i := range r.chain.body {
+		if r.bodyOn&(1<<i) != 0 {
+			last = i
+		}
+	}
+	turn := 0
+	for i, e := range r.chain.body {
+		if r.bodyOn&(1<<i) == 0 {
+			continue
+		}
+		if i == last {
+			return e.body.Body(r, dst, in, end)
+		}
+		// An intermediate output goes to the scratch buffer that is not the input.
+		out := e.body.Body(r, r.bodyTmp[turn][:0], in, end)
+		r.bodyTmp[turn], in = out, out
+		turn ^= 1
+	}
+	return dst
 }
 
 // unsafeString returns b as a string without copying; it must not outlive b's contents.

@@ -38,3 +38,28 @@ type FieldsErrorWriter interface {
 	// are not taken from extra.
 	WriteErrorFields(e *reason.Error, detail string, extra *h1.Header)
 }
+
+// BodyHooks is an optional extension of Hooks: the response body phase (internal/plugin's
+// ResponseBodyFilter). Every attempt path that relays an upstream response body (HTTP/1.1
+// in response.go, and any other upstream protocol) must ask for it after ResponseHead and
+// run the body through it; hooks without it, or a nil BodyFilter, leave the relay exactly
+// as it is without hooks (splice and the zero-allocation path).
+type BodyHooks interface {
+	// ResponseBody runs after ResponseHead for a final response that has a body (not for a
+	// HEAD request, 1xx, 204 or 304). It returns the filter that changes this response's
+	// body, or nil when none does. With a filter, the relay drops the upstream's
+	// Content-Length, frames the body as h1.LengthUnknown (chunked for HTTP/1.1 clients,
+	// close-delimited for HTTP/1.0) and never splices.
+	ResponseBody(status int, h *h1.Header) BodyFilter
+}
+
+// BodyFilter transforms one response body as it streams.
+type BodyFilter interface {
+	// FilterBody is given the body's bytes in order, one piece p per upstream read (p is
+	// valid only during the call), and appends its output to dst, returning it; the output
+	// may be longer or shorter than p, or empty (bytes held back, e.g. a partial match).
+	// end is true once, on the last call, after the upstream body ended cleanly (p may be
+	// empty): the filter appends whatever it held back and any final bytes. It is not
+	// called with end when the upstream body broke off. It must not block.
+	FilterBody(dst, p []byte, end bool) []byte
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"sluice/internal/connpool"
@@ -87,8 +88,16 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 	if !resp.Header.Has("X-Request-Id") {
 		resp.Header.Add("X-Request-Id", string(ds.RequestIDBytes())) // Add copies: no allocation
 	}
+	var bf BodyFilter
 	if fwd.hooks != nil {
 		fwd.hooks.ResponseHead(resp.Status, &resp.Header)
+		// The body phase: only for a response with a body, and only when a filter says it
+		// changes this one; then the length is unknown until the end.
+		if bh, ok := fwd.hooks.(BodyHooks); ok && !resp.NoBody && !isHEAD {
+			if bf = bh.ResponseBody(resp.Status, &resp.Header); bf != nil {
+				framing = h1.LengthUnknown
+			}
+		}
 	}
 	if err := ds.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
 		out.Reason = connpool.CloseRequestError
@@ -102,7 +111,7 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 		return result{}, out
 	}
 	body.Reset(c.R, resp.ContentLength, resp.Chunked, 0)
-	if res, ok := p.streamBody(fwd, c, t); !ok {
+	if res, ok := p.streamBody(fwd, c, t, bf); !ok {
 		out.Reason = connpool.CloseRequestError
 		return res, out
 	}
@@ -110,6 +119,8 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 		tr := body.Trailer()
 		fwd.rec.DroppedResponseTrailers = p.dropTrailers(ds, tr, gatewayResponseFields, "response")
 		ds.Finish(tr)
+	} else if bf != nil {
+		ds.Finish(nil) // the filtered body is chunked (or close-delimited) downstream
 	}
 	out.Reusable = !resp.Close && !resp.UntilClose
 	if !out.Reusable {
@@ -118,15 +129,22 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 	return result{}, out
 }
 
-func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (result, bool) {
+// streamBody relays the body in fwd.body to the client, through body filter bf when it is
+// not nil (then nothing is spliced: every byte passes the filter).
+func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target, bf BodyFilter) (result, bool) {
 	ds, rt, body := fwd.ds, fwd.rt, &fwd.body
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
 	nc := c.NetConn()
 	splicer, _ := ds.(ResponseSplicer)
-	if c.Socket() == nil {
+	if c.Socket() == nil || bf != nil {
 		splicer = nil
+	}
+	var filtered *[]byte // the filter's output buffer
+	if bf != nil {
+		filtered = filterBufs.Get().(*[]byte)
+		defer func() { filterBufs.Put(filtered) }()
 	}
 	for {
 		// The rest of a large Content-Length body goes socket to socket (splice) when both
@@ -154,7 +172,15 @@ func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (
 			}
 		}
 		n, err := body.Read(buf)
-		if n > 0 {
+		if bf != nil && (n > 0 || err == io.EOF) {
+			// The filter's output replaces the piece; a grown buffer is kept for the pool.
+			*filtered = bf.FilterBody((*filtered)[:0], buf[:n], err == io.EOF)
+			if len(*filtered) > 0 {
+				if _, werr := ds.Write(*filtered); werr != nil {
+					return clientWriteFailure(ds, t, werr), false
+				}
+			}
+		} else if n > 0 {
 			if _, werr := ds.Write(buf[:n]); werr != nil {
 				return clientWriteFailure(ds, t, werr), false
 			}
@@ -167,6 +193,9 @@ func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (
 		}
 	}
 }
+
+// filterBufs hold a body filter's output, one per filtered relay.
+var filterBufs = sync.Pool{New: func() any { b := make([]byte, 0, 40<<10); return &b }}
 
 // clientWriteFailure ends a relay whose client stopped taking the response (closed, reset,
 // too slow).

@@ -13,4 +13,5 @@ import (
 	_ "sluice/internal/plugin/keyauth"             // key-auth
 	_ "sluice/internal/plugin/limitconn"           // limit-conn
 	_ "sluice/internal/plugin/ratelimit"           // rate-limit
+	_ "sluice/internal/plugin/subfilter"           // sub-filter
 )
