@@ -300,3 +300,37 @@ func BenchmarkSubFilterBody(b *testing.B) {
 		})
 	}
 }
+
+// TestSubFilterH2Upstream: the body phase runs on the HTTP/2 upstream relay too (an h2c
+// backend whose response straddles a match across flushed DATA frames).
+func TestSubFilterH2Upstream(t *testing.T) {
+	pieces := []string{"see http://inter", "nal.example/a and sec", "ret http://internal.example/b"}
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, "want HTTP/2", 505)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		for _, p := range pieces {
+			io.WriteString(w, p)
+			w.(http.Flusher).Flush()
+		}
+	}))
+	be.Config.Protocols = new(http.Protocols)
+	be.Config.Protocols.SetUnencryptedHTTP2(true)
+	be.Start()
+	t.Cleanup(be.Close)
+	cfg := strings.Replace(subFilterConfig, "upstreams: [{id: be, targets: [{address: {{b}}}]}]",
+		"upstreams: [{id: be, protocol: h2c, targets: [{address: {{b}}}]}]", 1)
+	tg := startGateway(t, cfg, map[string]string{"b": hostport(be)})
+	resp, err := newClient().Get(tg.url("/f/x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	want := "see https://api.example.com/a and  https://api.example.com/b"
+	if err != nil || string(body) != want {
+		t.Errorf("body %q (%v), want %q", body, err, want)
+	}
+}

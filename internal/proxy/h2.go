@@ -169,9 +169,6 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	if !h.Has("X-Request-Id") {
 		h.Add("X-Request-Id", string(ds.RequestIDBytes()))
 	}
-	if fwd.hooks != nil {
-		fwd.hooks.ResponseHead(resp.StatusCode, &h)
-	}
 	framing := resp.ContentLength
 	switch {
 	case resp.StatusCode == 204 || resp.StatusCode == 304 || string(fwd.req.Method) == "HEAD":
@@ -179,15 +176,36 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	case framing < 0:
 		framing = h1.LengthUnknown
 	}
+	var bf BodyFilter
+	if fwd.hooks != nil {
+		fwd.hooks.ResponseHead(resp.StatusCode, &h)
+		// The body phase (hooks.go), as on the HTTP/1.1 relay: a filter that changes this
+		// body makes its length unknown.
+		if bh, ok := fwd.hooks.(BodyHooks); ok && framing != h1.LengthNone {
+			if bf = bh.ResponseBody(resp.StatusCode, &h); bf != nil {
+				framing = h1.LengthUnknown
+			}
+		}
+	}
 	if err := ds.WriteHead(resp.StatusCode, nil, &h, framing); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
+	var filtered *[]byte
+	if bf != nil {
+		filtered = filterBufs.Get().(*[]byte)
+		defer filterBufs.Put(filtered)
+	}
 	for {
 		n, err := resp.Body.Read(*bp)
-		if n > 0 {
-			if _, werr := ds.Write((*bp)[:n]); werr != nil {
+		out := (*bp)[:n]
+		if bf != nil && (n > 0 || err == io.EOF) {
+			*filtered = bf.FilterBody((*filtered)[:0], out, err == io.EOF)
+			out = *filtered
+		}
+		if len(out) > 0 {
+			if _, werr := ds.Write(out); werr != nil {
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, werr), clientGone: true}
 			}
 			if werr := ds.Flush(); werr != nil {
