@@ -307,7 +307,7 @@ func TestSubFilterH2Upstream(t *testing.T) {
 	pieces := []string{"see http://inter", "nal.example/a and sec", "ret http://internal.example/b"}
 	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor != 2 {
-			http.Error(w, "want HTTP/2", 505)
+			http.Error(w, "want HTTP/2", http.StatusHTTPVersionNotSupported)
 			return
 		}
 		w.Header().Set("Content-Type", "text/html")
