@@ -7,7 +7,8 @@
 #                     [-base REV] [-only "sluice sluice-base nginx"]
 #
 # Throughput: one plain Go backend (bench/backend, 300-byte bodies, or -size) behind each proxy (and
-# behind sluice-full: 20 routes, access log to a file, metrics; compared with plain sluice),
+# behind sluice-full: 20 routes, access log to a file, metrics; and sluice-plugins: CORS, key-auth
+# and a local rate limit on its route; both compared with plain sluice),
 # each proxy on its own loopback port with upstream keep-alive on and access logs off; wrk
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
 # direct, sluice, nginx, haproxy, caddy, goproxy and the two goepoll reference points
@@ -200,6 +201,35 @@ write_config() {
 			printf 'admin: {address: "127.0.0.1:%s"}\n' "$(free_port)"
 		} >"$dir/sluice.yaml"
 		echo "$dir/sluice.yaml" ;;
+	sluice-plugins)
+		# Plain sluice with the everyday plugin chain on its one route: CORS, key-auth (the
+		# key in the query: the load generators send no custom header) and a local rate limit
+		# per consumer set high enough never to refuse (the decision is still made).
+		cat >"$dir/sluice.yaml" <<-EOF
+			listeners:
+			  - address: 127.0.0.1:$port
+			upstreams:
+			  - id: backend
+			    targets:
+			      - address: 127.0.0.1:$bport
+			    keepalive: {max_idle: 256}
+			consumers:
+			  - name: bench
+			    credentials: {key-auth: {keys: ["$BENCH_KEY"]}}
+			routes:
+			  - id: all
+			    upstream: backend
+			    plugins:
+			      - name: cors
+			        config: {allow_origins: ["https://app.example.com"]}
+			      - name: key-auth
+			        config: {query: api_key}
+			      - name: rate-limit
+			        config: {key: [consumer], limit: 1000000000, window: 1s}
+			log: {level: warn, access: "off"}
+			admin: {address: "127.0.0.1:$(free_port)"}
+		EOF
+		echo "$dir/sluice.yaml" ;;
 	nginx)
 		local user="" ka_to=""
 		[ "$(id -u)" = 0 ] && user="user root;"
@@ -285,7 +315,7 @@ start() {
 	case "$name" in
 	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size "$SIZE" >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
-	sluice | sluice-full) "$TMP/bin/sluice" run -c "$cfg" >"$logf" 2>&1 & ;;
+	sluice | sluice-full | sluice-plugins) "$TMP/bin/sluice" run -c "$cfg" >"$logf" 2>&1 & ;;
 	sluice-base) "$TMP/bin/sluice-base" run -c "$cfg" >"$logf" 2>&1 & ;;
 	nginx) nginx -p "$TMP/run/nginx/" -e stderr -c "$cfg" -g 'daemon off;' >"$logf" 2>&1 & ;;
 	haproxy) haproxy -db -f "$cfg" >"$logf" 2>&1 & ;;
@@ -318,7 +348,7 @@ stop() {
 }
 
 peers_available() { # prints the proxies that can run here
-	local p out="sluice sluice-full"
+	local p out="sluice sluice-full sluice-plugins"
 	[ -z "$BASE" ] || out+=" sluice-base"
 	for p in nginx haproxy caddy; do
 		if have "$p"; then out+=" $p"; else log "note: $p is not installed; skipped"; fi
@@ -431,7 +461,7 @@ throughput() {
 	list=("${ok[@]}")
 	if [ "$SMOKE" = 0 ]; then
 		log "warm-up: 1s each"
-		for p in "${list[@]}"; do load "http://127.0.0.1:${PORT[$p]}/" 1 >/dev/null; done
+		for p in "${list[@]}"; do load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" 1 >/dev/null; done
 	fi
 	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tcpu_us_req\n' >"$OUT/results.tsv"
 	local n=${#list[@]}
@@ -440,7 +470,7 @@ throughput() {
 			p=${list[$(((i + r - 1) % n))]}
 			local row t0 t1 cpu
 			t0=$(cpu_ticks "$p")
-			row=$(load "http://127.0.0.1:${PORT[$p]}/" "$DURATION")
+			row=$(load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" "$DURATION")
 			t1=$(cpu_ticks "$p")
 			# The process's CPU per request over the run (direct: the backend's), in us.
 			cpu=$(awk -F'\t' -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($1 > 0 ? d * 1e6 / hz / $1 : 0)}' <<<"$row")
@@ -485,6 +515,18 @@ summarize() {
 	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $SIZE-byte bodies, $LOADER (ratios: x nginx, x direct)"
 	column -t -s $'\t' "$OUT/summary.tsv"
 	full_vs_plain | tee "$OUT/full.txt"
+	plugins_vs_plain | tee -a "$OUT/full.txt"
+}
+
+# BENCH_KEY is sluice-plugins' API key; bench_path is the path a proxy's rounds request.
+BENCH_KEY=bench-key-0123456789abcdef
+bench_path() { if [ "$1" = sluice-plugins ]; then echo "/?api_key=$BENCH_KEY"; else echo /; fi; }
+
+# plugins_vs_plain prints sluice-plugins (CORS + key-auth + local rate limit) against plain
+# sluice.
+plugins_vs_plain() {
+	awk -F'\t' '$1=="sluice"{r=$2; p=$4} $1=="sluice-plugins"{fr=$2; fp=$4}
+		END{ if (r>0 && fr>0) printf "sluice-plugins (cors + key-auth + local rate-limit) vs sluice: req/s x%.2f, p99 x%.2f\n", fr/r, fp/p }' "$OUT/summary.tsv"
 }
 
 # full_vs_plain prints sluice-full (20 routes, access log, metrics) against plain sluice.
