@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // The docs tests read what a docs page promises about the running gateway (the admin API's
@@ -265,7 +267,7 @@ routes:
   - {id: failover, match: {path_prefix: /failover}, upstream: failover}
 admin: {address: "%[8]s"}
 log: {access: "off"}
-`, listen, live, freeAddr(t), freeAddr(t), stuck.addr, garbageBackend(t), freeAddr(t), admin))
+`, listen, live, testutil.RefusingAddr(t), testutil.RefusingAddr(t), stuck.addr, garbageBackend(t), testutil.RefusingAddr(t), admin))
 	p := start(t, "run", cfg)
 	p.waitLog(t, `"sluice started"`, 0)
 	gw := "http://" + listen

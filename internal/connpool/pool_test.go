@@ -380,7 +380,7 @@ func TestDialErrors(t *testing.T) {
 		status int
 		code   reason.Code
 	}{
-		{name: "refused", addr: testutil.DeadAddr(t), status: 502, code: reason.ConnectRefused},
+		{name: "refused", addr: testutil.RefusingAddr(t), status: 502, code: reason.ConnectRefused},
 		{name: "timeout", addr: "192.0.2.1:80", dial: blocking, status: 504, code: reason.ConnectTimeout},
 		{name: "other", addr: "192.0.2.1:80", dial: failing, status: 502, code: reason.ConnectFailed},
 	}

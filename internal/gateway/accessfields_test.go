@@ -103,7 +103,7 @@ upstreams:
 routes:
   - {id: flaky, match: {path_prefix: /flaky}, upstream: flaky}
   - {id: dead, match: {path_prefix: /dead}, upstream: dead}
-`, map[string]string{"flaky": hostport(flaky), "dead": testutil.DeadAddr(t)})
+`, map[string]string{"flaky": hostport(flaky), "dead": testutil.RefusingAddr(t)})
 	c := newClient()
 	mustStatus(t, get(t, c, tg.url("/flaky")), 200)
 	mustStatus(t, get(t, c, tg.url("/dead")), 502)

@@ -281,7 +281,7 @@ func startDashboard(t *testing.T, adminAddr, key string) *dashboardEnv {
 	t.Helper()
 	idle := testutil.IdleCloser(t, 300*time.Millisecond)
 	vars := map[string]string{"api": testutil.Echo(t).Addr(), "idle": idle.Addr(),
-		"dead": testutil.DeadAddr(t), "admin": adminAddr, "key": key,
+		"dead": testutil.RefusingAddr(t), "admin": adminAddr, "key": key,
 		"learn": testutil.AdvertisingCloser(t, 1, time.Second).Addr()}
 	cfg := mustParse(t, dashboardConfig, vars)
 	logBuf := &syncBuffer{}

@@ -14,7 +14,7 @@ import (
 // message and the request id, and no internal cause or target address (docs/errors.md);
 // the access log has them. errors.expose_details adds "detail" and "target".
 func TestErrorBodiesFollowExposeDetails(t *testing.T) {
-	dead := testutil.DeadAddr(t)
+	dead := testutil.RefusingAddr(t)
 	yaml := `
 listeners:
   - address: 127.0.0.1:0

@@ -98,7 +98,7 @@ func TestForwardAuth(t *testing.T) {
 	be := echoBackend(t, "b")
 	as := newForwardAuthService(t)
 	tg := startGateway(t, forwardAuthConfig, map[string]string{"backend": hostport(be), "auth": as.URL,
-		"dead": testutil.DeadAddr(t)})
+		"dead": testutil.RefusingAddr(t)})
 	c := newClient()
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cases := []struct {

@@ -241,7 +241,7 @@ upstreams:
 routes:
   - id: all
     upstream: grpc
-`, map[string]string{"backend": testutil.DeadAddr(t)})
+`, map[string]string{"backend": testutil.RefusingAddr(t)})
 	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

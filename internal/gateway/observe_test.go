@@ -139,7 +139,7 @@ func get(t *testing.T, c *http.Client, url string) *http.Response {
 // TestMetricsEndToEnd sends traffic through the gateway and reads it back from /metrics.
 func TestMetricsEndToEnd(t *testing.T) {
 	adv := testutil.AdvertisingCloser(t, 2, 2*time.Second)
-	tg := startGateway(t, metricsConfig, map[string]string{"adv": adv.Addr(), "dead": testutil.DeadAddr(t)})
+	tg := startGateway(t, metricsConfig, map[string]string{"adv": adv.Addr(), "dead": testutil.RefusingAddr(t)})
 	c := newClient()
 	for i := 0; i < 5; i++ {
 		mustStatus(t, get(t, c, tg.url(fmt.Sprintf("/api/%d", i))), 200)
@@ -196,7 +196,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 // TestMetricsReloads counts reload results and follows the config version.
 func TestMetricsReloads(t *testing.T) {
 	adv := testutil.AdvertisingCloser(t, 2, 2*time.Second)
-	vars := map[string]string{"adv": adv.Addr(), "dead": testutil.DeadAddr(t)}
+	vars := map[string]string{"adv": adv.Addr(), "dead": testutil.RefusingAddr(t)}
 	tg := startGateway(t, metricsConfig, vars)
 	first := tg.gw.Current().Config.Hash
 
@@ -225,7 +225,7 @@ func TestMetricsReloads(t *testing.T) {
 // TestMetricsAcrossReload: a route's series keep counting across a reload that keeps it.
 func TestMetricsAcrossReload(t *testing.T) {
 	adv := testutil.AdvertisingCloser(t, 2, 2*time.Second)
-	vars := map[string]string{"adv": adv.Addr(), "dead": testutil.DeadAddr(t)}
+	vars := map[string]string{"adv": adv.Addr(), "dead": testutil.RefusingAddr(t)}
 	tg := startGateway(t, metricsConfig, vars)
 	c := newClient()
 	mustStatus(t, get(t, c, tg.url("/api/1")), 200)

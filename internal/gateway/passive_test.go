@@ -32,7 +32,7 @@ upstreams:
 `+tc.passive+`routes:
   - {id: all, upstream: two}
 admin: {address: "127.0.0.1:0"}
-`, map[string]string{"live": hostport(live), "dead": testutil.DeadAddr(t)})
+`, map[string]string{"live": hostport(live), "dead": testutil.RefusingAddr(t)})
 			c := newClient()
 			failed := 0
 			for range 40 {

@@ -152,7 +152,7 @@ func TestApplyRejectsUnbindableListener(t *testing.T) {
 listeners: [{address: "127.0.0.1:0"}, {address: %q}]
 upstreams: [{id: echo, targets: [{address: %q}]}, {id: new, targets: [{address: %q}]}]
 routes: [{id: all, upstream: echo}, {id: new, match: {path: /new}, upstream: new}]
-`, taken.Addr().String(), hostport(be), testutil.DeadAddr(t)), nil)
+`, taken.Addr().String(), hostport(be), testutil.RefusingAddr(t)), nil)
 	if err := tg.gw.Apply(bad); err == nil {
 		t.Fatal("apply with an unbindable listener succeeded")
 	}

@@ -71,7 +71,7 @@ func (fb *flakyBackend) times(id string) int {
 // the final status and reason, and how often the backend processed it.
 func TestRetryPolicy(t *testing.T) {
 	fb := newFlakyBackend(t)
-	dead := testutil.DeadAddr(t)
+	dead := testutil.RefusingAddr(t)
 	tg := startGateway(t, `
 listeners: [{address: 127.0.0.1:0}]
 upstreams:
@@ -270,7 +270,7 @@ upstreams:
     targets: [{address: {{flaky}}, weight: 100}, {address: {{dead}}}]
     retry: {attempts: 2, on: [status, connect_failure], backoff_base: 400ms, backoff_max: 400ms}
 routes: [{id: all, upstream: pair}]
-`, map[string]string{"flaky": hostport(fb.srv), "dead": testutil.DeadAddr(t)})
+`, map[string]string{"flaky": hostport(fb.srv), "dead": testutil.RefusingAddr(t)})
 	resp, err := http.Get(tg.url("/status"))
 	if err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ routes:
   - {id: silent, match: {path_prefix: /silent}, upstream: silent}
   - {id: partial, match: {path_prefix: /partial}, upstream: partial}
   - {id: refused, match: {path_prefix: /refused}, upstream: refused}
-`, map[string]string{"silent": silent, "partial": partial, "refused": testutil.DeadAddr(t)})
+`, map[string]string{"silent": silent, "partial": partial, "refused": testutil.RefusingAddr(t)})
 
 	var wg sync.WaitGroup
 	get := func(path string) {

@@ -97,3 +97,18 @@ func TestRacingAndRestart(t *testing.T) {
 		t.Errorf("dial DeadAddr: %v", err)
 	}
 }
+
+// TestRefusingAddr: connections to a RefusingAddr are refused, and its port cannot be taken
+// while the test runs.
+func TestRefusingAddr(t *testing.T) {
+	addr := RefusingAddr(t)
+	for range 3 {
+		if _, err := net.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v, want connection refused", addr, err)
+		}
+	}
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Fatalf("listen on %s succeeded: the port is not held", addr)
+	}
+}

@@ -163,7 +163,7 @@ func TestCheckKeepAlive(t *testing.T) {
 }
 
 func TestCheckDownAndDeadlines(t *testing.T) {
-	dead := newClient(t, "http://"+testutil.DeadAddr(t)+"/", nil)
+	dead := newClient(t, "http://"+testutil.RefusingAddr(t)+"/", nil)
 	if d := dead.Check(context.Background(), request("Bearer good")); d.Code != CodeUnavailable || d.Status != 503 {
 		t.Fatalf("auth service down: %s %d %v", d.Code, d.Status, d.Err)
 	}
