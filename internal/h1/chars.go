@@ -77,8 +77,9 @@ func validValue(b []byte) bool {
 	return true
 }
 
-// equalFold reports whether b and s are equal under ASCII case folding.
-func equalFold[T string | []byte](b []byte, s T) bool {
+// EqualFold reports whether b and s are equal under ASCII case folding (field names,
+// tokens: never Unicode folding).
+func EqualFold[T string | []byte](b []byte, s T) bool {
 	if len(b) != len(s) {
 		return false
 	}
@@ -118,7 +119,7 @@ func hasToken(list []byte, token string) bool {
 	for len(list) > 0 {
 		var e []byte
 		e, list = nextElement(list)
-		if equalFold(e, token) {
+		if EqualFold(e, token) {
 			return true
 		}
 	}

@@ -19,7 +19,7 @@ type Header struct {
 // Get returns the value of the first field named name (ASCII case-insensitive).
 func (h *Header) Get(name string) ([]byte, bool) {
 	for i := range h.Fields {
-		if equalFold(h.Fields[i].Name, name) {
+		if EqualFold(h.Fields[i].Name, name) {
 			return h.Fields[i].Value, true
 		}
 	}
@@ -30,7 +30,7 @@ func (h *Header) Get(name string) ([]byte, bool) {
 // (case-insensitive), as "Connection: keep-alive, Upgrade" lists "upgrade".
 func (h *Header) HasToken(name, token string) bool {
 	for i := range h.Fields {
-		if equalFold(h.Fields[i].Name, name) && hasToken(h.Fields[i].Value, token) {
+		if EqualFold(h.Fields[i].Name, name) && hasToken(h.Fields[i].Value, token) {
 			return true
 		}
 	}
@@ -47,7 +47,7 @@ func (h *Header) Has(name string) bool {
 func (h *Header) Count(name string) int {
 	n := 0
 	for i := range h.Fields {
-		if equalFold(h.Fields[i].Name, name) {
+		if EqualFold(h.Fields[i].Name, name) {
 			n++
 		}
 	}
@@ -56,7 +56,7 @@ func (h *Header) Count(name string) int {
 
 // Del removes every field named name, keeping the order of the others.
 func (h *Header) Del(name string) {
-	h.filter(func(f *Field) bool { return equalFold(f.Name, name) })
+	h.filter(func(f *Field) bool { return EqualFold(f.Name, name) })
 }
 
 // Add appends a field, copying name and value.
@@ -113,7 +113,7 @@ var forbiddenTrailers = [...]string{
 // trailers it forwards.
 func ForbiddenTrailer(name []byte) bool {
 	for _, f := range forbiddenTrailers {
-		if equalFold(name, f) {
+		if EqualFold(name, f) {
 			return true
 		}
 	}
@@ -136,13 +136,13 @@ func (h *Header) RemoveHopByHop() {
 	var stack [8][]byte
 	conn := stack[:0]
 	for i := range h.Fields {
-		if equalFold(h.Fields[i].Name, "Connection") {
+		if EqualFold(h.Fields[i].Name, "Connection") {
 			conn = append(conn, h.Fields[i].Value)
 		}
 	}
 	h.filter(func(f *Field) bool {
 		for _, name := range hopByHop {
-			if equalFold(f.Name, name) {
+			if EqualFold(f.Name, name) {
 				return true
 			}
 		}
@@ -150,7 +150,7 @@ func (h *Header) RemoveHopByHop() {
 			for len(list) > 0 {
 				var tok []byte
 				tok, list = nextElement(list)
-				if equalFold(f.Name, tok) {
+				if EqualFold(f.Name, tok) {
 					return true
 				}
 			}

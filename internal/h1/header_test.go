@@ -198,7 +198,7 @@ func TestForbiddenTrailer(t *testing.T) {
 
 func TestRemoveFunc(t *testing.T) {
 	h := headerOf("A", "1", "B", "2", "a", "3", "C", "4")
-	if n := h.RemoveFunc(func(f *Field) bool { return equalFold(f.Name, "a") }); n != 2 || names(h) != "B,C" {
+	if n := h.RemoveFunc(func(f *Field) bool { return EqualFold(f.Name, "a") }); n != 2 || names(h) != "B,C" {
 		t.Errorf("RemoveFunc removed %d, left %q; want 2 and B,C", n, names(h))
 	}
 }

@@ -162,20 +162,20 @@ func (r *Request) frame() error {
 	for i := range r.Header.Fields {
 		f := &r.Header.Fields[i]
 		switch {
-		case equalFold(f.Name, "Host"):
+		case EqualFold(f.Name, "Host"):
 			hosts++
 			host = f.Value
-		case equalFold(f.Name, "Content-Length"):
+		case EqualFold(f.Name, "Content-Length"):
 			lengths++
 			length = f.Value
-		case equalFold(f.Name, "Transfer-Encoding"):
+		case EqualFold(f.Name, "Transfer-Encoding"):
 			codings++
 			coding = f.Value
-		case equalFold(f.Name, "Connection"):
+		case EqualFold(f.Name, "Connection"):
 			r.Close = r.Close || hasToken(f.Value, "close")
 			keepAlive = keepAlive || hasToken(f.Value, "keep-alive")
-		case equalFold(f.Name, "Expect"):
-			r.Expect100 = r.Expect100 || equalFold(f.Value, "100-continue")
+		case EqualFold(f.Name, "Expect"):
+			r.Expect100 = r.Expect100 || EqualFold(f.Value, "100-continue")
 		}
 	}
 	if r.Minor == 0 {
@@ -236,7 +236,7 @@ func (r *Request) frameChunked(codings, lengths int, coding []byte) error {
 // malformed or applies chunked more than once or not last is a 400 (RFC 9112 §6.1,
 // §6.3); a well-formed list naming any other coding is a 501: a gateway decodes none.
 func checkCoding(v []byte) error {
-	if equalFold(v, "chunked") {
+	if EqualFold(v, "chunked") {
 		return nil
 	}
 	chunked, other := 0, 0
@@ -246,7 +246,7 @@ func checkCoding(v []byte) error {
 		if !validToken(c) {
 			return bad("malformed Transfer-Encoding")
 		}
-		if equalFold(c, "chunked") {
+		if EqualFold(c, "chunked") {
 			chunked++
 		} else {
 			other++

@@ -134,20 +134,20 @@ func (r *Response) frame(isHEAD bool) error {
 	for i := range r.Header.Fields {
 		f := &r.Header.Fields[i]
 		switch {
-		case equalFold(f.Name, "Content-Length"):
+		case EqualFold(f.Name, "Content-Length"):
 			lengths++
 			n, ok := parseLengthList(f.Value)
 			if !ok || (length >= 0 && n != length) {
 				return bad("invalid or conflicting Content-Length")
 			}
 			length = n
-		case equalFold(f.Name, "Transfer-Encoding"):
+		case EqualFold(f.Name, "Transfer-Encoding"):
 			codings++
 			coding = f.Value
-		case equalFold(f.Name, "Connection"):
+		case EqualFold(f.Name, "Connection"):
 			r.Close = r.Close || hasToken(f.Value, "close")
 			keepAlive = keepAlive || hasToken(f.Value, "keep-alive")
-		case equalFold(f.Name, "Keep-Alive"):
+		case EqualFold(f.Name, "Keep-Alive"):
 			r.parseKeepAlive(f.Value)
 		}
 	}
@@ -161,7 +161,7 @@ func (r *Response) frame(isHEAD bool) error {
 		return bad("multiple Transfer-Encoding fields")
 	case codings == 1 && r.Minor == 0:
 		return bad("Transfer-Encoding in HTTP/1.0 response")
-	case codings == 1 && !equalFold(coding, "chunked"):
+	case codings == 1 && !EqualFold(coding, "chunked"):
 		return bad("unsupported transfer-coding")
 	}
 	switch {
@@ -219,9 +219,9 @@ func (r *Response) parseKeepAlive(v []byte) {
 			continue
 		}
 		switch {
-		case equalFold(name, "timeout") && r.KeepAliveTimeout == 0:
+		case EqualFold(name, "timeout") && r.KeepAliveTimeout == 0:
 			r.KeepAliveTimeout = time.Duration(n) * time.Second
-		case equalFold(name, "max") && r.KeepAliveMax < 0:
+		case EqualFold(name, "max") && r.KeepAliveMax < 0:
 			r.KeepAliveMax = int(n)
 		}
 	}

@@ -33,9 +33,9 @@ func (r *Request) parseTarget() error {
 		return nil
 	}
 	prefix := 0
-	if len(t) >= 7 && equalFold(t[:7], "http://") {
+	if len(t) >= 7 && EqualFold(t[:7], "http://") {
 		prefix = 7
-	} else if len(t) >= 8 && equalFold(t[:8], "https://") {
+	} else if len(t) >= 8 && EqualFold(t[:8], "https://") {
 		prefix = 8
 	} else {
 		return bad("unsupported request-target form")

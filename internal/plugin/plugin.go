@@ -15,6 +15,10 @@ import (
 // name. Plugins use it through this alias and never import the codec.
 type Header = h1.Header
 
+// EqualFold reports whether b and s are equal under ASCII case folding, as field names and
+// tokens compare (h1.EqualFold, for plugins, which do not import the codec).
+func EqualFold(b []byte, s string) bool { return h1.EqualFold(b, s) }
+
 // Field is one header field of a [Header].
 type Field = h1.Field
 

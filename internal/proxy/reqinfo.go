@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 
+	"sluice/internal/h1"
 	"sluice/internal/upstream"
 )
 
@@ -40,7 +41,7 @@ func (r reqInfo) QueryValue(name string) (string, bool) {
 
 func (r reqInfo) CookieValue(name string) (string, bool) {
 	for _, f := range r.f.req.Header.Fields {
-		if !asciiEqualFold(f.Name, "Cookie") {
+		if !h1.EqualFold(f.Name, "Cookie") {
 			continue
 		}
 		for _, part := range strings.Split(string(f.Value), ";") {

@@ -158,7 +158,7 @@ func (f *forward) init(ds Downstream, rt *Route, hooks Hooks) {
 		if hooks != nil {
 			break // the hooks say what is forwarded
 		}
-		if asciiEqualFold(fl.Name, "X-Forwarded-For") {
+		if h1.EqualFold(fl.Name, "X-Forwarded-For") {
 			if len(f.xff) > 0 {
 				f.xff = append(f.xff, ", "...)
 			}
@@ -218,7 +218,7 @@ func (f *forward) writeHead(w *bufio.Writer, t *upstream.Target) error {
 fields:
 	for _, fl := range req.Header.Fields {
 		for _, s := range f.rt.skip {
-			if asciiEqualFold(fl.Name, s) {
+			if h1.EqualFold(fl.Name, s) {
 				continue fields
 			}
 		}
@@ -293,23 +293,4 @@ func methodExpectsBody(m []byte) bool {
 		return true
 	}
 	return false
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if lower(b[i]) != lower(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }

@@ -257,7 +257,7 @@ func (p *Proxy) dropTrailers(ds Downstream, tr *h1.Header, own []string, section
 			return true
 		}
 		for _, name := range own {
-			if asciiEqualFold(f.Name, name) {
+			if h1.EqualFold(f.Name, name) {
 				return true
 			}
 		}

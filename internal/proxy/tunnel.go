@@ -55,7 +55,7 @@ func newTunnelPolicy(t config.Tunnel) tunnelPolicy {
 // allows reports whether the route forwards an upgrade to proto.
 func (tp *tunnelPolicy) allows(proto []byte) bool {
 	for _, p := range tp.protocols {
-		if asciiEqualFold(proto, p) {
+		if h1.EqualFold(proto, p) {
 			return true
 		}
 	}

@@ -69,7 +69,7 @@ func (t *Trusted) Resolve(peer netip.Addr, h *h1.Header, dst []byte) (client net
 	n := 0
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !equalFold(f.Name, "X-Forwarded-For") {
+		if !h1.EqualFold(f.Name, "X-Forwarded-For") {
 			continue
 		}
 		list := f.Value
@@ -138,23 +138,4 @@ func parseHop(b []byte) (netip.Addr, bool) {
 		return ap.Addr().Unmap(), true
 	}
 	return netip.Addr{}, false
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

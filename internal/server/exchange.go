@@ -10,7 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
+
 	"sync/atomic"
 	"time"
 
@@ -579,7 +579,7 @@ func errorBody(e *reason.Error, detail, id string) []byte {
 // errorHeadField reports the fields an error head sets itself.
 func errorHeadField(name []byte) bool {
 	for _, s := range [...]string{"Content-Type", "Content-Length", "X-Sluice-Error", "X-Request-Id"} {
-		if len(name) == len(s) && strings.EqualFold(string(name), s) {
+		if h1.EqualFold(name, s) {
 			return true
 		}
 	}

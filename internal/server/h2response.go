@@ -59,7 +59,7 @@ func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int
 		for i, f := range h.Fields {
 			v := all[off : off+len(f.Value)]
 			off += len(f.Value)
-			if isConnectionField(f.Name) || equalFoldStr(f.Name, "Content-Length") {
+			if isConnectionField(f.Name) || h1.EqualFold(f.Name, "Content-Length") {
 				continue
 			}
 			k, ok := commonKeys[string(f.Name)]
@@ -104,10 +104,6 @@ var commonKeys = func() map[string]string {
 
 // unsafeString is b as a string without a copy; b must not change afterwards.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-func equalFoldStr(b []byte, s string) bool {
-	return len(b) == len(s) && strings.EqualFold(string(b), s)
-}
 
 // Write writes response body bytes (buffered by the library until Flush or its buffer
 // fills).

@@ -176,14 +176,14 @@ func (p *CORS) originAllowed(o []byte) bool {
 		return true
 	}
 	for _, e := range p.exact {
-		if equalFold(o, e) {
+		if plugin.EqualFold(o, e) {
 			return true
 		}
 	}
 	for _, w := range p.wild {
 		scheme, suffix := w[0], w[1]
-		if len(o) > len(scheme)+len(suffix) && equalFold(o[:len(scheme)], scheme) &&
-			equalFold(o[len(o)-len(suffix):], suffix) {
+		if len(o) > len(scheme)+len(suffix) && plugin.EqualFold(o[:len(scheme)], scheme) &&
+			plugin.EqualFold(o[len(o)-len(suffix):], suffix) {
 			return true
 		}
 	}
@@ -206,7 +206,7 @@ func (p *CORS) headersAllowed(h *plugin.Header) bool {
 	}
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !equalFold(f.Name, "Access-Control-Request-Headers") {
+		if !plugin.EqualFold(f.Name, "Access-Control-Request-Headers") {
 			continue
 		}
 		list := f.Value
@@ -223,7 +223,7 @@ func (p *CORS) headersAllowed(h *plugin.Header) bool {
 
 func (p *CORS) headerAllowed(name []byte) bool {
 	for _, a := range p.headers {
-		if equalFold(name, a) {
+		if plugin.EqualFold(name, a) {
 			return true
 		}
 	}
@@ -246,25 +246,6 @@ func nextToken(list []byte) (tok, rest []byte) {
 		tok = tok[:len(tok)-1]
 	}
 	return tok, rest
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 var (

@@ -82,7 +82,7 @@ func (f *ForwardAuth) Request(r *plugin.Request) error {
 	}
 	for _, name := range f.request {
 		for i := range h.Fields {
-			if fl := &h.Fields[i]; equalFold(fl.Name, name) {
+			if fl := &h.Fields[i]; plugin.EqualFold(fl.Name, name) {
 				in.Header[name] = append(in.Header[name], string(fl.Value))
 			}
 		}
@@ -154,26 +154,6 @@ func (f *ForwardAuth) PluginStats(emit func(plugin.Stat)) {
 func (f *ForwardAuth) Close() error {
 	f.c.Close()
 	return nil
-}
-
-// equalFold reports whether ASCII b and s are equal ignoring case.
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		x, y := b[i], s[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 var (
