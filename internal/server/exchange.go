@@ -538,6 +538,15 @@ func (ex *Exchange) WriteErrorFields(e *reason.Error, detail string, extra *h1.H
 	body := errorBody(e, detail, id)
 	var h h1.Header
 	h.Add("Content-Type", "application/json")
+	errorHead(&h, e, id, extra)
+	ex.WriteHead(e.Status, nil, &h, int64(len(body)))
+	ex.Write(body)
+}
+
+// errorHead adds the fields of a gateway-generated error's head to h (after any it already
+// has): the reason, the request id, Retry-After on a 503 unless extra has one, and extra's
+// fields except those the error head sets itself. Shared by HTTP/1.1 and HTTP/2.
+func errorHead(h *h1.Header, e *reason.Error, id string, extra *h1.Header) {
 	h.Add("X-Sluice-Error", string(e.Code))
 	h.Add("X-Request-Id", id)
 	if e.Status == 503 && (extra == nil || !extra.Has("Retry-After")) {
@@ -550,8 +559,6 @@ func (ex *Exchange) WriteErrorFields(e *reason.Error, detail string, extra *h1.H
 			}
 		}
 	}
-	ex.WriteHead(e.Status, nil, &h, int64(len(body)))
-	ex.Write(body)
 }
 
 // errorBody is the JSON body of a gateway-generated error (see Exchange.WriteError).

@@ -177,18 +177,7 @@ func (s *Stream) WriteErrorFields(e *reason.Error, detail string, extra *h1.Head
 	}
 	id := s.RequestID()
 	var h h1.Header
-	h.Add("X-Sluice-Error", string(e.Code))
-	h.Add("X-Request-Id", id)
-	if e.Status == 503 && (extra == nil || !extra.Has("Retry-After")) {
-		h.Add("Retry-After", "1")
-	}
-	if extra != nil {
-		for _, f := range extra.Fields {
-			if !errorHeadField(f.Name) {
-				h.Fields = append(h.Fields, f)
-			}
-		}
-	}
+	errorHead(&h, e, id, extra)
 	if s.grpc {
 		msg := string(e.Code)
 		if detail != "" {
