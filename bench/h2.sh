@@ -36,15 +36,8 @@ STARTED=()
 . "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 
-# free_port, narrowed to this benchmark's range (20000-20999).
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 1000))
-		[[ " ${PORT[*]} " == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-}
+# free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
+PORT_LO=20000 PORT_SPAN=1000
 
 have h2load || { log "h2load is needed (apt-get install nghttp2-client)"; exit 1; }
 log "building sluice and the backend into $TMP/bin"

@@ -39,14 +39,8 @@ STARTED=()
 . "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 
-free_port() {
-	local p
-	while :; do
-		p=$((21000 + RANDOM % 1000))
-		[[ " ${PORT[*]} " == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT[$p]=$p; echo "$p"; return; fi
-	done
-}
+# free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
+PORT_LO=21000 PORT_SPAN=1000
 
 log "building sluice and bench/h2up into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/h2up)

@@ -12,12 +12,13 @@ cleanup() {
 	rm -rf "$TMP"
 }
 
-# free_port prints a loopback port nothing listens on and this run has not handed out, below
-# the ephemeral range (32768-), where client sockets would hold ports.
+# free_port prints a loopback port nothing listens on and this run has not handed out, in
+# PORT_LO..PORT_LO+PORT_SPAN-1 (default 20000-31999: below the ephemeral range, 32768-, where
+# client sockets would hold ports). A script that runs beside others narrows the range.
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 12000))
+		p=$((${PORT_LO:-20000} + RANDOM % ${PORT_SPAN:-12000}))
 		[[ " ${PORT[*]} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
 	done

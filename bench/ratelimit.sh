@@ -37,15 +37,8 @@ STARTED=()
 . "$ROOT/bench/lib.sh"
 trap cleanup EXIT
 
-# free_port: this script's ports are 25500-25999 (below the ephemeral range).
-free_port() {
-	local p
-	while :; do
-		p=$((25500 + RANDOM % 500))
-		[[ " ${PORT[*]} " == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-}
+# free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
+PORT_LO=25500 PORT_SPAN=500
 
 for bin in wrk nginx; do have "$bin" || { log "ratelimit.sh needs $bin (apt-get install $bin)"; exit 1; }; done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

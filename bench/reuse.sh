@@ -54,14 +54,8 @@ trap cleanup EXIT
 # Ports come from PORT_BASE..PORT_BASE+999 (default 27000), so that runs beside other
 # benchmarks on a shared machine stay out of their way.
 PORT_BASE=${PORT_BASE:-27000}
-free_port() {
-	local p
-	while :; do
-		p=$((PORT_BASE + RANDOM % 1000))
-		[[ " ${PORT[*]} " == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-}
+# free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
+PORT_LO=$PORT_BASE PORT_SPAN=1000
 
 log "building sluice, staleclient, stalebackend and reusebackend into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/staleclient ./bench/stalebackend ./bench/reusebackend)
