@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"sluice/internal/testutil"
 	"sluice/internal/testutil/jwttest"
@@ -101,31 +100,7 @@ func BenchmarkAuthPlugins(b *testing.B) {
 			plain, with := authClient(b, plainAddr, r.auth), authClient(b, addr, r.auth)
 			defer plain.conn.Close()
 			defer with.conn.Close()
-			for _, c := range []*rawClient{plain, with} {
-				for range 100 { // warm the pools and the token cache
-					if err := c.roundTrip(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			var tPlain, tWith time.Duration
-			b.ReportAllocs()
-			for b.Loop() {
-				t0 := time.Now()
-				if err := plain.roundTrip(); err != nil {
-					b.Fatal(err)
-				}
-				t1 := time.Now()
-				if err := with.roundTrip(); err != nil {
-					b.Fatal(err)
-				}
-				tPlain += t1.Sub(t0)
-				tWith += time.Since(t1)
-			}
-			n := float64(b.N)
-			b.ReportMetric(float64(tPlain.Nanoseconds())/n, "plain-ns/req")
-			b.ReportMetric(float64(tWith.Nanoseconds())/n, "row-ns/req")
-			b.ReportMetric(100*(float64(tWith)/float64(tPlain)-1), "pct-over-plain")
+			interleave(b, plain, with) // warms the pools and the token cache first
 		})
 	}
 }
