@@ -221,6 +221,7 @@ type poolView struct {
 	CloseAge      float64           `json:"close_age_seconds"`
 	Margin        float64           `json:"margin_seconds"`
 	RaceWindow    float64           `json:"race_window_seconds"`
+	BeyondAdv     bool              `json:"beyond_advertised"`
 	ReuseRatio    float64           `json:"reuse_ratio"`
 	Waiting       int               `json:"waiting"`
 	Options       optionsView       `json:"options"`
@@ -274,7 +275,7 @@ func newPoolView(t *Target) poolView {
 	o := s.Options
 	v := poolView{targetView: newTargetView(t), Closed: s.Closed, UnsafeMaxIdle: s.UnsafeMaxIdle.Seconds(),
 		Confident: s.Confident, CloseAge: s.CloseAge.Seconds(), Margin: s.Margin.Seconds(),
-		RaceWindow: s.RaceWindow.Seconds(), ReuseRatio: s.Counters.ReuseRatio(),
+		RaceWindow: s.RaceWindow.Seconds(), BeyondAdv: s.BeyondAdvertised, ReuseRatio: s.Counters.ReuseRatio(),
 		Waiting: s.Waiting, Counters: s.Counters,
 		Options: optionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout.Seconds(), MaxIdle: o.MaxIdle,
 			MaxConns: o.MaxConns, MaxPending: o.MaxPending, QueueTimeout: o.QueueTimeout.Seconds(),

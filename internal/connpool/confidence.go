@@ -17,8 +17,9 @@ package connpool
 //     were taken (a reset clears them: the backend is closing earlier than its FINs say,
 //     e.g. it races its timer).
 //   - Then close = max lo (each bracket's lo is a moment the backend had not closed yet), but
-//     never above L when L came from a Keep-Alive header or a reset on reuse (the backend
-//     said, or showed, that it closes sooner); the margin is the width of the overlap
+//     never above L when L came from a reset on reuse (the backend showed that it closes
+//     sooner), nor when L came from a Keep-Alive header, unless the brackets prove the
+//     header conservative (below); the margin is the width of the overlap
 //     (min hi - max lo: how little the observations pin the close down), at least minMargin
 //     (scheduling noise on both sides), plus how far the brackets miss each other when they
 //     do, and effective = close - margin.
@@ -29,16 +30,33 @@ package connpool
 //     before any was measured. UnsafeMaxIdle stays the bound while the pool is not confident,
 //     and 0 still means that such requests never reuse a connection.
 //
+//   - Beyond the advertisement: a backend may close later than its Keep-Alive header says
+//     (Node adds keepAliveTimeoutBuffer, 1 s by default, to the keepAliveTimeout it
+//     advertises: nodejs/node#59243). When L is a header value and at least beyondConfirm
+//     agreeing brackets all saw the conn alive at least max(margin, L/4) past L, the close
+//     age is the observed one like any backend's that says nothing; the per-conn header
+//     cap is lifted with it. Every rule above still holds: a reset on reuse drops the
+//     brackets (back to the header until they are earned again), a close earlier than the
+//     others breaks the agreement, and a lower advertised value drops the brackets taken
+//     under the old one. A backend that advertises exactly what it keeps shows brackets at
+//     or below L and is not affected, nor one that advertises more than it keeps.
+//
 // Brackets come from idle closes; once the pool retires conns before the backend closes them,
 // no more are seen. So while fewer than closeKeep brackets are kept, a conn retired by the
 // learned timeout is kept open as a sentinel (never handed out; see sentinel.go) and probed
 // until the backend closes it, which adds a bracket at no cost to any request.
 
-import "time"
+import (
+	"context"
+	"log/slog"
+	"time"
+)
 
 const (
 	closeKeep    = 8 // brackets kept
 	closeConfirm = 2 // brackets needed for confidence
+	// beyondConfirm: brackets needed to use a close age later than an advertised timeout.
+	beyondConfirm = 3
 	// unsafeRaces: a non-idempotent request keeps this many race windows between its
 	// conn's idle age and the close age (and the margin). One is what was measured; the
 	// second absorbs what this pool's clock cannot see: the backend's idle clock starts when
@@ -59,6 +77,7 @@ type confidence struct {
 	ok       bool
 	close    time.Duration // the backend's close age when ok
 	margin   time.Duration
+	beyond   bool // ok, and close is later than the advertised timeout (L from a header)
 }
 
 // minMargin is the least margin below a confidently known close age.
@@ -93,33 +112,51 @@ func (p *Pool) resetSeenLocked(idle time.Duration) {
 	if k.ok && idle < k.close {
 		k.race = max(k.race, k.close-idle)
 	}
-	k.brackets = k.brackets[:0]
+	p.dropBracketsLocked()
 }
 
 // confidentLocked refreshes p.conf from the brackets and the learned value.
 func (p *Pool) confidentLocked() {
 	k := &p.conf
-	k.ok = false
+	was := k.beyond
+	k.ok, k.beyond = false, false
+	defer func() {
+		if k.beyond != was {
+			p.log.LogAttrs(context.Background(), slog.LevelInfo, "observed idle closes and the advertised timeout",
+				slog.Bool("beyond_advertised", k.beyond), slog.Duration("learned", p.learn.value), slog.String("learned_source", p.learn.source),
+				slog.Duration("close_age", k.close), slog.Duration("margin", k.margin),
+				slog.Int("brackets", len(k.brackets)))
+		}
+	}()
 	l := p.learn.value
 	if !p.opts.Learn || l == 0 {
 		return
 	}
-	lo, hi, n := time.Duration(0), time.Duration(1<<62), 0
+	lo, hi, least, n := time.Duration(0), time.Duration(1<<62), time.Duration(1<<62), 0
 	for _, b := range k.brackets {
 		if float64(b.lo) < agreeRatio*float64(l) {
 			continue // an early close (restart, crash): not the idle timeout
 		}
-		lo, hi, n = max(lo, b.lo), min(hi, b.hi), n+1
+		lo, hi, least, n = max(lo, b.lo), min(hi, b.hi), min(least, b.lo), n+1
 	}
 	mm := p.opts.minMargin()
 	if n < closeConfirm || lo > hi+max(mm, lo/8) {
 		return // the closes do not come at one age, give or take scheduling noise
 	}
 	k.margin = max(mm, hi-lo) + max(0, lo-hi)
-	if p.learn.source != SourceObserved {
+	switch {
+	case p.learn.source == SourceObserved:
+	case p.learn.source == SourceHeader && n >= beyondConfirm && least >= l+max(k.margin, l/4):
+		k.beyond = true // every close seen came well after the advertised timeout
+	default:
 		lo = min(lo, l) // an advertised timeout, or a reset, says the backend closes sooner
 	}
 	k.ok, k.close = true, lo
+}
+
+// dropBracketsLocked forgets the brackets: what they showed may no longer hold.
+func (p *Pool) dropBracketsLocked() {
+	p.conf.brackets = p.conf.brackets[:0]
 }
 
 // raceWindow is the gap kept between a non-idempotent request and the backend's close.

@@ -277,6 +277,7 @@ func TestConfidenceRule(t *testing.T) {
 		brackets   []bracket
 		race       time.Duration
 		confident  bool
+		beyond     bool
 		eff, unsaf time.Duration
 	}{
 		{name: "one bracket is not enough", learned: 1000 * ms, source: SourceObserved,
@@ -292,6 +293,21 @@ func TestConfidenceRule(t *testing.T) {
 		{name: "header caps the close, not the margin", learned: 1000 * ms, source: SourceHeader,
 			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}}, confident: true,
 			eff: 980 * ms, unsaf: 960 * ms}, // close min(1990, 1000), margin 20
+		{name: "three brackets past the header prove it conservative", learned: 1000 * ms, source: SourceHeader,
+			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}, {1970 * ms, 2030 * ms}}, confident: true, beyond: true,
+			eff: 1970 * ms, unsaf: 1950 * ms}, // close 1990 (not 1000), margin 20, 2 x race 10
+		{name: "a header value exactly kept is not exceeded", learned: 1000 * ms, source: SourceHeader,
+			brackets: []bracket{{980 * ms, 1010 * ms}, {990 * ms, 1020 * ms}, {985 * ms, 1005 * ms}}, confident: true,
+			eff: 970 * ms, unsaf: 950 * ms}, // close 990 (below 1000 anyway), margin 20
+		{name: "closes just past the header do not exceed it", learned: 1000 * ms, source: SourceHeader,
+			brackets: []bracket{{1200 * ms, 1230 * ms}, {1210 * ms, 1240 * ms}, {1205 * ms, 1235 * ms}}, confident: true,
+			eff: 980 * ms, unsaf: 960 * ms}, // 1200 < 1000 + 1000/4: capped at 1000, margin 20
+		{name: "one bracket near the header keeps the cap", learned: 1000 * ms, source: SourceHeader,
+			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}, {1970 * ms, 2030 * ms}, {1000 * ms, 1010 * ms}},
+			eff: 850 * ms, unsaf: 212500 * time.Microsecond}, // the closes disagree: not confident at all
+		{name: "a reset-learned value is never exceeded", learned: 1000 * ms, source: SourceFailure,
+			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}, {1970 * ms, 2030 * ms}}, confident: true,
+			eff: 980 * ms, unsaf: 960 * ms},
 		{name: "a measured race widens the unsafe gap", learned: 950 * ms, source: SourceObserved,
 			brackets: []bracket{{950 * ms, 1010 * ms}, {990 * ms, 1050 * ms}}, race: 100 * ms, confident: true,
 			eff: 970 * ms, unsaf: 770 * ms},
@@ -305,9 +321,9 @@ func TestConfidenceRule(t *testing.T) {
 			p.learn.value, p.learn.source = tc.learned, tc.source
 			p.conf.brackets, p.conf.race = tc.brackets, tc.race
 			p.recomputeLocked()
-			if p.conf.ok != tc.confident || p.eff != tc.eff || p.unsafeIdle != tc.unsaf {
-				t.Errorf("confident %v, effective %v, unsafe %v; want %v, %v, %v (close %v, margin %v)",
-					p.conf.ok, p.eff, p.unsafeIdle, tc.confident, tc.eff, tc.unsaf, p.conf.close, p.conf.margin)
+			if p.conf.ok != tc.confident || p.conf.beyond != tc.beyond || p.eff != tc.eff || p.unsafeIdle != tc.unsaf {
+				t.Errorf("confident %v, beyond %v, effective %v, unsafe %v; want %v, %v, %v, %v (close %v, margin %v)",
+					p.conf.ok, p.conf.beyond, p.eff, p.unsafeIdle, tc.confident, tc.beyond, tc.eff, tc.unsaf, p.conf.close, p.conf.margin)
 			}
 			if p.conf.ok && (p.eff >= p.conf.close || p.unsafeIdle > p.eff-2*p.raceWindow()) {
 				t.Errorf("effective %v or unsafe %v reach past close %v", p.eff, p.unsafeIdle, p.conf.close)

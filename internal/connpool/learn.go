@@ -97,6 +97,11 @@ func (p *Pool) learnHeaderLocked(v time.Duration, now time.Time) {
 	switch {
 	case l.value == 0 || v < l.value:
 		l.raiseTo, l.raiseStreak = 0, 0
+		if l.value != 0 {
+			// The backend says something new: brackets taken under the old value (which
+			// may have proved it conservative) must not carry over to this one.
+			p.dropBracketsLocked()
+		}
 		p.setLearnedLocked(v, SourceHeader, "keep-alive header", now)
 	case v == l.value:
 		l.raiseTo, l.raiseStreak = 0, 0

@@ -251,10 +251,11 @@ func (p *Pool) wornLocked(c *Conn, now time.Time) CloseReason {
 }
 
 // effFor returns c's effective idle timeout (the pool's, lowered by the latest Keep-Alive
-// timeout seen on c) and whether learning lowered it below the configured value.
+// timeout seen on c, unless the pool's brackets proved that value conservative) and whether
+// learning lowered it below the configured value.
 func (p *Pool) effFor(c *Conn) (time.Duration, bool) {
 	eff, learned := p.eff, p.effLearned
-	if c.kaTimeout > 0 {
+	if c.kaTimeout > 0 && !(p.conf.beyond && c.kaTimeout <= p.learn.value) {
 		v := time.Duration(p.opts.SafetyFraction * float64(c.kaTimeout) * p.heal.factor)
 		if p.conf.ok {
 			v = time.Duration(float64(c.kaTimeout-p.conf.margin) * p.heal.factor)

@@ -27,6 +27,9 @@ type Snapshot struct {
 	CloseAge   time.Duration `json:"close_age"`
 	Margin     time.Duration `json:"margin"`
 	RaceWindow time.Duration `json:"race_window"`
+	// BeyondAdvertised: Confident, and CloseAge is later than the backend's Keep-Alive
+	// timeout, which its observed closes proved conservative (confidence.go).
+	BeyondAdvertised bool `json:"beyond_advertised"`
 	// ReuseFactor is the self-healing reuse window factor in [0, 1].
 	ReuseFactor float64      `json:"reuse_factor"`
 	Waiting     int          `json:"waiting"`
@@ -148,17 +151,18 @@ func (p *Pool) Snapshot() Snapshot {
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime, Learn: o.Learn,
 			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle, Preconnect: o.Preconnect,
 			TLS: p.tls != nil},
-		Closed:        p.closed,
-		Learned:       p.learn.value,
-		LearnedSource: p.learn.source,
-		EffectiveIdle: p.eff,
-		UnsafeMaxIdle: p.unsafeIdle,
-		Confident:     p.conf.ok,
-		CloseAge:      p.conf.close,
-		Margin:        p.conf.margin,
-		RaceWindow:    p.raceWindow(),
-		ReuseFactor:   p.heal.factor,
-		Waiting:       len(p.waiters),
+		Closed:           p.closed,
+		Learned:          p.learn.value,
+		LearnedSource:    p.learn.source,
+		EffectiveIdle:    p.eff,
+		UnsafeMaxIdle:    p.unsafeIdle,
+		Confident:        p.conf.ok,
+		CloseAge:         p.conf.close,
+		Margin:           p.conf.margin,
+		RaceWindow:       p.raceWindow(),
+		BeyondAdvertised: p.conf.beyond,
+		ReuseFactor:      p.heal.factor,
+		Waiting:          len(p.waiters),
 		Counters: Counters{Opened: p.stats.opened, Reused: p.stats.reused,
 			StaleCaught: p.stats.staleCaught, ResetOnReuse: p.stats.resetOnReuse,
 			QueueWaits: p.stats.queueWaits, QueueFull: p.stats.queueFull,

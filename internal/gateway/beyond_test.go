@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/connpool"
+	"sluice/internal/testutil"
+)
+
+// TestBeyondAdvertised: a backend that closes idle connections later than its Keep-Alive
+// header says (Node adds a 1 s buffer to the keepAliveTimeout it advertises; a raw Go backend
+// that advertises timeout=1 and closes at 1.6 s, racing requests in its last 100 ms) is
+// reused past the advertised timeout once three observed closes prove the header
+// conservative, and never near its real close: no client failure, no duplicate. A backend
+// whose header is exact (racing its timer) or says more than it keeps is handled as before:
+// no reuse past its real timeout.
+func TestBeyondAdvertised(t *testing.T) {
+	cases := []struct {
+		name    string
+		backend func(t *testing.T) reuseBackend
+		beyond  bool // the pool must end up using a close age past the header
+		keeps   time.Duration
+	}{
+		{name: "node", backend: nodeReuseBackend, beyond: true, keeps: 2 * time.Second},
+		{name: "go advertises 1s keeps 1.6s", beyond: true, keeps: 1600 * time.Millisecond,
+			backend: func(t *testing.T) reuseBackend {
+				return testutilReuse(testutil.NewBackend(t, testutil.BackendOptions{Advertise: 1, IdleClose: 1600 * time.Millisecond, RaceWindow: 100 * time.Millisecond}))
+			}},
+		{name: "go advertises exactly 1s", keeps: time.Second,
+			backend: func(t *testing.T) reuseBackend {
+				return testutilReuse(testutil.NewBackend(t, testutil.BackendOptions{Advertise: 1, IdleClose: time.Second, RaceWindow: 100 * time.Millisecond}))
+			}},
+		{name: "go advertises 2s keeps 1s", keeps: time.Second,
+			backend: func(t *testing.T) reuseBackend {
+				return testutilReuse(testutil.NewBackend(t, testutil.BackendOptions{Advertise: 2, IdleClose: time.Second}))
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			be := tc.backend(t)
+			tg := startGateway(t, fmt.Sprintf(`listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: u
+    targets: [{address: %q}]
+    keepalive: {idle_timeout: 600s}
+routes:
+  - id: r
+    match: {path_prefix: /}
+    upstream: u
+`, be.addr), nil)
+			pool := func() connpool.Snapshot {
+				return tg.gw.Current().Upstreams["u"].Current().Targets[0].Pool.Snapshot()
+			}
+			c := newClient()
+			var failures []string
+			n := 0
+			send := func() {
+				method, body := "GET", io.Reader(nil)
+				if n%2 == 1 {
+					method, body = "POST", strings.NewReader("payload")
+				}
+				id := fmt.Sprintf("b-%d", n)
+				n++
+				req, _ := http.NewRequest(method, tg.url("/x"), body)
+				req.Header.Set("X-Request-Id", id)
+				resp, err := c.Do(req)
+				if err != nil {
+					failures = append(failures, method+" "+id+": "+err.Error())
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failures = append(failures, fmt.Sprintf("%s %s: %d %s", method, id, resp.StatusCode, resp.Header.Get("X-Sluice-Error")))
+				}
+			}
+			// Learning: requests 1.3 s apart (past the advertised 1 s, so conns retire and
+			// sentinels see the backend's own closes) until three closes were observed and,
+			// where it is due, the pool uses the observed close age.
+			deadline := time.Now().Add(25 * time.Second)
+			for {
+				s := pool()
+				if k := s.Counters; k.SentinelCloses+k.StaleCaught >= 3 && (s.BeyondAdvertised || !tc.beyond) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("learning did not settle in 25 s: %+v", s)
+				}
+				send()
+				time.Sleep(1300 * time.Millisecond) // the learning gap
+			}
+			s := pool()
+			t.Logf("learned: %v (%s), confident %v, beyond %v, close %v, margin %v, effective %v, unsafe %v",
+				s.Learned, s.LearnedSource, s.Confident, s.BeyondAdvertised, s.CloseAge, s.Margin, s.EffectiveIdle, s.UnsafeMaxIdle)
+			if s.BeyondAdvertised != tc.beyond {
+				t.Fatalf("beyond advertised %v, want %v", s.BeyondAdvertised, tc.beyond)
+			}
+			if s.EffectiveIdle >= tc.keeps || tc.beyond && s.EffectiveIdle <= 1200*time.Millisecond {
+				t.Errorf("effective idle %v: want below the backend's %v, and past 1.2 s when beyond", s.EffectiveIdle, tc.keeps)
+			}
+			// Measured: GETs and POSTs 1.2-1.3 s apart. Past the advertised timeout, before
+			// the kept one: every request reuses where the header was proved conservative,
+			// none where it is not (the gap is past the real close).
+			before := pool().Counters
+			const measured = 6
+			for i := range measured {
+				send()
+				time.Sleep(1200*time.Millisecond + time.Duration(i%3)*50*time.Millisecond) // the gap under test
+			}
+			send()
+			after := pool().Counters
+			reused := after.Reused - before.Reused
+			t.Logf("measured: %d requests, %d reused, %d opened (%d on the request path)",
+				measured+1, reused, after.Opened-before.Opened, after.RequestPathConnects-before.RequestPathConnects)
+			if tc.beyond && reused < measured-1 {
+				t.Errorf("%d of %d requests after 1.2-1.3 s idle reused a conn, want at least %d", reused, measured, measured-1)
+			}
+			if !tc.beyond && reused != 0 {
+				t.Errorf("%d requests reused a conn idle 1.2-1.3 s, past the backend's %v", reused, tc.keeps)
+			}
+			if len(failures) > 0 {
+				t.Errorf("client-visible failures: %v", failures)
+			}
+			for id, k := range be.processed() {
+				if k > 1 {
+					t.Errorf("request %s processed %d times", id, k)
+				}
+			}
+		})
+	}
+}
+
+// testutilReuse adapts a testutil backend to the scenario's reuseBackend.
+func testutilReuse(b *testutil.Backend) reuseBackend {
+	return reuseBackend{addr: b.Addr(), processed: func() map[string]int {
+		m := map[string]int{}
+		for _, id := range b.Duplicates() {
+			m[id] = 2
+		}
+		return m
+	}}
+}
