@@ -304,7 +304,7 @@ func TestConfidenceRule(t *testing.T) {
 			eff: 980 * ms, unsaf: 960 * ms}, // 1200 < 1000 + 1000/4: capped at 1000, margin 20
 		{name: "one bracket near the header keeps the cap", learned: 1000 * ms, source: SourceHeader,
 			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}, {1970 * ms, 2030 * ms}, {1000 * ms, 1010 * ms}},
-			eff: 850 * ms, unsaf: 212500 * time.Microsecond}, // the closes disagree: not confident at all
+			eff:      850 * ms, unsaf: 212500 * time.Microsecond}, // the closes disagree: not confident at all
 		{name: "a reset-learned value is never exceeded", learned: 1000 * ms, source: SourceFailure,
 			brackets: []bracket{{1950 * ms, 2050 * ms}, {1990 * ms, 2010 * ms}, {1970 * ms, 2030 * ms}}, confident: true,
 			eff: 980 * ms, unsaf: 960 * ms},

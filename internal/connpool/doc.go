@@ -42,7 +42,8 @@
 //	when below ReuseFloor (10ms); with confidence, close - margin replaces
 //	SafetyFraction*learned (confidence.go).
 //
-// A conn's own latest "Keep-Alive: timeout" lowers its effective timeout further.
+// A conn's own latest "Keep-Alive: timeout" lowers its effective timeout further, unless
+// observed closes proved that value conservative (confidence.go, "beyond the advertisement").
 //
 // # Learning the backend's idle timeout (Options.Learn)
 //

@@ -65,6 +65,7 @@ const (
 	namePoolPreconnects   = "sluice_upstream_preconnects_total"
 	namePoolReuseRatio    = "sluice_upstream_reuse_ratio"
 	namePoolConfident     = "sluice_upstream_learned_idle_timeout_confident"
+	namePoolBeyond        = "sluice_upstream_learned_idle_timeout_beyond_advertised"
 )
 
 // latencyBuckets span a fast cached response (1 ms) to a long upstream call (60 s).

@@ -81,6 +81,8 @@ var (
 		"Share of the target's requests since the pool was created that found a pooled or preconnected connection (0 to 1).", poolLabels, nil)
 	descConfident = prometheus.NewDesc(namePoolConfident,
 		"1 when the target's observed idle closes pin its idle timeout down (reuse up to close age minus margin), else 0.", poolLabels, nil)
+	descBeyond = prometheus.NewDesc(namePoolBeyond,
+		"1 when the target's observed idle closes proved its advertised Keep-Alive timeout conservative, so that the pool uses the observed close age instead, else 0.", poolLabels, nil)
 	descTLSErrors = prometheus.NewDesc(namePoolTLSErrors,
 		"Failed TLS handshakes with the target (upstreams with TLS only), by reason code: upstream_tls_certificate or upstream_tls_handshake.",
 		append(poolLabels, "reason"), nil)
@@ -90,7 +92,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descReuses, descStale,
 		descResetOnReuse, descLearned, descEffective, descReuseFactor, descWaiting, descQueueWaits,
 		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth, descTLSHandshakes, descTLSErrors,
-		descPathConnects, descPreconnects, descReuseRatio, descConfident} {
+		descPathConnects, descPreconnects, descReuseRatio, descConfident, descBeyond} {
 		ch <- d
 	}
 	for _, d := range h2Descs {
@@ -150,6 +152,11 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 		confident = 1
 	}
 	gauge(descConfident, confident)
+	beyond := 0.0
+	if s.BeyondAdvertised {
+		beyond = 1
+	}
+	gauge(descBeyond, beyond)
 	src := s.LearnedSource
 	if src == "" || s.Learned <= 0 {
 		src = "none"
