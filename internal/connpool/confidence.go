@@ -113,6 +113,9 @@ func (p *Pool) resetSeenLocked(idle time.Duration) {
 		k.race = max(k.race, k.close-idle)
 	}
 	p.dropBracketsLocked()
+	// Recompute now: past an advertised timeout the reset's idle age may be above the
+	// learned value, which then does not change (and would not recompute).
+	p.recomputeLocked()
 }
 
 // confidentLocked refreshes p.conf from the brackets and the learned value.

@@ -355,3 +355,35 @@ func TestRefreshKeepsSpares(t *testing.T) {
 		t.Errorf("opened %d, live %d, closed %v; want both conns kept alive by the traffic", s.Counters.Opened, len(s.Conns), s.Counters.ClosedBy)
 	}
 }
+
+// TestBeyondAdvertisedDropped: a pool using a close age past the advertised timeout goes back
+// to the advertisement after one reset on a reused conn, and when the backend advertises a
+// lower value (brackets taken under the old one prove nothing about the new one).
+func TestBeyondAdvertisedDropped(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		event func(p *Pool)
+		eff   time.Duration // after the event
+	}{
+		{name: "reset on reuse", event: func(p *Pool) { p.resetSeenLocked(2500 * ms) }, eff: 1700 * ms}, // 0.85 x 2 s
+		{name: "lower header", event: func(p *Pool) { p.learnHeaderLocked(time.Second, time.Now()) }, eff: 850 * ms}, // 0.85 x 1 s
+		{name: "same header", event: func(p *Pool) { p.learnHeaderLocked(2*time.Second, time.Now()) }, eff: 2970 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.learnHeaderLocked(2*time.Second, time.Now())
+			p.conf.brackets = []bracket{{2950 * ms, 3050 * ms}, {2990 * ms, 3010 * ms}, {2970 * ms, 3030 * ms}}
+			p.recomputeLocked()
+			if !p.conf.beyond || p.eff != 2970*ms {
+				t.Fatalf("before: beyond %v, effective %v; want true, 2.97s", p.conf.beyond, p.eff)
+			}
+			tc.event(p)
+			if want := tc.eff != 2970*ms; p.conf.beyond == want || p.eff != tc.eff {
+				t.Errorf("after: beyond %v, effective %v; want %v, %v", p.conf.beyond, p.eff, !want, tc.eff)
+			}
+		})
+	}
+}
