@@ -3,7 +3,7 @@
 # (issue #20; part of the stale suite, docs/benchmarks.md).
 #
 #   bash bench/reuse.sh [-runs 3] [-duration 45] [-clients 16] [-idle 1s] [-only "sluice nginx"]
-#                       [-backends "go nginx node race"] [-shared] [-out DIR]
+#                       [-backends "go nginx node race"] [-shared] [-out DIR] [-base REV]
 #
 # Each backend kind closes keep-alive connections idle for T (-idle): "go" is a Go net/http
 # server (IdleTimeout, bench/reusebackend), "nginx" an nginx server (keepalive_timeout), "node" a
@@ -22,9 +22,11 @@
 # 1,000 (requests that waited for a connect of their own: for the peers, which never connect
 # ahead of a request, every accept; for Sluice, accepts minus preconnects, from its pool view).
 # Results in -out (default bench/out/reuse): reuse.tsv (one line per run, backend, proxy).
+# -base REV: also run Sluice built from REV, as "sluice-base" with the same config, side by
+# side (a before/after comparison in the same runs).
 set -euo pipefail
 
-RUNS=3 DURATION=45 CLIENTS=16 IDLE=1s ONLY="" BACKENDS="go nginx node race" OUTDIR="" SHARED=0
+RUNS=3 DURATION=45 CLIENTS=16 IDLE=1s ONLY="" BACKENDS="go nginx node race" OUTDIR="" SHARED=0 BASE=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-runs) RUNS=$2; shift ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
 	-backends) BACKENDS=$2; shift ;;
 	-out) OUTDIR=$2; shift ;;
 	-shared) SHARED=1 ;;
+	-base) BASE=$2; shift ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "reuse.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -59,6 +62,12 @@ PORT_LO=$PORT_BASE PORT_SPAN=1000
 
 log "building sluice, staleclient, stalebackend and reusebackend into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/staleclient ./bench/stalebackend ./bench/reusebackend)
+if [ -n "$BASE" ]; then
+	log "building sluice-base from $BASE"
+	mkdir -p "$TMP/base"
+	(cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
+	(cd "$TMP/base" && go build -o "$TMP/bin/sluice-base" ./cmd/sluice)
+fi
 idle_ms=$(awk -v d="$IDLE" 'BEGIN{ if (d ~ /ms$/) print d+0; else print (d+0)*1000 }')
 idle_s=$(awk -v m="$idle_ms" 'BEGIN{ print m/1000 }')
 
@@ -134,7 +143,7 @@ proxy() {
 			done
 			printf 'log: {level: info, access: "off"}\nadmin: {address: "127.0.0.1:%s"}\n' "${PORT[$name-admin]}"
 		} >"$dir/sluice.yaml"
-		"$TMP/bin/sluice" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
+		"$TMP/bin/${name%-[a-z]*-[0-9]*}" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
 	nginx*)
 		local user=""
 		[ "$(id -u)" = 0 ] && user="user root;"
@@ -215,9 +224,9 @@ sluice_pool() {
 }
 
 proxies=()
-for p in sluice nginx haproxy caddy; do
+for p in sluice ${BASE:+sluice-base} nginx haproxy caddy; do
 	[ -n "$ONLY" ] && [[ " $ONLY " != *" $p "* ]] && continue
-	if [ "$p" != sluice ] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
+	if [[ $p != sluice* ]] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
 	proxies+=("$p")
 done
 kinds=()
