@@ -90,7 +90,8 @@ routes:
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("learning did not settle in 25 s: %+v", s)
+					t.Fatalf("learning did not settle in 25 s: learned %v (%s), confident %v, beyond %v, close %v, effective %v, counters %+v",
+						s.Learned, s.LearnedSource, s.Confident, s.BeyondAdvertised, s.CloseAge, s.EffectiveIdle, s.Counters)
 				}
 				send()
 				time.Sleep(1300 * time.Millisecond) // the learning gap
