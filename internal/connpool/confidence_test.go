@@ -366,7 +366,7 @@ func TestBeyondAdvertisedDropped(t *testing.T) {
 		event func(p *Pool)
 		eff   time.Duration // after the event
 	}{
-		{name: "reset on reuse", event: func(p *Pool) { p.resetSeenLocked(2500 * ms) }, eff: 1700 * ms}, // 0.85 x 2 s
+		{name: "reset on reuse", event: func(p *Pool) { p.resetSeenLocked(2500 * ms) }, eff: 1700 * ms},              // 0.85 x 2 s
 		{name: "lower header", event: func(p *Pool) { p.learnHeaderLocked(time.Second, time.Now()) }, eff: 850 * ms}, // 0.85 x 1 s
 		{name: "same header", event: func(p *Pool) { p.learnHeaderLocked(2*time.Second, time.Now()) }, eff: 2970 * ms},
 	} {
