@@ -31,8 +31,8 @@ package connpool
 //     and 0 still means that such requests never reuse a connection.
 //
 //   - Beyond the advertisement: a backend may close later than its Keep-Alive header says
-//     (Node adds keepAliveTimeoutBuffer, 1 s by default, to the keepAliveTimeout it
-//     advertises: nodejs/node#59243). When L is a header value and at least beyondConfirm
+//     (Node adds a buffer, 1 s in Node 20 and keepAliveTimeoutBuffer since 24.6, to the
+//     keepAliveTimeout it advertises: nodejs/node#59243). When L is a header value and at least beyondConfirm
 //     agreeing brackets all saw the conn alive at least max(margin, L/4) past L, the close
 //     age is the observed one like any backend's that says nothing; the per-conn header
 //     cap is lifted with it. Every rule above still holds: a reset on reuse drops the
