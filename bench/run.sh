@@ -2,7 +2,7 @@
 # bench/run.sh: Sluice's comparison suite (docs/benchmarks.md).
 #
 #   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-size 300] [-out DIR]
-#                     [-smoke] [-stale] [-no-stale] [-no-install] [-loadgen] [-docs]
+#                     [-smoke] [-stale] [-no-stale] [-no-reuse] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
 #                     [-base REV] [-only "sluice sluice-base nginx"]
 #
@@ -22,7 +22,10 @@
 # connections idle for T and resets a request arriving after T-eps; each proxy is configured
 # with the incident's misconfiguration (upstream idle timeout 600 s) and bench/staleclient
 # sends a GET/POST mix at intervals straddling T. Reported per proxy: client-visible 5xx and
-# requests the backend processed twice.
+# requests the backend processed twice. The stale scenario then runs bench/reuse.sh once (-runs 1,
+# -stale-duration seconds; its table lands in -out/reuse): connection reuse against real Go,
+# nginx and Node backends closing idle connections at 1 s, and a racing one (issue #20). -no-reuse
+# skips it.
 #
 # -smoke: 1 round of 2 s, direct, sluice and whichever peers are installed, no apt, no stale
 # scenario, no charts; exits non-zero if sluice served nothing or answered non-2xx.
@@ -36,7 +39,7 @@
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
-DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
+DO_REUSE=1 DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
 	-smoke) SMOKE=1 ;;
 	-stale) DO_TPUT=0; DO_STALE=1 ;;
 	-no-stale) DO_STALE=0 ;;
+	-no-reuse) DO_REUSE=0 ;;
 	-no-install) INSTALL=0 ;;
 	-loadgen) FORCE_LOADGEN=1 ;;
 	-docs) DOCS=1 ;;
@@ -618,6 +622,9 @@ build
 write_env
 [ "$DO_TPUT" = 1 ] && throughput
 [ "$DO_STALE" = 1 ] && stale
+if [ "$DO_STALE" = 1 ] && [ "$DO_REUSE" = 1 ]; then
+	bash "$ROOT/bench/reuse.sh" -runs 1 -duration "$STALE_DURATION" -out "$OUT/reuse" || log "reuse scenario failed"
+fi
 if [ "$SMOKE" = 0 ]; then
 	charts
 fi
