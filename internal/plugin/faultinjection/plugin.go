@@ -165,7 +165,7 @@ func defaultBody(status int) []byte {
 func (p *FaultInjection) Request(r *plugin.Request) error {
 	if p.delay > 0 && p.delayShare.take() {
 		p.delays.Add(1)
-		if err := wait(r.Context(), p.delay); err != nil {
+		if err := wait(r, p.delay); err != nil {
 			return err
 		}
 	}
@@ -180,15 +180,28 @@ func (p *FaultInjection) Request(r *plugin.Request) error {
 	return nil
 }
 
-// wait waits d, or until ctx ends (the client left, the gateway stops): then it returns
-// what ends the request.
-func wait(ctx context.Context, d time.Duration) error {
+// clientCheck is how often a delay looks for a client that left (an HTTP/1.1 reset is
+// only seen by looking; an HTTP/2 stream reset cancels the context at once).
+const clientCheck = 100 * time.Millisecond
+
+// wait waits d, or until the request ends (the client left, the gateway stops): then it
+// returns what ends the request.
+func wait(r *plugin.Request, d time.Duration) error {
+	ctx := r.Context()
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	tick := time.NewTicker(clientCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.C:
+			return nil
+		case <-tick.C:
+			if !r.ClientGone() {
+				continue
+			}
+		case <-ctx.Done():
+		}
 		var re *reason.Error
 		if errors.As(context.Cause(ctx), &re) {
 			return re
