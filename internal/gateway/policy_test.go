@@ -228,6 +228,16 @@ func TestRedirect(t *testing.T) {
 					t.Errorf("%s: a redirect carries X-Sluice-Error %q", tc.path, resp.Header.Get("X-Sluice-Error"))
 				}
 			}
+			if resp, _ := s.do(t, "GET", "/sp/v6", "[::1]:8080"); resp.Header.Get("Location") != "https://[::1]:8443/sp/v6" {
+				t.Errorf("IPv6 Host: Location %q", resp.Header.Get("Location"))
+			}
+			if mode == "http1" {
+				// HTTP/1.0 without Host: no URL to redirect to.
+				out := rawExchange(t, s.addr, "GET /secure/x HTTP/1.0\r\n\r\n", 2*time.Second)
+				if !strings.HasPrefix(out, "HTTP/1.1 400 ") || !strings.Contains(out, "bad_request") {
+					t.Errorf("HTTP/1.0 without Host: %q, want 400 bad_request", out)
+				}
+			}
 			if n := hits.Load(); n != wantHits {
 				t.Errorf("backend saw %d requests, want %d", n, wantHits)
 			}

@@ -45,6 +45,7 @@ type Redirect struct {
 	repl        string
 	dropQuery   bool
 	appendQuery string
+	noHost      *reason.Error
 }
 
 // New builds a redirect instance.
@@ -73,7 +74,8 @@ func New(b *plugin.Build) (any, error) {
 		bad("path", "%q: want an absolute path (\"/...\") of URI characters, without query", c.Path)
 	}
 	p := &Redirect{status: c.Status, scheme: c.Scheme, host: c.Host, path: c.Path,
-		repl: c.PathReplacement, dropQuery: c.Query == "drop", appendQuery: c.AppendQuery}
+		repl: c.PathReplacement, dropQuery: c.Query == "drop", appendQuery: c.AppendQuery,
+		noHost: reason.New(400, reason.BadRequest, "", errors.New("redirect: the request has no Host to redirect to"))}
 	if c.Port > 0 {
 		p.port = strconv.Itoa(c.Port)
 	}
@@ -85,6 +87,9 @@ func New(b *plugin.Build) (any, error) {
 	case c.PathRegex == "" && c.PathReplacement != "":
 		bad("path_regex", "required with path_replacement")
 	case c.PathRegex != "":
+		if strings.ContainsFunc(c.PathReplacement, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '?' || r == '#' }) {
+			bad("path_replacement", "%q: no spaces, control characters, '?' or '#' (use append_query for the query)", c.PathReplacement)
+		}
 		re, err := regexp.Compile(c.PathRegex)
 		if err != nil {
 			bad("path_regex", "%v", err)
@@ -135,6 +140,9 @@ func (p *Redirect) Request(r *plugin.Request) error {
 	host, port := p.host, p.port
 	if host == "" {
 		host = reqHost
+	}
+	if host == "" {
+		return p.noHost // an HTTP/1.0 request without Host: no URL to send it to
 	}
 	if port == "" && p.host == "" && scheme == reqScheme {
 		port = reqPort
