@@ -44,6 +44,10 @@ var pluginBenchRows = []struct{ name, plugins string }{
 	{"key-auth+rate-limit+cors", "      - name: cors\n        config: {allow_origins: [\"https://app.example.com\"], allow_credentials: true, expose_headers: [X-Total]}\n" +
 		"      - name: key-auth\n" +
 		"      - name: rate-limit\n        config: {key: [consumer], limit: 1000000000, window: 1s}\n"},
+	{"response-headers", "      - name: response-headers\n        config: {set: {Cache-Control: no-store, Strict-Transport-Security: max-age=63072000}, add: {Vary: Origin}, remove: [Server, X-Powered-By]}\n"},
+	{"redirect (no match)", "      - name: redirect\n        config: {path_regex: \"^/old/(.*)$\", path_replacement: /new/$1}\n"},
+	{"fault-injection (0%)", "      - name: fault-injection\n        config: {delay: {duration: 1s, percentage: 0}, abort: {status: 503, percentage: 0}}\n"},
+	{"static-response (local answer)", "      - name: static-response\n        config: {body: \"User-agent: *\\nDisallow: /\\n\"}\n"},
 }
 
 func benchPort(i int) string {

@@ -85,6 +85,8 @@ func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Re
 		rec.Plugin = a.Plugin
 		if e := pr.Err(); e != nil {
 			rec.Reason, rec.Err = e.Code, e
+		} else {
+			rec.AnswerReason = a.Code
 		}
 		g.obs.m.PluginAnswer(rt.ID, a.Plugin, string(a.Code))
 		return
@@ -113,13 +115,17 @@ func clientIP(ex server.Served, rec *proxy.Record) string {
 	return ex.ClientIP()
 }
 
-// logPluginFields adds the consumer and the answering plugin to an access log line.
+// logPluginFields adds the consumer, the answering plugin and the reason of its local
+// answer (a redirect, a preflight: not errors) to an access log line.
 func logPluginFields(ln *accesslog.Line, rec *proxy.Record) {
 	if rec.Consumer != "" {
 		ln.Str("consumer", rec.Consumer)
 	}
 	if rec.Plugin != "" {
 		ln.Str("plugin", rec.Plugin)
+	}
+	if rec.Reason == "" && rec.AnswerReason != "" {
+		ln.Str("reason", string(rec.AnswerReason))
 	}
 }
 

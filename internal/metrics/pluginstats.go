@@ -10,6 +10,7 @@ const (
 	nameJWKSKeys          = "sluice_jwks_keys"
 	nameForwardAuthChecks = "sluice_forward_auth_checks_total"
 	nameSubFilter         = "sluice_sub_filter_total"
+	nameFaultInjections   = "sluice_fault_injections_total"
 )
 
 // PluginStat is one plugin instance's stat: the plugin, its place (route id,
@@ -47,6 +48,9 @@ var pluginStats = map[string]pluginStat{
 	"sub_filter": {desc: prometheus.NewDesc(nameSubFilter,
 		"sub-filter work, by event (response: a response body rewritten; replacement: one occurrence replaced).",
 		append(pluginLabels, "event"), nil)},
+	"fault_injection": {desc: prometheus.NewDesc(nameFaultInjections,
+		"Faults injected by fault-injection, by kind (delay, abort).",
+		append(pluginLabels, "kind"), nil)},
 }
 
 // pluginStatsCollector turns plugin stats into metrics at scrape time.

@@ -15,7 +15,8 @@
 //
 // New gets a [*Build]: it decodes its config strictly with b.Decode (unknown keys and wrong
 // types are errors naming file:line, route, plugin and field), checks values and reports
-// with b.Errorf(field, ...), and returns an instance. The instance is built once per place
+// with b.Errorf(field, ...), and returns an instance. [CheckField] vets a header field a
+// config sets; b.Path resolves a file name against the config file's directory. The instance is built once per place
 // it is written (global plugins:, an upstream's, a route's) and shared by all requests of
 // the routes it covers, concurrently: it must be immutable after New, except for its own
 // synchronised state (counters). Credentials of consumers are decoded once per config by
@@ -60,7 +61,8 @@
 // # The Request, in one list
 //
 //   - Read: Context, Method, Host, Path, Query, QueryParam(name), Header (the *Header to
-//     read and edit), TLS, ClientIP (netip.Addr: the real client), RouteID, Consumer.
+//     read and edit), TLS, ClientIP (netip.Addr: the real client), RouteID, Consumer,
+//     ClientGone (for a filter that waits: polled, as the proxy does).
 //   - Write: SetConsumer, Slot(s) (your per-request state), RemoveQueryParam(name),
 //     AddResponseField(name, value) / AddResponseFieldBytes (on whatever response goes
 //     out: the upstream's, an error, a local answer).

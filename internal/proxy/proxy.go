@@ -89,6 +89,10 @@ type Record struct {
 	// Consumer is the consumer an auth plugin identified; Plugin names the plugin that
 	// answered or stopped the request.
 	ClientIP, Consumer, Plugin string
+	// AnswerReason is the reason code of a plugin's local answer that is not an error (a
+	// redirect, a CORS preflight, a static response): logged as "reason", not counted as a
+	// gateway error.
+	AnswerReason reason.Code
 }
 
 func (r *Record) add(a Attempt) *Attempt {

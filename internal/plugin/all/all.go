@@ -7,11 +7,15 @@ import (
 	_ "sluice/internal/plugin/basicauth"           // basic-auth
 	_ "sluice/internal/plugin/consumerrestriction" // consumer-restriction
 	_ "sluice/internal/plugin/cors"                // cors
+	_ "sluice/internal/plugin/faultinjection"      // fault-injection
 	_ "sluice/internal/plugin/forwardauth"         // forward-auth
 	_ "sluice/internal/plugin/iprestriction"       // ip-restriction
 	_ "sluice/internal/plugin/jwtauth"             // jwt-auth
 	_ "sluice/internal/plugin/keyauth"             // key-auth
 	_ "sluice/internal/plugin/limitconn"           // limit-conn
 	_ "sluice/internal/plugin/ratelimit"           // rate-limit
+	_ "sluice/internal/plugin/redirect"            // redirect
+	_ "sluice/internal/plugin/responseheaders"     // response-headers
+	_ "sluice/internal/plugin/staticresponse"      // static-response
 	_ "sluice/internal/plugin/subfilter"           // sub-filter
 )
