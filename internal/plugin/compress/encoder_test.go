@@ -122,4 +122,3 @@ func BenchmarkStream(b *testing.B) {
 		}
 	}
 }
-
