@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
@@ -68,8 +69,17 @@ func TestStreamFlushesEachPiece(t *testing.T) {
 						zr = <-dec
 					}
 					got := make([]byte, len(p))
-					if _, err := io.ReadFull(zr, got); err != nil || !bytes.Equal(got, p) {
-						t.Fatalf("round %d piece %d: decoded %d bytes (%v), not the piece: held back by the encoder", round, i, len(got), err)
+					read := make(chan error, 1)
+					go func() { _, err := io.ReadFull(zr, got); read <- err }()
+					var err error
+					select {
+					case err = <-read:
+					case <-time.After(5 * time.Second):
+						pr.CloseWithError(io.ErrUnexpectedEOF) // unblock the reader
+						t.Fatalf("round %d piece %d: not decodable after 5 s: held back by the encoder", round, i)
+					}
+					if err != nil || !bytes.Equal(got, p) {
+						t.Fatalf("round %d piece %d: decoded %d bytes (%v), not the piece", round, i, len(got), err)
 					}
 				}
 				n := len(out)
