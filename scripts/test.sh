@@ -16,6 +16,9 @@ command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server) # internal/cluster t
 command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs) # gateway TestReuseTorture, probe tests
 # Rate limit tests start their own redis-server (Debian package redis-server).
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+# The compress plugin's tests decode with the brotli and zstd tools (gzip is always there).
+command -v brotli >/dev/null 2>&1 || need_pkgs+=(brotli)
+command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

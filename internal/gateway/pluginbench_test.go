@@ -40,6 +40,7 @@ var pluginBenchRows = []struct{ name, plugins string }{
 		"      - name: key-auth\n"},
 	{"rate-limit", "      - name: rate-limit\n        config: {key: [client_ip], limit: 1000000000, window: 1s}\n"},
 	{"limit-conn", "      - name: limit-conn\n        config: {max: 1000}\n"},
+	{"compress (below min_size)", "      - name: compress\n"},
 	{"sub-filter (not this type)", "      - name: sub-filter\n        config: {replace: [{from: internal, to: public}], types: [text/html]}\n"},
 	{"key-auth+rate-limit+cors", "      - name: cors\n        config: {allow_origins: [\"https://app.example.com\"], allow_credentials: true, expose_headers: [X-Total]}\n" +
 		"      - name: key-auth\n" +
@@ -91,6 +92,7 @@ routes:
 
 // pluginBenchRequest carries every credential the rows may ask for.
 var pluginBenchRequest = "GET /items HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\nAccept: */*\r\n" +
+	"Accept-Encoding: gzip, deflate, br, zstd\r\n" +
 	"Origin: https://app.example.com\r\napikey: " + pluginBenchKey + "\r\n" +
 	"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("bench:bench-pass")) + "\r\n\r\n"
 

@@ -11,6 +11,10 @@ const (
 	nameForwardAuthChecks = "sluice_forward_auth_checks_total"
 	nameSubFilter         = "sluice_sub_filter_total"
 	nameFaultInjections   = "sluice_fault_injections_total"
+	nameCompressResponses = "sluice_compress_responses_total"
+	nameCompressSkipped   = "sluice_compress_skipped_total"
+	nameCompressIn        = "sluice_compress_in_bytes_total"
+	nameCompressOut       = "sluice_compress_out_bytes_total"
 )
 
 // PluginStat is one plugin instance's stat: the plugin, its place (route id,
@@ -51,6 +55,18 @@ var pluginStats = map[string]pluginStat{
 	"fault_injection": {desc: prometheus.NewDesc(nameFaultInjections,
 		"Faults injected by fault-injection, by kind (delay, abort).",
 		append(pluginLabels, "kind"), nil)},
+	"compress_responses": {desc: prometheus.NewDesc(nameCompressResponses,
+		"Responses compressed by the compress plugin, by encoding (gzip, br, zstd).",
+		append(pluginLabels, "encoding"), nil)},
+	"compress_skipped": {desc: prometheus.NewDesc(nameCompressSkipped,
+		"Responses the compress plugin left as they were, by reason (not_accepted, type, too_small, encoded, partial, no_transform, streaming).",
+		append(pluginLabels, "reason"), nil)},
+	"compress_in_bytes": {desc: prometheus.NewDesc(nameCompressIn,
+		"Response body bytes the compress plugin took in, by encoding.",
+		append(pluginLabels, "encoding"), nil)},
+	"compress_out_bytes": {desc: prometheus.NewDesc(nameCompressOut,
+		"Compressed response body bytes the compress plugin sent, by encoding.",
+		append(pluginLabels, "encoding"), nil)},
 }
 
 // pluginStatsCollector turns plugin stats into metrics at scrape time.

@@ -111,6 +111,8 @@ type ResponseFilter interface {
 type ResponseBodyFilter interface {
 	// BodyStart runs in the response headers phase, after every ResponseFilter (h is the
 	// head the client will get; the filter may edit it, e.g. drop an ETag it invalidates).
+	// h still has the upstream's Content-Length, when it sent one, for the filter to read;
+	// the gateway removes it from what it sends and frames the body itself.
 	// It returns true when the filter will change this response's body: the gateway then
 	// drops the upstream's Content-Length and frames the body as of unknown length
 	// (chunked for HTTP/1.1, close-delimited for HTTP/1.0), and never splices it. false:

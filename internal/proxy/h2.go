@@ -165,7 +165,6 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		}
 	}
 	h.RemoveHopByHop()
-	h.Del("Content-Length")
 	if !h.Has("X-Request-Id") {
 		h.Add("X-Request-Id", string(ds.RequestIDBytes()))
 	}
@@ -187,6 +186,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			}
 		}
 	}
+	h.Del("Content-Length") // after the hooks, which may read it: framing says it
 	if err := ds.WriteHead(resp.StatusCode, nil, &h, framing); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 	}

@@ -84,7 +84,6 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 		framing = h1.LengthUnknown
 	}
 	resp.Header.RemoveHopByHop()
-	resp.Header.Del("Content-Length")
 	if !resp.Header.Has("X-Request-Id") {
 		resp.Header.Add("X-Request-Id", string(ds.RequestIDBytes())) // Add copies: no allocation
 	}
@@ -99,6 +98,8 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 			}
 		}
 	}
+	// Removed after the hooks, which may read it (compress's min_size): framing says it.
+	resp.Header.Del("Content-Length")
 	if err := ds.WriteHead(resp.Status, resp.Reason, &resp.Header, framing); err != nil {
 		out.Reason = connpool.CloseRequestError
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out

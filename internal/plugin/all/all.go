@@ -5,6 +5,7 @@ package all
 
 import (
 	_ "sluice/internal/plugin/basicauth"           // basic-auth
+	_ "sluice/internal/plugin/compress"            // compress
 	_ "sluice/internal/plugin/consumerrestriction" // consumer-restriction
 	_ "sluice/internal/plugin/cors"                // cors
 	_ "sluice/internal/plugin/faultinjection"      // fault-injection
