@@ -332,7 +332,7 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 		rec.Reason = reason.NoRoute
 		ex.WriteError(reason.New(404, reason.NoRoute, "", nil), "")
 	} else {
-		rt = gen.route(idx, in) // the route, or its split's pick (split.go)
+		rt = gen.route(idx, st.hdr) // the route, or its split's pick (split.go)
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
 		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex)) // plugins.go
 	}

@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/h1"
 	"sluice/internal/metrics"
 	"sluice/internal/proxy"
-	"sluice/internal/router"
 	"sluice/internal/split"
 )
 
@@ -88,10 +88,10 @@ func (g *Generation) closeMirrors() {
 
 // route returns the route that serves a request matched to route idx: the route itself,
 // or the share its split picks.
-func (g *Generation) route(idx int, in *router.Input) *proxy.Route {
+func (g *Generation) route(idx int, h *h1.Header) *proxy.Route {
 	if idx < len(g.traffic.splits) {
 		if sp := g.traffic.splits[idx]; sp != nil {
-			return sp.Pick(in, time.Now())
+			return sp.Pick(h, time.Now())
 		}
 	}
 	return g.Routes[idx]

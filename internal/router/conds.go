@@ -2,8 +2,10 @@ package router
 
 import (
 	"fmt"
+	"unsafe"
 
 	"sluice/internal/config"
+	"sluice/internal/h1"
 )
 
 // Conds are compiled request header conditions (config.ValueMatch) for deciders other than
@@ -19,15 +21,13 @@ func CompileHeaders(vms []config.ValueMatch) (Conds, error) {
 	return cs, nil
 }
 
-// Hold reports whether every condition holds for the headers of in. It does not allocate.
-func (cs Conds) Hold(in *Input) bool {
+// Hold reports whether every condition holds for the request header h. It does not
+// allocate: values are compared in place, never kept.
+func (cs Conds) Hold(h *h1.Header) bool {
 	for i := range cs {
 		c := &cs[i]
-		v, ok := "", false
-		if in.Header != nil {
-			v, ok = in.Header(c.name)
-		}
-		if !c.holds(v, ok) {
+		v, ok := h.Get(c.name)
+		if !c.holds(unsafe.String(unsafe.SliceData(v), len(v)), ok) {
 			return false
 		}
 	}

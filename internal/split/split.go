@@ -32,14 +32,15 @@
 package split
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/bits"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/h1"
 	"sluice/internal/proxy"
 	"sluice/internal/router"
 )
@@ -106,18 +107,19 @@ func New(s *config.Split, routes map[string]*proxy.Route) (*Split, error) {
 	return sp, nil
 }
 
-// Pick returns the route (and so the upstream) that serves the request in, at now.
-func (sp *Split) Pick(in *router.Input, now time.Time) *proxy.Route {
+// Pick returns the route (and so the upstream) that serves the request with header h, at
+// now. It does not allocate.
+func (sp *Split) Pick(h *h1.Header, now time.Time) *proxy.Route {
 	for i := range sp.rules {
 		r := &sp.rules[i]
-		if r.conds.Hold(in) {
+		if r.conds.Hold(h) {
 			if !sp.fallover || r.rt.Upstream.HasAvailable(now) {
 				return r.rt
 			}
 			break // the rule's upstream is down: fall over to the weighted shares
 		}
 	}
-	i := sp.index(sp.point(in))
+	i := sp.index(sp.point(h))
 	if sp.fallover && !sp.shares[i].rt.Upstream.HasAvailable(now) {
 		for k := 1; k < len(sp.shares); k++ {
 			j := (i + k) % len(sp.shares)
@@ -141,9 +143,9 @@ func (sp *Split) index(x uint64) int {
 }
 
 // point is the request's point on the line: its sticky key's hash, or the next rotation.
-func (sp *Split) point(in *router.Input) uint64 {
+func (sp *Split) point(h *h1.Header) uint64 {
 	if sp.sticky != nil {
-		if key, ok := stickyKey(sp.sticky, in); ok {
+		if key, ok := stickyKey(sp.sticky, h); ok {
 			return Hash(key)
 		}
 	}
@@ -154,10 +156,10 @@ func (sp *Split) point(in *router.Input) uint64 {
 // splitmix64 one) so that similar keys ("user-1", "user-2") land far apart on the line.
 // It is stable across processes and versions: the canary a client is on must not change
 // with a restart.
-func Hash(key string) uint64 {
+func Hash(key []byte) uint64 {
 	h := uint64(14695981039346656037)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
+	for _, b := range key {
+		h ^= uint64(b)
 		h *= 1099511628211
 	}
 	h ^= h >> 30
@@ -169,33 +171,36 @@ func Hash(key string) uint64 {
 }
 
 // stickyKey returns the request's value of the sticky header or cookie.
-func stickyKey(st *config.Sticky, in *router.Input) (string, bool) {
-	if in.Header == nil {
-		return "", false
-	}
+func stickyKey(st *config.Sticky, h *h1.Header) ([]byte, bool) {
 	if st.HashOn == config.StickyHeader {
-		v, ok := in.Header(st.Key)
-		return v, ok && v != ""
+		v, ok := h.Get(st.Key)
+		return v, ok && len(v) > 0
 	}
-	c, ok := in.Header("Cookie")
-	if !ok {
-		return "", false
+	for _, f := range h.Fields { // a request may carry several Cookie fields
+		if h1.EqualFold(f.Name, "Cookie") {
+			if v, ok := cookieValue(f.Value, st.Key); ok {
+				return v, true
+			}
+		}
 	}
-	return cookieValue(c, st.Key)
+	return nil, false
 }
 
 // cookieValue finds name's value in a Cookie field ("a=1; b=2"), without allocating.
-func cookieValue(field, name string) (string, bool) {
-	for field != "" {
-		var pair string
-		pair, field, _ = strings.Cut(field, ";")
-		pair = strings.TrimSpace(pair)
-		k, v, ok := strings.Cut(pair, "=")
-		if ok && k == name && v != "" {
-			return strings.Trim(v, `"`), true
+func cookieValue(field []byte, name string) ([]byte, bool) {
+	for len(field) > 0 {
+		var pair []byte
+		pair, field, _ = bytes.Cut(field, []byte{';'})
+		pair = bytes.TrimSpace(pair)
+		k, v, ok := bytes.Cut(pair, []byte{'='})
+		if ok && string(k) == name {
+			v = bytes.Trim(v, `"`)
+			if len(v) > 0 {
+				return v, true
+			}
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // Routes are the routes of the split's shares, in config order.

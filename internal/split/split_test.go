@@ -9,7 +9,7 @@ import (
 
 	"sluice/internal/config"
 	"sluice/internal/proxy"
-	"sluice/internal/router"
+	"sluice/internal/h1"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/balancer"
 )
@@ -47,18 +47,19 @@ func build(t *testing.T, ws []int, edit func(*config.Split)) (*Split, map[string
 	return sp, routes
 }
 
-func input(h http.Header) *router.Input {
-	return &router.Input{Method: "GET", Path: "/", Header: func(name string) (string, bool) {
-		v, ok := h[http.CanonicalHeaderKey(name)]
-		if !ok {
-			return "", false
+// input is a request header with the fields of h.
+func input(h http.Header) *h1.Header {
+	var hh h1.Header
+	for k, vs := range h {
+		for _, v := range vs {
+			hh.Add(k, v)
 		}
-		return v[0], true
-	}}
+	}
+	return &hh
 }
 
 // counts picks n requests made by mk and counts them by upstream.
-func counts(sp *Split, n int, mk func(i int) *router.Input) map[string]int {
+func counts(sp *Split, n int, mk func(i int) *h1.Header) map[string]int {
 	got := map[string]int{}
 	now := time.Now()
 	for i := range n {
@@ -94,7 +95,7 @@ func TestShares(t *testing.T) {
 		t.Run(fmt.Sprint(ws), func(t *testing.T) {
 			sp, _ := build(t, ws, nil)
 			in := input(nil)
-			got := counts(sp, 10000, func(int) *router.Input { return in })
+			got := counts(sp, 10000, func(int) *h1.Header { return in })
 			wantShares(t, ws, got, 10000, 0.1)
 		})
 	}
@@ -109,7 +110,7 @@ func TestSticky(t *testing.T) {
 	sp1, _ := build(t, ws, sticky)
 	sp2, _ := build(t, ws, sticky) // a reload: a new split from the same weights
 	wider, _ := build(t, []int{20, 80}, sticky)
-	user := func(i int) *router.Input {
+	user := func(i int) *h1.Header {
 		return input(http.Header{"Cookie": {fmt.Sprintf("theme=dark; session=user-%d; x=1", i)}})
 	}
 	n := 10000
@@ -139,7 +140,7 @@ func TestSticky(t *testing.T) {
 		t.Errorf("%d of %d users moved when the canary grew from 10%% to 20%%", moved, n)
 	}
 	// Without the cookie, requests rotate.
-	got = counts(sp1, n, func(int) *router.Input { return input(nil) })
+	got = counts(sp1, n, func(int) *h1.Header { return input(nil) })
 	wantShares(t, ws, got, n, 0.1)
 }
 
@@ -186,7 +187,7 @@ func TestFallover(t *testing.T) {
 				u.SetActive(u.Current().Targets[0], false, "test")
 			}
 			in := input(nil)
-			got := counts(sp, 1000, func(int) *router.Input { return in })
+			got := counts(sp, 1000, func(int) *h1.Header { return in })
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("picks %v, want %v", got, tc.want)
 			}
@@ -206,9 +207,9 @@ func TestCookieValue(t *testing.T) {
 		{"session=", "session", "", false},
 		{"", "session", "", false},
 	} {
-		got, ok := cookieValue(tc.field, tc.name)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("cookieValue(%q, %q) = %q, %v; want %q, %v", tc.field, tc.name, got, ok, tc.want, tc.ok)
+		v, ok := cookieValue([]byte(tc.field), tc.name)
+		if got := string(v); got != tc.want || ok != tc.ok {
+			t.Errorf("cookieValue(%q, %q) = %q, %v; want %q, %v", tc.field, tc.name, v, ok, tc.want, tc.ok)
 		}
 	}
 }
