@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"sluice/internal/config"
-	"sluice/internal/proxy"
 	"sluice/internal/h1"
+	"sluice/internal/proxy"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/balancer"
 )
@@ -198,7 +198,7 @@ func TestFallover(t *testing.T) {
 func TestCookieValue(t *testing.T) {
 	for _, tc := range []struct {
 		field, name, want string
-		ok               bool
+		ok                bool
 	}{
 		{"session=abc", "session", "abc", true},
 		{"a=1; session=abc; b=2", "session", "abc", true},
