@@ -169,19 +169,20 @@ func TestRules(t *testing.T) {
 func TestFallover(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
+		ws       []int
 		fallover bool
 		down     []string
 		want     map[string]int
 	}{
-		{"u0 down", true, []string{"u0"}, map[string]int{"u1": 1000}},
-		{"u1 down", true, []string{"u1"}, map[string]int{"u0": 1000}},
-		{"off", false, []string{"u0"}, map[string]int{"u0": 500, "u1": 500}},
-		{"all down", true, []string{"u0", "u1"}, map[string]int{"u0": 500, "u1": 500}},
-		// u2 has weight 0: it never takes a share's requests, even when the others are down.
-		{"weight 0 never", true, []string{"u0"}, map[string]int{"u1": 1000}},
+		{"u0 down", []int{1, 1, 0}, true, []string{"u0"}, map[string]int{"u1": 1000}},
+		{"u1 down", []int{1, 1, 0}, true, []string{"u1"}, map[string]int{"u0": 1000}},
+		{"off", []int{1, 1, 0}, false, []string{"u0"}, map[string]int{"u0": 500, "u1": 500}},
+		{"all down", []int{1, 1, 0}, true, []string{"u0", "u1"}, map[string]int{"u0": 500, "u1": 500}},
+		// u1 has weight 0: it never takes another share's requests, even next in line.
+		{"weight 0 never", []int{1, 0, 1}, true, []string{"u0"}, map[string]int{"u2": 1000}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp, routes := build(t, []int{1, 1, 0}, func(s *config.Split) { s.Fallover = &tc.fallover })
+			sp, routes := build(t, tc.ws, func(s *config.Split) { s.Fallover = &tc.fallover })
 			for _, id := range tc.down {
 				u := routes[id].Upstream
 				u.SetActive(u.Current().Targets[0], false, "test")
@@ -192,6 +193,16 @@ func TestFallover(t *testing.T) {
 				t.Errorf("picks %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestHashIsStable pins the sticky hash: a change would move every client of every
+// canary at the upgrade (the hash must not depend on the process, as hash/maphash does).
+func TestHashIsStable(t *testing.T) {
+	for key, want := range map[string]uint64{"": 0xf52a15e9a9b5e89b, "user-1": 0xc499b5f8a721df58, "alice": 0xc5d1556d66774a5c} {
+		if got := Hash([]byte(key)); got != want {
+			t.Errorf("Hash(%q) = %#x, want %#x", key, got, want)
+		}
 	}
 }
 
