@@ -263,3 +263,29 @@ admin: {address: 127.0.0.1:0}
 	}
 	t.Logf("results %v", mirrorResults(t, tg))
 }
+
+// TestMirrorAllocations measures what a mirrored request allocates, the copy's own work
+// included (testing.AllocsPerRun counts every goroutine), and bounds it; a route without a
+// mirror stays at 0 (TestProxyPathAllocatesNothing).
+func TestMirrorAllocations(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	addr := benchGateway(t, fmt.Sprintf(`
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - {id: a, targets: [{address: "%s"}]}
+  - {id: m, targets: [{address: "%s"}]}
+log: {access: "off"}
+admin: {enabled: false}
+routes:
+  - {id: api, upstream: a, mirror: {upstream: m}}
+`, rawBackend(t), rawBackend(t)), true)
+	c := dialClient(t, addr, "/x")
+	defer c.conn.Close()
+	allocs := roundTripAllocs(t, c)
+	t.Logf("%.1f allocations per mirrored request", allocs)
+	if allocs > 20 {
+		t.Errorf("%.1f allocations per mirrored request, want at most 20", allocs)
+	}
+}

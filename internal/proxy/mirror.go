@@ -166,28 +166,44 @@ type mirrorCopy struct {
 }
 
 func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
-	c := &mirrorCopy{clientIP: f.clientIP, xff: clone(f.xff), id: clone(f.ds.RequestIDBytes()), tls: f.ds.TLS()}
-	c.ctx, c.cancel = context.WithCancel(parent)
 	r := f.req
-	c.req = h1.Request{Method: clone(r.Method), Target: clone(r.Target), Path: clone(r.Path),
-		Query: clone(r.Query), Minor: r.Minor, Host: clone(r.Host)}
+	// One arena holds every byte copied (head fields, body, X-Forwarded-For, request id).
+	size := len(r.Method) + len(r.Target) + len(r.Path) + len(r.Query) + len(r.Host) + len(f.xff)
+	for _, fl := range r.Header.Fields {
+		size += len(fl.Name) + len(fl.Value)
+	}
+	id := f.ds.RequestIDBytes()
+	size += len(id)
+	if f.hasBody() {
+		size += len(f.pre)
+	}
+	a := arena(make([]byte, 0, size))
+	c := &mirrorCopy{clientIP: f.clientIP, xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS()}
+	c.ctx, c.cancel = context.WithCancel(parent)
+	c.req = h1.Request{Method: a.take(r.Method), Target: a.take(r.Target), Path: a.take(r.Path),
+		Query: a.take(r.Query), Minor: r.Minor, Host: a.take(r.Host)}
 	c.req.Header.Fields = make([]h1.Field, len(r.Header.Fields))
 	for i, fl := range r.Header.Fields {
-		c.req.Header.Fields[i] = h1.Field{Name: clone(fl.Name), Value: clone(fl.Value)}
+		c.req.Header.Fields[i] = h1.Field{Name: a.take(fl.Name), Value: a.take(fl.Value)}
 	}
 	if f.hasBody() {
-		c.body = clone(f.pre)
+		c.body = a.take(f.pre)
 		c.req.ContentLength = int64(len(c.body))
 	}
 	return c
 }
 
-// clone copies b, keeping nil as nil (a nil Query means "no '?'").
-func clone(b []byte) []byte {
+// arena hands out copies carved from one buffer, which must have the capacity for all.
+type arena []byte
+
+// take copies b into the arena, keeping nil as nil (a nil Query means "no '?'").
+func (a *arena) take(b []byte) []byte {
 	if b == nil {
 		return nil
 	}
-	return append(make([]byte, 0, len(b)), b...)
+	start := len(*a)
+	*a = append(*a, b...)
+	return (*a)[start:len(*a):len(*a)]
 }
 
 var (
