@@ -7,6 +7,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"sluice/internal/h1"
 	"sluice/internal/reason"
@@ -168,7 +169,7 @@ type mirrorCopy struct {
 func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
 	r := f.req
 	// One arena holds every byte copied (head fields, body, X-Forwarded-For, request id).
-	size := len(r.Method) + len(r.Target) + len(r.Path) + len(r.Query) + len(r.Host) + len(f.xff)
+	size := len(r.Method) + len(r.Target) + len(r.Path) + len(r.Query) + len(r.Host) + len(f.xff) + len(f.clientIP)
 	for _, fl := range r.Header.Fields {
 		size += len(fl.Name) + len(fl.Value)
 	}
@@ -178,7 +179,8 @@ func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
 		size += len(f.pre)
 	}
 	a := arena(make([]byte, 0, size))
-	c := &mirrorCopy{clientIP: f.clientIP, xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS()}
+	// The client address may alias the request's pooled state: it is copied too.
+	c := &mirrorCopy{clientIP: a.takeString(f.clientIP), xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS()}
 	c.ctx, c.cancel = context.WithCancel(parent)
 	c.req = h1.Request{Method: a.take(r.Method), Target: a.take(r.Target), Path: a.take(r.Path),
 		Query: a.take(r.Query), Minor: r.Minor, Host: a.take(r.Host)}
@@ -204,6 +206,14 @@ func (a *arena) take(b []byte) []byte {
 	start := len(*a)
 	*a = append(*a, b...)
 	return (*a)[start:len(*a):len(*a)]
+}
+
+// takeString copies s into the arena; the arena's bytes are never written again.
+func (a *arena) takeString(s string) string {
+	start := len(*a)
+	*a = append(*a, s...)
+	b := (*a)[start:]
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 var (
