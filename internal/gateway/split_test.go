@@ -227,3 +227,30 @@ routes:
 		t.Fatalf("%.2f heap allocations per request on a split route, want 0", allocs)
 	}
 }
+
+// BenchmarkTrafficRoutes compares a plain route, a split route (sticky header, a rule) and
+// a mirrored route (the copy's work included) on the same raw backends.
+func BenchmarkTrafficRoutes(b *testing.B) {
+	be, mb := rawBackend(b), rawBackend(b)
+	addr := benchGateway(b, fmt.Sprintf(`
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - {id: a, targets: [{address: "%s"}]}
+  - {id: b, targets: [{address: "%s"}]}
+  - {id: m, targets: [{address: "%s"}]}
+log: {access: "off"}
+admin: {enabled: false}
+routes:
+  - {id: plain, match: {path_prefix: /plain/}, upstream: a}
+  - id: split
+    match: {path_prefix: /split/}
+    split:
+      upstreams: [{upstream: a, weight: 9}, {upstream: b, weight: 1}]
+      sticky: {hash_on: header, key: X-User}
+      rules: [{headers: [{name: X-Canary, present: true}], upstream: b}]
+  - {id: mirror, match: {path_prefix: /mirror/}, upstream: a, mirror: {upstream: m}}
+`, be, be, mb), false)
+	for _, path := range []string{"/plain/x", "/split/x", "/mirror/x"} {
+		b.Run(path[1:len(path)-2], func(b *testing.B) { runClient(b, addr, path) })
+	}
+}
