@@ -254,3 +254,50 @@ routes:
 		b.Run(path[1:len(path)-2], func(b *testing.B) { runClient(b, addr, path) })
 	}
 }
+
+// TestSplitSharesKeepTheirRetryPolicy: each share retries by its own upstream's policy.
+// Both backends reset the first try of every request after reading it; the stable
+// upstream retries reset_before_response (the GET is idempotent) and answers, the canary's
+// policy (attempts: 1) does not, so its requests fail, and each backend saw each request
+// as often as its policy says.
+func TestSplitSharesKeepTheirRetryPolicy(t *testing.T) {
+	resetFirst := func(_ *http.Request, n int) testutil.Fault { return testutil.Fault{Reset: n == 1} }
+	stable, canary := testutil.NewFaultBackend(t, resetFirst), testutil.NewFaultBackend(t, resetFirst)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: stable
+    targets: [{address: "{{stable}}"}]
+    retry: {attempts: 2, on: [reset_before_response]}
+    health_check: {passive: {enabled: false}}
+  - id: canary
+    targets: [{address: "{{canary}}"}]
+    retry: {attempts: 1}
+    health_check: {passive: {enabled: false}}
+routes:
+  - id: api
+    split:
+      upstreams: [{upstream: stable, weight: 1}, {upstream: canary, weight: 0}]
+      rules: [{headers: [{name: X-Canary, present: true}], upstream: canary}]
+`, map[string]string{"stable": stable.Addr(), "canary": canary.Addr()})
+	c := newClient()
+	for i := range 5 {
+		id := fmt.Sprintf("s-%d", i)
+		mustStatus(t, sendWithID(t, c, "GET", tg.url("/"), nil, id, false), 200)
+		if got := stable.Started(id); got != 2 {
+			t.Errorf("stable saw %s %d times, want 2 (reset, then retried)", id, got)
+		}
+		req, _ := http.NewRequest("GET", tg.url("/"), nil)
+		req.Header.Set("X-Canary", "1")
+		req.Header.Set("X-Request-Id", "c-"+fmt.Sprint(i))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		wantAnswer(t, resp, 502, "upstream_reset_before_response")
+		if got := canary.Started("c-" + fmt.Sprint(i)); got != 1 {
+			t.Errorf("canary saw c-%d %d times, want 1 (no retry)", i, got)
+		}
+	}
+}
