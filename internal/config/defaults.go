@@ -99,6 +99,7 @@ func applyDefaults(c *Config) {
 			r.Match.Methods[j] = strings.ToUpper(m)
 		}
 		setIfZero(&r.Rewrite.Host, DefaultRewriteHost)
+		defaultSplit(r) // split.go
 	}
 	setIfZero(&c.Log.Level, DefaultLogLevel)
 	setIfZero(&c.Log.Access, DefaultAccessLog)

@@ -375,8 +375,15 @@ type Route struct {
 	Priority int `yaml:"priority"`
 	// Match selects requests. An empty match matches every request.
 	Match Match `yaml:"match"`
-	// Upstream is the ID of the upstream to forward to. Required.
+	// Upstream is the ID of the upstream to forward to. Required, unless Split is set
+	// (then it must be omitted).
 	Upstream string `yaml:"upstream"`
+	// Split sends the route's requests to several upstreams by weight, rule or sticky key
+	// (split.go, docs/traffic.md). Omitted: all go to Upstream.
+	Split *Split `yaml:"split"`
+	// Mirror copies a share of the route's requests to another upstream, fire and forget
+	// (split.go, docs/traffic.md). Omitted: none.
+	Mirror *Mirror `yaml:"mirror"`
 	// Timeouts override the upstream's timeouts for this route.
 	Timeouts Timeouts `yaml:"timeouts"`
 	// MaxBodyBytes lowers the listener's request body limit for this route. 0: inherit.

@@ -20,11 +20,13 @@ func (c *Config) validateRoutes(p *problems) {
 			}
 			ids[r.ID] = i
 		}
-		switch {
-		case r.Upstream == "":
-			p.add(b+".upstream", "required: the id of an upstream")
-		case c.UpstreamByID(r.Upstream) == nil:
-			p.add(b+".upstream", "unknown upstream %q", r.Upstream)
+		if r.Split != nil {
+			c.validateSplit(p, b, r) // split.go
+		} else {
+			c.checkUpstreamRef(p, b+".upstream", r.Upstream)
+		}
+		if r.Mirror != nil {
+			c.validateMirror(p, b, r.Mirror)
 		}
 		if r.MaxBodyBytes < 0 {
 			p.add(b+".max_body_bytes", "must not be negative (0 means inherit the listener's limit)")

@@ -107,6 +107,7 @@ func (g *Gateway) apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	gen.startMirrors(g.proxy, g.obs.m) // split.go
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	g.logQuery.Store(cfg.Log.AccessQuery)
 	edge, err := g.buildEdgeTLS(cfg)
@@ -325,17 +326,18 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 	st.resolveClient(gen, ex) // plugins.go
 	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
+	var rt *proxy.Route
 	if !ok {
 		idx = -1
 		rec.Reason = reason.NoRoute
 		ex.WriteError(reason.New(404, reason.NoRoute, "", nil), "")
 	} else {
-		rt := gen.Routes[idx]
+		rt = gen.route(idx, st.hdr) // the route, or its split's pick (split.go)
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
 		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex)) // plugins.go
 	}
 	g.logAccess(ex, in, routeID, upstreamID, rec)
-	g.observeRequest(gen, idx, ex, rec) // metrics (observe.go)
+	g.observeRequest(gen, idx, rt, ex, rec) // metrics (observe.go)
 }
 
 // enter returns the current generation with the request counted in its inflight, in one
@@ -392,7 +394,7 @@ func (g *Gateway) Rejected(ex server.Served, code reason.Code, why string) {
 	st.rec.Err = errors.New(why)
 	g.logAccess(ex, &st.in, "", "", &st.rec)
 	if gen := g.cur.Load(); gen != nil {
-		g.observeRequest(gen, -1, ex, &st.rec)
+		g.observeRequest(gen, -1, nil, ex, &st.rec)
 	}
 }
 

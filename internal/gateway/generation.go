@@ -36,6 +36,8 @@ type Generation struct {
 	// trusted proxies, by listener name.
 	Plugins *plugin.Set
 	trusted map[string]*realip.Trusted
+	// traffic are the routes' splits and mirrors (split.go).
+	traffic traffic
 
 	inflight atomic.Int64
 	// pools holds the pools of all generations (shared with the ones before and after this
@@ -108,6 +110,10 @@ func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generati
 			return nil, err
 		}
 		g.Routes = append(g.Routes, rt)
+	}
+	if err := g.buildTraffic(cfg, ucfg); err != nil { // split.go
+		g.Close()
+		return nil, err
 	}
 	if err := g.buildPlugins(cfg, log); err != nil { // plugins.go
 		g.Close()
@@ -268,6 +274,7 @@ func (g *Generation) Close() {
 			g.stop()
 		}
 		g.checks.Wait()
+		g.closeMirrors() // split.go
 		g.Plugins.Close()
 		for _, m := range g.members {
 			m.Close()

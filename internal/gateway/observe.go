@@ -37,6 +37,9 @@ type observer struct {
 type routeSeries struct {
 	gen    *Generation
 	routes []*metrics.Route
+	// shares are the series of the split routes' shares other than the routes themselves
+	// (split.go).
+	shares map[*proxy.Route]*metrics.Route
 }
 
 func newObserver(g *Gateway) *observer {
@@ -67,15 +70,17 @@ func (g *Gateway) ReloadFailed(err error) {
 	g.log.Debug("config reload failure counted", "err", err)
 }
 
-// observeRequest records one finished request. idx is the route index in gen, or -1.
-func (g *Gateway) observeRequest(gen *Generation, idx int, ex server.Served, rec *proxy.Record) {
+// observeRequest records one finished request. idx is the route index in gen, or -1; rt
+// is the route that served it (a split's share: split.go), nil when none matched.
+func (g *Gateway) observeRequest(gen *Generation, idx int, rt *proxy.Route, ex server.Served, rec *proxy.Record) {
 	o := g.obs
 	r := o.noRoute
 	if idx >= 0 {
-		if rs := o.routes.Load(); rs != nil && rs.gen == gen {
+		if rs := o.routes.Load(); rs != nil && rs.gen == gen && rt == gen.Routes[idx] {
 			r = rs.routes[idx]
+		} else if s := rs.share(gen, rt); s != nil {
+			r = s
 		} else { // a request still finishing on a retired generation
-			rt := gen.Routes[idx]
 			r = o.m.Route(rt.ID, rt.Upstream.ID)
 		}
 	}
@@ -94,7 +99,7 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, ex server.Served, rec
 	header, trailer := ex.DroppedFields()
 	o.m.DroppedFields(header, trailer+rec.DroppedRequestTrailers, rec.DroppedResponseTrailers)
 	if idx >= 0 && (rec.Retries > 0 || rec.BudgetExhausted) {
-		up := gen.Routes[idx].Upstream.ID
+		up := rt.Upstream.ID
 		for i := 0; i < rec.NumAttempts; i++ {
 			if c := rec.Attempts[i].Retry; c != "" {
 				o.m.Retries.WithLabelValues(up, c).Inc()
@@ -122,6 +127,7 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 	for i, rt := range gen.Routes {
 		rs.routes[i] = o.m.Route(rt.ID, rt.Upstream.ID)
 	}
+	rs.addShares(o.m) // split.go
 	o.routes.Store(rs)
 	o.m.ConfigApplied(cfg.Hash, o.applied)
 	o.reloads.add(admin.Reload{Time: gen.Created, Result: "applied", Version: cfg.Hash})

@@ -102,6 +102,8 @@ type Metrics struct {
 	droppedRespTrail prometheus.Counter
 	h2               h2Metrics // h2.go
 
+	mirrored *prometheus.CounterVec // mirror.go
+
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
 	// work, which feeds them; nothing increments them yet.
@@ -187,6 +189,7 @@ func New(pools PoolSource) *Metrics {
 	m.droppedRespTrail = dropped.WithLabelValues("response_trailer")
 	m.reg.MustRegister(dropped)
 	m.registerH2()
+	m.registerMirror()
 	m.acmeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameACMEEvents,
 		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
 		[]string{"event"})

@@ -164,10 +164,13 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 	fwd.rec = rec
 	if fwd.hasBody() {
 		defer fwd.releaseBody()
-		if err := fwd.readBodyPrefix(rt.retry.bufferBody); err != nil {
+		if err := fwd.readBodyPrefix(rt.bodyPrefixLimit()); err != nil {
 			p.answer(ds, rec, clientBodyFailure("", err))
 			return
 		}
+	}
+	if rt.mirror != nil {
+		rt.mirror.offer(fwd) // mirror.go: a copy on its own goroutine, or nothing
 	}
 	u := rt.Upstream
 	if !u.Admit() {

@@ -32,6 +32,7 @@ type Route struct {
 	retry           retryPolicy
 	tunnel          tunnelPolicy
 	tunnels         routeTunnels
+	mirror          *Mirror // nil: none (mirror.go)
 
 	stripPrefix string
 	addPrefix   string
