@@ -37,7 +37,7 @@ STARTED=()
 trap cleanup EXIT
 
 # free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
-PORT_LO=20000 PORT_SPAN=1000
+PORT_LO=${PORT_LO:-20000} PORT_SPAN=${PORT_SPAN:-1000} # override to stay in a port range of your own
 
 have h2load || { log "h2load is needed (apt-get install nghttp2-client)"; exit 1; }
 log "building sluice and the backend into $TMP/bin"

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"sluice/internal/testutil"
 )
@@ -159,4 +161,34 @@ func BenchmarkH2Proxy(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkH2ProxyParallel: requests proxied from several h2c connections at once (one
+// stream at a time on each), with the process's CPU time per request (cpu-us/op: the
+// gateway, the backend and the allocation-free clients together), steadier than ns/op on a
+// shared machine.
+func BenchmarkH2ProxyParallel(b *testing.B) {
+	addr := benchGateway(b, h2BenchConfig(rawBackend(b)), true)
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	start := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		c := dialH2Raw(b, addr, "/svc19/items")
+		for pb.Next() {
+			if err := c.roundTrip(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64((processCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
+}
+
+// processCPU is the user and system CPU time the process used so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -150,6 +150,7 @@ func (c *conn) serveH2() {
 		resets: st.MaxResetsPerSecond, control: st.MaxControlPerSecond,
 		empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations,
 	}, uint32(2*c.st.Limits.MaxHeaderBytes+320)) // the library's bound (its MaxHeaderBytes, padded as it pads it)
+	wire.wto = c.st.WriteTimeout
 	h := &h2Conn{c: c, wire: wire, sh: sh}
 	h.obs, _ = c.srv.handler.(H2Observer)
 	wire.onGoAway, wire.onLimit = h.goAway, h.limit
@@ -166,8 +167,9 @@ func (c *conn) serveH2() {
 		MaxUploadBufferPerConnection: st.ConnWindow,
 		MaxUploadBufferPerStream:     st.StreamWindow,
 		IdleTimeout:                  c.st.IdleTimeout,
-		WriteByteTimeout:             c.st.WriteTimeout,
-		CountError:                   h.countError,
+		// No WriteByteTimeout: the wire bounds writes by write_timeout itself, with
+		// fewer deadline changes (h2Wire.armWrite).
+		CountError: h.countError,
 	}
 	if err := http2.ConfigureServer(h.hs, s2); err != nil {
 		c.srv.log.Error("HTTP/2 setup failed", "err", err)

@@ -52,6 +52,12 @@ func (duplexHandler) ServeH2(s *Stream) {
 
 func startH2C(t *testing.T, h Handler) string {
 	t.Helper()
+	return startH2CWith(t, h, nil)
+}
+
+// startH2CWith is startH2C with the settings changed by edit (nil: none).
+func startH2CWith(t *testing.T, h Handler, edit func(*Settings)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +66,9 @@ func startH2C(t *testing.T, h Handler) string {
 		IdleTimeout: 5 * time.Second, Limits: h1.Limits{MaxHeaderBytes: 65536, MaxHeaders: 100},
 		H2: &H2Settings{Cleartext: true, MaxConcurrentStreams: 10, StreamWindow: 1 << 20, ConnWindow: 1 << 20, MaxFrameBytes: 16384,
 			MaxResetsPerSecond: 100, MaxControlPerSecond: 100, MaxEmptyPerSecond: 100, MaxContinuations: 16, DrainWait: 10 * time.Millisecond}}
+	if edit != nil {
+		edit(&st)
+	}
 	srv := New(ln, st, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go srv.Serve()
 	t.Cleanup(func() {

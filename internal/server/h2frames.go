@@ -149,6 +149,8 @@ type h2Wire struct {
 	// Write side.
 	wmu      sync.Mutex
 	out      frameScan
+	wto      time.Duration // the listener's write_timeout: each write must progress within it
+	wdl      time.Time     // the write deadline set on Conn (zero: none)
 	onGoAway func(lastStream uint32, code http2.ErrCode)
 	onLimit  func(limit string, count int, closing bool)
 }
@@ -440,7 +442,25 @@ func (w *h2Wire) Write(p []byte) (int, error) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	w.out.scan(p, outbound, w.goAwaySeen)
+	w.armWrite()
 	return w.Conn.Write(p)
+}
+
+// armWrite bounds the next write by the write timeout. The library's own per-write
+// deadline (http2.Server.WriteByteTimeout) set and cleared a deadline around every flush:
+// two deadline changes per write. Here a deadline is moved only when less than half the
+// timeout is left, so a write gets between half and all of write_timeout to make progress,
+// and most writes change nothing. The caller holds wmu.
+func (w *h2Wire) armWrite() {
+	if w.wto <= 0 {
+		return
+	}
+	now := time.Now()
+	if w.wdl.Sub(now) >= w.wto/2 {
+		return
+	}
+	w.wdl = now.Add(w.wto)
+	w.SetWriteDeadline(w.wdl)
 }
 
 func outbound(s *frameScan, length int) {
@@ -470,6 +490,7 @@ func (w *h2Wire) drainStep1() bool {
 			binary.BigEndian.PutUint32(f[9:], 1<<31-1)
 			binary.BigEndian.PutUint32(f[13:], uint32(http2.ErrCodeNo))
 			w.out.scan(f[:], outbound, w.goAwaySeen)
+			w.armWrite()
 			_, err := w.Conn.Write(f[:])
 			w.wmu.Unlock()
 			return err == nil

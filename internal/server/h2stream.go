@@ -69,29 +69,21 @@ type Stream struct {
 
 var streamPool = sync.Pool{New: func() any { return new(Stream) }}
 
-// ServeHTTP serves one stream for the HTTP/2 library: it builds the Stream and hands it to
-// the handler. A response the handler aborted resets the stream (RST_STREAM
-// INTERNAL_ERROR), which the library does for a handler that panics with
+// ServeHTTP serves one stream for the HTTP/2 library: a worker (h2workers.go) builds the
+// Stream and hands it to the handler. A response the handler aborted resets the stream
+// (RST_STREAM INTERNAL_ERROR), which the library does for a handler that panics with
 // http.ErrAbortHandler.
 func (h *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s := streamPool.Get().(*Stream)
-	s.init(h, w, r)
-	if s.admit() {
-		h.sh.ServeH2(s)
-	}
-	aborted := s.end()
-	s.release()
-	if aborted {
-		panic(http.ErrAbortHandler)
+	if v := h.serveOnWorker(w, r); v != nil {
+		panic(v)
 	}
 }
 
-func (s *Stream) init(h *h2Conn, w http.ResponseWriter, r *http.Request) {
-	s.h, s.w, s.r = h, w, r
+func (s *Stream) init() {
 	s.Start = time.Now()
-	s.bodyLimit = h.c.st.MaxBodyBytes
-	s.ctx, s.cancel = context.WithCancelCause(r.Context())
-	s.stopCtx = context.AfterFunc(r.Context(), s.canceled)
+	s.bodyLimit = s.h.c.st.MaxBodyBytes
+	s.ctx, s.cancel = context.WithCancelCause(s.r.Context())
+	s.stopCtx = context.AfterFunc(s.r.Context(), s.canceled)
 	s.fillRequest()
 	ct, _ := s.Req.Header.Get("Content-Type")
 	s.grpc = strings.HasPrefix(string(ct), "application/grpc")

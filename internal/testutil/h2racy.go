@@ -133,6 +133,7 @@ type h2conn struct {
 	c       net.Conn
 	fr      *http2.Framer
 	wmu     sync.Mutex
+	wclosed bool // the sending side was shut down (under wmu)
 	streams map[uint32]*h2stream
 	idleT   *time.Timer
 
@@ -208,7 +209,9 @@ func asConnErr(err error, ce *http2.ConnectionError) bool {
 func (hc *h2conn) write(f func() error) {
 	hc.wmu.Lock()
 	defer hc.wmu.Unlock()
-	if f() != nil {
+	// After shutdown, writes fail (the sending side is closed) and that is expected: closing
+	// the socket then, with the client's bytes unread, would reset it, which shutdown avoids.
+	if f() != nil && !hc.wclosed {
 		hc.c.Close()
 	}
 }
@@ -393,6 +396,7 @@ func (hc *h2conn) shutdown() {
 	hc.wmu.Lock()
 	defer hc.wmu.Unlock()
 	if cw, ok := hc.c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		hc.wclosed = true
 		time.AfterFunc(2*time.Second, func() { hc.c.Close() })
 		return
 	}
