@@ -92,3 +92,16 @@ func (u *upstreamTLS) serverName(name string) string {
 	}
 	return host
 }
+
+// UpstreamTLSConfig is the TLS client config the pools of TLS upstream uc use for target
+// address (host:port as written in the config): the same trust, client certificate,
+// versions and server name. `sluice probe -c` probes TLS targets with it.
+func UpstreamTLSConfig(uc config.Upstream, address string) (*tls.Config, error) {
+	u, err := buildUpstreamTLS(uc)
+	if err != nil || u == nil {
+		return nil, err
+	}
+	c := u.base.Clone()
+	c.ServerName = u.serverName(address)
+	return c, nil
+}
