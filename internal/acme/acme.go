@@ -80,7 +80,11 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 			domain, _ := data["identifier"].(string)
 			switch event {
 			case "cert_obtained", "cert_failed", "cert_ocsp_revoked":
-				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), "domain", domain, "renewal", data["renewal"], "issuer", data["issuer"])
+				args := []any{"domain", domain, "renewal", data["renewal"], "issuer", data["issuer"]}
+				if err, ok := data["error"].(error); ok {
+					args = append(args, "err", err) // a refused DNS update says so here
+				}
+				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), args...)
 				if obs != nil {
 					obs.ACMEEvent(event, domain)
 				}
