@@ -85,6 +85,7 @@ start() { # name port
 			        listen 127.0.0.1:$port ssl http2;
 			        ssl_certificate $TMP/cert.pem;
 			        ssl_certificate_key $TMP/key.pem;
+			        ssl_protocols TLSv1.2 TLSv1.3; # nginx before 1.23.4 leaves 1.3 off
 			        http2_max_concurrent_streams 128;
 			        keepalive_requests 1000000;
 			        location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; }

@@ -39,6 +39,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.CloseNow()
+	c.SetReadLimit(-1) // -size may exceed the library's 32 KiB default
 	for {
 		typ, msg, err := c.Read(context.Background())
 		if err != nil {
@@ -70,6 +71,7 @@ func load(url string, conns int, dur time.Duration, size int) {
 				return
 			}
 			defer c.CloseNow()
+			c.SetReadLimit(-1)
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
 				t0 := time.Now()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,7 +15,9 @@ import (
 	"sync"
 	"syscall"
 
+	"sluice/internal/certs"
 	"sluice/internal/config"
+	"sluice/internal/gateway"
 	"sluice/internal/probe"
 )
 
@@ -31,6 +34,8 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Host, "host", "", "Host header (default: the target's host:port)")
 	fs.DurationVar(&o.MaxWait, "max-wait", probe.DefaultMaxWait, "longest wait for the backend to close an idle connection")
 	fs.IntVar(&o.MaxRequests, "max-requests", probe.DefaultMaxRequests, "requests sent on one connection to find a request limit")
+	caFile := fs.String("ca-file", "", "https:// URL: PEM bundle of the CAs to trust (default: the system roots)")
+	insecure := fs.Bool("insecure", false, "https:// URL: do not verify the backend's certificate")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	quiet := fs.Bool("quiet", false, "do not print progress to stderr while measuring")
 	parallel := fs.Int("parallel", probe.DefaultParallel, "with -c: targets probed at once")
@@ -61,15 +66,30 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *file != "" {
+		// TLS upstreams are probed with the pools' own TLS settings.
+		o.UpstreamTLS = gateway.UpstreamTLSConfig
 		return probeConfig(ctx, *file, o, *parallel, *asJSON, stdout, stderr)
 	}
-	addr, path, err := probeTarget(pos[0])
+	addr, path, secure, err := probeTarget(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "sluice probe: %v\n", err)
 		return 2
 	}
 	if path != "" {
 		o.Path = path
+	}
+	if secure {
+		host, _, _ := net.SplitHostPort(addr)
+		o.TLS = &tls.Config{ServerName: host, InsecureSkipVerify: *insecure, NextProtos: []string{"http/1.1"}}
+		if *caFile != "" {
+			if o.TLS.RootCAs, err = certs.LoadCAs(*caFile); err != nil {
+				fmt.Fprintf(stderr, "sluice probe: -ca-file: %v\n", err)
+				return 2
+			}
+		}
+	} else if *caFile != "" || *insecure {
+		fmt.Fprintln(stderr, "sluice probe: -ca-file and -insecure need an https:// URL")
+		return 2
 	}
 	res, err := probe.Probe(ctx, addr, o)
 	if err != nil {
@@ -87,30 +107,35 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// probeTarget turns "http://host:port/path" (or "host:port") into a dial address and the
-// request path ("" when the URL has none).
-func probeTarget(raw string) (addr, path string, err error) {
+// probeTarget turns "http://host:port/path", "https://host:port/path" (secure) or
+// "host:port" into a dial address and the request path ("" when the URL has none).
+func probeTarget(raw string) (addr, path string, secure bool, err error) {
 	if !strings.Contains(raw, "://") {
 		raw = "http://" + raw
 	}
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return "", "", fmt.Errorf("invalid URL: %w", err)
-	case u.Scheme != "http":
-		return "", "", fmt.Errorf("%s: only http:// targets can be probed for now", u.Scheme)
+		return "", "", false, fmt.Errorf("invalid URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", "", false, fmt.Errorf("%s: only http:// and https:// targets can be probed", u.Scheme)
 	case u.Host == "":
-		return "", "", fmt.Errorf("%q: no host", raw)
+		return "", "", false, fmt.Errorf("%q: no host", raw)
 	}
+	secure = u.Scheme == "https"
 	addr = u.Host
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+		port := "80"
+		if secure {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	path = u.RequestURI()
 	if u.Path == "" && u.RawQuery == "" {
 		path = ""
 	}
-	return addr, path, nil
+	return addr, path, secure, nil
 }
 
 func probeConfig(ctx context.Context, file string, o probe.Options, parallel int, asJSON bool, stdout, stderr io.Writer) int {

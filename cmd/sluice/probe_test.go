@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // idleBackend starts a net/http server that closes connections idle for idle.
@@ -122,7 +124,8 @@ func TestProbeExitStatus(t *testing.T) {
 	}{
 		{name: "no target", args: nil, code: 2, err: "give exactly one URL, or -c FILE"},
 		{name: "URL and -c", args: []string{"-c", okCfg, "http://" + live}, code: 2, err: "give exactly one URL"},
-		{name: "https", args: []string{"https://" + live}, code: 2, err: "only http:// targets"},
+		{name: "ftp", args: []string{"ftp://" + live}, code: 2, err: "only http:// and https:// targets"},
+		{name: "-insecure without https", args: []string{"-insecure", "http://" + live}, code: 2, err: "need an https:// URL"},
 		{name: "bad flag", args: []string{"-nope"}, code: 2, err: "flag provided but not defined"},
 		{name: "bad max-wait", args: []string{"-max-wait", "0s", live}, code: 2, err: "must be positive"},
 		{name: "unreachable URL", args: []string{"http://" + deadAddr(t) + "/"}, code: 1, err: "connection refused"},
@@ -153,5 +156,61 @@ func TestValidatePrintsWarnings(t *testing.T) {
 	want := "warning: " + cfg + ":9: upstreams[0].keepalive.idle_timeout: 600s with learn: false"
 	if !strings.Contains(out.String(), ": ok (") || !strings.Contains(out.String(), want) {
 		t.Errorf("stdout:\n%s\nwant ok and %q", out.String(), want)
+	}
+}
+
+// TestProbeTLS: `sluice probe` speaks TLS to https:// URLs (trust from -ca-file, or
+// -insecure) and to TLS upstreams of a config (their own tls settings), and measures the idle
+// timeout through TLS: a TLS backend closing idle connections after 300ms makes a 600s pool
+// idle timeout risky.
+func TestProbeTLS(t *testing.T) {
+	t.Parallel()
+	ca := testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) }),
+		IdleTimeout: 300 * time.Millisecond,
+		TLSConfig:   ca.ServerConfig(t, "127.0.0.1", "backend.test"),
+	}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	plain := idleBackend(t, 300*time.Millisecond)
+	tlsCfg := func(target, tlsBlock, idle string) string {
+		return writeConfig(t, fmt.Sprintf("listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - id: app\n    targets:\n      - address: %s\n%s    keepalive:\n      idle_timeout: %s\nroutes:\n  - id: all\n    upstream: app\n", target, tlsBlock, idle))
+	}
+	caFile := ca.CAFile(t)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		out  string // substring of stdout
+		err  string // substring of stderr
+	}{
+		{name: "https URL, trusted", args: []string{"-ca-file", caFile, "-max-wait", "3s", "https://" + addr + "/"}, code: 0,
+			out: "closes idle connections after"},
+		{name: "https URL, insecure", args: []string{"-insecure", "-max-wait", "3s", "https://" + addr + "/"}, code: 0,
+			out: "closes idle connections after"},
+		{name: "https URL, untrusted", args: []string{"-max-wait", "3s", "https://" + addr + "/"}, code: 1, err: "tls handshake"},
+		{name: "https URL, plain backend", args: []string{"-insecure", "-max-wait", "3s", "https://" + plain + "/"}, code: 1, err: "tls handshake"},
+		{name: "config, https target, risky", args: []string{"-c", tlsCfg("https://"+addr, "    tls: {ca_file: "+caFile+", server_name: backend.test}\n", "600s"), "-max-wait", "3s"}, code: 1,
+			out: "RISK: keepalive.idle_timeout 600s is above"},
+		{name: "config, tls block, safe", args: []string{"-c", tlsCfg(addr, "    tls: {ca_file: "+caFile+"}\n", "200ms"), "-max-wait", "3s"}, code: 0,
+			out: "0 of 1 upstreams with problems"},
+		{name: "config, untrusted", args: []string{"-c", tlsCfg(addr, "    tls: {server_name: backend.test}\n", "200ms"), "-max-wait", "3s"}, code: 1,
+			out: "tls handshake"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			code := run(append([]string{"probe"}, tc.args...), &out, &errb)
+			if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
+				t.Errorf("exit %d, want %d; stdout (want %q):\n%s\nstderr (want %q):\n%s", code, tc.code, tc.out, out.String(), tc.err, errb.String())
+			}
+		})
 	}
 }

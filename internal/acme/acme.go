@@ -39,6 +39,9 @@ type Options struct {
 	// HTTPListener is host:port of a plain HTTP listener that answers HTTP-01 challenges
 	// (HandleHTTP); "" leaves HTTP-01 off.
 	HTTPListener string
+	// DNS01, when set, proves every domain with the DNS-01 challenge (and only it) through
+	// RFC 2136 updates: wildcard domains need it.
+	DNS01 *DNS01
 }
 
 // Observer is told of certificate events (obtained, renewed, failed) for metrics.
@@ -77,7 +80,11 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 			domain, _ := data["identifier"].(string)
 			switch event {
 			case "cert_obtained", "cert_failed", "cert_ocsp_revoked":
-				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), "domain", domain, "renewal", data["renewal"], "issuer", data["issuer"])
+				args := []any{"domain", domain, "renewal", data["renewal"], "issuer", data["issuer"]}
+				if err, ok := data["error"].(error); ok {
+					args = append(args, "err", err) // a refused DNS update says so here
+				}
+				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), args...)
 				if obs != nil {
 					obs.ACMEEvent(event, domain)
 				}
@@ -105,6 +112,13 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 			return nil, err
 		}
 		tmpl.DisableHTTPChallenge, tmpl.AltHTTPPort = false, hp
+	}
+	if d := o.DNS01; d != nil {
+		// certmagic uses the DNS challenge alone when a DNS-01 solver is set.
+		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
+			DNSProvider: &rfc2136{d: *d}, Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout,
+			Logger: zap.NewNop(),
+		}}
 	}
 	m.issuer = certmagic.NewACMEIssuer(cfg, tmpl)
 	cfg.Issuers = []certmagic.Issuer{m.issuer}
@@ -168,9 +182,15 @@ func (m *Manager) Close() {
 	m.cache.Stop()
 }
 
-// Covers reports whether name is one of the managed domains.
+// Covers reports whether name is one of the managed domains, or one label under a managed
+// wildcard.
 func (m *Manager) Covers(name string) bool {
-	return slices.Contains(m.domains, strings.ToLower(strings.TrimSuffix(name, ".")))
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if slices.Contains(m.domains, name) {
+		return true
+	}
+	_, rest, ok := strings.Cut(name, ".")
+	return ok && slices.Contains(m.domains, "*."+rest)
 }
 
 // GetCertificate answers TLS-ALPN-01 validation handshakes and serves the managed

@@ -3,10 +3,13 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -204,8 +207,8 @@ func warnTLS(p *problems, b string, t *ListenerTLS) {
 // ACME obtains and renews a listener's certificates from an ACME CA (Let's Encrypt and
 // others), proving control of each domain with the TLS-ALPN-01 challenge on this listener.
 type ACME struct {
-	// Domains are the names to obtain certificates for. Wildcards cannot be proved with
-	// TLS-ALPN-01 and are refused. Required.
+	// Domains are the names to obtain certificates for. A wildcard ("*.example.com") can only
+	// be proved with the DNS-01 challenge and needs dns01. Required.
 	Domains []string `yaml:"domains"`
 	// Email is the ACME account's contact address (expiry warnings). Optional.
 	Email string `yaml:"email"`
@@ -220,7 +223,39 @@ type ACME struct {
 	Storage string `yaml:"storage"`
 	// AgreeTOS says that you agree to the CA's terms of service; required to be true.
 	AgreeTOS bool `yaml:"agree_tos"`
+	// DNS01, when set, proves control of every domain with the DNS-01 challenge instead of
+	// TLS-ALPN-01 and HTTP-01, through RFC 2136 dynamic updates to an authoritative DNS
+	// server (BIND, Knot, PowerDNS, ...). Needed for wildcards. Default: off.
+	DNS01 *DNS01 `yaml:"dns01"`
 }
+
+// DNS01 is the DNS server that takes the challenge records (docs/tls.md#dns-01).
+type DNS01 struct {
+	// Server is host:port of the primary DNS server that accepts RFC 2136 updates for the
+	// domains' zone (port 53 usually). Required.
+	Server string `yaml:"server"`
+	// TSIGKey is the name of the TSIG key that signs the updates, as the server knows it.
+	// Default "": updates are not signed (only for a server that allows them by address).
+	TSIGKey string `yaml:"tsig_key"`
+	// TSIGSecret is the key's secret, base64 as BIND's tsig-keygen prints it. Required with
+	// tsig_key. Keep the config file private.
+	TSIGSecret string `yaml:"tsig_secret"`
+	// TSIGAlgorithm is the key's algorithm: hmac-sha256 (default), hmac-sha384, hmac-sha512,
+	// hmac-sha224 or hmac-sha1.
+	TSIGAlgorithm string `yaml:"tsig_algorithm"`
+	// Resolvers are the host:port DNS servers asked for the zone (SOA) and asked whether a
+	// challenge record is visible before the CA is told to look. Default: server.
+	Resolvers []string `yaml:"resolvers"`
+	// PropagationTimeout bounds the wait for a challenge record to be visible on the
+	// resolvers. Default 2m; 0 means the default.
+	PropagationTimeout Duration `yaml:"propagation_timeout"`
+}
+
+// TSIGAlgorithms are the accepted dns01.tsig_algorithm values.
+var TSIGAlgorithms = []string{"hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"}
+
+// DefaultDNS01PropagationTimeout is dns01.propagation_timeout's default.
+const DefaultDNS01PropagationTimeout = 2 * time.Minute
 
 // DefaultACMECA is Let's Encrypt's production directory.
 const DefaultACMECA = "https://acme-v02.api.letsencrypt.org/directory"
@@ -233,6 +268,15 @@ func defaultACME(a *ACME, dir string) {
 	for i, d := range a.Domains {
 		a.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
 	}
+	if d := a.DNS01; d != nil {
+		setIfZero(&d.TSIGAlgorithm, "hmac-sha256")
+		if len(d.Resolvers) == 0 && d.Server != "" {
+			d.Resolvers = []string{d.Server}
+		}
+		if d.PropagationTimeout == 0 {
+			d.PropagationTimeout = Duration(DefaultDNS01PropagationTimeout)
+		}
+	}
 }
 
 func validateACME(p *problems, b string, a *ACME) {
@@ -242,8 +286,9 @@ func validateACME(p *problems, b string, a *ACME) {
 	}
 	for i, d := range a.Domains {
 		switch {
-		case strings.HasPrefix(d, "*."):
-			p.add(fmt.Sprintf("%s.domains[%d]", b, i), "wildcard %q cannot be proved with the TLS-ALPN-01 challenge; list the names", d)
+		case strings.HasPrefix(d, "*.") && a.DNS01 == nil:
+			p.add(fmt.Sprintf("%s.domains[%d]", b, i), "wildcard %q can only be proved with the DNS-01 challenge: add acme.dns01, or list the names", d)
+		case strings.HasPrefix(d, "*.") && checkRouteHost(d[2:]) == nil && strings.Contains(d[2:], "."):
 		case checkRouteHost(d) != nil || !strings.Contains(d, ".") && d != "localhost":
 			p.add(fmt.Sprintf("%s.domains[%d]", b, i), "%q is not a DNS name", d)
 		}
@@ -258,5 +303,37 @@ func validateACME(p *problems, b string, a *ACME) {
 	}
 	if !a.AgreeTOS {
 		p.add(b+".agree_tos", "must be true: ordering certificates means agreeing to the CA's terms of service (%s for Let's Encrypt)", "https://letsencrypt.org/repository/")
+	}
+	if d := a.DNS01; d != nil {
+		validateDNS01(p, b+".dns01", d)
+	}
+}
+
+func validateDNS01(p *problems, b string, d *DNS01) {
+	if d.Server == "" {
+		p.add(b+".server", "required: host:port of the DNS server that accepts the updates")
+	} else if _, _, err := net.SplitHostPort(d.Server); err != nil {
+		p.add(b+".server", "must be host:port, got %q", d.Server)
+	}
+	for i, r := range d.Resolvers {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			p.add(fmt.Sprintf("%s.resolvers[%d]", b, i), "must be host:port, got %q", r)
+		}
+	}
+	switch {
+	case d.TSIGKey != "" && d.TSIGSecret == "":
+		p.add(b+".tsig_secret", "required with tsig_key")
+	case d.TSIGKey == "" && d.TSIGSecret != "":
+		p.add(b+".tsig_key", "required with tsig_secret: the key's name")
+	case d.TSIGSecret != "":
+		if _, err := base64.StdEncoding.DecodeString(d.TSIGSecret); err != nil {
+			p.add(b+".tsig_secret", "must be base64 (as tsig-keygen prints it): %v", err)
+		}
+	}
+	if !slices.Contains(TSIGAlgorithms, d.TSIGAlgorithm) {
+		p.add(b+".tsig_algorithm", "must be one of %s, got %q", strings.Join(TSIGAlgorithms, ", "), d.TSIGAlgorithm)
+	}
+	if d.PropagationTimeout < 0 {
+		p.add(b+".propagation_timeout", "must not be negative")
 	}
 }

@@ -43,6 +43,13 @@ func TestTLSValidation(t *testing.T) {
 			errs: []string{"client_ca_file: " + garbage + ": no PEM certificate found"}},
 		{name: "zero handshake timeout", tls: `{certificates: [{cert_file: GOOD, key_file: GOODKEY}], handshake_timeout: 0s}`,
 			errs: []string{"handshake_timeout"}},
+		{name: "acme wildcard without dns01", tls: `{acme: {domains: ["*.example.com"], agree_tos: true}}`,
+			errs: []string{`listeners[0].tls.acme.domains[0]: wildcard "*.example.com" can only be proved with the DNS-01 challenge`}},
+		{name: "acme dns01 wildcard", tls: `{acme: {domains: ["*.example.com", example.com], agree_tos: true, dns01: {server: "10.0.0.53:53", tsig_key: sluice., tsig_secret: c2VjcmV0}}}`},
+		{name: "acme dns01 bad", tls: `{acme: {domains: ["*.example.com"], agree_tos: true, dns01: {server: ns1, tsig_key: k, tsig_secret: "not base64!", tsig_algorithm: hmac-md5, resolvers: [ns2]}}}`,
+			errs: []string{`acme.dns01.server: must be host:port, got "ns1"`, `acme.dns01.tsig_secret: must be base64`, `acme.dns01.tsig_algorithm: must be one of hmac-sha256`, `acme.dns01.resolvers[0]: must be host:port`}},
+		{name: "acme dns01 secret without key", tls: `{acme: {domains: [a.example.com], agree_tos: true, dns01: {tsig_secret: c2VjcmV0}}}`,
+			errs: []string{"acme.dns01.server: required", "acme.dns01.tsig_key: required with tsig_secret"}},
 		{name: "expiring soon: a warning", tls: `{certificates: [{cert_file: SOON, key_file: SOONKEY}]}`,
 			warn: "listeners[0].tls.certificates[0]: certificate " + soon + " expires in 7"},
 	}

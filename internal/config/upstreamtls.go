@@ -26,7 +26,8 @@ type UpstreamTLS struct {
 	// the system's roots.
 	CAFile string `yaml:"ca_file"`
 	// CertFile and KeyFile are the client certificate chain and key presented to targets
-	// that ask for one (mutual TLS). Both or neither. Read when the config is loaded.
+	// that ask for one (mutual TLS). Both or neither. Read when the config is loaded, then
+	// watched: a replaced pair is used by new connections without a reload.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 	// InsecureSkipVerify accepts any certificate: no chain, expiry or name check. Default

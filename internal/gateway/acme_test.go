@@ -44,6 +44,15 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 		t.Fatal(err)
 	}
 	t.Cleanup(dns.Close)
+	p := runPebble(t, tlsPort, httpPort, dns.Addr)
+	p.dns = dns
+	return p
+}
+
+// runPebble runs pebble resolving names (and DNS-01 challenge records) with the DNS server
+// at dnsAddr.
+func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
+	t.Helper()
 	ca := testutil.NewCA(t)
 	cert, key := ca.Issue(t, "pebble", testutil.CertOptions{DNSNames: []string{"localhost"}})
 	api, mgmt := freePort(t), freePort(t)
@@ -58,13 +67,13 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &pebble{dir: fmt.Sprintf("https://localhost:%d/dir", api), caFile: ca.CAFile(t), out: &syncBuffer{}, dns: dns, stopped: make(chan struct{})}
+	p := &pebble{dir: fmt.Sprintf("https://localhost:%d/dir", api), caFile: ca.CAFile(t), out: &syncBuffer{}, stopped: make(chan struct{})}
 	// Built, then run: killing "go tool pebble" would leave pebble itself running.
 	bin := filepath.Join(t.TempDir(), "pebble")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
 		t.Fatalf("build pebble: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dns.Addr)
+	cmd := exec.Command(bin, "-config", cfgFile, "-dnsserver", dnsAddr)
 	cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -172,3 +181,65 @@ routes: [{id: all, upstream: b}]
 
 // addrOf is the gateway's bound address on port.
 func (tg *testGateway) addrOf(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+
+// TestACMEDNS01Wildcard: a wildcard name is obtained through the DNS-01 challenge: Sluice
+// adds the challenge record to a real DNS server with a TSIG-signed RFC 2136 update, pebble
+// (which can reach neither TLS-ALPN-01 nor HTTP-01 here) reads it from that server, the
+// certificate for *.dns01.test is served for any name one label under it, and the record is
+// removed afterwards.
+func TestACMEDNS01Wildcard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	const secret = "c2x1aWNlLWFjbWUtZG5zMDEtdGVzdC1zZWNyZXQ="
+	dns := testutil.NewDNSUpdateServer(t, "dns01.test", "sluice-acme", secret)
+	p := runPebble(t, freePort(t), freePort(t), dns.Addr) // nothing answers TLS-ALPN-01 or HTTP-01
+	port := freePort(t)
+	// A certificate from files too: names under the wildcard must still go to ACME.
+	cert, key := testutil.NewCA(t).Issue(t, "static", testutil.CertOptions{DNSNames: []string{"static.test"}})
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      certificates: [{cert_file: {{cert}}, key_file: {{key}}}]
+      acme:
+        domains: ["*.dns01.test"]
+        ca: "{{ca}}"
+        ca_root: {{root}}
+        storage: {{storage}}
+        agree_tos: true
+        dns01: {server: "{{dns}}", tsig_key: sluice-acme, tsig_secret: "{{secret}}", propagation_timeout: 20s}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"dns": dns.Addr, "secret": secret, "cert": cert, "key": key, "b": hostport(echoBackend(t, "a"))})
+	var names []string
+	testutil.WaitFor(t, 90*time.Second, "a wildcard certificate from pebble through DNS-01", func() bool {
+		c, err := tls.Dial("tcp", tg.addrOf(port), &tls.Config{ServerName: "api.dns01.test", InsecureSkipVerify: true})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		leaf := c.ConnectionState().PeerCertificates[0]
+		names = leaf.DNSNames
+		return strings.Contains(leaf.Issuer.CommonName, "Pebble")
+	})
+	if len(names) != 1 || names[0] != "*.dns01.test" {
+		t.Errorf("certificate names %q, want [*.dns01.test]", names)
+	}
+	c, err := tls.Dial("tcp", tg.addrOf(port), &tls.Config{ServerName: "other.dns01.test", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatalf("another name under the wildcard: %v", err)
+	}
+	c.Close()
+	if n := p.issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates, want 1", n)
+	}
+	// The challenge record was added (signed) and removed again.
+	testutil.WaitFor(t, 10*time.Second, "the challenge record to be removed", func() bool {
+		return len(dns.TXT("_acme-challenge.dns01.test")) == 0
+	})
+	if acc, ref := dns.Updates(); acc < 2 || ref != 0 {
+		t.Errorf("DNS server: %d updates applied, %d refused; want an add and a removal, none refused", acc, ref)
+	}
+}

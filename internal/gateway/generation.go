@@ -361,7 +361,7 @@ type upstreamPools struct {
 }
 
 func (g *Generation) upstreamPools(uc config.Upstream, log *slog.Logger) (upstreamPools, error) {
-	ut, err := buildUpstreamTLS(uc)
+	ut, err := buildUpstreamTLS(uc, log)
 	if err != nil {
 		return upstreamPools{}, err
 	}
@@ -388,8 +388,7 @@ func (u upstreamPools) acquire(name, addr string) *connpool.Pool {
 	return u.refs.acquire(u.id(name, addr), func() *connpool.Pool {
 		o := u.options(name)
 		if o.TLS != nil {
-			o.TLS = o.TLS.Clone()
-			o.TLS.ServerName = u.tls.serverName(name)
+			o.TLS = u.tls.poolConfig(name)
 		}
 		return connpool.New(addr, o, u.log)
 	})

@@ -42,8 +42,7 @@ func (u upstreamPools) acquireH2(name, addr string) *h2pool.Pool {
 			PingTimeout: u.uc.H2.PingTimeout.D(),
 		}
 		if o.TLS != nil {
-			po.TLS = o.TLS.Clone()
-			po.TLS.ServerName = u.tls.serverName(name)
+			po.TLS = u.tls.poolConfig(name)
 		}
 		ref.h2 = h2pool.New(addr, po, u.log)
 	}

@@ -119,6 +119,10 @@ func (g *Gateway) acmeManager(cfg *config.Config, lc config.Listener, a *config.
 			return nil, fmt.Errorf("acme.ca_root: %w", err)
 		}
 	}
+	if d := a.DNS01; d != nil {
+		o.DNS01 = &acme.DNS01{Server: d.Server, TSIGKey: d.TSIGKey, TSIGSecret: d.TSIGSecret, TSIGAlgorithm: d.TSIGAlgorithm,
+			Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout.D()}
+	}
 	return acme.New(o, g.log, g.obs.m)
 }
 

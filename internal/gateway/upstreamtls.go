@@ -6,26 +6,48 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"sluice/internal/certs"
 	"sluice/internal/config"
 )
 
 // upstreamTLS is the TLS client side of one upstream in one config version: the settings
 // its pools share, and id, which changes when they do. A pool's Identity holds id and the
 // pool's server name, so a reload keeps a pool (warm connections, session cache, learned
-// idle timeout) only when neither changed, file contents included: a replaced CA bundle or
-// client certificate takes effect on the next reload, in new pools.
+// idle timeout) only when neither changed, file contents included: a replaced CA bundle
+// takes effect on the next reload, in new pools. The client certificate is the exception: its
+// files are watched (clientCert), so a renewed pair is presented by the next handshake of the
+// same pools, without a reload; only the file names are in id.
 type upstreamTLS struct {
-	base  *tls.Config
-	id    string
-	fixed string // tls.server_name; "" derives it per target
+	base   *tls.Config
+	id     string
+	fixed  string      // tls.server_name; "" derives it per target
+	client *clientCert // the watched client certificate; nil: none
+}
+
+// poolConfig is the TLS config of one pool: base with the server name for the addresses
+// name resolved to, and, with a client certificate, a session cache of the pool's own that
+// forgets sessions made with a certificate since replaced (a resumed session keeps the
+// identity of the handshake that made it).
+func (u *upstreamTLS) poolConfig(name string) *tls.Config {
+	c := u.base.Clone()
+	c.ServerName = u.serverName(name)
+	if u.client != nil && !c.SessionTicketsDisabled {
+		c.ClientSessionCache = &certSessions{inner: tls.NewLRUClientSessionCache(4), cert: u.client, gens: map[string]uint64{}}
+	}
+	return c
 }
 
 // buildUpstreamTLS reads uc's tls block and the files it names; nil when TLS is off. Each
-// file is read once, so what id hashes is what the config holds.
-func buildUpstreamTLS(uc config.Upstream) (*upstreamTLS, error) {
+// file is read once, so what id hashes is what the config holds. log (nil: none) hears of
+// client certificate files that changed.
+func buildUpstreamTLS(uc config.Upstream, log *slog.Logger) (*upstreamTLS, error) {
 	if !uc.TLSOn() {
 		return nil, nil
 	}
@@ -60,22 +82,17 @@ func buildUpstreamTLS(uc config.Upstream) (*upstreamTLS, error) {
 			return nil, fmt.Errorf("tls.ca_file: %s: no PEM certificate found", t.CAFile)
 		}
 	}
-	certPEM, err := read("cert_file", t.CertFile)
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := read("key_file", t.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	if certPEM != nil {
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	var client *clientCert
+	if t.CertFile != "" || t.KeyFile != "" {
+		fmt.Fprintf(h, "client pair %q %q\n", t.CertFile, t.KeyFile)
+		cc, err := newClientCert(t.CertFile, t.KeyFile, log)
 		if err != nil {
-			return nil, fmt.Errorf("tls.cert_file: certificate %s with key %s: %w", t.CertFile, t.KeyFile, err)
+			return nil, err
 		}
-		cfg.Certificates = []tls.Certificate{pair}
+		cfg.GetClientCertificate = cc.get
+		client = cc
 	}
-	return &upstreamTLS{base: cfg, id: hex.EncodeToString(h.Sum(nil)), fixed: t.ServerName}, nil
+	return &upstreamTLS{base: cfg, id: hex.EncodeToString(h.Sum(nil)), fixed: t.ServerName, client: client}, nil
 }
 
 // serverName is the name verified (and sent as SNI) for the addresses name resolved to:
@@ -91,4 +108,98 @@ func (u *upstreamTLS) serverName(name string) string {
 		return ""
 	}
 	return host
+}
+
+// UpstreamTLSConfig is the TLS client config the pools of TLS upstream uc use for target
+// address (host:port as written in the config): the same trust, client certificate,
+// versions and server name. `sluice probe -c` probes TLS targets with it.
+func UpstreamTLSConfig(uc config.Upstream, address string) (*tls.Config, error) {
+	u, err := buildUpstreamTLS(uc, nil)
+	if err != nil || u == nil {
+		return nil, err
+	}
+	return u.poolConfig(address), nil
+}
+
+// clientCertCheck is how often, at most, a client certificate's files are checked for
+// changes, at the handshake that needs the certificate (as listener certificate files are
+// polled).
+const clientCertCheck = 2 * time.Second
+
+// clientCert is an upstream's client certificate pair, reloaded when its files change. It
+// checks the files at a handshake at most every clientCertCheck, so it needs no goroutine and
+// lives exactly as long as the pools whose TLS config holds it. A pair that fails to load
+// (a key replaced before its certificate, a mismatch, an expired certificate) keeps the
+// previous one in use, logged once per change (certs.Store).
+type clientCert struct {
+	store   *certs.Store
+	checked atomic.Int64  // unix nanoseconds of the last check
+	gen     atomic.Uint64 // bumped when the pair is replaced
+}
+
+func newClientCert(certFile, keyFile string, log *slog.Logger) (*clientCert, error) {
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("tls: cert_file and key_file go together")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s, err := certs.New([]certs.Pair{{CertFile: certFile, KeyFile: keyFile}}, false, log.With("tls", "client_certificate"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file: %w", err)
+	}
+	c := &clientCert{store: s}
+	c.checked.Store(time.Now().UnixNano())
+	return c, nil
+}
+
+// refresh reloads the pair when its files changed, at most every clientCertCheck, and
+// returns the pair's generation.
+func (c *clientCert) refresh() uint64 {
+	now := time.Now().UnixNano()
+	if last := c.checked.Load(); now-last >= int64(clientCertCheck) && c.checked.CompareAndSwap(last, now) {
+		// Failures keep the pair serving; the store logs them.
+		if n, _ := c.store.Reload(); n > 0 {
+			c.gen.Add(1)
+		}
+	}
+	return c.gen.Load()
+}
+
+// get is the pools' tls.Config.GetClientCertificate.
+func (c *clientCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	c.refresh()
+	return c.store.GetCertificate(&tls.ClientHelloInfo{})
+}
+
+// certSessions is a pool's TLS session cache when it presents a watched client
+// certificate: a session made under an older pair is not resumed (the handshake asks
+// refresh first, so a replaced file is noticed even when every handshake would resume).
+type certSessions struct {
+	inner tls.ClientSessionCache
+	cert  *clientCert
+	mu    sync.Mutex
+	gens  map[string]uint64 // generation of the pair each cached session was made with
+}
+
+func (s *certSessions) Get(key string) (*tls.ClientSessionState, bool) {
+	gen := s.cert.refresh()
+	s.mu.Lock()
+	g, ok := s.gens[key]
+	s.mu.Unlock()
+	if !ok || g != gen {
+		return nil, false
+	}
+	return s.inner.Get(key)
+}
+
+func (s *certSessions) Put(key string, cs *tls.ClientSessionState) {
+	s.mu.Lock()
+	if cs == nil {
+		delete(s.gens, key)
+	} else {
+		s.gens[key] = s.cert.gen.Load()
+	}
+	s.mu.Unlock()
+	s.inner.Put(key, cs)
 }

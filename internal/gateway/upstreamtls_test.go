@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"sluice/internal/testutil"
 )
@@ -288,4 +290,44 @@ routes: [{id: all, upstream: s}]
 		t.Errorf("pool server name %q", p.TLSConfig().ServerName)
 	}
 	a.release("api.internal:443", "10.0.0.1:443")
+}
+
+// TestUpstreamClientCertificateRotated: the client certificate's files are watched: after
+// they are replaced in place (as cert-manager does), new upstream connections present the
+// new certificate without a config reload; a broken replacement keeps the last good one in
+// use, and requests keep succeeding.
+func TestUpstreamClientCertificateRotated(t *testing.T) {
+	ca := testutil.NewCA(t)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	install := func(cn string) {
+		c, k := ca.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true})
+		testutil.WriteFile(t, crt, c)
+		testutil.WriteFile(t, key, k)
+	}
+	install("client-one")
+	b := startTLSEcho(t, ca, func(c *tls.Config) { c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, ca.Pool() })
+	// No keep-alive: every request makes a new connection (a new handshake).
+	tg := tlsUpstreamGateway(t, "https://{{b}}", "ca_file: {{ca}}, cert_file: {{crt}}, key_file: {{key}}", "keepalive: {enabled: false}", "",
+		map[string]string{"b": b.addr(), "ca": ca.CAFile(t), "crt": crt, "key": key})
+	cn := func() string {
+		t.Helper()
+		resp, _ := do(t, newClient(), "GET", tg.url("/x"), "")
+		mustStatus(t, resp, 200)
+		return resp.Header.Get("X-Client-CN")
+	}
+	if got := cn(); got != "client-one" {
+		t.Fatalf("backend saw %q, want client-one", got)
+	}
+	install("client-two")
+	testutil.WaitFor(t, 10*time.Second, "the rotated client certificate in use", func() bool { return cn() == "client-two" })
+
+	// A key that is not a key: the pair keeps serving.
+	testutil.WriteFile(t, key, []byte("not a key\n"))
+	time.Sleep(clientCertCheck + 200*time.Millisecond)
+	for range 3 {
+		if got := cn(); got != "client-two" {
+			t.Fatalf("after a broken key file the backend saw %q, want client-two still", got)
+		}
+	}
 }

@@ -64,6 +64,18 @@ func CheckConfig(ctx context.Context, c *config.Config, o Options, parallel int)
 					return
 				}
 				defer func() { <-sem }()
+				o := o
+				if u.TLSOn() {
+					if o.UpstreamTLS == nil {
+						tc.Error = "a TLS upstream: no TLS settings to probe it with"
+						return
+					}
+					var err error
+					if o.TLS, err = o.UpstreamTLS(u, t.Address); err != nil {
+						tc.Error = err.Error()
+						return
+					}
+				}
 				res, err := Probe(ctx, t.Address, o)
 				if err != nil {
 					tc.Error = err.Error()

@@ -3,6 +3,7 @@ package probe
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,12 +28,24 @@ type conn struct {
 	buf  []byte
 }
 
-// dial opens a connection to addr.
+// dial opens a connection to addr, over TLS when o.TLS is set (the handshake within the
+// dial timeout).
 func dial(ctx context.Context, addr string, o *Options) (*conn, error) {
 	d := net.Dialer{Timeout: o.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err // a *net.OpError: "dial tcp ADDR: connect: connection refused"
+	}
+	if o.TLS != nil {
+		hctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+		tc := tls.Client(nc, o.TLS)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		nc = tc
 	}
 	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 8192), req: o.request(), buf: make([]byte, 16384)}, nil
 }

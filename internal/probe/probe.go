@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"sluice/internal/config"
 )
 
 // Defaults of [Options] fields left zero.
@@ -34,8 +37,15 @@ type Options struct {
 	// MaxRequests is how many sequential requests the limit phase sends on one
 	// connection. Default 200.
 	MaxRequests int
-	// DialTimeout bounds each connect. Default 5s.
+	// DialTimeout bounds each connect, TLS handshake included. Default 5s.
 	DialTimeout time.Duration
+	// TLS, when set, makes every probe connection speak TLS with this config (its
+	// ServerName is the name sent and verified). nil: plain TCP.
+	TLS *tls.Config
+	// UpstreamTLS gives [CheckConfig] the TLS config of a TLS upstream's target address (the
+	// gateway's own, so that the probe trusts and presents what the pools do). nil: TLS
+	// upstreams cannot be probed and say so.
+	UpstreamTLS func(u config.Upstream, address string) (*tls.Config, error)
 	// ReadTimeout bounds each request/response exchange. Default 10s.
 	ReadTimeout time.Duration
 	// Watchers is how many connections are opened together at the start of the idle phase

@@ -281,3 +281,47 @@ func TestHTTPProbeOverTLS(t *testing.T) {
 		t.Error("plain HTTP probe of a TLS target succeeded")
 	}
 }
+
+// TestTCPProbeOverTLS: a tcp check of a target whose pool is TLS completes the handshake
+// with the pool's config: an open port whose certificate the pool would refuse, or that does
+// not speak TLS at all, is a failed probe, not a healthy one.
+func TestTCPProbeOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	trusted := x509.NewCertPool()
+	trusted.AddCert(srv.Certificate())
+	ok := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: trusted}}, nil)}
+	if err := (TCPProbe{}).Check(context.Background(), ok); err != nil {
+		t.Errorf("tcp probe of a trusted TLS target: %v", err)
+	}
+	untrusted := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: x509.NewCertPool()}}, nil)}
+	if err := (TCPProbe{}).Check(context.Background(), untrusted); err == nil || !strings.Contains(err.Error(), "tls handshake") {
+		t.Errorf("tcp probe of an untrusted TLS target = %v, want a handshake failure", err)
+	}
+
+	// A port that accepts and then says nothing: the probe's deadline ends the handshake.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	mute := &upstream.Target{Addr: ln.Addr().String(), Pool: connpool.New(ln.Addr().String(), connpool.Options{TLS: &tls.Config{RootCAs: trusted}}, nil)}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := (TCPProbe{}).Check(ctx, mute); err == nil || !strings.Contains(err.Error(), "tls handshake") {
+		t.Errorf("tcp probe of a silent port under TLS = %v, want a handshake failure", err)
+	}
+	if err := (TCPProbe{}).Check(context.Background(), &upstream.Target{Addr: ln.Addr().String()}); err != nil {
+		t.Errorf("plain tcp probe of an open port: %v", err)
+	}
+}

@@ -16,17 +16,42 @@ import (
 // maxProbeBody is how much of a probe response body BodyContains searches.
 const maxProbeBody = 64 << 10
 
-// TCPProbe checks that a TCP connection to the target can be opened.
+// TCPProbe checks that a TCP connection to the target can be opened and, when the target's
+// pool is TLS, that the TLS handshake completes with the pool's config (trust, client
+// certificate, server name, session cache): a backend whose port is open but whose
+// certificate the pool would refuse, or which does not speak TLS, is not healthy.
 type TCPProbe struct{}
 
-// Check implements upstream.Checker.
+// Check implements upstream.Checker. ctx bounds the whole probe.
 func (TCPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {
 		return fmt.Errorf("tcp connect: %w", err)
 	}
-	return c.Close()
+	defer c.Close()
+	tc, err := probeTLS(ctx, c, t)
+	if err != nil || tc == nil {
+		return err
+	}
+	// A clean close_notify, so that the backend logs an orderly close, not a reset.
+	return tc.Close()
+}
+
+// probeTLS runs the TLS handshake on c, a new connection to t, when t's pool is TLS (nil
+// otherwise), under ctx's deadline. On failure c is left for the caller to close.
+func probeTLS(ctx context.Context, c net.Conn, t *upstream.Target) (*tls.Conn, error) {
+	if t.Pool == nil || t.Pool.TLSConfig() == nil {
+		return nil, nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	tc := tls.Client(c, t.Pool.TLSConfig())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // HTTPProbe sends one HTTP/1.1 GET on a fresh connection ("Connection: close", never the
@@ -57,11 +82,9 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if t.Pool != nil && t.Pool.TLSConfig() != nil {
-		tc := tls.Client(c, t.Pool.TLSConfig())
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return fmt.Errorf("tls handshake: %w", err)
-		}
+	if tc, err := probeTLS(ctx, c, t); err != nil {
+		return err
+	} else if tc != nil {
 		c = tc
 	}
 	host := h.Host
