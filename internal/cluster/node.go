@@ -44,6 +44,9 @@ type Node struct {
 	// Owned by the run goroutine (and Start before it): the last state seen, valid or not.
 	seen         *State
 	needSnapshot bool
+	applied      *applied // the last state applied (incremental.go)
+
+	incremental atomic.Int64 // changes applied object by object, for tests
 
 	mu     sync.Mutex
 	st     Status
@@ -147,7 +150,7 @@ func (n *Node) first(ctx context.Context) error {
 	}
 	if err == nil {
 		n.setUp(true, nil)
-		if err = n.handle(st); err == nil {
+		if err = n.handle(st, true); err == nil {
 			return nil
 		}
 		n.log.Error("the state in etcd is invalid; trying the last good config", "revision", st.Rev, "err", err)
@@ -205,7 +208,7 @@ func (n *Node) run(ctx context.Context) {
 				continue
 			}
 			n.setUp(true, nil)
-			n.handle(st)
+			n.handle(st, true)
 			n.needSnapshot = false
 		}
 		got, err := n.watch(ctx)
@@ -257,17 +260,21 @@ func (n *Node) watch(ctx context.Context) (got bool, err error) {
 			}
 			st.Rev = max(st.Rev, ev.Kv.ModRevision)
 		}
-		n.handle(st)
+		n.handle(st, false)
 	}
 	return got, errors.New("watch channel closed")
 }
 
-// handle validates st and applies it, or refuses it.
-func (n *Node) handle(st *State) error {
+// handle validates st and applies it, or refuses it. A snapshot (whole) is validated as a
+// whole; a watched change may be validated object by object (see build).
+func (n *Node) handle(st *State, whole bool) error {
 	n.seen = st
-	cfg, err := Assemble(n.opt.Local, n.prefix, st)
+	cfg, commit, err := n.build(st, whole)
 	if err == nil {
 		err = n.opt.Apply(cfg)
+	}
+	if err == nil {
+		commit()
 	}
 	n.mu.Lock()
 	n.st.SeenRevision = st.Rev

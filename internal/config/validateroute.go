@@ -20,19 +20,10 @@ func (c *Config) validateRoutes(p *problems) {
 			}
 			ids[r.ID] = i
 		}
-		switch {
-		case r.Upstream == "":
-			p.add(b+".upstream", "required: the id of an upstream")
-		case c.UpstreamByID(r.Upstream) == nil:
+		if r.Upstream != "" && c.UpstreamByID(r.Upstream) == nil {
 			p.add(b+".upstream", "unknown upstream %q", r.Upstream)
 		}
-		if r.MaxBodyBytes < 0 {
-			p.add(b+".max_body_bytes", "must not be negative (0 means inherit the listener's limit)")
-		}
-		validateMatch(p, b+".match", r.Match)
-		validateRewrite(p, b+".rewrite", r.Rewrite)
-		validateRetry(p, b+".retry", r.Retry)
-		validateTunnel(p, b, r.Tunnel)
+		validateRoute(p, b, r)
 		sig := matchSignature(r)
 		if j, dup := matches[sig]; dup {
 			p.add(b+".match", "same priority and match as route %q (routes[%d]), so route %q could never be chosen",
@@ -41,6 +32,21 @@ func (c *Config) validateRoutes(p *problems) {
 			matches[sig] = i
 		}
 	}
+}
+
+// validateRoute runs the checks of one route that need no other object (object.go runs
+// them alone for a changed route).
+func validateRoute(p *problems, b string, r Route) {
+	if r.Upstream == "" {
+		p.add(b+".upstream", "required: the id of an upstream")
+	}
+	if r.MaxBodyBytes < 0 {
+		p.add(b+".max_body_bytes", "must not be negative (0 means inherit the listener's limit)")
+	}
+	validateMatch(p, b+".match", r.Match)
+	validateRewrite(p, b+".rewrite", r.Rewrite)
+	validateRetry(p, b+".retry", r.Retry)
+	validateTunnel(p, b, r.Tunnel)
 }
 
 func validateMatch(p *problems, b string, m Match) {
