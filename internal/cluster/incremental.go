@@ -24,7 +24,8 @@ type applied struct {
 	idx *config.RouteIndex
 }
 
-// build returns the config for st and a commit to call once the gateway applied it.
+// build returns the config for st and the function that applies it (and, once the gateway
+// took it, records it as the last applied state).
 //
 // When st differs from the last applied state only in some upstreams and routes (a watch
 // event), the changed objects are parsed alone ([config.ParseObjects]), checked against the
@@ -33,13 +34,23 @@ type applied struct {
 // snapshot, a change of the shared settings, an unknown key, a large change, and every
 // change that fails a check) is assembled and validated whole by [Assemble], so an invalid
 // change is refused with exactly the errors a file would give.
-func (n *Node) build(st *State, whole bool) (*config.Config, func(), error) {
+func (n *Node) build(st *State, whole bool) (*config.Config, func() error, error) {
 	if p := n.applied; !whole && p != nil {
 		if cfg, ch, ok := incremental(n.opt.Local, n.prefix, p, st); ok {
-			return cfg, func() {
+			return cfg, func() error {
+				var err error
+				if n.opt.ApplyChange != nil {
+					err = n.opt.ApplyChange(p.cfg, cfg, ch)
+				} else {
+					err = n.opt.Apply(cfg)
+				}
+				if err != nil {
+					return err
+				}
 				p.idx.Commit(ch)
 				n.applied = &applied{st: st, cfg: cfg, idx: p.idx}
 				n.incremental.Add(1)
+				return nil
 			}, nil
 		}
 	}
@@ -47,7 +58,13 @@ func (n *Node) build(st *State, whole bool) (*config.Config, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return cfg, func() { n.applied = &applied{st: st, cfg: cfg, idx: config.NewRouteIndex(cfg)} }, nil
+	return cfg, func() error {
+		if err := n.opt.Apply(cfg); err != nil {
+			return err
+		}
+		n.applied = &applied{st: st, cfg: cfg, idx: config.NewRouteIndex(cfg)}
+		return nil
+	}, nil
 }
 
 // incremental builds st's config from p's, or says it cannot (ok false).
@@ -116,7 +133,7 @@ func incremental(local *Local, prefix string, p *applied, st *State) (*config.Co
 	next := *p.cfg
 	next.Upstreams = merge(p.cfg.Upstreams, objs.Upstreams, removed["upstreams"], func(u config.Upstream) string { return u.ID })
 	next.Routes = merge(p.cfg.Routes, objs.Routes, removed["routes"], func(r config.Route) string { return r.ID })
-	ch = config.Change{Routes: objs.Routes, RemovedRoutes: removed["routes"], RemovedUpstreams: removed["upstreams"]}
+	ch = config.Change{Upstreams: objs.Upstreams, Routes: objs.Routes, RemovedRoutes: removed["routes"], RemovedUpstreams: removed["upstreams"]}
 	if !p.idx.Check(&next, ch) {
 		return nil, ch, false
 	}

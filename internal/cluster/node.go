@@ -24,6 +24,10 @@ type Options struct {
 	Cluster *config.Cluster
 	// Apply hands a valid config to the gateway; an error refuses the state like an invalid one.
 	Apply func(*config.Config) error
+	// ApplyChange, when set, hands over a config built from the last applied one (from) by
+	// a change of some objects (ch), so that the gateway rebuilds only what ch touches
+	// (gateway.ApplyChange). Unset: Apply.
+	ApplyChange func(from, cfg *config.Config, ch config.Change) error
 	Log   *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Cluster
@@ -269,12 +273,9 @@ func (n *Node) watch(ctx context.Context) (got bool, err error) {
 // whole; a watched change may be validated object by object (see build).
 func (n *Node) handle(st *State, whole bool) error {
 	n.seen = st
-	cfg, commit, err := n.build(st, whole)
+	_, apply, err := n.build(st, whole)
 	if err == nil {
-		err = n.opt.Apply(cfg)
-	}
-	if err == nil {
-		commit()
+		err = apply()
 	}
 	n.mu.Lock()
 	n.st.SeenRevision = st.Rev

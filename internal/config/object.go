@@ -57,10 +57,11 @@ func NewRouteIndex(c *Config) *RouteIndex {
 	return x
 }
 
-// Change is a change of some objects of a config: the routes added or replaced (their new
-// values, each already checked alone by [ParseObjects]), the ids of routes removed, and the
-// ids of upstreams removed.
+// Change is a change of some objects of a config: the upstreams and routes added or
+// replaced (their new values, each already checked alone by [ParseObjects]), and the ids of
+// those removed.
 type Change struct {
+	Upstreams        []Upstream
 	Routes           []Route
 	RemovedRoutes    []string
 	RemovedUpstreams []string
