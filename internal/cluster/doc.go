@@ -35,7 +35,8 @@
 // gateway diffs it, nothing is rebuilt that did not change). A probe reads one key every
 // second to tell whether etcd answers; while it does not, the node keeps serving what it has
 // and reports etcd down. Every applied config is written to the last-good file (temp file,
-// fsync, rename); a node that starts while etcd is unreachable serves that file and says so.
+// fsync, rename): a snapshot before the node goes on, a watched change by a goroutine of
+// its own that writes the newest one (so a burst of changes is one write); a node that starts while etcd is unreachable serves that file and says so.
 //
 // # Writes
 //

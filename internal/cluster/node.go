@@ -28,7 +28,7 @@ type Options struct {
 	// a change of some objects (ch), so that the gateway rebuilds only what ch touches
 	// (gateway.ApplyChange). Unset: Apply.
 	ApplyChange func(from, cfg *config.Config, ch config.Change) error
-	Log   *slog.Logger
+	Log         *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Cluster
 	// ProbeInterval is how often etcd is asked whether it answers. Default 1s.
@@ -51,6 +51,14 @@ type Node struct {
 	applied      *applied // the last state applied (incremental.go)
 
 	incremental atomic.Int64 // changes applied object by object, for tests
+
+	// The newest applied state not yet on disk, and the place of the one on disk in the
+	// order of applied states (lastGoodLoop).
+	appliedSeq   int64 // owned by the run goroutine
+	lastGood     atomic.Pointer[pendingLastGood]
+	lastGoodKick chan struct{}
+	lastGoodMu   sync.Mutex
+	lastGoodSeq  int64
 
 	mu     sync.Mutex
 	st     Status
@@ -101,7 +109,7 @@ func Start(ctx context.Context, opt Options) (*Node, error) {
 	if opt.BackoffMax <= 0 {
 		opt.BackoffMax = 5 * time.Second
 	}
-	n := &Node{opt: opt, prefix: opt.Cluster.Prefix, log: opt.Log.With("component", "cluster")}
+	n := &Node{opt: opt, prefix: opt.Cluster.Prefix, log: opt.Log.With("component", "cluster"), lastGoodKick: make(chan struct{}, 1)}
 	n.st = Status{Endpoints: opt.Cluster.Endpoints, Prefix: n.prefix, LastGood: opt.Cluster.LastGood}
 	if err := n.first(ctx); err != nil {
 		if cli := n.client(); cli != nil {
@@ -111,6 +119,7 @@ func Start(ctx context.Context, opt Options) (*Node, error) {
 	}
 	go n.probe(ctx)
 	go n.run(ctx)
+	go n.lastGoodLoop(ctx)
 	context.AfterFunc(ctx, func() {
 		n.mu.Lock()
 		n.closed = true
@@ -297,12 +306,58 @@ func (n *Node) handle(st *State, whole bool) error {
 		m.Revision.Set(float64(st.Rev))
 	}
 	n.log.Info("config from etcd applied", "revision", st.Rev, "objects", st.Len())
-	if p := n.opt.Cluster.LastGood; p != "" {
-		if err := writeLastGood(p, n.prefix, st); err != nil {
-			n.log.Error("cannot write the last good config", "file", p, "err", err)
+	n.appliedSeq++
+	pending := &pendingLastGood{st: st, seq: n.appliedSeq}
+	if whole {
+		n.saveLastGood(pending) // a snapshot: on disk before the node goes on
+	} else {
+		n.lastGood.Store(pending) // a watched change: written by lastGoodLoop
+		select {
+		case n.lastGoodKick <- struct{}{}:
+		default:
 		}
 	}
 	return nil
+}
+
+// pendingLastGood is an applied state and its place in the order of applied states.
+type pendingLastGood struct {
+	st  *State
+	seq int64
+}
+
+// saveLastGood writes an applied state to the last-good file, if one is configured and no
+// later state was written already.
+func (n *Node) saveLastGood(pl *pendingLastGood) {
+	n.lastGoodMu.Lock()
+	defer n.lastGoodMu.Unlock()
+	if p := n.opt.Cluster.LastGood; p != "" && pl.seq > n.lastGoodSeq {
+		if err := writeLastGood(p, n.prefix, pl.st); err != nil {
+			n.log.Error("cannot write the last good config", "file", p, "err", err)
+			return
+		}
+		n.lastGoodSeq = pl.seq
+	}
+}
+
+// lastGoodLoop writes the newest applied state to the last-good file, off the watch's
+// goroutine: writing every object and an fsync per change would make a change's cost grow
+// with the number of objects and delay the next change. A burst of changes is one write of
+// the newest; the newest pending one is written when ctx ends.
+func (n *Node) lastGoodLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			if pl := n.lastGood.Swap(nil); pl != nil {
+				n.saveLastGood(pl)
+			}
+			return
+		case <-n.lastGoodKick:
+		}
+		if pl := n.lastGood.Swap(nil); pl != nil {
+			n.saveLastGood(pl)
+		}
+	}
 }
 
 func errorLines(err error) []string {
