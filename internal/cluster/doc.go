@@ -35,8 +35,9 @@
 // gateway diffs it, nothing is rebuilt that did not change). A probe reads one key every
 // second to tell whether etcd answers; while it does not, the node keeps serving what it has
 // and reports etcd down. Every applied config is written to the last-good file (temp file,
-// fsync, rename): a snapshot before the node goes on, a watched change by a goroutine of
-// its own that writes the newest one (so a burst of changes is one write); a node that starts while etcd is unreachable serves that file and says so.
+// fsync, rename): a snapshot before the node goes on, watched changes by a goroutine of
+// its own that writes the newest state at most once a second (the file holds every
+// object; a write per change would make a change cost more with more objects); a node that starts while etcd is unreachable serves that file and says so.
 //
 // # Writes
 //

@@ -340,10 +340,15 @@ func (n *Node) saveLastGood(pl *pendingLastGood) {
 	}
 }
 
+// lastGoodEvery is the least time between two writes of the last-good file for watched
+// changes: the changes of a burst are one write of the newest.
+const lastGoodEvery = time.Second
+
 // lastGoodLoop writes the newest applied state to the last-good file, off the watch's
-// goroutine: writing every object and an fsync per change would make a change's cost grow
-// with the number of objects and delay the next change. A burst of changes is one write of
-// the newest; the newest pending one is written when ctx ends.
+// goroutine and at most once per lastGoodEvery: the file holds every object, so writing it
+// (and an fsync) per change would make a change's cost grow with the number of objects and
+// delay the next change. The file is at most that much behind the serving config; the
+// newest pending state is written when ctx ends.
 func (n *Node) lastGoodLoop(ctx context.Context) {
 	for {
 		select {
@@ -357,6 +362,12 @@ func (n *Node) lastGoodLoop(ctx context.Context) {
 		if pl := n.lastGood.Swap(nil); pl != nil {
 			n.saveLastGood(pl)
 		}
+		t := time.NewTimer(lastGoodEvery)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 
