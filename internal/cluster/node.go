@@ -245,9 +245,16 @@ func (n *Node) run(ctx context.Context) {
 
 var errCompacted = errors.New("revision compacted")
 
+// beforeWatch, when set (by tests only), runs before each watch starts: a test writes there
+// to prove that a write between the snapshot and the watch is not lost.
+var beforeWatch atomic.Pointer[func()]
+
 // watch applies every change after n.seen.Rev until the watch ends. Each response (one
 // write, or one transaction) is applied as one state.
 func (n *Node) watch(ctx context.Context) (got bool, err error) {
+	if f := beforeWatch.Load(); f != nil {
+		(*f)()
+	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := n.client().Watch(wctx, n.prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(n.seen.Rev+1))
