@@ -8,3 +8,6 @@ func SetBeforeWatch(f func()) {
 	}
 	beforeWatch.Store(&f)
 }
+
+// Incremental is the number of changes the node validated and applied object by object.
+func (n *Node) Incremental() int64 { return n.incremental.Load() }

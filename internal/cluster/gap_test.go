@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,14 @@ func TestWriteBetweenSnapshotAndWatch(t *testing.T) {
 		rev  = make(chan int64, 1)
 	)
 	cluster.SetBeforeWatch(func() {
-		once.Do(func() { rev <- put(t, cli, "/g/routes/r", routeJSON("r", "/", "app", "/gap")) })
+		once.Do(func() {
+			resp, err := cli.Put(context.Background(), "/g/routes/r", routeJSON("r", "/", "app", "/gap"))
+			if err != nil {
+				rev <- -1
+				return
+			}
+			rev <- resp.Header.Revision
+		})
 	})
 	t.Cleanup(func() { cluster.SetBeforeWatch(nil) })
 	n, err := startNode(t, nodeFile(t, e, "/g"))
@@ -31,6 +39,9 @@ func TestWriteBetweenSnapshotAndWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	gap := <-rev
+	if gap < 0 {
+		t.Fatal("the write in the gap failed")
+	}
 	if st := n.node.Status(); st.Revision >= gap {
 		t.Fatalf("the snapshot (revision %d) already had the gap's write (%d): the hook ran too early", st.Revision, gap)
 	}
