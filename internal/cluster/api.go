@@ -153,6 +153,9 @@ func newWrite(r *http.Request, kind, id string) (*write, error) {
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "read body: " + err.Error()}
 	}
+	if err := checkNotRedacted("the body", body); err != nil {
+		return nil, &apiError{status: http.StatusUnprocessableEntity, code: "redacted_secret", msg: err.Error()}
+	}
 	obj, err := decodeObject(body)
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "the body must be one JSON (or YAML) object: " + err.Error()}
@@ -276,7 +279,7 @@ func (n *Node) serveGet(w http.ResponseWriter, r *http.Request, cli *clientv3.Cl
 	w.Header().Set("ETag", etag(kv.ModRevision))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(rawJSON(kv.Value), '\n'))
+	w.Write(append(redactObject(rel, rawJSON(kv.Value)), '\n'))
 }
 
 func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }

@@ -151,11 +151,17 @@ func Push(ctx context.Context, cli *clientv3.Client, prefix, who string, cur *St
 }
 
 // PullYAML renders st as a config file's YAML (shared settings, upstreams, routes; no
-// node-local sections).
-func PullYAML(st *State) ([]byte, error) {
+// node-local sections). Secrets (consumers' credentials, secret fields of plugin configs)
+// are redacted as in /admin/config unless secrets is true; a file with redacted values is
+// refused by push (CheckNotRedacted).
+func PullYAML(st *State, secrets bool) ([]byte, error) {
 	doc := map[string]any{}
 	if st.Settings != nil {
-		m, err := decodeObject(st.Settings.Value)
+		v := st.Settings.Value
+		if !secrets {
+			v = redactObject(KindSettings, jsonOf(v))
+		}
+		m, err := decodeObject(v)
 		if err != nil {
 			return nil, fmt.Errorf("settings: %w", err)
 		}
@@ -164,7 +170,11 @@ func PullYAML(st *State) ([]byte, error) {
 	for _, kind := range Kinds {
 		var list []any
 		for _, id := range slices.Sorted(maps.Keys(st.Objects[kind])) {
-			m, err := decodeObject(st.Objects[kind][id].Value)
+			v := st.Objects[kind][id].Value
+			if !secrets {
+				v = redactObject(kind+"/"+id, jsonOf(v))
+			}
+			m, err := decodeObject(v)
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", kind, id, err)
 			}
