@@ -160,20 +160,20 @@ func newWrite(r *http.Request, kind, id string) (*write, error) {
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "the body must be one JSON (or YAML) object: " + err.Error()}
 	}
-	if kind != KindSettings && wr.op != "patch" {
-		got, has := obj["id"]
+	if f := IDField(kind); kind != KindSettings && wr.op != "patch" {
+		got, has := obj[f]
 		switch {
 		case wr.op == "create" && !has:
-			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "id: required when creating with POST"}
+			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: f + ": required when creating with POST"}
 		case wr.op == "create":
 			id, _ = got.(string)
 			if id == "" || strings.Contains(id, "/") {
-				return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("id: %v is not a valid id", got)}
+				return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("%s: %v is not a valid id", f, got)}
 			}
 		case has && got != id:
-			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("id: %v differs from the id %q in the path", got, id)}
+			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("%s: %v differs from the id %q in the path", f, got, id)}
 		}
-		obj["id"] = id
+		obj[f] = id
 	}
 	if wr.op == "create" && wr.ifMatch < 0 {
 		wr.ifMatch = 0
@@ -306,8 +306,9 @@ func mergePatch(cur, patch []byte, rel string) ([]byte, error) {
 	}
 	p, _ := decodeObject(patch) // canonical already
 	merged := mergeValue(c, p).(map[string]any)
-	if id, ok := c["id"]; ok && merged["id"] != id {
-		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "id: cannot be changed by a patch"}
+	kind, _, _ := strings.Cut(rel, "/")
+	if f := IDField(kind); c[f] != nil && merged[f] != c[f] {
+		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: f + ": cannot be changed by a patch"}
 	}
 	return canonicalJSON(merged)
 }

@@ -7,6 +7,7 @@
 //	<prefix>/settings           the shared top-level settings (errors, shutdown_grace, ...)
 //	<prefix>/upstreams/<id>     one upstream, as in a config file's upstreams list
 //	<prefix>/routes/<id>        one route
+//	<prefix>/consumers/<name>   one consumer (named by its name field, see [IDField])
 //	<prefix>/fence              written by every API and CLI change (see Writes below)
 //
 // A new kind of object (consumers, plugin configs) is one more entry in [Kinds]: its objects

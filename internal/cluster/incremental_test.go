@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -81,6 +82,9 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 		{"an upstream is added and a route moves to it", []kv{{"upstreams/d", up("d", "127.0.0.1:11")}, {"routes/r20", route("r20", "/r20", "d")}}, true},
 		{"a change of the shared settings goes whole", []kv{{"settings", `{"shutdown_grace":"2s"}`}}, true},
 		{"a route after the settings change", []kv{{"routes/r21", route("r21", "/r21x", "a")}}, true},
+		{"a consumer goes whole", []kv{{"consumers/web", `{"name":"web","credentials":{"key-auth":{"keys":["k-0123456789abcdef"]}}}`}}, true},
+		{"a route after the consumer", []kv{{"routes/r22", route("r22", "/r22x", "a")}}, true},
+		{"a consumer with another's name goes whole", []kv{{"consumers/app", `{"name":"web"}`}}, false},
 	}
 	byOne := 0
 	for _, s := range steps {
@@ -100,7 +104,7 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 			continue // refused: p stays the last applied state
 		}
 		if !ok {
-			if s.name != "a change of the shared settings goes whole" {
+			if !strings.HasSuffix(s.name, "goes whole") {
 				t.Errorf("%s: a valid change was not validated object by object", s.name)
 			}
 			p = &applied{st: next, cfg: whole, idx: config.NewRouteIndex(whole)}

@@ -41,9 +41,9 @@ func FileState(file string, data []byte) (*State, *Local, error) {
 			list, _ := v.([]any)
 			for i, item := range list {
 				m, _ := item.(map[string]any)
-				id, _ := m["id"].(string)
+				id, _ := m[IDField(k)].(string)
 				if id == "" {
-					errs = append(errs, &config.FieldError{File: file, Path: fmt.Sprintf("%s[%d].id", k, i), Msg: "required: it names the object's key in etcd"})
+					errs = append(errs, &config.FieldError{File: file, Path: fmt.Sprintf("%s[%d].%s", k, i, IDField(k)), Msg: "required: it names the object's key in etcd"})
 					continue
 				}
 				b, err := canonicalJSON(m)

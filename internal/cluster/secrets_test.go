@@ -12,7 +12,8 @@ import (
 	"sluice/internal/testutil"
 )
 
-// TestSecretsRedacted: a consumer's API key and a jwt-auth HMAC secret stored in etcd are
+// TestSecretsRedacted: a consumer's API key (the consumer stored as an object of its own,
+// consumers/<name>) and a jwt-auth HMAC secret stored in etcd are
 // redacted in the admin API's GET of the object and in `pull` (unless asked for), exactly
 // as /admin/config redacts them, and never reach the node's log; a body or file that holds
 // the placeholder cannot be written back over the secrets.
@@ -22,7 +23,7 @@ func TestSecretsRedacted(t *testing.T) {
 	cli := e.Client(t)
 	be := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
 	put(t, cli, "/x/upstreams/app", upstreamJSON("app", be.Addr()))
-	put(t, cli, "/x/settings", `{"consumers":[{"name":"web","credentials":{"key-auth":{"keys":["`+key+`"]}}}]}`)
+	put(t, cli, "/x/consumers/web", `{"name":"web","credentials":{"key-auth":{"keys":["`+key+`"]}}}`)
 	put(t, cli, "/x/routes/r", `{"id":"r","upstream":"app","plugins":[{"name":"key-auth"}]}`)
 	put(t, cli, "/x/routes/j", `{"id":"j","match":{"path_prefix":"/j"},"upstream":"app","plugins":[{"name":"jwt-auth","config":{"algorithms":["HS256"],"keys":[{"secret":"`+hmac+`"}]}}]}`)
 	n, err := startNode(t, nodeFile(t, e, "/x"))
@@ -52,10 +53,10 @@ func TestSecretsRedacted(t *testing.T) {
 			t.Errorf("%s shows a secret:\n%s", where, s)
 		}
 	}
-	get := call(t, n, "GET", "/admin/settings", "")
-	leaks("GET /admin/settings", get.raw)
+	get := call(t, n, "GET", "/admin/consumers/web", "")
+	leaks("GET /admin/consumers/web", get.raw)
 	if get.status != 200 || !strings.Contains(get.raw, "<redacted>") {
-		t.Errorf("GET /admin/settings: %d %s", get.status, get.raw)
+		t.Errorf("GET /admin/consumers/web: %d %s", get.status, get.raw)
 	}
 	getJ := call(t, n, "GET", "/admin/routes/j", "")
 	leaks("GET /admin/routes/j", getJ.raw)
@@ -66,11 +67,11 @@ func TestSecretsRedacted(t *testing.T) {
 	leaks("GET /admin/config", cfg.raw)
 
 	// Written back as it was read: refused, the secret stays.
-	if r := call(t, n, "PUT", "/admin/settings", get.raw); r.status != 422 || r.body["error"] != "redacted_secret" {
-		t.Errorf("PUT of the redacted settings: %d %s", r.status, r.raw)
+	if r := call(t, n, "PUT", "/admin/consumers/web", get.raw); r.status != 422 || r.body["error"] != "redacted_secret" {
+		t.Errorf("PUT of the redacted consumer: %d %s", r.status, r.raw)
 	}
 	// A change that does not touch the secret goes through PATCH without it.
-	r := call(t, n, "PATCH", "/admin/settings", `{"shutdown_grace":"3s"}`)
+	r := call(t, n, "PATCH", "/admin/consumers/web", `{"groups":["staff"]}`)
 	if r.status != 200 {
 		t.Fatalf("PATCH: %d %s", r.status, r.raw)
 	}
@@ -78,6 +79,27 @@ func TestSecretsRedacted(t *testing.T) {
 	waitRev(t, 5*time.Second, rev, n)
 	if code := status("/x", "apikey", key); code != 200 {
 		t.Errorf("with the key after the PATCH: %d, want 200", code)
+	}
+
+	// Consumers are objects of their own: created, applied by the node, deleted.
+	const key2 = "app-7c1d9e2f4a6b8c0d"
+	c := call(t, n, "POST", "/admin/consumers", `{"name":"app","credentials":{"key-auth":{"keys":["`+key2+`"]}}}`)
+	if c.status != 201 {
+		t.Fatalf("POST /admin/consumers: %d %s", c.status, c.raw)
+	}
+	rev, _ = strconv.ParseInt(strings.Trim(c.etag, `"`), 10, 64)
+	waitRev(t, 5*time.Second, rev, n)
+	if code := status("/x", "apikey", key2); code != 200 {
+		t.Errorf("with the new consumer's key: %d, want 200", code)
+	}
+	d := call(t, n, "DELETE", "/admin/consumers/app", "")
+	rev, _ = strconv.ParseInt(strings.Trim(d.etag, `"`), 10, 64)
+	waitRev(t, 5*time.Second, rev, n)
+	if code := status("/x", "apikey", key2); code != 401 {
+		t.Errorf("with the deleted consumer's key: %d, want 401", code)
+	}
+	if strings.Contains(n.logs.String(), key2) {
+		t.Error("the node's log shows the new consumer's key")
 	}
 
 	st, err := cluster.Snapshot(context.Background(), cli, "/x")
@@ -100,4 +122,24 @@ func TestSecretsRedacted(t *testing.T) {
 		t.Errorf("pull with secrets lacks them:\n%s", full)
 	}
 	leaks("the node's log", n.logs.String())
+}
+
+// TestFileStateConsumers: a config file's consumers become one key each, named by the
+// consumer's name, and a consumer in the shared settings is refused.
+func TestFileStateConsumers(t *testing.T) {
+	st, _, err := cluster.FileState("app.yaml", []byte("consumers: [{name: web, credentials: {key-auth: {keys: [k-0123456789abcdef]}}}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(st.Rels(), " "); got != "consumers/web" {
+		t.Errorf("keys %q, want consumers/web", got)
+	}
+	local, err := cluster.ReadLocal("node.yaml", []byte(localYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cluster.Assemble(local, "/s", state(map[string]string{"settings": `{"consumers":[{"name":"web"}]}`}))
+	if err == nil || !strings.Contains(err.Error(), "etcd:/s/settings: consumers: not a shared setting: each of consumers is a key of its own") {
+		t.Errorf("consumers in settings: %v", err)
+	}
 }
