@@ -139,8 +139,13 @@ cluster: {endpoints: [%q], prefix: /e2e}
 	}
 	nodes[0].p.waitLog(t, `"msg":"cluster config change"`, 0)
 
-	// A node restarted while etcd is down serves its last good config.
+	// A node restarted while etcd is down serves its last good config. The file follows
+	// watched changes within a second (docs/cluster.md): wait for it before the kill.
 	last := nodes[2]
+	testutil.WaitFor(t, 5*time.Second, "the last-good file to hold the patch", func() bool {
+		b, _ := os.ReadFile(last.file + ".last-good.json")
+		return strings.Contains(string(b), `/api`)
+	})
 	last.p.cmd.Process.Kill()
 	last.p.done <- <-last.p.done // put it back for the cleanup's wait
 	e.Stop()

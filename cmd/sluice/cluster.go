@@ -24,7 +24,7 @@ func (r *runner) runCluster(cfg *config.Config) int {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	node, err := cluster.Start(ctx, cluster.Options{Local: local, Cluster: cfg.Cluster, Apply: r.gw.Apply,
+	node, err := cluster.Start(ctx, cluster.Options{Local: local, Cluster: cfg.Cluster, Apply: r.gw.Apply, ApplyChange: r.gw.ApplyChange,
 		Log: r.log, Metrics: r.gw.Metrics().Cluster()})
 	if err != nil {
 		r.log.Error("cannot start", "err", err)

@@ -12,11 +12,12 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"sluice/internal/admin"
 	"sluice/internal/cluster"
 	"sluice/internal/config"
 )
 
-const configSynopsis = `sluice config push FILE | pull | diff FILE   [-c NODE_FILE | -endpoints URLS -prefix PREFIX]`
+const configSynopsis = `sluice config push FILE | pull [-secrets] | diff FILE   [-c NODE_FILE | -endpoints URLS -prefix PREFIX]`
 
 // cmdConfig runs `sluice config push|pull|diff`: the cluster's config in etcd against a
 // config file. The etcd connection comes from a node's file (-c) or from flags.
@@ -31,6 +32,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 	endpoints := fs.String("endpoints", "", "etcd client URLs, comma-separated (instead of -c)")
 	prefix := fs.String("prefix", config.DefaultClusterPrefix, "etcd key prefix (with -endpoints)")
 	timeout := fs.Duration("timeout", 10*time.Second, "bound on the whole command")
+	secrets := fs.Bool("secrets", false, "pull: print consumers' credentials and plugin secrets instead of "+admin.Redacted)
 	pos, code, ok := parseFlags(fs, args[1:], configSynopsis, stdout, stderr)
 	if !ok {
 		return code
@@ -58,7 +60,7 @@ func cmdConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if sub == "pull" {
-		out, err := cluster.PullYAML(cur)
+		out, err := cluster.PullYAML(cur, *secrets)
 		if err != nil {
 			fmt.Fprintln(stderr, "sluice config pull:", err)
 			return 1
@@ -76,7 +78,14 @@ func pushOrDiff(ctx context.Context, sub, file string, cli *clientv3.Client, pre
 		fmt.Fprintln(stderr, "sluice config:", err)
 		return 1
 	}
-	want, local, err := cluster.FileState(file, data)
+	err = cluster.CheckNotRedacted(file, data)
+	var (
+		want  *cluster.State
+		local *cluster.Local
+	)
+	if err == nil {
+		want, local, err = cluster.FileState(file, data)
+	}
 	if err == nil {
 		_, err = cluster.Assemble(local, prefix, want) // exactly what every node will check
 	}

@@ -20,7 +20,7 @@ type ClusterSource interface {
 }
 
 // WriteKinds are the object kinds of the write API: /admin/<kind> and /admin/<kind>/{id}.
-var WriteKinds = []string{"routes", "upstreams"}
+var WriteKinds = []string{"routes", "upstreams", "consumers"}
 
 // handleWrites routes the write API (and GET of one object with its ETag) to the cluster;
 // in file mode it answers that the API is read-only.

@@ -153,24 +153,27 @@ func newWrite(r *http.Request, kind, id string) (*write, error) {
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "read body: " + err.Error()}
 	}
+	if err := checkNotRedacted("the body", body); err != nil {
+		return nil, &apiError{status: http.StatusUnprocessableEntity, code: "redacted_secret", msg: err.Error()}
+	}
 	obj, err := decodeObject(body)
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "the body must be one JSON (or YAML) object: " + err.Error()}
 	}
-	if kind != KindSettings && wr.op != "patch" {
-		got, has := obj["id"]
+	if f := IDField(kind); kind != KindSettings && wr.op != "patch" {
+		got, has := obj[f]
 		switch {
 		case wr.op == "create" && !has:
-			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "id: required when creating with POST"}
+			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: f + ": required when creating with POST"}
 		case wr.op == "create":
 			id, _ = got.(string)
 			if id == "" || strings.Contains(id, "/") {
-				return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("id: %v is not a valid id", got)}
+				return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("%s: %v is not a valid id", f, got)}
 			}
 		case has && got != id:
-			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("id: %v differs from the id %q in the path", got, id)}
+			return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: fmt.Sprintf("%s: %v differs from the id %q in the path", f, got, id)}
 		}
-		obj["id"] = id
+		obj[f] = id
 	}
 	if wr.op == "create" && wr.ifMatch < 0 {
 		wr.ifMatch = 0
@@ -276,7 +279,7 @@ func (n *Node) serveGet(w http.ResponseWriter, r *http.Request, cli *clientv3.Cl
 	w.Header().Set("ETag", etag(kv.ModRevision))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(append(rawJSON(kv.Value), '\n'))
+	w.Write(append(redactObject(rel, rawJSON(kv.Value)), '\n'))
 }
 
 func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
@@ -303,8 +306,9 @@ func mergePatch(cur, patch []byte, rel string) ([]byte, error) {
 	}
 	p, _ := decodeObject(patch) // canonical already
 	merged := mergeValue(c, p).(map[string]any)
-	if id, ok := c["id"]; ok && merged["id"] != id {
-		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: "id: cannot be changed by a patch"}
+	kind, _, _ := strings.Cut(rel, "/")
+	if f := IDField(kind); c[f] != nil && merged[f] != c[f] {
+		return nil, &apiError{status: http.StatusBadRequest, code: "bad_body", msg: f + ": cannot be changed by a patch"}
 	}
 	return canonicalJSON(merged)
 }

@@ -92,7 +92,7 @@ func Assemble(local *Local, prefix string, st *State) (*config.Config, error) {
 		lines = append(lines, "")
 		ids := slices.Sorted(maps.Keys(st.Objects[kind]))
 		for j, id := range ids {
-			l, err := st.Objects[kind][id].line(id)
+			l, err := st.Objects[kind][id].line(kind, id)
 			if err != nil {
 				errs = append(errs, &config.FieldError{File: where(kind + "/" + id), Msg: err.Error()})
 				continue
@@ -126,29 +126,31 @@ func Assemble(local *Local, prefix string, st *State) (*config.Config, error) {
 // line returns the object as one line of JSON for the assembled document: compact, with
 // its id (added when the value leaves it out, refused when it names another), and with
 // "${" escaped (see escapeEnv). It is computed once per object.
-func (o *Object) line(id string) ([]byte, error) {
-	o.once.Do(func() { o.prepared, o.prepErr = prepare(o.Value, id) })
+func (o *Object) line(kind, id string) ([]byte, error) {
+	o.once.Do(func() { o.prepared, o.prepErr = prepare(o.Value, IDField(kind), id) })
 	return o.prepared, o.prepErr
 }
 
-func prepare(v []byte, id string) ([]byte, error) {
+func prepare(v []byte, field, id string) ([]byte, error) {
 	v = jsonOf(v)
-	var head struct {
-		ID any `json:"id"`
-	}
+	var head map[string]json.RawMessage
 	if err := json.Unmarshal(v, &head); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
 	}
+	var got any
+	if raw, ok := head[field]; ok {
+		json.Unmarshal(raw, &got)
+	}
 	v = compact(v)
 	switch {
-	case head.ID == nil:
+	case got == nil:
 		if string(v) == "{}" {
-			v = []byte(`{"id":` + strconv.Quote(id) + `}`)
+			v = []byte(`{"` + field + `":` + strconv.Quote(id) + `}`)
 		} else {
-			v = append([]byte(`{"id":`+strconv.Quote(id)+`,`), v[1:]...)
+			v = append([]byte(`{"`+field+`":`+strconv.Quote(id)+`,`), v[1:]...)
 		}
-	case head.ID != id:
-		return nil, &config.FieldError{Path: "id", Msg: fmt.Sprintf("%v differs from the key's id %q", head.ID, id)}
+	case got != id:
+		return nil, &config.FieldError{Path: field, Msg: fmt.Sprintf("%v differs from the key's id %q", got, id)}
 	}
 	return escapeEnv(v), nil
 }

@@ -7,6 +7,7 @@
 //	<prefix>/settings           the shared top-level settings (errors, shutdown_grace, ...)
 //	<prefix>/upstreams/<id>     one upstream, as in a config file's upstreams list
 //	<prefix>/routes/<id>        one route
+//	<prefix>/consumers/<name>   one consumer (named by its name field, see [IDField])
 //	<prefix>/fence              written by every API and CLI change (see Writes below)
 //
 // A new kind of object (consumers, plugin configs) is one more entry in [Kinds]: its objects
@@ -35,7 +36,9 @@
 // gateway diffs it, nothing is rebuilt that did not change). A probe reads one key every
 // second to tell whether etcd answers; while it does not, the node keeps serving what it has
 // and reports etcd down. Every applied config is written to the last-good file (temp file,
-// fsync, rename); a node that starts while etcd is unreachable serves that file and says so.
+// fsync, rename): a snapshot before the node goes on, watched changes by a goroutine of
+// its own that writes the newest state at most once a second (the file holds every
+// object; a write per change would make a change cost more with more objects); a node that starts while etcd is unreachable serves that file and says so.
 //
 // # Writes
 //

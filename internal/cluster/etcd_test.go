@@ -117,7 +117,7 @@ func startNode(t *testing.T, file string) (*testNode, error) {
 	n.gw = gateway.New(log, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	n.node, err = cluster.Start(ctx, cluster.Options{Local: local, Cluster: cfg.Cluster, Apply: n.gw.Apply,
+	n.node, err = cluster.Start(ctx, cluster.Options{Local: local, Cluster: cfg.Cluster, Apply: n.gw.Apply, ApplyChange: n.gw.ApplyChange,
 		Log: log, Metrics: n.gw.Metrics().Cluster(), ProbeInterval: 200 * time.Millisecond, BackoffMax: time.Second})
 	if err != nil {
 		cancel()

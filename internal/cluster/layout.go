@@ -12,9 +12,18 @@ import (
 )
 
 // Kinds are the config lists stored one key per object, in the order they are assembled.
-// Each object has an "id" field that names its key. Adding a kind (consumers, plugin
-// configs) is one more entry here.
-var Kinds = []string{"upstreams", "routes"}
+// Each object has a field that names its key (IDField). Adding a kind (plugin configs) is
+// one more entry here.
+var Kinds = []string{"upstreams", "routes", "consumers"}
+
+// IDField is the field of an object of kind that names its key: "name" for consumers (as
+// in a config file), "id" for the others.
+func IDField(kind string) string {
+	if kind == "consumers" {
+		return "name"
+	}
+	return "id"
+}
 
 // KindSettings is the key of the shared top-level settings.
 const KindSettings = "settings"

@@ -26,7 +26,7 @@ func failNone(t *testing.T, stop chan struct{}, done func() (int64, []string), w
 }
 
 // TestChangeUnderLoad: routes and upstreams change while three nodes serve a steady load;
-// no request fails.
+// no request fails, and the nodes applied the changes object by object.
 func TestChangeUnderLoad(t *testing.T) {
 	e := startEtcd(t)
 	cli := e.Client(t)
@@ -57,6 +57,12 @@ func TestChangeUnderLoad(t *testing.T) {
 	}
 	waitRev(t, 5*time.Second, rev, nodes...)
 	failNone(t, stop, done, wg.Wait, 100)
+	for _, n := range nodes {
+		// The changes went the object-by-object way (gateway.ApplyChange), not all whole.
+		if got := n.node.Incremental(); got < 20 {
+			t.Errorf("node %s applied %d of the changes object by object, want most of them", n.addr, got)
+		}
+	}
 }
 
 // TestEtcdRestartUnderLoad: etcd stops and starts again while three nodes serve a steady

@@ -24,7 +24,11 @@ type Options struct {
 	Cluster *config.Cluster
 	// Apply hands a valid config to the gateway; an error refuses the state like an invalid one.
 	Apply func(*config.Config) error
-	Log   *slog.Logger
+	// ApplyChange, when set, hands over a config built from the last applied one (from) by
+	// a change of some objects (ch), so that the gateway rebuilds only what ch touches
+	// (gateway.ApplyChange). Unset: Apply.
+	ApplyChange func(from, cfg *config.Config, ch config.Change) error
+	Log         *slog.Logger
 	// Metrics may be nil.
 	Metrics *metrics.Cluster
 	// ProbeInterval is how often etcd is asked whether it answers. Default 1s.
@@ -44,6 +48,17 @@ type Node struct {
 	// Owned by the run goroutine (and Start before it): the last state seen, valid or not.
 	seen         *State
 	needSnapshot bool
+	applied      *applied // the last state applied (incremental.go)
+
+	incremental atomic.Int64 // changes applied object by object, for tests
+
+	// The newest applied state not yet on disk, and the place of the one on disk in the
+	// order of applied states (lastGoodLoop).
+	appliedSeq   int64 // owned by the run goroutine
+	lastGood     atomic.Pointer[pendingLastGood]
+	lastGoodKick chan struct{}
+	lastGoodMu   sync.Mutex
+	lastGoodSeq  int64
 
 	mu     sync.Mutex
 	st     Status
@@ -94,7 +109,7 @@ func Start(ctx context.Context, opt Options) (*Node, error) {
 	if opt.BackoffMax <= 0 {
 		opt.BackoffMax = 5 * time.Second
 	}
-	n := &Node{opt: opt, prefix: opt.Cluster.Prefix, log: opt.Log.With("component", "cluster")}
+	n := &Node{opt: opt, prefix: opt.Cluster.Prefix, log: opt.Log.With("component", "cluster"), lastGoodKick: make(chan struct{}, 1)}
 	n.st = Status{Endpoints: opt.Cluster.Endpoints, Prefix: n.prefix, LastGood: opt.Cluster.LastGood}
 	if err := n.first(ctx); err != nil {
 		if cli := n.client(); cli != nil {
@@ -104,6 +119,7 @@ func Start(ctx context.Context, opt Options) (*Node, error) {
 	}
 	go n.probe(ctx)
 	go n.run(ctx)
+	go n.lastGoodLoop(ctx)
 	context.AfterFunc(ctx, func() {
 		n.mu.Lock()
 		n.closed = true
@@ -147,7 +163,7 @@ func (n *Node) first(ctx context.Context) error {
 	}
 	if err == nil {
 		n.setUp(true, nil)
-		if err = n.handle(st); err == nil {
+		if err = n.handle(st, true); err == nil {
 			return nil
 		}
 		n.log.Error("the state in etcd is invalid; trying the last good config", "revision", st.Rev, "err", err)
@@ -205,7 +221,7 @@ func (n *Node) run(ctx context.Context) {
 				continue
 			}
 			n.setUp(true, nil)
-			n.handle(st)
+			n.handle(st, true)
 			n.needSnapshot = false
 		}
 		got, err := n.watch(ctx)
@@ -229,9 +245,16 @@ func (n *Node) run(ctx context.Context) {
 
 var errCompacted = errors.New("revision compacted")
 
+// beforeWatch, when set (by tests only), runs before each watch starts: a test writes there
+// to prove that a write between the snapshot and the watch is not lost.
+var beforeWatch atomic.Pointer[func()]
+
 // watch applies every change after n.seen.Rev until the watch ends. Each response (one
 // write, or one transaction) is applied as one state.
 func (n *Node) watch(ctx context.Context) (got bool, err error) {
+	if f := beforeWatch.Load(); f != nil {
+		(*f)()
+	}
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := n.client().Watch(wctx, n.prefix+"/", clientv3.WithPrefix(), clientv3.WithRev(n.seen.Rev+1))
@@ -257,17 +280,18 @@ func (n *Node) watch(ctx context.Context) (got bool, err error) {
 			}
 			st.Rev = max(st.Rev, ev.Kv.ModRevision)
 		}
-		n.handle(st)
+		n.handle(st, false)
 	}
 	return got, errors.New("watch channel closed")
 }
 
-// handle validates st and applies it, or refuses it.
-func (n *Node) handle(st *State) error {
+// handle validates st and applies it, or refuses it. A snapshot (whole) is validated as a
+// whole; a watched change may be validated object by object (see build).
+func (n *Node) handle(st *State, whole bool) error {
 	n.seen = st
-	cfg, err := Assemble(n.opt.Local, n.prefix, st)
+	_, apply, err := n.build(st, whole)
 	if err == nil {
-		err = n.opt.Apply(cfg)
+		err = apply()
 	}
 	n.mu.Lock()
 	n.st.SeenRevision = st.Rev
@@ -289,12 +313,69 @@ func (n *Node) handle(st *State) error {
 		m.Revision.Set(float64(st.Rev))
 	}
 	n.log.Info("config from etcd applied", "revision", st.Rev, "objects", st.Len())
-	if p := n.opt.Cluster.LastGood; p != "" {
-		if err := writeLastGood(p, n.prefix, st); err != nil {
-			n.log.Error("cannot write the last good config", "file", p, "err", err)
+	n.appliedSeq++
+	pending := &pendingLastGood{st: st, seq: n.appliedSeq}
+	if whole {
+		n.saveLastGood(pending) // a snapshot: on disk before the node goes on
+	} else {
+		n.lastGood.Store(pending) // a watched change: written by lastGoodLoop
+		select {
+		case n.lastGoodKick <- struct{}{}:
+		default:
 		}
 	}
 	return nil
+}
+
+// pendingLastGood is an applied state and its place in the order of applied states.
+type pendingLastGood struct {
+	st  *State
+	seq int64
+}
+
+// saveLastGood writes an applied state to the last-good file, if one is configured and no
+// later state was written already.
+func (n *Node) saveLastGood(pl *pendingLastGood) {
+	n.lastGoodMu.Lock()
+	defer n.lastGoodMu.Unlock()
+	if p := n.opt.Cluster.LastGood; p != "" && pl.seq > n.lastGoodSeq {
+		if err := writeLastGood(p, n.prefix, pl.st); err != nil {
+			n.log.Error("cannot write the last good config", "file", p, "err", err)
+			return
+		}
+		n.lastGoodSeq = pl.seq
+	}
+}
+
+// lastGoodEvery is the least time between two writes of the last-good file for watched
+// changes: the changes of a burst are one write of the newest.
+const lastGoodEvery = time.Second
+
+// lastGoodLoop writes the newest applied state to the last-good file, off the watch's
+// goroutine and at most once per lastGoodEvery: the file holds every object, so writing it
+// (and an fsync) per change would make a change's cost grow with the number of objects and
+// delay the next change. The file is at most that much behind the serving config; the
+// newest pending state is written when ctx ends.
+func (n *Node) lastGoodLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			if pl := n.lastGood.Swap(nil); pl != nil {
+				n.saveLastGood(pl)
+			}
+			return
+		case <-n.lastGoodKick:
+		}
+		if pl := n.lastGood.Swap(nil); pl != nil {
+			n.saveLastGood(pl)
+		}
+		t := time.NewTimer(lastGoodEvery)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 func errorLines(err error) []string {

@@ -41,9 +41,9 @@ func FileState(file string, data []byte) (*State, *Local, error) {
 			list, _ := v.([]any)
 			for i, item := range list {
 				m, _ := item.(map[string]any)
-				id, _ := m["id"].(string)
+				id, _ := m[IDField(k)].(string)
 				if id == "" {
-					errs = append(errs, &config.FieldError{File: file, Path: fmt.Sprintf("%s[%d].id", k, i), Msg: "required: it names the object's key in etcd"})
+					errs = append(errs, &config.FieldError{File: file, Path: fmt.Sprintf("%s[%d].%s", k, i, IDField(k)), Msg: "required: it names the object's key in etcd"})
 					continue
 				}
 				b, err := canonicalJSON(m)
@@ -151,11 +151,17 @@ func Push(ctx context.Context, cli *clientv3.Client, prefix, who string, cur *St
 }
 
 // PullYAML renders st as a config file's YAML (shared settings, upstreams, routes; no
-// node-local sections).
-func PullYAML(st *State) ([]byte, error) {
+// node-local sections). Secrets (consumers' credentials, secret fields of plugin configs)
+// are redacted as in /admin/config unless secrets is true; a file with redacted values is
+// refused by push (CheckNotRedacted).
+func PullYAML(st *State, secrets bool) ([]byte, error) {
 	doc := map[string]any{}
 	if st.Settings != nil {
-		m, err := decodeObject(st.Settings.Value)
+		v := st.Settings.Value
+		if !secrets {
+			v = redactObject(KindSettings, jsonOf(v))
+		}
+		m, err := decodeObject(v)
 		if err != nil {
 			return nil, fmt.Errorf("settings: %w", err)
 		}
@@ -164,7 +170,11 @@ func PullYAML(st *State) ([]byte, error) {
 	for _, kind := range Kinds {
 		var list []any
 		for _, id := range slices.Sorted(maps.Keys(st.Objects[kind])) {
-			m, err := decodeObject(st.Objects[kind][id].Value)
+			v := st.Objects[kind][id].Value
+			if !secrets {
+				v = redactObject(kind+"/"+id, jsonOf(v))
+			}
+			m, err := decodeObject(v)
 			if err != nil {
 				return nil, fmt.Errorf("%s/%s: %w", kind, id, err)
 			}

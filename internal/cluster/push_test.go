@@ -108,7 +108,7 @@ func TestPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cluster.PullYAML(st)
+	out, err := cluster.PullYAML(st, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -117,6 +117,12 @@ func Load(path string) (*Config, error) {
 // and validated, and only the problems that follow from a value that did not decode (the
 // same field or one inside it) are left out.
 func Parse(file string, data []byte) (*Config, error) {
+	return parseWith(file, data, (*Config).validate)
+}
+
+// parseWith is Parse with the validation step given: the whole config's, or one object's
+// (ParseObject).
+func parseWith(file string, data []byte, validate func(*Config) problems) (*Config, error) {
 	data, envProblems := expandEnv(data) // env.go
 	root, err := parseDocument(file, data)
 	if err != nil {
@@ -136,7 +142,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	c.File, c.Hash = file, hex.EncodeToString(sum[:])
 	p := explicitZeros(c, idx)
 	applyDefaults(c)
-	p = append(p, c.validate()...)
+	p = append(p, validate(c)...)
 	p = append(decoded, p.shadowedBy(decoded, idx)...)
 	if err := p.join(file, idx); err != nil {
 		return nil, err

@@ -200,3 +200,23 @@ func (c *Config) checkUpstreamRef(p *problems, path, id string) {
 		p.add(path, "unknown upstream %q", id)
 	}
 }
+
+// namesUpstream reports whether r sends requests to upstream id: as its upstream, a share
+// of its split or its mirror. A cluster change checked object by object ([RouteIndex.Check])
+// uses it so that removing an upstream a split or mirror still names is refused.
+func (r Route) namesUpstream(id string) bool {
+	if r.Upstream == id {
+		return true
+	}
+	if r.Mirror != nil && r.Mirror.Upstream == id {
+		return true
+	}
+	if r.Split != nil {
+		for _, sh := range r.Split.Upstreams {
+			if sh.Upstream == id {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -104,42 +104,48 @@ func (c *Config) validateUpstreams(p *problems) {
 			}
 			seen[u.ID] = i
 		}
-		if len(u.Targets) == 0 {
-			p.add(b+".targets", "at least one target is required")
+		validateUpstream(p, b, u)
+	}
+}
+
+// validateUpstream runs the checks of one upstream that need no other object (object.go
+// runs them alone for a changed upstream).
+func validateUpstream(p *problems, b string, u Upstream) {
+	if len(u.Targets) == 0 {
+		p.add(b+".targets", "at least one target is required")
+	}
+	addrs := map[string]int{}
+	for j, t := range u.Targets {
+		tb := fmt.Sprintf("%s.targets[%d]", b, j)
+		if t.Address == "" {
+			if t.SRV == "" { // an srv target is checked by validateDiscovery
+				p.add(tb+".address", "required, such as \"10.0.0.5:8080\"")
+			}
+		} else if t.Scheme != "" && strings.ContainsAny(t.Address, "/?#") {
+			p.add(tb+".address", "invalid address %q: a target is %s://host[:port], without a path (see rewrite.add_prefix)", t.Scheme+"://"+t.Address, t.Scheme)
+		} else if err := checkHostPort(t.Address, false); err != nil {
+			p.add(tb+".address", "%v", err)
+		} else if k, dup := addrs[t.Address]; dup {
+			p.add(tb+".address", "duplicate target %q (also targets[%d]); use weight instead", t.Address, k)
+		} else {
+			addrs[t.Address] = j
 		}
-		addrs := map[string]int{}
-		for j, t := range u.Targets {
-			tb := fmt.Sprintf("%s.targets[%d]", b, j)
-			if t.Address == "" {
-				if t.SRV == "" { // an srv target is checked by validateDiscovery
-					p.add(tb+".address", "required, such as \"10.0.0.5:8080\"")
-				}
-			} else if t.Scheme != "" && strings.ContainsAny(t.Address, "/?#") {
-				p.add(tb+".address", "invalid address %q: a target is %s://host[:port], without a path (see rewrite.add_prefix)", t.Scheme+"://"+t.Address, t.Scheme)
-			} else if err := checkHostPort(t.Address, false); err != nil {
-				p.add(tb+".address", "%v", err)
-			} else if k, dup := addrs[t.Address]; dup {
-				p.add(tb+".address", "duplicate target %q (also targets[%d]); use weight instead", t.Address, k)
-			} else {
-				addrs[t.Address] = j
-			}
-			if t.Weight <= 0 || t.Weight > maxWeight {
-				p.add(tb+".weight", "must be between 1 and %d, got %d", maxWeight, t.Weight)
-			}
+		if t.Weight <= 0 || t.Weight > maxWeight {
+			p.add(tb+".weight", "must be between 1 and %d, got %d", maxWeight, t.Weight)
 		}
-		validateKeepalive(p, b+".keepalive", u.Keepalive)
-		validateBalancer(p, b+".balancer", u.Balancer)
-		validateHealthCheck(p, b+".health_check", u.HealthCheck)
-		validateLimits(p, b+".limits", u.Limits)
-		validateRetry(p, b+".retry", u.Retry)
-		validateDiscovery(p, b, u)
-		validateUpstreamTLS(p, b, u)
-		validateUpstreamH2(p, b, u)
-		tm := map[string]Duration{"connect": u.Timeouts.Connect, "read": u.Timeouts.Read, "write": u.Timeouts.Write}
-		for _, f := range sortedKeys(tm) {
-			if tm[f] <= 0 {
-				p.add(b+".timeouts."+f, "must be positive")
-			}
+	}
+	validateKeepalive(p, b+".keepalive", u.Keepalive)
+	validateBalancer(p, b+".balancer", u.Balancer)
+	validateHealthCheck(p, b+".health_check", u.HealthCheck)
+	validateLimits(p, b+".limits", u.Limits)
+	validateRetry(p, b+".retry", u.Retry)
+	validateDiscovery(p, b, u)
+	validateUpstreamTLS(p, b, u)
+	validateUpstreamH2(p, b, u)
+	tm := map[string]Duration{"connect": u.Timeouts.Connect, "read": u.Timeouts.Read, "write": u.Timeouts.Write}
+	for _, f := range sortedKeys(tm) {
+		if tm[f] <= 0 {
+			p.add(b+".timeouts."+f, "must be positive")
 		}
 	}
 }

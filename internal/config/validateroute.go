@@ -22,19 +22,13 @@ func (c *Config) validateRoutes(p *problems) {
 		}
 		if r.Split != nil {
 			c.validateSplit(p, b, r) // split.go
-		} else {
+		} else if r.Upstream != "" { // validateRoute says when it is missing
 			c.checkUpstreamRef(p, b+".upstream", r.Upstream)
 		}
 		if r.Mirror != nil {
 			c.validateMirror(p, b, r.Mirror)
 		}
-		if r.MaxBodyBytes < 0 {
-			p.add(b+".max_body_bytes", "must not be negative (0 means inherit the listener's limit)")
-		}
-		validateMatch(p, b+".match", r.Match)
-		validateRewrite(p, b+".rewrite", r.Rewrite)
-		validateRetry(p, b+".retry", r.Retry)
-		validateTunnel(p, b, r.Tunnel)
+		validateRoute(p, b, r)
 		sig := matchSignature(r)
 		if j, dup := matches[sig]; dup {
 			p.add(b+".match", "same priority and match as route %q (routes[%d]), so route %q could never be chosen",
@@ -43,6 +37,21 @@ func (c *Config) validateRoutes(p *problems) {
 			matches[sig] = i
 		}
 	}
+}
+
+// validateRoute runs the checks of one route that need no other object (object.go runs
+// them alone for a changed route).
+func validateRoute(p *problems, b string, r Route) {
+	if r.Split == nil && r.Upstream == "" {
+		p.add(b+".upstream", "required: the id of an upstream")
+	}
+	if r.MaxBodyBytes < 0 {
+		p.add(b+".max_body_bytes", "must not be negative (0 means inherit the listener's limit)")
+	}
+	validateMatch(p, b+".match", r.Match)
+	validateRewrite(p, b+".rewrite", r.Rewrite)
+	validateRetry(p, b+".retry", r.Retry)
+	validateTunnel(p, b, r.Tunnel)
 }
 
 func validateMatch(p *problems, b string, m Match) {

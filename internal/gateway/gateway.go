@@ -93,17 +93,19 @@ func (g *Gateway) Addrs() map[string]net.Addr {
 func (g *Gateway) Apply(cfg *config.Config) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	err := g.apply(cfg)
+	err := g.apply(cfg, nil)
 	g.afterApply(cfg, err) // metrics and the admin listener (observe.go)
 	return err
 }
 
-func (g *Gateway) apply(cfg *config.Config) error {
+// apply builds and swaps in cfg; ch, when not nil, is the change from the serving config
+// (ApplyChange, incremental.go).
+func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	if g.stopping {
 		return errors.New("gateway is shutting down")
 	}
 	old := g.cur.Load()
-	gen, err := buildNext(cfg, old, g.log)
+	gen, err := build(cfg, old, ch, g.log)
 	if err != nil {
 		return err
 	}
@@ -242,12 +244,17 @@ func (g *Gateway) retire(old *Generation, grace time.Duration) {
 // route or its upstream's config differs); tunnels of unchanged routes go on.
 func closeChangedTunnels(old, next *Generation) {
 	kept := map[string]*config.Route{}
+	same := map[*proxy.Route]bool{} // routes next took from old as they were (ApplyChange)
 	if next != nil && next != old {
 		for i := range next.Config.Routes {
 			kept[next.Config.Routes[i].ID] = &next.Config.Routes[i]
+			same[next.Routes[i]] = true
 		}
 	}
 	for i, rt := range old.Routes {
+		if same[rt] {
+			continue
+		}
 		rc := &old.Config.Routes[i]
 		nrc := kept[rc.ID]
 		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||

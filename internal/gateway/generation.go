@@ -76,6 +76,13 @@ const drainSettle = time.Second
 // health checks of the new generation; Close stops them. On error, what it built is closed
 // (pools only it used included) and old is left as it was.
 func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generation, error) {
+	return build(cfg, old, nil, log)
+}
+
+// build is buildNext; ch, when not nil, is the change from old's config to cfg, and what it
+// does not touch is taken from old as it is (incremental.go).
+func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Logger) (*Generation, error) {
+	keep := newKeeper(old, ch)
 	table, err := router.Compile(cfg.Routes)
 	if err != nil {
 		return nil, fmt.Errorf("compile routes: %w", err)
@@ -92,10 +99,12 @@ func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generati
 	ucfg := make(map[string]config.Upstream, len(cfg.Upstreams))
 	var actives []*health.Active
 	for _, uc := range cfg.Upstreams {
-		u, err := g.buildUpstream(uc, old, log)
-		if err != nil {
-			g.Close()
-			return nil, err
+		u := keep.upstream(g, uc)
+		if u == nil {
+			if u, err = g.buildUpstream(uc, old, log); err != nil {
+				g.Close()
+				return nil, err
+			}
 		}
 		if uc.HealthCheck.Active != nil {
 			actives = append(actives, health.NewActive(u, *uc.HealthCheck.Active))
@@ -104,10 +113,12 @@ func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generati
 		ucfg[uc.ID] = uc
 	}
 	for _, rc := range cfg.Routes {
-		rt, err := proxy.NewRoute(rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream])
-		if err != nil {
-			g.Close()
-			return nil, err
+		rt := keep.route(g, rc)
+		if rt == nil {
+			if rt, err = proxy.NewRoute(rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {
+				g.Close()
+				return nil, err
+			}
 		}
 		g.Routes = append(g.Routes, rt)
 	}

@@ -43,12 +43,17 @@ type EtcdOptions struct {
 }
 
 // etcd's ports are on its command line and must stay the same across a restart, so they
-// cannot be port 0: they are taken at random in 24000-24999, the range the cluster tests
-// were given on the shared development machine, below the ephemeral range.
+// cannot be port 0: they are taken at random in 24000-24999 (below the ephemeral range), or
+// in the 1,000 ports from SLUICE_ETCD_PORT_BASE when it is set (parallel runs on one
+// machine give each its own range).
 const etcdPortLo, etcdPortHi = 24000, 24999
 
 func etcdPort(t testing.TB) int {
 	t.Helper()
+	etcdPortLo, etcdPortHi := etcdPortLo, etcdPortHi
+	if b, err := strconv.Atoi(os.Getenv("SLUICE_ETCD_PORT_BASE")); err == nil && b > 0 && b < 65535-1000 {
+		etcdPortLo, etcdPortHi = b, b+999
+	}
 	for range 200 {
 		p := etcdPortLo + rand.IntN(etcdPortHi-etcdPortLo)
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))

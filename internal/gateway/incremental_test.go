@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/proxy"
+	"sluice/internal/testutil"
+)
+
+const changeConfig = `
+listeners: [{address: 127.0.0.1:0}]
+shutdown_grace: 2s
+upstreams:
+  - id: keep
+    targets: [{address: "{{keep}}"}]
+  - id: other
+    targets: [{address: "{{other}}"}]
+    keepalive: {max_idle: {{max_idle}}}
+routes:
+  - {id: a, match: {path_prefix: /a}, upstream: keep}
+  - {id: b, match: {path_prefix: /b}, upstream: keep, rewrite: {add_prefix: "{{b_prefix}}"}}
+  - {id: c, match: {path_prefix: /c}, upstream: other}
+`
+
+// TestApplyChangeKeepsUntouched: ApplyChange builds only what a change touches. The
+// untouched upstream keeps its *upstream.Upstream and its warm pool, which stays open and
+// reused after the old generation is retired (the new generation took its own reference);
+// the untouched route on it keeps its *proxy.Route; the changed route, the changed upstream
+// and the route on the changed upstream are new and serve the change. With a stale "from"
+// it builds everything, as Apply does.
+func TestApplyChangeKeepsUntouched(t *testing.T) {
+	keepBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	otherBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	vars := map[string]string{"keep": keepBE.Addr(), "other": otherBE.Addr(), "max_idle": "8", "b_prefix": "/v1"}
+	tg := startGateway(t, changeConfig, vars)
+	c := newClient()
+	body := func(path string) string {
+		t.Helper()
+		resp, err := c.Get(tg.url(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		mustStatus(t, resp, http.StatusOK)
+		return string(b)
+	}
+	route := func(id string) *proxy.Route {
+		for _, rt := range tg.gw.Current().Routes {
+			if rt.ID == id {
+				return rt
+			}
+		}
+		t.Fatalf("no route %q", id)
+		return nil
+	}
+	body("/a")
+	gen := tg.gw.Current()
+	keepU, otherU, a, b, cr := gen.Upstreams["keep"], gen.Upstreams["other"], route("a"), route("b"), route("c")
+	keepPool := keepU.Current().Targets[0].Pool
+	opened := keepPool.Snapshot().Counters.Opened
+
+	vars["max_idle"], vars["b_prefix"] = "4", "/v2"
+	next := mustParse(t, changeConfig, vars)
+	ch := config.Change{Upstreams: []config.Upstream{*next.UpstreamByID("other")}, Routes: []config.Route{next.Routes[1]}}
+	if err := tg.gw.ApplyChange(gen.Config, next, ch); err != nil {
+		t.Fatal(err)
+	}
+	now := tg.gw.Current()
+	if now.Upstreams["keep"] != keepU || route("a") != a {
+		t.Error("the untouched upstream or the untouched route on it was built again")
+	}
+	if now.Upstreams["other"] == otherU || route("b") == b || route("c") == cr {
+		t.Error("the changed upstream, the changed route or the route on the changed upstream was kept")
+	}
+	if got := body("/b/x"); !strings.Contains(got, "/v2/b/x") {
+		t.Errorf("the changed route serves %s, want /v2/b/x", got)
+	}
+	otherPool := otherU.Current().Targets[0].Pool // replaced: closed when the old generation is retired
+	testutil.WaitFor(t, 5*time.Second, "the old generation to be retired", func() bool { return otherPool.Snapshot().Closed })
+	body("/a")
+	if s := keepPool.Snapshot(); s.Closed || s.Counters.Opened != opened {
+		t.Errorf("the kept upstream's pool after the old generation was retired: closed %v, opened %d -> %d; want it open and its connection reused",
+			s.Closed, opened, s.Counters.Opened)
+	}
+
+	// A change computed against a config that is not serving any more: built whole.
+	if err := tg.gw.ApplyChange(gen.Config, mustParse(t, changeConfig, vars), ch); err != nil {
+		t.Fatal(err)
+	}
+	if tg.gw.Current().Upstreams["keep"] == keepU {
+		t.Error("a change from a config no longer serving kept an upstream")
+	}
+	body("/a")
+}
