@@ -98,3 +98,67 @@ func TestApplyChangeKeepsUntouched(t *testing.T) {
 	}
 	body("/a")
 }
+
+const changeTrafficConfig = `
+listeners: [{address: 127.0.0.1:0}]
+shutdown_grace: 2s
+upstreams:
+  - id: keep
+    targets: [{address: "{{keep}}"}]
+  - id: other
+    targets: [{address: "{{other}}"}]
+routes:
+  - {id: a, match: {path_prefix: /a}, upstream: keep, rewrite: {add_prefix: "{{a_prefix}}"}}
+  - {id: s, match: {path_prefix: /s}, split: {upstreams: [{upstream: keep, weight: 1}, {upstream: other, weight: 1}]}}
+  - {id: m, match: {path_prefix: /m}, upstream: keep, mirror: {upstream: other, percent: 100}}
+`
+
+// TestApplyChangeRebuildsTrafficRoutes: a route with a split or a mirror is built anew by
+// every change, even one that touches neither it nor its upstreams: building its shares and
+// mirror sets them on the route (buildTraffic), which must never reach a route the serving
+// generation still uses. Both keep serving after the change, and the mirror keeps copying.
+func TestApplyChangeRebuildsTrafficRoutes(t *testing.T) {
+	keepBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	otherBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	vars := map[string]string{"keep": keepBE.Addr(), "other": otherBE.Addr(), "a_prefix": "/v1"}
+	tg := startGateway(t, changeTrafficConfig, vars)
+	c := newClient()
+	get := func(path string) {
+		t.Helper()
+		resp, err := c.Get(tg.url(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		mustStatus(t, resp, http.StatusOK)
+	}
+	route := func(id string) *proxy.Route {
+		for _, rt := range tg.gw.Current().Routes {
+			if rt.ID == id {
+				return rt
+			}
+		}
+		t.Fatalf("no route %q", id)
+		return nil
+	}
+	get("/s/1")
+	get("/m/1")
+	gen := tg.gw.Current()
+	s, m := route("s"), route("m")
+	vars["a_prefix"] = "/v2"
+	next := mustParse(t, changeTrafficConfig, vars)
+	if err := tg.gw.ApplyChange(gen.Config, next, config.Change{Routes: []config.Route{next.Routes[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	if route("s") == s || route("m") == m {
+		t.Error("a split or mirror route was kept from the serving generation")
+	}
+	before := otherBE.Requests()
+	for i := range 4 {
+		get("/s/" + string(rune('a'+i)))
+		get("/m/" + string(rune('a'+i)))
+	}
+	testutil.WaitFor(t, 5*time.Second, "the split's other share and the mirror to reach the other backend",
+		func() bool { return otherBE.Requests()-before >= 6 })
+}
