@@ -63,6 +63,7 @@ const (
 func applyDefaults(c *Config) {
 	dir := configDir(c)
 	defaultCluster(c) // cluster.go
+	defaultTracing(c.Tracing) // tracing.go
 	for i := range c.Listeners {
 		defaultListener(&c.Listeners[i])
 		if t := c.Listeners[i].TLS; t != nil {
