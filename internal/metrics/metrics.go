@@ -99,7 +99,8 @@ type Metrics struct {
 	droppedReqHead   prometheus.Counter
 	droppedReqTrail  prometheus.Counter
 	droppedRespTrail prometheus.Counter
-	h2               h2Metrics // h2.go
+	h2               h2Metrics      // h2.go
+	tracing          tracingMetrics // tracing.go
 
 	// Retries (sluice_retries_total{upstream,condition}) and RetryBudgetExhausted
 	// (sluice_retry_budget_exhausted_total{upstream}) are registered for the retry policy
@@ -186,6 +187,7 @@ func New(pools PoolSource) *Metrics {
 	m.droppedRespTrail = dropped.WithLabelValues("response_trailer")
 	m.reg.MustRegister(dropped)
 	m.registerH2()
+	m.registerTracing()
 	m.acmeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameACMEEvents,
 		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
 		[]string{"event"})
