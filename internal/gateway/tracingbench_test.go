@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/config"
+	"sluice/internal/h1"
+	"sluice/internal/plugin"
+	"sluice/internal/proxy"
+	"sluice/internal/tracing"
 )
 
 // BenchmarkTracingInterleaved is the cost of tracing against the same gateway without a
@@ -155,4 +163,43 @@ func otlpSink(b *testing.B) string {
 	}))
 	b.Cleanup(srv.Close)
 	return srv.URL + "/v1/traces"
+}
+
+// BenchmarkTraceRequestPath is the tracing work of one request that is not recorded, on the
+// request's goroutine: read the trace context among five header fields, decide, write the
+// upstream traceparent, reset. rec and the header are reused as the pooled reqState's are.
+//
+//	go test ./internal/gateway -run '^$' -bench TraceRequestPath -count 3
+func BenchmarkTraceRequestPath(b *testing.B) {
+	tr, err := tracing.New(&config.Tracing{Endpoint: "http://127.0.0.1:1/v1/traces", Protocol: "http",
+		Sampler: "parentbased_traceidratio", Ratio: new(float64), QueueSize: 1, BatchSize: 1,
+		BatchTimeout: config.Duration(time.Second), Timeout: config.Duration(time.Second)}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Shutdown(context.Background())
+	for _, withParent := range []bool{false, true} {
+		b.Run(fmt.Sprintf("inbound-traceparent=%v", withParent), func(b *testing.B) {
+			var h h1.Header
+			var rec proxy.Record
+			var ts traceState
+			inner := (&plugin.Request{}).Hooks()
+			dst := make([]byte, 0, 256)
+			b.ReportAllocs()
+			for b.Loop() {
+				h.Reset()
+				h.Add("User-Agent", "bench")
+				h.Add("Accept", "*/*")
+				h.Add("Host", "api.example.com")
+				h.Add("Authorization", "Bearer x")
+				if withParent {
+					h.Add("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00")
+				}
+				ts.begin(tr, &h, &rec)
+				hk := ts.hooks(inner)
+				dst = hk.AppendUpstream(dst[:0], 0)
+				ts.end()
+			}
+		})
+	}
 }
