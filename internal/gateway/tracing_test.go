@@ -28,9 +28,13 @@ type traceBackend struct {
 	failOnce atomic.Bool
 }
 
-func newTraceBackend(t *testing.T) *traceBackend {
+func newTraceBackend(t *testing.T) *traceBackend { return newTraceBackendProto(t, false) }
+
+// newTraceBackendProto is newTraceBackend, serving h2c (HTTP/2 with prior knowledge) too
+// when h2c is set.
+func newTraceBackendProto(t *testing.T, h2c bool) *traceBackend {
 	b := &traceBackend{}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
 		b.parents = append(b.parents, strings.Join(r.Header.Values("Traceparent"), "|"))
 		b.states = append(b.states, strings.Join(r.Header.Values("Tracestate"), "|"))
@@ -41,6 +45,12 @@ func newTraceBackend(t *testing.T) *traceBackend {
 		}
 		w.Write([]byte("ok"))
 	}))
+	if h2c {
+		b.srv.Config.Protocols = new(http.Protocols)
+		b.srv.Config.Protocols.SetHTTP1(true)
+		b.srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	b.srv.Start()
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -59,6 +69,7 @@ listeners: [{address: 127.0.0.1:0, protocols: [http1, h2c]}]
 upstreams:
   - id: app
     targets: [{address: {{backend}}}]
+    protocol: {{upstream}}
     retry: {attempts: 2, on: [status], backoff_base: 1ms, backoff_max: 2ms}
 routes:
   - id: all
@@ -79,7 +90,7 @@ tracing:
 // the given overrides.
 func tracingVars(backend, otlp string, kv ...string) map[string]string {
 	v := map[string]string{"backend": backend, "otlp": otlp, "protocol": "http", "sampler": "always_on",
-		"ratio": "1", "timeout": "2s", "queue": "0", "batch": "0"}
+		"ratio": "1", "timeout": "2s", "queue": "0", "batch": "0", "upstream": "http1"}
 	for i := 0; i+1 < len(kv); i += 2 {
 		v[kv[i]] = kv[i+1]
 	}
@@ -132,8 +143,8 @@ func spanOfKind(t *testing.T, spans []gotSpan, kind tracepb.Span_SpanKind) []got
 	return out
 }
 
-// TestTracingParentage: a request with a sampled traceparent, over HTTP/1.1 and h2c, and
-// exported over OTLP/HTTP and OTLP/gRPC: the upstream gets the same trace with the
+// TestTracingParentage: a request with a sampled traceparent, over HTTP/1.1 and h2c, to
+// HTTP/1.1 and h2c upstreams, exported over OTLP/HTTP and OTLP/gRPC: the upstream gets the same trace with the
 // gateway's attempt span as parent (not the client's header), the tracestate unchanged; the
 // collector gets the gateway's server span (child of the client's span) and one attempt
 // span (child of the server span) whose id is the parent id the upstream received, with
@@ -141,20 +152,21 @@ func spanOfKind(t *testing.T, spans []gotSpan, kind tracepb.Span_SpanKind) []got
 func TestTracingParentage(t *testing.T) {
 	const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	for _, tc := range []struct {
-		name, protocol, clientProto string
-		client                      *http.Client
+		name, protocol, clientProto, upstream string
+		client                                *http.Client
 	}{
-		{"http1 client, OTLP/HTTP", "http", "1.1", &http.Client{Timeout: 10 * time.Second}},
-		{"h2c client, OTLP/gRPC", "grpc", "2", h2cClient()},
+		{"http1 client, OTLP/HTTP", "http", "1.1", "http1", &http.Client{Timeout: 10 * time.Second}},
+		{"h2c client, OTLP/gRPC", "grpc", "2", "http1", h2cClient()},
+		{"http1 client, h2c upstream", "http", "1.1", "h2c", &http.Client{Timeout: 10 * time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer tc.client.CloseIdleConnections() // the gateway's shutdown need not drain it
-			be := newTraceBackend(t)
+			be := newTraceBackendProto(t, tc.upstream == "h2c")
 			recv, endpoint := startOTLPHTTP(t)
 			if tc.protocol == "grpc" {
 				recv, endpoint = startOTLPGRPC(t)
 			}
-			tg := startGateway(t, tracingConfig, tracingVars(be.addr(), endpoint, "protocol", tc.protocol))
+			tg := startGateway(t, tracingConfig, tracingVars(be.addr(), endpoint, "protocol", tc.protocol, "upstream", tc.upstream))
 			resp := tracedGet(t, tc.client, tg.url("/ok"),
 				"Traceparent: 00-"+traceID+"-"+clientSpan+"-01", "Tracestate: congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
 			if resp.StatusCode != 200 || resp.ProtoMajor != map[string]int{"1.1": 1, "2": 2}[tc.clientProto] {
@@ -192,7 +204,7 @@ func TestTracingParentage(t *testing.T) {
 				"sluice.upstream": "app", "sluice.attempts": int64(1)})
 			wantAttrs(t, "attempt span", att.attrs, map[string]any{"sluice.attempt": int64(1), "sluice.target": be.addr(),
 				"sluice.conn.reused": false, "sluice.outcome": "ok", "http.response.status_code": int64(200),
-				"sluice.upstream.protocol": "http1", "server.address": "127.0.0.1"})
+				"sluice.upstream.protocol": tc.upstream, "server.address": "127.0.0.1"})
 			if att.start.Before(srv.start) || att.end.After(srv.end) || !att.end.After(att.start) {
 				t.Errorf("attempt [%v, %v] not within server span [%v, %v]", att.start, att.end, srv.start, srv.end)
 			}
