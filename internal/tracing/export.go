@@ -96,7 +96,7 @@ func start(cfg *config.Tracing, s Sampler, exp sdktrace.SpanExporter, obs Observ
 
 type nopObserver struct{}
 
-func (nopObserver) SpansExported(int)         {}
+func (nopObserver) SpansExported(int)        {}
 func (nopObserver) SpansDropped(string, int) {}
 
 // newExporter is the OTLP exporter of cfg. Its own retries are off: a batch gets one try

@@ -24,7 +24,7 @@ func cpuTime() int64 {
 
 type countObserver struct{ exported, dropped atomic.Int64 }
 
-func (o *countObserver) SpansExported(n int)         { o.exported.Add(int64(n)) }
+func (o *countObserver) SpansExported(n int)          { o.exported.Add(int64(n)) }
 func (o *countObserver) SpansDropped(_ string, n int) { o.dropped.Add(int64(n)) }
 
 // BenchmarkRecordedRequest is the export side's cost of one recorded request (a server span
