@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"bytes"
 	"encoding/hex"
 )
 
@@ -116,8 +117,8 @@ func ValidTracestate(v []byte) bool {
 	members := 0
 	for len(v) > 0 {
 		var m []byte
-		m, v = cutByte(v, ',')
-		m = trimOWS(m)
+		m, v, _ = bytes.Cut(v, []byte{','})
+		m = bytes.Trim(m, " \t") // optional white space around members (§3.3.1.1)
 		if len(m) == 0 {
 			continue
 		}
@@ -130,7 +131,7 @@ func ValidTracestate(v []byte) bool {
 }
 
 func validMember(m []byte) bool {
-	key, val, ok := cutOnce(m, '=')
+	key, val, ok := bytes.Cut(m, []byte{'='})
 	if !ok || !validKey(key) || len(val) == 0 || len(val) > 256 || val[len(val)-1] == ' ' {
 		return false
 	}
@@ -143,7 +144,7 @@ func validMember(m []byte) bool {
 }
 
 func validKey(k []byte) bool {
-	tenant, system, multi := cutOnce(k, '@')
+	tenant, system, multi := bytes.Cut(k, []byte{'@'})
 	if !multi {
 		return simpleKey(k, 256)
 	}
@@ -160,32 +161,4 @@ func simpleKey(k []byte, max int) bool {
 		}
 	}
 	return true
-}
-
-func cutByte(b []byte, sep byte) (before, after []byte) {
-	for i, c := range b {
-		if c == sep {
-			return b[:i], b[i+1:]
-		}
-	}
-	return b, nil
-}
-
-func cutOnce(b []byte, sep byte) (before, after []byte, found bool) {
-	for i, c := range b {
-		if c == sep {
-			return b[:i], b[i+1:], true
-		}
-	}
-	return b, nil, false
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
 }

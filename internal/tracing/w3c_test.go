@@ -121,3 +121,15 @@ func BenchmarkParseTraceparent(b *testing.B) {
 		}
 	}
 }
+
+// TestParseAllocatesNothing: the request path's parsing makes no heap allocation.
+func TestParseAllocatesNothing(t *testing.T) {
+	tp, ts := []byte("00-"+tid+"-"+sid+"-01"), []byte("rojo=00f067aa0ba902b7, tenant@vendor=x")
+	if n := testing.AllocsPerRun(100, func() {
+		ParseTraceparent(tp)
+		ValidTracestate(ts)
+		AppendTraceparent(tp[:0:len(tp)], NewTraceID(), NewSpanID(), true)
+	}); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
