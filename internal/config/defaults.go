@@ -62,7 +62,8 @@ const (
 // It also normalizes case: hosts to lower case, methods to upper case.
 func applyDefaults(c *Config) {
 	dir := configDir(c)
-	defaultCluster(c) // cluster.go
+	defaultCluster(c)         // cluster.go
+	defaultTracing(c.Tracing) // tracing.go
 	for i := range c.Listeners {
 		defaultListener(&c.Listeners[i])
 		if t := c.Listeners[i].TLS; t != nil {

@@ -164,7 +164,7 @@ func TestParseEdgeInputs(t *testing.T) {
 		{"unquoted wildcard in a block list", "routes:\n  - match:\n      hosts:\n        - *.example.com # all\n", `e.yaml:4: invalid YAML: a value starts with "*"`},
 		{"empty mapping", "{}\n", "e.yaml:1: listeners: at least one listener is required"},
 		{"unknown top-level key", "listener: []\n", `e.yaml:1: listener: unknown field "listener" (did you mean "listeners"?)`},
-		{"no suggestion lists fields", "zzz: 1\n", `unknown field "zzz" (valid: admin, cluster, consumers, errors, listeners, log, plugins, routes, shutdown_grace, upstreams)`},
+		{"no suggestion lists fields", "zzz: 1\n", `unknown field "zzz" (valid: admin, cluster, consumers, errors, listeners, log, plugins, routes, shutdown_grace, tracing, upstreams)`},
 		{"wrong type for list", "listeners: 5\n", "e.yaml:1: listeners: want a list, got an integer \"5\""},
 	}
 	for _, tc := range tests {

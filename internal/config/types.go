@@ -28,6 +28,9 @@ type Config struct {
 	// Consumers are the named API clients that auth plugins identify (docs/plugins.md).
 	// Omitted: none.
 	Consumers []Consumer `yaml:"consumers"`
+	// Tracing exports OpenTelemetry spans of sampled requests (tracing.go, docs/tracing.md).
+	// Omitted: off.
+	Tracing *Tracing `yaml:"tracing"`
 
 	// File is the path the config was loaded from ("embedded:default.yaml" for the embedded
 	// default, "" for a Config built in code). Not YAML.

@@ -28,6 +28,7 @@ func (c *Config) validate() problems {
 	c.validateAdmin(&p)
 	c.validateCluster(&p) // cluster.go
 	c.validatePlugins(&p) // plugins.go
+	c.validateTracing(&p) // tracing.go
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:

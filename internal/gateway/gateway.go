@@ -54,6 +54,8 @@ type Gateway struct {
 	logQuery atomic.Bool // log.access_query of the serving config
 
 	clusterMode atomic.Pointer[clusterBox] // cluster mode's admin side; nil in file mode (cluster.go)
+
+	tracing tracingState // the tracer of the tracing block (tracing.go)
 }
 
 type listener struct {
@@ -109,20 +111,28 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	if err != nil {
 		return err
 	}
+	commitTracing, abortTracing, err := g.tracing.prepare(cfg, g.obs.m, g.log) // tracing.go
+	if err != nil {
+		gen.Close()
+		return err
+	}
 	gen.startMirrors(g.proxy, g.obs.m) // split.go
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	g.logQuery.Store(cfg.Log.AccessQuery)
 	edge, err := g.buildEdgeTLS(cfg)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
+		abortTracing()
 		return err
 	}
 	opened, err := g.openListeners(cfg, edge)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
+		abortTracing()
 		return err
 	}
 	g.cur.Store(gen)
+	commitTracing()
 	g.edge.close()
 	g.edge = edge
 	edge.watch()
@@ -288,6 +298,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		gen.pools.closeAs(connpool.CloseShutdown)
 		gen.Close() // the last generation: every pool closes
 	}
+	g.tracing.shutdown(ctx) // exports what is queued (tracing.go)
 	g.mu.Lock()
 	g.closeAdmin() // observe.go
 	g.edge.close()
@@ -330,7 +341,8 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 	st := newReqState(ex)
 	defer st.release()
 	rec, in := &st.rec, &st.in
-	st.resolveClient(gen, ex) // plugins.go
+	st.resolveClient(gen, ex)                                       // plugins.go
+	st.trace.begin(g.tracing.cur.Load(), &ex.Request().Header, rec) // tracing.go
 	idx, _, ok := gen.Table.Match(in)
 	routeID, upstreamID := "", ""
 	var rt *proxy.Route
@@ -341,10 +353,11 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 	} else {
 		rt = gen.route(idx, st.hdr) // the route, or its split's pick (split.go)
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
-		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex)) // plugins.go
+		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex), &st.trace) // plugins.go
 	}
 	g.logAccess(ex, in, routeID, upstreamID, rec)
-	g.observeRequest(gen, idx, rt, ex, rec) // metrics (observe.go)
+	g.observeRequest(gen, idx, rt, ex, rec)                  // metrics (observe.go)
+	finishTrace(&st.trace, ex, in, routeID, upstreamID, rec) // tracing.go
 }
 
 // enter returns the current generation with the request counted in its inflight, in one
@@ -365,7 +378,7 @@ func (g *Gateway) enter() *Generation {
 // counted, and answered 502 internal_error, or the response is cut off if it had begun; the
 // client connection closes after it. The proxy's own defers have given back its connection,
 // pool slot and limits by then.
-func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request) {
+func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request, ts *traceState) {
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -379,7 +392,7 @@ func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record, 
 		ex.CloseAfter()
 		ex.WriteError(e, "") // aborts instead when the head went out
 	}()
-	g.serveChain(ex, rt, rec, pr) // plugins.go
+	g.serveChain(ex, rt, rec, pr, ts) // plugins.go
 }
 
 // logAnswered logs a request the gateway answered before routing (an ACME challenge, an
@@ -428,6 +441,7 @@ type reqState struct {
 	tls    *tls.ConnectionState
 	tlsFn  func(name string) (string, bool)
 	client clientState // plugins.go
+	trace  traceState  // tracing.go
 }
 
 var reqStates = sync.Pool{New: func() any {
@@ -479,6 +493,7 @@ func (st *reqState) release() {
 	st.in = router.Input{}
 	st.hdr, st.tls = nil, nil
 	st.client.end()
+	st.trace.end()
 	reqStates.Put(st)
 }
 
@@ -499,6 +514,9 @@ func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstrea
 		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path)
 	logRequestFields(ln, ex, g.logQuery.Load()) // accessfields.go
 	logPluginFields(ln, rec)                    // plugins.go
+	if len(rec.TraceID) > 0 {
+		ln.Bytes("trace_id", rec.TraceID) // a request the tracing records (tracing.go)
+	}
 	ln.Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).Int("bytes_sent", ex.BytesSent()).
 		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target)
 	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 {

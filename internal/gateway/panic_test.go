@@ -18,7 +18,7 @@ type brokenRoute struct{ g *Gateway }
 
 func (b brokenRoute) ServeH1(ex *server.Exchange) {
 	var rec proxy.Record
-	b.g.serveRoute(ex, &proxy.Route{ID: "broken"}, &rec, new(plugin.Request))
+	b.g.serveRoute(ex, &proxy.Route{ID: "broken"}, &rec, new(plugin.Request), new(traceState))
 	if rec.Reason != "internal_error" {
 		panic("record not filled after a panic")
 	}

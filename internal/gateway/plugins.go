@@ -78,7 +78,7 @@ func (st *reqState) begin(gen *Generation, idx int, ex downstream) *plugin.Reque
 // serveChain runs the route's request phase, then (unless a plugin answered) the proxy with
 // the chain's per-attempt and response hooks, then the log phase, which runs even when the
 // request panicked (a plugin's concurrency slot must be given back).
-func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request) {
+func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Record, pr *plugin.Request, ts *traceState) {
 	defer endChain(ds, rec, pr)
 	if pr.RunRequest() {
 		a, _ := pr.AnswerOf()
@@ -91,7 +91,7 @@ func (g *Gateway) serveChain(ds proxy.Downstream, rt *proxy.Route, rec *proxy.Re
 		g.obs.m.PluginAnswer(rt.ID, a.Plugin, string(a.Code))
 		return
 	}
-	g.proxy.ServeHooks(ds, rt, rec, pr.Hooks())
+	g.proxy.ServeHooks(ds, rt, rec, ts.hooks(pr.Hooks())) // tracing.go
 }
 
 // endChain records the consumer and runs the log phase.

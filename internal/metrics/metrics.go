@@ -100,7 +100,8 @@ type Metrics struct {
 	droppedReqHead   prometheus.Counter
 	droppedReqTrail  prometheus.Counter
 	droppedRespTrail prometheus.Counter
-	h2               h2Metrics // h2.go
+	h2               h2Metrics      // h2.go
+	tracing          tracingMetrics // tracing.go
 
 	mirrored *prometheus.CounterVec // mirror.go
 
@@ -190,6 +191,7 @@ func New(pools PoolSource) *Metrics {
 	m.reg.MustRegister(dropped)
 	m.registerH2()
 	m.registerMirror()
+	m.registerTracing()
 	m.acmeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameACMEEvents,
 		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
 		[]string{"event"})

@@ -58,6 +58,7 @@ var h2Heads = sync.Pool{New: func() any {
 // attemptH2 makes one try of the request on t's HTTP/2 pool; now is when it starts.
 func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
 	fwd, r, rec := &cl.fwd, &cl.r, cl.r.rec
+	fwd.attempt = rec.NumAttempts // the index rec.add gives this attempt below
 	req, err := fwd.h2Request(ctx, t)
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
@@ -84,7 +85,11 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	a := h2pool.Attempt{Fresh: r.fresh}
 	resp, err := t.H2.RoundTrip(req, &a)
 	head.Stop()
-	at := rec.add(Attempt{Target: t.Addr, ConnID: a.ConnID, Reused: a.Reused, IdleAge: a.IdleAge})
+	proto := protoH2C
+	if t.H2.TLS() {
+		proto = protoH2
+	}
+	at := rec.add(Attempt{Target: t.Addr, ConnID: a.ConnID, Reused: a.Reused, IdleAge: a.IdleAge, Start: now, Protocol: proto})
 	if err != nil {
 		taken, berr := body.stop()
 		fwd.taken = fwd.taken || taken
@@ -93,9 +98,10 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		}
 		res := p.classifyH2(ctx, actx, err, &a, berr, t)
 		at.Outcome = string(res.err.Code)
+		at.End = time.Now()
 		if !res.clientGone && !res.clientSide && !res.canceled {
 			rt := fwd.rt
-			rt.Upstream.Done(t, upstream.Result{Latency: time.Since(now), Failed: true})
+			rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: true})
 		}
 		return res
 	}
@@ -127,7 +133,8 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if res.err != nil {
 		at.Outcome = string(res.err.Code)
 	}
-	fwd.rt.Upstream.Done(t, upstream.Result{Latency: time.Since(now), Failed: res.err != nil, Status: resp.StatusCode})
+	at.End = time.Now()
+	fwd.rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: res.err != nil, Status: resp.StatusCode})
 	return res
 }
 

@@ -59,6 +59,11 @@ type Attempt struct {
 	// Status is the backend's response status, 0 when none was received.
 	Status int
 	Retry  string // the condition under which the next attempt was made, "" if none
+	// Start is when the attempt began (before the connection checkout or dial); End when
+	// its exchange ended, zero when it never had a connection (for tracing).
+	Start, End time.Time
+	// Protocol is how the gateway spoke to the target: "http1", "h2c" or "h2".
+	Protocol string
 }
 
 // Record is what the proxy tells the access log about a request.
@@ -93,7 +98,17 @@ type Record struct {
 	// redirect, a CORS preflight, a static response): logged as "reason", not counted as a
 	// gateway error.
 	AnswerReason reason.Code
+	// TraceID is set by the gateway's tracing: the hex trace id of a request it records, for
+	// the access log; nil when the request is not recorded.
+	TraceID []byte
 }
+
+// Values of [Attempt.Protocol].
+const (
+	protoHTTP1 = "http1"
+	protoH2C   = "h2c"
+	protoH2    = "h2"
+)
 
 func (r *Record) add(a Attempt) *Attempt {
 	if r.NumAttempts < len(r.Attempts) {
@@ -310,7 +325,7 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		}
 		re := reason.From(err)
 		re.Target = t.Addr
-		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code)})
+		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code), Start: now, Protocol: protoHTTP1})
 		if reason.ConnectFailure(re.Code) {
 			rt.Upstream.Done(t, upstream.Result{Failed: true})
 			return result{err: re, cond: config.RetryConnectFailure, notSent: true}
@@ -319,7 +334,7 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 	}
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
-	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge})
+	a := rec.add(Attempt{Target: t.Addr, ConnID: c.ID, Reused: c.Reused, IdleAge: c.IdleAge, Start: now, Protocol: protoHTTP1})
 	start := now
 	if !c.Reused || c.Queued {
 		start = time.Now() // after a dial or a wait: the balancer's latency is the exchange's
@@ -340,7 +355,7 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 		}
 	}
 	end := time.Now()
-	out.End = end
+	out.End, a.End = end, end
 	res.reused = c.Reused
 	if res.err != nil {
 		a.Outcome = string(res.err.Code)
@@ -365,6 +380,7 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	fwd, r := &cl.fwd, &cl.r
 	fwd.c, fwd.t = c, t
 	fwd.armUpWrite()
+	fwd.attempt = cl.r.rec.NumAttempts - 1 // recorded by attempt
 	err := fwd.writeHead(c.W, t)
 	if err == nil {
 		err = c.W.Flush()

@@ -47,6 +47,9 @@ type perRequest struct {
 	teTrail  bool
 	clientIP string
 	hooks    Hooks // nil: none (hooks.go)
+	// attempt is the index in rec.Attempts of the attempt whose head writeHead writes (the
+	// HTTP/2 path writes it before the attempt is recorded, HTTP/1.1 after).
+	attempt int
 
 	// pre holds the first bytes of the request body, read before any upstream is contacted:
 	// a malformed chunked body is refused before anything is forwarded, and a body that fits
@@ -234,7 +237,7 @@ fields:
 		writeField(w, h.name, h.value)
 	}
 	if f.hooks != nil {
-		w.Write(f.hooks.AppendUpstream(w.AvailableBuffer(), f.rec.NumAttempts-1)) // no allocation when it fits
+		w.Write(f.hooks.AppendUpstream(w.AvailableBuffer(), f.attempt)) // no allocation when it fits
 	}
 	if len(f.xff) > 0 {
 		w.WriteString("X-Forwarded-For: ")
