@@ -163,8 +163,12 @@ type mirrorCopy struct {
 	xff      []byte
 	id       []byte
 	tls      *tls.ConnectionState
+	extra    []byte // header lines from the request's MirrorHooks
 	status   int
 }
+
+// mirrorHookBytes is the arena room kept for MirrorHooks' lines (a traceparent line is 70).
+const mirrorHookBytes = 128
 
 func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
 	r := f.req
@@ -178,9 +182,18 @@ func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
 	if f.hasBody() {
 		size += len(f.pre)
 	}
+	mh, _ := f.hooks.(MirrorHooks)
+	if mh != nil {
+		size += mirrorHookBytes
+	}
 	a := arena(make([]byte, 0, size))
+	var extra []byte
+	if mh != nil { // first, into the room kept for it (more is fine: takes copy still)
+		a = mh.AppendMirror(a)
+		extra = a[:len(a):len(a)]
+	}
 	// The client address may alias the request's pooled state: it is copied too.
-	c := &mirrorCopy{clientIP: a.takeString(f.clientIP), xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS()}
+	c := &mirrorCopy{clientIP: a.takeString(f.clientIP), xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS(), extra: extra}
 	c.ctx, c.cancel = context.WithCancel(parent)
 	c.req = h1.Request{Method: a.take(r.Method), Target: a.take(r.Target), Path: a.take(r.Path),
 		Query: a.take(r.Query), Minor: r.Minor, Host: a.take(r.Host)}
@@ -257,7 +270,7 @@ func (c *mirrorCopy) Status() int                          { return c.status }
 
 func (c *mirrorCopy) ForwardedFor() []byte { return c.xff }
 func (c *mirrorCopy) AppendUpstream(dst []byte, _ int) []byte {
-	return append(dst, mirrorHeader...)
+	return append(append(dst, mirrorHeader...), c.extra...)
 }
 func (c *mirrorCopy) ResponseHead(int, *h1.Header) {}
 
