@@ -99,12 +99,16 @@ func (m *Mirror) count(result string) {
 
 // offer copies the request of f (after its body prefix was read) when m takes it. Points
 // come from a Weyl sequence, as a traffic split's do: the percentage holds exactly over
-// any long run, without random numbers.
+// any long run, without random numbers. Its step is not the split's (2^64/φ): on a split
+// route both sequences number the same requests, and with the same step the copies would
+// be exactly the requests of one slice of the split's line (mirror 10% of a split whose
+// first share has 10%: every copy that share's, none of the others'). frac(√2)·2^64
+// makes the two independent (1, φ and √2 are rationally independent).
 func (m *Mirror) offer(f *forward) {
 	if m.proxy == nil {
 		return // not started
 	}
-	if m.next.Add(1)*0x9E3779B97F4A7C15 >= m.threshold && m.threshold != math.MaxUint64 {
+	if m.next.Add(1)*mirrorStep >= m.threshold && m.threshold != math.MaxUint64 {
 		m.count(MirrorSampledOut)
 		return
 	}
@@ -134,6 +138,9 @@ func (m *Mirror) offer(f *forward) {
 		}
 	})
 }
+
+// mirrorStep is the mirror's Weyl step, frac(√2)·2^64 (see offer).
+const mirrorStep = 0x6A09E667F3BCC908
 
 func statusClass(status int) string {
 	switch status / 100 {
