@@ -41,8 +41,8 @@ type FieldsErrorWriter interface {
 
 // MirrorHooks is an optional extension of Hooks: header lines for a mirror copy of the
 // request (mirror.go). A copy is sent with its own hooks, not the request's, so what the
-// request's AppendUpstream adds per attempt (the gateway's traceparent) would be missing
-// from it, while the fields it replaces were already taken out of the request.
+// request's AppendUpstream adds per attempt (X-Consumer-Name, the gateway's traceparent)
+// would be missing from it, while the client's fields it replaces are not sent either.
 type MirrorHooks interface {
 	// AppendMirror appends to dst the header lines (each ending in CRLF) the copy carries.
 	// It runs on the request's goroutine when the copy is made; the copy keeps the bytes.
