@@ -86,6 +86,8 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 		{"a route after the consumer", []kv{{"routes/r22", route("r22", "/r22x", "a")}}, true},
 		{"a consumer with another's name goes whole", []kv{{"consumers/app", `{"name":"web"}`}}, false},
 		{"a split route goes whole", []kv{{"upstreams/e", up("e", "127.0.0.1:12")}, {"routes/sp", `{"id":"sp","match":{"path_prefix":"/sp"},"split":{"upstreams":[{"upstream":"a","weight":1},{"upstream":"e","weight":1}]}}`}}, true},
+		{"an upstream a split share names gets plugins", []kv{{"upstreams/e", `{"id":"e","targets":[{"address":"127.0.0.1:12"}],"plugins":[{"name":"response-headers","config":{"set":{"X-A":"1"}}}]}`}}, false},
+		{"an upstream a split share names is replaced", []kv{{"upstreams/e", up("e", "127.0.0.1:14")}}, true},
 		{"an upstream only a split share names is removed", []kv{{"upstreams/e", ""}}, false},
 		{"a mirror route goes whole", []kv{{"upstreams/m", up("m", "127.0.0.1:13")}, {"routes/mi", `{"id":"mi","match":{"path_prefix":"/mi"},"upstream":"a","mirror":{"upstream":"m","percent":10}}`}}, true},
 		{"an upstream only a mirror names is removed", []kv{{"upstreams/m", ""}}, false},

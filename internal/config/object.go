@@ -71,9 +71,11 @@ type Change struct {
 // is valid given that the config before was and that ch's objects pass on their own: every
 // route of ch names an upstream of next (a route with a split or a mirror is never checked
 // alone), no route of next names a removed upstream (as its upstream, a share or its
-// mirror), and no two routes of next have the same match signature. It needs no pass over
-// the routes except when upstreams are removed. On false the caller validates next as a
-// whole ([Parse]) for the errors: they are the file's, in the file's words.
+// mirror), no upstream of ch with plugins is a share of a split route (split routes do not
+// run them), and no two routes of next have the same match signature. It needs no pass over
+// the routes except when upstreams are removed or have plugins. On false the caller
+// validates next as a whole ([Parse]) for the errors: they are the file's, in the file's
+// words.
 func (x *RouteIndex) Check(next *Config, ch Change) bool {
 	changed := make(map[string]bool, len(ch.Routes)+len(ch.RemovedRoutes))
 	for _, id := range ch.RemovedRoutes {
@@ -95,6 +97,16 @@ func (x *RouteIndex) Check(next *Config, ch Change) bool {
 			return false
 		}
 		sigs[s] = true
+	}
+	for _, u := range ch.Upstreams {
+		if len(u.Plugins) == 0 {
+			continue
+		}
+		// A split route does not run upstream plugins, so none of its shares may have any
+		// (validateSplit): an unchanged split route must not get a share with plugins.
+		if slices.ContainsFunc(next.Routes, func(r Route) bool { return r.splitsTo(u.ID) }) {
+			return false
+		}
 	}
 	for _, u := range ch.RemovedUpstreams {
 		if next.UpstreamByID(u) != nil {

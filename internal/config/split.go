@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -219,4 +220,10 @@ func (r Route) namesUpstream(id string) bool {
 		}
 	}
 	return false
+}
+
+// splitsTo reports whether r has a split with a share on upstream id ([RouteIndex.Check]:
+// split routes do not run upstream plugins, so a share's upstream may have none).
+func (r Route) splitsTo(id string) bool {
+	return r.Split != nil && slices.ContainsFunc(r.Split.Upstreams, func(sh SplitShare) bool { return sh.Upstream == id })
 }

@@ -262,14 +262,25 @@ func closeChangedTunnels(old, next *Generation) {
 		}
 	}
 	for i, rt := range old.Routes {
-		if same[rt] {
-			continue
-		}
 		rc := &old.Config.Routes[i]
 		nrc := kept[rc.ID]
-		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
-			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
+		if !same[rt] && (nrc == nil || !reflect.DeepEqual(rc, nrc) ||
+			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream))) {
 			rt.CloseTunnels()
+		}
+		// A split route's tunnels run on the share that was picked (split.go): the shares
+		// other than rt are routes of their own, each towards its upstream.
+		if i >= len(old.traffic.splits) || old.traffic.splits[i] == nil {
+			continue
+		}
+		for _, srt := range old.traffic.splits[i].Routes() {
+			if srt == rt {
+				continue
+			}
+			if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
+				!reflect.DeepEqual(old.Config.UpstreamByID(srt.Upstream.ID), next.Config.UpstreamByID(srt.Upstream.ID)) {
+				srt.CloseTunnels()
+			}
 		}
 	}
 }

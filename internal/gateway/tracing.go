@@ -156,8 +156,9 @@ func (ts *traceState) end() {
 type tracedHooks struct{ ts *traceState }
 
 var (
-	_ proxy.Hooks     = tracedHooks{}
-	_ proxy.BodyHooks = tracedHooks{}
+	_ proxy.Hooks       = tracedHooks{}
+	_ proxy.BodyHooks   = tracedHooks{}
+	_ proxy.MirrorHooks = tracedHooks{}
 )
 
 func (h tracedHooks) ClientIP() string     { return h.ts.inner.ClientIP() }
@@ -176,6 +177,20 @@ func (h tracedHooks) AppendUpstream(dst []byte, attempt int) []byte {
 	}
 	dst = append(dst, "traceparent: "...)
 	dst = tracing.AppendTraceparent(dst, ts.traceID, id, ts.sampled)
+	return append(dst, "\r\n"...)
+}
+
+// AppendMirror gives a mirror copy of the request the inner hooks' lines and the gateway's
+// traceparent: the copy is made from the request after begin took the client's out (its
+// tracestate stays), and it is sent with the mirror's own hooks, not with these. Its
+// parent is the gateway's span.
+func (h tracedHooks) AppendMirror(dst []byte) []byte {
+	ts := h.ts
+	if mh, ok := ts.inner.(proxy.MirrorHooks); ok {
+		dst = mh.AppendMirror(dst)
+	}
+	dst = append(dst, "traceparent: "...)
+	dst = tracing.AppendTraceparent(dst, ts.traceID, ts.span, ts.sampled)
 	return append(dst, "\r\n"...)
 }
 

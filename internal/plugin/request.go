@@ -261,6 +261,13 @@ func (h hooks) AppendUpstream(dst []byte, attempt int) []byte {
 	return r.upFields.AppendTo(dst)
 }
 
+var _ proxy.MirrorHooks = hooks{}
+
+// AppendMirror gives a mirror copy of the request what each attempt gets from
+// AppendUpstream (X-Consumer-Name, the UpstreamFilters' fields): the copy is one attempt
+// of its own, numbered 0.
+func (h hooks) AppendMirror(dst []byte) []byte { return h.AppendUpstream(dst, 0) }
+
 // ResponseHead runs the ResponseFilters, then appends the fields added with
 // AddResponseField (they point into r's buffer, which outlives the response head).
 func (h hooks) ResponseHead(status int, hd *h1.Header) {

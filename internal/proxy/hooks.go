@@ -39,6 +39,16 @@ type FieldsErrorWriter interface {
 	WriteErrorFields(e *reason.Error, detail string, extra *h1.Header)
 }
 
+// MirrorHooks is an optional extension of Hooks: header lines for a mirror copy of the
+// request (mirror.go). A copy is sent with its own hooks, not the request's, so what the
+// request's AppendUpstream adds per attempt (X-Consumer-Name, the gateway's traceparent)
+// would be missing from it, while the client's fields it replaces are not sent either.
+type MirrorHooks interface {
+	// AppendMirror appends to dst the header lines (each ending in CRLF) the copy carries.
+	// It runs on the request's goroutine when the copy is made; the copy keeps the bytes.
+	AppendMirror(dst []byte) []byte
+}
+
 // BodyHooks is an optional extension of Hooks: the response body phase (internal/plugin's
 // ResponseBodyFilter). Every attempt path that relays an upstream response body (HTTP/1.1
 // in response.go, and any other upstream protocol) must ask for it after ResponseHead and

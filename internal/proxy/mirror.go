@@ -99,12 +99,16 @@ func (m *Mirror) count(result string) {
 
 // offer copies the request of f (after its body prefix was read) when m takes it. Points
 // come from a Weyl sequence, as a traffic split's do: the percentage holds exactly over
-// any long run, without random numbers.
+// any long run, without random numbers. Its step is not the split's (2^64/φ): on a split
+// route both sequences number the same requests, and with the same step the copies would
+// be exactly the requests of one slice of the split's line (mirror 10% of a split whose
+// first share has 10%: every copy that share's, none of the others'). frac(√2)·2^64
+// makes the two independent (1, φ and √2 are rationally independent).
 func (m *Mirror) offer(f *forward) {
 	if m.proxy == nil {
 		return // not started
 	}
-	if m.next.Add(1)*0x9E3779B97F4A7C15 >= m.threshold && m.threshold != math.MaxUint64 {
+	if m.next.Add(1)*mirrorStep >= m.threshold && m.threshold != math.MaxUint64 {
 		m.count(MirrorSampledOut)
 		return
 	}
@@ -135,6 +139,9 @@ func (m *Mirror) offer(f *forward) {
 	})
 }
 
+// mirrorStep is the mirror's Weyl step, frac(√2)·2^64 (see offer).
+const mirrorStep = 0x6A09E667F3BCC908
+
 func statusClass(status int) string {
 	switch status / 100 {
 	case 1:
@@ -163,8 +170,12 @@ type mirrorCopy struct {
 	xff      []byte
 	id       []byte
 	tls      *tls.ConnectionState
+	extra    []byte // header lines from the request's MirrorHooks
 	status   int
 }
+
+// mirrorHookBytes is the arena room kept for MirrorHooks' lines (a traceparent line is 70).
+const mirrorHookBytes = 128
 
 func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
 	r := f.req
@@ -178,9 +189,18 @@ func newMirrorCopy(parent context.Context, f *forward) *mirrorCopy {
 	if f.hasBody() {
 		size += len(f.pre)
 	}
+	mh, _ := f.hooks.(MirrorHooks)
+	if mh != nil {
+		size += mirrorHookBytes
+	}
 	a := arena(make([]byte, 0, size))
+	var extra []byte
+	if mh != nil { // first, into the room kept for it (more is fine: takes copy still)
+		a = mh.AppendMirror(a)
+		extra = a[:len(a):len(a)]
+	}
 	// The client address may alias the request's pooled state: it is copied too.
-	c := &mirrorCopy{clientIP: a.takeString(f.clientIP), xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS()}
+	c := &mirrorCopy{clientIP: a.takeString(f.clientIP), xff: a.take(f.xff), id: a.take(id), tls: f.ds.TLS(), extra: extra}
 	c.ctx, c.cancel = context.WithCancel(parent)
 	c.req = h1.Request{Method: a.take(r.Method), Target: a.take(r.Target), Path: a.take(r.Path),
 		Query: a.take(r.Query), Minor: r.Minor, Host: a.take(r.Host)}
@@ -257,7 +277,7 @@ func (c *mirrorCopy) Status() int                          { return c.status }
 
 func (c *mirrorCopy) ForwardedFor() []byte { return c.xff }
 func (c *mirrorCopy) AppendUpstream(dst []byte, _ int) []byte {
-	return append(dst, mirrorHeader...)
+	return append(append(dst, mirrorHeader...), c.extra...)
 }
 func (c *mirrorCopy) ResponseHead(int, *h1.Header) {}
 
