@@ -30,14 +30,10 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-compress.XXXXXX")
-chmod 755 "$TMP"
-declare -A PID=() PORT=()
-STARTED=()
 PORT_LO=21000 PORT_SPAN=1000
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init compress
 have wrk || { log "wrk is needed (apt-get install wrk)"; exit 1; }
 have nginx || { log "nginx is needed (apt-get install nginx)"; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

@@ -33,12 +33,9 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-dash.XXXXXX")
-declare -A PID=() PORT=()
-STARTED=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init dash
 
 GW=23080 ADMIN=23180 BE=23081
 log "building sluice, backend, loadgen and dashpoll into $TMP/bin"

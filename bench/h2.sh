@@ -28,13 +28,9 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-h2.XXXXXX")
-chmod 755 "$TMP"
-declare -A PID=() PORT=()
-STARTED=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init h2
 
 # free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
 PORT_LO=${PORT_LO:-20000} PORT_SPAN=${PORT_SPAN:-1000} # override to stay in a port range of your own

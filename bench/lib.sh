@@ -1,8 +1,19 @@
-# bench/lib.sh: helpers shared by bench/tls.sh and bench/ws.sh (sourced, not run). The caller
-# sets TMP and declares PID and PORT (associative arrays) and STARTED (an array).
+# bench/lib.sh: helpers shared by the comparison scripts in bench/ (sourced, not run). A script
+# calls bench_init, or (run.sh) sets TMP and declares PID and PORT (associative arrays) and
+# STARTED (an array) itself.
 
 log() { printf '%s\n' "$*" >&2; }
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+
+# bench_init name: the run's TMP directory (readable by proxies that drop privileges), the PID
+# and PORT maps and the STARTED list, and cleanup trapped on EXIT.
+bench_init() {
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-$1.XXXXXX")
+	chmod 755 "$TMP"
+	declare -gA PID=() PORT=()
+	STARTED=()
+	trap cleanup EXIT
+}
 
 # cleanup stops what the script started and removes TMP (trap it on EXIT).
 cleanup() {

@@ -47,13 +47,9 @@ done
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUTDIR=${OUTDIR:-$ROOT/bench/out/reuse}
 mkdir -p "$OUTDIR"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-reuse.XXXXXX")
-chmod 755 "$TMP"
-declare -A PID=() PORT=()
-STARTED=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init reuse
 # Ports come from PORT_BASE..PORT_BASE+999 (default 27000), so that runs beside other
 # benchmarks on a shared machine stay out of their way.
 PORT_BASE=${PORT_BASE:-27000}

@@ -34,13 +34,9 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-tls.XXXXXX")
-chmod 755 "$TMP"
-declare -A PID=() PORT=()
-STARTED=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init tls
 
 log "building sluice and the bench programs into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen)

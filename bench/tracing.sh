@@ -26,12 +26,9 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-trace.XXXXXX")
-declare -A PID=() PORT=()
-STARTED=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init trace
 PORT_LO=23000 PORT_SPAN=1000
 
 have wrk || { log "tracing.sh needs wrk (apt-get install wrk)"; exit 1; }

@@ -25,13 +25,9 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-ws.XXXXXX")
-chmod 755 "$TMP"
-declare -A PID=() PORT=()
-STARTED=()
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
-trap cleanup EXIT
+bench_init ws
 
 log "building sluice and wsload into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/wsload)
