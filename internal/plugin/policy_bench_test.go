@@ -1,17 +1,6 @@
 package plugin_test
 
-import (
-	"bufio"
-	"log/slog"
-	"net/netip"
-	"slices"
-	"strings"
-	"testing"
-
-	"sluice/internal/h1"
-	"sluice/internal/plugin"
-	"sluice/internal/router"
-)
+import "testing"
 
 // BenchmarkPolicyChain is BenchmarkChain for the traffic policy plugins, including those
 // that answer the request themselves (a redirect, a static response, an abort): each row's
@@ -43,45 +32,7 @@ routes:
 			if row.plugins != "" {
 				yaml += "    plugins:\n" + row.plugins
 			}
-			set, err := plugin.New(parse(b, yaml), slog.New(slog.DiscardHandler))
-			if err != nil {
-				b.Fatal(err)
-			}
-			chain := set.Chain(0)
-			ds := &fakeDS{}
-			var pr plugin.Request
-			var in router.Input
-			client := netip.MustParseAddr("127.0.0.1")
-			fwd := []byte("127.0.0.1")
-			var resp h1.Header
-			up := make([]byte, 0, 256)
-			if err := h1.ReadRequest(bufio.NewReader(strings.NewReader(benchHead)), &ds.req, h1.Limits{}); err != nil {
-				b.Fatal(err)
-			}
-			fields := slices.Clone(ds.req.Header.Fields)
-			run := func() {
-				ds.req.Header.Fields = append(ds.req.Header.Fields[:0], fields...)
-				in = router.Input{Method: "GET", Host: "bench.example", Path: "/items", Query: "x=1"}
-				pr.Begin(ds, &in, chain, client, "127.0.0.1", fwd)
-				if pr.RunRequest() != row.answers {
-					b.Fatalf("answered: %v (status %d), want %v", !row.answers, ds.status, row.answers)
-				}
-				if !row.answers {
-					h := pr.Hooks()
-					up = h.AppendUpstream(up[:0], 0)
-					resp.Reset()
-					resp.Add("Content-Type", "text/plain")
-					resp.Add("Server", "backend")
-					h.ResponseHead(200, &resp)
-				}
-				pr.RunLog(200)
-				pr.End()
-			}
-			run()
-			b.ReportAllocs()
-			for b.Loop() {
-				run()
-			}
+			benchChain(b, yaml, row.answers)
 		})
 	}
 }
