@@ -43,7 +43,7 @@ func validateTunnel(p *problems, b string, t Tunnel) {
 		switch {
 		case proto == "h2c":
 			p.add(b+".protocols", "h2c cannot be forwarded: an h2c upgrade through a gateway lets clients send HTTP/2 requests that bypass its routes and rules (h2c smuggling)")
-		case proto == "" || !validToken(proto):
+		case !isToken(proto):
 			p.add(b+".protocols", "protocols[%d] %q is not a protocol token such as websocket", i, proto)
 		}
 	}
@@ -53,15 +53,4 @@ func validateTunnel(p *problems, b string, t Tunnel) {
 	if t.MaxLifetime < 0 {
 		p.add(b+".max_lifetime", "must not be negative (0 means no limit)")
 	}
-}
-
-// validToken reports whether s is an HTTP token (RFC 9110 §5.6.2).
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -38,6 +38,20 @@ func contains(s string, b byte) bool {
 	return false
 }
 
+// IsToken reports whether s is a non-empty RFC 9110 token: a method or a field name, as a
+// config names them.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTchar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // validToken reports whether b is a non-empty RFC 9110 token.
 func validToken(b []byte) bool {
 	if len(b) == 0 {

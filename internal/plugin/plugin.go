@@ -19,6 +19,10 @@ type Header = h1.Header
 // tokens compare (h1.EqualFold, for plugins, which do not import the codec).
 func EqualFold(b []byte, s string) bool { return h1.EqualFold(b, s) }
 
+// IsToken reports whether s is a non-empty RFC 9110 token, such as a field name a plugin's
+// config gives (h1.IsToken).
+func IsToken(s string) bool { return h1.IsToken(s) }
+
 // Field is one header field of a [Header].
 type Field = h1.Field
 

@@ -3,10 +3,10 @@ package forwardauth
 import (
 	"fmt"
 	"net/textproto"
-	"strings"
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/plugin"
 )
 
 // Defaults of [Config] not already in [Options].
@@ -68,7 +68,7 @@ func (c Config) compile() (Options, []Problem) {
 		out := make([]string, 0, len(names))
 		for i, n := range names {
 			switch {
-			case !validHeaderName(n):
+			case !plugin.IsToken(n):
 				add(fmt.Sprintf("%s[%d]", field, i), "%q is not a valid header name", n)
 			case HopByHop(n):
 				add(fmt.Sprintf("%s[%d]", field, i), "%q is a connection or framing field and is never copied", n)
@@ -95,7 +95,7 @@ func (c Config) compile() (Options, []Problem) {
 			add(fmt.Sprintf("response_headers[%d]", i), "X-Consumer-Name is set by the gateway; use consumer_header")
 		}
 	}
-	if c.ConsumerHeader != "" && !validHeaderName(c.ConsumerHeader) {
+	if c.ConsumerHeader != "" && !plugin.IsToken(c.ConsumerHeader) {
 		add("consumer_header", "%q is not a valid header name", c.ConsumerHeader)
 	}
 	if c.RequireConsumer && c.ConsumerHeader == "" {
@@ -111,18 +111,4 @@ func (c Config) compile() (Options, []Problem) {
 		add("timeout", "%v is too short", c.Timeout.D())
 	}
 	return o, ps
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }

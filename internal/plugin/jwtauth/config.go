@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/plugin"
 )
 
 // Defaults of [Config], in one place.
@@ -184,7 +185,7 @@ func (c Config) compile() (*compiled, []Problem) {
 		if fc.Claim == "" {
 			ps.add(f+".claim", "required")
 		}
-		if !validHeaderName(fc.Header) {
+		if !plugin.IsToken(fc.Header) {
 			ps.add(f+".header", "%q is not a valid header name", fc.Header)
 		} else if reservedHeader(fc.Header) {
 			ps.add(f+".header", "%q cannot be set from a claim", fc.Header)
@@ -298,23 +299,9 @@ func (t TokenConfig) check(ps *problems) {
 	if n > 1 {
 		ps.add("token", "give at most one of header, cookie, query")
 	}
-	if t.Header != "" && !validHeaderName(t.Header) {
+	if t.Header != "" && !plugin.IsToken(t.Header) {
 		ps.add("token.header", "%q is not a valid header name", t.Header)
 	}
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // reservedHeader reports names a claim must never set: framing and routing fields, and the
