@@ -287,9 +287,11 @@ func TestRunEmbeddedDefault(t *testing.T) {
 	if !strings.Contains(body, `"path": "/users"`) || !strings.Contains(body, "sluice demo echo") {
 		t.Errorf("demo /api/users answered %s", body)
 	}
-	if !strings.Contains(p.logs(), "curl http://127.0.0.1:8080/") {
-		t.Errorf("run did not print the URL to curl:\n%s", p.logs())
-	}
+	// The banner is printed once the config is applied, which can be just after the listener
+	// answers its first request.
+	testutil.WaitFor(t, 10*time.Second, "the URL to curl in the output", func() bool {
+		return strings.Contains(p.logs(), "curl http://127.0.0.1:8080/")
+	})
 	// With no config file at all the demo runs, and the first log line says so (a service
 	// manager that forgot the file sees it at once).
 	if first, _, _ := strings.Cut(p.logs(), "\n"); !strings.Contains(first, "no config file given: serving the embedded demo config") {

@@ -74,7 +74,8 @@
 // # Self-healing
 //
 // Failures on reused conns before any response byte are counted in a sliding window
-// (HealWindow, 30s). HealThreshold (3) of them despite learning halve a reuse factor that
+// (HealWindow, 30s); the failures of requests already in flight when one was seen count
+// with it as one (a restart resets them all at once). HealThreshold (3) of them despite learning halve a reuse factor that
 // scales the effective idle timeout: 1, 1/2, 1/4, 1/8, then 0 (every request gets a fresh
 // conn), logged at warn. After HealQuiet (60s) without such failures and since the last
 // change, the factor doubles back (0 goes to 1/8), up to 1, logged at info.

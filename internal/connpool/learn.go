@@ -165,9 +165,10 @@ func (p *Pool) eventLocked(sample time.Duration, src string, now time.Time) {
 	}
 }
 
-// failureLocked records a reused conn reset before any response byte.
-func (p *Pool) failureLocked(idleAge time.Duration, now time.Time) {
-	p.healFailureLocked(now)
+// failureLocked records a reused conn reset before any response byte; gotAt is when the
+// request took the conn.
+func (p *Pool) failureLocked(idleAge time.Duration, gotAt, now time.Time) {
+	p.healFailureLocked(gotAt, now)
 	if !p.opts.Learn || idleAge < p.opts.ReuseFloor {
 		return
 	}
@@ -198,9 +199,17 @@ func (p *Pool) growLocked(now time.Time) {
 	p.logLearned(old, l.source, "no new evidence: growing")
 }
 
-func (p *Pool) healFailureLocked(now time.Time) {
+// healFailureLocked counts a failure toward HealThreshold. A request that already held its
+// conn when the previous failure was seen fails with it, not after it: a restart or a crash
+// resets every conn in flight at once, and that is one event, not a reason to halve reuse
+// (the backend's idle timer, which healing answers, fails requests one reuse at a time).
+func (p *Pool) healFailureLocked(gotAt, now time.Time) {
 	h := &p.heal
+	same := !h.lastFail.IsZero() && gotAt.Before(h.lastFail)
 	h.lastFail = now
+	if same {
+		return
+	}
 	keep := h.failures[:0]
 	for _, t := range h.failures {
 		if now.Sub(t) < p.opts.HealWindow {

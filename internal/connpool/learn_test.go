@@ -77,11 +77,11 @@ func TestFailureAndGrowth(t *testing.T) {
 	p := learnPool(t)
 	now := time.Now()
 	p.learnHeaderLocked(4*time.Second, now)
-	p.failureLocked(1500*time.Millisecond, now) // below half: needs confirming
+	p.failureLocked(1500*time.Millisecond, now, now) // below half: needs confirming
 	if p.learn.value != 4*time.Second {
 		t.Fatalf("outlier failure applied: %v", p.learn.value)
 	}
-	p.failureLocked(3*time.Second, now) // plausible: at once
+	p.failureLocked(3*time.Second, now, now) // plausible: at once
 	if p.learn.value != 3*time.Second || p.learn.source != SourceFailure {
 		t.Fatalf("learned %v from %s, want 3s from failure", p.learn.value, p.learn.source)
 	}
@@ -128,5 +128,27 @@ func TestEffectiveIdle(t *testing.T) {
 				t.Errorf("effective %v, want %v", p.eff, tc.want)
 			}
 		})
+	}
+}
+
+// TestRestartIsOneHealEvent: failures of requests that held their conns when the first
+// failure was seen (a restart resets them all at once) count once; failures of requests
+// that took their conns afterwards count each, and HealThreshold of them halve reuse.
+func TestRestartIsOneHealEvent(t *testing.T) {
+	p := learnPool(t)
+	t0 := time.Now()
+	for i := range 6 { // six requests in flight since t0, reset together at t0+1s
+		p.failureLocked(0, t0, t0.Add(time.Second+time.Duration(i)*time.Millisecond))
+	}
+	if p.heal.factor != 1 {
+		t.Fatalf("one restart halved reuse: factor %v", p.heal.factor)
+	}
+	at := t0.Add(2 * time.Second)
+	for range 2 { // two more, each taken after the previous failure
+		p.failureLocked(0, at, at.Add(time.Millisecond))
+		at = at.Add(10 * time.Millisecond)
+	}
+	if p.heal.factor != 0.5 {
+		t.Fatalf("3 separate failures: factor %v, want 0.5", p.heal.factor)
 	}
 }

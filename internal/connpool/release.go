@@ -102,7 +102,7 @@ func (p *Pool) verdictLocked(c *Conn, r Outcome, now time.Time) CloseReason {
 				return CloseResetOnReuse
 			}
 			p.resetSeenLocked(c.idleAtGet)
-			p.failureLocked(c.idleAtGet, now)
+			p.failureLocked(c.idleAtGet, c.gotAt, now)
 			return CloseResetOnReuse
 		}
 		if r.Reason != "" {

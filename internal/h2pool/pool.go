@@ -99,6 +99,29 @@ type conn struct {
 	idleSince atomic.Int64
 	gone      bool // retired (under Pool.mu)
 	dead      bool // taken out of service by the library (under Pool.mu)
+	// settled: the backend's SETTINGS (its MAX_CONCURRENT_STREAMS) have been applied.
+	// Until then the library would allow 100 streams; the pool puts one on the connection
+	// and makes the other requests wait for the SETTINGS (up to settingsWait), so that a
+	// backend allowing fewer never sees more, and a burst on a cold pool does not dial a
+	// connection per request. noWait (under Pool.mu): that wait timed out once.
+	settled atomic.Bool
+	noWait  bool
+}
+
+// settingsWait bounds how long requests wait for a new connection's SETTINGS before dialing
+// their own.
+const settingsWait = time.Second
+
+// isSettled says whether c's SETTINGS have been applied by the library.
+func (c *conn) isSettled() bool {
+	if c.settled.Load() {
+		return true
+	}
+	if c.cc.State().MaxConcurrentStreams > 0 {
+		c.settled.Store(true)
+		return true
+	}
+	return false
 }
 
 // New returns a pool for addr (host:port) and starts its sweeper; Close stops it.
@@ -235,8 +258,9 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			return nil, false, 0, ErrClosed
 		}
 		c = nil
+		var unsettled *conn
 		if !fresh {
-			c = p.pickLocked()
+			c, unsettled = p.pickLocked()
 		}
 		if c != nil {
 			first := c.active.Add(1) == 1 // under p.mu: the sweeper sees the stream
@@ -254,6 +278,25 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			}
 			return c, c.streams.Load() > 0, idle, nil
 		}
+		if unsettled != nil {
+			p.mu.Unlock()
+			if err := p.awaitSettings(ctx, unsettled); err != nil {
+				return nil, false, 0, err
+			}
+			continue
+		}
+		// While a connection is being dialed the request waits for it (and then for its
+		// SETTINGS) rather than dialing its own, as Go's transport does.
+		if !fresh && p.dialing > 0 {
+			wake := p.wake
+			p.mu.Unlock()
+			select {
+			case <-wake:
+				continue
+			case <-ctx.Done():
+				return nil, false, 0, reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
+			}
+		}
 		if p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns {
 			wake := p.wake
 			p.mu.Unlock()
@@ -269,6 +312,8 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		c, err = p.dial(ctx)
 		p.mu.Lock()
 		p.dialing--
+		close(p.wake)
+		p.wake = make(chan struct{})
 		if err != nil {
 			p.counters.DialFailures++
 			p.mu.Unlock()
@@ -293,14 +338,51 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 }
 
 // pickLocked reserves a stream on the usable connection with the most streams in flight
-// (so that idle connections age out), nil when none has a free slot.
-func (p *Pool) pickLocked() *conn {
+// (so that idle connections age out), nil when none has a free slot. When none has but a
+// connection is still waiting for its SETTINGS, that connection is returned as unsettled.
+func (p *Pool) pickLocked() (c, unsettled *conn) {
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		c := p.conns[i]
-		if !c.gone && !c.dead && c.cc.ReserveNewRequest() {
-			return c
+		if c.gone || c.dead {
+			continue
+		}
+		if c.active.Load() > 0 && !c.isSettled() {
+			if !c.noWait {
+				unsettled = c
+			}
+			continue
+		}
+		if c.cc.ReserveNewRequest() {
+			return c, nil
 		}
 	}
+	return nil, unsettled
+}
+
+// awaitSettings waits until c's SETTINGS are applied (or its read side fails), ctx ends, or
+// settingsWait passes, after which requests stop waiting for c.
+func (p *Pool) awaitSettings(ctx context.Context, c *conn) error {
+	t := time.NewTimer(settingsWait)
+	defer t.Stop()
+	select {
+	case <-c.sc.settings:
+		// The library applies the frame just after the sniffer read it.
+		for range 100 {
+			if c.isSettled() {
+				return nil
+			}
+			if c.cc.State().Closed {
+				break
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	p.mu.Lock()
+	c.noWait = true
+	p.mu.Unlock()
 	return nil
 }
 

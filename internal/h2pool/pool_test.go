@@ -149,6 +149,25 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	}
 }
 
+// TestColdBurstWaitsForSettings: a burst on a cold pool waits for the first connection's
+// SETTINGS instead of dialing a connection per request, and then shares that connection.
+func TestColdBurstWaitsForSettings(t *testing.T) {
+	b := newBackend(t, testutil.RacyH2Options{Delay: 20 * time.Millisecond, HeaderTableSize: -1})
+	p := newPool(t, b.Addr(), testOptions())
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := do(p, "http", fmt.Sprint(i), false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.Accepted.Load(); n != 1 {
+		t.Errorf("%d connections for a burst of 8 on a cold pool; want 1", n)
+	}
+}
+
 // TestHeaderTableSize: a backend that allows no HPACK dynamic table decodes every request
 // (the encoder follows SETTINGS_HEADER_TABLE_SIZE; Kong/kong#8316).
 func TestHeaderTableSize(t *testing.T) {

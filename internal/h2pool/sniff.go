@@ -25,6 +25,11 @@ type sniffConn struct {
 	refused    atomic.Int64 // RST_STREAM(REFUSED_STREAM) frames
 	resets     atomic.Int64 // other RST_STREAM frames
 
+	// settings is closed when the backend's first SETTINGS frame has been read (the
+	// ClientConn applies it just after), or when the read side fails.
+	settings     chan struct{}
+	settingsDone bool // reader goroutine only
+
 	// Parser state; only the reading goroutine touches it.
 	hdr     [9]byte
 	hdrN    int
@@ -38,12 +43,13 @@ type sniffConn struct {
 // Frame types and codes the sniffer looks at (RFC 9113 §6.4, §6.8, §7).
 const (
 	frameRSTStream    = 0x3
+	frameSettings     = 0x4
 	frameGoAway       = 0x7
 	codeRefusedStream = 0x7
 )
 
 func newSniffConn(c net.Conn) *sniffConn {
-	s := &sniffConn{Conn: c}
+	s := &sniffConn{Conn: c, settings: make(chan struct{})}
 	s.lastRead.Store(time.Now().UnixNano())
 	return s
 }
@@ -56,6 +62,7 @@ func (s *sniffConn) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		s.eofAt.CompareAndSwap(0, time.Now().UnixNano())
+		s.settingsSeen()
 	}
 	return n, err
 }
@@ -103,6 +110,8 @@ func (s *sniffConn) frameDone() {
 		return // malformed; the ClientConn itself fails the connection
 	}
 	switch s.ftype {
+	case frameSettings:
+		s.settingsSeen()
 	case frameGoAway:
 		s.goAwayLast.Store(binary.BigEndian.Uint32(s.keep[:4]) & 0x7fffffff)
 		s.goAwayCode.Store(binary.BigEndian.Uint32(s.keep[4:8]))
@@ -113,5 +122,13 @@ func (s *sniffConn) frameDone() {
 		} else {
 			s.resets.Add(1)
 		}
+	}
+}
+
+// settingsSeen wakes the requests waiting for the backend's first SETTINGS.
+func (s *sniffConn) settingsSeen() {
+	if !s.settingsDone {
+		s.settingsDone = true
+		close(s.settings)
 	}
 }

@@ -140,6 +140,10 @@ type h2conn struct {
 	// mu orders the decisions on streams (process, doom) against closing.
 	mu      sync.Mutex
 	open    int    // streams being processed or received
+	// live counts the streams the server has not ended, for PeakStreams: a stream stops
+	// counting just before its last frame is written, since the client may open the next
+	// stream as soon as that frame arrives (before open drops).
+	live int
 	n       int    // streams arrived
 	maxID   uint32 // the highest stream id arrived
 	maxRun  uint32 // the highest stream id processed
@@ -251,7 +255,10 @@ func (hc *h2conn) frame(f http2.Frame) {
 	case *http2.RSTStreamFrame:
 		if s := hc.streams[f.StreamID]; s != nil {
 			delete(hc.streams, f.StreamID)
-			hc.done()
+			hc.mu.Lock()
+			hc.live--
+			hc.doneLocked()
+			hc.mu.Unlock()
 		}
 	}
 }
@@ -269,8 +276,9 @@ func (hc *h2conn) headers(f *http2.MetaHeadersFrame) {
 	}
 	hc.streams[f.StreamID] = s
 	hc.open++
-	if int64(hc.open) > hc.b.PeakStreams.Load() {
-		hc.b.PeakStreams.Store(int64(hc.open))
+	hc.live++
+	if int64(hc.live) > hc.b.PeakStreams.Load() {
+		hc.b.PeakStreams.Store(int64(hc.live))
 	}
 	if hc.idleT != nil {
 		hc.idleT.Stop()
@@ -304,6 +312,7 @@ func (hc *h2conn) headers(f *http2.MetaHeadersFrame) {
 		hc.b.Refused.Add(1)
 		hc.write(func() error { return hc.fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream) })
 		delete(hc.streams, f.StreamID)
+		hc.live--
 		hc.doneLocked()
 		return
 	}
@@ -316,6 +325,7 @@ func (hc *h2conn) headers(f *http2.MetaHeadersFrame) {
 func (hc *h2conn) endLocked(id uint32, s *h2stream) {
 	delete(hc.streams, id)
 	if s.doomed {
+		hc.live--
 		hc.doneLocked()
 		return
 	}
@@ -332,6 +342,9 @@ func (hc *h2conn) endLocked(id uint32, s *h2stream) {
 		if b.o.Delay > 0 {
 			time.Sleep(rand.N(b.o.Delay))
 		}
+		hc.mu.Lock()
+		hc.live--
+		hc.mu.Unlock()
 		if b.o.ResetAfter != nil && b.o.ResetAfter(s.id) {
 			hc.write(func() error { return hc.fr.WriteRSTStream(id, http2.ErrCodeInternal) })
 			hc.done()
