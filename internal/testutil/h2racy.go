@@ -138,12 +138,12 @@ type h2conn struct {
 	idleT   *time.Timer
 
 	// mu orders the decisions on streams (process, doom) against closing.
-	mu      sync.Mutex
-	open    int    // streams being processed or received
+	mu   sync.Mutex
+	open int // streams being processed or received
 	// live counts the streams the server has not ended, for PeakStreams: a stream stops
 	// counting just before its last frame is written, since the client may open the next
 	// stream as soon as that frame arrives (before open drops).
-	live int
+	live    int
 	n       int    // streams arrived
 	maxID   uint32 // the highest stream id arrived
 	maxRun  uint32 // the highest stream id processed
