@@ -332,12 +332,13 @@ func TestConfidenceRule(t *testing.T) {
 	}
 }
 
-// TestRefreshKeepsSpares: with two idle conns and a request every 70 ms (the effective idle
-// timeout is 200 ms), requests take the older conn once it passes half the limit, so both
-// stay alive for the next burst instead of the lower one aging out (plain LIFO).
+// TestRefreshKeepsSpares: with two idle conns and a request every 300 ms (the effective idle
+// timeout is 1 s), requests take the older conn once it passes half the limit, so both
+// stay alive for the next burst instead of the lower one aging out (plain LIFO). The gap
+// leaves 200 ms of slack for a loaded machine's late wake-ups.
 func TestRefreshKeepsSpares(t *testing.T) {
 	b := testutil.Echo(t)
-	p := newPool(t, b.Addr(), func(o *Options) { o.IdleTimeout, o.Learn = 200*time.Millisecond, false })
+	p := newPool(t, b.Addr(), func(o *Options) { o.IdleTimeout, o.Learn = time.Second, false })
 	ctx := context.Background()
 	c1, err1 := p.Get(ctx, true)
 	c2, err2 := p.Get(ctx, true)
@@ -346,8 +347,8 @@ func TestRefreshKeepsSpares(t *testing.T) {
 	}
 	p.Release(c1, Outcome{Reusable: true, KeepAliveMax: -1})
 	p.Release(c2, Outcome{Reusable: true, KeepAliveMax: -1})
-	for i := range 15 {
-		time.Sleep(70 * time.Millisecond) // the traffic's gap
+	for i := range 8 {
+		time.Sleep(300 * time.Millisecond) // the traffic's gap
 		mustOK(t, exchange(p, http.MethodGet, "r-"+strconv.Itoa(i)))
 	}
 	s := p.Snapshot()
