@@ -396,11 +396,11 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
-		code := reason.ConnectRefused
+		status, code := 502, reason.ConnectRefused
 		if errors.Is(err, context.DeadlineExceeded) {
-			code = reason.ConnectTimeout
+			status, code = 504, reason.ConnectTimeout // as the HTTP/1.1 pool answers
 		}
-		return nil, reason.New(502, code, p.addr, fmt.Errorf("dial %s: %w", p.addr, err))
+		return nil, reason.New(status, code, p.addr, fmt.Errorf("dial %s: %w", p.addr, err))
 	}
 	if p.opts.TLS != nil {
 		tc := tls.Client(nc, p.opts.TLS)
