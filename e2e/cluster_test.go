@@ -157,7 +157,13 @@ cluster: {endpoints: [%q], prefix: /e2e}
 	if code, _, body, err := get("http://" + last.listen + "/x"); err != nil || code != 200 || !strings.Contains(body, `"/api/x"`) {
 		t.Fatalf("restarted node with etcd down: %d %v %s", code, err, body)
 	}
-	if _, src := clusterRevision(last.admin); src != "last_good_file" {
+	// The admin listener may come up just after the data listener.
+	src := ""
+	testutil.WaitFor(t, 5*time.Second, "the status to name the last good file as the source", func() bool {
+		_, src = clusterRevision(last.admin)
+		return src != ""
+	})
+	if src != "last_good_file" {
 		t.Errorf("status source %q, want last_good_file", src)
 	}
 }
