@@ -48,19 +48,20 @@ func countBackends(t *testing.T, tg *testGateway, n int, path string, h map[stri
 	return got
 }
 
-// TestEWMAAvoidsSlowTarget: one of three targets answers 20 ms late; peak EWMA sends it
+// TestEWMAAvoidsSlowTarget: one of three targets answers 200 ms late; peak EWMA sends it
 // almost nothing once it has been measured.
 func TestEWMAAvoidsSlowTarget(t *testing.T) {
 	fast1, fast2 := echoBackend(t, "fast1"), echoBackend(t, "fast2")
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// The latency under test: 50 ms, well above what the fast backends take on a loaded
-		// machine (with 20 ms, 2 of 20 runs at load average ~10 saw the gap close).
-		time.Sleep(50 * time.Millisecond)
+		// The latency under test: 200 ms, well above what the fast backends take on a loaded
+		// machine (with 20 ms, 2 of 20 runs at load average ~10 saw the gap close; with 50 ms
+		// one CI run at load 15 gave the slow target 11%).
+		time.Sleep(200 * time.Millisecond)
 		w.Header().Set("X-Backend", "slow")
 	}))
 	t.Cleanup(slow.Close)
 	tg := startGateway(t, threeTargets(hostport(fast1), hostport(fast2), hostport(slow), "{policy: ewma}"), nil)
-	const n = 400
+	const n = 200
 	got := countBackends(t, tg, n, "/", nil)
 	share := float64(got["slow"]) / n
 	t.Logf("ewma over %d requests: %v (slow share %.1f%%)", n, got, 100*share)

@@ -84,6 +84,10 @@ routes:
 			// sentinels see the backend's own closes) until three closes were observed and,
 			// where it is due, the pool uses the observed close age.
 			deadline := time.Now().Add(25 * time.Second)
+			// late is how late this test's own timers fired: on a loaded machine the
+			// backend's idle timers fire as late, and it then really closes that much
+			// after what it keeps (CI at load 15 saw Node close 2.10 s idle).
+			var late time.Duration
 			for {
 				s := pool()
 				if k := s.Counters; k.SentinelCloses+k.StaleCaught >= 3 && (s.BeyondAdvertised || !tc.beyond) {
@@ -94,7 +98,9 @@ routes:
 						s.Learned, s.LearnedSource, s.Confident, s.BeyondAdvertised, s.CloseAge, s.EffectiveIdle, s.Counters)
 				}
 				send()
+				slept := time.Now()
 				time.Sleep(1300 * time.Millisecond) // the learning gap
+				late = max(late, time.Since(slept)-1300*time.Millisecond)
 			}
 			s := pool()
 			t.Logf("learned: %v (%s), confident %v, beyond %v, close %v, margin %v, effective %v, unsafe %v",
@@ -102,8 +108,8 @@ routes:
 			if s.BeyondAdvertised != tc.beyond {
 				t.Fatalf("beyond advertised %v, want %v", s.BeyondAdvertised, tc.beyond)
 			}
-			if s.EffectiveIdle >= tc.keeps || tc.beyond && s.EffectiveIdle <= 1200*time.Millisecond {
-				t.Errorf("effective idle %v: want below the backend's %v, and past 1.2 s when beyond", s.EffectiveIdle, tc.keeps)
+			if s.EffectiveIdle >= tc.keeps+late || tc.beyond && s.EffectiveIdle <= 1200*time.Millisecond {
+				t.Errorf("effective idle %v: want below the backend's %v (+%v: how late timers fired here), and past 1.2 s when beyond", s.EffectiveIdle, tc.keeps, late)
 			}
 			// Measured: GETs and POSTs 1.2-1.3 s apart. Past the advertised timeout, before
 			// the kept one: every request reuses where the header was proved conservative,
