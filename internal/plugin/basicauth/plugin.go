@@ -7,7 +7,9 @@
 // Authorization value (a bounded cache, emptied when full), so a client that keeps sending
 // the same right credentials costs one hash; wrong credentials always pay for bcrypt, and an
 // unknown user pays for a comparison against a dummy hash, so that timing does not tell
-// which user names exist.
+// which user names exist: the dummy hash has the highest cost among the consumers' hashes, so
+// an unknown name costs what a known one does (a fixed cost 10 made unknown names slower than
+// known ones whose hashes are cheaper).
 package basicauth
 
 import (
@@ -34,12 +36,17 @@ const Name = "basic-auth"
 // maxCached bounds the cache of verified Authorization values.
 const maxCached = 4096
 
-// dummyHash is compared against for an unknown user: a bcrypt hash at the default cost,
-// made once per process when first needed.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.DefaultCost)
-	return h
-})
+// dummyHashes holds, per bcrypt cost, the hash compared against for an unknown user, made
+// once per process when first needed.
+var dummyHashes sync.Map // int -> func() []byte
+
+func dummyHash(cost int) []byte {
+	f, _ := dummyHashes.LoadOrStore(cost, sync.OnceValue(func() []byte {
+		h, _ := bcrypt.GenerateFromPassword([]byte("no such user"), cost)
+		return h
+	}))
+	return f.(func() []byte)()
+}
 
 type user struct {
 	consumer *plugin.Consumer
@@ -49,6 +56,7 @@ type user struct {
 // BasicAuth is one basic-auth instance.
 type BasicAuth struct {
 	users            map[string]user
+	dummyCost        int // the highest cost of the users' hashes
 	challenge        string
 	missing, invalid *reason.Error
 
@@ -78,7 +86,23 @@ func New(b *plugin.Build) (any, error) {
 		}
 		p.users[cred.Username] = user{consumer: cs, hash: []byte(cred.PasswordHash)}
 	}
+	p.dummyCost = dummyCost(p.users)
 	return p, nil
+}
+
+// dummyCost is the cost of the hash an unknown user is checked against: the highest of the
+// users' (bcrypt's default when there are none).
+func dummyCost(users map[string]user) int {
+	c := 0
+	for _, u := range users {
+		if cost, err := bcrypt.Cost(u.hash); err == nil {
+			c = max(c, cost)
+		}
+	}
+	if c == 0 {
+		c = bcrypt.DefaultCost
+	}
+	return c
 }
 
 // Request identifies the consumer from the Authorization field.
@@ -123,7 +147,7 @@ func (p *BasicAuth) verify(b64 []byte) *plugin.Consumer {
 	u, known := p.users[string(name)]
 	hash := u.hash
 	if !known {
-		hash = dummyHash()
+		hash = dummyHash(p.dummyCost)
 	}
 	if bcrypt.CompareHashAndPassword(hash, pass) != nil || !known {
 		return nil
