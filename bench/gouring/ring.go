@@ -106,7 +106,7 @@ type ring struct {
 	sqTail  *uint32 // ours: published SQEs
 	sqMask  uint32
 	sqes    []sqe
-	tail    uint32 // SQEs filled, published at the next enter
+	tail    uint32  // SQEs filled, published at the next enter
 	cqHead  *uint32 // ours
 	cqTail  *uint32 // the kernel's
 	cqMask  uint32
