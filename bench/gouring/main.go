@@ -32,10 +32,12 @@ import (
 	"log"
 	"net"
 	"os"
+	"os/signal"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -43,9 +45,10 @@ import (
 const bufSize = 64 << 10
 
 var (
-	headEnd = []byte("\r\n\r\n")
-	clName  = []byte("Content-Length")
-	errBig  = errors.New("response larger than the buffer or without Content-Length")
+	headEnd  = []byte("\r\n\r\n")
+	clName   = []byte("Content-Length")
+	connName = []byte("Connection")
+	errBig   = errors.New("response larger than the buffer or without Content-Length")
 )
 
 // options are the ring features a run uses.
@@ -81,12 +84,22 @@ func main() {
 	if err != nil {
 		log.Fatalf("-addr: %v", err)
 	}
-	if _, err := start(la, up, *loops, o); err != nil {
+	ls, _, err := start(la, up, *loops, o)
+	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Fprintf(os.Stderr, "gouring: %d rings, setup %q, multishot-accept %v, recv-ring %v, fixed-files %v, %s -> %s\n",
 		*loops, *setup, o.multiAccept, o.recvRing, o.fixedFiles, *addr, *upstream)
-	select {}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	// How many completions each io_uring_enter brought back: the batching a ring gives.
+	var enters, cqes uint64
+	for _, l := range ls {
+		enters += l.r.enters.Load()
+		cqes += l.cqes.Load()
+	}
+	fmt.Fprintf(os.Stderr, "gouring: %d io_uring_enter calls, %d completions\n", enters, cqes)
 }
 
 func setupFlags(s string) (uint32, error) {
@@ -118,9 +131,10 @@ func sockaddr(s string) (*syscall.SockaddrInet4, error) {
 }
 
 // start runs n loops listening on la (port 0: a free port, shared by all loops) and returns
-// the port they listen on.
-func start(la, up *syscall.SockaddrInet4, n int, o options) (int, error) {
+// them and the port they listen on.
+func start(la, up *syscall.SockaddrInet4, n int, o options) ([]*loop, int, error) {
 	port := la.Port
+	var ls []*loop
 	for range n {
 		a := *la
 		a.Port = port
@@ -128,17 +142,18 @@ func start(la, up *syscall.SockaddrInet4, n int, o options) (int, error) {
 		l := &loop{opt: o}
 		go l.run(&a, up, errc)
 		if err := <-errc; err != nil {
-			return 0, err
+			return nil, 0, err
 		}
+		ls = append(ls, l)
 		if port == 0 {
 			sa, err := syscall.Getsockname(l.lfd)
 			if err != nil {
-				return 0, err
+				return nil, 0, err
 			}
 			port = sa.(*syscall.SockaddrInet4).Port
 		}
 	}
-	return port, nil
+	return ls, port, nil
 }
 
 // Operations, in the top byte of user_data.
@@ -164,6 +179,7 @@ type loop struct {
 	idle        []int32  // idle upstream connections, most recent last
 	br          *bufRing // -recv-ring: the provided buffers
 	acceptArmed bool
+	cqes        atomic.Uint64 // completions handled (read at exit)
 }
 
 // conn is a connection's slot. A client's slot holds its request and the response being
@@ -184,7 +200,7 @@ type conn struct {
 	sent     int // bytes of the current send done
 	replying bool
 	// upstream
-	connected, sendDone, respDone bool
+	connected, sendDone, respDone, reusable bool
 }
 
 const maxSlots = 16384
@@ -242,7 +258,9 @@ func (l *loop) run(la, up *syscall.SockaddrInet4, errc chan<- error) {
 	for {
 		r.enter(1, 0)
 		head := *r.cqHead
-		for tail := loadAcquire(r.cqTail); head != tail; head++ {
+		tail := loadAcquire(r.cqTail)
+		l.cqes.Add(uint64(tail - head))
+		for ; head != tail; head++ {
 			c := r.cqes[head&r.cqMask]
 			storeRelease(r.cqHead, head+1)
 			l.complete(c)
@@ -556,7 +574,7 @@ func (l *loop) sent(slot int32, k *conn, c cqe) {
 // response checks whether the upstream's response is complete.
 func (l *loop) response(u int32, uc *conn) {
 	cl := l.conns[uc.peer]
-	total, err := responseLen(cl.rbuf[:cl.rn])
+	total, keep, err := responseLen(cl.rbuf[:cl.rn])
 	if err != nil || (total > 0 && cl.rn > total) {
 		l.closePair(u) // unframed, too large, or more than one response
 		return
@@ -568,7 +586,7 @@ func (l *loop) response(u int32, uc *conn) {
 		return
 	}
 	cl.total = total
-	uc.respDone = true
+	uc.respDone, uc.reusable = true, keep
 	l.finish(u, uc)
 }
 
@@ -581,7 +599,11 @@ func (l *loop) finish(u int32, uc *conn) {
 	slot := uc.peer
 	cl := l.conns[slot]
 	uc.peer, cl.peer = -1, -1
-	l.idle = append(l.idle, u)
+	if uc.reusable {
+		l.idle = append(l.idle, u)
+	} else {
+		l.close(u) // the backend said Connection: close
+	}
 	cl.replying, cl.sent = true, 0
 	l.send(slot, cl.rbuf[:cl.total])
 }
@@ -620,28 +642,32 @@ func (l *loop) close(slot int32) {
 	}
 }
 
-// responseLen is the length of the response at the start of b: 0 while the head is
-// incomplete.
-func responseLen(b []byte) (int, error) {
+// responseLen is the length of the response at the start of b (0 while the head is
+// incomplete), and whether its connection stays open (no "Connection: close").
+func responseLen(b []byte) (int, bool, error) {
 	h := bytes.Index(b, headEnd)
 	if h < 0 {
 		if len(b) == bufSize {
-			return 0, errBig
+			return 0, false, errBig
 		}
-		return 0, nil
+		return 0, false, nil
 	}
-	cl := -1
+	cl, keep := -1, true
 	for line := range bytes.SplitSeq(b[:h], []byte("\r\n")) {
 		name, v, ok := bytes.Cut(line, []byte(":"))
-		if ok && bytes.EqualFold(name, clName) {
+		switch {
+		case !ok:
+		case bytes.EqualFold(name, clName):
 			var err error
 			if cl, err = strconv.Atoi(string(bytes.TrimSpace(v))); err != nil {
-				return 0, errBig
+				return 0, false, errBig
 			}
+		case bytes.EqualFold(name, connName):
+			keep = !bytes.Contains(bytes.ToLower(v), []byte("close"))
 		}
 	}
 	if cl < 0 || cl > bufSize || h+4+cl > bufSize {
-		return 0, errBig
+		return 0, false, errBig
 	}
-	return h + 4 + cl, nil
+	return h + 4 + cl, keep, nil
 }

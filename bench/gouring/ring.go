@@ -111,8 +111,7 @@ type ring struct {
 	cqTail  *uint32 // the kernel's
 	cqMask  uint32
 	cqes    []cqe
-	enters  uint64 // io_uring_enter calls, for -stats
-	reaped  uint64
+	enters  atomic.Uint64 // io_uring_enter calls (read at exit)
 	entries uint32
 }
 
@@ -171,7 +170,7 @@ func (r *ring) enter(wait, flags uint32) {
 		flags |= enterGetEvents
 	}
 	for {
-		r.enters++
+		r.enters.Add(1)
 		// Syscall (not RawSyscall): the thread may block here, and the runtime hands its P
 		// to another thread meanwhile, as it does for epoll_wait.
 		_, _, e := syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n), uintptr(wait), uintptr(flags), 0, 0)
@@ -186,19 +185,6 @@ func (r *ring) enter(wait, flags uint32) {
 		default:
 			panic(fmt.Sprintf("io_uring_enter: %v", e))
 		}
-	}
-}
-
-// reap calls f for every completion available and marks them consumed.
-func (r *ring) reap(f func(*cqe)) {
-	head := *r.cqHead
-	for tail := atomic.LoadUint32(r.cqTail); head != tail; tail = atomic.LoadUint32(r.cqTail) {
-		for ; head != tail; head++ {
-			f(&r.cqes[head&r.cqMask])
-			r.reaped++
-		}
-		// Free the CQ slots before f's submissions run into a full CQ.
-		atomic.StoreUint32(r.cqHead, head)
 	}
 }
 
