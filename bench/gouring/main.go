@@ -368,8 +368,11 @@ func (l *loop) alloc(fd int, client bool) int32 {
 	return slot
 }
 
-// release makes a closed slot with nothing in flight reusable.
+// release closes the socket of a closed slot with nothing in flight and makes the slot
+// reusable. The descriptor is closed only now: an SQE still queued for it (filled this turn,
+// submitted at the next enter) would otherwise reach whichever new socket got its number.
 func (l *loop) release(slot int32) {
+	syscall.Close(l.conns[slot].fd)
 	l.free = append(l.free, slot)
 }
 
@@ -615,8 +618,9 @@ func (l *loop) closePair(slot int32) {
 	l.close(slot)
 }
 
-// close closes a connection; its slot is released once its operations in flight have
-// completed (shutdown makes pending receives complete at once).
+// close closes a connection; its socket and slot are released once its operations in flight
+// (or queued) have completed: shutdown makes pending receives complete at once, and queued
+// sends fail.
 func (l *loop) close(slot int32) {
 	k := l.conns[slot]
 	if k.closing {
@@ -633,13 +637,11 @@ func (l *loop) close(slot int32) {
 	if l.opt.fixedFiles {
 		_ = l.r.setFile(int(slot), -1)
 	}
-	if k.pending > 0 {
-		_ = syscall.Shutdown(k.fd, syscall.SHUT_RDWR)
-	}
-	syscall.Close(k.fd)
 	if k.pending == 0 {
 		l.release(slot)
+		return
 	}
+	_ = syscall.Shutdown(k.fd, syscall.SHUT_RDWR)
 }
 
 // responseLen is the length of the response at the start of b (0 while the head is
