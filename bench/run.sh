@@ -4,15 +4,16 @@
 #   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-size 300] [-out DIR]
 #                     [-smoke] [-stale] [-no-stale] [-no-reuse] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
-#                     [-base REV] [-only "sluice sluice-base nginx"]
+#                     [-base REV] [-only "sluice sluice-base nginx"] [-gouring "-recv-ring ..."]
 #
 # Throughput: one plain Go backend (bench/backend, 300-byte bodies, or -size) behind each proxy (and
 # behind sluice-full: 20 routes, access log to a file, metrics; and sluice-plugins: CORS, key-auth
 # and a local rate limit on its route; both compared with plain sluice),
 # each proxy on its own loopback port with upstream keep-alive on and access logs off; wrk
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
-# direct, sluice, nginx, haproxy, caddy, goproxy and the two goepoll reference points
-# (a feature-free Go event-loop proxy; not in -smoke) in turn, the order rotated each round.
+# direct, sluice, nginx, haproxy, caddy, goproxy and the reference points goepoll, goepoll-coro
+# (a feature-free Go epoll proxy) and gouring (the same on io_uring; not in -smoke) in turn,
+# the order rotated each round.
 # Reported: medians over rounds of requests/s, p50 and p99, each with its ratio to nginx and
 # to direct, CPU per request (utime+stime of the proxy's processes over each run divided by
 # its requests; for direct, the backend's), and peak RSS (VmHWM summed over the proxy's
@@ -34,12 +35,16 @@
 # -base REV: also run sluice built from REV, as "sluice-base" with plain sluice's config, in
 # the same rounds: a change's before and after, side by side.
 # -only LIST: run only these proxies (direct always runs) in the throughput rounds.
+# -gouring FLAGS: gouring's ring options (bench/gouring -h; default: $GOURING_FLAGS below).
+# Ports: PORT_LO and PORT_SPAN in the environment narrow the range ports are taken from
+# (default 20000-31999), for runs beside other benchmarks.
 # Files in -out (default bench/out): results.tsv (raw rounds), summary.tsv, rss.tsv, stale.tsv, env.txt,
 # report.md, *.png. Only processes started here are stopped (trap EXIT).
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
 DO_REUSE=1 DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
+GOURING_FLAGS="-multishot-accept -setup coop"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -57,6 +62,7 @@ while [ $# -gt 0 ]; do
 	-rev) REV=$2; shift ;;
 	-base) BASE=$2; shift ;;
 	-only) ONLY=$2; shift ;;
+	-gouring) GOURING_FLAGS=$2; shift ;;
 	-stale-duration) STALE_DURATION=$2; shift ;;
 	-stale-idle) STALE_IDLE=$2; shift ;;
 	-stale-clients) STALE_CLIENTS=$2; shift ;;
@@ -120,7 +126,7 @@ install_peers() {
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((${PORT_LO:-20000} + RANDOM % ${PORT_SPAN:-12000}))
 		[[ " ${PORT[*]} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
@@ -146,7 +152,7 @@ wait_port() { # name port
 build() {
 	log "building sluice and the bench programs into $TMP/bin"
 	mkdir -p "$TMP/bin" "$TMP/run"
-	(cd "$ROOT" && go build -o "$TMP/bin/" ./bench/backend ./bench/goproxy ./bench/goepoll \
+	(cd "$ROOT" && go build -o "$TMP/bin/" ./bench/backend ./bench/goproxy ./bench/goepoll ./bench/gouring \
 		./bench/loadgen ./bench/stalebackend ./bench/staleclient)
 	local src=$ROOT
 	if [ -n "$REV" ]; then
@@ -315,7 +321,7 @@ write_config() {
 # start name port backend_port mode: starts one process in the background, records its pid.
 start() {
 	local name=$1 port=$2 bport=$3 mode=$4 cfg="" logf="$TMP/run/$1.log"
-	[ "$name" = direct ] || [ "$name" = goproxy ] || [[ "$name" = goepoll* ]] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
+	[ "$name" = direct ] || [ "$name" = goproxy ] || [[ "$name" = goepoll* ]] || [ "$name" = gouring ] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
 	case "$name" in
 	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size "$SIZE" >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
@@ -334,6 +340,9 @@ start() {
 		local m=loop
 		[ "$name" = goepoll-coro ] && m=coro
 		"$TMP/bin/goepoll" -mode $m -addr "127.0.0.1:$port" -upstream "127.0.0.1:$bport" >"$logf" 2>&1 & ;;
+	gouring)
+		# shellcheck disable=SC2086 # GOURING_FLAGS is a list of flags
+		"$TMP/bin/gouring" $GOURING_FLAGS -addr "127.0.0.1:$port" -upstream "127.0.0.1:$bport" >"$logf" 2>&1 & ;;
 	*) log "start: unknown $name"; return 1 ;;
 	esac
 	PID[$name]=$!
@@ -425,6 +434,7 @@ write_env() {
 		have caddy && echo "caddy	$(caddy version 2>&1 | head -1)"
 		echo "goproxy	net/http + httputil.ReverseProxy ($(go version | awk '{print $3}'))"
 		[ -z "$(references)" ] || echo "goepoll	bench/goepoll: feature-free Go epoll proxy, a reference point (-mode loop; goepoll-coro: -mode coro)"
+		[ -z "$(references)" ] || echo "gouring	bench/gouring: goepoll on io_uring, a reference point ($GOURING_FLAGS)"
 		if [ "$LOADER" = wrk ]; then echo "load	$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}') -t1 -c$CONNS --latency"; else echo "load	bench/loadgen -c $CONNS"; fi
 		have gnuplot && echo "gnuplot	$(gnuplot --version)"
 		echo "rounds	$ROUNDS x ${DURATION}s, connections $CONNS, response body $SIZE bytes"
@@ -433,9 +443,10 @@ write_env() {
 
 # references prints the reference points of the throughput runs that are not proxies a user
 # would deploy: bench/goepoll, the least a Go proxy can do per request (event loop, and
-# sequential code as coroutines on an event loop). Not in the smoke run or the stale scenario.
-# goepoll holds a whole response in a 64 KiB buffer: not run for larger bodies.
-references() { [ "$SMOKE" = 1 ] || [ "$SIZE" -gt 32768 ] || echo "goepoll goepoll-coro"; }
+# sequential code as coroutines on an event loop), and bench/gouring, the same on io_uring
+# rings. Not in the smoke run or the stale scenario. They hold a whole response in a 64 KiB
+# buffer: not run for larger bodies.
+references() { [ "$SMOKE" = 1 ] || [ "$SIZE" -gt 32768 ] || echo "goepoll goepoll-coro gouring"; }
 
 throughput() {
 	local proxies="direct $(peers_available) $(references)" p bport r i

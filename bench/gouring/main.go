@@ -58,6 +58,8 @@ type options struct {
 	multiAccept bool
 	recvRing    bool
 	fixedFiles  bool
+	ringPeek    bool // the reuse peek as a recv SQE, not a system call
+	rawEnter    bool // io_uring_enter without telling the runtime (RawSyscall6)
 }
 
 func main() {
@@ -69,6 +71,8 @@ func main() {
 	flag.BoolVar(&o.multiAccept, "multishot-accept", false, "one multishot accept per ring instead of one accept per connection")
 	flag.BoolVar(&o.recvRing, "recv-ring", false, "multishot receives into a provided buffer ring, armed once per connection")
 	flag.BoolVar(&o.fixedFiles, "fixed-files", false, "register each socket in the ring's file table")
+	flag.BoolVar(&o.ringPeek, "ring-peek", false, "the reuse peek as a recv(MSG_PEEK|MSG_DONTWAIT) SQE (one more ring turn) instead of a system call")
+	flag.BoolVar(&o.rawEnter, "raw-enter", false, "block in io_uring_enter without entering the runtime's syscall state (the loop keeps its P)")
 	entries := flag.Uint("entries", 1024, "submission queue entries per ring")
 	flag.Parse()
 	o.entries = uint32(*entries)
@@ -88,8 +92,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintf(os.Stderr, "gouring: %d rings, setup %q, multishot-accept %v, recv-ring %v, fixed-files %v, %s -> %s\n",
-		*loops, *setup, o.multiAccept, o.recvRing, o.fixedFiles, *addr, *upstream)
+	fmt.Fprintf(os.Stderr, "gouring: %d rings, %+v, %s -> %s\n", *loops, o, *addr, *upstream)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
@@ -162,6 +165,7 @@ const (
 	kRecv
 	kSend
 	kConnect
+	kPeek
 )
 
 func userData(op uint8, slot int32, gen uint32) uint64 {
@@ -201,6 +205,8 @@ type conn struct {
 	replying bool
 	// upstream
 	connected, sendDone, respDone, reusable bool
+	checking                                bool    // -ring-peek: the reuse peek is in flight
+	peekBuf                                 [1]byte // -ring-peek: its buffer
 }
 
 const maxSlots = 16384
@@ -212,6 +218,7 @@ func (l *loop) setup(la, up *syscall.SockaddrInet4) error {
 	if err != nil {
 		return err
 	}
+	r.raw = l.opt.rawEnter
 	l.r = r
 	lfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -315,6 +322,8 @@ func (l *loop) complete(c cqe) {
 		l.sent(slot, k, c)
 	case kConnect:
 		l.connected(slot, k, c)
+	case kPeek:
+		l.peeked(slot, k, c)
 	}
 }
 
@@ -487,18 +496,42 @@ func (l *loop) request(slot int32, k *conn) {
 	}
 	uc := l.conns[u]
 	k.peer, uc.peer = u, slot
-	if uc.connected {
+	switch {
+	case uc.checking:
+		s := l.sqeFor(u, kPeek)
+		s.opcode = opRecv
+		s.addr = uint64(uintptr(unsafe.Pointer(&uc.peekBuf[0])))
+		s.len = 1
+		s.opFlags = syscall.MSG_PEEK | syscall.MSG_DONTWAIT
+	case uc.connected:
 		l.forward(u, uc)
 	}
 }
 
-// upstream returns an idle upstream connection that passes the reuse peek, or a new one
-// (connecting).
+// peeked handles the reuse peek's completion (-ring-peek): nothing to read means the pooled
+// connection is usable; anything else closes it and the request tries the next one.
+func (l *loop) peeked(u int32, uc *conn, c cqe) {
+	uc.checking = false
+	if c.res == -int32(syscall.EAGAIN) {
+		l.forward(u, uc)
+		return
+	}
+	slot := uc.peer
+	l.close(u)
+	l.request(slot, l.conns[slot])
+}
+
+// upstream returns an idle upstream connection that passes the reuse peek (-ring-peek: that
+// is still to check), or a new one (connecting).
 func (l *loop) upstream() int32 {
 	var one [1]byte
 	for len(l.idle) > 0 {
 		u := l.idle[len(l.idle)-1]
 		l.idle = l.idle[:len(l.idle)-1]
+		if l.opt.ringPeek {
+			l.conns[u].checking = true
+			return u
+		}
 		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(l.conns[u].fd), uintptr(unsafe.Pointer(&one[0])), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		if e == syscall.EAGAIN {

@@ -28,7 +28,9 @@ var variants = []struct {
 	{"fixed-files", options{fixedFiles: true}},
 	{"coop", options{setup: setupCoopTaskrun}},
 	{"single-defer", options{setup: setupSingleIssuer | setupDeferTaskrun}},
-	{"all", options{multiAccept: true, recvRing: true, fixedFiles: true, setup: setupSingleIssuer | setupDeferTaskrun}},
+	{"ring-peek", options{ringPeek: true}},
+	{"raw-enter", options{rawEnter: true}},
+	{"all", options{ringPeek: true, multiAccept: true, recvRing: true, fixedFiles: true, setup: setupSingleIssuer | setupDeferTaskrun}},
 }
 
 // proxy starts gouring (2 rings) in front of backend and returns its address. The loops

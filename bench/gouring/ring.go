@@ -11,6 +11,7 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
@@ -33,6 +34,7 @@ const (
 	offSQEs   = 0x10000000
 
 	enterGetEvents = 1 << 0
+	enterExtArg    = 1 << 3
 
 	// Opcodes.
 	opAccept  = 13
@@ -113,7 +115,20 @@ type ring struct {
 	cqes    []cqe
 	enters  atomic.Uint64 // io_uring_enter calls (read at exit)
 	entries uint32
+	raw     bool // enter with RawSyscall6
+	wait    getEventsArg
+	timeout timespec
 }
+
+// getEventsArg is struct io_uring_getevents_arg, timespec struct __kernel_timespec.
+type getEventsArg struct {
+	sigmask     uint64
+	sigmaskSize uint32
+	minWaitUsec uint32
+	ts          uint64
+}
+
+type timespec struct{ sec, nsec int64 }
 
 func newRing(entries uint32, flags uint32) (*ring, error) {
 	var p params
@@ -171,9 +186,25 @@ func (r *ring) enter(wait, flags uint32) {
 	}
 	for {
 		r.enters.Add(1)
-		// Syscall (not RawSyscall): the thread may block here, and the runtime hands its P
-		// to another thread meanwhile, as it does for epoll_wait.
-		_, _, e := syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n), uintptr(wait), uintptr(flags), 0, 0)
+		// Syscall: the thread may block here, and the runtime hands its P to another thread
+		// meanwhile, as it does for epoll_wait. RawSyscall6 (-raw-enter) keeps the P: no
+		// hand-off, but nothing else runs on it while the loop waits.
+		var e syscall.Errno
+		if r.raw {
+			// The runtime cannot preempt a goroutine blocked in a raw system call: wait at
+			// most 10 ms, then yield, so that the garbage collector and the signal handler's
+			// goroutine get the P when the loop is idle.
+			r.timeout = timespec{nsec: 10e6}
+			r.wait = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.timeout)))}
+			_, _, e = syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n), uintptr(wait), uintptr(flags|enterExtArg),
+				uintptr(unsafe.Pointer(&r.wait)), unsafe.Sizeof(r.wait))
+			if e == syscall.ETIME || e == syscall.EINTR {
+				runtime.Gosched()
+				return
+			}
+		} else {
+			_, _, e = syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n), uintptr(wait), uintptr(flags), 0, 0)
+		}
 		switch e {
 		case 0:
 			return
