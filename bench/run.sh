@@ -35,6 +35,9 @@
 # -base REV: also run sluice built from REV, as "sluice-base" with plain sluice's config, in
 # the same rounds: a change's before and after, side by side.
 # -only LIST: run only these proxies (direct always runs) in the throughput rounds.
+# -syscalls: also count each proxy's system calls per request (perf stat on the
+# raw_syscalls:sys_enter tracepoint, attached to the proxy's processes for each round; needs
+# perf and tracefs): column syscalls_req.
 # -gouring FLAGS: gouring's ring options (bench/gouring -h; default: $GOURING_FLAGS below).
 # Ports: PORT_LO and PORT_SPAN in the environment narrow the range ports are taken from
 # (default 20000-31999), for runs beside other benchmarks.
@@ -44,7 +47,7 @@ set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
 DO_REUSE=1 DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
-GOURING_FLAGS="-multishot-accept -setup coop"
+GOURING_FLAGS="-multishot-accept -setup coop" SYSCALLS=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -63,6 +66,7 @@ while [ $# -gt 0 ]; do
 	-base) BASE=$2; shift ;;
 	-only) ONLY=$2; shift ;;
 	-gouring) GOURING_FLAGS=$2; shift ;;
+	-syscalls) SYSCALLS=1 ;;
 	-stale-duration) STALE_DURATION=$2; shift ;;
 	-stale-idle) STALE_IDLE=$2; shift ;;
 	-stale-clients) STALE_CLIENTS=$2; shift ;;
@@ -410,6 +414,19 @@ proc_sum() {
 	echo "$total"
 }
 
+# pids name prints the proxy's recorded pid and its children's (nginx's workers), comma-separated.
+pids() {
+	local p=${PID[$1]} out=${PID[$1]} kid
+	for kid in $(cat /proc/"$p"/task/*/children 2>/dev/null); do out+=",$kid"; done
+	echo "$out"
+}
+
+# count_syscalls name seconds: counts the system calls of the proxy's processes (every
+# thread) for that long into $TMP/run/syscalls; run it in the background beside the load.
+count_syscalls() {
+	perf stat -e raw_syscalls:sys_enter -x, -o "$TMP/run/syscalls" -p "$(pids "$1")" -- sleep "$2" >/dev/null 2>&1
+}
+
 # rss name prints the peak RSS in KiB of the process and its children.
 rss() { proc_sum "$1" status '/^VmHWM:/{print $2}'; }
 
@@ -478,19 +495,27 @@ throughput() {
 		log "warm-up: 1s each"
 		for p in "${list[@]}"; do load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" 1 >/dev/null; done
 	fi
-	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tcpu_us_req\n' >"$OUT/results.tsv"
+	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tcpu_us_req\tsyscalls_req\n' >"$OUT/results.tsv"
 	local n=${#list[@]}
 	for r in $(seq 1 "$ROUNDS"); do
 		for i in $(seq 0 $((n - 1))); do
 			p=${list[$(((i + r - 1) % n))]}
-			local row t0 t1 cpu
+			local row t0 t1 cpu sc=- counter=""
+			if [ "$SYSCALLS" = 1 ]; then
+				count_syscalls "$p" "$DURATION" &
+				counter=$!
+			fi
 			t0=$(cpu_ticks "$p")
 			row=$(load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" "$DURATION")
 			t1=$(cpu_ticks "$p")
+			if [ -n "$counter" ]; then
+				wait "$counter" || true
+				sc=$(awk -F, -v req="$(cut -f1 <<<"$row")" '/raw_syscalls/ && req > 0 {printf "%.2f", $1 / req}' "$TMP/run/syscalls")
+			fi
 			# The process's CPU per request over the run (direct: the backend's), in us.
 			cpu=$(awk -F'\t' -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($1 > 0 ? d * 1e6 / hz / $1 : 0)}' <<<"$row")
-			printf '%s\t%s\t%s\t%s\n' "$r" "$p" "$row" "$cpu" >>"$OUT/results.tsv"
-			log "round $r $(printf '%-11s' "$p") $(awk -F'\t' -v cpu="$cpu" '{printf "%10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req  non2xx %d  errors %d", $2, $3, $4, cpu, $5, $6}' <<<"$row")"
+			printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$row" "$cpu" "${sc:--}" >>"$OUT/results.tsv"
+			log "round $r $(printf '%-11s' "$p") $(awk -F'\t' -v cpu="$cpu" -v sc="${sc:--}" '{printf "%10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req  syscalls %s/req  non2xx %d  errors %d", $2, $3, $4, cpu, sc, $5, $6}' <<<"$row")"
 		done
 	done
 	printf 'proxy\trss_kib\n' >"$OUT/rss.tsv"
@@ -504,8 +529,8 @@ throughput() {
 
 summarize() {
 	local p
-	printf 'proxy\trps\tp50_ms\tp99_ms\trss_mib\trps_vs_nginx\trps_vs_direct\tp50_vs_nginx\tp99_vs_nginx\trss_vs_nginx\trequests\tnon2xx\terrors\tcpu_us_req\tcpu_vs_nginx\n' >"$OUT/summary.tsv"
-	declare -A RPS P50 P99 RSS REQ NON ERR CPU
+	printf 'proxy\trps\tp50_ms\tp99_ms\trss_mib\trps_vs_nginx\trps_vs_direct\tp50_vs_nginx\tp99_vs_nginx\trss_vs_nginx\trequests\tnon2xx\terrors\tcpu_us_req\tcpu_vs_nginx\tsyscalls_req\n' >"$OUT/summary.tsv"
+	declare -A RPS P50 P99 RSS REQ NON ERR CPU SC
 	for p in "$@"; do
 		RPS[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $4}' "$OUT/results.tsv" | median)
 		P50[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $5}' "$OUT/results.tsv" | median)
@@ -515,16 +540,17 @@ summarize() {
 		ERR[$p]=$(awk -F'\t' -v p="$p" '$2==p{s+=$8} END{print s+0}' "$OUT/results.tsv")
 		RSS[$p]=$(awk -F'\t' -v p="$p" '$1==p{printf "%.1f", $2/1024}' "$OUT/rss.tsv")
 		CPU[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $9}' "$OUT/results.tsv" | median)
+		SC[$p]=$(awk -F'\t' -v p="$p" '$2==p && $10!="-"{print $10}' "$OUT/results.tsv" | median)
 	done
 	local ng=${RPS[nginx]:-0} ng50=${P50[nginx]:-0} ng99=${P99[nginx]:-0} ngr=${RSS[nginx]:-0} d=${RPS[direct]} ngc=${CPU[nginx]:-0}
 	for p in "$@"; do
 		awk -v p="$p" -v rps="${RPS[$p]}" -v p50="${P50[$p]}" -v p99="${P99[$p]}" -v rss="${RSS[$p]}" \
 			-v ng="$ng" -v ng50="$ng50" -v ng99="$ng99" -v ngr="$ngr" -v d="$d" \
-			-v req="${REQ[$p]}" -v non="${NON[$p]}" -v err="${ERR[$p]}" -v cpu="${CPU[$p]}" -v ngc="$ngc" \
+			-v req="${REQ[$p]}" -v non="${NON[$p]}" -v err="${ERR[$p]}" -v cpu="${CPU[$p]}" -v ngc="$ngc" -v sc="${SC[$p]}" \
 			'function r(a,b){return b>0 ? sprintf("%.2f", a/b) : "-"}
-			BEGIN{ printf "%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%s\n", p, rps, p50, p99,
+			BEGIN{ printf "%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%s\t%s\n", p, rps, p50, p99,
 				(p=="direct" ? "-" : rss), r(rps,ng), r(rps,d), r(p50,ng50), r(p99,ng99),
-				(p=="direct" ? "-" : r(rss,ngr)), req, non, err, cpu, (p=="direct" ? "-" : r(cpu,ngc)) }' >>"$OUT/summary.tsv"
+				(p=="direct" ? "-" : r(rss,ngr)), req, non, err, cpu, (p=="direct" ? "-" : r(cpu,ngc)), (sc > 0 ? sc : "-") }' >>"$OUT/summary.tsv"
 	done
 	echo
 	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $SIZE-byte bodies, $LOADER (ratios: x nginx, x direct)"
@@ -610,8 +636,8 @@ report() {
 			echo
 			echo "## Throughput"
 			echo
-			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | CPU us/req | CPU x nginx | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
-				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $14, $15, $5, $10, $12, $13}' "$OUT/summary.tsv"
+			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | CPU us/req | CPU x nginx | syscalls/req | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
+				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $14, $15, $16, $5, $10, $12, $13}' "$OUT/summary.tsv"
 			echo
 			full_vs_plain
 		fi
