@@ -382,12 +382,14 @@ to_ms() {
 		else { sub(/s$/, "", v); printf "%.3f", v*1000 } }'
 }
 
-# load url seconds: prints "requests rps p50_ms p99_ms non2xx errors" (tab-separated).
+# load url seconds [prefix...]: prints "requests rps p50_ms p99_ms non2xx errors"
+# (tab-separated); the load generator runs under prefix (a counter) when given.
 load() {
 	local url=$1 secs=$2
+	shift 2
 	if [ "$LOADER" = wrk ]; then
 		local o
-		o=$(wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" 2>&1) || { log "$o"; echo -e "0\t0\t0\t0\t0\t1"; return; }
+		o=$("$@" wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" 2>&1) || { log "$o"; echo -e "0\t0\t0\t0\t0\t1"; return; }
 		local reqs rps p50 p99 non2xx errs
 		reqs=$(awk '/requests in/{print $1}' <<<"$o")
 		rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$o")
@@ -397,7 +399,7 @@ load() {
 		errs=$(awk -F'[ ,]+' '/Socket errors:/{print $5+$7+$9+$11}' <<<"$o")
 		echo -e "${reqs:-0}\t${rps:-0}\t$p50\t$p99\t${non2xx:-0}\t${errs:-0}"
 	else
-		"$TMP/bin/loadgen" -url "$url" -c "$CONNS" -d "${secs}s"
+		"$@" "$TMP/bin/loadgen" -url "$url" -c "$CONNS" -d "${secs}s"
 	fi
 }
 
@@ -421,10 +423,10 @@ pids() {
 	echo "$out"
 }
 
-# count_syscalls name seconds: counts the system calls of the proxy's processes (every
-# thread) for that long into $TMP/run/syscalls; run it in the background beside the load.
-count_syscalls() {
-	perf stat -e raw_syscalls:sys_enter -x, -o "$TMP/run/syscalls" -p "$(pids "$1")" -- sleep "$2" >/dev/null 2>&1
+# counting name: the command prefix that counts the system calls of the proxy's processes
+# (every thread) into $TMP/run/syscalls while the load generator runs (-syscalls).
+counting() {
+	[ "$SYSCALLS" = 1 ] && echo "perf stat -e raw_syscalls:sys_enter -x, -o $TMP/run/syscalls -p $(pids "$1") --"
 }
 
 # rss name prints the peak RSS in KiB of the process and its children.
@@ -500,16 +502,12 @@ throughput() {
 	for r in $(seq 1 "$ROUNDS"); do
 		for i in $(seq 0 $((n - 1))); do
 			p=${list[$(((i + r - 1) % n))]}
-			local row t0 t1 cpu sc=- counter=""
-			if [ "$SYSCALLS" = 1 ]; then
-				count_syscalls "$p" "$DURATION" &
-				counter=$!
-			fi
+			local row t0 t1 cpu sc=-
 			t0=$(cpu_ticks "$p")
-			row=$(load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" "$DURATION")
+			# shellcheck disable=SC2046 # counting prints a command prefix (or nothing)
+			row=$(load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" "$DURATION" $(counting "$p"))
 			t1=$(cpu_ticks "$p")
-			if [ -n "$counter" ]; then
-				wait "$counter" || true
+			if [ "$SYSCALLS" = 1 ]; then
 				sc=$(awk -F, -v req="$(cut -f1 <<<"$row")" '/raw_syscalls/ && req > 0 {printf "%.2f", $1 / req}' "$TMP/run/syscalls")
 			fi
 			# The process's CPU per request over the run (direct: the backend's), in us.
