@@ -47,7 +47,7 @@ set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
 DO_REUSE=1 DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
-GOURING_FLAGS="-multishot-accept -setup coop" SYSCALLS=0
+GOURING_FLAGS="-ring-peek -setup coop" SYSCALLS=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;

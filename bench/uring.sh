@@ -24,10 +24,13 @@ declare -A FLAGS=(
 	[fixed-files]="-fixed-files"
 	[ring-peek]="-ring-peek"
 	[raw-enter]="-raw-enter"
-	[combined]="-multishot-accept -setup coop -raw-enter"
+	[coop-peek]="-setup coop -ring-peek"
+	[defer-peek]="-setup single,defer -ring-peek"
+	[defer-peek-ff]="-setup single,defer -ring-peek -fixed-files"
+	[all]="-setup single,defer -ring-peek -fixed-files -multishot-accept -recv-ring -raw-enter"
 )
 ROUNDS=3 DURATION=5 CONNS=64
-VARIANTS="base multishot-accept coop single-defer recv-ring fixed-files ring-peek raw-enter combined"
+VARIANTS="base multishot-accept coop single-defer recv-ring fixed-files ring-peek raw-enter coop-peek defer-peek defer-peek-ff all"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
