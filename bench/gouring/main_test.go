@@ -79,9 +79,10 @@ func get(c *http.Client, url string) (string, error) {
 // client gets the response to its own request.
 func TestProxy(t *testing.T) {
 	backend := httptest.NewServer(echoPath)
-	defer backend.Close()
+	t.Cleanup(backend.Close) // after the parallel subtests
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			url := proxy(t, backend.URL, v.opt)
 			var wg sync.WaitGroup
 			var failed atomic.Int32
@@ -114,9 +115,10 @@ func TestReusePeek(t *testing.T) {
 	backend := httptest.NewUnstartedServer(echoPath)
 	backend.Config.IdleTimeout = 50 * time.Millisecond
 	backend.Start()
-	defer backend.Close()
+	t.Cleanup(backend.Close) // after the parallel subtests
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			url := proxy(t, backend.URL, v.opt)
 			c := &http.Client{Timeout: 5 * time.Second}
 			defer c.CloseIdleConnections()
@@ -143,9 +145,10 @@ func TestClientGoneMidExchange(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 		io.WriteString(w, r.URL.Path)
 	}))
-	defer backend.Close()
+	t.Cleanup(backend.Close) // after the parallel subtests
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			url := proxy(t, backend.URL, v.opt)
 			addr := strings.TrimPrefix(url, "http://")
 			var wg sync.WaitGroup
