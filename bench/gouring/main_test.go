@@ -190,7 +190,7 @@ func TestClientGoneMidExchange(t *testing.T) {
 				c := &http.Client{Transport: &http.Transport{DisableKeepAlives: i%2 == 0}, Timeout: 5 * time.Second}
 				good.Go(func() {
 					defer c.CloseIdleConnections()
-					for j := range 30 {
+					for j := range 15 {
 						path := fmt.Sprintf("/c%d/r%d", i, j)
 						body, err := get(c, url+path)
 						if err != nil || body != path {
