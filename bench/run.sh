@@ -4,15 +4,16 @@
 #   bash bench/run.sh [-rounds 3] [-duration 10] [-connections 64] [-size 300] [-out DIR]
 #                     [-smoke] [-stale] [-no-stale] [-no-reuse] [-no-install] [-loadgen] [-docs]
 #                     [-stale-duration 60] [-stale-idle 1s] [-stale-clients 1] [-rev REV]
-#                     [-base REV] [-only "sluice sluice-base nginx"]
+#                     [-base REV] [-only "sluice sluice-base nginx"] [-gouring "-recv-ring ..."]
 #
 # Throughput: one plain Go backend (bench/backend, 300-byte bodies, or -size) behind each proxy (and
 # behind sluice-full: 20 routes, access log to a file, metrics; and sluice-plugins: CORS, key-auth
 # and a local rate limit on its route; both compared with plain sluice),
 # each proxy on its own loopback port with upstream keep-alive on and access logs off; wrk
 # (-t1 -c<connections> --latency, or bench/loadgen when wrk is missing) runs against
-# direct, sluice, nginx, haproxy, caddy, goproxy and the two goepoll reference points
-# (a feature-free Go event-loop proxy; not in -smoke) in turn, the order rotated each round.
+# direct, sluice, nginx, haproxy, caddy, goproxy and the reference points goepoll, goepoll-coro
+# (a feature-free Go epoll proxy) and gouring (the same on io_uring; not in -smoke) in turn,
+# the order rotated each round.
 # Reported: medians over rounds of requests/s, p50 and p99, each with its ratio to nginx and
 # to direct, CPU per request (utime+stime of the proxy's processes over each run divided by
 # its requests; for direct, the backend's), and peak RSS (VmHWM summed over the proxy's
@@ -34,12 +35,19 @@
 # -base REV: also run sluice built from REV, as "sluice-base" with plain sluice's config, in
 # the same rounds: a change's before and after, side by side.
 # -only LIST: run only these proxies (direct always runs) in the throughput rounds.
+# -syscalls: also count each proxy's system calls per request (perf stat on the
+# raw_syscalls:sys_enter tracepoint, attached to the proxy's processes for each round; needs
+# perf and tracefs): column syscalls_req.
+# -gouring FLAGS: gouring's ring options (bench/gouring -h; default: $GOURING_FLAGS below).
+# Ports: PORT_LO and PORT_SPAN in the environment narrow the range ports are taken from
+# (default 20000-31999), for runs beside other benchmarks.
 # Files in -out (default bench/out): results.tsv (raw rounds), summary.tsv, rss.tsv, stale.tsv, env.txt,
 # report.md, *.png. Only processes started here are stopped (trap EXIT).
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
 DO_REUSE=1 DOCS=0 STALE_DURATION=60 STALE_IDLE=1s STALE_CLIENTS=1 REV="" BASE="" ONLY=""
+GOURING_FLAGS="-ring-peek -setup coop" SYSCALLS=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -57,6 +65,8 @@ while [ $# -gt 0 ]; do
 	-rev) REV=$2; shift ;;
 	-base) BASE=$2; shift ;;
 	-only) ONLY=$2; shift ;;
+	-gouring) GOURING_FLAGS=$2; shift ;;
+	-syscalls) SYSCALLS=1 ;;
 	-stale-duration) STALE_DURATION=$2; shift ;;
 	-stale-idle) STALE_IDLE=$2; shift ;;
 	-stale-clients) STALE_CLIENTS=$2; shift ;;
@@ -120,7 +130,7 @@ install_peers() {
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((${PORT_LO:-20000} + RANDOM % ${PORT_SPAN:-12000}))
 		[[ " ${PORT[*]} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
@@ -146,7 +156,7 @@ wait_port() { # name port
 build() {
 	log "building sluice and the bench programs into $TMP/bin"
 	mkdir -p "$TMP/bin" "$TMP/run"
-	(cd "$ROOT" && go build -o "$TMP/bin/" ./bench/backend ./bench/goproxy ./bench/goepoll \
+	(cd "$ROOT" && go build -o "$TMP/bin/" ./bench/backend ./bench/goproxy ./bench/goepoll ./bench/gouring \
 		./bench/loadgen ./bench/stalebackend ./bench/staleclient)
 	local src=$ROOT
 	if [ -n "$REV" ]; then
@@ -315,7 +325,7 @@ write_config() {
 # start name port backend_port mode: starts one process in the background, records its pid.
 start() {
 	local name=$1 port=$2 bport=$3 mode=$4 cfg="" logf="$TMP/run/$1.log"
-	[ "$name" = direct ] || [ "$name" = goproxy ] || [[ "$name" = goepoll* ]] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
+	[ "$name" = direct ] || [ "$name" = goproxy ] || [[ "$name" = goepoll* ]] || [ "$name" = gouring ] || cfg=$(write_config "$name" "$port" "$bport" "$mode")
 	case "$name" in
 	backend) "$TMP/bin/backend" -addr "127.0.0.1:$port" -size "$SIZE" >"$logf" 2>&1 & ;;
 	stalebackend-*) "$TMP/bin/stalebackend" -addr "127.0.0.1:$port" -idle "$STALE_IDLE" >"$logf" 2>&1 & ;;
@@ -334,6 +344,9 @@ start() {
 		local m=loop
 		[ "$name" = goepoll-coro ] && m=coro
 		"$TMP/bin/goepoll" -mode $m -addr "127.0.0.1:$port" -upstream "127.0.0.1:$bport" >"$logf" 2>&1 & ;;
+	gouring)
+		# shellcheck disable=SC2086 # GOURING_FLAGS is a list of flags
+		"$TMP/bin/gouring" $GOURING_FLAGS -addr "127.0.0.1:$port" -upstream "127.0.0.1:$bport" >"$logf" 2>&1 & ;;
 	*) log "start: unknown $name"; return 1 ;;
 	esac
 	PID[$name]=$!
@@ -369,12 +382,14 @@ to_ms() {
 		else { sub(/s$/, "", v); printf "%.3f", v*1000 } }'
 }
 
-# load url seconds: prints "requests rps p50_ms p99_ms non2xx errors" (tab-separated).
+# load url seconds [prefix...]: prints "requests rps p50_ms p99_ms non2xx errors"
+# (tab-separated); the load generator runs under prefix (a counter) when given.
 load() {
 	local url=$1 secs=$2
+	shift 2
 	if [ "$LOADER" = wrk ]; then
 		local o
-		o=$(wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" 2>&1) || { log "$o"; echo -e "0\t0\t0\t0\t0\t1"; return; }
+		o=$("$@" wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" 2>&1) || { log "$o"; echo -e "0\t0\t0\t0\t0\t1"; return; }
 		local reqs rps p50 p99 non2xx errs
 		reqs=$(awk '/requests in/{print $1}' <<<"$o")
 		rps=$(awk '/^Requests\/sec:/{print $2}' <<<"$o")
@@ -384,7 +399,7 @@ load() {
 		errs=$(awk -F'[ ,]+' '/Socket errors:/{print $5+$7+$9+$11}' <<<"$o")
 		echo -e "${reqs:-0}\t${rps:-0}\t$p50\t$p99\t${non2xx:-0}\t${errs:-0}"
 	else
-		"$TMP/bin/loadgen" -url "$url" -c "$CONNS" -d "${secs}s"
+		"$@" "$TMP/bin/loadgen" -url "$url" -c "$CONNS" -d "${secs}s"
 	fi
 }
 
@@ -399,6 +414,19 @@ proc_sum() {
 		total=$((total + $(awk "$3" /proc/"$k"/"$2" 2>/dev/null || echo 0)))
 	done
 	echo "$total"
+}
+
+# pids name prints the proxy's recorded pid and its children's (nginx's workers), comma-separated.
+pids() {
+	local p=${PID[$1]} out=${PID[$1]} kid
+	for kid in $(cat /proc/"$p"/task/*/children 2>/dev/null); do out+=",$kid"; done
+	echo "$out"
+}
+
+# counting name: the command prefix that counts the system calls of the proxy's processes
+# (every thread) into $TMP/run/syscalls while the load generator runs (-syscalls).
+counting() {
+	[ "$SYSCALLS" = 1 ] && echo "perf stat -e raw_syscalls:sys_enter -x, -o $TMP/run/syscalls -p $(pids "$1") --"
 }
 
 # rss name prints the peak RSS in KiB of the process and its children.
@@ -425,6 +453,7 @@ write_env() {
 		have caddy && echo "caddy	$(caddy version 2>&1 | head -1)"
 		echo "goproxy	net/http + httputil.ReverseProxy ($(go version | awk '{print $3}'))"
 		[ -z "$(references)" ] || echo "goepoll	bench/goepoll: feature-free Go epoll proxy, a reference point (-mode loop; goepoll-coro: -mode coro)"
+		[ -z "$(references)" ] || echo "gouring	bench/gouring: goepoll on io_uring, a reference point ($GOURING_FLAGS)"
 		if [ "$LOADER" = wrk ]; then echo "load	$(wrk -v 2>&1 | head -1 | awk '{print $1, $2}') -t1 -c$CONNS --latency"; else echo "load	bench/loadgen -c $CONNS"; fi
 		have gnuplot && echo "gnuplot	$(gnuplot --version)"
 		echo "rounds	$ROUNDS x ${DURATION}s, connections $CONNS, response body $SIZE bytes"
@@ -433,9 +462,10 @@ write_env() {
 
 # references prints the reference points of the throughput runs that are not proxies a user
 # would deploy: bench/goepoll, the least a Go proxy can do per request (event loop, and
-# sequential code as coroutines on an event loop). Not in the smoke run or the stale scenario.
-# goepoll holds a whole response in a 64 KiB buffer: not run for larger bodies.
-references() { [ "$SMOKE" = 1 ] || [ "$SIZE" -gt 32768 ] || echo "goepoll goepoll-coro"; }
+# sequential code as coroutines on an event loop), and bench/gouring, the same on io_uring
+# rings. Not in the smoke run or the stale scenario. They hold a whole response in a 64 KiB
+# buffer: not run for larger bodies.
+references() { [ "$SMOKE" = 1 ] || [ "$SIZE" -gt 32768 ] || echo "goepoll goepoll-coro gouring"; }
 
 throughput() {
 	local proxies="direct $(peers_available) $(references)" p bport r i
@@ -467,19 +497,23 @@ throughput() {
 		log "warm-up: 1s each"
 		for p in "${list[@]}"; do load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" 1 >/dev/null; done
 	fi
-	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tcpu_us_req\n' >"$OUT/results.tsv"
+	printf 'round\tproxy\trequests\trps\tp50_ms\tp99_ms\tnon2xx\terrors\tcpu_us_req\tsyscalls_req\n' >"$OUT/results.tsv"
 	local n=${#list[@]}
 	for r in $(seq 1 "$ROUNDS"); do
 		for i in $(seq 0 $((n - 1))); do
 			p=${list[$(((i + r - 1) % n))]}
-			local row t0 t1 cpu
+			local row t0 t1 cpu sc=-
 			t0=$(cpu_ticks "$p")
-			row=$(load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" "$DURATION")
+			# shellcheck disable=SC2046 # counting prints a command prefix (or nothing)
+			row=$(load "http://127.0.0.1:${PORT[$p]}$(bench_path "$p")" "$DURATION" $(counting "$p"))
 			t1=$(cpu_ticks "$p")
+			if [ "$SYSCALLS" = 1 ]; then
+				sc=$(awk -F, -v req="$(cut -f1 <<<"$row")" '/raw_syscalls/ && req > 0 {printf "%.2f", $1 / req}' "$TMP/run/syscalls")
+			fi
 			# The process's CPU per request over the run (direct: the backend's), in us.
 			cpu=$(awk -F'\t' -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($1 > 0 ? d * 1e6 / hz / $1 : 0)}' <<<"$row")
-			printf '%s\t%s\t%s\t%s\n' "$r" "$p" "$row" "$cpu" >>"$OUT/results.tsv"
-			log "round $r $(printf '%-11s' "$p") $(awk -F'\t' -v cpu="$cpu" '{printf "%10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req  non2xx %d  errors %d", $2, $3, $4, cpu, $5, $6}' <<<"$row")"
+			printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$p" "$row" "$cpu" "${sc:--}" >>"$OUT/results.tsv"
+			log "round $r $(printf '%-11s' "$p") $(awk -F'\t' -v cpu="$cpu" -v sc="${sc:--}" '{printf "%10.0f req/s  p50 %.3f ms  p99 %.3f ms  cpu %s us/req  syscalls %s/req  non2xx %d  errors %d", $2, $3, $4, cpu, sc, $5, $6}' <<<"$row")"
 		done
 	done
 	printf 'proxy\trss_kib\n' >"$OUT/rss.tsv"
@@ -493,8 +527,8 @@ throughput() {
 
 summarize() {
 	local p
-	printf 'proxy\trps\tp50_ms\tp99_ms\trss_mib\trps_vs_nginx\trps_vs_direct\tp50_vs_nginx\tp99_vs_nginx\trss_vs_nginx\trequests\tnon2xx\terrors\tcpu_us_req\tcpu_vs_nginx\n' >"$OUT/summary.tsv"
-	declare -A RPS P50 P99 RSS REQ NON ERR CPU
+	printf 'proxy\trps\tp50_ms\tp99_ms\trss_mib\trps_vs_nginx\trps_vs_direct\tp50_vs_nginx\tp99_vs_nginx\trss_vs_nginx\trequests\tnon2xx\terrors\tcpu_us_req\tcpu_vs_nginx\tsyscalls_req\n' >"$OUT/summary.tsv"
+	declare -A RPS P50 P99 RSS REQ NON ERR CPU SC
 	for p in "$@"; do
 		RPS[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $4}' "$OUT/results.tsv" | median)
 		P50[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $5}' "$OUT/results.tsv" | median)
@@ -504,16 +538,17 @@ summarize() {
 		ERR[$p]=$(awk -F'\t' -v p="$p" '$2==p{s+=$8} END{print s+0}' "$OUT/results.tsv")
 		RSS[$p]=$(awk -F'\t' -v p="$p" '$1==p{printf "%.1f", $2/1024}' "$OUT/rss.tsv")
 		CPU[$p]=$(awk -F'\t' -v p="$p" '$2==p{print $9}' "$OUT/results.tsv" | median)
+		SC[$p]=$(awk -F'\t' -v p="$p" '$2==p && $10!="-"{print $10}' "$OUT/results.tsv" | median)
 	done
 	local ng=${RPS[nginx]:-0} ng50=${P50[nginx]:-0} ng99=${P99[nginx]:-0} ngr=${RSS[nginx]:-0} d=${RPS[direct]} ngc=${CPU[nginx]:-0}
 	for p in "$@"; do
 		awk -v p="$p" -v rps="${RPS[$p]}" -v p50="${P50[$p]}" -v p99="${P99[$p]}" -v rss="${RSS[$p]}" \
 			-v ng="$ng" -v ng50="$ng50" -v ng99="$ng99" -v ngr="$ngr" -v d="$d" \
-			-v req="${REQ[$p]}" -v non="${NON[$p]}" -v err="${ERR[$p]}" -v cpu="${CPU[$p]}" -v ngc="$ngc" \
+			-v req="${REQ[$p]}" -v non="${NON[$p]}" -v err="${ERR[$p]}" -v cpu="${CPU[$p]}" -v ngc="$ngc" -v sc="${SC[$p]}" \
 			'function r(a,b){return b>0 ? sprintf("%.2f", a/b) : "-"}
-			BEGIN{ printf "%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%s\n", p, rps, p50, p99,
+			BEGIN{ printf "%s\t%.0f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%s\t%s\n", p, rps, p50, p99,
 				(p=="direct" ? "-" : rss), r(rps,ng), r(rps,d), r(p50,ng50), r(p99,ng99),
-				(p=="direct" ? "-" : r(rss,ngr)), req, non, err, cpu, (p=="direct" ? "-" : r(cpu,ngc)) }' >>"$OUT/summary.tsv"
+				(p=="direct" ? "-" : r(rss,ngr)), req, non, err, cpu, (p=="direct" ? "-" : r(cpu,ngc)), (sc > 0 ? sc : "-") }' >>"$OUT/summary.tsv"
 	done
 	echo
 	echo "Throughput: medians over $ROUNDS rounds x ${DURATION}s, $CONNS connections, $SIZE-byte bodies, $LOADER (ratios: x nginx, x direct)"
@@ -599,8 +634,8 @@ report() {
 			echo
 			echo "## Throughput"
 			echo
-			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | CPU us/req | CPU x nginx | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
-				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $14, $15, $5, $10, $12, $13}' "$OUT/summary.tsv"
+			awk -F'\t' 'NR==1{print "| proxy | req/s | x nginx | x direct | p50 ms | p99 ms | p50 x nginx | p99 x nginx | CPU us/req | CPU x nginx | syscalls/req | peak RSS MiB | RSS x nginx | non-2xx | errors |"; print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"; next}
+				{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $6, $7, $3, $4, $8, $9, $14, $15, $16, $5, $10, $12, $13}' "$OUT/summary.tsv"
 			echo
 			full_vs_plain
 		fi
