@@ -60,21 +60,21 @@ func (n *node) child(s step) *node {
 }
 
 // sort orders every entry list of the subtree best first.
-func (n *node) sort() {
+func (n *node) sort(pos []int32) {
 	for _, l := range []*[]entry{&n.exact, &n.rest, &n.prefixEnd, &n.prefixDir} {
-		sortEntries(*l)
+		sortEntries(*l, pos)
 	}
 	for _, c := range n.static {
-		c.sort()
+		c.sort(pos)
 	}
 	if n.param != nil {
-		n.param.sort()
+		n.param.sort(pos)
 	}
 }
 
 // sortEntries orders es best first.
-func sortEntries(es []entry) {
-	slices.SortFunc(es, func(a, b entry) int { return b.rank.compare(a.rank) })
+func sortEntries(es []entry, pos []int32) {
+	slices.SortFunc(es, func(a, b entry) int { return b.rank.compare(a.rank, pos) })
 }
 
 // walk considers the routes at n, where path[:pos] has been consumed and path[pos:] is
