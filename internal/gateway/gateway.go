@@ -260,8 +260,8 @@ func closeChangedTunnels(old, next *Generation) {
 		}
 		rc := &old.Config.Routes[i]
 		nrc := kept(rc.ID)
-		if (nrc == nil || !reflect.DeepEqual(rc, nrc) ||
-			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream))) {
+		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
+			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
 			rt.CloseTunnels()
 		}
 		// A split route's tunnels run on the share that was picked (split.go): the shares

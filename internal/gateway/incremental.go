@@ -36,13 +36,13 @@ func (g *Gateway) ApplyChange(from, cfg *config.Config, ch config.Change) error 
 // keeper takes the upstreams and routes a change did not touch from the generation before.
 // A nil keeper (a whole config) keeps nothing.
 type keeper struct {
-	old       *Generation
-	ch        *config.Change
-	changed   map[string]bool // upstream ids added, replaced or removed
-	routes    map[string]bool // route ids added, replaced or removed
-	oldIndex  map[string]int      // the old generation's routes: index by id, made when first needed
-	cursor    int                 // where oldIndexOf looks first (routes keep their order)
-	held      map[string][]poolID // the old generation's static pool references, by upstream
+	old      *Generation
+	ch       *config.Change
+	changed  map[string]bool     // upstream ids added, replaced or removed
+	routes   map[string]bool     // route ids added, replaced or removed
+	oldIndex map[string]int      // the old generation's routes: index by id, made when first needed
+	cursor   int                 // where oldIndexOf looks first (routes keep their order)
+	held     map[string][]poolID // the old generation's static pool references, by upstream
 }
 
 func newKeeper(old *Generation, ch *config.Change) *keeper {

@@ -132,7 +132,7 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 		}
 		rs.routes[i] = o.m.Route(rt.ID, rt.Upstream.ID)
 	}
-	gen.from = nil // the change is taken: the generation before may go
+	gen.from = nil    // the change is taken: the generation before may go
 	rs.addShares(o.m) // split.go
 	o.routes.Store(rs)
 	o.m.ConfigApplied(cfg.Hash, o.applied)
