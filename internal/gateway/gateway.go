@@ -147,7 +147,7 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 		"routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners))
 	if old != nil {
 		g.retiring.Add(1)
-		go g.retire(old, shutdownGrace(cfg))
+		go g.retire(old, gen, shutdownGrace(cfg))
 	}
 	return nil
 }
@@ -239,14 +239,16 @@ func (g *Gateway) closeRemovedListeners(cfg *config.Config) {
 
 // retire waits until no request runs on old (bounded by grace), then closes it, which
 // closes the pools no other generation holds. Requests still running after grace keep their
-// connections: a closed pool only closes a connection when it is released.
-func (g *Gateway) retire(old *Generation, grace time.Duration) {
+// connections: a closed pool only closes a connection when it is released. The tunnels of
+// old's routes are checked against next, the generation that replaced old: a route object
+// next took from old is checked again when next is retired.
+func (g *Gateway) retire(old, next *Generation, grace time.Duration) {
 	defer g.retiring.Done()
 	deadline := time.Now().Add(grace)
 	for old.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	closeChangedTunnels(old, g.cur.Load())
+	closeChangedTunnels(old, next)
 	old.Close()
 }
 

@@ -3,8 +3,8 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"slices"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"

@@ -41,8 +41,10 @@ func Compile(routes []config.Route) (*Table, error) {
 		n:      len(routes),
 		routes: make([]*route, len(routes)),
 		pos:    make([]int32, len(routes)),
-		slots:  make(map[string]int, len(routes)),
+		order:  make([]int32, len(routes)),
+		unique: true,
 	}
+	ids := make(map[string]bool, len(routes))
 	var errs []error
 	for i := range routes {
 		r, err := compileRoute(i, i, &routes[i])
@@ -50,12 +52,11 @@ func Compile(routes []config.Route) (*Table, error) {
 			errs = append(errs, err)
 			continue
 		}
-		t.routes[i], t.pos[i] = r, int32(i)
-		if _, dup := t.slots[r.id]; dup || t.slots == nil {
-			t.slots = nil // ids are not unique: Update cannot name routes by id
-		} else {
-			t.slots[r.id] = i
+		t.routes[i], t.pos[i], t.order[i] = r, int32(i), int32(i)
+		if ids[r.id] {
+			t.unique = false // Update cannot name routes by id
 		}
+		ids[r.id] = true
 		t.place(r, func(b *bucket, e entry) *bucket { b.add(e, r.spec); return b })
 	}
 	if err := errors.Join(errs...); err != nil {

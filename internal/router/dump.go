@@ -48,8 +48,8 @@ func (n *node) dump(sb *strings.Builder, pos []int32, label string, depth int) {
 	dumpList(sb, pos, ind, "prefix", n.prefixEnd)
 	dumpList(sb, pos, ind, "prefix/", n.prefixDir)
 	dumpList(sb, pos, ind, "{...}", n.rest)
-	for _, seg := range slices.Sorted(maps.Keys(n.static)) {
-		n.static[seg].dump(sb, pos, fmt.Sprintf("%s%q", ind, seg), depth+2)
+	for _, seg := range slices.Sorted(maps.Keys(maps.Collect(n.static.all()))) {
+		n.static.get(seg).dump(sb, pos, fmt.Sprintf("%s%q", ind, seg), depth+2)
 	}
 	if n.param != nil {
 		n.param.dump(sb, pos, ind+"{}", depth+2)
@@ -61,7 +61,7 @@ func (n *node) empty() bool {
 	if len(n.exact)+len(n.rest)+len(n.prefixEnd)+len(n.prefixDir) > 0 {
 		return false
 	}
-	for _, c := range n.static {
+	for _, c := range n.static.all() {
 		if !c.empty() {
 			return false
 		}

@@ -48,7 +48,8 @@ type Table struct {
 	n       int                // number of routes given to Compile
 	routes  []*route           // by slot; nil for a free slot
 	pos     []int32            // by slot: the route's index in the routes given; -1 for a free slot
-	slots   map[string]int     // route id -> slot; nil when ids are not unique (Update compiles whole)
+	order   []int32            // by index in the routes given: the route's slot
+	unique  bool               // the routes' ids are unique (else Update compiles whole)
 	free    []int              // free slots, reused by Update
 }
 

@@ -17,90 +17,109 @@ import (
 // they leave or join is copied along the path to their tree node (the nodes on the way, their
 // child maps and the one entry list that changes); every other bucket, node, list and
 // compiled route is shared with t. What is copied whole is flat: the slot-indexed route and
-// position arrays and the id index. A route's rank no longer holds its position: the last
-// precedence rule reads it from the new table's positions (Table.pos), so routes shifted by
-// an insertion before them keep their entries.
+// position arrays and the position-to-slot one, filled by one pass over the routes that
+// compares ids in order (no hashing). A route's rank does not hold its position: the last
+// precedence rule reads it from the table's positions (Table.pos), so routes shifted by an
+// insertion before them keep their entries.
 //
 // When the ids of routes are not unique, or the unchanged routes are not all in routes in
 // their order before, it compiles routes whole. The result is the table Compile(routes)
 // would build (the tests compare them).
 func (t *Table) Update(routes []config.Route, changed, removed []string) (*Table, error) {
-	if t.slots == nil {
+	if !t.unique {
 		return Compile(routes)
 	}
-	touched := make(map[string]bool, len(changed)+len(removed))
-	for _, id := range changed {
-		touched[id] = true
-	}
-	for _, id := range removed {
-		touched[id] = true
-	}
+	touched := newIDSet(changed, removed)
 	nt := &Table{exact: maps.Clone(t.exact), wild: maps.Clone(t.wild), anyHost: t.anyHost, n: len(routes),
-		routes: slices.Clone(t.routes), slots: maps.Clone(t.slots), free: slices.Clone(t.free)}
-	for id := range touched {
-		if slot, ok := nt.slots[id]; ok {
-			nt.drop(nt.routes[slot])
-		}
-	}
-	pos, add, ok := nt.positions(t.pos, routes, touched)
+		routes: slices.Clone(t.routes), pos: slices.Clone(t.pos), order: make([]int32, len(routes)),
+		unique: true, free: slices.Clone(t.free)}
+	add, ok := nt.walk(t, routes, touched)
 	if !ok {
 		return Compile(routes)
 	}
-	nt.pos = pos
 	var errs []error
+	added := make(map[string]bool, len(add))
 	for _, i := range add {
+		if added[routes[i].ID] {
+			return Compile(routes) // an id twice among the changed routes
+		}
+		added[routes[i].ID] = true
 		slot := nt.takeSlot()
 		r, err := compileRoute(i, slot, &routes[i])
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, dup := nt.slots[r.id]; dup {
-			return Compile(routes) // an id twice among the changed routes
-		}
-		nt.routes[slot], nt.pos[slot], nt.slots[r.id] = r, int32(i), slot
+		nt.routes[slot], nt.pos[slot], nt.order[i] = r, int32(i), int32(slot)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	for _, i := range add {
-		r := nt.routes[nt.slots[routes[i].ID]]
+		r := nt.routes[nt.order[i]]
 		nt.place(r, func(b *bucket, e entry) *bucket { return b.with(e, r.spec, nt.pos) })
 	}
 	return nt, nil
 }
 
-// drop takes r out of t: its entries from its buckets, its slot freed.
-func (t *Table) drop(r *route) {
-	t.place(r, func(b *bucket, e entry) *bucket { return b.without(r, r.spec) })
-	t.routes[r.slot] = nil
-	delete(t.slots, r.id)
-	t.free = append(t.free, r.slot)
+// idSet is a set of ids, a slice when small (compared without hashing).
+type idSet struct {
+	few  []string
+	many map[string]bool
 }
 
-// positions returns the position array for routes: the unchanged routes' slots (in t)
-// with their new positions, -1 for free slots, and the indexes of the routes to add. ok is
-// false when an unchanged route is unknown or out of its order before (old holds the
-// positions before).
-func (t *Table) positions(old []int32, routes []config.Route, touched map[string]bool) (pos []int32, add []int, ok bool) {
-	pos = make([]int32, len(t.routes), len(t.routes)+len(touched))
-	for i := range pos {
-		pos[i] = -1
+func newIDSet(lists ...[]string) idSet {
+	var s idSet
+	for _, l := range lists {
+		s.few = append(s.few, l...)
 	}
-	last := int32(-1)
+	if len(s.few) > 8 {
+		s.many = make(map[string]bool, len(s.few))
+		for _, id := range s.few {
+			s.many[id] = true
+		}
+	}
+	return s
+}
+
+func (s idSet) has(id string) bool {
+	if s.many != nil {
+		return s.many[id]
+	}
+	return slices.Contains(s.few, id)
+}
+
+// walk goes through the routes t was built from (in their order) and the new routes side
+// by side: t's touched routes are dropped from nt, each untouched one must come next among
+// the new routes (it gets its new position), and the touched new routes are returned, by
+// index, to be added. ok is false when the untouched routes are not all there in their
+// order before.
+func (nt *Table) walk(t *Table, routes []config.Route, touched idSet) (add []int, ok bool) {
+	j := 0                  // next position in t
+	next := func() *route { // t's next untouched route, dropping the touched ones before it
+		for ; j < len(t.order); j++ {
+			if r := t.routes[t.order[j]]; !touched.has(r.id) {
+				return r
+			} else {
+				nt.drop(r)
+			}
+		}
+		return nil
+	}
 	for i := range routes {
 		id := routes[i].ID
-		if touched[id] {
+		if touched.has(id) {
 			add = append(add, i)
 			continue
 		}
-		slot, known := t.slots[id]
-		if !known || pos[slot] >= 0 || old[slot] <= last {
-			return nil, nil, false
+		r := next()
+		if r == nil || r.id != id {
+			return nil, false
 		}
-		last, pos[slot] = old[slot], int32(i)
+		nt.pos[r.slot], nt.order[i] = int32(i), int32(r.slot)
+		j++
 	}
-	return pos, add, len(routes)-len(add) == len(t.slots)
+	return add, next() == nil
 }
 
 // takeSlot returns a free slot, growing the slot arrays when there is none.
@@ -167,19 +186,8 @@ func (n *node) edit(steps []step, pick func(*node) *[]entry, f func([]entry) []e
 	} else if s := steps[0]; s.param {
 		c.param = orEmptyNode(n.param).edit(steps[1:], pick, f)
 	} else {
-		child := orEmptyNode(n.static[s.lit]).edit(steps[1:], pick, f)
-		c.static = maps.Clone(n.static)
-		if child != nil {
-			if c.static == nil {
-				c.static = make(map[string]*node, 1)
-			}
-			c.static[s.lit] = child
-		} else {
-			delete(c.static, s.lit)
-			if len(c.static) == 0 {
-				c.static = nil
-			}
-		}
+		child := orEmptyNode(n.static.get(s.lit)).edit(steps[1:], pick, f)
+		c.static = n.static.with(s.lit, child)
 	}
 	if c.bare() {
 		return nil
@@ -190,7 +198,7 @@ func (n *node) edit(steps []step, pick func(*node) *[]entry, f func([]entry) []e
 // bare reports whether n has no entries and no children. Update never leaves a bare node
 // below a root, as Compile never makes one.
 func (n *node) bare() bool {
-	return len(n.exact)+len(n.rest)+len(n.prefixEnd)+len(n.prefixDir) == 0 && len(n.static) == 0 && n.param == nil
+	return len(n.exact)+len(n.rest)+len(n.prefixEnd)+len(n.prefixDir) == 0 && n.static.n == 0 && n.param == nil
 }
 
 func orEmptyNode(n *node) *node {
@@ -205,4 +213,11 @@ func nilIfEmpty(es []entry) []entry {
 		return nil
 	}
 	return es
+}
+
+// drop takes r out of t: its entries from its buckets, its slot freed.
+func (t *Table) drop(r *route) {
+	t.place(r, func(b *bucket, e entry) *bucket { return b.without(r, r.spec) })
+	t.routes[r.slot], t.pos[r.slot] = nil, -1
+	t.free = append(t.free, r.slot)
 }

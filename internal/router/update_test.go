@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -74,9 +75,9 @@ func TestUpdateMatchesCompile(t *testing.T) {
 			if got, want := tab.Dump(), whole.Dump(); got != want {
 				t.Fatalf("sequence %d step %d (changed %v, removed %v): Update's table\n%s\nCompile's\n%s", s, step, changed, removed, got, want)
 			}
-			for id, slot := range prevTab.slots {
-				if !slices.Contains(changed, id) && !slices.Contains(removed, id) && tab.routes[tab.slots[id]] != prevTab.routes[slot] {
-					t.Fatalf("sequence %d step %d: untouched route %s was compiled again", s, step, id)
+			for _, r := range prevTab.routes {
+				if r != nil && !slices.Contains(changed, r.id) && !slices.Contains(removed, r.id) && tab.routes[r.slot] != r {
+					t.Fatalf("sequence %d step %d: untouched route %s was compiled again", s, step, r.id)
 				}
 			}
 			if tab.Len() != len(routes) {
@@ -127,13 +128,13 @@ func TestUpdateShares(t *testing.T) {
 	if nt.exact["a.com"] != tab.exact["a.com"] {
 		t.Error("the bucket of an untouched host was copied")
 	}
-	if nt.exact["b.com"] == tab.exact["b.com"] || nt.exact["b.com"].root.static["c"] != tab.exact["b.com"].root.static["c"] {
+	if nt.exact["b.com"] == tab.exact["b.com"] || nt.exact["b.com"].root.static.get("c") != tab.exact["b.com"].root.static.get("c") {
 		t.Error("the touched bucket was not copied, or its untouched path was")
 	}
 	if nt.routes[0] != tab.routes[0] || nt.routes[2] != tab.routes[2] || nt.routes[1] == tab.routes[1] {
 		t.Error("untouched routes were compiled again, or the changed one was not")
 	}
-	if _, ok := nt.exact["b.com"].root.static["b"]; ok {
+	if nt.exact["b.com"].root.static.get("b") != nil {
 		t.Error(`the node of the replaced prefix "/b" was left in the tree`)
 	}
 }
@@ -155,5 +156,106 @@ func TestUpdateError(t *testing.T) {
 	}
 	if tab.Dump() != before {
 		t.Error("a failed Update modified the table")
+	}
+}
+
+// TestUpdateFallsBack: when the untouched routes changed order, an untouched route is
+// missing, or ids repeat, Update compiles whole, and the table is still Compile's.
+func TestUpdateFallsBack(t *testing.T) {
+	a, b, c := rt("a", config.Match{PathPrefix: "/x"}), rt("b", config.Match{PathPrefix: "/x"}), rt("c", config.Match{PathPrefix: "/c"})
+	tab, err := Compile([]config.Route{a, b, c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name             string
+		routes           []config.Route
+		changed, removed []string
+	}{
+		{"swapped", []config.Route{b, a, c}, nil, nil},
+		{"missing", []config.Route{a, c}, nil, nil},
+		{"id twice", []config.Route{a, b, c, c}, []string{"c"}, nil},
+		{"unknown id", []config.Route{a, b, c, rt("d", config.Match{})}, nil, nil},
+	} {
+		nt, err := tab.Update(tc.routes, tc.changed, tc.removed)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		whole, _ := Compile(tc.routes)
+		if nt.Dump() != whole.Dump() {
+			t.Errorf("%s: Update's table\n%s\nCompile's\n%s", tc.name, nt.Dump(), whole.Dump())
+		}
+		in := Input{Method: "GET", Path: "/x/1"}
+		sameMatch(t, nt, whole, &in)
+	}
+}
+
+// TestUpdateFanOut: a node with many children (sharded, kids.go) is updated like any other:
+// random changes among 300 routes under distinct first segments give Compile's table and
+// matches, and a change copies the shards it leaves or joins (at most two), sharing the others.
+func TestUpdateFanOut(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	mk := func(i int) config.Route {
+		seg := fmt.Sprintf("/t%d", r.IntN(400))
+		switch i % 3 {
+		case 0:
+			return rt(fmt.Sprintf("f%d", i), config.Match{PathPrefix: seg})
+		case 1:
+			return rt(fmt.Sprintf("f%d", i), config.Match{Path: seg + "/{id}"})
+		}
+		return rt(fmt.Sprintf("f%d", i), config.Match{Path: seg + "/x", Methods: []string{"GET"}})
+	}
+	var routes []config.Route
+	for i := range 300 {
+		routes = append(routes, mk(i))
+	}
+	tab, err := Compile(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.anyHost.root.static.shards == nil {
+		t.Fatal("the root of 300 first segments is not sharded")
+	}
+	next := 300
+	for step := range 200 {
+		var changed, removed []string
+		switch i := r.IntN(len(routes)); r.IntN(3) {
+		case 0:
+			nr := mk(next)
+			next++
+			routes = slices.Insert(routes, i, nr)
+			changed = append(changed, nr.ID)
+		case 1:
+			nr := mk(i)
+			nr.ID = routes[i].ID
+			routes[i] = nr
+			changed = append(changed, nr.ID)
+		default:
+			removed = append(removed, routes[i].ID)
+			routes = slices.Delete(routes, i, i+1)
+		}
+		prev := tab
+		if tab, err = tab.Update(routes, changed, removed); err != nil {
+			t.Fatal(err)
+		}
+		whole, _ := Compile(routes)
+		if got, want := tab.Dump(), whole.Dump(); got != want {
+			t.Fatalf("step %d: Update's table\n%s\nCompile's\n%s", step, got, want)
+		}
+		for range 20 {
+			in := Input{Method: "GET", Path: fmt.Sprintf("/t%d%s", r.IntN(400), []string{"", "/x", "/7", "/x/y"}[r.IntN(4)])}
+			sameMatch(t, tab, whole, &in)
+		}
+		if ps, ns := prev.anyHost.root.static.shards, tab.anyHost.root.static.shards; ps != nil && ns != nil {
+			copied := 0
+			for i := range ps {
+				if ps[i] != nil && reflect.ValueOf(ps[i]).Pointer() != reflect.ValueOf(ns[i]).Pointer() {
+					copied++
+				}
+			}
+			if copied > 2 { // a replace leaves one shard and joins another
+				t.Fatalf("step %d: a one-route change copied %d shards of the root's children", step, copied)
+			}
+		}
 	}
 }
