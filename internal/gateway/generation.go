@@ -126,10 +126,12 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 		g.Upstreams[uc.ID] = u
 		ucfg[uc.ID] = uc
 	}
-	for _, rc := range cfg.Routes {
+	g.Routes = make([]*proxy.Route, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i] // not copied: a route is 584 bytes, and most are kept
 		rt, kept := keep.route(g, rc)
 		if rt == nil {
-			if rt, err = proxy.NewRoute(rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {
+			if rt, err = proxy.NewRoute(*rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {
 				g.Close()
 				return nil, err
 			}

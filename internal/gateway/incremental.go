@@ -88,7 +88,7 @@ func (k *keeper) upstream(g *Generation, uc config.Upstream) *upstream.Upstream 
 
 // route returns the old generation's route for rc, with its index there, when the change
 // did not touch it and its upstream was kept; nil when it must be built.
-func (k *keeper) route(g *Generation, rc config.Route) (*proxy.Route, int) {
+func (k *keeper) route(g *Generation, rc *config.Route) (*proxy.Route, int) {
 	if k == nil || k.routes[rc.ID] || rc.Split != nil || rc.Mirror != nil {
 		return nil, -1 // split and mirror routes are built anew: buildTraffic sets their shares and mirror
 	}

@@ -128,7 +128,8 @@ func build(cfg *config.Config, log *slog.Logger, keep *keeper) (*Set, error) {
 		}
 		s.ups[u.ID] = pl
 	}
-	for i, r := range cfg.Routes {
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i] // not copied: most routes are kept by an Update
 		if keep.route(s, i, r) {
 			continue
 		}

@@ -85,7 +85,7 @@ func (k *keeper) upstream(s *Set, id string) placedList {
 
 // route takes route i's own instances and chain from the set before and reports whether it
 // did.
-func (k *keeper) route(s *Set, i int, r config.Route) bool {
+func (k *keeper) route(s *Set, i int, r *config.Route) bool {
 	if k == nil || k.changedUpstream(r.Upstream) {
 		return false
 	}
