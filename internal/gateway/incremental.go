@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"log/slog"
+	"slices"
 
 	"sluice/internal/config"
 	"sluice/internal/plugin"
@@ -39,7 +40,9 @@ type keeper struct {
 	old      *Generation
 	ch       *config.Change
 	changed  map[string]bool     // upstream ids added, replaced or removed
-	routes   map[string]bool     // route ids added, replaced or removed
+	routes   []string            // route ids added, replaced or removed (few: compared, not hashed)
+	lastUp   string              // the upstream id route last looked up, and its upstream in g
+	lastU    *upstream.Upstream  //
 	oldIndex map[string]int      // the old generation's routes: index by id, made when first needed
 	cursor   int                 // where oldIndexOf looks first (routes keep their order)
 	held     map[string][]poolID // the old generation's static pool references, by upstream
@@ -49,8 +52,7 @@ func newKeeper(old *Generation, ch *config.Change) *keeper {
 	if old == nil || ch == nil {
 		return nil
 	}
-	k := &keeper{old: old, ch: ch, changed: map[string]bool{}, routes: map[string]bool{},
-		held: map[string][]poolID{}}
+	k := &keeper{old: old, ch: ch, changed: map[string]bool{}, held: map[string][]poolID{}}
 	for _, u := range ch.Upstreams {
 		k.changed[u.ID] = true
 	}
@@ -58,11 +60,9 @@ func newKeeper(old *Generation, ch *config.Change) *keeper {
 		k.changed[id] = true
 	}
 	for _, r := range ch.Routes {
-		k.routes[r.ID] = true
+		k.routes = append(k.routes, r.ID)
 	}
-	for _, id := range ch.RemovedRoutes {
-		k.routes[id] = true
-	}
+	k.routes = append(k.routes, ch.RemovedRoutes...)
 	for _, id := range old.held {
 		k.held[id.upstream] = append(k.held[id.upstream], id)
 	}
@@ -89,10 +89,13 @@ func (k *keeper) upstream(g *Generation, uc config.Upstream) *upstream.Upstream 
 // route returns the old generation's route for rc, with its index there, when the change
 // did not touch it and its upstream was kept; nil when it must be built.
 func (k *keeper) route(g *Generation, rc *config.Route) (*proxy.Route, int) {
-	if k == nil || k.routes[rc.ID] || rc.Split != nil || rc.Mirror != nil {
+	if k == nil || rc.Split != nil || rc.Mirror != nil || slices.Contains(k.routes, rc.ID) {
 		return nil, -1 // split and mirror routes are built anew: buildTraffic sets their shares and mirror
 	}
-	if i := k.oldIndexOf(rc.ID); i >= 0 && k.old.Routes[i].Upstream == g.Upstreams[rc.Upstream] {
+	if rc.Upstream != k.lastUp || k.lastU == nil {
+		k.lastUp, k.lastU = rc.Upstream, g.Upstreams[rc.Upstream] // routes in a row often share one
+	}
+	if i := k.oldIndexOf(rc.ID); i >= 0 && k.old.Routes[i].Upstream == k.lastU {
 		return k.old.Routes[i], i
 	}
 	return nil, -1

@@ -67,6 +67,8 @@ type keeper struct {
 	old             *Set
 	changedUpstream func(id string) bool
 	oldIndex        func(i int) int
+	lastUp          string // the upstream route last asked changedUpstream about, and its answer
+	lastChanged     bool
 }
 
 func (k *keeper) global(s *Set) placedList {
@@ -86,7 +88,13 @@ func (k *keeper) upstream(s *Set, id string) placedList {
 // route takes route i's own instances and chain from the set before and reports whether it
 // did.
 func (k *keeper) route(s *Set, i int, r *config.Route) bool {
-	if k == nil || k.changedUpstream(r.Upstream) {
+	if k == nil {
+		return false
+	}
+	if r.Upstream != k.lastUp || i == 0 {
+		k.lastUp, k.lastChanged = r.Upstream, k.changedUpstream(r.Upstream) // routes in a row often share one
+	}
+	if k.lastChanged {
 		return false
 	}
 	j := k.oldIndex(i)

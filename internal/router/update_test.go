@@ -234,9 +234,12 @@ func TestUpdateFanOut(t *testing.T) {
 			removed = append(removed, routes[i].ID)
 			routes = slices.Delete(routes, i, i+1)
 		}
-		prev := tab
+		prev, prevDump := tab, tab.Dump()
 		if tab, err = tab.Update(routes, changed, removed); err != nil {
 			t.Fatal(err)
+		}
+		if prev.Dump() != prevDump {
+			t.Fatalf("step %d: Update modified the table before", step)
 		}
 		whole, _ := Compile(routes)
 		if got, want := tab.Dump(), whole.Dump(); got != want {
