@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 
 	"sluice/internal/config"
 )
@@ -73,32 +74,9 @@ func incremental(local *Local, prefix string, p *applied, st *State) (*config.Co
 	if st.Settings != p.st.Settings || len(st.Unknown) > 0 || len(p.st.Unknown) > 0 {
 		return nil, ch, false
 	}
-	changed := map[string][]string{} // kind -> ids added or replaced
-	removed := map[string][]string{} // kind -> ids removed
-	count := 0
-	for _, kind := range Kinds {
-		now, before := st.Objects[kind], p.st.Objects[kind]
-		if kind != "upstreams" && kind != "routes" {
-			if !sameObjects(now, before) {
-				return nil, ch, false // consumers: validated whole (plugins refer to them)
-			}
-			continue
-		}
-		for id, o := range now {
-			if before[id] != o {
-				changed[kind] = append(changed[kind], id)
-				count++
-			}
-		}
-		for id := range before {
-			if _, ok := now[id]; !ok {
-				removed[kind] = append(removed[kind], id)
-				count++
-			}
-		}
-		if count > maxIncremental {
-			return nil, ch, false
-		}
+	changed, removed, ok := diff(p.st, st)
+	if !ok {
+		return nil, ch, false
 	}
 	// The changed objects as a config document of their own, one object per line as in
 	// Assemble (and in the same id order, so a list's order matches the whole document's).
@@ -148,18 +126,56 @@ func incremental(local *Local, prefix string, p *applied, st *State) (*config.Co
 	return &next, ch, true
 }
 
-// sameObjects reports whether a and b hold the same objects (by pointer: an unchanged
-// object is shared between states).
-func sameObjects(a, b map[string]*Object) bool {
-	if len(a) != len(b) {
-		return false
+// diff returns the ids of the upstreams and routes st adds or replaces and those it removes
+// from before, by kind; ok is false when other objects changed or the change is too large
+// to be applied object by object. When st was cloned from before it looks only at the keys
+// put since (State.changes); otherwise it compares every object.
+func diff(before, st *State) (changed, removed map[string][]string, ok bool) {
+	changed, removed = map[string][]string{}, map[string][]string{}
+	count := 0
+	note := func(kind, id string) bool {
+		now, was := st.Objects[kind][id], before.Objects[kind][id]
+		switch {
+		case now == was:
+			return true
+		case kind != "upstreams" && kind != "routes":
+			return false // consumers: validated whole (plugins refer to them)
+		case now == nil:
+			removed[kind] = append(removed[kind], id)
+		default:
+			changed[kind] = append(changed[kind], id)
+		}
+		count++
+		return count <= maxIncremental
 	}
-	for id, o := range a {
-		if b[id] != o {
-			return false
+	if rels, ok := st.changes(before); ok {
+		seen := make(map[string]bool, len(rels))
+		for _, rel := range rels {
+			kind, id, _ := strings.Cut(rel, "/")
+			if seen[rel] || rel == keyFence {
+				continue
+			}
+			seen[rel] = true
+			if _, known := st.Objects[kind]; !known || !note(kind, id) {
+				return nil, nil, false
+			}
+		}
+		return changed, removed, true
+	}
+	for _, kind := range Kinds {
+		now, was := st.Objects[kind], before.Objects[kind]
+		for id := range now {
+			if !note(kind, id) {
+				return nil, nil, false
+			}
+		}
+		for id := range was {
+			if _, ok := now[id]; !ok && !note(kind, id) {
+				return nil, nil, false
+			}
 		}
 	}
-	return true
+	return changed, removed, true
 }
 
 // merge returns list (sorted by id, as Assemble makes it) with the objects of put added or

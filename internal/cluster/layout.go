@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -57,6 +58,12 @@ type State struct {
 	// Unknown are keys under the prefix that are not objects of a known kind; a state with
 	// any is refused (a newer Sluice may have written them).
 	Unknown []string
+
+	// parent is the state s was cloned from, touched the keys Put since (changes); owned
+	// are the kinds whose maps s copied from parent's (nil: s owns every map).
+	parent  *State
+	touched []string
+	owned   map[string]bool
 }
 
 // NewState returns an empty state.
@@ -69,23 +76,28 @@ func NewState() *State {
 }
 
 // Clone returns a copy of s that can be changed without changing s (values are shared:
-// they are never modified in place).
+// they are never modified in place). The copy shares s's kind maps until Put changes one,
+// and records the keys Put changes from s (see changes).
 func (s *State) Clone() *State {
-	c := &State{Rev: s.Rev, FenceRev: s.FenceRev, Settings: s.Settings, Objects: map[string]map[string]*Object{}}
+	c := &State{Rev: s.Rev, FenceRev: s.FenceRev, Settings: s.Settings, Objects: maps.Clone(s.Objects),
+		parent: s, owned: map[string]bool{}}
 	c.Unknown = slices.Clone(s.Unknown)
-	for k, m := range s.Objects {
-		cm := make(map[string]*Object, len(m))
-		for id, o := range m {
-			cm[id] = o
-		}
-		c.Objects[k] = cm
-	}
 	return c
+}
+
+// changes returns the keys (relative to the prefix) put since s was cloned from parent;
+// ok is false when s was not cloned from parent.
+func (s *State) changes(parent *State) (rels []string, ok bool) {
+	if s.parent != parent || parent == nil {
+		return nil, false
+	}
+	return s.touched, true
 }
 
 // Put sets the object at rel (a key relative to the prefix, such as "routes/api"); a nil
 // value deletes it.
 func (s *State) Put(rel string, o *Object) {
+	s.touched = append(s.touched, rel)
 	kind, id, _ := strings.Cut(rel, "/")
 	switch {
 	case rel == KindSettings:
@@ -106,6 +118,10 @@ func (s *State) Put(rel string, o *Object) {
 			s.Unknown = append(s.Unknown, rel)
 		}
 		return
+	}
+	if s.owned != nil && !s.owned[kind] {
+		m = maps.Clone(m) // shared with the state cloned from: copied on first write
+		s.Objects[kind], s.owned[kind] = m, true
 	}
 	if o == nil {
 		delete(m, id)

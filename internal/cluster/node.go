@@ -293,6 +293,7 @@ func (n *Node) handle(st *State, whole bool) error {
 	if err == nil {
 		err = apply()
 	}
+	st.parent, st.touched = nil, nil // taken: the states before may go
 	n.mu.Lock()
 	n.st.SeenRevision = st.Rev
 	if err != nil {

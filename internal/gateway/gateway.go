@@ -147,7 +147,7 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 		"routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams), "listeners", len(cfg.Listeners))
 	if old != nil {
 		g.retiring.Add(1)
-		go g.retire(old, shutdownGrace(cfg))
+		go g.retire(old, gen, shutdownGrace(cfg))
 	}
 	return nil
 }
@@ -239,33 +239,31 @@ func (g *Gateway) closeRemovedListeners(cfg *config.Config) {
 
 // retire waits until no request runs on old (bounded by grace), then closes it, which
 // closes the pools no other generation holds. Requests still running after grace keep their
-// connections: a closed pool only closes a connection when it is released.
-func (g *Gateway) retire(old *Generation, grace time.Duration) {
+// connections: a closed pool only closes a connection when it is released. The tunnels of
+// old's routes are checked against next, the generation that replaced old: a route object
+// next took from old is checked again when next is retired.
+func (g *Gateway) retire(old, next *Generation, grace time.Duration) {
 	defer g.retiring.Done()
 	deadline := time.Now().Add(grace)
 	for old.inflight.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	closeChangedTunnels(old, g.cur.Load())
+	closeChangedTunnels(old, next)
 	old.Close()
 }
 
 // closeChangedTunnels stops the tunnels of old's routes that next removed or changed (the
 // route or its upstream's config differs); tunnels of unchanged routes go on.
 func closeChangedTunnels(old, next *Generation) {
-	kept := map[string]*config.Route{}
-	same := map[*proxy.Route]bool{} // routes next took from old as they were (ApplyChange)
-	if next != nil && next != old {
-		for i := range next.Config.Routes {
-			kept[next.Config.Routes[i].ID] = &next.Config.Routes[i]
-			same[next.Routes[i]] = true
-		}
-	}
+	same, kept := routesKept(old, next)
 	for i, rt := range old.Routes {
+		if same(i) {
+			continue // taken by next as it was (ApplyChange): not a split route either
+		}
 		rc := &old.Config.Routes[i]
-		nrc := kept[rc.ID]
-		if !same[rt] && (nrc == nil || !reflect.DeepEqual(rc, nrc) ||
-			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream))) {
+		nrc := kept(rc.ID)
+		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
+			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
 			rt.CloseTunnels()
 		}
 		// A split route's tunnels run on the share that was picked (split.go): the shares
@@ -283,6 +281,38 @@ func closeChangedTunnels(old, next *Generation) {
 			}
 		}
 	}
+}
+
+// routesKept says which of old's routes next took as they were (by old's index), and finds
+// next's config of a route by id. After ApplyChange it reads next.kept and searches next's
+// routes only for the few routes the change touched; otherwise it indexes every route.
+func routesKept(old, next *Generation) (same func(int) bool, kept func(string) *config.Route) {
+	if next == nil || next == old {
+		return func(int) bool { return false }, func(string) *config.Route { return nil }
+	}
+	if next.kept != nil && next.fromSeq == old.seq {
+		taken := make([]bool, len(old.Routes))
+		for _, j := range next.kept {
+			if j >= 0 {
+				taken[j] = true
+			}
+		}
+		return func(i int) bool { return taken[i] }, func(id string) *config.Route {
+			for i := range next.Config.Routes {
+				if next.Config.Routes[i].ID == id {
+					return &next.Config.Routes[i]
+				}
+			}
+			return nil
+		}
+	}
+	byID := map[string]*config.Route{}
+	taken := map[*proxy.Route]bool{}
+	for i := range next.Config.Routes {
+		byID[next.Config.Routes[i].ID] = &next.Config.Routes[i]
+		taken[next.Routes[i]] = true
+	}
+	return func(i int) bool { return taken[old.Routes[i]] }, func(id string) *config.Route { return byID[id] }
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, and closes pools.

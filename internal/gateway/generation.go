@@ -38,6 +38,13 @@ type Generation struct {
 	trusted map[string]*realip.Trusted
 	// traffic are the routes' splits and mirrors (split.go).
 	traffic traffic
+	// kept is, by route index, the index in the generation this one was built from of the
+	// route it took as it was (ApplyChange), -1 for a route built; nil for a whole build.
+	// from is that generation until the gateway's observers took the change (afterApply).
+	kept []int
+	from *Generation
+	// seq numbers generations in the order built; fromSeq is from's (closeChangedTunnels).
+	seq, fromSeq uint64
 
 	inflight atomic.Int64
 	// pools holds the pools of all generations (shared with the ones before and after this
@@ -65,6 +72,9 @@ type watch struct {
 	wait time.Duration
 }
 
+// genSeq numbers generations (Generation.seq).
+var genSeq atomic.Uint64
+
 // drainSettle is the least time a target removed by discovery keeps its pool: a request that
 // picked it just before the swap reaches the pool within it.
 const drainSettle = time.Second
@@ -83,7 +93,7 @@ func buildNext(cfg *config.Config, old *Generation, log *slog.Logger) (*Generati
 // does not touch is taken from old as it is (incremental.go).
 func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Logger) (*Generation, error) {
 	keep := newKeeper(old, ch)
-	table, err := router.Compile(cfg.Routes)
+	table, err := keep.table(cfg) // incremental.go
 	if err != nil {
 		return nil, fmt.Errorf("compile routes: %w", err)
 	}
@@ -95,6 +105,10 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 	}
 	if old != nil {
 		g.pools = old.pools
+	}
+	g.seq = genSeq.Add(1)
+	if keep != nil {
+		g.from, g.fromSeq, g.kept = old, old.seq, make([]int, 0, len(cfg.Routes))
 	}
 	ucfg := make(map[string]config.Upstream, len(cfg.Upstreams))
 	var actives []*health.Active
@@ -112,21 +126,26 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 		g.Upstreams[uc.ID] = u
 		ucfg[uc.ID] = uc
 	}
-	for _, rc := range cfg.Routes {
-		rt := keep.route(g, rc)
+	g.Routes = make([]*proxy.Route, 0, len(cfg.Routes))
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i] // not copied: a route is 584 bytes, and most are kept
+		rt, kept := keep.route(g, rc)
 		if rt == nil {
-			if rt, err = proxy.NewRoute(rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {
+			if rt, err = proxy.NewRoute(*rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {
 				g.Close()
 				return nil, err
 			}
 		}
 		g.Routes = append(g.Routes, rt)
+		if keep != nil {
+			g.kept = append(g.kept, kept)
+		}
 	}
 	if err := g.buildTraffic(cfg, ucfg); err != nil { // split.go
 		g.Close()
 		return nil, err
 	}
-	if err := g.buildPlugins(cfg, log); err != nil { // plugins.go
+	if err := g.buildPlugins(cfg, keep, log); err != nil { // plugins.go
 		g.Close()
 		return nil, err
 	}

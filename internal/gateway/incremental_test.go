@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +163,45 @@ func TestApplyChangeRebuildsTrafficRoutes(t *testing.T) {
 	}
 	testutil.WaitFor(t, 5*time.Second, "the split's other share and the mirror to reach the other backend",
 		func() bool { return otherBE.Requests()-before >= 6 })
+}
+
+// TestApplyChangeKeepsChains: after a one-route change the untouched routes keep their
+// plugin chains (the same objects) and the route table was updated, not compiled: every
+// route still matches, and the kept chains keep serving after the old generation was
+// retired (closing it must not close instances the new one holds).
+func TestApplyChangeKeepsChains(t *testing.T) {
+	be := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	tg := startGateway(t, changeBenchConfig(be.Addr(), 30), nil)
+	gen := tg.gw.Current()
+	from := gen.Config
+	next := *from
+	next.Routes = slices.Clone(from.Routes)
+	rc := next.Routes[7]
+	rc.Rewrite.AddPrefix = "/v2"
+	next.Routes[7] = rc
+	if err := tg.gw.ApplyChange(from, &next, config.Change{Routes: []config.Route{rc}}); err != nil {
+		t.Fatal(err)
+	}
+	now := tg.gw.Current()
+	if now.Plugins.Chain(10) == nil || now.Plugins.Chain(10) != gen.Plugins.Chain(10) || now.Plugins.Chain(20) != gen.Plugins.Chain(20) {
+		t.Error("an untouched route's plugin chain was built again")
+	}
+	testutil.WaitFor(t, 5*time.Second, "the old generation to be retired", func() bool { return gen.Plugins.Chain(10) != nil && now.Routes[7] != gen.Routes[7] })
+	time.Sleep(100 * time.Millisecond)
+	c := newClient()
+	for _, i := range []int{0, 7, 10, 29} {
+		resp, err := c.Get(tg.url(fmt.Sprintf("/r%05d/x", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		mustStatus(t, resp, http.StatusOK)
+		if want := i%10 == 0; (resp.Header.Get("X-R") == "r") != want {
+			t.Errorf("route %d: X-R %q, want the plugin's header: %v", i, resp.Header.Get("X-R"), want)
+		}
+		if i == 7 && !strings.Contains(string(b), "/v2/r00007/x") {
+			t.Errorf("the changed route serves %s", b)
+		}
+	}
 }

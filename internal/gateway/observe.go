@@ -124,9 +124,15 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 	}
 	gen := g.cur.Load()
 	rs := &routeSeries{gen: gen, routes: make([]*metrics.Route, len(gen.Routes))}
+	prev := o.routes.Load()
 	for i, rt := range gen.Routes {
+		if prev != nil && prev.gen == gen.from && gen.kept[i] >= 0 {
+			rs.routes[i] = prev.routes[gen.kept[i]] // a route kept as it was: its series too
+			continue
+		}
 		rs.routes[i] = o.m.Route(rt.ID, rt.Upstream.ID)
 	}
+	gen.from = nil    // the change is taken: the generation before may go
 	rs.addShares(o.m) // split.go
 	o.routes.Store(rs)
 	o.m.ConfigApplied(cfg.Hash, o.applied)

@@ -15,7 +15,7 @@ import (
 
 // buildPlugins builds the plugin chains and consumers of cfg (internal/plugin) and the
 // listeners' trusted proxies.
-func (g *Generation) buildPlugins(cfg *config.Config, log *slog.Logger) error {
+func (g *Generation) buildPlugins(cfg *config.Config, keep *keeper, log *slog.Logger) error {
 	g.trusted = map[string]*realip.Trusted{}
 	for _, lc := range cfg.Listeners {
 		t, err := realip.New(lc.TrustedProxies)
@@ -24,7 +24,7 @@ func (g *Generation) buildPlugins(cfg *config.Config, log *slog.Logger) error {
 		}
 		g.trusted[lc.Name] = t
 	}
-	ps, err := plugin.New(cfg, log)
+	ps, err := keep.plugins(g, log) // incremental.go
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,11 @@ type routeMirror struct {
 // retries off.
 func (g *Generation) buildTraffic(cfg *config.Config, ucfg map[string]config.Upstream) error {
 	g.traffic.splits = make([]*split.Split, len(cfg.Routes))
-	for i, rc := range cfg.Routes {
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		if rc.Split == nil && rc.Mirror == nil {
+			continue
+		}
 		routes := []*proxy.Route{g.Routes[i]}
 		if rc.Split != nil {
 			byID := map[string]*proxy.Route{rc.Upstream: g.Routes[i]}
@@ -38,7 +42,7 @@ func (g *Generation) buildTraffic(cfg *config.Config, ucfg map[string]config.Ups
 				if byID[sh.Upstream] != nil {
 					continue
 				}
-				rt, err := proxy.NewRoute(rc, ucfg[sh.Upstream], g.Upstreams[sh.Upstream])
+				rt, err := proxy.NewRoute(*rc, ucfg[sh.Upstream], g.Upstreams[sh.Upstream])
 				if err != nil {
 					return err
 				}
@@ -52,7 +56,7 @@ func (g *Generation) buildTraffic(cfg *config.Config, ucfg map[string]config.Ups
 			routes = sp.Routes()
 		}
 		if mc := rc.Mirror; mc != nil {
-			mrc := rc
+			mrc := *rc // a copy: its retry is changed
 			one := 1
 			mrc.Retry.Attempts = &one // a copy is never retried (but see proxy.Mirror)
 			mrt, err := proxy.NewRoute(mrc, ucfg[mc.Upstream], g.Upstreams[mc.Upstream])

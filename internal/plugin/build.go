@@ -44,7 +44,8 @@ func (b *Build) Slot() Slot { return b.slot }
 // Consumers are the config's consumers, in config order.
 func (b *Build) Consumers() []*Consumer { return b.consumers }
 
-// Context is canceled when the config generation that built the instance is retired:
+// Context is canceled when no config generation holds the instance any more (the one that
+// built it, and those that kept it because a change did not touch its place: update.go):
 // background goroutines (refreshers) exit on it.
 func (b *Build) Context() context.Context { return b.ctx }
 
@@ -57,10 +58,19 @@ type Set struct {
 	// Consumers are the config's consumers, in config order.
 	Consumers []*Consumer
 
-	chains  []*Chain // by route index; nil for a route without plugins
-	closers []Closer
-	stats   []placedStats
-	cancel  context.CancelFunc
+	chains []*Chain // by route index; nil for a route without plugins
+	// The instances, by the place they are written (update.go): a set built by Update
+	// shares the units of the places a change did not touch with the set before.
+	global placedList
+	ups    map[string]placedList // by upstream id
+	own    []placedList          // by route index
+	units  []*unit               // every unit the set holds, each once
+}
+
+// placedList is the instances of one place with the unit that owns them.
+type placedList struct {
+	list []placed
+	unit *unit
 }
 
 // Chain returns the chain of the route at index i of the config's routes, nil when the
@@ -77,9 +87,8 @@ func (s *Set) Close() {
 	if s == nil {
 		return
 	}
-	s.cancel()
-	for _, c := range s.closers {
-		c.Close()
+	for _, u := range s.units {
+		u.release()
 	}
 }
 
@@ -95,32 +104,48 @@ type placed struct {
 // route's upstream's, then the route's own. It returns every problem found, each a
 // *config.FieldError with file:line naming the route (or upstream), the plugin and the field.
 func New(cfg *config.Config, log *slog.Logger) (*Set, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &Set{cancel: cancel}
-	consumers, errs := buildConsumers(cfg)
-	s.Consumers = consumers
-	b := builder{cfg: cfg, s: s, ctx: ctx, log: log, consumers: consumers}
+	return build(cfg, log, nil)
+}
 
-	global := b.list("plugins", "", "", cfg.Plugins, 0, &errs)
-	ups := map[string][]placed{}
-	for i, u := range cfg.Upstreams {
-		ups[u.ID] = b.list(fmt.Sprintf("upstreams[%d].plugins", i), "", u.ID, u.Plugins, len(global), &errs)
+// build is New; keep, when not nil, takes from the set before what a change did not touch
+// (update.go).
+func build(cfg *config.Config, log *slog.Logger, keep *keeper) (*Set, error) {
+	s := &Set{ups: map[string]placedList{}, own: make([]placedList, len(cfg.Routes)), chains: make([]*Chain, len(cfg.Routes))}
+	var errs []error
+	if keep != nil {
+		s.Consumers = keep.old.Consumers
+	} else {
+		s.Consumers, errs = buildConsumers(cfg)
 	}
-	s.chains = make([]*Chain, len(cfg.Routes))
-	for i, r := range cfg.Routes {
-		up := ups[r.Upstream]
+	b := builder{cfg: cfg, s: s, log: log, consumers: s.Consumers}
+	if s.global = keep.global(s); s.global.unit == nil {
+		s.global = b.list("plugins", "", "", cfg.Plugins, 0, &errs)
+	}
+	for i, u := range cfg.Upstreams {
+		pl := keep.upstream(s, u.ID)
+		if pl.unit == nil {
+			pl = b.list(fmt.Sprintf("upstreams[%d].plugins", i), "", u.ID, u.Plugins, len(s.global.list), &errs)
+		}
+		s.ups[u.ID] = pl
+	}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i] // not copied: most routes are kept by an Update
+		if keep.route(s, i, r) {
+			continue
+		}
+		up := s.ups[r.Upstream].list
 		path := fmt.Sprintf("routes[%d].plugins", i)
-		n := len(global) + len(up) + len(r.Plugins)
+		n := len(s.global.list) + len(up) + len(r.Plugins)
 		if n > MaxSlots {
 			errs = append(errs, config.Node{File: cfg.File, Path: path, Context: fmt.Sprintf("route %q: ", r.ID)}.
 				Errorf("", "%d plugins apply to this route (global, upstream and route): at most %d", n, MaxSlots))
 			continue
 		}
-		own := b.list(path, r.ID, "", r.Plugins, len(global)+len(up), &errs)
+		s.own[i] = b.list(path, r.ID, "", r.Plugins, len(s.global.list)+len(up), &errs)
 		if n == 0 {
 			continue
 		}
-		s.chains[i] = newChain(r.ID, slices.Concat(global, up, own))
+		s.chains[i] = newChain(r.ID, slices.Concat(s.global.list, up, s.own[i].list))
 	}
 	if len(errs) > 0 {
 		s.Close()
@@ -132,13 +157,18 @@ func New(cfg *config.Config, log *slog.Logger) (*Set, error) {
 type builder struct {
 	cfg       *config.Config
 	s         *Set
-	ctx       context.Context
 	log       *slog.Logger
 	consumers []*Consumer
 }
 
-// list builds the instances of one place's plugin list; their slots start at first.
-func (b *builder) list(path, routeID, upstreamID string, list []config.Plugin, first int, errs *[]error) []placed {
+// list builds the instances of one place's plugin list, owned by a new unit of the set;
+// their slots start at first.
+func (b *builder) list(path, routeID, upstreamID string, list []config.Plugin, first int, errs *[]error) placedList {
+	if len(list) == 0 {
+		return placedList{}
+	}
+	u := newUnit()
+	b.s.units = append(b.s.units, u)
 	var out []placed
 	for i, pc := range list {
 		where := ""
@@ -158,7 +188,7 @@ func (b *builder) list(path, routeID, upstreamID string, list []config.Plugin, f
 			continue
 		}
 		bd := &Build{Name: pc.Name, RouteID: routeID, UpstreamID: upstreamID, node: node,
-			slot: Slot(first + len(out)), consumers: b.consumers, ctx: b.ctx,
+			slot: Slot(first + len(out)), consumers: b.consumers, ctx: u.ctx,
 			log: b.log.With("plugin", pc.Name)}
 		f, err := k.New(bd)
 		if err != nil {
@@ -170,10 +200,10 @@ func (b *builder) list(path, routeID, upstreamID string, list []config.Plugin, f
 			continue
 		}
 		if c, ok := f.(Closer); ok {
-			b.s.closers = append(b.s.closers, c)
+			u.closers = append(u.closers, c)
 		}
-		b.s.addStats(pc.Name, routeID, upstreamID, f)
+		u.addStats(pc.Name, routeID, upstreamID, f)
 		out = append(out, placed{name: pc.Name, kind: k, f: f})
 	}
-	return out
+	return placedList{list: out, unit: u}
 }

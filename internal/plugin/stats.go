@@ -30,13 +30,15 @@ func (s *Set) Stats(emit func(plugin, place string, st Stat)) {
 	if s == nil {
 		return
 	}
-	for _, p := range s.stats {
-		p.r.PluginStats(func(st Stat) { emit(p.plugin, p.place, st) })
+	for _, u := range s.units {
+		for _, p := range u.stats {
+			p.r.PluginStats(func(st Stat) { emit(p.plugin, p.place, st) })
+		}
 	}
 }
 
 // addStats keeps f when it reports stats.
-func (s *Set) addStats(name, routeID, upstreamID string, f any) {
+func (s *unit) addStats(name, routeID, upstreamID string, f any) {
 	r, ok := f.(StatsReporter)
 	if !ok {
 		return

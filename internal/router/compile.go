@@ -36,36 +36,47 @@ func (e *RouteError) Unwrap() error { return e.Err }
 // joins a [*RouteError] for each problem found.
 func Compile(routes []config.Route) (*Table, error) {
 	t := &Table{
-		exact: make(map[string]*bucket),
-		wild:  make(map[string]*bucket),
-		n:     len(routes),
-		best:  make([]rank, len(routes)),
-		ids:   make([]string, len(routes)),
+		exact:  make(map[string]*bucket),
+		wild:   make(map[string]*bucket),
+		n:      len(routes),
+		routes: make([]*route, len(routes)),
+		pos:    make([]int32, len(routes)),
+		order:  make([]int32, len(routes)),
+		unique: true,
 	}
+	ids := make(map[string]bool, len(routes))
 	var errs []error
 	for i := range routes {
-		if err := t.add(i, &routes[i]); err != nil {
+		r, err := compileRoute(i, i, &routes[i])
+		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		t.routes[i], t.pos[i], t.order[i] = r, int32(i), int32(i)
+		if ids[r.id] {
+			t.unique = false // Update cannot name routes by id
+		}
+		ids[r.id] = true
+		t.place(r, func(b *bucket, e entry) *bucket { b.add(e, r.spec); return b })
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	for _, b := range t.exact {
-		b.sort()
+		b.sort(t.pos)
 	}
 	for _, b := range t.wild {
-		b.sort()
+		b.sort(t.pos)
 	}
 	if t.anyHost != nil {
-		t.anyHost.sort()
+		t.anyHost.sort(t.pos)
 	}
 	return t, nil
 }
 
-// add compiles route i and places it into the bucket of each of its hosts.
-func (t *Table) add(i int, cr *config.Route) error {
-	r := &route{index: i, id: cr.ID}
+// compileRoute compiles cr, the route at index i of the routes given, into slot.
+func compileRoute(i, slot int, cr *config.Route) (*route, error) {
+	r := &route{slot: slot, id: cr.ID}
 	for _, m := range cr.Match.Methods {
 		r.methods = append(r.methods, strings.ToUpper(m)) // methods are tokens; config is not case-sensitive
 	}
@@ -75,62 +86,76 @@ func (t *Table) add(i int, cr *config.Route) error {
 	var err error
 	var field string
 	if r.headers, field, err = compileConds("headers", cr.Match.Headers); err != nil {
-		return fail("match."+field, err)
+		return nil, fail("match."+field, err)
 	}
 	if r.query, field, err = compileConds("query", cr.Match.Query); err != nil {
-		return fail("match."+field, err)
+		return nil, fail("match."+field, err)
 	}
 	if r.tls, field, err = compileConds("tls", cr.Match.TLS); err != nil {
-		return fail("match."+field, err)
+		return nil, fail("match."+field, err)
 	}
-	p, field, err := compilePath(&cr.Match, r)
-	if err != nil {
-		return fail("match."+field, err)
+	if r.spec, field, err = compilePath(&cr.Match, r); err != nil {
+		return nil, fail("match."+field, err)
 	}
-	hosts, err := compileHosts(cr.Match.Hosts)
-	if err != nil {
-		return fail("match.hosts", err)
+	if r.hosts, err = compileHosts(cr.Match.Hosts); err != nil {
+		return nil, fail("match.hosts", err)
 	}
-	base := rank{priority: cr.Priority, path: p.kind, pathA: p.a, pathB: p.b, index: i}
+	p := r.spec
+	r.best = rank{priority: cr.Priority, path: p.kind, pathA: p.a, pathB: p.b, slot: slot}
 	for _, n := range []int{len(r.methods), len(r.headers), len(r.query), len(r.tls)} {
 		if n > 0 {
-			base.conds++
+			r.best.conds++
 		}
 	}
-	t.best[i], t.ids[i] = base, cr.ID
-	if len(hosts) > 0 {
-		t.best[i].host = hostExact + 1 // below, the best host replaces this
-	}
-	if len(hosts) == 0 {
-		if t.anyHost == nil {
-			t.anyHost = &bucket{}
-		}
-		t.anyHost.add(r, base, p)
-	}
-	for _, h := range hosts {
-		e := base
-		m, key := t.exact, h
-		e.host = hostExact
-		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			m, key = t.wild, suffix
-			e.host = 1 + len(suffix)
-		}
-		b := m[key]
-		if b == nil {
-			b = &bucket{}
-			m[key] = b
-		}
-		b.add(r, e, p)
-		if t.best[i].host > hostExact || e.host > t.best[i].host {
-			t.best[i].host = e.host
+	for _, h := range r.hosts {
+		if e := hostRank(h); e > r.best.host {
+			r.best.host = e
 		}
 	}
-	return nil
+	return r, nil
 }
 
-// add places r with rank k into b according to its path condition p.
-func (b *bucket) add(r *route, k rank, p pathSpec) {
-	e := entry{route: r, rank: k}
+// hostRank is the rank.host of a compiled host: hostExact, or 1+len(suffix) for "*.suffix".
+func hostRank(h string) int {
+	if suffix, ok := strings.CutPrefix(h, "*."); ok {
+		return 1 + len(suffix)
+	}
+	return hostExact
+}
+
+// place calls put for each bucket of r (its hosts' buckets, or the any-host one) with the
+// entry r has there, and stores the bucket put returns in its place (created empty when
+// missing; removed when put returns nil).
+func (t *Table) place(r *route, put func(*bucket, entry) *bucket) {
+	if len(r.hosts) == 0 {
+		e := entry{route: r, rank: r.best}
+		t.anyHost = put(orEmpty(t.anyHost), e)
+		return
+	}
+	for _, h := range r.hosts {
+		e := entry{route: r, rank: r.best}
+		e.rank.host = hostRank(h)
+		m, key := t.exact, h
+		if suffix, ok := strings.CutPrefix(h, "*."); ok {
+			m, key = t.wild, suffix
+		}
+		if b := put(orEmpty(m[key]), e); b != nil {
+			m[key] = b
+		} else {
+			delete(m, key)
+		}
+	}
+}
+
+func orEmpty(b *bucket) *bucket {
+	if b == nil {
+		return &bucket{}
+	}
+	return b
+}
+
+// add places e into b according to its route's path condition p.
+func (b *bucket) add(e entry, p pathSpec) {
 	switch {
 	case p.kind == pathNone:
 		b.anyPath = append(b.anyPath, e)
@@ -142,10 +167,10 @@ func (b *bucket) add(r *route, k rank, p pathSpec) {
 }
 
 // sort orders every entry list of b best first.
-func (b *bucket) sort() {
-	b.root.sort()
-	sortEntries(b.regex)
-	sortEntries(b.anyPath)
+func (b *bucket) sort(pos []int32) {
+	b.root.sort(pos)
+	sortEntries(b.regex, pos)
+	sortEntries(b.anyPath, pos)
 }
 
 // compileHosts lower-cases and checks hosts, dropping duplicates.

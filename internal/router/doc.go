@@ -1,6 +1,8 @@
 // Package router compiles the routes of one config version into a [Table] and matches
 // requests against it. A Table is built once per config version by the gateway and then
-// shared, read-only, by every request of that generation.
+// shared, read-only, by every request of that generation. A change of a few routes (cluster
+// mode) builds the next Table with [Table.Update], which shares with the one before
+// everything the change does not touch and never modifies it (update.go).
 //
 // # Semantics
 //

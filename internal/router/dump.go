@@ -17,42 +17,42 @@ func (t *Table) Dump() string {
 	fmt.Fprintf(&sb, "routes %d\n", t.n)
 	for _, h := range slices.Sorted(maps.Keys(t.exact)) {
 		fmt.Fprintf(&sb, "host %s\n", h)
-		t.exact[h].dump(&sb)
+		t.exact[h].dump(&sb, t.pos)
 	}
 	for _, h := range slices.Sorted(maps.Keys(t.wild)) {
 		fmt.Fprintf(&sb, "host *.%s\n", h)
-		t.wild[h].dump(&sb)
+		t.wild[h].dump(&sb, t.pos)
 	}
 	if t.anyHost != nil {
 		sb.WriteString("host (any)\n")
-		t.anyHost.dump(&sb)
+		t.anyHost.dump(&sb, t.pos)
 	}
 	return sb.String()
 }
 
-func (b *bucket) dump(sb *strings.Builder) {
-	b.root.dump(sb, "  /", 2)
-	dumpList(sb, "  ", "regex", b.regex)
-	dumpList(sb, "  ", "any path", b.anyPath)
+func (b *bucket) dump(sb *strings.Builder, pos []int32) {
+	b.root.dump(sb, pos, "  /", 2)
+	dumpList(sb, pos, "  ", "regex", b.regex)
+	dumpList(sb, pos, "  ", "any path", b.anyPath)
 }
 
 // dump writes n, named label, and its subtree; children are indented by two more spaces.
-func (n *node) dump(sb *strings.Builder, label string, depth int) {
+func (n *node) dump(sb *strings.Builder, pos []int32, label string, depth int) {
 	if n.empty() {
 		return
 	}
 	sb.WriteString(label)
 	sb.WriteByte('\n')
 	ind := strings.Repeat(" ", depth+2)
-	dumpList(sb, ind, "exact", n.exact)
-	dumpList(sb, ind, "prefix", n.prefixEnd)
-	dumpList(sb, ind, "prefix/", n.prefixDir)
-	dumpList(sb, ind, "{...}", n.rest)
-	for _, seg := range slices.Sorted(maps.Keys(n.static)) {
-		n.static[seg].dump(sb, fmt.Sprintf("%s%q", ind, seg), depth+2)
+	dumpList(sb, pos, ind, "exact", n.exact)
+	dumpList(sb, pos, ind, "prefix", n.prefixEnd)
+	dumpList(sb, pos, ind, "prefix/", n.prefixDir)
+	dumpList(sb, pos, ind, "{...}", n.rest)
+	for _, seg := range slices.Sorted(maps.Keys(maps.Collect(n.static.all()))) {
+		n.static.get(seg).dump(sb, pos, fmt.Sprintf("%s%q", ind, seg), depth+2)
 	}
 	if n.param != nil {
-		n.param.dump(sb, ind+"{}", depth+2)
+		n.param.dump(sb, pos, ind+"{}", depth+2)
 	}
 }
 
@@ -61,7 +61,7 @@ func (n *node) empty() bool {
 	if len(n.exact)+len(n.rest)+len(n.prefixEnd)+len(n.prefixDir) > 0 {
 		return false
 	}
-	for _, c := range n.static {
+	for _, c := range n.static.all() {
 		if !c.empty() {
 			return false
 		}
@@ -69,10 +69,10 @@ func (n *node) empty() bool {
 	return n.param == nil || n.param.empty()
 }
 
-func dumpList(sb *strings.Builder, ind, label string, es []entry) {
+func dumpList(sb *strings.Builder, pos []int32, ind, label string, es []entry) {
 	for _, e := range es {
 		r, k := e.route, e.rank
-		fmt.Fprintf(sb, "%s%s: #%d %q prio=%d host=%s path=%s", ind, label, r.index, r.id,
+		fmt.Fprintf(sb, "%s%s: #%d %q prio=%d host=%s path=%s", ind, label, pos[r.slot], r.id,
 			k.priority, hostRankString(k.host), pathRankString(k))
 		if len(r.methods) > 0 {
 			fmt.Fprintf(sb, " methods=%s", strings.Join(r.methods, ","))

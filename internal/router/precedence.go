@@ -19,15 +19,17 @@ type Precedence struct {
 // request for another of its hosts it ranks as that host says). For the admin API and the
 // dashboard; not used on the request path.
 func (t *Table) Precedence() []Precedence {
-	order := make([]int, len(t.best))
-	for i := range order {
-		order[i] = i
+	order := make([]*route, 0, t.n)
+	for _, r := range t.routes {
+		if r != nil {
+			order = append(order, r)
+		}
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return t.best[b].compare(t.best[a]) })
+	slices.SortFunc(order, func(a, b *route) int { return b.best.compare(a.best, t.pos) })
 	out := make([]Precedence, len(order))
-	for n, i := range order {
-		k := t.best[i]
-		out[n] = Precedence{Index: i, ID: t.ids[i], Rank: fmt.Sprintf("priority=%d host=%s path=%s conds=%d",
+	for n, r := range order {
+		k := r.best
+		out[n] = Precedence{Index: int(t.pos[r.slot]), ID: r.id, Rank: fmt.Sprintf("priority=%d host=%s path=%s conds=%d",
 			k.priority, hostRankString(k.host), pathRankString(k), k.conds)}
 	}
 	return out

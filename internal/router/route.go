@@ -8,8 +8,11 @@ import (
 
 // route is one compiled config.Route.
 type route struct {
-	index   int
-	id      string
+	slot    int    // its place in Table.routes and Table.pos; stable across Update
+	id      string //
+	best    rank   // its best rank over its hosts (precedence.go)
+	hosts   []string
+	spec    pathSpec // where its entries sit in each of its buckets (update.go removes them)
 	methods []string
 	headers []cond
 	query   []cond
@@ -123,24 +126,28 @@ type rank struct {
 	pathA    int      // template: -number of params; prefix: length
 	pathB    int      // template: length of the literal part before the first param
 	conds    int      // how many of methods, headers, query, tls are given
-	index    int      // position in the file; lower wins
+	slot     int      // the route's slot: its position in the file is pos[slot]; lower wins
 }
 
-// compare returns +1 if a wins over b, -1 if b wins, 0 if they are equal.
-func (a rank) compare(b rank) int {
-	return cmp.Or(
+// compare returns +1 if a wins over b, -1 if b wins, 0 if they are equal. pos maps a slot
+// to the route's position in the routes given (Table.pos): the last rule compares
+// positions, which an Update may shift without touching the entries.
+func (a rank) compare(b rank, pos []int32) int {
+	if c := cmp.Or(
 		cmp.Compare(a.priority, b.priority),
 		cmp.Compare(a.host, b.host),
 		cmp.Compare(a.path, b.path),
 		cmp.Compare(a.pathA, b.pathA),
 		cmp.Compare(a.pathB, b.pathB),
 		cmp.Compare(a.conds, b.conds),
-		cmp.Compare(b.index, a.index),
-	)
+	); c != 0 {
+		return c
+	}
+	return cmp.Compare(pos[b.slot], pos[a.slot])
 }
 
 // beats reports whether a wins over b.
-func (a rank) beats(b rank) bool { return a.compare(b) > 0 }
+func (a rank) beats(b rank, pos []int32) bool { return a.compare(b, pos) > 0 }
 
 // entry is a route placed in a bucket, with its rank there.
 type entry struct {

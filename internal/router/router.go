@@ -46,8 +46,11 @@ type Table struct {
 	wild    map[string]*bucket // "example.com" -> routes listing "*.example.com"
 	anyHost *bucket            // routes without hosts; nil if there are none
 	n       int                // number of routes given to Compile
-	best    []rank             // by route index: its best rank over its hosts (precedence.go)
-	ids     []string           // by route index: its id
+	routes  []*route           // by slot; nil for a free slot
+	pos     []int32            // by slot: the route's index in the routes given; -1 for a free slot
+	order   []int32            // by index in the routes given: the route's slot
+	unique  bool               // the routes' ids are unique (else Update compiles whole)
+	free    []int              // free slots, reused by Update
 }
 
 // Len returns the number of routes the table was compiled from.
@@ -60,7 +63,7 @@ func (t *Table) Len() int { return t.n }
 // Match allocates only for the returned Params of a template route, and, when a route
 // with query conditions is a contender, to parse the query once.
 func (t *Table) Match(in *Input) (index int, params Params, ok bool) {
-	m := matcher{in: in}
+	m := matcher{in: in, pos: t.pos}
 	t.collect(&m, hostname(in.Host))
 	if m.best == nil {
 		return -1, nil, false
@@ -69,7 +72,7 @@ func (t *Table) Match(in *Input) (index int, params Params, ok bool) {
 	if r.tmpl != nil {
 		params = r.tmpl.extract(in.Path)
 	}
-	return r.index, params, true
+	return int(t.pos[r.slot]), params, true
 }
 
 // collect visits every bucket that applies to host: the exact one, the wildcard ones for
@@ -154,6 +157,7 @@ func hostname(h string) string {
 // matcher is the state of one Match call. It lives on the caller's stack.
 type matcher struct {
 	in      *Input
+	pos     []int32 // the table's positions by slot, for the rank's last rule
 	best    *entry
 	query   url.Values
 	queryOK bool // query has been parsed
@@ -175,7 +179,7 @@ func (m *matcher) bucket(b *bucket) {
 func (m *matcher) consider(es []entry) {
 	for i := range es {
 		e := &es[i]
-		if m.best != nil && !e.rank.beats(m.best.rank) {
+		if m.best != nil && !e.rank.beats(m.best.rank, m.pos) {
 			return
 		}
 		if e.route.accepts(m) {

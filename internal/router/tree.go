@@ -16,8 +16,8 @@ type bucket struct {
 // segments on the way from the root. Every node is reachable by exactly one sequence of
 // static and parameter steps, so a walk visits each node at most once.
 type node struct {
-	static map[string]*node // child per literal next segment
-	param  *node            // child for a "{name}" next segment (any non-empty segment)
+	static kids  // child per literal next segment (kids.go)
+	param  *node // child for a "{name}" next segment (any non-empty segment)
 
 	exact     []entry // exact paths and templates ending here; need the path to end here
 	rest      []entry // templates whose "{name...}" starts at the next segment
@@ -48,33 +48,30 @@ func (n *node) child(s step) *node {
 		}
 		return n.param
 	}
-	if n.static == nil {
-		n.static = make(map[string]*node)
-	}
-	c := n.static[s.lit]
+	c := n.static.get(s.lit)
 	if c == nil {
 		c = &node{}
-		n.static[s.lit] = c
+		n.static.put(s.lit, c)
 	}
 	return c
 }
 
 // sort orders every entry list of the subtree best first.
-func (n *node) sort() {
+func (n *node) sort(pos []int32) {
 	for _, l := range []*[]entry{&n.exact, &n.rest, &n.prefixEnd, &n.prefixDir} {
-		sortEntries(*l)
+		sortEntries(*l, pos)
 	}
-	for _, c := range n.static {
-		c.sort()
+	for _, c := range n.static.all() {
+		c.sort(pos)
 	}
 	if n.param != nil {
-		n.param.sort()
+		n.param.sort(pos)
 	}
 }
 
 // sortEntries orders es best first.
-func sortEntries(es []entry) {
-	slices.SortFunc(es, func(a, b entry) int { return b.rank.compare(a.rank) })
+func sortEntries(es []entry, pos []int32) {
+	slices.SortFunc(es, func(a, b entry) int { return b.rank.compare(a.rank, pos) })
 }
 
 // walk considers the routes at n, where path[:pos] has been consumed and path[pos:] is
@@ -97,7 +94,7 @@ func (m *matcher) walk(n *node, path string, pos int) {
 		end += start
 	}
 	seg := path[start:end]
-	if c := n.static[seg]; c != nil {
+	if c := n.static.get(seg); c != nil {
 		m.walk(c, path, end)
 	}
 	if n.param != nil && seg != "" {
