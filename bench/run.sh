@@ -116,11 +116,13 @@ install_peers() {
 	done
 }
 
-# free_port prints a loopback port nothing listens on and this run has not handed out.
+# free_port prints a loopback port nothing listens on and this run has not handed out, in
+# PORT_LO..PORT_LO+PORT_SPAN-1 (default 20000-31999, below the ephemeral range; a run beside
+# others narrows it, e.g. PORT_LO=22000 PORT_SPAN=1000).
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((${PORT_LO:-20000} + RANDOM % ${PORT_SPAN:-12000}))
 		[[ " ${PORT[*]} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
