@@ -2,10 +2,14 @@ package accesslog
 
 // Batching. A request appends its finished line to the current batch under a mutex: a copy of
 // a few hundred bytes, no system call. A batch is written with one write(2) when it reaches
-// BatchSize, when FlushInterval passes, and before the destination changes (SetOutput,
-// Reopen) or the Logger closes; the writes are made by one writer goroutine (or by the
-// SetOutput or Close caller) outside that mutex, in the order the batches filled, so lines keep
-// their order and a slow disk never holds the lock the requests take.
+// BatchSize (by the request that filled it, after it has let go of that mutex), when
+// FlushInterval passes (by a timer goroutine), and before the destination changes (SetOutput,
+// Reopen) or the Logger closes. Full batches wait in a queue and whoever writes takes the whole
+// queue under a second mutex, so batches go out in the order they filled, lines keep their
+// order, and a slow write never holds the lock the other requests append under. The request
+// that fills a batch writes it itself rather than waking a writer goroutine: on a busy machine
+// a woken goroutine may not run for milliseconds, and meanwhile batch after batch would need a
+// new buffer; here one or two buffers are in use.
 //
 // Limits and losses. Batches waiting to be written hold at most MaxPending bytes; a request
 // that would go beyond it waits until the writer has written some (back-pressure: a disk that
@@ -64,7 +68,6 @@ type Logger struct {
 	reported time.Time // when a failed write was last logged
 	unlogged uint64    // lines lost since that report
 
-	kick     chan struct{} // a batch is full (capacity 1)
 	done     chan struct{}
 	wg       sync.WaitGroup
 	interval time.Duration
@@ -87,7 +90,6 @@ func newLogger(w io.Writer, interval time.Duration) *Logger {
 		cur:      make([]byte, 0, BatchSize),
 		queue:    make([][]byte, 0, MaxPending/BatchSize+1),
 		taken:    make([][]byte, 0, MaxPending/BatchSize+2),
-		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		interval: interval,
 	}
@@ -117,15 +119,13 @@ func (l *Logger) Stats() Stats {
 	return l.stats
 }
 
-// writer writes full batches as they come and the current one every interval.
+// writer writes the current batch every interval.
 func (l *Logger) writer() {
 	defer l.wg.Done()
 	t := time.NewTicker(l.interval)
 	defer t.Stop()
 	for {
 		select {
-		case <-l.kick:
-			l.flush(false)
 		case <-t.C:
 			l.flush(true)
 		case <-l.done:
@@ -241,13 +241,14 @@ func (l *Logger) spareBuf() []byte {
 	return make([]byte, 0, BatchSize)
 }
 
-// Write ends the line and adds it to the current batch; if the batch is full it goes to the
-// writer first, and if MaxPending bytes already wait to be written, Write waits.
+// Write ends the line and adds it to the current batch. If the batch is full, Write queues
+// it (waiting while MaxPending bytes wait to be written) and then writes the queue.
 func (l *Logger) Write(ln *Line) {
 	if l == nil || ln == nil {
 		return
 	}
 	ln.b = append(ln.b, '}', '\n')
+	queued := false
 	l.mu.Lock()
 	switch {
 	case l.off.Load(): // a line begun before SetOutput turned the log off is dropped
@@ -255,7 +256,7 @@ func (l *Logger) Write(ln *Line) {
 		l.stats.Dropped++
 	default:
 		if len(l.cur)+len(ln.b) > cap(l.cur) && len(l.cur) > 0 {
-			l.handOff()
+			queued = l.handOff()
 		}
 		if l.closed {
 			l.stats.Dropped++
@@ -267,24 +268,24 @@ func (l *Logger) Write(ln *Line) {
 	if cap(ln.b) <= 16<<10 {
 		linePool.Put(ln)
 	}
+	if queued {
+		l.flush(false)
+	}
 }
 
-// handOff queues the current batch for the writer, waiting while MaxPending bytes wait. The
-// caller holds mu.
-func (l *Logger) handOff() {
+// handOff queues the current batch, waiting while MaxPending bytes wait to be written, and
+// reports whether it did (not if the Logger closed meanwhile). The caller holds mu.
+func (l *Logger) handOff() bool {
 	for l.pending > 0 && l.pending+len(l.cur) > MaxPending && !l.closed {
 		l.space.Wait()
 	}
 	if l.closed {
-		return
+		return false
 	}
 	l.queue = append(l.queue, l.cur)
 	l.pending += len(l.cur)
 	l.cur = l.spareBuf()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	return true
 }
 
 // Close writes every line so far (including lines that arrive while it writes), stops the

@@ -57,22 +57,7 @@ func TestCloseWritesEveryLineInOrder(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	next := make([]int64, writers)
-	n := 0
-	for line := range strings.Lines(readFile(t, path)) {
-		var v struct{ W, I int64 }
-		if err := json.Unmarshal([]byte(line), &v); err != nil {
-			t.Fatalf("line %d is not JSON: %v: %q", n, err, line)
-		}
-		if v.I != next[v.W] {
-			t.Fatalf("writer %d: line %d after line %d", v.W, v.I, next[v.W]-1)
-		}
-		next[v.W]++
-		n++
-	}
-	if n != writers*each {
-		t.Errorf("%d lines in the file, want %d", n, writers*each)
-	}
+	checkOrder(t, readFile(t, path), writers, each)
 	if st := l.Stats(); st != (Stats{Written: writers * each}) {
 		t.Errorf("stats %+v, want Written %d only", st, writers*each)
 	}
@@ -90,6 +75,28 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	defer c.mu.Unlock()
 	c.writes++
 	return c.b.Write(p)
+}
+
+// checkOrder checks that text holds each of writers' lines {"w":W,"i":I,...} for I from 0
+// to each-1 once, whole, in order.
+func checkOrder(t *testing.T, text string, writers, each int) {
+	t.Helper()
+	next := make([]int64, writers)
+	n := 0
+	for line := range strings.Lines(text) {
+		var v struct{ W, I int64 }
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("line %d is not JSON: %v: %q", n, err, line)
+		}
+		if v.I != next[v.W] {
+			t.Fatalf("writer %d: line %d after line %d", v.W, v.I, next[v.W]-1)
+		}
+		next[v.W]++
+		n++
+	}
+	if n != writers*each {
+		t.Errorf("%d lines, want %d", n, writers*each)
+	}
 }
 
 // TestLinesAreBatched: a line is not written by the request that logs it, and many lines go
@@ -169,43 +176,45 @@ func (g *gate) Write(p []byte) (int, error) {
 	return g.b.Write(p)
 }
 
-// TestSlowDestinationHoldsWriters: while the destination does not take writes, a writer
-// logs at most about MaxPending bytes and then waits; once the destination moves, every line
-// arrives, none is dropped.
+// TestSlowDestinationHoldsWriters: while the destination takes no writes, 32 goroutines log
+// at most about MaxPending bytes between them and then wait (each request that fills a batch
+// waits to write it, and beyond MaxPending the others wait to queue theirs); once the
+// destination moves, every line arrives, none is dropped.
 func TestSlowDestinationHoldsWriters(t *testing.T) {
 	g := &gate{open: make(chan struct{}), entered: make(chan struct{}, 1)}
 	l := newLogger(g, time.Hour)
 	line := strings.Repeat("y", 1000)
-	const total = 4 * MaxPending / 1000 // four times what may wait
+	const writers, each = 32, 200 // 6.4 MB in all, six times MaxPending
 	var logged atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range total {
-			l.Write(l.Begin().Str("p", line))
-			logged.Add(1)
-		}
-	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				l.Write(l.Begin().Int("w", int64(w)).Int("i", int64(i)).Str("p", line))
+				logged.Add(1)
+			}
+		})
+	}
 	<-g.entered // the first full batch is being written, and waits
-	bound := int64((MaxPending+2*BatchSize)/1000 + 1)
-	testutil.WaitFor(t, 5*time.Second, "the writer to wait", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the writers to wait", func() bool {
 		n := logged.Load()
 		time.Sleep(50 * time.Millisecond)
-		return n == logged.Load() && n > 0
+		return n == logged.Load()
 	})
+	// Queued and being written: MaxPending; the current batch: one more; and the line of
+	// each writer that is about to write.
+	bound := int64((MaxPending+BatchSize)/1000 + writers)
 	if n := logged.Load(); n > bound {
 		t.Fatalf("%d lines logged while nothing could be written, want at most %d", n, bound)
 	}
 	close(g.open)
-	<-done
+	wg.Wait()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(g.b.String(), "\n"); n != total {
-		t.Errorf("%d lines written, want %d", n, total)
-	}
-	if st := l.Stats(); st.Dropped != 0 || st.Written != total {
-		t.Errorf("stats %+v, want %d written, none dropped", st, total)
+	checkOrder(t, g.b.String(), writers, each)
+	if st := l.Stats(); st.Dropped != 0 || st.Written != writers*each {
+		t.Errorf("stats %+v, want %d written, none dropped", st, writers*each)
 	}
 }
 
