@@ -2,7 +2,7 @@
 # bench/fullcost.sh: what a production config costs over plain Sluice, in CPU per request,
 # and a change's before and after, side by side (docs/benchmarks.md, "sluice-full").
 #
-#   bash bench/fullcost.sh [-rounds 6] [-duration 5] [-connections 64] [-base REV]
+#   bash bench/fullcost.sh [-rounds 6] [-duration 5] [-connections 64] [-base REV] [-together]
 #
 # One plain Go backend (bench/backend, 300-byte bodies) behind three Sluice processes at
 # once: "plain" (one catch-all route, access log off) and "full" (bench/run.sh's sluice-full:
@@ -12,17 +12,20 @@
 # req/s and the process's CPU per request (utime+stime from /proc over the run, divided by
 # the requests wrk counted). CPU per request holds up under a shared machine's noise far
 # better than req/s does; the rotation spreads what noise is left over all three.
+# -together: each round loads the three at the same time (one wrk each, -connections each),
+# so that what else runs on the machine weighs on all three alike; req/s then only compares.
 # Ports: PORT_LO..PORT_LO+PORT_SPAN-1 (default 22000-22999). Only processes started here are
 # stopped (trap EXIT).
 set -euo pipefail
 
-ROUNDS=6 DURATION=5 CONNS=64 BASE=HEAD
+ROUNDS=6 DURATION=5 CONNS=64 BASE=HEAD TOGETHER=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
 	-duration) DURATION=$2; shift ;;
 	-connections) CONNS=$2; shift ;;
 	-base) BASE=$2; shift ;;
+	-together) TOGETHER=1 ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "fullcost.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -89,15 +92,30 @@ hz=$(getconf CLK_TCK)
 list=(plain full full-base)
 for p in "${list[@]}"; do wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:${PORT[$p]}/" >/dev/null; done
 printf 'round\tproxy\trequests\trps\tcpu_us_req\n' >"$TMP/results.tsv"
+# row round proxy ticks_before ticks_after wrk_output_file: one line of results.tsv.
+row() {
+	awk -v r="$1" -v p="$2" -v d=$(($4 - $3)) -v hz="$hz" '/requests in/{n=$1} /^Requests\/sec:/{rps=$2}
+		END{printf "%d\t%s\t%d\t%.0f\t%.2f\n", r, p, n, rps, (n > 0 ? d * 1e6 / hz / n : 0)}' "$5" |
+		tee -a "$TMP/results.tsv" >&2
+}
 for r in $(seq 1 "$ROUNDS"); do
+	if [ "$TOGETHER" = 1 ]; then
+		declare -A T0=()
+		for p in "${list[@]}"; do T0[$p]=$(ticks "$p"); done
+		loads=()
+		for p in "${list[@]}"; do
+			wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$p]}/" >"$TMP/$p.wrk" &
+			loads+=("$!")
+		done
+		wait "${loads[@]}" # only the wrk runs: the proxies are this shell's jobs too
+		for p in "${list[@]}"; do row "$r" "$p" "${T0[$p]}" "$(ticks "$p")" "$TMP/$p.wrk"; done
+		continue
+	fi
 	for i in 0 1 2; do
 		p=${list[$(((i + r - 1) % 3))]}
 		t0=$(ticks "$p")
-		out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$p]}/")
-		t1=$(ticks "$p")
-		awk -v r="$r" -v p="$p" -v d=$((t1 - t0)) -v hz="$hz" '/requests in/{n=$1} /^Requests\/sec:/{rps=$2}
-			END{printf "%d\t%s\t%d\t%.0f\t%.2f\n", r, p, n, rps, (n > 0 ? d * 1e6 / hz / n : 0)}' <<<"$out" |
-			tee -a "$TMP/results.tsv" >&2
+		wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$p]}/" >"$TMP/$p.wrk"
+		row "$r" "$p" "$t0" "$(ticks "$p")" "$TMP/$p.wrk"
 	done
 done
 echo
