@@ -35,7 +35,8 @@
 # the same rounds: a change's before and after, side by side.
 # -only LIST: run only these proxies (direct always runs) in the throughput rounds.
 # Files in -out (default bench/out): results.tsv (raw rounds), summary.tsv, rss.tsv, stale.tsv, env.txt,
-# report.md, *.png. Only processes started here are stopped (trap EXIT).
+# report.md, *.png. Only processes started here are stopped (trap EXIT). Ports come from
+# PORT_LO..PORT_LO+PORT_SPAN-1 (environment; default 20000-31999).
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
