@@ -12,7 +12,7 @@ package accesslog
 // new buffer; here one or two buffers are in use.
 //
 // Limits and losses. Batches waiting to be written hold at most MaxPending bytes; a request
-// that would go beyond it waits until the writer has written some (back-pressure: a disk that
+// that would go beyond it waits until some have been written (back-pressure: a disk that
 // is slow but working slows the requests that log, it does not lose lines). A write that fails
 // (a full disk, a closed pipe) does not stall the requests: the lines of that batch that did
 // not reach the destination are counted as dropped in [Stats], the error is counted and
@@ -32,7 +32,7 @@ import (
 )
 
 const (
-	// BatchSize is the size at which a batch is handed to the writer.
+	// BatchSize is the size at which a batch is queued and written.
 	BatchSize = 64 << 10
 	// MaxPending bounds the bytes of batches waiting to be written (and being written);
 	// beyond it, Write waits.
