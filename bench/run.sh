@@ -42,7 +42,8 @@
 # Ports: PORT_LO and PORT_SPAN in the environment narrow the range ports are taken from
 # (default 20000-31999), for runs beside other benchmarks.
 # Files in -out (default bench/out): results.tsv (raw rounds), summary.tsv, rss.tsv, stale.tsv, env.txt,
-# report.md, *.png. Only processes started here are stopped (trap EXIT).
+# report.md, *.png. Only processes started here are stopped (trap EXIT). Ports come from
+# PORT_LO..PORT_LO+PORT_SPAN-1 (environment; default 20000-31999).
 set -euo pipefail
 
 ROUNDS=3 DURATION=10 CONNS=64 SIZE=300 OUT="" SMOKE=0 DO_TPUT=1 DO_STALE=1 INSTALL=1 FORCE_LOADGEN=0
@@ -126,7 +127,9 @@ install_peers() {
 	done
 }
 
-# free_port prints a loopback port nothing listens on and this run has not handed out.
+# free_port prints a loopback port nothing listens on and this run has not handed out, in
+# PORT_LO..PORT_LO+PORT_SPAN-1 (default 20000-31999, below the ephemeral range; a run beside
+# others narrows it, e.g. PORT_LO=22000 PORT_SPAN=1000).
 free_port() {
 	local p
 	while :; do

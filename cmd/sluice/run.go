@@ -69,6 +69,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer r.access.Close()
+	r.access.SetErrorLog(r.log.With("component", "accesslog")) // failed writes (lines lost)
 	for _, w := range config.Warnings(cfg) {
 		r.log.Warn("risky config setting", "warning", w)
 	}

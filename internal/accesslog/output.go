@@ -64,26 +64,25 @@ func Open(dest string, stdout, stderr io.Writer) (*Logger, error) {
 	return l, nil
 }
 
-// SetOutput flushes the lines buffered for the current destination to it, then writes to o
+// SetOutput writes the lines batched for the current destination to it, then writes to o
 // from now on and closes the previous destination's file, if it had one. Lines being
 // written meanwhile go to one or the other, whole. o's destination "off" drops lines until
 // the next SetOutput.
 func (l *Logger) SetOutput(o *Output) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.w.Flush()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	l.flushLocked(true, false)
 	if l.closer != nil {
 		l.closer.Close()
 	}
-	l.dest, l.closer = o.dest, nil
+	l.dest, l.closer, l.broken = o.dest, nil, false
 	if o.file != nil {
 		l.closer = o.file
 	}
-	w := o.w
-	if w == nil {
-		w = io.Discard
+	l.w = o.w
+	if l.w == nil {
+		l.w = io.Discard
 	}
-	l.w.Reset(w)
 	l.off.Store(o.dest == Off)
 }
 
@@ -95,9 +94,7 @@ var ErrNotAFile = errors.New("the access log is not a file")
 // destination that is not a file returns ErrNotAFile and changes nothing; a file that cannot
 // be opened returns the error and the old file keeps receiving lines.
 func (l *Logger) Reopen() error {
-	l.mu.Lock()
-	dest := l.dest
-	l.mu.Unlock()
+	dest := l.Dest()
 	switch dest {
 	case "", Stdout, Stderr, Off:
 		return ErrNotAFile
@@ -112,7 +109,7 @@ func (l *Logger) Reopen() error {
 
 // Dest returns the destination lines go to ("" for a Logger made with New).
 func (l *Logger) Dest() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	return l.dest
 }

@@ -47,6 +47,10 @@ func newObserver(g *Gateway) *observer {
 	o.m = metrics.New(g.poolStats)
 	o.m.SetLimitSource(g.limitStats) // ratelimit.go
 	o.m.RegisterPluginStats(g.pluginStats)
+	o.m.WatchAccessLog(func() metrics.AccessLogCounts {
+		s := g.access.Stats() // nil-safe: no access log counts nothing
+		return metrics.AccessLogCounts{Written: s.Written, Dropped: s.Dropped, WriteErrors: s.WriteErrors}
+	})
 	o.noRoute = o.m.Route("", "")
 	v := "dev"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
