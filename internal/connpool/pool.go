@@ -25,6 +25,8 @@ type Pool struct {
 	opts Options
 	log  *slog.Logger
 	tls  *tls.Config // nil: plain TCP; see tls.go
+	// alpnTLS is tls offering h2 and http/1.1, the dials' config with Options.ALPN (alpn.go).
+	alpnTLS *tls.Config
 
 	mu         sync.Mutex
 	idle       []*Conn // LIFO: the top (end) is the most recently released
@@ -73,6 +75,9 @@ func New(addr string, opts Options, log *slog.Logger) *Pool {
 		stop: make(chan struct{}),
 	}
 	p.tls = tlsConfig(p.opts.TLS, addr)
+	if p.tls != nil && p.opts.ALPN != nil {
+		p.alpnTLS = alpnConfig(p.tls)
+	}
 	p.heal.factor = 1
 	p.stats.closedBy = make(map[CloseReason]uint64)
 	p.history = make([]LifeRecord, 0, p.opts.History)
@@ -452,6 +457,10 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	cancel()
 	if err != nil {
 		return nil, p.dialFailed(ctx, err)
+	}
+	if p.negotiated(s) == alpnH2 {
+		p.handOver(s)
+		return nil, ErrNegotiatedH2
 	}
 	now := time.Now()
 	p.mu.Lock()
