@@ -272,6 +272,13 @@ func TestAutoProtocolSwitch(t *testing.T) {
 			t.Errorf("log lacks %s\n%s", want, logs)
 		}
 	}
+	// A switch is not an attempt: no request took a second one (a retry would have hidden a
+	// switch that failed its first try).
+	for _, l := range tg.accessLines(len(phases) * 13) {
+		if l["attempts"] != 1.0 {
+			t.Errorf("access log: %v %v took %v attempts; want 1", l["method"], l["status"], l["attempts"])
+		}
+	}
 	ts, _ := adminView{tg.gw}.Targets("auto")
 	if n := ts[0].H2.Counters.ProtocolChanges; n != int64(len(phases)) {
 		t.Errorf("protocol changes = %d; want %d (the first answer and %d changes)", n, len(phases), len(phases)-1)
@@ -302,14 +309,22 @@ func TestAutoGRPC(t *testing.T) {
 		b := newALPNBackend(t, ca, true, false)
 		tg := autoGateway(t, ca, b.addr, testLogger(t))
 		// An HTTP/1.1 request first, so that the target's answer is known; then a gRPC call
-		// before and after the re-probe interval.
+		// within and one after the re-probe interval.
 		autoSend(t, newClient(), tg, b, "h1", false, 1)
-		for range 2 {
-			_, err := grpcClient(t, tg).UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+		gc := grpcClient(t, tg)
+		for i, wantConns := range []int64{1, 2} {
+			if i > 0 {
+				time.Sleep(1100 * time.Millisecond) // past h2pool.DefaultReprobeInterval
+			}
+			_, err := gc.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
 			if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "upstream_h2_unavailable") {
 				t.Errorf("status %v %q; want Unavailable with upstream_h2_unavailable", st.Code(), st.Message())
 			}
-			time.Sleep(1100 * time.Millisecond) // past h2pool.DefaultReprobeInterval
+			// Within the re-probe interval the answer is known and nothing is dialed; after
+			// it, the call asks the target again (one connection, kept by the HTTP/1.1 pool).
+			if n := b.conns.Load(); n != wantConns {
+				t.Errorf("call %d: the backend accepted %d connections in all; want %d", i, n, wantConns)
+			}
 		}
 		b.mu.Lock()
 		n := len(b.runs)
