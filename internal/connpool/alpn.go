@@ -117,8 +117,9 @@ func (p *Pool) DialH2(ctx context.Context) (net.Conn, string, error) {
 	}
 	p.total++
 	c := p.addDialedLocked(nc, s, now, now.Sub(start))
-	c.pre = true // a request takes it first (refreshLocked)
+	c.pre = true // a request takes it first (refreshLocked); counted as a preconnect
 	p.stats.fromH2++
+	p.stats.preconnects++
 	p.giveLocked(c)
 	p.mu.Unlock()
 	return nil, alpnHTTP1, nil

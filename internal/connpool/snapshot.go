@@ -89,7 +89,7 @@ type Counters struct {
 	SentinelCloses      uint64 `json:"sentinel_closes"`
 	// Protocol auto (alpn.go): HandedToH2 counts connections dialed here on which the target
 	// chose h2, handed to its HTTP/2 pool; FromH2 those dialed for the HTTP/2 pool on which
-	// it chose HTTP/1.1, kept here (also in Opened).
+	// it chose HTTP/1.1, kept here as unused idle ones (also in Opened and Preconnects).
 	HandedToH2 uint64 `json:"handed_to_h2,omitempty"`
 	FromH2     uint64 `json:"from_h2,omitempty"`
 }
