@@ -3,11 +3,13 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,10 +69,21 @@ func (b *alpnBackend) start(h1, h2 bool) {
 		b.t.Fatal(err)
 	}
 	b.addr = ln.Addr().String()
+	cfg := b.tls.Clone()
+	if !h1 {
+		// Strictly h2: Go's server would otherwise complete a handshake that offered only
+		// "http/1.1" without ALPN (its http/1.1 fallback), where other servers refuse it.
+		cfg.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			if !slices.Contains(h.SupportedProtos, "h2") {
+				return nil, errors.New("this backend speaks only h2")
+			}
+			return nil, nil
+		}
+	}
 	var p http.Protocols
 	p.SetHTTP1(h1)
 	p.SetHTTP2(h2)
-	srv := &http.Server{Handler: http.HandlerFunc(b.serve), TLSConfig: b.tls.Clone(), Protocols: &p,
+	srv := &http.Server{Handler: http.HandlerFunc(b.serve), TLSConfig: cfg, Protocols: &p,
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
 				b.conns.Add(1)
@@ -387,4 +400,39 @@ routes:
 	if r := health()[h1.addr]; !strings.Contains(r, "HTTP/1.1") {
 		t.Errorf("http/1.1 target's health %q; want a reason naming HTTP/1.1", r)
 	}
+}
+
+// TestAutoTCPHealthCheck: a tcp check of a protocol auto upstream completes the TLS handshake
+// with a backend that serves only h2 (it offers "h2" too) and with one that serves only
+// HTTP/1.1: both healthy.
+func TestAutoTCPHealthCheck(t *testing.T) {
+	ca := testutil.NewCA(t)
+	h2 := newALPNBackend(t, ca, false, true)
+	h1 := newALPNBackend(t, ca, true, false)
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: auto
+    targets: [{address: "{{h2}}"}, {address: "{{h1}}"}]
+    protocol: auto
+    tls: {ca_file: {{ca}}, server_name: 127.0.0.1}
+    health_check:
+      active: {type: tcp, interval: 50ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1}
+routes:
+  - id: all
+    upstream: auto
+`, map[string]string{"h2": h2.addr, "h1": h1.addr, "ca": ca.CAFile(t)})
+	var last []string
+	testutil.WaitFor(t, 3*time.Second, "both targets healthy", func() bool {
+		ts, _ := adminView{tg.gw}.Targets("auto")
+		last = last[:0]
+		ok := true
+		for _, x := range ts {
+			last = append(last, x.Address+": "+x.Health+" "+x.HealthReason)
+			ok = ok && x.Health == "healthy"
+		}
+		return ok && len(ts) == 2
+	})
+	t.Logf("targets: %v", last)
 }
