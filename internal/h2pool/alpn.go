@@ -1,3 +1,6 @@
+// x/net/http2's client is deprecated in favour of net/http's (golang/go#67810): see pool.go.
+//lint:file-ignore SA1019 the pool needs x/net's ClientConn (Ping, State, ReserveNewRequest)
+
 package h2pool
 
 // Protocol auto: the target's ALPN answer decides between HTTP/2 and HTTP/1.1.

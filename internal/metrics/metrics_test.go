@@ -29,8 +29,8 @@ func samplePools() []TargetPool {
 		},
 		H2: &h2pool.Snapshot{Protocol: "auto", Negotiated: "h2",
 			Counters: h2pool.Counters{Streams: 9, Unprocessed: 2, PingChecks: 1, ReadIdlePings: 3, PingFailures: 1, ProtocolChanges: 2},
-			Closes: map[h2pool.CloseReason]int64{h2pool.CloseGoAway: 2, h2pool.ClosePingTimeout: 1},
-			Conns:  []h2pool.ConnInfo{{ID: 4, Streams: 9, Active: 1}}},
+			Closes:   map[h2pool.CloseReason]int64{h2pool.CloseGoAway: 2, h2pool.ClosePingTimeout: 1},
+			Conns:    []h2pool.ConnInfo{{ID: 4, Streams: 9, Active: 1}}},
 	}}
 }
 
