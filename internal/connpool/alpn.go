@@ -98,11 +98,12 @@ func (p *Pool) DialH2(ctx context.Context) (net.Conn, string, error) {
 	if err == nil {
 		s, err = p.handshake(dctx, nc)
 	}
-	if err != nil {
+	if err != nil { // counted, but no slot to free: the dial took none
+		rerr := p.dialReason(ctx, err)
 		p.mu.Lock()
-		p.total++ // dialFailed frees a slot
+		p.countDialErrorLocked(rerr)
 		p.mu.Unlock()
-		return nil, "", p.dialFailed(ctx, err)
+		return nil, "", rerr
 	}
 	proto := s.tc.ConnectionState().NegotiatedProtocol
 	if proto == alpnH2 {

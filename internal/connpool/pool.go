@@ -493,14 +493,24 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 
 // dialFailed counts a failed dial, frees its slot and returns its reason.
 func (p *Pool) dialFailed(ctx context.Context, err error) error {
-	var rerr *reason.Error
+	rerr := p.dialReason(ctx, err)
+	p.mu.Lock()
+	p.countDialErrorLocked(rerr)
+	p.freeSlotLocked()
+	p.mu.Unlock()
+	return rerr
+}
+
+// dialReason is the reason of a failed dial (TCP or TLS).
+func (p *Pool) dialReason(ctx context.Context, err error) *reason.Error {
 	var he *handshakeError
 	if errors.As(err, &he) {
-		rerr = p.tlsError(err)
-	} else {
-		rerr = p.dialError(ctx, err)
+		return p.tlsError(err)
 	}
-	p.mu.Lock()
+	return p.dialError(ctx, err)
+}
+
+func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
 	p.stats.dialErrors++
 	switch rerr.Code {
 	case reason.TLSHandshake:
@@ -508,9 +518,6 @@ func (p *Pool) dialFailed(ctx context.Context, err error) error {
 	case reason.TLSCertificate:
 		p.stats.tlsCertErrors++
 	}
-	p.freeSlotLocked()
-	p.mu.Unlock()
-	return rerr
 }
 
 func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
