@@ -278,10 +278,6 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		}
 		c = nil
 		var unsettled *conn
-		if p.opts.Auto && p.proto.Load() == protoHTTP1 && time.Since(p.lastProbe) < p.opts.ReprobeInterval {
-			p.mu.Unlock()
-			return nil, false, 0, ErrNegotiatedHTTP1
-		}
 		if !fresh {
 			c, unsettled = p.pickLocked()
 		}
@@ -307,6 +303,12 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 				return nil, false, 0, err
 			}
 			continue
+		}
+		// An auto pool whose target answered HTTP/1.1 lately dials no more (alpn.go); an
+		// h2 connection it still has is used above (a gRPC call may take it).
+		if p.opts.Auto && p.proto.Load() == protoHTTP1 && time.Since(p.lastProbe) < p.opts.ReprobeInterval {
+			p.mu.Unlock()
+			return nil, false, 0, ErrNegotiatedHTTP1
 		}
 		// While a connection is being dialed the request waits for it (and then for its
 		// SETTINGS) rather than dialing its own, as Go's transport does.
