@@ -263,7 +263,9 @@ func TestAutoProtocolSwitch(t *testing.T) {
 		// the old protocol, and its connection is the one that serves the request (handed
 		// over, not wasted).
 		before := b.conns.Load()
+		start := time.Now()
 		autoSend(t, c, tg, b, fmt.Sprintf("p%d-alone", p), true, ph.proto)
+		t.Logf("phase %d (HTTP/%d): first request %v", p, ph.proto, time.Since(start))
 		if n := b.conns.Load() - before; n != 1 {
 			t.Errorf("phase %d: the first request after the restart opened %d backend connections; want 1", p, n)
 		}
