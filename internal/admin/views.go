@@ -185,12 +185,22 @@ type targetView struct {
 	LearnedSource string  `json:"learned_source"`
 	EffectiveIdle float64 `json:"effective_idle_timeout_seconds"`
 	ReuseFactor   float64 `json:"reuse_factor"`
+	// Protocol is how the gateway speaks to the target: "http1", "h2", "h2c", or for an
+	// upstream with protocol auto the target's latest ALPN answer ("h2", "http/1.1"; "auto"
+	// before the first).
+	Protocol string `json:"protocol"`
 }
 
 func newTargetView(t *Target) targetView {
 	v := targetView{Address: t.Address, Weight: t.Weight, Health: t.Health, HealthReason: t.HealthReason, InFlight: t.InFlight,
 		LearnedIdle: t.Pool.Learned.Seconds(), LearnedSource: t.Pool.LearnedSource,
-		EffectiveIdle: t.Pool.EffectiveIdle.Seconds(), ReuseFactor: t.Pool.ReuseFactor}
+		EffectiveIdle: t.Pool.EffectiveIdle.Seconds(), ReuseFactor: t.Pool.ReuseFactor, Protocol: "http1"}
+	if h := t.H2; h != nil {
+		v.Protocol = h.Protocol
+		if h.Negotiated != "" {
+			v.Protocol = h.Negotiated
+		}
+	}
 	if v.Health == "" {
 		v.Health = healthUnknown
 	}

@@ -80,7 +80,7 @@ func TestBalanceValidation(t *testing.T) {
 		{"tcp with http fields", `    health_check: {active: {type: tcp, path: /x, body_contains: ok}}`, []string{
 			"active.body_contains: only valid with type: http", "active.path: only valid with type: http"}},
 		{"unknown type", `    health_check: {active: {type: udp}}`, []string{`unknown check type "udp"`}},
-		{"grpc check on an HTTP/1.1 upstream", `    health_check: {active: {type: grpc}}`, []string{`grpc checks need protocol: h2 or h2c`}},
+		{"grpc check on an HTTP/1.1 upstream", `    health_check: {active: {type: grpc}}`, []string{`grpc checks need protocol: h2, h2c or auto`}},
 		{"ejection order", `    health_check: {passive: {base_ejection: 1m, max_ejection: 10s}}`, []string{"passive.max_ejection: must not be below base_ejection"}},
 		{"negative limits", `    limits: {max_concurrent_requests: -1, max_concurrent_retries: -1}`, []string{
 			"limits.max_concurrent_requests: must not be negative", "limits.max_concurrent_retries: must not be negative"}},

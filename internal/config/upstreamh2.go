@@ -60,7 +60,9 @@ func validateUpstreamH2(p *problems, b string, u Upstream) {
 	switch u.Protocol {
 	case ProtocolHTTP1:
 	case ProtocolAuto:
-		p.add(b+".protocol", "\"auto\" (ALPN choosing between h2 and http/1.1) is not implemented yet: use \"h2\" or \"http1\"")
+		if !u.TLSOn() {
+			p.add(b+".protocol", "\"auto\" lets the TLS handshake choose (ALPN), but tls is off and plain TCP cannot negotiate: use \"h2c\" for a backend that speaks HTTP/2 with prior knowledge, or \"http1\"; or add a tls block or https:// targets")
+		}
 	case ProtocolH2:
 		if !u.TLSOn() {
 			p.add(b+".protocol", "%q needs TLS (ALPN h2): add a tls block or https:// targets, or use \"h2c\" for HTTP/2 over plain TCP", u.Protocol)
@@ -72,8 +74,8 @@ func validateUpstreamH2(p *problems, b string, u Upstream) {
 	default:
 		p.add(b+".protocol", "unknown protocol %q: want \"http1\", \"h2\", \"h2c\" or \"auto\"", u.Protocol)
 	}
-	if a := u.HealthCheck.Active; a != nil && a.Type == "grpc" && u.Protocol != ProtocolH2 && u.Protocol != ProtocolH2C {
-		p.add(b+".health_check.active.type", "grpc checks need protocol: h2 or h2c (gRPC runs over HTTP/2)")
+	if a := u.HealthCheck.Active; a != nil && a.Type == "grpc" && !u.UsesH2() {
+		p.add(b+".health_check.active.type", "grpc checks need protocol: h2, h2c or auto (gRPC runs over HTTP/2)")
 	}
 	h := u.H2
 	if h.MaxConns < 0 {

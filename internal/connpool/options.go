@@ -102,6 +102,10 @@ type Options struct {
 	// certificate, server name, versions, resumption) must have different TLSIDs. The gateway
 	// sets a hash of the upstream's tls block and of the files it names, and the server name.
 	TLSID string
+	// ALPN, when set (protocol auto, with TLS), makes every dial offer ALPN "h2" and
+	// "http/1.1" and tells ALPN the target's answer; a connection on which the target chose
+	// h2 is handed to it (alpn.go). nil: the handshake offers "http/1.1" as TLS says.
+	ALPN ALPN
 }
 
 // Identity is what makes two pools interchangeable: every field of [Options] that shapes a

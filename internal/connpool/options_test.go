@@ -9,6 +9,7 @@ import (
 var notIdentity = map[string]string{
 	"Dial": "a function cannot be compared; the gateway never sets it",
 	"TLS":  "a pointer: TLSID stands for it",
+	"ALPN": "an interface (the target's HTTP/2 pool); the gateway keys pools by protocol (h2Identity)",
 }
 
 // TestIdentityCoversOptions: a field added to Options must be a decision, not an accident.

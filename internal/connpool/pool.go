@@ -25,6 +25,8 @@ type Pool struct {
 	opts Options
 	log  *slog.Logger
 	tls  *tls.Config // nil: plain TCP; see tls.go
+	// alpnTLS is tls offering h2 and http/1.1, the dials' config with Options.ALPN (alpn.go).
+	alpnTLS *tls.Config
 
 	mu         sync.Mutex
 	idle       []*Conn // LIFO: the top (end) is the most recently released
@@ -73,6 +75,9 @@ func New(addr string, opts Options, log *slog.Logger) *Pool {
 		stop: make(chan struct{}),
 	}
 	p.tls = tlsConfig(p.opts.TLS, addr)
+	if p.tls != nil && p.opts.ALPN != nil {
+		p.alpnTLS = alpnConfig(p.tls)
+	}
 	p.heal.factor = 1
 	p.stats.closedBy = make(map[CloseReason]uint64)
 	p.history = make([]LifeRecord, 0, p.opts.History)
@@ -453,6 +458,10 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, p.dialFailed(ctx, err)
 	}
+	if p.negotiated(s) == alpnH2 {
+		p.handOver(s)
+		return nil, ErrNegotiatedH2
+	}
 	now := time.Now()
 	p.mu.Lock()
 	if p.closed {
@@ -484,14 +493,24 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 
 // dialFailed counts a failed dial, frees its slot and returns its reason.
 func (p *Pool) dialFailed(ctx context.Context, err error) error {
-	var rerr *reason.Error
+	rerr := p.dialReason(ctx, err)
+	p.mu.Lock()
+	p.countDialErrorLocked(rerr)
+	p.freeSlotLocked()
+	p.mu.Unlock()
+	return rerr
+}
+
+// dialReason is the reason of a failed dial (TCP or TLS).
+func (p *Pool) dialReason(ctx context.Context, err error) *reason.Error {
 	var he *handshakeError
 	if errors.As(err, &he) {
-		rerr = p.tlsError(err)
-	} else {
-		rerr = p.dialError(ctx, err)
+		return p.tlsError(err)
 	}
-	p.mu.Lock()
+	return p.dialError(ctx, err)
+}
+
+func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
 	p.stats.dialErrors++
 	switch rerr.Code {
 	case reason.TLSHandshake:
@@ -499,9 +518,6 @@ func (p *Pool) dialFailed(ctx context.Context, err error) error {
 	case reason.TLSCertificate:
 		p.stats.tlsCertErrors++
 	}
-	p.freeSlotLocked()
-	p.mu.Unlock()
-	return rerr
 }
 
 func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {

@@ -86,6 +86,13 @@ func (p *Pool) preconnect() {
 		s, err = p.handshake(ctx, nc)
 	}
 	now := time.Now()
+	if err == nil && p.negotiated(s) == alpnH2 {
+		p.handOver(s) // frees the slot
+		p.mu.Lock()
+		p.pre.inFlight = false
+		p.mu.Unlock()
+		return
+	}
 	p.mu.Lock()
 	p.pre.inFlight = false
 	if err != nil || p.closed {
@@ -100,31 +107,8 @@ func (p *Pool) preconnect() {
 		}
 		return
 	}
-	c := newConn(nc, s, now)
+	c := p.addDialedLocked(nc, s, now, now.Sub(start))
 	c.pre = true
-	switch {
-	case s == nil:
-	case s.tc.ConnectionState().DidResume:
-		p.stats.tlsResumed++
-	default:
-		p.stats.tlsFull++
-	}
-	p.live[c.ID] = c
-	p.stats.opened++
-	p.pre.noteDial(now.Sub(start))
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		p.waiters = p.waiters[1:]
-		w.ch <- grant{c: c}
-		p.mu.Unlock()
-		return
-	}
-	c.state = stateIdle
-	p.idle = append(p.idle, c)
-	if !p.sweeping {
-		p.sweeping = true
-		p.wg.Add(1)
-		go p.sweep()
-	}
+	p.giveLocked(c)
 	p.mu.Unlock()
 }

@@ -87,6 +87,11 @@ type Counters struct {
 	PreconnectsWasted   uint64 `json:"preconnects_wasted"`
 	PreconnectErrors    uint64 `json:"preconnect_errors"`
 	SentinelCloses      uint64 `json:"sentinel_closes"`
+	// Protocol auto (alpn.go): HandedToH2 counts connections dialed here on which the target
+	// chose h2, handed to its HTTP/2 pool; FromH2 those dialed for the HTTP/2 pool on which
+	// it chose HTTP/1.1, kept here as unused idle ones (also in Opened and Preconnects).
+	HandedToH2 uint64 `json:"handed_to_h2,omitempty"`
+	FromH2     uint64 `json:"from_h2,omitempty"`
 }
 
 // ReuseRatio is the share of requests that found a conn in the pool (reused, or
@@ -105,6 +110,7 @@ type counters struct {
 	tlsFull, tlsResumed, tlsCertErrors, tlsHandshakeErrors uint64
 	pathConnects, preconnects, preconnectsUsed             uint64
 	preconnectsWasted, preconnectErrors, sentinelCloses    uint64
+	handedH2, fromH2                                       uint64
 	closedBy                                               map[CloseReason]uint64
 }
 
@@ -172,7 +178,8 @@ func (p *Pool) Snapshot() Snapshot {
 			TLSCertErrors: p.stats.tlsCertErrors, TLSHandshakeErrors: p.stats.tlsHandshakeErrors,
 			RequestPathConnects: p.stats.pathConnects, Preconnects: p.stats.preconnects,
 			PreconnectsUsed: p.stats.preconnectsUsed, PreconnectsWasted: p.stats.preconnectsWasted,
-			PreconnectErrors: p.stats.preconnectErrors, SentinelCloses: p.stats.sentinelCloses},
+			PreconnectErrors: p.stats.preconnectErrors, SentinelCloses: p.stats.sentinelCloses,
+			HandedToH2: p.stats.handedH2, FromH2: p.stats.fromH2},
 		Conns: make([]ConnInfo, 0, len(p.live)),
 	}
 	if p.tls != nil {

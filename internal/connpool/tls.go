@@ -166,7 +166,11 @@ func (e *handshakeError) Unwrap() error { return e.err }
 func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tlsSocket, error) {
 	s := &tlsSocket{Conn: netio.Wrap(nc)}
 	s.nio, _ = s.Conn.(*netio.Conn)
-	s.tc = tls.Client(s, p.tls)
+	cfg := p.tls
+	if p.alpnTLS != nil {
+		cfg = p.alpnTLS
+	}
+	s.tc = tls.Client(s, cfg)
 	if err := s.tc.HandshakeContext(ctx); err != nil {
 		_ = nc.Close()
 		return nil, &handshakeError{err}

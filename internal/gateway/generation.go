@@ -336,17 +336,18 @@ type poolRefs struct {
 }
 
 type poolRef struct {
-	p  *connpool.Pool
-	h2 *h2pool.Pool // the HTTP/2 pool of an h2/h2c upstream, made on first use (h2pools.go)
-	n  int
+	p    *connpool.Pool
+	h2   *h2pool.Pool // the HTTP/2 pool of an h2/h2c/auto upstream, made on first use (h2pools.go)
+	link *alpnLink    // protocol auto: how p reaches h2 (h2pools.go); nil otherwise
+	n    int
 }
 
-func (r *poolRefs) acquire(id poolID, mk func() *connpool.Pool) *connpool.Pool {
+func (r *poolRefs) acquire(id poolID, mk func() *poolRef) *connpool.Pool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ref := r.m[id]
 	if ref == nil {
-		ref = &poolRef{p: mk()}
+		ref = mk()
 		r.m[id] = ref
 	}
 	ref.n++
@@ -415,12 +416,18 @@ func (u upstreamPools) id(name, addr string) poolID {
 // acquire returns the pool for addr, an address name resolved to, shared when one with the
 // same identity exists, and takes a reference on it; release drops one.
 func (u upstreamPools) acquire(name, addr string) *connpool.Pool {
-	return u.refs.acquire(u.id(name, addr), func() *connpool.Pool {
+	return u.refs.acquire(u.id(name, addr), func() *poolRef {
 		o := u.options(name)
 		if o.TLS != nil {
 			o.TLS = u.tls.poolConfig(name)
 		}
-		return connpool.New(addr, o, u.log)
+		ref := &poolRef{}
+		if u.uc.Protocol == config.ProtocolAuto {
+			ref.link = new(alpnLink)
+			o.ALPN = ref.link // h2pools.go
+		}
+		ref.p = connpool.New(addr, o, u.log)
+		return ref
 	})
 }
 

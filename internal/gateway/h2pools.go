@@ -2,6 +2,10 @@ package gateway
 
 import (
 	"fmt"
+	"net"
+	"sync/atomic"
+
+	"sluice/internal/connpool"
 
 	"sluice/internal/config"
 	"sluice/internal/h2pool"
@@ -44,7 +48,32 @@ func (u upstreamPools) acquireH2(name, addr string) *h2pool.Pool {
 		if o.TLS != nil {
 			po.TLS = u.tls.poolConfig(name)
 		}
+		if ref.link != nil { // protocol auto: one dialer, the HTTP/1.1 pool (connpool/alpn.go)
+			po.Auto, po.Dial = true, ref.p.DialH2
+		}
 		ref.h2 = h2pool.New(addr, po, u.log)
+		if ref.link != nil {
+			ref.link.h2.Store(ref.h2)
+		}
 	}
 	return ref.h2
 }
+
+// alpnLink is the connpool.ALPN of an auto upstream's HTTP/1.1 pool: the target's HTTP/2
+// pool, which is made just after it (acquireH2). Before that nothing is adopted.
+type alpnLink struct{ h2 atomic.Pointer[h2pool.Pool] }
+
+func (l *alpnLink) Learn(proto string) {
+	if p := l.h2.Load(); p != nil {
+		p.Learn(proto)
+	}
+}
+
+func (l *alpnLink) Adopt(c net.Conn) bool {
+	if p := l.h2.Load(); p != nil {
+		return p.Adopt(c)
+	}
+	return false
+}
+
+var _ connpool.ALPN = (*alpnLink)(nil)

@@ -61,7 +61,20 @@ type Options struct {
 	PingTimeout time.Duration
 	// SweepInterval is how often connections are looked at (0: DefaultSweepInterval).
 	SweepInterval time.Duration
+	// Auto: the upstream's protocol is auto; connections come from Dial, and the target's
+	// ALPN answer decides whether the pool serves it (alpn.go). TLS is then only what
+	// Snapshot and TLS report.
+	Auto bool
+	// Dial opens the connections of an Auto pool (required with Auto, unused without).
+	Dial DialFunc
+	// ReprobeInterval: while an Auto pool's target answers HTTP/1.1, a request that comes to
+	// the pool anyway (gRPC) dials to ask again at most once per this interval, and
+	// otherwise fails at once with ErrNegotiatedHTTP1 (0: DefaultReprobeInterval).
+	ReprobeInterval time.Duration
 }
+
+// DefaultReprobeInterval is Options.ReprobeInterval's default.
+const DefaultReprobeInterval = time.Second
 
 // Pool keeps the HTTP/2 connections to one target. It implements http2.ClientConnPool for
 // its own http2.Transport; see doc.go.
@@ -83,6 +96,9 @@ type Pool struct {
 	closes   map[CloseReason]int64
 	history  [historyLen]LifeRecord
 	histN    int // records written in all
+
+	proto     atomic.Int32 // the target's latest ALPN answer (auto pools; alpn.go)
+	lastProbe time.Time    // when an auto pool last dialed (under mu)
 }
 
 // conn is one HTTP/2 connection of the pool.
@@ -128,6 +144,9 @@ func (c *conn) isSettled() bool {
 func New(addr string, o Options, log *slog.Logger) *Pool {
 	if o.SweepInterval <= 0 {
 		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.ReprobeInterval <= 0 {
+		o.ReprobeInterval = DefaultReprobeInterval
 	}
 	if o.TLS != nil {
 		o.TLS = o.TLS.Clone()
@@ -285,6 +304,12 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			}
 			continue
 		}
+		// An auto pool whose target answered HTTP/1.1 lately dials no more (alpn.go); an
+		// h2 connection it still has is used above (a gRPC call may take it).
+		if p.opts.Auto && p.proto.Load() == protoHTTP1 && time.Since(p.lastProbe) < p.opts.ReprobeInterval {
+			p.mu.Unlock()
+			return nil, false, 0, ErrNegotiatedHTTP1
+		}
 		// While a connection is being dialed the request waits for it (and then for its
 		// SETTINGS) rather than dialing its own, as Go's transport does.
 		if !fresh && p.dialing > 0 {
@@ -308,6 +333,7 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			}
 		}
 		p.dialing++
+		p.lastProbe = time.Now()
 		p.mu.Unlock()
 		c, err = p.dial(ctx)
 		p.mu.Lock()
@@ -315,7 +341,9 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		close(p.wake)
 		p.wake = make(chan struct{})
 		if err != nil {
-			p.counters.DialFailures++
+			if !errors.Is(err, ErrNegotiatedHTTP1) {
+				p.counters.DialFailures++
+			}
 			p.mu.Unlock()
 			return nil, false, 0, err
 		}
@@ -388,6 +416,9 @@ func (p *Pool) awaitSettings(ctx context.Context, c *conn) error {
 
 // dial opens a connection: TCP, TLS with ALPN h2 when configured, the HTTP/2 preface.
 func (p *Pool) dial(ctx context.Context) (*conn, error) {
+	if p.opts.Auto {
+		return p.dialAuto(ctx)
+	}
 	if p.opts.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.opts.ConnectTimeout)
@@ -414,19 +445,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		}
 		nc = tc
 	}
-	sc := newSniffConn(nc)
-	cc, err := p.tr.NewClientConn(sc)
-	if err != nil {
-		nc.Close()
-		return nil, reason.New(502, reason.ResetBeforeSend, p.addr, fmt.Errorf("HTTP/2 preface to %s: %w", p.addr, err))
-	}
-	p.mu.Lock()
-	p.nextID++
-	id := p.nextID
-	p.mu.Unlock()
-	c := &conn{id: id, cc: cc, sc: sc, created: time.Now()}
-	c.idleSince.Store(c.created.UnixNano())
-	return c, nil
+	return p.clientConn(nc)
 }
 
 // ping sends a PING on c and waits up to PingTimeout; a connection that does not answer is

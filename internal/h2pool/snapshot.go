@@ -19,6 +19,11 @@ type Counters struct {
 	PingChecks    int64 `json:"ping_checks"`
 	ReadIdlePings int64 `json:"read_idle_pings"`
 	PingFailures  int64 `json:"ping_failures"`
+	// ProtocolChanges counts the ALPN answers of an auto pool's target that differed from
+	// the one before (the first answer included); Adopted the h2 connections the HTTP/1.1
+	// pool dialed and handed over (also counted in Dials).
+	ProtocolChanges int64 `json:"protocol_changes"`
+	Adopted         int64 `json:"adopted"`
 }
 
 // ConnInfo describes an open connection.
@@ -55,8 +60,11 @@ type LifeRecord struct {
 // Snapshot is a pool's state for the admin API and metrics.
 type Snapshot struct {
 	Addr     string `json:"addr"`
-	Protocol string `json:"protocol"` // "h2" or "h2c"
-	Closed   bool   `json:"closed"`
+	Protocol string `json:"protocol"` // "h2", "h2c" or "auto"
+	// Negotiated is an auto pool's target's latest ALPN answer: "h2", "http/1.1", or ""
+	// before the first; requests go to the HTTP/1.1 pool while it is "http/1.1".
+	Negotiated string `json:"negotiated,omitempty"`
+	Closed     bool   `json:"closed"`
 	// Learned is the learned backend idle timeout (0: none); EffectiveIdle the idle time
 	// after which connections are closed (0: never).
 	Learned       time.Duration         `json:"learned_idle_timeout"`
@@ -73,7 +81,10 @@ func (p *Pool) Snapshot() Snapshot {
 	defer p.mu.Unlock()
 	s := Snapshot{Addr: p.addr, Protocol: "h2c", Closed: p.closed, Learned: p.learned,
 		EffectiveIdle: p.effectiveIdleLocked(), Counters: p.counters, Closes: maps.Clone(p.closes)}
-	if p.opts.TLS != nil {
+	switch {
+	case p.opts.Auto:
+		s.Protocol, s.Negotiated = "auto", p.Negotiated()
+	case p.opts.TLS != nil:
 		s.Protocol = "h2"
 	}
 	for _, c := range p.conns {

@@ -15,6 +15,9 @@ const (
 	nameH2UpUnprocessed = "sluice_upstream_h2_unprocessed_streams_total"
 	nameH2UpClosed      = "sluice_upstream_h2_connections_closed_total"
 	nameH2UpPings       = "sluice_upstream_h2_pings_total"
+	// Protocol auto: the target's ALPN answer.
+	nameUpNegotiated      = "sluice_upstream_negotiated_protocol"
+	nameUpProtocolChanges = "sluice_upstream_protocol_changes_total"
 )
 
 var (
@@ -30,7 +33,12 @@ var (
 	descH2Pings = prometheus.NewDesc(nameH2UpPings,
 		"PINGs sent on HTTP/2 connections to the target, by kind (check: before a stream on an idle connection; read_idle) and result (ok, timeout).",
 		append(poolLabels, "kind", "result"), nil)
-	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings}
+	descNegotiated = prometheus.NewDesc(nameUpNegotiated,
+		"1 for the protocol the target of a protocol auto upstream chose in its latest TLS handshake (ALPN: h2 or http/1.1); absent before the first.",
+		append(poolLabels, "protocol"), nil)
+	descProtocolChanges = prometheus.NewDesc(nameUpProtocolChanges,
+		"ALPN answers of the target of a protocol auto upstream that differed from the one before (the first included).", poolLabels, nil)
+	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges}
 )
 
 // collectH2 emits the metrics of tp's HTTP/2 pool.
@@ -56,4 +64,10 @@ func collectH2(ch chan<- prometheus.Metric, tp *TargetPool) {
 	emit(descH2Pings, prometheus.CounterValue, float64(k.PingChecks), "check", "sent")
 	emit(descH2Pings, prometheus.CounterValue, float64(k.ReadIdlePings), "read_idle", "sent")
 	emit(descH2Pings, prometheus.CounterValue, float64(k.PingFailures), "any", "timeout")
+	if s.Protocol == "auto" {
+		if s.Negotiated != "" {
+			emit(descNegotiated, prometheus.GaugeValue, 1, s.Negotiated)
+		}
+		emit(descProtocolChanges, prometheus.CounterValue, float64(k.ProtocolChanges))
+	}
 }

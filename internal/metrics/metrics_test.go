@@ -27,9 +27,10 @@ func samplePools() []TargetPool {
 			Options: connpool.OptionsView{TLS: true},
 			Conns:   []connpool.ConnInfo{{ID: 1, State: "idle"}, {ID: 2, State: "in_use"}, {ID: 3, State: "idle"}},
 		},
-		H2: &h2pool.Snapshot{Counters: h2pool.Counters{Streams: 9, Unprocessed: 2, PingChecks: 1, ReadIdlePings: 3, PingFailures: 1},
-			Closes: map[h2pool.CloseReason]int64{h2pool.CloseGoAway: 2, h2pool.ClosePingTimeout: 1},
-			Conns:  []h2pool.ConnInfo{{ID: 4, Streams: 9, Active: 1}}},
+		H2: &h2pool.Snapshot{Protocol: "auto", Negotiated: "h2",
+			Counters: h2pool.Counters{Streams: 9, Unprocessed: 2, PingChecks: 1, ReadIdlePings: 3, PingFailures: 1, ProtocolChanges: 2},
+			Closes:   map[h2pool.CloseReason]int64{h2pool.CloseGoAway: 2, h2pool.ClosePingTimeout: 1},
+			Conns:    []h2pool.ConnInfo{{ID: 4, Streams: 9, Active: 1}}},
 	}}
 }
 
@@ -73,7 +74,7 @@ func TestPromlint(t *testing.T) {
 		namePoolLearnedIdle, namePoolEffectiveIdle, namePoolReuseFactor, namePoolWaiting,
 		namePoolQueueWaits, namePoolQueueFull, namePoolQueueTimeouts, namePoolDialErrors, namePoolInFlight,
 		namePoolTLSHandshakes, namePoolTLSErrors, nameH2UpConns, nameH2UpStreams, nameH2UpUnprocessed,
-		nameH2UpClosed, nameH2UpPings} {
+		nameH2UpClosed, nameH2UpPings, nameUpNegotiated, nameUpProtocolChanges} {
 		if !strings.Contains(rec.Body.String(), "\n# TYPE "+name+" ") {
 			t.Errorf("%s missing from the exposition", name)
 		}

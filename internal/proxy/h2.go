@@ -85,6 +85,9 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	a := h2pool.Attempt{Fresh: r.fresh}
 	resp, err := t.H2.RoundTrip(req, &a)
 	head.Stop()
+	if err != nil && errors.Is(err, h2pool.ErrNegotiatedHTTP1) {
+		return p.negotiatedHTTP1(cl, t, body, now, err) // auto.go
+	}
 	proto := protoH2C
 	if t.H2.TLS() {
 		proto = protoH2

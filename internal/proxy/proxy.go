@@ -298,13 +298,24 @@ type result struct {
 	clientGone  bool
 	clientSide  bool // the client's side failed (body too large, unreadable, too slow)
 	canceled    bool // the request's context ended (client gone, forced shutdown)
+	// switched: protocol auto, the target's ALPN answer sent the request to its other pool
+	// before anything of it was sent (auto.go); err is nil.
+	switched bool
 }
 
 // attempt makes one try on t; now is the time it starts.
 func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
-	if t.H2 != nil {
-		return p.attemptH2(ctx, cl, t, now)
+	switch {
+	case t.H2 == nil:
+		return p.attemptH1(ctx, cl, t, now)
+	case t.H2.Auto():
+		return p.attemptAuto(ctx, cl, t, now) // auto.go
 	}
+	return p.attemptH2(ctx, cl, t, now)
+}
+
+// attemptH1 makes one try on t's HTTP/1.1 pool; now is the time it starts.
+func (p *Proxy) attemptH1(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
 	rt, r, rec := cl.fwd.rt, &cl.r, cl.r.rec
 	gctx := ctx
 	if rt.connectOverride {
@@ -322,6 +333,9 @@ func (p *Proxy) attempt(ctx context.Context, cl *call, t *upstream.Target, now t
 	if err != nil {
 		if ctx.Err() != nil {
 			return canceled(ctx)
+		}
+		if t.H2 != nil && errors.Is(err, connpool.ErrNegotiatedH2) {
+			return result{switched: true} // nothing was written; auto.go
 		}
 		re := reason.From(err)
 		re.Target = t.Addr

@@ -29,6 +29,7 @@ var grpcByCode = map[Code]int{
 	TLSHandshake:     GRPCUnavailable,
 	TLSCertificate:   GRPCUnavailable,
 	PoolQueueTimeout: GRPCUnavailable,
+	H2Unavailable:    GRPCUnavailable,
 	// Timeouts.
 	ResponseTimeout: GRPCDeadlineExceeded,
 	ClientTimeout:   GRPCDeadlineExceeded,

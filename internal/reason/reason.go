@@ -40,6 +40,9 @@ const (
 	InternalError    Code = "internal_error"
 	TLSHandshake     Code = "upstream_tls_handshake"
 	TLSCertificate   Code = "upstream_tls_certificate"
+	// H2Unavailable: the request needs HTTP/2 (gRPC) and the target of a protocol auto
+	// upstream chose HTTP/1.1 in the TLS handshake (ALPN).
+	H2Unavailable Code = "upstream_h2_unavailable"
 
 	// Retry outcomes.
 	RetryBudgetExhausted Code = "retry_budget_exhausted"
@@ -116,6 +119,7 @@ var descriptions = map[Code]string{
 	InternalError:        "the gateway failed to handle the request",
 	TLSHandshake:         "the TLS handshake with the upstream target failed",
 	TLSCertificate:       "the upstream target's TLS certificate could not be verified",
+	H2Unavailable:        "the request needs HTTP/2 and the upstream target speaks only HTTP/1.1",
 }
 
 // ConnectFailure reports whether c says that no connection to the target could be

@@ -30,7 +30,7 @@ func (TCPProbe) Check(ctx context.Context, t *upstream.Target) error {
 		return fmt.Errorf("tcp connect: %w", err)
 	}
 	defer c.Close()
-	tc, err := probeTLS(ctx, c, t)
+	tc, err := probeTLS(ctx, c, t, t.H2 != nil)
 	if err != nil || tc == nil {
 		return err
 	}
@@ -39,15 +39,22 @@ func (TCPProbe) Check(ctx context.Context, t *upstream.Target) error {
 }
 
 // probeTLS runs the TLS handshake on c, a new connection to t, when t's pool is TLS (nil
-// otherwise), under ctx's deadline. On failure c is left for the caller to close.
-func probeTLS(ctx context.Context, c net.Conn, t *upstream.Target) (*tls.Conn, error) {
+// otherwise), under ctx's deadline. On failure c is left for the caller to close. The pool's
+// config offers ALPN "http/1.1" alone; h2 also offers "h2" (the TCP probe of an h2 or auto
+// upstream, which sends nothing: a backend serving only h2 may refuse "http/1.1" alone).
+func probeTLS(ctx context.Context, c net.Conn, t *upstream.Target, h2 bool) (*tls.Conn, error) {
 	if t.Pool == nil || t.Pool.TLSConfig() == nil {
 		return nil, nil
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	tc := tls.Client(c, t.Pool.TLSConfig())
+	cfg := t.Pool.TLSConfig()
+	if h2 {
+		cfg = cfg.Clone()
+		cfg.NextProtos = []string{"h2", "http/1.1"}
+	}
+	tc := tls.Client(c, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
@@ -82,7 +89,7 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	if tc, err := probeTLS(ctx, c, t); err != nil {
+	if tc, err := probeTLS(ctx, c, t, false); err != nil {
 		return err
 	} else if tc != nil {
 		c = tc
