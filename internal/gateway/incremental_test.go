@@ -205,3 +205,62 @@ func TestApplyChangeKeepsChains(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyChangeMovesMatches: a change that moves one route's match, adds a route and
+// removes another is served exactly as a whole config would be: the moved route answers on
+// its new prefix and no longer on its old one, the new route answers, the removed one is
+// 404 no_route, and untouched routes on both sides of them still answer.
+func TestApplyChangeMovesMatches(t *testing.T) {
+	be := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	tg := startGateway(t, changeBenchConfig(be.Addr(), 30), nil)
+	from := tg.gw.Current().Config
+	next := *from
+	next.Routes = slices.Clone(from.Routes)
+	moved := next.Routes[7]
+	moved.Match.PathPrefix = "/moved"
+	moved.Rewrite.AddPrefix = "/seven"
+	next.Routes[7] = moved
+	added := next.Routes[3]
+	added.ID, added.Match.PathPrefix, added.Plugins = "added", "/added", nil
+	added.Rewrite.AddPrefix = "/new"
+	removed := next.Routes[12].ID
+	next.Routes = slices.Delete(next.Routes, 12, 13)
+	next.Routes = slices.Insert(next.Routes, 20, added)
+	ch := config.Change{Routes: []config.Route{moved, added}, RemovedRoutes: []string{removed}}
+	if err := tg.gw.ApplyChange(from, &next, ch); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient()
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := c.Get(tg.url(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	for _, tc := range []struct {
+		path, body string // body: what the backend must have seen; "" for a 404
+	}{
+		{"/moved/x", "/seven/moved/x"},
+		{"/r00007/x", ""},
+		{"/added/x", "/new/added/x"},
+		{"/r00012/x", ""},
+		{"/r00000/x", "/r00000/x"},
+		{"/r00011/x", "/r00011/x"},
+		{"/r00013/x", "/r00013/x"},
+		{"/r00029/x", "/r00029/x"},
+	} {
+		resp, body := get(tc.path)
+		if tc.body == "" {
+			wantAnswer(t, resp, http.StatusNotFound, "no_route")
+			continue
+		}
+		mustStatus(t, resp, http.StatusOK)
+		if !strings.Contains(body, tc.body) {
+			t.Errorf("%s: the backend saw %s, want %s", tc.path, body, tc.body)
+		}
+	}
+}
