@@ -246,6 +246,10 @@ func TestLimitConnSlowBackend(t *testing.T) {
 		}
 	}
 
+	// A client has its response before the gateway ends the request (the plugins' log phase
+	// gives the place back, then the access line is written): wait for the three lines.
+	tg.accessLines(3)
+
 	// Clients that leave mid-request (reset their connections) give their places back too.
 	var conns []net.Conn
 	for range 2 {
@@ -262,6 +266,7 @@ func TestLimitConnSlowBackend(t *testing.T) {
 		conn.Close() // RST
 	}
 	testutil.WaitFor(t, 5*time.Second, "the backend to see the aborted requests end", func() bool { return hb.held.Load() == 0 })
+	tg.accessLines(5) // and the gateway to end them (499)
 
 	// Upstream failures (the backend cuts the connection): 502, places back.
 	for range 3 {
