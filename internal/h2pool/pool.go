@@ -311,24 +311,18 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			return nil, false, 0, ErrNegotiatedHTTP1
 		}
 		// While a connection is being dialed the request waits for it (and then for its
-		// SETTINGS) rather than dialing its own, as Go's transport does.
-		if !fresh && p.dialing > 0 {
+		// SETTINGS) rather than dialing its own, as Go's transport does; at MaxConns it
+		// waits for a slot.
+		if dialWait, full := !fresh && p.dialing > 0, p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns; dialWait || full {
 			wake := p.wake
 			p.mu.Unlock()
 			select {
 			case <-wake:
 				continue
 			case <-ctx.Done():
-				return nil, false, 0, reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
-			}
-		}
-		if p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns {
-			wake := p.wake
-			p.mu.Unlock()
-			select {
-			case <-wake:
-				continue
-			case <-ctx.Done():
+				if dialWait {
+					return nil, false, 0, reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
+				}
 				return nil, false, 0, reason.New(503, reason.PoolQueueTimeout, p.addr, fmt.Errorf("all %d HTTP/2 connections are full (SETTINGS_MAX_CONCURRENT_STREAMS): %w", p.opts.MaxConns, context.Cause(ctx)))
 			}
 		}
