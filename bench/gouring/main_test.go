@@ -65,6 +65,32 @@ var echoPath = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, r.URL.Path)
 })
 
+// clients runs n well-behaved clients of reqs GETs each against url, every fresh-th of them
+// on a new connection per request, and fails the test for any response that is not the
+// client's own path.
+func clients(t *testing.T, url string, n, reqs, fresh int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: i%fresh == 0}, Timeout: 5 * time.Second}
+		wg.Go(func() {
+			defer c.CloseIdleConnections()
+			for j := range reqs {
+				path := fmt.Sprintf("/c%d/r%d", i, j)
+				body, err := get(c, url+path)
+				if err != nil || body != path {
+					if failed.Add(1) < 5 {
+						t.Errorf("GET %s: %q, %v", path, body, err)
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
 func get(c *http.Client, url string) (string, error) {
 	resp, err := c.Get(url)
 	if err != nil {
@@ -87,26 +113,7 @@ func TestProxy(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
-			url := proxy(t, backend.URL, v.opt)
-			var wg sync.WaitGroup
-			var failed atomic.Int32
-			for i := range 16 {
-				c := &http.Client{Transport: &http.Transport{DisableKeepAlives: i%4 == 0}, Timeout: 5 * time.Second}
-				wg.Go(func() {
-					defer c.CloseIdleConnections()
-					for j := range 40 {
-						path := fmt.Sprintf("/c%d/r%d", i, j)
-						body, err := get(c, url+path)
-						if err != nil || body != path {
-							if failed.Add(1) < 5 {
-								t.Errorf("GET %s: %q, %v", path, body, err)
-							}
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			clients(t, proxy(t, backend.URL, v.opt), 16, 40, 4)
 		})
 	}
 }
@@ -187,25 +194,7 @@ func TestClientGoneMidExchange(t *testing.T) {
 					}
 				})
 			}
-			var failed atomic.Int32
-			var good sync.WaitGroup
-			for i := range 8 {
-				c := &http.Client{Transport: &http.Transport{DisableKeepAlives: i%2 == 0}, Timeout: 5 * time.Second}
-				good.Go(func() {
-					defer c.CloseIdleConnections()
-					for j := range 15 {
-						path := fmt.Sprintf("/c%d/r%d", i, j)
-						body, err := get(c, url+path)
-						if err != nil || body != path {
-							if failed.Add(1) < 5 {
-								t.Errorf("GET %s: %q, %v", path, body, err)
-							}
-							return
-						}
-					}
-				})
-			}
-			good.Wait()
+			clients(t, url, 8, 15, 2)
 			close(stop)
 			wg.Wait()
 		})
