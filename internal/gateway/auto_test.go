@@ -373,28 +373,8 @@ func TestAutoGRPCHealthCheck(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 	h1 := newALPNBackend(t, ca, true, false)
-	tg := startGateway(t, `
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  - id: auto
-    targets: [{address: "{{grpc}}"}, {address: "{{h1}}"}]
-    protocol: auto
-    tls: {ca_file: {{ca}}, server_name: 127.0.0.1}
-    health_check:
-      active: {type: grpc, interval: 50ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1}
-routes:
-  - id: all
-    upstream: auto
-`, map[string]string{"grpc": ln.Addr().String(), "h1": h1.addr, "ca": ca.CAFile(t)})
-	health := func() map[string]string {
-		ts, _ := adminView{tg.gw}.Targets("auto")
-		m := map[string]string{}
-		for _, x := range ts {
-			m[x.Address] = x.Health + " " + x.HealthReason
-		}
-		return m
-	}
+	tg := autoCheckGateway(t, ca, "grpc", ln.Addr().String(), h1.addr)
+	health := func() map[string]string { return targetHealth(tg) }
 	testutil.WaitFor(t, 3*time.Second, "grpc target healthy, http/1.1 one unhealthy", func() bool {
 		h := health()
 		return strings.HasPrefix(h[ln.Addr().String()], "healthy") && strings.HasPrefix(h[h1.addr], "unhealthy")
@@ -411,30 +391,45 @@ func TestAutoTCPHealthCheck(t *testing.T) {
 	ca := testutil.NewCA(t)
 	h2 := newALPNBackend(t, ca, false, true)
 	h1 := newALPNBackend(t, ca, true, false)
-	tg := startGateway(t, `
+	tg := autoCheckGateway(t, ca, "tcp", h2.addr, h1.addr)
+	var last map[string]string
+	testutil.WaitFor(t, 3*time.Second, "both targets healthy", func() bool {
+		last = targetHealth(tg)
+		ok := true
+		for _, h := range last {
+			ok = ok && strings.HasPrefix(h, "healthy")
+		}
+		return ok && len(last) == 2
+	})
+	t.Logf("targets: %v", last)
+}
+
+// autoCheckGateway starts a gateway whose protocol auto upstream has targets a and b, checked
+// actively with check (grpc or tcp) every 50 ms, one result deciding.
+func autoCheckGateway(t *testing.T, ca *testutil.CA, check, a, b string) *testGateway {
+	t.Helper()
+	return startGateway(t, `
 listeners:
   - address: 127.0.0.1:0
 upstreams:
   - id: auto
-    targets: [{address: "{{h2}}"}, {address: "{{h1}}"}]
+    targets: [{address: "{{a}}"}, {address: "{{b}}"}]
     protocol: auto
     tls: {ca_file: {{ca}}, server_name: 127.0.0.1}
     health_check:
-      active: {type: tcp, interval: 50ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1}
+      active: {type: {{check}}, interval: 50ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1}
 routes:
   - id: all
     upstream: auto
-`, map[string]string{"h2": h2.addr, "h1": h1.addr, "ca": ca.CAFile(t)})
-	var last []string
-	testutil.WaitFor(t, 3*time.Second, "both targets healthy", func() bool {
-		ts, _ := adminView{tg.gw}.Targets("auto")
-		last = last[:0]
-		ok := true
-		for _, x := range ts {
-			last = append(last, x.Address+": "+x.Health+" "+x.HealthReason)
-			ok = ok && x.Health == "healthy"
-		}
-		return ok && len(ts) == 2
-	})
-	t.Logf("targets: %v", last)
+`, map[string]string{"a": a, "b": b, "check": check, "ca": ca.CAFile(t)})
+}
+
+// targetHealth maps each target of the upstream "auto" to its health and reason.
+func targetHealth(tg *testGateway) map[string]string {
+	ts, _ := adminView{tg.gw}.Targets("auto")
+	m := map[string]string{}
+	for _, x := range ts {
+		m[x.Address] = x.Health + " " + x.HealthReason
+	}
+	return m
 }
