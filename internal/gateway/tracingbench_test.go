@@ -38,15 +38,20 @@ func BenchmarkTracingInterleaved(b *testing.B) {
 	plainAddr := benchGateway(b, pluginBenchConfig(b, benchPort(1), be, ""), true)
 	for i, ratio := range []string{"0", "0.01", "1"} {
 		b.Run("ratio="+ratio, func(b *testing.B) {
-			cfg := strings.Replace(pluginBenchConfig(b, benchPort(10+i), be, ""), "routes:",
-				fmt.Sprintf("tracing: {endpoint: %q, ratio: %s, batch_timeout: 100ms}\nroutes:", endpoint, ratio), 1)
-			addr := benchGateway(b, cfg, true)
+			addr := benchGateway(b, tracedBenchConfig(b, benchPort(10+i), be, endpoint, ratio, "100ms"), true)
 			plain, with := dialClient(b, plainAddr, "/"), dialClient(b, addr, "/")
 			defer plain.conn.Close()
 			defer with.conn.Close()
 			interleaveBlocks(b, plain, with, 50)
 		})
 	}
+}
+
+// tracedBenchConfig is pluginBenchConfig with tracing to endpoint at ratio, batches sent
+// every batchTimeout.
+func tracedBenchConfig(b *testing.B, addr, be, endpoint, ratio, batchTimeout string) string {
+	return strings.Replace(pluginBenchConfig(b, addr, be, ""), "routes:",
+		fmt.Sprintf("tracing: {endpoint: %q, ratio: %s, batch_timeout: %s}\nroutes:", endpoint, ratio, batchTimeout), 1)
 }
 
 // interleaveBlocks runs b.N blocks of n requests through plain and with each, alternating
@@ -104,9 +109,7 @@ func BenchmarkTracingCPU(b *testing.B) {
 	plainAddr := benchGateway(b, pluginBenchConfig(b, benchPort(21), be, ""), true)
 	for i, ratio := range []string{"0", "0.01", "1"} {
 		b.Run("ratio="+ratio, func(b *testing.B) {
-			cfg := strings.Replace(pluginBenchConfig(b, benchPort(30+i), be, ""), "routes:",
-				fmt.Sprintf("tracing: {endpoint: %q, ratio: %s, batch_timeout: 10ms}\nroutes:", endpoint, ratio), 1)
-			addr := benchGateway(b, cfg, true)
+			addr := benchGateway(b, tracedBenchConfig(b, benchPort(30+i), be, endpoint, ratio, "10ms"), true)
 			plain, with := dialClient(b, plainAddr, "/"), dialClient(b, addr, "/")
 			defer plain.conn.Close()
 			defer with.conn.Close()
