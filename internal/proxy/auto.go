@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"sluice/internal/config"
+	"sluice/internal/h1"
 	"sluice/internal/reason"
 	"sluice/internal/upstream"
 )
@@ -75,10 +76,8 @@ func (f *forward) wantsH2() bool {
 	if !ok || len(v) < len(grpc) {
 		return false
 	}
-	for i := range len(grpc) {
-		if v[i]|0x20 != grpc[i] { // ASCII case folding; '/' is unchanged by it
-			return false
-		}
+	if !h1.EqualFold(v[:len(grpc)], grpc) {
+		return false
 	}
 	return len(v) == len(grpc) || v[len(grpc)] == '+' || v[len(grpc)] == ';'
 }

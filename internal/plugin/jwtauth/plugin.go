@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 
 	"sluice/internal/config"
@@ -94,7 +95,7 @@ func New(b *plugin.Build) (any, error) {
 	if k.header == "" && k.cookie == "" && k.query == "" {
 		k.header = DefaultHeader
 	}
-	k.bearer = equalFold(k.header, DefaultHeader)
+	k.bearer = strings.EqualFold(k.header, DefaultHeader) // header names are ASCII
 	opts := Options{Algorithms: cc.Algorithms, Keys: NewKeySet(cc.keys), Issuer: cc.Issuer,
 		Audiences: cc.Audiences, Leeway: cc.skew, RequireExp: cc.requireExp,
 		ConsumerClaim: cc.ConsumerClaim, CacheSize: cc.cacheSize}

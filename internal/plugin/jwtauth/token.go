@@ -8,7 +8,7 @@ import "sluice/internal/plugin"
 // token, with an optional "Bearer " before it.
 func bearerToken(v []byte, bearer bool) ([]byte, bool) {
 	const scheme = "bearer "
-	if len(v) >= len(scheme) && equalFold(v[:len(scheme)], scheme) {
+	if len(v) >= len(scheme) && plugin.EqualFold(v[:len(scheme)], scheme) {
 		v = trimSpace(v[len(scheme):])
 	} else if bearer {
 		return nil, false
@@ -20,7 +20,7 @@ func bearerToken(v []byte, bearer bool) ([]byte, bool) {
 func cookieValue(h *plugin.Header, name string) ([]byte, bool) {
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !equalFold(f.Name, "Cookie") {
+		if !plugin.EqualFold(f.Name, "Cookie") {
 			continue
 		}
 		for rest := f.Value; len(rest) > 0; {
@@ -40,7 +40,7 @@ func cookieValue(h *plugin.Header, name string) ([]byte, bool) {
 func removeCookie(h *plugin.Header, name string) {
 	for i := range h.Fields {
 		f := &h.Fields[i]
-		if !equalFold(f.Name, "Cookie") {
+		if !plugin.EqualFold(f.Name, "Cookie") {
 			continue
 		}
 		v := f.Value
@@ -74,7 +74,7 @@ func removeCookie(h *plugin.Header, name string) {
 		}
 		f.Value = v
 	}
-	h.RemoveFunc(func(f *plugin.Field) bool { return equalFold(f.Name, "Cookie") && len(trimSpace(f.Value)) == 0 })
+	h.RemoveFunc(func(f *plugin.Field) bool { return plugin.EqualFold(f.Name, "Cookie") && len(trimSpace(f.Value)) == 0 })
 }
 
 // nextCookie splits the first "name=value" off a Cookie value ("a=1; b=2").
@@ -95,24 +95,4 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// equalFold reports whether ASCII a and b are equal ignoring case.
-func equalFold[A, B ~string | ~[]byte](a A, b B) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
