@@ -2,12 +2,13 @@
 # bench/fullcost.sh: what a production config costs over plain Sluice, in CPU per request,
 # and a change's before and after, side by side (docs/benchmarks.md, "sluice-full").
 #
-#   bash bench/fullcost.sh [-rounds 6] [-duration 5] [-connections 64] [-base REV] [-together]
+#   bash bench/fullcost.sh [-rounds 6] [-duration 5] [-connections 64] [-base REV] [-base-config full|plain] [-together]
 #
 # One plain Go backend (bench/backend, 300-byte bodies) behind three Sluice processes at
 # once: "plain" (one catch-all route, access log off) and "full" (bench/run.sh's sluice-full:
 # 20 routes, the JSON access log to a file, metrics), both built from the working tree, and
-# "full-base", the full config on Sluice built from -base REV (default HEAD). wrk (-t1) runs
+# "full-base", the full config (or, with -base-config plain, the plain one: what a change
+# costs plain Sluice) on Sluice built from -base REV (default HEAD). wrk (-t1) runs
 # against each in turn, the order rotated each round. Reported per round and as medians:
 # req/s and the process's CPU per request (utime+stime from /proc over the run, divided by
 # the requests wrk counted). CPU per request holds up under a shared machine's noise far
@@ -18,19 +19,22 @@
 # stopped (trap EXIT).
 set -euo pipefail
 
-ROUNDS=6 DURATION=5 CONNS=64 BASE=HEAD TOGETHER=0
+ROUNDS=6 DURATION=5 CONNS=64 BASE=HEAD BASECFG=full TOGETHER=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
 	-duration) DURATION=$2; shift ;;
 	-connections) CONNS=$2; shift ;;
 	-base) BASE=$2; shift ;;
+	-base-config) BASECFG=$2; shift ;;
 	-together) TOGETHER=1 ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "fullcost.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
 	shift
 done
+
+case "$BASECFG" in full | plain) ;; *) echo "fullcost.sh: -base-config is full or plain, not $BASECFG" >&2; exit 2 ;; esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -55,7 +59,7 @@ config() {
 		printf 'upstreams:\n  - id: backend\n    targets:\n      - address: 127.0.0.1:%s\n' "$3"
 		printf '    keepalive: {max_idle: 256}\n'
 		printf 'routes:\n'
-		if [ "$1" != plain ]; then
+		if [ "$1" = full ] || { [ "$1" = full-base ] && [ "$BASECFG" = full ]; }; then
 			for i in $(seq 1 19); do
 				printf '  - id: r%s\n    match: {hosts: [svc%s.example.com], path_prefix: /api/v%s/, methods: [GET, POST], headers: [{name: X-Tenant, exact: t%s}]}\n    upstream: backend\n' "$i" "$i" "$i" "$i"
 			done
@@ -119,7 +123,7 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 echo
-echo "Medians over $ROUNDS rounds x ${DURATION}s, wrk -t1 -c$CONNS (full-base: sluice-full on $BASE)"
+echo "Medians over $ROUNDS rounds x ${DURATION}s, wrk -t1 -c$CONNS (full-base: the $BASECFG config on $BASE)"
 printf 'proxy\treq/s\tcpu_us_req\treq/s_x_plain\tcpu_x_plain\n'
 med() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2 }'; }
 prps=$(awk -F'\t' '$2=="plain"{print $4}' "$TMP/results.tsv" | med)
