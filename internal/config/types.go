@@ -332,9 +332,11 @@ type Keepalive struct {
 	// QueueTimeout is the longest a request waits for a connection. Default 5s. 0 is invalid
 	// (write max_pending: 0 to fail at once instead of waiting).
 	QueueTimeout *Duration `yaml:"queue_timeout"`
-	// MaxRequests retires a connection after this many requests. Default 0: unlimited.
+	// MaxRequests retires a connection after this many requests (HTTP/2: streams; it takes
+	// no new ones, its streams finish, a replacement is dialed ahead). Default 0: unlimited.
 	MaxRequests int `yaml:"max_requests"`
-	// MaxLifetime retires a connection this long after it was opened. Default 0: unlimited.
+	// MaxLifetime retires a connection this long after it was opened (HTTP/2 as for
+	// MaxRequests). Default 0: unlimited.
 	MaxLifetime Duration `yaml:"max_lifetime"`
 	// Learn enables learning each target's idle timeout (Keep-Alive header, observed closes,
 	// failures). Default true.
