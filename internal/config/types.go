@@ -184,9 +184,13 @@ type HealthCheck struct {
 
 // ActiveCheck is a periodic probe of every target.
 type ActiveCheck struct {
-	// Type: "http" (default), "tcp" (connect only) or "grpc" (grpc.health.v1 Check of the
-	// server, service ""; needs protocol h2 or h2c).
+	// Type: "http" (default), "tcp" (connect only) or "grpc" (grpc.health.v1 Check; needs
+	// protocol h2, h2c or auto).
 	Type string `yaml:"type"`
+	// Service is the service name a grpc check asks grpc.health.v1 about, such as
+	// "helloworld.Greeter": NOT_SERVING, or a service the server does not know, makes the
+	// target unhealthy. Default "": the server as a whole. Only with type grpc.
+	Service string `yaml:"service"`
 	// Path requested by HTTP checks. Default "/".
 	Path string `yaml:"path"`
 	// Host header of HTTP checks. Default: the target address.
