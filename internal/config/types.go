@@ -404,6 +404,12 @@ type Route struct {
 	Retry Retry `yaml:"retry"`
 	// Tunnel is the route's policy for protocol upgrades (WebSocket). See docs/websocket.md.
 	Tunnel Tunnel `yaml:"tunnel"`
+	// GRPCWeb translates grpc-web requests (content-type application/grpc-web and
+	// application/grpc-web-text, base64) into gRPC over HTTP/2 to the upstream, and the
+	// answers back, trailers as a final length-prefixed frame (docs/http2.md#grpc-web).
+	// Needs an upstream with protocol h2, h2c or auto. Default false: grpc-web requests go
+	// upstream as they are.
+	GRPCWeb bool `yaml:"grpc_web"`
 	// Plugins run on this route, after the global and the upstream's ones (docs/plugins.md).
 	// Omitted: none.
 	Plugins []Plugin `yaml:"plugins"`

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/protobuf/proto"
+)
+
+// grpcWebGateway starts a grpc-go TestService and a gateway whose route translates grpc-web
+// to gRPC over h2c to it.
+func grpcWebGateway(t *testing.T) *testGateway {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: grpc
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: web
+    upstream: grpc
+    grpc_web: true
+`, map[string]string{"backend": ln.Addr().String()})
+}
+
+// webFrame is one frame of a grpc-web body.
+type webFrame struct {
+	flag byte
+	data []byte
+}
+
+// grpcWebCall posts msg (one gRPC message) to method as a grpc-web call over HTTP/1.1, text
+// says application/grpc-web-text (the request body sent as chunks base64-encoded one by one,
+// as some clients do), and returns the response and its body's frames.
+func grpcWebCall(t *testing.T, tg *testGateway, method string, msg proto.Message, text bool) (*http.Response, []webFrame) {
+	t.Helper()
+	m, err := proto.Marshal(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := binary.BigEndian.AppendUint32([]byte{0}, uint32(len(m)))
+	body = append(body, m...)
+	ct := "application/grpc-web+proto"
+	if text {
+		ct = "application/grpc-web-text+proto"
+		half := len(body)/2 + 1 // padded chunks, concatenated
+		body = []byte(base64.StdEncoding.EncodeToString(body[:half]) + base64.StdEncoding.EncodeToString(body[half:]))
+	}
+	req, _ := http.NewRequest("POST", tg.url("/grpc.testing.TestService/"+method), bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("X-Grpc-Web", "1")
+	resp, err := newClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text {
+		if raw, err = base64.StdEncoding.DecodeString(string(raw)); err != nil {
+			t.Fatalf("grpc-web-text response is not base64: %v", err)
+		}
+	}
+	var frames []webFrame
+	for len(raw) > 0 {
+		if len(raw) < 5 || int(binary.BigEndian.Uint32(raw[1:5])) > len(raw)-5 {
+			t.Fatalf("truncated grpc-web frame: % x", raw)
+		}
+		n := 5 + int(binary.BigEndian.Uint32(raw[1:5]))
+		frames = append(frames, webFrame{raw[0], raw[5:n]})
+		raw = raw[n:]
+	}
+	return resp, frames
+}
+
+// TestGRPCWeb: grpc-web calls (application/grpc-web and -text, made by hand with an
+// http.Client over HTTP/1.1) reach a grpc-go server as gRPC through a grpc_web route, for a
+// unary and a server-streaming call: the answer's content-type is grpc-web's, its message
+// frames decode, and the gRPC trailers arrive as the last frame (flag 0x80, lower-case
+// "grpc-status: 0"). An error status of the backend (trailers-only) reaches the client in
+// the head.
+func TestGRPCWeb(t *testing.T) {
+	tg := grpcWebGateway(t)
+	for _, text := range []bool{false, true} {
+		name, wantCT := "binary", "application/grpc-web+proto"
+		if text {
+			name, wantCT = "text", "application/grpc-web-text+proto"
+		}
+		t.Run(name+"/unary", func(t *testing.T) {
+			resp, frames := grpcWebCall(t, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseSize: 1000, Payload: payload(24)}, text)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT {
+				t.Fatalf("%d %q; want 200 %q", resp.StatusCode, resp.Header.Get("Content-Type"), wantCT)
+			}
+			if len(frames) != 2 || frames[0].flag != 0 || frames[1].flag != 0x80 {
+				t.Fatalf("frames %v; want a message and the trailers", frames)
+			}
+			var r testgrpc.SimpleResponse
+			if err := proto.Unmarshal(frames[0].data, &r); err != nil || len(r.GetPayload().GetBody()) != 1024 {
+				t.Errorf("response message: %v, %d bytes; want 1024", err, len(r.GetPayload().GetBody()))
+			}
+			if tr := string(frames[1].data); !strings.Contains(tr, "grpc-status: 0\r\n") {
+				t.Errorf("trailer frame %q; want grpc-status: 0", tr)
+			}
+		})
+		t.Run(name+"/server-streaming", func(t *testing.T) {
+			sizes := []int32{10, 2000, 70000}
+			req := &testgrpc.StreamingOutputCallRequest{}
+			for _, s := range sizes {
+				req.ResponseParameters = append(req.ResponseParameters, &testgrpc.ResponseParameters{Size: s})
+			}
+			resp, frames := grpcWebCall(t, tg, "StreamingOutputCall", req, text)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT || len(frames) != len(sizes)+1 {
+				t.Fatalf("%d %q, %d frames; want 200 %q, %d frames", resp.StatusCode, resp.Header.Get("Content-Type"), len(frames), wantCT, len(sizes)+1)
+			}
+			for i, s := range sizes {
+				var r testgrpc.StreamingOutputCallResponse
+				if err := proto.Unmarshal(frames[i].data, &r); err != nil || frames[i].flag != 0 || len(r.GetPayload().GetBody()) != int(s) {
+					t.Errorf("message %d: %v, %d bytes; want %d", i, err, len(r.GetPayload().GetBody()), s)
+				}
+			}
+			if last := frames[len(sizes)]; last.flag != 0x80 || !strings.Contains(string(last.data), "grpc-status: 0\r\n") {
+				t.Errorf("last frame %x %q; want the trailers with grpc-status: 0", last.flag, last.data)
+			}
+		})
+		t.Run(name+"/error-status", func(t *testing.T) {
+			resp, frames := grpcWebCall(t, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: 5, Message: "no such thing"}}, text)
+			got := resp.Header.Get("Grpc-Status")
+			var tr string
+			if len(frames) > 0 {
+				tr = string(frames[len(frames)-1].data)
+			}
+			if resp.StatusCode != 200 || (got != "5" && !strings.Contains(tr, "grpc-status: 5\r\n")) {
+				t.Errorf("%d, grpc-status %q, frames %v; want 200 and grpc-status 5", resp.StatusCode, got, frames)
+			}
+		})
+	}
+}
