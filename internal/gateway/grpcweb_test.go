@@ -30,6 +30,7 @@ func grpcWebGateway(t *testing.T) *testGateway {
 	return startGateway(t, `
 listeners:
   - address: 127.0.0.1:0
+    protocols: [http1, h2c]
 upstreams:
   - id: grpc
     targets: [{address: "{{backend}}"}]
@@ -47,10 +48,10 @@ type webFrame struct {
 	data []byte
 }
 
-// grpcWebCall posts msg (one gRPC message) to method as a grpc-web call over HTTP/1.1, text
-// says application/grpc-web-text (the request body sent as chunks base64-encoded one by one,
-// as some clients do), and returns the response and its body's frames.
-func grpcWebCall(t *testing.T, tg *testGateway, method string, msg proto.Message, text bool) (*http.Response, []webFrame) {
+// grpcWebCall posts msg (one gRPC message) to method as a grpc-web call with c, text says
+// application/grpc-web-text (the request body sent as chunks base64-encoded one by one, as
+// some clients do), and returns the response and its body's frames.
+func grpcWebCall(t *testing.T, c *http.Client, tg *testGateway, method string, msg proto.Message, text bool) (*http.Response, []webFrame) {
 	t.Helper()
 	m, err := proto.Marshal(msg)
 	if err != nil {
@@ -67,7 +68,7 @@ func grpcWebCall(t *testing.T, tg *testGateway, method string, msg proto.Message
 	req, _ := http.NewRequest("POST", tg.url("/grpc.testing.TestService/"+method), bytes.NewReader(body))
 	req.Header.Set("Content-Type", ct)
 	req.Header.Set("X-Grpc-Web", "1")
-	resp, err := newClient().Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,22 +95,32 @@ func grpcWebCall(t *testing.T, tg *testGateway, method string, msg proto.Message
 }
 
 // TestGRPCWeb: grpc-web calls (application/grpc-web and -text, made by hand with an
-// http.Client over HTTP/1.1) reach a grpc-go server as gRPC through a grpc_web route, for a
+// http.Client, over HTTP/1.1 and over h2c) reach a grpc-go server as gRPC through a grpc_web route, for a
 // unary and a server-streaming call: the answer's content-type is grpc-web's, its message
 // frames decode, and the gRPC trailers arrive as the last frame (flag 0x80, lower-case
 // "grpc-status: 0"). An error status of the backend (trailers-only) reaches the client in
 // the head.
 func TestGRPCWeb(t *testing.T) {
 	tg := grpcWebGateway(t)
-	for _, text := range []bool{false, true} {
-		name, wantCT := "binary", "application/grpc-web+proto"
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	clients := map[string]*http.Client{"http1": newClient(), "h2c": {Transport: &http.Transport{Protocols: &h2c}}}
+	for _, tc := range []struct {
+		client string
+		text   bool
+	}{{"http1", false}, {"http1", true}, {"h2c", false}, {"h2c", true}} {
+		c, text := clients[tc.client], tc.text
+		name, wantCT := tc.client+"/binary", "application/grpc-web+proto"
 		if text {
-			name, wantCT = "text", "application/grpc-web-text+proto"
+			name, wantCT = tc.client+"/text", "application/grpc-web-text+proto"
 		}
 		t.Run(name+"/unary", func(t *testing.T) {
-			resp, frames := grpcWebCall(t, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseSize: 1000, Payload: payload(24)}, text)
-			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT {
-				t.Fatalf("%d %q; want 200 %q", resp.StatusCode, resp.Header.Get("Content-Type"), wantCT)
+			resp, frames := grpcWebCall(t, c, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseSize: 1000, Payload: payload(24)}, text)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT || len(resp.Trailer) != 0 {
+				t.Fatalf("%d %q, trailers %v; want 200 %q and no HTTP trailers", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Trailer, wantCT)
+			}
+			if want := map[string]int{"http1": 1, "h2c": 2}[tc.client]; resp.ProtoMajor != want {
+				t.Errorf("answered over HTTP/%d; want %d", resp.ProtoMajor, want)
 			}
 			if len(frames) != 2 || frames[0].flag != 0 || frames[1].flag != 0x80 {
 				t.Fatalf("frames %v; want a message and the trailers", frames)
@@ -128,7 +139,7 @@ func TestGRPCWeb(t *testing.T) {
 			for _, s := range sizes {
 				req.ResponseParameters = append(req.ResponseParameters, &testgrpc.ResponseParameters{Size: s})
 			}
-			resp, frames := grpcWebCall(t, tg, "StreamingOutputCall", req, text)
+			resp, frames := grpcWebCall(t, c, tg, "StreamingOutputCall", req, text)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT || len(frames) != len(sizes)+1 {
 				t.Fatalf("%d %q, %d frames; want 200 %q, %d frames", resp.StatusCode, resp.Header.Get("Content-Type"), len(frames), wantCT, len(sizes)+1)
 			}
@@ -143,7 +154,7 @@ func TestGRPCWeb(t *testing.T) {
 			}
 		})
 		t.Run(name+"/error-status", func(t *testing.T) {
-			resp, frames := grpcWebCall(t, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: 5, Message: "no such thing"}}, text)
+			resp, frames := grpcWebCall(t, c, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: 5, Message: "no such thing"}}, text)
 			got := resp.Header.Get("Grpc-Status")
 			var tr string
 			if len(frames) > 0 {
