@@ -204,9 +204,11 @@ func TestMaxRequests(t *testing.T) {
 			}
 			waits := s.Counters.DialWaits - before.DialWaits
 			t.Logf("%d requests, %d backend connections, %d replacement dials, %d requests waited for a dial", total, b.conns.Load(), s.Counters.Replacements, waits)
-			// Without the dial ahead about one request per connection waits (14 for 12
-			// replacements, measured); with it 0 to 2.
-			if waits > s.Counters.Replacements/2 {
+			// Requests that found the replacement still being dialed waited for it: 0 to 2
+			// measured, 8 once on a machine at load average 18 (a stalled run). Without the
+			// dial ahead one request per connection dials and about one more waits (14 for
+			// 12 connections, measured), which the dials check above catches first.
+			if waits > s.Counters.Replacements {
 				t.Errorf("%d requests waited for a dial; the replacement should be ready before its connection retires", waits)
 			}
 		})
