@@ -15,19 +15,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// grpcWebGateway starts a grpc-go TestService and a gateway whose route translates grpc-web
-// to gRPC over h2c to it.
-func grpcWebGateway(t *testing.T) *testGateway {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	return startGateway(t, `
+// grpcWebYAML is a gateway whose route translates grpc-web to gRPC over h2c to {{backend}}.
+const grpcWebYAML = `
 listeners:
   - address: 127.0.0.1:0
     protocols: [http1, h2c]
@@ -39,7 +28,27 @@ routes:
   - id: web
     upstream: grpc
     grpc_web: true
-`, map[string]string{"backend": ln.Addr().String()})
+`
+
+// grpcTestService starts a grpc-go TestService and returns its address.
+func grpcTestService(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
+	go srv.Serve(ln)
+	tb.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
+// grpcWebGateway starts a grpc-go TestService and a gateway whose route translates grpc-web
+// to gRPC over h2c to it.
+func grpcWebGateway(t *testing.T) *testGateway {
+	t.Helper()
+	return startGateway(t, grpcWebYAML, map[string]string{"backend": grpcTestService(t)})
 }
 
 // webFrame is one frame of a grpc-web body.
