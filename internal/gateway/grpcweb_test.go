@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
+
+	"sluice/internal/testutil"
 )
 
 // grpcWebYAML is a gateway whose route translates grpc-web to gRPC over h2c to {{backend}}.
@@ -174,4 +179,65 @@ func TestGRPCWeb(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGRPCWebRacyBackend: the promise holds for translated calls. grpc-web POSTs (binary and
+// -text) go through a grpc_web route to an HTTP/2 backend that sends GOAWAY below streams in
+// flight and refuses streams: none fails, each ran once, and every body the backend got
+// (the -text ones decoded again for each re-send) was whole.
+func TestGRPCWebRacyBackend(t *testing.T) {
+	b, err := testutil.NewRacyH2(testutil.RacyH2Options{GoAwayEvery: 8, RefusePercent: 10, Delay: 2 * time.Millisecond, HeaderTableSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tg := startGateway(t, grpcWebYAML, map[string]string{"backend": b.Addr()})
+	c := newClient()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ids []string
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 30 {
+				id := fmt.Sprintf("%d-%d", w, i)
+				text := i%2 == 0
+				body, ct := "body-"+id, "application/grpc-web"
+				if text {
+					body, ct = base64.StdEncoding.EncodeToString([]byte(body)), "application/grpc-web-text"
+				}
+				req, _ := http.NewRequest("POST", tg.url("/r"), strings.NewReader(body))
+				req.Header.Set("Content-Type", ct)
+				req.Header.Set("X-Test-Id", id)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Errorf("%s: %v", id, err)
+					continue
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if text {
+					got, _ = base64.StdEncoding.DecodeString(string(got))
+				}
+				if resp.StatusCode != 200 || !strings.HasPrefix(string(got), "ok "+id+" ") {
+					t.Errorf("%s: %d %q (%s)", id, resp.StatusCode, got, resp.Header.Get("X-Sluice-Error"))
+				}
+				mu.Lock()
+				ids = append(ids, id)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if n := b.Processed(id); n != 1 {
+			t.Errorf("%s processed %d times; want 1", id, n)
+		}
+	}
+	if b.GoAways.Load() == 0 || b.Unprocessed.Load()+b.Refused.Load() == 0 {
+		t.Errorf("the backend did not race: %d GOAWAYs, %d streams above them, %d refused", b.GoAways.Load(), b.Unprocessed.Load(), b.Refused.Load())
+	}
+	if n := b.BadBodies.Load(); n != 0 {
+		t.Errorf("%d POST bodies arrived wrong", n)
+	}
+	t.Logf("%d calls; backend: %d GOAWAYs, %d streams above them, %d refused", len(ids), b.GoAways.Load(), b.Unprocessed.Load(), b.Refused.Load())
 }
