@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // rawOutput is an Output for a temporary file written with the raw write, and the file's
@@ -107,4 +109,22 @@ func TestRawWriteErrorCounted(t *testing.T) {
 		t.Errorf("error log does not say what failed where: %s", s)
 	}
 	l.Close()
+}
+
+// TestRawWriteAllocatesNothing: a batch written to a file allocates nothing (the request
+// that fills a batch writes it).
+func TestRawWriteAllocatesNothing(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	o, r, _ := rawOutput(t)
+	defer o.Close()
+	batch := bytes.Repeat([]byte(`{"path":"/x"}`+"\n"), BatchSize/14)
+	if a := testing.AllocsPerRun(50, func() {
+		if _, err := r.Write(batch); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("%.2f allocations per batch write, want 0", a)
+	}
 }
