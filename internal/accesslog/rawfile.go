@@ -12,7 +12,8 @@ package accesslog
 // non-blocking socket call, can block: a P (and a pending garbage collection's stop) then
 // waits for it. So the raw write is used only for a regular file on a local filesystem,
 // where a write copies into the page cache, and a write that takes longer than slowWrite
-// (throttled by writeback, a stalled disk) switches that file to os.File.Write for good.
+// (throttled by writeback, a stalled disk, or a virtual machine paused) puts that file on
+// os.File.Write for slowRetry before the raw write is tried again.
 
 import (
 	"io"
@@ -23,10 +24,14 @@ import (
 	"unsafe"
 )
 
-// slowWrite is how long a raw write may take before the file goes back to os.File.Write. A
-// 64 KiB page-cache write takes 10-100 us here; a write throttled by writeback sleeps for
-// milliseconds to 200 ms.
-var slowWrite = 5 * time.Millisecond
+// slowWrite is how long a raw write may take before the file goes back to os.File.Write
+// for slowRetry. A 64 KiB page-cache write takes 10-100 us here; a write throttled by
+// writeback sleeps for milliseconds to 200 ms. A disk that keeps stalling costs at most one
+// stalled raw write per slowRetry.
+var (
+	slowWrite = 5 * time.Millisecond
+	slowRetry = time.Minute
+)
 
 // localFS are the filesystem magics (statfs f_type) whose writes go to the page cache.
 var localFS = map[int64]bool{
@@ -38,12 +43,12 @@ var localFS = map[int64]bool{
 	0xF2F52010: true, // f2fs
 }
 
-// rawFile writes to f with write(2) as a raw system call until one write is slow. Writes
-// are serialized by the Logger's wmu.
+// rawFile writes to f with write(2) as a raw system call, except for slowRetry after a slow
+// write. Writes are serialized by the Logger's wmu.
 type rawFile struct {
-	f    *os.File
-	fd   uintptr
-	slow bool // a write took longer than slowWrite: os.File.Write from now on
+	f         *os.File
+	fd        uintptr
+	slowUntil time.Time // after a write slower than slowWrite: os.File.Write until then
 }
 
 // fileWriter returns what a Logger writes f with: a rawFile for a regular file on a local
@@ -61,10 +66,10 @@ func fileWriter(f *os.File) io.Writer {
 }
 
 func (r *rawFile) Write(b []byte) (int, error) {
-	if r.slow {
+	start := time.Now()
+	if start.Before(r.slowUntil) {
 		return r.f.Write(b)
 	}
-	start := time.Now()
 	n := 0
 	for n < len(b) {
 		k, _, e := syscall.RawSyscall(syscall.SYS_WRITE, r.fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
@@ -82,8 +87,8 @@ func (r *rawFile) Write(b []byte) (int, error) {
 		n += int(k)
 	}
 	runtime.KeepAlive(r.f)
-	if time.Since(start) > slowWrite {
-		r.slow = true
+	if end := time.Now(); end.Sub(start) > slowWrite {
+		r.slowUntil = end.Add(slowRetry)
 	}
 	return n, nil
 }

@@ -45,35 +45,52 @@ func TestRawWriteOnlyForLocalFiles(t *testing.T) {
 	}
 }
 
-// TestRawWriteKeepsEveryLine: many batches through the raw write (and, once a write was slow,
-// through os.File.Write) reach the file whole, in order.
+// TestRawWriteKeepsEveryLine: many batches through the raw write, through os.File.Write
+// after a slow write, and through the raw write again once slowRetry has passed, reach the
+// file whole, in order.
 func TestRawWriteKeepsEveryLine(t *testing.T) {
-	for _, slow := range []bool{false, true} {
+	oldWrite, oldRetry := slowWrite, slowRetry
+	t.Cleanup(func() { slowWrite, slowRetry = oldWrite, oldRetry })
+	for _, c := range []struct {
+		name      string
+		slowWrite time.Duration
+		slowRetry time.Duration
+		fallback  bool // the file is on os.File.Write when the lines are done
+		rawAgain  bool // raw writes (slow ones, here) after the first half of the lines
+	}{
+		{"raw", time.Hour, time.Hour, false, false},
+		{"slow", 0, time.Hour, true, false},      // the first write is slow: os.File.Write after it
+		{"slow then retried", 0, 0, false, true}, // each write is slow, and retried at once
+	} {
+		slowWrite, slowRetry = c.slowWrite, c.slowRetry
 		o, r, path := rawOutput(t)
-		if slow {
-			old := slowWrite
-			slowWrite = 0 // every write is slow: the first switches the file to os.File.Write
-			t.Cleanup(func() { slowWrite = old })
-		}
 		l := newLogger(io.Discard, time.Hour)
 		l.SetOutput(o)
-		const n = 4 * BatchSize / 60
+		const n = 4 * BatchSize / 60 // lines of 64 bytes: over four batches
+		p := "/" + strings.Repeat("r", 39)
 		var want strings.Builder
+		var mid time.Time
 		for i := range n {
-			l.Write(l.Begin().Int("n", int64(i)).Str("p", "/raw"))
-			want.WriteString(`{"n":` + strconv.Itoa(i) + `,"p":"/raw"}` + "\n")
+			if i == n/2 {
+				mid = r.slowUntil
+			}
+			l.Write(l.Begin().Int("n", int64(i)).Str("p", p))
+			want.WriteString(`{"n":` + strconv.Itoa(i) + `,"p":"` + p + `"}` + "\n")
 		}
-		if r.slow != slow {
-			t.Errorf("slow writes %v: the file switched to os.File.Write: %v", slow, r.slow)
+		if fallback := time.Now().Before(r.slowUntil); fallback != c.fallback {
+			t.Errorf("%s: on os.File.Write: %v, want %v", c.name, fallback, c.fallback)
+		}
+		if again := r.slowUntil.After(mid); again != c.rawAgain {
+			t.Errorf("%s: raw writes in the second half: %v, want %v", c.name, again, c.rawAgain)
 		}
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}
 		if got := readFile(t, path); got != want.String() {
-			t.Errorf("slow writes %v: file has %d bytes, want %d; lines lost, cut or reordered", slow, len(got), want.Len())
+			t.Errorf("%s: file has %d bytes, want %d; lines lost, cut or reordered", c.name, len(got), want.Len())
 		}
 		if st := l.Stats(); st.Written != n || st.Dropped != 0 {
-			t.Errorf("slow writes %v: stats %+v, want %d written", slow, st, n)
+			t.Errorf("%s: stats %+v, want %d written", c.name, st, n)
 		}
 	}
 }
