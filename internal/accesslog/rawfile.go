@@ -6,7 +6,7 @@ package accesslog
 // 64 KiB write into the page cache takes tens of microseconds on a loaded machine, longer
 // than sysmon's 20 us tick, so sysmon hands the P to another thread (a futex wake-up, a
 // context switch, and another when the write returns) and, having found work, polls every
-// 20 us for a while: with the access log on, ten times the nanosleep calls, and 3-4% of
+// 20 us for a while: with the access log on, ten times the nanosleep calls, and 2-3% of
 // sluice-full's CPU per request (docs/design.md, "What sluice-full costs, second pass").
 // The sockets avoid the same cost with RawSyscall (internal/netio). A file write, unlike a
 // non-blocking socket call, can block: a P (and a pending garbage collection's stop) then
