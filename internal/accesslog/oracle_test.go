@@ -1,12 +1,16 @@
 package accesslog
 
 import (
+	"bytes"
+	"encoding/json"
 	"math"
 	"math/rand"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // oldTime and oldMs are the formatting Time and Ms replaced (4cb7302): the output must not change.
@@ -66,4 +70,77 @@ func TestMsMatchesFloatFormatting(t *testing.T) {
 			t.Errorf("%d: got %s want %s", d, got, want)
 		}
 	}
+}
+
+// oldAppendJSONString is the byte-at-a-time escaping appendJSONString replaced: the output
+// must not change.
+func oldAppendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// jsonStringCases are strings at the edges of appendJSONString's runs: escapes and invalid
+// bytes first, last, alone and next to each other, valid and truncated multi-byte runes.
+var jsonStringCases = []string{
+	"", "a", "/api/v3/items", `"`, `\`, "\x00", "\x1f", "\x7f", "\x80", "\xff", "é", "€", "😀", "\uFFFD",
+	"\xef\xbf\xbd", "\xe2\x82", "a\xe2\x82", "\xe2\x82a", `a"b\c` + "\n\x01\xff", `""\\`, "\xff\xfe", "ab€\x7fcd",
+	"\xf0\x9f\x98", "x\xf0\x9f\x98\x80y", "\xed\xa0\x80", "\xc0\xaf", strings.Repeat("ab\"", 50),
+}
+
+func TestAppendJSONStringMatchesByteAtATime(t *testing.T) {
+	check := func(s string) {
+		if got, want := appendJSONString([]byte("x"), s), oldAppendJSONString([]byte("x"), s); !bytes.Equal(got, want) {
+			t.Errorf("%q: got %s want %s", s, got, want)
+		}
+	}
+	for _, s := range jsonStringCases {
+		check(s)
+	}
+	r := rand.New(rand.NewSource(1))
+	alphabet := []byte("az/.-_\"\\\x00\x1f\x7f\x80\xbf\xc3\xa9\xe2\x82\xac\xf0\x9f\xff ")
+	buf := make([]byte, 0, 64)
+	for i := 0; i < 200000; i++ {
+		buf = buf[:0]
+		for n := r.Intn(24); n > 0; n-- {
+			buf = append(buf, alphabet[r.Intn(len(alphabet))])
+		}
+		check(string(buf))
+	}
+}
+
+func FuzzAppendJSONString(f *testing.F) {
+	for _, s := range jsonStringCases {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := appendJSONString(nil, s)
+		if want := oldAppendJSONString(nil, s); !bytes.Equal(got, want) {
+			t.Fatalf("%q: got %s want %s", s, got, want)
+		}
+		if !json.Valid(got) {
+			t.Fatalf("%q: not JSON: %s", s, got)
+		}
+	})
 }

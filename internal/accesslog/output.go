@@ -38,7 +38,7 @@ func OpenOutput(dest string, stdout, stderr io.Writer) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open access log: %w", err)
 	}
-	return &Output{dest: dest, w: f, file: f}, nil
+	return &Output{dest: dest, w: fileWriter(f), file: f}, nil
 }
 
 // Dest returns the destination as configured ("stdout", "stderr", "off" or the path).

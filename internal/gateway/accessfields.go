@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"strconv"
+
 	"sluice/internal/accesslog"
 	"sluice/internal/server"
 )
@@ -17,4 +19,17 @@ func logRequestFields(ln *accesslog.Line, ex server.Served, query bool) {
 	if ua, ok := req.Header.Get("User-Agent"); ok {
 		ln.Bytes("user_agent", ua)
 	}
+}
+
+// appendToken appends s quoted as strconv.AppendQuote does, copying it whole when it is
+// printable ASCII without a quote or a backslash (then both quotings are the same bytes).
+func appendToken(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

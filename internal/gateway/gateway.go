@@ -608,7 +608,8 @@ func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstrea
 }
 
 // appendAttempts appends the attempts of rec as a JSON array. Targets, outcomes and
-// conditions are plain ASCII tokens, so strconv's quoting is valid JSON for them.
+// conditions are plain ASCII tokens, so strconv's quoting is valid JSON for them
+// (appendToken skips its per-rune work for them).
 func appendAttempts(b []byte, rec *proxy.Record) []byte {
 	b = append(b, '[')
 	for i := 0; i < rec.NumAttempts; i++ {
@@ -617,7 +618,7 @@ func appendAttempts(b []byte, rec *proxy.Record) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"target":`...)
-		b = strconv.AppendQuote(b, a.Target)
+		b = appendToken(b, a.Target)
 		b = append(b, `,"conn":`...)
 		b = strconv.AppendUint(b, a.ConnID, 10)
 		b = append(b, `,"reused":`...)
@@ -625,14 +626,14 @@ func appendAttempts(b []byte, rec *proxy.Record) []byte {
 		b = append(b, `,"idle_ms":`...)
 		b = strconv.AppendInt(b, a.IdleAge.Milliseconds(), 10)
 		b = append(b, `,"outcome":`...)
-		b = strconv.AppendQuote(b, a.Outcome)
+		b = appendToken(b, a.Outcome)
 		if a.Status != 0 {
 			b = append(b, `,"status":`...)
 			b = strconv.AppendInt(b, int64(a.Status), 10)
 		}
 		if a.Retry != "" {
 			b = append(b, `,"retried_on":`...)
-			b = strconv.AppendQuote(b, a.Retry)
+			b = appendToken(b, a.Retry)
 		}
 		b = append(b, '}')
 	}

@@ -1,0 +1,180 @@
+package accesslog
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// rawOutput is an Output for a temporary file written with the raw write, and the file's
+// path; the test is skipped where the temporary directory is not on a local filesystem.
+func rawOutput(t *testing.T) (*Output, *rawFile, string) {
+	t.Helper()
+	if runtime.GOMAXPROCS(0) < 2 { // the raw write needs two Ps
+		t.Cleanup(func() { runtime.GOMAXPROCS(1) })
+		runtime.GOMAXPROCS(2)
+	}
+	o, path := openFile(t)
+	r, ok := o.w.(*rawFile)
+	if !ok {
+		o.Close()
+		t.Skipf("%s: not a local filesystem, written with %T", path, o.w)
+	}
+	return o, r, path
+}
+
+// TestRawWriteOnlyForLocalFiles: a regular file on a local filesystem is written with the raw
+// write; a device (/dev/full, /dev/null) with os.File.Write, as are stdout and stderr.
+func TestRawWriteOnlyForLocalFiles(t *testing.T) {
+	o, _, _ := rawOutput(t)
+	o.Close()
+	for _, dev := range []string{"/dev/full", "/dev/null"} {
+		o, err := OpenOutput(dev, nil, nil)
+		if err != nil {
+			t.Logf("%s: %v", dev, err)
+			continue
+		}
+		if _, raw := o.w.(*rawFile); raw {
+			t.Errorf("%s is written with the raw write", dev)
+		}
+		o.Close()
+	}
+}
+
+// TestRawWriteKeepsEveryLine: many batches through the raw write, through os.File.Write
+// after a slow write, and through the raw write again once slowRetry has passed, reach the
+// file whole, in order.
+func TestRawWriteKeepsEveryLine(t *testing.T) {
+	oldWrite, oldRetry := slowWrite, slowRetry
+	t.Cleanup(func() { slowWrite, slowRetry = oldWrite, oldRetry })
+	for _, c := range []struct {
+		name      string
+		slowWrite time.Duration
+		slowRetry time.Duration
+		fallback  bool // the file is on os.File.Write when the lines are done
+		rawAgain  bool // raw writes (slow ones, here) after the first half of the lines
+	}{
+		{"raw", time.Hour, time.Hour, false, false},
+		{"slow", 0, time.Hour, true, false},      // the first write is slow: os.File.Write after it
+		{"slow then retried", 0, 0, false, true}, // each write is slow, and retried at once
+	} {
+		slowWrite, slowRetry = c.slowWrite, c.slowRetry
+		o, r, path := rawOutput(t)
+		l := newLogger(io.Discard, time.Hour)
+		l.SetOutput(o)
+		const n = 4 * BatchSize / 60 // lines of 64 bytes: over four batches
+		p := "/" + strings.Repeat("r", 39)
+		var want strings.Builder
+		var mid time.Time
+		for i := range n {
+			if i == n/2 {
+				mid = r.slowUntil
+			}
+			l.Write(l.Begin().Int("n", int64(i)).Str("p", p))
+			want.WriteString(`{"n":` + strconv.Itoa(i) + `,"p":"` + p + `"}` + "\n")
+		}
+		if fallback := time.Now().Before(r.slowUntil); fallback != c.fallback {
+			t.Errorf("%s: on os.File.Write: %v, want %v", c.name, fallback, c.fallback)
+		}
+		if again := r.slowUntil.After(mid); again != c.rawAgain {
+			t.Errorf("%s: raw writes in the second half: %v, want %v", c.name, again, c.rawAgain)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, path); got != want.String() {
+			t.Errorf("%s: file has %d bytes, want %d; lines lost, cut or reordered", c.name, len(got), want.Len())
+		}
+		if st := l.Stats(); st.Written != n || st.Dropped != 0 {
+			t.Errorf("%s: stats %+v, want %d written", c.name, st, n)
+		}
+	}
+}
+
+// TestRawWriteNotWithOneP: with GOMAXPROCS=1 every write is os.File.Write (a stalled raw
+// write would stop the whole process). Seen through slowWrite 0: a raw write would be slow
+// and set slowUntil.
+func TestRawWriteNotWithOneP(t *testing.T) {
+	oldWrite := slowWrite
+	t.Cleanup(func() { slowWrite = oldWrite })
+	slowWrite = 0
+	o, r, path := rawOutput(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	if _, err := r.Write([]byte("a\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !r.slowUntil.IsZero() {
+		t.Error("a raw write was made with one P")
+	}
+	runtime.GOMAXPROCS(2)
+	if _, err := r.Write([]byte("b\n")); err != nil {
+		t.Fatal(err)
+	}
+	if r.slowUntil.IsZero() {
+		t.Error("no raw write with two Ps")
+	}
+	o.Close()
+	if got := readFile(t, path); got != "a\nb\n" {
+		t.Errorf("file has %q", got)
+	}
+}
+
+// TestRawWriteErrorCounted: a raw write that fails (here a descriptor opened read-only:
+// EBADF) loses its batch's lines counted and reported like a failed os.File.Write, and the
+// error names the file.
+func TestRawWriteErrorCounted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, ok := fileWriter(f).(*rawFile)
+	if !ok {
+		f.Close()
+		t.Skipf("%s: not a local filesystem", path)
+	}
+	var errLog bytes.Buffer
+	l := newLogger(io.Discard, time.Hour)
+	l.SetErrorLog(slog.New(slog.NewJSONHandler(&errLog, nil)))
+	l.SetOutput(&Output{dest: path, w: w, file: f})
+	writeLine(l, "/a")
+	writeLine(l, "/b")
+	l.Flush()
+	if st := l.Stats(); st.Dropped != 2 || st.Written != 0 || st.WriteErrors != 1 {
+		t.Errorf("stats %+v, want 2 dropped, 1 write error", st)
+	}
+	if s := errLog.String(); !strings.Contains(s, "bad file descriptor") || !strings.Contains(s, path) {
+		t.Errorf("error log does not say what failed where: %s", s)
+	}
+	l.Close()
+}
+
+// TestRawWriteAllocatesNothing: a batch written to a file allocates nothing (the request
+// that fills a batch writes it).
+func TestRawWriteAllocatesNothing(t *testing.T) {
+	if testutil.RaceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
+	o, r, _ := rawOutput(t)
+	defer o.Close()
+	batch := bytes.Repeat([]byte(`{"path":"/x"}`+"\n"), BatchSize/14)
+	if a := testing.AllocsPerRun(50, func() {
+		if _, err := r.Write(batch); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("%.2f allocations per batch write, want 0", a)
+	}
+}
