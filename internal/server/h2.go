@@ -76,6 +76,7 @@ type h2Conn struct {
 	hs   *http.Server
 	obs  H2Observer // nil: none
 	sh   StreamHandler
+	own  *h2Own // the own codec's connection (h2own.go); nil: the library's
 
 	drainOnce sync.Once // Shutdown's wake-up and serveH2's own check may both ask
 }
@@ -146,6 +147,27 @@ func (c *conn) serveH2() {
 	if tc != nil {
 		base = tc
 	}
+	if h2OwnCodec {
+		h := &h2Conn{c: c, sh: sh}
+		h.obs, _ = c.srv.handler.(H2Observer)
+		var nc net.Conn = c.rw
+		if tc != nil {
+			nc = tc
+		}
+		h.own = newH2Own(h, nc, pre)
+		c.mu.Lock()
+		c.h2 = h
+		c.state = stateActive
+		c.mu.Unlock()
+		if h.obs != nil {
+			h.obs.H2Conn(c.st.Name, tc != nil)
+		}
+		if c.srv.closing.Load() {
+			go h.drain()
+		}
+		h.own.serve()
+		return
+	}
 	wire := newH2Wire(base, pre, h2Limits{
 		resets: st.MaxResetsPerSecond, control: st.MaxControlPerSecond,
 		empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations,
@@ -203,6 +225,10 @@ func (c *conn) serveH2() {
 func (h *h2Conn) drain() { h.drainOnce.Do(h.drainNow) }
 
 func (h *h2Conn) drainNow() {
+	if h.own != nil {
+		h.own.drain()
+		return
+	}
 	if h.wire.drainStep1() {
 		time.Sleep(h.c.st.H2.DrainWait)
 	}

@@ -39,6 +39,10 @@ func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int
 	if s.noBody {
 		s.declared = h1.LengthNone
 	}
+	if s.x.o != nil {
+		s.writeHeadOwn(status, h, contentLength)
+		return nil
+	}
 	hdr := s.w.Header()
 	hasCT := false
 	var size int64
@@ -117,7 +121,13 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.declared >= 0 && s.bytesOut.Load()+int64(len(p)) > s.declared {
 		return 0, errors.New("response body longer than its Content-Length")
 	}
-	n, err := s.w.Write(p)
+	var n int
+	var err error
+	if s.x.o != nil {
+		n, err = s.writeOwn(p)
+	} else {
+		n, err = s.w.Write(p)
+	}
 	s.bytesOut.Add(int64(n))
 	if err != nil {
 		s.writeErr = err
@@ -133,6 +143,12 @@ func (s *Stream) Flush() error {
 	if s.declared >= 0 && s.bytesOut.Load() == s.declared {
 		return nil
 	}
+	if s.x.o != nil {
+		if len(s.x.wbuf) == 0 {
+			return nil
+		}
+		return s.pushOwn()
+	}
 	if f, ok := s.w.(interface{ FlushError() error }); ok {
 		return f.FlushError()
 	}
@@ -143,6 +159,10 @@ func (s *Stream) Flush() error {
 // (a HEADERS frame that ends the stream), whatever the upstream's framing was.
 func (s *Stream) Finish(trailer *h1.Header) error {
 	if trailer == nil || s.aborted {
+		return nil
+	}
+	if s.x.o != nil {
+		s.finishOwn(trailer)
 		return nil
 	}
 	hdr := s.w.Header()

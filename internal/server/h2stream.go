@@ -65,6 +65,8 @@ type Stream struct {
 	writeErr   error
 	droppedHdr int
 	droppedTr  atomic.Int32
+
+	x ownStream // the own codec's state (h2ownstream.go); x.o is nil for the library's
 }
 
 var streamPool = sync.Pool{New: func() any { return new(Stream) }}
@@ -109,6 +111,17 @@ func (s *Stream) canceled() {
 }
 
 func (s *Stream) release() {
+	if s.x.o != nil {
+		s.cancel(nil)
+		s.Req.Reset()
+		s.trailer.Reset()
+		keep := s.x.keep()
+		buf, req, tr := s.buf[:0], s.Req, s.trailer
+		*s = Stream{Req: req, trailer: tr, buf: buf}
+		s.x.restore(keep)
+		streamPool.Put(s)
+		return
+	}
 	if !s.stopCtx() {
 		// The context ended first and canceled is running or ran: it may still read s,
 		// so s is left to the garbage collector rather than reused.
@@ -168,9 +181,17 @@ func (s *Stream) admit() bool {
 	st := s.h.c.st
 	h := &s.Req.Header
 	// The header list size as RFC 9113 §6.5.2 counts it: name, value and 32 per field.
-	size := len(s.Req.Method) + len(s.Req.Target) + len(s.Req.Host) + len(s.r.URL.Scheme) + 4*32
-	for _, f := range h.Fields {
-		size += len(f.Name) + len(f.Value) + 32
+	var size int
+	if s.x.o != nil {
+		size = s.x.listSize
+		if s.x.big {
+			s.h.limit(LimitHeaderList, size, false)
+		}
+	} else {
+		size = len(s.Req.Method) + len(s.Req.Target) + len(s.Req.Host) + len(s.r.URL.Scheme) + 4*32
+		for _, f := range h.Fields {
+			size += len(f.Name) + len(f.Value) + 32
+		}
 	}
 	switch {
 	case size > st.Limits.MaxHeaderBytes:
@@ -270,7 +291,12 @@ func (s *Stream) OnCancel(f func()) {
 }
 
 // ClientGone reports whether the client reset the stream or left.
-func (s *Stream) ClientGone() bool { return s.r.Context().Err() != nil }
+func (s *Stream) ClientGone() bool {
+	if s.x.o != nil {
+		return s.ctx.Err() != nil
+	}
+	return s.r.Context().Err() != nil
+}
 
 // CloseAfter does nothing: an HTTP/2 connection carries other streams, and a stream ends
 // with its response.
@@ -296,6 +322,21 @@ func (s *Stream) ReadBody(p []byte) (int, error) {
 	}
 	if !s.Req.Chunked && s.Req.ContentLength == 0 {
 		return 0, io.EOF
+	}
+	if s.x.o != nil {
+		n, err := s.readOwn(p)
+		read := s.bodyRead.Add(int64(n))
+		if s.bodyLimit > 0 && read > s.bodyLimit {
+			s.bodyErr = ErrBodyTooLarge
+			return 0, ErrBodyTooLarge
+		}
+		if err == io.EOF {
+			s.copyOwnTrailer()
+			s.bodyErr = io.EOF
+		} else if err != nil {
+			s.bodyErr = err
+		}
+		return n, err
 	}
 	if d := s.h.c.st.ReadTimeout; d > 0 {
 		if rd, ok := s.w.(interface{ SetReadDeadline(time.Time) error }); ok {
