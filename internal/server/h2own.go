@@ -207,13 +207,14 @@ func (o *h2Own) serve() {
 	for id, s := range o.streams {
 		delete(o.streams, id)
 		s.x.inMap, s.x.gone = false, true
+		s.x.pins++
 		gone = append(gone, s)
 	}
 	o.wcond.Broadcast()
 	o.space.Broadcast()
 	o.mu.Unlock()
 	for _, s := range gone {
-		s.ownGone(errClientGone)
+		o.goneUnpin(s)
 	}
 	<-writerDone
 	o.wg.Wait()
@@ -339,10 +340,11 @@ func (o *h2Own) handle(f http2.Frame) bool {
 		if s != nil {
 			o.removeLocked(s)
 			s.x.gone = true
+			s.x.pins++
 		}
 		o.mu.Unlock()
 		if s != nil {
-			s.ownGone(errClientGone)
+			o.goneUnpin(s)
 		}
 	case *http2.SettingsFrame:
 		return o.onSettings(f)
@@ -791,6 +793,7 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	if s != nil {
 		o.removeLocked(s)
 		s.x.gone = true
+		s.x.pins++
 	}
 	if o.werr == nil {
 		o.out = appendRST(o.out, id, code)
@@ -798,7 +801,20 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	}
 	o.mu.Unlock()
 	if s != nil {
-		s.ownGone(errClientGone)
+		o.goneUnpin(s)
+	}
+}
+
+// goneUnpin ends a stream taken off the connection by the read loop (ownGone), then lets
+// it go back to its pool if its handler is done: a pinned Stream is not reused.
+func (o *h2Own) goneUnpin(s *Stream) {
+	s.ownGone(errClientGone)
+	o.mu.Lock()
+	s.x.pins--
+	rel := s.x.pins == 0 && s.x.served
+	o.mu.Unlock()
+	if rel {
+		s.release()
 	}
 }
 
@@ -1011,5 +1027,11 @@ func serveOwnStream(s *Stream) {
 		s.h.sh.ServeH2(s)
 	}
 	s.endOwn(s.end())
-	s.release()
+	o.mu.Lock()
+	s.x.served = true
+	rel := s.x.pins == 0
+	o.mu.Unlock()
+	if rel {
+		s.release()
+	}
 }

@@ -31,6 +31,8 @@ type ownStream struct {
 	recvPend     int64 // of those, consumed and to be given back
 	recvTotal    int64 // request body bytes received
 	declaredIn   int64 // the request's content-length (-1: none)
+	pins         int   // the read loop still uses the Stream (see goneUnpin)
+	served       bool  // the handler is done: the Stream goes back to its pool when unpinned
 
 	listSize int  // the decoded header list size (RFC 9113 §6.5.2)
 	big      bool // the list was over the decoding bound (an HPACK bomb): not all kept
