@@ -24,6 +24,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -904,6 +905,13 @@ func (o *h2Own) writeLoop(done chan struct{}) {
 		}
 		if o.werr != nil || len(o.out) == 0 {
 			break
+		}
+		if !o.closing {
+			// Let the streams that are about to end add their frames first: one
+			// write then carries the responses of many.
+			o.mu.Unlock()
+			runtime.Gosched()
+			o.mu.Lock()
 		}
 		buf := o.out
 		o.out = o.spare[:0]
