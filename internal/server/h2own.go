@@ -77,6 +77,8 @@ type h2Own struct {
 	recent                 [16]uint32 // the last stream ids opened
 	nrecent                uint32
 	trailer                h1.Header // a trailer block being decoded
+	maxRead                uint32    // SETTINGS_MAX_FRAME_SIZE we announced
+	big                    []byte    // a frame payload larger than the read buffer
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
 
@@ -155,9 +157,8 @@ func newH2Own(h *h2Conn, nc net.Conn, pre []byte) *h2Own {
 	o.br = bufio.NewReaderSize(src, 32<<10)
 	o.fr = http2.NewFramer(nil, o.br)
 	o.fr.SetReuseFrames()
-	if st.MaxFrameBytes > 0 {
-		o.fr.SetMaxReadFrameSize(st.MaxFrameBytes)
-	}
+	o.maxRead = max(st.MaxFrameBytes, 16384)
+	o.fr.SetMaxReadFrameSize(o.maxRead)
 	o.dec = hpack.NewDecoder(4096, o.field)
 	o.dec.SetMaxStringLength(o.maxList)
 	o.blk.clen = -1
@@ -253,6 +254,42 @@ func (o *h2Own) readLoop() {
 	}
 	o.setReadDeadline(time.Time{})
 	for {
+		hb, err := o.br.Peek(9)
+		if err != nil {
+			return
+		}
+		fh := http2.FrameHeader{Length: uint32(hb[0])<<16 | uint32(hb[1])<<8 | uint32(hb[2]),
+			Type: http2.FrameType(hb[3]), Flags: http2.Flags(hb[4]), StreamID: binary.BigEndian.Uint32(hb[5:9]) & (1<<31 - 1)}
+		// A header block is a HEADERS frame and its CONTINUATION frames, nothing between
+		// (RFC 9113 §4.3, §6.10).
+		if o.blk.id != 0 && (fh.Type != http2.FrameContinuation || fh.StreamID != o.blk.id) ||
+			o.blk.id == 0 && fh.Type == http2.FrameContinuation {
+			o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_header_block_interrupted")
+			return
+		}
+		if !o.count(fh) {
+			return
+		}
+		switch fh.Type {
+		case http2.FrameHeaders, http2.FrameContinuation, http2.FrameWindowUpdate:
+			// Parsed here: the Framer allocates a frame for each of these.
+			if fh.Length > o.maxRead {
+				o.connError(http2.ErrCodeFrameSize, "conn_FRAME_SIZE_frame_too_large")
+				return
+			}
+			p, err := o.payload(int(fh.Length))
+			if err != nil {
+				return
+			}
+			ok := o.ownFrame(fh, p)
+			if 9+int(fh.Length) <= o.br.Size() { // p was a view of the buffer
+				o.br.Discard(9 + int(fh.Length))
+			}
+			if !ok {
+				return
+			}
+			continue
+		}
 		f, err := o.fr.ReadFrame()
 		if err != nil {
 			var se http2.StreamError
@@ -268,10 +305,85 @@ func (o *h2Own) readLoop() {
 			}
 			return
 		}
-		if !o.count(f.Header()) || !o.handle(f) {
+		if !o.handle(f) {
 			return
 		}
 	}
+}
+
+// payload returns the payload of the frame whose header is at the front of the read
+// buffer: a view of the buffer when it fits (the caller discards the frame after use),
+// else a copy (the frame is then consumed already).
+func (o *h2Own) payload(n int) ([]byte, error) {
+	if 9+n <= o.br.Size() {
+		b, err := o.br.Peek(9 + n)
+		if err != nil {
+			return nil, err
+		}
+		return b[9:], nil
+	}
+	if _, err := o.br.Discard(9); err != nil {
+		return nil, err
+	}
+	if cap(o.big) < n {
+		o.big = make([]byte, n)
+	}
+	b := o.big[:n]
+	if _, err := io.ReadFull(o.br, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ownFrame handles a HEADERS, CONTINUATION or WINDOW_UPDATE frame with the Framer's
+// checks (RFC 9113 §6.2, §6.9, §6.10); false: the connection ends.
+func (o *h2Own) ownFrame(fh http2.FrameHeader, p []byte) bool {
+	id := fh.StreamID
+	switch fh.Type {
+	case http2.FrameWindowUpdate:
+		if len(p) != 4 {
+			return o.connError(http2.ErrCodeFrameSize, "conn_FRAME_SIZE_window_update_length")
+		}
+		inc := binary.BigEndian.Uint32(p) & (1<<31 - 1)
+		if inc == 0 {
+			if id == 0 {
+				return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_window_update_zero")
+			}
+			o.resetStream(id, http2.ErrCodeProtocol, "stream_PROTOCOL_window_update_zero")
+			return true
+		}
+		return o.onWindowUpdate(id, int64(inc))
+	case http2.FrameContinuation:
+		if !o.decode(p) {
+			return false
+		}
+		if fh.Flags&flagEndHeaders != 0 {
+			return o.endBlock()
+		}
+		return true
+	}
+	if id == 0 {
+		return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_headers_stream_0")
+	}
+	pad := 0
+	if fh.Flags&flagPadded != 0 {
+		if len(p) < 1 {
+			return o.connError(http2.ErrCodeFrameSize, "conn_FRAME_SIZE_headers_short")
+		}
+		pad, p = int(p[0]), p[1:]
+	}
+	dep := uint32(0)
+	prio := fh.Flags&flagPriority != 0
+	if prio {
+		if len(p) < 5 {
+			return o.connError(http2.ErrCodeFrameSize, "conn_FRAME_SIZE_headers_short")
+		}
+		dep, p = binary.BigEndian.Uint32(p)&(1<<31-1), p[5:]
+	}
+	if pad > len(p) {
+		return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_headers_pad_length")
+	}
+	return o.onHeaders(id, fh.Flags&flagEndStream != 0, fh.Flags&flagEndHeaders != 0, prio && dep == id, p[:len(p)-pad])
 }
 
 // count checks one frame against the per-second and per-block limits; false: the
@@ -322,15 +434,6 @@ func (o *h2Own) handle(f http2.Frame) bool {
 	switch f := f.(type) {
 	case *http2.DataFrame:
 		return o.onData(f)
-	case *http2.HeadersFrame:
-		return o.onHeaders(f)
-	case *http2.ContinuationFrame:
-		if !o.decode(f.HeaderBlockFragment()) {
-			return false
-		}
-		if f.HeadersEnded() {
-			return o.endBlock()
-		}
 	case *http2.RSTStreamFrame:
 		id := f.StreamID
 		if id > o.maxID || o.blk.id == id {
@@ -356,8 +459,6 @@ func (o *h2Own) handle(f http2.Frame) bool {
 			o.wcond.Signal()
 			o.mu.Unlock()
 		}
-	case *http2.WindowUpdateFrame:
-		return o.onWindowUpdate(f)
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
 			o.resetStream(f.StreamID, http2.ErrCodeProtocol, "stream_PROTOCOL_priority_self")
@@ -411,8 +512,7 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 	return true
 }
 
-func (o *h2Own) onWindowUpdate(f *http2.WindowUpdateFrame) bool {
-	id, inc := f.StreamID, int64(f.Increment)
+func (o *h2Own) onWindowUpdate(id uint32, inc int64) bool {
 	o.mu.Lock()
 	if id == 0 {
 		o.connSend += inc
@@ -501,13 +601,12 @@ func (o *h2Own) giveBackLocked(n int64) {
 	}
 }
 
-func (o *h2Own) onHeaders(f *http2.HeadersFrame) bool {
-	id := f.StreamID
+func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag []byte) bool {
 	if id%2 == 0 {
 		return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_even_stream_id")
 	}
 	b := &o.blk
-	*b = h2Block{id: id, endStream: f.StreamEnded(), clen: -1, fields: b.fields[:0]}
+	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0]}
 	o.mu.Lock()
 	s := o.streams[id]
 	o.mu.Unlock()
@@ -536,13 +635,13 @@ func (o *h2Own) onHeaders(f *http2.HeadersFrame) bool {
 		b.s = streamPool.Get().(*Stream)
 		b.s.buf = b.s.buf[:0]
 	}
-	if f.HasPriority() && f.Priority.StreamDep == id {
+	if selfDep {
 		b.err, b.errWhy = http2.ErrCodeProtocol, "stream_PROTOCOL_priority_self"
 	}
-	if !o.decode(f.HeaderBlockFragment()) {
+	if !o.decode(frag) {
 		return false
 	}
-	if f.HeadersEnded() {
+	if endHeaders {
 		return o.endBlock()
 	}
 	return true
