@@ -28,6 +28,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -46,6 +47,9 @@ const (
 	framePriority     = 0x2
 	// h2MaxOut bounds the connection's unsent output: a stream appending more waits.
 	h2MaxOut = 256 << 10
+	// h2MaxQueued bounds the output the read loop adds (acknowledgements, resets) to a
+	// client that does not read it.
+	h2MaxQueued = 4 * h2MaxOut
 	// h2Linger is how long a closing connection reads (and drops) what the client still
 	// sends after the last GOAWAY went out, so that a close does not reset it.
 	h2Linger = time.Second
@@ -99,8 +103,10 @@ type h2Own struct {
 	sent1    bool  // the drain's first GOAWAY went out
 	idle     *time.Timer
 	wg       sync.WaitGroup // streams being served
-	wto      time.Duration
-	wdl      time.Time
+
+	overQueued atomic.Bool // checkQueuedLocked found the client not reading
+	wto        time.Duration
+	wdl        time.Time
 }
 
 // h2Block is the header block being decoded.
@@ -215,6 +221,12 @@ func (o *h2Own) serve() {
 	o.wcond.Broadcast()
 	o.space.Broadcast()
 	o.mu.Unlock()
+	o.dmu.Lock()
+	o.nc.Close() // a writer stuck on a client that does not read returns
+	o.dmu.Unlock()
+	if o.overQueued.Load() {
+		o.c.srv.log.Warn("HTTP/2 client does not read; connection closed", "remote", o.c.clientIP, "queued", h2MaxQueued)
+	}
 	for _, s := range gone {
 		o.goneUnpin(s)
 	}
@@ -281,7 +293,7 @@ func (o *h2Own) readLoop() {
 			if err != nil {
 				return
 			}
-			ok := o.ownFrame(fh, p)
+			ok := o.ownFrame(fh, p) && !o.overQueued.Load()
 			if 9+int(fh.Length) <= o.br.Size() { // p was a view of the buffer
 				o.br.Discard(9 + int(fh.Length))
 			}
@@ -305,7 +317,7 @@ func (o *h2Own) readLoop() {
 			}
 			return
 		}
-		if !o.handle(f) {
+		if !o.handle(f) || o.overQueued.Load() {
 			return
 		}
 	}
@@ -456,6 +468,7 @@ func (o *h2Own) handle(f http2.Frame) bool {
 		if !f.IsAck() {
 			o.mu.Lock()
 			o.out = appendFrame(o.out, framePing, flagAck, 0, f.Data[:])
+			o.checkQueuedLocked()
 			o.wcond.Signal()
 			o.mu.Unlock()
 		}
@@ -497,6 +510,7 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 	})
 	if err == nil {
 		o.out = appendFrame(o.out, frameSettings, flagAck, 0, nil)
+		o.checkQueuedLocked()
 		o.wcond.Signal()
 		o.space.Broadcast()
 	}
@@ -590,6 +604,20 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 	return true
 }
 
+// checkQueuedLocked ends a connection whose client does not read the frames its own
+// frames make the gateway send (PING and SETTINGS acknowledgements, resets): past
+// h2MaxQueued unsent bytes the read loop stops (the library's bound was 10,000 frames).
+func (o *h2Own) checkQueuedLocked() {
+	if len(o.out) > h2MaxQueued && !o.overQueued.Load() {
+		o.overQueued.Store(true)
+		o.werr = errQueueFull
+		o.wcond.Broadcast()
+		o.space.Broadcast()
+	}
+}
+
+var errQueueFull = errors.New("HTTP/2 client does not read: output queue full")
+
 // giveBackLocked gives n received connection bytes back to the client's window (batched).
 func (o *h2Own) giveBackLocked(n int64) {
 	o.recvPend += n
@@ -609,12 +637,13 @@ func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag [
 	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0]}
 	o.mu.Lock()
 	s := o.streams[id]
+	open, halfClosed := s != nil, s != nil && s.x.remoteClosed
 	o.mu.Unlock()
 	switch {
-	case s != nil:
+	case open:
 		b.trailers = true
 		o.trailer.Reset()
-		if s.x.remoteClosed {
+		if halfClosed {
 			b.err, b.errWhy = http2.ErrCodeStreamClosed, "stream_STREAM_CLOSED_headers_half_closed"
 		} else if !b.endStream {
 			b.err, b.errWhy = http2.ErrCodeProtocol, "stream_PROTOCOL_trailers_without_end_stream"
@@ -897,6 +926,7 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	}
 	if o.werr == nil {
 		o.out = appendRST(o.out, id, code)
+		o.checkQueuedLocked()
 		o.wcond.Signal()
 	}
 	o.mu.Unlock()
