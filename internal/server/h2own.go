@@ -886,6 +886,26 @@ func (o *h2Own) fillOwn(s *Stream, id uint32) {
 	}
 	s.x.listSize = b.size
 	s.x.big = b.big
+	// RFC 9113 §8.2.3: cookie fields become one for HTTP/1.1, joined by "; ". Done
+	// first: it appends to s.buf, which Req's slices point into.
+	cookies, joined := 0, span{}
+	for _, f := range b.fields {
+		if string(s.buf[f.n.a:f.n.b]) == "cookie" {
+			cookies++
+		}
+	}
+	if cookies > 1 {
+		joined.a = len(s.buf)
+		for _, f := range b.fields {
+			if string(s.buf[f.n.a:f.n.b]) == "cookie" {
+				if len(s.buf) > joined.a {
+					s.buf = append(s.buf, "; "...)
+				}
+				s.buf = append(s.buf, s.buf[f.v.a:f.v.b]...)
+			}
+		}
+		joined.b = len(s.buf)
+	}
 	at := func(sp span) []byte { return s.buf[sp.a:sp.b:sp.b] }
 	req := &s.Req
 	req.Method, req.Target = at(b.pseudo[psMethod]), at(b.pseudo[psPath])
@@ -900,8 +920,21 @@ func (o *h2Own) fillOwn(s *Stream, id uint32) {
 		req.Path, req.Query = req.Target[:i], req.Target[i+1:]
 	}
 	req.Minor = 1
+	seenCookie := false
 	for _, f := range b.fields {
-		req.Header.Fields = append(req.Header.Fields, h1.Field{Name: at(f.n), Value: at(f.v)})
+		name, v := at(f.n), f.v
+		switch string(name) {
+		case "cookie":
+			if cookies > 1 {
+				if seenCookie {
+					continue
+				}
+				seenCookie, v = true, joined
+			}
+		case "expect":
+			s.x.expect100 = h1.EqualFold(at(v), "100-continue")
+		}
+		req.Header.Fields = append(req.Header.Fields, h1.Field{Name: name, Value: at(v)})
 	}
 	switch {
 	case b.clen >= 0:

@@ -26,6 +26,18 @@ func (bodyHandler) ServeH1(ex *Exchange) { ex.WriteError(ErrBodyTooLarge, "") }
 
 func (bodyHandler) ServeH2(s *Stream) {
 	var h h1.Header
+	if string(s.Req.Path) == "/cookie" {
+		var v []string
+		for _, f := range s.Req.Header.Fields {
+			if h1.EqualFold(f.Name, "cookie") {
+				v = append(v, string(f.Value))
+			}
+		}
+		body := strings.Join(v, "|")
+		s.WriteHead(200, nil, &h, int64(len(body)))
+		s.Write([]byte(body))
+		return
+	}
 	if string(s.Req.Path) == "/early" {
 		s.WriteHead(200, nil, &h, 5)
 		s.Write([]byte("early"))
@@ -298,4 +310,41 @@ func TestH2OwnClientDoesNotRead(t *testing.T) {
 		}
 	}
 	t.Fatal("the gateway kept taking frames for 20s from a client that reads nothing")
+}
+
+// TestH2OwnCookiesAndContinue: a request's cookie fields (HTTP/2 clients send each cookie
+// as a field) reach the handler as one field joined by "; " (RFC 9113 §8.2.3), and a request
+// with "Expect: 100-continue" gets a 100 response when its body is first waited for, then
+// its final response.
+func TestH2OwnCookiesAndContinue(t *testing.T) {
+	addr := startH2C(t, bodyHandler{})
+	r := dialRaw(t, addr)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true,
+		BlockFragment: r.block("GET", "/cookie", hpack.HeaderField{Name: "cookie", Value: "a=1"},
+			hpack.HeaderField{Name: "x-other", Value: "o"}, hpack.HeaderField{Name: "cookie", Value: "b=2"})})
+	got, _ := r.read(t, 5*time.Second, 1)
+	if s := got[1]; s == nil || string(s.body) != "a=1; b=2" {
+		t.Fatalf("cookies: %+v", s)
+	}
+
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndHeaders: true,
+		BlockFragment: r.block("POST", "/up", hpack.HeaderField{Name: "expect", Value: "100-continue"})})
+	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no 100 Continue: %v", err)
+		}
+		if mh, ok := f.(*http2.MetaHeadersFrame); ok && mh.StreamID == 3 {
+			if st := mh.PseudoValue("status"); st != "100" || mh.StreamEnded() {
+				t.Fatalf("first HEADERS of stream 3: status %q, ended %v; want 100", st, mh.StreamEnded())
+			}
+			break
+		}
+	}
+	r.fr.WriteData(3, true, []byte("body"))
+	got, _ = r.read(t, 5*time.Second, 3)
+	if s := got[3]; s == nil || s.status != "200" || !strings.HasPrefix(string(s.body), "4 ") {
+		t.Fatalf("after 100 Continue: %+v", s)
+	}
 }

@@ -33,6 +33,8 @@ type ownStream struct {
 	declaredIn   int64 // the request's content-length (-1: none)
 	pins         int   // the read loop still uses the Stream (see goneUnpin)
 	served       bool  // the handler is done: the Stream goes back to its pool when unpinned
+	pushed       bool  // some of the response went to the connection's output
+	expect100    bool  // the request has "Expect: 100-continue"
 
 	listSize int  // the decoded header list size (RFC 9113 §6.5.2)
 	big      bool // the list was over the decoding bound (an HPACK bomb): not all kept
@@ -114,6 +116,9 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if x.expect100 {
+			s.continue100()
+		}
 		var tc <-chan time.Time
 		if d := s.h.c.st.ReadTimeout; d > 0 {
 			if x.rtimer == nil {
@@ -132,6 +137,19 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 			x.rtimer.Stop()
 		}
 	}
+}
+
+// continue100 sends "100 Continue" before the first wait for the body of a request that
+// expects it, unless the response began.
+func (s *Stream) continue100() {
+	o, x := s.x.o, &s.x
+	o.mu.Lock()
+	if x.expect100 && !x.pushed && !x.gone && o.werr == nil {
+		o.out = appendFrame(o.out, frameHeaders, flagEndHeaders, x.id, []byte{0x08, 3, '1', '0', '0'})
+		o.wcond.Signal()
+	}
+	x.expect100 = false
+	o.mu.Unlock()
 }
 
 // consumed gives n request body bytes read by the handler back to the client's windows.
@@ -288,6 +306,7 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 			// No window: what is buffered goes out (the client answers it with
 			// WINDOW_UPDATE), then wait.
 			if len(x.wbuf) > 0 {
+				x.pushed = true
 				o.out = append(o.out, x.wbuf...)
 				x.wbuf, x.lastOff = x.wbuf[:0], -1
 				o.wcond.Signal()
@@ -322,6 +341,7 @@ func (s *Stream) pushOwn() error {
 		x.wbuf, x.lastOff = x.wbuf[:0], -1
 		return errClientGone
 	}
+	x.pushed = true
 	o.out = append(o.out, x.wbuf...)
 	o.wcond.Signal()
 	o.mu.Unlock()
@@ -367,6 +387,7 @@ func (s *Stream) endOwn(reset bool) {
 		for len(o.out) > h2MaxOut && o.werr == nil && !x.gone {
 			o.space.Wait()
 		}
+		x.pushed = true
 		o.out = append(o.out, x.wbuf...)
 		if reset {
 			o.out = appendRST(o.out, x.id, http2.ErrCodeInternal)
