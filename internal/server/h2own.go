@@ -199,9 +199,10 @@ func (o *h2Own) serve() {
 	linger := o.closing && o.werr == nil
 	o.mu.Unlock()
 	if linger {
-		// The last GOAWAY is on its way: the writer sends it and shuts the sending side;
-		// what the client still sends is dropped until it closes or h2Linger passes.
-		<-writerDone
+		// The last GOAWAY is on its way: the writer sends it and shuts the sending side
+		// (then h2Linger more); what the client still sends meanwhile is dropped, so that
+		// a client that is still writing is not reset before it read the GOAWAY.
+		o.setReadDeadline(time.Now().Add(h2Linger + max(o.wto, h2Linger)))
 		io.Copy(io.Discard, o.br)
 	}
 

@@ -312,8 +312,8 @@ func (s *Stream) SetBodyLimit(n int64) {
 // BodyLimit is the request body limit in force (0: none).
 func (s *Stream) BodyLimit() int64 { return s.bodyLimit }
 
-// ReadBody reads the request body (io.EOF at its end; DATA frames, flow control and
-// "Expect: 100-continue" are the library's). Each read waits at most the listener's
+// ReadBody reads the request body (io.EOF at its end), giving the flow-control windows
+// back as it goes and answering "Expect: 100-continue" before its first wait. Each read waits at most the listener's
 // read_timeout; a body above the limit fails with ErrBodyTooLarge (and the stream is
 // reset after the answer, telling the client to stop).
 func (s *Stream) ReadBody(p []byte) (int, error) {
@@ -371,10 +371,20 @@ func (s *Stream) copyTrailer() {
 	}
 }
 
-// BodyPending reports false while the body goes on: the library gives no way to tell
-// whether a read would wait, so the proxy flushes upstream before each read.
+// BodyPending reports whether a ReadBody would not wait: body bytes or the body's end are
+// at hand (the own codec knows; with the library it is false while the body goes on, so
+// the proxy flushes upstream before each read).
 func (s *Stream) BodyPending() bool {
-	return s.bodyErr != nil || !s.Req.Chunked && s.Req.ContentLength == 0
+	if s.bodyErr != nil || !s.Req.Chunked && s.Req.ContentLength == 0 {
+		return true
+	}
+	if s.x.o != nil {
+		s.x.rmu.Lock()
+		ready := s.x.boff < len(s.x.body) || s.x.rerr != nil
+		s.x.rmu.Unlock()
+		return ready
+	}
+	return false
 }
 
 // BodyTrailer is the trailer section of the request body, once it was read to its end.
