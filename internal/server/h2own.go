@@ -8,7 +8,7 @@ package server
 // Stream's own buffer. It keeps the stream states, both directions of flow control, the
 // SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE and PRIORITY rules of RFC 9113 and the
 // listener's limits (the per-second counters, CONTINUATION frames per block, the header
-// list bound), each counted and logged with the reasons the frame watch (h2frames.go) used.
+// list bound), each counted and logged.
 // Streams are served on long-lived workers, with no hand-off per frame: a stream builds its
 // response frames in its own buffer (HPACK without the dynamic table, so order does not
 // matter) and appends them to the connection's output, which one writer goroutine sends,
@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -38,13 +37,7 @@ import (
 	"sluice/internal/h1"
 )
 
-// h2OwnCodec chooses the own server connection over the library's (SLUICE_H2_SERVER=own or
-// library; see h2.go).
-var h2OwnCodec = os.Getenv("SLUICE_H2_SERVER") != "library"
-
 const (
-	frameWindowUpdate = 0x8
-	framePriority     = 0x2
 	// h2MaxOut bounds the connection's unsent output: a stream appending more waits.
 	h2MaxOut = 256 << 10
 	// h2MaxQueued bounds the output the read loop adds (acknowledgements, resets) to a
@@ -607,7 +600,7 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 
 // checkQueuedLocked ends a connection whose client does not read the frames its own
 // frames make the gateway send (PING and SETTINGS acknowledgements, resets): past
-// h2MaxQueued unsent bytes the read loop stops (the library's bound was 10,000 frames).
+// h2MaxQueued unsent bytes the read loop stops and the connection closes.
 func (o *h2Own) checkQueuedLocked() {
 	if len(o.out) > h2MaxQueued && !o.overQueued.Load() {
 		o.overQueued.Store(true)
@@ -1115,7 +1108,9 @@ func (o *h2Own) writeLoop(done chan struct{}) {
 	o.dmu.Unlock()
 }
 
-// armWrite bounds the next write by write_timeout (as h2Wire.armWrite).
+// armWrite bounds the next write by write_timeout. A deadline is moved only when less than
+// half the timeout is left, so a write gets between half and all of write_timeout to make
+// progress, and most writes change no deadline.
 func (o *h2Own) armWrite() {
 	if o.wto <= 0 {
 		return
@@ -1155,6 +1150,15 @@ func appendRST(b []byte, id uint32, code http2.ErrCode) []byte {
 }
 
 // Streams on workers.
+//
+// A stream is served on a long-lived goroutine whose stack has already grown (a proxied
+// request runs deep: routing, plugins, the proxy, the upstream codec, logging; a new
+// goroutine per stream grew and copied its stack several times). Workers start when none
+// is idle (so there are at most as many as streams served at once) and end after
+// h2WorkerIdle without work.
+
+// h2WorkerIdle is how long an idle worker waits for a stream before it ends.
+const h2WorkerIdle = 10 * time.Second
 
 // h2Streams hands a stream to an idle worker; unbuffered, so a send succeeds only when one
 // is waiting.

@@ -1,11 +1,12 @@
 package server
 
-// A Stream of the own HTTP/2 codec (h2own.go): its request body, fed by the connection's
+// A Stream's side of the HTTP/2 connection (h2own.go): its request body, fed by the connection's
 // read loop, and its response frames, built in the stream's own buffer and appended to
 // the connection's output.
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"strconv"
@@ -15,11 +16,12 @@ import (
 	"golang.org/x/net/http2"
 
 	"sluice/internal/h1"
+	"sluice/internal/reason"
 )
 
-// ownStream is a Stream's state in the own codec.
+// ownStream is a Stream's state on its connection.
 type ownStream struct {
-	o  *h2Own // nil: the library's stream
+	o  *h2Own
 	id uint32
 
 	// Guarded by o.mu.
@@ -67,8 +69,8 @@ func (s *Stream) initOwn() {
 	s.grpc = len(ct) >= 16 && string(ct[:16]) == "application/grpc"
 }
 
-// ownGone ends the stream's context (the client reset it, or the connection ended) and
-// wakes what waits on it.
+// ownGone ends the stream's context (the client reset it, or the connection ended), wakes
+// what waits on it and runs its OnCancel function.
 func (s *Stream) ownGone(cause error) {
 	s.x.rmu.Lock()
 	if s.x.rerr == nil || s.x.rerr == io.EOF && len(s.x.body) > s.x.boff {
@@ -76,8 +78,10 @@ func (s *Stream) ownGone(cause error) {
 	}
 	s.x.rmu.Unlock()
 	s.wakeBody()
-	if s.ctx == nil || s.ctx.Err() != nil {
-		return
+	// The connection's cause when it has one (a forced shutdown), else the given one.
+	var re *reason.Error
+	if c := context.Cause(s.h.c.ctx); errors.As(c, &re) {
+		cause = re
 	}
 	s.cancel(cause)
 	s.mu.Lock()
@@ -172,9 +176,7 @@ func (s *Stream) consumed(n int64) {
 // copyOwnTrailer moves the request's trailer fields to s.trailer once the body ended.
 func (s *Stream) copyOwnTrailer() {
 	s.x.rmu.Lock()
-	for _, f := range s.x.reqTrailer.Fields {
-		s.trailer.Fields = append(s.trailer.Fields, f)
-	}
+	s.trailer.Fields = append(s.trailer.Fields, s.x.reqTrailer.Fields...)
 	s.x.reqTrailer.Fields = s.x.reqTrailer.Fields[:0]
 	s.x.rmu.Unlock()
 	if s.h.c.st.Underscores != UnderscoresAllow && len(s.trailer.Fields) > 0 {
