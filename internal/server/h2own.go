@@ -96,6 +96,7 @@ type h2Own struct {
 	sent1    bool  // the drain's first GOAWAY went out
 	idle     *time.Timer
 	wg       sync.WaitGroup // streams being served
+	writing  bool           // a write is under way (the writer's, or a stream's own: endOwn)
 
 	overQueued atomic.Bool // checkQueuedLocked found the client not reading
 	wto        time.Duration
@@ -1056,12 +1057,13 @@ func (o *h2Own) writeLoop(done chan struct{}) {
 	defer close(done)
 	o.mu.Lock()
 	for {
-		for len(o.out) == 0 && !o.closing && o.werr == nil {
+		for (len(o.out) == 0 && !o.closing || o.writing) && o.werr == nil {
 			o.wcond.Wait()
 		}
 		if o.werr != nil || len(o.out) == 0 {
 			break
 		}
+		o.writing = true
 		if !o.closing {
 			// Let the streams that are about to end add their frames first: one
 			// write then carries the responses of many.
@@ -1080,6 +1082,7 @@ func (o *h2Own) writeLoop(done chan struct{}) {
 		} else {
 			o.spare = nil
 		}
+		o.writing = false
 		if err != nil && o.werr == nil {
 			o.werr = err
 		}

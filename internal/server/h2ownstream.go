@@ -390,12 +390,32 @@ func (s *Stream) endOwn(reset bool) {
 			o.space.Wait()
 		}
 		x.pushed = true
-		o.out = append(o.out, x.wbuf...)
 		if reset {
-			o.out = appendRST(o.out, x.id, http2.ErrCodeInternal)
+			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeInternal)
 		} else if !x.remoteClosed {
-			o.out = appendRST(o.out, x.id, http2.ErrCodeNo)
+			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeNo)
 		}
+		if !o.writing && len(o.out) == 0 && len(o.streams) == 1 && !o.closing {
+			// The connection's only stream, nothing else to send: it writes its
+			// response itself, without the hand-off to the writer.
+			o.writing = true
+			o.removeLocked(s)
+			x.gone = true
+			o.mu.Unlock()
+			o.armWrite()
+			_, err := o.nc.Write(x.wbuf)
+			x.wbuf, x.lastOff = x.wbuf[:0], -1
+			o.mu.Lock()
+			o.writing = false
+			if err != nil && o.werr == nil {
+				o.werr = err
+			}
+			o.wcond.Signal() // what others added meanwhile, or the close
+			o.space.Broadcast()
+			o.mu.Unlock()
+			return
+		}
+		o.out = append(o.out, x.wbuf...)
 		o.wcond.Signal()
 	}
 	x.wbuf, x.lastOff = x.wbuf[:0], -1
