@@ -26,7 +26,7 @@ func (m *Metrics) registerH2() {
 		Help: "HTTP/2 clients that passed a limit, by listener and limit (rapid_reset, control_frame_flood, empty_frame_flood, continuation_flood: the connection is closed with GOAWAY ENHANCE_YOUR_CALM; header_list_too_large: the stream is answered 431)."},
 		[]string{"listener", "limit"})
 	m.h2.errs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameH2ProtoErrs,
-		Help: "HTTP/2 protocol errors found by the HTTP/2 library, by listener and its token (scope_CODE_what: conn_ errors close the connection with a GOAWAY, stream_ errors reset the stream)."},
+		Help: "HTTP/2 protocol errors found on client connections, by listener and token (scope_CODE_what: conn_ errors close the connection with a GOAWAY, stream_ errors reset the stream)."},
 		[]string{"listener", "error"})
 	m.reg.MustRegister(m.h2.conns, m.h2.goAways, m.h2.limits, m.h2.errs)
 }
@@ -46,5 +46,5 @@ func (m *Metrics) H2GoAway(listener, code string) { m.h2.goAways.WithLabelValues
 // H2Limit counts a client connection closed for passing a limit.
 func (m *Metrics) H2Limit(listener, limit string) { m.h2.limits.WithLabelValues(listener, limit).Inc() }
 
-// H2Error counts a protocol error found by the HTTP/2 library.
+// H2Error counts a protocol error found on a client connection.
 func (m *Metrics) H2Error(listener, token string) { m.h2.errs.WithLabelValues(listener, token).Inc() }

@@ -1,27 +1,20 @@
 package server
 
-//lint:file-ignore SA1019 x/net v0.62 deprecates its http2.Server for net/http's, which serves only connections its own Serve accepted; ServeConn is what gives one server per connection (on go1.27 it wraps net/http's). Moving to net/http's is a follow-up: docs/design.md, "HTTP/2 downstream".
-
 // HTTP/2 connections.
 //
 // A connection becomes HTTP/2 when its TLS handshake chose "h2" by ALPN, or, on a listener
 // with h2c, when a plain TCP client starts with the HTTP/2 preface (prior knowledge, RFC
-// 9113 §3.3). It is then served by golang.org/x/net/http2's Server (flow control, HPACK,
-// stream states, SETTINGS, and its own mitigations), one http2.Server per connection so
-// that the connection can be drained alone (a reload that removes its listener) and its
-// limits are those of the listener when it was accepted. Each stream is a [Stream], handed
-// to the Handler's ServeH2 as an HTTP/1.1 request is handed to ServeH1. The library's
-// socket is wrapped by the frame watch (h2frames.go): the limits the library lacks, and the
-// GOAWAY frames it sends, are seen there. docs/design.md ("HTTP/2 downstream") has why.
+// 9113 §3.3). It is then served by Sluice's own server connection (h2own.go), which
+// carries the limits of the listener when it was accepted and can be drained alone (a
+// reload that removes its listener). Each stream is a [Stream], handed to the Handler's
+// ServeH2 as an HTTP/1.1 request is handed to ServeH1. docs/design.md ("HTTP/2 downstream:
+// an own server connection") has why.
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
-	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -40,7 +33,7 @@ type H2Settings struct {
 	// MaxFrameBytes is SETTINGS_MAX_FRAME_SIZE.
 	MaxFrameBytes uint32
 	// Per second: RST_STREAM frames, PING and SETTINGS frames, empty frames. And the
-	// CONTINUATION frames of one header block. See h2frames.go.
+	// CONTINUATION frames of one header block. See h2own.go.
 	MaxResetsPerSecond, MaxControlPerSecond, MaxEmptyPerSecond, MaxContinuations int
 	// DrainWait is the pause between the two GOAWAY frames of a graceful drain.
 	DrainWait time.Duration
@@ -64,18 +57,18 @@ type H2Observer interface {
 	// H2Limit counts a client that passed a limit (Limit* names): its connection was
 	// closed with GOAWAY ENHANCE_YOUR_CALM, or, for LimitHeaderList, its stream answered 431.
 	H2Limit(listener, limit string)
-	// H2Error counts a protocol error the HTTP/2 library found, by its own token (such as
-	// "conn_PROTOCOL_ping_on_stream" or "stream_REFUSED_STREAM_over_max_streams_race").
+	// H2Error counts a protocol error found on a client connection, by its token
+	// "scope_CODE_what" (such as "conn_PROTOCOL_even_stream_id" or
+	// "stream_REFUSED_STREAM_over_max_streams").
 	H2Error(listener, token string)
 }
 
 // h2Conn is the HTTP/2 state of a client connection.
 type h2Conn struct {
-	c    *conn
-	wire *h2Wire
-	hs   *http.Server
-	obs  H2Observer // nil: none
-	sh   StreamHandler
+	c   *conn
+	own *h2Own
+	obs H2Observer // nil: none
+	sh  StreamHandler
 
 	drainOnce sync.Once // Shutdown's wake-up and serveH2's own check may both ask
 }
@@ -111,8 +104,8 @@ func (c *conn) h2cPreface() bool {
 
 // http1Line reports whether the first line buffered in br could be an HTTP/1.x
 // request-line (it ends in " HTTP/1.x"), or is not all there yet. On an h2c listener, a
-// first line that is not one is taken for a broken HTTP/2 preface: the HTTP/2 library
-// closes the connection (RFC 9113 §3.4) rather than the HTTP/1.1 parser answering 400.
+// first line that is not one is taken for a broken HTTP/2 preface: the HTTP/2 connection
+// closes it (RFC 9113 §3.4) rather than the HTTP/1.1 parser answering 400.
 func http1Line(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
 	i := bytes.IndexByte(b, '\n')
@@ -129,52 +122,23 @@ func (c *conn) serveH2() {
 	if !ok {
 		return
 	}
-	st := c.st.H2
 	var pre []byte
 	if c.br != nil && c.br.Buffered() > 0 {
 		b, _ := c.br.Peek(c.br.Buffered())
 		pre = bytes.Clone(b)
 	}
-	c.releaseBufs() // the library has its own
-	// Deadlines from here on are the library's (idle timeout, write byte timeout).
+	c.releaseBufs() // the connection has its own
+	// Deadlines from here on are the connection's (h2own.go).
 	c.rw.SetDeadline(time.Time{})
-	base := c.nc
-	var tc *tls.Conn
+	var nc net.Conn = c.rw
+	tc := (*tls.Conn)(nil)
 	if t, ok := c.rw.(*tlsConn); ok {
 		tc = t.Conn
+		nc = tc
 	}
-	if tc != nil {
-		base = tc
-	}
-	wire := newH2Wire(base, pre, h2Limits{
-		resets: st.MaxResetsPerSecond, control: st.MaxControlPerSecond,
-		empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations,
-	}, uint32(2*c.st.Limits.MaxHeaderBytes+320)) // the library's bound (its MaxHeaderBytes, padded as it pads it)
-	wire.wto = c.st.WriteTimeout
-	h := &h2Conn{c: c, wire: wire, sh: sh}
+	h := &h2Conn{c: c, sh: sh}
 	h.obs, _ = c.srv.handler.(H2Observer)
-	wire.onGoAway, wire.onLimit = h.goAway, h.limit
-
-	h.hs = &http.Server{
-		// The library's bound on a decoded header list; the listener's own bound
-		// (max_header_bytes) is checked per stream, with a reason (Stream.refuse).
-		MaxHeaderBytes: 2 * c.st.Limits.MaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(c.srv.log.Handler(), slog.LevelDebug),
-	}
-	s2 := &http2.Server{
-		MaxConcurrentStreams:         st.MaxConcurrentStreams,
-		MaxReadFrameSize:             st.MaxFrameBytes,
-		MaxUploadBufferPerConnection: st.ConnWindow,
-		MaxUploadBufferPerStream:     st.StreamWindow,
-		IdleTimeout:                  c.st.IdleTimeout,
-		// No WriteByteTimeout: the wire bounds writes by write_timeout itself, with
-		// fewer deadline changes (h2Wire.armWrite).
-		CountError: h.countError,
-	}
-	if err := http2.ConfigureServer(h.hs, s2); err != nil {
-		c.srv.log.Error("HTTP/2 setup failed", "err", err)
-		return
-	}
+	h.own = newH2Own(h, nc, pre)
 	c.mu.Lock()
 	c.h2 = h
 	c.state = stateActive
@@ -185,31 +149,15 @@ func (c *conn) serveH2() {
 	if c.srv.closing.Load() {
 		go h.drain()
 	}
-	var nc net.Conn = wire
-	if tc != nil {
-		nc = h2TLSWire{h2Wire: wire, tc: tc}
-	}
-	c.mu.Lock()
-	c.rw = nc // the connection's final close goes through the wire's lock too
-	c.mu.Unlock()
-	s2.ServeConn(nc, &http2.ServeConnOpts{Context: c.ctx, BaseConfig: h.hs, Handler: h})
+	h.own.serve()
 }
 
 // drain ends the connection gracefully: a GOAWAY that announces the end without limiting
 // the streams (stream id 2^31-1), then, DrainWait later (about one round trip plus what the
-// client had in flight), the library's GOAWAY that names the last stream it will serve.
-// Streams up to it finish; the connection closes after them. A client that raced a new
-// stream against the first GOAWAY gets it served, not refused (RFC 9113 §6.8).
-func (h *h2Conn) drain() { h.drainOnce.Do(h.drainNow) }
-
-func (h *h2Conn) drainNow() {
-	if h.wire.drainStep1() {
-		time.Sleep(h.c.st.H2.DrainWait)
-	}
-	// Shutdown of the connection's own http.Server runs the library's graceful shutdown
-	// of its one connection and returns (it has no listener nor HTTP/1 connections).
-	_ = h.hs.Shutdown(context.Background())
-}
+// client had in flight), a GOAWAY that names the last stream taken. Streams up to it
+// finish; the connection closes after them. A client that raced a new stream against the
+// first GOAWAY gets it served, not refused (RFC 9113 §6.8).
+func (h *h2Conn) drain() { h.drainOnce.Do(h.own.drain) }
 
 func (h *h2Conn) goAway(last uint32, code http2.ErrCode) {
 	lg := h.c.srv.log

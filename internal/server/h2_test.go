@@ -58,6 +58,13 @@ func startH2C(t *testing.T, h Handler) string {
 // startH2CWith is startH2C with the settings changed by edit (nil: none).
 func startH2CWith(t *testing.T, h Handler, edit func(*Settings)) string {
 	t.Helper()
+	addr, _ := startH2CServer(t, h, edit)
+	return addr
+}
+
+// startH2CServer is startH2CWith that also returns the Server.
+func startH2CServer(t *testing.T, h Handler, edit func(*Settings)) (string, *Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +83,7 @@ func startH2CWith(t *testing.T, h Handler, edit func(*Settings)) string {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), srv
 }
 
 // TestStreamFullDuplex: a Stream's request body is read in one goroutine while another

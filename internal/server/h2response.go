@@ -4,10 +4,8 @@ package server
 
 import (
 	"errors"
-	"net/http"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"sluice/internal/h1"
 	"sluice/internal/reason"
@@ -39,74 +37,12 @@ func (s *Stream) WriteHead(status int, _ []byte, h *h1.Header, contentLength int
 	if s.noBody {
 		s.declared = h1.LengthNone
 	}
-	hdr := s.w.Header()
-	hasCT := false
-	var size int64
-	if h != nil && len(h.Fields) > 0 {
-		// Few allocations: the values share one string, and the keys one []string array,
-		// each key a one-element slice of it (a second value for a key appends elsewhere).
-		n := 0
-		for _, f := range h.Fields {
-			n += len(f.Value)
-		}
-		vb := make([]byte, 0, n)
-		for _, f := range h.Fields {
-			vb = append(vb, f.Value...)
-		}
-		all := unsafeString(vb)
-		vals := make([]string, len(h.Fields))
-		off := 0
-		for i, f := range h.Fields {
-			v := all[off : off+len(f.Value)]
-			off += len(f.Value)
-			if isConnectionField(f.Name) || h1.EqualFold(f.Name, "Content-Length") {
-				continue
-			}
-			k, ok := commonKeys[string(f.Name)]
-			if !ok {
-				k = http.CanonicalHeaderKey(string(f.Name))
-			}
-			if cur := hdr[k]; cur != nil {
-				hdr[k] = append(cur, v)
-			} else {
-				vals[i] = v
-				hdr[k] = vals[i : i+1 : i+1]
-			}
-			hasCT = hasCT || k == "Content-Type"
-			size += int64(len(f.Name) + len(f.Value) + 4)
-		}
-	}
-	if !hasCT {
-		hdr["Content-Type"] = nil // no sniffing: what the upstream sent is what goes
-	}
-	if contentLength >= 0 && status != 204 && status != 304 {
-		hdr.Set("Content-Length", strconv.FormatInt(contentLength, 10)) // a HEAD's too: the library sends no body
-	}
-	s.headBytes.Store(size + 13)
-	s.w.WriteHeader(status)
+	s.writeHeadOwn(status, h, contentLength)
 	return nil
 }
 
-// commonKeys are the canonical forms of frequent response field names, looked up without
-// allocating (the lookup by string(b) does not copy).
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"Content-Type", "Date", "Server", "Cache-Control", "Etag", "Last-Modified", "Vary",
-		"Set-Cookie", "X-Request-Id", "Content-Encoding", "Location", "Expires", "Accept-Ranges", "Age",
-		"Trailer", "Grpc-Status", "Grpc-Message", "Grpc-Encoding", "Grpc-Accept-Encoding", "X-Sluice-Error", "Retry-After",
-		"Access-Control-Allow-Origin", "Strict-Transport-Security", "X-Content-Type-Options", "Content-Security-Policy"} {
-		m[k] = k
-		m[strings.ToLower(k)] = k
-	}
-	m["ETag"] = "Etag"
-	return m
-}()
-
-// unsafeString is b as a string without a copy; b must not change afterwards.
-func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-// Write writes response body bytes (buffered by the library until Flush or its buffer
-// fills).
+// Write writes response body bytes as DATA frames within the client's flow-control
+// windows (waiting for them), buffered in the stream until Flush, 32 KiB or its end.
 func (s *Stream) Write(p []byte) (int, error) {
 	if !s.wroteHead {
 		return 0, errors.New("response body written before head")
@@ -117,7 +53,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 	if s.declared >= 0 && s.bytesOut.Load()+int64(len(p)) > s.declared {
 		return 0, errors.New("response body longer than its Content-Length")
 	}
-	n, err := s.w.Write(p)
+	n, err := s.writeOwn(p)
 	s.bytesOut.Add(int64(n))
 	if err != nil {
 		s.writeErr = err
@@ -133,10 +69,10 @@ func (s *Stream) Flush() error {
 	if s.declared >= 0 && s.bytesOut.Load() == s.declared {
 		return nil
 	}
-	if f, ok := s.w.(interface{ FlushError() error }); ok {
-		return f.FlushError()
+	if len(s.x.wbuf) == 0 {
+		return nil
 	}
-	return nil
+	return s.pushOwn()
 }
 
 // Finish ends the response with trailer fields (nil for none): an HTTP/2 trailer section
@@ -145,14 +81,7 @@ func (s *Stream) Finish(trailer *h1.Header) error {
 	if trailer == nil || s.aborted {
 		return nil
 	}
-	hdr := s.w.Header()
-	for _, f := range trailer.Fields {
-		if isConnectionField(f.Name) {
-			continue
-		}
-		k := http.TrailerPrefix + http.CanonicalHeaderKey(string(f.Name))
-		hdr[k] = append(hdr[k], string(f.Value))
-	}
+	s.finishOwn(trailer)
 	return nil
 }
 

@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,13 +32,10 @@ type Stream struct {
 	Start time.Time
 
 	h   *h2Conn
-	w   http.ResponseWriter
-	r   *http.Request
 	buf []byte // the bytes Req's slices point into
 
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
-	stopCtx  func() bool
 	mu       sync.Mutex // guards onCancel
 	onCancel func()
 
@@ -65,100 +60,22 @@ type Stream struct {
 	writeErr   error
 	droppedHdr int
 	droppedTr  atomic.Int32
+
+	x ownStream // the connection-side state (h2ownstream.go)
 }
 
 var streamPool = sync.Pool{New: func() any { return new(Stream) }}
 
-// ServeHTTP serves one stream for the HTTP/2 library: a worker (h2workers.go) builds the
-// Stream and hands it to the handler. A response the handler aborted resets the stream
-// (RST_STREAM INTERNAL_ERROR), which the library does for a handler that panics with
-// http.ErrAbortHandler.
-func (h *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if v := h.serveOnWorker(w, r); v != nil {
-		panic(v)
-	}
-}
-
-func (s *Stream) init() {
-	s.Start = time.Now()
-	s.bodyLimit = s.h.c.st.MaxBodyBytes
-	s.ctx, s.cancel = context.WithCancelCause(s.r.Context())
-	s.stopCtx = context.AfterFunc(s.r.Context(), s.canceled)
-	s.fillRequest()
-	ct, _ := s.Req.Header.Get("Content-Type")
-	s.grpc = strings.HasPrefix(string(ct), "application/grpc")
-}
-
-// canceled runs when the library ends the stream's context: the client reset the stream or
-// the connection ended. The cause is the connection's when it has one (a forced shutdown),
-// else "client gone".
-func (s *Stream) canceled() {
-	var re *reason.Error
-	if cause := context.Cause(s.h.c.ctx); errors.As(cause, &re) {
-		s.cancel(re)
-	} else {
-		s.cancel(errClientGone)
-	}
-	s.mu.Lock()
-	f := s.onCancel
-	s.onCancel = nil
-	s.mu.Unlock()
-	if f != nil {
-		f()
-	}
-}
-
+// release puts the Stream back in its pool (its buffers kept).
 func (s *Stream) release() {
-	if !s.stopCtx() {
-		// The context ended first and canceled is running or ran: it may still read s,
-		// so s is left to the garbage collector rather than reused.
-		s.cancel(nil)
-		return
-	}
 	s.cancel(nil)
 	s.Req.Reset()
 	s.trailer.Reset()
-	buf := s.buf[:0]
-	req, tr := s.Req, s.trailer
+	keep := s.x.keep()
+	buf, req, tr := s.buf[:0], s.Req, s.trailer
 	*s = Stream{Req: req, trailer: tr, buf: buf}
+	s.x.restore(keep)
 	streamPool.Put(s)
-}
-
-// fillRequest builds Req from the HTTP/2 request: its strings are copied into s.buf, and
-// Req's slices point there.
-func (s *Stream) fillRequest() {
-	r := s.r
-	type span struct{ a, b int }
-	b := s.buf[:0]
-	add := func(v string) span { a := len(b); b = append(b, v...); return span{a, len(b)} }
-	method, target, host := add(r.Method), add(r.RequestURI), add(r.Host)
-	type field struct{ n, v span }
-	var stack [32]field
-	fields := stack[:0]
-	for name, vals := range r.Header {
-		for _, v := range vals {
-			fields = append(fields, field{add(name), add(v)})
-		}
-	}
-	s.buf = b
-	at := func(sp span) []byte { return b[sp.a:sp.b:sp.b] }
-	req := &s.Req
-	req.Method, req.Target, req.Host = at(method), at(target), at(host)
-	req.Path, req.Query = req.Target, nil
-	if i := strings.IndexByte(r.RequestURI, '?'); i >= 0 {
-		req.Path, req.Query = req.Target[:i], req.Target[i+1:]
-	}
-	req.Minor = 1
-	for _, f := range fields {
-		req.Header.Fields = append(req.Header.Fields, h1.Field{Name: at(f.n), Value: at(f.v)})
-	}
-	switch {
-	case r.ContentLength > 0:
-		req.ContentLength = r.ContentLength
-	case r.ContentLength < 0 || r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0:
-		// The body's length is not declared: an HTTP/1.1 upstream gets it chunked.
-		req.ContentLength, req.Chunked = -1, true
-	}
 }
 
 // admit applies the listener's header rules to the request before the handler sees it
@@ -168,9 +85,9 @@ func (s *Stream) admit() bool {
 	st := s.h.c.st
 	h := &s.Req.Header
 	// The header list size as RFC 9113 §6.5.2 counts it: name, value and 32 per field.
-	size := len(s.Req.Method) + len(s.Req.Target) + len(s.Req.Host) + len(s.r.URL.Scheme) + 4*32
-	for _, f := range h.Fields {
-		size += len(f.Name) + len(f.Value) + 32
+	size := s.x.listSize
+	if s.x.big {
+		s.h.limit(LimitHeaderList, size, false)
 	}
 	switch {
 	case size > st.Limits.MaxHeaderBytes:
@@ -270,7 +187,7 @@ func (s *Stream) OnCancel(f func()) {
 }
 
 // ClientGone reports whether the client reset the stream or left.
-func (s *Stream) ClientGone() bool { return s.r.Context().Err() != nil }
+func (s *Stream) ClientGone() bool { return s.ctx.Err() != nil }
 
 // CloseAfter does nothing: an HTTP/2 connection carries other streams, and a stream ends
 // with its response.
@@ -286,8 +203,8 @@ func (s *Stream) SetBodyLimit(n int64) {
 // BodyLimit is the request body limit in force (0: none).
 func (s *Stream) BodyLimit() int64 { return s.bodyLimit }
 
-// ReadBody reads the request body (io.EOF at its end; DATA frames, flow control and
-// "Expect: 100-continue" are the library's). Each read waits at most the listener's
+// ReadBody reads the request body (io.EOF at its end), giving the flow-control windows
+// back as it goes and answering "Expect: 100-continue" before its first wait. Each read waits at most the listener's
 // read_timeout; a body above the limit fails with ErrBodyTooLarge (and the stream is
 // reset after the answer, telling the client to stop).
 func (s *Stream) ReadBody(p []byte) (int, error) {
@@ -297,43 +214,31 @@ func (s *Stream) ReadBody(p []byte) (int, error) {
 	if !s.Req.Chunked && s.Req.ContentLength == 0 {
 		return 0, io.EOF
 	}
-	if d := s.h.c.st.ReadTimeout; d > 0 {
-		if rd, ok := s.w.(interface{ SetReadDeadline(time.Time) error }); ok {
-			rd.SetReadDeadline(time.Now().Add(d))
-		}
-	}
-	n, err := s.r.Body.Read(p)
+	n, err := s.readOwn(p)
 	read := s.bodyRead.Add(int64(n))
 	if s.bodyLimit > 0 && read > s.bodyLimit {
 		s.bodyErr = ErrBodyTooLarge
 		return 0, ErrBodyTooLarge
 	}
 	if err == io.EOF {
-		s.copyTrailer()
+		s.copyOwnTrailer()
+		s.bodyErr = io.EOF
 	} else if err != nil {
 		s.bodyErr = err
 	}
 	return n, err
 }
 
-// copyTrailer keeps the request's trailer fields (sent after the body) in s.trailer.
-func (s *Stream) copyTrailer() {
-	for name, vals := range s.r.Trailer {
-		for _, v := range vals {
-			if len(vals) > 0 {
-				s.trailer.Add(name, v)
-			}
-		}
-	}
-	if s.h.c.st.Underscores != UnderscoresAllow && len(s.trailer.Fields) > 0 {
-		s.droppedTr.Add(int32(s.trailer.RemoveFunc(hasUnderscore)))
-	}
-}
-
-// BodyPending reports false while the body goes on: the library gives no way to tell
-// whether a read would wait, so the proxy flushes upstream before each read.
+// BodyPending reports whether a ReadBody would not wait: body bytes or the body's end are
+// at hand.
 func (s *Stream) BodyPending() bool {
-	return s.bodyErr != nil || !s.Req.Chunked && s.Req.ContentLength == 0
+	if s.bodyErr != nil || !s.Req.Chunked && s.Req.ContentLength == 0 {
+		return true
+	}
+	s.x.rmu.Lock()
+	ready := s.x.boff < len(s.x.body) || s.x.rerr != nil
+	s.x.rmu.Unlock()
+	return ready
 }
 
 // BodyTrailer is the trailer section of the request body, once it was read to its end.
@@ -357,6 +262,6 @@ func (s *Stream) Status() int { return int(s.status.Load()) }
 // BytesOut is the number of response body bytes written.
 func (s *Stream) BytesOut() int64 { return s.bytesOut.Load() }
 
-// BytesSent is the response's bytes: its header fields as HTTP/1.1 would count them (the
-// HPACK-compressed size is the library's) and its body.
+// BytesSent is the response's bytes: its header fields as HTTP/1.1 would count them (not
+// their HPACK-encoded size) and its body.
 func (s *Stream) BytesSent() int64 { return s.headBytes.Load() + s.bytesOut.Load() }

@@ -1,0 +1,448 @@
+package server
+
+// A Stream's side of the HTTP/2 connection (h2own.go): its request body, fed by the connection's
+// read loop, and its response frames, built in the stream's own buffer and appended to
+// the connection's output.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"sluice/internal/h1"
+	"sluice/internal/reason"
+)
+
+// ownStream is a Stream's state on its connection.
+type ownStream struct {
+	o  *h2Own
+	id uint32
+
+	// Guarded by o.mu.
+	inMap        bool  // in o.streams
+	gone         bool  // reset by the client, or the connection ended
+	remoteClosed bool  // the request ended (END_STREAM)
+	sendWin      int64 // the client's window for this stream's DATA
+	recvUsed     int64 // request DATA bytes received and not yet given back
+	recvPend     int64 // of those, consumed and to be given back
+	recvTotal    int64 // request body bytes received
+	declaredIn   int64 // the request's content-length (-1: none)
+	pins         int   // the read loop still uses the Stream (see goneUnpin)
+	served       bool  // the handler is done: the Stream goes back to its pool when unpinned
+	pushed       bool  // some of the response went to the connection's output
+	expect100    bool  // the request has "Expect: 100-continue"
+
+	listSize int  // the decoded header list size (RFC 9113 §6.5.2)
+	big      bool // the list was over the decoding bound (an HPACK bomb): not all kept
+
+	// The request body: rmu guards body, boff, rerr and reqTrailer.
+	rmu        sync.Mutex
+	body       []byte
+	boff       int
+	rerr       error // io.EOF once the request ended
+	reqTrailer h1.Header
+	wake       chan struct{}
+	rtimer     *time.Timer
+
+	// The response side (the handler's goroutine).
+	wbuf     []byte // frames not yet appended to the connection's output
+	hbuf     []byte // a header block being encoded
+	lastOff  int    // where the last frame in wbuf begins (-1: none)
+	finished bool   // END_STREAM was written (trailers)
+}
+
+func (s *Stream) initOwn() {
+	s.Start = time.Now()
+	s.bodyLimit = s.h.c.st.MaxBodyBytes
+	s.ctx, s.cancel = context.WithCancelCause(s.h.c.ctx)
+	s.x.lastOff = -1
+	if s.x.wake == nil {
+		s.x.wake = make(chan struct{}, 1)
+	}
+	ct, _ := s.Req.Header.Get("Content-Type")
+	s.grpc = len(ct) >= 16 && string(ct[:16]) == "application/grpc"
+}
+
+// ownGone ends the stream's context (the client reset it, or the connection ended), wakes
+// what waits on it and runs its OnCancel function.
+func (s *Stream) ownGone(cause error) {
+	s.x.rmu.Lock()
+	if s.x.rerr == nil || s.x.rerr == io.EOF && len(s.x.body) > s.x.boff {
+		s.x.rerr = cause
+	}
+	s.x.rmu.Unlock()
+	s.wakeBody()
+	// The connection's cause when it has one (a forced shutdown), else the given one.
+	var re *reason.Error
+	if c := context.Cause(s.h.c.ctx); errors.As(c, &re) {
+		cause = re
+	}
+	s.cancel(cause)
+	s.mu.Lock()
+	f := s.onCancel
+	s.onCancel = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (s *Stream) wakeBody() {
+	select {
+	case s.x.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readOwn is ReadBody for the own codec.
+func (s *Stream) readOwn(p []byte) (int, error) {
+	x := &s.x
+	for {
+		x.rmu.Lock()
+		if x.boff < len(x.body) {
+			n := copy(p, x.body[x.boff:])
+			x.boff += n
+			if x.boff == len(x.body) {
+				x.body, x.boff = x.body[:0], 0
+			}
+			x.rmu.Unlock()
+			s.consumed(int64(n))
+			return n, nil
+		}
+		err := x.rerr
+		x.rmu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		if x.expect100 {
+			s.continue100()
+		}
+		var tc <-chan time.Time
+		if d := s.h.c.st.ReadTimeout; d > 0 {
+			if x.rtimer == nil {
+				x.rtimer = time.NewTimer(d)
+			} else {
+				x.rtimer.Reset(d)
+			}
+			tc = x.rtimer.C
+		}
+		select {
+		case <-x.wake:
+		case <-tc:
+			return 0, os.ErrDeadlineExceeded
+		}
+		if x.rtimer != nil {
+			x.rtimer.Stop()
+		}
+	}
+}
+
+// continue100 sends "100 Continue" before the first wait for the body of a request that
+// expects it, unless the response began.
+func (s *Stream) continue100() {
+	o, x := s.x.o, &s.x
+	o.mu.Lock()
+	if x.expect100 && !x.pushed && !x.gone && o.werr == nil {
+		o.out = appendFrame(o.out, frameHeaders, flagEndHeaders, x.id, []byte{0x08, 3, '1', '0', '0'})
+		o.wcond.Signal()
+	}
+	x.expect100 = false
+	o.mu.Unlock()
+}
+
+// consumed gives n request body bytes read by the handler back to the client's windows.
+func (s *Stream) consumed(n int64) {
+	o, x := s.x.o, &s.x
+	o.mu.Lock()
+	if x.inMap {
+		x.recvUsed -= n
+		x.recvPend += n
+		if x.recvPend >= o.streamWin/4 && !x.remoteClosed && o.werr == nil {
+			o.out = appendWindowUpdate(o.out, x.id, uint32(x.recvPend))
+			x.recvPend = 0
+			o.wcond.Signal()
+		}
+		o.giveBackLocked(n)
+	}
+	o.mu.Unlock()
+}
+
+// copyOwnTrailer moves the request's trailer fields to s.trailer once the body ended.
+func (s *Stream) copyOwnTrailer() {
+	s.x.rmu.Lock()
+	s.trailer.Fields = append(s.trailer.Fields, s.x.reqTrailer.Fields...)
+	s.x.reqTrailer.Fields = s.x.reqTrailer.Fields[:0]
+	s.x.rmu.Unlock()
+	if s.h.c.st.Underscores != UnderscoresAllow && len(s.trailer.Fields) > 0 {
+		s.droppedTr.Add(int32(s.trailer.RemoveFunc(hasUnderscore)))
+	}
+}
+
+// HPACK encoding without the dynamic table: every field a literal that is not indexed
+// (RFC 7541 §6.2.2), the status from the static table when it is there. No state is
+// shared between streams, so each encodes its own blocks in any order.
+
+// staticStatus are the static table's :status entries (RFC 7541 Appendix A).
+func staticStatus(status int) byte {
+	switch status {
+	case 200:
+		return 8
+	case 204:
+		return 9
+	case 206:
+		return 10
+	case 304:
+		return 11
+	case 400:
+		return 12
+	case 404:
+		return 13
+	case 500:
+		return 14
+	}
+	return 0
+}
+
+func appendHpackInt(b []byte, first byte, prefix uint, v int) []byte {
+	max := 1<<prefix - 1
+	if v < max {
+		return append(b, first|byte(v))
+	}
+	b = append(b, first|byte(max))
+	v -= max
+	for v >= 128 {
+		b = append(b, byte(v&0x7f|0x80))
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+// appendLiteral appends a literal field without indexing with a new name (lower-cased).
+func appendLiteral(b []byte, name, value []byte) []byte {
+	b = append(b, 0)
+	b = appendHpackInt(b, 0, 7, len(name))
+	for _, c := range name {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	b = appendHpackInt(b, 0, 7, len(value))
+	return append(b, value...)
+}
+
+// appendHeaderFrames frames the block in s.x.hbuf as HEADERS (and CONTINUATION) into wbuf.
+func (s *Stream) appendHeaderFrames(flags byte) {
+	o, x := s.x.o, &s.x
+	o.mu.Lock()
+	max := o.maxFrame
+	o.mu.Unlock()
+	blk := x.hbuf
+	typ := byte(frameHeaders)
+	x.lastOff = len(x.wbuf)
+	for first := true; first || len(blk) > 0; first = false {
+		n := min(len(blk), max)
+		fl := flags
+		if !first {
+			fl = 0
+		}
+		if n == len(blk) {
+			fl |= flagEndHeaders
+		}
+		x.wbuf = appendFrame(x.wbuf, typ, fl, x.id, blk[:n])
+		blk = blk[n:]
+		typ = frameContinuation
+	}
+}
+
+// writeHeadOwn encodes the response head (see WriteHead).
+func (s *Stream) writeHeadOwn(status int, h *h1.Header, contentLength int64) {
+	x := &s.x
+	b := x.hbuf[:0]
+	if i := staticStatus(status); i != 0 {
+		b = append(b, 0x80|i)
+	} else {
+		b = append(b, 0x08, 3, byte('0'+status/100%10), byte('0'+status/10%10), byte('0'+status%10))
+	}
+	var size int64
+	if h != nil {
+		for _, f := range h.Fields {
+			if isConnectionField(f.Name) || h1.EqualFold(f.Name, "Content-Length") {
+				continue
+			}
+			b = appendLiteral(b, f.Name, f.Value)
+			size += int64(len(f.Name) + len(f.Value) + 4)
+		}
+	}
+	if contentLength >= 0 && status != 204 && status != 304 {
+		var nb [20]byte
+		b = appendLiteral(b, []byte("content-length"), strconv.AppendInt(nb[:0], contentLength, 10))
+	}
+	x.hbuf = b
+	s.headBytes.Store(size + 13)
+	s.appendHeaderFrames(0)
+}
+
+// writeOwn is Write for the own codec: DATA frames within the client's windows.
+func (s *Stream) writeOwn(p []byte) (int, error) {
+	o, x := s.x.o, &s.x
+	done := 0
+	for len(p) > 0 {
+		o.mu.Lock()
+		var n int
+		for {
+			if x.gone || o.werr != nil {
+				o.mu.Unlock()
+				return done, errClientGone
+			}
+			n = int(min(int64(len(p)), int64(o.maxFrame), x.sendWin, o.connSend))
+			if n > 0 {
+				break
+			}
+			// No window: what is buffered goes out (the client answers it with
+			// WINDOW_UPDATE), then wait.
+			if len(x.wbuf) > 0 {
+				x.pushed = true
+				o.out = append(o.out, x.wbuf...)
+				x.wbuf, x.lastOff = x.wbuf[:0], -1
+				o.wcond.Signal()
+			}
+			o.space.Wait()
+		}
+		x.sendWin -= int64(n)
+		o.connSend -= int64(n)
+		o.mu.Unlock()
+		x.lastOff = len(x.wbuf)
+		x.wbuf = appendFrame(x.wbuf, frameData, 0, x.id, p[:n])
+		p = p[n:]
+		done += n
+		if len(x.wbuf) >= 32<<10 {
+			if err := s.pushOwn(); err != nil {
+				return done, err
+			}
+		}
+	}
+	return done, nil
+}
+
+// pushOwn appends the stream's buffered frames to the connection's output.
+func (s *Stream) pushOwn() error {
+	o, x := s.x.o, &s.x
+	o.mu.Lock()
+	for len(o.out) > h2MaxOut && o.werr == nil && !x.gone {
+		o.space.Wait()
+	}
+	if x.gone || o.werr != nil {
+		o.mu.Unlock()
+		x.wbuf, x.lastOff = x.wbuf[:0], -1
+		return errClientGone
+	}
+	x.pushed = true
+	o.out = append(o.out, x.wbuf...)
+	o.wcond.Signal()
+	o.mu.Unlock()
+	x.wbuf, x.lastOff = x.wbuf[:0], -1
+	return nil
+}
+
+// finishOwn writes the trailer section, ending the stream.
+func (s *Stream) finishOwn(trailer *h1.Header) {
+	x := &s.x
+	b := x.hbuf[:0]
+	n := 0
+	for _, f := range trailer.Fields {
+		if isConnectionField(f.Name) {
+			continue
+		}
+		b = appendLiteral(b, f.Name, f.Value)
+		n++
+	}
+	x.hbuf = b
+	if n == 0 {
+		return
+	}
+	s.appendHeaderFrames(flagEndStream)
+	x.finished = true
+}
+
+// endOwn completes the stream after its handler: END_STREAM (on its last frame when that is
+// still buffered), or RST_STREAM INTERNAL_ERROR when reset; then the stream leaves the
+// connection (with RST_STREAM NO_ERROR when the client had not finished its request,
+// RFC 9113 §8.1).
+func (s *Stream) endOwn(reset bool) {
+	o, x := s.x.o, &s.x
+	if !reset && !x.finished {
+		if x.lastOff >= 0 && (x.wbuf[x.lastOff+3] == frameData || x.wbuf[x.lastOff+3] == frameHeaders) {
+			x.wbuf[x.lastOff+4] |= flagEndStream
+		} else {
+			x.wbuf = appendFrame(x.wbuf, frameData, flagEndStream, x.id, nil)
+		}
+	}
+	o.mu.Lock()
+	if !x.gone && o.werr == nil {
+		for len(o.out) > h2MaxOut && o.werr == nil && !x.gone {
+			o.space.Wait()
+		}
+		x.pushed = true
+		if reset {
+			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeInternal)
+		} else if !x.remoteClosed {
+			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeNo)
+		}
+		if !o.writing && len(o.out) == 0 && len(o.streams) == 1 && !o.closing {
+			// The connection's only stream, nothing else to send: it writes its
+			// response itself, without the hand-off to the writer.
+			o.writing = true
+			o.removeLocked(s)
+			x.gone = true
+			o.mu.Unlock()
+			o.armWrite()
+			_, err := o.nc.Write(x.wbuf)
+			x.wbuf, x.lastOff = x.wbuf[:0], -1
+			o.mu.Lock()
+			o.writing = false
+			if err != nil && o.werr == nil {
+				o.werr = err
+			}
+			o.wcond.Signal() // what others added meanwhile, or the close
+			o.space.Broadcast()
+			o.mu.Unlock()
+			return
+		}
+		o.out = append(o.out, x.wbuf...)
+		o.wcond.Signal()
+	}
+	x.wbuf, x.lastOff = x.wbuf[:0], -1
+	o.removeLocked(s)
+	x.gone = true
+	o.mu.Unlock()
+}
+
+// ownKeep are the parts of an ownStream that a pooled Stream keeps: its buffers.
+type ownKeep struct {
+	wake             chan struct{}
+	rtimer           *time.Timer
+	wbuf, hbuf, body []byte
+	reqTrailer       h1.Header
+}
+
+func (x *ownStream) keep() ownKeep {
+	keep := func(b []byte) []byte {
+		if cap(b) > 64<<10 {
+			return nil
+		}
+		return b[:0]
+	}
+	x.reqTrailer.Reset()
+	return ownKeep{x.wake, x.rtimer, keep(x.wbuf), keep(x.hbuf), keep(x.body), x.reqTrailer}
+}
+
+func (x *ownStream) restore(k ownKeep) {
+	x.wake, x.rtimer, x.wbuf, x.hbuf, x.body, x.reqTrailer, x.lastOff = k.wake, k.rtimer, k.wbuf, k.hbuf, k.body, k.reqTrailer, -1
+}
