@@ -116,7 +116,7 @@ func incremental(local *Local, prefix string, p *applied, st *State) (*config.Co
 	}
 	next := *p.cfg
 	next.Upstreams = merge(p.cfg.Upstreams, objs.Upstreams, removed["upstreams"], func(u config.Upstream) string { return u.ID })
-	next.Routes = merge(p.cfg.Routes, objs.Routes, removed["routes"], func(r config.Route) string { return r.ID })
+	next.Routes = merge(p.cfg.Routes, objs.Routes, removed["routes"], func(r *config.Route) string { return r.ID })
 	ch = config.Change{Upstreams: objs.Upstreams, Routes: objs.Routes, RemovedRoutes: removed["routes"], RemovedUpstreams: removed["upstreams"]}
 	if !p.idx.Check(&next, ch) {
 		return nil, ch, false

@@ -62,7 +62,7 @@ func NewRouteIndex(c *Config) *RouteIndex {
 // those removed.
 type Change struct {
 	Upstreams        []Upstream
-	Routes           []Route
+	Routes           []*Route
 	RemovedRoutes    []string
 	RemovedUpstreams []string
 }
@@ -104,7 +104,7 @@ func (x *RouteIndex) Check(next *Config, ch Change) bool {
 		}
 		// A split route does not run upstream plugins, so none of its shares may have any
 		// (validateSplit): an unchanged split route must not get a share with plugins.
-		if slices.ContainsFunc(next.Routes, func(r Route) bool { return r.splitsTo(u.ID) }) {
+		if slices.ContainsFunc(next.Routes, func(r *Route) bool { return r.splitsTo(u.ID) }) {
 			return false
 		}
 	}
@@ -112,7 +112,7 @@ func (x *RouteIndex) Check(next *Config, ch Change) bool {
 		if next.UpstreamByID(u) != nil {
 			continue // removed and added again in one change
 		}
-		if slices.ContainsFunc(next.Routes, func(r Route) bool { return r.namesUpstream(u) }) {
+		if slices.ContainsFunc(next.Routes, func(r *Route) bool { return r.namesUpstream(u) }) {
 			return false
 		}
 	}

@@ -128,7 +128,7 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 	}
 	g.Routes = make([]*proxy.Route, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
-		rc := &cfg.Routes[i] // not copied: a route is 584 bytes, and most are kept
+		rc := cfg.Routes[i]
 		rt, kept := keep.route(g, rc)
 		if rt == nil {
 			if rt, err = proxy.NewRoute(*rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {

@@ -69,7 +69,7 @@ func TestApplyChangeKeepsUntouched(t *testing.T) {
 
 	vars["max_idle"], vars["b_prefix"] = "4", "/v2"
 	next := mustParse(t, changeConfig, vars)
-	ch := config.Change{Upstreams: []config.Upstream{*next.UpstreamByID("other")}, Routes: []config.Route{next.Routes[1]}}
+	ch := config.Change{Upstreams: []config.Upstream{*next.UpstreamByID("other")}, Routes: []*config.Route{next.Routes[1]}}
 	if err := tg.gw.ApplyChange(gen.Config, next, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestApplyChangeRebuildsTrafficRoutes(t *testing.T) {
 	s, m := route("s"), route("m")
 	vars["a_prefix"] = "/v2"
 	next := mustParse(t, changeTrafficConfig, vars)
-	if err := tg.gw.ApplyChange(gen.Config, next, config.Change{Routes: []config.Route{next.Routes[0]}}); err != nil {
+	if err := tg.gw.ApplyChange(gen.Config, next, config.Change{Routes: []*config.Route{next.Routes[0]}}); err != nil {
 		t.Fatal(err)
 	}
 	if route("s") == s || route("m") == m {
@@ -176,10 +176,10 @@ func TestApplyChangeKeepsChains(t *testing.T) {
 	from := gen.Config
 	next := *from
 	next.Routes = slices.Clone(from.Routes)
-	rc := next.Routes[7]
+	rc := *next.Routes[7] // a copy: from's route is not modified (from is serving)
 	rc.Rewrite.AddPrefix = "/v2"
-	next.Routes[7] = rc
-	if err := tg.gw.ApplyChange(from, &next, config.Change{Routes: []config.Route{rc}}); err != nil {
+	next.Routes[7] = &rc
+	if err := tg.gw.ApplyChange(from, &next, config.Change{Routes: []*config.Route{&rc}}); err != nil {
 		t.Fatal(err)
 	}
 	now := tg.gw.Current()
@@ -216,17 +216,17 @@ func TestApplyChangeMovesMatches(t *testing.T) {
 	from := tg.gw.Current().Config
 	next := *from
 	next.Routes = slices.Clone(from.Routes)
-	moved := next.Routes[7]
+	moved := *next.Routes[7] // copies: from's routes are not modified (from is serving)
 	moved.Match.PathPrefix = "/moved"
 	moved.Rewrite.AddPrefix = "/seven"
-	next.Routes[7] = moved
-	added := next.Routes[3]
+	next.Routes[7] = &moved
+	added := *next.Routes[3]
 	added.ID, added.Match.PathPrefix, added.Plugins = "added", "/added", nil
 	added.Rewrite.AddPrefix = "/new"
 	removed := next.Routes[12].ID
 	next.Routes = slices.Delete(next.Routes, 12, 13)
-	next.Routes = slices.Insert(next.Routes, 20, added)
-	ch := config.Change{Routes: []config.Route{moved, added}, RemovedRoutes: []string{removed}}
+	next.Routes = slices.Insert(next.Routes, 20, &added)
+	ch := config.Change{Routes: []*config.Route{&moved, &added}, RemovedRoutes: []string{removed}}
 	if err := tg.gw.ApplyChange(from, &next, ch); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ type routeMirror struct {
 func (g *Generation) buildTraffic(cfg *config.Config, ucfg map[string]config.Upstream) error {
 	g.traffic.splits = make([]*split.Split, len(cfg.Routes))
 	for i := range cfg.Routes {
-		rc := &cfg.Routes[i]
+		rc := cfg.Routes[i]
 		if rc.Split == nil && rc.Mirror == nil {
 			continue
 		}

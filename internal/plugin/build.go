@@ -129,7 +129,7 @@ func build(cfg *config.Config, log *slog.Logger, keep *keeper) (*Set, error) {
 		s.ups[u.ID] = pl
 	}
 	for i := range cfg.Routes {
-		r := &cfg.Routes[i] // not copied: most routes are kept by an Update
+		r := cfg.Routes[i]
 		if keep.route(s, i, r) {
 			continue
 		}

@@ -34,7 +34,7 @@ func (e *RouteError) Unwrap() error { return e.Err }
 
 // Compile builds the lookup structure for routes. Every route is compiled; the error
 // joins a [*RouteError] for each problem found.
-func Compile(routes []config.Route) (*Table, error) {
+func Compile(routes []*config.Route) (*Table, error) {
 	t := &Table{
 		exact:  make(map[string]*bucket),
 		wild:   make(map[string]*bucket),
@@ -47,7 +47,7 @@ func Compile(routes []config.Route) (*Table, error) {
 	ids := make(map[string]bool, len(routes))
 	var errs []error
 	for i := range routes {
-		r, err := compileRoute(i, i, &routes[i])
+		r, err := compileRoute(i, i, routes[i])
 		if err != nil {
 			errs = append(errs, err)
 			continue
