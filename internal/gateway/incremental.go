@@ -146,7 +146,7 @@ func (k *keeper) plugins(g *Generation, log *slog.Logger) (*plugin.Set, error) {
 	}
 	return plugin.Update(k.old.Plugins, g.Config, log, func(id string) bool { return k.changed[id] }, func(i int) int {
 		if i < len(g.kept) {
-			return g.kept[i]
+			return int(g.kept[i])
 		}
 		return -1
 	})
