@@ -264,3 +264,52 @@ func TestApplyChangeMovesMatches(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyChangeSharedRoutes: a change built from the serving config as cluster mode
+// builds it (the routes it did not change are the same *config.Route values) keeps those
+// routes only when their upstream was kept: route c, untouched but on an upstream the
+// change moved to another backend, is built again and its requests reach the new backend;
+// routes a and b on the untouched upstream are kept.
+func TestApplyChangeSharedRoutes(t *testing.T) {
+	keepBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	otherBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	movedBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	vars := map[string]string{"keep": keepBE.Addr(), "other": otherBE.Addr(), "max_idle": "8", "b_prefix": "/v1"}
+	tg := startGateway(t, changeConfig, vars)
+	gen := tg.gw.Current()
+	from := gen.Config
+	next := *from // the routes are shared, as a cluster node's next config shares them
+	next.Upstreams = slices.Clone(from.Upstreams)
+	other := *next.UpstreamByID("other")
+	other.Targets = []config.Target{{Address: movedBE.Addr(), Weight: 1}}
+	for i := range next.Upstreams {
+		if next.Upstreams[i].ID == "other" {
+			next.Upstreams[i] = other
+		}
+	}
+	if err := tg.gw.ApplyChange(from, &next, config.Change{Upstreams: []config.Upstream{other}}); err != nil {
+		t.Fatal(err)
+	}
+	now := tg.gw.Current()
+	if now.Routes[0] != gen.Routes[0] || now.Routes[1] != gen.Routes[1] {
+		t.Error("a route on the untouched upstream was built again")
+	}
+	if now.Routes[2] == gen.Routes[2] || now.Routes[2].Upstream != now.Upstreams["other"] {
+		t.Fatal("the untouched route on the changed upstream was kept")
+	}
+	c := newClient()
+	before := otherBE.Requests()
+	for range 3 {
+		resp, err := c.Get(tg.url("/c/x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		mustStatus(t, resp, http.StatusOK)
+	}
+	if movedBE.Requests() != 3 || otherBE.Requests() != before {
+		t.Errorf("route c's requests: %d to the upstream's new backend, %d to its old one; want 3 and 0",
+			movedBE.Requests(), otherBE.Requests()-before)
+	}
+}

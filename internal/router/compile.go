@@ -76,7 +76,7 @@ func Compile(routes []*config.Route) (*Table, error) {
 
 // compileRoute compiles cr, the route at index i of the routes given, into slot.
 func compileRoute(i, slot int, cr *config.Route) (*route, error) {
-	r := &route{slot: slot, id: cr.ID}
+	r := &route{slot: slot, id: cr.ID, src: cr}
 	for _, m := range cr.Match.Methods {
 		r.methods = append(r.methods, strings.ToUpper(m)) // methods are tokens; config is not case-sensitive
 	}

@@ -106,8 +106,17 @@ func (nt *Table) walk(t *Table, routes []*config.Route, touched idSet) (add []in
 		}
 		return nil
 	}
-	for i := range routes {
-		id := routes[i].ID
+	for i, cr := range routes {
+		// The config route t's next route was compiled from: untouched, whatever the ids say
+		// (a config route is never modified once handed on), and no id to read.
+		if j < len(t.order) {
+			if r := t.routes[t.order[j]]; r.src == cr {
+				nt.pos[r.slot], nt.order[i] = int32(i), int32(r.slot)
+				j++
+				continue
+			}
+		}
+		id := cr.ID
 		if touched.has(id) {
 			add = append(add, i)
 			continue
