@@ -125,6 +125,9 @@ func validateHealthCheck(p *problems, base string, h HealthCheck) {
 func validateActiveCheck(p *problems, b string, a ActiveCheck) {
 	switch a.Type {
 	case "http":
+		if a.Service != "" {
+			p.add(b+".service", "only valid with type: grpc (the grpc.health.v1 service name)")
+		}
 		if !strings.HasPrefix(a.Path, "/") || !headerSafe(a.Path) {
 			p.add(b+".path", "must start with '/' and contain no spaces or control characters, got %q", a.Path)
 		}
@@ -137,6 +140,12 @@ func validateActiveCheck(p *problems, b string, a ActiveCheck) {
 			}
 		}
 	case "tcp", "grpc":
+		if a.Type == "tcp" && a.Service != "" {
+			p.add(b+".service", "only valid with type: grpc (the grpc.health.v1 service name)")
+		}
+		if !headerSafe(a.Service) {
+			p.add(b+".service", "must contain no spaces or control characters, got %q", a.Service)
+		}
 		httpOnly := map[string]bool{"path": a.Path != "", "host": a.Host != "",
 			"expected_statuses": len(a.ExpectedStatuses) > 0, "body_contains": a.BodyContains != ""}
 		for _, f := range sortedKeys(httpOnly) {

@@ -186,9 +186,13 @@ type HealthCheck struct {
 
 // ActiveCheck is a periodic probe of every target.
 type ActiveCheck struct {
-	// Type: "http" (default), "tcp" (connect only) or "grpc" (grpc.health.v1 Check of the
-	// server, service ""; needs protocol h2 or h2c).
+	// Type: "http" (default), "tcp" (connect only) or "grpc" (grpc.health.v1 Check; needs
+	// protocol h2, h2c or auto).
 	Type string `yaml:"type"`
+	// Service is the service name a grpc check asks grpc.health.v1 about, such as
+	// "helloworld.Greeter": NOT_SERVING, or a service the server does not know, makes the
+	// target unhealthy. Default "": the server as a whole. Only with type grpc.
+	Service string `yaml:"service"`
 	// Path requested by HTTP checks. Default "/".
 	Path string `yaml:"path"`
 	// Host header of HTTP checks. Default: the target address.
@@ -334,9 +338,11 @@ type Keepalive struct {
 	// QueueTimeout is the longest a request waits for a connection. Default 5s. 0 is invalid
 	// (write max_pending: 0 to fail at once instead of waiting).
 	QueueTimeout *Duration `yaml:"queue_timeout"`
-	// MaxRequests retires a connection after this many requests. Default 0: unlimited.
+	// MaxRequests retires a connection after this many requests (HTTP/2: streams; it takes
+	// no new ones, its streams finish, a replacement is dialed ahead). Default 0: unlimited.
 	MaxRequests int `yaml:"max_requests"`
-	// MaxLifetime retires a connection this long after it was opened. Default 0: unlimited.
+	// MaxLifetime retires a connection this long after it was opened (HTTP/2 as for
+	// MaxRequests). Default 0: unlimited.
 	MaxLifetime Duration `yaml:"max_lifetime"`
 	// Learn enables learning each target's idle timeout (Keep-Alive header, observed closes,
 	// failures). Default true.
@@ -400,6 +406,12 @@ type Route struct {
 	Retry Retry `yaml:"retry"`
 	// Tunnel is the route's policy for protocol upgrades (WebSocket). See docs/websocket.md.
 	Tunnel Tunnel `yaml:"tunnel"`
+	// GRPCWeb translates grpc-web requests (content-type application/grpc-web and
+	// application/grpc-web-text, base64) into gRPC over HTTP/2 to the upstream, and the
+	// answers back, trailers as a final length-prefixed frame (docs/http2.md#grpc-web).
+	// Needs an upstream with protocol h2, h2c or auto. Default false: grpc-web requests go
+	// upstream as they are.
+	GRPCWeb bool `yaml:"grpc_web"`
 	// Plugins run on this route, after the global and the upstream's ones (docs/plugins.md).
 	// Omitted: none.
 	Plugins []Plugin `yaml:"plugins"`

@@ -28,6 +28,9 @@ func (c *Config) validateRoutes(p *problems) {
 		if r.Mirror != nil {
 			c.validateMirror(p, b, r.Mirror)
 		}
+		if r.GRPCWeb {
+			c.validateGRPCWeb(p, b, r) // grpcweb.go
+		}
 		validateRoute(p, b, r)
 		sig := matchSignature(r)
 		if j, dup := matches[sig]; dup {

@@ -44,6 +44,7 @@ func (u upstreamPools) acquireH2(name, addr string) *h2pool.Pool {
 			IdleTimeout: k.IdleTimeout.D(), Learn: *k.Learn, SafetyFraction: *k.SafetyFraction,
 			PingAfterIdle: u.uc.H2.PingAfterIdle.D(), ReadIdleTimeout: u.uc.H2.ReadIdleTimeout.D(),
 			PingTimeout: u.uc.H2.PingTimeout.D(),
+			MaxRequests: int64(k.MaxRequests), MaxLifetime: k.MaxLifetime.D(),
 		}
 		if o.TLS != nil {
 			po.TLS = u.tls.poolConfig(name)

@@ -43,4 +43,11 @@
 //   - Learning: a GOAWAY or close that comes to a connection without streams is the
 //     backend's idle timeout at work; the idle age it came at, times SafetyFraction, then
 //     bounds how long connections stay idle, as connpool does for HTTP/1.1.
+//
+// # Limits
+//
+// A connection given Options.MaxRequests streams, or older than Options.MaxLifetime, takes
+// no new streams, as after a GOAWAY; its streams finish and it is closed (max_requests,
+// max_lifetime). A replacement dialed ahead waits as a spare, so that no request waits for
+// a dial and the old connection carries exactly its limit (retire.go).
 package h2pool

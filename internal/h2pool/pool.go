@@ -71,6 +71,13 @@ type Options struct {
 	// the pool anyway (gRPC) dials to ask again at most once per this interval, and
 	// otherwise fails at once with ErrNegotiatedHTTP1 (0: DefaultReprobeInterval).
 	ReprobeInterval time.Duration
+	// MaxRequests: a connection that was given this many streams takes no more; it is
+	// closed (max_requests) when they ended, and a replacement is dialed ahead (retire.go).
+	// 0: no limit.
+	MaxRequests int64
+	// MaxLifetime: a connection this old takes no new streams, and is closed
+	// (max_lifetime) when its streams ended; a replacement is dialed ahead. 0: no limit.
+	MaxLifetime time.Duration
 }
 
 // DefaultReprobeInterval is Options.ReprobeInterval's default.
@@ -122,6 +129,14 @@ type conn struct {
 	// connection per request. noWait (under Pool.mu): that wait timed out once.
 	settled atomic.Bool
 	noWait  bool
+	// Retiring at MaxRequests or MaxLifetime (retire.go), all under Pool.mu: given counts
+	// the streams reserved on it; retiring is the close reason once it takes no new
+	// streams; replaced says a replacement was dialed for it; spare that it is such a
+	// replacement, not used until no other connection can take a stream.
+	given    int64
+	retiring CloseReason
+	replaced bool
+	spare    bool
 }
 
 // settingsWait bounds how long requests wait for a new connection's SETTINGS before dialing
@@ -224,10 +239,14 @@ func (p *Pool) Done(a *Attempt) {
 		return
 	}
 	a.c = nil
-	if c.active.Add(-1) == 0 {
+	idle := c.active.Add(-1) == 0
+	if idle {
 		c.idleSince.Store(time.Now().UnixNano())
 	}
 	p.mu.Lock()
+	if idle && c.retiring != "" && c.active.Load() == 0 {
+		p.retireLocked(c, c.retiring, time.Now()) // its last stream ended (retire.go)
+	}
 	close(p.wake)
 	p.wake = make(chan struct{})
 	p.mu.Unlock()
@@ -270,6 +289,7 @@ func (p *Pool) MarkDead(cc *http2.ClientConn) {
 
 // get returns a connection with a stream slot reserved for the caller.
 func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle time.Duration, err error) {
+	waited := false // counted in DialWaits
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -278,8 +298,9 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		}
 		c = nil
 		var unsettled *conn
+		var wasSpare bool
 		if !fresh {
-			c, unsettled = p.pickLocked()
+			c, unsettled, wasSpare = p.pickLocked()
 		}
 		if c != nil {
 			first := c.active.Add(1) == 1 // under p.mu: the sweeper sees the stream
@@ -287,7 +308,8 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			if first {
 				idle = time.Since(time.Unix(0, c.idleSince.Load()))
 			}
-			if idle > 0 && idle >= p.opts.PingAfterIdle && c.streams.Load() > 0 {
+			// A spare waited unused: check it as a reused connection.
+			if idle > 0 && idle >= p.opts.PingAfterIdle && (c.streams.Load() > 0 || wasSpare) {
 				if !p.ping(ctx, c, true) {
 					if ctx.Err() != nil {
 						return nil, false, 0, ctx.Err()
@@ -314,6 +336,10 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		// SETTINGS) rather than dialing its own, as Go's transport does; at MaxConns it
 		// waits for a slot.
 		if dialWait, full := !fresh && p.dialing > 0, p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns; dialWait || full {
+			if dialWait && !waited {
+				waited = true
+				p.counters.DialWaits++
+			}
 			wake := p.wake
 			p.mu.Unlock()
 			select {
@@ -351,6 +377,7 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		ok := c.cc.ReserveNewRequest()
 		if ok {
 			c.active.Add(1)
+			p.givenLocked(c)
 		}
 		p.mu.Unlock()
 		if ok {
@@ -362,10 +389,21 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 // pickLocked reserves a stream on the usable connection with the most streams in flight
 // (so that idle connections age out), nil when none has a free slot. When none has but a
 // connection is still waiting for its SETTINGS, that connection is returned as unsettled.
-func (p *Pool) pickLocked() (c, unsettled *conn) {
+// Retiring connections take no streams; a spare (retire.go) takes one only when no other
+// connection can, and is then a connection like the others (wasSpare reports it).
+func (p *Pool) pickLocked() (c, unsettled *conn, wasSpare bool) {
+	var now time.Time
+	if p.opts.MaxLifetime > 0 {
+		now = time.Now()
+	}
+	var spare *conn
 	for i := len(p.conns) - 1; i >= 0; i-- {
 		c := p.conns[i]
-		if c.gone || c.dead {
+		if c.gone || c.dead || c.retiring != "" || (!now.IsZero() && p.expiredLocked(c, now)) {
+			continue
+		}
+		if c.spare {
+			spare = c
 			continue
 		}
 		if c.active.Load() > 0 && !c.isSettled() {
@@ -375,10 +413,16 @@ func (p *Pool) pickLocked() (c, unsettled *conn) {
 			continue
 		}
 		if c.cc.ReserveNewRequest() {
-			return c, nil
+			p.givenLocked(c)
+			return c, nil, false
 		}
 	}
-	return nil, unsettled
+	if spare != nil && spare.cc.ReserveNewRequest() {
+		spare.spare = false
+		p.givenLocked(spare)
+		return spare, nil, true
+	}
+	return nil, unsettled, false
 }
 
 // awaitSettings waits until c's SETTINGS are applied (or its read side fails), ctx ends, or

@@ -24,6 +24,12 @@ type Counters struct {
 	// pool dialed and handed over (also counted in Dials).
 	ProtocolChanges int64 `json:"protocol_changes"`
 	Adopted         int64 `json:"adopted"`
+	// Replacements counts the connections dialed ahead for one retiring at max_requests or
+	// max_lifetime (also counted in Dials).
+	Replacements int64 `json:"replacement_dials"`
+	// DialWaits counts requests that found no connection able to take their stream and
+	// waited for one being dialed (a cold pool's burst, or a replacement not ready in time).
+	DialWaits int64 `json:"dial_waits"`
 }
 
 // ConnInfo describes an open connection.
@@ -40,6 +46,11 @@ type ConnInfo struct {
 	IdleSince time.Time `json:"idle_since"`
 	// Closing: a GOAWAY came; no new stream goes on it.
 	Closing bool `json:"closing"`
+	// Retiring is max_requests or max_lifetime once it reached that limit: no new stream
+	// goes on it, and it is closed when its streams end.
+	Retiring CloseReason `json:"retiring,omitempty"`
+	// Spare: dialed ahead to replace a retiring connection, unused until needed.
+	Spare bool `json:"spare,omitempty"`
 }
 
 // LifeRecord describes a closed connection.
@@ -65,6 +76,10 @@ type Snapshot struct {
 	// before the first; requests go to the HTTP/1.1 pool while it is "http/1.1".
 	Negotiated string `json:"negotiated,omitempty"`
 	Closed     bool   `json:"closed"`
+	// MaxRequests and MaxLifetime are the connection limits (keepalive.max_requests,
+	// max_lifetime; 0: none).
+	MaxRequests int64         `json:"max_requests"`
+	MaxLifetime time.Duration `json:"max_lifetime"`
 	// Learned is the learned backend idle timeout (0: none); EffectiveIdle the idle time
 	// after which connections are closed (0: never).
 	Learned       time.Duration         `json:"learned_idle_timeout"`
@@ -80,6 +95,7 @@ func (p *Pool) Snapshot() Snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := Snapshot{Addr: p.addr, Protocol: "h2c", Closed: p.closed, Learned: p.learned,
+		MaxRequests: p.opts.MaxRequests, MaxLifetime: p.opts.MaxLifetime,
 		EffectiveIdle: p.effectiveIdleLocked(), Counters: p.counters, Closes: maps.Clone(p.closes)}
 	switch {
 	case p.opts.Auto:
@@ -93,7 +109,8 @@ func (p *Pool) Snapshot() Snapshot {
 		}
 		st := c.cc.State()
 		ci := ConnInfo{ID: c.id, Created: c.created, Streams: c.streams.Load(), Active: int(c.active.Load()),
-			MaxConcurrentStreams: st.MaxConcurrentStreams, Closing: st.Closing || c.dead}
+			MaxConcurrentStreams: st.MaxConcurrentStreams, Closing: st.Closing || c.dead,
+			Retiring: c.retiring, Spare: c.spare}
 		if ci.Active == 0 {
 			ci.IdleSince = time.Unix(0, c.idleSince.Load())
 		}

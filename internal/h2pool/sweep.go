@@ -20,6 +20,8 @@ const (
 	CloseConnError     CloseReason = "conn_error"      // the library found the connection unusable
 	CloseShutdown      CloseReason = "shutdown"        // Pool.Close at shutdown
 	CloseConfigChange  CloseReason = "config_change"   // Pool.Close on reconfiguration
+	CloseMaxRequests   CloseReason = "max_requests"    // it was given Options.MaxRequests streams, and they ended
+	CloseMaxLifetime   CloseReason = "max_lifetime"    // it reached Options.MaxLifetime, and its streams ended
 )
 
 // sweep looks at every connection each SweepInterval until Close: it records the ones that
@@ -56,6 +58,7 @@ func (p *Pool) sweepOnce(now time.Time) {
 			p.retireLocked(c, p.endReason(c), now)
 		case (st.Closing || c.dead) && idle:
 			p.retireLocked(c, p.endReason(c), now)
+		case p.sweepRetireLocked(c, now):
 		case idle && eff > 0 && now.Sub(idleSince) >= eff:
 			why := CloseIdleTimeout
 			if eff < p.opts.IdleTimeout || p.opts.IdleTimeout == 0 {

@@ -15,6 +15,7 @@ const (
 	nameH2UpUnprocessed = "sluice_upstream_h2_unprocessed_streams_total"
 	nameH2UpClosed      = "sluice_upstream_h2_connections_closed_total"
 	nameH2UpPings       = "sluice_upstream_h2_pings_total"
+	nameH2UpReplace     = "sluice_upstream_h2_replacement_dials_total"
 	// Protocol auto: the target's ALPN answer.
 	nameUpNegotiated      = "sluice_upstream_negotiated_protocol"
 	nameUpProtocolChanges = "sluice_upstream_protocol_changes_total"
@@ -28,7 +29,7 @@ var (
 	descH2Unprocessed = prometheus.NewDesc(nameH2UpUnprocessed,
 		"Streams the target provably did not process (above a GOAWAY's last-stream-id, REFUSED_STREAM); each was sent again.", poolLabels, nil)
 	descH2Closed = prometheus.NewDesc(nameH2UpClosed,
-		"HTTP/2 connections to the target closed, by reason (goaway, backend_closed, ping_timeout, idle_timeout, learned_timeout, conn_error, shutdown, config_change).",
+		"HTTP/2 connections to the target closed, by reason (goaway, backend_closed, ping_timeout, idle_timeout, learned_timeout, max_requests, max_lifetime, conn_error, shutdown, config_change).",
 		append(poolLabels, "reason"), nil)
 	descH2Pings = prometheus.NewDesc(nameH2UpPings,
 		"PINGs sent on HTTP/2 connections to the target, by kind (check: before a stream on an idle connection; read_idle) and result (ok, timeout).",
@@ -38,7 +39,9 @@ var (
 		append(poolLabels, "protocol"), nil)
 	descProtocolChanges = prometheus.NewDesc(nameUpProtocolChanges,
 		"ALPN answers of the target of a protocol auto upstream that differed from the one before (the first included).", poolLabels, nil)
-	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges}
+	descH2Replace = prometheus.NewDesc(nameH2UpReplace,
+		"HTTP/2 connections to the target dialed ahead to replace one retiring at keepalive.max_requests or max_lifetime.", poolLabels, nil)
+	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges, descH2Replace}
 )
 
 // collectH2 emits the metrics of tp's HTTP/2 pool.
@@ -52,6 +55,9 @@ func collectH2(ch chan<- prometheus.Metric, tp *TargetPool) {
 	emit(descH2Conns, prometheus.GaugeValue, float64(len(s.Conns)))
 	emit(descH2Streams, prometheus.CounterValue, float64(k.Streams))
 	emit(descH2Unprocessed, prometheus.CounterValue, float64(k.Unprocessed))
+	if s.MaxRequests > 0 || s.MaxLifetime > 0 {
+		emit(descH2Replace, prometheus.CounterValue, float64(k.Replacements))
+	}
 	reasons := make([]string, 0, len(s.Closes))
 	for r := range s.Closes {
 		reasons = append(reasons, string(r))

@@ -71,6 +71,9 @@ func (p *Proxy) negotiatedHTTP1(cl *call, t *upstream.Target, body *h2Body, now 
 // (content-type application/grpc, +proto, +json...), whose trailers and framing HTTP/1.1
 // does not carry.
 func (f *forward) wantsH2() bool {
+	if f.web != webNone {
+		return true // a grpc-web call, translated to gRPC (grpcweb.go)
+	}
 	v, ok := f.req.Header.Get("Content-Type")
 	const grpc = "application/grpc"
 	if !ok || len(v) < len(grpc) {

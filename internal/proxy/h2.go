@@ -80,6 +80,9 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	} else {
 		body.finish()
 	}
+	if fwd.web != webNone {
+		toGRPCRequest(req, fwd.web, req.Body) // grpcweb.go
+	}
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	a := h2pool.Attempt{Fresh: r.fresh}
@@ -185,6 +188,16 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	case framing < 0:
 		framing = h1.LengthUnknown
 	}
+	var wb *webBody
+	if fwd.web != webNone { // grpcweb.go: the trailers go in the body, whose length changes
+		wb = &webBody{mode: fwd.web}
+		if ct, ok := h.Get("Content-Type"); ok && hasCTPrefix(ct, ctGRPC) {
+			h.Set("Content-Type", webContentType(string(ct), fwd.web))
+		}
+		if framing >= 0 {
+			framing = h1.LengthUnknown
+		}
+	}
 	var bf BodyFilter
 	if fwd.hooks != nil {
 		fwd.hooks.ResponseHead(resp.StatusCode, &h)
@@ -213,6 +226,9 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		if bf != nil && (n > 0 || err == io.EOF) {
 			*filtered = bf.FilterBody((*filtered)[:0], out, err == io.EOF)
 			out = *filtered
+		}
+		if wb != nil && n > 0 {
+			out = wb.add(out)
 		}
 		if len(out) > 0 {
 			if _, werr := ds.Write(out); werr != nil {
@@ -244,7 +260,14 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		fwd.rec.DroppedResponseTrailers = n
 	}
 	var trp *h1.Header
-	if len(tr.Fields) > 0 {
+	switch {
+	case wb != nil: // the trailers as the body's last frame
+		if rest := wb.end(&tr); len(rest) > 0 {
+			if _, err := ds.Write(rest); err != nil {
+				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
+			}
+		}
+	case len(tr.Fields) > 0:
 		trp = &tr
 	}
 	if err := ds.Finish(trp); err != nil {

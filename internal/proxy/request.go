@@ -45,6 +45,7 @@ type perRequest struct {
 	rec      *Record
 	path     string // rewritten path (without query); "" means the client's path unchanged
 	teTrail  bool
+	web      int // grpc-web mode (grpcweb.go); webNone unless the route translates grpc-web
 	clientIP string
 	hooks    Hooks // nil: none (hooks.go)
 	// attempt is the index in rec.Attempts of the attempt whose head writeHead writes (the
@@ -156,6 +157,11 @@ func (f *forward) init(ds Downstream, rt *Route, hooks Hooks) {
 	}
 	if te, ok := h.Get("TE"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
 		f.teTrail = true
+	}
+	if rt.grpcWeb {
+		if ct, ok := h.Get("Content-Type"); ok {
+			f.web = grpcWebMode(ct)
+		}
 	}
 	for _, fl := range h.Fields {
 		if hooks != nil {

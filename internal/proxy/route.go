@@ -33,6 +33,7 @@ type Route struct {
 	tunnel          tunnelPolicy
 	tunnels         routeTunnels
 	mirror          *Mirror // nil: none (mirror.go)
+	grpcWeb         bool    // translate grpc-web to gRPC (grpcweb.go)
 
 	stripPrefix string
 	addPrefix   string
@@ -58,7 +59,7 @@ func NewRoute(r config.Route, uc config.Upstream, u *upstream.Upstream) (*Route,
 		MaxBodyBytes: r.MaxBodyBytes,
 		stripPrefix:  r.Rewrite.StripPrefix, addPrefix: r.Rewrite.AddPrefix,
 		pathRepl: r.Rewrite.PathReplacement, hostMode: r.Rewrite.Host, hostValue: r.Rewrite.HostValue,
-		skip: slices.Clone(skipHeader),
+		skip: slices.Clone(skipHeader), grpcWeb: r.GRPCWeb,
 	}
 	rt.retry = newRetryPolicy(r.EffectiveRetry(uc))
 	rt.tunnel = newTunnelPolicy(r.Tunnel)

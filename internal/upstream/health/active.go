@@ -44,7 +44,7 @@ func NewActive(u *upstream.Upstream, c config.ActiveCheck) *Active {
 	case "tcp":
 		a.Probe = TCPProbe{}
 	case "grpc":
-		a.Probe = GRPCProbe{}
+		a.Probe = GRPCProbe{Service: c.Service}
 	default:
 		a.Probe = &HTTPProbe{Path: c.Path, Host: c.Host, Expected: c.ExpectedStatuses, BodyContains: c.BodyContains}
 	}

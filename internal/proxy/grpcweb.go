@@ -1,0 +1,205 @@
+package proxy
+
+// grpc-web (routes[].grpc_web): a browser's grpc-web call is translated at the gateway into
+// a gRPC call over HTTP/2 to the upstream, and the answer back, as Envoy's grpc_web filter
+// does (docs/http2.md#grpc-web):
+//
+//   - Request: content-type application/grpc-web[+proto] becomes application/grpc[+proto];
+//     application/grpc-web-text[+proto] too, with the body base64-decoded on the way (each
+//     4-character group on its own, so that the concatenated padded chunks some clients send
+//     decode as well); te: trailers is set.
+//   - Response: content-type application/grpc[+x] becomes application/grpc-web[+x] (or
+//     -text); the message frames are passed through (base64-encoded for -text, in groups of
+//     3 bytes so that no padding appears mid-stream); the gRPC trailers go in the body as a
+//     final frame flagged 0x80 holding "name: value\r\n" lines with lower-case names. No
+//     HTTP trailers reach the client, so HTTP/1.1 clients get everything. A trailers-only
+//     answer (grpc-status in the head, no body) is passed as it is: grpc-web clients read the
+//     status from the head then.
+//
+// CORS (browsers calling from another origin) is the cors plugin's: expose grpc-status and
+// grpc-message to the page with its expose_headers.
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"sluice/internal/h1"
+)
+
+// grpc-web modes of a request (perRequest.web).
+const (
+	webNone   = iota
+	webBinary // application/grpc-web
+	webText   // application/grpc-web-text: base64 bodies
+)
+
+const (
+	ctGRPC        = "application/grpc"
+	ctGRPCWeb     = "application/grpc-web"
+	ctGRPCWebText = "application/grpc-web-text"
+)
+
+// grpcWebMode is the grpc-web mode of a request whose content-type is ct.
+func grpcWebMode(ct []byte) int {
+	switch {
+	case hasCTPrefix(ct, ctGRPCWebText):
+		return webText
+	case hasCTPrefix(ct, ctGRPCWeb):
+		return webBinary
+	}
+	return webNone
+}
+
+// hasCTPrefix reports whether ct is the media type p, optionally followed by "+suffix" or
+// parameters (ASCII case-insensitive).
+func hasCTPrefix(ct []byte, p string) bool {
+	if len(ct) < len(p) || !h1.EqualFold(ct[:len(p)], p) {
+		return false
+	}
+	return len(ct) == len(p) || ct[len(p)] == '+' || ct[len(p)] == ';'
+}
+
+// toGRPCRequest turns the upstream request of a grpc-web call into a gRPC one; body is the
+// attempt's request body.
+func toGRPCRequest(req *http.Request, mode int, body io.ReadCloser) {
+	ct := req.Header.Get("Content-Type")
+	from := ctGRPCWeb
+	if mode == webText {
+		from = ctGRPCWebText
+		req.ContentLength = -1 // decoding changes the length
+		req.Header.Del("Content-Length")
+		if body != nil {
+			body = &base64Reader{r: body}
+		}
+	}
+	req.Header.Set("Content-Type", ctGRPC+ct[len(from):])
+	req.Header.Set("Te", "trailers")
+	if body != nil {
+		req.Body = body
+	}
+}
+
+// webContentType is the grpc-web content-type of a gRPC response's ct.
+func webContentType(ct string, mode int) string {
+	to := ctGRPCWeb
+	if mode == webText {
+		to = ctGRPCWebText
+	}
+	if len(ct) >= len(ctGRPC) && strings.EqualFold(ct[:len(ctGRPC)], ctGRPC) {
+		return to + ct[len(ctGRPC):]
+	}
+	return to
+}
+
+// webTrailerFrame appends to dst the grpc-web frame (flag 0x80, 4-byte length) holding tr's
+// fields as "name: value\r\n" lines, names in lower case.
+func webTrailerFrame(dst []byte, tr *h1.Header) []byte {
+	start := len(dst)
+	dst = append(dst, 0x80, 0, 0, 0, 0)
+	for _, f := range tr.Fields {
+		for _, c := range f.Name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+		}
+		dst = append(dst, ": "...)
+		dst = append(dst, f.Value...)
+		dst = append(dst, "\r\n"...)
+	}
+	binary.BigEndian.PutUint32(dst[start+1:], uint32(len(dst)-start-5))
+	return dst
+}
+
+// webBody is the response body of a grpc-web call on its way to the client: the gRPC
+// frames as they are, or base64 for -text (carry holds the 0 to 2 bytes not yet encoded).
+type webBody struct {
+	mode  int
+	carry []byte
+	out   []byte
+}
+
+// add returns what of p goes to the client now (valid until the next call).
+func (w *webBody) add(p []byte) []byte {
+	if w.mode != webText {
+		return p
+	}
+	w.carry = append(w.carry, p...)
+	n := len(w.carry) / 3 * 3
+	w.out = base64.StdEncoding.AppendEncode(w.out[:0], w.carry[:n])
+	w.carry = append(w.carry[:0], w.carry[n:]...)
+	return w.out
+}
+
+// end returns the rest of the body and the trailer frame for tr (none when tr is empty).
+func (w *webBody) end(tr *h1.Header) []byte {
+	var frame []byte
+	if len(tr.Fields) > 0 {
+		frame = webTrailerFrame(nil, tr)
+	}
+	if w.mode != webText {
+		return frame
+	}
+	w.carry = append(w.carry, frame...)
+	w.out = base64.StdEncoding.AppendEncode(w.out[:0], w.carry)
+	w.carry = w.carry[:0]
+	return w.out
+}
+
+// base64Reader decodes a grpc-web-text request body: standard base64, each group of 4
+// characters decoded on its own (a chunk may end with padding and another follow); line
+// breaks are skipped.
+type base64Reader struct {
+	r    io.ReadCloser
+	raw  [1024]byte
+	dec  [768]byte // 1024 characters decode to at most 768 bytes
+	pend []byte    // decoded, not yet returned
+	in   [4]byte
+	inN  int
+	err  error
+}
+
+// errBase64Body is the error of a grpc-web-text body that is not base64.
+var errBase64Body = errors.New("grpc-web-text request body is not base64")
+
+func (b *base64Reader) Read(p []byte) (int, error) {
+	for len(b.pend) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		m, err := b.r.Read(b.raw[:])
+		d := 0
+		for _, c := range b.raw[:m] {
+			if c == '\r' || c == '\n' {
+				continue
+			}
+			b.in[b.inN] = c
+			if b.inN++; b.inN < 4 {
+				continue
+			}
+			b.inN = 0
+			k, derr := base64.StdEncoding.Decode(b.dec[d:], b.in[:])
+			if derr != nil {
+				b.err = errBase64Body
+				break
+			}
+			d += k
+		}
+		b.pend = b.dec[:d]
+		if b.err == nil && err != nil {
+			b.err = err
+			if err == io.EOF && b.inN != 0 {
+				b.err = errBase64Body // a partial group at the end
+			}
+		}
+	}
+	n := copy(p, b.pend)
+	b.pend = b.pend[n:]
+	return n, nil
+}
+
+func (b *base64Reader) Close() error { return b.r.Close() }

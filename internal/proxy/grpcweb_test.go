@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"sluice/internal/h1"
+)
+
+// TestBase64Reader: a grpc-web-text request body decodes whole whatever its chunking (each
+// chunk padded on its own, line breaks between them) and however it is read, and a body
+// that is not base64, or ends in a partial group, fails.
+func TestBase64Reader(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, 5000)
+	for i := range data {
+		data[i] = byte(r.IntN(256))
+	}
+	for _, tc := range []struct {
+		name   string
+		chunks []int // sizes of the pieces encoded one by one
+		sep    string
+		read   func(io.Reader) io.Reader
+	}{
+		{"one piece", []int{5000}, "", func(r io.Reader) io.Reader { return r }},
+		{"padded pieces", []int{1, 2, 3, 4, 5, 1000, 3985}, "", func(r io.Reader) io.Reader { return r }},
+		{"line breaks, one byte reads", []int{7, 993, 4000}, "\r\n", iotest.OneByteReader},
+		{"half reads", []int{2500, 2500}, "", iotest.HalfReader},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var enc strings.Builder
+			off := 0
+			for _, n := range tc.chunks {
+				enc.WriteString(base64.StdEncoding.EncodeToString(data[off : off+n]))
+				enc.WriteString(tc.sep)
+				off += n
+			}
+			br := &base64Reader{r: io.NopCloser(tc.read(strings.NewReader(enc.String())))}
+			got, err := io.ReadAll(tc.read(br))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("decoded %d bytes, %v; want the %d bytes whole", len(got), err, len(data))
+			}
+		})
+	}
+	for _, bad := range []string{"QQ=", "Q!==", "QUJD\x00AAA"} {
+		br := &base64Reader{r: io.NopCloser(strings.NewReader(bad))}
+		if _, err := io.ReadAll(br); !errors.Is(err, errBase64Body) {
+			t.Errorf("%q: %v; want errBase64Body", bad, err)
+		}
+	}
+}
+
+// TestWebBodyText: the -text response body, encoded read by read, decodes as one base64
+// string (no padding before its end) to the messages and the trailer frame.
+func TestWebBodyText(t *testing.T) {
+	w := &webBody{mode: webText}
+	var out, want []byte
+	for _, n := range []int{1, 2, 3, 4, 100, 5, 0, 7} {
+		p := bytes.Repeat([]byte{byte(n)}, n)
+		want = append(want, p...)
+		out = append(out, w.add(p)...)
+	}
+	var tr h1.Header
+	tr.Add("Grpc-Status", "0")
+	tr.Add("Grpc-Message", "")
+	out = append(out, w.end(&tr)...)
+	want = append(want, 0x80, 0, 0, 0, 32)
+	want = append(want, "grpc-status: 0\r\ngrpc-message: \r\n"...)
+	got, err := base64.StdEncoding.DecodeString(string(out))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("decoded %q, %v; want %q", got, err, want)
+	}
+}
