@@ -90,9 +90,9 @@ func Assemble(local *Local, prefix string, st *State) (*config.Config, error) {
 	for i, kind := range Kinds {
 		fmt.Fprintf(&doc, "%q: [\n", kind)
 		lines = append(lines, "")
-		ids := slices.Sorted(maps.Keys(st.Objects[kind]))
+		ids := st.Objects[kind].IDs()
 		for j, id := range ids {
-			l, err := st.Objects[kind][id].line(kind, id)
+			l, err := st.Objects[kind].Get(id).line(kind, id)
 			if err != nil {
 				errs = append(errs, &config.FieldError{File: where(kind + "/" + id), Msg: err.Error()})
 				continue

@@ -89,7 +89,7 @@ func incremental(local *Local, prefix string, p *applied, st *State) (*config.Co
 		changed[kind] = ids
 		fmt.Fprintf(&doc, "%q: [\n", kind)
 		for j, id := range ids {
-			l, err := st.Objects[kind][id].line(kind, id)
+			l, err := st.Objects[kind].Get(id).line(kind, id)
 			if err != nil {
 				return nil, ch, false
 			}
@@ -116,7 +116,7 @@ func incremental(local *Local, prefix string, p *applied, st *State) (*config.Co
 	}
 	next := *p.cfg
 	next.Upstreams = merge(p.cfg.Upstreams, objs.Upstreams, removed["upstreams"], func(u config.Upstream) string { return u.ID })
-	next.Routes = merge(p.cfg.Routes, objs.Routes, removed["routes"], func(r config.Route) string { return r.ID })
+	next.Routes = merge(p.cfg.Routes, objs.Routes, removed["routes"], func(r *config.Route) string { return r.ID })
 	ch = config.Change{Upstreams: objs.Upstreams, Routes: objs.Routes, RemovedRoutes: removed["routes"], RemovedUpstreams: removed["upstreams"]}
 	if !p.idx.Check(&next, ch) {
 		return nil, ch, false
@@ -134,7 +134,7 @@ func diff(before, st *State) (changed, removed map[string][]string, ok bool) {
 	changed, removed = map[string][]string{}, map[string][]string{}
 	count := 0
 	note := func(kind, id string) bool {
-		now, was := st.Objects[kind][id], before.Objects[kind][id]
+		now, was := st.Objects[kind].Get(id), before.Objects[kind].Get(id)
 		switch {
 		case now == was:
 			return true
@@ -164,13 +164,13 @@ func diff(before, st *State) (changed, removed map[string][]string, ok bool) {
 	}
 	for _, kind := range Kinds {
 		now, was := st.Objects[kind], before.Objects[kind]
-		for id := range now {
+		for id := range now.All() {
 			if !note(kind, id) {
 				return nil, nil, false
 			}
 		}
-		for id := range was {
-			if _, ok := now[id]; !ok && !note(kind, id) {
+		for id := range was.All() {
+			if now.Get(id) == nil && !note(kind, id) {
 				return nil, nil, false
 			}
 		}

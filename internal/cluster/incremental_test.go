@@ -91,6 +91,9 @@ func TestIncrementalMatchesWhole(t *testing.T) {
 		{"an upstream only a split share names is removed", []kv{{"upstreams/e", ""}}, false},
 		{"a mirror route goes whole", []kv{{"upstreams/m", up("m", "127.0.0.1:13")}, {"routes/mi", `{"id":"mi","match":{"path_prefix":"/mi"},"upstream":"a","mirror":{"upstream":"m","percent":10}}`}}, true},
 		{"an upstream only a mirror names is removed", []kv{{"upstreams/m", ""}}, false},
+		{"a grpc-web route on an HTTP/1.1 upstream", []kv{{"routes/gw", `{"id":"gw","match":{"path_prefix":"/gw"},"upstream":"a","grpc_web":true}`}}, false},
+		{"a grpc-web route goes whole", []kv{{"upstreams/g", `{"id":"g","protocol":"h2c","targets":[{"address":"127.0.0.1:15"}]}`}, {"routes/gw", `{"id":"gw","match":{"path_prefix":"/gw"},"upstream":"g","grpc_web":true}`}}, true},
+		{"the upstream of a grpc-web route turns HTTP/1.1", []kv{{"upstreams/g", up("g", "127.0.0.1:15")}}, false},
 	}
 	byOne := 0
 	for _, s := range steps {

@@ -26,8 +26,8 @@ func writeLastGood(path, prefix string, st *State) error {
 		lg.Settings = rawJSON(st.Settings.Value)
 	}
 	for kind, m := range st.Objects {
-		lg.Objects[kind] = make(map[string]json.RawMessage, len(m))
-		for id, o := range m {
+		lg.Objects[kind] = make(map[string]json.RawMessage, m.Len())
+		for id, o := range m.All() {
 			lg.Objects[kind][id] = rawJSON(o.Value)
 		}
 	}

@@ -53,8 +53,9 @@ type State struct {
 	Rev      int64
 	FenceRev int64 // mod revision of the fence key; 0 when it does not exist
 	Settings *Object
-	// Objects are by kind, then by id.
-	Objects map[string]map[string]*Object
+	// Objects are by kind, then by id (objmap.go: shared with the state cloned from, and
+	// copied on write in shards).
+	Objects map[string]*objectMap
 	// Unknown are keys under the prefix that are not objects of a known kind; a state with
 	// any is refused (a newer Sluice may have written them).
 	Unknown []string
@@ -68,16 +69,17 @@ type State struct {
 
 // NewState returns an empty state.
 func NewState() *State {
-	s := &State{Objects: map[string]map[string]*Object{}}
+	s := &State{Objects: map[string]*objectMap{}}
 	for _, k := range Kinds {
-		s.Objects[k] = map[string]*Object{}
+		s.Objects[k] = newObjectMap()
 	}
 	return s
 }
 
 // Clone returns a copy of s that can be changed without changing s (values are shared:
-// they are never modified in place). The copy shares s's kind maps until Put changes one,
-// and records the keys Put changes from s (see changes).
+// they are never modified in place). The copy shares s's kind maps until Put changes one
+// (and then copies only the shard it changes), and records the keys Put changes from s
+// (see changes).
 func (s *State) Clone() *State {
 	c := &State{Rev: s.Rev, FenceRev: s.FenceRev, Settings: s.Settings, Objects: maps.Clone(s.Objects),
 		parent: s, owned: map[string]bool{}}
@@ -120,14 +122,10 @@ func (s *State) Put(rel string, o *Object) {
 		return
 	}
 	if s.owned != nil && !s.owned[kind] {
-		m = maps.Clone(m) // shared with the state cloned from: copied on first write
+		m = m.shareClone() // shared with the state cloned from: its shards are copied on write
 		s.Objects[kind], s.owned[kind] = m, true
 	}
-	if o == nil {
-		delete(m, id)
-		return
-	}
-	m[id] = o
+	m.put(id, o)
 }
 
 // Get returns the object at rel, or nil.
@@ -136,7 +134,7 @@ func (s *State) Get(rel string) *Object {
 		return s.Settings
 	}
 	kind, id, _ := strings.Cut(rel, "/")
-	return s.Objects[kind][id]
+	return s.Objects[kind].Get(id)
 }
 
 // Len is the number of objects, settings included.
@@ -146,7 +144,7 @@ func (s *State) Len() int {
 		n++
 	}
 	for _, m := range s.Objects {
-		n += len(m)
+		n += m.Len()
 	}
 	return n
 }
@@ -158,7 +156,7 @@ func (s *State) Rels() []string {
 		out = append(out, KindSettings)
 	}
 	for _, k := range Kinds {
-		for id := range s.Objects[k] {
+		for id := range s.Objects[k].All() {
 			out = append(out, k+"/"+id)
 		}
 	}

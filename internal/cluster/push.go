@@ -169,8 +169,8 @@ func PullYAML(st *State, secrets bool) ([]byte, error) {
 	}
 	for _, kind := range Kinds {
 		var list []any
-		for _, id := range slices.Sorted(maps.Keys(st.Objects[kind])) {
-			v := st.Objects[kind][id].Value
+		for _, id := range st.Objects[kind].IDs() {
+			v := st.Objects[kind].Get(id).Value
 			if !secrets {
 				v = redactObject(kind+"/"+id, jsonOf(v))
 			}

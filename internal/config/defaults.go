@@ -89,8 +89,7 @@ func applyDefaults(c *Config) {
 		defaultUpstreamTLS(u, dir)
 		defaultUpstreamH2(u)
 	}
-	for i := range c.Routes {
-		r := &c.Routes[i]
+	for _, r := range c.Routes {
 		defaultTunnel(&r.Tunnel)
 		// Route timeouts left 0 inherit the upstream's: see Route.EffectiveTimeouts.
 		for j, h := range r.Match.Hosts {

@@ -2,7 +2,7 @@ package config
 
 // validateGRPCWeb checks that the upstreams of r, a route with grpc_web, speak HTTP/2: the
 // gateway turns grpc-web into gRPC, which runs over HTTP/2 only.
-func (c *Config) validateGRPCWeb(p *problems, b string, r Route) {
+func (c *Config) validateGRPCWeb(p *problems, b string, r *Route) {
 	ids := []string{r.Upstream}
 	if r.Split != nil {
 		ids = ids[:0]

@@ -132,6 +132,9 @@ func parseWith(file string, data []byte, validate func(*Config) problems) (*Conf
 	sum := sha256.Sum256(data)
 	c := &Config{}
 	decoded, stopped := decodeStrict(data, c, idx)
+	// A null item ("- ~") decodes to a nil route; the decoder drops null items of the
+	// other lists, whose items are values, so it is dropped here too.
+	c.Routes = slices.DeleteFunc(c.Routes, func(r *Route) bool { return r == nil })
 	// An environment variable that is not set leaves its value empty: that is not also
 	// "required" (shadowedBy drops what follows on its line).
 	decoded = append(envProblems, decoded...)

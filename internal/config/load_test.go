@@ -299,3 +299,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestParseNullRouteItem: a null item in routes ("- ~" or a bare "-") is dropped, as the
+// decoder drops null items of the lists of values (routes are pointers since configs share
+// them: a nil one would reach every reader).
+func TestParseNullRouteItem(t *testing.T) {
+	c, err := Parse("t.yaml", []byte("listeners: [{address: \":8080\"}]\n"+
+		"upstreams: [{id: app, targets: [{address: \"10.0.0.5:8080\"}]}, ~]\n"+
+		"routes:\n  - {id: a, upstream: app}\n  -\n  - ~\n  - {id: b, upstream: app, match: {path: /b}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Upstreams) != 1 || len(c.Routes) != 2 || c.Routes[0] == nil || c.Routes[1] == nil || c.Routes[1].ID != "b" {
+		t.Fatalf("upstreams %d, routes %v: want the null items dropped", len(c.Upstreams), c.Routes)
+	}
+}

@@ -62,18 +62,19 @@ func NewRouteIndex(c *Config) *RouteIndex {
 // those removed.
 type Change struct {
 	Upstreams        []Upstream
-	Routes           []Route
+	Routes           []*Route
 	RemovedRoutes    []string
 	RemovedUpstreams []string
 }
 
 // Check reports whether next, the config after ch was applied to the config x indexes,
 // is valid given that the config before was and that ch's objects pass on their own: every
-// route of ch names an upstream of next (a route with a split or a mirror is never checked
-// alone), no route of next names a removed upstream (as its upstream, a share or its
+// route of ch names an upstream of next (a route with a split, a mirror or grpc_web is never
+// checked alone), no route of next names a removed upstream (as its upstream, a share or its
 // mirror), no upstream of ch with plugins is a share of a split route (split routes do not
-// run them), and no two routes of next have the same match signature. It needs no pass over
-// the routes except when upstreams are removed or have plugins. On false the caller
+// run them), no upstream of ch that does not speak HTTP/2 serves a grpc_web route, and no
+// two routes of next have the same match signature. It needs no pass over the routes except
+// when upstreams are removed, have plugins or do not speak HTTP/2. On false the caller
 // validates next as a whole ([Parse]) for the errors: they are the file's, in the file's
 // words.
 func (x *RouteIndex) Check(next *Config, ch Change) bool {
@@ -86,8 +87,8 @@ func (x *RouteIndex) Check(next *Config, ch Change) bool {
 	}
 	sigs := make(map[string]bool, len(ch.Routes))
 	for _, r := range ch.Routes {
-		if r.Split != nil || r.Mirror != nil {
-			return false // their references are checked by the whole validation (split.go)
+		if r.Split != nil || r.Mirror != nil || r.GRPCWeb {
+			return false // their references are checked by the whole validation (split.go, grpcweb.go)
 		}
 		if next.UpstreamByID(r.Upstream) == nil {
 			return false
@@ -99,12 +100,16 @@ func (x *RouteIndex) Check(next *Config, ch Change) bool {
 		sigs[s] = true
 	}
 	for _, u := range ch.Upstreams {
+		// A grpc-web route needs an upstream that speaks HTTP/2 (validateGRPCWeb).
+		if !u.UsesH2() && slices.ContainsFunc(next.Routes, func(r *Route) bool { return r.GRPCWeb && r.namesUpstream(u.ID) }) {
+			return false
+		}
 		if len(u.Plugins) == 0 {
 			continue
 		}
 		// A split route does not run upstream plugins, so none of its shares may have any
 		// (validateSplit): an unchanged split route must not get a share with plugins.
-		if slices.ContainsFunc(next.Routes, func(r Route) bool { return r.splitsTo(u.ID) }) {
+		if slices.ContainsFunc(next.Routes, func(r *Route) bool { return r.splitsTo(u.ID) }) {
 			return false
 		}
 	}
@@ -112,7 +117,7 @@ func (x *RouteIndex) Check(next *Config, ch Change) bool {
 		if next.UpstreamByID(u) != nil {
 			continue // removed and added again in one change
 		}
-		if slices.ContainsFunc(next.Routes, func(r Route) bool { return r.namesUpstream(u) }) {
+		if slices.ContainsFunc(next.Routes, func(r *Route) bool { return r.namesUpstream(u) }) {
 			return false
 		}
 	}

@@ -124,7 +124,7 @@ func defaultSplit(r *Route) {
 }
 
 // validateSplit checks route r's split; b is the route's path ("routes[2]").
-func (c *Config) validateSplit(p *problems, b string, r Route) {
+func (c *Config) validateSplit(p *problems, b string, r *Route) {
 	s := r.Split
 	if !s.defaulted && r.Upstream != "" {
 		p.add(b+".upstream", "omit upstream when split is set: the split names the upstreams")
@@ -205,7 +205,7 @@ func (c *Config) checkUpstreamRef(p *problems, path, id string) {
 // namesUpstream reports whether r sends requests to upstream id: as its upstream, a share
 // of its split or its mirror. A cluster change checked object by object ([RouteIndex.Check])
 // uses it so that removing an upstream a split or mirror still names is refused.
-func (r Route) namesUpstream(id string) bool {
+func (r *Route) namesUpstream(id string) bool {
 	if r.Upstream == id {
 		return true
 	}
@@ -224,6 +224,6 @@ func (r Route) namesUpstream(id string) bool {
 
 // splitsTo reports whether r has a split with a share on upstream id ([RouteIndex.Check]:
 // split routes do not run upstream plugins, so a share's upstream may have none).
-func (r Route) splitsTo(id string) bool {
+func (r *Route) splitsTo(id string) bool {
 	return r.Split != nil && slices.ContainsFunc(r.Split.Upstreams, func(sh SplitShare) bool { return sh.Upstream == id })
 }

@@ -8,8 +8,10 @@ type Config struct {
 	// Upstreams are the named backend groups that routes forward to.
 	Upstreams []Upstream `yaml:"upstreams"`
 	// Routes map requests to upstreams. Order matters only as the last tie-breaker
-	// of the precedence rules in docs/config.md.
-	Routes []Route `yaml:"routes"`
+	// of the precedence rules in docs/config.md. Configs derived from one another (cluster
+	// mode's changes) share the routes they did not change, so a Route of a config that
+	// was handed on is never modified: each config builds its own.
+	Routes []*Route `yaml:"routes"`
 	// Log configures the process log and the access log.
 	Log Log `yaml:"log"`
 	// Admin is the separate listener for metrics and the read-only admin API.

@@ -22,7 +22,7 @@ func TestDefaultConfig(t *testing.T) {
 	if u == nil || len(u.Targets) != 1 || u.Targets[0].Address != DemoBackendAddress {
 		t.Fatalf("upstream demo = %+v, want one target %s", u, DemoBackendAddress)
 	}
-	routes := map[string]Route{}
+	routes := map[string]*Route{}
 	for _, r := range c.Routes {
 		routes[r.ID] = r
 	}
@@ -46,7 +46,7 @@ func validConfig() *Config {
 	c := &Config{
 		Listeners: []Listener{{Address: ":8080"}},
 		Upstreams: []Upstream{{ID: "app", Targets: []Target{{Address: "10.0.0.1:80"}}}},
-		Routes:    []Route{{ID: "r", Upstream: "app"}},
+		Routes:    []*Route{{ID: "r", Upstream: "app"}},
 	}
 	applyDefaults(c)
 	return c
@@ -128,10 +128,10 @@ func TestValidate(t *testing.T) {
 		{"retry attempts zero", func(c *Config) { c.Upstreams[0].Retry.Attempts = ptr(0) }, "attempts: must be between 1"},
 		{"negative shutdown grace", func(c *Config) { c.ShutdownGrace = ptr(Duration(-time.Second)) }, "shutdown_grace: must not be negative"},
 		{"different priority is not a duplicate", func(c *Config) {
-			c.Routes = append(c.Routes, Route{ID: "r2", Upstream: "app", Priority: 1, Rewrite: Rewrite{Host: HostClient}})
+			c.Routes = append(c.Routes, &Route{ID: "r2", Upstream: "app", Priority: 1, Rewrite: Rewrite{Host: HostClient}})
 		}, ""},
 		{"same match is a duplicate", func(c *Config) {
-			c.Routes = append(c.Routes, Route{ID: "r2", Upstream: "app"})
+			c.Routes = append(c.Routes, &Route{ID: "r2", Upstream: "app"})
 		}, `routes[1].match: same priority and match as route "r" (routes[0])`},
 	}
 	for _, tc := range tests {

@@ -44,7 +44,7 @@ func (c *Config) validateRoutes(p *problems) {
 
 // validateRoute runs the checks of one route that need no other object (object.go runs
 // them alone for a changed route).
-func validateRoute(p *problems, b string, r Route) {
+func validateRoute(p *problems, b string, r *Route) {
 	if r.Split == nil && r.Upstream == "" {
 		p.add(b+".upstream", "required: the id of an upstream")
 	}
@@ -243,7 +243,7 @@ func checkRegex(p *problems, path, expr string) {
 
 // matchSignature is equal for two routes whose priority and match are the same
 // (lists compared as sets, header names case-insensitively).
-func matchSignature(r Route) string {
+func matchSignature(r *Route) string {
 	m := r.Match
 	norm := func(list []string, f func(string) string) string {
 		out := make([]string, len(list))

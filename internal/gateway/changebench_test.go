@@ -57,7 +57,9 @@ func BenchmarkApplyChange(b *testing.B) {
 			a := gw.Current().Config
 			b2 := *a
 			b2.Routes = slices.Clone(a.Routes)
-			b2.Routes[7%n].Rewrite.AddPrefix = "/v2"
+			r := *a.Routes[7%n] // a's route is not modified: a is serving
+			r.Rewrite.AddPrefix = "/v2"
+			b2.Routes[7%n] = &r
 			cfgs := [2]*config.Config{a, &b2}
 			b.ReportAllocs()
 			cpu0, cpuOK := cpuTime()
@@ -65,7 +67,7 @@ func BenchmarkApplyChange(b *testing.B) {
 			for b.Loop() {
 				from, next := cfgs[k%2], cfgs[(k+1)%2]
 				k++
-				if err := gw.ApplyChange(from, next, config.Change{Routes: []config.Route{next.Routes[7%n]}}); err != nil {
+				if err := gw.ApplyChange(from, next, config.Change{Routes: []*config.Route{next.Routes[7%n]}}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -260,7 +260,7 @@ func closeChangedTunnels(old, next *Generation) {
 		if same(i) {
 			continue // taken by next as it was (ApplyChange): not a split route either
 		}
-		rc := &old.Config.Routes[i]
+		rc := old.Config.Routes[i]
 		nrc := kept(rc.ID)
 		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
 			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
@@ -300,7 +300,7 @@ func routesKept(old, next *Generation) (same func(int) bool, kept func(string) *
 		return func(i int) bool { return taken[i] }, func(id string) *config.Route {
 			for i := range next.Config.Routes {
 				if next.Config.Routes[i].ID == id {
-					return &next.Config.Routes[i]
+					return next.Config.Routes[i]
 				}
 			}
 			return nil
@@ -309,7 +309,7 @@ func routesKept(old, next *Generation) (same func(int) bool, kept func(string) *
 	byID := map[string]*config.Route{}
 	taken := map[*proxy.Route]bool{}
 	for i := range next.Config.Routes {
-		byID[next.Config.Routes[i].ID] = &next.Config.Routes[i]
+		byID[next.Config.Routes[i].ID] = next.Config.Routes[i]
 		taken[next.Routes[i]] = true
 	}
 	return func(i int) bool { return taken[old.Routes[i]] }, func(id string) *config.Route { return byID[id] }

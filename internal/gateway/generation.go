@@ -41,7 +41,7 @@ type Generation struct {
 	// kept is, by route index, the index in the generation this one was built from of the
 	// route it took as it was (ApplyChange), -1 for a route built; nil for a whole build.
 	// from is that generation until the gateway's observers took the change (afterApply).
-	kept []int
+	kept []int32
 	from *Generation
 	// seq numbers generations in the order built; fromSeq is from's (closeChangedTunnels).
 	seq, fromSeq uint64
@@ -108,7 +108,7 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 	}
 	g.seq = genSeq.Add(1)
 	if keep != nil {
-		g.from, g.fromSeq, g.kept = old, old.seq, make([]int, 0, len(cfg.Routes))
+		g.from, g.fromSeq, g.kept = old, old.seq, make([]int32, 0, len(cfg.Routes))
 	}
 	ucfg := make(map[string]config.Upstream, len(cfg.Upstreams))
 	var actives []*health.Active
@@ -128,7 +128,7 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 	}
 	g.Routes = make([]*proxy.Route, 0, len(cfg.Routes))
 	for i := range cfg.Routes {
-		rc := &cfg.Routes[i] // not copied: a route is 584 bytes, and most are kept
+		rc := cfg.Routes[i]
 		rt, kept := keep.route(g, rc)
 		if rt == nil {
 			if rt, err = proxy.NewRoute(*rc, ucfg[rc.Upstream], g.Upstreams[rc.Upstream]); err != nil {
@@ -138,7 +138,7 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 		}
 		g.Routes = append(g.Routes, rt)
 		if keep != nil {
-			g.kept = append(g.kept, kept)
+			g.kept = append(g.kept, int32(kept))
 		}
 	}
 	if err := g.buildTraffic(cfg, ucfg); err != nil { // split.go

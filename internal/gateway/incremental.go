@@ -89,11 +89,22 @@ func (k *keeper) upstream(g *Generation, uc config.Upstream) *upstream.Upstream 
 // route returns the old generation's route for rc, with its index there, when the change
 // did not touch it and its upstream was kept; nil when it must be built.
 func (k *keeper) route(g *Generation, rc *config.Route) (*proxy.Route, int) {
-	if k == nil || rc.Split != nil || rc.Mirror != nil || slices.Contains(k.routes, rc.ID) {
+	if k == nil || rc.Split != nil || rc.Mirror != nil {
 		return nil, -1 // split and mirror routes are built anew: buildTraffic sets their shares and mirror
 	}
 	if rc.Upstream != k.lastUp || k.lastU == nil {
 		k.lastUp, k.lastU = rc.Upstream, g.Upstreams[rc.Upstream] // routes in a row often share one
+	}
+	// The old generation's next route built from this very config route: untouched (a
+	// config route is never modified once handed on), found without comparing ids.
+	if i := k.cursor; i < len(k.old.Routes) && k.old.Config.Routes[i] == rc {
+		if k.cursor++; k.old.Routes[i].Upstream == k.lastU {
+			return k.old.Routes[i], i
+		}
+		return nil, -1
+	}
+	if slices.Contains(k.routes, rc.ID) {
+		return nil, -1
 	}
 	if i := k.oldIndexOf(rc.ID); i >= 0 && k.old.Routes[i].Upstream == k.lastU {
 		return k.old.Routes[i], i
@@ -146,7 +157,7 @@ func (k *keeper) plugins(g *Generation, log *slog.Logger) (*plugin.Set, error) {
 	}
 	return plugin.Update(k.old.Plugins, g.Config, log, func(id string) bool { return k.changed[id] }, func(i int) int {
 		if i < len(g.kept) {
-			return g.kept[i]
+			return int(g.kept[i])
 		}
 		return -1
 	})

@@ -69,7 +69,7 @@ func TestApplyChangeKeepsUntouched(t *testing.T) {
 
 	vars["max_idle"], vars["b_prefix"] = "4", "/v2"
 	next := mustParse(t, changeConfig, vars)
-	ch := config.Change{Upstreams: []config.Upstream{*next.UpstreamByID("other")}, Routes: []config.Route{next.Routes[1]}}
+	ch := config.Change{Upstreams: []config.Upstream{*next.UpstreamByID("other")}, Routes: []*config.Route{next.Routes[1]}}
 	if err := tg.gw.ApplyChange(gen.Config, next, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestApplyChangeRebuildsTrafficRoutes(t *testing.T) {
 	s, m := route("s"), route("m")
 	vars["a_prefix"] = "/v2"
 	next := mustParse(t, changeTrafficConfig, vars)
-	if err := tg.gw.ApplyChange(gen.Config, next, config.Change{Routes: []config.Route{next.Routes[0]}}); err != nil {
+	if err := tg.gw.ApplyChange(gen.Config, next, config.Change{Routes: []*config.Route{next.Routes[0]}}); err != nil {
 		t.Fatal(err)
 	}
 	if route("s") == s || route("m") == m {
@@ -176,10 +176,10 @@ func TestApplyChangeKeepsChains(t *testing.T) {
 	from := gen.Config
 	next := *from
 	next.Routes = slices.Clone(from.Routes)
-	rc := next.Routes[7]
+	rc := *next.Routes[7] // a copy: from's route is not modified (from is serving)
 	rc.Rewrite.AddPrefix = "/v2"
-	next.Routes[7] = rc
-	if err := tg.gw.ApplyChange(from, &next, config.Change{Routes: []config.Route{rc}}); err != nil {
+	next.Routes[7] = &rc
+	if err := tg.gw.ApplyChange(from, &next, config.Change{Routes: []*config.Route{&rc}}); err != nil {
 		t.Fatal(err)
 	}
 	now := tg.gw.Current()
@@ -216,17 +216,17 @@ func TestApplyChangeMovesMatches(t *testing.T) {
 	from := tg.gw.Current().Config
 	next := *from
 	next.Routes = slices.Clone(from.Routes)
-	moved := next.Routes[7]
+	moved := *next.Routes[7] // copies: from's routes are not modified (from is serving)
 	moved.Match.PathPrefix = "/moved"
 	moved.Rewrite.AddPrefix = "/seven"
-	next.Routes[7] = moved
-	added := next.Routes[3]
+	next.Routes[7] = &moved
+	added := *next.Routes[3]
 	added.ID, added.Match.PathPrefix, added.Plugins = "added", "/added", nil
 	added.Rewrite.AddPrefix = "/new"
 	removed := next.Routes[12].ID
 	next.Routes = slices.Delete(next.Routes, 12, 13)
-	next.Routes = slices.Insert(next.Routes, 20, added)
-	ch := config.Change{Routes: []config.Route{moved, added}, RemovedRoutes: []string{removed}}
+	next.Routes = slices.Insert(next.Routes, 20, &added)
+	ch := config.Change{Routes: []*config.Route{&moved, &added}, RemovedRoutes: []string{removed}}
 	if err := tg.gw.ApplyChange(from, &next, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -262,5 +262,54 @@ func TestApplyChangeMovesMatches(t *testing.T) {
 		if !strings.Contains(body, tc.body) {
 			t.Errorf("%s: the backend saw %s, want %s", tc.path, body, tc.body)
 		}
+	}
+}
+
+// TestApplyChangeSharedRoutes: a change built from the serving config as cluster mode
+// builds it (the routes it did not change are the same *config.Route values) keeps those
+// routes only when their upstream was kept: route c, untouched but on an upstream the
+// change moved to another backend, is built again and its requests reach the new backend;
+// routes a and b on the untouched upstream are kept.
+func TestApplyChangeSharedRoutes(t *testing.T) {
+	keepBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	otherBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	movedBE := testutil.NewBackend(t, testutil.BackendOptions{Echo: true})
+	vars := map[string]string{"keep": keepBE.Addr(), "other": otherBE.Addr(), "max_idle": "8", "b_prefix": "/v1"}
+	tg := startGateway(t, changeConfig, vars)
+	gen := tg.gw.Current()
+	from := gen.Config
+	next := *from // the routes are shared, as a cluster node's next config shares them
+	next.Upstreams = slices.Clone(from.Upstreams)
+	other := *next.UpstreamByID("other")
+	other.Targets = []config.Target{{Address: movedBE.Addr(), Weight: 1}}
+	for i := range next.Upstreams {
+		if next.Upstreams[i].ID == "other" {
+			next.Upstreams[i] = other
+		}
+	}
+	if err := tg.gw.ApplyChange(from, &next, config.Change{Upstreams: []config.Upstream{other}}); err != nil {
+		t.Fatal(err)
+	}
+	now := tg.gw.Current()
+	if now.Routes[0] != gen.Routes[0] || now.Routes[1] != gen.Routes[1] {
+		t.Error("a route on the untouched upstream was built again")
+	}
+	if now.Routes[2] == gen.Routes[2] || now.Routes[2].Upstream != now.Upstreams["other"] {
+		t.Fatal("the untouched route on the changed upstream was kept")
+	}
+	c := newClient()
+	before := otherBE.Requests()
+	for range 3 {
+		resp, err := c.Get(tg.url("/c/x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		mustStatus(t, resp, http.StatusOK)
+	}
+	if movedBE.Requests() != 3 || otherBE.Requests() != before {
+		t.Errorf("route c's requests: %d to the upstream's new backend, %d to its old one; want 3 and 0",
+			movedBE.Requests(), otherBE.Requests()-before)
 	}
 }

@@ -129,8 +129,9 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 	gen := g.cur.Load()
 	rs := &routeSeries{gen: gen, routes: make([]*metrics.Route, len(gen.Routes))}
 	prev := o.routes.Load()
+	fromPrev := prev != nil && prev.gen == gen.from
 	for i, rt := range gen.Routes {
-		if prev != nil && prev.gen == gen.from && gen.kept[i] >= 0 {
+		if fromPrev && gen.kept[i] >= 0 {
 			rs.routes[i] = prev.routes[gen.kept[i]] // a route kept as it was: its series too
 			continue
 		}

@@ -12,7 +12,8 @@ import (
 )
 
 // traffic is a generation's traffic splits and mirrors (docs/traffic.md): splits by route
-// index (nil: the route has none), and every mirror with its route.
+// index (nil: the route has none; a nil or short list: no route after has one), and every
+// mirror with its route.
 type traffic struct {
 	splits  []*split.Split
 	mirrors []routeMirror
@@ -29,9 +30,8 @@ type routeMirror struct {
 // mirror's copies go through a route of their own towards the mirror's upstream, with
 // retries off.
 func (g *Generation) buildTraffic(cfg *config.Config, ucfg map[string]config.Upstream) error {
-	g.traffic.splits = make([]*split.Split, len(cfg.Routes))
 	for i := range cfg.Routes {
-		rc := &cfg.Routes[i]
+		rc := cfg.Routes[i]
 		if rc.Split == nil && rc.Mirror == nil {
 			continue
 		}
@@ -51,6 +51,9 @@ func (g *Generation) buildTraffic(cfg *config.Config, ucfg map[string]config.Ups
 			sp, err := split.New(rc.Split, byID)
 			if err != nil {
 				return fmt.Errorf("route %q: %w", rc.ID, err)
+			}
+			if g.traffic.splits == nil { // made at the first split: most configs have none
+				g.traffic.splits = make([]*split.Split, len(cfg.Routes))
 			}
 			g.traffic.splits[i] = sp
 			routes = sp.Routes()

@@ -60,10 +60,10 @@ type Set struct {
 
 	chains []*Chain // by route index; nil for a route without plugins
 	// The instances, by the place they are written (update.go): a set built by Update
-	// shares the units of the places a change did not touch with the set before.
+	// shares the units of the places a change did not touch with the set before. A route's
+	// own instances belong to its chain (Chain.own): a set has no other per-route array.
 	global placedList
 	ups    map[string]placedList // by upstream id
-	own    []placedList          // by route index
 	units  []*unit               // every unit the set holds, each once
 }
 
@@ -110,7 +110,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Set, error) {
 // build is New; keep, when not nil, takes from the set before what a change did not touch
 // (update.go).
 func build(cfg *config.Config, log *slog.Logger, keep *keeper) (*Set, error) {
-	s := &Set{ups: map[string]placedList{}, own: make([]placedList, len(cfg.Routes)), chains: make([]*Chain, len(cfg.Routes))}
+	s := &Set{ups: map[string]placedList{}, chains: make([]*Chain, len(cfg.Routes))}
 	var errs []error
 	if keep != nil {
 		s.Consumers = keep.old.Consumers
@@ -129,7 +129,7 @@ func build(cfg *config.Config, log *slog.Logger, keep *keeper) (*Set, error) {
 		s.ups[u.ID] = pl
 	}
 	for i := range cfg.Routes {
-		r := &cfg.Routes[i] // not copied: most routes are kept by an Update
+		r := cfg.Routes[i]
 		if keep.route(s, i, r) {
 			continue
 		}
@@ -141,11 +141,12 @@ func build(cfg *config.Config, log *slog.Logger, keep *keeper) (*Set, error) {
 				Errorf("", "%d plugins apply to this route (global, upstream and route): at most %d", n, MaxSlots))
 			continue
 		}
-		s.own[i] = b.list(path, r.ID, "", r.Plugins, len(s.global.list)+len(up), &errs)
+		own := b.list(path, r.ID, "", r.Plugins, len(s.global.list)+len(up), &errs)
 		if n == 0 {
 			continue
 		}
-		s.chains[i] = newChain(r.ID, slices.Concat(s.global.list, up, s.own[i].list))
+		s.chains[i] = newChain(r.ID, slices.Concat(s.global.list, up, own.list))
+		s.chains[i].own = own.unit
 	}
 	if len(errs) > 0 {
 		s.Close()

@@ -23,6 +23,10 @@ type Chain struct {
 	response []entry
 	body     []entry
 	log      []entry
+
+	// own is the unit of the route's own instances (nil: it has none), held by every set
+	// that holds the chain (update.go).
+	own *unit
 }
 
 type entry struct {

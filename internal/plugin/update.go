@@ -101,6 +101,10 @@ func (k *keeper) route(s *Set, i int, r *config.Route) bool {
 	if j < 0 || j >= len(k.old.chains) {
 		return false
 	}
-	s.own[i], s.chains[i] = s.hold(k.old.own[j]), k.old.chains[j]
+	c := k.old.chains[j]
+	if c != nil {
+		s.hold(placedList{unit: c.own})
+	}
+	s.chains[i] = c
 	return true
 }

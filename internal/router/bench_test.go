@@ -12,8 +12,8 @@ import (
 // (exact paths, one- and two-parameter templates, a catch-all, prefixes, some with
 // methods or headers), 5% of hosts as wildcards, a few any-host routes and five regex
 // routes that run for every request that reaches the any-host bucket.
-func benchRoutes(n int) []config.Route {
-	routes := make([]config.Route, 0, n)
+func benchRoutes(n int) []*config.Route {
+	routes := make([]*config.Route, 0, n)
 	add := func(id string, m config.Match) {
 		if len(routes) < n {
 			routes = append(routes, rt(id, m))

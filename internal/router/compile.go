@@ -34,7 +34,7 @@ func (e *RouteError) Unwrap() error { return e.Err }
 
 // Compile builds the lookup structure for routes. Every route is compiled; the error
 // joins a [*RouteError] for each problem found.
-func Compile(routes []config.Route) (*Table, error) {
+func Compile(routes []*config.Route) (*Table, error) {
 	t := &Table{
 		exact:  make(map[string]*bucket),
 		wild:   make(map[string]*bucket),
@@ -47,7 +47,7 @@ func Compile(routes []config.Route) (*Table, error) {
 	ids := make(map[string]bool, len(routes))
 	var errs []error
 	for i := range routes {
-		r, err := compileRoute(i, i, &routes[i])
+		r, err := compileRoute(i, i, routes[i])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -76,7 +76,7 @@ func Compile(routes []config.Route) (*Table, error) {
 
 // compileRoute compiles cr, the route at index i of the routes given, into slot.
 func compileRoute(i, slot int, cr *config.Route) (*route, error) {
-	r := &route{slot: slot, id: cr.ID}
+	r := &route{slot: slot, id: cr.ID, src: cr}
 	for _, m := range cr.Match.Methods {
 		r.methods = append(r.methods, strings.ToUpper(m)) // methods are tokens; config is not case-sensitive
 	}

@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
 func TestCompileErrors(t *testing.T) {
 	tests := []struct {
 		name      string
-		route     config.Route
+		route     *config.Route
 		wantField string
 		wantIs    error  // nil: not checked
 		wantText  string // substring of the message
@@ -48,7 +48,7 @@ func TestCompileErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.route.ID = "route-" + strings.ReplaceAll(tc.name, " ", "-")
-			routes := []config.Route{rt("ok", config.Match{Path: "/ok"}), tc.route}
+			routes := []*config.Route{rt("ok", config.Match{Path: "/ok"}), tc.route}
 			tab, err := Compile(routes)
 			if err == nil {
 				t.Fatalf("Compile succeeded with %s", tab.Dump())
@@ -74,7 +74,7 @@ func TestCompileErrors(t *testing.T) {
 }
 
 func TestCompileJoinsErrors(t *testing.T) {
-	_, err := Compile([]config.Route{
+	_, err := Compile([]*config.Route{
 		rt("bad1", config.Match{PathRegex: "("}),
 		rt("good", config.Match{}),
 		rt("bad2", config.Match{Hosts: []string{"*"}}),
@@ -105,7 +105,7 @@ func TestCompileAccepts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := Compile([]config.Route{rt("r", tc.match)}); err != nil {
+			if _, err := Compile([]*config.Route{rt("r", tc.match)}); err != nil {
 				t.Errorf("Compile: %v", err)
 			}
 		})
@@ -113,7 +113,7 @@ func TestCompileAccepts(t *testing.T) {
 }
 
 func TestDumpGolden(t *testing.T) {
-	routes := []config.Route{
+	routes := []*config.Route{
 		rt("health", config.Match{Path: "/healthz", Methods: []string{"GET", "HEAD"}}),
 		rt("users", config.Match{Hosts: []string{"api.example.com"}, Path: "/users/{id}"}),
 		rt("orders", config.Match{Hosts: []string{"api.example.com"}, Path: "/users/{id}/orders/{order}"}),

@@ -8,8 +8,8 @@ import (
 
 // fuzzBase is a route set with every path kind, hosts and conditions, to which FuzzMatch
 // adds one route built from the fuzzer's pattern.
-func fuzzBase() []config.Route {
-	return []config.Route{
+func fuzzBase() []*config.Route {
+	return []*config.Route{
 		rt("exact", config.Match{Path: "/a/b"}),
 		rt("tmpl", config.Match{Hosts: []string{"*.example.com"}, Path: "/u/{id}/x/{rest...}"}),
 		rt("prefix", config.Match{PathPrefix: "/a"}),

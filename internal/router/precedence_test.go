@@ -9,7 +9,7 @@ import (
 // TestPrecedence: the table lists routes best first under the matcher's rules, and the
 // order agrees with Match where two routes match one request.
 func TestPrecedence(t *testing.T) {
-	routes := []config.Route{
+	routes := []*config.Route{
 		{ID: "root", Match: config.Match{PathPrefix: "/"}},
 		{ID: "api", Match: config.Match{PathPrefix: "/api/"}},
 		{ID: "exact", Match: config.Match{Path: "/api/users"}},

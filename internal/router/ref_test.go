@@ -15,11 +15,11 @@ import (
 
 // refMatch is the linear reference: it tests every route the obvious way and sorts the
 // matches by the precedence rules, written independently of the compiled table.
-func refMatch(routes []config.Route, in *Input) (int, Params, bool) {
+func refMatch(routes []*config.Route, in *Input) (int, Params, bool) {
 	best, bestKey := -1, []int(nil)
 	var bestParams Params
 	for i := range routes {
-		r := &routes[i]
+		r := routes[i]
 		host, ok := refHost(r.Match.Hosts, in.Host)
 		if !ok || !refConds(&r.Match, in) {
 			continue
@@ -177,8 +177,8 @@ func (g gen) segs(alphabet []string, maxN int) string {
 	return sb.String()
 }
 
-func (g gen) route(i int) config.Route {
-	r := config.Route{ID: fmt.Sprintf("r%d", i)}
+func (g gen) route(i int) *config.Route {
+	r := &config.Route{ID: fmt.Sprintf("r%d", i)}
 	if g.r.IntN(5) == 0 {
 		r.Priority = g.r.IntN(3) - 1
 	}
@@ -252,7 +252,7 @@ func TestMatchAgainstReference(t *testing.T) {
 	const sets, requests = 400, 200
 	g := gen{rand.New(rand.NewPCG(1, 2))}
 	for s := range sets {
-		routes := make([]config.Route, 1+g.r.IntN(40))
+		routes := make([]*config.Route, 1+g.r.IntN(40))
 		for i := range routes {
 			routes[i] = g.route(i)
 		}
@@ -270,7 +270,7 @@ func TestMatchAgainstReference(t *testing.T) {
 	}
 }
 
-func checkAgainstReference(t *testing.T, tab *Table, routes []config.Route, in *Input) {
+func checkAgainstReference(t *testing.T, tab *Table, routes []*config.Route, in *Input) {
 	t.Helper()
 	gi, gp, gok := tab.Match(in)
 	wi, wp, wok := refMatch(routes, in)

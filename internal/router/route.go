@@ -4,13 +4,16 @@ import (
 	"cmp"
 	"regexp"
 	"slices"
+
+	"sluice/internal/config"
 )
 
 // route is one compiled config.Route.
 type route struct {
-	slot    int    // its place in Table.routes and Table.pos; stable across Update
-	id      string //
-	best    rank   // its best rank over its hosts (precedence.go)
+	slot    int           // its place in Table.routes and Table.pos; stable across Update
+	id      string        //
+	src     *config.Route // what it was compiled from (Update: the same config route is untouched)
+	best    rank          // its best rank over its hosts (precedence.go)
 	hosts   []string
 	spec    pathSpec // where its entries sit in each of its buckets (update.go removes them)
 	methods []string

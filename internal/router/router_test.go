@@ -24,11 +24,11 @@ func headers(h map[string]string) func(string) (string, bool) {
 }
 
 // rt builds a route with the given ID and match.
-func rt(id string, m config.Match) config.Route { return config.Route{ID: id, Match: m} }
+func rt(id string, m config.Match) *config.Route { return &config.Route{ID: id, Match: m} }
 
 // prio builds a route with a priority.
-func prio(id string, p int, m config.Match) config.Route {
-	return config.Route{ID: id, Priority: p, Match: m}
+func prio(id string, p int, m config.Match) *config.Route {
+	return &config.Route{ID: id, Priority: p, Match: m}
 }
 
 // req is a GET for host and target ("/path?query").
@@ -39,7 +39,7 @@ func req(host, target string) Input {
 
 type matchCase struct {
 	name       string
-	routes     []config.Route
+	routes     []*config.Route
 	in         Input
 	wantID     string // "" for no match
 	wantParams Params
@@ -72,21 +72,21 @@ func runMatchCases(t *testing.T, cases []matchCase) {
 }
 
 func TestMatchHosts(t *testing.T) {
-	v6 := []config.Route{
+	v6 := []*config.Route{
 		rt("v6", config.Match{Hosts: []string{"[::1]"}}),
 		rt("v6bare", config.Match{Hosts: []string{"::2"}}),
 	}
-	wild := []config.Route{rt("w", config.Match{Hosts: []string{"*.example.com"}})}
+	wild := []*config.Route{rt("w", config.Match{Hosts: []string{"*.example.com"}})}
 	runMatchCases(t, []matchCase{
 		{
 			name:   "exact host ignores case and port",
-			routes: []config.Route{rt("a", config.Match{Hosts: []string{"API.example.com"}})},
+			routes: []*config.Route{rt("a", config.Match{Hosts: []string{"API.example.com"}})},
 			in:     req("api.EXAMPLE.com:8443", "/"),
 			wantID: "a",
 		},
 		{
 			name:   "exact host mismatch",
-			routes: []config.Route{rt("a", config.Match{Hosts: []string{"api.example.com"}})},
+			routes: []*config.Route{rt("a", config.Match{Hosts: []string{"api.example.com"}})},
 			in:     req("www.example.com", "/"),
 		},
 		{name: "wildcard one label", routes: wild, in: req("a.example.com", "/"), wantID: "w"},
@@ -99,7 +99,7 @@ func TestMatchHosts(t *testing.T) {
 		{name: "ipv6 mismatch", routes: v6, in: req("[::3]:8080", "/")},
 		{
 			name: "empty host matches only any-host routes",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("h", config.Match{Hosts: []string{"a.com"}, Path: "/"}),
 				rt("any", config.Match{PathPrefix: "/"}),
 			},
@@ -108,7 +108,7 @@ func TestMatchHosts(t *testing.T) {
 		},
 		{
 			name: "several hosts on one route",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("x", config.Match{Hosts: []string{"x.com", "*.y.com"}}),
 			},
 			in:     req("a.y.com", "/"),
@@ -116,7 +116,7 @@ func TestMatchHosts(t *testing.T) {
 		},
 		{
 			name:   "very long host",
-			routes: []config.Route{rt("w", config.Match{Hosts: []string{"*.example.com"}})},
+			routes: []*config.Route{rt("w", config.Match{Hosts: []string{"*.example.com"}})},
 			in:     req(strings.Repeat("A.", 200)+"Example.com", "/"),
 			wantID: "w",
 		},
@@ -124,18 +124,18 @@ func TestMatchHosts(t *testing.T) {
 }
 
 func TestMatchPaths(t *testing.T) {
-	tree := []config.Route{
+	tree := []*config.Route{
 		rt("exact", config.Match{Path: "/a"}),
 		rt("exact-slash", config.Match{Path: "/a/"}),
 		rt("user", config.Match{Path: "/users/{id}/orders/{order}"}),
 		rt("files", config.Match{Path: "/files/{path...}"}),
 		rt("root", config.Match{Path: "/"}),
 	}
-	prefixes := []config.Route{
+	prefixes := []*config.Route{
 		rt("dir", config.Match{PathPrefix: "/api/"}),
 		rt("seg", config.Match{PathPrefix: "/v1"}),
 	}
-	regexes := []config.Route{
+	regexes := []*config.Route{
 		rt("unanchored", config.Match{PathRegex: "v[0-9]"}),
 		rt("anchored", config.Match{PathRegex: "^/x$"}),
 	}
@@ -163,7 +163,7 @@ func TestMatchPaths(t *testing.T) {
 		{name: "catch-all needs the slash", routes: tree, in: req("h", "/files")},
 		{
 			name: "percent-encoding is matched as given",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("enc", config.Match{Path: "/a%2Fb"}),
 				rt("tmpl", config.Match{Path: "/a/{x}"}),
 			},
@@ -172,7 +172,7 @@ func TestMatchPaths(t *testing.T) {
 		},
 		{
 			name:       "param values are not decoded",
-			routes:     []config.Route{rt("tmpl", config.Match{Path: "/a/{x}"})},
+			routes:     []*config.Route{rt("tmpl", config.Match{Path: "/a/{x}"})},
 			in:         req("h", "/a/%41%2F"),
 			wantID:     "tmpl",
 			wantParams: Params{{"x", "%41%2F"}},
@@ -185,19 +185,19 @@ func TestMatchPaths(t *testing.T) {
 		{name: "prefix segment boundary", routes: prefixes, in: req("h", "/v1x")},
 		{
 			name:   "prefix root matches all",
-			routes: []config.Route{rt("all", config.Match{PathPrefix: "/"})},
+			routes: []*config.Route{rt("all", config.Match{PathPrefix: "/"})},
 			in:     req("h", "/deep/er/"),
 			wantID: "all",
 		},
 		{
 			name:   "prefix with an empty segment",
-			routes: []config.Route{rt("empty-seg", config.Match{PathPrefix: "//"})},
+			routes: []*config.Route{rt("empty-seg", config.Match{PathPrefix: "//"})},
 			in:     req("h", "//x"),
 			wantID: "empty-seg",
 		},
 		{
 			name:   "prefix with an empty segment needs it",
-			routes: []config.Route{rt("empty-seg", config.Match{PathPrefix: "//"})},
+			routes: []*config.Route{rt("empty-seg", config.Match{PathPrefix: "//"})},
 			in:     req("h", "/x"),
 		},
 		{name: "regex unanchored", routes: regexes, in: req("h", "/x/v2/y"), wantID: "unanchored"},
@@ -205,7 +205,7 @@ func TestMatchPaths(t *testing.T) {
 		{name: "regex anchored no match", routes: regexes, in: req("h", "/x/")},
 		{
 			name: "asterisk path only reaches regex and any",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("prefix", config.Match{PathPrefix: "/"}),
 				rt("star", config.Match{PathRegex: `^\*$`}),
 			},
@@ -216,17 +216,17 @@ func TestMatchPaths(t *testing.T) {
 }
 
 func TestMatchConditions(t *testing.T) {
-	methods := []config.Route{
+	methods := []*config.Route{
 		rt("get-user", config.Match{Path: "/users/{id}", Methods: []string{"GET", "HEAD"}}),
 		rt("users", config.Match{PathPrefix: "/users"}),
 	}
-	hdr := []config.Route{
+	hdr := []*config.Route{
 		rt("canary", config.Match{Headers: []config.ValueMatch{{Name: "X-Canary", Exact: ptr("1")}}}),
 		rt("mobile", config.Match{Headers: []config.ValueMatch{{Name: "User-Agent", Regex: "(?i)mobile"}}}),
 		rt("anon", config.Match{Headers: []config.ValueMatch{{Name: "Authorization", Present: ptr(false)}}}),
 		rt("authed", config.Match{Headers: []config.ValueMatch{{Name: "authorization", Present: ptr(true)}}}),
 	}
-	query := []config.Route{
+	query := []*config.Route{
 		rt("v2", config.Match{Query: []config.ValueMatch{{Name: "v", Exact: ptr("2")}}}),
 		rt("debug", config.Match{Query: []config.ValueMatch{{Name: "debug", Present: ptr(true)}}}),
 		rt("nocache", config.Match{Query: []config.ValueMatch{{Name: "cache", Present: ptr(false)}}}),
@@ -264,7 +264,7 @@ func TestMatchPrecedence(t *testing.T) {
 	runMatchCases(t, []matchCase{
 		{
 			name: "priority beats every specificity",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("exact", config.Match{Hosts: []string{"a.com"}, Path: "/x", Methods: []string{"GET"}}),
 				prio("catch", 1, config.Match{}),
 			},
@@ -272,7 +272,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "negative priority loses to default",
-			routes: []config.Route{
+			routes: []*config.Route{
 				prio("exact", -1, config.Match{Path: "/x"}),
 				rt("catch", config.Match{}),
 			},
@@ -280,7 +280,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "exact host beats wildcard with better path",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("wild", config.Match{Hosts: []string{"*.a.com"}, Path: "/x"}),
 				rt("exact", config.Match{Hosts: []string{"b.a.com"}}),
 			},
@@ -288,7 +288,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "longer wildcard suffix wins",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("short", config.Match{Hosts: []string{"*.com"}, Path: "/x"}),
 				rt("long", config.Match{Hosts: []string{"*.a.com"}}),
 			},
@@ -296,7 +296,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "wildcard beats any host",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("any", config.Match{Path: "/x"}),
 				rt("wild", config.Match{Hosts: []string{"*.com"}}),
 			},
@@ -304,7 +304,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "multi-host route ranks by the host that matched",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("wild", config.Match{Hosts: []string{"*.a.com"}, Path: "/x"}),
 				rt("multi", config.Match{Hosts: []string{"*.z.com", "b.a.com"}}),
 			},
@@ -312,7 +312,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "exact path beats template",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("tmpl", config.Match{Path: "/u/{id}"}),
 				rt("exact", config.Match{Path: "/u/me"}),
 			},
@@ -320,7 +320,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "template with fewer params wins",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("two", config.Match{Path: "/{a}/{b}"}),
 				rt("one", config.Match{Path: "/{a}/x"}),
 			},
@@ -328,7 +328,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "template with longer literal prefix wins",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("short", config.Match{Path: "/{a}/x/y"}),
 				rt("long", config.Match{Path: "/u/x/{b}"}),
 			},
@@ -336,7 +336,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "catch-all counts as a param",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("rest", config.Match{Path: "/u/{rest...}"}),
 				rt("two", config.Match{Path: "/u/{a}/{b}"}),
 			},
@@ -344,7 +344,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "template beats prefix",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("prefix", config.Match{PathPrefix: "/u/1"}),
 				rt("tmpl", config.Match{Path: "/{a}/{b}"}),
 			},
@@ -352,7 +352,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "longer prefix wins",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("short", config.Match{PathPrefix: "/api/"}),
 				rt("long", config.Match{PathPrefix: "/api/v1"}),
 				rt("longer-no-match", config.Match{PathPrefix: "/api/v1x"}),
@@ -361,7 +361,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "prefix beats regex",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("regex", config.Match{PathRegex: "^/api/v1/x$"}),
 				rt("prefix", config.Match{PathPrefix: "/"}),
 			},
@@ -369,7 +369,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "regex beats none",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("none", config.Match{Methods: []string{"GET"}, Headers: []config.ValueMatch{{Name: "A", Present: ptr(false)}}}),
 				rt("regex", config.Match{PathRegex: "x"}),
 			},
@@ -377,7 +377,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "more condition kinds win",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("methods", config.Match{Path: "/x", Methods: []string{"GET", "POST"}}),
 				rt("methods+query", config.Match{Path: "/x", Methods: []string{"GET"}, Query: []config.ValueMatch{{Name: "q", Present: ptr(true)}}}),
 			},
@@ -385,7 +385,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "more conditions of one kind do not count",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("one", config.Match{Path: "/x", Headers: []config.ValueMatch{{Name: "A", Present: ptr(false)}}}),
 				rt("two", config.Match{Path: "/x", Headers: []config.ValueMatch{{Name: "A", Present: ptr(false)}, {Name: "B", Present: ptr(false)}}}),
 			},
@@ -393,7 +393,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "earlier route wins a full tie",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("first", config.Match{PathPrefix: "/x"}),
 				rt("second", config.Match{PathPrefix: "/x"}),
 			},
@@ -401,7 +401,7 @@ func TestMatchPrecedence(t *testing.T) {
 		},
 		{
 			name: "losing specific route filtered out by method",
-			routes: []config.Route{
+			routes: []*config.Route{
 				rt("exact-post", config.Match{Path: "/x", Methods: []string{"POST"}}),
 				rt("tmpl-get", config.Match{Path: "/{a}", Methods: []string{"GET"}}),
 				rt("regex", config.Match{PathRegex: "/"}),
@@ -430,7 +430,7 @@ func TestParamsGet(t *testing.T) {
 }
 
 func TestLen(t *testing.T) {
-	tab, err := Compile([]config.Route{rt("a", config.Match{}), rt("b", config.Match{Hosts: []string{"x", "y"}})})
+	tab, err := Compile([]*config.Route{rt("a", config.Match{}), rt("b", config.Match{Hosts: []string{"x", "y"}})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +450,7 @@ func TestMatchAllocs(t *testing.T) {
 	if testutil.RaceEnabled {
 		t.Skip("allocation counts are unstable under the race detector (scripts/test.sh runs this without it)")
 	}
-	tab, err := Compile([]config.Route{
+	tab, err := Compile([]*config.Route{
 		rt("exact", config.Match{Hosts: []string{"a.example.com"}, Path: "/x", Methods: []string{"GET"}}),
 		rt("tmpl", config.Match{Hosts: []string{"*.example.com"}, Path: "/u/{id}"}),
 		rt("regex", config.Match{PathRegex: `\.php$`}),

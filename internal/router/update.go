@@ -25,7 +25,7 @@ import (
 // When the ids of routes are not unique, or the unchanged routes are not all in routes in
 // their order before, it compiles routes whole. The result is the table Compile(routes)
 // would build (the tests compare them).
-func (t *Table) Update(routes []config.Route, changed, removed []string) (*Table, error) {
+func (t *Table) Update(routes []*config.Route, changed, removed []string) (*Table, error) {
 	if !t.unique {
 		return Compile(routes)
 	}
@@ -45,7 +45,7 @@ func (t *Table) Update(routes []config.Route, changed, removed []string) (*Table
 		}
 		added[routes[i].ID] = true
 		slot := nt.takeSlot()
-		r, err := compileRoute(i, slot, &routes[i])
+		r, err := compileRoute(i, slot, routes[i])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -94,7 +94,7 @@ func (s idSet) has(id string) bool {
 // the new routes (it gets its new position), and the touched new routes are returned, by
 // index, to be added. ok is false when the untouched routes are not all there in their
 // order before.
-func (nt *Table) walk(t *Table, routes []config.Route, touched idSet) (add []int, ok bool) {
+func (nt *Table) walk(t *Table, routes []*config.Route, touched idSet) (add []int, ok bool) {
 	j := 0                  // next position in t
 	next := func() *route { // t's next untouched route, dropping the touched ones before it
 		for ; j < len(t.order); j++ {
@@ -106,8 +106,17 @@ func (nt *Table) walk(t *Table, routes []config.Route, touched idSet) (add []int
 		}
 		return nil
 	}
-	for i := range routes {
-		id := routes[i].ID
+	for i, cr := range routes {
+		// The config route t's next route was compiled from: untouched, whatever the ids say
+		// (a config route is never modified once handed on), and no id to read.
+		if j < len(t.order) {
+			if r := t.routes[t.order[j]]; r.src == cr {
+				nt.pos[r.slot], nt.order[i] = int32(i), int32(r.slot)
+				j++
+				continue
+			}
+		}
+		id := cr.ID
 		if touched.has(id) {
 			add = append(add, i)
 			continue

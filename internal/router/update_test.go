@@ -21,14 +21,14 @@ func TestUpdateMatchesCompile(t *testing.T) {
 	const sequences, steps, requests = 60, 40, 40
 	g := gen{rand.New(rand.NewPCG(5, 6))}
 	next := 0
-	newRoute := func() config.Route {
+	newRoute := func() *config.Route {
 		r := g.route(next)
 		r.ID = fmt.Sprintf("r%d", next)
 		next++
 		return r
 	}
 	for s := range sequences {
-		routes := make([]config.Route, g.r.IntN(30))
+		routes := make([]*config.Route, g.r.IntN(30))
 		for i := range routes {
 			routes[i] = newRoute()
 		}
@@ -111,7 +111,7 @@ func sameMatch(t *testing.T, got, want *Table, in *Input) {
 // another host's bucket, and a sibling path's node in the same bucket, are the same objects
 // in the table after as before.
 func TestUpdateShares(t *testing.T) {
-	routes := []config.Route{
+	routes := []*config.Route{
 		rt("a", config.Match{Hosts: []string{"a.com"}, PathPrefix: "/a"}),
 		rt("b", config.Match{Hosts: []string{"b.com"}, PathPrefix: "/b"}),
 		rt("c", config.Match{Hosts: []string{"b.com"}, Path: "/c/{id}"}),
@@ -142,7 +142,7 @@ func TestUpdateShares(t *testing.T) {
 // TestUpdateError: a changed route that does not compile is an error naming its index, and
 // the table before is untouched.
 func TestUpdateError(t *testing.T) {
-	routes := []config.Route{rt("a", config.Match{PathPrefix: "/a"}), rt("b", config.Match{PathPrefix: "/b"})}
+	routes := []*config.Route{rt("a", config.Match{PathPrefix: "/a"}), rt("b", config.Match{PathPrefix: "/b"})}
 	tab, err := Compile(routes)
 	if err != nil {
 		t.Fatal(err)
@@ -163,19 +163,19 @@ func TestUpdateError(t *testing.T) {
 // missing, or ids repeat, Update compiles whole, and the table is still Compile's.
 func TestUpdateFallsBack(t *testing.T) {
 	a, b, c := rt("a", config.Match{PathPrefix: "/x"}), rt("b", config.Match{PathPrefix: "/x"}), rt("c", config.Match{PathPrefix: "/c"})
-	tab, err := Compile([]config.Route{a, b, c})
+	tab, err := Compile([]*config.Route{a, b, c})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name             string
-		routes           []config.Route
+		routes           []*config.Route
 		changed, removed []string
 	}{
-		{"swapped", []config.Route{b, a, c}, nil, nil},
-		{"missing", []config.Route{a, c}, nil, nil},
-		{"id twice", []config.Route{a, b, c, c}, []string{"c"}, nil},
-		{"unknown id", []config.Route{a, b, c, rt("d", config.Match{})}, nil, nil},
+		{"swapped", []*config.Route{b, a, c}, nil, nil},
+		{"missing", []*config.Route{a, c}, nil, nil},
+		{"id twice", []*config.Route{a, b, c, c}, []string{"c"}, nil},
+		{"unknown id", []*config.Route{a, b, c, rt("d", config.Match{})}, nil, nil},
 	} {
 		nt, err := tab.Update(tc.routes, tc.changed, tc.removed)
 		if err != nil {
@@ -195,7 +195,7 @@ func TestUpdateFallsBack(t *testing.T) {
 // matches, and a change copies the shards it leaves or joins (at most two), sharing the others.
 func TestUpdateFanOut(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
-	mk := func(i int) config.Route {
+	mk := func(i int) *config.Route {
 		seg := fmt.Sprintf("/t%d", r.IntN(400))
 		switch i % 3 {
 		case 0:
@@ -205,7 +205,7 @@ func TestUpdateFanOut(t *testing.T) {
 		}
 		return rt(fmt.Sprintf("f%d", i), config.Match{Path: seg + "/x", Methods: []string{"GET"}})
 	}
-	var routes []config.Route
+	var routes []*config.Route
 	for i := range 300 {
 		routes = append(routes, mk(i))
 	}
