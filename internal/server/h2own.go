@@ -576,10 +576,6 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 		o.resetStream(id, http2.ErrCodeFlowControl, "stream_FLOW_CONTROL_stream_window")
 		return true
 	}
-	if pad := n - int64(len(data)); pad > 0 { // padding is flow-controlled, and given back at once
-		s.x.recvUsed -= pad
-		o.giveBackLocked(pad)
-	}
 	s.x.recvTotal += int64(len(data))
 	bad := s.x.declaredIn >= 0 && (s.x.recvTotal > s.x.declaredIn || f.StreamEnded() && s.x.recvTotal != s.x.declaredIn)
 	if !bad {
@@ -591,6 +587,10 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 		}
 		s.x.rmu.Unlock()
 		s.wakeBody()
+	}
+	if pad := n - int64(len(data)); pad > 0 {
+		// Padding counts against both windows (RFC 9113 §6.1): given back to both at once.
+		o.giveBackStreamLocked(&s.x, pad)
 	}
 	o.mu.Unlock()
 	if bad {
@@ -612,6 +612,19 @@ func (o *h2Own) checkQueuedLocked() {
 }
 
 var errQueueFull = errors.New("HTTP/2 client does not read: output queue full")
+
+// giveBackStreamLocked gives n bytes received on a stream back to the stream's and the
+// connection's windows (batched); o.mu is held and the stream is in o.streams.
+func (o *h2Own) giveBackStreamLocked(x *ownStream, n int64) {
+	x.recvUsed -= n
+	x.recvPend += n
+	if x.recvPend >= o.streamWin/4 && !x.remoteClosed && o.werr == nil {
+		o.out = appendWindowUpdate(o.out, x.id, uint32(x.recvPend))
+		x.recvPend = 0
+		o.wcond.Signal()
+	}
+	o.giveBackLocked(n)
+}
 
 // giveBackLocked gives n received connection bytes back to the client's window (batched).
 func (o *h2Own) giveBackLocked(n int64) {

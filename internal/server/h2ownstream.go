@@ -161,14 +161,7 @@ func (s *Stream) consumed(n int64) {
 	o, x := s.x.o, &s.x
 	o.mu.Lock()
 	if x.inMap {
-		x.recvUsed -= n
-		x.recvPend += n
-		if x.recvPend >= o.streamWin/4 && !x.remoteClosed && o.werr == nil {
-			o.out = appendWindowUpdate(o.out, x.id, uint32(x.recvPend))
-			x.recvPend = 0
-			o.wcond.Signal()
-		}
-		o.giveBackLocked(n)
+		o.giveBackStreamLocked(x, n)
 	}
 	o.mu.Unlock()
 }

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// TestH2OwnPaddedBodyWindows: padding in request DATA frames counts against both receive
+// windows (RFC 9113 §6.1), so it must be given back to both: an upload of padded frames far
+// larger than the stream window, sent by a client that keeps to its windows, arrives whole.
+// Given back to the connection window only, the client's stream window shrinks by the
+// padding of every frame and the upload stalls after about 256 frames.
+func TestH2OwnPaddedBodyWindows(t *testing.T) {
+	addr := startH2CWith(t, bodyHandler{}, func(st *Settings) {
+		st.H2.StreamWindow, st.H2.ConnWindow = 65535, 1<<20
+	})
+	r := dialRaw(t, addr)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.block("POST", "/up"), EndHeaders: true})
+
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	connWin, streamWin := int64(65535), int64(65535) // the server's SETTINGS raise the stream's: taken as 65535
+	var resp []byte
+	var status string
+	ended, failed := false, ""
+	go func() {
+		for {
+			f, err := r.fr.ReadFrame()
+			mu.Lock()
+			if err != nil {
+				failed = err.Error()
+				cond.Broadcast()
+				mu.Unlock()
+				return
+			}
+			switch f := f.(type) {
+			case *http2.WindowUpdateFrame:
+				if f.StreamID == 0 {
+					connWin += int64(f.Increment)
+				} else {
+					streamWin += int64(f.Increment)
+				}
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					r.fr.WriteSettingsAck()
+				}
+			case *http2.MetaHeadersFrame:
+				status = f.PseudoValue("status")
+			case *http2.DataFrame:
+				resp = append(resp, f.Data()...)
+				ended = f.StreamEnded()
+			case *http2.RSTStreamFrame:
+				failed = "RST_STREAM " + f.ErrCode.String()
+			case *http2.GoAwayFrame:
+				failed = "GOAWAY " + f.ErrCode.String()
+			}
+			cond.Broadcast()
+			mu.Unlock()
+		}
+	}()
+
+	// 1,000 frames of 1 data byte and 255 bytes of padding: 257 bytes of window each.
+	const frames, frameLen = 1000, 257
+	pad := make([]byte, 255)
+	deadline := time.Now().Add(10 * time.Second)
+	timer := time.AfterFunc(10*time.Second, func() { mu.Lock(); cond.Broadcast(); mu.Unlock() })
+	defer timer.Stop()
+	mu.Lock()
+	for i := range frames {
+		for (connWin < frameLen || streamWin < frameLen) && failed == "" && time.Now().Before(deadline) {
+			cond.Wait()
+		}
+		if failed != "" || time.Now().After(deadline) {
+			mu.Unlock()
+			t.Fatalf("upload stalled after %d of %d padded frames (stream window %d, connection window %d, %s): the padding was not given back",
+				i, frames, streamWin, connWin, failed)
+		}
+		connWin -= frameLen
+		streamWin -= frameLen
+		mu.Unlock()
+		r.fr.WriteDataPadded(1, i == frames-1, []byte{'a'}, pad)
+		mu.Lock()
+	}
+	for !ended && failed == "" && time.Now().Before(deadline) {
+		cond.Wait()
+	}
+	defer mu.Unlock()
+	want := strconv.Itoa(frames) + " "
+	if status != "200" || !strings.HasPrefix(string(resp), want) {
+		t.Fatalf("response %s %q (%s), want 200 and a body of %d bytes", status, resp, failed, frames)
+	}
+}
