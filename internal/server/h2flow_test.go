@@ -95,3 +95,70 @@ func TestH2OwnPaddedBodyWindows(t *testing.T) {
 		t.Fatalf("response %s %q (%s), want 200 and a body of %d bytes", status, resp, failed, frames)
 	}
 }
+
+// slowCancelHandler waits for its stream's end and then a little more, as a proxied
+// request does (the upstream exchange notices the cancel and unwinds); running and peak
+// count the handlers in flight.
+type slowCancelHandler struct {
+	mu            *sync.Mutex
+	running, peak *int
+}
+
+func (slowCancelHandler) ServeH1(ex *Exchange) { ex.WriteError(ErrBodyTooLarge, "") }
+
+func (h slowCancelHandler) ServeH2(s *Stream) {
+	h.mu.Lock()
+	*h.running++
+	*h.peak = max(*h.peak, *h.running)
+	h.mu.Unlock()
+	select {
+	case <-s.Context().Done():
+		time.Sleep(300 * time.Millisecond)
+	case <-time.After(5 * time.Second):
+	}
+	h.mu.Lock()
+	*h.running--
+	h.mu.Unlock()
+}
+
+// TestH2OwnServerResetsCounted: rapid reset (CVE-2023-44487) where the client makes the
+// server reset its streams (here with a zero WINDOW_UPDATE increment, a stream error) instead
+// of sending RST_STREAM itself. Each reset stream leaves the connection's stream count but
+// its handler still runs, so without a bound a client starts handlers without limit. These
+// resets count against max_resets_per_second like the client's own: past it the connection
+// ends with GOAWAY ENHANCE_YOUR_CALM and the handlers in flight stay bounded.
+func TestH2OwnServerResetsCounted(t *testing.T) {
+	var mu sync.Mutex
+	var running, peak int
+	addr := startH2CWith(t, slowCancelHandler{&mu, &running, &peak}, func(st *Settings) {
+		st.H2.MaxResetsPerSecond = 50
+	})
+	r := dialRaw(t, addr)
+	const streams = 600
+	for i := range streams {
+		id := uint32(2*i + 1)
+		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block("GET", "/"), EndStream: true, EndHeaders: true})
+		r.fr.WriteRawFrame(http2.FrameWindowUpdate, 0, id, []byte{0, 0, 0, 0})
+	}
+	var goAways []*http2.GoAwayFrame
+	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			goAways = append(goAways, g)
+		}
+	}
+	mu.Lock()
+	p := peak
+	mu.Unlock()
+	if len(goAways) == 0 || goAways[len(goAways)-1].ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v; want ENHANCE_YOUR_CALM after max_resets_per_second server resets", goAways)
+	}
+	// Bound: the resets allowed in a second plus the streams allowed open at once.
+	if p > 50+10+1 {
+		t.Errorf("%d handlers ran at once for %d streams the server reset; want at most %d", p, streams, 50+10+1)
+	}
+}

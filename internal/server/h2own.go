@@ -76,6 +76,7 @@ type h2Own struct {
 	trailer                h1.Header // a trailer block being decoded
 	maxRead                uint32    // SETTINGS_MAX_FRAME_SIZE we announced
 	big                    []byte    // a frame payload larger than the read buffer
+	calm                   bool      // a limit ended the connection outside count: stop reading
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
 
@@ -288,7 +289,7 @@ func (o *h2Own) readLoop() {
 			if err != nil {
 				return
 			}
-			ok := o.ownFrame(fh, p) && !o.overQueued.Load()
+			ok := o.ownFrame(fh, p) && !o.overQueued.Load() && !o.calm
 			if 9+int(fh.Length) <= o.br.Size() { // p was a view of the buffer
 				o.br.Discard(9 + int(fh.Length))
 			}
@@ -304,6 +305,9 @@ func (o *h2Own) readLoop() {
 			switch {
 			case errors.As(err, &se):
 				o.resetStream(se.StreamID, se.Code, "stream_"+se.Code.String()+"_frame")
+				if o.calm {
+					return
+				}
 				continue
 			case errors.As(err, &ce):
 				o.connError(http2.ErrCode(ce), "conn_"+http2.ErrCode(ce).String()+"_frame")
@@ -312,7 +316,7 @@ func (o *h2Own) readLoop() {
 			}
 			return
 		}
-		if !o.handle(f) || o.overQueued.Load() {
+		if !o.handle(f) || o.overQueued.Load() || o.calm {
 			return
 		}
 	}
@@ -953,7 +957,11 @@ func (o *h2Own) fillOwn(s *Stream, id uint32) {
 	s.initOwn() // here, before any other goroutine can see the stream
 }
 
-// resetStream sends RST_STREAM for id with code and ends the stream if it is open.
+// resetStream sends RST_STREAM for id with code and ends the stream if it is open. The
+// read loop only: a stream it ends counts against the resets per second as the client's
+// RST_STREAM does (its handler may still run, off the open streams' count: a client that
+// makes the server reset its streams is a rapid reset too); past the limit the connection
+// ends (o.calm).
 func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	if token != "" {
 		o.h.countError(token)
@@ -973,6 +981,10 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	o.mu.Unlock()
 	if s != nil {
 		o.goneUnpin(s)
+		if o.resets++; o.resets > o.lim.resets && !o.calm {
+			o.calm = true
+			o.limitHit(LimitResets, o.resets)
+		}
 	}
 }
 
