@@ -162,3 +162,48 @@ func TestH2OwnServerResetsCounted(t *testing.T) {
 		t.Errorf("%d handlers ran at once for %d streams the server reset; want at most %d", p, streams, 50+10+1)
 	}
 }
+
+// TestH2OwnZeroWindowWriteTimeout: a client that reads everything but never gives window
+// back (here SETTINGS_INITIAL_WINDOW_SIZE 0 and no WINDOW_UPDATE) holds a response's writer
+// for at most write_timeout, as a client that does not read does: the handler's write fails
+// and the stream is reset. Without the bound the handler (and, through the gateway, an
+// upstream connection) waits as long as the client keeps the connection open.
+func TestH2OwnZeroWindowWriteTimeout(t *testing.T) {
+	wh := workerHandler{writeErr: make(chan error, 1)}
+	addr := startH2CWith(t, wh, func(st *Settings) { st.WriteTimeout = 300 * time.Millisecond })
+	r := dialRaw(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.block("GET", "/big"), EndStream: true, EndHeaders: true})
+	reset := make(chan http2.ErrCode, 1)
+	go func() {
+		r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			f, err := r.fr.ReadFrame() // no WINDOW_UPDATE is ever sent
+			if err != nil {
+				return
+			}
+			if rs, ok := f.(*http2.RSTStreamFrame); ok && rs.StreamID == 1 {
+				reset <- rs.ErrCode
+				return
+			}
+			if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+				r.fr.WriteSettingsAck()
+			}
+		}
+	}()
+	select {
+	case err := <-wh.writeErr:
+		if err == nil {
+			t.Fatal("the handler wrote 64 MiB through a zero window")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the handler's write still waits for window 3s later; write_timeout is 300ms")
+	}
+	select {
+	case code := <-reset:
+		if code != http2.ErrCodeInternal {
+			t.Errorf("stream reset with %v; want INTERNAL_ERROR", code)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the stream was not reset after its write timed out")
+	}
+}
