@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"sluice/internal/h1"
 )
 
 // TestH2OwnPaddedBodyWindows: padding in request DATA frames counts against both receive
@@ -207,3 +210,59 @@ func TestH2OwnZeroWindowWriteTimeout(t *testing.T) {
 		t.Error("the stream was not reset after its write timed out")
 	}
 }
+
+// slowReadHandler reads the request body 8 KiB at a time, slower than the client sends it,
+// and reports the largest the stream's body buffer grew and the bytes read.
+type slowReadHandler struct{ done chan [2]int }
+
+func (slowReadHandler) ServeH1(ex *Exchange) { ex.WriteError(ErrBodyTooLarge, "") }
+
+func (h slowReadHandler) ServeH2(s *Stream) {
+	buf := make([]byte, 8<<10)
+	maxCap, total := 0, 0
+	for {
+		n, err := s.ReadBody(buf)
+		total += n
+		s.x.rmu.Lock()
+		maxCap = max(maxCap, cap(s.x.body))
+		s.x.rmu.Unlock()
+		if err != nil {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	var hd h1.Header
+	s.WriteHead(200, nil, &hd, 0)
+	h.done <- [2]int{maxCap, total}
+}
+
+// TestH2OwnBodyBufferBounded: a handler that reads the request body more slowly than the
+// client sends it (an upload to a slow upstream) never empties the stream's body buffer; the
+// buffer must still stay within about the stream window, not grow with the whole body (the
+// bytes already read were kept at its front while new ones were appended behind them).
+func TestH2OwnBodyBufferBounded(t *testing.T) {
+	h := slowReadHandler{done: make(chan [2]int, 1)}
+	addr := startH2CWith(t, h, func(st *Settings) {
+		st.H2.StreamWindow, st.H2.ConnWindow = 65535, 1<<20
+	})
+	c := h2cClient()
+	defer c.CloseIdleConnections()
+	const size = 4 << 20
+	resp, err := c.Post("http://"+addr+"/up", "application/octet-stream", io.LimitReader(zeroReader{}, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	got := <-h.done
+	if got[1] != size {
+		t.Fatalf("handler read %d bytes, want %d", got[1], size)
+	}
+	t.Logf("body buffer at most %d bytes", got[0])
+	if got[0] > 4*65535 {
+		t.Errorf("the stream's body buffer grew to %d bytes for a %d-byte body through a 65535-byte window", got[0], size)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }

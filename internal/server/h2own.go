@@ -584,6 +584,12 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 	bad := s.x.declaredIn >= 0 && (s.x.recvTotal > s.x.declaredIn || f.StreamEnded() && s.x.recvTotal != s.x.declaredIn)
 	if !bad {
 		s.x.rmu.Lock()
+		if s.x.boff > 0 && len(s.x.body)+len(data) > cap(s.x.body) {
+			// The bytes read so far leave the front, so that the buffer stays within the
+			// stream window even when the handler never catches up.
+			k := copy(s.x.body, s.x.body[s.x.boff:])
+			s.x.body, s.x.boff = s.x.body[:k], 0
+		}
 		s.x.body = append(s.x.body, data...)
 		if f.StreamEnded() {
 			s.x.remoteClosed = true
