@@ -25,7 +25,7 @@ func TestH2OwnPaddedBodyWindows(t *testing.T) {
 	r := dialRaw(t, addr)
 	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.block("POST", "/up"), EndHeaders: true})
 
-	var mu sync.Mutex
+	var mu, wmu sync.Mutex // wmu: the Framer's writes
 	cond := sync.NewCond(&mu)
 	connWin, streamWin := int64(65535), int64(65535) // the server's SETTINGS raise the stream's: taken as 65535
 	var resp []byte
@@ -50,7 +50,9 @@ func TestH2OwnPaddedBodyWindows(t *testing.T) {
 				}
 			case *http2.SettingsFrame:
 				if !f.IsAck() {
+					wmu.Lock()
 					r.fr.WriteSettingsAck()
+					wmu.Unlock()
 				}
 			case *http2.MetaHeadersFrame:
 				status = f.PseudoValue("status")
@@ -86,7 +88,9 @@ func TestH2OwnPaddedBodyWindows(t *testing.T) {
 		connWin -= frameLen
 		streamWin -= frameLen
 		mu.Unlock()
+		wmu.Lock()
 		r.fr.WriteDataPadded(1, i == frames-1, []byte{'a'}, pad)
+		wmu.Unlock()
 		mu.Lock()
 	}
 	for !ended && failed == "" && time.Now().Before(deadline) {
