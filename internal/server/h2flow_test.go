@@ -270,3 +270,46 @@ func TestH2OwnBodyBufferBounded(t *testing.T) {
 type zeroReader struct{}
 
 func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// partialReadHandler reads 10,000 bytes of the request body (less than a quarter window:
+// no WINDOW_UPDATE goes out), says so, and waits for the stream's end.
+type partialReadHandler struct{ read chan struct{} }
+
+func (partialReadHandler) ServeH1(ex *Exchange) { ex.WriteError(ErrBodyTooLarge, "") }
+
+func (h partialReadHandler) ServeH2(s *Stream) {
+	io.ReadFull(readerFunc(s.ReadBody), make([]byte, 10000))
+	h.read <- struct{}{}
+	select {
+	case <-s.Context().Done():
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// TestH2OwnStreamWindowEnforced: bytes the handler read but not yet given back to the client
+// (below the quarter-window batch) are still outside the client's stream window; DATA past
+// that window is a flow-control error even when the handler has read some. The check
+// counted only the unread bytes, so a client could overrun the window by the batch.
+func TestH2OwnStreamWindowEnforced(t *testing.T) {
+	h := partialReadHandler{read: make(chan struct{}, 1)}
+	addr := startH2CWith(t, h, func(st *Settings) {
+		st.H2.StreamWindow, st.H2.ConnWindow = 65535, 1<<20
+	})
+	r := dialRaw(t, addr)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: r.block("POST", "/up"), EndHeaders: true})
+	chunk := make([]byte, 16384)
+	for range 3 {
+		r.fr.WriteData(1, false, chunk)
+	}
+	r.fr.WriteData(1, false, chunk[:16383]) // the whole window: 65535
+	select {
+	case <-h.read:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler did not read")
+	}
+	r.fr.WriteData(1, false, chunk[:10000]) // past the window: nothing was given back
+	got, _ := r.read(t, 3*time.Second, 1)
+	if s := got[1]; s == nil || len(s.resets) == 0 || s.resets[0] != http2.ErrCodeFlowControl {
+		t.Fatalf("stream 1: %+v; want RST_STREAM FLOW_CONTROL_ERROR for DATA past the stream window", s)
+	}
+}

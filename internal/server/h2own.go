@@ -575,7 +575,7 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 		return true
 	}
 	s.x.recvUsed += n
-	if s.x.recvUsed > o.streamWin {
+	if s.x.recvUsed+s.x.recvPend > o.streamWin { // read bytes not yet given back are still used
 		o.mu.Unlock()
 		o.resetStream(id, http2.ErrCodeFlowControl, "stream_FLOW_CONTROL_stream_window")
 		return true
