@@ -69,9 +69,9 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 func h2FuzzSeeds() [][]byte {
 	var seeds [][]byte
 	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
 	block := func(path string, extra ...hpack.HeaderField) []byte {
 		hb.Reset()
+		enc := hpack.NewEncoder(&hb) // a seed is a new connection: no shared table state
 		for _, f := range append([]hpack.HeaderField{{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"},
 			{Name: ":authority", Value: "x"}, {Name: ":path", Value: path}}, extra...) {
 			enc.WriteField(f)
@@ -108,6 +108,14 @@ func h2FuzzSeeds() [][]byte {
 		hdr(fr, 1, "/", false)
 		fr.WriteDataPadded(1, false, []byte("abc"), make([]byte, 200))
 		fr.WriteDataPadded(1, true, nil, make([]byte, 255))
+	})
+	// Streams still open at the client's FIN: a request body waited for, a response
+	// waiting for window.
+	seed(func(fr *http2.Framer) { hdr(fr, 1, "/echo", false); fr.WriteData(1, false, []byte("part")) })
+	seed(func(fr *http2.Framer) {
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+		hdr(fr, 1, "/echo", false)
+		fr.WriteData(1, false, []byte("more than one byte"))
 	})
 	// A header block split over CONTINUATION frames; one interrupted by another frame; a
 	// CONTINUATION without HEADERS.
