@@ -257,7 +257,11 @@ func (l *lockedBuffer) String() string {
 // followed by fuzzed frame bytes over a real loopback connection, then the client's FIN.
 // It asserts that nothing panics (a panic on the connection's goroutines ends the test
 // binary), that the server ends the connection within a bound, and that no handler or
-// connection goroutine is left.
+// connection goroutine is left. Run it as
+//
+//	go test -run '^$' -fuzz FuzzH2Conn -fuzztime 60s -fuzzminimizetime 1x ./internal/server
+//
+// (the default minimization of each new interesting input takes up to a minute here).
 func FuzzH2Conn(f *testing.F) {
 	for _, s := range h2FuzzSeeds() {
 		f.Add(s)
