@@ -164,9 +164,10 @@ func TestH2OwnServerResetsCounted(t *testing.T) {
 	if len(goAways) == 0 || goAways[len(goAways)-1].ErrCode != http2.ErrCodeEnhanceYourCalm {
 		t.Errorf("GOAWAY %v; want ENHANCE_YOUR_CALM after max_resets_per_second server resets", goAways)
 	}
-	// Bound: the resets allowed in a second plus the streams allowed open at once.
-	if p > 50+10+1 {
-		t.Errorf("%d handlers ran at once for %d streams the server reset; want at most %d", p, streams, 50+10+1)
+	// Bound: the resets allowed in a second (two windows, should the burst straddle one on
+	// a loaded machine) plus the streams allowed open at once. Without the count: 600.
+	if bound := 2*50 + 10 + 1; p > bound {
+		t.Errorf("%d handlers ran at once for %d streams the server reset; want at most %d", p, streams, bound)
 	}
 }
 
