@@ -33,9 +33,10 @@ type HTTP2 struct {
 	// 16777215; a larger frame closes the connection with FRAME_SIZE_ERROR). Omitted or 0:
 	// 16384.
 	MaxFrameBytes int `yaml:"max_frame_bytes"`
-	// MaxResetsPerSecond bounds the streams a client cancels (RST_STREAM) per second: the
-	// rapid reset attack (CVE-2023-44487) opens and cancels streams to make the gateway
-	// start work it never finishes. Omitted or 0: 200.
+	// MaxResetsPerSecond bounds the streams a client cancels (RST_STREAM) per second, and
+	// the open streams its stream errors make the gateway reset: the rapid reset attack
+	// (CVE-2023-44487) opens and cancels streams to make the gateway start work it never
+	// finishes. Omitted or 0: 200.
 	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
 	// MaxControlFramesPerSecond bounds the PING and SETTINGS frames a client sends per
 	// second (each one makes the gateway answer). Omitted or 0: 100.

@@ -76,6 +76,7 @@ type h2Own struct {
 	trailer                h1.Header // a trailer block being decoded
 	maxRead                uint32    // SETTINGS_MAX_FRAME_SIZE we announced
 	big                    []byte    // a frame payload larger than the read buffer
+	calm                   bool      // a limit ended the connection outside count: stop reading
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
 
@@ -288,7 +289,7 @@ func (o *h2Own) readLoop() {
 			if err != nil {
 				return
 			}
-			ok := o.ownFrame(fh, p) && !o.overQueued.Load()
+			ok := o.ownFrame(fh, p) && !o.overQueued.Load() && !o.calm
 			if 9+int(fh.Length) <= o.br.Size() { // p was a view of the buffer
 				o.br.Discard(9 + int(fh.Length))
 			}
@@ -304,6 +305,9 @@ func (o *h2Own) readLoop() {
 			switch {
 			case errors.As(err, &se):
 				o.resetStream(se.StreamID, se.Code, "stream_"+se.Code.String()+"_frame")
+				if o.calm {
+					return
+				}
 				continue
 			case errors.As(err, &ce):
 				o.connError(http2.ErrCode(ce), "conn_"+http2.ErrCode(ce).String()+"_frame")
@@ -312,7 +316,7 @@ func (o *h2Own) readLoop() {
 			}
 			return
 		}
-		if !o.handle(f) || o.overQueued.Load() {
+		if !o.handle(f) || o.overQueued.Load() || o.calm {
 			return
 		}
 	}
@@ -571,19 +575,21 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 		return true
 	}
 	s.x.recvUsed += n
-	if s.x.recvUsed > o.streamWin {
+	if s.x.recvUsed+s.x.recvPend > o.streamWin { // read bytes not yet given back are still used
 		o.mu.Unlock()
 		o.resetStream(id, http2.ErrCodeFlowControl, "stream_FLOW_CONTROL_stream_window")
 		return true
-	}
-	if pad := n - int64(len(data)); pad > 0 { // padding is flow-controlled, and given back at once
-		s.x.recvUsed -= pad
-		o.giveBackLocked(pad)
 	}
 	s.x.recvTotal += int64(len(data))
 	bad := s.x.declaredIn >= 0 && (s.x.recvTotal > s.x.declaredIn || f.StreamEnded() && s.x.recvTotal != s.x.declaredIn)
 	if !bad {
 		s.x.rmu.Lock()
+		if s.x.boff > 0 && len(s.x.body)+len(data) > cap(s.x.body) {
+			// The bytes read so far leave the front, so that the buffer stays within the
+			// stream window even when the handler never catches up.
+			k := copy(s.x.body, s.x.body[s.x.boff:])
+			s.x.body, s.x.boff = s.x.body[:k], 0
+		}
 		s.x.body = append(s.x.body, data...)
 		if f.StreamEnded() {
 			s.x.remoteClosed = true
@@ -591,6 +597,10 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 		}
 		s.x.rmu.Unlock()
 		s.wakeBody()
+	}
+	if pad := n - int64(len(data)); pad > 0 {
+		// Padding counts against both windows (RFC 9113 §6.1): given back to both at once.
+		o.giveBackStreamLocked(&s.x, pad)
 	}
 	o.mu.Unlock()
 	if bad {
@@ -612,6 +622,19 @@ func (o *h2Own) checkQueuedLocked() {
 }
 
 var errQueueFull = errors.New("HTTP/2 client does not read: output queue full")
+
+// giveBackStreamLocked gives n bytes received on a stream back to the stream's and the
+// connection's windows (batched); o.mu is held and the stream is in o.streams.
+func (o *h2Own) giveBackStreamLocked(x *ownStream, n int64) {
+	x.recvUsed -= n
+	x.recvPend += n
+	if x.recvPend >= o.streamWin/4 && !x.remoteClosed && o.werr == nil {
+		o.out = appendWindowUpdate(o.out, x.id, uint32(x.recvPend))
+		x.recvPend = 0
+		o.wcond.Signal()
+	}
+	o.giveBackLocked(n)
+}
 
 // giveBackLocked gives n received connection bytes back to the client's window (batched).
 func (o *h2Own) giveBackLocked(n int64) {
@@ -940,7 +963,11 @@ func (o *h2Own) fillOwn(s *Stream, id uint32) {
 	s.initOwn() // here, before any other goroutine can see the stream
 }
 
-// resetStream sends RST_STREAM for id with code and ends the stream if it is open.
+// resetStream sends RST_STREAM for id with code and ends the stream if it is open. The
+// read loop only: a stream it ends counts against the resets per second as the client's
+// RST_STREAM does (its handler may still run, off the open streams' count: a client that
+// makes the server reset its streams is a rapid reset too); past the limit the connection
+// ends (o.calm).
 func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	if token != "" {
 		o.h.countError(token)
@@ -960,6 +987,10 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	o.mu.Unlock()
 	if s != nil {
 		o.goneUnpin(s)
+		if o.resets++; o.resets > o.lim.resets && !o.calm {
+			o.calm = true
+			o.limitHit(LimitResets, o.resets)
+		}
 	}
 }
 

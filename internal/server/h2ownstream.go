@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -161,14 +162,7 @@ func (s *Stream) consumed(n int64) {
 	o, x := s.x.o, &s.x
 	o.mu.Lock()
 	if x.inMap {
-		x.recvUsed -= n
-		x.recvPend += n
-		if x.recvPend >= o.streamWin/4 && !x.remoteClosed && o.werr == nil {
-			o.out = appendWindowUpdate(o.out, x.id, uint32(x.recvPend))
-			x.recvPend = 0
-			o.wcond.Signal()
-		}
-		o.giveBackLocked(n)
+		o.giveBackStreamLocked(x, n)
 	}
 	o.mu.Unlock()
 }
@@ -293,6 +287,8 @@ func (s *Stream) writeHeadOwn(status int, h *h1.Header, contentLength int64) {
 func (s *Stream) writeOwn(p []byte) (int, error) {
 	o, x := s.x.o, &s.x
 	done := 0
+	var wt *windowTimer
+	defer wt.stop()
 	for len(p) > 0 {
 		o.mu.Lock()
 		var n int
@@ -306,14 +302,33 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 				break
 			}
 			// No window: what is buffered goes out (the client answers it with
-			// WINDOW_UPDATE), then wait.
+			// WINDOW_UPDATE), then wait, write_timeout at most (a client that never gives
+			// window back holds the stream no longer than one that does not read).
 			if len(x.wbuf) > 0 {
 				x.pushed = true
 				o.out = append(o.out, x.wbuf...)
 				x.wbuf, x.lastOff = x.wbuf[:0], -1
 				o.wcond.Signal()
 			}
+			if wt == nil && o.wto > 0 {
+				w := &windowTimer{}
+				w.t = time.AfterFunc(o.wto, func() {
+					o.mu.Lock()
+					w.expired = true
+					o.space.Broadcast()
+					o.mu.Unlock()
+				})
+				wt = w
+			}
+			if wt != nil && wt.expired {
+				o.mu.Unlock()
+				return done, errWindowTimeout
+			}
 			o.space.Wait()
+		}
+		if wt != nil { // window came: the next wait has its own write_timeout
+			wt.stop()
+			wt = nil
 		}
 		x.sendWin -= int64(n)
 		o.connSend -= int64(n)
@@ -330,6 +345,21 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 	}
 	return done, nil
 }
+
+// windowTimer bounds a response writer's wait for flow-control window by write_timeout;
+// expired is guarded by o.mu.
+type windowTimer struct {
+	t       *time.Timer
+	expired bool
+}
+
+func (w *windowTimer) stop() {
+	if w != nil {
+		w.t.Stop()
+	}
+}
+
+var errWindowTimeout = fmt.Errorf("HTTP/2 client gave no flow-control window within write_timeout: %w", os.ErrDeadlineExceeded)
 
 // pushOwn appends the stream's buffered frames to the connection's output.
 func (s *Stream) pushOwn() error {
