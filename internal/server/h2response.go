@@ -93,8 +93,8 @@ func (s *Stream) Abort() { s.aborted = true }
 // (content-type application/grpc*) gets a trailers-only response: status 200 with
 // grpc-status and grpc-message (the reason code) in its only HEADERS frame
 // (reason.GRPCStatus maps the reason), its content-type application/grpc or, for
-// grpc-web, the request's own (grpcWebType). Any other gets the JSON error body of HTTP/1.1 (Exchange.WriteError). After
-// the head went out it aborts instead.
+// grpc-web, the request's own (grpcWebType). Any other gets the JSON error body of
+// HTTP/1.1 (Exchange.WriteError). After the head went out it aborts instead.
 func (s *Stream) WriteError(e *reason.Error, detail string) { s.WriteErrorFields(e, detail, nil) }
 
 // WriteErrorFields is WriteError with the fields of extra added to the head (the plugin
@@ -107,9 +107,8 @@ func (s *Stream) WriteErrorFields(e *reason.Error, detail string, extra *h1.Head
 	id := s.RequestID()
 	var h h1.Header
 	errorHead(&h, e, id, extra)
-	if s.grpc {
-		ct, _ := s.Req.Header.Get("Content-Type")
-		web := grpcWebType(ct)
+	ct, _ := s.Req.Header.Get("Content-Type")
+	if web := grpcWebType(ct); web != "" || s.grpc {
 		if web == "" {
 			web = ctGRPC
 		}
