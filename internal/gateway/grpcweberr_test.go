@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,10 +15,14 @@ import (
 	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
+
+	"sluice/internal/testutil"
+	"sluice/internal/upstream"
 )
 
-// grpcWebErrorsYAML has grpc_web routes to a grpc-go backend, to a dead upstream and
-// behind key-auth, no catch-all route, and the admin listener for /metrics.
+// grpcWebErrorsYAML has grpc_web routes to a grpc-go backend, to a dead upstream, to an
+// upstream whose active check finds its target down, with a 16-byte body limit and behind
+// key-auth, no catch-all route, and the admin listener for /metrics.
 const grpcWebErrorsYAML = `
 listeners:
   - address: 127.0.0.1:0
@@ -29,6 +34,12 @@ upstreams:
   - id: dead
     targets: [{address: "{{dead}}"}]
     protocol: h2c
+  - id: unhealthy
+    targets: [{address: "{{dead}}"}]
+    protocol: h2c
+    health_check:
+      active: {type: tcp, interval: 50ms, timeout: 50ms, unhealthy_threshold: 1}
+      panic_threshold: 0
 consumers:
   - name: alice
     credentials:
@@ -43,6 +54,15 @@ routes:
     match: {path_prefix: /down.Service/}
     upstream: dead
     grpc_web: true
+  - id: unhealthy
+    match: {path_prefix: /unhealthy.Service/}
+    upstream: unhealthy
+    grpc_web: true
+  - id: big
+    match: {path_prefix: /big.Service/}
+    upstream: grpc
+    grpc_web: true
+    max_body_bytes: 16
   - id: locked
     match: {path_prefix: /locked.Service/}
     upstream: grpc
@@ -54,11 +74,12 @@ admin:
 `
 
 // TestGRPCWebGatewayErrors: the gateway's own errors towards a grpc-web client (no route,
-// upstream down, a grpc-timeout that expires, a key-auth denial) are grpc-web answers over
+// upstream down, no healthy target, a grpc-timeout that expires, a body too large, a
+// key-auth denial) are grpc-web answers over
 // HTTP/1.1 and h2c, for application/grpc-web+proto and application/grpc-web-text (a
 // parameter and upper case in the request's content-type too): status 200, the request's
 // content-type, grpc-status (as for gRPC) and grpc-message (the reason code) in the head,
-// X-Sluice-Error, no body; key-auth's challenge is kept. The access log records the
+// X-Sluice-Error, no body; key-auth's challenge and a 503's Retry-After are kept. The access log records the
 // gateway's HTTP status and reason, not 200, and so does sluice_requests_total's code
 // class. A plain request still gets the JSON error with its HTTP status.
 func TestGRPCWebGatewayErrors(t *testing.T) {
@@ -89,7 +110,12 @@ func TestGRPCWebGatewayErrors(t *testing.T) {
 		{name: "upstream down", path: "/down.Service/Call", grpc: "14", status: 502, reason: "upstream_connect_refused"},
 		{name: "timeout", path: "/grpc.testing.TestService/UnaryCall", header: map[string]string{"Grpc-Timeout": "200m"}, body: sleepBody, grpc: "4", status: 504, reason: "upstream_timeout"},
 		{name: "key-auth", path: "/locked.Service/Call", grpc: "16", status: 401, reason: "auth_credentials_missing"},
+		{name: "no healthy target", path: "/unhealthy.Service/Call", grpc: "14", status: 503, reason: "no_healthy_target"},
+		{name: "body too large", path: "/big.Service/Call", body: make([]byte, 64), grpc: "8", status: 413, reason: "request_body_too_large"},
 	}
+	testutil.WaitFor(t, 5*time.Second, "the unhealthy upstream's target to be found down", func() bool {
+		return tg.gw.Current().Upstreams["unhealthy"].Current().Targets[0].Health().State == upstream.StateUnhealthy
+	})
 	types := []struct{ send, want string }{
 		{"application/grpc-web+proto", "application/grpc-web+proto"},
 		{"application/grpc-web-text", "application/grpc-web-text"},
@@ -129,12 +155,15 @@ func TestGRPCWebGatewayErrors(t *testing.T) {
 						t.Fatalf("got %d %q grpc-status %q grpc-message %q reason %q body %q; want 200 %q grpc-status %s grpc-message %s, no body",
 							resp.StatusCode, h.Get("Content-Type"), h.Get("Grpc-Status"), h.Get("Grpc-Message"), h.Get("X-Sluice-Error"), raw, ct.want, tc.grpc, tc.reason)
 					}
-					if tc.body != nil {
+					if tc.reason == "upstream_timeout" {
 						select { // grpc-timeout bounded the upstream attempt: the backend's call ended
 						case <-be.done:
 						case <-time.After(3 * time.Second):
 							t.Error("the backend's call did not end after the deadline")
 						}
+					}
+					if tc.status == 503 && h.Get("Retry-After") != "1" {
+						t.Errorf("Retry-After %q; want 1", h.Get("Retry-After"))
 					}
 					if tc.status == 401 && !strings.HasPrefix(h.Get("Www-Authenticate"), "Key") {
 						t.Errorf("WWW-Authenticate %q; want key-auth's challenge", h.Get("Www-Authenticate"))
@@ -163,10 +192,14 @@ func TestGRPCWebGatewayErrors(t *testing.T) {
 			}
 		}
 	})
+	want := map[string]float64{"2xx": 0, "4xx": 2, "5xx": 0} // 2: the plain clients' 404s
+	for _, tc := range cases {
+		want[fmt.Sprintf("%dxx", tc.status/100)] += float64(len(clients) * len(types))
+	}
 	f, _ := scrape(t, tg.adminURL("/metrics"))
-	for class, want := range map[string]float64{"2xx": 0, "4xx": 2*3*2 + 2, "5xx": 2 * 3 * 2} {
+	for class, want := range want {
 		var got float64
-		for _, route := range []string{"", "down", "web", "locked"} {
+		for _, route := range []string{"", "web", "down", "unhealthy", "big", "locked"} {
 			v, _ := f.value("sluice_requests_total", map[string]string{"route": route, "code_class": class})
 			got += v
 		}
