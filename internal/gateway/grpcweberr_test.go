@@ -75,16 +75,15 @@ admin:
 `
 
 // TestGRPCWebGatewayErrors: the gateway's own errors towards a grpc-web client (no route,
-// upstream down, no healthy target, the route's read timeout (a backend call that never
-// answers, no grpc-timeout: that would let the backend answer its own DEADLINE_EXCEEDED
-// first under load), a body too large, a
-// key-auth denial) are grpc-web answers over
-// HTTP/1.1 and h2c, for application/grpc-web+proto and application/grpc-web-text (a
-// parameter and upper case in the request's content-type too): status 200, the request's
-// content-type, grpc-status (as for gRPC) and grpc-message (the reason code) in the head,
-// X-Sluice-Error, no body; key-auth's challenge and a 503's Retry-After are kept. The access log records the
-// gateway's HTTP status and reason, not 200, and so does sluice_requests_total's code
-// class. A plain request still gets the JSON error with its HTTP status.
+// upstream down, no healthy target, the route's read timeout, a body too large, a key-auth
+// denial) are grpc-web answers over HTTP/1.1 and h2c, for application/grpc-web+proto and
+// application/grpc-web-text (a parameter and upper case in the request's content-type too):
+// status 200, the request's content-type, grpc-status (as for gRPC) and grpc-message (the
+// reason code) in the head, X-Sluice-Error, no body; key-auth's challenge and a 503's
+// Retry-After are kept. The access log records the gateway's HTTP status and reason, not
+// 200, and so does sluice_requests_total's code class. A plain request still gets the JSON
+// error with its HTTP status. The timeout is the route's, not grpc-timeout: with that, the
+// backend's own deadline could answer DEADLINE_EXCEEDED first under load.
 func TestGRPCWebGatewayErrors(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
