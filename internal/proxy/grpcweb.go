@@ -46,21 +46,12 @@ const (
 // grpcWebMode is the grpc-web mode of a request whose content-type is ct.
 func grpcWebMode(ct []byte) int {
 	switch {
-	case hasCTPrefix(ct, ctGRPCWebText):
+	case h1.HasMediaType(ct, ctGRPCWebText):
 		return webText
-	case hasCTPrefix(ct, ctGRPCWeb):
+	case h1.HasMediaType(ct, ctGRPCWeb):
 		return webBinary
 	}
 	return webNone
-}
-
-// hasCTPrefix reports whether ct is the media type p, optionally followed by "+suffix" or
-// parameters (ASCII case-insensitive).
-func hasCTPrefix(ct []byte, p string) bool {
-	if len(ct) < len(p) || !h1.EqualFold(ct[:len(p)], p) {
-		return false
-	}
-	return len(ct) == len(p) || ct[len(p)] == '+' || ct[len(p)] == ';'
 }
 
 // toGRPCRequest turns the upstream request of a grpc-web call into a gRPC one; body is the

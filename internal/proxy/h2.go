@@ -191,7 +191,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	var wb *webBody
 	if fwd.web != webNone { // grpcweb.go: the trailers go in the body, whose length changes
 		wb = &webBody{mode: fwd.web}
-		if ct, ok := h.Get("Content-Type"); ok && hasCTPrefix(ct, ctGRPC) {
+		if ct, ok := h.Get("Content-Type"); ok && h1.HasMediaType(ct, ctGRPC) {
 			h.Set("Content-Type", webContentType(string(ct), fwd.web))
 		}
 		if framing >= 0 {

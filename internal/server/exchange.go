@@ -523,7 +523,10 @@ func (ex *Exchange) finish() bool {
 // WriteError answers with a gateway-generated error: the status, an X-Sluice-Error header with
 // the reason code, and a small JSON body. detail goes into the body's "detail" field, with
 // e.Target as "target"; pass "" to keep internals (causes, addresses) from clients
-// (errors.expose_details, docs/errors.md). After the head went out it aborts the response
+// (errors.expose_details, docs/errors.md). A grpc-web request (content-type
+// application/grpc-web*) gets a trailers-only grpc-web answer instead, as over HTTP/2:
+// status 200, its own content-type, grpc-status and grpc-message in the head,
+// Content-Length: 0 (grpcErrorHead). After the head went out it aborts the response
 // instead.
 func (ex *Exchange) WriteError(e *reason.Error, detail string) { ex.WriteErrorFields(e, detail, nil) }
 
@@ -535,8 +538,17 @@ func (ex *Exchange) WriteErrorFields(e *reason.Error, detail string, extra *h1.H
 		return
 	}
 	id := ex.RequestID()
-	body := errorBody(e, detail, id)
 	var h h1.Header
+	if ct, _ := ex.Req.Header.Get("Content-Type"); len(ct) > 0 {
+		if web := grpcWebType(ct); web != "" {
+			errorHead(&h, e, id, extra)
+			grpcErrorHead(&h, e, detail, web)
+			ex.WriteHead(200, nil, &h, 0)
+			ex.status = e.Status // the access log and metrics see the gateway's status
+			return
+		}
+	}
+	body := errorBody(e, detail, id)
 	h.Add("Content-Type", "application/json")
 	errorHead(&h, e, id, extra)
 	ex.WriteHead(e.Status, nil, &h, int64(len(body)))

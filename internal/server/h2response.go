@@ -4,7 +4,6 @@ package server
 
 import (
 	"errors"
-	"strconv"
 	"strings"
 
 	"sluice/internal/h1"
@@ -90,11 +89,12 @@ func (s *Stream) Finish(trailer *h1.Header) error {
 // it means no answer at all.
 func (s *Stream) Abort() { s.aborted = true }
 
-// WriteError answers with a gateway-generated error. A gRPC request (content-type
-// application/grpc*) gets a trailers-only response: status 200 with grpc-status and
-// grpc-message (the reason code) in its only HEADERS frame (reason.GRPCStatus maps the
-// reason). Any other gets the JSON error body of HTTP/1.1 (Exchange.WriteError). After
-// the head went out it aborts instead.
+// WriteError answers with a gateway-generated error. A gRPC or grpc-web request
+// (content-type application/grpc*) gets a trailers-only response: status 200 with
+// grpc-status and grpc-message (the reason code) in its only HEADERS frame
+// (reason.GRPCStatus maps the reason), its content-type application/grpc or, for
+// grpc-web, the request's own (grpcWebType). Any other gets the JSON error body of
+// HTTP/1.1 (Exchange.WriteError). After the head went out it aborts instead.
 func (s *Stream) WriteError(e *reason.Error, detail string) { s.WriteErrorFields(e, detail, nil) }
 
 // WriteErrorFields is WriteError with the fields of extra added to the head (the plugin
@@ -107,14 +107,12 @@ func (s *Stream) WriteErrorFields(e *reason.Error, detail string, extra *h1.Head
 	id := s.RequestID()
 	var h h1.Header
 	errorHead(&h, e, id, extra)
-	if s.grpc {
-		msg := string(e.Code)
-		if detail != "" {
-			msg += ": " + detail
+	ct, _ := s.Req.Header.Get("Content-Type")
+	if web := grpcWebType(ct); web != "" || s.grpc {
+		if web == "" {
+			web = ctGRPC
 		}
-		h.Add("Content-Type", "application/grpc")
-		h.Add("Grpc-Status", strconv.Itoa(reason.GRPCStatus(e)))
-		h.Add("Grpc-Message", reason.GRPCMessage(msg))
+		grpcErrorHead(&h, e, detail, web)
 		s.WriteHead(200, nil, &h, h1.LengthNone)
 		s.status.Store(int32(e.Status)) // the access log and metrics see the gateway's status
 		return
