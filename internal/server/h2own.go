@@ -451,12 +451,7 @@ func (o *h2Own) handle(f http2.Frame) bool {
 			return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_reset_idle_stream")
 		}
 		o.mu.Lock()
-		s := o.streams[id]
-		if s != nil {
-			o.removeLocked(s)
-			s.x.gone = true
-			s.x.pins++
-		}
+		s := o.dropLocked(id)
 		o.mu.Unlock()
 		if s != nil {
 			o.goneUnpin(s)
@@ -973,12 +968,7 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 		o.h.countError(token)
 	}
 	o.mu.Lock()
-	s := o.streams[id]
-	if s != nil {
-		o.removeLocked(s)
-		s.x.gone = true
-		s.x.pins++
-	}
+	s := o.dropLocked(id)
 	if o.werr == nil {
 		o.out = appendRST(o.out, id, code)
 		o.checkQueuedLocked()
@@ -1005,6 +995,18 @@ func (o *h2Own) goneUnpin(s *Stream) {
 	if rel {
 		s.release()
 	}
+}
+
+// dropLocked removes stream id, if open, from the open streams and marks it gone, pinned
+// until goneUnpin (the handler may still run); it returns the stream or nil.
+func (o *h2Own) dropLocked(id uint32) *Stream {
+	s := o.streams[id]
+	if s != nil {
+		o.removeLocked(s)
+		s.x.gone = true
+		s.x.pins++
+	}
+	return s
 }
 
 // removeLocked takes an open stream off the connection: its unread body goes back to the
