@@ -90,10 +90,7 @@ func grpcThroughGateway(t *testing.T) (testgrpc.TestServiceClient, *grpcBackend,
 		t.Fatal(err)
 	}
 	be := &grpcBackend{done: make(chan error, 4)}
-	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, be)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	serveGRPC(t, ln, be)
 	tg := startGateway(t, `
 listeners:
   - address: 127.0.0.1:0

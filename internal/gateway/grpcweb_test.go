@@ -42,11 +42,16 @@ func grpcTestService(tb testing.TB) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	serveGRPC(tb, ln, &grpcBackend{done: make(chan error, 4)})
+	return ln.Addr().String()
+}
+
+// serveGRPC serves be as a grpc-go TestService on ln until the test ends.
+func serveGRPC(tb testing.TB, ln net.Listener, be *grpcBackend) {
 	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
+	testgrpc.RegisterTestServiceServer(srv, be)
 	go srv.Serve(ln)
 	tb.Cleanup(srv.Stop)
-	return ln.Addr().String()
 }
 
 // grpcWebGateway starts a grpc-go TestService and a gateway whose route translates grpc-web

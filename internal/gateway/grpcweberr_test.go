@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
@@ -90,10 +89,7 @@ func TestGRPCWebGatewayErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := &grpcBackend{done: make(chan error, 8)}
-	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, be)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	serveGRPC(t, ln, be)
 	tg := startGateway(t, grpcWebErrorsYAML, map[string]string{"backend": ln.Addr().String(), "dead": deadAddr(t)})
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)

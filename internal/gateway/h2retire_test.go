@@ -41,10 +41,7 @@ func TestH2UpstreamMaxRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := &countingListener{Listener: ln}
-	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
-	go srv.Serve(cl)
-	t.Cleanup(srv.Stop)
+	serveGRPC(t, cl, &grpcBackend{done: make(chan error, 4)})
 	tg := startGateway(t, `
 listeners:
   - address: 127.0.0.1:0
