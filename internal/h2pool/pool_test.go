@@ -40,6 +40,16 @@ func newPool(t *testing.T, addr string, o Options) *Pool {
 
 // do sends one request with id through p: a POST carries "body-<id>".
 func do(p *Pool, scheme, id string, post bool) (Attempt, error) {
+	a, b, err := send(p, scheme, id, post)
+	if err == nil && !strings.HasPrefix(string(b), "ok "+id+" ") {
+		err = fmt.Errorf("body %q", b)
+	}
+	return a, err
+}
+
+// send sends one request with id through p (a POST carries "body-<id>") and returns the
+// response body, read whole.
+func send(p *Pool, scheme, id string, post bool) (Attempt, []byte, error) {
 	var body io.Reader
 	method := "GET"
 	if post {
@@ -50,15 +60,12 @@ func do(p *Pool, scheme, id string, post bool) (Attempt, error) {
 	var a Attempt
 	resp, err := p.RoundTrip(req, &a)
 	if err != nil {
-		return a, err
+		return a, nil, err
 	}
 	defer p.Done(&a)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err == nil && !strings.HasPrefix(string(b), "ok "+id+" ") {
-		err = fmt.Errorf("body %q", b)
-	}
-	return a, err
+	return a, b, err
 }
 
 // TestUnprocessedIsProven runs a GET/POST mix against a backend that sends GOAWAY below

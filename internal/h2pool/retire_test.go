@@ -116,22 +116,15 @@ func load(t *testing.T, p *Pool, b *goH2Backend, scheme, tag string, workers, pe
 			for i := 0; i < perWorker && !stop(); i++ {
 				id := fmt.Sprintf("%s%d-%d", tag, w, i)
 				post := i%2 == 1
-				var body io.Reader
 				method := "GET"
 				if post {
-					method, body = "POST", strings.NewReader("body-"+id)
+					method = "POST"
 				}
-				req, _ := http.NewRequest(method, scheme+"://"+p.Addr()+"/r", body)
-				req.Header.Set("x-test-id", id)
-				var a Attempt
-				resp, err := p.RoundTrip(req, &a)
-				if err != nil {
+				_, got, err := send(p, scheme, id, post)
+				if got == nil { // no response: the request failed
 					t.Errorf("%s %s: %v", method, id, err)
 					continue
 				}
-				got, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				p.Done(&a)
 				if err != nil || string(got) != b.wantBody(id) {
 					t.Errorf("%s %s: body %q, %v; want it whole (stream cut?)", method, id, got, err)
 				}
