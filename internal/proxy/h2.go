@@ -373,6 +373,17 @@ func (b *h2Body) stop() (taken bool, err error) {
 
 func (b *h2Body) finish() { b.once.Do(func() { close(b.done) }) }
 
+// fail records err as the client's failure to send its body (a grpc-web-text body that is
+// not base64, grpcweb.go), unless a read already failed.
+func (b *h2Body) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.finish()
+}
+
 func (b *h2Body) Close() error { b.finish(); return nil }
 
 // grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": digits and a unit
