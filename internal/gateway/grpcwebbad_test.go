@@ -46,3 +46,48 @@ func TestGRPCWebTextBadBody(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCWebRouteRewritesContentType: a grpc_web route whose rewrite removes or replaces
+// the request's Content-Type (remove_headers, set_headers) must not crash the request: the
+// translation took the grpc-web suffix from the field as rewritten, a slice past its end
+// (a panic that dropped the client's connection). The operator's rewrite stands; the call is
+// answered.
+func TestGRPCWebRouteRewritesContentType(t *testing.T) {
+	for _, tc := range []struct{ name, rewrite string }{
+		{"removed", `{remove_headers: [Content-Type]}`},
+		{"replaced shorter", `{set_headers: {Content-Type: application/grpc}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: grpc
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: web
+    upstream: grpc
+    grpc_web: true
+    rewrite: `+tc.rewrite+`
+`, map[string]string{"backend": grpcTestService(t)})
+			for _, text := range []bool{false, true} {
+				ct, body := "application/grpc-web+proto", "\x00\x00\x00\x00\x00"
+				if text {
+					ct, body = "application/grpc-web-text+proto", "AAAAAAA="
+				}
+				req, _ := http.NewRequest("POST", tg.url("/grpc.testing.TestService/EmptyCall"), strings.NewReader(body))
+				req.Header.Set("Content-Type", ct)
+				resp, err := newClient().Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v (the connection was dropped)", ct, err)
+				}
+				resp.Body.Close()
+				if e := resp.Header.Get("X-Sluice-Error"); e != "" {
+					t.Errorf("%s: the gateway failed the call (%s); want the backend's answer", ct, e)
+				}
+				t.Logf("%s: %d %s grpc-status %q %q %q", ct, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Grpc-Status"), resp.Header.Get("X-Sluice-Error"), resp.Header.Get("Grpc-Message"))
+			}
+		})
+	}
+}

@@ -69,7 +69,11 @@ func toGRPCRequest(req *http.Request, mode int, body io.ReadCloser) {
 			body = &base64Reader{r: body}
 		}
 	}
-	req.Header.Set("Content-Type", ctGRPC+ct[len(from):])
+	// The route's rewrite may have removed or replaced the client's field (remove_headers,
+	// set_headers): the operator's field then stands as it is.
+	if h1.HasMediaType([]byte(ct), from) {
+		req.Header.Set("Content-Type", ctGRPC+ct[len(from):])
+	}
 	req.Header.Set("Te", "trailers")
 	if body != nil {
 		req.Body = body
