@@ -57,11 +57,11 @@ func TestPingCheckHoldsOtherStreams(t *testing.T) {
 }
 
 // TestPingCheckCanceledKeepsConnection: a request whose client goes away while its PING
-// check is out does not retire the connection: the PING's answer (late, the backend is busy)
-// decides, not the client. A POST that came meanwhile runs on the same connection and
-// succeeds; no connection is closed and none dialed.
+// check is out ends at once but does not retire the connection: the PING's answer (late,
+// the backend is busy) decides, not the client. A POST that came meanwhile runs on the same
+// connection and succeeds; no connection is closed and none dialed.
 func TestPingCheckCanceledKeepsConnection(t *testing.T) {
-	b := newBackend(t, testutil.RacyH2Options{HeaderTableSize: -1, PingDelay: 200 * time.Millisecond})
+	b := newBackend(t, testutil.RacyH2Options{HeaderTableSize: -1, PingDelay: 500 * time.Millisecond})
 	o := testOptions()
 	o.PingAfterIdle, o.PingTimeout = 50*time.Millisecond, time.Second
 	p := newPool(t, b.Addr(), o)
@@ -87,8 +87,12 @@ func TestPingCheckCanceledKeepsConnection(t *testing.T) {
 	go func() { _, err := do(p, "http", "post", true); posted <- err }()
 	time.Sleep(20 * time.Millisecond)
 	cancel() // the first client leaves while the PING is out
+	canceled := time.Now()
 	if err := <-gone; !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled request: %v; want context.Canceled", err)
+	}
+	if d := time.Since(canceled); d > 400*time.Millisecond {
+		t.Errorf("the canceled request ended %s after its cancel; want at once, not after the PING's answer (500ms)", d)
 	}
 	if err := <-posted; err != nil {
 		t.Fatalf("POST failed: %v", err)

@@ -494,23 +494,34 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,
-// and reports whether c answered; c is retired when it did not. The PING is not bound to
-// ctx: whether c is alive is for its answer to say, not for a client that went away while it
-// was out (that used to retire a live connection, cutting the streams on it). While the PING
-// is out, requests that pick c wait for its outcome (awaitCheck) instead of putting their
-// streams on a connection that may be stale: had they gone on, the retirement of a silent c
-// would have cut them (the library's "force closed", not retryable), a failure caused by a
-// stale pooled connection.
+// and reports whether c may take the stream; c is retired when it did not answer. The PING
+// is not bound to ctx: whether c is alive is for its answer to say, not for a client that
+// went away while it was out (that used to retire a live connection, cutting the streams on
+// it). A caller whose ctx ends first is given c at once (the library then returns the
+// stream reservation of a canceled request, which a failed get could not), and the PING
+// decides c's fate on its own. While the PING is out, requests that pick c wait for its
+// outcome (awaitCheck) instead of putting their streams on a connection that may be stale:
+// had they gone on, the retirement of a silent c would have cut them (the library's "force
+// closed", not retryable), a failure caused by a stale pooled connection.
 func (p *Pool) checkBeforeStream(ctx context.Context, c *conn) bool {
-	ok := p.ping(context.WithoutCancel(ctx), c, true)
-	p.mu.Lock()
-	close(c.checking)
-	c.checking = nil
-	p.mu.Unlock()
-	if !ok {
-		c.active.Add(-1) // c is retired: its reservation goes with it
+	done := make(chan bool, 1)
+	go func() {
+		ok := p.ping(context.WithoutCancel(ctx), c, true)
+		p.mu.Lock()
+		close(c.checking)
+		c.checking = nil
+		p.mu.Unlock()
+		done <- ok
+	}()
+	select {
+	case ok := <-done:
+		if !ok {
+			c.active.Add(-1) // c is retired: the caller's reservation goes with it
+		}
+		return ok
+	case <-ctx.Done():
+		return true
 	}
-	return ok
 }
 
 // awaitCheck waits for the outcome of the PING check of c that another request started
