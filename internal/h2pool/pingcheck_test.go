@@ -108,3 +108,43 @@ func TestPingCheckCanceledKeepsConnection(t *testing.T) {
 		t.Errorf("after: %v, %d connections; want the same connection", err, b.Accepted.Load())
 	}
 }
+
+// TestPingCheckOverlap: with ping_after_idle 0 (a PING before every stream that finds the
+// connection idle), a request whose client left during a PING check hands the connection
+// back at once, idle again while that PING is still out; the next request must wait for that
+// PING, not start a second check over it (the two checks shared one field: the first one's
+// end closed the second's channel and the second's then closed nil, a panic in a pool
+// goroutine that ended the process).
+func TestPingCheckOverlap(t *testing.T) {
+	b := newBackend(t, testutil.RacyH2Options{HeaderTableSize: -1, PingDelay: 200 * time.Millisecond})
+	o := testOptions()
+	o.PingAfterIdle, o.PingTimeout = 0, time.Second
+	p := newPool(t, b.Addr(), o)
+	if _, err := do(p, "http", "warm", false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr()+"/r", nil)
+		var a Attempt
+		resp, err := p.RoundTrip(req, &a)
+		if err == nil {
+			resp.Body.Close()
+			p.Done(&a)
+		}
+		gone <- err
+	}()
+	waitChecking(t, p)
+	cancel()
+	<-gone
+	testutil.WaitFor(t, time.Second, "the connection idle again", func() bool { return p.Snapshot().Conns[0].Active == 0 })
+	if _, err := do(p, "http", "next", true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // both PINGs answered
+	if s := p.Snapshot(); len(s.History) != 0 || b.Accepted.Load() != 1 {
+		t.Errorf("history %+v, %d connections; want the one connection kept", s.History, b.Accepted.Load())
+	}
+}

@@ -311,14 +311,16 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			if first {
 				idle = time.Since(time.Unix(0, c.idleSince.Load()))
 			}
-			// A spare waited unused: check it as a reused connection.
-			check := first && idle > 0 && idle >= p.opts.PingAfterIdle && (c.streams.Load() > 0 || wasSpare)
+			// A spare waited unused: check it as a reused connection. One check at a time:
+			// a caller that left hands c back while its PING is still out.
 			checking := c.checking
+			check := checking == nil && first && idle > 0 && idle >= p.opts.PingAfterIdle && (c.streams.Load() > 0 || wasSpare)
 			if check {
-				c.checking = make(chan struct{})
+				checking = make(chan struct{})
+				c.checking = checking
 			}
 			p.mu.Unlock()
-			if check && !p.checkBeforeStream(ctx, c) || checking != nil && !p.awaitCheck(ctx, c, checking) {
+			if check && !p.checkBeforeStream(ctx, c, checking) || !check && checking != nil && !p.awaitCheck(ctx, c, checking) {
 				if ctx.Err() != nil {
 					return nil, false, 0, ctx.Err()
 				}
@@ -503,12 +505,12 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 // outcome (awaitCheck) instead of putting their streams on a connection that may be stale:
 // had they gone on, the retirement of a silent c would have cut them (the library's "force
 // closed", not retryable), a failure caused by a stale pooled connection.
-func (p *Pool) checkBeforeStream(ctx context.Context, c *conn) bool {
+func (p *Pool) checkBeforeStream(ctx context.Context, c *conn, checking chan struct{}) bool {
 	done := make(chan bool, 1)
 	go func() {
 		ok := p.ping(context.WithoutCancel(ctx), c, true)
 		p.mu.Lock()
-		close(c.checking)
+		close(checking)
 		c.checking = nil
 		p.mu.Unlock()
 		done <- ok
