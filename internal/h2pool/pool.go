@@ -137,6 +137,10 @@ type conn struct {
 	retiring CloseReason
 	replaced bool
 	spare    bool
+	// checking is closed when the PING before a stream on this idle connection was
+	// answered or not (nil when none is out; under Pool.mu). Requests that pick the
+	// connection meanwhile wait for it (checkBeforeStream).
+	checking chan struct{}
 }
 
 // settingsWait bounds how long requests wait for a new connection's SETTINGS before dialing
@@ -304,18 +308,23 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		}
 		if c != nil {
 			first := c.active.Add(1) == 1 // under p.mu: the sweeper sees the stream
-			p.mu.Unlock()
 			if first {
 				idle = time.Since(time.Unix(0, c.idleSince.Load()))
 			}
-			// A spare waited unused: check it as a reused connection.
-			if idle > 0 && idle >= p.opts.PingAfterIdle && (c.streams.Load() > 0 || wasSpare) {
-				if !p.ping(ctx, c, true) {
-					if ctx.Err() != nil {
-						return nil, false, 0, ctx.Err()
-					}
-					continue
+			// A spare waited unused: check it as a reused connection. One check at a time:
+			// a caller that left hands c back while its PING is still out.
+			checking := c.checking
+			check := checking == nil && first && idle > 0 && idle >= p.opts.PingAfterIdle && (c.streams.Load() > 0 || wasSpare)
+			if check {
+				checking = make(chan struct{})
+				c.checking = checking
+			}
+			p.mu.Unlock()
+			if check && !p.checkBeforeStream(ctx, c, checking) || !check && checking != nil && !p.awaitCheck(ctx, c, checking) {
+				if ctx.Err() != nil {
+					return nil, false, 0, ctx.Err()
 				}
+				continue
 			}
 			return c, c.streams.Load() > 0, idle, nil
 		}
@@ -484,6 +493,56 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	return p.clientConn(nc)
+}
+
+// checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,
+// and reports whether c may take the stream; c is retired when it did not answer. The PING
+// is not bound to ctx: whether c is alive is for its answer to say, not for a client that
+// went away while it was out (that used to retire a live connection, cutting the streams on
+// it). A caller whose ctx ends first is given c at once (the library then returns the
+// stream reservation of a canceled request, which a failed get could not), and the PING
+// decides c's fate on its own. While the PING is out, requests that pick c wait for its
+// outcome (awaitCheck) instead of putting their streams on a connection that may be stale:
+// had they gone on, the retirement of a silent c would have cut them (the library's "force
+// closed", not retryable), a failure caused by a stale pooled connection.
+func (p *Pool) checkBeforeStream(ctx context.Context, c *conn, checking chan struct{}) bool {
+	done := make(chan bool, 1)
+	go func() {
+		ok := p.ping(context.WithoutCancel(ctx), c, true)
+		p.mu.Lock()
+		close(checking)
+		c.checking = nil
+		p.mu.Unlock()
+		done <- ok
+	}()
+	select {
+	case ok := <-done:
+		if !ok {
+			c.active.Add(-1) // c is retired: the caller's reservation goes with it
+		}
+		return ok
+	case <-ctx.Done():
+		return true
+	}
+}
+
+// awaitCheck waits for the outcome of the PING check of c that another request started
+// (checkBeforeStream), and reports whether c may take the caller's stream. A caller whose
+// ctx ends first is given c anyway: the library returns the stream reservation of a
+// canceled request, which a failed get could not.
+func (p *Pool) awaitCheck(ctx context.Context, c *conn, checking <-chan struct{}) bool {
+	select {
+	case <-checking:
+	case <-ctx.Done():
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.gone {
+		c.active.Add(-1)
+		return false
+	}
+	return true
 }
 
 // ping sends a PING on c and waits up to PingTimeout; a connection that does not answer is

@@ -23,11 +23,13 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
 	"sluice/internal/h1"
+	"sluice/internal/reason"
 )
 
 // grpc-web modes of a request (perRequest.web).
@@ -67,7 +69,11 @@ func toGRPCRequest(req *http.Request, mode int, body io.ReadCloser) {
 			body = &base64Reader{r: body}
 		}
 	}
-	req.Header.Set("Content-Type", ctGRPC+ct[len(from):])
+	// The route's rewrite may have removed or replaced the client's field (remove_headers,
+	// set_headers): the operator's field then stands as it is.
+	if h1.HasMediaType([]byte(ct), from) {
+		req.Header.Set("Content-Type", ctGRPC+ct[len(from):])
+	}
 	req.Header.Set("Te", "trailers")
 	if body != nil {
 		req.Body = body
@@ -175,7 +181,7 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 			b.inN = 0
 			k, derr := base64.StdEncoding.Decode(b.dec[d:], b.in[:])
 			if derr != nil {
-				b.err = errBase64Body
+				b.fail(fmt.Errorf("%w: group %q", errBase64Body, b.in[:]))
 				break
 			}
 			d += k
@@ -184,7 +190,7 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 		if b.err == nil && err != nil {
 			b.err = err
 			if err == io.EOF && b.inN != 0 {
-				b.err = errBase64Body // a partial group at the end
+				b.fail(fmt.Errorf("%w: it ends with a partial group of %d characters", errBase64Body, b.inN))
 			}
 		}
 	}
@@ -194,3 +200,18 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 }
 
 func (b *base64Reader) Close() error { return b.r.Close() }
+
+// bodyFailer is the attempt's request body (h2Body), which records the client's failure so
+// that the attempt is judged the client's fault (classifyH2), not the backend's.
+type bodyFailer interface{ fail(err error) }
+
+// fail ends the body with a 400 bad_request: the client sent something that is not base64.
+// Without it the library's stream reset made a 502 reset_before_response of the client's
+// mistake, which gRPC clients retry and which counted against the target.
+func (b *base64Reader) fail(err error) {
+	re := reason.New(400, reason.BadRequest, "", err)
+	b.err = re
+	if f, ok := b.r.(bodyFailer); ok {
+		f.fail(re)
+	}
+}

@@ -130,17 +130,29 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		case <-actx.Done():
 		}
 	}
-	res := p.relayH2(fwd, t, resp, actx)
+	var res result
+	if berr := body.clientErr(); berr != nil {
+		res = clientBodyFailure(t.Addr, berr) // nothing was relayed yet: the client's answer
+	} else {
+		res = p.relayH2(fwd, t, resp, actx)
+	}
 	// The response is complete. A client still sending its body (a gRPC call the server
 	// ended first) may hold a read in progress: it is not waited for (it ends when the
 	// client's stream does), but no read starts from now on.
 	body.abandoned.Store(true)
+	if berr := body.clientErr(); res.err != nil && !res.clientGone && !res.clientSide && berr != nil {
+		res = clientBodyFailure(t.Addr, berr) // the upstream stream failed because the client's body did
+	}
 	at.Outcome = "ok"
 	if res.err != nil {
 		at.Outcome = string(res.err.Code)
 	}
 	at.End = time.Now()
-	fwd.rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: res.err != nil, Status: resp.StatusCode})
+	// As on the HTTP/1.1 path, what the client did (went away, sent a bad body) says nothing
+	// about the target: counted, clients leaving mid-response ejected healthy targets.
+	if !res.clientGone && !res.clientSide && !res.canceled {
+		fwd.rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: res.err != nil, Status: resp.StatusCode})
+	}
 	return res
 }
 
@@ -325,9 +337,14 @@ type h2Body struct {
 	stopped bool
 	// abandoned: the response ended; reads from now on end at once (see attemptH2).
 	abandoned atomic.Bool
-	done      chan struct{}
-	once      sync.Once
+	// failed is err once set, readable while a read holds mu (clientErr).
+	failed atomic.Pointer[bodyFailure]
+	done   chan struct{}
+	once   sync.Once
 }
+
+// bodyFailure is how the client's body failed (h2Body.failed).
+type bodyFailure struct{ err error }
 
 // errBodyStopped ends the reads of an attempt that is over.
 var errBodyStopped = errors.New("request body of a finished HTTP/2 attempt")
@@ -355,10 +372,27 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		b.finish()
 	} else if err != nil {
-		b.err = err
+		b.setErr(err)
 		b.finish()
 	}
 	return n, err
+}
+
+// setErr records the client's body failure err, unless one was recorded (under b.mu).
+func (b *h2Body) setErr(err error) {
+	if b.err == nil {
+		b.err = err
+		b.failed.Store(&bodyFailure{err})
+	}
+}
+
+// clientErr is the client's body failure, nil when none; unlike stop it does not wait for
+// a read in progress.
+func (b *h2Body) clientErr() error {
+	if f := b.failed.Load(); f != nil {
+		return f.err
+	}
+	return nil
 }
 
 // stop ends the attempt's reads (waiting for one in progress) and reports whether the
@@ -372,6 +406,15 @@ func (b *h2Body) stop() (taken bool, err error) {
 }
 
 func (b *h2Body) finish() { b.once.Do(func() { close(b.done) }) }
+
+// fail records err as the client's failure to send its body (a grpc-web-text body that is
+// not base64, grpcweb.go), unless a read already failed.
+func (b *h2Body) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.setErr(err)
+	b.finish()
+}
 
 func (b *h2Body) Close() error { b.finish(); return nil }
 

@@ -43,6 +43,8 @@ type RacyH2Options struct {
 	// Silent: while set, the backend's first connection stops answering PINGs (and
 	// everything else) but keeps the socket; later connections are served.
 	Silent *atomic.Bool
+	// PingDelay: PINGs are answered this late (the backend is busy, not gone).
+	PingDelay time.Duration
 }
 
 // RacyH2 is an HTTP/2 backend written at the frame level (x/net http2.Framer) for the
@@ -229,7 +231,12 @@ func (hc *h2conn) frame(f http2.Frame) {
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			hc.b.Pings.Add(1)
-			hc.write(func() error { return hc.fr.WritePing(true, f.Data) })
+			ack := func() { hc.write(func() error { return hc.fr.WritePing(true, f.Data) }) }
+			if d := hc.b.o.PingDelay; d > 0 {
+				time.AfterFunc(d, ack)
+				return
+			}
+			ack()
 		}
 	case *http2.MetaHeadersFrame:
 		hc.headers(f)

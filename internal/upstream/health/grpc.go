@@ -33,6 +33,10 @@ var servingStatus = map[uint64]string{0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVIN
 // service it does not know.
 const grpcNotFound = "5"
 
+// unprocessedTries is how many streams one check sends when the backend did not process
+// them: the proxy's rule (one try and two re-sends, the last on a new connection).
+const unprocessedTries = 3
+
 // Check implements upstream.Checker.
 func (g GRPCProbe) Check(ctx context.Context, t *upstream.Target) error {
 	if t.H2 == nil {
@@ -42,16 +46,27 @@ func (g GRPCProbe) Check(ctx context.Context, t *upstream.Target) error {
 	if t.H2.TLS() {
 		scheme = "https"
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", scheme+"://"+t.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(g.request()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/grpc")
-	req.Header.Set("Te", "trailers")
+	// A stream the backend provably did not process (REFUSED_STREAM, above a GOAWAY's
+	// last-stream-id: its connection is being retired) says nothing about its health: the
+	// check is sent again, as the proxy sends such a request again, the last time on a new
+	// connection.
 	var a h2pool.Attempt
-	resp, err := t.H2.RoundTrip(req, &a)
-	if err != nil {
-		return fmt.Errorf("grpc check%s: %w", g.of(), err)
+	var resp *http.Response
+	for try := range unprocessedTries {
+		req, err := http.NewRequestWithContext(ctx, "POST", scheme+"://"+t.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(g.request()))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/grpc")
+		req.Header.Set("Te", "trailers")
+		a = h2pool.Attempt{Fresh: try == unprocessedTries-1}
+		resp, err = t.H2.RoundTrip(req, &a)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, h2pool.ErrUnprocessed) || try == unprocessedTries-1 {
+			return fmt.Errorf("grpc check%s: %w", g.of(), err)
+		}
 	}
 	defer t.H2.Done(&a)
 	defer resp.Body.Close()
