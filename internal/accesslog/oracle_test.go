@@ -22,7 +22,7 @@ func oldMs(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', -1, 64)
 }
 
-func fieldOf(ln *Line) string { s := string(ln.b); return s[len(`{"k":`):] }
+func fieldOf(ln *Line) string { s := string(ln.b); return s[len(`{,"k":`):] }
 
 func TestTimeMatchesAppendFormatConcurrently(t *testing.T) {
 	times := []time.Time{
