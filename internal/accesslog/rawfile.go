@@ -16,10 +16,9 @@ package accesslog
 // file on os.File.Write for slowRetry before the raw write is tried again. "Slept" is the
 // thread's count of voluntary context switches (getrusage RUSAGE_THREAD) moving during the
 // write: a write that was only slow because the thread was preempted (a busy machine: on
-// the shared 2-vCPU test VM one 64 KiB write in a few hundred took over 5 ms that way) is
-// not a stalled disk, and treating it as one put the file on os.File.Write, and sysmon
-// back on its 20 us polling, for a minute after each (docs/design.md, "What sluice-full
-// costs, third pass"). With one P (GOMAXPROCS=1,
+// the shared 2-vCPU test VM it happened within seconds of load) is not a stalled disk, and
+// treating it as one put the file on os.File.Write, and sysmon back on its 20 us polling,
+// for a minute after each (docs/design.md, "What sluice-full costs, third pass"). With one P (GOMAXPROCS=1,
 // as Go sets it in a container limited to one CPU) a stalled raw write would stop the whole
 // gateway, health checks and timers included, so there every write is os.File.Write.
 
