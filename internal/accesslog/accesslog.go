@@ -14,7 +14,9 @@ import (
 
 var linePool = sync.Pool{New: func() any { return &Line{b: make([]byte, 0, 512)} }}
 
-// Line is one access log entry under construction.
+// Line is one access log entry under construction. Every field starts with its comma,
+// the first one too: Write turns the first field's comma into the line's '{', so that
+// adding a field does not ask whether it is the first.
 type Line struct{ b []byte }
 
 // Begin starts a line. Call Str/Int/... and then Write.
@@ -23,17 +25,25 @@ func (l *Logger) Begin() *Line {
 		return nil
 	}
 	ln := linePool.Get().(*Line)
-	ln.b = append(ln.b[:0], '{')
+	ln.b = ln.b[:0]
 	return ln
 }
 
+// key appends `,"k":`.
 func (ln *Line) key(k string) {
-	if len(ln.b) > 1 {
-		ln.b = append(ln.b, ',')
-	}
-	ln.b = append(ln.b, '"')
+	ln.b = append(ln.b, ',', '"')
 	ln.b = append(ln.b, k...)
 	ln.b = append(ln.b, '"', ':')
+}
+
+// finish closes the line: '{' in place of the first field's comma, "}\n" after the last.
+func (ln *Line) finish() {
+	if len(ln.b) == 0 {
+		ln.b = append(ln.b, '{')
+	} else {
+		ln.b[0] = '{'
+	}
+	ln.b = append(ln.b, '}', '\n')
 }
 
 // Str adds a string field.
@@ -137,6 +147,20 @@ func (ln *Line) Raw(k string, json []byte) *Line {
 	}
 	ln.key(k)
 	ln.b = append(ln.b, json...)
+	return ln
+}
+
+// JSONAppender appends a value as valid JSON to b and returns the extended buffer.
+type JSONAppender interface{ AppendJSON(b []byte) []byte }
+
+// JSON adds a field whose value v appends as valid JSON straight into the line (Raw
+// without a buffer of its own and a copy).
+func (ln *Line) JSON(k string, v JSONAppender) *Line {
+	if ln == nil {
+		return nil
+	}
+	ln.key(k)
+	ln.b = v.AppendJSON(ln.b)
 	return ln
 }
 

@@ -57,7 +57,7 @@ func TestTimeFormatAcrossSecondsAndZones(t *testing.T) {
 	} {
 		ln.b = ln.b[:0]
 		ln.Time("t", c.t)
-		if got := strings.TrimPrefix(string(ln.b), `"t":`); got != c.want {
+		if got := strings.TrimPrefix(string(ln.b), `,"t":`); got != c.want {
 			t.Errorf("Time(%v) = %s, want %s", c.t, got, c.want)
 		}
 	}

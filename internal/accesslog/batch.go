@@ -247,7 +247,7 @@ func (l *Logger) Write(ln *Line) {
 	if l == nil || ln == nil {
 		return
 	}
-	ln.b = append(ln.b, '}', '\n')
+	ln.finish()
 	queued := false
 	l.mu.Lock()
 	switch {

@@ -22,7 +22,7 @@ func oldMs(d time.Duration) string {
 	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', -1, 64)
 }
 
-func fieldOf(ln *Line) string { s := string(ln.b); return s[len(`{"k":`):] }
+func fieldOf(ln *Line) string { s := string(ln.b); return s[len(`{,"k":`):] }
 
 func TestTimeMatchesAppendFormatConcurrently(t *testing.T) {
 	times := []time.Time{
@@ -143,4 +143,82 @@ func FuzzAppendJSONString(f *testing.F) {
 			t.Fatalf("%q: not JSON: %s", s, got)
 		}
 	})
+}
+
+// oldLine is the line builder the comma-first one replaced (every field but the first
+// preceded by a comma, the '{' written by Begin): the lines must not change.
+type oldLine struct{ b []byte }
+
+func (o *oldLine) key(k string) {
+	if len(o.b) > 1 {
+		o.b = append(o.b, ',')
+	}
+	o.b = append(o.b, '"')
+	o.b = append(o.b, k...)
+	o.b = append(o.b, '"', ':')
+}
+
+// rawJSON appends itself as JSON (a JSONAppender for the test).
+type rawJSON []byte
+
+func (r rawJSON) AppendJSON(b []byte) []byte { return append(b, r...) }
+
+// TestLineMatchesOldBuilder: random sequences of fields of every kind, none at all
+// included, give the same bytes from Begin...Write as from the old builder.
+func TestLineMatchesOldBuilder(t *testing.T) {
+	var out bytes.Buffer
+	l := newLogger(&out, time.Hour)
+	defer l.Close()
+	r := rand.New(rand.NewSource(2))
+	at := time.Date(2026, 12, 6, 20, 1, 2, 345e6, time.UTC)
+	for i := 0; i < 20000; i++ {
+		ln, old := l.Begin(), &oldLine{b: []byte{'{'}}
+		for n := r.Intn(8); n > 0; n-- {
+			k := jsonStringCases[r.Intn(6)+1] // plain and odd keys alike: keys are copied as given
+			v := jsonStringCases[r.Intn(len(jsonStringCases))]
+			switch r.Intn(8) {
+			case 0:
+				ln.Str(k, v)
+				old.key(k)
+				old.b = oldAppendJSONString(old.b, v)
+			case 1:
+				ln.Bytes(k, []byte(v))
+				old.key(k)
+				old.b = oldAppendJSONString(old.b, v)
+			case 2:
+				x := r.Int63() - r.Int63()
+				ln.Int(k, x)
+				old.key(k)
+				old.b = strconv.AppendInt(old.b, x, 10)
+			case 3:
+				ln.Bool(k, i%2 == 0)
+				old.key(k)
+				old.b = strconv.AppendBool(old.b, i%2 == 0)
+			case 4:
+				d := time.Duration(r.Int63n(int64(time.Hour)))
+				ln.Ms(k, d)
+				old.key(k)
+				old.b = append(old.b, oldMs(d)...)
+			case 5:
+				ln.Time(k, at)
+				old.key(k)
+				old.b = append(old.b, oldTime(at)...)
+			case 6:
+				ln.Raw(k, []byte(`[1,{"a":"b"}]`))
+				old.key(k)
+				old.b = append(old.b, `[1,{"a":"b"}]`...)
+			case 7:
+				ln.JSON(k, rawJSON(`{"target":"x","conn":1}`))
+				old.key(k)
+				old.b = append(old.b, `{"target":"x","conn":1}`...)
+			}
+		}
+		old.b = append(old.b, '}', '\n')
+		out.Reset()
+		l.Write(ln)
+		l.Flush()
+		if got := out.String(); got != string(old.b) {
+			t.Fatalf("line %d: got %s want %s", i, got, old.b)
+		}
+	}
 }

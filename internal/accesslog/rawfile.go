@@ -12,8 +12,13 @@ package accesslog
 // non-blocking socket call, can block: a P (and a pending garbage collection's stop) then
 // waits for it. So the raw write is used only for a regular file on a local filesystem,
 // where a write copies into the page cache, and a write that takes longer than slowWrite
-// (throttled by writeback, a stalled disk, or a virtual machine paused) puts that file on
-// os.File.Write for slowRetry before the raw write is tried again. With one P (GOMAXPROCS=1,
+// and slept in the kernel on the way (throttled by writeback, a stalled disk) puts that
+// file on os.File.Write for slowRetry before the raw write is tried again. "Slept" is the
+// thread's count of voluntary context switches (getrusage RUSAGE_THREAD) moving during the
+// write: a write that was only slow because the thread was preempted (a busy machine: on
+// the shared 2-vCPU test VM it happened within seconds of load) is not a stalled disk, and
+// treating it as one put the file on os.File.Write, and sysmon back on its 20 us polling,
+// for a minute after each (docs/design.md, "What sluice-full costs, third pass"). With one P (GOMAXPROCS=1,
 // as Go sets it in a container limited to one CPU) a stalled raw write would stop the whole
 // gateway, health checks and timers included, so there every write is os.File.Write.
 
@@ -46,11 +51,23 @@ var localFS = map[int64]bool{
 }
 
 // rawFile writes to f with write(2) as a raw system call, except for slowRetry after a slow
-// write. Writes are serialized by the Logger's wmu.
+// write that slept. Writes are serialized by the Logger's wmu.
 type rawFile struct {
 	f         *os.File
 	fd        uintptr
-	slowUntil time.Time // after a write slower than slowWrite: os.File.Write until then
+	slowUntil time.Time      // after a slow write that slept: os.File.Write until then
+	ru        syscall.Rusage // getrusage's answer (here so that it is not allocated)
+}
+
+// rusageThread is getrusage's RUSAGE_THREAD: the calling thread's counts.
+const rusageThread = 1
+
+// voluntarySwitches is how many times the calling thread has slept in the kernel (given
+// up its CPU of its own accord, as opposed to being preempted), and false if getrusage
+// failed. A variable so that tests can make every write look as if it slept.
+var voluntarySwitches = func(ru *syscall.Rusage) (int64, bool) {
+	_, _, e := syscall.RawSyscall(syscall.SYS_GETRUSAGE, rusageThread, uintptr(unsafe.Pointer(ru)), 0)
+	return ru.Nvcsw, e == 0
 }
 
 // fileWriter returns what a Logger writes f with: a rawFile for a regular file on a local
@@ -72,6 +89,10 @@ func (r *rawFile) Write(b []byte) (int, error) {
 	if start.Before(r.slowUntil) || runtime.GOMAXPROCS(0) < 2 {
 		return r.f.Write(b)
 	}
+	// The thread stays the same from one count of its sleeps to the other.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sleeps, counted := voluntarySwitches(&r.ru)
 	n := 0
 	for n < len(b) {
 		k, _, e := syscall.RawSyscall(syscall.SYS_WRITE, r.fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
@@ -89,8 +110,15 @@ func (r *rawFile) Write(b []byte) (int, error) {
 		n += int(k)
 	}
 	runtime.KeepAlive(r.f)
-	if end := time.Now(); end.Sub(start) > slowWrite {
+	if end := time.Now(); end.Sub(start) > slowWrite && r.slept(sleeps, counted) {
 		r.slowUntil = end.Add(slowRetry)
 	}
 	return n, nil
+}
+
+// slept reports whether the thread slept since voluntarySwitches answered before, counted;
+// when either count is unknown it says yes (the safe side: os.File.Write for a while).
+func (r *rawFile) slept(before int64, counted bool) bool {
+	after, ok := voluntarySwitches(&r.ru)
+	return !counted || !ok || after != before
 }

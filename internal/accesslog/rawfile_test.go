@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,24 +51,44 @@ func TestRawWriteOnlyForLocalFiles(t *testing.T) {
 	}
 }
 
+// sleepEveryWrite makes every raw write look as if its thread slept in the kernel (as a
+// write throttled by writeback or stalled on a disk does), until the test ends.
+func sleepEveryWrite(t *testing.T) {
+	t.Helper()
+	old := voluntarySwitches
+	t.Cleanup(func() { voluntarySwitches = old })
+	var n int64
+	voluntarySwitches = func(*syscall.Rusage) (int64, bool) { n++; return n, true }
+}
+
 // TestRawWriteKeepsEveryLine: many batches through the raw write, through os.File.Write
-// after a slow write, and through the raw write again once slowRetry has passed, reach the
-// file whole, in order.
+// after a slow write that slept, and through the raw write again once slowRetry has passed,
+// reach the file whole, in order; a slow write that did not sleep (its thread was
+// preempted) keeps the raw write.
 func TestRawWriteKeepsEveryLine(t *testing.T) {
-	oldWrite, oldRetry := slowWrite, slowRetry
-	t.Cleanup(func() { slowWrite, slowRetry = oldWrite, oldRetry })
+	oldWrite, oldRetry, oldSwitches := slowWrite, slowRetry, voluntarySwitches
+	t.Cleanup(func() { slowWrite, slowRetry, voluntarySwitches = oldWrite, oldRetry, oldSwitches })
 	for _, c := range []struct {
 		name      string
 		slowWrite time.Duration
 		slowRetry time.Duration
+		sleeps    bool // every write slept in the kernel; else none did
 		fallback  bool // the file is on os.File.Write when the lines are done
 		rawAgain  bool // raw writes (slow ones, here) after the first half of the lines
 	}{
-		{"raw", time.Hour, time.Hour, false, false},
-		{"slow", 0, time.Hour, true, false},      // the first write is slow: os.File.Write after it
-		{"slow then retried", 0, 0, false, true}, // each write is slow, and retried at once
+		{"raw", time.Hour, time.Hour, true, false, false},
+		{"slow", 0, time.Hour, true, true, false},      // the first write is slow: os.File.Write after it
+		{"slow then retried", 0, 0, true, false, true}, // each write is slow, and retried at once
+		{"slow, preempted", 0, time.Hour, false, false, false},
 	} {
 		slowWrite, slowRetry = c.slowWrite, c.slowRetry
+		var sleeps int64
+		voluntarySwitches = func(*syscall.Rusage) (int64, bool) {
+			if c.sleeps {
+				sleeps++
+			}
+			return sleeps, true
+		}
 		o, r, path := rawOutput(t)
 		l := newLogger(io.Discard, time.Hour)
 		l.SetOutput(o)
@@ -107,6 +128,7 @@ func TestRawWriteNotWithOneP(t *testing.T) {
 	oldWrite := slowWrite
 	t.Cleanup(func() { slowWrite = oldWrite })
 	slowWrite = 0
+	sleepEveryWrite(t)
 	o, r, path := rawOutput(t)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	if _, err := r.Write([]byte("a\n")); err != nil {
@@ -125,6 +147,33 @@ func TestRawWriteNotWithOneP(t *testing.T) {
 	o.Close()
 	if got := readFile(t, path); got != "a\nb\n" {
 		t.Errorf("file has %q", got)
+	}
+}
+
+// TestVoluntarySwitchesCountSleeps: the count that tells a write that slept from one that
+// was preempted moves when the thread sleeps, and stays while it computes (preempted or
+// not: preemption is an involuntary switch).
+func TestVoluntarySwitchesCountSleeps(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ru syscall.Rusage
+	before, ok := voluntarySwitches(&ru)
+	if !ok {
+		t.Skip("getrusage(RUSAGE_THREAD) failed")
+	}
+	time.Sleep(2 * time.Millisecond) // the locked thread sleeps on a futex with its goroutine
+	slept, _ := voluntarySwitches(&ru)
+	if slept == before {
+		t.Errorf("voluntary switches %d before a sleep and after", before)
+	}
+	x := uint64(1)
+	for end := time.Now().Add(5 * time.Millisecond); time.Now().Before(end); {
+		for range 1000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	if after, _ := voluntarySwitches(&ru); after != slept {
+		t.Errorf("voluntary switches %d before computing for 5 ms, %d after (x %d)", slept, after, x)
 	}
 }
 

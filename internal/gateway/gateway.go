@@ -444,8 +444,6 @@ func (g *Gateway) logAnswered(ex server.Served) {
 	g.logAccess(ex, &st.in, "", "", &st.rec)
 }
 
-var triesBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
-
 // Rejected implements server.Rejecter: a request the server refused before routing gets an
 // access log line and counts as a gateway error.
 func (g *Gateway) Rejected(ex server.Served, code reason.Code, why string) {
@@ -598,14 +596,16 @@ func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstrea
 		}
 	}
 	if rec.NumAttempts > 0 {
-		ln.Int("attempts", int64(rec.NumAttempts))
-		buf := triesBufs.Get().(*[]byte)
-		*buf = appendAttempts((*buf)[:0], rec)
-		ln.Raw("tries", *buf)
-		triesBufs.Put(buf)
+		ln.Int("attempts", int64(rec.NumAttempts)).JSON("tries", (*attemptsJSON)(rec))
 	}
 	g.access.Write(ln)
 }
+
+// attemptsJSON is a Record's attempts as the access log's "tries" array, appended straight
+// into the line.
+type attemptsJSON proxy.Record
+
+func (a *attemptsJSON) AppendJSON(b []byte) []byte { return appendAttempts(b, (*proxy.Record)(a)) }
 
 // appendAttempts appends the attempts of rec as a JSON array. Targets, outcomes and
 // conditions are plain ASCII tokens, so strconv's quoting is valid JSON for them
