@@ -250,8 +250,9 @@ func (o *h2Own) idleFired() {
 }
 
 // readSafely runs the read loop and recovers its panic (a bug): without it the panic would
-// reach conn.serve, which does not know the connection's writer and streams, so the writer
-// goroutine and every stream's handler (holding upstream connections) would be left behind.
+// reach conn.serve, which does not know the connection's writer and streams: no GOAWAY, and
+// the writer goroutine of a connection with no stream open left until the idle timeout
+// (for ever without one); a panic with o.mu held would also block the streams' handlers.
 // The panic is logged with its stack and counted (conn_INTERNAL_ERROR_panic), o.mu is given
 // back if the read loop held it, and the connection ends with GOAWAY INTERNAL_ERROR: serve's
 // end then cancels every open stream, stops the writer and waits for the handlers, as for
@@ -272,7 +273,8 @@ func (o *h2Own) readSafely() {
 	o.readLoop()
 }
 
-// h2PanicToken counts the read loops that ended in a panic (sluice_h2_errors_total).
+// h2PanicToken counts the read loops that ended in a panic
+// (sluice_http2_protocol_errors_total).
 const h2PanicToken = "conn_INTERNAL_ERROR_panic"
 
 // h2FrameHook, when set, sees each frame header the read loop takes; only tests set it (to
