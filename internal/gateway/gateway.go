@@ -431,7 +431,7 @@ func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record, 
 		e := reason.New(502, reason.InternalError, "", fmt.Errorf("panic: %v", v))
 		rec.Reason, rec.Err = e.Code, e
 		ex.CloseAfter()
-		ex.WriteError(e, "") // aborts instead when the head went out
+		proxy.WriteError(ex, e, "", pr.Hooks()) // with the chain's fields (CORS); aborts instead when the head went out
 	}()
 	g.serveChain(ex, rt, rec, pr, ts) // plugins.go
 }

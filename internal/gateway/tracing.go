@@ -159,6 +159,7 @@ var (
 	_ proxy.Hooks       = tracedHooks{}
 	_ proxy.BodyHooks   = tracedHooks{}
 	_ proxy.MirrorHooks = tracedHooks{}
+	_ proxy.ErrorHooks  = tracedHooks{}
 )
 
 func (h tracedHooks) ClientIP() string     { return h.ts.inner.ClientIP() }
@@ -195,6 +196,13 @@ func (h tracedHooks) AppendMirror(dst []byte) []byte {
 }
 
 func (h tracedHooks) ResponseHead(status int, hd *h1.Header) { h.ts.inner.ResponseHead(status, hd) }
+
+func (h tracedHooks) ErrorFields() *h1.Header {
+	if eh, ok := h.ts.inner.(proxy.ErrorHooks); ok {
+		return eh.ErrorFields()
+	}
+	return nil
+}
 
 func (h tracedHooks) ResponseBody(status int, hd *h1.Header) proxy.BodyFilter {
 	if bh, ok := h.ts.inner.(proxy.BodyHooks); ok {

@@ -280,6 +280,13 @@ func (h hooks) ResponseHead(status int, hd *h1.Header) {
 	hd.Fields = append(hd.Fields, r.respFields.Fields...)
 }
 
+var _ proxy.ErrorHooks = hooks{}
+
+// ErrorFields gives the proxy's own error answers (a 502, a 504 after the retries) the
+// fields added with AddResponseField, as ResponseHead gives them to the upstream's
+// response: a route's CORS fields are on every answer, so a browser script can read it.
+func (h hooks) ErrorFields() *h1.Header { return &h.r.respFields }
+
 var _ proxy.BodyHooks = hooks{}
 
 // ResponseBody runs the ResponseBodyFilters' BodyStart; it returns h itself as the body

@@ -39,6 +39,17 @@ type FieldsErrorWriter interface {
 	WriteErrorFields(e *reason.Error, detail string, extra *h1.Header)
 }
 
+// ErrorHooks is an optional extension of Hooks: the fields that every answer to the
+// request carries, whoever makes it (the plugin chain's AddResponseField fields: CORS,
+// response-headers), for the proxy's own error answers (413, 502, 503, 504). The upstream's
+// responses get them through ResponseHead.
+type ErrorHooks interface {
+	// ErrorFields returns those fields (nil or empty: none); the proxy adds them to its
+	// error answer with FieldsErrorWriter, except those the error head sets itself. It
+	// must not allocate.
+	ErrorFields() *h1.Header
+}
+
 // MirrorHooks is an optional extension of Hooks: header lines for a mirror copy of the
 // request (mirror.go). A copy is sent with its own hooks, not the request's, so what the
 // request's AppendUpstream adds per attempt (X-Consumer-Name, the gateway's traceparent)

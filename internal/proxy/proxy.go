@@ -169,7 +169,7 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 	req := ds.Request()
 	ds.SetBodyLimit(rt.MaxBodyBytes)
 	if lim := ds.BodyLimit(); lim > 0 && req.ContentLength > lim {
-		p.fail(ds, rec, reason.New(413, reason.BodyTooLarge, "", errors.New("declared Content-Length above the limit")))
+		p.fail(ds, rec, hooks, reason.New(413, reason.BodyTooLarge, "", errors.New("declared Content-Length above the limit")))
 		return
 	}
 	cl := calls.Get().(*call)
@@ -180,7 +180,7 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 	if fwd.hasBody() {
 		defer fwd.releaseBody()
 		if err := fwd.readBodyPrefix(rt.bodyPrefixLimit()); err != nil {
-			p.answer(ds, rec, clientBodyFailure("", err))
+			p.answer(ds, rec, hooks, clientBodyFailure("", err))
 			return
 		}
 	}
@@ -189,7 +189,7 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 	}
 	u := rt.Upstream
 	if !u.Admit() {
-		p.fail(ds, rec, reason.New(503, reason.UpstreamOverloaded, "", fmt.Errorf("upstream %q: limits.max_concurrent_requests reached", u.ID)))
+		p.fail(ds, rec, hooks, reason.New(503, reason.UpstreamOverloaded, "", fmt.Errorf("upstream %q: limits.max_concurrent_requests reached", u.ID)))
 		return
 	}
 	defer u.Release()
@@ -216,15 +216,15 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 			now = time.Now() // after a failure and a backoff
 		}
 		if ctx.Err() != nil {
-			p.answer(ds, rec, canceled(ctx))
+			p.answer(ds, rec, hooks, canceled(ctx))
 			return
 		}
 		t := u.PickInto(&cl.pick, reqInfo{fwd}, tried[:n], now)
 		if t == nil {
 			if n == 0 {
-				p.fail(ds, rec, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))
+				p.fail(ds, rec, hooks, reason.New(503, reason.NoHealthyTarget, "", fmt.Errorf("upstream %q has no available target", u.ID)))
 			} else {
-				p.fail(ds, rec, reason.From(rec.Err))
+				p.fail(ds, rec, hooks, reason.From(rec.Err))
 			}
 			return
 		}
@@ -237,28 +237,28 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 		}
 		rec.Reason, rec.Err = res.err.Code, res.err
 		if res.clientGone {
-			p.answer(ds, rec, res)
+			p.answer(ds, rec, hooks, res)
 			return
 		}
 		if final := r.next(ctx, res, n); final != nil {
-			p.fail(ds, rec, final)
+			p.fail(ds, rec, hooks, final)
 			return
 		}
 	}
-	p.fail(ds, rec, reason.From(rec.Err))
+	p.fail(ds, rec, hooks, reason.From(rec.Err))
 }
 
 // answer ends a request with a failure res: a client that is gone gets nothing (the
 // response is aborted: its connection closes and nothing more is written), anyone else the
 // error.
-func (p *Proxy) answer(ds Downstream, rec *Record, res result) {
+func (p *Proxy) answer(ds Downstream, rec *Record, hooks Hooks, res result) {
 	if res.clientGone {
 		rec.Reason, rec.Err = res.err.Code, res.err
 		rec.ClientGone = true
 		ds.Abort()
 		return
 	}
-	p.fail(ds, rec, res.err)
+	p.fail(ds, rec, hooks, res.err)
 }
 
 // canceled is the result for a request whose context ended: its cause when that is a
@@ -272,13 +272,31 @@ func canceled(ctx context.Context) result {
 	return result{err: re, canceled: true, clientGone: re.Status == 499}
 }
 
-func (p *Proxy) fail(ds Downstream, rec *Record, e *reason.Error) {
+// fail answers with the gateway's error e. The fields the hooks give every answer of the
+// request (ErrorHooks: the plugin chain's CORS and response-headers fields) go on it as
+// they would on the upstream's response, so that a browser script sees the 502, 503 or 504
+// and its reason instead of a CORS failure.
+func (p *Proxy) fail(ds Downstream, rec *Record, hooks Hooks, e *reason.Error) {
 	rec.Reason, rec.Err = e.Code, e
 	detail := ""
 	if p.exposeDetails.Load() {
 		detail = string(e.Code) // with the target, when there is no cause to show
 		if e.Err != nil {
 			detail = e.Err.Error()
+		}
+	}
+	WriteError(ds, e, detail, hooks)
+}
+
+// WriteError writes the gateway's error e to ds with the fields that hooks (nil: none)
+// give every answer of the request (ErrorHooks), when ds can add fields (FieldsErrorWriter).
+func WriteError(ds Downstream, e *reason.Error, detail string, hooks Hooks) {
+	if eh, ok := hooks.(ErrorHooks); ok {
+		if extra := eh.ErrorFields(); extra != nil && len(extra.Fields) > 0 {
+			if w, ok := ds.(FieldsErrorWriter); ok {
+				w.WriteErrorFields(e, detail, extra)
+				return
+			}
 		}
 	}
 	ds.WriteError(e, detail)

@@ -336,6 +336,11 @@ func (ex *Exchange) WriteHead(status int, reasonPhrase []byte, h *h1.Header, con
 		ex.closeAfter = true // we answered without asking for the body
 	}
 	b := appendHead(ex.scratch[:0], status, reasonPhrase, h)
+	if needsDate(status, h) { // date.go
+		b = append(b, "Date: "...)
+		b = append(b, httpDate(time.Now())...)
+		b = append(b, "\r\n"...)
+	}
 	switch {
 	case contentLength >= 0:
 		b = append(b, "Content-Length: "...)

@@ -77,6 +77,7 @@ type h2Own struct {
 	maxRead                uint32    // SETTINGS_MAX_FRAME_SIZE we announced
 	big                    []byte    // a frame payload larger than the read buffer
 	calm                   bool      // a limit ended the connection outside count: stop reading
+	rlHeld                 bool      // the read loop holds o.mu (lockR)
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
 
@@ -189,7 +190,7 @@ func (o *h2Own) serve() {
 	writerDone := make(chan struct{})
 	go o.writeLoop(writerDone)
 
-	o.readLoop()
+	o.readSafely()
 	o.mu.Lock()
 	linger := o.closing && o.werr == nil
 	o.mu.Unlock()
@@ -248,6 +249,54 @@ func (o *h2Own) idleFired() {
 	}
 }
 
+// readSafely runs the read loop and recovers its panic (a bug): without it the panic would
+// reach conn.serve, which does not know the connection's writer and streams: no GOAWAY, and
+// the writer goroutine of a connection with no stream open left until the idle timeout
+// (for ever without one); a panic with o.mu held would also block the streams' handlers.
+// The panic is logged with its stack and counted (conn_INTERNAL_ERROR_panic), o.mu is given
+// back if the read loop held it, and the connection ends with GOAWAY INTERNAL_ERROR: serve's
+// end then cancels every open stream, stops the writer and waits for the handlers, as for
+// any other end.
+func (o *h2Own) readSafely() {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if o.rlHeld {
+			o.unlockR()
+		}
+		o.c.srv.log.Error("panic in HTTP/2 connection read loop; connection closed", "remote", o.c.clientIP,
+			"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		o.connError(http2.ErrCodeInternal, h2PanicToken)
+	}()
+	o.readLoop()
+}
+
+// h2PanicToken counts the read loops that ended in a panic
+// (sluice_http2_protocol_errors_total).
+const h2PanicToken = "conn_INTERNAL_ERROR_panic"
+
+// h2FrameHook, when set, sees each frame header the read loop takes; only tests set it (to
+// make the read loop panic: h2panic_test.go). A package variable, because nothing else
+// reaches into a connection's read loop from outside; atomic, because other tests'
+// connections may be reading meanwhile.
+var h2FrameHook atomic.Pointer[func(*h2Own, http2.FrameHeader)]
+
+// lockR and unlockR are o.mu's Lock and Unlock for the read loop (and serve's end, on the
+// same goroutine): they note that the read loop holds o.mu, so that readSafely can give it
+// back after a panic in between. Other goroutines hold o.mu only for work that does not
+// block (their waits release it), so the read loop's is the only hold a panic can leave.
+func (o *h2Own) lockR() {
+	o.mu.Lock()
+	o.rlHeld = true
+}
+
+func (o *h2Own) unlockR() {
+	o.rlHeld = false
+	o.mu.Unlock()
+}
+
 // readLoop reads and handles the client's frames until the connection ends.
 func (o *h2Own) readLoop() {
 	var pf [len(h2Preface)]byte
@@ -277,6 +326,9 @@ func (o *h2Own) readLoop() {
 		}
 		if !o.count(fh) {
 			return
+		}
+		if hook := h2FrameHook.Load(); hook != nil {
+			(*hook)(o, fh)
 		}
 		switch fh.Type {
 		case http2.FrameHeaders, http2.FrameContinuation, http2.FrameWindowUpdate:
@@ -450,9 +502,9 @@ func (o *h2Own) handle(f http2.Frame) bool {
 		if id > o.maxID || o.blk.id == id {
 			return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_reset_idle_stream")
 		}
-		o.mu.Lock()
+		o.lockR()
 		s := o.dropLocked(id)
-		o.mu.Unlock()
+		o.unlockR()
 		if s != nil {
 			o.goneUnpin(s)
 		}
@@ -460,11 +512,11 @@ func (o *h2Own) handle(f http2.Frame) bool {
 		return o.onSettings(f)
 	case *http2.PingFrame:
 		if !f.IsAck() {
-			o.mu.Lock()
+			o.lockR()
 			o.out = appendFrame(o.out, framePing, flagAck, 0, f.Data[:])
 			o.checkQueuedLocked()
 			o.wcond.Signal()
-			o.mu.Unlock()
+			o.unlockR()
 		}
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
@@ -482,7 +534,7 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 	if f.IsAck() {
 		return true
 	}
-	o.mu.Lock()
+	o.lockR()
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
 			return err
@@ -508,7 +560,7 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 		o.wcond.Signal()
 		o.space.Broadcast()
 	}
-	o.mu.Unlock()
+	o.unlockR()
 	if err != nil {
 		var ce http2.ConnectionError
 		code := http2.ErrCodeProtocol
@@ -521,12 +573,12 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 }
 
 func (o *h2Own) onWindowUpdate(id uint32, inc int64) bool {
-	o.mu.Lock()
+	o.lockR()
 	if id == 0 {
 		o.connSend += inc
 		over := o.connSend > maxWindow
 		o.space.Broadcast()
-		o.mu.Unlock()
+		o.unlockR()
 		if over {
 			return o.connError(http2.ErrCodeFlowControl, "conn_FLOW_CONTROL_window_overflow")
 		}
@@ -534,7 +586,7 @@ func (o *h2Own) onWindowUpdate(id uint32, inc int64) bool {
 	}
 	s := o.streams[id]
 	if s == nil {
-		o.mu.Unlock()
+		o.unlockR()
 		if id > o.maxID {
 			return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_window_update_idle")
 		}
@@ -543,7 +595,7 @@ func (o *h2Own) onWindowUpdate(id uint32, inc int64) bool {
 	s.x.sendWin += inc
 	over := s.x.sendWin > maxWindow
 	o.space.Broadcast()
-	o.mu.Unlock()
+	o.unlockR()
 	if over {
 		o.resetStream(id, http2.ErrCodeFlowControl, "stream_FLOW_CONTROL_window_overflow")
 	}
@@ -553,16 +605,16 @@ func (o *h2Own) onWindowUpdate(id uint32, inc int64) bool {
 func (o *h2Own) onData(f *http2.DataFrame) bool {
 	id, n := f.StreamID, int64(f.Length)
 	data := f.Data()
-	o.mu.Lock()
+	o.lockR()
 	o.recvUsed += n
 	if o.recvUsed > o.connWin {
-		o.mu.Unlock()
+		o.unlockR()
 		return o.connError(http2.ErrCodeFlowControl, "conn_FLOW_CONTROL_conn_window")
 	}
 	s := o.streams[id]
 	if s == nil || s.x.remoteClosed {
 		o.giveBackLocked(n)
-		o.mu.Unlock()
+		o.unlockR()
 		if id > o.maxID || id == o.blk.id {
 			return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_data_idle_stream")
 		}
@@ -571,7 +623,7 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 	}
 	s.x.recvUsed += n
 	if s.x.recvUsed+s.x.recvPend > o.streamWin { // read bytes not yet given back are still used
-		o.mu.Unlock()
+		o.unlockR()
 		o.resetStream(id, http2.ErrCodeFlowControl, "stream_FLOW_CONTROL_stream_window")
 		return true
 	}
@@ -597,7 +649,7 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 		// Padding counts against both windows (RFC 9113 §6.1): given back to both at once.
 		o.giveBackStreamLocked(&s.x, pad)
 	}
-	o.mu.Unlock()
+	o.unlockR()
 	if bad {
 		o.resetStream(id, http2.ErrCodeProtocol, "stream_PROTOCOL_content_length_mismatch")
 	}
@@ -648,10 +700,10 @@ func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag [
 	}
 	b := &o.blk
 	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0]}
-	o.mu.Lock()
+	o.lockR()
 	s := o.streams[id]
 	open, halfClosed := s != nil, s != nil && s.x.remoteClosed
-	o.mu.Unlock()
+	o.unlockR()
 	switch {
 	case open:
 		b.trailers = true
@@ -833,23 +885,23 @@ func (o *h2Own) endBlock() bool {
 		o.endTrailers(id)
 		return true
 	}
-	o.mu.Lock()
+	o.lockR()
 	switch {
 	case o.final || o.closing:
-		o.mu.Unlock()
+		o.unlockR()
 		s.buf = s.buf[:0]
 		streamPool.Put(s)
 		return true // after the last GOAWAY: ignored (RFC 9113 §6.8)
 	case uint32(len(o.streams)) >= o.st.MaxConcurrentStreams:
-		o.mu.Unlock()
+		o.unlockR()
 		s.buf = s.buf[:0]
 		streamPool.Put(s)
 		o.resetStream(id, http2.ErrCodeRefusedStream, "stream_REFUSED_STREAM_over_max_streams")
 		return true
 	}
-	o.mu.Unlock()
+	o.unlockR()
 	o.fillOwn(s, id)
-	o.mu.Lock()
+	o.lockR()
 	s.x.inMap = true
 	s.x.sendWin = o.initSend
 	o.streams[id] = s
@@ -857,14 +909,14 @@ func (o *h2Own) endBlock() bool {
 		o.idle.Stop()
 	}
 	o.wg.Add(1)
-	o.mu.Unlock()
+	o.unlockR()
 	dispatchStream(s)
 	return true
 }
 
 // endTrailers hands a request's trailer fields to its stream: the body ends.
 func (o *h2Own) endTrailers(id uint32) {
-	o.mu.Lock()
+	o.lockR()
 	s := o.streams[id]
 	bad := false
 	if s != nil && !s.x.remoteClosed {
@@ -880,7 +932,7 @@ func (o *h2Own) endTrailers(id uint32) {
 			s.wakeBody()
 		}
 	}
-	o.mu.Unlock()
+	o.unlockR()
 	if bad {
 		o.resetStream(id, http2.ErrCodeProtocol, "stream_PROTOCOL_content_length_mismatch")
 	}
@@ -967,14 +1019,14 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	if token != "" {
 		o.h.countError(token)
 	}
-	o.mu.Lock()
+	o.lockR()
 	s := o.dropLocked(id)
 	if o.werr == nil {
 		o.out = appendRST(o.out, id, code)
 		o.checkQueuedLocked()
 		o.wcond.Signal()
 	}
-	o.mu.Unlock()
+	o.unlockR()
 	if s != nil {
 		o.goneUnpin(s)
 		if o.resets++; o.resets > o.lim.resets && !o.calm {
@@ -988,10 +1040,10 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 // it go back to its pool if its handler is done: a pinned Stream is not reused.
 func (o *h2Own) goneUnpin(s *Stream) {
 	s.ownGone(errClientGone)
-	o.mu.Lock()
+	o.lockR()
 	s.x.pins--
 	rel := s.x.pins == 0 && s.x.served
-	o.mu.Unlock()
+	o.unlockR()
 	if rel {
 		s.release()
 	}
@@ -1037,11 +1089,11 @@ func (o *h2Own) connError(code http2.ErrCode, token string) bool {
 	if token != "" {
 		o.h.countError(token)
 	}
-	o.mu.Lock()
+	o.lockR()
 	o.goAwayLocked(code)
 	o.closing = true
 	o.wcond.Signal()
-	o.mu.Unlock()
+	o.unlockR()
 	return false
 }
 

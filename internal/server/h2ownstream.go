@@ -274,6 +274,10 @@ func (s *Stream) writeHeadOwn(status int, h *h1.Header, contentLength int64) {
 			size += int64(len(f.Name) + len(f.Value) + 4)
 		}
 	}
+	if needsDate(status, h) { // date.go
+		b = appendLiteral(b, []byte("date"), httpDate(time.Now()))
+		size += int64(4 + dateLen + 4)
+	}
 	if contentLength >= 0 && status != 204 && status != 304 {
 		var nb [20]byte
 		b = appendLiteral(b, []byte("content-length"), strconv.AppendInt(nb[:0], contentLength, 10))
