@@ -136,6 +136,12 @@ func (r *retrier) facts(res result, n int) attemptFacts {
 // retryStatus reports whether a response with this status should be discarded and the request
 // tried again. It takes a budget token and a retry slot when it says yes.
 func (r *retrier) retryStatus(status int) bool {
+	if !r.pol.retriesStatus(status) {
+		// decide could not say retry (rule 3 needs the status listed; rule 2 needs an
+		// unsent request, and this one was answered): skip gathering the facts, which
+		// every response would otherwise pay for (a map lookup, interface calls).
+		return false
+	}
 	f := r.facts(result{cond: config.RetryStatus}, r.rec.NumAttempts-1) // this attempt is recorded
 	f.status = status
 	if decide(f, r.pol).action != actRetry {
