@@ -20,14 +20,17 @@ import (
 // included, is bounded by timeout (0: none): a backend that sends 102 Processing every second
 // does not hold the request past it. ok is false when the wait failed; res and out say how.
 func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time.Duration) (res result, out connpool.Outcome, ok bool) {
+	// One clock read gives the deadline and the first wait's client-check step; a wait after
+	// an interim response reads the clock again.
+	now := time.Now()
 	var deadline time.Time
 	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+		deadline = now.Add(timeout)
 	}
 	late := netio.Slack(timeout)
 	isHEAD := string(fwd.req.Method) == "HEAD"
 	for {
-		if res, ok := awaitResponse(fwd.ds, deadline, late, c, t); !ok {
+		if res, ok := awaitResponse(fwd.ds, now, deadline, late, c, t); !ok {
 			return res, failedBy(res), false
 		}
 		if err := h1.ReadResponse(c.R, &fwd.resp, isHEAD, h1.Limits{}); err != nil {
@@ -39,6 +42,7 @@ func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time
 		if res, ok := fwd.relayInterim(t); !ok {
 			return res, failedBy(res), false
 		}
+		now = time.Now()
 	}
 }
 
