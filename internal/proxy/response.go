@@ -138,6 +138,9 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 // not nil (then nothing is spliced: every byte passes the filter).
 func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target, bf BodyFilter) (result, bool) {
 	ds, rt, body := fwd.ds, fwd.rt, &fwd.body
+	if rest := body.Rest(); rest != nil && bf == nil {
+		return relayBuffered(ds, c, t, body, rest)
+	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -197,6 +200,24 @@ func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target, b
 			return bodyReadFailure(ds, t, err), false
 		}
 	}
+}
+
+// relayBuffered writes rest, the rest of a body that is all in the upstream reader's buffer
+// (a small response usually arrives with its head), to the client straight from that
+// buffer: no copy buffer is taken and the bytes are copied once, not twice. It ends as
+// streamBody's loop does: the response is flushed when nothing more is buffered.
+func relayBuffered(ds Downstream, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, rest []byte) (result, bool) {
+	n, err := ds.Write(rest)
+	body.Skip(n)
+	if err != nil {
+		return clientWriteFailure(ds, t, err), false
+	}
+	if c.R.Buffered() == 0 {
+		if err := ds.Flush(); err != nil {
+			return clientWriteFailure(ds, t, err), false
+		}
+	}
+	return result{}, true
 }
 
 // filterBufs hold a body filter's output, one per filtered relay.
