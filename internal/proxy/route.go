@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/config"
@@ -30,6 +31,9 @@ type Route struct {
 
 	connectOverride bool // the route sets its own connect timeout
 	retry           retryPolicy
+	// budget is the upstream's retry budget, looked up on the route's first request
+	// (Proxy.routeBudget), so that a request does not look it up by the upstream's id.
+	budget atomic.Pointer[budget]
 	tunnel          tunnelPolicy
 	tunnels         routeTunnels
 	mirror          *Mirror // nil: none (mirror.go)
