@@ -283,3 +283,21 @@ func TestUntouchedLargeBodyIsRetried(t *testing.T) {
 		t.Fatalf("status %d (%s), backend got %d bytes, %d attempts; want 200 with %d bytes after 2 attempts", rd.status, rec.Reason, got.Load(), rec.NumAttempts, size)
 	}
 }
+
+// TestRouteBudgetIsTheUpstreams: the retry budget a route keeps after its first request is
+// the one its upstream's id names: shared with the other routes to that upstream (a budget
+// counts all of the upstream's requests), and still the one named after a reload's prune
+// that keeps the upstream.
+func TestRouteBudgetIsTheUpstreams(t *testing.T) {
+	p := testProxy()
+	rt1, _ := testRoute(t, "127.0.0.1:1", connpool.Options{}, nil)
+	rt2, _ := testRoute(t, "127.0.0.1:1", connpool.Options{}, func(rc *config.Route, _ *config.Upstream) { rc.ID = "r2" })
+	b := p.routeBudget(rt1)
+	if p.routeBudget(rt2) != b || p.budgetFor("b") != b || p.routeBudget(rt1) != b {
+		t.Fatal("the routes of one upstream do not share its budget")
+	}
+	p.PruneBudgets(func(id string) bool { return id == "b" })
+	if p.budgetFor("b") != b || p.routeBudget(rt2) != b {
+		t.Fatal("a prune that keeps the upstream changed its budget")
+	}
+}
