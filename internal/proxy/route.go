@@ -31,13 +31,14 @@ type Route struct {
 
 	connectOverride bool // the route sets its own connect timeout
 	retry           retryPolicy
-	// budget is the upstream's retry budget, looked up on the route's first request
-	// (Proxy.routeBudget), so that a request does not look it up by the upstream's id.
-	budget atomic.Pointer[budget]
 	tunnel          tunnelPolicy
 	tunnels         routeTunnels
 	mirror          *Mirror // nil: none (mirror.go)
 	grpcWeb         bool    // translate grpc-web to gRPC (grpcweb.go)
+
+	// budget is the upstream's retry budget, looked up on the route's first request
+	// (Proxy.routeBudget), so that a request does not look it up by the upstream's id.
+	budget atomic.Pointer[budget]
 
 	stripPrefix string
 	addPrefix   string
