@@ -125,6 +125,25 @@ func (b *BodyReader) Buffered() bool {
 	return b.mode == modeLength && int64(b.br.Buffered()) >= b.remaining
 }
 
+// Rest returns the rest of a Content-Length body when all of it is already in the reader's
+// buffer, without consuming it, so that a caller can write it from there instead of copying
+// it out first; the caller then calls Skip with what it wrote. It returns nil for other
+// framings, when bytes are still to come, after an error, or when nothing is left. The bytes
+// are valid until the next call on the reader.
+func (b *BodyReader) Rest() []byte {
+	if b.br == nil || b.err != nil || b.mode != modeLength || b.remaining == 0 || int64(b.br.Buffered()) < b.remaining {
+		return nil
+	}
+	p, _ := b.br.Peek(int(b.remaining)) // all buffered: no read
+	return p
+}
+
+// Skip consumes n of the bytes Rest returned.
+func (b *BodyReader) Skip(n int) {
+	d, _ := b.br.Discard(n)
+	b.remaining -= int64(d)
+}
+
 // Ready reports whether the next Read returns without reading the connection: body bytes,
 // the body's end or a framing error are already in the reader's buffer (or an error is
 // sticky). A chunked body is ready only when the framing before the next data byte and that

@@ -265,3 +265,60 @@ func TestBodyReaderReady(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyReaderRest: Rest hands out the rest of a Content-Length body only when all of it
+// is buffered, Skip consumes what was taken (the reader then stands on the next message and
+// is Done), and every other case gets nil.
+func TestBodyReaderRest(t *testing.T) {
+	tests := []struct {
+		name      string
+		raw       string
+		n         int64
+		chunked   bool
+		readFirst int    // body bytes read with Read before Rest
+		want      string // Rest's bytes; "" means nil
+		next      string // what the buffered reader holds after Skip(len(want))
+	}{
+		{name: "all buffered", raw: "hello world", n: 5, want: "hello", next: " world"},
+		{name: "after a read", raw: "hello world", n: 5, readFirst: 2, want: "llo", next: " world"},
+		{name: "exactly the buffer", raw: "hello", n: 5, want: "hello"},
+		{name: "not all arrived", raw: "hel", n: 5},
+		{name: "nothing left", raw: "next", n: 0},
+		{name: "chunked", raw: "5\r\nhello\r\n0\r\n\r\n", chunked: true},
+		{name: "until close", raw: "all of it", n: -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			br := bufio.NewReader(strings.NewReader(tc.raw))
+			br.Peek(len(tc.raw)) // what has arrived is buffered
+			var b BodyReader
+			b.Reset(br, tc.n, tc.chunked, 0)
+			if tc.readFirst > 0 {
+				if _, err := io.ReadFull(&b, make([]byte, tc.readFirst)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rest := b.Rest()
+			if tc.want == "" {
+				if rest != nil {
+					t.Fatalf("Rest = %q, want nil", rest)
+				}
+				return
+			}
+			if string(rest) != tc.want {
+				t.Fatalf("Rest = %q, want %q", rest, tc.want)
+			}
+			b.Skip(len(rest))
+			if !b.Done() {
+				t.Error("not Done after Skip of the rest")
+			}
+			if n, err := b.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+				t.Errorf("Read after Skip = %d, %v; want 0, EOF", n, err)
+			}
+			after, _ := io.ReadAll(br)
+			if string(after) != tc.next {
+				t.Errorf("reader holds %q after the body, want %q", after, tc.next)
+			}
+		})
+	}
+}

@@ -505,10 +505,9 @@ func classifyRead(err error, read int64, target string) result {
 
 // awaitResponse waits for the first byte of a response head until deadline (zero: none; it
 // may fire up to late after it), checking now and then whether the client is still there: a
-// client that left cancels the upstream request.
-func awaitResponse(ds Downstream, deadline time.Time, late time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
+// client that left cancels the upstream request. now is the time the wait starts.
+func awaitResponse(ds Downstream, now, deadline time.Time, late time.Duration, c *connpool.Conn, t *upstream.Target) (result, bool) {
 	nc := c.NetConn()
-	now := time.Now()
 	if c.R.Buffered() > 0 {
 		// Bytes after an interim (1xx) response: what is missing of the head is read under
 		// the whole wait's deadline, not the client-check step left armed by the first wait.

@@ -43,7 +43,7 @@ type recorder struct {
 }
 
 // newRecorder parses raw (a request head) and takes body as the request body.
-func newRecorder(t *testing.T, ctx context.Context, raw string, body string) *recorder {
+func newRecorder(t testing.TB, ctx context.Context, raw string, body string) *recorder {
 	t.Helper()
 	rd := &recorder{ctx: ctx, body: strings.NewReader(body)}
 	if err := h1.ReadRequest(bufio.NewReader(strings.NewReader(raw)), &rd.req, h1.Limits{}); err != nil {
@@ -102,7 +102,7 @@ func (r *notifyingRecorder) OnCancel(f func()) { r.onCancel = f }
 var _ CancelNotifier = (*notifyingRecorder)(nil)
 
 // testRoute builds a route to one target at addr (see testRouteTo).
-func testRoute(t *testing.T, addr string, opts connpool.Options, edit func(*config.Route, *config.Upstream)) (*Route, *connpool.Pool) {
+func testRoute(t testing.TB, addr string, opts connpool.Options, edit func(*config.Route, *config.Upstream)) (*Route, *connpool.Pool) {
 	t.Helper()
 	rt, pools := testRouteTo(t, []string{addr}, opts, edit)
 	return rt, pools[0]
@@ -110,7 +110,7 @@ func testRoute(t *testing.T, addr string, opts connpool.Options, edit func(*conf
 
 // testRouteTo builds a route to targets at addrs (round robin, in order), each with a pool
 // of opts; edit may change the route's and upstream's config first.
-func testRouteTo(t *testing.T, addrs []string, opts connpool.Options, edit func(*config.Route, *config.Upstream)) (*Route, []*connpool.Pool) {
+func testRouteTo(t testing.TB, addrs []string, opts connpool.Options, edit func(*config.Route, *config.Upstream)) (*Route, []*connpool.Pool) {
 	t.Helper()
 	opts.Enabled = true
 	var targets []*upstream.Target
@@ -281,5 +281,43 @@ func TestUntouchedLargeBodyIsRetried(t *testing.T) {
 	testProxy().Serve(rd, rt, &rec)
 	if rd.status != 200 || got.Load() != size || rec.NumAttempts != 2 {
 		t.Fatalf("status %d (%s), backend got %d bytes, %d attempts; want 200 with %d bytes after 2 attempts", rd.status, rec.Reason, got.Load(), rec.NumAttempts, size)
+	}
+}
+
+// TestRouteBudgetIsTheUpstreams: the retry budget a route keeps after its first request is
+// the one its upstream's id names: shared with the other routes to that upstream (a budget
+// counts all of the upstream's requests), and still the one named after a reload's prune
+// that keeps the upstream.
+func TestRouteBudgetIsTheUpstreams(t *testing.T) {
+	p := testProxy()
+	rt1, _ := testRoute(t, "127.0.0.1:1", connpool.Options{}, nil)
+	rt2, _ := testRoute(t, "127.0.0.1:1", connpool.Options{}, func(rc *config.Route, _ *config.Upstream) { rc.ID = "r2" })
+	b := p.routeBudget(rt1)
+	if p.routeBudget(rt2) != b || p.budgetFor("b") != b || p.routeBudget(rt1) != b {
+		t.Fatal("the routes of one upstream do not share its budget")
+	}
+	p.PruneBudgets(func(id string) bool { return id == "b" })
+	if p.budgetFor("b") != b || p.routeBudget(rt2) != b {
+		t.Fatal("a prune that keeps the upstream changed its budget")
+	}
+}
+
+// BenchmarkRetryStatus is what asking whether a relayed response is retried costs, for a
+// status the route does not retry (every 2xx): once per proxied response.
+func BenchmarkRetryStatus(b *testing.B) {
+	rt, _ := testRoute(b, "127.0.0.1:1", connpool.Options{}, nil)
+	rd := newRecorder(b, context.Background(), "GET /p HTTP/1.1\r\nHost: x\r\n\r\n", "")
+	p := testProxy()
+	var fwd forward
+	var rec Record
+	var r retrier
+	fwd.init(rd, rt, nil)
+	r.init(p, rd, rt, &fwd, &rec, time.Now())
+	rec.add(Attempt{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if r.retryStatus(200) {
+			b.Fatal("a 200 retried")
+		}
 	}
 }

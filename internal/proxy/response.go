@@ -20,14 +20,17 @@ import (
 // included, is bounded by timeout (0: none): a backend that sends 102 Processing every second
 // does not hold the request past it. ok is false when the wait failed; res and out say how.
 func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time.Duration) (res result, out connpool.Outcome, ok bool) {
+	// One clock read gives the deadline and the first wait's client-check step; a wait after
+	// an interim response reads the clock again.
+	now := time.Now()
 	var deadline time.Time
 	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
+		deadline = now.Add(timeout)
 	}
 	late := netio.Slack(timeout)
 	isHEAD := string(fwd.req.Method) == "HEAD"
 	for {
-		if res, ok := awaitResponse(fwd.ds, deadline, late, c, t); !ok {
+		if res, ok := awaitResponse(fwd.ds, now, deadline, late, c, t); !ok {
 			return res, failedBy(res), false
 		}
 		if err := h1.ReadResponse(c.R, &fwd.resp, isHEAD, h1.Limits{}); err != nil {
@@ -39,6 +42,7 @@ func awaitFinal(fwd *forward, c *connpool.Conn, t *upstream.Target, timeout time
 		if res, ok := fwd.relayInterim(t); !ok {
 			return res, failedBy(res), false
 		}
+		now = time.Now()
 	}
 }
 
@@ -134,6 +138,9 @@ func (p *Proxy) relayResponse(fwd *forward, c *connpool.Conn, t *upstream.Target
 // not nil (then nothing is spliced: every byte passes the filter).
 func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target, bf BodyFilter) (result, bool) {
 	ds, rt, body := fwd.ds, fwd.rt, &fwd.body
+	if rest := body.Rest(); rest != nil && bf == nil {
+		return relayBuffered(ds, c, t, body, rest)
+	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -193,6 +200,24 @@ func (p *Proxy) streamBody(fwd *forward, c *connpool.Conn, t *upstream.Target, b
 			return bodyReadFailure(ds, t, err), false
 		}
 	}
+}
+
+// relayBuffered writes rest, the rest of a body that is all in the upstream reader's buffer
+// (a small response usually arrives with its head), to the client straight from that
+// buffer: no copy buffer is taken and the bytes are copied once, not twice. It ends as
+// streamBody's loop does: the response is flushed when nothing more is buffered.
+func relayBuffered(ds Downstream, c *connpool.Conn, t *upstream.Target, body *h1.BodyReader, rest []byte) (result, bool) {
+	n, err := ds.Write(rest)
+	body.Skip(n)
+	if err != nil {
+		return clientWriteFailure(ds, t, err), false
+	}
+	if c.R.Buffered() == 0 {
+		if err := ds.Flush(); err != nil {
+			return clientWriteFailure(ds, t, err), false
+		}
+	}
+	return result{}, true
 }
 
 // filterBufs hold a body filter's output, one per filtered relay.

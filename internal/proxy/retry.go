@@ -83,7 +83,7 @@ func (r *retrier) init(p *Proxy, ds Downstream, rt *Route, fwd *forward, rec *Re
 	if pol.deadline > 0 {
 		r.end = start.Add(pol.deadline)
 	}
-	r.budget = p.budgetFor(rt.Upstream.ID)
+	r.budget = p.routeBudget(rt)
 	r.budget.request(start)
 }
 
@@ -136,6 +136,12 @@ func (r *retrier) facts(res result, n int) attemptFacts {
 // retryStatus reports whether a response with this status should be discarded and the request
 // tried again. It takes a budget token and a retry slot when it says yes.
 func (r *retrier) retryStatus(status int) bool {
+	if !r.pol.retriesStatus(status) {
+		// decide could not say retry (rule 3 needs the status listed; rule 2 needs an
+		// unsent request, and this one was answered): skip gathering the facts, which
+		// every response would otherwise pay for (a map lookup, interface calls).
+		return false
+	}
 	f := r.facts(result{cond: config.RetryStatus}, r.rec.NumAttempts-1) // this attempt is recorded
 	f.status = status
 	if decide(f, r.pol).action != actRetry {
@@ -288,6 +294,20 @@ func (p *Proxy) budgetFor(upstreamID string) *budget {
 	}
 	b, _ := p.budgets.LoadOrStore(upstreamID, &budget{})
 	return b.(*budget)
+}
+
+// routeBudget is budgetFor(rt.Upstream.ID), looked up once per route. The pointer stays
+// the one budgetFor would return for as long as the route serves: budgets are kept by
+// upstream id across reloads, a route is kept by a reload only with its upstream, and
+// PruneBudgets forgets only the budgets of upstreams the new config removed, whose routes
+// are gone with them (a request still running on one keeps the budget it holds, as before).
+func (p *Proxy) routeBudget(rt *Route) *budget {
+	if b := rt.budget.Load(); b != nil {
+		return b
+	}
+	b := p.budgetFor(rt.Upstream.ID)
+	rt.budget.Store(b)
+	return b
 }
 
 // PruneBudgets forgets the retry budgets of upstreams for which keep is false (those a new

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/config"
@@ -34,6 +35,10 @@ type Route struct {
 	tunnels         routeTunnels
 	mirror          *Mirror // nil: none (mirror.go)
 	grpcWeb         bool    // translate grpc-web to gRPC (grpcweb.go)
+
+	// budget is the upstream's retry budget, looked up on the route's first request
+	// (Proxy.routeBudget), so that a request does not look it up by the upstream's id.
+	budget atomic.Pointer[budget]
 
 	stripPrefix string
 	addPrefix   string
