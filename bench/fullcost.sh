@@ -72,16 +72,6 @@ config() {
 	echo "$f"
 }
 
-start_proc() { # name port command...
-	local name=$1 port=$2
-	shift 2
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PID[$name]=$!
-	PORT[$name]=$port
-	STARTED+=("$!")
-	wait_port "$name" "$port"
-}
-
 bport=$(free_port)
 start_proc backend "$bport" "$TMP/bin/backend" -addr "127.0.0.1:$bport" -size 300
 for name in plain full full-base; do

@@ -45,6 +45,18 @@ wait_port() {
 	log "$1 did not come up on port $2"; cat "$TMP/$1.log" >&2 || true; return 1
 }
 
+# start_proc name port command...: runs command in the background with its output in
+# $TMP/name.log, records it (PID[name], PORT[name], STARTED) and waits for its port.
+start_proc() {
+	local name=$1 port=$2
+	shift 2
+	"$@" >"$TMP/$name.log" 2>&1 &
+	PID[$name]=$!
+	PORT[$name]=$port
+	STARTED+=("$!")
+	wait_port "$name" "$port"
+}
+
 # cpu_ticks name: utime+stime of the process and its children (every thread counted).
 cpu_ticks() {
 	local p=${PID[$1]} total=0 k

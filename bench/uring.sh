@@ -47,26 +47,16 @@ bench_init uring
 PERF=0
 perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1 && PERF=1
 
-run() { # name port cmd...
-	local name=$1 port=$2
-	shift 2
-	"$@" >"$TMP/$name.log" 2>&1 &
-	PID[$name]=$!
-	PORT[$name]=$port
-	STARTED+=("$!")
-	wait_port "$name" "$port"
-}
-
 bport=$(free_port)
-run backend "$bport" "$TMP/backend" -addr "127.0.0.1:$bport"
+start_proc backend "$bport" "$TMP/backend" -addr "127.0.0.1:$bport"
 p=$(free_port)
-run goepoll-coro "$p" "$TMP/goepoll" -mode coro -addr "127.0.0.1:$p" -upstream "127.0.0.1:$bport"
+start_proc goepoll-coro "$p" "$TMP/goepoll" -mode coro -addr "127.0.0.1:$p" -upstream "127.0.0.1:$bport"
 list=(goepoll-coro)
 for v in $VARIANTS; do
 	[ -n "${FLAGS[$v]+x}" ] || { log "unknown variant $v"; exit 2; }
 	p=$(free_port)
 	# shellcheck disable=SC2086 # a list of flags
-	run "gouring-$v" "$p" "$TMP/gouring" ${FLAGS[$v]} -addr "127.0.0.1:$p" -upstream "127.0.0.1:$bport"
+	start_proc "gouring-$v" "$p" "$TMP/gouring" ${FLAGS[$v]} -addr "127.0.0.1:$p" -upstream "127.0.0.1:$bport"
 	list+=("gouring-$v")
 done
 
