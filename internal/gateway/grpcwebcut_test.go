@@ -17,7 +17,8 @@ import (
 // cutBackend is an h2c gRPC backend written with x/net's Framer: to each request (once its
 // END_STREAM came) it answers a 200 application/grpc+proto head and one DATA frame, body(path),
 // then breaks the stream: RST_STREAM INTERNAL_ERROR, or, for a path ending in "/close",
-// the connection closes. It answers SETTINGS and PINGs.
+// the connection closes; for one ending in "/stall" the stream stays open and nothing more
+// comes. It answers SETTINGS and PINGs.
 func cutBackend(t *testing.T, body func(path string) []byte) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,8 +61,11 @@ func serveCut(c net.Conn, body func(path string) []byte) {
 			fr.WriteData(id, false, body(path)) != nil {
 			return false
 		}
-		if strings.HasSuffix(path, "/close") {
+		switch {
+		case strings.HasSuffix(path, "/close"):
 			return false
+		case strings.HasSuffix(path, "/stall"):
+			return true // the stream stays open, silent
 		}
 		return fr.WriteRSTStream(id, http2.ErrCodeInternal) == nil
 	}
@@ -110,7 +114,8 @@ func webMsg(p string) []byte {
 // inside a message (a header promising 100 bytes, 10 sent), no frame can follow: the
 // response is broken off as before (HTTP/1.1: the chunked body ends without its last
 // chunk; h2c: the stream is reset), and no trailer frame appears. Every case is logged and
-// counted as upstream_bad_response.
+// counted as upstream_bad_response. A call whose grpc-timeout runs out after its first
+// message ends with grpc-status 4 (DEADLINE_EXCEEDED), upstream_timeout.
 func TestGRPCWebCutMidBody(t *testing.T) {
 	partial := append(binary.BigEndian.AppendUint32([]byte{0}, 100), "0123456789"...)
 	backend := cutBackend(t, func(path string) []byte {
@@ -195,8 +200,35 @@ admin:
 			}
 		}
 	}
+	// The call's grpc-timeout runs out after the first message: the trailer frame says
+	// DEADLINE_EXCEEDED (upstream_timeout), as the gateway's trailers-only timeout does.
+	for _, client := range []string{"http1", "h2c"} {
+		t.Run(client+"/grpc-timeout", func(t *testing.T) {
+			req, _ := http.NewRequest("POST", tg.url("/cut.Service/Whole/stall"), bytes.NewReader(webMsg("request")))
+			req.Header.Set("Content-Type", "application/grpc-web+proto")
+			req.Header.Set("Grpc-Timeout", "300m")
+			resp, err := clients[client].Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			n++
+			tr := "grpc-status: 4\r\ngrpc-message: upstream_timeout\r\n"
+			want := binary.BigEndian.AppendUint32(append(webMsg("hello"), 0x80), uint32(len(tr)))
+			want = append(want, tr...)
+			if rerr != nil || !bytes.Equal(raw, want) {
+				t.Fatalf("body %q (read error %v); want %q", raw, rerr, want)
+			}
+			if l := tg.accessLines(n)[n-1]; l["reason"] != "upstream_timeout" {
+				t.Errorf("access log reason %v; want upstream_timeout", l["reason"])
+			}
+		})
+	}
 	f, _ := scrape(t, tg.adminURL("/metrics"))
-	if v, _ := f.value("sluice_gateway_errors_total", map[string]string{"reason": "upstream_bad_response"}); v != float64(n) {
-		t.Errorf("sluice_gateway_errors_total{reason=upstream_bad_response} = %v; want %d", v, n)
+	for code, want := range map[string]int{"upstream_bad_response": n - 2, "upstream_timeout": 2} {
+		if v, _ := f.value("sluice_gateway_errors_total", map[string]string{"reason": code}); v != float64(want) {
+			t.Errorf("sluice_gateway_errors_total{reason=%s} = %v; want %d", code, v, want)
+		}
 	}
 }
