@@ -256,11 +256,14 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		}
 		if err != nil {
 			code := reason.BadResponse
-			if errors.Is(context.Cause(actx), errH2AttemptTimeout) {
+			timedOut := errors.Is(context.Cause(actx), errH2AttemptTimeout)
+			if timedOut {
 				code = reason.ResponseTimeout
 			}
 			e := reason.New(502, code, t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))
-			if wb != nil && wb.endFailed(ds, e) { // grpcweb.go: cut between two messages
+			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
+			// a request canceled by its client or a forced shutdown: nobody to tell).
+			if wb != nil && (timedOut || actx.Err() == nil) && wb.endFailed(ds, e) {
 				return result{err: e, ended: true}
 			}
 			ds.Abort()
