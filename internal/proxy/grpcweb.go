@@ -119,14 +119,14 @@ func webTrailerFrame(dst []byte, tr *h1.Header) []byte {
 // cuts off between two messages can still end with a trailer frame (endFailed).
 type webBody struct {
 	mode  int
-	grpc  bool // the answer is gRPC (content-type application/grpc...), so framed in messages
 	carry []byte
 	out   []byte
 	// The message frame being passed: hdrN bytes of its 5-byte header (flag, length) seen,
 	// then left payload bytes still to come. Between two frames both are 0.
-	hdr  [5]byte
-	hdrN int
 	left uint32
+	hdr  [5]byte
+	grpc bool // the answer is gRPC (content-type application/grpc...), so framed in messages
+	hdrN int
 }
 
 // add returns what of p goes to the client now (valid until the next call).
