@@ -184,8 +184,9 @@ func (w *webBody) atBoundary() bool { return w.hdrN == 0 && w.left == 0 }
 // its own, when the body passed so far ends between two messages: grpc-status from e
 // (reason.GRPCStatus, as for the gateway's trailers-only errors) and grpc-message the
 // reason code. A client then reads a status instead of a body that just stops. It reports
-// false, having written nothing, when that cannot be done: the answer is not gRPC, or it
-// was cut inside a message, after which no valid frame can follow (the caller aborts).
+// false when that cannot be done, and the caller aborts: the answer is not gRPC, or it was
+// cut inside a message, after which no valid frame can follow (nothing is written then),
+// or the client's side failed the write.
 func (w *webBody) endFailed(ds ResponseSide, e *reason.Error) bool {
 	if !w.grpc || !w.atBoundary() {
 		return false
