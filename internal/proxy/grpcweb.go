@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"sluice/internal/h1"
@@ -114,14 +115,23 @@ func webTrailerFrame(dst []byte, tr *h1.Header) []byte {
 
 // webBody is the response body of a grpc-web call on its way to the client: the gRPC
 // frames as they are, or base64 for -text (carry holds the 0 to 2 bytes not yet encoded).
+// It follows the message framing of what it passed (track), so that a body the backend
+// cuts off between two messages can still end with a trailer frame (endFailed).
 type webBody struct {
 	mode  int
 	carry []byte
 	out   []byte
+	// The message frame being passed: hdrN bytes of its 5-byte header (flag, length) seen,
+	// then left payload bytes still to come. Between two frames both are 0.
+	left uint32
+	hdr  [5]byte
+	grpc bool // the answer is gRPC (content-type application/grpc...), so framed in messages
+	hdrN int
 }
 
 // add returns what of p goes to the client now (valid until the next call).
 func (w *webBody) add(p []byte) []byte {
+	w.track(p)
 	if w.mode != webText {
 		return p
 	}
@@ -145,6 +155,49 @@ func (w *webBody) end(tr *h1.Header) []byte {
 	w.out = base64.StdEncoding.AppendEncode(w.out[:0], w.carry)
 	w.carry = w.carry[:0]
 	return w.out
+}
+
+// track follows the message frames (a 5-byte header: flag byte, 4-byte big-endian length,
+// then the payload) across p, the next body bytes.
+func (w *webBody) track(p []byte) {
+	for len(p) > 0 {
+		if w.left > 0 {
+			n := min(uint64(len(p)), uint64(w.left))
+			w.left -= uint32(n)
+			p = p[n:]
+			continue
+		}
+		k := copy(w.hdr[w.hdrN:], p)
+		w.hdrN += k
+		p = p[k:]
+		if w.hdrN == len(w.hdr) {
+			w.left = binary.BigEndian.Uint32(w.hdr[1:])
+			w.hdrN = 0
+		}
+	}
+}
+
+// atBoundary says whether the bytes passed end between two message frames.
+func (w *webBody) atBoundary() bool { return w.hdrN == 0 && w.left == 0 }
+
+// endFailed ends a gRPC answer whose upstream body failed with e with a trailer frame of
+// its own, when the body passed so far ends between two messages: grpc-status from e
+// (reason.GRPCStatus, as for the gateway's trailers-only errors) and grpc-message the
+// reason code. A client then reads a status instead of a body that just stops. It reports
+// false when that cannot be done, and the caller aborts: the answer is not gRPC, or it was
+// cut inside a message, after which no valid frame can follow (nothing is written then),
+// or the client's side failed the write.
+func (w *webBody) endFailed(ds ResponseSide, e *reason.Error) bool {
+	if !w.grpc || !w.atBoundary() {
+		return false
+	}
+	var tr h1.Header
+	tr.Add("Grpc-Status", strconv.Itoa(reason.GRPCStatus(e)))
+	tr.Add("Grpc-Message", reason.GRPCMessage(string(e.Code)))
+	if _, err := ds.Write(w.end(&tr)); err != nil {
+		return false
+	}
+	return ds.Finish(nil) == nil
 }
 
 // base64Reader decodes a grpc-web-text request body: standard base64, each group of 4

@@ -118,6 +118,9 @@ func FuzzGRPCWebText(f *testing.F) {
 			out = append(out, w.add(rest[:n])...)
 			rest = rest[n:]
 		}
+		if got, want := w.atBoundary(), endsAtBoundary(body); got != want {
+			t.Fatalf("response %q: atBoundary %v; want %v", body, got, want)
+		}
 		var tr h1.Header
 		tr.Add("Grpc-Status", "0")
 		out = append(out, w.end(&tr)...)

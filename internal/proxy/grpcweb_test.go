@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -75,5 +76,50 @@ func TestWebBodyText(t *testing.T) {
 	got, err := base64.StdEncoding.DecodeString(string(out))
 	if err != nil || !bytes.Equal(got, want) {
 		t.Errorf("decoded %q, %v; want %q", got, err, want)
+	}
+}
+
+// endsAtBoundary is the reference for webBody.atBoundary: whether b is whole message frames
+// (5-byte header, then as many bytes as its length says).
+func endsAtBoundary(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < 5 {
+			return false
+		}
+		n := 5 + uint64(binary.BigEndian.Uint32(b[1:5]))
+		if n > uint64(len(b)) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// TestWebBodyTrack: the response's message framing is followed across reads of any size
+// (a byte at a time, random pieces): after each read the body is between two frames exactly
+// when the bytes so far are whole frames, empty frames and a length near 4 GiB included.
+func TestWebBodyTrack(t *testing.T) {
+	var body []byte
+	for _, n := range []int{0, 1, 0, 300, 4, 70000, 0} {
+		body = binary.BigEndian.AppendUint32(append(body, byte(n%2)), uint32(n))
+		body = append(body, bytes.Repeat([]byte{0x80}, n)...) // payload bytes that look like flags
+	}
+	body = append(body, 0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3) // a frame that never ends
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, mode := range []int{webBinary, webText} {
+		for _, pieces := range []string{"bytes", "random"} {
+			w := &webBody{mode: mode, grpc: true}
+			for off := 0; off < len(body); {
+				n := 1
+				if pieces == "random" {
+					n = min(len(body)-off, 1+r.IntN(9000))
+				}
+				w.add(body[off : off+n])
+				off += n
+				if got, want := w.atBoundary(), endsAtBoundary(body[:off]); got != want {
+					t.Fatalf("mode %d, %s: after %d bytes atBoundary %v; want %v", mode, pieces, off, got, want)
+				}
+			}
+		}
 	}
 }

@@ -205,6 +205,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		wb = &webBody{mode: fwd.web}
 		if ct, ok := h.Get("Content-Type"); ok && h1.HasMediaType(ct, ctGRPC) {
 			h.Set("Content-Type", webContentType(string(ct), fwd.web))
+			wb.grpc = true
 		}
 		if framing >= 0 {
 			framing = h1.LengthUnknown
@@ -239,7 +240,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			*filtered = bf.FilterBody((*filtered)[:0], out, err == io.EOF)
 			out = *filtered
 		}
-		if wb != nil && n > 0 {
+		if wb != nil && len(out) > 0 { // a filter's last bytes may come with n == 0
 			out = wb.add(out)
 		}
 		if len(out) > 0 {
@@ -254,12 +255,19 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			break
 		}
 		if err != nil {
-			ds.Abort()
 			code := reason.BadResponse
-			if errors.Is(context.Cause(actx), errH2AttemptTimeout) {
+			timedOut := errors.Is(context.Cause(actx), errH2AttemptTimeout)
+			if timedOut {
 				code = reason.ResponseTimeout
 			}
-			return result{err: reason.New(502, code, t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))}
+			e := reason.New(502, code, t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))
+			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
+			// a request canceled by its client or a forced shutdown: nobody to tell).
+			if wb != nil && (timedOut || actx.Err() == nil) && wb.endFailed(ds, e) {
+				return result{err: e, ended: true}
+			}
+			ds.Abort()
+			return result{err: e}
 		}
 	}
 	var tr h1.Header

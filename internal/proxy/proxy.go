@@ -236,6 +236,9 @@ func (p *Proxy) serve(ds Downstream, rt *Route, rec *Record, hooks Hooks) {
 			return
 		}
 		rec.Reason, rec.Err = res.err.Code, res.err
+		if res.ended {
+			return
+		}
 		if res.clientGone {
 			p.answer(ds, rec, hooks, res)
 			return
@@ -316,6 +319,9 @@ type result struct {
 	clientGone  bool
 	clientSide  bool // the client's side failed (body too large, unreadable, too slow)
 	canceled    bool // the request's context ended (client gone, forced shutdown)
+	// ended: the response went out whole with the failure in it (a grpc-web trailer frame
+	// naming err, grpcweb.go): it is recorded, nothing more is written.
+	ended bool
 	// switched: protocol auto, the target's ALPN answer sent the request to its other pool
 	// before anything of it was sent (auto.go); err is nil.
 	switched bool

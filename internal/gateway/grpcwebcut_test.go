@@ -1,0 +1,234 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// cutBackend is an h2c gRPC backend written with x/net's Framer: to each request (once its
+// END_STREAM came) it answers a 200 application/grpc+proto head and one DATA frame, body(path),
+// then breaks the stream: RST_STREAM INTERNAL_ERROR, or, for a path ending in "/close",
+// the connection closes; for one ending in "/stall" the stream stays open and nothing more
+// comes. It answers SETTINGS and PINGs.
+func cutBackend(t *testing.T, body func(path string) []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveCut(c, body)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func serveCut(c net.Conn, body func(path string) []byte) {
+	defer c.Close()
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if fr.WriteSettings() != nil {
+		return
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	paths := map[uint32]string{}
+	answer := func(id uint32) bool {
+		path := paths[id]
+		hb.Reset()
+		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc+proto"})
+		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}) != nil ||
+			fr.WriteData(id, false, body(path)) != nil {
+			return false
+		}
+		switch {
+		case strings.HasSuffix(path, "/close"):
+			return false
+		case strings.HasSuffix(path, "/stall"):
+			return true // the stream stays open, silent
+		}
+		return fr.WriteRSTStream(id, http2.ErrCodeInternal) == nil
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		ok := true
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				ok = fr.WriteSettingsAck() == nil
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				ok = fr.WritePing(true, f.Data) == nil
+			}
+		case *http2.MetaHeadersFrame:
+			paths[f.StreamID] = f.PseudoValue("path")
+			if f.StreamEnded() {
+				ok = answer(f.StreamID)
+			}
+		case *http2.DataFrame:
+			if f.StreamEnded() {
+				ok = answer(f.StreamID)
+			}
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// webMsg is one grpc-web message frame holding p.
+func webMsg(p string) []byte {
+	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(p))), p...)
+}
+
+// TestGRPCWebCutMidBody: a gRPC backend (frame-level, x/net Framer) answers a head and one
+// whole message, then resets the stream or closes its connection. A grpc-web client
+// (application/grpc-web+proto and -text, over HTTP/1.1 and h2c) gets a complete answer:
+// the message, then a trailer frame (flag 0x80) the gateway made, "grpc-status: 2"
+// (UNKNOWN: the backend processed the call, so not UNAVAILABLE) and "grpc-message:
+// upstream_bad_response", and the body ends cleanly (no read error). When the backend cuts
+// inside a message (a header promising 100 bytes, 10 sent), no frame can follow: the
+// response is broken off as before (HTTP/1.1: the chunked body ends without its last
+// chunk; h2c: the stream is reset), and no trailer frame appears. Every case is logged and
+// counted as upstream_bad_response. A call whose grpc-timeout runs out after its first
+// message ends with grpc-status 4 (DEADLINE_EXCEEDED), upstream_timeout.
+func TestGRPCWebCutMidBody(t *testing.T) {
+	partial := append(binary.BigEndian.AppendUint32([]byte{0}, 100), "0123456789"...)
+	backend := cutBackend(t, func(path string) []byte {
+		if strings.Contains(path, "/Partial") {
+			return partial
+		}
+		return webMsg("hello")
+	})
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    protocols: [http1, h2c]
+upstreams:
+  - id: grpc
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: web
+    upstream: grpc
+    grpc_web: true
+admin:
+  address: 127.0.0.1:0
+`, map[string]string{"backend": backend})
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	clients := map[string]*http.Client{"http1": newClient(), "h2c": {Transport: &http.Transport{Protocols: &h2c}}}
+	trailer := "grpc-status: 2\r\ngrpc-message: upstream_bad_response\r\n"
+	n := 0
+	for _, client := range []string{"http1", "h2c"} {
+		for _, text := range []bool{false, true} {
+			for _, path := range []string{"/cut.Service/Whole/rst", "/cut.Service/Whole/close", "/cut.Service/Partial/rst", "/cut.Service/Partial/close"} {
+				name := client + "/binary" + path
+				ct := "application/grpc-web+proto"
+				body := webMsg("request")
+				if text {
+					name = client + "/text" + path
+					ct = "application/grpc-web-text+proto"
+					body = []byte(base64.StdEncoding.EncodeToString(body))
+				}
+				t.Run(name, func(t *testing.T) {
+					req, _ := http.NewRequest("POST", tg.url(path), bytes.NewReader(body))
+					req.Header.Set("Content-Type", ct)
+					req.Header.Set("X-Grpc-Web", "1")
+					resp, err := clients[client].Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					raw, rerr := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					n++
+					if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != ct {
+						t.Fatalf("got %d %q; want 200 %q", resp.StatusCode, resp.Header.Get("Content-Type"), ct)
+					}
+					if text {
+						// What came is whole base64 groups (the encoder cuts in 3-byte groups).
+						dec, err := base64.StdEncoding.DecodeString(string(raw))
+						if err != nil {
+							t.Fatalf("-text body %q is not base64: %v", raw, err)
+						}
+						raw = dec
+					}
+					if strings.Contains(path, "/Whole") {
+						want := append(webMsg("hello"), 0x80)
+						want = binary.BigEndian.AppendUint32(want, uint32(len(trailer)))
+						want = append(want, trailer...)
+						if rerr != nil || !bytes.Equal(raw, want) {
+							t.Fatalf("body % x (read error %v); want the message and the gateway's trailer frame % x, no error", raw, rerr, want)
+						}
+					} else {
+						if rerr == nil {
+							t.Errorf("a body cut inside a message ended cleanly; want a read error (connection closed or stream reset)")
+						}
+						if !bytes.HasPrefix(partial, raw) || bytes.Contains(raw, []byte("grpc-status")) {
+							t.Errorf("body % x; want a prefix of % x, no trailer frame", raw, partial)
+						}
+					}
+					l := tg.accessLines(n)[n-1]
+					if l["reason"] != "upstream_bad_response" || l["path"] != path {
+						t.Errorf("access log: reason %v path %v; want upstream_bad_response %s", l["reason"], l["path"], path)
+					}
+				})
+			}
+		}
+	}
+	// The call's grpc-timeout runs out after the first message: the trailer frame says
+	// DEADLINE_EXCEEDED (upstream_timeout), as the gateway's trailers-only timeout does.
+	for _, client := range []string{"http1", "h2c"} {
+		t.Run(client+"/grpc-timeout", func(t *testing.T) {
+			req, _ := http.NewRequest("POST", tg.url("/cut.Service/Whole/stall"), bytes.NewReader(webMsg("request")))
+			req.Header.Set("Content-Type", "application/grpc-web+proto")
+			req.Header.Set("Grpc-Timeout", "300m")
+			resp, err := clients[client].Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			n++
+			tr := "grpc-status: 4\r\ngrpc-message: upstream_timeout\r\n"
+			want := binary.BigEndian.AppendUint32(append(webMsg("hello"), 0x80), uint32(len(tr)))
+			want = append(want, tr...)
+			if rerr != nil || !bytes.Equal(raw, want) {
+				t.Fatalf("body %q (read error %v); want %q", raw, rerr, want)
+			}
+			if l := tg.accessLines(n)[n-1]; l["reason"] != "upstream_timeout" {
+				t.Errorf("access log reason %v; want upstream_timeout", l["reason"])
+			}
+		})
+	}
+	f, _ := scrape(t, tg.adminURL("/metrics"))
+	for code, want := range map[string]int{"upstream_bad_response": n - 2, "upstream_timeout": 2} {
+		if v, _ := f.value("sluice_gateway_errors_total", map[string]string{"reason": code}); v != float64(want) {
+			t.Errorf("sluice_gateway_errors_total{reason=%s} = %v; want %d", code, v, want)
+		}
+	}
+}
