@@ -30,6 +30,7 @@ type Etcd struct {
 	cmd          *exec.Cmd
 	done         chan struct{}
 	log          string
+	logFrom      int64 // the log's size when the current start began
 	opts         EtcdOptions
 }
 
@@ -85,25 +86,52 @@ func StartEtcdWith(t testing.TB, o EtcdOptions) *Etcd {
 		t.Skip(msg)
 	}
 	dir := t.TempDir()
-	e := &Etcd{t: t, bin: bin, dir: dir, client: etcdPort(t), peer: etcdPort(t), log: filepath.Join(dir, "etcd.log"), opts: o}
+	e := &Etcd{t: t, bin: bin, dir: dir, log: filepath.Join(dir, "etcd.log"), opts: o}
 	scheme := "http"
 	if o.CertFile != "" {
 		scheme = "https"
 	}
-	e.URL = scheme + "://127.0.0.1:" + strconv.Itoa(e.client)
-	e.Start()
+	// The ports were free when drawn but are not held until etcd binds them: another
+	// package's etcd, started at the same moment, can take one first. Then etcd exits on
+	// "address already in use" and is started again on new ports.
+	for try := 1; ; try++ {
+		e.client = etcdPort(t)
+		for e.peer = etcdPort(t); e.peer == e.client; e.peer = etcdPort(t) {
+		}
+		e.URL = scheme + "://127.0.0.1:" + strconv.Itoa(e.client)
+		tail, started := e.start()
+		if started {
+			break
+		}
+		if try == 5 || !strings.Contains(tail, "address already in use") {
+			t.Fatalf("etcd exited:\n%s", tail)
+		}
+		os.RemoveAll(filepath.Join(dir, "data"))
+	}
 	t.Cleanup(e.Stop)
 	return e
 }
 
 // Start starts etcd (again, on the same ports and data) and waits until it is healthy.
 func (e *Etcd) Start() {
+	e.t.Helper()
+	if tail, started := e.start(); !started {
+		e.t.Fatalf("etcd exited:\n%s", tail)
+	}
+}
+
+// start starts etcd and waits until it is healthy; if it exits first, it returns its log's
+// tail and false.
+func (e *Etcd) start() (string, bool) {
 	t := e.t
 	t.Helper()
 	peer := "http://127.0.0.1:" + strconv.Itoa(e.peer)
 	log, err := os.OpenFile(e.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := log.Stat(); err == nil {
+		e.logFrom = fi.Size() // this start's lines come after
 	}
 	e.cmd = exec.Command(e.bin, "--name", "t", "--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", e.URL, "--advertise-client-urls", e.URL,
@@ -127,7 +155,8 @@ func (e *Etcd) Start() {
 	for !e.healthy() {
 		select {
 		case <-e.done:
-			t.Fatalf("etcd exited:\n%s", e.tail())
+			e.cmd = nil
+			return e.tail(), false
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -135,9 +164,16 @@ func (e *Etcd) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return "", true
 }
 
+// healthy reports whether this etcd serves: its own log says so since it was started (an
+// etcd of another test on the same port would answer the health check too) and the health
+// check answers true.
 func (e *Etcd) healthy() bool {
+	if b, _ := os.ReadFile(e.log); int64(len(b)) < e.logFrom || !strings.Contains(string(b[e.logFrom:]), "ready to serve client requests") {
+		return false
+	}
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: e.opts.Health}, Timeout: time.Second}
 	defer c.CloseIdleConnections()
 	resp, err := c.Get(e.URL + "/health")
