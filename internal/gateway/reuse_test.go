@@ -111,21 +111,28 @@ func requireExternal(t *testing.T, names ...string) string {
 // startExternal runs a server until the test ends and waits for addr to accept connections.
 func startExternal(t *testing.T, addr string, name string, args ...string) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	startExternalFiles(t, nil, name, args...)
 	testutil.WaitFor(t, 10*time.Second, name+" listening", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
+	})
+}
+
+// startExternalFiles runs a server until the test ends, passing it files as fd 3 onwards.
+func startExternalFiles(t *testing.T, files []*os.File, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.ExtraFiles = files
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	})
 }
 
@@ -173,12 +180,23 @@ http {
 
 // nodeReuseBackend is a Node http server with keepAliveTimeout reuseT (advertised as
 // "Keep-Alive: timeout=1"; recent Node versions close a second later); it logs request ids
-// on stdout, one a line.
+// to a file, one a line. Node serves a listener the test bound (fd 3): a port picked, closed
+// and then bound again by Node could be taken in between by another test's listener (the
+// gateway then proxied to that one, and got refused once it closed: a CI failure).
 func nodeReuseBackend(t *testing.T) reuseBackend {
 	node := requireExternal(t, "node", "nodejs")
-	dir, addr := t.TempDir(), loopbackAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	script := filepath.Join(dir, "server.js")
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // Node holds its own copy
+	lf, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	script, ready := filepath.Join(dir, "server.js"), filepath.Join(dir, "ready")
 	src := fmt.Sprintf(`const http = require('http');
 const fs = require('fs');
 const out = fs.openSync(%q, 'a');
@@ -187,12 +205,17 @@ const srv = http.createServer((req, res) => {
   req.on('end', () => { fs.writeSync(out, (req.headers['x-request-id'] || '') + '\n'); res.end('ok\n'); });
 });
 srv.keepAliveTimeout = %d;
-srv.listen(%s, '127.0.0.1');
-`, filepath.Join(dir, "ids.log"), reuseT.Milliseconds(), port)
+srv.listen({fd: 3}, () => fs.writeFileSync(%q, 'ok'));
+`, filepath.Join(dir, "ids.log"), reuseT.Milliseconds(), ready)
 	if err := os.WriteFile(script, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	startExternal(t, addr, node, script)
+	startExternalFiles(t, []*os.File{lf}, node, script)
+	testutil.WaitFor(t, 10*time.Second, "node listening", func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
+	addr := ln.Addr().String()
 	return reuseBackend{addr: addr, processed: func() map[string]int {
 		return countLines(t, filepath.Join(dir, "ids.log"))
 	}}
