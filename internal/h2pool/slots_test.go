@@ -90,10 +90,14 @@ type longStream struct {
 	resp *http.Response
 }
 
-// startLong opens path's stream through p and returns once its head arrived.
+// startLong opens path's stream through p and returns once its head arrived (within 2s).
 func startLong(t *testing.T, p *Pool, path string) *longStream {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+p.Addr()+path, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	timer := time.AfterFunc(2*time.Second, cancel) // no head in time: give up
+	defer timer.Stop()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr()+path, nil)
 	ls := &longStream{}
 	resp, err := p.RoundTrip(req, &ls.a)
 	if err != nil {
@@ -101,7 +105,7 @@ func startLong(t *testing.T, p *Pool, path string) *longStream {
 	}
 	ls.resp = resp
 	head := make([]byte, 5)
-	if _, err := io.ReadFull(resp.Body, head); err != nil || string(head) != "head." {
+	if _, err := io.ReadFull(resp.Body, head); err != nil || string(head) != "head." || !timer.Stop() {
 		t.Fatalf("long stream %s: head %q, %v", path, head, err)
 	}
 	return ls
