@@ -258,3 +258,35 @@ func TestDrainingBound(t *testing.T) {
 		t.Errorf("backend saw %d connections; want 3", n)
 	}
 }
+
+// TestGoAwayFreesSlot: at max_conns 1, a connection the backend sent GOAWAY on (a graceful
+// restart: Go's Server.Shutdown) while a long stream runs on it is draining too: a request
+// goes at once to a new connection (the restarted server on the same port), and the long
+// stream ends whole on the old one.
+func TestGoAwayFreesSlot(t *testing.T) {
+	old := newLongBackend(t)
+	addr := old.srv.Listener.Addr().String()
+	o := testOptions()
+	o.MaxConns, o.MaxDraining = 1, 1
+	p := newPool(t, addr, o)
+	long := startLong(t, p, "/long/1")
+	shut := make(chan error, 1)
+	go func() { shut <- old.srv.Config.Shutdown(context.Background()) }() // GOAWAY; waits for the stream
+	testutil.WaitFor(t, 2*time.Second, "the connection draining after GOAWAY", func() bool { return p.Snapshot().Draining == 1 })
+	ln, err := net.Listen("tcp", addr) // the restarted backend
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	restarted := &http.Server{Handler: old.srv.Config.Handler, Protocols: old.srv.Config.Protocols}
+	go restarted.Serve(ln)
+	t.Cleanup(func() { restarted.Close() })
+	id, took, err := short(p, 2*time.Second)
+	if err != nil || id == long.a.ConnID || took > time.Second {
+		t.Fatalf("request beside the GOAWAY'd connection: conn %d (long stream's %d), %v after %s; want a prompt answer on a new connection", id, long.a.ConnID, err, took)
+	}
+	old.release("/long/1")
+	long.finish(t, p)
+	if err := <-shut; err != nil {
+		t.Errorf("old backend shutdown: %v", err)
+	}
+}
