@@ -290,3 +290,40 @@ func TestGoAwayFreesSlot(t *testing.T) {
 		t.Errorf("old backend shutdown: %v", err)
 	}
 }
+
+// TestMaxRequestsAtMaxConns: with draining connections outside max_conns 1, the replacement
+// dialed at retirement and the requests that wait for it still put at most max_requests
+// streams on any connection, under 6 workers (GET/POST mix, streamed responses), with no
+// failure and each request processed once; the pool never holds more than max_conns +
+// max_draining connections.
+func TestMaxRequestsAtMaxConns(t *testing.T) {
+	const maxReq = 5
+	b := newGoH2Backend(t, nil)
+	o := testOptions()
+	o.MaxConns, o.MaxDraining, o.MaxRequests = 1, 1, maxReq
+	p := newPool(t, b.srv.Listener.Addr().String(), o)
+	var most atomic.Int64
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			most.Store(max(most.Load(), int64(len(p.Snapshot().Conns))))
+		}
+	}()
+	ids := load(t, p, b, "http", "", 6, 15, func() bool { return false })
+	close(stop)
+	<-watched
+	if n := b.check(t, ids); n > maxReq {
+		t.Errorf("a connection carried %d requests; max_requests is %d", n, maxReq)
+	}
+	if m := most.Load(); m > 2 {
+		t.Errorf("the pool held %d connections; want at most max_conns+max_draining = 2", m)
+	}
+	t.Logf("%d requests, %d backend connections, at most %d open at once", len(ids), b.conns.Load(), most.Load())
+}
