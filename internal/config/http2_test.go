@@ -36,3 +36,20 @@ func TestHTTP2Defaults(t *testing.T) {
 		t.Fatalf("plain listener: %+v", l)
 	}
 }
+
+// TestH2MaxDrainingDefault: h2.max_draining defaults to max_conns, and an explicit 0 is
+// kept (draining connections then count against max_conns).
+func TestH2MaxDrainingDefault(t *testing.T) {
+	for _, tc := range []struct {
+		h2   string
+		want int
+	}{{"{max_conns: 4}", 4}, {"{}", 0}, {"{max_conns: 4, max_draining: 0}", 0}, {"{max_conns: 2, max_draining: 8}", 8}} {
+		c, err := Parse("u.yaml", []byte("listeners: [{address: \":80\"}]\nupstreams: [{id: a, protocol: h2c, targets: [{address: \"10.0.0.1:80\"}], h2: "+tc.h2+"}]\nroutes: [{id: r, upstream: a}]\n"))
+		if err != nil {
+			t.Fatalf("h2 %s: %v", tc.h2, err)
+		}
+		if h := c.Upstreams[0].H2; *h.MaxDraining != tc.want || h.Draining() != tc.want {
+			t.Errorf("h2 %s: max_draining %d; want %d", tc.h2, *h.MaxDraining, tc.want)
+		}
+	}
+}

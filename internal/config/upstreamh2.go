@@ -28,6 +28,14 @@ type UpstreamH2 struct {
 	// open one carries as many streams as its peer's SETTINGS_MAX_CONCURRENT_STREAMS allows.
 	// Default 0: no limit.
 	MaxConns int `yaml:"max_conns"`
+	// MaxDraining is how many draining HTTP/2 connections per target (retiring at
+	// keepalive.max_requests or max_lifetime, or after a GOAWAY: they take no new streams
+	// and stay open only for their streams in flight, such as long gRPC streams) are kept
+	// beyond max_conns, which counts only the connections that take streams. Past it,
+	// draining connections count against max_conns again and new requests wait.
+	// Default: the value of max_conns; 0: draining connections always count against
+	// max_conns. Unused when max_conns is 0.
+	MaxDraining *int `yaml:"max_draining"`
 	// PingAfterIdle: a connection that carried no stream for this long is sent a PING, and
 	// must answer within PingTimeout, before a new stream goes on it (the HTTP/2 form of
 	// the reuse check). Default 5s; 0 pings before every stream that finds the connection
@@ -41,6 +49,14 @@ type UpstreamH2 struct {
 	PingTimeout *Duration `yaml:"ping_timeout"`
 }
 
+// Draining is MaxDraining with its default (max_conns) when it is not set.
+func (h UpstreamH2) Draining() int {
+	if h.MaxDraining == nil {
+		return h.MaxConns
+	}
+	return *h.MaxDraining
+}
+
 // UsesH2 reports whether u's connections may be HTTP/2 (protocol h2, h2c or auto).
 func (u *Upstream) UsesH2() bool {
 	return u.Protocol == ProtocolH2 || u.Protocol == ProtocolH2C || u.Protocol == ProtocolAuto
@@ -52,6 +68,7 @@ func defaultUpstreamH2(u *Upstream) {
 	setIfNil(&u.H2.PingAfterIdle, DefaultH2PingAfterIdle)
 	setIfNil(&u.H2.ReadIdleTimeout, DefaultH2ReadIdleTimeout)
 	setIfNil(&u.H2.PingTimeout, DefaultH2PingTimeout)
+	setIfNil(&u.H2.MaxDraining, u.H2.MaxConns)
 }
 
 // validateUpstreamH2 checks protocol against the upstream's TLS and the h2 block (b is the
@@ -80,6 +97,9 @@ func validateUpstreamH2(p *problems, b string, u Upstream) {
 	h := u.H2
 	if h.MaxConns < 0 {
 		p.add(b+".h2.max_conns", "must not be negative (0: no limit), got %d", h.MaxConns)
+	}
+	if h.MaxDraining != nil && *h.MaxDraining < 0 {
+		p.add(b+".h2.max_draining", "must not be negative (0: draining connections count against max_conns), got %d", *h.MaxDraining)
 	}
 	if h.PingTimeout != nil && *h.PingTimeout <= 0 {
 		p.add(b+".h2.ping_timeout", "must be positive")

@@ -19,7 +19,7 @@ func h2Identity(uc config.Upstream) string {
 		return ""
 	}
 	h := uc.H2
-	return fmt.Sprintf("%s %d %s %s %s", uc.Protocol, h.MaxConns, h.PingAfterIdle.D(), h.ReadIdleTimeout.D(), h.PingTimeout.D())
+	return fmt.Sprintf("%s %d %d %s %s %s", uc.Protocol, h.MaxConns, h.Draining(), h.PingAfterIdle.D(), h.ReadIdleTimeout.D(), h.PingTimeout.D())
 }
 
 // acquireH2 returns the HTTP/2 pool for addr, made on first use and kept with the pool
@@ -40,7 +40,7 @@ func (u upstreamPools) acquireH2(name, addr string) *h2pool.Pool {
 		o := u.options(name)
 		k := u.uc.Keepalive
 		po := h2pool.Options{
-			MaxConns: u.uc.H2.MaxConns, ConnectTimeout: u.uc.Timeouts.Connect.D(),
+			MaxConns: u.uc.H2.MaxConns, MaxDraining: u.uc.H2.Draining(), ConnectTimeout: u.uc.Timeouts.Connect.D(),
 			IdleTimeout: k.IdleTimeout.D(), Learn: *k.Learn, SafetyFraction: *k.SafetyFraction,
 			PingAfterIdle: u.uc.H2.PingAfterIdle.D(), ReadIdleTimeout: u.uc.H2.ReadIdleTimeout.D(),
 			PingTimeout: u.uc.H2.PingTimeout.D(),

@@ -102,8 +102,7 @@ func (p *Pool) Adopt(c net.Conn) bool {
 	p.counters.Dials++
 	p.counters.Adopted++
 	p.conns = append(p.conns, pc)
-	close(p.wake) // a request waiting for a connection may take it
-	p.wake = make(chan struct{})
+	p.wakeLocked() // a request waiting for a connection may take it
 	return true
 }
 

@@ -42,9 +42,15 @@ type Options struct {
 	// TLS, when set, makes connections TLS with ALPN "h2" (NextProtos is set by the pool);
 	// nil is h2c (HTTP/2 over plain TCP with prior knowledge).
 	TLS *tls.Config
-	// MaxConns is the most connections (0: no limit). With every connection full, a
-	// request waits for a stream slot until its context ends.
+	// MaxConns is the most connections that take new streams (0: no limit). With every
+	// one full, a request waits for a stream slot until its context ends. Draining
+	// connections (retiring at MaxRequests or MaxLifetime, or after a GOAWAY) take no new
+	// stream and do not count, up to MaxDraining of them (slots.go).
 	MaxConns int
+	// MaxDraining is how many draining connections, kept open only for their streams in
+	// flight, may be open beyond MaxConns; above that they count against MaxConns again.
+	// 0: draining connections always count (unused without MaxConns).
+	MaxDraining int
 	// ConnectTimeout bounds a dial and its TLS handshake.
 	ConnectTimeout time.Duration
 	// IdleTimeout closes a connection that carried no stream for this long.
@@ -251,8 +257,7 @@ func (p *Pool) Done(a *Attempt) {
 	if idle && c.retiring != "" && c.active.Load() == 0 {
 		p.retireLocked(c, c.retiring, time.Now()) // its last stream ended (retire.go)
 	}
-	close(p.wake)
-	p.wake = make(chan struct{})
+	p.wakeLocked()
 	p.mu.Unlock()
 }
 
@@ -285,8 +290,9 @@ func (p *Pool) MarkDead(cc *http2.ClientConn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
-		if c.cc == cc {
+		if c.cc == cc && !c.dead {
 			c.dead = true
+			p.wakeLocked() // draining now: it may free a slot under MaxConns (slots.go)
 		}
 	}
 }
@@ -344,7 +350,7 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		// While a connection is being dialed the request waits for it (and then for its
 		// SETTINGS) rather than dialing its own, as Go's transport does; at MaxConns it
 		// waits for a slot.
-		if dialWait, full := !fresh && p.dialing > 0, p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns; dialWait || full {
+		if dialWait, full := !fresh && p.dialing > 0, p.fullLocked(); dialWait || full {
 			if dialWait && !waited {
 				waited = true
 				p.counters.DialWaits++
@@ -358,7 +364,7 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 				if dialWait {
 					return nil, false, 0, reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
 				}
-				return nil, false, 0, reason.New(503, reason.PoolQueueTimeout, p.addr, fmt.Errorf("all %d HTTP/2 connections are full (SETTINGS_MAX_CONCURRENT_STREAMS): %w", p.opts.MaxConns, context.Cause(ctx)))
+				return nil, false, 0, p.queueTimeout(ctx)
 			}
 		}
 		p.dialing++
@@ -367,8 +373,7 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		c, err = p.dial(ctx)
 		p.mu.Lock()
 		p.dialing--
-		close(p.wake)
-		p.wake = make(chan struct{})
+		p.wakeLocked()
 		if err != nil {
 			if !errors.Is(err, ErrNegotiatedHTTP1) {
 				p.counters.DialFailures++

@@ -16,7 +16,8 @@ package h2pool
 // dialed in the background, waits for the backend's SETTINGS, and then sits in the pool
 // unused (pickLocked passes over it) until no other connection can take a stream; the
 // connection it stands in for thus carries exactly its MaxRequests. One spare at a time,
-// and never above Options.MaxConns. A request that finds no usable connection while the
+// and never above Options.MaxConns (a spare counts as a connection that takes streams;
+// the retiring one it replaces does not, up to MaxDraining: slots.go). A request that finds no usable connection while the
 // spare is being dialed waits for it instead of dialing its own (the dial-in-progress rule
 // of get). A spare nobody needed is closed by the idle timeout like any idle connection.
 
@@ -75,6 +76,7 @@ func (p *Pool) retiringLocked(c *conn, why CloseReason, now time.Time) {
 		return
 	}
 	c.retiring = why
+	p.wakeLocked() // draining now: it may free a slot under MaxConns (slots.go)
 	p.log.Debug("HTTP/2 connection retiring: no new streams", "conn", c.id, "reason", string(why),
 		"streams", c.given, "age", time.Since(c.created).Round(time.Millisecond))
 	if now.IsZero() {
@@ -126,12 +128,12 @@ func (p *Pool) sweepRetireLocked(c *conn, now time.Time) bool {
 }
 
 // replaceLocked dials a replacement for c in the background, unless one was dialed for it
-// already, a spare is waiting, the pool is at MaxConns, or it is closed.
+// already, a spare is waiting, the pool is full (slots.go), or it is closed.
 func (p *Pool) replaceLocked(c *conn) {
 	if c.replaced || p.closed {
 		return
 	}
-	if p.opts.MaxConns > 0 && len(p.conns)+p.dialing >= p.opts.MaxConns {
+	if p.fullLocked() {
 		return
 	}
 	for _, o := range p.conns {
@@ -165,8 +167,7 @@ func (p *Pool) dialSpare(old uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dialing--
-	close(p.wake)
-	p.wake = make(chan struct{})
+	p.wakeLocked()
 	if err != nil {
 		if !errors.Is(err, ErrNegotiatedHTTP1) { // an auto pool's target chose HTTP/1.1
 			p.counters.DialFailures++

@@ -80,6 +80,13 @@ type Snapshot struct {
 	// max_lifetime; 0: none).
 	MaxRequests int64         `json:"max_requests"`
 	MaxLifetime time.Duration `json:"max_lifetime"`
+	// MaxConns bounds the connections that take streams (h2.max_conns; 0: none), and
+	// MaxDraining how many draining ones are kept beyond it (h2.max_draining). Draining
+	// counts the open connections that take no new streams (retiring, or after a GOAWAY)
+	// and are kept for their streams in flight (slots.go).
+	MaxConns    int `json:"max_conns"`
+	MaxDraining int `json:"max_draining"`
+	Draining    int `json:"draining"`
 	// Learned is the learned backend idle timeout (0: none); EffectiveIdle the idle time
 	// after which connections are closed (0: never).
 	Learned       time.Duration         `json:"learned_idle_timeout"`
@@ -97,6 +104,8 @@ func (p *Pool) Snapshot() Snapshot {
 	s := Snapshot{Addr: p.addr, Protocol: "h2c", Closed: p.closed, Learned: p.learned,
 		MaxRequests: p.opts.MaxRequests, MaxLifetime: p.opts.MaxLifetime,
 		EffectiveIdle: p.effectiveIdleLocked(), Counters: p.counters, Closes: maps.Clone(p.closes)}
+	s.MaxConns, s.MaxDraining = p.opts.MaxConns, p.opts.MaxDraining
+	_, s.Draining = p.slotsLocked()
 	switch {
 	case p.opts.Auto:
 		s.Protocol, s.Negotiated = "auto", p.Negotiated()

@@ -140,6 +140,5 @@ func (p *Pool) retireLocked(c *conn, why CloseReason, now time.Time) {
 	}
 	p.history[p.histN%historyLen] = rec
 	p.histN++
-	close(p.wake)
-	p.wake = make(chan struct{})
+	p.wakeLocked()
 }

@@ -16,6 +16,7 @@ const (
 	nameH2UpClosed      = "sluice_upstream_h2_connections_closed_total"
 	nameH2UpPings       = "sluice_upstream_h2_pings_total"
 	nameH2UpReplace     = "sluice_upstream_h2_replacement_dials_total"
+	nameH2UpDraining    = "sluice_upstream_h2_draining_connections"
 	// Protocol auto: the target's ALPN answer.
 	nameUpNegotiated      = "sluice_upstream_negotiated_protocol"
 	nameUpProtocolChanges = "sluice_upstream_protocol_changes_total"
@@ -41,7 +42,9 @@ var (
 		"ALPN answers of the target of a protocol auto upstream that differed from the one before (the first included).", poolLabels, nil)
 	descH2Replace = prometheus.NewDesc(nameH2UpReplace,
 		"HTTP/2 connections to the target dialed ahead to replace one retiring at keepalive.max_requests or max_lifetime.", poolLabels, nil)
-	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges, descH2Replace}
+	descH2Draining = prometheus.NewDesc(nameH2UpDraining,
+		"Open HTTP/2 connections to the target that take no new streams (retiring at keepalive.max_requests or max_lifetime, or after a GOAWAY) and stay open for their streams in flight; up to h2.max_draining of them do not count against h2.max_conns.", poolLabels, nil)
+	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges, descH2Replace, descH2Draining}
 )
 
 // collectH2 emits the metrics of tp's HTTP/2 pool.
@@ -53,6 +56,7 @@ func collectH2(ch chan<- prometheus.Metric, tp *TargetPool) {
 	}
 	k := s.Counters
 	emit(descH2Conns, prometheus.GaugeValue, float64(len(s.Conns)))
+	emit(descH2Draining, prometheus.GaugeValue, float64(s.Draining))
 	emit(descH2Streams, prometheus.CounterValue, float64(k.Streams))
 	emit(descH2Unprocessed, prometheus.CounterValue, float64(k.Unprocessed))
 	if s.MaxRequests > 0 || s.MaxLifetime > 0 {
