@@ -14,7 +14,10 @@
 # the requests wrk counted). CPU per request holds up under a shared machine's noise far
 # better than req/s does; the rotation spreads what noise is left over all three.
 # -together: each round loads the three at the same time (one wrk each, -connections each),
-# so that what else runs on the machine weighs on all three alike; req/s then only compares.
+# so that what else runs on the machine weighs on all three alike (started in an order rotated
+# each round); req/s then only compares. Both binaries are built with -buildvcs=false -trimpath,
+# so an A/A run (-base HEAD) compares one binary with itself (docs/benchmarks.md: the first slot
+# still reads 0.4-5 % low in A/A runs, cause unknown).
 # Ports: PORT_LO..PORT_LO+PORT_SPAN-1 (default 22000-22999). Only processes started here are
 # stopped (trap EXIT).
 set -euo pipefail
@@ -45,9 +48,9 @@ have wrk || { log "fullcost.sh needs wrk (apt-get install wrk)"; exit 1; }
 
 log "building sluice (working tree and $BASE) and bench/backend"
 mkdir -p "$TMP/bin" "$TMP/base"
-(cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend)
+(cd "$ROOT" && go build -buildvcs=false -trimpath -o "$TMP/bin/" ./cmd/sluice ./bench/backend)
 (cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
-(cd "$TMP/base" && go build -o "$TMP/bin/sluice-base" ./cmd/sluice)
+(cd "$TMP/base" && go build -buildvcs=false -trimpath -o "$TMP/bin/sluice-base" ./cmd/sluice)
 
 # config name port backend_port: prints the config file path. plain: one catch-all route,
 # access log off; otherwise 19 routes the requests do not match, then the catch-all, and the
@@ -97,7 +100,8 @@ for r in $(seq 1 "$ROUNDS"); do
 		declare -A T0=()
 		for p in "${list[@]}"; do T0[$p]=$(ticks "$p"); done
 		loads=()
-		for p in "${list[@]}"; do
+		for i in 0 1 2; do # started in an order rotated each round, as in turn
+			p=${list[$(((i + r - 1) % 3))]}
 			wrk -t1 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:${PORT[$p]}/" >"$TMP/$p.wrk" &
 			loads+=("$!")
 		done
