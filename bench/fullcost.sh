@@ -16,8 +16,8 @@
 # -together: each round loads the three at the same time (one wrk each, -connections each),
 # so that what else runs on the machine weighs on all three alike (started in an order rotated
 # each round); req/s then only compares. Both binaries are built with -buildvcs=false -trimpath,
-# so an A/A run (-base HEAD) compares one binary with itself (docs/benchmarks.md: the first slot
-# still reads 0.4-5 % low in A/A runs, cause unknown).
+# so an A/A run (-base HEAD) compares one binary with itself, and each process runs its own
+# copy of its binary file (docs/benchmarks.md, "sluice-full, third pass").
 # Ports: PORT_LO..PORT_LO+PORT_SPAN-1 (default 22000-22999). Only processes started here are
 # stopped (trap EXIT).
 set -euo pipefail
@@ -51,6 +51,10 @@ mkdir -p "$TMP/bin" "$TMP/base"
 (cd "$ROOT" && go build -buildvcs=false -trimpath -o "$TMP/bin/" ./cmd/sluice ./bench/backend)
 (cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
 (cd "$TMP/base" && go build -buildvcs=false -trimpath -o "$TMP/bin/sluice-base" ./cmd/sluice)
+# Each process runs its own copy of its binary: two processes of one file share its text in
+# the page cache (and so in the CPU caches), which made the third process, on a file of its
+# own, read ~2 % more CPU per request than an identical one (docs/benchmarks.md).
+cp "$TMP/bin/sluice" "$TMP/bin/sluice-full"
 
 # config name port backend_port: prints the config file path. plain: one catch-all route,
 # access log off; otherwise 19 routes the requests do not match, then the catch-all, and the
@@ -80,6 +84,7 @@ start_proc backend "$bport" "$TMP/bin/backend" -addr "127.0.0.1:$bport" -size 30
 for name in plain full full-base; do
 	port=$(free_port)
 	bin=$TMP/bin/sluice
+	[ "$name" = full ] && bin=$TMP/bin/sluice-full
 	[ "$name" = full-base ] && bin=$TMP/bin/sluice-base
 	start_proc "$name" "$port" "$bin" run -c "$(config "$name" "$port" "$bport")"
 done
