@@ -95,8 +95,9 @@ routes:
 	if err == nil {
 		t.Errorf("Shutdown returned nil; want the grace context's error (requests were cut)")
 	}
-	// The bound is grace + 100 ms: cancellation wakes every wait at once.
-	if took > grace+100*time.Millisecond {
+	// Cancellation wakes every wait at once; the margin over the grace is for a starved
+	// -race run in CI (878 ms once). Without the bound the waits last 8-30 s.
+	if took > grace+time.Second {
 		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
 	}
 	wg.Wait()
