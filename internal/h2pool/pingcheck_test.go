@@ -70,18 +70,7 @@ func TestPingCheckCanceledKeepsConnection(t *testing.T) {
 	}
 	time.Sleep(80 * time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
-	gone := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr()+"/r", nil)
-		req.Header.Set("x-test-id", "gone")
-		var a Attempt
-		resp, err := p.RoundTrip(req, &a)
-		if err == nil {
-			resp.Body.Close()
-			p.Done(&a)
-		}
-		gone <- err
-	}()
+	gone := getAsync(ctx, p, "gone")
 	waitChecking(t, p)
 	posted := make(chan error, 1)
 	go func() { _, err := do(p, "http", "post", true); posted <- err }()
@@ -125,17 +114,7 @@ func TestPingCheckOverlap(t *testing.T) {
 	}
 	time.Sleep(10 * time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
-	gone := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr()+"/r", nil)
-		var a Attempt
-		resp, err := p.RoundTrip(req, &a)
-		if err == nil {
-			resp.Body.Close()
-			p.Done(&a)
-		}
-		gone <- err
-	}()
+	gone := getAsync(ctx, p, "")
 	waitChecking(t, p)
 	cancel()
 	<-gone
@@ -147,4 +126,24 @@ func TestPingCheckOverlap(t *testing.T) {
 	if s := p.Snapshot(); len(s.History) != 0 || b.Accepted.Load() != 1 {
 		t.Errorf("history %+v, %d connections; want the one connection kept", s.History, b.Accepted.Load())
 	}
+}
+
+// getAsync sends a GET bound to ctx (tagged x-test-id: id unless id is "") on its own
+// goroutine and delivers its error.
+func getAsync(ctx context.Context, p *Pool, id string) <-chan error {
+	gone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr()+"/r", nil)
+		if id != "" {
+			req.Header.Set("x-test-id", id)
+		}
+		var a Attempt
+		resp, err := p.RoundTrip(req, &a)
+		if err == nil {
+			resp.Body.Close()
+			p.Done(&a)
+		}
+		gone <- err
+	}()
+	return gone
 }
