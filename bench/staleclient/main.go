@@ -37,7 +37,7 @@ func main() {
 	flag.Parse()
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-	var reqs, gets, posts, fivexx, errs atomic.Int64
+	var reqs, gets, posts, fivexx, errs, other atomic.Int64
 	deadline := time.Now().Add(*dur)
 	var wg sync.WaitGroup
 	for i := range *clients {
@@ -76,6 +76,14 @@ func main() {
 				}
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
+				if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+					// The proxy refused the request itself (auth, a bad route): the
+					// scenario is not measuring what it says.
+					other.Add(1)
+					if *verbose {
+						fmt.Fprintf(os.Stderr, "%s %s: %d (not a stale-connection failure)\n", method, id, resp.StatusCode)
+					}
+				}
 				if resp.StatusCode >= 500 {
 					fivexx.Add(1)
 					if *verbose {
@@ -88,6 +96,7 @@ func main() {
 	wg.Wait()
 	if *backend == "" {
 		fmt.Printf("%d\t%d\t%d\t%d\t%d\n", reqs.Load(), gets.Load(), posts.Load(), fivexx.Load(), errs.Load())
+		refused(other.Load())
 		return
 	}
 	var st map[string]int
@@ -102,4 +111,14 @@ func main() {
 	}
 	fmt.Printf("%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", reqs.Load(), gets.Load(), posts.Load(), fivexx.Load(), errs.Load(),
 		st["processed"], st["duplicates"], st["dropped"], st["idle_closes"])
+	refused(other.Load())
+}
+
+// refused fails the run when the proxy answered 4xx itself: such requests never met a stale
+// connection, and a row of them would read as a proxy that fails nothing.
+func refused(n int64) {
+	if n > 0 {
+		fmt.Fprintf(os.Stderr, "staleclient: %d requests were answered 4xx: the proxy refused them, the scenario measured nothing for them\n", n)
+		os.Exit(1)
+	}
 }
