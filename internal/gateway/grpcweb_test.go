@@ -122,13 +122,7 @@ func webPost(t *testing.T, c *http.Client, url, ct string, body []byte, hdr ...s
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp, raw, err
+	return fetchReq(t, c, req)
 }
 
 // webFrameBytes is one grpc-web frame: flag (0 a message, 0x80 the trailers), the 4-byte
