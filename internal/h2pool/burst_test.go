@@ -60,6 +60,11 @@ func TestBurstDialsInParallel(t *testing.T) {
 	if n := len(s.Conns); n > o.MaxConns+o.MaxDraining {
 		t.Errorf("the pool holds %d connections; max_conns + max_draining is %d", n, o.MaxConns+o.MaxDraining)
 	}
+	// The warm connection, the four the burst needs, and one spare dialed ahead: the
+	// connections nearing max_requests together share one spare.
+	if n := b.conns.Load(); n > 6 {
+		t.Errorf("the backend saw %d connections; want at most 6 (the warm one, 4 for the burst, 1 spare)", n)
+	}
 	t.Logf("burst of %d took %s: %d backend connections, %d dials (%d replacements), %d requests waited for a dial",
 		burst, took.Round(time.Millisecond), b.conns.Load(), s.Counters.Dials, s.Counters.Replacements, s.Counters.DialWaits)
 	// The burst needs 40 more streams: the warm connection's 9 and four new connections.

@@ -100,6 +100,7 @@ type Pool struct {
 	mu       sync.Mutex
 	conns    []*conn
 	dialing  int
+	sparing  int   // of those, spares dialed ahead (retire.go)
 	demand   int64 // requests waiting for a connection being dialed (burst.go)
 	closed   bool
 	nextID   uint64
