@@ -59,7 +59,14 @@ routes: [{id: all, upstream: b}]
 // arrived; the response's body is closed.
 func fetch(t *testing.T, c *http.Client, url string) (*http.Response, []byte, error) {
 	t.Helper()
-	resp, err := c.Get(url)
+	req, _ := http.NewRequest("GET", url, nil)
+	return fetchReq(t, c, req)
+}
+
+// fetchReq is fetch for any request: a request that fails fails t.
+func fetchReq(t *testing.T, c *http.Client, req *http.Request) (*http.Response, []byte, error) {
+	t.Helper()
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,13 +85,7 @@ func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testgrpc.Streami
 // as an h2c upstream, and returns a client connected to the gateway.
 func grpcThroughGateway(t *testing.T) (testgrpc.TestServiceClient, *grpcBackend, *testGateway) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := &grpcBackend{done: make(chan error, 4)}
-	serveGRPC(t, ln, be)
-	tg := startGateway(t, `
+	return grpcGateway(t, `
 listeners:
   - address: 127.0.0.1:0
     protocols: [http1, h2c]
@@ -102,7 +96,15 @@ upstreams:
 routes:
   - id: all
     upstream: grpc
-`, map[string]string{"backend": ln.Addr().String()})
+`)
+}
+
+// grpcGateway starts a grpc-go TestService and a gateway from yaml, whose {{backend}} is
+// the service's address, and returns a gRPC client through the gateway's listener.
+func grpcGateway(t *testing.T, yaml string) (testgrpc.TestServiceClient, *grpcBackend, *testGateway) {
+	t.Helper()
+	be := &grpcBackend{done: make(chan error, 4)}
+	tg := startGateway(t, yaml, map[string]string{"backend": grpcServe(t, be)})
 	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

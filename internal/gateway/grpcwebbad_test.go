@@ -15,9 +15,7 @@ import (
 // detail (errors.expose_details) names the base64.
 func TestGRPCWebTextBadBody(t *testing.T) {
 	tg := startGateway(t, grpcWebYAML+"errors: {expose_details: true}\n", map[string]string{"backend": grpcTestService(t)})
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	clients := map[string]*http.Client{"http1": newClient(), "h2c": {Transport: &http.Transport{Protocols: &h2c}}}
+	clients := webClients()
 	for _, cl := range []string{"http1", "h2c"} {
 		for _, tc := range []struct{ name, body string }{
 			{"alphabet", "AAAA!AAA"},

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -21,21 +20,7 @@ import (
 // comes. It answers SETTINGS and PINGs.
 func cutBackend(t *testing.T, body func(path string) []byte) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveCut(c, body)
-		}
-	}()
-	return ln.Addr().String()
+	return serveConns(t, func(c net.Conn) { serveCut(c, body) })
 }
 
 func serveCut(c net.Conn, body func(path string) []byte) {
@@ -101,9 +86,7 @@ func serveCut(c net.Conn, body func(path string) []byte) {
 }
 
 // webMsg is one grpc-web message frame holding p.
-func webMsg(p string) []byte {
-	return append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(p))), p...)
-}
+func webMsg(p string) []byte { return webFrameBytes(0, p) }
 
 // TestGRPCWebCutMidBody: a gRPC backend (frame-level, x/net Framer) answers a head and one
 // whole message, then resets the stream or closes its connection. A grpc-web client
@@ -117,31 +100,15 @@ func webMsg(p string) []byte {
 // counted as upstream_bad_response. A call whose grpc-timeout runs out after its first
 // message ends with grpc-status 4 (DEADLINE_EXCEEDED), upstream_timeout.
 func TestGRPCWebCutMidBody(t *testing.T) {
-	partial := append(binary.BigEndian.AppendUint32([]byte{0}, 100), "0123456789"...)
+	partial := append(binary.BigEndian.AppendUint32([]byte{0}, 100), "0123456789"...) // 100 bytes announced
 	backend := cutBackend(t, func(path string) []byte {
 		if strings.Contains(path, "/Partial") {
 			return partial
 		}
 		return webMsg("hello")
 	})
-	tg := startGateway(t, `
-listeners:
-  - address: 127.0.0.1:0
-    protocols: [http1, h2c]
-upstreams:
-  - id: grpc
-    targets: [{address: "{{backend}}"}]
-    protocol: h2c
-routes:
-  - id: web
-    upstream: grpc
-    grpc_web: true
-admin:
-  address: 127.0.0.1:0
-`, map[string]string{"backend": backend})
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	clients := map[string]*http.Client{"http1": newClient(), "h2c": {Transport: &http.Transport{Protocols: &h2c}}}
+	tg := startGateway(t, grpcWebYAML+"admin: {address: \"127.0.0.1:0\"}\n", map[string]string{"backend": backend})
+	clients := webClients()
 	trailer := "grpc-status: 2\r\ngrpc-message: upstream_bad_response\r\n"
 	n := 0
 	for _, client := range []string{"http1", "h2c"} {
@@ -156,15 +123,7 @@ admin:
 					body = []byte(base64.StdEncoding.EncodeToString(body))
 				}
 				t.Run(name, func(t *testing.T) {
-					req, _ := http.NewRequest("POST", tg.url(path), bytes.NewReader(body))
-					req.Header.Set("Content-Type", ct)
-					req.Header.Set("X-Grpc-Web", "1")
-					resp, err := clients[client].Do(req)
-					if err != nil {
-						t.Fatal(err)
-					}
-					raw, rerr := io.ReadAll(resp.Body)
-					resp.Body.Close()
+					resp, raw, rerr := webPost(t, clients[client], tg.url(path), ct, body)
 					n++
 					if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != ct {
 						t.Fatalf("got %d %q; want 200 %q", resp.StatusCode, resp.Header.Get("Content-Type"), ct)
@@ -178,9 +137,7 @@ admin:
 						raw = dec
 					}
 					if strings.Contains(path, "/Whole") {
-						want := append(webMsg("hello"), 0x80)
-						want = binary.BigEndian.AppendUint32(want, uint32(len(trailer)))
-						want = append(want, trailer...)
+						want := append(webMsg("hello"), webFrameBytes(0x80, trailer)...)
 						if rerr != nil || !bytes.Equal(raw, want) {
 							t.Fatalf("body % x (read error %v); want the message and the gateway's trailer frame % x, no error", raw, rerr, want)
 						}
@@ -204,19 +161,9 @@ admin:
 	// DEADLINE_EXCEEDED (upstream_timeout), as the gateway's trailers-only timeout does.
 	for _, client := range []string{"http1", "h2c"} {
 		t.Run(client+"/grpc-timeout", func(t *testing.T) {
-			req, _ := http.NewRequest("POST", tg.url("/cut.Service/Whole/stall"), bytes.NewReader(webMsg("request")))
-			req.Header.Set("Content-Type", "application/grpc-web+proto")
-			req.Header.Set("Grpc-Timeout", "300m")
-			resp, err := clients[client].Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			raw, rerr := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			_, raw, rerr := webPost(t, clients[client], tg.url("/cut.Service/Whole/stall"), "application/grpc-web+proto", webMsg("request"), "Grpc-Timeout", "300m")
 			n++
-			tr := "grpc-status: 4\r\ngrpc-message: upstream_timeout\r\n"
-			want := binary.BigEndian.AppendUint32(append(webMsg("hello"), 0x80), uint32(len(tr)))
-			want = append(want, tr...)
+			want := append(webMsg("hello"), webFrameBytes(0x80, "grpc-status: 4\r\ngrpc-message: upstream_timeout\r\n")...)
 			if rerr != nil || !bytes.Equal(raw, want) {
 				t.Fatalf("body %q (read error %v); want %q", raw, rerr, want)
 			}

@@ -1,12 +1,9 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -84,18 +81,11 @@ admin:
 // error with its HTTP status. The timeout is the route's, not grpc-timeout: with that, the
 // backend's own deadline could answer DEADLINE_EXCEEDED first under load.
 func TestGRPCWebGatewayErrors(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	be := &grpcBackend{done: make(chan error, 8)}
-	serveGRPC(t, ln, be)
-	tg := startGateway(t, grpcWebErrorsYAML, map[string]string{"backend": ln.Addr().String(), "dead": deadAddr(t)})
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	clients := map[string]*http.Client{"http1": newClient(), "h2c": {Transport: &http.Transport{Protocols: &h2c}}}
+	tg := startGateway(t, grpcWebErrorsYAML, map[string]string{"backend": grpcServe(t, be), "dead": deadAddr(t)})
+	clients := webClients()
 	sleep, _ := proto.Marshal(&testgrpc.SimpleRequest{ResponseSize: -1}) // the backend waits for the call's end
-	sleepBody := append(binary.BigEndian.AppendUint32([]byte{0}, uint32(len(sleep))), sleep...)
+	sleepBody := webFrameBytes(0, string(sleep))
 	cases := []struct {
 		name, path string
 		body       []byte
@@ -130,15 +120,7 @@ func TestGRPCWebGatewayErrors(t *testing.T) {
 					body = []byte(base64.StdEncoding.EncodeToString(body))
 				}
 				t.Run(client+"/"+ct.send+"/"+tc.name, func(t *testing.T) {
-					req, _ := http.NewRequest("POST", tg.url(tc.path), bytes.NewReader(body))
-					req.Header.Set("Content-Type", ct.send)
-					req.Header.Set("X-Grpc-Web", "1")
-					resp, err := clients[client].Do(req)
-					if err != nil {
-						t.Fatal(err)
-					}
-					raw, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
+					resp, raw, _ := webPost(t, clients[client], tg.url(tc.path), ct.send, body)
 					n++
 					if want := map[string]int{"http1": 1, "h2c": 2}[client]; resp.ProtoMajor != want {
 						t.Errorf("answered over HTTP/%d; want %d", resp.ProtoMajor, want)

@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 )
 
@@ -17,12 +14,7 @@ import (
 // defaults to max_conns); the long stream still works afterwards, and the pool view shows it
 // draining.
 func TestH2UpstreamLongStreamKeepsNoSlot(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveGRPC(t, ln, &grpcBackend{done: make(chan error, 4)})
-	tg := startGateway(t, `
+	c, _, tg := grpcGateway(t, `
 listeners:
   - address: 127.0.0.1:0
     protocols: [http1, h2c]
@@ -36,13 +28,7 @@ routes:
   - id: all
     upstream: grpc
 admin: {address: "127.0.0.1:0"}
-`, map[string]string{"backend": ln.Addr().String()})
-	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	c := testgrpc.NewTestServiceClient(cc)
+`)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	bidi, err := c.FullDuplexCall(ctx)

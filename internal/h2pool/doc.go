@@ -49,5 +49,7 @@
 // A connection given Options.MaxRequests streams, or older than Options.MaxLifetime, takes
 // no new streams, as after a GOAWAY; its streams finish and it is closed (max_requests,
 // max_lifetime). A replacement dialed ahead waits as a spare, so that no request waits for
-// a dial and the old connection carries exactly its limit (retire.go).
+// a dial and the old connection carries exactly its limit (retire.go). A burst larger than
+// the connections being dialed can take dials the others it needs at once, within
+// Options.MaxConns (burst.go).
 package h2pool

@@ -100,6 +100,8 @@ type Pool struct {
 	mu       sync.Mutex
 	conns    []*conn
 	dialing  int
+	sparing  int   // of those, spares dialed ahead (retire.go)
+	demand   int64 // requests waiting for a connection being dialed (burst.go)
 	closed   bool
 	nextID   uint64
 	wake     chan struct{} // closed and replaced when a stream slot may have freed
@@ -135,6 +137,8 @@ type conn struct {
 	// connection per request. noWait (under Pool.mu): that wait timed out once.
 	settled atomic.Bool
 	noWait  bool
+	// maxStreams is the backend's SETTINGS_MAX_CONCURRENT_STREAMS once settled (burst.go).
+	maxStreams atomic.Uint32
 	// Retiring at MaxRequests or MaxLifetime (retire.go), all under Pool.mu: given counts
 	// the streams reserved on it; retiring is the close reason once it takes no new
 	// streams; replaced says a replacement was dialed for it; spare that it is such a
@@ -158,7 +162,8 @@ func (c *conn) isSettled() bool {
 	if c.settled.Load() {
 		return true
 	}
-	if c.cc.State().MaxConcurrentStreams > 0 {
+	if m := c.cc.State().MaxConcurrentStreams; m > 0 {
+		c.maxStreams.Store(m)
 		c.settled.Store(true)
 		return true
 	}
@@ -300,6 +305,14 @@ func (p *Pool) MarkDead(cc *http2.ClientConn) {
 // get returns a connection with a stream slot reserved for the caller.
 func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle time.Duration, err error) {
 	waited := false // counted in DialWaits
+	demand := false // counted in p.demand until a stream is reserved (burst.go)
+	defer func() {
+		if demand {
+			p.mu.Lock()
+			p.demand--
+			p.mu.Unlock()
+		}
+	}()
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -313,6 +326,10 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			c, unsettled, wasSpare = p.pickLocked()
 		}
 		if c != nil {
+			if demand { // served: no longer waiting for a dial
+				demand = false
+				p.demand--
+			}
 			first := c.active.Add(1) == 1 // under p.mu: the sweeper sees the stream
 			if first {
 				idle = time.Since(time.Unix(0, c.idleSince.Load()))
@@ -334,7 +351,14 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			}
 			return c, c.streams.Load() > 0, idle, nil
 		}
-		if unsettled != nil {
+		// A connection dialed but still waiting for its SETTINGS is waited for like a dial
+		// in progress, under the same rule (burst.go).
+		inDial := !fresh && (p.dialing > 0 || unsettled != nil)
+		if inDial && !demand {
+			demand = true
+			p.demand++
+		}
+		if unsettled != nil && (p.coveredLocked() || p.fullLocked()) {
 			p.mu.Unlock()
 			if err := p.awaitSettings(ctx, unsettled); err != nil {
 				return nil, false, 0, err
@@ -348,10 +372,11 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			return nil, false, 0, ErrNegotiatedHTTP1
 		}
 		// While a connection is being dialed the request waits for it (and then for its
-		// SETTINGS) rather than dialing its own, as Go's transport does; at MaxConns it
-		// waits for a slot.
-		if dialWait, full := !fresh && p.dialing > 0, p.fullLocked(); dialWait || full {
-			if dialWait && !waited {
+		// SETTINGS) rather than dialing its own, as Go's transport does, unless the dials
+		// in progress cannot take every request waiting for them (burst.go); at MaxConns
+		// it waits for a slot.
+		if dialWait, full := inDial && p.coveredLocked(), p.fullLocked(); dialWait || full {
+			if inDial && !waited {
 				waited = true
 				p.counters.DialWaits++
 			}
@@ -361,7 +386,7 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 			case <-wake:
 				continue
 			case <-ctx.Done():
-				if dialWait {
+				if inDial {
 					return nil, false, 0, reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
 				}
 				return nil, false, 0, p.queueTimeout(ctx)
@@ -390,6 +415,10 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		p.conns = append(p.conns, c)
 		ok := c.cc.ReserveNewRequest()
 		if ok {
+			if demand {
+				demand = false
+				p.demand--
+			}
 			c.active.Add(1)
 			p.givenLocked(c)
 		}

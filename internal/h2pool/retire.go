@@ -128,12 +128,18 @@ func (p *Pool) sweepRetireLocked(c *conn, now time.Time) bool {
 }
 
 // replaceLocked dials a replacement for c in the background, unless one was dialed for it
-// already, a spare is waiting, the pool is full (slots.go), or it is closed.
+// already, a spare is waiting or being dialed (several connections near their limit at
+// once under a burst: one spare at a time all the same), the pool is full (slots.go), or
+// it is closed.
 func (p *Pool) replaceLocked(c *conn) {
 	if c.replaced || p.closed {
 		return
 	}
 	if p.fullLocked() {
+		return
+	}
+	if p.sparing > 0 {
+		c.replaced = true // the spare on its way stands in for c too
 		return
 	}
 	for _, o := range p.conns {
@@ -144,6 +150,7 @@ func (p *Pool) replaceLocked(c *conn) {
 	}
 	c.replaced = true
 	p.dialing++
+	p.sparing++
 	go p.dialSpare(c.id)
 }
 
@@ -167,6 +174,7 @@ func (p *Pool) dialSpare(old uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dialing--
+	p.sparing--
 	p.wakeLocked()
 	if err != nil {
 		if !errors.Is(err, ErrNegotiatedHTTP1) { // an auto pool's target chose HTTP/1.1

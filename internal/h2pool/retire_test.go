@@ -37,8 +37,18 @@ type goH2Backend struct {
 
 func newGoH2Backend(t *testing.T, ca *testutil.CA) *goH2Backend {
 	t.Helper()
+	return newGoH2BackendOn(t, ca, nil)
+}
+
+// newGoH2BackendOn is newGoH2Backend serving on what wrap makes of its listener (nil: the
+// listener itself).
+func newGoH2BackendOn(t *testing.T, ca *testutil.CA, wrap func(net.Listener) net.Listener) *goH2Backend {
+	t.Helper()
 	b := &goH2Backend{chunks: 4, chunkDelay: 5 * time.Millisecond, perConn: map[string]int{}, seen: map[string]int{}}
 	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(b.serve))
+	if wrap != nil {
+		b.srv.Listener = wrap(b.srv.Listener)
+	}
 	b.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			b.conns.Add(1)

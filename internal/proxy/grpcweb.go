@@ -15,6 +15,11 @@ package proxy
 //     HTTP trailers reach the client, so HTTP/1.1 clients get everything. A trailers-only
 //     answer (grpc-status in the head, no body) is passed as it is: grpc-web clients read the
 //     status from the head then.
+//   - An answer that is not gRPC (no application/grpc content-type: a proxy's HTML 502 page,
+//     a plain-text error) is passed as it is, status, content-type and body, never
+//     base64-encoded: a grpc-web client chooses how to read a body by the response's
+//     content-type (base64 only for application/grpc-web-text, PROTOCOL-WEB.md), and maps
+//     the HTTP status of any other answer to a gRPC code (502, 503, 504: UNAVAILABLE).
 //
 // CORS (browsers calling from another origin) is the cors plugin's: expose grpc-status and
 // grpc-message to the page with its expose_headers.
@@ -125,7 +130,6 @@ type webBody struct {
 	// then left payload bytes still to come. Between two frames both are 0.
 	left uint32
 	hdr  [5]byte
-	grpc bool // the answer is gRPC (content-type application/grpc...), so framed in messages
 	hdrN int
 }
 
@@ -184,11 +188,11 @@ func (w *webBody) atBoundary() bool { return w.hdrN == 0 && w.left == 0 }
 // its own, when the body passed so far ends between two messages: grpc-status from e
 // (reason.GRPCStatus, as for the gateway's trailers-only errors) and grpc-message the
 // reason code. A client then reads a status instead of a body that just stops. It reports
-// false when that cannot be done, and the caller aborts: the answer is not gRPC, or it was
-// cut inside a message, after which no valid frame can follow (nothing is written then),
-// or the client's side failed the write.
+// false when that cannot be done, and the caller aborts: the answer was cut inside a
+// message, after which no valid frame can follow (nothing is written then), or the
+// client's side failed the write.
 func (w *webBody) endFailed(ds ResponseSide, e *reason.Error) bool {
-	if !w.grpc || !w.atBoundary() {
+	if !w.atBoundary() {
 		return false
 	}
 	var tr h1.Header

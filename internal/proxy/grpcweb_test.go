@@ -108,7 +108,7 @@ func TestWebBodyTrack(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, mode := range []int{webBinary, webText} {
 		for _, pieces := range []string{"bytes", "random"} {
-			w := &webBody{mode: mode, grpc: true}
+			w := &webBody{mode: mode}
 			for off := 0; off < len(body); {
 				n := 1
 				if pieces == "random" {

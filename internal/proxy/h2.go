@@ -201,12 +201,12 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		framing = h1.LengthUnknown
 	}
 	var wb *webBody
-	if fwd.web != webNone { // grpcweb.go: the trailers go in the body, whose length changes
+	// grpcweb.go: a gRPC answer's trailers go in the body, whose length changes. An answer
+	// that is not gRPC (a proxy's HTML 502 page, a plain-text error) is no grpc-web stream:
+	// it passes as it is, unencoded even for -text, and the client maps its HTTP status.
+	if ct, ok := h.Get("Content-Type"); fwd.web != webNone && ok && h1.HasMediaType(ct, ctGRPC) {
 		wb = &webBody{mode: fwd.web}
-		if ct, ok := h.Get("Content-Type"); ok && h1.HasMediaType(ct, ctGRPC) {
-			h.Set("Content-Type", webContentType(string(ct), fwd.web))
-			wb.grpc = true
-		}
+		h.Set("Content-Type", webContentType(string(ct), fwd.web))
 		if framing >= 0 {
 			framing = h1.LengthUnknown
 		}

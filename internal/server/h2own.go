@@ -78,6 +78,7 @@ type h2Own struct {
 	big                    []byte    // a frame payload larger than the read buffer
 	calm                   bool      // a limit ended the connection outside count: stop reading
 	rlHeld                 bool      // the read loop holds o.mu (lockR)
+	rlBody                 *Stream   // the stream whose body lock (rmu) the read loop holds (lockBody)
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
 
@@ -254,7 +255,8 @@ func (o *h2Own) idleFired() {
 // the writer goroutine of a connection with no stream open left until the idle timeout
 // (for ever without one); a panic with o.mu held would also block the streams' handlers.
 // The panic is logged with its stack and counted (conn_INTERNAL_ERROR_panic), o.mu is given
-// back if the read loop held it, and the connection ends with GOAWAY INTERNAL_ERROR: serve's
+// back if the read loop held it (and a stream's body lock before it: lockBody), and the
+// connection ends with GOAWAY INTERNAL_ERROR: serve's
 // end then cancels every open stream, stops the writer and waits for the handlers, as for
 // any other end.
 func (o *h2Own) readSafely() {
@@ -262,6 +264,9 @@ func (o *h2Own) readSafely() {
 		v := recover()
 		if v == nil {
 			return
+		}
+		if o.rlBody != nil { // taken after o.mu: given back first
+			o.unlockBody()
 		}
 		if o.rlHeld {
 			o.unlockR()
@@ -295,6 +300,21 @@ func (o *h2Own) lockR() {
 func (o *h2Own) unlockR() {
 	o.rlHeld = false
 	o.mu.Unlock()
+}
+
+// lockBody and unlockBody are a stream's body lock (rmu) for the read loop, which takes it
+// with o.mu held (lockR) to hand the stream request bytes or trailers: they note the
+// stream, so that readSafely can give rmu back after a panic in between. Left held, it
+// would block serve's end (ownGone takes it) and the handler reading the body for ever.
+func (o *h2Own) lockBody(s *Stream) {
+	s.x.rmu.Lock()
+	o.rlBody = s
+}
+
+func (o *h2Own) unlockBody() {
+	s := o.rlBody
+	o.rlBody = nil
+	s.x.rmu.Unlock()
 }
 
 // readLoop reads and handles the client's frames until the connection ends.
@@ -630,7 +650,7 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 	s.x.recvTotal += int64(len(data))
 	bad := s.x.declaredIn >= 0 && (s.x.recvTotal > s.x.declaredIn || f.StreamEnded() && s.x.recvTotal != s.x.declaredIn)
 	if !bad {
-		s.x.rmu.Lock()
+		o.lockBody(s)
 		if s.x.boff > 0 && len(s.x.body)+len(data) > cap(s.x.body) {
 			// The bytes read so far leave the front, so that the buffer stays within the
 			// stream window even when the handler never catches up.
@@ -642,7 +662,7 @@ func (o *h2Own) onData(f *http2.DataFrame) bool {
 			s.x.remoteClosed = true
 			s.x.rerr = io.EOF
 		}
-		s.x.rmu.Unlock()
+		o.unlockBody()
 		s.wakeBody()
 	}
 	if pad := n - int64(len(data)); pad > 0 {
@@ -922,13 +942,13 @@ func (o *h2Own) endTrailers(id uint32) {
 	if s != nil && !s.x.remoteClosed {
 		bad = s.x.declaredIn >= 0 && s.x.recvTotal != s.x.declaredIn
 		if !bad {
-			s.x.rmu.Lock()
+			o.lockBody(s)
 			for _, f := range o.trailer.Fields {
 				s.x.reqTrailer.Add(string(f.Name), string(f.Value))
 			}
 			s.x.remoteClosed = true
 			s.x.rerr = io.EOF
-			s.x.rmu.Unlock()
+			o.unlockBody()
 			s.wakeBody()
 		}
 	}

@@ -70,12 +70,17 @@ func (h *holdHandler) counted(token string) bool {
 func TestH2OwnReadLoopPanic(t *testing.T) {
 	const panicType = http2.FrameType(0xfa) // unknown frame types are ignored (RFC 9113 §4.1)
 	const lockedPanicType = http2.FrameType(0xfb)
+	const bodyPanicType = http2.FrameType(0xfc)
 	hook := func(o *h2Own, fh http2.FrameHeader) {
 		switch fh.Type {
 		case panicType:
 			panic("injected read loop panic")
 		case lockedPanicType: // as if it came from a section of the read loop that holds o.mu
 			o.lockR()
+			panic("injected read loop panic")
+		case bodyPanicType: // as if it came from handing a stream its body (onData, endTrailers)
+			o.lockR()
+			o.lockBody(o.streams[fh.StreamID])
 			panic("injected read loop panic")
 		}
 	}
@@ -119,11 +124,14 @@ func TestH2OwnReadLoopPanic(t *testing.T) {
 	get(1)
 
 	// A connection with two streams open (their handlers waiting), then one with none (only
-	// its writer goroutine to end), then one whose read loop panics holding o.mu.
+	// its writer goroutine to end), then one whose read loop panics holding o.mu, then one
+	// whose read loop panics holding o.mu and stream 1's body lock (serve's end takes it to
+	// end the stream).
 	for i, tc := range []struct {
-		holds uint32
-		typ   http2.FrameType
-	}{{2, panicType}, {0, panicType}, {1, lockedPanicType}} {
+		holds  uint32
+		typ    http2.FrameType
+		stream uint32
+	}{{2, panicType, 0}, {0, panicType, 0}, {1, lockedPanicType, 0}, {1, bodyPanicType, 1}} {
 		holds := tc.holds
 		r := dialRaw(t, addr)
 		for id := uint32(1); id < 2*holds; id += 2 {
@@ -136,7 +144,7 @@ func TestH2OwnReadLoopPanic(t *testing.T) {
 				t.Fatal("the held streams did not start")
 			}
 		}
-		r.fr.WriteRawFrame(tc.typ, 0, 0, nil)
+		r.fr.WriteRawFrame(tc.typ, 0, tc.stream, nil)
 
 		for range holds {
 			select {
