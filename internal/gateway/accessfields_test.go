@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"sluice/internal/config"
 	"sluice/internal/testutil"
 )
 
@@ -125,5 +127,42 @@ func TestAppendTokenMatchesAppendQuote(t *testing.T) {
 		if got, want := string(appendToken([]byte("x"), s)), string(strconv.AppendQuote([]byte("x"), s)); got != want {
 			t.Errorf("%q: got %s want %s", s, got, want)
 		}
+	}
+}
+
+// TestAccessLogFieldOrder: every key of a default line is a field config knows, in the order
+// of config.AccessFieldNames (the order docs/config.md promises for any field list); an
+// Apply with log.access_fields makes the next line carry exactly those fields.
+func TestAccessLogFieldOrder(t *testing.T) {
+	be := echoBackend(t, "a")
+	yaml, vars := basicConfig(hostport(be))
+	tg := startGateway(t, yaml+"log: {access_query: true}\n", vars)
+	c := newClient()
+	send := func(path string) {
+		req, _ := http.NewRequest("GET", tg.url(path), nil)
+		req.Header.Set("User-Agent", "fieldtest/1.0")
+		resp, _ := getEcho(t, c, req)
+		mustStatus(t, resp, 200)
+	}
+	send("/a?x=1")
+	names := config.AccessFieldNames()
+	keys := testutil.JSONKeys(t, tg.rawAccessLines(1)[0])
+	if len(keys) < 15 {
+		t.Errorf("default line has %d keys, want the full line: %q", len(keys), keys)
+	}
+	last := -1
+	for _, k := range keys {
+		i := slices.Index(names, k)
+		if i <= last {
+			t.Errorf("key %q: unknown to config or out of config.AccessFieldNames' order in %q", k, keys)
+		}
+		last = i
+	}
+	if err := tg.gw.Apply(mustParse(t, yaml+"log: {access_query: true, access_fields: [tries, query, path, status]}\n", vars)); err != nil {
+		t.Fatal(err)
+	}
+	send("/b?x=2")
+	if got, want := testutil.JSONKeys(t, tg.rawAccessLines(2)[1]), []string{"path", "query", "status", "tries"}; !slices.Equal(got, want) {
+		t.Errorf("after Apply with access_fields: keys %q, want %q", got, want)
 	}
 }
