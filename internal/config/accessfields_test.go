@@ -1,7 +1,9 @@
 package config
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +51,34 @@ func TestAccessFieldNames(t *testing.T) {
 		if got, ok := accessFieldByName(n); !ok || got != f {
 			t.Errorf("accessFieldByName(%q) = %d, %v; want %d", n, got, ok, f)
 		}
+	}
+}
+
+// TestAccessFieldsDocumented: the field table of docs/config.md names every field once, in
+// the line's order, which the docs promise for any field list.
+func TestAccessFieldsDocumented(t *testing.T) {
+	data, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(data), "### Access log fields")
+	if !ok {
+		t.Fatal(`docs/config.md has no "### Access log fields" section`)
+	}
+	var documented []string
+	for line := range strings.Lines(table) {
+		if strings.HasPrefix(line, "#") {
+			break
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		for name := range strings.SplitSeq(first, ", ") {
+			documented = append(documented, strings.Trim(name, "`"))
+		}
+	}
+	if want := AccessFieldNames(); !slices.Equal(documented, want) {
+		t.Errorf("docs/config.md's access log fields:\n%q\nwant (config.AccessFieldNames):\n%q", documented, want)
 	}
 }
