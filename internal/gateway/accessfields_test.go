@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -164,5 +165,27 @@ func TestAccessLogFieldOrder(t *testing.T) {
 	send("/b?x=2")
 	if got, want := testutil.JSONKeys(t, tg.rawAccessLines(2)[1]), []string{"path", "query", "status", "tries"}; !slices.Equal(got, want) {
 		t.Errorf("after Apply with access_fields: keys %q, want %q", got, want)
+	}
+}
+
+// TestAccessLogFieldsRefusedReload: a config refused when its listeners are opened (an
+// address in use) leaves the access log fields as they were.
+func TestAccessLogFieldsRefusedReload(t *testing.T) {
+	be := echoBackend(t, "a")
+	yaml, vars := basicConfig(hostport(be))
+	tg := startGateway(t, yaml, vars)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := strings.Replace(yaml, "listeners:\n", "listeners:\n  - address: "+busy.Addr().String()+"\n", 1) +
+		"log: {access_fields: [path]}\n"
+	if err := tg.gw.Apply(mustParse(t, bad, vars)); err == nil {
+		t.Fatal("Apply of a config with a listener address in use succeeded")
+	}
+	mustStatus(t, get(t, newClient(), tg.url("/after")), 200)
+	if keys := testutil.JSONKeys(t, tg.rawAccessLines(1)[0]); len(keys) < 15 || keys[0] != "time" {
+		t.Errorf("after a refused reload with access_fields [path]: keys %q, want the default line's", keys)
 	}
 }

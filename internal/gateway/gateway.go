@@ -131,8 +131,10 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 		abortTracing()
 		return err
 	}
-	g.cur.Store(gen)
+	// The access log fields before the swap (no request of gen logs without them), after
+	// the last step that can refuse cfg.
 	g.logFields.Store(uint64(cfg.Log.AccessFieldSet())) // accessfields.go
+	g.cur.Store(gen)
 	commitTracing()
 	g.edge.close()
 	g.edge = edge
