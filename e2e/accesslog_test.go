@@ -26,16 +26,7 @@ func TestAccessLogKeepsEveryLine(t *testing.T) {
 	listen := freeAddr(t)
 	access := filepath.Join(dir, "access.log")
 	cfg := filepath.Join(dir, "sluice.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
-  - address: %s
-upstreams:
-  - id: be
-    targets: [{address: "%s"}]
-routes:
-  - {id: all, upstream: be}
-admin: {enabled: false}
-log: {access: "%s"}
-`, listen, be, access)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := start(t, "run", cfg)
@@ -114,18 +105,7 @@ log: {access: "%s"}
 func TestAccessLogFieldList(t *testing.T) {
 	be := okBackend(t)
 	listen := freeAddr(t)
-	conf := func(log string) string {
-		return fmt.Sprintf(`listeners:
-  - address: %s
-upstreams:
-  - id: be
-    targets: [{address: "%s"}]
-routes:
-  - {id: all, upstream: be}
-admin: {enabled: false}
-log: %s
-`, listen, be, log)
-	}
+	conf := func(log string) string { return routeConfig(listen, be, "admin: {enabled: false}\nlog: "+log+"\n") }
 	path := configFile(t, conf("{access_fields: [status, path, time, method]}"))
 	p := start(t, "run", "-c", path)
 	p.waitLog(t, `"sluice started"`, 0)

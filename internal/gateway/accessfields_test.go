@@ -28,6 +28,15 @@ func (tg *testGateway) rawAccessLines(want int) []string {
 	return lines
 }
 
+// getWithUserAgent GETs path with User-Agent fieldtest/1.0 on c and wants a 200.
+func (tg *testGateway) getWithUserAgent(c *http.Client, path string) {
+	tg.t.Helper()
+	req, _ := http.NewRequest("GET", tg.url(path), nil)
+	req.Header.Set("User-Agent", "fieldtest/1.0")
+	resp, _ := getEcho(tg.t, c, req)
+	mustStatus(tg.t, resp, 200)
+}
+
 // TestAccessLogRequestFields: user agent, HTTP version, upstream status and bytes sent are
 // in every line; the query string only with log.access_query (it can carry secrets), which a
 // reload turns on; each key appears once.
@@ -36,12 +45,7 @@ func TestAccessLogRequestFields(t *testing.T) {
 	yaml, vars := basicConfig(hostport(be))
 	tg := startGateway(t, yaml, vars)
 	c := newClient()
-	send := func(path string) {
-		req, _ := http.NewRequest("GET", tg.url(path), nil)
-		req.Header.Set("User-Agent", "fieldtest/1.0")
-		resp, _ := getEcho(t, c, req)
-		mustStatus(t, resp, 200)
-	}
+	send := func(path string) { tg.getWithUserAgent(c, path) }
 	// Each line is written after its response: wait for it before the next step.
 	send("/q?token=secret")
 	tg.rawAccessLines(1)
@@ -139,12 +143,7 @@ func TestAccessLogFieldOrder(t *testing.T) {
 	yaml, vars := basicConfig(hostport(be))
 	tg := startGateway(t, yaml+"log: {access_query: true}\n", vars)
 	c := newClient()
-	send := func(path string) {
-		req, _ := http.NewRequest("GET", tg.url(path), nil)
-		req.Header.Set("User-Agent", "fieldtest/1.0")
-		resp, _ := getEcho(t, c, req)
-		mustStatus(t, resp, 200)
-	}
+	send := func(path string) { tg.getWithUserAgent(c, path) }
 	send("/a?x=1")
 	names := config.AccessFieldNames()
 	keys := testutil.JSONKeys(t, tg.rawAccessLines(1)[0])
