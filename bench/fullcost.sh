@@ -2,7 +2,7 @@
 # bench/fullcost.sh: what a production config costs over plain Sluice, in CPU per request,
 # and a change's before and after, side by side (docs/benchmarks.md, "sluice-full").
 #
-#   bash bench/fullcost.sh [-rounds 6] [-duration 5] [-connections 64] [-base REV] [-base-config full|plain] [-together]
+#   bash bench/fullcost.sh [-rounds 6] [-duration 5] [-connections 64] [-base REV] [-base-config full|plain] [-together] [-full-fields LIST]
 #
 # One plain Go backend (bench/backend, 300-byte bodies) behind three Sluice processes at
 # once: "plain" (one catch-all route, access log off) and "full" (bench/run.sh's sluice-full:
@@ -15,14 +15,16 @@
 # better than req/s does; the rotation spreads what noise is left over all three.
 # -together: each round loads the three at the same time (one wrk each, -connections each),
 # so that what else runs on the machine weighs on all three alike (started in an order rotated
-# each round); req/s then only compares. Both binaries are built with -buildvcs=false -trimpath,
+# each round); req/s then only compares. -full-fields "time, path, status": "full" logs only
+# those fields (log.access_fields); full-base keeps the default line, so with -base HEAD the
+# run compares the field list with the default line on one binary. Both binaries are built with -buildvcs=false -trimpath,
 # so an A/A run (-base HEAD) compares one binary with itself, and each process runs its own
 # copy of its binary file (docs/benchmarks.md, "sluice-full, third pass").
 # Ports: PORT_LO..PORT_LO+PORT_SPAN-1 (default 22000-22999). Only processes started here are
 # stopped (trap EXIT).
 set -euo pipefail
 
-ROUNDS=6 DURATION=5 CONNS=64 BASE=HEAD BASECFG=full TOGETHER=0
+ROUNDS=6 DURATION=5 CONNS=64 BASE=HEAD BASECFG=full TOGETHER=0 FIELDS=
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
 	-base) BASE=$2; shift ;;
 	-base-config) BASECFG=$2; shift ;;
 	-together) TOGETHER=1 ;;
+	-full-fields) FIELDS=$2; shift ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "fullcost.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -60,7 +63,7 @@ cp "$TMP/bin/sluice" "$TMP/bin/sluice-full"
 # access log off; otherwise 19 routes the requests do not match, then the catch-all, and the
 # access log to a file.
 config() {
-	local f="$TMP/$1.yaml" i access=off
+	local f="$TMP/$1.yaml" i access=off fields=
 	{
 		printf 'listeners:\n  - address: 127.0.0.1:%s\n' "$2"
 		printf 'upstreams:\n  - id: backend\n    targets:\n      - address: 127.0.0.1:%s\n' "$3"
@@ -73,7 +76,8 @@ config() {
 			access=$TMP/$1.access.log
 		fi
 		printf '  - id: all\n    upstream: backend\n'
-		printf 'log: {level: warn, access: "%s"}\n' "$access"
+		[ "$1" = full ] && [ -n "$FIELDS" ] && fields=", access_fields: [$FIELDS]"
+		printf 'log: {level: warn, access: "%s"%s}\n' "$access" "$fields"
 		printf 'admin: {address: "127.0.0.1:%s"}\n' "$(free_port)"
 	} >"$f"
 	echo "$f"

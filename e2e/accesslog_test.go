@@ -4,11 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // TestAccessLogKeepsEveryLine runs the binary with the access log in a file: 300 requests,
@@ -22,16 +26,7 @@ func TestAccessLogKeepsEveryLine(t *testing.T) {
 	listen := freeAddr(t)
 	access := filepath.Join(dir, "access.log")
 	cfg := filepath.Join(dir, "sluice.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`listeners:
-  - address: %s
-upstreams:
-  - id: be
-    targets: [{address: "%s"}]
-routes:
-  - {id: all, upstream: be}
-admin: {enabled: false}
-log: {access: "%s"}
-`, listen, be, access)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := start(t, "run", cfg)
@@ -100,5 +95,74 @@ log: {access: "%s"}
 		if !strings.HasPrefix(p, "/a/") {
 			t.Errorf("rotated file has %s, sent after the reopen", p)
 		}
+	}
+}
+
+// TestAccessLogFieldList runs the binary with log.access_fields: lines have exactly the
+// listed fields, in the line's order whatever the list's; a reload to
+// log.access_exclude_fields changes the next lines; a reload naming an unknown field is
+// rejected, naming it, and the previous fields stay; `sluice validate` rejects that file.
+func TestAccessLogFieldList(t *testing.T) {
+	be := okBackend(t)
+	listen := freeAddr(t)
+	conf := func(log string) string { return routeConfig(listen, be, "admin: {enabled: false}\nlog: "+log+"\n") }
+	path := configFile(t, conf("{access_fields: [status, path, time, method]}"))
+	p := start(t, "run", "-c", path)
+	p.waitLog(t, `"sluice started"`, 0)
+	// lineOf sends a request for path and returns the keys of its access line, in order.
+	lineOf := func(path string) []string {
+		t.Helper()
+		status(t, "http://"+listen+path)
+		var keys []string
+		testutil.WaitFor(t, 5*time.Second, "the access line of "+path, func() bool {
+			for line := range strings.Lines(p.access()) {
+				if strings.Contains(line, `"path":"`+path+`"`) {
+					keys = testutil.JSONKeys(t, line)
+					return true
+				}
+			}
+			return false
+		})
+		return keys
+	}
+	if got, want := lineOf("/one"), []string{"time", "method", "path", "status"}; !slices.Equal(got, want) {
+		t.Errorf("access_fields [status, path, time, method]: keys %q, want %q", got, want)
+	}
+
+	reloads := len(p.lines())
+	replaceFile(t, path, conf("{access_exclude_fields: [time, request_id, user_agent, duration_ms, upstream_ms, tries]}"))
+	p.signal(t, syscall.SIGHUP)
+	p.waitLog(t, `"config reloaded"`, reloads)
+	excluded := []string{"client_ip", "method", "host", "path", "http_version", "status", "bytes_in", "bytes_out",
+		"bytes_sent", "route", "upstream", "target", "upstream_status", "attempts"}
+	if got := lineOf("/two"); !slices.Equal(got, excluded) {
+		t.Errorf("after the reload to access_exclude_fields: keys %q, want %q", got, excluded)
+	}
+
+	replaceFile(t, path, conf("{access_fields: [time, latency]}"))
+	p.signal(t, syscall.SIGHUP)
+	at := p.waitLog(t, `log.access_fields[1]: unknown field \"latency\"`, reloads)
+	if line := p.lines()[at]; !strings.Contains(line, `"config reload rejected`) || !strings.Contains(line, `want one of time, request_id,`) {
+		t.Errorf("rejection does not name the field and the valid names: %s", line)
+	}
+	if got := lineOf("/three"); !slices.Equal(got, excluded) {
+		t.Errorf("after the rejected reload: keys %q, want the previous config's %q", got, excluded)
+	}
+
+	out, err := exec.Command(binary, "validate", path).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), path+`:9: log.access_fields[1]: unknown field "latency"`) {
+		t.Errorf("sluice validate of an unknown field: %v, %s", err, out)
+	}
+}
+
+// replaceFile replaces the file at path with one holding body, by a rename, so that the
+// config watcher never reads it half written.
+func replaceFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
 	}
 }

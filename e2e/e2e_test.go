@@ -171,13 +171,7 @@ routes:
 log: {level: info}
 shutdown_grace: 5s
 `, listen, backend, version)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, path, cfg) // accesslog_test.go
 }
 
 func TestRunReloadAndDrain(t *testing.T) {

@@ -62,6 +62,19 @@ func okBackend(t *testing.T) string {
 	return strings.TrimPrefix(be.URL, "http://")
 }
 
+// routeConfig is a config with a listener on listen and one catch-all route to backend,
+// followed by the lines of tail.
+func routeConfig(listen, backend, tail string) string {
+	return fmt.Sprintf(`listeners:
+  - address: %s
+upstreams:
+  - id: be
+    targets: [{address: "%s"}]
+routes:
+  - {id: all, upstream: be}
+`, listen, backend) + tail
+}
+
 // configFile writes body as sluice.yaml in a temporary directory and returns its path.
 func configFile(t *testing.T, body string) string {
 	t.Helper()

@@ -25,16 +25,7 @@ func TestRunLogsAsOperated(t *testing.T) {
 	listen, admin := freeAddr(t), freeAddr(t)
 	access := filepath.Join(dir, "access.log")
 	cfgText := func(level, accessDest string) string {
-		return fmt.Sprintf(`listeners:
-  - address: %s
-upstreams:
-  - id: be
-    targets: [{address: "%s"}]
-routes:
-  - {id: all, upstream: be}
-admin: {address: "%s"}
-log: {level: %s, access: "%s"}
-`, listen, be, admin, level, accessDest)
+		return routeConfig(listen, be, fmt.Sprintf("admin: {address: %q}\nlog: {level: %s, access: %q}\n", admin, level, accessDest))
 	}
 	cfg := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(cfgText("debug", access)), 0o644); err != nil {

@@ -492,4 +492,12 @@ type Log struct {
 	// false: query strings can carry secrets (tokens, keys), and logs travel further than
 	// requests.
 	AccessQuery bool `yaml:"access_query"`
+	// AccessFields are the only fields access log lines carry, by name (docs/config.md lists
+	// them); they keep the line's order whatever the order here. Omitted: every field (the
+	// default line). "query" also needs AccessQuery. At most one of AccessFields and
+	// AccessExcludeFields.
+	AccessFields []string `yaml:"access_fields"`
+	// AccessExcludeFields are fields left out of the default line, by name. Omitted or empty:
+	// none.
+	AccessExcludeFields []string `yaml:"access_exclude_fields"`
 }

@@ -34,6 +34,7 @@ func (c *Config) validate() problems {
 	default:
 		p.add("log.level", "unknown level %q: want debug, info, warn or error", c.Log.Level)
 	}
+	c.Log.validateAccessFields(&p) // accessfields.go
 	if c.ShutdownGrace != nil && *c.ShutdownGrace < 0 {
 		p.add("shutdown_grace", "must not be negative")
 	}

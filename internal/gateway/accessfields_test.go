@@ -3,14 +3,17 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"sluice/internal/config"
 	"sluice/internal/testutil"
 )
 
@@ -25,6 +28,15 @@ func (tg *testGateway) rawAccessLines(want int) []string {
 	return lines
 }
 
+// getWithUserAgent GETs path with User-Agent fieldtest/1.0 on c and wants a 200.
+func (tg *testGateway) getWithUserAgent(c *http.Client, path string) {
+	tg.t.Helper()
+	req, _ := http.NewRequest("GET", tg.url(path), nil)
+	req.Header.Set("User-Agent", "fieldtest/1.0")
+	resp, _ := getEcho(tg.t, c, req)
+	mustStatus(tg.t, resp, 200)
+}
+
 // TestAccessLogRequestFields: user agent, HTTP version, upstream status and bytes sent are
 // in every line; the query string only with log.access_query (it can carry secrets), which a
 // reload turns on; each key appears once.
@@ -33,12 +45,7 @@ func TestAccessLogRequestFields(t *testing.T) {
 	yaml, vars := basicConfig(hostport(be))
 	tg := startGateway(t, yaml, vars)
 	c := newClient()
-	send := func(path string) {
-		req, _ := http.NewRequest("GET", tg.url(path), nil)
-		req.Header.Set("User-Agent", "fieldtest/1.0")
-		resp, _ := getEcho(t, c, req)
-		mustStatus(t, resp, 200)
-	}
+	send := func(path string) { tg.getWithUserAgent(c, path) }
 	// Each line is written after its response: wait for it before the next step.
 	send("/q?token=secret")
 	tg.rawAccessLines(1)
@@ -125,5 +132,59 @@ func TestAppendTokenMatchesAppendQuote(t *testing.T) {
 		if got, want := string(appendToken([]byte("x"), s)), string(strconv.AppendQuote([]byte("x"), s)); got != want {
 			t.Errorf("%q: got %s want %s", s, got, want)
 		}
+	}
+}
+
+// TestAccessLogFieldOrder: every key of a default line is a field config knows, in the order
+// of config.AccessFieldNames (the order docs/config.md promises for any field list); an
+// Apply with log.access_fields makes the next line carry exactly those fields.
+func TestAccessLogFieldOrder(t *testing.T) {
+	be := echoBackend(t, "a")
+	yaml, vars := basicConfig(hostport(be))
+	tg := startGateway(t, yaml+"log: {access_query: true}\n", vars)
+	c := newClient()
+	send := func(path string) { tg.getWithUserAgent(c, path) }
+	send("/a?x=1")
+	names := config.AccessFieldNames()
+	keys := testutil.JSONKeys(t, tg.rawAccessLines(1)[0])
+	if len(keys) < 15 {
+		t.Errorf("default line has %d keys, want the full line: %q", len(keys), keys)
+	}
+	last := -1
+	for _, k := range keys {
+		i := slices.Index(names, k)
+		if i <= last {
+			t.Errorf("key %q: unknown to config or out of config.AccessFieldNames' order in %q", k, keys)
+		}
+		last = i
+	}
+	if err := tg.gw.Apply(mustParse(t, yaml+"log: {access_query: true, access_fields: [tries, query, path, status]}\n", vars)); err != nil {
+		t.Fatal(err)
+	}
+	send("/b?x=2")
+	if got, want := testutil.JSONKeys(t, tg.rawAccessLines(2)[1]), []string{"path", "query", "status", "tries"}; !slices.Equal(got, want) {
+		t.Errorf("after Apply with access_fields: keys %q, want %q", got, want)
+	}
+}
+
+// TestAccessLogFieldsRefusedReload: a config refused when its listeners are opened (an
+// address in use) leaves the access log fields as they were.
+func TestAccessLogFieldsRefusedReload(t *testing.T) {
+	be := echoBackend(t, "a")
+	yaml, vars := basicConfig(hostport(be))
+	tg := startGateway(t, yaml, vars)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bad := strings.Replace(yaml, "listeners:\n", "listeners:\n  - address: "+busy.Addr().String()+"\n", 1) +
+		"log: {access_fields: [path]}\n"
+	if err := tg.gw.Apply(mustParse(t, bad, vars)); err == nil {
+		t.Fatal("Apply of a config with a listener address in use succeeded")
+	}
+	mustStatus(t, get(t, newClient(), tg.url("/after")), 200)
+	if keys := testutil.JSONKeys(t, tg.rawAccessLines(1)[0]); len(keys) < 15 || keys[0] != "time" {
+		t.Errorf("after a refused reload with access_fields [path]: keys %q, want the default line's", keys)
 	}
 }

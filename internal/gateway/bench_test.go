@@ -122,13 +122,20 @@ routes:
 // through the real writer.
 func benchGateway(b testing.TB, yaml string, access bool) string {
 	b.Helper()
-	cfg, err := config.Parse("bench.yaml", []byte(yaml))
-	if err != nil {
-		b.Fatalf("config: %v\n%s", err, yaml)
-	}
 	var al *accesslog.Logger
 	if access {
 		al = accesslog.New(io.Discard)
+	}
+	return benchGatewayLog(b, yaml, al)
+}
+
+// benchGatewayLog starts a gateway for benchmarks with config yaml and the access log al
+// (nil: none), closed with the gateway, and returns its listener's address.
+func benchGatewayLog(b testing.TB, yaml string, al *accesslog.Logger) string {
+	b.Helper()
+	cfg, err := config.Parse("bench.yaml", []byte(yaml))
+	if err != nil {
+		b.Fatalf("config: %v\n%s", err, yaml)
 	}
 	gw := New(slog.New(slog.NewTextHandler(io.Discard, nil)), al)
 	if err := gw.Apply(cfg); err != nil {

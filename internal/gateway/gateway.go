@@ -12,7 +12,6 @@ import (
 	"net"
 	"reflect"
 	"runtime/debug"
-	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -51,7 +50,9 @@ type Gateway struct {
 
 	obs *observer // metrics and the admin listener (observe.go)
 
-	logQuery atomic.Bool // log.access_query of the serving config
+	// logFields are the access log fields of the serving config (log.access_fields),
+	// a config.AccessFieldSet (accessfields.go).
+	logFields atomic.Uint64
 
 	clusterMode atomic.Pointer[clusterBox] // cluster mode's admin side; nil in file mode (cluster.go)
 
@@ -118,7 +119,6 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	}
 	gen.startMirrors(g.proxy, g.obs.m) // split.go
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
-	g.logQuery.Store(cfg.Log.AccessQuery)
 	edge, err := g.buildEdgeTLS(cfg)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
@@ -131,6 +131,9 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 		abortTracing()
 		return err
 	}
+	// The access log fields before the swap (no request of gen logs without them), after
+	// the last step that can refuse cfg.
+	g.logFields.Store(uint64(cfg.Log.AccessFieldSet())) // accessfields.go
 	g.cur.Store(gen)
 	commitTracing()
 	g.edge.close()
@@ -539,103 +542,3 @@ func (st *reqState) release() {
 // unsafeString returns b as a string without copying. The caller must not let the string
 // outlive b's contents.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
-func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {
-	ln := g.access.Begin()
-	if ln == nil {
-		return
-	}
-	status := int64(ex.Status())
-	if rec.ClientGone {
-		status = 499
-	}
-	ln.Time("time", ex.StartTime()).Bytes("request_id", ex.RequestIDBytes()).Str("client_ip", clientIP(ex, rec)).
-		Str("method", in.Method).Str("host", in.Host).Str("path", in.Path)
-	logRequestFields(ln, ex, g.logQuery.Load()) // accessfields.go
-	logPluginFields(ln, rec)                    // plugins.go
-	if len(rec.TraceID) > 0 {
-		ln.Bytes("trace_id", rec.TraceID) // a request the tracing records (tracing.go)
-	}
-	ln.Int("status", status).Int("bytes_in", ex.BodyBytes()).Int("bytes_out", ex.BytesOut()).Int("bytes_sent", ex.BytesSent()).
-		Str("route", routeID).Str("upstream", upstreamID).Str("target", rec.Target)
-	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 {
-		ln.Int("upstream_status", int64(rec.Attempts[n-1].Status))
-	}
-	ln.Ms("duration_ms", time.Since(ex.StartTime())).Ms("upstream_ms", rec.UpstreamTime)
-	if st := ex.TLS(); st != nil {
-		ln.Str("tls_version", tls.VersionName(st.Version)).Str("tls_cipher", tls.CipherSuiteName(st.CipherSuite)).
-			Bool("tls_resumed", st.DidResume).Str("sni", st.ServerName)
-		if len(st.PeerCertificates) > 0 {
-			ln.Str("client_cert_subject", st.PeerCertificates[0].Subject.String())
-		}
-	}
-	if tn := &rec.Tunnel; tn.Protocol != "" {
-		ln.Str("tunnel", tn.Protocol).Str("tunnel_closed", tn.Closed).Int("tunnel_bytes_up", tn.BytesUp).
-			Int("tunnel_bytes_down", tn.BytesDown).Ms("tunnel_ms", tn.Duration)
-	}
-	if rec.EarlyResponse {
-		ln.Bool("early_response", true)
-	}
-	if rec.Interim > 0 {
-		ln.Int("interim_responses", int64(rec.Interim))
-	}
-	header, trailer := ex.DroppedFields()
-	if header > 0 {
-		ln.Int("dropped_headers", int64(header))
-	}
-	if n := trailer + rec.DroppedRequestTrailers; n > 0 {
-		ln.Int("dropped_request_trailers", int64(n))
-	}
-	if rec.DroppedResponseTrailers > 0 {
-		ln.Int("dropped_response_trailers", int64(rec.DroppedResponseTrailers))
-	}
-	if rec.Reason != "" {
-		ln.Str("reason", string(rec.Reason))
-		if rec.Err != nil {
-			ln.Str("error", rec.Err.Error())
-		}
-	}
-	if rec.NumAttempts > 0 {
-		ln.Int("attempts", int64(rec.NumAttempts)).JSON("tries", (*attemptsJSON)(rec))
-	}
-	g.access.Write(ln)
-}
-
-// attemptsJSON is a Record's attempts as the access log's "tries" array, appended straight
-// into the line.
-type attemptsJSON proxy.Record
-
-func (a *attemptsJSON) AppendJSON(b []byte) []byte { return appendAttempts(b, (*proxy.Record)(a)) }
-
-// appendAttempts appends the attempts of rec as a JSON array. Targets, outcomes and
-// conditions are plain ASCII tokens, so strconv's quoting is valid JSON for them
-// (appendToken skips its per-rune work for them).
-func appendAttempts(b []byte, rec *proxy.Record) []byte {
-	b = append(b, '[')
-	for i := 0; i < rec.NumAttempts; i++ {
-		a := &rec.Attempts[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"target":`...)
-		b = appendToken(b, a.Target)
-		b = append(b, `,"conn":`...)
-		b = strconv.AppendUint(b, a.ConnID, 10)
-		b = append(b, `,"reused":`...)
-		b = strconv.AppendBool(b, a.Reused)
-		b = append(b, `,"idle_ms":`...)
-		b = strconv.AppendInt(b, a.IdleAge.Milliseconds(), 10)
-		b = append(b, `,"outcome":`...)
-		b = appendToken(b, a.Outcome)
-		if a.Status != 0 {
-			b = append(b, `,"status":`...)
-			b = strconv.AppendInt(b, int64(a.Status), 10)
-		}
-		if a.Retry != "" {
-			b = append(b, `,"retried_on":`...)
-			b = appendToken(b, a.Retry)
-		}
-		b = append(b, '}')
-	}
-	return append(b, ']')
-}

@@ -116,15 +116,15 @@ func clientIP(ex server.Served, rec *proxy.Record) string {
 }
 
 // logPluginFields adds the consumer, the answering plugin and the reason of its local
-// answer (a redirect, a preflight: not errors) to an access log line.
-func logPluginFields(ln *accesslog.Line, rec *proxy.Record) {
-	if rec.Consumer != "" {
+// answer (a redirect, a preflight: not errors) to an access log line, those of them in m.
+func logPluginFields(ln *accesslog.Line, m config.AccessFieldSet, rec *proxy.Record) {
+	if rec.Consumer != "" && m.Has(config.AccessConsumer) {
 		ln.Str("consumer", rec.Consumer)
 	}
-	if rec.Plugin != "" {
+	if rec.Plugin != "" && m.Has(config.AccessPlugin) {
 		ln.Str("plugin", rec.Plugin)
 	}
-	if rec.Reason == "" && rec.AnswerReason != "" {
+	if rec.Reason == "" && rec.AnswerReason != "" && m.Has(config.AccessReason) {
 		ln.Str("reason", string(rec.AnswerReason))
 	}
 }

@@ -56,7 +56,8 @@ func tracedBenchConfig(b *testing.B, addr, be, endpoint, ratio, batchTimeout str
 
 // interleaveBlocks runs b.N blocks of n requests through plain and with each, alternating
 // which goes first, and reports the median and quartiles of with's time over plain's per
-// block, and each side's median ns per request.
+// block, the median of with's extra time per request over plain's in the same pair of
+// blocks ("extra-ns/req"), and each side's median ns per request.
 func interleaveBlocks(b *testing.B, plain, with *rawClient, n int) {
 	block := func(c *rawClient) time.Duration {
 		t0 := time.Now()
@@ -69,7 +70,7 @@ func interleaveBlocks(b *testing.B, plain, with *rawClient, n int) {
 	}
 	block(plain) // warm-up: pools, caches
 	block(with)
-	var ratios, tPlain, tWith []float64
+	var ratios, extra, tPlain, tWith []float64
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -81,6 +82,7 @@ func interleaveBlocks(b *testing.B, plain, with *rawClient, n int) {
 		}
 		i++
 		ratios = append(ratios, float64(w)/float64(p))
+		extra = append(extra, float64(w-p)/float64(n))
 		tPlain, tWith = append(tPlain, float64(p)/float64(n)), append(tWith, float64(w)/float64(n))
 	}
 	q := func(xs []float64, f float64) float64 {
@@ -90,6 +92,7 @@ func interleaveBlocks(b *testing.B, plain, with *rawClient, n int) {
 	b.ReportMetric(100*(q(ratios, 0.5)-1), "pct-over-plain")
 	b.ReportMetric(100*(q(ratios, 0.25)-1), "pct-p25")
 	b.ReportMetric(100*(q(ratios, 0.75)-1), "pct-p75")
+	b.ReportMetric(q(extra, 0.5), "extra-ns/req")
 	b.ReportMetric(q(tPlain, 0.5), "plain-ns/req")
 	b.ReportMetric(q(tWith, 0.5), "row-ns/req")
 }
