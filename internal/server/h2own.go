@@ -1237,43 +1237,6 @@ func appendRST(b []byte, id uint32, code http2.ErrCode) []byte {
 		byte(code>>24), byte(code>>16), byte(code>>8), byte(code))
 }
 
-// Streams on workers.
-//
-// A stream is served on a long-lived goroutine whose stack has already grown (a proxied
-// request runs deep: routing, plugins, the proxy, the upstream codec, logging; a new
-// goroutine per stream grew and copied its stack several times). Workers start when none
-// is idle (so there are at most as many as streams served at once) and end after
-// h2WorkerIdle without work.
-
-// h2WorkerIdle is how long an idle worker waits for a stream before it ends.
-const h2WorkerIdle = 10 * time.Second
-
-// h2Streams hands a stream to an idle worker; unbuffered, so a send succeeds only when one
-// is waiting.
-var h2Streams = make(chan *Stream)
-
-func dispatchStream(s *Stream) {
-	select {
-	case h2Streams <- s:
-	default:
-		go h2StreamWorker(s)
-	}
-}
-
-func h2StreamWorker(s *Stream) {
-	t := time.NewTimer(h2WorkerIdle)
-	defer t.Stop()
-	for {
-		serveOwnStream(s)
-		t.Reset(h2WorkerIdle)
-		select {
-		case s = <-h2Streams:
-		case <-t.C:
-			return
-		}
-	}
-}
-
 // serveOwnStream serves one stream of the own codec and releases it.
 func serveOwnStream(s *Stream) {
 	o := s.x.o
