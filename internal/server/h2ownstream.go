@@ -59,7 +59,7 @@ type ownStream struct {
 }
 
 func (s *Stream) initOwn() {
-	s.Start = time.Now()
+	s.Start = s.x.o.src.at // when its HEADERS were read
 	s.bodyLimit = s.h.c.st.MaxBodyBytes
 	// Not a child of the connection's context: a child registers in its parent's set of
 	// children (a map under the parent's lock, shared by the connection's streams) when it

@@ -10,7 +10,8 @@ package server
 // The idle workers are a stack: a stream goes to the one that went idle last (its stack
 // and the data it touched are the likeliest to be in cache), and each waits on a channel of
 // its own, a plain receive. Those that stayed at the bottom for h2WorkerIdle are ended by
-// one reaper goroutine, which runs while any worker exists. Before, every worker waited in
+// one reaper goroutine, which runs while any worker exists and counts time in its ticks (a
+// worker notes the tick it went idle at, not the clock: no clock read per stream). Before, every worker waited in
 // a select on a shared channel and its own idle timer, reset after each stream: under
 // h2load (4 connections x 32 streams) that select and the timer's Reset were ~5% of the
 // gateway's CPU (docs/design.md, "HTTP/2 streams mode: CPU per request").
@@ -20,7 +21,8 @@ import (
 	"time"
 )
 
-// h2WorkerIdle is how long a worker stays idle before the reaper ends it.
+// h2WorkerIdle is how long a worker stays idle, at least, before the reaper ends it (at
+// most 1.5 times that).
 const h2WorkerIdle = 10 * time.Second
 
 // h2Workers serves the streams of every own-codec connection in the process.
@@ -35,12 +37,13 @@ type h2WorkerPool struct {
 	idle    []*h2Worker // the most recently idle last
 	workers int         // running, idle or not
 	reaping bool        // the reaper runs
+	tick    uint64      // the reaper's ticks, every idleFor/2
 }
 
 // h2Worker is one worker's hand-off: a stream to serve, or nil to end.
 type h2Worker struct {
-	next  chan *Stream // buffered (1): dispatch never waits
-	since time.Time    // when it went idle; guarded by the pool's mu
+	next chan *Stream // buffered (1): dispatch never waits
+	tick uint64       // the pool's tick when it went idle; guarded by the pool's mu
 }
 
 func dispatchStream(s *Stream) { h2Workers.dispatch(s) }
@@ -71,7 +74,7 @@ func (p *h2WorkerPool) run(w *h2Worker, s *Stream) {
 	for s != nil {
 		p.serve(s)
 		p.mu.Lock()
-		w.since = time.Now()
+		w.tick = p.tick
 		p.idle = append(p.idle, w)
 		p.mu.Unlock()
 		s = <-w.next
@@ -79,14 +82,16 @@ func (p *h2WorkerPool) run(w *h2Worker, s *Stream) {
 }
 
 // reap ends, every idleFor/2, the workers idle for idleFor or more (the bottom of the
-// stack), and returns when no worker is left.
+// stack): those that went idle three ticks ago or earlier (idle since before the tick two
+// intervals back), and returns when no worker is left.
 func (p *h2WorkerPool) reap() {
 	t := time.NewTicker(p.idleFor / 2)
 	defer t.Stop()
-	for now := range t.C {
+	for range t.C {
 		p.mu.Lock()
+		p.tick++
 		k := 0
-		for k < len(p.idle) && now.Sub(p.idle[k].since) >= p.idleFor {
+		for k < len(p.idle) && p.tick-p.idle[k].tick >= 3 {
 			p.idle[k].next <- nil
 			k++
 		}
