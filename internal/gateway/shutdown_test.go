@@ -86,20 +86,7 @@ routes:
 		return tg.gw.Current().Upstreams["silent"].Current().Targets[0].Pool.Snapshot().Waiting == 1
 	})
 
-	const grace = 500 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	start := time.Now()
-	err := tg.gw.Shutdown(ctx)
-	took := time.Since(start)
-	if err == nil {
-		t.Errorf("Shutdown returned nil; want the grace context's error (requests were cut)")
-	}
-	// Cancellation wakes every wait at once; the margin over the grace is for a starved
-	// -race run in CI (878 ms once). Without the bound the waits last 8-30 s.
-	if took > grace+time.Second {
-		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
-	}
+	forceShutdown(t, tg.gw)
 	wg.Wait()
 	lines := tg.accessLines(4)
 	for _, l := range lines {
@@ -144,23 +131,32 @@ routes: [{id: all, upstream: silent}]
 			t.Fatal("the streams did not reach the backend")
 		}
 	}
-	const grace = 500 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	start := time.Now()
-	err := s.gw.Shutdown(ctx)
-	took := time.Since(start)
-	if err == nil {
-		t.Errorf("Shutdown returned nil; want the grace context's error (streams were cut)")
-	}
-	if took > grace+time.Second {
-		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
-	}
+	forceShutdown(t, s.gw)
 	wg.Wait()
 	for _, l := range s.accessLines(3) {
 		if l["reason"] != "gateway_shutting_down" || l["http_version"] != "HTTP/2" {
 			t.Errorf("%v logged as %v with reason %v (status %v, error %v), want HTTP/2 and gateway_shutting_down",
 				l["path"], l["http_version"], l["reason"], l["status"], l["error"])
 		}
+	}
+}
+
+// forceShutdown shuts gw down with a 500 ms grace period while requests are stuck: Shutdown
+// must report that it cut them and return within the grace plus 1 s. Cancellation wakes
+// every wait at once; the margin over the grace is for a starved -race run in CI (878 ms
+// once). Without the bound the waits last 8-30 s.
+func forceShutdown(t *testing.T, gw *Gateway) {
+	t.Helper()
+	const grace = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	start := time.Now()
+	err := gw.Shutdown(ctx)
+	took := time.Since(start)
+	if err == nil {
+		t.Errorf("Shutdown returned nil; want the grace context's error (requests were cut)")
+	}
+	if took > grace+time.Second {
+		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
 	}
 }
