@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"strings"
@@ -255,6 +257,41 @@ func TestH2Curl(t *testing.T) {
 			text := string(out)
 			if !strings.HasSuffix(text, "\n2 200") || !strings.Contains(text, `"body":"hello"`) || !strings.Contains(text, `"uri":"/curl"`) {
 				t.Fatalf("curl got:\n%s", text)
+			}
+		})
+	}
+}
+
+// TestH2StreamStartIsItsRead: a stream's start (its access log duration_ms) is when its
+// HEADERS were read, not an older read of the connection: the read loop stamps each read
+// (server.stampReader) and streams take that stamp instead of the clock.
+func TestH2StreamStartIsItsRead(t *testing.T) {
+	for _, m := range h2Modes() {
+		t.Run(m.name, func(t *testing.T) {
+			s := startH2(t, m.tls, hostport(echoBackend(t, "a")), "")
+			c := s.client()
+			for i := range 2 {
+				if i == 1 {
+					time.Sleep(1200 * time.Millisecond) // the connection idles between the two
+				}
+				reused := false
+				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+					GotConn: func(ci httptrace.GotConnInfo) { reused = ci.Reused },
+				})
+				req, _ := http.NewRequestWithContext(ctx, "GET", s.url("/start"), nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if i == 1 && !reused {
+					t.Fatal("the second request went on a new connection; the test needs the first one's")
+				}
+			}
+			l := s.accessLines(2)[1]
+			if d, _ := l["duration_ms"].(float64); d >= 1000 {
+				t.Fatalf("second request on the connection logged duration_ms %v; its start is older than its HEADERS", d)
 			}
 		})
 	}

@@ -86,20 +86,7 @@ routes:
 		return tg.gw.Current().Upstreams["silent"].Current().Targets[0].Pool.Snapshot().Waiting == 1
 	})
 
-	const grace = 500 * time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	start := time.Now()
-	err := tg.gw.Shutdown(ctx)
-	took := time.Since(start)
-	if err == nil {
-		t.Errorf("Shutdown returned nil; want the grace context's error (requests were cut)")
-	}
-	// Cancellation wakes every wait at once; the margin over the grace is for a starved
-	// -race run in CI (878 ms once). Without the bound the waits last 8-30 s.
-	if took > grace+time.Second {
-		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
-	}
+	forceShutdown(t, tg.gw)
 	wg.Wait()
 	lines := tg.accessLines(4)
 	for _, l := range lines {
@@ -109,5 +96,67 @@ routes:
 		if e, _ := l["error"].(string); !strings.Contains(e, "grace period") {
 			t.Errorf("%v: error %q does not say why", l["path"], e)
 		}
+	}
+}
+
+// TestH2ForcedShutdownCancelsStreams: streams of one HTTP/2 connection stuck upstream are
+// canceled when Shutdown's grace period ends, as HTTP/1.1 requests are (above): Shutdown
+// returns within the bound and each stream is logged with gateway_shutting_down. A
+// stream's context is not a child of its connection's (server.Stream.initOwn): it learns
+// of the shutdown from the connection's end.
+func TestH2ForcedShutdownCancelsStreams(t *testing.T) {
+	arrived := make(chan string, 8)
+	silent := stuckBackend(t, false, arrived)
+	s := startH2Routes(t, `
+upstreams:
+  - id: silent
+    targets: [{address: `+silent+`}]
+    timeouts: {read: 8s}
+routes: [{id: all, upstream: silent}]
+`)
+	c := s.client()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			if resp, err := c.Get(s.url("/stuck/" + string(rune('a'+i)))); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	for range 3 {
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the streams did not reach the backend")
+		}
+	}
+	forceShutdown(t, s.gw)
+	wg.Wait()
+	for _, l := range s.accessLines(3) {
+		if l["reason"] != "gateway_shutting_down" || l["http_version"] != "HTTP/2" {
+			t.Errorf("%v logged as %v with reason %v (status %v, error %v), want HTTP/2 and gateway_shutting_down",
+				l["path"], l["http_version"], l["reason"], l["status"], l["error"])
+		}
+	}
+}
+
+// forceShutdown shuts gw down with a 500 ms grace period while requests are stuck: Shutdown
+// must report that it cut them and return within the grace plus 1 s. Cancellation wakes
+// every wait at once; the margin over the grace is for a starved -race run in CI (878 ms
+// once). Without the bound the waits last 8-30 s.
+func forceShutdown(t *testing.T, gw *Gateway) {
+	t.Helper()
+	const grace = 500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	start := time.Now()
+	err := gw.Shutdown(ctx)
+	took := time.Since(start)
+	if err == nil {
+		t.Errorf("Shutdown returned nil; want the grace context's error (requests were cut)")
+	}
+	if took > grace+time.Second {
+		t.Fatalf("Shutdown took %v with a %v grace period", took, grace)
 	}
 }
