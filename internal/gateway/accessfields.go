@@ -18,15 +18,16 @@ import (
 // byte for byte the one written before fields were configurable. Fields are written in the
 // order of config.AccessField, whatever the order of the list. docs/config.md lists them.
 
-// logAccess writes ex's access log line.
-func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstreamID string, rec *proxy.Record) {
+// logAccess writes ex's access log line; dur is the request's time from its start to now
+// (read once by the caller for the log and the metrics).
+func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstreamID string, rec *proxy.Record, dur time.Duration) {
 	ln := g.access.Begin()
 	if ln == nil {
 		return
 	}
 	m := config.AccessFieldSet(g.logFields.Load())
 	logClientFields(ln, m, ex, in, rec)
-	logResultFields(ln, m, ex, routeID, upstreamID, rec)
+	logResultFields(ln, m, ex, routeID, upstreamID, rec, dur)
 	if st := ex.TLS(); st != nil {
 		logTLSFields(ln, m, st)
 	}
@@ -83,7 +84,7 @@ func logRequestFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Ser
 
 // logResultFields adds what was answered, where from and how long it took: status to
 // upstream_ms.
-func logResultFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Served, routeID, upstreamID string, rec *proxy.Record) {
+func logResultFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Served, routeID, upstreamID string, rec *proxy.Record, dur time.Duration) {
 	if m.Has(config.AccessStatus) {
 		status := int64(ex.Status())
 		if rec.ClientGone {
@@ -113,7 +114,7 @@ func logResultFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Serv
 		ln.Int("upstream_status", int64(rec.Attempts[n-1].Status))
 	}
 	if m.Has(config.AccessDurationMs) {
-		ln.Ms("duration_ms", time.Since(ex.StartTime()))
+		ln.Ms("duration_ms", dur)
 	}
 	if m.Has(config.AccessUpstreamMs) {
 		ln.Ms("upstream_ms", rec.UpstreamTime)

@@ -111,7 +111,7 @@ func TestLogAccessLines(t *testing.T) {
 			al := accesslog.New(buf)
 			g := &Gateway{access: al}
 			setLogFields(g, tc.log)
-			g.logAccess(tc.ex, in, "users", "app", tc.rec)
+			g.logAccess(tc.ex, in, "users", "app", tc.rec, time.Since(tc.ex.StartTime()))
 			al.Close()
 			got := durationMs.ReplaceAllString(buf.String(), `"duration_ms":X`)
 			if got != tc.want+"\n" {
@@ -147,7 +147,7 @@ func BenchmarkLogAccess(b *testing.B) {
 			b.ReportAllocs()
 			cpu0, cpuOK := cpuTime()
 			for b.Loop() {
-				g.logAccess(ex, in, "users", "app", rec)
+				g.logAccess(ex, in, "users", "app", rec, time.Since(ex.StartTime()))
 			}
 			if cpu1, ok := cpuTime(); ok && cpuOK {
 				b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")

@@ -399,8 +399,9 @@ func (g *Gateway) serve(gen *Generation, ex downstream) {
 		routeID, upstreamID = rt.ID, rt.Upstream.ID
 		g.serveRoute(ex, rt, rec, st.begin(gen, idx, ex), &st.trace) // plugins.go
 	}
-	g.logAccess(ex, in, routeID, upstreamID, rec)
-	g.observeRequest(gen, idx, rt, ex, rec)                  // metrics (observe.go)
+	dur := time.Since(ex.StartTime()) // one clock read for the log and the metrics
+	g.logAccess(ex, in, routeID, upstreamID, rec, dur)
+	g.observeRequest(gen, idx, rt, ex, rec, dur)             // metrics (observe.go)
 	finishTrace(&st.trace, ex, in, routeID, upstreamID, rec) // tracing.go
 }
 
@@ -444,7 +445,7 @@ func (g *Gateway) serveRoute(ex downstream, rt *proxy.Route, rec *proxy.Record, 
 func (g *Gateway) logAnswered(ex server.Served) {
 	st := newReqState(ex)
 	defer st.release()
-	g.logAccess(ex, &st.in, "", "", &st.rec)
+	g.logAccess(ex, &st.in, "", "", &st.rec, time.Since(ex.StartTime()))
 }
 
 // Rejected implements server.Rejecter: a request the server refused before routing gets an
@@ -454,9 +455,10 @@ func (g *Gateway) Rejected(ex server.Served, code reason.Code, why string) {
 	defer st.release()
 	st.rec.Reason = code
 	st.rec.Err = errors.New(why)
-	g.logAccess(ex, &st.in, "", "", &st.rec)
+	dur := time.Since(ex.StartTime())
+	g.logAccess(ex, &st.in, "", "", &st.rec, dur)
 	if gen := g.cur.Load(); gen != nil {
-		g.observeRequest(gen, -1, nil, ex, &st.rec)
+		g.observeRequest(gen, -1, nil, ex, &st.rec, dur)
 	}
 }
 

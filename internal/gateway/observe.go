@@ -76,7 +76,7 @@ func (g *Gateway) ReloadFailed(err error) {
 
 // observeRequest records one finished request. idx is the route index in gen, or -1; rt
 // is the route that served it (a split's share: split.go), nil when none matched.
-func (g *Gateway) observeRequest(gen *Generation, idx int, rt *proxy.Route, ex server.Served, rec *proxy.Record) {
+func (g *Gateway) observeRequest(gen *Generation, idx int, rt *proxy.Route, ex server.Served, rec *proxy.Record, dur time.Duration) {
 	o := g.obs
 	r := o.noRoute
 	if idx >= 0 {
@@ -92,7 +92,7 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, rt *proxy.Route, ex s
 	if rec.ClientGone {
 		status = 499
 	}
-	r.Request(status, time.Since(ex.StartTime()), rec.UpstreamTime, rec.NumAttempts > 0)
+	r.Request(status, dur, rec.UpstreamTime, rec.NumAttempts > 0)
 	for i := 0; i < rec.NumAttempts; i++ {
 		r.Attempt(rec.Attempts[i].Outcome)
 	}

@@ -92,6 +92,19 @@ func (f families) value(name string, want map[string]string) (v float64, ok bool
 	return 0, false
 }
 
+// sum returns the sample sum of the histogram series of name whose labels include want
+// (0 when there is none).
+func (f families) sum(name string, want map[string]string) float64 {
+	if mf := f[name]; mf != nil {
+		for _, m := range mf.Metric {
+			if hasLabels(m, want) && m.Histogram != nil {
+				return m.Histogram.GetSampleSum()
+			}
+		}
+	}
+	return 0
+}
+
 func hasLabels(m *dto.Metric, want map[string]string) bool {
 	n := 0
 	for _, lp := range m.Label {
@@ -180,6 +193,11 @@ func TestMetricsEndToEnd(t *testing.T) {
 	})
 	if _, ok := f.value("sluice_upstream_duration_seconds", map[string]string{"route": ""}); ok {
 		t.Error("sluice_upstream_duration_seconds has a series for unmatched requests, which never reach an upstream")
+	}
+	// A request's time covers its upstream time (both are measured, not just counted).
+	if req, up := f.sum("sluice_request_duration_seconds", map[string]string{"route": "api"}),
+		f.sum("sluice_upstream_duration_seconds", map[string]string{"route": "api"}); up <= 0 || req < up {
+		t.Errorf("request durations sum to %gs, upstream durations to %gs: want 0 < upstream <= request", req, up)
 	}
 	if f["sluice_config_info"] != nil && len(f["sluice_config_info"].Metric) != 1 {
 		t.Errorf("sluice_config_info has %d series, want 1", len(f["sluice_config_info"].Metric))
