@@ -183,10 +183,6 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
-		if i+8 <= len(s) && safeWord(s[i:i+8]) {
-			i += 8
-			continue
-		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if jsonSafe[c] {
@@ -213,18 +209,4 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
-}
-
-// safeWord reports whether all 8 bytes of w (len(w) == 8) are what jsonSafe allows,
-// testing them as one word: none below 0x20, none with the high bit, no DEL, no quote, no
-// backslash. The byte loads combine into one 64-bit load; request ids, hosts, paths and
-// addresses are long runs of safe bytes, and a byte at a time was most of a line's string
-// work.
-func safeWord(w string) bool {
-	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	zero := func(v uint64) uint64 { return (v - ones) &^ v & highs } // some byte of v is 0
-	below := (x - 0x20*ones) &^ x & highs                            // some byte is below 0x20
-	return below|zero(x^('"'*ones))|zero(x^('\\'*ones))|zero(x^(0x7f*ones))|x&highs == 0
 }
