@@ -63,6 +63,7 @@ func newPool(t *testing.T, addr string, mod func(*Options)) *Pool {
 // attempt is what one exchange saw on its connection.
 type attempt struct {
 	reused  bool
+	idle    time.Duration // the conn's idle age at checkout
 	written int64
 	read    int64
 	err     error
@@ -103,7 +104,7 @@ func exchange(p *Pool, method, id string) attempt {
 			out.Reason = CloseBackendClose
 		}
 	}
-	a := attempt{reused: c.Reused, written: c.BytesWritten(), read: c.BytesRead(), err: err}
+	a := attempt{reused: c.Reused, idle: c.IdleAge, written: c.BytesWritten(), read: c.BytesRead(), err: err}
 	p.Release(c, out)
 	return a
 }
