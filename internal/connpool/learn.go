@@ -42,7 +42,8 @@ const (
 type event struct {
 	at     time.Time
 	sample time.Duration
-	src    string // SourceObserved or SourceFailure
+	hi     time.Duration // the sample's close came at this idle age at the latest
+	src    string        // SourceObserved or SourceFailure
 }
 
 type learner struct {
@@ -144,18 +145,20 @@ func (p *Pool) observeLocked(c *Conn, now time.Time) {
 		return
 	}
 	p.bracketLocked(c, now)
-	p.youngDeathLocked(now.Sub(c.lastUsed), now)
+	hi := now.Sub(c.lastUsed)
+	p.youngDeathLocked(hi, now)
 	sample := c.aliveAt.Sub(c.lastUsed)
 	if sample <= 0 {
 		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
-		sample = now.Sub(c.lastUsed) / 2
+		sample = hi / 2
 	}
-	p.eventLocked(sample, SourceObserved, now)
+	p.eventLocked(sample, hi, SourceObserved, now)
 }
 
-// eventLocked records an observed close or a reset at idle age sample and reports whether an
-// earlier event within LearnWindow agreed with it, which lowered the learned value.
-func (p *Pool) eventLocked(sample time.Duration, src string, now time.Time) bool {
+// eventLocked records an observed close or a reset at idle age sample (the close came by idle
+// age hi) and reports whether an earlier event within LearnWindow agreed with it, which
+// lowered the learned value (or, contradicted, set a provisional one).
+func (p *Pool) eventLocked(sample, hi time.Duration, src string, now time.Time) bool {
 	if sample < p.opts.ReuseFloor {
 		return false // far too short to be an idle timeout we could honour: a restart or a crash
 	}
@@ -165,14 +168,14 @@ func (p *Pool) eventLocked(sample time.Duration, src string, now time.Time) bool
 		e := &l.events[n-1]
 		e.at = now
 		if sample < e.sample {
-			e.sample, e.src = sample, src
+			e.sample, e.hi, e.src = sample, hi, src
 		}
 	} else {
 		if n == maxEvents {
 			copy(l.events, l.events[1:])
 			l.events = l.events[:n-1]
 		}
-		l.events = append(l.events, event{at: now, sample: sample, src: src})
+		l.events = append(l.events, event{at: now, sample: sample, hi: hi, src: src})
 	}
 	last := l.events[len(l.events)-1]
 	for _, e := range l.events[:len(l.events)-1] {
@@ -227,7 +230,7 @@ func (p *Pool) failureLocked(idleAge time.Duration, gotAt, now time.Time) {
 		p.notLearnedLocked(idleAge, "a younger idle conn closed with it (a restart)")
 		return
 	}
-	if p.eventLocked(idleAge, SourceFailure, now) || l.value != 0 && idleAge < l.value/2 {
+	if p.eventLocked(idleAge, idleAge, SourceFailure, now) || l.value != 0 && idleAge < l.value/2 {
 		return // learned (or provisional: contradicted), or an outlier far below the learned value
 	}
 	p.setProvisionalLocked(idleAge, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String(), now)

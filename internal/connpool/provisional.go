@@ -31,7 +31,9 @@ package connpool
 //     LearnWindow passes without a second event.
 //
 // The same evidence applies to the events the observation rule keeps: an event (reset or
-// observed close) whose age a later live conn contradicts can no longer confirm anything, and a
+// observed close) whose age a later live conn contradicts can no longer confirm anything (for
+// an observed close, its latest possible age, the idle age at which it was found closed: a
+// coarse sweep's early sample is not refuted by a conn alive before the timer), and a
 // reset contradicted by a live conn seen within LearnWindow before it, or met with a young
 // close, is never provisional (a contradicted one is still an event: two agreeing resets are
 // learned, as two agreeing closes are, so a backend whose timeout was cut is still learned).
@@ -70,7 +72,7 @@ func (p *Pool) noteAliveLocked(x time.Duration, how string, now time.Time) {
 	if len(l.events) > 0 {
 		keep := l.events[:0]
 		for _, e := range l.events {
-			if x < p.refuteAge(e.sample) {
+			if x < p.refuteAge(e.hi) {
 				keep = append(keep, e)
 			}
 		}
