@@ -201,6 +201,8 @@ func TestProvisionalRule(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := learnPool(t)
+			p.opts.UnsafeMaxIdle = time.Second // so that a provisional value has a bound to lower
+			p.recomputeLocked()
 			start := time.Now()
 			for _, s := range tc.steps {
 				now := start.Add(s.at)
