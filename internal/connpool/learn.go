@@ -12,10 +12,10 @@ package connpool
 //     the same age, a restart does not.
 //   - failure: a reused conn reset before any response byte: its idle age at checkout
 //     lowers the learned value at once when it agrees with it (within 25 % below). Otherwise
-//     it is an event like an observation, and, unless something already contradicts it or
-//     it is below half the learned value, a provisional value that bounds non-idempotent
-//     requests at once and every request once a second event agrees (provisional.go: a
-//     restart resets conns at whatever idle age they have).
+//     it is an event like an observation, and, unless a younger conn closed with it (a
+//     restart) or it is below half the learned value, a provisional value that bounds
+//     non-idempotent requests at once and every request once a second event agrees
+//     (provisional.go: a restart resets conns at whatever idle age they have).
 //   - growth: a value from observation or failure grows 10% per GrowInterval without new
 //     evidence, so a raised backend timeout is re-learned slowly.
 
