@@ -33,12 +33,16 @@ package connpool
 // The same evidence applies to the events the observation rule keeps: an event (reset or
 // observed close) whose age a later live conn contradicts can no longer confirm anything (for
 // an observed close, its latest possible age, the idle age at which it was found closed: a
-// coarse sweep's early sample is not refuted by a conn alive before the timer), and a
-// reset contradicted by a live conn seen within LearnWindow before it, or met with a young
-// close, is never provisional (a contradicted one is still an event: two agreeing resets are
-// learned, as two agreeing closes are, so a backend whose timeout was cut is still learned).
-// A reset at an age that agrees with the learned value (within 25 % below it) lowers it at
-// once, as before: the learned value is the earlier event it agrees with.
+// coarse sweep's early sample is not refuted by a conn alive before the timer). A reset met
+// with a younger conn's close is taken neither as an event nor as a provisional value. Two
+// agreeing events against a conn seen alive within LearnWindow at an age they forbid bound
+// non-idempotent requests only, as a provisional value (a client with a steady gap meets
+// every crash at that gap, so crashes agree with each other); a backend whose timeout was
+// really cut still gets learned once that sighting ages out, and the agreeing pair keeps
+// POSTs away meanwhile. Whatever contradicts it, a single reset still bounds POSTs at once: that
+// protection never waits for the analysis. A reset at an age that agrees with the learned
+// value (within 25 % below it) lowers it at once, as before: the learned value is the earlier
+// event it agrees with.
 
 import (
 	"context"
