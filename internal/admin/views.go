@@ -225,19 +225,23 @@ func newTargetView(t *Target) targetView {
 // poolView is one target's pool in /admin/upstreams/{id}/pool.
 type poolView struct {
 	targetView
-	Closed        bool              `json:"closed"`
-	UnsafeMaxIdle float64           `json:"unsafe_max_idle_seconds"`
-	Confident     bool              `json:"confident"`
-	CloseAge      float64           `json:"close_age_seconds"`
-	Margin        float64           `json:"margin_seconds"`
-	RaceWindow    float64           `json:"race_window_seconds"`
-	BeyondAdv     bool              `json:"beyond_advertised"`
-	ReuseRatio    float64           `json:"reuse_ratio"`
-	Waiting       int               `json:"waiting"`
-	Options       optionsView       `json:"options"`
-	Counters      connpool.Counters `json:"counters"`
-	Connections   []connView        `json:"connections"`
-	RecentClosed  []lifeView        `json:"recent_closed"`
+	Closed bool `json:"closed"`
+	// LearnedEvidence says what set the learned value; Provisional is a reset on reuse not
+	// yet confirmed (connpool provisional.go), which bounds UnsafeMaxIdle.
+	LearnedEvidence string            `json:"learned_evidence,omitempty"`
+	Provisional     float64           `json:"provisional_idle_timeout_seconds"`
+	UnsafeMaxIdle   float64           `json:"unsafe_max_idle_seconds"`
+	Confident       bool              `json:"confident"`
+	CloseAge        float64           `json:"close_age_seconds"`
+	Margin          float64           `json:"margin_seconds"`
+	RaceWindow      float64           `json:"race_window_seconds"`
+	BeyondAdv       bool              `json:"beyond_advertised"`
+	ReuseRatio      float64           `json:"reuse_ratio"`
+	Waiting         int               `json:"waiting"`
+	Options         optionsView       `json:"options"`
+	Counters        connpool.Counters `json:"counters"`
+	Connections     []connView        `json:"connections"`
+	RecentClosed    []lifeView        `json:"recent_closed"`
 	// H2 is the HTTP/2 pool of an upstream with protocol h2 or h2c: its connections with
 	// their stream counts, and the life records of closed ones with the close reason and the
 	// backend's GOAWAY (durations in nanoseconds).
@@ -284,6 +288,7 @@ func newPoolView(t *Target) poolView {
 	s := &t.Pool
 	o := s.Options
 	v := poolView{targetView: newTargetView(t), Closed: s.Closed, UnsafeMaxIdle: s.UnsafeMaxIdle.Seconds(),
+		LearnedEvidence: s.LearnedEvidence, Provisional: s.Provisional.Seconds(),
 		Confident: s.Confident, CloseAge: s.CloseAge.Seconds(), Margin: s.Margin.Seconds(),
 		RaceWindow: s.RaceWindow.Seconds(), BeyondAdv: s.BeyondAdvertised, ReuseRatio: s.Counters.ReuseRatio(),
 		Waiting: s.Waiting, Counters: s.Counters,

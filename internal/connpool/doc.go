@@ -29,7 +29,8 @@
 //     failure, so they only reuse a conn idle less than min(UnsafeMaxIdle, effective/4);
 //     otherwise they get a fresh conn. With effective = 0.85*learned, a POST can only meet
 //     an idle close if the backend's timeout was overestimated almost fivefold, which one
-//     observation or failure corrects; and the peek check has just run. Once the pool is
+//     observation or failure corrects; and the peek check has just run. One reset on reuse
+//     lowers this bound at once, as a learned value would, even while it is provisional. Once the pool is
 //     confident of the backend's close age (observed closes agree, confidence.go), the bound
 //     is close - margin - 2*race window instead, when that is higher.
 //  4. Preconnect (Options.Preconnect, preconnect.go): while traffic is recent, the sweeper
@@ -59,17 +60,34 @@
 //     its minimum: a restart closes every conn at once. A sample is applied (learned =
 //     min(learned, sample)) only when another event within LearnWindow agrees within 25%:
 //     an idle timeout recurs at the same age, a restart does not. So a backend restart is
-//     never learned as an idle timeout, and a real one is learned at its second close.
+//     never learned as an idle timeout, and a real one is learned at its second close. An
+//     event no longer counts once a conn answers or is probed alive at an idle age the
+//     timer it stands for would not allow (provisional.go).
 //   - Failure (source "failure"): a Release with Err on a reused conn before any response
 //     byte (not a timeout, not CloseRequestError), coming within a few connect times of the
-//     checkout (a later reset met a request the backend was handling: no idle evidence),
-//     means its idle age at checkout was too long: learned = min(learned, that age) at once, unless the age is below half the
-//     learned value (then it needs confirming like an observation).
+//     checkout (a later reset met a request the backend was handling: no idle evidence), is
+//     a reset at its idle age at checkout. Within 25% below the learned value it lowers it at
+//     once. Otherwise one reset proves little: a restart, a crash or a load balancer resets
+//     conns of every idle age, and the age of the one that carried a request is only the
+//     traffic's gap. So it is an event like an observed close (a second one agreeing within
+//     25% inside LearnWindow makes it the learned value), and until then a provisional value
+//     (provisional.go) that bounds non-idempotent requests at once, as a learned value would
+//     (so POSTs are as safe from the first reset as before), while idempotent requests keep
+//     their idle timeout (if it was the timer, the next crossing is re-sent on a fresh conn).
+//     A provisional value is dropped when a conn answers or is probed alive at an idle age a
+//     timer at that age would not allow (max(age/0.75, age+minMargin)), when a younger idle
+//     conn is found closed within 2 sweep intervals of the reset (a restart; such a reset is
+//     not taken at all), or after LearnWindow. Two agreeing events contradicted by such a
+//     live conn seen within LearnWindow stay provisional. A reset below half the learned value
+//     is an event only, as before.
 //   - Growth: a value from observation or failure grows by 10% per GrowInterval (1 min)
 //     without new evidence, up to IdleTimeout/SafetyFraction, so a raised backend timeout
 //     is re-learned slowly; a too-high guess is corrected by the next observation.
 //
-// Every change of the learned value or its source is logged at info.
+// Every change of the learned value or its source is logged at info with the evidence that
+// set it (the header, the two agreeing events and their ages, or the reset that agreed with
+// the learned value; Snapshot.LearnedEvidence); a provisional value is logged when it is set
+// and when it is dropped, and why (Snapshot.Provisional).
 //
 // # Self-healing
 //

@@ -63,6 +63,7 @@ func newPool(t *testing.T, addr string, mod func(*Options)) *Pool {
 // attempt is what one exchange saw on its connection.
 type attempt struct {
 	reused  bool
+	idle    time.Duration // the conn's idle age at checkout
 	written int64
 	read    int64
 	err     error
@@ -71,9 +72,21 @@ type attempt struct {
 // exchange sends one request through p the way the proxy does (Get, write, read, Release)
 // and returns what it saw. The pool never retries.
 func exchange(p *Pool, method, id string) attempt {
+	return exchangeOn(p, method, id, false)
+}
+
+// exchangeOn is exchange on a newly dialed conn when fresh (GetFresh, as the proxy's retry
+// after a failure on a reused conn).
+func exchangeOn(p *Pool, method, id string, fresh bool) attempt {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := p.Get(ctx, method == http.MethodGet)
+	var c *Conn
+	var err error
+	if fresh {
+		c, err = p.GetFresh(ctx)
+	} else {
+		c, err = p.Get(ctx, method == http.MethodGet)
+	}
 	if err != nil {
 		return attempt{err: err}
 	}
@@ -103,7 +116,7 @@ func exchange(p *Pool, method, id string) attempt {
 			out.Reason = CloseBackendClose
 		}
 	}
-	a := attempt{reused: c.Reused, written: c.BytesWritten(), read: c.BytesRead(), err: err}
+	a := attempt{reused: c.Reused, idle: c.IdleAge, written: c.BytesWritten(), read: c.BytesRead(), err: err}
 	p.Release(c, out)
 	return a
 }

@@ -11,8 +11,11 @@ package connpool
 //     distinct event within LearnWindow agrees within 25%: a backend idle timeout recurs at
 //     the same age, a restart does not.
 //   - failure: a reused conn reset before any response byte: its idle age at checkout
-//     lowers the learned value at once unless it is below half of it (then it needs
-//     confirming like an observation).
+//     lowers the learned value at once when it agrees with it (within 25 % below). Otherwise
+//     it is an event like an observation, and, unless a younger conn closed with it (a
+//     restart) or it is below half the learned value, a provisional value that bounds
+//     non-idempotent requests at once and every request once a second event agrees
+//     (provisional.go: a restart resets conns at whatever idle age they have).
 //   - growth: a value from observation or failure grows 10% per GrowInterval without new
 //     evidence, so a raised backend timeout is re-learned slowly.
 
@@ -39,6 +42,8 @@ const (
 type event struct {
 	at     time.Time
 	sample time.Duration
+	hi     time.Duration // the sample's close came at this idle age at the latest
+	src    string        // SourceObserved or SourceFailure
 }
 
 type learner struct {
@@ -46,6 +51,15 @@ type learner struct {
 	source    string
 	lastLower time.Time // last evidence that lowered or confirmed the value
 	lastGrow  time.Time
+	evidence  string // what set the value, for the log and the Snapshot
+
+	prov provisional // a reset on reuse awaiting a second event (provisional.go)
+	// aliveAge is the longest idle age at which the backend was seen keeping a conn (it
+	// answered a request, a probe found it alive), seen at aliveSeen; a newer, shorter one
+	// replaces it after LearnWindow. deathAge is the youngest idle age at which an idle conn
+	// was found closed in the last 2 sweep intervals, seen at deathSeen.
+	aliveAge, deathAge   time.Duration
+	aliveSeen, deathSeen time.Time
 
 	raiseTo     time.Duration // header value above the learned one, and how often in a row
 	raiseStreak int
@@ -65,14 +79,17 @@ func (p *Pool) logLearned(old time.Duration, oldSrc, why string) {
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, "learned backend idle timeout",
 		slog.Duration("learned", l.value), slog.String("source", l.source),
 		slog.Duration("previous", old), slog.String("previous_source", oldSrc),
-		slog.Duration("effective_idle", p.eff), slog.String("why", why))
+		slog.Duration("effective_idle", p.eff), slog.String("evidence", why))
 }
 
 func (p *Pool) setLearnedLocked(v time.Duration, src, why string, now time.Time) {
 	l := &p.learn
 	old, oldSrc := l.value, l.source
-	l.value, l.source = v, src
+	l.value, l.source, l.evidence = v, src, why
 	l.lastLower = now
+	if l.prov.age > 0 && float64(l.prov.age) >= agreeRatio*float64(v) {
+		l.prov = provisional{} // confirmed, or below what is now learned anyway
+	}
 	p.recomputeLocked()
 	if old != v || oldSrc != src {
 		p.logLearned(old, oldSrc, why)
@@ -128,29 +145,37 @@ func (p *Pool) observeLocked(c *Conn, now time.Time) {
 		return
 	}
 	p.bracketLocked(c, now)
+	hi := now.Sub(c.lastUsed)
+	p.youngDeathLocked(hi, now)
 	sample := c.aliveAt.Sub(c.lastUsed)
 	if sample <= 0 {
 		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
-		sample = now.Sub(c.lastUsed) / 2
+		sample = hi / 2
 	}
-	p.eventLocked(sample, SourceObserved, now)
+	p.eventLocked(sample, hi, SourceObserved, now)
 }
 
-func (p *Pool) eventLocked(sample time.Duration, src string, now time.Time) {
+// eventLocked records an observed close or a reset at idle age sample (the close came by idle
+// age hi) and reports whether an earlier event within LearnWindow agreed with it, which
+// lowered the learned value (or, contradicted, set a provisional one).
+func (p *Pool) eventLocked(sample, hi time.Duration, src string, now time.Time) bool {
 	if sample < p.opts.ReuseFloor {
-		return // far too short to be an idle timeout we could honour: a restart or a crash
+		return false // far too short to be an idle timeout we could honour: a restart or a crash
 	}
 	l := &p.learn
 	n := len(l.events)
 	if n > 0 && now.Sub(l.events[n-1].at) <= 2*p.opts.SweepInterval {
 		e := &l.events[n-1]
-		e.at, e.sample = now, min(e.sample, sample)
+		e.at = now
+		if sample < e.sample {
+			e.sample, e.hi, e.src = sample, hi, src
+		}
 	} else {
 		if n == maxEvents {
 			copy(l.events, l.events[1:])
 			l.events = l.events[:n-1]
 		}
-		l.events = append(l.events, event{at: now, sample: sample})
+		l.events = append(l.events, event{at: now, sample: sample, hi: hi, src: src})
 	}
 	last := l.events[len(l.events)-1]
 	for _, e := range l.events[:len(l.events)-1] {
@@ -158,25 +183,63 @@ func (p *Pool) eventLocked(sample time.Duration, src string, now time.Time) {
 			continue
 		}
 		lo, hi := min(e.sample, last.sample), max(e.sample, last.sample)
-		if float64(lo) >= agreeRatio*float64(hi) {
-			p.lowerLocked(lo, src, "idle closes confirmed", now)
-			return
+		if float64(lo) < agreeRatio*float64(hi) {
+			continue
 		}
+		if p.contradictedLocked(lo, now) {
+			// A conn outlived that age since: a timer there would have closed it. Only what
+			// cannot be re-sent is kept from it (provisional.go).
+			p.setProvisionalLocked(lo, agreeing(e, last)+", but a conn was seen alive at idle "+
+				p.learn.aliveAge.Round(time.Millisecond).String(), now)
+			return true
+		}
+		p.lowerLocked(lo, src, agreeing(e, last), now)
+		return true
 	}
+	return false
+}
+
+// agreeing names the two agreeing events that set a learned value.
+func agreeing(a, b event) string {
+	name := func(e event) string {
+		if e.src == SourceFailure {
+			return "reset on reuse at idle " + e.sample.Round(time.Millisecond).String()
+		}
+		return "idle close at " + e.sample.Round(time.Millisecond).String()
+	}
+	return "two events within 25%: " + name(a) + ", then " + name(b)
 }
 
 // failureLocked records a reused conn reset before any response byte; gotAt is when the
-// request took the conn.
+// request took the conn. The rule is explained in provisional.go.
 func (p *Pool) failureLocked(idleAge time.Duration, gotAt, now time.Time) {
 	p.healFailureLocked(gotAt, now)
 	if !p.opts.Learn || idleAge < p.opts.ReuseFloor {
 		return
 	}
-	if p.learn.value == 0 || idleAge >= p.learn.value/2 {
-		p.lowerLocked(idleAge, SourceFailure, "reset on reuse", now)
+	l := &p.learn
+	switch {
+	case l.value != 0 && idleAge >= l.value:
+		l.lastLower = now // consistent evidence: keeps growth on hold
+		return
+	case l.value != 0 && float64(idleAge) >= agreeRatio*float64(l.value):
+		p.lowerLocked(idleAge, SourceFailure, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String()+
+			", within 25% of the learned value", now)
+		return
+	case p.restartLocked(idleAge, now):
+		p.notLearnedLocked(idleAge, "a younger idle conn closed with it (a restart)")
 		return
 	}
-	p.eventLocked(idleAge, SourceFailure, now)
+	if p.eventLocked(idleAge, idleAge, SourceFailure, now) || l.value != 0 && idleAge < l.value/2 {
+		return // learned (or provisional: contradicted), or an outlier far below the learned value
+	}
+	p.setProvisionalLocked(idleAge, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String(), now)
+}
+
+func (p *Pool) notLearnedLocked(idleAge time.Duration, why string) {
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "reset on reuse not taken for the backend idle timeout",
+		slog.Duration("idle_age", idleAge), slog.String("why", why),
+		slog.Duration("alive_idle_age", p.learn.aliveAge), slog.Duration("learned", p.learn.value))
 }
 
 // growLocked lets a value learned from observation or failure grow slowly.
@@ -276,6 +339,14 @@ func (p *Pool) recomputeLocked() {
 		u := time.Duration(float64(k.close-k.margin-unsafeRaces*p.raceWindow()) * f)
 		p.unsafeIdle = max(p.unsafeIdle, min(u, eff))
 	}
+	if a := p.learn.prov.age; a > 0 {
+		// A provisional value bounds non-idempotent requests as a learned one would.
+		v := time.Duration(p.opts.SafetyFraction * float64(a) * f)
+		if v < p.opts.ReuseFloor {
+			v = 0
+		}
+		p.unsafeIdle = min(p.unsafeIdle, v/unsafeShare)
+	}
 }
 
 // maintainLocked runs the time-driven rules; cheap when nothing is due.
@@ -283,5 +354,6 @@ func (p *Pool) maintainLocked(now time.Time) {
 	p.healRecoverLocked(now)
 	if p.opts.Learn {
 		p.growLocked(now)
+		p.expireProvisionalLocked(now)
 	}
 }

@@ -1,6 +1,7 @@
 package connpool
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,7 +65,7 @@ func TestObservationRule(t *testing.T) {
 			p := learnPool(t)
 			start := time.Now()
 			for _, o := range tc.obs {
-				p.eventLocked(o.sample, SourceObserved, start.Add(o.at))
+				p.eventLocked(o.sample, o.sample, SourceObserved, start.Add(o.at))
 			}
 			if p.learn.value != tc.want {
 				t.Errorf("learned %v, want %v", p.learn.value, tc.want)
@@ -150,5 +151,88 @@ func TestRestartIsOneHealEvent(t *testing.T) {
 	}
 	if p.heal.factor != 0.5 {
 		t.Fatalf("3 separate failures: factor %v, want 0.5", p.heal.factor)
+	}
+}
+
+// TestProvisionalRule: what one reset on reuse teaches (provisional.go), step by step at
+// chosen moments. minMargin is 20ms here, so a reset at 50ms is refuted by a conn alive at
+// 70ms or more.
+func TestProvisionalRule(t *testing.T) {
+	ms := time.Millisecond
+	type step struct {
+		at   time.Duration // since start
+		kind string        // reset, alive, closed (an idle conn found closed at idle age v), header, tick
+		v    time.Duration
+	}
+	tests := []struct {
+		name     string
+		steps    []step
+		learned  time.Duration
+		src      string
+		provAge  time.Duration
+		wantNote string // the evidence recorded for the learned value contains this
+	}{
+		{name: "one reset is provisional", steps: []step{{0, "reset", 50 * ms}}, provAge: 50 * ms},
+		{name: "a second agreeing reset is learned", steps: []step{{0, "reset", 50 * ms}, {time.Second, "reset", 52 * ms}},
+			learned: 50 * ms, src: SourceFailure, wantNote: "reset on reuse at idle 50ms, then reset on reuse at idle 52ms"},
+		{name: "a disagreeing reset is not", steps: []step{{0, "reset", 50 * ms}, {time.Second, "reset", 90 * ms}}, provAge: 50 * ms},
+		{name: "a conn alive past the refute age drops it", steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 70 * ms}}},
+		{name: "and its event: a later reset at that age is provisional again",
+			steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 70 * ms}, {time.Second, "reset", 50 * ms}}, provAge: 50 * ms},
+		{name: "a conn alive below the refute age keeps it", steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 69 * ms}}, provAge: 50 * ms},
+		{name: "a younger conn closed with it: a restart",
+			steps: []step{{0, "reset", 50 * ms}, {5 * ms, "closed", 20 * ms}, {time.Second, "reset", 50 * ms}}, provAge: 50 * ms},
+		{name: "a younger conn closed just before it: a restart", steps: []step{{0, "closed", 20 * ms}, {5 * ms, "reset", 50 * ms}}},
+		{name: "a younger conn closed long before: no restart", steps: []step{{0, "closed", 20 * ms}, {time.Second, "reset", 50 * ms}}, provAge: 50 * ms},
+		{name: "an older conn closed with it: no restart", steps: []step{{0, "closed", 200 * ms}, {5 * ms, "reset", 50 * ms}}, provAge: 50 * ms},
+		{name: "agreeing resets contradicted by a live conn stay provisional",
+			steps: []step{{0, "alive", 200 * ms}, {time.Second, "reset", 50 * ms}, {2 * time.Second, "reset", 51 * ms}}, provAge: 50 * ms},
+		{name: "a reset agreeing with an idle close seen before is learned at once",
+			steps: []step{{0, "observed", 55 * ms}, {time.Second, "reset", 50 * ms}}, learned: 50 * ms, src: SourceFailure,
+			wantNote: "idle close at 55ms, then reset on reuse at idle 50ms"},
+		{name: "expires after the learn window", steps: []step{{0, "reset", 50 * ms}, {61 * time.Second, "tick", 0}}},
+		{name: "within 25% below the learned value: lowered at once", steps: []step{{0, "header", time.Second}, {time.Second, "reset", 800 * ms}},
+			learned: 800 * ms, src: SourceFailure, wantNote: "within 25% of the learned value"},
+		{name: "between half and 75% of the learned value: provisional",
+			steps: []step{{0, "header", time.Second}, {time.Second, "reset", 600 * ms}}, learned: time.Second, src: SourceHeader, provAge: 600 * ms},
+		{name: "below half the learned value: waits for a second event",
+			steps: []step{{0, "header", time.Second}, {time.Second, "reset", 400 * ms}}, learned: time.Second, src: SourceHeader},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := learnPool(t)
+			p.opts.UnsafeMaxIdle = time.Second // so that a provisional value has a bound to lower
+			p.recomputeLocked()
+			start := time.Now()
+			for _, s := range tc.steps {
+				now := start.Add(s.at)
+				switch s.kind {
+				case "reset":
+					p.failureLocked(s.v, now, now)
+				case "alive":
+					p.noteAliveLocked(s.v, "answered a request", now)
+				case "closed":
+					p.youngDeathLocked(s.v, now)
+				case "observed":
+					p.eventLocked(s.v, s.v, SourceObserved, now)
+				case "header":
+					p.learnHeaderLocked(s.v, now)
+				case "tick":
+					p.maintainLocked(now)
+				}
+			}
+			l := p.learn
+			if l.value != tc.learned || l.source != tc.src || l.prov.age != tc.provAge {
+				t.Errorf("learned %v from %q, provisional %v; want %v from %q, provisional %v",
+					l.value, l.source, l.prov.age, tc.learned, tc.src, tc.provAge)
+			}
+			if !strings.Contains(l.evidence, tc.wantNote) {
+				t.Errorf("evidence %q, want it to name %q", l.evidence, tc.wantNote)
+			}
+			// A provisional value bounds non-idempotent requests as a learned one would.
+			if limit := time.Duration(p.opts.SafetyFraction*float64(l.prov.age)) / unsafeShare; l.prov.age > 0 && p.unsafeIdle > limit {
+				t.Errorf("unsafe max idle %v with provisional %v, want at most %v", p.unsafeIdle, l.prov.age, limit)
+			}
+		})
 	}
 }

@@ -45,6 +45,9 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		p.mu.Unlock()
 		return // double release: ignore
 	}
+	if c.Reused && c.cc.r.Load() > 0 {
+		p.noteAliveLocked(c.idleAtGet, "answered a request", now) // provisional.go
+	}
 	c.served++
 	c.pre = false
 	c.lastUsed, c.aliveAt = now, now

@@ -16,6 +16,12 @@ type Snapshot struct {
 	// came from: "header", "observed", "failure" or "".
 	Learned       time.Duration `json:"learned_idle_timeout"`
 	LearnedSource string        `json:"learned_source"`
+	// LearnedEvidence says what set the learned value: the header, the two agreeing events
+	// (resets on reuse, idle closes) and their idle ages, or the reset that agreed with it.
+	LearnedEvidence string `json:"learned_evidence,omitempty"`
+	// Provisional is the idle age of a reset on reuse no second event has confirmed yet
+	// (0: none): it bounds UnsafeMaxIdle as a learned value would, not EffectiveIdle.
+	Provisional time.Duration `json:"provisional_idle_timeout,omitempty"`
 	// EffectiveIdle is the idle age at which conns are retired; 0 means no reuse.
 	EffectiveIdle time.Duration `json:"effective_idle_timeout"`
 	// UnsafeMaxIdle is the idle bound for non-idempotent requests now in force.
@@ -160,6 +166,8 @@ func (p *Pool) Snapshot() Snapshot {
 		Closed:           p.closed,
 		Learned:          p.learn.value,
 		LearnedSource:    p.learn.source,
+		LearnedEvidence:  p.learn.evidence,
+		Provisional:      p.learn.prov.age,
 		EffectiveIdle:    p.eff,
 		UnsafeMaxIdle:    p.unsafeIdle,
 		Confident:        p.conf.ok,

@@ -50,6 +50,7 @@ const (
 	namePoolStaleCaught   = "sluice_upstream_stale_connections_caught_total"
 	namePoolResetOnReuse  = "sluice_upstream_reset_on_reuse_total"
 	namePoolLearnedIdle   = "sluice_upstream_learned_idle_timeout_seconds"
+	namePoolProvisional   = "sluice_upstream_provisional_idle_timeout_seconds"
 	namePoolEffectiveIdle = "sluice_upstream_effective_idle_timeout_seconds"
 	namePoolReuseFactor   = "sluice_upstream_reuse_factor"
 	namePoolWaiting       = "sluice_upstream_pool_waiting"

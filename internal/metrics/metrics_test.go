@@ -18,7 +18,7 @@ func samplePools() []TargetPool {
 	return []TargetPool{{
 		Upstream: "api", Target: "10.0.0.1:80", InFlight: 2,
 		Pool: connpool.Snapshot{
-			Learned: 5 * time.Second, LearnedSource: "header", EffectiveIdle: 4250 * time.Millisecond,
+			Learned: 5 * time.Second, LearnedSource: "header", Provisional: 2500 * time.Millisecond, EffectiveIdle: 4250 * time.Millisecond,
 			ReuseFactor: 1, Waiting: 1,
 			Counters: connpool.Counters{Opened: 3, Reused: 10, StaleCaught: 1, ResetOnReuse: 1,
 				QueueWaits: 2, QueueFull: 1, QueueTimeouts: 1, DialErrors: 4,
@@ -71,7 +71,7 @@ func TestPromlint(t *testing.T) {
 	for _, name := range []string{nameRequests, nameRequestDuration, nameUpstreamDuration, nameGatewayErrors,
 		nameAttempts, nameConfigInfo, nameConfigReloads, nameRetries, nameRetryBudget, namePoolConns,
 		namePoolOpened, namePoolClosed, namePoolReuses, namePoolStaleCaught, namePoolResetOnReuse,
-		namePoolLearnedIdle, namePoolEffectiveIdle, namePoolReuseFactor, namePoolWaiting,
+		namePoolLearnedIdle, namePoolProvisional, namePoolEffectiveIdle, namePoolReuseFactor, namePoolWaiting,
 		namePoolQueueWaits, namePoolQueueFull, namePoolQueueTimeouts, namePoolDialErrors, namePoolInFlight,
 		namePoolTLSHandshakes, namePoolTLSErrors, nameH2UpConns, nameH2UpStreams, nameH2UpUnprocessed,
 		nameH2UpClosed, nameH2UpPings, nameUpNegotiated, nameUpProtocolChanges} {
@@ -127,6 +127,11 @@ sluice_upstream_connections_closed_total{reason="idle_timeout",target="10.0.0.1:
 # HELP sluice_upstream_learned_idle_timeout_seconds The backend idle timeout learned for the target (0: none), by source: header, observed, failure or none.
 # TYPE sluice_upstream_learned_idle_timeout_seconds gauge
 sluice_upstream_learned_idle_timeout_seconds{source="header",target="10.0.0.1:80",upstream="api"} 5
+`},
+		{namePoolProvisional, `
+# HELP sluice_upstream_provisional_idle_timeout_seconds The idle age of a reset on a reused connection to the target that no second event confirmed yet (0: none): it bounds non-idempotent requests as a learned timeout would, not the others.
+# TYPE sluice_upstream_provisional_idle_timeout_seconds gauge
+sluice_upstream_provisional_idle_timeout_seconds{target="10.0.0.1:80",upstream="api"} 2.5
 `},
 		{namePoolEffectiveIdle, `
 # HELP sluice_upstream_effective_idle_timeout_seconds The idle age at which pooled connections to the target are retired (0: no reuse).

@@ -50,6 +50,8 @@ var (
 		"Requests whose reused connection failed before any response byte (the stale-connection race the pool did not catch).", poolLabels, nil)
 	descLearned = prometheus.NewDesc(namePoolLearnedIdle,
 		"The backend idle timeout learned for the target (0: none), by source: header, observed, failure or none.", append(poolLabels, "source"), nil)
+	descProvisional = prometheus.NewDesc(namePoolProvisional,
+		"The idle age of a reset on a reused connection to the target that no second event confirmed yet (0: none): it bounds non-idempotent requests as a learned timeout would, not the others.", poolLabels, nil)
 	descEffective = prometheus.NewDesc(namePoolEffectiveIdle,
 		"The idle age at which pooled connections to the target are retired (0: no reuse).", poolLabels, nil)
 	descReuseFactor = prometheus.NewDesc(namePoolReuseFactor,
@@ -90,7 +92,7 @@ var (
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConns, descOpened, descClosed, descReuses, descStale,
-		descResetOnReuse, descLearned, descEffective, descReuseFactor, descWaiting, descQueueWaits,
+		descResetOnReuse, descLearned, descProvisional, descEffective, descReuseFactor, descWaiting, descQueueWaits,
 		descQueueFull, descQueueTimeouts, descDialErrors, descInFlight, descHealth, descTLSHandshakes, descTLSErrors,
 		descPathConnects, descPreconnects, descReuseRatio, descConfident, descBeyond} {
 		ch <- d
@@ -162,6 +164,7 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 		src = "none"
 	}
 	gauge(descLearned, s.Learned.Seconds(), src)
+	gauge(descProvisional, s.Provisional.Seconds())
 	gauge(descEffective, s.EffectiveIdle.Seconds())
 	gauge(descReuseFactor, s.ReuseFactor)
 	gauge(descWaiting, float64(s.Waiting))

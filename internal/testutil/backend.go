@@ -42,6 +42,11 @@ type BackendOptions struct {
 	RaceWindow time.Duration
 	// DropNth, if > 0, drops the Nth request of every connection unread and resets it.
 	DropNth int
+	// CrashEvery, if > 0, makes every CrashEvery-th request the backend receives (counted
+	// over all its connections) meet a crash: it is dropped unread and every open connection
+	// is reset at once, whatever its idle age, as a backend restart or a load balancer
+	// dropping its connections does. The listener stays up. Crashes counts them.
+	CrashEvery int
 	// CloseAfter, if > 0, answers the CloseAfter-th request of a connection with
 	// "Connection: close" and closes it.
 	CloseAfter int
@@ -74,6 +79,8 @@ type Backend struct {
 	accepted atomic.Int64
 	requests atomic.Int64
 	dropped  atomic.Int64
+	received atomic.Int64 // requests seen arriving (CrashEvery counts them)
+	crashes  atomic.Int64
 }
 
 // NewBackend starts a backend on 127.0.0.1:0.
@@ -154,8 +161,11 @@ func (b *Backend) Open() int {
 	return len(b.conns)
 }
 
-// Dropped returns the number of requests dropped unread by the race or DropNth.
+// Dropped returns the number of requests dropped unread by the race, DropNth or CrashEvery.
 func (b *Backend) Dropped() int64 { return b.dropped.Load() }
+
+// Crashes returns how many times CrashEvery reset every connection.
+func (b *Backend) Crashes() int64 { return b.crashes.Load() }
 
 // Processed returns how many times a request with X-Request-Id id was processed.
 func (b *Backend) Processed(id string) int {
@@ -278,6 +288,9 @@ func (b *Backend) handle(raw net.Conn) {
 			_ = closeIdle() // idle timeout or peer gone: FIN (after close_notify)
 			return
 		}
+		if b.crash() {
+			return
+		}
 		idle := time.Since(idleSince)
 		race := b.opts.RaceWindow > 0 && b.opts.IdleClose > 0 && idle >= b.opts.IdleClose-b.opts.RaceWindow
 		if race || n == b.opts.DropNth {
@@ -304,6 +317,20 @@ func (b *Backend) handle(raw net.Conn) {
 			return
 		}
 	}
+}
+
+// crash counts a request arriving and, on every CrashEvery-th, resets every open connection
+// (the arriving request's among them, unread) and reports true.
+func (b *Backend) crash() bool {
+	if b.opts.CrashEvery <= 0 || b.received.Add(1)%int64(b.opts.CrashEvery) != 0 {
+		return false
+	}
+	b.crashes.Add(1)
+	b.dropped.Add(1)
+	b.mu.Lock()
+	b.resetAllLocked()
+	b.mu.Unlock()
+	return true
 }
 
 func (b *Backend) record(req *http.Request) {

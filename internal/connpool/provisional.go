@@ -1,0 +1,160 @@
+package connpool
+
+// What one reset on reuse may teach. All methods run under the pool mutex.
+//
+// A reused conn reset before any response byte, right after checkout (failureLocked), is what
+// the backend's idle timer crossing a request looks like. It is also what a backend restart, a
+// crash, or a load balancer dropping connections looks like when it meets a request: those
+// reset conns of every idle age, and the idle age of the conn that happened to carry a request
+// says nothing about a timer. Taken at once as the learned value, one such reset taught the
+// pool whatever its traffic's gap was (50 ms for a client sending every 50 ms), and the pool
+// then dialed for nearly every request until the value grew back, 10 % a minute.
+//
+// So a reset that is the only evidence of its age is provisional:
+//
+//   - At once it bounds non-idempotent requests exactly as a learned value would: they reuse
+//     only conns idle less than min(UnsafeMaxIdle, 0.85 x age / 4) (recomputeLocked). A POST,
+//     which cannot be re-sent, is protected from the first reset on, as before.
+//   - Idempotent requests keep the idle timeout they had: if the reset was the timer, the next
+//     request that crosses it fails before any response byte and is re-sent on a fresh conn.
+//   - It becomes the learned value (source "failure") when a second event agrees with it
+//     within 25 % inside LearnWindow, another reset or an observed idle close (eventLocked):
+//     a timer recurs at the same age, a restart does not. An observed close that agreed
+//     earlier confirms it at once.
+//   - It is dropped when the backend shows that it does not close conns at that age (the
+//     model the observation rule and the brackets share: a backend's timer closes conns at one
+//     age, give or take 25 %, and a request crossing it arrives within that band):
+//     a reused conn answered, or an idle conn was probed alive, at an idle age of at least
+//     refuteAge(age) = max(age/0.75, age + minMargin) (noteAliveLocked); or an idle conn
+//     younger than 0.75 x age is found closed within 2 sweep intervals of the reset (a restart
+//     closes conns of every age, a timer only those older than it: youngDeathLocked); or
+//     LearnWindow passes without a second event.
+//
+// The same evidence applies to the events the observation rule keeps: an event (reset or
+// observed close) whose age a later live conn contradicts can no longer confirm anything (for
+// an observed close, its latest possible age, the idle age at which it was found closed: a
+// coarse sweep's early sample is not refuted by a conn alive before the timer). A reset met
+// with a younger conn's close is taken neither as an event nor as a provisional value. Two
+// agreeing events against a conn seen alive within LearnWindow at an age they forbid bound
+// non-idempotent requests only, as a provisional value (a client with a steady gap meets
+// every crash at that gap, so crashes agree with each other); a backend whose timeout was
+// really cut still gets learned once that sighting ages out, and the agreeing pair keeps
+// POSTs away meanwhile. Whatever contradicts it, a single reset still bounds POSTs at once: that
+// protection never waits for the analysis. A reset at an age that agrees with the learned
+// value (within 25 % below it) lowers it at once, as before: the learned value is the earlier
+// event it agrees with.
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// provisional is a reset on reuse not yet confirmed by a second event.
+type provisional struct {
+	age time.Duration // idle age at checkout of the reset conn; 0: none
+	at  time.Time
+}
+
+// refuteAge is the idle age at which a conn still alive shows that the backend's idle timer
+// did not cause a reset (or a close) at age: a timer within 25 % of age would have closed it.
+// minMargin covers the two idle clocks' drift at short ages.
+func (p *Pool) refuteAge(age time.Duration) time.Duration {
+	return max(time.Duration(float64(age)/agreeRatio), age+p.opts.minMargin())
+}
+
+// noteAliveLocked records that the backend kept a conn open at idle age x: it answered a
+// request sent at that age, or a probe found it alive. how says which, for the log.
+func (p *Pool) noteAliveLocked(x time.Duration, how string, now time.Time) {
+	if !p.opts.Learn {
+		return
+	}
+	l := &p.learn
+	if x >= l.aliveAge || now.Sub(l.aliveSeen) > p.opts.LearnWindow {
+		l.aliveAge, l.aliveSeen = x, now
+	}
+	if len(l.events) > 0 {
+		keep := l.events[:0]
+		for _, e := range l.events {
+			if x < p.refuteAge(e.hi) {
+				keep = append(keep, e)
+			}
+		}
+		l.events = keep
+	}
+	if a := l.prov.age; a > 0 && x >= p.refuteAge(a) {
+		p.dropProvisionalLocked("a conn "+how+" at a longer idle age", slog.Duration("alive_idle_age", x))
+	}
+}
+
+// youngDeathLocked records an idle conn found closed at idle age at most hi (for
+// restartLocked), and drops a provisional value from a reset at most 2 sweep intervals ago
+// that it is younger than by more than 25 %: the two are one restart, not the idle timer.
+func (p *Pool) youngDeathLocked(hi time.Duration, now time.Time) {
+	l := &p.learn
+	span := 2 * p.opts.SweepInterval
+	if now.Sub(l.deathSeen) > span || hi < l.deathAge {
+		l.deathAge, l.deathSeen = hi, now
+	}
+	if a := l.prov.age; a > 0 && now.Sub(l.prov.at) <= span && float64(hi) < agreeRatio*float64(a) {
+		p.dropEventsSinceLocked(l.prov.at.Add(-span))
+		p.dropProvisionalLocked("a younger idle conn closed with it (a restart)", slog.Duration("closed_idle_age", hi))
+	}
+}
+
+// restartLocked reports whether a reset at idle age age, seen now, came with a younger idle
+// conn's close (within 2 sweep intervals before it).
+func (p *Pool) restartLocked(age time.Duration, now time.Time) bool {
+	l := &p.learn
+	return !l.deathSeen.IsZero() && now.Sub(l.deathSeen) <= 2*p.opts.SweepInterval &&
+		float64(l.deathAge) < agreeRatio*float64(age)
+}
+
+// contradictedLocked reports whether a conn was seen alive, within LearnWindow, at an idle
+// age that a timer causing a reset at age would not allow.
+func (p *Pool) contradictedLocked(age time.Duration, now time.Time) bool {
+	l := &p.learn
+	return l.aliveAge >= p.refuteAge(age) && now.Sub(l.aliveSeen) <= p.opts.LearnWindow
+}
+
+func (p *Pool) setProvisionalLocked(age time.Duration, evidence string, now time.Time) {
+	l := &p.learn
+	if l.prov.age > 0 {
+		age = min(age, l.prov.age)
+	}
+	l.prov = provisional{age: age, at: now}
+	p.recomputeLocked()
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "reset on reuse: provisional backend idle timeout for non-idempotent requests",
+		slog.Duration("provisional", age), slog.String("evidence", evidence), slog.Duration("unsafe_max_idle", p.unsafeIdle),
+		slog.Duration("effective_idle", p.eff), slog.Duration("learned", l.value), slog.String("learned_source", l.source),
+		slog.String("until", "a second reset or idle close agrees (then learned), or a conn outlives it"))
+}
+
+func (p *Pool) dropProvisionalLocked(why string, attr slog.Attr) {
+	l := &p.learn
+	age := l.prov.age
+	l.prov = provisional{}
+	p.recomputeLocked()
+	p.log.LogAttrs(context.Background(), slog.LevelInfo, "provisional backend idle timeout dropped",
+		slog.Duration("provisional", age), slog.String("why", why), attr,
+		slog.Duration("unsafe_max_idle", p.unsafeIdle), slog.Duration("effective_idle", p.eff))
+}
+
+// dropEventsSinceLocked forgets the events recorded since t.
+func (p *Pool) dropEventsSinceLocked(t time.Time) {
+	l := &p.learn
+	keep := l.events[:0]
+	for _, e := range l.events {
+		if e.at.Before(t) {
+			keep = append(keep, e)
+		}
+	}
+	l.events = keep
+}
+
+// expireProvisionalLocked drops a provisional value no second event confirmed in LearnWindow.
+func (p *Pool) expireProvisionalLocked(now time.Time) {
+	if l := &p.learn; l.prov.age > 0 && now.Sub(l.prov.at) > p.opts.LearnWindow {
+		p.dropProvisionalLocked("no second event within the learn window", slog.Duration("learn_window", p.opts.LearnWindow))
+	}
+}
