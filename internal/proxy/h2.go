@@ -12,8 +12,6 @@ package proxy
 // retried only under the route's rules (decide.go). grpc-timeout bounds the attempt.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,32 +39,18 @@ type DuplexBody interface {
 // errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out.
 var errH2AttemptTimeout = errors.New("upstream HTTP/2 attempt timed out")
 
-// h2Head is where the upstream request head is rendered and read back; pooled, so that the
-// two bufio buffers (4 KiB each) are not allocated per request.
-type h2Head struct {
-	buf bytes.Buffer
-	w   *bufio.Writer
-	r   *bufio.Reader
-}
-
-var h2Heads = sync.Pool{New: func() any {
-	h := new(h2Head)
-	h.w, h.r = bufio.NewWriter(&h.buf), bufio.NewReader(&h.buf)
-	return h
-}}
-
 // attemptH2 makes one try of the request on t's HTTP/2 pool; now is when it starts.
 func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
 	fwd, r, rec := &cl.fwd, &cl.r, cl.r.rec
 	fwd.attempt = rec.NumAttempts // the index rec.add gives this attempt below
-	req, err := fwd.h2Request(ctx, t)
-	if err != nil {
-		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
-	}
 	// The head wait is bounded by the try timeout, the whole attempt by grpc-timeout.
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req = req.WithContext(actx)
+	a := &h2pool.Attempt{Fresh: r.fresh}
+	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
+	if err != nil {
+		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
+	}
 	var deadline time.Time // grpc-timeout's, zero when none
 	if d, ok := grpcTimeout(&fwd.req.Header); ok {
 		tm := time.AfterFunc(d, func() { cancel(errH2AttemptTimeout) })
@@ -85,8 +69,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	}
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
-	a := h2pool.Attempt{Fresh: r.fresh}
-	resp, err := t.H2.RoundTrip(req, &a)
+	resp, err := t.H2.RoundTrip(req, a)
 	head.Stop()
 	if err != nil && errors.Is(err, h2pool.ErrNegotiatedHTTP1) {
 		return p.negotiatedHTTP1(cl, t, body, now, err) // auto.go
@@ -102,7 +85,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			cancel(errH2AttemptTimeout) // the backend ended the call at its deadline (grpc-go resets it)
 		}
-		res := p.classifyH2(ctx, actx, err, &a, berr, t)
+		res := p.classifyH2(ctx, actx, err, a, berr, t)
 		at.Outcome = string(res.err.Code)
 		at.End = time.Now()
 		if !res.clientGone && !res.clientSide && !res.canceled {
@@ -111,7 +94,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		}
 		return res
 	}
-	defer t.H2.Done(&a)
+	defer t.H2.Done(a)
 	defer resp.Body.Close()
 	at.Status = resp.StatusCode
 	if r.pol.retriesStatus(resp.StatusCode) {
@@ -296,42 +279,6 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	return result{}
 }
 
-// h2Request renders the upstream request head as the HTTP/1.1 path writes it, and reads it
-// back as an http.Request for the HTTP/2 client: one place decides the forwarded fields.
-func (f *forward) h2Request(ctx context.Context, t *upstream.Target) (*http.Request, error) {
-	h := h2Heads.Get().(*h2Head)
-	defer h2Heads.Put(h)
-	h.buf.Reset()
-	h.w.Reset(&h.buf)
-	h.r.Reset(&h.buf)
-	if err := f.writeHead(h.w, t); err != nil {
-		return nil, err
-	}
-	h.w.Flush()
-	req, err := http.ReadRequest(h.r)
-	if err != nil {
-		return nil, fmt.Errorf("request head for HTTP/2: %w", err)
-	}
-	req = req.WithContext(ctx)
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te"} {
-		req.Header.Del(k)
-	}
-	if f.teTrail {
-		req.Header.Set("Te", "trailers") // gRPC requires it; the only TE HTTP/2 allows
-	}
-	req.RequestURI = ""
-	req.URL.Scheme, req.URL.Host = "http", t.Addr
-	if t.H2.TLS() {
-		req.URL.Scheme = "https"
-	}
-	req.ContentLength = f.req.ContentLength
-	if f.req.Chunked {
-		req.ContentLength = -1
-	}
-	req.Body = nil
-	return req, nil
-}
-
 // h2Body is the request body of one HTTP/2 attempt: the held prefix, then the rest from the
 // downstream. The HTTP/2 client reads it on its own goroutine; stop ends that before the
 // proxy judges the attempt, so that a dead attempt can never consume body bytes that a
@@ -370,6 +317,13 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	case b.off < len(f.pre):
 		n := copy(p, f.pre[b.off:])
 		b.off += n
+		if b.off == len(f.pre) && f.preEOF {
+			// The whole body was held: its last bytes come with io.EOF, so that the HTTP/2
+			// client sends them in a DATA frame with END_STREAM rather than following them
+			// with an empty one (a write and a frame fewer per gRPC unary call).
+			b.finish()
+			return n, io.EOF
+		}
 		return n, nil
 	case f.preEOF:
 		b.finish()
