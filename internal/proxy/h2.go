@@ -166,7 +166,10 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 // wait in a buffer) and ends with its trailers.
 func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context) result {
 	ds := fwd.ds
-	var h h1.Header
+	hs := new(relayHeads) // the head and the trailers, in one allocation (not pooled: a plugin may keep what a filter saw)
+	h := &hs.head
+	id := ds.RequestIDBytes()
+	growFor(h, resp.Header, 4, len("X-Request-Id")+len(id)) // 4: the id, room for a plugin's fields
 	for name, vs := range resp.Header {
 		for _, v := range vs {
 			h.Add(name, v)
@@ -174,7 +177,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	h.RemoveHopByHop()
 	if !h.Has("X-Request-Id") {
-		h.Add("X-Request-Id", string(ds.RequestIDBytes()))
+		h.Add("X-Request-Id", string(id))
 	}
 	framing := resp.ContentLength
 	switch {
@@ -196,17 +199,17 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	var bf BodyFilter
 	if fwd.hooks != nil {
-		fwd.hooks.ResponseHead(resp.StatusCode, &h)
+		fwd.hooks.ResponseHead(resp.StatusCode, h)
 		// The body phase (hooks.go), as on the HTTP/1.1 relay: a filter that changes this
 		// body makes its length unknown.
 		if bh, ok := fwd.hooks.(BodyHooks); ok && framing != h1.LengthNone {
-			if bf = bh.ResponseBody(resp.StatusCode, &h); bf != nil {
+			if bf = bh.ResponseBody(resp.StatusCode, h); bf != nil {
 				framing = h1.LengthUnknown
 			}
 		}
 	}
 	h.Del("Content-Length") // after the hooks, which may read it: framing says it
-	if err := ds.WriteHead(resp.StatusCode, nil, &h, framing); err != nil {
+	if err := ds.WriteHead(resp.StatusCode, nil, h, framing); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 	}
 	bp := copyBufs.Get().(*[]byte)
@@ -253,30 +256,48 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			return result{err: e}
 		}
 	}
-	var tr h1.Header
+	tr := &hs.trailer
+	growFor(tr, resp.Trailer, 0, 0)
 	for name, vs := range resp.Trailer {
 		for _, v := range vs {
 			tr.Add(name, v)
 		}
 	}
-	if n := p.dropTrailers(ds, &tr, fwd.rt.skip, "response"); n > 0 {
+	if n := p.dropTrailers(ds, tr, fwd.rt.skip, "response"); n > 0 {
 		fwd.rec.DroppedResponseTrailers = n
 	}
 	var trp *h1.Header
 	switch {
 	case wb != nil: // the trailers as the body's last frame
-		if rest := wb.end(&tr); len(rest) > 0 {
+		if rest := wb.end(tr); len(rest) > 0 {
 			if _, err := ds.Write(rest); err != nil {
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 			}
 		}
 	case len(tr.Fields) > 0:
-		trp = &tr
+		trp = tr
 	}
 	if err := ds.Finish(trp); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 	}
 	return result{}
+}
+
+// relayHeads are the response head and trailers relayH2 makes from the library's maps.
+type relayHeads struct{ head, trailer h1.Header }
+
+// growFor makes room in h for m's fields and extra more of extraBytes bytes in all: one
+// allocation for the fields and one for the bytes (a gRPC answer's head and trailers, filled
+// field by field, took 9 allocations).
+func growFor(h *h1.Header, m http.Header, extra, extraBytes int) {
+	n, size := extra, extraBytes
+	for name, vs := range m {
+		n += len(vs)
+		for _, v := range vs {
+			size += len(name) + len(v)
+		}
+	}
+	h.Grow(n, size)
 }
 
 // h2Body is the request body of one HTTP/2 attempt: the held prefix, then the rest from the
