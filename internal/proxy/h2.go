@@ -39,6 +39,13 @@ type DuplexBody interface {
 // errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out.
 var errH2AttemptTimeout = errors.New("upstream HTTP/2 attempt timed out")
 
+// h2Try is what an HTTP/2 attempt keeps beyond its call (the library holds the body, the
+// pool the attempt), in one allocation.
+type h2Try struct {
+	a    h2pool.Attempt
+	body h2Body
+}
+
 // attemptH2 makes one try of the request on t's HTTP/2 pool; now is when it starts.
 func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
 	fwd, r, rec := &cl.fwd, &cl.r, cl.r.rec
@@ -46,7 +53,8 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	// The head wait is bounded by the try timeout, the whole attempt by grpc-timeout.
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	a := &h2pool.Attempt{Fresh: r.fresh}
+	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{fwd: fwd, done: make(chan struct{})}}
+	a, body := &try.a, &try.body
 	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
@@ -58,7 +66,6 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		deadline = time.Now().Add(d - d/10) // a backend's own reset at the deadline comes a little early
 	}
 	head := time.AfterFunc(r.tryTimeout(), func() { cancel(errH2AttemptTimeout) })
-	body := &h2Body{fwd: fwd, done: make(chan struct{})}
 	if fwd.hasBody() {
 		req.Body = body
 	} else {
