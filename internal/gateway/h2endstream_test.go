@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// TestH2UpstreamBodyEndsWithItsData: a request body the gateway holds whole goes to an
+// HTTP/2 upstream as DATA frames whose last one carries END_STREAM, never followed by an
+// empty DATA frame (one write and one frame fewer per gRPC unary call, issue #16). The
+// backend is a raw h2c server that reports the DATA frames of the one stream it serves. (A
+// body of known length ended so already: the library sends END_STREAM once it sent that
+// many bytes.)
+func TestH2UpstreamBodyEndsWithItsData(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	frames := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serveOneStream(c, frames)
+	}()
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    protocols: [http1, h2c]
+upstreams:
+  - id: b
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: all
+    upstream: b
+`, map[string]string{"backend": ln.Addr().String()})
+	// As a gRPC client sends a unary call: HTTP/2, no content-length (the reader's length is
+	// unknown to the client).
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c}
+	t.Cleanup(tr.CloseIdleConnections) // before the gateway's shutdown, which would wait for it
+	c := &http.Client{Transport: tr}
+	resp, err := c.Post(tg.url("/call"), "application/grpc", io.MultiReader(strings.NewReader("hello, backend")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, want := <-frames, "DATA 14 END_STREAM;"; got != want {
+		t.Errorf("the backend read the body as %q, want %q", got, want)
+	}
+}
+
+// serveOneStream is an h2c server for one request: it answers 200 without a body once the
+// request's stream ended, sends its DATA frames as "DATA <length>[ END_STREAM];" each on
+// frames (an error's text when the exchange failed), and reads on until the client leaves.
+func serveOneStream(c net.Conn, frames chan<- string) {
+	frames <- readOneStream(c)
+	io.Copy(io.Discard, c)
+}
+
+func readOneStream(c net.Conn) string {
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
+		return fmt.Sprintf("preface %q: %v", preface, err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		return err.Error()
+	}
+	var got strings.Builder
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return got.String() + err.Error()
+		}
+		var end bool
+		var id uint32
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			end, id = f.StreamEnded(), f.StreamID
+		case *http2.DataFrame:
+			fmt.Fprintf(&got, "DATA %d", len(f.Data()))
+			if f.StreamEnded() {
+				got.WriteString(" END_STREAM")
+			}
+			got.WriteString(";")
+			end, id = f.StreamEnded(), f.StreamID
+		}
+		if end {
+			var block bytes.Buffer
+			hpack.NewEncoder(&block).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
+			return got.String()
+		}
+	}
+}
+
