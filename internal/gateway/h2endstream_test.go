@@ -115,4 +115,3 @@ func readOneStream(c net.Conn) string {
 		}
 	}
 }
-
