@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,20 +15,8 @@ import (
 // second, a second of back-to-back calls on one connection all succeed and no limit is hit
 // (counting them, the connection was cut with GOAWAY ENHANCE_YOUR_CALM, issue #16).
 func TestGRPCClientPingsAfterData(t *testing.T) {
-	c, _, tg := grpcGateway(t, `
-listeners:
-  - address: 127.0.0.1:0
-    name: edge
-    protocols: [http1, h2c]
-    http2: {max_control_frames_per_second: 5}
-upstreams:
-  - id: grpc
-    targets: [{address: "{{backend}}"}]
-    protocol: h2c
-routes:
-  - id: all
-    upstream: grpc
-`)
+	c, _, tg := grpcGateway(t, strings.Replace(grpcGatewayYAML, "    protocols: [http1, h2c]\n",
+		"    name: edge\n    protocols: [http1, h2c]\n    http2: {max_control_frames_per_second: 5}\n", 1))
 	req := &testgrpc.SimpleRequest{ResponseSize: 100, Payload: payload(100)}
 	calls := 0
 	for start := time.Now(); time.Since(start) < time.Second || calls < 50; calls++ {

@@ -56,7 +56,7 @@ func (f *forward) h2Request(ctx context.Context, t *upstream.Target) (*http.Requ
 		return nil, err
 	}
 	h.w.Flush()
-	req, err := parseH2Head(ctx, string(h.buf.Bytes())) // the one copy: everything points into it
+	req, err := parseH2Head(ctx, h.buf.String()) // the one copy: everything points into it
 	if err != nil {
 		return nil, fmt.Errorf("request head for HTTP/2: %w", err)
 	}
