@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -32,7 +33,7 @@ func TestH2UpstreamBodyEndsWithItsData(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		serveOneStream(c, frames)
+		serveOneStream(c, frames, false)
 	}()
 	tg := startGateway(t, `
 listeners:
@@ -67,15 +68,17 @@ routes:
 	}
 }
 
-// serveOneStream is an h2c server for one request: it answers 200 without a body once the
-// request's stream ended, sends its DATA frames as "DATA <length>[ END_STREAM];" each on
-// frames (an error's text when the exchange failed), and reads on until the client leaves.
-func serveOneStream(c net.Conn, frames chan<- string) {
-	frames <- readOneStream(c)
+// serveOneStream is an h2c server for one request: it answers 200 once the request's stream
+// ended, sends its DATA frames as "DATA <length>[ END_STREAM];" each on frames (an error's
+// text when the exchange failed), and reads on until the client leaves. With stall, the
+// answer's head does not end the stream and no more comes: what frames gets ends with
+// "RST_STREAM <code>" once the client resets the stream.
+func serveOneStream(c net.Conn, frames chan<- string, stall bool) {
+	frames <- readOneStream(c, stall)
 	io.Copy(io.Discard, c)
 }
 
-func readOneStream(c net.Conn) string {
+func readOneStream(c net.Conn, stall bool) string {
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
 		return fmt.Sprintf("preface %q: %v", preface, err)
@@ -85,6 +88,7 @@ func readOneStream(c net.Conn) string {
 		return err.Error()
 	}
 	var got strings.Builder
+	var answered uint32
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -106,12 +110,80 @@ func readOneStream(c net.Conn) string {
 			}
 			got.WriteString(";")
 			end, id = f.StreamEnded(), f.StreamID
+		case *http2.RSTStreamFrame:
+			if f.StreamID == answered {
+				return got.String() + "RST_STREAM " + f.ErrCode.String()
+			}
 		}
-		if end {
+		if end && answered == 0 {
 			var block bytes.Buffer
-			hpack.NewEncoder(&block).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true})
-			return got.String()
+			enc := hpack.NewEncoder(&block)
+			enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+			enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: !stall, EndHeaders: true})
+			if !stall {
+				return got.String()
+			}
+			answered = id
 		}
+	}
+}
+
+// TestH2UpstreamGRPCTimeoutAfterHead: a gRPC call's grpc-timeout bounds its upstream
+// attempt after the response head too: a backend that sends its head and then nothing is
+// reset (CANCEL) at the deadline, and the client's answer ends then, not at the try timeout
+// (one timer serves both phases; issue #16).
+func TestH2UpstreamGRPCTimeoutAfterHead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	frames := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serveOneStream(c, frames, true)
+	}()
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    protocols: [http1, h2c]
+upstreams:
+  - id: b
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: all
+    upstream: b
+`, map[string]string{"backend": ln.Addr().String()})
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c}
+	t.Cleanup(tr.CloseIdleConnections)
+	req, _ := http.NewRequest("POST", tg.url("/svc/Call"), strings.NewReader("\x00\x00\x00\x00\x00"))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("Grpc-Timeout", "300m")
+	start := time.Now()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if took := time.Since(start); took < 250*time.Millisecond || took > 3*time.Second {
+		t.Errorf("the call ended after %v, want about 300ms (its grpc-timeout)", took)
+	}
+	select {
+	case got := <-frames:
+		if !strings.HasSuffix(got, "RST_STREAM CANCEL") {
+			t.Errorf("the backend saw %q, want its stream reset with CANCEL", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the backend's stream was not reset")
 	}
 }

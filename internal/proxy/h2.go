@@ -59,13 +59,18 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 	}
-	var deadline time.Time // grpc-timeout's, zero when none
+	var deadline, callEnd time.Time // grpc-timeout's, zero when none
+	wait := r.tryTimeout()
 	if d, ok := grpcTimeout(&fwd.req.Header); ok {
-		tm := time.AfterFunc(d, func() { cancel(errH2AttemptTimeout) })
-		defer tm.Stop()
-		deadline = time.Now().Add(d - d/10) // a backend's own reset at the deadline comes a little early
+		start := time.Now()
+		callEnd = start.Add(d)
+		deadline = start.Add(d - d/10) // a backend's own reset at the deadline comes a little early
+		wait = min(wait, d)
 	}
-	head := time.AfterFunc(r.tryTimeout(), func() { cancel(errH2AttemptTimeout) })
+	// One timer: the head wait (the try timeout, or grpc-timeout when sooner), then re-armed
+	// for the rest of a call with grpc-timeout.
+	tm := time.AfterFunc(wait, func() { cancel(errH2AttemptTimeout) })
+	defer tm.Stop()
 	if fwd.hasBody() {
 		req.Body = body
 	} else {
@@ -77,7 +82,11 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	resp, err := t.H2.RoundTrip(req, a)
-	head.Stop()
+	if callEnd.IsZero() {
+		tm.Stop()
+	} else {
+		tm.Reset(time.Until(callEnd))
+	}
 	if err != nil && errors.Is(err, h2pool.ErrNegotiatedHTTP1) {
 		return p.negotiatedHTTP1(cl, t, body, now, err) // auto.go
 	}
