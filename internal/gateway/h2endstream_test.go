@@ -21,11 +21,33 @@ import (
 // body of known length ended so already: the library sends END_STREAM once it sent that
 // many bytes.)
 func TestH2UpstreamBodyEndsWithItsData(t *testing.T) {
+	// As a gRPC client sends a unary call: HTTP/2, no content-length (the reader's length is
+	// unknown to the client).
+	tg, c, frames := rawH2Upstream(t, false)
+	resp, err := c.Post(tg.url("/call"), "application/grpc", io.MultiReader(strings.NewReader("hello, backend")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, want := <-frames, "DATA 14 END_STREAM;"; got != want {
+		t.Errorf("the backend read the body as %q, want %q", got, want)
+	}
+}
+
+// rawH2Upstream starts a gateway with an h2c listener in front of an h2c upstream served by
+// serveOneStream (one connection, stall as given), and returns the gateway, an h2c client
+// of it (10 s timeout) and where the backend reports what it read.
+func rawH2Upstream(t *testing.T, stall bool) (*testGateway, *http.Client, <-chan string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	frames := make(chan string, 1)
 	go func() {
 		c, err := ln.Accept()
@@ -33,7 +55,7 @@ func TestH2UpstreamBodyEndsWithItsData(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		serveOneStream(c, frames, false)
+		serveOneStream(c, frames, stall)
 	}()
 	tg := startGateway(t, `
 listeners:
@@ -47,25 +69,11 @@ routes:
   - id: all
     upstream: b
 `, map[string]string{"backend": ln.Addr().String()})
-	// As a gRPC client sends a unary call: HTTP/2, no content-length (the reader's length is
-	// unknown to the client).
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{Protocols: &h2c}
 	t.Cleanup(tr.CloseIdleConnections) // before the gateway's shutdown, which would wait for it
-	c := &http.Client{Transport: tr}
-	resp, err := c.Post(tg.url("/call"), "application/grpc", io.MultiReader(strings.NewReader("hello, backend")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
-	}
-	if got, want := <-frames, "DATA 14 END_STREAM;"; got != want {
-		t.Errorf("the backend read the body as %q, want %q", got, want)
-	}
+	return tg, &http.Client{Transport: tr, Timeout: 10 * time.Second}, frames
 }
 
 // serveOneStream is an h2c server for one request: it answers 200 once the request's stream
@@ -134,42 +142,13 @@ func readOneStream(c net.Conn, stall bool) string {
 // reset (CANCEL) at the deadline, and the client's answer ends then, not at the try timeout
 // (one timer serves both phases; issue #16).
 func TestH2UpstreamGRPCTimeoutAfterHead(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	frames := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		serveOneStream(c, frames, true)
-	}()
-	tg := startGateway(t, `
-listeners:
-  - address: 127.0.0.1:0
-    protocols: [http1, h2c]
-upstreams:
-  - id: b
-    targets: [{address: "{{backend}}"}]
-    protocol: h2c
-routes:
-  - id: all
-    upstream: b
-`, map[string]string{"backend": ln.Addr().String()})
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &h2c}
-	t.Cleanup(tr.CloseIdleConnections)
+	tg, c, frames := rawH2Upstream(t, true)
 	req, _ := http.NewRequest("POST", tg.url("/svc/Call"), strings.NewReader("\x00\x00\x00\x00\x00"))
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("Te", "trailers")
 	req.Header.Set("Grpc-Timeout", "300m")
 	start := time.Now()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
