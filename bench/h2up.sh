@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/h2up.sh: HTTP/2 upstreams side by side (docs/benchmarks.md, "HTTP/2 upstreams and gRPC").
 #
-#   bash bench/h2up.sh [-n 2000] [-duration 5] [-only "sluice nginx haproxy"]
+#   bash bench/h2up.sh [-n 2000] [-duration 5] [-only "sluice nginx haproxy"] [-parts "racy grpc"]
 #
 # 1. Racy backend. The racy h2c backend of the tests (bench/h2up racy-backend: GOAWAY with a
 #    last-stream-id below streams in flight after 2..10 streams per connection, 5% of streams
@@ -14,16 +14,21 @@
 #    nginx: listen ... http2 + grpc_pass; HAProxy: bind ... proto h2 + server ... proto h2),
 #    loaded by bench/h2up grpc-load (16 workers, one connection each, -duration seconds), one
 #    side-by-side run (fixed order: sluice, nginx, HAProxy, then the backend direct). The machine may be shared: compare ratios.
+#    Per row also the CPU per call: utime+stime of the proxy's processes (nginx: its workers
+#    too) over its run divided by its calls, in us (direct: the backend's), and the backend's
+#    own CPU per call in that run.
 #
-# Ports 21000-21999 on 127.0.0.1. Only processes started here are stopped.
+# -parts picks the sections (racy, grpc). Ports PORT_LO..PORT_LO+PORT_SPAN-1 on 127.0.0.1
+# (environment; default 21000 and 1000). Only processes started here are stopped.
 set -euo pipefail
 
-N=2000 DURATION=5 ONLY="sluice nginx haproxy"
+N=2000 DURATION=5 ONLY="sluice nginx haproxy" PARTS="racy grpc"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-n) N=$2; shift ;;
 	-duration) DURATION=$2; shift ;;
 	-only) ONLY=$2; shift ;;
+	-parts) PARTS=$2; shift ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "h2up.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -36,7 +41,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_init h2up
 
 # free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
-PORT_LO=21000 PORT_SPAN=1000
+PORT_LO=${PORT_LO:-21000} PORT_SPAN=${PORT_SPAN:-1000}
+HZ=$(getconf CLK_TCK)
 
 log "building sluice and bench/h2up into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/h2up)
@@ -115,8 +121,24 @@ proxy() {
 have nginx || log "nginx not found: skipped"
 have haproxy || log "haproxy not found: skipped"
 
+# grpc_row name load_pid_name: runs grpc-load against port $lp and prints name, calls/s, errors
+# and the CPU per call of PID[load_pid_name]'s processes and of the backend's.
+grpc_row() {
+	local out p0 p1 b0 b1
+	p0=$(cpu_ticks "$2") b0=$(cpu_ticks grpcb)
+	out=$("$TMP/bin/h2up" grpc-load -addr "127.0.0.1:$lp" -c 16 -d "${DURATION}s")
+	p1=$(cpu_ticks "$2") b1=$(cpu_ticks grpcb)
+	awk -v n="$1" -v dp=$((p1 - p0)) -v db=$((b1 - b0)) -v hz="$HZ" '{
+		match($0, /"calls": *[0-9]+/); c = substr($0, RSTART, RLENGTH); sub(/.*: */, "", c)
+		match($0, /"calls_per_second": *[0-9]+/); r = substr($0, RSTART, RLENGTH); sub(/.*: */, "", r)
+		match($0, /"errors": *[0-9]+/); e = substr($0, RSTART, RLENGTH); sub(/.*: */, "", e)
+		printf "%-8s %7d calls/s  errors %d  cpu %6.1f us/call  backend cpu %6.1f us/call\n", n, r, e, (c > 0 ? dp * 1e6 / hz / c : 0), (c > 0 ? db * 1e6 / hz / c : 0)
+	}' <<<"$out"
+}
+
+case " $PARTS " in *" racy "*) ;; *) ONLY_RACY="" ;; esac
 log "== 1. racy HTTP/2 backend, $N requests (GET/POST mix) through each proxy"
-for p in $ONLY; do
+for p in ${ONLY_RACY-$ONLY}; do
 	[ "$p" = sluice ] || have "$p" || continue
 	bp=$(free_port); lp=$(free_port)
 	start racy "$TMP/bin/h2up" racy-backend -addr "127.0.0.1:$bp"
@@ -128,6 +150,7 @@ for p in $ONLY; do
 	printf '%-8s client %s backend %s\n' "$p" "$client" "$(tail -1 "$TMP/racy.log")"
 done
 
+case " $PARTS " in *" grpc "*) ;; *) exit 0 ;; esac
 log "== 2. gRPC unary calls/s, ${DURATION}s each, 16 workers"
 gp=$(free_port)
 start grpcb "$TMP/bin/h2up" grpc-backend -addr "127.0.0.1:$gp"
@@ -136,7 +159,7 @@ for p in $ONLY; do
 	[ "$p" = sluice ] || have "$p" || continue
 	lp=$(free_port)
 	proxy "$p" "$lp" "$gp" 1
-	printf '%-8s %s\n' "$p" "$("$TMP/bin/h2up" grpc-load -addr "127.0.0.1:$lp" -c 16 -d "${DURATION}s")"
+	grpc_row "$p" "$p"
 	stop "$p"
 done
-printf '%-8s %s\n' direct "$("$TMP/bin/h2up" grpc-load -addr "127.0.0.1:$gp" -c 16 -d "${DURATION}s")"
+lp=$gp grpc_row direct grpcb

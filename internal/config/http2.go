@@ -39,7 +39,8 @@ type HTTP2 struct {
 	// finishes. Omitted or 0: 200.
 	MaxResetsPerSecond int `yaml:"max_resets_per_second"`
 	// MaxControlFramesPerSecond bounds the PING and SETTINGS frames a client sends per
-	// second (each one makes the gateway answer). Omitted or 0: 100.
+	// second (each one makes the gateway answer); a PING that follows response frames the
+	// gateway sent is not counted (gRPC clients send one per response). Omitted or 0: 100.
 	MaxControlFramesPerSecond int `yaml:"max_control_frames_per_second"`
 	// MaxEmptyFramesPerSecond bounds the frames that carry nothing per second: DATA without
 	// payload and without END_STREAM, and empty CONTINUATION frames. Omitted or 0: 100.

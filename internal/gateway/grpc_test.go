@@ -85,7 +85,12 @@ func (b *grpcBackend) FullDuplexCall(s grpc.BidiStreamingServer[testgrpc.Streami
 // as an h2c upstream, and returns a client connected to the gateway.
 func grpcThroughGateway(t *testing.T) (testgrpc.TestServiceClient, *grpcBackend, *testGateway) {
 	t.Helper()
-	return grpcGateway(t, `
+	return grpcGateway(t, grpcGatewayYAML)
+}
+
+// grpcGatewayYAML is grpcThroughGateway's config: an h2c listener, the service as an h2c
+// upstream.
+const grpcGatewayYAML = `
 listeners:
   - address: 127.0.0.1:0
     protocols: [http1, h2c]
@@ -96,8 +101,7 @@ upstreams:
 routes:
   - id: all
     upstream: grpc
-`)
-}
+`
 
 // grpcGateway starts a grpc-go TestService and a gateway from yaml, whose {{backend}} is
 // the service's address, and returns a gRPC client through the gateway's listener.

@@ -14,8 +14,9 @@ import (
 )
 
 // BenchmarkGRPCWeb measures a unary call through a grpc_web route to a grpc-go server with
-// one h2c client, as gRPC (passed through, trailers as HTTP trailers), grpc-web and
-// grpc-web-text (translated): the difference is the translation's cost. Allocations are
+// one h2c client, as gRPC (passed through, trailers as HTTP trailers; also with a
+// grpc-timeout, which bounds the attempt), grpc-web and grpc-web-text (translated): the
+// difference is the translation's cost. Allocations are
 // the whole process's (client, gateway, backend).
 //
 //	go test ./internal/gateway -run '^$' -bench GRPCWeb -count 3
@@ -30,10 +31,12 @@ func BenchmarkGRPCWeb(b *testing.B) {
 	for _, tc := range []struct {
 		name, ct string
 		body     []byte
+		timeout  string // grpc-timeout, none when empty
 	}{
-		{"grpc", "application/grpc+proto", frame},
-		{"grpc-web", "application/grpc-web+proto", frame},
-		{"grpc-web-text", "application/grpc-web-text+proto", []byte(base64.StdEncoding.EncodeToString(frame))},
+		{"grpc", "application/grpc+proto", frame, ""},
+		{"grpc-timeout", "application/grpc+proto", frame, "10S"},
+		{"grpc-web", "application/grpc-web+proto", frame, ""},
+		{"grpc-web-text", "application/grpc-web-text+proto", []byte(base64.StdEncoding.EncodeToString(frame)), ""},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -41,6 +44,9 @@ func BenchmarkGRPCWeb(b *testing.B) {
 				req, _ := http.NewRequest("POST", url, bytes.NewReader(tc.body))
 				req.Header.Set("Content-Type", tc.ct)
 				req.Header.Set("Te", "trailers")
+				if tc.timeout != "" {
+					req.Header.Set("Grpc-Timeout", tc.timeout)
+				}
 				resp, err := c.Do(req)
 				if err != nil {
 					b.Fatal(err)

@@ -70,6 +70,19 @@ func (h *Header) Add(name, value string) {
 	h.Fields = append(h.Fields, Field{Name: h.arena[start:mid:mid], Value: h.arena[mid:end:end]})
 }
 
+// Grow makes room for fields more fields holding bytes more bytes of names and values, so
+// that that many Adds allocate nothing (one allocation each for the fields and the bytes,
+// instead of the doublings of a header filled from nothing).
+func (h *Header) Grow(fields, bytes int) {
+	if fields > cap(h.Fields)-len(h.Fields) {
+		h.Fields = append(make([]Field, 0, len(h.Fields)+fields), h.Fields...)
+	}
+	if bytes > cap(h.arena)-len(h.arena) {
+		// Fields point into the old arena, which stays theirs: only new bytes go in the new one.
+		h.arena = make([]byte, 0, bytes)
+	}
+}
+
 // Set replaces every field named name by one field with value.
 func (h *Header) Set(name, value string) {
 	h.Del(name)

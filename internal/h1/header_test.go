@@ -202,3 +202,25 @@ func TestRemoveFunc(t *testing.T) {
 		t.Errorf("RemoveFunc removed %d, left %q; want 2 and B,C", n, names(h))
 	}
 }
+
+// TestHeaderGrow: after Grow(n, b), n Adds of b bytes in all reallocate neither the fields
+// nor the bytes, and the fields added before Grow keep their bytes.
+func TestHeaderGrow(t *testing.T) {
+	var h Header
+	h.Add("Before", "kept")
+	h.Grow(3, len("A1B22C333"))
+	fields, arena := &h.Fields[:cap(h.Fields)][0], &h.arena[:1][0]
+	h.Add("A", "1")
+	h.Add("B", "22")
+	h.Add("C", "333")
+	if &h.Fields[0] != fields || &h.arena[0] != arena {
+		t.Error("the Adds after Grow reallocated")
+	}
+	var got []string
+	for _, f := range h.Fields {
+		got = append(got, string(f.Name)+"="+string(f.Value))
+	}
+	if want := "Before=kept A=1 B=22 C=333"; strings.Join(got, " ") != want {
+		t.Errorf("fields %q, want %q", strings.Join(got, " "), want)
+	}
+}

@@ -218,6 +218,12 @@ type Attempt struct {
 
 type attemptKey struct{}
 
+// AttemptContext returns ctx carrying a, for a request built with it: RoundTrip with that
+// a then uses the request as it is instead of copying it into a context of its own.
+func AttemptContext(ctx context.Context, a *Attempt) context.Context {
+	return context.WithValue(ctx, attemptKey{}, a)
+}
+
 // RoundTrip sends req on one of the pool's connections and returns the response once its
 // head arrived; the body streams on (close it, then call Done). req.URL must be absolute
 // (scheme "https" or "http", any host: the pool dials its own address). The library's own
@@ -225,7 +231,9 @@ type attemptKey struct{}
 // as ErrUnprocessed, with a.Unprocessed set, for the caller's retry rules to act on.
 func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) {
 	*a = Attempt{Fresh: a.Fresh}
-	req = req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
+	if req.Context().Value(attemptKey{}) != a {
+		req = req.WithContext(AttemptContext(req.Context(), a))
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		req.GetBody = unprocessedBody
 	}

@@ -12,8 +12,6 @@ package proxy
 // retried only under the route's rules (decide.go). grpc-timeout bounds the attempt.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -41,40 +39,38 @@ type DuplexBody interface {
 // errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out.
 var errH2AttemptTimeout = errors.New("upstream HTTP/2 attempt timed out")
 
-// h2Head is where the upstream request head is rendered and read back; pooled, so that the
-// two bufio buffers (4 KiB each) are not allocated per request.
-type h2Head struct {
-	buf bytes.Buffer
-	w   *bufio.Writer
-	r   *bufio.Reader
+// h2Try is what an HTTP/2 attempt keeps beyond its call (the library holds the body, the
+// pool the attempt), in one allocation.
+type h2Try struct {
+	a    h2pool.Attempt
+	body h2Body
 }
-
-var h2Heads = sync.Pool{New: func() any {
-	h := new(h2Head)
-	h.w, h.r = bufio.NewWriter(&h.buf), bufio.NewReader(&h.buf)
-	return h
-}}
 
 // attemptH2 makes one try of the request on t's HTTP/2 pool; now is when it starts.
 func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now time.Time) result {
 	fwd, r, rec := &cl.fwd, &cl.r, cl.r.rec
 	fwd.attempt = rec.NumAttempts // the index rec.add gives this attempt below
-	req, err := fwd.h2Request(ctx, t)
-	if err != nil {
-		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
-	}
 	// The head wait is bounded by the try timeout, the whole attempt by grpc-timeout.
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req = req.WithContext(actx)
-	var deadline time.Time // grpc-timeout's, zero when none
-	if d, ok := grpcTimeout(&fwd.req.Header); ok {
-		tm := time.AfterFunc(d, func() { cancel(errH2AttemptTimeout) })
-		defer tm.Stop()
-		deadline = time.Now().Add(d - d/10) // a backend's own reset at the deadline comes a little early
+	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{fwd: fwd, done: make(chan struct{})}}
+	a, body := &try.a, &try.body
+	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
+	if err != nil {
+		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 	}
-	head := time.AfterFunc(r.tryTimeout(), func() { cancel(errH2AttemptTimeout) })
-	body := &h2Body{fwd: fwd, done: make(chan struct{})}
+	var deadline, callEnd time.Time // grpc-timeout's, zero when none
+	wait := r.tryTimeout()
+	if d, ok := grpcTimeout(&fwd.req.Header); ok {
+		start := time.Now()
+		callEnd = start.Add(d)
+		deadline = start.Add(d - d/10) // a backend's own reset at the deadline comes a little early
+		wait = min(wait, d)
+	}
+	// One timer: the head wait (the try timeout, or grpc-timeout when sooner), then re-armed
+	// for the rest of a call with grpc-timeout.
+	tm := time.AfterFunc(wait, func() { cancel(errH2AttemptTimeout) })
+	defer tm.Stop()
 	if fwd.hasBody() {
 		req.Body = body
 	} else {
@@ -85,9 +81,12 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	}
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
-	a := h2pool.Attempt{Fresh: r.fresh}
-	resp, err := t.H2.RoundTrip(req, &a)
-	head.Stop()
+	resp, err := t.H2.RoundTrip(req, a)
+	if callEnd.IsZero() {
+		tm.Stop()
+	} else {
+		tm.Reset(time.Until(callEnd))
+	}
 	if err != nil && errors.Is(err, h2pool.ErrNegotiatedHTTP1) {
 		return p.negotiatedHTTP1(cl, t, body, now, err) // auto.go
 	}
@@ -102,7 +101,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		if !deadline.IsZero() && !time.Now().Before(deadline) {
 			cancel(errH2AttemptTimeout) // the backend ended the call at its deadline (grpc-go resets it)
 		}
-		res := p.classifyH2(ctx, actx, err, &a, berr, t)
+		res := p.classifyH2(ctx, actx, err, a, berr, t)
 		at.Outcome = string(res.err.Code)
 		at.End = time.Now()
 		if !res.clientGone && !res.clientSide && !res.canceled {
@@ -111,7 +110,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		}
 		return res
 	}
-	defer t.H2.Done(&a)
+	defer t.H2.Done(a)
 	defer resp.Body.Close()
 	at.Status = resp.StatusCode
 	if r.pol.retriesStatus(resp.StatusCode) {
@@ -183,7 +182,10 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 // wait in a buffer) and ends with its trailers.
 func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context) result {
 	ds := fwd.ds
-	var h h1.Header
+	hs := new(relayHeads) // the head and the trailers, in one allocation (not pooled: a plugin may keep what a filter saw)
+	h := &hs.head
+	id := ds.RequestIDBytes()
+	growFor(h, resp.Header, 4, len("X-Request-Id")+len(id)) // 4: the id, room for a plugin's fields
 	for name, vs := range resp.Header {
 		for _, v := range vs {
 			h.Add(name, v)
@@ -191,7 +193,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	h.RemoveHopByHop()
 	if !h.Has("X-Request-Id") {
-		h.Add("X-Request-Id", string(ds.RequestIDBytes()))
+		h.Add("X-Request-Id", string(id))
 	}
 	framing := resp.ContentLength
 	switch {
@@ -213,17 +215,17 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	var bf BodyFilter
 	if fwd.hooks != nil {
-		fwd.hooks.ResponseHead(resp.StatusCode, &h)
+		fwd.hooks.ResponseHead(resp.StatusCode, h)
 		// The body phase (hooks.go), as on the HTTP/1.1 relay: a filter that changes this
 		// body makes its length unknown.
 		if bh, ok := fwd.hooks.(BodyHooks); ok && framing != h1.LengthNone {
-			if bf = bh.ResponseBody(resp.StatusCode, &h); bf != nil {
+			if bf = bh.ResponseBody(resp.StatusCode, h); bf != nil {
 				framing = h1.LengthUnknown
 			}
 		}
 	}
 	h.Del("Content-Length") // after the hooks, which may read it: framing says it
-	if err := ds.WriteHead(resp.StatusCode, nil, &h, framing); err != nil {
+	if err := ds.WriteHead(resp.StatusCode, nil, h, framing); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 	}
 	bp := copyBufs.Get().(*[]byte)
@@ -270,25 +272,26 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			return result{err: e}
 		}
 	}
-	var tr h1.Header
+	tr := &hs.trailer
+	growFor(tr, resp.Trailer, 0, 0)
 	for name, vs := range resp.Trailer {
 		for _, v := range vs {
 			tr.Add(name, v)
 		}
 	}
-	if n := p.dropTrailers(ds, &tr, fwd.rt.skip, "response"); n > 0 {
+	if n := p.dropTrailers(ds, tr, fwd.rt.skip, "response"); n > 0 {
 		fwd.rec.DroppedResponseTrailers = n
 	}
 	var trp *h1.Header
 	switch {
 	case wb != nil: // the trailers as the body's last frame
-		if rest := wb.end(&tr); len(rest) > 0 {
+		if rest := wb.end(tr); len(rest) > 0 {
 			if _, err := ds.Write(rest); err != nil {
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 			}
 		}
 	case len(tr.Fields) > 0:
-		trp = &tr
+		trp = tr
 	}
 	if err := ds.Finish(trp); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
@@ -296,40 +299,21 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	return result{}
 }
 
-// h2Request renders the upstream request head as the HTTP/1.1 path writes it, and reads it
-// back as an http.Request for the HTTP/2 client: one place decides the forwarded fields.
-func (f *forward) h2Request(ctx context.Context, t *upstream.Target) (*http.Request, error) {
-	h := h2Heads.Get().(*h2Head)
-	defer h2Heads.Put(h)
-	h.buf.Reset()
-	h.w.Reset(&h.buf)
-	h.r.Reset(&h.buf)
-	if err := f.writeHead(h.w, t); err != nil {
-		return nil, err
+// relayHeads are the response head and trailers relayH2 makes from the library's maps.
+type relayHeads struct{ head, trailer h1.Header }
+
+// growFor makes room in h for m's fields and extra more of extraBytes bytes in all: one
+// allocation for the fields and one for the bytes (a gRPC answer's head and trailers, filled
+// field by field, took 9 allocations).
+func growFor(h *h1.Header, m http.Header, extra, extraBytes int) {
+	n, size := extra, extraBytes
+	for name, vs := range m {
+		n += len(vs)
+		for _, v := range vs {
+			size += len(name) + len(v)
+		}
 	}
-	h.w.Flush()
-	req, err := http.ReadRequest(h.r)
-	if err != nil {
-		return nil, fmt.Errorf("request head for HTTP/2: %w", err)
-	}
-	req = req.WithContext(ctx)
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te"} {
-		req.Header.Del(k)
-	}
-	if f.teTrail {
-		req.Header.Set("Te", "trailers") // gRPC requires it; the only TE HTTP/2 allows
-	}
-	req.RequestURI = ""
-	req.URL.Scheme, req.URL.Host = "http", t.Addr
-	if t.H2.TLS() {
-		req.URL.Scheme = "https"
-	}
-	req.ContentLength = f.req.ContentLength
-	if f.req.Chunked {
-		req.ContentLength = -1
-	}
-	req.Body = nil
-	return req, nil
+	h.Grow(n, size)
 }
 
 // h2Body is the request body of one HTTP/2 attempt: the held prefix, then the rest from the
@@ -370,6 +354,13 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	case b.off < len(f.pre):
 		n := copy(p, f.pre[b.off:])
 		b.off += n
+		if b.off == len(f.pre) && f.preEOF {
+			// The whole body was held: its last bytes come with io.EOF, so that the HTTP/2
+			// client sends them in a DATA frame with END_STREAM rather than following them
+			// with an empty one (a write and a frame fewer per gRPC unary call).
+			b.finish()
+			return n, io.EOF
+		}
 		return n, nil
 	case f.preEOF:
 		b.finish()

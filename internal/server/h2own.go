@@ -78,8 +78,11 @@ type h2Own struct {
 	maxRead                uint32    // SETTINGS_MAX_FRAME_SIZE we announced
 	big                    []byte    // a frame payload larger than the read buffer
 	calm                   bool      // a limit ended the connection outside count: stop reading
-	rlHeld                 bool      // the read loop holds o.mu (lockR)
-	rlBody                 *Stream   // the stream whose body lock (rmu) the read loop holds (lockBody)
+	// answered: stream frames (HEADERS, DATA) went out since the client's last PING, which
+	// then does not count against the control frames per second (count).
+	answered atomic.Bool
+	rlHeld   bool    // the read loop holds o.mu (lockR)
+	rlBody   *Stream // the stream whose body lock (rmu) the read loop holds (lockBody)
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
 
@@ -494,6 +497,16 @@ func (o *h2Own) count(fh http2.FrameHeader) bool {
 			return o.limitHit(LimitResets, o.resets)
 		}
 	case http2.FramePing, http2.FrameSettings:
+		// A PING after stream frames the gateway sent is free: a client measuring the
+		// connection as data arrives sends one per batch it reads (grpc-go's BDP estimator:
+		// one per unary call, hundreds a second on one connection under load, which cut
+		// every such connection at the default 100 per second, failing calls in flight).
+		// grpc-go's own server forgives those the same way (its ping strikes restart when it
+		// sends data or headers). A flood gets one free PING per batch of the gateway's own
+		// output, which its requests bound; PINGs with nothing sent between them count.
+		if fh.Type == http2.FramePing && fh.Flags&flagAck == 0 && o.answered.Swap(false) {
+			break
+		}
 		if fh.Flags&flagAck == 0 {
 			if o.control++; o.control > o.lim.control {
 				return o.limitHit(LimitControlFrames, o.control)

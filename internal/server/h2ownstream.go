@@ -318,6 +318,7 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 			if len(x.wbuf) > 0 {
 				x.pushed = true
 				o.out = append(o.out, x.wbuf...)
+				o.answered.Store(true)
 				x.wbuf, x.lastOff = x.wbuf[:0], -1
 				o.wcond.Signal()
 			}
@@ -386,6 +387,7 @@ func (s *Stream) pushOwn() error {
 	}
 	x.pushed = true
 	o.out = append(o.out, x.wbuf...)
+	o.answered.Store(true)
 	o.wcond.Signal()
 	o.mu.Unlock()
 	x.wbuf, x.lastOff = x.wbuf[:0], -1
@@ -457,6 +459,7 @@ func (s *Stream) endOwn(reset bool) {
 			return
 		}
 		o.out = append(o.out, x.wbuf...)
+		o.answered.Store(true)
 		o.wcond.Signal()
 	}
 	x.wbuf, x.lastOff = x.wbuf[:0], -1

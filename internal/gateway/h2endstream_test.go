@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// TestH2UpstreamBodyEndsWithItsData: a request body the gateway holds whole goes to an
+// HTTP/2 upstream as DATA frames whose last one carries END_STREAM, never followed by an
+// empty DATA frame (one write and one frame fewer per gRPC unary call, issue #16). The
+// backend is a raw h2c server that reports the DATA frames of the one stream it serves. (A
+// body of known length ended so already: the library sends END_STREAM once it sent that
+// many bytes.)
+func TestH2UpstreamBodyEndsWithItsData(t *testing.T) {
+	// As a gRPC client sends a unary call: HTTP/2, no content-length (the reader's length is
+	// unknown to the client).
+	tg, c, frames := rawH2Upstream(t, false)
+	resp, err := c.Post(tg.url("/call"), "application/grpc", io.MultiReader(strings.NewReader("hello, backend")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, want := <-frames, "DATA 14 END_STREAM;"; got != want {
+		t.Errorf("the backend read the body as %q, want %q", got, want)
+	}
+}
+
+// rawH2Upstream starts a gateway with an h2c listener in front of an h2c upstream served by
+// serveOneStream (one connection, stall as given), and returns the gateway, an h2c client
+// of it (10 s timeout) and where the backend reports what it read.
+func rawH2Upstream(t *testing.T, stall bool) (*testGateway, *http.Client, <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	frames := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		serveOneStream(c, frames, stall)
+	}()
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+    protocols: [http1, h2c]
+upstreams:
+  - id: b
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+routes:
+  - id: all
+    upstream: b
+`, map[string]string{"backend": ln.Addr().String()})
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c}
+	t.Cleanup(tr.CloseIdleConnections) // before the gateway's shutdown, which would wait for it
+	return tg, &http.Client{Transport: tr, Timeout: 10 * time.Second}, frames
+}
+
+// serveOneStream is an h2c server for one request: it answers 200 once the request's stream
+// ended, sends its DATA frames as "DATA <length>[ END_STREAM];" each on frames (an error's
+// text when the exchange failed), and reads on until the client leaves. With stall, the
+// answer's head does not end the stream and no more comes: what frames gets ends with
+// "RST_STREAM <code>" once the client resets the stream.
+func serveOneStream(c net.Conn, frames chan<- string, stall bool) {
+	frames <- readOneStream(c, stall)
+	io.Copy(io.Discard, c)
+}
+
+func readOneStream(c net.Conn, stall bool) string {
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
+		return fmt.Sprintf("preface %q: %v", preface, err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		return err.Error()
+	}
+	var got strings.Builder
+	var answered uint32
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return got.String() + err.Error()
+		}
+		var end bool
+		var id uint32
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			end, id = f.StreamEnded(), f.StreamID
+		case *http2.DataFrame:
+			fmt.Fprintf(&got, "DATA %d", len(f.Data()))
+			if f.StreamEnded() {
+				got.WriteString(" END_STREAM")
+			}
+			got.WriteString(";")
+			end, id = f.StreamEnded(), f.StreamID
+		case *http2.RSTStreamFrame:
+			if f.StreamID == answered {
+				return got.String() + "RST_STREAM " + f.ErrCode.String()
+			}
+		}
+		if end && answered == 0 {
+			var block bytes.Buffer
+			enc := hpack.NewEncoder(&block)
+			enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+			enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block.Bytes(), EndStream: !stall, EndHeaders: true})
+			if !stall {
+				return got.String()
+			}
+			answered = id
+		}
+	}
+}
+
+// TestH2UpstreamGRPCTimeoutAfterHead: a gRPC call's grpc-timeout bounds its upstream
+// attempt after the response head too: a backend that sends its head and then nothing is
+// reset (CANCEL) at the deadline, and the client's answer ends then, not at the try timeout
+// (one timer serves both phases; issue #16).
+func TestH2UpstreamGRPCTimeoutAfterHead(t *testing.T) {
+	tg, c, frames := rawH2Upstream(t, true)
+	req, _ := http.NewRequest("POST", tg.url("/svc/Call"), strings.NewReader("\x00\x00\x00\x00\x00"))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("Grpc-Timeout", "300m")
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if took := time.Since(start); took < 250*time.Millisecond || took > 3*time.Second {
+		t.Errorf("the call ended after %v, want about 300ms (its grpc-timeout)", took)
+	}
+	select {
+	case got := <-frames:
+		if !strings.HasSuffix(got, "RST_STREAM CANCEL") {
+			t.Errorf("the backend saw %q, want its stream reset with CANCEL", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the backend's stream was not reset")
+	}
+}
