@@ -118,7 +118,6 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 		return err
 	}
 	gen.startMirrors(g.proxy, g.obs.m) // split.go
-	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	edge, err := g.buildEdgeTLS(cfg)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
@@ -128,11 +127,16 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	opened, err := g.openListeners(cfg, edge)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
+		edge.close()
 		abortTracing()
 		return err
 	}
-	// The access log fields before the swap (no request of gen logs without them), after
-	// the last step that can refuse cfg.
+	// From here on nothing refuses cfg: what is process-wide rather than part of gen changes
+	// only now, so that a refused config leaves none of it behind. The kept listeners'
+	// settings, error details and the access log fields before the swap (no request of gen
+	// runs without them).
+	g.updateListeners(cfg, edge)
+	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	g.logFields.Store(uint64(cfg.Log.AccessFieldSet())) // accessfields.go
 	g.cur.Store(gen)
 	commitTracing()
@@ -193,12 +197,12 @@ var underscores = map[string]server.Underscores{
 	config.UnderscoresReject: server.UnderscoresReject,
 }
 
-// openListeners binds the addresses that cfg adds and updates the settings of kept ones.
+// openListeners binds the addresses that cfg adds. The kept ones are left as they are
+// (updateListeners): a later address that cannot bind refuses cfg.
 func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener, error) {
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
-		if l, ok := g.listeners[lc.Address]; ok {
-			l.srv.Update(settings(lc, edge, cfg.Errors.ExposeDetails))
+		if _, ok := g.listeners[lc.Address]; ok {
 			continue
 		}
 		ln, err := net.Listen("tcp", lc.Address)
@@ -211,6 +215,15 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
 	}
 	return opened, nil
+}
+
+// updateListeners gives the listeners cfg keeps their settings under cfg.
+func (g *Gateway) updateListeners(cfg *config.Config, edge *edgeTLS) {
+	for _, lc := range cfg.Listeners {
+		if l, ok := g.listeners[lc.Address]; ok {
+			l.srv.Update(settings(lc, edge, cfg.Errors.ExposeDetails))
+		}
+	}
 }
 
 func (g *Gateway) startListener(l *listener) {

@@ -494,7 +494,8 @@ func (p *Pool) awaitSettings(ctx context.Context, c *conn) error {
 			time.Sleep(100 * time.Microsecond)
 		}
 	case <-ctx.Done():
-		return ctx.Err()
+		// As for a request that gave up waiting for the dial (get): nothing was sent.
+		return reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for the SETTINGS of a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
 	case <-t.C:
 	}
 	p.mu.Lock()
