@@ -81,7 +81,7 @@ var teTrailers = []string{"trailers"}
 // parseH2Head reads a head as writeHead renders it ("METHOD target HTTP/1.1", then
 // "Name: value" lines, each ending in CRLF, then an empty line) into a request for the
 // HTTP/2 client. Host becomes req.Host (unless the target is in absolute form, as
-// ReadRequest does); the fields HTTP/2 forbids (RFC 9113 §8.2.2: connection-specific ones;
+// ReadRequest does; a second Host is refused); the fields HTTP/2 forbids (RFC 9113 §8.2.2: connection-specific ones;
 // TE is set by the caller) are left out.
 func parseH2Head(ctx context.Context, head string) (*http.Request, error) {
 	line, rest, ok := strings.Cut(head, "\r\n")
@@ -97,7 +97,7 @@ func parseH2Head(ctx context.Context, head string) (*http.Request, error) {
 	n := strings.Count(rest, "\r\n") // one more than there are fields
 	hdr := make(http.Header, n)
 	vals := make([]string, 0, n) // every field's value, each key's slice a window on it
-	host := u.Host
+	host, hosts := u.Host, 0
 	for {
 		line, rest, ok = strings.Cut(rest, "\r\n")
 		if !ok {
@@ -107,13 +107,19 @@ func parseH2Head(ctx context.Context, head string) (*http.Request, error) {
 			break
 		}
 		name, value, ok := strings.Cut(line, ":")
-		value = textproto.TrimString(value)
+		value = strings.Trim(value, " \t") // OWS only: textproto.TrimString would also hide a bare CR or LF at either end
 		if !ok || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
 			return nil, fmt.Errorf("%w: field %q", errH2Head, line)
 		}
 		name = textproto.CanonicalMIMEHeaderKey(name) // no allocation when canonical or common
 		switch name {
 		case "Host":
+			// More than one is refused, as ReadRequest did ("too many Host headers"):
+			// writeHead writes one, so a second is a plugin's, and taking either silently
+			// would send the upstream an authority someone did not choose.
+			if hosts++; hosts > 1 {
+				return nil, fmt.Errorf("%w: more than one Host field", errH2Head)
+			}
 			if host == "" {
 				host = value
 			}

@@ -503,7 +503,9 @@ func (o *h2Own) count(fh http2.FrameHeader) bool {
 		// every such connection at the default 100 per second, failing calls in flight).
 		// grpc-go's own server forgives those the same way (its ping strikes restart when it
 		// sends data or headers). A flood gets one free PING per batch of the gateway's own
-		// output, which its requests bound; PINGs with nothing sent between them count.
+		// output: a handler's flush or a stream's end, which its requests and the handlers
+		// bound, not the frames a tiny flow-control window forces out one at a time
+		// (writeOwn); PINGs with nothing sent between them count.
 		if fh.Type == http2.FramePing && fh.Flags&flagAck == 0 && o.answered.Swap(false) {
 			break
 		}

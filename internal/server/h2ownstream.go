@@ -316,9 +316,12 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 			// WINDOW_UPDATE), then wait, write_timeout at most (a client that never gives
 			// window back holds the stream no longer than one that does not read).
 			if len(x.wbuf) > 0 {
+				// Not an answer that makes the client's next PING free (o.answered): the
+				// client's window forced these frames out, and a client that gives it
+				// back a byte at a time would get a free PING per byte (24,000 a second
+				// on one stream, h2ping_test.go).
 				x.pushed = true
 				o.out = append(o.out, x.wbuf...)
-				o.answered.Store(true)
 				x.wbuf, x.lastOff = x.wbuf[:0], -1
 				o.wcond.Signal()
 			}
@@ -442,6 +445,7 @@ func (s *Stream) endOwn(reset bool) {
 			// The connection's only stream, nothing else to send: it writes its
 			// response itself, without the hand-off to the writer.
 			o.writing = true
+			o.answered.Store(true) // an answer as the hand-off below is (h2own.go count)
 			o.removeLocked(s)
 			x.gone = true
 			o.mu.Unlock()
