@@ -230,6 +230,7 @@ type poolView struct {
 	// yet confirmed (connpool provisional.go), which bounds UnsafeMaxIdle.
 	LearnedEvidence string            `json:"learned_evidence,omitempty"`
 	Provisional     float64           `json:"provisional_idle_timeout_seconds"`
+	ProvRefuted     bool              `json:"provisional_refuted"`
 	UnsafeMaxIdle   float64           `json:"unsafe_max_idle_seconds"`
 	Confident       bool              `json:"confident"`
 	CloseAge        float64           `json:"close_age_seconds"`
@@ -288,7 +289,7 @@ func newPoolView(t *Target) poolView {
 	s := &t.Pool
 	o := s.Options
 	v := poolView{targetView: newTargetView(t), Closed: s.Closed, UnsafeMaxIdle: s.UnsafeMaxIdle.Seconds(),
-		LearnedEvidence: s.LearnedEvidence, Provisional: s.Provisional.Seconds(),
+		LearnedEvidence: s.LearnedEvidence, Provisional: s.Provisional.Seconds(), ProvRefuted: s.ProvisionalRefuted,
 		Confident: s.Confident, CloseAge: s.CloseAge.Seconds(), Margin: s.Margin.Seconds(),
 		RaceWindow: s.RaceWindow.Seconds(), BeyondAdv: s.BeyondAdvertised, ReuseRatio: s.Counters.ReuseRatio(),
 		Waiting: s.Waiting, Counters: s.Counters,

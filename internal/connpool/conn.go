@@ -50,6 +50,7 @@ type Conn struct {
 	idleAtGet time.Duration // idle age at the last checkout
 	gotAt     time.Time     // when it was last checked out
 	pre       bool          // preconnected and not yet used by a request
+	proven    time.Duration // longest idle age at which it answered or was probed alive
 }
 
 // NetConn returns the counting connection, for SetDeadline and the like. Its deadlines must

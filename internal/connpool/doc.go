@@ -74,8 +74,11 @@
 //     (provisional.go) that bounds non-idempotent requests at once, as a learned value would
 //     (so POSTs are as safe from the first reset as before), while idempotent requests keep
 //     their idle timeout (if it was the timer, the next crossing is re-sent on a fresh conn).
-//     A provisional value is dropped when a conn answers or is probed alive at an idle age a
-//     timer at that age would not allow (max(age/0.75, age+minMargin)), when a younger idle
+//     A provisional value is refuted when a conn answers or is probed alive at an idle age a
+//     timer at that age would not allow (max(age/0.75, age+minMargin)): it is not confirmed
+//     any more, and non-idempotent requests may then also reuse a conn that was itself seen
+//     alive at least as long as it is idle (the conns behind one address may have different
+//     timers). It is dropped when a younger idle
 //     conn is found closed within 2 sweep intervals of the reset (a restart; such a reset is
 //     not taken at all), or after LearnWindow. Two agreeing events contradicted by such a
 //     live conn seen within LearnWindow stay provisional. A reset below half the learned value

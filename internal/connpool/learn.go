@@ -339,6 +339,7 @@ func (p *Pool) recomputeLocked() {
 		u := time.Duration(float64(k.close-k.margin-unsafeRaces*p.raceWindow()) * f)
 		p.unsafeIdle = max(p.unsafeIdle, min(u, eff))
 	}
+	p.unsafeBase = p.unsafeIdle
 	if a := p.learn.prov.age; a > 0 {
 		// A provisional value bounds non-idempotent requests as a learned one would.
 		v := time.Duration(p.opts.SafetyFraction * float64(a) * f)

@@ -170,14 +170,16 @@ func TestProvisionalRule(t *testing.T) {
 		learned  time.Duration
 		src      string
 		provAge  time.Duration
+		refuted  bool   // the provisional value was refuted by a live conn (unsafeOKLocked)
 		wantNote string // the evidence recorded for the learned value contains this
 	}{
 		{name: "one reset is provisional", steps: []step{{0, "reset", 50 * ms}}, provAge: 50 * ms},
 		{name: "a second agreeing reset is learned", steps: []step{{0, "reset", 50 * ms}, {time.Second, "reset", 52 * ms}},
 			learned: 50 * ms, src: SourceFailure, wantNote: "reset on reuse at idle 50ms, then reset on reuse at idle 52ms"},
 		{name: "a disagreeing reset is not", steps: []step{{0, "reset", 50 * ms}, {time.Second, "reset", 90 * ms}}, provAge: 50 * ms},
-		{name: "a conn alive past the refute age drops it", steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 70 * ms}}},
-		{name: "and its event: a later reset at that age is provisional again",
+		{name: "a conn alive past the refute age refutes it: POSTs stay bounded on other conns",
+			steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 70 * ms}}, provAge: 50 * ms, refuted: true},
+		{name: "and its event: a later reset at that age is provisional again, unrefuted",
 			steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 70 * ms}, {time.Second, "reset", 50 * ms}}, provAge: 50 * ms},
 		{name: "a conn alive below the refute age keeps it", steps: []step{{0, "reset", 50 * ms}, {100 * ms, "alive", 69 * ms}}, provAge: 50 * ms},
 		{name: "a younger conn closed with it: a restart",
@@ -210,7 +212,7 @@ func TestProvisionalRule(t *testing.T) {
 				case "reset":
 					p.failureLocked(s.v, now, now)
 				case "alive":
-					p.noteAliveLocked(s.v, "answered a request", now)
+					p.noteAliveLocked(&Conn{}, s.v, "answered a request", now)
 				case "closed":
 					p.youngDeathLocked(s.v, now)
 				case "observed":
@@ -222,9 +224,9 @@ func TestProvisionalRule(t *testing.T) {
 				}
 			}
 			l := p.learn
-			if l.value != tc.learned || l.source != tc.src || l.prov.age != tc.provAge {
-				t.Errorf("learned %v from %q, provisional %v; want %v from %q, provisional %v",
-					l.value, l.source, l.prov.age, tc.learned, tc.src, tc.provAge)
+			if l.value != tc.learned || l.source != tc.src || l.prov.age != tc.provAge || l.prov.refuted != tc.refuted {
+				t.Errorf("learned %v from %q, provisional %v (refuted %v); want %v from %q, provisional %v (refuted %v)",
+					l.value, l.source, l.prov.age, l.prov.refuted, tc.learned, tc.src, tc.provAge, tc.refuted)
 			}
 			if !strings.Contains(l.evidence, tc.wantNote) {
 				t.Errorf("evidence %q, want it to name %q", l.evidence, tc.wantNote)

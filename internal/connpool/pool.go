@@ -43,6 +43,7 @@ type Pool struct {
 	eff        time.Duration // effective idle timeout; 0 = no reuse
 	effLearned bool          // eff is below IdleTimeout because of learning
 	unsafeIdle time.Duration // non-idempotent requests reuse only conns idle less than this
+	unsafeBase time.Duration // unsafeIdle without a provisional value (unsafeOKLocked)
 	conf       confidence    // what observed closes tell about the learned value (confidence.go)
 	lastGet    time.Time     // the latest Get: preconnects happen only while traffic is recent
 	pre        preconnector  // preconnect.go
@@ -190,10 +191,15 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 			dead = append(dead, top)
 			continue
 		}
-		if !idempotent && now.Sub(top.lastUsed) >= p.unsafeIdle {
-			return nil, dead // every other idle conn is older still
+		var i int
+		if !idempotent && !p.unsafeOKLocked(top, now.Sub(top.lastUsed)) {
+			// Every other idle conn is older still: only one seen alive that long may do.
+			if i = p.provenLocked(now); i < 0 {
+				return nil, dead
+			}
+		} else {
+			i = p.refreshLocked(now, idempotent)
 		}
-		i := p.refreshLocked(now, idempotent)
 		c = p.idle[i]
 		p.idle = slices.Delete(p.idle, i, i+1)
 		c.state = stateInUse
@@ -214,7 +220,7 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 func (p *Pool) refreshLocked(now time.Time, idempotent bool) int {
 	top := len(p.idle) - 1
 	for i := top; i >= 0; i-- {
-		if c := p.idle[i]; c.pre && p.expiredLocked(c, now) == "" && (idempotent || now.Sub(c.lastUsed) < p.unsafeIdle) {
+		if c := p.idle[i]; c.pre && p.expiredLocked(c, now) == "" && (idempotent || p.unsafeOKLocked(c, now.Sub(c.lastUsed))) {
 			return i
 		}
 	}
@@ -224,7 +230,7 @@ func (p *Pool) refreshLocked(now time.Time, idempotent bool) int {
 		switch {
 		case age < eff/2:
 			return top // the rest are younger still
-		case age >= eff || p.wornLocked(c, now) != "", !idempotent && age >= p.unsafeIdle:
+		case age >= eff || p.wornLocked(c, now) != "", !idempotent && !p.unsafeOKLocked(c, age):
 			continue // the sweep retires it; a non-idempotent request may not take it
 		}
 		return i
@@ -335,7 +341,7 @@ func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
 func (p *Pool) useHandoff(c *Conn, idempotent, fresh bool) (_ *Conn, redial bool) {
 	now := time.Now()
 	p.mu.Lock()
-	ok := !fresh && (idempotent || now.Sub(c.lastUsed) < p.unsafeIdle)
+	ok := !fresh && (idempotent || p.unsafeOKLocked(c, now.Sub(c.lastUsed)))
 	if ok {
 		p.checkoutLocked(c, now)
 		c.Queued = true

@@ -21,14 +21,18 @@ package connpool
 //     within 25 % inside LearnWindow, another reset or an observed idle close (eventLocked):
 //     a timer recurs at the same age, a restart does not. An observed close that agreed
 //     earlier confirms it at once.
-//   - It is dropped when the backend shows that it does not close conns at that age (the
+//   - It is refuted when the backend shows that it does not close every conn at that age (the
 //     model the observation rule and the brackets share: a backend's timer closes conns at one
-//     age, give or take 25 %, and a request crossing it arrives within that band):
-//     a reused conn answered, or an idle conn was probed alive, at an idle age of at least
-//     refuteAge(age) = max(age/0.75, age + minMargin) (noteAliveLocked); or an idle conn
-//     younger than 0.75 x age is found closed within 2 sweep intervals of the reset (a restart
-//     closes conns of every age, a timer only those older than it: youngDeathLocked); or
-//     LearnWindow passes without a second event.
+//     age, give or take 25 %, and a request crossing it arrives within that band): a reused
+//     conn answered, or an idle conn was probed alive, at an idle age of at least
+//     refuteAge(age) = max(age/0.75, age + minMargin) (noteAliveLocked). Refuted, it can no
+//     longer be confirmed, but it still bounds non-idempotent requests, except on a conn that
+//     was itself seen alive at least as long (unsafeOKLocked): the conns behind one address
+//     may have different timers (a Service over pods with different keep-alive timeouts), and
+//     one conn outliving the age says nothing of the others.
+//   - It is dropped when an idle conn younger than 0.75 x age is found closed within 2 sweep
+//     intervals of the reset (a restart closes conns of every age, a timer only those older
+//     than it: youngDeathLocked), or when LearnWindow passes without a second event.
 //
 // The same evidence applies to the events the observation rule keeps: an event (reset or
 // observed close) whose age a later live conn contradicts can no longer confirm anything (for
@@ -54,6 +58,9 @@ import (
 type provisional struct {
 	age time.Duration // idle age at checkout of the reset conn; 0: none
 	at  time.Time
+	// refuted: a conn outlived age since (noteAliveLocked). The backend does not close every
+	// conn at age, but may still close some there (unsafeOKLocked).
+	refuted bool
 }
 
 // refuteAge is the idle age at which a conn still alive shows that the backend's idle timer
@@ -63,9 +70,10 @@ func (p *Pool) refuteAge(age time.Duration) time.Duration {
 	return max(time.Duration(float64(age)/agreeRatio), age+p.opts.minMargin())
 }
 
-// noteAliveLocked records that the backend kept a conn open at idle age x: it answered a
-// request sent at that age, or a probe found it alive. how says which, for the log.
-func (p *Pool) noteAliveLocked(x time.Duration, how string, now time.Time) {
+// noteAliveLocked records that the backend kept c open at idle age x: it answered a request
+// sent at that age, or a probe found it alive. how says which, for the log.
+func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how string, now time.Time) {
+	c.proven = max(c.proven, x)
 	if !p.opts.Learn {
 		return
 	}
@@ -82,9 +90,36 @@ func (p *Pool) noteAliveLocked(x time.Duration, how string, now time.Time) {
 		}
 		l.events = keep
 	}
-	if a := l.prov.age; a > 0 && x >= p.refuteAge(a) {
-		p.dropProvisionalLocked("a conn "+how+" at a longer idle age", slog.Duration("alive_idle_age", x))
+	if a := l.prov.age; a > 0 && !l.prov.refuted && x >= p.refuteAge(a) {
+		l.prov.refuted = true
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "provisional backend idle timeout refuted: kept for non-idempotent requests on conns not seen alive that long",
+			slog.Duration("provisional", a), slog.String("why", "a conn "+how+" at a longer idle age"), slog.Duration("alive_idle_age", x),
+			slog.Duration("unsafe_max_idle", p.unsafeIdle), slog.Duration("unsafe_max_idle_proven", p.unsafeBase))
 	}
+}
+
+// unsafeOKLocked reports whether a non-idempotent request may reuse c at idle age age: below
+// the bound in force, or, while a refuted provisional value holds that bound down, below the
+// bound without it on a conn the backend has kept open at least that long. A conn outliving
+// a reset's age shows that not every conn is closed there, not that none is: the conns behind
+// one address may be closed by different timers (a Service spreading conns over pods with
+// different keep-alive timeouts), and only a conn's own record says which kind it is.
+func (p *Pool) unsafeOKLocked(c *Conn, age time.Duration) bool {
+	return age < p.unsafeIdle || p.learn.prov.refuted && age <= c.proven && age < p.unsafeBase
+}
+
+// provenLocked returns the index of the youngest idle conn a non-idempotent request may reuse
+// on its own record (unsafeOKLocked), or -1.
+func (p *Pool) provenLocked(now time.Time) int {
+	if !p.learn.prov.refuted {
+		return -1
+	}
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if c := p.idle[i]; p.expiredLocked(c, now) == "" && p.unsafeOKLocked(c, now.Sub(c.lastUsed)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // youngDeathLocked records an idle conn found closed at idle age at most hi (for

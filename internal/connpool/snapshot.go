@@ -22,6 +22,9 @@ type Snapshot struct {
 	// Provisional is the idle age of a reset on reuse no second event has confirmed yet
 	// (0: none): it bounds UnsafeMaxIdle as a learned value would, not EffectiveIdle.
 	Provisional time.Duration `json:"provisional_idle_timeout,omitempty"`
+	// ProvisionalRefuted: a conn outlived Provisional, so it will not be confirmed, but it
+	// still bounds non-idempotent requests on conns not seen alive that long.
+	ProvisionalRefuted bool `json:"provisional_refuted,omitempty"`
 	// EffectiveIdle is the idle age at which conns are retired; 0 means no reuse.
 	EffectiveIdle time.Duration `json:"effective_idle_timeout"`
 	// UnsafeMaxIdle is the idle bound for non-idempotent requests now in force.
@@ -163,20 +166,21 @@ func (p *Pool) Snapshot() Snapshot {
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime, Learn: o.Learn,
 			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle, Preconnect: o.Preconnect,
 			TLS: p.tls != nil},
-		Closed:           p.closed,
-		Learned:          p.learn.value,
-		LearnedSource:    p.learn.source,
-		LearnedEvidence:  p.learn.evidence,
-		Provisional:      p.learn.prov.age,
-		EffectiveIdle:    p.eff,
-		UnsafeMaxIdle:    p.unsafeIdle,
-		Confident:        p.conf.ok,
-		CloseAge:         p.conf.close,
-		Margin:           p.conf.margin,
-		RaceWindow:       p.raceWindow(),
-		BeyondAdvertised: p.conf.beyond,
-		ReuseFactor:      p.heal.factor,
-		Waiting:          len(p.waiters),
+		Closed:             p.closed,
+		Learned:            p.learn.value,
+		LearnedSource:      p.learn.source,
+		LearnedEvidence:    p.learn.evidence,
+		Provisional:        p.learn.prov.age,
+		ProvisionalRefuted: p.learn.prov.refuted,
+		EffectiveIdle:      p.eff,
+		UnsafeMaxIdle:      p.unsafeIdle,
+		Confident:          p.conf.ok,
+		CloseAge:           p.conf.close,
+		Margin:             p.conf.margin,
+		RaceWindow:         p.raceWindow(),
+		BeyondAdvertised:   p.conf.beyond,
+		ReuseFactor:        p.heal.factor,
+		Waiting:            len(p.waiters),
 		Counters: Counters{Opened: p.stats.opened, Reused: p.stats.reused,
 			StaleCaught: p.stats.staleCaught, ResetOnReuse: p.stats.resetOnReuse,
 			QueueWaits: p.stats.queueWaits, QueueFull: p.stats.queueFull,
