@@ -355,6 +355,6 @@ func (p *Pool) maintainLocked(now time.Time) {
 	p.healRecoverLocked(now)
 	if p.opts.Learn {
 		p.growLocked(now)
-		p.expireProvisionalLocked(now)
+		p.growProvisionalLocked(now)
 	}
 }

@@ -32,7 +32,12 @@ package connpool
 //     one conn outliving the age says nothing of the others.
 //   - It is dropped when an idle conn younger than 0.75 x age is found closed within 2 sweep
 //     intervals of the reset (a restart closes conns of every age, a timer only those older
-//     than it: youngDeathLocked), or when LearnWindow passes without a second event.
+//     than it: youngDeathLocked). When LearnWindow passes without a second event it is not
+//     dropped but grows back as a learned value does without evidence, 10 % per
+//     GrowInterval, and is dropped when it reaches the configured idle timeout's reach
+//     (growProvisionalLocked): a real short timer that traffic stops crossing must not hand
+//     POSTs their full reuse back at once (the old failure rule's learned value grew the same
+//     way).
 //
 // The same evidence applies to the events the observation rule keeps: an event (reset or
 // observed close) whose age a later live conn contradicts can no longer confirm anything (for
@@ -61,6 +66,7 @@ type provisional struct {
 	// refuted: a conn outlived age since (noteAliveLocked). The backend does not close every
 	// conn at age, but may still close some there (unsafeOKLocked).
 	refuted bool
+	grown   time.Time // the last growth step (growProvisionalLocked)
 }
 
 // refuteAge is the idle age at which a conn still alive shows that the backend's idle timer
@@ -187,9 +193,23 @@ func (p *Pool) dropEventsSinceLocked(t time.Time) {
 	l.events = keep
 }
 
-// expireProvisionalLocked drops a provisional value no second event confirmed in LearnWindow.
-func (p *Pool) expireProvisionalLocked(now time.Time) {
-	if l := &p.learn; l.prov.age > 0 && now.Sub(l.prov.at) > p.opts.LearnWindow {
-		p.dropProvisionalLocked("no second event within the learn window", slog.Duration("learn_window", p.opts.LearnWindow))
+// growProvisionalLocked lets a provisional value no second event confirmed in LearnWindow grow
+// back 10 % per GrowInterval, as growLocked does for a learned one, and drops it once it
+// reaches what the configured idle timeout allows (it then bounds nothing).
+func (p *Pool) growProvisionalLocked(now time.Time) {
+	l := &p.learn
+	if l.prov.age == 0 || now.Sub(l.prov.at) <= p.opts.LearnWindow || now.Sub(l.prov.grown) < p.opts.GrowInterval {
+		return
 	}
+	old := l.prov.age
+	limit := time.Duration(float64(p.opts.IdleTimeout) / p.opts.SafetyFraction)
+	if grown := time.Duration(float64(old) * growFactor); grown < limit {
+		l.prov.age, l.prov.grown = grown, now
+		p.recomputeLocked()
+		p.log.LogAttrs(context.Background(), slog.LevelInfo, "provisional backend idle timeout growing: no second event",
+			slog.Duration("provisional", grown), slog.Duration("previous", old),
+			slog.Duration("learn_window", p.opts.LearnWindow), slog.Duration("unsafe_max_idle", p.unsafeIdle))
+		return
+	}
+	p.dropProvisionalLocked("grew back to the idle timeout without a second event", slog.Duration("idle_timeout", p.opts.IdleTimeout))
 }
