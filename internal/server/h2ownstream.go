@@ -316,14 +316,11 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 			// WINDOW_UPDATE), then wait, write_timeout at most (a client that never gives
 			// window back holds the stream no longer than one that does not read).
 			if len(x.wbuf) > 0 {
-				// Not an answer that makes the client's next PING free (o.answered): the
-				// client's window forced these frames out, and a client that gives it
-				// back a byte at a time would get a free PING per byte (24,000 a second
-				// on one stream, h2ping_test.go).
-				x.pushed = true
-				o.out = append(o.out, x.wbuf...)
-				x.wbuf, x.lastOff = x.wbuf[:0], -1
-				o.wcond.Signal()
+				// Not an answer that makes the client's next PING free: the client's
+				// window forced these frames out, and a client that gives it back a byte
+				// at a time would get a free PING per byte (24,000 a second on one
+				// stream, h2ping_test.go).
+				s.queueLocked(false)
 			}
 			if wt == nil && o.wto > 0 {
 				w := &windowTimer{}
@@ -388,13 +385,24 @@ func (s *Stream) pushOwn() error {
 		x.wbuf, x.lastOff = x.wbuf[:0], -1
 		return errClientGone
 	}
+	s.queueLocked(true)
+	o.mu.Unlock()
+	return nil
+}
+
+// queueLocked moves the stream's buffered frames to the connection's output for the writer.
+// answer: they are the handler's output (a flush, a full buffer, the stream's end), not frames
+// the client's window forced out; an answer makes the client's next PING free (h2own.go
+// count). Under o.mu.
+func (s *Stream) queueLocked(answer bool) {
+	o, x := s.x.o, &s.x
 	x.pushed = true
 	o.out = append(o.out, x.wbuf...)
-	o.answered.Store(true)
+	if answer {
+		o.answered.Store(true)
+	}
 	o.wcond.Signal()
-	o.mu.Unlock()
 	x.wbuf, x.lastOff = x.wbuf[:0], -1
-	return nil
 }
 
 // finishOwn writes the trailer section, ending the stream.
@@ -462,9 +470,7 @@ func (s *Stream) endOwn(reset bool) {
 			o.mu.Unlock()
 			return
 		}
-		o.out = append(o.out, x.wbuf...)
-		o.answered.Store(true)
-		o.wcond.Signal()
+		s.queueLocked(true)
 	}
 	x.wbuf, x.lastOff = x.wbuf[:0], -1
 	o.removeLocked(s)
