@@ -560,9 +560,12 @@ summarize() {
 	plugins_vs_plain | tee -a "$OUT/full.txt"
 }
 
-# BENCH_KEY is sluice-plugins' API key; bench_path is the path a proxy's rounds request.
+# BENCH_KEY is sluice-plugins' API key (its key-auth answers 401 without it, before any
+# upstream); bench_query is the query a proxy's requests carry, bench_path the path its rounds
+# request.
 BENCH_KEY=bench-key-0123456789abcdef
-bench_path() { if [ "$1" = sluice-plugins ]; then echo "/?api_key=$BENCH_KEY"; else echo /; fi; }
+bench_query() { if [ "$1" = sluice-plugins ]; then echo "?api_key=$BENCH_KEY"; fi; }
+bench_path() { echo "/$(bench_query "$1")"; }
 
 # plugins_vs_plain prints sluice-plugins (CORS + key-auth + local rate limit) against plain
 # sluice.
@@ -590,11 +593,7 @@ stale() {
 	done
 	log "stale scenario: backend idle timeout $STALE_IDLE, ${STALE_DURATION}s, $STALE_CLIENTS sequential client(s) per proxy, all proxies side by side"
 	for p in "${list[@]}"; do
-		local q=""
-		# sluice-plugins' key-auth refuses a request without the key (401, never reaching
-		# the backend): its stale row would count nothing.
-		[ "$p" = sluice-plugins ] && q="?api_key=$BENCH_KEY"
-		"$TMP/bin/staleclient" -url "http://127.0.0.1:${PORT[$p]}/stale$q" -backend "127.0.0.1:${PORT[stalebackend-$p]}" \
+		"$TMP/bin/staleclient" -url "http://127.0.0.1:${PORT[$p]}/stale$(bench_query "$p")" -backend "127.0.0.1:${PORT[stalebackend-$p]}" \
 			-idle "$STALE_IDLE" -clients "$STALE_CLIENTS" -duration "${STALE_DURATION}s" -v \
 			>"$TMP/run/stale-$p.out" 2>"$TMP/run/stale-$p.err" &
 		pids+=("$!")
