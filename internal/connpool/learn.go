@@ -60,6 +60,10 @@ type learner struct {
 	// was found closed in the last 2 sweep intervals, seen at deathSeen.
 	aliveAge, deathAge   time.Duration
 	aliveSeen, deathSeen time.Time
+	// answered holds the idle ages of the last answeredKeep reused conns that answered a
+	// request (contradictedLocked counts them), written round-robin at answeredN.
+	answered  [answeredKeep]sighting
+	answeredN int
 
 	raiseTo     time.Duration // header value above the learned one, and how often in a row
 	raiseStreak int
@@ -186,11 +190,10 @@ func (p *Pool) eventLocked(sample, hi time.Duration, src string, now time.Time) 
 		if float64(lo) < agreeRatio*float64(hi) {
 			continue
 		}
-		if p.contradictedLocked(lo, now) {
-			// A conn outlived that age since: a timer there would have closed it. Only what
+		if why := p.contradictedLocked(lo, now); why != "" {
+			// Conns outlived that age: a timer there would have closed them. Only what
 			// cannot be re-sent is kept from it (provisional.go).
-			p.setProvisionalLocked(lo, agreeing(e, last)+", but a conn was seen alive at idle "+
-				p.learn.aliveAge.Round(time.Millisecond).String(), now)
+			p.setProvisionalLocked(lo, agreeing(e, last)+", but "+why, now)
 			return true
 		}
 		p.lowerLocked(lo, src, agreeing(e, last), now)

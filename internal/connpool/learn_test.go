@@ -154,16 +154,32 @@ func TestRestartIsOneHealEvent(t *testing.T) {
 	}
 }
 
+// answeredAt returns n "alive" steps (reused conns answering) at idle age v, 1ms apart from at.
+func answeredAt(n int, at, v time.Duration) []step { return sightings(n, at, v, "alive") }
+
+// probedAt returns n "probed" steps (idle conns probed alive) at idle age v, 1ms apart from at.
+func probedAt(n int, at, v time.Duration) []step { return sightings(n, at, v, "probed") }
+
+func sightings(n int, at, v time.Duration, kind string) []step {
+	var out []step
+	for i := range n {
+		out = append(out, step{at + time.Duration(i)*time.Millisecond, kind, v})
+	}
+	return out
+}
+
+// step is one thing the backend did, at a chosen moment (TestProvisionalRule).
+type step struct {
+	at   time.Duration // since start
+	kind string        // reset, alive (answered), probed, closed (an idle conn found closed at idle age v), observed, header, tick
+	v    time.Duration
+}
+
 // TestProvisionalRule: what one reset on reuse teaches (provisional.go), step by step at
 // chosen moments. minMargin is 20ms here, so a reset at 50ms is refuted by a conn alive at
 // 70ms or more.
 func TestProvisionalRule(t *testing.T) {
 	ms := time.Millisecond
-	type step struct {
-		at   time.Duration // since start
-		kind string        // reset, alive, closed (an idle conn found closed at idle age v), header, tick
-		v    time.Duration
-	}
 	tests := []struct {
 		name     string
 		steps    []step
@@ -189,6 +205,20 @@ func TestProvisionalRule(t *testing.T) {
 		{name: "an older conn closed with it: no restart", steps: []step{{0, "closed", 200 * ms}, {5 * ms, "reset", 50 * ms}}, provAge: 50 * ms},
 		{name: "agreeing resets contradicted by a live conn stay provisional",
 			steps: []step{{0, "alive", 200 * ms}, {time.Second, "reset", 50 * ms}, {2 * time.Second, "reset", 51 * ms}}, provAge: 50 * ms},
+		{name: "agreeing resets at the gap most reuses survive stay provisional (crashes meeting a steady client)",
+			steps: append(answeredAt(8, 0, 50*ms), step{time.Second, "reset", 48 * ms}, step{2 * time.Second, "reset", 49 * ms}), provAge: 48 * ms},
+		{name: "fewer answered reuses past that age: learned",
+			steps:   append(answeredAt(7, 0, 50*ms), step{time.Second, "reset", 48 * ms}, step{2 * time.Second, "reset", 49 * ms}),
+			learned: 48 * ms, src: SourceFailure, wantNote: "reset on reuse at idle 48ms, then reset on reuse at idle 49ms"},
+		{name: "answered reuses younger than the resets do not count",
+			steps:   append(answeredAt(20, 0, 47*ms), step{time.Second, "reset", 48 * ms}, step{2 * time.Second, "reset", 49 * ms}),
+			learned: 48 * ms, src: SourceFailure},
+		{name: "nor answered reuses older than the learn window",
+			steps:   append(answeredAt(8, 0, 50*ms), step{61 * time.Second, "reset", 48 * ms}, step{62 * time.Second, "reset", 49 * ms}),
+			learned: 48 * ms, src: SourceFailure},
+		{name: "nor conns probed alive",
+			steps:   append(probedAt(8, 0, 50*ms), step{time.Second, "reset", 48 * ms}, step{2 * time.Second, "reset", 49 * ms}),
+			learned: 48 * ms, src: SourceFailure},
 		{name: "a reset agreeing with an idle close seen before is learned at once",
 			steps: []step{{0, "observed", 55 * ms}, {time.Second, "reset", 50 * ms}}, learned: 50 * ms, src: SourceFailure,
 			wantNote: "idle close at 55ms, then reset on reuse at idle 50ms"},
@@ -219,7 +249,9 @@ func TestProvisionalRule(t *testing.T) {
 				case "reset":
 					p.failureLocked(s.v, now, now)
 				case "alive":
-					p.noteAliveLocked(&Conn{}, s.v, "answered a request", now)
+					p.noteAliveLocked(&Conn{}, s.v, aliveAnswered, now)
+				case "probed":
+					p.noteAliveLocked(&Conn{}, s.v, aliveProbed, now)
 				case "closed":
 					p.youngDeathLocked(s.v, now)
 				case "observed":

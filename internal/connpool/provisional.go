@@ -56,6 +56,7 @@ package connpool
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 )
 
@@ -67,6 +68,25 @@ type provisional struct {
 	// conn at age, but may still close some there (unsafeOKLocked).
 	refuted bool
 	grown   time.Time // the last growth step (growProvisionalLocked)
+}
+
+// answeredKeep is how many answered reuses contradictedLocked looks back over, and
+// answeredQuorum how many of them at or past an event's age show it was no timer.
+const (
+	answeredKeep   = 32
+	answeredQuorum = 8
+)
+
+// How a conn was seen alive (noteAliveLocked).
+const (
+	aliveAnswered = "answered a request"
+	aliveProbed   = "was probed alive"
+)
+
+// sighting is a reused conn that answered a request sent at idle age age.
+type sighting struct {
+	age time.Duration
+	at  time.Time
 }
 
 // refuteAge is the idle age at which a conn still alive shows that the backend's idle timer
@@ -84,6 +104,10 @@ func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how string, now time.Ti
 		return
 	}
 	l := &p.learn
+	if how == aliveAnswered {
+		l.answered[l.answeredN%answeredKeep] = sighting{age: x, at: now}
+		l.answeredN++
+	}
 	if x >= l.aliveAge || now.Sub(l.aliveSeen) > p.opts.LearnWindow {
 		l.aliveAge, l.aliveSeen = x, now
 	}
@@ -151,11 +175,28 @@ func (p *Pool) restartLocked(age time.Duration, now time.Time) bool {
 		float64(l.deathAge) < agreeRatio*float64(age)
 }
 
-// contradictedLocked reports whether a conn was seen alive, within LearnWindow, at an idle
-// age that a timer causing a reset at age would not allow.
-func (p *Pool) contradictedLocked(age time.Duration, now time.Time) bool {
+// contradictedLocked reports why a timer causing a reset (or close) at age would not fit what
+// the backend did within LearnWindow ("": it would): a conn was seen alive at an idle age such
+// a timer would not allow, or answeredQuorum of the last answeredKeep reused conns answered
+// at an idle age of at least age. A timer at age lets no conn live past it; a crash or restart
+// meeting a client that sends at a steady gap resets conns at that gap, which most reuses
+// survive (so two crashes agree with each other, while the reuses around them do not).
+func (p *Pool) contradictedLocked(age time.Duration, now time.Time) string {
 	l := &p.learn
-	return l.aliveAge >= p.refuteAge(age) && now.Sub(l.aliveSeen) <= p.opts.LearnWindow
+	if l.aliveAge >= p.refuteAge(age) && now.Sub(l.aliveSeen) <= p.opts.LearnWindow {
+		return "a conn was seen alive at idle " + l.aliveAge.Round(time.Millisecond).String()
+	}
+	n := 0
+	for _, s := range l.answered[:min(l.answeredN, answeredKeep)] {
+		if s.age >= age && now.Sub(s.at) <= p.opts.LearnWindow {
+			n++
+		}
+	}
+	if n >= answeredQuorum {
+		return strconv.Itoa(n) + " of the last " + strconv.Itoa(min(l.answeredN, answeredKeep)) +
+			" reused conns answered at idle " + age.Round(time.Millisecond).String() + " or more"
+	}
+	return ""
 }
 
 func (p *Pool) setProvisionalLocked(age time.Duration, evidence string, now time.Time) {

@@ -46,7 +46,7 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		return // double release: ignore
 	}
 	if c.Reused && c.cc.r.Load() > 0 {
-		p.noteAliveLocked(c, c.idleAtGet, "answered a request", now) // provisional.go
+		p.noteAliveLocked(c, c.idleAtGet, aliveAnswered, now) // provisional.go
 	}
 	c.served++
 	c.pre = false

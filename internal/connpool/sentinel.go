@@ -38,7 +38,7 @@ func (p *Pool) sentinelLocked(c *Conn, now, end time.Time, verdict CloseReason) 
 	switch verdict {
 	case "":
 		c.aliveAt = now
-		p.noteAliveLocked(c, now.Sub(c.lastUsed), "was probed alive", now)
+		p.noteAliveLocked(c, now.Sub(c.lastUsed), aliveProbed, now)
 		if now.Sub(c.lastUsed) < sentinelSpan*max(p.learn.value, p.eff)+2*p.opts.SweepInterval {
 			return false
 		}

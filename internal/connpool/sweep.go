@@ -101,7 +101,7 @@ func (p *Pool) sweepApply(now, end time.Time, probe []*Conn, gens []uint64, verd
 		switch verdicts[i] {
 		case "":
 			c.aliveAt = now
-			p.noteAliveLocked(c, now.Sub(c.lastUsed), "was probed alive", now)
+			p.noteAliveLocked(c, now.Sub(c.lastUsed), aliveProbed, now)
 			continue
 		case probeRead:
 			p.removeIdleLocked(c)
@@ -139,14 +139,14 @@ func (p *Pool) recheck(c *Conn) {
 		p.retireLocked(c, why, now, false)
 	case len(p.waiters) > 0:
 		c.aliveAt = now
-		p.noteAliveLocked(c, now.Sub(c.lastUsed), "was probed alive", now)
+		p.noteAliveLocked(c, now.Sub(c.lastUsed), aliveProbed, now)
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
 		c.state = stateInUse
 		w.ch <- grant{c: c}
 	default:
 		c.aliveAt = now
-		p.noteAliveLocked(c, now.Sub(c.lastUsed), "was probed alive", now)
+		p.noteAliveLocked(c, now.Sub(c.lastUsed), aliveProbed, now)
 		c.state = stateIdle
 		evicted = p.restoreIdleLocked(c, now)
 	}
