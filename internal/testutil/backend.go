@@ -292,7 +292,9 @@ func (b *Backend) handle(raw net.Conn) {
 			return
 		}
 		idle := time.Since(idleSince)
-		race := b.opts.RaceWindow > 0 && b.opts.IdleClose > 0 && idle >= b.opts.IdleClose-b.opts.RaceWindow
+		// Only a request after a response can race the idle timer (which starts at the
+		// response): a fresh conn's first request that a loaded machine delays is no race.
+		race := n > 1 && b.opts.RaceWindow > 0 && b.opts.IdleClose > 0 && idle >= b.opts.IdleClose-b.opts.RaceWindow
 		if race || n == b.opts.DropNth {
 			b.dropped.Add(1)
 			reset(raw)
