@@ -21,6 +21,16 @@ package accesslog
 // partition into an outage of the gateway: nginx also drops the line and logs the error. If a
 // failed write stopped in the middle of a line, the next write starts with a newline so that
 // every later line is whole. Lines written after Close are dropped and counted.
+//
+// Page-aligned writes. To a regular local file (a rawFile) a full batch is cut at the last
+// page boundary of the file it will extend, and the bytes after the cut (less than a page,
+// the start of a line) begin the next batch: a write that fills whole pages of the page
+// cache costs about 30% less CPU a byte than one that starts and ends inside pages
+// (docs/design.md, "Page-aligned access log writes"). So one line may reach the file in two
+// writes. Timer flushes, Flush, SetOutput and Close write everything, cut or not. If a write
+// fails, the line the next batch finishes lost its head: the next write skips up to its first
+// newline (and counts that line lost), so the file never gets a fragment. Pipes, stdout and
+// other writers get whole lines in each write, as before.
 
 import (
 	"bytes"
@@ -55,6 +65,8 @@ type Logger struct {
 	spare   [][]byte  // written batch buffers for reuse
 	closed  bool      // Close has taken the last batch: later lines are dropped
 	stats   Stats     // under mu
+	align   bool      // cut full batches at page boundaries (a rawFile destination)
+	fileOff int64     // the file's size once the batches handed off so far are written
 
 	// wmu serializes writing: one batch list at a time goes out, in the order the batches
 	// were taken, and SetOutput switches the destination between two batch lists.
@@ -64,6 +76,8 @@ type Logger struct {
 	dest     string   // the destination SetOutput last set, for Reopen
 	taken    [][]byte // the batches being written (reused)
 	broken   bool     // the last failed write stopped mid-line
+	midLine  bool     // the bytes written so far end inside a line (a batch was cut)
+	skip     bool     // a failed write lost the head of a line the next batch finishes
 	errLog   *slog.Logger
 	reported time.Time // when a failed write was last logged
 	unlogged uint64    // lines lost since that report
@@ -160,6 +174,7 @@ func (l *Logger) flushLocked(all, close bool) bool {
 	if all && len(l.cur) > 0 {
 		l.taken = append(l.taken, l.cur)
 		l.pending += len(l.cur)
+		l.fileOff += int64(len(l.cur))
 		l.cur = l.spareBuf()
 	}
 	if len(l.taken) == 0 {
@@ -176,9 +191,9 @@ func (l *Logger) flushLocked(all, close bool) bool {
 	for _, b := range l.taken {
 		w, n, err := l.writeBatch(b)
 		written += w
+		lost += n // with no error: the rest of a line a failed write cut (writeBatch)
 		if err != nil {
 			errs++
-			lost += n
 			l.report(err, n)
 		}
 	}
@@ -199,21 +214,38 @@ func (l *Logger) flushLocked(all, close bool) bool {
 }
 
 // writeBatch writes b and returns the lines written whole and, on an error, the lines lost.
+// b may begin with the end of a line the batch before began and end with the start of one
+// the next finishes (page-aligned batches); a line counts when its newline is written.
 func (l *Logger) writeBatch(b []byte) (written, lost uint64, err error) {
+	if l.skip { // the head of b's first line was lost with a failed write
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return 0, 0, nil
+		}
+		b, l.skip, lost = b[i+1:], false, 1
+		if len(b) == 0 {
+			return 0, lost, nil
+		}
+	}
 	if l.broken {
 		if _, err := l.w.Write(newline); err != nil {
-			return 0, uint64(bytes.Count(b, newline)), err
+			l.skip = b[len(b)-1] != '\n'
+			return 0, lost + uint64(bytes.Count(b, newline)), err
 		}
-		l.broken = false
+		l.broken, l.midLine = false, false
 	}
 	n, err := l.w.Write(b)
 	written = uint64(bytes.Count(b[:n], newline))
+	if n > 0 {
+		l.midLine = b[n-1] != '\n'
+	}
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		lost = uint64(bytes.Count(b[n:], newline))
-		l.broken = n > 0 && b[n-1] != '\n'
+		lost += uint64(bytes.Count(b[n:], newline))
+		l.broken = l.midLine
+		l.skip = n < len(b) && b[len(b)-1] != '\n'
 	}
 	return written, lost, err
 }
@@ -282,10 +314,29 @@ func (l *Logger) handOff() bool {
 	if l.closed {
 		return false
 	}
-	l.queue = append(l.queue, l.cur)
-	l.pending += len(l.cur)
-	l.cur = l.spareBuf()
+	batch, next := l.cur, l.spareBuf()
+	if l.align {
+		batch, next = cutAtPage(batch, next, l.fileOff)
+	}
+	l.queue = append(l.queue, batch)
+	l.pending += len(batch)
+	l.fileOff += int64(len(batch))
+	l.cur = next
 	return true
+}
+
+// pageSize is the unit of the page cache that aligned batches fill whole.
+const pageSize = 4096
+
+// cutAtPage cuts batch, to be written at file offset off, at the last page boundary in it and
+// moves what follows the cut to the empty buffer next. A batch that holds no page boundary
+// (shorter than a page) is not cut.
+func cutAtPage(batch, next []byte, off int64) ([]byte, []byte) {
+	k := len(batch) - int((off+int64(len(batch)))%pageSize)
+	if k <= 0 || k == len(batch) {
+		return batch, next
+	}
+	return batch[:k], append(next, batch[k:]...)
 }
 
 // Close writes every line so far (including lines that arrive while it writes), stops the
