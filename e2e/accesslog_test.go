@@ -19,22 +19,45 @@ import (
 	"sluice/internal/testutil"
 )
 
+// startFileLog runs the binary with one route to a backend answering "ok" and the access
+// log in a file, and returns the process, its listener's address and the log's path.
+func startFileLog(t *testing.T) (p *proc, listen, access string) {
+	t.Helper()
+	be := okBackend(t)
+	dir := t.TempDir()
+	listen = freeAddr(t)
+	access = filepath.Join(dir, "access.log")
+	cfg := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p = start(t, "run", cfg)
+	p.waitLog(t, `"sluice started"`, 0)
+	return p, listen, access
+}
+
+// terminate sends SIGTERM and fails the test unless p exits cleanly within d.
+func (p *proc) terminate(t *testing.T, d time.Duration) {
+	t.Helper()
+	p.signal(t, syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatalf("no exit %v after SIGTERM", d)
+	}
+}
+
 // TestAccessLogKeepsEveryLine runs the binary with the access log in a file: 300 requests,
 // a rotation (mv, SIGUSR1), 300 more and SIGTERM right after the last answer. Every request
 // has exactly one line, whole JSON, across the two files; every request sent after the reopen
 // was logged is in the new file, in order of sending; and the rotated file holds only requests
 // from before it.
 func TestAccessLogKeepsEveryLine(t *testing.T) {
-	be := okBackend(t)
-	dir := t.TempDir()
-	listen := freeAddr(t)
-	access := filepath.Join(dir, "access.log")
-	cfg := filepath.Join(dir, "sluice.yaml")
-	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, "run", cfg)
-	p.waitLog(t, `"sluice started"`, 0)
+	p, listen, access := startFileLog(t)
 	const n = 300
 	for i := range n {
 		status(t, fmt.Sprintf("http://%s/a/%d", listen, i))
@@ -47,16 +70,7 @@ func TestAccessLogKeepsEveryLine(t *testing.T) {
 	for i := range n {
 		status(t, fmt.Sprintf("http://%s/b/%d", listen, i))
 	}
-	p.signal(t, syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit 10s after SIGTERM")
-	}
+	p.terminate(t, 10*time.Second)
 	paths := func(file string) []string {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -178,16 +192,7 @@ func replaceFile(t *testing.T, path, body string) {
 // shutdown included); a line without an answer can only be a request the shutdown cut after it
 // was logged, at most one per client.
 func TestAccessLogKeepsEveryLineUnderLoad(t *testing.T) {
-	be := okBackend(t)
-	dir := t.TempDir()
-	listen := freeAddr(t)
-	access := filepath.Join(dir, "access.log")
-	cfg := filepath.Join(dir, "sluice.yaml")
-	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, "run", cfg)
-	p.waitLog(t, `"sluice started"`, 0)
+	p, listen, access := startFileLog(t)
 	const clients, before = 8, 4000 // ~1.5 MB of lines before the signal
 	var answered atomic.Int64
 	stop := make(chan struct{})
@@ -221,16 +226,7 @@ func TestAccessLogKeepsEveryLineUnderLoad(t *testing.T) {
 		})
 	}
 	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("%d answered requests", before), func() bool { return answered.Load() >= before })
-	p.signal(t, syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit 20s after SIGTERM")
-	}
+	p.terminate(t, 20*time.Second)
 	close(stop)
 	wg.Wait()
 	b, err := os.ReadFile(access)
