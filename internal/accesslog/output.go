@@ -91,7 +91,9 @@ func (l *Logger) SetOutput(o *Output) {
 		}
 	}
 	l.mu.Lock()
-	l.align, l.fileOff = align, size // lines in cur since the flush go to o from offset size
+	// Batches queued since the flush (pending: none are being written while wmu is held) and
+	// then cur go to o, from offset size.
+	l.align, l.fileOff = align, size+int64(l.pending)
 	l.mu.Unlock()
 	l.off.Store(o.dest == Off)
 }
