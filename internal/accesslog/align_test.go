@@ -43,7 +43,7 @@ func (w *offsetWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// alignedLogger is a Logger that cuts batches at pages as it does for a rawFile, writing to
+// alignedLogger is a Logger that cuts batches as it does for a rawFile, writing to
 // w from stream offset start, with a timer of an hour (only full batches and Close write).
 func alignedLogger(w io.Writer, start int64) *Logger {
 	l := newLogger(w, time.Hour)
@@ -51,8 +51,8 @@ func alignedLogger(w io.Writer, start int64) *Logger {
 	return l
 }
 
-// TestAlignedBatchesEndOnPages: with page cutting (a rawFile destination), every write but
-// Close's last ends on a page boundary of the file, counting the bytes it held before
+// TestAlignedBatchesEndOnPages: with aligned cuts (a rawFile destination), every write but
+// Close's last ends on a BatchSize boundary of the file, counting the bytes it held before
 // (here 100), and the lines, several batches' worth, arrive whole, each once, in order.
 func TestAlignedBatchesEndOnPages(t *testing.T) {
 	const start = 100
@@ -75,8 +75,8 @@ func TestAlignedBatchesEndOnPages(t *testing.T) {
 		t.Fatalf("%d writes, want several batches", len(w.ends))
 	}
 	for i, end := range w.ends[:len(w.ends)-1] {
-		if (start+end)%pageSize != 0 {
-			t.Errorf("write %d of %d ends at file offset %d, not on a page", i+1, len(w.ends), start+end)
+		if (start+end)%BatchSize != 0 {
+			t.Errorf("write %d of %d ends at file offset %d, not on a %d-byte boundary", i+1, len(w.ends), start+end, BatchSize)
 		}
 	}
 	checkOrder(t, w.b.String(), writers, each)
@@ -136,7 +136,7 @@ func TestAlignedFailedWriteLeavesNoFragment(t *testing.T) {
 	}
 }
 
-// TestFileOutputIsAligned: a file destination cuts batches at pages from the file's size
+// TestFileOutputIsAligned: a file destination cuts batches from the file's size
 // when it was opened; stdout does not.
 func TestFileOutputIsAligned(t *testing.T) {
 	o, path := openFile(t)
@@ -159,7 +159,7 @@ func TestFileOutputIsAligned(t *testing.T) {
 	out, _ := OpenOutput(Stdout, io.Discard, io.Discard)
 	l.SetOutput(out)
 	if l.align {
-		t.Error("stdout: batches are cut at pages")
+		t.Error("stdout: batches are cut")
 	}
 	l.Close()
 }
