@@ -188,9 +188,8 @@ func replaceFile(t *testing.T, path, body string) {
 // TestAccessLogKeepsEveryLineUnderLoad runs the binary with the access log in a file and
 // eight keep-alive clients sending requests without pause, many 64 KiB batches' worth, then
 // SIGTERM while they still send. Every request answered has exactly one line, whole JSON, in
-// the file after the exit (the batches cut at page boundaries and the lines still batched at
-// shutdown included); a line without an answer can only be a request the shutdown cut after it
-// was logged, at most one per client.
+// the file after the exit (the lines still batched at shutdown included); a line without an
+// answer can only be a request the shutdown cut after it was logged, at most one per client.
 func TestAccessLogKeepsEveryLineUnderLoad(t *testing.T) {
 	p, listen, access := startFileLog(t)
 	const clients, before = 8, 4000 // ~1.5 MB of lines before the signal

@@ -21,17 +21,6 @@ package accesslog
 // partition into an outage of the gateway: nginx also drops the line and logs the error. If a
 // failed write stopped in the middle of a line, the next write starts with a newline so that
 // every later line is whole. Lines written after Close are dropped and counted.
-//
-// Aligned writes. To a regular local file (a rawFile) a full batch is cut at the last
-// BatchSize (64 KiB) boundary of the file it will extend, and the bytes after the cut (under
-// batchSlack, the start of a line) begin the next batch, so that most writes fill one 64 KiB
-// aligned range of the file: the kernel then fills one large page-cache folio instead of
-// sixteen 4 KiB pages, about 40% less CPU a byte than an unaligned write here (cutting at 4 KiB
-// pages alone saved nothing; docs/design.md, "Aligned access log writes"). So one line may reach
-// the file in two writes. Timer flushes, Flush, SetOutput and Close write everything, cut or
-// not. If a write fails, the line the next batch finishes lost its head: the next write skips
-// up to its first newline (and counts that line lost), so the file never gets a fragment.
-// Pipes, stdout and other writers get whole lines in each write, as before.
 
 import (
 	"bytes"
@@ -43,9 +32,7 @@ import (
 )
 
 const (
-	// BatchSize is the size of the writes: a batch is queued once its buffer (BatchSize and
-	// a slack of batchSlack) has no room for the next line, and to a local file it is cut at
-	// the file's last BatchSize boundary (see "Aligned writes").
+	// BatchSize is the size at which a batch is queued and written.
 	BatchSize = 64 << 10
 	// MaxPending bounds the bytes of batches waiting to be written (and being written);
 	// beyond it, Write waits.
@@ -56,11 +43,6 @@ const (
 	ErrorLogInterval = 10 * time.Second
 	// maxSpare is how many written batch buffers are kept for reuse.
 	maxSpare = 4
-	// batchSlack is the room a batch buffer has past BatchSize, so that a full batch crosses
-	// a BatchSize boundary of the file and what follows the cut is shorter than batchSlack.
-	batchSlack = 4 << 10
-	// batchCap is a batch buffer's capacity.
-	batchCap = BatchSize + batchSlack
 )
 
 // Logger writes access log lines. A nil *Logger discards everything.
@@ -73,8 +55,6 @@ type Logger struct {
 	spare   [][]byte  // written batch buffers for reuse
 	closed  bool      // Close has taken the last batch: later lines are dropped
 	stats   Stats     // under mu
-	align   bool      // cut full batches at BatchSize boundaries (a rawFile destination)
-	fileOff int64     // the file's size once the batches handed off so far are written
 
 	// wmu serializes writing: one batch list at a time goes out, in the order the batches
 	// were taken, and SetOutput switches the destination between two batch lists.
@@ -84,8 +64,6 @@ type Logger struct {
 	dest     string   // the destination SetOutput last set, for Reopen
 	taken    [][]byte // the batches being written (reused)
 	broken   bool     // the last failed write stopped mid-line
-	midLine  bool     // the bytes written so far end inside a line (a batch was cut)
-	skip     bool     // a failed write lost the head of a line the next batch finishes
 	errLog   *slog.Logger
 	reported time.Time // when a failed write was last logged
 	unlogged uint64    // lines lost since that report
@@ -109,7 +87,7 @@ func New(w io.Writer) *Logger { return newLogger(w, FlushInterval) }
 func newLogger(w io.Writer, interval time.Duration) *Logger {
 	l := &Logger{
 		w:        w,
-		cur:      make([]byte, 0, batchCap),
+		cur:      make([]byte, 0, BatchSize),
 		queue:    make([][]byte, 0, MaxPending/BatchSize+1),
 		taken:    make([][]byte, 0, MaxPending/BatchSize+2),
 		done:     make(chan struct{}),
@@ -182,7 +160,6 @@ func (l *Logger) flushLocked(all, close bool) bool {
 	if all && len(l.cur) > 0 {
 		l.taken = append(l.taken, l.cur)
 		l.pending += len(l.cur)
-		l.fileOff += int64(len(l.cur))
 		l.cur = l.spareBuf()
 	}
 	if len(l.taken) == 0 {
@@ -199,16 +176,16 @@ func (l *Logger) flushLocked(all, close bool) bool {
 	for _, b := range l.taken {
 		w, n, err := l.writeBatch(b)
 		written += w
-		lost += n // with no error: the rest of a line a failed write cut (writeBatch)
 		if err != nil {
 			errs++
+			lost += n
 			l.report(err, n)
 		}
 	}
 	l.mu.Lock()
 	for i, b := range l.taken {
 		l.pending -= len(b)
-		if len(l.spare) < maxSpare && cap(b) == batchCap {
+		if len(l.spare) < maxSpare && cap(b) == BatchSize {
 			l.spare = append(l.spare, b[:0])
 		}
 		l.taken[i] = nil
@@ -222,38 +199,21 @@ func (l *Logger) flushLocked(all, close bool) bool {
 }
 
 // writeBatch writes b and returns the lines written whole and, on an error, the lines lost.
-// b may begin with the end of a line the batch before began and end with the start of one
-// the next finishes (aligned batches); a line counts when its newline is written.
 func (l *Logger) writeBatch(b []byte) (written, lost uint64, err error) {
-	if l.skip { // the head of b's first line was lost with a failed write
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			return 0, 0, nil
-		}
-		b, l.skip, lost = b[i+1:], false, 1
-		if len(b) == 0 {
-			return 0, lost, nil
-		}
-	}
 	if l.broken {
 		if _, err := l.w.Write(newline); err != nil {
-			l.skip = b[len(b)-1] != '\n'
-			return 0, lost + uint64(bytes.Count(b, newline)), err
+			return 0, uint64(bytes.Count(b, newline)), err
 		}
-		l.broken, l.midLine = false, false
+		l.broken = false
 	}
 	n, err := l.w.Write(b)
 	written = uint64(bytes.Count(b[:n], newline))
-	if n > 0 {
-		l.midLine = b[n-1] != '\n'
-	}
 	if err == nil && n < len(b) {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		lost += uint64(bytes.Count(b[n:], newline))
-		l.broken = l.midLine
-		l.skip = n < len(b) && b[len(b)-1] != '\n'
+		lost = uint64(bytes.Count(b[n:], newline))
+		l.broken = n > 0 && b[n-1] != '\n'
 	}
 	return written, lost, err
 }
@@ -278,7 +238,7 @@ func (l *Logger) spareBuf() []byte {
 		l.spare = l.spare[:n-1]
 		return b
 	}
-	return make([]byte, 0, batchCap)
+	return make([]byte, 0, BatchSize)
 }
 
 // Write ends the line and adds it to the current batch. If the batch is full, Write queues
@@ -322,26 +282,10 @@ func (l *Logger) handOff() bool {
 	if l.closed {
 		return false
 	}
-	batch, next := l.cur, l.spareBuf()
-	if l.align {
-		batch, next = cutAligned(batch, next, l.fileOff)
-	}
-	l.queue = append(l.queue, batch)
-	l.pending += len(batch)
-	l.fileOff += int64(len(batch))
-	l.cur = next
+	l.queue = append(l.queue, l.cur)
+	l.pending += len(l.cur)
+	l.cur = l.spareBuf()
 	return true
-}
-
-// cutAligned cuts batch, to be written at file offset off, at the last BatchSize boundary of
-// the file in it and moves what follows the cut to the empty buffer next. A batch that
-// crosses no such boundary is not cut.
-func cutAligned(batch, next []byte, off int64) ([]byte, []byte) {
-	k := len(batch) - int((off+int64(len(batch)))%BatchSize)
-	if k <= 0 || k == len(batch) {
-		return batch, next
-	}
-	return batch[:k], append(next, batch[k:]...)
 }
 
 // Close writes every line so far (including lines that arrive while it writes), stops the

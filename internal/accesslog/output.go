@@ -75,7 +75,7 @@ func (l *Logger) SetOutput(o *Output) {
 	if l.closer != nil {
 		l.closer.Close()
 	}
-	l.dest, l.closer, l.broken, l.midLine, l.skip = o.dest, nil, false, false, false
+	l.dest, l.closer, l.broken = o.dest, nil, false
 	if o.file != nil {
 		l.closer = o.file
 	}
@@ -83,18 +83,6 @@ func (l *Logger) SetOutput(o *Output) {
 	if l.w == nil {
 		l.w = io.Discard
 	}
-	rf, align := l.w.(*rawFile)
-	var size int64
-	if align {
-		if fi, err := rf.f.Stat(); err == nil {
-			size = fi.Size()
-		}
-	}
-	l.mu.Lock()
-	// Batches queued since the flush (pending: none are being written while wmu is held) and
-	// then cur go to o, from offset size.
-	l.align, l.fileOff = align, size+int64(l.pending)
-	l.mu.Unlock()
 	l.off.Store(o.dest == Off)
 }
 
