@@ -3,11 +3,15 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -15,22 +19,45 @@ import (
 	"sluice/internal/testutil"
 )
 
+// startFileLog runs the binary with one route to a backend answering "ok" and the access
+// log in a file, and returns the process, its listener's address and the log's path.
+func startFileLog(t *testing.T) (p *proc, listen, access string) {
+	t.Helper()
+	be := okBackend(t)
+	dir := t.TempDir()
+	listen = freeAddr(t)
+	access = filepath.Join(dir, "access.log")
+	cfg := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p = start(t, "run", cfg)
+	p.waitLog(t, `"sluice started"`, 0)
+	return p, listen, access
+}
+
+// terminate sends SIGTERM and fails the test unless p exits cleanly within d.
+func (p *proc) terminate(t *testing.T, d time.Duration) {
+	t.Helper()
+	p.signal(t, syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(d):
+		t.Fatalf("no exit %v after SIGTERM", d)
+	}
+}
+
 // TestAccessLogKeepsEveryLine runs the binary with the access log in a file: 300 requests,
 // a rotation (mv, SIGUSR1), 300 more and SIGTERM right after the last answer. Every request
 // has exactly one line, whole JSON, across the two files; every request sent after the reopen
 // was logged is in the new file, in order of sending; and the rotated file holds only requests
 // from before it.
 func TestAccessLogKeepsEveryLine(t *testing.T) {
-	be := okBackend(t)
-	dir := t.TempDir()
-	listen := freeAddr(t)
-	access := filepath.Join(dir, "access.log")
-	cfg := filepath.Join(dir, "sluice.yaml")
-	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, "run", cfg)
-	p.waitLog(t, `"sluice started"`, 0)
+	p, listen, access := startFileLog(t)
 	const n = 300
 	for i := range n {
 		status(t, fmt.Sprintf("http://%s/a/%d", listen, i))
@@ -43,16 +70,7 @@ func TestAccessLogKeepsEveryLine(t *testing.T) {
 	for i := range n {
 		status(t, fmt.Sprintf("http://%s/b/%d", listen, i))
 	}
-	p.signal(t, syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit 10s after SIGTERM")
-	}
+	p.terminate(t, 10*time.Second)
 	paths := func(file string) []string {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -165,4 +183,75 @@ func replaceFile(t *testing.T, path, body string) {
 	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestAccessLogKeepsEveryLineUnderLoad runs the binary with the access log in a file and
+// eight keep-alive clients sending requests without pause, many 64 KiB batches' worth, then
+// SIGTERM while they still send. Every request answered has exactly one line, whole JSON, in
+// the file after the exit (the lines still batched at shutdown included); a line without an
+// answer can only be a request the shutdown cut after it was logged, at most one per client.
+func TestAccessLogKeepsEveryLineUnderLoad(t *testing.T) {
+	p, listen, access := startFileLog(t)
+	const clients, before = 8, 4000 // ~1.5 MB of lines before the signal
+	var answered atomic.Int64
+	stop := make(chan struct{})
+	got := make([][]string, clients)
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+			defer hc.CloseIdleConnections()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				path := fmt.Sprintf("/load/%d/%d", c, i)
+				resp, err := hc.Get("http://" + listen + path)
+				if err != nil {
+					if answered.Load() >= before { // refused or cut by the shutdown
+						return
+					}
+					continue
+				}
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode == 200 {
+					got[c] = append(got[c], path)
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("%d answered requests", before), func() bool { return answered.Load() >= before })
+	p.terminate(t, 20*time.Second)
+	close(stop)
+	wg.Wait()
+	b, err := os.ReadFile(access)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]int{}
+	for line := range strings.Lines(string(b)) {
+		var v struct{ Path string }
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("a line that is not JSON: %v: %q", err, line)
+		}
+		lines[v.Path]++
+	}
+	n := 0
+	for c := range clients {
+		for _, path := range got[c] {
+			n++
+			if lines[path] != 1 {
+				t.Errorf("%s answered, %d lines", path, lines[path])
+			}
+			delete(lines, path)
+		}
+	}
+	if len(lines) > clients {
+		t.Errorf("%d lines of requests not answered, want at most one per client (%d)", len(lines), clients)
+	}
+	t.Logf("%d requests answered, %d bytes of log, %d lines without an answer", n, len(b), len(lines))
 }

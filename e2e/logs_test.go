@@ -112,15 +112,6 @@ func TestRunLogsAsOperated(t *testing.T) {
 		return fileContains(other, `"/other"`)
 	})
 
-	p.signal(t, syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit 10s after SIGTERM")
-	}
+	p.terminate(t, 10*time.Second) // accesslog_test.go
 	checkProcessLog(t, p.lines())
 }
