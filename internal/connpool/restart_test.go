@@ -158,8 +158,10 @@ func TestShortTimerLearnedFromResets(t *testing.T) {
 	}
 	s := p.Snapshot()
 	t.Logf("learned %v from %s (%s) after %d resets", s.Learned, s.LearnedSource, s.LearnedEvidence, resets)
-	if resets > 2 || s.Learned > idle {
-		t.Errorf("learned %v after %d resets, want at most %v after at most 2", s.Learned, resets, idle)
+	// The learned value may come from an idle close the pool saw a little after 150 ms (the
+	// backend's timer fires late on a loaded machine): within the race window of the timer.
+	if resets > 2 || s.Learned > idle+window {
+		t.Errorf("learned %v after %d resets, want at most %v after at most 2", s.Learned, resets, idle+window)
 	}
 	for i, g := range append(gaps, 5, 10, 1) {
 		post("q-"+strconv.Itoa(i), g*time.Millisecond)

@@ -5,10 +5,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"sluice/internal/connpool"
 	"sluice/internal/testutil"
 	"sluice/internal/upstream/balancer"
 )
@@ -213,34 +216,97 @@ routes: [{id: all, upstream: echo}]
 // TestEWMALatencyExcludesPoolWait: a request that waited in the pool's queue for a
 // connection reports the exchange's latency to the balancer, not the wait as well (the
 // wait says the pool is full, not that the target is slow).
+//
+// The backend holds the first request until the second waits in the pool, then answers each
+// after d: the second waits at least d and its exchange takes at least d, so a balancer fed
+// the wait holds at least 2d (peak EWMA keeps a sample above its average). Without the wait
+// it holds at most the slower of the two exchanges, which each client's own time bounds; a
+// round in which the loaded machine stretched those to near 2d proves nothing and is
+// repeated on a new gateway (bounded).
 func TestEWMALatencyExcludesPoolWait(t *testing.T) {
+	const d = 300 * time.Millisecond
+	limit := 2*d - d/10 // 2d, less the average's decay (tau 10 s) until it is read
+	for round := 1; ; round++ {
+		got, bound := ewmaPoolWaitRound(t, d)
+		if bound >= limit {
+			if round == 3 {
+				t.Fatalf("the exchanges took up to %v in each of %d rounds, not clearly below the %v a counted wait gives: the machine is too slow", bound, round, limit)
+			}
+			t.Logf("round %d: the exchanges took up to %v, not clearly below %v: not counted", round, bound, limit)
+			continue
+		}
+		if got >= limit {
+			t.Errorf("EWMA latency %v after exchanges of at most %v, one after a pool wait of at least %v: the wait was counted", got, bound, d)
+		}
+		return
+	}
+}
+
+// ewmaPoolWaitRound sends two concurrent GETs through a gateway with max_conns 1 to a backend
+// that holds the first until the second waits in the pool and answers each after d. It
+// returns the EWMA latency and an upper bound of both exchanges' latencies without the
+// wait: the first's client time, and the second's less the wait's minimum d.
+func ewmaPoolWaitRound(t *testing.T, d time.Duration) (latency, bound time.Duration) {
+	t.Helper()
+	var pool atomic.Pointer[connpool.Pool]
+	var arrived atomic.Int32
+	queued := make(chan bool, 1)
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(200 * time.Millisecond) // the latency under test, which the queued request waits out
+		n := arrived.Add(1)
+		if n == 1 {
+			queued <- waitQueued(pool.Load(), 10*time.Second)
+		}
+		w.Header().Set("X-Order", strconv.Itoa(int(n)))
+		time.Sleep(d) // the latency under test, which the queued request waits out
 	}))
 	t.Cleanup(slow.Close)
 	tg := upstreamGateway(t, hostport(slow), "balancer: {policy: ewma}", "keepalive: {max_conns: 1}")
+	u := tg.gw.Current().Upstreams["b"]
+	target := u.Current().Targets[0]
+	pool.Store(target.Pool)
 	var wg sync.WaitGroup
-	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	for range 2 { // the second waits ~200 ms for the first's connection
+	var took [3]time.Duration // by X-Order
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 10 * time.Second}
+	for range 2 {
 		wg.Go(func() {
-			if resp, err := c.Get(tg.url("/")); err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+			start := time.Now()
+			resp, err := c.Get(tg.url("/"))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if n, _ := strconv.Atoi(resp.Header.Get("X-Order")); n == 1 || n == 2 {
+				took[n] = time.Since(start)
 			}
 		})
 	}
 	wg.Wait()
-	u := tg.gw.Current().Upstreams["b"]
-	target := u.Current().Targets[0]
+	if !<-queued {
+		t.Fatal("the second request did not wait in the pool within 10s")
+	}
+	if took[1] == 0 || took[2] == 0 {
+		t.Fatalf("client times %v: a request failed", took[1:])
+	}
 	s := target.Pool.Snapshot()
-	if s.Counters.Opened != 1 || s.Counters.Reused != 1 {
-		t.Fatalf("pool counters %+v: want one conn, reused once (the second request queued)", s.Counters)
+	if s.Counters.Opened != 1 || s.Counters.Reused != 1 || s.Counters.QueueWaits != 1 {
+		t.Fatalf("pool counters %+v: want one conn, reused once by the request that queued", s.Counters)
 	}
 	e, ok := u.Current().Balancer.(*balancer.EWMA)
 	if !ok {
 		t.Fatalf("balancer %T, want *balancer.EWMA", u.Current().Balancer)
 	}
-	if got := e.Latency(target); got > 300*time.Millisecond {
-		t.Errorf("EWMA latency %v after two 200 ms exchanges, one after a 200 ms pool wait: the wait was counted", got)
+	latency, bound = e.Latency(target), max(took[1], took[2]-d)
+	t.Logf("EWMA latency %v; client times %v and %v", latency, took[1], took[2])
+	return latency, bound
+}
+
+// waitQueued polls p until a request waits in its queue, for at most limit.
+func waitQueued(p *connpool.Pool, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if p.Snapshot().Waiting > 0 {
+			return true
+		}
 	}
+	return false
 }

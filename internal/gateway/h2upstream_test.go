@@ -48,29 +48,31 @@ routes:
     upstream: racy
 `, map[string]string{"backend": b.Addr()})
 			c := newClient()
+			var wg sync.WaitGroup
 			var mu sync.Mutex
 			var ids []string
-			// Four rounds of 10 requests from each of 6 workers; between rounds every worker
-			// waits, so the connections go idle past the backend's idle close together (each
-			// worker sleeping on its own left one always busy once load spread them apart).
-			for round := range 4 {
-				var wg sync.WaitGroup
-				for w := range 6 {
-					wg.Go(func() {
-						for i := round * 10; i < round*10+10; i++ {
-							id := fmt.Sprintf("%s-%d-%d", tc.name, w, i)
-							var body io.Reader
-							method := "GET"
-							if i%2 == 0 {
-								method, body = "POST", strings.NewReader("body-"+id)
-							}
-							req, _ := http.NewRequest(method, tg.url("/r"), body)
-							req.Header.Set("X-Test-Id", id)
-							resp, err := c.Do(req)
-							if err != nil {
-								t.Errorf("%s: %v", id, err)
-								continue
-							}
+			const workers = 6
+			// The workers pause together, so the gateway's conns go idle past the backend's
+			// idle close (each pausing on its own, on a loaded machine they drifted apart and
+			// kept the shared conns busy: 0 idle closes in one run).
+			var pauses [4]sync.WaitGroup
+			for i := range pauses {
+				pauses[i].Add(workers)
+			}
+			for w := range workers {
+				wg.Go(func() {
+					for i := range 40 {
+						id := fmt.Sprintf("%s-%d-%d", tc.name, w, i)
+						var body io.Reader
+						method := "GET"
+						if i%2 == 0 {
+							method, body = "POST", strings.NewReader("body-"+id)
+						}
+						req, _ := http.NewRequest(method, tg.url("/r"), body)
+						req.Header.Set("X-Test-Id", id)
+						if resp, err := c.Do(req); err != nil {
+							t.Errorf("%s: %v", id, err)
+						} else {
 							got, _ := io.ReadAll(resp.Body)
 							resp.Body.Close()
 							if resp.StatusCode != 200 || !strings.HasPrefix(string(got), "ok "+id+" ") {
@@ -80,11 +82,15 @@ routes:
 							ids = append(ids, id)
 							mu.Unlock()
 						}
-					})
-				}
-				wg.Wait()
-				time.Sleep(200 * time.Millisecond) // past the backend's idle close
+						if i%10 == 9 {
+							pauses[i/10].Done()
+							pauses[i/10].Wait()
+							time.Sleep(200 * time.Millisecond) // past the backend's idle close
+						}
+					}
+				})
 			}
+			wg.Wait()
 			for _, id := range ids {
 				if n := b.Processed(id); n != 1 {
 					t.Errorf("%s processed %d times; want 1", id, n)

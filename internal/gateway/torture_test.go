@@ -209,14 +209,16 @@ func TestStaleTorture(t *testing.T) {
 			}
 			res := runTorture(t, be, tc.keepalive, "", 6, tortureDuration(t), during)
 			dups := res.duplicates
-			if tc.crashes > 0 {
-				// A crash resets conns whose requests the backend has read and not yet
-				// answered; a GET among them is re-sent, as idempotent requests are (a POST
-				// never is), so it can run twice.
+			if tc.crashes > 0 || tc.during != nil {
+				// A crash or a restart resets conns whose requests the backend has read and
+				// not yet answered; a GET among them is re-sent, as idempotent requests are (a
+				// POST never is), so it can run twice (case d: once in 3 runs under load).
 				dups = slices.DeleteFunc(slices.Clone(dups), func(d string) bool { return strings.HasPrefix(d, "GET ") })
 				if len(dups) < len(res.duplicates) {
-					t.Logf("GETs the crashes cut after the backend read them, re-sent: %v", res.duplicates)
+					t.Logf("GETs the crashes or the restart cut after the backend read them, re-sent: %v", res.duplicates)
 				}
+			}
+			if tc.crashes > 0 {
 				if res.steadyLearned > 0 && res.steadyLearned < tortureT/2 {
 					t.Errorf("client 0's pool learned an idle timeout of %v from crashes meeting its steady gap of %v\n%s",
 						res.steadyLearned, tortureT/30, strings.Join(res.pools, "\n"))
@@ -236,8 +238,11 @@ func TestStaleTorture(t *testing.T) {
 			}
 			if tc.maxAccept > 0 {
 				slow := res.requests - res.steady
-				limit := float64(slow) + 10 + tc.maxAccept*float64(res.steady)/1000
-				if float64(res.accepted) > limit || float64(res.steadyOpened) > 5+tc.maxAccept*float64(res.steady)/1000 {
+				// Each crash resets client 0's conn too, and its POSTs dial while the reset
+				// stays provisional (a conn has to outlive it): a few conns per crash.
+				perCrash := 3 * float64(be.Crashes())
+				limit := float64(slow) + 10 + tc.maxAccept*float64(res.steady)/1000 + perCrash
+				if float64(res.accepted) > limit || float64(res.steadyOpened) > 5+tc.maxAccept*float64(res.steady)/1000+perCrash {
 					t.Errorf("backend accepted %d connections for %d requests (%d of them client 0's, whose pool opened %d), want at most %.0f (%d slow requests + 10 + %.0f per 1000 of client 0's): pooled connections are not reused\n%s",
 						res.accepted, res.requests, res.steady, res.steadyOpened, limit, slow, tc.maxAccept, strings.Join(res.pools, "\n"))
 				}

@@ -17,7 +17,10 @@ import (
 
 func newClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
-	c := NewClient(ClientOptions{Addr: addr, PoolSize: 32})
+	// DialTimeout 5s, not the default 1s: a test opens up to 32 conns at once, and on a loaded
+	// machine (CI runs every package at once) a dial and its handshake with a starved
+	// redis-server took longer than 1s (10 of 800 decisions failed once at a load of 25).
+	c := NewClient(ClientOptions{Addr: addr, PoolSize: 32, DialTimeout: 5 * time.Second})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -48,6 +51,7 @@ func TestRedisExactUnderConcurrency(t *testing.T) {
 				NewRedis(tc.rule, newClient(t, srv.Addr()), RedisOptions{Prefix: prefix, Timeout: 5 * time.Second}),
 			}
 			var admitted, failed atomic.Int64
+			var firstErr atomic.Value
 			var wg sync.WaitGroup
 			for _, g := range gateways {
 				for range 16 {
@@ -56,6 +60,7 @@ func TestRedisExactUnderConcurrency(t *testing.T) {
 							d, err := g.Allow(context.Background(), []byte("shared"))
 							if err != nil {
 								failed.Add(1)
+								firstErr.CompareAndSwap(nil, err.Error())
 							} else if d.Allowed {
 								admitted.Add(1)
 							}
@@ -65,7 +70,7 @@ func TestRedisExactUnderConcurrency(t *testing.T) {
 			}
 			wg.Wait()
 			if failed.Load() != 0 {
-				t.Fatalf("%d decisions failed", failed.Load())
+				t.Fatalf("%d decisions failed, the first: %v", failed.Load(), firstErr.Load())
 			}
 			if got := admitted.Load(); got != tc.want {
 				t.Fatalf("two gateways admitted %d of 800, want exactly %d", got, tc.want)
