@@ -73,6 +73,9 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	defer tm.Stop()
 	if fwd.hasBody() {
 		req.Body = body
+		if fwd.web == webNone {
+			p.requestTrailers(req, body) // h2trailers.go
+		}
 	} else {
 		body.finish()
 	}
@@ -141,6 +144,9 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	body.abandoned.Store(true)
 	if berr := body.clientErr(); res.err != nil && !res.clientGone && !res.clientSide && berr != nil {
 		res = clientBodyFailure(t.Addr, berr) // the upstream stream failed because the client's body did
+	}
+	if n := body.dropped.Load(); n > 0 {
+		fwd.rec.DroppedRequestTrailers = int(n)
 	}
 	at.Outcome = "ok"
 	if res.err != nil {
@@ -333,6 +339,12 @@ type h2Body struct {
 	failed atomic.Pointer[bodyFailure]
 	done   chan struct{}
 	once   sync.Once
+	// trailer is the request's Trailer map, filled from the client's trailer section when
+	// its body ends (nil: the request sends none; h2trailers.go), by trailerDrop.
+	trailer     http.Header
+	trailerDrop func(tr *h1.Header) int
+	// dropped counts the client's trailer fields not forwarded (read after the attempt).
+	dropped atomic.Int32
 }
 
 // bodyFailure is how the client's body failed (h2Body.failed).
@@ -369,6 +381,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	b.taken = true
 	n, err := f.ds.ReadBody(p)
 	if err == io.EOF {
+		b.fillTrailer()
 		b.finish()
 	} else if err != nil {
 		b.setErr(err)
