@@ -168,3 +168,26 @@ func TestShortTimerLearnedFromResets(t *testing.T) {
 		t.Errorf("duplicates: %v", d)
 	}
 }
+
+// TestArrivalTimerDeathAge: a backend whose idle timer starts when a request arrives (400 ms)
+// and whose answers take 250 ms closes every conn at an idle age near 150 ms: a young death
+// next to a reset at 200 ms or more, which the restart rule took for one restart with it and
+// so dropped the reset's bound on POSTs (youngDeathLocked, restartLocked). The pool records
+// that conn's age since its last request arrived, 400 ms or more, which no restart explains,
+// and the rule compares that too (TestProvisionalRule's rows on it).
+func TestArrivalTimerDeathAge(t *testing.T) {
+	const timer, delay = 400 * time.Millisecond, 250 * time.Millisecond
+	b := testutil.NewBackend(t, testutil.BackendOptions{IdleClose: timer, IdleFromArrival: true, Delay: delay})
+	p := newPool(t, b.Addr(), nil)
+	mustOK(t, exchange(p, http.MethodGet, "slow"))
+	var idle, sent time.Duration
+	testutil.WaitFor(t, 5*time.Second, "the idle conn found closed", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		idle, sent = p.learn.deathAge, p.learn.deathSent
+		return !p.learn.deathSeen.IsZero()
+	})
+	if young := time.Duration(agreeRatio * float64(timer)); idle >= young || sent < young {
+		t.Errorf("closed at idle %v, %v after its request arrived; want below %v idle (a young death) and at least %v since the arrival (the timer)", idle, sent, young, young)
+	}
+}
