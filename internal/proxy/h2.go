@@ -53,8 +53,13 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	// The head wait is bounded by the try timeout, the whole attempt by grpc-timeout.
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{fwd: fwd, done: make(chan struct{})}}
+	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{p: p, fwd: fwd, done: make(chan struct{})}}
 	a, body := &try.a, &try.body
+	defer func() { // the client's trailer fields not forwarded (h2trailers.go), whatever came of the attempt
+		if n := body.dropped.Load(); n > 0 {
+			fwd.rec.DroppedRequestTrailers = int(n)
+		}
+	}()
 	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
@@ -74,7 +79,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if fwd.hasBody() {
 		req.Body = body
 		if fwd.web == webNone {
-			p.requestTrailers(req, body) // h2trailers.go
+			requestTrailers(req, body) // h2trailers.go
 		}
 	} else {
 		body.finish()
@@ -144,9 +149,6 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	body.abandoned.Store(true)
 	if berr := body.clientErr(); res.err != nil && !res.clientGone && !res.clientSide && berr != nil {
 		res = clientBodyFailure(t.Addr, berr) // the upstream stream failed because the client's body did
-	}
-	if n := body.dropped.Load(); n > 0 {
-		fwd.rec.DroppedRequestTrailers = int(n)
 	}
 	at.Outcome = "ok"
 	if res.err != nil {
@@ -340,9 +342,9 @@ type h2Body struct {
 	done   chan struct{}
 	once   sync.Once
 	// trailer is the request's Trailer map, filled from the client's trailer section when
-	// its body ends (nil: the request sends none; h2trailers.go), by trailerDrop.
-	trailer     http.Header
-	trailerDrop func(tr *h1.Header) int
+	// its body ends (nil: the request sends none; h2trailers.go); p drops what may not go.
+	trailer http.Header
+	p       *Proxy
 	// dropped counts the client's trailer fields not forwarded (read after the attempt).
 	dropped atomic.Int32
 }

@@ -23,21 +23,21 @@ package proxy
 import (
 	"net/http"
 	"net/textproto"
-
-	"sluice/internal/h1"
 )
 
 // requestTrailers sets up req's trailers for body (see above).
-func (p *Proxy) requestTrailers(req *http.Request, body *h2Body) {
+func requestTrailers(req *http.Request, body *h2Body) {
 	fwd := body.fwd
 	if !fwd.req.Chunked {
 		return
 	}
-	body.trailerDrop = func(tr *h1.Header) int { return p.dropTrailers(fwd.ds, tr, fwd.rt.skip, "request") }
 	if !fwd.preEOF {
 		body.trailer = http.Header{}
 		req.Trailer = body.trailer
 		return
+	}
+	if tr := fwd.ds.BodyTrailer(); tr == nil || len(tr.Fields) == 0 {
+		return // the common case (a gRPC unary call): nothing allocated
 	}
 	tr := http.Header{}
 	if body.copyTrailer(tr) > 0 {
@@ -60,7 +60,7 @@ func (b *h2Body) copyTrailer(m http.Header) int {
 	if tr == nil {
 		return 0
 	}
-	if n := b.trailerDrop(tr); n > 0 {
+	if n := b.p.dropTrailers(b.fwd.ds, tr, b.fwd.rt.skip, "request"); n > 0 {
 		b.dropped.Store(int32(n))
 	}
 	for _, f := range tr.Fields {
