@@ -49,12 +49,8 @@ type Conn struct {
 	gen       uint64        // checkout generation, to spot reuse during a sweep probe
 	idleAtGet time.Duration // idle age at the last checkout
 	gotAt     time.Time     // when it was last checked out
-	// busy is how long its last completed request took (checkout to release; 0 before
-	// one): the backend saw that request arrive busy before its idle period began, which
-	// is when a timer that counts from a request's arrival started (provisional.go).
-	busy   time.Duration
-	pre    bool          // preconnected and not yet used by a request
-	proven time.Duration // longest idle age at which it answered or was probed alive
+	pre       bool          // preconnected and not yet used by a request
+	proven    time.Duration // longest idle age at which it answered or was probed alive
 }
 
 // NetConn returns the counting connection, for SetDeadline and the like. Its deadlines must

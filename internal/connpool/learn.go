@@ -57,11 +57,9 @@ type learner struct {
 	// aliveAge is the longest idle age at which the backend was seen keeping a conn (it
 	// answered a request, a probe found it alive), seen at aliveSeen; a newer, shorter one
 	// replaces it after LearnWindow. deathAge is the youngest idle age at which an idle conn
-	// was found closed in the last 2 sweep intervals, seen at deathSeen; deathSent that
-	// conn's age since its last request arrived (deathAge plus how long it took).
+	// was found closed in the last 2 sweep intervals, seen at deathSeen.
 	aliveAge, deathAge   time.Duration
 	aliveSeen, deathSeen time.Time
-	deathSent            time.Duration
 	// answered holds the idle ages of the last answeredKeep reused conns that answered a
 	// request (contradictedLocked counts them), written round-robin at answeredN.
 	answered  [answeredKeep]sighting
@@ -152,7 +150,7 @@ func (p *Pool) observeLocked(c *Conn, now time.Time) {
 	}
 	p.bracketLocked(c, now)
 	hi := now.Sub(c.lastUsed)
-	p.youngDeathLocked(hi, c.busy, now)
+	p.youngDeathLocked(hi, now)
 	sample := c.aliveAt.Sub(c.lastUsed)
 	if sample <= 0 {
 		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
@@ -195,7 +193,7 @@ func (p *Pool) eventLocked(sample, hi time.Duration, src string, now time.Time) 
 		if why := p.contradictedLocked(lo, now); why != "" {
 			// Conns outlived that age: a timer there would have closed them. Only what
 			// cannot be re-sent is kept from it (provisional.go).
-			p.setProvisionalLocked(lo, 0, agreeing(e, last)+", but "+why, now)
+			p.setProvisionalLocked(lo, agreeing(e, last)+", but "+why, now)
 			return true
 		}
 		p.lowerLocked(lo, src, agreeing(e, last), now)
@@ -215,10 +213,9 @@ func agreeing(a, b event) string {
 	return "two events within 25%: " + name(a) + ", then " + name(b)
 }
 
-// failureLocked records a reused conn reset before any response byte; busy is how long the
-// conn's request before took, gotAt is when the request took the conn. The rule is explained
-// in provisional.go.
-func (p *Pool) failureLocked(idleAge, busy time.Duration, gotAt, now time.Time) {
+// failureLocked records a reused conn reset before any response byte; gotAt is when the
+// request took the conn. The rule is explained in provisional.go.
+func (p *Pool) failureLocked(idleAge time.Duration, gotAt, now time.Time) {
 	p.healFailureLocked(gotAt, now)
 	if !p.opts.Learn || idleAge < p.opts.ReuseFloor {
 		return
@@ -232,14 +229,14 @@ func (p *Pool) failureLocked(idleAge, busy time.Duration, gotAt, now time.Time) 
 		p.lowerLocked(idleAge, SourceFailure, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String()+
 			", within 25% of the learned value", now)
 		return
-	case p.restartLocked(idleAge, busy, now):
+	case p.restartLocked(idleAge, now):
 		p.notLearnedLocked(idleAge, "a younger idle conn closed with it (a restart)")
 		return
 	}
 	if p.eventLocked(idleAge, idleAge, SourceFailure, now) || l.value != 0 && idleAge < l.value/2 {
 		return // learned (or provisional: contradicted), or an outlier far below the learned value
 	}
-	p.setProvisionalLocked(idleAge, busy, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String(), now)
+	p.setProvisionalLocked(idleAge, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String(), now)
 }
 
 func (p *Pool) notLearnedLocked(idleAge time.Duration, why string) {

@@ -63,10 +63,7 @@ import (
 // provisional is a reset on reuse not yet confirmed by a second event.
 type provisional struct {
 	age time.Duration // idle age at checkout of the reset conn; 0: none
-	// busy is how long the reset conn's request before took (0: not known, or none);
-	// age+busy is how long before the reset the backend saw that request arrive.
-	busy time.Duration
-	at   time.Time
+	at  time.Time
 	// refuted: a conn outlived age since (noteAliveLocked). The backend does not close every
 	// conn at age, but may still close some there (unsafeOKLocked).
 	refuted bool
@@ -155,43 +152,27 @@ func (p *Pool) provenLocked(now time.Time) int {
 	return -1
 }
 
-// youngDeathLocked records an idle conn found closed at idle age at most hi, its last request
-// having taken busy (for restartLocked), and drops a provisional value from a reset at most
-// 2 sweep intervals ago that it is younger than by more than 25 % (younger): the two are one
-// restart, not the idle timer.
-func (p *Pool) youngDeathLocked(hi, busy time.Duration, now time.Time) {
+// youngDeathLocked records an idle conn found closed at idle age at most hi (for
+// restartLocked), and drops a provisional value from a reset at most 2 sweep intervals ago
+// that it is younger than by more than 25 %: the two are one restart, not the idle timer.
+func (p *Pool) youngDeathLocked(hi time.Duration, now time.Time) {
 	l := &p.learn
 	span := 2 * p.opts.SweepInterval
 	if now.Sub(l.deathSeen) > span || hi < l.deathAge {
-		l.deathAge, l.deathSent, l.deathSeen = hi, hi+busy, now
+		l.deathAge, l.deathSeen = hi, now
 	}
-	if a := l.prov.age; a > 0 && now.Sub(l.prov.at) <= span && younger(hi, hi+busy, a, a+l.prov.busy, busy > 0 || l.prov.busy > 0) {
+	if a := l.prov.age; a > 0 && now.Sub(l.prov.at) <= span && float64(hi) < agreeRatio*float64(a) {
 		p.dropEventsSinceLocked(l.prov.at.Add(-span))
 		p.dropProvisionalLocked("a younger idle conn closed with it (a restart)", slog.Duration("closed_idle_age", hi))
 	}
 }
 
-// restartLocked reports whether a reset at idle age age, on a conn whose request before took
-// busy, seen now, came with a younger idle conn's close (within 2 sweep intervals before it).
-func (p *Pool) restartLocked(age, busy time.Duration, now time.Time) bool {
+// restartLocked reports whether a reset at idle age age, seen now, came with a younger idle
+// conn's close (within 2 sweep intervals before it).
+func (p *Pool) restartLocked(age time.Duration, now time.Time) bool {
 	l := &p.learn
 	return !l.deathSeen.IsZero() && now.Sub(l.deathSeen) <= 2*p.opts.SweepInterval &&
-		younger(l.deathAge, l.deathSent, age, age+busy, busy > 0 || l.deathSent > l.deathAge)
-}
-
-// younger reports whether a conn that closed at idle age idle, its last request having
-// arrived sent before, was younger by more than 25 % than a reset at idle age age whose
-// conn's last request arrived ageSent before, as a restart's victims are: by both clocks
-// when either conn's last request took time (known), by the idle clock otherwise. A backend
-// whose idle timer starts when a request arrives (not when its response ends) closes a conn
-// whose last request was slow at a young idle age, but at the same age since that arrival
-// as the others: that is its timer at work, not a restart, and a provisional value it
-// dropped would hand POSTs their full reuse back under a real timer.
-func younger(idle, sent, age, ageSent time.Duration, known bool) bool {
-	if float64(idle) >= agreeRatio*float64(age) {
-		return false
-	}
-	return !known || float64(sent) < agreeRatio*float64(ageSent)
+		float64(l.deathAge) < agreeRatio*float64(age)
 }
 
 // contradictedLocked reports why a timer causing a reset (or close) at age would not fit what
@@ -218,12 +199,12 @@ func (p *Pool) contradictedLocked(age time.Duration, now time.Time) string {
 	return ""
 }
 
-func (p *Pool) setProvisionalLocked(age, busy time.Duration, evidence string, now time.Time) {
+func (p *Pool) setProvisionalLocked(age time.Duration, evidence string, now time.Time) {
 	l := &p.learn
-	if l.prov.age > 0 && l.prov.age < age {
-		age, busy = l.prov.age, l.prov.busy
+	if l.prov.age > 0 {
+		age = min(age, l.prov.age)
 	}
-	l.prov = provisional{age: age, busy: busy, at: now}
+	l.prov = provisional{age: age, at: now}
 	p.recomputeLocked()
 	p.log.LogAttrs(context.Background(), slog.LevelInfo, "reset on reuse: provisional backend idle timeout for non-idempotent requests",
 		slog.Duration("provisional", age), slog.String("evidence", evidence), slog.Duration("unsafe_max_idle", p.unsafeIdle),

@@ -59,9 +59,6 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		_ = c.cc.Close()
 		return
 	}
-	if !c.gotAt.IsZero() {
-		c.busy = now.Sub(c.gotAt) // after the verdict: a reset is judged by the request before
-	}
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
@@ -108,7 +105,7 @@ func (p *Pool) verdictLocked(c *Conn, r Outcome, now time.Time) CloseReason {
 				return CloseResetOnReuse
 			}
 			p.resetSeenLocked(c.idleAtGet)
-			p.failureLocked(c.idleAtGet, c.busy, c.gotAt, now)
+			p.failureLocked(c.idleAtGet, c.gotAt, now)
 			return CloseResetOnReuse
 		}
 		if r.Reason != "" {
