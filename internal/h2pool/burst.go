@@ -26,7 +26,7 @@ package h2pool
 func (p *Pool) perConnLocked() int64 {
 	per := p.opts.MaxRequests
 	for i := len(p.conns) - 1; i >= 0; i-- {
-		if m := int64(p.conns[i].maxStreams.Load()); m > 0 {
+		if m := p.conns[i].streamLimit(); m > 0 {
 			if per <= 0 || m < per {
 				per = m
 			}
@@ -34,6 +34,18 @@ func (p *Pool) perConnLocked() int64 {
 		}
 	}
 	return max(per, 0)
+}
+
+// streamLimit is c's SETTINGS_MAX_CONCURRENT_STREAMS as the backend's latest SETTINGS set
+// it (read by the sniffer, at least 1: a connection that takes none now is not
+// "unbounded"), or the library's default once settled without one; 0 before either. The
+// value the connection settled with is only the first: a backend may lower (or raise) it
+// later, and the library admits streams by the latest.
+func (c *conn) streamLimit() int64 {
+	if m := c.sc.maxStreams.Load(); m >= 0 {
+		return max(m, 1)
+	}
+	return int64(c.maxStreams.Load())
 }
 
 // coveredLocked reports whether the connections being dialed, and those dialed but

@@ -312,8 +312,8 @@ func (p *Pool) MarkDead(cc *http2.ClientConn) {
 
 // get returns a connection with a stream slot reserved for the caller.
 func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle time.Duration, err error) {
-	waited := false // counted in DialWaits
-	demand := false // counted in p.demand until a stream is reserved (burst.go)
+	waitedDial, waitedSlot := false, false // counted in DialWaits, SlotWaits
+	demand := false                        // counted in p.demand until a stream is reserved (burst.go)
 	defer func() {
 		if demand {
 			p.mu.Lock()
@@ -384,9 +384,16 @@ func (p *Pool) get(ctx context.Context, fresh bool) (c *conn, reused bool, idle 
 		// in progress cannot take every request waiting for them (burst.go); at MaxConns
 		// it waits for a slot.
 		if dialWait, full := inDial && p.coveredLocked(), p.fullLocked(); dialWait || full {
-			if inDial && !waited {
-				waited = true
+			// A dial on its way that can take the request is what it waits for; otherwise
+			// it waits for a slot at MaxConns, a dial in progress or not (one that cannot
+			// take it is for other requests).
+			switch {
+			case dialWait && !waitedDial:
+				waitedDial = true
 				p.counters.DialWaits++
+			case !dialWait && !waitedSlot:
+				waitedSlot = true
+				p.counters.SlotWaits++
 			}
 			wake := p.wake
 			p.mu.Unlock()

@@ -280,3 +280,33 @@ func TestLearnIdleClose(t *testing.T) {
 			s.History[1], s.History[1].Closed.Sub(s.History[1].Created), s.Learned, s.EffectiveIdle)
 	}
 }
+
+// TestLaterSettingsLowerStreamLimit: a backend that lowers MAX_CONCURRENT_STREAMS after
+// its first SETTINGS (from 16 to 2, when a connection's first stream arrives) is taken at
+// its latest word: what the pool expects a connection to take (burst.go) follows it, and no
+// stream goes beyond the lowered limit once acknowledged. The pool used to keep the value
+// the connection settled with.
+func TestLaterSettingsLowerStreamLimit(t *testing.T) {
+	b := newBackend(t, testutil.RacyH2Options{MaxConcurrentStreams: 16, LowerMaxStreams: 2, Delay: 20 * time.Millisecond, HeaderTableSize: -1})
+	p := newPool(t, b.Addr(), testOptions())
+	if _, err := do(p, "http", "warm", false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the pool to take the lowered limit", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.perConnLocked() == 2
+	})
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			if _, err := do(p, "http", fmt.Sprint(i), i%2 == 0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.OverLimit.Load(); n != 0 {
+		t.Errorf("%d streams opened beyond the acknowledged limit", n)
+	}
+}

@@ -28,8 +28,12 @@ type Counters struct {
 	// max_lifetime (also counted in Dials).
 	Replacements int64 `json:"replacement_dials"`
 	// DialWaits counts requests that found no connection able to take their stream and
-	// waited for one being dialed (a cold pool's burst, or a replacement not ready in time).
+	// waited for one being dialed that could (a cold pool's burst, or a replacement not
+	// ready in time). SlotWaits counts those that waited for a stream slot instead: every
+	// connection full at MaxConns, and no dial on its way for them (burst.go). A request
+	// counts once in each at most.
 	DialWaits int64 `json:"dial_waits"`
+	SlotWaits int64 `json:"slot_waits"`
 }
 
 // ConnInfo describes an open connection.

@@ -11,8 +11,9 @@ import (
 // backend sends (the ClientConn's read loop is its only reader) for the facts the library
 // keeps to itself but the pool needs for its records and its learning: that a GOAWAY came,
 // with which code and last-stream-id, how many streams were refused, when a byte was last
-// read, and when the backend closed the connection. It parses 9-byte frame headers and skips
-// payloads; only a GOAWAY's first 8 payload bytes and an RST_STREAM's code are kept.
+// read, when the backend closed the connection, and the MAX_CONCURRENT_STREAMS of its latest
+// SETTINGS. It parses 9-byte frame headers and skips payloads; only a GOAWAY's first 8
+// payload bytes, an RST_STREAM's code and a SETTINGS frame's entries are looked at.
 type sniffConn struct {
 	net.Conn
 
@@ -29,6 +30,11 @@ type sniffConn struct {
 	// ClientConn applies it just after), or when the read side fails.
 	settings     chan struct{}
 	settingsDone bool // reader goroutine only
+	// maxStreams is SETTINGS_MAX_CONCURRENT_STREAMS as the backend's latest SETTINGS frame
+	// that carried it set it (-1: none did yet). A backend may lower it at any time; the
+	// ClientConn applies it just after (it admits streams by it), and the pool's estimate
+	// of what a connection takes (burst.go) follows it from here.
+	maxStreams atomic.Int64
 
 	// Parser state; only the reading goroutine touches it.
 	hdr     [9]byte
@@ -38,6 +44,11 @@ type sniffConn struct {
 	keep    [8]byte // the kept payload prefix (GOAWAY, RST_STREAM)
 	keepN   int
 	keepFor int // how many payload bytes to keep for the current frame
+	// A SETTINGS frame's entries (6 bytes each) as they come; entries: the current frame
+	// is a SETTINGS frame that is not an ACK.
+	entries bool
+	entry   [6]byte
+	entryN  int
 }
 
 // Frame types and codes the sniffer looks at (RFC 9113 §6.4, §6.8, §7).
@@ -46,10 +57,14 @@ const (
 	frameSettings     = 0x4
 	frameGoAway       = 0x7
 	codeRefusedStream = 0x7
+	flagAck           = 0x1
+
+	settingMaxConcurrentStreams = 0x3
 )
 
 func newSniffConn(c net.Conn) *sniffConn {
 	s := &sniffConn{Conn: c, settings: make(chan struct{})}
+	s.maxStreams.Store(-1)
 	s.lastRead.Store(time.Now().UnixNano())
 	return s
 }
@@ -80,6 +95,7 @@ func (s *sniffConn) feed(b []byte) {
 			s.left = uint32(s.hdr[0])<<16 | uint32(s.hdr[1])<<8 | uint32(s.hdr[2])
 			s.ftype = s.hdr[3]
 			s.keepN, s.keepFor = 0, 0
+			s.entries, s.entryN = s.ftype == frameSettings && s.hdr[4]&flagAck == 0, 0
 			switch s.ftype {
 			case frameGoAway:
 				s.keepFor = 8
@@ -94,6 +110,9 @@ func (s *sniffConn) feed(b []byte) {
 		k := min(uint32(len(b)), s.left)
 		if s.keepN < s.keepFor {
 			s.keepN += copy(s.keep[s.keepN:s.keepFor], b[:k])
+		}
+		if s.entries {
+			s.settingEntries(b[:k])
 		}
 		s.left -= k
 		b = b[k:]
@@ -121,6 +140,23 @@ func (s *sniffConn) frameDone() {
 			s.refused.Add(1)
 		} else {
 			s.resets.Add(1)
+		}
+	}
+}
+
+// settingEntries reads a SETTINGS frame's entries in b (continuing where the last call
+// stopped) and keeps the MAX_CONCURRENT_STREAMS one.
+func (s *sniffConn) settingEntries(b []byte) {
+	for len(b) > 0 {
+		k := copy(s.entry[s.entryN:], b)
+		s.entryN += k
+		b = b[k:]
+		if s.entryN < len(s.entry) {
+			return
+		}
+		s.entryN = 0
+		if binary.BigEndian.Uint16(s.entry[:2]) == settingMaxConcurrentStreams {
+			s.maxStreams.Store(int64(binary.BigEndian.Uint32(s.entry[2:])))
 		}
 	}
 }

@@ -17,6 +17,7 @@ const (
 	nameH2UpPings       = "sluice_upstream_h2_pings_total"
 	nameH2UpReplace     = "sluice_upstream_h2_replacement_dials_total"
 	nameH2UpDraining    = "sluice_upstream_h2_draining_connections"
+	nameH2UpWaits       = "sluice_upstream_h2_waits_total"
 	// Protocol auto: the target's ALPN answer.
 	nameUpNegotiated      = "sluice_upstream_negotiated_protocol"
 	nameUpProtocolChanges = "sluice_upstream_protocol_changes_total"
@@ -44,7 +45,10 @@ var (
 		"HTTP/2 connections to the target dialed ahead to replace one retiring at keepalive.max_requests or max_lifetime.", poolLabels, nil)
 	descH2Draining = prometheus.NewDesc(nameH2UpDraining,
 		"Open HTTP/2 connections to the target that take no new streams (retiring at keepalive.max_requests or max_lifetime, or after a GOAWAY) and stay open for their streams in flight; up to h2.max_draining of them do not count against h2.max_conns.", poolLabels, nil)
-	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges, descH2Replace, descH2Draining}
+	descH2Waits = prometheus.NewDesc(nameH2UpWaits,
+		"Requests that found no HTTP/2 connection to the target able to take their stream and waited, by what for: dial (a connection being dialed that could take it) or slot (a stream slot, every connection full at h2.max_conns). A request counts once per kind at most.",
+		append(poolLabels, "for"), nil)
+	h2Descs = []*prometheus.Desc{descH2Conns, descH2Streams, descH2Unprocessed, descH2Closed, descH2Pings, descNegotiated, descProtocolChanges, descH2Replace, descH2Draining, descH2Waits}
 )
 
 // collectH2 emits the metrics of tp's HTTP/2 pool.
@@ -59,6 +63,8 @@ func collectH2(ch chan<- prometheus.Metric, tp *TargetPool) {
 	emit(descH2Draining, prometheus.GaugeValue, float64(s.Draining))
 	emit(descH2Streams, prometheus.CounterValue, float64(k.Streams))
 	emit(descH2Unprocessed, prometheus.CounterValue, float64(k.Unprocessed))
+	emit(descH2Waits, prometheus.CounterValue, float64(k.DialWaits), "dial")
+	emit(descH2Waits, prometheus.CounterValue, float64(k.SlotWaits), "slot")
 	if s.MaxRequests > 0 || s.MaxLifetime > 0 {
 		emit(descH2Replace, prometheus.CounterValue, float64(k.Replacements))
 	}

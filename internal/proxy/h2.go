@@ -53,8 +53,13 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	// The head wait is bounded by the try timeout, the whole attempt by grpc-timeout.
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{fwd: fwd, done: make(chan struct{})}}
+	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{p: p, fwd: fwd, done: make(chan struct{})}}
 	a, body := &try.a, &try.body
+	defer func() { // the client's trailer fields not forwarded (h2trailers.go), whatever came of the attempt
+		if n := body.dropped.Load(); n > 0 {
+			fwd.rec.DroppedRequestTrailers = int(n)
+		}
+	}()
 	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
@@ -73,6 +78,9 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	defer tm.Stop()
 	if fwd.hasBody() {
 		req.Body = body
+		if fwd.web == webNone {
+			requestTrailers(req, body) // h2trailers.go
+		}
 	} else {
 		body.finish()
 	}
@@ -333,6 +341,12 @@ type h2Body struct {
 	failed atomic.Pointer[bodyFailure]
 	done   chan struct{}
 	once   sync.Once
+	// trailer is the request's Trailer map, filled from the client's trailer section when
+	// its body ends (nil: the request sends none; h2trailers.go); p drops what may not go.
+	trailer http.Header
+	p       *Proxy
+	// dropped counts the client's trailer fields not forwarded (read after the attempt).
+	dropped atomic.Int32
 }
 
 // bodyFailure is how the client's body failed (h2Body.failed).
@@ -369,6 +383,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	b.taken = true
 	n, err := f.ds.ReadBody(p)
 	if err == io.EOF {
+		b.fillTrailer()
 		b.finish()
 	} else if err != nil {
 		b.setErr(err)

@@ -98,38 +98,61 @@ func TestH2OwnFreePingsBounded(t *testing.T) {
 }
 
 // TestH2OwnPingPerAnswerFree: a client that sends a PING after each answer it reads (grpc-go's
-// BDP estimator does, one per unary call) is not cut at max_control_frames_per_second, also
-// when each answer is the connection's only stream and its handler's end writes it straight
-// to the socket (endOwn's direct write).
+// BDP estimator does, one per unary call) is not cut at max_control_frames_per_second, both
+// when an answer is handed to the connection's writer and when, as the connection's only
+// stream with nothing else to send, its handler's end writes it straight to the socket
+// (endOwn's direct write). The second is made the usual case by a client that waits for each
+// PING's ACK before its next request: the writer is then idle and nothing is queued. (Without
+// that wait, the ACK of the previous PING is usually still queued or being written, and the
+// answers take the hand-off: the direct write's own mark went untested.)
 func TestH2OwnPingPerAnswerFree(t *testing.T) {
-	addr := startH2CWith(t, workerHandler{}, func(st *Settings) { st.H2.MaxControlPerSecond = 10 })
-	r := dialRaw(t, addr)
-	const calls = 60
-	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	acks := 0
-	for i := range calls {
-		id := uint32(2*i + 1)
-		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block("GET", "/ok"), EndStream: true, EndHeaders: true})
-		for ended := false; !ended; {
-			f, err := r.fr.ReadFrame()
-			if err != nil {
-				t.Fatalf("call %d: %v", i, err)
-			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					r.fr.WriteSettingsAck()
+	for _, tc := range []struct {
+		name     string
+		awaitAck bool
+	}{{"next request at once", false}, {"next request after the ACK (direct write)", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startH2CWith(t, workerHandler{}, func(st *Settings) { st.H2.MaxControlPerSecond = 10 })
+			r := dialRaw(t, addr)
+			const calls = 60
+			r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			acks := 0
+			// readUntil reads frames until done says the one awaited came; a GOAWAY fails.
+			readUntil := func(i int, done func(http2.Frame) bool) {
+				for {
+					f, err := r.fr.ReadFrame()
+					if err != nil {
+						t.Fatalf("call %d: %v", i, err)
+					}
+					switch f := f.(type) {
+					case *http2.SettingsFrame:
+						if !f.IsAck() {
+							r.fr.WriteSettingsAck()
+						}
+					case *http2.PingFrame:
+						acks++
+					case *http2.GoAwayFrame:
+						t.Fatalf("call %d: GOAWAY %v after %d PINGs, one per answer; want none", i, f.ErrCode, acks)
+					}
+					if done(f) {
+						return
+					}
 				}
-			case *http2.PingFrame:
-				acks++
-			case *http2.GoAwayFrame:
-				t.Fatalf("call %d: GOAWAY %v after %d PINGs, one per answer; want none", i, f.ErrCode, acks)
-			case *http2.DataFrame:
-				ended = f.StreamEnded() && f.StreamID == id
-			case *http2.MetaHeadersFrame:
-				ended = f.StreamEnded() && f.StreamID == id
 			}
-		}
-		r.fr.WritePing(false, [8]byte{byte(i)})
+			for i := range calls {
+				id := uint32(2*i + 1)
+				r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block("GET", "/ok"), EndStream: true, EndHeaders: true})
+				readUntil(i, func(f http2.Frame) bool {
+					h := f.Header()
+					return (h.Type == http2.FrameData || h.Type == http2.FrameHeaders) && h.StreamID == id && h.Flags.Has(http2.FlagDataEndStream)
+				})
+				r.fr.WritePing(false, [8]byte{byte(i)})
+				if tc.awaitAck {
+					readUntil(i, func(f http2.Frame) bool {
+						p, ok := f.(*http2.PingFrame)
+						return ok && p.IsAck() && p.Data[0] == byte(i)
+					})
+				}
+			}
+		})
 	}
 }

@@ -30,6 +30,11 @@ import (
 type BackendOptions struct {
 	// IdleClose closes (FIN) a connection idle this long. 0 = never.
 	IdleClose time.Duration
+	// IdleFromArrival starts IdleClose's timer (and RaceWindow's) when a request arrives
+	// rather than when its response has been written, as a server whose one deadline
+	// covers a request and the wait for the next does: a connection whose last request
+	// took long (Delay) is closed that much younger in idle terms.
+	IdleFromArrival bool
 	// Advertise, if > 0, adds "Keep-Alive: timeout=<Advertise>" (seconds) to responses.
 	Advertise int
 	// AdvertiseMax, if > 0, adds "max=<remaining>" to the Keep-Alive header, counting down
@@ -265,7 +270,8 @@ func (b *Backend) forget(c net.Conn) {
 	b.mu.Unlock()
 }
 
-// handle serves one connection. Its idle timer starts when a response has been written.
+// handle serves one connection. Its idle timer starts when a response has been written, or
+// with IdleFromArrival when the request before arrived.
 func (b *Backend) handle(raw net.Conn) {
 	defer b.wg.Done()
 	defer b.forget(raw)
@@ -279,8 +285,12 @@ func (b *Backend) handle(raw net.Conn) {
 	}
 	br := bufio.NewReader(c)
 	bw := bufio.NewWriter(c)
+	var arrived time.Time
 	for n := 1; ; n++ {
 		idleSince := time.Now()
+		if b.opts.IdleFromArrival && !arrived.IsZero() {
+			idleSince = arrived
+		}
 		if b.opts.IdleClose > 0 {
 			_ = c.SetReadDeadline(idleSince.Add(b.opts.IdleClose))
 		}
@@ -291,6 +301,7 @@ func (b *Backend) handle(raw net.Conn) {
 		if b.crash() {
 			return
 		}
+		arrived = time.Now()
 		idle := time.Since(idleSince)
 		// Only a request after a response can race the idle timer (which starts at the
 		// response): a fresh conn's first request that a loaded machine delays is no race.

@@ -45,6 +45,12 @@ type RacyH2Options struct {
 	Silent *atomic.Bool
 	// PingDelay: PINGs are answered this late (the backend is busy, not gone).
 	PingDelay time.Duration
+	// LowerMaxStreams: when a connection's first stream arrives, it sends a second SETTINGS
+	// frame lowering MAX_CONCURRENT_STREAMS to this (0: never), as a server shedding load
+	// does. Then each limit (MaxConcurrentStreams, then this) is enforced once the client
+	// acknowledged it: a stream opened while the limit's worth are open is refused
+	// (REFUSED_STREAM) and counted in OverLimit.
+	LowerMaxStreams uint32
 }
 
 // RacyH2 is an HTTP/2 backend written at the frame level (x/net http2.Framer) for the
@@ -63,6 +69,8 @@ type RacyH2 struct {
 	Accepted, GoAways, Refused, Unprocessed, IdleCloses, HPACKErrors, BadBodies, Pings atomic.Int64
 	// PeakStreams is the most streams one connection had open at once.
 	PeakStreams atomic.Int64
+	// OverLimit counts the streams opened beyond an acknowledged MAX_CONCURRENT_STREAMS.
+	OverLimit atomic.Int64
 }
 
 // NewRacyH2 starts a RacyH2 on 127.0.0.1 (port 0).
@@ -153,6 +161,10 @@ type h2conn struct {
 	last    uint32 // GOAWAY's last-stream-id, once sent
 	sent    bool
 	closed  bool
+	// acks counts the client's SETTINGS ACKs; limit is the MAX_CONCURRENT_STREAMS it
+	// acknowledged last (0: none).
+	acks  int
+	limit uint32
 }
 
 func (b *RacyH2) handle(c net.Conn, first bool) {
@@ -227,7 +239,19 @@ func (hc *h2conn) frame(f http2.Frame) {
 	case *http2.SettingsFrame:
 		if !f.IsAck() {
 			hc.write(hc.fr.WriteSettingsAck)
+			return
 		}
+		if hc.b.o.LowerMaxStreams == 0 {
+			return // limits are enforced only with LowerMaxStreams
+		}
+		hc.mu.Lock()
+		// The ACKs come in the order of the SETTINGS: the first is for the initial one.
+		if hc.acks++; hc.acks == 1 {
+			hc.limit = hc.b.o.MaxConcurrentStreams
+		} else {
+			hc.limit = hc.b.o.LowerMaxStreams
+		}
+		hc.mu.Unlock()
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			hc.b.Pings.Add(1)
@@ -280,6 +304,16 @@ func (hc *h2conn) headers(f *http2.MetaHeadersFrame) {
 		if h.Name == "x-test-id" {
 			s.id = h.Value
 		}
+	}
+	if hc.limit > 0 && hc.live >= int(hc.limit) {
+		hc.b.OverLimit.Add(1)
+		hc.write(func() error { return hc.fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream) })
+		return
+	}
+	if hc.n == 1 && hc.b.o.LowerMaxStreams > 0 {
+		hc.write(func() error {
+			return hc.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: hc.b.o.LowerMaxStreams})
+		})
 	}
 	hc.streams[f.StreamID] = s
 	hc.open++
