@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/h2.sh: HTTP/2 over TLS downstream side by side (docs/benchmarks.md, "HTTP/2").
 #
-#   bash bench/h2.sh [-rounds 3] [-duration 6] [-only "sluice nginx"]
+#   bash bench/h2.sh [-rounds 3] [-duration 6] [-only "sluice nginx"] [-modes "streams conns"] [-base REV]
 #
 # One plain Go backend (bench/backend, 300-byte bodies, HTTP/1.1) behind sluice
 # (protocols: [http1, h2]), nginx (listen ... ssl http2) and HAProxy (alpn h2,http/1.1), each
@@ -13,14 +13,22 @@
 # Reported: medians of requests/s, of the p99 request time (from h2load's per-request log)
 # and of the CPU time per request (utime+stime of the proxy's processes), with ratios to
 # nginx, and the spread of requests/s. Only processes started here are stopped.
+# -base REV also runs "sluice-base", Sluice built from git revision REV with the same config,
+# in the same rotation: a change's effect is then read from the per-round ratios sluice /
+# sluice-base printed at the end (the same round is the same minute of a shared machine's
+# load), and -base HEAD is an A/A run that shows the noise floor of those ratios. Each run's
+# line also has p50 and p99.9 and the load average; the p99 of a saturated 2-core machine
+# moves with what else runs (docs/design.md, "HTTP/2 streams mode: where the p99 comes from").
 set -euo pipefail
 
-ROUNDS=3 DURATION=6 ONLY=""
+ROUNDS=3 DURATION=6 ONLY="" BASE="" MODES="streams conns"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
 	-duration) DURATION=$2; shift ;;
 	-only) ONLY=$2; shift ;;
+	-base) BASE=$2; shift ;;
+	-modes) MODES=$2; shift ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "h2.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -38,6 +46,12 @@ PORT_LO=${PORT_LO:-20000} PORT_SPAN=${PORT_SPAN:-1000} # override to stay in a p
 have h2load || { log "h2load is needed (apt-get install nghttp2-client)"; exit 1; }
 log "building sluice and the backend into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend)
+if [ -n "$BASE" ]; then
+	log "building sluice-base from $BASE"
+	mkdir -p "$TMP/base"
+	(cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
+	(cd "$TMP/base" && go build -buildvcs=false -o "$TMP/bin/sluice-base" ./cmd/sluice)
+fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -nodes -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
@@ -52,7 +66,7 @@ start() { # name port
 	PORT[$name]=$port
 	mkdir -p "$dir"; chmod 755 "$dir"
 	case "$name" in
-	sluice)
+	sluice | sluice-base)
 		cat >"$dir/sluice.yaml" <<-EOF
 			listeners:
 			  - address: 127.0.0.1:$port
@@ -64,7 +78,7 @@ start() { # name port
 			log: {level: warn, access: "off"}
 			admin: {enabled: false}
 		EOF
-		"$TMP/bin/sluice" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
+		"$TMP/bin/$name" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
 	nginx)
 		local user=""
 		[ "$(id -u)" = 0 ] && user="user root;"
@@ -116,15 +130,17 @@ start() { # name port
 }
 
 proxies=()
-for p in sluice nginx haproxy; do
-	[ -n "$ONLY" ] && [[ " $ONLY " != *" $p "* ]] && continue
-	if [ "$p" != sluice ] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
+all=(sluice nginx haproxy)
+[ -n "$BASE" ] && all=(sluice sluice-base nginx haproxy)
+for p in "${all[@]}"; do
+	[ -n "$ONLY" ] && [ "$p" != sluice-base ] && [[ " $ONLY " != *" $p "* ]] && continue
+	if [[ $p != sluice* ]] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
 	start "$p" "$(free_port)" && proxies+=("$p")
 done
 
 TICK=$(getconf CLK_TCK)
 
-# run proxy mode: prints "requests rps p99_ms cpu_us_per_request"
+# run proxy mode: prints "requests rps p99_ms cpu_us_per_request p50_ms p999_ms load"
 run() {
 	local p=$1 mode=$2 url="https://localhost:${PORT[$1]}/" out rps req p99 flags before after
 	case "$mode" in
@@ -140,13 +156,15 @@ run() {
 	req=$(awk '/^requests:/{print $8}' <<<"$out")
 	grep -q ', 0 failed, 0 errored' <<<"$out" || log "$p $mode: h2load saw failures: $(grep '^requests:' <<<"$out")"
 	# The log's third column is each request's time in microseconds.
-	p99=$(awk '{print $3}' "$TMP/req.log" | sort -n | awk '{a[NR]=$1} END{ if (NR) printf "%.2f", a[int(NR*0.99)]/1000; else print 0 }')
+	read -r p50 p99 p999 < <(awk '{print $3}' "$TMP/req.log" | sort -n |
+		awk '{a[NR]=$1} END{ if (NR) printf "%.2f %.2f %.2f\n", a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, a[int(NR*0.999)]/1000; else print "0 0 0" }')
 	awk -v r="${req:-0}" -v s="${rps:-0}" -v q="$p99" -v t=$((after - before)) -v hz="$TICK" \
-		'BEGIN{ printf "%d\t%.0f\t%s\t%.1f\n", r, s, q, (r>0 ? t/hz*1e6/r : 0) }'
+		-v m="$p50" -v x="$p999" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
+		'BEGIN{ printf "%d\t%.0f\t%s\t%.1f\t%s\t%s\t%s\n", r, s, q, (r>0 ? t/hz*1e6/r : 0), m, x, l }'
 }
 
 results="$TMP/results.tsv"
-for mode in streams conns; do
+for mode in $MODES; do
 	for r in $(seq 1 "$ROUNDS"); do
 		n=${#proxies[@]}
 		for i in $(seq 0 $((n - 1))); do
@@ -161,7 +179,7 @@ done
 echo
 echo "HTTP/2 over TLS: medians over $ROUNDS rounds x ${DURATION}s (streams: h2load -c4 -m32; conns: h2load -c64 -m1)"
 printf 'mode\tproxy\trps\trps_vs_nginx\tp99_ms\tp99_vs_nginx\tcpu_us_req\tcpu_vs_nginx\trps_min\trps_max\n'
-for mode in streams conns; do
+for mode in $MODES; do
 	nrps=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $5}' "$results" | median)
 	np99=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $6}' "$results" | median)
 	ncpu=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $7}' "$results" | median)
@@ -175,3 +193,12 @@ for mode in streams conns; do
 			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.2f\t%s\t%.1f\t%s\t%.0f\t%.0f\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), q, (nq>0? sprintf("%.2f", q/nq) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-"), lo, hi }'
 	done
 done
+
+[ -n "$BASE" ] || exit 0
+echo
+echo "sluice / sluice-base ($BASE) per round (same round, minutes apart at most), with nginx's p99 for scale"
+printf 'mode\tround\trps_ratio\tp50_ratio\tp99_ratio\tp999_ratio\tcpu_ratio\tload\tnginx_p99_ms\n'
+awk -F'\t' '{ k=$1 "\t" $2; v[k, $3]=$0 } $3=="sluice"{ ks[++n]=k }
+	END{ for (i=1; i<=n; i++) { k=ks[i]; if (!((k, "sluice-base") in v)) continue
+		split(v[k, "sluice"], a, "\t"); split(v[k, "sluice-base"], b, "\t"); split(v[k, "nginx"], g, "\t")
+		printf "%s\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\n", k, a[5]/b[5], a[8]/b[8], a[6]/b[6], a[9]/b[9], a[7]/b[7], a[10], (g[6]=="" ? "-" : g[6]) } }' "$results"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"testing"
@@ -229,12 +230,15 @@ func BenchmarkH2ProxyParallel(b *testing.B) {
 
 // BenchmarkH2ProxyStreams: the streams mode of bench/h2.sh in process (h2c): four
 // connections with 32 streams open on each, a new request as soon as one ends, with the
-// process's CPU time per request as in BenchmarkH2ProxyParallel.
+// process's CPU time per request as in BenchmarkH2ProxyParallel, and the time goroutines
+// spent blocked on contended locks per request (lockwait-us/op, summed over goroutines;
+// most of it is the upstream pool's lock: docs/design.md, "HTTP/2 streams mode: where the
+// p99 comes from").
 func BenchmarkH2ProxyStreams(b *testing.B) {
 	addr := benchGateway(b, h2BenchConfig(rawBackend(b)), true)
 	b.ReportAllocs()
 	b.SetParallelism(max(1, 4/runtime.GOMAXPROCS(0)))
-	start := processCPU()
+	start, wait := processCPU(), lockWait()
 	b.RunParallel(func(pb *testing.PB) {
 		c := dialH2Raw(b, addr, "/svc19/items")
 		if err := c.pipeline(32, pb.Next); err != nil {
@@ -242,6 +246,18 @@ func BenchmarkH2ProxyStreams(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64((processCPU()-start).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric((lockWait()-wait)*1e6/float64(b.N), "lockwait-us/op")
+}
+
+// lockWait is the time, in seconds summed over goroutines, that the process's goroutines
+// spent blocked on contended sync.Mutex and RWMutex locks so far.
+func lockWait() float64 {
+	s := []metrics.Sample{{Name: "/sync/mutex/wait/total:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 {
+		return 0
+	}
+	return s[0].Value.Float64()
 }
 
 // processCPU is the user and system CPU time the process used so far.

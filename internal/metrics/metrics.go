@@ -9,6 +9,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +120,17 @@ type Metrics struct {
 
 type routeKey struct{ route, upstream string }
 
+// goSchedMetrics are the Go runtime metrics exposed beside the client's defaults: how long
+// goroutines waited runnable before they ran (go_sched_latencies_seconds) and how long they
+// waited for contended locks (go_sync_mutex_wait_total_seconds_total). Under HTTP/2 with many
+// streams per connection these two, not the GC, were where a request's tail went on a busy
+// machine (docs/design.md, "HTTP/2 streams mode: where the p99 comes from"); both are read
+// only at scrape time.
+var goSchedMetrics = []collectors.GoRuntimeMetricsRule{
+	{Matcher: regexp.MustCompile(`^/sched/latencies:seconds$`)},
+	{Matcher: regexp.MustCompile(`^/sync/mutex/wait/total:seconds$`)},
+}
+
 // New returns Metrics on a new registry. pools is called at every scrape for the pool
 // metrics (nil: none); it must be safe to call concurrently with requests.
 func New(pools PoolSource) *Metrics {
@@ -200,7 +212,8 @@ func New(pools PoolSource) *Metrics {
 	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.acmeEvents, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(goSchedMetrics...)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if pools != nil {
 		m.reg.MustRegister(&poolCollector{pools: pools})
 	}

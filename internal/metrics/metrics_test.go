@@ -74,7 +74,8 @@ func TestPromlint(t *testing.T) {
 		namePoolLearnedIdle, namePoolProvisional, namePoolEffectiveIdle, namePoolReuseFactor, namePoolWaiting,
 		namePoolQueueWaits, namePoolQueueFull, namePoolQueueTimeouts, namePoolDialErrors, namePoolInFlight,
 		namePoolTLSHandshakes, namePoolTLSErrors, nameH2UpConns, nameH2UpStreams, nameH2UpUnprocessed,
-		nameH2UpClosed, nameH2UpPings, nameUpNegotiated, nameUpProtocolChanges} {
+		nameH2UpClosed, nameH2UpPings, nameUpNegotiated, nameUpProtocolChanges,
+		"go_sched_latencies_seconds", "go_sync_mutex_wait_total_seconds_total"} {
 		if !strings.Contains(rec.Body.String(), "\n# TYPE "+name+" ") {
 			t.Errorf("%s missing from the exposition", name)
 		}
