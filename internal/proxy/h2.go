@@ -417,6 +417,11 @@ func (b *h2Body) fail(err error) {
 
 func (b *h2Body) Close() error { b.finish(); return nil }
 
+// Held reports whether the whole body is held in memory, so that reading it to its end does
+// not wait for the client: the HTTP/2 client then sends it in the write of the request's
+// HEADERS (h2pool, client.go).
+func (b *h2Body) Held() bool { return b.fwd.preEOF }
+
 // grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": digits and a unit
 // of H, M, S, m, u, n).
 func grpcTimeout(h *h1.Header) (time.Duration, bool) {
