@@ -199,7 +199,6 @@ type Attempt struct {
 	// re-send of a request whose streams were not processed on pooled ones).
 	Fresh bool
 
-	calls int
 	c     *conn
 }
 
