@@ -28,10 +28,9 @@ func (cc *clientConn) readLoop() {
 		cc.failStreamsLocked(fmt.Errorf("%w: %w", errConnLost, err))
 	}
 	first := !cc.seenSettings
-	cc.seenSettings = true
 	cc.mu.Unlock()
 	close(cc.readDone)
-	if first {
+	if first { // no SETTINGS will come: the waiters find the connection closed
 		close(cc.settled)
 	}
 	cc.nc.Close()
