@@ -55,6 +55,18 @@ func newClientTestPool(t *testing.T, h http.HandlerFunc, writes *atomic.Int64) *
 	return newPool(t, addr, o)
 }
 
+// roundTrip sends req through p; the stream's Done comes at the test's end.
+func roundTrip(t *testing.T, p *Pool, req *http.Request) *http.Response {
+	t.Helper()
+	a := new(Attempt)
+	resp, err := p.RoundTrip(req, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Done(a) })
+	return resp
+}
+
 // TestClientOneWriteForSmallBody: a request whose small body is held goes out in one write
 // (HEADERS and DATA with END_STREAM), and its response's trailers come with the body's end.
 func TestClientOneWriteForSmallBody(t *testing.T) {
@@ -68,12 +80,7 @@ func TestClientOneWriteForSmallBody(t *testing.T) {
 	call := func(body string) (string, http.Header) {
 		req, _ := http.NewRequest("POST", "http://"+p.Addr()+"/unary", nil)
 		req.Body, req.ContentLength = heldBody{strings.NewReader(body)}, int64(len(body))
-		var a Attempt
-		resp, err := p.RoundTrip(req, &a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Done(&a)
+		resp := roundTrip(t, p, req)
 		defer resp.Body.Close()
 		got, err := io.ReadAll(resp.Body)
 		if err != nil {
@@ -117,12 +124,7 @@ func TestClientStreamsBothWays(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", "http://"+p.Addr()+"/stream", pr)
 	req.ContentLength = -1
-	var a Attempt
-	resp, err := p.RoundTrip(req, &a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Done(&a)
+	resp := roundTrip(t, p, req)
 	defer resp.Body.Close()
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil || n != 10<<20 || resp.Header.Get("X-Got") != itoa(2<<20) {
@@ -149,12 +151,7 @@ func TestClientCancelResets(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+p.Addr()+"/slow", nil)
-	var a Attempt
-	resp, err := p.RoundTrip(req, &a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Done(&a)
+	resp := roundTrip(t, p, req)
 	defer resp.Body.Close()
 	buf := make([]byte, 5)
 	if _, err := io.ReadFull(resp.Body, buf); err != nil {

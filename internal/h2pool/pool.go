@@ -199,7 +199,7 @@ type Attempt struct {
 	// re-send of a request whose streams were not processed on pooled ones).
 	Fresh bool
 
-	c     *conn
+	c *conn
 }
 
 type attemptKey struct{}
