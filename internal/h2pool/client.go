@@ -23,6 +23,7 @@ package h2pool
 // it) fails with ErrUnprocessed.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -129,7 +130,9 @@ func newClientConn(nc net.Conn, onDead func()) (*clientConn, error) {
 	}
 	cc.cond.L = &cc.mu
 	cc.henc = hpack.NewEncoder(&cc.hbuf)
-	cc.fr = http2.NewFramer(nil, nc)
+	// Buffered: the Framer reads a frame's header and payload separately, a syscall each
+	// on the bare socket (a unary call's three response frames took six reads).
+	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = maxHeaderListSize
 	cc.fr.SetReuseFrames()
@@ -328,7 +331,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	endWithHeaders := body == nil || heldEOF && len(held) == 0
 	inline := body == nil || heldEOF && len(held) <= 16384
 	err := cc.startStream(cs, endWithHeaders, inline, held)
-	if heldBuf != nil && (err != nil || cs.inlineSent) {
+	if heldBuf != nil && (err != nil || cs.inlineSent || endWithHeaders) {
 		*heldBuf = held[:0]
 		heldBufs.Put(heldBuf)
 		heldBuf = nil
