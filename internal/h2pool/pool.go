@@ -202,14 +202,6 @@ type Attempt struct {
 	c *conn
 }
 
-type attemptKey struct{}
-
-// AttemptContext returns ctx carrying a. The pool no longer needs it (its own client
-// connection takes the attempt directly); it is kept for callers built with it.
-func AttemptContext(ctx context.Context, a *Attempt) context.Context {
-	return context.WithValue(ctx, attemptKey{}, a)
-}
-
 // RoundTrip sends req on one of the pool's connections and returns the response once its
 // head arrived; the body streams on (close it, then call Done). req.URL must be absolute
 // (scheme "https" or "http", any host: the pool dials its own address). A stream the

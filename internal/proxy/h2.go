@@ -55,7 +55,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	defer cancel(nil)
 	try := &h2Try{a: h2pool.Attempt{Fresh: r.fresh}, body: h2Body{fwd: fwd, done: make(chan struct{})}}
 	a, body := &try.a, &try.body
-	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
+	req, err := fwd.h2Request(actx, t) // h2head.go
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 	}
