@@ -341,6 +341,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if body != nil && !cs.inlineSent && !endWithHeaders {
+		cs.wdone = make(chan struct{})
 		go cs.writeBody(body, held, heldEOF, heldBuf)
 	} else if body != nil {
 		body.Close()

@@ -22,6 +22,10 @@ type clientStream struct {
 	head    chan struct{} // closed when resp or headErr is set
 	ready   chan struct{} // one token: data, the end or an error came for the body reader
 	stopCtx func() bool   // the request context's AfterFunc (caller's goroutine only)
+	// wdone is closed when writeBody ended (nil without one): Close waits for it, so that
+	// no read of the request body is in progress once the response body was closed (the
+	// proxy's downstream stream is released then), as x/net's Close did.
+	wdone chan struct{}
 
 	resp       *http.Response
 	headErr    error
@@ -195,6 +199,12 @@ func (cs *clientStream) Close() error {
 		cs.stopCtx()
 	}
 	cs.sendReset(rst, http2.ErrCodeCancel)
+	if cs.wdone != nil {
+		select {
+		case <-cs.wdone:
+		case <-cs.req.Context().Done(): // the read in progress ends with the request
+		}
+	}
 	return nil
 }
 
@@ -202,6 +212,7 @@ func (cs *clientStream) Close() error {
 // the whole body when firstEOF), then the rest read from body. It is the one goroutine a
 // stream may have, for a body that streams from the client.
 func (cs *clientStream) writeBody(body io.ReadCloser, first []byte, firstEOF bool, buf *[]byte) {
+	defer close(cs.wdone)
 	defer body.Close()
 	if buf == nil {
 		buf = heldBufs.Get().(*[]byte)
