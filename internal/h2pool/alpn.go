@@ -1,6 +1,3 @@
-// x/net/http2's client is deprecated in favour of net/http's (golang/go#67810): see pool.go.
-//lint:file-ignore SA1019 the pool needs x/net's ClientConn (Ping, State, ReserveNewRequest)
-
 package h2pool
 
 // Protocol auto: the target's ALPN answer decides between HTTP/2 and HTTP/1.1.
@@ -136,16 +133,17 @@ func (p *Pool) dialAuto(ctx context.Context) (*conn, error) {
 // or an h2c socket; on failure nc is closed.
 func (p *Pool) clientConn(nc net.Conn) (*conn, error) {
 	sc := newSniffConn(nc)
-	cc, err := p.tr.NewClientConn(sc)
-	if err != nil {
-		nc.Close()
-		return nil, reason.New(502, reason.ResetBeforeSend, p.addr, fmt.Errorf("HTTP/2 preface to %s: %w", p.addr, err))
-	}
 	p.mu.Lock()
 	p.nextID++
 	id := p.nextID
 	p.mu.Unlock()
-	c := &conn{id: id, cc: cc, sc: sc, created: time.Now()}
+	c := &conn{id: id, sc: sc, created: time.Now()}
 	c.idleSince.Store(c.created.UnixNano())
+	cc, err := newClientConn(sc, func() { p.markDead(c) })
+	if err != nil {
+		nc.Close()
+		return nil, reason.New(502, reason.ResetBeforeSend, p.addr, fmt.Errorf("HTTP/2 preface to %s: %w", p.addr, err))
+	}
+	c.cc = cc
 	return c, nil
 }

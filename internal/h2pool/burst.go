@@ -37,15 +37,15 @@ func (p *Pool) perConnLocked() int64 {
 }
 
 // streamLimit is c's SETTINGS_MAX_CONCURRENT_STREAMS as the backend's latest SETTINGS set
-// it (read by the sniffer, at least 1: a connection that takes none now is not
-// "unbounded"), or the library's default once settled without one; 0 before either. The
-// value the connection settled with is only the first: a backend may lower (or raise) it
-// later, and the library admits streams by the latest.
+// it (at least 1: a connection that takes none now is not "unbounded"), or the client's
+// default when its first SETTINGS named none; 0 before its first SETTINGS. The value the
+// connection settled with is only the first: a backend may lower (or raise) it later, and
+// the client admits streams by the latest (clientConn.limit).
 func (c *conn) streamLimit() int64 {
-	if m := c.sc.maxStreams.Load(); m >= 0 {
+	if m := c.cc.limit.Load(); m >= 0 {
 		return max(m, 1)
 	}
-	return int64(c.maxStreams.Load())
+	return 0
 }
 
 // coveredLocked reports whether the connections being dialed, and those dialed but

@@ -6,31 +6,28 @@
 //
 // # Codec
 //
-// The frames, HPACK, flow control and stream state are golang.org/x/net/http2's client
-// connection (http2.ClientConn); the pool owns the connections: it dials them (TCP, TLS with
-// ALPN h2), hands each to http2.Transport.NewClientConn, and is the Transport's
-// ClientConnPool, so that every stream goes on a connection it chose. The library honours
-// the peer's SETTINGS: MAX_CONCURRENT_STREAMS (ReserveNewRequest fails on a full connection,
-// and the pool then uses or opens another, up to Options.MaxConns), HEADER_TABLE_SIZE (the
-// encoder's dynamic table follows it), INITIAL_WINDOW_SIZE and MAX_FRAME_SIZE.
+// The frames, flow control and stream state are the pool's own client connection
+// (client.go, clientread.go, clientstream.go; issue #16), with x/net's Framer for reading
+// frames and its hpack package for header compression. It replaced x/net's
+// http2.ClientConn, which ran a goroutine per request, encoded through http.Header and
+// flushed HEADERS and DATA separately (docs/design.md "An own HTTP/2 client connection").
+// It honours the peer's SETTINGS: MAX_CONCURRENT_STREAMS (ReserveNewRequest fails on a full
+// connection, and the pool then uses or opens another, up to Options.MaxConns),
+// HEADER_TABLE_SIZE (the encoder's dynamic table follows it), INITIAL_WINDOW_SIZE,
+// MAX_FRAME_SIZE and MAX_HEADER_LIST_SIZE.
 //
 // # The facts, and how they are had
 //
-// x/net classifies a failed stream as unprocessed (canRetryError) when it was above a
-// GOAWAY's last-stream-id, refused with REFUSED_STREAM, or could not start on the
-// connection; its sentinel errors for two of those are unexported. Rather than match error
-// text, the pool lets the library act on its own classification and watches it do so: the
-// Transport retries exactly those streams, and to retry it first asks the request for a new
-// body (Request.GetBody, which the pool sets) or, with no body, asks the pool for another
-// connection (GetClientConn a second time for the same request). Either call is proof that
-// the stream was not processed; both end the attempt with ErrUnprocessed at once (no
-// library backoff, no hidden re-send), and the proxy's retry rules re-send it on another
-// connection with the body it holds.
+// The connection classifies a failed stream as unprocessed (ErrUnprocessed) when it was
+// above a GOAWAY's last-stream-id, refused with REFUSED_STREAM, or could not start on the
+// connection (closed, or a GOAWAY came, before its HEADERS were written). The attempt ends
+// with it at once (the pool never re-sends), and the proxy's retry rules re-send it on
+// another connection with the body it holds.
 //
-// What the library does not report at all, a connection wrapper (sniff.go) reads from the
-// frame headers the backend sends: a GOAWAY's code and last-stream-id, the REFUSED_STREAM
-// and other resets, when a byte was last read and when the backend closed. These feed the
-// life records, close reasons and idle-timeout learning.
+// A connection wrapper (sniff.go) reads from the frame headers the backend sends what the
+// records need: a GOAWAY's code and last-stream-id, the REFUSED_STREAM and other resets,
+// when a byte was last read and when the backend closed. These feed the life records,
+// close reasons and idle-timeout learning.
 //
 // # Liveness
 //

@@ -1,7 +1,3 @@
-// x/net/http2's client is deprecated in favour of net/http's (golang/go#67810), which has
-// no per-connection Ping, State or ClientConnPool: see doc.go and docs/design.md.
-//lint:file-ignore SA1019 the pool needs x/net's ClientConn (Ping, State, ReserveNewRequest)
-
 package h2pool
 
 import (
@@ -9,15 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"sluice/internal/reason"
 )
@@ -89,12 +82,10 @@ type Options struct {
 // DefaultReprobeInterval is Options.ReprobeInterval's default.
 const DefaultReprobeInterval = time.Second
 
-// Pool keeps the HTTP/2 connections to one target. It implements http2.ClientConnPool for
-// its own http2.Transport; see doc.go.
+// Pool keeps the HTTP/2 connections to one target and runs streams on them; see doc.go.
 type Pool struct {
 	addr string
 	opts Options
-	tr   *http2.Transport
 	log  *slog.Logger
 
 	mu       sync.Mutex
@@ -119,7 +110,7 @@ type Pool struct {
 // conn is one HTTP/2 connection of the pool.
 type conn struct {
 	id      uint64
-	cc      *http2.ClientConn
+	cc      *clientConn
 	sc      *sniffConn
 	created time.Time
 	streams atomic.Int64 // streams started on it
@@ -129,16 +120,14 @@ type conn struct {
 	active    atomic.Int64
 	idleSince atomic.Int64
 	gone      bool // retired (under Pool.mu)
-	dead      bool // taken out of service by the library (under Pool.mu)
+	dead      bool // takes no new streams: a GOAWAY came, or its read side ended (under Pool.mu)
 	// settled: the backend's SETTINGS (its MAX_CONCURRENT_STREAMS) have been applied.
-	// Until then the library would allow 100 streams; the pool puts one on the connection
+	// Until then the connection would allow 100 streams; the pool puts one on the connection
 	// and makes the other requests wait for the SETTINGS (up to settingsWait), so that a
 	// backend allowing fewer never sees more, and a burst on a cold pool does not dial a
 	// connection per request. noWait (under Pool.mu): that wait timed out once.
 	settled atomic.Bool
 	noWait  bool
-	// maxStreams is the backend's SETTINGS_MAX_CONCURRENT_STREAMS once settled (burst.go).
-	maxStreams atomic.Uint32
 	// Retiring at MaxRequests or MaxLifetime (retire.go), all under Pool.mu: given counts
 	// the streams reserved on it; retiring is the close reason once it takes no new
 	// streams; replaced says a replacement was dialed for it; spare that it is such a
@@ -157,13 +146,12 @@ type conn struct {
 // their own.
 const settingsWait = time.Second
 
-// isSettled says whether c's SETTINGS have been applied by the library.
+// isSettled says whether c's SETTINGS have been applied.
 func (c *conn) isSettled() bool {
 	if c.settled.Load() {
 		return true
 	}
-	if m := c.cc.State().MaxConcurrentStreams; m > 0 {
-		c.maxStreams.Store(m)
+	if c.cc.limit.Load() >= 0 {
 		c.settled.Store(true)
 		return true
 	}
@@ -180,14 +168,10 @@ func New(addr string, o Options, log *slog.Logger) *Pool {
 	}
 	if o.TLS != nil {
 		o.TLS = o.TLS.Clone()
-		o.TLS.NextProtos = []string{http2.NextProtoTLS}
+		o.TLS.NextProtos = []string{ALPNH2}
 	}
 	p := &Pool{addr: addr, opts: o, log: log.With("component", "h2pool", "target", addr),
 		wake: make(chan struct{}), stop: make(chan struct{}), closes: map[CloseReason]int64{}}
-	// The Transport only runs streams on the connections this pool gives it. It never
-	// compresses (a proxy passes Accept-Encoding and bodies through as they are), and runs
-	// no PINGs of its own: the pool sends them, so that it knows why a connection ended.
-	p.tr = &http2.Transport{ConnPool: p, AllowHTTP: true, DisableCompression: true}
 	go p.sweep()
 	return p
 }
@@ -212,32 +196,29 @@ type Attempt struct {
 	// re-send of a request whose streams were not processed on pooled ones).
 	Fresh bool
 
-	calls int
-	c     *conn
-}
-
-type attemptKey struct{}
-
-// AttemptContext returns ctx carrying a, for a request built with it: RoundTrip with that
-// a then uses the request as it is instead of copying it into a context of its own.
-func AttemptContext(ctx context.Context, a *Attempt) context.Context {
-	return context.WithValue(ctx, attemptKey{}, a)
+	c *conn
 }
 
 // RoundTrip sends req on one of the pool's connections and returns the response once its
 // head arrived; the body streams on (close it, then call Done). req.URL must be absolute
-// (scheme "https" or "http", any host: the pool dials its own address). The library's own
-// retry of unprocessed streams is cut short (see doc.go): such a failure comes back at once
-// as ErrUnprocessed, with a.Unprocessed set, for the caller's retry rules to act on.
+// (scheme "https" or "http", any host: the pool dials its own address). A stream the
+// backend provably did not process comes back as ErrUnprocessed, with a.Unprocessed set,
+// for the caller's retry rules to act on; the pool itself never re-sends (see doc.go).
 func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) {
 	*a = Attempt{Fresh: a.Fresh}
-	if req.Context().Value(attemptKey{}) != a {
-		req = req.WithContext(AttemptContext(req.Context(), a))
+	c, reused, idle, err := p.get(req.Context(), a.Fresh)
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
 	}
-	if req.Body != nil && req.Body != http.NoBody {
-		req.GetBody = unprocessedBody
-	}
-	resp, err := p.tr.RoundTrip(req)
+	a.ConnID, a.Reused, a.IdleAge, a.c = c.id, reused, idle, c
+	c.streams.Add(1)
+	p.mu.Lock()
+	p.counters.Streams++
+	p.mu.Unlock()
+	resp, err := c.cc.roundTrip(req)
 	if err != nil {
 		p.Done(a)
 	}
@@ -249,10 +230,6 @@ func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) 
 	}
 	return resp, err
 }
-
-// unprocessedBody is every request's GetBody: the library asks for a new body only to retry
-// a stream it knows was not processed (http2 shouldRetryRequest), which ends the attempt.
-func unprocessedBody() (io.ReadCloser, error) { return nil, ErrUnprocessed }
 
 // Done tells the pool that the stream of a ended (its response body was closed), which may
 // free a slot for a request waiting under MaxConns. RoundTrip calls it when it fails.
@@ -274,39 +251,15 @@ func (p *Pool) Done(a *Attempt) {
 	p.mu.Unlock()
 }
 
-// GetClientConn implements http2.ClientConnPool. The second call for one request means the
-// library is retrying a stream it knows was not processed: that ends the attempt.
-func (p *Pool) GetClientConn(req *http.Request, _ string) (*http2.ClientConn, error) {
-	a, _ := req.Context().Value(attemptKey{}).(*Attempt)
-	if a == nil {
-		return nil, errors.New("h2pool: request without an attempt (use Pool.RoundTrip)")
-	}
-	if a.calls++; a.calls > 1 {
-		return nil, ErrUnprocessed
-	}
-	c, reused, idle, err := p.get(req.Context(), a.Fresh)
-	if err != nil {
-		return nil, err
-	}
-	a.ConnID, a.Reused, a.IdleAge, a.c = c.id, reused, idle, c
-	c.streams.Add(1)
-	p.mu.Lock()
-	p.counters.Streams++
-	p.mu.Unlock()
-	return c.cc, nil
-}
-
-// MarkDead implements http2.ClientConnPool: the library takes cc out of service (a GOAWAY
-// came, or its read loop ended). No new stream goes on it; its open streams run on, and the
-// sweeper closes and records it once they ended.
-func (p *Pool) MarkDead(cc *http2.ClientConn) {
+// markDead takes c out of service: a GOAWAY came, or its read side ended. No new stream
+// goes on it; its open streams run on, and the sweeper closes and records it once they
+// ended.
+func (p *Pool) markDead(c *conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		if c.cc == cc && !c.dead {
-			c.dead = true
-			p.wakeLocked() // draining now: it may free a slot under MaxConns (slots.go)
-		}
+	if !c.dead {
+		c.dead = true
+		p.wakeLocked() // draining now: it may free a slot under MaxConns (slots.go)
 	}
 }
 
@@ -489,17 +442,9 @@ func (p *Pool) awaitSettings(ctx context.Context, c *conn) error {
 	t := time.NewTimer(settingsWait)
 	defer t.Stop()
 	select {
-	case <-c.sc.settings:
-		// The library applies the frame just after the sniffer read it.
-		for range 100 {
-			if c.isSettled() {
-				return nil
-			}
-			if c.cc.State().Closed {
-				break
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+	case <-c.cc.settled:
+		c.isSettled()
+		return nil
 	case <-ctx.Done():
 		// As for a request that gave up waiting for the dial (get): nothing was sent.
 		return reason.New(504, reason.ConnectTimeout, p.addr, fmt.Errorf("waiting for the SETTINGS of a new HTTP/2 connection to %s: %w", p.addr, context.Cause(ctx)))
@@ -536,7 +481,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 			nc.Close()
 			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
 		}
-		if proto := tc.ConnectionState().NegotiatedProtocol; proto != http2.NextProtoTLS {
+		if proto := tc.ConnectionState().NegotiatedProtocol; proto != ALPNH2 {
 			tc.Close()
 			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("%s did not agree to HTTP/2 (ALPN %q, want \"h2\"): set protocol: http1 or auto", p.addr, proto))
 		}

@@ -166,7 +166,7 @@ func (p *Pool) dialSpare(old uint64) {
 	c, err := p.dial(ctx)
 	if err == nil {
 		select { // ready when its SETTINGS (MAX_CONCURRENT_STREAMS) are known
-		case <-c.sc.settings:
+		case <-c.cc.settled:
 		case <-ctx.Done():
 		case <-p.stop:
 		}

@@ -57,7 +57,6 @@ const (
 	frameSettings     = 0x4
 	frameGoAway       = 0x7
 	codeRefusedStream = 0x7
-	flagAck           = 0x1
 
 	settingMaxConcurrentStreams = 0x3
 )

@@ -60,7 +60,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 			fwd.rec.DroppedRequestTrailers = int(n)
 		}
 	}()
-	req, err := fwd.h2Request(h2pool.AttemptContext(actx, a), t) // h2head.go
+	req, err := fwd.h2Request(actx, t) // h2head.go
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 	}
@@ -431,6 +431,11 @@ func (b *h2Body) fail(err error) {
 }
 
 func (b *h2Body) Close() error { b.finish(); return nil }
+
+// Held reports whether the whole body is held in memory, so that reading it to its end does
+// not wait for the client: the HTTP/2 client then sends it in the write of the request's
+// HEADERS (h2pool, client.go).
+func (b *h2Body) Held() bool { return b.fwd.preEOF }
 
 // grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": digits and a unit
 // of H, M, S, m, u, n).

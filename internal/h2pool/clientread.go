@@ -1,0 +1,401 @@
+package h2pool
+
+// The read loop of a clientConn: one goroutine per connection reads every frame and acts on
+// it (RFC 9113 §6). A stream error resets that stream; a connection error sends GOAWAY and
+// ends the loop, which fails every stream (those above a GOAWAY's last-stream-id with
+// ErrUnprocessed).
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/textproto"
+	"strconv"
+
+	"golang.org/x/net/http2"
+)
+
+func (cc *clientConn) readLoop() {
+	err := cc.readFrames()
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	cc.mu.Lock()
+	if !cc.closed {
+		cc.closed, cc.closing, cc.err = true, true, err
+		cc.failStreamsLocked(fmt.Errorf("%w: %w", errConnLost, err))
+	}
+	first := !cc.seenSettings
+	cc.mu.Unlock()
+	close(cc.readDone)
+	if first { // no SETTINGS will come: the waiters find the connection closed
+		close(cc.settled)
+	}
+	cc.nc.Close()
+	cc.markDead()
+}
+
+// readFrames reads and handles frames until the connection fails.
+func (cc *clientConn) readFrames() error {
+	for {
+		f, err := cc.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				cc.streamError(se.StreamID, se.Code, se)
+				continue
+			}
+			return cc.connError(err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			err = cc.onHeaders(f)
+		case *http2.DataFrame:
+			err = cc.onData(f)
+		case *http2.SettingsFrame:
+			err = cc.onSettings(f)
+		case *http2.WindowUpdateFrame:
+			err = cc.onWindowUpdate(f)
+		case *http2.RSTStreamFrame:
+			err = cc.onRST(f)
+		case *http2.PingFrame:
+			err = cc.onPing(f)
+		case *http2.GoAwayFrame:
+			cc.onGoAway(f)
+		case *http2.PushPromiseFrame: // push was refused in our SETTINGS
+			err = http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if err != nil {
+			return cc.connError(err)
+		}
+	}
+}
+
+// connError sends GOAWAY for a connection error found here, and returns err.
+func (cc *clientConn) connError(err error) error {
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		cc.write(func(b []byte) []byte {
+			b = appendFrameHeader(b, 8, ftGoAway, 0, 0)
+			b = append(b, 0, 0, 0, 0)
+			return append(b, byte(ce>>24), byte(ce>>16), byte(ce>>8), byte(ce))
+		})
+	}
+	return err
+}
+
+// streamError resets stream id with code, failing it with err.
+func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) {
+	cc.mu.Lock()
+	cs := cc.streams[id]
+	if cs == nil {
+		cc.mu.Unlock()
+		cc.write(func(b []byte) []byte { return appendRST(b, id, code) })
+		return
+	}
+	cs.resetLocked(err)
+	cc.mu.Unlock()
+	cs.sendReset(true, code)
+}
+
+// streamFor returns the open stream id, nil for one that ended; a frame for a stream the
+// client never opened is a connection error.
+func (cc *clientConn) streamForLocked(id uint32) (*clientStream, error) {
+	cs := cc.streams[id]
+	if cs == nil && id >= cc.nextID {
+		return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	return cs, nil
+}
+
+func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
+	cc.mu.Lock()
+	cs, err := cc.streamForLocked(f.StreamID)
+	if cs == nil || err != nil {
+		cc.mu.Unlock()
+		return err
+	}
+	if cs.remoteDone {
+		cc.mu.Unlock()
+		cc.streamError(f.StreamID, http2.ErrCodeStreamClosed, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeStreamClosed})
+		return nil
+	}
+	var serr error
+	if !cs.headDone {
+		serr = cs.onHeadLocked(f)
+	} else {
+		serr = cs.onTrailersLocked(f)
+	}
+	cc.mu.Unlock()
+	if serr != nil {
+		cc.streamError(f.StreamID, http2.ErrCodeProtocol, serr)
+	}
+	return nil
+}
+
+// onHeadLocked takes the response head (1xx heads are passed over).
+func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
+	status := f.PseudoValue("status")
+	code, err := strconv.Atoi(status)
+	if len(status) != 3 || err != nil || code < 100 {
+		return fmt.Errorf("http2: malformed response :status %q", status)
+	}
+	if code < 200 {
+		if code == 101 || f.StreamEnded() {
+			return fmt.Errorf("http2: unexpected %d response", code)
+		}
+		return nil // interim: the final head follows
+	}
+	regular := f.RegularFields()
+	h := make(http.Header, len(regular))
+	for _, hf := range regular {
+		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	resp := &http.Response{
+		Status: status + " " + http.StatusText(code), StatusCode: code,
+		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Body: cs, Request: cs.req, ContentLength: -1,
+	}
+	cs.remain = -1
+	if vs := h["Content-Length"]; len(vs) == 1 {
+		if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
+			resp.ContentLength = n
+			if cs.req.Method != "HEAD" {
+				cs.remain = n
+			}
+		}
+	}
+	if f.StreamEnded() {
+		if cs.req.Method != "HEAD" {
+			resp.ContentLength = 0
+		}
+		if cs.remain > 0 {
+			return fmt.Errorf("http2: response with content-length %d ended with its head", cs.remain)
+		}
+		cs.remoteDone = true
+		cs.endLocked()
+	}
+	cs.resp = resp
+	cs.headDone = true
+	close(cs.head)
+	return nil
+}
+
+// onTrailersLocked takes the response trailers, which end the stream.
+func (cs *clientStream) onTrailersLocked(f *http2.MetaHeadersFrame) error {
+	if !f.StreamEnded() {
+		return errors.New("http2: response trailers without END_STREAM")
+	}
+	if cs.remain > 0 {
+		return fmt.Errorf("http2: response body ended %d bytes short of its content-length", cs.remain)
+	}
+	regular := f.RegularFields()
+	tr := make(http.Header, len(regular))
+	for _, hf := range regular {
+		k := textproto.CanonicalMIMEHeaderKey(hf.Name)
+		tr[k] = append(tr[k], hf.Value)
+	}
+	cs.resp.Trailer = tr
+	cs.remoteDone = true
+	cs.endLocked()
+	cs.notify()
+	return nil
+}
+
+func (cc *clientConn) onData(f *http2.DataFrame) error {
+	n := int64(f.Length) // padding included: it counts against the windows
+	data := f.Data()
+	cc.mu.Lock()
+	if n > cc.recvWindow {
+		cc.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	cc.recvWindow -= n
+	cs, err := cc.streamForLocked(f.StreamID)
+	if cs == nil || cs.remoteDone || err != nil {
+		// A stream that ended (reset by the client): its DATA goes back to the window.
+		cc.connUnsent += n
+		incr := cc.connUpdateLocked()
+		cc.mu.Unlock()
+		if incr > 0 {
+			cc.write(func(b []byte) []byte { return appendWindowUpdate(b, 0, incr) })
+		}
+		if cs != nil && err == nil {
+			cc.streamError(f.StreamID, http2.ErrCodeStreamClosed, http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeStreamClosed})
+		}
+		return err
+	}
+	var serr error
+	var code http2.ErrCode
+	switch {
+	case !cs.headDone:
+		serr, code = errors.New("http2: DATA before the response head"), http2.ErrCodeProtocol
+	case n > cs.recvWindow:
+		serr, code = errors.New("http2: DATA beyond the stream window"), http2.ErrCodeFlowControl
+	case cs.remain >= 0 && int64(len(data)) > cs.remain:
+		serr, code = errors.New("http2: response body longer than its content-length"), http2.ErrCodeProtocol
+	case f.StreamEnded() && cs.remain > int64(len(data)):
+		serr, code = fmt.Errorf("http2: response body ended %d bytes short of its content-length", cs.remain-int64(len(data))), http2.ErrCodeProtocol
+	}
+	if serr != nil {
+		cc.connUnsent += n
+		cc.mu.Unlock()
+		cc.streamError(f.StreamID, code, serr)
+		return nil
+	}
+	cs.recvWindow -= n
+	if cs.remain >= 0 {
+		cs.remain -= int64(len(data))
+	}
+	if pad := n - int64(len(data)); pad > 0 {
+		cc.connUnsent += pad
+		cs.unsent += pad
+	}
+	cs.buf = append(cs.buf, data...)
+	if f.StreamEnded() {
+		cs.remoteDone = true
+		cs.endLocked()
+	}
+	cs.notify()
+	cc.mu.Unlock()
+	return nil
+}
+
+func (cc *clientConn) onSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	var table uint32
+	hasTable := false
+	cc.mu.Lock()
+	seenMax := false
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingMaxConcurrentStreams:
+			cc.maxStreams, seenMax = s.Val, true
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - cc.peerInitWindow
+			for _, cs := range cc.streams {
+				if cs.sendWindow += delta; cs.sendWindow > math.MaxInt32 {
+					return http2.ConnectionError(http2.ErrCodeFlowControl)
+				}
+			}
+			cc.peerInitWindow = int64(s.Val)
+			cc.cond.Broadcast()
+		case http2.SettingMaxFrameSize:
+			cc.peerMaxFrame = s.Val
+		case http2.SettingMaxHeaderListSize:
+			cc.peerMaxList = s.Val
+		case http2.SettingHeaderTableSize:
+			table, hasTable = s.Val, true
+		}
+		return nil
+	})
+	first := !cc.seenSettings
+	if first && !seenMax {
+		cc.maxStreams = defaultMaxStreams
+	}
+	cc.seenSettings = true
+	cc.limit.Store(int64(cc.maxStreams))
+	cc.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	cc.wmu.Lock()
+	if hasTable {
+		cc.henc.SetMaxDynamicTableSizeLimit(table)
+	}
+	cc.writeLocked(appendFrameHeader(cc.wbuf[:0], 0, ftSettings, flagAck, 0))
+	cc.wmu.Unlock()
+	if first {
+		close(cc.settled)
+	}
+	return nil
+}
+
+func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	incr := int64(f.Increment)
+	if f.StreamID == 0 {
+		if cc.sendWindow += incr; cc.sendWindow > math.MaxInt32 {
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
+		cc.cond.Broadcast()
+		return nil
+	}
+	cs, err := cc.streamForLocked(f.StreamID)
+	if cs == nil || err != nil {
+		return err
+	}
+	if cs.sendWindow += incr; cs.sendWindow > math.MaxInt32 {
+		rst := cs.resetLocked(http2.StreamError{StreamID: cs.id, Code: http2.ErrCodeFlowControl})
+		go cs.sendReset(rst, http2.ErrCodeFlowControl) // not under mu
+		return nil
+	}
+	cc.cond.Broadcast()
+	return nil
+}
+
+// onRST ends a stream the backend reset: REFUSED_STREAM means it was not processed. A reset
+// after the whole response only stops the request body.
+func (cc *clientConn) onRST(f *http2.RSTStreamFrame) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cs, err := cc.streamForLocked(f.StreamID)
+	if cs == nil || err != nil {
+		return err
+	}
+	delete(cc.streams, cs.id)
+	if cs.remoteDone && f.ErrCode == http2.ErrCodeNo {
+		cs.reset = true // the request body need not be sent further (RFC 9113 §8.1)
+		cc.cond.Broadcast()
+		return nil
+	}
+	var e error = http2.StreamError{StreamID: cs.id, Code: f.ErrCode, Cause: errFromPeer}
+	if f.ErrCode == http2.ErrCodeRefusedStream {
+		e = ErrUnprocessed
+	}
+	cs.abortLocked(e)
+	cc.cond.Broadcast()
+	return nil
+}
+
+func (cc *clientConn) onPing(f *http2.PingFrame) error {
+	if f.IsAck() {
+		cc.mu.Lock()
+		if ch, ok := cc.pings[f.Data]; ok {
+			close(ch)
+			delete(cc.pings, f.Data)
+		}
+		cc.mu.Unlock()
+		return nil
+	}
+	data := f.Data
+	return cc.write(func(b []byte) []byte {
+		return append(appendFrameHeader(b, 8, ftPing, flagAck, 0), data[:]...)
+	})
+}
+
+// onGoAway stops new streams; those above the last-stream-id were not processed.
+func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
+	cc.mu.Lock()
+	if !cc.goAway || f.LastStreamID < cc.goAwayLast {
+		cc.goAwayLast = f.LastStreamID
+	}
+	cc.goAway = true
+	for id, cs := range cc.streams {
+		if id > cc.goAwayLast {
+			delete(cc.streams, id)
+			cs.abortLocked(ErrUnprocessed)
+		}
+	}
+	cc.cond.Broadcast()
+	cc.mu.Unlock()
+	cc.markDead()
+}

@@ -1,0 +1,302 @@
+package h2pool
+
+// One stream of a clientConn (client.go): its response body, its request body's writer, and
+// its end. All fields after the channels are under clientConn.mu.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"golang.org/x/net/http2"
+)
+
+// errBodyClosed ends a stream whose response body was closed before its end.
+var errBodyClosed = errors.New("http2: response body closed")
+
+type clientStream struct {
+	cc      *clientConn
+	req     *http.Request
+	id      uint32
+	head    chan struct{} // closed when resp or headErr is set
+	ready   chan struct{} // one token: data, the end or an error came for the body reader
+	stopCtx func() bool   // the request context's AfterFunc (caller's goroutine only)
+	// wdone is closed when writeBody ended (nil without one): Close waits for it, so that
+	// no read of the request body is in progress once the response body was closed (the
+	// proxy's downstream stream is released then), as x/net's Close did.
+	wdone chan struct{}
+
+	resp       *http.Response
+	headErr    error
+	headDone   bool
+	inlineSent bool // the held body went with the HEADERS
+	localDone  bool // END_STREAM sent
+	remoteDone bool // END_STREAM received
+	reset      bool // reset either way (or the connection failed); out of cc.streams
+	err        error
+	bodyClosed bool
+	buf        []byte // received DATA not read yet, from off
+	off        int
+	sendWindow int64
+	recvWindow int64 // what the peer may still send on the stream
+	unsent     int64 // stream window consumed and not given back yet
+	remain     int64 // the response's content-length still to come, -1 when unknown
+}
+
+var _ io.ReadCloser = (*clientStream)(nil)
+
+// abortLocked fails the stream with err (its head, if it did not come, and its body).
+func (cs *clientStream) abortLocked(err error) {
+	if cs.err == nil {
+		cs.err = err
+	}
+	cs.reset = true
+	if !cs.headDone {
+		cs.headDone, cs.headErr = true, err
+		close(cs.head)
+	}
+	cs.notify()
+}
+
+func (cs *clientStream) notify() {
+	select {
+	case cs.ready <- struct{}{}:
+	default:
+	}
+}
+
+// endLocked takes the stream out of the connection's table once both sides ended.
+func (cs *clientStream) endLocked() {
+	if cs.localDone && cs.remoteDone && cs.cc.streams[cs.id] == cs {
+		delete(cs.cc.streams, cs.id)
+		cs.cc.cond.Broadcast()
+	}
+}
+
+// resetLocked fails the stream with err and takes it out of the table; it reports whether a
+// RST_STREAM should be sent (the stream was open). Its unread DATA is given back to the
+// connection window.
+func (cs *clientStream) resetLocked(err error) bool {
+	cc := cs.cc
+	open := cc.streams[cs.id] == cs
+	if open {
+		delete(cc.streams, cs.id)
+	}
+	cs.abortLocked(err)
+	cc.connUnsent += int64(len(cs.buf) - cs.off)
+	cs.buf, cs.off = nil, 0
+	cc.cond.Broadcast()
+	return open && !(cs.localDone && cs.remoteDone)
+}
+
+// sendReset writes RST_STREAM with code, and a connection WINDOW_UPDATE when one is due.
+func (cs *clientStream) sendReset(rst bool, code http2.ErrCode) {
+	cc := cs.cc
+	cc.mu.Lock()
+	incr := cc.connUpdateLocked()
+	cc.mu.Unlock()
+	if !rst && incr == 0 {
+		return
+	}
+	cc.write(func(b []byte) []byte {
+		if rst {
+			b = appendRST(b, cs.id, code)
+		}
+		if incr > 0 {
+			b = appendWindowUpdate(b, 0, incr)
+		}
+		return b
+	})
+}
+
+// connUpdateLocked takes the connection window to give back, when enough was consumed.
+func (cc *clientConn) connUpdateLocked() uint32 {
+	if cc.connUnsent < connWindow/4 || cc.closed {
+		return 0
+	}
+	n := cc.connUnsent
+	cc.connUnsent = 0
+	cc.recvWindow += n
+	return uint32(n)
+}
+
+// cancel ends the stream because its request's context ended (RST_STREAM CANCEL), unless
+// its response was received whole.
+func (cs *clientStream) cancel(err error) {
+	cc := cs.cc
+	cc.mu.Lock()
+	if cs.remoteDone || cs.reset {
+		cc.mu.Unlock()
+		return
+	}
+	rst := cs.resetLocked(err)
+	cc.mu.Unlock()
+	cs.sendReset(rst, http2.ErrCodeCancel)
+}
+
+// Read reads the response body: the DATA received, then io.EOF after END_STREAM (with the
+// trailers in resp.Trailer), or the stream's failure.
+func (cs *clientStream) Read(p []byte) (int, error) {
+	cc := cs.cc
+	cc.mu.Lock()
+	for cs.off == len(cs.buf) {
+		if cs.remoteDone { // whole: what failed since (the request body's side) does not matter
+			cc.mu.Unlock()
+			return 0, io.EOF
+		}
+		if cs.err != nil {
+			err := cs.err
+			cc.mu.Unlock()
+			return 0, err
+		}
+		cc.mu.Unlock()
+		<-cs.ready
+		cc.mu.Lock()
+	}
+	n := copy(p, cs.buf[cs.off:])
+	cs.off += n
+	if cs.off == len(cs.buf) {
+		cs.buf, cs.off = cs.buf[:0], 0
+	}
+	cc.connUnsent += int64(n)
+	connIncr := cc.connUpdateLocked()
+	var streamIncr uint32
+	if cc.streams[cs.id] == cs && !cs.remoteDone {
+		if cs.unsent += int64(n); cs.unsent >= streamWindow/4 {
+			streamIncr = uint32(cs.unsent)
+			cs.recvWindow += cs.unsent
+			cs.unsent = 0
+		}
+	}
+	cc.mu.Unlock()
+	if connIncr > 0 || streamIncr > 0 {
+		cc.write(func(b []byte) []byte {
+			if connIncr > 0 {
+				b = appendWindowUpdate(b, 0, connIncr)
+			}
+			if streamIncr > 0 {
+				b = appendWindowUpdate(b, cs.id, streamIncr)
+			}
+			return b
+		})
+	}
+	return n, nil
+}
+
+// Close ends the response body; a stream not ended both ways is reset (CANCEL).
+func (cs *clientStream) Close() error {
+	cc := cs.cc
+	cc.mu.Lock()
+	if cs.bodyClosed {
+		cc.mu.Unlock()
+		return nil
+	}
+	cs.bodyClosed = true
+	rst := cs.resetLocked(errBodyClosed)
+	cc.mu.Unlock()
+	if cs.stopCtx != nil {
+		cs.stopCtx()
+	}
+	cs.sendReset(rst, http2.ErrCodeCancel)
+	if cs.wdone != nil {
+		select {
+		case <-cs.wdone:
+		case <-cs.req.Context().Done(): // the read in progress ends with the request
+		}
+	}
+	return nil
+}
+
+// writeBody sends the request body that did not go with the HEADERS: first (read already;
+// the whole body when firstEOF), then the rest read from body. It is the one goroutine a
+// stream may have, for a body that streams from the client.
+func (cs *clientStream) writeBody(body io.ReadCloser, first []byte, firstEOF bool, buf *[]byte) {
+	defer close(cs.wdone)
+	defer body.Close()
+	if buf == nil {
+		buf = heldBufs.Get().(*[]byte)
+	}
+	defer func() { *buf = (*buf)[:0]; heldBufs.Put(buf) }()
+	data, eof := first, firstEOF
+	var rerr error
+	for {
+		if len(data) > 0 || eof {
+			if !cs.sendData(data, eof) {
+				return
+			}
+		}
+		if eof {
+			return
+		}
+		if rerr != nil {
+			cs.bodyFailed(rerr)
+			return
+		}
+		n, err := body.Read((*buf)[:cap(*buf)])
+		data, eof = (*buf)[:n], err == io.EOF
+		if err != nil && !eof {
+			rerr = err
+		}
+	}
+}
+
+// bodyFailed resets the stream whose request body could not be read.
+func (cs *clientStream) bodyFailed(err error) {
+	cc := cs.cc
+	cc.mu.Lock()
+	if cs.reset {
+		cc.mu.Unlock()
+		return
+	}
+	rst := cs.resetLocked(fmt.Errorf("http2: request body: %w", err))
+	cc.mu.Unlock()
+	cs.sendReset(rst, http2.ErrCodeCancel)
+}
+
+// sendData writes data as DATA frames within the peer's frame size and windows, the last
+// with END_STREAM when end; it reports false when the stream ended meanwhile.
+func (cs *clientStream) sendData(data []byte, end bool) bool {
+	cc := cs.cc
+	for first := true; first || len(data) > 0; first = false {
+		cc.mu.Lock()
+		for !cs.reset && !cc.closed && len(data) > 0 && (cc.sendWindow <= 0 || cs.sendWindow <= 0) {
+			cc.cond.Wait()
+		}
+		if cs.reset || cc.closed {
+			cc.mu.Unlock()
+			return false
+		}
+		n := int64(min(len(data), int(cc.peerMaxFrame)))
+		n = min(n, cc.sendWindow, cs.sendWindow)
+		cc.sendWindow -= n
+		cs.sendWindow -= n
+		cc.mu.Unlock()
+		last := end && int(n) == len(data)
+		cc.wmu.Lock()
+		cc.mu.Lock()
+		if cs.reset { // reset while this frame waited: it would be on a closed stream
+			cc.sendWindow += n
+			cc.mu.Unlock()
+			cc.wmu.Unlock()
+			return false
+		}
+		if last {
+			cs.localDone = true
+			cs.endLocked()
+		}
+		cc.mu.Unlock()
+		var flags byte
+		if last {
+			flags = flagEndStream
+		}
+		b := appendFrameHeader(cc.wbuf[:0], int(n), ftData, flags, cs.id)
+		err := cc.writeLocked(append(b, data[:n]...))
+		cc.wmu.Unlock()
+		if err != nil {
+			return false
+		}
+		data = data[n:]
+	}
+	return true
+}
