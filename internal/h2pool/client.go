@@ -236,11 +236,24 @@ func (cc *clientConn) Ping(ctx context.Context) error {
 		delete(cc.pings, data)
 		cc.mu.Unlock()
 	}()
-	err := cc.write(func(b []byte) []byte {
-		return append(appendFrameHeader(b, 8, ftPing, 0, 0), data[:]...)
-	})
-	if err != nil {
-		return err
+	// The write goes in its own goroutine: wmu may be held by a writer stuck on a backend
+	// that stopped reading, and the PING's wait must end with ctx so that the pool retires
+	// the connection (closing it ends the stuck write, and this one).
+	werr := make(chan error, 1)
+	go func() {
+		werr <- cc.write(func(b []byte) []byte {
+			return append(appendFrameHeader(b, 8, ftPing, 0, 0), data[:]...)
+		})
+	}()
+	select {
+	case err := <-werr:
+		if err != nil {
+			return err
+		}
+	case <-cc.readDone:
+		return errConnLost
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	select {
 	case <-ch:

@@ -1,0 +1,251 @@
+package h2pool
+
+// Adversarial peers for the own client connection (client.go): a raw-framer backend on
+// 127.0.0.1 sends what a well-behaved server would not, and each test asserts what RFC 9113
+// has the client do.
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// hangBound only fails a test on a real hang.
+const hangBound = 30 * time.Second
+
+// rawPeer is the backend side of one connection, read and written with x/net's Framer.
+type rawPeer struct {
+	nc   net.Conn
+	fr   *http2.Framer
+	hbuf bytes.Buffer
+	henc *hpack.Encoder
+}
+
+// newRawPeer dials a listener on 127.0.0.1, starts a clientConn on the client side and
+// returns both; serve runs on the backend side after the client preface was read.
+func newRawPeer(t *testing.T, serve func(p *rawPeer)) *clientConn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		pre := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(nc, pre); err != nil || string(pre) != http2.ClientPreface {
+			t.Errorf("client preface: %q, %v", pre, err)
+			return
+		}
+		p := &rawPeer{nc: nc, fr: http2.NewFramer(nc, nc)}
+		p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		p.henc = hpack.NewEncoder(&p.hbuf)
+		serve(p)
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := newClientConn(nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		select {
+		case <-done:
+		case <-time.After(hangBound):
+			t.Error("raw peer did not end")
+		}
+	})
+	return cc
+}
+
+// block HPACK-encodes fields (name, value pairs).
+func (p *rawPeer) block(kv ...string) []byte {
+	p.hbuf.Reset()
+	for i := 0; i < len(kv); i += 2 {
+		p.henc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	return append([]byte(nil), p.hbuf.Bytes()...)
+}
+
+// awaitHeaders reads frames until the client's HEADERS, answering its SETTINGS; it returns
+// the stream id (0 when the client went away).
+func (p *rawPeer) awaitHeaders() uint32 {
+	for {
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			return 0
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				p.fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			return f.StreamID
+		}
+	}
+}
+
+// drain reads frames until the client closes the connection.
+func (p *rawPeer) drain() {
+	for {
+		if _, err := p.fr.ReadFrame(); err != nil {
+			return
+		}
+	}
+}
+
+// get sends a GET on cc and returns its response or error.
+func get(cc *clientConn) (*http.Response, error) {
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	if !cc.ReserveNewRequest() {
+		return nil, errClientConnClosed
+	}
+	return cc.roundTrip(req)
+}
+
+// TestClientSettledAfterInvalidFirstSettings: a first SETTINGS with an invalid value ends
+// the connection (a connection error), and settled is closed all the same: the pool waits
+// on it (awaitSettings, a spare's dial) and must not wait out its timers on a dead
+// connection.
+func TestClientSettledAfterInvalidFirstSettings(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingEnablePush, Val: 2}) // only 0 or 1 (RFC 9113 §6.5.2)
+		p.drain()
+	})
+	select {
+	case <-cc.readDone:
+	case <-time.After(hangBound):
+		t.Fatal("the read loop did not end after an invalid SETTINGS")
+	}
+	select {
+	case <-cc.settled:
+	default:
+		t.Fatal("settled not closed after the read loop ended on the first SETTINGS")
+	}
+}
+
+// TestClientTrailersWithPseudoField: a HEADERS frame with END_STREAM after the response head
+// is trailers, which carry no pseudo-field (RFC 9113 §8.1); a second final head with
+// :status is malformed, and the body fails instead of ending as if whole.
+func TestClientTrailersWithPseudoField(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		p.fr.WriteData(id, false, []byte("part"))
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "500", "grpc-status", "0"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	resp, err := get(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("body %q ended without error; trailers %v", b, resp.Trailer)
+	}
+}
+
+// TestClientTruncatedHeadFails: a response head larger than the SETTINGS_MAX_HEADER_LIST_SIZE
+// the client sent is not handed on with fields silently dropped (x/net's Framer marks such
+// a head Truncated rather than failing it).
+func TestClientTruncatedHeadFails(t *testing.T) {
+	big := strings.Repeat("v", 6<<20) // two of these pass the 10 MiB limit, one does not
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		block := p.block(":status", "200", "x-one", big, "x-two", big, "content-length", "2")
+		const frame = 16384
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:frame]})
+		for block = block[frame:]; len(block) > 0; {
+			n := min(len(block), frame)
+			p.fr.WriteContinuation(id, n == len(block), block[:n])
+			block = block[n:]
+		}
+		p.fr.WriteData(id, true, []byte("ok"))
+		p.drain()
+	})
+	resp, err := get(cc)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a truncated head came through: x-two present %v, content-length %d", resp.Header.Get("X-Two") != "", resp.ContentLength)
+	}
+}
+
+// TestClientPingWhileWriteStuck: a PING's wait ends with its context even when the
+// connection's write side is stuck (the backend stopped reading while a request body filled
+// the socket), so that the pool can retire the connection (ping_timeout).
+func TestClientPingWhileWriteStuck(t *testing.T) {
+	stop := make(chan struct{})
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+		p.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+		p.awaitHeaders()
+		<-stop // read nothing more: the client's writes fill the socket
+	})
+	defer close(stop)
+	select {
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("no SETTINGS")
+	}
+	// A streamed upload larger than any socket buffer: its writer blocks in Write under wmu.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for range 512 {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	req, _ := http.NewRequest("POST", "http://backend/upload", pr)
+	cc.ReserveNewRequest()
+	go cc.roundTrip(req) // never answered; Cleanup's Close ends it
+	// Wait until the writer is stuck: a write that does not finish holds wmu.
+	for deadline := time.Now().Add(hangBound); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never filled the socket")
+		}
+		if !cc.wmu.TryLock() {
+			time.Sleep(100 * time.Millisecond)
+			if !cc.wmu.TryLock() {
+				break
+			}
+		}
+		cc.wmu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cc.Ping(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("PING answered by a peer that reads nothing")
+		}
+	case <-time.After(hangBound):
+		t.Fatal("Ping ignored its context while the write side was stuck")
+	}
+}
