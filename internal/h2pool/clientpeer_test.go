@@ -7,6 +7,7 @@ package h2pool
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"sluice/internal/testutil"
 )
 
 // hangBound only fails a test on a real hang.
@@ -247,5 +250,167 @@ func TestClientPingWhileWriteStuck(t *testing.T) {
 		}
 	case <-time.After(hangBound):
 		t.Fatal("Ping ignored its context while the write side was stuck")
+	}
+}
+
+// TestClientSecondGoAwayLowers: a graceful GOAWAY (last-stream-id 2^31-1) then a second
+// one lowering it: the stream above the second is ErrUnprocessed (the proxy re-sends it
+// whatever its method), the one below still gets its response, and no new stream starts.
+func TestClientSecondGoAwayLowers(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		a, b := p.awaitHeaders(), p.awaitHeaders()
+		p.fr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+		p.fr.WriteGoAway(min(a, b), http2.ErrCodeNo, nil)
+		p.fr.WriteGoAway(max(a, b), http2.ErrCodeNo, nil) // may not raise it again (RFC 9113 §6.8)
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: min(a, b), BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		cc.ReserveNewRequest()
+		go func() {
+			req, _ := http.NewRequest("POST", "http://backend/x", nil)
+			resp, err := cc.roundTrip(req)
+			results <- result{resp, err}
+		}()
+	}
+	var ok, unprocessed int
+	for range 2 {
+		select {
+		case r := <-results:
+			switch {
+			case r.err == nil && r.resp.StatusCode == 200:
+				r.resp.Body.Close()
+				ok++
+			case errors.Is(r.err, ErrUnprocessed):
+				unprocessed++
+			default:
+				t.Errorf("stream failed with %v, want a response or ErrUnprocessed", r.err)
+			}
+		case <-time.After(hangBound):
+			t.Fatal("a stream hung after the GOAWAYs")
+		}
+	}
+	if ok != 1 || unprocessed != 1 {
+		t.Errorf("%d responses and %d unprocessed; want one each", ok, unprocessed)
+	}
+	if cc.ReserveNewRequest() {
+		t.Error("a stream was reserved after GOAWAY")
+	}
+}
+
+// TestClientNegativeStreamWindow: SETTINGS_INITIAL_WINDOW_SIZE lowered below what a stream
+// already sent makes its window negative (RFC 9113 §6.9.2); the body writer sends nothing
+// more until WINDOW_UPDATEs bring it above zero, then exactly what they allow.
+func TestClientNegativeStreamWindow(t *testing.T) {
+	const body = 200 << 10
+	const allowed = 65535 + 10 // the initial window, then 10 past the negative window's zero
+	beforeGrant := make(chan int, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		p.fr.WriteWindowUpdate(0, 1<<30) // only the stream window limits
+		id := p.awaitHeaders()
+		total, ended := 0, false
+		// readUntil reads frames, counting the stream's DATA, until done says so.
+		readUntil := func(done func(f http2.Frame) bool) bool {
+			for {
+				f, err := p.fr.ReadFrame()
+				if err != nil {
+					return false
+				}
+				if d, ok := f.(*http2.DataFrame); ok && d.StreamID == id {
+					total += len(d.Data())
+					ended = ended || d.StreamEnded()
+				}
+				if done(f) {
+					return true
+				}
+			}
+		}
+		if !readUntil(func(http2.Frame) bool { return total >= 65535 }) {
+			return
+		}
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000}) // window 1000-65535
+		if !readUntil(func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && s.IsAck() }) {
+			return
+		}
+		p.fr.WriteWindowUpdate(id, 65535-1000+10) // window 10
+		if !readUntil(func(http2.Frame) bool { return total >= allowed }) {
+			return
+		}
+		p.fr.WritePing(false, [8]byte{1}) // a round trip for any excess DATA to arrive
+		if !readUntil(func(f http2.Frame) bool { pf, ok := f.(*http2.PingFrame); return ok && pf.IsAck() }) {
+			return
+		}
+		beforeGrant <- total
+		p.fr.WriteWindowUpdate(id, body)
+		if !ended && !readUntil(func(http2.Frame) bool { return ended }) {
+			return
+		}
+		if total != body {
+			t.Errorf("backend got %d bytes of a %d-byte body", total, body)
+		}
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	req, _ := http.NewRequest("POST", "http://backend/upload", bytes.NewReader(make([]byte, body)))
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case n := <-beforeGrant:
+		if n != allowed {
+			t.Errorf("the client sent %d bytes before the window allowed more; want %d", n, allowed)
+		}
+	default:
+		t.Error("the backend did not see the window's limit")
+	}
+}
+
+// TestClientWindowWaitEndsWithConnection: a request body waiting for send window when the
+// backend closes the connection fails its stream, and its writer goroutine ends.
+func TestClientWindowWaitEndsWithConnection(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		p.awaitHeaders()
+		for total := 0; total < 65535; {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if d, ok := f.(*http2.DataFrame); ok {
+				total += len(d.Data())
+			}
+		}
+		p.nc.Close() // the body writer waits for window the backend never gives
+	})
+	req, _ := http.NewRequest("POST", "http://backend/upload", bytes.NewReader(make([]byte, 1<<20)))
+	cc.ReserveNewRequest()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.roundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, errConnLost) {
+			t.Errorf("roundTrip: %v, want the connection's loss", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("roundTrip hung after the connection closed")
+	}
+	if left := testutil.Leaked(hangBound, func(g string) bool { return strings.Contains(g, "writeBody") }); left != "" {
+		t.Errorf("body writer left running:\n%s", left)
 	}
 }
