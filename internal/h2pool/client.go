@@ -90,7 +90,7 @@ type clientConn struct {
 	settled  chan struct{} // closed when the peer's first SETTINGS were applied (or the read side ended)
 	readDone chan struct{}
 
-	wmu  sync.Mutex // the write side: the order of frames, henc, hbuf, wbuf
+	wmu  wlock // the write side: the order of frames, henc, hbuf, wbuf (clientwlock.go)
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 	wbuf []byte
@@ -122,7 +122,7 @@ type clientConn struct {
 // newClientConn writes the client preface and SETTINGS on nc and starts the read loop.
 func newClientConn(nc net.Conn, onDead func()) (*clientConn, error) {
 	cc := &clientConn{
-		nc: nc, onDead: onDead, settled: make(chan struct{}), readDone: make(chan struct{}),
+		nc: nc, onDead: onDead, settled: make(chan struct{}), readDone: make(chan struct{}), wmu: newWLock(),
 		streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: initialMaxStreams,
 		peerMaxFrame: 16384, peerInitWindow: 65535, sendWindow: 65535, recvWindow: connWindow,
 		pings: map[[8]byte]chan struct{}{},
@@ -401,7 +401,10 @@ func (cc *clientConn) unreserve() {
 // startStream gives cs its id and writes its HEADERS (ending the stream when end), and with
 // inline the held body as DATA with END_STREAM in the same write when the windows allow.
 func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byte) error {
-	cc.wmu.Lock()
+	if err := cc.wmu.LockCtx(cs.req.Context()); err != nil {
+		cc.unreserve()
+		return fmt.Errorf("%w: its HEADERS waited for the connection's writes until %w", ErrUnprocessed, err)
+	}
 	defer cc.wmu.Unlock()
 	cc.mu.Lock()
 	if cc.reserved > 0 {

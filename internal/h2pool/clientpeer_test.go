@@ -196,7 +196,8 @@ func TestClientTruncatedHeadFails(t *testing.T) {
 
 // TestClientPingWhileWriteStuck: a PING's wait ends with its context even when the
 // connection's write side is stuck (the backend stopped reading while a request body filled
-// the socket), so that the pool can retire the connection (ping_timeout).
+// the socket), so that the pool can retire the connection (ping_timeout); so does a new
+// stream's wait to write its HEADERS.
 func TestClientPingWhileWriteStuck(t *testing.T) {
 	stop := make(chan struct{})
 	cc := newRawPeer(t, func(p *rawPeer) {
@@ -250,6 +251,26 @@ func TestClientPingWhileWriteStuck(t *testing.T) {
 		}
 	case <-time.After(hangBound):
 		t.Fatal("Ping ignored its context while the write side was stuck")
+	}
+
+	// A new stream waiting to write its HEADERS ends with its request's context (the proxy's
+	// try timeout), as unprocessed: nothing of it was sent.
+	req, _ = http.NewRequest("POST", "http://backend/x", nil)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	req = req.WithContext(ctx2)
+	cc.ReserveNewRequest()
+	go func() {
+		_, err := cc.roundTrip(req)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnprocessed) {
+			t.Fatalf("a stream that could not write its HEADERS failed with %v, want ErrUnprocessed", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("a new stream ignored its context while the write side was stuck")
 	}
 }
 
