@@ -435,3 +435,40 @@ func TestClientWindowWaitEndsWithConnection(t *testing.T) {
 		t.Errorf("body writer left running:\n%s", left)
 	}
 }
+
+// TestClientHeaderTableSizeZero: a backend whose SETTINGS_HEADER_TABLE_SIZE is 0 gets header
+// blocks that index nothing in its dynamic table (its decoder allows none), on every stream.
+func TestClientHeaderTableSizeZero(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.ReadMetaHeaders = hpack.NewDecoder(0, nil) // a block growing the table fails to decode
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					t.Errorf("backend: %v", err)
+				}
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					p.fr.WriteSettingsAck()
+				}
+			case *http2.MetaHeadersFrame:
+				p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+			}
+		}
+	})
+	<-cc.settled
+	for i := range 3 {
+		req, _ := http.NewRequest("GET", "http://backend/x", nil)
+		req.Header.Set("X-Custom", "same value each time")
+		cc.ReserveNewRequest()
+		resp, err := cc.roundTrip(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+}
