@@ -64,6 +64,7 @@ const (
 	defaultMaxStreams = 1000     // the peer's limit when its SETTINGS did not name one
 	initialMaxStreams = 100      // the peer's limit assumed before its SETTINGS came
 	heldBodyMax       = 64 << 10 // a held body larger than this streams from writeBody
+	maxReadFrame      = 16384    // the largest frame read: SETTINGS_MAX_FRAME_SIZE is not sent, so its default
 )
 
 // errClientConnClosed fails the streams of a connection closed by the pool.
@@ -132,6 +133,7 @@ func newClientConn(nc net.Conn, onDead func()) (*clientConn, error) {
 	cc.fr = http2.NewFramer(nil, nc)
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = maxHeaderListSize
+	cc.fr.SetMaxReadFrameSize(maxReadFrame)
 	cc.fr.SetReuseFrames()
 	b := append([]byte(nil), http2.ClientPreface...)
 	b = appendFrameHeader(b, 18, ftSettings, 0, 0)

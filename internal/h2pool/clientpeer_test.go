@@ -472,3 +472,64 @@ func TestClientHeaderTableSizeZero(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestClientInterimHeadsBounded: 1xx heads are passed over, but not without end: their
+// fields together count against the header list limit (as x/net's Transport had it), so a
+// backend cannot keep a stream busy decoding interim heads.
+func TestClientInterimHeadsBounded(t *testing.T) {
+	pad := strings.Repeat("p", 15000)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		for range 1000 { // 15 MB of interim fields, past the 10 MiB limit
+			if p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "103", "x-pad", pad), EndHeaders: true}) != nil {
+				return
+			}
+		}
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	resp, err := get(cc)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a response came after 15 MB of 1xx heads")
+	}
+}
+
+// TestClientFrameAboveMaxFrameSize: a frame larger than the SETTINGS_MAX_FRAME_SIZE the
+// client advertised (the default, 16384) is a connection error FRAME_SIZE_ERROR
+// (RFC 9113 §4.2), not read into a buffer of up to 16 MiB.
+func TestClientFrameAboveMaxFrameSize(t *testing.T) {
+	goAway := make(chan http2.ErrCode, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		p.fr.WriteData(id, true, make([]byte, 20000))
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				goAway <- g.ErrCode
+			}
+		}
+	})
+	resp, err := get(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("a %d-byte DATA frame was taken", len(b))
+	}
+	select {
+	case code := <-goAway:
+		if code != http2.ErrCodeFrameSize {
+			t.Errorf("GOAWAY %v, want FRAME_SIZE_ERROR", code)
+		}
+	case <-time.After(hangBound):
+		t.Error("no GOAWAY")
+	}
+}

@@ -43,6 +43,9 @@ func (cc *clientConn) readFrames() error {
 	for {
 		f, err := cc.fr.ReadFrame()
 		if err != nil {
+			if errors.Is(err, http2.ErrFrameTooLarge) { // past maxReadFrame (RFC 9113 §4.2)
+				err = http2.ConnectionError(http2.ErrCodeFrameSize)
+			}
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				cc.streamError(se.StreamID, se.Code, se)
@@ -148,6 +151,12 @@ func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
 	if code < 200 {
 		if code == 101 || f.StreamEnded() {
 			return fmt.Errorf("http2: unexpected %d response", code)
+		}
+		for _, hf := range f.Fields { // bounded together, as x/net's Transport had them
+			cs.interim += int64(hf.Size())
+		}
+		if cs.interim > maxHeaderListSize {
+			return errors.New("http2: 1xx responses larger than the header list limit")
 		}
 		return nil // interim: the final head follows
 	}
