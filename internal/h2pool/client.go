@@ -179,18 +179,25 @@ func (cc *clientConn) write(fill func(b []byte) []byte) error {
 
 // writeLocked writes b (under wmu), keeping it as the next write buffer.
 func (cc *clientConn) writeLocked(b []byte) error {
+	_, err := cc.writeLockedN(b)
+	return err
+}
+
+// writeLockedN is writeLocked, also reporting how many bytes of b were written.
+func (cc *clientConn) writeLockedN(b []byte) (int, error) {
 	if cap(b) <= 64<<10 {
 		cc.wbuf = b[:0]
 	}
 	if cc.werr != nil {
-		return cc.werr
+		return 0, cc.werr
 	}
-	if _, err := cc.nc.Write(b); err != nil {
+	n, err := cc.nc.Write(b)
+	if err != nil {
 		cc.werr = fmt.Errorf("http2: write: %w", err)
 		go cc.closeWith(cc.werr) // not under wmu: closing fails streams, whose writers take it
-		return cc.werr
+		return n, cc.werr
 	}
-	return nil
+	return n, nil
 }
 
 // State reports what the pool reads of the connection.
@@ -440,14 +447,18 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		return err
 	}
 	b := cc.appendHeaders(cc.wbuf[:0], cs.id, end, maxFrame)
+	headLen := len(b)
 	if sendData {
 		b = appendFrameHeader(b, len(held), ftData, flagEndStream, cs.id)
 		b = append(b, held...)
 	}
-	if err := cc.writeLocked(b); err != nil {
+	if n, err := cc.writeLockedN(b); err != nil {
 		cc.mu.Lock()
 		delete(cc.streams, cs.id)
 		cc.mu.Unlock()
+		if n < headLen { // the header block did not all get out: the backend cannot have processed it
+			return fmt.Errorf("%w: its HEADERS were cut short: %w", ErrUnprocessed, err)
+		}
 		return err
 	}
 	return nil

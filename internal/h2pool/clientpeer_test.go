@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,12 @@ type rawPeer struct {
 // newRawPeer dials a listener on 127.0.0.1, starts a clientConn on the client side and
 // returns both; serve runs on the backend side after the client preface was read.
 func newRawPeer(t *testing.T, serve func(p *rawPeer)) *clientConn {
+	t.Helper()
+	return newRawPeerWrapped(t, nil, serve)
+}
+
+// newRawPeerWrapped is newRawPeer with the client's side of the connection wrapped.
+func newRawPeerWrapped(t *testing.T, wrap func(net.Conn) net.Conn, serve func(p *rawPeer)) *clientConn {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -62,6 +69,9 @@ func newRawPeer(t *testing.T, serve func(p *rawPeer)) *clientConn {
 	nc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		nc = wrap(nc)
 	}
 	cc, err := newClientConn(nc, nil)
 	if err != nil {
@@ -531,5 +541,44 @@ func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 		}
 	case <-time.After(hangBound):
 		t.Error("no GOAWAY")
+	}
+}
+
+// cutConn fails its writes once cut: the first after the cut gets through only keep bytes
+// (as a connection closed, or reset by the backend, while it was written).
+type cutConn struct {
+	net.Conn
+	cut  atomic.Bool
+	keep int
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	if !c.cut.Load() {
+		return c.Conn.Write(b)
+	}
+	n, _ := c.Conn.Write(b[:min(c.keep, len(b))])
+	c.keep = 0
+	c.Conn.Close()
+	return n, net.ErrClosed
+}
+
+// TestClientHeadersWriteFails: a stream whose HEADERS did not all get out (its write failed
+// before the block's end: the connection was closed, or reset, meanwhile) was provably not
+// processed, and fails with ErrUnprocessed so that the proxy re-sends it, a POST too.
+func TestClientHeadersWriteFails(t *testing.T) {
+	for _, keep := range []int{0, 5} {
+		var c *cutConn
+		cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c = &cutConn{Conn: nc, keep: keep}; return c }, func(p *rawPeer) {
+			p.fr.WriteSettings()
+			p.drain()
+		})
+		<-cc.settled
+		c.cut.Store(true)
+		req, _ := http.NewRequest("POST", "http://backend/x", heldBody{strings.NewReader("payload")})
+		req.ContentLength = 7
+		cc.ReserveNewRequest()
+		if _, err := cc.roundTrip(req); !errors.Is(err, ErrUnprocessed) {
+			t.Errorf("%d bytes of the HEADERS written: %v, want ErrUnprocessed", keep, err)
+		}
 	}
 }
