@@ -582,3 +582,66 @@ func TestClientHeadersWriteFails(t *testing.T) {
 		}
 	}
 }
+
+// TestClientResetAfterEndStream: a RST_STREAM after the whole response (a backend stopping
+// the request body it no longer needs) leaves that response whole.
+func TestClientResetAfterEndStream(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		p.fr.WriteData(id, true, []byte("whole"))
+		p.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		p.drain()
+	})
+	pr, pw := io.Pipe() // a request body still streaming
+	defer pw.Close()
+	req, _ := http.NewRequest("POST", "http://backend/x", pr)
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "whole" {
+		t.Fatalf("body %q, %v; want the whole response", b, err)
+	}
+}
+
+// TestClientFrameOnIdleStream: DATA on a stream the client never opened is a connection
+// error PROTOCOL_ERROR (RFC 9113 §5.1): GOAWAY, and the open stream fails.
+func TestClientFrameOnIdleStream(t *testing.T) {
+	goAway := make(chan http2.ErrCode, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteData(id+2, false, []byte("x"))
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				goAway <- g.ErrCode
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the stream did not fail with the connection: %v", err)
+	}
+	select {
+	case code := <-goAway:
+		if code != http2.ErrCodeProtocol {
+			t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", code)
+		}
+	case <-time.After(hangBound):
+		t.Error("no GOAWAY")
+	}
+}
