@@ -210,7 +210,8 @@ func TestClientTruncatedHeadFails(t *testing.T) {
 // stream's wait to write its HEADERS.
 func TestClientPingWhileWriteStuck(t *testing.T) {
 	stop := make(chan struct{})
-	cc := newRawPeer(t, func(p *rawPeer) {
+	var written atomic.Int64
+	cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { return countingConn{nc, &written} }, func(p *rawPeer) {
 		p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
 		p.fr.WriteWindowUpdate(0, 1<<31-1-65535)
 		p.awaitHeaders()
@@ -236,19 +237,21 @@ func TestClientPingWhileWriteStuck(t *testing.T) {
 	req, _ := http.NewRequest("POST", "http://backend/upload", pr)
 	cc.ReserveNewRequest()
 	go cc.roundTrip(req) // never answered; Cleanup's Close ends it
-	// Wait until the writer is stuck: a write that does not finish holds wmu.
-	for deadline := time.Now().Add(hangBound); ; {
+	// Wait until the writer is stuck: wmu held, and nothing more written, over three looks.
+	for deadline, still, last := time.Now().Add(hangBound), 0, int64(-1); still < 3; {
 		if time.Now().After(deadline) {
 			t.Fatal("the upload never filled the socket")
 		}
-		if !cc.wmu.TryLock() {
-			time.Sleep(100 * time.Millisecond)
-			if !cc.wmu.TryLock() {
-				break
-			}
+		time.Sleep(100 * time.Millisecond)
+		held := !cc.wmu.TryLock()
+		if !held {
+			cc.wmu.Unlock()
 		}
-		cc.wmu.Unlock()
-		time.Sleep(10 * time.Millisecond)
+		if n := written.Load(); held && n == last {
+			still++
+		} else {
+			still, last = 0, n
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -644,4 +647,16 @@ func TestClientFrameOnIdleStream(t *testing.T) {
 	case <-time.After(hangBound):
 		t.Error("no GOAWAY")
 	}
+}
+
+// countingConn counts the bytes written on a connection.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.n.Add(int64(n))
+	return n, err
 }
