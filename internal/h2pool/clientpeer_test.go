@@ -660,3 +660,57 @@ func (c countingConn) Write(b []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// TestClientWindowUpdateOverflow: a WINDOW_UPDATE taking a stream's send window past
+// 2^31-1 resets that stream with FLOW_CONTROL_ERROR, one taking the connection's past it is
+// a connection error FLOW_CONTROL_ERROR (RFC 9113 §6.9.1).
+func TestClientWindowUpdateOverflow(t *testing.T) {
+	got := make(chan http2.Frame, 2)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteWindowUpdate(id, 1<<31-1)
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				got <- f
+				p.fr.WriteWindowUpdate(0, 1<<31-1)
+			case *http2.GoAwayFrame:
+				got <- f
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	pr, pw := io.Pipe() // a request body still to send: the stream stays open
+	defer pw.Close()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://backend/x", pr)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the stream did not fail with its window's overflow: %v", err)
+	}
+	for _, want := range []string{"RST_STREAM", "GOAWAY"} {
+		select {
+		case f := <-got:
+			var code http2.ErrCode
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				code = f.ErrCode
+			case *http2.GoAwayFrame:
+				code = f.ErrCode
+			}
+			if f.Header().Type.String() != want || code != http2.ErrCodeFlowControl {
+				t.Errorf("backend got %v %v, want %s FLOW_CONTROL_ERROR", f.Header().Type, code, want)
+			}
+		case <-time.After(hangBound):
+			t.Fatalf("backend got no %s", want)
+		}
+	}
+}
