@@ -116,6 +116,33 @@ func (p *rawPeer) awaitHeaders() uint32 {
 	}
 }
 
+// readGoAway reads frames until the client closes the connection, passing on the code of
+// each GOAWAY.
+func (p *rawPeer) readGoAway(codes chan<- http2.ErrCode) {
+	for {
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			codes <- g.ErrCode
+		}
+	}
+}
+
+// wantGoAway fails t unless the backend got a GOAWAY with code.
+func wantGoAway(t *testing.T, codes <-chan http2.ErrCode, code http2.ErrCode) {
+	t.Helper()
+	select {
+	case got := <-codes:
+		if got != code {
+			t.Errorf("GOAWAY %v, want %v", got, code)
+		}
+	case <-time.After(hangBound):
+		t.Error("no GOAWAY")
+	}
+}
+
 // drain reads frames until the client closes the connection.
 func (p *rawPeer) drain() {
 	for {
@@ -519,15 +546,7 @@ func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 		id := p.awaitHeaders()
 		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
 		p.fr.WriteData(id, true, make([]byte, 20000))
-		for {
-			f, err := p.fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			if g, ok := f.(*http2.GoAwayFrame); ok {
-				goAway <- g.ErrCode
-			}
-		}
+		p.readGoAway(goAway)
 	})
 	resp, err := get(cc)
 	if err != nil {
@@ -537,14 +556,7 @@ func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 	if b, err := io.ReadAll(resp.Body); err == nil {
 		t.Fatalf("a %d-byte DATA frame was taken", len(b))
 	}
-	select {
-	case code := <-goAway:
-		if code != http2.ErrCodeFrameSize {
-			t.Errorf("GOAWAY %v, want FRAME_SIZE_ERROR", code)
-		}
-	case <-time.After(hangBound):
-		t.Error("no GOAWAY")
-	}
+	wantGoAway(t, goAway, http2.ErrCodeFrameSize)
 }
 
 // cutConn fails its writes once cut: the first after the cut gets through only keep bytes
@@ -619,15 +631,7 @@ func TestClientFrameOnIdleStream(t *testing.T) {
 		p.fr.WriteSettings()
 		id := p.awaitHeaders()
 		p.fr.WriteData(id+2, false, []byte("x"))
-		for {
-			f, err := p.fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			if g, ok := f.(*http2.GoAwayFrame); ok {
-				goAway <- g.ErrCode
-			}
-		}
+		p.readGoAway(goAway)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 	defer cancel()
@@ -639,14 +643,7 @@ func TestClientFrameOnIdleStream(t *testing.T) {
 		}
 		t.Fatalf("the stream did not fail with the connection: %v", err)
 	}
-	select {
-	case code := <-goAway:
-		if code != http2.ErrCodeProtocol {
-			t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", code)
-		}
-	case <-time.After(hangBound):
-		t.Error("no GOAWAY")
-	}
+	wantGoAway(t, goAway, http2.ErrCodeProtocol)
 }
 
 // countingConn counts the bytes written on a connection.
