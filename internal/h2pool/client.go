@@ -66,6 +66,7 @@ const (
 	defaultMaxStreams = 1000     // the peer's limit when its SETTINGS did not name one
 	initialMaxStreams = 100      // the peer's limit assumed before its SETTINGS came
 	heldBodyMax       = 64 << 10 // a held body larger than this streams from writeBody
+	maxReadFrame      = 16384    // the largest frame read: SETTINGS_MAX_FRAME_SIZE is not sent, so its default
 )
 
 // errClientConnClosed fails the streams of a connection closed by the pool.
@@ -92,7 +93,7 @@ type clientConn struct {
 	settled  chan struct{} // closed when the peer's first SETTINGS were applied (or the read side ended)
 	readDone chan struct{}
 
-	wmu  sync.Mutex // the write side: the order of frames, henc, hbuf, wbuf
+	wmu  wlock // the write side: the order of frames, henc, hbuf, wbuf (clientwlock.go)
 	henc *hpack.Encoder
 	hbuf bytes.Buffer
 	wbuf []byte
@@ -128,7 +129,7 @@ type clientConn struct {
 // newClientConn writes the client preface and SETTINGS on nc and starts the read loop.
 func newClientConn(nc net.Conn, onDead func()) (*clientConn, error) {
 	cc := &clientConn{
-		nc: nc, onDead: onDead, settled: make(chan struct{}), readDone: make(chan struct{}),
+		nc: nc, onDead: onDead, settled: make(chan struct{}), readDone: make(chan struct{}), wmu: newWLock(),
 		streams: map[uint32]*clientStream{}, nextID: 1, maxStreams: initialMaxStreams,
 		peerMaxFrame: 16384, peerInitWindow: 65535, sendWindow: 65535, recvWindow: connWindow,
 		pings: map[[8]byte]chan struct{}{},
@@ -141,6 +142,7 @@ func newClientConn(nc net.Conn, onDead func()) (*clientConn, error) {
 	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, 16<<10))
 	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cc.fr.MaxHeaderListSize = maxHeaderListSize
+	cc.fr.SetMaxReadFrameSize(maxReadFrame)
 	cc.fr.SetReuseFrames()
 	b := append([]byte(nil), http2.ClientPreface...)
 	b = appendFrameHeader(b, 18, ftSettings, 0, 0)
@@ -186,18 +188,25 @@ func (cc *clientConn) write(fill func(b []byte) []byte) error {
 
 // writeLocked writes b (under wmu), keeping it as the next write buffer.
 func (cc *clientConn) writeLocked(b []byte) error {
+	_, err := cc.writeLockedN(b)
+	return err
+}
+
+// writeLockedN is writeLocked, also reporting how many bytes of b were written.
+func (cc *clientConn) writeLockedN(b []byte) (int, error) {
 	if cap(b) <= 64<<10 {
 		cc.wbuf = b[:0]
 	}
 	if cc.werr != nil {
-		return cc.werr
+		return 0, cc.werr
 	}
-	if _, err := cc.nc.Write(b); err != nil {
+	n, err := cc.nc.Write(b)
+	if err != nil {
 		cc.werr = fmt.Errorf("http2: write: %w", err)
 		go cc.closeWith(cc.werr) // not under wmu: closing fails streams, whose writers take it
-		return cc.werr
+		return n, cc.werr
 	}
-	return nil
+	return n, nil
 }
 
 // State reports what the pool reads of the connection.
@@ -245,11 +254,24 @@ func (cc *clientConn) Ping(ctx context.Context) error {
 		delete(cc.pings, data)
 		cc.mu.Unlock()
 	}()
-	err := cc.write(func(b []byte) []byte {
-		return append(appendFrameHeader(b, 8, ftPing, 0, 0), data[:]...)
-	})
-	if err != nil {
-		return err
+	// The write goes in its own goroutine: wmu may be held by a writer stuck on a backend
+	// that stopped reading, and the PING's wait must end with ctx so that the pool retires
+	// the connection (closing it ends the stuck write, and this one).
+	werr := make(chan error, 1)
+	go func() {
+		werr <- cc.write(func(b []byte) []byte {
+			return append(appendFrameHeader(b, 8, ftPing, 0, 0), data[:]...)
+		})
+	}()
+	select {
+	case err := <-werr:
+		if err != nil {
+			return err
+		}
+	case <-cc.readDone:
+		return errConnLost
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	select {
 	case <-ch:
@@ -398,7 +420,10 @@ func (cc *clientConn) unreserve() {
 // startStream gives cs its id and writes its HEADERS (ending the stream when end), and with
 // inline the held body as DATA with END_STREAM in the same write when the windows allow.
 func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byte) error {
-	cc.wmu.Lock()
+	if err := cc.wmu.LockCtx(cs.req.Context()); err != nil {
+		cc.unreserve()
+		return fmt.Errorf("%w: its HEADERS waited for the connection's writes until %w", ErrUnprocessed, err)
+	}
 	defer cc.wmu.Unlock()
 	cc.mu.Lock()
 	if cc.reserved > 0 {
@@ -432,14 +457,18 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		return err
 	}
 	b := cc.appendHeaders(cc.wbuf[:0], cs.id, end, maxFrame)
+	headLen := len(b)
 	if sendData {
 		b = appendFrameHeader(b, len(held), ftData, flagEndStream, cs.id)
 		b = append(b, held...)
 	}
-	if err := cc.writeLocked(b); err != nil {
+	if n, err := cc.writeLockedN(b); err != nil {
 		cc.mu.Lock()
 		delete(cc.streams, cs.id)
 		cc.mu.Unlock()
+		if n < headLen { // the header block did not all get out: the backend cannot have processed it
+			return fmt.Errorf("%w: its HEADERS were cut short: %w", ErrUnprocessed, err)
+		}
 		return err
 	}
 	return nil

@@ -42,6 +42,9 @@ func (cc *clientConn) readFrames() error {
 	for {
 		f, err := cc.fr.ReadFrame()
 		if err != nil {
+			if errors.Is(err, http2.ErrFrameTooLarge) { // past maxReadFrame (RFC 9113 §4.2)
+				err = http2.ConnectionError(http2.ErrCodeFrameSize)
+			}
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				cc.streamError(se.StreamID, se.Code, se)
@@ -123,7 +126,9 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	var serr error
-	if !cs.headDone {
+	if f.Truncated { // the Framer dropped fields past MAX_HEADER_LIST_SIZE: not a head to hand on
+		serr = errResponseHeaderListSize
+	} else if !cs.headDone {
 		serr = cs.onHeadLocked(f)
 	} else {
 		serr = cs.onTrailersLocked(f)
@@ -145,6 +150,12 @@ func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
 	if code < 200 {
 		if code == 101 || f.StreamEnded() {
 			return fmt.Errorf("http2: unexpected %d response", code)
+		}
+		for _, hf := range f.Fields { // bounded together, as x/net's Transport had them
+			cs.interim += int64(hf.Size())
+		}
+		if cs.interim > maxHeaderListSize {
+			return errors.New("http2: 1xx responses larger than the header list limit")
 		}
 		return nil // interim: the final head follows
 	}
@@ -188,6 +199,9 @@ func (cs *clientStream) onTrailersLocked(f *http2.MetaHeadersFrame) error {
 	if !f.StreamEnded() {
 		return errors.New("http2: response trailers without END_STREAM")
 	}
+	if len(f.PseudoFields()) > 0 { // a second final head, or 1xx, after the head (RFC 9113 §8.1)
+		return errors.New("http2: pseudo-field in response trailers")
+	}
 	if cs.remain > 0 {
 		return fmt.Errorf("http2: response body ended %d bytes short of its content-length", cs.remain)
 	}
@@ -203,6 +217,10 @@ func (cs *clientStream) onTrailersLocked(f *http2.MetaHeadersFrame) error {
 	cs.notify()
 	return nil
 }
+
+// errResponseHeaderListSize fails a stream whose response head or trailers were larger than
+// the SETTINGS_MAX_HEADER_LIST_SIZE the client sent.
+var errResponseHeaderListSize = errors.New("http2: response header list larger than the client's limit")
 
 func (cc *clientConn) onData(f *http2.DataFrame) error {
 	n := int64(f.Length) // padding included: it counts against the windows
@@ -297,15 +315,17 @@ func (cc *clientConn) onSettings(f *http2.SettingsFrame) error {
 		return nil
 	})
 	first := !cc.seenSettings
+	if err != nil {
+		// The connection ends; the read loop closes settled when these were the first.
+		cc.mu.Unlock()
+		return err
+	}
 	if first && !seenMax {
 		cc.maxStreams = defaultMaxStreams
 	}
 	cc.seenSettings = true
 	cc.limit.Store(int64(cc.maxStreams))
 	cc.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	cc.wmu.Lock()
 	if hasTable {
 		cc.henc.SetMaxDynamicTableSizeLimit(table)

@@ -42,6 +42,7 @@ type clientStream struct {
 	recvWindow int64 // what the peer may still send on the stream
 	unsent     int64 // stream window consumed and not given back yet
 	remain     int64 // the response's content-length still to come, -1 when unknown
+	interim    int64 // the size of the 1xx heads' fields so far
 }
 
 var _ io.ReadCloser = (*clientStream)(nil)

@@ -1,0 +1,710 @@
+package h2pool
+
+// Adversarial peers for the own client connection (client.go): a raw-framer backend on
+// 127.0.0.1 sends what a well-behaved server would not, and each test asserts what RFC 9113
+// has the client do.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"sluice/internal/testutil"
+)
+
+// hangBound only fails a test on a real hang.
+const hangBound = 30 * time.Second
+
+// rawPeer is the backend side of one connection, read and written with x/net's Framer.
+type rawPeer struct {
+	nc   net.Conn
+	fr   *http2.Framer
+	hbuf bytes.Buffer
+	henc *hpack.Encoder
+}
+
+// newRawPeer dials a listener on 127.0.0.1, starts a clientConn on the client side and
+// returns both; serve runs on the backend side after the client preface was read.
+func newRawPeer(t *testing.T, serve func(p *rawPeer)) *clientConn {
+	t.Helper()
+	return newRawPeerWrapped(t, nil, serve)
+}
+
+// newRawPeerWrapped is newRawPeer with the client's side of the connection wrapped.
+func newRawPeerWrapped(t *testing.T, wrap func(net.Conn) net.Conn, serve func(p *rawPeer)) *clientConn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		pre := make([]byte, len(http2.ClientPreface))
+		if _, err := io.ReadFull(nc, pre); err != nil || string(pre) != http2.ClientPreface {
+			t.Errorf("client preface: %q, %v", pre, err)
+			return
+		}
+		p := &rawPeer{nc: nc, fr: http2.NewFramer(nc, nc)}
+		p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+		p.henc = hpack.NewEncoder(&p.hbuf)
+		serve(p)
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		nc = wrap(nc)
+	}
+	cc, err := newClientConn(nc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cc.Close()
+		select {
+		case <-done:
+		case <-time.After(hangBound):
+			t.Error("raw peer did not end")
+		}
+	})
+	return cc
+}
+
+// block HPACK-encodes fields (name, value pairs).
+func (p *rawPeer) block(kv ...string) []byte {
+	p.hbuf.Reset()
+	for i := 0; i < len(kv); i += 2 {
+		p.henc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+	}
+	return append([]byte(nil), p.hbuf.Bytes()...)
+}
+
+// awaitHeaders reads frames until the client's HEADERS, answering its SETTINGS; it returns
+// the stream id (0 when the client went away).
+func (p *rawPeer) awaitHeaders() uint32 {
+	for {
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			return 0
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				p.fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			return f.StreamID
+		}
+	}
+}
+
+// readGoAway reads frames until the client closes the connection, passing on the code of
+// each GOAWAY.
+func (p *rawPeer) readGoAway(codes chan<- http2.ErrCode) {
+	for {
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			codes <- g.ErrCode
+		}
+	}
+}
+
+// wantGoAway fails t unless the backend got a GOAWAY with code.
+func wantGoAway(t *testing.T, codes <-chan http2.ErrCode, code http2.ErrCode) {
+	t.Helper()
+	select {
+	case got := <-codes:
+		if got != code {
+			t.Errorf("GOAWAY %v, want %v", got, code)
+		}
+	case <-time.After(hangBound):
+		t.Error("no GOAWAY")
+	}
+}
+
+// drain reads frames until the client closes the connection.
+func (p *rawPeer) drain() {
+	for {
+		if _, err := p.fr.ReadFrame(); err != nil {
+			return
+		}
+	}
+}
+
+// get sends a GET on cc and returns its response or error.
+func get(cc *clientConn) (*http.Response, error) {
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	if !cc.ReserveNewRequest() {
+		return nil, errClientConnClosed
+	}
+	return cc.roundTrip(req)
+}
+
+// TestClientSettledAfterInvalidFirstSettings: a first SETTINGS with an invalid value ends
+// the connection (a connection error), and settled is closed all the same: the pool waits
+// on it (awaitSettings, a spare's dial) and must not wait out its timers on a dead
+// connection.
+func TestClientSettledAfterInvalidFirstSettings(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingEnablePush, Val: 2}) // only 0 or 1 (RFC 9113 §6.5.2)
+		p.drain()
+	})
+	select {
+	case <-cc.readDone:
+	case <-time.After(hangBound):
+		t.Fatal("the read loop did not end after an invalid SETTINGS")
+	}
+	select { // the read loop closes settled just after readDone
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("settled not closed after the read loop ended on the first SETTINGS")
+	}
+}
+
+// TestClientTrailersWithPseudoField: a HEADERS frame with END_STREAM after the response head
+// is trailers, which carry no pseudo-field (RFC 9113 §8.1); a second final head with
+// :status is malformed, and the body fails instead of ending as if whole.
+func TestClientTrailersWithPseudoField(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		p.fr.WriteData(id, false, []byte("part"))
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "500", "grpc-status", "0"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	resp, err := get(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("body %q ended without error; trailers %v", b, resp.Trailer)
+	}
+}
+
+// TestClientTruncatedHeadFails: a response head larger than the SETTINGS_MAX_HEADER_LIST_SIZE
+// the client sent is not handed on with fields silently dropped (x/net's Framer marks such
+// a head Truncated rather than failing it).
+func TestClientTruncatedHeadFails(t *testing.T) {
+	big := strings.Repeat("v", 6<<20) // two of these pass the 10 MiB limit, one does not
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		block := p.block(":status", "200", "x-one", big, "x-two", big, "content-length", "2")
+		const frame = 16384
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:frame]})
+		for block = block[frame:]; len(block) > 0; {
+			n := min(len(block), frame)
+			p.fr.WriteContinuation(id, n == len(block), block[:n])
+			block = block[n:]
+		}
+		p.fr.WriteData(id, true, []byte("ok"))
+		p.drain()
+	})
+	resp, err := get(cc)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a truncated head came through: x-two present %v, content-length %d", resp.Header.Get("X-Two") != "", resp.ContentLength)
+	}
+}
+
+// TestClientPingWhileWriteStuck: a PING's wait ends with its context even when the
+// connection's write side is stuck (the backend stopped reading while a request body filled
+// the socket), so that the pool can retire the connection (ping_timeout); so does a new
+// stream's wait to write its HEADERS.
+func TestClientPingWhileWriteStuck(t *testing.T) {
+	stop := make(chan struct{})
+	var written atomic.Int64
+	cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { return countingConn{nc, &written} }, func(p *rawPeer) {
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+		p.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+		p.awaitHeaders()
+		<-stop // read nothing more: the client's writes fill the socket
+	})
+	defer close(stop)
+	select {
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("no SETTINGS")
+	}
+	// A streamed upload larger than any socket buffer: its writer blocks in Write under wmu.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for range 512 {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	req, _ := http.NewRequest("POST", "http://backend/upload", pr)
+	cc.ReserveNewRequest()
+	go cc.roundTrip(req) // never answered; Cleanup's Close ends it
+	// Wait until the writer is stuck: wmu held, and nothing more written, over three looks.
+	for deadline, still, last := time.Now().Add(hangBound), 0, int64(-1); still < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("the upload never filled the socket")
+		}
+		time.Sleep(100 * time.Millisecond)
+		held := !cc.wmu.TryLock()
+		if !held {
+			cc.wmu.Unlock()
+		}
+		if n := written.Load(); held && n == last {
+			still++
+		} else {
+			still, last = 0, n
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cc.Ping(ctx) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("PING answered by a peer that reads nothing")
+		}
+	case <-time.After(hangBound):
+		t.Fatal("Ping ignored its context while the write side was stuck")
+	}
+
+	// A new stream waiting to write its HEADERS ends with its request's context (the proxy's
+	// try timeout), as unprocessed: nothing of it was sent.
+	req, _ = http.NewRequest("POST", "http://backend/x", nil)
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	req = req.WithContext(ctx2)
+	cc.ReserveNewRequest()
+	go func() {
+		_, err := cc.roundTrip(req)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnprocessed) {
+			t.Fatalf("a stream that could not write its HEADERS failed with %v, want ErrUnprocessed", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("a new stream ignored its context while the write side was stuck")
+	}
+}
+
+// TestClientSecondGoAwayLowers: a graceful GOAWAY (last-stream-id 2^31-1) then a second
+// one lowering it: the stream above the second is ErrUnprocessed (the proxy re-sends it
+// whatever its method), the one below still gets its response, and no new stream starts.
+func TestClientSecondGoAwayLowers(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		a, b := p.awaitHeaders(), p.awaitHeaders()
+		p.fr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+		p.fr.WriteGoAway(min(a, b), http2.ErrCodeNo, nil)
+		p.fr.WriteGoAway(max(a, b), http2.ErrCodeNo, nil) // may not raise it again (RFC 9113 §6.8)
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: min(a, b), BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		cc.ReserveNewRequest()
+		go func() {
+			req, _ := http.NewRequest("POST", "http://backend/x", nil)
+			resp, err := cc.roundTrip(req)
+			results <- result{resp, err}
+		}()
+	}
+	var ok, unprocessed int
+	for range 2 {
+		select {
+		case r := <-results:
+			switch {
+			case r.err == nil && r.resp.StatusCode == 200:
+				r.resp.Body.Close()
+				ok++
+			case errors.Is(r.err, ErrUnprocessed):
+				unprocessed++
+			default:
+				t.Errorf("stream failed with %v, want a response or ErrUnprocessed", r.err)
+			}
+		case <-time.After(hangBound):
+			t.Fatal("a stream hung after the GOAWAYs")
+		}
+	}
+	if ok != 1 || unprocessed != 1 {
+		t.Errorf("%d responses and %d unprocessed; want one each", ok, unprocessed)
+	}
+	if cc.ReserveNewRequest() {
+		t.Error("a stream was reserved after GOAWAY")
+	}
+}
+
+// TestClientNegativeStreamWindow: SETTINGS_INITIAL_WINDOW_SIZE lowered below what a stream
+// already sent makes its window negative (RFC 9113 §6.9.2); the body writer sends nothing
+// more until WINDOW_UPDATEs bring it above zero, then exactly what they allow.
+func TestClientNegativeStreamWindow(t *testing.T) {
+	const body = 200 << 10
+	const allowed = 65535 + 10 // the initial window, then 10 past the negative window's zero
+	beforeGrant := make(chan int, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		p.fr.WriteWindowUpdate(0, 1<<30) // only the stream window limits
+		id := p.awaitHeaders()
+		total, ended := 0, false
+		// readUntil reads frames, counting the stream's DATA, until done says so.
+		readUntil := func(done func(f http2.Frame) bool) bool {
+			for {
+				f, err := p.fr.ReadFrame()
+				if err != nil {
+					return false
+				}
+				if d, ok := f.(*http2.DataFrame); ok && d.StreamID == id {
+					total += len(d.Data())
+					ended = ended || d.StreamEnded()
+				}
+				if done(f) {
+					return true
+				}
+			}
+		}
+		if !readUntil(func(http2.Frame) bool { return total >= 65535 }) {
+			return
+		}
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000}) // window 1000-65535
+		if !readUntil(func(f http2.Frame) bool { s, ok := f.(*http2.SettingsFrame); return ok && s.IsAck() }) {
+			return
+		}
+		p.fr.WriteWindowUpdate(id, 65535-1000+10) // window 10
+		if !readUntil(func(http2.Frame) bool { return total >= allowed }) {
+			return
+		}
+		p.fr.WritePing(false, [8]byte{1}) // a round trip for any excess DATA to arrive
+		if !readUntil(func(f http2.Frame) bool { pf, ok := f.(*http2.PingFrame); return ok && pf.IsAck() }) {
+			return
+		}
+		beforeGrant <- total
+		p.fr.WriteWindowUpdate(id, body)
+		if !ended && !readUntil(func(http2.Frame) bool { return ended }) {
+			return
+		}
+		if total != body {
+			t.Errorf("backend got %d bytes of a %d-byte body", total, body)
+		}
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	req, _ := http.NewRequest("POST", "http://backend/upload", bytes.NewReader(make([]byte, body)))
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case n := <-beforeGrant:
+		if n != allowed {
+			t.Errorf("the client sent %d bytes before the window allowed more; want %d", n, allowed)
+		}
+	default:
+		t.Error("the backend did not see the window's limit")
+	}
+}
+
+// TestClientWindowWaitEndsWithConnection: a request body waiting for send window when the
+// backend closes the connection fails its stream, and its writer goroutine ends.
+func TestClientWindowWaitEndsWithConnection(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		p.awaitHeaders()
+		for total := 0; total < 65535; {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if d, ok := f.(*http2.DataFrame); ok {
+				total += len(d.Data())
+			}
+		}
+		p.nc.Close() // the body writer waits for window the backend never gives
+	})
+	req, _ := http.NewRequest("POST", "http://backend/upload", bytes.NewReader(make([]byte, 1<<20)))
+	cc.ReserveNewRequest()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.roundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !errors.Is(err, errConnLost) {
+			t.Errorf("roundTrip: %v, want the connection's loss", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("roundTrip hung after the connection closed")
+	}
+	if left := testutil.Leaked(hangBound, func(g string) bool { return strings.Contains(g, "writeBody") }); left != "" {
+		t.Errorf("body writer left running:\n%s", left)
+	}
+}
+
+// TestClientHeaderTableSizeZero: a backend whose SETTINGS_HEADER_TABLE_SIZE is 0 gets header
+// blocks that index nothing in its dynamic table (its decoder allows none), on every stream.
+func TestClientHeaderTableSizeZero(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.ReadMetaHeaders = hpack.NewDecoder(0, nil) // a block growing the table fails to decode
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0})
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					t.Errorf("backend: %v", err)
+				}
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					p.fr.WriteSettingsAck()
+				}
+			case *http2.MetaHeadersFrame:
+				p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+			}
+		}
+	})
+	<-cc.settled
+	for i := range 3 {
+		req, _ := http.NewRequest("GET", "http://backend/x", nil)
+		req.Header.Set("X-Custom", "same value each time")
+		cc.ReserveNewRequest()
+		resp, err := cc.roundTrip(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+}
+
+// TestClientInterimHeadsBounded: 1xx heads are passed over, but not without end: their
+// fields together count against the header list limit (as x/net's Transport had it), so a
+// backend cannot keep a stream busy decoding interim heads.
+func TestClientInterimHeadsBounded(t *testing.T) {
+	pad := strings.Repeat("p", 15000)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		for range 1000 { // 15 MB of interim fields, past the 10 MiB limit
+			if p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "103", "x-pad", pad), EndHeaders: true}) != nil {
+				return
+			}
+		}
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true, EndStream: true})
+		p.drain()
+	})
+	resp, err := get(cc)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a response came after 15 MB of 1xx heads")
+	}
+}
+
+// TestClientFrameAboveMaxFrameSize: a frame larger than the SETTINGS_MAX_FRAME_SIZE the
+// client advertised (the default, 16384) is a connection error FRAME_SIZE_ERROR
+// (RFC 9113 §4.2), not read into a buffer of up to 16 MiB.
+func TestClientFrameAboveMaxFrameSize(t *testing.T) {
+	goAway := make(chan http2.ErrCode, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		p.fr.WriteData(id, true, make([]byte, 20000))
+		p.readGoAway(goAway)
+	})
+	resp, err := get(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatalf("a %d-byte DATA frame was taken", len(b))
+	}
+	wantGoAway(t, goAway, http2.ErrCodeFrameSize)
+}
+
+// cutConn fails its writes once cut: the first after the cut gets through only keep bytes
+// (as a connection closed, or reset by the backend, while it was written).
+type cutConn struct {
+	net.Conn
+	cut  atomic.Bool
+	keep int
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	if !c.cut.Load() {
+		return c.Conn.Write(b)
+	}
+	n, _ := c.Conn.Write(b[:min(c.keep, len(b))])
+	c.keep = 0
+	c.Conn.Close()
+	return n, net.ErrClosed
+}
+
+// TestClientHeadersWriteFails: a stream whose HEADERS did not all get out (its write failed
+// before the block's end: the connection was closed, or reset, meanwhile) was provably not
+// processed, and fails with ErrUnprocessed so that the proxy re-sends it, a POST too.
+func TestClientHeadersWriteFails(t *testing.T) {
+	for _, keep := range []int{0, 5} {
+		var c *cutConn
+		cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c = &cutConn{Conn: nc, keep: keep}; return c }, func(p *rawPeer) {
+			p.fr.WriteSettings()
+			p.drain()
+		})
+		<-cc.settled
+		c.cut.Store(true)
+		req, _ := http.NewRequest("POST", "http://backend/x", heldBody{strings.NewReader("payload")})
+		req.ContentLength = 7
+		cc.ReserveNewRequest()
+		if _, err := cc.roundTrip(req); !errors.Is(err, ErrUnprocessed) {
+			t.Errorf("%d bytes of the HEADERS written: %v, want ErrUnprocessed", keep, err)
+		}
+	}
+}
+
+// TestClientResetAfterEndStream: a RST_STREAM after the whole response (a backend stopping
+// the request body it no longer needs) leaves that response whole.
+func TestClientResetAfterEndStream(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		p.fr.WriteData(id, true, []byte("whole"))
+		p.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		p.drain()
+	})
+	pr, pw := io.Pipe() // a request body still streaming
+	defer pw.Close()
+	req, _ := http.NewRequest("POST", "http://backend/x", pr)
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "whole" {
+		t.Fatalf("body %q, %v; want the whole response", b, err)
+	}
+}
+
+// TestClientFrameOnIdleStream: DATA on a stream the client never opened is a connection
+// error PROTOCOL_ERROR (RFC 9113 §5.1): GOAWAY, and the open stream fails.
+func TestClientFrameOnIdleStream(t *testing.T) {
+	goAway := make(chan http2.ErrCode, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteData(id+2, false, []byte("x"))
+		p.readGoAway(goAway)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the stream did not fail with the connection: %v", err)
+	}
+	wantGoAway(t, goAway, http2.ErrCodeProtocol)
+}
+
+// countingConn counts the bytes written on a connection.
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestClientWindowUpdateOverflow: a WINDOW_UPDATE taking a stream's send window past
+// 2^31-1 resets that stream with FLOW_CONTROL_ERROR, one taking the connection's past it is
+// a connection error FLOW_CONTROL_ERROR (RFC 9113 §6.9.1).
+func TestClientWindowUpdateOverflow(t *testing.T) {
+	type sent struct { // what the backend got (not the frame: its Framer reuses it)
+		typ  http2.FrameType
+		code http2.ErrCode
+	}
+	got := make(chan sent, 2)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteWindowUpdate(id, 1<<31-1)
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				got <- sent{f.Type, f.ErrCode}
+				p.fr.WriteWindowUpdate(0, 1<<31-1)
+			case *http2.GoAwayFrame:
+				got <- sent{f.Type, f.ErrCode}
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	pr, pw := io.Pipe() // a request body still to send: the stream stays open
+	defer pw.Close()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://backend/x", pr)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the stream did not fail with its window's overflow: %v", err)
+	}
+	for _, want := range []string{"RST_STREAM", "GOAWAY"} {
+		select {
+		case f := <-got:
+			if f.typ.String() != want || f.code != http2.ErrCodeFlowControl {
+				t.Errorf("backend got %v %v, want %s FLOW_CONTROL_ERROR", f.typ, f.code, want)
+			}
+		case <-time.After(hangBound):
+			t.Fatalf("backend got no %s", want)
+		}
+	}
+}
