@@ -33,6 +33,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -356,8 +357,11 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 			held, heldEOF = readHeld(body, (*heldBuf)[:0])
 		}
 	}
-	endWithHeaders := body == nil || heldEOF && len(held) == 0
-	inline := body == nil || heldEOF && len(held) <= 16384
+	// A body with trailers (req.Trailer not nil) ends with them, after its DATA: its writer
+	// sends the trailing HEADERS (writeBody).
+	trailers := body != nil && req.Trailer != nil
+	endWithHeaders := body == nil || heldEOF && len(held) == 0 && !trailers
+	inline := body == nil || heldEOF && len(held) <= 16384 && !trailers
 	err := cc.startStream(cs, endWithHeaders, inline, held)
 	if heldBuf != nil && (err != nil || cs.inlineSent || endWithHeaders) {
 		*heldBuf = held[:0]
@@ -510,6 +514,7 @@ func (cc *clientConn) encodeHeaders(req *http.Request, maxList uint32) error {
 	}
 	path := req.URL.RequestURI()
 	var cl string
+	trailer := declaredTrailers(req)
 	switch {
 	case req.ContentLength > 0:
 		cl = strconv.FormatInt(req.ContentLength, 10)
@@ -521,6 +526,9 @@ func (cc *clientConn) encodeHeaders(req *http.Request, maxList uint32) error {
 		size := uint64(len(":method")+len(req.Method)+len(":authority")+len(host)+len(":path")+len(path)+len(":scheme")+len(req.URL.Scheme)) + 4*32
 		if cl != "" {
 			size += uint64(len("content-length") + len(cl) + 32)
+		}
+		if trailer != "" {
+			size += uint64(len("trailer") + len(trailer) + 32)
 		}
 		for k, vs := range req.Header {
 			for _, v := range vs {
@@ -551,6 +559,50 @@ func (cc *clientConn) encodeHeaders(req *http.Request, maxList uint32) error {
 	}
 	if cl != "" {
 		e.WriteField(hpack.HeaderField{Name: "content-length", Value: cl})
+	}
+	if trailer != "" {
+		e.WriteField(hpack.HeaderField{Name: "trailer", Value: trailer})
+	}
+	return nil
+}
+
+// declaredTrailers is the trailer field naming req.Trailer's keys when they are known with
+// the head (sorted, lower-case, as x/net declared them), "" when none are.
+func declaredTrailers(req *http.Request) string {
+	if len(req.Trailer) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(req.Trailer))
+	for k := range req.Trailer {
+		if name, ok := lowerName(k); ok {
+			keys = append(keys, name)
+		}
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ",")
+}
+
+// encodeTrailers HPACK-encodes trailer into hbuf (under wmu), without the fields HTTP/2
+// does not carry; errHeaderListSize when above the peer's limit (maxList, 0: none).
+func (cc *clientConn) encodeTrailers(trailer http.Header, maxList uint32) error {
+	var size uint64
+	for k, vs := range trailer {
+		for _, v := range vs {
+			size += uint64(len(k) + len(v) + 32)
+		}
+	}
+	if maxList > 0 && size > uint64(maxList) {
+		return errHeaderListSize
+	}
+	cc.hbuf.Reset()
+	for k, vs := range trailer {
+		name, ok := lowerName(k)
+		if !ok {
+			continue
+		}
+		for _, v := range vs {
+			cc.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+		}
 	}
 	return nil
 }

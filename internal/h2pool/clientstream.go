@@ -222,12 +222,15 @@ func (cs *clientStream) writeBody(body io.ReadCloser, first []byte, firstEOF boo
 	data, eof := first, firstEOF
 	var rerr error
 	for {
-		if len(data) > 0 || eof {
-			if !cs.sendData(data, eof) {
-				return
-			}
+		// With trailers, END_STREAM goes on them, sent after the body's last read.
+		end := eof && cs.req.Trailer == nil
+		if (len(data) > 0 || end) && !cs.sendData(data, end) {
+			return
 		}
 		if eof {
+			if !end {
+				cs.sendTrailers()
+			}
 			return
 		}
 		if rerr != nil {
@@ -300,4 +303,36 @@ func (cs *clientStream) sendData(data []byte, end bool) bool {
 		data = data[n:]
 	}
 	return true
+}
+
+// sendTrailers ends the stream with req.Trailer, read only now (after the body's last
+// read, so that its reader may fill the map at the body's end, as x/net allowed): a
+// HEADERS block with END_STREAM, or an empty DATA frame with END_STREAM when the map is
+// empty. A trailer section above the peer's limit fails the stream.
+func (cs *clientStream) sendTrailers() {
+	cc := cs.cc
+	cc.wmu.Lock()
+	cc.mu.Lock()
+	if cs.reset || cc.closed {
+		cc.mu.Unlock()
+		cc.wmu.Unlock()
+		return
+	}
+	maxFrame, maxList := cc.peerMaxFrame, cc.peerMaxList
+	cc.mu.Unlock()
+	b := appendFrameHeader(cc.wbuf[:0], 0, ftData, flagEndStream, cs.id)
+	if len(cs.req.Trailer) > 0 {
+		if err := cc.encodeTrailers(cs.req.Trailer, maxList); err != nil {
+			cc.wmu.Unlock()
+			cs.bodyFailed(err)
+			return
+		}
+		b = cc.appendHeaders(cc.wbuf[:0], cs.id, true, maxFrame)
+	}
+	cc.mu.Lock()
+	cs.localDone = true
+	cs.endLocked()
+	cc.mu.Unlock()
+	cc.writeLocked(b) // a failed write fails the connection, and so the stream
+	cc.wmu.Unlock()
 }

@@ -119,6 +119,12 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		return res
 	}
 	defer t.H2.Done(a)
+	// Deferred before the Close below, so run after it: no read of the client's body is in
+	// progress once the attempt returns (and the server may pool the downstream stream).
+	// Close waits for the client's body writer, but not past the request's end (a client
+	// that reset its stream); the read it may be in is woken then (the stream's reset ends
+	// it), and stop waits for it and makes later reads end at once.
+	defer body.stop()
 	defer resp.Body.Close()
 	at.Status = resp.StatusCode
 	if r.pol.retriesStatus(resp.StatusCode) {
