@@ -201,6 +201,9 @@ func (cs *clientStream) Close() error {
 	}
 	cs.sendReset(rst, http2.ErrCodeCancel)
 	if cs.wdone != nil {
+		// A writer blocked in the body's Read is woken by closing it, as x/net did (a body
+		// may be closed while read: http.RoundTripper); the proxy's body ends its own reads.
+		cs.req.Body.Close()
 		select {
 		case <-cs.wdone:
 		case <-cs.req.Context().Done(): // the read in progress ends with the request
