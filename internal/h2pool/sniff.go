@@ -7,13 +7,13 @@ import (
 	"time"
 )
 
-// sniffConn is the connection under one http2.ClientConn. It watches the frame headers the
-// backend sends (the ClientConn's read loop is its only reader) for the facts the library
-// keeps to itself but the pool needs for its records and its learning: that a GOAWAY came,
-// with which code and last-stream-id, how many streams were refused, when a byte was last
-// read, when the backend closed the connection, and the MAX_CONCURRENT_STREAMS of its latest
-// SETTINGS. It parses 9-byte frame headers and skips payloads; only a GOAWAY's first 8
-// payload bytes, an RST_STREAM's code and a SETTINGS frame's entries are looked at.
+// sniffConn is the connection under one client connection (client.go). It watches the
+// frame headers the backend sends (the client's read loop is its only reader) for the facts
+// the pool's life records need: that a GOAWAY came, with which code and last-stream-id, how
+// many streams were refused, when a byte was last read, when the backend closed the
+// connection. (The SETTINGS the client applies itself: the pool reads their stream limit
+// from it.) It parses 9-byte frame headers and skips payloads; only a GOAWAY's first 8
+// payload bytes and an RST_STREAM's code are looked at.
 type sniffConn struct {
 	net.Conn
 
@@ -26,16 +26,6 @@ type sniffConn struct {
 	refused    atomic.Int64 // RST_STREAM(REFUSED_STREAM) frames
 	resets     atomic.Int64 // other RST_STREAM frames
 
-	// settings is closed when the backend's first SETTINGS frame has been read (the
-	// ClientConn applies it just after), or when the read side fails.
-	settings     chan struct{}
-	settingsDone bool // reader goroutine only
-	// maxStreams is SETTINGS_MAX_CONCURRENT_STREAMS as the backend's latest SETTINGS frame
-	// that carried it set it (-1: none did yet). A backend may lower it at any time; the
-	// ClientConn applies it just after (it admits streams by it), and the pool's estimate
-	// of what a connection takes (burst.go) follows it from here.
-	maxStreams atomic.Int64
-
 	// Parser state; only the reading goroutine touches it.
 	hdr     [9]byte
 	hdrN    int
@@ -44,26 +34,17 @@ type sniffConn struct {
 	keep    [8]byte // the kept payload prefix (GOAWAY, RST_STREAM)
 	keepN   int
 	keepFor int // how many payload bytes to keep for the current frame
-	// A SETTINGS frame's entries (6 bytes each) as they come; entries: the current frame
-	// is a SETTINGS frame that is not an ACK.
-	entries bool
-	entry   [6]byte
-	entryN  int
 }
 
 // Frame types and codes the sniffer looks at (RFC 9113 §6.4, §6.8, §7).
 const (
 	frameRSTStream    = 0x3
-	frameSettings     = 0x4
 	frameGoAway       = 0x7
 	codeRefusedStream = 0x7
-
-	settingMaxConcurrentStreams = 0x3
 )
 
 func newSniffConn(c net.Conn) *sniffConn {
-	s := &sniffConn{Conn: c, settings: make(chan struct{})}
-	s.maxStreams.Store(-1)
+	s := &sniffConn{Conn: c}
 	s.lastRead.Store(time.Now().UnixNano())
 	return s
 }
@@ -76,7 +57,6 @@ func (s *sniffConn) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		s.eofAt.CompareAndSwap(0, time.Now().UnixNano())
-		s.settingsSeen()
 	}
 	return n, err
 }
@@ -94,7 +74,6 @@ func (s *sniffConn) feed(b []byte) {
 			s.left = uint32(s.hdr[0])<<16 | uint32(s.hdr[1])<<8 | uint32(s.hdr[2])
 			s.ftype = s.hdr[3]
 			s.keepN, s.keepFor = 0, 0
-			s.entries, s.entryN = s.ftype == frameSettings && s.hdr[4]&flagAck == 0, 0
 			switch s.ftype {
 			case frameGoAway:
 				s.keepFor = 8
@@ -110,9 +89,6 @@ func (s *sniffConn) feed(b []byte) {
 		if s.keepN < s.keepFor {
 			s.keepN += copy(s.keep[s.keepN:s.keepFor], b[:k])
 		}
-		if s.entries {
-			s.settingEntries(b[:k])
-		}
 		s.left -= k
 		b = b[k:]
 		if s.left == 0 {
@@ -125,11 +101,9 @@ func (s *sniffConn) feed(b []byte) {
 func (s *sniffConn) frameDone() {
 	s.hdrN = 0
 	if s.keepN < s.keepFor {
-		return // malformed; the ClientConn itself fails the connection
+		return // malformed; the client itself fails the connection
 	}
 	switch s.ftype {
-	case frameSettings:
-		s.settingsSeen()
 	case frameGoAway:
 		s.goAwayLast.Store(binary.BigEndian.Uint32(s.keep[:4]) & 0x7fffffff)
 		s.goAwayCode.Store(binary.BigEndian.Uint32(s.keep[4:8]))
@@ -140,30 +114,5 @@ func (s *sniffConn) frameDone() {
 		} else {
 			s.resets.Add(1)
 		}
-	}
-}
-
-// settingEntries reads a SETTINGS frame's entries in b (continuing where the last call
-// stopped) and keeps the MAX_CONCURRENT_STREAMS one.
-func (s *sniffConn) settingEntries(b []byte) {
-	for len(b) > 0 {
-		k := copy(s.entry[s.entryN:], b)
-		s.entryN += k
-		b = b[k:]
-		if s.entryN < len(s.entry) {
-			return
-		}
-		s.entryN = 0
-		if binary.BigEndian.Uint16(s.entry[:2]) == settingMaxConcurrentStreams {
-			s.maxStreams.Store(int64(binary.BigEndian.Uint32(s.entry[2:])))
-		}
-	}
-}
-
-// settingsSeen wakes the requests waiting for the backend's first SETTINGS.
-func (s *sniffConn) settingsSeen() {
-	if !s.settingsDone {
-		s.settingsDone = true
-		close(s.settings)
 	}
 }
