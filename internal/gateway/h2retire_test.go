@@ -102,7 +102,8 @@ admin: {address: "127.0.0.1:0"}
 	if v, _ := f.value("sluice_upstream_h2_connections_closed_total", map[string]string{"upstream": "grpc", "reason": "max_requests"}); v != 10 {
 		t.Errorf("sluice_upstream_h2_connections_closed_total{reason=max_requests} = %v; want 10", v)
 	}
-	if v, _ := f.value("sluice_upstream_h2_replacement_dials_total", map[string]string{"upstream": "grpc"}); v != float64(s.Counters.Replacements) || v == 0 {
-		t.Errorf("sluice_upstream_h2_replacement_dials_total = %v; want %d", v, s.Counters.Replacements)
+	// A replacement for the last connection may be dialed between the view and the scrape.
+	if v, _ := f.value("sluice_upstream_h2_replacement_dials_total", map[string]string{"upstream": "grpc"}); v < float64(s.Counters.Replacements) || v > float64(pool().Counters.Replacements) || v == 0 {
+		t.Errorf("sluice_upstream_h2_replacement_dials_total = %v; want the pool's count, %d or the one after", v, s.Counters.Replacements)
 	}
 }
