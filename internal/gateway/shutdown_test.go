@@ -81,6 +81,11 @@ routes:
 			t.Fatal("requests did not reach the backends")
 		}
 	}
+	// The refused request must be in its backoff before the shutdown: on a loaded machine its
+	// goroutine had not yet sent it once, and the closed listener left it without a line.
+	testutil.WaitFor(t, 5*time.Second, "a connect refused before the backoff", func() bool {
+		return tg.gw.Current().Upstreams["refused"].Current().Targets[0].Pool.Snapshot().Counters.DialErrors >= 1
+	})
 	get("/silent/queued") // the silent upstream's only connection is taken: queued
 	testutil.WaitFor(t, 5*time.Second, "a request queued for the pool", func() bool {
 		return tg.gw.Current().Upstreams["silent"].Current().Targets[0].Pool.Snapshot().Waiting == 1
