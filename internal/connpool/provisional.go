@@ -77,11 +77,20 @@ const (
 	answeredQuorum = 8
 )
 
-// How a conn was seen alive (noteAliveLocked).
+// How a conn was seen alive (noteAliveLocked): only answers count towards the quorum.
+type aliveHow bool
+
 const (
-	aliveAnswered = "answered a request"
-	aliveProbed   = "was probed alive"
+	aliveAnswered aliveHow = true
+	aliveProbed   aliveHow = false
 )
+
+func (h aliveHow) String() string {
+	if h == aliveAnswered {
+		return "answered a request"
+	}
+	return "was probed alive"
+}
 
 // sighting is a reused conn that answered a request sent at idle age age.
 type sighting struct {
@@ -98,7 +107,7 @@ func (p *Pool) refuteAge(age time.Duration) time.Duration {
 
 // noteAliveLocked records that the backend kept c open at idle age x: it answered a request
 // sent at that age, or a probe found it alive. how says which, for the log.
-func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how string, now time.Time) {
+func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how aliveHow, now time.Time) {
 	c.proven = max(c.proven, x)
 	if !p.opts.Learn {
 		return
@@ -123,7 +132,7 @@ func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how string, now time.Ti
 	if a := l.prov.age; a > 0 && !l.prov.refuted && x >= p.refuteAge(a) {
 		l.prov.refuted = true
 		p.log.LogAttrs(context.Background(), slog.LevelInfo, "provisional backend idle timeout refuted: kept for non-idempotent requests on conns not seen alive that long",
-			slog.Duration("provisional", a), slog.String("why", "a conn "+how+" at a longer idle age"), slog.Duration("alive_idle_age", x),
+			slog.Duration("provisional", a), slog.String("why", "a conn "+how.String()+" at a longer idle age"), slog.Duration("alive_idle_age", x),
 			slog.Duration("unsafe_max_idle", p.unsafeIdle), slog.Duration("unsafe_max_idle_proven", p.unsafeBase))
 	}
 }
