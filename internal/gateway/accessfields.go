@@ -127,7 +127,7 @@ func logTLSFields(ln *accesslog.Line, m config.AccessFieldSet, st *tls.Connectio
 		ln.Str("tls_version", tls.VersionName(st.Version))
 	}
 	if m.Has(config.AccessTLSCipher) {
-		ln.Str("tls_cipher", tls.CipherSuiteName(st.CipherSuite))
+		ln.Str("tls_cipher", cipherSuiteName(st.CipherSuite))
 	}
 	if m.Has(config.AccessTLSResumed) {
 		ln.Bool("tls_resumed", st.DidResume)

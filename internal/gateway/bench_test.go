@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sluice/internal/testutil"
 	"strconv"
 	"strings"
 	"testing"
@@ -253,15 +252,12 @@ func BenchmarkUpload(b *testing.B) {
 // a full handshake or a resumed session (X25519, ECDSA P-256, TLS 1.3), for profiling the
 // handshake path (bench/tls.sh compares it with the other proxies).
 func BenchmarkTLSNewConnection(b *testing.B) {
-	ca := testutil.NewCA(b)
-	cert, key := ca.Issue(b, "bench", testutil.CertOptions{DNSNames: []string{"bench.test"}})
-	yaml := strings.Replace(benchConfig(rawBackend(b), 1), "  - address: 127.0.0.1:0\n",
-		"  - address: 127.0.0.1:0\n    tls: {certificates: [{cert_file: "+cert+", key_file: "+key+"}]}\n", 1)
+	yaml, client := tlsListener(b, benchConfig(rawBackend(b), 1))
 	addr := benchGateway(b, yaml, false)
 	req := []byte("GET /svc0/x HTTP/1.1\r\nHost: bench.example\r\nConnection: close\r\n\r\n")
 	for _, resume := range []bool{false, true} {
 		b.Run(map[bool]string{false: "full", true: "resumed"}[resume], func(b *testing.B) {
-			cfg := ca.ClientConfig("bench.test")
+			cfg := client.Clone()
 			cfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 			if resume {
 				cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
