@@ -2,7 +2,7 @@
 # bench/tls.sh: TLS termination side by side (docs/benchmarks.md, "TLS").
 #
 #   bash bench/tls.sh [-rounds 3] [-duration 6] [-connections 64] [-only "sluice nginx"]
-#                     [-modes "keepalive resumed full"]
+#                     [-modes "keepalive resumed full"] [-base REV] [-access]
 #
 # One plain Go backend (bench/backend, 300-byte bodies) behind sluice, nginx, HAProxy and
 # Caddy, each terminating TLS on its own loopback port with the same ECDSA P-256 certificate
@@ -17,9 +17,15 @@
 # keeps, and it looked twice as cheap as it is).
 # Reported: medians of requests/s and CPU per request (utime+stime of the proxy's processes)
 # with ratios to nginx. Only processes started here are stopped.
+# -base REV also runs "sluice-base", Sluice built from git revision REV with the same config,
+# in the same rotation, and prints the per-round ratios sluice / sluice-base at the end (the
+# same round is the same minute of a shared machine's load; -base HEAD is an A/A run that
+# shows the noise floor). -access turns the access logs on, each to a file: Sluice's default
+# line (with its TLS fields) and nginx's default combined format; HAProxy and Caddy keep
+# theirs off.
 set -euo pipefail
 
-ROUNDS=3 DURATION=6 CONNS=64 ONLY="" MODES="keepalive resumed full"
+ROUNDS=3 DURATION=6 CONNS=64 ONLY="" MODES="keepalive resumed full" BASE="" ACCESS=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -27,6 +33,8 @@ while [ $# -gt 0 ]; do
 	-connections) CONNS=$2; shift ;;
 	-only) ONLY=$2; shift ;;
 	-modes) MODES=$2; shift ;;
+	-base) BASE=$2; shift ;;
+	-access) ACCESS=1 ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "tls.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -40,6 +48,12 @@ bench_init tls
 
 log "building sluice and the bench programs into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen)
+if [ -n "$BASE" ]; then
+	log "building sluice-base from $BASE"
+	mkdir -p "$TMP/base"
+	(cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
+	(cd "$TMP/base" && go build -buildvcs=false -o "$TMP/bin/sluice-base" ./cmd/sluice)
+fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -nodes -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
@@ -54,19 +68,22 @@ start() { # name port
 	PORT[$name]=$port # before any other free_port call
 	mkdir -p "$dir"; chmod 755 "$dir"
 	case "$name" in
-	sluice)
+	sluice | sluice-base)
+		local access='"off"'
+		[ -n "$ACCESS" ] && access=$dir/access.log
 		cat >"$dir/sluice.yaml" <<-EOF
 			listeners:
 			  - address: 127.0.0.1:$port
 			    tls: {certificates: [{cert_file: $TMP/cert.pem, key_file: $TMP/key.pem}]}
 			upstreams: [{id: b, targets: [{address: 127.0.0.1:$BPORT}], keepalive: {max_idle: 256}}]
 			routes: [{id: all, upstream: b}]
-			log: {level: warn, access: "off"}
+			log: {level: warn, access: $access}
 			admin: {address: "127.0.0.1:$(free_port)"}
 		EOF
-		"$TMP/bin/sluice" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
+		"$TMP/bin/$name" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
 	nginx)
-		local user=""
+		local user="" nlog=off
+		[ -n "$ACCESS" ] && nlog=$dir/access.log
 		[ "$(id -u)" = 0 ] && user="user root;"
 		cat >"$dir/nginx.conf" <<-EOF
 			$user
@@ -75,7 +92,7 @@ start() { # name port
 			error_log $dir/error.log warn;
 			events { worker_connections 4096; }
 			http {
-			    access_log off;
+			    access_log $nlog;
 			    upstream b { server 127.0.0.1:$BPORT; keepalive 256; }
 			    server {
 			        listen 127.0.0.1:$port ssl;
@@ -135,9 +152,11 @@ start() { # name port
 }
 
 proxies=()
-for p in sluice nginx haproxy caddy; do
-	[ -n "$ONLY" ] && [[ " $ONLY " != *" $p "* ]] && continue
-	if [ "$p" != sluice ] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
+all=(sluice nginx haproxy caddy)
+[ -n "$BASE" ] && all=(sluice sluice-base nginx haproxy caddy)
+for p in "${all[@]}"; do
+	[ -n "$ONLY" ] && [ "$p" != sluice-base ] && [[ " $ONLY " != *" $p "* ]] && continue
+	if [[ $p != sluice* ]] && ! have "$p"; then log "note: $p is not installed; skipped"; continue; fi
 	start "$p" "$(free_port)" && proxies+=("$p")
 done
 have wrk || { log "wrk is needed (apt-get install wrk)"; exit 1; }
@@ -191,3 +210,12 @@ for mode in $MODES; do
 			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.1f\t%s\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-") }'
 	done
 done
+
+[ -n "$BASE" ] || exit 0
+echo
+echo "sluice / sluice-base ($BASE) per round (same round, minutes apart at most)"
+printf 'mode\tround\trps_ratio\tcpu_ratio\n'
+awk -F'\t' '{ k=$1 "\t" $2; v[k, $3]=$0 } $3=="sluice"{ ks[++n]=k }
+	END{ for (i=1; i<=n; i++) { k=ks[i]; if (!((k, "sluice-base") in v)) continue
+		split(v[k, "sluice"], a, "\t"); split(v[k, "sluice-base"], b, "\t")
+		printf "%s\t%.2f\t%.2f\n", k, (b[5]>0 ? a[5]/b[5] : 0), (b[6]>0 ? a[6]/b[6] : 0) } }' "$results"
