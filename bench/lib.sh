@@ -67,3 +67,25 @@ cpu_ticks() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
+
+# build_base rev: builds Sluice from git revision rev into $TMP/bin/sluice-base (a script's
+# -base flag), from the repository at $ROOT.
+build_base() {
+	log "building sluice-base from $1"
+	mkdir -p "$TMP/base"
+	(cd "$ROOT" && git archive "$1") | tar -x -C "$TMP/base"
+	(cd "$TMP/base" && go build -buildvcs=false -o "$TMP/bin/sluice-base" ./cmd/sluice)
+}
+
+# round_ratios results col...: for each mode and round of results (tab-separated: mode,
+# round, proxy, then the figures), sluice / sluice-base of each column col (1-based), "-"
+# where the base's figure is 0.
+round_ratios() {
+	local f=$1
+	shift
+	awk -F'\t' -v cols="$*" '{ k=$1 "\t" $2; v[k, $3]=$0 } $3=="sluice"{ ks[++n]=k }
+		END{ nc=split(cols, c, " "); for (i=1; i<=n; i++) { k=ks[i]; if (!((k, "sluice-base") in v)) continue
+			split(v[k, "sluice"], a, "\t"); split(v[k, "sluice-base"], b, "\t"); line=k
+			for (j=1; j<=nc; j++) line=line "\t" (b[c[j]]>0 ? sprintf("%.2f", a[c[j]]/b[c[j]]) : "-")
+			print line } }' "$f"
+}

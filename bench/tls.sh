@@ -48,12 +48,7 @@ bench_init tls
 
 log "building sluice and the bench programs into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen)
-if [ -n "$BASE" ]; then
-	log "building sluice-base from $BASE"
-	mkdir -p "$TMP/base"
-	(cd "$ROOT" && git archive "$BASE") | tar -x -C "$TMP/base"
-	(cd "$TMP/base" && go build -buildvcs=false -o "$TMP/bin/sluice-base" ./cmd/sluice)
-fi
+[ -z "$BASE" ] || build_base "$BASE"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 2 -nodes -subj /CN=localhost \
 	-addext subjectAltName=DNS:localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
@@ -215,7 +210,4 @@ done
 echo
 echo "sluice / sluice-base ($BASE) per round (same round, minutes apart at most)"
 printf 'mode\tround\trps_ratio\tcpu_ratio\n'
-awk -F'\t' '{ k=$1 "\t" $2; v[k, $3]=$0 } $3=="sluice"{ ks[++n]=k }
-	END{ for (i=1; i<=n; i++) { k=ks[i]; if (!((k, "sluice-base") in v)) continue
-		split(v[k, "sluice"], a, "\t"); split(v[k, "sluice-base"], b, "\t")
-		printf "%s\t%.2f\t%.2f\n", k, (b[5]>0 ? a[5]/b[5] : 0), (b[6]>0 ? a[6]/b[6] : 0) } }' "$results"
+round_ratios "$results" 5 6
