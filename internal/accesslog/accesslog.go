@@ -10,14 +10,19 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 var linePool = sync.Pool{New: func() any { return &Line{b: make([]byte, 0, 512)} }}
 
 // Line is one access log entry under construction. Every field starts with its comma,
 // the first one too: Write turns the first field's comma into the line's '{', so that
-// adding a field does not ask whether it is the first.
-type Line struct{ b []byte }
+// adding a field does not ask whether it is the first. memo keeps runs of fields that
+// repeat from line to line (memo.go).
+type Line struct {
+	b    []byte
+	memo [NumRuns]memo
+}
 
 // Begin starts a line. Call Str/Int/... and then Write.
 func (l *Logger) Begin() *Line {
@@ -62,7 +67,9 @@ func (ln *Line) Bytes(k string, v []byte) *Line {
 		return nil
 	}
 	ln.key(k)
-	ln.b = appendJSONString(ln.b, string(v))
+	// Not string(v): that copies a value longer than 32 bytes (a browser's user agent) to
+	// the heap, one allocation per request; appendJSONString keeps nothing of s.
+	ln.b = appendJSONString(ln.b, unsafe.String(unsafe.SliceData(v), len(v)))
 	return ln
 }
 

@@ -18,6 +18,16 @@ import (
 // byte for byte the one written before fields were configurable. Fields are written in the
 // order of config.AccessField, whatever the order of the list. docs/config.md lists them.
 
+// The runs of fields a Line remembers from its last line (accesslog.Line.Recall): who asks
+// (client_ip, method, host; the same on a kept-alive connection), with what (http_version,
+// user_agent) and where it went (route, upstream, target). Each is compared with the
+// remembered values byte for byte and copied whole when they match.
+const (
+	lineRunClient accesslog.Run = iota
+	lineRunRequest
+	lineRunRoute
+)
+
 // logAccess writes ex's access log line; dur is the request's time from its start to now
 // (read once by the caller for the log and the metrics).
 func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstreamID string, rec *proxy.Record, dur time.Duration) {
@@ -46,14 +56,19 @@ func logClientFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Serv
 	if m.Has(config.AccessRequestID) {
 		ln.Bytes("request_id", ex.RequestIDBytes())
 	}
-	if m.Has(config.AccessClientIP) {
-		ln.Str("client_ip", clientIP(ex, rec))
-	}
-	if m.Has(config.AccessMethod) {
-		ln.Str("method", in.Method)
-	}
-	if m.Has(config.AccessHost) {
-		ln.Str("host", in.Host)
+	ip := clientIP(ex, rec)
+	if !ln.Recall(lineRunClient, uint64(m), ip, in.Method, in.Host) {
+		at := ln.Mark()
+		if m.Has(config.AccessClientIP) {
+			ln.Str("client_ip", ip)
+		}
+		if m.Has(config.AccessMethod) {
+			ln.Str("method", in.Method)
+		}
+		if m.Has(config.AccessHost) {
+			ln.Str("host", in.Host)
+		}
+		ln.Remember(lineRunClient, at, uint64(m), ip, in.Method, in.Host)
 	}
 	if m.Has(config.AccessPath) {
 		ln.Str("path", in.Path)
@@ -72,14 +87,25 @@ func logRequestFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Ser
 	if req.Query != nil && m.Has(config.AccessQuery) { // only with log.access_query
 		ln.Bytes("query", req.Query)
 	}
+	proto := ex.Proto()
+	ua, hasUA := req.Header.Get("User-Agent")
+	key := uint64(m)
+	if !hasUA {
+		key &^= 1 << config.AccessUserAgent // absent, not empty
+	}
+	// The header's bytes are only compared and copied, never kept (accesslog.Line.Remember).
+	uaStr := unsafeString(ua)
+	if ln.Recall(lineRunRequest, key, proto, uaStr, "") {
+		return
+	}
+	at := ln.Mark()
 	if m.Has(config.AccessHTTPVersion) {
-		ln.Str("http_version", ex.Proto())
+		ln.Str("http_version", proto)
 	}
-	if m.Has(config.AccessUserAgent) {
-		if ua, ok := req.Header.Get("User-Agent"); ok {
-			ln.Bytes("user_agent", ua)
-		}
+	if hasUA && m.Has(config.AccessUserAgent) {
+		ln.Str("user_agent", uaStr)
 	}
+	ln.Remember(lineRunRequest, at, key, proto, uaStr, "")
 }
 
 // logResultFields adds what was answered, where from and how long it took: status to
@@ -101,14 +127,18 @@ func logResultFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Serv
 	if m.Has(config.AccessBytesSent) {
 		ln.Int("bytes_sent", ex.BytesSent())
 	}
-	if m.Has(config.AccessRoute) {
-		ln.Str("route", routeID)
-	}
-	if m.Has(config.AccessUpstream) {
-		ln.Str("upstream", upstreamID)
-	}
-	if m.Has(config.AccessTarget) {
-		ln.Str("target", rec.Target)
+	if !ln.Recall(lineRunRoute, uint64(m), routeID, upstreamID, rec.Target) {
+		at := ln.Mark()
+		if m.Has(config.AccessRoute) {
+			ln.Str("route", routeID)
+		}
+		if m.Has(config.AccessUpstream) {
+			ln.Str("upstream", upstreamID)
+		}
+		if m.Has(config.AccessTarget) {
+			ln.Str("target", rec.Target)
+		}
+		ln.Remember(lineRunRoute, at, uint64(m), routeID, upstreamID, rec.Target)
 	}
 	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 && m.Has(config.AccessUpstreamStatus) {
 		ln.Int("upstream_status", int64(rec.Attempts[n-1].Status))
