@@ -107,7 +107,7 @@ func (p *Pool) lowerLocked(v time.Duration, src, why string, now time.Time) {
 		p.setLearnedLocked(v, src, why, now)
 		return
 	}
-	l.lastLower = now // consistent evidence: keeps growth on hold
+	l.lastLower, p.due = now, time.Time{} // consistent evidence: keeps growth on hold
 }
 
 func (p *Pool) learnHeaderLocked(v time.Duration, now time.Time) {
@@ -223,7 +223,7 @@ func (p *Pool) failureLocked(idleAge time.Duration, gotAt, now time.Time) {
 	l := &p.learn
 	switch {
 	case l.value != 0 && idleAge >= l.value:
-		l.lastLower = now // consistent evidence: keeps growth on hold
+		l.lastLower = now // consistent evidence: keeps growth on hold (healFailureLocked reset p.due)
 		return
 	case l.value != 0 && float64(idleAge) >= agreeRatio*float64(l.value):
 		p.lowerLocked(idleAge, SourceFailure, "reset on reuse at idle "+idleAge.Round(time.Millisecond).String()+
@@ -254,7 +254,7 @@ func (p *Pool) growLocked(now time.Time) {
 	if now.Sub(l.lastLower) < p.opts.GrowInterval || now.Sub(l.lastGrow) < p.opts.GrowInterval {
 		return
 	}
-	limit := time.Duration(float64(p.opts.IdleTimeout) / p.opts.SafetyFraction)
+	limit := p.growLimit()
 	if l.value >= limit {
 		return
 	}
@@ -272,7 +272,7 @@ func (p *Pool) growLocked(now time.Time) {
 func (p *Pool) healFailureLocked(gotAt, now time.Time) {
 	h := &p.heal
 	same := !h.lastFail.IsZero() && gotAt.Before(h.lastFail)
-	h.lastFail = now
+	h.lastFail, p.due = now, time.Time{}
 	if same {
 		return
 	}
@@ -318,6 +318,7 @@ func (p *Pool) healRecoverLocked(now time.Time) {
 // confidence in the learned value (confidence.go) both come from the observed close age and
 // its margins instead of SafetyFraction and UnsafeMaxIdle.
 func (p *Pool) recomputeLocked() {
+	p.due = time.Time{} // the rules' inputs changed: maintainLocked looks again
 	p.confidentLocked()
 	k := &p.conf
 	eff := p.opts.IdleTimeout
@@ -353,11 +354,60 @@ func (p *Pool) recomputeLocked() {
 	}
 }
 
-// maintainLocked runs the time-driven rules; cheap when nothing is due.
+// maintainLocked runs the time-driven rules (healing's recovery, the growth of a learned or
+// provisional value) once one may be due, and otherwise costs one comparison: it runs under
+// the pool mutex on every Get and Release.
 func (p *Pool) maintainLocked(now time.Time) {
+	if now.Before(p.due) {
+		return
+	}
 	p.healRecoverLocked(now)
 	if p.opts.Learn {
 		p.growLocked(now)
 		p.growProvisionalLocked(now)
 	}
+	p.due = p.dueLocked()
+}
+
+// never is a due time no rule reaches.
+var never = time.Unix(1<<62, 0)
+
+// dueLocked is the earliest time a rule of maintainLocked may act, judged by the state now.
+// Every change of that state resets p.due (recomputeLocked, or where a failure or evidence
+// is noted), so maintainLocked recomputes it: a due found early costs one more check, none
+// is found late.
+func (p *Pool) dueLocked() time.Time {
+	due := never
+	if h := &p.heal; h.factor < 1 {
+		due = latest(h.lastFail, h.lastChange).Add(p.opts.HealQuiet)
+	}
+	if !p.opts.Learn {
+		return due
+	}
+	if l := &p.learn; l.value != 0 && l.source != SourceHeader && l.value < p.growLimit() {
+		due = earliest(due, latest(l.lastLower, l.lastGrow).Add(p.opts.GrowInterval))
+	}
+	if pr := &p.learn.prov; pr.age != 0 {
+		due = earliest(due, latest(pr.at.Add(p.opts.LearnWindow), pr.grown.Add(p.opts.GrowInterval)))
+	}
+	return due
+}
+
+// growLimit is how far a learned or provisional value grows back without evidence.
+func (p *Pool) growLimit() time.Duration {
+	return time.Duration(float64(p.opts.IdleTimeout) / p.opts.SafetyFraction)
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

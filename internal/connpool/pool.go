@@ -28,8 +28,11 @@ type Pool struct {
 	// alpnTLS is tls offering h2 and http/1.1, the dials' config with Options.ALPN (alpn.go).
 	alpnTLS *tls.Config
 
-	mu         sync.Mutex
-	idle       []*Conn // LIFO: the top (end) is the most recently released
+	mu   sync.Mutex
+	idle []*Conn // LIFO: the top (end) is the most recently released
+	// mayPre: an idle conn may be preconnected and unused (refreshLocked looks for one). Set
+	// whenever such a conn goes on the stack, cleared by the look that finds none.
+	mayPre     bool
 	live       map[uint64]*Conn
 	total      int // idle + in use + dialing
 	waiters    []*waiter
@@ -40,6 +43,7 @@ type Pool struct {
 	wg         sync.WaitGroup
 	learn      learner
 	heal       healer
+	due        time.Time     // when maintainLocked's rules may next act (learn.go)
 	eff        time.Duration // effective idle timeout; 0 = no reuse
 	effLearned bool          // eff is below IdleTimeout because of learning
 	unsafeIdle time.Duration // non-idempotent requests reuse only conns idle less than this
@@ -135,6 +139,7 @@ func (p *Pool) get(ctx context.Context, idempotent, fresh bool, now time.Time) (
 		if c != nil {
 			p.checkoutLocked(c, now)
 			p.mu.Unlock()
+			c.cc.reset()
 			closeAll(dead)
 			if p.checked(c) {
 				return c, nil
@@ -219,10 +224,8 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 // rules allow.
 func (p *Pool) refreshLocked(now time.Time, idempotent bool) int {
 	top := len(p.idle) - 1
-	for i := top; i >= 0; i-- {
-		if c := p.idle[i]; c.pre && p.expiredLocked(c, now) == "" && (idempotent || p.unsafeOKLocked(c, now.Sub(c.lastUsed))) {
-			return i
-		}
+	if i := p.preconnectedLocked(now, idempotent); i >= 0 {
+		return i
 	}
 	for i, c := range p.idle[:top] {
 		age := now.Sub(c.lastUsed)
@@ -236,6 +239,28 @@ func (p *Pool) refreshLocked(now time.Time, idempotent bool) int {
 		return i
 	}
 	return top
+}
+
+// preconnectedLocked returns the index of the youngest unused preconnected idle conn this
+// request may take, or -1. It runs under the mutex on every checkout, and most pools hold no
+// such conn: it walks the idle stack only while one may be there (mayPre).
+func (p *Pool) preconnectedLocked(now time.Time, idempotent bool) int {
+	if !p.mayPre {
+		return -1
+	}
+	found := false
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		c := p.idle[i]
+		if !c.pre {
+			continue
+		}
+		found = true
+		if p.expiredLocked(c, now) == "" && (idempotent || p.unsafeOKLocked(c, now.Sub(c.lastUsed))) {
+			return i
+		}
+	}
+	p.mayPre = found
+	return -1
 }
 
 // expiredLocked says why c must not be handed out any more, or "".
@@ -316,6 +341,8 @@ func (p *Pool) checked(c *Conn) bool {
 	return false
 }
 
+// checkoutLocked hands c to a request. The caller resets c's byte counts after unlocking
+// (c is its own then).
 func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
 	c.gen++
 	c.idleAtGet = now.Sub(c.lastUsed)
@@ -331,7 +358,6 @@ func (p *Pool) checkoutLocked(c *Conn, now time.Time) {
 	case c.Reused:
 		p.stats.reused++
 	}
-	c.cc.reset()
 }
 
 // useHandoff takes a conn released straight to this waiter. A request that wants a fresh
@@ -353,6 +379,7 @@ func (p *Pool) useHandoff(c *Conn, idempotent, fresh bool) (_ *Conn, redial bool
 		_ = c.cc.Close()
 		return nil, true
 	}
+	c.cc.reset()
 	if p.checked(c) {
 		return c, false
 	}
@@ -494,7 +521,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	p.stats.pathConnects++
 	p.checkoutLocked(c, now)
 	p.mu.Unlock()
-	return c, nil
+	return c, nil // new: its byte counts are 0
 }
 
 // dialFailed counts a failed dial, frees its slot and returns its reason.

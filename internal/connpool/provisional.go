@@ -252,7 +252,7 @@ func (p *Pool) growProvisionalLocked(now time.Time) {
 		return
 	}
 	old := l.prov.age
-	limit := time.Duration(float64(p.opts.IdleTimeout) / p.opts.SafetyFraction)
+	limit := p.growLimit()
 	if grown := time.Duration(float64(old) * growFactor); grown < limit {
 		l.prov.age, l.prov.grown = grown, now
 		p.recomputeLocked()

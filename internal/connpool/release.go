@@ -62,8 +62,12 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		p.waiters = p.waiters[1:]
-		w.ch <- grant{c: c}
 		p.mu.Unlock()
+		// Sent after unlocking: waking the waiter's goroutine may wake a thread (a futex
+		// call), not to be paid with the lock held. Popped under it, the waiter is this
+		// conn's alone; a waiter giving up meanwhile finds itself gone and takes the grant
+		// (wait).
+		w.ch <- grant{c: c}
 		return
 	}
 	c.state = stateIdle
@@ -74,12 +78,15 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		p.idle = slices.Delete(p.idle, 0, 1)
 		p.retireLocked(evicted, ClosePoolFull, now, false)
 	}
-	if !p.sweeping {
+	start := !p.sweeping
+	if start {
 		p.sweeping = true
-		p.wg.Add(1)
-		go p.sweep()
+		p.wg.Add(1) // under the lock: Close waits for the sweeper started below
 	}
 	p.mu.Unlock()
+	if start {
+		go p.sweep()
+	}
 	if evicted != nil {
 		_ = evicted.cc.Close()
 	}

@@ -168,6 +168,7 @@ func (p *Pool) restoreIdleLocked(c *Conn, now time.Time) (evicted *Conn) {
 		i--
 	}
 	p.idle = slices.Insert(p.idle, i, c)
+	p.mayPre = p.mayPre || c.pre
 	if len(p.idle) > p.opts.MaxIdle {
 		evicted = p.idle[0]
 		p.idle = slices.Delete(p.idle, 0, 1)

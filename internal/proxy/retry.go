@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/config"
@@ -147,7 +148,7 @@ func (r *retrier) retryStatus(status int) bool {
 	if decide(f, r.pol).action != actRetry {
 		return false
 	}
-	return r.budget.take(r.pol) && r.admitRetry()
+	return r.budget.take(r.pol, time.Now()) && r.admitRetry()
 }
 
 // admitRetry takes a slot of the upstream's limits.max_concurrent_retries for the rest of
@@ -189,7 +190,7 @@ func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
 		return nil
 	}
 	if res.cond != config.RetryStatus { // retryStatus took these before discarding the response
-		if !r.budget.take(r.pol) {
+		if !r.budget.take(r.pol, time.Now()) {
 			r.rec.BudgetExhausted = true
 			return reason.New(503, reason.RetryBudgetExhausted, res.err.Target, res.err)
 		}
@@ -279,11 +280,16 @@ func (p *Proxy) discardResponse(c *connpool.Conn, t *upstream.Target, resp *h1.R
 // budget limits retries of one upstream to budgetPercent of its requests over a 10 s sliding
 // window, with a floor of budgetMin retries per second, so that a failing backend is not
 // hammered by a retry storm.
+//
+// Every request of the upstream counts itself here, so the count is an atomic add, not a
+// mutex: a lock every request takes queues all of them behind a holder the OS stopped
+// (docs/design.md, "The pool's lock, and the other locks every request takes"). The mutex
+// only moves the window on, once a second, and guards the retries (take, on failures).
 type budget struct {
 	mu       sync.Mutex
-	slot     int64 // current second
-	requests [budgetSlots]float64
-	retries  [budgetSlots]float64
+	slot     atomic.Int64 // current second; moves forward only, under mu
+	requests [budgetSlots]atomic.Int64
+	retries  [budgetSlots]float64 // under mu
 }
 
 const budgetSlots = 10
@@ -323,39 +329,43 @@ func (p *Proxy) PruneBudgets(keep func(upstreamID string) bool) {
 	})
 }
 
-func (b *budget) advanceLocked(now int64) {
-	if now-b.slot >= budgetSlots {
-		b.requests, b.retries = [budgetSlots]float64{}, [budgetSlots]float64{}
-	} else {
-		for s := b.slot + 1; s <= now; s++ {
-			b.requests[s%budgetSlots], b.retries[s%budgetSlots] = 0, 0
-		}
-	}
-	b.slot = now
-}
-
-// request counts one request made at now.
-func (b *budget) request(at time.Time) {
-	now := at.Unix()
+// advance moves the window on to second now, clearing the seconds it leaves behind. The
+// slots are cleared before the new second is stored: a request that sees it counts after
+// the clearing, and one that does not yet takes the mutex and waits for it. A clock read
+// before the latest second (another goroutine's, or a step back) counts in its own second's
+// slot, which is still in the window, and never moves it back.
+func (b *budget) advance(now int64) {
 	b.mu.Lock()
-	if now != b.slot {
-		b.advanceLocked(now)
+	if slot := b.slot.Load(); now > slot {
+		for s := max(slot+1, now-budgetSlots+1); s <= now; s++ {
+			b.requests[s%budgetSlots].Store(0)
+			b.retries[s%budgetSlots] = 0
+		}
+		b.slot.Store(now)
 	}
-	b.requests[now%budgetSlots]++
 	b.mu.Unlock()
 }
 
-// take reserves one retry if the budget allows it.
-func (b *budget) take(pol *retryPolicy) bool {
-	now := time.Now().Unix()
+// request counts one request made at at.
+func (b *budget) request(at time.Time) {
+	now := at.Unix()
+	if now > b.slot.Load() {
+		b.advance(now)
+	}
+	b.requests[now%budgetSlots].Add(1)
+}
+
+// take reserves one retry at at if the budget allows it.
+func (b *budget) take(pol *retryPolicy, at time.Time) bool {
+	now := at.Unix()
+	if now > b.slot.Load() {
+		b.advance(now)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if now != b.slot {
-		b.advanceLocked(now)
-	}
 	var reqs, rets float64
 	for i := range budgetSlots {
-		reqs += b.requests[i]
+		reqs += float64(b.requests[i].Load())
 		rets += b.retries[i]
 	}
 	allowed := max(pol.budgetPercent/100*reqs, pol.budgetMin*budgetSlots)

@@ -1,0 +1,104 @@
+package connpool
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// TestPreconnectedTakenFirst: a preconnected conn no request used yet is taken before the
+// top of the idle stack wherever it sits, the youngest first (refreshLocked), and once none
+// is left requests take the top again. The pool looks for one only while one may be there
+// (mayPre), so a preconnect that lands below conns released after it must still be found.
+func TestPreconnectedTakenFirst(t *testing.T) {
+	be := testutil.Echo(t)
+	p := newPool(t, be.Addr(), nil)
+	ctx := context.Background()
+	ok := Outcome{Reusable: true, KeepAliveMax: -1}
+	used := make([]*Conn, 2)
+	for i := range used {
+		c, err := p.Get(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used[i] = c
+	}
+	var pre []uint64
+	for range 2 {
+		pre = append(pre, preconnectOne(t, p).ID)
+	}
+	for _, c := range used {
+		p.Release(c, ok) // the idle stack: pre[0], pre[1], used[0], used[1] (top)
+	}
+	for i, want := range []uint64{pre[1], pre[0], used[1].ID, used[0].ID} {
+		c, err := p.Get(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ID != want {
+			t.Fatalf("checkout %d took conn %d, want %d (preconnected %v, used %d and %d)", i, c.ID, want, pre, used[0].ID, used[1].ID)
+		}
+		defer p.Release(c, ok)
+	}
+	if s := p.Snapshot().Counters; s.PreconnectsUsed != 2 || s.Opened != 4 {
+		t.Errorf("preconnects used %d, opened %d; want 2 and 4", s.PreconnectsUsed, s.Opened)
+	}
+}
+
+// preconnectOne opens a preconnected conn as the sweeper does and waits for it to land on top
+// of the idle stack.
+func preconnectOne(t *testing.T, p *Pool) *Conn {
+	t.Helper()
+	p.mu.Lock()
+	n := len(p.idle)
+	p.startPreconnectLocked(time.Now())
+	p.mu.Unlock()
+	testutil.WaitFor(t, 5*time.Second, "the preconnect to land on the idle stack", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.idle) == n+1
+	})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.idle[len(p.idle)-1]
+}
+
+// TestPreconnectedPutBack: a preconnected conn the sweeper took off the idle stack to read
+// what it received (TLS, sweep.go) and then put back is still taken first, though a checkout
+// meanwhile found no preconnected conn on the stack.
+func TestPreconnectedPutBack(t *testing.T) {
+	be := testutil.Echo(t)
+	p := newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // this test sweeps
+	ctx := context.Background()
+	ok := Outcome{Reusable: true, KeepAliveMax: -1}
+	used, err := p.Get(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := preconnectOne(t, p)
+	p.Release(used, ok)
+	p.mu.Lock()
+	p.removeIdleLocked(pre) // as sweepApply does for a TLS conn with bytes waiting
+	pre.state = stateChecking
+	p.mu.Unlock()
+	c, err := p.Get(ctx, true)
+	if err != nil || c != used {
+		t.Fatalf("checkout with the preconnected conn off the stack: conn %d, err %v; want %d", connID(c), err, used.ID)
+	}
+	p.recheck(pre) // alive: back on the stack
+	p.Release(c, ok)
+	c, err = p.Get(ctx, true)
+	if err != nil || c != pre {
+		t.Fatalf("checkout after the preconnected conn was put back: conn %d, err %v; want %d", connID(c), err, pre.ID)
+	}
+	p.Release(c, ok)
+}
+
+func connID(c *Conn) uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.ID
+}
