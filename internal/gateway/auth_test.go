@@ -118,7 +118,11 @@ func TestAuthPlugins(t *testing.T) {
 	if got := pluginAnswers(t, tg, "basic", "basic-auth", "auth_credentials_invalid"); got != 3 {
 		t.Errorf("sluice_plugin_answers_total{basic, basic-auth, invalid} = %v, want 3", got)
 	}
-	// No credential, in any form, in either log.
+	// No credential, in any form, in either log (the gateway's own log is captured: it has
+	// the config's application in it).
+	if !strings.Contains(logs.String(), `msg="config applied"`) {
+		t.Errorf("the gateway's log was not captured: %q", logs.String())
+	}
 	secrets := []string{"s3cret-pass", "wrong-pass", "alice-key-0123456789", "bob-key-0123456789ab", "bad-key-bad-key-bad",
 		base64.StdEncoding.EncodeToString([]byte("alice:s3cret-pass")), string(hash)}
 	for _, s := range secrets {

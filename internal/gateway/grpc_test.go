@@ -233,18 +233,7 @@ func TestGRPCThroughGateway(t *testing.T) {
 // TestGRPCUpstreamDown: a gRPC call to an upstream that refuses connections gets the
 // gateway's UNAVAILABLE with the reason code in grpc-message, not a bare 502.
 func TestGRPCUpstreamDown(t *testing.T) {
-	tg := startGateway(t, `
-listeners:
-  - address: 127.0.0.1:0
-    protocols: [http1, h2c]
-upstreams:
-  - id: grpc
-    targets: [{address: "{{backend}}"}]
-    protocol: h2c
-routes:
-  - id: all
-    upstream: grpc
-`, map[string]string{"backend": testutil.RefusingAddr(t)})
+	tg := startGateway(t, grpcGatewayYAML, map[string]string{"backend": testutil.RefusingAddr(t)})
 	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

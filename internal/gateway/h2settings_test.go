@@ -4,7 +4,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,8 +36,9 @@ admin: {address: "127.0.0.1:0"}
 }
 
 // racyRequest sends request id through tg (a POST carries "body-<id>", as RacyH2 checks)
-// and fails t unless the backend's answer for it comes back.
-func racyRequest(t *testing.T, c *http.Client, tg *testGateway, id string, post bool) {
+// and fails t unless the backend's answer for it comes back. It reports whether a response
+// came at all (the backend may then have processed the request).
+func racyRequest(t *testing.T, c *http.Client, tg *testGateway, id string, post bool) bool {
 	var body io.Reader
 	method := "GET"
 	if post {
@@ -49,13 +49,14 @@ func racyRequest(t *testing.T, c *http.Client, tg *testGateway, id string, post 
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Errorf("%s: %v", id, err)
-		return
+		return false
 	}
 	got, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(got), "ok "+id+" ") {
 		t.Errorf("%s %s: %d %q (%s)", method, id, resp.StatusCode, got, resp.Header.Get("X-Sluice-Error"))
 	}
+	return true
 }
 
 // TestH2UpstreamLoweredMaxStreams: an HTTP/2 backend that lowers MAX_CONCURRENT_STREAMS
@@ -110,32 +111,6 @@ func TestH2UpstreamLoweredMaxStreams(t *testing.T) {
 	t.Logf("%d requests on %d connections, peak %d streams on one", len(ids)+1, b.Accepted.Load(), b.PeakStreams.Load())
 }
 
-// slowFirstWriteListener hands out connections whose first write (a TLS ServerHello) is
-// held for delay: a backend whose handshake takes that long per connection.
-type slowFirstWriteListener struct {
-	net.Listener
-	delay time.Duration
-}
-
-func (l slowFirstWriteListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &slowFirstWriteConn{Conn: c, delay: l.delay}, nil
-}
-
-type slowFirstWriteConn struct {
-	net.Conn
-	delay time.Duration
-	once  sync.Once
-}
-
-func (c *slowFirstWriteConn) Write(p []byte) (int, error) {
-	c.once.Do(func() { time.Sleep(c.delay) })
-	return c.Conn.Write(p)
-}
-
 // TestH2UpstreamWaitsByKind: at h2.max_conns 2 against a backend allowing one stream per
 // connection, with a 300 ms TLS handshake, a pool whose one connection is held by a long
 // stream gets a burst of 5 requests: it dials one more connection, one request waits for
@@ -150,7 +125,7 @@ func TestH2UpstreamWaitsByKind(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	be.Listener = slowFirstWriteListener{be.Listener, 300 * time.Millisecond}
+	be.Listener = testutil.SlowHandshakeListener{Listener: be.Listener, Delay: 300 * time.Millisecond}
 	be.EnableHTTP2 = true
 	be.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1}
 	be.StartTLS()

@@ -26,27 +26,17 @@ func TestH2UpstreamRacyBackend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bo := testutil.RacyH2Options{GoAwayEvery: 10, RefusePercent: 5, IdleClose: 150 * time.Millisecond,
 				Delay: 2 * time.Millisecond, HeaderTableSize: -1}
-			upstream := "    protocol: h2c\n"
+			upstream := "    protocol: h2c"
 			if tc.tls {
 				bo.TLS = ca.ServerConfig(t, "127.0.0.1")
-				upstream = "    protocol: h2\n    tls: {ca_file: " + ca.CAFile(t) + ", server_name: 127.0.0.1}\n"
+				upstream = "    protocol: h2\n    tls: {ca_file: " + ca.CAFile(t) + ", server_name: 127.0.0.1}"
 			}
 			b, err := testutil.NewRacyH2(bo)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			tg := startGateway(t, `
-listeners:
-  - address: 127.0.0.1:0
-upstreams:
-  - id: racy
-    targets: [{address: "{{backend}}"}]
-`+upstream+`
-routes:
-  - id: all
-    upstream: racy
-`, map[string]string{"backend": b.Addr()})
+			tg := racyGateway(t, b, upstream)
 			c := newClient()
 			var wg sync.WaitGroup
 			var mu sync.Mutex
@@ -63,21 +53,7 @@ routes:
 				wg.Go(func() {
 					for i := range 40 {
 						id := fmt.Sprintf("%s-%d-%d", tc.name, w, i)
-						var body io.Reader
-						method := "GET"
-						if i%2 == 0 {
-							method, body = "POST", strings.NewReader("body-"+id)
-						}
-						req, _ := http.NewRequest(method, tg.url("/r"), body)
-						req.Header.Set("X-Test-Id", id)
-						if resp, err := c.Do(req); err != nil {
-							t.Errorf("%s: %v", id, err)
-						} else {
-							got, _ := io.ReadAll(resp.Body)
-							resp.Body.Close()
-							if resp.StatusCode != 200 || !strings.HasPrefix(string(got), "ok "+id+" ") {
-								t.Errorf("%s %s: %d %q (%s)", method, id, resp.StatusCode, got, resp.Header.Get("X-Sluice-Error"))
-							}
+						if racyRequest(t, c, tg, id, i%2 == 0) {
 							mu.Lock()
 							ids = append(ids, id)
 							mu.Unlock()

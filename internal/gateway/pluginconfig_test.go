@@ -143,23 +143,29 @@ routes:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := mustParse(t, pluginConfigBase+tc.yaml, map[string]string{"backend": "127.0.0.1:1"})
-			err := CheckPlugins(cfg)
-			if tc.want == nil {
-				if err != nil {
-					t.Fatalf("CheckPlugins: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("CheckPlugins accepted the config")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n%v\nlacks\n%s", err, w)
-				}
-			}
+			checkPlugins(t, tc.yaml, tc.want)
 		})
+	}
+}
+
+// checkPlugins runs CheckPlugins on pluginConfigBase followed by yaml: with want nil it must
+// accept it, else its error must contain each of want.
+func checkPlugins(t *testing.T, yaml string, want []string) {
+	t.Helper()
+	err := CheckPlugins(mustParse(t, pluginConfigBase+yaml, map[string]string{"backend": "127.0.0.1:1"}))
+	if want == nil {
+		if err != nil {
+			t.Fatalf("CheckPlugins: %v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatal("CheckPlugins accepted the config")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error\n%v\nlacks\n%s", err, w)
+		}
 	}
 }
 

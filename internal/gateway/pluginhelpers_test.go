@@ -1,40 +1,18 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"testing"
-	"time"
-
-	"sluice/internal/accesslog"
 )
 
 // startGatewayLogged is startGateway with the gateway's own log (debug level) captured too,
 // for tests that check what it says (or does not say: credentials).
 func startGatewayLogged(t *testing.T, yaml string, vars map[string]string) (*testGateway, *syncBuffer) {
 	t.Helper()
-	cfg := mustParse(t, yaml, vars)
-	off := false
-	cfg.Admin.Enabled = &off
-	logs, buf := &syncBuffer{}, &syncBuffer{}
-	access := accesslog.New(buf)
-	gw := New(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), access)
-	if err := gw.Apply(cfg); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-	tg := &testGateway{gw: gw, access: buf, t: t}
-	for _, a := range gw.Addrs() {
-		tg.addr = a.String()
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		gw.Shutdown(ctx)
-		access.Close()
-	})
-	return tg, logs
+	logs := &syncBuffer{}
+	return startGatewayLog(t, yaml, vars, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), logs
 }
 
 // send sends method path with header fields h (name, value pairs) and returns the response

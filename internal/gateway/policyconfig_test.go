@@ -92,16 +92,7 @@ func TestPolicyConfigErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := mustParse(t, pluginConfigBase+"routes:\n  - id: api\n    upstream: echo"+tc.yaml, map[string]string{"backend": "127.0.0.1:1"})
-			err := CheckPlugins(cfg)
-			if err == nil {
-				t.Fatal("CheckPlugins accepted the config")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n%v\nlacks\n%s", err, w)
-				}
-			}
+			checkPlugins(t, "routes:\n  - id: api\n    upstream: echo"+tc.yaml, tc.want)
 		})
 	}
 }

@@ -2,59 +2,11 @@ package h2pool
 
 import (
 	"net"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
-
-// slowHandshakeListener hands out connections whose first write (the server's SETTINGS)
-// is held for delay, each on its own: a backend whose handshake takes delay per connection
-// (a TLS handshake far away, a loaded accept queue), however many are dialed at once.
-type slowHandshakeListener struct {
-	net.Listener
-	delay time.Duration
-	// overlap, if set, records how many handshakes were held at once.
-	overlap *overlap
-}
-
-func (l slowHandshakeListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &slowHandshakeConn{Conn: c, delay: l.delay, overlap: l.overlap}, nil
-}
-
-type slowHandshakeConn struct {
-	net.Conn
-	delay   time.Duration
-	overlap *overlap
-	once    sync.Once
-}
-
-func (c *slowHandshakeConn) Write(p []byte) (int, error) {
-	c.once.Do(func() {
-		if c.overlap != nil {
-			defer c.overlap.enter()()
-		}
-		time.Sleep(c.delay)
-	})
-	return c.Conn.Write(p)
-}
-
-// overlap counts the handshakes in progress and the most there were at once.
-type overlap struct {
-	now, most atomic.Int64
-}
-
-// enter records one more in progress and returns the function that ends it.
-func (o *overlap) enter() func() {
-	n := o.now.Add(1)
-	for m := o.most.Load(); n > m && !o.most.CompareAndSwap(m, n); m = o.most.Load() {
-	}
-	return func() { o.now.Add(-1) }
-}
 
 // TestBurstDialsInParallel: a burst of 40 requests on a warm pool at max_requests 10,
 // against a backend whose handshake takes 250 ms, gets the four more connections it needs
@@ -65,8 +17,10 @@ func (o *overlap) enter() func() {
 // max_draining.
 func TestBurstDialsInParallel(t *testing.T) {
 	const delay, maxReq, burst = 250 * time.Millisecond, 10, 40
-	var handshakes overlap
-	b := newGoH2BackendOn(t, nil, func(l net.Listener) net.Listener { return slowHandshakeListener{l, delay, &handshakes} })
+	var handshakes testutil.Overlap
+	b := newGoH2BackendOn(t, nil, func(l net.Listener) net.Listener {
+		return testutil.SlowHandshakeListener{Listener: l, Delay: delay, Held: &handshakes}
+	})
 	o := testOptions()
 	o.MaxRequests, o.MaxConns, o.MaxDraining = maxReq, 8, 8
 	p := newPool(t, b.srv.Listener.Addr().String(), o)
@@ -95,7 +49,7 @@ func TestBurstDialsInParallel(t *testing.T) {
 	// (plus the requests' own 20 ms and the SETTINGS wait of the first). The handshakes
 	// held at once say which, whatever the machine's load (the burst's wall time, asserted
 	// before, reached 821 ms at a load average of 22).
-	if most := handshakes.most.Load(); most < 2 {
+	if most := handshakes.Most(); most < 2 {
 		t.Errorf("the burst took %s with at most %d handshake at a time; the connections it needs should be dialed at once", took.Round(time.Millisecond), most)
 	}
 }

@@ -21,7 +21,7 @@ import (
 // answered.
 func TestSettingsWaitGivesUpWithReason(t *testing.T) {
 	const delay = 300 * time.Millisecond
-	b := newGoH2BackendOn(t, nil, func(l net.Listener) net.Listener { return slowHandshakeListener{Listener: l, delay: delay} })
+	b := newGoH2BackendOn(t, nil, func(l net.Listener) net.Listener { return testutil.SlowHandshakeListener{Listener: l, Delay: delay} })
 	p := newPool(t, b.srv.Listener.Addr().String(), testOptions())
 	first := make(chan error, 1)
 	go func() {

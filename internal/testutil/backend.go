@@ -55,7 +55,9 @@ type BackendOptions struct {
 	// CloseAfter, if > 0, answers the CloseAfter-th request of a connection with
 	// "Connection: close" and closes it.
 	CloseAfter int
-	// Delay is added before each response.
+	// Delay is added before each response. A request may ask for more with the header
+	// X-Backend-Delay: <Go duration>; either way it is processed (counted for Processed and
+	// Duplicates) before the wait, so a reset during it cuts a request that has already run.
 	Delay time.Duration
 	// BodySize is the response body size in bytes (default: a short text). Ignored by Echo.
 	BodySize int
@@ -86,6 +88,8 @@ type Backend struct {
 	dropped  atomic.Int64
 	received atomic.Int64 // requests seen arriving (CrashEvery counts them)
 	crashes  atomic.Int64
+	holding  atomic.Int64 // requests processed whose answer waits for a delay
+	cut      atomic.Int64 // requests processed whose answer could not be written
 }
 
 // NewBackend starts a backend on 127.0.0.1:0.
@@ -169,8 +173,18 @@ func (b *Backend) Open() int {
 // Dropped returns the number of requests dropped unread by the race, DropNth or CrashEvery.
 func (b *Backend) Dropped() int64 { return b.dropped.Load() }
 
-// Crashes returns how many times CrashEvery reset every connection.
+// Crashes returns how many times CrashEvery or Crash reset every connection.
 func (b *Backend) Crashes() int64 { return b.crashes.Load() }
+
+// Holding returns how many requests are processed and waiting for their delay (Delay or
+// X-Backend-Delay) before their answer: a reset now makes each of them one the backend ran
+// but the client never saw answered.
+func (b *Backend) Holding() int64 { return b.holding.Load() }
+
+// Unanswered returns how many requests the backend processed but could not answer, their
+// connection reset meanwhile (a crash or a restart during their delay): a client must not
+// have had them sent again unless they are idempotent.
+func (b *Backend) Unanswered() int64 { return b.cut.Load() }
 
 // Processed returns how many times a request with X-Request-Id id was processed.
 func (b *Backend) Processed(id string) int {
@@ -322,10 +336,12 @@ func (b *Backend) handle(raw net.Conn) {
 		last := req.Close || (b.opts.CloseAfter > 0 && n >= b.opts.CloseAfter)
 		silent := b.opts.AdvertiseMax > 0 && n >= b.opts.AdvertiseMax
 		b.record(req)
-		if b.opts.Delay > 0 {
-			time.Sleep(b.opts.Delay)
+		b.hold(req)
+		err = b.respond(bw, req, n, last)
+		if err != nil {
+			b.cut.Add(1)
 		}
-		if err := b.respond(bw, req, n, last); err != nil || last || silent {
+		if err != nil || last || silent {
 			_ = closeIdle()
 			return
 		}
@@ -338,12 +354,18 @@ func (b *Backend) crash() bool {
 	if b.opts.CrashEvery <= 0 || b.received.Add(1)%int64(b.opts.CrashEvery) != 0 {
 		return false
 	}
-	b.crashes.Add(1)
 	b.dropped.Add(1)
+	b.Crash()
+	return true
+}
+
+// Crash resets every open connection at once, as CrashEvery does (counted by Crashes); the
+// listener stays up.
+func (b *Backend) Crash() {
+	b.crashes.Add(1)
 	b.mu.Lock()
 	b.resetAllLocked()
 	b.mu.Unlock()
-	return true
 }
 
 func (b *Backend) record(req *http.Request) {
@@ -353,6 +375,20 @@ func (b *Backend) record(req *http.Request) {
 		b.processed[id]++
 		b.mu.Unlock()
 	}
+}
+
+// hold waits Delay, or the X-Backend-Delay the request asks for, counted by Holding.
+func (b *Backend) hold(req *http.Request) {
+	d := b.opts.Delay
+	if v, err := time.ParseDuration(req.Header.Get("X-Backend-Delay")); err == nil {
+		d = v
+	}
+	if d <= 0 {
+		return
+	}
+	b.holding.Add(1)
+	defer b.holding.Add(-1)
+	time.Sleep(d)
 }
 
 func (b *Backend) respond(w *bufio.Writer, req *http.Request, n int, last bool) error {

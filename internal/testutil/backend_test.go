@@ -112,3 +112,39 @@ func TestRefusingAddr(t *testing.T) {
 		t.Fatalf("listen on %s succeeded: the port is not held", addr)
 	}
 }
+
+// TestHeldRequestCut: a request asking for X-Backend-Delay is processed, then held (Holding
+// says so), and a Crash during the hold resets it unanswered (Unanswered counts it), while
+// the listener stays up for the next connection.
+func TestHeldRequestCut(t *testing.T) {
+	b := NewBackend(t, BackendOptions{})
+	c, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Long enough for the test to see the hold on a loaded machine; Close waits for it.
+	if _, err := c.Write([]byte("POST / HTTP/1.1\r\nHost: t\r\nX-Request-Id: p\r\nX-Backend-Delay: 2s\r\nContent-Length: 1\r\n\r\nx")); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, 10*time.Second, "the request held", func() bool { return b.Holding() == 1 })
+	if b.Processed("p") != 1 || b.Unanswered() != 0 {
+		t.Errorf("held request: processed %d, unanswered %d, want 1 and 0", b.Processed("p"), b.Unanswered())
+	}
+	b.Crash()
+	if _, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+		t.Error("a response arrived for the request the crash cut")
+	}
+	WaitFor(t, 10*time.Second, "the cut request counted unanswered", func() bool { return b.Unanswered() == 1 })
+	if b.Crashes() != 1 || b.Holding() != 0 {
+		t.Errorf("Crashes() = %d, Holding() = %d, want 1 and 0", b.Crashes(), b.Holding())
+	}
+	c2, err := net.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatalf("listener gone after a crash: %v", err)
+	}
+	defer c2.Close()
+	if _, err := get(t, c2, bufio.NewReader(c2), "g"); err != nil || b.Unanswered() != 1 {
+		t.Errorf("request after the crash: %v, unanswered %d, want 1", err, b.Unanswered())
+	}
+}
