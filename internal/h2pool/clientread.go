@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -23,6 +24,9 @@ func (cc *clientConn) readLoop() {
 		err = io.ErrUnexpectedEOF
 	}
 	cc.mu.Lock()
+	if cc.rd.err != nil {
+		cc.facts.eofAt = time.Now().UnixNano()
+	}
 	if !cc.closed {
 		cc.closed, cc.closing, cc.err = true, true, err
 		cc.failStreamsLocked(fmt.Errorf("%w: %w", errConnLost, err))
@@ -367,6 +371,11 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 func (cc *clientConn) onRST(f *http2.RSTStreamFrame) error {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	if f.ErrCode == http2.ErrCodeRefusedStream {
+		cc.facts.refused++
+	} else {
+		cc.facts.resets++
+	}
 	cs, err := cc.streamForLocked(f.StreamID)
 	if cs == nil || err != nil {
 		return err
@@ -409,6 +418,7 @@ func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
 		cc.goAwayLast = f.LastStreamID
 	}
 	cc.goAway = true
+	cc.facts.goAway, cc.facts.goAwayCode, cc.facts.goAwayLast = true, f.ErrCode, f.LastStreamID
 	for id, cs := range cc.streams {
 		if id > cc.goAwayLast {
 			delete(cc.streams, id)
