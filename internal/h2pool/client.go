@@ -38,6 +38,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -408,6 +409,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	trailers := body != nil && req.Trailer != nil
 	endWithHeaders := body == nil || heldEOF && len(held) == 0 && !trailers
 	inline := body == nil || heldEOF && len(held) <= 16384 && !trailers
+	cs.stopCtx = context.AfterFunc(ctx, func() { cs.cancel(ctx.Err()) })
 	err := cc.startStream(cs, endWithHeaders, inline, held)
 	if heldBuf != nil && (err != nil || cs.inlineSent || endWithHeaders) {
 		*heldBuf = held[:0]
@@ -415,6 +417,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		heldBuf = nil
 	}
 	if err != nil {
+		cs.stopCtx()
 		closeBody(req)
 		return nil, err
 	}
@@ -424,7 +427,9 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	} else if body != nil {
 		body.Close()
 	}
-	cs.stopCtx = context.AfterFunc(ctx, func() { cs.cancel(ctx.Err()) })
+	if cs.headCut { // the request ended while its HEADERS were written, and they got out
+		cs.cancel(ctx.Err())
+	}
 	<-cs.head
 	if cs.resp == nil {
 		cs.stopCtx()
@@ -483,6 +488,10 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		cc.mu.Unlock()
 		return ErrUnprocessed // nothing of it was sent: the connection could not take it
 	}
+	if err := cs.req.Context().Err(); err != nil { // cancel ran, and left the stream to this check
+		cc.mu.Unlock()
+		return fmt.Errorf("%w: its request ended before its HEADERS were written: %w", ErrUnprocessed, err)
+	}
 	cs.id = cc.nextID
 	cc.nextID += 2
 	cs.sendWindow = cc.peerInitWindow
@@ -499,30 +508,45 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		cs.inlineSent = true
 	}
 	cc.streams[cs.id] = cs
+	cs.headWriting = true
 	cc.mu.Unlock()
-	if err := cc.encodeHeaders(cs.req, maxList); err != nil {
-		cc.mu.Lock()
-		delete(cc.streams, cs.id)
-		cc.mu.Unlock()
-		return err
-	}
-	b := cc.appendHeaders(cc.wbuf[:0], cs.id, end, maxFrame)
-	headLen := len(b)
-	if sendData {
-		b = appendFrameHeader(b, len(held), ftData, flagEndStream, cs.id)
-		b = append(b, held...)
-	}
-	if n, err := cc.writeLockedN(b); err != nil {
-		cc.mu.Lock()
-		delete(cc.streams, cs.id)
-		cc.mu.Unlock()
-		if n < headLen { // the header block did not all get out: the backend cannot have processed it
-			return fmt.Errorf("%w: its HEADERS were cut short: %w", ErrUnprocessed, err)
+	var n, headLen int
+	err := cc.encodeHeaders(cs.req, maxList)
+	if err == nil {
+		b := cc.appendHeaders(cc.wbuf[:0], cs.id, end, maxFrame)
+		headLen = len(b)
+		if sendData {
+			b = appendFrameHeader(b, len(held), ftData, flagEndStream, cs.id)
+			b = append(b, held...)
 		}
-		return err
+		n, err = cc.writeLockedN(b)
 	}
-	return nil
+	cc.mu.Lock()
+	cs.headWriting = false
+	if err != nil {
+		delete(cc.streams, cs.id)
+	}
+	cut := cs.headCut
+	cc.mu.Unlock()
+	if cut && cc.werr == nil { // written (or not encoded) before the deadline took: later writes must not meet it
+		cc.nc.SetWriteDeadline(time.Time{})
+	}
+	switch {
+	case err == nil: // when cut, roundTrip resets the stream
+		return nil
+	case headLen == 0: // not encoded (errHeaderListSize): nothing was written
+		return err
+	case cut:
+		err = fmt.Errorf("its request ended while its HEADERS were written, and the write was stopped: %w", err)
+	}
+	if n < headLen { // the header block did not all get out: the backend cannot have processed it
+		return fmt.Errorf("%w: its HEADERS were cut short: %w", ErrUnprocessed, err)
+	}
+	return err
 }
+
+// longAgo is a write deadline that stops a write in progress.
+var longAgo = time.Unix(1, 0)
 
 // appendHeaders appends the header block in hbuf as HEADERS and CONTINUATION frames of at
 // most maxFrame bytes.

@@ -11,7 +11,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -706,5 +708,141 @@ func TestClientWindowUpdateOverflow(t *testing.T) {
 		case <-time.After(hangBound):
 			t.Fatalf("backend got no %s", want)
 		}
+	}
+}
+
+// TestClientHeadersWriteStuck: a stream whose HEADERS write is stuck (the backend stopped
+// reading, the socket is full) ends with its request's context, not with the write: the
+// write is stopped and the connection closed (its HPACK state and framing are broken then).
+// A header block far larger than the socket buffers (made small) stands in for the full
+// socket here.
+func TestClientHeadersWriteStuck(t *testing.T) {
+	stop := make(chan struct{})
+	small := func(nc net.Conn) net.Conn { nc.(*net.TCPConn).SetWriteBuffer(64 << 10); return nc }
+	cc := newRawPeerWrapped(t, small, func(p *rawPeer) {
+		p.nc.(*net.TCPConn).SetReadBuffer(64 << 10)
+		p.fr.WriteSettings()
+		<-stop // read nothing: the client's write fills the socket
+	})
+	defer close(stop)
+	select {
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("no SETTINGS")
+	}
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	req.Header.Set("X-Big", strings.Repeat("~", 2<<20)) // longer in Huffman code: sent as is
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req = req.WithContext(ctx)
+	cc.ReserveNewRequest()
+	done := make(chan error, 1)
+	go func() {
+		_, err := cc.roundTrip(req)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnprocessed) {
+			t.Errorf("a stream whose HEADERS were cut short failed with %v, want ErrUnprocessed", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("the stream waited on its stuck HEADERS write past its request's end")
+	}
+	testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
+}
+
+// stallConn, once armed, stalls a write as a socket whose peer stopped reading does: all but
+// the last hold bytes of the write get through, then it waits for its write deadline.
+type stallConn struct {
+	net.Conn
+	armed    atomic.Bool
+	hold     int
+	mu       sync.Mutex
+	deadline time.Time
+	set      chan struct{}
+}
+
+func (c *stallConn) SetWriteDeadline(d time.Time) error {
+	c.mu.Lock()
+	c.deadline = d
+	c.mu.Unlock()
+	select {
+	case c.set <- struct{}{}:
+	default:
+	}
+	return c.Conn.SetWriteDeadline(d)
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	if !c.armed.Load() {
+		return c.Conn.Write(b)
+	}
+	n, err := c.Conn.Write(b[:max(len(b)-c.hold, 0)])
+	if err != nil {
+		return n, err
+	}
+	for {
+		c.mu.Lock()
+		d := c.deadline
+		c.mu.Unlock()
+		if !d.IsZero() && !time.Now().Before(d) {
+			return n, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
+		}
+		select {
+		case <-c.set:
+		case <-time.After(hangBound):
+			return n, errors.New("stalled write: no deadline came")
+		}
+	}
+}
+
+// TestClientHeadersWriteStopped: a stream whose write stalls and is stopped when its request
+// ends is unprocessed when its header block did not all get out, and not when it did (the
+// inline DATA after it was cut: the backend may have begun to process the request).
+func TestClientHeadersWriteStopped(t *testing.T) {
+	const dataFrame = 9 + len("payload") // the inline DATA at the end of the write
+	tests := []struct {
+		name            string
+		hold            int // bytes held back from the end of the stream's write
+		wantUnprocessed bool
+	}{
+		{"nothing written", 1 << 20, true},
+		{"header block one byte short", dataFrame + 1, true},
+		{"header block whole, DATA cut", dataFrame, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &stallConn{hold: tc.hold, set: make(chan struct{}, 1)}
+			cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c.Conn = nc; return c }, func(p *rawPeer) {
+				p.fr.WriteSettings()
+				p.drain()
+			})
+			select {
+			case <-cc.settled:
+			case <-time.After(hangBound):
+				t.Fatal("no SETTINGS")
+			}
+			c.armed.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://backend/x", heldBody{strings.NewReader("payload")})
+			req.ContentLength = 7
+			cc.ReserveNewRequest()
+			done := make(chan error, 1)
+			go func() {
+				_, err := cc.roundTrip(req)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || errors.Is(err, ErrUnprocessed) != tc.wantUnprocessed {
+					t.Errorf("failed with %v; want unprocessed %v", err, tc.wantUnprocessed)
+				}
+			case <-time.After(hangBound):
+				t.Fatal("the stream waited on its stalled write past its request's end")
+			}
+			testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
+		})
 	}
 }
