@@ -754,10 +754,12 @@ func TestClientHeadersWriteStuck(t *testing.T) {
 
 // stallConn, once armed, stalls a write as a socket whose peer stopped reading does: all but
 // the last hold bytes of the write get through, then it waits for its write deadline.
+// With finish, the write ends whole when a deadline is set (the backend read just then).
 type stallConn struct {
 	net.Conn
 	armed    atomic.Bool
 	hold     int
+	finish   bool
 	mu       sync.Mutex
 	deadline time.Time
 	set      chan struct{}
@@ -771,11 +773,20 @@ func (c *stallConn) SetWriteDeadline(d time.Time) error {
 	case c.set <- struct{}{}:
 	default:
 	}
+	if c.finish {
+		return nil // the stalled write ends whole all the same; Write keeps the deadline
+	}
 	return c.Conn.SetWriteDeadline(d)
 }
 
 func (c *stallConn) Write(b []byte) (int, error) {
 	if !c.armed.Load() {
+		c.mu.Lock()
+		d := c.deadline
+		c.mu.Unlock()
+		if c.finish && !d.IsZero() && !time.Now().Before(d) { // the deadline kept here, not on Conn
+			return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
+		}
 		return c.Conn.Write(b)
 	}
 	n, err := c.Conn.Write(b[:max(len(b)-c.hold, 0)])
@@ -786,6 +797,11 @@ func (c *stallConn) Write(b []byte) (int, error) {
 		c.mu.Lock()
 		d := c.deadline
 		c.mu.Unlock()
+		if !d.IsZero() && c.finish {
+			c.armed.Store(false)
+			m, err := c.Conn.Write(b[n:])
+			return n + m, err
+		}
 		if !d.IsZero() && !time.Now().Before(d) {
 			return n, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
 		}
@@ -845,4 +861,58 @@ func TestClientHeadersWriteStopped(t *testing.T) {
 			testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
 		})
 	}
+}
+
+// TestClientHeadersWriteFinishedAtCancel: a stalled HEADERS write that still ends whole as
+// its request ends (the deadline meant to stop it came too late) resets its stream, and the
+// connection goes on: the deadline does not stay to fail the writes after it.
+func TestClientHeadersWriteFinishedAtCancel(t *testing.T) {
+	c := &stallConn{hold: 1, finish: true, set: make(chan struct{}, 1)}
+	rst := make(chan http2.ErrCode, 1)
+	cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c.Conn = nc; return c }, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				rst <- f.ErrCode
+			case *http2.MetaHeadersFrame:
+				if f.StreamID > 1 {
+					p.answer(f.StreamID)
+				}
+			}
+		}
+	})
+	select {
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("no SETTINGS")
+	}
+	c.armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || errors.Is(err, ErrUnprocessed) {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the stream whose request ended failed with %v; want its context's error", err)
+	}
+	select {
+	case code := <-rst:
+		if code != http2.ErrCodeCancel {
+			t.Errorf("RST_STREAM %v, want CANCEL", code)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("no RST_STREAM for the stream whose request ended")
+	}
+	resp, err := get(cc)
+	if err != nil {
+		t.Fatalf("the next stream on the connection: %v", err)
+	}
+	resp.Body.Close()
 }
