@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -915,4 +916,118 @@ func TestClientHeadersWriteFinishedAtCancel(t *testing.T) {
 		t.Fatalf("the next stream on the connection: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// TestClientMalformedResponses: a response RFC 9113 §8.1.1 calls malformed resets its stream
+// with PROTOCOL_ERROR: content-length values that differ or do not parse (identical ones
+// are one length, as the HTTP/1.1 codec takes them), DATA on a response to HEAD.
+func TestClientMalformedResponses(t *testing.T) {
+	tests := []struct {
+		name, method string
+		head         []string // after :status 200
+		data         string   // a DATA frame after the head, ending the stream ("": none, the head ends it)
+		wantLength   int64    // the response's ContentLength; -2: the stream fails
+	}{
+		{"differing content-length", "GET", []string{"content-length", "5", "content-length", "6"}, "", -2},
+		{"content-length not a number", "GET", []string{"content-length", "5x"}, "", -2},
+		{"content-length list that differs", "GET", []string{"content-length", "5, 6"}, "", -2},
+		{"identical content-length", "GET", []string{"content-length", "5", "content-length", "5, 5"}, "hello", 5},
+		{"DATA on a HEAD response", "HEAD", []string{"content-length", "1"}, "x", -2},
+		{"HEAD response with its length only", "HEAD", []string{"content-length", "1"}, "", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rst := make(chan http2.ErrCode, 1)
+			cc := newRawPeer(t, func(p *rawPeer) {
+				p.fr.WriteSettings()
+				id := p.awaitHeaders()
+				p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(append([]string{":status", "200"}, tc.head...)...),
+					EndHeaders: true, EndStream: tc.data == ""})
+				if tc.data != "" {
+					p.fr.WriteData(id, true, []byte(tc.data))
+				}
+				for {
+					f, err := p.fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					if r, ok := f.(*http2.RSTStreamFrame); ok {
+						rst <- r.ErrCode
+					}
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, tc.method, "http://backend/x", nil)
+			cc.ReserveNewRequest()
+			resp, err := cc.roundTrip(req)
+			if err == nil {
+				_, err = io.ReadAll(resp.Body) // DATA on HEAD fails the body
+				resp.Body.Close()
+			}
+			if ctx.Err() != nil {
+				t.Fatal("no answer")
+			}
+			if tc.wantLength == -2 {
+				if err == nil {
+					t.Fatalf("a malformed response passed (content-length %d)", resp.ContentLength)
+				}
+				select {
+				case code := <-rst:
+					if code != http2.ErrCodeProtocol {
+						t.Errorf("RST_STREAM %v, want PROTOCOL_ERROR", code)
+					}
+				case <-time.After(hangBound):
+					t.Error("no RST_STREAM")
+				}
+				return
+			}
+			if err != nil || resp.ContentLength != tc.wantLength {
+				t.Errorf("%v, content-length %d; want %d", err, resp.ContentLength, tc.wantLength)
+			}
+		})
+	}
+}
+
+// TestClientStreamErrorOnIdleStream: a frame the Framer fails as a stream error (a malformed
+// header block) on a stream the client never opened is a connection error PROTOCOL_ERROR
+// (RFC 9113 §5.1), not answered with RST_STREAM, which may not be sent on an idle stream
+// (§6.4).
+func TestClientStreamErrorOnIdleStream(t *testing.T) {
+	got := make(chan string, 2)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id + 2, BlockFragment: p.block(":status", "200", "bad name", "x"), EndHeaders: true, EndStream: true})
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				got <- fmt.Sprintf("RST_STREAM %d", f.StreamID)
+			case *http2.GoAwayFrame:
+				got <- "GOAWAY " + f.ErrCode.String()
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the open stream did not fail with the connection: %v", err)
+	}
+	select {
+	case g := <-got:
+		if g != "GOAWAY PROTOCOL_ERROR" {
+			t.Errorf("backend got %s first; want GOAWAY PROTOCOL_ERROR", g)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("backend got nothing")
+	}
 }
