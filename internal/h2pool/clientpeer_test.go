@@ -928,9 +928,9 @@ func TestClientMalformedResponses(t *testing.T) {
 		data         string   // a DATA frame after the head, ending the stream ("": none, the head ends it)
 		wantLength   int64    // the response's ContentLength; -2: the stream fails
 	}{
-		{"differing content-length", "GET", []string{"content-length", "5", "content-length", "6"}, "", -2},
-		{"content-length not a number", "GET", []string{"content-length", "5x"}, "", -2},
-		{"content-length list that differs", "GET", []string{"content-length", "5, 6"}, "", -2},
+		{"differing content-length", "GET", []string{"content-length", "5", "content-length", "6"}, "hello", -2},
+		{"content-length not a number", "GET", []string{"content-length", "5x"}, "hello", -2},
+		{"content-length list that differs", "GET", []string{"content-length", "5, 6"}, "hello", -2},
 		{"identical content-length", "GET", []string{"content-length", "5", "content-length", "5, 5"}, "hello", 5},
 		{"DATA on a HEAD response", "HEAD", []string{"content-length", "1"}, "x", -2},
 		{"HEAD response with its length only", "HEAD", []string{"content-length", "1"}, "", 1},
