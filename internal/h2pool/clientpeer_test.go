@@ -1031,3 +1031,64 @@ func TestClientStreamErrorOnIdleStream(t *testing.T) {
 		t.Fatal("backend got nothing")
 	}
 }
+
+// TestClientBodyBufferBounded: a response body whose reader never quite catches up (1 MiB
+// unread at every moment, for 18 MiB) is buffered in no more than the stream window's
+// worth: the part read is dropped before the buffer grows.
+func TestClientBodyBufferBounded(t *testing.T) {
+	const mib = 1 << 20
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		chunk := make([]byte, 16384)
+		send := func(n int) {
+			for ; n > 0; n -= len(chunk) {
+				p.fr.WriteData(id, false, chunk)
+			}
+		}
+		send(2 * mib)
+		for range 16 { // 1 MiB more for each stream WINDOW_UPDATE (a quarter of the 4 MiB window)
+			for {
+				f, err := p.fr.ReadFrame()
+				if err != nil {
+					return
+				}
+				if w, ok := f.(*http2.WindowUpdateFrame); ok && w.StreamID == id {
+					break
+				}
+			}
+			send(mib)
+		}
+		p.fr.WriteData(id, true, nil)
+		p.drain()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cs := resp.Body.(*clientStream)
+	buf := make([]byte, mib)
+	peak := 0
+	for range 17 { // each read, once 2 MiB came, leaves 1 MiB unread and brings the next MiB
+		testutil.WaitFor(t, hangBound, "2 MiB received and unread", func() bool {
+			cc.mu.Lock()
+			defer cc.mu.Unlock()
+			return len(cs.buf)-cs.off >= 2*mib
+		})
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		cc.mu.Lock()
+		peak = max(peak, cap(cs.buf))
+		cc.mu.Unlock()
+	}
+	if peak > 8*mib {
+		t.Errorf("the body's buffer reached %d MiB for 1 MiB unread; want it within twice the 4 MiB stream window", peak/mib)
+	}
+}
