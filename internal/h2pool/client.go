@@ -68,7 +68,7 @@ const (
 	defaultMaxStreams = 1000     // the peer's limit when its SETTINGS did not name one
 	initialMaxStreams = 100      // the peer's limit assumed before its SETTINGS came
 	heldBodyMax       = 64 << 10 // a held body larger than this streams from writeBody
-	maxReadFrame      = 16384    // the largest frame read: SETTINGS_MAX_FRAME_SIZE is not sent, so its default
+	maxReadFrame      = 1 << 20  // SETTINGS_MAX_FRAME_SIZE sent, and the largest frame read (as x/net's Transport)
 )
 
 // errClientConnClosed fails the streams of a connection closed by the pool.
@@ -193,8 +193,9 @@ func newClientConn(nc net.Conn, onDead func()) (*clientConn, error) {
 	cc.fr.SetMaxReadFrameSize(maxReadFrame)
 	cc.fr.SetReuseFrames()
 	b := append([]byte(nil), http2.ClientPreface...)
-	b = appendFrameHeader(b, 18, ftSettings, 0, 0)
+	b = appendFrameHeader(b, 24, ftSettings, 0, 0)
 	b = appendSetting(b, http2.SettingEnablePush, 0)
+	b = appendSetting(b, http2.SettingMaxFrameSize, maxReadFrame)
 	b = appendSetting(b, http2.SettingInitialWindowSize, streamWindow)
 	b = appendSetting(b, http2.SettingMaxHeaderListSize, maxHeaderListSize)
 	b = appendWindowUpdate(b, 0, connWindow-65535)

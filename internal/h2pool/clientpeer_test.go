@@ -540,15 +540,22 @@ func TestClientInterimHeadsBounded(t *testing.T) {
 }
 
 // TestClientFrameAboveMaxFrameSize: a frame larger than the SETTINGS_MAX_FRAME_SIZE the
-// client advertised (the default, 16384) is a connection error FRAME_SIZE_ERROR
-// (RFC 9113 §4.2), not read into a buffer of up to 16 MiB.
+// client advertised (1 MiB) is a connection error FRAME_SIZE_ERROR (RFC 9113 §4.2), not
+// read into a buffer of up to 16 MiB; one of that size is taken.
 func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 	goAway := make(chan http2.ErrCode, 1)
+	advertised := make(chan uint32, 1)
 	cc := newRawPeer(t, func(p *rawPeer) {
 		p.fr.WriteSettings()
+		if f, err := p.fr.ReadFrame(); err == nil { // the client's SETTINGS come first
+			v, _ := f.(*http2.SettingsFrame).Value(http2.SettingMaxFrameSize)
+			advertised <- v
+			p.fr.WriteSettingsAck()
+		}
 		id := p.awaitHeaders()
 		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
-		p.fr.WriteData(id, true, make([]byte, 20000))
+		p.fr.WriteData(id, false, make([]byte, maxReadFrame))
+		p.fr.WriteData(id, true, make([]byte, maxReadFrame+1))
 		p.readGoAway(goAway)
 	})
 	resp, err := get(cc)
@@ -556,10 +563,13 @@ func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if b, err := io.ReadAll(resp.Body); err == nil {
-		t.Fatalf("a %d-byte DATA frame was taken", len(b))
+	if b, err := io.ReadAll(resp.Body); err == nil || len(b) != maxReadFrame {
+		t.Fatalf("read %d bytes, %v; want the first frame's %d, then a failure", len(b), err, maxReadFrame)
 	}
 	wantGoAway(t, goAway, http2.ErrCodeFrameSize)
+	if v := <-advertised; v != maxReadFrame {
+		t.Errorf("SETTINGS_MAX_FRAME_SIZE %d advertised, want %d", v, maxReadFrame)
+	}
 }
 
 // cutConn fails its writes once cut: the first after the cut gets through only keep bytes
