@@ -146,6 +146,38 @@ func wantGoAway(t *testing.T, codes <-chan http2.ErrCode, code http2.ErrCode) {
 	}
 }
 
+// awaitSettled waits until cc applied the peer's first SETTINGS.
+func awaitSettled(t *testing.T, cc *clientConn) {
+	t.Helper()
+	select {
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("no SETTINGS")
+	}
+}
+
+// roundTripBounded sends req as a new stream on cc and returns its error (a response is
+// closed), failing t with hung when it did not end within hangBound.
+func roundTripBounded(t *testing.T, cc *clientConn, req *http.Request, hung string) error {
+	t.Helper()
+	cc.ReserveNewRequest()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.roundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(hangBound):
+		t.Fatal(hung)
+		return nil
+	}
+}
+
 // drain reads frames until the client closes the connection.
 func (p *rawPeer) drain() {
 	for {
@@ -248,11 +280,7 @@ func TestClientPingWhileWriteStuck(t *testing.T) {
 		<-stop // read nothing more: the client's writes fill the socket
 	})
 	defer close(stop)
-	select {
-	case <-cc.settled:
-	case <-time.After(hangBound):
-		t.Fatal("no SETTINGS")
-	}
+	awaitSettled(t, cc)
 	// A streamed upload larger than any socket buffer: its writer blocks in Write under wmu.
 	pr, pw := io.Pipe()
 	defer pw.Close()
@@ -457,22 +485,8 @@ func TestClientWindowWaitEndsWithConnection(t *testing.T) {
 		p.nc.Close() // the body writer waits for window the backend never gives
 	})
 	req, _ := http.NewRequest("POST", "http://backend/upload", bytes.NewReader(make([]byte, 1<<20)))
-	cc.ReserveNewRequest()
-	done := make(chan error, 1)
-	go func() {
-		resp, err := cc.roundTrip(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil || !errors.Is(err, errConnLost) {
-			t.Errorf("roundTrip: %v, want the connection's loss", err)
-		}
-	case <-time.After(hangBound):
-		t.Fatal("roundTrip hung after the connection closed")
+	if err := roundTripBounded(t, cc, req, "roundTrip hung after the connection closed"); !errors.Is(err, errConnLost) {
+		t.Errorf("roundTrip: %v, want the connection's loss", err)
 	}
 	if left := testutil.Leaked(hangBound, func(g string) bool { return strings.Contains(g, "writeBody") }); left != "" {
 		t.Errorf("body writer left running:\n%s", left)
@@ -646,15 +660,9 @@ func TestClientFrameOnIdleStream(t *testing.T) {
 		p.fr.WriteData(id+2, false, []byte("x"))
 		p.readGoAway(goAway)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
-	cc.ReserveNewRequest()
-	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
-		if err == nil {
-			resp.Body.Close()
-		}
-		t.Fatalf("the stream did not fail with the connection: %v", err)
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	if err := roundTripBounded(t, cc, req, "the stream did not fail with the connection: it hung"); err == nil {
+		t.Fatal("the stream did not fail with the connection")
 	}
 	wantGoAway(t, goAway, http2.ErrCodeProtocol)
 }
@@ -736,29 +744,15 @@ func TestClientHeadersWriteStuck(t *testing.T) {
 		<-stop // read nothing: the client's write fills the socket
 	})
 	defer close(stop)
-	select {
-	case <-cc.settled:
-	case <-time.After(hangBound):
-		t.Fatal("no SETTINGS")
-	}
+	awaitSettled(t, cc)
 	req, _ := http.NewRequest("GET", "http://backend/x", nil)
 	req.Header.Set("X-Big", strings.Repeat("~", 2<<20)) // longer in Huffman code: sent as is
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	req = req.WithContext(ctx)
-	cc.ReserveNewRequest()
-	done := make(chan error, 1)
-	go func() {
-		_, err := cc.roundTrip(req)
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrUnprocessed) {
-			t.Errorf("a stream whose HEADERS were cut short failed with %v, want ErrUnprocessed", err)
-		}
-	case <-time.After(hangBound):
-		t.Fatal("the stream waited on its stuck HEADERS write past its request's end")
+	err := roundTripBounded(t, cc, req, "the stream waited on its stuck HEADERS write past its request's end")
+	if !errors.Is(err, ErrUnprocessed) {
+		t.Errorf("a stream whose HEADERS were cut short failed with %v, want ErrUnprocessed", err)
 	}
 	testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
 }
@@ -845,29 +839,15 @@ func TestClientHeadersWriteStopped(t *testing.T) {
 				p.fr.WriteSettings()
 				p.drain()
 			})
-			select {
-			case <-cc.settled:
-			case <-time.After(hangBound):
-				t.Fatal("no SETTINGS")
-			}
+			awaitSettled(t, cc)
 			c.armed.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, "POST", "http://backend/x", heldBody{strings.NewReader("payload")})
 			req.ContentLength = 7
-			cc.ReserveNewRequest()
-			done := make(chan error, 1)
-			go func() {
-				_, err := cc.roundTrip(req)
-				done <- err
-			}()
-			select {
-			case err := <-done:
-				if err == nil || errors.Is(err, ErrUnprocessed) != tc.wantUnprocessed {
-					t.Errorf("failed with %v; want unprocessed %v", err, tc.wantUnprocessed)
-				}
-			case <-time.After(hangBound):
-				t.Fatal("the stream waited on its stalled write past its request's end")
+			err := roundTripBounded(t, cc, req, "the stream waited on its stalled write past its request's end")
+			if err == nil || errors.Is(err, ErrUnprocessed) != tc.wantUnprocessed {
+				t.Errorf("failed with %v; want unprocessed %v", err, tc.wantUnprocessed)
 			}
 			testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
 		})
@@ -897,11 +877,7 @@ func TestClientHeadersWriteFinishedAtCancel(t *testing.T) {
 			}
 		}
 	})
-	select {
-	case <-cc.settled:
-	case <-time.After(hangBound):
-		t.Fatal("no SETTINGS")
-	}
+	awaitSettled(t, cc)
 	c.armed.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -1022,15 +998,9 @@ func TestClientStreamErrorOnIdleStream(t *testing.T) {
 			}
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
-	cc.ReserveNewRequest()
-	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
-		if err == nil {
-			resp.Body.Close()
-		}
-		t.Fatalf("the open stream did not fail with the connection: %v", err)
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	if err := roundTripBounded(t, cc, req, "the open stream did not fail with the connection: it hung"); err == nil {
+		t.Fatal("the open stream did not fail with the connection")
 	}
 	select {
 	case g := <-got:
