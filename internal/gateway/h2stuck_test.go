@@ -63,6 +63,7 @@ upstreams:
   - id: b
     targets: [{address: "{{backend}}"}]
     protocol: h2c
+    h2: {ping_after_idle: 1m} # no PING check retires the stuck connection on a slow run
     retry: {{retry}}
 routes:
   - id: all
