@@ -132,14 +132,14 @@ func (p *Pool) dialAuto(ctx context.Context) (*conn, error) {
 // clientConn starts the HTTP/2 connection (the preface) on nc, a connection that agreed to h2
 // or an h2c socket; on failure nc is closed.
 func (p *Pool) clientConn(nc net.Conn) (*conn, error) {
-	sc := newSniffConn(nc)
 	p.mu.Lock()
 	p.nextID++
 	id := p.nextID
 	p.mu.Unlock()
-	c := &conn{id: id, sc: sc, created: time.Now()}
+	c := &conn{id: id, created: time.Now()}
+	c.readAt = c.created
 	c.idleSince.Store(c.created.UnixNano())
-	cc, err := newClientConn(sc, func() { p.markDead(c) })
+	cc, err := newClientConn(nc, func() { p.markDead(c) })
 	if err != nil {
 		nc.Close()
 		return nil, reason.New(502, reason.ResetBeforeSend, p.addr, fmt.Errorf("HTTP/2 preface to %s: %w", p.addr, err))

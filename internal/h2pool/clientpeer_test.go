@@ -8,10 +8,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,6 +146,38 @@ func wantGoAway(t *testing.T, codes <-chan http2.ErrCode, code http2.ErrCode) {
 	}
 }
 
+// awaitSettled waits until cc applied the peer's first SETTINGS.
+func awaitSettled(t *testing.T, cc *clientConn) {
+	t.Helper()
+	select {
+	case <-cc.settled:
+	case <-time.After(hangBound):
+		t.Fatal("no SETTINGS")
+	}
+}
+
+// roundTripBounded sends req as a new stream on cc and returns its error (a response is
+// closed), failing t with hung when it did not end within hangBound.
+func roundTripBounded(t *testing.T, cc *clientConn, req *http.Request, hung string) error {
+	t.Helper()
+	cc.ReserveNewRequest()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.roundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(hangBound):
+		t.Fatal(hung)
+		return nil
+	}
+}
+
 // drain reads frames until the client closes the connection.
 func (p *rawPeer) drain() {
 	for {
@@ -245,11 +280,7 @@ func TestClientPingWhileWriteStuck(t *testing.T) {
 		<-stop // read nothing more: the client's writes fill the socket
 	})
 	defer close(stop)
-	select {
-	case <-cc.settled:
-	case <-time.After(hangBound):
-		t.Fatal("no SETTINGS")
-	}
+	awaitSettled(t, cc)
 	// A streamed upload larger than any socket buffer: its writer blocks in Write under wmu.
 	pr, pw := io.Pipe()
 	defer pw.Close()
@@ -454,22 +485,8 @@ func TestClientWindowWaitEndsWithConnection(t *testing.T) {
 		p.nc.Close() // the body writer waits for window the backend never gives
 	})
 	req, _ := http.NewRequest("POST", "http://backend/upload", bytes.NewReader(make([]byte, 1<<20)))
-	cc.ReserveNewRequest()
-	done := make(chan error, 1)
-	go func() {
-		resp, err := cc.roundTrip(req)
-		if err == nil {
-			resp.Body.Close()
-		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil || !errors.Is(err, errConnLost) {
-			t.Errorf("roundTrip: %v, want the connection's loss", err)
-		}
-	case <-time.After(hangBound):
-		t.Fatal("roundTrip hung after the connection closed")
+	if err := roundTripBounded(t, cc, req, "roundTrip hung after the connection closed"); !errors.Is(err, errConnLost) {
+		t.Errorf("roundTrip: %v, want the connection's loss", err)
 	}
 	if left := testutil.Leaked(hangBound, func(g string) bool { return strings.Contains(g, "writeBody") }); left != "" {
 		t.Errorf("body writer left running:\n%s", left)
@@ -537,15 +554,22 @@ func TestClientInterimHeadsBounded(t *testing.T) {
 }
 
 // TestClientFrameAboveMaxFrameSize: a frame larger than the SETTINGS_MAX_FRAME_SIZE the
-// client advertised (the default, 16384) is a connection error FRAME_SIZE_ERROR
-// (RFC 9113 §4.2), not read into a buffer of up to 16 MiB.
+// client advertised (1 MiB) is a connection error FRAME_SIZE_ERROR (RFC 9113 §4.2), not
+// read into a buffer of up to 16 MiB; one of that size is taken.
 func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 	goAway := make(chan http2.ErrCode, 1)
+	advertised := make(chan uint32, 1)
 	cc := newRawPeer(t, func(p *rawPeer) {
 		p.fr.WriteSettings()
+		if f, err := p.fr.ReadFrame(); err == nil { // the client's SETTINGS come first
+			v, _ := f.(*http2.SettingsFrame).Value(http2.SettingMaxFrameSize)
+			advertised <- v
+			p.fr.WriteSettingsAck()
+		}
 		id := p.awaitHeaders()
 		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
-		p.fr.WriteData(id, true, make([]byte, 20000))
+		p.fr.WriteData(id, false, make([]byte, maxReadFrame))
+		p.fr.WriteData(id, true, make([]byte, maxReadFrame+1))
 		p.readGoAway(goAway)
 	})
 	resp, err := get(cc)
@@ -553,10 +577,13 @@ func TestClientFrameAboveMaxFrameSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if b, err := io.ReadAll(resp.Body); err == nil {
-		t.Fatalf("a %d-byte DATA frame was taken", len(b))
+	if b, err := io.ReadAll(resp.Body); err == nil || len(b) != maxReadFrame {
+		t.Fatalf("read %d bytes, %v; want the first frame's %d, then a failure", len(b), err, maxReadFrame)
 	}
 	wantGoAway(t, goAway, http2.ErrCodeFrameSize)
+	if v := <-advertised; v != maxReadFrame {
+		t.Errorf("SETTINGS_MAX_FRAME_SIZE %d advertised, want %d", v, maxReadFrame)
+	}
 }
 
 // cutConn fails its writes once cut: the first after the cut gets through only keep bytes
@@ -633,15 +660,9 @@ func TestClientFrameOnIdleStream(t *testing.T) {
 		p.fr.WriteData(id+2, false, []byte("x"))
 		p.readGoAway(goAway)
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
-	cc.ReserveNewRequest()
-	if resp, err := cc.roundTrip(req); err == nil || ctx.Err() != nil {
-		if err == nil {
-			resp.Body.Close()
-		}
-		t.Fatalf("the stream did not fail with the connection: %v", err)
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	if err := roundTripBounded(t, cc, req, "the stream did not fail with the connection: it hung"); err == nil {
+		t.Fatal("the stream did not fail with the connection")
 	}
 	wantGoAway(t, goAway, http2.ErrCodeProtocol)
 }
@@ -706,5 +727,348 @@ func TestClientWindowUpdateOverflow(t *testing.T) {
 		case <-time.After(hangBound):
 			t.Fatalf("backend got no %s", want)
 		}
+	}
+}
+
+// TestClientHeadersWriteStuck: a stream whose HEADERS write is stuck (the backend stopped
+// reading, the socket is full) ends with its request's context, not with the write: the
+// write is stopped and the connection closed (its HPACK state and framing are broken then).
+// A header block far larger than the socket buffers (made small) stands in for the full
+// socket here.
+func TestClientHeadersWriteStuck(t *testing.T) {
+	stop := make(chan struct{})
+	small := func(nc net.Conn) net.Conn { nc.(*net.TCPConn).SetWriteBuffer(64 << 10); return nc }
+	cc := newRawPeerWrapped(t, small, func(p *rawPeer) {
+		p.nc.(*net.TCPConn).SetReadBuffer(64 << 10)
+		p.fr.WriteSettings()
+		<-stop // read nothing: the client's write fills the socket
+	})
+	defer close(stop)
+	awaitSettled(t, cc)
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	req.Header.Set("X-Big", strings.Repeat("~", 2<<20)) // longer in Huffman code: sent as is
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	req = req.WithContext(ctx)
+	err := roundTripBounded(t, cc, req, "the stream waited on its stuck HEADERS write past its request's end")
+	if !errors.Is(err, ErrUnprocessed) {
+		t.Errorf("a stream whose HEADERS were cut short failed with %v, want ErrUnprocessed", err)
+	}
+	testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
+}
+
+// stallConn, once armed, stalls a write as a socket whose peer stopped reading does: all but
+// the last hold bytes of the write get through, then it waits for its write deadline.
+// With finish, the write ends whole when a deadline is set (the backend read just then).
+type stallConn struct {
+	net.Conn
+	armed    atomic.Bool
+	hold     int
+	finish   bool
+	mu       sync.Mutex
+	deadline time.Time
+	set      chan struct{}
+}
+
+func (c *stallConn) SetWriteDeadline(d time.Time) error {
+	c.mu.Lock()
+	c.deadline = d
+	c.mu.Unlock()
+	select {
+	case c.set <- struct{}{}:
+	default:
+	}
+	if c.finish {
+		return nil // the stalled write ends whole all the same; Write keeps the deadline
+	}
+	return c.Conn.SetWriteDeadline(d)
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	if !c.armed.Load() {
+		c.mu.Lock()
+		d := c.deadline
+		c.mu.Unlock()
+		if c.finish && !d.IsZero() && !time.Now().Before(d) { // the deadline kept here, not on Conn
+			return 0, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
+		}
+		return c.Conn.Write(b)
+	}
+	n, err := c.Conn.Write(b[:max(len(b)-c.hold, 0)])
+	if err != nil {
+		return n, err
+	}
+	for {
+		c.mu.Lock()
+		d := c.deadline
+		c.mu.Unlock()
+		if !d.IsZero() && c.finish {
+			c.armed.Store(false)
+			m, err := c.Conn.Write(b[n:])
+			return n + m, err
+		}
+		if !d.IsZero() && !time.Now().Before(d) {
+			return n, &net.OpError{Op: "write", Net: "tcp", Err: os.ErrDeadlineExceeded}
+		}
+		select {
+		case <-c.set:
+		case <-time.After(hangBound):
+			return n, errors.New("stalled write: no deadline came")
+		}
+	}
+}
+
+// TestClientHeadersWriteStopped: a stream whose write stalls and is stopped when its request
+// ends is unprocessed when its header block did not all get out, and not when it did (the
+// inline DATA after it was cut: the backend may have begun to process the request).
+func TestClientHeadersWriteStopped(t *testing.T) {
+	const dataFrame = 9 + len("payload") // the inline DATA at the end of the write
+	tests := []struct {
+		name            string
+		hold            int // bytes held back from the end of the stream's write
+		wantUnprocessed bool
+	}{
+		{"nothing written", 1 << 20, true},
+		{"header block one byte short", dataFrame + 1, true},
+		{"header block whole, DATA cut", dataFrame, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &stallConn{hold: tc.hold, set: make(chan struct{}, 1)}
+			cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c.Conn = nc; return c }, func(p *rawPeer) {
+				p.fr.WriteSettings()
+				p.drain()
+			})
+			awaitSettled(t, cc)
+			c.armed.Store(true)
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", "http://backend/x", heldBody{strings.NewReader("payload")})
+			req.ContentLength = 7
+			err := roundTripBounded(t, cc, req, "the stream waited on its stalled write past its request's end")
+			if err == nil || errors.Is(err, ErrUnprocessed) != tc.wantUnprocessed {
+				t.Errorf("failed with %v; want unprocessed %v", err, tc.wantUnprocessed)
+			}
+			testutil.WaitFor(t, hangBound, "the connection closed", func() bool { return cc.State().Closed })
+		})
+	}
+}
+
+// TestClientHeadersWriteFinishedAtCancel: a stalled HEADERS write that still ends whole as
+// its request ends (the deadline meant to stop it came too late) resets its stream, and the
+// connection goes on: the deadline does not stay to fail the writes after it.
+func TestClientHeadersWriteFinishedAtCancel(t *testing.T) {
+	c := &stallConn{hold: 1, finish: true, set: make(chan struct{}, 1)}
+	rst := make(chan http2.ErrCode, 1)
+	cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c.Conn = nc; return c }, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				rst <- f.ErrCode
+			case *http2.MetaHeadersFrame:
+				if f.StreamID > 1 {
+					p.answer(f.StreamID)
+				}
+			}
+		}
+	})
+	awaitSettled(t, cc)
+	c.armed.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	if resp, err := cc.roundTrip(req); err == nil || errors.Is(err, ErrUnprocessed) {
+		if err == nil {
+			resp.Body.Close()
+		}
+		t.Fatalf("the stream whose request ended failed with %v; want its context's error", err)
+	}
+	select {
+	case code := <-rst:
+		if code != http2.ErrCodeCancel {
+			t.Errorf("RST_STREAM %v, want CANCEL", code)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("no RST_STREAM for the stream whose request ended")
+	}
+	resp, err := get(cc)
+	if err != nil {
+		t.Fatalf("the next stream on the connection: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// TestClientMalformedResponses: a response RFC 9113 §8.1.1 calls malformed resets its stream
+// with PROTOCOL_ERROR: content-length values that differ or do not parse (identical ones
+// are one length, as the HTTP/1.1 codec takes them), DATA on a response to HEAD.
+func TestClientMalformedResponses(t *testing.T) {
+	tests := []struct {
+		name, method string
+		head         []string // after :status 200
+		data         string   // a DATA frame after the head, ending the stream ("": none, the head ends it)
+		wantLength   int64    // the response's ContentLength; -2: the stream fails
+	}{
+		{"differing content-length", "GET", []string{"content-length", "5", "content-length", "6"}, "hello", -2},
+		{"content-length not a number", "GET", []string{"content-length", "5x"}, "hello", -2},
+		{"content-length list that differs", "GET", []string{"content-length", "5, 6"}, "hello", -2},
+		{"identical content-length", "GET", []string{"content-length", "5", "content-length", "5, 5"}, "hello", 5},
+		{"DATA on a HEAD response", "HEAD", []string{"content-length", "1"}, "x", -2},
+		{"HEAD response with its length only", "HEAD", []string{"content-length", "1"}, "", 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rst := make(chan http2.ErrCode, 1)
+			cc := newRawPeer(t, func(p *rawPeer) {
+				p.fr.WriteSettings()
+				id := p.awaitHeaders()
+				p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(append([]string{":status", "200"}, tc.head...)...),
+					EndHeaders: true, EndStream: tc.data == ""})
+				if tc.data != "" {
+					p.fr.WriteData(id, true, []byte(tc.data))
+				}
+				for {
+					f, err := p.fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					if r, ok := f.(*http2.RSTStreamFrame); ok {
+						rst <- r.ErrCode
+					}
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, tc.method, "http://backend/x", nil)
+			cc.ReserveNewRequest()
+			resp, err := cc.roundTrip(req)
+			if err == nil {
+				_, err = io.ReadAll(resp.Body) // DATA on HEAD fails the body
+				resp.Body.Close()
+			}
+			if ctx.Err() != nil {
+				t.Fatal("no answer")
+			}
+			if tc.wantLength == -2 {
+				if err == nil {
+					t.Fatalf("a malformed response passed (content-length %d)", resp.ContentLength)
+				}
+				select {
+				case code := <-rst:
+					if code != http2.ErrCodeProtocol {
+						t.Errorf("RST_STREAM %v, want PROTOCOL_ERROR", code)
+					}
+				case <-time.After(hangBound):
+					t.Error("no RST_STREAM")
+				}
+				return
+			}
+			if err != nil || resp.ContentLength != tc.wantLength {
+				t.Errorf("%v, content-length %d; want %d", err, resp.ContentLength, tc.wantLength)
+			}
+		})
+	}
+}
+
+// TestClientStreamErrorOnIdleStream: a frame the Framer fails as a stream error (a malformed
+// header block) on a stream the client never opened is a connection error PROTOCOL_ERROR
+// (RFC 9113 §5.1), not answered with RST_STREAM, which may not be sent on an idle stream
+// (§6.4).
+func TestClientStreamErrorOnIdleStream(t *testing.T) {
+	got := make(chan string, 2)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id + 2, BlockFragment: p.block(":status", "200", "bad name", "x"), EndHeaders: true, EndStream: true})
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				got <- fmt.Sprintf("RST_STREAM %d", f.StreamID)
+			case *http2.GoAwayFrame:
+				got <- "GOAWAY " + f.ErrCode.String()
+			}
+		}
+	})
+	req, _ := http.NewRequest("GET", "http://backend/x", nil)
+	if err := roundTripBounded(t, cc, req, "the open stream did not fail with the connection: it hung"); err == nil {
+		t.Fatal("the open stream did not fail with the connection")
+	}
+	select {
+	case g := <-got:
+		if g != "GOAWAY PROTOCOL_ERROR" {
+			t.Errorf("backend got %s first; want GOAWAY PROTOCOL_ERROR", g)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("backend got nothing")
+	}
+}
+
+// TestClientBodyBufferBounded: a response body whose reader never quite catches up (1 MiB
+// unread at every moment, for 18 MiB) is buffered in no more than the stream window's
+// worth: the part read is dropped before the buffer grows.
+func TestClientBodyBufferBounded(t *testing.T) {
+	const mib = 1 << 20
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		id := p.awaitHeaders()
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "200"), EndHeaders: true})
+		chunk := make([]byte, 16384)
+		send := func(n int) {
+			for ; n > 0; n -= len(chunk) {
+				p.fr.WriteData(id, false, chunk)
+			}
+		}
+		send(2 * mib)
+		for range 16 { // 1 MiB more for each stream WINDOW_UPDATE (a quarter of the 4 MiB window)
+			for {
+				f, err := p.fr.ReadFrame()
+				if err != nil {
+					return
+				}
+				if w, ok := f.(*http2.WindowUpdateFrame); ok && w.StreamID == id {
+					break
+				}
+			}
+			send(mib)
+		}
+		p.fr.WriteData(id, true, nil)
+		p.drain()
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cs := resp.Body.(*clientStream)
+	buf := make([]byte, mib)
+	peak := 0
+	for range 17 { // each read, once 2 MiB came, leaves 1 MiB unread and brings the next MiB
+		testutil.WaitFor(t, hangBound, "2 MiB received and unread", func() bool {
+			cc.mu.Lock()
+			defer cc.mu.Unlock()
+			return len(cs.buf)-cs.off >= 2*mib
+		})
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		cc.mu.Lock()
+		peak = max(peak, cap(cs.buf))
+		cc.mu.Unlock()
+	}
+	if peak > 8*mib {
+		t.Errorf("the body's buffer reached %d MiB for 1 MiB unread; want it within twice the 4 MiB stream window", peak/mib)
 	}
 }

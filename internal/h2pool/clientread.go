@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -23,6 +25,9 @@ func (cc *clientConn) readLoop() {
 		err = io.ErrUnexpectedEOF
 	}
 	cc.mu.Lock()
+	if cc.rd.err != nil {
+		cc.facts.eofAt = time.Now().UnixNano()
+	}
 	if !cc.closed {
 		cc.closed, cc.closing, cc.err = true, true, err
 		cc.failStreamsLocked(fmt.Errorf("%w: %w", errConnLost, err))
@@ -47,7 +52,9 @@ func (cc *clientConn) readFrames() error {
 			}
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				cc.streamError(se.StreamID, se.Code, se)
+				if err := cc.streamError(se.StreamID, se.Code, se); err != nil {
+					return cc.connError(err)
+				}
 				continue
 			}
 			return cc.connError(err)
@@ -89,18 +96,25 @@ func (cc *clientConn) connError(err error) error {
 	return err
 }
 
-// streamError resets stream id with code, failing it with err.
-func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) {
+// streamError resets stream id with code, failing it with err. A stream the client never
+// opened is not reset (RST_STREAM on an idle stream is itself a connection error, RFC 9113
+// §6.4): a frame for it is a connection error PROTOCOL_ERROR (§5.1), returned.
+func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) error {
 	cc.mu.Lock()
 	cs := cc.streams[id]
 	if cs == nil {
+		idle := id >= cc.nextID
 		cc.mu.Unlock()
+		if idle {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
 		cc.write(func(b []byte) []byte { return appendRST(b, id, code) })
-		return
+		return nil
 	}
 	cs.resetLocked(err)
 	cc.mu.Unlock()
 	cs.sendReset(true, code)
+	return nil
 }
 
 // streamFor returns the open stream id, nil for one that ended; a frame for a stream the
@@ -170,12 +184,14 @@ func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
 		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Body: cs, Request: cs.req, ContentLength: -1,
 	}
 	cs.remain = -1
-	if vs := h["Content-Length"]; len(vs) == 1 {
-		if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil && n >= 0 {
-			resp.ContentLength = n
-			if cs.req.Method != "HEAD" {
-				cs.remain = n
-			}
+	if vs := h["Content-Length"]; len(vs) > 0 {
+		n, ok := contentLength(vs)
+		if !ok { // RFC 9110 §8.6, as the HTTP/1.1 codec has it (h1 parseLengthList)
+			return fmt.Errorf("http2: invalid or conflicting content-length %q", vs)
+		}
+		resp.ContentLength = n
+		if cs.req.Method != "HEAD" {
+			cs.remain = n
 		}
 	}
 	if f.StreamEnded() {
@@ -192,6 +208,22 @@ func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
 	cs.headDone = true
 	close(cs.head)
 	return nil
+}
+
+// contentLength is the length the content-length fields vs give: each a decimal number or
+// a list of them, all the same (a repeated field is accepted when identical).
+func contentLength(vs []string) (int64, bool) {
+	n := int64(-1)
+	for _, v := range vs {
+		for e := range strings.SplitSeq(v, ",") {
+			m, err := strconv.ParseUint(strings.Trim(e, " \t"), 10, 63)
+			if err != nil || n >= 0 && int64(m) != n {
+				return 0, false
+			}
+			n = int64(m)
+		}
+	}
+	return n, true
 }
 
 // onTrailersLocked takes the response trailers, which end the stream.
@@ -250,6 +282,8 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 	switch {
 	case !cs.headDone:
 		serr, code = errors.New("http2: DATA before the response head"), http2.ErrCodeProtocol
+	case len(data) > 0 && cs.req.Method == "HEAD": // a HEAD response has no content (RFC 9110 §9.3.2), as x/net had it
+		serr, code = errors.New("http2: DATA on a response to HEAD"), http2.ErrCodeProtocol
 	case n > cs.recvWindow:
 		serr, code = errors.New("http2: DATA beyond the stream window"), http2.ErrCodeFlowControl
 	case cs.remain >= 0 && int64(len(data)) > cs.remain:
@@ -270,6 +304,12 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 	if pad := n - int64(len(data)); pad > 0 {
 		cc.connUnsent += pad
 		cs.unsent += pad
+	}
+	if cs.off > 0 && len(cs.buf)+len(data) > cap(cs.buf) {
+		// Drop the part read before growing: a reader that never quite catches up would
+		// otherwise keep the whole body received since it last did.
+		k := copy(cs.buf, cs.buf[cs.off:])
+		cs.buf, cs.off = cs.buf[:k], 0
 	}
 	cs.buf = append(cs.buf, data...)
 	if f.StreamEnded() {
@@ -367,6 +407,11 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 func (cc *clientConn) onRST(f *http2.RSTStreamFrame) error {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	if f.ErrCode == http2.ErrCodeRefusedStream {
+		cc.facts.refused++
+	} else {
+		cc.facts.resets++
+	}
 	cs, err := cc.streamForLocked(f.StreamID)
 	if cs == nil || err != nil {
 		return err
@@ -409,6 +454,7 @@ func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
 		cc.goAwayLast = f.LastStreamID
 	}
 	cc.goAway = true
+	cc.facts.goAway, cc.facts.goAwayCode, cc.facts.goAwayLast = true, f.ErrCode, f.LastStreamID
 	for id, cs := range cc.streams {
 		if id > cc.goAwayLast {
 			delete(cc.streams, id)

@@ -31,18 +31,22 @@ type clientStream struct {
 	headErr    error
 	headDone   bool
 	inlineSent bool // the held body went with the HEADERS
-	localDone  bool // END_STREAM sent
-	remoteDone bool // END_STREAM received
-	reset      bool // reset either way (or the connection failed); out of cc.streams
-	err        error
-	bodyClosed bool
-	buf        []byte // received DATA not read yet, from off
-	off        int
-	sendWindow int64
-	recvWindow int64 // what the peer may still send on the stream
-	unsent     int64 // stream window consumed and not given back yet
-	remain     int64 // the response's content-length still to come, -1 when unknown
-	interim    int64 // the size of the 1xx heads' fields so far
+	// headWriting: its HEADERS (and inline DATA) are being written; headCut: its request
+	// ended meanwhile, and the connection's write deadline was set to stop that write.
+	headWriting bool
+	headCut     bool
+	localDone   bool // END_STREAM sent
+	remoteDone  bool // END_STREAM received
+	reset       bool // reset either way (or the connection failed); out of cc.streams
+	err         error
+	bodyClosed  bool
+	buf         []byte // received DATA not read yet, from off
+	off         int
+	sendWindow  int64
+	recvWindow  int64 // what the peer may still send on the stream
+	unsent      int64 // stream window consumed and not given back yet
+	remain      int64 // the response's content-length still to come, -1 when unknown
+	interim     int64 // the size of the 1xx heads' fields so far
 }
 
 var _ io.ReadCloser = (*clientStream)(nil)
@@ -124,10 +128,20 @@ func (cc *clientConn) connUpdateLocked() uint32 {
 
 // cancel ends the stream because its request's context ended (RST_STREAM CANCEL), unless
 // its response was received whole.
+//
+// A stream whose HEADERS write is in progress cannot be reset: its header block is not whole,
+// and the HPACK encoder's table already holds its fields. The write is stopped by a
+// deadline in the past instead; the connection is closed then (startStream).
 func (cs *clientStream) cancel(err error) {
 	cc := cs.cc
 	cc.mu.Lock()
-	if cs.remoteDone || cs.reset {
+	if cs.headWriting {
+		cs.headCut = true
+		cc.nc.SetWriteDeadline(longAgo)
+		cc.mu.Unlock()
+		return
+	}
+	if cs.id == 0 || cs.remoteDone || cs.reset { // not started: startStream sees the end
 		cc.mu.Unlock()
 		return
 	}

@@ -24,10 +24,11 @@
 // with it at once (the pool never re-sends), and the proxy's retry rules re-send it on
 // another connection with the body it holds.
 //
-// A connection wrapper (sniff.go) reads from the frame headers the backend sends what the
-// records need: a GOAWAY's code and last-stream-id, the REFUSED_STREAM and other resets,
-// when a byte was last read and when the backend closed. These feed the life records,
-// close reasons and idle-timeout learning.
+// The connection's read loop keeps, from the frames it handles, what the records need: the
+// latest GOAWAY's code and last-stream-id, the REFUSED_STREAM and other resets, and when the
+// backend closed the connection; the socket under it counts the reads that returned bytes,
+// which the sweeper compares between sweeps for the read-idle PING. These feed the life
+// records, close reasons and idle-timeout learning.
 //
 // # Liveness
 //

@@ -111,10 +111,13 @@ type Pool struct {
 type conn struct {
 	id      uint64
 	cc      *clientConn
-	sc      *sniffConn
 	created time.Time
-	streams atomic.Int64 // streams started on it
-	pinging atomic.Bool  // a read-idle PING is out
+	// The read-idle check (sweeper, under Pool.mu): the client's count of reads that
+	// returned bytes at the last sweep that saw it change, and that sweep's time.
+	readsSeen uint64
+	readAt    time.Time
+	streams   atomic.Int64 // streams started on it
+	pinging   atomic.Bool  // a read-idle PING is out
 	// active counts the streams handed out and not yet Done; idleSince (unix nanoseconds)
 	// is when it last fell to 0 (the creation time before the first stream).
 	active    atomic.Int64

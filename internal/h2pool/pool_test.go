@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,6 +247,35 @@ func TestReadIdlePing(t *testing.T) {
 		s := p.Snapshot()
 		return len(s.History) == 1 && s.History[0].Reason == ClosePingTimeout
 	})
+}
+
+// TestReadIdleNotWhileReading: a connection that keeps reading (a response streaming in
+// pieces far more often than ReadIdleTimeout) gets no read-idle PING.
+func TestReadIdleNotWhileReading(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 40 {
+			w.Write([]byte("x"))
+			w.(http.Flusher).Flush()
+			time.Sleep(25 * time.Millisecond)
+		}
+	}))
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	srv.Config.Protocols = &protos
+	srv.Start()
+	t.Cleanup(srv.Close)
+	o := testOptions()
+	o.ReadIdleTimeout = 400 * time.Millisecond // 16 pieces apart; the response takes 1 s
+	p := newPool(t, srv.Listener.Addr().String(), o)
+	req, _ := http.NewRequest("GET", "http://backend/stream", nil)
+	resp := roundTrip(t, p, req)
+	if b, err := io.ReadAll(resp.Body); err != nil || len(b) != 40 {
+		t.Fatalf("body %q, %v", b, err)
+	}
+	resp.Body.Close()
+	if n := p.Snapshot().Counters.ReadIdlePings; n != 0 {
+		t.Errorf("%d read-idle PINGs on a connection that read every 25 ms; want 0", n)
+	}
 }
 
 // TestLearnIdleClose: a backend that closes idle connections (GOAWAY, then close) at 300ms

@@ -3,8 +3,6 @@ package h2pool
 import (
 	"context"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // CloseReason says why a connection was closed (life records, metrics).
@@ -66,7 +64,7 @@ func (p *Pool) sweepOnce(now time.Time) {
 			}
 			p.retireLocked(c, why, now)
 		default:
-			if ri := p.opts.ReadIdleTimeout; ri > 0 && now.Sub(time.Unix(0, c.sc.lastRead.Load())) >= ri && c.pinging.CompareAndSwap(false, true) {
+			if ri := p.opts.ReadIdleTimeout; ri > 0 && p.readIdleLocked(c, now) >= ri && c.pinging.CompareAndSwap(false, true) {
 				go func() {
 					defer c.pinging.Store(false)
 					p.ping(context.Background(), c, false)
@@ -80,12 +78,23 @@ func (p *Pool) sweepOnce(now time.Time) {
 	p.conns = kept
 }
 
+// readIdleLocked is how long c has read nothing, as the sweeps saw it: a read since the
+// last sweep counts as made now (so a PING may come up to one SweepInterval later than
+// ReadIdleTimeout after the last read; the sweeps' own spacing already allowed as much).
+func (p *Pool) readIdleLocked(c *conn, now time.Time) time.Duration {
+	if n := c.cc.rd.reads.Load(); n != c.readsSeen {
+		c.readsSeen, c.readAt = n, now
+	}
+	return now.Sub(c.readAt)
+}
+
 // endReason is why c ended on the backend's side.
 func (p *Pool) endReason(c *conn) CloseReason {
+	f := c.cc.lifeFacts()
 	switch {
-	case c.sc.goAway.Load():
+	case f.goAway:
 		return CloseGoAway
-	case c.sc.eofAt.Load() != 0:
+	case f.eofAt != 0:
 		return CloseBackendClosed
 	}
 	return CloseConnError
@@ -95,7 +104,7 @@ func (p *Pool) endReason(c *conn) CloseReason {
 // stream then, it was closed after being idle so long (a GOAWAY or a FIN on an idle
 // connection is the backend's idle timeout at work).
 func (p *Pool) learnLocked(c *conn, idle bool, idleSince time.Time) {
-	end := c.sc.eofAt.Load()
+	end := c.cc.lifeFacts().eofAt
 	if !p.opts.Learn || end == 0 || !idle || c.streams.Load() == 0 {
 		return
 	}
@@ -132,11 +141,12 @@ func (p *Pool) retireLocked(c *conn, why CloseReason, now time.Time) {
 	c.gone = true
 	c.cc.Close()
 	p.closes[why]++
+	f := c.cc.lifeFacts()
 	rec := LifeRecord{ID: c.id, Created: c.created, Closed: now, Streams: c.streams.Load(), Reason: why,
-		Refused: c.sc.refused.Load(), Resets: c.sc.resets.Load()}
-	if c.sc.goAway.Load() {
-		rec.GoAwayCode = http2.ErrCode(c.sc.goAwayCode.Load()).String()
-		rec.GoAwayLastStreamID = c.sc.goAwayLast.Load()
+		Refused: f.refused, Resets: f.resets}
+	if f.goAway {
+		rec.GoAwayCode = f.goAwayCode.String()
+		rec.GoAwayLastStreamID = f.goAwayLast
 	}
 	p.history[p.histN%historyLen] = rec
 	p.histN++

@@ -8,8 +8,9 @@ package proxy
 //
 // Facts for the retry rules: h2pool.ErrUnprocessed (above a GOAWAY's last-stream-id,
 // REFUSED_STREAM) is "provably not processed" and is re-sent whatever the method, if the
-// body is held; any other failure after the stream started is possibly processed and
-// retried only under the route's rules (decide.go). grpc-timeout bounds the attempt.
+// body is held, unless the try timeout is what ended it (a timeout, counted, that sent
+// nothing: classifyH2); any other failure after the stream started is possibly processed
+// and retried only under the route's rules (decide.go). grpc-timeout bounds the attempt.
 
 import (
 	"context"
@@ -177,6 +178,13 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 		return canceled(ctx)
 	case bodyErr != nil:
 		return clientBodyFailure(t.Addr, bodyErr)
+	case a.Unprocessed && errors.Is(context.Cause(actx), errH2AttemptTimeout):
+		// The try timed out before the stream's HEADERS got out whole (the connection's
+		// writes were stuck on a backend that stopped reading): as on HTTP/1.1, a request
+		// not written in time is a timeout, and the try timeout bounds this try; but nothing
+		// was processed, so a retry under `timeout` may send it again whatever its method.
+		// Not a free re-send: each would wait out the try timeout again, uncounted.
+		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, fmt.Errorf("HTTP/2 stream not written within the try timeout: %w", err)), cond: config.RetryTimeout, notSent: true}
 	case a.Unprocessed:
 		return result{err: reason.New(502, reason.ResetBeforeSend, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeRequest, notSent: true, unprocessed: true}
 	case a.ConnID == 0 && errors.As(err, &re):
