@@ -75,8 +75,11 @@ func TestSplicedBodyUpstreamPauseBeyondTheReadTimeout(t *testing.T) {
 	if err == nil || len(body) != len(part) {
 		t.Fatalf("got %d bytes, err %v; want the 256 KiB sent, then a truncated body", len(body), err)
 	}
-	if d := time.Since(start); d < 900*time.Millisecond || d > 1400*time.Millisecond {
-		t.Errorf("the body failed after %v, want about the 1s read timeout", d)
+	// Not before the read timeout; the truncated body and the reason below show that the
+	// timeout, not the backend's 3 s pause ending, cut it. No tight upper bound: on a loaded
+	// machine the deadline's goroutine can run seconds late (a CI run saw 6.3 s).
+	if d := time.Since(start); d < 900*time.Millisecond || d > 30*time.Second {
+		t.Errorf("the body failed after %v, want the 1s read timeout", d)
 	}
 	if l := tg.accessLines(1)[0]; l["reason"] != "upstream_timeout" || l["bytes_out"] != float64(len(part)) {
 		t.Errorf("access log reason %v bytes_out %v, want upstream_timeout %d", l["reason"], l["bytes_out"], len(part))
