@@ -102,3 +102,33 @@ func connID(c *Conn) uint64 {
 	}
 	return c.ID
 }
+
+// TestPreconnectedSkippedStaysFirst: a request that may not take the preconnected conn (a POST,
+// the conn idle longer than POSTs may reuse) takes another, and the preconnected conn is
+// still taken first by the next request that may: the look that skipped it saw it, so
+// mayPre stays set.
+func TestPreconnectedSkippedStaysFirst(t *testing.T) {
+	be := testutil.Echo(t)
+	p := newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // this test sweeps
+	ctx := context.Background()
+	ok := Outcome{Reusable: true, KeepAliveMax: -1}
+	used, err := p.Get(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := preconnectOne(t, p)
+	p.mu.Lock()
+	pre.lastUsed = pre.lastUsed.Add(-2 * p.unsafeIdle) // opened long ago, still within the idle timeout
+	p.mu.Unlock()
+	p.Release(used, ok) // the idle stack: pre, used (top)
+	post, err := p.Get(ctx, false)
+	if err != nil || post != used {
+		t.Fatalf("POST took conn %d, err %v; want %d (the preconnected conn %d is too old for it)", connID(post), err, used.ID, pre.ID)
+	}
+	p.Release(post, ok)
+	c, err := p.Get(ctx, true)
+	if err != nil || c != pre {
+		t.Fatalf("GET after the POST took conn %d, err %v; want the preconnected conn %d", connID(c), err, pre.ID)
+	}
+	p.Release(c, ok)
+}
