@@ -69,15 +69,9 @@ func preconnectOne(t *testing.T, p *Pool) *Conn {
 // what it received (TLS, sweep.go) and then put back is still taken first, though a checkout
 // meanwhile found no preconnected conn on the stack.
 func TestPreconnectedPutBack(t *testing.T) {
-	be := testutil.Echo(t)
-	p := newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // this test sweeps
+	p, used, pre := usedAndPreconnected(t)
 	ctx := context.Background()
 	ok := Outcome{Reusable: true, KeepAliveMax: -1}
-	used, err := p.Get(ctx, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pre := preconnectOne(t, p)
 	p.Release(used, ok)
 	p.mu.Lock()
 	p.removeIdleLocked(pre) // as sweepApply does for a TLS conn with bytes waiting
@@ -108,15 +102,9 @@ func connID(c *Conn) uint64 {
 // still taken first by the next request that may: the look that skipped it saw it, so
 // mayPre stays set.
 func TestPreconnectedSkippedStaysFirst(t *testing.T) {
-	be := testutil.Echo(t)
-	p := newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // this test sweeps
+	p, used, pre := usedAndPreconnected(t)
 	ctx := context.Background()
 	ok := Outcome{Reusable: true, KeepAliveMax: -1}
-	used, err := p.Get(ctx, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pre := preconnectOne(t, p)
 	p.mu.Lock()
 	pre.lastUsed = pre.lastUsed.Add(-2 * p.unsafeIdle) // opened long ago, still within the idle timeout
 	p.mu.Unlock()
@@ -131,4 +119,17 @@ func TestPreconnectedSkippedStaysFirst(t *testing.T) {
 		t.Fatalf("GET after the POST took conn %d, err %v; want the preconnected conn %d", connID(c), err, pre.ID)
 	}
 	p.Release(c, ok)
+}
+
+// usedAndPreconnected returns a pool that does not sweep by itself, a conn in use and a
+// preconnected one on the idle stack.
+func usedAndPreconnected(t *testing.T) (p *Pool, used, pre *Conn) {
+	t.Helper()
+	be := testutil.Echo(t)
+	p = newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // the test sweeps
+	used, err := p.Get(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, used, preconnectOne(t, p)
 }
