@@ -69,15 +69,9 @@ func preconnectOne(t *testing.T, p *Pool) *Conn {
 // what it received (TLS, sweep.go) and then put back is still taken first, though a checkout
 // meanwhile found no preconnected conn on the stack.
 func TestPreconnectedPutBack(t *testing.T) {
-	be := testutil.Echo(t)
-	p := newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // this test sweeps
+	p, used, pre := usedAndPreconnected(t)
 	ctx := context.Background()
 	ok := Outcome{Reusable: true, KeepAliveMax: -1}
-	used, err := p.Get(ctx, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pre := preconnectOne(t, p)
 	p.Release(used, ok)
 	p.mu.Lock()
 	p.removeIdleLocked(pre) // as sweepApply does for a TLS conn with bytes waiting
@@ -101,4 +95,41 @@ func connID(c *Conn) uint64 {
 		return 0
 	}
 	return c.ID
+}
+
+// TestPreconnectedSkippedStaysFirst: a request that may not take the preconnected conn (a POST,
+// the conn idle longer than POSTs may reuse) takes another, and the preconnected conn is
+// still taken first by the next request that may: the look that skipped it saw it, so
+// mayPre stays set.
+func TestPreconnectedSkippedStaysFirst(t *testing.T) {
+	p, used, pre := usedAndPreconnected(t)
+	ctx := context.Background()
+	ok := Outcome{Reusable: true, KeepAliveMax: -1}
+	p.mu.Lock()
+	pre.lastUsed = pre.lastUsed.Add(-2 * p.unsafeIdle) // opened long ago, still within the idle timeout
+	p.mu.Unlock()
+	p.Release(used, ok) // the idle stack: pre, used (top)
+	post, err := p.Get(ctx, false)
+	if err != nil || post != used {
+		t.Fatalf("POST took conn %d, err %v; want %d (the preconnected conn %d is too old for it)", connID(post), err, used.ID, pre.ID)
+	}
+	p.Release(post, ok)
+	c, err := p.Get(ctx, true)
+	if err != nil || c != pre {
+		t.Fatalf("GET after the POST took conn %d, err %v; want the preconnected conn %d", connID(c), err, pre.ID)
+	}
+	p.Release(c, ok)
+}
+
+// usedAndPreconnected returns a pool that does not sweep by itself, a conn in use and a
+// preconnected one on the idle stack.
+func usedAndPreconnected(t *testing.T) (p *Pool, used, pre *Conn) {
+	t.Helper()
+	be := testutil.Echo(t)
+	p = newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = time.Hour }) // the test sweeps
+	used, err := p.Get(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, used, preconnectOne(t, p)
 }

@@ -29,6 +29,7 @@ func TestRetryBudget(t *testing.T) {
 		{name: "the window moved by 9 s keeps one second", batches: []batch{{9 * time.Second, 50}, {0, 10}}, retries: 12},
 		{name: "the window moved by 10 s keeps none", batches: []batch{{10 * time.Second, 50}, {0, 10}}, retries: 2},
 		{name: "an earlier clock counts", batches: []batch{{0, 10}, {time.Second, 40}}, retries: 10},
+		{name: "a clock from before the window does not count", batches: []batch{{0, 10}, {10 * time.Second, 40}}, retries: 2},
 		{name: "no requests, no retries", retries: 0},
 	}
 	for _, tc := range tests {

@@ -333,7 +333,7 @@ func (p *Proxy) PruneBudgets(keep func(upstreamID string) bool) {
 // slots are cleared before the new second is stored: a request that sees it counts after
 // the clearing, and one that does not yet takes the mutex and waits for it. A clock read
 // before the latest second (another goroutine's, or a step back) counts in its own second's
-// slot, which is still in the window, and never moves it back.
+// slot while that second is still in the window (request), and never moves it back.
 func (b *budget) advance(now int64) {
 	b.mu.Lock()
 	if slot := b.slot.Load(); now > slot {
@@ -346,11 +346,16 @@ func (b *budget) advance(now int64) {
 	b.mu.Unlock()
 }
 
-// request counts one request made at at.
+// request counts one request made at at. A clock read before the window (a goroutine
+// stopped for 10 s between reading it and counting) is not counted: its second's slot holds
+// a later second now, and it would count there.
 func (b *budget) request(at time.Time) {
 	now := at.Unix()
-	if now > b.slot.Load() {
+	switch slot := b.slot.Load(); {
+	case now > slot:
 		b.advance(now)
+	case now <= slot-budgetSlots:
+		return
 	}
 	b.requests[now%budgetSlots].Add(1)
 }
