@@ -139,12 +139,21 @@ func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how aliveHow, now time.
 
 // unsafeOKLocked reports whether a non-idempotent request may reuse c at idle age age: below
 // the bound in force, or, while a refuted provisional value holds that bound down, below the
-// bound without it on a conn the backend has kept open at least that long. A conn outliving
-// a reset's age shows that not every conn is closed there, not that none is: the conns behind
-// one address may be closed by different timers (a Service spreading conns over pods with
-// different keep-alive timeouts), and only a conn's own record says which kind it is.
+// bound without it on a conn the backend has kept open at least that long, or on one it has
+// kept open past the refuting age (its own record shows it is not closed at the reset's age).
+// A conn outliving a reset's age shows that not every conn is closed there, not that none
+// is: the conns behind one address may be closed by different timers (a Service spreading
+// conns over pods with different keep-alive timeouts), and only a conn's own record says
+// which kind it is. Without the second way a client that sends only POSTs, each on a conn
+// younger than its last sighting, was stuck dialing for every request for the hour the
+// provisional value takes to grow back: its conns are probed alive only while idle, so
+// always at a younger age than the one they are reused at.
 func (p *Pool) unsafeOKLocked(c *Conn, age time.Duration) bool {
-	return age < p.unsafeIdle || p.learn.prov.refuted && age <= c.proven && age < p.unsafeBase
+	if age < p.unsafeIdle {
+		return true
+	}
+	l := &p.learn
+	return l.prov.refuted && age < p.unsafeBase && (age <= c.proven || c.proven >= p.refuteAge(l.prov.age))
 }
 
 // provenLocked returns the index of the youngest idle conn a non-idempotent request may reuse

@@ -1,6 +1,7 @@
 package connpool
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -55,6 +56,48 @@ func TestProvisionalHoldsOverMixedTimers(t *testing.T) {
 		}
 	}
 	if d := short.Duplicates(); len(d) > 0 {
+		t.Errorf("duplicates: %v", d)
+	}
+}
+
+// TestRefutedProvisionalFreesProvenConns: a client that sends only POSTs, back to back, meets
+// one reset on reuse at a short idle age (a crash, as in TestStaleTorture case f). Its POSTs
+// then dial (the provisional value bounds them), leaving their conns idle; the sweep probes
+// those alive past the reset's age and refutes it. A conn seen alive that long is not one the
+// reset's timer closes, so a POST must reuse it: before, a refuted value still held every conn
+// to its own sighting, which an idle conn's probe never passes, and such a client dialed for
+// every request until the value grew back (an hour).
+func TestRefutedProvisionalFreesProvenConns(t *testing.T) {
+	// Each conn's third request is dropped unread: conn 1's, at idle 30 ms, is the reset.
+	be := testutil.NewBackend(t, testutil.BackendOptions{DropNth: 3})
+	p := newPool(t, be.Addr(), func(o *Options) { o.SweepInterval = 100 * time.Millisecond })
+	mustOK(t, exchange(p, http.MethodPost, "p1"))
+	time.Sleep(30 * time.Millisecond)
+	mustOK(t, exchange(p, http.MethodPost, "p2"))
+	time.Sleep(30 * time.Millisecond)
+	if a := exchange(p, http.MethodPost, "p3"); a.err == nil || !a.reused {
+		t.Fatalf("third request on conn 1: err %v, reused %v; want a reset on reuse", a.err, a.reused)
+	}
+	prov := p.Snapshot().Provisional
+	if prov == 0 {
+		t.Fatalf("no provisional value after a reset on reuse")
+	}
+	// The POSTs the bound makes dial (fresh here whatever the machine's pace), each leaving
+	// an idle conn for the sweep to probe.
+	for i := range 3 {
+		mustOK(t, exchangeOn(p, http.MethodPost, fmt.Sprintf("q%d", i), true))
+	}
+	testutil.WaitFor(t, 5*time.Second, "the provisional value refuted by a probe", func() bool {
+		return p.Snapshot().ProvisionalRefuted
+	})
+	s := p.Snapshot()
+	a := exchange(p, http.MethodPost, "r")
+	mustOK(t, a)
+	if !a.reused {
+		t.Errorf("POST dialed after the provisional %v was refuted (unsafe max idle %v, opened %d): conns the sweep saw alive past %v may be reused",
+			prov, s.UnsafeMaxIdle, s.Counters.Opened, p.refuteAge(prov))
+	}
+	if d := be.Duplicates(); len(d) > 0 {
 		t.Errorf("duplicates: %v", d)
 	}
 }

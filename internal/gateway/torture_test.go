@@ -47,6 +47,8 @@ type tortureResult struct {
 	held       int64
 	heldOpened uint64
 	pools      []string
+	// failedIDs are the request ids of fiveXX, for their access log lines.
+	failedIDs []string
 }
 
 // acceptedPer1000 is how many connections the backend accepted per 1000 requests.
@@ -145,6 +147,7 @@ func runTorture(t *testing.T, be *testutil.Backend, run tortureRun) tortureResul
 						why = fmt.Sprintf("%s %s: %d %s", method, id, status, resp.Header.Get("X-Sluice-Error"))
 					}
 					res.fiveXX = append(res.fiveXX, why)
+					res.failedIDs = append(res.failedIDs, id)
 					if method == "GET" {
 						res.getFailed++
 					} else {
@@ -177,14 +180,38 @@ func runTorture(t *testing.T, be *testutil.Backend, run tortureRun) tortureResul
 		if run.heldPosts && i == clients-1 {
 			res.heldOpened = s.Counters.Opened
 		}
-		res.pools = append(res.pools, fmt.Sprintf("u%d: opened %d, reused %d, stale caught %d, reset on reuse %d, learned %v (%s), effective idle %v, reuse factor %.3g, closed by %v",
+		res.pools = append(res.pools, fmt.Sprintf("u%d: opened %d, reused %d, stale caught %d, reset on reuse %d, learned %v (%s), effective idle %v, unsafe max idle %v, confident %t (close %v, margin %v, race %v), provisional %v, reuse factor %.3g, closed by %v",
 			i, s.Counters.Opened, s.Counters.Reused, s.Counters.StaleCaught, s.Counters.ResetOnReuse,
-			s.Learned, s.LearnedSource, s.EffectiveIdle, s.ReuseFactor, s.Counters.ClosedBy))
+			s.Learned, s.LearnedSource, s.EffectiveIdle, s.UnsafeMaxIdle, s.Confident, s.CloseAge, s.Margin, s.RaceWindow,
+			s.Provisional, s.ReuseFactor, s.Counters.ClosedBy))
+	}
+	if len(res.failedIDs) > 0 {
+		t.Logf("access log of the failed requests (tries: conn, reused, idle_ms) and the pools after the run:\n%s\n%s",
+			strings.Join(accessLinesOf(tg, res.failedIDs), "\n"), strings.Join(res.pools, "\n"))
 	}
 	t.Logf("%d requests (%d GET, %d POST, %d of them held): %d 5xx (GET %d, POST %d); backend accepted %d connections (%.0f per 1000 requests), crashed %d times, left %d processed requests unanswered; %d processed twice",
 		res.requests, res.gets, res.posts, res.held, len(res.fiveXX), res.getFailed, res.postFailed, res.accepted,
 		res.acceptedPer1000(), be.Crashes(), be.Unanswered(), len(res.duplicates))
 	return res
+}
+
+// accessLinesOf returns tg's access log lines of the requests ids, waiting up to 3 s for them
+// to be written (a line missing then is left out).
+func accessLinesOf(tg *testGateway, ids []string) []string {
+	var lines []string
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		lines = lines[:0]
+		for _, l := range strings.Split(tg.access.String(), "\n") {
+			for _, id := range ids {
+				if strings.Contains(l, `"request_id":"`+id+`"`) {
+					lines = append(lines, l)
+				}
+			}
+		}
+		if len(lines) >= len(ids) || time.Now().After(deadline) {
+			return lines
+		}
+	}
 }
 
 func tortureDuration(t *testing.T) time.Duration {
