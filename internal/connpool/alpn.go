@@ -155,9 +155,7 @@ func (p *Pool) giveLocked(c *Conn) {
 	c.state = stateIdle
 	p.idle = append(p.idle, c)
 	p.mayPre = p.mayPre || c.pre
-	if !p.sweeping {
-		p.sweeping = true
-		p.wg.Add(1)
+	if p.sweeperDueLocked() {
 		go p.sweep()
 	}
 }

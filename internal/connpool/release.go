@@ -78,11 +78,7 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		p.idle = slices.Delete(p.idle, 0, 1)
 		p.retireLocked(evicted, ClosePoolFull, now, false)
 	}
-	start := !p.sweeping
-	if start {
-		p.sweeping = true
-		p.wg.Add(1) // under the lock: Close waits for the sweeper started below
-	}
+	start := p.sweeperDueLocked()
 	p.mu.Unlock()
 	if start {
 		go p.sweep()

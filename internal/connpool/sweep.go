@@ -185,3 +185,15 @@ func (p *Pool) removeIdleLocked(c *Conn) {
 		}
 	}
 }
+
+// sweeperDueLocked reports whether the caller must start the sweeper (go p.sweep(), which it
+// may do after unlocking): none runs while idle conns exist. The WaitGroup is counted here,
+// under the lock, so that Close waits for a sweeper started after it was unlocked.
+func (p *Pool) sweeperDueLocked() bool {
+	if p.sweeping {
+		return false
+	}
+	p.sweeping = true
+	p.wg.Add(1)
+	return true
+}
