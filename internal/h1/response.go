@@ -136,7 +136,7 @@ func (r *Response) frame(isHEAD bool) error {
 		switch {
 		case EqualFold(f.Name, "Content-Length"):
 			lengths++
-			n, ok := parseLengthList(f.Value)
+			n, ok := ParseLengthList(f.Value)
 			if !ok || (length >= 0 && n != length) {
 				return bad("invalid or conflicting Content-Length")
 			}
@@ -180,8 +180,9 @@ func (r *Response) frame(isHEAD bool) error {
 	return nil
 }
 
-// parseLengthList parses a Content-Length value, allowing a list of identical values.
-func parseLengthList(v []byte) (int64, bool) {
+// ParseLengthList parses a Content-Length value, allowing a list of identical values. The
+// HTTP/2 upstream client uses it too, so that both protocols take the same lengths.
+func ParseLengthList(v []byte) (int64, bool) {
 	n := int64(-1)
 	for rest := v; rest != nil; {
 		var e []byte

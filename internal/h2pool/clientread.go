@@ -13,10 +13,11 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"sluice/internal/h1"
 )
 
 func (cc *clientConn) readLoop() {
@@ -186,7 +187,7 @@ func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
 	cs.remain = -1
 	if vs := h["Content-Length"]; len(vs) > 0 {
 		n, ok := contentLength(vs)
-		if !ok { // RFC 9110 §8.6, as the HTTP/1.1 codec has it (h1 parseLengthList)
+		if !ok { // RFC 9110 §8.6, as the HTTP/1.1 codec has it
 			return fmt.Errorf("http2: invalid or conflicting content-length %q", vs)
 		}
 		resp.ContentLength = n
@@ -210,18 +211,17 @@ func (cs *clientStream) onHeadLocked(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// contentLength is the length the content-length fields vs give: each a decimal number or
-// a list of them, all the same (a repeated field is accepted when identical).
+// contentLength is the length the content-length fields vs give: each a value
+// h1.ParseLengthList takes (a decimal number or a list of identical ones), all the same (a
+// repeated field is accepted when identical).
 func contentLength(vs []string) (int64, bool) {
 	n := int64(-1)
 	for _, v := range vs {
-		for e := range strings.SplitSeq(v, ",") {
-			m, err := strconv.ParseUint(strings.Trim(e, " \t"), 10, 63)
-			if err != nil || n >= 0 && int64(m) != n {
-				return 0, false
-			}
-			n = int64(m)
+		m, ok := h1.ParseLengthList([]byte(v)) // not copied: it only reads v
+		if !ok || n >= 0 && m != n {
+			return 0, false
 		}
+		n = m
 	}
 	return n, true
 }
