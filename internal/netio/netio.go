@@ -64,6 +64,9 @@ type Conn struct {
 	// RawConn.Control (no poller, no deadline); ready is false when they met EAGAIN.
 	rnowFn, wnowFn func(uintptr)
 	rready, wready bool
+	// SendRead's callback, and whether its next call is the first (the send).
+	srFn      func(uintptr) bool
+	sendFirst bool
 	// The watch of waits (see Watch) and the state of a watched Read's and Write's first
 	// try.
 	watch                func() bool
@@ -93,6 +96,7 @@ func Wrap(nc net.Conn) net.Conn {
 	c.waitFn = func(fd uintptr) bool { return peekFD(fd) != PeekNothing }
 	c.rnowFn = func(fd uintptr) { c.rready = c.readFD(fd) }
 	c.wnowFn = func(fd uintptr) { c.wready = c.writeFD(fd) }
+	c.srFn = c.sendReadFD
 	c.rtry.once, c.wtry.once = c.rtry.run, c.wtry.run
 	return c
 }
@@ -175,6 +179,90 @@ func (c *Conn) writeFD(fd uintptr) bool {
 		c.wn += int(n)
 	}
 	return true
+}
+
+// SendError is the error of [Conn.SendRead] when its write failed: the request did not all
+// reach the socket, and the caller must judge the failure as a write's (by the bytes sent),
+// not as a read's.
+type SendError struct{ Err error }
+
+func (e *SendError) Error() string { return e.Err.Error() }
+func (e *SendError) Unwrap() error { return e.Err }
+
+// SendRead writes w and then reads into r, like Write then Read, but in one poller call: the
+// write is made inside the read's callback, after the poller reset the socket's readiness, so
+// the read that follows can wait for the answer's own event at once instead of first trying a
+// read that finds nothing (one system call fewer per exchange, the one that returns EAGAIN).
+// An answer cannot arrive before the request that asks for it, so no event is lost; bytes or a
+// close that came earlier are for the caller's reuse check (Peek), not for this call.
+//
+// The write does not wait: when the socket does not take all of w at once, the rest is
+// written by Write (under the write deadline), and then Read runs. sent is the count of w's
+// bytes written; a failed write returns a *SendError. Otherwise n and err are Read's. A
+// poller error before the write (a deadline already past, the conn closed) returns sent 0.
+// Like Read and Write, it must not run alongside another Read or Write.
+func (c *Conn) SendRead(w, r []byte) (sent, n int, err error) {
+	if len(w) == 0 {
+		n, err = c.Read(r)
+		return 0, n, err
+	}
+	if len(r) == 0 {
+		sent, err = c.Write(w)
+		if err != nil {
+			err = &SendError{err}
+		}
+		return sent, 0, err
+	}
+	c.wbuf, c.wn, c.werr = w, 0, 0
+	c.rbuf, c.rn, c.rerr = r, 0, 0
+	c.sendFirst = true
+	perr := c.readWait(c.srFn)
+	sent, werr := c.wn, c.werr
+	n, rerr := c.rn, c.rerr
+	c.wbuf, c.rbuf = nil, nil
+	switch {
+	case werr != 0:
+		return sent, 0, &SendError{c.opError("write", werr)}
+	case sent < len(w) && perr == nil:
+		// The socket's buffer was full: the rest waits for room like any write.
+		m, err := c.Write(w[sent:])
+		sent += m
+		if err != nil {
+			return sent, 0, &SendError{err}
+		}
+		n, err = c.Read(r)
+		return sent, n, err
+	case perr != nil:
+		return sent, 0, renameOp(perr, "read")
+	case rerr != 0:
+		return sent, 0, c.opError("read", rerr)
+	case n == 0:
+		return sent, 0, io.EOF
+	}
+	return sent, n, nil
+}
+
+// sendReadFD is SendRead's callback: the first call writes what the socket takes at once
+// and, when it took everything, returns false so that the poller waits for the answer
+// without a read first; every later call reads.
+func (c *Conn) sendReadFD(fd uintptr) bool {
+	if !c.sendFirst {
+		return c.readFD(fd)
+	}
+	c.sendFirst = false
+	for c.wn < len(c.wbuf) {
+		p := c.wbuf[c.wn:]
+		n, e, ready := nonblocking(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
+		if !ready {
+			return true // SendRead finishes the write as an ordinary one
+		}
+		if e != 0 {
+			c.werr = e
+			return true
+		}
+		c.wn += int(n)
+	}
+	return false
 }
 
 // ErrWouldBlock is the error of [Conn.ReadNow] and [Conn.WriteNow] when the call would have

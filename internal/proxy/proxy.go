@@ -420,8 +420,15 @@ func (p *Proxy) exchange(cl *call, t *upstream.Target, c *connpool.Conn) (result
 	fwd.armUpWrite()
 	fwd.attempt = cl.r.rec.NumAttempts - 1 // recorded by attempt
 	err := fwd.writeHead(c.W, t)
-	if err == nil {
+	switch {
+	case err != nil:
+	case fwd.hasBody():
 		err = c.W.Flush()
+	default:
+		// A request without a body goes out with the first read of the response
+		// (awaitResponse's Peek): one system call fewer. A failed send comes back from
+		// that read as a *netio.SendError.
+		err = c.FlushWithRead()
 	}
 	if err != nil {
 		return classifySend(err, c.BytesWritten(), t.Addr), failed("")
@@ -532,6 +539,9 @@ func awaitResponse(ds Downstream, now, deadline time.Time, late time.Duration, c
 				netio.ExtendRead(nc, deadline, late)
 			}
 			return result{}, true
+		}
+		if se := (*netio.SendError)(nil); errors.As(err, &se) {
+			return classifySend(se.Err, c.BytesWritten(), t.Addr), false
 		}
 		if !isTimeout(err) {
 			return classifyRead(err, c.BytesRead(), t.Addr), false
