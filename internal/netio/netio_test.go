@@ -330,3 +330,74 @@ func TestPeekReset(t *testing.T) {
 		return rst
 	})
 }
+
+// TestSendReadLosesNoAnswer: SendRead's read waits without a first try, so an answer that
+// arrives right after the write must still wake it. An echo peer answers at once, many
+// times over; an answer whose readiness event were lost would leave SendRead waiting out
+// its deadline.
+func TestSendReadLosesNoAnswer(t *testing.T) {
+	c, sc := pair(t)
+	go io.Copy(sc, sc) // echo
+	w, r := []byte("ping-0123456789"), make([]byte, 64)
+	for i := range 2000 {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		sent, n, err := c.SendRead(w, r)
+		if err != nil || sent != len(w) {
+			t.Fatalf("round %d: sent %d, n %d, err %v", i, sent, n, err)
+		}
+		for got := n; got < len(w); got += n { // the echo may come in pieces
+			if n, err = c.Read(r[got:]); err != nil {
+				t.Fatalf("round %d: rest of the echo: %v", i, err)
+			}
+		}
+	}
+}
+
+// TestSendReadFullSocketBuffer: a request the socket does not take at once is finished as an
+// ordinary write, and the answer is then read.
+func TestSendReadFullSocketBuffer(t *testing.T) {
+	c, sc := pair(t)
+	big := bytes.Repeat([]byte("x"), 16<<20) // far over any socket buffer
+	go func() {
+		time.Sleep(50 * time.Millisecond) // let the send fill the buffers first
+		if _, err := io.CopyN(io.Discard, sc, int64(len(big))); err == nil {
+			sc.Write([]byte("done"))
+		}
+	}()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	r := make([]byte, 16)
+	sent, n, err := c.SendRead(big, r)
+	if err != nil || sent != len(big) || string(r[:n]) != "done" {
+		t.Fatalf("sent %d of %d, read %q, err %v", sent, len(big), r[:n], err)
+	}
+}
+
+// TestSendReadFailedSend: a send the socket refuses is a *SendError with the bytes sent (0),
+// not a read error, so that the caller can tell the peer saw nothing.
+func TestSendReadFailedSend(t *testing.T) {
+	c, _ := pair(t)
+	if err := CloseWrite(c); err != nil { // our side can no longer send: EPIPE
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	sent, _, err := c.SendRead([]byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 16))
+	var se *SendError
+	if !errors.As(err, &se) || sent != 0 || !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("SendRead on a shut socket: sent %d, err %#v; want a *SendError wrapping EPIPE, 0 sent", sent, err)
+	}
+}
+
+// TestSendReadPastDeadline: a deadline already past stops SendRead before it writes
+// anything: sent is 0 and the peer received nothing.
+func TestSendReadPastDeadline(t *testing.T) {
+	c, sc := pair(t)
+	c.SetReadDeadline(time.Now().Add(-time.Second))
+	sent, _, err := c.SendRead([]byte("hello"), make([]byte, 16))
+	if sent != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("sent %d, err %v; want 0 and a deadline error", sent, err)
+	}
+	sc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := sc.Read(make([]byte, 16)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("peer read %d bytes (%v); want nothing sent", n, err)
+	}
+}
