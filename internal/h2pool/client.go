@@ -124,6 +124,7 @@ type clientConn struct {
 	closed         bool
 	dead           bool // onDead was called
 	err            error
+	rsts           []byte // RST_STREAM frames queued by resetLocked, not written yet
 	pings          map[[8]byte]chan struct{}
 	pingSeq        uint64
 
@@ -510,11 +511,17 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 	}
 	cc.streams[cs.id] = cs
 	cs.headWriting = true
+	// Resets not written yet go first: the backend counts their streams until it reads
+	// them (resetLocked), and this stream may have taken one's slot.
+	b := cc.takeResetsLocked(cc.wbuf[:0])
 	cc.mu.Unlock()
 	var n, headLen int
 	err := cc.encodeHeaders(cs.req, maxList)
+	if err != nil && len(b) > 0 {
+		cc.writeLocked(b)
+	}
 	if err == nil {
-		b := cc.appendHeaders(cc.wbuf[:0], cs.id, end, maxFrame)
+		b = cc.appendHeaders(b, cs.id, end, maxFrame)
 		headLen = len(b)
 		if sendData {
 			b = appendFrameHeader(b, len(held), ftData, flagEndStream, cs.id)
