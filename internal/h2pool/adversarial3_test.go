@@ -4,12 +4,19 @@ package h2pool
 // (clientpeer_test.go) that check what the client's frames mean on the wire.
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"sluice/internal/testutil"
 )
 
 // TestClientResetBeforeNextHeaders: a stream the client resets (its response body closed
@@ -101,5 +108,119 @@ func TestClientResetBeforeNextHeaders(t *testing.T) {
 	r.resp.Body.Close()
 	if n := len(over); n > 0 {
 		t.Errorf("in %d rounds, %d streams' HEADERS reached the backend before the RST_STREAM of the stream whose slot they took (first: stream %d)", rounds, n, <-over)
+	}
+}
+
+// TestClientEarlyAnswerWhileBodyWaits: the backend answers whole while the request body
+// waits for send window it never gives (nor a RST_STREAM(NO_ERROR)). The response reads to
+// its end; closing it resets the stream with CANCEL (the backend still counts it: the
+// request side is open), ends the body's writer and frees the stream's slot under the
+// backend's limit of one, so that the next stream goes on the connection.
+func TestClientEarlyAnswerWhileBodyWaits(t *testing.T) {
+	rst := make(chan http2.ErrCode, 1)
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1})
+		id := p.awaitHeaders()
+		for total := 0; total < 65535; { // the initial window: the writer then waits
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			if d, ok := f.(*http2.DataFrame); ok {
+				total += len(d.Data())
+			}
+		}
+		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "413"), EndHeaders: true})
+		p.fr.WriteData(id, true, []byte("too large"))
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				if f.StreamID == id {
+					rst <- f.ErrCode
+				}
+			case *http2.MetaHeadersFrame:
+				p.answer(f.StreamID)
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", "http://backend/upload", bytes.NewReader(make([]byte, 1<<20)))
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "too large" || resp.StatusCode != 413 {
+		t.Errorf("response %d %q, %v; want 413 \"too large\"", resp.StatusCode, body, err)
+	}
+	closed := make(chan struct{})
+	go func() { resp.Body.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(hangBound):
+		t.Fatal("closing the response hung on the body's writer")
+	}
+	select {
+	case code := <-rst:
+		if code != http2.ErrCodeCancel {
+			t.Errorf("the stream was reset with %v, want CANCEL", code)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("the backend got no RST_STREAM for a stream whose request side was open")
+	}
+	if left := testutil.Leaked(hangBound, func(g string) bool { return strings.Contains(g, "writeBody") }); left != "" {
+		t.Errorf("body writer left running:\n%s", left)
+	}
+	resp, err = get(cc)
+	if err != nil {
+		t.Fatalf("the next stream: %v (the closed stream's slot was kept)", err)
+	}
+	resp.Body.Close()
+}
+
+// TestClientPingAckPayload: only an acknowledgment carrying the PING's own payload answers
+// it (RFC 9113 §6.7); one with another payload leaves the PING waiting (and the pool then
+// retires the connection at ping_timeout), so a backend that acks blindly is not proof of
+// life.
+func TestClientPingAckPayload(t *testing.T) {
+	cc := newRawPeer(t, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		wrong := true
+		for {
+			f, err := p.fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					p.fr.WriteSettingsAck()
+				}
+			case *http2.PingFrame:
+				data := f.Data
+				if wrong {
+					data[7] ^= 0xff
+				}
+				wrong = !wrong
+				p.fr.WritePing(true, data)
+			}
+		}
+	})
+	awaitSettled(t, cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := cc.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a PING acknowledged with another payload: %v, want it unanswered", err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	if err := cc.Ping(ctx); err != nil {
+		t.Errorf("a PING acknowledged with its payload: %v", err)
 	}
 }
