@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,5 +223,37 @@ func TestClientPingAckPayload(t *testing.T) {
 	defer cancel()
 	if err := cc.Ping(ctx); err != nil {
 		t.Errorf("a PING acknowledged with its payload: %v", err)
+	}
+}
+
+// TestReadIdlePingHoldsNewStreams: while a read-idle PING is out on a connection, a new
+// stream does not go on it, as none does during the PING check before a stream
+// (TestPingCheckHoldsOtherStreams): the connection read nothing for read_idle_timeout and
+// may be stale. The backend went silent; a POST that arrived while the PING was out must
+// not have been written to the connection and cut by its retirement at ping_timeout (as
+// processed: a POST is not re-sent), but run on a new connection, once. ping_after_idle is
+// far above read_idle_timeout so that no check before the stream stands in for the wait
+// (with the defaults, 5s and 15s, the case is a connection carrying a long quiet stream,
+// which the check, for idle connections only, does not cover).
+func TestReadIdlePingHoldsNewStreams(t *testing.T) {
+	var silent atomic.Bool
+	b := newBackend(t, testutil.RacyH2Options{HeaderTableSize: -1, Silent: &silent})
+	o := testOptions()
+	o.PingAfterIdle, o.ReadIdleTimeout, o.PingTimeout = time.Hour, 100*time.Millisecond, 500*time.Millisecond
+	p := newPool(t, b.Addr(), o)
+	if _, err := do(p, "http", "warm", false); err != nil {
+		t.Fatal(err)
+	}
+	silent.Store(true) // the first connection is stale now; new ones are served
+	testutil.WaitFor(t, 5*time.Second, "the read-idle PING to go out", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.conns) == 1 && p.conns[0].pinging.Load()
+	})
+	if _, err := do(p, "http", "post", true); err != nil {
+		t.Errorf("POST during the read-idle PING: %v", err)
+	}
+	if n := b.Processed("post"); n != 1 {
+		t.Errorf("POST processed %d times; want 1", n)
 	}
 }
