@@ -20,6 +20,24 @@ import (
 	"sluice/internal/testutil"
 )
 
+// each reads frames until the connection ends, acknowledging SETTINGS and handing the
+// other frames to handle (which must not keep them: the Framer reuses them).
+func (p *rawPeer) each(handle func(f http2.Frame)) {
+	for {
+		f, err := p.fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok {
+			if !sf.IsAck() {
+				p.fr.WriteSettingsAck()
+			}
+			continue
+		}
+		handle(f)
+	}
+}
+
 // TestClientResetBeforeNextHeaders: a stream the client resets (its response body closed
 // before the end) counts against the backend's SETTINGS_MAX_CONCURRENT_STREAMS until the
 // backend reads its RST_STREAM; the stream that takes its slot must not get its HEADERS out
@@ -33,16 +51,8 @@ func TestClientResetBeforeNextHeaders(t *testing.T) {
 	cc := newRawPeer(t, func(p *rawPeer) {
 		p.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1})
 		var open uint32
-		for {
-			f, err := p.fr.ReadFrame()
-			if err != nil {
-				return
-			}
+		p.each(func(f http2.Frame) {
 			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					p.fr.WriteSettingsAck()
-				}
 			case *http2.RSTStreamFrame:
 				if f.StreamID == open {
 					open = 0
@@ -51,14 +61,14 @@ func TestClientResetBeforeNextHeaders(t *testing.T) {
 				if open != 0 {
 					over <- f.StreamID
 					p.fr.WriteRSTStream(f.StreamID, http2.ErrCodeProtocol)
-					continue
+					return
 				}
 				open = f.StreamID
 				// A head and part of a body: the stream stays open until the client resets it.
 				p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: open, BlockFragment: p.block(":status", "200"), EndHeaders: true})
 				p.fr.WriteData(open, false, []byte("x"))
 			}
-		}
+		})
 	})
 	awaitSettled(t, cc)
 	deadline := time.Now().Add(hangBound)
@@ -133,11 +143,7 @@ func TestClientEarlyAnswerWhileBodyWaits(t *testing.T) {
 		}
 		p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(":status", "413"), EndHeaders: true})
 		p.fr.WriteData(id, true, []byte("too large"))
-		for {
-			f, err := p.fr.ReadFrame()
-			if err != nil {
-				return
-			}
+		p.each(func(f http2.Frame) {
 			switch f := f.(type) {
 			case *http2.RSTStreamFrame:
 				if f.StreamID == id {
@@ -146,7 +152,7 @@ func TestClientEarlyAnswerWhileBodyWaits(t *testing.T) {
 			case *http2.MetaHeadersFrame:
 				p.answer(f.StreamID)
 			}
-		}
+		})
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 	defer cancel()
@@ -193,25 +199,16 @@ func TestClientPingAckPayload(t *testing.T) {
 	cc := newRawPeer(t, func(p *rawPeer) {
 		p.fr.WriteSettings()
 		wrong := true
-		for {
-			f, err := p.fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					p.fr.WriteSettingsAck()
-				}
-			case *http2.PingFrame:
-				data := f.Data
+		p.each(func(f http2.Frame) {
+			if pf, ok := f.(*http2.PingFrame); ok {
+				data := pf.Data
 				if wrong {
 					data[7] ^= 0xff
 				}
 				wrong = !wrong
 				p.fr.WritePing(true, data)
 			}
-		}
+		})
 	})
 	awaitSettled(t, cc)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
