@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -252,5 +253,71 @@ func TestReadIdlePingHoldsNewStreams(t *testing.T) {
 	}
 	if n := b.Processed("post"); n != 1 {
 		t.Errorf("POST processed %d times; want 1", n)
+	}
+}
+
+// gateConn, once armed, lets a write through but for its last hold bytes, then waits for
+// fail and returns its error: the connection died in the middle of the write.
+type gateConn struct {
+	net.Conn
+	armed atomic.Bool
+	hold  int
+	fail  chan error
+}
+
+func (c *gateConn) Write(b []byte) (int, error) {
+	if !c.armed.CompareAndSwap(true, false) {
+		return c.Conn.Write(b)
+	}
+	n, err := c.Conn.Write(b[:max(len(b)-c.hold, 0)])
+	if err != nil {
+		return n, err
+	}
+	select {
+	case err = <-c.fail:
+	case <-time.After(hangBound):
+		err = errors.New("gated write: never failed")
+	}
+	return n, err
+}
+
+// TestClientGoAwayDuringHeadersWrite: a GOAWAY whose last-stream-id is below a stream that
+// arrives while the stream's write (its HEADERS whole, its inline DATA not yet) is still in
+// progress, and then the write fails: the backend said it will not process the stream, so
+// it is unprocessed (re-sent whatever its method), not failed by the write's error (a POST
+// would be answered 502 and never re-sent).
+func TestClientGoAwayDuringHeadersWrite(t *testing.T) {
+	const dataFrame = 9 + len("payload") // the inline DATA at the end of the write
+	c := &gateConn{hold: dataFrame, fail: make(chan error, 1)}
+	cc := newRawPeerWrapped(t, func(nc net.Conn) net.Conn { c.Conn = nc; return c }, func(p *rawPeer) {
+		p.fr.WriteSettings()
+		if p.awaitHeaders() == 0 {
+			return
+		}
+		p.fr.WriteGoAway(0, http2.ErrCodeNo, nil)
+		p.drain()
+	})
+	awaitSettled(t, cc)
+	c.armed.Store(true)
+	req, _ := http.NewRequest("POST", "http://backend/x", heldBody{strings.NewReader("payload")})
+	req.ContentLength = 7
+	cc.ReserveNewRequest()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := cc.roundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	testutil.WaitFor(t, hangBound, "the GOAWAY to be read", func() bool { return cc.State().Closing })
+	c.fail <- io.ErrClosedPipe
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnprocessed) {
+			t.Errorf("stream above the GOAWAY's last-stream-id failed with %v; want ErrUnprocessed", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatal("the stream hung")
 	}
 }

@@ -535,6 +535,9 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		delete(cc.streams, cs.id)
 	}
 	cut := cs.headCut
+	// A GOAWAY below it or REFUSED_STREAM came during the write: the backend said it will
+	// not process the stream, however much of the write got out.
+	refused := errors.Is(cs.err, ErrUnprocessed) || cc.goAway && cs.id > cc.goAwayLast
 	cc.mu.Unlock()
 	if cut && cc.werr == nil { // written (or not encoded) before the deadline took: later writes must not meet it
 		cc.nc.SetWriteDeadline(time.Time{})
@@ -544,6 +547,8 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		return nil
 	case headLen == 0: // not encoded (errHeaderListSize): nothing was written
 		return err
+	case refused:
+		return fmt.Errorf("%w: refused by the backend while its write failed: %w", ErrUnprocessed, err)
 	case cut:
 		err = fmt.Errorf("its request ended while its HEADERS were written, and the write was stopped: %w", err)
 	}
