@@ -124,6 +124,7 @@ type clientConn struct {
 	closed         bool
 	dead           bool // onDead was called
 	err            error
+	rsts           []byte // RST_STREAM frames queued by resetLocked, not written yet
 	pings          map[[8]byte]chan struct{}
 	pingSeq        uint64
 
@@ -510,11 +511,17 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 	}
 	cc.streams[cs.id] = cs
 	cs.headWriting = true
+	// Resets not written yet go first: the backend counts their streams until it reads
+	// them (resetLocked), and this stream may have taken one's slot.
+	b := cc.takeResetsLocked(cc.wbuf[:0])
 	cc.mu.Unlock()
 	var n, headLen int
 	err := cc.encodeHeaders(cs.req, maxList)
+	if err != nil && len(b) > 0 {
+		cc.writeLocked(b)
+	}
 	if err == nil {
-		b := cc.appendHeaders(cc.wbuf[:0], cs.id, end, maxFrame)
+		b = cc.appendHeaders(b, cs.id, end, maxFrame)
 		headLen = len(b)
 		if sendData {
 			b = appendFrameHeader(b, len(held), ftData, flagEndStream, cs.id)
@@ -528,6 +535,9 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		delete(cc.streams, cs.id)
 	}
 	cut := cs.headCut
+	// A GOAWAY below it or REFUSED_STREAM came during the write: the backend said it will
+	// not process the stream, however much of the write got out.
+	refused := errors.Is(cs.err, ErrUnprocessed) || cc.goAway && cs.id > cc.goAwayLast
 	cc.mu.Unlock()
 	if cut && cc.werr == nil { // written (or not encoded) before the deadline took: later writes must not meet it
 		cc.nc.SetWriteDeadline(time.Time{})
@@ -537,6 +547,8 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 		return nil
 	case headLen == 0: // not encoded (errHeaderListSize): nothing was written
 		return err
+	case refused:
+		return fmt.Errorf("%w: refused by the backend while its write failed: %w", ErrUnprocessed, err)
 	case cut:
 		err = fmt.Errorf("its request ended while its HEADERS were written, and the write was stopped: %w", err)
 	}

@@ -112,9 +112,9 @@ func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) erro
 		cc.write(func(b []byte) []byte { return appendRST(b, id, code) })
 		return nil
 	}
-	cs.resetLocked(err)
+	cs.resetLocked(err, code)
 	cc.mu.Unlock()
-	cs.sendReset(true, code)
+	cc.sendResets()
 	return nil
 }
 
@@ -394,8 +394,8 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return err
 	}
 	if cs.sendWindow += incr; cs.sendWindow > math.MaxInt32 {
-		rst := cs.resetLocked(http2.StreamError{StreamID: cs.id, Code: http2.ErrCodeFlowControl})
-		go cs.sendReset(rst, http2.ErrCodeFlowControl) // not under mu
+		cs.resetLocked(http2.StreamError{StreamID: cs.id, Code: http2.ErrCodeFlowControl}, http2.ErrCodeFlowControl)
+		go cc.sendResets() // not under mu
 		return nil
 	}
 	cc.cond.Broadcast()

@@ -79,10 +79,17 @@ func (cs *clientStream) endLocked() {
 	}
 }
 
-// resetLocked fails the stream with err and takes it out of the table; it reports whether a
-// RST_STREAM should be sent (the stream was open). Its unread DATA is given back to the
-// connection window.
-func (cs *clientStream) resetLocked(err error) bool {
+// resetLocked fails the stream with err and takes it out of the table, queueing its
+// RST_STREAM with code when it was open (sendResets writes it). Its unread DATA is given
+// back to the connection window.
+//
+// Out of the table, its slot under the backend's MAX_CONCURRENT_STREAMS may be taken at
+// once (ReserveNewRequest), but the backend counts the stream until it reads the
+// RST_STREAM: so the reset is queued here, under mu with the removal, and whichever writer
+// takes wmu next writes it first, this stream's sendResets or a new stream's HEADERS
+// (startStream). Written by sendResets alone, the next HEADERS could overtake it, and a
+// backend at its limit refuses that stream (x/net's server with PROTOCOL_ERROR).
+func (cs *clientStream) resetLocked(err error, code http2.ErrCode) {
 	cc := cs.cc
 	open := cc.streams[cs.id] == cs
 	if open {
@@ -92,27 +99,38 @@ func (cs *clientStream) resetLocked(err error) bool {
 	cc.connUnsent += int64(len(cs.buf) - cs.off)
 	cs.buf, cs.off = nil, 0
 	cc.cond.Broadcast()
-	return open && !(cs.localDone && cs.remoteDone)
+	if open && !(cs.localDone && cs.remoteDone) {
+		cc.rsts = appendRST(cc.rsts, cs.id, code)
+	}
 }
 
-// sendReset writes RST_STREAM with code, and a connection WINDOW_UPDATE when one is due.
-func (cs *clientStream) sendReset(rst bool, code http2.ErrCode) {
-	cc := cs.cc
+// takeResetsLocked appends the queued RST_STREAM frames to b (under wmu and mu).
+func (cc *clientConn) takeResetsLocked(b []byte) []byte {
+	b = append(b, cc.rsts...)
+	cc.rsts = cc.rsts[:0]
+	return b
+}
+
+// sendResets writes the queued RST_STREAM frames (resetLocked), and a connection
+// WINDOW_UPDATE when one is due.
+func (cc *clientConn) sendResets() {
 	cc.mu.Lock()
-	incr := cc.connUpdateLocked()
+	due := len(cc.rsts) > 0 || cc.connUnsent >= connWindow/4 && !cc.closed
 	cc.mu.Unlock()
-	if !rst && incr == 0 {
+	if !due {
 		return
 	}
-	cc.write(func(b []byte) []byte {
-		if rst {
-			b = appendRST(b, cs.id, code)
-		}
-		if incr > 0 {
-			b = appendWindowUpdate(b, 0, incr)
-		}
-		return b
-	})
+	cc.wmu.Lock()
+	cc.mu.Lock()
+	b := cc.takeResetsLocked(cc.wbuf[:0])
+	if incr := cc.connUpdateLocked(); incr > 0 {
+		b = appendWindowUpdate(b, 0, incr)
+	}
+	cc.mu.Unlock()
+	if len(b) > 0 { // a new stream's HEADERS may have taken the resets
+		cc.writeLocked(b)
+	}
+	cc.wmu.Unlock()
 }
 
 // connUpdateLocked takes the connection window to give back, when enough was consumed.
@@ -145,9 +163,9 @@ func (cs *clientStream) cancel(err error) {
 		cc.mu.Unlock()
 		return
 	}
-	rst := cs.resetLocked(err)
+	cs.resetLocked(err, http2.ErrCodeCancel)
 	cc.mu.Unlock()
-	cs.sendReset(rst, http2.ErrCodeCancel)
+	cc.sendResets()
 }
 
 // Read reads the response body: the DATA received, then io.EOF after END_STREAM (with the
@@ -208,12 +226,12 @@ func (cs *clientStream) Close() error {
 		return nil
 	}
 	cs.bodyClosed = true
-	rst := cs.resetLocked(errBodyClosed)
+	cs.resetLocked(errBodyClosed, http2.ErrCodeCancel)
 	cc.mu.Unlock()
 	if cs.stopCtx != nil {
 		cs.stopCtx()
 	}
-	cs.sendReset(rst, http2.ErrCodeCancel)
+	cc.sendResets()
 	if cs.wdone != nil {
 		// A writer blocked in the body's Read is woken by closing it, as x/net did (a body
 		// may be closed while read: http.RoundTripper); the proxy's body ends its own reads.
@@ -270,9 +288,9 @@ func (cs *clientStream) bodyFailed(err error) {
 		cc.mu.Unlock()
 		return
 	}
-	rst := cs.resetLocked(fmt.Errorf("http2: request body: %w", err))
+	cs.resetLocked(fmt.Errorf("http2: request body: %w", err), http2.ErrCodeCancel)
 	cc.mu.Unlock()
-	cs.sendReset(rst, http2.ErrCodeCancel)
+	cc.sendResets()
 }
 
 // sendData writes data as DATA frames within the peer's frame size and windows, the last

@@ -139,9 +139,9 @@ type conn struct {
 	retiring CloseReason
 	replaced bool
 	spare    bool
-	// checking is closed when the PING before a stream on this idle connection was
-	// answered or not (nil when none is out; under Pool.mu). Requests that pick the
-	// connection meanwhile wait for it (checkBeforeStream).
+	// checking is closed when the PING before a stream on this idle connection (or a
+	// read-idle PING, sweep.go) was answered or not (nil when none is out; under Pool.mu).
+	// Requests that pick the connection meanwhile wait for it (checkBeforeStream).
 	checking chan struct{}
 }
 

@@ -65,9 +65,24 @@ func (p *Pool) sweepOnce(now time.Time) {
 			p.retireLocked(c, why, now)
 		default:
 			if ri := p.opts.ReadIdleTimeout; ri > 0 && p.readIdleLocked(c, now) >= ri && c.pinging.CompareAndSwap(false, true) {
+				// New streams wait for its answer (get's awaitCheck), as during the check
+				// before a stream: c read nothing for ReadIdleTimeout and may be stale, and
+				// a stream put on it would be cut by its retirement, as processed. A check
+				// out already holds them itself (and owns c.checking).
+				var checking chan struct{}
+				if c.checking == nil {
+					checking = make(chan struct{})
+					c.checking = checking
+				}
 				go func() {
 					defer c.pinging.Store(false)
 					p.ping(context.Background(), c, false)
+					if checking != nil {
+						p.mu.Lock()
+						close(checking)
+						c.checking = nil
+						p.mu.Unlock()
+					}
 				}()
 			}
 			kept = append(kept, c)
