@@ -2,6 +2,7 @@ package connpool
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"sync/atomic"
 	"time"
@@ -163,6 +164,10 @@ func (c *Conn) probe() CloseReason {
 
 var _ netio.Extender = (*countConn)(nil)
 
+// errWriteBeforeSend is a write through W after FlushWithRead and before the read that sends
+// what it left pending: a misuse, refused rather than sent.
+var errWriteBeforeSend = errors.New("connpool: a write came before the read that sends the flushed request (FlushWithRead)")
+
 // countConn counts bytes moved through a connection since the last reset: plaintext bytes,
 // above TLS when there is TLS.
 type countConn struct {
@@ -220,13 +225,9 @@ func (c *countConn) Write(b []byte) (int, error) {
 		return len(b), nil
 	}
 	if c.pending != nil {
-		p := c.pending
-		c.pending = nil
-		n, err := c.Conn.Write(p)
-		c.w.Add(int64(n))
-		if err != nil {
-			return 0, err
-		}
+		// The pending request is a slice of W's buffer, which this write's bytes went
+		// through: sending both would put garbage on the wire.
+		return 0, errWriteBeforeSend
 	}
 	n, err := c.Conn.Write(b)
 	c.w.Add(int64(n))

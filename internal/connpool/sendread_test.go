@@ -52,3 +52,30 @@ func TestFlushWithReadKeepsUnsentRequest(t *testing.T) {
 	}
 	p.Release(c, Outcome{Reusable: true, KeepAliveMax: -1})
 }
+
+// TestWriteBeforeSendIsRefused: a write through W between FlushWithRead and the read that
+// sends the request would overwrite the buffer the pending request lives in; it fails
+// instead of putting garbage on the wire, and nothing reaches the backend.
+func TestWriteBeforeSendIsRefused(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer be.Close()
+	p := newPool(t, be.Listener.Addr().String(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := p.Get(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.W.WriteString("GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+	if err := c.FlushWithRead(); err != nil {
+		t.Fatal(err)
+	}
+	c.W.WriteString("GET /y HTTP/1.1\r\nHost: t\r\n\r\n")
+	if err := c.W.Flush(); !errors.Is(err, errWriteBeforeSend) {
+		t.Fatalf("Flush over a pending request: %v; want errWriteBeforeSend", err)
+	}
+	if n := c.BytesWritten(); n != 0 {
+		t.Fatalf("BytesWritten = %d; want 0", n)
+	}
+	p.Release(c, Outcome{Reason: CloseRequestError, KeepAliveMax: -1})
+}
