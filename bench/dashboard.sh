@@ -4,8 +4,8 @@
 #
 #   bash bench/dashboard.sh [-rounds 8] [-duration 5] [-connections 32] [-pairs 3] [-idle 20]
 #
-# One sluice (ports 23080 client, 23180 admin: this suite's range 23000-23999) in front of
-# bench/backend (23081). Each round runs bench/loadgen for -duration; in every other round
+# One sluice (client and admin listeners) in front of bench/backend, on loopback ports from
+# PORT_LO..PORT_LO+PORT_SPAN-1 (default 23000-23999, below the ephemeral range). Each round runs bench/loadgen for -duration; in every other round
 # bench/dashpoll polls what an open dashboard polls, once a second (overview and pool
 # endpoints together: more than any one page asks). The order alternates (closed, open,
 # open, closed, ...) so drift on a shared machine falls on both sides. Reported: each round's
@@ -37,7 +37,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$ROOT/bench/lib.sh"
 bench_init dash
 
-GW=23080 ADMIN=23180 BE=23081
+# free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
+PORT_LO=${PORT_LO:-23000} PORT_SPAN=${PORT_SPAN:-1000}
+BE=$(free_port); PORT[backend]=$BE
+GW=$(free_port); PORT[sluice]=$GW
+ADMIN=$(free_port); PORT[admin]=$ADMIN
 log "building sluice, backend, loadgen and dashpoll into $TMP/bin"
 (cd "$ROOT" && go build -o "$TMP/bin/" ./cmd/sluice ./bench/backend ./bench/loadgen ./bench/dashpoll)
 

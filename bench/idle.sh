@@ -2,8 +2,13 @@
 # Measures Sluice's memory for N idle client keep-alive connections: RSS after a warm-up
 # request, then with N connections each idle after one request.
 # Usage: bash bench/idle.sh [-n N] [-bin SLUICE] (-bin: a prebuilt sluice, e.g. to compare commits)
+# Ports: PORT_LO..PORT_LO+PORT_SPAN-1 (bench/lib.sh free_port; default 20000-31999, below the
+# ephemeral range, which the N client connections draw from).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+declare -A PORT=()
 n=10000 bin=""
 while [ $# -gt 0 ]; do case "$1" in -n) n=$2; shift 2;; -bin) bin=$2; shift 2;; *) echo "usage: $0 [-n N] [-bin SLUICE]"; exit 2;; esac; done
 dir=$(mktemp -d)
@@ -13,8 +18,8 @@ trap cleanup EXIT
 if [ -n "$bin" ]; then cp "$bin" "$dir/sluice"; else go build -o "$dir/sluice" ./cmd/sluice; fi
 go build -o "$dir/backend" ./bench/backend
 go build -o "$dir/idleclient" ./bench/idleclient
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-bp=$(port); sp=$(port)
+bp=$(free_port); PORT[backend]=$bp
+sp=$(free_port); PORT[sluice]=$sp
 "$dir/backend" -addr "127.0.0.1:$bp" & pids+=($!)
 cat > "$dir/sluice.yaml" <<YAML
 listeners: [{address: "127.0.0.1:$sp", idle_timeout: 300s}]

@@ -25,11 +25,21 @@ cleanup() {
 
 # free_port prints a loopback port nothing listens on and this run has not handed out, in
 # PORT_LO..PORT_LO+PORT_SPAN-1 (default 20000-31999: below the ephemeral range, 32768-, where
-# client sockets would hold ports). A script that runs beside others narrows the range.
+# client sockets would hold ports). A script that runs beside others narrows the range. A range
+# that reaches into the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range) is refused:
+# a port drawn there can be the one the kernel just gave an outgoing connection (wrk's, a
+# proxy's to its backend), and the listener then fails to bind or the port is taken between
+# the draw and the bind. Every script's first call assigns the port (x=$(free_port)), so
+# under set -e the refusal stops the script.
 free_port() {
-	local p
+	local p lo=${PORT_LO:-20000} span=${PORT_SPAN:-12000} eph=32768
+	read -r eph _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph=32768
+	if ((span < 1 || lo < 1024 || lo + span > eph)); then
+		log "free_port: PORT_LO=$lo PORT_SPAN=$span ($lo-$((lo + span - 1))) is not a range of ports in 1024-$((eph - 1)), below the ephemeral range ($eph-) that outgoing connections take ports from"
+		return 1
+	fi
 	while :; do
-		p=$((${PORT_LO:-20000} + RANDOM % ${PORT_SPAN:-12000}))
+		p=$((lo + RANDOM % span))
 		[[ " ${PORT[*]} " == *" $p "* ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
 	done

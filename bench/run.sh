@@ -81,6 +81,11 @@ if [ "$SMOKE" = 1 ]; then
 fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# free_port comes from bench/lib.sh (ports in PORT_LO..PORT_LO+PORT_SPAN-1, default
+# 20000-31999, below the ephemeral range; a run beside others narrows it, e.g. PORT_LO=22000
+# PORT_SPAN=1000). The helpers defined below replace lib.sh's of the same name.
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
 chmod 755 "$TMP"
 OUT=${OUT:-$ROOT/bench/out}
@@ -123,21 +128,6 @@ install_peers() {
 	for s in nginx haproxy caddy; do
 		if have systemctl && systemctl is-active --quiet "$s" 2>/dev/null; then
 			log "note: the $s system service is running (not started by this script; left alone)"
-		fi
-	done
-}
-
-# free_port prints a loopback port nothing listens on and this run has not handed out, in
-# PORT_LO..PORT_LO+PORT_SPAN-1 (default 20000-31999, below the ephemeral range; a run beside
-# others narrows it, e.g. PORT_LO=22000 PORT_SPAN=1000).
-free_port() {
-	local p
-	while :; do
-		p=$((${PORT_LO:-20000} + RANDOM % ${PORT_SPAN:-12000}))
-		[[ " ${PORT[*]} " == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
 		fi
 	done
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -362,13 +363,29 @@ func field(head, name string) string {
 	return ""
 }
 
+// freePort returns a loopback port nothing listens on, drawn from PORT_LO..PORT_LO+PORT_SPAN-1
+// (environment, as bench/lib.sh; default 20000-31999). Not port 0: the kernel hands those out
+// from the ephemeral range, and between this check and the proxy's bind an outgoing
+// connection can take the port.
 func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
+	lo, span := envInt("PORT_LO", 20000), envInt("PORT_SPAN", 12000)
+	for range 200 {
+		p := lo + rand.IntN(span)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err == nil {
+			ln.Close()
+			return p
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	log.Fatalf("no free port in %d-%d (PORT_LO, PORT_SPAN)", lo, lo+span-1)
+	return 0
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
 
 // start writes the proxy's config in dir and starts it listening on port, in front of the

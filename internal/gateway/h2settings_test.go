@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,29 +113,50 @@ func TestH2UpstreamLoweredMaxStreams(t *testing.T) {
 }
 
 // TestH2UpstreamWaitsByKind: at h2.max_conns 2 against a backend allowing one stream per
-// connection, with a 300 ms TLS handshake, a pool whose one connection is held by a long
-// stream gets a burst of 5 requests: it dials one more connection, one request waits for
-// that dial (the dial can take one stream), and every other wait is for a stream slot at
-// max_conns; sluice_upstream_h2_waits_total{for} says so. The requests that waited at
-// max_conns while the dial was in progress used to be counted as dial waits too.
+// connection, a pool whose one connection is held by a long stream gets a burst of 5
+// requests: it dials one more connection, one request waits for that dial (the dial can
+// take one stream), and every other wait is for a stream slot at max_conns;
+// sluice_upstream_h2_waits_total{for} says so. The requests that waited at max_conns while
+// the dial was in progress used to be counted as dial waits too.
+//
+// That needs the other four to arrive while the dial is in progress. A 300 ms handshake
+// delay made that likely, not certain, and the counts held without it (the four came within
+// a -race TLS handshake); so the backend holds the burst's handshake until the pool has
+// counted four waits, and the test checks them then, with the dial still on its way (and
+// checks that it was: without the hold the scenario is luck): one for the dial, three for a
+// slot, and still one dial done (docs/design.md, "Timing tests on a loaded machine": wait
+// for the event, do not sleep for it).
 func TestH2UpstreamWaitsByKind(t *testing.T) {
 	release := make(chan struct{})
+	var handshakes atomic.Int32
+	var holding atomic.Bool // the burst's dial is held at the backend's handshake
+	dialHeld, unhold := make(chan struct{}), make(chan struct{})
+	unholdOnce := sync.OnceFunc(func() { close(unhold) })
 	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hold" {
 			<-release
 		}
 		io.WriteString(w, "ok")
 	}))
-	be.Listener = testutil.SlowHandshakeListener{Listener: be.Listener, Delay: 300 * time.Millisecond}
+	be.Listener = testutil.SlowHandshakeListener{Listener: be.Listener, Hold: func() {
+		if handshakes.Add(1) == 2 { // the burst's dial (the first is /warm's)
+			holding.Store(true)
+			close(dialHeld)
+			<-unhold
+			holding.Store(false)
+		}
+	}}
 	be.EnableHTTP2 = true
 	be.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1}
 	be.StartTLS()
 	defer be.Close()
 	defer close(release)
+	defer unholdOnce() // before be.Close, which waits for the held handshake
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: be.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// connect 30s: the burst's dial is held while the test looks (seconds at most under load)
 	tg := startGateway(t, `
 listeners:
   - address: 127.0.0.1:0
@@ -144,6 +166,7 @@ upstreams:
     protocol: h2
     tls: {ca_file: {{ca}}, server_name: example.com}
     h2: {max_conns: 2}
+    timeouts: {connect: 30s}
 routes:
   - id: all
     upstream: be
@@ -171,15 +194,35 @@ admin: {address: "127.0.0.1:0"}
 	}
 	testutil.WaitFor(t, 5*time.Second, "the held stream", func() bool { return pool().Streams == 2 })
 	var wg sync.WaitGroup
+	defer func() { unholdOnce(); wg.Wait() }() // a failure below still lets the burst end before the test does
 	for i := range 5 {
 		wg.Go(func() { get(fmt.Sprintf("/r%d", i)) })
 	}
-	wg.Wait()
+	select {
+	case <-dialHeld:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the burst's dial did not reach the backend's handshake within 10s")
+	}
+	testutil.WaitFor(t, 10*time.Second, "the four other requests to wait", func() bool {
+		k := pool()
+		return k.DialWaits+k.SlotWaits >= 4
+	})
+	// While the one dial is on its way the pool's connection stays full, so no request is
+	// served: one request can wait for the dial, the others for a slot.
 	k := pool()
-	// While the one dial was on its way the pool's connection stayed full, so no request
-	// was served before it: one request can have waited for it, the others for a slot.
-	if k.Dials != 2 || k.DialWaits != 1 || k.SlotWaits < 3 {
-		t.Errorf("%d dials, %d dial waits, %d slot waits; want 2 dials, 1 dial wait (one dial of a one-stream connection) and at least 3 slot waits", k.Dials, k.DialWaits, k.SlotWaits)
+	if !holding.Load() {
+		t.Fatal("the burst's dial was no longer held when the waits were counted: the scenario did not happen")
+	}
+	if k.Dials != 1 || k.DialWaits != 1 || k.SlotWaits != 3 {
+		t.Errorf("with the dial held: %d dials, %d dial waits, %d slot waits; want 1 dial done (the warm one), 1 dial wait (one dial of a one-stream connection) and 3 slot waits", k.Dials, k.DialWaits, k.SlotWaits)
+	}
+	unholdOnce()
+	wg.Wait()
+	// The dial's waiter may wait once more, for a slot, if the dialer's stream still holds
+	// the new connection when it wakes: a request counts once in each kind at most.
+	k = pool()
+	if k.Dials != 2 || k.DialWaits != 1 || k.SlotWaits < 3 || k.SlotWaits > 4 {
+		t.Errorf("%d dials, %d dial waits, %d slot waits; want 2 dials, 1 dial wait and 3 or 4 slot waits", k.Dials, k.DialWaits, k.SlotWaits)
 	}
 	f, _ := scrape(t, tg.adminURL("/metrics"))
 	for kind, want := range map[string]int64{"dial": k.DialWaits, "slot": k.SlotWaits} {

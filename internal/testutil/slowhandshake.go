@@ -17,6 +17,10 @@ type SlowHandshakeListener struct {
 	Delay time.Duration
 	// Held, if set, records how many handshakes were held at once.
 	Held *Overlap
+	// Hold, if set, is called before each connection's first write, after Delay, on the
+	// goroutine writing it: a test holds a handshake until something it waits for has
+	// happened, instead of guessing a delay long enough for it.
+	Hold func()
 }
 
 // Accept accepts the next connection and wraps it to hold its first write.
@@ -25,13 +29,14 @@ func (l SlowHandshakeListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &slowHandshakeConn{Conn: c, delay: l.Delay, held: l.Held}, nil
+	return &slowHandshakeConn{Conn: c, delay: l.Delay, held: l.Held, hold: l.Hold}, nil
 }
 
 type slowHandshakeConn struct {
 	net.Conn
 	delay time.Duration
 	held  *Overlap
+	hold  func()
 	once  sync.Once
 }
 
@@ -41,6 +46,9 @@ func (c *slowHandshakeConn) Write(p []byte) (int, error) {
 			defer c.held.Enter()()
 		}
 		time.Sleep(c.delay)
+		if c.hold != nil {
+			c.hold()
+		}
 	})
 	return c.Conn.Write(p)
 }
