@@ -92,7 +92,9 @@ type h2Own struct {
 	streams  map[uint32]*Stream
 	connSend int64 // the client's connection window for our DATA
 	initSend int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame int   // the client's SETTINGS_MAX_FRAME_SIZE
+	// maxFrame is the client's SETTINGS_MAX_FRAME_SIZE: set by the read loop, read by the
+	// streams as they frame their responses, without o.mu.
+	maxFrame atomic.Int32
 	recvUsed int64 // connection DATA bytes received and not yet given back
 	recvPend int64 // of those, consumed and to be given back by the next WINDOW_UPDATE
 	out      []byte
@@ -148,7 +150,7 @@ func newH2Own(h *h2Conn, nc net.Conn, pre []byte) *h2Own {
 			empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations},
 		streamWin: int64(st.StreamWindow), connWin: int64(st.ConnWindow),
 		maxList: 2*c.st.Limits.MaxHeaderBytes + 320,
-		streams: map[uint32]*Stream{}, connSend: 65535, initSend: 65535, maxFrame: 16384,
+		streams: map[uint32]*Stream{}, connSend: 65535, initSend: 65535,
 		wto: c.st.WriteTimeout}
 	if o.streamWin < 65535 {
 		o.streamWin = 65535 // the client may use the default until it has our SETTINGS
@@ -157,6 +159,7 @@ func newH2Own(h *h2Conn, nc net.Conn, pre []byte) *h2Own {
 		o.connWin = 65535
 	}
 	o.wcond.L, o.space.L = &o.mu, &o.mu
+	o.maxFrame.Store(16384)
 	o.src.r = nc
 	if len(pre) > 0 {
 		o.src.r = io.MultiReader(bytes.NewReader(pre), nc)
@@ -587,7 +590,7 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 				}
 			}
 		case http2.SettingMaxFrameSize:
-			o.maxFrame = int(s.Val)
+			o.maxFrame.Store(int32(s.Val))
 		}
 		return nil
 	})
@@ -737,10 +740,15 @@ func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag [
 	}
 	b := &o.blk
 	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0]}
-	o.lockR()
-	s := o.streams[id]
-	open, halfClosed := s != nil, s != nil && s.x.remoteClosed
-	o.unlockR()
+	open, halfClosed := false, false
+	if id <= o.maxID {
+		// A new stream's id is above every id seen, so it cannot be open: only trailers
+		// (and the client's errors) look the stream up, and take o.mu for it.
+		o.lockR()
+		s := o.streams[id]
+		open, halfClosed = s != nil, s != nil && s.x.remoteClosed
+		o.unlockR()
+	}
 	switch {
 	case open:
 		b.trailers = true
@@ -922,23 +930,23 @@ func (o *h2Own) endBlock() bool {
 		o.endTrailers(id)
 		return true
 	}
+	// The request is built before o.mu is taken, and the stream is admitted and added in
+	// one hold: the only one a request costs the read loop (docs/design.md, "HTTP/2 server
+	// connection: the lock under many streams"). A refused stream's build is wasted; it
+	// goes back to the pool through release, as a served one does.
+	o.fillOwn(s, id)
 	o.lockR()
 	switch {
 	case o.final || o.closing:
 		o.unlockR()
-		s.buf = s.buf[:0]
-		streamPool.Put(s)
+		s.release()
 		return true // after the last GOAWAY: ignored (RFC 9113 §6.8)
 	case uint32(len(o.streams)) >= o.st.MaxConcurrentStreams:
 		o.unlockR()
-		s.buf = s.buf[:0]
-		streamPool.Put(s)
+		s.release()
 		o.resetStream(id, http2.ErrCodeRefusedStream, "stream_REFUSED_STREAM_over_max_streams")
 		return true
 	}
-	o.unlockR()
-	o.fillOwn(s, id)
-	o.lockR()
 	s.x.inMap = true
 	s.x.sendWin = o.initSend
 	o.streams[id] = s
@@ -1300,18 +1308,13 @@ func serveOwnStream(s *Stream) {
 			// A bug: logged, the stream reset, the Stream left to the garbage collector.
 			o.c.srv.log.Error("panic serving HTTP/2 stream", "remote", o.c.clientIP, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			s.aborted = true
-			s.endOwn(true)
+			s.endOwn(true, false)
 		}
 	}()
 	if s.admit() {
 		s.h.sh.ServeH2(s)
 	}
-	s.endOwn(s.end())
-	o.mu.Lock()
-	s.x.served = true
-	rel := s.x.pins == 0
-	o.mu.Unlock()
-	if rel {
+	if s.endOwn(s.end(), true) {
 		s.release()
 	}
 }
