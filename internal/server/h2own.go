@@ -92,9 +92,7 @@ type h2Own struct {
 	streams  map[uint32]*Stream
 	connSend int64 // the client's connection window for our DATA
 	initSend int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	// maxFrame is the client's SETTINGS_MAX_FRAME_SIZE: set by the read loop, read by the
-	// streams as they frame their responses, without o.mu.
-	maxFrame atomic.Int32
+	maxFrame int   // the client's SETTINGS_MAX_FRAME_SIZE
 	recvUsed int64 // connection DATA bytes received and not yet given back
 	recvPend int64 // of those, consumed and to be given back by the next WINDOW_UPDATE
 	out      []byte
@@ -150,7 +148,7 @@ func newH2Own(h *h2Conn, nc net.Conn, pre []byte) *h2Own {
 			empty: st.MaxEmptyPerSecond, continuations: st.MaxContinuations},
 		streamWin: int64(st.StreamWindow), connWin: int64(st.ConnWindow),
 		maxList: 2*c.st.Limits.MaxHeaderBytes + 320,
-		streams: map[uint32]*Stream{}, connSend: 65535, initSend: 65535,
+		streams: map[uint32]*Stream{}, connSend: 65535, initSend: 65535, maxFrame: 16384,
 		wto: c.st.WriteTimeout}
 	if o.streamWin < 65535 {
 		o.streamWin = 65535 // the client may use the default until it has our SETTINGS
@@ -159,7 +157,6 @@ func newH2Own(h *h2Conn, nc net.Conn, pre []byte) *h2Own {
 		o.connWin = 65535
 	}
 	o.wcond.L, o.space.L = &o.mu, &o.mu
-	o.maxFrame.Store(16384)
 	o.src.r = nc
 	if len(pre) > 0 {
 		o.src.r = io.MultiReader(bytes.NewReader(pre), nc)
@@ -590,7 +587,7 @@ func (o *h2Own) onSettings(f *http2.SettingsFrame) bool {
 				}
 			}
 		case http2.SettingMaxFrameSize:
-			o.maxFrame.Store(int32(s.Val))
+			o.maxFrame = int(s.Val)
 		}
 		return nil
 	})
@@ -740,15 +737,10 @@ func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag [
 	}
 	b := &o.blk
 	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0]}
-	open, halfClosed := false, false
-	if id <= o.maxID {
-		// A new stream's id is above every id seen, so it cannot be open: only trailers
-		// (and the client's errors) look the stream up, and take o.mu for it.
-		o.lockR()
-		s := o.streams[id]
-		open, halfClosed = s != nil, s != nil && s.x.remoteClosed
-		o.unlockR()
-	}
+	o.lockR()
+	s := o.streams[id]
+	open, halfClosed := s != nil, s != nil && s.x.remoteClosed
+	o.unlockR()
 	switch {
 	case open:
 		b.trailers = true
@@ -930,23 +922,23 @@ func (o *h2Own) endBlock() bool {
 		o.endTrailers(id)
 		return true
 	}
-	// The request is built before o.mu is taken, and the stream is admitted and added in
-	// one hold: the only one a request costs the read loop (docs/design.md, "HTTP/2 server
-	// connection: the lock under many streams"). A refused stream's build is wasted; it
-	// goes back to the pool through release, as a served one does.
-	o.fillOwn(s, id)
 	o.lockR()
 	switch {
 	case o.final || o.closing:
 		o.unlockR()
-		s.release()
+		s.buf = s.buf[:0]
+		streamPool.Put(s)
 		return true // after the last GOAWAY: ignored (RFC 9113 §6.8)
 	case uint32(len(o.streams)) >= o.st.MaxConcurrentStreams:
 		o.unlockR()
-		s.release()
+		s.buf = s.buf[:0]
+		streamPool.Put(s)
 		o.resetStream(id, http2.ErrCodeRefusedStream, "stream_REFUSED_STREAM_over_max_streams")
 		return true
 	}
+	o.unlockR()
+	o.fillOwn(s, id)
+	o.lockR()
 	s.x.inMap = true
 	s.x.sendWin = o.initSend
 	o.streams[id] = s
@@ -1308,13 +1300,18 @@ func serveOwnStream(s *Stream) {
 			// A bug: logged, the stream reset, the Stream left to the garbage collector.
 			o.c.srv.log.Error("panic serving HTTP/2 stream", "remote", o.c.clientIP, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			s.aborted = true
-			s.endOwn(true, false)
+			s.endOwn(true)
 		}
 	}()
 	if s.admit() {
 		s.h.sh.ServeH2(s)
 	}
-	if s.endOwn(s.end(), true) {
+	s.endOwn(s.end())
+	o.mu.Lock()
+	s.x.served = true
+	rel := s.x.pins == 0
+	o.mu.Unlock()
+	if rel {
 		s.release()
 	}
 }

@@ -240,8 +240,10 @@ func appendLiteral(b []byte, name, value []byte) []byte {
 
 // appendHeaderFrames frames the block in s.x.hbuf as HEADERS (and CONTINUATION) into wbuf.
 func (s *Stream) appendHeaderFrames(flags byte) {
-	x := &s.x
-	max := int(x.o.maxFrame.Load())
+	o, x := s.x.o, &s.x
+	o.mu.Lock()
+	max := o.maxFrame
+	o.mu.Unlock()
 	blk := x.hbuf
 	typ := byte(frameHeaders)
 	x.lastOff = len(x.wbuf)
@@ -306,7 +308,7 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 				o.mu.Unlock()
 				return done, errClientGone
 			}
-			n = int(min(int64(len(p)), int64(o.maxFrame.Load()), x.sendWin, o.connSend))
+			n = int(min(int64(len(p)), int64(o.maxFrame), x.sendWin, o.connSend))
 			if n > 0 {
 				break
 			}
@@ -319,7 +321,6 @@ func (s *Stream) writeOwn(p []byte) (int, error) {
 				// at a time would get a free PING per byte (24,000 a second on one
 				// stream, h2ping_test.go).
 				s.queueLocked(false)
-				o.wcond.Signal()
 			}
 			if wt == nil && o.wto > 0 {
 				w := &windowTimer{}
@@ -386,12 +387,10 @@ func (s *Stream) pushOwn() error {
 	}
 	s.queueLocked(true)
 	o.mu.Unlock()
-	o.wcond.Signal()
 	return nil
 }
 
-// queueLocked moves the stream's buffered frames to the connection's output for the writer,
-// which the caller then wakes (o.wcond.Signal, best after giving o.mu back).
+// queueLocked moves the stream's buffered frames to the connection's output for the writer.
 // answer: they are the handler's output (a flush, a full buffer, the stream's end), not frames
 // the client's window forced out; an answer makes the client's next PING free (h2own.go
 // count). Under o.mu.
@@ -402,6 +401,7 @@ func (s *Stream) queueLocked(answer bool) {
 	if answer {
 		o.answered.Store(true)
 	}
+	o.wcond.Signal()
 	x.wbuf, x.lastOff = x.wbuf[:0], -1
 }
 
@@ -428,11 +428,8 @@ func (s *Stream) finishOwn(trailer *h1.Header) {
 // endOwn completes the stream after its handler: END_STREAM (on its last frame when that is
 // still buffered), or RST_STREAM INTERNAL_ERROR when reset; then the stream leaves the
 // connection (with RST_STREAM NO_ERROR when the client had not finished its request,
-// RFC 9113 §8.1). served: the handler is done with the Stream (false after a panic: that
-// Stream is left to the garbage collector); it is noted in the same hold of o.mu, and
-// release says whether the caller puts the Stream back in its pool (no pin left: see
-// goneUnpin). The writer is woken after o.mu is given back: the wake-up may wake a thread.
-func (s *Stream) endOwn(reset, served bool) (release bool) {
+// RFC 9113 §8.1).
+func (s *Stream) endOwn(reset bool) {
 	o, x := s.x.o, &s.x
 	if !reset && !x.finished {
 		if x.lastOff >= 0 && (x.wbuf[x.lastOff+3] == frameData || x.wbuf[x.lastOff+3] == frameHeaders) {
@@ -442,7 +439,6 @@ func (s *Stream) endOwn(reset, served bool) (release bool) {
 		}
 	}
 	o.mu.Lock()
-	queued := false
 	if !x.gone && o.werr == nil {
 		for len(o.out) > h2MaxOut && o.werr == nil && !x.gone {
 			o.space.Wait()
@@ -454,61 +450,32 @@ func (s *Stream) endOwn(reset, served bool) (release bool) {
 			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeNo)
 		}
 		if !o.writing && len(o.out) == 0 && len(o.streams) == 1 && !o.closing {
-			return s.writeAlone(served)
+			// The connection's only stream, nothing else to send: it writes its
+			// response itself, without the hand-off to the writer.
+			o.writing = true
+			o.answered.Store(true) // an answer as the hand-off below is (h2own.go count)
+			o.removeLocked(s)
+			x.gone = true
+			o.mu.Unlock()
+			o.armWrite()
+			_, err := o.nc.Write(x.wbuf)
+			x.wbuf, x.lastOff = x.wbuf[:0], -1
+			o.mu.Lock()
+			o.writing = false
+			if err != nil && o.werr == nil {
+				o.werr = err
+			}
+			o.wcond.Signal() // what others added meanwhile, or the close
+			o.space.Broadcast()
+			o.mu.Unlock()
+			return
 		}
 		s.queueLocked(true)
-		queued = true
 	}
 	x.wbuf, x.lastOff = x.wbuf[:0], -1
 	o.removeLocked(s)
 	x.gone = true
-	release = s.servedLocked(served)
 	o.mu.Unlock()
-	if queued {
-		o.wcond.Signal()
-	}
-	return release
-}
-
-// writeAlone is endOwn for the connection's only stream when nothing else is to be sent:
-// it writes its response itself, without the hand-off to the writer. o.mu is held, and
-// given back.
-func (s *Stream) writeAlone(served bool) (release bool) {
-	o, x := s.x.o, &s.x
-	o.writing = true
-	o.answered.Store(true) // an answer as the hand-off to the writer is (h2own.go count)
-	o.removeLocked(s)
-	x.gone = true
-	o.mu.Unlock()
-	o.armWrite()
-	_, err := o.nc.Write(x.wbuf)
-	x.wbuf, x.lastOff = x.wbuf[:0], -1
-	o.mu.Lock()
-	o.writing = false
-	if err != nil && o.werr == nil {
-		o.werr = err
-	}
-	// The writer waited while this write ran: it has work if others added output
-	// meanwhile, or the connection closes. Else it is not woken (one client stream at a
-	// time would wake it after every response, to find nothing).
-	wake := len(o.out) > 0 || o.closing || o.werr != nil
-	o.space.Broadcast()
-	release = s.servedLocked(served)
-	o.mu.Unlock()
-	if wake {
-		o.wcond.Signal()
-	}
-	return release
-}
-
-// servedLocked notes that the handler is done with the Stream, when served, and reports
-// whether it may go back to its pool: no pin is left. Under o.mu.
-func (s *Stream) servedLocked(served bool) bool {
-	if !served {
-		return false
-	}
-	s.x.served = true
-	return s.x.pins == 0
 }
 
 // ownKeep are the parts of an ownStream that a pooled Stream keeps: its buffers.
