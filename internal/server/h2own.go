@@ -298,6 +298,11 @@ const h2PanicToken = "conn_INTERNAL_ERROR_panic"
 // connections may be reading meanwhile.
 var h2FrameHook atomic.Pointer[func(*h2Own, http2.FrameHeader)]
 
+// h2BuiltHook, when set, runs after the read loop built a new stream's request and before
+// it admits the stream; only tests set it (to end the connection just then:
+// TestH2GoAwayNamesTakenStreams). Atomic for the same reason as h2FrameHook.
+var h2BuiltHook atomic.Pointer[func(*h2Own)]
+
 // lockR and unlockR are o.mu's Lock and Unlock for the read loop (and serve's end, on the
 // same goroutine): they note that the read loop holds o.mu, so that readSafely can give it
 // back after a panic in between. Other goroutines hold o.mu only for work that does not
@@ -932,6 +937,9 @@ func (o *h2Own) endBlock() bool {
 	// and it is served, or does not and it is not (RFC 9113 §6.8). A refused stream goes
 	// back to the pool through release, as a served one does.
 	o.fillOwn(s, id)
+	if hook := h2BuiltHook.Load(); hook != nil {
+		(*hook)(o)
+	}
 	o.lockR()
 	switch {
 	case o.final || o.closing:
