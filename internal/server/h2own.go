@@ -102,8 +102,13 @@ type h2Own struct {
 	final    bool  // the last GOAWAY went out: no new streams
 	sent1    bool  // the drain's first GOAWAY went out
 	idle     *time.Timer
-	wg       sync.WaitGroup // streams being served
-	writing  bool           // a write is under way (the writer's, or a stream's own: endOwn)
+	// taken is the highest stream id taken in (dispatched to a handler): a GOAWAY names it
+	// as the last stream processed. Not maxID: a stream whose header block is still being
+	// read, or that is about to be admitted, has not been taken, and a GOAWAY naming it would
+	// tell the client it may have been processed (no retry) while it is then ignored.
+	taken   uint32
+	wg      sync.WaitGroup // streams being served
+	writing bool           // a write is under way (the writer's, or a stream's own: endOwn)
 
 	overQueued atomic.Bool // checkQueuedLocked found the client not reading
 	wto        time.Duration
@@ -292,6 +297,11 @@ const h2PanicToken = "conn_INTERNAL_ERROR_panic"
 // reaches into a connection's read loop from outside; atomic, because other tests'
 // connections may be reading meanwhile.
 var h2FrameHook atomic.Pointer[func(*h2Own, http2.FrameHeader)]
+
+// h2BuiltHook, when set, runs after the read loop built a new stream's request and before
+// it admits the stream; only tests set it (to end the connection just then:
+// TestH2GoAwayNamesTakenStreams). Atomic for the same reason as h2FrameHook.
+var h2BuiltHook atomic.Pointer[func(*h2Own)]
 
 // lockR and unlockR are o.mu's Lock and Unlock for the read loop (and serve's end, on the
 // same goroutine): they note that the read loop holds o.mu, so that readSafely can give it
@@ -922,23 +932,27 @@ func (o *h2Own) endBlock() bool {
 		o.endTrailers(id)
 		return true
 	}
+	// The request is built first; the stream is then admitted and taken in one hold of
+	// o.mu, so that a GOAWAY (the idle timer, a drain: both under o.mu) either names it
+	// and it is served, or does not and it is not (RFC 9113 §6.8). A refused stream goes
+	// back to the pool through release, as a served one does.
+	o.fillOwn(s, id)
+	if hook := h2BuiltHook.Load(); hook != nil {
+		(*hook)(o)
+	}
 	o.lockR()
 	switch {
 	case o.final || o.closing:
 		o.unlockR()
-		s.buf = s.buf[:0]
-		streamPool.Put(s)
+		s.release()
 		return true // after the last GOAWAY: ignored (RFC 9113 §6.8)
 	case uint32(len(o.streams)) >= o.st.MaxConcurrentStreams:
 		o.unlockR()
-		s.buf = s.buf[:0]
-		streamPool.Put(s)
+		s.release()
 		o.resetStream(id, http2.ErrCodeRefusedStream, "stream_REFUSED_STREAM_over_max_streams")
 		return true
 	}
-	o.unlockR()
-	o.fillOwn(s, id)
-	o.lockR()
+	o.taken = id
 	s.x.inMap = true
 	s.x.sendWin = o.initSend
 	o.streams[id] = s
@@ -1134,18 +1148,18 @@ func (o *h2Own) connError(code http2.ErrCode, token string) bool {
 	return false
 }
 
-// goAwayLocked appends a GOAWAY naming the last stream taken; o.mu is held.
+// goAwayLocked appends a GOAWAY naming the last stream taken (o.taken); o.mu is held.
 func (o *h2Own) goAwayLocked(code http2.ErrCode) {
 	if o.closing || o.werr != nil {
 		return
 	}
 	o.final = true
 	var p [8]byte
-	binary.BigEndian.PutUint32(p[:4], o.maxID)
+	binary.BigEndian.PutUint32(p[:4], o.taken)
 	binary.BigEndian.PutUint32(p[4:], uint32(code))
 	o.out = appendFrame(o.out, frameGoAway, 0, 0, p[:])
 	o.wcond.Signal()
-	go o.h.goAway(o.maxID, code) // logs and metrics, off the lock
+	go o.h.goAway(o.taken, code) // logs and metrics, off the lock
 }
 
 // drain is the two-step graceful drain (see h2Conn.drain).

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,5 +350,70 @@ func TestH2OwnCookiesAndContinue(t *testing.T) {
 	got, _ = r.read(t, 5*time.Second, 3)
 	if s := got[3]; s == nil || s.status != "200" || !strings.HasPrefix(string(s.body), "4 ") {
 		t.Fatalf("after 100 Continue: %+v", s)
+	}
+}
+
+// servedCount is holdHandler counting the streams its handler was given.
+type servedCount struct {
+	holdHandler
+	n atomic.Int32
+}
+
+func (h *servedCount) ServeH2(s *Stream) {
+	h.n.Add(1)
+	h.holdHandler.ServeH2(s)
+}
+
+// TestH2GoAwayNamesTakenStreams: a GOAWAY names the last stream taken in, and a stream is
+// served only if it names it. The idle timer fires (through a test hook) while stream 3's
+// header block is still being read (its CONTINUATION frame), or after its request was
+// built and before it was admitted: either way the GOAWAY names stream 1, served before,
+// and stream 3 is ignored, unserved, so the client knows it may retry it. Naming the
+// highest id read (3) would tell it that stream 3 may have been processed, though it was
+// not; admitting it after the GOAWAY (a check before the build and an insert after it, in
+// two holds of o.mu) would serve a request the client may send again.
+func TestH2GoAwayNamesTakenStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func() // installs the hook that fires the idle timer
+	}{
+		{"header block being read", func() {
+			hook := func(o *h2Own, fh http2.FrameHeader) {
+				if fh.Type == http2.FrameContinuation {
+					o.idleFired() // no stream is open: GOAWAY NO_ERROR, the connection ends
+				}
+			}
+			h2FrameHook.Store(&hook)
+		}},
+		{"request built, not admitted", func() {
+			var n atomic.Int32
+			hook := func(o *h2Own) {
+				if n.Add(1) == 2 { // stream 3
+					o.idleFired()
+				}
+			}
+			h2BuiltHook.Store(&hook)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.set()
+			t.Cleanup(func() { h2FrameHook.Store(nil); h2BuiltHook.Store(nil) })
+			h := &servedCount{}
+			r := dialRaw(t, startH2CWith(t, h, nil))
+			r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, EndStream: true, BlockFragment: r.block("GET", "/ok")})
+			if got, _ := r.read(t, 5*time.Second, 1); got[1] == nil || got[1].status != "200" {
+				t.Fatalf("stream 1: %+v", got[1])
+			}
+			blk := r.block("GET", "/ok")
+			r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, EndStream: true, BlockFragment: blk[:2]})
+			r.fr.WriteContinuation(3, true, blk[2:])
+			got, goAways := r.read(t, 5*time.Second, 99) // to the connection's end
+			if len(goAways) != 1 || goAways[0].LastStreamID != 1 || goAways[0].ErrCode != http2.ErrCodeNo {
+				t.Errorf("GOAWAY frames %v, want one NO_ERROR naming stream 1", goAways)
+			}
+			if got[3] != nil || h.n.Load() != 1 {
+				t.Errorf("stream 3 answered %+v, %d streams served: want stream 3 ignored, 1 served", got[3], h.n.Load())
+			}
+		})
 	}
 }
