@@ -305,12 +305,7 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 		cc.connUnsent += pad
 		cs.unsent += pad
 	}
-	if cs.off > 0 && len(cs.buf)+len(data) > cap(cs.buf) {
-		// Drop the part read before growing: a reader that never quite catches up would
-		// otherwise keep the whole body received since it last did.
-		k := copy(cs.buf, cs.buf[cs.off:])
-		cs.buf, cs.off = cs.buf[:k], 0
-	}
+	cs.growBufLocked(len(data)) // bodybuf.go
 	cs.buf = append(cs.buf, data...)
 	if f.StreamEnded() {
 		cs.remoteDone = true

@@ -40,7 +40,8 @@ type clientStream struct {
 	reset       bool // reset either way (or the connection failed); out of cc.streams
 	err         error
 	bodyClosed  bool
-	buf         []byte // received DATA not read yet, from off
+	buf         []byte  // received DATA not read yet, from off (bodybuf.go)
+	bufp        *[]byte // buf's pooled buffer, nil when it has none
 	off         int
 	sendWindow  int64
 	recvWindow  int64 // what the peer may still send on the stream
@@ -90,7 +91,7 @@ func (cs *clientStream) resetLocked(err error) bool {
 	}
 	cs.abortLocked(err)
 	cc.connUnsent += int64(len(cs.buf) - cs.off)
-	cs.buf, cs.off = nil, 0
+	cs.releaseBufLocked()
 	cc.cond.Broadcast()
 	return open && !(cs.localDone && cs.remoteDone)
 }
@@ -157,6 +158,7 @@ func (cs *clientStream) Read(p []byte) (int, error) {
 	cc.mu.Lock()
 	for cs.off == len(cs.buf) {
 		if cs.remoteDone { // whole: what failed since (the request body's side) does not matter
+			cs.releaseBufLocked()
 			cc.mu.Unlock()
 			return 0, io.EOF
 		}
