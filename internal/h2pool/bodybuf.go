@@ -9,14 +9,16 @@ package h2pool
 // back only as the caller reads, so received and unread data never exceed it, and onData
 // moves the unread part to the front before it takes a larger buffer. The largest class
 // is therefore the stream window; a larger need (none is possible) is allocated and not
-// pooled. A buffer grows one class at a time as the unread part grows: a reader that keeps
-// up holds one frame's worth, whatever the body's length. So the content-length is not
-// used to size it: a 4 MiB body read as it comes needs 1 MiB (one frame), not 4.
+// pooled. A buffer grows by classes as the unread part grows, and goes back as soon as the
+// reader drained it: a reader that keeps up holds at most one frame's worth, whatever the
+// body's length, and a long-lived stream between messages (gRPC streaming) holds none. So
+// the content-length is not used to size it: a 4 MiB body read as it comes needs 1 MiB
+// (one frame), not 4.
 
 import "sync"
 
 // bodyClasses are the capacities of pooled body buffers.
-var bodyClasses = [...]int{16 << 10, 64 << 10, 256 << 10, 1 << 20, streamWindow}
+var bodyClasses = [...]int{1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, streamWindow}
 
 var bodyBufs [len(bodyClasses)]sync.Pool
 

@@ -173,8 +173,8 @@ func (cs *clientStream) Read(p []byte) (int, error) {
 	}
 	n := copy(p, cs.buf[cs.off:])
 	cs.off += n
-	if cs.off == len(cs.buf) {
-		cs.buf, cs.off = cs.buf[:0], 0
+	if cs.off == len(cs.buf) { // drained: the buffer goes back until more comes (bodybuf.go)
+		cs.releaseBufLocked()
 	}
 	cc.connUnsent += int64(n)
 	connIncr := cc.connUpdateLocked()
