@@ -961,6 +961,9 @@ func TestClientMalformedResponses(t *testing.T) {
 				if err == nil {
 					t.Fatalf("a malformed response passed (content-length %d)", resp.ContentLength)
 				}
+				if !errors.Is(err, ErrMalformedResponse) { // the proxy answers it upstream_bad_response, not retried
+					t.Errorf("the stream failed with %v; want ErrMalformedResponse", err)
+				}
 				select {
 				case code := <-rst:
 					if code != http2.ErrCodeProtocol {
