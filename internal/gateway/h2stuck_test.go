@@ -22,20 +22,24 @@ import (
 // counted try; it is not re-sent for free on another connection (each free re-send would
 // wait out the try timeout again). The backend's first connection stops reading after the
 // upload's HEADERS; any later connection answers every stream. Nothing of the request was
-// processed, so with timeout in retry.on the POST is tried again (counted).
+// processed, so with timeout in retry.on the POST is tried again (counted). The first try's
+// wait made the stuck connection stop taking streams (write_stuck), so the retry, and any
+// later request, goes on a new connection and is answered. The upload's own route has a
+// long try timeout: its stream ending would stop its write and close the connection.
 func TestH2UpstreamTryTimeoutWhileWritesStuck(t *testing.T) {
 	for _, tc := range []struct {
 		name, retry  string
+		wantStatus   int
 		wantAttempts float64
 	}{
-		{"default retry.on", "{per_try_timeout: 300ms}", 1},
-		{"on timeout", "{on: [timeout], attempts: 2, per_try_timeout: 300ms, backoff_base: 1ms, backoff_max: 2ms}", 2},
+		{"default retry.on", "{per_try_timeout: 300ms}", 504, 1},
+		{"on timeout", "{on: [timeout], attempts: 2, per_try_timeout: 300ms, backoff_base: 1ms, backoff_max: 2ms}", 200, 2},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tryTimeoutWhileWritesStuck(t, tc.retry, tc.wantAttempts) })
+		t.Run(tc.name, func(t *testing.T) { tryTimeoutWhileWritesStuck(t, tc.retry, tc.wantStatus, tc.wantAttempts) })
 	}
 }
 
-func tryTimeoutWhileWritesStuck(t *testing.T, retry string, wantAttempts float64) {
+func tryTimeoutWhileWritesStuck(t *testing.T, retry string, wantStatus int, wantAttempts float64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +70,10 @@ upstreams:
     h2: {ping_after_idle: 1m} # no PING check retires the stuck connection on a slow run
     retry: {{retry}}
 routes:
+  - id: upload
+    match: {path: /upload}
+    upstream: b
+    retry: {per_try_timeout: 1m}
   - id: all
     upstream: b
 `, map[string]string{"backend": ln.Addr().String(), "retry": retry})
@@ -111,11 +119,24 @@ routes:
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 504 || !bytes.Contains(body, []byte("upstream_timeout")) {
-		t.Errorf("a request that could not be written within its try timeout: %d %q; want 504 upstream_timeout", resp.StatusCode, body)
+	if resp.StatusCode != wantStatus || wantStatus == 504 && !bytes.Contains(body, []byte("upstream_timeout")) {
+		t.Errorf("a request that could not be written within its try timeout: %d %q; want %d (504 upstream_timeout without a retry)", resp.StatusCode, body, wantStatus)
 	}
-	if n := laterStreams.Load(); n != 0 {
-		t.Errorf("it was re-sent on %d new connection(s); want none (its tries timed out)", n)
+	wantLater := int64(0) // not re-sent for free on a new connection: its try timed out
+	if wantStatus == 200 {
+		wantLater = 1 // the counted retry, on a new connection
+	}
+	if n := laterStreams.Load(); n != wantLater {
+		t.Errorf("it was sent on %d new connection(s); want %d", n, wantLater)
+	}
+	// The stuck connection takes no new stream: the next request is answered on a new one.
+	next, err := http.Get("http://" + tg.addr + "/next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Body.Close()
+	if next.StatusCode != 200 || laterStreams.Load() != wantLater+1 {
+		t.Errorf("the request after: %d, %d streams on new connections; want 200 on a new connection", next.StatusCode, laterStreams.Load()-wantLater)
 	}
 	var attempts any
 	testutil.WaitFor(t, 10*time.Second, "the POST's access line", func() bool {
