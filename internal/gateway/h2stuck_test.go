@@ -54,7 +54,7 @@ func tryTimeoutWhileWritesStuck(t *testing.T, retry string, wantStatus int, want
 				return
 			}
 			if n == 0 {
-				go stallAfterHeaders(c, stop)
+				go testutil.StallAfterHeaders(c, stop, nil)
 			} else {
 				go answerStreams(c, &laterStreams)
 			}
@@ -151,32 +151,6 @@ routes:
 	if attempts != wantAttempts {
 		t.Errorf("the POST took %v attempts; want %v", attempts, wantAttempts)
 	}
-}
-
-// stallAfterHeaders is an h2c backend connection that grants large windows, reads until the
-// first request's HEADERS, then reads nothing more until stop.
-func stallAfterHeaders(c net.Conn, stop <-chan struct{}) {
-	defer c.Close()
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(c, pre); err != nil {
-		return
-	}
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
-	fr.WriteWindowUpdate(0, 1<<31-1-65535)
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
-			fr.WriteSettingsAck()
-		}
-		if _, ok := f.(*http2.HeadersFrame); ok {
-			break
-		}
-	}
-	<-stop
 }
 
 // answerStreams is an h2c backend connection that answers each stream 200 once it ended,

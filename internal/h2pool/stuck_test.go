@@ -69,7 +69,7 @@ func TestStuckWritesRetireConnection(t *testing.T) {
 						return
 					}
 					if n == 0 {
-						go stallAfterHeaders(nc, stop, &firstStreams)
+						go testutil.StallAfterHeaders(nc, stop, &firstStreams)
 					} else {
 						go answerAll(nc, &laterStreams)
 					}
@@ -142,44 +142,14 @@ func (b *endlessBody) Read(p []byte) (int, error) {
 
 func (b *endlessBody) Close() error { return nil }
 
-// stallAfterHeaders is a backend connection that grants large windows, reads until a
-// request's HEADERS (counted in n), then reads nothing more until stop.
-func stallAfterHeaders(nc net.Conn, stop <-chan struct{}, n *atomic.Int64) {
-	defer nc.Close()
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(nc, pre); err != nil {
-		return
-	}
-	fr := http2.NewFramer(nc, nc)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
-	fr.WriteWindowUpdate(0, 1<<31-1-65535)
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
-			fr.WriteSettingsAck()
-		}
-		if _, ok := f.(*http2.HeadersFrame); ok {
-			n.Add(1)
-			break
-		}
-	}
-	<-stop
-}
-
 // answerAll is a backend connection that answers every request 200 at its HEADERS,
 // counting them in n.
 func answerAll(nc net.Conn, n *atomic.Int64) {
 	defer nc.Close()
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(nc, pre); err != nil {
+	p := acceptPeer(nc)
+	if p == nil {
 		return
 	}
-	p := &rawPeer{nc: nc, fr: http2.NewFramer(nc, nc)}
-	p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	p.henc = hpack.NewEncoder(&p.hbuf)
 	p.fr.WriteSettings()
 	for {
 		id := p.awaitHeaders()
@@ -189,4 +159,17 @@ func answerAll(nc net.Conn, n *atomic.Int64) {
 		n.Add(1)
 		p.answer(id)
 	}
+}
+
+// acceptPeer reads the client preface on a backend's connection nc and returns the peer
+// that serves it (nil when the client went away).
+func acceptPeer(nc net.Conn) *rawPeer {
+	pre := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(nc, pre); err != nil {
+		return nil
+	}
+	p := &rawPeer{nc: nc, fr: http2.NewFramer(nc, nc)}
+	p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	p.henc = hpack.NewEncoder(&p.hbuf)
+	return p
 }
