@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
-
 	"sluice/internal/testutil"
 )
 
@@ -43,7 +40,7 @@ func TestH2UpstreamMalformedResponse(t *testing.T) {
 					if err != nil {
 						return
 					}
-					go answerMalformed(c, tc.head, &streams)
+					go answerStreamsWith(c, &streams, tc.head, "hello!")
 				}
 			}()
 			tg := startGateway(t, `
@@ -84,39 +81,5 @@ routes:
 				t.Errorf("the backend got the POST %d times; want once (it answered: not retried)", n)
 			}
 		})
-	}
-}
-
-// answerMalformed is an h2c backend connection that answers each request's HEADERS with a
-// head of fields head (encoded as they are, however invalid) and the body "hello!",
-// counting the streams in n.
-func answerMalformed(c net.Conn, head []string, n *atomic.Int64) {
-	defer c.Close()
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(c, pre); err != nil {
-		return
-	}
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings()
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for i := 0; i < len(head); i += 2 {
-		enc.WriteField(hpack.HeaderField{Name: head[i], Value: head[i+1]})
-	}
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				fr.WriteSettingsAck()
-			}
-		case *http2.HeadersFrame:
-			n.Add(1)
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: hb.Bytes(), EndHeaders: true})
-			fr.WriteData(f.StreamID, true, []byte("hello!"))
-		}
 	}
 }

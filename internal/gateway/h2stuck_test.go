@@ -156,6 +156,12 @@ routes:
 // answerStreams is an h2c backend connection that answers each stream 200 once it ended,
 // counting the streams in n.
 func answerStreams(c net.Conn, n *atomic.Int64) {
+	answerStreamsWith(c, n, []string{":status", "200"}, "")
+}
+
+// answerStreamsWith is answerStreams answering with a head of fields head (encoded as they
+// are, however invalid) and body ("": none).
+func answerStreamsWith(c net.Conn, n *atomic.Int64, head []string, body string) {
 	defer c.Close()
 	pre := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, pre); err != nil {
@@ -165,7 +171,9 @@ func answerStreams(c net.Conn, n *atomic.Int64) {
 	fr.WriteSettings()
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	for i := 0; i < len(head); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: head[i], Value: head[i+1]})
+	}
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -184,7 +192,11 @@ func answerStreams(c net.Conn, n *atomic.Int64) {
 			end = f.StreamEnded()
 		}
 		if end {
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.Header().StreamID, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+			id := f.Header().StreamID
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: body == ""})
+			if body != "" {
+				fr.WriteData(id, true, []byte(body))
+			}
 		}
 	}
 }
