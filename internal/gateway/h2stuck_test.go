@@ -101,17 +101,7 @@ routes:
 		}
 	}()
 	// Stuck: nothing more taken from the client over three looks.
-	for deadline, still, last := time.Now().Add(30*time.Second), 0, int64(-1); still < 3; {
-		if time.Now().After(deadline) {
-			t.Fatal("the upload never filled the sockets")
-		}
-		time.Sleep(100 * time.Millisecond)
-		if n := written.Load(); n == last {
-			still++
-		} else {
-			still, last = 0, n
-		}
-	}
+	testutil.WaitStill(t, 30*time.Second, "the upload to fill the sockets", written.Load)
 
 	resp, err := http.Post("http://"+tg.addr+"/x", "text/plain", strings.NewReader("hello"))
 	if err != nil {

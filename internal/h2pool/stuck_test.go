@@ -92,17 +92,7 @@ func TestStuckWritesRetireConnection(t *testing.T) {
 					p.Done(&a)
 				}
 			}()
-			for deadline, still, last := time.Now().Add(hangBound), 0, int64(-1); still < 3; { // nothing more taken over three looks
-				if time.Now().After(deadline) {
-					t.Fatal("the upload never filled the sockets")
-				}
-				time.Sleep(100 * time.Millisecond)
-				if n := body.read.Load(); n == last {
-					still++
-				} else {
-					still, last = 0, n
-				}
-			}
+			testutil.WaitStill(t, hangBound, "the upload to fill the sockets", body.read.Load)
 			tc.find(t, p, cancelUpload, upDone)
 
 			ctx, cancel := context.WithTimeout(context.Background(), hangBound)
