@@ -167,7 +167,6 @@ func (cs *clientStream) Read(p []byte) (int, error) {
 	cc.mu.Lock()
 	for cs.off == len(cs.buf) {
 		if cs.remoteDone { // whole: what failed since (the request body's side) does not matter
-			cs.releaseBufLocked()
 			cc.mu.Unlock()
 			return 0, io.EOF
 		}
