@@ -34,16 +34,7 @@ func TestClientBodyBufferPooled(t *testing.T) {
 		p.fr.WriteData(id, true, nil)
 		p.drain()
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
-	cc.ReserveNewRequest()
-	resp, err := cc.roundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	cs := resp.Body.(*clientStream)
+	resp, cs := getStream(t, cc)
 	got := make([]byte, 100)
 	if _, err := io.ReadFull(resp.Body, got); err != nil {
 		t.Fatal(err)
@@ -72,4 +63,20 @@ func TestClientBodyBufferPooled(t *testing.T) {
 	if held() {
 		t.Error("the stream keeps its buffer after the body's end")
 	}
+}
+
+// getStream sends a GET on cc and returns its response, once its head came, and its stream;
+// the body is closed and the request ended when t ends.
+func getStream(t *testing.T, cc *clientConn) (*http.Response, *clientStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
+	cc.ReserveNewRequest()
+	resp, err := cc.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp, resp.Body.(*clientStream)
 }

@@ -1049,16 +1049,7 @@ func TestClientBodyBufferBounded(t *testing.T) {
 		p.fr.WriteData(id, true, nil)
 		p.drain()
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://backend/x", nil)
-	cc.ReserveNewRequest()
-	resp, err := cc.roundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	cs := resp.Body.(*clientStream)
+	resp, cs := getStream(t, cc)
 	buf := make([]byte, mib)
 	peak := 0
 	for range 17 { // each read, once 2 MiB came, leaves 1 MiB unread and brings the next MiB
