@@ -22,20 +22,24 @@ import (
 // counted try; it is not re-sent for free on another connection (each free re-send would
 // wait out the try timeout again). The backend's first connection stops reading after the
 // upload's HEADERS; any later connection answers every stream. Nothing of the request was
-// processed, so with timeout in retry.on the POST is tried again (counted).
+// processed, so with timeout in retry.on the POST is tried again (counted). The first try's
+// wait made the stuck connection stop taking streams (write_stuck), so the retry, and any
+// later request, goes on a new connection and is answered. The upload's own route has a
+// long try timeout: its stream ending would stop its write and close the connection.
 func TestH2UpstreamTryTimeoutWhileWritesStuck(t *testing.T) {
 	for _, tc := range []struct {
 		name, retry  string
+		wantStatus   int
 		wantAttempts float64
 	}{
-		{"default retry.on", "{per_try_timeout: 300ms}", 1},
-		{"on timeout", "{on: [timeout], attempts: 2, per_try_timeout: 300ms, backoff_base: 1ms, backoff_max: 2ms}", 2},
+		{"default retry.on", "{per_try_timeout: 300ms}", 504, 1},
+		{"on timeout", "{on: [timeout], attempts: 2, per_try_timeout: 300ms, backoff_base: 1ms, backoff_max: 2ms}", 200, 2},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tryTimeoutWhileWritesStuck(t, tc.retry, tc.wantAttempts) })
+		t.Run(tc.name, func(t *testing.T) { tryTimeoutWhileWritesStuck(t, tc.retry, tc.wantStatus, tc.wantAttempts) })
 	}
 }
 
-func tryTimeoutWhileWritesStuck(t *testing.T, retry string, wantAttempts float64) {
+func tryTimeoutWhileWritesStuck(t *testing.T, retry string, wantStatus int, wantAttempts float64) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +54,7 @@ func tryTimeoutWhileWritesStuck(t *testing.T, retry string, wantAttempts float64
 				return
 			}
 			if n == 0 {
-				go stallAfterHeaders(c, stop)
+				go testutil.StallAfterHeaders(c, stop, nil)
 			} else {
 				go answerStreams(c, &laterStreams)
 			}
@@ -66,6 +70,10 @@ upstreams:
     h2: {ping_after_idle: 1m} # no PING check retires the stuck connection on a slow run
     retry: {{retry}}
 routes:
+  - id: upload
+    match: {path: /upload}
+    upstream: b
+    retry: {per_try_timeout: 1m}
   - id: all
     upstream: b
 `, map[string]string{"backend": ln.Addr().String(), "retry": retry})
@@ -93,17 +101,7 @@ routes:
 		}
 	}()
 	// Stuck: nothing more taken from the client over three looks.
-	for deadline, still, last := time.Now().Add(30*time.Second), 0, int64(-1); still < 3; {
-		if time.Now().After(deadline) {
-			t.Fatal("the upload never filled the sockets")
-		}
-		time.Sleep(100 * time.Millisecond)
-		if n := written.Load(); n == last {
-			still++
-		} else {
-			still, last = 0, n
-		}
-	}
+	testutil.WaitStill(t, 30*time.Second, "the upload to fill the sockets", written.Load)
 
 	resp, err := http.Post("http://"+tg.addr+"/x", "text/plain", strings.NewReader("hello"))
 	if err != nil {
@@ -111,11 +109,24 @@ routes:
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 504 || !bytes.Contains(body, []byte("upstream_timeout")) {
-		t.Errorf("a request that could not be written within its try timeout: %d %q; want 504 upstream_timeout", resp.StatusCode, body)
+	if resp.StatusCode != wantStatus || wantStatus == 504 && !bytes.Contains(body, []byte("upstream_timeout")) {
+		t.Errorf("a request that could not be written within its try timeout: %d %q; want %d (504 upstream_timeout without a retry)", resp.StatusCode, body, wantStatus)
 	}
-	if n := laterStreams.Load(); n != 0 {
-		t.Errorf("it was re-sent on %d new connection(s); want none (its tries timed out)", n)
+	wantLater := int64(0) // not re-sent for free on a new connection: its try timed out
+	if wantStatus == 200 {
+		wantLater = 1 // the counted retry, on a new connection
+	}
+	if n := laterStreams.Load(); n != wantLater {
+		t.Errorf("it was sent on %d new connection(s); want %d", n, wantLater)
+	}
+	// The stuck connection takes no new stream: the next request is answered on a new one.
+	next, err := http.Get("http://" + tg.addr + "/next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Body.Close()
+	if next.StatusCode != 200 || laterStreams.Load() != wantLater+1 {
+		t.Errorf("the request after: %d, %d streams on new connections; want 200 on a new connection", next.StatusCode, laterStreams.Load()-wantLater)
 	}
 	var attempts any
 	testutil.WaitFor(t, 10*time.Second, "the POST's access line", func() bool {
@@ -132,35 +143,15 @@ routes:
 	}
 }
 
-// stallAfterHeaders is an h2c backend connection that grants large windows, reads until the
-// first request's HEADERS, then reads nothing more until stop.
-func stallAfterHeaders(c net.Conn, stop <-chan struct{}) {
-	defer c.Close()
-	pre := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(c, pre); err != nil {
-		return
-	}
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
-	fr.WriteWindowUpdate(0, 1<<31-1-65535)
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
-			fr.WriteSettingsAck()
-		}
-		if _, ok := f.(*http2.HeadersFrame); ok {
-			break
-		}
-	}
-	<-stop
-}
-
 // answerStreams is an h2c backend connection that answers each stream 200 once it ended,
 // counting the streams in n.
 func answerStreams(c net.Conn, n *atomic.Int64) {
+	answerStreamsWith(c, n, []string{":status", "200"}, "")
+}
+
+// answerStreamsWith is answerStreams answering with a head of fields head (encoded as they
+// are, however invalid) and body ("": none).
+func answerStreamsWith(c net.Conn, n *atomic.Int64, head []string, body string) {
 	defer c.Close()
 	pre := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, pre); err != nil {
@@ -170,7 +161,9 @@ func answerStreams(c net.Conn, n *atomic.Int64) {
 	fr.WriteSettings()
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+	for i := 0; i < len(head); i += 2 {
+		enc.WriteField(hpack.HeaderField{Name: head[i], Value: head[i+1]})
+	}
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -189,7 +182,11 @@ func answerStreams(c net.Conn, n *atomic.Int64) {
 			end = f.StreamEnded()
 		}
 		if end {
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.Header().StreamID, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+			id := f.Header().StreamID
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: body == ""})
+			if body != "" {
+				fr.WriteData(id, true, []byte(body))
+			}
 		}
 	}
 }

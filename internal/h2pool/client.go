@@ -120,13 +120,16 @@ type clientConn struct {
 	connUnsent     int64  // connection window consumed and not yet given back
 	goAway         bool
 	goAwayLast     uint32
-	closing        bool // no new streams (GOAWAY, Close, ids exhausted)
+	closing        bool // no new streams (GOAWAY, Close, ids exhausted, writes stuck)
 	closed         bool
 	dead           bool // onDead was called
 	err            error
 	rsts           []byte // RST_STREAM frames queued by resetLocked, not written yet
 	pings          map[[8]byte]chan struct{}
 	pingSeq        uint64
+	// cut: a write in progress was stopped by a deadline in the past, because the stream it
+	// wrote for ended (clientStream.cancel); cleared when that write ended whole all the same.
+	cut bool
 
 	// What the pool's life records and close reasons read (lifeFacts), kept by the read
 	// loop from the frames it handles anyway (under mu).
@@ -141,6 +144,7 @@ type lifeFacts struct {
 	goAwayCode http2.ErrCode // of the latest GOAWAY
 	goAwayLast uint32        // the latest GOAWAY's last-stream-id (goAwayLast above is the lowest)
 	refused    int64         // RST_STREAM(REFUSED_STREAM) frames
+	writeStuck bool          // a write blocked past a request's end: the connection stopped taking streams (writesStuckLocked)
 	resets     int64         // other RST_STREAM frames
 	eofAt      int64         // unix nanoseconds the read side failed (backend closed); 0 while open
 }
@@ -252,11 +256,26 @@ func (cc *clientConn) writeLockedN(b []byte) (int, error) {
 	}
 	n, err := cc.nc.Write(b)
 	if err != nil {
+		cc.mu.Lock()
+		if cc.cut { // stopped: it was stuck past its stream's end
+			cc.writesStuckLocked()
+		}
+		cc.mu.Unlock()
 		cc.werr = fmt.Errorf("http2: write: %w", err)
 		go cc.closeWith(cc.werr) // not under wmu: closing fails streams, whose writers take it
 		return n, cc.werr
 	}
 	return n, nil
+}
+
+// writesStuckLocked stops the connection taking new streams at once, as a GOAWAY does, because
+// a write on it blocked past a request's end: the backend stopped reading (or reads too
+// slowly to carry a stream within its try). The streams it carries run on (or fail with the
+// stopped write); the pool learns it through onDead (markDead, called after cc.mu is
+// released) and records write_stuck as its close reason. Under cc.mu.
+func (cc *clientConn) writesStuckLocked() {
+	cc.closing = true
+	cc.facts.writeStuck = true
 }
 
 // State reports what the pool reads of the connection.
@@ -478,7 +497,15 @@ func (cc *clientConn) unreserve() {
 // inline the held body as DATA with END_STREAM in the same write when the windows allow.
 func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byte) error {
 	if err := cc.wmu.LockCtx(cs.req.Context()); err != nil {
-		cc.unreserve()
+		// Another write held the connection for all of this request's time: no later
+		// stream is to wait behind it (writesStuckLocked).
+		cc.mu.Lock()
+		if cc.reserved > 0 {
+			cc.reserved--
+		}
+		cc.writesStuckLocked()
+		cc.mu.Unlock()
+		cc.markDead()
 		return fmt.Errorf("%w: its HEADERS waited for the connection's writes until %w", ErrUnprocessed, err)
 	}
 	defer cc.wmu.Unlock()
@@ -539,8 +566,8 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 	// not process the stream, however much of the write got out.
 	refused := errors.Is(cs.err, ErrUnprocessed) || cc.goAway && cs.id > cc.goAwayLast
 	cc.mu.Unlock()
-	if cut && cc.werr == nil { // written (or not encoded) before the deadline took: later writes must not meet it
-		cc.nc.SetWriteDeadline(time.Time{})
+	if cut {
+		cc.uncut()
 	}
 	switch {
 	case err == nil: // when cut, roundTrip resets the stream
@@ -560,6 +587,21 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 
 // longAgo is a write deadline that stops a write in progress.
 var longAgo = time.Unix(1, 0)
+
+// uncut ends a cut (under wmu, after the write it was for): a write that ended whole before
+// the deadline took clears it, so that later writes do not meet it; one that was stopped
+// closed the connection and told the pool (writeLockedN, writesStuckLocked).
+func (cc *clientConn) uncut() {
+	if cc.werr == nil {
+		cc.nc.SetWriteDeadline(time.Time{})
+	}
+	cc.mu.Lock()
+	cc.cut = false
+	cc.mu.Unlock()
+	if cc.werr != nil {
+		cc.markDead()
+	}
+}
 
 // appendHeaders appends the header block in hbuf as HEADERS and CONTINUATION frames of at
 // most maxFrame bytes.

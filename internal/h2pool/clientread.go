@@ -53,7 +53,11 @@ func (cc *clientConn) readFrames() error {
 			}
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				if err := cc.streamError(se.StreamID, se.Code, se); err != nil {
+				var serr error = se
+				if se.Cause != nil { // the head's fields were invalid (names, values, pseudo-fields)
+					serr = fmt.Errorf("%w: %w", ErrMalformedResponse, se)
+				}
+				if err := cc.streamError(se.StreamID, se.Code, serr); err != nil {
 					return cc.connError(err)
 				}
 				continue
@@ -150,7 +154,7 @@ func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	cc.mu.Unlock()
 	if serr != nil {
-		cc.streamError(f.StreamID, http2.ErrCodeProtocol, serr)
+		cc.streamError(f.StreamID, http2.ErrCodeProtocol, fmt.Errorf("%w: %w", ErrMalformedResponse, serr))
 	}
 	return nil
 }
@@ -294,6 +298,9 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 	if serr != nil {
 		cc.connUnsent += n
 		cc.mu.Unlock()
+		if code == http2.ErrCodeProtocol { // the content is malformed (a window overrun is not)
+			serr = fmt.Errorf("%w: %w", ErrMalformedResponse, serr)
+		}
 		cc.streamError(f.StreamID, code, serr)
 		return nil
 	}
@@ -305,12 +312,7 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 		cc.connUnsent += pad
 		cs.unsent += pad
 	}
-	if cs.off > 0 && len(cs.buf)+len(data) > cap(cs.buf) {
-		// Drop the part read before growing: a reader that never quite catches up would
-		// otherwise keep the whole body received since it last did.
-		k := copy(cs.buf, cs.buf[cs.off:])
-		cs.buf, cs.off = cs.buf[:k], 0
-	}
+	cs.growBufLocked(len(data)) // bodybuf.go
 	cs.buf = append(cs.buf, data...)
 	if f.StreamEnded() {
 		cs.remoteDone = true

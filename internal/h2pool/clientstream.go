@@ -35,12 +35,16 @@ type clientStream struct {
 	// ended meanwhile, and the connection's write deadline was set to stop that write.
 	headWriting bool
 	headCut     bool
+	// dataWriting, dataCut: the same for a DATA frame of its body (sendData).
+	dataWriting bool
+	dataCut     bool
 	localDone   bool // END_STREAM sent
 	remoteDone  bool // END_STREAM received
 	reset       bool // reset either way (or the connection failed); out of cc.streams
 	err         error
 	bodyClosed  bool
-	buf         []byte // received DATA not read yet, from off
+	buf         []byte  // received DATA not read yet, from off (bodybuf.go)
+	bufp        *[]byte // buf's pooled buffer, nil when it has none
 	off         int
 	sendWindow  int64
 	recvWindow  int64 // what the peer may still send on the stream
@@ -97,7 +101,7 @@ func (cs *clientStream) resetLocked(err error, code http2.ErrCode) {
 	}
 	cs.abortLocked(err)
 	cc.connUnsent += int64(len(cs.buf) - cs.off)
-	cs.buf, cs.off = nil, 0
+	cs.releaseBufLocked()
 	cc.cond.Broadcast()
 	if open && !(cs.localDone && cs.remoteDone) {
 		cc.rsts = appendRST(cc.rsts, cs.id, code)
@@ -148,13 +152,19 @@ func (cc *clientConn) connUpdateLocked() uint32 {
 // its response was received whole.
 //
 // A stream whose HEADERS write is in progress cannot be reset: its header block is not whole,
-// and the HPACK encoder's table already holds its fields. The write is stopped by a
-// deadline in the past instead; the connection is closed then (startStream).
+// and the HPACK encoder's table already holds its fields. Nor one whose DATA frame is being
+// written: the reset would wait behind that write, and a frame cut short cannot be
+// abandoned. The write is stopped by a deadline in the past instead (cc.cut); stopped, it
+// closes the connection, which takes no new stream from then on and is recorded as
+// write_stuck (writeLockedN); ended whole after all, the stream is reset as usual
+// (startStream, sendData).
 func (cs *clientStream) cancel(err error) {
 	cc := cs.cc
 	cc.mu.Lock()
-	if cs.headWriting {
-		cs.headCut = true
+	if cs.headWriting || cs.dataWriting {
+		cs.headCut = cs.headWriting
+		cs.dataCut = cs.dataWriting
+		cc.cut = true
 		cc.nc.SetWriteDeadline(longAgo)
 		cc.mu.Unlock()
 		return
@@ -189,8 +199,8 @@ func (cs *clientStream) Read(p []byte) (int, error) {
 	}
 	n := copy(p, cs.buf[cs.off:])
 	cs.off += n
-	if cs.off == len(cs.buf) {
-		cs.buf, cs.off = cs.buf[:0], 0
+	if cs.off == len(cs.buf) { // drained: the buffer goes back until more comes (bodybuf.go)
+		cs.releaseBufLocked()
 	}
 	cc.connUnsent += int64(n)
 	connIncr := cc.connUpdateLocked()
@@ -324,6 +334,7 @@ func (cs *clientStream) sendData(data []byte, end bool) bool {
 			cs.localDone = true
 			cs.endLocked()
 		}
+		cs.dataWriting = true
 		cc.mu.Unlock()
 		var flags byte
 		if last {
@@ -331,7 +342,18 @@ func (cs *clientStream) sendData(data []byte, end bool) bool {
 		}
 		b := appendFrameHeader(cc.wbuf[:0], int(n), ftData, flags, cs.id)
 		err := cc.writeLocked(append(b, data[:n]...))
+		cc.mu.Lock()
+		cs.dataWriting = false
+		cut := cs.dataCut
+		cc.mu.Unlock()
+		if cut {
+			cc.uncut()
+		}
 		cc.wmu.Unlock()
+		if cut && err == nil { // written whole before the deadline took: reset it now
+			cs.cancel(cs.req.Context().Err())
+			return false
+		}
 		if err != nil {
 			return false
 		}

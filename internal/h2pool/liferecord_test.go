@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"sluice/internal/testutil"
 )
@@ -62,13 +61,10 @@ func TestLifeRecordsFromFrames(t *testing.T) {
 					return
 				}
 				defer nc.Close() // the backend closes the connection when done
-				pre := make([]byte, len(http2.ClientPreface))
-				if _, err := io.ReadFull(nc, pre); err != nil {
+				p := acceptPeer(nc)
+				if p == nil {
 					return
 				}
-				p := &rawPeer{nc: nc, fr: http2.NewFramer(nc, nc)}
-				p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-				p.henc = hpack.NewEncoder(&p.hbuf)
 				p.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 10})
 				p.answer(p.awaitHeaders())
 				ids := []uint32{p.awaitHeaders(), p.awaitHeaders(), p.awaitHeaders()}

@@ -21,6 +21,14 @@ import (
 // method, on another connection.
 var ErrUnprocessed = errors.New("the backend did not process the stream (above a GOAWAY's last-stream-id, REFUSED_STREAM, or the connection could not take it)")
 
+// ErrMalformedResponse is in the error of a stream whose response the backend sent
+// malformed (RFC 9113 §8.1.1): an invalid :status or field, content-length values that
+// differ or do not parse, DATA before the head or on a response to HEAD, a body longer or
+// shorter than its content-length, a head past the header list limit. The client reset the
+// stream with PROTOCOL_ERROR; the backend answered, so it processed the request: this is
+// HTTP/1.1's bad response, not a reset before one, and not to be retried as a reset.
+var ErrMalformedResponse = errors.New("the backend's HTTP/2 response was malformed")
+
 // ErrClosed is returned by a pool that was closed.
 var ErrClosed = errors.New("h2pool: pool closed")
 

@@ -16,6 +16,7 @@ const (
 	CloseIdleTimeout   CloseReason = "idle_timeout"    // no stream for keepalive.idle_timeout
 	CloseLearnedIdle   CloseReason = "learned_timeout" // no stream for the learned backend idle timeout's safe part
 	CloseConnError     CloseReason = "conn_error"      // the library found the connection unusable
+	CloseWriteStuck    CloseReason = "write_stuck"     // a write on it blocked past a request's end (the backend stopped reading)
 	CloseShutdown      CloseReason = "shutdown"        // Pool.Close at shutdown
 	CloseConfigChange  CloseReason = "config_change"   // Pool.Close on reconfiguration
 	CloseMaxRequests   CloseReason = "max_requests"    // it was given Options.MaxRequests streams, and they ended
@@ -107,6 +108,8 @@ func (p *Pool) readIdleLocked(c *conn, now time.Time) time.Duration {
 func (p *Pool) endReason(c *conn) CloseReason {
 	f := c.cc.lifeFacts()
 	switch {
+	case f.writeStuck: // before the others: a stopped write closes the connection (eofAt), not the backend
+		return CloseWriteStuck
 	case f.goAway:
 		return CloseGoAway
 	case f.eofAt != 0:
@@ -119,8 +122,9 @@ func (p *Pool) endReason(c *conn) CloseReason {
 // stream then, it was closed after being idle so long (a GOAWAY or a FIN on an idle
 // connection is the backend's idle timeout at work).
 func (p *Pool) learnLocked(c *conn, idle bool, idleSince time.Time) {
-	end := c.cc.lifeFacts().eofAt
-	if !p.opts.Learn || end == 0 || !idle || c.streams.Load() == 0 {
+	f := c.cc.lifeFacts()
+	end := f.eofAt
+	if !p.opts.Learn || end == 0 || f.writeStuck || !idle || c.streams.Load() == 0 { // a stuck connection was closed by the client
 		return
 	}
 	age := time.Unix(0, end).Sub(idleSince)

@@ -31,7 +31,7 @@ var (
 	descH2Unprocessed = prometheus.NewDesc(nameH2UpUnprocessed,
 		"Streams the target provably did not process (above a GOAWAY's last-stream-id, REFUSED_STREAM); each was sent again.", poolLabels, nil)
 	descH2Closed = prometheus.NewDesc(nameH2UpClosed,
-		"HTTP/2 connections to the target closed, by reason (goaway, backend_closed, ping_timeout, idle_timeout, learned_timeout, max_requests, max_lifetime, conn_error, shutdown, config_change).",
+		"HTTP/2 connections to the target closed, by reason (goaway, backend_closed, ping_timeout, idle_timeout, learned_timeout, max_requests, max_lifetime, conn_error, write_stuck, shutdown, config_change).",
 		append(poolLabels, "reason"), nil)
 	descH2Pings = prometheus.NewDesc(nameH2UpPings,
 		"PINGs sent on HTTP/2 connections to the target, by kind (check: before a stream on an idle connection; read_idle) and result (ok, timeout).",

@@ -194,6 +194,10 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 			res.cond = config.RetryConnectFailure
 		}
 		return res
+	case errors.Is(err, h2pool.ErrMalformedResponse):
+		// The backend answered, malformed: it processed the request. As on HTTP/1.1
+		// (classifyRead), a bad response, under no retry condition.
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err))}
 	case errors.Is(context.Cause(actx), errH2AttemptTimeout):
 		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
 	}

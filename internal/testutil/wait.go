@@ -20,3 +20,21 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// WaitStill waits until count has not moved over three looks 100 ms apart (a writer blocked:
+// an upload that filled the sockets of a backend that stopped reading), and fails t
+// (naming what it waited for) if that did not happen within d.
+func WaitStill(t testing.TB, d time.Duration, what string, count func() int64) {
+	t.Helper()
+	for deadline, still, last := time.Now().Add(d), 0, int64(-1); still < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if n := count(); n == last {
+			still++
+		} else {
+			still, last = 0, n
+		}
+	}
+}
