@@ -507,7 +507,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		}
 		return nil, p.errShutdown()
 	}
-	c := newConn(nc, s, now)
+	c := newConn(nc, s, start)
 	switch {
 	case s == nil:
 	case resumed:
@@ -519,6 +519,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	p.stats.opened++
 	p.pre.noteDial(now.Sub(start))
 	p.stats.pathConnects++
+	c.lastUsed = now // dialed for this request: it was never idle (IdleAge 0)
 	p.checkoutLocked(c, now)
 	p.mu.Unlock()
 	return c, nil // new: its byte counts are 0

@@ -107,7 +107,7 @@ func (p *Pool) preconnect() {
 		}
 		return
 	}
-	c := p.addDialedLocked(nc, s, now, now.Sub(start))
+	c := p.addDialedLocked(nc, s, start, now.Sub(start))
 	c.pre = true
 	p.giveLocked(c)
 	p.mu.Unlock()
