@@ -165,24 +165,10 @@ func (p *Pool) recheck(c *Conn) {
 func (p *Pool) restoreIdleLocked(c *Conn, now time.Time) (evicted *Conn) {
 	p.insertIdleLocked(c)
 	if len(p.idle) > p.opts.MaxIdle {
-		evicted = p.idle[0]
-		p.idle = slices.Delete(p.idle, 0, 1)
+		evicted = p.dropOldestLocked()
 		p.retireLocked(evicted, ClosePoolFull, now, false)
 	}
 	return evicted
-}
-
-// insertIdleLocked puts c on the idle stack in the place its idle start (lastUsed) gives it:
-// the stack is ordered by it, the oldest at the bottom (refreshLocked and popLocked rely on
-// that). Released conns go on top; a conn put back after a TLS read, or a new one whose dial
-// started before others were released, may go below.
-func (p *Pool) insertIdleLocked(c *Conn) {
-	i := len(p.idle)
-	for i > 0 && p.idle[i-1].lastUsed.After(c.lastUsed) {
-		i--
-	}
-	p.idle = slices.Insert(p.idle, i, c)
-	p.mayPre = p.mayPre || c.pre
 }
 
 func (p *Pool) removeIdleLocked(c *Conn) {
