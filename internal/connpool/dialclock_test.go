@@ -2,75 +2,11 @@ package connpool
 
 import (
 	"context"
-	"crypto/tls"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"sluice/internal/testutil"
 )
-
-// slowTLSBackend serves TLS (HTTP/1.1 by ALPN) with every handshake held for delay after the
-// accept, and records when it accepted each connection: the backend's idle timer starts
-// there. The connections are only held open.
-type slowTLSBackend struct {
-	addr     string
-	mu       sync.Mutex
-	accepted []time.Time
-}
-
-func startSlowTLSBackend(t *testing.T, ca *testutil.CA, delay time.Duration) *slowTLSBackend {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &slowTLSBackend{addr: ln.Addr().String()}
-	tl := tls.NewListener(testutil.SlowHandshakeListener{Listener: ln, Delay: delay}, ca.ServerConfig(t, "127.0.0.1"))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = tl.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := tl.Accept()
-			if err != nil {
-				return
-			}
-			now := time.Now()
-			b.mu.Lock()
-			b.accepted = append(b.accepted, now)
-			b.mu.Unlock()
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				buf := make([]byte, 512)
-				for { // handshake, then hold the connection until the client or the test closes it
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	return b
-}
-
-func (b *slowTLSBackend) acceptedAt(i int) time.Time {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.accepted[i]
-}
 
 // TestDialTimeCountsAsIdle: a conn opened ahead of a request (a preconnect, or a DialH2 the
 // target answered with HTTP/1.1) counts its idle age from before its dial started. The
@@ -94,8 +30,8 @@ func TestDialTimeCountsAsIdle(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startSlowTLSBackend(t, ca, delay)
-			p := tlsPool(t, ca, b.addr, func(o *Options) { o.ALPN = &alpnRecorder{} })
+			b := startIdleServerHeld(t, ca.ServerConfig(t, "127.0.0.1"), delay)
+			p := tlsPool(t, ca, b.ln.Addr().String(), func(o *Options) { o.ALPN = &alpnRecorder{} })
 			tc.open(t, p)
 			p.mu.Lock()
 			if len(p.idle) != 1 {
@@ -105,7 +41,7 @@ func TestDialTimeCountsAsIdle(t *testing.T) {
 			pre := p.idle[0]
 			created, idleStart := pre.created, pre.lastUsed
 			p.mu.Unlock()
-			if accept := b.acceptedAt(0); idleStart.After(accept) || !created.Equal(idleStart) {
+			if accept := b.conn(t, 0).at; idleStart.After(accept) || !created.Equal(idleStart) {
 				t.Errorf("idle start %v after the backend's accept by %v (created %v); want the dial's start, before the accept",
 					idleStart.Format(time.StampMicro), idleStart.Sub(accept), created.Format(time.StampMicro))
 			}
@@ -128,7 +64,7 @@ func TestDialTimeCountsAsIdle(t *testing.T) {
 			p.mu.Lock()
 			created = fresh.created
 			p.mu.Unlock()
-			if accept := b.acceptedAt(1); created.After(accept) {
+			if accept := b.conn(t, 1).at; created.After(accept) {
 				t.Errorf("a conn dialed for the request was created %v after the backend's accept; want its dial's start", created.Sub(accept))
 			}
 		})
@@ -140,8 +76,8 @@ func TestDialTimeCountsAsIdle(t *testing.T) {
 // top is the youngest: popLocked and refreshLocked rely on it), and is still taken first.
 func TestPreconnectBelowConnsReleasedDuringItsDial(t *testing.T) {
 	ca := testutil.NewCA(t)
-	b := startSlowTLSBackend(t, ca, 150*time.Millisecond)
-	p := tlsPool(t, ca, b.addr, nil)
+	b := startIdleServerHeld(t, ca.ServerConfig(t, "127.0.0.1"), 150*time.Millisecond)
+	p := tlsPool(t, ca, b.ln.Addr().String(), nil)
 	used, err := p.Get(context.Background(), true)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +88,7 @@ func TestPreconnectBelowConnsReleasedDuringItsDial(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "the backend to accept the preconnect", func() bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		return len(b.accepted) == 2
+		return len(b.conns) == 2
 	})
 	p.Release(used, Outcome{Reusable: true, KeepAliveMax: -1}) // during the preconnect's handshake
 	testutil.WaitFor(t, 5*time.Second, "the preconnect to land on the idle stack", func() bool {
