@@ -117,7 +117,7 @@ func (p *Pool) DialH2(ctx context.Context) (net.Conn, string, error) {
 		return nil, alpnHTTP1, nil
 	}
 	p.total++
-	c := p.addDialedLocked(nc, s, now, now.Sub(start))
+	c := p.addDialedLocked(nc, s, start, now.Sub(start))
 	c.pre = true // a request takes it first (refreshLocked); counted as a preconnect
 	p.stats.fromH2++
 	p.stats.preconnects++
@@ -127,9 +127,10 @@ func (p *Pool) DialH2(ctx context.Context) (net.Conn, string, error) {
 }
 
 // addDialedLocked registers a connection dialed off the request path (a preconnect, a
-// DialH2) in a slot already counted in total.
-func (p *Pool) addDialedLocked(nc net.Conn, s *tlsSocket, now time.Time, took time.Duration) *Conn {
-	c := newConn(nc, s, now)
+// DialH2) in a slot already counted in total; start is when its dial started, its idle start
+// (newConn).
+func (p *Pool) addDialedLocked(nc net.Conn, s *tlsSocket, start time.Time, took time.Duration) *Conn {
+	c := newConn(nc, s, start)
 	switch {
 	case s == nil:
 	case s.tc.ConnectionState().DidResume:
@@ -143,8 +144,9 @@ func (p *Pool) addDialedLocked(nc net.Conn, s *tlsSocket, now time.Time, took ti
 	return c
 }
 
-// giveLocked hands c, a new unused connection, to the first waiter, or puts it on top of the
-// idle stack.
+// giveLocked hands c, a new unused connection, to the first waiter, or puts it on the idle
+// stack: on top, unless conns were released while it was dialed (its idle start is its
+// dial's start, insertIdleLocked).
 func (p *Pool) giveLocked(c *Conn) {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
@@ -153,8 +155,7 @@ func (p *Pool) giveLocked(c *Conn) {
 		return
 	}
 	c.state = stateIdle
-	p.idle = append(p.idle, c)
-	p.mayPre = p.mayPre || c.pre
+	p.insertIdleLocked(c)
 	if p.sweeperDueLocked() {
 		go p.sweep()
 	}

@@ -3,8 +3,11 @@ package connpool
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
 	"testing"
+	"time"
 
 	"sluice/internal/testutil"
 )
@@ -99,4 +102,35 @@ func mustExchange(b *testing.B, p *Pool) {
 	if a := exchange(p, "GET", "first"); a.err != nil {
 		b.Fatal(a.err)
 	}
+}
+
+// BenchmarkReleaseEvicts: a Release onto a full idle stack (MaxIdle conns), which retires the
+// oldest (pool_full). The conns are pipes with no peer: what is measured is the pool's own
+// work (the lock, the verdict, the push and the eviction), not a socket's close.
+func BenchmarkReleaseEvicts(b *testing.B) {
+	for _, n := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("max_idle=%d", n), func(b *testing.B) {
+			p := New("127.0.0.1:1", Options{Enabled: true, MaxIdle: n, SweepInterval: time.Hour}, nil)
+			defer p.Close(CloseShutdown)
+			ok := Outcome{Reusable: true, KeepAliveMax: -1}
+			next := pipeConn(b)
+			for range n {
+				p.Release(pipeConn(b), ok)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				bottom := p.idle[0] // no sweep runs (SweepInterval): read without the lock
+				p.Release(next, ok)
+				next = bottom
+				next.state = stateInUse
+			}
+		})
+	}
+}
+
+// pipeConn is a conn checked out of no pool, over one end of a pipe.
+func pipeConn(b testing.TB) *Conn {
+	c1, c2 := net.Pipe()
+	b.Cleanup(func() { _ = c1.Close(); _ = c2.Close() })
+	return newConn(c1, nil, time.Now())
 }

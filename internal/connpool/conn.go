@@ -41,8 +41,8 @@ type Conn struct {
 
 	// Guarded by the pool mutex.
 	state     connState
-	created   time.Time
-	lastUsed  time.Time     // start of the current idle period (release time)
+	created   time.Time     // when its dial started
+	lastUsed  time.Time     // start of the current idle period (release time; dial start when new)
 	aliveAt   time.Time     // last time a probe saw it alive in this idle period
 	served    int           // requests completed
 	limit     int           // Keep-Alive max: served >= limit retires it; 0 = none
@@ -105,8 +105,11 @@ func (c *Conn) AddRead(n int64) { c.cc.r.Add(n) }
 func (c *Conn) AddWritten(n int64) { c.cc.w.Add(n) }
 
 // newConn wraps a dialed connection: the socket nc, or the TLS connection of s when s is not
-// nil.
-func newConn(nc net.Conn, s *tlsSocket, now time.Time) *Conn {
+// nil. start is when its dial started: its created time and its idle start. The backend's
+// idle timer runs from its accept, during the dial, and a TLS handshake takes longer still:
+// a clock read after the dial would under-count the idle age of a conn that waits for its
+// first request (a preconnect) by the dial's duration.
+func newConn(nc net.Conn, s *tlsSocket, start time.Time) *Conn {
 	cc := &countConn{tls: s}
 	if s != nil {
 		cc.Conn, cc.nio = s.tc, s.nio
@@ -119,8 +122,8 @@ func newConn(nc net.Conn, s *tlsSocket, now time.Time) *Conn {
 		R:        bufio.NewReaderSize(cc, bufSize),
 		W:        bufio.NewWriterSize(cc, bufSize),
 		cc:       cc,
-		created:  now,
-		lastUsed: now,
+		created:  start,
+		lastUsed: start,
 	}
 	return c
 }

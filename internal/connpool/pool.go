@@ -30,6 +30,9 @@ type Pool struct {
 
 	mu   sync.Mutex
 	idle []*Conn // LIFO: the top (end) is the most recently released
+	// idleArr is idle's whole array: idle always ends where it ends, and starts later when
+	// the oldest conns were evicted (idlestack.go).
+	idleArr []*Conn
 	// mayPre: an idle conn may be preconnected and unused (refreshLocked looks for one). Set
 	// whenever such a conn goes on the stack, cleared by the look that finds none.
 	mayPre     bool
@@ -155,8 +158,7 @@ func (p *Pool) get(ctx context.Context, idempotent, fresh bool, now time.Time) (
 		if len(p.idle) > 0 {
 			// At the cap with idle conns this request may not use: swap the oldest for a
 			// fresh one, keeping its slot.
-			old := p.idle[0]
-			p.idle = slices.Delete(p.idle, 0, 1)
+			old := p.dropOldestLocked()
 			p.retireLocked(old, CloseEvicted, now, true)
 			p.mu.Unlock()
 			closeAll(append(dead, old))
@@ -191,7 +193,7 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 	for len(p.idle) > 0 {
 		top := p.idle[len(p.idle)-1]
 		if why := p.expiredLocked(top, now); why != "" {
-			p.idle = p.idle[:len(p.idle)-1]
+			p.popTopLocked()
 			p.retireLocked(top, why, now, false)
 			dead = append(dead, top)
 			continue
@@ -507,7 +509,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		}
 		return nil, p.errShutdown()
 	}
-	c := newConn(nc, s, now)
+	c := newConn(nc, s, start)
 	switch {
 	case s == nil:
 	case resumed:
@@ -519,6 +521,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	p.stats.opened++
 	p.pre.noteDial(now.Sub(start))
 	p.stats.pathConnects++
+	c.lastUsed = now // dialed for this request: it was never idle (IdleAge 0)
 	p.checkoutLocked(c, now)
 	p.mu.Unlock()
 	return c, nil // new: its byte counts are 0

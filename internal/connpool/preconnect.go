@@ -3,7 +3,8 @@ package connpool
 // Preconnect: connects moved off the request path. When the pool has had a request within two
 // effective idle timeouts and its youngest idle conn, one a request used, is about to be
 // retired (its idle age within lead of its limit) or has just been, the sweeper opens one
-// replacement in the background and puts it on top of the idle stack, so that the next
+// replacement in the background and puts it on the idle stack (on top, unless conns were
+// released during its dial: its idle age counts from the dial's start), so that the next
 // request finds a fresh conn instead of waiting for a connect (requests take an unused
 // preconnected conn first). Bounds: one preconnect in flight, at most one per half effective
 // idle timeout, none while the traffic is not recent, none to replace a preconnected conn (so
@@ -107,7 +108,7 @@ func (p *Pool) preconnect() {
 		}
 		return
 	}
-	c := p.addDialedLocked(nc, s, now, now.Sub(start))
+	c := p.addDialedLocked(nc, s, start, now.Sub(start))
 	c.pre = true
 	p.giveLocked(c)
 	p.mu.Unlock()

@@ -3,7 +3,6 @@ package connpool
 import (
 	"errors"
 	"net"
-	"slices"
 	"time"
 )
 
@@ -71,11 +70,10 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		return
 	}
 	c.state = stateIdle
-	p.idle = append(p.idle, c)
+	p.pushIdleLocked(c)
 	var evicted *Conn
 	if len(p.idle) > p.opts.MaxIdle {
-		evicted = p.idle[0]
-		p.idle = slices.Delete(p.idle, 0, 1)
+		evicted = p.dropOldestLocked()
 		p.retireLocked(evicted, ClosePoolFull, now, false)
 	}
 	start := p.sweeperDueLocked()
@@ -160,7 +158,7 @@ func (p *Pool) Close(why CloseReason) {
 	}
 	p.waiters = nil
 	idle := p.idle
-	p.idle = nil
+	p.idle, p.idleArr = nil, nil
 	for _, c := range idle {
 		p.retireLocked(c, why, now, false)
 	}

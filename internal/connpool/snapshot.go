@@ -126,21 +126,22 @@ type counters struct {
 // ConnInfo describes one live connection.
 type ConnInfo struct {
 	ID       uint64        `json:"id"`
-	State    string        `json:"state"` // "idle" or "in_use"
-	Created  time.Time     `json:"created"`
+	State    string        `json:"state"`   // "idle" or "in_use"
+	Created  time.Time     `json:"created"` // when its dial started
 	LastUsed time.Time     `json:"last_used"`
 	Age      time.Duration `json:"age"`
 	IdleAge  time.Duration `json:"idle_age"` // 0 when in use
 	Served   int           `json:"served"`
-	// LastIdleAge is the idle age at the last checkout (0 for a connection on its first
-	// request): with Served and LastUsed, a reader sampling snapshots sees each reuse.
+	// LastIdleAge is the idle age at the last checkout (0 for a connection dialed for its
+	// first request; a preconnected one's counts from its dial's start): with Served and
+	// LastUsed, a reader sampling snapshots sees each reuse.
 	LastIdleAge time.Duration `json:"last_idle_age"`
 }
 
 // LifeRecord describes a closed connection.
 type LifeRecord struct {
 	ID          uint64        `json:"id"`
-	Created     time.Time     `json:"created"`
+	Created     time.Time     `json:"created"` // when its dial started
 	Closed      time.Time     `json:"closed"`
 	Served      int           `json:"served"`
 	LastIdleAge time.Duration `json:"last_idle_age"` // idle age at the last checkout

@@ -163,15 +163,9 @@ func (p *Pool) recheck(c *Conn) {
 // keeping the MaxIdle bound (conns released meanwhile did not count it): it returns the
 // conn retired to keep it, for the caller to close after unlocking.
 func (p *Pool) restoreIdleLocked(c *Conn, now time.Time) (evicted *Conn) {
-	i := len(p.idle)
-	for i > 0 && p.idle[i-1].lastUsed.After(c.lastUsed) {
-		i--
-	}
-	p.idle = slices.Insert(p.idle, i, c)
-	p.mayPre = p.mayPre || c.pre
+	p.insertIdleLocked(c)
 	if len(p.idle) > p.opts.MaxIdle {
-		evicted = p.idle[0]
-		p.idle = slices.Delete(p.idle, 0, 1)
+		evicted = p.dropOldestLocked()
 		p.retireLocked(evicted, ClosePoolFull, now, false)
 	}
 	return evicted

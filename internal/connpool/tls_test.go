@@ -117,13 +117,24 @@ type idleServer struct {
 type serverConn struct {
 	raw net.Conn
 	tc  *tls.Conn
+	at  time.Time // when it was accepted
 }
 
 func startIdleServer(t *testing.T, cfg *tls.Config) *idleServer {
 	t.Helper()
+	return startIdleServerHeld(t, cfg, 0)
+}
+
+// startIdleServerHeld is startIdleServer with every handshake held for delay after the
+// accept (testutil.SlowHandshakeListener), when delay > 0.
+func startIdleServerHeld(t *testing.T, cfg *tls.Config, delay time.Duration) *idleServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if delay > 0 {
+		ln = testutil.SlowHandshakeListener{Listener: ln, Delay: delay}
 	}
 	s := &idleServer{ln: ln}
 	var wg sync.WaitGroup
@@ -142,7 +153,7 @@ func startIdleServer(t *testing.T, cfg *tls.Config) *idleServer {
 			if err != nil {
 				return
 			}
-			c := &serverConn{raw: raw, tc: tls.Server(raw, cfg)}
+			c := &serverConn{raw: raw, tc: tls.Server(raw, cfg), at: time.Now()}
 			s.mu.Lock()
 			s.conns = append(s.conns, c)
 			s.mu.Unlock()
