@@ -496,6 +496,7 @@ type reqState struct {
 	hdr    *h1.Header
 	lookup func(name string) (string, bool)
 	tls    *tls.ConnectionState
+	sub    string // the client certificate's subject (server.Served.ClientSubject)
 	tlsFn  func(name string) (string, bool)
 	client clientState // plugins.go
 	trace  traceState  // tracing.go
@@ -507,21 +508,20 @@ var reqStates = sync.Pool{New: func() any {
 		v, ok := st.hdr.Get(name)
 		return string(v), ok
 	}
-	st.tlsFn = func(name string) (string, bool) { return tlsFact(st.tls, name) }
+	st.tlsFn = func(name string) (string, bool) { return tlsFact(st.tls, st.sub, name) }
 	return st
 }}
 
-// tlsFact is a fact of a TLS session for route matching (config.Match.TLS).
-func tlsFact(st *tls.ConnectionState, name string) (string, bool) {
+// tlsFact is a fact of a TLS session for route matching (config.Match.TLS); subject is the
+// verified client certificate's, rendered once per connection ("" without one).
+func tlsFact(st *tls.ConnectionState, subject, name string) (string, bool) {
 	switch name {
 	case config.TLSMatchSNI:
 		return st.ServerName, st.ServerName != ""
 	case config.TLSMatchVersion:
 		return tls.VersionName(st.Version), true
 	case config.TLSMatchClientSubject:
-		if len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
-			return st.PeerCertificates[0].Subject.String(), true
-		}
+		return subject, subject != ""
 	}
 	return "", false
 }
@@ -540,6 +540,7 @@ func newReqState(ex server.Served) *reqState {
 		Header: st.lookup,
 	}
 	if st.tls = ex.TLS(); st.tls != nil {
+		st.sub = ex.ClientSubject()
 		st.in.TLS = st.tlsFn
 	}
 	return st
@@ -548,7 +549,7 @@ func newReqState(ex server.Served) *reqState {
 func (st *reqState) release() {
 	st.rec = proxy.Record{}
 	st.in = router.Input{}
-	st.hdr, st.tls = nil, nil
+	st.hdr, st.tls, st.sub = nil, nil, ""
 	st.client.end()
 	st.trace.end()
 	reqStates.Put(st)
