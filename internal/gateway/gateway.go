@@ -23,6 +23,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/plugin"
 	"sluice/internal/proxy"
 	"sluice/internal/reason"
@@ -61,6 +62,7 @@ type Gateway struct {
 
 type listener struct {
 	cfg config.Listener
+	ln  net.Listener // what srv accepts from (its TCP keep-alive is set there)
 	srv *server.Server
 	err chan error
 }
@@ -205,14 +207,14 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 		if _, ok := g.listeners[lc.Address]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", lc.Address)
+		ln, err := netio.Listen(lc.Address, lc.TCPKeepaliveValue())
 		if err != nil {
 			for _, o := range opened {
 				o.srv.Shutdown(context.Background())
 			}
 			return nil, fmt.Errorf("listeners: %w", err)
 		}
-		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
+		opened = append(opened, &listener{cfg: lc, ln: ln, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
 	}
 	return opened, nil
 }
@@ -222,6 +224,11 @@ func (g *Gateway) updateListeners(cfg *config.Config, edge *edgeTLS) {
 	for _, lc := range cfg.Listeners {
 		if l, ok := g.listeners[lc.Address]; ok {
 			l.srv.Update(settings(lc, edge, cfg.Errors.ExposeDetails))
+			// Accepted sockets inherit the listening socket's keep-alive (netio.Listen):
+			// setting it there applies to the connections accepted from now on.
+			if err := netio.SetListenerKeepalive(l.ln, lc.TCPKeepaliveValue()); err != nil {
+				g.log.Warn("listener keeps its previous tcp_keepalive", "listener", lc.Name, "err", err)
+			}
 		}
 	}
 }
