@@ -13,6 +13,7 @@ const (
 	DefaultReadTimeout       = Duration(60 * time.Second)
 	DefaultWriteTimeout      = Duration(60 * time.Second)
 	DefaultIdleTimeout       = Duration(60 * time.Second)
+	DefaultTCPKeepalive      = Duration(15 * time.Second)
 	DefaultMaxHeaderBytes    = 65536
 	DefaultMaxHeaders        = 100
 	DefaultUnderscores       = UnderscoresDrop
@@ -113,6 +114,7 @@ func defaultListener(l *Listener) {
 	setIfZero(&l.ReadTimeout, DefaultReadTimeout)
 	setIfZero(&l.WriteTimeout, DefaultWriteTimeout)
 	setIfZero(&l.IdleTimeout, DefaultIdleTimeout)
+	setIfNil(&l.TCPKeepalive, DefaultTCPKeepalive)
 	setIfZero(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setIfZero(&l.MaxHeaders, DefaultMaxHeaders)
 	setIfZero(&l.UnderscoresInHeaders, DefaultUnderscores)

@@ -11,6 +11,11 @@ func (k Keepalive) IsEnabled() bool { return deref(k.Enabled, DefaultKeepaliveEn
 // LearnEnabled reports whether per-target idle timeout learning is on (default true).
 func (k Keepalive) LearnEnabled() bool { return deref(k.Learn, DefaultLearn) }
 
+// TCPKeepaliveValue returns TCPKeepalive or its default (0: off).
+func (l Listener) TCPKeepaliveValue() time.Duration {
+	return deref(l.TCPKeepalive, DefaultTCPKeepalive).D()
+}
+
 // IdleTimeoutValue returns IdleTimeout or its default.
 func (k Keepalive) IdleTimeoutValue() time.Duration {
 	return deref(k.IdleTimeout, DefaultKeepaliveIdleTimeout).D()

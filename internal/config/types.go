@@ -58,6 +58,12 @@ type Listener struct {
 	// IdleTimeout closes a client keep-alive connection idle this long. Default 60s;
 	// 0 is invalid (use a small value to close quickly).
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// TCPKeepalive is the TCP keep-alive of client connections: how long a connection may
+	// carry nothing before the kernel probes the client, and the interval between probes (9
+	// unanswered probes drop it), in whole seconds up to 32767s. It finds clients that
+	// vanished without a FIN or reset (under a long idle tunnel, say). Default 15s; 0s turns
+	// keep-alive off (nginx's default). A reload applies it to connections accepted afterwards.
+	TCPKeepalive *Duration `yaml:"tcp_keepalive"`
 	// MaxHeaderBytes bounds the request line plus all headers. Default 65536 (64 KiB);
 	// 0 is invalid.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`

@@ -5,6 +5,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // maxWeight bounds Target.Weight so weight sums cannot overflow in the balancer.
@@ -76,6 +77,7 @@ func (c *Config) validateListeners(p *problems) {
 		if l.MaxBodyBytes < 0 {
 			p.add(b+".max_body_bytes", "must not be negative (0 means unlimited)")
 		}
+		validateTCPKeepalive(p, b+".tcp_keepalive", l.TCPKeepalive)
 		switch l.UnderscoresInHeaders {
 		case "", UnderscoresDrop, UnderscoresAllow, UnderscoresReject:
 		default:
@@ -93,6 +95,23 @@ func (c *Config) validateListeners(p *problems) {
 				p.add(b+".redirect_https.port", "must be a port number, got %d", r.Port)
 			}
 		}
+	}
+}
+
+// maxTCPKeepalive is Linux's largest TCP_KEEPIDLE and TCP_KEEPINTVL (MAX_TCP_KEEPIDLE).
+const maxTCPKeepalive = Duration(32767 * time.Second)
+
+// validateTCPKeepalive checks listeners[].tcp_keepalive: 0s (off) or whole seconds the
+// kernel takes.
+func validateTCPKeepalive(p *problems, path string, d *Duration) {
+	switch {
+	case d == nil || *d == 0:
+	case *d < 0:
+		p.add(path, "must not be negative; 0s turns TCP keep-alive off")
+	case *d%Duration(time.Second) != 0:
+		p.add(path, "must be whole seconds (the kernel counts keep-alive in seconds), got %s", time.Duration(*d))
+	case *d > maxTCPKeepalive:
+		p.add(path, "at most %s (the kernel's limit), got %s", maxTCPKeepalive, *d)
 	}
 }
 

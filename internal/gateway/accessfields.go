@@ -39,7 +39,7 @@ func (g *Gateway) logAccess(ex server.Served, in *router.Input, routeID, upstrea
 	logClientFields(ln, m, ex, in, rec)
 	logResultFields(ln, m, ex, routeID, upstreamID, rec, dur)
 	if st := ex.TLS(); st != nil {
-		logTLSFields(ln, m, st)
+		logTLSFields(ln, m, st, ex.ClientSubject())
 	}
 	if rec.Tunnel.Protocol != "" {
 		logTunnelFields(ln, m, &rec.Tunnel)
@@ -151,8 +151,9 @@ func logResultFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Serv
 	}
 }
 
-// logTLSFields adds a TLS listener's connection: tls_version to client_cert_subject.
-func logTLSFields(ln *accesslog.Line, m config.AccessFieldSet, st *tls.ConnectionState) {
+// logTLSFields adds a TLS listener's connection: tls_version to client_cert_subject
+// (subject: the verified client certificate's, rendered once per connection by the server).
+func logTLSFields(ln *accesslog.Line, m config.AccessFieldSet, st *tls.ConnectionState, subject string) {
 	if m.Has(config.AccessTLSVersion) {
 		ln.Str("tls_version", tls.VersionName(st.Version))
 	}
@@ -165,8 +166,8 @@ func logTLSFields(ln *accesslog.Line, m config.AccessFieldSet, st *tls.Connectio
 	if m.Has(config.AccessSNI) {
 		ln.Str("sni", st.ServerName)
 	}
-	if len(st.PeerCertificates) > 0 && m.Has(config.AccessClientCertSubject) {
-		ln.Str("client_cert_subject", st.PeerCertificates[0].Subject.String())
+	if subject != "" && m.Has(config.AccessClientCertSubject) {
+		ln.Str("client_cert_subject", subject)
 	}
 }
 

@@ -24,6 +24,7 @@ type lineServed struct {
 	req   h1.Request
 	start time.Time
 	tls   *tls.ConnectionState
+	sub   string // ClientSubject: lineTLS's client certificate's, with withTLS
 }
 
 func (s *lineServed) Request() *h1.Request           { return &s.req }
@@ -32,6 +33,7 @@ func (s *lineServed) Proto() string                  { return "HTTP/1.1" }
 func (s *lineServed) ListenerName() string           { return "main" }
 func (s *lineServed) ClientIP() string               { return "10.1.2.3" }
 func (s *lineServed) TLS() *tls.ConnectionState      { return s.tls }
+func (s *lineServed) ClientSubject() string          { return s.sub }
 func (s *lineServed) RequestIDBytes() []byte         { return lineRequestID }
 func (s *lineServed) Status() int                    { return 200 }
 func (s *lineServed) BodyBytes() int64               { return 12 }
@@ -39,7 +41,7 @@ func (s *lineServed) BytesOut() int64                { return 300 }
 func (s *lineServed) BytesSent() int64               { return 389 }
 func (s *lineServed) DroppedFields() (int, int)      { return 0, 0 }
 func (s *lineServed) SplicedBytes() (int64, int64)   { return 0, 0 }
-func (s *lineServed) withTLS() *lineServed           { s.tls = lineTLS; return s }
+func (s *lineServed) withTLS() *lineServed           { s.tls, s.sub = lineTLS, "CN=client-1,O=Acme"; return s }
 func (s *lineServed) withQuery(q string) *lineServed { s.req.Query = []byte(q); return s }
 
 var _ server.Served = (*lineServed)(nil)

@@ -23,6 +23,7 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/plugin"
 	"sluice/internal/proxy"
 	"sluice/internal/reason"
@@ -61,6 +62,7 @@ type Gateway struct {
 
 type listener struct {
 	cfg config.Listener
+	ln  net.Listener // what srv accepts from (its TCP keep-alive is set there)
 	srv *server.Server
 	err chan error
 }
@@ -205,14 +207,14 @@ func (g *Gateway) openListeners(cfg *config.Config, edge *edgeTLS) ([]*listener,
 		if _, ok := g.listeners[lc.Address]; ok {
 			continue
 		}
-		ln, err := net.Listen("tcp", lc.Address)
+		ln, err := netio.Listen(lc.Address, lc.TCPKeepaliveValue())
 		if err != nil {
 			for _, o := range opened {
 				o.srv.Shutdown(context.Background())
 			}
 			return nil, fmt.Errorf("listeners: %w", err)
 		}
-		opened = append(opened, &listener{cfg: lc, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
+		opened = append(opened, &listener{cfg: lc, ln: ln, srv: server.New(ln, settings(lc, edge, cfg.Errors.ExposeDetails), g, g.log), err: make(chan error, 1)})
 	}
 	return opened, nil
 }
@@ -222,6 +224,11 @@ func (g *Gateway) updateListeners(cfg *config.Config, edge *edgeTLS) {
 	for _, lc := range cfg.Listeners {
 		if l, ok := g.listeners[lc.Address]; ok {
 			l.srv.Update(settings(lc, edge, cfg.Errors.ExposeDetails))
+			// Accepted sockets inherit the listening socket's keep-alive (netio.Listen):
+			// setting it there applies to the connections accepted from now on.
+			if err := netio.SetListenerKeepalive(l.ln, lc.TCPKeepaliveValue()); err != nil {
+				g.log.Warn("listener keeps its previous tcp_keepalive", "listener", lc.Name, "err", err)
+			}
 		}
 	}
 }
@@ -496,6 +503,7 @@ type reqState struct {
 	hdr    *h1.Header
 	lookup func(name string) (string, bool)
 	tls    *tls.ConnectionState
+	sub    string // the client certificate's subject (server.Served.ClientSubject)
 	tlsFn  func(name string) (string, bool)
 	client clientState // plugins.go
 	trace  traceState  // tracing.go
@@ -507,21 +515,20 @@ var reqStates = sync.Pool{New: func() any {
 		v, ok := st.hdr.Get(name)
 		return string(v), ok
 	}
-	st.tlsFn = func(name string) (string, bool) { return tlsFact(st.tls, name) }
+	st.tlsFn = func(name string) (string, bool) { return tlsFact(st.tls, st.sub, name) }
 	return st
 }}
 
-// tlsFact is a fact of a TLS session for route matching (config.Match.TLS).
-func tlsFact(st *tls.ConnectionState, name string) (string, bool) {
+// tlsFact is a fact of a TLS session for route matching (config.Match.TLS); subject is the
+// verified client certificate's, rendered once per connection ("" without one).
+func tlsFact(st *tls.ConnectionState, subject, name string) (string, bool) {
 	switch name {
 	case config.TLSMatchSNI:
 		return st.ServerName, st.ServerName != ""
 	case config.TLSMatchVersion:
 		return tls.VersionName(st.Version), true
 	case config.TLSMatchClientSubject:
-		if len(st.VerifiedChains) > 0 && len(st.PeerCertificates) > 0 {
-			return st.PeerCertificates[0].Subject.String(), true
-		}
+		return subject, subject != ""
 	}
 	return "", false
 }
@@ -540,6 +547,7 @@ func newReqState(ex server.Served) *reqState {
 		Header: st.lookup,
 	}
 	if st.tls = ex.TLS(); st.tls != nil {
+		st.sub = ex.ClientSubject()
 		st.in.TLS = st.tlsFn
 	}
 	return st
@@ -548,7 +556,7 @@ func newReqState(ex server.Served) *reqState {
 func (st *reqState) release() {
 	st.rec = proxy.Record{}
 	st.in = router.Input{}
-	st.hdr, st.tls = nil, nil
+	st.hdr, st.tls, st.sub = nil, nil, ""
 	st.client.end()
 	st.trace.end()
 	reqStates.Put(st)

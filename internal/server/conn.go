@@ -74,6 +74,9 @@ type conn struct {
 	served atomic.Int64
 	ex     *Exchange            // nil while idle
 	tls    *tls.ConnectionState // nil: plain TCP
+	// clientSubject is the verified client certificate's subject, rendered once at the
+	// handshake (clientSubject in tls.go); "" without one.
+	clientSubject string
 
 	bufs *connBufs // nil while idle
 	h2   *h2Conn   // set (under mu) when the connection became HTTP/2 (h2.go)

@@ -108,6 +108,10 @@ func (ex *Exchange) OnCancel(f func()) { ex.c.setOnCancel(f) }
 // TLS is the state of the client connection's TLS session, or nil over plain TCP.
 func (ex *Exchange) TLS() *tls.ConnectionState { return ex.c.tls }
 
+// ClientSubject is the subject of the client's verified certificate, "" without one
+// ([Served]).
+func (ex *Exchange) ClientSubject() string { return ex.c.clientSubject }
+
 // ClientIP is the client's address without the port.
 func (ex *Exchange) ClientIP() string { return ex.c.clientIP }
 

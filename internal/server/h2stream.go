@@ -157,6 +157,10 @@ func (s *Stream) ClientIP() string { return s.h.c.clientIP }
 // TLS is the client connection's TLS state, nil for h2c.
 func (s *Stream) TLS() *tls.ConnectionState { return s.h.c.tls }
 
+// ClientSubject is the subject of the client's verified certificate, "" without one
+// ([Served]).
+func (s *Stream) ClientSubject() string { return s.h.c.clientSubject }
+
 // RequestIDBytes is the request's id: the client's X-Request-Id when sane, else a new one.
 func (s *Stream) RequestIDBytes() []byte {
 	if s.reqID == nil {

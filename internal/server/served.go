@@ -19,6 +19,9 @@ type Served interface {
 	ListenerName() string
 	ClientIP() string
 	TLS() *tls.ConnectionState
+	// ClientSubject is the subject of the client's verified certificate in RFC 2253 form,
+	// "" without one (plain TCP, no certificate). It is rendered once per connection.
+	ClientSubject() string
 	RequestIDBytes() []byte
 	Status() int
 	BodyBytes() int64
