@@ -11,13 +11,11 @@ import (
 	"time"
 )
 
-// TestFlushWithReadKeepsUnsentRequest: FlushWithRead leaves the request for the response's
-// first read to send; a read that fails before sending (a deadline already past) keeps it,
-// and BytesWritten counts only what reached the socket, so the proxy's retry rules see
-// "nothing sent" until it was.
-func TestFlushWithReadKeepsUnsentRequest(t *testing.T) {
+// checkedOutOK checks out a conn to a backend that answers "ok".
+func checkedOutOK(t *testing.T) (*Pool, *Conn) {
+	t.Helper()
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	defer be.Close()
+	t.Cleanup(be.Close)
 	p := newPool(t, be.Listener.Addr().String(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -25,6 +23,15 @@ func TestFlushWithReadKeepsUnsentRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, c
+}
+
+// TestFlushWithReadKeepsUnsentRequest: FlushWithRead leaves the request for the response's
+// first read to send; a read that fails before sending (a deadline already past) keeps it,
+// and BytesWritten counts only what reached the socket, so the proxy's retry rules see
+// "nothing sent" until it was.
+func TestFlushWithReadKeepsUnsentRequest(t *testing.T) {
+	p, c := checkedOutOK(t)
 	const req = "GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 	c.W.WriteString(req)
 	if err := c.FlushWithRead(); err != nil {
@@ -57,15 +64,7 @@ func TestFlushWithReadKeepsUnsentRequest(t *testing.T) {
 // sends the request would overwrite the buffer the pending request lives in; it fails
 // instead of putting garbage on the wire, and nothing reaches the backend.
 func TestWriteBeforeSendIsRefused(t *testing.T) {
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	defer be.Close()
-	p := newPool(t, be.Listener.Addr().String(), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := p.Get(ctx, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, c := checkedOutOK(t)
 	c.W.WriteString("GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
 	if err := c.FlushWithRead(); err != nil {
 		t.Fatal(err)
