@@ -15,6 +15,7 @@
 package netio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -67,6 +68,10 @@ type Conn struct {
 	// SendRead's callback, and whether its next call is the first (the send).
 	srFn      func(uintptr) bool
 	sendFirst bool
+	// HoldNextWrite's state: the next Write's bytes are held (a slice of the caller's
+	// buffer, untouched until sent) for the next Read to send with SendRead.
+	holdNext bool
+	held     []byte
 	// The watch of waits (see Watch) and the state of a watched Read's and Write's first
 	// try.
 	watch                func() bool
@@ -106,6 +111,9 @@ func Wrap(nc net.Conn) net.Conn {
 func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
+	}
+	if c.held != nil {
+		return c.readHeld(b)
 	}
 	c.rbuf, c.rn, c.rerr = b, 0, 0
 	err := c.readWait(c.rfn)
@@ -151,6 +159,13 @@ func (c *Conn) readFD(fd uintptr) bool {
 func (c *Conn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
+	}
+	if c.holdNext {
+		c.holdNext, c.held = false, b
+		return len(b), nil
+	}
+	if c.held != nil {
+		return 0, errHeldUnsent
 	}
 	c.wbuf, c.wn, c.werr = b, 0, 0
 	err := c.writeWait(c.wfn)
@@ -240,6 +255,50 @@ func (c *Conn) SendRead(w, r []byte) (sent, n int, err error) {
 		return sent, 0, io.EOF
 	}
 	return sent, n, nil
+}
+
+// isSendError reports whether err is SendRead's *SendError (a type switch: errors.As would
+// move its target to the heap on every call).
+func isSendError(err error) bool {
+	_, ok := err.(*SendError)
+	return ok
+}
+
+// errHeldUnsent is a Write while held bytes wait for their Read: a misuse (the held bytes
+// live in the caller's buffer, which this write went through), refused rather than sent.
+var errHeldUnsent = errors.New("netio: a write came while held bytes waited for the next read")
+
+// HoldNextWrite makes the next Write keep its bytes, unsent, for the next Read to send with
+// SendRead, in the poller call that waits for the answer: a server hands a response's last
+// flush to the wait for the next request this way. The caller must not change those bytes
+// (a bufio.Writer's buffer: no write through it) until they are sent, and must call
+// SendHeld before closing or when the Read failed without sending them (Held).
+func (c *Conn) HoldNextWrite() { c.holdNext = true }
+
+// Held reports whether bytes held by HoldNextWrite wait to be sent.
+func (c *Conn) Held() bool { return c.held != nil }
+
+// SendHeld writes the held bytes, if any, with an ordinary Write.
+func (c *Conn) SendHeld() error {
+	h := c.held
+	if h == nil {
+		return nil
+	}
+	c.held = nil
+	_, err := c.Write(h)
+	return err
+}
+
+// readHeld is Read with held bytes: SendRead sends them and reads. Bytes not sent because
+// the poller failed first (a deadline already past) stay held.
+func (c *Conn) readHeld(b []byte) (int, error) {
+	h := c.held
+	c.held = nil
+	sent, n, err := c.SendRead(h, b)
+	if sent < len(h) && !isSendError(err) {
+		c.held = h[sent:]
+	}
+	return n, err
 }
 
 // sendReadFD is SendRead's callback: the first call writes what the socket takes at once

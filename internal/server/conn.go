@@ -208,6 +208,16 @@ const (
 // waitNextRequest waits a moment, with the buffers in hand, for the first byte of the next
 // request; past that it arms the idle timeout, releases the buffers and reports waitHandOver.
 func (c *conn) waitNextRequest() int {
+	// finish may have left the last response's bytes buffered (Exchange.holdable): they go
+	// out with the first wait's read below, or now when there is no such wait.
+	held := c.bw.Buffered() > 0
+	fast := c.st.IdleTimeout <= 0 || c.st.IdleTimeout > 2*idleFastWait
+	if held && (c.br.Buffered() > 0 || !fast) {
+		if c.flushHeld() != nil {
+			return waitStop
+		}
+		held = false
+	}
 	if c.br.Buffered() > 0 {
 		return waitNext // pipelined
 	}
@@ -220,15 +230,29 @@ func (c *conn) waitNextRequest() int {
 	if d := c.st.IdleTimeout; d > 0 {
 		idleEnd = start.Add(d)
 	}
-	if c.st.IdleTimeout <= 0 || c.st.IdleTimeout > 2*idleFastWait {
+	if fast {
 		// The wait may run up to idleFastWait late: a busy connection then re-arms it only
 		// every few requests.
 		if !c.armIdle(start.Add(idleFastWait), idleFastWait) {
+			c.flushHeld()
 			return waitStop
+		}
+		if held {
+			// The response goes out inside the read's poller call (netio.Conn.SendRead):
+			// the client's next request cannot come before it, so the read waits at once.
+			c.setWriteDeadline()
+			c.nio.HoldNextWrite()
+			if c.bw.Flush() != nil {
+				return waitStop
+			}
 		}
 		if _, err := c.br.Peek(1); err == nil {
 			return waitNext
 		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return waitStop
+		}
+		// A deadline already past (Shutdown's wake-up) stops the read before it sends.
+		if c.nio != nil && c.nio.Held() && c.nio.SendHeld() != nil {
 			return waitStop
 		}
 	}
@@ -237,6 +261,15 @@ func (c *conn) waitNextRequest() int {
 	}
 	c.releaseBufs()
 	return waitHandOver
+}
+
+// flushHeld sends what finish left buffered (Exchange.holdable), with an ordinary write.
+func (c *conn) flushHeld() error {
+	if c.bw.Buffered() == 0 {
+		return nil
+	}
+	c.setWriteDeadline()
+	return c.bw.Flush()
 }
 
 // waitIdle is the long idle wait (armed by waitNextRequest): it holds no buffers until the

@@ -479,12 +479,30 @@ func (ex *Exchange) Tunnel() (net.Conn, io.Reader, error) {
 	return ex.c.rw, ex.c.br, nil
 }
 
-// Flush sends buffered response bytes to the client now.
+// Flush sends buffered response bytes to the client now, except the last ones of a
+// response that is complete and will be followed by the next request: finish leaves those to
+// the wait for that request, which sends them in the same poller call (see holdable).
 func (ex *Exchange) Flush() error {
+	if ex.holdable() {
+		return nil
+	}
+	return ex.flushNow()
+}
+
+func (ex *Exchange) flushNow() error {
 	if ex.c.bw.Buffered() > 0 {
 		ex.c.setWriteDeadline()
 	}
 	return ex.c.bw.Flush()
+}
+
+// holdable reports whether the response is complete (head written, a declared body all
+// written, or none) on a plain TCP connection that stays open: its last bytes can wait in the
+// buffer for waitNextRequest, which sends them inside the wait for the next request
+// (netio.Conn.HoldNextWrite), so that wait needs no read that finds nothing first.
+func (ex *Exchange) holdable() bool {
+	return ex.c.nio != nil && ex.wroteHead && !ex.chunked && !ex.tunneled && !ex.aborted &&
+		!ex.closeAfter && !ex.untilClose && (ex.noBody || ex.declared >= 0 && ex.bytesOut == ex.declared)
 }
 
 // chunkOverhead bounds what the chunked coding adds around a Write's bytes (size line and
@@ -520,7 +538,10 @@ func (ex *Exchange) finish() bool {
 	if !ex.noBody && ex.declared >= 0 && ex.bytesOut != ex.declared {
 		complete = false // truncated: closing tells the client the body is incomplete
 	}
-	if err := ex.Flush(); err != nil {
+	if complete && ex.holdable() && ex.bodyDone() && !c.srv.closing.Load() {
+		return true // the response stays buffered: waitNextRequest sends it
+	}
+	if err := ex.flushNow(); err != nil {
 		return false
 	}
 	if !complete || ex.closeAfter || ex.untilClose || c.srv.closing.Load() {
