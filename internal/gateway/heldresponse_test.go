@@ -39,7 +39,7 @@ func TestPipelinedDuringExchangeIsAnswered(t *testing.T) {
 		io.WriteString(conn, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
 		<-arrived
 		io.WriteString(conn, "GET /fast HTTP/1.1\r\nHost: h\r\n\r\n") // pipelined, while /slow is upstream
-		time.Sleep(20 * time.Millisecond)                            // let it reach the gateway's socket
+		time.Sleep(20 * time.Millisecond)                             // let it reach the gateway's socket
 		start := time.Now()
 		release <- struct{}{}
 		for _, want := range []string{"/slow", "/fast"} {
