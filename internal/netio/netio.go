@@ -309,17 +309,10 @@ func (c *Conn) sendReadFD(fd uintptr) bool {
 		return c.readFD(fd)
 	}
 	c.sendFirst = false
-	for c.wn < len(c.wbuf) {
-		p := c.wbuf[c.wn:]
-		n, e, ready := nonblocking(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), sendFlags, 0, 0)
-		if !ready {
-			return true // SendRead finishes the write as an ordinary one
-		}
-		if e != 0 {
-			c.werr = e
-			return true
-		}
-		c.wn += int(n)
+	// writeFD is Write's callback: false when the socket's buffer filled (SendRead then
+	// finishes the write as an ordinary one), true when all was sent or the send failed.
+	if !c.writeFD(fd) || c.werr != 0 {
+		return true
 	}
 	return false
 }
