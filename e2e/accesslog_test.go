@@ -25,7 +25,7 @@ func startFileLog(t *testing.T) (p *proc, listen, access string) {
 	t.Helper()
 	be := okBackend(t)
 	dir := t.TempDir()
-	listen = freeAddr(t)
+	listen = testutil.FreeAddr(t)
 	access = filepath.Join(dir, "access.log")
 	cfg := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(routeConfig(listen, be, fmt.Sprintf("admin: {enabled: false}\nlog: {access: %q}\n", access))), 0o644); err != nil {
@@ -122,7 +122,7 @@ func TestAccessLogKeepsEveryLine(t *testing.T) {
 // rejected, naming it, and the previous fields stay; `sluice validate` rejects that file.
 func TestAccessLogFieldList(t *testing.T) {
 	be := okBackend(t)
-	listen := freeAddr(t)
+	listen := testutil.FreeAddr(t)
 	conf := func(log string) string { return routeConfig(listen, be, "admin: {enabled: false}\nlog: "+log+"\n") }
 	path := configFile(t, conf("{access_fields: [status, path, time, method]}"))
 	p := start(t, "run", "-c", path)

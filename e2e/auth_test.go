@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"sluice/internal/testutil"
 	"sluice/internal/testutil/jwttest"
 )
 
@@ -38,7 +39,7 @@ func TestAuthDocsAgainstBinary(t *testing.T) {
 		}
 	}))
 	t.Cleanup(auth.Close)
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := configFile(t, fmt.Sprintf(`listeners:
   - {address: "%[1]s"}
 upstreams:
@@ -72,7 +73,7 @@ routes:
         config: {address: "%[5]s/check", timeout: 300ms, consumer_header: X-Consumer, require_consumer: true}
 admin: {address: "%[6]s"}
 log: {access: "off"}
-`, listen, live, sig["HS256"].HMAC, freeAddr(t), auth.URL, admin))
+`, listen, live, sig["HS256"].HMAC, testutil.FreeAddr(t), auth.URL, admin))
 	p := start(t, "run", cfg)
 	p.waitLog(t, `"sluice started"`, 0)
 	gw := "http://" + listen

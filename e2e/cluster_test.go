@@ -72,7 +72,7 @@ routes: [{id: r, upstream: be, rewrite: {add_prefix: /v0}}]
 	}
 	var nodes []*node
 	for range 3 {
-		n := &node{listen: freeAddr(t), admin: freeAddr(t)}
+		n := &node{listen: testutil.FreeAddr(t), admin: testutil.FreeAddr(t)}
 		n.file = configFile(t, fmt.Sprintf(`listeners: [{address: %q}]
 admin: {address: %q}
 log: {access: "off"}

@@ -108,7 +108,7 @@ func raw(t *testing.T, addr, request string) answer {
 // TestAdminDocsAgainstBinary checks docs/admin-api.md's endpoint and error tables.
 func TestAdminDocsAgainstBinary(t *testing.T) {
 	be := okBackend(t)
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	const key = "docs-test-key-0123456789"
 	cfg := configFile(t, fmt.Sprintf(`listeners: [{address: "%s"}]
 upstreams: [{id: be, targets: [{address: "%s"}]}]
@@ -235,7 +235,7 @@ func garbageBackend(t *testing.T) string {
 func TestErrorDocsAgainstBinary(t *testing.T) {
 	live := okBackend(t)
 	stuck := newStuckBackend(t)
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := configFile(t, fmt.Sprintf(`listeners:
   - {address: "%[1]s", max_header_bytes: 1024}
 upstreams:

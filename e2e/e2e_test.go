@@ -92,15 +92,6 @@ func (p *proc) access() string {
 	return p.stdout.String()
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func get(url string) (int, http.Header, string, error) {
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
@@ -186,7 +177,7 @@ func TestRunReloadAndDrain(t *testing.T) {
 	}))
 	defer be.Close()
 	backend := strings.TrimPrefix(be.URL, "http://")
-	listen := freeAddr(t)
+	listen := testutil.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	writeConfig(t, path, listen, backend, "v1")
 

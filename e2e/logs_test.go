@@ -22,7 +22,7 @@ import (
 func TestRunLogsAsOperated(t *testing.T) {
 	be := okBackend(t)
 	dir := t.TempDir()
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	access := filepath.Join(dir, "access.log")
 	cfgText := func(level, accessDest string) string {
 		return routeConfig(listen, be, fmt.Sprintf("admin: {address: %q}\nlog: {level: %s, access: %q}\n", admin, level, accessDest))
@@ -41,7 +41,7 @@ func TestRunLogsAsOperated(t *testing.T) {
 			t.Errorf("sluice %q: %v\n%s", args, err, out)
 		}
 	}
-	if out, err := exec.Command(binary, "health", "-admin", freeAddr(t)).CombinedOutput(); err == nil {
+	if out, err := exec.Command(binary, "health", "-admin", testutil.FreeAddr(t)).CombinedOutput(); err == nil {
 		t.Errorf("sluice health against a dead address exited 0: %s", out)
 	}
 	if ls := p.lines(); strings.Contains(strings.Join(ls, "\n"), "demo") {

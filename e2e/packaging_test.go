@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // The packaging tests check what can be checked without a container runtime or a systemd
@@ -126,7 +128,7 @@ func TestDockerfile(t *testing.T) {
 
 	// The image's config, with its ports moved to free ones, served by the built binary;
 	// then the HEALTHCHECK command, as written, with the config path moved the same way.
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	conf := strings.NewReplacer(`":8080"`, `"`+listen+`"`, `"127.0.0.1:9180"`, `"`+admin+`"`).Replace(readRepoFile(t, "packaging/sluice.yaml"))
 	confPath := filepath.Join(t.TempDir(), "sluice.yaml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {

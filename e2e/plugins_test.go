@@ -30,7 +30,7 @@ func TestPluginsBinary(t *testing.T) {
 	}))
 	defer be.Close()
 	backend := strings.TrimPrefix(be.URL, "http://")
-	listen := freeAddr(t)
+	listen := testutil.FreeAddr(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sluice.yaml")
 	os.WriteFile(path, []byte(fmt.Sprintf(`
@@ -98,7 +98,7 @@ routes:
     plugins:
       - name: cors
         config: {allow_origin: ["*"]}
-`, freeAddr(t), backend)), 0o644)
+`, testutil.FreeAddr(t), backend)), 0o644)
 	out, err := exec.Command(binary, "run", "-c", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), `bad.yaml:8: routes[0].plugins[0].config.allow_origin: route \"api\": plugin cors: unknown field \"allow_origin\" (did you mean \"allow_origins\"?)`) {
 		t.Errorf("bad plugin config: %v\n%s", err, out)

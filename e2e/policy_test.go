@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // TestPolicyPluginsAgainstBinary runs the traffic policy plugins in the sluice binary:
@@ -27,7 +29,7 @@ func TestPolicyPluginsAgainstBinary(t *testing.T) {
 		w.Write([]byte("ok\n"))
 	}))
 	t.Cleanup(be.Close)
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	cfg := configFile(t, fmt.Sprintf(`listeners:
   - {address: "%[1]s"}
 upstreams:

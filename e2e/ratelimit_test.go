@@ -27,7 +27,7 @@ func TestRateLimitRedisTwoProcesses(t *testing.T) {
 	var procs []string
 	var admins []string
 	for range 2 {
-		listen, admin := freeAddr(t), freeAddr(t)
+		listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 		path := configFile(t, fmt.Sprintf(`
 listeners: [{address: %q}]
 upstreams: [{id: b, targets: [{address: %q}]}]

@@ -38,7 +38,7 @@ func TestTrafficBinary(t *testing.T) {
 	never := make(chan struct{})
 	t.Cleanup(func() { close(never) })
 	silent := testutil.NewFaultBackend(t, func(*http.Request, int) testutil.Fault { return testutil.Fault{Wait: never} })
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
 	os.WriteFile(path, []byte(fmt.Sprintf(`
 listeners: [{address: %q}]

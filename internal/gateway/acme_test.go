@@ -25,16 +25,6 @@ type pebble struct {
 	stopped chan struct{}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // startPebble runs pebble validating TLS-ALPN-01 on tlsPort and HTTP-01 on httpPort (0: a
 // port nothing listens on).
 func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
@@ -55,9 +45,9 @@ func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
 	t.Helper()
 	ca := testutil.NewCA(t)
 	cert, key := ca.Issue(t, "pebble", testutil.CertOptions{DNSNames: []string{"localhost"}})
-	api, mgmt := freePort(t), freePort(t)
+	api, mgmt := testutil.FreePort(t), testutil.FreePort(t)
 	if httpPort == 0 {
-		httpPort = freePort(t)
+		httpPort = testutil.FreePort(t)
 	}
 	cfg := fmt.Sprintf(`{"pebble": {"listenAddress": "127.0.0.1:%d", "managementListenAddress": "127.0.0.1:%d",
   "certificate": %q, "privateKey": %q, "httpPort": %d, "tlsPort": %d, "ocspResponderURL": "",
@@ -101,7 +91,7 @@ func TestACMEObtainsAndShares(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p := startPebble(t, port, 0)
 	p.dns.SetA("acme.test", 60, "127.0.0.1")
 	storage := t.TempDir()
@@ -136,7 +126,7 @@ routes: [{id: all, upstream: b}]
 	for k, v := range vars {
 		vars2[k] = v
 	}
-	vars2["port"] = fmt.Sprint(freePort(t))
+	vars2["port"] = fmt.Sprint(testutil.FreePort(t))
 	tg2 := startGateway(t, cfg, vars2)
 	testutil.WaitFor(t, 30*time.Second, "the second instance to serve the shared certificate", func() bool { return strings.Contains(issuer(tg2.addr), "Pebble") })
 	if n := p.issued(); n != 1 {
@@ -151,8 +141,8 @@ func TestACMEHTTPChallenge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
 	}
-	tlsPort, httpPort := freePort(t), freePort(t)
-	p := startPebble(t, freePort(t), httpPort) // TLS-ALPN-01 goes nowhere: only HTTP-01 can pass
+	tlsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
+	p := startPebble(t, testutil.FreePort(t), httpPort) // TLS-ALPN-01 goes nowhere: only HTTP-01 can pass
 	p.dns.SetA("web.test", 60, "127.0.0.1")
 	tg := startGateway(t, `
 listeners:
@@ -193,8 +183,8 @@ func TestACMEDNS01Wildcard(t *testing.T) {
 	}
 	const secret = "c2x1aWNlLWFjbWUtZG5zMDEtdGVzdC1zZWNyZXQ="
 	dns := testutil.NewDNSUpdateServer(t, "dns01.test", "sluice-acme", secret)
-	p := runPebble(t, freePort(t), freePort(t), dns.Addr) // nothing answers TLS-ALPN-01 or HTTP-01
-	port := freePort(t)
+	p := runPebble(t, testutil.FreePort(t), testutil.FreePort(t), dns.Addr) // nothing answers TLS-ALPN-01 or HTTP-01
+	port := testutil.FreePort(t)
 	// A certificate from files too: names under the wildcard must still go to ACME.
 	cert, key := testutil.NewCA(t).Issue(t, "static", testutil.CertOptions{DNSNames: []string{"static.test"}})
 	tg := startGateway(t, `

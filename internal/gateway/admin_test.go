@@ -282,7 +282,7 @@ func TestAdminFollowsReload(t *testing.T) {
 		t.Fatalf("admin rebound on a reload that kept its address: %s -> %s", first, got)
 	}
 
-	free := testutil.DeadAddr(t)
+	free := testutil.FreeAddr(t)
 	apply(fmt.Sprintf("admin: {address: %q}\n", free))
 	if got := tg.gw.AdminAddr().String(); got != free {
 		t.Fatalf("admin address = %s, want %s", got, free)

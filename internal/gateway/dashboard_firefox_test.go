@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"sluice/internal/testutil"
 )
 
 // firefoxPath finds Firefox (Debian's firefox-esr); without it the test is skipped loudly,
@@ -127,7 +129,7 @@ func TestDashboardFirefox(t *testing.T) {
 	e := startDashboard(t, "127.0.0.1:0", "")
 	e.get(t, "/api/x") // one request, so the pool and traffic views have something
 
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	profile := t.TempDir()
 	prefs := `user_pref("browser.shell.checkDefaultBrowser", false);
 user_pref("app.update.enabled", false);

@@ -301,7 +301,7 @@ func TestJWTAuthJWKSRotation(t *testing.T) {
 // when it goes down later, the last good key set keeps serving.
 func TestJWTAuthJWKSDown(t *testing.T) {
 	sig := jwttest.Signers()
-	addr := testutil.DeadAddr(t)
+	addr := testutil.FreeAddr(t)
 	be := echoBackend(t, "b")
 	tg := startGateway(t, `
 listeners:

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 func TestProxyForwardsRequestAndResponse(t *testing.T) {
@@ -311,7 +313,7 @@ func TestProxyLimitsAndTimeouts(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	defer be.Close()
-	dead := deadAddr(t)
+	dead := testutil.FreeAddr(t)
 	tg := startGateway(t, `
 listeners:
   - address: 127.0.0.1:0
@@ -372,17 +374,6 @@ routes:
 			}
 		})
 	}
-}
-
-// deadAddr returns a loopback address where nothing listens.
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestProxyRewrites(t *testing.T) {

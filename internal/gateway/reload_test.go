@@ -50,7 +50,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	defer be.Close()
-	addr := deadAddr(t) // a free port, kept across reloads
+	addr := testutil.FreeAddr(t) // a free port, kept across reloads
 	tg := startGateway(t, versionedConfig(addr, hostport(be), 0), nil)
 
 	stop := make(chan struct{})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/testutil"
 )
 
 // external finds a server binary. Without it the test is skipped loudly, or fails when
@@ -99,7 +101,7 @@ func nginxBackend(t *testing.T, directives string) string {
 	t.Helper()
 	nginx := external(t, "/usr/sbin/nginx", "nginx")
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
@@ -137,18 +139,6 @@ http {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		return string(log)
 	})
-	return addr
-}
-
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	return addr
 }
 

@@ -158,12 +158,7 @@ func TestProbeCancel(t *testing.T) {
 
 func TestProbeUnreachable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.FreeAddr(t)
 	if _, err := Probe(context.Background(), addr, Options{}); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("err = %v, want connection refused", err)
 	}

@@ -129,18 +129,6 @@ func Echo(t testing.TB) *Backend {
 	return NewBackend(t, BackendOptions{Echo: true})
 }
 
-// DeadAddr returns a loopback address where nothing listens (dials are refused).
-func DeadAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testutil: listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // DialRefused reports whether nothing accepts connections at addr.
 func DialRefused(t testing.TB, addr string) bool {
 	t.Helper()

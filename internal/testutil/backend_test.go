@@ -93,8 +93,8 @@ func TestRacingAndRestart(t *testing.T) {
 	if _, err := get(t, c2, bufio.NewReader(c2), "y"); err != nil || e.Accepted() != 2 {
 		t.Errorf("after restart: %v, accepted %d", err, e.Accepted())
 	}
-	if _, err := net.Dial("tcp", DeadAddr(t)); !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("dial DeadAddr: %v", err)
+	if _, err := net.Dial("tcp", FreeAddr(t)); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial FreeAddr: %v", err)
 	}
 }
 

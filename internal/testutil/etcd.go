@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -51,20 +49,11 @@ const etcdPortLo, etcdPortHi = 24000, 24999
 
 func etcdPort(t testing.TB) int {
 	t.Helper()
-	etcdPortLo, etcdPortHi := etcdPortLo, etcdPortHi
+	lo, hi := etcdPortLo, etcdPortHi
 	if b, err := strconv.Atoi(os.Getenv("SLUICE_ETCD_PORT_BASE")); err == nil && b > 0 && b < 65535-1000 {
-		etcdPortLo, etcdPortHi = b, b+999
+		lo, hi = b, b+999
 	}
-	for range 200 {
-		p := etcdPortLo + rand.IntN(etcdPortHi-etcdPortLo)
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err == nil {
-			ln.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port for etcd")
-	return 0
+	return freePortIn(t, lo, hi)
 }
 
 // StartEtcd starts an etcd and stops it when the test ends.

@@ -9,9 +9,9 @@ import (
 
 // RefusingAddr returns a loopback address that refuses connections for the rest of the test
 // and that nothing else can take meanwhile: a TCP socket bound there that never listens (a
-// connect gets a reset). DeadAddr's port is only free when it returns, so a process started
+// connect gets a reset). FreeAddr's port is only free when it returns, so a process started
 // meanwhile (another package's tests) may bind it and answer; use this where a test needs a
-// target that must stay refused, and DeadAddr where the test binds the address later.
+// target that must stay refused, and FreeAddr where the test binds the address later.
 func RefusingAddr(t testing.TB) string {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)

@@ -137,7 +137,7 @@ func TestJWKSUnknownKIDFlood(t *testing.T) {
 
 func TestJWKSDownAtStartThenUp(t *testing.T) {
 	sig := testSigners(t)
-	addr := testutil.DeadAddr(t)
+	addr := testutil.FreeAddr(t)
 	j, v, logs := runJWKS(t, "http://"+addr+"/jwks", nil)
 	tok := sig["ES256"].Sign(t, "e1", claims(time.Now()))
 	if got := verifyCode(v, tok); got != FailKeysDown {

@@ -18,6 +18,8 @@ import (
 	"sluice/internal/config"
 	"sluice/internal/connpool"
 	"sluice/internal/upstream"
+
+	"sluice/internal/testutil"
 )
 
 func TestHTTPProbe(t *testing.T) {
@@ -75,9 +77,7 @@ func TestHTTPProbe(t *testing.T) {
 }
 
 func TestProbeFailures(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testutil.FreeAddr(t)
 	ctx := context.Background()
 	if err := (TCPProbe{}).Check(ctx, &upstream.Target{Addr: dead}); err == nil {
 		t.Error("TCP probe of a dead port passed")
