@@ -2,7 +2,7 @@
 # bench/tls.sh: TLS termination side by side (docs/benchmarks.md, "TLS").
 #
 #   bash bench/tls.sh [-rounds 3] [-duration 6] [-connections 64] [-only "sluice nginx"]
-#                     [-modes "keepalive resumed full"] [-base REV] [-access]
+#                     [-modes "keepalive resumed full"] [-base REV] [-access] [-syscalls]
 #
 # One plain Go backend (bench/backend, 300-byte bodies) behind sluice, nginx, HAProxy and
 # Caddy, each terminating TLS on its own loopback port with the same ECDSA P-256 certificate
@@ -22,10 +22,12 @@
 # same round is the same minute of a shared machine's load; -base HEAD is an A/A run that
 # shows the noise floor). -access turns the access logs on, each to a file: Sluice's default
 # line (with its TLS fields) and nginx's default combined format; HAProxy and Caddy keep
-# theirs off.
+# theirs off. -syscalls also counts each proxy's system calls per request in keepalive mode
+# (perf stat on the raw_syscalls:sys_enter tracepoint, attached to the proxy's processes),
+# printed per round and as a median column.
 set -euo pipefail
 
-ROUNDS=3 DURATION=6 CONNS=64 ONLY="" MODES="keepalive resumed full" BASE="" ACCESS=""
+ROUNDS=3 DURATION=6 CONNS=64 ONLY="" MODES="keepalive resumed full" BASE="" ACCESS="" SYSCALLS=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -35,6 +37,7 @@ while [ $# -gt 0 ]; do
 	-modes) MODES=$2; shift ;;
 	-base) BASE=$2; shift ;;
 	-access) ACCESS=1 ;;
+	-syscalls) SYSCALLS=1 ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "tls.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -157,15 +160,28 @@ done
 have wrk || { log "wrk is needed (apt-get install wrk)"; exit 1; }
 TICK=$(getconf CLK_TCK)
 
-# run proxy mode: prints "requests rps cpu_us_per_request"
+# pids name: the proxy's process and its children, comma-separated (for perf stat -p).
+pids() {
+	local out=${PID[$1]} kid
+	for kid in $(cat /proc/"${PID[$1]}"/task/*/children 2>/dev/null); do out+=",$kid"; done
+	echo "$out"
+}
+
+# run proxy mode: prints "requests rps cpu_us_per_request syscalls_per_request" (the last
+# "-" unless -syscalls in keepalive mode)
 run() {
-	local p=$1 mode=$2 url="https://127.0.0.1:${PORT[$1]}/" before after out req rps
+	local p=$1 mode=$2 url="https://127.0.0.1:${PORT[$1]}/" before after out req rps sc=-
 	before=$(cpu_ticks "$p")
 	case "$mode" in
 	keepalive)
-		out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" 2>&1)
+		if [ -n "$SYSCALLS" ]; then
+			out=$(perf stat -e raw_syscalls:sys_enter -x, -o "$TMP/syscalls" -p "$(pids "$p")" -- wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" 2>&1)
+		else
+			out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" "$url" 2>&1)
+		fi
 		req=$(awk '/requests in/{print $1}' <<<"$out")
-		rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out") ;;
+		rps=$(awk '/^Requests\/sec/{print $2}' <<<"$out")
+		[ -n "$SYSCALLS" ] && sc=$(awk -F, -v req="$req" '/raw_syscalls/ && req > 0 {printf "%.2f", $1 / req}' "$TMP/syscalls") ;;
 	resumed | full | resumed12 | full12)
 		local flags="-new"
 		[[ $mode == resumed* ]] && flags="$flags -resume"
@@ -175,8 +191,8 @@ run() {
 		req=$(cut -f1 <<<"$out"); rps=$(cut -f2 <<<"$out") ;;
 	esac
 	after=$(cpu_ticks "$p")
-	awk -v r="$req" -v s="$rps" -v t=$((after - before)) -v hz="$TICK" \
-		'BEGIN{ printf "%d\t%.0f\t%.1f\n", r, s, (r>0 ? t/hz*1e6/r : 0) }'
+	awk -v r="$req" -v s="$rps" -v t=$((after - before)) -v hz="$TICK" -v sc="$sc" \
+		'BEGIN{ printf "%d\t%.0f\t%.1f\t%s\n", r, s, (r>0 ? t/hz*1e6/r : 0), sc }'
 }
 
 results="$TMP/results.tsv"
@@ -194,15 +210,17 @@ done
 
 echo
 echo "TLS: medians over $ROUNDS rounds x ${DURATION}s (keepalive: wrk -c$CONNS; resumed/full: loadgen -c16, a new connection per request)"
-printf 'mode\tproxy\trps\trps_vs_nginx\tcpu_us_req\tcpu_vs_nginx\n'
+printf 'mode\tproxy\trps\trps_vs_nginx\tcpu_us_req\tcpu_vs_nginx\tsyscalls_req\n'
 for mode in $MODES; do
 	nrps=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $5}' "$results" | median)
 	ncpu=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $6}' "$results" | median)
 	for p in "${proxies[@]}"; do
 		rps=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $5}' "$results" | median)
 		cpu=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $6}' "$results" | median)
-		awk -v m="$mode" -v p="$p" -v r="$rps" -v c="$cpu" -v nr="${nrps:-0}" -v nc="${ncpu:-0}" \
-			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.1f\t%s\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-") }'
+		sc=-
+		[ -n "$SYSCALLS" ] && [ "$mode" = keepalive ] && sc=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $7}' "$results" | median)
+		awk -v m="$mode" -v p="$p" -v r="$rps" -v c="$cpu" -v nr="${nrps:-0}" -v nc="${ncpu:-0}" -v sc="$sc" \
+			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.1f\t%s\t%s\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-"), sc }'
 	done
 done
 

@@ -69,9 +69,10 @@ type Conn struct {
 	srFn      func(uintptr) bool
 	sendFirst bool
 	// HoldNextWrite's state: the next Write's bytes are held (a slice of the caller's
-	// buffer, untouched until sent) for the next Read to send with SendRead.
-	holdNext bool
-	held     []byte
+	// buffer, untouched until sent) for the next Read to send with SendRead. HoldWrites
+	// holds copies instead, in hbuf, of every Write until that Read.
+	holdNext, holdCopy bool
+	held, hbuf         []byte
 	// The watch of waits (see Watch) and the state of a watched Read's and Write's first
 	// try.
 	watch                func() bool
@@ -114,6 +115,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	if c.held != nil {
 		return c.readHeld(b)
+	}
+	if c.holdCopy {
+		c.holdCopy = false // HoldWrites with nothing written: nothing to send
 	}
 	c.rbuf, c.rn, c.rerr = b, 0, 0
 	err := c.readWait(c.rfn)
@@ -163,6 +167,18 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.holdNext {
 		c.holdNext, c.held = false, b
 		return len(b), nil
+	}
+	if c.holdCopy {
+		if len(c.hbuf)+len(b) <= MaxHeldCopy {
+			c.hbuf = append(c.hbuf, b...)
+			c.held = c.hbuf
+			return len(b), nil
+		}
+		// Too much to hold: what is held goes first, with an ordinary write.
+		c.holdCopy = false
+		if err := c.SendHeld(); err != nil {
+			return 0, err
+		}
 	}
 	if c.held != nil {
 		return 0, errHeldUnsent
@@ -275,17 +291,36 @@ var errHeldUnsent = errors.New("netio: a write came while held bytes waited for 
 // SendHeld before closing or when the Read failed without sending them (Held).
 func (c *Conn) HoldNextWrite() { c.holdNext = true }
 
-// Held reports whether bytes held by HoldNextWrite wait to be sent.
+// MaxHeldCopy bounds what HoldWrites holds: a larger response goes out as it is written.
+const MaxHeldCopy = 64 << 10
+
+// HoldWrites is HoldNextWrite for a writer that cannot lend its buffers (crypto/tls writes
+// each record from a pooled buffer and may write several records for one response): every
+// Write until the next Read is copied and held, up to MaxHeldCopy in all, and that Read
+// sends them with SendRead. The copy buffer stays with the Conn for the next response until
+// ReleaseHeldBuffer.
+func (c *Conn) HoldWrites() { c.holdCopy = true }
+
+// ReleaseHeldBuffer lets go of HoldWrites' copy buffer (a connection going idle for long).
+func (c *Conn) ReleaseHeldBuffer() {
+	if c.held == nil {
+		c.hbuf = nil
+	}
+}
+
+// Held reports whether bytes held by HoldNextWrite or HoldWrites wait to be sent.
 func (c *Conn) Held() bool { return c.held != nil }
 
-// SendHeld writes the held bytes, if any, with an ordinary Write.
+// SendHeld writes the held bytes, if any, with an ordinary Write, and ends HoldWrites.
 func (c *Conn) SendHeld() error {
+	c.holdCopy = false
 	h := c.held
 	if h == nil {
 		return nil
 	}
 	c.held = nil
 	_, err := c.Write(h)
+	c.hbuf = c.hbuf[:0]
 	return err
 }
 
@@ -293,10 +328,12 @@ func (c *Conn) SendHeld() error {
 // the poller failed first (a deadline already past) stay held.
 func (c *Conn) readHeld(b []byte) (int, error) {
 	h := c.held
-	c.held = nil
+	c.held, c.holdCopy = nil, false
 	sent, n, err := c.SendRead(h, b)
 	if sent < len(h) && !isSendError(err) {
 		c.held = h[sent:]
+	} else {
+		c.hbuf = c.hbuf[:0]
 	}
 	return n, err
 }

@@ -57,6 +57,7 @@ type conn struct {
 	nc       net.Conn
 	rw       net.Conn    // nc for the buffers' reads and writes (netio.Wrap)
 	nio      *netio.Conn // rw when it is one (a TCP connection), for peeks; else nil
+	tlsSock  *netio.Conn // under TLS, the socket when it is one: responses are held on it (holdable)
 	st       *Settings
 	br       *bufio.Reader
 	bw       *bufio.Writer
@@ -241,12 +242,22 @@ func (c *conn) waitNextRequest() int {
 			// The response goes out inside the read's poller call (netio.Conn.SendRead):
 			// the client's next request cannot come before it, so the read waits at once.
 			c.setWriteDeadline()
-			c.nio.HoldNextWrite()
+			if c.nio != nil {
+				c.nio.HoldNextWrite()
+			} else {
+				c.tlsSock.HoldWrites() // the records crypto/tls writes, copied
+			}
 			if c.bw.Flush() != nil {
 				return waitStop
 			}
 		}
-		if _, err := c.br.Peek(1); err == nil {
+		_, err := c.br.Peek(1)
+		if c.tlsSock != nil && c.tlsSock.SendHeld() != nil {
+			// crypto/tls may have had the next request's record already (pipelined): then
+			// the read did not reach the socket, and what it holds goes out now.
+			return waitStop
+		}
+		if err == nil {
 			return waitNext
 		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return waitStop
@@ -260,6 +271,9 @@ func (c *conn) waitNextRequest() int {
 		return waitStop
 	}
 	c.releaseBufs()
+	if c.tlsSock != nil {
+		c.tlsSock.ReleaseHeldBuffer()
+	}
 	return waitHandOver
 }
 

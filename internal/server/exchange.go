@@ -497,11 +497,12 @@ func (ex *Exchange) flushNow() error {
 }
 
 // holdable reports whether the response is complete (head written, a declared body all
-// written, or none) on a plain TCP connection that stays open: its last bytes can wait in the
-// buffer for waitNextRequest, which sends them inside the wait for the next request
-// (netio.Conn.HoldNextWrite), so that wait needs no read that finds nothing first.
+// written, or none) on a TCP connection, plain or TLS, that stays open: its last bytes can
+// wait in the buffer for waitNextRequest, which sends them inside the wait for the next
+// request (netio.Conn.HoldNextWrite, HoldWrites), so that wait needs no read that finds
+// nothing first.
 func (ex *Exchange) holdable() bool {
-	return ex.c.nio != nil && ex.wroteHead && !ex.chunked && !ex.tunneled && !ex.aborted &&
+	return (ex.c.nio != nil || ex.c.tlsSock != nil) && ex.wroteHead && !ex.chunked && !ex.tunneled && !ex.aborted &&
 		!ex.closeAfter && !ex.untilClose && (ex.noBody || ex.declared >= 0 && ex.bytesOut == ex.declared)
 }
 

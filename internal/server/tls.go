@@ -62,7 +62,7 @@ func (c *conn) handshake() bool {
 		obs.Handshake(c.st.Name, c.tls, nil)
 	}
 	c.rw = &tlsConn{Conn: tc, raw: c.rw}
-	c.nio = nil // no peeks or splices under TLS: the socket's bytes are records
+	c.tlsSock, c.nio = c.nio, nil // no peeks or splices under TLS: the socket's bytes are records
 	return true
 }
 
