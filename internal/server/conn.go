@@ -78,6 +78,9 @@ type conn struct {
 	// clientSubject is the verified client certificate's subject, rendered once at the
 	// handshake (clientSubject in tls.go); "" without one.
 	clientSubject string
+	// tlsDrained: a read through TLS just found nothing buffered, so the idle wait can
+	// watch the socket (waitReadable).
+	tlsDrained bool
 
 	bufs *connBufs // nil while idle
 	h2   *h2Conn   // set (under mu) when the connection became HTTP/2 (h2.go)
@@ -262,6 +265,9 @@ func (c *conn) waitNextRequest() int {
 		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
 			return waitStop
 		}
+		// The read through TLS found nothing: crypto/tls holds no complete record and no
+		// plaintext (it would have returned them), so the idle wait can watch the socket.
+		c.tlsDrained = c.tlsSock != nil
 		// A deadline already past (Shutdown's wake-up) stops the read before it sends.
 		if c.nio != nil && c.nio.Held() && c.nio.SendHeld() != nil {
 			return waitStop
@@ -325,13 +331,20 @@ func (c *conn) releaseBufs() {
 
 // waitReadable blocks until the client sends something, closes, or the read deadline passes,
 // without reading (so no buffer is needed while waiting). It reports whether to go on reading.
+// Under TLS it waits on the socket only when crypto/tls was found to hold nothing to return
+// (tlsDrained); else it reads through TLS, with the buffers.
 func (c *conn) waitReadable() bool {
-	if c.nio == nil {
+	sock := c.nio
+	if sock == nil && c.tlsDrained {
+		sock = c.tlsSock
+	}
+	c.tlsDrained = false
+	if sock == nil {
 		c.acquireBufs()
 		_, err := c.br.Peek(1)
 		return err == nil
 	}
-	return c.nio.WaitReadable() == nil
+	return sock.WaitReadable() == nil
 }
 
 // Causes of a request context's cancellation (Exchange.Context).
