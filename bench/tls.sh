@@ -15,7 +15,8 @@
 # Every proxy speaks TLS 1.2 and 1.3 (nginx before 1.23.4 leaves 1.3 off unless told: its
 # resumptions were then TLS 1.2 ones, which skip the key exchange that TLS 1.3 resumption
 # keeps, and it looked twice as cheap as it is).
-# Reported: medians of requests/s and CPU per request (utime+stime of the proxy's processes)
+# Reported: medians of requests/s and CPU per request (utime+stime of the proxy's processes;
+# the backend's too, per request of that proxy's rounds)
 # with ratios to nginx. Only processes started here are stopped.
 # -base REV also runs "sluice-base", Sluice built from git revision REV with the same config,
 # in the same rotation, and prints the per-round ratios sluice / sluice-base at the end (the
@@ -59,6 +60,7 @@ cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/both.pem"
 BPORT=$(free_port); PORT[backend]=$BPORT
 "$TMP/bin/backend" -addr "127.0.0.1:$BPORT" -size 300 >"$TMP/backend.log" 2>&1 &
 STARTED+=("$!")
+PID[backend]=$!
 wait_port backend "$BPORT"
 
 start() { # name port
@@ -167,11 +169,13 @@ pids() {
 	echo "$out"
 }
 
-# run proxy mode: prints "requests rps cpu_us_per_request syscalls_per_request" (the last
-# "-" unless -syscalls in keepalive mode)
+# run proxy mode: prints "requests rps cpu_us_per_request syscalls_per_request
+# backend_cpu_us_per_request" (syscalls "-" unless -syscalls in keepalive mode): the
+# backend's CPU shows what the proxy's way of talking to it costs there.
 run() {
-	local p=$1 mode=$2 url="https://127.0.0.1:${PORT[$1]}/" before after out req rps sc=-
+	local p=$1 mode=$2 url="https://127.0.0.1:${PORT[$1]}/" before after bbefore bafter out req rps sc=-
 	before=$(cpu_ticks "$p")
+	bbefore=$(cpu_ticks backend)
 	case "$mode" in
 	keepalive)
 		if [ -n "$SYSCALLS" ]; then
@@ -191,8 +195,9 @@ run() {
 		req=$(cut -f1 <<<"$out"); rps=$(cut -f2 <<<"$out") ;;
 	esac
 	after=$(cpu_ticks "$p")
-	awk -v r="$req" -v s="$rps" -v t=$((after - before)) -v hz="$TICK" -v sc="$sc" \
-		'BEGIN{ printf "%d\t%.0f\t%.1f\t%s\n", r, s, (r>0 ? t/hz*1e6/r : 0), sc }'
+	bafter=$(cpu_ticks backend)
+	awk -v r="$req" -v s="$rps" -v t=$((after - before)) -v bt=$((bafter - bbefore)) -v hz="$TICK" -v sc="$sc" \
+		'BEGIN{ printf "%d\t%.0f\t%.1f\t%s\t%.1f\n", r, s, (r>0 ? t/hz*1e6/r : 0), sc, (r>0 ? bt/hz*1e6/r : 0) }'
 }
 
 results="$TMP/results.tsv"
@@ -210,7 +215,7 @@ done
 
 echo
 echo "TLS: medians over $ROUNDS rounds x ${DURATION}s (keepalive: wrk -c$CONNS; resumed/full: loadgen -c16, a new connection per request)"
-printf 'mode\tproxy\trps\trps_vs_nginx\tcpu_us_req\tcpu_vs_nginx\tsyscalls_req\n'
+printf 'mode\tproxy\trps\trps_vs_nginx\tcpu_us_req\tcpu_vs_nginx\tsyscalls_req\tbackend_cpu_us_req\n'
 for mode in $MODES; do
 	nrps=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $5}' "$results" | median)
 	ncpu=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $6}' "$results" | median)
@@ -219,8 +224,9 @@ for mode in $MODES; do
 		cpu=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $6}' "$results" | median)
 		sc=-
 		[ -n "$SYSCALLS" ] && [ "$mode" = keepalive ] && sc=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $7}' "$results" | median)
-		awk -v m="$mode" -v p="$p" -v r="$rps" -v c="$cpu" -v nr="${nrps:-0}" -v nc="${ncpu:-0}" -v sc="$sc" \
-			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.1f\t%s\t%s\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-"), sc }'
+		bcpu=$(awk -F'\t' -v m="$mode" -v p="$p" '$1==m && $3==p{print $8}' "$results" | median)
+		awk -v m="$mode" -v p="$p" -v r="$rps" -v c="$cpu" -v nr="${nrps:-0}" -v nc="${ncpu:-0}" -v sc="$sc" -v bc="$bcpu" \
+			'BEGIN{ printf "%s\t%s\t%.0f\t%s\t%.1f\t%s\t%s\t%.1f\n", m, p, r, (nr>0? sprintf("%.2f", r/nr) : "-"), c, (nc>0? sprintf("%.2f", c/nc) : "-"), sc, bc }'
 	done
 done
 
