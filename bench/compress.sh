@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
 done
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PORT_LO=21000 PORT_SPAN=1000
+PORT_LO=${PORT_LO:-21000} PORT_SPAN=${PORT_SPAN:-1000}
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 bench_init compress

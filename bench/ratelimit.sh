@@ -34,7 +34,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bench_init rl
 
 # free_port (bench/lib.sh) hands out ports from PORT_LO..PORT_LO+PORT_SPAN-1 only.
-PORT_LO=25500 PORT_SPAN=500
+PORT_LO=${PORT_LO:-25500} PORT_SPAN=${PORT_SPAN:-500}
 
 for bin in wrk nginx; do have "$bin" || { log "ratelimit.sh needs $bin (apt-get install $bin)"; exit 1; }; done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)

@@ -29,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 bench_init trace
-PORT_LO=23000 PORT_SPAN=1000
+PORT_LO=${PORT_LO:-23000} PORT_SPAN=${PORT_SPAN:-1000}
 
 have wrk || { log "tracing.sh needs wrk (apt-get install wrk)"; exit 1; }
 log "building sluice, the backend and the OTLP sink into $TMP/bin"
