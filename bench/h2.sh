@@ -19,6 +19,8 @@
 # load), and -base HEAD is an A/A run that shows the noise floor of those ratios. Each run's
 # line also has p50 and p99.9 and the load average; the p99 of a saturated 2-core machine
 # moves with what else runs (docs/design.md, "HTTP/2 streams mode: where the p99 comes from").
+# SLUICE_ENV="VAR=value ..." in the environment is added to the "sluice" process's alone (not
+# sluice-base's): with -base HEAD, a runtime setting (GOGC=400, GOMAXPROCS=1) against none.
 set -euo pipefail
 
 ROUNDS=3 DURATION=6 ONLY="" BASE="" MODES="streams conns"
@@ -78,7 +80,9 @@ start() { # name port
 			log: {level: warn, access: "off"}
 			admin: {enabled: false}
 		EOF
-		"$TMP/bin/$name" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
+		local extra=()
+		[ "$name" = sluice ] && [ -n "${SLUICE_ENV:-}" ] && read -ra extra <<<"$SLUICE_ENV"
+		env "${extra[@]}" "$TMP/bin/$name" run -c "$dir/sluice.yaml" >"$TMP/$name.log" 2>&1 & ;;
 	nginx)
 		local user=""
 		[ "$(id -u)" = 0 ] && user="user root;"

@@ -1,10 +1,12 @@
 // Command idleclient opens N keep-alive connections to a proxy, sends one small GET on each,
 // reads the response, and then holds every connection idle until it is told to stop (stdin
-// closes or -hold passes). It prints "ready N" once all connections are idle.
+// closes or -hold passes). It prints "ready N" once all connections are idle. -tls speaks
+// TLS (any certificate accepted: the proxy's is a throwaway one).
 package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -19,7 +21,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9201", "proxy address")
 	n := flag.Int("n", 10000, "connections")
 	hold := flag.Duration("hold", 60*time.Second, "how long to hold the connections idle")
+	useTLS := flag.Bool("tls", false, "connect with TLS")
 	flag.Parse()
+	dial := func() (net.Conn, error) {
+		c, err := net.DialTimeout("tcp", *addr, 10*time.Second)
+		if err != nil || !*useTLS {
+			return c, err
+		}
+		return tls.Client(c, &tls.Config{InsecureSkipVerify: true}), nil
+	}
 
 	conns := make([]net.Conn, 0, *n)
 	var mu sync.Mutex
@@ -32,7 +42,7 @@ func main() {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			c, err := net.DialTimeout("tcp", *addr, 10*time.Second)
+			c, err := dial()
 			if err == nil {
 				c.SetDeadline(time.Now().Add(30 * time.Second))
 				_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
