@@ -10,9 +10,9 @@ import (
 
 // Free ports for servers in other processes (the sluice binary, pebble) are taken in
 // freeLo-freeHi: below the ephemeral range (32768-60999 on Linux), where a port-0 bind
-// never lands, and clear of etcd's default range (24000-24999) and the bench scripts'
-// (20000-23999).
-const freeLo, freeHi = 25000, 31999
+// never lands, and clear of the bench scripts' defaults (20000-23999), etcd's (24000-24999)
+// and redis-server's (25000-25999).
+const freeLo, freeHi = 26000, 31999
 
 var (
 	handedMu sync.Mutex
