@@ -262,7 +262,9 @@ func (c *conn) waitNextRequest() int {
 		}
 		if err == nil {
 			return waitNext
-		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+		} else if !errors.Is(err, os.ErrDeadlineExceeded) || isSendError(err) {
+			// A held send that failed surfaces from the read, a write timeout as a
+			// timeout too: the response is cut short, and the connection must close.
 			return waitStop
 		}
 		// The read through TLS found nothing: crypto/tls holds no complete record and no
@@ -544,4 +546,11 @@ func (c *conn) discardBody(ex *Exchange) bool {
 	c.setReadDeadline(time.Second)
 	n, err := io.CopyN(io.Discard, &ex.body, maxDrain+1)
 	return err == io.EOF && n <= maxDrain
+}
+
+// isSendError reports whether err is a held send's failure (netio.SendError) from a read,
+// plain or through crypto/tls (which returns its socket's read errors as they are).
+func isSendError(err error) bool {
+	_, ok := err.(*netio.SendError)
+	return ok
 }
