@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,7 +18,10 @@ import (
 // END_STREAM came) it answers a 200 application/grpc+proto head and one DATA frame, body(path),
 // then breaks the stream: RST_STREAM INTERNAL_ERROR, or, for a path ending in "/close",
 // the connection closes; for one ending in "/stall" the stream stays open and nothing more
-// comes. It answers SETTINGS and PINGs.
+// comes. For "/short" the head's content-length promises 10 bytes more than the DATA frame
+// it ends with (a malformed response); for "/even" a HEADERS frame on stream 2 follows (a
+// server-initiated stream: the client refused push), and for "/even-first" it comes in
+// place of the answer. It answers SETTINGS and PINGs.
 func cutBackend(t *testing.T, body func(path string) []byte) string {
 	t.Helper()
 	return serveConns(t, func(c net.Conn) { serveCut(c, body) })
@@ -37,13 +41,25 @@ func serveCut(c net.Conn, body func(path string) []byte) {
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
 	paths := map[uint32]string{}
+	head := func(id uint32, end bool, kv ...string) error {
+		hb.Reset()
+		for i := 0; i < len(kv); i += 2 {
+			enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: end})
+	}
 	answer := func(id uint32) bool {
 		path := paths[id]
-		hb.Reset()
-		enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-		enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/grpc+proto"})
-		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}) != nil ||
-			fr.WriteData(id, false, body(path)) != nil {
+		msg := body(path)
+		if strings.HasSuffix(path, "/even-first") {
+			return head(2, true, ":status", "200") == nil
+		}
+		kv := []string{":status", "200", "content-type", "application/grpc+proto"}
+		short := strings.HasSuffix(path, "/short")
+		if short {
+			kv = append(kv, "content-length", strconv.Itoa(len(msg)+10))
+		}
+		if head(id, false, kv...) != nil || fr.WriteData(id, short, msg) != nil {
 			return false
 		}
 		switch {
@@ -51,6 +67,10 @@ func serveCut(c net.Conn, body func(path string) []byte) {
 			return false
 		case strings.HasSuffix(path, "/stall"):
 			return true // the stream stays open, silent
+		case short:
+			return true // ended, short of its length
+		case strings.HasSuffix(path, "/even"):
+			return head(2, true, ":status", "200") == nil
 		}
 		return fr.WriteRSTStream(id, http2.ErrCodeInternal) == nil
 	}
@@ -93,11 +113,11 @@ func webMsg(p string) []byte { return webFrameBytes(0, p) }
 // (application/grpc-web+proto and -text, over HTTP/1.1 and h2c) gets a complete answer:
 // the message, then a trailer frame (flag 0x80) the gateway made, "grpc-status: 2"
 // (UNKNOWN: the backend processed the call, so not UNAVAILABLE) and "grpc-message:
-// upstream_bad_response", and the body ends cleanly (no read error). When the backend cuts
+// upstream_reset_during_response", and the body ends cleanly (no read error). When the backend cuts
 // inside a message (a header promising 100 bytes, 10 sent), no frame can follow: the
 // response is broken off as before (HTTP/1.1: the chunked body ends without its last
 // chunk; h2c: the stream is reset), and no trailer frame appears. Every case is logged and
-// counted as upstream_bad_response. A call whose grpc-timeout runs out after its first
+// counted as upstream_reset_during_response, as the HTTP/1.1 path names a cut (issue #16). A call whose grpc-timeout runs out after its first
 // message ends with grpc-status 4 (DEADLINE_EXCEEDED), upstream_timeout.
 func TestGRPCWebCutMidBody(t *testing.T) {
 	partial := append(binary.BigEndian.AppendUint32([]byte{0}, 100), "0123456789"...) // 100 bytes announced
@@ -109,7 +129,7 @@ func TestGRPCWebCutMidBody(t *testing.T) {
 	})
 	tg := startGateway(t, grpcWebYAML+"admin: {address: \"127.0.0.1:0\"}\n", map[string]string{"backend": backend})
 	clients := webClients()
-	trailer := "grpc-status: 2\r\ngrpc-message: upstream_bad_response\r\n"
+	trailer := "grpc-status: 2\r\ngrpc-message: upstream_reset_during_response\r\n"
 	n := 0
 	for _, client := range []string{"http1", "h2c"} {
 		for _, text := range []bool{false, true} {
@@ -150,8 +170,8 @@ func TestGRPCWebCutMidBody(t *testing.T) {
 						}
 					}
 					l := tg.accessLines(n)[n-1]
-					if l["reason"] != "upstream_bad_response" || l["path"] != path {
-						t.Errorf("access log: reason %v path %v; want upstream_bad_response %s", l["reason"], l["path"], path)
+					if l["reason"] != "upstream_reset_during_response" || l["path"] != path {
+						t.Errorf("access log: reason %v path %v; want upstream_reset_during_response %s", l["reason"], l["path"], path)
 					}
 				})
 			}
@@ -173,7 +193,7 @@ func TestGRPCWebCutMidBody(t *testing.T) {
 		})
 	}
 	f, _ := scrape(t, tg.adminURL("/metrics"))
-	for code, want := range map[string]int{"upstream_bad_response": n - 2, "upstream_timeout": 2} {
+	for code, want := range map[string]int{"upstream_reset_during_response": n - 2, "upstream_timeout": 2} {
 		if v, _ := f.value("sluice_gateway_errors_total", map[string]string{"reason": code}); v != float64(want) {
 			t.Errorf("sluice_gateway_errors_total{reason=%s} = %v; want %d", code, v, want)
 		}

@@ -3,7 +3,15 @@ package h2pool
 // The read loop of a clientConn: one goroutine per connection reads every frame and acts on
 // it (RFC 9113 §6). A stream error resets that stream; a connection error sends GOAWAY and
 // ends the loop, which fails every stream (those above a GOAWAY's last-stream-id with
-// ErrUnprocessed).
+// ErrUnprocessed; the others, since the backend broke the protocol, with ErrProtocol).
+//
+// Streams the client never opened are idle (§5.1): odd ids from its next one on, and every
+// even id, since the client refuses server push (SETTINGS_ENABLE_PUSH 0) and so no
+// server-initiated stream can exist. HEADERS, DATA, RST_STREAM or WINDOW_UPDATE on one, or
+// a PUSH_PROMISE (§6.6, §8.4), is a connection error PROTOCOL_ERROR; PRIORITY may come on
+// any stream. x/net's Transport passes over such frames on even ids below its next id as
+// if they were for streams it canceled; a backend that sends them is broken, and what else
+// it sends on that connection cannot be trusted (issue #16).
 
 import (
 	"errors"
@@ -25,13 +33,17 @@ func (cc *clientConn) readLoop() {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
+	lost := fmt.Errorf("%w: %w", errConnLost, err)
+	if errors.As(err, new(http2.ConnectionError)) { // found in what the backend sent (connError)
+		lost = fmt.Errorf("%w: %w: %w", errConnLost, ErrProtocol, err)
+	}
 	cc.mu.Lock()
 	if cc.rd.err != nil {
 		cc.facts.eofAt = time.Now().UnixNano()
 	}
 	if !cc.closed {
 		cc.closed, cc.closing, cc.err = true, true, err
-		cc.failStreamsLocked(fmt.Errorf("%w: %w", errConnLost, err))
+		cc.failStreamsLocked(lost)
 	}
 	first := !cc.seenSettings
 	cc.mu.Unlock()
@@ -50,11 +62,15 @@ func (cc *clientConn) readFrames() error {
 		if err != nil {
 			if errors.Is(err, http2.ErrFrameTooLarge) { // past maxReadFrame (RFC 9113 §4.2)
 				err = http2.ConnectionError(http2.ErrCodeFrameSize)
+			} else if d := cc.fr.ErrorDetail(); d != nil && errors.As(err, new(http2.ConnectionError)) {
+				err = fmt.Errorf("%v: %w", d, err) // what the Framer found ("pad size larger than data payload")
 			}
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				var serr error = se
-				if se.Cause != nil { // the head's fields were invalid (names, values, pseudo-fields)
+				// A bad frame (a zero WINDOW_UPDATE, padding past the payload), or, with a
+				// cause, a head whose fields were invalid (names, values, pseudo-fields).
+				serr := fmt.Errorf("%w: %w", ErrProtocol, se)
+				if se.Cause != nil {
 					serr = fmt.Errorf("%w: %w", ErrMalformedResponse, se)
 				}
 				if err := cc.streamError(se.StreamID, se.Code, serr); err != nil {
@@ -79,8 +95,8 @@ func (cc *clientConn) readFrames() error {
 			err = cc.onPing(f)
 		case *http2.GoAwayFrame:
 			cc.onGoAway(f)
-		case *http2.PushPromiseFrame: // push was refused in our SETTINGS
-			err = http2.ConnectionError(http2.ErrCodeProtocol)
+		case *http2.PushPromiseFrame: // push was refused in our SETTINGS (RFC 9113 §6.6, §8.4)
+			err = fmt.Errorf("PUSH_PROMISE of stream %d on stream %d, push refused: %w", f.PromiseID, f.StreamID, http2.ConnectionError(http2.ErrCodeProtocol))
 		}
 		if err != nil {
 			return cc.connError(err)
@@ -108,10 +124,10 @@ func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) erro
 	cc.mu.Lock()
 	cs := cc.streams[id]
 	if cs == nil {
-		idle := id >= cc.nextID
+		idle := cc.idleLocked(id)
 		cc.mu.Unlock()
 		if idle {
-			return http2.ConnectionError(http2.ErrCodeProtocol)
+			return idleStreamError(fmt.Sprintf("stream error %v", code), id)
 		}
 		cc.write(func(b []byte) []byte { return appendRST(b, id, code) })
 		return nil
@@ -122,19 +138,35 @@ func (cc *clientConn) streamError(id uint32, code http2.ErrCode, err error) erro
 	return nil
 }
 
-// streamFor returns the open stream id, nil for one that ended; a frame for a stream the
-// client never opened is a connection error.
-func (cc *clientConn) streamForLocked(id uint32) (*clientStream, error) {
+// streamForLocked returns the open stream id, nil for one that ended; a frame (of type typ)
+// for a stream the client never opened is a connection error.
+func (cc *clientConn) streamForLocked(typ http2.FrameType, id uint32) (*clientStream, error) {
 	cs := cc.streams[id]
-	if cs == nil && id >= cc.nextID {
-		return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+	if cs == nil && cc.idleLocked(id) {
+		return nil, idleStreamError(typ.String(), id)
 	}
 	return cs, nil
 }
 
+// idleLocked reports whether stream id is one the client never opened: an odd id it has not
+// reached, or any even one (server-initiated: push is refused, so there are none).
+func (cc *clientConn) idleLocked(id uint32) bool {
+	return id%2 == 0 || id >= cc.nextID
+}
+
+// idleStreamError is the connection error PROTOCOL_ERROR for what (a frame type, a stream
+// error) on idle stream id (RFC 9113 §5.1).
+func idleStreamError(what string, id uint32) error {
+	kind := "idle"
+	if id%2 == 0 {
+		kind = "server-initiated"
+	}
+	return fmt.Errorf("%s on %s stream %d: %w", what, kind, id, http2.ConnectionError(http2.ErrCodeProtocol))
+}
+
 func (cc *clientConn) onHeaders(f *http2.MetaHeadersFrame) error {
 	cc.mu.Lock()
-	cs, err := cc.streamForLocked(f.StreamID)
+	cs, err := cc.streamForLocked(f.Type, f.StreamID)
 	if cs == nil || err != nil {
 		cc.mu.Unlock()
 		return err
@@ -267,7 +299,7 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
 	cc.recvWindow -= n
-	cs, err := cc.streamForLocked(f.StreamID)
+	cs, err := cc.streamForLocked(f.Type, f.StreamID)
 	if cs == nil || cs.remoteDone || err != nil {
 		// A stream that ended (reset by the client): its DATA goes back to the window.
 		cc.connUnsent += n
@@ -298,8 +330,10 @@ func (cc *clientConn) onData(f *http2.DataFrame) error {
 	if serr != nil {
 		cc.connUnsent += n
 		cc.mu.Unlock()
-		if code == http2.ErrCodeProtocol { // the content is malformed (a window overrun is not)
+		if code == http2.ErrCodeProtocol { // the content is malformed
 			serr = fmt.Errorf("%w: %w", ErrMalformedResponse, serr)
+		} else { // a window overrun: the frames are
+			serr = fmt.Errorf("%w: %w", ErrProtocol, serr)
 		}
 		cc.streamError(f.StreamID, code, serr)
 		return nil
@@ -391,12 +425,12 @@ func (cc *clientConn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 		cc.cond.Broadcast()
 		return nil
 	}
-	cs, err := cc.streamForLocked(f.StreamID)
+	cs, err := cc.streamForLocked(f.Type, f.StreamID)
 	if cs == nil || err != nil {
 		return err
 	}
 	if cs.sendWindow += incr; cs.sendWindow > math.MaxInt32 {
-		cs.resetLocked(http2.StreamError{StreamID: cs.id, Code: http2.ErrCodeFlowControl}, http2.ErrCodeFlowControl)
+		cs.resetLocked(fmt.Errorf("%w: stream window past 2^31-1: %w", ErrProtocol, http2.StreamError{StreamID: cs.id, Code: http2.ErrCodeFlowControl}), http2.ErrCodeFlowControl)
 		go cc.sendResets() // not under mu
 		return nil
 	}
@@ -414,7 +448,7 @@ func (cc *clientConn) onRST(f *http2.RSTStreamFrame) error {
 	} else {
 		cc.facts.resets++
 	}
-	cs, err := cc.streamForLocked(f.StreamID)
+	cs, err := cc.streamForLocked(f.Type, f.StreamID)
 	if cs == nil || err != nil {
 		return err
 	}

@@ -29,6 +29,17 @@ var ErrUnprocessed = errors.New("the backend did not process the stream (above a
 // HTTP/1.1's bad response, not a reset before one, and not to be retried as a reset.
 var ErrMalformedResponse = errors.New("the backend's HTTP/2 response was malformed")
 
+// ErrProtocol is in the error of a stream whose backend broke the HTTP/2 protocol in its
+// frames (RFC 9113 §5.4): on the connection, a connection error the client found (a frame
+// on a stream the client never opened, server-initiated ones included, PUSH_PROMISE with
+// push refused, a window overrun, a frame the Framer refused), for which it sent GOAWAY and
+// closed the connection, failing every stream on it; or on the stream, a stream error that
+// is not a malformed message (a window overrun or a zero WINDOW_UPDATE on it), for which it
+// reset that stream. Unlike ErrMalformedResponse it does not say that the stream's answer
+// began: one failed before its head may not have been processed, as after any connection
+// loss (one above a GOAWAY's last-stream-id fails with ErrUnprocessed instead).
+var ErrProtocol = errors.New("the backend broke the HTTP/2 protocol")
+
 // ErrClosed is returned by a pool that was closed.
 var ErrClosed = errors.New("h2pool: pool closed")
 

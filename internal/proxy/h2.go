@@ -198,6 +198,13 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 		// The backend answered, malformed: it processed the request. As on HTTP/1.1
 		// (classifyRead), a bad response, under no retry condition.
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err))}
+	case errors.Is(err, h2pool.ErrProtocol):
+		// The backend broke the protocol in its frames (on the connection: a frame on a
+		// server-initiated stream, a PUSH_PROMISE; on this stream: a window overrun): a bad
+		// response, but this stream's answer may not have begun, so it is retried as a
+		// connection lost before the response is (streams above a GOAWAY's last-stream-id
+		// came as unprocessed, above).
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeResponse}
 	case errors.Is(context.Cause(actx), errH2AttemptTimeout):
 		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
 	}
@@ -283,12 +290,8 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			break
 		}
 		if err != nil {
-			code := reason.BadResponse
 			timedOut := errors.Is(context.Cause(actx), errH2AttemptTimeout)
-			if timedOut {
-				code = reason.ResponseTimeout
-			}
-			e := reason.New(502, code, t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))
+			e := reason.New(502, bodyFailureCode(err, timedOut), t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))
 			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
 			// a request canceled by its client or a forced shutdown: nobody to tell).
 			if wb != nil && (timedOut || actx.Err() == nil) && wb.endFailed(ds, e) {
@@ -323,6 +326,22 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
 	}
 	return result{}
+}
+
+// bodyFailureCode is the reason of an HTTP/2 response body that broke off after its head,
+// named as the HTTP/1.1 relay names it (bodyReadFailure): a body the backend sent malformed
+// (a length it does not keep, trailers without END_STREAM), or frames that broke the
+// protocol (h2pool.ErrProtocol), is a bad response; the attempt's time running out is a timeout; a stream
+// the backend reset (RST_STREAM) or a connection lost mid-body is a reset during the
+// response (issue #16).
+func bodyFailureCode(err error, timedOut bool) reason.Code {
+	switch {
+	case timedOut:
+		return reason.ResponseTimeout
+	case errors.Is(err, h2pool.ErrMalformedResponse), errors.Is(err, h2pool.ErrProtocol):
+		return reason.BadResponse
+	}
+	return reason.ResetDuringResp
 }
 
 // relayHeads are the response head and trailers relayH2 makes from the library's maps.
