@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/internal/reason"
 )
 
 // h2BlameYAML: one h2c target behind passive health that ejects at the first failure, and
@@ -121,4 +124,43 @@ func TestGRPCWebTextBadBodyAfterHead(t *testing.T) {
 		t.Errorf("%d, X-Sluice-Error %q; want bad_request", resp.StatusCode, e)
 	}
 	wantTargetServed(t, tg)
+}
+
+// TestH2UpstreamStreamCanceledNotTargetFailure: an HTTP/2 client that cancels a streaming
+// call mid-response (RST_STREAM CANCEL: a gRPC client's deadline or cancel) ends the
+// request's context while the gateway waits for the backend's next DATA. That body read
+// failing is the client's doing, not the backend's: the target must not be counted as
+// failed (it was: one canceled stream ejected it here, and every canceled server-streaming
+// call counted against a healthy target).
+func TestH2UpstreamStreamCanceledNotTargetFailure(t *testing.T) {
+	yaml := strings.Replace(h2BlameYAML, "  - address: 127.0.0.1:0\n", "  - address: 127.0.0.1:0\n    protocols: [http1, h2c]\n", 1)
+	tg := startGateway(t, yaml, map[string]string{"backend": streamingH2C(t)})
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &h2c}}
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", tg.url("/stream"), nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("client spoke %s, want HTTP/2", resp.Proto)
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "chunk 0") {
+			t.Fatalf("call %d: first chunk %q, %v", i, line, err)
+		}
+		cancel() // RST_STREAM while the backend streams on
+		resp.Body.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+	wantTargetServed(t, tg)
+	if log := tg.access.String(); strings.Contains(log, string(reason.ResetDuringResp)) || strings.Contains(log, string(reason.BadResponse)) {
+		t.Errorf("a canceled stream was logged as the backend's failure:\n%s", log)
+	}
+	if log := tg.access.String(); strings.Count(log, "client reset the HTTP/2 stream") != 3 {
+		t.Errorf("want 3 canceled calls logged as the client's reset:\n%s", log)
+	}
 }

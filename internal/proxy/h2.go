@@ -157,6 +157,11 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if berr := body.clientErr(); res.err != nil && !res.clientGone && !res.clientSide && berr != nil {
 		res = clientBodyFailure(t.Addr, berr) // the upstream stream failed because the client's body did
 	}
+	if res.err != nil && !res.clientGone && !res.clientSide && ctx.Err() != nil {
+		// The request ended while the body was relayed (the client reset its stream, a
+		// forced shutdown): the body read failed because of it, as on the HTTP/1.1 path.
+		res = canceled(ctx)
+	}
 	at.Outcome = "ok"
 	if res.err != nil {
 		at.Outcome = string(res.err.Code)

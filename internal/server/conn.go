@@ -353,6 +353,7 @@ func (c *conn) waitReadable() bool {
 var (
 	errForcedShutdown = reason.New(503, reason.GatewayShutdown, "", errors.New("shutdown grace period ended before the request finished"))
 	errClientGone     = reason.New(499, reason.ClientBodyError, "", errors.New("client closed the connection"))
+	errStreamCanceled = reason.New(499, reason.ClientBodyError, "", errors.New("client reset the HTTP/2 stream"))
 	errConnClosed     = errors.New("client connection closed")
 )
 

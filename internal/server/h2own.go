@@ -236,7 +236,7 @@ func (o *h2Own) serve() {
 		o.c.srv.log.Warn("HTTP/2 client does not read; connection closed", "remote", o.c.clientIP, "queued", h2MaxQueued)
 	}
 	for _, s := range gone {
-		o.goneUnpin(s)
+		o.goneUnpin(s, errClientGone)
 	}
 	<-writerDone
 	o.wg.Wait()
@@ -553,7 +553,7 @@ func (o *h2Own) handle(f http2.Frame) bool {
 		s := o.dropLocked(id)
 		o.unlockR()
 		if s != nil {
-			o.goneUnpin(s)
+			o.goneUnpin(s, errStreamCanceled)
 		}
 	case *http2.SettingsFrame:
 		return o.onSettings(f)
@@ -1079,7 +1079,7 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	}
 	o.unlockR()
 	if s != nil {
-		o.goneUnpin(s)
+		o.goneUnpin(s, errClientGone)
 		if o.resets++; o.resets > o.lim.resets && !o.calm {
 			o.calm = true
 			o.limitHit(LimitResets, o.resets)
@@ -1087,10 +1087,10 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	}
 }
 
-// goneUnpin ends a stream taken off the connection by the read loop (ownGone), then lets
-// it go back to its pool if its handler is done: a pinned Stream is not reused.
-func (o *h2Own) goneUnpin(s *Stream) {
-	s.ownGone(errClientGone)
+// goneUnpin ends a stream taken off the connection by the read loop (ownGone, with cause),
+// then lets it go back to its pool if its handler is done: a pinned Stream is not reused.
+func (o *h2Own) goneUnpin(s *Stream, cause error) {
+	s.ownGone(cause)
 	o.lockR()
 	s.x.pins--
 	rel := s.x.pins == 0 && s.x.served
