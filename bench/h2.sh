@@ -2,6 +2,7 @@
 # bench/h2.sh: HTTP/2 over TLS downstream side by side (docs/benchmarks.md, "HTTP/2").
 #
 #   bash bench/h2.sh [-rounds 3] [-duration 6] [-only "sluice nginx"] [-modes "streams conns"] [-base REV]
+#                    [-rate 4000]
 #
 # One plain Go backend (bench/backend, 300-byte bodies, HTTP/1.1) behind sluice
 # (protocols: [http1, h2]), nginx (listen ... ssl http2) and HAProxy (alpn h2,http/1.1), each
@@ -9,6 +10,9 @@
 # certificate, upstream keep-alive on, access logs off. Per proxy, in rotated order each
 # round, h2load (Debian nghttp2-client) runs:
 #   streams  -c 4 -m 32: few connections, many concurrent streams on each
+#   paced    streams at a fixed offered load (--rps RATE per connection, -rate, default 4000:
+#            16k requests/s, below every proxy's ceiling here), so that p99 compares latency
+#            at the same load, not at each proxy's own saturation (not run unless -modes says)
 #   conns    -c 64 -m 1: many connections, one stream at a time on each
 # Reported: medians of requests/s, of the p99 request time (from h2load's per-request log)
 # and of the CPU time per request (utime+stime of the proxy's processes), with ratios to
@@ -23,7 +27,7 @@
 # sluice-base's): with -base HEAD, a runtime setting (GOGC=400, GOMAXPROCS=1) against none.
 set -euo pipefail
 
-ROUNDS=3 DURATION=6 ONLY="" BASE="" MODES="streams conns"
+ROUNDS=3 DURATION=6 ONLY="" BASE="" MODES="streams conns" RATE=4000
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
 	-only) ONLY=$2; shift ;;
 	-base) BASE=$2; shift ;;
 	-modes) MODES=$2; shift ;;
+	-rate) RATE=$2; shift ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "h2.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -150,6 +155,7 @@ run() {
 	case "$mode" in
 	streams) flags="-c 4 -m 32" ;;
 	conns) flags="-c 64 -m 1" ;;
+	paced) flags="-c 4 -m 32 --rps $RATE" ;;
 	esac
 	rm -f "$TMP/req.log"
 	before=$(cpu_ticks "$p")
@@ -181,7 +187,7 @@ for mode in $MODES; do
 done
 
 echo
-echo "HTTP/2 over TLS: medians over $ROUNDS rounds x ${DURATION}s (streams: h2load -c4 -m32; conns: h2load -c64 -m1)"
+echo "HTTP/2 over TLS: medians over $ROUNDS rounds x ${DURATION}s (streams: h2load -c4 -m32; conns: h2load -c64 -m1; paced: -c4 -m32 --rps $RATE)"
 printf 'mode\tproxy\trps\trps_vs_nginx\tp99_ms\tp99_vs_nginx\tcpu_us_req\tcpu_vs_nginx\trps_min\trps_max\n'
 for mode in $MODES; do
 	nrps=$(awk -F'\t' -v m="$mode" '$1==m && $3=="nginx"{print $5}' "$results" | median)

@@ -3,6 +3,7 @@
 #
 #   bash bench/tls.sh [-rounds 3] [-duration 6] [-connections 64] [-only "sluice nginx"]
 #                     [-modes "keepalive resumed full"] [-base REV] [-access] [-syscalls]
+#                     [-same-headers]
 #
 # One plain Go backend (bench/backend, 300-byte bodies) behind sluice, nginx, HAProxy and
 # Caddy, each terminating TLS on its own loopback port with the same ECDSA P-256 certificate
@@ -26,9 +27,13 @@
 # theirs off. -syscalls also counts each proxy's system calls per request in keepalive mode
 # (perf stat on the raw_syscalls:sys_enter tracepoint, attached to the proxy's processes),
 # printed per round and as a median column.
+# -same-headers makes nginx do what Sluice does by default for every request: send the
+# backend X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and an X-Request-Id, and
+# return the X-Request-Id to the client (without it nginx forwards the client's headers as
+# they are, and the backend parses four fields fewer per request).
 set -euo pipefail
 
-ROUNDS=3 DURATION=6 CONNS=64 ONLY="" MODES="keepalive resumed full" BASE="" ACCESS="" SYSCALLS=""
+ROUNDS=3 DURATION=6 CONNS=64 ONLY="" MODES="keepalive resumed full" BASE="" ACCESS="" SYSCALLS="" NGINX_SAME=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-rounds) ROUNDS=$2; shift ;;
@@ -39,6 +44,7 @@ while [ $# -gt 0 ]; do
 	-base) BASE=$2; shift ;;
 	-access) ACCESS=1 ;;
 	-syscalls) SYSCALLS=1 ;;
+	-same-headers) NGINX_SAME='proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $http_host; proxy_set_header X-Request-Id $request_id; add_header X-Request-Id $request_id always;' ;;
 	-h | -help | --help) sed -n '2,/^set -e/p' "$0" | sed 's/^# \{0,1\}//;$d'; exit 0 ;;
 	*) echo "tls.sh: unknown flag $1" >&2; exit 2 ;;
 	esac
@@ -101,7 +107,7 @@ start() { # name port
 			        ssl_session_cache shared:SSL:10m;
 			        ssl_protocols TLSv1.2 TLSv1.3;
 			        keepalive_requests 100000;
-			        location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; }
+			        location / { proxy_pass http://b; proxy_http_version 1.1; proxy_set_header Connection ""; $NGINX_SAME }
 			    }
 			}
 		EOF
