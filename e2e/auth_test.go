@@ -73,7 +73,7 @@ routes:
         config: {address: "%[5]s/check", timeout: 300ms, consumer_header: X-Consumer, require_consumer: true}
 admin: {address: "%[6]s"}
 log: {access: "off"}
-`, listen, live, sig["HS256"].HMAC, testutil.FreeAddr(t), auth.URL, admin))
+`, listen, live, sig["HS256"].HMAC, testutil.RefusingAddr(t), auth.URL, admin))
 	p := start(t, "run", cfg)
 	p.waitLog(t, `"sluice started"`, 0)
 	gw := "http://" + listen

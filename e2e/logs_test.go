@@ -41,7 +41,7 @@ func TestRunLogsAsOperated(t *testing.T) {
 			t.Errorf("sluice %q: %v\n%s", args, err, out)
 		}
 	}
-	if out, err := exec.Command(binary, "health", "-admin", testutil.FreeAddr(t)).CombinedOutput(); err == nil {
+	if out, err := exec.Command(binary, "health", "-admin", testutil.RefusingAddr(t)).CombinedOutput(); err == nil {
 		t.Errorf("sluice health against a dead address exited 0: %s", out)
 	}
 	if ls := p.lines(); strings.Contains(strings.Join(ls, "\n"), "demo") {

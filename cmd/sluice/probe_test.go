@@ -31,7 +31,7 @@ func idleBackend(t *testing.T, idle time.Duration) string {
 	return ln.Addr().String()
 }
 
-// deadAddr returns a loopback address where nothing listens.
+// writeConfig writes body to a config file in a temporary directory and returns its path.
 func writeConfig(t *testing.T, body string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sluice.yaml")
@@ -103,7 +103,7 @@ func TestProbeExitStatus(t *testing.T) {
 	t.Parallel()
 	live := idleBackend(t, 300*time.Millisecond)
 	okCfg := writeConfig(t, fmt.Sprintf("listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - id: app\n    targets:\n      - address: %s\n    keepalive:\n      idle_timeout: 200ms\nroutes:\n  - id: all\n    upstream: app\n", live))
-	deadCfg := writeConfig(t, fmt.Sprintf("listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - id: app\n    targets:\n      - address: %s\n      - address: %s\n    keepalive:\n      idle_timeout: 200ms\nroutes:\n  - id: all\n    upstream: app\n", live, testutil.FreeAddr(t)))
+	deadCfg := writeConfig(t, fmt.Sprintf("listeners:\n  - address: 127.0.0.1:0\nupstreams:\n  - id: app\n    targets:\n      - address: %s\n      - address: %s\n    keepalive:\n      idle_timeout: 200ms\nroutes:\n  - id: all\n    upstream: app\n", live, testutil.RefusingAddr(t)))
 	cases := []struct {
 		name string
 		args []string
@@ -117,7 +117,7 @@ func TestProbeExitStatus(t *testing.T) {
 		{name: "-insecure without https", args: []string{"-insecure", "http://" + live}, code: 2, err: "need an https:// URL"},
 		{name: "bad flag", args: []string{"-nope"}, code: 2, err: "flag provided but not defined"},
 		{name: "bad max-wait", args: []string{"-max-wait", "0s", live}, code: 2, err: "must be positive"},
-		{name: "unreachable URL", args: []string{"http://" + testutil.FreeAddr(t) + "/"}, code: 1, err: "connection refused"},
+		{name: "unreachable URL", args: []string{"http://" + testutil.RefusingAddr(t) + "/"}, code: 1, err: "connection refused"},
 		{name: "URL, flags after it", args: []string{"http://" + live + "/health", "-max-wait", "3s"}, code: 0,
 			out: "(GET /health, Host " + live + ")"},
 		{name: "config ok", args: []string{"-c", okCfg, "-max-wait", "3s"}, code: 0, out: "0 of 1 upstreams with problems"},

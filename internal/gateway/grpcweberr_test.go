@@ -82,7 +82,7 @@ admin:
 // backend's own deadline could answer DEADLINE_EXCEEDED first under load.
 func TestGRPCWebGatewayErrors(t *testing.T) {
 	be := &grpcBackend{done: make(chan error, 8)}
-	tg := startGateway(t, grpcWebErrorsYAML, map[string]string{"backend": grpcServe(t, be), "dead": testutil.FreeAddr(t)})
+	tg := startGateway(t, grpcWebErrorsYAML, map[string]string{"backend": grpcServe(t, be), "dead": testutil.RefusingAddr(t)})
 	clients := webClients()
 	sleep, _ := proto.Marshal(&testgrpc.SimpleRequest{ResponseSize: -1}) // the backend waits for the call's end
 	sleepBody := webFrameBytes(0, string(sleep))

@@ -156,7 +156,7 @@ func TestH2PrefaceWithoutH2C(t *testing.T) {
 // (HTTP 200, grpc-status and grpc-message with the reason code, no body) with the status
 // that tells a gRPC client what happened; a plain HTTP/2 client still gets the JSON error.
 func TestH2GRPCErrors(t *testing.T) {
-	dead := testutil.FreeAddr(t)
+	dead := testutil.RefusingAddr(t)
 	s := startH2Routes(t, `
 upstreams: [{id: dead, targets: [{address: `+dead+`}]}]
 routes: [{id: svc, match: {path_prefix: /svc.Greeter/}, upstream: dead}]

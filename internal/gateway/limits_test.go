@@ -18,7 +18,7 @@ func TestUpstreamLimitsAndNoHealthyTarget(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(release)
-	dead := testutil.FreeAddr(t)
+	dead := testutil.RefusingAddr(t)
 	tg := startGateway(t, `
 listeners: [{address: 127.0.0.1:0}]
 upstreams:

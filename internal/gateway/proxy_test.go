@@ -313,7 +313,7 @@ func TestProxyLimitsAndTimeouts(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	defer be.Close()
-	dead := testutil.FreeAddr(t)
+	dead := testutil.RefusingAddr(t)
 	tg := startGateway(t, `
 listeners:
   - address: 127.0.0.1:0

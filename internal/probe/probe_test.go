@@ -158,7 +158,7 @@ func TestProbeCancel(t *testing.T) {
 
 func TestProbeUnreachable(t *testing.T) {
 	t.Parallel()
-	addr := testutil.FreeAddr(t)
+	addr := testutil.RefusingAddr(t)
 	if _, err := Probe(context.Background(), addr, Options{}); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("err = %v, want connection refused", err)
 	}

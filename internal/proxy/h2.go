@@ -157,9 +157,11 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if berr := body.clientErr(); res.err != nil && !res.clientGone && !res.clientSide && berr != nil {
 		res = clientBodyFailure(t.Addr, berr) // the upstream stream failed because the client's body did
 	}
-	if res.err != nil && !res.clientGone && !res.clientSide && ctx.Err() != nil {
+	if res.err != nil && ctx.Err() != nil {
 		// The request ended while the body was relayed (the client reset its stream, a
-		// forced shutdown): the body read failed because of it, as on the HTTP/1.1 path.
+		// forced shutdown): whichever read failed first, the response's or the client's
+		// body's (a forced shutdown closes the client's socket too), it failed because of
+		// that, and the request's cause is the answer, as on the HTTP/1.1 path (attemptH1).
 		res = canceled(ctx)
 	}
 	at.Outcome = "ok"

@@ -21,6 +21,7 @@ import (
 	"sluice/internal/connpool"
 	"sluice/internal/h1"
 	"sluice/internal/reason"
+	"sluice/internal/testutil"
 	"sluice/internal/upstream"
 	"sluice/internal/upstream/balancer"
 )
@@ -267,13 +268,7 @@ func TestUntouchedLargeBodyIsRetried(t *testing.T) {
 		got.Store(int64(len(b)))
 	}))
 	defer be.Close()
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
-	rt, _ := testRouteTo(t, []string{deadAddr, be.Listener.Addr().String()}, connpool.Options{}, nil)
+	rt, _ := testRouteTo(t, []string{testutil.RefusingAddr(t), be.Listener.Addr().String()}, connpool.Options{}, nil)
 	const size = 200 << 10 // above the default 64 KiB buffer_body
 	body := strings.Repeat("x", size)
 	rd := newRecorder(t, context.Background(), fmt.Sprintf("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", size), body)

@@ -10,8 +10,9 @@ import (
 
 // Free ports for servers in other processes (the sluice binary, pebble) are taken in
 // freeLo-freeHi: below the ephemeral range (32768-60999 on Linux), where a port-0 bind
-// never lands, and clear of the bench scripts' defaults (20000-23999), etcd's (24000-24999)
-// and redis-server's (25000-25999).
+// never lands, and clear of etcd's (24000-24999) and redis-server's (25000-25999). The bench
+// scripts' default range (bench/lib.sh free_port, 20000-31999) covers it: a script run beside
+// the tests is to be given PORT_LO/PORT_SPAN outside it.
 const freeLo, freeHi = 26000, 31999
 
 var (

@@ -77,7 +77,7 @@ func TestHTTPProbe(t *testing.T) {
 }
 
 func TestProbeFailures(t *testing.T) {
-	dead := testutil.FreeAddr(t)
+	dead := testutil.RefusingAddr(t)
 	ctx := context.Background()
 	if err := (TCPProbe{}).Check(ctx, &upstream.Target{Addr: dead}); err == nil {
 		t.Error("TCP probe of a dead port passed")
