@@ -26,6 +26,11 @@ func TestSmoke(t *testing.T) {
 	out := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), "bash", "run.sh", "-smoke", "-out", out)
 	cmd.WaitDelay = 10 * time.Second
+	if os.Getenv("PORT_LO") == "" {
+		// Beside the other packages' tests: clear of etcd's, redis-server's and
+		// testutil.FreeAddr's ranges (24000-31999), which run.sh's default would cover.
+		cmd.Env = append(os.Environ(), "PORT_LO=20000", "PORT_SPAN=4000")
+	}
 	start := time.Now()
 	b, err := cmd.CombinedOutput()
 	t.Logf("run.sh -smoke took %v:\n%s", time.Since(start).Round(time.Second), b)

@@ -12,7 +12,8 @@ import (
 // freeLo-freeHi: below the ephemeral range (32768-60999 on Linux), where a port-0 bind
 // never lands, and clear of etcd's (24000-24999) and redis-server's (25000-25999). The bench
 // scripts' default range (bench/lib.sh free_port, 20000-31999) covers it: a script run beside
-// the tests is to be given PORT_LO/PORT_SPAN outside it.
+// the tests is to be given PORT_LO/PORT_SPAN outside it, as bench's TestSmoke gives run.sh
+// (20000-23999).
 const freeLo, freeHi = 26000, 31999
 
 var (
