@@ -273,11 +273,13 @@ func (c *Conn) SendRead(w, r []byte) (sent, n int, err error) {
 	return sent, n, nil
 }
 
-// isSendError reports whether err is SendRead's *SendError (a type switch: errors.As would
-// move its target to the heap on every call).
-func isSendError(err error) bool {
-	_, ok := err.(*SendError)
-	return ok
+// SendFailure returns err as SendRead's *SendError (a held send's failure too), or nil when it
+// is another error. A type assertion, not errors.As: the error reaches a reader above
+// unwrapped (bufio and crypto/tls pass a socket's read errors on as they are), and errors.As
+// would move its target to the heap on every call.
+func SendFailure(err error) *SendError {
+	se, _ := err.(*SendError)
+	return se
 }
 
 // errHeldUnsent is a Write while held bytes wait for their Read: a misuse (the held bytes
@@ -330,7 +332,7 @@ func (c *Conn) readHeld(b []byte) (int, error) {
 	h := c.held
 	c.held, c.holdCopy = nil, false
 	sent, n, err := c.SendRead(h, b)
-	if sent < len(h) && !isSendError(err) {
+	if sent < len(h) && SendFailure(err) == nil {
 		c.held = h[sent:]
 	} else {
 		c.hbuf = c.hbuf[:0]

@@ -540,7 +540,7 @@ func awaitResponse(ds Downstream, now, deadline time.Time, late time.Duration, c
 			}
 			return result{}, true
 		}
-		if se := (*netio.SendError)(nil); errors.As(err, &se) {
+		if se := netio.SendFailure(err); se != nil {
 			return classifySend(se.Err, c.BytesWritten(), t.Addr), false
 		}
 		if !isTimeout(err) {

@@ -255,14 +255,15 @@ func (c *conn) waitNextRequest() int {
 			}
 		}
 		_, err := c.br.Peek(1)
-		if c.tlsSock != nil && c.tlsSock.SendHeld() != nil {
-			// crypto/tls may have had the next request's record already (pipelined): then
-			// the read did not reach the socket, and what it holds goes out now.
+		// Whatever the read did, nothing stays held: a deadline already past (Shutdown's
+		// wake-up) stops it before it sends, and crypto/tls may have returned the next
+		// request from a record it had (pipelined) without reaching the socket.
+		if held && c.holdSock().SendHeld() != nil {
 			return waitStop
 		}
 		if err == nil {
 			return waitNext
-		} else if !errors.Is(err, os.ErrDeadlineExceeded) || isSendError(err) {
+		} else if !errors.Is(err, os.ErrDeadlineExceeded) || netio.SendFailure(err) != nil {
 			// A held send that failed surfaces from the read, a write timeout as a
 			// timeout too: the response is cut short, and the connection must close.
 			return waitStop
@@ -270,10 +271,6 @@ func (c *conn) waitNextRequest() int {
 		// The read through TLS found nothing: crypto/tls holds no complete record and no
 		// plaintext (it would have returned them), so the idle wait can watch the socket.
 		c.tlsDrained = c.tlsSock != nil
-		// A deadline already past (Shutdown's wake-up) stops the read before it sends.
-		if c.nio != nil && c.nio.Held() && c.nio.SendHeld() != nil {
-			return waitStop
-		}
 	}
 	if !c.armIdle(idleEnd, netio.Slack(c.st.IdleTimeout)) {
 		return waitStop
@@ -283,6 +280,15 @@ func (c *conn) waitNextRequest() int {
 		c.tlsSock.ReleaseHeldBuffer()
 	}
 	return waitHandOver
+}
+
+// holdSock is the socket a complete response's last bytes can be held on (Exchange.holdable):
+// the connection's own, plain or under TLS; nil when it is not a netio.Conn.
+func (c *conn) holdSock() *netio.Conn {
+	if c.nio != nil {
+		return c.nio
+	}
+	return c.tlsSock
 }
 
 // flushHeld sends what finish left buffered (Exchange.holdable), with an ordinary write.
@@ -547,11 +553,4 @@ func (c *conn) discardBody(ex *Exchange) bool {
 	c.setReadDeadline(time.Second)
 	n, err := io.CopyN(io.Discard, &ex.body, maxDrain+1)
 	return err == io.EOF && n <= maxDrain
-}
-
-// isSendError reports whether err is a held send's failure (netio.SendError) from a read,
-// plain or through crypto/tls (which returns its socket's read errors as they are).
-func isSendError(err error) bool {
-	_, ok := err.(*netio.SendError)
-	return ok
 }

@@ -502,7 +502,7 @@ func (ex *Exchange) flushNow() error {
 // request (netio.Conn.HoldNextWrite, HoldWrites), so that wait needs no read that finds
 // nothing first.
 func (ex *Exchange) holdable() bool {
-	return (ex.c.nio != nil || ex.c.tlsSock != nil) && ex.wroteHead && !ex.chunked && !ex.tunneled && !ex.aborted &&
+	return ex.c.holdSock() != nil && ex.wroteHead && !ex.chunked && !ex.tunneled && !ex.aborted &&
 		!ex.closeAfter && !ex.untilClose && (ex.noBody || ex.declared >= 0 && ex.bytesOut == ex.declared)
 }
 
