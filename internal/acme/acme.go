@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
@@ -59,7 +61,8 @@ type Manager struct {
 	cancel  context.CancelFunc
 }
 
-// New returns a Manager; Start begins obtaining certificates.
+// New returns a Manager serving the certificates of its domains already in storage; Start
+// begins managing them (ordering the missing ones, renewing).
 func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 	if len(o.Domains) == 0 {
 		return nil, errors.New("acme: no domains")
@@ -123,7 +126,27 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 	m.issuer = certmagic.NewACMEIssuer(cfg, tmpl)
 	cfg.Issuers = []certmagic.Issuer{m.issuer}
 	m.cfg = cfg
+	m.loadStored()
 	return m, nil
+}
+
+// loadStoredTimeout bounds loadStored (reading storage, and stapling OCSP when the
+// certificate names a responder).
+const loadStoredTimeout = 10 * time.Second
+
+// loadStored puts the certificates already in storage in the Manager's cache, so that a
+// listener serves them from its first handshake. Start would load them too, but in the
+// background: a config reload builds a new Manager and puts it in service at once, and
+// until then handshakes for its domains failed (no certificate in the new, empty cache).
+// A missing certificate is left to Start to order.
+func (m *Manager) loadStored() {
+	ctx, cancel := context.WithTimeout(context.Background(), loadStoredTimeout)
+	defer cancel()
+	for _, d := range m.domains {
+		if _, err := m.cfg.CacheManagedCertificate(ctx, d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			m.log.Warn("acme certificate in storage not loaded; Start tries again", "domain", d, "err", err)
+		}
+	}
 }
 
 func splitPort(addr string) (host string, port int, err error) {

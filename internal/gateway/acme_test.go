@@ -233,3 +233,64 @@ routes: [{id: all, upstream: b}]
 		t.Errorf("DNS server: %d updates applied, %d refused; want an add and a removal, none refused", acc, ref)
 	}
 }
+
+// TestACMECertificateServedAcrossReload: a config reload builds the listener's ACME manager
+// anew; the certificate it manages is served by the first handshake after the reload, not
+// only once the new manager has loaded it from storage in the background.
+func TestACMECertificateServedAcrossReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	port := testutil.FreePort(t)
+	p := startPebble(t, port, 0)
+	p.dns.SetA("acme.test", 60, "127.0.0.1")
+	const cfg = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [acme.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: {{route}}, upstream: b}]
+`
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"b": hostport(echoBackend(t, "a")), "route": "r0"}
+	tg := startGateway(t, cfg, vars)
+	issuer := func() (string, error) {
+		c, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Issuer.CommonName, nil
+	}
+	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool {
+		is, _ := issuer()
+		return strings.Contains(is, "Pebble")
+	})
+	// The listener TLS a reload builds serves the certificate before anything runs in the
+	// background.
+	e, err := tg.gw.buildEdgeTLS(mustParse(t, cfg, vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, peer := net.Pipe() // certmagic logs the handshake's remote address
+	_, err = e.configs["127.0.0.1:"+vars["port"]].GetCertificate(&tls.ClientHelloInfo{ServerName: "acme.test", Conn: conn})
+	conn.Close()
+	peer.Close()
+	e.close()
+	if err != nil {
+		t.Fatalf("a rebuilt listener's certificate for acme.test: %v", err)
+	}
+	for i := range 10 {
+		vars["route"] = fmt.Sprintf("r%d", i+1)
+		if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
+			t.Fatal(err)
+		}
+		if is, err := issuer(); err != nil || !strings.Contains(is, "Pebble") {
+			t.Fatalf("handshake right after reload %d: issuer %q, %v", i+1, is, err)
+		}
+	}
+	if n := p.issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates, want 1", n)
+	}
+}
