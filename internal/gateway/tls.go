@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"sluice/internal/acme"
@@ -164,22 +165,33 @@ func (g *Gateway) Handshake(listener string, st *tls.ConnectionState, err error)
 var _ server.TLSObserver = (*Gateway)(nil)
 
 // redirectHTTPS answers a request on a redirecting listener with a 308 to the same host and
-// target over HTTPS on port.
+// target over HTTPS on port. An IPv6 literal keeps its brackets ("https://[::1]:8443/");
+// "OPTIONS *" goes to "/".
 func redirectHTTPS(ex *server.Exchange, port int) {
 	host := string(ex.Req.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	if host == "" {
 		ex.CloseAfter()
 		ex.WriteError(reason.New(400, reason.BadRequest, "", fmt.Errorf("no Host to redirect to")), "")
 		return
 	}
-	loc := "https://" + host
-	if port != 443 {
-		loc += ":" + strconv.Itoa(port)
+	var loc string
+	switch {
+	case port != 443:
+		loc = "https://" + net.JoinHostPort(host, strconv.Itoa(port))
+	case strings.Contains(host, ":"):
+		loc = "https://[" + host + "]"
+	default:
+		loc = "https://" + host
 	}
-	loc += string(ex.Req.Path)
+	if path := string(ex.Req.Path); path == "*" {
+		loc += "/"
+	} else {
+		loc += path
+	}
 	if ex.Req.Query != nil {
 		loc += "?" + string(ex.Req.Query)
 	}

@@ -307,25 +307,39 @@ func tlsCert(certPEM, keyPEM []byte) (tls.Certificate, error) {
 	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
-// TestRedirectHTTPS: a redirect_https listener answers 308 to the HTTPS URL.
+// TestRedirectHTTPS: a redirect_https listener answers 308 to the HTTPS URL, a valid URL
+// for an IPv6 literal host and for "OPTIONS *" too.
 func TestRedirectHTTPS(t *testing.T) {
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0, redirect_https: {port: 8443}}]
+	for _, tc := range []struct {
+		name, port, req, want string
+	}{
+		{"name", "8443", "POST /pay?x=1 HTTP/1.1\r\nHost: shop.example:80\r\nContent-Length: 0\r\n\r\n", "https://shop.example:8443/pay?x=1"},
+		{"port 443", "443", "GET /a HTTP/1.1\r\nHost: shop.example\r\n\r\n", "https://shop.example/a"},
+		{"IPv6 with port", "8443", "GET /a HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "https://[::1]:8443/a"},
+		{"IPv6", "8443", "GET /a HTTP/1.1\r\nHost: [::1]\r\n\r\n", "https://[::1]:8443/a"},
+		{"IPv6 port 443", "443", "GET /a HTTP/1.1\r\nHost: [2001:db8::1]:80\r\n\r\n", "https://[2001:db8::1]/a"},
+		{"asterisk", "8443", "OPTIONS * HTTP/1.1\r\nHost: shop.example\r\n\r\n", "https://shop.example:8443/"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, redirect_https: {port: {{port}}}}]
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: b}]
-`, map[string]string{"b": hostport(echoBackend(t, "a"))})
-	c, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "POST /pay?x=1 HTTP/1.1\r\nHost: shop.example:80\r\nContent-Length: 0\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 308 || resp.Header.Get("Location") != "https://shop.example:8443/pay?x=1" {
-		t.Fatalf("got %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+`, map[string]string{"b": hostport(echoBackend(t, "a")), "port": tc.port})
+			c, err := net.Dial("tcp", tg.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, tc.req)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 308 || resp.Header.Get("Location") != tc.want {
+				t.Fatalf("got %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), tc.want)
+			}
+		})
 	}
 }
 
