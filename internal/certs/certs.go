@@ -256,6 +256,12 @@ type Options struct {
 	NextProtos []string
 	// NoSessionTickets turns resumption by session tickets off.
 	NoSessionTickets bool
+	// Replaces is the config of the same listener that this one replaces (a config
+	// reload), nil for none: its session ticket keys, which crypto/tls makes and rotates
+	// daily, carry over, so that clients resume their sessions across a reload. A resumed
+	// session's client certificate is still checked against the new ClientAuth and
+	// ClientCAs (crypto/tls verifies its chain again).
+	Replaces *tls.Config
 }
 
 // ServerConfig returns the tls.Config of a listener whose certificates getCert picks
@@ -267,15 +273,20 @@ func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), 
 	if min < tls.VersionTLS12 {
 		min = tls.VersionTLS12
 	}
-	return &tls.Config{
-		GetCertificate:         getCert,
-		MinVersion:             min,
-		CipherSuites:           tls12Suites,
-		ClientAuth:             o.ClientAuth,
-		ClientCAs:              o.ClientCAs,
-		NextProtos:             o.NextProtos,
-		SessionTicketsDisabled: o.NoSessionTickets,
+	c := &tls.Config{}
+	if o.Replaces != nil {
+		// Clone is the only way to the automatic ticket keys; every field the clone took
+		// from o.Replaces (made here too) is set again below.
+		c = o.Replaces.Clone()
 	}
+	c.GetCertificate = getCert
+	c.MinVersion = min
+	c.CipherSuites = tls12Suites
+	c.ClientAuth = o.ClientAuth
+	c.ClientCAs = o.ClientCAs
+	c.NextProtos = o.NextProtos
+	c.SessionTicketsDisabled = o.NoSessionTickets
+	return c
 }
 
 // tls12Suites are the TLS 1.2 suites offered: ECDHE with AES-GCM or ChaCha20-Poly1305.

@@ -35,8 +35,8 @@ type ListenerTLS struct {
 	// HandshakeTimeout bounds the TLS handshake of a new connection. Default 10s; 0 is
 	// invalid.
 	HandshakeTimeout Duration `yaml:"handshake_timeout"`
-	// SessionTickets allows resumption by session tickets (keys generated in memory and
-	// rotated daily). Default true.
+	// SessionTickets allows resumption by session tickets (keys generated in memory,
+	// rotated daily and kept across config reloads). Default true.
 	SessionTickets *bool `yaml:"session_tickets"`
 	// ACME obtains and renews certificates for its domains automatically (see docs/tls.md).
 	// It can stand alone or beside Certificates, which then serve the other names.

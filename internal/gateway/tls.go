@@ -70,6 +70,9 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 		e.stores = append(e.stores, store)
 	}
 	o := certs.Options{MinVersion: t.MinTLSVersion(), NextProtos: []string{"http/1.1"}, NoSessionTickets: !t.SessionTicketsOn()}
+	if g.edge != nil {
+		o.Replaces = g.edge.configs[lc.Address] // its session ticket keys carry over
+	}
 	if lc.HasProtocol(config.ProtoH2) {
 		o.NextProtos = []string{"h2", "http/1.1"} // h2 first: the server's preference decides
 	}

@@ -373,6 +373,68 @@ func TestTLSSessionResumption(t *testing.T) {
 	}
 }
 
+// TestTLSResumptionAcrossReload: a config reload keeps the listener's session ticket keys,
+// so clients resume across it (TLS 1.2 and 1.3), the resumed session keeping its verified
+// client certificate; a reload that changes the client CAs makes a session of the old CA's
+// certificate useless: no resumption, and the certificate fails the full handshake.
+func TestTLSResumptionAcrossReload(t *testing.T) {
+	ca, clientCA, otherCA := testutil.NewCA(t), testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const y = `
+listeners:
+  - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: optional, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: {{r}}, upstream: b}]
+`
+	vars := map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "b": hostport(echoBackend(t, "a")), "r": "r0"}
+	tg := startGateway(t, y, vars)
+	reload := func() {
+		t.Helper()
+		vars["r"] += "x" // a change of the config, none of the listener
+		if err := tg.gw.Apply(mustParse(t, y, vars)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logged := 0
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cfg := ca.ClientConfig("a.test")
+		cfg.MaxVersion, cfg.Certificates = v, []tls.Certificate{billing}
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		get := func() (resumed bool, err error) {
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+			resp, err := c.Get("https://" + tg.addr + "/")
+			if err != nil {
+				return false, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			logged++
+			if l := tg.accessLines(logged)[logged-1]; l["client_cert_subject"] != "CN=svc-billing" {
+				t.Errorf("%s: client_cert_subject %v", tls.VersionName(v), l["client_cert_subject"])
+			}
+			return resp.TLS.DidResume, nil
+		}
+		if _, err := get(); err != nil {
+			t.Fatal(err)
+		}
+		reload()
+		if resumed, err := get(); !resumed || err != nil {
+			t.Errorf("%s: after a reload: resumed %v, %v; want resumed", tls.VersionName(v), resumed, err)
+		}
+		vars["ca"] = otherCA.CAFile(t)
+		reload()
+		if resumed, err := get(); err == nil {
+			t.Errorf("%s: after the client CAs changed: served (resumed %v); want the old CA's certificate refused", tls.VersionName(v), resumed)
+		}
+		vars["ca"] = clientCA.CAFile(t)
+		reload()
+	}
+}
+
 // TestRoutesMatchTLS: routes can require an SNI, a verified client certificate's subject or
 // a TLS version; plain HTTP has none of them.
 func TestRoutesMatchTLS(t *testing.T) {
