@@ -124,11 +124,13 @@ func load(p Pair) (*loaded, error) {
 	return &loaded{Pair: p, cert: &cert, leaf: leaf, certStat: cs, keyStat: ks}, nil
 }
 
-// stamp reads name and returns its fileStamp.
+// stamp reads name and returns its fileStamp. A file that cannot be read has the stamp of
+// its error, so that a file missing for a while (a symlink swapped by unlink and link, a
+// directory replaced) is reported once, not at every poll.
 func stamp(name string) (fileStamp, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return fileStamp{}, err
+		return sha256.Sum256([]byte("unreadable: " + err.Error())), err
 	}
 	return sha256.Sum256(b), nil
 }
@@ -200,8 +202,8 @@ func (s *Store) Reload() (replaced int, err error) {
 	for i, l := range s.pairs {
 		cs, cerr := stamp(l.CertFile)
 		ks, kerr := stamp(l.KeyFile)
-		if cerr == nil && kerr == nil && (cs == l.certStat && ks == l.keyStat || cs == l.badCert && ks == l.badKey) {
-			continue
+		if cerr == nil && kerr == nil && cs == l.certStat && ks == l.keyStat || cs == l.badCert && ks == l.badKey {
+			continue // unchanged, or the failure reported already
 		}
 		next, lerr := load(l.Pair)
 		if lerr != nil {

@@ -102,12 +102,25 @@ func TestReload(t *testing.T) {
 		t.Errorf("observed reloads %v, want [failure, success]", obs.reloads)
 	}
 
+	served, _ := s.GetCertificate(hello)
 	os.Remove(cf)
 	if _, err := s.Reload(); err == nil {
 		t.Error("a removed certificate file: no error")
 	}
-	if got, _ := s.GetCertificate(hello); got == first || got == nil {
+	if _, err := s.Reload(); err != nil {
+		t.Errorf("a removed certificate file polled again: %v; want nothing (reported once)", err)
+	}
+	if got, _ := s.GetCertificate(hello); got != served {
 		t.Error("a removed file changed the certificate served")
+	}
+	if len(obs.reloads) != 3 || obs.reloads[2] == nil {
+		t.Errorf("observed reloads %v, want [failure, success, failure]", obs.reloads)
+	}
+	certPEM, keyPEM = ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}})
+	testutil.WriteFile(t, kf, keyPEM)
+	testutil.WriteFile(t, cf, certPEM) // a new pair in place
+	if n, err := s.Reload(); n != 1 || err != nil {
+		t.Fatalf("a new pair after the removal: replaced %d, %v", n, err)
 	}
 }
 
