@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,8 +52,19 @@ type Observer interface {
 	ACMEEvent(event, domain string)
 }
 
+// Same reports whether o and p manage the same certificates the same way, so that a
+// Manager made with o can go on under p (a config reload that left the acme block alone).
+func (o Options) Same(p Options) bool {
+	if (o.CARoots == nil) != (p.CARoots == nil) || o.CARoots != nil && !o.CARoots.Equal(p.CARoots) {
+		return false
+	}
+	o.CARoots, p.CARoots = nil, nil
+	return reflect.DeepEqual(o, p)
+}
+
 // Manager keeps the certificates of one listener's ACME domains.
 type Manager struct {
+	opts    Options
 	domains []string
 	cache   *certmagic.Cache
 	cfg     *certmagic.Config
@@ -70,7 +82,7 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{domains: o.Domains, log: log.With("component", "acme")}
+	m := &Manager{opts: o, domains: o.Domains, log: log.With("component", "acme")}
 	var cfg *certmagic.Config
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
@@ -136,9 +148,11 @@ const loadStoredTimeout = 10 * time.Second
 
 // loadStored puts the certificates already in storage in the Manager's cache, so that a
 // listener serves them from its first handshake. Start would load them too, but in the
-// background: a config reload builds a new Manager and puts it in service at once, and
-// until then handshakes for its domains failed (no certificate in the new, empty cache).
-// A missing certificate is left to Start to order.
+// background: a config reload that changes the acme block builds a new Manager and puts it
+// in service at once, and until then handshakes for its domains failed (no certificate in
+// the new, empty cache). A missing certificate is left to Start to order; the renewal of a
+// loaded one to the cache's maintenance (its first check comes after
+// certmagic.DefaultRenewCheckInterval, 10 minutes).
 func (m *Manager) loadStored() {
 	ctx, cancel := context.WithTimeout(context.Background(), loadStoredTimeout)
 	defer cancel()
@@ -188,6 +202,9 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) WriteHeader(status int)      { r.status = status }
 func (r *recorder) Write(b []byte) (int, error) { r.body = append(r.body, b...); return len(b), nil }
+
+// Options are the Options m was made with.
+func (m *Manager) Options() Options { return m.opts }
 
 // Start manages the domains in the background: certificates already in storage are
 // loaded, missing ones ordered, all renewed before they expire.

@@ -234,9 +234,10 @@ routes: [{id: all, upstream: b}]
 	}
 }
 
-// TestACMECertificateServedAcrossReload: a config reload builds the listener's ACME manager
-// anew; the certificate it manages is served by the first handshake after the reload, not
-// only once the new manager has loaded it from storage in the background.
+// TestACMECertificateServedAcrossReload: a config reload that leaves the acme block alone
+// keeps the listener's ACME manager (its cache and renewal schedule); one that changes it
+// builds a new manager, which serves the certificate in storage from its first handshake,
+// not only once it has loaded it in the background.
 func TestACMECertificateServedAcrossReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
@@ -248,12 +249,12 @@ func TestACMECertificateServedAcrossReload(t *testing.T) {
 listeners:
   - address: 127.0.0.1:{{port}}
     tls:
-      acme: {domains: [acme.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+      acme: {domains: [acme.test], email: {{email}}, ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: {{route}}, upstream: b}]
 `
 	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
-		"b": hostport(echoBackend(t, "a")), "route": "r0"}
+		"b": hostport(echoBackend(t, "a")), "route": "r0", "email": "ops@acme.test"}
 	tg := startGateway(t, cfg, vars)
 	issuer := func() (string, error) {
 		c, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
@@ -267,8 +268,24 @@ routes: [{id: {{route}}, upstream: b}]
 		is, _ := issuer()
 		return strings.Contains(is, "Pebble")
 	})
-	// The listener TLS a reload builds serves the certificate before anything runs in the
-	// background.
+	first := tg.gw.edge.acme[0]
+	for i := range 10 {
+		if i == 5 {
+			vars["email"] = "other@acme.test" // from here on a new manager
+		}
+		vars["route"] = fmt.Sprintf("r%d", i+1)
+		if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
+			t.Fatal(err)
+		}
+		if kept := tg.gw.edge.acme[0] == first; kept != (i < 5) {
+			t.Fatalf("reload %d: manager kept %v", i+1, kept)
+		}
+		if is, err := issuer(); err != nil || !strings.Contains(is, "Pebble") {
+			t.Fatalf("handshake right after reload %d: issuer %q, %v", i+1, is, err)
+		}
+	}
+	// A new manager serves the certificate before anything runs in the background.
+	vars["email"] = "third@acme.test"
 	e, err := tg.gw.buildEdgeTLS(mustParse(t, cfg, vars))
 	if err != nil {
 		t.Fatal(err)
@@ -277,18 +294,9 @@ routes: [{id: {{route}}, upstream: b}]
 	_, err = e.configs["127.0.0.1:"+vars["port"]].GetCertificate(&tls.ClientHelloInfo{ServerName: "acme.test", Conn: conn})
 	conn.Close()
 	peer.Close()
-	e.close()
+	e.close(tg.gw.edge)
 	if err != nil {
-		t.Fatalf("a rebuilt listener's certificate for acme.test: %v", err)
-	}
-	for i := range 10 {
-		vars["route"] = fmt.Sprintf("r%d", i+1)
-		if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
-			t.Fatal(err)
-		}
-		if is, err := issuer(); err != nil || !strings.Contains(is, "Pebble") {
-			t.Fatalf("handshake right after reload %d: issuer %q, %v", i+1, is, err)
-		}
+		t.Fatalf("a new manager's certificate for acme.test: %v", err)
 	}
 	if n := p.issued(); n != 1 {
 		t.Errorf("pebble issued %d certificates, want 1", n)

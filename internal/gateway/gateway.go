@@ -129,7 +129,7 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	opened, err := g.openListeners(cfg, edge)
 	if err != nil {
 		gen.Close() // closes the pools only gen used
-		edge.close()
+		edge.close(g.edge)
 		abortTracing()
 		return err
 	}
@@ -142,9 +142,10 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	g.logFields.Store(uint64(cfg.Log.AccessFieldSet())) // accessfields.go
 	g.cur.Store(gen)
 	commitTracing()
-	g.edge.close()
+	prev := g.edge
+	prev.close(edge)
 	g.edge = edge
-	edge.watch()
+	edge.watch(prev)
 	g.redirects.Store(&edge.redirects)
 	g.acme.Store(&edge.acme)
 	g.proxy.PruneBudgets(func(id string) bool { _, ok := gen.Upstreams[id]; return ok })
@@ -365,7 +366,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.tracing.shutdown(ctx) // exports what is queued (tracing.go)
 	g.mu.Lock()
 	g.closeAdmin() // observe.go
-	g.edge.close()
+	g.edge.close(nil)
 	g.mu.Unlock()
 	var err error
 	for e := range errs {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,9 @@ const certPollInterval = 2 * time.Second
 // edgeTLS is the TLS side of one config's listeners: a certificate store (and an ACME
 // manager) and tls.Config per TLS listener (by address), and the HTTPS ports of redirecting
 // listeners (by name). The stores' file watchers and the ACME managers run from watch until
-// close.
+// close. An ACME manager whose settings a reload left alone goes on in the next edgeTLS (its
+// cache, renewal schedule and orders in progress with it): close and watch skip the
+// managers the other edgeTLS shares.
 type edgeTLS struct {
 	configs   map[string]*tls.Config
 	stores    []*certs.Store
@@ -46,7 +49,7 @@ func (g *Gateway) buildEdgeTLS(cfg *config.Config) (*edgeTLS, error) {
 		}
 		tc, err := g.listenerTLS(cfg, lc, e)
 		if err != nil {
-			e.close()
+			e.close(g.edge)
 			return nil, fmt.Errorf("listener %q: tls: %w", lc.Name, err)
 		}
 		e.configs[lc.Address] = tc
@@ -106,9 +109,9 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 	return certs.ServerConfig(getCert, o), nil
 }
 
-// acmeManager builds the ACME manager of listener lc. HTTP-01 challenges are answered on the
-// first plain HTTP listener of cfg, when there is one (port 80 in production, usually the
-// one that redirects to HTTPS).
+// acmeManager builds the ACME manager of listener lc, or returns the serving one when its
+// settings are the same. HTTP-01 challenges are answered on the first plain HTTP listener of
+// cfg, when there is one (port 80 in production, usually the one that redirects to HTTPS).
 func (g *Gateway) acmeManager(cfg *config.Config, lc config.Listener, a *config.ACME) (*acme.Manager, error) {
 	o := acme.Options{Domains: a.Domains, Email: a.Email, CA: a.CA, Storage: a.Storage, Listener: lc.Address}
 	for _, pl := range cfg.Listeners {
@@ -127,23 +130,34 @@ func (g *Gateway) acmeManager(cfg *config.Config, lc config.Listener, a *config.
 		o.DNS01 = &acme.DNS01{Server: d.Server, TSIGKey: d.TSIGKey, TSIGSecret: d.TSIGSecret, TSIGAlgorithm: d.TSIGAlgorithm,
 			Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout.D()}
 	}
+	if g.edge != nil {
+		for _, m := range g.edge.acme {
+			if m.Options().Same(o) {
+				return m, nil
+			}
+		}
+	}
 	return acme.New(o, g.log, g.obs.m)
 }
 
-// watch starts the certificate file watchers and the ACME managers.
-func (e *edgeTLS) watch() {
+// watch starts the certificate file watchers and the ACME managers, but those shared with
+// prev (the edgeTLS e replaces; nil for none), which run already.
+func (e *edgeTLS) watch(prev *edgeTLS) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
 	for _, s := range e.stores {
 		go s.Watch(ctx, certPollInterval)
 	}
 	for _, m := range e.acme {
-		m.Start()
+		if !prev.hasACME(m) {
+			m.Start()
+		}
 	}
 }
 
-// close stops the watchers and the ACME managers.
-func (e *edgeTLS) close() {
+// close stops the watchers and the ACME managers, but those shared with keep (the edgeTLS
+// serving next or still; nil for none).
+func (e *edgeTLS) close(keep *edgeTLS) {
 	if e == nil {
 		return
 	}
@@ -151,9 +165,13 @@ func (e *edgeTLS) close() {
 		e.stop()
 	}
 	for _, m := range e.acme {
-		m.Close()
+		if !keep.hasACME(m) {
+			m.Close()
+		}
 	}
 }
+
+func (e *edgeTLS) hasACME(m *acme.Manager) bool { return e != nil && slices.Contains(e.acme, m) }
 
 // Handshake implements server.TLSObserver: handshakes are counted by listener, version and
 // resumption, failures by reason.
