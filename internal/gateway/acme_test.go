@@ -81,6 +81,29 @@ func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
 	return p
 }
 
+// startPebbleFor skips under -short, else starts pebble validating TLS-ALPN-01 on a free
+// port, which it returns, with name resolving to 127.0.0.1.
+func startPebbleFor(t *testing.T, name string) (*pebble, int) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	port := testutil.FreePort(t)
+	p := startPebble(t, port, 0)
+	p.dns.SetA(name, 60, "127.0.0.1")
+	return p, port
+}
+
+// issuerOf is the issuer's common name of the certificate served at addr for serverName.
+func issuerOf(addr, serverName string) (string, error) {
+	c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: serverName, InsecureSkipVerify: true})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].Issuer.CommonName, nil
+}
+
 // issued counts the certificates pebble issued so far.
 func (p *pebble) issued() int { return strings.Count(p.out.String(), "Issued certificate serial") }
 
@@ -88,12 +111,7 @@ func (p *pebble) issued() int { return strings.Count(p.out.String(), "Issued cer
 // real ACME CA (pebble) through the TLS-ALPN-01 challenge on the listener itself, serves it,
 // and a second instance sharing the storage directory loads it instead of ordering again.
 func TestACMEObtainsAndShares(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs pebble")
-	}
-	port := testutil.FreePort(t)
-	p := startPebble(t, port, 0)
-	p.dns.SetA("acme.test", 60, "127.0.0.1")
+	p, port := startPebbleFor(t, "acme.test")
 	storage := t.TempDir()
 	const cfg = `
 listeners:
@@ -106,12 +124,8 @@ routes: [{id: all, upstream: b}]
 	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": storage, "b": hostport(echoBackend(t, "a"))}
 	tg := startGateway(t, cfg, vars)
 	issuer := func(addr string) string {
-		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
-		if err != nil {
-			return ""
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].Issuer.CommonName
+		is, _ := issuerOf(addr, "acme.test")
+		return is
 	}
 	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool { return strings.Contains(issuer(tg.addr), "Pebble") })
 	if n := p.issued(); n != 1 {
@@ -239,12 +253,7 @@ routes: [{id: all, upstream: b}]
 // builds a new manager, which serves the certificate in storage from its first handshake,
 // not only once it has loaded it in the background.
 func TestACMECertificateServedAcrossReload(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs pebble")
-	}
-	port := testutil.FreePort(t)
-	p := startPebble(t, port, 0)
-	p.dns.SetA("acme.test", 60, "127.0.0.1")
+	p, port := startPebbleFor(t, "acme.test")
 	const cfg = `
 listeners:
   - address: 127.0.0.1:{{port}}
@@ -256,14 +265,7 @@ routes: [{id: {{route}}, upstream: b}]
 	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
 		"b": hostport(echoBackend(t, "a")), "route": "r0", "email": "ops@acme.test"}
 	tg := startGateway(t, cfg, vars)
-	issuer := func() (string, error) {
-		c, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
-		if err != nil {
-			return "", err
-		}
-		defer c.Close()
-		return c.ConnectionState().PeerCertificates[0].Issuer.CommonName, nil
-	}
+	issuer := func() (string, error) { return issuerOf(tg.addr, "acme.test") }
 	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool {
 		is, _ := issuer()
 		return strings.Contains(is, "Pebble")
