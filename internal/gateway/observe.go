@@ -150,7 +150,18 @@ func (g *Gateway) afterApply(cfg *config.Config, err error) {
 		}
 	}
 	o.listeners.Store(&ls)
+	o.m.CertFilesInForce(func(f string) bool { return certFileInForce(cfg, f) })
 	g.syncAdmin(cfg.Admin)
+}
+
+// certFileInForce reports whether a TLS listener of cfg serves the certificate file f.
+func certFileInForce(cfg *config.Config, f string) bool {
+	for _, lc := range cfg.Listeners {
+		if lc.TLS != nil && slices.ContainsFunc(lc.TLS.Certificates, func(c config.CertificateFiles) bool { return c.CertFile == f }) {
+			return true
+		}
+	}
+	return false
 }
 
 // syncAdmin starts, rebinds, rekeys or stops the admin listener to match ac. A failure to

@@ -435,6 +435,38 @@ routes: [{id: {{r}}, upstream: b}]
 	}
 }
 
+// TestCertExpiryOfRemovedFile: a reload that takes a certificate file out of the config
+// drops its expiry series (else the documented expiry alert fires for a certificate no
+// longer served); the files still in force keep theirs.
+func TestCertExpiryOfRemovedFile(t *testing.T) {
+	ca := testutil.NewCA(t)
+	certA, keyA := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	certB, keyB := ca.Issue(t, "b", testutil.CertOptions{DNSNames: []string{"b.test"}})
+	const y = `
+listeners: [{address: 127.0.0.1:0, tls: {certificates: [{{certs}}]}}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	pair := func(c, k string) string { return fmt.Sprintf("{cert_file: %s, key_file: %s}", c, k) }
+	vars := map[string]string{"certs": pair(certA, keyA) + ", " + pair(certB, keyB), "b": hostport(echoBackend(t, "a"))}
+	tg := startGateway(t, y, vars)
+	const name = "sluice_tls_certificate_expiry_timestamp_seconds"
+	has := func(file string) bool {
+		_, ok := gathered(t, tg).value(name, map[string]string{"cert_file": file})
+		return ok
+	}
+	if !has(certA) || !has(certB) {
+		t.Fatalf("expiry series of a %v, b %v; want both", has(certA), has(certB))
+	}
+	vars["certs"] = pair(certB, keyB)
+	if err := tg.gw.Apply(mustParse(t, y, vars)); err != nil {
+		t.Fatal(err)
+	}
+	if has(certA) || !has(certB) {
+		t.Errorf("after a reload without a: expiry series of a %v, b %v; want b only", has(certA), has(certB))
+	}
+}
+
 // TestRoutesMatchTLS: routes can require an SNI, a verified client certificate's subject or
 // a TLS version; plain HTTP has none of them.
 func TestRoutesMatchTLS(t *testing.T) {

@@ -94,6 +94,8 @@ type Metrics struct {
 	tlsErrors        *prometheus.CounterVec
 	certReloads      *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
+	certFilesMu      sync.Mutex
+	certFiles        map[string]bool // certExpiry's cert_file values
 	acmeEvents       *prometheus.CounterVec
 	plugins          pluginMetrics // plugins.go
 	tunnelsOpen      *prometheus.GaugeVec
@@ -272,7 +274,27 @@ func (m *Metrics) CertReloaded(_ string, err error) {
 
 // CertExpiry records when a served certificate expires (certs.Observer).
 func (m *Metrics) CertExpiry(certFile string, notAfter time.Time) {
+	m.certFilesMu.Lock()
+	defer m.certFilesMu.Unlock()
+	if m.certFiles == nil {
+		m.certFiles = map[string]bool{}
+	}
+	m.certFiles[certFile] = true
 	m.certExpiry.WithLabelValues(certFile).Set(float64(notAfter.Unix()))
+}
+
+// CertFilesInForce drops the expiry of the certificate files that inForce denies (a reload
+// took them out of the config): unlike a removed route's counters, a stale expiry would
+// fire the expiry alert for a certificate no longer served.
+func (m *Metrics) CertFilesInForce(inForce func(certFile string) bool) {
+	m.certFilesMu.Lock()
+	defer m.certFilesMu.Unlock()
+	for f := range m.certFiles {
+		if !inForce(f) {
+			m.certExpiry.DeleteLabelValues(f)
+			delete(m.certFiles, f)
+		}
+	}
 }
 
 // ACMEEvent counts an ACME certificate event (acme.Observer).
