@@ -99,6 +99,11 @@ func applyDefaults(c *Config) {
 		for j, m := range r.Match.Methods {
 			r.Match.Methods[j] = strings.ToUpper(m)
 		}
+		for _, vm := range r.Match.TLS {
+			if vm.Name == TLSMatchSNI && vm.Exact != nil {
+				*vm.Exact = strings.ToLower(*vm.Exact) // the sni fact is lower case, as hosts
+			}
+		}
 		setIfZero(&r.Rewrite.Host, DefaultRewriteHost)
 		defaultSplit(r) // split.go
 	}

@@ -444,9 +444,10 @@ type Match struct {
 	// Query are query argument conditions; all must hold.
 	Query []ValueMatch `yaml:"query"`
 	// TLS are conditions on the client connection's TLS session; all must hold. Names:
-	// "sni" (the server name the client asked for), "client_cert_subject" (the verified
-	// client certificate's subject, as "CN=svc,O=Example"), "version" ("TLS 1.3"). Over
-	// plain HTTP each is absent. See docs/tls.md.
+	// "sni" (the server name the client asked for, in lower case; Load lower-cases an exact
+	// value), "client_cert_subject" (the verified client certificate's subject, as
+	// "CN=svc,O=Example"), "version" ("TLS 1.3"). Over plain HTTP each is absent. See
+	// docs/tls.md.
 	TLS []ValueMatch `yaml:"tls"`
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"reflect"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -521,11 +522,13 @@ var reqStates = sync.Pool{New: func() any {
 }}
 
 // tlsFact is a fact of a TLS session for route matching (config.Match.TLS); subject is the
-// verified client certificate's, rendered once per connection ("" without one).
+// verified client certificate's, rendered once per connection ("" without one). The server
+// name is lower-cased (names are case-insensitive, and certificates and hosts are chosen
+// so): ToLower returns a name already in lower case as it is, without allocating.
 func tlsFact(st *tls.ConnectionState, subject, name string) (string, bool) {
 	switch name {
 	case config.TLSMatchSNI:
-		return st.ServerName, st.ServerName != ""
+		return strings.ToLower(st.ServerName), st.ServerName != ""
 	case config.TLSMatchVersion:
 		return tls.VersionName(st.Version), true
 	case config.TLSMatchClientSubject:

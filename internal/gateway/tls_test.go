@@ -467,8 +467,8 @@ routes: [{id: all, upstream: b}]
 	}
 }
 
-// TestRoutesMatchTLS: routes can require an SNI, a verified client certificate's subject or
-// a TLS version; plain HTTP has none of them.
+// TestRoutesMatchTLS: routes can require an SNI (case-insensitive, as names are), a verified
+// client certificate's subject or a TLS version; plain HTTP has none of them.
 func TestRoutesMatchTLS(t *testing.T) {
 	ca, clientCA := testutil.NewCA(t), testutil.NewCA(t)
 	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test", "b.test"}})
@@ -486,7 +486,7 @@ upstreams:
   - {id: rest, targets: [{address: {{rest}}}]}
 routes:
   - {id: billing, match: {tls: [{name: client_cert_subject, regex: "^CN=svc-billing$"}]}, upstream: billing}
-  - {id: sni-b, match: {tls: [{name: sni, exact: b.test}, {name: version, exact: TLS 1.3}]}, upstream: sni-b}
+  - {id: sni-b, match: {tls: [{name: sni, exact: B.test}, {name: version, exact: TLS 1.3}]}, upstream: sni-b}
   - {id: rest, upstream: rest}
 `, map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "billing": be("billing"), "snib": be("sni-b"), "rest": be("rest")})
 	for _, tc := range []struct {
@@ -495,7 +495,7 @@ routes:
 		want  string
 	}{
 		{"a.test", nil, "rest"}, {"b.test", nil, "sni-b"}, {"a.test", []tls.Certificate{billing}, "billing"},
-		{"b.test", []tls.Certificate{billing}, "billing"},
+		{"b.test", []tls.Certificate{billing}, "billing"}, {"B.Test", nil, "sni-b"},
 	} {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: func() *tls.Config {
 			cfg := ca.ClientConfig(tc.sni)
