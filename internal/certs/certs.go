@@ -268,8 +268,8 @@ type Options struct {
 
 // ServerConfig returns the tls.Config of a listener whose certificates getCert picks
 // (Store.GetCertificate, or a composition with ACME's) with o. TLS 1.2 is limited to
-// AEAD cipher suites with forward secrecy (TLS 1.3's are all of that kind); the curves are
-// X25519 and P-256 (Go's defaults, which also offer the hybrid post-quantum X25519MLKEM768).
+// AEAD cipher suites with forward secrecy (TLS 1.3's are all of that kind); the key
+// exchanges are Go's defaults (the post-quantum hybrids first, then X25519 and the NIST curves).
 func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), o Options) *tls.Config {
 	min := o.MinVersion
 	if min < tls.VersionTLS12 {
