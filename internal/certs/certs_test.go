@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -138,5 +139,108 @@ func TestNewRefusesBadPairs(t *testing.T) {
 	}
 	if _, err := New(nil, false, nil, nil); err == nil {
 		t.Error("no pairs accepted")
+	}
+}
+
+// TestReloadReplacementPatterns: the ways tools replace certificate files in place are all
+// seen through the configured path: a file renamed over (certbot, cert-manager's files), the
+// Kubernetes secret volume's "..data" symlink swapped to a new directory, and a file
+// truncated and written in two steps, whose half-written state is refused (the old pair
+// keeps serving) and whose completed state loads.
+func TestReloadReplacementPatterns(t *testing.T) {
+	ca := testutil.NewCA(t)
+	hello := &tls.ClientHelloInfo{ServerName: "a.test"}
+	for _, tc := range []struct {
+		name    string
+		setup   func(t *testing.T, certPEM, keyPEM []byte) (certFile, keyFile string)
+		replace func(t *testing.T, certFile, keyFile string, certPEM, keyPEM []byte, mid func())
+	}{
+		{"rename over", plainFiles, func(t *testing.T, cf, kf string, c, k []byte, mid func()) {
+			testutil.WriteFile(t, kf, k)
+			mid()
+			testutil.WriteFile(t, cf, c)
+		}},
+		{"symlink swap", secretVolume, func(t *testing.T, cf, _ string, c, k []byte, mid func()) {
+			dir := filepath.Dir(cf)
+			next := filepath.Join(dir, "..2026_02")
+			if err := os.Mkdir(next, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeRaw(t, filepath.Join(next, "tls.crt"), c)
+			writeRaw(t, filepath.Join(next, "tls.key"), k)
+			mid()
+			if err := os.Symlink("..2026_02", filepath.Join(dir, "..data_tmp")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"truncate and write", plainFiles, func(t *testing.T, cf, kf string, c, k []byte, mid func()) {
+			writeRaw(t, kf, k)
+			writeRaw(t, cf, c[:len(c)/2])
+			mid()
+			writeRaw(t, cf, c)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c1, k1 := ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}})
+			cf, kf := tc.setup(t, c1, k1)
+			s, err := New([]Pair{{cf, kf}}, false, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _ := s.GetCertificate(hello)
+			c2, k2 := ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}})
+			tc.replace(t, cf, kf, c2, k2, func() {
+				if n, _ := s.Reload(); n != 0 {
+					t.Errorf("halfway: replaced %d", n)
+				}
+				if got, _ := s.GetCertificate(hello); got != first {
+					t.Error("halfway: the certificate served changed")
+				}
+			})
+			if n, err := s.Reload(); n != 1 || err != nil {
+				t.Fatalf("replaced: %d, %v", n, err)
+			}
+			if got, _ := s.GetCertificate(hello); got == first {
+				t.Error("the new certificate is not served")
+			}
+		})
+	}
+}
+
+// plainFiles writes the pair to two files.
+func plainFiles(t *testing.T, certPEM, keyPEM []byte) (string, string) {
+	dir := t.TempDir()
+	cf, kf := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
+	writeRaw(t, cf, certPEM)
+	writeRaw(t, kf, keyPEM)
+	return cf, kf
+}
+
+// secretVolume lays the pair out as Kubernetes mounts a secret: tls.crt -> ..data/tls.crt,
+// ..data -> ..2026_01 (a directory holding the files).
+func secretVolume(t *testing.T, certPEM, keyPEM []byte) (string, string) {
+	dir := t.TempDir()
+	first := filepath.Join(dir, "..2026_01")
+	if err := os.Mkdir(first, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, filepath.Join(first, "tls.crt"), certPEM)
+	writeRaw(t, filepath.Join(first, "tls.key"), keyPEM)
+	for _, l := range [][2]string{{"..2026_01", "..data"}, {"..data/tls.crt", "tls.crt"}, {"..data/tls.key", "tls.key"}} {
+		if err := os.Symlink(l[0], filepath.Join(dir, l[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+}
+
+// writeRaw writes in place (open, truncate, write), not by rename.
+func writeRaw(t *testing.T, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(name, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
