@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"sluice/internal/testutil"
+	"sluice/internal/upstream/balancer"
 )
 
 const wsHandshake = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
@@ -269,5 +270,27 @@ shutdown_grace: 200ms
 		if st := websocket.CloseStatus(err); st != websocket.StatusGoingAway {
 			t.Errorf("%s route's tunnel: %v, want a 1001 close", name, err)
 		}
+	}
+}
+
+// TestTunnelLatencyIsTheHandshake: the latency a tunnel reports to the upstream's balancer
+// (and passive health) is its handshake's, not its lifetime: a peak-EWMA balancer that took
+// a WebSocket's minutes as one response's latency would shun its target for minutes after.
+func TestTunnelLatencyIsTheHandshake(t *testing.T) {
+	be := newWSBackend(t)
+	tg := upstreamGateway(t, hostport(be.Server), "balancer: {policy: ewma}")
+	c := dialWS(t, tg, "/ws")
+	echo(t, c, "one")
+	time.Sleep(2 * time.Second) // the tunnel's lifetime
+	echo(t, c, "two")
+	c.Close(websocket.StatusNormalClosure, "")
+	tg.accessLines(1)
+	u := tg.gw.Current().Upstreams["b"]
+	e, ok := u.Current().Balancer.(*balancer.EWMA)
+	if !ok {
+		t.Fatalf("balancer %T, want *balancer.EWMA", u.Current().Balancer)
+	}
+	if l := e.Latency(u.Current().Targets[0]); l > time.Second {
+		t.Errorf("EWMA latency after a 2s tunnel: %v, want the handshake's", l)
 	}
 }
