@@ -278,7 +278,9 @@ func (g *Gateway) retire(old, next *Generation, grace time.Duration) {
 }
 
 // closeChangedTunnels stops the tunnels of old's routes that next removed or changed (the
-// route or its upstream's config differs); tunnels of unchanged routes go on.
+// route or its upstream's config differs); tunnels of unchanged routes go on, handed over to
+// next's route of the same id when next built its own, so that the reload that later changes
+// the route closes them too.
 func closeChangedTunnels(old, next *Generation) {
 	same, kept := routesKept(old, next)
 	for i, rt := range old.Routes {
@@ -286,10 +288,12 @@ func closeChangedTunnels(old, next *Generation) {
 			continue // taken by next as it was (ApplyChange): not a split route either
 		}
 		rc := old.Config.Routes[i]
-		nrc := kept(rc.ID)
-		if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
-			!reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
+		nrc, j := kept(rc.ID)
+		changed := nrc == nil || !reflect.DeepEqual(rc, nrc)
+		if changed || !reflect.DeepEqual(old.Config.UpstreamByID(rc.Upstream), next.Config.UpstreamByID(nrc.Upstream)) {
 			rt.CloseTunnels()
+		} else {
+			rt.HandTunnelsTo(next.Routes[j])
 		}
 		// A split route's tunnels run on the share that was picked (split.go): the shares
 		// other than rt are routes of their own, each towards its upstream.
@@ -300,20 +304,37 @@ func closeChangedTunnels(old, next *Generation) {
 			if srt == rt {
 				continue
 			}
-			if nrc == nil || !reflect.DeepEqual(rc, nrc) ||
-				!reflect.DeepEqual(old.Config.UpstreamByID(srt.Upstream.ID), next.Config.UpstreamByID(srt.Upstream.ID)) {
+			if changed || !reflect.DeepEqual(old.Config.UpstreamByID(srt.Upstream.ID), next.Config.UpstreamByID(srt.Upstream.ID)) {
+				srt.CloseTunnels()
+			} else if nsrt := next.share(j, srt.Upstream.ID); nsrt != nil {
+				srt.HandTunnelsTo(nsrt)
+			} else {
 				srt.CloseTunnels()
 			}
 		}
 	}
 }
 
+// share returns the share towards upstream id of the split route at index i, nil if none.
+func (g *Generation) share(i int, id string) *proxy.Route {
+	if i >= len(g.traffic.splits) || g.traffic.splits[i] == nil {
+		return nil
+	}
+	for _, rt := range g.traffic.splits[i].Routes() {
+		if rt.Upstream.ID == id {
+			return rt
+		}
+	}
+	return nil
+}
+
 // routesKept says which of old's routes next took as they were (by old's index), and finds
-// next's config of a route by id. After ApplyChange it reads next.kept and searches next's
-// routes only for the few routes the change touched; otherwise it indexes every route.
-func routesKept(old, next *Generation) (same func(int) bool, kept func(string) *config.Route) {
+// next's config of a route by id, with its index. After ApplyChange it reads next.kept and
+// searches next's routes only for the few routes the change touched; otherwise it indexes
+// every route.
+func routesKept(old, next *Generation) (same func(int) bool, kept func(string) (*config.Route, int)) {
 	if next == nil || next == old {
-		return func(int) bool { return false }, func(string) *config.Route { return nil }
+		return func(int) bool { return false }, func(string) (*config.Route, int) { return nil, -1 }
 	}
 	if next.kept != nil && next.fromSeq == old.seq {
 		taken := make([]bool, len(old.Routes))
@@ -322,22 +343,27 @@ func routesKept(old, next *Generation) (same func(int) bool, kept func(string) *
 				taken[j] = true
 			}
 		}
-		return func(i int) bool { return taken[i] }, func(id string) *config.Route {
+		return func(i int) bool { return taken[i] }, func(id string) (*config.Route, int) {
 			for i := range next.Config.Routes {
 				if next.Config.Routes[i].ID == id {
-					return next.Config.Routes[i]
+					return next.Config.Routes[i], i
 				}
 			}
-			return nil
+			return nil, -1
 		}
 	}
-	byID := map[string]*config.Route{}
+	byID := map[string]int{}
 	taken := map[*proxy.Route]bool{}
 	for i := range next.Config.Routes {
-		byID[next.Config.Routes[i].ID] = next.Config.Routes[i]
+		byID[next.Config.Routes[i].ID] = i
 		taken[next.Routes[i]] = true
 	}
-	return func(i int) bool { return taken[old.Routes[i]] }, func(id string) *config.Route { return byID[id] }
+	return func(i int) bool { return taken[old.Routes[i]] }, func(id string) (*config.Route, int) {
+		if i, ok := byID[id]; ok {
+			return next.Config.Routes[i], i
+		}
+		return nil, -1
+	}
 }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends, and closes pools.

@@ -33,14 +33,7 @@ shutdown_grace: 200ms
 	vars := map[string]string{"a": hostport(a.Server), "b": hostport(b.Server)}
 	tg := startGateway(t, strings.Replace(cfg, "%s", "1h", 1), vars)
 	dial := func(share string) *websocket.Conn {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		c, _, err := websocket.Dial(ctx, "ws://"+tg.addr+"/change", &websocket.DialOptions{HTTPHeader: http.Header{"X-Share": {share}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.CloseNow() })
-		return c
+		return dialWSHeader(t, tg, "/change", http.Header{"X-Share": {share}})
 	}
 	onA, onB := dial("a"), dial("b")
 	echo(t, onA, "a")

@@ -69,9 +69,15 @@ routes:
 
 func dialWS(t *testing.T, tg *testGateway, path string) *websocket.Conn {
 	t.Helper()
+	return dialWSHeader(t, tg, path, nil)
+}
+
+// dialWSHeader is dialWS with extra handshake fields.
+func dialWSHeader(t *testing.T, tg *testGateway, path string, h http.Header) *websocket.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws://"+tg.addr+path, nil)
+	c, resp, err := websocket.Dial(ctx, "ws://"+tg.addr+path, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		status := 0
 		if resp != nil {

@@ -408,7 +408,13 @@ func (p *Proxy) attemptH1(ctx context.Context, cl *call, t *upstream.Target, now
 		res.err.Err = explainReuse(t, c.IdleAge, res.err.Err)
 	}
 	if !res.clientGone && !res.clientSide && !res.canceled {
-		rt.Upstream.Done(t, upstream.Result{Latency: end.Sub(start), Failed: res.err != nil, Status: a.Status})
+		lat := end.Sub(start)
+		if rec.Tunnel.Protocol != "" {
+			// A tunnel's latency is its handshake's: its lifetime (a WebSocket's hours)
+			// says nothing of the target's speed, and peak EWMA would shun it for minutes.
+			lat -= rec.Tunnel.Duration
+		}
+		rt.Upstream.Done(t, upstream.Result{Latency: lat, Failed: res.err != nil, Status: a.Status})
 	}
 	return res
 }

@@ -152,8 +152,12 @@ func (f *forward) init(ds Downstream, rt *Route, hooks Hooks) {
 	f.bodySplicer, _ = ds.(BodySplicer)
 	f.interim, _ = ds.(InterimWriter)
 	h := &f.req.Header
-	if v, ok := h.Get("Upgrade"); ok && h.HasToken("Connection", "upgrade") && !f.hasBody() && rt.tunnel.allows(upgradeProtocol(v)) {
-		f.upgrade = v
+	// Only the first element of Upgrade is judged and forwarded (so "websocket, h2c" offers
+	// the backend no h2c), and an HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8).
+	if v, ok := h.Get("Upgrade"); ok && f.req.Minor >= 1 && h.HasToken("Connection", "upgrade") && !f.hasBody() {
+		if first := upgradeElement(v); rt.tunnel.allows(upgradeProtocol(first)) {
+			f.upgrade = first
+		}
 	}
 	if te, ok := h.Get("TE"); ok && bytes.Contains(bytes.ToLower(te), []byte("trailers")) {
 		f.teTrail = true

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -73,6 +75,15 @@ func upgradeProtocol(v []byte) []byte {
 	return v
 }
 
+// upgradeElement returns the first element of an Upgrade field value ("WebSocket/13" of
+// "WebSocket/13, h2c").
+func upgradeElement(v []byte) []byte {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		v = bytes.TrimRight(v[:i], " \t")
+	}
+	return v
+}
+
 // TunnelInfo describes an open tunnel, for the admin API.
 type TunnelInfo struct {
 	Route     string    `json:"route"`
@@ -107,10 +118,13 @@ func (p *Proxy) Tunnels() []TunnelInfo {
 }
 
 // routeTunnels lets the gateway stop a route's tunnels when a reload removes or changes it.
+// A reload that keeps the route unchanged but builds a new Route for it hands the tunnels
+// over (HandTunnelsTo), so that a later reload that changes the route finds them.
 type routeTunnels struct {
 	mu      sync.Mutex
 	open    map[*tunnel]struct{}
 	stopped bool
+	next    *Route // where the tunnels went (HandTunnelsTo); later ones follow
 }
 
 // CloseTunnels stops the route's open tunnels (WebSocket ones with a 1001 Close frame) and
@@ -124,14 +138,47 @@ func (rt *Route) CloseTunnels() {
 		open = append(open, tu)
 	}
 	rt.tunnels.mu.Unlock()
-	for _, tu := range open {
-		tu.stop(TunnelRouteChanged)
-	}
+	stopAll(open, TunnelRouteChanged)
 }
 
+// stopAll stops tunnels side by side: each stop may wait for its Close frames
+// (closeFrameWait), and those waits must not add up.
+func stopAll(tunnels []*tunnel, why string) {
+	var wg sync.WaitGroup
+	for _, tu := range tunnels {
+		wg.Go(func() { tu.stop(why) })
+	}
+	wg.Wait()
+}
+
+// HandTunnelsTo moves the route's open tunnels, and any opened later, to next: the route
+// built for the same, unchanged config by the generation that replaced rt's. A later
+// CloseTunnels on next (or on the route next hands them to) stops them.
+func (rt *Route) HandTunnelsTo(next *Route) {
+	if next == rt {
+		return
+	}
+	var stop []*tunnel
+	rt.tunnels.mu.Lock()
+	for tu := range rt.tunnels.open {
+		if !next.addTunnel(tu) {
+			stop = append(stop, tu)
+		}
+	}
+	rt.tunnels.open, rt.tunnels.next = nil, next
+	rt.tunnels.mu.Unlock()
+	stopAll(stop, TunnelRouteChanged)
+}
+
+// addTunnel records tu as one of rt's (or of the route rt handed its tunnels to) and
+// reports false when that route's tunnels were stopped. Locks are taken from older routes
+// to newer ones only.
 func (rt *Route) addTunnel(tu *tunnel) bool {
 	rt.tunnels.mu.Lock()
 	defer rt.tunnels.mu.Unlock()
+	if rt.tunnels.next != nil {
+		return rt.tunnels.next.addTunnel(tu)
+	}
 	if rt.tunnels.stopped {
 		return false
 	}
@@ -139,13 +186,26 @@ func (rt *Route) addTunnel(tu *tunnel) bool {
 		rt.tunnels.open = map[*tunnel]struct{}{}
 	}
 	rt.tunnels.open[tu] = struct{}{}
+	tu.home.Store(rt)
 	return true
 }
 
-func (rt *Route) removeTunnel(tu *tunnel) {
-	rt.tunnels.mu.Lock()
-	delete(rt.tunnels.open, tu)
-	rt.tunnels.mu.Unlock()
+// leave forgets tu at the route that holds it now.
+func (tu *tunnel) leave() {
+	for {
+		rt := tu.home.Load()
+		if rt == nil {
+			return
+		}
+		rt.tunnels.mu.Lock()
+		if tu.home.Load() == rt { // not moved on meanwhile
+			delete(rt.tunnels.open, tu)
+			tu.home.Store(nil)
+			rt.tunnels.mu.Unlock()
+			return
+		}
+		rt.tunnels.mu.Unlock()
+	}
 }
 
 // tunnel is one open tunnel.
@@ -160,7 +220,8 @@ type tunnel struct {
 
 	up, down direction // client to upstream, upstream to client
 
-	lastActive atomic.Int64 // unix nanoseconds of the last byte either way
+	home       atomic.Pointer[Route] // the route that holds it (routeTunnels), nil once removed
+	lastActive atomic.Int64          // unix nanoseconds of the last byte either way
 	why        atomic.Pointer[string]
 	closeOnce  sync.Once
 }
@@ -188,6 +249,10 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("the client connection cannot carry a protocol upgrade"))}, out
 	}
 	upv, _ := resp.Header.Get("Upgrade")
+	if len(upv) > 0 && !h1.EqualFold(upgradeProtocol(upgradeElement(upv)), string(upgradeProtocol(fwd.upgrade))) {
+		// RFC 9110 §7.8: a server must not switch to a protocol the request did not offer.
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("101 Switching Protocols to %q, which the request did not offer", upv))}, failed(connpool.CloseProtocolError)
+	}
 	upgrade := string(upv)
 	resp.Header.RemoveHopByHop()
 	resp.Header.Del("Content-Length")
@@ -213,7 +278,7 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	if !rt.addTunnel(tu) {
 		tu.stop(TunnelRouteChanged)
 	}
-	defer rt.removeTunnel(tu)
+	defer tu.leave()
 	p.open.Store(tu, struct{}{})
 	defer p.open.Delete(tu)
 	if p.tunnelObs != nil {
@@ -326,11 +391,30 @@ func (tu *tunnel) stop(why string) {
 		return
 	}
 	if tu.ws && (why == TunnelShutdown || why == TunnelRouteChanged || why == TunnelMaxLifetime || why == TunnelIdle) {
-		tu.up.closeFrame()
-		tu.down.closeFrame()
+		// A copier blocked writing to a peer that does not read holds its direction's
+		// lock for up to its write timeout (an hour by default): wait for the Close frames
+		// at most closeFrameWait, then close under it (which ends that write).
+		wrote := make(chan struct{}, 2)
+		for _, d := range []*direction{&tu.up, &tu.down} {
+			go func() { d.closeFrame(); wrote <- struct{}{} }()
+		}
+		timeout := time.NewTimer(closeFrameWait)
+		defer timeout.Stop()
+	wait:
+		for range 2 {
+			select {
+			case <-wrote:
+			case <-timeout.C:
+				break wait
+			}
+		}
 	}
 	tu.closeAll()
 }
+
+// closeFrameWait bounds how long a stop waits to write its Close frames (and each frame's
+// write): a peer that does not read gets no clean close.
+const closeFrameWait = time.Second
 
 // closeFrame writes a WebSocket Close frame with status 1001 (going away) into d when d is
 // between frames, and ends d's writes.
@@ -349,7 +433,7 @@ func (d *direction) closeFrame() {
 		// Frames from a client are masked (RFC 6455 §5.3); a zero key leaves the payload as is.
 		frame = []byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe9}
 	}
-	d.dst.SetWriteDeadline(time.Now().Add(time.Second))
+	d.dst.SetWriteDeadline(time.Now().Add(closeFrameWait))
 	d.dst.Write(frame)
 }
 

@@ -167,10 +167,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			conns = append(conns, c)
 		}
 		s.mu.Unlock()
+		// Side by side: a request's cancel hook may wait a little (a tunnel's stop gives
+		// its WebSocket Close frames up to a second), and such waits must not add up.
+		var closing sync.WaitGroup
 		for _, c := range conns {
-			c.cancelRequest(errForcedShutdown)
-			c.nc.Close()
+			closing.Go(func() {
+				c.cancelRequest(errForcedShutdown)
+				c.nc.Close()
+			})
 		}
+		closing.Wait()
 		<-done
 		return ctx.Err()
 	}
