@@ -803,8 +803,8 @@ func (o *h2Own) field(f hpack.HeaderField) {
 	if b.err != 0 || b.big {
 		return
 	}
-	if b.size > o.maxList {
-		b.big = true
+	if b.size > o.maxList || b.trailers && b.size > h1.DefaultMaxTrailerBytes {
+		b.big = true // a trailer section over its bound fails the body (endTrailers)
 		return
 	}
 	bad := func(why string) { b.err, b.errWhy = http2.ErrCodeProtocol, why }
@@ -929,7 +929,7 @@ func (o *h2Own) endBlock() bool {
 		return true
 	}
 	if b.trailers {
-		o.endTrailers(id)
+		o.endTrailers(id, b.big)
 		return true
 	}
 	// The request is built first; the stream is then admitted and taken in one hold of
@@ -965,8 +965,11 @@ func (o *h2Own) endBlock() bool {
 	return true
 }
 
-// endTrailers hands a request's trailer fields to its stream: the body ends.
-func (o *h2Own) endTrailers(id uint32) {
+// endTrailers hands a request's trailer fields to its stream: the body ends. A trailer
+// section over h1.DefaultMaxTrailerBytes (big: the fields past it were not kept) fails the
+// body instead, as an HTTP/1.1 chunked body's does (400 bad_request): forwarding the fields
+// decoded before the bound would drop the others without a word.
+func (o *h2Own) endTrailers(id uint32, big bool) {
 	o.lockR()
 	s := o.streams[id]
 	bad := false
@@ -979,6 +982,10 @@ func (o *h2Own) endTrailers(id uint32) {
 			}
 			s.x.remoteClosed = true
 			s.x.rerr = io.EOF
+			if big {
+				s.x.reqTrailer.Reset()
+				s.x.rerr = errTrailerTooLarge
+			}
 			o.unlockBody()
 			s.wakeBody()
 		}
@@ -988,6 +995,10 @@ func (o *h2Own) endTrailers(id uint32) {
 		o.resetStream(id, http2.ErrCodeProtocol, "stream_PROTOCOL_content_length_mismatch")
 	}
 }
+
+// errTrailerTooLarge fails the body of a request whose trailer section is over
+// h1.DefaultMaxTrailerBytes (counted as RFC 9113 §6.5.2 counts a header list).
+var errTrailerTooLarge = &h1.Error{Status: 400, Reason: "trailer section too large"}
 
 // fillOwn builds the stream's request from the decoded block.
 func (o *h2Own) fillOwn(s *Stream, id uint32) {
