@@ -102,6 +102,10 @@ type h2Own struct {
 	final    bool  // the last GOAWAY went out: no new streams
 	sent1    bool  // the drain's first GOAWAY went out
 	idle     *time.Timer
+	// resetSent are the last streams the server sent RST_STREAM for (noteResetLocked): a
+	// HEADERS frame the client sent on one before it read the reset is a stream error.
+	resetSent  [32]uint32
+	nresetSent uint32
 	// taken is the highest stream id taken in (dispatched to a handler): a GOAWAY names it
 	// as the last stream processed. Not maxID: a stream whose header block is still being
 	// read, or that is about to be admitted, has not been taken, and a GOAWAY naming it would
@@ -750,8 +754,14 @@ func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag [
 	o.lockR()
 	s := o.streams[id]
 	open, halfClosed := s != nil, s != nil && s.x.remoteClosed
+	wasReset := !open && id <= o.maxID && o.wasResetLocked(id)
 	o.unlockR()
 	switch {
+	case wasReset:
+		// Sent before the client read our RST_STREAM (an answer before the request's end,
+		// REFUSED_STREAM): a stream error as for its DATA, not the connection's end, which
+		// would cut every stream in flight on it (RFC 9113 §5.1: such frames are ignored).
+		b.err, b.errWhy = http2.ErrCodeStreamClosed, "stream_STREAM_CLOSED_headers_reset_stream"
 	case open:
 		b.trailers = true
 		o.trailer.Reset()
@@ -1084,6 +1094,7 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 	o.lockR()
 	s := o.dropLocked(id)
 	if o.werr == nil {
+		o.noteResetLocked(id)
 		o.out = appendRST(o.out, id, code)
 		o.checkQueuedLocked()
 		o.wcond.Signal()
@@ -1096,6 +1107,25 @@ func (o *h2Own) resetStream(id uint32, code http2.ErrCode, token string) {
 			o.limitHit(LimitResets, o.resets)
 		}
 	}
+}
+
+// noteResetLocked notes that the server sends RST_STREAM for stream id; o.mu is held.
+func (o *h2Own) noteResetLocked(id uint32) {
+	o.resetSent[o.nresetSent%uint32(len(o.resetSent))] = id
+	o.nresetSent++
+}
+
+// wasResetLocked reports whether the server sent RST_STREAM for stream id lately (among
+// the last len(resetSent)): the client may have sent frames on it before it read the
+// reset, which RFC 9113 §5.1 says to ignore ("An endpoint MAY choose to limit the period
+// over which it ignores frames": here, by the count of resets since). o.mu is held.
+func (o *h2Own) wasResetLocked(id uint32) bool {
+	for _, r := range o.resetSent {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // goneUnpin ends a stream taken off the connection by the read loop (ownGone, with cause),
