@@ -62,6 +62,34 @@ func (r *Request) parseTarget() error {
 	return nil
 }
 
+// CheckControl checks the control data of a request that did not come from ReadRequest
+// (an HTTP/2 request: :method, :path and :authority or Host, put in Method, Target and
+// Host) by the rules ReadRequest applies to a request-line and Host field: the method a
+// token, the target in origin form (or "*" for OPTIONS; RFC 9113 §8.3.1 allows no other in
+// :path) of the bytes parseTarget accepts, the host a valid authority without userinfo
+// (empty: none). The proxy writes them upstream as they are, so without this check an SP
+// in :method or :path would end the upstream request-line early ("GET /admin HTTP/1.1
+// /public HTTP/1.1"), and an absolute URI in :path would be a second authority that the
+// backend must prefer to Host (RFC 9112 §3.2.2) while the gateway routed on :authority.
+func (r *Request) CheckControl() error {
+	switch t := r.Target; {
+	case !validToken(r.Method):
+		return bad("invalid method")
+	case len(t) == 0 || t[0] != '/' && !(len(t) == 1 && t[0] == '*'):
+		return bad("request-target not in origin form")
+	case t[0] == '*' && string(r.Method) != "OPTIONS":
+		return bad("asterisk-form request-target without OPTIONS")
+	case len(r.Host) > 0 && !validAuthority(r.Host):
+		return bad("invalid authority")
+	}
+	for _, c := range r.Target {
+		if !isTargetChar[c] {
+			return bad("invalid byte in request-target")
+		}
+	}
+	return nil
+}
+
 // splitPath sets Path and Query from a path with optional query.
 func (r *Request) splitPath(p []byte) {
 	if q := bytes.IndexByte(p, '?'); q >= 0 {

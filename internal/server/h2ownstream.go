@@ -446,8 +446,10 @@ func (s *Stream) endOwn(reset bool) {
 		x.pushed = true
 		if reset {
 			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeInternal)
+			o.noteResetLocked(x.id)
 		} else if !x.remoteClosed {
 			x.wbuf = appendRST(x.wbuf, x.id, http2.ErrCodeNo)
+			o.noteResetLocked(x.id)
 		}
 		if !o.writing && len(o.out) == 0 && len(o.streams) == 1 && !o.closing {
 			// The connection's only stream, nothing else to send: it writes its

@@ -97,6 +97,10 @@ func (s *Stream) admit() bool {
 	case string(s.Req.Method) == "CONNECT":
 		return s.refuse(501, reason.NotImplemented, "CONNECT over HTTP/2 is not supported")
 	}
+	var pe *h1.Error
+	if errors.As(s.Req.CheckControl(), &pe) { // :method, :path, :authority: the request-line and Host an HTTP/1.1 upstream gets
+		return s.refuse(400, reason.BadRequest, pe.Reason)
+	}
 	if st.Underscores == UnderscoresAllow {
 		return true
 	}
