@@ -97,9 +97,14 @@ func (s *Stream) admit() bool {
 	case string(s.Req.Method) == "CONNECT":
 		return s.refuse(501, reason.NotImplemented, "CONNECT over HTTP/2 is not supported")
 	}
-	var pe *h1.Error
-	if errors.As(s.Req.CheckControl(), &pe) { // :method, :path, :authority: the request-line and Host an HTTP/1.1 upstream gets
-		return s.refuse(400, reason.BadRequest, pe.Reason)
+	// :method, :path, :authority: the request-line and Host an HTTP/1.1 upstream gets. A type
+	// assertion, not errors.As, whose target would move to the heap for every stream.
+	if err := s.Req.CheckControl(); err != nil {
+		msg := "invalid request control data"
+		if pe, ok := err.(*h1.Error); ok {
+			msg = pe.Reason
+		}
+		return s.refuse(400, reason.BadRequest, msg)
 	}
 	if st.Underscores == UnderscoresAllow {
 		return true
