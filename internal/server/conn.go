@@ -194,6 +194,7 @@ func (c *conn) awaitFirstByte() bool {
 	if !c.armIdle(end, netio.Slack(d)) {
 		return false
 	}
+	c.armTLSReplies(end) // tls.go
 	if _, err := c.br.Peek(1); err != nil {
 		return false
 	}
@@ -274,6 +275,9 @@ func (c *conn) waitNextRequest() int {
 	}
 	if !c.armIdle(idleEnd, netio.Slack(c.st.IdleTimeout)) {
 		return waitStop
+	}
+	if !c.tlsDrained {
+		c.armTLSReplies(idleEnd) // waitReadable reads through TLS
 	}
 	c.releaseBufs()
 	if c.tlsSock != nil {

@@ -66,6 +66,23 @@ func (c *conn) handshake() bool {
 	return true
 }
 
+// armTLSReplies bounds by write_timeout past end the writes crypto/tls makes inside a read
+// that may wait until end: its answer to a client's KeyUpdate (TLS 1.3, update_requested),
+// or an alert. Between requests the write deadline is the one the last response (or the
+// handshake) left, long gone after an idle wait: such a write failed at once, crypto/tls
+// kept the failure for the next write, and the next response was never sent (the client
+// saw its close_notify fail with "bad record mac", a record number having been used up).
+func (c *conn) armTLSReplies(end time.Time) {
+	if c.tls == nil {
+		return
+	}
+	var t time.Time // zero: no deadline, as for the read
+	if d := c.st.WriteTimeout; d > 0 && !end.IsZero() {
+		t = end.Add(d)
+	}
+	netio.ExtendWrite(c.rw, t, netio.Slack(c.st.WriteTimeout))
+}
+
 // clientSubject is the subject of st's client certificate in RFC 2253 form
 // (CN=svc-billing,O=Example) when it verified against the listener's client CAs, else "".
 // Rendering allocates (8 times for a subject of one CN), so it is done once per connection,
