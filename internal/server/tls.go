@@ -39,7 +39,8 @@ var _ netio.Extender = (*tlsConn)(nil)
 // timeout, waiting as idle (Shutdown ends a handshake that has not finished). On success the
 // connection reads and writes through TLS from then on.
 func (c *conn) handshake() bool {
-	tc := tls.Server(c.rw, c.st.TLS)
+	sock := &tlsSocket{Conn: c.rw}
+	tc := tls.Server(sock, c.st.TLS)
 	end := time.Now().Add(c.st.HandshakeTimeout)
 	if !c.armIdle(end, 0) {
 		return false
@@ -63,7 +64,22 @@ func (c *conn) handshake() bool {
 	}
 	c.rw = &tlsConn{Conn: tc, raw: c.rw}
 	c.tlsSock, c.nio = c.nio, nil // no peeks or splices under TLS: the socket's bytes are records
+	c.tlsFrame = &sock.frame
 	return true
+}
+
+// tlsSocket is the socket under a client's TLS connection. It follows the record framing
+// of the bytes crypto/tls reads, so that a wait for the next request that found no
+// plaintext can tell whether crypto/tls holds the start of a record (waitNextRequest).
+type tlsSocket struct {
+	net.Conn
+	frame netio.TLSFraming
+}
+
+func (s *tlsSocket) Read(b []byte) (int, error) {
+	n, err := s.Conn.Read(b)
+	s.frame.Feed(b[:n])
+	return n, err
 }
 
 // armTLSReplies bounds by write_timeout past end the writes crypto/tls makes inside a read

@@ -96,6 +96,54 @@ func (l otherConns) Accept() (net.Conn, error) {
 	return otherConn{nc}, nil
 }
 
+// TestTLSPartialRecordBetweenRequests: a client that sends the start of a TLS record
+// after a response (in the same segment as its request, or within the short wait for the
+// next request) and stalls is closed after read_header_timeout, as one that stalls in a
+// request head is. crypto/tls read those bytes and returned nothing, so the short wait took
+// the connection for idle and waited on the socket for the rest of the record: until the
+// idle timeout (a minute here, 60 s by default, against read_header_timeout's 10 s).
+func TestTLSPartialRecordBetweenRequests(t *testing.T) {
+	ca := testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := Settings{Name: "t", ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
+		IdleTimeout: time.Minute, HandshakeTimeout: 5 * time.Second, Limits: h1.Limits{MaxHeaderBytes: 65536, MaxHeaders: 100},
+		TLS: ca.ServerConfig(t, "srv.test")}
+	srv := New(ln, st, okHandler{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go srv.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	for _, when := range []string{"with the request", "after the response", "after an idle wait"} {
+		t.Run(when, func(t *testing.T) {
+			c := dialTLS13Records(t, ca, ln.Addr().String())
+			first := c.out.seal(23, []byte("GET /1 HTTP/1.1\r\nHost: srv.test\r\n\r\n"))
+			next := c.out.seal(23, []byte("GET /2 HTTP/1.1\r\nHost: srv.test\r\n\r\n"))[:10]
+			if when == "with the request" {
+				c.raw.Write(append(first, next...))
+				c.response(t)
+			} else {
+				c.raw.Write(first)
+				c.response(t)
+				if when == "after an idle wait" {
+					time.Sleep(200 * time.Millisecond)
+				}
+				c.raw.Write(next)
+			}
+			start := time.Now()
+			c.raw.SetReadDeadline(start.Add(20 * time.Second))
+			if _, err := io.Copy(io.Discard, c.raw); err != nil {
+				t.Fatalf("the connection stayed open %v with a partial record: %v", time.Since(start), err)
+			}
+			testutil.WaitFor(t, 5*time.Second, "the connection gone", func() bool { return srv.Active() == 0 })
+		})
+	}
+}
+
 // tls13Records is a TLS 1.3 connection whose handshake crypto/tls made and whose records
 // the test then writes and reads itself (with the traffic secrets from the key log), so
 // that it can send what crypto/tls's client cannot: a KeyUpdate.
@@ -105,7 +153,7 @@ type tls13Records struct {
 	sawKeyUpdate bool
 }
 
-func dialTLS13Records(t *testing.T, ca *testutil.CA, addr string) *tls13Records {
+func dialTLS13Records(t *testing.T, ca *testutil.CA, addr string, alpn ...string) *tls13Records {
 	t.Helper()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -116,6 +164,7 @@ func dialTLS13Records(t *testing.T, ca *testutil.CA, addr string) *tls13Records 
 	var keylog bytes.Buffer
 	cfg := ca.ClientConfig("srv.test")
 	cfg.MinVersion = tls.VersionTLS13
+	cfg.NextProtos = alpn
 	cfg.KeyLogWriter = &keylog // no session cache: no ticket comes after the handshake
 	tc := tls.Client(raw, cfg)
 	if err := tc.Handshake(); err != nil {
@@ -156,19 +205,25 @@ func dialTLS13Records(t *testing.T, ca *testutil.CA, addr string) *tls13Records 
 func (c *tls13Records) request(t *testing.T, path string) {
 	t.Helper()
 	c.write(t, 23, fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: srv.test\r\n\r\n", path))
+	c.response(t)
+}
+
+// response reads records until okHandler's answer, following the server's key updates.
+func (c *tls13Records) response(t *testing.T) {
+	t.Helper()
 	var got []byte
 	for !bytes.HasSuffix(got, []byte("\r\n\r\nok")) {
 		typ, data, err := c.in.open(c.raw)
 		switch {
 		case err != nil:
-			t.Fatalf("%s: after %q: %v", path, got, err)
+			t.Fatalf("after %q: %v", got, err)
 		case typ == 22 && len(data) > 0 && data[0] == 24:
 			c.sawKeyUpdate = true
 			c.in.update()
 		case typ == 23:
 			got = append(got, data...)
 		default:
-			t.Fatalf("%s: after %q: a record of type %d: %x", path, got, typ, data)
+			t.Fatalf("after %q: a record of type %d: %x", got, typ, data)
 		}
 	}
 }
