@@ -196,7 +196,6 @@ func (c *conn) awaitFirstByte() bool {
 	if !c.armIdle(end, netio.Slack(d)) {
 		return false
 	}
-	c.armTLSReplies(end) // tls.go
 	if _, err := c.br.Peek(1); err != nil {
 		return false
 	}
@@ -283,9 +282,6 @@ func (c *conn) waitNextRequest() int {
 	}
 	if !c.armIdle(idleEnd, netio.Slack(c.st.IdleTimeout)) {
 		return waitStop
-	}
-	if !c.tlsDrained {
-		c.armTLSReplies(idleEnd) // waitReadable reads through TLS
 	}
 	c.releaseBufs()
 	if c.tlsSock != nil {

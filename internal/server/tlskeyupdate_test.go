@@ -10,22 +10,41 @@ import (
 	"crypto/sha512"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/testutil"
 )
 
 type okHandler struct{}
 
+// serveOK serves okHandler on l with st until the test ends.
+func serveOK(t *testing.T, l net.Listener, st Settings) *Server {
+	srv := New(l, st, okHandler{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	go srv.Serve()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv
+}
+
 func (okHandler) ServeH1(ex *Exchange) {
+	io.Copy(io.Discard, ex.Body())
 	var h h1.Header
 	ex.WriteHead(200, nil, &h, 2)
 	ex.Write([]byte("ok"))
@@ -53,14 +72,8 @@ func TestTLSKeyUpdateAfterIdle(t *testing.T) {
 		if sock == "other" {
 			l = otherConns{ln}
 		}
-		srv := New(l, st, okHandler{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		go srv.Serve()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			srv.Shutdown(ctx)
-		})
-		for _, when := range []string{"at once", "past the handshake timeout", "after an idle wait"} {
+		serveOK(t, l, st)
+		for _, when := range []string{"at once", "past the handshake timeout", "after an idle wait", "in a request body"} {
 			t.Run(sock+"/"+when, func(t *testing.T) {
 				c := dialTLS13Records(t, ca, ln.Addr().String())
 				switch when {
@@ -70,10 +83,19 @@ func TestTLSKeyUpdateAfterIdle(t *testing.T) {
 					c.request(t, "/1")
 					// Past write_timeout and its slack, and past the short wait.
 					time.Sleep(400 * time.Millisecond)
+				case "in a request body":
+					c.request(t, "/1")
+					c.write(t, 23, []byte("POST /2 HTTP/1.1\r\nHost: srv.test\r\nContent-Length: 10\r\n\r\nhello"))
+					time.Sleep(400 * time.Millisecond)
 				}
 				c.write(t, 22, []byte{24, 0, 0, 1, 1}) // KeyUpdate, update_requested
 				c.out.update()
-				c.request(t, "/2")
+				if when == "in a request body" {
+					c.write(t, 23, []byte("world"))
+					c.response(t)
+				} else {
+					c.request(t, "/2")
+				}
 				if !c.sawKeyUpdate {
 					t.Error("the server answered without updating its own keys")
 				}
@@ -96,6 +118,74 @@ func (l otherConns) Accept() (net.Conn, error) {
 	return otherConn{nc}, nil
 }
 
+// TestTLSKeyUpdateAfterIdleH2: the same over HTTP/2, whose read loop reads through TLS
+// while the connection idles.
+func TestTLSKeyUpdateAfterIdleH2(t *testing.T) {
+	ca := testutil.NewCA(t)
+	addr := startH2CWith(t, bodyHandler{}, func(st *Settings) {
+		st.TLS = ca.ServerConfig(t, "srv.test")
+		st.TLS.NextProtos = []string{"h2", "http/1.1"}
+		st.HandshakeTimeout = 5 * time.Second
+		st.WriteTimeout = 100 * time.Millisecond
+	})
+	c := dialTLS13Records(t, ca, addr, "h2")
+	rs := &recordStream{tls13Records: c}
+	r := &rawH2Conn{c: c.raw, fr: http2.NewFramer(rs, rs)}
+	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	r.enc = hpack.NewEncoder(&r.hb)
+	rs.Write([]byte(h2Preface))
+	r.fr.WriteSettings()
+	for id := uint32(1); id <= 3; id += 2 {
+		if id == 3 {
+			time.Sleep(400 * time.Millisecond) // past write_timeout and its slack
+			c.write(t, 22, []byte{24, 0, 0, 1, 1})
+			c.out.update()
+		}
+		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: r.block("GET", "/early"), EndHeaders: true, EndStream: true})
+		got, _ := r.read(t, 5*time.Second, id)
+		if s := got[id]; s == nil || s.status != "200" || string(s.body) != "early" {
+			t.Fatalf("stream %d: %+v (%v)", id, s, rs.err)
+		}
+	}
+	if !c.sawKeyUpdate {
+		t.Error("the server answered without updating its own keys")
+	}
+}
+
+// recordStream is the application data of a tls13Records as a byte stream.
+type recordStream struct {
+	*tls13Records
+	pending []byte
+	err     error // the read's
+}
+
+func (s *recordStream) Read(b []byte) (int, error) {
+	for len(s.pending) == 0 {
+		typ, data, err := s.in.open(s.raw)
+		switch {
+		case err != nil:
+			s.err = err
+			return 0, err
+		case typ == 22 && len(data) > 0 && data[0] == 24:
+			s.sawKeyUpdate = true
+			s.in.update()
+		case typ == 23:
+			s.pending = data
+		default:
+			s.err = fmt.Errorf("a record of type %d: %x", typ, data)
+			return 0, s.err
+		}
+	}
+	n := copy(b, s.pending)
+	s.pending = s.pending[n:]
+	return n, nil
+}
+
+func (s *recordStream) Write(b []byte) (int, error) {
+	_, err := s.raw.Write(s.out.seal(23, b))
+	return len(b), err
+}
+
 // TestTLSPartialRecordBetweenRequests: a client that sends the start of a TLS record
 // after a response (in the same segment as its request, or within the short wait for the
 // next request) and stalls is closed after read_header_timeout, as one that stalls in a
@@ -111,13 +201,7 @@ func TestTLSPartialRecordBetweenRequests(t *testing.T) {
 	st := Settings{Name: "t", ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
 		IdleTimeout: time.Minute, HandshakeTimeout: 5 * time.Second, Limits: h1.Limits{MaxHeaderBytes: 65536, MaxHeaders: 100},
 		TLS: ca.ServerConfig(t, "srv.test")}
-	srv := New(ln, st, okHandler{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go srv.Serve()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	srv := serveOK(t, ln, st)
 	for _, when := range []string{"with the request", "after the response", "after an idle wait"} {
 		t.Run(when, func(t *testing.T) {
 			c := dialTLS13Records(t, ca, ln.Addr().String())
@@ -311,4 +395,43 @@ func (k *trafficKeys) open(r io.Reader) (typ byte, data []byte, err error) {
 		return 0, nil, fmt.Errorf("an empty record")
 	}
 	return inner[len(inner)-1], inner[:len(inner)-1], nil
+}
+
+// TestTLSOwnWriteTimeoutStands: tlsSocket retries only crypto/tls's own writes: a write of
+// the connection's (tlsConn.Write) whose deadline has passed fails, as write_timeout says.
+func TestTLSOwnWriteTimeoutStands(t *testing.T) {
+	ca := testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tc := tls.Client(c, ca.ClientConfig("srv.test"))
+		tc.Handshake()
+		io.Copy(io.Discard, tc)
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := netio.Wrap(nc)
+	sock := &tlsSocket{Conn: raw}
+	tc := tls.Server(sock, ca.ServerConfig(t, "srv.test"))
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	sock.wto = time.Minute
+	c := &tlsConn{Conn: tc, raw: raw, sock: sock}
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := c.Write([]byte("late")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a write past its deadline: %v, want a timeout", err)
+	}
 }
