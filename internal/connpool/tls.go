@@ -59,7 +59,7 @@ type tlsSocket struct {
 	nio      *netio.Conn // the socket when it is TCP; else nil, and now has no effect
 	tc       *tls.Conn   // the TLS connection over it
 	now      bool
-	frame    recordFraming
+	frame    netio.TLSFraming
 	one      [1]byte // the check's read buffer
 }
 
@@ -71,7 +71,7 @@ func (s *tlsSocket) Read(b []byte) (int, error) {
 	} else {
 		n, err = s.Conn.Read(b)
 	}
-	s.frame.feed(b[:n])
+	s.frame.Feed(b[:n])
 	return n, err
 }
 
@@ -96,7 +96,7 @@ func (s *tlsSocket) check() CloseReason {
 		return CloseUnsolicitedData
 	case !errors.Is(err, netio.ErrWouldBlock):
 		return CloseBackendClosedIdle // close_notify (io.EOF), FIN, reset, an alert
-	case !s.frame.atBoundary():
+	case !s.frame.AtBoundary():
 		return CloseUnsolicitedData // a record is partly here: it could be application data
 	}
 	return ""
@@ -107,36 +107,6 @@ func (s *tlsSocket) close() error {
 	s.now = true
 	return s.tc.Close()
 }
-
-// recordFraming follows the TLS record layer over a byte stream: each record is a 5-byte
-// header (type, version, 16-bit length) and that many bytes.
-type recordFraming struct {
-	hdr   int // header bytes seen of the current record, 0-4
-	lenHi byte
-	left  int // body bytes still to come of the current record
-}
-
-func (f *recordFraming) feed(b []byte) {
-	for len(b) > 0 {
-		if f.left > 0 {
-			k := min(f.left, len(b))
-			f.left -= k
-			b = b[k:]
-			continue
-		}
-		switch f.hdr {
-		case 3:
-			f.lenHi = b[0]
-		case 4:
-			f.left = int(f.lenHi)<<8 | int(b[0])
-		}
-		f.hdr = (f.hdr + 1) % 5
-		b = b[1:]
-	}
-}
-
-// atBoundary reports whether the bytes fed so far end with a whole record.
-func (f *recordFraming) atBoundary() bool { return f.hdr == 0 && f.left == 0 }
 
 // tlsConfig returns the pool's TLS client config: o's, with the session cache and, when o
 // names no server, the target's host as the name verified (an IP address is verified

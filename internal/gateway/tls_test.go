@@ -260,10 +260,15 @@ func (s *tlsSite) notAfter(t *testing.T, sni string) time.Time {
 }
 
 // TestMutualTLS: client_auth require refuses clients without a certificate from the CA;
-// optional lets them in; a verified client's subject is in the access log.
+// optional lets them in; either refuses an expired one; each refusal is counted
+// bad_certificate; a verified client's subject is in the access log.
 func TestMutualTLS(t *testing.T) {
 	clientCA := testutil.NewCA(t)
 	good, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-old", Client: true, NotAfter: time.Now().Add(-time.Hour)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,6 +300,14 @@ func TestMutualTLS(t *testing.T) {
 			if mode == "optional" && code != 200 {
 				t.Errorf("client without a certificate: %d %v, want 200", code, err)
 			}
+			if code, err := try(expired); err == nil {
+				t.Errorf("client with an expired certificate: %d, want a failed handshake", code)
+			}
+			refused := map[string]float64{"require": 3, "optional": 2}[mode]
+			testutil.WaitFor(t, 3*time.Second, "the refusals counted bad_certificate", func() bool {
+				v, _ := gathered(t, s.testGateway).value("sluice_tls_handshake_errors_total", map[string]string{"reason": "bad_certificate"})
+				return v == refused
+			})
 			l := s.accessLines(1)[0]
 			if l["client_cert_subject"] != "CN=svc-billing" {
 				t.Errorf("access log client_cert_subject = %v", l["client_cert_subject"])

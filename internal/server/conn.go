@@ -81,6 +81,8 @@ type conn struct {
 	// tlsDrained: a read through TLS just found nothing buffered, so the idle wait can
 	// watch the socket (waitReadable).
 	tlsDrained bool
+	// tlsFrame follows the record framing of the bytes read under TLS (tlsSocket).
+	tlsFrame *netio.TLSFraming
 
 	bufs *connBufs // nil while idle
 	h2   *h2Conn   // set (under mu) when the connection became HTTP/2 (h2.go)
@@ -267,6 +269,12 @@ func (c *conn) waitNextRequest() int {
 			// A held send that failed surfaces from the read, a write timeout as a
 			// timeout too: the response is cut short, and the connection must close.
 			return waitStop
+		}
+		if c.tlsFrame != nil && !c.tlsFrame.AtBoundary() {
+			// crypto/tls holds the start of a record: the client's next request has
+			// begun, under read_header_timeout (a wait on the socket would give the
+			// rest of that record until the idle timeout).
+			return waitNext
 		}
 		// The read through TLS found nothing: crypto/tls holds no complete record and no
 		// plaintext (it would have returned them), so the idle wait can watch the socket.

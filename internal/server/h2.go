@@ -134,7 +134,6 @@ func (c *conn) serveH2() {
 	tc := (*tls.Conn)(nil)
 	if t, ok := c.rw.(*tlsConn); ok {
 		tc = t.Conn
-		nc = tc
 	}
 	h := &h2Conn{c: c, sh: sh}
 	h.obs, _ = c.srv.handler.(H2Observer)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"sluice/internal/certs"
@@ -23,7 +24,22 @@ type TLSObserver interface {
 // (netio.Extender), so that TLS requests re-arm runtime timers as rarely as plain ones.
 type tlsConn struct {
 	*tls.Conn
-	raw net.Conn // the socket's connection: netio.ExtendRead arms it lazily when it can
+	raw  net.Conn // the socket's connection: netio.ExtendRead arms it lazily when it can
+	sock *tlsSocket
+}
+
+// Write is a write of the connection's own, which tlsSocket tells apart from crypto/tls's.
+func (c *tlsConn) Write(b []byte) (int, error) {
+	c.sock.ours.Store(true)
+	n, err := c.Conn.Write(b)
+	c.sock.ours.Store(false)
+	return n, err
+}
+
+// Close sends close_notify under crypto/tls's own deadline (5 s), and closes.
+func (c *tlsConn) Close() error {
+	c.sock.ours.Store(true)
+	return c.Conn.Close()
 }
 
 func (c *tlsConn) ExtendRead(t time.Time, late time.Duration) error {
@@ -39,7 +55,8 @@ var _ netio.Extender = (*tlsConn)(nil)
 // timeout, waiting as idle (Shutdown ends a handshake that has not finished). On success the
 // connection reads and writes through TLS from then on.
 func (c *conn) handshake() bool {
-	tc := tls.Server(c.rw, c.st.TLS)
+	sock := &tlsSocket{Conn: c.rw}
+	tc := tls.Server(sock, c.st.TLS)
 	end := time.Now().Add(c.st.HandshakeTimeout)
 	if !c.armIdle(end, 0) {
 		return false
@@ -61,9 +78,52 @@ func (c *conn) handshake() bool {
 	if obs != nil {
 		obs.Handshake(c.st.Name, c.tls, nil)
 	}
-	c.rw = &tlsConn{Conn: tc, raw: c.rw}
+	sock.wto = c.st.WriteTimeout
+	c.rw = &tlsConn{Conn: tc, raw: c.rw, sock: sock}
 	c.tlsSock, c.nio = c.nio, nil // no peeks or splices under TLS: the socket's bytes are records
+	c.tlsFrame = &sock.frame
 	return true
+}
+
+// tlsSocket is the socket under a client's TLS connection. It follows the record framing
+// of the bytes crypto/tls reads, so that a wait for the next request that found no
+// plaintext can tell whether crypto/tls holds the start of a record (waitNextRequest), and
+// it gives crypto/tls's own writes a live deadline (Write).
+type tlsSocket struct {
+	net.Conn
+	frame netio.TLSFraming
+	wto   time.Duration // write_timeout, once the handshake is done
+	ours  atomic.Bool   // the connection's own write (tlsConn.Write, Close) runs
+}
+
+// Write retries, once, under write_timeout from now, a write of crypto/tls's own (not the
+// connection's) that met a deadline gone by: crypto/tls answers a client's KeyUpdate (TLS
+// 1.3, update_requested), or sends an alert, inside a read, under the write deadline that
+// the connection's last write left, long past after an idle wait or a long upload. Failed,
+// crypto/tls kept the failure for the next write: the next response was never sent, and
+// the close_notify went out with a record number skipped ("bad record mac" at the client).
+// The connection's own writes arm their deadline first; a failure of theirs stands.
+func (s *tlsSocket) Write(b []byte) (int, error) {
+	n, err := s.Conn.Write(b)
+	if n == 0 && s.wto > 0 && !s.ours.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		t := time.Now().Add(s.wto)
+		if nc, ok := s.Conn.(*netio.Conn); ok {
+			// Below netio's record of the deadline, which stays the past one: the
+			// connection's next write arms its own (a reader and a writer may run at
+			// once under HTTP/2, and only the writer's side keeps that record).
+			nc.Conn.SetWriteDeadline(t)
+		} else {
+			s.Conn.SetWriteDeadline(t)
+		}
+		return s.Conn.Write(b)
+	}
+	return n, err
+}
+
+func (s *tlsSocket) Read(b []byte) (int, error) {
+	n, err := s.Conn.Read(b)
+	s.frame.Feed(b[:n])
+	return n, err
 }
 
 // clientSubject is the subject of st's client certificate in RFC 2253 form
