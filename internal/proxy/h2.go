@@ -17,8 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +67,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	}
 	var deadline, callEnd time.Time // grpc-timeout's, zero when none
 	wait := r.tryTimeout()
+	body.wait = wait
 	if d, ok := grpcTimeout(&fwd.req.Header); ok {
 		start := time.Now()
 		callEnd = start.Add(d)
@@ -74,9 +75,12 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		wait = min(wait, d)
 	}
 	// One timer: the head wait (the try timeout, or grpc-timeout when sooner), then re-armed
-	// for the rest of a call with grpc-timeout.
+	// for the rest of a call with grpc-timeout. While the request body streams, the head
+	// wait stands still as long as the attempt waits for the client's next bytes
+	// (h2Body.headWait).
 	tm := time.AfterFunc(wait, func() { cancel(errH2AttemptTimeout) })
 	defer tm.Stop()
+	body.tm, body.callEnd = tm, callEnd
 	if fwd.hasBody() {
 		req.Body = body
 		if fwd.web == webNone {
@@ -91,11 +95,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	resp, err := t.H2.RoundTrip(req, a)
-	if callEnd.IsZero() {
-		tm.Stop()
-	} else {
-		tm.Reset(time.Until(callEnd))
-	}
+	body.headDone()
 	if err != nil && errors.Is(err, h2pool.ErrNegotiatedHTTP1) {
 		return p.negotiatedHTTP1(cl, t, body, now, err) // auto.go
 	}
@@ -391,6 +391,56 @@ type h2Body struct {
 	p       *Proxy
 	// dropped counts the client's trailer fields not forwarded (read after the attempt).
 	dropped atomic.Int32
+
+	// The attempt's timer (attemptH2): wait is the try timeout, callEnd grpc-timeout's end
+	// (zero: none); headIn, once the response head came (or the stream failed), under tmu.
+	tm      *time.Timer
+	wait    time.Duration
+	callEnd time.Time
+	tmu     sync.Mutex
+	headIn  atomic.Bool
+}
+
+// headWait moves the head wait around a read of the client's body: while the read waits
+// (waiting), the try timeout does not run, only grpc-timeout does; when it returned, the
+// try timeout starts again. So the head wait counts from the body's last bytes, as on the
+// HTTP/1.1 path (whose head wait starts when the body was sent), and a backend that stops
+// taking the body is still given up on after the try timeout. Before, it ran from the
+// attempt's start: a client-streaming call, or an upload, longer than timeouts.read ended
+// in upstream_timeout while its bytes flowed, and a bidi call whose client is quiet until
+// the backend answers ended after it. Nothing happens once the head came.
+func (b *h2Body) headWait(waiting bool) {
+	if b.tm == nil || b.headIn.Load() {
+		return
+	}
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	if b.headIn.Load() {
+		return
+	}
+	switch {
+	case !waiting && b.callEnd.IsZero():
+		b.tm.Reset(b.wait)
+	case !waiting:
+		b.tm.Reset(min(b.wait, time.Until(b.callEnd)))
+	case b.callEnd.IsZero():
+		b.tm.Stop()
+	default:
+		b.tm.Reset(time.Until(b.callEnd))
+	}
+}
+
+// headDone ends the head wait (the head came, or the stream failed): the timer runs on only
+// to grpc-timeout's end.
+func (b *h2Body) headDone() {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	b.headIn.Store(true)
+	if b.callEnd.IsZero() {
+		b.tm.Stop()
+	} else {
+		b.tm.Reset(time.Until(b.callEnd))
+	}
 }
 
 // bodyFailure is how the client's body failed (h2Body.failed).
@@ -424,8 +474,14 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.finish()
 		return 0, io.EOF
 	}
-	b.taken = true
+	b.headWait(true)
 	n, err := f.ds.ReadBody(p)
+	b.headWait(false)
+	if !b.taken && b.hold(p[:n], err) {
+		// Held: a re-send can send it again.
+	} else {
+		b.taken = true
+	}
 	if err == io.EOF {
 		b.fillTrailer()
 		b.finish()
@@ -434,6 +490,21 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.finish()
 	}
 	return n, err
+}
+
+// hold adds p, just read from the client, to the held prefix when it fits (with err, io.EOF
+// when the body ended there), so that a re-send (a stream the backend refused, a gRPC call
+// that went upstream before its body came: readBodyPrefix) can send it again, and reports
+// whether it did. Under b.mu; the attempts of a request run one after another.
+func (b *h2Body) hold(p []byte, err error) bool {
+	f := b.fwd
+	if err != nil && err != io.EOF || int64(len(f.pre)+len(p)) > f.preLimit {
+		return false
+	}
+	f.pre = append(f.pre, p...)
+	b.off = len(f.pre)
+	f.preEOF = err == io.EOF
+	return true
 }
 
 // setErr records the client's body failure err, unless one was recorded (under b.mu).
@@ -481,20 +552,41 @@ func (b *h2Body) Close() error { b.finish(); return nil }
 // HEADERS (h2pool, client.go).
 func (b *h2Body) Held() bool { return b.fwd.preEOF }
 
-// grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": digits and a unit
-// of H, M, S, m, u, n).
+// grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": 1 to 8 digits and a
+// unit of H, M, S, m, u, n; gRPC over HTTP/2, "Requests"). A value past what a Duration holds
+// (above 2562047H) is the longest Duration, as grpc-go reads it: before, it wrapped to a
+// negative wait and the call ended at once with DEADLINE_EXCEEDED.
 func grpcTimeout(h *h1.Header) (time.Duration, bool) {
 	v, ok := h.Get("Grpc-Timeout")
 	if !ok || len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(string(v[:len(v)-1]), 10, 64)
-	if err != nil || n < 0 {
+	var n int64
+	for _, c := range v[:len(v)-1] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
 		return 0, false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
-	if unit == 0 {
-		return 0, false
+	if n > math.MaxInt64/int64(unit) {
+		return math.MaxInt64, true
 	}
 	return time.Duration(n) * unit, true
 }

@@ -1,0 +1,319 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// streamBackend is grpcBackend whose bidi call sends each answer its interval after the
+// last and, asked by metadata, sends a message before it reads any ("first": a server that
+// speaks first) or, once the client closed its side, waits for the call's end instead of
+// ending it ("stall").
+type streamBackend struct{ grpcBackend }
+
+func (b *streamBackend) FullDuplexCall(s grpc.BidiStreamingServer[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]) error {
+	md, _ := metadata.FromIncomingContext(s.Context())
+	if len(md.Get("first")) > 0 {
+		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(3)}); err != nil {
+			return err
+		}
+	}
+	for {
+		m, err := s.Recv()
+		if err == io.EOF && len(md.Get("stall")) > 0 {
+			<-s.Context().Done()
+			return s.Context().Err()
+		}
+		if err != nil {
+			return nil
+		}
+		for _, p := range m.ResponseParameters {
+			time.Sleep(time.Duration(p.IntervalUs) * time.Microsecond)
+			if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// streamGateway starts a streamBackend and a gateway in front of it whose route waits
+// read for a response head, and returns a client through the gateway.
+func streamGateway(t *testing.T, read string) testgrpc.TestServiceClient {
+	t.Helper()
+	c, _ := streamGatewayYAML(t, strings.Replace(grpcGatewayYAML, "    upstream: grpc\n", "    upstream: grpc\n    timeouts: {read: "+read+"}\n", 1))
+	return c
+}
+
+// streamGatewayYAML is streamGateway with the gateway's config, whose {{backend}} is the
+// streamBackend's address.
+func streamGatewayYAML(t *testing.T, yaml string) (testgrpc.TestServiceClient, *testGateway) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, &streamBackend{grpcBackend{done: make(chan error, 4)}})
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	tg := startGateway(t, yaml, map[string]string{"backend": ln.Addr().String()})
+	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return testgrpc.NewTestServiceClient(cc), tg
+}
+
+// TestGRPCBidiQuietClient: the listener's read_timeout bounds a wait for request body bytes
+// only while the response does not move either. A bidi call whose client sent its request
+// and then only receives (a subscription) lives on while the backend streams to it, for
+// several read timeouts; one where neither side sends is still cut after it (reason
+// client_timeout). Before, the first was cut after one read timeout of the client's silence
+// too: its stream reset, INTERNAL for the client.
+func TestGRPCBidiQuietClient(t *testing.T) {
+	const readTimeout = 400 * time.Millisecond
+	c, tg := streamGatewayYAML(t, strings.Replace(grpcGatewayYAML, "protocols: [http1, h2c]",
+		"protocols: [http1, h2c]\n    read_timeout: "+readTimeout.String(), 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := c.FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const answers = 16 // one every quarter read timeout: four read timeouts in all
+	var ps []*testgrpc.ResponseParameters
+	for range answers {
+		ps = append(ps, &testgrpc.ResponseParameters{Size: 1, IntervalUs: int32(readTimeout / 4 / time.Microsecond)})
+	}
+	if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: ps}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range answers {
+		if _, err := s.Recv(); err != nil {
+			t.Fatalf("answer %d, %v after the client's last message: %v", i, time.Since(start), err)
+		}
+	}
+	// Now neither side sends: the client's silence is a read timeout.
+	if _, err := s.Recv(); err == nil || status.Code(err) == codes.OK {
+		t.Fatalf("a stream quiet both ways: %v; want it cut", err)
+	}
+	if l := tg.accessLines(1)[0]; l["reason"] != "client_timeout" {
+		t.Errorf("access log reason %v; want client_timeout", l["reason"])
+	}
+}
+
+// TestGRPCServerSpeaksFirst: a bidi call whose client sends nothing until the backend's
+// first message reaches the backend. The gateway used to wait for the request body's first
+// bytes before it contacted the upstream (readBodyPrefix), so both ends waited for ever.
+func TestGRPCServerSpeaksFirst(t *testing.T) {
+	c := streamGateway(t, "60s")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.FullDuplexCall(metadata.AppendToOutgoingContext(ctx, "first", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != 3 {
+		t.Fatalf("the backend's first message: %v; want 3 bytes before the client sent anything", err)
+	}
+	if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 5}}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != 5 {
+		t.Fatalf("the answer to the client's message: %v", err)
+	}
+	s.CloseSend()
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatalf("after CloseSend: %v; want io.EOF", err)
+	}
+}
+
+// TestGRPCHeadWaitFromBodyEnd: the route's read timeout bounds the wait for the response
+// head from the request body's last bytes, as on the HTTP/1.1 path, not from the attempt's
+// start: a client-streaming call whose messages flow for three read timeouts, and a bidi
+// call whose client is quiet for three read timeouts before its first message, succeed. A
+// backend that gives no head once the body ended (a client quiet for two read timeouts
+// before it) is still given up on: DEADLINE_EXCEEDED, upstream_timeout.
+func TestGRPCHeadWaitFromBodyEnd(t *testing.T) {
+	const read = 400 * time.Millisecond
+	c := streamGateway(t, read.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t.Run("client streaming", func(t *testing.T) {
+		s, err := c.StreamingInputCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		var sent int32
+		for time.Since(start) < 3*read {
+			if err := s.Send(&testgrpc.StreamingInputCallRequest{Payload: payload(10)}); err != nil {
+				t.Fatalf("send after %v: %v", time.Since(start), err)
+			}
+			sent += 10
+			time.Sleep(read / 4)
+		}
+		r, err := s.CloseAndRecv()
+		if err != nil || r.AggregatedPayloadSize != sent {
+			t.Fatalf("CloseAndRecv after %v: %v, %d bytes; want %d", time.Since(start), err, r.GetAggregatedPayloadSize(), sent)
+		}
+	})
+	t.Run("bidi, client quiet first", func(t *testing.T) {
+		s, err := c.FullDuplexCall(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * read)
+		if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 7}}}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != 7 {
+			t.Fatalf("answer after a quiet client: %v", err)
+		}
+		s.CloseSend()
+		if _, err := s.Recv(); err != io.EOF {
+			t.Fatalf("after CloseSend: %v; want io.EOF", err)
+		}
+	})
+	t.Run("no head after the body", func(t *testing.T) {
+		s, err := c.FullDuplexCall(metadata.AppendToOutgoingContext(ctx, "stall", "1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Send(&testgrpc.StreamingOutputCallRequest{})
+		time.Sleep(2 * read) // the body's end comes through the attempt's reads, not held before it
+		s.CloseSend()
+		_, err = s.Recv()
+		if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || !strings.HasPrefix(st.Message(), "upstream_timeout") {
+			t.Fatalf("status %v %q; want DeadlineExceeded upstream_timeout", st.Code(), st.Message())
+		}
+	})
+}
+
+// TestGRPCBodyReadByAttemptResent: a gRPC call's body that came only after the call went
+// upstream (the gateway does not wait for it: TestGRPCServerSpeaksFirst) is held as the
+// attempt reads it, so a stream the backend refuses after its body (RST_STREAM
+// REFUSED_STREAM: not processed) is sent again, body and all, and answered. Without the
+// hold the body was the attempt's alone: the call failed, not delivered.
+func TestGRPCBodyReadByAttemptResent(t *testing.T) {
+	seen := make(chan struct{}, 1)
+	bodies := make(chan string, 4)
+	backend := serveConns(t, func(c net.Conn) { serveRefuseFirst(c, seen, bodies) })
+	tg := startGateway(t, grpcGatewayYAML, map[string]string{"backend": backend})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", tg.url("/grpc.testing.TestService/UnaryCall"), pr)
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	msg := "\x00\x00\x00\x00\x05hello"
+	go func() {
+		select { // the body only once the call is upstream
+		case <-seen:
+		case <-time.After(10 * time.Second):
+		}
+		pw.Write([]byte(msg))
+		pw.Close()
+	}()
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(got) != msg || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Fatalf("got %d %q grpc-status %q (head %q, %q); want 200, the body echoed, grpc-status 0",
+			resp.StatusCode, got, resp.Trailer.Get("Grpc-Status"), resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message"))
+	}
+	for i, want := range []string{msg, msg} {
+		if b := <-bodies; b != want {
+			t.Errorf("stream %d's body %q; want %q", i+1, b, want)
+		}
+	}
+}
+
+// serveRefuseFirst is an h2c backend written with x/net's Framer: it notes on seen the
+// HEADERS of its first stream, refuses that stream (RST_STREAM REFUSED_STREAM) once its
+// body ended, and answers every later one with its body, as a gRPC answer with grpc-status
+// 0; each stream's body goes to bodies.
+func serveRefuseFirst(c net.Conn, seen chan<- struct{}, bodies chan<- string) {
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if fr.WriteSettings() != nil {
+		return
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	head := func(id uint32, end bool, kv ...string) error {
+		hb.Reset()
+		for i := 0; i < len(kv); i += 2 {
+			enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: end})
+	}
+	body := map[uint32]*bytes.Buffer{}
+	var first uint32
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		ok := true
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				ok = fr.WriteSettingsAck() == nil
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				ok = fr.WritePing(true, f.Data) == nil
+			}
+		case *http2.MetaHeadersFrame:
+			body[f.StreamID] = new(bytes.Buffer)
+			if first == 0 {
+				first = f.StreamID
+				seen <- struct{}{}
+			}
+		case *http2.DataFrame:
+			b := body[f.StreamID]
+			b.Write(f.Data())
+			if !f.StreamEnded() {
+				break
+			}
+			bodies <- b.String()
+			if f.StreamID == first {
+				ok = fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream) == nil
+				break
+			}
+			ok = head(f.StreamID, false, ":status", "200", "content-type", "application/grpc") == nil &&
+				fr.WriteData(f.StreamID, false, b.Bytes()) == nil &&
+				head(f.StreamID, true, "grpc-status", "0") == nil
+		}
+		if !ok {
+			return
+		}
+	}
+}
