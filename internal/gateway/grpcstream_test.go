@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -14,10 +15,14 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"sluice/internal/testutil"
 )
 
 // streamBackend is grpcBackend whose bidi call sends each answer its interval after the
@@ -316,4 +321,122 @@ func serveRefuseFirst(c net.Conn, seen chan<- struct{}, bodies chan<- string) {
 			return
 		}
 	}
+}
+
+// TestGRPCTLSUpstreamByIP: an h2 upstream whose target is an IP address, without
+// tls.server_name, verifies the certificate against that IP (docs/config.md), as an HTTP/1.1
+// upstream does. The HTTP/2 pool used to hand crypto/tls a config without a name, and every
+// handshake failed ("either ServerName or InsecureSkipVerify must be specified"):
+// UNAVAILABLE, upstream_tls_handshake, for every call.
+func TestGRPCTLSUpstreamByIP(t *testing.T) {
+	ca := testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerConfig(t, "127.0.0.1"))))
+	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	yaml := strings.Replace(grpcGatewayYAML, "    protocol: h2c\n", "    protocol: h2\n    tls: {ca_file: "+ca.CAFile(t)+"}\n", 1)
+	yaml = strings.Replace(yaml, `"{{backend}}"`, `"https://{{backend}}"`, 1)
+	tg := startGateway(t, yaml, map[string]string{"backend": ln.Addr().String()})
+	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := testgrpc.NewTestServiceClient(cc).UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 10})
+	if err != nil || len(r.GetPayload().GetBody()) != 10 {
+		t.Fatalf("UnaryCall over TLS to 127.0.0.1: %v", err)
+	}
+}
+
+// TestGRPCCutMidBody: a gRPC answer the backend breaks off after a whole message (its stream
+// reset, its connection closed) reaches an HTTP/2 gRPC client as the message and then
+// trailers of the gateway's, grpc-status 2 (UNKNOWN: the backend processed the call) and
+// grpc-message upstream_reset_during_response, as docs/http2.md says and as a grpc-web
+// client gets (TestGRPCWebCutMidBody); a grpc-timeout that runs out after the first message
+// ends it with grpc-status 4, upstream_timeout. Before, the client's stream was reset
+// (INTERNAL_ERROR), which grpc-go reports as INTERNAL, with no reason. Cut inside a message,
+// nothing can follow it: the stream is reset as before.
+func TestGRPCCutMidBody(t *testing.T) {
+	msg, _ := proto.Marshal(&testgrpc.StreamingOutputCallResponse{Payload: payload(3)})
+	partial := append(binary.BigEndian.AppendUint32([]byte{0}, 100), "0123456789"...) // 100 bytes announced
+	backend := cutBackend(t, func(path string) []byte {
+		if strings.Contains(path, "/Partial") {
+			return partial
+		}
+		return webMsg(string(msg))
+	})
+	tg := startGateway(t, grpcGatewayYAML, map[string]string{"backend": backend})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &p}
+	defer tr.CloseIdleConnections()
+	cases := []struct {
+		path, timeout string
+		status        string // grpc-status in the trailers; "" when the stream is reset
+		reason        string
+	}{
+		{path: "/cut.Service/Whole/rst", status: "2", reason: "upstream_reset_during_response"},
+		{path: "/cut.Service/Whole/close", status: "2", reason: "upstream_reset_during_response"},
+		{path: "/cut.Service/Whole/stall", timeout: "300m", status: "4", reason: "upstream_timeout"},
+		{path: "/cut.Service/Partial/rst", reason: "upstream_reset_during_response"},
+		{path: "/cut.Service/Partial/close", reason: "upstream_reset_during_response"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.path, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", tg.url(tc.path), bytes.NewReader(webMsg("request")))
+			req.Header.Set("Content-Type", "application/grpc")
+			req.Header.Set("TE", "trailers")
+			if tc.timeout != "" {
+				req.Header.Set("Grpc-Timeout", tc.timeout)
+			}
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tc.status == "" {
+				if rerr == nil || !bytes.HasPrefix(partial, raw) || resp.Trailer.Get("Grpc-Status") != "" {
+					t.Errorf("body % x (read error %v, grpc-status %q); want a prefix of % x and a reset", raw, rerr, resp.Trailer.Get("Grpc-Status"), partial)
+				}
+			} else if rerr != nil || !bytes.Equal(raw, webMsg(string(msg))) || resp.Trailer.Get("Grpc-Status") != tc.status || resp.Trailer.Get("Grpc-Message") != tc.reason {
+				t.Errorf("body % x (read error %v), trailers grpc-status %q grpc-message %q; want the message, then %s %s",
+					raw, rerr, resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message"), tc.status, tc.reason)
+			}
+			if l := tg.accessLines(i + 1)[i]; l["reason"] != tc.reason || l["path"] != tc.path {
+				t.Errorf("access log: reason %v path %v; want %s %s", l["reason"], l["path"], tc.reason, tc.path)
+			}
+		})
+	}
+	t.Run("grpc-go client", func(t *testing.T) {
+		cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/cut.Service/Whole/rst")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SendMsg(&testgrpc.StreamingOutputCallRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		s.CloseSend()
+		var m testgrpc.StreamingOutputCallResponse
+		if err := s.RecvMsg(&m); err != nil || len(m.GetPayload().GetBody()) != 3 {
+			t.Fatalf("first message: %v", err)
+		}
+		err = s.RecvMsg(&m)
+		if st := status.Convert(err); st.Code() != codes.Unknown || st.Message() != "upstream_reset_during_response" {
+			t.Fatalf("after the cut: %v %q; want Unknown upstream_reset_during_response", st.Code(), st.Message())
+		}
+	})
 }

@@ -191,6 +191,13 @@ func New(addr string, o Options, log *slog.Logger) *Pool {
 	if o.TLS != nil {
 		o.TLS = o.TLS.Clone()
 		o.TLS.NextProtos = []string{ALPNH2}
+		if o.TLS.ServerName == "" {
+			// A target given by IP address (no tls.server_name): the certificate must carry
+			// that IP, and no SNI is sent, as the HTTP/1.1 pool does (connpool's tlsConfig).
+			// Without a name crypto/tls failed every handshake ("either ServerName or
+			// InsecureSkipVerify must be specified").
+			o.TLS.ServerName, _, _ = net.SplitHostPort(addr)
+		}
 	}
 	p := &Pool{addr: addr, opts: o, log: log.With("component", "h2pool", "target", addr),
 		wake: make(chan struct{}), stop: make(chan struct{}), closes: map[CloseReason]int64{}}

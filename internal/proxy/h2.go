@@ -247,10 +247,18 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	// that is not gRPC (a proxy's HTML 502 page, a plain-text error) is no grpc-web stream:
 	// it passes as it is, unencoded even for -text, and the client maps its HTTP status.
 	if ct, ok := h.Get("Content-Type"); fwd.web != webNone && ok && h1.HasMediaType(ct, ctGRPC) {
-		wb = &webBody{mode: fwd.web}
+		wb = &hs.web
+		wb.mode = fwd.web
 		h.Set("Content-Type", webContentType(string(ct), fwd.web))
 		if framing >= 0 {
 			framing = h1.LengthUnknown
+		}
+	} else if fwd.grpcOverH2() {
+		// A gRPC call's answer to an HTTP/2 client: its frames are followed (mode webNone,
+		// nothing re-encoded), so that a body the backend cuts off between two messages
+		// ends with trailers of the gateway's, a status naming the reason (endFailed).
+		if ct, ok := h.Get("Content-Type"); ok && h1.HasMediaType(ct, ctGRPC) {
+			wb = &hs.web
 		}
 	}
 	var bf BodyFilter
@@ -320,7 +328,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	var trp *h1.Header
 	switch {
-	case wb != nil: // the trailers as the body's last frame
+	case wb != nil && wb.mode != webNone: // the trailers as the body's last frame
 		if rest := wb.end(tr); len(rest) > 0 {
 			if _, err := ds.Write(rest); err != nil {
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
@@ -351,8 +359,22 @@ func bodyFailureCode(err error, timedOut bool) reason.Code {
 	return reason.ResetDuringResp
 }
 
-// relayHeads are the response head and trailers relayH2 makes from the library's maps.
-type relayHeads struct{ head, trailer h1.Header }
+// relayHeads are the response head and trailers relayH2 makes from the library's maps, and
+// the frame tracking of a gRPC answer (grpcweb.go).
+type relayHeads struct {
+	head, trailer h1.Header
+	web           webBody
+}
+
+// grpcOverH2 reports whether the request is a gRPC call (not grpc-web) from an HTTP/2
+// client, which can be sent trailers after a body however it ends.
+func (f *forward) grpcOverH2() bool {
+	if f.web != webNone {
+		return false
+	}
+	d, ok := f.ds.(DuplexBody)
+	return ok && d.DuplexBody() && f.wantsH2()
+}
 
 // growFor makes room in h for m's fields and extra more of extraBytes bytes in all: one
 // allocation for the fields and one for the bytes (a gRPC answer's head and trailers, filled
