@@ -88,9 +88,9 @@ func streamGatewayYAML(t *testing.T, yaml string) (testgrpc.TestServiceClient, *
 // TestGRPCBidiQuietClient: the listener's read_timeout bounds a wait for request body bytes
 // only while the response does not move either. A bidi call whose client sent its request
 // and then only receives (a subscription) lives on while the backend streams to it, for
-// several read timeouts; one where neither side sends is still cut after it (reason
-// client_timeout). Before, the first was cut after one read timeout of the client's silence
-// too: its stream reset, INTERNAL for the client.
+// several read timeouts; one where neither side sends is still cut after it, with the
+// status DEADLINE_EXCEEDED client_timeout in trailers. Before, the first was cut after one
+// read timeout of the client's silence too: its stream reset, INTERNAL for the client.
 func TestGRPCBidiQuietClient(t *testing.T) {
 	const readTimeout = 400 * time.Millisecond
 	c, tg := streamGatewayYAML(t, strings.Replace(grpcGatewayYAML, "protocols: [http1, h2c]",
@@ -115,9 +115,10 @@ func TestGRPCBidiQuietClient(t *testing.T) {
 			t.Fatalf("answer %d, %v after the client's last message: %v", i, time.Since(start), err)
 		}
 	}
-	// Now neither side sends: the client's silence is a read timeout.
-	if _, err := s.Recv(); err == nil || status.Code(err) == codes.OK {
-		t.Fatalf("a stream quiet both ways: %v; want it cut", err)
+	// Now neither side sends: the client's silence is a read timeout, told as a status.
+	_, err = s.Recv()
+	if st := status.Convert(err); st.Code() != codes.DeadlineExceeded || st.Message() != "client_timeout" {
+		t.Fatalf("a stream quiet both ways: %v %q; want DeadlineExceeded client_timeout", st.Code(), st.Message())
 	}
 	if l := tg.accessLines(1)[0]; l["reason"] != "client_timeout" {
 		t.Errorf("access log reason %v; want client_timeout", l["reason"])
@@ -439,4 +440,39 @@ func TestGRPCCutMidBody(t *testing.T) {
 			t.Fatalf("after the cut: %v %q; want Unknown upstream_reset_during_response", st.Code(), st.Message())
 		}
 	})
+}
+
+// TestGRPCBodyLimitMidStream: a bidi call whose client goes past the route's max_body_bytes
+// after the backend's answer began gets the gateway's status for it in the trailers,
+// RESOURCE_EXHAUSTED request_body_too_large, as before the answer (trailers-only), not the
+// reset of the upstream stream that the limit caused (UNKNOWN
+// upstream_reset_during_response).
+func TestGRPCBodyLimitMidStream(t *testing.T) {
+	c, tg := streamGatewayYAML(t, strings.Replace(grpcGatewayYAML, "    upstream: grpc\n", "    upstream: grpc\n    max_body_bytes: 1000\n", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := c.FullDuplexCall(metadata.AppendToOutgoingContext(ctx, "first", "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; err == nil; i++ {
+		if i == 10 {
+			t.Fatal("10 messages of 300 bytes passed a limit of 1000")
+		}
+		if err = s.Send(&testgrpc.StreamingOutputCallRequest{Payload: payload(300), ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1}}}); err == nil {
+			_, err = s.Recv()
+		}
+	}
+	if err == io.EOF { // the send found the stream ended: the status comes with Recv
+		_, err = s.Recv()
+	}
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || st.Message() != "request_body_too_large" {
+		t.Fatalf("status %v %q; want ResourceExhausted request_body_too_large", st.Code(), st.Message())
+	}
+	if l := tg.accessLines(1)[0]; l["reason"] != "request_body_too_large" {
+		t.Errorf("access log reason %v; want request_body_too_large", l["reason"])
+	}
 }

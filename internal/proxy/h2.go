@@ -148,7 +148,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if berr := body.clientErr(); berr != nil {
 		res = clientBodyFailure(t.Addr, berr) // nothing was relayed yet: the client's answer
 	} else {
-		res = p.relayH2(fwd, t, resp, actx)
+		res = p.relayH2(fwd, t, resp, actx, body)
 	}
 	// The response is complete. A client still sending its body (a gRPC call the server
 	// ended first) may hold a read in progress: it is not waited for (it ends when the
@@ -220,7 +220,7 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 
 // relayH2 writes resp's head, streams its body (each read flushed: gRPC messages must not
 // wait in a buffer) and ends with its trailers.
-func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context) result {
+func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context, body *h2Body) result {
 	ds := fwd.ds
 	hs := new(relayHeads) // the head and the trailers, in one allocation (not pooled: a plugin may keep what a filter saw)
 	h := &hs.head
@@ -305,6 +305,19 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			break
 		}
 		if err != nil {
+			if berr := body.clientErr(); berr != nil {
+				// The client's body failed (past max_body_bytes, a read timeout, a bad -text
+				// group) and took the upstream stream with it: the answer is the client's
+				// failure, also in the status a gRPC client is given (not a reset of the
+				// backend's, UNKNOWN).
+				res := clientBodyFailure(t.Addr, berr)
+				if wb != nil && !res.clientGone && actx.Err() == nil && wb.endFailed(ds, res.err) {
+					res.ended = true
+				} else {
+					ds.Abort()
+				}
+				return res
+			}
 			timedOut := errors.Is(context.Cause(actx), errH2AttemptTimeout)
 			e := reason.New(502, bodyFailureCode(err, timedOut), t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))
 			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
