@@ -198,6 +198,12 @@ func New(addr string, o Options, log *slog.Logger) *Pool {
 			// InsecureSkipVerify must be specified").
 			o.TLS.ServerName, _, _ = net.SplitHostPort(addr)
 		}
+		if !o.TLS.SessionTicketsDisabled && o.TLS.ClientSessionCache == nil {
+			// tls.session_resumption: later connections resume an earlier one's session,
+			// as the HTTP/1.1 pool's do. Before, only a config with client certificates
+			// (which brings its own cache) resumed.
+			o.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(4) // one would do: the pool has one target
+		}
 	}
 	p := &Pool{addr: addr, opts: o, log: log.With("component", "h2pool", "target", addr),
 		wake: make(chan struct{}), stop: make(chan struct{}), closes: map[CloseReason]int64{}}
