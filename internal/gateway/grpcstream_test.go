@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
@@ -68,21 +66,8 @@ func streamGateway(t *testing.T, read string) testgrpc.TestServiceClient {
 // streamBackend's address.
 func streamGatewayYAML(t *testing.T, yaml string) (testgrpc.TestServiceClient, *testGateway) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	testgrpc.RegisterTestServiceServer(srv, &streamBackend{grpcBackend{done: make(chan error, 4)}})
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	tg := startGateway(t, yaml, map[string]string{"backend": ln.Addr().String()})
-	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return testgrpc.NewTestServiceClient(cc), tg
+	tg := startGateway(t, yaml, map[string]string{"backend": grpcServe(t, &streamBackend{grpcBackend{done: make(chan error, 4)}})})
+	return grpcClient(t, tg), tg
 }
 
 // TestGRPCBidiQuietClient: the listener's read_timeout bounds a wait for request body bytes
@@ -139,15 +124,30 @@ func TestGRPCServerSpeaksFirst(t *testing.T) {
 	if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != 3 {
 		t.Fatalf("the backend's first message: %v; want 3 bytes before the client sent anything", err)
 	}
-	if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 5}}}); err != nil {
+	askAnswer(t, s, 5)
+	endCall(t, s)
+}
+
+// bidiStream is the client side of the TestService's FullDuplexCall.
+type bidiStream = grpc.BidiStreamingClient[testgrpc.StreamingOutputCallRequest, testgrpc.StreamingOutputCallResponse]
+
+// askAnswer sends a message asking for one answer of size bytes and checks that it comes.
+func askAnswer(t *testing.T, s bidiStream, size int32) {
+	t.Helper()
+	if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: size}}}); err != nil {
 		t.Fatal(err)
 	}
-	if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != 5 {
-		t.Fatalf("the answer to the client's message: %v", err)
+	if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != int(size) {
+		t.Fatalf("the answer of %d bytes: %v", size, err)
 	}
+}
+
+// endCall closes the client's side of s and checks that the call ends with status OK.
+func endCall(t *testing.T, s bidiStream) {
+	t.Helper()
 	s.CloseSend()
 	if _, err := s.Recv(); err != io.EOF {
-		t.Fatalf("after CloseSend: %v; want io.EOF", err)
+		t.Fatalf("after CloseSend: %v; want io.EOF (status OK)", err)
 	}
 }
 
@@ -187,16 +187,8 @@ func TestGRPCHeadWaitFromBodyEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(3 * read)
-		if err := s.Send(&testgrpc.StreamingOutputCallRequest{ResponseParameters: []*testgrpc.ResponseParameters{{Size: 7}}}); err != nil {
-			t.Fatal(err)
-		}
-		if m, err := s.Recv(); err != nil || len(m.GetPayload().GetBody()) != 7 {
-			t.Fatalf("answer after a quiet client: %v", err)
-		}
-		s.CloseSend()
-		if _, err := s.Recv(); err != io.EOF {
-			t.Fatalf("after CloseSend: %v; want io.EOF", err)
-		}
+		askAnswer(t, s, 7)
+		endCall(t, s)
 	})
 	t.Run("no head after the body", func(t *testing.T) {
 		s, err := c.FullDuplexCall(metadata.AppendToOutgoingContext(ctx, "stall", "1"))
@@ -262,41 +254,10 @@ func TestGRPCBodyReadByAttemptResent(t *testing.T) {
 // body ended, and answers every later one with its body, as a gRPC answer with grpc-status
 // 0; each stream's body goes to bodies.
 func serveRefuseFirst(c net.Conn, seen chan<- struct{}, bodies chan<- string) {
-	preface := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(c, preface); err != nil {
-		return
-	}
-	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	if fr.WriteSettings() != nil {
-		return
-	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	head := func(id uint32, end bool, kv ...string) error {
-		hb.Reset()
-		for i := 0; i < len(kv); i += 2 {
-			enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
-		}
-		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: end})
-	}
 	body := map[uint32]*bytes.Buffer{}
 	var first uint32
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		ok := true
+	frameServer(c, func(fr *http2.Framer, head headWriter, f http2.Frame) bool {
 		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				ok = fr.WriteSettingsAck() == nil
-			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				ok = fr.WritePing(true, f.Data) == nil
-			}
 		case *http2.MetaHeadersFrame:
 			body[f.StreamID] = new(bytes.Buffer)
 			if first == 0 {
@@ -306,22 +267,20 @@ func serveRefuseFirst(c net.Conn, seen chan<- struct{}, bodies chan<- string) {
 		case *http2.DataFrame:
 			b := body[f.StreamID]
 			b.Write(f.Data())
-			if !f.StreamEnded() {
-				break
+			switch {
+			case !f.StreamEnded():
+			case f.StreamID == first:
+				bodies <- b.String()
+				return fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream) == nil
+			default:
+				bodies <- b.String()
+				return head(f.StreamID, false, ":status", "200", "content-type", "application/grpc") == nil &&
+					fr.WriteData(f.StreamID, false, b.Bytes()) == nil &&
+					head(f.StreamID, true, "grpc-status", "0") == nil
 			}
-			bodies <- b.String()
-			if f.StreamID == first {
-				ok = fr.WriteRSTStream(f.StreamID, http2.ErrCodeRefusedStream) == nil
-				break
-			}
-			ok = head(f.StreamID, false, ":status", "200", "content-type", "application/grpc") == nil &&
-				fr.WriteData(f.StreamID, false, b.Bytes()) == nil &&
-				head(f.StreamID, true, "grpc-status", "0") == nil
 		}
-		if !ok {
-			return
-		}
-	}
+		return true
+	})
 }
 
 // TestGRPCTLSUpstreamByIP: an h2 upstream whose target is an IP address, without
@@ -331,25 +290,12 @@ func serveRefuseFirst(c net.Conn, seen chan<- struct{}, bodies chan<- string) {
 // UNAVAILABLE, upstream_tls_handshake, for every call.
 func TestGRPCTLSUpstreamByIP(t *testing.T) {
 	ca := testutil.NewCA(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerConfig(t, "127.0.0.1"))))
-	testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
 	yaml := strings.Replace(grpcGatewayYAML, "    protocol: h2c\n", "    protocol: h2\n    tls: {ca_file: "+ca.CAFile(t)+"}\n", 1)
 	yaml = strings.Replace(yaml, `"{{backend}}"`, `"https://{{backend}}"`, 1)
-	tg := startGateway(t, yaml, map[string]string{"backend": ln.Addr().String()})
-	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	tg := startGateway(t, yaml, map[string]string{"backend": grpcServe(t, &grpcBackend{done: make(chan error, 4)}, grpcTLS(t, ca))})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := testgrpc.NewTestServiceClient(cc).UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 10})
+	r, err := grpcClient(t, tg).UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 10})
 	if err != nil || len(r.GetPayload().GetBody()) != 10 {
 		t.Fatalf("UnaryCall over TLS to 127.0.0.1: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -603,23 +604,11 @@ func grpcTimeout(h *h1.Header) (time.Duration, bool) {
 		}
 		n = n*10 + int64(c-'0')
 	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
+	i := strings.IndexByte("HMSmun", v[len(v)-1])
+	if i < 0 {
 		return 0, false
 	}
+	unit := [...]time.Duration{time.Hour, time.Minute, time.Second, time.Millisecond, time.Microsecond, time.Nanosecond}[i]
 	if n > math.MaxInt64/int64(unit) {
 		return math.MaxInt64, true
 	}
