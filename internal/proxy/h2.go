@@ -512,6 +512,16 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	b.headWait(true)
 	n, err := f.ds.ReadBody(p)
+	// What has come already goes with it, the body's end included: the HTTP/2 client then
+	// ends the stream with the last DATA frame rather than an empty one of its own (a gRPC
+	// unary call whose DATA came after its HEADERS went upstream: readBodyPrefix).
+	for err == nil && n < len(p) && f.ds.BodyPending() {
+		m, rerr := f.ds.ReadBody(p[n:])
+		n, err = n+m, rerr
+		if m == 0 && rerr == nil {
+			break
+		}
+	}
 	b.headWait(false)
 	if !b.taken && b.hold(p[:n], err) {
 		// Held: a re-send can send it again.
