@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -420,5 +421,40 @@ func TestGRPCBodyLimitMidStream(t *testing.T) {
 	}
 	if l := tg.accessLines(1)[0]; l["reason"] != "request_body_too_large" {
 		t.Errorf("access log reason %v; want request_body_too_large", l["reason"])
+	}
+}
+
+// TestGRPCH2CUpstreamSpeaksHTTP1: an h2c upstream whose target is an HTTP/1.1 server (it
+// answers the preface with a 400 status line) gives a gRPC call UNAVAILABLE
+// upstream_h2_unavailable, the access log saying the target does not speak HTTP/2, and with
+// a second target that does, the call is answered there (nothing was processed: retried as a
+// connect failure). Before, it was UNKNOWN upstream_bad_response, "FRAME_SIZE_ERROR" (the
+// status line read as a frame header), and never retried.
+func TestGRPCH2CUpstreamSpeaksHTTP1(t *testing.T) {
+	h1 := testutil.Echo(t).Addr()
+	for _, tc := range []struct {
+		name, targets string
+		code          codes.Code
+	}{
+		{name: "alone", targets: `[{address: "` + h1 + `"}]`, code: codes.Unavailable},
+		{name: "beside an h2c one", targets: `[{address: "` + h1 + `"}, {address: "{{backend}}"}]`, code: codes.OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := strings.Replace(grpcGatewayYAML, `targets: [{address: "{{backend}}"}]`, "targets: "+tc.targets, 1)
+			c, tg := streamGatewayYAML(t, yaml)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for i := range 2 { // round robin: one of the two calls goes to the HTTP/1.1 target first
+				_, err := c.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 1})
+				if st := status.Convert(err); st.Code() != tc.code || tc.code != codes.OK && st.Message() != "upstream_h2_unavailable" {
+					t.Fatalf("call %d: %v %q; want %v", i, st.Code(), st.Message(), tc.code)
+				}
+			}
+			if tc.code != codes.OK {
+				if l := tg.accessLines(1)[0]; !strings.Contains(fmt.Sprint(l["error"]), "does not speak HTTP/2") {
+					t.Errorf("access log error %v; want it to say the target does not speak HTTP/2", l["error"])
+				}
+			}
+		})
 	}
 }

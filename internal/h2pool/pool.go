@@ -21,6 +21,10 @@ import (
 // method, on another connection.
 var ErrUnprocessed = errors.New("the backend did not process the stream (above a GOAWAY's last-stream-id, REFUSED_STREAM, or the connection could not take it)")
 
+// ErrNotHTTP2 fails the streams of a connection whose target answered the HTTP/2 preface in
+// HTTP/1.x (an h2c upstream pointed at an HTTP/1.1 server): none of them was processed.
+var ErrNotHTTP2 = errors.New("the target answered the HTTP/2 preface in HTTP/1.x: it does not speak HTTP/2")
+
 // ErrMalformedResponse is in the error of a stream whose response the backend sent
 // malformed (RFC 9113 §8.1.1): an invalid :status or field, content-length values that
 // differ or do not parse, DATA before the head or on a response to HEAD, a body longer or

@@ -186,6 +186,11 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 		return canceled(ctx)
 	case bodyErr != nil:
 		return clientBodyFailure(t.Addr, bodyErr)
+	case errors.Is(err, h2pool.ErrNotHTTP2):
+		// The target answered the preface in HTTP/1.x (an h2c upstream pointed at an
+		// HTTP/1.1 server): nothing was processed, and another target may speak HTTP/2, as
+		// when an auto target chose HTTP/1.1 for a gRPC call (auto.go).
+		return result{err: reason.New(502, reason.H2Unavailable, t.Addr, err), cond: config.RetryConnectFailure, notSent: true}
 	case a.Unprocessed && errors.Is(context.Cause(actx), errH2AttemptTimeout):
 		// The try timed out before the stream's HEADERS got out whole (the connection's
 		// writes were stuck on a backend that stopped reading): as on HTTP/1.1, a request
