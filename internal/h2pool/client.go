@@ -166,7 +166,7 @@ type connReader struct {
 	reads atomic.Uint64
 	err   error // read loop only
 	// first holds the connection's first bytes (firstN of them; read loop only), to tell
-	// an HTTP/1.x server's answer to the preface (spokeHTTP1).
+	// an HTTP/1.x server's answer to the preface (readLoop).
 	first  [5]byte
 	firstN int
 }
