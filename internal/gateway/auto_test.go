@@ -306,15 +306,7 @@ func TestAutoProtocolSwitch(t *testing.T) {
 func TestAutoGRPC(t *testing.T) {
 	ca := testutil.NewCA(t)
 	t.Run("h2 target", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerConfig(t, "127.0.0.1"))))
-		testgrpc.RegisterTestServiceServer(srv, &grpcBackend{done: make(chan error, 4)})
-		go srv.Serve(ln)
-		t.Cleanup(srv.Stop)
-		tg := autoGateway(t, ca, ln.Addr().String(), testLogger(t))
+		tg := autoGateway(t, ca, grpcServe(t, &grpcBackend{done: make(chan error, 4)}, grpcTLS(t, ca)), testLogger(t))
 		resp, err := grpcClient(t, tg).UnaryCall(context.Background(), &testgrpc.SimpleRequest{ResponseSize: 10})
 		if err != nil || len(resp.GetPayload().GetBody()) != 10 {
 			t.Fatalf("UnaryCall: %v, %v", resp, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/protobuf/proto"
 
@@ -41,21 +42,27 @@ func grpcTestService(tb testing.TB) string {
 	return grpcServe(tb, &grpcBackend{done: make(chan error, 4)})
 }
 
-// grpcServe serves be as a grpc-go TestService on a loopback port until the test ends, and
-// returns its address.
-func grpcServe(tb testing.TB, be *grpcBackend) string {
+// grpcServe serves be as a grpc-go TestService (with the server options opts) on a loopback
+// port until the test ends, and returns its address.
+func grpcServe(tb testing.TB, be testgrpc.TestServiceServer, opts ...grpc.ServerOption) string {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	serveGRPC(tb, ln, be)
+	serveGRPC(tb, ln, be, opts...)
 	return ln.Addr().String()
 }
 
+// grpcTLS is the server option of a grpc-go server over TLS with a certificate of ca's for
+// 127.0.0.1.
+func grpcTLS(tb testing.TB, ca *testutil.CA) grpc.ServerOption {
+	return grpc.Creds(credentials.NewTLS(ca.ServerConfig(tb, "127.0.0.1")))
+}
+
 // serveGRPC serves be as a grpc-go TestService on ln until the test ends.
-func serveGRPC(tb testing.TB, ln net.Listener, be *grpcBackend) {
-	srv := grpc.NewServer()
+func serveGRPC(tb testing.TB, ln net.Listener, be testgrpc.TestServiceServer, opts ...grpc.ServerOption) {
+	srv := grpc.NewServer(opts...)
 	testgrpc.RegisterTestServiceServer(srv, be)
 	go srv.Serve(ln)
 	tb.Cleanup(srv.Stop)

@@ -28,7 +28,58 @@ func cutBackend(t *testing.T, body func(path string) []byte) string {
 }
 
 func serveCut(c net.Conn, body func(path string) []byte) {
-	defer c.Close()
+	paths := map[uint32]string{}
+	frameServer(c, func(fr *http2.Framer, head headWriter, f http2.Frame) bool {
+		answer := func(id uint32) bool {
+			path := paths[id]
+			msg := body(path)
+			if strings.HasSuffix(path, "/even-first") {
+				return head(2, true, ":status", "200") == nil
+			}
+			kv := []string{":status", "200", "content-type", "application/grpc+proto"}
+			short := strings.HasSuffix(path, "/short")
+			if short {
+				kv = append(kv, "content-length", strconv.Itoa(len(msg)+10))
+			}
+			if head(id, false, kv...) != nil || fr.WriteData(id, short, msg) != nil {
+				return false
+			}
+			switch {
+			case strings.HasSuffix(path, "/close"):
+				return false
+			case strings.HasSuffix(path, "/stall"):
+				return true // the stream stays open, silent
+			case short:
+				return true // ended, short of its length
+			case strings.HasSuffix(path, "/even"):
+				return head(2, true, ":status", "200") == nil
+			}
+			return fr.WriteRSTStream(id, http2.ErrCodeInternal) == nil
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			paths[f.StreamID] = f.PseudoValue("path")
+			if f.StreamEnded() {
+				return answer(f.StreamID)
+			}
+		case *http2.DataFrame:
+			if f.StreamEnded() {
+				return answer(f.StreamID)
+			}
+		}
+		return true
+	})
+}
+
+// headWriter writes a HEADERS frame on stream id holding the fields kv (name, value, ...),
+// ending the stream when end.
+type headWriter func(id uint32, end bool, kv ...string) error
+
+// frameServer speaks HTTP/2 on c at the frame level (x/net's Framer) for a test backend: it
+// reads the client preface, sends its SETTINGS, answers SETTINGS and PINGs, and hands every
+// other frame to handle, with a headWriter; it returns when handle returns false or the
+// connection fails.
+func frameServer(c net.Conn, handle func(fr *http2.Framer, head headWriter, f http2.Frame) bool) {
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, preface); err != nil {
 		return
@@ -40,39 +91,12 @@ func serveCut(c net.Conn, body func(path string) []byte) {
 	}
 	var hb bytes.Buffer
 	enc := hpack.NewEncoder(&hb)
-	paths := map[uint32]string{}
 	head := func(id uint32, end bool, kv ...string) error {
 		hb.Reset()
 		for i := 0; i < len(kv); i += 2 {
 			enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
 		}
 		return fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: end})
-	}
-	answer := func(id uint32) bool {
-		path := paths[id]
-		msg := body(path)
-		if strings.HasSuffix(path, "/even-first") {
-			return head(2, true, ":status", "200") == nil
-		}
-		kv := []string{":status", "200", "content-type", "application/grpc+proto"}
-		short := strings.HasSuffix(path, "/short")
-		if short {
-			kv = append(kv, "content-length", strconv.Itoa(len(msg)+10))
-		}
-		if head(id, false, kv...) != nil || fr.WriteData(id, short, msg) != nil {
-			return false
-		}
-		switch {
-		case strings.HasSuffix(path, "/close"):
-			return false
-		case strings.HasSuffix(path, "/stall"):
-			return true // the stream stays open, silent
-		case short:
-			return true // ended, short of its length
-		case strings.HasSuffix(path, "/even"):
-			return head(2, true, ":status", "200") == nil
-		}
-		return fr.WriteRSTStream(id, http2.ErrCodeInternal) == nil
 	}
 	for {
 		f, err := fr.ReadFrame()
@@ -89,15 +113,8 @@ func serveCut(c net.Conn, body func(path string) []byte) {
 			if !f.IsAck() {
 				ok = fr.WritePing(true, f.Data) == nil
 			}
-		case *http2.MetaHeadersFrame:
-			paths[f.StreamID] = f.PseudoValue("path")
-			if f.StreamEnded() {
-				ok = answer(f.StreamID)
-			}
-		case *http2.DataFrame:
-			if f.StreamEnded() {
-				ok = answer(f.StreamID)
-			}
+		default:
+			ok = handle(fr, head, f)
 		}
 		if !ok {
 			return

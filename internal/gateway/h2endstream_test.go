@@ -25,19 +25,26 @@ func TestH2UpstreamBodyEndsWithItsData(t *testing.T) {
 	// frame that ends the stream. (Go's client ends a body of unknown length with an empty
 	// DATA frame of its own; arriving late on a loaded machine, it left the body streamed,
 	// not held, and the upstream rightly got the same empty frame.)
-	tg, _, frames := rawH2Upstream(t, false)
-	if status := grpcShapedCall(t, tg.addr, "/call", "hello, backend"); status != "200" {
-		t.Fatalf("status %s", status)
-	}
-	if got, want := <-frames, "DATA 14 END_STREAM;"; got != want {
-		t.Errorf("the backend read the body as %q, want %q", got, want)
+	//
+	// The same when the DATA frame comes well after the HEADERS: a gRPC call goes upstream
+	// without waiting for its body (readBodyPrefix), and the attempt's read of it takes the
+	// body's end with its last bytes (h2Body.Read), so the last DATA frame still ends the
+	// stream.
+	for _, pause := range []time.Duration{0, 100 * time.Millisecond} {
+		tg, _, frames := rawH2Upstream(t, false)
+		if status := grpcShapedCall(t, tg.addr, "/call", "hello, backend", pause); status != "200" {
+			t.Fatalf("status %s", status)
+		}
+		if got, want := <-frames, "DATA 14 END_STREAM;"; got != want {
+			t.Errorf("DATA %v after the HEADERS: the backend read the body as %q, want %q", pause, got, want)
+		}
 	}
 }
 
 // grpcShapedCall sends one h2c request to addr with a raw framer: HEADERS without
-// content-length, then body in one DATA frame with END_STREAM. It returns the response's
-// :status once its head arrives.
-func grpcShapedCall(t *testing.T, addr, path, body string) string {
+// content-length, then, pause later, body in one DATA frame with END_STREAM. It returns the
+// response's :status once its head arrives.
+func grpcShapedCall(t *testing.T, addr, path, body string, pause time.Duration) string {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -62,6 +69,7 @@ func grpcShapedCall(t *testing.T, addr, path, body string) string {
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(pause)
 	if err := fr.WriteData(1, true, []byte(body)); err != nil {
 		t.Fatal(err)
 	}

@@ -165,12 +165,19 @@ type connReader struct {
 	nc    net.Conn
 	reads atomic.Uint64
 	err   error // read loop only
+	// first holds the connection's first bytes (firstN of them; read loop only), to tell
+	// an HTTP/1.x server's answer to the preface (readLoop).
+	first  [5]byte
+	firstN int
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
 	n, err := r.nc.Read(p)
 	if n > 0 {
 		r.reads.Add(1)
+		if r.firstN < len(r.first) {
+			r.firstN += copy(r.first[r.firstN:], p[:n])
+		}
 	}
 	if err != nil {
 		r.err = err

@@ -38,6 +38,12 @@ func (cc *clientConn) readLoop() {
 		lost = fmt.Errorf("%w: %w: %w", errConnLost, ErrProtocol, err)
 	}
 	cc.mu.Lock()
+	if !cc.seenSettings && string(cc.rd.first[:cc.rd.firstN]) == "HTTP/" {
+		// An HTTP/1.x server's answer to the preface (a 400 or 505 status line), where an
+		// HTTP/2 server's first frame is SETTINGS (RFC 9113 §3.4): it read no HTTP/2
+		// frame, so no stream on the connection was processed.
+		lost = fmt.Errorf("%w (%w)", ErrNotHTTP2, err)
+	}
 	if cc.rd.err != nil {
 		cc.facts.eofAt = time.Now().UnixNano()
 	}

@@ -267,8 +267,10 @@ func (cs *clientStream) writeBody(body io.ReadCloser, first []byte, firstEOF boo
 	data, eof := first, firstEOF
 	var rerr error
 	for {
-		// With trailers, END_STREAM goes on them, sent after the body's last read.
-		end := eof && cs.req.Trailer == nil
+		// With trailers, END_STREAM goes on them, sent after the body's last read. The map
+		// is final once that read returned (the body fills it before it returns io.EOF):
+		// still empty, the last DATA frame ends the stream, not an empty one after it.
+		end := eof && len(cs.req.Trailer) == 0
 		if (len(data) > 0 || end) && !cs.sendData(data, end) {
 			return
 		}
@@ -364,8 +366,9 @@ func (cs *clientStream) sendData(data []byte, end bool) bool {
 
 // sendTrailers ends the stream with req.Trailer, read only now (after the body's last
 // read, so that its reader may fill the map at the body's end, as x/net allowed): a
-// HEADERS block with END_STREAM, or an empty DATA frame with END_STREAM when the map is
-// empty. A trailer section above the peer's limit fails the stream.
+// HEADERS block with END_STREAM (writeBody ends the stream on the body's last DATA frame
+// instead when the map is still empty then). A trailer section above the peer's limit
+// fails the stream.
 func (cs *clientStream) sendTrailers() {
 	cc := cs.cc
 	cc.wmu.Lock()

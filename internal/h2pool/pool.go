@@ -21,6 +21,10 @@ import (
 // method, on another connection.
 var ErrUnprocessed = errors.New("the backend did not process the stream (above a GOAWAY's last-stream-id, REFUSED_STREAM, or the connection could not take it)")
 
+// ErrNotHTTP2 fails the streams of a connection whose target answered the HTTP/2 preface in
+// HTTP/1.x (an h2c upstream pointed at an HTTP/1.1 server): none of them was processed.
+var ErrNotHTTP2 = errors.New("the target answered the HTTP/2 preface in HTTP/1.x: it does not speak HTTP/2")
+
 // ErrMalformedResponse is in the error of a stream whose response the backend sent
 // malformed (RFC 9113 §8.1.1): an invalid :status or field, content-length values that
 // differ or do not parse, DATA before the head or on a response to HEAD, a body longer or
@@ -191,6 +195,19 @@ func New(addr string, o Options, log *slog.Logger) *Pool {
 	if o.TLS != nil {
 		o.TLS = o.TLS.Clone()
 		o.TLS.NextProtos = []string{ALPNH2}
+		if o.TLS.ServerName == "" {
+			// A target given by IP address (no tls.server_name): the certificate must carry
+			// that IP, and no SNI is sent, as the HTTP/1.1 pool does (connpool's tlsConfig).
+			// Without a name crypto/tls failed every handshake ("either ServerName or
+			// InsecureSkipVerify must be specified").
+			o.TLS.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		if !o.TLS.SessionTicketsDisabled && o.TLS.ClientSessionCache == nil {
+			// tls.session_resumption: later connections resume an earlier one's session,
+			// as the HTTP/1.1 pool's do. Before, only a config with client certificates
+			// (which brings its own cache) resumed.
+			o.TLS.ClientSessionCache = tls.NewLRUClientSessionCache(4) // one would do: the pool has one target
+		}
 	}
 	p := &Pool{addr: addr, opts: o, log: log.With("component", "h2pool", "target", addr),
 		wake: make(chan struct{}), stop: make(chan struct{}), closes: map[CloseReason]int64{}}

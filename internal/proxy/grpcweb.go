@@ -121,7 +121,9 @@ func webTrailerFrame(dst []byte, tr *h1.Header) []byte {
 // webBody is the response body of a grpc-web call on its way to the client: the gRPC
 // frames as they are, or base64 for -text (carry holds the 0 to 2 bytes not yet encoded).
 // It follows the message framing of what it passed (track), so that a body the backend
-// cuts off between two messages can still end with a trailer frame (endFailed).
+// cuts off between two messages can still end with a trailer frame (endFailed). With mode
+// webNone it is a gRPC call's answer to an HTTP/2 client: passed as it is, and a cut ends
+// with HTTP trailers instead.
 type webBody struct {
 	mode  int
 	carry []byte
@@ -198,6 +200,9 @@ func (w *webBody) endFailed(ds ResponseSide, e *reason.Error) bool {
 	var tr h1.Header
 	tr.Add("Grpc-Status", strconv.Itoa(reason.GRPCStatus(e)))
 	tr.Add("Grpc-Message", reason.GRPCMessage(string(e.Code)))
+	if w.mode == webNone { // a gRPC client over HTTP/2 (relayH2): trailers proper
+		return ds.Finish(&tr) == nil
+	}
 	if _, err := ds.Write(w.end(&tr)); err != nil {
 		return false
 	}

@@ -17,8 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
-	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	}
 	var deadline, callEnd time.Time // grpc-timeout's, zero when none
 	wait := r.tryTimeout()
+	body.wait = wait
 	if d, ok := grpcTimeout(&fwd.req.Header); ok {
 		start := time.Now()
 		callEnd = start.Add(d)
@@ -74,9 +76,12 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		wait = min(wait, d)
 	}
 	// One timer: the head wait (the try timeout, or grpc-timeout when sooner), then re-armed
-	// for the rest of a call with grpc-timeout.
+	// for the rest of a call with grpc-timeout. While the request body streams, the head
+	// wait stands still as long as the attempt waits for the client's next bytes
+	// (h2Body.headWait).
 	tm := time.AfterFunc(wait, func() { cancel(errH2AttemptTimeout) })
 	defer tm.Stop()
+	body.tm, body.callEnd = tm, callEnd
 	if fwd.hasBody() {
 		req.Body = body
 		if fwd.web == webNone {
@@ -91,11 +96,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	t.InFlight.Add(1)
 	defer t.InFlight.Add(-1)
 	resp, err := t.H2.RoundTrip(req, a)
-	if callEnd.IsZero() {
-		tm.Stop()
-	} else {
-		tm.Reset(time.Until(callEnd))
-	}
+	body.headDone()
 	if err != nil && errors.Is(err, h2pool.ErrNegotiatedHTTP1) {
 		return p.negotiatedHTTP1(cl, t, body, now, err) // auto.go
 	}
@@ -148,7 +149,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if berr := body.clientErr(); berr != nil {
 		res = clientBodyFailure(t.Addr, berr) // nothing was relayed yet: the client's answer
 	} else {
-		res = p.relayH2(fwd, t, resp, actx)
+		res = p.relayH2(fwd, t, resp, actx, body)
 	}
 	// The response is complete. A client still sending its body (a gRPC call the server
 	// ended first) may hold a read in progress: it is not waited for (it ends when the
@@ -185,6 +186,11 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 		return canceled(ctx)
 	case bodyErr != nil:
 		return clientBodyFailure(t.Addr, bodyErr)
+	case errors.Is(err, h2pool.ErrNotHTTP2):
+		// The target answered the preface in HTTP/1.x (an h2c upstream pointed at an
+		// HTTP/1.1 server): nothing was processed, and another target may speak HTTP/2, as
+		// when an auto target chose HTTP/1.1 for a gRPC call (auto.go).
+		return result{err: reason.New(502, reason.H2Unavailable, t.Addr, err), cond: config.RetryConnectFailure, notSent: true}
 	case a.Unprocessed && errors.Is(context.Cause(actx), errH2AttemptTimeout):
 		// The try timed out before the stream's HEADERS got out whole (the connection's
 		// writes were stuck on a backend that stopped reading): as on HTTP/1.1, a request
@@ -220,7 +226,7 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 
 // relayH2 writes resp's head, streams its body (each read flushed: gRPC messages must not
 // wait in a buffer) and ends with its trailers.
-func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context) result {
+func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, actx context.Context, body *h2Body) result {
 	ds := fwd.ds
 	hs := new(relayHeads) // the head and the trailers, in one allocation (not pooled: a plugin may keep what a filter saw)
 	h := &hs.head
@@ -247,10 +253,18 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	// that is not gRPC (a proxy's HTML 502 page, a plain-text error) is no grpc-web stream:
 	// it passes as it is, unencoded even for -text, and the client maps its HTTP status.
 	if ct, ok := h.Get("Content-Type"); fwd.web != webNone && ok && h1.HasMediaType(ct, ctGRPC) {
-		wb = &webBody{mode: fwd.web}
+		wb = &hs.web
+		wb.mode = fwd.web
 		h.Set("Content-Type", webContentType(string(ct), fwd.web))
 		if framing >= 0 {
 			framing = h1.LengthUnknown
+		}
+	} else if fwd.grpcOverH2() {
+		// A gRPC call's answer to an HTTP/2 client: its frames are followed (mode webNone,
+		// nothing re-encoded), so that a body the backend cuts off between two messages
+		// ends with trailers of the gateway's, a status naming the reason (endFailed).
+		if ct, ok := h.Get("Content-Type"); ok && h1.HasMediaType(ct, ctGRPC) {
+			wb = &hs.web
 		}
 	}
 	var bf BodyFilter
@@ -297,6 +311,19 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			break
 		}
 		if err != nil {
+			if berr := body.clientErr(); berr != nil {
+				// The client's body failed (past max_body_bytes, a read timeout, a bad -text
+				// group) and took the upstream stream with it: the answer is the client's
+				// failure, also in the status a gRPC client is given (not a reset of the
+				// backend's, UNKNOWN).
+				res := clientBodyFailure(t.Addr, berr)
+				if wb != nil && !res.clientGone && actx.Err() == nil && wb.endFailed(ds, res.err) {
+					res.ended = true
+				} else {
+					ds.Abort()
+				}
+				return res
+			}
 			timedOut := errors.Is(context.Cause(actx), errH2AttemptTimeout)
 			e := reason.New(502, bodyFailureCode(err, timedOut), t.Addr, fmt.Errorf("HTTP/2 response body: %w", err))
 			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
@@ -320,7 +347,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	var trp *h1.Header
 	switch {
-	case wb != nil: // the trailers as the body's last frame
+	case wb != nil && wb.mode != webNone: // the trailers as the body's last frame
 		if rest := wb.end(tr); len(rest) > 0 {
 			if _, err := ds.Write(rest); err != nil {
 				return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
@@ -351,8 +378,22 @@ func bodyFailureCode(err error, timedOut bool) reason.Code {
 	return reason.ResetDuringResp
 }
 
-// relayHeads are the response head and trailers relayH2 makes from the library's maps.
-type relayHeads struct{ head, trailer h1.Header }
+// relayHeads are the response head and trailers relayH2 makes from the library's maps, and
+// the frame tracking of a gRPC answer (grpcweb.go).
+type relayHeads struct {
+	head, trailer h1.Header
+	web           webBody
+}
+
+// grpcOverH2 reports whether the request is a gRPC call (not grpc-web) from an HTTP/2
+// client, which can be sent trailers after a body however it ends.
+func (f *forward) grpcOverH2() bool {
+	if f.web != webNone {
+		return false
+	}
+	d, ok := f.ds.(DuplexBody)
+	return ok && d.DuplexBody() && f.wantsH2()
+}
 
 // growFor makes room in h for m's fields and extra more of extraBytes bytes in all: one
 // allocation for the fields and one for the bytes (a gRPC answer's head and trailers, filled
@@ -391,6 +432,56 @@ type h2Body struct {
 	p       *Proxy
 	// dropped counts the client's trailer fields not forwarded (read after the attempt).
 	dropped atomic.Int32
+
+	// The attempt's timer (attemptH2): wait is the try timeout, callEnd grpc-timeout's end
+	// (zero: none); headIn, once the response head came (or the stream failed), under tmu.
+	tm      *time.Timer
+	wait    time.Duration
+	callEnd time.Time
+	tmu     sync.Mutex
+	headIn  atomic.Bool
+}
+
+// headWait moves the head wait around a read of the client's body: while the read waits
+// (waiting), the try timeout does not run, only grpc-timeout does; when it returned, the
+// try timeout starts again. So the head wait counts from the body's last bytes, as on the
+// HTTP/1.1 path (whose head wait starts when the body was sent), and a backend that stops
+// taking the body is still given up on after the try timeout. Before, it ran from the
+// attempt's start: a client-streaming call, or an upload, longer than timeouts.read ended
+// in upstream_timeout while its bytes flowed, and a bidi call whose client is quiet until
+// the backend answers ended after it. Nothing happens once the head came.
+func (b *h2Body) headWait(waiting bool) {
+	if b.tm == nil || b.headIn.Load() {
+		return
+	}
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	if b.headIn.Load() {
+		return
+	}
+	switch {
+	case !waiting && b.callEnd.IsZero():
+		b.tm.Reset(b.wait)
+	case !waiting:
+		b.tm.Reset(min(b.wait, time.Until(b.callEnd)))
+	case b.callEnd.IsZero():
+		b.tm.Stop()
+	default:
+		b.tm.Reset(time.Until(b.callEnd))
+	}
+}
+
+// headDone ends the head wait (the head came, or the stream failed): the timer runs on only
+// to grpc-timeout's end.
+func (b *h2Body) headDone() {
+	b.tmu.Lock()
+	defer b.tmu.Unlock()
+	b.headIn.Store(true)
+	if b.callEnd.IsZero() {
+		b.tm.Stop()
+	} else {
+		b.tm.Reset(time.Until(b.callEnd))
+	}
 }
 
 // bodyFailure is how the client's body failed (h2Body.failed).
@@ -424,8 +515,24 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.finish()
 		return 0, io.EOF
 	}
-	b.taken = true
+	b.headWait(true)
 	n, err := f.ds.ReadBody(p)
+	// What has come already goes with it, the body's end included: the HTTP/2 client then
+	// ends the stream with the last DATA frame rather than an empty one of its own (a gRPC
+	// unary call whose DATA came after its HEADERS went upstream: readBodyPrefix).
+	for err == nil && n < len(p) && f.ds.BodyPending() {
+		m, rerr := f.ds.ReadBody(p[n:])
+		n, err = n+m, rerr
+		if m == 0 && rerr == nil {
+			break
+		}
+	}
+	b.headWait(false)
+	if !b.taken && b.hold(p[:n], err) {
+		// Held: a re-send can send it again.
+	} else {
+		b.taken = true
+	}
 	if err == io.EOF {
 		b.fillTrailer()
 		b.finish()
@@ -434,6 +541,21 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.finish()
 	}
 	return n, err
+}
+
+// hold adds p, just read from the client, to the held prefix when it fits (with err, io.EOF
+// when the body ended there), so that a re-send (a stream the backend refused, a gRPC call
+// that went upstream before its body came: readBodyPrefix) can send it again, and reports
+// whether it did. Under b.mu; the attempts of a request run one after another.
+func (b *h2Body) hold(p []byte, err error) bool {
+	f := b.fwd
+	if err != nil && err != io.EOF || int64(len(f.pre)+len(p)) > f.preLimit {
+		return false
+	}
+	f.pre = append(f.pre, p...)
+	b.off = len(f.pre)
+	f.preEOF = err == io.EOF
+	return true
 }
 
 // setErr records the client's body failure err, unless one was recorded (under b.mu).
@@ -481,20 +603,29 @@ func (b *h2Body) Close() error { b.finish(); return nil }
 // HEADERS (h2pool, client.go).
 func (b *h2Body) Held() bool { return b.fwd.preEOF }
 
-// grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": digits and a unit
-// of H, M, S, m, u, n).
+// grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": 1 to 8 digits and a
+// unit of H, M, S, m, u, n; gRPC over HTTP/2, "Requests"). A value past what a Duration holds
+// (above 2562047H) is the longest Duration, as grpc-go reads it: before, it wrapped to a
+// negative wait and the call ended at once with DEADLINE_EXCEEDED.
 func grpcTimeout(h *h1.Header) (time.Duration, bool) {
 	v, ok := h.Get("Grpc-Timeout")
 	if !ok || len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(string(v[:len(v)-1]), 10, 64)
-	if err != nil || n < 0 {
+	var n int64
+	for _, c := range v[:len(v)-1] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	i := strings.IndexByte("HMSmun", v[len(v)-1])
+	if i < 0 {
 		return 0, false
 	}
-	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
-	if unit == 0 {
-		return 0, false
+	unit := [...]time.Duration{time.Hour, time.Minute, time.Second, time.Millisecond, time.Microsecond, time.Nanosecond}[i]
+	if n > math.MaxInt64/int64(unit) {
+		return math.MaxInt64, true
 	}
 	return time.Duration(n) * unit, true
 }

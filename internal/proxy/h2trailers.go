@@ -3,9 +3,10 @@ package proxy
 // Request trailers on an HTTP/2 attempt. The HTTP/1.1 path ends a chunked request body with
 // the client's trailer section (proxy.go, sendBody); an HTTP/2 upstream's request used to end
 // without it. The HTTP/2 client sends req.Trailer after the body when the map is not nil
-// (a HEADERS frame with END_STREAM, or an empty DATA frame with END_STREAM when the map is
-// still empty then), and reads the map only after the body's last read, on the goroutine
-// that reads the body: so the map can be filled in h2Body.Read when the client's body ends.
+// (a HEADERS frame with END_STREAM; when the map is still empty then, END_STREAM goes on
+// the body's last DATA frame, or an empty one when the last read brought no bytes), and
+// reads the map only after the body's last read, on the goroutine that reads the body: so
+// the map can be filled in h2Body.Read when the client's body ends.
 //
 // Only a body that may carry trailers asks for them: a chunked HTTP/1.1 body, or an HTTP/2
 // client's body without a content-length. A body held whole before the attempt (preEOF)

@@ -58,6 +58,9 @@ type perRequest struct {
 	pre    []byte
 	preBuf *[]byte
 	preEOF bool
+	// preLimit is the most pre may hold: an HTTP/2 attempt adds the bytes it reads from the
+	// client to pre while they fit (h2Body.hold).
+	preLimit int64
 	// taken: an attempt began reading the body past pre, so only pre could be sent again.
 	taken bool
 
@@ -100,11 +103,17 @@ func (f *forward) readBodyPrefix(limit int64) error {
 		return nil
 	}
 	f.preBuf = prefixBufs.Get().(*[]byte)
+	f.preLimit = limit
 	buf := *f.preBuf
 	cl := f.req.ContentLength
 	whole := cl > 0 && cl <= limit
+	// A gRPC call on an HTTP/2 stream may send nothing until the backend spoke (a bidi
+	// stream whose server sends first): waiting for its first bytes here would hold its
+	// HEADERS back for ever. Its attempt holds what it reads instead (h2Body.hold). A mirror
+	// still waits: it copies only a body held whole before the attempt.
+	first := !f.streamsFirst()
 	n := 0
-	for int64(n) < limit && (n == 0 || whole || f.ds.BodyPending()) {
+	for int64(n) < limit && (first && n == 0 || whole || f.ds.BodyPending()) {
 		if n == len(buf) {
 			buf = append(buf, make([]byte, min(int64(len(buf)), limit-int64(n)))...)
 		}
@@ -123,6 +132,14 @@ func (f *forward) readBodyPrefix(limit int64) error {
 		f.preEOF = true
 	}
 	return nil
+}
+
+// streamsFirst reports whether the request goes upstream before any of its body came: a
+// gRPC call (or grpc-web) from a client that can read the answer while it sends (an HTTP/2
+// stream), on a route without a mirror.
+func (f *forward) streamsFirst() bool {
+	d, ok := f.ds.(DuplexBody)
+	return ok && d.DuplexBody() && f.rt.mirror == nil && f.wantsH2()
 }
 
 func (f *forward) releaseBody() {

@@ -140,9 +140,16 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 			}
 			tc = x.rtimer.C
 		}
+		out := s.bytesOut.Load()
 		select {
 		case <-x.wake:
 		case <-tc:
+			if s.bytesOut.Load() != out {
+				// The response moved while the client was quiet: a full-duplex stream (a
+				// gRPC bidi call whose client sent its request and now only receives, as a
+				// subscription does) is not a client gone silent; the wait starts again.
+				continue
+			}
 			return 0, os.ErrDeadlineExceeded
 		}
 		if x.rtimer != nil {
