@@ -116,7 +116,7 @@ func rawH2Get(t *testing.T, addr, path string, h ...string) ([]hpack.HeaderField
 }
 
 // TestH2Features: an HTTP/2 client gets what an HTTP/1.1 one gets from the features above
-// the frames (issue #16): host match on :authority, rewrites (fixed host, strip prefix,
+// the frames (issue #16): host match on :authority, SNI, method and header matches, rewrites (fixed host, strip prefix,
 // header edits), X-Forwarded-* with the right proto, the route's body limit on a body
 // without content-length, compression, forward-auth (with the request's identity and its
 // denial passed through), fault injection, rate limits and ip restrictions answered with
@@ -145,6 +145,12 @@ routes:
     upstream: b
     match: {hosts: [site.test], path_prefix: /host}
     rewrite: {host: fixed, host_value: inner.test, strip_prefix: /host, set_headers: {X-Set: v}, remove_headers: [X-Drop]}
+  - id: sni
+    upstream: b
+    match: {path_prefix: /sni, tls: [{name: sni, exact: site.test}]}
+  - id: blue
+    upstream: b
+    match: {path_prefix: /m, methods: [PUT], headers: [{name: X-Env, exact: blue}]}
   - id: small
     upstream: b
     match: {path_prefix: /small}
@@ -203,6 +209,15 @@ routes:
 				hd("X-Forwarded-For") != "127.0.0.1" || hd("X-Forwarded-Host") != "site.test" || hd("X-Forwarded-Proto") != proto {
 				t.Errorf("host route: %d, backend saw %s %s %v", resp.StatusCode, info.Host, info.URI, info.Header)
 			}
+			// SNI matches over h2 only (h2c has no TLS); method and header conditions.
+			sni := "sni"
+			if resp, _ = do("GET", "/sni", nil); !m.tls {
+				sni = ""
+				wantAnswer(t, resp, 404, "no_route")
+			}
+			do("PUT", "/m", nil, "X-Env", "blue")
+			resp, _ = do("GET", "/m", nil, "X-Env", "blue")
+			wantAnswer(t, resp, 404, "no_route")
 			resp, _ = do("POST", "/small/y", io.NopCloser(strings.NewReader(strings.Repeat("x", 100))))
 			wantAnswer(t, resp, 413, "request_body_too_large")
 			resp, b = do("GET", "/gz/y", nil, "Accept-Encoding", "gzip")
@@ -237,12 +252,20 @@ routes:
 			resp, _ = do("GET", "/ip", nil)
 			wantAnswer(t, resp, 403, "ip_forbidden")
 
-			want := []string{"", "request_body_too_large", "", "", "auth_denied", "fault_injected_abort", "", "rate_limited", "ip_forbidden"}
+			sniReason := ""
+			if !m.tls {
+				sniReason = "no_route"
+			}
+			want := []struct{ route, reason string }{{"host", ""}, {sni, sniReason}, {"blue", ""}, {"", "no_route"},
+				{"small", "request_body_too_large"}, {"gz", ""}, {"fa", ""}, {"fa", "auth_denied"}, {"fault", "fault_injected_abort"},
+				{"rl", ""}, {"rl", "rate_limited"}, {"ip", "ip_forbidden"}}
 			lines := s.accessLines(len(want))
 			for i, l := range lines {
 				r, _ := l["reason"].(string)
-				if l["http_version"] != "HTTP/2" || r != want[i] || l["request_id"] == "" {
-					t.Errorf("access line %d (%v): http_version %v, reason %q, want HTTP/2 and %q", i, l["path"], l["http_version"], r, want[i])
+				rt, _ := l["route"].(string)
+				if l["http_version"] != "HTTP/2" || rt != want[i].route || r != want[i].reason || l["request_id"] == "" {
+					t.Errorf("access line %d (%v): http_version %v, route %q, reason %q; want HTTP/2, %q, %q",
+						i, l["path"], l["http_version"], rt, r, want[i].route, want[i].reason)
 				}
 			}
 		})
