@@ -388,3 +388,27 @@ routes: [{id: all, upstream: b}]
 		})
 	}
 }
+
+// TestRetryAfterAStoppedBodyRead: a client's body whose wait the gateway stopped for the
+// upstream's failure (an HTTP/1.1 client paused mid-body; the backend reset the connection)
+// cannot be read again, so the request is answered with the upstream's failure rather than
+// re-sent into a read that fails at once (the client would get no answer at all).
+func TestRetryAfterAStoppedBodyRead(t *testing.T) {
+	fb := testutil.NewFaultBackend(t, func(req *http.Request, n int) testutil.Fault {
+		return testutil.Fault{Reset: true}
+	})
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b, retry: {attempts: 2}}]
+`, map[string]string{"b": fb.Addr()})
+	for i := range 5 { // the reset may come before the wait too (then a re-send is right)
+		id := "stopped-" + strconv.Itoa(i)
+		// A chunked body of which 3 bytes come, then nothing until the answer.
+		out := rawExchange(t, tg.addr, "PUT /put HTTP/1.1\r\nHost: h\r\nX-Request-Id: "+id+
+			"\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", 10*time.Second)
+		if !strings.HasPrefix(out, "HTTP/1.1 502 ") || !strings.Contains(out, "X-Sluice-Error: upstream_reset_before_response") {
+			t.Fatalf("%s: got %q, want 502 upstream_reset_before_response", id, out)
+		}
+	}
+}

@@ -642,6 +642,7 @@ func (p *Proxy) copyBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 			break
 		}
 		if rerr != nil {
+			fwd.taken = true // a failed read (a stopped wait, too) leaves the body unreadable
 			return clientBodyFailure(t.Addr, rerr), false
 		}
 	}
