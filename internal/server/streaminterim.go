@@ -5,7 +5,8 @@ import "sluice/internal/h1"
 // WriteInterim sends the interim response status with fields h to the client now: a
 // HEADERS frame that does not end the stream (RFC 9113 §8.1), flushed
 // (proxy.InterimWriter). The connection-specific fields an HTTP/1.1 upstream may send are
-// left out, as in the final head. sent is false, and nothing was written, when the status
+// left out, as in the final head, and so is a content-length (RFC 9110 §8.6: never in a
+// 1xx). sent is false, and nothing was written, when the status
 // is not 1xx or is 101, or the final head was written.
 func (s *Stream) WriteInterim(status int, _ []byte, h *h1.Header) (sent bool, err error) {
 	if s.wroteHead || status < 100 || status > 199 || status == 101 {
