@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -410,5 +411,91 @@ routes: [{id: all, upstream: b, retry: {attempts: 2}}]
 		if !strings.HasPrefix(out, "HTTP/1.1 502 ") || !strings.Contains(out, "X-Sluice-Error: upstream_reset_before_response") {
 			t.Fatalf("%s: got %q, want 502 upstream_reset_before_response", id, out)
 		}
+	}
+}
+
+// TestRetryStreamedBodyEndingAloneH2Upstream: as TestRetryStreamedBodyEndingAlone, on an
+// HTTP/2 upstream (its own body reader, h2Body): the first attempt's stream is reset by the
+// backend, and the body whose end came alone after the held bytes is sent again whole; one
+// whose bytes past the held ones were sent is not sent again.
+func TestRetryStreamedBodyEndingAloneH2Upstream(t *testing.T) {
+	var mu sync.Mutex
+	started := map[string]int{}
+	be := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		mu.Lock()
+		started[id]++
+		n := started[id]
+		mu.Unlock()
+		if n == 1 {
+			if r.URL.Path == "/partial" {
+				io.ReadFull(r.Body, make([]byte, 6)) // bytes past the gateway's held prefix
+			}
+			panic(http.ErrAbortHandler) // RST_STREAM: reset_before_response
+		}
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Got", string(b))
+	}))
+	be.Config.Protocols = new(http.Protocols)
+	be.Config.Protocols.SetUnencryptedHTTP2(true)
+	be.Start()
+	t.Cleanup(be.Close)
+	startedOnce := func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return started[id] > 0
+	}
+	for _, m := range h2Modes() {
+		t.Run(m.name, func(t *testing.T) {
+			s := startH2Config(t, m.tls, "", `
+upstreams: [{id: b, protocol: h2c, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b, retry: {attempts: 2}}]
+`, map[string]string{"b": hostport(be)})
+			id := "up-" + m.name
+			pr, pw := io.Pipe()
+			go func() {
+				pw.Write([]byte("abc"))
+				for end := time.Now().Add(10 * time.Second); !startedOnce(id) && time.Now().Before(end); {
+					time.Sleep(time.Millisecond)
+				}
+				pw.Close()
+			}()
+			req, _ := http.NewRequest("PUT", s.url("/put"), pr)
+			req.Header.Set("X-Request-Id", id)
+			resp, err := s.client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || resp.Header.Get("X-Got") != "abc" {
+				t.Fatalf("%d %q X-Got %q, want 200 with the body re-sent whole", resp.StatusCode,
+					resp.Header.Get("X-Sluice-Error"), resp.Header.Get("X-Got"))
+			}
+			if l := s.accessLines(1)[0]; l["attempts"] != float64(2) {
+				t.Errorf("access log: %v, want 2 attempts", l)
+			}
+
+			// A body read past the held bytes is not sent again (a re-send would lose them).
+			id = "partial-" + m.name
+			pr, pw = io.Pipe()
+			go func() {
+				pw.Write([]byte("abc"))
+				for end := time.Now().Add(10 * time.Second); !startedOnce(id) && time.Now().Before(end); {
+					time.Sleep(time.Millisecond)
+				}
+				pw.Write([]byte("def"))
+				pw.Close()
+			}()
+			req, _ = http.NewRequest("PUT", s.url("/partial"), pr)
+			req.Header.Set("X-Request-Id", id)
+			resp, err = s.client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 502 || resp.Header.Get("X-Got") != "" {
+				t.Errorf("partly sent body: %d X-Got %q, want 502 and no re-send", resp.StatusCode, resp.Header.Get("X-Got"))
+			}
+		})
 	}
 }

@@ -424,8 +424,12 @@ func (b *h2Body) Read(p []byte) (int, error) {
 		b.finish()
 		return 0, io.EOF
 	}
-	b.taken = true
+	// Only bytes read past the prefix, or a failed read, make the body unrepeatable: an
+	// end that comes alone after it (END_STREAM in an empty DATA frame) leaves it whole.
 	n, err := f.ds.ReadBody(p)
+	if n > 0 || err != nil && err != io.EOF {
+		b.taken = true
+	}
 	if err == io.EOF {
 		b.fillTrailer()
 		b.finish()
