@@ -314,14 +314,7 @@ routes:
 				}
 				pw.Close()
 			}()
-			req, _ := http.NewRequest("PUT", s.url("/put"), pr)
-			req.Header.Set("X-Request-Id", id)
-			resp, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			resp := sendWithID(t, c, "PUT", s.url("/put"), pr, id, false)
 			if resp.StatusCode != 200 || resp.Header.Get("X-Got") != "3:ba7816bf8f01cfea" {
 				t.Fatalf("%s %d %q X-Got %q, want 200 with the body re-sent whole", resp.Proto, resp.StatusCode,
 					resp.Header.Get("X-Sluice-Error"), resp.Header.Get("X-Got"))
@@ -460,13 +453,8 @@ routes: [{id: all, upstream: b, retry: {attempts: 2}}]
 				}
 				pw.Close()
 			}()
-			req, _ := http.NewRequest("PUT", s.url("/put"), pr)
-			req.Header.Set("X-Request-Id", id)
-			resp, err := s.client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			c := s.client()
+			resp := sendWithID(t, c, "PUT", s.url("/put"), pr, id, false)
 			if resp.StatusCode != 200 || resp.Header.Get("X-Got") != "abc" {
 				t.Fatalf("%d %q X-Got %q, want 200 with the body re-sent whole", resp.StatusCode,
 					resp.Header.Get("X-Sluice-Error"), resp.Header.Get("X-Got"))
@@ -486,13 +474,7 @@ routes: [{id: all, upstream: b, retry: {attempts: 2}}]
 				pw.Write([]byte("def"))
 				pw.Close()
 			}()
-			req, _ = http.NewRequest("PUT", s.url("/partial"), pr)
-			req.Header.Set("X-Request-Id", id)
-			resp, err = s.client().Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp = sendWithID(t, c, "PUT", s.url("/partial"), pr, id, false)
 			if resp.StatusCode != 502 || resp.Header.Get("X-Got") != "" {
 				t.Errorf("partly sent body: %d X-Got %q, want 502 and no re-send", resp.StatusCode, resp.Header.Get("X-Got"))
 			}
