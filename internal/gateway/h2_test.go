@@ -27,8 +27,18 @@ type h2Site struct {
 // the defaults).
 func startH2(t *testing.T, useTLS bool, backend, http2 string) *h2Site {
 	t.Helper()
+	return startH2Config(t, useTLS, http2, `
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": backend})
+}
+
+// startH2Config starts a gateway whose one listener, "edge", serves HTTP/2 (h2 over TLS
+// when useTLS, else h2c) with the listener's http2 block (YAML flow mapping, "" for the
+// defaults) and the rest of the config (upstreams, routes...) after it.
+func startH2Config(t *testing.T, useTLS bool, http2, rest string, vars map[string]string) *h2Site {
+	t.Helper()
 	s := &h2Site{tls: useTLS}
-	vars := map[string]string{"b": backend}
 	listener := "protocols: [http1, h2c]"
 	if useTLS {
 		s.ca = testutil.NewCA(t)
@@ -43,9 +53,7 @@ listeners:
   - address: 127.0.0.1:0
     name: edge
     `+listener+`
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, vars)
+`+rest, vars)
 	return s
 }
 

@@ -530,7 +530,9 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	b.headWait(false)
 	if !b.taken && b.hold(p[:n], err) {
 		// Held: a re-send can send it again.
-	} else {
+	} else if n > 0 || err != nil && err != io.EOF {
+		// Only bytes read past the prefix, or a failed read, make the body unrepeatable: an
+		// end that comes alone after it (END_STREAM in an empty DATA frame) leaves it whole.
 		b.taken = true
 	}
 	if err == io.EOF {

@@ -605,13 +605,11 @@ func (p *Proxy) copyBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 	if c.Socket() == nil {
 		splicer = nil
 	}
-	if !fwd.preEOF {
-		fwd.taken = true // the reads below consume the client's body for good
-	}
 	for !fwd.preEOF {
 		// The rest of a large Content-Length body goes socket to socket (splice) once none
 		// of it is buffered; the head and the bytes before it are written first.
 		if splicer != nil && splicer.BodyToSplice() >= spliceMin {
+			fwd.taken = true // the splice consumes the client's body for good
 			res, spliced, ok := spliceRequestBody(splicer, fwd, c, t)
 			if !ok {
 				return res, false
@@ -628,8 +626,13 @@ func (p *Proxy) copyBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 				return classifySend(err, c.BytesWritten(), t.Addr), false
 			}
 		}
+		// Only bytes read past pre make the body unrepeatable: a body whose end comes
+		// alone after pre (an HTTP/2 END_STREAM in an empty DATA frame, as most clients
+		// end a body of unknown length; a last chunk sent apart) is all held, and a
+		// failure before that read took nothing.
 		n, rerr := ds.ReadBody(buf)
 		if n > 0 {
+			fwd.taken = true // the reads consume the client's body for good
 			netio.ArmWrite(nc, rt.Write)
 			if _, err := w.Write(buf[:n]); err != nil {
 				return classifySend(err, c.BytesWritten(), t.Addr), false
@@ -639,6 +642,7 @@ func (p *Proxy) copyBody(fwd *forward, c *connpool.Conn, t *upstream.Target) (re
 			break
 		}
 		if rerr != nil {
+			fwd.taken = true // a failed read (a stopped wait, too) leaves the body unreadable
 			return clientBodyFailure(t.Addr, rerr), false
 		}
 	}
