@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"sluice/internal/h1"
+	"sluice/internal/netio"
 	"sluice/internal/reason"
 )
 
@@ -50,6 +51,10 @@ type ownStream struct {
 	reqTrailer h1.Header
 	wake       chan struct{}
 	rtimer     *time.Timer
+
+	// The watch of the body's waits (WatchBody), on the handler's goroutine.
+	watch                func() bool
+	watchFirst, watchMax time.Duration
 
 	// The response side (the handler's goroutine).
 	wbuf     []byte // frames not yet appended to the connection's output
@@ -141,9 +146,11 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 			tc = x.rtimer.C
 		}
 		out := s.bytesOut.Load()
-		select {
-		case <-x.wake:
-		case <-tc:
+		stopped, again := s.waitOwn(tc)
+		if stopped {
+			return 0, netio.ErrWatchStopped
+		}
+		if again {
 			if s.bytesOut.Load() != out {
 				// The response moved while the client was quiet: a full-duplex stream (a
 				// gRPC bidi call whose client sent its request and now only receives, as a
@@ -156,6 +163,49 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 			x.rtimer.Stop()
 		}
 	}
+}
+
+// waitOwn waits for the read loop's wake or tc (timedOut). With a watch set (WatchBody) the
+// wait runs in steps, first doubling up to max, and the watch runs between them: false
+// ends the wait (stopped; the read timer is stopped).
+func (s *Stream) waitOwn(tc <-chan time.Time) (stopped, timedOut bool) {
+	x := &s.x
+	if x.watch == nil {
+		select {
+		case <-x.wake:
+			return false, false
+		case <-tc:
+			return false, true
+		}
+	}
+	step := x.watchFirst
+	t := time.NewTimer(step) // a watched wait is rare: the body of a request to a slow or refusing backend
+	defer t.Stop()
+	for {
+		select {
+		case <-x.wake:
+			return false, false
+		case <-tc:
+			return false, true
+		case <-t.C:
+			if !x.watch() {
+				if x.rtimer != nil {
+					x.rtimer.Stop()
+				}
+				return true, false
+			}
+			step = min(2*step, x.watchMax)
+			t.Reset(step)
+		}
+	}
+}
+
+// WatchBody makes the waits for request body bytes run f between steps (proxy.BodyWatcher):
+// false fails the read with netio.ErrWatchStopped, the rest of the body is abandoned and
+// the stream is reset after the response. The proxy so sees an HTTP/1.1 upstream's early
+// answer (401, 413) while the client is slow to send, as on an HTTP/1.1 connection.
+func (s *Stream) WatchBody(f func() bool, first, max time.Duration) {
+	s.x.watch, s.x.watchFirst, s.x.watchMax = f, first, max
 }
 
 // continue100 sends "100 Continue" before the first wait for the body of a request that
