@@ -190,8 +190,13 @@ func checkCAFile(name string) error {
 	return nil
 }
 
-// warnTLS warns about certificates that expire soon.
+// warnTLS warns about certificates that expire soon, and about client CAs that nothing
+// uses: with client_auth none no client certificate is asked for, so routes that match
+// client_cert_subject never match (a config that meant mutual TLS and forgot client_auth).
 func warnTLS(p *problems, b string, t *ListenerTLS) {
+	if t.ClientAuth == ClientAuthNone && t.ClientCAFile != "" {
+		p.add(b+".tls.client_ca_file", "unused with client_auth: none (no client certificate is asked for, and routes matching client_cert_subject never match); set client_auth to optional or require, or remove client_ca_file")
+	}
 	for i, c := range t.Certificates {
 		leaf, err := loadPair(c)
 		if err != nil {

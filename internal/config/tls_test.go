@@ -50,6 +50,9 @@ func TestTLSValidation(t *testing.T) {
 			errs: []string{`acme.dns01.server: must be host:port, got "ns1"`, `acme.dns01.tsig_secret: must be base64`, `acme.dns01.tsig_algorithm: must be one of hmac-sha256`, `acme.dns01.resolvers[0]: must be host:port`}},
 		{name: "acme dns01 secret without key", tls: `{acme: {domains: [a.example.com], agree_tos: true, dns01: {tsig_secret: c2VjcmV0}}}`,
 			errs: []string{"acme.dns01.server: required", "acme.dns01.tsig_key: required with tsig_secret"}},
+		{name: "client CAs with client_auth", tls: `{certificates: [{cert_file: GOOD, key_file: GOODKEY}], client_auth: optional, client_ca_file: GOOD}`},
+		{name: "client CAs without client_auth: a warning", tls: `{certificates: [{cert_file: GOOD, key_file: GOODKEY}], client_ca_file: GOOD}`,
+			warn: "listeners[0].tls.client_ca_file: unused with client_auth: none"},
 		{name: "expiring soon: a warning", tls: `{certificates: [{cert_file: SOON, key_file: SOONKEY}]}`,
 			warn: "listeners[0].tls.certificates[0]: certificate " + soon + " expires in 7"},
 	}
