@@ -64,6 +64,9 @@ func TestH2ControlDataChecked(t *testing.T) {
 		{name: "authority with SP", method: "GET", path: "/x", authority: "a b", want: "400"},
 		{name: "authority with userinfo", method: "GET", path: "/x", authority: "user@site.test", want: "400"},
 		{name: "host field with slash", method: "GET", path: "/x", host: "a/b", want: "400"},
+		// neither :authority nor host: an HTTP/1.1 request without Host is a 400 too (the
+		// upstream would get the target's address as Host, and routes by host see none)
+		{name: "no authority and no host", method: "GET", path: "/x", want: "400"},
 		{name: "origin form", method: "GET", path: "/x?q=1", authority: "site.test:8443", want: "200",
 			backend: "GET /x?q=1 HTTP/1.1 | Host: site.test:8443"},
 		{name: "asterisk with OPTIONS", method: "OPTIONS", path: "*", authority: "[::1]:80", want: "200",

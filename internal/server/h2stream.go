@@ -106,6 +106,12 @@ func (s *Stream) admit() bool {
 		}
 		return s.refuse(400, reason.BadRequest, msg)
 	}
+	if s.Req.Host == nil {
+		// Neither :authority nor host (RFC 9110 §7.2: a request must carry one), as an
+		// HTTP/1.1 request without Host is refused. An empty one is kept: it stands for a
+		// target without authority, as an empty Host field does.
+		return s.refuse(400, reason.BadRequest, "missing :authority and host")
+	}
 	if st.Underscores == UnderscoresAllow {
 		return true
 	}
