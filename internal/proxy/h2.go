@@ -252,20 +252,21 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	// grpcweb.go: a gRPC answer's trailers go in the body, whose length changes. An answer
 	// that is not gRPC (a proxy's HTML 502 page, a plain-text error) is no grpc-web stream:
 	// it passes as it is, unencoded even for -text, and the client maps its HTTP status.
-	if ct, ok := h.Get("Content-Type"); fwd.web != webNone && ok && h1.HasMediaType(ct, ctGRPC) {
+	ct, isGRPC := h.Get("Content-Type")
+	isGRPC = isGRPC && h1.HasMediaType(ct, ctGRPC)
+	switch {
+	case isGRPC && fwd.web != webNone:
 		wb = &hs.web
 		wb.mode = fwd.web
 		h.Set("Content-Type", webContentType(string(ct), fwd.web))
 		if framing >= 0 {
 			framing = h1.LengthUnknown
 		}
-	} else if fwd.grpcOverH2() {
+	case isGRPC && fwd.duplexCall():
 		// A gRPC call's answer to an HTTP/2 client: its frames are followed (mode webNone,
 		// nothing re-encoded), so that a body the backend cuts off between two messages
 		// ends with trailers of the gateway's, a status naming the reason (endFailed).
-		if ct, ok := h.Get("Content-Type"); ok && h1.HasMediaType(ct, ctGRPC) {
-			wb = &hs.web
-		}
+		wb = &hs.web
 	}
 	var bf BodyFilter
 	if fwd.hooks != nil {
@@ -385,12 +386,10 @@ type relayHeads struct {
 	web           webBody
 }
 
-// grpcOverH2 reports whether the request is a gRPC call (not grpc-web) from an HTTP/2
-// client, which can be sent trailers after a body however it ends.
-func (f *forward) grpcOverH2() bool {
-	if f.web != webNone {
-		return false
-	}
+// duplexCall reports whether the request is a call that needs HTTP/2 (gRPC or grpc-web;
+// wantsH2) from a client that reads the answer while it sends (DuplexBody: an HTTP/2
+// stream), which can also be sent trailers after a body however it ends.
+func (f *forward) duplexCall() bool {
 	d, ok := f.ds.(DuplexBody)
 	return ok && d.DuplexBody() && f.wantsH2()
 }

@@ -137,10 +137,7 @@ func (f *forward) readBodyPrefix(limit int64) error {
 // streamsFirst reports whether the request goes upstream before any of its body came: a
 // gRPC call (or grpc-web) from a client that can read the answer while it sends (an HTTP/2
 // stream), on a route without a mirror.
-func (f *forward) streamsFirst() bool {
-	d, ok := f.ds.(DuplexBody)
-	return ok && d.DuplexBody() && f.rt.mirror == nil && f.wantsH2()
-}
+func (f *forward) streamsFirst() bool { return f.rt.mirror == nil && f.duplexCall() }
 
 func (f *forward) releaseBody() {
 	if f.preBuf != nil {

@@ -146,11 +146,8 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 			tc = x.rtimer.C
 		}
 		out := s.bytesOut.Load()
-		stopped, again := s.waitOwn(tc)
-		if stopped {
-			return 0, netio.ErrWatchStopped
-		}
-		if again {
+		stopped, timedOut := s.waitOwn(tc)
+		if timedOut {
 			if s.bytesOut.Load() != out {
 				// The response moved while the client was quiet: a full-duplex stream (a
 				// gRPC bidi call whose client sent its request and now only receives, as a
@@ -162,36 +159,33 @@ func (s *Stream) readOwn(p []byte) (int, error) {
 		if x.rtimer != nil {
 			x.rtimer.Stop()
 		}
+		if stopped {
+			return 0, netio.ErrWatchStopped
+		}
 	}
 }
 
 // waitOwn waits for the read loop's wake or tc (timedOut). With a watch set (WatchBody) the
 // wait runs in steps, first doubling up to max, and the watch runs between them: false
-// ends the wait (stopped; the read timer is stopped).
+// ends the wait (stopped).
 func (s *Stream) waitOwn(tc <-chan time.Time) (stopped, timedOut bool) {
 	x := &s.x
-	if x.watch == nil {
-		select {
-		case <-x.wake:
-			return false, false
-		case <-tc:
-			return false, true
-		}
-	}
+	var t *time.Timer
+	var stepC <-chan time.Time // nil without a watch: never ready
 	step := x.watchFirst
-	t := time.NewTimer(step) // a watched wait is rare: the body of a request to a slow or refusing backend
-	defer t.Stop()
+	if x.watch != nil {
+		t = time.NewTimer(step) // a watched wait is rare: the body of a request to a slow or refusing backend
+		defer t.Stop()
+		stepC = t.C
+	}
 	for {
 		select {
 		case <-x.wake:
 			return false, false
 		case <-tc:
 			return false, true
-		case <-t.C:
+		case <-stepC:
 			if !x.watch() {
-				if x.rtimer != nil {
-					x.rtimer.Stop()
-				}
 				return true, false
 			}
 			step = min(2*step, x.watchMax)
