@@ -228,24 +228,45 @@ func (c *rawClient) roundTrip() error {
 //	go test ./internal/gateway -run '^$' -bench Upload -benchmem -count 6
 func BenchmarkUpload(b *testing.B) {
 	addr := benchGateway(b, benchConfig(rawBackend(b), 1), false)
+	benchUploads(b, func(b testing.TB) *rawClient { return dialClient(b, addr, "/") })
+}
+
+// BenchmarkTLSUpload is BenchmarkUpload over one kept-alive TLS connection: the body's reads
+// go through crypto/tls, their waits watched on the socket under it (early responses).
+func BenchmarkTLSUpload(b *testing.B) {
+	yaml, cfg := tlsListener(b, benchConfig(rawBackend(b), 1))
+	addr := benchGateway(b, yaml, false)
+	benchUploads(b, func(b testing.TB) *rawClient { return dialTLSClient(b, addr, "/", cfg) })
+}
+
+// benchUploads runs the uploads of BenchmarkUpload, each size on a new client from dial.
+func benchUploads(b *testing.B, dial func(testing.TB) *rawClient) {
 	head := "POST /svc19/items HTTP/1.1\r\nHost: bench.example\r\nUser-Agent: bench\r\n"
 	for _, size := range []int{1 << 10, 100 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
-			c := dialClient(b, addr, "/")
+			c := dial(b)
 			defer c.conn.Close()
 			c.req = []byte(head + "Content-Length: " + strconv.Itoa(size) + "\r\n\r\n" + strings.Repeat("b", size))
 			if err := c.roundTrip(); err != nil { // warm the pool
 				b.Fatal(err)
 			}
 			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := c.roundTrip(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			roundTrips(b, c)
 		})
 	}
+}
+
+// roundTrips runs c's request in b's loop, and reports allocations and the process's CPU
+// time per request (cpu-us/op: client, gateway and backend; compare builds side by side).
+func roundTrips(b *testing.B, c *rawClient) {
+	b.ReportAllocs()
+	start := processCPU()
+	for b.Loop() {
+		if err := c.roundTrip(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((processCPU()-start).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
 }
 
 // BenchmarkTLSNewConnection is one request per new TLS connection through the gateway, with

@@ -136,14 +136,7 @@ func BenchmarkTLSProxyPath(b *testing.B) {
 			if err := c.roundTrip(); err != nil { // warm the pool
 				b.Fatal(err)
 			}
-			b.ReportAllocs()
-			start := processCPU()
-			for b.Loop() {
-				if err := c.roundTrip(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((processCPU()-start).Nanoseconds())/1e3/float64(b.N), "cpu-us/op")
+			roundTrips(b, c)
 		})
 	}
 }

@@ -290,8 +290,9 @@ func (c *conn) waitNextRequest() int {
 	return waitHandOver
 }
 
-// holdSock is the socket a complete response's last bytes can be held on (Exchange.holdable):
-// the connection's own, plain or under TLS; nil when it is not a netio.Conn.
+// holdSock is the connection's own socket, plain or under TLS; nil when it is not a
+// netio.Conn. A complete response's last bytes can be held on it (Exchange.holdable), and the
+// waits for a request body are watched on it (Exchange.WatchBody).
 func (c *conn) holdSock() *netio.Conn {
 	if c.nio != nil {
 		return c.nio

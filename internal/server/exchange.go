@@ -281,12 +281,15 @@ func (ex *Exchange) SpliceBodyTo(dst *netio.Conn, armWrite func()) (s netio.Spli
 }
 
 // WatchBody makes the waits for request body bytes (ReadBody, SpliceBodyTo) run f between
-// steps (proxy.BodyWatcher; netio.Conn.Watch): false stops the wait, the read fails, and the
-// connection closes after the response. Over TLS the waits are not watched (the socket's
-// bytes are records).
+// steps (proxy.BodyWatcher; netio.Conn.Watch): false stops the wait, the read fails with
+// netio.ErrWatchStopped, and the connection closes after the response. Over TLS the watch is
+// on the socket under crypto/tls: its waits for the next record's bytes are watched, and a
+// stop reaches crypto/tls as a temporary failure (tlsSocket.Read), so the response still goes
+// out and the lingering close still reads what the client sends. A socket that is not a
+// netio.Conn is not watched.
 func (ex *Exchange) WatchBody(f func() bool, first, max time.Duration) {
-	if c := ex.c; c.nio != nil {
-		c.nio.Watch(f, first, max)
+	if s := ex.c.holdSock(); s != nil {
+		s.Watch(f, first, max)
 	}
 }
 

@@ -3,9 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"testing"
@@ -76,14 +74,7 @@ func startH2CServer(t *testing.T, h Handler, edit func(*Settings)) (string, *Ser
 	if edit != nil {
 		edit(&st)
 	}
-	srv := New(ln, st, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	go srv.Serve()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return ln.Addr().String(), srv
+	return ln.Addr().String(), serveUntilEnd(t, ln, st, h)
 }
 
 // TestStreamFullDuplex: a Stream's request body is read in one goroutine while another

@@ -120,11 +120,32 @@ func (s *tlsSocket) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// Read reads the next bytes of records for crypto/tls. A wait that its watch stopped
+// (Exchange.WatchBody) fails as tlsWatchStopped: crypto/tls keeps any other failure of the
+// socket's Read as the failure of every later Read of the connection, which would leave the
+// lingering close after an early response nothing to read (the client's further body bytes
+// unread, the close a reset). A temporary one it returns as it is, keeping the bytes of a
+// record it has begun, as it does for a timeout; its writes are unaffected either way.
 func (s *tlsSocket) Read(b []byte) (int, error) {
 	n, err := s.Conn.Read(b)
 	s.frame.Feed(b[:n])
+	if err != nil && errors.Is(err, netio.ErrWatchStopped) {
+		err = tlsWatchStopped{}
+	}
 	return n, err
 }
+
+// tlsWatchStopped is netio.ErrWatchStopped as crypto/tls sees it: a temporary net.Error (it
+// looks at Temporary, not through wrapping), yet no timeout; errors.Is still finds
+// netio.ErrWatchStopped.
+type tlsWatchStopped struct{}
+
+func (tlsWatchStopped) Error() string   { return netio.ErrWatchStopped.Error() }
+func (tlsWatchStopped) Unwrap() error   { return netio.ErrWatchStopped }
+func (tlsWatchStopped) Timeout() bool   { return false }
+func (tlsWatchStopped) Temporary() bool { return true }
+
+var _ net.Error = tlsWatchStopped{}
 
 // clientSubject is the subject of st's client certificate in RFC 2253 form
 // (CN=svc-billing,O=Example) when it verified against the listener's client CAs, else "".

@@ -33,7 +33,12 @@ type okHandler struct{}
 
 // serveOK serves okHandler on l with st until the test ends.
 func serveOK(t *testing.T, l net.Listener, st Settings) *Server {
-	srv := New(l, st, okHandler{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return serveUntilEnd(t, l, st, okHandler{})
+}
+
+// serveUntilEnd serves h on l with st until the test ends.
+func serveUntilEnd(t *testing.T, l net.Listener, st Settings, h Handler) *Server {
+	srv := New(l, st, h, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	go srv.Serve()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
