@@ -176,21 +176,36 @@ func Names(leaf *x509.Certificate) []string {
 // are rejected.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	ix := s.idx.Load()
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	if name != "" {
-		if c, ok := ix.exact[name]; ok {
-			return c, nil
-		}
-		if _, rest, ok := strings.Cut(name, "."); ok {
-			if c, ok := ix.wildcard[rest]; ok {
-				return c, nil
-			}
-		}
+	if c := ix.lookup(hello.ServerName); c != nil {
+		return c, nil
 	}
 	if s.rejectUnknown {
 		return nil, ErrUnknownName
 	}
 	return ix.def, nil
+}
+
+// Rejects reports whether GetCertificate fails hello for its server name (ErrUnknownName):
+// the store rejects unknown names and none of its certificates covers this one, or there is
+// none. A nil Store rejects nothing. [Options].Unknown takes it.
+func (s *Store) Rejects(hello *tls.ClientHelloInfo) bool {
+	return s != nil && s.rejectUnknown && s.idx.Load().lookup(hello.ServerName) == nil
+}
+
+// lookup finds the certificate for a server name: an exact name, then a wildcard one level
+// up; nil for none (or no name).
+func (ix *index) lookup(serverName string) *tls.Certificate {
+	name := strings.ToLower(strings.TrimSuffix(serverName, "."))
+	if name == "" {
+		return nil
+	}
+	if c, ok := ix.exact[name]; ok {
+		return c
+	}
+	if _, rest, ok := strings.Cut(name, "."); ok {
+		return ix.wildcard[rest]
+	}
+	return nil
 }
 
 // Reload re-reads the pairs whose certificate or key file changed (content) and reports how many were replaced. A pair that fails to load keeps the one serving
@@ -258,6 +273,10 @@ type Options struct {
 	NextProtos []string
 	// NoSessionTickets turns resumption by session tickets off.
 	NoSessionTickets bool
+	// Unknown, when set, reports a handshake whose server name the listener refuses
+	// (Store.Rejects): it fails with the unrecognized_name alert that RFC 6066 §3 asks for
+	// (see unknownName), not the internal_error that a GetCertificate error gets.
+	Unknown func(*tls.ClientHelloInfo) bool
 	// Replaces is the config of the same listener that this one replaces (a config
 	// reload), nil for none: its session ticket keys, which crypto/tls makes and rotates
 	// daily, carry over, so that clients resume their sessions across a reload. A resumed
@@ -288,7 +307,29 @@ func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), 
 	c.ClientCAs = o.ClientCAs
 	c.NextProtos = o.NextProtos
 	c.SessionTicketsDisabled = o.NoSessionTickets
+	c.GetConfigForClient = nil
+	if unknown := o.Unknown; unknown != nil {
+		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			if unknown(hello) {
+				return unknownName, nil
+			}
+			return nil, nil // this config
+		}
+	}
 	return c
+}
+
+// unknownName is the config of a handshake for a server name the listener refuses. It has
+// no certificate and no GetCertificate: that is the one case where crypto/tls (as of Go
+// 1.26) answers with the unrecognized_name alert (its errNoCertificates, "tls: no
+// certificates configured"); any error from GetCertificate gets internal_error.
+var unknownName = &tls.Config{MinVersion: tls.VersionTLS12}
+
+// IsUnknownName reports whether err is the failure of a handshake that ServerConfig's
+// Options.Unknown refused (or of GetCertificate's ErrUnknownName). crypto/tls returns its
+// own unexported error there, told by its text.
+func IsUnknownName(err error) bool {
+	return errors.Is(err, ErrUnknownName) || err != nil && err.Error() == "tls: no certificates configured"
 }
 
 // tls12Suites are the TLS 1.2 suites offered: ECDHE with AES-GCM or ChaCha20-Poly1305.

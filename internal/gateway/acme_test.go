@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -302,5 +303,38 @@ routes: [{id: {{route}}, upstream: b}]
 	}
 	if n := p.issued(); n != 1 {
 		t.Errorf("pebble issued %d certificates, want 1", n)
+	}
+}
+
+// TestACMEWithCertificatesRejectsUnknown: a listener with certificates, an acme block and
+// unknown_sni: reject gets its ACME certificate (the TLS-ALPN-01 challenge is not refused
+// for its unknown name), serves both, and answers a name neither covers with the
+// unrecognized_name alert.
+func TestACMEWithCertificatesRejectsUnknown(t *testing.T) {
+	p, port := startPebbleFor(t, "acme.test")
+	ca := testutil.NewCA(t)
+	cert, key := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      certificates: [{cert_file: {{c}}, key_file: {{k}}}]
+      unknown_sni: reject
+      acme: {domains: [acme.test], email: ops@acme.test, ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"port": fmt.Sprint(port), "c": cert, "k": key, "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"b": hostport(echoBackend(t, "a"))})
+	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool {
+		is, _ := issuerOf(tg.addr, "acme.test")
+		return strings.Contains(is, "Pebble")
+	})
+	if is, err := issuerOf(tg.addr, "a.test"); err != nil || strings.Contains(is, "Pebble") {
+		t.Errorf("a.test: issuer %q (%v), want the file's certificate", is, err)
+	}
+	_, err := issuerOf(tg.addr, "unknown.example")
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err.Error() != tls.AlertError(112).Error() {
+		t.Errorf("unknown.example: %v, want the alert %q", err, tls.AlertError(112).Error())
 	}
 }

@@ -92,6 +92,11 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 		}
 	}
 	getCert := store.GetCertificate
+	if store != nil && t.UnknownSNI == config.UnknownSNIReject {
+		// Only then: the hook makes crypto/tls build a second ClientHelloInfo per
+		// handshake (1 allocation, ~350 B).
+		o.Unknown = store.Rejects
+	}
 	if a := t.ACME; a != nil {
 		m, err := g.acmeManager(cfg, lc, a)
 		if err != nil {
@@ -104,6 +109,11 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 				return m.GetCertificate(hello)
 			}
 			return store.GetCertificate(hello)
+		}
+		if o.Unknown != nil {
+			o.Unknown = func(hello *tls.ClientHelloInfo) bool {
+				return !acme.IsChallenge(hello) && !m.Covers(hello.ServerName) && store.Rejects(hello)
+			}
 		}
 	}
 	return certs.ServerConfig(getCert, o), nil
@@ -174,7 +184,7 @@ func (e *edgeTLS) close(keep *edgeTLS) {
 func (e *edgeTLS) hasACME(m *acme.Manager) bool { return e != nil && slices.Contains(e.acme, m) }
 
 // Handshake implements server.TLSObserver: handshakes are counted by listener, version and
-// resumption, failures by reason.
+// resumption, failures by reason (server.HandshakeFailure).
 func (g *Gateway) Handshake(listener string, st *tls.ConnectionState, err error) {
 	if err != nil {
 		g.obs.m.TLSHandshakeFailed(listener, server.HandshakeFailure(err))
@@ -182,6 +192,10 @@ func (g *Gateway) Handshake(listener string, st *tls.ConnectionState, err error)
 	}
 	g.obs.m.TLSHandshake(listener, tls.VersionName(st.Version), st.DidResume)
 }
+
+// TLSFailed implements server.TLSObserver: connections that ended on a TLS error after
+// their handshake are counted by listener and reason (server.TLSFailure).
+func (g *Gateway) TLSFailed(listener, reason string) { g.obs.m.TLSConnFailed(listener, reason) }
 
 var _ server.TLSObserver = (*Gateway)(nil)
 

@@ -36,6 +36,7 @@ const (
 	namePanics           = "sluice_panics_total"
 	nameTLSHandshakes    = "sluice_tls_handshakes_total"
 	nameTLSErrors        = "sluice_tls_handshake_errors_total"
+	nameTLSConnErrors    = "sluice_tls_connection_errors_total"
 	nameCertReloads      = "sluice_tls_certificate_reloads_total"
 	nameCertExpiry       = "sluice_tls_certificate_expiry_timestamp_seconds"
 	nameACMEEvents       = "sluice_tls_acme_events_total"
@@ -92,6 +93,7 @@ type Metrics struct {
 	panics           prometheus.Counter
 	tlsHandshakes    *prometheus.CounterVec
 	tlsErrors        *prometheus.CounterVec
+	tlsConnErrors    *prometheus.CounterVec
 	certReloads      *prometheus.CounterVec
 	certExpiry       *prometheus.GaugeVec
 	certFilesMu      sync.Mutex
@@ -182,6 +184,9 @@ func New(pools PoolSource) *Metrics {
 	m.tlsErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTLSErrors,
 		Help: "Failed TLS handshakes with clients, by listener and reason (timeout, not_tls, unknown_sni, bad_certificate, alert, client_closed, handshake_error)."},
 		[]string{"listener", "reason"})
+	m.tlsConnErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameTLSConnErrors,
+		Help: "Client connections that ended on a TLS error after the handshake (crypto/tls sent an alert and closed), by listener and reason (bad_record_mac, record_overflow, renegotiation, record_flood, alert, protocol_error)."},
+		[]string{"listener", "reason"})
 	m.certReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameCertReloads,
 		Help: "Certificates reloaded because their files changed, by result (success, or failure: the previous certificate keeps serving)."},
 		[]string{"result"})
@@ -211,7 +216,7 @@ func New(pools PoolSource) *Metrics {
 		Help: "ACME certificate events, by event (cert_obtained: a certificate ordered or renewed; cert_failed: an order failed, retried with backoff)."},
 		[]string{"event"})
 	m.plugins = newPluginMetrics(m.reg)
-	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.certReloads, m.certExpiry, m.acmeEvents, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
+	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.tlsConnErrors, m.certReloads, m.certExpiry, m.acmeEvents, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
 	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(goSchedMetrics...)),
@@ -261,6 +266,11 @@ func (m *Metrics) TLSHandshake(listener, version string, resumed bool) {
 // TLSHandshakeFailed counts a failed client handshake.
 func (m *Metrics) TLSHandshakeFailed(listener, reason string) {
 	m.tlsErrors.WithLabelValues(listener, reason).Inc()
+}
+
+// TLSConnFailed counts a client connection that ended on a TLS error after its handshake.
+func (m *Metrics) TLSConnFailed(listener, reason string) {
+	m.tlsConnErrors.WithLabelValues(listener, reason).Inc()
 }
 
 // CertReloaded counts a certificate reload (certs.Observer).

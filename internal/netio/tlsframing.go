@@ -6,6 +6,7 @@ package netio
 // record (the rest is in flight) or nothing.
 type TLSFraming struct {
 	hdr   int // header bytes seen of the current record, 0-4
+	typ   byte
 	lenHi byte
 	left  int // body bytes still to come of the current record
 }
@@ -20,6 +21,8 @@ func (f *TLSFraming) Feed(b []byte) {
 			continue
 		}
 		switch f.hdr {
+		case 0:
+			f.typ = b[0]
 		case 3:
 			f.lenHi = b[0]
 		case 4:
@@ -32,3 +35,8 @@ func (f *TLSFraming) Feed(b []byte) {
 
 // AtBoundary reports whether the bytes fed so far end with a whole record.
 func (f *TLSFraming) AtBoundary() bool { return f.hdr == 0 && f.left == 0 }
+
+// Type is the content type of the last record begun (21: alert), 0 before any. It is the
+// record layer's, seen before decryption: TLS 1.3 protects every record as application
+// data (23) once its keys are in place, so another type there was sent in plaintext.
+func (f *TLSFraming) Type() byte { return f.typ }

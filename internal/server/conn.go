@@ -105,6 +105,7 @@ func (c *conn) serve(resumeIdle bool) {
 	defer func() {
 		if !handedOver {
 			c.cancel(errConnClosed)
+			c.noteTLSFailure()
 			c.rw.Close() // a TLS connection sends its close_notify
 			c.releaseBufs()
 			c.srv.forget(c)

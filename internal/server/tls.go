@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,9 +16,13 @@ import (
 )
 
 // TLSObserver is an optional Handler capability: it is told of every TLS handshake on a
-// listener, the state of a completed one or why one failed, for logs and metrics.
+// listener, the state of a completed one or why one failed, and of every connection that
+// ended on a TLS error after its handshake, for logs and metrics.
 type TLSObserver interface {
 	Handshake(listener string, st *tls.ConnectionState, err error)
+	// TLSFailed counts a connection that ended on a TLS error after its handshake; reason
+	// is [TLSFailure]'s.
+	TLSFailed(listener, reason string)
 }
 
 // tlsConn is a TLS connection whose deadlines are armed lazily on the socket underneath
@@ -26,7 +31,26 @@ type tlsConn struct {
 	*tls.Conn
 	raw  net.Conn // the socket's connection: netio.ExtendRead arms it lazily when it can
 	sock *tlsSocket
+	// failed is the first error a read returned but a timeout: the connection ends on it
+	// (noteTLSFailure tells a TLS error from a client gone). Atomic: a tunnel reads the
+	// client on a goroutine of its own.
+	failed atomic.Pointer[error]
 }
+
+// Read notes the first error that will end the connection (failed); a timeout may not (the
+// short wait for the next request ends in one each time a kept-alive client pauses).
+func (c *tlsConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil && c.failed.Load() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		c.noteFailed(err)
+	}
+	return n, err
+}
+
+// noteFailed keeps err as the connection's failure unless one is kept already. A function of
+// its own: Read taking its own err's address would move err to the heap at every read
+// (the parameter here, inlined or not, is made only on this path).
+func (c *tlsConn) noteFailed(err error) { c.failed.CompareAndSwap(nil, &err) }
 
 // Write is a write of the connection's own, which tlsSocket tells apart from crypto/tls's.
 func (c *tlsConn) Write(b []byte) (int, error) {
@@ -65,11 +89,18 @@ func (c *conn) handshake() bool {
 	err := tc.HandshakeContext(c.ctx)
 	c.setActive()
 	obs, _ := c.srv.handler.(TLSObserver)
+	if err != nil && sock.frame.Type() == recordTypeAlert && TLSFailure(err) == "bad_record_mac" {
+		// A TLS 1.3 client that aborts before it has its handshake keys sends its alert in
+		// plaintext, which crypto/tls, reading with the client's keys by then, fails to
+		// decrypt: OpenSSL (so curl) does, when it does not trust the certificate.
+		err = fmt.Errorf("%w: %w", errPlaintextAlert, err)
+	}
 	if err != nil {
 		if obs != nil {
 			obs.Handshake(c.st.Name, nil, err)
 		}
-		c.srv.log.Debug("TLS handshake failed", "remote", c.clientIP, "reason", HandshakeFailure(err), "err", err)
+		c.srv.log.Debug("TLS handshake failed", "remote", c.clientIP, "reason", HandshakeFailure(err),
+			"sni", tc.ConnectionState().ServerName, "err", err)
 		return false
 	}
 	st := tc.ConnectionState()
@@ -158,12 +189,96 @@ func clientSubject(st *tls.ConnectionState) string {
 	return st.PeerCertificates[0].Subject.String()
 }
 
+// noteTLSFailure logs (at debug level, as a failed handshake is) and counts the TLS error
+// the connection ended on, if it did: crypto/tls found it after the handshake, sent its
+// alert and failed the read. A client that closed (a FIN, close_notify, a reset) or a
+// timeout is none. It runs once, as the connection ends, so the requests of a healthy
+// connection pay only Read's check of a nil error.
+func (c *conn) noteTLSFailure() {
+	tc, ok := c.rw.(*tlsConn)
+	if !ok {
+		return
+	}
+	p := tc.failed.Load()
+	if p == nil {
+		return
+	}
+	why := TLSFailure(*p)
+	if why == "" {
+		return
+	}
+	c.srv.log.Debug("TLS connection failed", "remote", c.clientIP, "reason", why, "err", *p)
+	if obs, ok := c.srv.handler.(TLSObserver); ok {
+		obs.TLSFailed(c.st.Name, why)
+	}
+}
+
+// The texts of the alerts TLSFailure tells apart (crypto/tls's own type for the alerts it
+// sends is unexported; AlertError has the same text).
+var (
+	alertBadRecordMAC   = tls.AlertError(20).Error()
+	alertRecordOverflow = tls.AlertError(22).Error()
+)
+
+// TLSFailure names the TLS error a connection ended on after its handshake, in a few stable
+// words for logs and metrics, or "" when err is none (the client closed, with or without
+// close_notify, or reset the connection; a timeout): bad_record_mac (a record failed its
+// integrity check: corrupted, forged, or the client's keys out of step), record_overflow
+// (a record over the size limit), renegotiation (a ClientHello after the handshake),
+// record_flood (more than 16 records in a row without data: key updates, empty records,
+// warning alerts), alert (the client's, other than close_notify), or protocol_error (any
+// other record or message crypto/tls refused). crypto/tls answered each but alert with an
+// alert of its own.
+func TLSFailure(err error) string {
+	var rh tls.RecordHeaderError
+	var oe *net.OpError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &rh):
+		if strings.Contains(rh.Msg, "oversized record") {
+			return "record_overflow"
+		}
+		return "protocol_error"
+	case errors.As(err, &oe) && oe.Op == "remote error":
+		return "alert"
+	case errors.As(err, &oe) && oe.Op == "local error":
+		switch oe.Err.Error() {
+		case alertBadRecordMAC:
+			return "bad_record_mac"
+		case alertRecordOverflow:
+			return "record_overflow"
+		}
+		return "protocol_error"
+	}
+	// What is left of crypto/tls's failures are plain errors, told apart by their text;
+	// anything else (the socket's errors, EOF) is the client gone.
+	switch msg := err.Error(); {
+	case !strings.HasPrefix(msg, "tls: "):
+		return ""
+	case strings.Contains(msg, "too many"): // "ignored records", "non-advancing records"
+		return "record_flood"
+	case strings.Contains(msg, "clientHelloMsg"): // "received unexpected handshake message of type *tls.clientHelloMsg"
+		return "renegotiation"
+	}
+	return "protocol_error"
+}
+
+// recordTypeAlert is the TLS record content type of alerts (RFC 8446 §5.1).
+const recordTypeAlert = 21
+
+// errPlaintextAlert marks a handshake that failed on an alert the client sent in plaintext
+// after the server had switched to its keys (handshake).
+var errPlaintextAlert = errors.New("the client aborted with an alert sent in plaintext")
+
 // HandshakeFailure names why a handshake failed, in a few stable words for logs and
 // metrics: timeout, not_tls (plain HTTP sent to a TLS port), unknown_sni, bad_certificate
-// (the client's, under mutual TLS), client_closed, or handshake_error.
+// (the client's, under mutual TLS), alert (the client aborted with one: most often it does
+// not trust the server's certificate), client_closed, or handshake_error.
 func HandshakeFailure(err error) string {
 	var rh tls.RecordHeaderError
 	var ae tls.AlertError
+	var oe *net.OpError
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
@@ -171,12 +286,14 @@ func HandshakeFailure(err error) string {
 		return "not_tls"
 	case err == nil:
 		return ""
-	case errors.Is(err, certs.ErrUnknownName):
+	case certs.IsUnknownName(err):
 		return "unknown_sni"
+	case errors.Is(err, errPlaintextAlert), errors.As(err, &oe) && oe.Op == "remote error", errors.As(err, &ae):
+		// Before the text checks: a client that rejects the server's certificate says
+		// "bad certificate" (Go's) too, and that is not the client's certificate.
+		return "alert"
 	case containsAny(err.Error(), "client didn't provide a certificate", "failed to verify certificate", "bad certificate", "certificate required"):
 		return "bad_certificate"
-	case errors.As(err, &ae):
-		return "alert"
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF), containsAny(err.Error(), "EOF", "connection reset"):
 		return "client_closed"
 	}

@@ -134,12 +134,7 @@ func TestTLSKeyUpdateAfterIdleH2(t *testing.T) {
 		st.WriteTimeout = 100 * time.Millisecond
 	})
 	c := dialTLS13Records(t, ca, addr, "h2")
-	rs := &recordStream{tls13Records: c}
-	r := &rawH2Conn{c: c.raw, fr: http2.NewFramer(rs, rs)}
-	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	r.enc = hpack.NewEncoder(&r.hb)
-	rs.Write([]byte(h2Preface))
-	r.fr.WriteSettings()
+	r, rs := startH2Records(c)
 	for id := uint32(1); id <= 3; id += 2 {
 		if id == 3 {
 			time.Sleep(400 * time.Millisecond) // past write_timeout and its slack
@@ -155,6 +150,18 @@ func TestTLSKeyUpdateAfterIdleH2(t *testing.T) {
 	if !c.sawKeyUpdate {
 		t.Error("the server answered without updating its own keys")
 	}
+}
+
+// startH2Records starts HTTP/2 on c (the preface, SETTINGS) and returns its frames' reader
+// and writer, over the records' application data.
+func startH2Records(c *tls13Records) (*rawH2Conn, *recordStream) {
+	rs := &recordStream{tls13Records: c}
+	r := &rawH2Conn{c: c.raw, fr: http2.NewFramer(rs, rs)}
+	r.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	r.enc = hpack.NewEncoder(&r.hb)
+	rs.Write([]byte(h2Preface))
+	r.fr.WriteSettings()
+	return r, rs
 }
 
 // recordStream is the application data of a tls13Records as a byte stream.
