@@ -429,8 +429,12 @@ func silentBackend(t *testing.T) string {
 func TestResponseTimeoutFiresWithinItsSlack(t *testing.T) {
 	be := silentBackend(t)
 	tg := upstreamGateway(t, be, "timeouts: {read: 250ms}", "retry: {attempts: 1}")
+	// 250 ms + Slack(250ms) = 281 ms, plus 40 ms for scheduling. A loaded machine adds more
+	// than 40 ms to a run now and then, a step armed whole to every run: the best of up to 10
+	// runs (the first within the bound ends them) tells the two apart.
+	const bound, runs = 321 * time.Millisecond, 10
 	best := time.Hour
-	for i := 0; i < 3; i++ {
+	for i := 0; i < runs && best > bound; i++ {
 		c := newClient() // a new client connection each time: a clean measurement
 		start := time.Now()
 		resp, err := c.Get(tg.url("/x"))
@@ -442,8 +446,7 @@ func TestResponseTimeoutFiresWithinItsSlack(t *testing.T) {
 		mustStatus(t, resp, 504)
 		best = min(best, time.Since(start))
 	}
-	// 250 ms + Slack(250ms) = 281 ms, plus 40 ms for scheduling; the best of 3 runs.
-	if best > 321*time.Millisecond {
-		t.Fatalf("the 250ms response timeout fired after %v (best of 3); want at most 250ms + Slack 31ms (+ scheduling)", best)
+	if best > bound {
+		t.Fatalf("the 250ms response timeout fired after %v (best of %d); want at most 250ms + Slack 31ms (+ scheduling)", best, runs)
 	}
 }

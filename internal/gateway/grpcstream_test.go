@@ -461,10 +461,10 @@ func TestGRPCH2CUpstreamSpeaksHTTP1(t *testing.T) {
 }
 
 // http1Refuser starts an HTTP/1.1 server that answers a request line, the HTTP/2 preface's
-// too, with a 400 and closes as nginx does (lingering close): its write side first, then it
-// reads until the client closes. A server that closes with the client's frames unread sends
-// a reset that can reach the client before the 400 is read, and the reset, not the answer,
-// is then all the client sees (a flaky test, not what this one is about).
+// too, with a 400 and closes as nginx does ([testutil.CloseLingering]: its write side first,
+// then it reads until the client closes). A server that closes with the client's frames
+// unread sends a reset that can reach the client before the 400 is read, and the reset, not
+// the answer, is then all the client sees (a flaky test, not what this one is about).
 func http1Refuser(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -479,14 +479,11 @@ func http1Refuser(t *testing.T) string {
 				return
 			}
 			go func() {
-				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil { // the request line
-					return
+				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil { // the request line
+					_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 				}
-				_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-				_ = c.(*net.TCPConn).CloseWrite()
-				_, _ = io.Copy(io.Discard, c)
+				testutil.CloseLingering(c)
 			}()
 		}
 	}()

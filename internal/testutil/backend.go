@@ -53,7 +53,8 @@ type BackendOptions struct {
 	// dropping its connections does. The listener stays up. Crashes counts them.
 	CrashEvery int
 	// CloseAfter, if > 0, answers the CloseAfter-th request of a connection with
-	// "Connection: close" and closes it.
+	// "Connection: close" and closes it, as a request saying "Connection: close" is: with a
+	// lingering close ([CloseLingering]), so what the client still sends meets no reset.
 	CloseAfter int
 	// Delay is added before each response. A request may ask for more with the header
 	// X-Backend-Delay: <Go duration>; either way it is processed (counted for Processed and
@@ -329,11 +330,37 @@ func (b *Backend) handle(raw net.Conn) {
 		if err != nil {
 			b.cut.Add(1)
 		}
-		if err != nil || last || silent {
-			_ = closeIdle()
+		switch {
+		case err != nil || silent:
+			_ = closeIdle() // cut, or a silent close (FIN): a request sent anyway meets a reset
+			return
+		case last:
+			if tc, ok := c.(*tls.Conn); ok && b.opts.CloseNotify {
+				_ = tc.CloseWrite() // close_notify
+			}
+			CloseLingering(raw)
 			return
 		}
 	}
+}
+
+// lingerTime bounds how long [CloseLingering] reads what the peer still sends.
+const lingerTime = 2 * time.Second
+
+// CloseLingering closes c after an answer that ends the connection as servers do (the
+// lingering close of RFC 9112 §9.6; nginx's lingering_close): its sending side first (a FIN
+// after the answer), then it reads and drops what the peer still sends until the peer
+// closes, for lingerTime at most. Closing a socket with unread input makes the kernel send
+// a reset instead of a FIN, and a peer still sending (a request body, pipelined requests,
+// an HTTP/2 preface's frames) meets the reset before it reads the answer: the answer is
+// then lost to a test that asserts on it. That made a CI flake (an HTTP/1.1 server's answer
+// to the HTTP/2 preface, see TestGRPCH2CUpstreamSpeaksHTTP1).
+func CloseLingering(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok && tc.CloseWrite() == nil {
+		_ = c.SetReadDeadline(time.Now().Add(lingerTime))
+		_, _ = io.Copy(io.Discard, c)
+	}
+	_ = c.Close()
 }
 
 // crash counts a request arriving and, on every CrashEvery-th, resets every open connection

@@ -3,6 +3,7 @@ package testutil
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -146,5 +147,51 @@ func TestHeldRequestCut(t *testing.T) {
 	defer c2.Close()
 	if _, err := get(t, c2, bufio.NewReader(c2), "g"); err != nil || b.Unanswered() != 1 {
 		t.Errorf("request after the crash: %v, unanswered %d, want 1", err, b.Unanswered())
+	}
+}
+
+// TestBackendLingersAfterConnectionClose: a request answered with "Connection: close" while
+// the client is still sending (here 1 MiB after the request: an HTTP/2 preface's frames, a
+// pipelined request) is followed by a FIN, and what the client sends meanwhile is dropped:
+// the client reads the whole answer and then EOF, and its writes succeed. A close with that
+// input unread resets the connection instead (the answer's reader then sees "connection
+// reset by peer", and a writer loses the answer to the reset first).
+func TestBackendLingersAfterConnectionClose(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    BackendOptions
+		req  string
+	}{
+		{name: "request says close", o: BackendOptions{Echo: true}, req: "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"},
+		{name: "CloseAfter", o: BackendOptions{CloseAfter: 1}, req: "GET / HTTP/1.1\r\nHost: t\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBackend(t, tc.o)
+			c, err := net.Dial("tcp", b.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := c.Write([]byte(tc.req + strings.Repeat("x", 1<<20)))
+				wrote <- err
+			}()
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 || !resp.Close {
+				t.Fatalf("answer %d (close %v), body read: %v; want 200 with Connection: close", resp.StatusCode, resp.Close, err)
+			}
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("after the answer: %v; want EOF (a FIN, not a reset)", err)
+			}
+			if err := <-wrote; err != nil {
+				t.Errorf("the client's write: %v; want the backend to read and drop it", err)
+			}
+		})
 	}
 }
