@@ -521,6 +521,7 @@ var (
 	_ proxy.CancelNotifier  = (*server.Exchange)(nil)
 	_ proxy.InterimWriter   = (*server.Exchange)(nil)
 	_ proxy.BodyWatcher     = (*server.Exchange)(nil)
+	_ proxy.Arrival         = (*server.Exchange)(nil)
 )
 
 // reqState is the per-request state of ServeH1, pooled so that routing and logging a request

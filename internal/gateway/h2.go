@@ -43,13 +43,14 @@ func h2Settings(lc config.Listener) *server.H2Settings {
 	}
 }
 
-// An HTTP/2 stream is the proxy's downstream, with the cancel hook, interim responses and
-// watched body waits (an early answer while the client is slow to send).
+// An HTTP/2 stream is the proxy's downstream, with the cancel hook, interim responses,
+// watched body waits (an early answer while the client is slow to send) and its arrival time.
 var (
 	_ proxy.Downstream     = (*server.Stream)(nil)
 	_ proxy.CancelNotifier = (*server.Stream)(nil)
 	_ proxy.InterimWriter  = (*server.Stream)(nil)
 	_ proxy.BodyWatcher    = (*server.Stream)(nil)
+	_ proxy.Arrival        = (*server.Stream)(nil)
 	_ server.StreamHandler = (*Gateway)(nil)
 	_ server.H2Observer    = (*Gateway)(nil)
 )

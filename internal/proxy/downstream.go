@@ -135,6 +135,13 @@ type Tunneler interface {
 	Tunnel() (conn net.Conn, r io.Reader, err error)
 }
 
+// Arrival is an optional Downstream capability: when the request head arrived. A gRPC call's
+// grpc-timeout counts from it (grpcdeadline.go): the client's deadline was running while the
+// plugins ran and the body prefix was waited for. Without it, it counts from the proxy's start.
+type Arrival interface {
+	StartTime() time.Time
+}
+
 // CancelNotifier is an optional Downstream capability: f runs once when the Context is
 // canceled (at once if it already is), until it is replaced; nil removes it. It does what
 // context.AfterFunc does without allocating, which the proxy's zero-allocation request path

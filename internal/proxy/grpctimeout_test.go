@@ -52,3 +52,57 @@ func TestGRPCTimeout(t *testing.T) {
 		t.Error("no grpc-timeout field: a timeout")
 	}
 }
+
+// TestFormatGRPCTimeout: what is left of a call goes upstream as at most 8 digits in the
+// finest unit that holds it, rounded down (the backend is never given more time than the
+// client waits), and grpcTimeout reads it back within one unit.
+func TestFormatGRPCTimeout(t *testing.T) {
+	cases := []struct {
+		d    time.Duration
+		want string
+	}{
+		{d: -time.Second, want: "1n"}, // callers send none that small; never "0n" or negative
+		{d: 0, want: "1n"},
+		{d: 1, want: "1n"},
+		{d: 99999999, want: "99999999n"},
+		{d: 100 * time.Millisecond, want: "100000u"},
+		{d: 1500*time.Millisecond + 999, want: "1500000u"}, // rounded down
+		{d: 99999999 * time.Microsecond, want: "99999999u"},
+		{d: 100 * time.Second, want: "100000m"},
+		{d: 99999999*time.Millisecond + 999999, want: "99999999m"},
+		{d: 100000 * time.Second, want: "100000S"},
+		{d: 99999999 * time.Minute, want: "99999999M"},
+		{d: 100000000 * time.Minute, want: "1666666H"},
+		{d: math.MaxInt64, want: "2562047H"},
+	}
+	for _, tc := range cases {
+		got := formatGRPCTimeout(tc.d)
+		if got != tc.want {
+			t.Errorf("formatGRPCTimeout(%v) = %q; want %q", tc.d, got, tc.want)
+			continue
+		}
+		var h, u h1.Header
+		h.Add("Grpc-Timeout", got)
+		u.Add("Grpc-Timeout", "1"+got[len(got)-1:])
+		back, ok := grpcTimeout(&h)
+		unit, _ := grpcTimeout(&u)
+		if tc.d > 0 && (!ok || back > tc.d || tc.d-back >= unit) {
+			t.Errorf("%q reads back as %v %v; want at most %v and within a unit of it", got, back, ok, tc.d)
+		}
+	}
+}
+
+// TestSetGRPCTimeout: the upstream request's grpc-timeout is replaced by what is left (one
+// field, however many the client sent); a request without one is given none.
+func TestSetGRPCTimeout(t *testing.T) {
+	h := map[string][]string{"Grpc-Timeout": {"5S", "7S"}, "Content-Type": {"application/grpc"}}
+	setGRPCTimeout(h, 1234*time.Millisecond)
+	if got := h["Grpc-Timeout"]; len(got) != 1 || got[0] != "1234000u" {
+		t.Errorf("grpc-timeout %q; want [1234000u]", got)
+	}
+	none := map[string][]string{"Content-Type": {"application/grpc"}}
+	setGRPCTimeout(none, time.Second)
+	if _, ok := none["Grpc-Timeout"]; ok || len(none) != 1 {
+		t.Errorf("a request without grpc-timeout was given %q", none["Grpc-Timeout"])
+	}
+}

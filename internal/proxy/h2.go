@@ -10,16 +10,15 @@ package proxy
 // REFUSED_STREAM) is "provably not processed" and is re-sent whatever the method, if the
 // body is held, unless the try timeout is what ended it (a timeout, counted, that sent
 // nothing: classifyH2); any other failure after the stream started is possibly processed
-// and retried only under the route's rules (decide.go). grpc-timeout bounds the attempt.
+// and retried only under the route's rules (decide.go). grpc-timeout bounds the call, every
+// attempt told what is left of it (grpcdeadline.go).
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,14 +65,18 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	if err != nil {
 		return result{err: reason.New(400, reason.BadRequest, "", err), clientSide: true}
 	}
-	var deadline, callEnd time.Time // grpc-timeout's, zero when none
+	var deadline time.Time // grpc-timeout's, zero when none
 	wait := r.tryTimeout()
 	body.wait = wait
-	if d, ok := grpcTimeout(&fwd.req.Header); ok {
-		start := time.Now()
-		callEnd = start.Add(d)
-		deadline = start.Add(d - d/10) // a backend's own reset at the deadline comes a little early
-		wait = min(wait, d)
+	callEnd := r.callDeadline(now) // grpcdeadline.go
+	if !callEnd.IsZero() {
+		left := time.Until(callEnd)
+		if left <= 0 {
+			return result{err: callTimedOut(nil), notSent: true} // no attempt: nothing was sent
+		}
+		setGRPCTimeout(req.Header, left)   // the backend is told what is left of the call
+		deadline = callEnd.Add(-left / 10) // a backend's own reset at the deadline comes a little early
+		wait = min(wait, left)
 	}
 	// One timer: the head wait (the try timeout, or grpc-timeout when sooner), then re-armed
 	// for the rest of a call with grpc-timeout. While the request body streams, the head
@@ -603,30 +606,3 @@ func (b *h2Body) Close() error { b.finish(); return nil }
 // not wait for the client: the HTTP/2 client then sends it in the write of the request's
 // HEADERS (h2pool, client.go).
 func (b *h2Body) Held() bool { return b.fwd.preEOF }
-
-// grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": 1 to 8 digits and a
-// unit of H, M, S, m, u, n; gRPC over HTTP/2, "Requests"). A value past what a Duration holds
-// (above 2562047H) is the longest Duration, as grpc-go reads it: before, it wrapped to a
-// negative wait and the call ended at once with DEADLINE_EXCEEDED.
-func grpcTimeout(h *h1.Header) (time.Duration, bool) {
-	v, ok := h.Get("Grpc-Timeout")
-	if !ok || len(v) < 2 || len(v) > 9 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range v[:len(v)-1] {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	i := strings.IndexByte("HMSmun", v[len(v)-1])
-	if i < 0 {
-		return 0, false
-	}
-	unit := [...]time.Duration{time.Hour, time.Minute, time.Second, time.Millisecond, time.Microsecond, time.Nanosecond}[i]
-	if n > math.MaxInt64/int64(unit) {
-		return math.MaxInt64, true
-	}
-	return time.Duration(n) * unit, true
-}

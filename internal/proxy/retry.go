@@ -73,6 +73,11 @@ type retrier struct {
 
 	retrySlot bool // holds one of the upstream's concurrent-retry slots
 	fresh     bool // later attempts dial new connections
+
+	// The end of a gRPC call's grpc-timeout (zero: none), read by the first HTTP/2 attempt
+	// (callRead; grpcdeadline.go).
+	callEnd  time.Time
+	callRead bool
 }
 
 // init prepares r for a request.
@@ -173,6 +178,13 @@ func (r *retrier) pastDeadline() bool { return !r.end.IsZero() && !time.Now().Be
 // next acts after failed attempt n (res): nil to try again (after any backoff), or the error
 // to answer with.
 func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
+	if r.callOver() && !res.clientSide && !res.canceled {
+		// grpcdeadline.go: the client has stopped waiting. Whatever the attempt waited for
+		// when the time ran out (a stream slot, a dial, a connection's SETTINGS: a connect
+		// timeout is UNAVAILABLE, "safe to retry"), the answer is its deadline, and nothing
+		// is retried.
+		return callTimedOut(res.err)
+	}
 	var d decision
 	if res.cond == config.RetryStatus {
 		// retryStatus decided before discarding the response, and took the token and slot.
@@ -206,6 +218,9 @@ func (r *retrier) next(ctx context.Context, res result, n int) *reason.Error {
 		// The backoff ran into retry.deadline: no attempt starts after it.
 		return res.err
 	}
+	if r.callOver() {
+		return callTimedOut(res.err) // the backoff ran into the call's grpc-timeout
+	}
 	r.logRetry(ctx, res, d.why)
 	return nil
 }
@@ -222,7 +237,8 @@ func (r *retrier) logRetry(ctx context.Context, res result, why string) {
 }
 
 // backoff sleeps a random time in [0, min(max, base * 2^(tries-2))] ("full jitter"), but not
-// past the deadline, and not past the request's cancellation (it then returns ctx's error).
+// past the deadline or the call's grpc-timeout, and not past the request's cancellation (it
+// then returns ctx's error).
 func (r *retrier) backoff(ctx context.Context) error {
 	ceil := r.pol.backoffBase << min(r.tries-2, 16)
 	if ceil > r.pol.backoffMax || ceil <= 0 {
@@ -232,8 +248,10 @@ func (r *retrier) backoff(ctx context.Context) error {
 		return ctx.Err()
 	}
 	d := time.Duration(rand.Int64N(int64(ceil) + 1))
-	if !r.end.IsZero() {
-		d = min(d, time.Until(r.end))
+	for _, end := range [...]time.Time{r.end, r.callEnd} {
+		if !end.IsZero() {
+			d = min(d, time.Until(end))
+		}
 	}
 	if d <= 0 {
 		return ctx.Err()
