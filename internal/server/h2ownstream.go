@@ -66,14 +66,15 @@ type ownStream struct {
 func (s *Stream) initOwn() {
 	s.Start = s.x.o.src.at // when its HEADERS were read
 	s.bodyLimit = s.h.c.st.MaxBodyBytes
-	// Not a child of the connection's context: a child registers in its parent's set of
-	// children (a map under the parent's lock, shared by the connection's streams) when it
-	// is made and leaves it when released: the stream context cost 3.0% of the gateway's
-	// CPU with that link, 2.0% without, at 32 streams per connection. Nothing is lost: the connection's context is canceled only when the
-	// connection ends (conn.serve, after this read loop) or by a forced shutdown, which
-	// also closes the socket, so the read loop ends and serve's end cancels every open
-	// stream (ownGone, with the shutdown's cause).
-	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	// A context made when needed (h2ctx.go), from Background when it is: not a child of the
+	// connection's context, whose set of children (a map under the parent's lock, shared by
+	// the connection's streams) a child joins when made and leaves when released (3.0% of
+	// the gateway's CPU with that link, 2.0% without, at 32 streams per connection). Nothing
+	// is lost: the connection's context is canceled only when the connection ends
+	// (conn.serve, after this read loop) or by a forced shutdown, which also closes the
+	// socket, so the read loop ends and serve's end cancels every open stream (ownGone,
+	// with the shutdown's cause).
+	s.ctx = new(streamCtx)
 	s.x.lastOff = -1
 	if s.x.wake == nil {
 		s.x.wake = make(chan struct{}, 1)
@@ -96,7 +97,7 @@ func (s *Stream) ownGone(cause error) {
 	if c := context.Cause(s.h.c.ctx); errors.As(c, &re) {
 		cause = re
 	}
-	s.cancel(cause)
+	s.ctx.end(cause)
 	s.mu.Lock()
 	f := s.onCancel
 	s.onCancel = nil

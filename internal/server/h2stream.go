@@ -34,8 +34,7 @@ type Stream struct {
 	h   *h2Conn
 	buf []byte // the bytes Req's slices point into
 
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
+	ctx      *streamCtx // a new one per stream (h2ctx.go)
 	mu       sync.Mutex // guards onCancel
 	onCancel func()
 
@@ -68,7 +67,7 @@ var streamPool = sync.Pool{New: func() any { return new(Stream) }}
 
 // release puts the Stream back in its pool (its buffers kept).
 func (s *Stream) release() {
-	s.cancel(nil)
+	s.ctx.end(nil)
 	s.Req.Reset()
 	s.trailer.Reset()
 	keep := s.x.keep()
