@@ -38,9 +38,18 @@ const idleFastWait = 10 * time.Millisecond
 // after a handler answered without reading the whole body.
 const maxDrain = 256 << 10
 
-// lingerTime bounds how long a connection that closes with request bytes unread goes on
-// reading (and discarding) them after its response (see linger).
-const lingerTime = 2 * time.Second
+// lingerTime and lingerMaxBytes bound the lingering close of a connection that closes with
+// request bytes unread (see lingerClose): it reads (and drops) them after its response for
+// lingerTime at most, and lingerMaxBytes at most. Either way a client that goes on sending
+// cannot hold the connection or make the server read for it any longer; what it sends
+// past them meets a reset. 64 MiB is four times the largest body the tests refuse early
+// (16 MiB, sent at once). Over loopback the byte bound ends first (64 MiB are read in 30 to
+// 110 ms, where 2 s let a client make the server read 3.3 GB), below about 270 Mbit/s the
+// time bound.
+const (
+	lingerTime     = 2 * time.Second
+	lingerMaxBytes = 64 << 20
+)
 
 var bufPool = sync.Pool{New: func() any { return new(connBufs) }}
 
@@ -464,17 +473,27 @@ func (c *conn) rejectRequest(err error) {
 }
 
 // linger ends a connection whose response left request body bytes unread (an early answer,
-// a body over the limit): closing the socket with unread bytes would reset the connection,
-// and a reset may destroy the response before the client has read it (the client, still
-// sending, reads only later). So the sending side is shut down after the response (a FIN)
-// and what the client still sends is read and dropped until it closes too, for lingerTime
-// at most: the "lingering close" of RFC 9112 §9.6 (nginx: lingering_close).
+// a body over the limit) with a lingering close.
 func (c *conn) linger(ex *Exchange) {
-	if ex.tunneled || ex.bodyDone() || c.closeWrite() != nil {
+	if ex.tunneled || ex.bodyDone() {
+		return
+	}
+	c.lingerClose()
+}
+
+// lingerClose ends a connection after a response that may have left request bytes unread:
+// closing the socket with unread bytes would reset the connection, and a reset may destroy
+// the response before the client has read it (the client, still sending, reads only later;
+// its write meets the reset first). So the sending side is shut down after the response (a
+// FIN; under TLS a close_notify) and what the client still sends is read and dropped until
+// it closes too, for lingerTime and lingerMaxBytes at most: the "lingering close" of
+// RFC 9112 §9.6 (nginx: lingering_close).
+func (c *conn) lingerClose() {
+	if c.closeWrite() != nil {
 		return
 	}
 	c.rw.SetReadDeadline(time.Now().Add(lingerTime))
-	_, _ = io.Copy(io.Discard, c.br)
+	_, _ = io.CopyN(io.Discard, c.br, lingerMaxBytes)
 }
 
 // closeWrite shuts down the sending side of the connection (TLS: close_notify first).
@@ -508,7 +527,9 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)
 	}
-	_ = c.closeWrite()
+	// The rest of the request is not read: a head too large, a malformed one with its body
+	// or more requests behind it, a slow client still sending.
+	c.lingerClose()
 }
 
 // applyUnderscores applies the listener's Underscores policy to the request's header fields.

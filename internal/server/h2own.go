@@ -44,7 +44,8 @@ const (
 	// client that does not read it.
 	h2MaxQueued = 4 * h2MaxOut
 	// h2Linger is how long a closing connection reads (and drops) what the client still
-	// sends after the last GOAWAY went out, so that a close does not reset it.
+	// sends after the last GOAWAY went out, so that a close does not reset it; it reads
+	// lingerMaxBytes at most, as HTTP/1.1's lingering close does.
 	h2Linger = time.Second
 	// maxWindow is the largest flow-control window (RFC 9113 §6.9.1).
 	maxWindow = 1<<31 - 1
@@ -214,7 +215,7 @@ func (o *h2Own) serve() {
 		// (then h2Linger more); what the client still sends meanwhile is dropped, so that
 		// a client that is still writing is not reset before it read the GOAWAY.
 		o.setReadDeadline(time.Now().Add(h2Linger + max(o.wto, h2Linger)))
-		io.Copy(io.Discard, o.br)
+		io.CopyN(io.Discard, o.br, lingerMaxBytes)
 	}
 
 	// The end: every stream is canceled, the writer stops, the handlers return.
