@@ -124,6 +124,7 @@ type clientConn struct {
 	closed         bool
 	dead           bool // onDead was called
 	err            error
+	notHTTP2       bool   // the read loop read an HTTP/1.x answer to the preface (readLoop)
 	rsts           []byte // RST_STREAM frames queued by resetLocked, not written yet
 	pings          map[[8]byte]chan struct{}
 	pingSeq        uint64
@@ -267,9 +268,19 @@ func (cc *clientConn) writeLockedN(b []byte) (int, error) {
 		if cc.cut { // stopped: it was stuck past its stream's end
 			cc.writesStuckLocked()
 		}
+		unsettled := !cc.seenSettings && !cc.cut
+		if unsettled {
+			cc.closing = true // no new stream while the read loop has the last word
+		}
 		cc.mu.Unlock()
 		cc.werr = fmt.Errorf("http2: write: %w", err)
-		go cc.closeWith(cc.werr) // not under wmu: closing fails streams, whose writers take it
+		// Not under wmu: closing fails streams, whose writers take it. Unsettled, the read
+		// loop may yet read an HTTP/1.x answer: it closes (nothttp2.go).
+		if unsettled {
+			go cc.closeAfterRead(cc.werr)
+		} else {
+			go cc.closeWith(cc.werr)
+		}
 		return n, cc.werr
 	}
 	return n, nil
@@ -439,6 +450,11 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	inline := body == nil || heldEOF && len(held) <= 16384 && !trailers
 	cs.stopCtx = context.AfterFunc(ctx, func() { cs.cancel(ctx.Err()) })
 	err := cc.startStream(cs, endWithHeaders, inline, held)
+	if cs.askRead { // its write failed before the peer's SETTINGS came (nothttp2.go)
+		if nerr := cc.notHTTP2Err(err); nerr != nil {
+			err = nerr
+		}
+	}
 	if heldBuf != nil && (err != nil || cs.inlineSent || endWithHeaders) {
 		*heldBuf = held[:0]
 		heldBufs.Put(heldBuf)
@@ -572,10 +588,13 @@ func (cc *clientConn) startStream(cs *clientStream, end, inline bool, held []byt
 	// A GOAWAY below it or REFUSED_STREAM came during the write: the backend said it will
 	// not process the stream, however much of the write got out.
 	refused := errors.Is(cs.err, ErrUnprocessed) || cc.goAway && cs.id > cc.goAwayLast
+	unsettled := err != nil && !cc.seenSettings && !cut
 	cc.mu.Unlock()
 	if cut {
 		cc.uncut()
 	}
+	// Asked by roundTrip, not here under wmu: the read loop may write (GOAWAY) to end.
+	cs.askRead = unsettled && headLen > 0
 	switch {
 	case err == nil: // when cut, roundTrip resets the stream
 		return nil

@@ -43,6 +43,7 @@ func (cc *clientConn) readLoop() {
 		// HTTP/2 server's first frame is SETTINGS (RFC 9113 §3.4): it read no HTTP/2
 		// frame, so no stream on the connection was processed.
 		lost = fmt.Errorf("%w (%w)", ErrNotHTTP2, err)
+		cc.notHTTP2 = true
 	}
 	if cc.rd.err != nil {
 		cc.facts.eofAt = time.Now().UnixNano()

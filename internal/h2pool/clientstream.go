@@ -31,6 +31,7 @@ type clientStream struct {
 	headErr    error
 	headDone   bool
 	inlineSent bool // the held body went with the HEADERS
+	askRead    bool // its HEADERS write failed before the peer's SETTINGS: the read loop tells why (startStream)
 	// headWriting: its HEADERS (and inline DATA) are being written; headCut: its request
 	// ended meanwhile, and the connection's write deadline was set to stop that write.
 	headWriting bool
