@@ -31,17 +31,19 @@ type tlsConn struct {
 	*tls.Conn
 	raw  net.Conn // the socket's connection: netio.ExtendRead arms it lazily when it can
 	sock *tlsSocket
-	// failed is the first error a read returned but a timeout: the connection ends on it
-	// (noteTLSFailure tells a TLS error from a client gone). Atomic: a tunnel reads the
-	// client on a goroutine of its own.
+	// failed is the first error a read returned but a timeout or a stopped watch: the
+	// connection ends on it (noteTLSFailure tells a TLS error from a client gone). Atomic: a
+	// tunnel reads the client on a goroutine of its own.
 	failed atomic.Pointer[error]
 }
 
-// Read notes the first error that will end the connection (failed); a timeout may not (the
-// short wait for the next request ends in one each time a kept-alive client pauses).
+// Read notes the first error that will end the connection (failed). A timeout may not (the
+// short wait for the next request ends in one each time a kept-alive client pauses), nor a
+// body wait stopped by its watch (tlsWatchStopped: an early response, after which the
+// lingering close reads on and may meet the real failure).
 func (c *tlsConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if err != nil && c.failed.Load() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+	if err != nil && c.failed.Load() == nil && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, netio.ErrWatchStopped) {
 		c.noteFailed(err)
 	}
 	return n, err
