@@ -245,3 +245,27 @@ func TestGRPCCancelDuringResend(t *testing.T) {
 		t.Errorf("the backend was sent %d streams; want 2 (nothing after the cancel)", n)
 	}
 }
+
+// TestGRPCTimeoutRouteRewrite: a grpc-timeout field the route's rewrite sets goes to the
+// backend as the operator wrote it, and one the route removes is not put back; only the
+// client's own field is replaced by what is left of its deadline. Before, every attempt
+// wrote what was left of the client's deadline over the operator's value.
+func TestGRPCTimeoutRouteRewrite(t *testing.T) {
+	for _, tc := range []struct {
+		name, rewrite, want string
+	}{
+		{name: "set", rewrite: `{set_headers: {Grpc-Timeout: 7S}}`, want: "7S"},
+		{name: "removed", rewrite: `{remove_headers: [Grpc-Timeout]}`, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := &deadlineBackend{}
+			tg := startGateway(t, grpcGatewayYAML+"    rewrite: "+tc.rewrite+"\n", map[string]string{"backend": serveConns(t, be.serve)})
+			if st, msg := grpcCall(t, tg, "10S"); st != "0" {
+				t.Fatalf("grpc-status %q (%s), want 0", st, msg)
+			}
+			if seen := be.seen(); len(seen) != 1 || seen[0] != tc.want {
+				t.Errorf("the backend was sent grpc-timeout %q, want [%q]", seen, tc.want)
+			}
+		})
+	}
+}

@@ -65,10 +65,12 @@ func callTimedOut(last *reason.Error) *reason.Error {
 	return reason.New(504, reason.ResponseTimeout, last.Target, fmt.Errorf("grpc-timeout ran out: %w", last))
 }
 
-// setGRPCTimeout makes the upstream request's grpc-timeout field, when it has one, say left.
-// The field's slice is the request's own (parseH2Head): it is written in place.
-func setGRPCTimeout(h map[string][]string, left time.Duration) {
-	if vs := h["Grpc-Timeout"]; len(vs) > 0 {
+// setGRPCTimeout makes the upstream request's grpc-timeout field say left when it is the
+// client's (client: the client's value). A field the route's rewrite set (set_headers) is
+// the operator's and stands as it is; one it removed is not put back. The field's slice is
+// the request's own (parseH2Head): it is written in place.
+func setGRPCTimeout(h map[string][]string, client []byte, left time.Duration) {
+	if vs := h["Grpc-Timeout"]; len(vs) > 0 && vs[0] == string(client) {
 		vs[0] = formatGRPCTimeout(left)
 		h["Grpc-Timeout"] = vs[:1]
 	}

@@ -96,12 +96,17 @@ func TestFormatGRPCTimeout(t *testing.T) {
 // field, however many the client sent); a request without one is given none.
 func TestSetGRPCTimeout(t *testing.T) {
 	h := map[string][]string{"Grpc-Timeout": {"5S", "7S"}, "Content-Type": {"application/grpc"}}
-	setGRPCTimeout(h, 1234*time.Millisecond)
+	setGRPCTimeout(h, []byte("5S"), 1234*time.Millisecond)
 	if got := h["Grpc-Timeout"]; len(got) != 1 || got[0] != "1234000u" {
 		t.Errorf("grpc-timeout %q; want [1234000u]", got)
 	}
+	set := map[string][]string{"Grpc-Timeout": {"7S"}}
+	setGRPCTimeout(set, []byte("5S"), time.Second) // the route's own value
+	if got := set["Grpc-Timeout"]; len(got) != 1 || got[0] != "7S" {
+		t.Errorf("the route's grpc-timeout became %q; want [7S]", got)
+	}
 	none := map[string][]string{"Content-Type": {"application/grpc"}}
-	setGRPCTimeout(none, time.Second)
+	setGRPCTimeout(none, []byte("5S"), time.Second)
 	if _, ok := none["Grpc-Timeout"]; ok || len(none) != 1 {
 		t.Errorf("a request without grpc-timeout was given %q", none["Grpc-Timeout"])
 	}

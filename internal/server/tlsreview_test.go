@@ -1,10 +1,13 @@
 package server
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -73,6 +76,73 @@ func TestTLSFailureAfterWatchStop(t *testing.T) {
 			testutil.WaitFor(t, 5*time.Second, "the connection gone", func() bool { return srv.Active() == 0 })
 			if got := w.take(); !slices.Equal(got, tc.want) {
 				t.Errorf("reported %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestLingerDuringShutdown: a connection in its lingering close after a refusal (505), with
+// a client that goes on sending and never closes, does not hold Shutdown past the linger's
+// time bound, nor past a shorter grace: Shutdown forces it closed when its grace ends.
+func TestLingerDuringShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		grace   time.Duration
+		wantErr error
+		within  time.Duration // Shutdown returns within this (the linger alone: lingerTime)
+	}{
+		{name: "linger ends first", grace: 30 * time.Second, within: 5 * lingerTime},
+		{name: "grace ends first", grace: 50 * time.Millisecond, wantErr: context.DeadlineExceeded, within: lingerTime * 9 / 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := Settings{Name: "t", ReadHeaderTimeout: 30 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+				IdleTimeout: 30 * time.Second, Limits: h1.Limits{MaxHeaderBytes: 65536, MaxHeaders: 100}}
+			srv := New(ln, st, okHandler{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			go srv.Serve()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := io.WriteString(nc, "GET / HTTP/1.7\r\nHost: h\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+			if err != nil || resp.StatusCode != 505 {
+				t.Fatalf("answer %v, %v; want 505", resp, err)
+			}
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() { // trickles for ever: the linger's time bound or the shutdown ends it
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+					if _, err := nc.Write([]byte("x")); err != nil {
+						return
+					}
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), tc.grace)
+			defer cancel()
+			start := time.Now()
+			err = srv.Shutdown(ctx)
+			took := time.Since(start)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Errorf("Shutdown: %v, want %v", err, tc.wantErr)
+			}
+			if took > tc.within {
+				t.Errorf("Shutdown took %v, want at most %v", took, tc.within)
+			}
+			if srv.Active() != 0 {
+				t.Errorf("%d connections open after Shutdown", srv.Active())
 			}
 		})
 	}
