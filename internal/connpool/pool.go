@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"syscall"
@@ -557,14 +556,14 @@ func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
 }
 
 func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
-	var ne net.Error
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return reason.New(502, reason.ConnectRefused, p.addr, err)
-	case errors.Is(ctx.Err(), context.Canceled):
-		// The request went away; not the target's fault.
-	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+	case reason.DialTimedOut(ctx, err):
+		// The connect timeout, or an attempt's deadline ending ctx (an auto target's HTTP/2
+		// try timeout, a grpc-timeout): ctx's cause says which.
 		return reason.New(504, reason.ConnectTimeout, p.addr, err)
 	}
+	// Else failed, and when the request went away (ctx canceled), not the target's fault.
 	return reason.New(502, reason.ConnectFailed, p.addr, err)
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"sluice/internal/reason"
@@ -508,17 +509,17 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
-		status, code := 502, reason.ConnectRefused
-		if errors.Is(err, context.DeadlineExceeded) {
-			status, code = 504, reason.ConnectTimeout // as the HTTP/1.1 pool answers
-		}
-		return nil, reason.New(status, code, p.addr, fmt.Errorf("dial %s: %w", p.addr, err))
+		return nil, p.dialError(ctx, err)
 	}
 	if p.opts.TLS != nil {
 		tc := tls.Client(nc, p.opts.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
+			status := 502
+			if reason.DialTimedOut(ctx, err) {
+				status = 504 // as the HTTP/1.1 pool answers a handshake cut by time
+			}
+			return nil, reason.New(status, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
 		}
 		if proto := tc.ConnectionState().NegotiatedProtocol; proto != ALPNH2 {
 			tc.Close()
@@ -527,6 +528,21 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	return p.clientConn(nc)
+}
+
+// dialError is the reason of a failed TCP dial, as the HTTP/1.1 pool gives it
+// (connpool.dialError): refused, timed out (the connect timeout, or the attempt's try
+// timeout or grpc-timeout, which cut the dial by ending ctx: [reason.DialTimedOut]), or
+// failed otherwise (unreachable, reset, the request gone).
+func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
+	err = fmt.Errorf("dial %s: %w", p.addr, err)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return reason.New(502, reason.ConnectRefused, p.addr, err)
+	case reason.DialTimedOut(ctx, err):
+		return reason.New(504, reason.ConnectTimeout, p.addr, err)
+	}
+	return reason.New(502, reason.ConnectFailed, p.addr, err)
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,

@@ -1,0 +1,54 @@
+//go:build linux
+
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// TestH2UpstreamDialCutByTryTimeout: a dial to an HTTP/2 target that does not complete the
+// connection (its accept queue is full), cut by the attempt's try timeout before the
+// connect timeout, is a 504 upstream_connect_timeout, as on HTTP/1.1: the attempt ends its
+// context with a timeout cause, which the dial sees as canceled (it was reported as 502
+// upstream_connect_refused, sending the operator to a backend that refused nothing).
+func TestH2UpstreamDialCutByTryTimeout(t *testing.T) {
+	ca := testutil.NewCA(t)
+	for _, tc := range []struct {
+		name, upstream string
+	}{
+		{"h2c", "protocol: h2c"},
+		{"h2", "protocol: h2\n    tls: {ca_file: " + ca.CAFile(t) + ", server_name: 127.0.0.1}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:0
+upstreams:
+  - id: b
+    targets: [{address: "{{backend}}"}]
+    {{upstream}}
+    timeouts: {connect: 30s}
+    retry: {per_try_timeout: 300ms}
+routes:
+  - id: all
+    upstream: b
+`, map[string]string{"backend": testutil.UnansweredAddr(t), "upstream": tc.upstream})
+			c := &http.Client{Timeout: 20 * time.Second}
+			resp, err := c.Get(tg.url("/x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 504 || !strings.Contains(string(body), "upstream_connect_timeout") {
+				t.Errorf("a dial cut by the try timeout: %d %s; want 504 upstream_connect_timeout", resp.StatusCode, body)
+			}
+		})
+	}
+}
