@@ -164,6 +164,9 @@ func validateTLS(p *problems, b string, t *ListenerTLS) {
 func loadPair(c CertificateFiles) (*x509.Certificate, error) {
 	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
+		if n := keyMatchesInChain(c); n > 1 {
+			return nil, fmt.Errorf("certificate file %s: the first certificate must be the server's (the leaf), but key %s matches certificate %d of the chain: put that one first", c.CertFile, c.KeyFile, n)
+		}
 		return nil, fmt.Errorf("certificate %s with key %s: %w", c.CertFile, c.KeyFile, err)
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
@@ -174,6 +177,36 @@ func loadPair(c CertificateFiles) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("certificate %s expired on %s", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return leaf, nil
+}
+
+// keyMatchesInChain returns the position (from 1) of the certificate in the chain of
+// c.CertFile that the key of c.KeyFile belongs to, 0 for none: a key matching a later one
+// means the chain is in the wrong order (the intermediate first), which crypto/tls reports
+// as a key that does not match. The same check as the certificate store's (internal/certs,
+// which config may not import): validate and a reload say the same.
+func keyMatchesInChain(c CertificateFiles) int {
+	certPEM, err := os.ReadFile(c.CertFile)
+	if err != nil {
+		return 0
+	}
+	keyPEM, err := os.ReadFile(c.KeyFile)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return 0
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		n++
+		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), keyPEM); err == nil {
+			return n
+		}
+	}
 }
 
 func checkCAFile(name string) error {
