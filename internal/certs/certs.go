@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sluice/internal/config"
 )
 
 // Pair names the files of one certificate chain and its private key.
@@ -111,8 +112,8 @@ func load(p Pair) (*loaded, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
 	if err != nil {
-		if n := keyMatchesInChain(p.CertFile, p.KeyFile); n > 1 {
-			return nil, fmt.Errorf("certificate file %s: the first certificate must be the server's (the leaf), but key %s matches certificate %d of the chain: put that one first", p.CertFile, p.KeyFile, n)
+		if oerr := config.ChainOrderError(p.CertFile, p.KeyFile); oerr != nil {
+			return nil, oerr // an intermediate first: said so, not "private key does not match"
 		}
 		return nil, fmt.Errorf("%s with key %s: %w", p.CertFile, p.KeyFile, err)
 	}
@@ -126,36 +127,6 @@ func load(p Pair) (*loaded, error) {
 		return nil, fmt.Errorf("%s: certificate expired on %s", p.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &loaded{Pair: p, cert: &cert, leaf: leaf, certStat: cs, keyStat: ks}, nil
-}
-
-// keyMatchesInChain returns the position (from 1) of the certificate in the chain in certFile
-// that the key in keyFile belongs to, 0 for none. A pair whose key matches a later
-// certificate has the chain in the wrong order (the intermediate first, a common slip when
-// concatenating): crypto/tls only says that the key does not match, which sends the
-// operator to the key when the certificate file is at fault.
-func keyMatchesInChain(certFile, keyFile string) int {
-	certPEM, err := os.ReadFile(certFile)
-	if err != nil {
-		return 0
-	}
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for rest := certPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return 0
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		n++
-		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), keyPEM); err == nil {
-			return n
-		}
-	}
 }
 
 // stamp reads name and returns its fileStamp. A file that cannot be read has the stamp of

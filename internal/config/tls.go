@@ -164,8 +164,8 @@ func validateTLS(p *problems, b string, t *ListenerTLS) {
 func loadPair(c CertificateFiles) (*x509.Certificate, error) {
 	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
-		if n := keyMatchesInChain(c); n > 1 {
-			return nil, fmt.Errorf("certificate file %s: the first certificate must be the server's (the leaf), but key %s matches certificate %d of the chain: put that one first", c.CertFile, c.KeyFile, n)
+		if oerr := ChainOrderError(c.CertFile, c.KeyFile); oerr != nil {
+			return nil, oerr
 		}
 		return nil, fmt.Errorf("certificate %s with key %s: %w", c.CertFile, c.KeyFile, err)
 	}
@@ -179,32 +179,35 @@ func loadPair(c CertificateFiles) (*x509.Certificate, error) {
 	return leaf, nil
 }
 
-// keyMatchesInChain returns the position (from 1) of the certificate in the chain of
-// c.CertFile that the key of c.KeyFile belongs to, 0 for none: a key matching a later one
-// means the chain is in the wrong order (the intermediate first), which crypto/tls reports
-// as a key that does not match. The same check as the certificate store's (internal/certs,
-// which config may not import): validate and a reload say the same.
-func keyMatchesInChain(c CertificateFiles) int {
-	certPEM, err := os.ReadFile(c.CertFile)
+// ChainOrderError explains a certificate and key that failed to load because the chain in
+// certFile does not start with the certificate the key belongs to (the intermediate first, a
+// slip when concatenating), which crypto/tls reports as a key that does not match, sending
+// the operator to the key when the certificate file is at fault. It returns nil when the key
+// matches no later certificate of the chain. Validation and the certificate store
+// (internal/certs: start, reload) both use it, so that they say the same.
+func ChainOrderError(certFile, keyFile string) error {
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return 0
+		return nil
 	}
-	keyPEM, err := os.ReadFile(c.KeyFile)
+	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return 0
+		return nil
 	}
 	n := 0
 	for rest := certPEM; ; {
 		var b *pem.Block
 		if b, rest = pem.Decode(rest); b == nil {
-			return 0
+			return nil
 		}
 		if b.Type != "CERTIFICATE" {
 			continue
 		}
-		n++
+		if n++; n == 1 {
+			continue // the pair failed: the first does not match
+		}
 		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), keyPEM); err == nil {
-			return n
+			return fmt.Errorf("certificate file %s: the first certificate must be the server's (the leaf), but key %s matches certificate %d of the chain: put that one first", certFile, keyFile, n)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"sluice/internal/reason"
@@ -542,7 +541,7 @@ func (p *Pool) dialReason(ctx context.Context, err error) *reason.Error {
 	if errors.As(err, &he) {
 		return p.tlsError(err)
 	}
-	return p.dialError(ctx, err)
+	return reason.DialFailure(ctx, p.addr, err)
 }
 
 func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
@@ -553,17 +552,4 @@ func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
 	case reason.TLSCertificate:
 		p.stats.tlsCertErrors++
 	}
-}
-
-func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return reason.New(502, reason.ConnectRefused, p.addr, err)
-	case reason.DialTimedOut(ctx, err):
-		// The connect timeout, or an attempt's deadline ending ctx (an auto target's HTTP/2
-		// try timeout, a grpc-timeout): ctx's cause says which.
-		return reason.New(504, reason.ConnectTimeout, p.addr, err)
-	}
-	// Else failed, and when the request went away (ctx canceled), not the target's fault.
-	return reason.New(502, reason.ConnectFailed, p.addr, err)
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"sluice/internal/reason"
@@ -509,7 +508,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
-		return nil, p.dialError(ctx, err)
+		return nil, reason.DialFailure(ctx, p.addr, fmt.Errorf("dial %s: %w", p.addr, err)) // as the HTTP/1.1 pool's
 	}
 	if p.opts.TLS != nil {
 		tc := tls.Client(nc, p.opts.TLS)
@@ -528,21 +527,6 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	return p.clientConn(nc)
-}
-
-// dialError is the reason of a failed TCP dial, as the HTTP/1.1 pool gives it
-// (connpool.dialError): refused, timed out (the connect timeout, or the attempt's try
-// timeout or grpc-timeout, which cut the dial by ending ctx: [reason.DialTimedOut]), or
-// failed otherwise (unreachable, reset, the request gone).
-func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
-	err = fmt.Errorf("dial %s: %w", p.addr, err)
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return reason.New(502, reason.ConnectRefused, p.addr, err)
-	case reason.DialTimedOut(ctx, err):
-		return reason.New(504, reason.ConnectTimeout, p.addr, err)
-	}
-	return reason.New(502, reason.ConnectFailed, p.addr, err)
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,
