@@ -52,3 +52,23 @@ routes:
 		})
 	}
 }
+
+// TestH2UpstreamDialCutByGRPCTimeout: a gRPC call whose grpc-timeout runs out while its
+// attempt dials a target that does not complete the connection is answered DEADLINE_EXCEEDED
+// upstream_timeout (the call's deadline decides), and the attempt's outcome in the access log
+// is upstream_connect_timeout (it was upstream_connect_refused).
+func TestH2UpstreamDialCutByGRPCTimeout(t *testing.T) {
+	yaml := strings.Replace(grpcGatewayYAML, `[{address: "{{backend}}"}]`, `[{address: "`+testutil.UnansweredAddr(t)+`"}]`, 1)
+	tg := startGateway(t, yaml, nil)
+	if status, msg := grpcCall(t, tg, "300m"); status != "4" || !strings.HasPrefix(msg, "upstream_timeout") {
+		t.Errorf("grpc-status %q grpc-message %q; want 4 upstream_timeout", status, msg)
+	}
+	lines := tg.accessLines(1)
+	tries, _ := lines[0]["tries"].([]any)
+	if len(tries) != 1 {
+		t.Fatalf("access log tries %v; want one", lines[0]["tries"])
+	}
+	if try, _ := tries[0].(map[string]any); try["outcome"] != "upstream_connect_timeout" {
+		t.Errorf("the attempt's outcome %v; want upstream_connect_timeout", try["outcome"])
+	}
+}
