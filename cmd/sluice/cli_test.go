@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"sluice/internal/testutil"
 )
 
 // buildSluice builds the command with extra go build arguments into a temporary directory.
@@ -87,6 +89,16 @@ routes:
     upstream: a
     plugins: [{name: key-auth, config: {hedaer: x}}]
 `)
+	// A certificate file whose chain puts the issuer before the leaf the key belongs to.
+	ca := testutil.NewCA(t)
+	leafPEM, keyPEM := ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}})
+	chain, chainKey := filepath.Join(t.TempDir(), "chain.crt"), filepath.Join(t.TempDir(), "chain.key")
+	testutil.WriteFile(t, chain, append(append([]byte{}, ca.CertPEM...), leafPEM...))
+	testutil.WriteFile(t, chainKey, keyPEM)
+	wrongChain := writeConfig(t, `listeners: [{address: "127.0.0.1:0", tls: {certificates: [{cert_file: `+chain+`, key_file: `+chainKey+`}]}}]
+upstreams: [{id: a, targets: [{address: "127.0.0.1:9"}]}]
+routes: [{id: a, upstream: a}]
+`)
 	tests := []struct {
 		name           string
 		args           []string
@@ -111,6 +123,8 @@ routes:
 			stdout: `warning: ` + noLogDir + `:5: log.access: directory "/nonexistent-sluice-dir" does not exist on this host`},
 		{name: "validate checks plugin settings", args: []string{"validate", badPlugin}, code: 1,
 			stderr: badPlugin + `:6: routes[0].plugins[0].config.hedaer: route "api": plugin key-auth: unknown field "hedaer"`},
+		{name: "validate names a chain in the wrong order", args: []string{"validate", wrongChain}, code: 1,
+			stderr: wrongChain + ":1: listeners[0].tls.certificates[0]: certificate file " + chain + ": the first certificate must be the server's (the leaf), but key " + chainKey + " matches certificate 2 of the chain: put that one first"},
 		{name: "validate without file", args: []string{"validate"}, code: 2, stderr: "a config file is required"},
 		{name: "version -x", args: []string{"version", "-x"}, code: 2, stderr: "unknown argument"},
 	}

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sluice/internal/config"
 )
 
 // Pair names the files of one certificate chain and its private key.
@@ -110,6 +112,9 @@ func load(p Pair) (*loaded, error) {
 	}
 	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
 	if err != nil {
+		if oerr := config.ChainOrderError(p.CertFile, p.KeyFile); oerr != nil {
+			return nil, oerr // an intermediate first: said so, not "private key does not match"
+		}
 		return nil, fmt.Errorf("%s with key %s: %w", p.CertFile, p.KeyFile, err)
 	}
 	leaf := cert.Leaf

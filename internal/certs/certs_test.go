@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,45 @@ func TestReload(t *testing.T) {
 	testutil.WriteFile(t, cf, certPEM) // a new pair in place
 	if n, err := s.Reload(); n != 1 || err != nil {
 		t.Fatalf("a new pair after the removal: replaced %d, %v", n, err)
+	}
+}
+
+// TestChainInWrongOrder: a certificate file whose chain puts the issuer before the leaf the
+// key belongs to is refused saying so (the first certificate must be the leaf; the key
+// matches certificate 2), not as a key that does not match: by New, and by a reload, which
+// keeps the old pair serving; the same chain in the right order then loads.
+func TestChainInWrongOrder(t *testing.T) {
+	ca := testutil.NewCA(t)
+	leafPEM, keyPEM := ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"a.test"}})
+	wrong := append(append([]byte{}, ca.CertPEM...), leafPEM...)
+	dir := t.TempDir()
+	cf, kf := filepath.Join(dir, "chain.crt"), filepath.Join(dir, "chain.key")
+	testutil.WriteFile(t, cf, wrong)
+	testutil.WriteFile(t, kf, keyPEM)
+	want := "certificate file " + cf + ": the first certificate must be the server's (the leaf), but key " + kf + " matches certificate 2 of the chain: put that one first"
+	if _, err := New([]Pair{{cf, kf}}, false, nil, nil); err == nil || err.Error() != want {
+		t.Errorf("New: %v; want %q", err, want)
+	}
+
+	goodCert, goodKey := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	s, err := New([]Pair{{goodCert, goodKey}}, false, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := &tls.ClientHelloInfo{ServerName: "a.test"}
+	first, _ := s.GetCertificate(hello)
+	testutil.WriteFile(t, goodKey, keyPEM)
+	testutil.WriteFile(t, goodCert, wrong)
+	want = strings.ReplaceAll(strings.ReplaceAll(want, cf, goodCert), kf, goodKey)
+	if n, err := s.Reload(); n != 0 || err == nil || err.Error() != want {
+		t.Fatalf("reload of a chain in the wrong order: replaced %d, %v; want refused: %q", n, err, want)
+	}
+	if got, _ := s.GetCertificate(hello); got != first {
+		t.Fatal("a refused reload changed the certificate served")
+	}
+	testutil.WriteFile(t, goodCert, append(append([]byte{}, leafPEM...), ca.CertPEM...))
+	if n, err := s.Reload(); n != 1 || err != nil {
+		t.Fatalf("the chain in the right order: replaced %d, %v", n, err)
 	}
 }
 

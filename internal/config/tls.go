@@ -164,6 +164,9 @@ func validateTLS(p *problems, b string, t *ListenerTLS) {
 func loadPair(c CertificateFiles) (*x509.Certificate, error) {
 	pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
+		if oerr := ChainOrderError(c.CertFile, c.KeyFile); oerr != nil {
+			return nil, oerr
+		}
 		return nil, fmt.Errorf("certificate %s with key %s: %w", c.CertFile, c.KeyFile, err)
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
@@ -174,6 +177,39 @@ func loadPair(c CertificateFiles) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("certificate %s expired on %s", c.CertFile, leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return leaf, nil
+}
+
+// ChainOrderError explains a certificate and key that failed to load because the chain in
+// certFile does not start with the certificate the key belongs to (the intermediate first, a
+// slip when concatenating), which crypto/tls reports as a key that does not match, sending
+// the operator to the key when the certificate file is at fault. It returns nil when the key
+// matches no later certificate of the chain. Validation and the certificate store
+// (internal/certs: start, reload) both use it, so that they say the same.
+func ChainOrderError(certFile, keyFile string) error {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil
+	}
+	n := 0
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if n++; n == 1 {
+			continue // the pair failed: the first does not match
+		}
+		if _, err := tls.X509KeyPair(pem.EncodeToMemory(b), keyPEM); err == nil {
+			return fmt.Errorf("certificate file %s: the first certificate must be the server's (the leaf), but key %s matches certificate %d of the chain: put that one first", certFile, keyFile, n)
+		}
+	}
 }
 
 func checkCAFile(name string) error {

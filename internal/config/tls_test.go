@@ -18,6 +18,11 @@ func TestTLSValidation(t *testing.T) {
 	_, otherKey := ca.Issue(t, "other", testutil.CertOptions{DNSNames: []string{"b.test"}})
 	expired, expiredKey := ca.Issue(t, "expired", testutil.CertOptions{DNSNames: []string{"old.test"}, NotAfter: time.Now().Add(-time.Hour)})
 	soon, soonKey := ca.Issue(t, "soon", testutil.CertOptions{DNSNames: []string{"soon.test"}, NotAfter: time.Now().Add(3 * 24 * time.Hour)})
+	// The chain in the wrong order: its issuer first, then the leaf its key belongs to.
+	leafPEM, leafKeyPEM := ca.IssuePEM(t, testutil.CertOptions{DNSNames: []string{"c.test"}})
+	wrongOrder, wrongOrderKey := filepath.Join(t.TempDir(), "chain.crt"), filepath.Join(t.TempDir(), "chain.key")
+	testutil.WriteFile(t, wrongOrder, append(append([]byte{}, ca.CertPEM...), leafPEM...))
+	testutil.WriteFile(t, wrongOrderKey, leafKeyPEM)
 	garbage := filepath.Join(t.TempDir(), "garbage.pem")
 	os.WriteFile(garbage, []byte("-----BEGIN NOTHING-----\n"), 0o600)
 
@@ -29,6 +34,8 @@ func TestTLSValidation(t *testing.T) {
 		{name: "good", tls: `{certificates: [{cert_file: GOOD, key_file: GOODKEY}]}`},
 		{name: "key of another certificate", tls: `{certificates: [{cert_file: GOOD, key_file: OTHERKEY}]}`,
 			errs: []string{"listeners[0].tls.certificates[0]: certificate " + goodCert + " with key " + otherKey + ": tls: private key does not match public key"}},
+		{name: "chain with the leaf second", tls: `{certificates: [{cert_file: WRONGORDER, key_file: WOKEY}]}`,
+			errs: []string{"listeners[0].tls.certificates[0]: certificate file " + wrongOrder + ": the first certificate must be the server's (the leaf), but key " + wrongOrderKey + " matches certificate 2 of the chain: put that one first"}},
 		{name: "expired", tls: `{certificates: [{cert_file: EXPIRED, key_file: EXPIREDKEY}]}`,
 			errs: []string{"listeners[0].tls.certificates[0]: certificate " + expired + " expired on"}},
 		{name: "missing file", tls: `{certificates: [{cert_file: /nonexistent/x.crt, key_file: GOODKEY}]}`,
@@ -57,7 +64,7 @@ func TestTLSValidation(t *testing.T) {
 			warn: "listeners[0].tls.certificates[0]: certificate " + soon + " expires in 7"},
 	}
 	r := strings.NewReplacer("GOODKEY", goodKey, "GOOD", goodCert, "OTHERKEY", otherKey, "EXPIREDKEY", expiredKey,
-		"EXPIRED", expired, "SOONKEY", soonKey, "SOON", soon, "GARBAGE", garbage)
+		"EXPIRED", expired, "WRONGORDER", wrongOrder, "WOKEY", wrongOrderKey, "SOONKEY", soonKey, "SOON", soon, "GARBAGE", garbage)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			yaml := "listeners:\n  - address: 127.0.0.1:8443\n    tls: " + r.Replace(tc.tls) +

@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"sluice/internal/reason"
@@ -543,7 +541,7 @@ func (p *Pool) dialReason(ctx context.Context, err error) *reason.Error {
 	if errors.As(err, &he) {
 		return p.tlsError(err)
 	}
-	return p.dialError(ctx, err)
+	return reason.DialFailure(ctx, p.addr, err)
 }
 
 func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
@@ -554,17 +552,4 @@ func (p *Pool) countDialErrorLocked(rerr *reason.Error) {
 	case reason.TLSCertificate:
 		p.stats.tlsCertErrors++
 	}
-}
-
-func (p *Pool) dialError(ctx context.Context, err error) *reason.Error {
-	var ne net.Error
-	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return reason.New(502, reason.ConnectRefused, p.addr, err)
-	case errors.Is(ctx.Err(), context.Canceled):
-		// The request went away; not the target's fault.
-	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		return reason.New(504, reason.ConnectTimeout, p.addr, err)
-	}
-	return reason.New(502, reason.ConnectFailed, p.addr, err)
 }

@@ -508,17 +508,17 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
-		status, code := 502, reason.ConnectRefused
-		if errors.Is(err, context.DeadlineExceeded) {
-			status, code = 504, reason.ConnectTimeout // as the HTTP/1.1 pool answers
-		}
-		return nil, reason.New(status, code, p.addr, fmt.Errorf("dial %s: %w", p.addr, err))
+		return nil, reason.DialFailure(ctx, p.addr, fmt.Errorf("dial %s: %w", p.addr, err)) // as the HTTP/1.1 pool's
 	}
 	if p.opts.TLS != nil {
 		tc := tls.Client(nc, p.opts.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
+			status := 502
+			if reason.DialTimedOut(ctx, err) {
+				status = 504 // as the HTTP/1.1 pool answers a handshake cut by time
+			}
+			return nil, reason.New(status, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
 		}
 		if proto := tc.ConnectionState().NegotiatedProtocol; proto != ALPNH2 {
 			tc.Close()

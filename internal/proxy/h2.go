@@ -37,8 +37,10 @@ type DuplexBody interface {
 	DuplexBody() bool
 }
 
-// errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out.
-var errH2AttemptTimeout = errors.New("upstream HTTP/2 attempt timed out")
+// errH2AttemptTimeout is the cause of an h2 attempt's context when its time ran out. It is
+// a context.DeadlineExceeded, so that the pool reports a dial it cut as timed out
+// (upstream_connect_timeout, reason.DialTimedOut), not as refused.
+var errH2AttemptTimeout = fmt.Errorf("upstream HTTP/2 attempt timed out: %w", context.DeadlineExceeded)
 
 // h2Try is what an HTTP/2 attempt keeps beyond its call (the library holds the body, the
 // pool the attempt), in one allocation.

@@ -514,7 +514,18 @@ type Rejecter interface {
 	Rejected(ex Served, code reason.Code, why string)
 }
 
+// writeSimpleError answers a request the server refuses before parsing it whole (a head too
+// large, malformed or too slow), then ends the connection with a lingering close: the rest
+// of the request is not read (the rest of the head, a body, more requests behind it, a slow
+// client still sending).
 func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
+	c.answerRefused(status, code, detail)
+	c.lingerClose()
+}
+
+// answerRefused writes the answer to a request the server refuses itself; the connection is
+// to close after it.
+func (c *conn) answerRefused(status int, code reason.Code, detail string) {
 	ex := c.ex
 	ex.Start = time.Now()
 	ex.closeAfter = true
@@ -527,9 +538,6 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	if r, ok := c.srv.handler.(Rejecter); ok {
 		r.Rejected(ex, code, detail)
 	}
-	// The rest of the request is not read: a head too large, a malformed one with its body
-	// or more requests behind it, a slow client still sending.
-	c.lingerClose()
 }
 
 // applyUnderscores applies the listener's Underscores policy to the request's header fields.
@@ -549,7 +557,14 @@ func (c *conn) applyUnderscores(ex *Exchange) bool {
 	case n == 0:
 		return true
 	case c.st.Underscores == UnderscoresReject:
-		c.writeSimpleError(400, reason.UnderscoreInHeader, "header field name with an underscore")
+		c.answerRefused(400, reason.UnderscoreInHeader, "header field name with an underscore")
+		// The head was read whole: without a body, and with nothing come behind it, the
+		// client has nothing more to send, and the connection closes at once (as linger:
+		// no 2 s lingering close for a client waiting on the answer). Not ex.bodyDone: the
+		// body reader is set up only when the request is served (ex.start).
+		if ex.HasBody() || c.br.Buffered() > 0 {
+			c.lingerClose()
+		}
 		return false
 	}
 	if c.srv.log.Enabled(c.ctx, slog.LevelDebug) {

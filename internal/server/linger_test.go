@@ -37,19 +37,42 @@ func (refuseHandler) ServeH1(ex *Exchange) {
 // its address and a client config (nil for plain TCP).
 func lingerServer(t *testing.T, secure bool) (string, *tls.Config) {
 	t.Helper()
+	return lingerServerWith(t, secure, refuseHandler{}, UnderscoresDrop)
+}
+
+// dialLinger connects to a lingerServer at addr, over TLS with cc when it is not nil; the
+// connection closes when the test ends.
+func dialLinger(t *testing.T, addr string, cc *tls.Config) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if cc != nil {
+		return tls.Client(nc, cc)
+	}
+	return nc
+}
+
+// lingerServerWith is lingerServer with handler h and the listener's policy for header
+// field names with "_".
+func lingerServerWith(t *testing.T, secure bool, h Handler, underscores Underscores) (string, *tls.Config) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := Settings{Name: "t", ReadHeaderTimeout: 30 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
-		IdleTimeout: 30 * time.Second, HandshakeTimeout: 30 * time.Second, Limits: h1.Limits{MaxHeaderBytes: 65536, MaxHeaders: 100}}
+		IdleTimeout: 30 * time.Second, HandshakeTimeout: 30 * time.Second, Limits: h1.Limits{MaxHeaderBytes: 65536, MaxHeaders: 100},
+		Underscores: underscores}
 	var cc *tls.Config
 	if secure {
 		ca := testutil.NewCA(t)
 		st.TLS = ca.ServerConfig(t, "srv.test")
 		cc = ca.ClientConfig("srv.test")
 	}
-	serveUntilEnd(t, ln, st, refuseHandler{})
+	serveUntilEnd(t, ln, st, h)
 	return ln.Addr().String(), cc
 }
 
@@ -105,15 +128,7 @@ func TestLingerBounded(t *testing.T) {
 		for _, fast := range []bool{true, false} {
 			name := map[bool]string{false: "tcp", true: "tls"}[secure] + map[bool]string{true: "/fast", false: "/slow"}[fast]
 			t.Run(name, func(t *testing.T) {
-				nc, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer nc.Close()
-				var c net.Conn = nc
-				if secure {
-					c = tls.Client(nc, cc)
-				}
+				c := dialLinger(t, addr, cc)
 				// A request-line the parser refuses (505), then bytes for ever.
 				if _, err := io.WriteString(c, "GET / HTTP/1.7\r\nHost: h\r\n\r\n"); err != nil {
 					t.Fatal(err)
@@ -211,5 +226,50 @@ func TestH2GoAwayLingerBounded(t *testing.T) {
 	}
 	if sent, _ := sendUntilCut(t, r.c, 64<<10, 0); sent > lingerMaxBytes+32<<20 {
 		t.Errorf("sent %d bytes before the cut, want about lingerMaxBytes (%d)", sent, lingerMaxBytes)
+	}
+}
+
+// TestRefusedWholeHeadClosesAtOnce: a request refused after its head was read whole (a
+// header field name with "_" on a listener that rejects them: 400) whose request has no body
+// and nothing behind it leaves the client nothing more to send: the connection closes at
+// once after the answer, with no lingering close (a client's byte sent after the answer
+// meets a reset within moments, not after lingerTime). One with a body, or with another
+// request behind it, still lingers: the client may still be sending. Over TCP and TLS.
+func TestRefusedWholeHeadClosesAtOnce(t *testing.T) {
+	cases := []struct {
+		name    string
+		request string
+		lingers bool
+	}{
+		{name: "bodiless", request: "GET / HTTP/1.1\r\nHost: h\r\nX_Bad: 1\r\n\r\n"},
+		// Pipelined, read with the first.
+		{name: "request behind", request: "GET / HTTP/1.1\r\nHost: h\r\nX_Bad: 1\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", lingers: true},
+		// The body not sent yet.
+		{name: "with body", request: "POST / HTTP/1.1\r\nHost: h\r\nX_Bad: 1\r\nContent-Length: 10\r\n\r\n", lingers: true},
+	}
+	for _, secure := range []bool{false, true} {
+		addr, cc := lingerServerWith(t, secure, okHandler{}, UnderscoresReject)
+		for _, tc := range cases {
+			t.Run(map[bool]string{false: "tcp", true: "tls"}[secure]+"/"+tc.name, func(t *testing.T) {
+				c := dialLinger(t, addr, cc)
+				c.SetDeadline(time.Now().Add(30 * time.Second))
+				if _, err := io.WriteString(c, tc.request); err != nil {
+					t.Fatal(err)
+				}
+				answer, err := io.ReadAll(c) // to the server's FIN (TLS: close_notify)
+				if err != nil || !bytes.HasPrefix(answer, []byte("HTTP/1.1 400 ")) || !bytes.Contains(answer, []byte("underscore_in_header")) {
+					t.Fatalf("answer %q, %v; want a 400 underscore_in_header", answer, err)
+				}
+				// Closed at once: the reset comes in a round trip (a generous bound of half
+				// lingerTime); lingering: only after lingerTime.
+				_, took := sendUntilCut(t, c, 100, 20*time.Millisecond)
+				if !tc.lingers && took >= lingerTime/2 {
+					t.Errorf("cut %v after the answer: the connection lingered (lingerTime %v)", took, lingerTime)
+				}
+				if tc.lingers && took < lingerTime/2 {
+					t.Errorf("cut %v after the answer, before lingerTime (%v): a refused request the client may still be sending must linger", took, lingerTime)
+				}
+			})
+		}
 	}
 }

@@ -1,0 +1,42 @@
+package reason
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+)
+
+// DialFailure is the reason of a failed TCP dial to target with ctx, the same for the
+// HTTP/1.1 and the HTTP/2 pools: 502 upstream_connect_refused when the target refused it
+// (ECONNREFUSED), 504 upstream_connect_timeout when time ran out ([DialTimedOut]), else 502
+// upstream_connect_failed (unreachable, reset, the request gone: not the target's fault).
+func DialFailure(ctx context.Context, target string, err error) *Error {
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return New(502, ConnectRefused, target, err)
+	case DialTimedOut(ctx, err):
+		return New(504, ConnectTimeout, target, err)
+	}
+	return New(502, ConnectFailed, target, err)
+}
+
+// DialTimedOut reports whether a dial (TCP, or a TLS handshake) with ctx failed with err
+// because time ran out: the dial's own deadline (the connect timeout), or ctx ended by a
+// cause that is a timeout (errors.Is context.DeadlineExceeded, or a [net.Error] whose
+// Timeout is true). The second is how an attempt's deadline reaches a dial when the attempt
+// ends its context with context.WithCancelCause (the HTTP/2 try timeout, a grpc-timeout): the
+// dial itself then fails as canceled, not as timed out, which made such a cut dial
+// upstream_connect_refused. A dial that ctx's plain cancel cut (the request went away) did
+// not time out.
+func DialTimedOut(ctx context.Context, err error) bool {
+	if isTimeout(err) {
+		return true
+	}
+	return ctx.Err() != nil && isTimeout(context.Cause(ctx))
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
