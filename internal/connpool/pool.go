@@ -539,7 +539,7 @@ func (p *Pool) dialFailed(ctx context.Context, err error) error {
 func (p *Pool) dialReason(ctx context.Context, err error) *reason.Error {
 	var he *handshakeError
 	if errors.As(err, &he) {
-		return p.tlsError(err)
+		return p.tlsError(ctx, err)
 	}
 	return reason.DialFailure(ctx, p.addr, err)
 }

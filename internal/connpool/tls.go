@@ -148,9 +148,12 @@ func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tlsSocket, error) {
 	return s, nil
 }
 
-// tlsError turns a failed handshake into its reason: upstream_tls_certificate when the
-// target's certificate failed verification, else upstream_tls_handshake (504 on a timeout).
-func (p *Pool) tlsError(err error) *reason.Error {
+// tlsError turns a handshake with ctx (the request's, not the connect timeout's) that failed
+// with err into its reason: upstream_tls_certificate when the target's certificate failed
+// verification, else upstream_tls_handshake, 504 when time ran out (reason.DialTimedOut): the
+// connect timeout, or ctx ended by a timeout cause (an HTTP/2 attempt's timer, for the dials
+// of a protocol auto target), as h2pool answers its own handshakes.
+func (p *Pool) tlsError(ctx context.Context, err error) *reason.Error {
 	var cv *tls.CertificateVerificationError
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError
@@ -158,7 +161,9 @@ func (p *Pool) tlsError(err error) *reason.Error {
 	switch {
 	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
 		return reason.New(502, reason.TLSCertificate, p.addr, err)
-	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+	case ctx.Err() != nil && reason.DialTimedOut(ctx, err):
+		return reason.New(504, reason.TLSHandshake, p.addr, fmt.Errorf("%w (%w)", err, context.Cause(ctx)))
+	case reason.DialTimedOut(ctx, err):
 		return reason.New(504, reason.TLSHandshake, p.addr, fmt.Errorf("%w (within the connect timeout %v)", err, p.opts.ConnectTimeout))
 	}
 	return reason.New(502, reason.TLSHandshake, p.addr, err)

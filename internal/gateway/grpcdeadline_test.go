@@ -31,7 +31,7 @@ type deadlineBackend struct {
 	refuse, mute bool
 
 	mu       sync.Mutex
-	timeouts []string // each stream's grpc-timeout ("" when none), in arrival order
+	timeouts []string // each stream's grpc-timeout ("" when none, "a,b" when two), in arrival order
 	resets   []string // "<stream id> <error code>" of each RST_STREAM the client sent
 }
 
@@ -43,9 +43,13 @@ func (b *deadlineBackend) serve(c net.Conn) {
 			b.mu.Lock()
 			v := ""
 			for _, hf := range f.RegularFields() {
-				if hf.Name == "grpc-timeout" {
-					v = hf.Value
+				if hf.Name != "grpc-timeout" {
+					continue
 				}
+				if v != "" {
+					v += "," // a second field, which gRPC does not allow
+				}
+				v += hf.Value
 			}
 			b.timeouts = append(b.timeouts, v)
 			b.mu.Unlock()
@@ -246,8 +250,9 @@ func TestGRPCCancelDuringResend(t *testing.T) {
 	}
 }
 
-// TestGRPCTimeoutRouteRewrite: a grpc-timeout field the route's rewrite sets goes to the
-// backend as the operator wrote it, and one the route removes is not put back; only the
+// TestGRPCTimeoutRouteRewrite: a grpc-timeout field the route's rewrite sets or adds goes to
+// the backend as the operator wrote it, alone (an added one was dropped for what was left of
+// the client's deadline), and one the route removes is not put back; only the
 // client's own field is replaced by what is left of its deadline. Before, every attempt
 // wrote what was left of the client's deadline over the operator's value.
 func TestGRPCTimeoutRouteRewrite(t *testing.T) {
@@ -256,6 +261,7 @@ func TestGRPCTimeoutRouteRewrite(t *testing.T) {
 	}{
 		{name: "set", rewrite: `{set_headers: {Grpc-Timeout: 7S}}`, want: "7S"},
 		{name: "removed", rewrite: `{remove_headers: [Grpc-Timeout]}`, want: ""},
+		{name: "added", rewrite: `{add_headers: {Grpc-Timeout: 7S}}`, want: "7S"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			be := &deadlineBackend{}

@@ -451,7 +451,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 	cs.stopCtx = context.AfterFunc(ctx, func() { cs.cancel(ctx.Err()) })
 	err := cc.startStream(cs, endWithHeaders, inline, held)
 	if cs.askRead { // its write failed before the peer's SETTINGS came (nothttp2.go)
-		if nerr := cc.notHTTP2Err(err); nerr != nil {
+		if nerr := cc.notHTTP2Err(ctx, err); nerr != nil {
 			err = nerr
 		}
 	}

@@ -19,6 +19,7 @@ package h2pool
 // not fail) closes at once, as before; streams on settled connections do nothing new.
 
 import (
+	"context"
 	"fmt"
 	"time"
 )
@@ -32,25 +33,29 @@ const readVerdictWait = time.Second
 // readVerdictWait passed (closeWith then ends the read loop); a read loop that ended first
 // failed the streams with its own verdict, and closeWith does nothing.
 func (cc *clientConn) closeAfterRead(err error) {
-	cc.awaitRead()
+	cc.awaitRead(nil)
 	cc.closeWith(err)
 }
 
-// awaitRead waits for the read loop to end, at most readVerdictWait.
-func (cc *clientConn) awaitRead() {
+// awaitRead waits for the read loop to end, at most readVerdictWait, or until stop is
+// closed (nil: never).
+func (cc *clientConn) awaitRead(stop <-chan struct{}) {
 	t := time.NewTimer(readVerdictWait)
 	defer t.Stop()
 	select {
 	case <-cc.readDone:
 	case <-t.C:
+	case <-stop:
 	}
 }
 
 // notHTTP2Err waits for the read loop's verdict (awaitRead) on a connection whose write
 // failed before the peer's SETTINGS came, and returns ErrNotHTTP2 with werr when it read an
-// HTTP/1.x answer, nil otherwise.
-func (cc *clientConn) notHTTP2Err(werr error) error {
-	cc.awaitRead()
+// HTTP/1.x answer, nil otherwise. The wait ends with ctx, the request's: a client gone or
+// an attempt timed out has no use for the verdict (the caller judges by the context first),
+// and waited up to readVerdictWait for it before.
+func (cc *clientConn) notHTTP2Err(ctx context.Context, werr error) error {
+	cc.awaitRead(ctx.Done())
 	cc.mu.Lock()
 	no := cc.notHTTP2
 	cc.mu.Unlock()

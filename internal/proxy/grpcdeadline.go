@@ -66,11 +66,18 @@ func callTimedOut(last *reason.Error) *reason.Error {
 }
 
 // setGRPCTimeout makes the upstream request's grpc-timeout field say left when it is the
-// client's (client: the client's value). A field the route's rewrite set (set_headers) is
-// the operator's and stands as it is; one it removed is not put back. The field's slice is
-// the request's own (parseH2Head): it is written in place.
-func setGRPCTimeout(h map[string][]string, client []byte, left time.Duration) {
-	if vs := h["Grpc-Timeout"]; len(vs) > 0 && vs[0] == string(client) {
+// client's (client: the client's first value, n: how many it sent). A field the route's
+// rewrite set (set_headers) or added (add_headers) is the operator's and stands as it is,
+// alone: gRPC has one grpc-timeout, and a backend reads two as its library chooses (grpc-go
+// and grpc-java take the last). One the rewrite removed is not put back. The field's slice
+// is the request's own (parseH2Head), the client's values first: it is written in place.
+func setGRPCTimeout(h map[string][]string, client []byte, n int, left time.Duration) {
+	vs := h["Grpc-Timeout"]
+	switch {
+	case len(vs) == 0 || vs[0] != string(client): // removed, or replaced by the route's
+	case len(vs) > n: // the client's, then the route's added
+		h["Grpc-Timeout"] = vs[n:]
+	default:
 		vs[0] = formatGRPCTimeout(left)
 		h["Grpc-Timeout"] = vs[:1]
 	}

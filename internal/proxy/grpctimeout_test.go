@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -93,21 +94,33 @@ func TestFormatGRPCTimeout(t *testing.T) {
 }
 
 // TestSetGRPCTimeout: the upstream request's grpc-timeout is replaced by what is left (one
-// field, however many the client sent); a request without one is given none.
+// field, however many the client sent); one the route set or added goes alone as it is; a
+// request without one is given none.
 func TestSetGRPCTimeout(t *testing.T) {
-	h := map[string][]string{"Grpc-Timeout": {"5S", "7S"}, "Content-Type": {"application/grpc"}}
-	setGRPCTimeout(h, []byte("5S"), 1234*time.Millisecond)
-	if got := h["Grpc-Timeout"]; len(got) != 1 || got[0] != "1234000u" {
-		t.Errorf("grpc-timeout %q; want [1234000u]", got)
-	}
-	set := map[string][]string{"Grpc-Timeout": {"7S"}}
-	setGRPCTimeout(set, []byte("5S"), time.Second) // the route's own value
-	if got := set["Grpc-Timeout"]; len(got) != 1 || got[0] != "7S" {
-		t.Errorf("the route's grpc-timeout became %q; want [7S]", got)
-	}
-	none := map[string][]string{"Content-Type": {"application/grpc"}}
-	setGRPCTimeout(none, []byte("5S"), time.Second)
-	if _, ok := none["Grpc-Timeout"]; ok || len(none) != 1 {
-		t.Errorf("a request without grpc-timeout was given %q", none["Grpc-Timeout"])
+	for _, tc := range []struct {
+		name   string
+		fields []string // the upstream request's grpc-timeout values, the client's first
+		n      int      // how many the client sent
+		want   []string // nil: no field
+	}{
+		{name: "client's", fields: []string{"5S"}, n: 1, want: []string{"1234000u"}},
+		{name: "client's twice", fields: []string{"5S", "7S"}, n: 2, want: []string{"1234000u"}},
+		{name: "route set", fields: []string{"7S"}, n: 1, want: []string{"7S"}},
+		{name: "route added", fields: []string{"5S", "7S"}, n: 1, want: []string{"7S"}},
+		{name: "route added, client's twice", fields: []string{"5S", "6S", "7S"}, n: 2, want: []string{"7S"}},
+		{name: "route added the client's value", fields: []string{"5S", "5S"}, n: 1, want: []string{"5S"}},
+		{name: "none", n: 0},
+		{name: "removed", n: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := map[string][]string{"Content-Type": {"application/grpc"}}
+			if tc.fields != nil {
+				h["Grpc-Timeout"] = slices.Clone(tc.fields)
+			}
+			setGRPCTimeout(h, []byte("5S"), tc.n, 1234*time.Millisecond)
+			if got, ok := h["Grpc-Timeout"]; !slices.Equal(got, tc.want) || ok != (tc.want != nil) {
+				t.Errorf("grpc-timeout %q (present %v); want %q", got, ok, tc.want)
+			}
+		})
 	}
 }

@@ -77,8 +77,9 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 			return result{err: callTimedOut(nil), notSent: true} // no attempt: nothing was sent
 		}
 		client, _ := fwd.req.Header.Get("Grpc-Timeout")
-		setGRPCTimeout(req.Header, client, left) // the backend is told what is left of the call
-		deadline = callEnd.Add(-left / 10)       // a backend's own reset at the deadline comes a little early
+		n := fwd.req.Header.Count("Grpc-Timeout")
+		setGRPCTimeout(req.Header, client, n, left) // the backend is told what is left of the call
+		deadline = callEnd.Add(-left / 10)          // a backend's own reset at the deadline comes a little early
 		wait = min(wait, left)
 	}
 	// One timer: the head wait (the try timeout, or grpc-timeout when sooner), then re-armed

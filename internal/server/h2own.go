@@ -86,6 +86,9 @@ type h2Own struct {
 	rlBody   *Stream // the stream whose body lock (rmu) the read loop holds (lockBody)
 
 	dmu sync.Mutex // serializes deadline changes and the close of nc
+	// lingerSet: the writer sent the last GOAWAY and set the read deadline of the linger
+	// after it (h2Linger), which no later read deadline replaces (setReadDeadline). Under dmu.
+	lingerSet bool
 
 	mu       sync.Mutex
 	wcond    sync.Cond // the writer waits for output
@@ -213,7 +216,8 @@ func (o *h2Own) serve() {
 	if linger {
 		// The last GOAWAY is on its way: the writer sends it and shuts the sending side
 		// (then h2Linger more); what the client still sends meanwhile is dropped, so that
-		// a client that is still writing is not reset before it read the GOAWAY.
+		// a client that is still writing is not reset before it read the GOAWAY. This
+		// bound does not replace the writer's if it finished since (setReadDeadline).
 		o.setReadDeadline(time.Now().Add(h2Linger + max(o.wto, h2Linger)))
 		io.CopyN(io.Discard, o.br, lingerMaxBytes)
 	}
@@ -1297,14 +1301,20 @@ func (o *h2Own) writeLoop(done chan struct{}) {
 		o.dmu.Unlock()
 		return
 	}
-	// Closing after the last GOAWAY: the sending side ends, and what the client still
-	// sends is read and dropped (the read loop goes on) for a moment, so that the close
-	// does not reset the connection before the client read the GOAWAY.
+	o.shutWrite()
+}
+
+// shutWrite closes the sending side after the last GOAWAY went out. What the client still
+// sends is read and dropped (the read loop goes on) for h2Linger, so that the close does not
+// reset the connection before the client read the GOAWAY; that read deadline stands
+// (lingerSet).
+func (o *h2Own) shutWrite() {
 	o.dmu.Lock()
 	if cw, ok := o.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
 	o.nc.SetReadDeadline(time.Now().Add(h2Linger))
+	o.lingerSet = true
 	o.dmu.Unlock()
 }
 
@@ -1325,9 +1335,14 @@ func (o *h2Own) armWrite() {
 	o.dmu.Unlock()
 }
 
+// setReadDeadline sets the read deadline to t, unless the writer set the linger's after the
+// last GOAWAY (lingerSet): that one stands. serve sets its longer bound on the linger after
+// it saw the writer not yet done, and the writer may finish in between.
 func (o *h2Own) setReadDeadline(t time.Time) {
 	o.dmu.Lock()
-	o.nc.SetReadDeadline(t)
+	if !o.lingerSet {
+		o.nc.SetReadDeadline(t)
+	}
 	o.dmu.Unlock()
 }
 

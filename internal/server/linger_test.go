@@ -273,3 +273,30 @@ func TestRefusedWholeHeadClosesAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestH2LingerDeadlineStands: once the writer sent the last GOAWAY and bounded the linger's
+// reads by h2Linger (shutWrite), a later read deadline does not replace it. serve sets its
+// longer bound (h2Linger + write_timeout) after it saw the writer not yet done, and the writer
+// may finish in between (a few instructions: the two calls are made here in that order).
+func TestH2LingerDeadlineStands(t *testing.T) {
+	srv, cl := net.Pipe()
+	defer cl.Close()
+	defer srv.Close()
+	o := &h2Own{nc: srv}
+	o.shutWrite()
+	o.setReadDeadline(time.Now().Add(time.Hour)) // serve's bound, come late
+	done := make(chan error, 1)
+	go func() {
+		_, err := srv.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("the linger's read: %v, want its deadline", err)
+		}
+	case <-time.After(h2Linger + 10*time.Second):
+		t.Fatalf("the linger's read outlived h2Linger (%v): serve's later bound replaced the writer's", h2Linger)
+	}
+}
