@@ -50,7 +50,7 @@ func (r *retrier) callDeadline(now time.Time) time.Time {
 }
 
 // callOver reports whether the request's grpc-timeout has run out.
-func (r *retrier) callOver() bool { return !r.callEnd.IsZero() && !time.Now().Before(r.callEnd) }
+func (r *retrier) callOver() bool { return passed(r.callEnd) }
 
 // callTimedOut is the answer to a call whose grpc-timeout ran out: last is the failure of
 // the attempt it ran out in or after (nil: before any), kept as it is when it is the
@@ -88,14 +88,18 @@ func setGRPCTimeout(h map[string][]string, client []byte, n int, left time.Durat
 func formatGRPCTimeout(d time.Duration) string {
 	const most = 99999999
 	d = max(d, time.Nanosecond)
-	units := [...]time.Duration{time.Nanosecond, time.Microsecond, time.Millisecond, time.Second, time.Minute, time.Hour}
 	i := 0
-	for d/units[i] > most && i < len(units)-1 { // an hour's count is at most 2562047
+	for d/grpcUnits[i] > most && i < len(grpcUnits)-1 { // an hour's count is at most 2562047
 		i++
 	}
 	var b [9]byte // one allocation, the string
-	return string(append(strconv.AppendInt(b[:0], int64(d/units[i]), 10), "numSMH"[i]))
+	return string(append(strconv.AppendInt(b[:0], int64(d/grpcUnits[i]), 10), grpcUnitNames[i]))
 }
+
+// grpcUnits are grpc-timeout's units, finest first, named by grpcUnitNames.
+var grpcUnits = [...]time.Duration{time.Nanosecond, time.Microsecond, time.Millisecond, time.Second, time.Minute, time.Hour}
+
+const grpcUnitNames = "numSMH"
 
 // grpcTimeout parses a gRPC request's grpc-timeout field ("100m", "5S": 1 to 8 digits and a
 // unit of H, M, S, m, u, n; gRPC over HTTP/2, "Requests"). A value past what a Duration holds
@@ -113,11 +117,11 @@ func grpcTimeout(h *h1.Header) (time.Duration, bool) {
 		}
 		n = n*10 + int64(c-'0')
 	}
-	i := strings.IndexByte("HMSmun", v[len(v)-1])
+	i := strings.IndexByte(grpcUnitNames, v[len(v)-1])
 	if i < 0 {
 		return 0, false
 	}
-	unit := [...]time.Duration{time.Hour, time.Minute, time.Second, time.Millisecond, time.Microsecond, time.Nanosecond}[i]
+	unit := grpcUnits[i]
 	if n > math.MaxInt64/int64(unit) {
 		return math.MaxInt64, true
 	}

@@ -173,7 +173,11 @@ func (r *retrier) release() {
 	}
 }
 
-func (r *retrier) pastDeadline() bool { return !r.end.IsZero() && !time.Now().Before(r.end) }
+// pastDeadline reports whether retry.deadline has come.
+func (r *retrier) pastDeadline() bool { return passed(r.end) }
+
+// passed reports whether the time t (zero: none) has come.
+func passed(t time.Time) bool { return !t.IsZero() && !time.Now().Before(t) }
 
 // next acts after failed attempt n (res): nil to try again (after any backoff), or the error
 // to answer with.
