@@ -465,10 +465,16 @@ func (b *h2Body) headWait(waiting bool) {
 	if b.headIn.Load() {
 		return
 	}
+	b.armLocked(!waiting)
+}
+
+// armLocked sets the attempt's timer: to the try timeout when the head wait runs (head),
+// and in any case to no later than grpc-timeout's end; stopped when neither bounds it.
+func (b *h2Body) armLocked(head bool) {
 	switch {
-	case !waiting && b.callEnd.IsZero():
+	case head && b.callEnd.IsZero():
 		b.tm.Reset(b.wait)
-	case !waiting:
+	case head:
 		b.tm.Reset(min(b.wait, time.Until(b.callEnd)))
 	case b.callEnd.IsZero():
 		b.tm.Stop()
@@ -483,11 +489,7 @@ func (b *h2Body) headDone() {
 	b.tmu.Lock()
 	defer b.tmu.Unlock()
 	b.headIn.Store(true)
-	if b.callEnd.IsZero() {
-		b.tm.Stop()
-	} else {
-		b.tm.Reset(time.Until(b.callEnd))
-	}
+	b.armLocked(false)
 }
 
 // bodyFailure is how the client's body failed (h2Body.failed).
