@@ -242,7 +242,7 @@ func TLSFailure(err error) string {
 			return "record_overflow"
 		}
 		return "protocol_error"
-	case errors.As(err, &oe) && oe.Op == "remote error":
+	case clientAlert(err):
 		return "alert"
 	case errors.As(err, &oe) && oe.Op == "local error":
 		switch oe.Err.Error() {
@@ -266,6 +266,13 @@ func TLSFailure(err error) string {
 	return "protocol_error"
 }
 
+// clientAlert reports whether err is an alert the client sent (crypto/tls's "remote error"),
+// other than close_notify (which reads as EOF).
+func clientAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "remote error"
+}
+
 // recordTypeAlert is the TLS record content type of alerts (RFC 8446 §5.1).
 const recordTypeAlert = 21
 
@@ -280,7 +287,6 @@ var errPlaintextAlert = errors.New("the client aborted with an alert sent in pla
 func HandshakeFailure(err error) string {
 	var rh tls.RecordHeaderError
 	var ae tls.AlertError
-	var oe *net.OpError
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return "timeout"
@@ -290,7 +296,7 @@ func HandshakeFailure(err error) string {
 		return ""
 	case certs.IsUnknownName(err):
 		return "unknown_sni"
-	case errors.Is(err, errPlaintextAlert), errors.As(err, &oe) && oe.Op == "remote error", errors.As(err, &ae):
+	case errors.Is(err, errPlaintextAlert), clientAlert(err), errors.As(err, &ae):
 		// Before the text checks: a client that rejects the server's certificate says
 		// "bad certificate" (Go's) too, and that is not the client's certificate.
 		return "alert"
