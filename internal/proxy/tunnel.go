@@ -307,9 +307,8 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	first := tu.copy(&tu.down, TunnelUpstreamClosed)
 	second := <-done
 	tu.closeAll()
-	// A side that closes first is usually answered by the other's close (a WebSocket
-	// peer closes after the Close frames): the first end names the reason, not the
-	// direction that happens to run here.
+	// A side that closes first is often answered by the other's close: the first clean
+	// end names the reason, not the direction that happens to run here.
 	why := first
 	if w := tu.why.Load(); w != nil {
 		why = *w
