@@ -93,6 +93,23 @@ func TestDocsExamplesParse(t *testing.T) {
 	t.Logf("%d yaml examples parsed", total)
 }
 
+// TestDocsExampleConfigsParse checks the configs under examples/ (the docs run them as they are:
+// `sluice run -c examples/tls/sluice.yaml`), with the files they name.
+func TestDocsExampleConfigsParse(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no example configs found under examples/")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s is not a valid config:\n%v", f, err)
+		}
+	}
+}
+
 func TestYAMLBlocks(t *testing.T) {
 	doc := "text\n```yaml\na: 1\n```\n<!-- snippet -->\n```yaml\nb: 2\n```\n```go\nc\n```\n```yaml\nd: 3\n```\n"
 	blocks, err := yamlBlocks([]byte(doc))

@@ -331,3 +331,72 @@ routes: [{id: ws, upstream: ws}]
 		t.Errorf("access log: %v", l)
 	}
 }
+
+// TestTunnelClosedBy: the access log's tunnel_closed names the side that closed first, also
+// when the other side then closes in answer (as every WebSocket peer does after its Close
+// frame): a client that leaves first is client_closed, a backend that leaves first
+// upstream_closed.
+func TestTunnelClosedBy(t *testing.T) {
+	for _, tc := range []struct {
+		name, first, want string
+	}{
+		{name: "client first", first: "client", want: "client_closed"},
+		{name: "backend first", first: "backend", want: "upstream_closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				if tc.first == "client" {
+					io.Copy(io.Discard, br) // until the client's close reaches here, then close
+				}
+			}()
+			tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: ws, targets: [{address: {{b}}}]}]
+routes: [{id: ws, upstream: ws}]
+`, map[string]string{"b": ln.Addr().String()})
+			c, err := net.Dial("tcp", tg.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 101 {
+				t.Fatalf("handshake: %v %v", resp, err)
+			}
+			if tc.first == "client" {
+				c.Close()
+			} else {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				io.Copy(io.Discard, br) // until the backend's close reaches here
+				c.Close()
+			}
+			if l := tg.accessLines(1)[0]; l["tunnel_closed"] != tc.want {
+				t.Errorf("tunnel_closed = %v, want %s", l["tunnel_closed"], tc.want)
+			}
+		})
+	}
+}

@@ -223,6 +223,7 @@ type tunnel struct {
 	home       atomic.Pointer[Route] // the route that holds it (routeTunnels), nil once removed
 	lastActive atomic.Int64          // unix nanoseconds of the last byte either way
 	why        atomic.Pointer[string]
+	ended      atomic.Pointer[string] // the first clean end (EOF): the side that closed first
 	closeOnce  sync.Once
 }
 
@@ -306,9 +307,13 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	first := tu.copy(&tu.down, TunnelUpstreamClosed)
 	second := <-done
 	tu.closeAll()
+	// A side that closes first is often answered by the other's close: the first clean
+	// end names the reason, not the direction that happens to run here.
 	why := first
 	if w := tu.why.Load(); w != nil {
 		why = *w
+	} else if e := tu.ended.Load(); e != nil {
+		why = *e
 	} else if first == "" {
 		why = second
 	}
@@ -367,6 +372,7 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
+			tu.ended.CompareAndSwap(nil, &onEOF)
 			netio.CloseWrite(d.dst)
 			return onEOF
 		case isTimeout(err) && tu.why.Load() == nil:
