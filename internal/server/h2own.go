@@ -104,12 +104,12 @@ type h2Own struct {
 	spare    []byte
 	werr     error // the write side failed: every write fails
 	closing  bool  // the writer closes the sending side once out is sent
-	// cut is why the gateway ended the connection (fail: a protocol error, a limit), the
-	// cause its streams in flight end with; nil when the client ended it (errClientGone).
-	cut *reason.Error
 	final    bool  // the last GOAWAY went out: no new streams
 	sent1    bool  // the drain's first GOAWAY went out
 	idle     *time.Timer
+	// cut is why the gateway ended the connection (fail: a protocol error, a limit), the
+	// cause its streams in flight end with; nil when the client ended it (errClientGone).
+	cut *reason.Error
 	// resetSent are the last streams the server sent RST_STREAM for (noteResetLocked): a
 	// HEADERS frame the client sent on one before it read the reset is a stream error.
 	resetSent  [32]uint32
