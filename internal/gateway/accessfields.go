@@ -99,7 +99,7 @@ func logRequestFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Ser
 		return
 	}
 	at := ln.Mark()
-	if m.Has(config.AccessHTTPVersion) {
+	if proto != "" && m.Has(config.AccessHTTPVersion) {
 		ln.Str("http_version", proto)
 	}
 	if hasUA && m.Has(config.AccessUserAgent) {

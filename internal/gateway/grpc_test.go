@@ -231,7 +231,9 @@ func TestGRPCThroughGateway(t *testing.T) {
 }
 
 // TestGRPCUpstreamDown: a gRPC call to an upstream that refuses connections gets the
-// gateway's UNAVAILABLE with the reason code in grpc-message, not a bare 502.
+// gateway's UNAVAILABLE with the reason code in grpc-message, not a bare 502; the HTTP/2
+// pool's failed dials are counted in the target's sluice_upstream_dial_errors_total as the
+// HTTP/1.1 pool's are (they were not: the series stayed at 0).
 func TestGRPCUpstreamDown(t *testing.T) {
 	tg := startGateway(t, grpcGatewayYAML, map[string]string{"backend": testutil.RefusingAddr(t)})
 	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -242,6 +244,10 @@ func TestGRPCUpstreamDown(t *testing.T) {
 	_, err = testgrpc.NewTestServiceClient(cc).UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
 	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() == "" {
 		t.Errorf("status %v %q; want Unavailable with the reason", st.Code(), st.Message())
+	}
+	// One call, two attempts (retry.attempts 2), each a refused dial.
+	if v, _ := gathered(t, tg).value("sluice_upstream_dial_errors_total", map[string]string{"upstream": "grpc"}); v != 2 {
+		t.Errorf("sluice_upstream_dial_errors_total = %v, want 2", v)
 	}
 }
 

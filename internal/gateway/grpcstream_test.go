@@ -289,7 +289,8 @@ func serveRefuseFirst(c net.Conn, seen chan<- struct{}, bodies chan<- string) {
 // tls.server_name, verifies the certificate against that IP (docs/config.md), as an HTTP/1.1
 // upstream does. The HTTP/2 pool used to hand crypto/tls a config without a name, and every
 // handshake failed ("either ServerName or InsecureSkipVerify must be specified"):
-// UNAVAILABLE, upstream_tls_handshake, for every call.
+// UNAVAILABLE, upstream_tls_handshake, for every call. Its dial and handshake are counted in
+// the target's sluice_upstream_connections_opened_total and sluice_upstream_tls_handshakes_total.
 func TestGRPCTLSUpstreamByIP(t *testing.T) {
 	ca := testutil.NewCA(t)
 	yaml := strings.Replace(grpcGatewayYAML, "    protocol: h2c\n", "    protocol: h2\n    tls: {ca_file: "+ca.CAFile(t)+"}\n", 1)
@@ -300,6 +301,20 @@ func TestGRPCTLSUpstreamByIP(t *testing.T) {
 	r, err := grpcClient(t, tg).UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 10})
 	if err != nil || len(r.GetPayload().GetBody()) != 10 {
 		t.Fatalf("UnaryCall over TLS to 127.0.0.1: %v", err)
+	}
+	// The HTTP/2 pool's dial and handshake count in the target's series as the HTTP/1.1
+	// pool's would.
+	f := gathered(t, tg)
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+	}{
+		{"sluice_upstream_connections_opened_total", map[string]string{"upstream": "grpc"}},
+		{"sluice_upstream_tls_handshakes_total", map[string]string{"upstream": "grpc", "resumed": "false"}},
+	} {
+		if v, _ := f.value(c.name, c.labels); v != 1 {
+			t.Errorf("%s%v = %v, want 1", c.name, c.labels, v)
+		}
 	}
 }
 

@@ -145,15 +145,21 @@ func TestUpstreamTLSVerificationFails(t *testing.T) {
 	ca, other := testutil.NewCA(t), testutil.NewCA(t)
 	plain := echoBackend(t, "plain")
 	for _, tc := range []struct {
-		name, target, tls, code string
+		name, target, tls, code, protocol string
 	}{
-		{"untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate"},
-		{"wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate"},
-		{"plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake"},
+		{"untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "http1"},
+		{"wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "http1"},
+		{"plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "http1"},
+		// HTTP/2 upstreams dial in their own pool (h2pool): the same reasons and counts.
+		{"h2 untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "h2"},
+		{"h2 wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "h2"},
+		{"h2 plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "h2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startTLSEcho(t, ca, nil)
-			tg := tlsUpstreamGateway(t, tc.target, tc.tls, "", "",
+			b := startTLSEcho(t, ca, func(c *tls.Config) {
+				c.NextProtos = []string{"h2", "http/1.1"} // the handshake gets as far as the certificate
+			})
+			tg := tlsUpstreamGateway(t, tc.target, tc.tls, "protocol: "+tc.protocol, "",
 				map[string]string{"b": b.addr(), "ca": ca.CAFile(t), "other": other.CAFile(t), "plain": hostport(plain)})
 			c := newClient()
 			for _, method := range []string{"GET", "POST"} {

@@ -22,7 +22,8 @@ type Request struct {
 	Path []byte
 	// Query follows '?' in the target, without it; nil when there is no '?'.
 	Query []byte
-	// Minor is the HTTP/1 minor version: 0 or 1.
+	// Minor is the HTTP/1 minor version: 0 or 1 (0 too when the head failed before its
+	// version was parsed: see HasVersion).
 	Minor  int
 	Header Header
 	// Host is the authority of an absolute-form target if used, else the Host field value;
@@ -39,7 +40,15 @@ type Request struct {
 	Expect100 bool
 
 	buf []byte // the head bytes; every slice above points into it
+	// versioned: the request-line's HTTP-version was parsed (Minor holds it).
+	versioned bool
 }
+
+// HasVersion reports whether the last ReadRequest parsed the request's HTTP version, so
+// that Minor is the client's and not a default: a head refused before its request-line was
+// parsed (too large, too slow, cut short) or with a version other than HTTP/1.0 and
+// HTTP/1.1 has none.
+func (r *Request) HasVersion() bool { return r.versioned }
 
 // Started reports whether the last ReadRequest took any byte of a request-line (empty lines
 // before it do not count).
@@ -123,7 +132,7 @@ func (r *Request) parseRequestLine(line []byte) error {
 	if err != nil {
 		return err
 	}
-	r.Minor = minor
+	r.Minor, r.versioned = minor, true
 	if !validToken(r.Method) {
 		return bad("invalid method")
 	}

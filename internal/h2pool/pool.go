@@ -511,22 +511,54 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		return nil, reason.DialFailure(ctx, p.addr, fmt.Errorf("dial %s: %w", p.addr, err)) // as the HTTP/1.1 pool's
 	}
 	if p.opts.TLS != nil {
-		tc := tls.Client(nc, p.opts.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			nc.Close()
-			status := 502
-			if reason.DialTimedOut(ctx, err) {
-				status = 504 // as the HTTP/1.1 pool answers a handshake cut by time
-			}
-			return nil, reason.New(status, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
-		}
-		if proto := tc.ConnectionState().NegotiatedProtocol; proto != ALPNH2 {
-			tc.Close()
-			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("%s did not agree to HTTP/2 (ALPN %q, want \"h2\"): set protocol: http1 or auto", p.addr, proto))
+		tc, err := p.handshake(ctx, nc)
+		if err != nil {
+			return nil, err
 		}
 		nc = tc
 	}
 	return p.clientConn(nc)
+}
+
+// handshake runs the TLS handshake of a dial (protocol h2) and counts it: its reason, when
+// it failed, is the HTTP/1.1 pool's (connpool), upstream_tls_certificate when the target's
+// certificate failed verification, else upstream_tls_handshake (504 when time ran out).
+func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
+	tc := tls.Client(nc, p.opts.TLS)
+	var re *reason.Error
+	err := tc.HandshakeContext(ctx)
+	st := tc.ConnectionState()
+	switch {
+	case err != nil:
+		nc.Close()
+		status, code := 502, reason.TLSHandshake
+		if reason.CertificateFailed(err) {
+			code = reason.TLSCertificate
+		} else if reason.DialTimedOut(ctx, err) {
+			status = 504 // as the HTTP/1.1 pool answers a handshake cut by time
+		}
+		re = reason.New(status, code, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
+	case st.NegotiatedProtocol != ALPNH2:
+		tc.Close()
+		re = reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("%s did not agree to HTTP/2 (ALPN %q, want \"h2\"): set protocol: http1 or auto", p.addr, st.NegotiatedProtocol))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := &p.counters
+	switch {
+	case re == nil && st.DidResume:
+		k.TLSResumed++
+	case re == nil:
+		k.TLSFull++
+	case re.Code == reason.TLSCertificate:
+		k.TLSCertErrors++
+	default:
+		k.TLSHandshakeErrors++
+	}
+	if re != nil {
+		return nil, re
+	}
+	return tc, nil
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,

@@ -9,6 +9,15 @@ import (
 type Counters struct {
 	Dials        int64 `json:"dials"`
 	DialFailures int64 `json:"dial_failures"`
+	// TLSFull and TLSResumed count the TLS handshakes of the pool's own dials (protocol h2)
+	// by whether a session was resumed; TLSCertErrors and TLSHandshakeErrors its dials that
+	// failed in TLS, by reason (upstream_tls_certificate, upstream_tls_handshake: a refused
+	// ALPN h2 too), also counted in DialFailures. An auto pool's dials are the HTTP/1.1
+	// pool's, counted there.
+	TLSFull            int64 `json:"tls_full_handshakes"`
+	TLSResumed         int64 `json:"tls_resumed_handshakes"`
+	TLSCertErrors      int64 `json:"tls_certificate_errors"`
+	TLSHandshakeErrors int64 `json:"tls_handshake_errors"`
 	// Streams counts the streams started.
 	Streams int64 `json:"streams"`
 	// Unprocessed counts streams the backend provably did not process (GOAWAY above them,

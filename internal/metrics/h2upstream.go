@@ -34,7 +34,7 @@ var (
 		"HTTP/2 connections to the target closed, by reason (goaway, backend_closed, ping_timeout, idle_timeout, learned_timeout, max_requests, max_lifetime, conn_error, write_stuck, shutdown, config_change).",
 		append(poolLabels, "reason"), nil)
 	descH2Pings = prometheus.NewDesc(nameH2UpPings,
-		"PINGs sent on HTTP/2 connections to the target, by kind (check: before a stream on an idle connection; read_idle) and result (ok, timeout).",
+		"PINGs on HTTP/2 connections to the target: result sent by kind (check: before a stream on an idle connection; read_idle: after h2.read_idle_timeout), and result timeout (kind any: PINGs of either kind left unanswered).",
 		append(poolLabels, "kind", "result"), nil)
 	descNegotiated = prometheus.NewDesc(nameUpNegotiated,
 		"1 for the protocol the target of a protocol auto upstream chose in its latest TLS handshake (ALPN: h2 or http/1.1); absent before the first.",

@@ -132,7 +132,8 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	gauge(descConns, float64(idle), "idle")
 	gauge(descConns, float64(inUse), "in_use")
 	k := &s.Counters
-	counter(descOpened, k.Opened)
+	d := ownH2Dials(tp.H2)
+	counter(descOpened, k.Opened+d.opened)
 	reasons := make([]string, 0, len(k.ClosedBy))
 	for r := range k.ClosedBy {
 		reasons = append(reasons, string(r))
@@ -171,17 +172,32 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	counter(descQueueWaits, k.QueueWaits)
 	counter(descQueueFull, k.QueueFull)
 	counter(descQueueTimeouts, k.QueueTimeouts)
-	counter(descDialErrors, k.DialErrors)
+	counter(descDialErrors, k.DialErrors+d.failed)
 	gauge(descInFlight, float64(tp.InFlight))
 	if tp.Health != "" {
 		gauge(descHealth, 1, tp.Health)
 	}
 	if s.Options.TLS {
-		counter(descTLSHandshakes, k.TLSFull, "false")
-		counter(descTLSHandshakes, k.TLSResumed, "true")
-		counter(descTLSErrors, k.TLSCertErrors, string(reason.TLSCertificate))
-		counter(descTLSErrors, k.TLSHandshakeErrors, string(reason.TLSHandshake))
+		counter(descTLSHandshakes, k.TLSFull+d.tlsFull, "false")
+		counter(descTLSHandshakes, k.TLSResumed+d.tlsResumed, "true")
+		counter(descTLSErrors, k.TLSCertErrors+d.tlsCert, string(reason.TLSCertificate))
+		counter(descTLSErrors, k.TLSHandshakeErrors+d.tlsHandshake, string(reason.TLSHandshake))
 	}
+}
+
+// h2Dials are the dials of a target's HTTP/2 pool (protocol h2, h2c), which the HTTP/1.1
+// pool's dial series count with its own: that pool does not dial for them.
+type h2Dials struct{ opened, failed, tlsFull, tlsResumed, tlsCert, tlsHandshake uint64 }
+
+// ownH2Dials returns the dials of s, none for an auto pool (whose connections the HTTP/1.1
+// pool dials and counts) or without one.
+func ownH2Dials(s *h2pool.Snapshot) h2Dials {
+	if s == nil || s.Protocol == "auto" {
+		return h2Dials{}
+	}
+	k := &s.Counters
+	return h2Dials{opened: uint64(k.Dials), failed: uint64(k.DialFailures), tlsFull: uint64(k.TLSFull),
+		tlsResumed: uint64(k.TLSResumed), tlsCert: uint64(k.TLSCertErrors), tlsHandshake: uint64(k.TLSHandshakeErrors)}
 }
 
 var _ prometheus.Collector = (*poolCollector)(nil)

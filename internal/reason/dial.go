@@ -2,6 +2,8 @@ package reason
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"syscall"
@@ -39,4 +41,16 @@ func DialTimedOut(ctx context.Context, err error) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// CertificateFailed reports whether a TLS handshake with a target failed with err because
+// the target's certificate failed verification (an unknown authority, another name, expired
+// or not yet valid): its reason is upstream_tls_certificate, the same for the HTTP/1.1 and
+// the HTTP/2 pools; any other handshake failure is upstream_tls_handshake.
+func CertificateFailed(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }

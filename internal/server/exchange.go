@@ -87,8 +87,13 @@ func (ex *Exchange) Request() *h1.Request { return &ex.Req }
 // StartTime is when the request head was read (Start).
 func (ex *Exchange) StartTime() time.Time { return ex.Start }
 
-// Proto is the request's HTTP version as the access log shows it: "HTTP/1.0" or "HTTP/1.1".
+// Proto is the request's HTTP version as the access log shows it: "HTTP/1.0" or "HTTP/1.1",
+// or "" for a request refused before its version was read (a head too large or too slow, a
+// version other than 1.0 and 1.1): the log leaves the field out rather than guess.
 func (ex *Exchange) Proto() string {
+	if !ex.Req.HasVersion() {
+		return ""
+	}
 	if ex.Req.Minor == 0 {
 		return "HTTP/1.0"
 	}

@@ -35,6 +35,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"sluice/internal/h1"
+	"sluice/internal/reason"
 )
 
 const (
@@ -106,6 +107,9 @@ type h2Own struct {
 	final    bool  // the last GOAWAY went out: no new streams
 	sent1    bool  // the drain's first GOAWAY went out
 	idle     *time.Timer
+	// cut is why the gateway ended the connection (fail: a protocol error, a limit), the
+	// cause its streams in flight end with; nil when the client ended it (errClientGone).
+	cut *reason.Error
 	// resetSent are the last streams the server sent RST_STREAM for (noteResetLocked): a
 	// HEADERS frame the client sent on one before it read the reset is a stream error.
 	resetSent  [32]uint32
@@ -225,8 +229,12 @@ func (o *h2Own) serve() {
 	// The end: every stream is canceled, the writer stops, the handlers return.
 	o.mu.Lock()
 	o.idle.Stop()
+	cause := errClientGone
+	if o.cut != nil {
+		cause = o.cut
+	}
 	if o.werr == nil {
-		o.werr = errClientGone
+		o.werr = cause
 	}
 	gone := make([]*Stream, 0, len(o.streams))
 	for id, s := range o.streams {
@@ -245,7 +253,7 @@ func (o *h2Own) serve() {
 		o.c.srv.log.Warn("HTTP/2 client does not read; connection closed", "remote", o.c.clientIP, "queued", h2MaxQueued)
 	}
 	for _, s := range gone {
-		o.goneUnpin(s, errClientGone)
+		o.goneUnpin(s, cause)
 	}
 	<-writerDone
 	o.wg.Wait()
@@ -544,8 +552,7 @@ func (o *h2Own) count(fh http2.FrameHeader) bool {
 
 func (o *h2Own) limitHit(limit string, n int) bool {
 	o.h.limit(limit, n, true)
-	o.connError(http2.ErrCodeEnhanceYourCalm, "")
-	return false
+	return o.fail(http2.ErrCodeEnhanceYourCalm, limit)
 }
 
 // handle handles one frame; false: the connection ends.
@@ -1205,7 +1212,17 @@ func (o *h2Own) connError(code http2.ErrCode, token string) bool {
 	if token != "" {
 		o.h.countError(token)
 	}
+	return o.fail(code, token)
+}
+
+// fail ends the connection with a GOAWAY carrying code, for why (a protocol error's token,
+// a limit's name), and notes it as the cause its streams in flight end with: the access log
+// says the gateway cut them, not that the client left. It returns false.
+func (o *h2Own) fail(code http2.ErrCode, why string) bool {
 	o.lockR()
+	if o.cut == nil && !o.closing && o.werr == nil {
+		o.cut = reason.New(499, reason.ClientBodyError, "", fmt.Errorf("the gateway closed the client's connection with GOAWAY %s (%s)", code, why))
+	}
 	o.goAwayLocked(code)
 	o.closing = true
 	o.wcond.Signal()

@@ -14,7 +14,8 @@ type Served interface {
 	Request() *h1.Request
 	// StartTime is when the request head was read.
 	StartTime() time.Time
-	// Proto is "HTTP/1.0", "HTTP/1.1" or "HTTP/2".
+	// Proto is "HTTP/1.0", "HTTP/1.1" or "HTTP/2"; "" for an HTTP/1 request refused before
+	// its version was read.
 	Proto() string
 	ListenerName() string
 	ClientIP() string
