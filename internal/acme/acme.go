@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -24,7 +25,6 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
-	"go.uber.org/zap"
 )
 
 // ALPNProto is the ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737); a
@@ -83,14 +83,18 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{opts: o, domains: o.Domains, log: log.With("component", "acme")}
+	if err := checkStorage(o.Storage); err != nil {
+		return nil, fmt.Errorf("acme.storage: %w", err)
+	}
+	zl := certmagicLogger(m.log)
 	var cfg *certmagic.Config
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-		Logger:           zap.NewNop(),
+		Logger:           zl,
 	})
 	cfg = certmagic.New(m.cache, certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: o.Storage},
-		Logger:  zap.NewNop(),
+		Logger:  zl,
 		OnEvent: func(_ context.Context, event string, data map[string]any) error {
 			domain, _ := data["identifier"].(string)
 			switch event {
@@ -99,7 +103,11 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 				if err, ok := data["error"].(error); ok {
 					args = append(args, "err", err) // a refused DNS update says so here
 				}
-				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), args...)
+				lvl := slog.LevelInfo
+				if event != "cert_obtained" {
+					lvl = slog.LevelWarn
+				}
+				m.log.Log(context.Background(), lvl, "acme "+strings.ReplaceAll(event, "_", " "), args...)
 				if obs != nil {
 					obs.ACMEEvent(event, domain)
 				}
@@ -116,7 +124,7 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 	tmpl := certmagic.ACMEIssuer{
 		CA: o.CA, Email: o.Email, Agreed: true, TrustedRoots: o.CARoots,
 		DisableHTTPChallenge: true, AltTLSALPNPort: alt, ListenHost: host,
-		Logger: zap.NewNop(),
+		Logger: zl,
 	}
 	if o.HTTPListener != "" {
 		// The same for HTTP-01: the plain listener is in use, so certmagic leaves the
@@ -132,7 +140,7 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 		// certmagic uses the DNS challenge alone when a DNS-01 solver is set.
 		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
 			DNSProvider: &rfc2136{d: *d}, Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout,
-			Logger: zap.NewNop(),
+			Logger: zl,
 		}}
 	}
 	m.issuer = certmagic.NewACMEIssuer(cfg, tmpl)
@@ -161,6 +169,30 @@ func (m *Manager) loadStored() {
 			m.log.Warn("acme certificate in storage not loaded; Start tries again", "domain", d, "err", err)
 		}
 	}
+}
+
+// checkStorage makes the storage directory and writes, reads and removes a file in it, as
+// certmagic does before each order. certmagic's check fails an order without the
+// cert_failed event and without a retry, so a storage it cannot use left the names without
+// certificates for good; the config that names it is refused instead.
+func checkStorage(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".sluice-check-*")
+	if err != nil {
+		return err
+	}
+	const probe = "sluice storage check"
+	_, err = f.WriteString(probe)
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		var b []byte
+		if b, err = os.ReadFile(f.Name()); err == nil && string(b) != probe {
+			err = fmt.Errorf("%s: read back %q, wrote %q", f.Name(), b, probe)
+		}
+	}
+	return errors.Join(err, os.Remove(f.Name()))
 }
 
 func splitPort(addr string) (host string, port int, err error) {
