@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,5 +339,65 @@ routes: [{id: all, upstream: b}]
 	var oe *net.OpError
 	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err.Error() != tls.AlertError(112).Error() {
 		t.Errorf("unknown.example: %v, want the alert %q", err, tls.AlertError(112).Error())
+	}
+}
+
+// TestACMEChallengePathOwned: on a plain listener, a request under
+// /.well-known/acme-challenge/ for a name an acme block lists (any case, with a port) is
+// the gateway's even when no challenge is pending for its token: 404
+// acme_challenge_unknown, logged and counted, and the route's backend never sees it (a
+// backend answering there could prove control of the name to a CA for another account).
+// For other names the path is routed as any other (a backend with its own ACME client).
+// No CA is needed: no challenge is pending.
+func TestACMEChallengePathOwned(t *testing.T) {
+	var hits atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte("backend " + r.Host))
+	}))
+	t.Cleanup(backend.Close)
+	tlsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:{{tls}}
+    tls:
+      acme: {domains: [web.test], ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
+  - address: 127.0.0.1:{{http}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"tls": fmt.Sprint(tlsPort), "http": fmt.Sprint(httpPort), "dead": fmt.Sprint(testutil.FreePort(t)),
+		"storage": t.TempDir(), "b": hostport(backend)})
+	plain := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	for _, tc := range []struct {
+		name, req string
+		routed    bool
+	}{
+		{"unknown token", "GET /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", false},
+		{"upper case, port", "GET /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: WEB.test:80\r\nConnection: close\r\n\r\n", false},
+		{"POST", "POST /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: web.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false},
+		{"no token", "GET /.well-known/acme-challenge/ HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", false},
+		{"another name", "GET /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n", true},
+		{"another path", "GET /.well-known/other HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			out := rawExchange(t, plain, tc.req, 3*time.Second)
+			if tc.routed {
+				if !strings.HasPrefix(out, "HTTP/1.1 200") || hits.Load() != before+1 {
+					t.Errorf("answer %q, backend hits %d; want it routed", firstLine(out), hits.Load()-before)
+				}
+				return
+			}
+			if !strings.HasPrefix(out, "HTTP/1.1 404") || !strings.Contains(out, "X-Sluice-Error: acme_challenge_unknown") || hits.Load() != before {
+				t.Errorf("answer %q, backend hits %d; want 404 acme_challenge_unknown, not routed", out, hits.Load()-before)
+			}
+		})
+	}
+	if v, _ := gathered(t, tg).value("sluice_gateway_errors_total", map[string]string{"reason": "acme_challenge_unknown"}); v != 4 {
+		t.Errorf("sluice_gateway_errors_total{acme_challenge_unknown} = %v, want 4", v)
+	}
+	lines := tg.accessLines(6)
+	if r, _ := lines[0]["reason"].(string); r != "acme_challenge_unknown" {
+		t.Errorf("access log line %v: want reason acme_challenge_unknown", lines[0])
 	}
 }
