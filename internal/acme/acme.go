@@ -271,7 +271,10 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return m.cfg.GetCertificate(hello)
 }
 
-// IsChallenge reports whether hello is an ACME validation handshake.
+// IsChallenge reports whether hello is an ACME validation handshake: it offers acme-tls/1
+// and nothing else (RFC 8737 §3; certmagic answers only those with a challenge
+// certificate). A client that offers acme-tls/1 among other protocols is an ordinary one:
+// it gets the certificate of its name and, by the server's preference, its other protocol.
 func IsChallenge(hello *tls.ClientHelloInfo) bool {
-	return slices.Contains(hello.SupportedProtos, ALPNProto)
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ALPNProto
 }

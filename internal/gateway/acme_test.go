@@ -139,6 +139,13 @@ routes: [{id: all, upstream: b}]
 		t.Errorf("sluice_tls_acme_events_total{cert_obtained} = %v", v)
 	}
 
+	// No certificate on demand: a name the acme block does not list (one that pebble would
+	// validate: it resolves here) gets a failed handshake, and nothing is ordered for it.
+	p.dns.SetA("other.acme.test", 60, "127.0.0.1")
+	if is, err := issuerOf(tg.addr, "other.acme.test"); err == nil {
+		t.Errorf("other.acme.test: a certificate from %q, want a failed handshake", is)
+	}
+
 	// A second instance on the same storage: it loads the certificate, pebble issues none.
 	vars2 := map[string]string{}
 	for k, v := range vars {
