@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -71,6 +72,8 @@ type Manager struct {
 	issuer  *certmagic.ACMEIssuer
 	log     *slog.Logger
 	cancel  context.CancelFunc
+
+	closeOnce sync.Once
 }
 
 // New returns a Manager serving the certificates of its domains already in storage; Start
@@ -243,15 +246,25 @@ func (m *Manager) Options() Options { return m.opts }
 func (m *Manager) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	return m.cfg.ManageAsync(ctx, m.domains)
+	if err := m.cfg.ManageAsync(ctx, m.domains); err != nil {
+		return err
+	}
+	// ManageAsync renews a certificate it loads from storage when it is due, but leaves
+	// alone one already in the cache (loadStored's): without this check an expired one
+	// would be served until the cache's first maintenance, 10 minutes on.
+	go m.cache.RenewManagedCertificates(ctx)
+	return nil
 }
 
-// Close stops managing (renewals, maintenance).
+// Close stops managing (renewals, maintenance). It may be called again (a second
+// Gateway.Shutdown): certmagic's Cache.Stop panics when called twice.
 func (m *Manager) Close() {
-	if m.cancel != nil {
-		m.cancel()
-	}
-	m.cache.Stop()
+	m.closeOnce.Do(func() {
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.cache.Stop()
+	})
 }
 
 // Covers reports whether name is one of the managed domains, or one label under a managed

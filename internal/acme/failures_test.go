@@ -51,6 +51,7 @@ func TestNewRefusesUnusableStorage(t *testing.T) {
 		t.Fatalf("New with a storage to make: %v", err)
 	}
 	m.Close()
+	m.Close() // a second Gateway.Shutdown: certmagic's Cache.Stop alone would panic
 	if ents, _ := os.ReadDir(o.Storage); len(ents) != 0 {
 		t.Errorf("the storage check left %d entries behind", len(ents))
 	}

@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,14 +42,14 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 		t.Fatal(err)
 	}
 	t.Cleanup(dns.Close)
-	p := runPebble(t, tlsPort, httpPort, dns.Addr)
+	p := runPebble(t, tlsPort, httpPort, dns.Addr, 7776000)
 	p.dns = dns
 	return p
 }
 
 // runPebble runs pebble resolving names (and DNS-01 challenge records) with the DNS server
-// at dnsAddr.
-func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
+// at dnsAddr, issuing certificates valid for validity seconds.
+func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string, validity int) *pebble {
 	t.Helper()
 	ca := testutil.NewCA(t)
 	cert, key := ca.Issue(t, "pebble", testutil.CertOptions{DNSNames: []string{"localhost"}})
@@ -56,7 +60,7 @@ func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
 	cfg := fmt.Sprintf(`{"pebble": {"listenAddress": "127.0.0.1:%d", "managementListenAddress": "127.0.0.1:%d",
   "certificate": %q, "privateKey": %q, "httpPort": %d, "tlsPort": %d, "ocspResponderURL": "",
   "externalAccountBindingRequired": false, "retryAfter": {"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
-  "profiles": {"default": {"description": "default", "validityPeriod": 7776000}}}}`, api, mgmt, cert, key, httpPort, tlsPort)
+  "profiles": {"default": {"description": "default", "validityPeriod": %d}}}}`, api, mgmt, cert, key, httpPort, tlsPort, validity)
 	cfgFile := filepath.Join(t.TempDir(), "pebble.json")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -208,7 +212,7 @@ func TestACMEDNS01Wildcard(t *testing.T) {
 	}
 	const secret = "c2x1aWNlLWFjbWUtZG5zMDEtdGVzdC1zZWNyZXQ="
 	dns := testutil.NewDNSUpdateServer(t, "dns01.test", "sluice-acme", secret)
-	p := runPebble(t, testutil.FreePort(t), testutil.FreePort(t), dns.Addr) // nothing answers TLS-ALPN-01 or HTTP-01
+	p := runPebble(t, testutil.FreePort(t), testutil.FreePort(t), dns.Addr, 7776000) // nothing answers TLS-ALPN-01 or HTTP-01
 	port := testutil.FreePort(t)
 	// A certificate from files too: names under the wildcard must still go to ACME.
 	cert, key := testutil.NewCA(t).Issue(t, "static", testutil.CertOptions{DNSNames: []string{"static.test"}})
@@ -407,4 +411,86 @@ routes: [{id: all, upstream: b}]
 	if r, _ := lines[0]["reason"].(string); r != "acme_challenge_unknown" {
 		t.Errorf("access log line %v: want reason acme_challenge_unknown", lines[0])
 	}
+}
+
+// TestACMERenewsExpiredAtStart: a gateway that starts with an expired certificate in
+// storage (down past its expiry, or restarted after the cause of failed renewals was fixed)
+// serves it from its first handshake and renews it at once, without waiting for the first
+// maintenance check (10 minutes in).
+func TestACMERenewsExpiredAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	port := testutil.FreePort(t)
+	dns, err := dnstest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Close)
+	dns.SetA("acme.test", 60, "127.0.0.1")
+	p := runPebble(t, port, 0, dns.Addr, 5) // certificates valid for 5 s
+	const cfg = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [acme.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))}
+	leaf := func(tg *testGateway) *x509.Certificate {
+		c, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	first := startGateway(t, cfg, vars)
+	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool { return leaf(first) != nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	first.gw.Shutdown(ctx)
+	expiry := firstExpiry(t, vars["storage"])
+	testutil.WaitFor(t, 30*time.Second, "the certificate to expire", func() bool { return time.Now().After(expiry) })
+	tg := startGateway(t, cfg, vars)
+	old := leaf(tg)
+	if old == nil || !time.Now().After(old.NotAfter) {
+		t.Fatalf("the first handshake after the start: %v, want the expired certificate in storage", old)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the expired certificate renewed and served", func() bool {
+		c := leaf(tg)
+		return c != nil && c.NotAfter.After(old.NotAfter)
+	})
+	if n := p.issued(); n != 2 {
+		t.Errorf("pebble issued %d certificates, want 2", n)
+	}
+}
+
+// firstExpiry is the NotAfter of the one certificate in an ACME storage directory.
+func firstExpiry(t *testing.T, storage string) time.Time {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(storage, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".crt") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if len(files) != 1 {
+		t.Fatalf("certificates in storage: %q, want one", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", files[0])
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.NotAfter
 }
