@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -493,4 +494,134 @@ func firstExpiry(t *testing.T, storage string) time.Time {
 		t.Fatal(err)
 	}
 	return c.NotAfter
+}
+
+// TestACMETwoInstancesOrderOnce: two instances started together on one empty storage
+// directory: certmagic's lock in the storage lets one of them order, the other waits and
+// loads what it got; both serve it and the CA issued one certificate. pebble validates on
+// the first instance's port only, which answers the challenge whichever instance ordered
+// (the challenge is in the storage too).
+func TestACMETwoInstancesOrderOnce(t *testing.T) {
+	p, port := startPebbleFor(t, "acme.test")
+	const cfg = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [acme.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	storage, b := t.TempDir(), hostport(echoBackend(t, "a"))
+	var tgs [2]*testGateway
+	var wg sync.WaitGroup
+	for i, pt := range []int{port, testutil.FreePort(t)} {
+		cfg := mustParse(t, cfg, map[string]string{"port": fmt.Sprint(pt), "ca": p.dir, "root": p.caFile, "storage": storage, "b": b})
+		gw := New(testLogger(t), nil)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			gw.Shutdown(ctx)
+		})
+		tgs[i] = &testGateway{gw: gw, addr: fmt.Sprintf("127.0.0.1:%d", pt), t: t}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gw.Apply(cfg); err != nil {
+				t.Errorf("apply %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, tg := range tgs {
+		testutil.WaitFor(t, 90*time.Second, fmt.Sprintf("instance %d to serve a certificate from pebble", i), func() bool {
+			is, _ := issuerOf(tg.addr, "acme.test")
+			return strings.Contains(is, "Pebble")
+		})
+	}
+	if n := p.issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates, want 1", n)
+	}
+}
+
+// TestACMEReloadNames: a reload that adds a name to an acme block keeps serving the
+// certificate of the name it had (read from storage by the new manager) and orders the new
+// one; a reload that drops a name stops serving it (the handshake fails; nothing is ordered
+// for it any more).
+func TestACMEReloadNames(t *testing.T) {
+	p, port := startPebbleFor(t, "acme.test")
+	p.dns.SetA("new.test", 60, "127.0.0.1")
+	const cfg = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [{{domains}}], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"b": hostport(echoBackend(t, "a")), "domains": "acme.test"}
+	tg := startGateway(t, cfg, vars)
+	serves := func(name string) bool {
+		is, _ := issuerOf(tg.addr, name)
+		return strings.Contains(is, "Pebble")
+	}
+	testutil.WaitFor(t, 60*time.Second, "acme.test's certificate", func() bool { return serves("acme.test") })
+
+	vars["domains"] = "acme.test, new.test"
+	if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
+		t.Fatal(err)
+	}
+	if !serves("acme.test") {
+		t.Fatal("acme.test not served right after the reload that added new.test")
+	}
+	testutil.WaitFor(t, 60*time.Second, "new.test's certificate", func() bool { return serves("new.test") })
+
+	vars["domains"] = "new.test"
+	if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
+		t.Fatal(err)
+	}
+	if !serves("new.test") {
+		t.Error("new.test not served right after the reload that dropped acme.test")
+	}
+	if _, err := issuerOf(tg.addr, "acme.test"); err == nil {
+		t.Error("acme.test still served after the reload that dropped it")
+	}
+	if n := p.issued(); n != 2 {
+		t.Errorf("pebble issued %d certificates, want 2", n)
+	}
+}
+
+// TestACMECAUnreachable: with the CA unreachable, the listener's file certificate is still
+// served, a handshake for the ACME name fails at once (no wait for the order), and the
+// failed order is logged as a warning with its cause and counted.
+func TestACMECAUnreachable(t *testing.T) {
+	ca := testutil.NewCA(t)
+	cert, key := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	tg, logs := startGatewayLogged(t, `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      certificates: [{cert_file: {{c}}, key_file: {{k}}}]
+      acme: {domains: [acme.test], email: ops@acme.test, ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "c": cert, "k": key,
+		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))})
+	if _, err := issuerOf(tg.addr, "a.test"); err != nil {
+		t.Errorf("a.test: %v", err)
+	}
+	start := time.Now()
+	if _, err := issuerOf(tg.addr, "acme.test"); err == nil {
+		t.Error("acme.test: a certificate with no CA")
+	} else if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("acme.test's handshake took %v to fail", d)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the failed order counted", func() bool {
+		v, _ := gathered(t, tg).value("sluice_tls_acme_events_total", map[string]string{"event": "cert_failed"})
+		return v >= 1
+	})
+	l := logs.String()
+	if !strings.Contains(l, `level=WARN msg="acme cert failed"`) || !strings.Contains(l, "connection refused") {
+		t.Errorf("log lacks the failed order as a warning with its cause:\n%s", l)
+	}
 }
