@@ -105,14 +105,19 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 		e.acme = append(e.acme, m)
 		o.NextProtos = append(o.NextProtos, acme.ALPNProto)
 		getCert = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if store == nil || acme.IsChallenge(hello) || m.Covers(hello.ServerName) {
+			switch {
+			case acme.IsChallenge(hello) || m.Covers(hello.ServerName):
 				return m.GetCertificate(hello)
+			case store == nil:
+				// No certificate to fall back on: an unknown name (counted as unknown_sni),
+				// never looked up or ordered by certmagic.
+				return nil, certs.ErrUnknownName
 			}
 			return store.GetCertificate(hello)
 		}
-		if o.Unknown != nil {
+		if t.UnknownSNI == config.UnknownSNIReject {
 			o.Unknown = func(hello *tls.ClientHelloInfo) bool {
-				return !acme.IsChallenge(hello) && !m.Covers(hello.ServerName) && store.Rejects(hello)
+				return !acme.IsChallenge(hello) && !m.Covers(hello.ServerName) && (store == nil || store.Rejects(hello))
 			}
 		}
 	}

@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -78,6 +80,39 @@ routes: [{id: all, upstream: b}]
 					t.Errorf("protocol %q, answer %q; want nothing served", st.NegotiatedProtocol, firstLine(string(out)))
 				}
 			}
+		})
+	}
+}
+
+// TestACMEOnlyUnknownNames: on a listener whose certificates all come from ACME, a
+// handshake for a name the acme block does not list (or without SNI) is an unknown name:
+// counted as unknown_sni, and with unknown_sni: reject answered with the unrecognized_name
+// alert (RFC 6066 §3), as on a listener with certificate files.
+func TestACMEOnlyUnknownNames(t *testing.T) {
+	for _, mode := range []string{"default", "reject"} {
+		t.Run(mode, func(t *testing.T) {
+			tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      unknown_sni: {{mode}}
+      acme: {domains: [acme.test], ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "mode": mode,
+				"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))})
+			for _, sni := range []string{"other.test", ""} {
+				_, err := issuerOf(tg.addr, sni)
+				var oe *net.OpError
+				alert := errors.As(err, &oe) && oe.Op == "remote error" && oe.Err.Error() == tls.AlertError(112).Error()
+				if err == nil || alert != (mode == "reject") {
+					t.Errorf("SNI %q: %v; want a failed handshake, with the unrecognized_name alert: %v", sni, err, mode == "reject")
+				}
+			}
+			testutil.WaitFor(t, 5*time.Second, "the failures counted as unknown_sni", func() bool {
+				v, _ := gathered(t, tg).value("sluice_tls_handshake_errors_total", map[string]string{"reason": "unknown_sni"})
+				return v == 2
+			})
 		})
 	}
 }
