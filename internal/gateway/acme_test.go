@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -430,15 +431,9 @@ func TestACMERenewsExpiredAtStart(t *testing.T) {
 	t.Cleanup(dns.Close)
 	dns.SetA("acme.test", 60, "127.0.0.1")
 	p := runPebble(t, port, 0, dns.Addr, 5) // certificates valid for 5 s
-	const cfg = `
-listeners:
-  - address: 127.0.0.1:{{port}}
-    tls:
-      acme: {domains: [acme.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`
-	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))}
+	const cfg = acmeOnlyConfig
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"b": hostport(echoBackend(t, "a")), "domains": "acme.test"}
 	leaf := func(tg *testGateway) *x509.Certificate {
 		c, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
 		if err != nil {
@@ -503,19 +498,13 @@ func firstExpiry(t *testing.T, storage string) time.Time {
 // (the challenge is in the storage too).
 func TestACMETwoInstancesOrderOnce(t *testing.T) {
 	p, port := startPebbleFor(t, "acme.test")
-	const cfg = `
-listeners:
-  - address: 127.0.0.1:{{port}}
-    tls:
-      acme: {domains: [acme.test], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`
+	const cfg = acmeOnlyConfig
 	storage, b := t.TempDir(), hostport(echoBackend(t, "a"))
 	var tgs [2]*testGateway
 	var wg sync.WaitGroup
 	for i, pt := range []int{port, testutil.FreePort(t)} {
-		cfg := mustParse(t, cfg, map[string]string{"port": fmt.Sprint(pt), "ca": p.dir, "root": p.caFile, "storage": storage, "b": b})
+		cfg := mustParse(t, cfg, map[string]string{"port": fmt.Sprint(pt), "ca": p.dir, "root": p.caFile, "storage": storage, "b": b,
+			"domains": "acme.test"})
 		gw := New(testLogger(t), nil)
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -550,14 +539,7 @@ routes: [{id: all, upstream: b}]
 func TestACMEReloadNames(t *testing.T) {
 	p, port := startPebbleFor(t, "acme.test")
 	p.dns.SetA("new.test", 60, "127.0.0.1")
-	const cfg = `
-listeners:
-  - address: 127.0.0.1:{{port}}
-    tls:
-      acme: {domains: [{{domains}}], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`
+	const cfg = acmeOnlyConfig
 	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
 		"b": hostport(echoBackend(t, "a")), "domains": "acme.test"}
 	tg := startGateway(t, cfg, vars)
@@ -567,19 +549,20 @@ routes: [{id: all, upstream: b}]
 	}
 	testutil.WaitFor(t, 60*time.Second, "acme.test's certificate", func() bool { return serves("acme.test") })
 
-	vars["domains"] = "acme.test, new.test"
-	if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
-		t.Fatal(err)
+	reload := func(domains string) {
+		t.Helper()
+		vars["domains"] = domains
+		if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
+			t.Fatal(err)
+		}
 	}
+	reload("acme.test, new.test")
 	if !serves("acme.test") {
 		t.Fatal("acme.test not served right after the reload that added new.test")
 	}
 	testutil.WaitFor(t, 60*time.Second, "new.test's certificate", func() bool { return serves("new.test") })
 
-	vars["domains"] = "new.test"
-	if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
-		t.Fatal(err)
-	}
+	reload("new.test")
 	if !serves("new.test") {
 		t.Error("new.test not served right after the reload that dropped acme.test")
 	}
@@ -595,18 +578,8 @@ routes: [{id: all, upstream: b}]
 // served, a handshake for the ACME name fails at once (no wait for the order), and the
 // failed order is logged as a warning with its cause and counted.
 func TestACMECAUnreachable(t *testing.T) {
-	ca := testutil.NewCA(t)
-	cert, key := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
-	tg, logs := startGatewayLogged(t, `
-listeners:
-  - address: 127.0.0.1:{{port}}
-    tls:
-      certificates: [{cert_file: {{c}}, key_file: {{k}}}]
-      acme: {domains: [acme.test], email: ops@acme.test, ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "c": cert, "k": key,
-		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))})
+	logs := &syncBuffer{}
+	tg := startWithoutCA(t, slog.New(slog.NewTextHandler(logs, nil)))
 	if _, err := issuerOf(tg.addr, "a.test"); err != nil {
 		t.Errorf("a.test: %v", err)
 	}
@@ -625,3 +598,31 @@ routes: [{id: all, upstream: b}]
 		t.Errorf("log lacks the failed order as a warning with its cause:\n%s", l)
 	}
 }
+
+// startWithoutCA starts a gateway whose listener serves a.test from a file and lists
+// acme.test in an acme block whose CA does not answer (a closed port).
+func startWithoutCA(t *testing.T, log *slog.Logger) *testGateway {
+	t.Helper()
+	cert, key := testutil.NewCA(t).Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	return startGatewayLog(t, `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      certificates: [{cert_file: {{c}}, key_file: {{k}}}]
+      acme: {domains: [acme.test], email: ops@acme.test, ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "c": cert, "k": key,
+		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))}, log)
+}
+
+// acmeOnlyConfig is a TLS listener whose certificates all come from the CA at {{ca}}, for the
+// names {{domains}}.
+const acmeOnlyConfig = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [{{domains}}], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`

@@ -21,18 +21,7 @@ import (
 // anyway is served nothing. A name whose certificate the CA (unreachable here) has not
 // issued gets a prompt handshake failure.
 func TestACMEALPNOnlyForChallenges(t *testing.T) {
-	ca := testutil.NewCA(t)
-	cert, key := ca.Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
-	tg := startGateway(t, `
-listeners:
-  - address: 127.0.0.1:{{port}}
-    tls:
-      certificates: [{cert_file: {{c}}, key_file: {{k}}}]
-      acme: {domains: [acme.test], ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
-upstreams: [{id: b, targets: [{address: {{b}}}]}]
-routes: [{id: all, upstream: b}]
-`, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "c": cert, "k": key,
-		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))})
+	tg := startWithoutCA(t, testLogger(t))
 	const fail, served, silent = "fail", "served", "silent"
 	for _, tc := range []struct {
 		name, sni string
