@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -418,7 +420,8 @@ routes: [{id: all, upstream: b}]
 // TestACMERenewsExpiredAtStart: a gateway that starts with an expired certificate in
 // storage (down past its expiry, or restarted after the cause of failed renewals was fixed)
 // serves it from its first handshake and renews it at once, without waiting for the first
-// maintenance check (10 minutes in).
+// maintenance check (10 minutes in); the renewed one is served from the next handshake, and a
+// connection made before goes on.
 func TestACMERenewsExpiredAtStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs pebble")
@@ -454,10 +457,37 @@ func TestACMERenewsExpiredAtStart(t *testing.T) {
 	if old == nil || !time.Now().After(old.NotAfter) {
 		t.Fatalf("the first handshake after the start: %v, want the expired certificate in storage", old)
 	}
+	// A connection made with the expired certificate goes on across the renewal.
+	kc, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	br := bufio.NewReader(kc)
+	get := func() error {
+		kc.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(kc, "GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil {
+		t.Fatalf("a request before the renewal: %v", err)
+	}
 	testutil.WaitFor(t, 60*time.Second, "the expired certificate renewed and served", func() bool {
 		c := leaf(tg)
 		return c != nil && c.NotAfter.After(old.NotAfter)
 	})
+	if err := get(); err != nil {
+		t.Errorf("a request after the renewal on the connection made before it: %v", err)
+	}
 	if n := p.issued(); n != 2 {
 		t.Errorf("pebble issued %d certificates, want 2", n)
 	}
