@@ -16,15 +16,16 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3"
-	"go.uber.org/zap"
 )
 
 // ALPNProto is the ALPN protocol of TLS-ALPN-01 validation connections (RFC 8737); a
@@ -71,6 +72,8 @@ type Manager struct {
 	issuer  *certmagic.ACMEIssuer
 	log     *slog.Logger
 	cancel  context.CancelFunc
+
+	closeOnce sync.Once
 }
 
 // New returns a Manager serving the certificates of its domains already in storage; Start
@@ -83,14 +86,18 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{opts: o, domains: o.Domains, log: log.With("component", "acme")}
+	if err := checkStorage(o.Storage); err != nil {
+		return nil, fmt.Errorf("acme.storage: %w", err)
+	}
+	zl := certmagicLogger(m.log)
 	var cfg *certmagic.Config
 	m.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-		Logger:           zap.NewNop(),
+		Logger:           zl,
 	})
 	cfg = certmagic.New(m.cache, certmagic.Config{
 		Storage: &certmagic.FileStorage{Path: o.Storage},
-		Logger:  zap.NewNop(),
+		Logger:  zl,
 		OnEvent: func(_ context.Context, event string, data map[string]any) error {
 			domain, _ := data["identifier"].(string)
 			switch event {
@@ -99,7 +106,11 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 				if err, ok := data["error"].(error); ok {
 					args = append(args, "err", err) // a refused DNS update says so here
 				}
-				m.log.Info("acme "+strings.ReplaceAll(event, "_", " "), args...)
+				lvl := slog.LevelInfo
+				if event != "cert_obtained" {
+					lvl = slog.LevelWarn
+				}
+				m.log.Log(context.Background(), lvl, "acme "+strings.ReplaceAll(event, "_", " "), args...)
 				if obs != nil {
 					obs.ACMEEvent(event, domain)
 				}
@@ -116,7 +127,7 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 	tmpl := certmagic.ACMEIssuer{
 		CA: o.CA, Email: o.Email, Agreed: true, TrustedRoots: o.CARoots,
 		DisableHTTPChallenge: true, AltTLSALPNPort: alt, ListenHost: host,
-		Logger: zap.NewNop(),
+		Logger: zl,
 	}
 	if o.HTTPListener != "" {
 		// The same for HTTP-01: the plain listener is in use, so certmagic leaves the
@@ -132,7 +143,7 @@ func New(o Options, log *slog.Logger, obs Observer) (*Manager, error) {
 		// certmagic uses the DNS challenge alone when a DNS-01 solver is set.
 		tmpl.DNS01Solver = &certmagic.DNS01Solver{DNSManager: certmagic.DNSManager{
 			DNSProvider: &rfc2136{d: *d}, Resolvers: d.Resolvers, PropagationTimeout: d.PropagationTimeout,
-			Logger: zap.NewNop(),
+			Logger: zl,
 		}}
 	}
 	m.issuer = certmagic.NewACMEIssuer(cfg, tmpl)
@@ -161,6 +172,30 @@ func (m *Manager) loadStored() {
 			m.log.Warn("acme certificate in storage not loaded; Start tries again", "domain", d, "err", err)
 		}
 	}
+}
+
+// checkStorage makes the storage directory and writes, reads and removes a file in it, as
+// certmagic does before each order. certmagic's check fails an order without the
+// cert_failed event and without a retry, so a storage it cannot use left the names without
+// certificates for good; the config that names it is refused instead.
+func checkStorage(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".sluice-check-*")
+	if err != nil {
+		return err
+	}
+	const probe = "sluice storage check"
+	_, err = f.WriteString(probe)
+	err = errors.Join(err, f.Close())
+	if err == nil {
+		var b []byte
+		if b, err = os.ReadFile(f.Name()); err == nil && string(b) != probe {
+			err = fmt.Errorf("%s: read back %q, wrote %q", f.Name(), b, probe)
+		}
+	}
+	return errors.Join(err, os.Remove(f.Name()))
 }
 
 func splitPort(addr string) (host string, port int, err error) {
@@ -211,15 +246,25 @@ func (m *Manager) Options() Options { return m.opts }
 func (m *Manager) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	return m.cfg.ManageAsync(ctx, m.domains)
+	if err := m.cfg.ManageAsync(ctx, m.domains); err != nil {
+		return err
+	}
+	// ManageAsync renews a certificate it loads from storage when it is due, but leaves
+	// alone one already in the cache (loadStored's): without this check an expired one
+	// would be served until the cache's first maintenance, 10 minutes on.
+	go m.cache.RenewManagedCertificates(ctx)
+	return nil
 }
 
-// Close stops managing (renewals, maintenance).
+// Close stops managing (renewals, maintenance). It may be called again (a second
+// Gateway.Shutdown): certmagic's Cache.Stop panics when called twice.
 func (m *Manager) Close() {
-	if m.cancel != nil {
-		m.cancel()
-	}
-	m.cache.Stop()
+	m.closeOnce.Do(func() {
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.cache.Stop()
+	})
 }
 
 // Covers reports whether name is one of the managed domains, or one label under a managed
@@ -239,7 +284,10 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	return m.cfg.GetCertificate(hello)
 }
 
-// IsChallenge reports whether hello is an ACME validation handshake.
+// IsChallenge reports whether hello is an ACME validation handshake: it offers acme-tls/1
+// and nothing else (RFC 8737 §3; certmagic answers only those with a challenge
+// certificate). A client that offers acme-tls/1 among other protocols is an ordinary one:
+// it gets the certificate of its name and, by the server's preference, its other protocol.
 func IsChallenge(hello *tls.ClientHelloInfo) bool {
-	return slices.Contains(hello.SupportedProtos, ALPNProto)
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ALPNProto
 }

@@ -5,12 +5,17 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"net/mail"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -251,7 +256,8 @@ type ACME struct {
 	// Domains are the names to obtain certificates for. A wildcard ("*.example.com") can only
 	// be proved with the DNS-01 challenge and needs dns01. Required.
 	Domains []string `yaml:"domains"`
-	// Email is the ACME account's contact address (expiry warnings). Optional.
+	// Email is the ACME account's contact address (expiry warnings), a bare address
+	// ("ops@example.com"). Optional.
 	Email string `yaml:"email"`
 	// CA is the ACME directory URL. Default: Let's Encrypt's production directory.
 	CA string `yaml:"ca"`
@@ -260,7 +266,9 @@ type ACME struct {
 	CARoot string `yaml:"ca_root"`
 	// Storage is the directory for certificates, keys, the account and locks. Instances
 	// that share it (a network file system) coordinate: one orders a certificate, the others
-	// wait for it and load it. Relative to the config file. Default: "acme".
+	// wait for it and load it. Relative to the config file; made when missing. Validation
+	// refuses a path that is not a directory; a listener whose storage the gateway cannot
+	// write is refused when the config is applied. Default: "acme".
 	Storage string `yaml:"storage"`
 	// AgreeTOS says that you agree to the CA's terms of service; required to be true.
 	AgreeTOS bool `yaml:"agree_tos"`
@@ -334,8 +342,17 @@ func validateACME(p *problems, b string, a *ACME) {
 			p.add(fmt.Sprintf("%s.domains[%d]", b, i), "%q is not a DNS name", d)
 		}
 	}
-	if !strings.HasPrefix(a.CA, "https://") {
+	if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
 		p.add(b+".ca", "must be an https:// ACME directory URL, got %q", a.CA)
+	}
+	if a.Email != "" {
+		// The account's contact: a CA refuses an address it cannot parse, failing every order.
+		if addr, err := mail.ParseAddress(a.Email); err != nil || addr.Address != a.Email || addr.Name != "" {
+			p.add(b+".email", "must be a bare email address (ops@example.com), got %q", a.Email)
+		}
+	}
+	if err := checkStorageDir(a.Storage); err != nil {
+		p.add(b+".storage", "%v", err)
 	}
 	if a.CARoot != "" {
 		if err := checkCAFile(a.CARoot); err != nil {
@@ -347,6 +364,24 @@ func validateACME(p *problems, b string, a *ACME) {
 	}
 	if d := a.DNS01; d != nil {
 		validateDNS01(p, b+".dns01", d)
+	}
+}
+
+// checkStorageDir reports an ACME storage path that cannot be a directory: it, or the
+// nearest of its parents that exists, is something else. Whether it can be written is
+// checked when the gateway builds the listener (the gateway may run as another user than
+// validate).
+func checkStorageDir(dir string) error {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		switch {
+		case err == nil && !fi.IsDir():
+			return fmt.Errorf("%s is not a directory", p)
+		case err == nil, !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR):
+			return nil // a directory, or not for validate to tell (permissions)
+		case filepath.Dir(p) == p:
+			return nil
+		}
 	}
 }
 

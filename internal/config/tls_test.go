@@ -57,6 +57,14 @@ func TestTLSValidation(t *testing.T) {
 			errs: []string{`acme.dns01.server: must be host:port, got "ns1"`, `acme.dns01.tsig_secret: must be base64`, `acme.dns01.tsig_algorithm: must be one of hmac-sha256`, `acme.dns01.resolvers[0]: must be host:port`}},
 		{name: "acme dns01 secret without key", tls: `{acme: {domains: [a.example.com], agree_tos: true, dns01: {tsig_secret: c2VjcmV0}}}`,
 			errs: []string{"acme.dns01.server: required", "acme.dns01.tsig_key: required with tsig_secret"}},
+		{name: "acme bad email, directory URL, storage", tls: `{acme: {domains: [a.example.com], agree_tos: true, email: "ops at example.com", ca: "https:///dir", storage: GARBAGE/acme}}`,
+			errs: []string{`acme.email: must be a bare email address (ops@example.com), got "ops at example.com"`,
+				`acme.ca: must be an https:// ACME directory URL, got "https:///dir"`, "acme.storage: " + garbage + " is not a directory"}},
+		{name: "acme email with a display name", tls: `{acme: {domains: [a.example.com], agree_tos: true, email: "Ops <ops@example.com>"}}`,
+			errs: []string{`acme.email: must be a bare email address`}},
+		{name: "acme storage is a file", tls: `{acme: {domains: [a.example.com], agree_tos: true, storage: GARBAGE}}`,
+			errs: []string{"acme.storage: " + garbage + " is not a directory"}},
+		{name: "acme good, storage to be made", tls: `{acme: {domains: [a.example.com], agree_tos: true, email: ops@example.com, ca: "https://ca.example.com:14000/dir", storage: MISSING/x/y}}`},
 		{name: "client CAs with client_auth", tls: `{certificates: [{cert_file: GOOD, key_file: GOODKEY}], client_auth: optional, client_ca_file: GOOD}`},
 		{name: "client CAs without client_auth: a warning", tls: `{certificates: [{cert_file: GOOD, key_file: GOODKEY}], client_ca_file: GOOD}`,
 			warn: "listeners[0].tls.client_ca_file: unused with client_auth: none"},
@@ -64,7 +72,7 @@ func TestTLSValidation(t *testing.T) {
 			warn: "listeners[0].tls.certificates[0]: certificate " + soon + " expires in 7"},
 	}
 	r := strings.NewReplacer("GOODKEY", goodKey, "GOOD", goodCert, "OTHERKEY", otherKey, "EXPIREDKEY", expiredKey,
-		"EXPIRED", expired, "WRONGORDER", wrongOrder, "WOKEY", wrongOrderKey, "SOONKEY", soonKey, "SOON", soon, "GARBAGE", garbage)
+		"EXPIRED", expired, "WRONGORDER", wrongOrder, "WOKEY", wrongOrderKey, "SOONKEY", soonKey, "SOON", soon, "GARBAGE", garbage, "MISSING", t.TempDir())
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			yaml := "listeners:\n  - address: 127.0.0.1:8443\n    tls: " + r.Replace(tc.tls) +

@@ -1,14 +1,25 @@
 package gateway
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,14 +46,14 @@ func startPebble(t *testing.T, tlsPort, httpPort int) *pebble {
 		t.Fatal(err)
 	}
 	t.Cleanup(dns.Close)
-	p := runPebble(t, tlsPort, httpPort, dns.Addr)
+	p := runPebble(t, tlsPort, httpPort, dns.Addr, 7776000)
 	p.dns = dns
 	return p
 }
 
 // runPebble runs pebble resolving names (and DNS-01 challenge records) with the DNS server
-// at dnsAddr.
-func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
+// at dnsAddr, issuing certificates valid for validity seconds.
+func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string, validity int) *pebble {
 	t.Helper()
 	ca := testutil.NewCA(t)
 	cert, key := ca.Issue(t, "pebble", testutil.CertOptions{DNSNames: []string{"localhost"}})
@@ -53,7 +64,7 @@ func runPebble(t *testing.T, tlsPort, httpPort int, dnsAddr string) *pebble {
 	cfg := fmt.Sprintf(`{"pebble": {"listenAddress": "127.0.0.1:%d", "managementListenAddress": "127.0.0.1:%d",
   "certificate": %q, "privateKey": %q, "httpPort": %d, "tlsPort": %d, "ocspResponderURL": "",
   "externalAccountBindingRequired": false, "retryAfter": {"authz": 1, "order": 1}, "keyAlgorithm": "ecdsa",
-  "profiles": {"default": {"description": "default", "validityPeriod": 7776000}}}}`, api, mgmt, cert, key, httpPort, tlsPort)
+  "profiles": {"default": {"description": "default", "validityPeriod": %d}}}}`, api, mgmt, cert, key, httpPort, tlsPort, validity)
 	cfgFile := filepath.Join(t.TempDir(), "pebble.json")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -136,6 +147,13 @@ routes: [{id: all, upstream: b}]
 		t.Errorf("sluice_tls_acme_events_total{cert_obtained} = %v", v)
 	}
 
+	// No certificate on demand: a name the acme block does not list (one that pebble would
+	// validate: it resolves here) gets a failed handshake, and nothing is ordered for it.
+	p.dns.SetA("other.acme.test", 60, "127.0.0.1")
+	if is, err := issuerOf(tg.addr, "other.acme.test"); err == nil {
+		t.Errorf("other.acme.test: a certificate from %q, want a failed handshake", is)
+	}
+
 	// A second instance on the same storage: it loads the certificate, pebble issues none.
 	vars2 := map[string]string{}
 	for k, v := range vars {
@@ -198,7 +216,7 @@ func TestACMEDNS01Wildcard(t *testing.T) {
 	}
 	const secret = "c2x1aWNlLWFjbWUtZG5zMDEtdGVzdC1zZWNyZXQ="
 	dns := testutil.NewDNSUpdateServer(t, "dns01.test", "sluice-acme", secret)
-	p := runPebble(t, testutil.FreePort(t), testutil.FreePort(t), dns.Addr) // nothing answers TLS-ALPN-01 or HTTP-01
+	p := runPebble(t, testutil.FreePort(t), testutil.FreePort(t), dns.Addr, 7776000) // nothing answers TLS-ALPN-01 or HTTP-01
 	port := testutil.FreePort(t)
 	// A certificate from files too: names under the wildcard must still go to ACME.
 	cert, key := testutil.NewCA(t).Issue(t, "static", testutil.CertOptions{DNSNames: []string{"static.test"}})
@@ -338,3 +356,303 @@ routes: [{id: all, upstream: b}]
 		t.Errorf("unknown.example: %v, want the alert %q", err, tls.AlertError(112).Error())
 	}
 }
+
+// TestACMEChallengePathOwned: on a plain listener, a request under
+// /.well-known/acme-challenge/ for a name an acme block lists (any case, with a port) is
+// the gateway's even when no challenge is pending for its token: 404
+// acme_challenge_unknown, logged and counted, and the route's backend never sees it (a
+// backend answering there could prove control of the name to a CA for another account).
+// For other names the path is routed as any other (a backend with its own ACME client).
+// No CA is needed: no challenge is pending.
+func TestACMEChallengePathOwned(t *testing.T) {
+	var hits atomic.Int32
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write([]byte("backend " + r.Host))
+	}))
+	t.Cleanup(backend.Close)
+	tlsPort, httpPort := testutil.FreePort(t), testutil.FreePort(t)
+	tg := startGateway(t, `
+listeners:
+  - address: 127.0.0.1:{{tls}}
+    tls:
+      acme: {domains: [web.test], ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
+  - address: 127.0.0.1:{{http}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"tls": fmt.Sprint(tlsPort), "http": fmt.Sprint(httpPort), "dead": fmt.Sprint(testutil.FreePort(t)),
+		"storage": t.TempDir(), "b": hostport(backend)})
+	plain := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	for _, tc := range []struct {
+		name, req string
+		routed    bool
+	}{
+		{"unknown token", "GET /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", false},
+		{"upper case, port", "GET /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: WEB.test:80\r\nConnection: close\r\n\r\n", false},
+		{"POST", "POST /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: web.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", false},
+		{"no token", "GET /.well-known/acme-challenge/ HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", false},
+		{"another name", "GET /.well-known/acme-challenge/dGVzdA HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n", true},
+		{"another path", "GET /.well-known/other HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := hits.Load()
+			out := rawExchange(t, plain, tc.req, 3*time.Second)
+			if tc.routed {
+				if !strings.HasPrefix(out, "HTTP/1.1 200") || hits.Load() != before+1 {
+					t.Errorf("answer %q, backend hits %d; want it routed", firstLine(out), hits.Load()-before)
+				}
+				return
+			}
+			if !strings.HasPrefix(out, "HTTP/1.1 404") || !strings.Contains(out, "X-Sluice-Error: acme_challenge_unknown") || hits.Load() != before {
+				t.Errorf("answer %q, backend hits %d; want 404 acme_challenge_unknown, not routed", out, hits.Load()-before)
+			}
+		})
+	}
+	if v, _ := gathered(t, tg).value("sluice_gateway_errors_total", map[string]string{"reason": "acme_challenge_unknown"}); v != 4 {
+		t.Errorf("sluice_gateway_errors_total{acme_challenge_unknown} = %v, want 4", v)
+	}
+	lines := tg.accessLines(6)
+	if r, _ := lines[0]["reason"].(string); r != "acme_challenge_unknown" {
+		t.Errorf("access log line %v: want reason acme_challenge_unknown", lines[0])
+	}
+}
+
+// TestACMERenewsExpiredAtStart: a gateway that starts with an expired certificate in
+// storage (down past its expiry, or restarted after the cause of failed renewals was fixed)
+// serves it from its first handshake and renews it at once, without waiting for the first
+// maintenance check (10 minutes in); the renewed one is served from the next handshake, and a
+// connection made before goes on.
+func TestACMERenewsExpiredAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs pebble")
+	}
+	port := testutil.FreePort(t)
+	dns, err := dnstest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dns.Close)
+	dns.SetA("acme.test", 60, "127.0.0.1")
+	p := runPebble(t, port, 0, dns.Addr, 5) // certificates valid for 5 s
+	const cfg = acmeOnlyConfig
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"b": hostport(echoBackend(t, "a")), "domains": "acme.test"}
+	leaf := func(tg *testGateway) *x509.Certificate {
+		c, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	first := startGateway(t, cfg, vars)
+	testutil.WaitFor(t, 60*time.Second, "a certificate from pebble", func() bool { return leaf(first) != nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	first.gw.Shutdown(ctx)
+	expiry := firstExpiry(t, vars["storage"])
+	testutil.WaitFor(t, 30*time.Second, "the certificate to expire", func() bool { return time.Now().After(expiry) })
+	tg := startGateway(t, cfg, vars)
+	old := leaf(tg)
+	if old == nil || !time.Now().After(old.NotAfter) {
+		t.Fatalf("the first handshake after the start: %v, want the expired certificate in storage", old)
+	}
+	// A connection made with the expired certificate goes on across the renewal.
+	kc, err := tls.Dial("tcp", tg.addr, &tls.Config{ServerName: "acme.test", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	br := bufio.NewReader(kc)
+	get := func() error {
+		kc.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(kc, "GET / HTTP/1.1\r\nHost: acme.test\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil {
+		t.Fatalf("a request before the renewal: %v", err)
+	}
+	testutil.WaitFor(t, 60*time.Second, "the expired certificate renewed and served", func() bool {
+		c := leaf(tg)
+		return c != nil && c.NotAfter.After(old.NotAfter)
+	})
+	if err := get(); err != nil {
+		t.Errorf("a request after the renewal on the connection made before it: %v", err)
+	}
+	if n := p.issued(); n != 2 {
+		t.Errorf("pebble issued %d certificates, want 2", n)
+	}
+}
+
+// firstExpiry is the NotAfter of the one certificate in an ACME storage directory.
+func firstExpiry(t *testing.T, storage string) time.Time {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(storage, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".crt") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if len(files) != 1 {
+		t.Fatalf("certificates in storage: %q, want one", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", files[0])
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.NotAfter
+}
+
+// TestACMETwoInstancesOrderOnce: two instances started together on one empty storage
+// directory: certmagic's lock in the storage lets one of them order, the other waits and
+// loads what it got; both serve it and the CA issued one certificate. pebble validates on
+// the first instance's port only, which answers the challenge whichever instance ordered
+// (the challenge is in the storage too).
+func TestACMETwoInstancesOrderOnce(t *testing.T) {
+	p, port := startPebbleFor(t, "acme.test")
+	const cfg = acmeOnlyConfig
+	storage, b := t.TempDir(), hostport(echoBackend(t, "a"))
+	var tgs [2]*testGateway
+	var wg sync.WaitGroup
+	for i, pt := range []int{port, testutil.FreePort(t)} {
+		cfg := mustParse(t, cfg, map[string]string{"port": fmt.Sprint(pt), "ca": p.dir, "root": p.caFile, "storage": storage, "b": b,
+			"domains": "acme.test"})
+		gw := New(testLogger(t), nil)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			gw.Shutdown(ctx)
+		})
+		tgs[i] = &testGateway{gw: gw, addr: fmt.Sprintf("127.0.0.1:%d", pt), t: t}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gw.Apply(cfg); err != nil {
+				t.Errorf("apply %d: %v", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, tg := range tgs {
+		testutil.WaitFor(t, 90*time.Second, fmt.Sprintf("instance %d to serve a certificate from pebble", i), func() bool {
+			is, _ := issuerOf(tg.addr, "acme.test")
+			return strings.Contains(is, "Pebble")
+		})
+	}
+	if n := p.issued(); n != 1 {
+		t.Errorf("pebble issued %d certificates, want 1", n)
+	}
+}
+
+// TestACMEReloadNames: a reload that adds a name to an acme block keeps serving the
+// certificate of the name it had (read from storage by the new manager) and orders the new
+// one; a reload that drops a name stops serving it (the handshake fails; nothing is ordered
+// for it any more).
+func TestACMEReloadNames(t *testing.T) {
+	p, port := startPebbleFor(t, "acme.test")
+	p.dns.SetA("new.test", 60, "127.0.0.1")
+	const cfg = acmeOnlyConfig
+	vars := map[string]string{"port": fmt.Sprint(port), "ca": p.dir, "root": p.caFile, "storage": t.TempDir(),
+		"b": hostport(echoBackend(t, "a")), "domains": "acme.test"}
+	tg := startGateway(t, cfg, vars)
+	serves := func(name string) bool {
+		is, _ := issuerOf(tg.addr, name)
+		return strings.Contains(is, "Pebble")
+	}
+	testutil.WaitFor(t, 60*time.Second, "acme.test's certificate", func() bool { return serves("acme.test") })
+
+	reload := func(domains string) {
+		t.Helper()
+		vars["domains"] = domains
+		if err := tg.gw.Apply(mustParse(t, cfg, vars)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload("acme.test, new.test")
+	if !serves("acme.test") {
+		t.Fatal("acme.test not served right after the reload that added new.test")
+	}
+	testutil.WaitFor(t, 60*time.Second, "new.test's certificate", func() bool { return serves("new.test") })
+
+	reload("new.test")
+	if !serves("new.test") {
+		t.Error("new.test not served right after the reload that dropped acme.test")
+	}
+	if _, err := issuerOf(tg.addr, "acme.test"); err == nil {
+		t.Error("acme.test still served after the reload that dropped it")
+	}
+	if n := p.issued(); n != 2 {
+		t.Errorf("pebble issued %d certificates, want 2", n)
+	}
+}
+
+// TestACMECAUnreachable: with the CA unreachable, the listener's file certificate is still
+// served, a handshake for the ACME name fails at once (no wait for the order), and the
+// failed order is logged as a warning with its cause and counted.
+func TestACMECAUnreachable(t *testing.T) {
+	logs := &syncBuffer{}
+	tg := startWithoutCA(t, slog.New(slog.NewTextHandler(logs, nil)))
+	if _, err := issuerOf(tg.addr, "a.test"); err != nil {
+		t.Errorf("a.test: %v", err)
+	}
+	start := time.Now()
+	if _, err := issuerOf(tg.addr, "acme.test"); err == nil {
+		t.Error("acme.test: a certificate with no CA")
+	} else if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("acme.test's handshake took %v to fail", d)
+	}
+	testutil.WaitFor(t, 20*time.Second, "the failed order counted", func() bool {
+		v, _ := gathered(t, tg).value("sluice_tls_acme_events_total", map[string]string{"event": "cert_failed"})
+		return v >= 1
+	})
+	l := logs.String()
+	if !strings.Contains(l, `level=WARN msg="acme cert failed"`) || !strings.Contains(l, "connection refused") {
+		t.Errorf("log lacks the failed order as a warning with its cause:\n%s", l)
+	}
+}
+
+// startWithoutCA starts a gateway whose listener serves a.test from a file and lists
+// acme.test in an acme block whose CA does not answer (a closed port).
+func startWithoutCA(t *testing.T, log *slog.Logger) *testGateway {
+	t.Helper()
+	cert, key := testutil.NewCA(t).Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	return startGatewayLog(t, `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      certificates: [{cert_file: {{c}}, key_file: {{k}}}]
+      acme: {domains: [acme.test], email: ops@acme.test, ca: "https://127.0.0.1:{{dead}}/dir", storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "c": cert, "k": key,
+		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))}, log)
+}
+
+// acmeOnlyConfig is a TLS listener whose certificates all come from the CA at {{ca}}, for the
+// names {{domains}}.
+const acmeOnlyConfig = `
+listeners:
+  - address: 127.0.0.1:{{port}}
+    tls:
+      acme: {domains: [{{domains}}], ca: "{{ca}}", ca_root: {{root}}, storage: {{storage}}, agree_tos: true}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`

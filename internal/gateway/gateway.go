@@ -407,8 +407,7 @@ func (g *Gateway) ServeH1(ex *server.Exchange) {
 	gen := g.enter()
 	defer gen.inflight.Add(-1)
 
-	if ms := *g.acme.Load(); len(ms) > 0 && ex.TLS() == nil && answerHTTPChallenge(ex, ms) {
-		g.logAnswered(ex)
+	if ms := *g.acme.Load(); len(ms) > 0 && ex.TLS() == nil && g.answerHTTPChallenge(ex, ms) {
 		return
 	}
 	if r := *g.redirects.Load(); len(r) > 0 {

@@ -105,14 +105,19 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 		e.acme = append(e.acme, m)
 		o.NextProtos = append(o.NextProtos, acme.ALPNProto)
 		getCert = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			if store == nil || acme.IsChallenge(hello) || m.Covers(hello.ServerName) {
+			switch {
+			case acme.IsChallenge(hello) || m.Covers(hello.ServerName):
 				return m.GetCertificate(hello)
+			case store == nil:
+				// No certificate to fall back on: an unknown name (counted as unknown_sni),
+				// never looked up or ordered by certmagic.
+				return nil, certs.ErrUnknownName
 			}
 			return store.GetCertificate(hello)
 		}
-		if o.Unknown != nil {
+		if t.UnknownSNI == config.UnknownSNIReject {
 			o.Unknown = func(hello *tls.ClientHelloInfo) bool {
-				return !acme.IsChallenge(hello) && !m.Covers(hello.ServerName) && store.Rejects(hello)
+				return !acme.IsChallenge(hello) && !m.Covers(hello.ServerName) && (store == nil || store.Rejects(hello))
 			}
 		}
 	}
@@ -203,11 +208,7 @@ var _ server.TLSObserver = (*Gateway)(nil)
 // target over HTTPS on port. An IPv6 literal keeps its brackets ("https://[::1]:8443/");
 // "OPTIONS *" goes to "/".
 func redirectHTTPS(ex *server.Exchange, port int) {
-	host := string(ex.Req.Host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	host := hostOnly(string(ex.Req.Host))
 	if host == "" {
 		ex.CloseAfter()
 		ex.WriteError(reason.New(400, reason.BadRequest, "", fmt.Errorf("no Host to redirect to")), "")
@@ -236,19 +237,40 @@ func redirectHTTPS(ex *server.Exchange, port int) {
 }
 
 // answerHTTPChallenge answers an ACME HTTP-01 validation request on a plain listener:
-// 200 with the key authorization. It reports whether ex was one.
-func answerHTTPChallenge(ex *server.Exchange, ms []*acme.Manager) bool {
+// 200 with the key authorization, logged. A request under the challenge path for a name
+// that ms cover is the gateway's even when its token is unknown: 404
+// acme_challenge_unknown, logged and counted, never routed (a backend that answered there
+// could prove control of the name to a CA for someone else's account). It reports whether
+// ex was answered.
+func (g *Gateway) answerHTTPChallenge(ex *server.Exchange, ms []*acme.Manager) bool {
 	if !bytes.HasPrefix(ex.Req.Path, []byte(acme.HTTPChallengePrefix)) {
 		return false
 	}
+	host := string(ex.Req.Host)
+	covered := false
 	for _, m := range ms {
-		if body, ok := m.HandleHTTP(string(ex.Req.Method), string(ex.Req.Host), string(ex.Req.Path)); ok {
+		if body, ok := m.HandleHTTP(string(ex.Req.Method), host, string(ex.Req.Path)); ok {
 			var h h1.Header
 			h.Add("Content-Type", "text/plain")
 			ex.WriteHead(200, nil, &h, int64(len(body)))
 			ex.Write(body)
+			g.logAnswered(ex)
 			return true
 		}
+		covered = covered || m.Covers(hostOnly(host))
 	}
-	return false
+	if !covered {
+		return false
+	}
+	ex.WriteError(reason.New(404, reason.ACMEChallengeUnknown, "", nil), "")
+	g.Rejected(ex, reason.ACMEChallengeUnknown, "no ACME challenge pending for this token")
+	return true
+}
+
+// hostOnly is host without its port, and an IPv6 literal without its brackets.
+func hostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 }

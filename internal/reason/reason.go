@@ -23,6 +23,9 @@ const (
 	// UnderscoreInHeader: a header field name with "_", refused by a listener with
 	// underscores_in_headers: reject.
 	UnderscoreInHeader Code = "underscore_in_header"
+	// ACMEChallengeUnknown: an ACME HTTP-01 request for a name the gateway gets certificates
+	// for, with a token it has no challenge for.
+	ACMEChallengeUnknown Code = "acme_challenge_unknown"
 
 	// Upstream side (5xx).
 	ConnectRefused   Code = "upstream_connect_refused"
@@ -99,6 +102,8 @@ var descriptions = map[Code]string{
 	ClientTimeout:   "the client was too slow sending the request",
 
 	UnderscoreInHeader: "a header field name contains an underscore, which this listener refuses",
+
+	ACMEChallengeUnknown: "no ACME challenge is pending for this token",
 
 	ConnectRefused:       "the upstream target refused the connection",
 	ConnectFailed:        "the connection to the upstream target failed",

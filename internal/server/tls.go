@@ -79,7 +79,8 @@ var _ netio.Extender = (*tlsConn)(nil)
 
 // handshake runs the TLS handshake of a new connection under the listener's handshake
 // timeout, waiting as idle (Shutdown ends a handshake that has not finished). On success the
-// connection reads and writes through TLS from then on.
+// connection reads and writes through TLS from then on; one that negotiated acme-tls/1
+// ends there.
 func (c *conn) handshake() bool {
 	sock := &tlsSocket{Conn: c.rw}
 	tc := tls.Server(sock, c.st.TLS)
@@ -111,12 +112,20 @@ func (c *conn) handshake() bool {
 	if obs != nil {
 		obs.Handshake(c.st.Name, c.tls, nil)
 	}
+	if st.NegotiatedProtocol == acmeTLS1 {
+		// An ACME TLS-ALPN-01 validation ends with its handshake (RFC 8737 §3); nothing is
+		// served on acme-tls/1, whatever certificate a client that offered it got.
+		return false
+	}
 	sock.wto = c.st.WriteTimeout
 	c.rw = &tlsConn{Conn: tc, raw: c.rw, sock: sock}
 	c.tlsSock, c.nio = c.nio, nil // no peeks or splices under TLS: the socket's bytes are records
 	c.tlsFrame = &sock.frame
 	return true
 }
+
+// acmeTLS1 is the ALPN protocol of ACME TLS-ALPN-01 validation handshakes.
+const acmeTLS1 = "acme-tls/1"
 
 // tlsSocket is the socket under a client's TLS connection. It follows the record framing
 // of the bytes crypto/tls reads, so that a wait for the next request that found no
