@@ -36,7 +36,6 @@ package connpool
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -154,12 +153,8 @@ func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tlsSocket, error) {
 // connect timeout, or ctx ended by a timeout cause (an HTTP/2 attempt's timer, for the dials
 // of a protocol auto target), as h2pool answers its own handshakes.
 func (p *Pool) tlsError(ctx context.Context, err error) *reason.Error {
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
 	switch {
-	case errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &hn), errors.As(err, &ci):
+	case reason.CertificateFailed(err):
 		return reason.New(502, reason.TLSCertificate, p.addr, err)
 	case ctx.Err() != nil && reason.DialTimedOut(ctx, err):
 		return reason.New(504, reason.TLSHandshake, p.addr, fmt.Errorf("%w (%w)", err, context.Cause(ctx)))

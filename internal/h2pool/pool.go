@@ -514,12 +514,15 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		tc := tls.Client(nc, p.opts.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			status := 502
-			if reason.DialTimedOut(ctx, err) {
-				status = 504 // as the HTTP/1.1 pool answers a handshake cut by time
-			}
-			return nil, reason.New(status, reason.TLSHandshake, p.addr, fmt.Errorf("TLS handshake with %s: %w", p.addr, err))
+			return nil, p.handshakeFailed(ctx, err)
 		}
+		p.mu.Lock()
+		if tc.ConnectionState().DidResume {
+			p.counters.TLSResumed++
+		} else {
+			p.counters.TLSFull++
+		}
+		p.mu.Unlock()
 		if proto := tc.ConnectionState().NegotiatedProtocol; proto != ALPNH2 {
 			tc.Close()
 			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("%s did not agree to HTTP/2 (ALPN %q, want \"h2\"): set protocol: http1 or auto", p.addr, proto))
@@ -527,6 +530,30 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	return p.clientConn(nc)
+}
+
+// handshakeFailed counts a failed TLS handshake with ctx and returns its reason, as the
+// HTTP/1.1 pool's: upstream_tls_certificate when the target's certificate failed
+// verification, else upstream_tls_handshake, 504 when time ran out.
+func (p *Pool) handshakeFailed(ctx context.Context, err error) *reason.Error {
+	err = fmt.Errorf("TLS handshake with %s: %w", p.addr, err)
+	var rerr *reason.Error
+	switch {
+	case reason.CertificateFailed(err):
+		rerr = reason.New(502, reason.TLSCertificate, p.addr, err)
+	case reason.DialTimedOut(ctx, err):
+		rerr = reason.New(504, reason.TLSHandshake, p.addr, err) // as the HTTP/1.1 pool answers a handshake cut by time
+	default:
+		rerr = reason.New(502, reason.TLSHandshake, p.addr, err)
+	}
+	p.mu.Lock()
+	if rerr.Code == reason.TLSCertificate {
+		p.counters.TLSCertErrors++
+	} else {
+		p.counters.TLSHandshakeErrors++
+	}
+	p.mu.Unlock()
+	return rerr
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,

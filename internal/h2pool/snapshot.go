@@ -34,6 +34,14 @@ type Counters struct {
 	// counts once in each at most.
 	DialWaits int64 `json:"dial_waits"`
 	SlotWaits int64 `json:"slot_waits"`
+	// TLSFull and TLSResumed count the TLS handshakes of the pool's own dials (protocol h2)
+	// that succeeded, full or resumed; TLSCertErrors and TLSHandshakeErrors those that
+	// failed, by reason (upstream_tls_certificate, upstream_tls_handshake). An auto pool's
+	// dials are the HTTP/1.1 pool's, counted there.
+	TLSFull            int64 `json:"tls_full_handshakes"`
+	TLSResumed         int64 `json:"tls_resumed_handshakes"`
+	TLSCertErrors      int64 `json:"tls_certificate_errors"`
+	TLSHandshakeErrors int64 `json:"tls_handshake_errors"`
 }
 
 // ConnInfo describes an open connection.

@@ -177,10 +177,16 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 		gauge(descHealth, 1, tp.Health)
 	}
 	if s.Options.TLS {
-		counter(descTLSHandshakes, k.TLSFull, "false")
-		counter(descTLSHandshakes, k.TLSResumed, "true")
-		counter(descTLSErrors, k.TLSCertErrors, string(reason.TLSCertificate))
-		counter(descTLSErrors, k.TLSHandshakeErrors, string(reason.TLSHandshake))
+		full, resumed, certErrs, hsErrs := k.TLSFull, k.TLSResumed, k.TLSCertErrors, k.TLSHandshakeErrors
+		if h := tp.H2; h != nil { // protocol h2: the HTTP/2 pool dials on its own
+			hk := &h.Counters
+			full, resumed = full+uint64(hk.TLSFull), resumed+uint64(hk.TLSResumed)
+			certErrs, hsErrs = certErrs+uint64(hk.TLSCertErrors), hsErrs+uint64(hk.TLSHandshakeErrors)
+		}
+		counter(descTLSHandshakes, full, "false")
+		counter(descTLSHandshakes, resumed, "true")
+		counter(descTLSErrors, certErrs, string(reason.TLSCertificate))
+		counter(descTLSErrors, hsErrs, string(reason.TLSHandshake))
 	}
 }
 

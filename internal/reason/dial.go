@@ -2,6 +2,8 @@ package reason
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"syscall"
@@ -39,4 +41,16 @@ func DialTimedOut(ctx context.Context, err error) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// CertificateFailed reports whether err, a failed TLS client handshake, is the target's
+// certificate failing verification (unknown authority, expired or not yet valid, not valid
+// for the name verified): upstream_tls_certificate rather than upstream_tls_handshake, for
+// the HTTP/1.1 and the HTTP/2 pools alike.
+func CertificateFailed(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci)
 }

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/internal/testutil"
+)
+
+// TestUpstreamTLSH2Reasons: HTTP/2 over TLS (protocol h2, and auto against an h2 target)
+// answers a certificate that fails verification with 502 upstream_tls_certificate, as
+// HTTP/1.1 does, and counts it by that reason; a backend that answers with plain HTTP is
+// upstream_tls_handshake.
+func TestUpstreamTLSH2Reasons(t *testing.T) {
+	ca, other := testutil.NewCA(t), testutil.NewCA(t)
+	b := newALPNBackend(t, ca, false, true)
+	plain := echoBackend(t, "plain")
+	for _, tc := range []struct {
+		name, protocol, target, tls, code, errText string
+	}{
+		{"h2 untrusted CA", "h2", "{{b}}", "ca_file: {{other}}, server_name: 127.0.0.1", "upstream_tls_certificate", "unknown authority"},
+		{"h2 wrong name", "h2", "{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "wrong.test"},
+		{"h2 plain backend", "h2", "{{plain}}", "ca_file: {{ca}}, server_name: 127.0.0.1", "upstream_tls_handshake", "tls"},
+		{"auto untrusted CA", "auto", "{{b}}", "ca_file: {{other}}, server_name: 127.0.0.1", "upstream_tls_certificate", "unknown authority"},
+		{"auto wrong name", "auto", "{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "wrong.test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := tlsUpstreamGateway(t, tc.target, tc.tls, "protocol: "+tc.protocol, "",
+				map[string]string{"b": b.addr, "ca": ca.CAFile(t), "other": other.CAFile(t), "plain": hostport(plain)})
+			resp, _ := do(t, newClient(), "GET", tg.url("/x"), "")
+			mustStatus(t, resp, 502)
+			if got := resp.Header.Get("X-Sluice-Error"); got != tc.code {
+				t.Errorf("X-Sluice-Error %q, want %q", got, tc.code)
+			}
+			for _, l := range tg.accessLines(1) {
+				if l["reason"] != tc.code || !strings.Contains(fmt.Sprint(l["error"]), tc.errText) {
+					t.Errorf("access log: reason %v, error %v; want %s with %q", l["reason"], l["error"], tc.code, tc.errText)
+				}
+			}
+			if v, _ := gathered(t, tg).value("sluice_upstream_tls_handshake_errors_total", map[string]string{"reason": tc.code}); v < 1 {
+				t.Errorf("sluice_upstream_tls_handshake_errors_total{reason=%q} = %v, want >= 1", tc.code, v)
+			}
+		})
+	}
+}
+
+// TestUpstreamTLSH2Resumption: the HTTP/2 pool's handshakes (protocol h2 and auto, each
+// request on a new connection: keepalive.max_requests 1) are counted full and resumed per
+// target, as the HTTP/1.1 pool's are.
+func TestUpstreamTLSH2Resumption(t *testing.T) {
+	ca := testutil.NewCA(t)
+	for _, protocol := range []string{"h2", "auto"} {
+		t.Run(protocol, func(t *testing.T) {
+			b := newALPNBackend(t, ca, false, true)
+			tg := tlsUpstreamGateway(t, "{{b}}", "ca_file: {{ca}}, server_name: 127.0.0.1",
+				"protocol: "+protocol+", keepalive: {max_requests: 1}", "", map[string]string{"b": b.addr, "ca": ca.CAFile(t)})
+			c := newClient()
+			for i := range 4 {
+				req, _ := http.NewRequest("GET", tg.url("/r"), nil)
+				req.Header.Set("X-Test-Id", fmt.Sprint(i))
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				mustStatus(t, resp, 200)
+			}
+			// A replacement dialed ahead may still be in its handshake: wait until every
+			// connection the backend accepted is counted, one way or the other.
+			var full, resumed, conns float64
+			testutil.WaitFor(t, 10*time.Second, "every handshake counted", func() bool {
+				f := gathered(t, tg)
+				full, _ = f.value("sluice_upstream_tls_handshakes_total", map[string]string{"upstream": "s", "resumed": "false"})
+				resumed, _ = f.value("sluice_upstream_tls_handshakes_total", map[string]string{"upstream": "s", "resumed": "true"})
+				conns = float64(b.conns.Load())
+				return full+resumed >= conns
+			})
+			t.Logf("%v connections: %v full handshakes, %v resumed", conns, full, resumed)
+			if full != 1 || resumed != conns-1 {
+				t.Errorf("handshakes full %v resumed %v for %v connections; want 1 full, the rest resumed", full, resumed, conns)
+			}
+		})
+	}
+}
