@@ -74,6 +74,7 @@ func (p *Pool) negotiated(s *tlsSocket) string {
 func (p *Pool) handOver(s *tlsSocket) {
 	took := p.opts.ALPN.Adopt(s.tc)
 	p.mu.Lock()
+	p.countHandshakeLocked(s)
 	if took {
 		p.stats.handedH2++
 	}
