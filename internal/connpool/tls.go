@@ -174,6 +174,17 @@ func IsTLSAlert(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
+// IsTLSLocalAlert reports whether err is a fatal TLS alert Sluice's side sent because of what
+// the backend sent (crypto/tls reports one as a *net.OpError with Op "local error"): a
+// request to renegotiate (a TLS 1.2 HelloRequest, which IIS sends to ask for a client
+// certificate on some paths; Sluice does not renegotiate, "no renegotiation"), a record that
+// failed its integrity check, a message out of place. Before any response byte it is a TLS
+// failure, not the backend closing the connection.
+func IsTLSLocalAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "local error"
+}
+
 // TLSConfig returns the TLS client config of the pool's connections (its session cache
 // included), or nil when they are plain TCP. Callers must not modify it; an active health
 // check dials with it.
