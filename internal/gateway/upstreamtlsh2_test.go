@@ -12,11 +12,12 @@ import (
 
 // TestUpstreamTLSH2Reasons: HTTP/2 over TLS (protocol h2, and auto against an h2 target)
 // answers a certificate that fails verification with 502 upstream_tls_certificate, as
-// HTTP/1.1 does, and counts it by that reason; a backend that answers with plain HTTP is
-// upstream_tls_handshake.
+// HTTP/1.1 does, and counts it by that reason and as a dial error; a backend that answers
+// with plain HTTP, or does not agree to h2, is upstream_tls_handshake.
 func TestUpstreamTLSH2Reasons(t *testing.T) {
 	ca, other := testutil.NewCA(t), testutil.NewCA(t)
 	b := newALPNBackend(t, ca, false, true)
+	noALPN := testutil.NewBackend(t, testutil.BackendOptions{TLS: ca.ServerConfig(t, "127.0.0.1")}) // completes the handshake without ALPN
 	plain := echoBackend(t, "plain")
 	for _, tc := range []struct {
 		name, protocol, target, tls, code, errText string
@@ -24,12 +25,13 @@ func TestUpstreamTLSH2Reasons(t *testing.T) {
 		{"h2 untrusted CA", "h2", "{{b}}", "ca_file: {{other}}, server_name: 127.0.0.1", "upstream_tls_certificate", "unknown authority"},
 		{"h2 wrong name", "h2", "{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "wrong.test"},
 		{"h2 plain backend", "h2", "{{plain}}", "ca_file: {{ca}}, server_name: 127.0.0.1", "upstream_tls_handshake", "tls"},
+		{"h2 against no ALPN", "h2", "{{h1}}", "ca_file: {{ca}}, server_name: 127.0.0.1", "upstream_tls_handshake", "did not agree to HTTP/2"},
 		{"auto untrusted CA", "auto", "{{b}}", "ca_file: {{other}}, server_name: 127.0.0.1", "upstream_tls_certificate", "unknown authority"},
 		{"auto wrong name", "auto", "{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "wrong.test"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := tlsUpstreamGateway(t, tc.target, tc.tls, "protocol: "+tc.protocol, "",
-				map[string]string{"b": b.addr, "ca": ca.CAFile(t), "other": other.CAFile(t), "plain": hostport(plain)})
+				map[string]string{"b": b.addr, "h1": noALPN.Addr(), "ca": ca.CAFile(t), "other": other.CAFile(t), "plain": hostport(plain)})
 			resp, _ := do(t, newClient(), "GET", tg.url("/x"), "")
 			mustStatus(t, resp, 502)
 			if got := resp.Header.Get("X-Sluice-Error"); got != tc.code {
@@ -40,8 +42,12 @@ func TestUpstreamTLSH2Reasons(t *testing.T) {
 					t.Errorf("access log: reason %v, error %v; want %s with %q", l["reason"], l["error"], tc.code, tc.errText)
 				}
 			}
-			if v, _ := gathered(t, tg).value("sluice_upstream_tls_handshake_errors_total", map[string]string{"reason": tc.code}); v < 1 {
-				t.Errorf("sluice_upstream_tls_handshake_errors_total{reason=%q} = %v, want >= 1", tc.code, v)
+			// Every dial failed in its handshake: each counted once, in both.
+			f := gathered(t, tg)
+			tlsErrs, _ := f.value("sluice_upstream_tls_handshake_errors_total", map[string]string{"reason": tc.code})
+			dialErrs, _ := f.value("sluice_upstream_dial_errors_total", map[string]string{"upstream": "s"})
+			if tlsErrs < 1 || dialErrs != tlsErrs {
+				t.Errorf("sluice_upstream_tls_handshake_errors_total{reason=%q} = %v, sluice_upstream_dial_errors_total = %v; want the same, >= 1", tc.code, tlsErrs, dialErrs)
 			}
 		})
 	}

@@ -516,14 +516,18 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 			nc.Close()
 			return nil, p.handshakeFailed(ctx, err)
 		}
+		st := tc.ConnectionState()
 		p.mu.Lock()
-		if tc.ConnectionState().DidResume {
+		switch {
+		case st.NegotiatedProtocol != ALPNH2: // counted with its reason code
+			p.counters.TLSHandshakeErrors++
+		case st.DidResume:
 			p.counters.TLSResumed++
-		} else {
+		default:
 			p.counters.TLSFull++
 		}
 		p.mu.Unlock()
-		if proto := tc.ConnectionState().NegotiatedProtocol; proto != ALPNH2 {
+		if proto := st.NegotiatedProtocol; proto != ALPNH2 {
 			tc.Close()
 			return nil, reason.New(502, reason.TLSHandshake, p.addr, fmt.Errorf("%s did not agree to HTTP/2 (ALPN %q, want \"h2\"): set protocol: http1 or auto", p.addr, proto))
 		}

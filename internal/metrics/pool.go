@@ -171,7 +171,11 @@ func collectPool(ch chan<- prometheus.Metric, tp *TargetPool) {
 	counter(descQueueWaits, k.QueueWaits)
 	counter(descQueueFull, k.QueueFull)
 	counter(descQueueTimeouts, k.QueueTimeouts)
-	counter(descDialErrors, k.DialErrors)
+	dialErrs := k.DialErrors
+	if h := tp.H2; h != nil && h.Protocol != "auto" { // an auto pool's dials are the HTTP/1.1 pool's
+		dialErrs += uint64(h.Counters.DialFailures)
+	}
+	counter(descDialErrors, dialErrs)
 	gauge(descInFlight, float64(tp.InFlight))
 	if tp.Health != "" {
 		gauge(descHealth, 1, tp.Health)
