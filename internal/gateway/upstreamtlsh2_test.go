@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"strings"
@@ -87,6 +88,44 @@ func TestUpstreamTLSH2Resumption(t *testing.T) {
 			t.Logf("%v connections: %v full handshakes, %v resumed", conns, full, resumed)
 			if full != 1 || resumed != conns-1 {
 				t.Errorf("handshakes full %v resumed %v for %v connections; want 1 full, the rest resumed", full, resumed, conns)
+			}
+		})
+	}
+}
+
+// TestUpstreamTLSH2ClientCertRefused: a TLS 1.3 backend that refuses the missing client
+// certificate does so after the gateway's side of the handshake has completed, with an
+// alert that ends the HTTP/2 connection under the streams already sent: upstream_tls_handshake,
+// as on HTTP/1.1, not upstream_reset_before_response. Best effort, as there: a stream whose
+// HEADERS write met the closed connection first is upstream_reset_before_request (1 in 8
+// here), so at least one of 4 requests must carry the TLS code.
+func TestUpstreamTLSH2ClientCertRefused(t *testing.T) {
+	ca := testutil.NewCA(t)
+	for _, protocol := range []string{"h2", "auto"} {
+		t.Run(protocol, func(t *testing.T) {
+			b := newALPNBackend(t, ca, false, true)
+			b.stop()
+			b.tls.ClientAuth, b.tls.ClientCAs, b.tls.MinVersion = tls.RequireAndVerifyClientCert, ca.Pool(), tls.VersionTLS13
+			b.start(false, true)
+			tg := tlsUpstreamGateway(t, "{{b}}", "ca_file: {{ca}}, server_name: 127.0.0.1", "protocol: "+protocol, "", map[string]string{"b": b.addr, "ca": ca.CAFile(t)})
+			c := newClient()
+			labeled := 0
+			for i, method := range []string{"GET", "POST", "GET", "POST"} {
+				resp, _ := do(t, c, method, tg.url("/x"), "body-")
+				mustStatus(t, resp, 502)
+				switch code := resp.Header.Get("X-Sluice-Error"); code {
+				case "upstream_tls_handshake":
+					labeled++
+				case "upstream_reset_before_request":
+				default:
+					t.Errorf("request %d (%s): X-Sluice-Error %q, want upstream_tls_handshake", i, method, code)
+				}
+			}
+			if labeled == 0 {
+				t.Error("no request was answered upstream_tls_handshake")
+			}
+			if runs, _ := b.seen(""); runs != 0 {
+				t.Errorf("the backend ran %d requests", runs)
 			}
 		})
 	}
