@@ -138,21 +138,29 @@ func TestUpstreamTLS(t *testing.T) {
 	}
 }
 
-// TestUpstreamTLSVerificationFails: a certificate from an untrusted CA, or for another name,
-// is answered 502 upstream_tls_certificate for GET and POST alike; the backend never runs the
-// request, and the failure is counted.
+// TestUpstreamTLSVerificationFails: a certificate from an untrusted CA, for another name, or
+// expired is answered 502 upstream_tls_certificate for GET and POST alike, the access log's
+// error saying which; the backend never runs the request, and the failure is counted.
 func TestUpstreamTLSVerificationFails(t *testing.T) {
 	ca, other := testutil.NewCA(t), testutil.NewCA(t)
 	plain := echoBackend(t, "plain")
+	expiredPEM, expiredKey := ca.IssuePEM(t, testutil.CertOptions{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotAfter: time.Now().Add(-time.Hour)})
+	expired, err := tls.X509KeyPair(expiredPEM, expiredKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name, target, tls, code string
+		name, target, tls, code, errText string
+		mod                              func(*tls.Config)
 	}{
-		{"untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate"},
-		{"wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate"},
-		{"plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake"},
+		{"untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "signed by unknown authority", nil},
+		{"wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "not wrong.test", nil},
+		{"expired", "https://{{b}}", "ca_file: {{ca}}", "upstream_tls_certificate", "certificate has expired",
+			func(c *tls.Config) { c.Certificates = []tls.Certificate{expired} }},
+		{"plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "tls", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := startTLSEcho(t, ca, nil)
+			b := startTLSEcho(t, ca, tc.mod)
 			tg := tlsUpstreamGateway(t, tc.target, tc.tls, "", "",
 				map[string]string{"b": b.addr(), "ca": ca.CAFile(t), "other": other.CAFile(t), "plain": hostport(plain)})
 			c := newClient()
@@ -168,7 +176,7 @@ func TestUpstreamTLSVerificationFails(t *testing.T) {
 			}
 			for _, l := range tg.accessLines(2) {
 				// Each attempt failed in the dial: retried once (retry.attempts 2), nothing sent.
-				if l["reason"] != tc.code || !strings.Contains(fmt.Sprint(l["error"]), "tls") || l["attempts"] != 2.0 {
+				if l["reason"] != tc.code || !strings.Contains(fmt.Sprint(l["error"]), tc.errText) || l["attempts"] != 2.0 {
 					t.Errorf("access log: reason %v, attempts %v, error %v", l["reason"], l["attempts"], l["error"])
 				}
 			}
