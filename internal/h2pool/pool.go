@@ -511,7 +511,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		return nil, reason.DialFailure(ctx, p.addr, fmt.Errorf("dial %s: %w", p.addr, err)) // as the HTTP/1.1 pool's
 	}
 	if p.opts.TLS != nil {
-		tc := tls.Client(nc, p.opts.TLS)
+		tc := tls.Client(nc, connConfig(p.opts.TLS))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, p.handshakeFailed(ctx, err)
@@ -534,6 +534,19 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	return p.clientConn(nc)
+}
+
+// connConfig is connpool.ConnConfig: c, or when its session cache keeps the sessions of
+// different connections apart (the gateway's, for a watched client certificate), a clone
+// with one new connection's view of it.
+func connConfig(c *tls.Config) *tls.Config {
+	cc, ok := c.ClientSessionCache.(interface{ ForConn() tls.ClientSessionCache })
+	if !ok {
+		return c
+	}
+	c = c.Clone()
+	c.ClientSessionCache = cc.ForConn()
+	return c
 }
 
 // handshakeFailed counts a failed TLS handshake with ctx and returns its reason, as the

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -323,5 +324,39 @@ func TestTCPProbeOverTLS(t *testing.T) {
 	}
 	if err := (TCPProbe{}).Check(context.Background(), &upstream.Target{Addr: ln.Addr().String()}); err != nil {
 		t.Errorf("plain tcp probe of an open port: %v", err)
+	}
+}
+
+// viewCountingCache is a session cache that gives each connection a view of its own (a
+// connpool.ConnSessionCache, as the gateway's for a watched client certificate) and counts
+// the views given.
+type viewCountingCache struct {
+	tls.ClientSessionCache
+	views atomic.Int64
+}
+
+func (c *viewCountingCache) ForConn() tls.ClientSessionCache {
+	c.views.Add(1)
+	return c.ClientSessionCache
+}
+
+// TestTLSProbesUseConnSessions: http and tcp probes over TLS dial as the pool does
+// (connpool.ConnConfig), each handshake with its own view of the pool's session cache.
+func TestTLSProbesUseConnSessions(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	trusted := x509.NewCertPool()
+	trusted.AddCert(srv.Certificate())
+	cache := &viewCountingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	tg := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: trusted, ClientSessionCache: cache}}, nil)}
+	if err := (&HTTPProbe{Path: "/"}).Check(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	if err := (TCPProbe{}).Check(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	if v := cache.views.Load(); v != 2 {
+		t.Errorf("%d views of the session cache for 2 probes, want 2", v)
 	}
 }
