@@ -440,25 +440,13 @@ func TestTLSConnHasNoSocket(t *testing.T) {
 	p.Release(c, Outcome{Err: errors.New("interrupted"), Reason: CloseRequestError})
 }
 
-// forConnCache is a session cache that gives each connection a view of its own (as the
-// gateway's for a watched client certificate) and counts the views given.
-type forConnCache struct {
-	tls.ClientSessionCache
-	views atomic.Int64
-}
-
-func (c *forConnCache) ForConn() tls.ClientSessionCache {
-	c.views.Add(1)
-	return c.ClientSessionCache
-}
-
 // TestTLSSessionsForConn: each TLS dial (the pool's own, DialH2's) uses its own view of a
 // session cache that is a ConnSessionCache, so sessions are told apart by the connection
 // they came from.
 func TestTLSSessionsForConn(t *testing.T) {
 	ca := testutil.NewCA(t)
 	b := testutil.NewBackend(t, testutil.BackendOptions{TLS: ca.ServerConfig(t, "127.0.0.1")})
-	cache := &forConnCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	cache := testutil.NewSessionViews()
 	p := tlsPool(t, ca, b.Addr(), func(o *Options) {
 		o.UnsafeMaxIdle = 0 // every POST dials
 		o.TLS.ClientSessionCache = cache
@@ -466,7 +454,7 @@ func TestTLSSessionsForConn(t *testing.T) {
 	for i := range 3 {
 		mustOK(t, exchange(p, http.MethodPost, strconv.Itoa(i)))
 	}
-	if v, n := cache.views.Load(), b.Accepted(); v != int64(n) || n != 3 {
+	if v, n := cache.Views(), b.Accepted(); v != int64(n) || n != 3 {
 		t.Errorf("%d views of the session cache for %d connections; want 3 and 3", v, n)
 	}
 }

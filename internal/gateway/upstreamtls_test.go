@@ -306,13 +306,7 @@ routes: [{id: all, upstream: s}]
 // use, and requests keep succeeding.
 func TestUpstreamClientCertificateRotated(t *testing.T) {
 	ca := testutil.NewCA(t)
-	dir := t.TempDir()
-	crt, key := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	install := func(cn string) {
-		c, k := ca.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true})
-		testutil.WriteFile(t, crt, c)
-		testutil.WriteFile(t, key, k)
-	}
+	crt, key, install := clientPairFiles(t, ca)
 	install("client-one")
 	b := startTLSEcho(t, ca, func(c *tls.Config) { c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, ca.Pool() })
 	// No keep-alive: every request makes a new connection (a new handshake).
@@ -337,5 +331,17 @@ func TestUpstreamClientCertificateRotated(t *testing.T) {
 		if got := cn(); got != "client-two" {
 			t.Fatalf("after a broken key file the backend saw %q, want client-two still", got)
 		}
+	}
+}
+
+// clientPairFiles returns the files of a client certificate pair and install, which writes
+// a new pair from ca with common name cn over them (in place, as cert-manager does).
+func clientPairFiles(t *testing.T, ca *testutil.CA) (crt, key string, install func(cn string)) {
+	dir := t.TempDir()
+	crt, key = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	return crt, key, func(cn string) {
+		c, k := ca.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true})
+		testutil.WriteFile(t, crt, c)
+		testutil.WriteFile(t, key, k)
 	}
 }

@@ -36,35 +36,21 @@ func (c *corruptingConn) Write(b []byte) (int, error) {
 func TestUpstreamTLSLocalAlert(t *testing.T) {
 	ca := testutil.NewCA(t)
 	cfg := ca.ServerConfig(t, "127.0.0.1")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var requests atomic.Int64
-	go func() {
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer raw.Close()
-				cc := &corruptingConn{Conn: raw}
-				tc := tls.Server(cc, cfg)
-				req, err := http.ReadRequest(bufio.NewReader(tc))
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, req.Body)
-				requests.Add(1)
-				cc.corrupt.Store(true)
-				io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
-				io.Copy(io.Discard, tc) // until the gateway closes
-			}()
+	addr := serveConns(t, func(raw net.Conn) {
+		cc := &corruptingConn{Conn: raw}
+		tc := tls.Server(cc, cfg)
+		req, err := http.ReadRequest(bufio.NewReader(tc))
+		if err != nil {
+			return
 		}
-	}()
-	tg := tlsUpstreamGateway(t, "https://{{b}}", "ca_file: {{ca}}", "", "", map[string]string{"b": ln.Addr().String(), "ca": ca.CAFile(t)})
+		io.Copy(io.Discard, req.Body)
+		requests.Add(1)
+		cc.corrupt.Store(true)
+		io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+		io.Copy(io.Discard, tc) // until the gateway closes
+	})
+	tg := tlsUpstreamGateway(t, "https://{{b}}", "ca_file: {{ca}}", "", "", map[string]string{"b": addr, "ca": ca.CAFile(t)})
 	resp, _ := do(t, newClient(), "POST", tg.url("/x"), "once")
 	mustStatus(t, resp, 502)
 	if got := resp.Header.Get("X-Sluice-Error"); got != "upstream_tls_handshake" {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"crypto/tls"
 	"net"
-	"path/filepath"
 	"testing"
 
 	"sluice/internal/config"
@@ -22,56 +21,36 @@ import (
 // saw the old certificate.)
 func TestClientCertSessionTaggedByConnection(t *testing.T) {
 	ca := testutil.NewCA(t)
-	dir := t.TempDir()
-	crt, key := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	install := func(cn string) {
-		c, k := ca.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true})
-		testutil.WriteFile(t, crt, c)
-		testutil.WriteFile(t, key, k)
-	}
+	crt, key, install := clientPairFiles(t, ca)
 	install("client-one")
 
 	srv := ca.ServerConfig(t, "127.0.0.1")
 	srv.ClientAuth, srv.ClientCAs, srv.MinVersion = tls.RequireAndVerifyClientCert, ca.Pool(), tls.VersionTLS13
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	type seen struct {
 		cn      string
 		resumed bool
 	}
 	seenc := make(chan seen, 4)
-	go func() {
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer raw.Close()
-				tc := tls.Server(raw, srv)
-				if err := tc.Handshake(); err != nil {
-					seenc <- seen{cn: "handshake failed: " + err.Error()}
-					return
-				}
-				st := tc.ConnectionState()
-				seenc <- seen{cn: st.PeerCertificates[0].Subject.CommonName, resumed: st.DidResume}
-				tc.Write([]byte{1}) // after the ticket
-				tc.Read(make([]byte, 1))
-			}()
+	addr := serveConns(t, func(raw net.Conn) {
+		tc := tls.Server(raw, srv)
+		if err := tc.Handshake(); err != nil {
+			seenc <- seen{cn: "handshake failed: " + err.Error()}
+			return
 		}
-	}()
+		st := tc.ConnectionState()
+		seenc <- seen{cn: st.PeerCertificates[0].Subject.CommonName, resumed: st.DidResume}
+		tc.Write([]byte{1}) // after the ticket
+		tc.Read(make([]byte, 1))
+	})
 
 	ut, err := buildUpstreamTLS(config.Upstream{TLS: &config.UpstreamTLS{CAFile: ca.CAFile(t), CertFile: crt, KeyFile: key}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := ut.poolConfig(ln.Addr().String())
+	cfg := ut.poolConfig(addr)
 	dial := func() (*tls.Conn, seen) {
 		t.Helper()
-		nc, err := net.Dial("tcp", ln.Addr().String())
+		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

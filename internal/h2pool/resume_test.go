@@ -57,18 +57,6 @@ func TestTLSResumption(t *testing.T) {
 	}
 }
 
-// forConnCache is a session cache that gives each connection a view of its own (as the
-// gateway's for a watched client certificate) and counts the views given.
-type forConnCache struct {
-	tls.ClientSessionCache
-	views atomic.Int64
-}
-
-func (c *forConnCache) ForConn() tls.ClientSessionCache {
-	c.views.Add(1)
-	return c.ClientSessionCache
-}
-
 // TestTLSSessionsForConn: each TLS dial uses its own view of a session cache that offers
 // ForConn (connpool.ConnConfig), so sessions are told apart by the connection they came from.
 func TestTLSSessionsForConn(t *testing.T) {
@@ -86,7 +74,7 @@ func TestTLSSessionsForConn(t *testing.T) {
 	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	cache := &forConnCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	cache := testutil.NewSessionViews()
 	o := testOptions()
 	o.MaxRequests = 1 // a connection per request
 	o.TLS = &tls.Config{RootCAs: ca.Pool(), ClientSessionCache: cache}
@@ -99,9 +87,9 @@ func TestTLSSessionsForConn(t *testing.T) {
 	p.Close(CloseShutdown)
 	// A replacement dialed ahead may be accepted after its view was taken.
 	testutil.WaitFor(t, 5*time.Second, "a view of the session cache per connection", func() bool {
-		return cache.views.Load() == conns.Load()
+		return cache.Views() == conns.Load()
 	})
-	if v := cache.views.Load(); v < 3 {
+	if v := cache.Views(); v < 3 {
 		t.Errorf("%d views of the session cache for 3 requests on a connection each", v)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -327,19 +326,6 @@ func TestTCPProbeOverTLS(t *testing.T) {
 	}
 }
 
-// viewCountingCache is a session cache that gives each connection a view of its own (a
-// connpool.ConnSessionCache, as the gateway's for a watched client certificate) and counts
-// the views given.
-type viewCountingCache struct {
-	tls.ClientSessionCache
-	views atomic.Int64
-}
-
-func (c *viewCountingCache) ForConn() tls.ClientSessionCache {
-	c.views.Add(1)
-	return c.ClientSessionCache
-}
-
 // TestTLSProbesUseConnSessions: http and tcp probes over TLS dial as the pool does
 // (connpool.ConnConfig), each handshake with its own view of the pool's session cache.
 func TestTLSProbesUseConnSessions(t *testing.T) {
@@ -348,7 +334,7 @@ func TestTLSProbesUseConnSessions(t *testing.T) {
 	addr := strings.TrimPrefix(srv.URL, "https://")
 	trusted := x509.NewCertPool()
 	trusted.AddCert(srv.Certificate())
-	cache := &viewCountingCache{ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	cache := testutil.NewSessionViews()
 	tg := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: trusted, ClientSessionCache: cache}}, nil)}
 	if err := (&HTTPProbe{Path: "/"}).Check(context.Background(), tg); err != nil {
 		t.Fatal(err)
@@ -356,7 +342,7 @@ func TestTLSProbesUseConnSessions(t *testing.T) {
 	if err := (TCPProbe{}).Check(context.Background(), tg); err != nil {
 		t.Fatal(err)
 	}
-	if v := cache.views.Load(); v != 2 {
+	if v := cache.Views(); v != 2 {
 		t.Errorf("%d views of the session cache for 2 probes, want 2", v)
 	}
 }
