@@ -63,14 +63,16 @@ func (t *UpstreamTLS) ResumptionOn() bool {
 	return t.SessionResumption == nil || *t.SessionResumption
 }
 
-// splitScheme moves an "http://" or "https://" prefix of t.Address into t.Scheme and gives
-// an address without a port the scheme's default port (80 or 443).
+// splitScheme moves an "http://" or "https://" prefix of t.Address (in any case, as URL
+// schemes are: RFC 3986 section 3.1) into t.Scheme and gives an address without a port the
+// scheme's default port (80 or 443).
 func splitScheme(t *Target) {
 	for _, s := range []string{SchemeHTTPS, SchemeHTTP} {
-		rest, ok := strings.CutPrefix(t.Address, s+"://")
-		if !ok {
+		prefix := s + "://"
+		if len(t.Address) < len(prefix) || !strings.EqualFold(t.Address[:len(prefix)], prefix) {
 			continue
 		}
+		rest := t.Address[len(prefix):]
 		t.Scheme = s
 		port := "443"
 		if s == SchemeHTTP {

@@ -9,8 +9,9 @@ import (
 	"sluice/internal/testutil"
 )
 
-// TestUpstreamTLSDefaults: https:// targets turn TLS on with its defaults and the scheme's
-// port; relative file names are resolved against the config file's directory.
+// TestUpstreamTLSDefaults: https:// targets (the scheme in any case, as URL schemes are) turn
+// TLS on with its defaults and the scheme's port; relative file names are resolved against
+// the config file's directory.
 func TestUpstreamTLSDefaults(t *testing.T) {
 	dir := t.TempDir()
 	ca := testutil.NewCA(t)
@@ -20,7 +21,7 @@ func TestUpstreamTLSDefaults(t *testing.T) {
 listeners: [{address: ":8080"}]
 upstreams:
   - id: short
-    targets: [{address: "https://api.internal"}, {address: "https://[::1]"}, {address: "https://10.0.0.1:8443"}]
+    targets: [{address: "https://api.internal"}, {address: "https://[::1]"}, {address: "HTTPS://10.0.0.1:8443"}]
   - id: block
     targets: [{address: "10.0.0.2:443"}]
     tls: {ca_file: ca.pem, server_name: api.internal}

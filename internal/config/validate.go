@@ -144,6 +144,11 @@ func validateUpstream(p *problems, b string, u Upstream) {
 			}
 		} else if t.Scheme != "" && strings.ContainsAny(t.Address, "/?#") {
 			p.add(tb+".address", "invalid address %q: a target is %s://host[:port], without a path (see rewrite.add_prefix)", t.Scheme+"://"+t.Address, t.Scheme)
+		} else if t.Scheme != "" && strings.Contains(t.Address, "@") {
+			// Not quoted: the user info may hold a password.
+			p.add(tb+".address", "invalid address: a target is %s://host[:port], without user info (user:password@); send credentials to the backend as a header (rewrite.set_headers)", t.Scheme)
+		} else if scheme, _, ok := strings.Cut(t.Address, "://"); ok && t.Scheme == "" {
+			p.add(tb+".address", "invalid address %q: unsupported scheme %q, want https:// or http:// (or none)", t.Address, scheme)
 		} else if err := checkHostPort(t.Address, false); err != nil {
 			p.add(tb+".address", "%v", err)
 		} else if k, dup := addrs[t.Address]; dup {

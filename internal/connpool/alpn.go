@@ -74,6 +74,7 @@ func (p *Pool) negotiated(s *tlsSocket) string {
 func (p *Pool) handOver(s *tlsSocket) {
 	took := p.opts.ALPN.Adopt(s.tc)
 	p.mu.Lock()
+	p.countHandshakeLocked(s)
 	if took {
 		p.stats.handedH2++
 	}
@@ -107,6 +108,9 @@ func (p *Pool) DialH2(ctx context.Context) (net.Conn, string, error) {
 	}
 	proto := s.tc.ConnectionState().NegotiatedProtocol
 	if proto == alpnH2 {
+		p.mu.Lock()
+		p.countHandshakeLocked(s)
+		p.mu.Unlock()
 		return s.tc, alpnH2, nil
 	}
 	now := time.Now()
@@ -131,13 +135,7 @@ func (p *Pool) DialH2(ctx context.Context) (net.Conn, string, error) {
 // (newConn).
 func (p *Pool) addDialedLocked(nc net.Conn, s *tlsSocket, start time.Time, took time.Duration) *Conn {
 	c := newConn(nc, s, start)
-	switch {
-	case s == nil:
-	case s.tc.ConnectionState().DidResume:
-		p.stats.tlsResumed++
-	default:
-		p.stats.tlsFull++
-	}
+	p.countHandshakeLocked(s)
 	p.live[c.ID] = c
 	p.stats.opened++
 	p.pre.noteDial(took)
@@ -158,5 +156,17 @@ func (p *Pool) giveLocked(c *Conn) {
 	p.insertIdleLocked(c)
 	if p.sweeperDueLocked() {
 		go p.sweep()
+	}
+}
+
+// countHandshakeLocked counts the TLS handshake of a new connection, full or resumed (none
+// for plain TCP, s nil), whichever pool keeps it.
+func (p *Pool) countHandshakeLocked(s *tlsSocket) {
+	switch {
+	case s == nil:
+	case s.tc.ConnectionState().DidResume:
+		p.stats.tlsResumed++
+	default:
+		p.stats.tlsFull++
 	}
 }

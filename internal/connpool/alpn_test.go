@@ -47,8 +47,8 @@ func autoPool(t *testing.T, ca *testutil.CA, addr string, rec *alpnRecorder) *Po
 
 // TestALPNHandOverH2: a dial on which the target chose h2 hands the connection (a TLS
 // connection that agreed to h2) to the ALPN, frees its slot (MaxConns 1: the next Get is not
-// stuck) and ends the Get with ErrNegotiatedH2; the health checks' TLS config still offers
-// only http/1.1.
+// stuck) and ends the Get with ErrNegotiatedH2, its handshake counted; the health checks' TLS
+// config still offers only http/1.1.
 func TestALPNHandOverH2(t *testing.T) {
 	ca := testutil.NewCA(t)
 	srv := ca.ServerConfig(t, "127.0.0.1")
@@ -73,6 +73,11 @@ func TestALPNHandOverH2(t *testing.T) {
 	s := p.Snapshot()
 	if s.Counters.HandedToH2 != 2 || s.Counters.Opened != 0 || len(s.Conns) != 0 {
 		t.Errorf("counters %+v, %d conns; want 2 handed over and nothing kept", s.Counters, len(s.Conns))
+	}
+	// The handshakes of connections handed over are the target's too: counted here (full
+	// ones: nothing read the session tickets).
+	if n := s.Counters.TLSFull + s.Counters.TLSResumed; n != 2 {
+		t.Errorf("handshakes full %d resumed %d; want 2 in all", s.Counters.TLSFull, s.Counters.TLSResumed)
 	}
 	if np := p.TLSConfig().NextProtos; slices.Contains(np, "h2") {
 		t.Errorf("TLSConfig().NextProtos = %v; want no h2 (an HTTP/1.1 health probe uses it)", np)

@@ -481,11 +481,8 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
 	nc, err := p.opts.Dial(dctx, "tcp", p.addr)
 	var s *tlsSocket
-	resumed := false
 	if err == nil && p.tls != nil {
-		if s, err = p.handshake(dctx, nc); err == nil {
-			resumed = s.tc.ConnectionState().DidResume
-		}
+		s, err = p.handshake(dctx, nc)
 	}
 	cancel()
 	if err != nil {
@@ -508,13 +505,7 @@ func (p *Pool) dial(ctx context.Context) (*Conn, error) {
 		return nil, p.errShutdown()
 	}
 	c := newConn(nc, s, start)
-	switch {
-	case s == nil:
-	case resumed:
-		p.stats.tlsResumed++
-	default:
-		p.stats.tlsFull++
-	}
+	p.countHandshakeLocked(s)
 	p.live[c.ID] = c
 	p.stats.opened++
 	p.pre.noteDial(now.Sub(start))

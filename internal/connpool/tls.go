@@ -124,6 +124,28 @@ func tlsConfig(o *tls.Config, addr string) *tls.Config {
 	return c
 }
 
+// ConnSessionCache is a TLS session cache that must know which connection a session came
+// from: ForConn returns the view of it one new connection uses (the gateway's, for a watched
+// client certificate, tags each session with the certificate its connection presented, not
+// with the one in force when the session's ticket arrived, which can be later).
+type ConnSessionCache interface {
+	tls.ClientSessionCache
+	ForConn() tls.ClientSessionCache
+}
+
+// ConnConfig returns the TLS config for one new connection made with c: c itself, or, when
+// its session cache is a [ConnSessionCache], a clone with that connection's view of it.
+// Every TLS dial with a pool's config (TLSConfig) goes through it.
+func ConnConfig(c *tls.Config) *tls.Config {
+	cc, ok := c.ClientSessionCache.(ConnSessionCache)
+	if !ok {
+		return c
+	}
+	c = c.Clone()
+	c.ClientSessionCache = cc.ForConn()
+	return c
+}
+
 // handshakeError is a failed TLS handshake on a connection that was dialed.
 type handshakeError struct{ err error }
 
@@ -139,7 +161,7 @@ func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tlsSocket, error) {
 	if p.alpnTLS != nil {
 		cfg = p.alpnTLS
 	}
-	s.tc = tls.Client(s, cfg)
+	s.tc = tls.Client(s, ConnConfig(cfg))
 	if err := s.tc.HandshakeContext(ctx); err != nil {
 		_ = nc.Close()
 		return nil, &handshakeError{err}
@@ -174,7 +196,18 @@ func IsTLSAlert(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
+// IsTLSLocalAlert reports whether err is a fatal TLS alert Sluice's side sent because of what
+// the backend sent (crypto/tls reports one as a *net.OpError with Op "local error"): a
+// request to renegotiate (a TLS 1.2 HelloRequest, which IIS sends to ask for a client
+// certificate on some paths; Sluice does not renegotiate, "no renegotiation"), a record that
+// failed its integrity check, a message out of place. Before any response byte it is a TLS
+// failure, not the backend closing the connection.
+func IsTLSLocalAlert(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "local error"
+}
+
 // TLSConfig returns the TLS client config of the pool's connections (its session cache
 // included), or nil when they are plain TCP. Callers must not modify it; an active health
-// check dials with it.
+// check dials with it, through [ConnConfig].
 func (p *Pool) TLSConfig() *tls.Config { return p.tls }

@@ -439,3 +439,22 @@ func TestTLSConnHasNoSocket(t *testing.T) {
 	}
 	p.Release(c, Outcome{Err: errors.New("interrupted"), Reason: CloseRequestError})
 }
+
+// TestTLSSessionsForConn: each TLS dial (the pool's own, DialH2's) uses its own view of a
+// session cache that is a ConnSessionCache, so sessions are told apart by the connection
+// they came from.
+func TestTLSSessionsForConn(t *testing.T) {
+	ca := testutil.NewCA(t)
+	b := testutil.NewBackend(t, testutil.BackendOptions{TLS: ca.ServerConfig(t, "127.0.0.1")})
+	cache := testutil.NewSessionViews()
+	p := tlsPool(t, ca, b.Addr(), func(o *Options) {
+		o.UnsafeMaxIdle = 0 // every POST dials
+		o.TLS.ClientSessionCache = cache
+	})
+	for i := range 3 {
+		mustOK(t, exchange(p, http.MethodPost, strconv.Itoa(i)))
+	}
+	if v, n := cache.Views(), b.Accepted(); v != int64(n) || n != 3 {
+		t.Errorf("%d views of the session cache for %d connections; want 3 and 3", v, n)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"sluice/internal/certs"
 	"sluice/internal/config"
+	"sluice/internal/connpool"
 )
 
 // upstreamTLS is the TLS client side of one upstream in one config version: the settings
@@ -173,8 +174,13 @@ func (c *clientCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) 
 }
 
 // certSessions is a pool's TLS session cache when it presents a watched client
-// certificate: a session made under an older pair is not resumed (the handshake asks
-// refresh first, so a replaced file is noticed even when every handshake would resume).
+// certificate: a session made under an older pair is not resumed. Each connection uses a
+// view of it (ForConn, connpool.ConnConfig) that knows the pair its handshake presented, and
+// a session is tagged with that pair: a TLS 1.3 backend that asks for a client certificate
+// sends its ticket after the handshake, and the connection reads it later (at its first
+// read, or in the reuse check when it sat idle), possibly after a replacement was noticed.
+// Tagged with the pair in force then, such a session was resumed by the next connection,
+// and the backend saw the old certificate (TestClientCertSessionTaggedByConnection).
 type certSessions struct {
 	inner tls.ClientSessionCache
 	cert  *clientCert
@@ -182,24 +188,57 @@ type certSessions struct {
 	gens  map[string]uint64 // generation of the pair each cached session was made with
 }
 
+// ForConn returns the view one new connection uses. The pair's files are checked first
+// (refresh), so a replaced file is noticed even when every handshake would resume, and the
+// handshake presents the generation the view holds (GetClientCertificate's own check, just
+// after, is within clientCertCheck of this one).
+func (s *certSessions) ForConn() tls.ClientSessionCache {
+	return &connSessions{s: s, gen: s.cert.refresh()}
+}
+
+// Get and Put serve a config used without ForConn: as a connection made now.
 func (s *certSessions) Get(key string) (*tls.ClientSessionState, bool) {
-	gen := s.cert.refresh()
+	return s.get(key, s.cert.refresh())
+}
+
+func (s *certSessions) Put(key string, cs *tls.ClientSessionState) { s.put(key, cs, s.cert.gen.Load()) }
+
+// get returns the session for key made with the pair of generation gen, when that is still
+// the pair in force.
+func (s *certSessions) get(key string, gen uint64) (*tls.ClientSessionState, bool) {
 	s.mu.Lock()
 	g, ok := s.gens[key]
 	s.mu.Unlock()
-	if !ok || g != gen {
+	if !ok || g != gen || gen != s.cert.gen.Load() {
 		return nil, false
 	}
 	return s.inner.Get(key)
 }
 
-func (s *certSessions) Put(key string, cs *tls.ClientSessionState) {
+// put keeps cs, a session made with the pair of generation gen, unless that pair was
+// replaced since.
+func (s *certSessions) put(key string, cs *tls.ClientSessionState, gen uint64) {
 	s.mu.Lock()
-	if cs == nil {
+	defer s.mu.Unlock()
+	switch {
+	case cs == nil:
 		delete(s.gens, key)
-	} else {
-		s.gens[key] = s.cert.gen.Load()
+	case gen != s.cert.gen.Load():
+		return // a session of a replaced pair
+	default:
+		s.gens[key] = gen
 	}
-	s.mu.Unlock()
 	s.inner.Put(key, cs)
 }
+
+// connSessions is one connection's view of a certSessions: the generation of the pair its
+// handshake presented.
+type connSessions struct {
+	s   *certSessions
+	gen uint64
+}
+
+func (c *connSessions) Get(key string) (*tls.ClientSessionState, bool) { return c.s.get(key, c.gen) }
+func (c *connSessions) Put(key string, cs *tls.ClientSessionState)     { c.s.put(key, cs, c.gen) }
+
+var _ connpool.ConnSessionCache = (*certSessions)(nil)

@@ -138,26 +138,37 @@ func TestUpstreamTLS(t *testing.T) {
 	}
 }
 
-// TestUpstreamTLSVerificationFails: a certificate from an untrusted CA, or for another name,
-// is answered 502 upstream_tls_certificate for GET and POST alike; the backend never runs the
-// request, and the failure is counted.
+// TestUpstreamTLSVerificationFails: a certificate from an untrusted CA, for another name, or
+// expired is answered 502 upstream_tls_certificate for GET and POST alike, the access log's
+// error saying which; the backend never runs the request, and the failure is counted.
 func TestUpstreamTLSVerificationFails(t *testing.T) {
 	ca, other := testutil.NewCA(t), testutil.NewCA(t)
 	plain := echoBackend(t, "plain")
+	expiredPEM, expiredKey := ca.IssuePEM(t, testutil.CertOptions{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotAfter: time.Now().Add(-time.Hour)})
+	expired, err := tls.X509KeyPair(expiredPEM, expiredKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name, target, tls, code, protocol string
+		name, target, tls, code, errText, protocol string
+		mod                                        func(*tls.Config)
 	}{
-		{"untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "http1"},
-		{"wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "http1"},
-		{"plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "http1"},
+		{"untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "signed by unknown authority", "http1", nil},
+		{"wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "not wrong.test", "http1", nil},
+		{"expired", "https://{{b}}", "ca_file: {{ca}}", "upstream_tls_certificate", "certificate has expired", "http1",
+			func(c *tls.Config) { c.Certificates = []tls.Certificate{expired} }},
+		{"plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "tls", "http1", nil},
 		// HTTP/2 upstreams dial in their own pool (h2pool): the same reasons and counts.
-		{"h2 untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "h2"},
-		{"h2 wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "h2"},
-		{"h2 plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "h2"},
+		{"h2 untrusted CA", "https://{{b}}", "ca_file: {{other}}", "upstream_tls_certificate", "signed by unknown authority", "h2", nil},
+		{"h2 wrong name", "https://{{b}}", "ca_file: {{ca}}, server_name: wrong.test", "upstream_tls_certificate", "not wrong.test", "h2", nil},
+		{"h2 plain HTTP backend", "https://{{plain}}", "ca_file: {{ca}}", "upstream_tls_handshake", "tls", "h2", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startTLSEcho(t, ca, func(c *tls.Config) {
 				c.NextProtos = []string{"h2", "http/1.1"} // the handshake gets as far as the certificate
+				if tc.mod != nil {
+					tc.mod(c)
+				}
 			})
 			tg := tlsUpstreamGateway(t, tc.target, tc.tls, "protocol: "+tc.protocol, "",
 				map[string]string{"b": b.addr(), "ca": ca.CAFile(t), "other": other.CAFile(t), "plain": hostport(plain)})
@@ -174,7 +185,7 @@ func TestUpstreamTLSVerificationFails(t *testing.T) {
 			}
 			for _, l := range tg.accessLines(2) {
 				// Each attempt failed in the dial: retried once (retry.attempts 2), nothing sent.
-				if l["reason"] != tc.code || !strings.Contains(fmt.Sprint(l["error"]), "tls") || l["attempts"] != 2.0 {
+				if l["reason"] != tc.code || !strings.Contains(fmt.Sprint(l["error"]), tc.errText) || l["attempts"] != 2.0 {
 					t.Errorf("access log: reason %v, attempts %v, error %v", l["reason"], l["attempts"], l["error"])
 				}
 			}
@@ -304,13 +315,7 @@ routes: [{id: all, upstream: s}]
 // use, and requests keep succeeding.
 func TestUpstreamClientCertificateRotated(t *testing.T) {
 	ca := testutil.NewCA(t)
-	dir := t.TempDir()
-	crt, key := filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	install := func(cn string) {
-		c, k := ca.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true})
-		testutil.WriteFile(t, crt, c)
-		testutil.WriteFile(t, key, k)
-	}
+	crt, key, install := clientPairFiles(t, ca)
 	install("client-one")
 	b := startTLSEcho(t, ca, func(c *tls.Config) { c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, ca.Pool() })
 	// No keep-alive: every request makes a new connection (a new handshake).
@@ -335,5 +340,17 @@ func TestUpstreamClientCertificateRotated(t *testing.T) {
 		if got := cn(); got != "client-two" {
 			t.Fatalf("after a broken key file the backend saw %q, want client-two still", got)
 		}
+	}
+}
+
+// clientPairFiles returns the files of a client certificate pair and install, which writes
+// a new pair from ca with common name cn over them (in place, as cert-manager does).
+func clientPairFiles(t *testing.T, ca *testutil.CA) (crt, key string, install func(cn string)) {
+	dir := t.TempDir()
+	crt, key = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	return crt, key, func(cn string) {
+		c, k := ca.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true})
+		testutil.WriteFile(t, crt, c)
+		testutil.WriteFile(t, key, k)
 	}
 }

@@ -524,7 +524,7 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 // it failed, is the HTTP/1.1 pool's (connpool), upstream_tls_certificate when the target's
 // certificate failed verification, else upstream_tls_handshake (504 when time ran out).
 func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
-	tc := tls.Client(nc, p.opts.TLS)
+	tc := tls.Client(nc, connConfig(p.opts.TLS))
 	var re *reason.Error
 	err := tc.HandshakeContext(ctx)
 	st := tc.ConnectionState()
@@ -559,6 +559,19 @@ func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
 		return nil, re
 	}
 	return tc, nil
+}
+
+// connConfig is connpool.ConnConfig: c, or when its session cache keeps the sessions of
+// different connections apart (the gateway's, for a watched client certificate), a clone
+// with one new connection's view of it.
+func connConfig(c *tls.Config) *tls.Config {
+	cc, ok := c.ClientSessionCache.(interface{ ForConn() tls.ClientSessionCache })
+	if !ok {
+		return c
+	}
+	c = c.Clone()
+	c.ClientSessionCache = cc.ForConn()
+	return c
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,

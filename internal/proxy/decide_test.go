@@ -122,6 +122,7 @@ func TestClassify(t *testing.T) {
 	timeout := fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
 	bad := &h1.Error{Status: 502, Reason: "malformed status line"}
 	alert := &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
+	renegotiation := &net.OpError{Op: "local error", Err: errors.New("tls: no renegotiation")} // as crypto/tls reports a TLS 1.2 HelloRequest
 	tests := []struct {
 		name    string
 		got     result
@@ -140,6 +141,8 @@ func TestClassify(t *testing.T) {
 		{name: "read timeout", got: classifyRead(timeout, 0, "t"), code: reason.ResponseTimeout, status: 504, cond: config.RetryTimeout},
 		{name: "TLS alert before any response byte", got: classifyRead(alert, 0, "t"), code: reason.TLSHandshake, status: 502, cond: config.RetryResetBeforeResponse},
 		{name: "TLS alert inside the head", got: classifyRead(alert, 12, "t"), code: reason.BadResponse, status: 502},
+		{name: "renegotiation refused before any response byte", got: classifyRead(renegotiation, 0, "t"), code: reason.TLSHandshake, status: 502, cond: config.RetryResetBeforeResponse},
+		{name: "renegotiation refused inside the head", got: classifyRead(renegotiation, 12, "t"), code: reason.BadResponse, status: 502},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -515,6 +515,12 @@ func classifyRead(err error, read int64, target string) result {
 		// Retried like the reset it replaces: the label differs, not what is safe.
 		err = fmt.Errorf("the backend refused the TLS session after the handshake (with TLS 1.3 a client certificate is verified then): %w", err)
 		return result{err: reason.New(502, reason.TLSHandshake, target, err), cond: config.RetryResetBeforeResponse}
+	case read == 0 && connpool.IsTLSLocalAlert(err):
+		// As above: the backend read the request and may have run it. (This code is gRPC's
+		// UNAVAILABLE, "not delivered"; gRPC calls go over HTTP/2, where classifyH2 labels
+		// only the backend's alerts so.)
+		err = fmt.Errorf("the TLS session with the backend failed before its response (a renegotiation request is refused: Sluice does not renegotiate): %w", err)
+		return result{err: reason.New(502, reason.TLSHandshake, target, err), cond: config.RetryResetBeforeResponse}
 	case read == 0:
 		return result{err: reason.New(502, reason.ResetBeforeResp, target, err), cond: config.RetryResetBeforeResponse}
 	default:

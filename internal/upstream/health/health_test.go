@@ -325,3 +325,24 @@ func TestTCPProbeOverTLS(t *testing.T) {
 		t.Errorf("plain tcp probe of an open port: %v", err)
 	}
 }
+
+// TestTLSProbesUseConnSessions: http and tcp probes over TLS dial as the pool does
+// (connpool.ConnConfig), each handshake with its own view of the pool's session cache.
+func TestTLSProbesUseConnSessions(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	trusted := x509.NewCertPool()
+	trusted.AddCert(srv.Certificate())
+	cache := testutil.NewSessionViews()
+	tg := &upstream.Target{Addr: addr, Pool: connpool.New(addr, connpool.Options{TLS: &tls.Config{RootCAs: trusted, ClientSessionCache: cache}}, nil)}
+	if err := (&HTTPProbe{Path: "/"}).Check(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	if err := (TCPProbe{}).Check(context.Background(), tg); err != nil {
+		t.Fatal(err)
+	}
+	if v := cache.Views(); v != 2 {
+		t.Errorf("%d views of the session cache for 2 probes, want 2", v)
+	}
+}

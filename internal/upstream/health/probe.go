@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 
+	"sluice/internal/connpool"
 	"sluice/internal/upstream"
 )
 
@@ -49,7 +50,7 @@ func probeTLS(ctx context.Context, c net.Conn, t *upstream.Target, h2 bool) (*tl
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	cfg := t.Pool.TLSConfig()
+	cfg := connpool.ConnConfig(t.Pool.TLSConfig())
 	if h2 {
 		cfg = cfg.Clone()
 		cfg.NextProtos = []string{"h2", "http/1.1"}
