@@ -223,7 +223,11 @@ type tunnel struct {
 	home       atomic.Pointer[Route] // the route that holds it (routeTunnels), nil once removed
 	lastActive atomic.Int64          // unix nanoseconds of the last byte either way
 	why        atomic.Pointer[string]
-	closeOnce  sync.Once
+	// closer is the direction that carried the first WebSocket Close frame before any stop:
+	// its source began the closing handshake, so it closed the tunnel, whichever side then
+	// closed TCP first (RFC 6455 §7.1.1: the server, normally).
+	closer    atomic.Pointer[direction]
+	closeOnce sync.Once
 }
 
 // direction copies one way. mu serialises writes to dst between the copier and a stop's
@@ -307,7 +311,11 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	second := <-done
 	tu.closeAll()
 	why := first
-	if w := tu.why.Load(); w != nil {
+	if d := tu.closer.Load(); d == &tu.up {
+		why = TunnelClientClosed
+	} else if d != nil {
+		why = TunnelUpstreamClosed
+	} else if w := tu.why.Load(); w != nil {
 		why = *w
 	} else if first == "" {
 		why = second
@@ -354,6 +362,9 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			}
 			if tu.ws {
 				d.frames.feed(buf[:n])
+				if d.frames.closed && tu.closer.Load() == nil && tu.why.Load() == nil {
+					tu.closer.CompareAndSwap(nil, d)
+				}
 			}
 			netio.ExtendWrite(d.dst, now.Add(writeTimeout), netio.Slack(writeTimeout))
 			_, werr := d.dst.Write(buf[:n])
@@ -425,8 +436,8 @@ func (d *direction) closeFrame() {
 		return
 	}
 	d.ended = true
-	if !d.frames.atBoundary() {
-		return
+	if !d.frames.atBoundary() || d.frames.closed {
+		return // mid-frame, or its source sent a Close frame already (RFC 6455 §5.5.1)
 	}
 	frame := []byte{0x88, 0x02, 0x03, 0xe9} // FIN + Close, 2 bytes: 1001
 	if d.mask {
@@ -456,9 +467,10 @@ type TunnelRecord struct {
 // wsFrames follows the frame boundaries of a WebSocket byte stream (RFC 6455 §5.2) without
 // keeping the payload: it needs only the header of each frame.
 type wsFrames struct {
-	hdr  [14]byte
-	have int    // header bytes collected
-	left uint64 // payload bytes left of the current frame
+	hdr    [14]byte
+	have   int    // header bytes collected
+	left   uint64 // payload bytes left of the current frame
+	closed bool   // a Close frame's header went by: its sender sends nothing more
 }
 
 // feed advances over p.
@@ -479,6 +491,7 @@ func (f *wsFrames) feed(p []byte) {
 		if need := f.headerLen(); need > 0 && f.have == need {
 			f.left = f.payloadLen()
 			f.have = 0
+			f.closed = f.closed || f.hdr[0]&0x0f == 0x8
 		}
 	}
 }
