@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"sluice/internal/proxyproto"
 	"sluice/internal/testutil"
 )
 
@@ -128,5 +130,48 @@ routes: [{id: all, upstream: b}]
 	}
 	if up := <-got; string(up) != string(closeFrame) {
 		t.Errorf("backend got % x, want the client's Close frame alone (% x)", up, closeFrame)
+	}
+}
+
+// TestTunnelListsTheRealClient: /admin/tunnels names a tunnel's client as the access log
+// does: on a proxy_protocol listener the client the PROXY header named (its address without
+// a port, which the gateway does not keep), not the load balancer; a direct client with its
+// port.
+func TestTunnelListsTheRealClient(t *testing.T) {
+	be := newWSBackend(t)
+	for _, tc := range []struct {
+		name, listener string
+		preface        []byte
+		want           string // "": the test client's own address
+	}{
+		{name: "behind a load balancer", listener: "{address: 127.0.0.1:0, proxy_protocol: true, trusted_proxies: [127.0.0.1]}",
+			preface: proxyproto.AppendV1(nil, netip.MustParseAddrPort("198.51.100.7:51000"), netip.MustParseAddrPort("10.0.0.1:443")),
+			want:    "198.51.100.7"},
+		{name: "direct", listener: "{address: 127.0.0.1:0}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tg := startGateway(t, `
+listeners: [`+tc.listener+`]
+upstreams: [{id: ws, targets: [{address: {{b}}}]}]
+routes: [{id: ws, upstream: ws}]
+`, map[string]string{"b": hostport(be.Server)})
+			c, err := net.Dial("tcp", tg.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write(append(tc.preface, wsHandshake...))
+			if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 101 {
+				t.Fatalf("handshake: %v %v", resp, err)
+			}
+			want := tc.want
+			if want == "" {
+				want = c.LocalAddr().String()
+			}
+			testutil.WaitFor(t, 5*time.Second, "the tunnel to be listed", func() bool { return len(tg.gw.proxy.Tunnels()) == 1 })
+			if ts := tg.gw.proxy.Tunnels(); ts[0].Client != want {
+				t.Errorf("tunnels: %+v, want client %s", ts, want)
+			}
+		})
 	}
 }

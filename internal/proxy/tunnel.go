@@ -111,7 +111,7 @@ func (p *Proxy) Tunnels() []TunnelInfo {
 	var out []TunnelInfo
 	p.open.Range(func(k, _ any) bool {
 		tu := k.(*tunnel)
-		out = append(out, TunnelInfo{Route: tu.rt.ID, Protocol: tu.proto, Client: tu.client.RemoteAddr().String(),
+		out = append(out, TunnelInfo{Route: tu.rt.ID, Protocol: tu.proto, Client: tu.clientAddr,
 			Target: tu.target, Opened: tu.opened, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), RequestID: tu.reqID})
 		return true
 	})
@@ -218,6 +218,10 @@ type tunnel struct {
 	opened time.Time
 	client net.Conn
 	ws     bool
+	// clientAddr is the client for the admin API: the connection's peer, or the client a
+	// trusted proxy named (PROXY header, X-Forwarded-For), as in the access log, without
+	// the port, which the gateway is not told.
+	clientAddr string
 
 	up, down direction // client to upstream, upstream to client
 
@@ -277,7 +281,10 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	}
 	proto := strings.ToLower(string(upgradeProtocol(fwd.upgrade)))
 	tu := &tunnel{rt: rt, proto: proto, target: t.Addr, reqID: string(ds.RequestIDBytes()), opened: time.Now(),
-		client: client, ws: proto == "websocket"}
+		client: client, ws: proto == "websocket", clientAddr: client.RemoteAddr().String()}
+	if host, _, err := net.SplitHostPort(tu.clientAddr); fwd.clientIP != "" && (err != nil || host != fwd.clientIP) {
+		tu.clientAddr = fwd.clientIP
+	}
 	up := c.NetConn()
 	br, ok := buffered.(*bufio.Reader)
 	if !ok {
