@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +85,40 @@ func upgradeElement(v []byte) []byte {
 		v = bytes.TrimRight(v[:i], " \t")
 	}
 	return v
+}
+
+// checkSwitch reports why a 101 response is not a switch to offered, the protocol the
+// request offered, or nil. RFC 9110 §15.2.2 has the server name the protocol in Upgrade, and
+// §7.8 forbids one the request did not offer; for WebSocket, RFC 6455 §4.1 has the client
+// fail a handshake whose Sec-WebSocket-Accept does not answer its Sec-WebSocket-Key. A 101
+// that is not a real handshake (an application passing on a status code it was given) would
+// otherwise give the client a raw connection to the backend, past the gateway's routes and
+// rules ("WebSocket smuggling"), so the gateway checks what its client would.
+func checkSwitch(req *h1.Header, resp *h1.Response, offered []byte) error {
+	upv, _ := resp.Header.Get("Upgrade")
+	proto := upgradeProtocol(offered)
+	switch {
+	case len(upv) == 0:
+		return errors.New("101 Switching Protocols without an Upgrade field")
+	case !h1.EqualFold(upgradeProtocol(upgradeElement(upv)), proto):
+		return fmt.Errorf("101 Switching Protocols to %q, which the request did not offer", upv)
+	case !h1.EqualFold(proto, "websocket"):
+		return nil
+	}
+	key, _ := req.Get("Sec-WebSocket-Key")
+	accept, _ := resp.Header.Get("Sec-WebSocket-Accept")
+	if len(key) == 0 || string(accept) != wsAccept(key) {
+		return fmt.Errorf("101 Switching Protocols with Sec-WebSocket-Accept %q, which does not answer the request's Sec-WebSocket-Key %q", accept, key)
+	}
+	return nil
+}
+
+// wsAccept is the Sec-WebSocket-Accept that answers key (RFC 6455 §4.2.2).
+func wsAccept(key []byte) string {
+	h := sha1.New()
+	h.Write(key)
+	h.Write([]byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
 }
 
 // TunnelInfo describes an open tunnel, for the admin API.
@@ -259,18 +295,14 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	if !ok {
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("the client connection cannot carry a protocol upgrade"))}, out
 	}
-	upv, _ := resp.Header.Get("Upgrade")
-	if len(upv) > 0 && !h1.EqualFold(upgradeProtocol(upgradeElement(upv)), string(upgradeProtocol(fwd.upgrade))) {
-		// RFC 9110 §7.8: a server must not switch to a protocol the request did not offer.
-		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("101 Switching Protocols to %q, which the request did not offer", upv))}, failed(connpool.CloseProtocolError)
+	if err := checkSwitch(&fwd.req.Header, resp, fwd.upgrade); err != nil {
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}, failed(connpool.CloseProtocolError)
 	}
+	upv, _ := resp.Header.Get("Upgrade")
 	upgrade := string(upv)
 	resp.Header.RemoveHopByHop()
 	resp.Header.Del("Content-Length")
 	resp.Header.Add("Connection", "Upgrade")
-	if upgrade == "" {
-		upgrade = string(fwd.upgrade)
-	}
 	resp.Header.Add("Upgrade", upgrade)
 	if err := ds.WriteHead(101, resp.Reason, &resp.Header, h1.LengthNone); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out
