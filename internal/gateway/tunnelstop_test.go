@@ -200,7 +200,7 @@ func TestUpgradeForwardsOnlyTheAllowedProtocol(t *testing.T) {
 // tunnel would give the client a raw connection to the backend past the gateway's routes.
 func TestSwitchToAnotherProtocol(t *testing.T) {
 	closingHandshake := strings.Replace(wsHandshake, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1) // a 502 ends the exchange
-	const accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" // wsHandshake's key answered
+	const accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"                          // wsHandshake's key answered
 	for _, tc := range []struct {
 		name, fields, want string
 	}{
