@@ -199,8 +199,9 @@ func TestUpgradeForwardsOnlyTheAllowedProtocol(t *testing.T) {
 // 101 is not a handshake (an application that passes on a status code it was given), and a
 // tunnel would give the client a raw connection to the backend past the gateway's routes.
 func TestSwitchToAnotherProtocol(t *testing.T) {
-	closingHandshake := strings.Replace(wsHandshake, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1) // a 502 ends the exchange
-	const accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"                          // wsHandshake's key answered
+	// A 502 ends the exchange: the client asks for the close.
+	closingHandshake := strings.Replace(wsHandshake, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+	const accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" // answers wsHandshake's key
 	for _, tc := range []struct {
 		name, fields, want string
 	}{
