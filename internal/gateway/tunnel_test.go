@@ -365,7 +365,8 @@ func TestTunnelClosedBy(t *testing.T) {
 						break
 					}
 				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+					"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n") // answers the key below
 				if tc.first == "client" {
 					io.Copy(io.Discard, br) // until the client's close reaches here, then close
 				}

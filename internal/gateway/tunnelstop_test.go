@@ -191,26 +191,35 @@ func TestUpgradeForwardsOnlyTheAllowedProtocol(t *testing.T) {
 	}
 }
 
-// TestSwitchToAnotherProtocol: a backend that answers a WebSocket upgrade with a 101 to a
-// protocol the request did not offer (RFC 9110 §7.8: it must not) gets the client a 502
-// upstream_bad_response, not a tunnel (an h2c one, say) the route never allowed.
+// TestSwitchToAnotherProtocol: a backend that answers a WebSocket upgrade with a 101 that is
+// not a switch to WebSocket gets the client a 502 upstream_bad_response, not a tunnel: a 101
+// to a protocol the request did not offer (RFC 9110 §7.8: it must not), one without Upgrade
+// (RFC 9110 §15.2.2: it must name the protocol), and one whose Sec-WebSocket-Accept is
+// missing or does not answer the request's key (RFC 6455 §4.1: the client fails it). Such a
+// 101 is not a handshake (an application that passes on a status code it was given), and a
+// tunnel would give the client a raw connection to the backend past the gateway's routes.
 func TestSwitchToAnotherProtocol(t *testing.T) {
+	// A 502 ends the exchange: the client asks for the close.
+	closingHandshake := strings.Replace(wsHandshake, "\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+	const accept = "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" // answers wsHandshake's key
 	for _, tc := range []struct {
-		name, upgrade, want string
+		name, fields, want string
 	}{
-		{"h2c", "Upgrade: h2c\r\n", "HTTP/1.1 502"},
-		{"other", "Upgrade: echo-proto\r\n", "HTTP/1.1 502"},
-		{"same, other case and version", "Upgrade: WebSocket/13\r\n", "HTTP/1.1 101"},
-		{"none (filled in)", "", "HTTP/1.1 101"},
+		{"h2c", "Upgrade: h2c\r\n" + accept, "HTTP/1.1 502"},
+		{"other", "Upgrade: echo-proto\r\n" + accept, "HTTP/1.1 502"},
+		{"same, other case and version", "Upgrade: WebSocket/13\r\n" + accept, "HTTP/1.1 101"},
+		{"no Upgrade", accept, "HTTP/1.1 502"},
+		{"no Sec-WebSocket-Accept", "Upgrade: websocket\r\n", "HTTP/1.1 502"},
+		{"wrong Sec-WebSocket-Accept", "Upgrade: websocket\r\nSec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==\r\n", "HTTP/1.1 502"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := serveConns(t, func(c net.Conn) {
 				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"+tc.upgrade+"\r\n")
+					io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"+tc.fields+"\r\n")
 				}
 			})
 			tg := upstreamGateway(t, addr)
-			out := rawExchange(t, tg.addr, wsHandshake, 3*time.Second)
+			out := rawExchange(t, tg.addr, closingHandshake, 3*time.Second)
 			if !strings.HasPrefix(out, tc.want) {
 				t.Fatalf("answer %q, want %s", firstLine(out), tc.want)
 			}
@@ -219,6 +228,18 @@ func TestSwitchToAnotherProtocol(t *testing.T) {
 			}
 		})
 	}
+	t.Run("no key", func(t *testing.T) {
+		addr := serveConns(t, func(c net.Conn) {
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+accept+"\r\n")
+			}
+		})
+		tg := upstreamGateway(t, addr)
+		out := rawExchange(t, tg.addr, strings.Replace(closingHandshake, "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "", 1), 3*time.Second)
+		if !strings.HasPrefix(out, "HTTP/1.1 502") {
+			t.Fatalf("answer %q to a handshake without a key, want 502", firstLine(out))
+		}
+	})
 }
 
 // TestTunnelRouteChangedBySecondReload: tunnels outlive a reload that kept their routes

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -84,6 +87,40 @@ func upgradeElement(v []byte) []byte {
 	return v
 }
 
+// checkSwitch reports why a 101 response is not a switch to offered, the protocol the
+// request offered, or nil. RFC 9110 §15.2.2 has the server name the protocol in Upgrade, and
+// §7.8 forbids one the request did not offer; for WebSocket, RFC 6455 §4.1 has the client
+// fail a handshake whose Sec-WebSocket-Accept does not answer its Sec-WebSocket-Key. A 101
+// that is not a real handshake (an application passing on a status code it was given) would
+// otherwise give the client a raw connection to the backend, past the gateway's routes and
+// rules ("WebSocket smuggling"), so the gateway checks what its client would.
+func checkSwitch(req *h1.Header, resp *h1.Response, offered []byte) error {
+	upv, _ := resp.Header.Get("Upgrade")
+	proto := upgradeProtocol(offered)
+	switch {
+	case len(upv) == 0:
+		return errors.New("101 Switching Protocols without an Upgrade field")
+	case !h1.EqualFold(upgradeProtocol(upgradeElement(upv)), proto):
+		return fmt.Errorf("101 Switching Protocols to %q, which the request did not offer", upv)
+	case !h1.EqualFold(proto, "websocket"):
+		return nil
+	}
+	key, _ := req.Get("Sec-WebSocket-Key")
+	accept, _ := resp.Header.Get("Sec-WebSocket-Accept")
+	if len(key) == 0 || string(accept) != wsAccept(key) {
+		return fmt.Errorf("101 Switching Protocols with Sec-WebSocket-Accept %q, which does not answer the request's Sec-WebSocket-Key %q", accept, key)
+	}
+	return nil
+}
+
+// wsAccept is the Sec-WebSocket-Accept that answers key (RFC 6455 §4.2.2).
+func wsAccept(key []byte) string {
+	h := sha1.New()
+	h.Write(key)
+	h.Write([]byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
 // TunnelInfo describes an open tunnel, for the admin API.
 type TunnelInfo struct {
 	Route     string    `json:"route"`
@@ -110,7 +147,7 @@ func (p *Proxy) Tunnels() []TunnelInfo {
 	var out []TunnelInfo
 	p.open.Range(func(k, _ any) bool {
 		tu := k.(*tunnel)
-		out = append(out, TunnelInfo{Route: tu.rt.ID, Protocol: tu.proto, Client: tu.client.RemoteAddr().String(),
+		out = append(out, TunnelInfo{Route: tu.rt.ID, Protocol: tu.proto, Client: tu.clientAddr,
 			Target: tu.target, Opened: tu.opened, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), RequestID: tu.reqID})
 		return true
 	})
@@ -217,6 +254,10 @@ type tunnel struct {
 	opened time.Time
 	client net.Conn
 	ws     bool
+	// clientAddr is the client for the admin API: the connection's peer, or the client a
+	// trusted proxy named (PROXY header, X-Forwarded-For), as in the access log, without
+	// the port, which the gateway is not told.
+	clientAddr string
 
 	up, down direction // client to upstream, upstream to client
 
@@ -224,13 +265,17 @@ type tunnel struct {
 	lastActive atomic.Int64          // unix nanoseconds of the last byte either way
 	why        atomic.Pointer[string]
 	ended      atomic.Pointer[string] // the first clean end (EOF): the side that closed first
-	closeOnce  sync.Once
+	// closer is the direction that carried the first WebSocket Close frame before any stop:
+	// its source began the closing handshake, so it closed the tunnel, whichever side then
+	// closed TCP first (RFC 6455 §7.1.1: the server, normally).
+	closer    atomic.Pointer[direction]
+	closeOnce sync.Once
 }
 
 // direction copies one way. mu serialises writes to dst between the copier and a stop's
 // Close frame.
 type direction struct {
-	src    io.Reader
+	src    *bufio.Reader
 	srcNC  net.Conn // src's connection, for read deadlines
 	dst    net.Conn
 	mask   bool // frames written into this direction are masked (client to server)
@@ -238,6 +283,8 @@ type direction struct {
 	mu     sync.Mutex
 	frames wsFrames
 	ended  bool // guarded by mu: no more writes
+	// streaming: the last read was long (smallRead); the copier's alone.
+	streaming bool
 }
 
 // runTunnel relays the 101 response and then runs the tunnel until it ends. It returns the
@@ -249,18 +296,14 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	if !ok {
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, errors.New("the client connection cannot carry a protocol upgrade"))}, out
 	}
-	upv, _ := resp.Header.Get("Upgrade")
-	if len(upv) > 0 && !h1.EqualFold(upgradeProtocol(upgradeElement(upv)), string(upgradeProtocol(fwd.upgrade))) {
-		// RFC 9110 §7.8: a server must not switch to a protocol the request did not offer.
-		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("101 Switching Protocols to %q, which the request did not offer", upv))}, failed(connpool.CloseProtocolError)
+	if err := checkSwitch(&fwd.req.Header, resp, fwd.upgrade); err != nil {
+		return result{err: reason.New(502, reason.BadResponse, t.Addr, err)}, failed(connpool.CloseProtocolError)
 	}
+	upv, _ := resp.Header.Get("Upgrade")
 	upgrade := string(upv)
 	resp.Header.RemoveHopByHop()
 	resp.Header.Del("Content-Length")
 	resp.Header.Add("Connection", "Upgrade")
-	if upgrade == "" {
-		upgrade = string(fwd.upgrade)
-	}
 	resp.Header.Add("Upgrade", upgrade)
 	if err := ds.WriteHead(101, resp.Reason, &resp.Header, h1.LengthNone); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}, out
@@ -271,9 +314,16 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	}
 	proto := strings.ToLower(string(upgradeProtocol(fwd.upgrade)))
 	tu := &tunnel{rt: rt, proto: proto, target: t.Addr, reqID: string(ds.RequestIDBytes()), opened: time.Now(),
-		client: client, ws: proto == "websocket"}
+		client: client, ws: proto == "websocket", clientAddr: client.RemoteAddr().String()}
+	if host, _, err := net.SplitHostPort(tu.clientAddr); fwd.clientIP != "" && (err != nil || host != fwd.clientIP) {
+		tu.clientAddr = fwd.clientIP
+	}
 	up := c.NetConn()
-	tu.up = direction{src: buffered, srcNC: client, dst: up, mask: true}
+	br, ok := buffered.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReader(buffered)
+	}
+	tu.up = direction{src: br, srcNC: client, dst: up, mask: true}
 	tu.down = direction{src: c.R, srcNC: up, dst: client}
 	tu.lastActive.Store(tu.opened.UnixNano())
 	if !rt.addTunnel(tu) {
@@ -310,7 +360,11 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	// A side that closes first is often answered by the other's close: the first clean
 	// end names the reason, not the direction that happens to run here.
 	why := first
-	if w := tu.why.Load(); w != nil {
+	if d := tu.closer.Load(); d == &tu.up {
+		why = TunnelClientClosed
+	} else if d != nil {
+		why = TunnelUpstreamClosed
+	} else if w := tu.why.Load(); w != nil {
 		why = *w
 	} else if e := tu.ended.Load(); e != nil {
 		why = *e
@@ -330,9 +384,12 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 // source closed cleanly. A clean end half-closes the destination, so the other side sees the
 // close and the other direction can finish.
 func (tu *tunnel) copy(d *direction, onEOF string) string {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	buf := *bp
+	var bp *[]byte // the copy buffer, held only while bytes stream (read)
+	defer func() {
+		if bp != nil {
+			copyBufs.Put(bp)
+		}
+	}()
 	idle := tu.rt.tunnel.idle
 	writeTimeout := max(idle, time.Minute)
 	for {
@@ -348,8 +405,9 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 		if tu.why.Load() != nil { // a stop that came before the deadline was armed
 			return ""
 		}
-		n, err := d.src.Read(buf)
+		n, err := d.read(&bp)
 		if n > 0 {
+			buf := *bp
 			now := time.Now()
 			tu.lastActive.Store(now.UnixNano())
 			d.mu.Lock()
@@ -359,6 +417,9 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			}
 			if tu.ws {
 				d.frames.feed(buf[:n])
+				if d.frames.closed && tu.closer.Load() == nil && tu.why.Load() == nil {
+					tu.closer.CompareAndSwap(nil, d)
+				}
 			}
 			netio.ExtendWrite(d.dst, now.Add(writeTimeout), netio.Slack(writeTimeout))
 			_, werr := d.dst.Write(buf[:n])
@@ -388,6 +449,34 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			return ""
 		}
 	}
+}
+
+// smallRead: a read shorter than this says the source paused (a message, not a stream), so
+// the next wait for bytes holds no copy buffer (direction.read).
+const smallRead = 2 << 10
+
+// read reads from d.src into the copy buffer *bp, taking one from copyBufs when it holds
+// none. After a short read (smallRead: most WebSocket messages) it first waits for bytes in
+// d.src's own buffer (Peek) with the copy buffer given back, so that an idle tunnel holds
+// neither of its two 32 KiB buffers, which were more than half of its memory. The wait costs
+// no system call: the Peek makes the read the Read would have made, and the Read copies from
+// the reader's buffer. A stream (long reads) reads straight into the copy buffer.
+func (d *direction) read(bp **[]byte) (int, error) {
+	if !d.streaming && d.src.Buffered() == 0 {
+		if *bp != nil {
+			copyBufs.Put(*bp)
+			*bp = nil
+		}
+		if _, err := d.src.Peek(1); err != nil {
+			return 0, err
+		}
+	}
+	if *bp == nil {
+		*bp = copyBufs.Get().(*[]byte)
+	}
+	n, err := d.src.Read(**bp)
+	d.streaming = n >= smallRead
+	return n, err
 }
 
 // stop ends the tunnel with why (the first stop wins): WebSocket directions between frames
@@ -431,8 +520,8 @@ func (d *direction) closeFrame() {
 		return
 	}
 	d.ended = true
-	if !d.frames.atBoundary() {
-		return
+	if !d.frames.atBoundary() || d.frames.closed {
+		return // mid-frame, or its source sent a Close frame already (RFC 6455 §5.5.1)
 	}
 	frame := []byte{0x88, 0x02, 0x03, 0xe9} // FIN + Close, 2 bytes: 1001
 	if d.mask {
@@ -462,9 +551,10 @@ type TunnelRecord struct {
 // wsFrames follows the frame boundaries of a WebSocket byte stream (RFC 6455 §5.2) without
 // keeping the payload: it needs only the header of each frame.
 type wsFrames struct {
-	hdr  [14]byte
-	have int    // header bytes collected
-	left uint64 // payload bytes left of the current frame
+	hdr    [14]byte
+	have   int    // header bytes collected
+	left   uint64 // payload bytes left of the current frame
+	closed bool   // a Close frame's header went by: its sender sends nothing more
 }
 
 // feed advances over p.
@@ -485,6 +575,7 @@ func (f *wsFrames) feed(p []byte) {
 		if need := f.headerLen(); need > 0 && f.have == need {
 			f.left = f.payloadLen()
 			f.have = 0
+			f.closed = f.closed || f.hdr[0]&0x0f == 0x8
 		}
 	}
 }
