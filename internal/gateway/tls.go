@@ -199,11 +199,12 @@ func (g *Gateway) TLSFailed(listener, reason string) { g.obs.m.TLSConnFailed(lis
 
 var _ server.TLSObserver = (*Gateway)(nil)
 
-// redirectHTTPS answers a request on a redirecting listener with a 308 to the same host and
-// target over HTTPS on port. An IPv6 literal keeps its brackets ("https://[::1]:8443/");
-// "OPTIONS *" goes to "/".
-func redirectHTTPS(ex *server.Exchange, port int) {
-	host := string(ex.Req.Host)
+// redirectHTTPS answers a request on a redirecting listener, an HTTP/1.1 exchange or an h2c
+// stream, with a 308 to the same host and target over HTTPS on port. An IPv6 literal keeps
+// its brackets ("https://[::1]:8443/"); "OPTIONS *" goes to "/".
+func redirectHTTPS(ex downstream, port int) {
+	req := ex.Request()
+	host := string(req.Host)
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
@@ -222,13 +223,13 @@ func redirectHTTPS(ex *server.Exchange, port int) {
 	default:
 		loc = "https://" + host
 	}
-	if path := string(ex.Req.Path); path == "*" {
+	if path := string(req.Path); path == "*" {
 		loc += "/"
 	} else {
 		loc += path
 	}
-	if ex.Req.Query != nil {
-		loc += "?" + string(ex.Req.Query)
+	if req.Query != nil {
+		loc += "?" + string(req.Query)
 	}
 	var h h1.Header
 	h.Add("Location", loc)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -366,6 +367,46 @@ routes: [{id: all, upstream: b}]
 				t.Fatalf("got %d Location %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), tc.want)
 			}
 		})
+	}
+}
+
+// TestRedirectHTTPSOverH2C: a redirecting listener that also serves h2c redirects HTTP/2
+// requests too (a GET, a POST with its body), logged as HTTP/1.1's are; the backend is
+// never reached over plain HTTP.
+func TestRedirectHTTPSOverH2C(t *testing.T) {
+	var hits atomic.Int32
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(be.Close)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, redirect_https: {port: 8443}, protocols: [http1, h2c]}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	c := h2cClient()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	defer c.CloseIdleConnections()
+	for i, tc := range []struct{ method, path, body string }{
+		{"GET", "/secret?x=1", ""},
+		{"POST", "/pay", "card=4111"},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://shop.example"+tc.path, strings.NewReader(tc.body))
+		req.URL.Host = tg.addr
+		req.Host = "shop.example"
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := "https://shop.example:8443" + tc.path; resp.ProtoMajor != 2 || resp.StatusCode != 308 || resp.Header.Get("Location") != want {
+			t.Errorf("%s %s: %s %d Location %q, want HTTP/2 308 %q", tc.method, tc.path, resp.Proto, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+		if l := tg.accessLines(i + 1)[i]; l["status"] != float64(308) || l["http_version"] != "HTTP/2" || l["route"] != "" {
+			t.Errorf("%s %s: access log status %v http_version %v route %v, want 308 HTTP/2 and no route", tc.method, tc.path, l["status"], l["http_version"], l["route"])
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the backend served %d requests over plain HTTP, want none", n)
 	}
 }
 
