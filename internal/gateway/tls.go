@@ -23,14 +23,15 @@ import (
 const certPollInterval = 2 * time.Second
 
 // edgeTLS is the TLS side of one config's listeners: a certificate store (and an ACME
-// manager) and tls.Config per TLS listener (by address), and the HTTPS ports of redirecting
-// listeners (by name). The stores' file watchers and the ACME managers run from watch until
-// close. An ACME manager whose settings a reload left alone goes on in the next edgeTLS (its
-// cache, renewal schedule and orders in progress with it): close and watch skip the
-// managers the other edgeTLS shares.
+// manager, a client CA bundle) and tls.Config per TLS listener (by address), and the HTTPS
+// ports of redirecting listeners (by name). The stores' and bundles' file watchers and the
+// ACME managers run from watch until close. An ACME manager whose settings a reload left
+// alone goes on in the next edgeTLS (its cache, renewal schedule and orders in progress
+// with it): close and watch skip the managers the other edgeTLS shares.
 type edgeTLS struct {
 	configs   map[string]*tls.Config
 	stores    []*certs.Store
+	clientCAs []*certs.ClientCAs
 	acme      []*acme.Manager
 	redirects map[string]int
 	stop      context.CancelFunc
@@ -87,9 +88,10 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 	}
 	if o.ClientAuth != tls.NoClientCert {
 		var err error
-		if o.ClientCAs, err = certs.LoadCAs(t.ClientCAFile); err != nil {
+		if o.ClientCAs, err = certs.NewClientCAs(t.ClientCAFile, g.log, g.obs.m); err != nil {
 			return nil, fmt.Errorf("client_ca_file: %w", err)
 		}
+		e.clientCAs = append(e.clientCAs, o.ClientCAs)
 	}
 	getCert := store.GetCertificate
 	if store != nil && t.UnknownSNI == config.UnknownSNIReject {
@@ -157,6 +159,9 @@ func (e *edgeTLS) watch(prev *edgeTLS) {
 	e.stop = cancel
 	for _, s := range e.stores {
 		go s.Watch(ctx, certPollInterval)
+	}
+	for _, c := range e.clientCAs {
+		go c.Watch(ctx, certPollInterval)
 	}
 	for _, m := range e.acme {
 		if !prev.hasACME(m) {

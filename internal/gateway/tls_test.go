@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -499,6 +500,75 @@ routes: [{id: {{r}}, upstream: b}]
 		}
 		vars["ca"] = clientCA.CAFile(t)
 		reload()
+	}
+}
+
+// TestClientCAFileReplaced: a client_ca_file replaced on disk verifies from the next
+// handshakes on, without a reload: a certificate of the CA taken out fails a new handshake,
+// and its session is not resumed (TLS 1.2 and 1.3); the new CA's certificate is served and
+// resumes.
+func TestClientCAFileReplaced(t *testing.T) {
+	ca, oldCA, newCA := testutil.NewCA(t), testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	clientOf := func(c *testutil.CA, cn string) tls.Certificate {
+		cc, err := tlsCert(c.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cc
+	}
+	oldCert, newCert := clientOf(oldCA, "svc-old"), clientOf(newCA, "svc-new")
+	caFile := filepath.Join(t.TempDir(), "clients.crt")
+	testutil.WriteFile(t, caFile, oldCA.CertPEM)
+	tg := startGateway(t, `
+listeners:
+  - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: require, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"c": cert, "k": key, "ca": caFile, "b": hostport(echoBackend(t, "a"))})
+	type client struct{ cfg *tls.Config }
+	newClient := func(v uint16, cc tls.Certificate) client {
+		cfg := ca.ClientConfig("a.test")
+		cfg.MaxVersion, cfg.Certificates = v, []tls.Certificate{cc}
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		return client{cfg}
+	}
+	get := func(c client) (resumed bool, err error) {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+		resp, err := hc.Get("https://" + tg.addr + "/")
+		if err != nil {
+			return false, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.TLS.DidResume, nil
+	}
+	versions := []uint16{tls.VersionTLS12, tls.VersionTLS13}
+	var old []client // with a session of the old CA's certificate each
+	for _, v := range versions {
+		c := newClient(v, oldCert)
+		if _, err := get(c); err != nil {
+			t.Fatalf("%s: the old CA's certificate before the change: %v", tls.VersionName(v), err)
+		}
+		old = append(old, c)
+	}
+	testutil.WriteFile(t, caFile, newCA.CertPEM)
+	testutil.WaitFor(t, 15*time.Second, "the new client CA in force", func() bool {
+		_, err := get(newClient(tls.VersionTLS13, newCert))
+		return err == nil
+	})
+	for i, v := range versions {
+		if resumed, err := get(old[i]); err == nil {
+			t.Errorf("%s: the old CA's certificate after the change: served (resumed %v), want refused", tls.VersionName(v), resumed)
+		}
+		if _, err := get(newClient(v, oldCert)); err == nil {
+			t.Errorf("%s: a new handshake with the old CA's certificate: served, want refused", tls.VersionName(v))
+		}
+		c := newClient(v, newCert)
+		get(c)
+		if resumed, err := get(c); !resumed || err != nil {
+			t.Errorf("%s: the new CA's certificate: resumed %v, %v; want resumed", tls.VersionName(v), resumed, err)
+		}
 	}
 }
 
