@@ -503,6 +503,71 @@ routes: [{id: {{r}}, upstream: b}]
 	}
 }
 
+// TestTLSResumptionAcrossClientAuthChange: a reload that changes client_auth applies to
+// resumed sessions (the ticket keys carry over, the policy must not): under require a
+// session made without a certificate is not resumed, and one made with a certificate is not
+// resumed under none, where no subject is logged (TLS 1.2 and 1.3).
+func TestTLSResumptionAcrossClientAuthChange(t *testing.T) {
+	ca, clientCA := testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const y = `
+listeners:
+  - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: {{mode}}, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		for _, tc := range []struct {
+			from, to string
+			certs    []tls.Certificate
+		}{
+			{"optional", "require", nil},
+			{"optional", "none", []tls.Certificate{billing}},
+		} {
+			vars := map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "b": hostport(echoBackend(t, "a")), "mode": tc.from}
+			tg := startGateway(t, y, vars)
+			cfg := ca.ClientConfig("a.test")
+			cfg.MaxVersion, cfg.Certificates = v, tc.certs
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			get := func(path string) (resumed bool, err error) {
+				c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+				resp, err := c.Get("https://" + tg.addr + path)
+				if err != nil {
+					return false, err
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				return resp.TLS.DidResume, nil
+			}
+			name := fmt.Sprintf("%s %s to %s", tls.VersionName(v), tc.from, tc.to)
+			if _, err := get("/before"); err != nil {
+				t.Fatalf("%s: before the reload: %v", name, err)
+			}
+			vars["mode"] = tc.to
+			if err := tg.gw.Apply(mustParse(t, y, vars)); err != nil {
+				t.Fatal(err)
+			}
+			resumed, err := get("/after")
+			switch {
+			case tc.to == "require" && err == nil:
+				t.Errorf("%s: a session without a certificate: served (resumed %v), want refused", name, resumed)
+			case tc.to == "none" && (err != nil || resumed):
+				t.Errorf("%s: a session with a certificate: resumed %v, %v; want a full handshake", name, resumed, err)
+			case tc.to == "none":
+				for _, l := range tg.accessLines(2) {
+					if l["path"] == "/after" && l["client_cert_subject"] != nil {
+						t.Errorf("%s: client_cert_subject %v logged, want none", name, l["client_cert_subject"])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestClientCAFileReplaced: a client_ca_file replaced on disk verifies from the next
 // handshakes on, without a reload: a certificate of the CA taken out fails a new handshake,
 // and its session is not resumed (TLS 1.2 and 1.3); the new CA's certificate is served and
