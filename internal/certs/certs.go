@@ -137,7 +137,8 @@ func stamp(name string) (fileStamp, error) {
 	return st, err
 }
 
-// readStamped reads name and returns its content and stamp (stamp's).
+// readStamped reads name: its content and its fileStamp (that of the error when it cannot be
+// read, as stamp says).
 func readStamped(name string) ([]byte, fileStamp, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
