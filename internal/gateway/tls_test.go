@@ -441,17 +441,39 @@ func TestTLSSessionResumption(t *testing.T) {
 	}
 }
 
+// mtlsCerts makes a server certificate for a.test (cert, key, by ca) and a client
+// certificate for svc-billing by clientCA.
+func mtlsCerts(t *testing.T) (ca, clientCA *testutil.CA, cert, key string, billing tls.Certificate) {
+	t.Helper()
+	ca, clientCA = testutil.NewCA(t), testutil.NewCA(t)
+	cert, key = ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, clientCA, cert, key, billing
+}
+
+// getOnce gets path from addr on a new connection made with cfg (whose session cache
+// makes it resume when it can) and reports whether the session was resumed.
+func getOnce(addr string, cfg *tls.Config, path string) (resumed bool, err error) {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := c.Get("https://" + addr + path)
+	if err != nil {
+		return false, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.TLS.DidResume, nil
+}
+
 // TestTLSResumptionAcrossReload: a config reload keeps the listener's session ticket keys,
 // so clients resume across it (TLS 1.2 and 1.3), the resumed session keeping its verified
 // client certificate; a reload that changes the client CAs makes a session of the old CA's
 // certificate useless: no resumption, and the certificate fails the full handshake.
 func TestTLSResumptionAcrossReload(t *testing.T) {
-	ca, clientCA, otherCA := testutil.NewCA(t), testutil.NewCA(t), testutil.NewCA(t)
-	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
-	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, clientCA, cert, key, billing := mtlsCerts(t)
+	otherCA := testutil.NewCA(t)
 	const y = `
 listeners:
   - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: optional, client_ca_file: {{ca}}}}
@@ -508,12 +530,7 @@ routes: [{id: {{r}}, upstream: b}]
 // session made without a certificate is not resumed, and one made with a certificate is not
 // resumed under none, where no subject is logged (TLS 1.2 and 1.3).
 func TestTLSResumptionAcrossClientAuthChange(t *testing.T) {
-	ca, clientCA := testutil.NewCA(t), testutil.NewCA(t)
-	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
-	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, clientCA, cert, key, billing := mtlsCerts(t)
 	const y = `
 listeners:
   - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: {{mode}}, client_ca_file: {{ca}}}}
@@ -533,25 +550,15 @@ routes: [{id: all, upstream: b}]
 			cfg := ca.ClientConfig("a.test")
 			cfg.MaxVersion, cfg.Certificates = v, tc.certs
 			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-			get := func(path string) (resumed bool, err error) {
-				c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
-				resp, err := c.Get("https://" + tg.addr + path)
-				if err != nil {
-					return false, err
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				return resp.TLS.DidResume, nil
-			}
 			name := fmt.Sprintf("%s %s to %s", tls.VersionName(v), tc.from, tc.to)
-			if _, err := get("/before"); err != nil {
+			if _, err := getOnce(tg.addr, cfg, "/before"); err != nil {
 				t.Fatalf("%s: before the reload: %v", name, err)
 			}
 			vars["mode"] = tc.to
 			if err := tg.gw.Apply(mustParse(t, y, vars)); err != nil {
 				t.Fatal(err)
 			}
-			resumed, err := get("/after")
+			resumed, err := getOnce(tg.addr, cfg, "/after")
 			switch {
 			case tc.to == "require" && err == nil:
 				t.Errorf("%s: a session without a certificate: served (resumed %v), want refused", name, resumed)
@@ -591,25 +598,15 @@ listeners:
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: b}]
 `, map[string]string{"c": cert, "k": key, "ca": caFile, "b": hostport(echoBackend(t, "a"))})
-	type client struct{ cfg *tls.Config }
-	newClient := func(v uint16, cc tls.Certificate) client {
+	newClient := func(v uint16, cc tls.Certificate) *tls.Config {
 		cfg := ca.ClientConfig("a.test")
 		cfg.MaxVersion, cfg.Certificates = v, []tls.Certificate{cc}
 		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-		return client{cfg}
+		return cfg
 	}
-	get := func(c client) (resumed bool, err error) {
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: c.cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
-		resp, err := hc.Get("https://" + tg.addr + "/")
-		if err != nil {
-			return false, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.TLS.DidResume, nil
-	}
+	get := func(cfg *tls.Config) (resumed bool, err error) { return getOnce(tg.addr, cfg, "/") }
 	versions := []uint16{tls.VersionTLS12, tls.VersionTLS13}
-	var old []client // with a session of the old CA's certificate each
+	var old []*tls.Config // with a session of the old CA's certificate each
 	for _, v := range versions {
 		c := newClient(v, oldCert)
 		if _, err := get(c); err != nil {
