@@ -133,11 +133,18 @@ func load(p Pair) (*loaded, error) {
 // its error, so that a file missing for a while (a symlink swapped by unlink and link, a
 // directory replaced) is reported once, not at every poll.
 func stamp(name string) (fileStamp, error) {
+	_, st, err := readStamped(name)
+	return st, err
+}
+
+// readStamped reads name: its content and its fileStamp (that of the error when it cannot be
+// read, as stamp says).
+func readStamped(name string) ([]byte, fileStamp, error) {
 	b, err := os.ReadFile(name)
 	if err != nil {
-		return sha256.Sum256([]byte("unreadable: " + err.Error())), err
+		return nil, sha256.Sum256([]byte("unreadable: " + err.Error())), err
 	}
-	return sha256.Sum256(b), nil
+	return b, sha256.Sum256(b), nil
 }
 
 func (s *Store) noteExpiry(l *loaded) {
@@ -254,6 +261,11 @@ func (s *Store) Reload() (replaced int, err error) {
 
 // Watch polls the files every interval and reloads those that changed, until ctx ends.
 func (s *Store) Watch(ctx context.Context, interval time.Duration) {
+	poll(ctx, interval, func() { s.Reload() })
+}
+
+// poll runs f every interval until ctx ends.
+func poll(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -261,7 +273,7 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.Reload()
+			f()
 		}
 	}
 }
@@ -271,9 +283,10 @@ type Options struct {
 	// MinVersion is tls.VersionTLS12 or tls.VersionTLS13.
 	MinVersion uint16
 	// ClientAuth is tls.NoClientCert, tls.VerifyClientCertIfGiven or
-	// tls.RequireAndVerifyClientCert; ClientCAs verifies them.
+	// tls.RequireAndVerifyClientCert; ClientCAs verifies them, with the bundle in force at
+	// each handshake (a replaced file applies from the next one).
 	ClientAuth tls.ClientAuthType
-	ClientCAs  *x509.CertPool
+	ClientCAs  *ClientCAs
 	// NextProtos are the ALPN protocols offered, in preference order.
 	NextProtos []string
 	// NoSessionTickets turns resumption by session tickets off.
@@ -309,17 +322,36 @@ func ServerConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error), 
 	c.MinVersion = min
 	c.CipherSuites = tls12Suites
 	c.ClientAuth = o.ClientAuth
-	c.ClientCAs = o.ClientCAs
+	c.ClientCAs = nil
 	c.NextProtos = o.NextProtos
 	c.SessionTicketsDisabled = o.NoSessionTickets
 	c.GetConfigForClient = nil
-	if unknown := o.Unknown; unknown != nil {
-		c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-			if unknown(hello) {
-				return unknownName, nil
-			}
+	unknown, cas := o.Unknown, o.ClientCAs
+	if cas != nil {
+		c.ClientCAs = cas.Pool()
+	}
+	if unknown == nil && cas == nil {
+		return c
+	}
+	var withCAs atomic.Pointer[tls.Config] // c with a bundle reloaded since
+	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if unknown != nil && unknown(hello) {
+			return unknownName, nil
+		}
+		if cas == nil || cas.Pool() == c.ClientCAs {
 			return nil, nil // this config
 		}
+		// The bundle changed on disk: a copy of c verifies with it. crypto/tls takes the
+		// session ticket keys from c still (a config from GetConfigForClient without keys
+		// of its own uses the original's), so sessions resume across the change, each
+		// checked against the new bundle.
+		pool, d := cas.Pool(), withCAs.Load()
+		if d == nil || d.ClientCAs != pool {
+			d = c.Clone()
+			d.ClientCAs, d.GetConfigForClient = pool, nil
+			withCAs.Store(d)
+		}
+		return d, nil
 	}
 	return c
 }
@@ -353,9 +385,5 @@ func LoadCAs(file string) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s: no PEM certificate found", file)
-	}
-	return pool, nil
+	return parseCAs(file, b)
 }

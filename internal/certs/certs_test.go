@@ -284,3 +284,45 @@ func writeRaw(t *testing.T, name string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestClientCAsReload: a replaced bundle is in force after Reload; an unchanged one is not
+// loaded again; a broken or missing one keeps the bundle in force and is reported once,
+// not at every poll, then loads when it changes again.
+func TestClientCAsReload(t *testing.T) {
+	ca1, ca2 := testutil.NewCA(t), testutil.NewCA(t)
+	file := filepath.Join(t.TempDir(), "clients.crt")
+	testutil.WriteFile(t, file, ca1.CertPEM)
+	obs := &recordingObserver{}
+	c, err := NewClientCAs(file, nil, obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusts := func(ca *testutil.CA) bool { return c.Pool().Equal(ca.Pool()) }
+	if ok, err := c.Reload(); ok || err != nil || !trusts(ca1) {
+		t.Fatalf("unchanged: reloaded %v, %v; trusts ca1 %v", ok, err, trusts(ca1))
+	}
+	testutil.WriteFile(t, file, ca2.CertPEM)
+	if ok, err := c.Reload(); !ok || err != nil || !trusts(ca2) {
+		t.Fatalf("replaced: reloaded %v, %v; trusts ca2 %v", ok, err, trusts(ca2))
+	}
+	for _, broken := range []func(){
+		func() { testutil.WriteFile(t, file, []byte("half a bundle\n")) },
+		func() { os.Remove(file) },
+	} {
+		broken()
+		before := len(obs.reloads)
+		for range 2 {
+			c.Reload()
+		}
+		if n := len(obs.reloads) - before; n != 1 || obs.reloads[len(obs.reloads)-1] == nil || !trusts(ca2) {
+			t.Fatalf("broken bundle: %d reports (%v), trusts ca2 %v; want 1 failure and ca2 kept", n, obs.reloads, trusts(ca2))
+		}
+	}
+	testutil.WriteFile(t, file, ca1.CertPEM)
+	if ok, err := c.Reload(); !ok || err != nil || !trusts(ca1) {
+		t.Fatalf("fixed: reloaded %v, %v; trusts ca1 %v", ok, err, trusts(ca1))
+	}
+	if _, err := NewClientCAs(filepath.Join(t.TempDir(), "none.crt"), nil, nil); err == nil {
+		t.Error("NewClientCAs of a missing file: no error")
+	}
+}

@@ -35,7 +35,8 @@ type ListenerTLS struct {
 	// "optional" (verified when given) or "require".
 	ClientAuth string `yaml:"client_auth"`
 	// ClientCAFile is a PEM bundle of the CAs that client certificates must chain to.
-	// Required unless client_auth is none.
+	// Required unless client_auth is none. Watched like the certificates: a replaced file
+	// verifies from the next handshake on.
 	ClientCAFile string `yaml:"client_ca_file"`
 	// HandshakeTimeout bounds the TLS handshake of a new connection. Default 10s; 0 is
 	// invalid.

@@ -7,11 +7,20 @@ import (
 )
 
 // ServeH2 implements server.StreamHandler: an HTTP/2 stream is routed, proxied, logged and
-// counted exactly as an HTTP/1.1 request (serve). ACME HTTP-01 challenges and HTTPS
-// redirects belong to plain HTTP/1.1 listeners and are not looked for.
+// counted exactly as an HTTP/1.1 request (serve). A stream on a redirecting listener (h2c
+// beside redirect_https) gets the redirect, as HTTP/1.1 does: routing it would serve over
+// plain HTTP what the listener sends to HTTPS. ACME HTTP-01 challenges belong to HTTP/1.1
+// (the CA's validation requests) and are not looked for.
 func (g *Gateway) ServeH2(s *server.Stream) {
 	gen := g.enter()
 	defer gen.inflight.Add(-1)
+	if r := *g.redirects.Load(); len(r) > 0 {
+		if port, ok := r[s.ListenerName()]; ok {
+			redirectHTTPS(s, port)
+			g.logAnswered(s)
+			return
+		}
+	}
 	g.serve(gen, s)
 }
 

@@ -23,14 +23,15 @@ import (
 const certPollInterval = 2 * time.Second
 
 // edgeTLS is the TLS side of one config's listeners: a certificate store (and an ACME
-// manager) and tls.Config per TLS listener (by address), and the HTTPS ports of redirecting
-// listeners (by name). The stores' file watchers and the ACME managers run from watch until
-// close. An ACME manager whose settings a reload left alone goes on in the next edgeTLS (its
-// cache, renewal schedule and orders in progress with it): close and watch skip the
-// managers the other edgeTLS shares.
+// manager, a client CA bundle) and tls.Config per TLS listener (by address), and the HTTPS
+// ports of redirecting listeners (by name). The stores' and bundles' file watchers and the
+// ACME managers run from watch until close. An ACME manager whose settings a reload left
+// alone goes on in the next edgeTLS (its cache, renewal schedule and orders in progress
+// with it): close and watch skip the managers the other edgeTLS shares.
 type edgeTLS struct {
 	configs   map[string]*tls.Config
 	stores    []*certs.Store
+	clientCAs []*certs.ClientCAs
 	acme      []*acme.Manager
 	redirects map[string]int
 	stop      context.CancelFunc
@@ -87,9 +88,10 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 	}
 	if o.ClientAuth != tls.NoClientCert {
 		var err error
-		if o.ClientCAs, err = certs.LoadCAs(t.ClientCAFile); err != nil {
+		if o.ClientCAs, err = certs.NewClientCAs(t.ClientCAFile, g.log, g.obs.m); err != nil {
 			return nil, fmt.Errorf("client_ca_file: %w", err)
 		}
+		e.clientCAs = append(e.clientCAs, o.ClientCAs)
 	}
 	getCert := store.GetCertificate
 	if store != nil && t.UnknownSNI == config.UnknownSNIReject {
@@ -163,6 +165,9 @@ func (e *edgeTLS) watch(prev *edgeTLS) {
 	for _, s := range e.stores {
 		go s.Watch(ctx, certPollInterval)
 	}
+	for _, c := range e.clientCAs {
+		go c.Watch(ctx, certPollInterval)
+	}
 	for _, m := range e.acme {
 		if !prev.hasACME(m) {
 			m.Start()
@@ -204,11 +209,12 @@ func (g *Gateway) TLSFailed(listener, reason string) { g.obs.m.TLSConnFailed(lis
 
 var _ server.TLSObserver = (*Gateway)(nil)
 
-// redirectHTTPS answers a request on a redirecting listener with a 308 to the same host and
-// target over HTTPS on port. An IPv6 literal keeps its brackets ("https://[::1]:8443/");
-// "OPTIONS *" goes to "/".
-func redirectHTTPS(ex *server.Exchange, port int) {
-	host := hostOnly(string(ex.Req.Host))
+// redirectHTTPS answers a request on a redirecting listener, an HTTP/1.1 exchange or an h2c
+// stream, with a 308 to the same host and target over HTTPS on port. An IPv6 literal keeps
+// its brackets ("https://[::1]:8443/"); "OPTIONS *" goes to "/".
+func redirectHTTPS(ex downstream, port int) {
+	req := ex.Request()
+	host := hostOnly(string(req.Host))
 	if host == "" {
 		ex.CloseAfter()
 		ex.WriteError(reason.New(400, reason.BadRequest, "", fmt.Errorf("no Host to redirect to")), "")
@@ -223,13 +229,13 @@ func redirectHTTPS(ex *server.Exchange, port int) {
 	default:
 		loc = "https://" + host
 	}
-	if path := string(ex.Req.Path); path == "*" {
+	if path := string(req.Path); path == "*" {
 		loc += "/"
 	} else {
 		loc += path
 	}
-	if ex.Req.Query != nil {
-		loc += "?" + string(ex.Req.Query)
+	if req.Query != nil {
+		loc += "?" + string(req.Query)
 	}
 	var h h1.Header
 	h.Add("Location", loc)

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -369,6 +371,46 @@ routes: [{id: all, upstream: b}]
 	}
 }
 
+// TestRedirectHTTPSOverH2C: a redirecting listener that also serves h2c redirects HTTP/2
+// requests too (a GET, a POST with its body), logged as HTTP/1.1's are; the backend is
+// never reached over plain HTTP.
+func TestRedirectHTTPSOverH2C(t *testing.T) {
+	var hits atomic.Int32
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(be.Close)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0, redirect_https: {port: 8443}, protocols: [http1, h2c]}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"b": hostport(be)})
+	c := h2cClient()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	defer c.CloseIdleConnections()
+	for i, tc := range []struct{ method, path, body string }{
+		{"GET", "/secret?x=1", ""},
+		{"POST", "/pay", "card=4111"},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://shop.example"+tc.path, strings.NewReader(tc.body))
+		req.URL.Host = tg.addr
+		req.Host = "shop.example"
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := "https://shop.example:8443" + tc.path; resp.ProtoMajor != 2 || resp.StatusCode != 308 || resp.Header.Get("Location") != want {
+			t.Errorf("%s %s: %s %d Location %q, want HTTP/2 308 %q", tc.method, tc.path, resp.Proto, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+		if l := tg.accessLines(i + 1)[i]; l["status"] != float64(308) || l["http_version"] != "HTTP/2" || l["route"] != "" {
+			t.Errorf("%s %s: access log status %v http_version %v route %v, want 308 HTTP/2 and no route", tc.method, tc.path, l["status"], l["http_version"], l["route"])
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the backend served %d requests over plain HTTP, want none", n)
+	}
+}
+
 // TestTLSSessionResumption: a client that kept its session ticket resumes (no full
 // handshake) on its next connection; both kinds are counted and logged.
 func TestTLSSessionResumption(t *testing.T) {
@@ -399,17 +441,39 @@ func TestTLSSessionResumption(t *testing.T) {
 	}
 }
 
+// mtlsCerts makes a server certificate for a.test (cert, key, by ca) and a client
+// certificate for svc-billing by clientCA.
+func mtlsCerts(t *testing.T) (ca, clientCA *testutil.CA, cert, key string, billing tls.Certificate) {
+	t.Helper()
+	ca, clientCA = testutil.NewCA(t), testutil.NewCA(t)
+	cert, key = ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, clientCA, cert, key, billing
+}
+
+// getOnce gets path from addr on a new connection made with cfg (whose session cache
+// makes it resume when it can) and reports whether the session was resumed.
+func getOnce(addr string, cfg *tls.Config, path string) (resumed bool, err error) {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := c.Get("https://" + addr + path)
+	if err != nil {
+		return false, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.TLS.DidResume, nil
+}
+
 // TestTLSResumptionAcrossReload: a config reload keeps the listener's session ticket keys,
 // so clients resume across it (TLS 1.2 and 1.3), the resumed session keeping its verified
 // client certificate; a reload that changes the client CAs makes a session of the old CA's
 // certificate useless: no resumption, and the certificate fails the full handshake.
 func TestTLSResumptionAcrossReload(t *testing.T) {
-	ca, clientCA, otherCA := testutil.NewCA(t), testutil.NewCA(t), testutil.NewCA(t)
-	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
-	billing, err := tlsCert(clientCA.IssuePEM(t, testutil.CertOptions{CommonName: "svc-billing", Client: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, clientCA, cert, key, billing := mtlsCerts(t)
+	otherCA := testutil.NewCA(t)
 	const y = `
 listeners:
   - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: optional, client_ca_file: {{ca}}}}
@@ -458,6 +522,115 @@ routes: [{id: {{r}}, upstream: b}]
 		}
 		vars["ca"] = clientCA.CAFile(t)
 		reload()
+	}
+}
+
+// TestTLSResumptionAcrossClientAuthChange: a reload that changes client_auth applies to
+// resumed sessions (the ticket keys carry over, the policy must not): under require a
+// session made without a certificate is not resumed, and one made with a certificate is not
+// resumed under none, where no subject is logged (TLS 1.2 and 1.3).
+func TestTLSResumptionAcrossClientAuthChange(t *testing.T) {
+	ca, clientCA, cert, key, billing := mtlsCerts(t)
+	const y = `
+listeners:
+  - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: {{mode}}, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		for _, tc := range []struct {
+			from, to string
+			certs    []tls.Certificate
+		}{
+			{"optional", "require", nil},
+			{"optional", "none", []tls.Certificate{billing}},
+		} {
+			vars := map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "b": hostport(echoBackend(t, "a")), "mode": tc.from}
+			tg := startGateway(t, y, vars)
+			cfg := ca.ClientConfig("a.test")
+			cfg.MaxVersion, cfg.Certificates = v, tc.certs
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			name := fmt.Sprintf("%s %s to %s", tls.VersionName(v), tc.from, tc.to)
+			if _, err := getOnce(tg.addr, cfg, "/before"); err != nil {
+				t.Fatalf("%s: before the reload: %v", name, err)
+			}
+			vars["mode"] = tc.to
+			if err := tg.gw.Apply(mustParse(t, y, vars)); err != nil {
+				t.Fatal(err)
+			}
+			resumed, err := getOnce(tg.addr, cfg, "/after")
+			switch {
+			case tc.to == "require" && err == nil:
+				t.Errorf("%s: a session without a certificate: served (resumed %v), want refused", name, resumed)
+			case tc.to == "none" && (err != nil || resumed):
+				t.Errorf("%s: a session with a certificate: resumed %v, %v; want a full handshake", name, resumed, err)
+			case tc.to == "none":
+				for _, l := range tg.accessLines(2) {
+					if l["path"] == "/after" && l["client_cert_subject"] != nil {
+						t.Errorf("%s: client_cert_subject %v logged, want none", name, l["client_cert_subject"])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestClientCAFileReplaced: a client_ca_file replaced on disk verifies from the next
+// handshakes on, without a reload: a certificate of the CA taken out fails a new handshake,
+// and its session is not resumed (TLS 1.2 and 1.3); the new CA's certificate is served and
+// resumes.
+func TestClientCAFileReplaced(t *testing.T) {
+	ca, oldCA, newCA := testutil.NewCA(t), testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := ca.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	clientOf := func(c *testutil.CA, cn string) tls.Certificate {
+		cc, err := tlsCert(c.IssuePEM(t, testutil.CertOptions{CommonName: cn, Client: true}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cc
+	}
+	oldCert, newCert := clientOf(oldCA, "svc-old"), clientOf(newCA, "svc-new")
+	caFile := filepath.Join(t.TempDir(), "clients.crt")
+	testutil.WriteFile(t, caFile, oldCA.CertPEM)
+	tg := startGateway(t, `
+listeners:
+  - {address: 127.0.0.1:0, tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: require, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`, map[string]string{"c": cert, "k": key, "ca": caFile, "b": hostport(echoBackend(t, "a"))})
+	newClient := func(v uint16, cc tls.Certificate) *tls.Config {
+		cfg := ca.ClientConfig("a.test")
+		cfg.MaxVersion, cfg.Certificates = v, []tls.Certificate{cc}
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		return cfg
+	}
+	get := func(cfg *tls.Config) (resumed bool, err error) { return getOnce(tg.addr, cfg, "/") }
+	versions := []uint16{tls.VersionTLS12, tls.VersionTLS13}
+	var old []*tls.Config // with a session of the old CA's certificate each
+	for _, v := range versions {
+		c := newClient(v, oldCert)
+		if _, err := get(c); err != nil {
+			t.Fatalf("%s: the old CA's certificate before the change: %v", tls.VersionName(v), err)
+		}
+		old = append(old, c)
+	}
+	testutil.WriteFile(t, caFile, newCA.CertPEM)
+	testutil.WaitFor(t, 15*time.Second, "the new client CA in force", func() bool {
+		_, err := get(newClient(tls.VersionTLS13, newCert))
+		return err == nil
+	})
+	for i, v := range versions {
+		if resumed, err := get(old[i]); err == nil {
+			t.Errorf("%s: the old CA's certificate after the change: served (resumed %v), want refused", tls.VersionName(v), resumed)
+		}
+		if _, err := get(newClient(v, oldCert)); err == nil {
+			t.Errorf("%s: a new handshake with the old CA's certificate: served, want refused", tls.VersionName(v))
+		}
+		c := newClient(v, newCert)
+		get(c)
+		if resumed, err := get(c); !resumed || err != nil {
+			t.Errorf("%s: the new CA's certificate: resumed %v, %v; want resumed", tls.VersionName(v), resumed, err)
+		}
 	}
 }
 

@@ -188,7 +188,7 @@ func New(pools PoolSource) *Metrics {
 		Help: "Client connections that ended on a TLS error after the handshake (crypto/tls sent an alert and closed), by listener and reason (bad_record_mac, record_overflow, renegotiation, record_flood, alert, protocol_error)."},
 		[]string{"listener", "reason"})
 	m.certReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameCertReloads,
-		Help: "Certificates reloaded because their files changed, by result (success, or failure: the previous certificate keeps serving)."},
+		Help: "Certificates and client CA bundles reloaded because their files changed, by result (success, or failure: the previous one stays in force)."},
 		[]string{"result"})
 	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: nameCertExpiry,
 		Help: "When each served certificate expires (Unix time), by certificate file."},
