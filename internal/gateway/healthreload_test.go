@@ -2,10 +2,16 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 
 	"sluice/internal/testutil"
 )
@@ -71,5 +77,134 @@ routes: [{id: all, upstream: app}]
 				t.Errorf("pick = %v, want the target: no active check is left to mark it down", got)
 			}
 		})
+	}
+}
+
+// TestH2UnprocessedNotTargetFailure: HTTP/2 streams the backend provably did not process
+// (REFUSED_STREAM: its stream limit, a load shed) say nothing of the target's health, as for
+// the gRPC health check, and are not passive-health failures. Each counted: a request whose
+// two refused streams were followed by a processed one on a new connection ejected the
+// healthy target (consecutive_failures 2), and the next request got 503 no_healthy_target.
+// A refused connect still is one (the last part).
+func TestH2UnprocessedNotTargetFailure(t *testing.T) {
+	b, err := testutil.NewRacyH2(testutil.RacyH2Options{RefusePercent: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: h2
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+    health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
+routes: [{id: all, upstream: h2}]
+`, map[string]string{"backend": b.Addr()})
+	for i := range 4 {
+		req, _ := http.NewRequest("GET", tg.url("/"), nil)
+		req.Header.Set("X-Test-Id", fmt.Sprint(i))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: status %d %q; want 200 (refused %d streams so far)", i, resp.StatusCode, body, b.Refused.Load())
+		}
+	}
+	if b.Refused.Load() < 2 {
+		t.Fatalf("the backend refused %d streams; the test needs some", b.Refused.Load())
+	}
+	ts, _ := adminView{tg.gw}.Targets("h2")
+	if ts[0].Health == "ejected" {
+		t.Errorf("target %s (%s) after refused streams; want it not ejected", ts[0].Health, ts[0].HealthReason)
+	}
+
+	down := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: h2
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+    health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
+routes: [{id: all, upstream: h2}]
+`, map[string]string{"backend": testutil.RefusingAddr(t)})
+	resp, err := http.Get(down.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ts, _ = adminView{down.gw}.Targets("h2")
+	if ts[0].Health != "ejected" {
+		t.Errorf("target %s (%s) after refused connects; want it ejected", ts[0].Health, ts[0].HealthReason)
+	}
+}
+
+// TestH2FullPoolNotTargetFailure: requests that waited for a stream of a full HTTP/2 pool
+// (h2.max_conns 1, the backend's one stream taken by a long response) until their time ran
+// out answer 503 pool_queue_timeout, and are not passive-health failures of the target, as
+// on HTTP/1.1: the target is busy, not failing. Counted, two of them ejected it, and the
+// request after the long one ended got 503 no_healthy_target.
+func TestH2FullPoolNotTargetFailure(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(release) }) }
+	defer stop()
+	held := make(chan struct{}, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hold" {
+			return
+		}
+		held <- struct{}{}
+		for {
+			w.Write([]byte("."))
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	backend := httptest.NewUnstartedServer(h2c.NewHandler(h, &http2.Server{MaxConcurrentStreams: 1}))
+	backend.Start()
+	t.Cleanup(backend.Close)
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: h2
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+    h2: {max_conns: 1, max_draining: 0}
+    timeouts: {read: 300ms}
+    health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
+routes: [{id: all, upstream: h2}]
+`, map[string]string{"backend": backend.Listener.Addr().String()})
+	get := func(path string) (int, string) {
+		resp, err := http.Get(tg.url(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/"); code != 200 {
+		t.Fatalf("first request: %d %s", code, body)
+	}
+	holdDone := make(chan struct{})
+	go func() { defer close(holdDone); get("/hold") }()
+	<-held
+	for i := range 3 {
+		if code, body := get("/"); code != 503 || !strings.Contains(body, "pool_queue_timeout") {
+			t.Fatalf("request %d beside the long one: %d %s; want 503 pool_queue_timeout", i, code, body)
+		}
+	}
+	stop()
+	<-holdDone
+	if code, body := get("/"); code != 200 {
+		t.Errorf("after the long request: %d %s; want 200 (the target not ejected)", code, body)
 	}
 }
