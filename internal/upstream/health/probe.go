@@ -107,9 +107,17 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	if _, err := io.WriteString(c, req); err != nil {
 		return fmt.Errorf("http write: %w", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return fmt.Errorf("http read response: %w", err)
+	br := bufio.NewReader(c)
+	var resp *http.Response
+	for {
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			return fmt.Errorf("http read response: %w", err)
+		}
+		// An interim answer (1xx but 101, RFC 9110 §15.2: 103 Early Hints) precedes the
+		// answer; the deadline bounds a backend that sends nothing else.
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
 	}
 	defer resp.Body.Close()
 	if !h.statusOK(resp.StatusCode) {
