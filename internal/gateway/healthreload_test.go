@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/h2c"
-
 	"sluice/internal/testutil"
 )
 
@@ -168,7 +165,10 @@ func TestH2FullPoolNotTargetFailure(t *testing.T) {
 			}
 		}
 	})
-	backend := httptest.NewUnstartedServer(h2c.NewHandler(h, &http2.Server{MaxConcurrentStreams: 1}))
+	backend := httptest.NewUnstartedServer(h)
+	backend.Config.Protocols = new(http.Protocols)
+	backend.Config.Protocols.SetUnencryptedHTTP2(true)
+	backend.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1}
 	backend.Start()
 	t.Cleanup(backend.Close)
 	tg := startGateway(t, `
