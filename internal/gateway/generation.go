@@ -63,6 +63,9 @@ type Generation struct {
 	stop      context.CancelFunc
 	checks    sync.WaitGroup
 	closeOnce sync.Once
+	// stopActive cancels the active health checks alone: the gateway calls it when the
+	// generation is replaced, while its requests may still drain (Gateway.apply).
+	stopActive context.CancelFunc
 }
 
 // watch is a name's watcher with the addresses in force and the wait until it resolves again.
@@ -151,8 +154,10 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
+	actx, acancel := context.WithCancel(ctx)
+	g.stopActive = acancel
 	for _, a := range actives {
-		g.checks.Go(func() { a.Run(ctx) })
+		g.checks.Go(func() { a.Run(actx) })
 	}
 	for _, w := range g.watchers {
 		g.checks.Go(func() { w.w.Run(ctx, w.last, w.wait) })

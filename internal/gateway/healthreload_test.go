@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -206,5 +207,38 @@ routes: [{id: all, upstream: h2}]
 	<-holdDone
 	if code, body := get("/"); code != 200 {
 		t.Errorf("after the long request: %d %s; want 200 (the target not ejected)", code, body)
+	}
+}
+
+// TestReloadStopsOldActiveChecks: a reload stops the replaced generation's active checks at
+// once, not when its last request ended. They ran on while the old generation drained (up
+// to shutdown_grace, while any request of it ran): each reload during a long request added
+// a prober per target, and a reload that changed the check (a new path, a fixed certificate)
+// kept the old check probing, and logging transitions, beside the new one.
+func TestReloadStopsOldActiveChecks(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(backend.Close)
+	yaml := `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: app
+    targets: [{address: "{{backend}}"}]
+    health_check: {active: {path: {{path}}, interval: 20ms, timeout: 1s}}
+routes: [{id: all, upstream: app}]
+`
+	tg := startGateway(t, yaml, map[string]string{"backend": backend.Listener.Addr().String(), "path": "/a"})
+	watching := func() int {
+		buf := make([]byte, 1<<20)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "health.(*Active).watch(")
+	}
+	testutil.WaitFor(t, 5*time.Second, "one check running", func() bool { return watching() == 1 })
+	for i, path := range []string{"/b", "/c"} {
+		old := tg.gw.cur.Load()
+		old.inflight.Add(1) // a long request holds it
+		defer old.inflight.Add(-1)
+		if err := tg.gw.Apply(mustParse(t, yaml, map[string]string{"backend": backend.Listener.Addr().String(), "path": path})); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("one check after reload %d", i+1), func() bool { return watching() == 1 })
 	}
 }
