@@ -78,6 +78,17 @@ routes: [{id: all, upstream: app}]
 	}
 }
 
+// h2PassiveYAML: one h2c target, ejected after 2 failures in a row, no panic mode.
+const h2PassiveYAML = `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: h2
+    targets: [{address: "{{backend}}"}]
+    protocol: h2c
+    health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
+routes: [{id: all, upstream: h2}]
+`
+
 // TestH2UnprocessedNotTargetFailure: HTTP/2 streams the backend provably did not process
 // (REFUSED_STREAM: its stream limit, a load shed) say nothing of the target's health, as for
 // the gRPC health check, and are not passive-health failures. Each counted: a request whose
@@ -90,15 +101,7 @@ func TestH2UnprocessedNotTargetFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	tg := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: h2
-    targets: [{address: "{{backend}}"}]
-    protocol: h2c
-    health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
-routes: [{id: all, upstream: h2}]
-`, map[string]string{"backend": b.Addr()})
+	tg := startGateway(t, h2PassiveYAML, map[string]string{"backend": b.Addr()})
 	for i := range 4 {
 		req, _ := http.NewRequest("GET", tg.url("/"), nil)
 		req.Header.Set("X-Test-Id", fmt.Sprint(i))
@@ -120,15 +123,7 @@ routes: [{id: all, upstream: h2}]
 		t.Errorf("target %s (%s) after refused streams; want it not ejected", ts[0].Health, ts[0].HealthReason)
 	}
 
-	down := startGateway(t, `
-listeners: [{address: 127.0.0.1:0}]
-upstreams:
-  - id: h2
-    targets: [{address: "{{backend}}"}]
-    protocol: h2c
-    health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
-routes: [{id: all, upstream: h2}]
-`, map[string]string{"backend": testutil.RefusingAddr(t)})
+	down := startGateway(t, h2PassiveYAML, map[string]string{"backend": testutil.RefusingAddr(t)})
 	resp, err := http.Get(down.url("/"))
 	if err != nil {
 		t.Fatal(err)
