@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 
 	"sluice/internal/upstream"
@@ -135,12 +137,12 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	return nil
 }
 
-// probeErr is the error of a probe's step that failed with err: when ctx ended first, the
-// probe's timeout (the probe closed its connection at its deadline, which err reports as a
-// use of a closed connection).
+// probeErr is the error of a probe's step that failed with err: at ctx's end, the probe's
+// timeout (the connection's deadline is ctx's, and the probe closes the connection when ctx
+// ends, which err reports as a use of a closed connection).
 func probeErr(ctx context.Context, step string, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%s: no answer within the check's timeout: %w", step, context.Cause(ctx))
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within the check's timeout: %w", step, err)
 	}
 	return fmt.Errorf("%s: %w", step, err)
 }
