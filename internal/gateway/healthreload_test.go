@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -10,6 +11,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 
 	"sluice/internal/testutil"
 )
@@ -236,4 +242,42 @@ routes: [{id: all, upstream: app}]
 		}
 		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("one check after reload %d", i+1), func() bool { return watching() == 1 })
 	}
+}
+
+// TestReloadFixesTLSOfGRPCCheck: a gRPC check that fails on the upstream's TLS settings (the
+// wrong CA) names the certificate error; a reload with the right CA checks with it (the
+// target's new HTTP/2 pool) and the target comes back, its old checks gone.
+func TestReloadFixesTLSOfGRPCCheck(t *testing.T) {
+	ca, other := testutil.NewCA(t), testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerConfig(t, "127.0.0.1"))))
+	healthgrpc.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	yaml := `
+listeners: [{address: 127.0.0.1:0}]
+upstreams:
+  - id: auto
+    targets: [{address: "{{backend}}"}]
+    protocol: h2
+    tls: {ca_file: {{ca}}, server_name: 127.0.0.1}
+    health_check:
+      active: {type: grpc, interval: 20ms, timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 1}
+routes: [{id: all, upstream: auto}]
+`
+	vars := map[string]string{"backend": ln.Addr().String(), "ca": other.CAFile(t)}
+	tg := startGateway(t, yaml, vars)
+	addr := ln.Addr().String()
+	testutil.WaitFor(t, 5*time.Second, "unhealthy", func() bool { return strings.HasPrefix(targetHealth(tg)[addr], "unhealthy") })
+	if h := targetHealth(tg)[addr]; !strings.Contains(h, "certificate signed by unknown authority") {
+		t.Errorf("health %q; want the certificate error", h)
+	}
+	vars["ca"] = ca.CAFile(t)
+	if err := tg.gw.Apply(mustParse(t, yaml, vars)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "healthy after the reload", func() bool { return strings.HasPrefix(targetHealth(tg)[addr], "healthy") })
 }
