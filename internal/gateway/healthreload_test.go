@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -215,10 +214,22 @@ routes: [{id: all, upstream: h2}]
 // once, not when its last request ended. They ran on while the old generation drained (up
 // to shutdown_grace, while any request of it ran): each reload during a long request added
 // a prober per target, and a reload that changed the check (a new path, a fixed certificate)
-// kept the old check probing, and logging transitions, beside the new one.
+// kept the old check probing, and logging transitions, beside the new one. Each check here
+// has its own path: the old one's must stop arriving while the old generation is held.
 func TestReloadStopsOldActiveChecks(t *testing.T) {
-	backend := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	var mu sync.Mutex
+	probes := map[string]int64{}
+	backend := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		probes[r.URL.Path]++
+		mu.Unlock()
+	}))
 	t.Cleanup(backend.Close)
+	count := func(path string) int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return probes[path]
+	}
 	yaml := `
 listeners: [{address: 127.0.0.1:0}]
 upstreams:
@@ -227,20 +238,20 @@ upstreams:
     health_check: {active: {path: {{path}}, interval: 20ms, timeout: 1s}}
 routes: [{id: all, upstream: app}]
 `
-	tg := startGateway(t, yaml, map[string]string{"backend": backend.Listener.Addr().String(), "path": "/a"})
-	watching := func() int {
-		buf := make([]byte, 1<<20)
-		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "health.(*Active).watch(")
-	}
-	testutil.WaitFor(t, 5*time.Second, "one check running", func() bool { return watching() == 1 })
-	for i, path := range []string{"/b", "/c"} {
+	vars := map[string]string{"backend": backend.Listener.Addr().String(), "path": "/a"}
+	tg := startGateway(t, yaml, vars)
+	testutil.WaitFor(t, 5*time.Second, "probes of /a", func() bool { return count("/a") > 0 })
+	for _, path := range []string{"/b", "/c"} {
+		prev := vars["path"]
 		old := tg.gw.cur.Load()
 		old.inflight.Add(1) // a long request holds it
 		defer old.inflight.Add(-1)
-		if err := tg.gw.Apply(mustParse(t, yaml, map[string]string{"backend": backend.Listener.Addr().String(), "path": path})); err != nil {
+		vars["path"] = path
+		if err := tg.gw.Apply(mustParse(t, yaml, vars)); err != nil {
 			t.Fatal(err)
 		}
-		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("one check after reload %d", i+1), func() bool { return watching() == 1 })
+		testutil.WaitFor(t, 5*time.Second, "probes of "+path, func() bool { return count(path) > 0 })
+		testutil.WaitStill(t, 5*time.Second, "no more probes of "+prev, func() int64 { return count(prev) })
 	}
 }
 
