@@ -3,18 +3,12 @@ package gateway
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 
 	"sluice/internal/testutil"
 )
@@ -260,14 +254,7 @@ routes: [{id: all, upstream: app}]
 // target's new HTTP/2 pool) and the target comes back, its old checks gone.
 func TestReloadFixesTLSOfGRPCCheck(t *testing.T) {
 	ca, other := testutil.NewCA(t), testutil.NewCA(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerConfig(t, "127.0.0.1"))))
-	healthgrpc.RegisterHealthServer(srv, health.NewServer())
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	addr := tlsHealthServer(t, ca)
 	yaml := `
 listeners: [{address: 127.0.0.1:0}]
 upstreams:
@@ -279,9 +266,8 @@ upstreams:
       active: {type: grpc, interval: 20ms, timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 1}
 routes: [{id: all, upstream: auto}]
 `
-	vars := map[string]string{"backend": ln.Addr().String(), "ca": other.CAFile(t)}
+	vars := map[string]string{"backend": addr, "ca": other.CAFile(t)}
 	tg := startGateway(t, yaml, vars)
-	addr := ln.Addr().String()
 	testutil.WaitFor(t, 5*time.Second, "unhealthy", func() bool { return strings.HasPrefix(targetHealth(tg)[addr], "unhealthy") })
 	if h := targetHealth(tg)[addr]; !strings.Contains(h, "certificate signed by unknown authority") {
 		t.Errorf("health %q; want the certificate error", h)
