@@ -356,6 +356,23 @@ func grpcClient(t *testing.T, tg *testGateway) testgrpc.TestServiceClient {
 // HTTP/1.1 is unhealthy, its reason saying so.
 func TestAutoGRPCHealthCheck(t *testing.T) {
 	ca := testutil.NewCA(t)
+	addr := tlsHealthServer(t, ca)
+	h1 := newALPNBackend(t, ca, true, false)
+	tg := autoCheckGateway(t, ca, "grpc", addr, h1.addr)
+	health := func() map[string]string { return targetHealth(tg) }
+	testutil.WaitFor(t, 3*time.Second, "grpc target healthy, http/1.1 one unhealthy", func() bool {
+		h := health()
+		return strings.HasPrefix(h[addr], "healthy") && strings.HasPrefix(h[h1.addr], "unhealthy")
+	})
+	if r := health()[h1.addr]; !strings.Contains(r, "HTTP/1.1") {
+		t.Errorf("http/1.1 target's health %q; want a reason naming HTTP/1.1", r)
+	}
+}
+
+// tlsHealthServer starts a grpc-go server over TLS (a certificate of ca for 127.0.0.1) that
+// serves the health service, SERVING, and returns its address.
+func tlsHealthServer(t *testing.T, ca *testutil.CA) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -364,16 +381,7 @@ func TestAutoGRPCHealthCheck(t *testing.T) {
 	healthgrpc.RegisterHealthServer(srv, health.NewServer())
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
-	h1 := newALPNBackend(t, ca, true, false)
-	tg := autoCheckGateway(t, ca, "grpc", ln.Addr().String(), h1.addr)
-	health := func() map[string]string { return targetHealth(tg) }
-	testutil.WaitFor(t, 3*time.Second, "grpc target healthy, http/1.1 one unhealthy", func() bool {
-		h := health()
-		return strings.HasPrefix(h[ln.Addr().String()], "healthy") && strings.HasPrefix(h[h1.addr], "unhealthy")
-	})
-	if r := health()[h1.addr]; !strings.Contains(r, "HTTP/1.1") {
-		t.Errorf("http/1.1 target's health %q; want a reason naming HTTP/1.1", r)
-	}
+	return ln.Addr().String()
 }
 
 // TestAutoTCPHealthCheck: a tcp check of a protocol auto upstream completes the TLS handshake

@@ -142,6 +142,11 @@ func (g *Gateway) apply(cfg *config.Config, ch *config.Change) error {
 	g.proxy.ExposeDetails(cfg.Errors.ExposeDetails)
 	g.logFields.Store(uint64(cfg.Log.AccessFieldSet())) // accessfields.go
 	g.cur.Store(gen)
+	if old != nil && old.stopActive != nil {
+		// gen checks the targets from now on; old's checks would probe beside them until
+		// its last request ended (a kept upstream twice, a changed check the old way).
+		old.stopActive()
+	}
 	commitTracing()
 	prev := g.edge
 	prev.close(edge)

@@ -63,6 +63,9 @@ type Generation struct {
 	stop      context.CancelFunc
 	checks    sync.WaitGroup
 	closeOnce sync.Once
+	// stopActive cancels the active health checks alone: the gateway calls it when the
+	// generation is replaced, while its requests may still drain (Gateway.apply).
+	stopActive context.CancelFunc
 }
 
 // watch is a name's watcher with the addresses in force and the wait until it resolves again.
@@ -151,8 +154,10 @@ func build(cfg *config.Config, old *Generation, ch *config.Change, log *slog.Log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stop = cancel
+	actx, acancel := context.WithCancel(ctx)
+	g.stopActive = acancel
 	for _, a := range actives {
-		g.checks.Go(func() { a.Run(ctx) })
+		g.checks.Go(func() { a.Run(actx) })
 	}
 	for _, w := range g.watchers {
 		g.checks.Go(func() { w.w.Run(ctx, w.last, w.wait) })
@@ -193,7 +198,7 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 		t := &upstream.Target{Addr: tc.Address, Weight: tc.Weight, Pool: up.acquire("", tc.Address)}
 		t.H2 = up.acquireH2("", tc.Address)
 		if ot, ok := before[tc.Address]; ok {
-			t.Inherit(ot)
+			inherit(u, uc, t, ot)
 		} else if before != nil {
 			u.StartSlowStart(t) // joined in a reload
 		}
@@ -213,6 +218,15 @@ func (g *Generation) buildUpstream(uc config.Upstream, old *Generation, log *slo
 	return u, nil
 }
 
+// inherit carries ot's health over a reload into t, its successor in u, less the active
+// check's verdict when uc has no active check any more (nothing would revise it).
+func inherit(u *upstream.Upstream, uc config.Upstream, t, ot *upstream.Target) {
+	t.Inherit(ot)
+	if uc.HealthCheck.Active == nil {
+		u.DropActive(t, "active check removed in a reload")
+	}
+}
+
 // buildMembership makes u's target set follow its named targets. Each name starts with the
 // addresses old had for it (no DNS wait on reload; the watcher re-resolves at once) or else
 // is resolved now, all names in parallel, bounded by discovery.timeout. A name that does not
@@ -227,7 +241,7 @@ func (g *Generation) buildMembership(uc config.Upstream, u *upstream.Upstream, u
 		Release:     up.release,
 		Joined: func(t *upstream.Target) {
 			if ot, ok := before[t.Addr]; ok && !live {
-				t.Inherit(ot)
+				inherit(u, uc, t, ot)
 			} else if before != nil || live {
 				u.StartSlowStart(t)
 			}

@@ -122,7 +122,11 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		res := p.classifyH2(ctx, actx, err, a, berr, t)
 		at.Outcome = string(res.err.Code)
 		at.End = time.Now()
-		if !res.clientGone && !res.clientSide && !res.canceled {
+		// A stream the backend provably did not process (REFUSED_STREAM, above a GOAWAY: its
+		// stream limit, a graceful restart) or a pool with no stream free in time (as on
+		// HTTP/1.1) says nothing of the target either: counted, a request's refused streams
+		// ejected a healthy target before its re-send on a new connection was made.
+		if !res.clientGone && !res.clientSide && !res.canceled && !res.unprocessed && res.err.Code != reason.PoolQueueTimeout {
 			rt := fwd.rt
 			rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: true})
 		}

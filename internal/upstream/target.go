@@ -203,6 +203,33 @@ func (t *Target) Inherit(old *Target) {
 	t.ConsecutiveFailures.Store(old.ConsecutiveFailures.Load())
 }
 
+// DropActive forgets t's active-check verdict, for a target carried over a reload that
+// removed the active check: nothing would revise it, so an unhealthy target would stay out
+// for the life of the process. t becomes unknown (available unless ejected; an ejection is
+// kept, it ends by itself), starting slow start if that made it available.
+func (u *Upstream) DropActive(t *Target, why string) {
+	now := time.Now()
+	t.mu.Lock()
+	if t.state == "" || t.state == StateUnknown {
+		t.mu.Unlock()
+		return
+	}
+	old := t.state
+	wasAvail := t.available(now)
+	t.state = StateUnknown
+	t.down.Store(false)
+	if until := t.ejectedUntil.Load(); until != 0 && now.UnixNano() < until {
+		t.mu.Unlock() // shown as ejected, with the ejection's reason, until it ends
+		return
+	}
+	t.since, t.reason = now, why
+	t.mu.Unlock()
+	u.logTransition(t, old, StateUnknown, why)
+	if !wasAvail {
+		u.startRamp(t, now)
+	}
+}
+
 // StartSlowStart begins t's slow start now (for a target that joined in a reload).
 func (u *Upstream) StartSlowStart(t *Target) { u.startRamp(t, time.Now()) }
 

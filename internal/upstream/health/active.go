@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -19,6 +20,11 @@ const (
 	DefaultHealthyThreshold   = 2
 	DefaultUnhealthyThreshold = 3
 )
+
+// ErrNoVerdict is wrapped by the error of a check that could not be made for a reason that
+// says nothing of the target's health (a gRPC check that found every stream of the target's
+// HTTP/2 pool taken by calls in progress): it counts neither as a failure nor as a success.
+var ErrNoVerdict = errors.New("no verdict")
 
 // Active runs periodic probes of an upstream's targets.
 type Active struct {
@@ -108,13 +114,15 @@ func (a *Active) watch(ctx context.Context, t *upstream.Target) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
+		switch {
+		case errors.Is(err, ErrNoVerdict): // the streaks stand
+		case err == nil:
 			ok, bad = ok+1, 0
 			// From unknown one success is enough: the target was getting traffic anyway.
 			if ok >= healthyN || t.Health().State == upstream.StateUnknown {
 				a.Upstream.SetActive(t, true, fmt.Sprintf("active check passed %d time(s) in a row", ok))
 			}
-		} else {
+		default:
 			ok, bad = 0, bad+1
 			if bad >= unhealthyN {
 				a.Upstream.SetActive(t, false, fmt.Sprintf("active check failed %d time(s) in a row: %v", bad, err))

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"sluice/internal/h2pool"
+	"sluice/internal/reason"
 	"sluice/internal/upstream"
 )
 
@@ -63,6 +64,11 @@ func (g GRPCProbe) Check(ctx context.Context, t *upstream.Target) error {
 		resp, err = t.H2.RoundTrip(req, &a)
 		if err == nil {
 			break
+		}
+		if re := (*reason.Error)(nil); errors.As(err, &re) && re.Code == reason.PoolQueueTimeout {
+			// Every stream the pool may open is a call in progress: the target is busy,
+			// which is no failure (and marking it down would pile its calls on the others).
+			return fmt.Errorf("grpc check%s: %w: %w", g.of(), ErrNoVerdict, err)
 		}
 		if !errors.Is(err, h2pool.ErrUnprocessed) || try == unprocessedTries-1 {
 			return fmt.Errorf("grpc check%s: %w", g.of(), err)

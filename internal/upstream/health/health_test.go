@@ -36,6 +36,13 @@ func TestHTTPProbe(t *testing.T) {
 			w.WriteHeader(302)
 		case "/teapot":
 			w.WriteHeader(418)
+		case "/hints": // 103 Early Hints, then the answer (RFC 8297)
+			w.Header().Set("Link", "</app.css>; rel=preload")
+			w.WriteHeader(103)
+			w.WriteHeader(200)
+		case "/hints-down":
+			w.WriteHeader(103)
+			w.WriteHeader(503)
 		default:
 			w.WriteHeader(503)
 		}
@@ -54,6 +61,10 @@ func TestHTTPProbe(t *testing.T) {
 		{"200 not expected", HTTPProbe{Path: "/ok", Expected: []int{204}}, false},
 		{"body contains", HTTPProbe{Path: "/ok", BodyContains: "ready"}, true},
 		{"body lacks", HTTPProbe{Path: "/ok", BodyContains: "draining"}, false},
+		// An interim answer (1xx) is not the answer: the status that follows decides.
+		{"103 then 200", HTTPProbe{Path: "/hints"}, true},
+		{"103 then 503", HTTPProbe{Path: "/hints-down"}, false},
+		{"103 then 503, 103 expected", HTTPProbe{Path: "/hints-down", Expected: []int{103}}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,8 +106,10 @@ func TestProbeFailures(t *testing.T) {
 	tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := (&HTTPProbe{}).Check(tctx, live); err == nil {
-		t.Error("HTTP probe of a silent server passed")
+	// The reason says what happened: the timeout (it said "use of closed network
+	// connection", the probe's own close at its deadline).
+	if err := (&HTTPProbe{}).Check(tctx, live); err == nil || !strings.Contains(err.Error(), "no answer within the check's timeout") {
+		t.Errorf("HTTP probe of a silent server: %v; want a failure naming the timeout", err)
 	}
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("probe timeout not honoured: %v", el)

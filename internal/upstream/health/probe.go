@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 
 	"sluice/internal/connpool"
@@ -106,11 +108,19 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + host +
 		"\r\nUser-Agent: sluice-health-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(c, req); err != nil {
-		return fmt.Errorf("http write: %w", err)
+		return probeErr(ctx, "http write", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		return fmt.Errorf("http read response: %w", err)
+	br := bufio.NewReader(c)
+	var resp *http.Response
+	for {
+		if resp, err = http.ReadResponse(br, nil); err != nil {
+			return probeErr(ctx, "http read response", err)
+		}
+		// An interim answer (1xx but 101, RFC 9110 §15.2: 103 Early Hints) precedes the
+		// answer; the deadline bounds a backend that sends nothing else.
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
 	}
 	defer resp.Body.Close()
 	if !h.statusOK(resp.StatusCode) {
@@ -119,13 +129,23 @@ func (h *HTTPProbe) Check(ctx context.Context, t *upstream.Target) error {
 	if h.BodyContains != "" {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
 		if err != nil {
-			return fmt.Errorf("http read body: %w", err)
+			return probeErr(ctx, "http read body", err)
 		}
 		if !strings.Contains(string(body), h.BodyContains) {
 			return fmt.Errorf("http body lacks %q", h.BodyContains)
 		}
 	}
 	return nil
+}
+
+// probeErr is the error of a probe's step that failed with err: at ctx's end, the probe's
+// timeout (the connection's deadline is ctx's, and the probe closes the connection when ctx
+// ends, which err reports as a use of a closed connection).
+func probeErr(ctx context.Context, step string, err error) error {
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within the check's timeout: %w", step, err)
+	}
+	return fmt.Errorf("%s: %w", step, err)
 }
 
 func (h *HTTPProbe) statusOK(s int) bool {
