@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bufio"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -14,13 +16,13 @@ import (
 	"sluice/internal/testutil"
 )
 
-// upgradeAnyBackend answers every upgrade request 101 with the protocol it asked for, then
-// holds the tunnel until the gateway closes it.
+// upgradeAnyBackend answers every upgrade request 101 with the protocol it asked for (and,
+// for a WebSocket key, its accept value), then holds the tunnel until the gateway closes it.
 func upgradeAnyBackend(t *testing.T) string {
 	t.Helper()
 	return serveConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		upgrade := ""
+		upgrade, accept := "", ""
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
@@ -29,11 +31,15 @@ func upgradeAnyBackend(t *testing.T) string {
 			if name, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Upgrade") {
 				upgrade = strings.TrimSpace(v)
 			}
+			if name, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Sec-WebSocket-Key") {
+				sum := sha1.Sum([]byte(strings.TrimSpace(v) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+				accept = "Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n"
+			}
 			if line == "\r\n" {
 				break
 			}
 		}
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", upgrade)
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s\r\n", upgrade, accept)
 		io.Copy(io.Discard, br)
 	})
 }
@@ -96,7 +102,7 @@ routes:
 		}
 		defer c.Close()
 		fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s.site.test\r\nConnection: Upgrade\r\nUpgrade: WebSocket/%s\r\n"+
-			"Sec-WebSocket-Protocol: %s\r\nUser-Agent: %s\r\n\r\n", mark, mark, mark, mark)
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: %s\r\nUser-Agent: %s\r\n\r\n", mark, mark, mark, mark)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if st, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(st, " 101 ") {
 			t.Fatalf("upgrade %s: %q %v", mark, st, err)
