@@ -32,7 +32,12 @@
 //     observation or failure corrects; and the peek check has just run. One reset on reuse
 //     lowers this bound at once, as a learned value would, even while it is provisional. Once the pool is
 //     confident of the backend's close age (observed closes agree, confidence.go), the bound
-//     is close - margin - 2*race window instead, when that is higher.
+//     is close - margin - 2*race window instead, when that is higher. And for LearnWindow
+//     after a conn was seen closed right after its response (below ReuseFloor: a backend that
+//     never serves a second request on a conn, its FIN or close_notify a moment after the
+//     response), they do not reuse a conn that has served only one request while it is idle
+//     less than minMargin, by when such a close has arrived for the check to find
+//     (afterresponse.go).
 //  4. Preconnect (Options.Preconnect, preconnect.go): while traffic is recent, the sweeper
 //     replaces an idle conn about to be retired in the background, so the next request does
 //     not wait for a connect.

@@ -65,6 +65,10 @@ type learner struct {
 	answered  [answeredKeep]sighting
 	answeredN int
 
+	// afterResp: when a conn was last seen closed right after its response (afterresponse.go);
+	// zero when not within LearnWindow.
+	afterResp time.Time
+
 	raiseTo     time.Duration // header value above the learned one, and how often in a row
 	raiseStreak int
 
@@ -155,6 +159,9 @@ func (p *Pool) observeLocked(c *Conn, now time.Time) {
 	if sample <= 0 {
 		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
 		sample = hi / 2
+	}
+	if sample < p.opts.ReuseFloor && c.served > 0 {
+		p.closedAfterResponseLocked(hi, "idle close", now) // afterresponse.go
 	}
 	p.eventLocked(sample, hi, SourceObserved, now)
 }
@@ -365,6 +372,7 @@ func (p *Pool) maintainLocked(now time.Time) {
 	if p.opts.Learn {
 		p.growLocked(now)
 		p.growProvisionalLocked(now)
+		p.expireAfterResponseLocked(now)
 	}
 	p.due = p.dueLocked()
 }
@@ -389,6 +397,9 @@ func (p *Pool) dueLocked() time.Time {
 	}
 	if pr := &p.learn.prov; pr.age != 0 {
 		due = earliest(due, latest(pr.at.Add(p.opts.LearnWindow), pr.grown.Add(p.opts.GrowInterval)))
+	}
+	if at := p.learn.afterResp; !at.IsZero() {
+		due = earliest(due, at.Add(p.opts.LearnWindow+time.Nanosecond))
 	}
 	return due
 }

@@ -198,7 +198,8 @@ func (p *Pool) popLocked(now time.Time, idempotent bool) (c *Conn, dead []*Conn)
 		}
 		var i int
 		if !idempotent && !p.unsafeOKLocked(top, now.Sub(top.lastUsed)) {
-			// Every other idle conn is older still: only one seen alive that long may do.
+			// Every other idle conn is older still: only one seen alive that long, or one
+			// past a close right after its response, may do.
 			if i = p.provenLocked(now); i < 0 {
 				return nil, dead
 			}

@@ -149,6 +149,9 @@ func (p *Pool) noteAliveLocked(c *Conn, x time.Duration, how aliveHow, now time.
 // provisional value takes to grow back: its conns are probed alive only while idle, so
 // always at a younger age than the one they are reused at.
 func (p *Pool) unsafeOKLocked(c *Conn, age time.Duration) bool {
+	if p.youngUnprovenLocked(c, age) {
+		return false // its backend may close it right after its response (afterresponse.go)
+	}
 	if age < p.unsafeIdle {
 		return true
 	}
@@ -159,7 +162,7 @@ func (p *Pool) unsafeOKLocked(c *Conn, age time.Duration) bool {
 // provenLocked returns the index of the youngest idle conn a non-idempotent request may reuse
 // on its own record (unsafeOKLocked), or -1.
 func (p *Pool) provenLocked(now time.Time) int {
-	if !p.learn.prov.refuted {
+	if !p.learn.prov.refuted && !p.afterResponseRuleLocked() {
 		return -1
 	}
 	for i := len(p.idle) - 1; i >= 0; i-- {

@@ -69,6 +69,15 @@ func (p *Pool) Release(c *Conn, r Outcome) {
 		w.ch <- grant{c: c}
 		return
 	}
+	if len(p.idle) >= p.opts.MaxIdle && p.youngUnprovenLocked(c, 0) {
+		// Keep the older conns rather than this one: a POST may take one once it has
+		// outlived a close right after its response (afterresponse.go), and a stack
+		// refilled with young conns would never let one get that old.
+		p.retireLocked(c, ClosePoolFull, now, false)
+		p.mu.Unlock()
+		_ = c.cc.Close()
+		return
+	}
 	c.state = stateIdle
 	p.pushIdleLocked(c)
 	var evicted *Conn
@@ -106,6 +115,9 @@ func (p *Pool) verdictLocked(c *Conn, r Outcome, now time.Time) CloseReason {
 				return CloseResetOnReuse
 			}
 			p.resetSeenLocked(c.idleAtGet)
+			if p.opts.Learn && c.served > 1 && c.idleAtGet < p.opts.ReuseFloor {
+				p.closedAfterResponseLocked(c.idleAtGet, "reset on reuse", now) // afterresponse.go
+			}
 			p.failureLocked(c.idleAtGet, c.gotAt, now)
 			return CloseResetOnReuse
 		}

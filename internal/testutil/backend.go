@@ -69,6 +69,16 @@ type BackendOptions struct {
 	// before it, as nginx does; a reset (race, DropNth, Restart) sends no alert.
 	TLS         *tls.Config
 	CloseNotify bool
+	// NotifyOnly, with TLS, ends an idle connection with a close_notify alone (its own
+	// write), the TCP connection left open: what the peer still sends is read and dropped
+	// unprocessed until the peer closes (at most 2 s), as a server that closes TLS and
+	// lingers does.
+	NotifyOnly bool
+	// CloseAfterResponse, if > 0, ends every connection this long after each response (the
+	// idle close: a FIN, or close_notify as CloseNotify and NotifyOnly say), whether or not
+	// another request came meanwhile, without saying "Connection: close": a backend that
+	// never serves a second request on a connection, its close in a write of its own.
+	CloseAfterResponse time.Duration
 }
 
 // Backend is a loopback HTTP/1.1 server. Create it with [NewBackend] or a named
@@ -282,7 +292,15 @@ func (b *Backend) handle(raw net.Conn) {
 	if b.opts.TLS != nil {
 		tc := tls.Server(raw, b.opts.TLS)
 		c = tc
-		if b.opts.CloseNotify {
+		switch {
+		case b.opts.NotifyOnly:
+			closeIdle = func() error {
+				_ = tc.CloseWrite() // close_notify, in a write of its own; no FIN
+				_ = raw.SetReadDeadline(time.Now().Add(lingerTime))
+				_, _ = io.Copy(io.Discard, raw)
+				return raw.Close()
+			}
+		case b.opts.CloseNotify:
 			closeIdle = tc.Close
 		}
 	}
@@ -331,6 +349,10 @@ func (b *Backend) handle(raw net.Conn) {
 			b.cut.Add(1)
 		}
 		switch {
+		case err == nil && !last && b.opts.CloseAfterResponse > 0:
+			time.Sleep(b.opts.CloseAfterResponse)
+			_ = closeIdle() // unread requests, if any, are never processed
+			return
 		case err != nil || silent:
 			_ = closeIdle() // cut, or a silent close (FIN): a request sent anyway meets a reset
 			return
