@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/connpool"
 	"sluice/internal/reason"
 )
 
@@ -524,7 +525,9 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 // it failed, is the HTTP/1.1 pool's (connpool), upstream_tls_certificate when the target's
 // certificate failed verification, else upstream_tls_handshake (504 when time ran out).
 func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
-	tc := tls.Client(nc, connConfig(p.opts.TLS))
+	// Each connection its own view of the session cache, as the HTTP/1.1 pool's (the gateway's
+	// for a watched client certificate tags a session with the pair its connection presented).
+	tc := tls.Client(nc, connpool.ConnConfig(p.opts.TLS))
 	var re *reason.Error
 	err := tc.HandshakeContext(ctx)
 	st := tc.ConnectionState()
@@ -559,19 +562,6 @@ func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
 		return nil, re
 	}
 	return tc, nil
-}
-
-// connConfig is connpool.ConnConfig: c, or when its session cache keeps the sessions of
-// different connections apart (the gateway's, for a watched client certificate), a clone
-// with one new connection's view of it.
-func connConfig(c *tls.Config) *tls.Config {
-	cc, ok := c.ClientSessionCache.(interface{ ForConn() tls.ClientSessionCache })
-	if !ok {
-		return c
-	}
-	c = c.Clone()
-	c.ClientSessionCache = cc.ForConn()
-	return c
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,
