@@ -232,6 +232,10 @@ type Attempt struct {
 	IdleAge time.Duration
 	// Unprocessed: the backend provably did not process the request (ErrUnprocessed).
 	Unprocessed bool
+	// Settled, set when RoundTrip fails: the backend's SETTINGS had come on the connection,
+	// so it had accepted the connection and its TLS session (a TLS alert after that is no
+	// refusal of the session, and says nothing of whether the stream was run).
+	Settled bool
 	// Fresh, set by the caller, puts the stream on a newly dialed connection (the last
 	// re-send of a request whose streams were not processed on pooled ones).
 	Fresh bool
@@ -260,6 +264,7 @@ func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) 
 	p.mu.Unlock()
 	resp, err := c.cc.roundTrip(req)
 	if err != nil {
+		a.Settled = c.isSettled()
 		p.Done(a)
 	}
 	if errors.Is(err, ErrUnprocessed) {
