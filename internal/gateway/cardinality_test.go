@@ -17,29 +17,19 @@ import (
 )
 
 // upgradeAnyBackend answers every upgrade request 101 with the protocol it asked for (and,
-// for a WebSocket key, its accept value), then holds the tunnel until the gateway closes it.
+// as a WebSocket server does, the Sec-WebSocket-Accept that answers its key: the gateway
+// opens no tunnel without it), then holds the tunnel until the gateway closes it.
 func upgradeAnyBackend(t *testing.T) string {
 	t.Helper()
 	return serveConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
-		upgrade, accept := "", ""
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			if name, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Upgrade") {
-				upgrade = strings.TrimSpace(v)
-			}
-			if name, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Sec-WebSocket-Key") {
-				sum := sha1.Sum([]byte(strings.TrimSpace(v) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
-				accept = "Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n"
-			}
-			if line == "\r\n" {
-				break
-			}
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
 		}
-		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s\r\n", upgrade, accept)
+		sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")) // RFC 6455 §4.2.2
+		fmt.Fprintf(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+			req.Header.Get("Upgrade"), base64.StdEncoding.EncodeToString(sum[:]))
 		io.Copy(io.Discard, br)
 	})
 }
@@ -101,8 +91,9 @@ routes:
 			t.Fatal(err)
 		}
 		defer c.Close()
+		key := base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "%-16s", mark)) // 16 bytes, a value of its own
 		fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: %s.site.test\r\nConnection: Upgrade\r\nUpgrade: WebSocket/%s\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: %s\r\nUser-Agent: %s\r\n\r\n", mark, mark, mark, mark)
+			"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Protocol: %s\r\nUser-Agent: %s\r\n\r\n", mark, mark, key, mark, mark)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if st, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.Contains(st, " 101 ") {
 			t.Fatalf("upgrade %s: %q %v", mark, st, err)

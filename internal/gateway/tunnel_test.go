@@ -344,45 +344,28 @@ func TestTunnelClosedBy(t *testing.T) {
 		{name: "backend first", first: "backend", want: "upstream_closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
+			addr := serveConns(t, func(c net.Conn) {
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
 					return
 				}
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
 				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-					"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n") // answers the key below
+					"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n") // answers wsHandshake's key
 				if tc.first == "client" {
 					io.Copy(io.Discard, br) // until the client's close reaches here, then close
 				}
-			}()
+			})
 			tg := startGateway(t, `
 listeners: [{address: 127.0.0.1:0}]
 upstreams: [{id: ws, targets: [{address: {{b}}}]}]
 routes: [{id: ws, upstream: ws}]
-`, map[string]string{"b": ln.Addr().String()})
+`, map[string]string{"b": addr})
 			c, err := net.Dial("tcp", tg.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
-				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+			io.WriteString(c, wsHandshake)
 			br := bufio.NewReader(c)
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil || resp.StatusCode != 101 {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/connpool"
 	"sluice/internal/reason"
 )
 
@@ -231,6 +232,10 @@ type Attempt struct {
 	IdleAge time.Duration
 	// Unprocessed: the backend provably did not process the request (ErrUnprocessed).
 	Unprocessed bool
+	// Settled, set when RoundTrip fails: the backend's SETTINGS had come on the connection,
+	// so it had accepted the connection and its TLS session (a TLS alert after that is no
+	// refusal of the session, and says nothing of whether the stream was run).
+	Settled bool
 	// Fresh, set by the caller, puts the stream on a newly dialed connection (the last
 	// re-send of a request whose streams were not processed on pooled ones).
 	Fresh bool
@@ -259,6 +264,7 @@ func (p *Pool) RoundTrip(req *http.Request, a *Attempt) (*http.Response, error) 
 	p.mu.Unlock()
 	resp, err := c.cc.roundTrip(req)
 	if err != nil {
+		a.Settled = c.isSettled()
 		p.Done(a)
 	}
 	if errors.Is(err, ErrUnprocessed) {
@@ -524,7 +530,9 @@ func (p *Pool) dial(ctx context.Context) (*conn, error) {
 // it failed, is the HTTP/1.1 pool's (connpool), upstream_tls_certificate when the target's
 // certificate failed verification, else upstream_tls_handshake (504 when time ran out).
 func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
-	tc := tls.Client(nc, connConfig(p.opts.TLS))
+	// Each connection its own view of the session cache, as the HTTP/1.1 pool's (the gateway's
+	// for a watched client certificate tags a session with the pair its connection presented).
+	tc := tls.Client(nc, connpool.ConnConfig(p.opts.TLS))
 	var re *reason.Error
 	err := tc.HandshakeContext(ctx)
 	st := tc.ConnectionState()
@@ -559,19 +567,6 @@ func (p *Pool) handshake(ctx context.Context, nc net.Conn) (*tls.Conn, error) {
 		return nil, re
 	}
 	return tc, nil
-}
-
-// connConfig is connpool.ConnConfig: c, or when its session cache keeps the sessions of
-// different connections apart (the gateway's, for a watched client certificate), a clone
-// with one new connection's view of it.
-func connConfig(c *tls.Config) *tls.Config {
-	cc, ok := c.ClientSessionCache.(interface{ ForConn() tls.ClientSessionCache })
-	if !ok {
-		return c
-	}
-	c = c.Clone()
-	c.ClientSessionCache = cc.ForConn()
-	return c
 }
 
 // checkBeforeStream PINGs c, idle past PingAfterIdle, before the caller's stream goes on it,

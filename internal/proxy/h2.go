@@ -232,13 +232,14 @@ func (p *Proxy) classifyH2(ctx, actx context.Context, err error, a *h2pool.Attem
 		return result{err: reason.New(502, reason.BadResponse, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeResponse}
 	case errors.Is(context.Cause(actx), errH2AttemptTimeout):
 		return result{err: reason.New(504, reason.ResponseTimeout, t.Addr, err), cond: config.RetryTimeout}
-	case connpool.IsTLSAlert(err):
+	case !a.Settled && connpool.IsTLSAlert(err):
 		// The backend ended the TLS session with an alert before this stream's response (a
 		// TLS 1.3 backend refuses a client certificate after the handshake, when the
 		// preface and streams may be out): labeled as on HTTP/1.1 (classifyRead), with the
-		// rules of the connection loss it is. Not an alert of Sluice's side (a record that
-		// failed its integrity check): the backend may have run the stream, and this code
-		// is gRPC's UNAVAILABLE (reason.GRPCStatus).
+		// rules of the connection loss it is. Only before the backend's SETTINGS: after
+		// them it had accepted the session, and an alert (a record of ours that failed its
+		// check) may come after it ran the stream, as may one of Sluice's side; this code is
+		// gRPC's UNAVAILABLE (reason.GRPCStatus), "not delivered".
 		return result{err: reason.New(502, reason.TLSHandshake, t.Addr, fmt.Errorf("HTTP/2 stream: the backend refused the TLS session: %w", err)), cond: config.RetryResetBeforeResponse}
 	}
 	return result{err: reason.New(502, reason.ResetBeforeResp, t.Addr, fmt.Errorf("HTTP/2 stream: %w", err)), cond: config.RetryResetBeforeResponse}
