@@ -71,6 +71,9 @@ func toGRPCRequest(req *http.Request, mode int, body io.ReadCloser) {
 		from = ctGRPCWebText
 		req.ContentLength = -1 // decoding changes the length
 		req.Header.Del("Content-Length")
+		if hb, ok := body.(*h2Body); ok {
+			hb.decoded = true // the decoder signals its end (h2Body.ended)
+		}
 		if body != nil {
 			body = &base64Reader{r: body}
 		}
@@ -251,8 +254,11 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 		b.pend = b.dec[:d]
 		if b.err == nil && err != nil {
 			b.err = err
-			if err == io.EOF && b.inN != 0 {
+			switch {
+			case err == io.EOF && b.inN != 0:
 				b.fail(fmt.Errorf("%w: it ends with a partial group of %d characters", errBase64Body, b.inN))
+			case err == io.EOF:
+				b.ended()
 			}
 		}
 	}
@@ -263,9 +269,21 @@ func (b *base64Reader) Read(p []byte) (int, error) {
 
 func (b *base64Reader) Close() error { return b.r.Close() }
 
-// bodyFailer is the attempt's request body (h2Body), which records the client's failure so
-// that the attempt is judged the client's fault (classifyH2), not the backend's.
-type bodyFailer interface{ fail(err error) }
+// decodedBody is the attempt's request body (h2Body) as its decoder sees it: the decoder
+// tells it how the body ended once the last bytes were judged, whole (finish) or not
+// (fail: the client's failure, so that the attempt is judged the client's fault,
+// classifyH2, not the backend's).
+type decodedBody interface {
+	fail(err error)
+	finish()
+}
+
+// ended signals the end of a body that decoded whole.
+func (b *base64Reader) ended() {
+	if d, ok := b.r.(decodedBody); ok {
+		d.finish()
+	}
+}
 
 // fail ends the body with a 400 bad_request: the client sent something that is not base64.
 // Without it the library's stream reset made a 502 reset_before_response of the client's
@@ -273,7 +291,7 @@ type bodyFailer interface{ fail(err error) }
 func (b *base64Reader) fail(err error) {
 	re := reason.New(400, reason.BadRequest, "", err)
 	b.err = re
-	if f, ok := b.r.(bodyFailer); ok {
+	if f, ok := b.r.(decodedBody); ok {
 		f.fail(re)
 	}
 }

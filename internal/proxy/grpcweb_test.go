@@ -2,16 +2,19 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/iotest"
 
 	"sluice/internal/h1"
+	"sluice/internal/reason"
 )
 
 // TestBase64Reader: a grpc-web-text request body decodes whole whatever its chunking (each
@@ -121,5 +124,72 @@ func TestWebBodyTrack(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// endSpy stands between the grpc-web-text decoder and the attempt's body, and notes
+// whether the body's end was signalled (h2Body.done) when a read of it returned.
+type endSpy struct {
+	*h2Body
+	signalled bool
+}
+
+func (s *endSpy) Read(p []byte) (int, error) {
+	n, err := s.h2Body.Read(p)
+	select {
+	case <-s.done:
+		s.signalled = true
+	default:
+	}
+	return n, err
+}
+
+// TestGRPCWebTextEndAfterVerdict: the end of a grpc-web-text body whose last bytes come
+// with it is signalled (h2Body.done, which an HTTP/1.1 client's answer waits for:
+// attemptH2) only once the decoder judged those bytes, so that a bad last group is already
+// the client's 400 bad_request then. It was signalled in the read that got the bytes,
+// before the decoder saw them: under load, the backend's 200 went out instead, about once
+// in 200 runs of the gateway's TestGRPCWebTextBadBodyAfterHead.
+func TestGRPCWebTextEndAfterVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		held bool        // the whole body was held before the attempt (readBodyPrefix)
+		want reason.Code // the client's failure recorded, "" for none
+	}{
+		{name: "whole", body: "AAAAAAAA"},
+		{name: "bad last group", body: "AAAA*AAA", want: reason.BadRequest},
+		{name: "partial last group", body: "AAAAAA", want: reason.BadRequest},
+		{name: "held whole", body: "AAAAAAAA", held: true},
+		{name: "held, bad last group", body: "AAAA*AAA", held: true, want: reason.BadRequest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rd := newRecorder(t, context.Background(), "POST / HTTP/1.1\r\nHost: x\r\n\r\n", "")
+			rd.body = iotest.DataErrReader(strings.NewReader(tc.body)) // the last bytes come with the end
+			fwd := &forward{}
+			fwd.ds = rd
+			if tc.held {
+				rd.body = strings.NewReader("")
+				fwd.pre, fwd.preEOF = []byte(tc.body), true
+			}
+			body := &h2Body{fwd: fwd, done: make(chan struct{})}
+			req := httptest.NewRequest("POST", "/", nil)
+			toGRPCRequest(req, webText, body)
+			spy := &endSpy{h2Body: body}
+			req.Body.(*base64Reader).r = spy
+			io.ReadAll(req.Body)
+			if spy.signalled {
+				t.Error("the body's end was signalled before the decoder judged its last bytes")
+			}
+			select {
+			case <-body.done:
+			default:
+				t.Fatal("the body's end was never signalled")
+			}
+			var re *reason.Error
+			if err := body.clientErr(); tc.want == "" && err != nil || tc.want != "" && (!errors.As(err, &re) || re.Code != tc.want) {
+				t.Errorf("client's failure %v; want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -444,8 +444,11 @@ type h2Body struct {
 	abandoned atomic.Bool
 	// failed is err once set, readable while a read holds mu (clientErr).
 	failed atomic.Pointer[bodyFailure]
-	done   chan struct{}
+	done   chan struct{} // closed at the body's end or failure, or when the attempt stops
 	once   sync.Once
+	// decoded: read through a decoder (grpc-web-text, grpcweb.go), which signals the body's
+	// end itself (ended).
+	decoded bool
 	// trailer is the request's Trailer map, filled from the client's trailer section when
 	// its body ends (nil: the request sends none; h2trailers.go); p drops what may not go.
 	trailer http.Header
@@ -529,12 +532,12 @@ func (b *h2Body) Read(p []byte) (int, error) {
 			// The whole body was held: its last bytes come with io.EOF, so that the HTTP/2
 			// client sends them in a DATA frame with END_STREAM rather than following them
 			// with an empty one (a write and a frame fewer per gRPC unary call).
-			b.finish()
+			b.ended()
 			return n, io.EOF
 		}
 		return n, nil
 	case f.preEOF:
-		b.finish()
+		b.ended()
 		return 0, io.EOF
 	}
 	b.headWait(true)
@@ -559,7 +562,7 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF {
 		b.fillTrailer()
-		b.finish()
+		b.ended()
 	} else if err != nil {
 		b.setErr(err)
 		b.finish()
@@ -610,6 +613,17 @@ func (b *h2Body) stop() (taken bool, err error) {
 }
 
 func (b *h2Body) finish() { b.once.Do(func() { close(b.done) }) }
+
+// ended signals the end of the client's body, read whole, unless a decoder reads it
+// (decoded): the decoder signals it once it judged the last bytes, which may have come with
+// the end (finish, or fail for bytes that do not decode). Signalled here, an HTTP/1.1
+// client's answer waiting for the end (attemptH2) could be chosen before the decoder saw a
+// bad grpc-web-text group: the backend's 200 went out instead of the client's 400.
+func (b *h2Body) ended() {
+	if !b.decoded {
+		b.finish()
+	}
+}
 
 // fail records err as the client's failure to send its body (a grpc-web-text body that is
 // not base64, grpcweb.go), unless a read already failed.
