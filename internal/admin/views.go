@@ -228,9 +228,12 @@ type poolView struct {
 	Closed bool `json:"closed"`
 	// LearnedEvidence says what set the learned value; Provisional is a reset on reuse not
 	// yet confirmed (connpool provisional.go), which bounds UnsafeMaxIdle.
-	LearnedEvidence string            `json:"learned_evidence,omitempty"`
-	Provisional     float64           `json:"provisional_idle_timeout_seconds"`
-	ProvRefuted     bool              `json:"provisional_refuted"`
+	LearnedEvidence string  `json:"learned_evidence,omitempty"`
+	Provisional     float64 `json:"provisional_idle_timeout_seconds"`
+	ProvRefuted     bool    `json:"provisional_refuted"`
+	// ClosesAfterResp: the rule for backends that close conns right after a response holds
+	// (connpool afterresponse.go).
+	ClosesAfterResp bool              `json:"closes_after_response"`
 	UnsafeMaxIdle   float64           `json:"unsafe_max_idle_seconds"`
 	Confident       bool              `json:"confident"`
 	CloseAge        float64           `json:"close_age_seconds"`
@@ -290,7 +293,8 @@ func newPoolView(t *Target) poolView {
 	o := s.Options
 	v := poolView{targetView: newTargetView(t), Closed: s.Closed, UnsafeMaxIdle: s.UnsafeMaxIdle.Seconds(),
 		LearnedEvidence: s.LearnedEvidence, Provisional: s.Provisional.Seconds(), ProvRefuted: s.ProvisionalRefuted,
-		Confident: s.Confident, CloseAge: s.CloseAge.Seconds(), Margin: s.Margin.Seconds(),
+		ClosesAfterResp: s.ClosesAfterResponse,
+		Confident:       s.Confident, CloseAge: s.CloseAge.Seconds(), Margin: s.Margin.Seconds(),
 		RaceWindow: s.RaceWindow.Seconds(), BeyondAdv: s.BeyondAdvertised, ReuseRatio: s.Counters.ReuseRatio(),
 		Waiting: s.Waiting, Counters: s.Counters,
 		Options: optionsView{Enabled: o.Enabled, IdleTimeout: o.IdleTimeout.Seconds(), MaxIdle: o.MaxIdle,

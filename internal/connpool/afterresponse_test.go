@@ -57,6 +57,9 @@ func TestClosedAfterEachResponse(t *testing.T) {
 				if posts > 1 || gets > 0 {
 					t.Errorf("%d POSTs and %d GETs failed, want at most the first reuse's POST", posts, gets)
 				}
+				if !s.ClosesAfterResponse {
+					t.Errorf("the snapshot does not show the rule in force (closes_after_response)")
+				}
 				if d := b.Duplicates(); len(d) > 0 {
 					t.Errorf("processed twice: %v", d)
 				}
@@ -126,6 +129,9 @@ func TestPOSTsReuseKeptConns(t *testing.T) {
 	}
 	if b.Accepted() != 1 {
 		t.Errorf("accepted %d connections for 200 back-to-back POSTs, want 1", b.Accepted())
+	}
+	if p.Snapshot().ClosesAfterResponse {
+		t.Errorf("the snapshot shows closes_after_response for a backend that keeps its conns")
 	}
 }
 
@@ -207,5 +213,8 @@ func TestAfterResponseRuleLapses(t *testing.T) {
 	defer p.Release(post, ok)
 	if !post.Reused {
 		t.Errorf("after LearnWindow a POST dialed (conn %d); want a reuse", post.ID)
+	}
+	if p.Snapshot().ClosesAfterResponse {
+		t.Errorf("the snapshot shows closes_after_response after the rule lapsed")
 	}
 }

@@ -25,6 +25,10 @@ type Snapshot struct {
 	// ProvisionalRefuted: a conn outlived Provisional, so it will not be confirmed, but it
 	// still bounds non-idempotent requests on conns not seen alive that long.
 	ProvisionalRefuted bool `json:"provisional_refuted,omitempty"`
+	// ClosesAfterResponse: a conn was seen closed right after its response within
+	// LearnWindow (afterresponse.go), so non-idempotent requests skip conns that served one
+	// request while they are young.
+	ClosesAfterResponse bool `json:"closes_after_response,omitempty"`
 	// EffectiveIdle is the idle age at which conns are retired; 0 means no reuse.
 	EffectiveIdle time.Duration `json:"effective_idle_timeout"`
 	// UnsafeMaxIdle is the idle bound for non-idempotent requests now in force.
@@ -167,21 +171,22 @@ func (p *Pool) Snapshot() Snapshot {
 			MaxRequests: o.MaxRequests, MaxLifetime: o.MaxLifetime, Learn: o.Learn,
 			SafetyFraction: o.SafetyFraction, UnsafeMaxIdle: o.UnsafeMaxIdle, Preconnect: o.Preconnect,
 			TLS: p.tls != nil},
-		Closed:             p.closed,
-		Learned:            p.learn.value,
-		LearnedSource:      p.learn.source,
-		LearnedEvidence:    p.learn.evidence,
-		Provisional:        p.learn.prov.age,
-		ProvisionalRefuted: p.learn.prov.refuted,
-		EffectiveIdle:      p.eff,
-		UnsafeMaxIdle:      p.unsafeIdle,
-		Confident:          p.conf.ok,
-		CloseAge:           p.conf.close,
-		Margin:             p.conf.margin,
-		RaceWindow:         p.raceWindow(),
-		BeyondAdvertised:   p.conf.beyond,
-		ReuseFactor:        p.heal.factor,
-		Waiting:            len(p.waiters),
+		Closed:              p.closed,
+		Learned:             p.learn.value,
+		LearnedSource:       p.learn.source,
+		LearnedEvidence:     p.learn.evidence,
+		Provisional:         p.learn.prov.age,
+		ProvisionalRefuted:  p.learn.prov.refuted,
+		ClosesAfterResponse: p.afterResponseRuleLocked(),
+		EffectiveIdle:       p.eff,
+		UnsafeMaxIdle:       p.unsafeIdle,
+		Confident:           p.conf.ok,
+		CloseAge:            p.conf.close,
+		Margin:              p.conf.margin,
+		RaceWindow:          p.raceWindow(),
+		BeyondAdvertised:    p.conf.beyond,
+		ReuseFactor:         p.heal.factor,
+		Waiting:             len(p.waiters),
 		Counters: Counters{Opened: p.stats.opened, Reused: p.stats.reused,
 			StaleCaught: p.stats.staleCaught, ResetOnReuse: p.stats.resetOnReuse,
 			QueueWaits: p.stats.queueWaits, QueueFull: p.stats.queueFull,

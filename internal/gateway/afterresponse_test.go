@@ -49,7 +49,8 @@ func TestBackendClosingAfterEachResponse(t *testing.T) {
 					up += "    tls: " + tlsBlock + "\n"
 				}
 				tg := startGateway(t, "listeners: [{address: 127.0.0.1:0}]\nupstreams:\n"+up+
-					"routes:\n  - id: r\n    match: {path_prefix: /}\n    upstream: u\n", nil)
+					"routes:\n  - id: r\n    match: {path_prefix: /}\n    upstream: u\n"+
+					"admin: {address: 127.0.0.1:0}\n", nil)
 				c := newClient()
 				var failed, failedIDs []string
 				posts := 0
@@ -86,6 +87,16 @@ func TestBackendClosingAfterEachResponse(t *testing.T) {
 				}
 				if d := be.Duplicates(); len(d) > 0 {
 					t.Errorf("processed twice: %v", d)
+				}
+				// The rule in force is visible to the operator.
+				resp, err := http.Get(tg.adminURL("/admin/upstreams/u/pool"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.Contains(strings.ReplaceAll(string(body), " ", ""), `"closes_after_response":true`) {
+					t.Errorf("/admin/upstreams/u/pool does not show closes_after_response: true: %s", body)
 				}
 			})
 		}
