@@ -349,8 +349,7 @@ func TestTunnelClosedBy(t *testing.T) {
 				if _, err := http.ReadRequest(br); err != nil {
 					return
 				}
-				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-					"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n") // answers wsHandshake's key
+				io.WriteString(c, wsSwitch)
 				if tc.first == "client" {
 					io.Copy(io.Discard, br) // until the client's close reaches here, then close
 				}

@@ -95,7 +95,7 @@ func TestNoSecondCloseFrame(t *testing.T) {
 		if _, err := http.ReadRequest(br); err != nil {
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+		io.WriteString(c, wsSwitch)
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		b, _ := io.ReadAll(br) // never answers the Close
 		got <- b

@@ -19,6 +19,9 @@ import (
 
 const wsHandshake = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
 
+// wsSwitch is a backend's 101 to wsHandshake: its Sec-WebSocket-Accept answers that key.
+const wsSwitch = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+
 // floodBackend answers a WebSocket handshake with 101 and then writes 4 KiB binary frames
 // until the connection fails; written counts the bytes.
 func floodBackend(t *testing.T, written *atomic.Int64) string {
@@ -26,7 +29,7 @@ func floodBackend(t *testing.T, written *atomic.Int64) string {
 		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
 			return
 		}
-		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+		io.WriteString(c, wsSwitch)
 		frame := append([]byte{0x82, 126, 0x10, 0x00}, make([]byte, 4096)...)
 		for {
 			n, err := c.Write(frame)
