@@ -4,6 +4,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Balancer, health check and limits defaults and validation. docs/load-balancing.md
@@ -146,7 +148,15 @@ func validateActiveCheck(p *problems, b string, a ActiveCheck) {
 		if !headerSafe(a.Service) {
 			p.add(b+".service", "must contain no spaces or control characters, got %q", a.Service)
 		}
-		httpOnly := map[string]bool{"path": a.Path != "", "host": a.Host != "",
+		if a.Type == "tcp" && a.Host != "" {
+			p.add(b+".host", "only valid with type: http or grpc")
+		}
+		// A grpc check's host is its :authority: one a server cannot parse (grpc-go refuses
+		// such a stream) would fail every check rather than the config.
+		if a.Type == "grpc" && (!headerSafe(a.Host) || !httpguts.ValidHostHeader(a.Host)) {
+			p.add(b+".host", "must be a host or host:port (the :authority of the check), got %q", a.Host)
+		}
+		httpOnly := map[string]bool{"path": a.Path != "",
 			"expected_statuses": len(a.ExpectedStatuses) > 0, "body_contains": a.BodyContains != ""}
 		for _, f := range sortedKeys(httpOnly) {
 			if httpOnly[f] {

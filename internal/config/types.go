@@ -201,7 +201,9 @@ type ActiveCheck struct {
 	Service string `yaml:"service"`
 	// Path requested by HTTP checks. Default "/".
 	Path string `yaml:"path"`
-	// Host header of HTTP checks. Default: the target address.
+	// Host is the Host header of HTTP checks and the :authority of grpc checks, for
+	// backends that route by it (virtual hosts, a mesh sidecar). Default: the target
+	// address. Not valid with type tcp.
 	Host string `yaml:"host"`
 	// ExpectedStatuses are the statuses that count as healthy. Default: 200-399.
 	ExpectedStatuses []int `yaml:"expected_statuses"`

@@ -50,7 +50,7 @@ func NewActive(u *upstream.Upstream, c config.ActiveCheck) *Active {
 	case "tcp":
 		a.Probe = TCPProbe{}
 	case "grpc":
-		a.Probe = GRPCProbe{Service: c.Service}
+		a.Probe = GRPCProbe{Service: c.Service, Host: c.Host}
 	default:
 		a.Probe = &HTTPProbe{Path: c.Path, Host: c.Host, Expected: c.ExpectedStatuses, BodyContains: c.BodyContains}
 	}

@@ -22,9 +22,11 @@ import (
 // the answer's status is SERVING. Service is the service asked about ("" for the server as a
 // whole). The two messages are encoded with protowire (HealthCheckRequest: field 1, the
 // service name; HealthCheckResponse: field 1, the status enum), so the gateway needs no
-// generated code.
+// generated code. Host is the call's :authority ("" : the target's address), for a backend
+// that routes by it.
 type GRPCProbe struct {
 	Service string
+	Host    string
 }
 
 // grpc.health.v1 HealthCheckResponse.ServingStatus values (health.proto).
@@ -57,6 +59,9 @@ func (g GRPCProbe) Check(ctx context.Context, t *upstream.Target) error {
 		req, err := http.NewRequestWithContext(ctx, "POST", scheme+"://"+t.Addr+"/grpc.health.v1.Health/Check", bytes.NewReader(g.request()))
 		if err != nil {
 			return err
+		}
+		if g.Host != "" {
+			req.Host = g.Host
 		}
 		req.Header.Set("Content-Type", "application/grpc")
 		req.Header.Set("Te", "trailers")
