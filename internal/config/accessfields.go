@@ -31,6 +31,7 @@ const (
 	AccessUpstream
 	AccessTarget
 	AccessUpstreamStatus
+	AccessGRPCStatus
 	AccessDurationMs
 	AccessUpstreamMs
 	AccessTLSVersion
@@ -60,7 +61,7 @@ const (
 var accessFieldNames = [numAccessFields]string{
 	"time", "request_id", "client_ip", "method", "host", "path", "query", "http_version",
 	"user_agent", "consumer", "plugin", "trace_id", "status", "bytes_in", "bytes_out",
-	"bytes_sent", "route", "upstream", "target", "upstream_status", "duration_ms",
+	"bytes_sent", "route", "upstream", "target", "upstream_status", "grpc_status", "duration_ms",
 	"upstream_ms", "tls_version", "tls_cipher", "tls_resumed", "sni", "client_cert_subject",
 	"tunnel", "tunnel_closed", "tunnel_bytes_up", "tunnel_bytes_down", "tunnel_ms",
 	"early_response", "interim_responses", "dropped_headers", "dropped_request_trailers",

@@ -143,12 +143,26 @@ func logResultFields(ln *accesslog.Line, m config.AccessFieldSet, ex server.Serv
 	if n := rec.NumAttempts; n > 0 && rec.Attempts[n-1].Status != 0 && m.Has(config.AccessUpstreamStatus) {
 		ln.Int("upstream_status", int64(rec.Attempts[n-1].Status))
 	}
+	if code, ok := grpcStatus(ex, rec); ok && m.Has(config.AccessGRPCStatus) {
+		ln.Int("grpc_status", int64(code))
+	}
 	if m.Has(config.AccessDurationMs) {
 		ln.Ms("duration_ms", dur)
 	}
 	if m.Has(config.AccessUpstreamMs) {
 		ln.Ms("upstream_ms", rec.UpstreamTime)
 	}
+}
+
+// grpcStatus is the grpc-status of a gRPC call's answer: the one the proxy relayed (the
+// backend's, or the gateway's trailers on a cut answer), else that of the gateway's own
+// error answer. ok is false for an answer without one (not a gRPC call, or a call cut
+// off without a status).
+func grpcStatus(ex server.Served, rec *proxy.Record) (code int, ok bool) {
+	if rec.HasGRPCStatus {
+		return int(rec.GRPCStatus), true
+	}
+	return ex.ErrorGRPCStatus()
 }
 
 // logTLSFields adds a TLS listener's connection: tls_version to client_cert_subject

@@ -41,6 +41,7 @@ func (s *lineServed) BytesOut() int64                { return 300 }
 func (s *lineServed) BytesSent() int64               { return 389 }
 func (s *lineServed) DroppedFields() (int, int)      { return 0, 0 }
 func (s *lineServed) SplicedBytes() (int64, int64)   { return 0, 0 }
+func (s *lineServed) ErrorGRPCStatus() (int, bool)   { return 0, false }
 func (s *lineServed) withTLS() *lineServed           { s.tls, s.sub = lineTLS, "CN=client-1,O=Acme"; return s }
 func (s *lineServed) withQuery(q string) *lineServed { s.req.Query = []byte(q); return s }
 

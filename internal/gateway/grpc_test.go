@@ -20,7 +20,8 @@ import (
 )
 
 // grpcBackend is a grpc-go TestService: payloads of the asked sizes, EchoStatus answered as
-// the call's status, and a note on done when a call's context ends (deadline, cancel).
+// the call's status (by StreamingOutputCall after its messages: in trailers, not
+// trailers-only), and a note on done when a call's context ends (deadline, cancel).
 type grpcBackend struct {
 	testgrpc.UnimplementedTestServiceServer
 	done chan error
@@ -45,6 +46,9 @@ func (b *grpcBackend) StreamingOutputCall(req *testgrpc.StreamingOutputCallReque
 		if err := s.Send(&testgrpc.StreamingOutputCallResponse{Payload: payload(p.Size)}); err != nil {
 			return err
 		}
+	}
+	if st := req.GetResponseStatus(); st != nil {
+		return status.Error(codes.Code(st.Code), st.Message)
 	}
 	return nil
 }
@@ -233,7 +237,9 @@ func TestGRPCThroughGateway(t *testing.T) {
 // TestGRPCUpstreamDown: a gRPC call to an upstream that refuses connections gets the
 // gateway's UNAVAILABLE with the reason code in grpc-message, not a bare 502; the HTTP/2
 // pool's failed dials are counted in the target's sluice_upstream_dial_errors_total as the
-// HTTP/1.1 pool's are (they were not: the series stayed at 0).
+// HTTP/1.1 pool's are (they were not: the series stayed at 0). Its access log line keeps the
+// gateway's 502 and reason, with the status the client was sent in grpc_status (14), which
+// sluice_grpc_calls_total counts.
 func TestGRPCUpstreamDown(t *testing.T) {
 	tg := startGateway(t, grpcGatewayYAML, map[string]string{"backend": testutil.RefusingAddr(t)})
 	cc, err := grpc.NewClient(tg.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -246,9 +252,15 @@ func TestGRPCUpstreamDown(t *testing.T) {
 		t.Errorf("status %v %q; want Unavailable with the reason", st.Code(), st.Message())
 	}
 	// One call, two attempts (retry.attempts 2), each a refused dial.
-	if v, _ := gathered(t, tg).value("sluice_upstream_dial_errors_total", map[string]string{"upstream": "grpc"}); v != 2 {
+	f := gathered(t, tg)
+	if v, _ := f.value("sluice_upstream_dial_errors_total", map[string]string{"upstream": "grpc"}); v != 2 {
 		t.Errorf("sluice_upstream_dial_errors_total = %v, want 2", v)
 	}
+	l := tg.accessLines(1)[0]
+	if l["grpc_status"] != float64(codes.Unavailable) || l["status"] != 502.0 || l["reason"] != "upstream_connect_refused" {
+		t.Errorf("access log: status %v reason %v grpc_status %v; want 502 upstream_connect_refused, grpc_status 14", l["status"], l["reason"], l["grpc_status"])
+	}
+	h2Counter(t, tg, "sluice_grpc_calls_total", map[string]string{"route": "all", "grpc_code": "UNAVAILABLE"}, 1)
 }
 
 // TestGRPCHealthCheck: an active check of type grpc (grpc.health.v1 over the target's HTTP/2

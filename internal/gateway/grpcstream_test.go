@@ -375,6 +375,8 @@ func TestGRPCCutMidBody(t *testing.T) {
 			}
 			if l := tg.accessLines(i + 1)[i]; l["reason"] != tc.reason || l["path"] != tc.path {
 				t.Errorf("access log: reason %v path %v; want %s %s", l["reason"], l["path"], tc.reason, tc.path)
+			} else if got, _ := l["grpc_status"].(float64); fmt.Sprint(got) != tc.status && !(tc.status == "" && l["grpc_status"] == nil) {
+				t.Errorf("access log: grpc_status %v; want %q (the gateway's trailers; none for a reset)", l["grpc_status"], tc.status)
 			}
 		})
 	}
@@ -435,8 +437,8 @@ func TestGRPCBodyLimitMidStream(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || st.Message() != "request_body_too_large" {
 		t.Fatalf("status %v %q; want ResourceExhausted request_body_too_large", st.Code(), st.Message())
 	}
-	if l := tg.accessLines(1)[0]; l["reason"] != "request_body_too_large" {
-		t.Errorf("access log reason %v; want request_body_too_large", l["reason"])
+	if l := tg.accessLines(1)[0]; l["reason"] != "request_body_too_large" || l["grpc_status"] != float64(codes.ResourceExhausted) {
+		t.Errorf("access log reason %v grpc_status %v; want request_body_too_large 8", l["reason"], l["grpc_status"])
 	}
 }
 

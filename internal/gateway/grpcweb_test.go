@@ -150,10 +150,18 @@ func webClients() map[string]*http.Client {
 // unary and a server-streaming call: the answer's content-type is grpc-web's, its message
 // frames decode, and the gRPC trailers arrive as the last frame (flag 0x80, lower-case
 // "grpc-status: 0"). An error status of the backend (trailers-only) reaches the client in
-// the head.
+// the head. Each call's access log line has its grpc_status.
 func TestGRPCWeb(t *testing.T) {
 	tg := grpcWebGateway(t)
 	clients := webClients()
+	n := 0
+	logged := func(t *testing.T, want float64) {
+		t.Helper()
+		n++
+		if l := tg.accessLines(n)[n-1]; l["grpc_status"] != want {
+			t.Errorf("access log: grpc_status %v; want %v", l["grpc_status"], want)
+		}
+	}
 	for _, tc := range []struct {
 		client string
 		text   bool
@@ -165,6 +173,7 @@ func TestGRPCWeb(t *testing.T) {
 		}
 		t.Run(name+"/unary", func(t *testing.T) {
 			resp, frames := grpcWebCall(t, c, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseSize: 1000, Payload: payload(24)}, text)
+			logged(t, 0)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT || len(resp.Trailer) != 0 {
 				t.Fatalf("%d %q, trailers %v; want 200 %q and no HTTP trailers", resp.StatusCode, resp.Header.Get("Content-Type"), resp.Trailer, wantCT)
 			}
@@ -189,6 +198,7 @@ func TestGRPCWeb(t *testing.T) {
 				req.ResponseParameters = append(req.ResponseParameters, &testgrpc.ResponseParameters{Size: s})
 			}
 			resp, frames := grpcWebCall(t, c, tg, "StreamingOutputCall", req, text)
+			logged(t, 0)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != wantCT || len(frames) != len(sizes)+1 {
 				t.Fatalf("%d %q, %d frames; want 200 %q, %d frames", resp.StatusCode, resp.Header.Get("Content-Type"), len(frames), wantCT, len(sizes)+1)
 			}
@@ -204,6 +214,7 @@ func TestGRPCWeb(t *testing.T) {
 		})
 		t.Run(name+"/error-status", func(t *testing.T) {
 			resp, frames := grpcWebCall(t, c, tg, "UnaryCall", &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: 5, Message: "no such thing"}}, text)
+			logged(t, 5)
 			got := resp.Header.Get("Grpc-Status")
 			var tr string
 			if len(frames) > 0 {

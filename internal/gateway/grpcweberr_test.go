@@ -145,8 +145,8 @@ func TestGRPCWebGatewayErrors(t *testing.T) {
 						t.Errorf("WWW-Authenticate %q; want key-auth's challenge", h.Get("Www-Authenticate"))
 					}
 					l := tg.accessLines(n)[n-1]
-					if l["status"] != float64(tc.status) || l["reason"] != tc.reason || l["path"] != tc.path {
-						t.Errorf("access log: status %v reason %v path %v; want %d %s %s", l["status"], l["reason"], l["path"], tc.status, tc.reason, tc.path)
+					if l["status"] != float64(tc.status) || l["reason"] != tc.reason || l["path"] != tc.path || fmt.Sprint(l["grpc_status"]) != tc.grpc {
+						t.Errorf("access log: status %v reason %v path %v grpc_status %v; want %d %s %s %s", l["status"], l["reason"], l["path"], l["grpc_status"], tc.status, tc.reason, tc.path, tc.grpc)
 					}
 				})
 			}

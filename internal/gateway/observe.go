@@ -93,6 +93,9 @@ func (g *Gateway) observeRequest(gen *Generation, idx int, rt *proxy.Route, ex s
 		status = 499
 	}
 	r.Request(status, dur, rec.UpstreamTime, rec.NumAttempts > 0)
+	if code, ok := grpcStatus(ex, rec); ok {
+		r.GRPCCall(code)
+	}
 	for i := 0; i < rec.NumAttempts; i++ {
 		r.Attempt(rec.Attempts[i].Outcome)
 	}

@@ -24,6 +24,7 @@ import (
 // Every metric name, in one place. docs/metrics.md documents each.
 const (
 	nameRequests         = "sluice_requests_total"
+	nameGRPCCalls        = "sluice_grpc_calls_total"
 	nameRequestDuration  = "sluice_request_duration_seconds"
 	nameUpstreamDuration = "sluice_upstream_duration_seconds"
 	nameGatewayErrors    = "sluice_gateway_errors_total"
@@ -80,6 +81,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	requests         *prometheus.CounterVec
+	grpcCalls        *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
 	upstreamDuration *prometheus.HistogramVec
 	configInfo       *prometheus.GaugeVec
@@ -146,8 +148,11 @@ func New(pools PoolSource) *Metrics {
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameRequests,
 		Help: "Client requests answered, by route, upstream and status class (route and upstream are empty when no route matched; a client that left counts as 4xx)."},
 		[]string{"route", "upstream", "code_class"})
+	m.grpcCalls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: nameGRPCCalls,
+		Help: "gRPC and grpc-web calls answered with a grpc-status, by route, upstream and that status's name (OK, UNAVAILABLE...; OTHER for a number outside 0-16): the backend's, or the gateway's for a call it answered or ended itself."},
+		[]string{"route", "upstream", "grpc_code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: nameRequestDuration,
-		Help: "Time from reading the request head to the end of the response, by route.", Buckets: latencyBuckets},
+		Help: "Time from the request's first byte being read to the end of the response, by route.", Buckets: latencyBuckets},
 		[]string{"route"})
 	m.upstreamDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: nameUpstreamDuration,
 		Help: "Time spent on upstream attempts of a request (all attempts, including the response body), by route.", Buckets: latencyBuckets},
@@ -217,7 +222,7 @@ func New(pools PoolSource) *Metrics {
 		[]string{"event"})
 	m.plugins = newPluginMetrics(m.reg)
 	m.reg.MustRegister(m.tlsHandshakes, m.tlsErrors, m.tlsConnErrors, m.certReloads, m.certExpiry, m.acmeEvents, m.tunnelsOpen, m.tunnelsClosed, m.tunnelBytes)
-	m.reg.MustRegister(m.requests, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
+	m.reg.MustRegister(m.requests, m.grpcCalls, m.duration, m.upstreamDuration, m.errors.vec, m.attempts, spliced, m.panics,
 		m.configInfo, m.reloads, m.Retries, m.RetryBudgetExhausted,
 		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(goSchedMetrics...)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -358,7 +363,8 @@ func (m *Metrics) Route(route, upstream string) *Route {
 	}
 	r := &Route{m: m, route: route, upstream: upstream,
 		duration: m.duration.WithLabelValues(route),
-		up:       m.upstreamLocked(upstream)}
+		up:       m.upstreamLocked(upstream),
+		grpc:     counterSet{vec: m.grpcCalls, prefix: []string{route, upstream}}}
 	if upstream != "" { // unmatched requests never reach an upstream
 		r.upstreamDuration = m.upstreamDuration.WithLabelValues(route)
 	}

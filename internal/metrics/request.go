@@ -17,6 +17,7 @@ type Route struct {
 	duration         prometheus.Observer
 	upstreamDuration prometheus.Observer
 	up               *Upstream
+	grpc             counterSet // gRPC calls by grpc_code, made when a code is first seen
 }
 
 // Upstream holds the per-upstream series recorded per attempt.
@@ -32,6 +33,23 @@ func (r *Route) Request(status int, total, upstream time.Duration, triedUpstream
 	if triedUpstream && r.upstreamDuration != nil {
 		r.upstreamDuration.Observe(upstream.Seconds())
 	}
+}
+
+// grpcCodeNames are the gRPC status codes' names (the gRPC spec's statuscodes.md), by code.
+var grpcCodeNames = [...]string{"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
+	"DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED",
+	"RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED",
+	"INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"}
+
+// GRPCCall counts one gRPC call answered with grpc-status code. The label is the code's
+// name; a backend's number outside 0-16 counts as OTHER, so that the series stay 17 (and
+// one) per route whatever backends send.
+func (r *Route) GRPCCall(code int) {
+	name := "OTHER"
+	if code >= 0 && code < len(grpcCodeNames) {
+		name = grpcCodeNames[code]
+	}
+	r.grpc.get(name).Inc()
 }
 
 // Attempt counts one upstream attempt with its outcome ("ok" or a reason code).

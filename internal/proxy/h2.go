@@ -275,6 +275,9 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	// it passes as it is, unencoded even for -text, and the client maps its HTTP status.
 	ct, isGRPC := h.Get("Content-Type")
 	isGRPC = isGRPC && h1.HasMediaType(ct, ctGRPC)
+	// The call's gRPC status, for the access log: only for a gRPC (or grpc-web) request
+	// (grpc-go answers any other with 415 and a grpc-status of its own).
+	noteStatus := isGRPC && fwd.wantsH2()
 	switch {
 	case isGRPC && fwd.web != webNone:
 		wb = &hs.web
@@ -303,6 +306,9 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	h.Del("Content-Length") // after the hooks, which may read it: framing says it
 	if err := ds.WriteHead(resp.StatusCode, nil, h, framing); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
+	}
+	if noteStatus {
+		fwd.rec.noteGRPCStatus(h) // a trailers-only answer: its status is in its head
 	}
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -341,6 +347,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 				res := clientBodyFailure(t.Addr, berr)
 				if wb != nil && !res.clientGone && actx.Err() == nil && wb.endFailed(ds, res.err) {
 					res.ended = true
+					fwd.rec.GRPCStatus, fwd.rec.HasGRPCStatus = int32(reason.GRPCStatus(res.err)), true
 				} else {
 					ds.Abort()
 				}
@@ -351,6 +358,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
 			// a request canceled by its client or a forced shutdown: nobody to tell).
 			if wb != nil && (timedOut || actx.Err() == nil) && wb.endFailed(ds, e) {
+				fwd.rec.GRPCStatus, fwd.rec.HasGRPCStatus = int32(reason.GRPCStatus(e)), true
 				return result{err: e, ended: true}
 			}
 			ds.Abort()
@@ -380,6 +388,9 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 	}
 	if err := ds.Finish(trp); err != nil {
 		return result{err: reason.New(499, reason.ClientBodyError, t.Addr, err), clientGone: true}
+	}
+	if noteStatus {
+		fwd.rec.noteGRPCStatus(tr) // the trailers' status, else the head's (trailers-only)
 	}
 	return result{}
 }

@@ -88,6 +88,13 @@ type Record struct {
 	// DroppedRequestTrailers and DroppedResponseTrailers count the trailer fields that were
 	// not forwarded: forbidden in trailers (h1.ForbiddenTrailer) or the gateway's own.
 	DroppedRequestTrailers, DroppedResponseTrailers int
+	// GRPCStatus is the grpc-status of the gRPC answer relayed to the client, when
+	// HasGRPCStatus: the backend's, from its trailers (or its head, a trailers-only answer),
+	// or the gateway's own in the trailers it ends a cut answer with (webBody.endFailed).
+	// The gateway's own error answers are the server's to report
+	// (server.Served.ErrorGRPCStatus).
+	GRPCStatus    int32
+	HasGRPCStatus bool
 
 	// Set by the gateway's plugin chain (internal/plugin), not by the proxy:
 	// ClientIP is the real client address when trusted proxies named it ("" : the peer's);
@@ -109,6 +116,23 @@ const (
 	protoH2C   = "h2c"
 	protoH2    = "h2"
 )
+
+// noteGRPCStatus takes the grpc-status field of h, if it has a valid one (a decimal
+// number), as the answer's gRPC status.
+func (r *Record) noteGRPCStatus(h *h1.Header) {
+	v, ok := h.Get("Grpc-Status")
+	if !ok || len(v) == 0 || len(v) > 9 {
+		return
+	}
+	var n int32
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return
+		}
+		n = n*10 + int32(c-'0')
+	}
+	r.GRPCStatus, r.HasGRPCStatus = n, true
+}
 
 func (r *Record) add(a Attempt) *Attempt {
 	if r.NumAttempts < len(r.Attempts) {

@@ -170,12 +170,16 @@ func (c *conn) serve(resumeIdle bool) {
 				return
 			}
 		}
+		// The request's first byte is here (or its whole head): its time runs from now
+		// (Exchange.Start), for the access log and metrics, a refused head's too.
+		at := time.Now()
 		if n == 0 && !resumeIdle && c.h2cPreface() {
 			c.serveH2()
 			return
 		}
 		ex := c.ex // changes when the connection idled and got its buffers back
 		ex.reset()
+		ex.Start = at
 		err := h1.ReadRequest(c.br, &ex.Req, c.st.Limits)
 		if err != nil {
 			c.rejectRequest(err)
@@ -527,7 +531,6 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 // to close after it.
 func (c *conn) answerRefused(status int, code reason.Code, detail string) {
 	ex := c.ex
-	ex.Start = time.Now()
 	ex.closeAfter = true
 	shown := ""
 	if c.st.ExposeDetails {

@@ -60,6 +60,10 @@ type Exchange struct {
 	// droppedHeaders and droppedTrailers count request fields removed for their names'
 	// underscores (Settings.Underscores).
 	droppedHeaders, droppedTrailers int
+
+	// grpcErr is the grpc-status of the gateway's own grpc-web error answer, plus one (0:
+	// none), for ErrorGRPCStatus.
+	grpcErr int16
 }
 
 func (ex *Exchange) reset() {
@@ -70,10 +74,10 @@ func (ex *Exchange) reset() {
 	ex.declared, ex.bytesOut, ex.closeAfter, ex.aborted, ex.tunneled = 0, 0, false, false, false
 	ex.splicedIn, ex.splicedOut = 0, 0
 	ex.droppedHeaders, ex.droppedTrailers = 0, 0
+	ex.grpcErr = 0
 }
 
 func (ex *Exchange) start() {
-	ex.Start = time.Now()
 	ex.bodyLimit = ex.c.st.MaxBodyBytes
 	ex.body.Reset(ex.c.br, ex.Req.ContentLength, ex.Req.Chunked, 0)
 	if ex.Req.Close || ex.c.srv.closing.Load() {
@@ -84,7 +88,8 @@ func (ex *Exchange) start() {
 // Request is the parsed request head (Req).
 func (ex *Exchange) Request() *h1.Request { return &ex.Req }
 
-// StartTime is when the request head was read (Start).
+// StartTime is when the request began to arrive (Start): when its first byte was read, or
+// when the server took it up if it was already buffered (pipelined).
 func (ex *Exchange) StartTime() time.Time { return ex.Start }
 
 // Proto is the request's HTTP version as the access log shows it: "HTTP/1.0" or "HTTP/1.1",
@@ -207,6 +212,11 @@ func (ex *Exchange) BodyTrailer() *h1.Header {
 // underscores in their names (Settings.Underscores).
 func (ex *Exchange) DroppedFields() (header, trailer int) {
 	return ex.droppedHeaders, ex.droppedTrailers
+}
+
+// ErrorGRPCStatus is the grpc-status of the gateway's own grpc-web error answer ([Served]).
+func (ex *Exchange) ErrorGRPCStatus() (code int, ok bool) {
+	return int(ex.grpcErr) - 1, ex.grpcErr != 0
 }
 
 // ReadBody reads the request body. The first read answers "Expect: 100-continue". Each read is
@@ -581,7 +591,7 @@ func (ex *Exchange) WriteErrorFields(e *reason.Error, detail string, extra *h1.H
 	if ct, _ := ex.Req.Header.Get("Content-Type"); len(ct) > 0 {
 		if web := grpcWebType(ct); web != "" {
 			errorHead(&h, e, id, extra)
-			grpcErrorHead(&h, e, detail, web)
+			ex.grpcErr = grpcErrorHead(&h, e, detail, web) + 1
 			ex.WriteHead(200, nil, &h, 0)
 			ex.status = e.Status // the access log and metrics see the gateway's status
 			return

@@ -36,13 +36,16 @@ func grpcWebType(ct []byte) string {
 
 // grpcErrorHead adds the fields of a trailers-only gRPC answer to e to h: content-type ct,
 // grpc-status (reason.GRPCStatus) and grpc-message (the reason code, then ": detail" when
-// detail is given, percent-encoded).
-func grpcErrorHead(h *h1.Header, e *reason.Error, detail, ct string) {
+// detail is given, percent-encoded). It returns the grpc-status, which the access log
+// shows ([Served].ErrorGRPCStatus).
+func grpcErrorHead(h *h1.Header, e *reason.Error, detail, ct string) int16 {
 	msg := string(e.Code)
 	if detail != "" {
 		msg += ": " + detail
 	}
+	code := reason.GRPCStatus(e)
 	h.Add("Content-Type", ct)
-	h.Add("Grpc-Status", strconv.Itoa(reason.GRPCStatus(e)))
+	h.Add("Grpc-Status", strconv.Itoa(code))
 	h.Add("Grpc-Message", reason.GRPCMessage(msg))
+	return int16(code)
 }

@@ -144,6 +144,7 @@ type h2Block struct {
 	hasHost   bool
 	clen      int64 // content-length (-1: none)
 	fields    []spanField
+	at        time.Time // when its HEADERS frame was read: its stream's Start
 }
 
 type span struct{ a, b int }
@@ -781,7 +782,7 @@ func (o *h2Own) onHeaders(id uint32, endStream, endHeaders, selfDep bool, frag [
 		return o.connError(http2.ErrCodeProtocol, "conn_PROTOCOL_even_stream_id")
 	}
 	b := &o.blk
-	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0]}
+	*b = h2Block{id: id, endStream: endStream, clen: -1, fields: b.fields[:0], at: o.src.at}
 	o.lockR()
 	s := o.streams[id]
 	open, halfClosed := s != nil, s != nil && s.x.remoteClosed

@@ -64,7 +64,7 @@ type ownStream struct {
 }
 
 func (s *Stream) initOwn() {
-	s.Start = s.x.o.src.at // when its HEADERS were read
+	s.Start = s.x.o.blk.at // when its HEADERS frame was read, however long its CONTINUATIONs took
 	s.bodyLimit = s.h.c.st.MaxBodyBytes
 	// A context made when needed (h2ctx.go), from Background when it is: not a child of the
 	// connection's context, whose set of children (a map under the parent's lock, shared by

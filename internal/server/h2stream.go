@@ -59,6 +59,7 @@ type Stream struct {
 	writeErr   error
 	droppedHdr int
 	droppedTr  atomic.Int32
+	grpcErr    int16 // the grpc-status of the gateway's own error answer, plus one (0: none)
 
 	x ownStream // the connection-side state (h2ownstream.go)
 }
@@ -156,7 +157,7 @@ func (s *Stream) end() (reset bool) {
 // Request is the request head, as an HTTP/1.1 one (see Stream).
 func (s *Stream) Request() *h1.Request { return &s.Req }
 
-// StartTime is when the stream's request head arrived.
+// StartTime is when the stream's request head began to arrive (its HEADERS frame was read).
 func (s *Stream) StartTime() time.Time { return s.Start }
 
 // Proto is "HTTP/2".
@@ -269,6 +270,11 @@ func (s *Stream) BodyBytes() int64 { return s.bodyRead.Load() }
 // underscores in their names.
 func (s *Stream) DroppedFields() (header, trailer int) {
 	return s.droppedHdr, int(s.droppedTr.Load())
+}
+
+// ErrorGRPCStatus is the grpc-status of the gateway's own gRPC error answer ([Served]).
+func (s *Stream) ErrorGRPCStatus() (code int, ok bool) {
+	return int(s.grpcErr) - 1, s.grpcErr != 0
 }
 
 // SplicedBytes is zero: HTTP/2 frames never splice.

@@ -12,7 +12,9 @@ import (
 // [Exchange] and an HTTP/2 [Stream]. It is valid until the request's handler returns.
 type Served interface {
 	Request() *h1.Request
-	// StartTime is when the request head was read.
+	// StartTime is when the request began to arrive: its first byte (HTTP/1) or its
+	// HEADERS frame (HTTP/2). A request refused while its head was read counts from then
+	// too, not from its answer.
 	StartTime() time.Time
 	// Proto is "HTTP/1.0", "HTTP/1.1" or "HTTP/2"; "" for an HTTP/1 request refused before
 	// its version was read.
@@ -30,6 +32,10 @@ type Served interface {
 	BytesSent() int64
 	DroppedFields() (header, trailer int)
 	SplicedBytes() (request, response int64)
+	// ErrorGRPCStatus is the grpc-status of the gateway's own error answer to a gRPC or
+	// grpc-web request (a trailers-only answer, grpcErrorHead); ok is false when the
+	// gateway wrote none (a backend's answer is the proxy's to report: proxy.Record).
+	ErrorGRPCStatus() (code int, ok bool)
 }
 
 var (
