@@ -135,9 +135,10 @@ type Tunneler interface {
 	Tunnel() (conn net.Conn, r io.Reader, err error)
 }
 
-// Arrival is an optional Downstream capability: when the request head arrived. A gRPC call's
-// grpc-timeout counts from it (grpcdeadline.go): the client's deadline was running while the
-// plugins ran and the body prefix was waited for. Without it, it counts from the proxy's start.
+// Arrival is an optional Downstream capability: when the request head began to arrive. A
+// gRPC call's grpc-timeout counts from it (grpcdeadline.go): the client's deadline was
+// running while the plugins ran and the body prefix was waited for. Without it, it counts
+// from the proxy's start.
 type Arrival interface {
 	StartTime() time.Time
 }
