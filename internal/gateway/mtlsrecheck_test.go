@@ -223,3 +223,71 @@ func countingEcho(t *testing.T, name string) (addr string, hits func(path string
 		return n[path]
 	}
 }
+
+// TestClientCertRecheckDrainsHTTP2: an HTTP/2 connection whose client fails the changed
+// policy is drained, not cut: the stream that found it out is answered 421, and a stream in
+// flight from before the change gets its whole response before the connection closes.
+func TestClientCertRecheckDrainsHTTP2(t *testing.T) {
+	serverCA, clientCA := testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := serverCA.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	arrived, release := make(chan struct{}), make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(arrived)
+			<-release
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	}))
+	t.Cleanup(slow.Close)
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before slow.Close, which waits for the handler
+	const y = `
+listeners:
+  - {address: 127.0.0.1:0, protocols: [http1, h2], tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: {{mode}}, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	vars := map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "mode": "optional", "b": hostport(slow)}
+	tg := startGateway(t, y, vars)
+	cc := keptConn(t, tg.addr, serverCA, "h2", nil)
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	inFlight := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "https://a.test/slow", nil)
+		resp, err := cc.RoundTrip(req)
+		if err != nil {
+			inFlight <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		inFlight <- result{resp.StatusCode, string(b), err}
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first request never reached the backend")
+	}
+	vars["mode"] = "require"
+	if err := tg.gw.Apply(mustParse(t, y, vars)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := keptGet(t, cc, "/after"); resp.StatusCode != 421 {
+		t.Fatalf("a new stream after the change: %d, want 421", resp.StatusCode)
+	}
+	unblock()
+	select {
+	case r := <-inFlight:
+		if r.err != nil || r.status != 200 || r.body != "done /slow" {
+			t.Fatalf("the stream in flight: %d %q, %v; want 200 %q", r.status, r.body, r.err, "done /slow")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream in flight never ended")
+	}
+	testutil.WaitFor(t, 5*time.Second, "the gateway to close the drained connection", func() bool { return cc.Err() != nil })
+}
