@@ -27,7 +27,8 @@ type Handler interface {
 }
 
 // Settings are the per-listener client-side limits. A listener reads them per connection, so a
-// reload that changes them applies to connections accepted afterwards.
+// reload that changes them applies to connections accepted afterwards; the client certificate
+// policy (TLS.ClientAuth, ClientCAs) is the exception, checked again on open connections.
 type Settings struct {
 	Name              string
 	ReadHeaderTimeout time.Duration
