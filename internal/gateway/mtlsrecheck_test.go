@@ -171,15 +171,23 @@ func keptConn(t *testing.T, addr string, ca *testutil.CA, proto string, certs []
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tc.Close() })
+	cc := clientConnOver(t, tc, proto, "a.test:443")
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// clientConnOver is an HTTP client connection over tc, a TLS connection that chose proto
+// (ALPN), to authority.
+func clientConnOver(t *testing.T, tc *tls.Conn, proto, authority string) *http.ClientConn {
+	t.Helper()
 	tr := &http.Transport{Protocols: new(http.Protocols),
 		DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return tc, nil }}
 	tr.Protocols.SetHTTP1(proto == "http/1.1")
 	tr.Protocols.SetHTTP2(proto == "h2")
-	cc, err := tr.NewClientConn(t.Context(), "https", "a.test:443")
+	cc, err := tr.NewClientConn(t.Context(), "https", authority)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cc.Close() })
 	return cc
 }
 
