@@ -134,12 +134,17 @@ routes:
 					n, _ := gathered(t, tg).value("sluice_gateway_errors_total", map[string]string{"reason": "client_cert_no_longer_trusted"})
 					return n == 1
 				})
+				var wantSubject any // the handshake's, naming who was refused
+				if tc.certs != nil {
+					wantSubject = "CN=svc-one"
+				}
 				found := false
 				for _, l := range tg.accessLines(2) {
-					found = found || l["path"] == "/after" && l["reason"] == "client_cert_no_longer_trusted" && l["status"] == float64(421)
+					found = found || l["path"] == "/after" && l["reason"] == "client_cert_no_longer_trusted" && l["status"] == float64(421) &&
+						l["client_cert_subject"] == wantSubject
 				}
 				if !found {
-					t.Error("no access log line for the refused request with its reason")
+					t.Errorf("no access log line for the refused request with its reason and client_cert_subject %v", wantSubject)
 				}
 				if !strings.Contains(logs.String(), "client certificate no longer trusted") {
 					t.Error("the refusal is not in the log")

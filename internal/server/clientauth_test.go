@@ -1,9 +1,14 @@
 package server
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"log/slog"
+	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -67,6 +72,7 @@ func TestClientAuthVerify(t *testing.T) {
 	serverOnly := leaf(ca1, testutil.CertOptions{CommonName: "svc"})
 	expired := leaf(ca1, testutil.CertOptions{CommonName: "svc", Client: true, NotAfter: time.Now().Add(-time.Minute)})
 	none := &tls.ConnectionState{}
+	root, chained, leafOnly := intermediateChain(t)
 	for _, tc := range []struct {
 		name     string
 		p        clientAuth
@@ -82,12 +88,53 @@ func TestClientAuthVerify(t *testing.T) {
 		{"none given, optional", clientAuth{tls.VerifyClientCertIfGiven, ca1.Pool()}, none, false, false},
 		{"none given, require", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, none, false, true},
 		{"client_auth none", clientAuth{tls.NoClientCert, nil}, good, false, false},
+		{"through the intermediate it sent", clientAuth{tls.RequireAndVerifyClientCert, root}, chained, true, false},
+		{"without the intermediate", clientAuth{tls.RequireAndVerifyClientCert, root}, leafOnly, false, true},
 	} {
 		verified, err := tc.p.verify(tc.st)
 		if verified != tc.verified || (err != nil) != tc.fails {
 			t.Errorf("%s: verified %v, err %v; want verified %v, failure %v", tc.name, verified, err, tc.verified, tc.fails)
 		}
 	}
+}
+
+// intermediateChain is a root's pool and the state of a client whose leaf a CA under the
+// root signed: with the intermediate sent (chained), and without it (leafOnly).
+func intermediateChain(t *testing.T) (root *x509.CertPool, chained, leafOnly *tls.ConnectionState) {
+	t.Helper()
+	issue := func(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, key
+	}
+	now := time.Now()
+	ca := func(serial int64, cn string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true,
+			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	}
+	rootCert, rootKey := issue(ca(1, "root"), nil, nil)
+	mid, midKey := issue(ca(2, "intermediate"), rootCert, rootKey)
+	leaf, _ := issue(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "svc"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, mid, midKey)
+	root = x509.NewCertPool()
+	root.AddCert(rootCert)
+	return root, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf, mid}},
+		&tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
 }
 
 // BenchmarkClientTrusted is the cost a request on a TLS connection pays when the policy did
