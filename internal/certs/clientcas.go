@@ -15,9 +15,9 @@ import (
 // handshake on, resumed sessions included (crypto/tls checks a resumed session's chain
 // against the pool of the handshake's config), and the open connections' at their next
 // request (OnReload), so that a CA taken out of the bundle stops being trusted without a
-// config reload. A file that does not load keeps the bundle in
-// force; the failure is logged and counted once per change. Safe for concurrent use: Pool
-// runs on every handshake, Reload on the watcher's goroutine.
+// config reload. A file that does not load keeps the bundle in force; the failure is logged
+// and counted once per change. Safe for concurrent use: Pool runs on every handshake,
+// Reload on the watcher's goroutine.
 type ClientCAs struct {
 	file string
 	log  *slog.Logger

@@ -25,9 +25,10 @@ const certPollInterval = 2 * time.Second
 // edgeTLS is the TLS side of one config's listeners: a certificate store (and an ACME
 // manager) and a tls.Config per TLS listener, a client CA bundle per listener under
 // client_auth (both by address), and the HTTPS ports of redirecting listeners (by name).
-// The stores' and bundles' file watchers and the ACME managers run from watch until close. An ACME manager whose settings a reload left
-// alone goes on in the next edgeTLS (its cache, renewal schedule and orders in progress
-// with it): close and watch skip the managers the other edgeTLS shares.
+// The stores' and bundles' file watchers and the ACME managers run from watch until close.
+// An ACME manager whose settings a reload left alone goes on in the next edgeTLS (its
+// cache, renewal schedule and orders in progress with it): close and watch skip the
+// managers the other edgeTLS shares.
 type edgeTLS struct {
 	configs   map[string]*tls.Config
 	stores    []*certs.Store

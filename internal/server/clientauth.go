@@ -13,8 +13,8 @@ package server
 // passed, the connection takes the new pointer (and the subject the routes see under the
 // new policy) and the request is served; failed, the request is answered 421
 // client_cert_no_longer_trusted and the connection ends (HTTP/1.1: closed after the
-// answer; HTTP/2: drained, its other streams finish). A client retries a 421 on a new
-// connection, whose handshake applies the policy in force.
+// answer; HTTP/2: drained, its other streams finish). A client may retry a 421 on a new
+// connection (RFC 9110 §15.5.20), whose handshake applies the policy in force.
 //
 // Cost when nothing changed: a TLS request loads one pointer atomically and compares it; a
 // plain one reads conn.tls. The pointer is read before the settings at accept (Serve) and
@@ -95,8 +95,9 @@ func (p *clientAuth) verify(st *tls.ConnectionState) (verified bool, err error) 
 	return true, nil
 }
 
-// refreshClientAuth puts the policy of the settings in force in force, unless it is the same
-// as the one in force (then the connections verified under that one need no check).
+// refreshClientAuth makes the policy of the current settings (and bundle) the listener's,
+// unless it verifies as the one in force does: then the connections verified under that
+// one need no check.
 func (s *Server) refreshClientAuth() {
 	s.authMu.Lock()
 	defer s.authMu.Unlock()
