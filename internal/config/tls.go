@@ -36,7 +36,8 @@ type ListenerTLS struct {
 	ClientAuth string `yaml:"client_auth"`
 	// ClientCAFile is a PEM bundle of the CAs that client certificates must chain to.
 	// Required unless client_auth is none. Watched like the certificates: a replaced file
-	// verifies from the next handshake on.
+	// verifies from the next handshake on, and open connections' certificates are checked
+	// again at their next request (as after a reload that changes client_auth).
 	ClientCAFile string `yaml:"client_ca_file"`
 	// HandshakeTimeout bounds the TLS handshake of a new connection. Default 10s; 0 is
 	// invalid.

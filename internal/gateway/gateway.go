@@ -184,6 +184,7 @@ func settings(lc config.Listener, edge *edgeTLS, exposeDetails bool) server.Sett
 	}
 	return server.Settings{
 		TLS:               edge.configs[lc.Address],
+		ClientCAs:         edge.clientCAs[lc.Address],
 		HandshakeTimeout:  hs,
 		Name:              lc.Name,
 		ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),

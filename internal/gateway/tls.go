@@ -23,15 +23,16 @@ import (
 const certPollInterval = 2 * time.Second
 
 // edgeTLS is the TLS side of one config's listeners: a certificate store (and an ACME
-// manager, a client CA bundle) and tls.Config per TLS listener (by address), and the HTTPS
-// ports of redirecting listeners (by name). The stores' and bundles' file watchers and the
-// ACME managers run from watch until close. An ACME manager whose settings a reload left
-// alone goes on in the next edgeTLS (its cache, renewal schedule and orders in progress
-// with it): close and watch skip the managers the other edgeTLS shares.
+// manager) and a tls.Config per TLS listener, a client CA bundle per listener under
+// client_auth (both by address), and the HTTPS ports of redirecting listeners (by name).
+// The stores' and bundles' file watchers and the ACME managers run from watch until close.
+// An ACME manager whose settings a reload left alone goes on in the next edgeTLS (its
+// cache, renewal schedule and orders in progress with it): close and watch skip the
+// managers the other edgeTLS shares.
 type edgeTLS struct {
 	configs   map[string]*tls.Config
 	stores    []*certs.Store
-	clientCAs []*certs.ClientCAs
+	clientCAs map[string]*certs.ClientCAs
 	acme      []*acme.Manager
 	redirects map[string]int
 	stop      context.CancelFunc
@@ -40,7 +41,7 @@ type edgeTLS struct {
 // buildEdgeTLS loads the certificates of cfg's TLS listeners. An error (a file that does not
 // load) names the listener and the file; the running config keeps serving.
 func (g *Gateway) buildEdgeTLS(cfg *config.Config) (*edgeTLS, error) {
-	e := &edgeTLS{configs: map[string]*tls.Config{}, redirects: map[string]int{}}
+	e := &edgeTLS{configs: map[string]*tls.Config{}, clientCAs: map[string]*certs.ClientCAs{}, redirects: map[string]int{}}
 	for _, lc := range cfg.Listeners {
 		if r := lc.RedirectHTTPS; r != nil {
 			e.redirects[lc.Name] = r.Port
@@ -91,7 +92,7 @@ func (g *Gateway) listenerTLS(cfg *config.Config, lc config.Listener, e *edgeTLS
 		if o.ClientCAs, err = certs.NewClientCAs(t.ClientCAFile, g.log, g.obs.m); err != nil {
 			return nil, fmt.Errorf("client_ca_file: %w", err)
 		}
-		e.clientCAs = append(e.clientCAs, o.ClientCAs)
+		e.clientCAs[lc.Address] = o.ClientCAs
 	}
 	getCert := store.GetCertificate
 	if store != nil && t.UnknownSNI == config.UnknownSNIReject {

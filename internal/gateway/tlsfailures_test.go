@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -81,14 +80,7 @@ func servedOne(t *testing.T, tc *tls.Conn, proto string) {
 	if got := tc.ConnectionState().NegotiatedProtocol; got != proto {
 		t.Fatalf("ALPN chose %q, want %q", got, proto)
 	}
-	tr := &http.Transport{Protocols: new(http.Protocols),
-		DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return tc, nil }}
-	tr.Protocols.SetHTTP1(proto == "http/1.1")
-	tr.Protocols.SetHTTP2(proto == "h2")
-	cc, err := tr.NewClientConn(t.Context(), "https", "site.test:443")
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc := clientConnOver(t, tc, proto, "site.test:443")
 	req, _ := http.NewRequest("GET", "https://site.test/", nil)
 	resp, err := cc.RoundTrip(req)
 	if err != nil {

@@ -30,6 +30,8 @@ var grpcByCode = map[Code]int{
 	TLSCertificate:   GRPCUnavailable,
 	PoolQueueTimeout: GRPCUnavailable,
 	H2Unavailable:    GRPCUnavailable,
+	// Refused before routing; a new connection's handshake decides.
+	ClientCertNoLongerTrusted: GRPCUnavailable,
 	// Timeouts.
 	ResponseTimeout: GRPCDeadlineExceeded,
 	ClientTimeout:   GRPCDeadlineExceeded,

@@ -15,6 +15,7 @@ func TestGRPCStatus(t *testing.T) {
 		{502, ResetBeforeSend, GRPCUnavailable},
 		{503, NoHealthyTarget, GRPCUnavailable},
 		{503, GatewayShutdown, GRPCUnavailable},
+		{421, ClientCertNoLongerTrusted, GRPCUnavailable},
 		{502, ResetBeforeResp, GRPCUnknown},
 		{502, ResetDuringResp, GRPCUnknown},
 		{504, ResponseTimeout, GRPCDeadlineExceeded},

@@ -26,6 +26,11 @@ const (
 	// ACMEChallengeUnknown: an ACME HTTP-01 request for a name the gateway gets certificates
 	// for, with a token it has no challenge for.
 	ACMEChallengeUnknown Code = "acme_challenge_unknown"
+	// ClientCertNoLongerTrusted: a request on a TLS connection whose client certificate (or
+	// its lack of one) passed the listener's client_auth and client_ca_file at its handshake
+	// and fails them since they changed; the connection is closed (421: clients retry on a
+	// new connection).
+	ClientCertNoLongerTrusted Code = "client_cert_no_longer_trusted"
 
 	// Upstream side (5xx).
 	ConnectRefused   Code = "upstream_connect_refused"
@@ -104,6 +109,8 @@ var descriptions = map[Code]string{
 	UnderscoreInHeader: "a header field name contains an underscore, which this listener refuses",
 
 	ACMEChallengeUnknown: "no ACME challenge is pending for this token",
+
+	ClientCertNoLongerTrusted: "the client certificate of this connection is no longer trusted by the listener; retry on a new connection",
 
 	ConnectRefused:       "the upstream target refused the connection",
 	ConnectFailed:        "the connection to the upstream target failed",

@@ -87,6 +87,12 @@ type conn struct {
 	// clientSubject is the verified client certificate's subject, rendered once at the
 	// handshake (clientSubject in tls.go); "" without one.
 	clientSubject string
+	// verified is the listener's client certificate policy the connection's certificate (or
+	// its lack of one) last passed; distrust, why it failed the policy that replaced it
+	// (clientauth.go). Like clientSubject, the connection's goroutine's, or under HTTP/2 its
+	// read loop's.
+	verified *clientAuth
+	distrust error
 	// tlsDrained: a read through TLS just found nothing buffered, so the idle wait can
 	// watch the socket (waitReadable).
 	tlsDrained bool
@@ -183,6 +189,10 @@ func (c *conn) serve(resumeIdle bool) {
 		err := h1.ReadRequest(c.br, &ex.Req, c.st.Limits)
 		if err != nil {
 			c.rejectRequest(err)
+			return
+		}
+		if err := c.clientTrusted(); err != nil {
+			c.refuseUntrusted(ex, err)
 			return
 		}
 		if !c.applyUnderscores(ex) {

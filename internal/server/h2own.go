@@ -979,6 +979,7 @@ func (o *h2Own) endBlock() bool {
 	// and it is served, or does not and it is not (RFC 9113 §6.8). A refused stream goes
 	// back to the pool through release, as a served one does.
 	o.fillOwn(s, id)
+	o.checkClient(s)
 	if hook := h2BuiltHook.Load(); hook != nil {
 		(*hook)(o)
 	}

@@ -40,7 +40,12 @@ type Stream struct {
 
 	grpc  bool
 	reqID []byte
-	idBuf [32]byte
+	// subject is the connection's client certificate subject when the stream began, and
+	// distrust why its certificate failed the listener's changed policy (set by the read
+	// loop: checkClient in clientauth.go).
+	subject  string
+	distrust error
+	idBuf    [32]byte
 
 	// Request side.
 	bodyLimit int64
@@ -78,12 +83,15 @@ func (s *Stream) release() {
 	streamPool.Put(s)
 }
 
-// admit applies the listener's header rules to the request before the handler sees it
-// (max_header_bytes, max_headers, underscores_in_headers). It reports false when the
+// admit applies the listener's rules to the request before the handler sees it (a client
+// certificate no longer trusted, max_header_bytes, max_headers, underscores_in_headers). It reports false when the
 // request was refused (answered, logged and counted through the Rejecter).
 func (s *Stream) admit() bool {
 	st := s.h.c.st
 	h := &s.Req.Header
+	if s.distrust != nil {
+		return s.refuse(421, reason.ClientCertNoLongerTrusted, untrustedDetail(s.distrust))
+	}
 	// The header list size as RFC 9113 §6.5.2 counts it: name, value and 32 per field.
 	size := s.x.listSize
 	if s.x.big {
@@ -174,7 +182,7 @@ func (s *Stream) TLS() *tls.ConnectionState { return s.h.c.tls }
 
 // ClientSubject is the subject of the client's verified certificate, "" without one
 // ([Served]).
-func (s *Stream) ClientSubject() string { return s.h.c.clientSubject }
+func (s *Stream) ClientSubject() string { return s.subject }
 
 // RequestIDBytes is the request's id: the client's X-Request-Id when sane, else a new one.
 func (s *Stream) RequestIDBytes() []byte {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sluice/internal/certs"
 	"sluice/internal/h1"
 )
 
@@ -26,7 +27,8 @@ type Handler interface {
 }
 
 // Settings are the per-listener client-side limits. A listener reads them per connection, so a
-// reload that changes them applies to connections accepted afterwards.
+// reload that changes them applies to connections accepted afterwards; the client certificate
+// policy (TLS.ClientAuth, ClientCAs) is the exception, checked again on open connections.
 type Settings struct {
 	Name              string
 	ReadHeaderTimeout time.Duration
@@ -41,6 +43,11 @@ type Settings struct {
 	// each handshake.
 	TLS              *tls.Config
 	HandshakeTimeout time.Duration
+	// ClientCAs, when set, is the client CA bundle that TLS verifies client certificates
+	// against (TLS.ClientAuth): when it changes on disk, or a reload changes it or
+	// TLS.ClientAuth, the open connections' certificates are checked again at their next
+	// request (clientauth.go). Unset, TLS.ClientCAs is the bundle.
+	ClientCAs *certs.ClientCAs
 	// ExposeDetails adds why a malformed request was refused ("detail") to the 4xx body
 	// (config errors.expose_details); the access log has it either way.
 	ExposeDetails bool
@@ -78,6 +85,10 @@ type Server struct {
 	log      *slog.Logger
 	settings atomic.Pointer[Settings]
 	ln       net.Listener
+	// auth is the client certificate policy in force (clientauth.go); authMu serialises
+	// its changes.
+	auth   atomic.Pointer[clientAuth]
+	authMu sync.Mutex
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -89,15 +100,23 @@ type Server struct {
 // New returns a Server for ln. Call Serve to start accepting.
 func New(ln net.Listener, s Settings, h Handler, log *slog.Logger) *Server {
 	srv := &Server{handler: h, log: log.With("component", "server", "listener", s.Name), ln: ln, conns: map[*conn]struct{}{}}
-	srv.settings.Store(&s)
+	srv.Update(s)
 	return srv
 }
 
 // Addr is the listening address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Update replaces the settings used for connections accepted from now on.
-func (s *Server) Update(st Settings) { s.settings.Store(&st) }
+// Update replaces the settings used for connections accepted from now on. A changed client
+// certificate policy (TLS.ClientAuth, ClientCAs) applies to the open connections too: each
+// has its certificate checked again at its next request (clientauth.go).
+func (s *Server) Update(st Settings) {
+	s.settings.Store(&st)
+	if st.ClientCAs != nil {
+		st.ClientCAs.OnReload(s.refreshClientAuth)
+	}
+	s.refreshClientAuth() // after the settings: see clientauth.go
+}
 
 // Serve accepts connections until Shutdown. It returns nil after Shutdown.
 func (s *Server) Serve() error {
@@ -120,7 +139,9 @@ func (s *Server) Serve() error {
 			return err
 		}
 		delay = 0
+		auth := s.auth.Load() // before the settings: see clientauth.go
 		c := newConn(s, nc, s.settings.Load())
+		c.verified = auth
 		s.mu.Lock()
 		if s.closing.Load() {
 			s.mu.Unlock()

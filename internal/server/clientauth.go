@@ -1,0 +1,181 @@
+package server
+
+// Client certificates of open connections under a changed policy.
+//
+// A TLS handshake verifies the client's certificate once, under the listener's client
+// certificate policy of that moment: client_auth and the client CA bundle in force. Both
+// can change while connections stay open, by a reload or by a client_ca_file replaced on
+// disk. The Server keeps the policy in force as one pointer (Server.auth), replaced only
+// when the policy really changed (a reload that rebuilds an equal bundle keeps it); each
+// TLS connection keeps the pointer it was verified under (conn.verified). A request that
+// starts on a connection whose pointer is not the Server's has the connection's peer
+// certificate chain checked again, by the rules of the handshake (clientAuth.verify):
+// passed, the connection takes the new pointer (and the subject the routes see under the
+// new policy) and the request is served; failed, the request is answered 421
+// client_cert_no_longer_trusted and the connection ends (HTTP/1.1: closed after the
+// answer; HTTP/2: drained, its other streams finish). A client may retry a 421 on a new
+// connection (RFC 9110 §15.5.20), whose handshake applies the policy in force.
+//
+// Cost when nothing changed: a TLS request loads one pointer atomically and compares it; a
+// plain one reads conn.tls. The pointer is read before the settings at accept (Serve) and
+// stored after them (Update), and a reloaded bundle is in force before the pointer changes
+// (ClientCAs.OnReload): a connection's pointer is never newer than the policy its
+// handshake ran under, so a change is never missed (at worst checked once for nothing).
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"time"
+
+	"sluice/internal/reason"
+)
+
+// clientAuth is a listener's client certificate policy: what a handshake asks of the client
+// (tls.NoClientCert, tls.VerifyClientCertIfGiven, tls.RequireAndVerifyClientCert) and the
+// CAs a certificate must chain to (nil under tls.NoClientCert).
+type clientAuth struct {
+	typ  tls.ClientAuthType
+	pool *x509.CertPool
+}
+
+// policyOf is the policy of st in force now.
+func policyOf(st *Settings) *clientAuth {
+	p := &clientAuth{}
+	if st.TLS == nil || st.TLS.ClientAuth == tls.NoClientCert {
+		return p
+	}
+	p.typ = st.TLS.ClientAuth
+	if st.ClientCAs != nil {
+		p.pool = st.ClientCAs.Pool()
+	} else {
+		p.pool = st.TLS.ClientCAs
+	}
+	return p
+}
+
+// same reports whether p verifies as q does: a bundle rebuilt by a reload from the same file
+// is another pool with the same CAs.
+func (p *clientAuth) same(q *clientAuth) bool {
+	return p.typ == q.typ && (p.pool == q.pool || p.pool != nil && q.pool != nil && p.pool.Equal(q.pool))
+}
+
+// errNoClientCert is the recheck's failure of a connection without a certificate under
+// tls.RequireAndVerifyClientCert.
+var errNoClientCert = errors.New("the listener now requires a client certificate, and this connection presented none")
+
+// verify checks the client certificate chain of st (a completed handshake's) against p, as
+// crypto/tls's server handshake does: the chain must verify to p's CAs, with the
+// intermediates the client sent and the client-auth key usage, now. It returns whether the
+// connection keeps a verified certificate under p (under tls.NoClientCert none is asked
+// for, so none is: the routes no longer see its subject, as a new connection's would not
+// have one).
+func (p *clientAuth) verify(st *tls.ConnectionState) (verified bool, err error) {
+	certs := st.PeerCertificates
+	switch {
+	case p.typ == tls.NoClientCert:
+		return false, nil
+	case len(certs) == 0 && p.typ == tls.RequireAndVerifyClientCert:
+		return false, errNoClientCert
+	case len(certs) == 0:
+		return false, nil
+	}
+	opts := x509.VerifyOptions{
+		Roots:         p.pool,
+		CurrentTime:   time.Now(),
+		Intermediates: x509.NewCertPool(),
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// refreshClientAuth makes the policy of the current settings (and bundle) the listener's,
+// unless it verifies as the one in force does: then the connections verified under that
+// one need no check.
+func (s *Server) refreshClientAuth() {
+	s.authMu.Lock()
+	defer s.authMu.Unlock()
+	next := policyOf(s.settings.Load())
+	if cur := s.auth.Load(); cur != nil && cur.same(next) {
+		return
+	}
+	s.auth.Store(next)
+}
+
+// clientTrusted reports whether the connection's client certificate still passes the
+// listener's policy, checking it again when the policy changed since it was last verified;
+// err says why not. One atomic load and compare when nothing changed. The connection's
+// goroutine only (HTTP/1.1), or its HTTP/2 read loop: both own conn.verified and
+// conn.clientSubject then.
+func (c *conn) clientTrusted() error {
+	if c.tls == nil {
+		return nil
+	}
+	if p := c.srv.auth.Load(); p != c.verified {
+		return c.recheckClient(p)
+	}
+	return nil
+}
+
+// recheckClient checks the connection's certificate against p (clientTrusted). Passed, the
+// connection is verified under p from now on, with its subject rendered or dropped as p
+// has it; failed, it stays failed (an HTTP/2 connection draining refuses every stream it
+// still takes), logged once.
+func (c *conn) recheckClient(p *clientAuth) error {
+	if c.distrust != nil {
+		return c.distrust
+	}
+	ok, err := p.verify(c.tls)
+	if err != nil {
+		c.distrust = err
+		c.srv.log.Info("client certificate no longer trusted under the listener's changed client_auth or client_ca_file; closing the connection",
+			"remote", c.clientIP, "client_cert_subject", c.clientSubject, "err", err)
+		return err
+	}
+	c.verified = p
+	switch {
+	case !ok:
+		c.clientSubject = ""
+	case c.clientSubject == "":
+		c.clientSubject = c.tls.PeerCertificates[0].Subject.String()
+	}
+	return nil
+}
+
+// refuseUntrusted answers an HTTP/1.1 request on a connection whose certificate failed its
+// recheck: 421 client_cert_no_longer_trusted, and the connection closes (as after an
+// underscore_in_header 400: at once without a body and with nothing behind it, else after
+// a lingering close).
+func (c *conn) refuseUntrusted(ex *Exchange, err error) {
+	c.answerRefused(421, reason.ClientCertNoLongerTrusted, untrustedDetail(err))
+	if ex.HasBody() || c.br.Buffered() > 0 {
+		c.lingerClose()
+	}
+}
+
+// untrustedDetail is the detail of a client_cert_no_longer_trusted answer.
+func untrustedDetail(err error) string {
+	return "client certificate no longer trusted by the listener's client_auth and client_ca_file: " + err.Error()
+}
+
+// checkClient runs the connection's check (clientTrusted) for a new HTTP/2 stream, on the
+// read loop, and gives the stream the subject in force. A failed check drains the
+// connection (its streams in flight finish; the client opens new ones on a new connection)
+// and the stream is refused (admit), as every stream taken until the last GOAWAY is.
+func (o *h2Own) checkClient(s *Stream) {
+	c := o.c
+	failed := c.distrust != nil
+	if err := c.clientTrusted(); err != nil {
+		s.distrust = err
+		if !failed {
+			go o.h.drain()
+		}
+	}
+	s.subject = c.clientSubject
+}

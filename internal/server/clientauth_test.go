@@ -1,0 +1,169 @@
+package server
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"log/slog"
+	"math/big"
+	"net"
+	"testing"
+	"time"
+
+	"sluice/internal/certs"
+	"sluice/internal/testutil"
+)
+
+// TestClientAuthPolicyChanges: the listener's client certificate policy is replaced (and
+// the open connections checked again) only when it changed: a reload that rebuilds the
+// same bundle from the same file keeps it, so that no connection pays a chain verification
+// for nothing; a changed bundle or client_auth replaces it.
+func TestClientAuthPolicyChanges(t *testing.T) {
+	ca1, ca2 := testutil.NewCA(t), testutil.NewCA(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	settings := func(auth tls.ClientAuthType, ca *testutil.CA) Settings {
+		cas, err := certs.NewClientCAs(ca.CAFile(t), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Settings{Name: "l", TLS: &tls.Config{ClientAuth: auth, ClientCAs: cas.Pool()}, ClientCAs: cas}
+	}
+	s := New(ln, settings(tls.RequireAndVerifyClientCert, ca1), nil, slog.New(slog.DiscardHandler))
+	for _, tc := range []struct {
+		name    string
+		st      Settings
+		changed bool
+	}{
+		{"the same bundle loaded again", settings(tls.RequireAndVerifyClientCert, ca1), false},
+		{"another CA", settings(tls.RequireAndVerifyClientCert, ca2), true},
+		{"optional", settings(tls.VerifyClientCertIfGiven, ca2), true},
+		{"none", settings(tls.NoClientCert, ca2), true},
+		{"none with another bundle", settings(tls.NoClientCert, ca1), false},
+		{"plain", Settings{Name: "l"}, false},
+	} {
+		before := s.auth.Load()
+		s.Update(tc.st)
+		if changed := s.auth.Load() != before; changed != tc.changed {
+			t.Errorf("%s: policy replaced %v, want %v", tc.name, changed, tc.changed)
+		}
+	}
+}
+
+// TestClientAuthVerify: an open connection's certificate is checked again by the rules of
+// the handshake: a chain to a CA of the bundle, with the clientAuth usage, not expired; no
+// certificate is refused only under require; under none nothing is verified (no subject).
+func TestClientAuthVerify(t *testing.T) {
+	ca1, ca2 := testutil.NewCA(t), testutil.NewCA(t)
+	leaf := func(ca *testutil.CA, o testutil.CertOptions) *tls.ConnectionState {
+		c, err := tls.X509KeyPair(ca.IssuePEM(t, o))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}
+	}
+	good := leaf(ca1, testutil.CertOptions{CommonName: "svc", Client: true})
+	serverOnly := leaf(ca1, testutil.CertOptions{CommonName: "svc"})
+	expired := leaf(ca1, testutil.CertOptions{CommonName: "svc", Client: true, NotAfter: time.Now().Add(-time.Minute)})
+	none := &tls.ConnectionState{}
+	root, chained, leafOnly := intermediateChain(t)
+	for _, tc := range []struct {
+		name     string
+		p        clientAuth
+		st       *tls.ConnectionState
+		verified bool
+		fails    bool
+	}{
+		{"its CA", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, good, true, false},
+		{"its CA, optional", clientAuth{tls.VerifyClientCertIfGiven, ca1.Pool()}, good, true, false},
+		{"another CA", clientAuth{tls.VerifyClientCertIfGiven, ca2.Pool()}, good, false, true},
+		{"without the clientAuth usage", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, serverOnly, false, true},
+		{"expired", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, expired, false, true},
+		{"none given, optional", clientAuth{tls.VerifyClientCertIfGiven, ca1.Pool()}, none, false, false},
+		{"none given, require", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, none, false, true},
+		{"client_auth none", clientAuth{tls.NoClientCert, nil}, good, false, false},
+		{"through the intermediate it sent", clientAuth{tls.RequireAndVerifyClientCert, root}, chained, true, false},
+		{"without the intermediate", clientAuth{tls.RequireAndVerifyClientCert, root}, leafOnly, false, true},
+	} {
+		verified, err := tc.p.verify(tc.st)
+		if verified != tc.verified || (err != nil) != tc.fails {
+			t.Errorf("%s: verified %v, err %v; want verified %v, failure %v", tc.name, verified, err, tc.verified, tc.fails)
+		}
+	}
+}
+
+// intermediateChain is a root's pool and the state of a client whose leaf a CA under the
+// root signed: with the intermediate sent (chained), and without it (leafOnly).
+func intermediateChain(t *testing.T) (root *x509.CertPool, chained, leafOnly *tls.ConnectionState) {
+	t.Helper()
+	issue := func(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if parent == nil {
+			parent, parentKey = tmpl, key
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, key
+	}
+	now := time.Now()
+	ca := func(serial int64, cn string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true,
+			BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	}
+	rootCert, rootKey := issue(ca(1, "root"), nil, nil)
+	mid, midKey := issue(ca(2, "intermediate"), rootCert, rootKey)
+	leaf, _ := issue(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "svc"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, mid, midKey)
+	root = x509.NewCertPool()
+	root.AddCert(rootCert)
+	return root, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf, mid}},
+		&tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+}
+
+// BenchmarkClientTrusted is the cost a request on a TLS connection pays when the policy did
+// not change (one atomic load), and the one-off check of a connection after a change.
+func BenchmarkClientTrusted(b *testing.B) {
+	ca := testutil.NewCA(b)
+	c, err := tls.X509KeyPair(ca.IssuePEM(b, testutil.CertOptions{CommonName: "svc", Client: true}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}
+	p := &clientAuth{tls.RequireAndVerifyClientCert, ca.Pool()}
+	b.Run("unchanged", func(b *testing.B) {
+		s := &Server{}
+		s.auth.Store(p)
+		cn := &conn{srv: s, tls: st, verified: p}
+		b.ReportAllocs()
+		for b.Loop() {
+			if cn.clientTrusted() != nil {
+				b.Fatal("refused")
+			}
+		}
+	})
+	b.Run("recheck", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.verify(st); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
