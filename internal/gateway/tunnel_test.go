@@ -335,13 +335,16 @@ routes: [{id: ws, upstream: ws}]
 // TestTunnelClosedBy: the access log's tunnel_closed names the side that closed first, also
 // when the other side then closes in answer (as every WebSocket peer does after its Close
 // frame): a client that leaves first is client_closed, a backend that leaves first
-// upstream_closed.
+// upstream_closed, also when the client sends on after it and the write to the closed
+// backend fails.
 func TestTunnelClosedBy(t *testing.T) {
 	for _, tc := range []struct {
 		name, first, want string
+		sendOn            bool // the client writes frames after the backend's close
 	}{
 		{name: "client first", first: "client", want: "client_closed"},
 		{name: "backend first", first: "backend", want: "upstream_closed"},
+		{name: "backend first, client sends on", first: "backend", sendOn: true, want: "upstream_closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := serveConns(t, func(c net.Conn) {
@@ -375,6 +378,14 @@ routes: [{id: ws, upstream: ws}]
 			} else {
 				c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				io.Copy(io.Discard, br) // until the backend's close reaches here
+				// Sending on: the first frame reaches the closed backend (which resets),
+				// a later one fails there, and the tunnel closes on the client.
+				frame := []byte{0x82, 0x81, 0, 0, 0, 0, 'x'}
+				for deadline := time.Now().Add(5 * time.Second); tc.sendOn && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if _, err := c.Write(frame); err != nil {
+						break
+					}
+				}
 				c.Close()
 			}
 			if l := tg.accessLines(1)[0]; l["tunnel_closed"] != tc.want {

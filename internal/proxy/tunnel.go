@@ -261,20 +261,22 @@ type tunnel struct {
 
 	up, down direction // client to upstream, upstream to client
 
-	home       atomic.Pointer[Route] // the route that holds it (routeTunnels), nil once removed
-	lastActive atomic.Int64          // unix nanoseconds of the last byte either way
-	why        atomic.Pointer[string]
-	ended      atomic.Pointer[string] // the first clean end (EOF): the side that closed first
-	// closer is the direction that carried the first WebSocket Close frame before any stop:
-	// its source began the closing handshake, so it closed the tunnel, whichever side then
-	// closed TCP first (RFC 6455 §7.1.1: the server, normally).
-	closer    atomic.Pointer[direction]
+	home       atomic.Pointer[Route]  // the route that holds it (routeTunnels), nil once removed
+	lastActive atomic.Int64           // unix nanoseconds of the last byte either way
+	why        atomic.Pointer[string] // the stop's reason (stop): set once, by the first stop
+	// closed is the side that closed the tunnel (TunnelClientClosed, TunnelUpstreamClosed):
+	// set once, before any stop, by the first WebSocket Close frame (its source began the
+	// closing handshake, whichever side then closed TCP first: RFC 6455 §7.1.1 has the
+	// server close first, normally) or by the first clean end (EOF). The other side's close
+	// in answer does not count, nor does a stop or a failed write that comes after it.
+	closed    atomic.Pointer[string]
 	closeOnce sync.Once
 }
 
 // direction copies one way. mu serialises writes to dst between the copier and a stop's
 // Close frame.
 type direction struct {
+	side   string // the reason when its source closes first (tunnel.closed)
 	src    *bufio.Reader
 	srcNC  net.Conn // src's connection, for read deadlines
 	dst    net.Conn
@@ -323,8 +325,8 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	if !ok {
 		br = bufio.NewReader(buffered)
 	}
-	tu.up = direction{src: br, srcNC: client, dst: up, mask: true}
-	tu.down = direction{src: c.R, srcNC: up, dst: client}
+	tu.up = direction{side: TunnelClientClosed, src: br, srcNC: client, dst: up, mask: true}
+	tu.down = direction{side: TunnelUpstreamClosed, src: c.R, srcNC: up, dst: client}
 	tu.lastActive.Store(tu.opened.UnixNano())
 	if !rt.addTunnel(tu) {
 		tu.stop(TunnelRouteChanged)
@@ -352,24 +354,17 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 		defer timer.Stop()
 	}
 
-	done := make(chan string, 1)
-	go func() { done <- tu.copy(&tu.up, TunnelClientClosed) }()
-	first := tu.copy(&tu.down, TunnelUpstreamClosed)
-	second := <-done
+	done := make(chan struct{})
+	go func() { tu.copy(&tu.up); close(done) }()
+	tu.copy(&tu.down)
+	<-done
 	tu.closeAll()
-	// A side that closes first is often answered by the other's close: the first clean
-	// end names the reason, not the direction that happens to run here.
-	why := first
-	if d := tu.closer.Load(); d == &tu.up {
-		why = TunnelClientClosed
-	} else if d != nil {
-		why = TunnelUpstreamClosed
+	// Each copier ended by a clean end (closed set, or found set) or by a stop (why set).
+	why := TunnelError
+	if c := tu.closed.Load(); c != nil {
+		why = *c
 	} else if w := tu.why.Load(); w != nil {
 		why = *w
-	} else if e := tu.ended.Load(); e != nil {
-		why = *e
-	} else if first == "" {
-		why = second
 	}
 	rec := cl.r.rec
 	rec.Tunnel = TunnelRecord{Protocol: proto, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), Closed: why, Duration: time.Since(tu.opened)}
@@ -379,11 +374,10 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	return result{}, out
 }
 
-// copy moves bytes from d.src to d.dst until the source ends or fails, and reports why it
-// ended ("" when the other direction or a stop ended it). onEOF is the reason when the
-// source closed cleanly. A clean end half-closes the destination, so the other side sees the
-// close and the other direction can finish.
-func (tu *tunnel) copy(d *direction, onEOF string) string {
+// copy moves bytes from d.src to d.dst until the source ends or fails, or a stop or the
+// other direction ends it. A clean end half-closes the destination, so the other side sees
+// the close and the other direction can finish; a failure stops the tunnel.
+func (tu *tunnel) copy(d *direction) {
 	var bp *[]byte // the copy buffer, held only while bytes stream (read)
 	defer func() {
 		if bp != nil {
@@ -394,7 +388,7 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 	writeTimeout := max(idle, time.Minute)
 	for {
 		if tu.why.Load() != nil {
-			return ""
+			return
 		}
 		if idle > 0 {
 			// Lazily (netio.ExtendRead): a busy tunnel re-arms its timers a few times a
@@ -403,7 +397,7 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			netio.ExtendRead(d.srcNC, last.Add(idle), netio.Slack(idle))
 		}
 		if tu.why.Load() != nil { // a stop that came before the deadline was armed
-			return ""
+			return
 		}
 		n, err := d.read(&bp)
 		if n > 0 {
@@ -413,12 +407,12 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			d.mu.Lock()
 			if d.ended {
 				d.mu.Unlock()
-				return ""
+				return
 			}
 			if tu.ws {
 				d.frames.feed(buf[:n])
-				if d.frames.closed && tu.closer.Load() == nil && tu.why.Load() == nil {
-					tu.closer.CompareAndSwap(nil, d)
+				if d.frames.closed {
+					tu.closedBy(d)
 				}
 			}
 			netio.ExtendWrite(d.dst, now.Add(writeTimeout), netio.Slack(writeTimeout))
@@ -427,27 +421,32 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			d.n.Add(int64(n))
 			if werr != nil {
 				tu.stop(TunnelError)
-				return TunnelError
+				return
 			}
 		}
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
-			tu.ended.CompareAndSwap(nil, &onEOF)
+			tu.closedBy(d)
 			netio.CloseWrite(d.dst)
-			return onEOF
+			return
 		case isTimeout(err) && tu.why.Load() == nil:
 			if time.Since(time.Unix(0, tu.lastActive.Load())) >= idle {
 				tu.stop(TunnelIdle)
-				return TunnelIdle
+				return
 			}
 		default:
-			if tu.why.Load() == nil {
-				tu.stop(onEOF) // reset or closed under us
-				return onEOF
-			}
-			return ""
+			tu.stop(d.side) // reset or closed under us (a no-op after a stop)
+			return
 		}
+	}
+}
+
+// closedBy records d's source as the side that closed the tunnel, unless a side did before
+// or the tunnel was stopped.
+func (tu *tunnel) closedBy(d *direction) {
+	if tu.closed.Load() == nil && tu.why.Load() == nil {
+		tu.closed.CompareAndSwap(nil, &d.side)
 	}
 }
 
