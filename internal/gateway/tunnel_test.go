@@ -347,12 +347,7 @@ func TestTunnelClosedBy(t *testing.T) {
 		{name: "backend first, client sends on", first: "backend", sendOn: true, want: "upstream_closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := serveConns(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(c, wsSwitch)
+			addr := rawWSBackend(t, func(_ net.Conn, br *bufio.Reader) {
 				if tc.first == "client" {
 					io.Copy(io.Discard, br) // until the client's close reaches here, then close
 				}
@@ -362,17 +357,7 @@ listeners: [{address: 127.0.0.1:0}]
 upstreams: [{id: ws, targets: [{address: {{b}}}]}]
 routes: [{id: ws, upstream: ws}]
 `, map[string]string{"b": addr})
-			c, err := net.Dial("tcp", tg.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			io.WriteString(c, wsHandshake)
-			br := bufio.NewReader(c)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 101 {
-				t.Fatalf("handshake: %v %v", resp, err)
-			}
+			c, br := rawWebSocket(t, tg)
 			if tc.first == "client" {
 				c.Close()
 			} else {

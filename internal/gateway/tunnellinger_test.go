@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,12 +51,7 @@ shutdown_grace: 50ms
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for run := range 8 {
-				addr := serveConns(t, func(c net.Conn) {
-					br := bufio.NewReader(c)
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					io.WriteString(c, wsSwitch)
+				addr := rawWSBackend(t, func(c net.Conn, br *bufio.Reader) {
 					c.SetReadDeadline(time.Now().Add(10 * time.Second))
 					io.Copy(io.Discard, br) // until the gateway's FIN after its 1001
 				})
@@ -81,16 +75,7 @@ shutdown_grace: 50ms
 // close (1006), whatever Close frame waits unread. Then the client stops sending and closes.
 func stopWhileSending(t *testing.T, tg *testGateway, stop func()) (string, error) {
 	t.Helper()
-	c, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, wsHandshake)
-	br := bufio.NewReader(c)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
+	c, br := rawWebSocket(t, tg)
 	frame := append([]byte{0x82, 0x80 | 125, 0, 0, 0, 0}, make([]byte, 125)...) // binary, masked, zero key
 	done := make(chan struct{})
 	var wg sync.WaitGroup
