@@ -36,6 +36,11 @@ package connpool
 // a backend that closed one conn so for another reason (a crash, a restart) costs POSTs a
 // fresh conn for a reuse younger than minMargin for LearnWindow, on conns that have not
 // served a second request.
+//
+// The rule holds with Options.Learn off too. Learn is about estimating the backend's idle
+// timeout (off: IdleTimeout alone bounds reuse); this rule estimates nothing about idle
+// timeouts, it keeps non-idempotent requests off a conn whose close is on its way, which is
+// the pool's promise whatever the idle timeout.
 
 import (
 	"context"
@@ -65,7 +70,7 @@ func (p *Pool) youngUnprovenLocked(c *Conn, age time.Duration) bool {
 
 // afterResponseRuleLocked reports whether youngUnprovenLocked may hold a conn back.
 func (p *Pool) afterResponseRuleLocked() bool {
-	return p.opts.Learn && !p.learn.afterResp.IsZero()
+	return !p.learn.afterResp.IsZero()
 }
 
 // expireAfterResponseLocked ends the rule LearnWindow after its latest evidence.

@@ -147,14 +147,14 @@ func (p *Pool) learnHeaderLocked(v time.Duration, now time.Time) {
 	}
 }
 
-// observeLocked records an idle close of c found at now.
+// observeLocked records an idle close of c found at now: for the learner, and, with learn
+// off too, as evidence of a close right after the response (afterresponse.go).
 func (p *Pool) observeLocked(c *Conn, now time.Time) {
-	if !p.opts.Learn {
-		return
-	}
-	p.bracketLocked(c, now)
 	hi := now.Sub(c.lastUsed)
-	p.youngDeathLocked(hi, now)
+	if p.opts.Learn {
+		p.bracketLocked(c, now)
+		p.youngDeathLocked(hi, now)
+	}
 	sample := c.aliveAt.Sub(c.lastUsed)
 	if sample <= 0 {
 		// Never seen alive in this idle period: the timeout is somewhere in (0, dead age].
@@ -163,7 +163,9 @@ func (p *Pool) observeLocked(c *Conn, now time.Time) {
 	if sample < p.opts.ReuseFloor && c.served > 0 {
 		p.closedAfterResponseLocked(hi, "idle close", now) // afterresponse.go
 	}
-	p.eventLocked(sample, hi, SourceObserved, now)
+	if p.opts.Learn {
+		p.eventLocked(sample, hi, SourceObserved, now)
+	}
 }
 
 // eventLocked records an observed close or a reset at idle age sample (the close came by idle
@@ -369,10 +371,10 @@ func (p *Pool) maintainLocked(now time.Time) {
 		return
 	}
 	p.healRecoverLocked(now)
+	p.expireAfterResponseLocked(now) // with learn off too (afterresponse.go)
 	if p.opts.Learn {
 		p.growLocked(now)
 		p.growProvisionalLocked(now)
-		p.expireAfterResponseLocked(now)
 	}
 	p.due = p.dueLocked()
 }
@@ -389,6 +391,9 @@ func (p *Pool) dueLocked() time.Time {
 	if h := &p.heal; h.factor < 1 {
 		due = latest(h.lastFail, h.lastChange).Add(p.opts.HealQuiet)
 	}
+	if at := p.learn.afterResp; !at.IsZero() {
+		due = earliest(due, at.Add(p.opts.LearnWindow+time.Nanosecond))
+	}
 	if !p.opts.Learn {
 		return due
 	}
@@ -397,9 +402,6 @@ func (p *Pool) dueLocked() time.Time {
 	}
 	if pr := &p.learn.prov; pr.age != 0 {
 		due = earliest(due, latest(pr.at.Add(p.opts.LearnWindow), pr.grown.Add(p.opts.GrowInterval)))
-	}
-	if at := p.learn.afterResp; !at.IsZero() {
-		due = earliest(due, at.Add(p.opts.LearnWindow+time.Nanosecond))
 	}
 	return due
 }

@@ -115,7 +115,7 @@ func (p *Pool) verdictLocked(c *Conn, r Outcome, now time.Time) CloseReason {
 				return CloseResetOnReuse
 			}
 			p.resetSeenLocked(c.idleAtGet)
-			if p.opts.Learn && c.served > 1 && c.idleAtGet < p.opts.ReuseFloor {
+			if c.served > 1 && c.idleAtGet < p.opts.ReuseFloor { // with learn off too
 				p.closedAfterResponseLocked(c.idleAtGet, "reset on reuse", now) // afterresponse.go
 			}
 			p.failureLocked(c.idleAtGet, c.gotAt, now)

@@ -23,13 +23,16 @@ func TestBackendClosingAfterEachResponse(t *testing.T) {
 	ca := testutil.NewCA(t)
 	tlsBlock := fmt.Sprintf("{ca_file: %q}", ca.CAFile(t))
 	cases := []struct {
-		name string
-		opts testutil.BackendOptions
-		tls  bool
+		name  string
+		opts  testutil.BackendOptions
+		tls   bool
+		extra string // more of the upstream's config
 	}{
-		{"fin", testutil.BackendOptions{}, false},
-		{"close_notify then fin", testutil.BackendOptions{CloseNotify: true}, true},
-		{"close_notify, tcp left open", testutil.BackendOptions{NotifyOnly: true}, true},
+		{"fin", testutil.BackendOptions{}, false, ""},
+		{"close_notify then fin", testutil.BackendOptions{CloseNotify: true}, true, ""},
+		{"close_notify, tcp left open", testutil.BackendOptions{NotifyOnly: true}, true, ""},
+		// The rule is no idle-timeout estimate: learn: false keeps it.
+		{"fin, learn off", testutil.BackendOptions{}, false, "    keepalive: {learn: false}\n"},
 	}
 	for _, tc := range cases {
 		for _, mix := range []bool{false, true} {
@@ -48,6 +51,7 @@ func TestBackendClosingAfterEachResponse(t *testing.T) {
 				if tc.tls {
 					up += "    tls: " + tlsBlock + "\n"
 				}
+				up += tc.extra
 				tg := startGateway(t, "listeners: [{address: 127.0.0.1:0}]\nupstreams:\n"+up+
 					"routes:\n  - id: r\n    match: {path_prefix: /}\n    upstream: u\n"+
 					"admin: {address: 127.0.0.1:0}\n", nil)

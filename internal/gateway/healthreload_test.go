@@ -134,12 +134,21 @@ func TestH2UnprocessedNotTargetFailure(t *testing.T) {
 	}
 }
 
-// TestH2FullPoolNotTargetFailure: requests that waited for a stream of a full HTTP/2 pool
-// (h2.max_conns 1, the backend's one stream taken by a long response) until their time ran
-// out answer 503 pool_queue_timeout, and are not passive-health failures of the target, as
-// on HTTP/1.1: the target is busy, not failing. Counted, two of them ejected it, and the
-// request after the long one ended got 503 no_healthy_target.
+// TestH2FullPoolNotTargetFailure: requests that waited for a connection or stream of a full
+// pool (max_conns 1, taken by a long response: on HTTP/2 the backend's one stream) until
+// their time ran out answer 503 pool_queue_timeout, and are not passive-health failures of
+// the target, on HTTP/2 as on HTTP/1.1: the target is busy, not failing. Counted, two of
+// them ejected it, and the request after the long one ended got 503 no_healthy_target.
 func TestH2FullPoolNotTargetFailure(t *testing.T) {
+	for _, tc := range []struct{ name, upstream string }{
+		{name: "h2c", upstream: "protocol: h2c\n    h2: {max_conns: 1, max_draining: 0}"},
+		{name: "http1", upstream: "keepalive: {max_conns: 1, queue_timeout: 300ms}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFullPoolNotTargetFailure(t, tc.upstream) })
+	}
+}
+
+func testFullPoolNotTargetFailure(t *testing.T, upstream string) {
 	release := make(chan struct{})
 	var once sync.Once
 	stop := func() { once.Do(func() { close(release) }) }
@@ -162,6 +171,7 @@ func TestH2FullPoolNotTargetFailure(t *testing.T) {
 	})
 	backend := httptest.NewUnstartedServer(h)
 	backend.Config.Protocols = new(http.Protocols)
+	backend.Config.Protocols.SetHTTP1(true)
 	backend.Config.Protocols.SetUnencryptedHTTP2(true)
 	backend.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1}
 	backend.Start()
@@ -169,14 +179,13 @@ func TestH2FullPoolNotTargetFailure(t *testing.T) {
 	tg := startGateway(t, `
 listeners: [{address: 127.0.0.1:0}]
 upstreams:
-  - id: h2
+  - id: up
     targets: [{address: "{{backend}}"}]
-    protocol: h2c
-    h2: {max_conns: 1, max_draining: 0}
+    {{upstream}}
     timeouts: {read: 300ms}
     health_check: {panic_threshold: 0, passive: {consecutive_failures: 2}}
-routes: [{id: all, upstream: h2}]
-`, map[string]string{"backend": backend.Listener.Addr().String()})
+routes: [{id: all, upstream: up}]
+`, map[string]string{"backend": backend.Listener.Addr().String(), "upstream": upstream})
 	get := func(path string) (int, string) {
 		resp, err := http.Get(tg.url(path))
 		if err != nil {

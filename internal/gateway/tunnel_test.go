@@ -335,21 +335,19 @@ routes: [{id: ws, upstream: ws}]
 // TestTunnelClosedBy: the access log's tunnel_closed names the side that closed first, also
 // when the other side then closes in answer (as every WebSocket peer does after its Close
 // frame): a client that leaves first is client_closed, a backend that leaves first
-// upstream_closed.
+// upstream_closed, also when the client sends on after it and the write to the closed
+// backend fails.
 func TestTunnelClosedBy(t *testing.T) {
 	for _, tc := range []struct {
 		name, first, want string
+		sendOn            bool // the client writes frames after the backend's close
 	}{
 		{name: "client first", first: "client", want: "client_closed"},
 		{name: "backend first", first: "backend", want: "upstream_closed"},
+		{name: "backend first, client sends on", first: "backend", sendOn: true, want: "upstream_closed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := serveConns(t, func(c net.Conn) {
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				io.WriteString(c, wsSwitch)
+			addr := rawWSBackend(t, func(_ net.Conn, br *bufio.Reader) {
 				if tc.first == "client" {
 					io.Copy(io.Discard, br) // until the client's close reaches here, then close
 				}
@@ -359,22 +357,20 @@ listeners: [{address: 127.0.0.1:0}]
 upstreams: [{id: ws, targets: [{address: {{b}}}]}]
 routes: [{id: ws, upstream: ws}]
 `, map[string]string{"b": addr})
-			c, err := net.Dial("tcp", tg.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			io.WriteString(c, wsHandshake)
-			br := bufio.NewReader(c)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != 101 {
-				t.Fatalf("handshake: %v %v", resp, err)
-			}
+			c, br := rawWebSocket(t, tg)
 			if tc.first == "client" {
 				c.Close()
 			} else {
 				c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				io.Copy(io.Discard, br) // until the backend's close reaches here
+				// Sending on: the first frame reaches the closed backend (which resets),
+				// a later one fails there, and the tunnel closes on the client.
+				frame := []byte{0x82, 0x81, 0, 0, 0, 0, 'x'}
+				for deadline := time.Now().Add(5 * time.Second); tc.sendOn && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if _, err := c.Write(frame); err != nil {
+						break
+					}
+				}
 				c.Close()
 			}
 			if l := tg.accessLines(1)[0]; l["tunnel_closed"] != tc.want {

@@ -90,12 +90,7 @@ routes: [{id: ws, upstream: ws}]
 // yet, still gets the 1001.
 func TestNoSecondCloseFrame(t *testing.T) {
 	got := make(chan []byte, 1)
-	addr := serveConns(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		if _, err := http.ReadRequest(br); err != nil {
-			return
-		}
-		io.WriteString(c, wsSwitch)
+	addr := rawWSBackend(t, func(c net.Conn, br *bufio.Reader) {
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		b, _ := io.ReadAll(br) // never answers the Close
 		got <- b
@@ -105,16 +100,7 @@ listeners: [{address: 127.0.0.1:0}]
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: b}]
 `, map[string]string{"b": addr})
-	c, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, wsHandshake)
-	br := bufio.NewReader(c)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
+	c, br := rawWebSocket(t, tg)
 	closeFrame := []byte{0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xe8 ^ 2} // masked, 1000
 	c.Write(closeFrame)
 	testutil.WaitFor(t, 5*time.Second, "the Close frame to go through", func() bool {

@@ -22,14 +22,42 @@ const wsHandshake = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgra
 // wsSwitch is a backend's 101 to wsHandshake: its Sec-WebSocket-Accept answers that key.
 const wsSwitch = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
 
-// floodBackend answers a WebSocket handshake with 101 and then writes 4 KiB binary frames
-// until the connection fails; written counts the bytes.
-func floodBackend(t *testing.T, written *atomic.Int64) string {
+// rawWebSocket opens a raw connection to tg, sends wsHandshake and reads the 101, and
+// returns the connection (closed when the test ends) and its reader.
+func rawWebSocket(t *testing.T, tg *testGateway) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, wsHandshake)
+	br := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	c.SetReadDeadline(time.Time{})
+	return c, br
+}
+
+// rawWSBackend serves raw WebSocket upgrades: it reads the handshake, answers wsSwitch, and
+// hands the connection and its reader to then.
+func rawWSBackend(t *testing.T, then func(c net.Conn, br *bufio.Reader)) string {
 	return serveConns(t, func(c net.Conn) {
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
 			return
 		}
 		io.WriteString(c, wsSwitch)
+		then(c, br)
+	})
+}
+
+// floodBackend answers a WebSocket handshake with 101 and then writes 4 KiB binary frames
+// until the connection fails; written counts the bytes.
+func floodBackend(t *testing.T, written *atomic.Int64) string {
+	return rawWSBackend(t, func(c net.Conn, _ *bufio.Reader) {
 		frame := append([]byte{0x82, 126, 0x10, 0x00}, make([]byte, 4096)...)
 		for {
 			n, err := c.Write(frame)
@@ -46,17 +74,7 @@ func floodBackend(t *testing.T, written *atomic.Int64) string {
 // once the backend has been unable to write more for a while.
 func stalledTunnel(t *testing.T, tg *testGateway, written *atomic.Int64) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", tg.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() }) // before the gateway's Shutdown: releases a stuck copier
-	io.WriteString(c, wsHandshake)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil || resp.StatusCode != 101 {
-		t.Fatalf("handshake: %v %v", resp, err)
-	}
+	c, _ := rawWebSocket(t, tg) // closed before the gateway's Shutdown: releases a stuck copier
 	last, since := int64(-1), time.Now()
 	testutil.WaitFor(t, 20*time.Second, "the backend's writes to stall", func() bool {
 		if n := written.Load(); n != last {

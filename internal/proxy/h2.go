@@ -123,10 +123,11 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 		at.Outcome = string(res.err.Code)
 		at.End = time.Now()
 		// A stream the backend provably did not process (REFUSED_STREAM, above a GOAWAY: its
-		// stream limit, a graceful restart) or a pool with no stream free in time (as on
-		// HTTP/1.1) says nothing of the target either: counted, a request's refused streams
-		// ejected a healthy target before its re-send on a new connection was made.
-		if !res.clientGone && !res.clientSide && !res.canceled && !res.unprocessed && res.err.Code != reason.PoolQueueTimeout {
+		// stream limit, a graceful restart) or a failure that is not the target's
+		// (reason.Code.TargetFault: a pool with no stream free in time) says nothing of the
+		// target either: counted, a request's refused streams ejected a healthy target before
+		// its re-send on a new connection was made.
+		if !res.clientGone && !res.clientSide && !res.canceled && !res.unprocessed && res.err.Code.TargetFault() {
 			rt := fwd.rt
 			rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: true})
 		}
@@ -185,7 +186,7 @@ func (p *Proxy) attemptH2(ctx context.Context, cl *call, t *upstream.Target, now
 	// As on the HTTP/1.1 path, what the client did (went away, sent a bad body) says nothing
 	// about the target: counted, clients leaving mid-response ejected healthy targets.
 	if !res.clientGone && !res.clientSide && !res.canceled {
-		fwd.rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: res.err != nil, Status: resp.StatusCode})
+		fwd.rt.Upstream.Done(t, upstream.Result{Latency: at.End.Sub(now), Failed: res.err != nil && res.err.Code.TargetFault(), Status: resp.StatusCode})
 	}
 	return res
 }

@@ -388,8 +388,10 @@ func (p *Proxy) attemptH1(ctx context.Context, cl *call, t *upstream.Target, now
 		re := reason.From(err)
 		re.Target = t.Addr
 		rec.add(Attempt{Target: t.Addr, Outcome: string(re.Code), Start: now, Protocol: protoHTTP1})
-		if reason.ConnectFailure(re.Code) {
+		if re.Code.TargetFault() { // a failed dial, not a full pool or a wait for it
 			rt.Upstream.Done(t, upstream.Result{Failed: true})
+		}
+		if reason.ConnectFailure(re.Code) {
 			return result{err: re, cond: config.RetryConnectFailure, notSent: true}
 		}
 		return result{err: re}
@@ -438,7 +440,7 @@ func (p *Proxy) attemptH1(ctx context.Context, cl *call, t *upstream.Target, now
 			// says nothing of the target's speed, and peak EWMA would shun it for minutes.
 			lat -= rec.Tunnel.Duration
 		}
-		rt.Upstream.Done(t, upstream.Result{Latency: lat, Failed: res.err != nil, Status: a.Status})
+		rt.Upstream.Done(t, upstream.Result{Latency: lat, Failed: res.err != nil && res.err.Code.TargetFault(), Status: a.Status})
 	}
 	return res
 }

@@ -33,7 +33,13 @@ import (
 // A stop ends a WebSocket tunnel cleanly where it can: each direction's copier tracks frame
 // boundaries (RFC 6455 §5.2), and when a direction is between frames the stop writes a Close
 // frame with status 1001 (going away) into it, so that both ends see a close, not a reset,
-// and clients reconnect. A direction stopped in the middle of a frame is just closed.
+// and clients reconnect. A direction stopped in the middle of a frame gets no Close frame.
+// Then the stop closes lingeringly, as the server does after an early response
+// (server.lingerClose): it shuts down the sending side of both connections (a FIN after the
+// Close frame), and each copier reads and drops what its source still sends until the source
+// sends its Close frame or ends, for lingerTunnel at most. Closing at once, with bytes a peer
+// sent after the 1001 unread, made a reset, which can destroy the Close frame before the
+// peer reads it.
 
 // Tunnel close reasons, in the access log and metrics.
 const (
@@ -261,20 +267,26 @@ type tunnel struct {
 
 	up, down direction // client to upstream, upstream to client
 
-	home       atomic.Pointer[Route] // the route that holds it (routeTunnels), nil once removed
-	lastActive atomic.Int64          // unix nanoseconds of the last byte either way
-	why        atomic.Pointer[string]
-	ended      atomic.Pointer[string] // the first clean end (EOF): the side that closed first
-	// closer is the direction that carried the first WebSocket Close frame before any stop:
-	// its source began the closing handshake, so it closed the tunnel, whichever side then
-	// closed TCP first (RFC 6455 §7.1.1: the server, normally).
-	closer    atomic.Pointer[direction]
+	home       atomic.Pointer[Route]  // the route that holds it (routeTunnels), nil once removed
+	lastActive atomic.Int64           // unix nanoseconds of the last byte either way
+	why        atomic.Pointer[string] // the stop's reason (stop): set once, by the first stop
+	// closed is the side that closed the tunnel (TunnelClientClosed, TunnelUpstreamClosed):
+	// set once, before any stop, by the first WebSocket Close frame (its source began the
+	// closing handshake, whichever side then closed TCP first: RFC 6455 §7.1.1 has the
+	// server close first, normally) or by the first clean end (EOF). The other side's close
+	// in answer does not count, nor does a stop or a failed write that comes after it.
+	closed    atomic.Pointer[string]
 	closeOnce sync.Once
+	shut      chan struct{} // closed by closeAll: both connections are closed
+	// lingerEnd is the timer that ends a stop's lingering close (closeAll): it bounds the
+	// copiers' reads past the stop; the tunnel's end stops it.
+	lingerEnd atomic.Pointer[time.Timer]
 }
 
 // direction copies one way. mu serialises writes to dst between the copier and a stop's
 // Close frame.
 type direction struct {
+	side   string // the reason when its source closes first (tunnel.closed)
 	src    *bufio.Reader
 	srcNC  net.Conn // src's connection, for read deadlines
 	dst    net.Conn
@@ -314,7 +326,7 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	}
 	proto := strings.ToLower(string(upgradeProtocol(fwd.upgrade)))
 	tu := &tunnel{rt: rt, proto: proto, target: t.Addr, reqID: string(ds.RequestIDBytes()), opened: time.Now(),
-		client: client, ws: proto == "websocket", clientAddr: client.RemoteAddr().String()}
+		client: client, ws: proto == "websocket", clientAddr: client.RemoteAddr().String(), shut: make(chan struct{})}
 	if host, _, err := net.SplitHostPort(tu.clientAddr); fwd.clientIP != "" && (err != nil || host != fwd.clientIP) {
 		tu.clientAddr = fwd.clientIP
 	}
@@ -323,8 +335,8 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	if !ok {
 		br = bufio.NewReader(buffered)
 	}
-	tu.up = direction{src: br, srcNC: client, dst: up, mask: true}
-	tu.down = direction{src: c.R, srcNC: up, dst: client}
+	tu.up = direction{side: TunnelClientClosed, src: br, srcNC: client, dst: up, mask: true}
+	tu.down = direction{side: TunnelUpstreamClosed, src: c.R, srcNC: up, dst: client}
 	tu.lastActive.Store(tu.opened.UnixNano())
 	if !rt.addTunnel(tu) {
 		tu.stop(TunnelRouteChanged)
@@ -337,10 +349,15 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	}
 
 	// The request's cancellation (forced shutdown) stops the tunnel cleanly instead of
-	// closing the upstream under it.
+	// closing the upstream under it. The hook returns when the connections are closed (its
+	// lingering close is over, lingerTunnel at most): the server closes the client's
+	// connection after it.
 	cl.inUse.Store(nil)
 	defer cl.inUse.Store(c)
-	shutdown := func() { tu.stop(TunnelShutdown) }
+	shutdown := func() {
+		tu.stop(TunnelShutdown)
+		<-tu.shut
+	}
 	if n, ok := ds.(CancelNotifier); ok {
 		n.OnCancel(shutdown)
 		defer n.OnCancel(cl.interrupt)
@@ -352,24 +369,20 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 		defer timer.Stop()
 	}
 
-	done := make(chan string, 1)
-	go func() { done <- tu.copy(&tu.up, TunnelClientClosed) }()
-	first := tu.copy(&tu.down, TunnelUpstreamClosed)
-	second := <-done
+	done := make(chan struct{})
+	go func() { tu.copy(&tu.up); close(done) }()
+	tu.copy(&tu.down)
+	<-done
 	tu.closeAll()
-	// A side that closes first is often answered by the other's close: the first clean
-	// end names the reason, not the direction that happens to run here.
-	why := first
-	if d := tu.closer.Load(); d == &tu.up {
-		why = TunnelClientClosed
-	} else if d != nil {
-		why = TunnelUpstreamClosed
+	if t := tu.lingerEnd.Load(); t != nil {
+		t.Stop()
+	}
+	// Each copier ended by a clean end (closed set, or found set) or by a stop (why set).
+	why := TunnelError
+	if c := tu.closed.Load(); c != nil {
+		why = *c
 	} else if w := tu.why.Load(); w != nil {
 		why = *w
-	} else if e := tu.ended.Load(); e != nil {
-		why = *e
-	} else if first == "" {
-		why = second
 	}
 	rec := cl.r.rec
 	rec.Tunnel = TunnelRecord{Protocol: proto, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), Closed: why, Duration: time.Since(tu.opened)}
@@ -379,11 +392,10 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 	return result{}, out
 }
 
-// copy moves bytes from d.src to d.dst until the source ends or fails, and reports why it
-// ended ("" when the other direction or a stop ended it). onEOF is the reason when the
-// source closed cleanly. A clean end half-closes the destination, so the other side sees the
-// close and the other direction can finish.
-func (tu *tunnel) copy(d *direction, onEOF string) string {
+// copy moves bytes from d.src to d.dst until the source ends or fails, or a stop or the
+// other direction ends it. A clean end half-closes the destination, so the other side sees
+// the close and the other direction can finish; a failure stops the tunnel.
+func (tu *tunnel) copy(d *direction) {
 	var bp *[]byte // the copy buffer, held only while bytes stream (read)
 	defer func() {
 		if bp != nil {
@@ -393,8 +405,8 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 	idle := tu.rt.tunnel.idle
 	writeTimeout := max(idle, time.Minute)
 	for {
-		if tu.why.Load() != nil {
-			return ""
+		if w := tu.why.Load(); w != nil && !tu.closesCleanly(*w) {
+			return
 		}
 		if idle > 0 {
 			// Lazily (netio.ExtendRead): a busy tunnel re-arms its timers a few times a
@@ -402,9 +414,11 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			last := time.Unix(0, tu.lastActive.Load())
 			netio.ExtendRead(d.srcNC, last.Add(idle), netio.Slack(idle))
 		}
-		if tu.why.Load() != nil { // a stop that came before the deadline was armed
-			return ""
+		if w := tu.why.Load(); w != nil && !tu.closesCleanly(*w) { // a stop that came before the deadline was armed
+			return
 		}
+		// After a stop that closes cleanly the copier reads on: what it reads once the
+		// stop's Close frame went to d.dst (d.ended) is dropped (linger).
 		n, err := d.read(&bp)
 		if n > 0 {
 			buf := *bp
@@ -413,12 +427,15 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			d.mu.Lock()
 			if d.ended {
 				d.mu.Unlock()
-				return ""
+				if w := tu.why.Load(); err == nil && w != nil && tu.closesCleanly(*w) {
+					tu.linger(d, &bp, buf[:n])
+				}
+				return
 			}
 			if tu.ws {
 				d.frames.feed(buf[:n])
-				if d.frames.closed && tu.closer.Load() == nil && tu.why.Load() == nil {
-					tu.closer.CompareAndSwap(nil, d)
+				if d.frames.closed {
+					tu.closedBy(d)
 				}
 			}
 			netio.ExtendWrite(d.dst, now.Add(writeTimeout), netio.Slack(writeTimeout))
@@ -427,27 +444,71 @@ func (tu *tunnel) copy(d *direction, onEOF string) string {
 			d.n.Add(int64(n))
 			if werr != nil {
 				tu.stop(TunnelError)
-				return TunnelError
+				return
 			}
 		}
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
-			tu.ended.CompareAndSwap(nil, &onEOF)
-			netio.CloseWrite(d.dst)
-			return onEOF
+			tu.closedBy(d)
+			// The source's close goes on to d.dst, unless a stop that closes cleanly is
+			// under way: its Close frame goes first (closeFrame shuts d.dst down after it).
+			d.mu.Lock()
+			if w := tu.why.Load(); !d.ended && (w == nil || !tu.closesCleanly(*w)) {
+				d.ended = true
+				netio.CloseWrite(d.dst)
+			}
+			d.mu.Unlock()
+			return
 		case isTimeout(err) && tu.why.Load() == nil:
 			if time.Since(time.Unix(0, tu.lastActive.Load())) >= idle {
 				tu.stop(TunnelIdle)
-				return TunnelIdle
+				tu.linger(d, &bp, nil)
+				return
 			}
 		default:
-			if tu.why.Load() == nil {
-				tu.stop(onEOF) // reset or closed under us
-				return onEOF
+			if w := tu.why.Load(); w != nil && tu.closesCleanly(*w) && isTimeout(err) {
+				tu.linger(d, &bp, nil) // the idle deadline passed during a stop
+				return
 			}
-			return ""
+			tu.stop(d.side) // reset or closed under us (a no-op after a stop)
+			return
 		}
+	}
+}
+
+// linger reads and drops what d's source sends after a stop's Close frame (p: read
+// already), until the source sends its own Close frame (it sends nothing after it: RFC 6455
+// §5.5.1) or ends, lingerTunnel and lingerTunnelBytes at most. The stop's timer (lingerEnd)
+// closes the connections when a quiet source holds the read longer. Only once the stop is
+// done with d (d.ended): the frame tracker must follow what d.dst got until then.
+func (tu *tunnel) linger(d *direction, bp **[]byte, p []byte) {
+	d.srcNC.SetReadDeadline(time.Now().Add(lingerTunnel))
+	for dropped := len(p); ; {
+		d.mu.Lock()
+		ended := d.ended
+		if ended {
+			d.frames.feed(p)
+		}
+		closed := d.frames.closed
+		d.mu.Unlock()
+		if !ended || closed || dropped >= lingerTunnelBytes {
+			return
+		}
+		n, err := d.read(bp)
+		if err != nil {
+			return
+		}
+		p = (**bp)[:n]
+		dropped += n
+	}
+}
+
+// closedBy records d's source as the side that closed the tunnel, unless a side did before
+// or the tunnel was stopped.
+func (tu *tunnel) closedBy(d *direction) {
+	if tu.closed.Load() == nil && tu.why.Load() == nil {
+		tu.closed.CompareAndSwap(nil, &d.side)
 	}
 }
 
@@ -479,40 +540,73 @@ func (d *direction) read(bp **[]byte) (int, error) {
 	return n, err
 }
 
-// stop ends the tunnel with why (the first stop wins): WebSocket directions between frames
-// get a Close frame (1001), then both connections close, which wakes the copiers.
+// stop ends the tunnel with why (the first stop wins). A WebSocket stop that closes cleanly
+// (closesCleanly) writes a Close frame (1001) into each direction between frames and shuts
+// down the sending sides; the copiers linger, and the connections close when both are done
+// or lingerTunnel has passed. Any other stop, or Close frames not written in time, closes
+// both connections at once, which wakes the copiers.
 func (tu *tunnel) stop(why string) {
 	if !tu.why.CompareAndSwap(nil, &why) {
 		return
 	}
-	if tu.ws && (why == TunnelShutdown || why == TunnelRouteChanged || why == TunnelMaxLifetime || why == TunnelIdle) {
-		// A copier blocked writing to a peer that does not read holds its direction's
-		// lock for up to its write timeout (an hour by default): wait for the Close frames
-		// at most closeFrameWait, then close under it (which ends that write).
-		wrote := make(chan struct{}, 2)
-		for _, d := range []*direction{&tu.up, &tu.down} {
-			go func() { d.closeFrame(); wrote <- struct{}{} }()
+	if tu.closesCleanly(why) && tu.closeFrames() {
+		t := time.AfterFunc(lingerTunnel, tu.closeAll)
+		tu.lingerEnd.Store(t)
+		select {
+		case <-tu.shut: // the tunnel ended meanwhile
+			t.Stop()
+		default:
 		}
-		timeout := time.NewTimer(closeFrameWait)
-		defer timeout.Stop()
-	wait:
-		for range 2 {
-			select {
-			case <-wrote:
-			case <-timeout.C:
-				break wait
-			}
-		}
+		return
 	}
 	tu.closeAll()
+}
+
+// closesCleanly reports whether a stop for why ends the tunnel with Close frames and a
+// lingering close: a WebSocket tunnel stopped by the gateway, not by a failure.
+func (tu *tunnel) closesCleanly(why string) bool {
+	return tu.ws && (why == TunnelShutdown || why == TunnelRouteChanged || why == TunnelMaxLifetime || why == TunnelIdle)
+}
+
+// closeFrames writes the stop's Close frames and reports whether both directions were done
+// in time. A copier blocked writing to a peer that does not read holds its direction's lock
+// for up to its write timeout (an hour by default): the wait lasts closeFrameWait at most,
+// then the stop closes under it (which ends that write).
+func (tu *tunnel) closeFrames() bool {
+	wrote := make(chan struct{}, 2)
+	for _, d := range []*direction{&tu.up, &tu.down} {
+		go func() { d.closeFrame(); wrote <- struct{}{} }()
+	}
+	timeout := time.NewTimer(closeFrameWait)
+	defer timeout.Stop()
+	for range 2 {
+		select {
+		case <-wrote:
+		case <-timeout.C:
+			return false
+		}
+	}
+	return true
 }
 
 // closeFrameWait bounds how long a stop waits to write its Close frames (and each frame's
 // write): a peer that does not read gets no clean close.
 const closeFrameWait = time.Second
 
+// lingerTunnel and lingerTunnelBytes bound a stop's lingering close: how long the copiers
+// read past the Close frames, and how much each drops. A second, as closeFrameWait: the
+// server's own lingering close allows 2 s (server.lingerTime), but a stop that waited for
+// its Close frames already used up to one, and a shutdown waits for both. The byte bound is
+// the server's (lingerMaxBytes): a peer that sends on at full speed cannot make the gateway
+// read for it without limit.
+const (
+	lingerTunnel      = time.Second
+	lingerTunnelBytes = 64 << 20
+)
+
 // closeFrame writes a WebSocket Close frame with status 1001 (going away) into d when d is
-// between frames, and ends d's writes.
+// between frames, ends d's writes and shuts down the sending side of d.dst (a FIN, or a TLS
+// close_notify, after the frame).
 func (d *direction) closeFrame() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -520,6 +614,7 @@ func (d *direction) closeFrame() {
 		return
 	}
 	d.ended = true
+	defer netio.CloseWrite(d.dst)
 	if !d.frames.atBoundary() || d.frames.closed {
 		return // mid-frame, or its source sent a Close frame already (RFC 6455 §5.5.1)
 	}
@@ -536,6 +631,7 @@ func (tu *tunnel) closeAll() {
 	tu.closeOnce.Do(func() {
 		tu.client.Close()
 		tu.up.dst.Close()
+		close(tu.shut)
 	})
 }
 

@@ -145,6 +145,24 @@ func ConnectFailure(c Code) bool {
 	return false
 }
 
+// TargetFault reports whether a failure with code c is the target's doing: it refused, failed
+// or timed out a connection or a handshake, broke a connection, or answered late, badly, with
+// a retryable status or without HTTP/2. Only these count against a target: in passive health
+// and the balancer's failure counts, and an active check that fails with another code gives
+// no verdict. The others say nothing of the target: the client's faults, the gateway's own
+// limits and queues (pool_queue_timeout: every connection or stream to the target was busy,
+// and counting that would eject a busy, healthy target and pile its load on the others), a
+// shutdown, retry outcomes, internal errors.
+func (c Code) TargetFault() bool {
+	switch c {
+	case ConnectRefused, ConnectFailed, ConnectTimeout, TLSHandshake, TLSCertificate,
+		ResetBeforeSend, ResetBeforeResp, ResetDuringResp, ResponseTimeout, BadResponse,
+		UpstreamStatus, H2Unavailable:
+		return true
+	}
+	return false
+}
+
 // Describe returns a one-line, client-safe explanation of code.
 func Describe(c Code) string {
 	if d, ok := descriptions[c]; ok {

@@ -91,7 +91,9 @@ type ResultObserver interface {
 // checks can learn from real traffic.
 type Result struct {
 	Latency time.Duration
-	// Failed: a connect failure, reset, timeout or gateway-generated 5xx for this target.
+	// Failed: the attempt failed by the target's fault (reason.Code.TargetFault: a connect
+	// failure, reset, timeout, bad response, retryable status), not the client's or the
+	// gateway's (a full pool).
 	Failed bool
 	// Status is the backend's response status (0 when there was none).
 	Status int

@@ -70,9 +70,10 @@ func (g GRPCProbe) Check(ctx context.Context, t *upstream.Target) error {
 		if err == nil {
 			break
 		}
-		if re := (*reason.Error)(nil); errors.As(err, &re) && re.Code == reason.PoolQueueTimeout {
-			// Every stream the pool may open is a call in progress: the target is busy,
-			// which is no failure (and marking it down would pile its calls on the others).
+		if re := (*reason.Error)(nil); errors.As(err, &re) && !re.Code.TargetFault() {
+			// Not the target's failure (reason.Code.TargetFault): every stream the pool may
+			// open is a call in progress, the target is busy (and marking it down would pile
+			// its calls on the others).
 			return fmt.Errorf("grpc check%s: %w: %w", g.of(), ErrNoVerdict, err)
 		}
 		if !errors.Is(err, h2pool.ErrUnprocessed) || try == unprocessedTries-1 {
