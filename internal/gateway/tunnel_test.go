@@ -302,6 +302,46 @@ routes: [{id: all, upstream: b, tunnel: {protocols: [echo-proto]}}]
 	}
 }
 
+// TestTunnelHalfClosedThenIdle: a generic tunnel whose client half-closed while the backend
+// keeps its side open and quiet ends by the idle timeout, and says so: the half-close ended
+// one direction, not the tunnel.
+func TestTunnelHalfClosedThenIdle(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	addr := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n")
+		io.Copy(io.Discard, br) // until the client's half-close
+		<-hold                  // its own side stays open, and quiet
+	})
+	tg := startGateway(t, `
+listeners: [{address: 127.0.0.1:0}]
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b, tunnel: {protocols: [echo-proto], idle_timeout: 300ms}}]
+`, map[string]string{"b": addr})
+	c, err := net.Dial("tcp", tg.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo-proto\r\n\r\n")
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("handshake: %v %+v", err, resp)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(br); err != nil {
+		t.Fatalf("client read: %v, want the gateway's close after the idle timeout", err)
+	}
+	if l := tg.accessLines(1)[0]; l["tunnel_closed"] != "idle_timeout" {
+		t.Errorf("tunnel_closed = %v, want idle_timeout (the client only half-closed)", l["tunnel_closed"])
+	}
+}
+
 // TestWebSocketOverTLS: wss:// through a TLS listener.
 func TestWebSocketOverTLS(t *testing.T) {
 	be := newWSBackend(t)

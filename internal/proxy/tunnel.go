@@ -274,8 +274,11 @@ type tunnel struct {
 	// set once, before any stop, by the first WebSocket Close frame (its source began the
 	// closing handshake, whichever side then closed TCP first: RFC 6455 §7.1.1 has the
 	// server close first, normally) or by the first clean end (EOF). The other side's close
-	// in answer does not count, nor does a stop or a failed write that comes after it.
+	// in answer does not count, nor does a failed write that comes after it. byFrame says a
+	// Close frame set it: a half-close (EOF) of a tunnel that then idles out or is stopped
+	// names the stop, as the other direction was still open (reason).
 	closed    atomic.Pointer[string]
+	byFrame   atomic.Bool
 	closeOnce sync.Once
 	shut      chan struct{} // closed by closeAll: both connections are closed
 	// lingerEnd is the timer that ends a stop's lingering close (closeAll): it bounds the
@@ -378,12 +381,7 @@ func (p *Proxy) runTunnel(cl *call, t *upstream.Target, c *connpool.Conn, resp *
 		t.Stop()
 	}
 	// Each copier ended by a clean end (closed set, or found set) or by a stop (why set).
-	why := TunnelError
-	if c := tu.closed.Load(); c != nil {
-		why = *c
-	} else if w := tu.why.Load(); w != nil {
-		why = *w
-	}
+	why := tu.reason()
 	rec := cl.r.rec
 	rec.Tunnel = TunnelRecord{Protocol: proto, BytesUp: tu.up.n.Load(), BytesDown: tu.down.n.Load(), Closed: why, Duration: time.Since(tu.opened)}
 	if p.tunnelObs != nil {
@@ -435,7 +433,7 @@ func (tu *tunnel) copy(d *direction) {
 			if tu.ws {
 				d.frames.feed(buf[:n])
 				if d.frames.closed {
-					tu.closedBy(d)
+					tu.closedBy(d, true)
 				}
 			}
 			netio.ExtendWrite(d.dst, now.Add(writeTimeout), netio.Slack(writeTimeout))
@@ -450,7 +448,7 @@ func (tu *tunnel) copy(d *direction) {
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
-			tu.closedBy(d)
+			tu.closedBy(d, false)
 			// The source's close goes on to d.dst, unless a stop that closes cleanly is
 			// under way: its Close frame goes first (closeFrame shuts d.dst down after it).
 			d.mu.Lock()
@@ -504,12 +502,28 @@ func (tu *tunnel) linger(d *direction, bp **[]byte, p []byte) {
 	}
 }
 
-// closedBy records d's source as the side that closed the tunnel, unless a side did before
-// or the tunnel was stopped.
-func (tu *tunnel) closedBy(d *direction) {
-	if tu.closed.Load() == nil && tu.why.Load() == nil {
-		tu.closed.CompareAndSwap(nil, &d.side)
+// closedBy records d's source as the side that closed the tunnel, by a Close frame or its
+// clean end (EOF), unless a side did before or the tunnel was stopped.
+func (tu *tunnel) closedBy(d *direction, frame bool) {
+	if tu.closed.Load() == nil && tu.why.Load() == nil && tu.closed.CompareAndSwap(nil, &d.side) && frame {
+		tu.byFrame.Store(true)
 	}
+}
+
+// reason is why the tunnel ended, once both copiers are done: the side whose Close frame
+// began the closing handshake; else a stop (idle, shutdown, route change, lifetime) that
+// came after one side's half-close, since the other direction was still in use; else the
+// side that closed first, over the failed write that its close may have caused (error);
+// else the stop's reason.
+func (tu *tunnel) reason() string {
+	c, w := tu.closed.Load(), tu.why.Load()
+	switch {
+	case c != nil && (tu.byFrame.Load() || w == nil || *w == TunnelError):
+		return *c
+	case w != nil:
+		return *w
+	}
+	return TunnelError
 }
 
 // smallRead: a read shorter than this says the source paused (a message, not a stream), so
