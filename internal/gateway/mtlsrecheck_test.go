@@ -304,3 +304,70 @@ routes: [{id: all, upstream: b}]
 	}
 	testutil.WaitFor(t, 5*time.Second, "the gateway to close the drained connection", func() bool { return cc.Err() != nil })
 }
+
+// TestPlainConnectionsUnderNewClientAuth: a reload that turns a plain listener into one
+// with TLS and client_auth: require (same address, so the same server) applies to the
+// plain connections already open, as to a TLS connection without a certificate: the next
+// request (HTTP/1.1) or stream (h2c) is answered 421 client_cert_no_longer_trusted and
+// never forwarded, and the connection ends. Served on, a plain keep-alive client kept the
+// access the new policy denies for as long as it kept its connection. Under optional it
+// goes on, as a TLS connection without a certificate does.
+func TestPlainConnectionsUnderNewClientAuth(t *testing.T) {
+	serverCA, clientCA := testutil.NewCA(t), testutil.NewCA(t)
+	cert, key := serverCA.Issue(t, "s", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	const plain = `
+listeners:
+  - {address: 127.0.0.1:0, protocols: [http1, h2c]}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	const mtls = `
+listeners:
+  - {address: 127.0.0.1:0, protocols: [http1, h2], tls: {certificates: [{cert_file: {{c}}, key_file: {{k}}}], client_auth: {{mode}}, client_ca_file: {{ca}}}}
+upstreams: [{id: b, targets: [{address: {{b}}}]}]
+routes: [{id: all, upstream: b}]
+`
+	for _, mode := range []string{"require", "optional"} {
+		for _, proto := range []string{"http/1.1", "h2c"} {
+			t.Run(mode+"/"+proto, func(t *testing.T) {
+				be, hits := countingEcho(t, "b")
+				vars := map[string]string{"c": cert, "k": key, "ca": clientCA.CAFile(t), "mode": mode, "b": be}
+				tg := startGateway(t, plain, vars)
+				nc, err := net.Dial("tcp", tg.addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { nc.Close() })
+				tr := &http.Transport{Protocols: new(http.Protocols),
+					DialContext: func(context.Context, string, string) (net.Conn, error) { return nc, nil }}
+				tr.Protocols.SetHTTP1(proto == "http/1.1")
+				tr.Protocols.SetUnencryptedHTTP2(proto == "h2c")
+				cc, err := tr.NewClientConn(t.Context(), "http", "a.test:80")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { cc.Close() })
+				if resp, _ := keptGet(t, cc, "/before"); resp.StatusCode != 200 {
+					t.Fatalf("before the change: %d, want 200", resp.StatusCode)
+				}
+				if err := tg.gw.Apply(mustParse(t, mtls, vars)); err != nil {
+					t.Fatal(err)
+				}
+				resp, _ := keptGet(t, cc, "/after")
+				if mode == "optional" {
+					if resp.StatusCode != 200 {
+						t.Fatalf("after the change to optional: %d %q, want 200", resp.StatusCode, resp.Header.Get("X-Sluice-Error"))
+					}
+					return
+				}
+				if resp.StatusCode != 421 || resp.Header.Get("X-Sluice-Error") != "client_cert_no_longer_trusted" {
+					t.Fatalf("after the change: %d %q, want 421 client_cert_no_longer_trusted", resp.StatusCode, resp.Header.Get("X-Sluice-Error"))
+				}
+				if n := hits("/after"); n != 0 {
+					t.Errorf("the backend got the refused request %d times, want 0", n)
+				}
+				testutil.WaitFor(t, 5*time.Second, "the gateway to close the connection", func() bool { return cc.Err() != nil })
+			})
+		}
+	}
+}

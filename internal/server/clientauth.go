@@ -7,7 +7,7 @@ package server
 // can change while connections stay open, by a reload or by a client_ca_file replaced on
 // disk. The Server keeps the policy in force as one pointer (Server.auth), replaced only
 // when the policy really changed (a reload that rebuilds an equal bundle keeps it); each
-// TLS connection keeps the pointer it was verified under (conn.verified). A request that
+// connection keeps the pointer it was verified under (conn.verified). A request that
 // starts on a connection whose pointer is not the Server's has the connection's peer
 // certificate chain checked again, by the rules of the handshake (clientAuth.verify):
 // passed, the connection takes the new pointer (and the subject the routes see under the
@@ -16,11 +16,14 @@ package server
 // answer; HTTP/2: drained, its other streams finish). A client may retry a 421 on a new
 // connection (RFC 9110 §15.5.20), whose handshake applies the policy in force.
 //
-// Cost when nothing changed: a TLS request loads one pointer atomically and compares it; a
-// plain one reads conn.tls. The pointer is read before the settings at accept (Serve) and
-// stored after them (Update), and a reloaded bundle is in force before the pointer changes
-// (ClientCAs.OnReload): a connection's pointer is never newer than the policy its
-// handshake ran under, so a change is never missed (at worst checked once for nothing).
+// A plain connection is checked too, as one that presented no certificate: a reload may
+// give its listener (the same address keeps the same Server) TLS and client_auth require.
+//
+// Cost when nothing changed: a request loads one pointer atomically and compares it. The
+// pointer is read before the settings at accept (Serve) and stored after them (Update),
+// and a reloaded bundle is in force before the pointer changes (ClientCAs.OnReload): a
+// connection's pointer is never newer than the policy its handshake ran under, so a
+// change is never missed (at worst checked once for nothing).
 
 import (
 	"crypto/tls"
@@ -64,14 +67,17 @@ func (p *clientAuth) same(q *clientAuth) bool {
 // tls.RequireAndVerifyClientCert.
 var errNoClientCert = errors.New("the listener now requires a client certificate, and this connection presented none")
 
-// verify checks the client certificate chain of st (a completed handshake's) against p, as
-// crypto/tls's server handshake does: the chain must verify to p's CAs, with the
-// intermediates the client sent and the client-auth key usage, now. It returns whether the
-// connection keeps a verified certificate under p (under tls.NoClientCert none is asked
-// for, so none is: the routes no longer see its subject, as a new connection's would not
-// have one).
+// verify checks the client certificate chain of st (a completed handshake's; nil for a
+// plain connection, which presented none) against p, as crypto/tls's server handshake
+// does: the chain must verify to p's CAs, with the intermediates the client sent and the
+// client-auth key usage, now. It returns whether the connection keeps a verified
+// certificate under p (under tls.NoClientCert none is asked for, so none is: the routes no
+// longer see its subject, as a new connection's would not have one).
 func (p *clientAuth) verify(st *tls.ConnectionState) (verified bool, err error) {
-	certs := st.PeerCertificates
+	var certs []*x509.Certificate
+	if st != nil {
+		certs = st.PeerCertificates
+	}
 	switch {
 	case p.typ == tls.NoClientCert:
 		return false, nil
@@ -110,13 +116,10 @@ func (s *Server) refreshClientAuth() {
 
 // clientTrusted reports whether the connection's client certificate still passes the
 // listener's policy, checking it again when the policy changed since it was last verified;
-// err says why not. One atomic load and compare when nothing changed. The connection's
-// goroutine only (HTTP/1.1), or its HTTP/2 read loop: both own conn.verified and
-// conn.clientSubject then.
+// err says why not. One atomic load and compare when nothing changed; plain connections
+// too (see the top of the file). The connection's goroutine only (HTTP/1.1), or its HTTP/2
+// read loop: both own conn.verified and conn.clientSubject then.
 func (c *conn) clientTrusted() error {
-	if c.tls == nil {
-		return nil
-	}
 	if p := c.srv.auth.Load(); p != c.verified {
 		return c.recheckClient(p)
 	}

@@ -87,6 +87,8 @@ func TestClientAuthVerify(t *testing.T) {
 		{"expired", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, expired, false, true},
 		{"none given, optional", clientAuth{tls.VerifyClientCertIfGiven, ca1.Pool()}, none, false, false},
 		{"none given, require", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, none, false, true},
+		{"plain connection, optional", clientAuth{tls.VerifyClientCertIfGiven, ca1.Pool()}, nil, false, false},
+		{"plain connection, require", clientAuth{tls.RequireAndVerifyClientCert, ca1.Pool()}, nil, false, true},
 		{"client_auth none", clientAuth{tls.NoClientCert, nil}, good, false, false},
 		{"through the intermediate it sent", clientAuth{tls.RequireAndVerifyClientCert, root}, chained, true, false},
 		{"without the intermediate", clientAuth{tls.RequireAndVerifyClientCert, root}, leafOnly, false, true},
