@@ -634,6 +634,19 @@ func TestACMECAUnreachable(t *testing.T) {
 func startWithoutCA(t *testing.T, log *slog.Logger) *testGateway {
 	t.Helper()
 	cert, key := testutil.NewCA(t).Issue(t, "a", testutil.CertOptions{DNSNames: []string{"a.test"}})
+	// The storage outlives the gateway by a moment: certmagic's order against the dead CA
+	// runs on its own goroutine, which the manager's Close cancels but cannot wait for, and
+	// it removes its lock file as it ends. t.TempDir's removal raced it ("locks: directory
+	// not empty"); this one retries until the lock is gone.
+	storage, err := os.MkdirTemp("", "sluice-acme-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // registered before the gateway's: runs after its Close
+		for end := time.Now().Add(5 * time.Second); os.RemoveAll(storage) != nil && time.Now().Before(end); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 	return startGatewayLog(t, `
 listeners:
   - address: 127.0.0.1:{{port}}
@@ -643,7 +656,7 @@ listeners:
 upstreams: [{id: b, targets: [{address: {{b}}}]}]
 routes: [{id: all, upstream: b}]
 `, map[string]string{"port": fmt.Sprint(testutil.FreePort(t)), "dead": fmt.Sprint(testutil.FreePort(t)), "c": cert, "k": key,
-		"storage": t.TempDir(), "b": hostport(echoBackend(t, "a"))}, log)
+		"storage": storage, "b": hostport(echoBackend(t, "a"))}, log)
 }
 
 // acmeOnlyConfig is a TLS listener whose certificates all come from the CA at {{ca}}, for the
