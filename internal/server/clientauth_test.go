@@ -93,8 +93,8 @@ func TestClientAuthVerify(t *testing.T) {
 		{"through the intermediate it sent", clientAuth{tls.RequireAndVerifyClientCert, root}, chained, true, false},
 		{"without the intermediate", clientAuth{tls.RequireAndVerifyClientCert, root}, leafOnly, false, true},
 	} {
-		verified, err := tc.p.verify(tc.st)
-		if verified != tc.verified || (err != nil) != tc.fails {
+		end, err := tc.p.verify(tc.st)
+		if verified := !end.IsZero(); verified != tc.verified || (err != nil) != tc.fails {
 			t.Errorf("%s: verified %v, err %v; want verified %v, failure %v", tc.name, verified, err, tc.verified, tc.fails)
 		}
 	}
@@ -152,10 +152,11 @@ func BenchmarkClientTrusted(b *testing.B) {
 	b.Run("unchanged", func(b *testing.B) {
 		s := &Server{}
 		s.auth.Store(p)
-		cn := &conn{srv: s, tls: st, verified: p}
+		now := time.Now()
+		cn := &conn{srv: s, tls: st, verified: p, certEnd: c.Leaf.NotAfter}
 		b.ReportAllocs()
 		for b.Loop() {
-			if cn.clientTrusted() != nil {
+			if cn.clientTrusted(now) != nil {
 				b.Fatal("refused")
 			}
 		}

@@ -93,6 +93,10 @@ type conn struct {
 	// read loop's.
 	verified *clientAuth
 	distrust error
+	// certEnd is when the verified client certificate chain stops verifying (its earliest
+	// NotAfter: chainsEnd), set with verified; zero without a verified certificate. A
+	// request that starts after it is refused (clientTrusted).
+	certEnd time.Time
 	// tlsDrained: a read through TLS just found nothing buffered, so the idle wait can
 	// watch the socket (waitReadable).
 	tlsDrained bool
@@ -191,7 +195,7 @@ func (c *conn) serve(resumeIdle bool) {
 			c.rejectRequest(err)
 			return
 		}
-		if err := c.clientTrusted(); err != nil {
+		if err := c.clientTrusted(at); err != nil {
 			c.refuseUntrusted(ex, err)
 			return
 		}
