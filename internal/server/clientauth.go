@@ -168,11 +168,13 @@ func (c *conn) clientTrusted(now time.Time) error {
 var errCertExpired = errors.New("the client certificate (or its chain) expired while the connection was open")
 
 // certExpired fails the connection whose verified chain expired (clientTrusted), as a
-// failed recheck does, logged once.
+// failed recheck does, logged once: it stays failed (verified no longer matches any
+// policy, so each later request gets distrust from recheckClient).
 func (c *conn) certExpired() error {
 	if c.distrust != nil {
 		return c.distrust
 	}
+	c.verified = nil
 	c.distrust = fmt.Errorf("%w at %s", errCertExpired, c.certEnd.UTC().Format(time.RFC3339))
 	c.srv.log.Info("client certificate expired while its connection was open; closing the connection",
 		"remote", c.clientIP, "client_cert_subject", c.clientSubject, "not_after", c.certEnd.UTC())

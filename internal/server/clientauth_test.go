@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -169,4 +170,78 @@ func BenchmarkClientTrusted(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestClientCertExpiry: a request that starts after the verified chain's end is refused
+// (once logged, then the same error), one at or before it is not; a recheck that passes
+// takes the end of the chain it verified, so under client_auth none (no certificate kept)
+// an expiry no longer refuses anything.
+func TestClientCertExpiry(t *testing.T) {
+	ca := testutil.NewCA(t)
+	c, err := tls.X509KeyPair(ca.IssuePEM(t, testutil.CertOptions{CommonName: "svc", Client: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}
+	p := &clientAuth{tls.VerifyClientCertIfGiven, ca.Pool()}
+	end := time.Now().Add(time.Minute)
+	newConn := func() *conn {
+		s := &Server{log: slog.New(slog.DiscardHandler)}
+		s.auth.Store(p)
+		return &conn{srv: s, tls: st, verified: p, certEnd: end, clientSubject: "CN=svc"}
+	}
+	cn := newConn()
+	if err := cn.clientTrusted(end); err != nil {
+		t.Fatalf("at the end: %v, want trusted", err)
+	}
+	err = cn.clientTrusted(end.Add(time.Nanosecond))
+	if !errors.Is(err, errCertExpired) {
+		t.Fatalf("after the end: %v, want errCertExpired", err)
+	}
+	if again := cn.clientTrusted(end.Add(time.Hour)); again != err {
+		t.Errorf("the next request: %v, want the same error", again)
+	}
+	if cn.clientTrusted(end.Add(-time.Hour)) == nil {
+		t.Error("a failed connection trusted again")
+	}
+
+	cn = newConn()
+	cn.srv.auth.Store(&clientAuth{tls.NoClientCert, nil})
+	if err := cn.clientTrusted(time.Now()); err != nil || !cn.certEnd.IsZero() || cn.clientSubject != "" {
+		t.Fatalf("under none: %v, certEnd %v, subject %q; want trusted without a certificate", err, cn.certEnd, cn.clientSubject)
+	}
+	if err := cn.clientTrusted(end.Add(time.Hour)); err != nil {
+		t.Errorf("under none, after the certificate's end: %v, want trusted", err)
+	}
+
+	cn = newConn()
+	cn.srv.auth.Store(&clientAuth{tls.RequireAndVerifyClientCert, ca.Pool()})
+	if err := cn.clientTrusted(time.Now()); err != nil || !cn.certEnd.Equal(c.Leaf.NotAfter) {
+		t.Errorf("rechecked under require: %v, certEnd %v; want trusted until %v", err, cn.certEnd, c.Leaf.NotAfter)
+	}
+}
+
+// TestChainsEnd: a chain stops verifying when its first certificate expires, whichever
+// it is; of several chains, the one that lasts longest counts.
+func TestChainsEnd(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	cert := func(d time.Duration) *x509.Certificate { return &x509.Certificate{NotAfter: at.Add(d)} }
+	for _, tc := range []struct {
+		name   string
+		chains [][]*x509.Certificate
+		want   time.Time
+	}{
+		{"none", nil, time.Time{}},
+		{"the leaf first", [][]*x509.Certificate{{cert(time.Hour), cert(2 * time.Hour), cert(3 * time.Hour)}}, at.Add(time.Hour)},
+		{"the intermediate first", [][]*x509.Certificate{{cert(3 * time.Hour), cert(time.Hour), cert(5 * time.Hour)}}, at.Add(time.Hour)},
+		{"the root first", [][]*x509.Certificate{{cert(3 * time.Hour), cert(4 * time.Hour), cert(2 * time.Hour)}}, at.Add(2 * time.Hour)},
+		{"two chains", [][]*x509.Certificate{
+			{cert(3 * time.Hour), cert(time.Hour)},
+			{cert(3 * time.Hour), cert(2 * time.Hour)},
+		}, at.Add(2 * time.Hour)},
+	} {
+		if got := chainsEnd(tc.chains); !got.Equal(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
