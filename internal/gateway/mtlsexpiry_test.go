@@ -142,7 +142,7 @@ func startHolding(t *testing.T, addr string, arrived, release chan struct{}) str
 		}
 		resp, err := http.Get("http://" + addr + r.URL.Path)
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()

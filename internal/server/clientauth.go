@@ -21,16 +21,16 @@ package server
 //
 // A certificate that expires while its connection stays open (short-lived certificates:
 // SPIFFE SVIDs of an hour, cert-manager's) fails the same way at the first request that
-// starts after it: the handshake, and each recheck that passes, keep when the verified
-// chain stops verifying (conn.certEnd: the earliest NotAfter in the chain, since
+// starts at or after its end: the handshake, and each recheck that passes, keep when the
+// verified chain stops verifying (conn.certEnd: the earliest NotAfter in the chain, since
 // x509.Verify refuses a chain any of whose certificates expired; the latest such end when
 // several chains verified), and each request compares its start time with it
-// (certExpired). No recheck needed to notice it, and no clock read: the request's own
+// (certExpired). No recheck is needed to notice it, and no clock read: the request's own
 // time is used.
 //
 // Cost when nothing changed: a request loads one pointer atomically and compares it, and
-// compares its start time with the connection's certEnd. The
-// pointer is read before the settings at accept (Serve) and stored after them (Update),
+// compares its start's Unix second with certEnd. The pointer is read before the settings
+// at accept (Serve) and stored after them (Update),
 // and a reloaded bundle is in force before the pointer changes (ClientCAs.OnReload): a
 // connection's pointer is never newer than the policy its handshake ran under, so a
 // change is never missed (at worst checked once for nothing).
@@ -134,6 +134,16 @@ func chainsEnd(chains [][]*x509.Certificate) time.Time {
 	return end
 }
 
+// unixEnd is end (chainsEnd) as conn.certEnd keeps it: in Unix seconds, 0 for none. A
+// certificate's NotAfter is a whole second (RFC 5280 §4.1.2.5), and an int64 compares in
+// a fraction of time.Time's cost on every request.
+func unixEnd(end time.Time) int64 {
+	if end.IsZero() {
+		return 0
+	}
+	return end.Unix()
+}
+
 // refreshClientAuth makes the policy of the current settings (and bundle) the listener's,
 // unless it verifies as the one in force does: then the connections verified under that
 // one need no check.
@@ -149,15 +159,16 @@ func (s *Server) refreshClientAuth() {
 
 // clientTrusted reports whether the connection's client certificate still passes the
 // listener's policy, checking it again when the policy changed since it was last verified;
-// err says why not; a connection whose verified chain expired before now (the request's
+// err says why not; a connection whose verified chain has ended by now (the request's
 // start) fails too. One atomic load and two compares when nothing changed; plain
-// connections too (see the top of the file). The connection's goroutine only (HTTP/1.1), or its HTTP/2
-// read loop: both own conn.verified and conn.clientSubject then.
+// connections too (see the top of the file). The connection's goroutine only (HTTP/1.1),
+// or its HTTP/2 read loop: both own conn.verified, conn.certEnd and conn.clientSubject
+// then.
 func (c *conn) clientTrusted(now time.Time) error {
 	if p := c.srv.auth.Load(); p != c.verified {
 		return c.recheckClient(p)
 	}
-	if !c.certEnd.IsZero() && now.After(c.certEnd) {
+	if c.certEnd != 0 && now.Unix() >= c.certEnd {
 		return c.certExpired()
 	}
 	return nil
@@ -175,9 +186,10 @@ func (c *conn) certExpired() error {
 		return c.distrust
 	}
 	c.verified = nil
-	c.distrust = fmt.Errorf("%w at %s", errCertExpired, c.certEnd.UTC().Format(time.RFC3339))
+	end := time.Unix(c.certEnd, 0).UTC()
+	c.distrust = fmt.Errorf("%w at %s", errCertExpired, end.Format(time.RFC3339))
 	c.srv.log.Info("client certificate expired while its connection was open; closing the connection",
-		"remote", c.clientIP, "client_cert_subject", c.clientSubject, "not_after", c.certEnd.UTC())
+		"remote", c.clientIP, "client_cert_subject", c.clientSubject, "not_after", end)
 	return c.distrust
 }
 
@@ -196,7 +208,7 @@ func (c *conn) recheckClient(p *clientAuth) error {
 			"remote", c.clientIP, "client_cert_subject", c.clientSubject, "err", err)
 		return err
 	}
-	c.verified, c.certEnd = p, end
+	c.verified, c.certEnd = p, unixEnd(end)
 	switch {
 	case end.IsZero():
 		c.clientSubject = ""

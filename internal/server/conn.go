@@ -94,9 +94,10 @@ type conn struct {
 	verified *clientAuth
 	distrust error
 	// certEnd is when the verified client certificate chain stops verifying (its earliest
-	// NotAfter: chainsEnd), set with verified; zero without a verified certificate. A
-	// request that starts after it is refused (clientTrusted).
-	certEnd time.Time
+	// NotAfter: chainsEnd), in Unix seconds (unixEnd), set with verified; 0 without a
+	// verified certificate. A request that starts in that second or later is refused
+	// (clientTrusted).
+	certEnd int64
 	// tlsDrained: a read through TLS just found nothing buffered, so the idle wait can
 	// watch the socket (waitReadable).
 	tlsDrained bool
