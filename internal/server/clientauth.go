@@ -19,8 +19,18 @@ package server
 // A plain connection is checked too, as one that presented no certificate: a reload may
 // give its listener (the same address keeps the same Server) TLS and client_auth require.
 //
-// Cost when nothing changed: a request loads one pointer atomically and compares it. The
-// pointer is read before the settings at accept (Serve) and stored after them (Update),
+// A certificate that expires while its connection stays open (short-lived certificates:
+// SPIFFE SVIDs of an hour, cert-manager's) fails the same way at the first request that
+// starts at or after its end: the handshake, and each recheck that passes, keep when the
+// verified chain stops verifying (conn.certEnd: the earliest NotAfter in the chain, since
+// x509.Verify refuses a chain any of whose certificates expired; the latest such end when
+// several chains verified), and each request compares its start time with it
+// (certExpired). No recheck is needed to notice it, and no clock read: the request's own
+// time is used.
+//
+// Cost when nothing changed: a request loads one pointer atomically and compares it, and
+// compares its start's Unix second with certEnd. The pointer is read before the settings
+// at accept (Serve) and stored after them (Update),
 // and a reloaded bundle is in force before the pointer changes (ClientCAs.OnReload): a
 // connection's pointer is never newer than the policy its handshake ran under, so a
 // change is never missed (at worst checked once for nothing).
@@ -29,6 +39,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"time"
 
 	"sluice/internal/reason"
@@ -70,21 +81,22 @@ var errNoClientCert = errors.New("the listener now requires a client certificate
 // verify checks the client certificate chain of st (a completed handshake's; nil for a
 // plain connection, which presented none) against p, as crypto/tls's server handshake
 // does: the chain must verify to p's CAs, with the intermediates the client sent and the
-// client-auth key usage, now. It returns whether the connection keeps a verified
-// certificate under p (under tls.NoClientCert none is asked for, so none is: the routes no
-// longer see its subject, as a new connection's would not have one).
-func (p *clientAuth) verify(st *tls.ConnectionState) (verified bool, err error) {
+// client-auth key usage, now. It returns when the connection's verified certificate stops
+// verifying under p (chainsEnd), zero when it keeps none under p (none presented, or under
+// tls.NoClientCert none is asked for: the routes no longer see its subject, as a new
+// connection's would not have one).
+func (p *clientAuth) verify(st *tls.ConnectionState) (end time.Time, err error) {
 	var certs []*x509.Certificate
 	if st != nil {
 		certs = st.PeerCertificates
 	}
 	switch {
 	case p.typ == tls.NoClientCert:
-		return false, nil
+		return time.Time{}, nil
 	case len(certs) == 0 && p.typ == tls.RequireAndVerifyClientCert:
-		return false, errNoClientCert
+		return time.Time{}, errNoClientCert
 	case len(certs) == 0:
-		return false, nil
+		return time.Time{}, nil
 	}
 	opts := x509.VerifyOptions{
 		Roots:         p.pool,
@@ -95,10 +107,41 @@ func (p *clientAuth) verify(st *tls.ConnectionState) (verified bool, err error) 
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	if _, err := certs[0].Verify(opts); err != nil {
-		return false, err
+	chains, err := certs[0].Verify(opts)
+	if err != nil {
+		return time.Time{}, err
 	}
-	return true, nil
+	return chainsEnd(chains), nil
+}
+
+// chainsEnd is when verified chains stop verifying: the earliest NotAfter in a chain (the
+// leaf's, or an intermediate's or the root's that ends first: x509.Verify refuses a chain
+// with any certificate expired, so a recheck or a new handshake would fail from then on),
+// the latest over the chains (one that still verifies is enough). Zero without a chain.
+func chainsEnd(chains [][]*x509.Certificate) time.Time {
+	var end time.Time
+	for _, ch := range chains {
+		var e time.Time
+		for i, c := range ch {
+			if i == 0 || c.NotAfter.Before(e) {
+				e = c.NotAfter
+			}
+		}
+		if e.After(end) {
+			end = e
+		}
+	}
+	return end
+}
+
+// unixEnd is end (chainsEnd) as conn.certEnd keeps it: in Unix seconds, 0 for none. A
+// certificate's NotAfter is a whole second (RFC 5280 §4.1.2.5), and an int64 compares in
+// a fraction of time.Time's cost on every request.
+func unixEnd(end time.Time) int64 {
+	if end.IsZero() {
+		return 0
+	}
+	return end.Unix()
 }
 
 // refreshClientAuth makes the policy of the current settings (and bundle) the listener's,
@@ -116,34 +159,58 @@ func (s *Server) refreshClientAuth() {
 
 // clientTrusted reports whether the connection's client certificate still passes the
 // listener's policy, checking it again when the policy changed since it was last verified;
-// err says why not. One atomic load and compare when nothing changed; plain connections
-// too (see the top of the file). The connection's goroutine only (HTTP/1.1), or its HTTP/2
-// read loop: both own conn.verified and conn.clientSubject then.
-func (c *conn) clientTrusted() error {
+// err says why not; a connection whose verified chain has ended by now (the request's
+// start) fails too. One atomic load and two compares when nothing changed; plain
+// connections too (see the top of the file). The connection's goroutine only (HTTP/1.1),
+// or its HTTP/2 read loop: both own conn.verified, conn.certEnd and conn.clientSubject
+// then.
+func (c *conn) clientTrusted(now time.Time) error {
 	if p := c.srv.auth.Load(); p != c.verified {
 		return c.recheckClient(p)
+	}
+	if c.certEnd != 0 && now.Unix() >= c.certEnd {
+		return c.certExpired()
 	}
 	return nil
 }
 
+// errCertExpired is the failure of a connection whose client certificate (or a certificate
+// of its verified chain) expired since it was verified.
+var errCertExpired = errors.New("the client certificate (or its chain) expired while the connection was open")
+
+// certExpired fails the connection whose verified chain expired (clientTrusted), as a
+// failed recheck does, logged once: it stays failed (verified no longer matches any
+// policy, so each later request gets distrust from recheckClient).
+func (c *conn) certExpired() error {
+	if c.distrust != nil {
+		return c.distrust
+	}
+	c.verified = nil
+	end := time.Unix(c.certEnd, 0).UTC()
+	c.distrust = fmt.Errorf("%w at %s", errCertExpired, end.Format(time.RFC3339))
+	c.srv.log.Info("client certificate expired while its connection was open; closing the connection",
+		"remote", c.clientIP, "client_cert_subject", c.clientSubject, "not_after", end)
+	return c.distrust
+}
+
 // recheckClient checks the connection's certificate against p (clientTrusted). Passed, the
 // connection is verified under p from now on, with its subject rendered or dropped as p
-// has it; failed, it stays failed (an HTTP/2 connection draining refuses every stream it
-// still takes), logged once.
+// has it, and the end of the chain that verified now (chainsEnd); failed, it stays failed
+// (an HTTP/2 connection draining refuses every stream it still takes), logged once.
 func (c *conn) recheckClient(p *clientAuth) error {
 	if c.distrust != nil {
 		return c.distrust
 	}
-	ok, err := p.verify(c.tls)
+	end, err := p.verify(c.tls)
 	if err != nil {
 		c.distrust = err
 		c.srv.log.Info("client certificate no longer trusted under the listener's changed client_auth or client_ca_file; closing the connection",
 			"remote", c.clientIP, "client_cert_subject", c.clientSubject, "err", err)
 		return err
 	}
-	c.verified = p
+	c.verified, c.certEnd = p, unixEnd(end)
 	switch {
-	case !ok:
+	case end.IsZero():
 		c.clientSubject = ""
 	case c.clientSubject == "":
 		c.clientSubject = c.tls.PeerCertificates[0].Subject.String()
@@ -164,6 +231,9 @@ func (c *conn) refuseUntrusted(ex *Exchange, err error) {
 
 // untrustedDetail is the detail of a client_cert_no_longer_trusted answer.
 func untrustedDetail(err error) string {
+	if errors.Is(err, errCertExpired) {
+		return err.Error()
+	}
 	return "client certificate no longer trusted by the listener's client_auth and client_ca_file: " + err.Error()
 }
 
@@ -174,7 +244,7 @@ func untrustedDetail(err error) string {
 func (o *h2Own) checkClient(s *Stream) {
 	c := o.c
 	failed := c.distrust != nil
-	if err := c.clientTrusted(); err != nil {
+	if err := c.clientTrusted(o.src.at); err != nil {
 		s.distrust = err
 		if !failed {
 			go o.h.drain()

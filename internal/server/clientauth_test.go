@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -93,8 +94,8 @@ func TestClientAuthVerify(t *testing.T) {
 		{"through the intermediate it sent", clientAuth{tls.RequireAndVerifyClientCert, root}, chained, true, false},
 		{"without the intermediate", clientAuth{tls.RequireAndVerifyClientCert, root}, leafOnly, false, true},
 	} {
-		verified, err := tc.p.verify(tc.st)
-		if verified != tc.verified || (err != nil) != tc.fails {
+		end, err := tc.p.verify(tc.st)
+		if verified := !end.IsZero(); verified != tc.verified || (err != nil) != tc.fails {
 			t.Errorf("%s: verified %v, err %v; want verified %v, failure %v", tc.name, verified, err, tc.verified, tc.fails)
 		}
 	}
@@ -139,23 +140,30 @@ func intermediateChain(t *testing.T) (root *x509.CertPool, chained, leafOnly *tl
 		&tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
 }
 
-// BenchmarkClientTrusted is the cost a request on a TLS connection pays when the policy did
-// not change (one atomic load), and the one-off check of a connection after a change.
-func BenchmarkClientTrusted(b *testing.B) {
-	ca := testutil.NewCA(b)
-	c, err := tls.X509KeyPair(ca.IssuePEM(b, testutil.CertOptions{CommonName: "svc", Client: true}))
+// clientState is a new CA and the state of a connection whose client certificate it issued.
+func clientState(tb testing.TB) (*testutil.CA, *tls.ConnectionState) {
+	tb.Helper()
+	ca := testutil.NewCA(tb)
+	c, err := tls.X509KeyPair(ca.IssuePEM(tb, testutil.CertOptions{CommonName: "svc", Client: true}))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	st := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}
+	return ca, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{c.Leaf}}
+}
+
+// BenchmarkClientTrusted is the cost a request on a TLS connection pays when the policy did
+// not change (one atomic load and the expiry's compare), and the one-off check of a connection after a change.
+func BenchmarkClientTrusted(b *testing.B) {
+	ca, st := clientState(b)
 	p := &clientAuth{tls.RequireAndVerifyClientCert, ca.Pool()}
 	b.Run("unchanged", func(b *testing.B) {
 		s := &Server{}
 		s.auth.Store(p)
-		cn := &conn{srv: s, tls: st, verified: p}
+		now := time.Now()
+		cn := &conn{srv: s, tls: st, verified: p, certEnd: st.PeerCertificates[0].NotAfter.Unix()}
 		b.ReportAllocs()
 		for b.Loop() {
-			if cn.clientTrusted() != nil {
+			if cn.clientTrusted(now) != nil {
 				b.Fatal("refused")
 			}
 		}
@@ -168,4 +176,74 @@ func BenchmarkClientTrusted(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestClientCertExpiry: a request that starts at or after the verified chain's end is
+// refused (once logged, then the same error), one before it is not; a recheck that passes
+// takes the end of the chain it verified, so under client_auth none (no certificate kept)
+// an expiry no longer refuses anything.
+func TestClientCertExpiry(t *testing.T) {
+	ca, st := clientState(t)
+	leaf := st.PeerCertificates[0]
+	p := &clientAuth{tls.VerifyClientCertIfGiven, ca.Pool()}
+	end := time.Now().Add(time.Minute).Truncate(time.Second) // as x509 keeps NotAfter
+	newConn := func() *conn {
+		s := &Server{log: slog.New(slog.DiscardHandler)}
+		s.auth.Store(p)
+		return &conn{srv: s, tls: st, verified: p, certEnd: end.Unix(), clientSubject: "CN=svc"}
+	}
+	cn := newConn()
+	if err := cn.clientTrusted(end.Add(-time.Nanosecond)); err != nil {
+		t.Fatalf("just before the end: %v, want trusted", err)
+	}
+	err := cn.clientTrusted(end)
+	if !errors.Is(err, errCertExpired) {
+		t.Fatalf("after the end: %v, want errCertExpired", err)
+	}
+	if again := cn.clientTrusted(end.Add(time.Hour)); again != err {
+		t.Errorf("the next request: %v, want the same error", again)
+	}
+	if cn.clientTrusted(end.Add(-time.Hour)) == nil {
+		t.Error("a failed connection trusted again")
+	}
+
+	cn = newConn()
+	cn.srv.auth.Store(&clientAuth{tls.NoClientCert, nil})
+	if err := cn.clientTrusted(time.Now()); err != nil || cn.certEnd != 0 || cn.clientSubject != "" {
+		t.Fatalf("under none: %v, certEnd %v, subject %q; want trusted without a certificate", err, cn.certEnd, cn.clientSubject)
+	}
+	if err := cn.clientTrusted(end.Add(time.Hour)); err != nil {
+		t.Errorf("under none, after the certificate's end: %v, want trusted", err)
+	}
+
+	cn = newConn()
+	cn.srv.auth.Store(&clientAuth{tls.RequireAndVerifyClientCert, ca.Pool()})
+	if err := cn.clientTrusted(time.Now()); err != nil || cn.certEnd != leaf.NotAfter.Unix() {
+		t.Errorf("rechecked under require: %v, certEnd %v; want trusted until %v", err, cn.certEnd, leaf.NotAfter.Unix())
+	}
+}
+
+// TestChainsEnd: a chain stops verifying when its first certificate expires, whichever
+// it is; of several chains, the one that lasts longest counts.
+func TestChainsEnd(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	cert := func(d time.Duration) *x509.Certificate { return &x509.Certificate{NotAfter: at.Add(d)} }
+	for _, tc := range []struct {
+		name   string
+		chains [][]*x509.Certificate
+		want   time.Time
+	}{
+		{"none", nil, time.Time{}},
+		{"the leaf first", [][]*x509.Certificate{{cert(time.Hour), cert(2 * time.Hour), cert(3 * time.Hour)}}, at.Add(time.Hour)},
+		{"the intermediate first", [][]*x509.Certificate{{cert(3 * time.Hour), cert(time.Hour), cert(5 * time.Hour)}}, at.Add(time.Hour)},
+		{"the root first", [][]*x509.Certificate{{cert(3 * time.Hour), cert(4 * time.Hour), cert(2 * time.Hour)}}, at.Add(2 * time.Hour)},
+		{"two chains", [][]*x509.Certificate{
+			{cert(3 * time.Hour), cert(time.Hour)},
+			{cert(3 * time.Hour), cert(2 * time.Hour)},
+		}, at.Add(2 * time.Hour)},
+	} {
+		if got := chainsEnd(tc.chains); !got.Equal(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }

@@ -93,6 +93,11 @@ type conn struct {
 	// read loop's.
 	verified *clientAuth
 	distrust error
+	// certEnd is when the verified client certificate chain stops verifying (its earliest
+	// NotAfter: chainsEnd), in Unix seconds (unixEnd), set with verified; 0 without a
+	// verified certificate. A request that starts in that second or later is refused
+	// (clientTrusted).
+	certEnd int64
 	// tlsDrained: a read through TLS just found nothing buffered, so the idle wait can
 	// watch the socket (waitReadable).
 	tlsDrained bool
@@ -191,7 +196,7 @@ func (c *conn) serve(resumeIdle bool) {
 			c.rejectRequest(err)
 			return
 		}
-		if err := c.clientTrusted(); err != nil {
+		if err := c.clientTrusted(at); err != nil {
 			c.refuseUntrusted(ex, err)
 			return
 		}

@@ -109,6 +109,7 @@ func (c *conn) handshake() bool {
 	st := tc.ConnectionState()
 	c.tls = &st
 	c.clientSubject = clientSubject(&st)
+	c.certEnd = unixEnd(chainsEnd(st.VerifiedChains))
 	if obs != nil {
 		obs.Handshake(c.st.Name, c.tls, nil)
 	}
