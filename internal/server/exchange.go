@@ -61,9 +61,8 @@ type Exchange struct {
 	// underscores (Settings.Underscores).
 	droppedHeaders, droppedTrailers int
 
-	// grpcErr is the grpc-status of the gateway's own grpc-web error answer, plus one (0:
-	// none), for ErrorGRPCStatus.
-	grpcErr int16
+	// grpcErr is the grpc-status of the gateway's own grpc-web error answer.
+	grpcErr errorGRPCStatus
 }
 
 func (ex *Exchange) reset() {
@@ -216,7 +215,7 @@ func (ex *Exchange) DroppedFields() (header, trailer int) {
 
 // ErrorGRPCStatus is the grpc-status of the gateway's own grpc-web error answer ([Served]).
 func (ex *Exchange) ErrorGRPCStatus() (code int, ok bool) {
-	return int(ex.grpcErr) - 1, ex.grpcErr != 0
+	return ex.grpcErr.get()
 }
 
 // ReadBody reads the request body. The first read answers "Expect: 100-continue". Each read is
@@ -591,7 +590,7 @@ func (ex *Exchange) WriteErrorFields(e *reason.Error, detail string, extra *h1.H
 	if ct, _ := ex.Req.Header.Get("Content-Type"); len(ct) > 0 {
 		if web := grpcWebType(ct); web != "" {
 			errorHead(&h, e, id, extra)
-			ex.grpcErr = grpcErrorHead(&h, e, detail, web) + 1
+			ex.grpcErr.set(grpcErrorHead(&h, e, detail, web))
 			ex.WriteHead(200, nil, &h, 0)
 			ex.status = e.Status // the access log and metrics see the gateway's status
 			return

@@ -38,7 +38,7 @@ func grpcWebType(ct []byte) string {
 // grpc-status (reason.GRPCStatus) and grpc-message (the reason code, then ": detail" when
 // detail is given, percent-encoded). It returns the grpc-status, which the access log
 // shows ([Served].ErrorGRPCStatus).
-func grpcErrorHead(h *h1.Header, e *reason.Error, detail, ct string) int16 {
+func grpcErrorHead(h *h1.Header, e *reason.Error, detail, ct string) int {
 	msg := string(e.Code)
 	if detail != "" {
 		msg += ": " + detail
@@ -47,5 +47,13 @@ func grpcErrorHead(h *h1.Header, e *reason.Error, detail, ct string) int16 {
 	h.Add("Content-Type", ct)
 	h.Add("Grpc-Status", strconv.Itoa(code))
 	h.Add("Grpc-Message", reason.GRPCMessage(msg))
-	return int16(code)
+	return code
 }
+
+// errorGRPCStatus is the grpc-status of the gateway's own gRPC error answer
+// (grpcErrorHead), kept plus one so that the zero value (a reset exchange or stream) says
+// none: [Served]'s ErrorGRPCStatus.
+type errorGRPCStatus int16
+
+func (g *errorGRPCStatus) set(code int)    { *g = errorGRPCStatus(code + 1) }
+func (g errorGRPCStatus) get() (int, bool) { return int(g) - 1, g != 0 }

@@ -112,7 +112,7 @@ func (s *Stream) WriteErrorFields(e *reason.Error, detail string, extra *h1.Head
 		if web == "" {
 			web = ctGRPC
 		}
-		s.grpcErr = grpcErrorHead(&h, e, detail, web) + 1
+		s.grpcErr.set(grpcErrorHead(&h, e, detail, web))
 		s.WriteHead(200, nil, &h, h1.LengthNone)
 		s.status.Store(int32(e.Status)) // the access log and metrics see the gateway's status
 		return

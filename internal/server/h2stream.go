@@ -64,7 +64,7 @@ type Stream struct {
 	writeErr   error
 	droppedHdr int
 	droppedTr  atomic.Int32
-	grpcErr    int16 // the grpc-status of the gateway's own error answer, plus one (0: none)
+	grpcErr    errorGRPCStatus // the grpc-status of the gateway's own error answer
 
 	x ownStream // the connection-side state (h2ownstream.go)
 }
@@ -282,7 +282,7 @@ func (s *Stream) DroppedFields() (header, trailer int) {
 
 // ErrorGRPCStatus is the grpc-status of the gateway's own gRPC error answer ([Served]).
 func (s *Stream) ErrorGRPCStatus() (code int, ok bool) {
-	return int(s.grpcErr) - 1, s.grpcErr != 0
+	return s.grpcErr.get()
 }
 
 // SplicedBytes is zero: HTTP/2 frames never splice.
