@@ -140,9 +140,9 @@ func hasToken(list []byte, token string) bool {
 	return false
 }
 
-// parseDigits parses 1*DIGIT into a non-negative int64. It fails on an empty input, any
-// non-digit (sign, space, comma) and values beyond int63.
-func parseDigits(b []byte) (int64, bool) {
+// ParseDigits parses 1*DIGIT (a length, a status, a port) into a non-negative int64. It
+// fails on an empty input, any non-digit (sign, space, comma) and values beyond int63.
+func ParseDigits(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 19 {
 		return 0, false
 	}

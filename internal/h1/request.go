@@ -200,7 +200,7 @@ func (r *Request) frame() error {
 	case lengths > 1:
 		return bad("multiple Content-Length fields")
 	case lengths == 1:
-		n, ok := parseDigits(length)
+		n, ok := ParseDigits(length)
 		if !ok {
 			return bad("invalid Content-Length")
 		}

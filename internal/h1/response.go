@@ -187,7 +187,7 @@ func ParseLengthList(v []byte) (int64, bool) {
 	for rest := v; rest != nil; {
 		var e []byte
 		e, rest = nextElement(rest)
-		m, ok := parseDigits(e)
+		m, ok := ParseDigits(e)
 		if !ok || (n >= 0 && m != n) {
 			return 0, false
 		}
@@ -215,7 +215,7 @@ func (r *Response) parseKeepAlive(v []byte) {
 			continue
 		}
 		name, val := trimOWS(e[:eq]), trimOWS(e[eq+1:])
-		n, ok := parseDigits(val)
+		n, ok := ParseDigits(val)
 		if !ok || n > 1<<31-1 {
 			continue
 		}

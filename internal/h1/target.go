@@ -127,7 +127,7 @@ func validAuthority(a []byte) bool {
 		}
 	}
 	if hasPort {
-		n, ok := parseDigits(port)
+		n, ok := ParseDigits(port)
 		if !ok || len(port) > 5 || n > 65535 {
 			return false
 		}

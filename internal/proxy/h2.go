@@ -348,7 +348,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 				res := clientBodyFailure(t.Addr, berr)
 				if wb != nil && !res.clientGone && actx.Err() == nil && wb.endFailed(ds, res.err) {
 					res.ended = true
-					fwd.rec.GRPCStatus, fwd.rec.HasGRPCStatus = int32(reason.GRPCStatus(res.err)), true
+					fwd.rec.setGRPCStatus(reason.GRPCStatus(res.err)) // endFailed's trailers' status
 				} else {
 					ds.Abort()
 				}
@@ -359,7 +359,7 @@ func (p *Proxy) relayH2(fwd *forward, t *upstream.Target, resp *http.Response, a
 			// grpcweb.go: cut between two messages, the backend's doing or the deadline's (not
 			// a request canceled by its client or a forced shutdown: nobody to tell).
 			if wb != nil && (timedOut || actx.Err() == nil) && wb.endFailed(ds, e) {
-				fwd.rec.GRPCStatus, fwd.rec.HasGRPCStatus = int32(reason.GRPCStatus(e)), true
+				fwd.rec.setGRPCStatus(reason.GRPCStatus(e))
 				return result{err: e, ended: true}
 			}
 			ds.Abort()

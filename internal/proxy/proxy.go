@@ -120,19 +120,14 @@ const (
 // noteGRPCStatus takes the grpc-status field of h, if it has a valid one (a decimal
 // number), as the answer's gRPC status.
 func (r *Record) noteGRPCStatus(h *h1.Header) {
-	v, ok := h.Get("Grpc-Status")
-	if !ok || len(v) == 0 || len(v) > 9 {
-		return
+	v, _ := h.Get("Grpc-Status")
+	if n, ok := h1.ParseDigits(v); ok && len(v) <= 9 {
+		r.setGRPCStatus(int(n))
 	}
-	var n int32
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return
-		}
-		n = n*10 + int32(c-'0')
-	}
-	r.GRPCStatus, r.HasGRPCStatus = n, true
 }
+
+// setGRPCStatus takes code as the answer's gRPC status.
+func (r *Record) setGRPCStatus(code int) { r.GRPCStatus, r.HasGRPCStatus = int32(code), true }
 
 func (r *Record) add(a Attempt) *Attempt {
 	if r.NumAttempts < len(r.Attempts) {
