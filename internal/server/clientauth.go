@@ -41,8 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"sluice/internal/reason"
 )
 
 // clientAuth is a listener's client certificate policy: what a handshake asks of the client
@@ -216,17 +214,6 @@ func (c *conn) recheckClient(p *clientAuth) error {
 		c.clientSubject = c.tls.PeerCertificates[0].Subject.String()
 	}
 	return nil
-}
-
-// refuseUntrusted answers an HTTP/1.1 request on a connection whose certificate failed its
-// recheck: 421 client_cert_no_longer_trusted, and the connection closes (as after an
-// underscore_in_header 400: at once without a body and with nothing behind it, else after
-// a lingering close).
-func (c *conn) refuseUntrusted(ex *Exchange, err error) {
-	c.answerRefused(421, reason.ClientCertNoLongerTrusted, untrustedDetail(err))
-	if ex.HasBody() || c.br.Buffered() > 0 {
-		c.lingerClose()
-	}
 }
 
 // untrustedDetail is the detail of a client_cert_no_longer_trusted answer.

@@ -197,7 +197,7 @@ func (c *conn) serve(resumeIdle bool) {
 			return
 		}
 		if err := c.clientTrusted(at); err != nil {
-			c.refuseUntrusted(ex, err)
+			c.refuseReadHead(ex, 421, reason.ClientCertNoLongerTrusted, untrustedDetail(err))
 			return
 		}
 		if !c.applyUnderscores(ex) {
@@ -542,6 +542,18 @@ func (c *conn) writeSimpleError(status int, code reason.Code, detail string) {
 	c.lingerClose()
 }
 
+// refuseReadHead answers a request the server refuses after reading its head whole, and
+// ends the connection. Without a body, and with nothing come behind it, the client has
+// nothing more to send, and the connection closes at once (as linger: no 2 s lingering
+// close for a client waiting on the answer); else with a lingering close. Not ex.bodyDone:
+// the body reader is set up only when the request is served (ex.start).
+func (c *conn) refuseReadHead(ex *Exchange, status int, code reason.Code, detail string) {
+	c.answerRefused(status, code, detail)
+	if ex.HasBody() || c.br.Buffered() > 0 {
+		c.lingerClose()
+	}
+}
+
 // answerRefused writes the answer to a request the server refuses itself; the connection is
 // to close after it.
 func (c *conn) answerRefused(status int, code reason.Code, detail string) {
@@ -575,14 +587,7 @@ func (c *conn) applyUnderscores(ex *Exchange) bool {
 	case n == 0:
 		return true
 	case c.st.Underscores == UnderscoresReject:
-		c.answerRefused(400, reason.UnderscoreInHeader, "header field name with an underscore")
-		// The head was read whole: without a body, and with nothing come behind it, the
-		// client has nothing more to send, and the connection closes at once (as linger:
-		// no 2 s lingering close for a client waiting on the answer). Not ex.bodyDone: the
-		// body reader is set up only when the request is served (ex.start).
-		if ex.HasBody() || c.br.Buffered() > 0 {
-			c.lingerClose()
-		}
+		c.refuseReadHead(ex, 400, reason.UnderscoreInHeader, "header field name with an underscore")
 		return false
 	}
 	if c.srv.log.Enabled(c.ctx, slog.LevelDebug) {
